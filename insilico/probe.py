@@ -1,0 +1,711 @@
+"""The probing layer: record, lesion and stimulate any unit of any ``nn.Module``.
+
+A :class:`Probe` owns every hook insilico puts on a model. Each module gets at
+most ONE forward hook, whatever is asked of it; the hook counts the module's
+calls within a forward pass (so every call of a recurrent module is a separate
+``@step``), applies the active edits (lesions, stimulation) in the order they
+were added, and then hands the edited output to the active recorders.
+
+``record``, ``lesion``, ``stimulate`` and ``lesion_connections`` attach at once
+and return a handle that is a context manager: leaving the ``with`` block (also
+by an exception) or calling ``handle.remove()`` removes exactly what it added,
+never the user's own hooks. Bad addresses fail before anything is attached.
+
+Example
+-------
+>>> import torch, insilico
+>>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+>>> probe = insilico.Probe(model)
+>>> x = torch.rand(10, 3)
+>>> with probe.record("1") as rec, probe.lesion("1[0]"):
+...     _ = model(x)
+>>> float(rec["1"][:, 0].abs().sum())
+0.0
+>>> probe.hooks()
+[]
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import InsilicoError, UnitError
+from .units import Unit, UnitLike, describe
+
+REDUCTIONS = ("mean", "max", "center")
+LESION_MODES = ("zero", "mean", "constant", "noise")
+
+
+class Probe:
+    """Hooks units of ``model`` to record, lesion and stimulate them.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any PyTorch model. The probe attaches nothing until asked, and every
+        handle it returns removes what it attached.
+
+    Example
+    -------
+    >>> import torch, insilico
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+    >>> probe = insilico.Probe(model)
+    >>> with probe.stimulate("0[1]", add=5.0), probe.record("1[1]") as rec:
+    ...     _ = model(torch.zeros(1, 1, 5, 5))
+    >>> bool((rec["1[1]"] >= 5.0).all())
+    True
+    """
+
+    def __init__(self, model: nn.Module):
+        if not isinstance(model, nn.Module):
+            raise InsilicoError(f"Probe needs a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self._sites: dict[str, _Site] = {}
+        self._handles: list[Handle] = []
+        self._reset_handle = None
+
+    # -- introspection ---------------------------------------------------------------
+    def names(self) -> list[str]:
+        """Module paths usable in unit addresses (``""`` is the model itself)."""
+        return [name for name, _ in self.model.named_modules()]
+
+    def hooks(self) -> list[str]:
+        """What this probe has attached now, one line per handle."""
+        return [repr(h) for h in self._handles]
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device (of its first parameter or buffer; CPU if it has none)."""
+        for tensor in _tensors(self.model):
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's floating dtype (of its first floating parameter; float32 if none)."""
+        for tensor in _tensors(self.model):
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
+    def units(self, *specs: UnitLike) -> list[Unit]:
+        """Parse and check unit addresses against the model (unknown modules fail here)."""
+        units = []
+        for spec in specs:
+            if isinstance(spec, (list, tuple)):
+                units.extend(self.units(*spec))
+                continue
+            unit = Unit.coerce(spec, self.model)
+            unit.resolve(self.model)
+            units.append(unit)
+        if not units:
+            raise UnitError("no units given: name at least one, e.g. probe.record('features.3')")
+        return units
+
+    # -- the four operations ------------------------------------------------------------
+    def record(self, *units: UnitLike, keep_graph: bool = False, reduce: str | None = None) -> Record:
+        """Record units during forward passes; returns a :class:`Record` (a context manager).
+
+        Parameters
+        ----------
+        *units : str, Unit or nn.Module
+            Unit addresses (see :mod:`insilico.units`).
+        keep_graph : bool
+            False (default): values are detached copies, safe from later
+            in-place ops. True: copies that keep the autograd graph, for
+            gradients with respect to the input.
+        reduce : {"mean", "max", "center"}, optional
+            Spatial reduction of (N, C, H, W, ...) outputs at record time, to
+            save memory; the unit's index may then only pick channels.
+
+        Every forward pass of the model adds its batch: ``rec[unit]`` is the
+        concatenation over passes along the batch axis. For a module called
+        several times per pass, ask for one call as ``"module@t"``, or for all
+        calls stacked with ``rec.steps("module")`` (N, T, ...); ``rec["module"]``
+        without a step then raises a UnitError that says so.
+        """
+        if reduce is not None and reduce not in REDUCTIONS:
+            raise InsilicoError(f"reduce must be one of {REDUCTIONS} or None, not {reduce!r}")
+        parsed = self.units(*units)
+        if reduce is not None:
+            for unit in parsed:
+                if unit.index is not None and len(unit.index) > 1:
+                    raise UnitError(f"{unit}: with reduce={reduce!r} the index may only pick channels, e.g. '[12]'")
+        taps = {unit.key: _Tap(unit, keep_graph, reduce) for unit in parsed}
+        return self._attach(Record(self, list(taps.values())))
+
+    def lesion(
+        self,
+        *units: UnitLike,
+        mode: str = "zero",
+        value: float = 0.0,
+        std: float = 1.0,
+        reference: Any = None,
+        fraction: float | None = None,
+        seed: int | None = None,
+        steps: int | Sequence[int] | None = None,
+        batch_size: int = 64,
+    ) -> Intervention:
+        """Silence units: replace their activity in every forward pass.
+
+        Parameters
+        ----------
+        mode : {"zero", "mean", "constant", "noise"}
+            "zero": 0. "constant": ``value``. "mean": each unit's mean response
+            over the ``reference`` stimuli (computed now, per call step).
+            "noise": fresh Gaussian noise ``value + std * N(0, 1)`` each pass,
+            drawn from a generator seeded with ``seed``.
+        fraction : float, optional
+            Lesion only a random fraction of the channels (first axis of the
+            selection; the units of a linear layer), drawn with ``seed``; the
+            chosen channels are in ``handle.lesioned`` after the first pass.
+        steps : int or list of int, optional
+            Only these calls of a module called several times (recurrence);
+            the address's own ``@t`` does the same.
+
+        Example
+        -------
+        >>> import torch, insilico
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3))
+        >>> with insilico.Probe(model).lesion("0[1]", mode="constant", value=7.0):
+        ...     out = model(torch.rand(4, 2))
+        >>> out[:, 1].tolist()
+        [7.0, 7.0, 7.0, 7.0]
+        """
+        if mode not in LESION_MODES:
+            raise InsilicoError(f"lesion mode must be one of {LESION_MODES}, not {mode!r}")
+        if fraction is not None and not 0.0 <= fraction <= 1.0:
+            raise InsilicoError(f"fraction must lie in [0, 1], not {fraction}")
+        parsed = self.units(*units)
+        if mode == "mean":
+            if reference is None:
+                raise InsilicoError("mode='mean' needs reference= stimuli to compute each unit's mean response")
+            means = self._mean_responses(parsed, reference, batch_size)
+        edits = []
+        for unit in parsed:
+            if mode == "zero":
+                replace = lambda sel, step: torch.zeros_like(sel)
+            elif mode == "constant":
+                replace = lambda sel, step, v=value: torch.full_like(sel, v)
+            elif mode == "mean":
+                replace = _MeanReplacement(unit, means[unit.module, unit.output])
+            else:
+                replace = _NoiseReplacement(value, std, seed)
+            if fraction is not None:
+                replace = _FractionMask(replace, fraction, seed)
+            edits.append(_Edit(unit, replace, _steps(unit, steps), f"lesion({mode})"))
+        return self._attach(Intervention(self, edits))
+
+    def stimulate(
+        self,
+        *units: UnitLike,
+        add: float | torch.Tensor | None = None,
+        gain: float | torch.Tensor | None = None,
+        clamp: float | torch.Tensor | tuple | None = None,
+        steps: int | Sequence[int] | None = None,
+    ) -> Intervention:
+        """Drive units: ``x -> clamp(gain * x + add)`` in every forward pass.
+
+        Parameters
+        ----------
+        add, gain : float or tensor, optional
+            A tensor is a pattern broadcast over the selection (e.g. (H, W) for
+            one channel, or (N, ...) per sample).
+        clamp : float, tensor or (low, high), optional
+            A value holds the units there (a voltage clamp); a ``(low, high)``
+            pair bounds them (either may be None).
+        steps : int or list of int, optional
+            Only these calls of a recurrent module (or use ``"module@t"``).
+        """
+        if add is None and gain is None and clamp is None:
+            raise InsilicoError("stimulate needs at least one of add=, gain=, clamp=")
+        parsed = self.units(*units)
+        drive = _Drive(add, gain, clamp)
+        edits = [_Edit(unit, drive, _steps(unit, steps), f"stimulate({drive})") for unit in parsed]
+        return self._attach(Intervention(self, edits))
+
+    def lesion_connections(
+        self, layer: UnitLike, outputs: Iterable[int] | None = None, inputs: Iterable[int] | None = None
+    ) -> ConnectionLesion:
+        """Zero the weights from input channels ``inputs`` to output units ``outputs`` of a conv/linear layer.
+
+        ``None`` means all. The original weights are restored bit-exactly when
+        the handle is removed (end of ``with``, also on an exception). Grouped
+        convolutions are handled: only existing connections are zeroed.
+
+        Example
+        -------
+        >>> import torch, insilico
+        >>> layer = torch.nn.Linear(3, 2)
+        >>> model = torch.nn.Sequential(layer)
+        >>> before = layer.weight.clone()
+        >>> with insilico.Probe(model).lesion_connections("0", outputs=[1], inputs=[0, 2]):
+        ...     layer.weight[1].tolist()[0] == 0.0 == layer.weight[1].tolist()[2]
+        True
+        >>> torch.equal(layer.weight, before)
+        True
+        """
+        unit = self.units(layer)[0]
+        return self._attach(ConnectionLesion(self, unit, unit.resolve(self.model), outputs, inputs))
+
+    def record_stimuli(self, stimuli: Any, units: UnitLike | Sequence[UnitLike], **options):
+        """Record ``units`` over a stimulus set in batches; see :func:`insilico.recording.record_stimuli`."""
+        from .recording import record_stimuli
+
+        return record_stimuli(self, stimuli, units, **options)
+
+    def remove(self) -> None:
+        """Remove everything this probe attached (the user's own hooks stay)."""
+        for handle in list(self._handles):
+            handle.remove()
+
+    close = remove
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"Probe({type(self.model).__name__}, {len(self._handles)} active handle(s))"
+
+    # -- hook bookkeeping ----------------------------------------------------------------
+    def _attach(self, handle: Handle) -> Handle:
+        try:
+            handle._attach()
+        except BaseException:
+            handle.remove()
+            raise
+        self._handles.append(handle)
+        return handle
+
+    def _site(self, module_path: str) -> _Site:
+        if module_path not in self._sites:
+            if self._reset_handle is None:
+                self._reset_handle = self.model.register_forward_pre_hook(self._new_pass)
+            self._sites[module_path] = _Site(Unit(module_path).resolve(self.model))
+        return self._sites[module_path]
+
+    def _release(self, module_path: str) -> None:
+        site = self._sites.get(module_path)
+        if site is not None and not site.edits and not site.taps:
+            site.handle.remove()
+            del self._sites[module_path]
+        if not self._sites and self._reset_handle is not None:
+            self._reset_handle.remove()
+            self._reset_handle = None
+
+    def _new_pass(self, module, args) -> None:
+        for site in self._sites.values():
+            site.calls = 0
+
+    def _mean_responses(self, units: list[Unit], reference: Any, batch_size: int) -> dict:
+        """Mean over ``reference`` of each unit's whole module output, per call step: (T, *sample_shape)."""
+        from .recording import stimulus_source
+
+        source = stimulus_source(reference)
+        wholes = {(u.module, u.output): Unit(u.module, output=u.output) for u in units}
+        sums: dict = {}
+        with torch.no_grad():
+            for start in range(0, len(source), batch_size):
+                batch = source.batch(start, min(start + batch_size, len(source)), self.device, self.dtype)
+                with self.record(*wholes.values()) as rec:
+                    self.model(batch)
+                for key, whole in wholes.items():
+                    total = rec._tap(whole).stack().sum(dim=0)
+                    sums[key] = total if key not in sums else sums[key] + total
+        return {key: total / len(source) for key, total in sums.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# Hook sites: one forward hook per module
+# ---------------------------------------------------------------------------------------
+class _Site:
+    """The single forward hook on one module; dispatches each call to edits, then taps."""
+
+    def __init__(self, module: nn.Module):
+        self.edits: list[_Edit] = []
+        self.taps: list[_Tap] = []
+        self.calls = 0
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        step = self.calls
+        self.calls += 1
+        for edit in self.edits:
+            if edit.steps is None or step in edit.steps:
+                output = edit(output, step)
+        for tap in self.taps:
+            tap(output, step)
+        return output
+
+
+class _Edit:
+    """Replace a unit's values by ``replace(selection, step)`` on chosen steps."""
+
+    def __init__(self, unit: Unit, replace: Callable, steps: frozenset | None, label: str):
+        self.unit, self.replace, self.steps, self.label = unit, replace, steps, label
+
+    def __call__(self, output, step):
+        tensor = self.unit.pick(output)
+        if not torch.is_tensor(tensor):
+            raise UnitError(f"cannot edit {self.unit}: the module returns {describe(output)}; name a part, e.g. ':0'")
+        where = self.unit.where(tensor)
+        if self.unit.index is None:
+            edited = self.replace(tensor, step)
+        else:
+            edited = tensor.clone()
+            edited[where] = self.replace(tensor[where], step)
+        return self.unit.put(output, edited)
+
+
+class _Tap:
+    """Keeps a unit's values from every call it is asked for."""
+
+    def __init__(self, unit: Unit, keep_graph: bool, reduce: str | None):
+        self.unit, self.keep_graph, self.reduce = unit, keep_graph, reduce
+        self.data: dict[int, list] = {}
+        self.calls_per_pass = 0
+
+    def __call__(self, output, step):
+        self.calls_per_pass = max(self.calls_per_pass, step + 1)
+        if self.unit.step is not None and self.unit.step >= 0 and step != self.unit.step:
+            return
+        value = self.unit.pick(output)
+        if torch.is_tensor(value):
+            if self.reduce is not None:
+                value = _reduce(value, self.reduce, self.unit)
+            value = self.unit.select(value)
+        self.data.setdefault(step, []).append(_copy(value, self.keep_graph))
+
+    def steps_seen(self) -> str:
+        return f"called {self.calls_per_pass} time(s) per forward pass (steps 0..{self.calls_per_pass - 1})"
+
+    def _check_called(self) -> None:
+        if not self.data and self.calls_per_pass == 0:
+            raise UnitError(
+                f"{self.unit.module!r} was never called while recording: is it used in the model's forward(), "
+                "and did a forward pass run inside the with block?"
+            )
+
+    def value(self) -> Any:
+        """The recorded values, concatenated over forward passes."""
+        self._check_called()
+        step = self.unit.step
+        if step is None:
+            if self.calls_per_pass > 1:
+                raise UnitError(
+                    f"{self.unit.module!r} was {self.steps_seen()}: ask for one call as "
+                    f"'{self.unit.replace(step=0)}' (or @-1 for the last), or for all of them with rec.steps(...)"
+                )
+            step = 0
+        if step < 0:
+            step += self.calls_per_pass
+        if step not in self.data:
+            raise UnitError(f"step {self.unit.step} of {self.unit.module!r} never happened: it was {self.steps_seen()}")
+        return _concat(self.data[step])
+
+    def stack(self) -> torch.Tensor:
+        """Every step's values stacked on axis 1: (N, T, ...)."""
+        self._check_called()
+        return torch.stack([_concat(self.data[s]) for s in sorted(self.data)], dim=1)
+
+
+# ---------------------------------------------------------------------------------------
+# Handles
+# ---------------------------------------------------------------------------------------
+class Handle:
+    """Something a Probe attached. A context manager; ``remove()`` detaches it (idempotent)."""
+
+    def __init__(self, probe: Probe):
+        self.probe = probe
+        self.removed = False
+
+    def _attach(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _detach(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        if self.removed:
+            return
+        self.removed = True
+        try:
+            self._detach()
+        finally:
+            if self in self.probe._handles:
+                self.probe._handles.remove(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+class _SiteHandle(Handle):
+    """A handle whose parts (edits or taps) live on module sites."""
+
+    kind = "taps"
+
+    def __init__(self, probe: Probe, parts: list):
+        super().__init__(probe)
+        self.parts = parts
+
+    def _attach(self) -> None:
+        for part in self.parts:
+            getattr(self.probe._site(part.unit.module), self.kind).append(part)
+
+    def _detach(self) -> None:
+        for part in self.parts:
+            site = self.probe._sites.get(part.unit.module)
+            if site is not None and part in getattr(site, self.kind):
+                getattr(site, self.kind).remove(part)
+                self.probe._release(part.unit.module)
+
+
+class Record(_SiteHandle):
+    """Values recorded by :meth:`Probe.record`; index it with a unit address: ``rec["features.3[12]"]``."""
+
+    def _tap(self, spec: UnitLike) -> _Tap:
+        unit = Unit.coerce(spec, self.probe.model)
+        for tap in self.parts:
+            if tap.unit == unit:
+                return tap
+        raise UnitError(f"{unit} was not recorded; recorded: {', '.join(self.keys())}")
+
+    def __getitem__(self, spec: UnitLike) -> Any:
+        return self._tap(spec).value()
+
+    def steps(self, spec: UnitLike) -> torch.Tensor:
+        """All calls of a (recurrent) module stacked on axis 1: (N, T, ...)."""
+        tap = self._tap(spec)
+        if tap.unit.step is not None:
+            raise UnitError(f"{tap.unit} names one step; record the address without '@' to get all steps")
+        return tap.stack()
+
+    def keys(self) -> list[str]:
+        return [str(tap.unit) for tap in self.parts]
+
+    def items(self):
+        return [(key, self[key]) for key in self.keys()]
+
+    def __contains__(self, spec) -> bool:
+        return any(tap.unit == spec for tap in self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def clear(self) -> None:
+        """Forget what was recorded so far (the hooks stay)."""
+        for tap in self.parts:
+            tap.data.clear()
+            tap.calls_per_pass = 0
+
+    def __repr__(self) -> str:
+        return f"record {', '.join(self.keys())}"
+
+
+class Intervention(_SiteHandle):
+    """An active lesion or stimulation; removed at the end of ``with`` or by ``remove()``."""
+
+    kind = "edits"
+
+    @property
+    def lesioned(self) -> dict[str, torch.Tensor]:
+        """For ``fraction=`` lesions: the chosen channel indices per unit (after the first pass)."""
+        return {
+            str(e.unit): e.replace.chosen for e in self.parts if getattr(e.replace, "chosen", None) is not None
+        }
+
+    def __repr__(self) -> str:
+        return "; ".join(f"{e.label} {e.unit}" for e in self.parts)
+
+
+class ConnectionLesion(Handle):
+    """Zeroed weights of a conv/linear layer, restored bit-exactly on removal."""
+
+    def __init__(self, probe: Probe, unit: Unit, layer: nn.Module, outputs, inputs):
+        super().__init__(probe)
+        weight = getattr(layer, "weight", None)
+        if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or weight is None:
+            raise InsilicoError(
+                f"lesion_connections works on Linear and Conv1d/2d/3d layers; {unit.module!r} is {type(layer).__name__}"
+            )
+        self.unit, self.weight = unit, weight
+        self.mask = _connection_mask(weight, getattr(layer, "groups", 1), outputs, inputs, unit)
+        self.saved = None
+
+    def _attach(self) -> None:
+        with torch.no_grad():
+            self.saved = self.weight[self.mask].clone()
+            self.weight[self.mask] = 0
+
+    def _detach(self) -> None:
+        if self.saved is not None:
+            with torch.no_grad():
+                self.weight[self.mask] = self.saved
+            self.saved = None
+
+    def __repr__(self) -> str:
+        return f"lesion_connections {self.unit} ({int(self.mask.sum())} connections)"
+
+
+# ---------------------------------------------------------------------------------------
+# Replacements used by lesion/stimulate
+# ---------------------------------------------------------------------------------------
+class _MeanReplacement:
+    def __init__(self, unit: Unit, means: torch.Tensor):
+        self.unit, self.means = unit, means  # means: (T, *sample_shape)
+
+    def __call__(self, sel, step):
+        mean = self.means[min(step, len(self.means) - 1)].unsqueeze(0)
+        return self.unit.select(mean).to(sel.dtype).expand_as(sel)
+
+
+class _NoiseReplacement:
+    def __init__(self, mean: float, std: float, seed: int | None):
+        self.mean, self.std, self.seed = mean, std, seed
+        self.generator = None
+
+    def __call__(self, sel, step):
+        if self.generator is None or self.generator.device != sel.device:
+            self.generator = torch.Generator(device=sel.device)
+            self.generator.manual_seed(self.seed if self.seed is not None else torch.seed())
+        noise = torch.randn(sel.shape, generator=self.generator, device=sel.device, dtype=torch.float32)
+        return (self.mean + self.std * noise).to(sel.dtype)
+
+
+class _FractionMask:
+    """Apply ``replace`` to a seeded random fraction of the selection's channels only."""
+
+    def __init__(self, replace: Callable, fraction: float, seed: int | None):
+        self.replace, self.fraction, self.seed = replace, fraction, seed
+        self.chosen = None
+
+    def __call__(self, sel, step):
+        if sel.ndim < 2:
+            raise UnitError("fraction= needs a selection with a channel axis, e.g. a whole layer or '[0:32]'")
+        channels = sel.shape[1]
+        if self.chosen is None:
+            generator = torch.Generator().manual_seed(self.seed if self.seed is not None else torch.seed())
+            order = torch.randperm(channels, generator=generator)
+            self.chosen = order[: round(self.fraction * channels)].sort().values
+        mask = torch.zeros(channels, dtype=torch.bool)
+        mask[self.chosen] = True
+        mask = mask.to(sel.device).view(1, channels, *([1] * (sel.ndim - 2)))
+        return torch.where(mask, self.replace(sel, step), sel)
+
+
+class _Drive:
+    def __init__(self, add, gain, clamp):
+        self.add, self.gain, self.clamp = add, gain, clamp
+
+    def __call__(self, sel, step):
+        out = sel
+        if self.gain is not None:
+            out = out * _like(self.gain, sel)
+        if self.add is not None:
+            out = out + _like(self.add, sel)
+        if isinstance(self.clamp, tuple):
+            low, high = self.clamp
+            out = out.clamp(min=low, max=high)
+        elif self.clamp is not None:
+            out = torch.broadcast_to(_like(self.clamp, sel), sel.shape).clone()
+        return out
+
+    def __str__(self) -> str:
+        parts = [f"{k}={_short(v)}" for k, v in (("add", self.add), ("gain", self.gain), ("clamp", self.clamp))]
+        return ", ".join(p for p, v in zip(parts, (self.add, self.gain, self.clamp)) if v is not None)
+
+
+# ---------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------
+def _steps(unit: Unit, steps) -> frozenset | None:
+    if steps is not None and unit.step is not None:
+        raise UnitError(f"{unit} already names step {unit.step}; drop steps= or the '@'")
+    chosen = [unit.step] if unit.step is not None else ([steps] if isinstance(steps, int) else steps)
+    if chosen is None:
+        return None
+    if any(s < 0 for s in chosen):
+        raise UnitError(f"lesion/stimulate need steps counted from 0 (the number of calls is not known in advance): {unit}")
+    return frozenset(int(s) for s in chosen)
+
+
+def _like(value, ref: torch.Tensor) -> torch.Tensor:
+    tensor = torch.as_tensor(value, device=ref.device, dtype=ref.dtype)
+    try:
+        torch.broadcast_shapes(tensor.shape, ref.shape)
+    except RuntimeError:
+        raise InsilicoError(
+            f"a pattern of shape {tuple(tensor.shape)} cannot be broadcast over the selection of shape "
+            f"{tuple(ref.shape[1:])} (per sample) / {tuple(ref.shape)} (batch)"
+        ) from None
+    return tensor
+
+
+def _short(value) -> str:
+    return f"Tensor{list(value.shape)}" if torch.is_tensor(value) else repr(value)
+
+
+def _copy(value: Any, keep_graph: bool) -> Any:
+    if torch.is_tensor(value):
+        return value.clone() if keep_graph else value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _copy(v, keep_graph) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_copy(v, keep_graph) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
+
+
+def _concat(values: list) -> Any:
+    first = values[0]
+    if len(values) == 1:
+        return first
+    if torch.is_tensor(first):
+        return torch.cat(values) if first.ndim else torch.stack(values)
+    if isinstance(first, dict):
+        return {k: _concat([v[k] for v in values]) for k in first}
+    if isinstance(first, (list, tuple)):
+        items = [_concat([v[i] for v in values]) for i in range(len(first))]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    return values
+
+
+def _reduce(tensor: torch.Tensor, how: str, unit: Unit) -> torch.Tensor:
+    if tensor.ndim < 3:
+        raise UnitError(f"reduce={how!r} needs (N, C, H, W)-like outputs; {unit} has shape {tuple(tensor.shape)}")
+    flat = tensor.flatten(2)
+    if how == "mean":
+        return flat.mean(dim=2)
+    if how == "max":
+        return flat.amax(dim=2)
+    center = tuple(s // 2 for s in tensor.shape[2:])
+    return tensor[(slice(None), slice(None)) + center]
+
+
+def _connection_mask(weight, groups, outputs, inputs, unit) -> torch.Tensor:
+    n_out, in_per_group = weight.shape[:2]
+    n_in = in_per_group * groups
+    outs = torch.arange(n_out) if outputs is None else torch.as_tensor(list(outputs), dtype=torch.long)
+    ins = torch.arange(n_in) if inputs is None else torch.as_tensor(list(inputs), dtype=torch.long)
+    for name, index, size in (("outputs", outs, n_out), ("inputs", ins, n_in)):
+        if len(index) and (index.min() < -size or index.max() >= size):
+            raise UnitError(f"{name} of {unit} must lie in [0, {size}); got {index.tolist()}")
+    outs, ins = outs % n_out, ins % n_in
+    o, i = torch.meshgrid(outs, ins, indexing="ij")
+    connected = (o // (n_out // groups)) == (i // in_per_group)
+    mask = torch.zeros(n_out, in_per_group, dtype=torch.bool)
+    mask[o[connected], i[connected] % in_per_group] = True
+    return mask.to(weight.device)
+
+
+def _tensors(module: nn.Module):
+    yield from module.parameters()
+    yield from module.buffers()

@@ -1,0 +1,402 @@
+"""Recordings: responses of units to a stimulus set, in memory or streamed to disk.
+
+On disk a recording is a folder::
+
+    meta.json        units, shapes, dtypes, stimulus ids and parameters, model, versions
+    progress.json    how many stimuli are complete (rewritten after every batch)
+    000_<unit>.npy   one array per unit, (N, ...), memory-mapped when loaded
+
+Batches are written with plain file writes at their offset (no writable
+memory map), so the process's memory stays flat however many stimuli are
+streamed. An interrupted run (Ctrl-C, a crash, a killed job) keeps every
+complete batch; calling ``record_stimuli`` again with the same ``out``
+continues after the last one.
+
+Example
+-------
+>>> import torch, insilico
+>>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU())
+>>> rec = insilico.Probe(model).record_stimuli(torch.rand(10, 1, 8, 8), ["0", "1[2]"], batch_size=4, progress=False)
+>>> tuple(rec["0"].shape), tuple(rec["1[2]"].shape)
+((10, 3, 6, 6), (10, 6, 6))
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InsilicoError, StimulusError, UnitError
+from .units import Unit
+
+FORMAT = "insilico.recording/1"
+
+
+class Recording:
+    """Responses of units to a stimulus set; ``rec[unit]`` is a CPU tensor (N, ...).
+
+    Attributes
+    ----------
+    units : list of str
+        The recorded unit addresses.
+    ids : list
+        One label per stimulus.
+    params : list of dict or None
+        Stimulus parameters (from a :class:`~insilico.stimuli.StimulusSet`).
+    path : Path or None
+        The folder, for on-disk recordings (loaded lazily, memory-mapped).
+    complete : bool
+        False for a partial on-disk recording (only the first ``len(rec)``
+        stimuli are there; record again with the same ``out`` to finish it).
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], ids=None, params=None, meta=None, path=None, n_done=None):
+        self._arrays = arrays
+        self.units = list(arrays)
+        first = next(iter(arrays.values()))
+        self.n_stimuli = len(first)
+        self.n_done = self.n_stimuli if n_done is None else n_done
+        self.ids = list(ids) if ids is not None else list(range(self.n_stimuli))
+        self.params = params
+        self.meta = meta or {}
+        self.path = Path(path) if path is not None else None
+
+    @property
+    def complete(self) -> bool:
+        return self.n_done == self.n_stimuli
+
+    def array(self, unit) -> np.ndarray:
+        """The responses of ``unit`` as a numpy array (a lazy memory map on disk)."""
+        key = Unit.parse(unit).key if not isinstance(unit, Unit) else unit.key
+        for name, array in self._arrays.items():
+            if Unit.parse(name).key == key:
+                return array[: self.n_done]
+        raise UnitError(f"{unit} is not in this recording; it holds {', '.join(self.units)}")
+
+    def __getitem__(self, unit) -> torch.Tensor:
+        return torch.from_numpy(self.array(unit))
+
+    def __len__(self) -> int:
+        return self.n_done
+
+    def __contains__(self, unit) -> bool:
+        return any(Unit.parse(name) == unit for name in self.units)
+
+    def save(self, path: str | os.PathLike) -> Recording:
+        """Write this recording to a folder in the on-disk format; returns the loaded copy."""
+        sink = _DiskSink(Path(path), self.units, self._arrays, self.ids, self.params, self.meta)
+        for name in self.units:
+            sink.write(name, 0, np.asarray(self.array(name)))
+        sink.commit(self.n_done)
+        sink.close()
+        return Recording.load(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Recording:
+        """Open an on-disk recording lazily (memory-mapped, copy-on-write)."""
+        path = Path(path)
+        if not (path / "meta.json").exists():
+            raise InsilicoError(f"{path} holds no insilico recording (no meta.json)")
+        meta = json.loads((path / "meta.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise InsilicoError(f"{path}/meta.json is not an {FORMAT} file")
+        n_done = _read_progress(path)
+        arrays = {u["unit"]: np.load(path / u["file"], mmap_mode="c") for u in meta["units"]}
+        stimuli = meta.get("stimuli", {})
+        return cls(arrays, stimuli.get("ids"), stimuli.get("params"), meta, path, n_done)
+
+    def __repr__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        status = "" if self.complete else f", {self.n_done}/{self.n_stimuli} complete"
+        return f"Recording({len(self.units)} units x {self.n_stimuli} stimuli{status}{where})"
+
+
+def record_stimuli(
+    probe,
+    stimuli: Any,
+    units,
+    batch_size: int = 64,
+    out: str | os.PathLike | None = None,
+    reduce: str | None = None,
+    progress: bool = True,
+    ids: Sequence | None = None,
+    model_name: str | None = None,
+) -> Recording:
+    """Record ``units`` over a stimulus set in batches (no gradients, model in eval mode).
+
+    Parameters
+    ----------
+    probe : Probe
+    stimuli : tensor (N, ...), numpy array, StimulusSet, or Dataset
+        A Dataset's items may be tensors or ``(tensor, label)`` pairs; it is
+        read batch by batch, so stimuli never need to fit in memory.
+    units : address or list of addresses
+    batch_size : int
+    out : folder, optional
+        Stream to disk there (see the module docstring); a folder holding an
+        unfinished recording of the same units and stimuli is resumed.
+    reduce : {"mean", "max", "center"}, optional
+        Spatial reduction at record time (see :meth:`Probe.record`).
+    progress : bool
+        Show a tqdm progress bar.
+    ids : sequence, optional
+        Stimulus labels (default: 0..N-1).
+    model_name : str, optional
+        Stored in the metadata.
+
+    Returns
+    -------
+    Recording
+    """
+    if isinstance(units, (str, Unit)) or not isinstance(units, Sequence):
+        units = [units]
+    parsed = probe.units(*units)
+    names = list(dict.fromkeys(str(u) for u in parsed))
+    source = stimulus_source(stimuli)
+    n = len(source)
+    if n == 0:
+        raise StimulusError("the stimulus set is empty")
+    if batch_size < 1:
+        raise InsilicoError(f"batch_size must be at least 1, not {batch_size}")
+    ids = list(ids) if ids is not None else list(range(n))
+    if len(ids) != n:
+        raise StimulusError(f"{len(ids)} ids for {n} stimuli")
+
+    model = probe.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            shapes = _probe_shapes(probe, source, names, reduce)
+            meta = {
+                "model": model_name or type(model).__name__,
+                "batch_size": batch_size,
+                "reduce": reduce,
+                "fingerprint": source.fingerprint(),
+                "versions": {"insilico": _version(), "torch": torch.__version__, "numpy": np.__version__},
+            }
+            if out is None:
+                sink = _MemorySink(shapes, n)
+            else:
+                sink = _DiskSink.open(Path(out), names, shapes, n, ids, source.params, meta)
+            _fill(probe, source, names, sink, batch_size, reduce, progress)
+    finally:
+        model.train(was_training)
+    if out is None:
+        return Recording(sink.arrays, ids, source.params, meta)
+    return Recording.load(out)
+
+
+def _fill(probe, source, names, sink, batch_size, reduce, progress) -> None:
+    n = len(source)
+    bar = tqdm(total=n, initial=sink.done, unit="stim", desc="recording", disable=not progress)
+    try:
+        for start in range(sink.done, n, batch_size):
+            stop = min(start + batch_size, n)
+            batch = source.batch(start, stop, probe.device, probe.dtype)
+            with probe.record(*names, reduce=reduce) as rec:
+                probe.model(batch)
+            for name in names:
+                sink.write(name, start, _to_numpy(rec[name]))
+            sink.commit(stop)
+            bar.update(stop - start)
+    finally:
+        bar.close()
+        sink.close()
+
+
+def _probe_shapes(probe, source, names, reduce) -> dict[str, tuple]:
+    """Per-sample shape and numpy dtype of each unit, from a forward pass on one stimulus."""
+    with probe.record(*names, reduce=reduce) as rec:
+        probe.model(source.batch(0, 1, probe.device, probe.dtype))
+    shapes = {}
+    for name in names:
+        value = rec[name]
+        if not torch.is_tensor(value):
+            raise UnitError(f"{name} returns {type(value).__name__}, not a tensor: name a part, e.g. '{name}:0'")
+        shapes[name] = (tuple(value.shape[1:]), _to_numpy(value).dtype.str)
+    return shapes
+
+
+# ---------------------------------------------------------------------------------------
+# Stimulus sources
+# ---------------------------------------------------------------------------------------
+class _Source:
+    """Uniform batch access to tensors, arrays, StimulusSets and Datasets."""
+
+    def __init__(self, get, n, params=None):
+        self._get, self._n, self.params = get, n, params
+
+    def __len__(self) -> int:
+        return self._n
+
+    def batch(self, start: int, stop: int, device, dtype) -> torch.Tensor:
+        batch = self._get(start, stop)
+        if not torch.is_tensor(batch):
+            batch = torch.as_tensor(np.asarray(batch))
+        if batch.is_floating_point():
+            if not torch.isfinite(batch).all():
+                raise StimulusError(f"stimuli {start}..{stop - 1} contain NaN or inf values")
+            batch = batch.to(dtype)
+        return batch.to(device)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha1(str(self._n).encode())
+        for i in sorted({0, self._n - 1}):
+            item = self._get(i, i + 1)
+            digest.update(np.ascontiguousarray(np.asarray(item.cpu() if torch.is_tensor(item) else item)).tobytes())
+        return digest.hexdigest()
+
+
+def stimulus_source(stimuli: Any) -> _Source:
+    """Wrap stimuli (tensor, array, StimulusSet, Dataset) for batched access."""
+    params = None
+    if hasattr(stimuli, "images"):  # a StimulusSet
+        params = getattr(stimuli, "params", None)
+        stimuli = stimuli.images
+    if isinstance(stimuli, np.ndarray):
+        stimuli = torch.from_numpy(stimuli)
+    if torch.is_tensor(stimuli):
+        if stimuli.ndim < 2:
+            raise StimulusError(f"stimuli need a batch axis first, e.g. (N, C, H, W); got shape {tuple(stimuli.shape)}")
+        tensor = stimuli
+        return _Source(lambda a, b: tensor[a:b], len(tensor), _jsonable(params))
+    if hasattr(stimuli, "__getitem__") and hasattr(stimuli, "__len__"):
+        dataset = stimuli
+
+        def get(a, b):
+            items = [dataset[i] for i in range(a, b)]
+            items = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
+            return torch.stack([torch.as_tensor(item) for item in items])
+
+        return _Source(get, len(dataset))
+    raise StimulusError(
+        f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
+        "a StimulusSet or a Dataset"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Sinks: where batches go
+# ---------------------------------------------------------------------------------------
+class _MemorySink:
+    def __init__(self, shapes: dict, n: int):
+        self.arrays = {name: np.empty((n,) + shape, dtype=np.dtype(dtype)) for name, (shape, dtype) in shapes.items()}
+        self.done = 0
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        self.arrays[name][start : start + len(values)] = values
+
+    def commit(self, stop: int) -> None:
+        self.done = stop
+
+    def close(self) -> None:
+        pass
+
+
+class _DiskSink:
+    """Writes unit arrays as .npy files batch by batch, with plain writes at each batch's offset."""
+
+    def __init__(self, path: Path, names, arrays_or_shapes, ids, params, meta):
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.files, self.offsets, self.row_bytes = {}, {}, {}
+        entries = []
+        for i, name in enumerate(names):
+            shape, dtype = _shape_dtype(arrays_or_shapes[name])
+            file = f"{i:03d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'model'}.npy"
+            target = path / file
+            if not target.exists():
+                np.lib.format.open_memmap(target, mode="w+", dtype=np.dtype(dtype), shape=shape)._mmap.close()
+            self.offsets[name] = np.load(target, mmap_mode="r").offset
+            self.row_bytes[name] = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+            self.files[name] = open(target, "r+b")
+            entries.append({"unit": name, "file": file, "shape": list(shape), "dtype": np.dtype(dtype).str})
+        if not (path / "meta.json").exists():
+            full = {"format": FORMAT, **meta, "units": entries, "n_stimuli": shape[0],
+                    "stimuli": {"ids": _jsonable(ids), "params": _jsonable(params)}}
+            _write_json(path / "meta.json", full)
+        self.done = _read_progress(path)
+
+    @classmethod
+    def open(cls, path: Path, names, shapes, n, ids, params, meta) -> _DiskSink:
+        """A sink for a new recording, or the unfinished one already in ``path``."""
+        if (path / "meta.json").exists():
+            old = json.loads((path / "meta.json").read_text())
+            same = (
+                [u["unit"] for u in old.get("units", [])] == names
+                and old.get("n_stimuli") == n
+                and old.get("fingerprint") == meta["fingerprint"]
+                and old.get("reduce") == meta["reduce"]
+            )
+            if not same:
+                raise InsilicoError(
+                    f"{path} already holds a recording of other units or stimuli; "
+                    "choose another out= folder or delete that one"
+                )
+        return cls(path, names, {k: ((n,) + s, d) for k, (s, d) in shapes.items()}, ids, params, meta)
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        fh = self.files[name]
+        fh.seek(self.offsets[name] + start * self.row_bytes[name])
+        fh.write(np.ascontiguousarray(values).tobytes())
+
+    def commit(self, stop: int) -> None:
+        for fh in self.files.values():
+            fh.flush()
+        _write_json(self.path / "progress.json", {"completed": stop})
+        self.done = stop
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+
+
+def _shape_dtype(entry) -> tuple[tuple, str]:
+    if isinstance(entry, np.ndarray):
+        return entry.shape, entry.dtype.str
+    return entry
+
+
+def _read_progress(path: Path) -> int:
+    progress = path / "progress.json"
+    return json.loads(progress.read_text())["completed"] if progress.exists() else 0
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.float()
+    return tensor.detach().cpu().numpy()
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic) or (torch.is_tensor(value) and value.ndim == 0):
+        return value.item()
+    if isinstance(value, np.ndarray) or torch.is_tensor(value):
+        return value.tolist()
+    return str(value)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,282 @@
+"""Unit addresses: one way to say "which units" for every tool in insilico.
+
+A unit address names a module, optionally one of its calls in a forward pass,
+and optionally a numpy-style index into ONE sample's output::
+
+    PATH[:OUTPUT][@STEP][INDEX]
+
+- ``PATH``: the module path as ``model.named_modules()`` spells it
+  (``"features.8"``); the empty path is the model itself, so ``"[281]"`` is
+  output 281 of the model (a class logit).
+- ``:OUTPUT``: for modules that return a tuple, list or dict, the position or
+  key of the tensor meant (``"lstm:0"``).
+- ``@STEP``: for modules called several times per forward pass (recurrent
+  networks), the call number, counted from 0; negative steps count from the
+  last call (``"blt.conv2@3"``, ``"cell@-1"``).
+- ``INDEX``: ints, slices, ``...`` and lists of ints, indexing the output of
+  one sample without its batch axis (``"[12]"`` = channel 12,
+  ``"[12,6,6]"`` = the neuron at row 6, column 6 of channel 12).
+
+``str(Unit.parse(s)) == s``: an address prints the way it was written; two
+spellings of one address (``"[12, 6, 6]"``, ``"[12,6,6]"``) compare equal.
+
+Example
+-------
+>>> import torch
+>>> from insilico import Unit
+>>> u = Unit.parse("features.0@2[3,:,1:4]")
+>>> u.module, u.step, u.index
+('features.0', 2, (3, slice(None, None, None), slice(1, 4, None)))
+>>> tuple(u.select(torch.zeros(8, 5, 7, 7)).shape)
+(8, 7, 3)
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from .errors import UnitError
+
+IndexItem = Union[int, slice, "ellipsis", tuple]
+UnitLike = Union[str, "Unit", nn.Module]
+
+_ADDRESS = re.compile(
+    r"^(?P<module>[^:@\[\]]*)"
+    r"(?::(?P<output>[^:@\[\]]+))?"
+    r"(?:@(?P<step>-?\d+))?"
+    r"(?P<index>\[.*\])?$"
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Unit:
+    """Which units: a module, optionally one call (``step``) and an index into one sample's output.
+
+    Parameters
+    ----------
+    module : str
+        Path as ``model.named_modules()`` spells it; ``""`` is the model itself.
+    step : int, optional
+        Call number within one forward pass (negative: from the last call).
+        ``None`` means every call.
+    index : tuple, optional
+        Numpy-style index (ints, slices, ``...``, tuples of ints for lists)
+        into one sample's output, without the batch axis. ``None`` = all units.
+    output : int or str, optional
+        Position or key of the tensor in a tuple/list/dict output.
+    """
+
+    module: str
+    step: int | None = None
+    index: tuple | None = None
+    output: int | str | None = None
+    text: str | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.index is not None:
+            items = self.index if isinstance(self.index, tuple) else (self.index,)
+            object.__setattr__(self, "index", tuple(_normalise_item(i) for i in items))
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def parse(cls, spec: str | Unit) -> Unit:
+        """Parse ``"path[:output][@step][index]"``; a Unit is returned unchanged."""
+        if isinstance(spec, Unit):
+            return spec
+        if not isinstance(spec, str):
+            raise UnitError(f"a unit address is a string like 'features.3[12]', not {type(spec).__name__}")
+        match = _ADDRESS.match(spec.strip())
+        if match is None:
+            raise UnitError(
+                f"cannot read unit address {spec!r}: write 'path[:output][@step][index]', "
+                "e.g. 'features.8', 'features.8[12,6,6]', 'blt.conv2@3[12]'"
+            )
+        output = match["output"]
+        if output is not None and re.fullmatch(r"-?\d+", output):
+            output = int(output)
+        index = _parse_index(match["index"], spec) if match["index"] else None
+        step = int(match["step"]) if match["step"] is not None else None
+        return cls(match["module"], step, index, output, text=spec)
+
+    @classmethod
+    def coerce(cls, spec: UnitLike, model: nn.Module | None = None) -> Unit:
+        """A Unit from an address string, a Unit, or a module object of ``model``."""
+        if isinstance(spec, nn.Module):
+            if model is None:
+                raise UnitError("a module object can only be used as a unit together with its model")
+            for name, module in model.named_modules():
+                if module is spec:
+                    return cls(name)
+            raise UnitError(f"the module {type(spec).__name__} is not part of this model")
+        return cls.parse(spec)
+
+    def replace(self, **changes) -> Unit:
+        """A copy with some fields changed (its string form becomes canonical)."""
+        return dataclasses.replace(self, text=None, **changes)
+
+    # -- identity ----------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Canonical string form, used for equality, hashing and as a dict key."""
+        out = self.module
+        if self.output is not None:
+            out += f":{self.output}"
+        if self.step is not None:
+            out += f"@{self.step}"
+        if self.index is not None:
+            out += "[" + ",".join(_format_item(i) for i in self.index) + "]"
+        return out
+
+    def __str__(self) -> str:
+        return self.text if self.text is not None else self.key
+
+    def __eq__(self, other: Any) -> bool:
+        if isinstance(other, str):
+            try:
+                other = Unit.parse(other)
+            except UnitError:
+                return False
+        return isinstance(other, Unit) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    # -- resolution against a model ----------------------------------------------------------
+    def resolve(self, model: nn.Module) -> nn.Module:
+        """The module this unit lives in; unknown paths fail with the closest names."""
+        modules = dict(model.named_modules())
+        if self.module in modules:
+            return modules[self.module]
+        close = difflib.get_close_matches(self.module, [n for n in modules if n], n=5, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnitError(
+            f"{type(model).__name__} has no module {self.module!r}.{hint} "
+            "List the valid paths with insilico.Probe(model).names() or model.named_modules()."
+        )
+
+    def pick(self, output: Any) -> Any:
+        """The tensor meant by ``:output`` in a module's (possibly structured) output."""
+        if self.output is None:
+            if self.index is not None and not torch.is_tensor(output):
+                raise UnitError(
+                    f"{self.module!r} returns {describe(output)}, not a tensor: say which part "
+                    f"to index, e.g. '{self.replace(output=0)}'"
+                )
+            return output
+        try:
+            part = output[self.output]
+        except (KeyError, IndexError, TypeError):
+            raise UnitError(f"{self.module!r} returns {describe(output)}: it has no part {self.output!r}") from None
+        if not torch.is_tensor(part):
+            raise UnitError(f"part {self.output!r} of {self.module!r}'s output is {describe(part)}, not a tensor")
+        return part
+
+    def put(self, output: Any, part: torch.Tensor) -> Any:
+        """``output`` with the part named by ``:output`` replaced by ``part``."""
+        if self.output is None:
+            return part
+        if isinstance(output, dict):
+            return {**output, self.output: part}
+        items = list(output)
+        items[self.output] = part
+        return type(output)(*items) if hasattr(output, "_fields") else type(output)(items)
+
+    def where(self, tensor: torch.Tensor) -> tuple:
+        """The full index (batch axis first) of this unit in a batch ``tensor``; checked against its shape."""
+        if self.index is None:
+            return (slice(None),)
+        check_index(self.index, tuple(tensor.shape[1:]), self)
+        return (slice(None),) + tuple(list(i) if isinstance(i, tuple) else i for i in self.index)
+
+    def select(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This unit's values in a batch ``tensor`` (N, ...), batch axis kept."""
+        return tensor[self.where(tensor)]
+
+
+def check_index(index: tuple, shape: tuple, unit: Unit | str = "") -> None:
+    """Raise a UnitError unless ``index`` fits one sample's ``shape``."""
+    n_real = sum(i is not Ellipsis for i in index)
+    if sum(i is Ellipsis for i in index) > 1 or n_real > len(shape):
+        raise UnitError(f"index of {str(unit)!r} has {n_real} entries but one sample's output has shape {shape}")
+    expanded = list(index)
+    if Ellipsis in expanded:
+        at = expanded.index(Ellipsis)
+        expanded[at : at + 1] = [slice(None)] * (len(shape) - n_real)
+    for axis, (item, size) in enumerate(zip(expanded, shape)):
+        values = item if isinstance(item, tuple) else (item,) if isinstance(item, int) else ()
+        for value in values:
+            if not -size <= value < size:
+                raise UnitError(
+                    f"index {value} is out of range for axis {axis} of size {size} in {str(unit)!r}: "
+                    f"one sample's output has shape {shape}"
+                )
+
+
+def describe(obj: Any) -> str:
+    """A short description of a (nested) module output, e.g. ``'(Tensor[4, 8], Tensor[4])'``."""
+    if torch.is_tensor(obj):
+        return f"Tensor{list(obj.shape)}"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, (tuple, list)):
+        inner = ", ".join(describe(v) for v in obj)
+        return f"({inner})" if isinstance(obj, tuple) else f"[{inner}]"
+    return type(obj).__name__
+
+
+def _normalise_item(item: Any) -> IndexItem:
+    if item is Ellipsis or isinstance(item, slice):
+        return item
+    if isinstance(item, (list, tuple)) or (torch.is_tensor(item) and item.ndim == 1):
+        return tuple(int(i) for i in item)
+    try:
+        return int(item)
+    except (TypeError, ValueError):
+        raise UnitError(f"cannot use {item!r} in a unit index: use ints, slices, ... or lists of ints") from None
+
+
+def _parse_index(text: str, spec: str) -> tuple:
+    body = text[1:-1]
+    parts, depth, start = [], 0, 0
+    for pos, char in enumerate(body):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(body[start:pos])
+            start = pos + 1
+    parts.append(body[start:])
+    try:
+        return tuple(_parse_item(p.strip()) for p in parts)
+    except ValueError:
+        raise UnitError(
+            f"cannot read the index of {spec!r}: use ints, slices (a:b:c), ... and lists [i,j], "
+            "e.g. 'features.8[12,6,6]' or 'features.8[:, 2:5]'"
+        ) from None
+
+
+def _parse_item(text: str) -> IndexItem:
+    if text == "...":
+        return Ellipsis
+    if text.startswith("[") and text.endswith("]"):
+        return tuple(int(v) for v in text[1:-1].split(",") if v.strip())
+    if ":" in text:
+        fields = text.split(":")
+        if len(fields) > 3:
+            raise ValueError(text)
+        return slice(*(int(f) if f.strip() else None for f in fields))
+    return int(text)
+
+
+def _format_item(item: IndexItem) -> str:
+    if item is Ellipsis:
+        return "..."
+    if isinstance(item, tuple):
+        return "[" + ",".join(str(i) for i in item) + "]"
+    if isinstance(item, slice):
+        text = ("" if item.start is None else str(item.start)) + ":" + ("" if item.stop is None else str(item.stop))
+        return text + (f":{item.step}" if item.step is not None else "")
+    return str(item)

@@ -258,7 +258,7 @@ class _Source:
 def stimulus_source(stimuli: Any) -> _Source:
     """Wrap stimuli (tensor, array, StimulusSet, Dataset) for batched access."""
     params = None
-    if hasattr(stimuli, "images"):  # a StimulusSet
+    if hasattr(stimuli, "images") and not isinstance(stimuli, torch.utils.data.Dataset):  # a StimulusSet
         params = getattr(stimuli, "params", None)
         stimuli = stimuli.images
     if isinstance(stimuli, np.ndarray):

@@ -1,0 +1,136 @@
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import no_insilico_hooks
+from insilico import InsilicoError, Probe, Recording, StimulusError
+
+UNITS = ["0", "1[2]", "3[0,1,1]"]
+
+
+@pytest.fixture
+def net():
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Dropout(0.5), nn.Conv2d(4, 2, 3)).eval()
+
+
+@pytest.fixture
+def stimuli():
+    return torch.rand(53, 1, 9, 9, generator=torch.Generator().manual_seed(1))
+
+
+class Flaky(torch.utils.data.Dataset):
+    """A dataset that is interrupted (like Ctrl-C) when it reaches item ``stop_at``."""
+
+    def __init__(self, images, stop_at=None):
+        self.images, self.stop_at = images, stop_at
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        if i == self.stop_at:
+            raise KeyboardInterrupt
+        return self.images[i], 0
+
+
+def test_in_memory_matches_one_big_forward(net, stimuli):
+    rec = Probe(net).record_stimuli(stimuli, UNITS, batch_size=8, progress=False)
+    with Probe(net).record(*UNITS) as live:
+        net(stimuli)
+    for unit in UNITS:
+        assert torch.allclose(rec[unit], live[unit], atol=1e-6)
+    assert len(rec) == 53 and rec.ids == list(range(53)) and rec.complete
+    assert no_insilico_hooks(net)
+
+
+def test_on_disk_equals_in_memory_and_loads_lazily(net, stimuli, tmp_path):
+    memory = Probe(net).record_stimuli(stimuli, UNITS, batch_size=10, progress=False)
+    disk = Probe(net).record_stimuli(stimuli, UNITS, batch_size=10, out=tmp_path / "rec", progress=False)
+    loaded = Recording.load(tmp_path / "rec")
+    for unit in UNITS:
+        assert np.array_equal(memory.array(unit), loaded.array(unit))
+        assert isinstance(loaded.array(unit), np.memmap)
+        assert torch.equal(disk[unit], memory[unit])
+    meta = json.loads((tmp_path / "rec" / "meta.json").read_text())
+    assert [u["unit"] for u in meta["units"]] == UNITS and meta["n_stimuli"] == 53
+    assert meta["units"][0]["shape"] == [53, 4, 7, 7]
+
+
+def test_interrupted_recording_resumes_to_identical_arrays(net, stimuli, tmp_path):
+    whole = Probe(net).record_stimuli(stimuli, UNITS, batch_size=10, out=tmp_path / "whole", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        Probe(net).record_stimuli(Flaky(stimuli, stop_at=37), UNITS, batch_size=10, out=tmp_path / "cut", progress=False)
+    partial = Recording.load(tmp_path / "cut")
+    assert len(partial) == 30 and not partial.complete
+    assert torch.equal(partial["0"], whole["0"][:30])
+    assert no_insilico_hooks(net)
+    resumed = Probe(net).record_stimuli(Flaky(stimuli), UNITS, batch_size=10, out=tmp_path / "cut", progress=False)
+    assert resumed.complete
+    for unit in UNITS:
+        assert np.array_equal(resumed.array(unit), whole.array(unit))
+
+
+def test_other_stimuli_in_the_same_folder_are_refused(net, stimuli, tmp_path):
+    Probe(net).record_stimuli(stimuli, UNITS, out=tmp_path / "r", progress=False)
+    with pytest.raises(InsilicoError, match="another out"):
+        Probe(net).record_stimuli(stimuli.flip(0), UNITS, out=tmp_path / "r", progress=False)
+    with pytest.raises(InsilicoError, match="another out"):
+        Probe(net).record_stimuli(stimuli, ["0"], out=tmp_path / "r", progress=False)
+
+
+def test_bad_stimuli_fail_clearly(net, stimuli):
+    bad = stimuli.clone()
+    bad[20, 0, 3, 3] = float("nan")
+    with pytest.raises(StimulusError, match="NaN"):
+        Probe(net).record_stimuli(bad, UNITS, batch_size=8, progress=False)
+    with pytest.raises(StimulusError, match="empty"):
+        Probe(net).record_stimuli(stimuli[:0], UNITS, progress=False)
+    with pytest.raises(StimulusError, match="cannot read stimuli"):
+        Probe(net).record_stimuli(object(), UNITS, progress=False)
+    assert no_insilico_hooks(net)
+
+
+def test_spatial_reduction_at_record_time(net, stimuli):
+    full = Probe(net).record_stimuli(stimuli, ["0"], progress=False)["0"]
+    for how, expected in [("mean", full.mean(dim=(2, 3))), ("max", full.amax(dim=(2, 3))), ("center", full[:, :, 3, 3])]:
+        rec = Probe(net).record_stimuli(stimuli, ["0", "0[1]"], reduce=how, progress=False)
+        assert torch.allclose(rec["0"], expected, atol=1e-6)
+        assert torch.allclose(rec["0[1]"], expected[:, 1], atol=1e-6)
+    with pytest.raises(Exception, match="only pick channels"):
+        Probe(net).record_stimuli(stimuli, ["0[1,2,2]"], reduce="mean", progress=False)
+
+
+def test_model_mode_restored_and_params_kept(net, stimuli, tmp_path):
+    net.train()
+    params = [{"contrast": float(i) / 53} for i in range(53)]
+    stim_set = SimpleNamespace(images=stimuli, params=params)
+    a = Probe(net).record_stimuli(stim_set, ["2"], progress=False, out=tmp_path / "p")
+    b = Probe(net).record_stimuli(stimuli, ["2"], progress=False)
+    assert net.training  # restored
+    assert torch.equal(a["2"], b["2"])  # dropout was off: eval mode while recording
+    assert Recording.load(tmp_path / "p").params[10] == {"contrast": 10 / 53}
+
+
+def test_recurrent_steps_recorded(recurrent):
+    x = torch.rand(6, 1, 6, 6)
+    rec = Probe(recurrent).record_stimuli(x, ["act@0", "act@3"], batch_size=4, progress=False)
+    with Probe(recurrent).record("act") as live:
+        recurrent(x)
+    assert torch.allclose(rec["act@3"], live.steps("act")[:, 3], atol=1e-6)
+
+
+def test_streaming_memory_is_bounded_by_the_batch(net, tmp_path):
+    class Lazy(torch.utils.data.Dataset):
+        def __len__(self):
+            return 400
+
+        def __getitem__(self, i):
+            return torch.full((1, 9, 9), i / 400)
+
+    rec = Probe(net).record_stimuli(Lazy(), ["0"], batch_size=50, out=tmp_path / "lazy", progress=False)
+    assert rec["0"].shape == (400, 4, 7, 7)
+    assert (tmp_path / "lazy" / "000_0.npy").stat().st_size >= 400 * 4 * 7 * 7 * 4

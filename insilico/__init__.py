@@ -22,13 +22,21 @@ from .recording import Recording
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("models", "stimuli")
+_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis")
+_FUNCTIONS = {  # public function -> the module (named by its concept) that defines it
+    "gradient_map": "gradients",
+    "top_exemplars": "exemplars",
+    "project_exemplars": "exemplars",
+    "maximize": "synthesis",
+}
 
 
-def __getattr__(name):  # submodules load on first use, keeping `import insilico` light
+def __getattr__(name):  # tools load on first use, keeping `import insilico` light
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(f".{_FUNCTIONS[name]}", __name__), name)
     raise AttributeError(f"module 'insilico' has no attribute {name!r}")
 
 
-__all__ = ["InsilicoError", "Probe", "Recording", "StimulusError", "Unit", "UnitError", *_SUBMODULES]
+__all__ = ["InsilicoError", "Probe", "Recording", "StimulusError", "Unit", "UnitError", *_SUBMODULES, *_FUNCTIONS]

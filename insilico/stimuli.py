@@ -74,12 +74,14 @@ _FORMAT = "insilico.StimulusSet/1"
 # --------------------------------------------------------------------------- StimulusSet
 def _jsonable(value: Any, where: str) -> Any:
     """Normalise a parameter value to plain JSON types (tuples become lists)."""
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, np.generic):  # before int/float: np.float64 subclasses float
+        return _jsonable(value.item(), where)
+    if value is None or type(value) in (bool, str, int, float):
         return value
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
+    if isinstance(value, (bool, str, int, float)):  # subclasses (IntEnum, str enums...) -> base type
+        for base in (bool, int, float, str):
+            if isinstance(value, base):
+                return base(value)
     if isinstance(value, torch.Tensor):
         return value.tolist() if value.dim() else value.item()
     if isinstance(value, np.ndarray):
@@ -94,6 +96,18 @@ def _jsonable(value: Any, where: str) -> Any:
         f"{where} holds a {type(value).__name__}, which cannot be saved as JSON; "
         "store numbers, strings, booleans, None, or lists/dicts of them (e.g. str(obj))."
     )
+
+
+_PLAIN = frozenset({type(None), bool, int, float, str})
+
+
+def _clean(p: dict, i: int) -> dict:
+    """Copy of one params dict with JSON-compatible values (fast path for already-plain dicts)."""
+    for k, v in p.items():
+        t = type(v)
+        if type(k) is not str or not (t in _PLAIN or (t is list and all(type(x) in _PLAIN for x in v))):
+            return _jsonable(p, f"params[{i}]")
+    return dict(p)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -134,6 +148,39 @@ class StimulusSet:
     """
 
     def __init__(self, images: torch.Tensor | np.ndarray, params: Sequence[dict] | None = None):
+        images = self._check_images(images)
+        n = images.shape[0]
+        if params is None:
+            params = [{} for _ in range(n)]
+        if isinstance(params, dict) or not isinstance(params, Sequence):
+            raise StimulusError(
+                f"params must be a list with one dict per stimulus, got {type(params).__name__}."
+            )
+        if len(params) != n:
+            raise StimulusError(
+                f"len(params) = {len(params)} but there are {n} images; pass one dict per image "
+                "(or params=None)."
+            )
+        clean = []
+        for i, p in enumerate(params):
+            if not isinstance(p, dict):
+                raise StimulusError(f"params[{i}] must be a dict, got {type(p).__name__}.")
+            clean.append(_clean(p, i))
+        self.images = images
+        self.params = clean
+
+    @classmethod
+    def _trusted(cls, images: torch.Tensor, params: list[dict]) -> "StimulusSet":
+        """Build from params this module already made JSON-clean (images are still checked)."""
+        obj = cls.__new__(cls)
+        obj.images = cls._check_images(images)
+        if len(params) != obj.images.shape[0]:
+            raise StimulusError(f"internal: {len(params)} params for {obj.images.shape[0]} images.")
+        obj.params = [dict(p) for p in params]
+        return obj
+
+    @staticmethod
+    def _check_images(images: Any) -> torch.Tensor:
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(images)
         if not isinstance(images, torch.Tensor):
@@ -153,36 +200,18 @@ class StimulusSet:
                 "for 8-bit images use images.float() / 255."
             )
         if images.numel():
-            bad = (~torch.isfinite(images)).sum().item()
-            if bad:
+            lo, hi = (v.item() for v in torch.aminmax(images))  # NaN propagates; inf fails the range test
+            if math.isnan(lo) or math.isnan(hi):
+                bad = torch.isnan(images).sum().item()
                 raise StimulusError(
-                    f"images contain {bad} NaN/inf values; fix the generator or use torch.nan_to_num(images)."
+                    f"images contain {bad} NaN values; fix the generator or use torch.nan_to_num(images)."
                 )
-            lo, hi = torch.aminmax(images)
-            if lo.item() < 0 or hi.item() > 1:
+            if lo < 0 or hi > 1:
                 raise StimulusError(
-                    f"images must lie in [0, 1] (pixel space), got range [{lo.item():.4g}, {hi.item():.4g}]; "
+                    f"images must lie in [0, 1] (pixel space), got range [{lo:.4g}, {hi:.4g}]; "
                     "rescale, or clip with images.clamp(0, 1)."
                 )
-        n = images.shape[0]
-        if params is None:
-            params = [{} for _ in range(n)]
-        if isinstance(params, dict) or not isinstance(params, Sequence):
-            raise StimulusError(
-                f"params must be a list with one dict per stimulus, got {type(params).__name__}."
-            )
-        if len(params) != n:
-            raise StimulusError(
-                f"len(params) = {len(params)} but there are {n} images; pass one dict per image "
-                "(or params=None)."
-            )
-        clean = []
-        for i, p in enumerate(params):
-            if not isinstance(p, dict):
-                raise StimulusError(f"params[{i}] must be a dict, got {type(p).__name__}.")
-            clean.append(_jsonable(p, f"params[{i}]"))
-        self.images = images
-        self.params = clean
+        return images
 
     # -- container protocol
     def __len__(self) -> int:
@@ -200,9 +229,9 @@ class StimulusSet:
             if not -n <= i < n:
                 raise IndexError(f"index {i} out of range for a StimulusSet of {n} stimuli")
             i %= n
-            return StimulusSet(self.images[i : i + 1], [self.params[i]])
+            return StimulusSet._trusted(self.images[i : i + 1], [self.params[i]])
         if isinstance(index, slice):
-            return StimulusSet(self.images[index], self.params[index])
+            return StimulusSet._trusted(self.images[index], self.params[index])
         idx = index.cpu().numpy() if isinstance(index, torch.Tensor) else np.asarray(index)
         if idx.dtype == bool:
             if idx.shape != (n,):
@@ -219,7 +248,7 @@ class StimulusSet:
             raise IndexError(f"index out of range for a StimulusSet of {n} stimuli")
         idx = idx % n if idx.size else idx
         t = torch.as_tensor(idx, dtype=torch.long, device=self.images.device)
-        return StimulusSet(self.images.index_select(0, t), [self.params[i] for i in idx.tolist()])
+        return StimulusSet._trusted(self.images.index_select(0, t), [self.params[i] for i in idx.tolist()])
 
     def __add__(self, other: "StimulusSet") -> "StimulusSet":
         if not isinstance(other, StimulusSet):
@@ -251,11 +280,11 @@ class StimulusSet:
                 )
         first = sets[0].images
         images = torch.cat([s.images.to(device=first.device, dtype=first.dtype) for s in sets])
-        return StimulusSet(images, [p for s in sets for p in s.params])
+        return StimulusSet._trusted(images, [p for s in sets for p in s.params])
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "StimulusSet":
         """Return a copy of the set on ``device`` (and ``dtype``, a float type)."""
-        return StimulusSet(self.images.to(device=device, dtype=dtype), self.params)
+        return StimulusSet._trusted(self.images.to(device=device, dtype=dtype), self.params)
 
     # -- parameters
     def table(self) -> dict[str, np.ndarray]:
@@ -468,7 +497,7 @@ class _Grid:
                     raise StimulusError(f"{name} is an empty list; give at least one value.")
             else:
                 opts = [value]
-            self.options[name] = opts
+            self.options[name] = [o if name in pairs else _jsonable(o, name) for o in opts]
         self.names = list(self.options)
         self.lengths = [len(self.options[k]) for k in self.names]
         self.n = math.prod(self.lengths)
@@ -501,9 +530,9 @@ def _pair_options(name: str, value: Any) -> list:
     if isinstance(value, torch.Tensor):
         value = value.tolist()
     if is_pair(value):
-        return [tuple(float(c) for c in value)]
+        return [[float(c) for c in value]]
     if isinstance(value, (list, tuple, np.ndarray)) and len(value) and all(is_pair(v) for v in value):
-        return [tuple(float(c) for c in v) for v in value]
+        return [[float(c) for c in v] for v in value]
     raise StimulusError(f"{name} must be an (x, y) pair or a list of pairs, got {value!r}.")
 
 
@@ -605,15 +634,13 @@ def _sf_cycles_per_image(grid: _Grid, size: int, sf_unit: str, fov: float | None
     return sf
 
 
-def _finish(lum: torch.Tensor, channels: int, grid_params: list[dict], drop: Sequence[str] = ("device",)) -> StimulusSet:
+def _finish(lum: torch.Tensor, channels: int, params: list[dict]) -> StimulusSet:
+    """(N, H, W) luminance -> StimulusSet; ``params`` must be JSON-clean (built from a _Grid)."""
     lum = lum.clamp_(0.0, 1.0)
     images = lum.unsqueeze(1)
     if channels == 3:
         images = images.expand(-1, 3, -1, -1).contiguous()
-    for p in grid_params:
-        for k in drop:
-            p.pop(k, None)
-    return StimulusSet(images, grid_params)
+    return StimulusSet._trusted(images, params)
 
 
 def _aperture(lum: torch.Tensor, grid: _Grid, X: torch.Tensor, Y: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -712,8 +739,7 @@ def gratings(size: int = 64, orientation: Any = 0.0, sf: Any = 4.0, phase: Any =
     """
     size, channels = _check_size(size), _check_channels(channels)
     grid = _Grid(dict(size=size, orientation=orientation, sf=sf, phase=phase, contrast=contrast, mean=mean,
-                      wave=wave, channels=channels, aperture=aperture, center=center, fov=fov, sf_unit=sf_unit,
-                      device=device),
+                      wave=wave, channels=channels, aperture=aperture, center=center, fov=fov, sf_unit=sf_unit),
                  sweep=("orientation", "sf", "phase", "contrast", "mean", "wave", "aperture"), pairs=("center",))
     _numbers(grid, "orientation")
     _numbers(grid, "phase")
@@ -759,7 +785,7 @@ def gabors(size: int = 64, orientation: Any = 0.0, sf: Any = 4.0, phase: Any = 0
     size, channels = _check_size(size), _check_channels(channels)
     grid = _Grid(dict(size=size, orientation=orientation, sf=sf, phase=phase, sigma=sigma, contrast=contrast,
                       mean=mean, wave=wave, aspect=aspect, channels=channels, aperture=aperture, center=center,
-                      fov=fov, sf_unit=sf_unit, device=device),
+                      fov=fov, sf_unit=sf_unit),
                  sweep=("orientation", "sf", "phase", "sigma", "contrast", "mean", "wave", "aspect", "aperture"),
                  pairs=("center",))
     _numbers(grid, "orientation")
@@ -818,7 +844,7 @@ def plaids(size: int = 64, orientation: Any = 0.0, angle: Any = 90.0, sf: Any = 
     size, channels = _check_size(size), _check_channels(channels)
     grid = _Grid(dict(size=size, orientation=orientation, angle=angle, sf=sf, sf2=sf2, phase=phase, phase2=phase2,
                       contrast=contrast, contrast2=contrast2, mean=mean, wave=wave, channels=channels,
-                      aperture=aperture, center=center, fov=fov, sf_unit=sf_unit, device=device),
+                      aperture=aperture, center=center, fov=fov, sf_unit=sf_unit),
                  sweep=("orientation", "angle", "sf", "sf2", "phase", "phase2", "contrast", "contrast2", "mean",
                         "wave", "aperture"), pairs=("center",))
     for k in ("orientation", "angle", "phase"):
@@ -858,9 +884,11 @@ def bars(size: int = 64, orientation: Any = 0.0, length: Any = 0.5, width: Any =
          device: str | torch.device | None = None) -> StimulusSet:
     """Light or dark bars on a mean-luminance background.
 
-    A pixel belongs to the bar when its centre lies within ``length / 2`` of
-    ``center`` along the bar and within ``width / 2`` across it. Bar pixels are
-    ``mean * (1 + polarity * contrast)``, all others ``mean``.
+    A pixel belongs to the bar when its centre lies in ``[-length/2, length/2)``
+    from ``center`` along the bar and in ``[-width/2, width/2)`` across it, so
+    a bar ``k / size`` wide covers exactly ``k`` pixels when ``center`` is on
+    the pixel grid. Bar pixels are ``mean * (1 + polarity * contrast)``, all
+    others ``mean``.
 
     Parameters
     ----------
@@ -885,7 +913,7 @@ def bars(size: int = 64, orientation: Any = 0.0, length: Any = 0.5, width: Any =
     """
     size, channels = _check_size(size), _check_channels(channels)
     grid = _Grid(dict(size=size, orientation=orientation, length=length, width=width, center=center,
-                      polarity=polarity, contrast=contrast, mean=mean, channels=channels, device=device),
+                      polarity=polarity, contrast=contrast, mean=mean, channels=channels),
                  sweep=("orientation", "length", "width", "polarity", "contrast", "mean"), pairs=("center",))
     _numbers(grid, "orientation")
     _numbers(grid, "length", 0.0)
@@ -899,9 +927,11 @@ def bars(size: int = 64, orientation: Any = 0.0, length: Any = 0.5, width: Any =
     s = torch.sin(th).to(dev, torch.float32)[:, None, None]
     u = X * c + Y * s  # across the bar
     v = Y * c - X * s  # along the bar
-    half_w = (grid.column("width") / 2 + 1e-6).to(dev, torch.float32)[:, None, None]
-    half_l = (grid.column("length") / 2 + 1e-6).to(dev, torch.float32)[:, None, None]
-    inside = (u.abs() <= half_w) & (v.abs() <= half_l)
+    # half-open intervals [-w/2, w/2): a bar k pixels wide covers exactly k pixel centres on the grid
+    eps = 1e-4 / size
+    half_w = (grid.column("width") / 2).to(dev, torch.float32)[:, None, None]
+    half_l = (grid.column("length") / 2).to(dev, torch.float32)[:, None, None]
+    inside = (u >= -half_w - eps) & (u < half_w - eps) & (v >= -half_l - eps) & (v < half_l - eps)
     m = grid.column("mean").to(dev, torch.float32)
     on = (m * (1 + pol.to(dev, torch.float32) * grid.column("contrast").to(dev, torch.float32)))
     lum = torch.where(inside, on[:, None, None], m[:, None, None])
@@ -940,7 +970,7 @@ def edges(size: int = 64, orientation: Any = 0.0, position: Any = 0.0, polarity:
     """
     size, channels = _check_size(size), _check_channels(channels)
     grid = _Grid(dict(size=size, orientation=orientation, position=position, polarity=polarity, contrast=contrast,
-                      mean=mean, channels=channels, aperture=aperture, center=center, device=device),
+                      mean=mean, channels=channels, aperture=aperture, center=center),
                  sweep=("orientation", "position", "polarity", "contrast", "mean", "aperture"), pairs=("center",))
     _numbers(grid, "orientation")
     _numbers(grid, "position")
@@ -952,7 +982,7 @@ def edges(size: int = 64, orientation: Any = 0.0, position: Any = 0.0, polarity:
     c = torch.cos(th).to(dev, torch.float32)[:, None, None]
     s = torch.sin(th).to(dev, torch.float32)[:, None, None]
     u = X * c + Y * s
-    side = torch.where(u >= grid.column("position").to(dev, torch.float32)[:, None, None] - 1e-6, 1.0, -1.0)
+    side = torch.where(u >= grid.column("position").to(dev, torch.float32)[:, None, None] - 1e-4 / size, 1.0, -1.0)
     m = grid.column("mean").to(dev, torch.float32)
     mc = m * grid.column("contrast").to(dev, torch.float32) * pol.to(dev, torch.float32)
     lum = m[:, None, None] + mc[:, None, None] * side
@@ -1039,8 +1069,8 @@ def sparse_noise(size: int = 64, n_frames: int = 100, dots: int = 1, dot_size: i
     cols = (cells % g) * dot_size + off
     positions = torch.stack([cols, rows], dim=-1).tolist()
     sign_list = signs.long().tolist()
-    base = dict(size=size, n_frames=n, dots=dots, dot_size=dot_size, seed=seed, polarity=polarity,
-                contrast=contrast, mean=mean, channels=channels)
+    base = _jsonable(dict(size=size, n_frames=n, dots=dots, dot_size=dot_size, seed=seed, polarity=polarity,
+                          contrast=contrast, mean=mean, channels=channels), "sparse_noise")
     params = [dict(base, frame=i, positions=positions[i], signs=sign_list[i]) for i in range(n)]
     return _finish(lum, channels, params)
 

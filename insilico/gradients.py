@@ -1,0 +1,486 @@
+"""Gradient maps for any unit: what in the image drives this unit?
+
+``gradient_map(model, images, unit, method=...)`` returns one map per image,
+shaped like ``images``, for any :class:`~insilico.units.Unit`: a class logit
+(``"[281]"``), a channel (``"features.8[12]"``), one neuron
+(``"features.8[12,6,6]"``), a slice, or one call of a recurrent module
+(``"blt.conv2@3[12]"``). A unit that selects several values is reduced to one
+number per image by ``reduce="sum"`` (default) or ``"mean"``.
+
+Methods
+-------
+=====================  ==========================================================
+``"gradient"``         d unit / d image (Simonyan et al. 2014), signed.
+``"gradient_x_input"`` gradient times the image.
+``"guided"``           guided backprop (Springenberg et al. 2015): at every ReLU
+                       only positive gradient passes, and only where the
+                       forward input was positive.
+``"deconv"``           Zeiler & Fergus (2014) deconvnet: at every ReLU the
+                       backward signal is rectified (``relu(grad)``), whatever
+                       the forward input; max-pooling routes the signal through
+                       the switches of the forward pass (ordinary autograd).
+                       The signal starts at 1, so the map is Zeiler & Fergus's
+                       projection divided by the unit's (positive) activation.
+``"integrated"``       integrated gradients (Sundararajan et al. 2017) from a
+                       black image (``baselines=``), ``n_steps`` points,
+                       ``internal_batch_size`` rows per forward pass.
+``"smoothgrad"``       mean gradient over ``nt_samples`` noisy copies
+                       (Smilkov et al. 2017), ``stdevs`` in pixel units.
+``"gradcam"``          Grad-CAM (Selvaraju et al. 2017) at ``layer=``, upsampled
+                       bilinearly to the image size and repeated over channels.
+=====================  ==========================================================
+
+What captum does and what we add
+--------------------------------
+The arithmetic of each method is captum's: ``Saliency`` (gradient, guided,
+deconv), ``InputXGradient``, ``IntegratedGradients``, ``NoiseTunnel`` and
+``LayerGradCam``. Their ``forward_func`` is a :class:`UnitFunction`: the model
+run under a :class:`~insilico.probe.Probe` recording of the unit with
+``keep_graph=True``, returning one value per image. We do not use captum's
+``Neuron*`` classes or its ``GuidedBackprop``/``Deconvolution`` because
+
+- captum's layer hook keeps only the *last* call of a module, so a time step
+  ``@t`` of a recurrent module cannot be addressed; the Probe counts calls;
+- its neuron selector is one index for the whole batch; the Probe-based
+  function takes one unit *per image* (``unit=[...]``), which
+  :func:`insilico.project_exemplars` needs (each exemplar has its own max
+  position), and still runs every image in one batch;
+- ``GuidedBackprop``/``Deconvolution`` override the backward pass of
+  ``nn.ReLU`` *modules* only: ``F.relu``/``torch.relu``/``Tensor.relu`` in a
+  ``forward`` keep their true gradient and the map is silently wrong. We
+  intercept every ReLU at the torch-function level instead
+  (:class:`ReluRule`, a ``TorchFunctionMode``): modules, functional calls and
+  in-place calls alike get the guided or deconv rule, by a small autograd
+  Function. In-place ReLUs stay in-place (the result is copied back into the
+  input), so models such as torchvision's ResNet give the same map with
+  ``inplace=True`` and ``False``. Other nonlinearities (GELU, ReLU6, ...) keep
+  their true gradient, as in captum.
+
+The cost is one extra copy of the unit's layer output (the Probe's recording);
+``benchmarks/bench_gradients.py`` measures it against captum's ``Neuron*``.
+
+Example
+-------
+>>> import torch, insilico
+>>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+>>> images = torch.rand(2, 3, 10, 10)
+>>> maps = insilico.gradient_map(model, images, "2[1,2,2]", method="deconv")
+>>> tuple(maps.shape)
+(2, 3, 10, 10)
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .errors import InsilicoError, StimulusError, UnitError
+from .probe import Probe
+from .units import Unit, UnitLike, check_index
+
+METHODS = ("gradient", "gradient_x_input", "guided", "deconv", "integrated", "smoothgrad", "gradcam")
+REDUCTIONS = ("sum", "mean")
+
+
+def gradient_map(
+    model: nn.Module,
+    images: torch.Tensor,
+    unit: UnitLike | Sequence[UnitLike],
+    method: str = "gradient",
+    *,
+    reduce: str = "sum",
+    layer: UnitLike | None = None,
+    baselines: float | torch.Tensor = 0.0,
+    n_steps: int = 50,
+    internal_batch_size: int | None = None,
+    nt_samples: int = 25,
+    stdevs: float = 0.15,
+    seed: int | None = 0,
+) -> torch.Tensor:
+    """Map of what drives ``unit`` in each image, shaped like ``images``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Put in eval mode for the call (each module's mode is restored after).
+    images : tensor (N, C, H, W)
+        Pixel space: finite values in [0, 1]. Moved to the model's device and dtype.
+    unit : address, Unit, or a list of N of them
+        One unit for every image, or one per image (they may live in different
+        modules; all images still run in one batch).
+    method : str
+        One of ``"gradient"``, ``"gradient_x_input"``, ``"guided"``, ``"deconv"``,
+        ``"integrated"``, ``"smoothgrad"``, ``"gradcam"`` (see the module docstring).
+    reduce : {"sum", "mean"}
+        How a unit selecting several values becomes one number per image.
+    layer : address, optional
+        Grad-CAM only (required there): the conv layer whose channels are
+        weighted, e.g. ``"features.10"`` or ``"blt.conv2@3"``.
+    baselines : float or tensor
+        Integrated gradients: the image(s) the path starts from (default black).
+    n_steps : int
+        Integrated gradients: points on the path.
+    internal_batch_size : int, optional
+        Integrated gradients and SmoothGrad: at most this many rows per forward
+        pass (memory is bounded by it; results are the same).
+    nt_samples, stdevs : int, float
+        SmoothGrad: noisy copies per image and the noise's standard deviation.
+    seed : int, optional
+        SmoothGrad noise seed.
+
+    Returns
+    -------
+    tensor (N, C, H, W)
+        On the model's device; detached.
+
+    Example
+    -------
+    >>> import torch, insilico
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    >>> images = torch.rand(5, 3, 2, 2)
+    >>> g = insilico.gradient_map(model, images, "1[0]")
+    >>> torch.allclose(g[0].flatten(), model[1].weight[0])
+    True
+    """
+    if method not in METHODS:
+        raise InsilicoError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    if reduce not in REDUCTIONS:
+        raise InsilicoError(f"reduce must be one of {REDUCTIONS}, not {reduce!r}")
+    probe = Probe(model)
+    images = check_images(images, probe.device, probe.dtype)
+    units = _per_image_units(probe, unit, len(images))
+    if method == "gradcam" and layer is None:
+        raise InsilicoError("method='gradcam' needs layer=, the conv layer to weight, e.g. layer='features.10'")
+    if method != "gradcam" and layer is not None:
+        raise InsilicoError(f"layer= is for method='gradcam' only, not {method!r}")
+
+    from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+
+    rule = method if method in ("guided", "deconv") else None
+    function = UnitFunction(probe, units, reduce=reduce, rule=rule)
+    args = (function.ids_for(units, images.device),)
+    images.requires_grad_(True)
+    with eval_mode(model):
+        if method in ("gradient", "guided", "deconv"):
+            maps = Saliency(function).attribute(images, abs=False, additional_forward_args=args)
+        elif method == "gradient_x_input":
+            maps = InputXGradient(function).attribute(images, additional_forward_args=args)
+        elif method == "integrated":
+            base = torch.as_tensor(baselines, device=images.device, dtype=images.dtype)
+            base = torch.broadcast_to(base, images.shape).contiguous()
+            maps = IntegratedGradients(function).attribute(
+                images, baselines=base, additional_forward_args=args, n_steps=n_steps,
+                internal_batch_size=internal_batch_size,
+            )
+        elif method == "smoothgrad":
+            per_pass = None if internal_batch_size is None else max(1, internal_batch_size // len(images))
+            with _seeded(seed, images.device):
+                maps = NoiseTunnel(Saliency(function)).attribute(
+                    images, nt_type="smoothgrad", nt_samples=nt_samples, nt_samples_batch_size=per_pass,
+                    stdevs=float(stdevs), abs=False, additional_forward_args=args,
+                )
+        else:
+            maps = _gradcam(probe, function, images, layer, args)
+    if rule is not None and function.relus_seen == 0:
+        warnings.warn(f"the model ran no ReLU: the {method} map equals the plain gradient", stacklevel=2)
+    return maps.detach()
+
+
+# ---------------------------------------------------------------------------------------
+# The unit as a function of the images
+# ---------------------------------------------------------------------------------------
+class UnitFunction:
+    """``f(images, ids) -> (N,)``: each image's unit value, recorded by a Probe with its graph.
+
+    ``units`` is a list of distinct target units; ``ids[n]`` says which one
+    image ``n`` is scored by. Targets are grouped by the module call they
+    read (``module:output@step``); each group's output is recorded once, its
+    single-neuron targets are gathered in one indexing operation, and other
+    selections are reduced one target at a time (a loop over distinct targets,
+    never over images). Used as captum's ``forward_func`` with ``ids`` as an
+    ``additional_forward_args`` tensor, which captum expands along with the
+    images for integrated gradients and SmoothGrad.
+
+    Parameters
+    ----------
+    probe : Probe
+    units : list of Unit
+    reduce : {"sum", "mean"}
+    rule : {"guided", "deconv", "support"}, optional
+        A :class:`ReluRule` active during the forward pass.
+    """
+
+    def __init__(self, probe: Probe, units: list[Unit], reduce: str = "sum", rule: str | None = None):
+        self.probe, self.reduce, self.rule = probe, reduce, rule
+        self.targets = list(dict.fromkeys(units))
+        self.groups: dict[Unit, list[int]] = {}
+        for tid, target in enumerate(self.targets):
+            whole = Unit(target.module, step=target.step, output=target.output)
+            self.groups.setdefault(whole, []).append(tid)
+        self._checked: set = set()
+        self.relus_seen = 0
+
+    def ids_for(self, units: list[Unit], device) -> torch.Tensor:
+        """Target ids for images scored by ``units`` (one per image)."""
+        position = {u: i for i, u in enumerate(self.targets)}
+        return torch.tensor([position[u] for u in units], dtype=torch.long, device=device)
+
+    def __call__(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        rule = ReluRule(self.rule) if self.rule else contextlib.nullcontext()
+        with self.probe.record(*self.groups, keep_graph=True) as rec, rule:
+            self.probe.model(images)
+        if isinstance(rule, ReluRule):
+            self.relus_seen = rule.count
+        columns, order = [], []
+        for whole, tids in self.groups.items():
+            columns.append(self._group_values(whole, rec[whole], tids))
+            order.extend(tids)
+        table = torch.cat(columns, dim=1)  # (N, n_targets), columns in group order
+        if len(self.targets) == 1:
+            return table[:, 0]
+        column_of = torch.empty(len(order), dtype=torch.long, device=ids.device)
+        column_of[torch.tensor(order, device=ids.device)] = torch.arange(len(order), device=ids.device)
+        return table.gather(1, column_of[ids].unsqueeze(1)).squeeze(1)
+
+    def _group_values(self, whole: Unit, act: Any, tids: list[int]) -> torch.Tensor:
+        if not torch.is_tensor(act):
+            raise UnitError(f"{whole} is not a tensor: name a part of the module's output, e.g. '{whole.replace(output=0)}'")
+        shape = tuple(act.shape[1:])
+        targets = [self.targets[t] for t in tids]
+        if (whole, shape) not in self._checked:
+            for target in targets:
+                if target.index is not None:
+                    check_index(target.index, shape, target)
+            self._checked.add((whole, shape))
+        flat = act.reshape(len(act), -1)
+        points = [_flat_position(t.index, shape) for t in targets]
+        if all(p is not None for p in points):  # single neurons: one gather for all of them
+            return flat[:, torch.tensor(points, device=act.device)]
+        columns = []
+        for target, point in zip(targets, points):
+            if point is not None:
+                columns.append(flat[:, point])
+                continue
+            selected = target.select(act).reshape(len(act), -1)
+            columns.append(selected.sum(1) if self.reduce == "sum" else selected.mean(1))
+        return torch.stack(columns, dim=1)
+
+
+def _flat_position(index: tuple | None, shape: tuple) -> int | None:
+    """Flat position of a single-neuron index in one sample's output, else None."""
+    if index is None or len(index) != len(shape) or not all(isinstance(i, int) for i in index):
+        return None
+    return int(np.ravel_multi_index(tuple(i % s for i, s in zip(index, shape)), shape))
+
+
+# ---------------------------------------------------------------------------------------
+# ReLU backward rules for every ReLU (module, functional, in-place)
+# ---------------------------------------------------------------------------------------
+class _GuidedReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clamp(min=0)
+        ctx.save_for_backward(out > 0)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (positive,) = ctx.saved_tensors
+        return grad.clamp(min=0) * positive
+
+
+class _DeconvReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+class _OpenReLU(torch.autograd.Function):
+    """ReLU forward, identity backward: every path stays open (receptive-field support)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+_RULES = {"guided": _GuidedReLU, "deconv": _DeconvReLU, "support": _OpenReLU}
+_RELU = {F.relu, torch.relu, torch.Tensor.relu}
+_RELU_INPLACE = {F.relu_, torch.relu_, torch.Tensor.relu_}
+
+
+class ReluRule(TorchFunctionMode):
+    """Within this context every ReLU call gets a modified backward rule.
+
+    ``rule``: ``"guided"`` (``relu(grad) * [x > 0]``), ``"deconv"``
+    (``relu(grad)``) or ``"support"`` (ReLU passes every gradient, and
+    ``F.max_pool2d`` spreads it over its whole window, so the gradient's
+    support is the receptive field). Catches ``nn.ReLU`` (in-place or not),
+    ``F.relu``, ``F.relu_``, ``torch.relu``, ``torch.relu_``, ``Tensor.relu``
+    and ``Tensor.relu_``; ``count`` says how many calls it rewrote.
+
+    Example
+    -------
+    >>> import torch
+    >>> x = torch.tensor([-1.0, 2.0], requires_grad=True)
+    >>> with ReluRule("deconv"):
+    ...     y = torch.relu(x)
+    >>> y.backward(torch.tensor([3.0, -4.0])); x.grad.tolist()
+    [3.0, 0.0]
+    """
+
+    def __init__(self, rule: str):
+        super().__init__()
+        if rule not in _RULES:
+            raise InsilicoError(f"unknown ReLU rule {rule!r}: use one of {', '.join(_RULES)}")
+        self.rule, self.function, self.count = rule, _RULES[rule], 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _RELU or func in _RELU_INPLACE:
+            inplace = func in _RELU_INPLACE or bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+            x = args[0]
+            if x.is_floating_point():
+                self.count += 1
+                out = self.function.apply(x)
+                return x.copy_(out) if inplace else out
+        if func is F.max_pool2d and self.rule == "support":
+            return _open_max_pool2d(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def _open_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    out = F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    if return_indices or dilation not in (1, (1, 1)):
+        return out
+    spread = F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad=True)
+    return out.detach() + (spread - spread.detach())
+
+
+# ---------------------------------------------------------------------------------------
+# Grad-CAM
+# ---------------------------------------------------------------------------------------
+def _gradcam(probe: Probe, function: UnitFunction, images: torch.Tensor, layer: UnitLike, args) -> torch.Tensor:
+    layer_unit = probe.units(layer)[0]
+    if layer_unit.index is not None:
+        raise UnitError(f"layer= names a whole layer for Grad-CAM, without an index: '{layer_unit.replace(index=None)}'")
+    if layer_unit.step is None and layer_unit.output is None:
+        from captum.attr import LayerGradCam
+
+        cam = LayerGradCam(function, layer_unit.resolve(probe.model)).attribute(
+            images, additional_forward_args=args, relu_attributions=True
+        )
+    else:  # one call of a recurrent module: captum's layer hook keeps only the last call, so use the Probe
+        cam = _gradcam_probe(probe, function, images, layer_unit, args[0])
+    if cam.ndim != 4:
+        raise UnitError(f"Grad-CAM needs a conv layer with (N, C, H, W) output; {layer_unit} gives {cam.ndim - 1}-D maps")
+    cam = F.interpolate(cam, size=images.shape[2:], mode="bilinear", align_corners=False)
+    return cam.expand(-1, images.shape[1], -1, -1).contiguous()
+
+
+def _gradcam_probe(probe, function, images, layer_unit, ids) -> torch.Tensor:
+    """Grad-CAM at one call of a module: the channel weights are d unit / d (a zero added per channel)."""
+    with torch.no_grad(), probe.record(layer_unit) as rec:
+        probe.model(images[:1])
+    shape = tuple(rec[layer_unit].shape[1:])
+    if len(shape) < 2:
+        raise UnitError(f"Grad-CAM needs a conv layer with (N, C, H, W) output; {layer_unit} gives {shape} per image")
+    delta = torch.zeros((len(images), shape[0]) + (1,) * (len(shape) - 1), device=images.device, dtype=images.dtype)
+    delta.requires_grad_(True)
+    with torch.enable_grad(), probe.stimulate(layer_unit, add=delta), probe.record(layer_unit) as rec:
+        values = function(images, ids)
+        (grad,) = torch.autograd.grad(values.sum(), delta, allow_unused=True)
+    if grad is None:
+        raise UnitError(f"the unit does not depend on {layer_unit}: Grad-CAM needs a layer before the unit")
+    weights = grad / float(np.prod(shape[1:]))  # the mean of d unit / d activation over space
+    return F.relu((weights * rec[layer_unit]).sum(dim=1, keepdim=True))
+
+
+# ---------------------------------------------------------------------------------------
+# Checks and context helpers (shared with insilico.exemplars)
+# ---------------------------------------------------------------------------------------
+def check_images(images: Any, device, dtype) -> torch.Tensor:
+    """Images as a (N, C, H, W) float tensor on ``device``; StimulusError unless finite and in [0, 1]."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not torch.is_tensor(images):
+        raise StimulusError(f"images must be a tensor (N, C, H, W), not {type(images).__name__}")
+    if images.ndim != 4:
+        hint = " (add a batch axis with images[None])" if images.ndim == 3 else ""
+        raise StimulusError(f"images must be 4-D (N, C, H, W); got shape {tuple(images.shape)}{hint}")
+    if len(images) == 0:
+        raise StimulusError("no images given (batch of size 0)")
+    if not images.is_floating_point():
+        raise StimulusError(f"images must be floats in [0, 1], not {images.dtype} (divide uint8 images by 255)")
+    if not torch.isfinite(images).all():
+        raise StimulusError("images contain NaN or inf values")
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise StimulusError(
+            f"images must lie in pixel space [0, 1]; these span [{low:.3g}, {high:.3g}]. Put input "
+            "normalisation inside the model (e.g. insilico.models.normalize) and pass raw pixels"
+        )
+    return images.detach().to(device=device, dtype=dtype)
+
+
+def _per_image_units(probe: Probe, unit: Any, n: int) -> list[Unit]:
+    if isinstance(unit, (list, tuple)):
+        if len(unit) != n:
+            raise UnitError(f"{len(unit)} units for {n} images: give one unit, or one per image")
+        return probe.units(*unit)
+    return probe.units(unit) * n
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Every module in eval mode; each module's own mode restored afterwards (also on errors)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device):
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def attribute(probe: Probe, images: torch.Tensor, units: list[Unit], method: str, reduce: str = "sum") -> torch.Tensor:
+    """One map per image for ``units`` (one per image), one forward and one backward pass.
+
+    Lower-level than :func:`gradient_map` (no checks, model mode untouched):
+    ``method`` is ``"gradient"``, ``"guided"``, ``"deconv"`` or ``"support"``
+    (the receptive-field support, see :class:`ReluRule`).
+    """
+    if method not in ("gradient", "guided", "deconv", "support"):
+        raise InsilicoError(f"method must be gradient, guided, deconv or support here, not {method!r}")
+    function = UnitFunction(probe, units, reduce=reduce, rule=None if method == "gradient" else method)
+    x = images.detach().requires_grad_(True)
+    with torch.enable_grad():
+        values = function(x, function.ids_for(units, x.device))
+        (grad,) = torch.autograd.grad(values.sum(), x)
+    if method in ("guided", "deconv") and function.relus_seen == 0:
+        warnings.warn(f"the model ran no ReLU: the {method} map equals the plain gradient", stacklevel=2)
+    return grad

@@ -1,0 +1,273 @@
+"""Gradient maps: exact values on linear models, hand-written deconv/guided rules, captum as oracle."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import insilico
+from insilico.errors import InsilicoError, StimulusError, UnitError
+from insilico.gradients import ReluRule, gradient_map
+
+from conftest import no_insilico_hooks
+
+
+def small_cnn(functional=False):
+    """conv -> relu -> maxpool -> conv -> relu -> linear; with functional=True the ReLUs are F.relu calls."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 5, 3, padding=1)
+            self.relu1 = nn.ReLU()
+            self.pool = nn.MaxPool2d(2)
+            self.conv2 = nn.Conv2d(5, 6, 3)
+            self.relu2 = nn.ReLU()
+            self.fc = nn.Linear(6 * 4 * 4, 4)
+
+        def forward(self, x):
+            act = F.relu if functional else None
+            x = act(self.conv1(x)) if functional else self.relu1(self.conv1(x))
+            x = self.pool(x)
+            x = act(self.conv2(x)) if functional else self.relu2(self.conv2(x))
+            return self.fc(x.flatten(1))
+
+    return Net().eval()
+
+
+def reference_map(net, images, channel, y, x, rule):
+    """Deconv / guided backprop written out by hand for small_cnn's unit relu2[channel, y, x]."""
+    w1, b1, w2, b2 = net.conv1.weight, net.conv1.bias, net.conv2.weight, net.conv2.bias
+    with torch.no_grad():
+        z1 = F.conv2d(images, w1, b1, padding=1)
+        a1 = z1.clamp(min=0)
+        n, c, h, w = a1.shape
+        windows = a1.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+        pooled, switch = windows.max(dim=-1)  # switches: which of the 4 window cells won
+        z2 = F.conv2d(pooled, w2, b2)
+
+        def relu_back(grad, pre):
+            grad = grad.clamp(min=0)
+            return grad * (pre > 0) if rule == "guided" else grad
+
+        g = torch.zeros_like(z2)
+        g[:, channel, y, x] = 1.0
+        g = relu_back(g, z2)
+        g = F.conv_transpose2d(g, w2)  # back through conv2 with the same filters
+        cells = torch.zeros(n, c, h // 2, w // 2, 4)
+        cells.scatter_(-1, switch.unsqueeze(-1), g.unsqueeze(-1))  # unpool through the switches
+        g = cells.reshape(n, c, h // 2, w // 2, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+        g = relu_back(g, z1)
+        return F.conv_transpose2d(g, w1, padding=1)
+
+
+@pytest.fixture
+def images():
+    return torch.rand(6, 3, 12, 12)
+
+
+def test_linear_model_gradient_is_the_weight_vector():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    images = torch.rand(4, 3, 2, 2)
+    for method in ("gradient", "smoothgrad"):
+        maps = gradient_map(model, images, "1[2]", method=method)
+        assert maps.shape == images.shape
+        for n in range(4):
+            assert torch.allclose(maps[n].flatten(), model[1].weight[2], atol=1e-6), method
+    exact = gradient_map(model, images, "1[2]")
+    assert torch.equal(exact[1].flatten(), model[1].weight[2].detach())
+    gxi = gradient_map(model, images, "1[2]", method="gradient_x_input")
+    assert torch.allclose(gxi, images * model[1].weight[2].view(3, 2, 2))
+
+
+def test_channel_units_sum_or_mean():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    images = torch.rand(2, 3, 2, 2)
+    weights = model[1].weight.detach()
+    summed = gradient_map(model, images, "1[0:2]")
+    mean = gradient_map(model, images, "1[0:2]", reduce="mean")
+    assert torch.allclose(summed[0].flatten(), weights[0] + weights[1], atol=1e-6)
+    assert torch.allclose(mean, summed / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule", ["deconv", "guided"])
+def test_deconv_and_guided_match_hand_written_rules(images, rule):
+    net = small_cnn()
+    maps = gradient_map(net, images, "relu2[3,1,2]", method=rule)
+    expected = reference_map(net, images, 3, 1, 2, rule)
+    assert expected.abs().sum() > 0
+    assert torch.allclose(maps, expected, atol=1e-6)
+    plain = gradient_map(net, images, "relu2[3,1,2]")
+    assert not torch.allclose(maps, plain, atol=1e-4)  # the rule really changed the backward pass
+
+
+@pytest.mark.parametrize("rule", ["deconv", "guided"])
+def test_functional_relu_gets_the_rule(images, rule):
+    modules, functional = small_cnn(), small_cnn(functional=True)
+    functional.load_state_dict(modules.state_dict())
+    maps = gradient_map(functional, images, "conv2[3,1,2]", method=rule)
+    expected = gradient_map(modules, images, "conv2[3,1,2]", method=rule)
+    assert torch.allclose(maps, expected, atol=1e-6)
+    class_maps = gradient_map(functional, images, "[1]", method=rule)
+    from captum.attr import Deconvolution, GuidedBackprop
+
+    oracle = (GuidedBackprop if rule == "guided" else Deconvolution)(modules)
+    with pytest.warns(UserWarning):
+        want = oracle.attribute(images.clone().requires_grad_(), target=1)
+    assert torch.allclose(class_maps, want, atol=1e-6)
+
+
+def test_class_maps_agree_with_captum(images):
+    from captum.attr import Deconvolution, GuidedBackprop, Saliency
+
+    net = small_cnn()
+    x = images.clone().requires_grad_()
+    for method, oracle in (("gradient", Saliency), ("guided", GuidedBackprop), ("deconv", Deconvolution)):
+        kwargs = {"abs": False} if method == "gradient" else {}
+        with pytest.warns(UserWarning) if method != "gradient" else _no_warning():
+            want = oracle(net).attribute(x, target=2, **kwargs)
+        got = gradient_map(net, images, "[2]", method=method)
+        assert torch.allclose(got, want, atol=1e-6), method
+
+
+def _no_warning():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_integrated_gradients_completeness_and_internal_batching(images):
+    net = small_cnn()
+    ig = gradient_map(net, images, "[1]", method="integrated", n_steps=300)
+    with torch.no_grad():
+        delta = net(images)[:, 1] - net(torch.zeros_like(images))[:, 1]
+    tolerance = 0.01 * delta.abs().max()
+    assert torch.allclose(ig.sum(dim=(1, 2, 3)), delta, atol=tolerance)
+    gxi = gradient_map(net, images, "[1]", method="gradient_x_input")  # not complete: the test can fail
+    assert (gxi.sum(dim=(1, 2, 3)) - delta).abs().max() > tolerance
+    batched = gradient_map(net, images, "[1]", method="integrated", n_steps=300, internal_batch_size=50)
+    assert torch.allclose(batched, ig, atol=1e-5)
+
+
+def test_smoothgrad_is_seeded_and_batched(images):
+    net = small_cnn()
+    a = gradient_map(net, images, "conv2[1]", method="smoothgrad", nt_samples=6, seed=3)
+    b = gradient_map(net, images, "conv2[1]", method="smoothgrad", nt_samples=6, seed=3)
+    c = gradient_map(net, images, "conv2[1]", method="smoothgrad", nt_samples=6, seed=4)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_gradcam_probe_path_matches_captum_and_handles_steps(images, recurrent):
+    net = small_cnn()
+    captum_path = gradient_map(net, images, "[0]", method="gradcam", layer="conv2")
+    probe_path = gradient_map(net, images, "[0]", method="gradcam", layer="conv2@0")
+    assert captum_path.shape == images.shape and captum_path.min() >= 0
+    assert captum_path.abs().sum() > 0
+    assert torch.allclose(probe_path, captum_path, atol=1e-6)
+    one = torch.rand(3, 1, 8, 8)
+    early = gradient_map(recurrent, one, "[1]", method="gradcam", layer="act@0")
+    late = gradient_map(recurrent, one, "[1]", method="gradcam", layer="act@3")
+    assert early.shape == one.shape and not torch.allclose(early, late)
+    with pytest.raises(InsilicoError, match="layer="):
+        gradient_map(net, images, "[0]", method="gradcam")
+
+
+def test_recurrent_time_step_matches_unrolled_gradient(recurrent):
+    images = torch.rand(3, 1, 8, 8)
+    for step in (0, 2, 3):
+        maps = gradient_map(recurrent, images, f"act@{step}[1,3,4]")
+        x = images.clone().requires_grad_()
+        h = torch.zeros(3, 4, 8, 8)
+        for _ in range(step + 1):
+            h = torch.relu(recurrent.conv(x) + recurrent.lateral(h))
+        (want,) = torch.autograd.grad(h[:, 1, 3, 4].sum(), x)
+        assert torch.allclose(maps, want, atol=1e-6), step
+    deconv = gradient_map(recurrent, images, "act@-1[1]", method="deconv")
+    assert deconv.shape == images.shape and deconv.abs().sum() > 0
+    with pytest.raises(UnitError, match="@"):
+        gradient_map(recurrent, images, "act[1]")
+
+
+def test_one_unit_per_image_in_one_batch(images):
+    net = small_cnn()
+    units = ["relu2[0,1,1]", "relu2[3,0,2]", "conv1[2]", "[1]", "relu2[0,1,1]", "pool[1,2,2]"]
+    for method in ("gradient", "deconv"):
+        batched = gradient_map(net, images, units, method=method)
+        for n, unit in enumerate(units):
+            alone = gradient_map(net, images[n : n + 1], unit, method=method)
+            assert torch.allclose(batched[n : n + 1], alone, atol=1e-6), (method, unit)
+
+
+def test_inplace_relu_resnet_gives_the_same_deconv_map():
+    torchvision = pytest.importorskip("torchvision")
+    inplace = torchvision.models.resnet18(weights=None).eval()
+    plain = copy.deepcopy(inplace)
+    for module in plain.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    assert any(getattr(m, "inplace", False) for m in inplace.modules())
+    images = torch.rand(2, 3, 64, 64)
+    for method in ("deconv", "guided"):
+        a = gradient_map(inplace, images, "layer2.1[5,3,3]", method=method)
+        b = gradient_map(plain, images, "layer2.1[5,3,3]", method=method)
+        assert a.abs().sum() > 0
+        assert torch.allclose(a, b, atol=1e-6), method
+
+
+def test_eval_mode_restored_and_hooks_removed_also_on_errors(images):
+    net = small_cnn().train()
+    net.pool.eval()
+    gradient_map(net, images, "relu2[0]", method="guided")
+    assert net.training and net.conv1.training and not net.pool.training
+    assert no_insilico_hooks(net)
+    with pytest.raises(UnitError, match="out of range"):
+        gradient_map(net, images, "relu2[99]", method="deconv")
+    assert no_insilico_hooks(net) and net.training
+    with pytest.raises(UnitError, match="no module"):
+        gradient_map(net, images, "relu9[0]")
+
+
+def test_images_are_validated():
+    net = small_cnn()
+    with pytest.raises(StimulusError, match="4-D"):
+        gradient_map(net, torch.rand(3, 12, 12), "[0]")
+    with pytest.raises(StimulusError, match="NaN"):
+        gradient_map(net, torch.full((1, 3, 12, 12), float("nan")), "[0]")
+    with pytest.raises(StimulusError, match=r"\[0, 1\]"):
+        gradient_map(net, torch.randn(1, 3, 12, 12) * 3, "[0]")
+    with pytest.raises(InsilicoError, match="unknown method"):
+        gradient_map(net, torch.rand(1, 3, 12, 12), "[0]", method="lrp")
+    with pytest.raises(UnitError, match="one per image"):
+        gradient_map(net, torch.rand(2, 3, 12, 12), ["[0]", "[1]", "[2]"])
+
+
+def test_relu_rule_counts_and_warns_without_relus():
+    x = torch.tensor([-1.0, 2.0], requires_grad=True)
+    with ReluRule("guided") as rule:
+        y = F.relu(x.clone(), inplace=True)
+    assert rule.count == 1
+    y.backward(torch.tensor([3.0, -4.0]))
+    assert x.grad.tolist() == [0.0, 0.0]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).eval()
+    with pytest.warns(UserWarning, match="no ReLU"):
+        gradient_map(model, torch.rand(1, 3, 2, 2), "1[0]", method="deconv")
+
+
+def test_lazy_export():
+    assert insilico.gradient_map is gradient_map
+
+
+@pytest.mark.cuda
+def test_follows_the_model_to_cuda(images):
+    net = small_cnn().cuda()
+    maps = gradient_map(net, images, ["relu2[0,1,1]"] * 6, method="deconv")
+    assert maps.device.type == "cuda"
+    assert torch.allclose(maps.cpu(), reference_map(small_cnn_cpu(net), images, 0, 1, 1, "deconv"), atol=1e-5)
+
+
+def small_cnn_cpu(net):
+    cpu = small_cnn()
+    cpu.load_state_dict({k: v.cpu() for k, v in net.state_dict().items()})
+    return cpu

@@ -22,7 +22,7 @@ from .recording import Recording
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis")
+_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "experiments", "rsa", "encoding", "data")
 _FUNCTIONS = {  # public function -> the module (named by its concept) that defines it
     "gradient_map": "gradients",
     "top_exemplars": "exemplars",

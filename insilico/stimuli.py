@@ -3,9 +3,10 @@
 Every generator returns a :class:`StimulusSet`: ``.images``, a float tensor
 ``(N, C, H, W)`` in pixel space ``[0, 1]``, and ``.params``, one dict per
 stimulus keyed by the generator's keyword names. Parametric generators take a
-scalar or a list for each sweepable keyword and return the full factorial
-grid, ordered like ``itertools.product`` over the keywords in signature order
-(the last keyword varies fastest).
+scalar or a list (tuple, array, range) for each sweepable keyword and return
+the full factorial grid, ordered like ``itertools.product`` over the keywords
+in signature order (the last keyword varies fastest). ``center`` is the
+exception: one ``(x, y)`` pair is one value, a list of pairs a sweep.
 
 Conventions shared by the parametric generators
 -----------------------------------------------
@@ -433,7 +434,7 @@ class StimulusSet:
         if keys is None:
             keys = [k for k in dict.fromkeys(k for p in shown.params for k in p)
                     if any(not _same(p.get(k), shown.params[0].get(k)) for p in shown.params)]
-        titles = [", ".join(f"{k}={_fmt(p.get(k))}" for k in keys) for p in shown.params]
+        titles = [", ".join(f"{k}={_fmt(p[k])}" for k in keys if k in p) for p in shown.params]
         ncols = ncols or min(m, 8)
         nrows = math.ceil(m / ncols)
 
@@ -518,7 +519,7 @@ class _Grid:
 def _is_list(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return value.dim() > 0
-    return isinstance(value, (list, np.ndarray, range))
+    return isinstance(value, (list, tuple, np.ndarray, range))
 
 
 def _pair_options(name: str, value: Any) -> list:
@@ -619,7 +620,9 @@ def _sf_cycles_per_image(grid: _Grid, size: int, sf_unit: str, fov: float | None
         )
     if fov is not None and (isinstance(fov, bool) or not isinstance(fov, (int, float, np.number)) or not fov > 0
                             or not math.isfinite(fov)):
-        raise StimulusError(f"fov (degrees of visual angle spanned by the image) must be a positive number, got {fov!r}.")
+        raise StimulusError(
+            f"fov (degrees of visual angle spanned by the image) must be a positive number, got {fov!r}."
+        )
     if sf_unit == "cpd" and fov is None:
         raise StimulusError("sf_unit='cpd' needs fov=, the degrees of visual angle the image spans (e.g. fov=8).")
     _numbers(grid, key, 0.0, None, allow_none=(key != "sf"))
@@ -850,8 +853,9 @@ def plaids(size: int = 64, orientation: Any = 0.0, angle: Any = 90.0, sf: Any = 
     for k in ("orientation", "angle", "phase"):
         _numbers(grid, k)
     _numbers(grid, "phase2", allow_none=True)
-    peak = max(c1 + (c1 if c2 is None else c2) for c1 in grid.options["contrast"] for c2 in grid.options["contrast2"]
-               if isinstance(c1, (int, float)) and (c2 is None or isinstance(c2, (int, float))))
+    _numbers(grid, "contrast", 0.0, 1.0)
+    _numbers(grid, "contrast2", 0.0, 1.0, allow_none=True)
+    peak = max(c1 + (c1 if c2 is None else c2) for c1 in grid.options["contrast"] for c2 in grid.options["contrast2"])
     _check_luminance(grid, peak=peak, contrast_keys=("contrast", "contrast2"))
     if peak > 1 + 1e-9:
         raise StimulusError(f"contrast + contrast2 = {peak:g} exceeds 1; lower the component contrasts.")
@@ -1275,7 +1279,7 @@ def natural_images(names: str | Sequence[str] | None = None, size: int = 64, n_c
     -------
     StimulusSet
         params: ``name``, ``crop_index``, ``box`` (``[x0, y0, side]`` in photo
-        pixels) plus the keywords ``size``, ``gray``, ``seed``.
+        pixels) plus the keywords ``size``, ``crop``, ``gray``, ``seed``.
 
     Examples
     --------
@@ -1306,8 +1310,8 @@ def natural_images(names: str | Sequence[str] | None = None, size: int = 64, n_c
         resolved.append(key)
     if not resolved:
         raise StimulusError("names is empty; give at least one photo name (or None for all).")
+    _, seed = _generator(seed)  # validates; None draws a seed that is recorded
     rng = np.random.default_rng(seed)
-    seed_rec = seed
     chunks, params = [], []
     for nm in resolved:
         arr = _read_photo(nm)
@@ -1323,7 +1327,8 @@ def natural_images(names: str | Sequence[str] | None = None, size: int = 64, n_c
         img = _layout(img, gray, channels)
         batch = torch.stack([img[:, y0:y0 + side, x0:x0 + side] for x0, y0 in boxes])
         chunks.append(_resize(batch, size))
-        params += [dict(name=nm, crop_index=i, box=[x0, y0, side], size=size, gray=gray, seed=seed_rec)
+        params += [dict(name=nm, crop_index=i, box=[x0, y0, side], size=size, crop=float(crop), gray=bool(gray),
+                        seed=seed)
                    for i, (x0, y0) in enumerate(boxes)]
     images = torch.cat(chunks).contiguous().to(device)
     return StimulusSet(images, params)

@@ -148,6 +148,9 @@ def test_factorial_grid_order_and_channels():
     assert torch.equal(g.images[:, 0], g.images[:, 2])
     assert set(g.params[0]) == {"size", "orientation", "sf", "phase", "contrast", "mean", "wave", "channels",
                                 "aperture", "center", "fov", "sf_unit"}
+    sweeps = S.gratings(size=16, orientation=(0, 90), sf=np.array([2.0, 3.0]), phase=range(0, 360, 120))
+    assert [(p["orientation"], p["sf"], p["phase"]) for p in sweeps.params] == list(
+        itertools.product([0, 90], [2.0, 3.0], [0, 120, 240]))
     single = S.gratings(size=16, orientation=45, sf=4, phase=180, channels=3)
     assert torch.equal(single.images[0], g.images[3 * 0 + 8 + 4 + 2])  # (45, 4, 180)
 
@@ -321,6 +324,10 @@ def test_natural_images_exact_pixels_without_resize(no_network):
         np.testing.assert_array_equal(img, raw[y0:y0 + side, x0:x0 + side])
     again = S.natural_images("camera", size=128, n_crops=5, crop=0.25, seed=11, gray=True)
     assert torch.equal(again.images, crops.images)
+    drawn = S.natural_images("camera", size=16, n_crops=3, crop=0.5, seed=None)
+    seed = drawn.params[0]["seed"]
+    assert isinstance(seed, int) and torch.equal(
+        S.natural_images("camera", size=16, n_crops=3, crop=0.5, seed=seed).images, drawn.images)
     rgb = skimage.io.imread(f"{skimage.data.data_dir}/astronaut.png").astype(np.float64) / 255
     lum = rgb @ np.array([0.2125, 0.7154, 0.0721])
     a = S.natural_images("astronaut", size=512, gray=True, channels=3).images[0].numpy()

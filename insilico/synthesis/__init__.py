@@ -1,0 +1,36 @@
+"""Stimulus synthesis: one engine for activation maximization, metamers and adversarial stimuli.
+
+=================== ===========================================================
+module              concept
+=================== ===========================================================
+engine              :class:`Synthesis`, the shared optimisation loop
+parameterization    :class:`Pixel`, :class:`Fourier` (1/f, decorrelated colour)
+color               the colour decorrelation matrix and how it is estimated
+transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
+stopping            stopping rules ``rule(trace, state) -> mask``
+projection          constraints after each step (:class:`LinfBall`, ...)
+result              :class:`SynthesisResult`: save, load, plot
+maximize            :func:`maximize`: activation maximization for many units
+=================== ===========================================================
+
+Example
+-------
+>>> import torch, insilico
+>>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU())
+>>> result = insilico.maximize(model, ["1[0]", "1[2]"], size=(1, 12, 16), steps=10, progress=False)
+>>> tuple(result.images.shape)
+(2, 1, 12, 16)
+"""
+from .engine import DEFAULT_STEPS, Synthesis, derive_seed
+from .maximize import maximize
+from .parameterization import Fourier, Parameterization, Pixel
+from .projection import Clamp, L2Ball, LinfBall
+from .result import SynthesisResult
+from .stopping import MaxSteps, PixelChange, Plateau, StopState, TargetReached
+from .transforms import Transforms
+
+__all__ = [
+    "Clamp", "DEFAULT_STEPS", "Fourier", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
+    "PixelChange", "Plateau", "StopState", "Synthesis", "SynthesisResult", "TargetReached", "Transforms",
+    "derive_seed", "maximize",
+]

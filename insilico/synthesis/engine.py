@@ -1,0 +1,595 @@
+"""The synthesis engine shared by every gradient-designed stimulus in insilico.
+
+One loop, batched over samples::
+
+    parameterization -> images (N, C, H, W) in [0, 1]
+      -> transforms (per-sample random pad/jitter/scale/rotate)
+      -> model (a Probe records only the modules the objective reads, keeping the graph)
+      -> objective (one value per sample) -> optimizer step on the active samples
+      -> stopping rules, projection, blur
+
+What the engine guarantees:
+
+- **Per-sample independence.** Each sample has its own ``torch.Generator``
+  (for its initial noise and its transforms), seeded from ``seed`` and the
+  sample's index or label. With Adam or SGD (element-wise optimizers) and an
+  objective without cross-sample terms, a sample's images do not depend on the
+  batch it is in. L-BFGS couples the samples through its line search.
+- **Per-sample stopping.** Rules (:mod:`.stopping`) are checked on each step's
+  values before the update; a sample is frozen the first time a rule fires:
+  its loss is masked out and its parameters are restored after every step, so
+  it really stops changing. ``result.stop_reasons`` says which rule fired.
+- **No per-step GPU sync.** Traces, masks and rules stay on the device; the
+  host looks at them every ``sync_every`` steps (progress bar, "all stopped").
+- **Clean model.** The model is put in eval mode and its parameters get no
+  gradients during the run; modes and ``requires_grad`` are restored and all
+  hooks removed afterwards, also on exceptions and KeyboardInterrupt.
+- **Resumable.** ``run()`` again continues from the current parameters,
+  optimizer state, generators and step count; an interrupted run keeps the
+  state of its last complete step. ``run(a); run(b)`` equals ``run(a + b)``.
+  :meth:`Synthesis.resume` continues a saved result.
+
+Plugging in other syntheses (metamers, adversarial, MAD/controversial):
+
+- the **loss** is any :class:`insilico.objectives.Objective` (or a
+  composite) returning ``(N,)``; ``goal="minimize"`` for distances;
+- **start from given images**: ``init=images`` (any parameterization; Fourier
+  and sigmoid mappings are inverted so the run starts exactly there);
+- a **projection** ``projection(images) -> images`` is applied in pixel space
+  after every step (see :mod:`.projection`: ``linf_ball``, ``l2_ball``);
+  ``Pixel(squash="clamp")`` clamps to [0, 1] itself;
+- **optimizers**: ``"adam"``, ``"sgd"``, ``"lbfgs"`` (closure; transforms are
+  drawn once per step so the line search sees one function);
+- **schedule**: ``"constant"``, ``"cosine"``, ``"linear"`` or a function
+  ``step -> factor`` of the learning rate;
+- **stopping**: ``stop=[TargetReached(...), Plateau(...)]``.
+
+Example
+-------
+>>> import torch
+>>> from insilico.objectives import Channel
+>>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+>>> synth = Synthesis(model, Channel("1", 2), n=2, shape=(3, 16, 16), steps=20, progress=False)
+>>> result = synth.run()
+>>> tuple(result.images.shape), result.trace.shape[0], result.stop_reasons
+((2, 3, 16, 16), 20, ['steps', 'steps'])
+>>> _ = synth.run(10)           # continues where it stopped
+>>> synth.step
+30
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import InsilicoError, StimulusError
+from ..objectives import Activations, Objective, unique_wholes
+from ..probe import Probe
+from . import parameterization as params_mod
+from . import stopping
+from .parameterization import Parameterization, check_images
+from .result import SynthesisResult
+from .transforms import Transforms
+
+OPTIMIZERS = ("adam", "sgd", "lbfgs")
+SCHEDULES = ("constant", "cosine", "linear")
+GOALS = {"maximize": 1.0, "minimize": -1.0}
+#: Default number of steps per run (lucid's 512).
+DEFAULT_STEPS = 512
+#: Host looks at device-side masks/traces (progress bar, "all stopped") every this many steps.
+DEFAULT_SYNC_EVERY = 16
+
+
+def derive_seed(seed: int, key: int | str) -> int:
+    """A sample's seed from a run's ``seed`` and the sample's index or label (stable across runs and machines).
+
+    Example
+    -------
+    >>> derive_seed(0, "features.3[5]") == derive_seed(0, "features.3[5]") != derive_seed(1, "features.3[5]")
+    True
+    """
+    digest = hashlib.sha256(f"{int(seed)}|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 62) - 1)
+
+
+class _Truncate(Exception):
+    """Raised by a hook once every module the objective reads has run: the rest of the forward is skipped."""
+
+
+class Synthesis:
+    """Optimise N images at once so that an objective goes up (or down), sample by sample.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Takes pixel-space images (N, C, H, W) in [0, 1].
+    objective : Objective
+        One value per sample; its ``.units`` are the modules recorded.
+    parameterization : {"fourier", "pixel"} or Parameterization
+        Default "fourier" (1/f spectrum, decorrelated colour for RGB, sigmoid).
+    n, shape : int, (C, H, W)
+        Number and shape of the images (from ``init`` when given).
+    init : tensor (N, C, H, W), optional
+        Start from these images instead of noise.
+    param_options : dict, optional
+        Passed to the parameterization (e.g. ``decay``, ``color``, ``squash``).
+    goal : {"maximize", "minimize"}
+        Default "maximize".
+    transforms : Transforms, optional
+        Random per-sample transforms before the model (default: none).
+    optimizer : {"adam", "sgd", "lbfgs"}
+        Default "adam".
+    lr : float
+        Learning rate (default 0.05).
+    optimizer_options : dict, optional
+        Extra arguments of the torch optimizer (e.g. ``{"momentum": 0.9}``).
+    schedule : {"constant", "cosine", "linear"} or callable
+        Learning-rate factor against the step (default "constant"); cosine and
+        linear decay to 0 over ``schedule_steps`` (default ``steps``).
+    steps : int
+        Steps of a ``run()`` without argument (default 512).
+    stop : list of rules
+        Stopping rules (:mod:`insilico.synthesis.stopping`), default none.
+    projection : callable, optional
+        ``images -> images`` in pixel space, applied after every step.
+    blur_every, blur_sigma : int, float
+        Gaussian blur of ``blur_sigma`` pixels every ``blur_every`` steps
+        (Yosinski et al. 2015); default 0 = never.
+    seed : int or list of int
+        An int seeds sample ``i`` with ``derive_seed(seed, labels[i])``; a list
+        gives each sample's seed directly. Default 0.
+    labels : list of str, optional
+        Names of the samples (default ``"0"``, ``"1"``, ...).
+    progress : bool
+        Show a tqdm progress bar (default True).
+    sync_every : int
+        Steps between host looks at the device (default 16).
+    truncate : bool
+        Stop each forward pass once the recorded modules have run (default True).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        parameterization: str | Parameterization = "fourier",
+        *,
+        n: int | None = None,
+        shape: Sequence[int] | None = None,
+        init: torch.Tensor | None = None,
+        param_options: dict | None = None,
+        goal: str = "maximize",
+        transforms: Transforms | None = None,
+        optimizer: str = "adam",
+        lr: float = 0.05,
+        optimizer_options: dict | None = None,
+        schedule: str | Callable[[int], float] = "constant",
+        schedule_steps: int | None = None,
+        steps: int = DEFAULT_STEPS,
+        stop: Sequence[stopping.Rule] = (),
+        projection: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        blur_every: int = 0,
+        blur_sigma: float = 0.5,
+        seed: int | Sequence[int] = 0,
+        labels: Sequence[str] | None = None,
+        progress: bool = True,
+        sync_every: int = DEFAULT_SYNC_EVERY,
+        truncate: bool = True,
+    ):
+        if not isinstance(model, nn.Module):
+            raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(objective, Objective):
+            raise InsilicoError(
+                f"objective must be an insilico.objectives.Objective, got {type(objective).__name__}; "
+                "e.g. insilico.objectives.Channel('features.3', 5)"
+            )
+        if goal not in GOALS:
+            raise InsilicoError(f"goal must be 'maximize' or 'minimize', not {goal!r}")
+        if optimizer not in OPTIMIZERS:
+            raise InsilicoError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
+        if isinstance(schedule, str) and schedule not in SCHEDULES:
+            raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not {schedule!r}")
+        self.model, self.objective = model, objective
+        self.probe = Probe(model)
+        self.device, self.dtype = self.probe.device, self.probe.dtype
+        self.wholes = unique_wholes(objective.units)
+        self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
+
+        if init is not None:
+            init = check_images(init)
+            n, shape = init.shape[0], tuple(init.shape[1:])
+        if isinstance(parameterization, Parameterization):
+            n, shape = parameterization.n, parameterization.shape
+        if n is None or shape is None:
+            raise StimulusError("say how many images and of which shape: n= and shape=(C, H, W), or init=images")
+        self.n, self.shape = int(n), tuple(int(s) for s in shape)
+        self.labels = [str(l) for l in labels] if labels is not None else [str(i) for i in range(self.n)]
+        if len(self.labels) != self.n:
+            raise InsilicoError(f"{len(self.labels)} labels for {self.n} samples")
+        if isinstance(seed, (int,)) or (torch.is_tensor(seed) and seed.ndim == 0):
+            self.seeds = [derive_seed(int(seed), label) for label in self.labels]
+        else:
+            self.seeds = [int(s) for s in seed]
+            if len(self.seeds) != self.n:
+                raise InsilicoError(f"{len(self.seeds)} seeds for {self.n} samples: give one per sample or one int")
+        self.seed = seed if isinstance(seed, int) else None
+        self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+
+        self.param_options = dict(param_options or {})
+        if isinstance(parameterization, Parameterization):
+            self.param = parameterization
+        else:
+            self.param = params_mod.make(parameterization, self.n, self.shape, generators=self.generators,
+                                         **self.param_options)
+        self.param = self.param.to(self.device, self.dtype)
+        if init is not None:
+            self.param.assign(init)
+
+        self.goal = GOALS[goal]
+        self.goal_name = goal
+        self.transforms = transforms or Transforms()
+        self.optimizer_name, self.lr = optimizer, float(lr)
+        self.optimizer_options = dict(optimizer_options or {})
+        self.schedule = schedule
+        self.steps = int(steps)
+        self.schedule_steps = int(schedule_steps or steps)
+        self.rules = list(stop)
+        self.projection = projection
+        self.blur_every, self.blur_sigma = int(blur_every), float(blur_sigma)
+        self.progress, self.sync_every, self.truncate = progress, max(1, int(sync_every)), truncate
+        self.optimizer = self._make_optimizer()
+
+        # state that a resumed run continues from
+        self.step = 0
+        self._trace = torch.full((64, self.n), float("nan"), device=self.device, dtype=torch.float32)
+        self.frozen = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        self.stop_code = torch.full((self.n,), -1, dtype=torch.long, device=self.device)
+        self.stopped_at = torch.zeros(self.n, dtype=torch.long, device=self.device)
+        self._previous = None  # images of the last step, for the pixel-change rule
+        self.interrupted = False
+        self._plan = None  # (module path, call index) after which the forward can stop
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [self.param.param]
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(params, lr=self.lr, **self.optimizer_options)
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, **self.optimizer_options)
+        options = {"max_iter": 1, "history_size": 10, "line_search_fn": "strong_wolfe", **self.optimizer_options}
+        return torch.optim.LBFGS(params, lr=self.lr, **options)
+
+    def _lr_factor(self, step: int) -> float:
+        if callable(self.schedule):
+            return float(self.schedule(step))
+        progress = min(step / max(1, self.schedule_steps), 1.0)
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.schedule == "linear":
+            return 1.0 - progress
+        return 1.0
+
+    @contextlib.contextmanager
+    def _session(self):
+        """Eval mode, no parameter grads, hooks attached; everything restored on exit (also on Ctrl-C)."""
+        modes = [(m, m.training) for m in self.model.modules()]
+        grads = [(p, p.requires_grad) for p in self.model.parameters()]
+        handles = []
+        try:
+            self.model.eval()
+            for p, _ in grads:
+                p.requires_grad_(False)
+            with self.probe.record(*self.wholes, keep_graph=True) if self.wholes else contextlib.nullcontext() as rec:
+                if self._plan is None:
+                    self._plan = self._validate(rec)
+                if self.truncate and self._plan is not False:
+                    handles.append(self._truncation_hook(*self._plan))
+                yield rec
+        finally:
+            for handle in handles:
+                handle.remove()
+            for m, mode in modes:
+                m.training = mode
+            for p, flag in grads:
+                p.requires_grad_(flag)
+
+    def _validate(self, rec):
+        """One no-grad pass before the run: checks the objective's output and plans the truncation."""
+        order: list[tuple[str, int]] = []
+        counts: dict[str, int] = {}
+        modules = {name: m for name, m in self.model.named_modules()}
+        watched = {w.module for w in self.wholes}
+        handles = []
+        for name in watched:
+            def hook(module, args, output, name=name):
+                order.append((name, counts.get(name, 0)))
+                counts[name] = counts.get(name, 0) + 1
+            handles.append(modules[name].register_forward_hook(hook))
+        try:
+            with torch.no_grad():
+                images = self.param()
+                x = self.transforms(images, [torch.Generator().manual_seed(0) for _ in range(self.n)])
+                try:
+                    self.model(x)
+                except Exception as e:
+                    raise StimulusError(
+                        f"the model failed on images of shape {tuple(x.shape)} (after transforms "
+                        f"{self.transforms}): {type(e).__name__}: {e}. Check shape= (the model's input size) "
+                        "and pad= (models with a fixed input size need pad=0)"
+                    ) from e
+                values = self._evaluate(rec, images)
+                if rec is not None:
+                    rec.clear()
+        finally:
+            for handle in handles:
+                handle.remove()
+        if not torch.isfinite(values).all():
+            raise InsilicoError(f"the objective {self.objective!r} is not finite on the initial images")
+        if "" in watched or not order:
+            return False
+        needed = []
+        for whole in self.wholes:
+            total = counts.get(whole.module, 0)
+            step = total - 1 if whole.step is None else (whole.step if whole.step >= 0 else total + whole.step)
+            needed.append(order.index((whole.module, step)))
+        return order[max(needed)]
+
+    def _truncation_hook(self, module_path: str, call: int):
+        module = dict(self.model.named_modules())[module_path]
+        calls = {"n": 0}
+
+        def pre(module_, args):
+            calls["n"] = 0
+
+        def hook(module_, args, output):
+            calls["n"] += 1
+            if calls["n"] == call + 1:
+                raise _Truncate
+
+        handles = [self.model.register_forward_pre_hook(pre), module.register_forward_hook(hook)]
+
+        class _Both:
+            def remove(self_):
+                for h in handles:
+                    h.remove()
+
+        return _Both()
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _evaluate(self, rec, images: torch.Tensor) -> torch.Tensor:
+        acts = Activations({w.key: rec[w] for w in self.wholes}) if rec is not None else Activations({})
+        values = self.objective(acts, images)
+        if values.shape != (self.n,):
+            raise InsilicoError(f"the objective gave shape {tuple(values.shape)} for {self.n} samples; expected ({self.n},)")
+        return values
+
+    def _forward(self, rec, images: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+        x = images if draws is None else self.transforms.apply(images, draws)
+        if rec is not None:
+            rec.clear()
+        try:
+            self.model(x)
+        except _Truncate:
+            pass
+        return self._evaluate(rec, images)
+
+    def _one_step(self, rec) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * self._lr_factor(self.step)
+        draws = None if self.transforms.identity else self.transforms.draw(self.generators)
+        active = ~self.frozen
+        before = self.param.param.detach().clone()
+        first: list[torch.Tensor] = []
+
+        def closure():
+            self.optimizer.zero_grad(set_to_none=True)
+            images = self.param()
+            values = self._forward(rec, images, draws)
+            if not first:
+                first.append(values.detach())
+                first.append(images.detach())
+            loss = torch.where(active, -self.goal * values, torch.zeros_like(values)).sum()
+            loss.backward()
+            return loss
+
+        self.optimizer.step(closure) if self.optimizer_name == "lbfgs" else (closure(), self.optimizer.step())
+        values, images = first
+        # trace row and rules see this step's (pre-update) values
+        self._write_trace(torch.where(self.frozen, torch.full_like(values, float("nan")), values.float()))
+        change = ((images - self._previous).abs().flatten(1).amax(dim=1) if self._previous is not None
+                  else torch.full((self.n,), float("inf"), device=images.device))
+        self._previous = images
+        state = stopping.StopState(step=self.step, goal=self.goal, pixel_change=change)
+        trace = self._trace[: self.step + 1]
+        for code, rule in enumerate(self.rules):
+            fired = rule(trace, state).to(self.device) & ~self.frozen
+            self.stop_code = torch.where(fired, torch.full_like(self.stop_code, code), self.stop_code)
+            self.stopped_at = torch.where(fired, torch.full_like(self.stopped_at, self.step + 1), self.stopped_at)
+            self.frozen = self.frozen | fired
+        with torch.no_grad():
+            if self.blur_every and (self.step + 1) % self.blur_every == 0:
+                self.param.blur_(self.blur_sigma)
+            self.param.project_()
+            if self.projection is not None:
+                self.param.assign(self.projection(self.param()), mask=~self.frozen, check=False)
+            frozen = self.frozen.view(-1, *[1] * (before.ndim - 1))
+            self.param.param.copy_(torch.where(frozen, before, self.param.param))
+        self.step += 1
+
+    def _write_trace(self, row: torch.Tensor) -> None:
+        if self.step >= self._trace.shape[0]:
+            grown = torch.full((2 * self._trace.shape[0], self.n), float("nan"), device=self.device)
+            grown[: self._trace.shape[0]] = self._trace
+            self._trace = grown
+        self._trace[self.step] = row
+
+    # -- running ------------------------------------------------------------------------------------
+    def run(self, steps: int | None = None) -> SynthesisResult:
+        """Take up to ``steps`` more steps (default: the ``steps`` given at construction); returns the result.
+
+        Stops early when every sample is frozen by a stopping rule. Calling it
+        again continues. On an exception or KeyboardInterrupt the model and its
+        hooks are restored and the state of the last complete step is kept.
+        """
+        from tqdm.auto import tqdm
+
+        budget = self.steps if steps is None else int(steps)
+        self.interrupted = True
+        bar = tqdm(total=budget, disable=not self.progress, desc="synthesis", leave=False)
+        try:
+            with self._session() as rec:
+                done = 0
+                while done < budget:
+                    self._one_step(rec)
+                    done += 1
+                    if done % self.sync_every == 0 or done == budget:
+                        bar.update(done - bar.n)
+                        last = self._trace[self.step - 1]
+                        bar.set_postfix(objective=f"{float(last.nanmean()):.4g}", stopped=int(self.frozen.sum()))
+                        if bool(self.frozen.all()):
+                            break
+            self.interrupted = False
+        finally:
+            bar.close()
+        return self.result()
+
+    synthesize = run
+
+    @property
+    def images(self) -> torch.Tensor:
+        """The current images (N, C, H, W), detached."""
+        with torch.no_grad():
+            return self.param().detach()
+
+    def result(self) -> SynthesisResult:
+        """The current state as a :class:`SynthesisResult` (images on the CPU, traces, settings, state)."""
+        names = [stopping.rule_name(r) for r in self.rules]
+        codes = self.stop_code.tolist()
+        running = "running" if self.interrupted else "steps"
+        reasons = [names[c] if c >= 0 else running for c in codes]
+        steps = torch.where(self.frozen, self.stopped_at, torch.full_like(self.stopped_at, self.step)).cpu()
+        return SynthesisResult(
+            images=self.images.float().cpu(),
+            trace=self._trace[: self.step].cpu(),
+            steps=steps,
+            stop_reasons=reasons,
+            labels=list(self.labels),
+            settings=self.settings(),
+            seeds=list(self.seeds),
+            state=self.state_dict(),
+        )
+
+    def settings(self) -> dict:
+        """JSON-able settings of this synthesis."""
+        return {
+            "objective": repr(self.objective),
+            "units": [str(u) for u in self.objective.units],
+            "model": type(self.model).__name__,
+            "parameterization": self.param.spec(),
+            "param_options": {k: v for k, v in self.param_options.items() if isinstance(v, (int, float, str, bool))},
+            "goal": self.goal_name,
+            "transforms": self.transforms.spec(),
+            "optimizer": self.optimizer_name,
+            "lr": self.lr,
+            "optimizer_options": self.optimizer_options,
+            "schedule": self.schedule if isinstance(self.schedule, str) else "custom",
+            "schedule_steps": self.schedule_steps,
+            "steps": self.steps,
+            "stop": [stopping.rule_spec(r) for r in self.rules],
+            "projection": None if self.projection is None else repr(self.projection),
+            "blur_every": self.blur_every,
+            "blur_sigma": self.blur_sigma,
+            "seed": self.seed,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+    def state_dict(self) -> dict:
+        """Everything a continued run needs (tensors, numbers and lists only)."""
+        return {
+            "param": self.param.param.detach().clone(),
+            "optimizer": _clone(self.optimizer.state_dict()),
+            "generators": [g.get_state() for g in self.generators],
+            "trace": self._trace[: self.step].clone(),
+            "frozen": self.frozen.clone(),
+            "stop_code": self.stop_code.clone(),
+            "stopped_at": self.stopped_at.clone(),
+            "step": self.step,
+            "previous": None if self._previous is None else self._previous.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict` (e.g. ``result.state``)."""
+        if tuple(state["param"].shape) != tuple(self.param.param.shape):
+            raise InsilicoError(
+                f"saved parameters have shape {tuple(state['param'].shape)}, this synthesis "
+                f"{tuple(self.param.param.shape)}: resume with the same parameterization, n and shape"
+            )
+        with torch.no_grad():
+            self.param.param.copy_(state["param"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for g, s in zip(self.generators, state["generators"]):
+            g.set_state(s)
+        self.step = int(state["step"])
+        self._trace = torch.full((max(64, 2 * self.step), self.n), float("nan"), device=self.device)
+        self._trace[: self.step] = state["trace"].to(self.device)
+        self.frozen = state["frozen"].to(self.device)
+        self.stop_code = state["stop_code"].to(self.device)
+        self.stopped_at = state["stopped_at"].to(self.device)
+        self._previous = None if state.get("previous") is None else state["previous"].to(self.device, self.dtype)
+
+    @classmethod
+    def resume(cls, result: SynthesisResult, model: nn.Module, objective: Objective, **overrides) -> Synthesis:
+        """A synthesis that continues ``result`` (saved with its state) for ``model`` and ``objective``.
+
+        Settings come from ``result.settings``; callables that are not saved
+        (a custom ``schedule``, custom stopping functions, ``projection``) must
+        be passed again in ``overrides``.
+        """
+        if result.state is None or "param" not in result.state:
+            raise InsilicoError("this result has no engine state to resume from (saved with state=False, or chunked: "
+                                "use insilico.maximize(..., resume=result) for maximize results)")
+        s = result.settings
+        spec = dict(s["parameterization"])
+        kind = spec.pop("kind").lower()
+        options = {k: v for k, v in s.get("param_options", {}).items()}
+        options.setdefault("squash", spec.get("squash"))
+        if kind == "fourier":
+            options.setdefault("decay", spec.get("decay", 1.0))
+            if not spec.get("decorrelated", True):
+                options.setdefault("color", None)
+        kwargs = dict(
+            n=spec["n"], shape=spec["shape"], param_options=options, goal=s["goal"],
+            transforms=Transforms(**{**s["transforms"], "scale": tuple(s["transforms"]["scale"])}),
+            optimizer=s["optimizer"], lr=s["lr"], optimizer_options=s["optimizer_options"],
+            schedule=s["schedule"] if s["schedule"] != "custom" else "constant", schedule_steps=s["schedule_steps"],
+            steps=s["steps"], stop=[stopping.from_spec(r) for r in s["stop"] if r["rule"] in stopping.RULES],
+            blur_every=s["blur_every"], blur_sigma=s["blur_sigma"], seed=result.seeds, labels=result.labels,
+        )
+        kwargs.update(overrides)
+        synth = cls(model, objective, kind, **kwargs)
+        synth.seed = s.get("seed")
+        synth.load_state_dict(result.state)
+        return synth
+
+    def __repr__(self) -> str:
+        return (f"Synthesis({self.n} x {self.shape}, {self.goal_name} {self.objective!r}, "
+                f"{self.optimizer_name} lr={self.lr}, step {self.step})")
+
+
+def _clone(value):
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+__all__ = ["DEFAULT_STEPS", "Synthesis", "derive_seed"]

@@ -2,15 +2,17 @@
 
 On disk a recording is a folder::
 
-    meta.json        units, shapes, dtypes, stimulus ids and parameters, model, versions
-    progress.json    how many stimuli are complete (rewritten after every batch)
-    000_<unit>.npy   one array per unit, (N, ...), memory-mapped when loaded
+    meta.json          units, shapes, dtypes, stimulus ids and parameters, model, versions
+    progress-<r>.json  the stimulus ranges rank r has finished (rewritten after every batch)
+    000_<unit>.npy     one array per unit, (N, ...), memory-mapped when loaded
 
 Batches are written with plain file writes at their offset (no writable
 memory map), so the process's memory stays flat however many stimuli are
 streamed. An interrupted run (Ctrl-C, a crash, a killed job) keeps every
 complete batch; calling ``record_stimuli`` again with the same ``out``
-continues after the last one.
+records only what is missing. Several processes (``torchrun`` ranks, or
+``shard=(rank, world)``) can fill one folder together: see
+:mod:`insilico.sharding`.
 
 Example
 -------
@@ -34,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InsilicoError, StimulusError, UnitError
+from .sharding import ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, write_json
 from .units import Unit
 
 FORMAT = "insilico.recording/1"
@@ -52,17 +55,17 @@ class Recording:
         Stimulus parameters (from a :class:`~insilico.stimuli.StimulusSet`).
     path : Path or None
         The folder, for on-disk recordings (loaded lazily, memory-mapped).
-    complete : bool
-        False for a partial on-disk recording (only the first ``len(rec)``
-        stimuli are there; record again with the same ``out`` to finish it).
+    done : list of (start, stop)
+        The stimulus ranges recorded: all of them unless a run was
+        interrupted (record again with the same ``out`` to finish it).
+        ``rec[unit]`` and ``len(rec)`` cover only the recorded stimuli.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], ids=None, params=None, meta=None, path=None, n_done=None):
+    def __init__(self, arrays: dict[str, np.ndarray], ids=None, params=None, meta=None, path=None, done=None):
         self._arrays = arrays
         self.units = list(arrays)
-        first = next(iter(arrays.values()))
-        self.n_stimuli = len(first)
-        self.n_done = self.n_stimuli if n_done is None else n_done
+        self.n_stimuli = len(next(iter(arrays.values())))
+        self.done = merge(done) if done is not None else [(0, self.n_stimuli)]
         self.ids = list(ids) if ids is not None else list(range(self.n_stimuli))
         self.params = params
         self.meta = meta or {}
@@ -70,31 +73,42 @@ class Recording:
 
     @property
     def complete(self) -> bool:
-        return self.n_done == self.n_stimuli
+        return self.done == [(0, self.n_stimuli)]
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Positions in the stimulus set of the recorded stimuli (all of them when complete)."""
+        return np.concatenate([np.arange(a, b) for a, b in self.done]) if self.done else np.zeros(0, dtype=int)
 
     def array(self, unit) -> np.ndarray:
         """The responses of ``unit`` as a numpy array (a lazy memory map on disk)."""
-        key = Unit.parse(unit).key if not isinstance(unit, Unit) else unit.key
+        key = Unit.parse(unit).key
         for name, array in self._arrays.items():
             if Unit.parse(name).key == key:
-                return array[: self.n_done]
+                if self.complete:
+                    return array
+                if len(self.done) == 1 and self.done[0][0] == 0:
+                    return array[: self.done[0][1]]
+                return array[self.indices]
         raise UnitError(f"{unit} is not in this recording; it holds {', '.join(self.units)}")
 
     def __getitem__(self, unit) -> torch.Tensor:
         return torch.from_numpy(self.array(unit))
 
     def __len__(self) -> int:
-        return self.n_done
+        return sum(b - a for a, b in self.done)
 
     def __contains__(self, unit) -> bool:
         return any(Unit.parse(name) == unit for name in self.units)
 
     def save(self, path: str | os.PathLike) -> Recording:
         """Write this recording to a folder in the on-disk format; returns the loaded copy."""
-        sink = _DiskSink(Path(path), self.units, self._arrays, self.ids, self.params, self.meta)
-        for name in self.units:
-            sink.write(name, 0, np.asarray(self.array(name)))
-        sink.commit(self.n_done)
+        shapes = {name: (a.shape[1:], a.dtype.str) for name, a in self._arrays.items()}
+        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, self.ids, self.params, self.meta)
+        for start, stop in self.done:
+            for name in self.units:
+                sink.write(name, start, np.asarray(self._arrays[name][start:stop]))
+            sink.commit(start, stop)
         sink.close()
         return Recording.load(path)
 
@@ -107,14 +121,13 @@ class Recording:
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("format") != FORMAT:
             raise InsilicoError(f"{path}/meta.json is not an {FORMAT} file")
-        n_done = _read_progress(path)
         arrays = {u["unit"]: np.load(path / u["file"], mmap_mode="c") for u in meta["units"]}
         stimuli = meta.get("stimuli", {})
-        return cls(arrays, stimuli.get("ids"), stimuli.get("params"), meta, path, n_done)
+        return cls(arrays, stimuli.get("ids"), stimuli.get("params"), meta, path, ProgressLog(path).done())
 
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""
-        status = "" if self.complete else f", {self.n_done}/{self.n_stimuli} complete"
+        status = "" if self.complete else f", {len(self)}/{self.n_stimuli} recorded"
         return f"Recording({len(self.units)} units x {self.n_stimuli} stimuli{status}{where})"
 
 
@@ -128,6 +141,7 @@ def record_stimuli(
     progress: bool = True,
     ids: Sequence | None = None,
     model_name: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Recording:
     """Record ``units`` over a stimulus set in batches (no gradients, model in eval mode).
 
@@ -150,6 +164,11 @@ def record_stimuli(
         Stimulus labels (default: 0..N-1).
     model_name : str, optional
         Stored in the metadata.
+    shard : (rank, world), optional
+        Record only this rank's share of the batches. By default the ranks
+        of an initialised ``torch.distributed`` process group share the work
+        (launch with ``torchrun``); all write into the same ``out`` and all
+        return the whole recording. Needs ``out``.
 
     Returns
     -------
@@ -168,6 +187,9 @@ def record_stimuli(
     ids = list(ids) if ids is not None else list(range(n))
     if len(ids) != n:
         raise StimulusError(f"{len(ids)} ids for {n} stimuli")
+    rank, world = rank_world(shard)
+    if world > 1 and out is None:
+        raise InsilicoError("a recording shared by several ranks needs out= (a folder every rank can write to)")
 
     model = probe.model
     was_training = model.training
@@ -185,8 +207,12 @@ def record_stimuli(
             if out is None:
                 sink = _MemorySink(shapes, n)
             else:
-                sink = _DiskSink.open(Path(out), names, shapes, n, ids, source.params, meta)
-            _fill(probe, source, names, sink, batch_size, reduce, progress)
+                sink = _DiskSink.open(Path(out), names, shapes, n, ids, source.params, meta, rank)
+            barrier()  # every rank plans from the same progress before any rank adds to it
+            todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
+            barrier()
+            _fill(probe, source, names, sink, todo, reduce, progress)
+        barrier()
     finally:
         model.train(was_training)
     if out is None:
@@ -194,18 +220,24 @@ def record_stimuli(
     return Recording.load(out)
 
 
-def _fill(probe, source, names, sink, batch_size, reduce, progress) -> None:
-    n = len(source)
-    bar = tqdm(total=n, initial=sink.done, unit="stim", desc="recording", disable=not progress)
+def _share(todo: list, batch_size: int, rank: int, world: int, shard) -> list:
+    """This rank's chunks. Ranks of a process group plan together and split what is missing evenly;
+    hand-made shards can't see each other's plans, so each keeps the chunks whose batch number is its own."""
+    if shard is None:
+        return todo[rank::world]
+    return [(a, b) for a, b in todo if (a // batch_size) % world == rank]
+
+
+def _fill(probe, source, names, sink, todo, reduce, progress) -> None:
+    bar = tqdm(total=sum(b - a for a, b in todo), unit="stim", desc="recording", disable=not progress)
     try:
-        for start in range(sink.done, n, batch_size):
-            stop = min(start + batch_size, n)
+        for start, stop in todo:
             batch = source.batch(start, stop, probe.device, probe.dtype)
             with probe.record(*names, reduce=reduce) as rec:
                 probe.model(batch)
             for name in names:
                 sink.write(name, start, _to_numpy(rec[name]))
-            sink.commit(stop)
+            sink.commit(start, stop)
             bar.update(stop - start)
     finally:
         bar.close()
@@ -289,44 +321,50 @@ def stimulus_source(stimuli: Any) -> _Source:
 class _MemorySink:
     def __init__(self, shapes: dict, n: int):
         self.arrays = {name: np.empty((n,) + shape, dtype=np.dtype(dtype)) for name, (shape, dtype) in shapes.items()}
-        self.done = 0
+
+    def done(self) -> list:
+        return []
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         self.arrays[name][start : start + len(values)] = values
 
-    def commit(self, stop: int) -> None:
-        self.done = stop
+    def commit(self, start: int, stop: int) -> None:
+        pass
 
     def close(self) -> None:
         pass
 
 
 class _DiskSink:
-    """Writes unit arrays as .npy files batch by batch, with plain writes at each batch's offset."""
+    """Writes unit arrays as .npy files chunk by chunk, with plain writes at each chunk's offset.
 
-    def __init__(self, path: Path, names, arrays_or_shapes, ids, params, meta):
-        path.mkdir(parents=True, exist_ok=True)
+    Ranks write disjoint rows of the same files and log their chunks in
+    progress files of their own, so several processes can share a folder.
+    """
+
+    def __init__(self, path: Path, names, shapes, n, ids, params, meta, rank=0):
         self.path = path
+        files = {name: f"{i:03d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'model'}.npy"
+                 for i, name in enumerate(names)}
+
+        def create():
+            for name, (shape, dtype) in shapes.items():
+                np.lib.format.open_memmap(path / files[name], mode="w+", dtype=np.dtype(dtype), shape=(n, *shape))
+            entries = [{"unit": name, "file": files[name], "shape": [n, *shapes[name][0]], "dtype": shapes[name][1]}
+                       for name in names]
+            write_json(path / "meta.json", {"format": FORMAT, **meta, "units": entries, "n_stimuli": n,
+                                            "stimuli": {"ids": _jsonable(ids), "params": _jsonable(params)}})
+
+        create_once(path, create)
         self.files, self.offsets, self.row_bytes = {}, {}, {}
-        entries = []
-        for i, name in enumerate(names):
-            shape, dtype = _shape_dtype(arrays_or_shapes[name])
-            file = f"{i:03d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name).strip('_') or 'model'}.npy"
-            target = path / file
-            if not target.exists():
-                np.lib.format.open_memmap(target, mode="w+", dtype=np.dtype(dtype), shape=shape)._mmap.close()
-            self.offsets[name] = np.load(target, mmap_mode="r").offset
-            self.row_bytes[name] = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
-            self.files[name] = open(target, "r+b")
-            entries.append({"unit": name, "file": file, "shape": list(shape), "dtype": np.dtype(dtype).str})
-        if not (path / "meta.json").exists():
-            full = {"format": FORMAT, **meta, "units": entries, "n_stimuli": shape[0],
-                    "stimuli": {"ids": _jsonable(ids), "params": _jsonable(params)}}
-            _write_json(path / "meta.json", full)
-        self.done = _read_progress(path)
+        for name, (shape, dtype) in shapes.items():
+            self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
+            self.row_bytes[name] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            self.files[name] = open(path / files[name], "r+b")
+        self.log = ProgressLog(path, rank)
 
     @classmethod
-    def open(cls, path: Path, names, shapes, n, ids, params, meta) -> _DiskSink:
+    def open(cls, path: Path, names, shapes, n, ids, params, meta, rank=0) -> _DiskSink:
         """A sink for a new recording, or the unfinished one already in ``path``."""
         if (path / "meta.json").exists():
             old = json.loads((path / "meta.json").read_text())
@@ -341,39 +379,24 @@ class _DiskSink:
                     f"{path} already holds a recording of other units or stimuli; "
                     "choose another out= folder or delete that one"
                 )
-        return cls(path, names, {k: ((n,) + s, d) for k, (s, d) in shapes.items()}, ids, params, meta)
+        return cls(path, names, shapes, n, ids, params, meta, rank)
+
+    def done(self) -> list:
+        return self.log.done()
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         fh = self.files[name]
         fh.seek(self.offsets[name] + start * self.row_bytes[name])
         fh.write(np.ascontiguousarray(values).tobytes())
 
-    def commit(self, stop: int) -> None:
+    def commit(self, start: int, stop: int) -> None:
         for fh in self.files.values():
             fh.flush()
-        _write_json(self.path / "progress.json", {"completed": stop})
-        self.done = stop
+        self.log.add(start, stop)
 
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()
-
-
-def _shape_dtype(entry) -> tuple[tuple, str]:
-    if isinstance(entry, np.ndarray):
-        return entry.shape, entry.dtype.str
-    return entry
-
-
-def _read_progress(path: Path) -> int:
-    progress = path / "progress.json"
-    return json.loads(progress.read_text())["completed"] if progress.exists() else 0
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:

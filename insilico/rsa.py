@@ -474,8 +474,8 @@ def compare(a, b, method: str = "spearman") -> float:
 
     Examples
     --------
-    >>> compare([1, 2, 3], [1, 2, 4], "spearman"), compare([1, 2, 3], [1, 2, 2], "kendall_a")
-    (1.0, 0.6666666666666666)
+    >>> round(compare([1, 2, 3], [1, 2, 4], "spearman"), 6), round(compare([1, 2, 3], [1, 2, 2], "kendall_a"), 6)
+    (1.0, 0.666667)
     """
     return float(compare_all([a], [b], method)[0, 0])
 

@@ -1,0 +1,281 @@
+"""Lesion studies: silence channels of a layer and measure what the network can no longer do.
+
+``lesion_sweep(model, layer, stimuli, labels)`` lesions each channel of
+``layer`` (or each group of channels) in turn with
+:meth:`insilico.Probe.lesion` and measures the accuracy on every class of a
+labelled stimulus set. The change in per-class accuracy, groups x classes, is
+the *dissociation matrix*: a double dissociation is two groups whose lesions
+hurt different classes. ``cumulative_lesion`` lesions the channels one after
+another, most important first and least important first (importance = the
+drop in overall accuracy when the channel alone is lesioned), tracing how
+gracefully the network degrades.
+
+Example
+-------
+>>> import torch
+>>> from insilico.experiments import lesion_sweep
+>>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+>>> x, y = torch.rand(20, 4), torch.randint(0, 2, (20,))
+>>> res = lesion_sweep(net, "1", x, y, progress=False)
+>>> res.class_accuracy.shape, res.effect.shape
+((3, 2), (3, 2))
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import InsilicoError
+from ..probe import Probe
+from ..units import Unit
+from .results import Result, new_axes, write_csv
+from .runs import logits
+
+
+def _labels(labels: Any, n: int) -> np.ndarray:
+    y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels).astype(int).ravel()
+    if len(y) != n:
+        raise InsilicoError(f"{len(y)} labels for {n} stimuli: give one class index per stimulus")
+    return y
+
+
+def _n_channels(model: nn.Module, layer: Unit, stimuli: Any) -> int:
+    from ..recording import stimulus_source
+
+    probe = Probe(model)
+    first = stimulus_source(stimuli).batch(0, 1, probe.device, probe.dtype)
+    whole = Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output)
+    with torch.no_grad(), probe.record(whole) as rec:
+        model(first)
+    value = rec[whole]
+    if value.ndim < 2:
+        raise InsilicoError(f"{layer} has no channel axis to lesion (per-sample shape {tuple(value.shape[1:])})")
+    return int(value.shape[1])
+
+
+def _per_class(pred: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    out = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        mask = y == c
+        if mask.any():
+            out[c] = float((pred[mask] == c).mean())
+    return out
+
+
+def _evaluate(model, probe, stimuli, y, n_classes, batch_size, output):
+    out = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
+    pred = out.argmax(-1).numpy()
+    return pred, _per_class(pred, y, n_classes), float((pred == y).mean())
+
+
+def lesion_sweep(
+    model: nn.Module,
+    layer: str | Unit,
+    stimuli: Any,
+    labels: Any,
+    groups: Sequence[Sequence[int]] | None = None,
+    mode: str = "zero",
+    classes: Sequence[str] | None = None,
+    output: str | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> "LesionResult":
+    """Per-class accuracy with each channel (or group of channels) of ``layer`` lesioned.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier: its output (or the unit ``output``) holds class scores.
+    layer : str
+        A layer address, e.g. ``"features.10"``; recurrent modules are
+        lesioned at every step unless the address names one (``"layers.1@2"``).
+    stimuli : tensor (N, C, H, W), StimulusSet or Dataset
+    labels : (N,) ints
+        The class index of each stimulus.
+    groups : list of lists of int, optional
+        Channels lesioned together; default one group per channel. An empty
+        group is the intact model.
+    mode : {"zero", "mean"}
+        Lesioned units are set to 0, or to their mean response over ``stimuli``.
+    classes : list of str, optional
+        Class names (default ``model.classes`` when it exists).
+    output : str, optional
+        Read class scores from this unit instead of the model's output
+        (e.g. ``"readout@1"``: step 1 of a recurrent model).
+
+    Returns
+    -------
+    LesionResult
+    """
+    if mode not in ("zero", "mean"):
+        raise InsilicoError(f"lesion mode must be 'zero' or 'mean' here, not {mode!r}")
+    unit = Unit.coerce(layer, model)
+    unit.resolve(model)
+    if unit.index is not None:
+        raise InsilicoError(f"name the whole layer ({unit.module!r}) and choose channels with groups=")
+    n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
+    y = _labels(labels, n)
+    probe = Probe(model)
+    was = model.training
+    model.eval()
+    try:
+        scores = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
+        n_classes = int(scores.shape[-1])
+        base_pred = scores.argmax(-1).numpy()
+        base_class, base_acc = _per_class(base_pred, y, n_classes), float((base_pred == y).mean())
+        if groups is None:
+            groups = [[c] for c in range(_n_channels(model, unit, stimuli))]
+        groups = [[int(c) for c in g] for g in groups]
+        accuracy, class_accuracy, changed = [], [], []
+        for group in tqdm(groups, desc=f"lesion {unit}", disable=not progress, leave=False):
+            if not group:
+                pred, per_class, acc = base_pred, base_class, base_acc
+            else:
+                target = unit.replace(index=(tuple(group),))
+                options = dict(mode=mode)
+                if mode == "mean":
+                    options.update(reference=stimuli, batch_size=batch_size)
+                with probe.lesion(target, **options):
+                    pred, per_class, acc = _evaluate(model, probe, stimuli, y, n_classes, batch_size, output)
+            accuracy.append(acc)
+            class_accuracy.append(per_class)
+            changed.append(float((pred != base_pred).mean()))
+    finally:
+        model.train(was)
+    names = list(classes) if classes is not None else list(getattr(model, "classes", range(n_classes)))
+    arrays = dict(
+        groups=np.array([",".join(map(str, g)) for g in groups]), accuracy=np.array(accuracy),
+        class_accuracy=np.array(class_accuracy), baseline=np.array(base_acc),
+        baseline_class=base_class, changed=np.array(changed), classes=np.array([str(c) for c in names]),
+    )
+    settings = dict(layer=str(unit), mode=mode, n_stimuli=n, output=output, model=type(model).__name__)
+    return LesionResult(arrays, settings)
+
+
+class LesionResult(Result):
+    """Accuracy with each group lesioned.
+
+    Attributes
+    ----------
+    groups : (G,) str, channels of each group ("3" or "3,7,9")
+    accuracy : (G,) overall accuracy with the group lesioned
+    class_accuracy : (G, K) per-class accuracy
+    baseline, baseline_class : intact accuracy, overall and (K,) per class
+    effect : (G, K) change in per-class accuracy (the dissociation matrix)
+    importance : (G,) drop in overall accuracy
+    changed : (G,) fraction of predictions the lesion changed
+    """
+
+    @property
+    def effect(self) -> np.ndarray:
+        return self.class_accuracy - self.baseline_class[None, :]
+
+    @property
+    def importance(self) -> np.ndarray:
+        return float(self.baseline) - self.accuracy
+
+    def ranking(self) -> np.ndarray:
+        """Group positions from most to least important (stable order for ties)."""
+        return np.argsort(-self.importance, kind="stable")
+
+    def table(self) -> dict:
+        return {"group": self.groups, "accuracy": self.accuracy, "importance": self.importance,
+                "changed": self.changed}
+
+    def save(self, path) -> list:
+        paths = super().save(path)
+        stem = Path(paths[0]).with_suffix("")
+        matrix = stem.parent / (stem.name + "_dissociation.csv")
+        columns = {"group": self.groups, **{str(c): self.effect[:, k] for k, c in enumerate(self.classes)}}
+        write_csv(matrix, columns, json.dumps({"result": "dissociation (class accuracy change)", **self.settings}))
+        return paths + [matrix]
+
+    def plot(self, ax=None, top: int | None = 32):
+        """The dissociation matrix: change in per-class accuracy, groups (most important first) x classes."""
+        fig, ax = new_axes(ax, figsize=(7, 5))
+        order = self.ranking()[:top] if top else self.ranking()
+        effect = self.effect[order]
+        lim = float(np.nanmax(np.abs(effect))) or 1.0
+        image = ax.imshow(effect, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels([self.groups[i] for i in order], fontsize=6)
+        ax.set_xticks(range(len(self.classes)))
+        ax.set_xticklabels(self.classes, rotation=60, ha="right", fontsize=6)
+        ax.set_ylabel(f"lesioned channel(s) of {self.settings['layer']}")
+        ax.set_title("change in accuracy per class", fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.tight_layout()
+        return fig
+
+
+def cumulative_lesion(
+    model: nn.Module,
+    layer: str | Unit,
+    stimuli: Any,
+    labels: Any,
+    sweep: LesionResult | None = None,
+    n_points: int = 12,
+    mode: str = "zero",
+    output: str | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = True,
+) -> "CumulativeLesionResult":
+    """Accuracy as more and more channels are lesioned: most important first, least first, random.
+
+    Parameters
+    ----------
+    sweep : LesionResult, optional
+        Single-channel lesion results giving the importance ranking
+        (computed with :func:`lesion_sweep` when omitted).
+    n_points : int
+        Number of lesion sizes from 0 to all channels.
+    seed : int
+        Seed of the random order (the control curve).
+
+    Returns
+    -------
+    CumulativeLesionResult
+    """
+    unit = Unit.coerce(layer, model)
+    if sweep is None:
+        sweep = lesion_sweep(model, unit, stimuli, labels, mode=mode, output=output, batch_size=batch_size,
+                             progress=progress)
+    channels = np.array([int(g) for g in sweep.groups])
+    ranked = channels[sweep.ranking()]
+    rng = np.random.default_rng(seed)
+    orders = {"most": ranked, "least": ranked[::-1], "random": rng.permutation(channels)}
+    counts = np.unique(np.linspace(0, len(channels), n_points).round().astype(int))
+    curves = {}
+    for name, order in orders.items():
+        groups = [list(order[:k]) for k in counts]
+        res = lesion_sweep(model, unit, stimuli, labels, groups=groups, mode=mode, output=output,
+                           batch_size=batch_size, progress=progress)
+        curves[name] = res.accuracy
+    arrays = dict(n_lesioned=counts, fraction=counts / len(channels), accuracy_most=curves["most"],
+                  accuracy_least=curves["least"], accuracy_random=curves["random"], ranking=ranked,
+                  chance=np.array(1.0 / len(sweep.classes)))
+    return CumulativeLesionResult(arrays, dict(sweep.settings, n_points=n_points, seed=seed))
+
+
+class CumulativeLesionResult(Result):
+    """Accuracy vs number of lesioned channels (``n_lesioned``) for three orders."""
+
+    def plot(self, ax=None):
+        """Accuracy vs fraction lesioned: most important first, least important first, random."""
+        fig, ax = new_axes(ax)
+        ax.plot(self.fraction, self.accuracy_most, "o-", label="most important first")
+        ax.plot(self.fraction, self.accuracy_least, "s-", label="least important first")
+        ax.plot(self.fraction, self.accuracy_random, "^-", color="0.5", label="random order")
+        ax.axhline(float(self.chance), color="k", ls=":", lw=1, label="chance")
+        ax.set_xlabel(f"fraction of {self.settings['layer']} lesioned")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7, frameon=False)
+        return fig

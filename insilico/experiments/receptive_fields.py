@@ -1,0 +1,468 @@
+"""Receptive fields: where in the image a unit looks, three ways.
+
+``receptive_field(model, unit, method=...)`` returns the RF of one unit (a
+neuron ``"features.3[5,6,6]"``; a channel ``"features.3[5]"`` or a whole layer
+``"features.3"`` means the centre position of the map, summed over the
+named channels):
+
+``"theoretical"``
+    The pixels that can influence the unit through the network's wiring.
+    Computed by walking the autograd graph of one forward pass from the unit
+    back to the image, mapping an index interval through every convolution
+    and pooling node (``lo * stride - padding`` .. ``hi * stride - padding +
+    dilation * (kernel - 1)``) and every nearest/bilinear upsampling; paths
+    are merged by taking the hull. Because it follows the real graph it
+    covers branches and recurrence: the RF of a recurrent layer grows with
+    its lateral and top-down inputs over time steps (``"layers.1@3"``), and
+    inputs that are zero at a step (no graph) add nothing. Pointwise ops
+    (activations, additions, normalisation, whose statistics are ignored as
+    usual) pass the interval on; ops that mix all positions (linear layers,
+    global pooling, reshapes, permutes, matrix products) make the RF the
+    whole image. The size is the unclamped extent (it can exceed the image).
+``"gradient"``
+    Mean ``|d unit / d image|`` (summed over colour channels) over white-noise
+    images, via :func:`insilico.gradient_map`.
+``"sparse_noise"``
+    Reverse correlation with sparse noise (:func:`insilico.stimuli.sparse_noise`):
+    the ON map is the mean response when a light dot covers a pixel minus the
+    mean response overall, the OFF map the same for dark dots; the RF
+    strength is ``|ON| + |OFF|`` after removing each map's median.
+
+For the two measured maps the RF is the bounding box of the 8-connected
+region around the peak of the pixels whose strength exceeds ``threshold`` times the maximum (and, for sparse noise, a
+noise floor of 4 standard deviations of the map's noise, estimated from
+the difference of the maps of odd and even frames); ``size`` is the
+geometric mean of the box's height and width, ``center`` its centre ``(y, x)``
+in pixel coordinates (row, column), and ``centroid`` the strength-weighted mean.
+
+Example
+-------
+>>> import torch
+>>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 5, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(2, 2, 3))
+>>> rf = receptive_field(net, "2[0,1,1]", input_size=16)
+>>> rf.size, rf.center
+(9.0, (6.0, 6.0))
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import stimuli as stim
+from ..errors import InsilicoError, UnitError
+from ..probe import Probe
+from ..units import Unit
+from .results import Result, new_axes
+from .runs import evaluating, input_shape
+
+METHODS = ("theoretical", "gradient", "sparse_noise")
+_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+# autograd nodes after which every input position matters
+_WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive", "View", "Reshape", "Permute",
+          "Transpose", "Softmax", "Linear", "Unfold", "TBackward", "Einsum", "Matmul")
+
+
+def receptive_field(
+    model: nn.Module,
+    unit: str | Unit,
+    input_size: int | None = None,
+    method: str = "theoretical",
+    threshold: float = 0.1,
+    n_images: int = 16,
+    n_frames: int = 4000,
+    dots: int = 4,
+    dot_size: int = 1,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = False,
+) -> "RFResult":
+    """Receptive field of one unit.
+
+    Parameters
+    ----------
+    model : nn.Module
+    unit : str or Unit
+        A neuron (``"features.3[5,6,6]"``); a channel or a layer is read at the
+        centre of its map (summed over its channels).
+    input_size : int, optional
+        Image side in pixels; default ``model.input_size``.
+    method : {"theoretical", "gradient", "sparse_noise"}
+    threshold : float
+        Measured maps: fraction of the peak strength that counts as inside.
+    n_images : int
+        Gradient: number of white-noise images averaged.
+    n_frames, dots, dot_size : int
+        Sparse noise: frames, dots per frame and dot side (pixels).
+    batch_size, seed, progress
+        Sparse noise batching, the noise seed, and a progress bar.
+
+    Returns
+    -------
+    RFResult
+        ``size`` (pixels), ``center`` (y, x), ``extent`` (height, width),
+        ``map`` (H, W) and ``box`` (y0, y1, x0, x1), inclusive.
+    """
+    if method not in METHODS:
+        raise InsilicoError(f"unknown RF method {method!r}; use one of {', '.join(METHODS)}")
+    channels, size = input_shape(model, input_size)
+    neuron, sample_shape = locate(model, unit, channels, size)
+    settings = dict(unit=str(unit), neuron=str(neuron), method=method, input_size=size, threshold=threshold)
+    if method == "theoretical":
+        box = theoretical_box(model, neuron, channels, size)
+        strength = np.zeros((size, size))
+        if box is not None:
+            y0, y1, x0, x1 = (int(np.clip(v, 0, size - 1)) for v in box)
+            strength[y0:y1 + 1, x0:x1 + 1] = 1.0
+        return RFResult.from_box(box, strength, strength, settings)
+    if method == "gradient":
+        from ..gradients import gradient_map
+
+        images = stim.white_noise(size=size, n=n_images, seed=seed, channels=channels).images
+        maps = gradient_map(model, images, neuron, method="gradient").cpu().numpy()
+        signed = maps.sum(1).mean(0)
+        strength = np.abs(maps).sum(1).mean(0)
+        settings.update(n_images=n_images, seed=seed)
+        return RFResult.from_map(strength, signed, threshold, settings)
+    noise = stim.sparse_noise(size=size, n_frames=n_frames, dots=dots, dot_size=dot_size, seed=seed,
+                              channels=channels)
+    strength, signed, floor = sparse_noise_map(model, neuron, noise, batch_size, progress)
+    settings.update(n_frames=n_frames, dots=dots, dot_size=dot_size, seed=seed)
+    return RFResult.from_map(strength, signed, threshold, settings, floor=floor)
+
+
+def locate(model: nn.Module, unit: str | Unit, channels: int, size: int) -> tuple[Unit, tuple]:
+    """The unit as one neuron or a channel set at the centre position; and its module's sample shape."""
+    unit = Unit.coerce(unit, model)
+    unit.resolve(model)
+    whole = Unit(unit.module, unit.step, None, unit.output)
+    probe = Probe(model)
+    x = torch.full((1, channels, size, size), 0.5, device=probe.device, dtype=probe.dtype)
+    with evaluating(model), probe.record(whole) as rec:
+        model(x)
+    shape = tuple(rec[whole].shape[1:])
+    index = unit.index or ()
+    if len(shape) < 3 or len(index) >= len(shape):
+        return unit, shape
+    if len(index) > 1:
+        raise UnitError(f"{unit}: name a channel ('[5]') or a neuron ('[5,y,x]') for a receptive field")
+    channel = index[0] if index else slice(None)
+    centre = tuple(s // 2 for s in shape[1:])
+    return Unit(unit.module, unit.step, (channel,) + centre, unit.output), shape
+
+
+# ---------------------------------------------------------------------------------------
+# Theoretical RF from the autograd graph
+# ---------------------------------------------------------------------------------------
+def theoretical_box(model: nn.Module, neuron: Unit, channels: int, size: int) -> tuple | None:
+    """Inclusive ``(y0, y1, x0, x1)`` input box of ``neuron`` from kernel sizes, strides and paddings (unclamped).
+
+    None when no path leads from the image to the unit.
+    """
+    probe = Probe(model)
+    x = torch.full((1, channels, size, size), 0.5, device=probe.device, dtype=probe.dtype, requires_grad=True)
+    whole = Unit(neuron.module, neuron.step, None, neuron.output)
+    was = model.training
+    model.eval()
+    try:
+        with torch.enable_grad(), probe.record(whole, keep_graph=True) as rec:
+            model(x)
+            out = rec[whole]
+    finally:
+        model.train(was)
+    if out.grad_fn is None:
+        return None
+    index = neuron.index or ()
+    spatial = out.ndim - 2
+    if spatial < 1 or len(index) < out.ndim - 1:
+        start = None  # a linear unit or a slice of channels without a position: no spatial origin
+    else:
+        start = tuple((int(i), int(i)) for i in index[1:])
+    hull = _walk(out.grad_fn, start, x)
+    if hull is _NOTHING:
+        return None
+    if hull is None or len(hull) < 2:
+        return (0, size - 1, 0, size - 1)
+    (y0, y1), (x0, x1) = hull[-2], hull[-1]
+    return (y0, y1, x0, x1)
+
+
+_NOTHING = object()
+
+
+def _walk(root, start, image):
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:  # iterative post-order DFS -> reverse gives a topological order (consumers first)
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        for child, _ in node.next_functions:
+            if child is not None and child not in seen:
+                stack.append((child, False))
+    order.reverse()
+    need = {root: start}
+    found = _NOTHING
+    for node in order:
+        if node not in need:
+            continue
+        box = need[node]
+        if type(node).__name__ == "AccumulateGrad":
+            if getattr(node, "variable", None) is image:
+                found = box
+            continue
+        for k, (child, _) in enumerate(node.next_functions):
+            if child is None:
+                continue
+            mapped = _back(node, k, box)
+            if mapped is _NOTHING:
+                continue
+            need[child] = _hull(need[child], mapped) if child in need else mapped
+    return found
+
+
+def _hull(a, b):
+    if a is None or b is None:
+        return None
+    if len(a) != len(b):
+        return None
+    return tuple((min(p[0], q[0]), max(p[1], q[1])) for p, q in zip(a, b))
+
+
+def _back(node, k: int, box):
+    """The interval of input ``k`` of autograd ``node`` that output interval ``box`` depends on."""
+    name = type(node).__name__
+    if box is None:
+        return None
+    if name.startswith("ConvolutionBackward"):
+        if k != 0:
+            return _NOTHING  # weight and bias
+        if node._saved_transposed:
+            return None
+        kernel = tuple(node._saved_weight.shape[2:])
+        return _through(box, kernel, node._saved_stride, node._saved_padding, node._saved_dilation)
+    if "Pool" in name and "Adaptive" not in name and hasattr(node, "_saved_kernel_size"):
+        kernel = node._saved_kernel_size
+        stride = node._saved_stride or kernel
+        dilation = getattr(node, "_saved_dilation", None) or (1,) * len(kernel)
+        return _through(box, kernel, stride, node._saved_padding, dilation)
+    if name.startswith("Upsample"):
+        out_size = node._saved_output_size
+        in_size = node._saved_self_sym_sizes[-len(out_size):] if out_size else None
+        if not out_size or len(out_size) != len(box):
+            return None
+        margin = 0 if "Nearest" in name else 1
+        return tuple((max(0, math.floor(lo * i / o) - margin), math.floor(hi * i / o) + margin)
+                     for (lo, hi), i, o in zip(box, in_size, out_size))
+    if any(tag in name for tag in _WHOLE):
+        return None
+    return box
+
+
+def _through(box, kernel, stride, padding, dilation):
+    n = len(kernel)
+    if len(box) < n:
+        return None
+    head, tail = box[:-n], box[-n:]
+    mapped = tuple((lo * s - p, hi * s - p + d * (kk - 1))
+                   for (lo, hi), kk, s, p, d in zip(tail, kernel, stride, padding, dilation))
+    return head + mapped
+
+
+# ---------------------------------------------------------------------------------------
+# Sparse-noise reverse correlation
+# ---------------------------------------------------------------------------------------
+def sparse_noise_map(model: nn.Module, neuron: Unit, noise, batch_size: int = 256, progress: bool = False):
+    """``(strength, signed ON - OFF map, noise floor)`` of one unit from a sparse-noise StimulusSet."""
+    from .runs import record_units
+
+    values, _ = record_units(model, noise, [neuron], batch_size=batch_size, progress=progress, desc="sparse noise")
+    r = values.sum(1).double().numpy()
+    p = noise.params[0]
+    mean, contrast = p["mean"], p["contrast"]
+    signs = torch.round((noise.images[:, 0].double() - mean) / (mean * contrast)).flatten(1).numpy()  # (F, HW)
+    on, off = (signs > 0).astype(float), (signs < 0).astype(float)
+    half = np.arange(len(r)) % 2 == 0
+
+    def maps(rows):
+        centred = r[rows] - r[rows].mean()
+        n_on, n_off = on[rows].sum(0), off[rows].sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            on_map = np.where(n_on > 0, on[rows].T @ centred / np.maximum(n_on, 1), 0.0)
+            off_map = np.where(n_off > 0, off[rows].T @ centred / np.maximum(n_off, 1), 0.0)
+        return on_map - np.median(on_map), off_map - np.median(off_map)
+
+    on_map, off_map = maps(slice(None))
+    on_a, off_a = maps(half)
+    on_b, off_b = maps(~half)
+    # split-half estimate of the noise in one full-data map value: var(a - b) = 4 var(full)
+    both = (on[half].sum(0) > 0) & (on[~half].sum(0) > 0) & (off[half].sum(0) > 0) & (off[~half].sum(0) > 0)
+    diffs = np.concatenate([(on_a - on_b)[both], (off_a - off_b)[both]])
+    sd = 0.5 * float(np.std(diffs)) if len(diffs) else 0.0
+    side = noise.images.shape[-1]
+    strength = (np.abs(on_map) + np.abs(off_map)).reshape(side, side)
+    signed = (on_map - off_map).reshape(side, side)
+    return strength, signed, 4.0 * sd
+
+
+class RFResult(Result):
+    """A receptive field: ``size`` and ``center`` (y, x) in pixels, the ``map``, its ``box`` and ``extent``."""
+
+    @classmethod
+    def from_box(cls, box, strength, signed, settings) -> "RFResult":
+        if box is None:
+            arrays = dict(box=np.full(4, np.nan), center=np.full(2, np.nan), extent=np.full(2, np.nan))
+        else:
+            y0, y1, x0, x1 = box
+            arrays = dict(box=np.array(box, float), center=np.array([(y0 + y1) / 2, (x0 + x1) / 2]),
+                          extent=np.array([y1 - y0 + 1, x1 - x0 + 1], float))
+        arrays.update(map=np.asarray(strength, float), signed_map=np.asarray(signed, float),
+                      centroid=arrays["center"].copy())
+        return cls(arrays, settings)
+
+    @classmethod
+    def from_map(cls, strength, signed, threshold, settings, floor: float = 0.0) -> "RFResult":
+        peak = float(strength.max())
+        cut = max(threshold * peak, floor)
+        inside = strength > cut if peak > 0 else np.zeros_like(strength, bool)
+        if inside.any():  # keep the 8-connected region around the peak: isolated noise pixels stay out
+            from scipy import ndimage
+
+            labels, _ = ndimage.label(inside, structure=np.ones((3, 3)))
+            inside = labels == labels[np.unravel_index(np.argmax(strength), strength.shape)]
+        if not inside.any():
+            return cls.from_box(None, strength, signed, settings)
+        ys, xs = np.nonzero(inside)
+        result = cls.from_box((ys.min(), ys.max(), xs.min(), xs.max()), strength, signed, settings)
+        w = strength * inside
+        yy, xx = np.indices(strength.shape)
+        result.arrays["centroid"] = np.array([(w * yy).sum() / w.sum(), (w * xx).sum() / w.sum()])
+        result.settings["cut"] = cut
+        return result
+
+    @property
+    def size(self) -> float:
+        """Geometric mean of the RF's height and width, in pixels."""
+        h, w = self.arrays["extent"]
+        return float(math.sqrt(h * w))
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """Centre ``(y, x)`` of the RF box, pixel coordinates (row, column)."""
+        return tuple(float(v) for v in self.arrays["center"])
+
+    def table(self) -> dict:
+        return {}
+
+    def plot(self, ax=None, signed: bool = True):
+        """The RF map with its box."""
+        import matplotlib.patches as patches
+
+        fig, ax = new_axes(ax, figsize=(3.5, 3.5))
+        image = self.signed_map if signed else self.map
+        lim = float(np.abs(image).max()) or 1.0
+        ax.imshow(image, cmap="RdBu_r" if signed else "magma", vmin=-lim if signed else 0, vmax=lim)
+        if np.all(np.isfinite(self.box)):
+            y0, y1, x0, x1 = self.box
+            ax.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                                           edgecolor="k", lw=1))
+        ax.set_title(f"{self.settings['neuron']} ({self.settings['method']}): {self.size:.1f} px", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return fig
+
+
+# ---------------------------------------------------------------------------------------
+# RF size per layer
+# ---------------------------------------------------------------------------------------
+def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
+    """Conv2d and pooling modules whose output depends on the image, in module order (step 0 of recurrent ones)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, _SPATIAL)]
+    if not names:
+        raise InsilicoError(f"{type(model).__name__} has no Conv2d or pooling layers; pass layers= explicitly")
+    probe = Probe(model)
+    x = torch.full((1, channels, size, size), 0.5, device=probe.device, dtype=probe.dtype)
+    with evaluating(model), probe.record(*names) as rec:
+        model(x)
+        calls = {name: rec._tap(name).calls_per_pass for name in names}
+    layers = [f"{n}@0" if calls[n] > 1 else n for n in names if calls[n] > 0]
+    return [layer for layer in layers if theoretical_box(model, locate(model, layer, channels, size)[0],
+                                                         channels, size) is not None]
+
+
+def receptive_field_sizes(
+    model: nn.Module,
+    layers: Sequence[str] | None = None,
+    input_size: int | None = None,
+    methods: Sequence[str] = ("theoretical", "gradient"),
+    progress: bool = True,
+    **options: Any,
+) -> "RFSizesResult":
+    """RF size and centre of the centre unit of each layer (all channels), by each method.
+
+    Parameters
+    ----------
+    layers : list of str, optional
+        Default: every Conv2d and pooling module that sees the image, in
+        module order; modules called several times (recurrence) at their
+        first call, the feed-forward sweep (ask for ``"layers.1@3"`` to see
+        the RF grow over time steps).
+    methods : list of str
+        Among ``"theoretical"``, ``"gradient"``, ``"sparse_noise"``.
+    **options
+        Passed to :func:`receptive_field` (``threshold``, ``n_images``, ...).
+
+    Returns
+    -------
+    RFSizesResult
+        ``layers``, ``depth`` (1..L) and per method ``size_<method>``.
+    """
+    from tqdm.auto import tqdm
+
+    channels, size = input_shape(model, input_size)
+    layers = list(layers) if layers is not None else spatial_layers(model, channels, size)
+    sizes = {m: [] for m in methods}
+    centres = {m: [] for m in methods}
+    for layer in tqdm(layers, desc="RF per layer", disable=not progress, leave=False):
+        for method in methods:
+            rf = receptive_field(model, layer, input_size=size, method=method, **options)
+            sizes[method].append(rf.size)
+            centres[method].append(rf.center)
+    arrays = {"layers": np.array(layers), "depth": np.arange(1, len(layers) + 1)}
+    for method in methods:
+        arrays[f"size_{method}"] = np.array(sizes[method], float)
+        arrays[f"center_{method}"] = np.array(centres[method], float)
+    return RFSizesResult(arrays, dict(methods=list(methods), input_size=size, model=type(model).__name__,
+                                      **{k: v for k, v in options.items()}))
+
+
+class RFSizesResult(Result):
+    """RF size per layer (``layers``, ``depth``, ``size_<method>``), plotted against depth."""
+
+    def table(self) -> dict:
+        cols = {"layer": self.layers, "depth": self.depth}
+        for m in self.settings["methods"]:
+            cols[f"size_{m}"] = self.arrays[f"size_{m}"]
+        return cols
+
+    def plot(self, ax=None):
+        """RF size (pixels) vs layer depth, one line per method; the image size dashed."""
+        fig, ax = new_axes(ax, figsize=(6, 3.5))
+        styles = {"theoretical": "k-", "gradient": "o-", "sparse_noise": "s-"}
+        for m in self.settings["methods"]:
+            ax.plot(self.depth, self.arrays[f"size_{m}"], styles.get(m, "o-"), label=m.replace("_", " "))
+        ax.axhline(self.settings["input_size"], color="0.6", ls="--", lw=1, label="image")
+        ax.set_xticks(self.depth)
+        ax.set_xticklabels([str(n) for n in self.layers], rotation=45, ha="right", fontsize=7)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("RF size (pixels)")
+        ax.legend(fontsize=7, frameon=False)
+        fig.tight_layout()
+        return fig

@@ -286,13 +286,13 @@ class _GuidedReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         out = x.clamp(min=0)
-        ctx.save_for_backward(out > 0)
+        ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        (positive,) = ctx.saved_tensors
-        return grad.clamp(min=0) * positive
+        (out,) = ctx.saved_tensors  # the true ReLU gradient, then only its positive part
+        return torch.ops.aten.threshold_backward(grad, out, 0).clamp_(min=0)
 
 
 class _DeconvReLU(torch.autograd.Function):

@@ -457,6 +457,102 @@ def _cholesky(m: torch.Tensor, what: str) -> torch.Tensor:
     return low
 
 
+_ACTIVATIONS = {"ReLU", "ReLU6", "GELU", "SiLU", "ELU", "SELU", "CELU", "LeakyReLU", "PReLU", "Tanh", "Sigmoid",
+                "Softplus", "Mish", "Hardswish", "Hardtanh", "GLU"}
+
+
+def layer_units(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
+    """The layers of a model worth an RDM: every activation module, and the last layer (the output).
+
+    Modules called several times per forward pass (recurrent networks) are
+    addressed at their last call (``"@-1"``); modules never called are left
+    out. Without activation modules (functional ReLUs), every convolution and
+    linear layer is used instead.
+
+    Parameters
+    ----------
+    model : nn.Module
+    example : tensor
+        One input batch for a trial forward pass (e.g. ``stimuli[:1]``).
+
+    Examples
+    --------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(), torch.nn.Linear(8, 2))
+    >>> layer_units(net, torch.rand(1, 4))
+    ['1', '3']
+    """
+    from torch import nn
+
+    from .probe import Probe
+
+    skip = (nn.Dropout, nn.Identity, nn.Flatten)
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    names = [n for n, m in leaves if type(m).__name__ in _ACTIVATIONS]
+    last = [n for n, m in leaves if not isinstance(m, skip)][-1:]
+    names += [n for n in last if n not in names]
+    if len(names) <= 1:
+        names = [n for n, m in leaves if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))] or names
+    if not names:
+        raise InsilicoError("found no layers to record in this model; pass units= explicitly")
+    probe = Probe(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), probe.record(*names) as rec:
+            model(example)
+        units = []
+        for n in names:
+            try:
+                steps = rec.steps(n).shape[1]
+            except InsilicoError:  # never called in forward()
+                continue
+            units.append(n if steps == 1 else f"{n}@-1")
+    finally:
+        model.train(was_training)
+        probe.remove()
+    return units
+
+
+def model_rdms(model: torch.nn.Module, stimuli, units: Sequence[str] | None = None, method: str = "correlation",
+               labels: Sequence | None = None, batch_size: int = 64, progress: bool = True, **options) -> dict:
+    """Record a model's layers over a stimulus set and compute one RDM per layer.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Taking pixel-space stimuli; recorded in eval mode, on its own device.
+    stimuli : tensor (N, C, H, W) or anything :meth:`Probe.record_stimuli` takes
+    units : list of str, optional
+        Default: :func:`layer_units` (every activation, and the output).
+    method : str
+        See :func:`rdm`; computed on the model's device.
+    **options
+        More :func:`rdm` arguments (``dtype``...).
+
+    Returns
+    -------
+    dict unit -> RDM, in layer order
+
+    Examples
+    --------
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+    >>> rdms = model_rdms(net, torch.rand(5, 3, 8, 8), progress=False)
+    >>> list(rdms), rdms["1"].n
+    (['1', '3'], 5)
+    """
+    from .probe import Probe
+
+    probe = Probe(model)
+    example = stimuli[:1] if torch.is_tensor(stimuli) else None
+    if units is None:
+        if example is None:
+            raise InsilicoError("pass units= when the stimuli are not a tensor")
+        units = layer_units(model, example.to(probe.device, probe.dtype))
+    rec = probe.record_stimuli(stimuli, list(units), batch_size=batch_size, progress=progress)
+    options.setdefault("device", probe.device)
+    return rdm(rec, method, labels=labels, **options)
+
+
 # ---------------------------------------------------------------------------------------
 # Comparing RDMs
 # ---------------------------------------------------------------------------------------
@@ -559,16 +655,15 @@ def _tau_a(x: np.ndarray, y: np.ndarray) -> float:
 def _rank(v: torch.Tensor) -> torch.Tensor:
     """Average ranks (1-based, ties share their mean rank) along the last axis, like scipy's rankdata."""
     k, d = v.shape
-    sorted_v, order = v.sort(dim=1, stable=True)
-    new = torch.ones_like(sorted_v, dtype=torch.bool)
-    new[:, 1:] = sorted_v[:, 1:] != sorted_v[:, :-1]
-    group = new.flatten().cumsum(0) - 1  # runs of ties never cross rows: each row starts a new group
-    pos = torch.arange(d, device=v.device, dtype=torch.float64).repeat(k)
-    n_groups = int(group[-1]) + 1
-    first = torch.full((n_groups,), float("inf"), dtype=torch.float64, device=v.device).scatter_reduce(0, group, pos, "amin")
-    last = torch.full((n_groups,), -1.0, dtype=torch.float64, device=v.device).scatter_reduce(0, group, pos, "amax")
-    ranks_sorted = ((first + last) / 2 + 1)[group].reshape(k, d)
-    return torch.empty_like(ranks_sorted).scatter_(1, order, ranks_sorted)
+    sorted_v, order = v.sort(dim=1)
+    pos = torch.arange(d, device=v.device, dtype=torch.float64).expand(k, d)
+    starts = torch.ones(k, d, dtype=torch.bool, device=v.device)
+    starts[:, 1:] = sorted_v[:, 1:] != sorted_v[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, pos, torch.zeros_like(pos)).cummax(1).values          # start of each tie run
+    last = torch.where(ends, pos, torch.full_like(pos, d)).flip(1).cummin(1).values.flip(1)  # its end
+    return torch.empty_like(pos).scatter_(1, order, (first + last) / 2 + 1)
 
 
 def _vectors(x) -> torch.Tensor:
@@ -754,28 +849,56 @@ def bootstrap(models, data, method: str = "spearman", over: str = "stimuli", n_b
     mm, dm = _square(mv, n), _square(dv, n)
     rng = np.random.default_rng(seed)
     estimate = _similarity(mv, dv, method).mean(1).cpu().numpy()
+    ia, ib = (torch.as_tensor(i, device=mv.device) for i in np.triu_indices(n, 1))
+    chunk = max(1, int(2e7 // ((mv.shape[0] + k) * mv.shape[1])))
     samples = np.empty((n_boot, mv.shape[0]))
-    for b in tqdm(range(n_boot), desc="bootstrap", disable=not progress):
-        stim = rng.integers(0, n, n) if over in ("stimuli", "both") else np.arange(n)
-        subj = rng.integers(0, k, k) if over in ("subjects", "both") else np.arange(k)
-        ia, ib = np.triu_indices(n, 1)
-        keep = stim[ia] != stim[ib]
-        sa = torch.as_tensor(stim[ia][keep], device=mv.device)
-        sb = torch.as_tensor(stim[ib][keep], device=mv.device)
-        s_models = mm[:, sa, sb]
-        s_data = dm[torch.as_tensor(subj, device=mv.device)][:, sa, sb]
-        samples[b] = _similarity_masked(s_models, s_data, method).mean(1).cpu().numpy()
+    bar = tqdm(total=n_boot, desc="bootstrap", disable=not progress)
+    for b0 in range(0, n_boot, chunk):  # a chunk of bootstrap samples at once: (B, models, pairs)
+        size = min(chunk, n_boot - b0)
+        stim = np.stack([rng.integers(0, n, n) if over in ("stimuli", "both") else np.arange(n) for _ in range(size)])
+        subj = np.stack([rng.integers(0, k, k) if over in ("subjects", "both") else np.arange(k) for _ in range(size)])
+        stim = torch.as_tensor(stim, device=mv.device)
+        sa, sb = stim[:, ia], stim[:, ib]                      # (B, pairs)
+        keep = sa != sb                                        # a stimulus paired with its own copy is dropped
+        s_models = mm[:, sa, sb].transpose(0, 1)               # (B, models, pairs)
+        s_data = dm[torch.as_tensor(subj, device=mv.device)[:, :, None], sa[:, None, :], sb[:, None, :]]
+        samples[b0:b0 + size] = _similarity_masked(s_models, s_data, keep, method).mean(2).cpu().numpy()
+        bar.update(size)
+    bar.close()
     alpha = (1 - level) / 2
     ci = np.stack([np.nanquantile(samples, alpha, axis=0), np.nanquantile(samples, 1 - alpha, axis=0)], 1)
     ceiling = noise_ceiling(dv, method) if k > 1 else None
     return BootstrapResult(names, estimate, samples, ci, np.nanstd(samples, 0, ddof=1), method, over, level, ceiling)
 
 
-def _similarity_masked(va, vb, method):
-    """Like _similarity, for vectors that are no longer complete RDMs (bootstrap samples)."""
+def _similarity_masked(va: torch.Tensor, vb: torch.Tensor, keep: torch.Tensor, method: str) -> torch.Tensor:
+    """Batched similarities over the kept pairs only: (B, k, d) x (B, m, d), mask (B, d) -> (B, k, m)."""
     if method in ("whitened_pearson", "whitened_cosine"):
-        raise InsilicoError(f"{method} needs complete RDMs; bootstrap subjects (over='subjects') with it")
-    return _similarity(va, vb, method)
+        raise InsilicoError(f"{method} needs complete RDMs; bootstrap subjects only (over='subjects') with it")
+    if method == "kendall_a":
+        out = torch.empty(va.shape[0], va.shape[1], vb.shape[1], dtype=torch.float64)
+        for b in range(va.shape[0]):
+            sel = keep[b]
+            out[b] = _similarity(va[b][:, sel], vb[b][:, sel], method)
+        return out.to(va.device)
+    w = keep[:, None, :].to(va.dtype)
+    count = w.sum(2, keepdim=True)
+    if method in ("spearman", "rho_a"):  # dropped pairs rank last (inf), so kept pairs get ranks 1..count
+        big = torch.tensor(float("inf"), dtype=va.dtype, device=va.device)
+        ra = _rank(torch.where(w > 0, va, big).reshape(-1, va.shape[2])).reshape(va.shape)
+        rb = _rank(torch.where(w > 0, vb, big).reshape(-1, vb.shape[2])).reshape(vb.shape)
+        va, vb = ra, rb
+    if method in ("spearman", "pearson", "rho_a"):
+        va = va - (va * w).sum(2, keepdim=True) / count
+        vb = vb - (vb * w).sum(2, keepdim=True) / count
+    va, vb = va * w, vb * w
+    dot = va @ vb.transpose(1, 2)
+    if method == "rho_a":
+        c = count[:, :, 0][:, :, None]
+        return dot * 12 / (c ** 3 - c)
+    na, nb = va.norm(dim=2), vb.norm(dim=2)
+    out = dot / (na[:, :, None] * nb[:, None, :])
+    return torch.where((na[:, :, None] > 0) & (nb[:, None, :] > 0), out, torch.zeros_like(out))
 
 
 # ---------------------------------------------------------------------------------------
@@ -883,4 +1006,5 @@ def _check_choice(value, choices, what) -> str:
 
 
 __all__ = ["RDM", "rdm", "compare", "compare_all", "noise_ceiling", "NoiseCeiling", "bootstrap", "BootstrapResult",
-           "plot_comparison", "mds_coordinates", "noise_covariance", "RDM_METHODS", "COMPARE_METHODS"]
+           "plot_comparison", "mds_coordinates", "noise_covariance", "layer_units", "model_rdms", "RDM_METHODS",
+           "COMPARE_METHODS"]

@@ -1,0 +1,178 @@
+"""Encoding models: ridge against sklearn, per-target alphas, dual = primal, ceilings."""
+import numpy as np
+import pytest
+import torch
+
+import insilico
+from insilico import encoding
+from insilico.encoding import RidgeCV
+from insilico.errors import InsilicoError
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def _data(rng, n, p, t=3, noise=0.5):
+    x = rng.normal(size=(n, p))
+    y = x @ rng.normal(size=(p, t)) / np.sqrt(p) + noise * rng.normal(size=(n, t)) + 2.0
+    return x, y
+
+
+@pytest.mark.parametrize("n,p", [(60, 15), (25, 70)])  # primal and dual
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_fixed_alpha_equals_sklearn_ridge(rng, n, p, fit_intercept):
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    x, y = _data(rng, n, p)
+    ours = RidgeCV(alphas=[3.0], cv=4, fit_intercept=fit_intercept).fit(x, y)
+    ref = sklearn.Ridge(alpha=3.0, fit_intercept=fit_intercept).fit(x, y)
+    assert ours.dual_ == (p > n)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=1e-9)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=1e-9)
+    np.testing.assert_allclose(ours.predict(x), ref.predict(x), atol=1e-9)
+    np.testing.assert_allclose(ours.alpha_, [3.0] * 3)
+    # a 1-D target gives sklearn's shapes
+    one = RidgeCV(alphas=[3.0], cv=4, fit_intercept=fit_intercept).fit(x, y[:, 0])
+    assert one.coef_.shape == (p,) and isinstance(one.intercept_, float) and one.alpha_ == 3.0
+    ref_one = sklearn.Ridge(alpha=3.0, fit_intercept=fit_intercept).fit(x, y[:, 0])
+    assert one.score(x, y[:, 0]) == pytest.approx(ref_one.score(x, y[:, 0]), abs=1e-9)
+
+
+def test_leave_one_out_alphas_equal_sklearn(rng):
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    alphas = np.logspace(-2, 4, 13)
+    for n, p in [(50, 10), (30, 80)]:
+        x = rng.normal(size=(n, p))
+        y = x[:, :4] @ rng.normal(size=(4, 4)) + rng.normal(size=(n, 4)) * np.array([0.1, 1.0, 3.0, 10.0])
+        ref = sklearn.RidgeCV(alphas=alphas, alpha_per_target=True).fit(x, y)
+        np.testing.assert_allclose(RidgeCV(alphas=alphas).fit(x, y).alpha_, ref.alpha_)
+
+
+def test_kfold_alpha_equals_grid_search(rng):
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    alphas = np.logspace(-2, 4, 13)
+    x, y = _data(rng, 80, 30, t=3, noise=2.0)
+    ours = RidgeCV(alphas=alphas, cv=KFold(5)).fit(x, y)
+    for t in range(3):
+        ref = GridSearchCV(Ridge(), {"alpha": alphas}, cv=KFold(5), scoring="neg_mean_squared_error").fit(x, y[:, t])
+        assert ours.alpha_[t] == ref.best_params_["alpha"]
+        np.testing.assert_allclose(ours.cv_mse_[:, t], -ref.cv_results_["mean_test_score"], rtol=1e-9)
+
+
+def test_dual_equals_primal(rng):
+    x, y = _data(rng, 40, 30, t=5, noise=1.0)
+    alphas = np.logspace(-1, 3, 9)
+    for cv in (None, 5):
+        primal = RidgeCV(alphas=alphas, cv=cv, solver="primal").fit(x, y)
+        dual = RidgeCV(alphas=alphas, cv=cv, solver="dual").fit(x, y)
+        assert not primal.dual_ and dual.dual_
+        np.testing.assert_allclose(primal.coef_, dual.coef_, atol=1e-9)
+        np.testing.assert_allclose(primal.cv_mse_, dual.cv_mse_, rtol=1e-8)
+        np.testing.assert_allclose(primal.alpha_, dual.alpha_)
+
+
+def test_per_target_alpha_follows_noise(rng):
+    """Same signal, more noise per target -> larger penalties, in order."""
+    n, p = 300, 40
+    x = rng.normal(size=(n, p))
+    signal = x @ rng.normal(size=(p, 1)) / np.sqrt(p)
+    noise_levels = np.array([0.05, 0.5, 2.0, 8.0])
+    y = signal + rng.normal(size=(n, 4)) * noise_levels
+    model = RidgeCV(alphas=np.logspace(-3, 5, 33), cv=5).fit(x, y)
+    assert np.all(np.diff(model.alpha_) > 0), model.alpha_
+    # one alpha for all targets when asked
+    shared = RidgeCV(alphas=np.logspace(-3, 5, 33), cv=5, alpha_per_target=False).fit(x, y)
+    assert len(set(shared.alpha_.tolist())) == 1
+
+
+def test_splitters_folds_and_batches_agree(rng):
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import GroupKFold, KFold
+
+    x, y = _data(rng, 60, 12, t=7)
+    alphas = np.logspace(-2, 3, 6)
+    ours = RidgeCV(alphas=alphas, cv=4).fit(x, y)
+    folds = encoding.kfold(60, 4)
+    assert [len(te) for _, te in folds] == [15] * 4
+    for cv in (KFold(4), folds):
+        other = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=2).fit(x, y)
+        np.testing.assert_allclose(other.cv_mse_, ours.cv_mse_, rtol=1e-10)
+    groups = np.repeat(np.arange(6), 10)
+    grouped = RidgeCV(alphas=alphas, cv=GroupKFold(3)).fit(x, y, groups=groups)
+    assert grouped.alpha_.shape == (7,)
+
+
+def test_tensor_in_tensor_out(rng):
+    x, y = _data(rng, 50, 10)
+    model = RidgeCV(alphas=[0.1, 1.0, 10.0], cv=5).fit(torch.tensor(x), torch.tensor(y))
+    assert torch.is_tensor(model.alpha_) and torch.is_tensor(model.predict(torch.tensor(x)))
+    ref = RidgeCV(alphas=[0.1, 1.0, 10.0], cv=5).fit(x, y)
+    np.testing.assert_allclose(model.coef_.numpy(), ref.coef_, atol=1e-12)
+    np.testing.assert_allclose(model.score(torch.tensor(x), torch.tensor(y)).numpy(), ref.score(x, y))
+
+
+def test_scores_equal_numpy(rng):
+    y, pred = rng.normal(size=(30, 4)), rng.normal(size=(30, 4))
+    r = [np.corrcoef(y[:, k], pred[:, k])[0, 1] for k in range(4)]
+    r2 = 1 - ((y - pred) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+    np.testing.assert_allclose(encoding.pearson_r(y, pred), r, atol=1e-12)
+    np.testing.assert_allclose(encoding.r2_score(y, pred), r2, atol=1e-12)
+
+
+def test_split_half_ceiling_and_normalised_scores(rng):
+    """The ceiling is what a perfect model reaches; a fitted model stays below it."""
+    n, p, t, reps = 400, 20, 30, 4
+    x = rng.normal(size=(n, p))
+    signal = x @ rng.normal(size=(p, t)) / np.sqrt(p)
+    noise_sd = np.linspace(0.3, 2.0, t)
+    trials = signal + rng.normal(size=(reps, n, t)) * noise_sd
+    mean = trials.mean(0)
+    ceiling = encoding.split_half_ceiling(trials, n_splits=20)
+    true_reliability = 1 / (1 + noise_sd ** 2 / reps)  # var(signal) = 1
+    err = ceiling.reliability - true_reliability   # unbiased, with per-target sampling error
+    assert abs(err.mean()) < 0.03 and np.abs(err).mean() < 0.08
+    perfect = encoding.pearson_r(mean, signal)
+    assert abs((perfect - ceiling.r).mean()) < 0.03
+    res = encoding.cross_validate(x, mean, cv=5, inner_cv=5)
+    assert np.mean(res.r <= ceiling.r + 0.02) > 0.9
+    norm = res.normalized(ceiling)
+    assert 0.85 < np.nanmedian(norm) <= 1.02
+    summary = res.summary(ceiling)
+    assert summary["n_targets"] == t and summary["median_normalized_r"] == pytest.approx(np.nanmedian(norm))
+    assert not np.isnan(res.predictions).any()
+
+
+def test_cross_validate_recording(rng):
+    feats = rng.normal(size=(60, 3, 4)).astype(np.float32)
+    rec = insilico.Recording({"conv": feats, "fc": rng.normal(size=(60, 5)).astype(np.float32)})
+    y = feats.reshape(60, -1)[:, :2] @ np.ones((2, 3)) + 0.1 * rng.normal(size=(60, 3))
+    out = encoding.cross_validate(rec, y.astype(np.float32), cv=3, inner_cv=3)
+    assert set(out) == {"conv", "fc"}
+    assert np.all(out["conv"].r > 0.9) and np.all(out["fc"].r < out["conv"].r)
+
+
+def test_errors_say_what_to_do(rng):
+    x, y = _data(rng, 20, 5)
+    with pytest.raises(InsilicoError, match="positive"):
+        RidgeCV(alphas=[0.0, 1.0]).fit(x, y)
+    with pytest.raises(InsilicoError, match="must match"):
+        RidgeCV().fit(x, y[:10])
+    with pytest.raises(InsilicoError, match="not fitted"):
+        RidgeCV().predict(x)
+    with pytest.raises(InsilicoError, match="solver"):
+        RidgeCV(solver="svd").fit(x, y)
+
+
+@pytest.mark.cuda
+def test_ridge_cv_on_cuda_matches_cpu(rng):
+    x, y = _data(rng, 80, 120, t=6)
+    alphas = np.logspace(-2, 3, 6)
+    cpu = RidgeCV(alphas=alphas, cv=5).fit(torch.tensor(x), torch.tensor(y))
+    gpu = RidgeCV(alphas=alphas, cv=5).fit(torch.tensor(x).cuda(), torch.tensor(y).cuda())
+    assert gpu.alpha_.device.type == "cuda"
+    torch.testing.assert_close(gpu.coef_.cpu(), cpu.coef_, atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(gpu.alpha_.cpu(), cpu.alpha_)

@@ -58,7 +58,7 @@ def run_demo(model_name: str = "minialex", out: str | Path | None = "demo", prog
     channels, size, _ = model.input_size
     images, labels = models.photos.held_out(per_class=8, seed=1234)
 
-    tuning, tuned = orientation_tuning(probe, "features.0", size, channels)
+    tuning, tuned = orientation_tuning(probe, "features.1", size, channels)
 
     intact = accuracy(model, images, labels)
     with probe.lesion("features.3", fraction=0.5, seed=seed):
@@ -77,7 +77,7 @@ def run_demo(model_name: str = "minialex", out: str | Path | None = "demo", prog
     drawn_to = torch.bincount(after[before != after], minlength=len(model.classes))
     summary = {
         "model": model_name,
-        "record": {"unit": "features.0", "orientations": ORIENTATIONS, **tuned},
+        "record": {"unit": "features.1", "orientations": ORIENTATIONS, **tuned},
         "lesion": {"unit": "features.3", "accuracy_intact": intact, "accuracy_half_lesioned": half,
                    "strongest_channel": strongest, "accuracy_strongest_lesioned": single},
         "stimulate": {"unit": f"{last_conv}[0]", "add": 20.0, "decisions_changed": changed,
@@ -97,7 +97,7 @@ def _report(s: dict) -> str:
     sel = np.asarray(s["record"]["selectivity"])
     lesion, stim = s["lesion"], s["stimulate"]
     return "\n".join([
-        f"record    features.0: {int((sel > 0.3).sum())}/{len(sel)} channels orientation-tuned "
+        f"record    features.1 (conv1 after ReLU): {int((sel > 0.3).sum())}/{len(sel)} channels orientation-tuned "
         f"(circular selectivity > 0.3; median {np.median(sel):.2f})",
         f"lesion    features.3: held-out accuracy {lesion['accuracy_intact']:.2f} intact, "
         f"{lesion['accuracy_half_lesioned']:.2f} with a random half of channels silenced, "
@@ -118,7 +118,7 @@ def _figure(tuning: np.ndarray, tuned: dict, summary: dict):
     for c in order:
         curve = tuning[c]
         ax1.plot(ORIENTATIONS, curve / max(curve.max(), 1e-12), marker="o", label=f"channel {c}")
-    ax1.set(xlabel="grating orientation (deg)", ylabel="normalised response", title="features.0: orientation tuning")
+    ax1.set(xlabel="grating orientation (deg)", ylabel="normalised response", title="features.1: orientation tuning")
     ax1.legend(fontsize=7)
     lesion = summary["lesion"]
     ax2.bar(["intact", "random half\nlesioned", f"channel {lesion['strongest_channel']}\nlesioned"],

@@ -93,7 +93,6 @@ class LazyStimuli(torch.utils.data.Dataset):
 
 
 def exemplar_child(n: int) -> None:
-    import resource
     import tracemalloc
 
     import insilico
@@ -104,9 +103,23 @@ def exemplar_child(n: int) -> None:
     result = insilico.top_exemplars(model, LazyStimuli(n), ["2[3]", "5[7]", "10[2]"], k=9, batch_size=250, progress=False)
     seconds = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mb()
     print(json.dumps({"n": n, "seconds": seconds, "peak_rss_mb": rss, "tracemalloc_peak_mb": peak / 2**20,
                       "top": result[0].indices[:3].tolist()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it is not inherited from the parent)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_exemplars() -> None:

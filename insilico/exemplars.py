@@ -338,7 +338,9 @@ def project_exemplars(
         The stimuli the exemplars index into.
     exemplars : Exemplars, list of Exemplars, or unit address(es)
         Addresses are ranked first with :func:`top_exemplars` (``k``,
-        ``batch_size``).
+        ``batch_size``). Each exemplar is projected for its neuron
+        (``Exemplars.neurons``); where those are unknown (ranked from a
+        recording of a slice) for the whole unit, reduced by summing.
     method : str
         Any method of :func:`insilico.gradient_map` but ``"gradcam"``.
     crop : bool

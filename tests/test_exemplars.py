@@ -196,3 +196,13 @@ def test_receptive_boxes_of_empty_support_cover_the_image():
 
 def test_lazy_exports():
     assert insilico.top_exemplars is top_exemplars and insilico.project_exemplars is project_exemplars
+
+
+@pytest.mark.cuda
+def test_follows_the_model_to_cuda(stimuli):
+    model = box_filter_net().cuda()
+    reference = top_exemplars(box_filter_net(), stimuli, "1[0]", k=4, progress=False)
+    ex = top_exemplars(model, stimuli, "1[0]", k=4, batch_size=32, progress=False)
+    assert ex.indices.tolist() == reference.indices.tolist() and ex.indices.device.type == "cpu"
+    proj = project_exemplars(model, stimuli, ex, progress=False)
+    assert proj.map_crops[0].shape == (4, 1, 3, 3)

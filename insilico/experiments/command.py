@@ -1,0 +1,146 @@
+"""What every ``probes/`` script shares: arguments, model loading, output writing.
+
+Each script in ``probes/`` is ``python probes/<name>.py --model NAME|SPEC
+--units ... --out DIR [--device auto]``: it builds its parser with
+:func:`parser`, loads the model with :func:`load_model` (a bundled name, or
+``package.module:callable`` / ``path/file.py:callable`` through
+:func:`insilico.models.from_spec`, optionally with ``--weights``), runs one
+experiment function of :mod:`insilico.experiments`, and writes with
+:func:`write`: the result's NPZ and CSV (first line a JSON header of the
+settings), ``settings.json`` (the command line, the model, library versions)
+and every figure as PNG and SVG.
+
+Example
+-------
+>>> args = parser("demo").parse_args(["--model", "torch.nn:Identity", "--out", "/tmp/x"])
+>>> args.device, args.progress
+('auto', True)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InsilicoError
+from .results import Result, jsonable
+
+
+def parser(description: str, model: str = "minialex", units_help: str | None = None) -> argparse.ArgumentParser:
+    """An argument parser with the options every probe script takes."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=model,
+                   help="a bundled model (see insilico.models.available()) or 'package.module:callable' / "
+                        "'path/file.py:callable' returning an nn.Module that takes pixel-space images")
+    p.add_argument("--weights", default=None, help="state_dict (.pt/.safetensors) for a --model spec")
+    p.add_argument("--units", nargs="+", default=None,
+                   help=units_help or "unit addresses, e.g. features.0 or 'features.3[5]' (default: chosen per script)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
+    p.add_argument("--batch-size", type=int, default=128, help="stimuli per forward pass")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    return p
+
+
+def device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise InsilicoError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InsilicoError("--device cuda was asked for but CUDA is not available; use --device auto or cpu")
+    return dev
+
+
+def load_model(spec: str, weights: str | None = None, where: str = "auto") -> nn.Module:
+    """A bundled model by name, or the user's via :func:`insilico.models.from_spec`; eval mode, on ``where``."""
+    from .. import models
+
+    dev = device(where)
+    if ":" in spec and spec.rsplit(":", 1)[0] not in ("", "cuda"):
+        model = models.from_spec(spec, weights=weights, device=dev)
+    else:
+        if weights is not None:
+            raise InsilicoError("--weights is for a --model spec (package.module:callable); bundled models ship theirs")
+        model = models.load(spec, device=dev)
+    return model.eval()
+
+
+def first_conv(model: nn.Module) -> str:
+    """Address of the first Conv2d module (``@0`` for a module called several times)."""
+    from .receptive_fields import spatial_layers
+    from .runs import input_shape
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            channels, size = input_shape(model)
+            called = [layer for layer in spatial_layers(model, channels, size) if layer.split("@")[0] == name]
+            return called[0] if called else name
+    raise InsilicoError(f"{type(model).__name__} has no Conv2d layer; pass --units")
+
+
+def last_conv(model: nn.Module) -> str:
+    """Address of the last Conv2d module (without a step: lesions apply at every step)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not names:
+        raise InsilicoError(f"{type(model).__name__} has no Conv2d layer; pass --units")
+    return names[-1]
+
+
+def labelled_stimuli(per_class: int, seed: int):
+    """The bundled held-out photo crops ``(x, y)`` (see :func:`insilico.models.photos.held_out`)."""
+    from ..models import photos
+
+    return photos.held_out(per_class, seed=seed)
+
+
+def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | None = None,
+          args: argparse.Namespace | None = None, summary: dict | None = None) -> list[Path]:
+    """Save ``result`` as ``out/name.*``, each figure as PNG and SVG, and ``out/settings.json``."""
+    import matplotlib.pyplot as plt
+
+    from .. import __version__
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = result.save(out / name)
+    for key, fig in (figures or {}).items():
+        for ext in ("png", "svg"):
+            path = out / f"{key}.{ext}"
+            fig.savefig(path, dpi=150, bbox_inches="tight")
+            paths.append(path)
+        plt.close(fig)
+    settings = {
+        "arguments": jsonable(vars(args)) if args is not None else {},
+        "result": result.settings,
+        "summary": jsonable(summary or {}),
+        "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
+    }
+    settings_path = out / f"{name}_settings.json"
+    settings_path.write_text(json.dumps(settings, indent=1))
+    paths.append(settings_path)
+    return paths
+
+
+def report(paths: Sequence[Path], summary: dict | None = None) -> None:
+    """Print the summary and the files written."""
+    for key, value in (summary or {}).items():
+        print(f"{key}: {value}")
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def floats(text: str) -> list[float]:
+    """Parse ``"1,2,4"`` into floats (for list options)."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None

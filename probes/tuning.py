@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Orientation and spatial-frequency tuning of every channel of a layer, with gratings.
+
+Writes tuning.npz / tuning.csv (one row per unit: preferred orientation,
+bandwidth, OSI, circular variance, preferred SF, SF bandwidth), tuning curves,
+SF curves and population histograms beside macaque V1 reference values
+(PNG and SVG). See :func:`insilico.experiments.orientation_tuning`.
+
+Example::
+
+    python probes/tuning.py --model minialex --units features.0 --out out/tuning --fov 8
+"""
+from __future__ import annotations
+
+from insilico.experiments import command, orientation_tuning
+from insilico.experiments.tuning import default_sfs
+
+
+def main(argv=None) -> dict:
+    p = command.parser(__doc__.splitlines()[0], units_help="layers to characterise (default: the first conv layer)")
+    p.add_argument("--orientations", type=int, default=36, help="number of orientations over [0, 180)")
+    p.add_argument("--sfs", type=command.floats, default=None,
+                   help="spatial frequencies in cycles per image, comma-separated (default: 6 log-spaced)")
+    p.add_argument("--phases", type=int, default=8, help="number of phases over [0, 360)")
+    p.add_argument("--contrast", type=float, default=1.0)
+    p.add_argument("--fov", type=float, default=None,
+                   help="degrees of visual angle the image spans: adds cycles/deg and the macaque V1 reference")
+    p.add_argument("--phase-reduce", choices=["max", "mean", "f1"], default="max")
+    args = p.parse_args(argv)
+    model = command.load_model(args.model, args.weights, args.device)
+    units = args.units or [command.first_conv(model)]
+    orientations = [180.0 * k / args.orientations for k in range(args.orientations)]
+    phases = [360.0 * k / args.phases for k in range(args.phases)]
+    size = model.input_size[-1] if hasattr(model, "input_size") else None
+    result = orientation_tuning(model, units, orientations=orientations, sfs=args.sfs or default_sfs(size or 64),
+                                phases=phases, contrast=args.contrast, fov=args.fov, phase_reduce=args.phase_reduce,
+                                batch_size=args.batch_size, progress=args.progress)
+    best = list(result.osi.argsort()[::-1][:6])
+    summary = result.summary()
+    figures = {"tuning_curves": result.plot(units=best), "tuning_sf": result.plot_sf(units=best),
+               "tuning_population": result.plot_population()}
+    paths = command.write(args.out, "tuning", result, figures, args, summary)
+    command.report(paths, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

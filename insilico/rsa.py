@@ -241,8 +241,10 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
         (n_observations, ...) data; observations of one stimulus in one run are averaged.
     noise : {"shrinkage_diag", "shrinkage_eye", "diag"}, None, or array (P, P)
         Crossnobis noise: estimated from the residuals around each stimulus's
-        mean over runs, with Schäfer-Strimmer shrinkage towards the diagonal
-        (default) or Ledoit-Wolf shrinkage towards a multiple of the identity;
+        mean over runs (degrees of freedom (n_runs - 1) x n_stimuli), with
+        Schäfer-Strimmer shrinkage towards the diagonal (default) or Ledoit-Wolf
+        shrinkage towards a multiple of the identity (rsatoolbox's
+        ``cov_from_residuals`` estimators);
         None for the identity (cross-validated Euclidean); or a precision matrix.
     per_feature : bool, optional
         Divide squared distances by the number of features (default: True for

@@ -55,20 +55,14 @@ def test_receptive_fields_script(tmp_path):
 
 
 def test_lesions_script(tmp_path):
-    summary = run("lesions", common(tmp_path, "minialex") + ["--units", "classifier.4", "--per-class", "1",
-                                                            "--group-size", "64"])
+    summary = run("lesions", common(tmp_path, "minialex") + ["--units", "features.0", "--per-class", "1",
+                                                            "--points", "3"])
     for name in ("lesions.npz", "lesions.csv", "lesions_dissociation.csv", "lesions_dissociation.png",
-                 "lesions_settings.json"):
+                 "lesions_settings.json", "cumulative.npz", "cumulative.csv", "lesions_cumulative.svg"):
         assert (tmp_path / name).exists(), name
-    assert 0.0 <= summary["baseline_accuracy"] <= 1.0
+    assert 0.0 <= summary["baseline_accuracy"] <= 1.0 and summary["layer"] == "features.0"
     rows = (tmp_path / "lesions.csv").read_text().splitlines()
-    assert len(rows) == 2 + 4  # header, column names, 256 / 64 groups
-
-
-def test_lesions_script_cumulative(tmp_path):
-    run("lesions", common(tmp_path, "minialex") + ["--units", "features.0", "--per-class", "1",
-                                                  "--points", "3"])
-    assert (tmp_path / "cumulative.npz").exists() and (tmp_path / "lesions_cumulative.svg").exists()
+    assert len(rows) == 2 + 48  # JSON header, column names, one row per channel
 
 
 def test_microstimulation_script(tmp_path):

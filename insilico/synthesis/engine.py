@@ -379,46 +379,62 @@ class Synthesis:
         return self._evaluate(rec, images)
 
     def _one_step(self, rec) -> None:
+        """Evaluate, check the rules, update; on any exception (Ctrl-C too) roll back to the step's start."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * self._lr_factor(self.step)
-        draws = None if self.transforms.identity else self.transforms.draw(self.generators)
-        active = ~self.frozen
+        generator_states = [g.get_state() for g in self.generators]
         before = self.param.param.detach().clone()
-        first: list[torch.Tensor] = []
+        try:
+            draws = None if self.transforms.identity else self.transforms.draw(self.generators)
+            active = ~self.frozen
+            first: list[torch.Tensor] = []
 
-        def closure():
-            self.optimizer.zero_grad(set_to_none=True)
-            images = self.param()
-            values = self._forward(rec, images, draws)
-            if not first:
-                first.append(values.detach())
-                first.append(images.detach())
-            loss = torch.where(active, -self.goal * values, torch.zeros_like(values)).sum()
-            loss.backward()
-            return loss
+            def closure():
+                self.optimizer.zero_grad(set_to_none=True)
+                images = self.param()
+                values = self._forward(rec, images, draws)
+                if not first:
+                    first.extend((values.detach(), images.detach()))
+                loss = torch.where(active, -self.goal * values, torch.zeros_like(values)).sum()
+                loss.backward()
+                return loss
 
-        self.optimizer.step(closure) if self.optimizer_name == "lbfgs" else (closure(), self.optimizer.step())
-        values, images = first
-        # trace row and rules see this step's (pre-update) values
-        self._write_trace(torch.where(self.frozen, torch.full_like(values, float("nan")), values.float()))
-        change = ((images - self._previous).abs().flatten(1).amax(dim=1) if self._previous is not None
-                  else torch.full((self.n,), float("inf"), device=images.device))
+            if self.optimizer_name == "lbfgs":
+                self.optimizer.step(closure)
+            else:
+                closure()
+            values, images = first
+            # the trace row and the rules see this step's values, before the update
+            self._write_trace(torch.where(self.frozen, torch.full_like(values, float("nan")), values.float()))
+            change = ((images - self._previous).abs().flatten(1).amax(dim=1) if self._previous is not None
+                      else torch.full((self.n,), float("inf"), device=images.device))
+            state = stopping.StopState(step=self.step, goal=self.goal, pixel_change=change)
+            trace = self._trace[: self.step + 1]
+            frozen, code, stopped_at = self.frozen, self.stop_code, self.stopped_at
+            for index, rule in enumerate(self.rules):
+                fired = rule(trace, state).to(self.device) & ~frozen
+                code = torch.where(fired, torch.full_like(code, index), code)
+                stopped_at = torch.where(fired, torch.full_like(stopped_at, self.step + 1), stopped_at)
+                frozen = frozen | fired
+            if self.optimizer_name != "lbfgs":
+                self.optimizer.step()
+        except BaseException:
+            with torch.no_grad():
+                self.param.param.copy_(before)
+            for g, s in zip(self.generators, generator_states):
+                g.set_state(s)
+            raise
+        # commit
+        self.frozen, self.stop_code, self.stopped_at = frozen, code, stopped_at
         self._previous = images
-        state = stopping.StopState(step=self.step, goal=self.goal, pixel_change=change)
-        trace = self._trace[: self.step + 1]
-        for code, rule in enumerate(self.rules):
-            fired = rule(trace, state).to(self.device) & ~self.frozen
-            self.stop_code = torch.where(fired, torch.full_like(self.stop_code, code), self.stop_code)
-            self.stopped_at = torch.where(fired, torch.full_like(self.stopped_at, self.step + 1), self.stopped_at)
-            self.frozen = self.frozen | fired
         with torch.no_grad():
             if self.blur_every and (self.step + 1) % self.blur_every == 0:
                 self.param.blur_(self.blur_sigma)
             self.param.project_()
             if self.projection is not None:
                 self.param.assign(self.projection(self.param()), mask=~self.frozen, check=False)
-            frozen = self.frozen.view(-1, *[1] * (before.ndim - 1))
-            self.param.param.copy_(torch.where(frozen, before, self.param.param))
+            keep = self.frozen.view(-1, *[1] * (before.ndim - 1))
+            self.param.param.copy_(torch.where(keep, before, self.param.param))
         self.step += 1
 
     def _write_trace(self, row: torch.Tensor) -> None:

@@ -123,7 +123,7 @@ class Transforms:
         return self.apply(images, self.draw(generators))
 
     def spec(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "scale": list(self.scale)}
 
 
 __all__ = ["Transforms"]

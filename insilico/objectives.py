@@ -235,7 +235,7 @@ class Activation(Objective):
         self.units = (self.unit,)
 
     def forward(self, acts, images):
-        return acts[self.unit].flatten(1).mean(dim=1)
+        return _mean(acts[self.unit])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.unit)!r})"
@@ -274,7 +274,7 @@ class Neuron(Activation):
         y = whole.shape[2] // 2 if self.y is None else self.y
         x = whole.shape[3] // 2 if self.x is None else self.x
         self.unit = self.layer.replace(index=(self.channel, y, x))
-        return acts[self.unit].flatten(1).mean(dim=1)
+        return _mean(acts[self.unit])
 
 
 class Direction(Objective):
@@ -319,7 +319,7 @@ class DeepDream(Objective):
         self.units = (self.layer,)
 
     def forward(self, acts, images):
-        return acts[self.layer].pow(2).flatten(1).mean(dim=1)
+        return _mean(acts[self.layer].pow(2))
 
     def __repr__(self) -> str:
         return f"DeepDream({str(self.layer)!r})"
@@ -413,6 +413,11 @@ class L2(Objective):
 
     def __repr__(self) -> str:
         return f"L2({self.constant})"
+
+
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean of (N, ...) values (an int index may have left only the batch axis)."""
+    return values.reshape(values.shape[0], -1).mean(dim=1)
 
 
 def _need_images(objective: Objective, images) -> None:

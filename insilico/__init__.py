@@ -22,12 +22,18 @@ from .recording import Recording
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "experiments", "rsa", "encoding", "data")
+_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "experiments", "rsa", "encoding", "data", "adversarial", "metamers")
 _FUNCTIONS = {  # public function -> the module (named by its concept) that defines it
     "gradient_map": "gradients",
     "top_exemplars": "exemplars",
     "project_exemplars": "exemplars",
     "maximize": "synthesis",
+    "metamer": "metamers",
+    "pgd": "adversarial",
+    "fgsm": "adversarial",
+    "controversial": "controversial",
+    "mad": "mad",
+    "eigendistortion": "eigendistortion",
 }
 
 

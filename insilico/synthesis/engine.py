@@ -314,14 +314,20 @@ class Synthesis:
             with torch.no_grad():
                 images = self.param()
                 x = self.transforms(images, [torch.Generator().manual_seed(0) for _ in range(self.n)])
+                tail_error = None
                 try:
                     self.model(x)
                 except Exception as e:
-                    raise StimulusError(
-                        f"the model failed on images of shape {tuple(x.shape)} (after transforms "
-                        f"{self.transforms}): {type(e).__name__}: {e}. Check shape= (the model's input size) "
-                        "and pad= (models with a fixed input size need pad=0)"
-                    ) from e
+                    reached = self.wholes and all(counts.get(w.module, 0) > 0 for w in self.wholes)
+                    if not (reached and self.truncate and "" not in watched):
+                        raise StimulusError(
+                            f"the model failed on images of shape {tuple(x.shape)} (after transforms "
+                            f"{self.transforms}): {type(e).__name__}: {e}. Check shape= (the model's input size) "
+                            "and pad= (models with a fixed input size need pad=0)"
+                        ) from e
+                    # the layers after the recorded ones do not take this size (e.g. a classifier of a
+                    # fixed-size net); fine, since every forward pass is truncated after the recorded modules
+                    tail_error = e
                 values = self._evaluate(rec, images)
                 if rec is not None:
                     rec.clear()

@@ -245,7 +245,10 @@ def _per_sample_objectives(probe: Probe, units, shape, k: int) -> tuple[list[Obj
 def _output_sizes(probe: Probe, units: list[Unit], shape) -> dict[str, int]:
     """Channels (axis 1) of each unit's module output, from one forward pass of a grey image."""
     with torch.no_grad(), probe.record(*units) as rec:
-        probe.model(torch.full((1, *shape), 0.5, device=probe.device, dtype=probe.dtype))
+        try:
+            probe.model(torch.full((1, *shape), 0.5, device=probe.device, dtype=probe.dtype))
+        except Exception:  # later layers may not take this size; fine if the units were reached (checked below)
+            pass
         sizes = {}
         for unit in units:
             out = rec[unit]

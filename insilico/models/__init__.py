@@ -48,17 +48,17 @@ _REGISTRY = {
         build=MiniAlexNet, steps=500, lr=2e-3, weight_decay=0.05,
         description="AlexNet-shaped CNN (5 conv + 3 linear) classifying 64x64 crops of 16 bundled scikit-image photos"),
     "blt": dict(
-        build=lambda: BLTNet("BLT", timesteps=4), steps=900, lr=3e-3, weight_decay=0.05,
+        build=lambda: BLTNet("BLT", timesteps=4), steps=400, lr=3e-3, weight_decay=0.05,
         description="Recurrent CNN (Spoerer et al. 2017) with bottom-up, lateral and top-down convolutions, "
                     "4 time steps, on 64x64 crops of 16 bundled scikit-image photos"),
     "bl": dict(
-        build=lambda: BLTNet("BL", timesteps=4), steps=900, lr=3e-3, weight_decay=0.05,
+        build=lambda: BLTNet("BL", timesteps=4), steps=400, lr=3e-3, weight_decay=0.05,
         description="Recurrent CNN with bottom-up and lateral convolutions (no top-down), 4 time steps"),
     "bt": dict(
-        build=lambda: BLTNet("BT", timesteps=4), steps=900, lr=3e-3, weight_decay=0.05,
+        build=lambda: BLTNet("BT", timesteps=4), steps=400, lr=3e-3, weight_decay=0.05,
         description="Recurrent CNN with bottom-up and top-down convolutions (no lateral), 4 time steps"),
     "b": dict(
-        build=lambda: BLTNet("B", timesteps=4), steps=900, lr=3e-3, weight_decay=0.05,
+        build=lambda: BLTNet("B", timesteps=4), steps=400, lr=3e-3, weight_decay=0.05,
         description="Feed-forward control of the BLT family (bottom-up only, unrolled 4 steps)"),
 }
 _ALIASES = {"alexnet": "minialex"}

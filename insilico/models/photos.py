@@ -128,14 +128,24 @@ def _crops(name: str, split: str, n: int, gen: torch.Generator, augment: bool) -
 
 
 def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast and saturation jitter plus a little pixel noise."""
+    """Colour-channel shuffles, grayscale, saturation, contrast and brightness jitter, pixel noise.
+
+    Half the crops get their RGB channels permuted and half are made gray, so
+    colour alone does not name the photo: the networks must use luminance
+    structure (edges, textures), which is what makes their first layers grow
+    oriented filters.
+    """
     n = x.shape[0]
 
     def u(lo, hi):
         return (lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=gen))
 
+    perm = torch.argsort(torch.rand(n, 3, generator=gen), dim=1)
+    keep = torch.rand(n, generator=gen) < 0.5
+    perm[keep] = torch.arange(3)
+    x = x.gather(1, perm[:, :, None, None].expand_as(x))
     gray = x.mean(1, keepdim=True)
-    sat = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.2, torch.zeros(n, 1, 1, 1), u(0.4, 1.4))
+    sat = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, torch.zeros(n, 1, 1, 1), u(0.4, 1.3))
     x = gray + sat * (x - gray)
     mean = x.mean((1, 2, 3), keepdim=True)
     x = mean + u(0.6, 1.4) * (x - mean) + u(-0.15, 0.15)

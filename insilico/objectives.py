@@ -465,6 +465,7 @@ class Stacked(Objective):
             if i not in done:
                 self._grouped.setdefault(id(o), []).append(i)
         self._weights: dict[tuple, torch.Tensor] = {}
+        self._indices: dict[tuple, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.objectives)
@@ -477,12 +478,12 @@ class Stacked(Objective):
         parts = []
         for key, rows in self._gathered.items():
             whole = acts.whole(self.objectives[rows[0]].unit)
-            index = torch.as_tensor(rows, device=whole.device)
+            index = self._index(rows, whole.device)
             weights = self._weights_for(key, rows, whole)
             values = (whole.index_select(0, index).flatten(1) * weights).sum(dim=1)
             parts.append((index, values))
         for rows in self._grouped.values():
-            index = torch.as_tensor(rows, device=_device(acts, images))
+            index = self._index(rows, _device(acts, images))
             sub_images = images.index_select(0, index) if images is not None else None
             parts.append((index, self.objectives[rows[0]](acts.subset(index), sub_images)))
         for index, values in parts:
@@ -490,6 +491,13 @@ class Stacked(Objective):
                 out = values.new_zeros(n)
             out = out.index_copy(0, index, values)
         return out
+
+    def _index(self, rows: list[int], device: torch.device) -> torch.Tensor:
+        """Row indices on ``device``, made once (no host-to-device copy every step)."""
+        key = (tuple(rows), device)
+        if key not in self._indices:
+            self._indices[key] = torch.as_tensor(rows, device=device)
+        return self._indices[key]
 
     def _weights_for(self, key: str, rows: list[int], whole: torch.Tensor) -> torch.Tensor:
         cache = (key, tuple(whole.shape[1:]), whole.device, whole.dtype)

@@ -380,3 +380,30 @@ def _layer(model, images):
     with insilico.Probe(model).record("4") as rec:
         model(images)
     return rec["4"]
+
+
+def test_maximize_from_given_images_starts_exactly_there_and_ascends():
+    model = small_cnn()
+    start = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 0.9 + 0.05
+    units = ["5[0]", "5[4]"]
+    result = maximize(model, units, size=16, init=start, transforms=None, steps=10, progress=False)
+    with torch.no_grad():
+        at_start = torch.stack([Activation(u).evaluate(model, start[i:i + 1])[0] for i, u in enumerate(units)])
+    torch.testing.assert_close(result.trace[0], at_start, atol=1e-4, rtol=0)
+    assert (result.trace[-1] > result.trace[0]).all()
+
+
+def test_diversity_pushes_a_units_images_apart():
+    model = small_cnn()
+    options = dict(size=16, steps=30, lr=0.1, images_per_unit=3, progress=False, transforms=None)
+    plain = maximize(model, ["2[1]"], **options)
+    diverse = maximize(model, ["2[1]"], diversity=5.0, **options)
+
+    def spread(images):
+        with insilico.Probe(model).record("2") as rec, torch.no_grad():
+            model(images)
+        grams = torch.einsum("nchw,ndhw->ncd", rec["2"], rec["2"]).flatten(1)
+        grams = torch.nn.functional.normalize(grams, dim=1)
+        return 1 - (grams @ grams.T)[~torch.eye(3, dtype=torch.bool)].mean()
+
+    assert spread(diverse.images) > 1.5 * spread(plain.images)

@@ -4,7 +4,7 @@ Run it with ``insilico demo --out demo`` (the README's first command until the
 gallery lands). It writes ``demo.png`` and ``demo.json`` and prints a summary:
 
 1. **record**: first-layer responses to gratings at 12 orientations give each
-   channel's orientation tuning (preferred orientation, selectivity);
+   channel's orientation tuning (:func:`insilico.experiments.orientation_tuning`);
 2. **lesion**: silencing a seeded random half of the channels of ``features.3``
    costs held-out accuracy; silencing a layer's single most active channel
    costs less;
@@ -26,24 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import models, stimuli
+from . import models
+from .experiments import orientation_tuning
 from .probe import Probe
 
-ORIENTATIONS = list(np.arange(0, 180, 15.0))
-
-
-def orientation_tuning(probe: Probe, unit: str, size: int, channels: int) -> tuple[np.ndarray, dict]:
-    """Mean response of each channel of ``unit`` to full-field gratings, max over phase and SF: (channels, orientations)."""
-    gratings = stimuli.gratings(size=size, orientation=ORIENTATIONS, sf=[4.0, 8.0], phase=[0.0, 90.0, 180.0, 270.0],
-                                channels=channels)
-    rec = probe.record_stimuli(gratings, [unit], reduce="mean", progress=False)
-    responses = rec[unit].numpy().reshape(len(ORIENTATIONS), -1, rec[unit].shape[-1])  # (orientation, sf*phase, C)
-    tuning = responses.max(axis=1).T
-    angles = np.deg2rad(2 * np.asarray(ORIENTATIONS))
-    rates = np.clip(tuning - tuning.min(axis=1, keepdims=True), 0, None)
-    vector = np.abs((rates * np.exp(1j * angles)).sum(axis=1)) / np.maximum(rates.sum(axis=1), 1e-12)
-    preferred = np.asarray(ORIENTATIONS)[tuning.argmax(axis=1)]
-    return tuning, {"preferred": preferred.tolist(), "selectivity": vector.tolist()}
+ORIENTATIONS = list(range(0, 180, 15))
 
 
 def accuracy(model, images, labels) -> float:
@@ -58,7 +45,8 @@ def run_demo(model_name: str = "minialex", out: str | Path | None = "demo", prog
     channels, size, _ = model.input_size
     images, labels = models.photos.held_out(per_class=8, seed=1234)
 
-    tuning, tuned = orientation_tuning(probe, "features.1", size, channels)
+    tuning = orientation_tuning(model, "features.1", orientations=ORIENTATIONS, sfs=[2, 4, 8], phases=[0, 90, 180, 270],
+                                progress=False)
 
     intact = accuracy(model, images, labels)
     with probe.lesion("features.3", fraction=0.5, seed=seed):
@@ -77,7 +65,8 @@ def run_demo(model_name: str = "minialex", out: str | Path | None = "demo", prog
     drawn_to = torch.bincount(after[before != after], minlength=len(model.classes))
     summary = {
         "model": model_name,
-        "record": {"unit": "features.1", "orientations": ORIENTATIONS, **tuned},
+        "record": {"unit": "features.1", "orientations": ORIENTATIONS, "osi": tuning.osi.tolist(),
+                   "preferred": tuning.preferred_orientation.tolist(), "tuned": int(tuning.tuned.sum())},
         "lesion": {"unit": "features.3", "accuracy_intact": intact, "accuracy_half_lesioned": half,
                    "strongest_channel": strongest, "accuracy_strongest_lesioned": single},
         "stimulate": {"unit": f"{last_conv}[0]", "add": 20.0, "decisions_changed": changed,
@@ -88,17 +77,17 @@ def run_demo(model_name: str = "minialex", out: str | Path | None = "demo", prog
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "demo.json").write_text(json.dumps(summary, indent=1))
-        _figure(tuning, tuned, summary).savefig(out / "demo.png", dpi=120)
+        _figure(tuning, summary).savefig(out / "demo.png", dpi=120)
         print(f"wrote {out / 'demo.png'} and {out / 'demo.json'}")
     return summary
 
 
 def _report(s: dict) -> str:
-    sel = np.asarray(s["record"]["selectivity"])
+    osi = np.asarray(s["record"]["osi"])
     lesion, stim = s["lesion"], s["stimulate"]
     return "\n".join([
-        f"record    features.1 (conv1 after ReLU): {int((sel > 0.3).sum())}/{len(sel)} channels orientation-tuned "
-        f"(circular selectivity > 0.3; median {np.median(sel):.2f})",
+        f"record    features.1 (conv1 after ReLU): {s['record']['tuned']}/{len(osi)} channels orientation-tuned "
+        f"(OSI >= 1/3; median OSI {np.nanmedian(osi):.2f})",
         f"lesion    features.3: held-out accuracy {lesion['accuracy_intact']:.2f} intact, "
         f"{lesion['accuracy_half_lesioned']:.2f} with a random half of channels silenced, "
         f"{lesion['accuracy_strongest_lesioned']:.2f} without channel {lesion['strongest_channel']}",
@@ -107,19 +96,15 @@ def _report(s: dict) -> str:
     ])
 
 
-def _figure(tuning: np.ndarray, tuned: dict, summary: dict):
+def _figure(tuning, summary: dict):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    order = np.argsort(tuned["selectivity"])[::-1][:6]
-    for c in order:
-        curve = tuning[c]
-        ax1.plot(ORIENTATIONS, curve / max(curve.max(), 1e-12), marker="o", label=f"channel {c}")
-    ax1.set(xlabel="grating orientation (deg)", ylabel="normalised response", title="features.1: orientation tuning")
-    ax1.legend(fontsize=7)
+    tuning.plot(units=np.argsort(np.nan_to_num(tuning.osi))[::-1][:6].tolist(), ax=ax1)
+    ax1.set_title("features.1: the 6 most selective channels")
     lesion = summary["lesion"]
     ax2.bar(["intact", "random half\nlesioned", f"channel {lesion['strongest_channel']}\nlesioned"],
             [lesion["accuracy_intact"], lesion["accuracy_half_lesioned"], lesion["accuracy_strongest_lesioned"]],

@@ -38,5 +38,4 @@ def test_demo_records_lesions_and_stimulates(tmp_path):
     assert lesion["accuracy_intact"] > 3 * (1 / 16)
     assert lesion["accuracy_half_lesioned"] < lesion["accuracy_intact"]
     assert 0 < summary["stimulate"]["decisions_changed"] <= 1
-    selectivity = summary["record"]["selectivity"]
-    assert len(selectivity) == 48 and sum(s > 0.3 for s in selectivity) > 10
+    assert len(summary["record"]["osi"]) == 48 and summary["record"]["tuned"] > 10

@@ -1,0 +1,177 @@
+"""Building a gallery: plan the work, compute what is missing (this rank's share), render the pages.
+
+Work is cut into *chunks*: ``settings.chunk`` consecutive units of one layer
+(aligned to multiples of ``chunk``, so every run and every rank cuts the same
+chunks). For each chunk every stage (:data:`.stages.STAGES`) runs once, for
+all its units together, and then logs the chunk as done in
+``cache/<layer>/<stage>/progress-<rank>.json`` (:class:`insilico.sharding.ProgressLog`).
+What is done is the union of all ranks' logs, so
+
+- a rerun computes only the units whose stage is not logged (an interrupted
+  chunk is recomputed; everything finished before stays);
+- ranks (``torch.distributed`` or ``shard=(rank, world)``) take every
+  ``world``-th chunk and never write the same file; any rank (and any rerun)
+  renders the pages from whatever is on disk.
+
+``gallery.json`` holds the settings the site was built with; building into it
+with settings that change pages (steps, seed, model, ...) is refused.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import InsilicoError
+from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, write_json
+from . import pages
+from .settings import GallerySettings
+from .stages import STAGES, Work, slug
+
+
+def discover_layers(model: nn.Module, shape: tuple) -> list[str]:
+    """Every Conv2d and Linear module, in call order; a module called T times is named at its last call (``@T-1``)."""
+    calls: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            handles.append(module.register_forward_hook(
+                lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1)))
+    try:
+        param = next(model.parameters(), None)
+        with torch.no_grad():
+            model(torch.full((1, *shape), 0.5, device=param.device if param is not None else "cpu"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [name if n == 1 else f"{name}@{n - 1}" for name, n in calls.items()]
+
+
+def input_shape(model: nn.Module) -> tuple:
+    shape = getattr(model, "input_size", None)
+    if shape is None:
+        raise InsilicoError(f"{type(model).__name__} has no input_size attribute; set model.input_size = (C, H, W) "
+                            "in the callable that builds it, so the gallery knows the image size")
+    return tuple(int(s) for s in shape)
+
+
+def _check_site(root: Path, settings: GallerySettings) -> None:
+    """Write ``gallery.json`` once; refuse a site built with settings that change the pages."""
+    def create():
+        write_json(root / "gallery.json", settings.to_dict())
+
+    create_once(root, create, ready="gallery.json")
+    built = GallerySettings.from_dict(json.loads((root / "gallery.json").read_text()))
+    if built.content_key() != settings.content_key():
+        diff = {k: (v, settings.content_key()[k]) for k, v in built.content_key().items()
+                if settings.content_key()[k] != v}
+        raise InsilicoError(
+            f"{root} was built with other settings ({', '.join(f'{k}: {a} vs {b}' for k, (a, b) in diff.items())}); "
+            "build into a new --out folder, or delete this one")
+
+
+def plan(work: Work, layers: list[str]) -> list[tuple[str, int, int]]:
+    """Every chunk ``(layer, start, stop)`` of the selected units, in a fixed order."""
+    items = []
+    for layer in layers:
+        picked = work.settings.selection(work.layer_shape(layer)[0])
+        items.extend((layer, a, b) for a, b in chunks([(picked.start, picked.stop)], work.settings.chunk))
+    return items
+
+
+def _todo(root: Path, layer: str, stage: str, start: int, stop: int, rank: int) -> list[tuple[int, int]]:
+    done = ProgressLog(root / "cache" / slug(layer) / stage, rank).done()
+    return [(max(a, start), b) for a, b in missing(done, stop) if b > start]
+
+
+def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = None,
+          shard: tuple[int, int] | None = None, progress: bool = True, render: bool = True) -> dict:
+    """Build (or continue) the gallery of ``settings`` in ``out``.
+
+    Parameters
+    ----------
+    settings : GallerySettings
+    out : folder
+        The site; created. Rerunning into it computes only what is missing.
+    model : nn.Module, optional
+        Default: loaded from ``settings.model`` / ``settings.weights`` (on the CPU).
+    shard : (rank, world), optional
+        Compute only this rank's chunks (default: the torch.distributed rank, else all).
+    progress : bool
+        Progress bar over units x stages.
+    render : bool
+        Write the HTML pages after computing (default True).
+
+    Returns
+    -------
+    dict
+        ``computed`` (stage -> units computed now), ``seconds``, ``layers``, ``index`` (path of index.html).
+    """
+    t0 = time.perf_counter()
+    if model is None:
+        from ..experiments.command import load_model
+
+        model = load_model(settings.model, settings.weights, "cpu")
+    root = Path(out)
+    _check_site(root, settings)
+    work = Work(model, settings, root, input_shape(model))
+    layers = list(settings.layers or discover_layers(model, work.shape))
+    rank, world = rank_world(shard)
+    mine = plan(work, layers)[rank::world]
+    jobs = [(layer, stage, a, b) for layer, start, stop in mine for stage, (_, applies) in STAGES.items()
+            if applies(work, layer) for a, b in _todo(root, layer, stage, start, stop, rank)]
+    computed = {stage: 0 for stage in STAGES}
+    bar = tqdm(total=sum(b - a for _, _, a, b in jobs), unit="unit-stage", desc="gallery", disable=not progress)
+    try:
+        for layer, stage, a, b in jobs:
+            bar.set_postfix_str(f"{layer} {stage} {a}:{b}")
+            results = STAGES[stage][0](work, layer, list(range(a, b)))
+            for c, data in zip(range(a, b), results):
+                folder = work.unit_dir(layer, c)
+                folder.mkdir(parents=True, exist_ok=True)
+                write_json(folder / f"{stage}.json", data)
+            log_dir = root / "cache" / slug(layer) / stage
+            log_dir.mkdir(parents=True, exist_ok=True)
+            ProgressLog(log_dir, rank).add(a, b)
+            computed[stage] += b - a
+            bar.update(b - a)
+    finally:
+        bar.close()
+        if render:
+            render_site(work, layers)
+    return {"computed": computed, "seconds": time.perf_counter() - t0, "layers": layers,
+            "index": str(root / "index.html"), "rank": rank, "world": world}
+
+
+def render_site(work: Work, layers: list[str]) -> None:
+    """Write style.css, index.html, one page per layer and one per unit from what is on disk."""
+    root, s = work.root, work.settings
+    title = s.name or f"{s.model} gallery"
+    pages.write(root / "style.css", pages.STYLE)
+    summary = []
+    for layer in layers:
+        shape = work.layer_shape(layer)
+        channels = list(s.selection(shape[0]))
+        stages = [st for st, (_, applies) in STAGES.items() if applies(work, layer)]
+        ready, complete = set(), 0
+        for i, c in enumerate(channels):
+            data = pages.read_unit(work.unit_dir(layer, c), stages)
+            data["_spatial"] = "tuning" in stages
+            ready |= {c} if "features" in data else set()
+            complete += all(st in data for st in stages)
+            neighbours = (channels[i - 1] if i else None, channels[i + 1] if i + 1 < len(channels) else None)
+            pages.write(root / "units" / slug(layer) / f"{c}.html",
+                        pages.unit_page(title, layer, slug(layer), c, data, neighbours))
+        pages.write(root / "layers" / f"{slug(layer)}.html",
+                    pages.layer_page(title, layer, slug(layer), channels, ready))
+        summary.append({"layer": layer, "slug": slug(layer), "n": len(channels), "done": complete,
+                        "shape": tuple(shape), "thumbs": sorted(ready)})
+    meta = {k: v for k, v in s.to_dict().items() if v is not None}
+    pages.write(root / "index.html", pages.index_page(title, meta, summary))
+
+
+__all__ = ["build", "discover_layers", "plan", "render_site"]

@@ -1,0 +1,139 @@
+"""What a gallery shows and how it is computed: one :class:`GallerySettings`, read from a definition file.
+
+A definition (``gallery/minialex.json``) is a JSON object whose keys are the
+fields below; command-line options override it. The defaults are chosen so
+that the bundled ``minialex`` (8 layers, 1,024 units) builds on two CPU cores
+in under ten minutes.
+
+Example
+-------
+>>> s = GallerySettings.from_dict({"model": "minialex", "layers": ["features.0"], "steps": 4})
+>>> s.steps, s.diverse, s.exemplars
+(4, 3, 9)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from ..errors import InsilicoError
+
+
+@dataclasses.dataclass
+class GallerySettings:
+    """Everything that decides a gallery's content (stored in ``gallery.json`` of the site).
+
+    Attributes
+    ----------
+    model, weights : str
+        A bundled model name or ``package.module:callable`` / ``file.py:callable``, and its state_dict.
+    name : str, optional
+        Title of the site (default: the model).
+    layers : list of str, optional
+        Unit addresses of whole layers (default: every Conv2d and Linear module).
+    units : int, optional
+        Only the first ``units`` units of each layer (default: all).
+    unit_range : (start, stop), optional
+        Only units ``start <= c < stop`` of each layer (a shard by hand).
+    steps, lr : int, float
+        Activation maximization: Adam steps and learning rate (Fourier 1/f parameterization).
+    diverse : int
+        Images per unit that maximize it; the first is the plain maximizing image, the others
+        are pushed apart from each other by a Gram-matrix diversity term of weight ``diversity``.
+    exemplars : int
+        Top exemplars per unit, each with its deconvolution projection and gradient map.
+    per_class : int
+        Held-out photo crops per class in the exemplar stimulus set (16 classes).
+    stimuli : {"photos", "natural"}
+        Exemplar stimuli: the bundled photos' held-out crops, or random crops of
+        scikit-image's photos (:func:`insilico.stimuli.natural_images`).
+    lesion_per_class : int
+        Held-out crops per class on which each unit's lesion is measured.
+    orientations, phases, rf_images : int
+        Tuning gratings (orientations over 180 deg, phases) and white-noise images per RF map.
+    chunk : int
+        Units computed together (one synthesis, one exemplar pass); also the unit of resumption and sharding.
+    seed : int
+        Seeds every random choice.
+    """
+
+    model: str = "minialex"
+    weights: str | None = None
+    name: str | None = None
+    layers: list | None = None
+    units: int | None = None
+    unit_range: tuple | None = None
+    steps: int = 24
+    lr: float = 0.1
+    diverse: int = 3
+    diversity: float = 1.0
+    exemplars: int = 9
+    per_class: int = 16
+    stimuli: str = "photos"
+    lesion_per_class: int = 2
+    orientations: int = 12
+    phases: int = 4
+    rf_images: int = 4
+    chunk: int = 256
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GallerySettings:
+        """Settings from a dict (unknown keys are an error naming the valid ones)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InsilicoError(f"unknown gallery setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        settings = cls(**data)
+        settings.check()
+        return settings
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **overrides) -> GallerySettings:
+        """Settings from a JSON definition, with ``overrides`` (None values ignored) on top."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as e:
+            raise InsilicoError(f"cannot read gallery definition {str(path)!r}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise InsilicoError(f"gallery definition {str(path)!r} is not valid JSON: {e}") from None
+        data.pop("comment", None)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+    def check(self) -> None:
+        """Fail early, with the fix, on values that cannot work."""
+        for key in ("steps", "diverse", "exemplars", "per_class", "lesion_per_class", "chunk", "rf_images"):
+            if int(getattr(self, key)) < 1:
+                raise InsilicoError(f"gallery setting {key} must be at least 1, not {getattr(self, key)}")
+        if self.orientations < 4:
+            raise InsilicoError("gallery setting orientations must be at least 4 (a tuning curve is fitted)")
+        if self.stimuli not in ("photos", "natural"):
+            raise InsilicoError(f"gallery setting stimuli must be 'photos' or 'natural', not {self.stimuli!r}")
+        if self.units is not None and self.units < 1:
+            raise InsilicoError(f"units must be at least 1, not {self.units}")
+        if self.unit_range is not None:
+            start, stop = (int(v) for v in self.unit_range)
+            if not 0 <= start < stop:
+                raise InsilicoError(f"unit_range must be start:stop with 0 <= start < stop, not {self.unit_range}")
+            self.unit_range = (start, stop)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def content_key(self) -> dict:
+        """The settings that change computed pages (a site built with other values is not reused)."""
+        skip = {"name", "layers", "units", "unit_range", "chunk"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+    def selection(self, n_units: int) -> range:
+        """The units of a layer with ``n_units`` units that this build covers."""
+        start, stop = self.unit_range or (0, n_units)
+        stop = min(stop, n_units, start + self.units if self.units is not None else n_units)
+        return range(min(start, stop), stop)
+
+
+__all__ = ["GallerySettings"]

@@ -1,0 +1,255 @@
+"""What a gallery computes for a chunk of units of one layer: one small function per stage.
+
+Every stage is ``stage(work, layer, channels) -> list of dicts`` (one JSON-able
+dict per unit, saved as ``units/<layer>/<c>/<stage>.json``) and may write
+images into each unit's folder with :meth:`Work.save_png`. Stages call the
+library's tools; nothing here re-implements them:
+
+============ =================================================================
+stage        what, with which tool
+============ =================================================================
+features     maximizing / diverse / inhibiting images (:mod:`.features`)
+exemplars    top exemplars (:func:`insilico.top_exemplars`) with deconvolution
+             projections and gradient maps (:func:`insilico.project_exemplars`)
+tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_tuning`), conv layers
+rf           receptive-field map from gradients on white noise
+             (:func:`insilico.gradient_map`, :class:`~insilico.experiments.RFResult`), conv layers
+lesion       per-class effect of silencing the unit (:meth:`insilico.Probe.stimulate`
+             with a per-sample gain of 0, many lesions per forward pass)
+============ =================================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..plot import as_images, map_to_rgb, mosaic
+from ..units import Unit
+from .features import visualize
+from .settings import GallerySettings
+
+
+@dataclasses.dataclass
+class Work:
+    """What every stage needs: the model, the settings, where units live, shared stimuli."""
+
+    model: nn.Module
+    settings: GallerySettings
+    root: Path
+    shape: tuple          # the model's input (C, H, W)
+    progress: bool = False
+
+    def unit_dir(self, layer: str, channel: int) -> Path:
+        return self.root / "units" / slug(layer) / str(channel)
+
+    def save_png(self, layer: str, channel: int, name: str, image: np.ndarray) -> None:
+        """Write an (H, W, 3) array in [0, 1] as ``<unit folder>/<name>.png`` (atomically)."""
+        import skimage.io
+
+        folder = self.unit_dir(layer, channel)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.{os.getpid()}.png"
+        skimage.io.imsave(tmp, (np.clip(image, 0, 1) * 255).round().astype(np.uint8), check_contrast=False)
+        os.replace(tmp, folder / f"{name}.png")
+
+    @functools.cached_property
+    def photos(self) -> tuple[torch.Tensor, list[str]]:
+        """The exemplar stimulus set and a label per stimulus."""
+        from .. import stimuli
+        from ..models import photos
+
+        if self.settings.stimuli == "photos":
+            x, y = photos.held_out(self.settings.per_class, seed=1234 + self.settings.seed)
+            return _fit(x, self.shape), [photos.CLASSES[int(i)] for i in y]
+        found = stimuli.natural_images(size=self.shape[-1], n_crops=self.settings.per_class, seed=self.settings.seed, crop=0.5,
+                                       channels=self.shape[0])
+        return found.images, [str(p.get("name", i)) for i, p in enumerate(found.params)]
+
+    @functools.cached_property
+    def lesion_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..models import photos
+
+        x, y = photos.held_out(self.settings.lesion_per_class, seed=4321 + self.settings.seed)
+        return _fit(x, self.shape), y
+
+    def layer_shape(self, layer: str) -> tuple:
+        """One sample's output shape of ``layer`` (one forward pass of a grey image, then cached)."""
+        from ..probe import Probe
+
+        shapes = self.__dict__.setdefault("_shapes", {})
+        if layer not in shapes:
+            probe = Probe(self.model)
+            unit = Unit.coerce(layer, self.model)
+            with torch.no_grad(), probe.record(unit) as rec:
+                self.model(torch.full((1, *self.shape), 0.5, device=probe.device, dtype=probe.dtype))
+                shapes[layer] = tuple(rec[unit].shape[1:])
+        return shapes[layer]
+
+
+def slug(layer: str) -> str:
+    """A file-name-safe form of a layer address (``blt.conv2@3`` -> ``blt.conv2_at3``)."""
+    text = str(layer).replace("@", "_at")
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text)
+
+
+def _fit(x: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """Photos resized / converted to the model's input shape."""
+    if x.shape[1] != shape[0]:
+        x = x.mean(1, keepdim=True).expand(-1, shape[0], -1, -1) if shape[0] != 3 else x.expand(-1, 3, -1, -1)
+    if tuple(x.shape[-2:]) != tuple(shape[1:]):
+        x = torch.nn.functional.interpolate(x, size=tuple(shape[1:]), mode="bilinear", align_corners=False)
+    return x.contiguous()
+
+
+def _finite(values) -> list:
+    """A JSON-able list with NaN/inf as None."""
+    return [None if not math.isfinite(v) else float(v) for v in np.asarray(values, float).ravel().tolist()]
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------
+def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
+    s = work.settings
+    out = visualize(work.model, layer, channels, work.shape, steps=s.steps, diverse=s.diverse,
+                    diversity=s.diversity, lr=s.lr, seed=s.seed, progress=work.progress)
+    pages = []
+    for i, c in enumerate(channels):
+        work.save_png(layer, c, "max", as_images(out["maximizing"][i])[0])
+        work.save_png(layer, c, "inhibit", as_images(out["inhibiting"][i])[0])
+        for j in range(1, s.diverse):
+            work.save_png(layer, c, f"diverse-{j}", as_images(out["diverse"][i, j])[0])
+        pages.append({"maximizing": _number(out["maximizing_value"][i]),
+                      "diverse": _finite(out["diverse_value"][i]),
+                      "inhibiting": _number(out["inhibiting_value"][i])})
+    return pages
+
+
+def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
+    from ..exemplars import project_exemplars, top_exemplars
+
+    x, labels = work.photos
+    units = [str(Unit.parse(layer).replace(index=(c,))) for c in channels]
+    k = min(work.settings.exemplars, len(x))
+    found = top_exemplars(work.model, x, units, k=k, progress=False)
+    deconv = project_exemplars(work.model, x, found, method="deconv", crop=False, progress=False)
+    grads = project_exemplars(work.model, x, found, method="gradient", crop=False, progress=False)
+    pages = []
+    for i, c in enumerate(channels):
+        rows = [as_images(deconv.images[i]), as_images(map_to_rgb(deconv.maps[i])[0]),
+                as_images(map_to_rgb(grads.maps[i])[0])]
+        work.save_png(layer, c, "exemplars", mosaic(np.concatenate(rows), ncols=k, pad=2))
+        pages.append({"k": k, "indices": found[i].indices.tolist(), "activations": _finite(found[i].activations),
+                      "labels": [labels[j] for j in found[i].indices.tolist()], "n_stimuli": len(x),
+                      "neurons": found[i].neurons})
+    return pages
+
+
+def tuning(work: Work, layer: str, channels: list[int]) -> list[dict]:
+    from ..experiments import orientation_tuning
+
+    s = work.settings
+    step = 180.0 / s.orientations
+    result = orientation_tuning(
+        work.model, f"{layer}[{channels[0]}:{channels[-1] + 1}]", size=work.shape[-1],
+        orientations=[round(i * step, 3) for i in range(s.orientations)],
+        phases=[round(i * 360.0 / s.phases, 3) for i in range(s.phases)], progress=False)
+    keep = [c - channels[0] for c in channels]
+    return [{"unit": str(result.units[i]), "orientations": result.settings["orientations"],
+             "sfs": result.settings["sfs"], "curve": _finite(result.curves[i]), "sf_curve": _finite(result.sf_curves[i]),
+             "preferred_orientation": _number(result.preferred_orientation[i]), "osi": _number(result.osi[i]),
+             "bandwidth": _number(result.bandwidth[i]), "preferred_sf": _number(result.preferred_sf[i])}
+            for i in keep]
+
+
+def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[dict]:
+    from .. import stimuli
+    from ..experiments import RFResult
+    from ..gradients import gradient_map
+
+    m = work.settings.rf_images
+    shape = work.layer_shape(layer)
+    centre = tuple(s // 2 for s in shape[1:])
+    noise = stimuli.white_noise(size=work.shape[-1], n=m, seed=work.settings.seed, channels=work.shape[0]).images
+    neurons = [Unit.parse(layer).replace(index=(c, *centre)) for c in channels for _ in range(m)]
+    images = noise.repeat(len(channels), 1, 1, 1)
+    maps = torch.cat([gradient_map(work.model, images[i:i + batch], neurons[i:i + batch]).cpu()
+                      for i in range(0, len(images), batch)]).numpy().reshape(len(channels), m, *work.shape)
+    pages = []
+    for i, c in enumerate(channels):
+        signed, strength = maps[i].sum(1).mean(0), np.abs(maps[i]).sum(1).mean(0)
+        found = RFResult.from_map(strength, signed, 0.1, {"unit": str(neurons[i * m]), "method": "gradient"})
+        work.save_png(layer, c, "rf", as_images(map_to_rgb(signed[None, None])[0])[0])
+        pages.append({"neuron": str(neurons[i * m]), "size": _number(found.size), "center": _finite(found.center),
+                      "box": _finite(found.box)})
+    return pages
+
+
+def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> list[dict]:
+    from ..probe import Probe
+
+    x, y = work.lesion_set
+    probe = Probe(work.model)
+    device = probe.device
+    x = x.to(device, probe.dtype)
+    n, shape = len(x), work.layer_shape(layer)
+    with torch.no_grad():
+        base = torch.softmax(work.model(x).float(), -1).cpu()
+    classes = list(getattr(work.model, "classes", [str(k) for k in range(base.shape[1])]))
+    labelled = base.shape[1] == int(y.max()) + 1 == len(classes)
+    per = max(1, batch // n)
+    effects = []
+    for start in range(0, len(channels), per):
+        group = channels[start:start + per]
+        gain = torch.ones(len(group), shape[0], *[1] * (len(shape) - 1), device=device, dtype=probe.dtype)
+        gain[torch.arange(len(group)), torch.tensor(group)] = 0.0
+        with torch.no_grad(), probe.stimulate(layer, gain=gain.repeat_interleave(n, 0)):
+            prob = torch.softmax(work.model(x.repeat(len(group), *[1] * (x.ndim - 1))).float(), -1).cpu()
+        effects.extend(_class_effects(prob.view(len(group), n, -1) - base, y, labelled))
+    return [{"classes": classes, "labelled": labelled, "probability_change": _finite(e), "n_stimuli": n}
+            for e in effects]
+
+
+def _class_effects(change: torch.Tensor, y: torch.Tensor, labelled: bool) -> list[np.ndarray]:
+    """Per lesion (G, N, K) -> (K,): mean change of each class's probability over its own stimuli (labelled)
+    or over all stimuli."""
+    if not labelled:
+        return list(change.mean(1).numpy())
+    k = change.shape[-1]
+    member = torch.nn.functional.one_hot(y, k).float()            # (N, K)
+    own = (change * member).sum(1) / member.sum(0).clamp_min(1)    # (G, K)
+    return list(own.numpy())
+
+
+def spatial(work: Work, layer: str) -> bool:
+    """True for layers with a (C, H, W) output: tuning curves and RF maps apply."""
+    return len(work.layer_shape(layer)) == 3
+
+
+def everywhere(work: Work, layer: str) -> bool:
+    return True
+
+
+#: Stage name -> (function, applies to layer?)
+STAGES: dict[str, tuple[Callable, Callable]] = {
+    "features": (features, everywhere),
+    "exemplars": (exemplars, everywhere),
+    "tuning": (tuning, spatial),
+    "rf": (rf, spatial),
+    "lesion": (lesion, everywhere),
+}
+
+__all__ = ["STAGES", "Work", "slug", "spatial"]

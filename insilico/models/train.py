@@ -86,7 +86,7 @@ def train(name: str, seed: int = 0, steps: int | None = None, batch: int = 64, t
                     f"photo (never seen in training), seed {EVAL_SEED}",
         "training": f"{steps} steps x {batch} augmented crops from the left {1 - photos.HELD_OUT:.0%} "
                     f"of each photo, AdamW lr {spec['lr']} wd {spec['weight_decay']}, one-cycle",
-        "train_command": f"python -m insilico.models.train {name} --seed {seed}",
+        "train_command": f"python -m insilico.models.train {name} --seed {seed} --threads {threads}",
         "seed": seed,
         "train_minutes": round(minutes, 2),          # wall clock: grows when others share the CPU
         "train_cpu_minutes": round(cpu_minutes, 2),  # CPU time over all threads

@@ -53,7 +53,7 @@ from torch import nn
 from .errors import InsilicoError, StimulusError
 from .objectives import Activations, Objective, unique_wholes
 from .probe import Probe
-from .synthesis.engine import Synthesis, derive_seed
+from .synthesis.engine import Synthesis, _Truncate, derive_seed
 from .synthesis.parameterization import Pixel, check_images
 from .synthesis.result import SynthesisResult
 from .synthesis.stopping import TargetReached
@@ -254,40 +254,56 @@ class Succeeded:
         return self.objective.success.to(trace.device)
 
 
-class AttackSynthesis(Synthesis):
-    """The shared engine with a :class:`SignSGD` optimizer (``norm``, per-sample ``scale``).
+class CompactSynthesis(Synthesis):
+    """The shared engine, running the model only on the samples that have not stopped.
 
-    The engine takes optimizer names only, so this subclass swaps in the
-    signed step. On the CPU, with a :class:`ClassLoss` and no transforms, it
-    also runs the model on the still-running samples only (frozen samples
-    cost nothing; the engine would compute and discard them). Everything else
-    (freezing, projection, traces, eval mode, hooks) is the engine's.
+    For objectives with a ``rows`` attribute (set to the running samples'
+    indices during the call, so the objective reads only their settings), on
+    the CPU and without transforms. The engine itself computes every sample
+    and discards the frozen ones; with per-sample stopping this skips that
+    work (on a GPU the engine's way avoids a host sync per step instead).
     """
 
-    def __init__(self, *args, norm: str = "inf", scale: torch.Tensor | None = None, **kwargs):
-        self._norm, self._scale = NORMS[norm], scale
-        super().__init__(*args, optimizer="sgd", **kwargs)
-        self._compact = isinstance(self.objective, ClassLoss) and self.device.type == "cpu" and self.transforms.identity
-
-    def _make_optimizer(self):
-        return SignSGD([self.param.param], lr=self.lr, norm=self._norm, scale=self._scale)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._compact = hasattr(self.objective, "rows") and self.device.type == "cpu" and self.transforms.identity
 
     def _forward(self, rec, images, draws):
         if not self._compact or not bool(self.frozen.any()):
             return super()._forward(rec, images, draws)
         rows = (~self.frozen).nonzero()[:, 0]
         if rows.numel() == 0:
-            self.objective.success = self.frozen.clone()
             return images.flatten(1).sum(dim=1) * 0.0
         sub = images.index_select(0, rows)
-        rec.clear()
-        self.model(sub)
+        if rec is not None:
+            rec.clear()
+        try:
+            self.model(sub)
+        except _Truncate:  # the engine's hook ends the forward once the recorded modules have run
+            pass
         self.objective.rows = rows
         try:
             values = self.objective(Activations({w.key: rec[w] for w in self.wholes}), sub)
         finally:
             self.objective.rows = None
         return values.new_zeros(self.n).index_copy(0, rows, values)
+
+
+class AttackSynthesis(CompactSynthesis):
+    """The shared engine with a :class:`SignSGD` optimizer (``norm``, per-sample ``scale``).
+
+    The engine takes optimizer names only, so this subclass swaps in the
+    signed step; with a :class:`ClassLoss` it also skips stopped samples
+    (:class:`CompactSynthesis`). Everything else (freezing, projection,
+    traces, eval mode, hooks) is the engine's.
+    """
+
+    def __init__(self, *args, norm: str = "inf", scale: torch.Tensor | None = None, **kwargs):
+        self._norm, self._scale = NORMS[norm], scale
+        super().__init__(*args, optimizer="sgd", **kwargs)
+
+    def _make_optimizer(self):
+        return SignSGD([self.param.param], lr=self.lr, norm=self._norm, scale=self._scale)
 
     def settings(self) -> dict:
         return {**super().settings(), "optimizer": "signsgd", "optimizer_options": {"norm": self._norm}}
@@ -806,5 +822,5 @@ def fgsm(
     return result
 
 
-__all__ = ["AdversarialResult", "AttackSynthesis", "ClassLoss", "EpsBall", "SignSGD", "Succeeded", "eval_mode",
+__all__ = ["AdversarialResult", "AttackSynthesis", "ClassLoss", "CompactSynthesis", "EpsBall", "SignSGD", "Succeeded", "eval_mode",
            "fgsm", "pgd"]

@@ -166,13 +166,13 @@ class EpsBall:
         norm = delta.flatten(1).norm(dim=1)
         factor = torch.where(norm > e, e / norm.clamp_min(1e-30), torch.ones_like(norm))
         x = (center.double() + delta * factor.view(-1, *[1] * (delta.ndim - 1))).clamp(0, 1).to(images.dtype)
-        for _ in range(3):  # float32 rounding may leave a sample a hair outside: shrink it a hair more
+        for attempt in range(8):  # float32 rounding may leave a sample a hair outside: shrink it a hair more
             d = x.double() - center.double()
             n = d.flatten(1).norm(dim=1)
             out = n > e
             if not bool(out.any()):
                 break
-            shrink = torch.where(out, (e / n) * (1 - 1e-7), torch.ones_like(n))
+            shrink = torch.where(out, (e / n) * (1 - 1e-7 * 4**attempt), torch.ones_like(n))
             x = (center.double() + d * shrink.view(-1, *[1] * (d.ndim - 1))).clamp(0, 1).to(images.dtype)
         return x
 
@@ -666,6 +666,8 @@ def pgd(
     """
     if not isinstance(model, nn.Module):
         raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if torch.is_tensor(images) and images.ndim == 4 and images.shape[0] == 0:
+        raise StimulusError("no images to attack (the batch is empty)")
     images = check_images(images)
     eps_list, scalar = _check_eps(eps)
     norm_key = NORMS.get(str(norm).lower().replace("∞", "inf"))

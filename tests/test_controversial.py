@@ -1,0 +1,129 @@
+"""Controversial stimuli and MAD competition: scores, per-sample independence, held distances, errors."""
+import matplotlib
+
+matplotlib.use("Agg")
+import pytest
+import torch
+from torch import nn
+
+import insilico
+from insilico.controversial import Controversy, ModelGroup, controversial
+from insilico.errors import InsilicoError
+from insilico.mad import mad
+from insilico.models import photos
+from tests.conftest import no_insilico_hooks
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny(seed: int, width: int, x, y) -> nn.Module:
+    """A small CNN on 16 x 16 downsampled crops, trained for a few seconds with its own seed and width."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.AvgPool2d(4), nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(2 * width * 16, 16))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(150):
+        idx = torch.randint(0, len(x), (64,), generator=g)
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.classes = list(photos.CLASSES)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """Two differently trained classifiers (seed and width differ) of the bundled photo task."""
+    x, y = photos.sample(768, seed=5, augment=False)
+    return {"a": _tiny(0, 8, x, y), "b": _tiny(1, 12, x, y)}
+
+
+PAIRS = [(0, 1), (3, 9), (5, 12), (14, 2), (7, 6), (11, 4), (8, 13), (15, 10)]
+
+
+def test_controversiality_scores(pair):
+    r = controversial(pair, PAIRS, shape=(3, 64, 64), steps=300, progress=False)
+    assert r.images.shape == (8, 3, 64, 64)
+    assert float((r.score >= 0.75).float().mean()) > 0.5  # most pairs
+    # the score is min(p_A(i), 1 - p_B(i), 1 - p_A(j), p_B(j)) on the final images
+    rows = torch.arange(8)
+    p = r.probabilities
+    a, b, i, j = r.model_a, r.model_b, r.class_i, r.class_j
+    manual = torch.stack([p[rows, a, i], 1 - p[rows, b, i], 1 - p[rows, a, j], p[rows, b, j]]).amin(0)
+    assert torch.allclose(r.score, manual, atol=1e-5)
+    # per-sample stopping: samples that reached 0.95 stopped early, and stayed there
+    stopped = torch.tensor([s == "target_reached" for s in r.synthesis.stop_reasons])
+    assert bool(stopped.any())
+    assert bool((r.synthesis.steps[stopped] < 300).all()) and bool((r.score[stopped] >= 0.95 - 1e-4).all())
+    assert bool(r.success[r.score >= 0.75].all())
+    assert all(no_insilico_hooks(m) for m in pair.values())
+    assert [row["class_i"] for row in r.report()][:2] == ["astronaut", "chelsea"]
+
+
+def test_batched_equals_alone(pair):
+    both = controversial(pair, PAIRS[:3], seeds=2, shape=(3, 64, 64), steps=25, progress=False)
+    alone = controversial(pair, [PAIRS[1]], seeds=2, shape=(3, 64, 64), steps=25, progress=False)
+    assert both.labels[2:4] == alone.labels
+    assert torch.allclose(both.images[2:4], alone.images, atol=1e-6)
+
+
+def test_bundled_models_disagree():
+    if "blt" not in insilico.models.available():
+        pytest.skip("blt weights not shipped yet")
+    a, b = insilico.models.load("minialex"), insilico.models.load("blt")
+    r = controversial([a, b], [(1, 12), (5, 14), (12, 1)], steps=40, lr=0.05, progress=False)
+    # the bundled models are never very confident (blt's softmax tops out near 0.2-0.7 per class even
+    # when its logit is maximized alone), so scores stay below 0.75; the predictions still split
+    assert float(r.success.float().mean()) >= 2 / 3
+    assert float(r.score.min()) > 0.1
+    assert r.labels[0] == "minialex:brick|blt:page#0"
+
+
+def test_controversy_objective_and_errors(pair):
+    acts = {"a": torch.tensor([[5.0, 0.0, 0.0]]), "b": torch.tensor([[0.0, 5.0, 0.0]])}
+    obj = Controversy(["a", "b"], torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), torch.tensor([1]))
+    pa, pb = torch.tensor([5.0, 0, 0]).softmax(0), torch.tensor([0, 5.0, 0]).softmax(0)
+    expected = min(pa[0], 1 - pb[0], 1 - pa[1], pb[1])
+    assert float(obj(acts).exp()) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(InsilicoError, match="same model object"):
+        ModelGroup([pair["a"], pair["a"]])
+    with pytest.raises(InsilicoError, match="two or more"):
+        controversial([pair["a"]], [(0, 1)], shape=(3, 64, 64))
+    with pytest.raises(InsilicoError, match="must differ"):
+        controversial(pair, [(2, 2)], shape=(3, 64, 64))
+    with pytest.raises(InsilicoError, match="unknown class"):
+        controversial(pair, [("astronaut", "dog")], shape=(3, 64, 64))
+
+
+def test_mad_holds_one_distance_and_pushes_the_other(pair):
+    x, _ = photos.held_out(1, seed=3)
+    x = x[:3]
+    model = pair["b"]
+    r = mad(model, x, ("2", "5"), steps=60, lr=0.01, progress=False)
+    assert r.images.shape == (3, 4, 3, 64, 64)
+    assert float(r.held_error.median()) < 0.05
+    ratio = r.pushed_ratio
+    assert bool((ratio[:, [0, 2]] > 1.5).all()) and bool((ratio[:, [1, 3]] < 0.7).all())
+    assert float(r.images.min()) >= 0 and float(r.images.max()) <= 1
+    # two models: units are each model's own addresses
+    r2 = mad(pair, x[:1], ("5", "5"), steps=10, progress=False)
+    assert r2.units == ("a.5", "b.5")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2)
+    assert r.plot(0, ax=ax1) is fig
+    c = controversial(pair, PAIRS[:2], shape=(3, 64, 64), steps=2, progress=False)
+    assert c.plot(ax=ax2) is fig
+    plt.close("all")
+    with pytest.raises(InsilicoError, match="two units"):
+        mad(model, x, "2")

@@ -520,7 +520,63 @@ def _device(acts: Activations, images) -> torch.device:
     return images.device
 
 
+# ---------------------------------------------------------------------------------------
+# Lower-case factories: one unit address in, an objective out
+# ---------------------------------------------------------------------------------------
+def activation(unit: UnitLike) -> Objective:
+    """Mean of the unit's values (see :class:`Activation`): ``activation("[281]")`` is logit 281."""
+    return Activation(unit)
+
+
+def channel(unit: UnitLike, index: int | None = None) -> Objective:
+    """A channel's mean activation: ``channel("features.3[12]")`` or ``channel("features.3", 12)``.
+
+    ``-channel("features.3[12]")`` silences it when maximized.
+
+    Example
+    -------
+    >>> [str(u) for u in (-channel("features.3[12]")).units]
+    ['features.3[12]']
+    """
+    layer, picked = _split(unit, index, 1, "channel", "features.3[12]")
+    return Channel(layer, picked[0])
+
+
+def neuron(unit: UnitLike, index: int | None = None) -> Objective:
+    """One neuron: ``neuron("features.3[12,6,6]")``; ``neuron("features.3[12]")`` takes the centre position."""
+    parsed = Unit.parse(unit)
+    if index is None and parsed.index is not None and len(parsed.index) == 3:
+        return Neuron(parsed.replace(index=None), *(int(i) for i in parsed.index))
+    layer, picked = _split(unit, index, 1, "neuron", "features.3[12,6,6]")
+    return Neuron(layer, picked[0])
+
+
+def direction(layer: UnitLike, vector: torch.Tensor) -> Objective:
+    """Projection onto a direction in a layer's space (see :class:`Direction`)."""
+    return Direction(layer, vector)
+
+
+def deepdream(layer: UnitLike) -> Objective:
+    """Mean squared activation of a layer (see :class:`DeepDream`)."""
+    return DeepDream(layer)
+
+
+def diversity(layer: UnitLike, group_size: int | None = None) -> Objective:
+    """Diversity across a batch's samples (see :class:`Diversity`)."""
+    return Diversity(layer, group_size=group_size)
+
+
+def _split(unit: UnitLike, index, entries: int, name: str, example: str) -> tuple[Unit, tuple]:
+    parsed = Unit.parse(unit)
+    if index is not None:
+        return parsed, (int(index),)
+    if parsed.index is None or len(parsed.index) != entries or not all(isinstance(i, int) for i in parsed.index):
+        raise UnitError(f"{name}() needs an address that picks one {name}, e.g. {example!r}; got {str(parsed)!r}")
+    return parsed.replace(index=None), parsed.index
+
+
 __all__ = [
     "Activation", "Activations", "Channel", "Composite", "DeepDream", "Direction", "Diversity", "L1", "L2",
-    "Neuron", "Objective", "Stacked", "TotalVariation", "inhibit", "unique_wholes",
+    "Neuron", "Objective", "Stacked", "TotalVariation", "activation", "channel", "deepdream", "direction",
+    "diversity", "inhibit", "neuron", "unique_wholes",
 ]

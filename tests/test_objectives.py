@@ -127,3 +127,18 @@ def test_errors_say_what_to_do(known):
         Direction("relu", torch.ones(5)).evaluate(known, X)
     with pytest.raises(InsilicoError, match="pixel images"):
         TotalVariation()(Activations({}))
+
+
+def test_lowercase_factories_take_one_address():
+    from insilico import objectives as O
+
+    acts = {"c": torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)}
+    assert torch.equal(O.channel("c[1]")(acts), acts["c"][:, 1].mean(dim=(1, 2)))
+    assert torch.equal(O.channel("c", 2)(acts), acts["c"][:, 2].mean(dim=(1, 2)))
+    assert torch.equal((-O.channel("c[1]"))(acts), -acts["c"][:, 1].mean(dim=(1, 2)))
+    assert torch.equal(O.neuron("c[2,1,3]")(acts), acts["c"][:, 2, 1, 3])
+    assert torch.equal(O.neuron("c[0]")(acts), acts["c"][:, 0, 2, 2])
+    with pytest.raises(UnitError, match="picks one channel"):
+        O.channel("c")
+    with pytest.raises(UnitError, match="picks one channel"):
+        O.channel("c[1:3]")

@@ -118,7 +118,7 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
         model = load_model(settings.model, settings.weights, "cpu")
     root = Path(out)
     _check_site(root, settings)
-    work = Work(model, settings, root, input_shape(model))
+    work = Work(model, settings, root, input_shape(model), progress=progress)
     layers = list(settings.layers or discover_layers(model, work.shape))
     rank, world = rank_world(shard)
     mine = plan(work, layers)[rank::world]

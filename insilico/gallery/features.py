@@ -10,10 +10,14 @@ unit's address, so a unit's images do not depend on the chunk it is in.
 Why not :func:`insilico.maximize`: it stacks per-unit objectives with a dense
 weighted sum over the whole layer output and compares diversity Gram
 matrices across the whole batch (O(n^2)); for a gallery layer of 256 units x 4
-images these cost more than the network itself on a CPU. Here one channel
-mean per sample is gathered, and diversity is compared within each unit's
-group only (:func:`grouped_diversity`). The defaults (parameterization,
-transforms) are maximize's.
+images these cost more than the network itself on a CPU. Here one value per
+sample is gathered, and diversity is compared within each unit's group only
+(:func:`grouped_diversity`). The defaults (parameterization, transforms) are
+maximize's.
+
+A conv channel is read at the centre of its map (the neuron the tuning and RF
+sections describe): in short runs the channel mean of a pre-ReLU map stays
+dominated by the negative bias far from the feature and its images stay grey.
 
 Example
 -------
@@ -37,9 +41,9 @@ from ..synthesis.maximize import DEFAULT_JITTER, DEFAULT_PAD, DEFAULT_ROTATE, DE
 from ..units import Unit
 
 
-def channel_means(whole: torch.Tensor) -> torch.Tensor:
-    """(N, C) from a layer output (N, C, ...): each channel's mean over positions."""
-    return whole.flatten(2).mean(2) if whole.ndim > 2 else whole
+def unit_values(whole: torch.Tensor) -> torch.Tensor:
+    """(N, C) from a layer output: each channel at the centre of its map (maps), or the value."""
+    return whole[:, :, whole.shape[2] // 2, whole.shape[3] // 2] if whole.ndim == 4 else whole.flatten(1)
 
 
 def grouped_diversity(whole: torch.Tensor, group: int) -> torch.Tensor:
@@ -53,7 +57,7 @@ def grouped_diversity(whole: torch.Tensor, group: int) -> torch.Tensor:
 
 
 class UnitImages(Objective):
-    """Per-sample value: ``sign * channel mean (+ diversity)`` for the layout described in the module docstring."""
+    """Per-sample value: ``sign * unit value (+ diversity)`` for the layout described in the module docstring."""
 
     def __init__(self, layer: Unit, channels: Sequence[int], diverse: int, diversity: float):
         self.layer, self.units = layer, (layer,)
@@ -68,7 +72,7 @@ class UnitImages(Objective):
     def forward(self, acts, images):
         whole = acts.whole(self.layer)
         channels, sign = self.channels.to(whole.device), self.sign.to(whole.device, whole.dtype)
-        values = sign * channel_means(whole).gather(1, channels[:, None]).squeeze(1)
+        values = sign * unit_values(whole).gather(1, channels[:, None]).squeeze(1)
         if self.diverse > 1 and self.diversity:
             m = len(self.pushed)
             spread = grouped_diversity(whole[:m], self.diverse) * self.pushed.to(whole.device, whole.dtype)
@@ -128,8 +132,8 @@ def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: 
         except Exception:  # layers after the recorded one may reject the size; the recording is complete
             if layer.key not in rec:
                 raise
-        means = channel_means(rec[layer].float().cpu())
+        means = unit_values(rec[layer].float().cpu())
     return means.gather(1, channels[:, None]).squeeze(1)
 
 
-__all__ = ["UnitImages", "channel_means", "default_transforms", "grouped_diversity", "visualize"]
+__all__ = ["UnitImages", "unit_values", "default_transforms", "grouped_diversity", "visualize"]

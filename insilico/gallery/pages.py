@@ -169,7 +169,7 @@ def _features_html(c: int, d: dict | None) -> str:
     figs += [_figure(f"{c}/diverse-{j}.png", f"diverse {j} ({v:.3g})" if v is not None else f"diverse {j}")
              for j, v in enumerate(d["diverse"][1:], start=1)]
     figs.append(_figure(f"{c}/inhibit.png", f"inhibiting ({d['inhibiting']:.3g})" if d["inhibiting"] is not None else "inhibiting"))
-    return ('<h2>Feature visualization</h2><p>Images optimised to drive the unit (mean activation in brackets); '
+    return ('<h2>Feature visualization</h2><p>Images optimised to drive the unit (its activation in brackets: the centre of the map for conv channels); '
             f'the diverse set is pushed apart; the last one drives it down.</p><div class="row">{"".join(figs)}</div>')
 
 

@@ -65,7 +65,7 @@ class GallerySettings:
     layers: list | None = None
     units: int | None = None
     unit_range: tuple | None = None
-    steps: int = 24
+    steps: int = 16
     lr: float = 0.1
     diverse: int = 3
     diversity: float = 1.0

@@ -1,0 +1,150 @@
+"""Gallery builds: pages, links, resumption, sharding, and a headless-browser check."""
+import html.parser
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from insilico.cli import main
+from insilico.errors import InsilicoError
+from insilico.gallery import GallerySettings, build
+
+TINY = dict(layers=["features.0", "classifier.6"], units=2, steps=2, exemplars=3, per_class=1, lesion_per_class=1,
+            orientations=4, phases=2, rf_images=1)
+STAGES_PER_LAYER = {"features.0": 5, "classifier.6": 3}   # conv layers add tuning and rf
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gallery") / "site"
+    summary = build(GallerySettings(**TINY), root, progress=False)
+    return root, summary
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.targets = []
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key in ("href", "src") and value:
+                self.targets.append(value)
+
+
+def links(page: Path) -> list[str]:
+    parser = _Links()
+    parser.feed(page.read_text())
+    return parser.targets
+
+
+def test_build_writes_index_layer_and_unit_pages(site):
+    root, summary = site
+    assert summary["computed"] == {"features": 4, "exemplars": 4, "tuning": 2, "rf": 2, "lesion": 4}
+    assert (root / "index.html").exists() and (root / "style.css").exists()
+    assert sorted(p.name for p in (root / "layers").iterdir()) == ["classifier.6.html", "features.0.html"]
+    for layer in ("features.0", "classifier.6"):
+        assert sorted(p.name for p in (root / "units" / layer).glob("*.html")) == ["0.html", "1.html"]
+    unit = (root / "units" / "features.0" / "1.html").read_text()
+    for section in ("Feature visualization", "Top 3 exemplars", "Tuning to gratings", "Receptive field",
+                    "Lesion effect per class"):
+        assert section in unit
+    assert "not computed yet" not in unit and unit.count("<svg") == 3     # orientation, SF, lesion bars
+    linear = (root / "units" / "classifier.6" / "0.html").read_text()
+    assert "Tuning" not in linear and "Lesion effect" in linear
+    lesion = json.loads((root / "units" / "classifier.6" / "0" / "lesion.json").read_text())
+    assert lesion["labelled"] and len(lesion["probability_change"]) == 16
+    # silencing the logit of class 0 can only lower class 0's probability on its own images
+    assert lesion["probability_change"][0] < 0
+
+
+def test_every_link_and_image_resolves(site):
+    root, _ = site
+    pages = list(root.rglob("*.html"))
+    assert len(pages) == 1 + 2 + 4
+    checked = 0
+    for page in pages:
+        for target in links(page):
+            assert not re.match(r"^[a-z]+:", target) and not target.startswith("/"), f"{page}: {target} not relative"
+            assert (page.parent / target.split("#")[0]).is_file(), f"{page} links to missing {target}"
+            checked += 1
+    assert checked > 40
+
+
+def test_rerun_computes_nothing_and_rewrites_no_image(site):
+    root, _ = site
+    images = {p: p.stat().st_mtime_ns for p in root.rglob("*.png")}
+    assert len(images) == 2 * 6 + 2 * 5    # max, 2 diverse, inhibit, exemplars (+ rf for conv units)
+    summary = build(GallerySettings(**TINY), root, progress=False)
+    assert sum(summary["computed"].values()) == 0
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.png")} == images
+
+
+def test_more_units_compute_only_the_new_ones_and_shards_add_up(tmp_path):
+    settings = dict(TINY, layers=["classifier.6"], chunk=1)
+    first = build(GallerySettings(**dict(settings, units=1)), tmp_path, progress=False)
+    assert first["computed"]["features"] == 1
+    ranks = [build(GallerySettings(**dict(settings, units=3)), tmp_path, shard=(r, 2), progress=False)
+             for r in range(2)]
+    assert [r["computed"]["features"] for r in ranks] == [1, 1]     # units 1 and 2, one per rank
+    assert sorted(p.name for p in (tmp_path / "cache" / "classifier.6" / "features").glob("progress-*.json")) == \
+        ["progress-0.json", "progress-1.json"]
+    again = build(GallerySettings(**dict(settings, units=3)), tmp_path, progress=False)
+    assert sum(again["computed"].values()) == 0
+    assert "pending" not in (tmp_path / "layers" / "classifier.6.html").read_text()
+
+
+def test_other_settings_are_refused(site):
+    root, _ = site
+    with pytest.raises(InsilicoError, match="built with other settings.*steps"):
+        build(GallerySettings(**dict(TINY, steps=3)), root, progress=False)
+
+
+def test_cli_builds_from_a_definition(tmp_path, capsys):
+    definition = tmp_path / "tiny.json"
+    definition.write_text(json.dumps(dict(TINY, model="minialex", layers=["classifier.6"])))
+    out = tmp_path / "site"
+    assert main(["gallery", "build", "--definition", str(definition), "--units", "1", "--out", str(out),
+                 "--quiet"]) == 0
+    assert "open" in capsys.readouterr().out and (out / "units" / "classifier.6" / "0.html").exists()
+    assert main(["gallery", "build", "--definition", str(definition), "--out", str(out), "--shard", "3"]) == 2
+
+
+CHECK = """<script>
+window.addEventListener("load", () => {
+  const bad = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
+  document.body.setAttribute("data-images", document.images.length);
+  document.body.setAttribute("data-broken", JSON.stringify(bad));
+});
+</script>"""
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(page: Path, profile: Path, *options) -> str:
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+               "--virtual-time-budget=5000", *options, page.as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.mark.parametrize("page", ["index.html", "units/features.0/1.html"])
+def test_pages_render_in_chromium_without_broken_images(site, tmp_path, page):
+    root, _ = site
+    original = root / page
+    probe = original.with_name(f"_check_{original.name}")        # same folder: relative paths resolve alike
+    probe.write_text(original.read_text().replace("</body>", CHECK + "</body>"))
+    try:
+        dom = chromium(probe, tmp_path / "profile", "--dump-dom")
+    finally:
+        probe.unlink()
+    images = int(re.search(r'data-images="(\d+)"', dom).group(1))
+    broken = json.loads(re.search(r'data-broken="([^"]*)"', dom).group(1).replace("&quot;", '"'))
+    assert images >= 4 and broken == []
+    shot = tmp_path / "shot.png"
+    chromium(original, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1100,1400",
+             "--hide-scrollbars")
+    assert shot.stat().st_size > 20_000

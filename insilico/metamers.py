@@ -87,9 +87,17 @@ DEFAULT_STAGES = 4
 DEFAULT_PLATEAU_TOL = 1e-3
 #: ... between the means of the last two windows of this many steps.
 DEFAULT_PLATEAU_WINDOW = 100
-#: Null distribution: crops per bundled photo, and crop side as a fraction of the photo's short side.
-NULL_CROPS, NULL_CROP = 4, 0.25
+#: Null distribution: held-out crops per bundled photo (16 photos), and the seed of their positions.
+NULL_PER_CLASS, NULL_SEED = 5, 9001
 CRITERIA = ("min", "percentile")
+#: torch's L-BFGS has absolute tolerances (no step once the largest gradient is below 1e-7 or the loss
+#: changes by less than 1e-9); a relative error of 1e-4 squared is 1e-8: our stopping rules decide instead.
+_OPTIMIZER_OPTIONS = {"lbfgs": {"tolerance_grad": 0.0, "tolerance_change": 0.0}}
+LBFGS_LOSS_SCALE = 1.0
+#: L-BFGS is restarted (history cleared) when its line search stalled, checked every this many steps.
+LBFGS_CHECK = 8
+#: Start noise: 0.5 + INIT_NOISE_SD * N(0, 1), clipped to [0, 1] (far from the bounds, where a sigmoid saturates).
+INIT_NOISE_SD = 0.1
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,9 +238,9 @@ def _references(references) -> torch.Tensor:
 def _init_images(init, references: torch.Tensor, labels: list[str], ref_index: list[int], seed: int) -> torch.Tensor:
     n, shape = len(labels), tuple(references.shape[1:])
     if isinstance(init, str):
-        if init == "noise":  # uniform in [0, 1], one generator per sample (a sample's start never depends on the batch)
+        if init == "noise":  # one generator per sample: a sample's start never depends on the batch
             gens = [torch.Generator().manual_seed(derive_seed(seed, "init|" + label)) for label in labels]
-            return torch.stack([torch.rand(shape, generator=g) for g in gens])
+            return torch.stack([0.5 + INIT_NOISE_SD * torch.randn(shape, generator=g) for g in gens]).clamp(0, 1)
         if init in ("gray", "grey"):
             return torch.full((n, *shape), 0.5)
         raise InsilicoError(f"init must be 'noise', 'gray' or images, not {init!r}")
@@ -331,14 +339,28 @@ def null_distances(features: torch.Tensor, groups: Sequence | None = None) -> to
     return dist[keep].float()
 
 
-def natural_null_images(shape: Sequence[int], crops: int = NULL_CROPS, crop: float = NULL_CROP,
+def natural_null_images(shape: Sequence[int], per_class: int = NULL_PER_CLASS,
                         seed: int = 0) -> tuple[torch.Tensor, list[str]]:
-    """Random crops of the bundled photos (:func:`insilico.stimuli.natural_images`) and the photo of each."""
-    from .stimuli import natural_images
+    """Held-out crops of the bundled photos (:func:`insilico.models.photos.held_out`) and the photo of each.
 
-    c, h, w = shape
-    s = natural_images(None, size=max(h, w), n_crops=crops, seed=seed, crop=crop, channels=c)
-    return s.images[:, :, :h, :w].float().cpu(), [p["name"] for p in s.params]
+    Resized to ``shape`` (C, H, W) (grey for one channel) when it is not (3, 64, 64).
+
+    Example
+    -------
+    >>> images, groups = natural_null_images((1, 32, 32), per_class=1)
+    >>> tuple(images.shape), groups[:2]
+    ((16, 1, 32, 32), ['astronaut', 'brick'])
+    """
+    from .models import photos
+
+    x, y = photos.held_out(per_class, seed=NULL_SEED + int(seed))
+    c, h, w = (int(v) for v in shape)
+    if (h, w) != tuple(x.shape[2:]):
+        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True,
+                                            align_corners=False).clamp(0, 1)
+    if c != 3:
+        x = x.mean(dim=1, keepdim=True).expand(-1, c, -1, -1).contiguous()
+    return x, [photos.CLASSES[int(k)] for k in y]
 
 
 def default_layers(model: nn.Module, shape: Sequence[int]) -> list[str]:
@@ -394,7 +416,8 @@ class MetamerSynthesis:
     n_seeds : int
         Metamers per reference and layer spec, each from its own noise (default 1).
     init : "noise", "gray" or tensor
-        Start: uniform noise (default), mid-grey, or images: 1, one per
+        Start: noise (default; ``0.5 + 0.1 N(0, 1)`` clipped to [0, 1], each
+        sample from its own generator), mid-grey, or images: 1, one per
         reference, or one per metamer.
     steps : int
         Steps of a ``run()`` without argument (default 1000).
@@ -488,6 +511,7 @@ class MetamerSynthesis:
                     self.labels.append(f"{_condition_name(cond)}|{i}" + (f"#{k}" if self.n_seeds > 1 else ""))
         self.optimizer = optimizer
         self.power = float(power if power is not None else (2.0 if optimizer == "lbfgs" else 1.0))
+        self.loss_scale = LBFGS_LOSS_SCALE if optimizer == "lbfgs" else 1.0
         self.constraint = constraint if constraint != "auto" else ("sigmoid" if optimizer == "lbfgs" else "clamp")
         self.steps, self.stages = int(steps), int(stages)
         if schedule is None:
@@ -500,7 +524,7 @@ class MetamerSynthesis:
         self.extra_rules = list(stop)
         rules: list = []
         if self.threshold is not None:
-            rules.append(stopping.TargetReached(self.threshold ** self.power))
+            rules.append(stopping.TargetReached(self.loss_scale * self.threshold ** self.power))
         if plateau_tol is not None:
             rules.append(stopping.Plateau(tol=float(plateau_tol), window=self.plateau_window))
         if max_steps is not None:
@@ -510,7 +534,7 @@ class MetamerSynthesis:
         # targets: every matched unit, for every sample's reference
         targets = self._targets(probe)
         weights = torch.tensor([[cond.get(u, 0.0) for u in self.layers] for cond in self.conditions])
-        self.final_weights = weights[self.condition_index]
+        self.final_weights = weights[self.condition_index] * self.loss_scale
         self.objective = RepresentationDistance(targets, self.final_weights, power=self.power)
         if self.scales is not None:
             self.ctf_steps = int(ctf_steps) if ctf_steps else max(1, self.steps // (2 * len(self.scales)))
@@ -521,9 +545,11 @@ class MetamerSynthesis:
         self.lr = float(lr if lr is not None else DEFAULT_LR[optimizer])
         self.engine = Synthesis(
             model, self.objective, "pixel", init=init_images, param_options={"squash": self.constraint},
-            goal="minimize", optimizer=optimizer, lr=self.lr, schedule=engine_schedule, steps=self.steps,
-            stop=self.rules, seed=self.seed, labels=self.labels, progress=progress, sync_every=sync_every,
+            goal="minimize", optimizer=optimizer, lr=self.lr, optimizer_options=_OPTIMIZER_OPTIONS.get(optimizer),
+            schedule=engine_schedule, steps=self.steps,
+            stop=self.rules, seed=self.seed, labels=self.labels, progress=False, sync_every=sync_every,
         )
+        self.progress = progress
 
     @staticmethod
     def _scales(model, coarse_to_fine) -> list[str] | None:
@@ -576,7 +602,7 @@ class MetamerSynthesis:
             return
         active = set(self.scales[: stage + 1])
         w = torch.tensor([1.0 if u in active else 0.0 for u in self.layers])
-        self.objective.set_weights((w / w.sum()).expand(len(self.labels), -1).clone())
+        self.objective.set_weights((self.loss_scale * w / w.sum()).expand(len(self.labels), -1).clone())
         self.engine.rules = []  # the rules judge the full representation only
 
     def run(self, steps: int | None = None) -> MetamerResult:
@@ -584,19 +610,42 @@ class MetamerSynthesis:
 
         Calling it again continues exactly (``run(a); run(b)`` equals ``run(a + b)``).
         """
+        from tqdm.auto import tqdm
+
         budget = self.steps if steps is None else int(steps)
-        if self.scales is None:
-            self.engine.run(budget)
-        else:
-            target = self.step + budget
-            while self.step < target:
+        target = self.step + budget
+        bar = tqdm(total=budget, disable=not self.progress, desc="metamers", leave=False)
+        try:
+            while self.step < target and not bool(self.engine.frozen.all()):
                 stage = self._stage(self.step)
-                self._set_stage(stage)
-                end = target if stage == len(self.scales) - 1 else min(target, (stage + 1) * self.ctf_steps)
+                if self.scales is not None:
+                    self._set_stage(stage)
+                end = target
+                if self.scales is not None and stage < len(self.scales) - 1:
+                    end = min(end, (stage + 1) * self.ctf_steps)
+                if self.optimizer == "lbfgs":  # look at the line search every LBFGS_CHECK steps (absolute)
+                    end = min(end, (self.step // LBFGS_CHECK + 1) * LBFGS_CHECK)
+                before = self.step
                 self.engine.run(end - self.step)
-                if stage == len(self.scales) - 1:
+                bar.update(self.step - before)
+                if self.optimizer == "lbfgs" and self.step % LBFGS_CHECK == 0:
+                    self._restart_stalled_lbfgs()
+                if self.step < end:  # every sample stopped
                     break
+        finally:
+            bar.close()
         return self.result()
+
+    def _restart_stalled_lbfgs(self) -> None:
+        """Forget L-BFGS's curvature pairs when the summed loss fell by less than 1e-3 (relative) in the last
+        LBFGS_CHECK steps: a stale history (or a failed line search, t = 0) would otherwise repeat forever."""
+        trace = self.engine._trace[max(0, self.step - LBFGS_CHECK): self.step]
+        active = ~self.engine.frozen
+        if trace.shape[0] < LBFGS_CHECK or not bool(active.any()):
+            return
+        first, last = trace[0][active].sum(), trace[-1][active].sum()
+        if bool(first - last < 1e-3 * first.abs()):
+            self.engine.optimizer.state.clear()
 
     synthesize = run
 
@@ -613,7 +662,7 @@ class MetamerSynthesis:
         ref_feats = {u: self.objective.targets[l].reshape(len(self.labels), -1).float().cpu()
                      for l, u in enumerate(self.layers)}
         per_layer = torch.stack([relative_distances(feats[u], ref_feats[u]) for u in self.layers], dim=1)
-        weights = self.final_weights
+        weights = self.final_weights / self.loss_scale
         result.layer_errors = {u: torch.where(weights[:, l] > 0, per_layer[:, l], torch.full_like(per_layer[:, l], float("nan")))
                                for l, u in enumerate(self.layers)}
         result.final_errors = (weights * per_layer.double().pow(self.power)).sum(dim=1).pow(1.0 / self.power).float()
@@ -628,7 +677,7 @@ class MetamerSynthesis:
             "stages": self.stages, "threshold": self.threshold, "plateau_tol": self.plateau_tol,
             "plateau_window": self.plateau_window, "max_steps": self.max_steps,
             "stop": [stopping.rule_spec(r) for r in self.extra_rules], "constraint": self.constraint,
-            "power": self.power, "coarse_to_fine": self.scales or False, "ctf_steps": self.ctf_steps or None,
+            "power": self.power, "loss_scale": self.loss_scale, "coarse_to_fine": self.scales or False, "ctf_steps": self.ctf_steps or None,
             "seed": self.seed,
         }
 
@@ -643,6 +692,7 @@ class MetamerSynthesis:
         conditions = s.pop("conditions")
         s["stop"] = [stopping.from_spec(r) for r in s["stop"]]
         s.pop("init")
+        s.pop("loss_scale", None)
         if s["schedule"] == "custom" and "schedule" not in overrides:
             raise InsilicoError("this result used a custom schedule function; pass it again: schedule=...")
         s.update(overrides)
@@ -745,7 +795,8 @@ class MetamerResult(SynthesisResult):
     @property
     def errors(self) -> torch.Tensor:
         """Relative representation error (T, N) of every sample at every step (NaN after it stopped)."""
-        return self.trace.clamp_min(0).pow(1.0 / self.power)
+        scale = float(self.settings.get("metamer", {}).get("loss_scale", 1.0))
+        return (self.trace / scale).clamp_min(0).pow(1.0 / self.power)
 
     @property
     def threshold(self) -> float | None:
@@ -802,8 +853,8 @@ class MetamerResult(SynthesisResult):
         other_models : dict {name: nn.Module}, optional
             More models to compare them at ("auto" layers each).
         null_images : tensor (M, C, H, W), optional
-            Natural images of the null distribution; default: 4 random crops
-            of each of the 20 bundled scikit-image photos (80 images).
+            Natural images of the null distribution; default: 5 held-out crops
+            of each of the 16 bundled photos (80 images, resized to the metamers' shape).
         null_groups : sequence of M labels, optional
             Pairs within a group are left out (default: the photo of each crop,
             so pairs are from different photos).

@@ -65,7 +65,7 @@ def test_linear_layer_matched_to_1e_4(kind):
         model = nn.Sequential(conv)
     refs = 0.1 + 0.8 * torch.rand(2, 1, 8, 8)
     # L-BFGS couples the samples of a batch through its line search: one reference per run
-    runs = [metamer(model, "0" if kind == "invertible_conv" else "1", refs[i:i + 1], steps=300, optimizer="lbfgs",
+    runs = [metamer(model, "0" if kind == "invertible_conv" else "1", refs[i:i + 1], steps=600, optimizer="lbfgs",
                     threshold=9e-5, seed=i, progress=False) for i in range(2)]
     result = MetamerResult.concat(runs)
     assert max(float(r.final_errors.max()) for r in runs) < 1e-4

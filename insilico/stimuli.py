@@ -1240,13 +1240,25 @@ def _resize(batch: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink).clamp_(0, 1)
 
 
+def bundled_photo_path(filename: str) -> str:
+    """Path of a photo file shipped inside the scikit-image package.
+
+    Read from the package folder itself, never ``skimage.data.data_dir``, which
+    may point at an (empty) download cache.
+    """
+    import skimage.data
+
+    path = os.path.join(os.path.dirname(skimage.data.__file__), filename)
+    if not os.path.exists(path):
+        raise StimulusError(f"{filename} is not in {os.path.dirname(path)}; reinstall scikit-image (>= 0.21)")
+    return path
+
+
 @lru_cache(maxsize=32)
 def _read_photo(name: str) -> np.ndarray:
-    import skimage.data
     import skimage.io
 
-    arr = _to_float_rgb(skimage.io.imread(os.path.join(skimage.data.data_dir, PHOTOS[name])))
-    return arr  # shared by the cache: callers copy (torch.stack) and never write into it
+    return _to_float_rgb(skimage.io.imread(bundled_photo_path(PHOTOS[name])))  # cached: callers copy, never write
 
 
 def natural_images(names: str | Sequence[str] | None = None, size: int = 64, n_crops: int = 1, seed: int | None = 0,

@@ -313,7 +313,7 @@ def test_natural_images_exact_pixels_without_resize(no_network):
     import skimage.data
     import skimage.io
 
-    raw = skimage.io.imread(f"{skimage.data.data_dir}/camera.png").astype(np.float32) / 255
+    raw = skimage.io.imread(S.bundled_photo_path("camera.png")).astype(np.float32) / 255
     full = S.natural_images("camera", size=512, gray=True)  # 512x512 photo: centre crop = whole photo
     np.testing.assert_array_equal(full.images[0, 0].numpy(), raw)
     crops = S.natural_images("camera", size=128, n_crops=5, crop=0.25, seed=11, gray=True)
@@ -328,7 +328,7 @@ def test_natural_images_exact_pixels_without_resize(no_network):
     seed = drawn.params[0]["seed"]
     assert isinstance(seed, int) and torch.equal(
         S.natural_images("camera", size=16, n_crops=3, crop=0.5, seed=seed).images, drawn.images)
-    rgb = skimage.io.imread(f"{skimage.data.data_dir}/astronaut.png").astype(np.float64) / 255
+    rgb = skimage.io.imread(S.bundled_photo_path("astronaut.png")).astype(np.float64) / 255
     lum = rgb @ np.array([0.2125, 0.7154, 0.0721])
     a = S.natural_images("astronaut", size=512, gray=True, channels=3).images[0].numpy()
     np.testing.assert_allclose(a[0], lum, atol=1e-5)

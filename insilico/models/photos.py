@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InsilicoError
+from ..errors import InsilicoError, StimulusError
+from ..stimuli import bundled_photo_path
 
 #: Class names: the bundled scikit-image photos, in label order.
 CLASSES = [
@@ -52,17 +53,12 @@ STD = (0.27, 0.26, 0.27)
 
 
 def _file(name: str) -> str:
-    import skimage.data
-
-    root = os.path.dirname(skimage.data.__file__)
     for ext in (".png", ".jpg"):
-        path = os.path.join(root, name + ext)
-        if os.path.exists(path):
-            return path
-    raise InsilicoError(
-        f"bundled photo {name!r} not found in {root}; the scikit-image install looks incomplete "
-        "(reinstall scikit-image>=0.21)"
-    )
+        try:
+            return bundled_photo_path(name + ext)
+        except StimulusError:
+            continue
+    raise InsilicoError(f"bundled photo {name!r} not found; reinstall scikit-image (>= 0.21)")
 
 
 @functools.lru_cache(maxsize=None)

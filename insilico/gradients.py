@@ -81,6 +81,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import InsilicoError, StimulusError, UnitError
+from .pixels import check_images
 from .probe import Probe
 from .units import Unit, UnitLike, check_index
 
@@ -153,7 +154,7 @@ def gradient_map(
     if reduce not in REDUCTIONS:
         raise InsilicoError(f"reduce must be one of {REDUCTIONS}, not {reduce!r}")
     probe = Probe(model)
-    images = check_images(images, probe.device, probe.dtype)
+    images = check_images(images).detach().to(device=probe.device, dtype=probe.dtype)
     units = _per_image_units(probe, unit, len(images))
     if method == "gradcam" and layer is None:
         raise InsilicoError("method='gradcam' needs layer=, the conv layer to weight, e.g. layer='features.10'")
@@ -412,30 +413,6 @@ def _gradcam_probe(probe, function, images, layer_unit, ids) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 # Checks and context helpers (shared with insilico.exemplars)
 # ---------------------------------------------------------------------------------------
-def check_images(images: Any, device, dtype) -> torch.Tensor:
-    """Images as a (N, C, H, W) float tensor on ``device``; StimulusError unless finite and in [0, 1]."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if not torch.is_tensor(images):
-        raise StimulusError(f"images must be a tensor (N, C, H, W), not {type(images).__name__}")
-    if images.ndim != 4:
-        hint = " (add a batch axis with images[None])" if images.ndim == 3 else ""
-        raise StimulusError(f"images must be 4-D (N, C, H, W); got shape {tuple(images.shape)}{hint}")
-    if len(images) == 0:
-        raise StimulusError("no images given (batch of size 0)")
-    if not images.is_floating_point():
-        raise StimulusError(f"images must be floats in [0, 1], not {images.dtype} (divide uint8 images by 255)")
-    if not torch.isfinite(images).all():
-        raise StimulusError("images contain NaN or inf values")
-    low, high = float(images.min()), float(images.max())
-    if low < -1e-6 or high > 1 + 1e-6:
-        raise StimulusError(
-            f"images must lie in pixel space [0, 1]; these span [{low:.3g}, {high:.3g}]. Put input "
-            "normalisation inside the model (e.g. insilico.models.normalize) and pass raw pixels"
-        )
-    return images.detach().to(device=device, dtype=dtype)
-
-
 def _per_image_units(probe: Probe, unit: Any, n: int) -> list[Unit]:
     if isinstance(unit, (list, tuple)):
         if len(unit) != n:

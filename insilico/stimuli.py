@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import StimulusError
+from .pixels import check_images
 
 __all__ = [
     "StimulusSet",
@@ -149,7 +150,7 @@ class StimulusSet:
     """
 
     def __init__(self, images: torch.Tensor | np.ndarray, params: Sequence[dict] | None = None):
-        images = self._check_images(images)
+        images = check_images(images)
         n = images.shape[0]
         if params is None:
             params = [{} for _ in range(n)]
@@ -174,45 +175,12 @@ class StimulusSet:
     def _trusted(cls, images: torch.Tensor, params: list[dict]) -> "StimulusSet":
         """Build from params this module already made JSON-clean (images are still checked)."""
         obj = cls.__new__(cls)
-        obj.images = cls._check_images(images)
+        obj.images = check_images(images)
         if len(params) != obj.images.shape[0]:
             raise StimulusError(f"internal: {len(params)} params for {obj.images.shape[0]} images.")
         obj.params = [dict(p) for p in params]
         return obj
 
-    @staticmethod
-    def _check_images(images: Any) -> torch.Tensor:
-        if isinstance(images, np.ndarray):
-            images = torch.from_numpy(images)
-        if not isinstance(images, torch.Tensor):
-            raise StimulusError(
-                f"images must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}; "
-                "convert with torch.as_tensor(images)."
-            )
-        if images.dim() != 4:
-            hint = {
-                2: "a single image (H, W): use images[None, None]",
-                3: "one image (C, H, W): use images.unsqueeze(0); grayscale batch (N, H, W): use images.unsqueeze(1)",
-            }.get(images.dim(), "reshape to (N, C, H, W)")
-            raise StimulusError(f"images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}; {hint}.")
-        if not images.is_floating_point():
-            raise StimulusError(
-                f"images must be floating point in [0, 1], got dtype {images.dtype}; "
-                "for 8-bit images use images.float() / 255."
-            )
-        if images.numel():
-            lo, hi = (v.item() for v in torch.aminmax(images))  # NaN propagates; inf fails the range test
-            if math.isnan(lo) or math.isnan(hi):
-                bad = torch.isnan(images).sum().item()
-                raise StimulusError(
-                    f"images contain {bad} NaN values; fix the generator or use torch.nan_to_num(images)."
-                )
-            if lo < 0 or hi > 1:
-                raise StimulusError(
-                    f"images must lie in [0, 1] (pixel space), got range [{lo:.4g}, {hi:.4g}]; "
-                    "rescale, or clip with images.clamp(0, 1)."
-                )
-        return images
 
     # -- container protocol
     def __len__(self) -> int:

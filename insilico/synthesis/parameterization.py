@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StimulusError
+from ..pixels import check_images
 from .color import normalized_color_matrix
 
 SQUASHES = ("sigmoid", "clamp")
@@ -251,20 +252,6 @@ def make(kind: str | type, n: int, shape: Sequence[int], generators=None, **opti
     if cls is None:
         raise StimulusError(f"unknown parameterization {kind!r}; use one of {sorted(PARAMETERIZATIONS)} or a class")
     return cls(n, shape, generators=generators, **options)
-
-
-def check_images(images, shape: Sequence[int] | None = None, n: int | None = None) -> torch.Tensor:
-    """Raise a StimulusError unless ``images`` is a float (N, C, H, W) tensor in [0, 1] without NaN."""
-    if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
-        what = f"{tuple(images.shape)} {images.dtype}" if torch.is_tensor(images) else type(images).__name__
-        raise StimulusError(f"images must be a float tensor (N, C, H, W) in [0, 1], got {what}")
-    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
-        raise StimulusError(f"images have shape {tuple(images.shape[1:])} per sample; this synthesis needs {tuple(shape)}")
-    if n is not None and images.shape[0] != n:
-        raise StimulusError(f"got {images.shape[0]} images for {n} samples")
-    if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
-        raise StimulusError("images must be finite and lie in [0, 1]; scale them (x / 255) or clamp them first")
-    return images
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

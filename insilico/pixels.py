@@ -1,0 +1,78 @@
+"""Pixel space: every stimulus in insilico is a float tensor (N, C, H, W) in [0, 1].
+
+Input normalisation belongs to the model (a module inside it), never to the
+tools, so every tool can clamp, jitter and save in pixel space.
+:func:`check_images` is the one gate all tools pass stimuli through: wrong
+shape, dtype or range and NaN/inf fail there with a message that says what
+to do.
+
+Example
+-------
+>>> import torch
+>>> from insilico.pixels import check_images
+>>> check_images(torch.rand(2, 3, 8, 8)).shape
+torch.Size([2, 3, 8, 8])
+>>> check_images(torch.rand(3, 8, 8))
+Traceback (most recent call last):
+...
+insilico.errors.StimulusError: images must be 4-D (N, C, H, W), got shape (3, 8, 8); one image (C, H, W): use images.unsqueeze(0); grayscale batch (N, H, W): use images.unsqueeze(1).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .errors import StimulusError
+
+_SHAPE_HINTS = {
+    2: "a single image (H, W): use images[None, None]",
+    3: "one image (C, H, W): use images.unsqueeze(0); grayscale batch (N, H, W): use images.unsqueeze(1)",
+}
+
+
+def check_images(images: Any, shape: Sequence[int] | None = None, n: int | None = None) -> torch.Tensor:
+    """``images`` as a float tensor (N, C, H, W) in [0, 1]; StimulusError otherwise.
+
+    Parameters
+    ----------
+    images : tensor or numpy array
+    shape : (C, H, W), optional
+        Required per-sample shape.
+    n : int, optional
+        Required number of images.
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not torch.is_tensor(images):
+        raise StimulusError(
+            f"images must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}; "
+            "convert with torch.as_tensor(images)."
+        )
+    if images.ndim != 4:
+        hint = _SHAPE_HINTS.get(images.ndim, "reshape to (N, C, H, W)")
+        raise StimulusError(f"images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}; {hint}.")
+    if not images.is_floating_point():
+        raise StimulusError(
+            f"images must be floating point in [0, 1], got dtype {images.dtype}; "
+            "for 8-bit images use images.float() / 255."
+        )
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+        raise StimulusError(f"images have shape {tuple(images.shape[1:])} per sample; this needs {tuple(shape)}")
+    if n is not None and images.shape[0] != n:
+        raise StimulusError(f"got {images.shape[0]} images for {n} samples")
+    if images.numel():
+        low, high = (v.item() for v in torch.aminmax(images.detach()))  # NaN propagates; inf fails the range test
+        if math.isnan(low) or math.isnan(high):
+            raise StimulusError(
+                f"images contain {int(torch.isnan(images).sum())} NaN values; fix their source or use "
+                "torch.nan_to_num(images)."
+            )
+        if low < 0 or high > 1:
+            raise StimulusError(
+                f"images must lie in pixel space [0, 1], got range [{low:.4g}, {high:.4g}]; rescale or "
+                "clamp them, and put input normalisation inside the model (see insilico.models.normalize)."
+            )
+    return images

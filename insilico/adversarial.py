@@ -511,7 +511,8 @@ class AdversarialResult:
         tiles, titles = [], []
         for i in range(n):
             tiles += [clean[i], (0.5 + g * delta[i]).clamp(0, 1), adv[i]]
-            titles += [f"{self._name(int(self.clean_prediction[i]))} {float(self.clean_confidence[i]):.2f}",
+            truth = "" if self.labels is None else f"y={self._name(int(self.labels[i]))}: "
+            titles += [f"{truth}{self._name(int(self.clean_prediction[i]))} {float(self.clean_confidence[i]):.2f}",
                        f"x{g:.3g} eps={self.eps_list[k]:.3g}",
                        f"{self._name(int(self.all_prediction[k, i]))} {float(self.all_confidence[k, i]):.2f}"
                        + (" ✓" if bool(self.all_success[k, i]) else " ✗")]

@@ -37,6 +37,8 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 from typing import Mapping, Sequence
 
 import torch
@@ -287,3 +289,14 @@ def mad(
 
 
 __all__ = ["MADObjective", "MADResult", "ROLES", "ROLE_NAMES", "mad"]
+
+
+class _CallableModule(types.ModuleType):
+    """``insilico.mad`` is both this module and its function: importing the module (which replaces the
+    lazily exported function on the package) must not break ``insilico.mad(...)``."""
+
+    def __call__(self, *args, **kwargs):
+        return mad(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -127,3 +127,20 @@ def test_mad_holds_one_distance_and_pushes_the_other(pair):
     plt.close("all")
     with pytest.raises(InsilicoError, match="two units"):
         mad(model, x, "2")
+
+
+def test_functions_callable_through_their_modules(pair):
+    """``insilico.controversial`` etc. name both a module and its function: both spellings work."""
+    import insilico.controversial
+    import insilico.eigendistortion
+    import insilico.mad
+
+    r = insilico.controversial(pair, [(0, 1)], shape=(3, 64, 64), steps=1, progress=False)
+    assert r.images.shape == (1, 3, 64, 64)
+    assert insilico.controversial.ModelGroup is ModelGroup
+    x = torch.rand(1, 3, 8, 8)
+    e = insilico.eigendistortion(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Tanh()), "1", x, progress=False)
+    assert e.eigenvalues.shape == (1, 2)
+    m = insilico.mad(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Tanh(), nn.Conv2d(2, 2, 3)), x, ("1", "2"), steps=2,
+                     progress=False)
+    assert m.images.shape == (1, 4, 3, 8, 8)

@@ -12,6 +12,15 @@ from insilico.errors import InsilicoError, UnitError
 from tests.conftest import no_insilico_hooks
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Two shared cores: one intra-op thread is faster and steadier than two fighting for them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small_model():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(2, 3, 3), nn.Tanh(), nn.Conv2d(3, 4, 3, padding=1), nn.Softplus()).eval()
@@ -63,7 +72,6 @@ def test_batched_equals_one_at_a_time():
 
 
 def test_bundled_model_layer():
-    torch.set_num_threads(1)
     net = insilico.models.load("minialex")
     net.train()
     x, _ = insilico.models.photos.held_out(1, seed=0)

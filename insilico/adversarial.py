@@ -164,7 +164,9 @@ class EpsBall:
         delta = (images - center).double()
         e = self.eps.view(-1)
         norm = delta.flatten(1).norm(dim=1)
-        factor = torch.where(norm > e, e / norm.clamp_min(1e-30), torch.ones_like(norm))
+        # aim a hair (4e-6 relative) inside, so that a norm computed in float32 stays <= eps too
+        inner = e * (1 - 4e-6)
+        factor = torch.where(norm > inner, inner / norm.clamp_min(1e-30), torch.ones_like(norm))
         x = (center.double() + delta * factor.view(-1, *[1] * (delta.ndim - 1))).clamp(0, 1).to(images.dtype)
         for attempt in range(8):  # float32 rounding may leave a sample a hair outside: shrink it a hair more
             d = x.double() - center.double()

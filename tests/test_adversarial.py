@@ -149,3 +149,26 @@ def test_plots(net, data):
     assert r.plot(n=3, ax=a) is fig
     assert r.plot_success(ax=b) is fig
     plt.close("all")
+
+
+def test_probe_script_writes_images_manifest_and_report(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "probes" / "adversarial.py"
+    spec = importlib.util.spec_from_file_location("probe_adversarial", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    summary = module.main(["--out", str(tmp_path), "--eps", "4,16", "--per-class", "1", "--steps", "3",
+                           "--no-progress", "--device", "cpu"])
+    manifest = json.loads((tmp_path / "adversarial.json").read_text())
+    assert [round(r["eps"] * 255, 6) for r in manifest["report"]] == [4.0, 16.0]
+    assert len(manifest["images"]) == 2 * 16 and manifest["report"][1]["linf_max"] <= 16 / 255
+    assert summary["success_at_0.06275"] >= summary["success_at_0.01569"]
+    for name in manifest["files"]:
+        assert (tmp_path / name).exists(), name
+    import numpy as np
+
+    saved = np.load(tmp_path / "adversarial_images.npz")
+    assert saved["adversarial"].shape == (2, 16, 3, 64, 64) and saved["adversarial"].dtype == np.uint8

@@ -52,9 +52,10 @@ from torch import nn
 
 from .errors import InsilicoError, StimulusError
 from .objectives import Activations, Objective, unique_wholes
+from .pixels import check_images
 from .probe import Probe
 from .synthesis.engine import Synthesis, _Truncate, derive_seed
-from .synthesis.parameterization import Pixel, check_images
+from .synthesis.parameterization import Pixel
 from .synthesis.result import SynthesisResult
 from .synthesis.stopping import TargetReached
 from .units import Unit

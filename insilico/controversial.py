@@ -49,7 +49,7 @@ from torch import nn
 from .adversarial import CompactSynthesis, eval_mode
 from .errors import InsilicoError
 from .objectives import Objective
-from .synthesis.parameterization import check_images
+from .pixels import check_images
 from .synthesis.result import SynthesisResult
 from .synthesis.stopping import TargetReached
 from .units import Unit

@@ -44,8 +44,8 @@ from torch import nn
 
 from .adversarial import eval_mode
 from .errors import InsilicoError
+from .pixels import check_images
 from .probe import Probe
-from .synthesis.parameterization import check_images
 from .units import Unit, UnitLike
 
 METHODS = ("lanczos", "power")

@@ -48,9 +48,9 @@ from .adversarial import CompactSynthesis, eval_mode
 from .controversial import ModelGroup
 from .errors import InsilicoError
 from .objectives import Activations, Objective, unique_wholes
+from .pixels import check_images
 from .probe import Probe
 from .synthesis.engine import derive_seed
-from .synthesis.parameterization import check_images
 from .synthesis.result import SynthesisResult
 from .units import Unit
 

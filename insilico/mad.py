@@ -178,7 +178,7 @@ class MADResult:
                   f"d2 held, d1 max\nd1={d[2, 0]:.3g} d2={d[2, 1]:.3g}",
                   f"d2 held, d1 min\nd1={d[3, 0]:.3g} d2={d[3, 1]:.3g}"]
         fig = plot.image_grid(tiles, titles=titles, ncols=3, ax=ax)
-        fig.axes[-1 if ax is None else fig.axes.index(ax)].set_xlabel(f"d1: {u1}    d2: {u2}", fontsize=8)
+        (ax if ax is not None else fig.axes[0]).set_xlabel(f"d1: {u1}    d2: {u2}", fontsize=8)
         return fig
 
     def __repr__(self) -> str:

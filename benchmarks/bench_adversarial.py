@@ -76,7 +76,7 @@ def bench_pgd(args) -> dict:
 
 
 def bench_controversial(args) -> dict:
-    from insilico.controversial import controversial
+    from insilico.controversy import controversial
 
     names = [n for n in ("blt", "bl", "bt", "b") if n in insilico.models.available()]
     second = names[0] if names else None

@@ -22,7 +22,8 @@ from .recording import Recording
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "experiments", "rsa", "encoding", "data", "adversarial", "metamers")
+_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "experiments", "rsa", "encoding", "data", "adversarial", "metamers", "controversy", "mad_competition",
+               "eigendistortions", "pixels", "sharding")
 _FUNCTIONS = {  # public function -> the module (named by its concept) that defines it
     "gradient_map": "gradients",
     "top_exemplars": "exemplars",
@@ -31,9 +32,9 @@ _FUNCTIONS = {  # public function -> the module (named by its concept) that defi
     "metamer": "metamers",
     "pgd": "adversarial",
     "fgsm": "adversarial",
-    "controversial": "controversial",
-    "mad": "mad",
-    "eigendistortion": "eigendistortion",
+    "controversial": "controversy",
+    "mad": "mad_competition",
+    "eigendistortion": "eigendistortions",
 }
 
 

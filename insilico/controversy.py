@@ -39,8 +39,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import sys
-import types
 from typing import Mapping, Sequence
 
 import torch
@@ -388,13 +386,3 @@ def controversial(
 
 __all__ = ["Controversy", "ControversialResult", "ModelGroup", "controversial"]
 
-
-class _CallableModule(types.ModuleType):
-    """``insilico.controversial`` is both this module and its function: importing the module (which replaces the
-    lazily exported function on the package) must not break ``insilico.controversial(...)``."""
-
-    def __call__(self, *args, **kwargs):
-        return controversial(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

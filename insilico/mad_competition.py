@@ -37,15 +37,13 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .adversarial import CompactSynthesis, eval_mode
-from .controversial import ModelGroup
+from .controversy import ModelGroup
 from .errors import InsilicoError
 from .objectives import Activations, Objective, unique_wholes
 from .pixels import check_images
@@ -290,13 +288,3 @@ def mad(
 
 __all__ = ["MADObjective", "MADResult", "ROLES", "ROLE_NAMES", "mad"]
 
-
-class _CallableModule(types.ModuleType):
-    """``insilico.mad`` is both this module and its function: importing the module (which replaces the
-    lazily exported function on the package) must not break ``insilico.mad(...)``."""
-
-    def __call__(self, *args, **kwargs):
-        return mad(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

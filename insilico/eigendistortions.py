@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
-import types
 
 import torch
 from torch import nn
@@ -328,13 +326,3 @@ def eigendistortion(
 
 __all__ = ["EigendistortionResult", "GramOperator", "eigendistortion", "lanczos"]
 
-
-class _CallableModule(types.ModuleType):
-    """``insilico.eigendistortion`` is both this module and its function: importing the module (which replaces the
-    lazily exported function on the package) must not break ``insilico.eigendistortion(...)``."""
-
-    def __call__(self, *args, **kwargs):
-        return eigendistortion(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -88,6 +88,12 @@ class SynthesisResult:
         return [self.trace[: int(s), i] for i, s in enumerate(self.steps)]
 
     @property
+    def losses(self) -> torch.Tensor:
+        """Per-sample traces as one tensor (N, T): row ``i`` is sample ``i``'s objective value at every step
+        (the value maximized or minimized), NaN after the sample stopped."""
+        return self.trace.T
+
+    @property
     def values(self) -> torch.Tensor:
         """Each sample's last recorded objective value (N,)."""
         return torch.stack([t[-1] if len(t) else torch.tensor(float("nan")) for t in self.traces])

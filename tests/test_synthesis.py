@@ -411,8 +411,8 @@ def test_diversity_pushes_a_units_images_apart():
 
 
 def test_losses_are_per_sample_traces():
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU())
-    result = insilico.maximize(model, ["1[0]", "1[2]"], size=(1, 12, 12), steps=12, progress=False)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3))  # linear units: never stuck at zero like a dead ReLU
+    result = insilico.maximize(model, ["0[0]", "0[2]"], size=(1, 12, 12), steps=12, progress=False)
     assert result.losses.shape == (2, 12)
     assert torch.equal(result.losses[1], result.traces[1])
     assert (result.losses[:, -1] > result.losses[:, 0]).all()  # maximization raised each unit

@@ -109,7 +109,8 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
     Returns
     -------
     dict
-        ``computed`` (stage -> units computed now), ``seconds``, ``layers``, ``index`` (path of index.html).
+        ``computed`` (stage -> units computed now), ``seconds`` (total), ``stage_seconds`` (stage ->
+        seconds), ``layers``, ``index`` (path of index.html), ``rank``, ``world``.
     """
     t0 = time.perf_counter()
     if model is None:
@@ -125,10 +126,12 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
     jobs = [(layer, stage, a, b) for layer, start, stop in mine for stage, (_, applies) in STAGES.items()
             if applies(work, layer) for a, b in _todo(root, layer, stage, start, stop, rank)]
     computed = {stage: 0 for stage in STAGES}
+    seconds = {stage: 0.0 for stage in STAGES}
     bar = tqdm(total=sum(b - a for _, _, a, b in jobs), unit="unit-stage", desc="gallery", disable=not progress)
     try:
         for layer, stage, a, b in jobs:
             bar.set_postfix_str(f"{layer} {stage} {a}:{b}")
+            started = time.perf_counter()
             results = STAGES[stage][0](work, layer, list(range(a, b)))
             for c, data in zip(range(a, b), results):
                 folder = work.unit_dir(layer, c)
@@ -138,12 +141,13 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
             log_dir.mkdir(parents=True, exist_ok=True)
             ProgressLog(log_dir, rank).add(a, b)
             computed[stage] += b - a
+            seconds[stage] += time.perf_counter() - started
             bar.update(b - a)
     finally:
         bar.close()
         if render:
             render_site(work, layers)
-    return {"computed": computed, "seconds": time.perf_counter() - t0, "layers": layers,
+    return {"computed": computed, "seconds": time.perf_counter() - t0, "stage_seconds": seconds, "layers": layers,
             "index": str(root / "index.html"), "rank": rank, "world": world}
 
 

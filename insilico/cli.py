@@ -2,8 +2,7 @@
 
 Every subcommand is one small function ``_<name>(sub)`` that adds its parser
 and sets ``run``; :data:`COMMANDS` lists them in ``--help`` order. A new tool
-(``metamer``, ``adversarial``, ``controversial``) adds one such function and
-one line in the table.
+adds one such function and one line in the table.
 
 Conventions shared by the subcommands: ``--model`` takes a bundled name
 (``insilico models``), ``package.module:callable`` or ``path/file.py:callable``
@@ -385,8 +384,133 @@ def _pair(text: str, sep: str, option: str) -> tuple[int, int]:
     return a, b
 
 
-#: The subcommands, in --help order. Planned: metamer, adversarial, controversial (one function each, added here).
-COMMANDS = [_demo, _models, _record, _maximize, _gradient_map, _deconv, _gallery]
+def _input_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", nargs="+", default=None, help="image files (default: held-out crops of the bundled photos)")
+    p.add_argument("--per-class", type=int, default=1, help="held-out crops per class when no --images are given")
+
+
+def _read_input(args, model):
+    """The images given with --images, else the bundled held-out crops (with their labels)."""
+    from .models import photos
+
+    if args.images:
+        return read_images(args.images, model), None
+    return photos.held_out(args.per_class, seed=1234 + args.seed)
+
+
+def _metamer(sub) -> None:
+    p = sub.add_parser("metamer", help="model metamers of images at a layer, with the validity report",
+                       description="Images that LAYER cannot tell from each reference image. Writes one PNG per "
+                                   "metamer, manifest.json with each metamer's relative error and validity.")
+    _model_options(p)
+    _input_images(p)
+    p.add_argument("--layer", required=True, help="unit address of the matched layer, e.g. features.3")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--out", required=True, help="output folder")
+
+    def run(args):
+        from .metamers import metamer
+
+        model, out = _load(args), _out(args.out)
+        references, _ = _read_input(args, model)
+        result = metamer(model, args.layer, references, steps=args.steps, seed=args.seed, progress=not args.quiet)
+        report = result.validity()
+        entries = []
+        for i, (image, error, valid) in enumerate(zip(result.images, result.final_errors.tolist(),
+                                                      report.valid.tolist())):
+            _save_png(out / f"metamer_{i:03d}.png", image)
+            entries.append({"file": f"metamer_{i:03d}.png", "reference": i, "relative_error": error,
+                            "valid": bool(valid)})
+        _manifest(out, args, entries)
+        print(f"{len(entries)} metamer(s) of {args.layer}: {sum(e['valid'] for e in entries)} valid; written to {out}")
+
+    p.set_defaults(run=run)
+
+
+def _adversarial(sub) -> None:
+    p = sub.add_parser("adversarial", help="PGD adversarial images (untargeted, targeted or silencing a unit)",
+                       description="Projected gradient descent within an epsilon ball around each image. Writes one "
+                                   "PNG per image and epsilon, and manifest.json with the success report.")
+    _model_options(p)
+    _input_images(p)
+    p.add_argument("--eps", type=float, nargs="+", default=[8.0], help="radii, in 1/255 for L-inf (default 8)")
+    p.add_argument("--norm", choices=["inf", "l2"], default="inf")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--target", default=None,
+                   help="a class index, or a unit address driven up ('-' prefix: silenced, e.g. '-features.10[3]')")
+    p.add_argument("--out", required=True, help="output folder")
+
+    def run(args):
+        from . import objectives
+        from .adversarial import pgd
+
+        model, out = _load(args), _out(args.out)
+        images, labels = _read_input(args, model)
+        eps = [e / 255 if args.norm == "inf" else e for e in args.eps]
+        target = args.target
+        if target is not None and target.isdigit():
+            target = int(target)
+        elif target is not None:
+            target = -objectives.activation(target[1:]) if target.startswith("-") else objectives.activation(target)
+        result = pgd(model, images, labels, eps=eps if len(eps) > 1 else eps[0], steps=args.steps, norm=args.norm,
+                     target=target, seed=args.seed, progress=not args.quiet)
+        entries = []
+        for k, value in enumerate(args.eps):
+            at = result.at(eps[k]) if len(eps) > 1 else result
+            for i, (image, ok) in enumerate(zip(at.images, at.success.tolist())):
+                name = f"eps{value:g}_{i:03d}.png"
+                _save_png(out / name, image)
+                entries.append({"file": name, "image": i, "eps": eps[k], "success": bool(ok)})
+        _manifest(out, args, entries)
+        rates = ", ".join(f"eps {v:g}: {100 * sum(e['success'] for e in entries if e['eps'] == eps[k]) / len(images):.0f}%"
+                          for k, v in enumerate(args.eps))
+        print(f"success {rates}; written to {out}")
+
+    p.set_defaults(run=run)
+
+
+def _controversial(sub) -> None:
+    p = sub.add_parser("controversial", help="images two models classify differently (Golan et al. 2020)",
+                       description="For each class pair i,j: images model A calls i and model B calls j. Writes "
+                                   "one PNG per image and manifest.json with the controversiality scores.")
+    p.add_argument("--models", nargs=2, default=["minialex", "blt"], help="two bundled names or specs, A and B")
+    p.add_argument("--pairs", nargs="+", required=True, help="class pairs as i,j (indices or class names)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seeds", type=int, default=1, help="images per pair")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--out", required=True, help="output folder")
+
+    def run(args):
+        from .controversy import controversial
+        from .experiments.command import load_model
+
+        models = {spec: load_model(spec, None, args.device) for spec in args.models}
+        pairs = [tuple(int(c) if c.isdigit() else c for c in _class_pair(text)) for text in args.pairs]
+        out = _out(args.out)
+        result = controversial(models, pairs, seeds=args.seeds, steps=args.steps, seed=args.seed,
+                               progress=not args.quiet)
+        entries = []
+        for i, (image, label, score) in enumerate(zip(result.images, result.labels, result.score.tolist())):
+            _save_png(out / f"controversial_{i:03d}.png", image)
+            entries.append({"file": f"controversial_{i:03d}.png", "label": label, "score": score})
+        _manifest(out, args, entries)
+        print(f"{len(entries)} image(s); best controversiality {max(e['score'] for e in entries):.2f}; written to {out}")
+
+    p.set_defaults(run=run)
+
+
+def _class_pair(text: str) -> list[str]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(parts):
+        raise InsilicoError(f"a class pair is written i,j (indices or class names), not {text!r}")
+    return parts
+
+
+#: The subcommands, in --help order.
+COMMANDS = [_demo, _models, _record, _maximize, _gradient_map, _deconv, _metamer, _adversarial, _controversial,
+            _gallery]
 
 
 def build_parser() -> argparse.ArgumentParser:

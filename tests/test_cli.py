@@ -44,7 +44,8 @@ def test_demo_records_lesions_and_stimulates(tmp_path):
 # ---------------------------------------------------------------------------------------
 # The tool subcommands
 # ---------------------------------------------------------------------------------------
-SUBCOMMANDS = ["record", "maximize", "gradient-map", "deconv", "gallery", "models", "demo"]
+SUBCOMMANDS = ["record", "maximize", "gradient-map", "deconv", "metamer", "adversarial", "controversial", "gallery",
+               "models", "demo"]
 
 
 def test_every_subcommand_has_help():
@@ -125,3 +126,28 @@ def test_record_writes_recording_png_and_manifest(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["n_stimuli"] == 16 and manifest["outputs"][1]["shape"] == [16, 16]
     assert all((out / e["file"]).exists() for e in manifest["outputs"])
+
+
+def test_metamer_writes_pngs_and_a_validity_manifest(tmp_path):
+    assert main(["metamer", "--layer", "features.0", "--per-class", "1", "--steps", "3", "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    outputs = json.loads((tmp_path / "manifest.json").read_text())["outputs"]
+    assert len(outputs) == 16 and all((tmp_path / e["file"]).exists() for e in outputs)
+    assert all(0 <= e["relative_error"] and isinstance(e["valid"], bool) for e in outputs)
+
+
+def test_adversarial_reports_success_per_eps(tmp_path):
+    assert main(["adversarial", "--per-class", "1", "--eps", "2", "16", "--steps", "5", "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    outputs = json.loads((tmp_path / "manifest.json").read_text())["outputs"]
+    assert len(outputs) == 32 and all((tmp_path / e["file"]).exists() for e in outputs)
+    rate = {eps: sum(e["success"] for e in outputs if e["eps"] == eps) for eps in (2 / 255, 16 / 255)}
+    assert rate[16 / 255] >= rate[2 / 255] and rate[16 / 255] >= 12  # a larger ball flips more
+
+
+def test_controversial_scores_and_bad_pairs(tmp_path, capsys):
+    assert main(["controversial", "--pairs", "brick,gravel", "--steps", "5", "--out", str(tmp_path), "--quiet"]) == 0
+    (entry,) = json.loads((tmp_path / "manifest.json").read_text())["outputs"]
+    assert 0 <= entry["score"] <= 1 and (tmp_path / entry["file"]).exists()
+    assert main(["controversial", "--pairs", "brick", "--out", str(tmp_path)]) == 2
+    assert "i,j" in capsys.readouterr().err

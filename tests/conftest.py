@@ -69,3 +69,13 @@ def no_insilico_hooks(model):
     return all(
         not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules()
     )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules of small convolutions: on a shared 2-core machine two threads spin on
+    each other (OpenMP barriers) and run far slower. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

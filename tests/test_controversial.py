@@ -14,12 +14,7 @@ from insilico.models import photos
 from tests.conftest import no_insilico_hooks
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(seed: int, width: int, x, y) -> nn.Module:

@@ -12,13 +12,7 @@ from insilico.errors import InsilicoError, UnitError
 from tests.conftest import no_insilico_hooks
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two shared cores: one intra-op thread is faster and steadier than two fighting for them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_model():

@@ -15,13 +15,7 @@ from insilico.metamers import (Halving, MetamerResult, MetamerSynthesis,  # noqa
                                RepresentationDistance, metamer, null_distances)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions run far faster on one thread when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_cnn():

@@ -16,13 +16,7 @@ from insilico.synthesis import color, stopping
 from insilico.synthesis.parameterization import gaussian_blur
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions run far faster on one thread when the CPU is shared (OpenMP barriers spin)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_cnn(in_channels=3):

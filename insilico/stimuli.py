@@ -624,6 +624,14 @@ def _aperture(lum: torch.Tensor, grid: _Grid, X: torch.Tensor, Y: torch.Tensor, 
     return torch.where(outside, mean[:, None, None].expand_as(lum), lum)
 
 
+def _rotated(grid: _Grid, X: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates rotated by each stimulus's orientation: (across, along) the orientation, (N, H, W) each."""
+    th = torch.deg2rad(grid.column("orientation"))
+    c = torch.cos(th).to(X.device, torch.float32)[:, None, None]
+    s = torch.sin(th).to(X.device, torch.float32)[:, None, None]
+    return X * c + Y * s, Y * c - X * s
+
+
 def _wave(grid: _Grid, X, Y, sf, orientation_deg, phase_deg, device) -> torch.Tensor:
     """cos(2*pi*sf*(x cos(th) + y sin(th)) + phase), (N, H, W), computed separably.
 
@@ -894,11 +902,7 @@ def bars(size: int = 64, orientation: Any = 0.0, length: Any = 0.5, width: Any =
     pol = grid.column("polarity", fn=_polarity)
     X, Y = _coords(grid, size, device)
     dev = X.device
-    th = torch.deg2rad(grid.column("orientation"))
-    c = torch.cos(th).to(dev, torch.float32)[:, None, None]
-    s = torch.sin(th).to(dev, torch.float32)[:, None, None]
-    u = X * c + Y * s  # across the bar
-    v = Y * c - X * s  # along the bar
+    u, v = _rotated(grid, X, Y)  # across and along the bar
     # half-open intervals [-w/2, w/2): a bar k pixels wide covers exactly k pixel centres on the grid
     eps = 1e-4 / size
     half_w = (grid.column("width") / 2).to(dev, torch.float32)[:, None, None]
@@ -950,10 +954,7 @@ def edges(size: int = 64, orientation: Any = 0.0, position: Any = 0.0, polarity:
     pol = grid.column("polarity", fn=_polarity)
     X, Y = _coords(grid, size, device)
     dev = X.device
-    th = torch.deg2rad(grid.column("orientation"))
-    c = torch.cos(th).to(dev, torch.float32)[:, None, None]
-    s = torch.sin(th).to(dev, torch.float32)[:, None, None]
-    u = X * c + Y * s
+    u, _ = _rotated(grid, X, Y)
     side = torch.where(u >= grid.column("position").to(dev, torch.float32)[:, None, None] - 1e-4 / size, 1.0, -1.0)
     m = grid.column("mean").to(dev, torch.float32)
     mc = m * grid.column("contrast").to(dev, torch.float32) * pol.to(dev, torch.float32)

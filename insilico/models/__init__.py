@@ -11,15 +11,14 @@ name        model
 =========== ==========================================================
 minialex    AlexNet-shaped CNN (``features.0`` .. ``classifier.6``); alias "alexnet"
 blt         recurrent CNN, bottom-up + lateral + top-down, T=4 steps
-bl, bt, b   the same without top-down / lateral / both (not shipped yet:
-            ``python -m insilico.models.train bl`` writes them)
+bl, bt, b   the same without top-down / lateral / both (controls)
 =========== ==========================================================
 
 Examples
 --------
 >>> import torch, insilico.models as models
->>> models.available()          # bl, bt, b are listed once their weights are trained
-['minialex', 'blt']
+>>> models.available()
+['minialex', 'blt', 'bl', 'bt', 'b']
 >>> net = models.load("minialex")
 >>> tuple(net(torch.rand(2, *net.input_size)).shape)
 (2, 16)

@@ -217,7 +217,7 @@ class ClassLoss(Objective):
         self.unit = Unit.parse(unit)
         self.units = (self.unit,)
         self.success: torch.Tensor | None = None
-        self.rows: torch.Tensor | None = None  # set by AttackSynthesis: the batch holds only these samples
+        self.rows: torch.Tensor | None = None  # set by CompactSynthesis: the batch holds only these samples
 
     def forward(self, acts, images):
         logits = acts[self.unit]
@@ -290,26 +290,6 @@ class CompactSynthesis(Synthesis):
         finally:
             self.objective.rows = None
         return values.new_zeros(self.n).index_copy(0, rows, values)
-
-
-class AttackSynthesis(CompactSynthesis):
-    """The shared engine with a :class:`SignSGD` optimizer (``norm``, per-sample ``scale``).
-
-    The engine takes optimizer names only, so this subclass swaps in the
-    signed step; with a :class:`ClassLoss` it also skips stopped samples
-    (:class:`CompactSynthesis`). Everything else (freezing, projection,
-    traces, eval mode, hooks) is the engine's.
-    """
-
-    def __init__(self, *args, norm: str = "inf", scale: torch.Tensor | None = None, **kwargs):
-        self._norm, self._scale = NORMS[norm], scale
-        super().__init__(*args, optimizer="sgd", **kwargs)
-
-    def _make_optimizer(self):
-        return SignSGD([self.param.param], lr=self.lr, norm=self._norm, scale=self._scale)
-
-    def settings(self) -> dict:
-        return {**super().settings(), "optimizer": "signsgd", "optimizer_options": {"norm": self._norm}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -766,10 +746,11 @@ def _attack_chunk(model, images, labels, target_classes, user_objective, eps_lis
         start = ball(center + noise * eps_s.to(dtype).view(-1, 1, 1, 1))
     step_sizes = (torch.tensor(step_size, dtype=dtype, device=device).repeat_interleave(restarts * n)
                   if step_size is not None else (2.5 * eps_s / steps).to(dtype))
-    synth = AttackSynthesis(
+    synth = CompactSynthesis(
         model, objective, Pixel(s_count, tuple(images.shape[1:]), squash="clamp"), init=start, goal="maximize",
-        lr=1.0, steps=steps, stop=rules, projection=ball, seed=seeds, labels=sample_labels, progress=progress,
-        sync_every=1 if device.type == "cpu" else 4, norm=norm, scale=step_sizes)
+        optimizer=SignSGD, optimizer_options={"norm": norm, "scale": step_sizes}, lr=1.0, steps=steps, stop=rules,
+        projection=ball, seed=seeds, labels=sample_labels, progress=progress,
+        sync_every=1 if device.type == "cpu" else 4)
     syn = synth.run()
     adv = syn.images.to(device, dtype)
     adv = ball(adv)  # a no-op up to float rounding: the engine wrote the projected images back
@@ -828,5 +809,5 @@ def fgsm(
     return result
 
 
-__all__ = ["AdversarialResult", "AttackSynthesis", "ClassLoss", "CompactSynthesis", "EpsBall", "SignSGD", "Succeeded", "eval_mode",
+__all__ = ["AdversarialResult", "ClassLoss", "CompactSynthesis", "EpsBall", "SignSGD", "Succeeded", "eval_mode",
            "fgsm", "pgd"]

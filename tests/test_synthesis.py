@@ -410,3 +410,22 @@ def test_losses_are_per_sample_traces():
     assert result.losses.shape == (2, 12)
     assert torch.equal(result.losses[1], result.traces[1])
     assert (result.losses[:, -1] > result.losses[:, 0]).all()  # maximization raised each unit
+
+
+def test_optimizer_factory_is_used_and_named_in_settings():
+    made = []
+
+    def plain_sgd(params, lr):
+        made.append(lr)
+        return torch.optim.SGD(params, lr=lr)
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    synth = Synthesis(model, Channel("0", 1), "pixel", n=2, shape=(1, 8, 8), optimizer=plain_sgd, lr=0.5, steps=3,
+                      progress=False)
+    reference = Synthesis(model, Channel("0", 1), "pixel", n=2, shape=(1, 8, 8), optimizer="sgd", lr=0.5, steps=3,
+                          progress=False)
+    result = synth.run()
+    assert made == [0.5] and result.settings["optimizer"] == "plain_sgd"
+    assert torch.equal(result.images, reference.run().images)
+    with pytest.raises(InsilicoError, match="factory"):
+        Synthesis(model, Channel("0", 1), n=1, shape=(1, 8, 8), optimizer="rmsprop")

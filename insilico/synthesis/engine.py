@@ -39,7 +39,8 @@ Plugging in other syntheses (metamers, adversarial, MAD/controversial):
   after every step (see :mod:`.projection`: ``linf_ball``, ``l2_ball``);
   ``Pixel(squash="clamp")`` clamps to [0, 1] itself;
 - **optimizers**: ``"adam"``, ``"sgd"``, ``"lbfgs"`` (closure; transforms are
-  drawn once per step so the line search sees one function);
+  drawn once per step so the line search sees one function), or a factory
+  ``(params, lr=...) -> Optimizer``;
 - **schedule**: ``"constant"``, ``"cosine"``, ``"linear"`` or a function
   ``step -> factor`` of the learning rate;
 - **stopping**: ``stop=[TargetReached(...), Plateau(...)]``.
@@ -85,6 +86,11 @@ DEFAULT_STEPS = 512
 DEFAULT_SYNC_EVERY = 16
 
 
+def _name(factory: Callable) -> str:
+    """A custom optimizer's name for the settings (a factory, class or functools.partial of one)."""
+    return getattr(getattr(factory, "func", factory), "__name__", type(factory).__name__)
+
+
 def derive_seed(seed: int, key: int | str) -> int:
     """A sample's seed from a run's ``seed`` and the sample's index or label (stable across runs and machines).
 
@@ -122,8 +128,10 @@ class Synthesis:
         Default "maximize".
     transforms : Transforms, optional
         Random per-sample transforms before the model (default: none).
-    optimizer : {"adam", "sgd", "lbfgs"}
-        Default "adam".
+    optimizer : {"adam", "sgd", "lbfgs"} or callable
+        Default "adam". A callable ``(params, lr=..., **optimizer_options)``
+        returns any element-wise ``torch.optim.Optimizer`` (e.g. the signed
+        step of :class:`insilico.adversarial.SignSGD`).
     lr : float
         Learning rate (default 0.05).
     optimizer_options : dict, optional
@@ -190,8 +198,11 @@ class Synthesis:
             )
         if goal not in GOALS:
             raise InsilicoError(f"goal must be 'maximize' or 'minimize', not {goal!r}")
-        if optimizer not in OPTIMIZERS:
-            raise InsilicoError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
+        if not callable(optimizer) and optimizer not in OPTIMIZERS:
+            raise InsilicoError(
+                f"optimizer must be one of {OPTIMIZERS} or a factory (params, lr=...) -> torch.optim.Optimizer, "
+                f"not {optimizer!r} (a custom optimizer is not saved: pass it again to resume)"
+            )
         if isinstance(schedule, str) and schedule not in SCHEDULES:
             raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not {schedule!r}")
         self.model, self.objective = model, objective
@@ -233,7 +244,9 @@ class Synthesis:
         self.goal = GOALS[goal]
         self.goal_name = goal
         self.transforms = transforms or Transforms()
-        self.optimizer_name, self.lr = optimizer, float(lr)
+        self.optimizer_factory = optimizer if callable(optimizer) else None
+        self.optimizer_name = optimizer if isinstance(optimizer, str) else _name(optimizer)
+        self.lr = float(lr)
         self.optimizer_options = dict(optimizer_options or {})
         self.schedule = schedule
         self.steps = int(steps)
@@ -257,6 +270,8 @@ class Synthesis:
     # -- set-up ------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = [self.param.param]
+        if self.optimizer_factory is not None:
+            return self.optimizer_factory(params, lr=self.lr, **self.optimizer_options)
         if self.optimizer_name == "adam":
             return torch.optim.Adam(params, lr=self.lr, **self.optimizer_options)
         if self.optimizer_name == "sgd":
@@ -518,7 +533,7 @@ class Synthesis:
             "transforms": self.transforms.spec(),
             "optimizer": self.optimizer_name,
             "lr": self.lr,
-            "optimizer_options": self.optimizer_options,
+            "optimizer_options": {k: v for k, v in self.optimizer_options.items() if isinstance(v, (int, float, str, bool))},
             "schedule": self.schedule if isinstance(self.schedule, str) else "custom",
             "schedule_steps": self.schedule_steps,
             "steps": self.steps,

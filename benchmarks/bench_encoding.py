@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from _threads import limit_threads
 
 from insilico.encoding import RidgeCV
 
@@ -58,13 +59,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, help="threads for every library (torch and BLAS); on a shared, "
                         "oversubscribed machine 1 is fairer and often faster")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        try:
-            from threadpoolctl import threadpool_limits
-            threadpool_limits(args.threads)
-        except ImportError:
-            pass
+    limit_threads(args.threads)
     x, y = data(args.n, args.p, args.targets)
     alphas = np.logspace(-1, 5, args.alphas)
     print(f"ridge CV: {args.n} stimuli x {args.p} features -> {args.targets} targets, {args.alphas} alphas, "

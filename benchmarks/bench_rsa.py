@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+from _threads import limit_threads
 
 from insilico import rsa
 
@@ -33,13 +34,7 @@ def main(argv=None):
     parser.add_argument("--rsatoolbox-layers", type=int, default=1, help="layers actually computed by rsatoolbox")
     parser.add_argument("--threads", type=int, help="threads for torch and BLAS (1 is fairer on a busy machine)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        try:
-            from threadpoolctl import threadpool_limits
-            threadpool_limits(args.threads)
-        except ImportError:
-            pass
+    limit_threads(args.threads)
     try:
         import rsatoolbox
     except ImportError:

@@ -30,6 +30,10 @@ def _model_options(parser: argparse.ArgumentParser, default: str | None = "minia
                              "'path/file.py:callable' returning an nn.Module on pixel-space images"
                              + (f" (default {default})" if default else ""))
     parser.add_argument("--weights", default=None, help="state_dict (.pt / .safetensors) for a --model spec")
+    _run_options(parser)
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -477,9 +481,7 @@ def _controversial(sub) -> None:
     p.add_argument("--pairs", nargs="+", required=True, help="class pairs as i,j (indices or class names)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seeds", type=int, default=1, help="images per pair")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _run_options(p)
     p.add_argument("--out", required=True, help="output folder")
 
     def run(args):

@@ -306,12 +306,8 @@ class _DeconvReLU(torch.autograd.Function):
         return grad.clamp(min=0)
 
 
-class _OpenReLU(torch.autograd.Function):
+class _OpenReLU(_DeconvReLU):
     """ReLU forward, identity backward: every path stays open (receptive-field support)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clamp(min=0)
 
     @staticmethod
     def backward(ctx, grad):

@@ -90,12 +90,6 @@ DEFAULT_PLATEAU_WINDOW = 100
 #: Null distribution: held-out crops per bundled photo (16 photos), and the seed of their positions.
 NULL_PER_CLASS, NULL_SEED = 5, 9001
 CRITERIA = ("min", "percentile")
-#: torch's L-BFGS has absolute tolerances (no step once the largest gradient is below 1e-7 or the loss
-#: changes by less than 1e-9); a relative error of 1e-4 squared is 1e-8: our stopping rules decide instead.
-_OPTIMIZER_OPTIONS = {"lbfgs": {"tolerance_grad": 0.0, "tolerance_change": 0.0}}
-LBFGS_LOSS_SCALE = 1.0
-#: L-BFGS is restarted (history cleared) when its line search stalled, checked every this many steps.
-LBFGS_CHECK = 8
 #: Start noise: 0.5 + INIT_NOISE_SD * N(0, 1), clipped to [0, 1] (far from the bounds, where a sigmoid saturates).
 INIT_NOISE_SD = 0.1
 
@@ -511,7 +505,6 @@ class MetamerSynthesis:
                     self.labels.append(f"{_condition_name(cond)}|{i}" + (f"#{k}" if self.n_seeds > 1 else ""))
         self.optimizer = optimizer
         self.power = float(power if power is not None else (2.0 if optimizer == "lbfgs" else 1.0))
-        self.loss_scale = LBFGS_LOSS_SCALE if optimizer == "lbfgs" else 1.0
         self.constraint = constraint if constraint != "auto" else ("sigmoid" if optimizer == "lbfgs" else "clamp")
         self.steps, self.stages = int(steps), int(stages)
         if schedule is None:
@@ -524,7 +517,7 @@ class MetamerSynthesis:
         self.extra_rules = list(stop)
         rules: list = []
         if self.threshold is not None:
-            rules.append(stopping.TargetReached(self.loss_scale * self.threshold ** self.power))
+            rules.append(stopping.TargetReached(self.threshold ** self.power))
         if plateau_tol is not None:
             rules.append(stopping.Plateau(tol=float(plateau_tol), window=self.plateau_window))
         if max_steps is not None:
@@ -534,7 +527,7 @@ class MetamerSynthesis:
         # targets: every matched unit, for every sample's reference
         targets = self._targets(probe)
         weights = torch.tensor([[cond.get(u, 0.0) for u in self.layers] for cond in self.conditions])
-        self.final_weights = weights[self.condition_index] * self.loss_scale
+        self.final_weights = weights[self.condition_index]
         self.objective = RepresentationDistance(targets, self.final_weights, power=self.power)
         if self.scales is not None:
             self.ctf_steps = int(ctf_steps) if ctf_steps else max(1, self.steps // (2 * len(self.scales)))
@@ -545,8 +538,7 @@ class MetamerSynthesis:
         self.lr = float(lr if lr is not None else DEFAULT_LR[optimizer])
         self.engine = Synthesis(
             model, self.objective, "pixel", init=init_images, param_options={"squash": self.constraint},
-            goal="minimize", optimizer=optimizer, lr=self.lr, optimizer_options=_OPTIMIZER_OPTIONS.get(optimizer),
-            schedule=engine_schedule, steps=self.steps,
+            goal="minimize", optimizer=optimizer, lr=self.lr, schedule=engine_schedule, steps=self.steps,
             stop=self.rules, seed=self.seed, labels=self.labels, progress=False, sync_every=sync_every,
         )
         self.progress = progress
@@ -602,7 +594,7 @@ class MetamerSynthesis:
             return
         active = set(self.scales[: stage + 1])
         w = torch.tensor([1.0 if u in active else 0.0 for u in self.layers])
-        self.objective.set_weights((self.loss_scale * w / w.sum()).expand(len(self.labels), -1).clone())
+        self.objective.set_weights((w / w.sum()).expand(len(self.labels), -1).clone())
         self.engine.rules = []  # the rules judge the full representation only
 
     def run(self, steps: int | None = None) -> MetamerResult:
@@ -623,29 +615,14 @@ class MetamerSynthesis:
                 end = target
                 if self.scales is not None and stage < len(self.scales) - 1:
                     end = min(end, (stage + 1) * self.ctf_steps)
-                if self.optimizer == "lbfgs":  # look at the line search every LBFGS_CHECK steps (absolute)
-                    end = min(end, (self.step // LBFGS_CHECK + 1) * LBFGS_CHECK)
                 before = self.step
                 self.engine.run(end - self.step)
                 bar.update(self.step - before)
-                if self.optimizer == "lbfgs" and self.step % LBFGS_CHECK == 0:
-                    self._restart_stalled_lbfgs()
                 if self.step < end:  # every sample stopped
                     break
         finally:
             bar.close()
         return self.result()
-
-    def _restart_stalled_lbfgs(self) -> None:
-        """Forget L-BFGS's curvature pairs when the summed loss fell by less than 1e-3 (relative) in the last
-        LBFGS_CHECK steps: a stale history (or a failed line search, t = 0) would otherwise repeat forever."""
-        trace = self.engine._trace[max(0, self.step - LBFGS_CHECK): self.step]
-        active = ~self.engine.frozen
-        if trace.shape[0] < LBFGS_CHECK or not bool(active.any()):
-            return
-        first, last = trace[0][active].sum(), trace[-1][active].sum()
-        if bool(first - last < 1e-3 * first.abs()):
-            self.engine.optimizer.state.clear()
 
     synthesize = run
 
@@ -662,7 +639,7 @@ class MetamerSynthesis:
         ref_feats = {u: self.objective.targets[l].reshape(len(self.labels), -1).float().cpu()
                      for l, u in enumerate(self.layers)}
         per_layer = torch.stack([relative_distances(feats[u], ref_feats[u]) for u in self.layers], dim=1)
-        weights = self.final_weights / self.loss_scale
+        weights = self.final_weights
         result.layer_errors = {u: torch.where(weights[:, l] > 0, per_layer[:, l], torch.full_like(per_layer[:, l], float("nan")))
                                for l, u in enumerate(self.layers)}
         result.final_errors = (weights * per_layer.double().pow(self.power)).sum(dim=1).pow(1.0 / self.power).float()
@@ -677,7 +654,7 @@ class MetamerSynthesis:
             "stages": self.stages, "threshold": self.threshold, "plateau_tol": self.plateau_tol,
             "plateau_window": self.plateau_window, "max_steps": self.max_steps,
             "stop": [stopping.rule_spec(r) for r in self.extra_rules], "constraint": self.constraint,
-            "power": self.power, "loss_scale": self.loss_scale, "coarse_to_fine": self.scales or False, "ctf_steps": self.ctf_steps or None,
+            "power": self.power, "coarse_to_fine": self.scales or False, "ctf_steps": self.ctf_steps or None,
             "seed": self.seed,
         }
 
@@ -795,8 +772,7 @@ class MetamerResult(SynthesisResult):
     @property
     def errors(self) -> torch.Tensor:
         """Relative representation error (T, N) of every sample at every step (NaN after it stopped)."""
-        scale = float(self.settings.get("metamer", {}).get("loss_scale", 1.0))
-        return (self.trace / scale).clamp_min(0).pow(1.0 / self.power)
+        return self.trace.clamp_min(0).pow(1.0 / self.power)
 
     @property
     def threshold(self) -> float | None:

@@ -13,6 +13,7 @@ from insilico.objectives import Activation, Channel, Objective, inhibit
 from insilico.synthesis import (Fourier, LinfBall, MaxSteps, Pixel, PixelChange, Plateau, StopState, Synthesis,
                                 SynthesisResult, TargetReached, Transforms, derive_seed, maximize)
 from insilico.synthesis import color, stopping
+from insilico.synthesis.lbfgs import BatchLBFGS
 from insilico.synthesis.parameterization import gaussian_blur
 
 
@@ -252,25 +253,26 @@ def test_target_reached_stops_early_and_all_stopped_ends_the_run():
 # ---------------------------------------------------------------------------------------
 def _synth(model, **kw):
     objective = Objective.stack([Channel("5", 1), Channel("2", 3)])
-    return Synthesis(model, objective, n=2, shape=(3, 16, 16), progress=False, lr=0.1, seed=5,
+    return Synthesis(model, objective, n=2, shape=(3, 16, 16), progress=False, seed=5,
                      transforms=Transforms(pad=2, jitter=2, scale=(0.9, 1.1), rotate=5), schedule="cosine",
-                     schedule_steps=20, **kw)
+                     schedule_steps=20, **{"lr": 0.1, **kw})
 
 
-def test_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("optimizer,lr", [("adam", 0.1), ("lbfgs", 1.0)])
+def test_resume_equals_uninterrupted_run(tmp_path, optimizer, lr):
     model = small_cnn()
-    whole = _synth(model).run(20)
-    synth = _synth(model)
+    whole = _synth(model, optimizer=optimizer, lr=lr).run(20)
+    synth = _synth(model, optimizer=optimizer, lr=lr)
     first = synth.run(8)
     second = synth.run(12)
     assert first.trace.shape[0] == 8 and second.trace.shape[0] == 20 and second.steps.tolist() == [20, 20]
     assert torch.equal(second.images, whole.images) and torch.equal(second.trace, whole.trace)
     # through a file: save after 8 steps, load, continue in a new Synthesis
     path = tmp_path / "half.pt"
-    _synth(model).run(8).save(path)
+    _synth(model, optimizer=optimizer, lr=lr).run(8).save(path)
     loaded = SynthesisResult.load(path)
     resumed = Synthesis.resume(loaded, model, Objective.stack([Channel("5", 1), Channel("2", 3)]), progress=False)
-    assert resumed.step == 8
+    assert resumed.step == 8 and resumed.optimizer_name == optimizer
     again = resumed.run(12)
     assert torch.equal(again.images, whole.images) and torch.equal(again.trace, whole.trace)
 
@@ -429,3 +431,99 @@ def test_optimizer_factory_is_used_and_named_in_settings():
     assert torch.equal(result.images, reference.run().images)
     with pytest.raises(InsilicoError, match="factory"):
         Synthesis(model, Channel("0", 1), n=1, shape=(1, 8, 8), optimizer="rmsprop")
+
+
+# ---------------------------------------------------------------------------------------
+# Per-sample L-BFGS
+# ---------------------------------------------------------------------------------------
+def _quadratics(conditions, dim=12, seed=0):
+    """One convex quadratic 0.5 (x - c)' A (x - c) per condition number (random rotation, log-spaced spectrum)."""
+    g = torch.Generator().manual_seed(seed)
+    mats, centres = [], []
+    for cond in conditions:
+        q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+        mats.append(q @ torch.diag(torch.logspace(0, np.log10(cond), dim, dtype=torch.float64)) @ q.T)
+        centres.append(torch.randn(dim, generator=g, dtype=torch.float64))
+    return torch.stack(mats), torch.stack(centres)
+
+
+def _minimise(make_opt, a, c, steps):
+    """Run an optimizer on the quadratics ``a``, ``c`` from 0; returns (x, optimizer)."""
+    x = torch.zeros_like(c, requires_grad=True)
+    opt = make_opt([x])
+
+    def closure():
+        opt.zero_grad()
+        e = x - c
+        losses = 0.5 * torch.einsum("nd,nde,ne->n", e, a, e)
+        losses.sum().backward()
+        return losses.detach() if isinstance(opt, BatchLBFGS) else losses.detach().sum()  # torch's: a number
+
+    for _ in range(steps):
+        opt.step(closure)
+    return x.detach(), opt
+
+
+def test_batch_lbfgs_finds_each_quadratics_minimiser():
+    a, c = _quadratics([1.0, 30.0, 1e3, 1e5], dim=8)
+    x, opt = _minimise(BatchLBFGS, a, c, steps=150)
+    assert (x - c).abs().max() < 1e-9
+    # a sample's path alone equals its path in the batch (torch's L-BFGS shares one line search instead)
+    for i in range(4):
+        alone, _ = _minimise(BatchLBFGS, a[i:i + 1], c[i:i + 1], steps=150)
+        torch.testing.assert_close(alone[0], x[i], atol=1e-12, rtol=0)
+    shared, _ = _minimise(lambda p: torch.optim.LBFGS(p, max_iter=1, line_search_fn="strong_wolfe"), a, c, 150)
+    assert (shared - c).abs().max() > 1e-3  # one step size for all: the ill-conditioned samples lag
+
+
+def test_batch_lbfgs_agrees_with_torch_lbfgs_without_line_search():
+    """With every first trial accepted (no backtracking), the iterates are torch's with line_search_fn=None."""
+    a, c = _quadratics([4.0], seed=2)
+    ours, opt = _minimise(BatchLBFGS, a, c, steps=10)
+    assert opt.evaluations == 11  # the start, then one trial per step (the accepted point is reused): no backtracking
+    torch_lbfgs = lambda p: torch.optim.LBFGS(p, max_iter=1, tolerance_grad=0, tolerance_change=0)
+    theirs, _ = _minimise(torch_lbfgs, a, c, steps=10)
+    torch.testing.assert_close(ours, theirs, atol=1e-12, rtol=0)
+    assert (ours - c).abs().max() < 1e-4
+
+
+def test_batch_lbfgs_safeguards_and_frozen_samples():
+    x = torch.tensor([[1.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    opt = BatchLBFGS([x])
+
+    def closure():
+        opt.zero_grad()
+        losses = (x ** 2).sum(dim=1) + torch.tensor([0.0, 1.0]) * x[:, 0] ** 4
+        losses.sum().backward()
+        return losses.detach()
+
+    start = opt.step(closure, active=torch.tensor([True, False]))
+    assert start.tolist() == [2.0, 3.0] and x[1].tolist() == [1.0, 1.0]  # the inactive sample did not move
+    state = opt.state[x]
+    assert state["count"].tolist() == [1, 0] and state["s"].shape == (10, 2, 2)
+    # a non-descent direction (corrupted history) clears that sample's history; the step still goes down
+    state["y"][0, 0] = -state["y"][0, 0]
+    before = closure()
+    opt.step(closure)
+    assert (closure() < before).all() and opt.state[x]["count"].tolist() == [1, 1]
+    saved = opt.state_dict()
+    again = BatchLBFGS([x.detach().clone().requires_grad_()])
+    again.load_state_dict(saved)
+    assert torch.equal(again.state[again.param_groups[0]["params"][0]]["s"], opt.state[x]["s"])
+
+
+def test_lbfgs_synthesis_sample_alone_equals_sample_in_batch():
+    model = small_cnn().double()
+    g = torch.Generator().manual_seed(0)
+    start, goal_images = torch.rand(3, 3, 16, 16, generator=g).double(), torch.rand(3, 3, 16, 16, generator=g).double()
+    with torch.no_grad():
+        target = _layer(model, goal_images)
+    run = lambda rows: Synthesis(model, MatchFeatures("4", target[rows]), "pixel", init=start[rows], goal="minimize",
+                                 optimizer="lbfgs", lr=1.0, param_options={"squash": "sigmoid"}, labels=[str(i) for i in rows],
+                                 progress=False).run(25)
+    batch = run([0, 1, 2])
+    assert (batch.trace[-1] < 0.05 * batch.trace[0]).all()
+    for i in range(3):
+        alone = run([i])
+        torch.testing.assert_close(alone.trace[:, 0], batch.trace[:, i], atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(alone.images[0], batch.images[i], atol=1e-6, rtol=0)

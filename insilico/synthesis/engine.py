@@ -12,9 +12,10 @@ What the engine guarantees:
 
 - **Per-sample independence.** Each sample has its own ``torch.Generator``
   (for its initial noise and its transforms), seeded from ``seed`` and the
-  sample's index or label. With Adam or SGD (element-wise optimizers) and an
-  objective without cross-sample terms, a sample's images do not depend on the
-  batch it is in. L-BFGS couples the samples through its line search.
+  sample's index or label. With an objective without cross-sample terms, a
+  sample's images do not depend on the batch it is in: Adam and SGD are
+  element-wise, and L-BFGS (:class:`.lbfgs.BatchLBFGS`) keeps one curvature
+  history and one line search per sample.
 - **Per-sample stopping.** Rules (:mod:`.stopping`) are checked on each step's
   values before the update; a sample is frozen the first time a rule fires:
   its loss is masked out and its parameters are restored after every step, so
@@ -38,9 +39,11 @@ Plugging in other syntheses (metamers, adversarial, MAD/controversial):
 - a **projection** ``projection(images) -> images`` is applied in pixel space
   after every step (see :mod:`.projection`: ``linf_ball``, ``l2_ball``);
   ``Pixel(squash="clamp")`` clamps to [0, 1] itself;
-- **optimizers**: ``"adam"``, ``"sgd"``, ``"lbfgs"`` (closure; transforms are
-  drawn once per step so the line search sees one function), or a factory
-  ``(params, lr=...) -> Optimizer``;
+- **optimizers**: ``"adam"``, ``"sgd"``, ``"lbfgs"`` (per-sample L-BFGS with
+  a per-sample backtracking line search, one batched forward per trial;
+  transforms are drawn once per step so the line search sees one function;
+  without transforms a step costs one forward/backward when the first trial
+  is accepted), or a factory ``(params, lr=...) -> Optimizer``;
 - **schedule**: ``"constant"``, ``"cosine"``, ``"linear"`` or a function
   ``step -> factor`` of the learning rate;
 - **stopping**: ``stop=[TargetReached(...), Plateau(...)]``.
@@ -73,6 +76,7 @@ from ..objectives import Activations, Objective, unique_wholes
 from ..probe import Probe
 from . import parameterization as params_mod
 from . import stopping
+from .lbfgs import BatchLBFGS
 from .parameterization import Parameterization, check_images
 from .result import SynthesisResult
 from .transforms import Transforms
@@ -135,7 +139,8 @@ class Synthesis:
     lr : float
         Learning rate (default 0.05).
     optimizer_options : dict, optional
-        Extra arguments of the torch optimizer (e.g. ``{"momentum": 0.9}``).
+        Extra arguments of the optimizer (e.g. ``{"momentum": 0.9}``; for
+        L-BFGS ``history_size``, ``max_ls``, ``c1``).
     schedule : {"constant", "cosine", "linear"} or callable
         Learning-rate factor against the step (default "constant"); cosine and
         linear decay to 0 over ``schedule_steps`` (default ``steps``).
@@ -256,6 +261,7 @@ class Synthesis:
         self.blur_every, self.blur_sigma = int(blur_every), float(blur_sigma)
         self.progress, self.sync_every, self.truncate = progress, max(1, int(sync_every)), truncate
         self.optimizer = self._make_optimizer()
+        self._lbfgs = isinstance(self.optimizer, BatchLBFGS)
 
         # state that a resumed run continues from
         self.step = 0
@@ -276,8 +282,7 @@ class Synthesis:
             return torch.optim.Adam(params, lr=self.lr, **self.optimizer_options)
         if self.optimizer_name == "sgd":
             return torch.optim.SGD(params, lr=self.lr, **self.optimizer_options)
-        options = {"max_iter": 1, "history_size": 10, "line_search_fn": "strong_wolfe", **self.optimizer_options}
-        return torch.optim.LBFGS(params, lr=self.lr, **options)
+        return BatchLBFGS(params, lr=self.lr, **self.optimizer_options)
 
     def _lr_factor(self, step: int) -> float:
         if callable(self.schedule):
@@ -408,23 +413,21 @@ class Synthesis:
         try:
             draws = None if self.transforms.identity else self.transforms.draw(self.generators)
             active = ~self.frozen
-            first: list[torch.Tensor] = []
 
             def closure():
                 self.optimizer.zero_grad(set_to_none=True)
-                images = self.param()
-                values = self._forward(rec, images, draws)
-                if not first:
-                    first.extend((values.detach(), images.detach()))
-                loss = torch.where(active, -self.goal * values, torch.zeros_like(values)).sum()
-                loss.backward()
-                return loss
+                losses = -self.goal * self._forward(rec, self.param(), draws)
+                torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
+                return losses.detach()
 
-            if self.optimizer_name == "lbfgs":
-                self.optimizer.step(closure)
+            if self._lbfgs:
+                if draws is not None:  # a new function each step: the kept point of the last step is stale
+                    self.optimizer.forget()
+                values = -self.goal * self.optimizer.evaluate(closure)
             else:
-                closure()
-            values, images = first
+                values = -self.goal * closure()
+            with torch.no_grad():
+                images = self.param()
             # the trace row and the rules see this step's values, before the update
             self._write_trace(torch.where(self.frozen, torch.full_like(values, float("nan")), values.float()))
             change = ((images - self._previous).abs().flatten(1).amax(dim=1) if self._previous is not None
@@ -437,7 +440,9 @@ class Synthesis:
                 code = torch.where(fired, torch.full_like(code, index), code)
                 stopped_at = torch.where(fired, torch.full_like(stopped_at, self.step + 1), stopped_at)
                 frozen = frozen | fired
-            if self.optimizer_name != "lbfgs":
+            if self._lbfgs:  # the samples frozen at this step do not move
+                self.optimizer.step(closure, active=~frozen)
+            else:
                 self.optimizer.step()
         except BaseException:
             with torch.no_grad():
@@ -476,6 +481,8 @@ class Synthesis:
         from tqdm.auto import tqdm
 
         budget = self.steps if steps is None else int(steps)
+        if self._lbfgs:  # the objective may have changed between runs (e.g. coarse-to-fine weights)
+            self.optimizer.forget()
         self.interrupted = True
         bar = tqdm(total=budget, disable=not self.progress, desc="synthesis", leave=False)
         try:

@@ -21,9 +21,12 @@ run of the shared engine (:class:`insilico.synthesis.Synthesis`) over every
 constraint          images stay in [0, 1]: ``"clamp"`` (pixels projected after
                     every step; default for Adam) or ``"sigmoid"``
                     (reparameterization; default for L-BFGS)
-optimizer           ``"adam"`` with ``schedule="halving"`` (the learning rate
+optimizer           ``"lbfgs"`` (default): per-sample L-BFGS
+                    (:class:`insilico.synthesis.lbfgs.BatchLBFGS`: each
+                    metamer has its own curvature history and line search);
+                    ``"adam"`` with ``schedule="halving"`` (the learning rate
                     halves ``stages`` times over ``steps``, as Feather et al.)
-                    or any engine schedule; ``"lbfgs"`` (strong Wolfe)
+                    or any engine schedule
 stopping            per sample: ``target_reached`` (E <= ``threshold``),
                     ``plateau`` (E improved by less than ``plateau_tol``
                     relative over ``plateau_window`` steps), ``steps``
@@ -41,9 +44,10 @@ when below the null's minimum, or a chosen percentile); (b) the model's top-1
 class of the metamer and of the reference; (c) the distance at every layer of
 the model (and of other models), against each layer's null.
 
-With Adam, a sample's metamer does not depend on the batch it is in; L-BFGS
-couples the samples of a batch through its shared line search (use it for one
-or a few metamers, or for the lowest errors).
+A sample's metamer does not depend on the batch it is in (with either
+optimizer), so a batch of references costs one batched run, not a compromise.
+L-BFGS is the default: on the bundled CNN it reaches plenoptic's Adam error in
+about a tenth of the time (``benchmarks/bench_metamers.py``).
 
 Example
 -------
@@ -415,8 +419,8 @@ class MetamerSynthesis:
         reference, or one per metamer.
     steps : int
         Steps of a ``run()`` without argument (default 1000).
-    optimizer : {"adam", "lbfgs", "sgd"}
-        Default "adam".
+    optimizer : {"lbfgs", "adam", "sgd"}
+        Default "lbfgs".
     lr : float, optional
         Default ``DEFAULT_LR[optimizer]``.
     schedule : "halving", "constant", "cosine", "linear" or callable
@@ -468,7 +472,7 @@ class MetamerSynthesis:
     """
 
     def __init__(self, model: nn.Module, layer, references, *, n_seeds: int = 1, init="noise",
-                 steps: int = DEFAULT_STEPS, optimizer: str = "adam", lr: float | None = None,
+                 steps: int = DEFAULT_STEPS, optimizer: str = "lbfgs", lr: float | None = None,
                  schedule: str | Callable[[int], float] | None = None, stages: int = DEFAULT_STAGES,
                  threshold: float | None = DEFAULT_THRESHOLD, plateau_tol: float | None = DEFAULT_PLATEAU_TOL,
                  plateau_window: int = DEFAULT_PLATEAU_WINDOW, max_steps: int | None = None,

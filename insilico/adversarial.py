@@ -54,7 +54,7 @@ from .errors import InsilicoError, StimulusError
 from .objectives import Activations, Objective, unique_wholes
 from .pixels import check_images
 from .probe import Probe
-from .synthesis.engine import Synthesis, _Truncate, derive_seed
+from .synthesis.engine import Synthesis, derive_seed
 from .synthesis.parameterization import Pixel
 from .synthesis.result import SynthesisResult
 from .synthesis.stopping import TargetReached
@@ -217,7 +217,7 @@ class ClassLoss(Objective):
         self.unit = Unit.parse(unit)
         self.units = (self.unit,)
         self.success: torch.Tensor | None = None
-        self.rows: torch.Tensor | None = None  # set by CompactSynthesis: the batch holds only these samples
+        self._whole: tuple | None = None  # (full objective, rows) of a subset: success is reported to the full one
 
     def forward(self, acts, images):
         logits = acts[self.unit]
@@ -225,8 +225,6 @@ class ClassLoss(Objective):
             raise InsilicoError(f"class attacks need logits (N, classes) at {str(self.unit)!r}; got "
                                 f"{tuple(logits.shape)}: pass target=an Objective for other outputs")
         y = self.classes.to(logits.device)
-        if self.rows is not None:
-            y = y.index_select(0, self.rows)
         if self.loss == "ce":
             value = F.cross_entropy(logits, y, reduction="none")
         else:
@@ -234,12 +232,19 @@ class ClassLoss(Objective):
             other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(dim=1)
             value = other - true
         pred = logits.detach().argmax(dim=1)
-        success = pred == y if self.targeted else pred != y
-        if self.rows is not None:
-            success = torch.zeros(self.classes.shape[0], dtype=torch.bool, device=y.device).index_copy(
-                0, self.rows, success)
-        self.success = success
+        self.success = pred == y if self.targeted else pred != y
+        if self._whole is not None:
+            whole, rows = self._whole
+            whole.success = torch.zeros(whole.classes.shape[0], dtype=torch.bool, device=y.device).index_copy(
+                0, rows.to(y.device), self.success)
         return -value if self.targeted else value
+
+    def subset(self, rows: torch.Tensor) -> ClassLoss:
+        """The loss for the samples ``rows``; its ``success`` is also written, full size, to this objective."""
+        cut = ClassLoss(self.classes.index_select(0, rows.to(self.classes.device)), self.targeted, self.loss,
+                        str(self.unit))
+        cut._whole = (self, rows)
+        return cut
 
     def __repr__(self) -> str:
         return f"ClassLoss({'targeted' if self.targeted else 'untargeted'}, loss={self.loss!r})"
@@ -255,41 +260,6 @@ class Succeeded:
 
     def __call__(self, trace: torch.Tensor, state) -> torch.Tensor:
         return self.objective.success.to(trace.device)
-
-
-class CompactSynthesis(Synthesis):
-    """The shared engine, running the model only on the samples that have not stopped.
-
-    For objectives with a ``rows`` attribute (set to the running samples'
-    indices during the call, so the objective reads only their settings), on
-    the CPU and without transforms. The engine itself computes every sample
-    and discards the frozen ones; with per-sample stopping this skips that
-    work (on a GPU the engine's way avoids a host sync per step instead).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._compact = hasattr(self.objective, "rows") and self.device.type == "cpu" and self.transforms.identity
-
-    def _forward(self, rec, images, draws):
-        if not self._compact or not bool(self.frozen.any()):
-            return super()._forward(rec, images, draws)
-        rows = (~self.frozen).nonzero()[:, 0]
-        if rows.numel() == 0:
-            return images.flatten(1).sum(dim=1) * 0.0
-        sub = images.index_select(0, rows)
-        if rec is not None:
-            rec.clear()
-        try:
-            self.model(sub)
-        except _Truncate:  # the engine's hook ends the forward once the recorded modules have run
-            pass
-        self.objective.rows = rows
-        try:
-            values = self.objective(Activations({w.key: rec[w] for w in self.wholes}), sub)
-        finally:
-            self.objective.rows = None
-        return values.new_zeros(self.n).index_copy(0, rows, values)
 
 
 # ---------------------------------------------------------------------------------------
@@ -746,11 +716,11 @@ def _attack_chunk(model, images, labels, target_classes, user_objective, eps_lis
         start = ball(center + noise * eps_s.to(dtype).view(-1, 1, 1, 1))
     step_sizes = (torch.tensor(step_size, dtype=dtype, device=device).repeat_interleave(restarts * n)
                   if step_size is not None else (2.5 * eps_s / steps).to(dtype))
-    synth = CompactSynthesis(
+    synth = Synthesis(
         model, objective, Pixel(s_count, tuple(images.shape[1:]), squash="clamp"), init=start, goal="maximize",
         optimizer=SignSGD, optimizer_options={"norm": norm, "scale": step_sizes}, lr=1.0, steps=steps, stop=rules,
         projection=ball, seed=seeds, labels=sample_labels, progress=progress,
-        sync_every=1 if device.type == "cpu" else 4)
+        sync_every=1 if device.type == "cpu" else 4, compact="cpu")
     syn = synth.run()
     adv = syn.images.to(device, dtype)
     adv = ball(adv)  # a no-op up to float rounding: the engine wrote the projected images back
@@ -809,5 +779,5 @@ def fgsm(
     return result
 
 
-__all__ = ["AdversarialResult", "ClassLoss", "CompactSynthesis", "EpsBall", "SignSGD", "Succeeded", "eval_mode",
+__all__ = ["AdversarialResult", "ClassLoss", "EpsBall", "SignSGD", "Succeeded", "eval_mode",
            "fgsm", "pgd"]

@@ -44,10 +44,11 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .adversarial import CompactSynthesis, eval_mode
+from .adversarial import eval_mode
 from .errors import InsilicoError
 from .objectives import Objective
 from .pixels import check_images
+from .synthesis.engine import Synthesis
 from .synthesis.result import SynthesisResult
 from .synthesis.stopping import TargetReached
 from .units import Unit
@@ -141,7 +142,11 @@ class Controversy(Objective):
         self.units = tuple(Unit.parse(u) for u in units)
         self.model_a, self.model_b = model_a.long(), model_b.long()
         self.class_i, self.class_j = class_i.long(), class_j.long()
-        self.rows: torch.Tensor | None = None  # the batch holds only these samples (set by the synthesis)
+
+    def subset(self, rows: torch.Tensor) -> Controversy:
+        """The objective for the samples ``rows`` (their model and class pairs)."""
+        cut = [t.index_select(0, rows.to(t.device)) for t in (self.model_a, self.model_b, self.class_i, self.class_j)]
+        return Controversy([str(u) for u in self.units], *cut)
 
     def terms(self, acts) -> torch.Tensor:
         """The four log-terms (N, 4): log p_A(i), log(1 - p_B(i)), log(1 - p_A(j)), log p_B(j)."""
@@ -151,10 +156,7 @@ class Controversy(Objective):
                                 f"{[tuple(l.shape) for l in logits]}")
         k = min(l.shape[1] for l in logits)
         logp = torch.stack([l[:, :k].float().log_softmax(dim=1) for l in logits])  # (M, N, K)
-        idx = [t.to(logp.device) for t in (self.model_a, self.model_b, self.class_i, self.class_j)]
-        if self.rows is not None:
-            idx = [t.index_select(0, self.rows.to(logp.device)) for t in idx]
-        a, b, i, j = idx
+        a, b, i, j = (t.to(logp.device) for t in (self.model_a, self.model_b, self.class_i, self.class_j))
         if int(torch.maximum(i, j).max()) >= k:
             raise InsilicoError(f"class index {int(torch.maximum(i, j).max())} out of range: the models have {k} classes")
         rows = torch.arange(logp.shape[1], device=logp.device)
@@ -365,10 +367,10 @@ def controversial(
         raise InsilicoError(f"stop_at is a score in (0, 1], got {stop_at}")
     options = {"squash": "clamp"} if parameterization == "pixel" else {}
     options.update(param_options or {})
-    synth = CompactSynthesis(
+    synth = Synthesis(
         group, objective, parameterization, n=n, shape=shape, init=init, param_options=options, goal="maximize",
         lr=lr, steps=steps, stop=[TargetReached(math.log(stop_at))], seed=seed, labels=labels, progress=progress,
-        sync_every=1 if next(group.parameters(), torch.empty(0)).device.type == "cpu" else 8)
+        sync_every=1 if next(group.parameters(), torch.empty(0)).device.type == "cpu" else 8, compact="cpu")
     syn = synth.run()
     images = syn.images
     with eval_mode(group), torch.no_grad():

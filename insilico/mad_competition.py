@@ -42,13 +42,13 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from .adversarial import CompactSynthesis, eval_mode
+from .adversarial import eval_mode
 from .controversy import ModelGroup
 from .errors import InsilicoError
 from .objectives import Activations, Objective, unique_wholes
 from .pixels import check_images
 from .probe import Probe
-from .synthesis.engine import derive_seed
+from .synthesis.engine import Synthesis, derive_seed
 from .synthesis.result import SynthesisResult
 from .units import Unit
 
@@ -85,7 +85,12 @@ class MADObjective(Objective):
         self.units = tuple(dict.fromkeys(self.pair))
         self.references = references
         self.levels, self.held, self.sign, self.lam = levels, held.long(), sign, float(lam)
-        self.rows: torch.Tensor | None = None
+
+    def subset(self, rows: torch.Tensor) -> MADObjective:
+        """The objective for the samples ``rows`` (their references, levels and roles)."""
+        cut = lambda t: t.index_select(0, rows.to(t.device))
+        return MADObjective(self.pair, [cut(r) for r in self.references], cut(self.levels), cut(self.held),
+                            cut(self.sign), self.lam)
 
     def distances(self, acts) -> torch.Tensor:
         """(N, 2): d_1 and d_2 of the batch."""
@@ -93,17 +98,12 @@ class MADObjective(Objective):
         for unit, ref in zip(self.pair, self.references):
             act = acts[unit]
             ref = ref.to(act.device, act.dtype)
-            if self.rows is not None:
-                ref = ref.index_select(0, self.rows.to(act.device))
             out.append(_distance(act, ref))
         return torch.stack(out, dim=1)
 
     def forward(self, acts, images):
         d = self.distances(acts).clamp_min(1e-30)
         levels, held, sign = (t.to(d.device) for t in (self.levels, self.held, self.sign))
-        if self.rows is not None:
-            rows = self.rows.to(d.device)
-            levels, held, sign = levels.index_select(0, rows), held.index_select(0, rows), sign.index_select(0, rows)
         ratio = (d / levels.to(d.dtype).clamp_min(1e-30)).log()
         push = ratio.gather(1, (1 - held)[:, None])[:, 0]
         keep = ratio.gather(1, held[:, None])[:, 0]
@@ -264,15 +264,14 @@ def mad(
     objective = MADObjective(pair, [r.repeat(4, *[1] * (r.ndim - 1)) for r in refs], levels.repeat(4, 1), held, sign,
                              lam)
     labels = [f"{ROLE_NAMES[r]}|{i}" for r in range(4) for i in range(n)]
-    synth = CompactSynthesis(
+    synth = Synthesis(
         model, objective, "pixel", init=initial.repeat(4, 1, 1, 1), param_options={"squash": "clamp"},
-        goal="maximize", lr=lr, steps=steps, seed=seed, labels=labels, progress=progress)
+        goal="maximize", lr=lr, steps=steps, seed=seed, labels=labels, progress=progress, compact="cpu")
     syn = synth.run()
     final = syn.images.to(images.device, images.dtype)
     with eval_mode(model), torch.no_grad(), probe.record(*wholes) as rec:
         model(final)
         acts = Activations({w.key: rec[w] for w in wholes})
-        objective.rows = None
         dist = objective.distances(acts).float().cpu()  # (4N, 2)
     dist = dist.view(4, n, 2).transpose(0, 1)
     lv = levels.float().cpu()

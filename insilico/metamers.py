@@ -60,6 +60,7 @@ Example
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -81,8 +82,8 @@ from .units import Unit
 
 #: Steps of a run without ``steps=``.
 DEFAULT_STEPS = 1000
-#: Learning rate per optimizer (pixel units for Adam; L-BFGS's initial step).
-DEFAULT_LR = {"adam": 0.01, "sgd": 0.1, "lbfgs": 1.0}
+#: Learning rate per optimizer (pixel units for Adam, tuned on bench_metamers.py; L-BFGS's first trial step).
+DEFAULT_LR = {"adam": 0.03, "sgd": 0.1, "lbfgs": 1.0}
 #: Stop a sample once its relative representation error is at most this.
 DEFAULT_THRESHOLD = 0.01
 #: Halvings of the learning rate over ``steps`` with ``schedule="halving"``.
@@ -161,6 +162,14 @@ class RepresentationDistance(Objective):
             target, norm = target.to(a.device, a.dtype), norm.to(a.device, a.dtype)
             columns.append((a - target).reshape(a.shape[0], -1).norm(dim=1) / norm.clamp_min(1e-30))
         return torch.stack(columns, dim=1)
+
+    def subset(self, rows: torch.Tensor) -> RepresentationDistance:
+        """The distance for the samples ``rows`` only (their targets and weights)."""
+        cut = copy.copy(self)
+        cut.targets = [t.index_select(0, rows.to(t.device)) for t in self.targets]
+        cut.norms = [n.index_select(0, rows.to(n.device)) for n in self.norms]
+        cut.weights = self.weights.index_select(0, rows.to(self.weights.device))
+        return cut
 
     def forward(self, acts, images):
         errors = self.layer_errors(acts)
@@ -544,6 +553,7 @@ class MetamerSynthesis:
             model, self.objective, "pixel", init=init_images, param_options={"squash": self.constraint},
             goal="minimize", optimizer=optimizer, lr=self.lr, schedule=engine_schedule, steps=self.steps,
             stop=self.rules, seed=self.seed, labels=self.labels, progress=False, sync_every=sync_every,
+            compact="cpu",
         )
         self.progress = progress
 

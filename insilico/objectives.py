@@ -159,6 +159,22 @@ class Objective:
     def __neg__(self):
         return _combine("*", -1.0, self)
 
+    def subset(self, rows: torch.Tensor) -> Objective:
+        """The objective for the samples ``rows`` (indices into the batch) only, for a batch of those samples.
+
+        Synthesis with ``compact=True`` runs the model on the running samples
+        only and evaluates this. The default returns ``self`` (the objective
+        treats every sample alike); objectives that hold per-sample tensors
+        (targets, classes, references) return a copy with those rows.
+
+        Example
+        -------
+        >>> obj = Objective.stack([Activation("fc[0]"), Activation("fc[1]"), Activation("fc[2]")])
+        >>> obj.subset(torch.tensor([2, 0]))({"fc": torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])}).tolist()
+        [3.0, 4.0]
+        """
+        return self
+
     @staticmethod
     def stack(objectives: Sequence[Objective]) -> Stacked:
         """Objective ``i`` for sample ``i`` (the batch must have ``len(objectives)`` samples)."""
@@ -205,6 +221,10 @@ class Composite(Objective):
         left = self.left(acts, images) if isinstance(self.left, Objective) else self.left
         right = self.right(acts, images) if isinstance(self.right, Objective) else self.right
         return _OPS[self.op](left, right)
+
+    def subset(self, rows: torch.Tensor) -> Objective:
+        cut = [p.subset(rows) if isinstance(p, Objective) else p for p in (self.left, self.right)]
+        return self if cut == [self.left, self.right] else Composite(self.op, *cut)
 
     def __repr__(self) -> str:
         return f"({self.left!r} {self.op} {self.right!r})"
@@ -469,6 +489,9 @@ class Stacked(Objective):
 
     def __len__(self) -> int:
         return len(self.objectives)
+
+    def subset(self, rows: torch.Tensor) -> Stacked:
+        return Stacked([self.objectives[i] for i in rows.tolist()])
 
     def forward(self, acts, images):
         n = acts.batch_size if len(acts) else images.shape[0]

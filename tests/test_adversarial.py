@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import insilico
-from insilico.adversarial import EpsBall, SignSGD, fgsm, pgd
+from insilico.adversarial import ClassLoss, EpsBall, SignSGD, fgsm, pgd
 from insilico.errors import InsilicoError, StimulusError
 from insilico.models import photos
 from insilico.objectives import Channel
@@ -58,6 +58,15 @@ def test_eps_ball_projection_is_exact_in_float64():
     assert bool(((y.double() - center.double()).abs().flatten(1).amax(1) <= eps).all())
     z = EpsBall(center, eps * 10, "l2")(x)
     assert bool(((z.double() - center.double()).flatten(1).norm(dim=1) <= eps * 10).all())
+
+
+def test_class_loss_subset_reports_success_for_the_whole_batch():
+    loss = ClassLoss(torch.tensor([0, 1, 2, 0]), targeted=False, loss="margin")
+    rows = torch.tensor([1, 3])
+    logits = torch.tensor([[0.0, 5.0, 0.0], [0.0, 0.0, 5.0]])  # row 1: class 1 (not adversarial); row 3: class 2
+    values = loss.subset(rows)({"": logits})
+    torch.testing.assert_close(values, torch.tensor([-5.0, 5.0]))
+    assert loss.success.tolist() == [False, False, False, True]
 
 
 def test_sign_sgd_steps_per_sample():

@@ -71,6 +71,20 @@ def test_stacked_gather_equals_per_sample_loop():
     torch.testing.assert_close(stacked, loop)
 
 
+def test_subset_equals_the_rows_of_the_whole_batch():
+    g = torch.Generator().manual_seed(1)
+    acts = {"conv": torch.randn(4, 3, 5, 5, generator=g)}
+    images = torch.rand(4, 1, 5, 5, generator=g)
+    stacked = Objective.stack([Channel("conv", 0), Activation("conv[1, 2, 2]"), DeepDream("conv"), Channel("conv", 2)])
+    objective = stacked - 0.5 * TotalVariation() + 2.0
+    rows = torch.tensor([3, 1])
+    whole = objective(acts, images)
+    part = objective.subset(rows)({"conv": acts["conv"][rows]}, images[rows])
+    torch.testing.assert_close(part, whole[rows])
+    plain = Channel("conv", 1) - 0.5 * TotalVariation()
+    assert plain.subset(rows) is plain  # nothing per-sample: the same object
+
+
 def test_neuron_defaults_to_the_centre():
     acts = {"conv": torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).view(2, 3, 5, 4)}
     assert Neuron("conv", 1)(acts).tolist() == acts["conv"][:, 1, 2, 2].tolist()

@@ -527,3 +527,22 @@ def test_lbfgs_synthesis_sample_alone_equals_sample_in_batch():
         alone = run([i])
         torch.testing.assert_close(alone.trace[:, 0], batch.trace[:, i], atol=1e-9, rtol=1e-7)
         torch.testing.assert_close(alone.images[0], batch.images[i], atol=1e-6, rtol=0)
+
+
+def test_compaction_runs_only_the_running_samples_and_changes_nothing():
+    model = small_cnn()
+    objective = Objective.stack([Channel("5", 1), Channel("5", 3), Channel("2", 0)])
+    stops = lambda trace, state: torch.tensor([state.step >= 2, False, state.step >= 5])  # samples 0, 2 stop early
+    run = lambda compact: Synthesis(model, objective, n=3, shape=(3, 16, 16), stop=[stops], lr=0.1, seed=1,
+                                    transforms=Transforms(jitter=2), compact=compact, progress=False).run(8)
+    batches = []
+    handle = model[0].register_forward_hook(lambda module, args, output: batches.append(args[0].shape[0]))
+    try:
+        full, compact = run(False), run(True)
+    finally:
+        handle.remove()
+    assert batches[1:9] == [3] * 8  # (after the validation pass) every sample, every step
+    assert batches[10:] == [3, 3, 3, 2, 2, 2, 1, 1]  # then only the running ones
+    assert compact.steps.tolist() == full.steps.tolist() == [3, 8, 6]
+    torch.testing.assert_close(compact.images, full.images, atol=1e-5, rtol=0)
+    torch.testing.assert_close(compact.trace, full.trace, atol=1e-5, rtol=1e-5, equal_nan=True)

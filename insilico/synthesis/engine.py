@@ -164,6 +164,12 @@ class Synthesis:
         Steps between host looks at the device (default 16).
     truncate : bool
         Stop each forward pass once the recorded modules have run (default True).
+    compact : bool or "cpu"
+        Run the model only on the samples that have not stopped (default
+        False: every sample runs and the stopped ones are discarded, which
+        needs no host sync per step on a GPU); "cpu": only when the model is
+        on the CPU. The objective is cut to the running samples with
+        :meth:`Objective.subset <insilico.objectives.Objective.subset>`.
     """
 
     def __init__(
@@ -193,6 +199,7 @@ class Synthesis:
         progress: bool = True,
         sync_every: int = DEFAULT_SYNC_EVERY,
         truncate: bool = True,
+        compact: bool | str = False,
     ):
         if not isinstance(model, nn.Module):
             raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -260,6 +267,9 @@ class Synthesis:
         self.projection = projection
         self.blur_every, self.blur_sigma = int(blur_every), float(blur_sigma)
         self.progress, self.sync_every, self.truncate = progress, max(1, int(sync_every)), truncate
+        if compact not in (True, False, "cpu"):
+            raise InsilicoError(f"compact must be True, False or 'cpu', not {compact!r}")
+        self.compact = compact is True or (compact == "cpu" and self.device.type == "cpu")
         self.optimizer = self._make_optimizer()
         self._lbfgs = isinstance(self.optimizer, BatchLBFGS)
 
@@ -272,6 +282,8 @@ class Synthesis:
         self._previous = None  # images of the last step, for the pixel-change rule
         self.interrupted = False
         self._plan = None  # (module path, call index) after which the forward can stop
+        self._running: tuple = (None, objective)  # (rows, objective) of this step's forward passes
+        self._subset: tuple | None = None  # (frozen mask, rows, objective.subset(rows)), remade when samples stop
 
     # -- set-up ------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -387,14 +399,21 @@ class Synthesis:
         return _Both()
 
     # -- one step ---------------------------------------------------------------------------------
-    def _evaluate(self, rec, images: torch.Tensor) -> torch.Tensor:
+    def _evaluate(self, rec, images: torch.Tensor, objective: Objective | None = None) -> torch.Tensor:
         acts = Activations({w.key: rec[w] for w in self.wholes}) if rec is not None else Activations({})
-        values = self.objective(acts, images)
-        if values.shape != (self.n,):
-            raise InsilicoError(f"the objective gave shape {tuple(values.shape)} for {self.n} samples; expected ({self.n},)")
+        values = (objective or self.objective)(acts, images)
+        if values.shape != (images.shape[0],):
+            raise InsilicoError(f"the objective gave shape {tuple(values.shape)} for {images.shape[0]} samples; "
+                                f"expected ({images.shape[0]},)")
         return values
 
     def _forward(self, rec, images: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+        """Values (N,) of the objective; with compaction only the running rows go through the model (0 elsewhere)."""
+        rows, objective = self._running
+        if rows is not None:
+            if rows.numel() == 0:
+                return images.flatten(1).sum(dim=1) * 0.0  # nothing runs; keeps backward() valid
+            images, draws = images.index_select(0, rows), None if draws is None else draws[rows.cpu()]
         x = images if draws is None else self.transforms.apply(images, draws)
         if rec is not None:
             rec.clear()
@@ -402,7 +421,17 @@ class Synthesis:
             self.model(x)
         except _Truncate:
             pass
-        return self._evaluate(rec, images)
+        values = self._evaluate(rec, images, objective)
+        return values if rows is None else values.new_zeros(self.n).index_copy(0, rows, values)
+
+    def _compact_rows(self) -> tuple[torch.Tensor | None, Objective]:
+        """(running rows, the objective for them) when compacting and a sample has stopped; else (None, objective)."""
+        if not self.compact or not bool(self.frozen.any()):
+            return None, self.objective
+        if self._subset is None or not torch.equal(self._subset[0], self.frozen):
+            rows = (~self.frozen).nonzero()[:, 0]
+            self._subset = (self.frozen.clone(), rows, self.objective.subset(rows))
+        return self._subset[1], self._subset[2]
 
     def _one_step(self, rec) -> None:
         """Evaluate, check the rules, update; on any exception (Ctrl-C too) roll back to the step's start."""
@@ -413,6 +442,7 @@ class Synthesis:
         try:
             draws = None if self.transforms.identity else self.transforms.draw(self.generators)
             active = ~self.frozen
+            self._running = self._compact_rows()
 
             def closure():
                 self.optimizer.zero_grad(set_to_none=True)
@@ -481,7 +511,8 @@ class Synthesis:
         from tqdm.auto import tqdm
 
         budget = self.steps if steps is None else int(steps)
-        if self._lbfgs:  # the objective may have changed between runs (e.g. coarse-to-fine weights)
+        self._subset = None  # the objective may have changed between runs (e.g. coarse-to-fine weights)
+        if self._lbfgs:
             self.optimizer.forget()
         self.interrupted = True
         bar = tqdm(total=budget, disable=not self.progress, desc="synthesis", leave=False)

@@ -734,7 +734,7 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
     -------
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Conv2d(3, 2, 3))
-    >>> r = metamer(net, ["0", "2"], torch.rand(2, 1, 9, 9), steps=30, n_seeds=2, progress=False)
+    >>> r = metamer(net, ["0", "2"], torch.rand(2, 1, 9, 9), steps=30, n_seeds=2, threshold=1e-6, progress=False)
     >>> len(r), r.labels[-1], r.stop_reasons[0]
     (8, '2|1#1', 'steps')
     >>> r2 = metamer(net, resume=r, steps=10, progress=False)

@@ -4,6 +4,8 @@
 module              concept
 =================== ===========================================================
 engine              :class:`Synthesis`, the shared optimisation loop
+lbfgs               :class:`BatchLBFGS`: L-BFGS with one history and one
+                    line search per sample
 parameterization    :class:`Pixel`, :class:`Fourier` (1/f, decorrelated colour)
 color               the colour decorrelation matrix and how it is estimated
 transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
@@ -22,6 +24,7 @@ Example
 (2, 1, 12, 16)
 """
 from .engine import DEFAULT_STEPS, Synthesis, derive_seed
+from .lbfgs import BatchLBFGS
 from .maximize import maximize
 from .parameterization import Fourier, Parameterization, Pixel
 from .projection import Clamp, L2Ball, LinfBall
@@ -30,7 +33,7 @@ from .stopping import MaxSteps, PixelChange, Plateau, StopState, TargetReached
 from .transforms import Transforms
 
 __all__ = [
-    "Clamp", "DEFAULT_STEPS", "Fourier", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
+    "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "Fourier", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
     "PixelChange", "Plateau", "StopState", "Synthesis", "SynthesisResult", "TargetReached", "Transforms",
     "derive_seed", "maximize",
 ]

@@ -20,8 +20,13 @@ What the engine guarantees:
   values before the update; a sample is frozen the first time a rule fires:
   its loss is masked out and its parameters are restored after every step, so
   it really stops changing. ``result.stop_reasons`` says which rule fired.
+  With ``compact=True`` the model runs on the running samples only
+  (:meth:`Objective.subset <insilico.objectives.Objective.subset>` cuts the
+  objective to them), so stopped samples cost nothing.
 - **No per-step GPU sync.** Traces, masks and rules stay on the device; the
   host looks at them every ``sync_every`` steps (progress bar, "all stopped").
+  Exceptions: ``compact=True`` (the running rows, once per step) and L-BFGS
+  (its line search, once per trial, as torch's).
 - **Clean model.** The model is put in eval mode and its parameters get no
   gradients during the run; modes and ``requires_grad`` are restored and all
   hooks removed afterwards, also on exceptions and KeyboardInterrupt.
@@ -269,6 +274,7 @@ class Synthesis:
         self.progress, self.sync_every, self.truncate = progress, max(1, int(sync_every)), truncate
         if compact not in (True, False, "cpu"):
             raise InsilicoError(f"compact must be True, False or 'cpu', not {compact!r}")
+        self.compact_option = compact
         self.compact = compact is True or (compact == "cpu" and self.device.type == "cpu")
         self.optimizer = self._make_optimizer()
         self._lbfgs = isinstance(self.optimizer, BatchLBFGS)
@@ -580,6 +586,7 @@ class Synthesis:
             "blur_every": self.blur_every,
             "blur_sigma": self.blur_sigma,
             "seed": self.seed,
+            "compact": self.compact_option,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
         }
@@ -645,6 +652,7 @@ class Synthesis:
             schedule=s["schedule"] if s["schedule"] != "custom" else "constant", schedule_steps=s["schedule_steps"],
             steps=s["steps"], stop=[stopping.from_spec(r) for r in s["stop"] if r["rule"] in stopping.RULES],
             blur_every=s["blur_every"], blur_sigma=s["blur_sigma"], seed=result.seeds, labels=result.labels,
+            compact=s.get("compact", False),
         )
         kwargs.update(overrides)
         synth = cls(model, objective, kind, **kwargs)

@@ -18,7 +18,9 @@ every other. :class:`BatchLBFGS` solves the N problems side by side:
 - **frozen samples**: ``step(closure, active=mask)`` moves only the active ones;
 - **one evaluation per step**: the loss and gradient at the accepted point
   are kept; the next step reuses them while the parameter is unchanged (call
-  :meth:`forget` when the function itself changes, e.g. new random transforms).
+  :meth:`forget` when the function itself changes, e.g. new random transforms);
+- the host looks at the device once per trial (which samples still search),
+  as torch's L-BFGS does.
 
 Written here because torch's L-BFGS couples samples and the batched
 quasi-Newton solvers we know of (e.g. for per-sample inverse problems) are
@@ -158,10 +160,8 @@ class BatchLBFGS(torch.optim.Optimizer):
         """This parameter's state: pairs ``s``, ``y`` (m, N, D), newest first, and ``count`` (N,)."""
         p, state = self._param, self.state[self._param]
         if not state:
-            flat = p.detach().flatten(1)
-            state.update(s=torch.zeros(m, *flat.shape, dtype=p.dtype, device=p.device), y=torch.zeros(
-                m, *flat.shape, dtype=p.dtype, device=p.device), count=torch.zeros(p.shape[0], dtype=torch.long,
-                                                                                 device=p.device))
+            pairs = lambda: torch.zeros(m, *p.detach().flatten(1).shape, dtype=p.dtype, device=p.device)
+            state.update(s=pairs(), y=pairs(), count=torch.zeros(p.shape[0], dtype=torch.long, device=p.device))
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:

@@ -7,7 +7,7 @@ with a stopping rule "relative error <= plenoptic's final error" (per sample) an
 we report wall times and their ratios (targets: <= 1/2 for one metamer, <= 1/3 for a batch of 8 against
 8 sequential plenoptic runs), for Adam and for the per-sample L-BFGS.
 
-    python benchmarks/bench_metamers.py --steps 300 --layer features.3
+    python benchmarks/bench_metamers.py --steps 300 --layer features.3 --threads 1
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import insilico
+from _threads import limit_threads
 from insilico.metamers import metamer, relative_distances
 
 
@@ -67,7 +68,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     model = insilico.models.load("minialex")
     for q in model.parameters():
         q.requires_grad_(False)

@@ -5,14 +5,16 @@ line search, one step size and one curvature history shared by all samples,
 so a sample's path depends on the batch it is in, and one hard sample slows
 every other. :class:`BatchLBFGS` solves the N problems side by side:
 
-- **history**: pairs ``(s, y)`` in tensors (m, N, D), newest first, with a
-  per-sample count; the two-loop recursion is vectorised over samples;
+- **history**: a ring of the last m steps' pairs ``(s, y)``, tensors
+  (m, N, D), with ``rho = 1 / s.y`` (m, N) per sample (0: no pair there, so
+  the slot is a no-op for that sample); the two-loop recursion is vectorised
+  over samples and the ring moves by writing one slot per step;
 - **line search**: backtracking Armijo (``f(x + t d) <= f(x) + c1 t g.d``)
   with safeguarded quadratic interpolation, per sample; every trial is ONE
   batched call of the closure with each sample at its own trial point;
   samples that accepted their step wait at it;
 - **safeguards**, per sample: a pair with too little curvature
-  (``s.y <= eps |s| |y|``) is skipped; the history is cleared when the
+  (``s.y <= eps |s| |y|``) is not used (its slot stays empty); the history is cleared when the
   direction is not a descent direction or the line search fails (then the
   sample does not move this step);
 - **frozen samples**: ``step(closure, active=mask)`` moves only the active ones;
@@ -126,12 +128,12 @@ class BatchLBFGS(torch.optim.Optimizer):
         x0 = p.detach().flatten(1).clone()
         active = torch.ones(p.shape[0], dtype=torch.bool, device=p.device) if active is None else active.to(p.device)
         state = self._history(group["history_size"])
-        d = _two_loop(g, state["s"], state["y"], state["count"])
+        d = _two_loop(g, state)
         gd = (g * d).sum(dim=1)
         reset = ~(gd < 0)  # not a descent direction (or NaN): forget the history, go down the gradient
         d = torch.where(reset[:, None], -g, d)
         gd = torch.where(reset, -(g * g).sum(dim=1), gd)
-        fresh = reset | (state["count"] == 0)
+        fresh = reset | ~(state["rho"] > 0).any(dim=0)
         t0 = torch.where(fresh, (1.0 / g.abs().sum(dim=1)).clamp(max=1.0), torch.ones_like(f)) * group["lr"]
         t, f1, g1, failed = self._line_search(closure, x0, f, d, gd, t0 * active, group)
         self._move(x0, t, d)
@@ -157,11 +159,13 @@ class BatchLBFGS(torch.optim.Optimizer):
         return torch.where(failed, torch.zeros_like(t), t), f1, g1, failed
 
     def _history(self, m: int) -> dict:
-        """This parameter's state: pairs ``s``, ``y`` (m, N, D), newest first, and ``count`` (N,)."""
+        """This parameter's state: a ring of pairs ``s``, ``y`` (m, N, D), ``rho`` (m, N), ``gamma`` (N,) (the
+        initial Hessian scale ``s.y / y.y`` of each sample's newest pair), ``head`` (next slot), ``filled``."""
         p, state = self._param, self.state[self._param]
         if not state:
-            pairs = lambda: torch.zeros(m, *p.detach().flatten(1).shape, dtype=p.dtype, device=p.device)
-            state.update(s=pairs(), y=pairs(), count=torch.zeros(p.shape[0], dtype=torch.long, device=p.device))
+            n, dim = p.detach().flatten(1).shape
+            zeros = lambda *shape: torch.zeros(*shape, dtype=p.dtype, device=p.device)
+            state.update(s=zeros(m, n, dim), y=zeros(m, n, dim), rho=zeros(m, n), gamma=zeros(n) + 1, head=0, filled=0)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -177,36 +181,33 @@ def _backtrack(t, f, gd, ft):
     return torch.minimum(torch.maximum(t_new, 0.1 * t), 0.5 * t)
 
 
-def _two_loop(g: torch.Tensor, s: torch.Tensor, y: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """Direction ``-H g`` (N, D) from each sample's newest ``count`` pairs (s, y: (m, N, D), newest first)."""
-    sy = (s * y).sum(dim=2)
-    valid = torch.arange(s.shape[0], device=g.device)[:, None] < count[None, :]
-    rho = torch.where(valid, 1.0 / torch.where(valid, sy, torch.ones_like(sy)), torch.zeros_like(sy))
-    q = g.clone()
-    alpha = []
-    for k in range(s.shape[0]):
-        a = rho[k] * (s[k] * q).sum(dim=1)
-        q -= a[:, None] * y[k]
+def _two_loop(g: torch.Tensor, state: dict) -> torch.Tensor:
+    """Direction ``-H g`` (N, D), H the L-BFGS inverse Hessian of each sample's pairs in the ring."""
+    s, y, rho, m = state["s"], state["y"], state["rho"], state["s"].shape[0]
+    order = [(state["head"] - 1 - k) % m for k in range(state["filled"])]  # newest first
+    q, alpha = g.clone(), []
+    for k in order:
+        a = rho[k] * torch.linalg.vecdot(s[k], q)
+        q.addcmul_(y[k], a[:, None], value=-1.0)
         alpha.append(a)
-    yy = (y[0] * y[0]).sum(dim=1)
-    gamma = torch.where(count > 0, sy[0] / torch.where(count > 0, yy, torch.ones_like(yy)), torch.ones_like(yy))
-    r = gamma[:, None] * q
-    for k in reversed(range(s.shape[0])):
-        b = rho[k] * (y[k] * r).sum(dim=1)
-        r += s[k] * (alpha[k] - b)[:, None]
-    return -r
+    r = q.mul_(state["gamma"][:, None])
+    for k, a in zip(reversed(order), reversed(alpha)):
+        b = rho[k] * torch.linalg.vecdot(y[k], r)
+        r.addcmul_(s[k], (a - b)[:, None])
+    return r.neg_()
 
 
 def _push(state: dict, s: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, clear: torch.Tensor) -> None:
-    """Clear the samples in ``clear``, then add (s, y) as the newest pair of the samples in ``keep`` with curvature."""
-    count = torch.where(clear, torch.zeros_like(state["count"]), state["count"])
-    sy = (s * y).sum(dim=1)
+    """Clear the samples in ``clear``; write (s, y) in the next slot, used by the samples in ``keep`` with curvature."""
+    rho = torch.where(clear[None, :], torch.zeros_like(state["rho"]), state["rho"])
+    gamma = torch.where(clear, torch.ones_like(state["gamma"]), state["gamma"])
+    sy, yy = torch.linalg.vecdot(s, y), torch.linalg.vecdot(y, y)
     keep = keep & (sy > CURVATURE_EPS * s.norm(dim=1) * y.norm(dim=1))
-    m = state["s"].shape[0]
-    for name, new in (("s", s), ("y", y)):
-        shifted = torch.cat([new[None], state[name][:-1]])
-        state[name] = torch.where(keep[None, :, None], shifted, state[name])
-    state["count"] = torch.where(keep, (count + 1).clamp(max=m), count)
+    head, m = state["head"], state["s"].shape[0]
+    state["s"][head], state["y"][head] = s, y
+    rho[head] = torch.where(keep, 1.0 / torch.where(keep, sy, torch.ones_like(sy)), torch.zeros_like(sy))
+    state["gamma"] = torch.where(keep, sy / torch.where(keep, yy, torch.ones_like(yy)), gamma)
+    state["rho"], state["head"], state["filled"] = rho, (head + 1) % m, min(state["filled"] + 1, m)
 
 
 __all__ = ["BatchLBFGS"]

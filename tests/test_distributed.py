@@ -1,0 +1,108 @@
+"""Sample-parallel synthesis over gloo ranks (CPU): equal to one process, and resumable after a dead rank."""
+import importlib
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import insilico
+from insilico import InsilicoError
+from insilico.sharding import done_chunks, map_chunks
+
+maximize_module = importlib.import_module("insilico.synthesis.maximize")
+
+OPTIONS = dict(size=12, steps=6, batch_size=2, progress=False, seed=3)  # 8 units: 4 chunks of 2
+
+
+def make_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 8, 3)).eval()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_same(a, b):
+    assert a.labels == b.labels
+    assert torch.equal(a.images, b.images)  # bit-identical
+    assert torch.equal(a.trace.nan_to_num(-1.0), b.trace.nan_to_num(-1.0))
+    assert a.seeds == b.seeds and torch.equal(a.steps, b.steps)
+
+
+class DiesOnSecondChunk(maximize_module.Synthesis):
+    """A rank that crashes while computing its second chunk."""
+    made = 0
+
+    def run(self, *args, **kwargs):
+        DiesOnSecondChunk.made += 1
+        if DiesOnSecondChunk.made == 2:
+            raise RuntimeError("rank killed")
+        return super().run(*args, **kwargs)
+
+
+def _worker(rank, world, folder, port, die_rank):
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        if rank == die_rank:
+            maximize_module.Synthesis = DiesOnSecondChunk
+        result = insilico.maximize(make_model(), "2", out=folder, **OPTIONS)
+        torch.save(result.images, os.path.join(folder, f"returned-{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def single():
+    torch.set_num_threads(1)
+    return insilico.maximize(make_model(), "2", **OPTIONS)
+
+
+def test_two_gloo_ranks_equal_one_process(tmp_path, single):
+    mp.spawn(_worker, args=(2, str(tmp_path), free_port(), None), nprocs=2, join=True)
+    assert done_chunks(tmp_path) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    for rank in (0, 1):  # every rank returns the whole result
+        assert torch.equal(torch.load(tmp_path / f"returned-{rank}.pt"), single.images)
+    assert_same(insilico.maximize(make_model(), "2", out=tmp_path, **OPTIONS), single)  # all read back, none computed
+
+
+def test_a_dead_rank_loses_only_its_chunk_and_the_rerun_computes_only_what_is_missing(tmp_path, single, monkeypatch):
+    with pytest.raises(Exception, match="rank killed"):
+        mp.spawn(_worker, args=(2, str(tmp_path), free_port(), 1), nprocs=2, join=True)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("chunk-*.pt")}
+    assert (2, 4) in done_chunks(tmp_path)  # rank 1's first chunk survived
+    assert (6, 8) not in done_chunks(tmp_path)  # the one it died on did not
+    made = []
+
+    class Counting(maximize_module.Synthesis):
+        def __init__(self, *args, labels, **kwargs):
+            made.append(list(labels))
+            super().__init__(*args, labels=labels, **kwargs)
+
+    monkeypatch.setattr(maximize_module, "Synthesis", Counting)
+    rerun = insilico.maximize(make_model(), "2", out=tmp_path, **OPTIONS)
+    assert_same(rerun, single)
+    assert len(made) == 4 - len(before) and ["2[6]", "2[7]"] in made  # only the missing chunks
+    assert all(p.stat().st_mtime_ns == before[p.name] for p in tmp_path.glob("chunk-*.pt") if p.name in before)
+
+
+def test_hand_made_shards_fill_one_folder(tmp_path, single):
+    first = insilico.maximize(make_model(), "2", out=tmp_path, shard=(0, 2), **OPTIONS)
+    assert first is None and done_chunks(tmp_path) == [(0, 2), (4, 6)]  # waits for shard 1
+    assert_same(insilico.maximize(make_model(), "2", out=tmp_path, shard=(1, 2), **OPTIONS), single)
+
+
+def test_a_folder_of_another_run_is_refused(tmp_path):
+    map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, job={"steps": 5})
+    with pytest.raises(InsilicoError, match="another run .*steps"):
+        map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, job={"steps": 6})
+    with pytest.raises(InsilicoError, match="needs out="):
+        map_chunks(lambda a, b: b - a, 4, 2, shard=(0, 2))

@@ -186,8 +186,9 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         Samples, and samples per chunk (chunks are ``[k*size, (k+1)*size)``).
     out : folder, optional
         Keep each finished part there (``chunk-<start>-<stop>.pt``, written
-        atomically); parts already there are not computed again. Needed when
-        several ranks share the work.
+        atomically); parts already there are not computed again. Ranks share
+        the work only through such a folder: without ``out`` every process
+        computes its own job alone.
     shard : (rank, world), optional
         This rank's share: default the ``torch.distributed`` process group
         (ranks split the missing chunks evenly, then wait for each other);
@@ -204,12 +205,12 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         when other shards are still missing (a hand-made shard that finished
         before the others; rerun or ``insilico merge`` when all are done).
     """
-    rank, world = rank_world(shard)
     pieces = chunks([(0, n)], size)
-    if out is None:
-        if world > 1:
-            raise InsilicoError("work shared by several ranks needs out= (a folder every rank can write to)")
+    if out is None:  # a process of a group (e.g. data-parallel training) may well run a job of its own
+        if shard is not None and rank_world(shard)[1] > 1:
+            raise InsilicoError("work shared by several shards needs out= (a folder every shard can write to)")
         return [compute(a, b) for a, b in pieces]
+    rank, world = rank_world(shard)
     folder = Path(out)
     _claim(folder, job)
     barrier()  # every rank plans from the same files before any rank adds to them
@@ -225,6 +226,37 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
     if not all(_part_file(folder, p).exists() for p in pieces):
         return None
     return [load_part(_part_file(folder, p)) for p in pieces]
+
+
+def join_samples(parts: list, fields: tuple[str, ...], **changes):
+    """One dataclass result from the results of consecutive chunks.
+
+    ``fields`` are per-sample: tensors are concatenated along their first
+    axis, lists are chained, results with a ``concat`` method use it; the
+    other fields come from the first part, except those given in ``changes``.
+
+    Example
+    -------
+    >>> import dataclasses, torch
+    >>> @dataclasses.dataclass
+    ... class R:
+    ...     x: torch.Tensor
+    ...     labels: list
+    ...     name: str
+    >>> join_samples([R(torch.ones(1), ["a"], "r"), R(torch.zeros(2), ["b", "c"], "r")], ("x", "labels"))
+    R(x=tensor([1., 0., 0.]), labels=['a', 'b', 'c'], name='r')
+    """
+    def join(values):
+        if torch.is_tensor(values[0]):
+            return torch.cat(values)
+        if isinstance(values[0], list):
+            return [v for vs in values for v in vs]
+        if values[0] is None:
+            return None
+        return type(values[0]).concat(values)
+
+    joined = {name: join([getattr(p, name) for p in parts]) for name in fields}
+    return dataclasses.replace(parts[0], **joined, **changes)
 
 
 @contextlib.contextmanager

@@ -106,3 +106,25 @@ def test_a_folder_of_another_run_is_refused(tmp_path):
         map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, job={"steps": 6})
     with pytest.raises(InsilicoError, match="needs out="):
         map_chunks(lambda a, b: b - a, 4, 2, shard=(0, 2))
+
+
+def test_pgd_and_controversial_shards_equal_one_run(tmp_path):
+    from insilico.adversarial import pgd
+    from insilico.controversy import controversial
+
+    torch.manual_seed(0)
+    net, other = (nn.Sequential(nn.Flatten(), nn.Linear(12, 3)) for _ in range(2))
+    x = torch.rand(7, 3, 2, 2)
+    kw = dict(eps=[0.1, 0.3], steps=5, batch_size=3, progress=False)
+    plain = pgd(net, x, **kw)
+    assert pgd(net, x, out=tmp_path / "pgd", shard=(1, 2), **kw) is None
+    shared = pgd(net, x, out=tmp_path / "pgd", shard=(0, 2), **kw)
+    assert torch.equal(shared.all_images, plain.all_images) and torch.equal(shared.all_success, plain.all_success)
+
+    pairs = [(0, 1), (1, 2), (2, 0), (0, 2), (1, 0)]
+    kw = dict(seeds=2, shape=(3, 2, 2), steps=7, progress=False, pairs_per_chunk=2)
+    plain = controversial([net, other], pairs, **kw)
+    assert controversial([net, other], pairs, out=tmp_path / "c", shard=(0, 2), **kw) is None
+    shared = controversial([net, other], pairs, out=tmp_path / "c", shard=(1, 2), **kw)
+    assert shared.labels == plain.labels and torch.equal(shared.images, plain.images)
+    assert torch.equal(shared.score, plain.score) and shared.settings["pairs"] == plain.settings["pairs"]

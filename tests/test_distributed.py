@@ -1,5 +1,6 @@
 """Sample-parallel synthesis over gloo ranks (CPU): equal to one process, and resumable after a dead rank."""
 import importlib
+import json
 import os
 import socket
 
@@ -128,3 +129,25 @@ def test_pgd_and_controversial_shards_equal_one_run(tmp_path):
     shared = controversial([net, other], pairs, out=tmp_path / "c", shard=(1, 2), **kw)
     assert shared.labels == plain.labels and torch.equal(shared.images, plain.images)
     assert torch.equal(shared.score, plain.score) and shared.settings["pairs"] == plain.settings["pairs"]
+
+
+def test_cli_shards_and_merge_write_what_one_run_writes(tmp_path, capsys):
+    from insilico.cli import main
+
+    args = ["maximize", "--units", "features.0[0]", "features.0[1]", "features.0[2]", "--steps", "3",
+            "--batch-size", "2", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "one")]) == 0
+    assert main(args + ["--out", str(tmp_path / "two"), "--shard", "0/2"]) == 0
+    assert not (tmp_path / "two" / "manifest.json").exists()  # waits for shard 1
+    assert main(args + ["--out", str(tmp_path / "two"), "--shard", "1/2"]) == 0  # the last shard writes the outputs
+    for written in [*(tmp_path / "two").glob("*.png"), tmp_path / "two" / "manifest.json"]:
+        written.unlink()
+    assert main(["merge", str(tmp_path / "two")]) == 0  # ... and so does merge, computing nothing
+    one, two = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("one", "two"))
+    assert one["outputs"] == two["outputs"] and len(one["outputs"]) == 3
+    for entry in one["outputs"]:
+        assert (tmp_path / "one" / entry["file"]).read_bytes() == (tmp_path / "two" / entry["file"]).read_bytes()
+    (tmp_path / "two" / "parts" / "chunk-00000002-00000003.pt").unlink()
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "two")]) == 2
+    assert "lacks 1 of 2 chunks" in capsys.readouterr().err

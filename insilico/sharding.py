@@ -38,6 +38,7 @@ import importlib
 import json
 import os
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -157,9 +158,14 @@ def create_once(folder: Path, create, ready: str = "meta.json", timeout: float =
 
 def write_json(path: Path, data) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path)
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def _temporary(path: Path) -> Path:
+    """A temporary name next to ``path`` that no other process, on any machine sharing the folder, uses."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
 
 
 def _read(file: Path) -> list:
@@ -293,7 +299,7 @@ def _claim(folder: Path, job: dict | None) -> None:
 def save_part(path: str | os.PathLike, part: Any) -> None:
     """Write ``part`` atomically with ``torch.save`` (tensors and plain data only: readable with weights_only)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path)
     torch.save(_pack(part), tmp)
     os.replace(tmp, path)
 

@@ -170,8 +170,9 @@ def record_stimuli(
     shard : (rank, world), optional
         Record only this rank's share of the batches. By default the ranks
         of an initialised ``torch.distributed`` process group share the work
-        (launch with ``torchrun``); all write into the same ``out`` and all
-        return the whole recording. Needs ``out``.
+        (launch with ``torchrun``) when ``out`` is given: all write into it
+        and all return the whole recording; without ``out`` each process
+        records on its own.
     precision : {"fp32", "bf16", "fp16"}
         Forward passes under :func:`torch.autocast` (default "fp32": unchanged);
         bf16/fp16 values are stored as float32 / float16.
@@ -198,7 +199,10 @@ def record_stimuli(
         raise StimulusError(f"{len(ids)} ids for {n} stimuli")
     rank, world = rank_world(shard)
     if world > 1 and out is None:
-        raise InsilicoError("a recording shared by several ranks needs out= (a folder every rank can write to)")
+        if shard is not None:
+            raise InsilicoError("a recording shared by several ranks needs out= (a folder every rank can write to)")
+        rank, world = 0, 1  # a process of a group (e.g. data-parallel training) records a job of its own
+    sync = barrier if world > 1 else (lambda: None)
 
     model = probe.model
     was_training = model.training
@@ -218,11 +222,11 @@ def record_stimuli(
                 sink = _MemorySink(shapes, n)
             else:
                 sink = _DiskSink.open(Path(out), names, shapes, n, ids, source.params, meta, rank)
-            barrier()  # every rank plans from the same progress before any rank adds to it
+            sync()  # every rank plans from the same progress before any rank adds to it
             todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
-            barrier()
+            sync()
             _fill(probe, source, names, sink, todo, reduce, progress, prepare)
-        barrier()
+        sync()
     finally:
         model.train(was_training)
     if out is None:

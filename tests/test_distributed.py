@@ -57,6 +57,10 @@ def _worker(rank, world, folder, port, die_rank):
             maximize_module.Synthesis = DiesOnSecondChunk
         result = insilico.maximize(make_model(), "2", out=folder, **OPTIONS)
         torch.save(result.images, os.path.join(folder, f"returned-{rank}.pt"))
+        if rank == 0:  # without out=, a rank of a group works alone, with no barrier (so no wait for rank 1)
+            own = insilico.Probe(make_model()).record_stimuli(torch.rand(5, 3, 12, 12), "0", progress=False)
+            alone = insilico.maximize(make_model(), "2[0]", size=12, steps=2, progress=False)
+            assert own.complete and len(own) == 5 and len(alone) == 1
     finally:
         dist.destroy_process_group()
 

@@ -3,8 +3,9 @@
     python benchmarks/bench_gpu.py                        # CUDA: torchvision ResNet-50 (random init), 224 px, batch 64
     python benchmarks/bench_gpu.py --device cpu --quick   # smoke run: bundled minialex, batch 8, a few steps
 
-For each precision (fp32, then bf16 via :func:`insilico.performance.tuned`, which also puts the weights in
-channels-last memory on CUDA) it measures, best of ``--repeats`` after one warm-up, synchronised:
+For each precision (fp32, then bf16; on CUDA with channels-last weights: ``precision=``/``channels_last=`` of
+maximize and record_stimuli, :func:`insilico.performance.tuned` around the others) it measures, best of
+``--repeats`` after one warm-up, synchronised:
 
 - raw fwd+bwd: ``model(x)`` and a backward pass to the input (parameters frozen): images/s, the ceiling
   of any gradient tool;
@@ -90,7 +91,7 @@ def ours(model, shape, logits, args, precision: str) -> dict:
 
     def maximize(**options):
         insilico.maximize(model, units, images_per_unit=b // k, steps=steps, batch_size=b, progress=False,
-                          size=shape, **options)
+                          size=shape, precision=precision, channels_last=channels_last, **options)
 
     def attack():
         insilico.adversarial.pgd(model, x, labels, eps=4 / 255, steps=steps, early_stop=False, batch_size=b,
@@ -102,17 +103,23 @@ def ours(model, shape, logits, args, precision: str) -> dict:
                 model(stimuli[start:start + b])
 
     def record():
-        insilico.Probe(model).record_stimuli(stimuli, layer, batch_size=b, progress=False)
+        insilico.Probe(model).record_stimuli(stimuli, layer, batch_size=b, progress=False, precision=precision,
+                                             channels_last=channels_last)
+
+    def tuned_run(fn):  # the raw model and pgd (no precision option yet) run inside the same settings
+        def run():
+            with tuned(model, precision, channels_last):
+                fn()
+        return run
 
     out = {}
-    with tuned(model, precision, channels_last):
-        out["raw fwd+bwd"] = b / best_seconds(raw, dev, args.repeats)
-        out["maximize"] = b * steps / best_seconds(maximize, dev, args.repeats)
-        out["maximize bare"] = b * steps / best_seconds(
-            lambda: maximize(parameterization="pixel", transforms=None), dev, args.repeats)
-        out["pgd"] = b * steps / best_seconds(attack, dev, args.repeats)
-        out["plain inference"] = len(stimuli) / best_seconds(plain, dev, args.repeats)
-        out["record_stimuli"] = len(stimuli) / best_seconds(record, dev, args.repeats)
+    out["raw fwd+bwd"] = b / best_seconds(tuned_run(raw), dev, args.repeats)
+    out["maximize"] = b * steps / best_seconds(maximize, dev, args.repeats)
+    out["maximize bare"] = b * steps / best_seconds(
+        lambda: maximize(parameterization="pixel", transforms=None), dev, args.repeats)
+    out["pgd"] = b * steps / best_seconds(tuned_run(attack), dev, args.repeats)
+    out["plain inference"] = len(stimuli) / best_seconds(tuned_run(plain), dev, args.repeats)
+    out["record_stimuli"] = len(stimuli) / best_seconds(record, dev, args.repeats)
     return out
 
 

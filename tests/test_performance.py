@@ -35,3 +35,16 @@ def test_tuned_restores_the_memory_format_after_an_error_and_checks_precision():
     assert model[0].weight.is_contiguous()
     with pytest.raises(InsilicoError, match="precision must be"), tuned(model, precision="fp8"):
         pass
+
+
+def test_maximize_in_bf16_and_channels_last_drives_its_units_like_fp32():
+    import insilico
+
+    model = make_model()
+    options = dict(size=12, steps=24, progress=False, transforms=None)
+    plain = insilico.maximize(model, "2", **options)
+    fast = insilico.maximize(model, "2", precision="bf16", channels_last=True, **options)
+    assert fast.settings["maximize"]["precision"] == "bf16" and torch.isfinite(fast.images).all()
+    gained = fast.trace[-1] - fast.trace[0]
+    assert (gained > 0).all() and torch.allclose(fast.trace[-1], plain.trace[-1], rtol=0.2, atol=0.2)
+    assert all(p.is_contiguous() for p in model.parameters())

@@ -41,6 +41,7 @@ from torch import nn
 
 from ..errors import InsilicoError, StimulusError
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
+from ..performance import tuned
 from ..probe import Probe
 from ..sharding import map_chunks
 from ..units import Unit
@@ -93,6 +94,8 @@ def maximize(
     resume: SynthesisResult | None = None,
     out: str | os.PathLike | None = None,
     shard: tuple[int, int] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> SynthesisResult | None:
     """Images that maximize (``negative=True``: minimize) the activation of each unit.
 
@@ -154,6 +157,10 @@ def maximize(
         ``torch.distributed`` process group share them, e.g. under
         ``torchrun``). Needs ``out``; every rank returns the whole result,
         identical to a single-process run.
+    precision, channels_last : str, bool
+        Run the model under :func:`torch.autocast` (``"bf16"``, ``"fp16"``;
+        default ``"fp32"``) and with NHWC weights (default False): see
+        :mod:`insilico.performance`. Images and optimizer stay in fp32.
 
     Returns
     -------
@@ -207,14 +214,16 @@ def maximize(
         )
         if chunk_states is not None:
             synth.load_state_dict(chunk_states[a // chunk])
-        result = synth.run()
+        with tuned(model, precision, channels_last):
+            result = synth.run()
         result.settings["maximize"] = {"units": labels, "images_per_unit": images_per_unit, "negative": negative,
                                        "diversity": diversity, "diversity_layer": diversity_layer,
-                                       "tv": tv, "l1": l1, "l2": l2, "batch_size": chunk}
+                                       "tv": tv, "l1": l1, "l2": l2, "batch_size": chunk,
+                                       "precision": precision, "channels_last": channels_last}
         return result
 
     job = {"tool": "maximize", "labels": labels, "batch_size": chunk, "steps": steps, "lr": lr, "seed": seed,
-           "negative": negative, "shape": list(shape), "parameterization": parameterization,
+           "negative": negative, "shape": list(shape), "parameterization": parameterization, "precision": precision,
            "resumed": resume is not None}
     parts = map_chunks(compute, len(labels), chunk, out=out, shard=shard, job=job)
     return None if parts is None else SynthesisResult.concat(parts)

@@ -577,7 +577,8 @@ def _merge(sub) -> None:
             from .recording import Recording
 
             if not Recording.load(Path(args.out) / "recording").complete:
-                raise InsilicoError(f"the recording in {args.out} is not complete: rerun the command without --shard")
+                raise InsilicoError(f"the recording in {args.out} is not complete: "
+                                    "rerun the command without --shard")
         with merge_only():
             original.run(original)
 

@@ -336,11 +336,11 @@ def controversial(
     ['model0:0|model1:1#0', 'model0:0|model1:1#1']
     """
     if out is not None or shard is not None:
-        one = lambda a, b: controversial(models, pairs[a:b], seeds=seeds, model_pairs=model_pairs, init=init, shape=shape,
-                                         parameterization=parameterization, param_options=param_options, steps=steps,
-                                         lr=lr, stop_at=stop_at, seed=seed, progress=progress)
-        parts = sharding.map_chunks(one, len(pairs), pairs_per_chunk, out=out, shard=shard,
-                                    job={"tool": "controversial", "pairs": [list(p) for p in pairs], "steps": steps, "seed": seed})
+        one = lambda a, b: controversial(models, pairs[a:b], seeds=seeds, model_pairs=model_pairs, init=init,
+                                         shape=shape, parameterization=parameterization, param_options=param_options,
+                                         steps=steps, lr=lr, stop_at=stop_at, seed=seed, progress=progress)
+        job = {"tool": "controversial", "pairs": [list(p) for p in pairs], "steps": steps, "seed": seed}
+        parts = sharding.map_chunks(one, len(pairs), pairs_per_chunk, out=out, shard=shard, job=job)
         if parts is None:
             return None
         every_pair = [q for part in parts for q in part.settings["pairs"]]

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import sharding
 from .errors import InsilicoError, StimulusError
 from .objectives import Activations, Objective, unique_wholes
 from .pixels import check_images
@@ -564,6 +565,8 @@ def pgd(
     batch_size: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    out=None,
+    shard: tuple[int, int] | None = None,
 ) -> AdversarialResult:
     """Projected gradient descent (Madry et al. 2018) for a class or any unit objective, batched over epsilons.
 
@@ -605,6 +608,9 @@ def pgd(
         Seeds the random starts (per sample).
     progress : bool
         Progress bar.
+    out, shard : folder, (rank, world), optional
+        Share the ``batch_size`` chunks among ranks and keep them in ``out``
+        (see :func:`insilico.sharding.map_chunks`; default: the process group's ranks).
 
     Returns
     -------
@@ -659,13 +665,13 @@ def pgd(
         user_objective = None
 
     chunk = int(batch_size) if batch_size else n
-    parts = []
-    for start in range(0, n, chunk):
-        sl = slice(start, min(n, start + chunk))
-        parts.append(_attack_chunk(
-            model, images[sl], None if labels is None else labels[sl],
-            None if target_classes is None else target_classes[sl], user_objective, eps_list, step_size, steps,
-            norm_key, target_value, random_start, int(restarts), loss, early_stop, seed, progress, start))
+    parts = sharding.map_chunks(lambda a, b: _attack_chunk(
+        model, images[a:b], None if labels is None else labels[a:b],
+        None if target_classes is None else target_classes[a:b], user_objective, eps_list, step_size, steps,
+        norm_key, target_value, random_start, int(restarts), loss, early_stop, seed, progress, a),
+        n, chunk, out=out, shard=shard, job={"tool": "pgd", "n": n, "batch_size": chunk, "eps": eps_list, "seed": seed})
+    if parts is None:
+        return None
     cat = lambda key, dim: torch.cat([p[key] for p in parts], dim=dim)
     syn = SynthesisResult.concat([p["synthesis"] for p in parts])
     settings = {

@@ -10,6 +10,13 @@ Conventions shared by the subcommands: ``--model`` takes a bundled name
 PNG files plus ``manifest.json`` in ``--out``. Bad input ends with one line on
 stderr and exit status 2; Ctrl-C ends with status 130, keeping every output
 already written (reruns continue where it stopped).
+
+Scale-out: ``maximize``, ``metamer``, ``adversarial``, ``controversial`` and
+``record`` cut their work into chunks kept in ``--out`` (``OUT/parts``,
+``OUT/recording``). Under ``torchrun`` (``python -m insilico``) the ranks
+share the chunks and rank 0 writes the outputs; ``--shard R/W`` runs one
+share by hand (a SLURM array task), and ``insilico merge OUT`` writes the
+outputs once every share is done. A rerun computes only missing chunks.
 """
 from __future__ import annotations
 
@@ -39,6 +46,30 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _shard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shard", default=None,
+                        help="R/W: compute only share R of W (e.g. a SLURM array task; `insilico merge OUT` joins "
+                             "them); default: the torchrun ranks share the work")
+
+
+def _shared(args, out: Path) -> tuple[Path, tuple[int, int] | None]:
+    """The folder of the command's chunks and this process's shard; remembers the command for ``insilico merge``."""
+    from .sharding import write_json
+
+    write_json(out / "command.json", {"argv": args.argv})
+    return out / "parts", _pair(args.shard, "/", "--shard") if args.shard else None
+
+
+def _writes_outputs(result) -> bool:
+    """Whether this process writes the outputs: it holds the whole result, and is rank 0 of a process group."""
+    from .sharding import rank_world
+
+    if result is None:
+        print("this share is done; the outputs are written when every share is (or run `insilico merge OUT`)")
+        return False
+    return rank_world()[0] == 0
+
+
 def _load(args):
     from .experiments.command import load_model
 
@@ -61,7 +92,7 @@ def _manifest(out: Path, args, entries: list, **extra) -> None:
     from . import __version__
     from .sharding import write_json
 
-    settings = {k: v for k, v in vars(args).items() if k != "run"}
+    settings = {k: v for k, v in vars(args).items() if k not in ("run", "argv", "shard")}
     write_json(out / "manifest.json", {"command": args.command, "settings": settings, "outputs": entries,
                                        "versions": {"insilico": __version__, "torch": torch.__version__}, **extra})
 
@@ -157,14 +188,18 @@ def _record(sub) -> None:
                    help="spatial reduction of conv maps (default: keep every value); applies to every unit")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True, help="output folder")
+    _shard_option(p)
 
     def run(args):
         from .probe import Probe
 
         model, out = _load(args), _out(args.out)
         stimuli = _stimulus_set(args, model)
+        _, shard = _shared(args, out)
         rec = Probe(model).record_stimuli(stimuli, args.units, out=out / "recording", reduce=args.reduce,
-                                          batch_size=args.batch_size, progress=not args.quiet)
+                                          batch_size=args.batch_size, progress=not args.quiet, shard=shard)
+        if not _writes_outputs(rec if rec.complete else None):
+            return
         entries = []
         for unit in args.units:
             values = rec[unit].float().reshape(len(rec), -1)
@@ -214,8 +249,8 @@ def _response_png(path: Path, values, unit: str) -> None:
 def _maximize(sub) -> None:
     p = sub.add_parser("maximize", help="activation-maximizing (or inhibiting) images, one PNG per unit",
                        description="Optimise images that drive each unit (a layer means all its channels). Writes "
-                                   "one PNG per image and manifest.json; units already in the manifest are "
-                                   "skipped, so an interrupted run continues.")
+                                   "one PNG per image and manifest.json; chunks of --batch-size images are kept "
+                                   "in OUT/parts, so an interrupted run continues.")
     _model_options(p)
     p.add_argument("--units", nargs="+", required=True, help="unit addresses, e.g. 'features.3[5]' or a layer")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: maximize's, 512)")
@@ -224,47 +259,35 @@ def _maximize(sub) -> None:
     p.add_argument("--images-per-unit", type=int, default=1)
     p.add_argument("--diversity", type=float, default=0.0, help="weight of the diversity term between a unit's images")
     p.add_argument("--negative", action="store_true", help="inhibiting images (minimize) instead")
-    p.add_argument("--batch-size", type=int, default=64, help="images optimised together (and saved together)")
+    p.add_argument("--batch-size", type=int, default=64, help="images optimised together (one chunk)")
     p.add_argument("--out", required=True, help="output folder")
+    _shard_option(p)
 
     def run(args):
+        from .sharding import done_chunks
         from .synthesis import maximize
 
         model, out = _load(args), _out(args.out)
-        done = _done_outputs(out, args)
         units = _expand_units(model, args.units, args.size)
-        todo = [u for u in units if u not in done]
-        per_batch = max(1, args.batch_size // args.images_per_unit)
+        parts, shard = _shared(args, out)
+        before = done_chunks(parts) if parts.exists() else []
         options = {k: v for k, v in dict(steps=args.steps, lr=args.lr, size=args.size).items() if v is not None}
-        for start in range(0, len(todo), per_batch):
-            chunk = todo[start:start + per_batch]
-            result = maximize(model, chunk, images_per_unit=args.images_per_unit, diversity=args.diversity,
-                              negative=args.negative, seed=args.seed, progress=not args.quiet, **options)
-            for image, label, value in zip(result.images, result.labels, result.values.tolist()):
-                name = _file_name(label.replace("#", "-")) + ".png"
+        result = maximize(model, units, images_per_unit=args.images_per_unit, diversity=args.diversity,
+                          negative=args.negative, seed=args.seed, progress=not args.quiet,
+                          batch_size=args.batch_size, out=parts, shard=shard, **options)
+        if not _writes_outputs(result):
+            return
+        entries = []
+        for image, label, value in zip(result.images, result.labels, result.values.tolist()):
+            name = _file_name(label.replace("#", "-")) + ".png"
+            if not (out / name).exists():
                 _save_png(out / name, image)
-                done.setdefault(label.split("#")[0], []).append({"image": label, "file": name, "value": value})
-            _manifest(out, args, [e for u in units if u in done for e in done[u]])
-        print(f"{len(units)} unit(s): {len(todo)} computed, {len(units) - len(todo)} already in {out}")
+            entries.append({"image": label, "file": name, "value": value})
+        _manifest(out, args, entries)
+        kept = sum(b - a for a, b in before) // args.images_per_unit
+        print(f"{len(units)} unit(s): {len(units) - kept} computed, {kept} already in {out}")
 
     p.set_defaults(run=run)
-
-
-def _done_outputs(out: Path, args) -> dict:
-    """Units already written by an earlier run with the same settings (unit -> manifest entries)."""
-    path = out / "manifest.json"
-    if not path.exists():
-        return {}
-    old = json.loads(path.read_text())
-    same = {k: v for k, v in old.get("settings", {}).items() if k not in ("units", "quiet", "device", "batch_size")}
-    mine = {k: v for k, v in vars(args).items() if k not in ("units", "quiet", "device", "batch_size", "run")}
-    if old.get("command") != args.command or same != mine:
-        return {}
-    done: dict = {}
-    for entry in old.get("outputs", []):
-        if (out / entry["file"]).exists():
-            done.setdefault(entry["image"].split("#")[0], []).append(entry)
-    return done
 
 
 def _expand_units(model, specs: list[str], size) -> list[str]:
@@ -410,21 +433,31 @@ def _metamer(sub) -> None:
     _input_images(p)
     p.add_argument("--layer", required=True, help="unit address of the matched layer, e.g. features.3")
     p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=16, help="references per chunk (default 16)")
     p.add_argument("--out", required=True, help="output folder")
+    _shard_option(p)
 
     def run(args):
         from .metamers import metamer
+        from .sharding import map_chunks
 
         model, out = _load(args), _out(args.out)
         references, _ = _read_input(args, model)
-        result = metamer(model, args.layer, references, steps=args.steps, seed=args.seed, progress=not args.quiet)
-        report = result.validity()
-        entries = []
-        for i, (image, error, valid) in enumerate(zip(result.images, result.final_errors.tolist(),
-                                                      report.valid.tolist())):
-            _save_png(out / f"metamer_{i:03d}.png", image)
-            entries.append({"file": f"metamer_{i:03d}.png", "reference": i, "relative_error": error,
-                            "valid": bool(valid)})
+        parts, shard = _shared(args, out)
+        chunks = map_chunks(lambda a, b: metamer(model, args.layer, references[a:b], steps=args.steps,
+                                                 seed=args.seed, progress=not args.quiet),
+                            len(references), args.batch_size, out=parts, shard=shard,
+                            job={"tool": "metamer", "n": len(references), "batch_size": args.batch_size})
+        if not _writes_outputs(chunks):
+            return
+        entries, i = [], 0
+        for result in chunks:
+            report = result.validity(model)
+            for image, error, valid in zip(result.images, result.final_errors.tolist(), report.valid.tolist()):
+                _save_png(out / f"metamer_{i:03d}.png", image)
+                entries.append({"file": f"metamer_{i:03d}.png", "reference": i, "relative_error": error,
+                                "valid": bool(valid)})
+                i += 1
         _manifest(out, args, entries)
         print(f"{len(entries)} metamer(s) of {args.layer}: {sum(e['valid'] for e in entries)} valid; written to {out}")
 
@@ -442,7 +475,9 @@ def _adversarial(sub) -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--target", default=None,
                    help="a class index, or a unit address driven up ('-' prefix: silenced, e.g. '-features.10[3]')")
+    p.add_argument("--batch-size", type=int, default=64, help="images attacked together (one chunk)")
     p.add_argument("--out", required=True, help="output folder")
+    _shard_option(p)
 
     def run(args):
         from . import objectives
@@ -456,8 +491,12 @@ def _adversarial(sub) -> None:
             target = int(target)
         elif target is not None:
             target = -objectives.activation(target[1:]) if target.startswith("-") else objectives.activation(target)
+        parts, shard = _shared(args, out)
         result = pgd(model, images, labels, eps=eps if len(eps) > 1 else eps[0], steps=args.steps, norm=args.norm,
-                     target=target, seed=args.seed, progress=not args.quiet)
+                     target=target, seed=args.seed, progress=not args.quiet, batch_size=args.batch_size,
+                     out=parts, shard=shard)
+        if not _writes_outputs(result):
+            return
         entries = []
         for k, value in enumerate(args.eps):
             at = result.at(eps[k]) if len(eps) > 1 else result
@@ -481,8 +520,10 @@ def _controversial(sub) -> None:
     p.add_argument("--pairs", nargs="+", required=True, help="class pairs as i,j (indices or class names)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seeds", type=int, default=1, help="images per pair")
+    p.add_argument("--batch-size", type=int, default=4, help="class pairs per chunk (default 4)")
     _run_options(p)
     p.add_argument("--out", required=True, help="output folder")
+    _shard_option(p)
 
     def run(args):
         from .controversy import controversial
@@ -491,8 +532,11 @@ def _controversial(sub) -> None:
         models = {spec: load_model(spec, None, args.device) for spec in args.models}
         pairs = [tuple(int(c) if c.isdigit() else c for c in _class_pair(text)) for text in args.pairs]
         out = _out(args.out)
+        parts, shard = _shared(args, out)
         result = controversial(models, pairs, seeds=args.seeds, steps=args.steps, seed=args.seed,
-                               progress=not args.quiet)
+                               progress=not args.quiet, out=parts, shard=shard, pairs_per_chunk=args.batch_size)
+        if not _writes_outputs(result):
+            return
         entries = []
         for i, (image, label, score) in enumerate(zip(result.images, result.labels, result.score.tolist())):
             _save_png(out / f"controversial_{i:03d}.png", image)
@@ -510,9 +554,40 @@ def _class_pair(text: str) -> list[str]:
     return parts
 
 
+def _merge(sub) -> None:
+    p = sub.add_parser("merge", help="write the outputs of a run whose shards all finished",
+                       description="Join the chunks that the shards (--shard R/W) of a record, maximize, metamer, "
+                                   "adversarial or controversial run left in OUT, and write its outputs (PNGs, "
+                                   "manifest.json) as a single run would. Computes nothing: a missing chunk is an "
+                                   "error that names it (rerun the command without --shard to compute it).")
+    p.add_argument("out", help="the --out folder of the sharded run")
+
+    def run(args):
+        from .sharding import merge_only
+
+        saved = Path(args.out) / "command.json"
+        if not saved.exists():
+            raise InsilicoError(f"{args.out} holds no sharded run (no command.json): give the --out folder of one")
+        argv = [a for a in json.loads(saved.read_text())["argv"]]
+        if "--shard" in argv:
+            del argv[argv.index("--shard"): argv.index("--shard") + 2]
+        original = build_parser().parse_args(argv)
+        original.argv = argv
+        if original.command == "record":
+            from .recording import Recording
+
+            if not Recording.load(Path(args.out) / "recording").complete:
+                raise InsilicoError(f"the recording in {args.out} is not complete: "
+                                    "rerun the command without --shard")
+        with merge_only():
+            original.run(original)
+
+    p.set_defaults(run=run)
+
+
 #: The subcommands, in --help order.
 COMMANDS = [_demo, _models, _record, _maximize, _gradient_map, _deconv, _metamer, _adversarial, _controversial,
-            _gallery]
+            _gallery, _merge]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -523,8 +598,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_torchrun() -> bool:
+    """Join the process group that ``torchrun`` describes in the environment (gloo: the ranks only meet at
+    barriers); each rank uses GPU ``LOCAL_RANK`` when there are GPUs. Returns whether it joined."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or dist.is_initialized():
+        return False
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+    dist.init_process_group("gloo")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    joined = _join_torchrun()
     try:
         args.run(args)
     except InsilicoError as error:
@@ -534,6 +628,11 @@ def main(argv: list[str] | None = None) -> int:
         print("insilico: interrupted; finished outputs are kept, rerun the same command to continue",
               file=sys.stderr)
         return 130
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return 0
 
 

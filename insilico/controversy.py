@@ -44,6 +44,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from . import sharding
 from .adversarial import eval_mode
 from .errors import InsilicoError
 from .objectives import Objective
@@ -172,6 +173,11 @@ class Controversy(Objective):
         return f"Controversy({[str(u) for u in self.units]}, {self.model_a.shape[0]} samples)"
 
 
+#: The per-sample fields of a ControversialResult (joined when chunks are merged).
+CONTROVERSIAL_SAMPLES = ("images", "score", "probabilities", "model_a", "model_b", "class_i", "class_j", "labels",
+                         "synthesis")
+
+
 @dataclasses.dataclass
 class ControversialResult:
     """Controversial images and how each model sees them.
@@ -280,6 +286,9 @@ def controversial(
     stop_at: float = 0.95,
     seed: int = 0,
     progress: bool = True,
+    out=None,
+    shard: tuple[int, int] | None = None,
+    pairs_per_chunk: int = 4,
 ) -> ControversialResult:
     """Images that model A calls class i and model B calls class j, batched over model pairs, class pairs and seeds.
 
@@ -311,6 +320,10 @@ def controversial(
         A sample stops once its score reaches this (default 0.95).
     seed : int
     progress : bool
+    out, shard, pairs_per_chunk : folder, (rank, world), int, optional
+        Share the class pairs, ``pairs_per_chunk`` at a time, among ranks and keep each chunk in ``out``
+        (:func:`insilico.sharding.map_chunks`; default: the process group's ranks). With one model pair
+        the result equals the unshared run.
 
     Returns
     -------
@@ -324,6 +337,16 @@ def controversial(
     >>> r.labels
     ['model0:0|model1:1#0', 'model0:0|model1:1#1']
     """
+    if out is not None or shard is not None:
+        one = lambda a, b: controversial(models, pairs[a:b], seeds=seeds, model_pairs=model_pairs, init=init,
+                                         shape=shape, parameterization=parameterization, param_options=param_options,
+                                         steps=steps, lr=lr, stop_at=stop_at, seed=seed, progress=progress)
+        job = {"tool": "controversial", "pairs": [list(p) for p in pairs], "steps": steps, "seed": seed}
+        parts = sharding.map_chunks(one, len(pairs), pairs_per_chunk, out=out, shard=shard, job=job)
+        if parts is None:
+            return None
+        every_pair = [q for part in parts for q in part.settings["pairs"]]
+        return sharding.join_samples(parts, CONTROVERSIAL_SAMPLES, settings={**parts[0].settings, "pairs": every_pair})
     group = ModelGroup(models)
     names = group.names
     members = [getattr(group, n) for n in names]

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InsilicoError, StimulusError, UnitError
+from .performance import tuned
 from .sharding import ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, write_json
 from .units import Unit
 
@@ -142,6 +143,8 @@ def record_stimuli(
     ids: Sequence | None = None,
     model_name: str | None = None,
     shard: tuple[int, int] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> Recording:
     """Record ``units`` over a stimulus set in batches (no gradients, model in eval mode).
 
@@ -167,8 +170,15 @@ def record_stimuli(
     shard : (rank, world), optional
         Record only this rank's share of the batches. By default the ranks
         of an initialised ``torch.distributed`` process group share the work
-        (launch with ``torchrun``); all write into the same ``out`` and all
-        return the whole recording. Needs ``out``.
+        (launch with ``torchrun``) when ``out`` is given: all write into it
+        and all return the whole recording; without ``out`` each process
+        records on its own.
+    precision : {"fp32", "bf16", "fp16"}
+        Forward passes under :func:`torch.autocast` (default "fp32": unchanged);
+        bf16/fp16 values are stored as float32 / float16.
+    channels_last : bool
+        Model weights and batches in NHWC memory order during the run (faster
+        convolutions on GPUs; see :mod:`insilico.performance`).
 
     Returns
     -------
@@ -189,18 +199,22 @@ def record_stimuli(
         raise StimulusError(f"{len(ids)} ids for {n} stimuli")
     rank, world = rank_world(shard)
     if world > 1 and out is None:
-        raise InsilicoError("a recording shared by several ranks needs out= (a folder every rank can write to)")
+        if shard is not None:
+            raise InsilicoError("a recording shared by several ranks needs out= (a folder every rank can write to)")
+        rank, world = 0, 1  # a process of a group (e.g. data-parallel training) records a job of its own
+    sync = barrier if world > 1 else (lambda: None)
 
     model = probe.model
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            shapes = _probe_shapes(probe, source, names, reduce)
+        with torch.no_grad(), tuned(model, precision, channels_last) as prepare:
+            shapes = _probe_shapes(probe, source, names, reduce, prepare)
             meta = {
                 "model": model_name or type(model).__name__,
                 "batch_size": batch_size,
                 "reduce": reduce,
+                "precision": precision,
                 "fingerprint": source.fingerprint(),
                 "versions": {"insilico": _version(), "torch": torch.__version__, "numpy": np.__version__},
             }
@@ -208,11 +222,11 @@ def record_stimuli(
                 sink = _MemorySink(shapes, n)
             else:
                 sink = _DiskSink.open(Path(out), names, shapes, n, ids, source.params, meta, rank)
-            barrier()  # every rank plans from the same progress before any rank adds to it
+            sync()  # every rank plans from the same progress before any rank adds to it
             todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
-            barrier()
-            _fill(probe, source, names, sink, todo, reduce, progress)
-        barrier()
+            sync()
+            _fill(probe, source, names, sink, todo, reduce, progress, prepare)
+        sync()
     finally:
         model.train(was_training)
     if out is None:
@@ -228,13 +242,13 @@ def _share(todo: list, batch_size: int, rank: int, world: int, shard) -> list:
     return [(a, b) for a, b in todo if (a // batch_size) % world == rank]
 
 
-def _fill(probe, source, names, sink, todo, reduce, progress) -> None:
+def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
     bar = tqdm(total=sum(b - a for a, b in todo), unit="stim", desc="recording", disable=not progress)
     try:
         for start, stop in todo:
             batch = source.batch(start, stop, probe.device, probe.dtype)
             with probe.record(*names, reduce=reduce) as rec:
-                probe.model(batch)
+                probe.model(prepare(batch))
             for name in names:
                 sink.write(name, start, _to_numpy(rec[name]))
             sink.commit(start, stop)
@@ -244,10 +258,10 @@ def _fill(probe, source, names, sink, todo, reduce, progress) -> None:
         sink.close()
 
 
-def _probe_shapes(probe, source, names, reduce) -> dict[str, tuple]:
+def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
     """Per-sample shape and numpy dtype of each unit, from a forward pass on one stimulus."""
     with probe.record(*names, reduce=reduce) as rec:
-        probe.model(source.batch(0, 1, probe.device, probe.dtype))
+        probe.model(prepare(source.batch(0, 1, probe.device, probe.dtype)))
     shapes = {}
     for name in names:
         value = rec[name]
@@ -373,6 +387,7 @@ class _DiskSink:
                 and old.get("n_stimuli") == n
                 and old.get("fingerprint") == meta["fingerprint"]
                 and old.get("reduce") == meta["reduce"]
+                and old.get("precision", "fp32") == meta["precision"]
             )
             if not same:
                 raise InsilicoError(

@@ -12,20 +12,36 @@ Ranks come from an initialised ``torch.distributed`` process group (e.g.
 launched by ``torchrun``), or are given by hand as ``shard=(rank, world)``
 (e.g. from a SLURM array index) when there is no process group.
 
+Sample-parallel synthesis (maximize, pgd, ...) uses :func:`map_chunks`: a
+run's samples are cut into fixed chunks; each chunk's result is written
+atomically as ``chunk-<start>-<stop>.pt`` into the output folder, so the
+files themselves say what is done. After a barrier every rank loads the
+parts in sample order and the tool joins them exactly as a single-process
+run does (which goes through the same chunks), so results are bit-identical
+on the CPU with the same seeds.
+
 Example
 -------
->>> from insilico.sharding import chunks, missing
+>>> from insilico.sharding import chunks, map_chunks, missing
 >>> missing([(0, 10), (20, 30)], 40)
 [(10, 20), (30, 40)]
 >>> chunks([(10, 20), (30, 40)], 4)
 [(10, 12), (12, 16), (16, 20), (30, 32), (32, 36), (36, 40)]
+>>> map_chunks(lambda a, b: list(range(a, b)), 5, 2)
+[[0, 1], [2, 3], [4]]
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import importlib
 import json
 import os
+import re
+import socket
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -44,6 +60,11 @@ def rank_world(shard: tuple[int, int] | None = None) -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def active(shard: tuple[int, int] | None = None, out=None) -> bool:
+    """Whether work is shared (a hand-made shard or a process group of several ranks) or kept in ``out``."""
+    return shard is not None or out is not None or rank_world()[1] > 1
 
 
 def barrier() -> None:
@@ -137,10 +158,190 @@ def create_once(folder: Path, create, ready: str = "meta.json", timeout: float =
 
 def write_json(path: Path, data) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path)
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
 
 
+def _temporary(path: Path) -> Path:
+    """A temporary name next to ``path`` that no other process, on any machine sharing the folder, uses."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+
+
 def _read(file: Path) -> list:
     return json.loads(file.read_text())["done"] if file.exists() else []
+
+
+# ---------------------------------------------------------------------------------------
+# Sample-parallel synthesis: one result file per chunk
+# ---------------------------------------------------------------------------------------
+_CHUNK = re.compile(r"chunk-(\d+)-(\d+)\.pt")
+_MERGE_ONLY = [False]
+
+
+def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: str | os.PathLike | None = None,
+               shard: tuple[int, int] | None = None, job: dict | None = None) -> list | None:
+    """``[compute(a, b) for (a, b) in chunks of [0, n)]``, shared by the ranks and kept in ``out``.
+
+    Parameters
+    ----------
+    compute : callable (start, stop) -> part
+        The work on samples ``[start, stop)``; a part is made of tensors,
+        numbers, strings, lists, dicts and insilico dataclasses (results).
+    n, size : int
+        Samples, and samples per chunk (chunks are ``[k*size, (k+1)*size)``).
+    out : folder, optional
+        Keep each finished part there (``chunk-<start>-<stop>.pt``, written
+        atomically); parts already there are not computed again. Ranks share
+        the work only through such a folder: without ``out`` every process
+        computes its own job alone.
+    shard : (rank, world), optional
+        This rank's share: default the ``torch.distributed`` process group
+        (ranks split the missing chunks evenly, then wait for each other);
+        a hand-made shard takes the chunks whose number is ``rank`` modulo
+        ``world`` and does not wait.
+    job : dict, optional
+        JSON-able description of the run, stored as ``out/job.json``; a
+        folder holding parts of a different job is refused.
+
+    Returns
+    -------
+    list or None
+        The parts in sample order (on the CPU when read from ``out``); None
+        when other shards are still missing (a hand-made shard that finished
+        before the others; rerun or ``insilico merge`` when all are done).
+    """
+    pieces = chunks([(0, n)], size)
+    if out is None:  # a process of a group (e.g. data-parallel training) may well run a job of its own
+        if shard is not None and rank_world(shard)[1] > 1:
+            raise InsilicoError("work shared by several shards needs out= (a folder every shard can write to)")
+        return [compute(a, b) for a, b in pieces]
+    rank, world = rank_world(shard)
+    folder = Path(out)
+    _claim(folder, job)
+    barrier()  # every rank plans from the same files before any rank adds to them
+    todo = [p for p in pieces if not _part_file(folder, p).exists()]
+    if _MERGE_ONLY[0] and todo:
+        raise InsilicoError(f"{folder} lacks {len(todo)} of {len(pieces)} chunks ({todo[:3]}...): run the missing "
+                            "shards (the same command without --shard computes only them)")
+    mine = todo[rank::world] if shard is None else [p for p in todo if (p[0] // size) % world == rank]
+    barrier()
+    for a, b in mine:
+        save_part(_part_file(folder, (a, b)), compute(a, b))
+    barrier()
+    if not all(_part_file(folder, p).exists() for p in pieces):
+        return None
+    return [load_part(_part_file(folder, p)) for p in pieces]
+
+
+def join_samples(parts: list, fields: tuple[str, ...], **changes):
+    """One dataclass result from the results of consecutive chunks.
+
+    ``fields`` are per-sample: tensors are concatenated along their first
+    axis, lists are chained, results with a ``concat`` method use it; the
+    other fields come from the first part, except those given in ``changes``.
+
+    Example
+    -------
+    >>> import dataclasses, torch
+    >>> @dataclasses.dataclass
+    ... class R:
+    ...     x: torch.Tensor
+    ...     labels: list
+    ...     name: str
+    >>> join_samples([R(torch.ones(1), ["a"], "r"), R(torch.zeros(2), ["b", "c"], "r")], ("x", "labels"))
+    R(x=tensor([1., 0., 0.]), labels=['a', 'b', 'c'], name='r')
+    """
+    def join(values):
+        if torch.is_tensor(values[0]):
+            return torch.cat(values)
+        if isinstance(values[0], list):
+            return [v for vs in values for v in vs]
+        if values[0] is None:
+            return None
+        return type(values[0]).concat(values)
+
+    joined = {name: join([getattr(p, name) for p in parts]) for name in fields}
+    return dataclasses.replace(parts[0], **joined, **changes)
+
+
+@contextlib.contextmanager
+def merge_only():
+    """Within this block :func:`map_chunks` computes nothing: it joins the parts, or fails naming the missing ones."""
+    _MERGE_ONLY[0] = True
+    try:
+        yield
+    finally:
+        _MERGE_ONLY[0] = False
+
+
+def done_chunks(out: str | os.PathLike) -> list[Interval]:
+    """The sample ranges whose parts are in ``out``."""
+    found = [_CHUNK.fullmatch(f.name) for f in Path(out).glob("chunk-*.pt")]
+    return sorted((int(m[1]), int(m[2])) for m in found if m)
+
+
+def _part_file(folder: Path, piece: Interval) -> Path:
+    return folder / f"chunk-{piece[0]:08d}-{piece[1]:08d}.pt"
+
+
+def _claim(folder: Path, job: dict | None) -> None:
+    """Write ``job.json`` once; refuse a folder that holds another job's parts."""
+    job = json.loads(json.dumps(job or {}))
+    create_once(folder, lambda: write_json(folder / "job.json", job), ready="job.json")
+    old = json.loads((folder / "job.json").read_text())
+    if old != job:
+        changed = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
+        raise InsilicoError(f"{folder} holds parts of another run (different {', '.join(changed)}): "
+                            "use a new folder, or delete it to start over")
+
+
+def save_part(path: str | os.PathLike, part: Any) -> None:
+    """Write ``part`` atomically with ``torch.save`` (tensors and plain data only: readable with weights_only)."""
+    path = Path(path)
+    tmp = _temporary(path)
+    torch.save(_pack(part), tmp)
+    os.replace(tmp, path)
+
+
+def load_part(path: str | os.PathLike) -> Any:
+    """Read a part written by :func:`save_part`."""
+    return _unpack(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _pack(value: Any) -> Any:
+    if torch.is_tensor(value):
+        return value.detach().cpu()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        fields = {f.name: _pack(getattr(value, f.name)) for f in dataclasses.fields(value)
+                  if not isinstance(getattr(value, f.name), torch.nn.Module)}
+        return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}", "fields": fields}
+    if isinstance(value, dict):
+        return {k: _pack(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_pack(v) for v in value]}
+    if isinstance(value, list):
+        return [_pack(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (bool, int, float, str)):  # numpy scalars
+        return value.item()
+    for plain in (bool, int, float, str):  # subclasses (e.g. torch.__version__) become the plain type
+        if isinstance(value, plain):
+            return plain(value)
+    return value
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_unpack(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__tuple__" in value:
+        return tuple(_unpack(v) for v in value["__tuple__"])
+    if "__dataclass__" in value:
+        module, name = value["__dataclass__"].split(":")
+        if module.split(".")[0] != "insilico":
+            raise InsilicoError(f"a part names the class {module}:{name}; only insilico's results are read")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**{k: _unpack(v) for k, v in value["fields"].items()})
+    return {k: _unpack(v) for k, v in value.items()}

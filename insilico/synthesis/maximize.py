@@ -33,6 +33,7 @@ Example
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import torch
@@ -40,7 +41,9 @@ from torch import nn
 
 from ..errors import InsilicoError, StimulusError
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
+from ..performance import tuned
 from ..probe import Probe
+from ..sharding import map_chunks
 from ..units import Unit
 from . import stopping
 from .engine import Synthesis
@@ -89,7 +92,11 @@ def maximize(
     seed: int = 0,
     progress: bool = True,
     resume: SynthesisResult | None = None,
-) -> SynthesisResult:
+    out: str | os.PathLike | None = None,
+    shard: tuple[int, int] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> SynthesisResult | None:
     """Images that maximize (``negative=True``: minimize) the activation of each unit.
 
     Parameters
@@ -141,12 +148,26 @@ def maximize(
         Progress bars (default True).
     resume : SynthesisResult, optional
         Continue this earlier result (same units and settings) for ``steps`` more steps.
+    out : folder, optional
+        Keep each finished chunk of ``batch_size`` images there; a rerun into
+        the same folder computes only the missing chunks
+        (:func:`insilico.sharding.map_chunks`).
+    shard : (rank, world), optional
+        Compute only this rank's chunks (default: the ranks of an initialised
+        ``torch.distributed`` process group share them, e.g. under
+        ``torchrun``). Needs ``out``; every rank returns the whole result,
+        identical to a single-process run.
+    precision, channels_last : str, bool
+        Run the model under :func:`torch.autocast` (``"bf16"``, ``"fp16"``;
+        default ``"fp32"``) and with NHWC weights (default False): see
+        :mod:`insilico.performance`. Images and optimizer stay in fp32.
 
     Returns
     -------
     SynthesisResult
         ``images`` (N, C, H, W), ``labels`` (unit address, ``#k`` for copy k),
-        traces of the activation, settings.
+        traces of the activation, settings. None for a hand-made ``shard``
+        whose peers have not finished yet.
     """
     if images_per_unit < 1:
         raise InsilicoError("images_per_unit must be >= 1")
@@ -176,9 +197,9 @@ def maximize(
     chunk = max(images_per_unit, (batch_size // images_per_unit) * images_per_unit)
     chunk_states = _chunk_states(resume, labels, chunk)
 
-    results = []
-    for start in range(0, len(labels), chunk):
-        rows = slice(start, min(start + chunk, len(labels)))
+
+    def compute(a: int, b: int) -> SynthesisResult:
+        rows = slice(a, b)
         objective: Objective = Objective.stack(objectives[rows])
         if diversity and images_per_unit > 1:
             objective = objective + sign * diversity * Diversity(diversity_layer, group_size=images_per_unit)
@@ -186,19 +207,26 @@ def maximize(
             if weight:
                 objective = objective - sign * weight * penalty
         synth = Synthesis(
-            model, objective, parameterization, n=len(labels[rows]), shape=shape,
+            model, objective, parameterization, n=b - a, shape=shape,
             init=None if init is None else init[rows], param_options=param_options, goal=goal,
             transforms=transforms, optimizer=optimizer, lr=lr, schedule=schedule, steps=steps, stop=stop,
             blur_every=blur_every, blur_sigma=blur_sigma, seed=seed, labels=labels[rows], progress=progress,
         )
         if chunk_states is not None:
-            synth.load_state_dict(chunk_states[start // chunk])
-        result = synth.run()
+            synth.load_state_dict(chunk_states[a // chunk])
+        with tuned(model, precision, channels_last):
+            result = synth.run()
         result.settings["maximize"] = {"units": labels, "images_per_unit": images_per_unit, "negative": negative,
                                        "diversity": diversity, "diversity_layer": diversity_layer,
-                                       "tv": tv, "l1": l1, "l2": l2, "batch_size": chunk}
-        results.append(result)
-    return SynthesisResult.concat(results)
+                                       "tv": tv, "l1": l1, "l2": l2, "batch_size": chunk,
+                                       "precision": precision, "channels_last": channels_last}
+        return result
+
+    job = {"tool": "maximize", "labels": labels, "batch_size": chunk, "steps": steps, "lr": lr, "seed": seed,
+           "negative": negative, "shape": list(shape), "parameterization": parameterization, "precision": precision,
+           "resumed": resume is not None}
+    parts = map_chunks(compute, len(labels), chunk, out=out, shard=shard, job=job)
+    return None if parts is None else SynthesisResult.concat(parts)
 
 
 def _image_shape(model: nn.Module, size) -> tuple[int, int, int]:

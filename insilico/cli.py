@@ -439,25 +439,21 @@ def _metamer(sub) -> None:
 
     def run(args):
         from .metamers import metamer
-        from .sharding import map_chunks
 
         model, out = _load(args), _out(args.out)
         references, _ = _read_input(args, model)
         parts, shard = _shared(args, out)
-        chunks = map_chunks(lambda a, b: metamer(model, args.layer, references[a:b], steps=args.steps,
-                                                 seed=args.seed, progress=not args.quiet),
-                            len(references), args.batch_size, out=parts, shard=shard,
-                            job={"tool": "metamer", "n": len(references), "batch_size": args.batch_size})
-        if not _writes_outputs(chunks):
+        result = metamer(model, args.layer, references, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                         out=parts, shard=shard, progress=not args.quiet)
+        if not _writes_outputs(result):
             return
-        entries, i = [], 0
-        for result in chunks:
-            report = result.validity(model)
-            for image, error, valid in zip(result.images, result.final_errors.tolist(), report.valid.tolist()):
-                _save_png(out / f"metamer_{i:03d}.png", image)
-                entries.append({"file": f"metamer_{i:03d}.png", "reference": i, "relative_error": error,
-                                "valid": bool(valid)})
-                i += 1
+        report = result.validity(model)
+        entries = []
+        for i, (image, error, valid) in enumerate(zip(result.images, result.final_errors.tolist(),
+                                                      report.valid.tolist())):
+            _save_png(out / f"metamer_{i:03d}.png", image)
+            entries.append({"file": f"metamer_{i:03d}.png", "reference": i, "relative_error": error,
+                            "valid": bool(valid)})
         _manifest(out, args, entries)
         print(f"{len(entries)} metamer(s) of {args.layer}: {sum(e['valid'] for e in entries)} valid; written to {out}")
 

@@ -74,6 +74,7 @@ from torch import nn
 from .errors import InsilicoError, StimulusError
 from .objectives import Activations, Objective
 from .probe import Probe
+from .sharding import map_chunks
 from .synthesis import stopping
 from .synthesis.engine import Synthesis, derive_seed
 from .synthesis.parameterization import check_images
@@ -465,6 +466,10 @@ class MetamerSynthesis:
         Steps per coarse stage (default ``steps // (2 * S)``).
     seed : int
         Seed of the job (default 0).
+    first_reference : int
+        Index of ``references[0]`` in the whole job (labels, and so the start
+        noise, use it): a chunk of a sharded job gets the samples it has in
+        the whole job (default 0).
     progress : bool
         Progress bar (default True).
 
@@ -487,7 +492,7 @@ class MetamerSynthesis:
                  plateau_window: int = DEFAULT_PLATEAU_WINDOW, max_steps: int | None = None,
                  stop: Sequence[stopping.Rule] = (), constraint: str = "auto", power: float | None = None,
                  coarse_to_fine: bool | Sequence[str] = False, ctf_steps: int | None = None, seed: int = 0,
-                 progress: bool = True, sync_every: int = 16):
+                 first_reference: int = 0, progress: bool = True, sync_every: int = 16):
         if not isinstance(model, nn.Module):
             raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if optimizer not in DEFAULT_LR:
@@ -506,7 +511,7 @@ class MetamerSynthesis:
         probe = Probe(model)
         self.layers = list(dict.fromkeys(k for c in self.conditions for k in c))
         probe.units(*self.layers)  # unknown modules fail now, with close matches
-        self.n_seeds, self.seed = int(n_seeds), int(seed)
+        self.n_seeds, self.seed, self.first_reference = int(n_seeds), int(seed), int(first_reference)
         r = self.references.shape[0]
         self.condition_index, self.reference_index, self.seed_index, self.labels = [], [], [], []
         for c, cond in enumerate(self.conditions):
@@ -515,7 +520,8 @@ class MetamerSynthesis:
                     self.condition_index.append(c)
                     self.reference_index.append(i)
                     self.seed_index.append(k)
-                    self.labels.append(f"{_condition_name(cond)}|{i}" + (f"#{k}" if self.n_seeds > 1 else ""))
+                    self.labels.append(f"{_condition_name(cond)}|{i + self.first_reference}"
+                                       + (f"#{k}" if self.n_seeds > 1 else ""))
         self.optimizer = optimizer
         self.power = float(power if power is not None else (2.0 if optimizer == "lbfgs" else 1.0))
         self.constraint = constraint if constraint != "auto" else ("sigmoid" if optimizer == "lbfgs" else "clamp")
@@ -669,7 +675,7 @@ class MetamerSynthesis:
             "plateau_window": self.plateau_window, "max_steps": self.max_steps,
             "stop": [stopping.rule_spec(r) for r in self.extra_rules], "constraint": self.constraint,
             "power": self.power, "coarse_to_fine": self.scales or False, "ctf_steps": self.ctf_steps or None,
-            "seed": self.seed,
+            "seed": self.seed, "first_reference": self.first_reference,
         }
 
     @classmethod
@@ -699,7 +705,8 @@ class MetamerSynthesis:
 
 
 def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAULT_STEPS, seed: int = 0,
-            resume: MetamerResult | None = None, **options) -> MetamerResult:
+            resume: MetamerResult | None = None, batch_size: int | None = None, out=None,
+            shard: tuple[int, int] | None = None, **options) -> MetamerResult | None:
     """Metamers of ``references`` for ``layer`` of ``model``: images with the same representation there.
 
     Parameters
@@ -718,6 +725,16 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
     resume : MetamerResult, optional
         Continue this result (also one loaded with :meth:`MetamerResult.load`)
         for ``steps`` more steps; ``layer``/``references`` come from it.
+    batch_size : int, optional
+        References per chunk (default: all in one batch); each chunk is one
+        batched run of all its metamers.
+    out, shard : folder, (rank, world), optional
+        Keep each finished chunk in ``out`` (a rerun computes only the missing
+        ones) and share the chunks among ranks (default: the ranks of an
+        initialised ``torch.distributed`` group, e.g. under ``torchrun``):
+        see :func:`insilico.sharding.map_chunks`. Every rank returns the whole
+        result, equal to a single-process run with the same ``batch_size``;
+        a hand-made ``shard`` returns None until every chunk is done.
     **options
         Of :class:`MetamerSynthesis`: ``n_seeds``, ``init``, ``optimizer``,
         ``lr``, ``schedule``, ``stages``, ``threshold``, ``plateau_tol``,
@@ -746,7 +763,16 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
         return MetamerSynthesis.from_result(resume, model, **overrides).run(steps)
     if references is None:
         raise InsilicoError("give the reference images: metamer(model, layer, references)")
-    return MetamerSynthesis(model, layer, references, steps=steps, seed=seed, **options).run()
+    if batch_size is None and out is None and shard is None:
+        return MetamerSynthesis(model, layer, references, steps=steps, seed=seed, **options).run()
+    references = _references(references)
+    size = int(batch_size or len(references))
+    job = {"tool": "metamer", "n": len(references), "batch_size": size, "steps": steps, "seed": seed,
+           "layer": layer if isinstance(layer, (str, dict)) else list(layer)}
+    parts = map_chunks(lambda a, b: MetamerSynthesis(model, layer, references[a:b], steps=steps, seed=seed,
+                                                     first_reference=a, **options).run(),
+                       len(references), size, out=out, shard=shard, job=job)
+    return None if parts is None else MetamerResult.concat(parts)
 
 
 # ---------------------------------------------------------------------------------------
@@ -782,6 +808,33 @@ class MetamerResult(SynthesisResult):
     @property
     def power(self) -> float:
         return float(self.settings.get("metamer", {}).get("power", 1.0))
+
+    @classmethod
+    def concat(cls, results: Sequence[MetamerResult]) -> MetamerResult:
+        """Join the results of consecutive reference chunks of one job, in the job's sample order
+        (layer spec, reference, seed); reference indices become the job's."""
+        results = list(results)
+        if len(results) == 1:
+            return results[0]
+        base = SynthesisResult.concat(results)
+        offsets = [r.settings["metamer"].get("first_reference", 0) for r in results]
+        reference_index = [i + o for r, o in zip(results, offsets) for i in r.reference_index]
+        condition_index = [c for r in results for c in r.condition_index]
+        position = [k for r in results for k in range(len(r))]  # inside its chunk: seeds in order
+        order = sorted(range(len(base)), key=lambda i: (condition_index[i], reference_index[i], position[i]))
+        idx = torch.tensor(order)
+        cat = lambda name: torch.cat([getattr(r, name) for r in results])[idx]
+        settings = {**base.settings, "metamer": {**base.settings["metamer"], "first_reference": 0}}
+        return cls(
+            images=base.images[idx], trace=base.trace[:, idx], steps=base.steps[idx],
+            stop_reasons=[base.stop_reasons[i] for i in order], labels=[base.labels[i] for i in order],
+            settings=settings, seeds=[base.seeds[i] for i in order], versions=base.versions, state=base.state,
+            references=torch.cat([r.references for r in results]),
+            reference_index=[reference_index[i] for i in order], condition_index=[condition_index[i] for i in order],
+            conditions=results[0].conditions, final_errors=cat("final_errors"),
+            layer_errors={u: torch.cat([r.layer_errors[u] for r in results])[idx] for u in results[0].layer_errors},
+            model=results[0].model,
+        )
 
     @property
     def errors(self) -> torch.Tensor:

@@ -155,3 +155,20 @@ def test_cli_shards_and_merge_write_what_one_run_writes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["merge", str(tmp_path / "two")]) == 2
     assert "lacks 1 of 2 chunks" in capsys.readouterr().err
+
+
+def test_metamer_shards_equal_one_run_and_keep_the_job_order(tmp_path):
+    from insilico.metamers import metamer
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 3))
+    refs = torch.rand(5, 1, 9, 9)
+    kw = dict(steps=15, n_seeds=2, batch_size=2, progress=False)
+    plain = metamer(net, ["0", "2"], refs, **kw)
+    assert metamer(net, ["0", "2"], refs, out=tmp_path, shard=(1, 2), **kw) is None
+    shared = metamer(net, ["0", "2"], refs, out=tmp_path, shard=(0, 2), **kw)
+    assert torch.equal(shared.images, plain.images) and torch.equal(shared.final_errors, plain.final_errors)
+    whole = metamer(net, ["0", "2"], refs, steps=15, n_seeds=2, progress=False)  # one batch, no chunks
+    assert shared.labels == whole.labels and shared.reference_index == whole.reference_index
+    assert torch.equal(shared.references, whole.references)
+    assert torch.allclose(shared.images, whole.images, atol=1e-4)  # same start noise, per-sample L-BFGS

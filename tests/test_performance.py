@@ -48,3 +48,20 @@ def test_maximize_in_bf16_and_channels_last_drives_its_units_like_fp32():
     gained = fast.trace[-1] - fast.trace[0]
     assert (gained > 0).all() and torch.allclose(fast.trace[-1], plain.trace[-1], rtol=0.2, atol=0.2)
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_the_engine_runs_its_model_in_the_chosen_precision_and_a_resumed_run_keeps_it():
+    from insilico.objectives import Channel
+    from insilico.synthesis import Synthesis
+
+    model, seen = make_model(), []
+    model[0].register_forward_hook(lambda m, args, out: seen.append((out.dtype, args[0].is_contiguous())))
+    synth = Synthesis(model, Channel("2", 1), "pixel", n=2, shape=(3, 12, 12), steps=3, progress=False,
+                      precision="bf16", channels_last=True)
+    result = synth.run()
+    assert seen[-1] == (torch.bfloat16, False)  # autocast conv, NHWC input batch
+    assert result.images.dtype == torch.float32 and all(p.is_contiguous() for p in model.parameters())
+    again = Synthesis.resume(result, model, Channel("2", 1), progress=False)
+    assert (again.precision, again.channels_last) == ("bf16", True)
+    with pytest.raises(InsilicoError, match="precision must be"):
+        Synthesis(model, Channel("2", 1), "pixel", n=1, shape=(3, 12, 12), precision="int8")

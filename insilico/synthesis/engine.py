@@ -78,6 +78,7 @@ from torch import nn
 
 from ..errors import InsilicoError, StimulusError
 from ..objectives import Activations, Objective, unique_wholes
+from ..performance import PRECISIONS, tuned
 from ..probe import Probe
 from . import parameterization as params_mod
 from . import stopping
@@ -169,6 +170,10 @@ class Synthesis:
         Steps between host looks at the device (default 16).
     truncate : bool
         Stop each forward pass once the recorded modules have run (default True).
+    precision, channels_last : str, bool
+        Run the model under :func:`torch.autocast` (``"bf16"``, ``"fp16"``;
+        default ``"fp32"``) and in NHWC memory order (default False), see
+        :mod:`insilico.performance`; the images and the optimizer stay fp32.
     compact : bool or "cpu"
         Run the model only on the samples that have not stopped (default
         False: every sample runs and the stopped ones are discarded, which
@@ -204,6 +209,8 @@ class Synthesis:
         progress: bool = True,
         sync_every: int = DEFAULT_SYNC_EVERY,
         truncate: bool = True,
+        precision: str = "fp32",
+        channels_last: bool = False,
         compact: bool | str = False,
     ):
         if not isinstance(model, nn.Module):
@@ -272,6 +279,10 @@ class Synthesis:
         self.projection = projection
         self.blur_every, self.blur_sigma = int(blur_every), float(blur_sigma)
         self.progress, self.sync_every, self.truncate = progress, max(1, int(sync_every)), truncate
+        if precision not in PRECISIONS:
+            raise InsilicoError(f"precision must be one of {tuple(PRECISIONS)}, not {precision!r}")
+        self.precision, self.channels_last = precision, bool(channels_last)
+        self._prepare = lambda x: x  # set while running: the input batch in the model's memory format
         if compact not in (True, False, "cpu"):
             raise InsilicoError(f"compact must be True, False or 'cpu', not {compact!r}")
         self.compact_option = compact
@@ -420,7 +431,7 @@ class Synthesis:
             if rows.numel() == 0:
                 return images.flatten(1).sum(dim=1) * 0.0  # nothing runs; keeps backward() valid
             images, draws = images.index_select(0, rows), None if draws is None else draws[rows.cpu()]
-        x = images if draws is None else self.transforms.apply(images, draws)
+        x = self._prepare(images if draws is None else self.transforms.apply(images, draws))
         if rec is not None:
             rec.clear()
         try:
@@ -523,7 +534,7 @@ class Synthesis:
         self.interrupted = True
         bar = tqdm(total=budget, disable=not self.progress, desc="synthesis", leave=False)
         try:
-            with self._session() as rec:
+            with self._session() as rec, tuned(self.model, self.precision, self.channels_last) as self._prepare:
                 done = 0
                 while done < budget:
                     self._one_step(rec)
@@ -589,6 +600,8 @@ class Synthesis:
             "compact": self.compact_option,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            "precision": self.precision,
+            "channels_last": self.channels_last,
         }
 
     def state_dict(self) -> dict:
@@ -652,6 +665,7 @@ class Synthesis:
             schedule=s["schedule"] if s["schedule"] != "custom" else "constant", schedule_steps=s["schedule_steps"],
             steps=s["steps"], stop=[stopping.from_spec(r) for r in s["stop"] if r["rule"] in stopping.RULES],
             blur_every=s["blur_every"], blur_sigma=s["blur_sigma"], seed=result.seeds, labels=result.labels,
+            precision=s.get("precision", "fp32"), channels_last=s.get("channels_last", False),
             compact=s.get("compact", False),
         )
         kwargs.update(overrides)

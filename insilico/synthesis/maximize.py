@@ -41,7 +41,6 @@ from torch import nn
 
 from ..errors import InsilicoError, StimulusError
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
-from ..performance import tuned
 from ..probe import Probe
 from ..sharding import map_chunks
 from ..units import Unit
@@ -211,11 +210,11 @@ def maximize(
             init=None if init is None else init[rows], param_options=param_options, goal=goal,
             transforms=transforms, optimizer=optimizer, lr=lr, schedule=schedule, steps=steps, stop=stop,
             blur_every=blur_every, blur_sigma=blur_sigma, seed=seed, labels=labels[rows], progress=progress,
+            precision=precision, channels_last=channels_last,
         )
         if chunk_states is not None:
             synth.load_state_dict(chunk_states[a // chunk])
-        with tuned(model, precision, channels_last):
-            result = synth.run()
+        result = synth.run()
         result.settings["maximize"] = {"units": labels, "images_per_unit": images_per_unit, "negative": negative,
                                        "diversity": diversity, "diversity_layer": diversity_layer,
                                        "tv": tv, "l1": l1, "l2": l2, "batch_size": chunk,

@@ -45,7 +45,7 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 
 _REGISTRY = {
     "minialex": dict(
-        build=MiniAlexNet, steps=500, lr=2e-3, weight_decay=0.05,
+        build=MiniAlexNet, steps=1500, lr=2e-3, weight_decay=0.05, conv1_lr=3.0,
         description="AlexNet-shaped CNN (5 conv + 3 linear) classifying 64x64 crops of 16 bundled scikit-image photos"),
     "blt": dict(
         build=lambda: BLTNet("BLT", timesteps=4), steps=150, lr=3e-3, weight_decay=0.05,

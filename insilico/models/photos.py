@@ -149,8 +149,33 @@ def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
+def _occlude(x: torch.Tensor, p: float, gen: torch.Generator, count: int = 2,
+             side: tuple[int, int] = (16, 32)) -> torch.Tensor:
+    """Clutter: paste up to ``count`` square patches of OTHER crops of the batch onto a fraction ``p`` of crops.
+
+    Each patch (side drawn from ``side``) is cut at the same place from another
+    crop of the batch (often another class) and pasted over this one, so part of
+    the object is hidden behind distracting structure, as in Spoerer et al.'s
+    cluttered-digit task.
+    """
+    n, _, h, w = x.shape
+    yy = torch.arange(h)[None, :, None]
+    xx = torch.arange(w)[None, None, :]
+    out = x.clone()
+    for _ in range(count):
+        on = torch.rand(n, generator=gen) < p
+        s = torch.randint(side[0], side[1] + 1, (n,), generator=gen)
+        y0 = (torch.rand(n, generator=gen) * (h - s + 1)).long()
+        x0 = (torch.rand(n, generator=gen) * (w - s + 1)).long()
+        src = x[torch.randint(0, n, (n,), generator=gen)]
+        mask = ((yy >= y0[:, None, None]) & (yy < (y0 + s)[:, None, None])
+                & (xx >= x0[:, None, None]) & (xx < (x0 + s)[:, None, None]) & on[:, None, None])
+        out = torch.where(mask[:, None], src, out)
+    return out
+
+
 def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = None,
-           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           generator: torch.Generator | None = None, occlude: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random crops with labels.
 
     Parameters
@@ -165,6 +190,8 @@ def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = N
         Rotation, flips and colour jitter; default True for "train", False for "test".
     generator : torch.Generator, optional
         Continue an existing random stream (used by the training loop).
+    occlude : float
+        Fraction of crops cluttered with patches of other crops (see :func:`_occlude`); 0 draws nothing.
 
     Returns
     -------
@@ -187,6 +214,8 @@ def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = N
             x[idx] = _crops(name, split, len(idx), gen, augment)
     if augment:
         x = _jitter(x, gen)
+    if occlude > 0:
+        x = _occlude(x, occlude, gen)
     return x.clamp(0, 1), y
 
 

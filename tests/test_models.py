@@ -226,3 +226,33 @@ def test_from_spec_weights_errors(user_module, tmp_path):
     torch.save({"other.weight": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(InsilicoError, match="do not fit"):
         models.from_spec("usermodels:tiny", weights=tmp_path / "bad.pt")
+
+
+# -- training recipe pieces ---------------------------------------------------------------------
+def test_clutter_pastes_patches_of_other_crops_and_p0_draws_nothing():
+    from insilico.models.photos import _occlude
+
+    x = torch.stack([torch.full((3, 64, 64), float(v)) for v in range(8)]) / 8
+    out = _occlude(x, 1.0, torch.Generator().manual_seed(0))
+    changed = (out != x).any(1)                                   # (N, H, W)
+    assert changed.any() and (changed.float().mean((1, 2)) <= 2 * 32 * 32 / 64 ** 2 + 1e-6).all()
+    assert set(out.unique().tolist()) <= set(x.unique().tolist())  # pixels come from other crops
+    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    xa, ya = photos.sample(4, generator=gen_a)
+    xb, yb = photos.sample(4, generator=gen_b, occlude=1.0)
+    assert torch.equal(ya, yb) and not torch.equal(xa, xb)          # same crops and labels, then cluttered
+
+
+def test_recipe_step_weights_and_first_conv_group():
+    from insilico.models.train import _optimizer, first_conv, step_weights
+
+    assert step_weights(4, {}) == [1.0] * 4
+    assert step_weights(4, {"step_weights": "last"}) == [0, 0, 0, 4]
+    lin = step_weights(4, {"step_weights": "linear"})
+    assert sum(lin) == pytest.approx(4) and lin == sorted(lin)
+    net = models.MiniAlexNet()
+    opt = _optimizer(net, dict(models._REGISTRY["minialex"]))
+    rest, conv1 = opt.param_groups
+    assert conv1["params"][0] is first_conv(net).weight is net.features[0].weight
+    assert conv1["lr"] == pytest.approx(3 * rest["lr"])
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in net.parameters())

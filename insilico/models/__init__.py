@@ -45,11 +45,11 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
 
 # Training recipes (see insilico.models.train). minialex: its first conv learns 3x faster than the rest,
 # which is what turns its filters oriented and localized within a CPU budget. The BLT family: half the
-# crops cluttered with patches of other crops, loss on the last time step's readout.
-_BLT_RECIPE = dict(steps=600, lr=3e-3, weight_decay=0.05, occlude=0.5, step_weights="last")
+# crops cluttered with patches of other crops, the loss of time step t weighted by 2**t.
+_BLT_RECIPE = dict(steps=600, lr=3e-3, weight_decay=0.05, occlude=0.5, step_weights="geometric")
 _REGISTRY = {
     "minialex": dict(
-        build=MiniAlexNet, steps=1500, lr=2e-3, weight_decay=0.05, conv1_lr=3.0,
+        build=MiniAlexNet, steps=600, lr=2e-3, weight_decay=0.05, conv1_lr=3.0,
         description="AlexNet-shaped CNN (5 conv + 3 linear) classifying 64x64 crops of 16 bundled scikit-image photos"),
     "blt": dict(
         build=lambda: BLTNet("BLT", timesteps=4), **_BLT_RECIPE,

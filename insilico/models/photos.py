@@ -123,10 +123,10 @@ def _crops(name: str, split: str, n: int, gen: torch.Generator, augment: bool) -
                          padding_mode="border", align_corners=False)
 
 
-def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _jitter(x: torch.Tensor, gen: torch.Generator, gray: float = 0.5) -> torch.Tensor:
     """Colour-channel shuffles, grayscale, saturation, contrast and brightness jitter, pixel noise.
 
-    Half the crops get their RGB channels permuted and half are made gray, so
+    Half the crops get their RGB channels permuted and a fraction ``gray`` is made gray, so
     colour alone does not name the photo: the networks must use luminance
     structure (edges, textures), which is what makes their first layers grow
     oriented filters.
@@ -141,7 +141,7 @@ def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     perm[keep] = torch.arange(3)
     x = x.gather(1, perm[:, :, None, None].expand_as(x))
     gray = x.mean(1, keepdim=True)
-    sat = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, torch.zeros(n, 1, 1, 1), u(0.4, 1.3))
+    sat = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < gray, torch.zeros(n, 1, 1, 1), u(0.4, 1.3))
     x = gray + sat * (x - gray)
     mean = x.mean((1, 2, 3), keepdim=True)
     x = mean + u(0.6, 1.4) * (x - mean) + u(-0.15, 0.15)
@@ -175,7 +175,7 @@ def _occlude(x: torch.Tensor, p: float, gen: torch.Generator, count: int = 2,
 
 
 def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = None,
-           generator: torch.Generator | None = None, occlude: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+           generator: torch.Generator | None = None, occlude: float = 0.0, gray: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Random crops with labels.
 
     Parameters
@@ -192,6 +192,8 @@ def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = N
         Continue an existing random stream (used by the training loop).
     occlude : float
         Fraction of crops cluttered with patches of other crops (see :func:`_occlude`); 0 draws nothing.
+    gray : float
+        Fraction of augmented crops turned gray (the rest keep a jittered saturation).
 
     Returns
     -------
@@ -213,7 +215,7 @@ def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = N
         if len(idx):
             x[idx] = _crops(name, split, len(idx), gen, augment)
     if augment:
-        x = _jitter(x, gen)
+        x = _jitter(x, gen, gray)
     if occlude > 0:
         x = _occlude(x, occlude, gen)
     return x.clamp(0, 1), y

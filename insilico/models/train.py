@@ -43,9 +43,12 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
 
 
 def step_weights(timesteps: int, spec: dict) -> list[float]:
-    """Loss weight of each time step's readout: "equal" (summed over steps), "linear" (rising with t)
+    """Loss weight of each time step's readout: "equal" (summed over steps), "linear" or "geometric" (doubling with t)
     or "last" (the final step's readout only; earlier steps are read out with the same, shared readout)."""
     kind = spec.get("step_weights", "equal")
+    if kind == "geometric":
+        w = [2.0 ** t for t in range(timesteps)]
+        return [timesteps * v / sum(w) for v in w]
     if kind == "last":
         return [0.0] * (timesteps - 1) + [float(timesteps)]
     if kind == "linear":
@@ -77,6 +80,8 @@ def training_text(spec: dict, steps: int, batch: int) -> str:
     if spec.get("conv1_lr", 1.0) != 1.0 or "conv1_weight_decay" in spec:
         text += (f"; first conv lr x{spec.get('conv1_lr', 1.0)} "
                  f"wd {spec.get('conv1_weight_decay', spec['weight_decay'])}")
+    if spec.get("gray", 0.5) != 0.5:
+        text += f"; {spec['gray']:.0%} of crops gray"
     if spec.get("occlude"):
         text += f"; {spec['occlude']:.0%} of crops cluttered with 2 patches of other crops"
     if spec.get("step_weights", "equal") != "equal":
@@ -104,7 +109,7 @@ def train(name: str, seed: int = 0, steps: int | None = None, batch: int | None 
     model.train()
     bar = tqdm(range(steps), desc=f"train {name}", disable=not progress)
     for step in bar:
-        x, y = photos.sample(batch, "train", generator=gen, occlude=occlude)
+        x, y = photos.sample(batch, "train", generator=gen, occlude=occlude, gray=spec.get("gray", 0.5))
         if hasattr(model, "forward_steps"):
             out = model.forward_steps(x)
             loss = sum(w * F.cross_entropy(out[:, t], y) for t, w in enumerate(step_weights(out.shape[1], spec)))

@@ -175,7 +175,8 @@ def _occlude(x: torch.Tensor, p: float, gen: torch.Generator, count: int = 2,
 
 
 def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = None,
-           generator: torch.Generator | None = None, occlude: float = 0.0, gray: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+           generator: torch.Generator | None = None, occlude: float = 0.0,
+           gray: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Random crops with labels.
 
     Parameters

@@ -103,7 +103,8 @@ def train(name: str, seed: int = 0, steps: int | None = None, batch: int | None 
     batch = batch or spec.get("batch", 64)
     occlude = spec.get("occlude", 0.0)
     opt = _optimizer(model, spec)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
     start, cpu_start = time.time(), time.process_time()
     model.train()

@@ -263,3 +263,13 @@ def test_recipe_step_weights_and_first_conv_group():
     assert conv1["params"][0] is first_conv(net).weight is net.features[0].weight
     assert conv1["lr"] == pytest.approx(3 * rest["lr"])
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in net.parameters())
+
+
+def test_gray_fraction_controls_colour_of_augmented_crops():
+    def spread(gray):
+        x, _ = photos.sample(64, generator=torch.Generator().manual_seed(3), gray=gray)
+        return (x - x.mean(1, keepdim=True)).abs().mean((1, 2, 3))   # per-crop distance from gray
+
+    all_gray, none_gray = spread(1.0), spread(0.0)
+    assert float(all_gray.max()) < 0.03             # only the 0.02 pixel noise (and clipping) is left
+    assert float((none_gray > 0.03).float().mean()) > 0.2     # many photos are gray to begin with

@@ -140,9 +140,9 @@ def _jitter(x: torch.Tensor, gen: torch.Generator, gray: float = 0.5) -> torch.T
     keep = torch.rand(n, generator=gen) < 0.5
     perm[keep] = torch.arange(3)
     x = x.gather(1, perm[:, :, None, None].expand_as(x))
-    gray = x.mean(1, keepdim=True)
+    lum = x.mean(1, keepdim=True)
     sat = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < gray, torch.zeros(n, 1, 1, 1), u(0.4, 1.3))
-    x = gray + sat * (x - gray)
+    x = lum + sat * (x - lum)
     mean = x.mean((1, 2, 3), keepdim=True)
     x = mean + u(0.6, 1.4) * (x - mean) + u(-0.15, 0.15)
     x = x + 0.02 * torch.randn(x.shape, generator=gen)

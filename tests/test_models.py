@@ -107,13 +107,14 @@ def test_orientedness_of_reference_patterns():
     assert r[0] > 0.7 and r[1] < 0.05
 
 
-def test_blt_accuracy_improves_over_time(blt, held_out):
-    # recurrence pays off under clutter (Spoerer et al. 2017): on cluttered held-out crops the shipped
-    # BLT goes 48% -> 53% from step 0 to step 3 (card draw); on clean crops it holds (59.4% -> 59.8%)
-    x, y = held_out
+def test_blt_accuracy_improves_over_time(blt):
+    # recurrence pays off under clutter (Spoerer et al. 2017): on 512 cluttered held-out crops the shipped
+    # BLT gains 2-10 points from step 0 to step 3 (49% -> 55% on the card's draw, 49% -> 52% on this one);
+    # on clean crops it holds within a few points (59% -> 60% on the card's draw, 60% -> 60% here)
+    x, y = photos.held_out(per_class=32, seed=TEST_SEED)
     acc = accuracy(blt, x, y)
     cluttered = accuracy(blt, photos._occlude(x, 1.0, torch.Generator().manual_seed(TEST_SEED)), y)
-    assert len(acc) == 4 and acc[-1] >= acc[0] - 0.01
+    assert len(acc) == 4 and acc[-1] >= acc[0] - 0.02
     assert cluttered[-1] > cluttered[0] + 0.02
 
 

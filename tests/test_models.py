@@ -91,10 +91,10 @@ def test_conv1_is_oriented_and_random_init_is_not(minialex):
     trained = orientedness(minialex.features[0].weight)
     torch.manual_seed(0)
     random = orientedness(models.MiniAlexNet().features[0].weight)
-    # shipped weights: 15% of filters > 0.4, median 0.20; random init: none > 0.4 (max ~0.33), median ~0.13
-    assert (trained > ORIENTED).float().mean() >= 0.10
+    # shipped weights: 50% of filters > 0.4, median 0.37; random init: none > 0.4 (max ~0.33), median ~0.10-0.14
+    assert (trained > ORIENTED).float().mean() >= 0.45
     assert (random > ORIENTED).float().mean() <= 0.02
-    assert trained.median() > random.median() + 0.05
+    assert trained.median() > random.median() + 0.2
     assert trained.topk(8).values.min() > random.max()
 
 
@@ -107,9 +107,15 @@ def test_orientedness_of_reference_patterns():
     assert r[0] > 0.7 and r[1] < 0.05
 
 
-def test_blt_accuracy_improves_over_time(blt, held_out):
-    acc = accuracy(blt, *held_out)
-    assert len(acc) == 4 and acc[-1] > acc[0]
+def test_blt_accuracy_improves_over_time(blt):
+    # recurrence pays off under clutter (Spoerer et al. 2017): on 512 cluttered held-out crops the shipped
+    # BLT gains 2-10 points from step 0 to step 3 (49% -> 55% on the card's draw, 49% -> 52% on this one);
+    # on clean crops it holds within a few points (59% -> 60% on the card's draw, 60% -> 60% here)
+    x, y = photos.held_out(per_class=32, seed=TEST_SEED)
+    acc = accuracy(blt, x, y)
+    cluttered = accuracy(blt, photos._occlude(x, 1.0, torch.Generator().manual_seed(TEST_SEED)), y)
+    assert len(acc) == 4 and acc[-1] >= acc[0] - 0.02
+    assert cluttered[-1] > cluttered[0] + 0.02
 
 
 @pytest.mark.parametrize("variant", ["B", "BL", "BT", "BLT"])
@@ -226,3 +232,45 @@ def test_from_spec_weights_errors(user_module, tmp_path):
     torch.save({"other.weight": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(InsilicoError, match="do not fit"):
         models.from_spec("usermodels:tiny", weights=tmp_path / "bad.pt")
+
+
+# -- training recipe pieces ---------------------------------------------------------------------
+def test_clutter_pastes_patches_of_other_crops_and_p0_draws_nothing():
+    from insilico.models.photos import _occlude
+
+    x = torch.stack([torch.full((3, 64, 64), float(v)) for v in range(8)]) / 8
+    out = _occlude(x, 1.0, torch.Generator().manual_seed(0))
+    changed = (out != x).any(1)                                   # (N, H, W)
+    assert changed.any() and (changed.float().mean((1, 2)) <= 2 * 32 * 32 / 64 ** 2 + 1e-6).all()
+    assert set(out.unique().tolist()) <= set(x.unique().tolist())  # pixels come from other crops
+    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    xa, ya = photos.sample(4, generator=gen_a)
+    xb, yb = photos.sample(4, generator=gen_b, occlude=1.0)
+    assert torch.equal(ya, yb) and not torch.equal(xa, xb)          # same crops and labels, then cluttered
+
+
+def test_recipe_step_weights_and_first_conv_group():
+    from insilico.models.train import _optimizer, first_conv, step_weights
+
+    assert step_weights(4, {}) == [1.0] * 4
+    assert step_weights(4, {"step_weights": "last"}) == [0, 0, 0, 4]
+    lin = step_weights(4, {"step_weights": "linear"})
+    assert sum(lin) == pytest.approx(4) and lin == sorted(lin)
+    geo = step_weights(4, {"step_weights": "geometric"})
+    assert sum(geo) == pytest.approx(4) and [b / a for a, b in zip(geo, geo[1:])] == pytest.approx([2, 2, 2])
+    net = models.MiniAlexNet()
+    opt = _optimizer(net, dict(models._REGISTRY["minialex"]))
+    rest, conv1 = opt.param_groups
+    assert conv1["params"][0] is first_conv(net).weight is net.features[0].weight
+    assert conv1["lr"] == pytest.approx(3 * rest["lr"])
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(p.numel() for p in net.parameters())
+
+
+def test_gray_fraction_controls_colour_of_augmented_crops():
+    def spread(gray):
+        x, _ = photos.sample(64, generator=torch.Generator().manual_seed(3), gray=gray)
+        return (x - x.mean(1, keepdim=True)).abs().mean((1, 2, 3))   # per-crop distance from gray
+
+    all_gray, none_gray = spread(1.0), spread(0.0)
+    assert float(all_gray.max()) < 0.03             # only the 0.02 pixel noise (and clipping) is left
+    assert float((none_gray > 0.03).float().mean()) > 0.2     # many photos are gray to begin with

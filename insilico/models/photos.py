@@ -123,10 +123,10 @@ def _crops(name: str, split: str, n: int, gen: torch.Generator, augment: bool) -
                          padding_mode="border", align_corners=False)
 
 
-def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _jitter(x: torch.Tensor, gen: torch.Generator, gray: float = 0.5) -> torch.Tensor:
     """Colour-channel shuffles, grayscale, saturation, contrast and brightness jitter, pixel noise.
 
-    Half the crops get their RGB channels permuted and half are made gray, so
+    Half the crops get their RGB channels permuted and a fraction ``gray`` is made gray, so
     colour alone does not name the photo: the networks must use luminance
     structure (edges, textures), which is what makes their first layers grow
     oriented filters.
@@ -140,17 +140,43 @@ def _jitter(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     keep = torch.rand(n, generator=gen) < 0.5
     perm[keep] = torch.arange(3)
     x = x.gather(1, perm[:, :, None, None].expand_as(x))
-    gray = x.mean(1, keepdim=True)
-    sat = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, torch.zeros(n, 1, 1, 1), u(0.4, 1.3))
-    x = gray + sat * (x - gray)
+    lum = x.mean(1, keepdim=True)
+    sat = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < gray, torch.zeros(n, 1, 1, 1), u(0.4, 1.3))
+    x = lum + sat * (x - lum)
     mean = x.mean((1, 2, 3), keepdim=True)
     x = mean + u(0.6, 1.4) * (x - mean) + u(-0.15, 0.15)
     x = x + 0.02 * torch.randn(x.shape, generator=gen)
     return x.clamp(0, 1)
 
 
+def _occlude(x: torch.Tensor, p: float, gen: torch.Generator, count: int = 2,
+             side: tuple[int, int] = (16, 32)) -> torch.Tensor:
+    """Clutter: paste up to ``count`` square patches of OTHER crops of the batch onto a fraction ``p`` of crops.
+
+    Each patch (side drawn from ``side``) is cut at the same place from another
+    crop of the batch (often another class) and pasted over this one, so part of
+    the object is hidden behind distracting structure, as in Spoerer et al.'s
+    cluttered-digit task.
+    """
+    n, _, h, w = x.shape
+    yy = torch.arange(h)[None, :, None]
+    xx = torch.arange(w)[None, None, :]
+    out = x.clone()
+    for _ in range(count):
+        on = torch.rand(n, generator=gen) < p
+        s = torch.randint(side[0], side[1] + 1, (n,), generator=gen)
+        y0 = (torch.rand(n, generator=gen) * (h - s + 1)).long()
+        x0 = (torch.rand(n, generator=gen) * (w - s + 1)).long()
+        src = x[torch.randint(0, n, (n,), generator=gen)]
+        mask = ((yy >= y0[:, None, None]) & (yy < (y0 + s)[:, None, None])
+                & (xx >= x0[:, None, None]) & (xx < (x0 + s)[:, None, None]) & on[:, None, None])
+        out = torch.where(mask[:, None], src, out)
+    return out
+
+
 def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = None,
-           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           generator: torch.Generator | None = None, occlude: float = 0.0,
+           gray: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Random crops with labels.
 
     Parameters
@@ -165,6 +191,10 @@ def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = N
         Rotation, flips and colour jitter; default True for "train", False for "test".
     generator : torch.Generator, optional
         Continue an existing random stream (used by the training loop).
+    occlude : float
+        Fraction of crops cluttered with patches of other crops (see :func:`_occlude`); 0 draws nothing.
+    gray : float
+        Fraction of augmented crops turned gray (the rest keep a jittered saturation).
 
     Returns
     -------
@@ -186,7 +216,9 @@ def sample(n: int, split: str = "train", seed: int = 0, augment: bool | None = N
         if len(idx):
             x[idx] = _crops(name, split, len(idx), gen, augment)
     if augment:
-        x = _jitter(x, gen)
+        x = _jitter(x, gen, gray)
+    if occlude > 0:
+        x = _occlude(x, occlude, gen)
     return x.clamp(0, 1), y
 
 

@@ -2,7 +2,9 @@
 
     python benchmarks/bench_scaling.py [--stimuli 2048] [--units 16] [--steps 32] [--ranks 2] [--repeats 2]
 
-For ``record_stimuli`` (stimuli/s, batches of 64, one layer) and ``maximize``
+For plain forward+backward passes split by hand (the machine's own ceiling:
+two processes on two vCPUs rarely give 2x), ``record_stimuli`` (stimuli/s,
+batches of 64, one layer) and ``maximize``
 (images x steps / s, chunks of 4 units) it spawns 1 rank, then ``--ranks``
 ranks, each with one torch thread; every rank times the job between two
 barriers (after imports and warm-up), the slowest rank counts, the best of
@@ -52,7 +54,21 @@ def maximize_job(model, args):
     return run
 
 
-JOBS = {"record_stimuli": (record_job, "stimuli/s"), "maximize": (maximize_job, "images*steps/s")}
+def raw_job(model, args):
+    """The machine's own ceiling: plain forward+backward passes, batches split among the ranks by hand."""
+    stimuli = torch.rand(args.stimuli, *model.input_size, generator=torch.Generator().manual_seed(0))
+
+    def run(folder):
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        for batch in stimuli.split(64)[rank::world]:
+            model(batch.requires_grad_()).sum().backward()
+        return args.stimuli
+
+    return run
+
+
+JOBS = {"raw fwd+bwd": (raw_job, "stimuli/s"), "record_stimuli": (record_job, "stimuli/s"),
+        "maximize": (maximize_job, "images*steps/s")}
 
 
 def worker(rank, world, port, job, args, folder, times):

@@ -78,11 +78,10 @@ def bench_pgd(args) -> dict:
 def bench_controversial(args) -> dict:
     from insilico.controversy import controversial
 
-    names = [n for n in ("blt", "bl", "bt", "b") if n in insilico.models.available()]
-    second = names[0] if names else None
+    second = args.second if args.second in insilico.models.available() else None
     models = [insilico.models.load("minialex")]
     if second is None:
-        print("\nControversial stimuli: skipped (needs a second bundled model: blt, bl, bt or b)")
+        print(f"\nControversial stimuli: skipped (no bundled model {args.second!r})")
         return {}
     models.append(insilico.models.load(second))
     g = torch.Generator().manual_seed(0)
@@ -120,6 +119,7 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--c-steps", type=int, default=200, help="controversial-stimulus steps")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--second", default="b", help="the bundled model minialex is pitted against (default b)")
     parser.add_argument("--skip", choices=("pgd", "controversial"), default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -72,16 +72,15 @@ def test_batched_equals_alone(pair):
     assert torch.allclose(both.images[2:4], alone.images, atol=1e-6)
 
 
-def test_bundled_models_disagree():
-    if "blt" not in insilico.models.available():
-        pytest.skip("blt weights not shipped yet")
-    a, b = insilico.models.load("minialex"), insilico.models.load("blt")
-    r = controversial([a, b], [(1, 12), (5, 14), (12, 1)], steps=40, lr=0.05, progress=False)
-    # the bundled models are never very confident (blt's softmax tops out near 0.2-0.7 per class even
-    # when its logit is maximized alone), so scores stay below 0.75; the predictions still split
-    assert float(r.success.float().mean()) >= 2 / 3
-    assert float(r.score.min()) > 0.1
-    assert r.labels[0] == "minialex:brick|blt:page#0"
+def test_two_differently_trained_bundled_models_are_driven_apart():
+    # minialex (AlexNet-shaped) and b (the BLT family's feed-forward control): other architectures,
+    # recipes and augmentation; the issue asks for controversiality >= 0.75 on most pairs
+    a, b = insilico.models.load("minialex"), insilico.models.load("b")
+    r = controversial([a, b], [(1, 12), (5, 14), (12, 1), (3, 7)], steps=150, progress=False)
+    assert r.labels[0] == "minialex:brick|b:page#0"
+    assert int((r.score >= 0.75).sum()) >= 3 and bool(r.success.all())
+    stopped = r.synthesis.steps < 150  # a sample that reached stop_at (0.95) stopped there
+    assert bool((r.score[stopped] >= 0.95).all())
 
 
 def test_controversy_objective_and_errors(pair):

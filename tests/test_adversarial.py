@@ -87,8 +87,9 @@ def test_untargeted_flips_predictions(net, data):
     net.train(training)
     assert no_insilico_hooks(net)
     rates = r.success_rate
-    # the bundled minialex is fairly robust: at 8/255 torchattacks' PGD flips ~85% of these 32 (see
-    # benchmarks/bench_adversarial.py); insilico matches it, and flips >= 90% at 16/255
+    # the bundled minialex is fairly robust on some crops: at 8/255 PGD flips 84% of these 32 whatever
+    # the steps (89% of held_out(8), 93% of held_out(16, seed=1234)); torchattacks flips as many (see
+    # benchmarks/bench_adversarial.py); >= 90% at 16/255
     assert rates[0] >= 0.75 and rates[1] >= 0.9
     assert bool((r.prediction[r.success] != r.clean_prediction.expand(2, -1)[r.success]).all())
     # early stop: successful samples froze before the step budget
@@ -99,8 +100,8 @@ def test_targeted_reaches_target(net, data):
     x = data[0]
     with torch.no_grad():
         runner_up = net(x).topk(2, dim=1).indices[:, 1]
-    r = pgd(net, x, eps=16 / 255, steps=10, target=runner_up, progress=False)
-    assert r.success_rate >= 0.7
+    r = pgd(net, x, eps=16 / 255, steps=20, target=runner_up, progress=False)
+    assert r.success_rate >= 0.8
     assert bool((r.prediction[r.success] == runner_up[r.success]).all())
 
 

@@ -766,7 +766,7 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
     if batch_size is None and out is None and shard is None:
         return MetamerSynthesis(model, layer, references, steps=steps, seed=seed, **options).run()
     references = _references(references)
-    size = int(batch_size or len(references))
+    size = len(references) if batch_size is None else int(batch_size)
     job = {"tool": "metamer", "n": len(references), "batch_size": size, "steps": steps, "seed": seed,
            "layer": layer if isinstance(layer, (str, dict)) else list(layer)}
     parts = map_chunks(lambda a, b: MetamerSynthesis(model, layer, references[a:b], steps=steps, seed=seed,
@@ -823,7 +823,7 @@ class MetamerResult(SynthesisResult):
         position = [k for r in results for k in range(len(r))]  # inside its chunk: seeds in order
         order = sorted(range(len(base)), key=lambda i: (condition_index[i], reference_index[i], position[i]))
         idx = torch.tensor(order)
-        cat = lambda name: torch.cat([getattr(r, name) for r in results])[idx]
+        joined = lambda tensors: torch.cat(list(tensors))[idx]
         settings = {**base.settings, "metamer": {**base.settings["metamer"], "first_reference": 0}}
         return cls(
             images=base.images[idx], trace=base.trace[:, idx], steps=base.steps[idx],
@@ -831,8 +831,8 @@ class MetamerResult(SynthesisResult):
             settings=settings, seeds=[base.seeds[i] for i in order], versions=base.versions, state=base.state,
             references=torch.cat([r.references for r in results]),
             reference_index=[reference_index[i] for i in order], condition_index=[condition_index[i] for i in order],
-            conditions=results[0].conditions, final_errors=cat("final_errors"),
-            layer_errors={u: torch.cat([r.layer_errors[u] for r in results])[idx] for u in results[0].layer_errors},
+            conditions=results[0].conditions, final_errors=joined(r.final_errors for r in results),
+            layer_errors={u: joined(r.layer_errors[u] for r in results) for u in results[0].layer_errors},
             model=results[0].model,
         )
 

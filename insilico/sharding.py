@@ -211,6 +211,8 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         when other shards are still missing (a hand-made shard that finished
         before the others; rerun or ``insilico merge`` when all are done).
     """
+    if int(size) < 1:
+        raise InsilicoError(f"chunks need at least one sample each: got a chunk size of {size}")
     pieces = chunks([(0, n)], size)
     if out is None:  # a process of a group (e.g. data-parallel training) may well run a job of its own
         if shard is not None and rank_world(shard)[1] > 1:

@@ -111,6 +111,8 @@ def test_a_folder_of_another_run_is_refused(tmp_path):
         map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, job={"steps": 6})
     with pytest.raises(InsilicoError, match="needs out="):
         map_chunks(lambda a, b: b - a, 4, 2, shard=(0, 2))
+    with pytest.raises(InsilicoError, match="chunk size of 0"):  # not an endless loop
+        map_chunks(lambda a, b: b - a, 4, 0)
 
 
 def test_pgd_and_controversial_shards_equal_one_run(tmp_path):

@@ -45,7 +45,7 @@ def bench_pgd(args) -> dict:
             return (model(adv).argmax(dim=1) != y).float().mean().item()
 
     def run_insilico(early_stop=True):
-        result = insilico.adversarial.pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, early_stop=early_stop,
+        result = insilico.design.adversarial.pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, early_stop=early_stop,
                                           progress=False)
         return result.success_rate
 
@@ -76,7 +76,7 @@ def bench_pgd(args) -> dict:
 
 
 def bench_controversial(args) -> dict:
-    from insilico.controversy import controversial
+    from insilico.design.controversial import controversial
 
     second = args.second if args.second in insilico.models.available() else None
     models = [insilico.models.load("minialex")]

@@ -11,7 +11,7 @@ maximize and record_stimuli, :func:`insilico.performance.tuned` around the other
   of any gradient tool;
 - maximize: ``insilico.maximize`` of ``batch`` logit units for ``--steps`` steps, with its defaults
   (Fourier parameterization, per-sample transforms) and bare (pixel, no transforms): images*steps/s;
-- pgd: ``insilico.adversarial.pgd`` (no early stop), images*steps/s;
+- pgd: ``insilico.design.adversarial.pgd`` (no early stop), images*steps/s;
 - plain inference: ``model(x)`` over the batches of ``--stimuli`` images on the device, no grad: images/s;
 - record_stimuli: the same batches recording ``--record-layer`` in memory: stimuli/s.
 
@@ -94,7 +94,7 @@ def ours(model, shape, logits, args, precision: str) -> dict:
                           size=shape, precision=precision, channels_last=channels_last, **options)
 
     def attack():
-        insilico.adversarial.pgd(model, x, labels, eps=4 / 255, steps=steps, early_stop=False, batch_size=b,
+        insilico.design.adversarial.pgd(model, x, labels, eps=4 / 255, steps=steps, early_stop=False, batch_size=b,
                                  progress=False)
 
     def plain():

@@ -22,7 +22,7 @@ from torch import nn
 
 import insilico
 from _threads import limit_threads
-from insilico.metamers import metamer, relative_distances
+from insilico.design.metamers import metamer, relative_distances
 
 
 def truncated(model: nn.Module, layer: str) -> nn.Module:

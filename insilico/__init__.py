@@ -22,25 +22,37 @@ from .recording import Recording
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "experiments", "rsa", "encoding", "data", "adversarial", "metamers", "controversy", "mad_competition",
-               "eigendistortions", "pixels", "sharding")
+_SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
+               "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey")
+#: Former module names, kept so that ``insilico.adversarial.SignSGD`` and friends still resolve.
+_MOVED = {
+    "adversarial": "design.adversarial",
+    "metamers": "design.metamers",
+    "controversy": "design.controversial",
+    "mad_competition": "design.mad",
+    "eigendistortions": "design.eigendistortions",
+    "gradients": "attribution.gradients",
+    "exemplars": "attribution.exemplars",
+}
 _FUNCTIONS = {  # public function -> the module (named by its concept) that defines it
-    "gradient_map": "gradients",
-    "top_exemplars": "exemplars",
-    "project_exemplars": "exemplars",
-    "maximize": "synthesis",
-    "metamer": "metamers",
-    "pgd": "adversarial",
-    "fgsm": "adversarial",
-    "controversial": "controversy",
-    "mad": "mad_competition",
-    "eigendistortion": "eigendistortions",
+    "gradient_map": "attribution.gradients",
+    "top_exemplars": "attribution.exemplars",
+    "project_exemplars": "attribution.exemplars",
+    "maximize": "design.maximize",
+    "metamer": "design.metamers",
+    "pgd": "design.adversarial",
+    "fgsm": "design.adversarial",
+    "controversial": "design.controversial",
+    "mad": "design.mad",
+    "eigendistortion": "design.eigendistortions",
 }
 
 
 def __getattr__(name):  # tools load on first use, keeping `import insilico` light
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _MOVED:
+        return importlib.import_module(f".{_MOVED[name]}", __name__)
     if name in _FUNCTIONS:
         return getattr(importlib.import_module(f".{_FUNCTIONS[name]}", __name__), name)
     raise AttributeError(f"module 'insilico' has no attribute {name!r}")

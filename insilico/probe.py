@@ -26,12 +26,16 @@ Example
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
 from .errors import InsilicoError, UnitError
+from .session import device_of, dtype_of, session
+from .survey import Call, Survey
 from .units import Unit, UnitLike, describe
 
 REDUCTIONS = ("mean", "max", "center")
@@ -78,17 +82,53 @@ class Probe:
     @property
     def device(self) -> torch.device:
         """The model's device (of its first parameter or buffer; CPU if it has none)."""
-        for tensor in _tensors(self.model):
-            return tensor.device
-        return torch.device("cpu")
+        return device_of(self.model)
 
     @property
     def dtype(self) -> torch.dtype:
         """The model's floating dtype (of its first floating parameter; float32 if none)."""
-        for tensor in _tensors(self.model):
-            if tensor.is_floating_point():
-                return tensor.dtype
-        return torch.float32
+        return dtype_of(self.model)
+
+    def survey(self, *inputs: Any, modules: Iterable[str] | None = None, strict: bool = True, **kwargs) -> Survey:
+        """One forward pass that logs every module call: order, call count, output shape and dtype.
+
+        The pass runs in a :func:`~insilico.session.session` (eval mode, no
+        gradients; every module's flags restored after). Every tool learns
+        shapes, call counts and layer lists from a survey instead of a dry run
+        of its own.
+
+        Parameters
+        ----------
+        *inputs, **kwargs
+            The arguments of one forward pass (e.g. one image, ``(1, C, H, W)``).
+        modules : iterable of str, optional
+            Only these module paths (default: every module, the model too).
+        strict : bool
+            True (default): an exception of the model reaches the caller
+            unchanged. False: it is kept in ``survey.error`` with the calls
+            made before it (a model whose tail does not take this input size).
+
+        Example
+        -------
+        >>> import torch, insilico
+        >>> m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+        >>> s = insilico.Probe(m).survey(torch.rand(1, 1, 5, 5))
+        >>> [(c.module, c.shape) for c in s]
+        [('0', (2, 3, 3)), ('1', (2, 3, 3)), ('', (2, 3, 3))]
+        """
+        paths = [name for name, _ in self.model.named_modules()] if modules is None else list(modules)
+        survey = Survey(self.model)
+        handle = self._attach(_SiteHandle(self, [_Observer(Unit(path), survey) for path in dict.fromkeys(paths)]))
+        try:
+            with session(self.model):
+                self.model(*inputs, **kwargs)
+        except Exception as error:  # noqa: BLE001 - re-raised unless the caller asked to keep it
+            if strict:
+                raise
+            survey.error = error
+        finally:
+            handle.remove()
+        return survey
 
     def units(self, *specs: UnitLike) -> list[Unit]:
         """Parse and check unit addresses against the model (unknown modules fail here)."""
@@ -105,7 +145,8 @@ class Probe:
         return units
 
     # -- the four operations ------------------------------------------------------------
-    def record(self, *units: UnitLike, keep_graph: bool = False, reduce: str | None = None) -> Record:
+    def record(self, *units: UnitLike, keep_graph: bool = False, reduce: str | None = None,
+               stop: bool = False) -> Record:
         """Record units during forward passes; returns a :class:`Record` (a context manager).
 
         Parameters
@@ -125,6 +166,16 @@ class Probe:
         several times per pass, ask for one call as ``"module@t"``, or for all
         calls stacked with ``rec.steps("module")`` (N, T, ...); ``rec["module"]``
         without a step then raises a UnitError that says so.
+
+        stop : bool
+            End each forward pass once every recorded unit has been computed
+            (the rest of the model is skipped): run passes with
+            :meth:`Record.forward`, which learns on its first pass where to stop.
+            Inside ``with probe.record(..., stop=True): model(x)`` the stop is
+            caught at the end of the block.
+
+        A hook never breaks the user's forward pass: an output that cannot be
+        recorded as asked raises its UnitError when the value is read.
         """
         if reduce is not None and reduce not in REDUCTIONS:
             raise InsilicoError(f"reduce must be one of {REDUCTIONS} or None, not {reduce!r}")
@@ -134,7 +185,7 @@ class Probe:
                 if unit.index is not None and len(unit.index) > 1:
                     raise UnitError(f"{unit}: with reduce={reduce!r} the index may only pick channels, e.g. '[12]'")
         taps = {unit.key: _Tap(unit, keep_graph, reduce) for unit in parsed}
-        return self._attach(Record(self, list(taps.values())))
+        return self._attach(Record(self, list(taps.values()), stop=stop))
 
     def lesion(
         self,
@@ -285,8 +336,9 @@ class Probe:
     def _site(self, module_path: str) -> _Site:
         if module_path not in self._sites:
             if self._reset_handle is None:
-                self._reset_handle = self.model.register_forward_pre_hook(self._new_pass)
-            self._sites[module_path] = _Site(Unit(module_path).resolve(self.model))
+                self._reset_handle = (self.model.register_forward_pre_hook(self._new_pass),
+                                      self.model.register_forward_hook(self._end_pass))
+            self._sites[module_path] = _Site(module_path, Unit(module_path).resolve(self.model))
         return self._sites[module_path]
 
     def _release(self, module_path: str) -> None:
@@ -295,12 +347,25 @@ class Probe:
             site.handle.remove()
             del self._sites[module_path]
         if not self._sites and self._reset_handle is not None:
-            self._reset_handle.remove()
+            for handle in self._reset_handle:
+                handle.remove()
             self._reset_handle = None
 
     def _new_pass(self, module, args) -> None:
         for site in self._sites.values():
             site.calls = 0
+
+    def _end_pass(self, module, args, output) -> None:
+        """Edits are validated where they are written, as units are where they are read."""
+        for path, site in self._sites.items():
+            for edit in site.edits:
+                if site.calls == 0:
+                    raise UnitError(f"{edit.label} {edit.unit} can never act: {path!r} was never called in this "
+                                    "forward pass (is it used in the model's forward()?)")
+                if edit.steps is not None and max(edit.steps) >= site.calls:
+                    raise UnitError(
+                        f"{edit.label} {edit.unit} can never act on step(s) {sorted(edit.steps)}: {path!r} was "
+                        f"called {site.calls} time(s) per forward pass (steps 0..{site.calls - 1})")
 
     def _mean_responses(self, units: list[Unit], reference: Any, batch_size: int) -> dict:
         """Mean over ``reference`` of each unit's whole module output, per call step: (T, *sample_shape)."""
@@ -309,7 +374,7 @@ class Probe:
         source = stimulus_source(reference)
         wholes = {(u.module, u.output): Unit(u.module, output=u.output) for u in units}
         sums: dict = {}
-        with torch.no_grad():
+        with session(self.model):
             for start in range(0, len(source), batch_size):
                 batch = source.batch(start, min(start + batch_size, len(source)), self.device, self.dtype)
                 with self.record(*wholes.values()) as rec:
@@ -323,12 +388,17 @@ class Probe:
 # ---------------------------------------------------------------------------------------
 # Hook sites: one forward hook per module
 # ---------------------------------------------------------------------------------------
+class StopForward(Exception):
+    """Raised by a hook of a ``record(..., stop=True)`` once every recorded unit has run; the pass ends there."""
+
+
 class _Site:
     """The single forward hook on one module; dispatches each call to edits, then taps."""
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, path: str, module: nn.Module):
+        self.path = path
         self.edits: list[_Edit] = []
-        self.taps: list[_Tap] = []
+        self.taps: list = []
         self.calls = 0
         self.handle = module.register_forward_hook(self._hook)
 
@@ -339,7 +409,15 @@ class _Site:
             if edit.steps is None or step in edit.steps:
                 output = edit(output, step)
         for tap in self.taps:
-            tap(output, step)
+            try:
+                tap(output, step)
+            except UnitError:  # a wrong address fails at once, with its message
+                raise
+            except Exception as error:  # noqa: BLE001 - anything else never breaks the user's forward
+                tap.error = error
+        for tap in self.taps:
+            if tap.stop_at == (self.path, step):
+                raise StopForward
         return output
 
 
@@ -362,6 +440,22 @@ class _Edit:
         return self.unit.put(output, edited)
 
 
+class _Observer:
+    """Logs every call of a module into a :class:`Survey` (used by :meth:`Probe.survey`)."""
+
+    stop_at = None
+    error = None
+
+    def __init__(self, unit: Unit, survey: Survey):
+        self.unit, self.survey = unit, survey
+
+    def __call__(self, output, step):
+        value = output if torch.is_tensor(output) else None
+        shape = tuple(value.shape[1:]) if value is not None and value.ndim else (() if value is not None else None)
+        self.survey.add(Call(self.unit.module, step, shape, None if value is None else value.dtype,
+                             describe(output), value is not None and value.ndim == 0))
+
+
 class _Tap:
     """Keeps a unit's values from every call it is asked for."""
 
@@ -369,9 +463,14 @@ class _Tap:
         self.unit, self.keep_graph, self.reduce = unit, keep_graph, reduce
         self.data: dict[int, list] = {}
         self.calls_per_pass = 0
+        self.error: Exception | None = None
+        self.stop_at: tuple[str, int] | None = None
+        self.log: list | None = None  # (module, step) of every call, while the owning record learns where to stop
 
     def __call__(self, output, step):
         self.calls_per_pass = max(self.calls_per_pass, step + 1)
+        if self.log is not None:
+            self.log.append((self.unit.module, step))
         if self.unit.step is not None and self.unit.step >= 0 and step != self.unit.step:
             return
         value = self.unit.pick(output)
@@ -385,6 +484,8 @@ class _Tap:
         return f"called {self.calls_per_pass} time(s) per forward pass (steps 0..{self.calls_per_pass - 1})"
 
     def _check_called(self) -> None:
+        if self.error is not None:
+            raise self.error
         if not self.data and self.calls_per_pass == 0:
             raise UnitError(
                 f"{self.unit.module!r} was never called while recording: is it used in the model's forward(), "
@@ -411,7 +512,14 @@ class _Tap:
     def stack(self) -> torch.Tensor:
         """Every step's values stacked on axis 1: (N, T, ...)."""
         self._check_called()
-        return torch.stack([_concat(self.data[s]) for s in sorted(self.data)], dim=1)
+        values = [_concat(self.data[s]) for s in sorted(self.data)]
+        shapes = {s: tuple(v.shape[1:]) for s, v in zip(sorted(self.data), values)}
+        if len(set(shapes.values())) > 1:
+            listed = ", ".join(f"@{s}: {shape}" for s, shape in shapes.items())
+            raise UnitError(
+                f"the steps of {self.unit.module!r} have different shapes ({listed}), so they cannot be stacked; "
+                f"read them one at a time, e.g. rec['{self.unit.replace(step=0)}']")
+        return torch.stack(values, dim=1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -470,6 +578,61 @@ class _SiteHandle(Handle):
 
 class Record(_SiteHandle):
     """Values recorded by :meth:`Probe.record`; index it with a unit address: ``rec["features.3[12]"]``."""
+
+    def __init__(self, probe: Probe, parts: list, stop: bool = False):
+        super().__init__(probe, parts)
+        self.stop = stop
+        self.stop_at: tuple[str, int] | None = None
+
+    def forward(self, *inputs: Any, **kwargs) -> Any:
+        """Run the model on ``inputs``; with ``stop=True`` the pass ends after the last recorded call.
+
+        Returns the model's output, or None when the pass was stopped. The
+        first pass runs the whole model to learn the call order; if the model
+        fails after every recorded unit ran (layers after them that do not take
+        this input size), the pass counts as stopped there. Any other error of
+        the model reaches the caller unchanged.
+        """
+        if not self.stop or self.stop_at is not None:
+            try:
+                return self.probe.model(*inputs, **kwargs)
+            except StopForward:
+                return None
+        log: list = []
+        for tap in self.parts:
+            tap.log = log
+        try:
+            output = self.probe.model(*inputs, **kwargs)
+        except Exception:
+            if not log or not all(tap.data for tap in self.parts):
+                raise
+            output = None
+        finally:
+            for tap in self.parts:
+                tap.log = None
+        self._plan(log)
+        return output
+
+    def _plan(self, log: list) -> None:
+        counts: dict[str, int] = {}
+        for module, step in log:
+            counts[module] = max(counts.get(module, 0), step + 1)
+        needed = []
+        for tap in self.parts:
+            total = counts.get(tap.unit.module, 0)
+            step = tap.unit.step
+            step = total - 1 if step is None else (step if step >= 0 else total + step)
+            if (tap.unit.module, step) in log:
+                needed.append(log.index((tap.unit.module, step)))
+        if needed and "" not in counts:
+            stop_at = log[max(needed)]
+            for tap in self.parts:
+                tap.stop_at = stop_at
+            self.stop_at = stop_at
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        self.remove()
+        return kind is not None and issubclass(kind, StopForward)
 
     def _tap(self, spec: UnitLike) -> _Tap:
         unit = Unit.coerce(spec, self.probe.model)
@@ -654,14 +817,37 @@ def _short(value) -> str:
 
 
 def _copy(value: Any, keep_graph: bool) -> Any:
+    """A copy of every tensor in ``value`` (nested containers, named tuples, dataclasses, objects keep their type)."""
     if torch.is_tensor(value):
         return value.clone() if keep_graph else value.detach().clone()
     if isinstance(value, dict):
-        return {k: _copy(v, keep_graph) for k, v in value.items()}
+        copied = [(k, _copy(v, keep_graph)) for k, v in value.items()]
+        try:
+            return type(value)(copied)
+        except TypeError:
+            return dict(copied)
     if isinstance(value, (list, tuple)):
         items = [_copy(v, keep_graph) for v in value]
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _copy(getattr(value, f.name), keep_graph) for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **fields)
+    if hasattr(value, "__dict__") and not isinstance(value, (nn.Module, type)) and _holds_tensor(vars(value)):
+        clone = copy.copy(value)
+        for name, item in vars(value).items():
+            setattr(clone, name, _copy(item, keep_graph))
+        return clone
     return value
+
+
+def _holds_tensor(value: Any) -> bool:
+    if torch.is_tensor(value):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    return dataclasses.is_dataclass(value) or (hasattr(value, "__dict__") and _holds_tensor(vars(value)))
 
 
 def _concat(values: list) -> Any:
@@ -705,7 +891,3 @@ def _connection_mask(weight, groups, outputs, inputs, unit) -> torch.Tensor:
     mask[o[connected], i[connected] % in_per_group] = True
     return mask.to(weight.device)
 
-
-def _tensors(module: nn.Module):
-    yield from module.parameters()
-    yield from module.buffers()

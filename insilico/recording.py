@@ -35,8 +35,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .pixels import Raw, check_images
 from .errors import InsilicoError, StimulusError, UnitError
 from .performance import tuned
+from .session import session
 from .sharding import ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, write_json
 from .units import Unit
 
@@ -205,30 +207,25 @@ def record_stimuli(
     sync = barrier if world > 1 else (lambda: None)
 
     model = probe.model
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), tuned(model, precision, channels_last) as prepare:
-            shapes = _probe_shapes(probe, source, names, reduce, prepare)
-            meta = {
-                "model": model_name or type(model).__name__,
-                "batch_size": batch_size,
-                "reduce": reduce,
-                "precision": precision,
-                "fingerprint": source.fingerprint(),
-                "versions": {"insilico": _version(), "torch": torch.__version__, "numpy": np.__version__},
-            }
-            if out is None:
-                sink = _MemorySink(shapes, n)
-            else:
-                sink = _DiskSink.open(Path(out), names, shapes, n, ids, source.params, meta, rank)
-            sync()  # every rank plans from the same progress before any rank adds to it
-            todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
-            sync()
-            _fill(probe, source, names, sink, todo, reduce, progress, prepare)
+    with session(model), tuned(model, precision, channels_last) as prepare:
+        shapes = _probe_shapes(probe, source, names, reduce, prepare)
+        meta = {
+            "model": model_name or type(model).__name__,
+            "batch_size": batch_size,
+            "reduce": reduce,
+            "precision": precision,
+            "fingerprint": source.fingerprint(),
+            "versions": {"insilico": _version(), "torch": torch.__version__, "numpy": np.__version__},
+        }
+        if out is None:
+            sink = _MemorySink(shapes, n)
+        else:
+            sink = _DiskSink.open(Path(out), names, shapes, n, ids, source.params, meta, rank)
+        sync()  # every rank plans from the same progress before any rank adds to it
+        todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
         sync()
-    finally:
-        model.train(was_training)
+        _fill(probe, source, names, sink, todo, reduce, progress, prepare)
+        sync()
     if out is None:
         return Recording(sink.arrays, ids, source.params, meta)
     return Recording.load(out)
@@ -277,8 +274,8 @@ def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
 class _Source:
     """Uniform batch access to tensors, arrays, StimulusSets and Datasets."""
 
-    def __init__(self, get, n, params=None):
-        self._get, self._n, self.params = get, n, params
+    def __init__(self, get, n, params=None, images: bool = True):
+        self._get, self._n, self.params, self.images = get, n, params, images
 
     def __len__(self) -> int:
         return self._n
@@ -287,7 +284,9 @@ class _Source:
         batch = self._get(start, stop)
         if not torch.is_tensor(batch):
             batch = torch.as_tensor(np.asarray(batch))
-        if batch.is_floating_point():
+        if self.images:
+            check_images(batch)
+        elif batch.is_floating_point():
             if not torch.isfinite(batch).all():
                 raise StimulusError(f"stimuli {start}..{stop - 1} contain NaN or inf values")
             batch = batch.to(dtype)
@@ -302,7 +301,15 @@ class _Source:
 
 
 def stimulus_source(stimuli: Any) -> _Source:
-    """Wrap stimuli (tensor, array, StimulusSet, Dataset) for batched access."""
+    """Wrap stimuli (tensor, array, StimulusSet, Dataset) for batched access.
+
+    Every batch passes the image gate (:func:`insilico.pixels.check_images`:
+    (N, C, H, W) floats in [0, 1]); inputs that are not images go through the
+    explicit door :func:`insilico.pixels.raw`.
+    """
+    if isinstance(stimuli, Raw):
+        tensor = stimuli.data
+        return _Source(lambda a, b: tensor[a:b], len(tensor), images=False)
     params = None
     if hasattr(stimuli, "images") and not isinstance(stimuli, torch.utils.data.Dataset):  # a StimulusSet
         params = getattr(stimuli, "params", None)

@@ -194,7 +194,9 @@ class Unit:
         return (slice(None),) + tuple(list(i) if isinstance(i, tuple) else i for i in self.index)
 
     def select(self, tensor: torch.Tensor) -> torch.Tensor:
-        """This unit's values in a batch ``tensor`` (N, ...), batch axis kept."""
+        """This unit's values in a batch ``tensor`` (N, ...), batch axis kept (a 0-dim output as it is)."""
+        if self.index is None:
+            return tensor
         return tensor[self.where(tensor)]
 
 

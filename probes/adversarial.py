@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from insilico import __version__
-from insilico.adversarial import pgd
+from insilico.design.adversarial import pgd
 from insilico.experiments import command
 from insilico.objectives import Activation
 

@@ -4,7 +4,7 @@
 Writes one PNG per metamer and per reference, ``manifest.json`` (file, reference, layer, seed, final
 relative error, stop reason), ``validity.json`` (null-distribution test, classes, distance per layer),
 the result file ``metamers.pt`` (resumable with ``insilico.metamer(model, resume=...)``) and figures
-(grid, loss traces, distance per layer). See :func:`insilico.metamers.metamer`.
+(grid, loss traces, distance per layer). See :func:`insilico.design.metamers.metamer`.
 
 Example::
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from insilico.experiments import command
-from insilico.metamers import DEFAULT_STEPS, DEFAULT_THRESHOLD, metamer
+from insilico.design.metamers import DEFAULT_STEPS, DEFAULT_THRESHOLD, metamer
 
 
 def main(argv=None) -> dict:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import insilico
-from insilico.adversarial import ClassLoss, EpsBall, SignSGD, fgsm, pgd
+from insilico.design.adversarial import ClassLoss, EpsBall, SignSGD, fgsm, pgd
 from insilico.errors import InsilicoError, StimulusError
 from insilico.models import photos
 from insilico.objectives import Channel

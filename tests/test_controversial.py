@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import insilico
-from insilico.controversy import Controversy, ModelGroup, controversial
+from insilico.design.controversial import Controversy, ModelGroup, controversial
 from insilico.errors import InsilicoError
-from insilico.mad_competition import mad
+from insilico.design.mad import mad
 from insilico.models import photos
 from tests.conftest import no_insilico_hooks
 
@@ -125,13 +125,13 @@ def test_mad_holds_one_distance_and_pushes_the_other(pair):
 
 def test_top_level_functions_survive_importing_their_modules(pair):
     """``insilico.controversial``/``mad``/``eigendistortion`` are functions; their modules have other names."""
-    import insilico.controversy
-    import insilico.eigendistortions
-    import insilico.mad_competition
+    import insilico.design.controversial
+    import insilico.design.eigendistortions
+    import insilico.design.mad
 
     r = insilico.controversial(pair, [(0, 1)], shape=(3, 64, 64), steps=1, progress=False)
     assert r.images.shape == (1, 3, 64, 64)
-    assert insilico.controversy.ModelGroup is ModelGroup
+    assert insilico.design.controversial.ModelGroup is ModelGroup
     x = torch.rand(1, 3, 8, 8)
     e = insilico.eigendistortion(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Tanh()), "1", x, progress=False)
     assert e.eigenvalues.shape == (1, 2)

@@ -14,7 +14,7 @@ import insilico
 from insilico import InsilicoError
 from insilico.sharding import done_chunks, map_chunks
 
-maximize_module = importlib.import_module("insilico.synthesis.maximize")
+maximize_module = importlib.import_module("insilico.design.maximize")
 
 OPTIONS = dict(size=12, steps=6, batch_size=2, progress=False, seed=3)  # 8 units: 4 chunks of 2
 
@@ -116,8 +116,8 @@ def test_a_folder_of_another_run_is_refused(tmp_path):
 
 
 def test_pgd_and_controversial_shards_equal_one_run(tmp_path):
-    from insilico.adversarial import pgd
-    from insilico.controversy import controversial
+    from insilico.design.adversarial import pgd
+    from insilico.design.controversial import controversial
 
     torch.manual_seed(0)
     net, other = (nn.Sequential(nn.Flatten(), nn.Linear(12, 3)) for _ in range(2))
@@ -160,7 +160,7 @@ def test_cli_shards_and_merge_write_what_one_run_writes(tmp_path, capsys):
 
 
 def test_metamer_shards_equal_one_run_and_keep_the_job_order(tmp_path):
-    from insilico.metamers import metamer
+    from insilico.design.metamers import metamer
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 3))

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import insilico
-from insilico.eigendistortions import eigendistortion
+from insilico.design.eigendistortions import eigendistortion
 from insilico.errors import InsilicoError, UnitError
 from tests.conftest import no_insilico_hooks
 

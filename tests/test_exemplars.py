@@ -5,7 +5,7 @@ from torch import nn
 
 import insilico
 from insilico.errors import InsilicoError, UnitError
-from insilico.exemplars import Exemplars, Projections, _Ranker, project_exemplars, receptive_boxes, top_exemplars
+from insilico.attribution.exemplars import Exemplars, Projections, _Ranker, project_exemplars, receptive_boxes, top_exemplars
 
 from conftest import no_insilico_hooks
 

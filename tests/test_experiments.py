@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from insilico import InsilicoError, models
+from insilico.pixels import raw
 from insilico.experiments import (
     LesionResult, TuningResult, connection_lesions, cumulative_lesion, lesion_sweep, microstimulation,
     orientation_tuning, receptive_field, receptive_field_sizes, time_courses,
@@ -207,7 +208,7 @@ def test_cumulative_lesion_orders():
     x = torch.randn(90, 5)
     with torch.no_grad():
         y = net(x).argmax(1)  # the intact net is 100% right
-    curve = cumulative_lesion(net, "1", x, y, n_points=4, progress=False)
+    curve = cumulative_lesion(net, "1", raw(x), y, n_points=4, progress=False)
     assert list(curve.n_lesioned) == [0, 4, 8, 12]
     assert curve.accuracy_most[0] == curve.accuracy_least[0] == 1.0
     assert curve.accuracy_most[-1] == curve.accuracy_least[-1] == curve.accuracy_random[-1]
@@ -232,7 +233,7 @@ def test_microstimulation_drives_choices_to_the_units_class():
         net[2].weight.copy_(torch.eye(3, 4))
         net[2].bias.zero_()
     x = torch.rand(50, 3)
-    res = microstimulation(net, "1[2]", x, strengths=[0, 1, 4, 16, 64], progress=False)
+    res = microstimulation(net, "1[2]", raw(x), strengths=[0, 1, 4, 16, 64], progress=False)
     assert res.target_class == 2
     curve = res.psychometric()
     assert np.all(np.diff(curve) >= 0) and curve[-1] == 1.0

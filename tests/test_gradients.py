@@ -8,7 +8,7 @@ from torch import nn
 
 import insilico
 from insilico.errors import InsilicoError, StimulusError, UnitError
-from insilico.gradients import ReluRule, gradient_map
+from insilico.attribution.gradients import ReluRule, gradient_map
 
 from conftest import no_insilico_hooks
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import insilico  # noqa: E402
 from conftest import no_insilico_hooks  # noqa: E402
 from insilico.errors import InsilicoError, StimulusError, UnitError  # noqa: E402
-from insilico.metamers import (Halving, MetamerResult, MetamerSynthesis,  # noqa: E402
+from insilico.design.metamers import (Halving, MetamerResult, MetamerSynthesis,  # noqa: E402
                                RepresentationDistance, metamer, null_distances)
 
 

@@ -5,6 +5,7 @@ from torch import nn
 
 from conftest import no_insilico_hooks
 from insilico import InsilicoError, Probe, UnitError
+from insilico.pixels import raw
 
 X = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
 FC1 = torch.tensor([[1.0, 2.0, -0.5], [3.0, -1.0, 4.5]])  # fc1(X) by hand
@@ -140,7 +141,7 @@ def test_lesion_modes_exact(known):
         known(X)
     assert rec["relu"][:, 1].tolist() == [2.0, 2.0]
     reference = torch.tensor([[0.0, 0.0], [2.0, 4.0]])  # fc1 responses: [0,0,.5] and [2,4,-1.5]
-    with probe.lesion("fc1", mode="mean", reference=reference), probe.record("fc1") as rec:
+    with probe.lesion("fc1", mode="mean", reference=raw(reference)), probe.record("fc1") as rec:
         known(X)
     assert torch.allclose(rec["fc1"], torch.tensor([[1.0, 2.0, -0.5]]).expand(2, 3))
     assert no_insilico_hooks(known)

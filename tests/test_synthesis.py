@@ -11,7 +11,8 @@ from conftest import no_insilico_hooks
 from insilico.errors import InsilicoError, StimulusError, UnitError
 from insilico.objectives import Activation, Channel, Objective, inhibit
 from insilico.synthesis import (Fourier, LinfBall, MaxSteps, Pixel, PixelChange, Plateau, StopState, Synthesis,
-                                SynthesisResult, TargetReached, Transforms, derive_seed, maximize)
+                                SynthesisResult, TargetReached, Transforms, derive_seed)
+from insilico import maximize
 from insilico.synthesis import color, stopping
 from insilico.synthesis.lbfgs import BatchLBFGS
 from insilico.synthesis.parameterization import gaussian_blur

@@ -12,11 +12,11 @@ gracefully the network degrades.
 
 Example
 -------
->>> import torch
+>>> import torch, insilico
 >>> from insilico.experiments import lesion_sweep
 >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
 >>> x, y = torch.rand(20, 4), torch.randint(0, 2, (20,))
->>> res = lesion_sweep(net, "1", x, y, progress=False)
+>>> res = lesion_sweep(net, "1", insilico.pixels.raw(x), y, progress=False)  # not images: the explicit door
 >>> res.class_accuracy.shape, res.effect.shape
 ((3, 2), (3, 2))
 """

@@ -16,12 +16,12 @@ over the stimuli, which makes layers comparable.
 
 Example
 -------
->>> import torch
+>>> import torch, insilico
 >>> from insilico.experiments import microstimulation
 >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
 >>> with torch.no_grad():
 ...     _ = net[2].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
->>> res = microstimulation(net, "1[1]", torch.rand(8, 3), strengths=[0, 5, 50], progress=False)
+>>> res = microstimulation(net, "1[1]", insilico.pixels.raw(torch.rand(8, 3)), strengths=[0, 5, 50], progress=False)
 >>> res.target_class, bool(res.choice[-1, 1] == 1.0)
 (1, True)
 """

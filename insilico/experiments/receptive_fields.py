@@ -119,7 +119,7 @@ def receptive_field(
             strength[y0:y1 + 1, x0:x1 + 1] = 1.0
         return RFResult.from_box(box, strength, strength, settings)
     if method == "gradient":
-        from ..gradients import gradient_map
+        from ..attribution.gradients import gradient_map
 
         images = stim.white_noise(size=size, n=n_images, seed=seed, channels=channels).images
         maps = gradient_map(model, images, neuron, method="gradient").cpu().numpy()

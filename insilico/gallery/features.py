@@ -37,7 +37,7 @@ from torch import nn
 
 from ..objectives import Objective
 from ..synthesis import Synthesis, Transforms
-from ..synthesis.maximize import DEFAULT_JITTER, DEFAULT_PAD, DEFAULT_ROTATE, DEFAULT_SCALE
+from ..design.maximize import DEFAULT_JITTER, DEFAULT_PAD, DEFAULT_ROTATE, DEFAULT_SCALE
 from ..units import Unit
 
 

@@ -139,7 +139,7 @@ def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
 
 
 def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
-    from ..exemplars import project_exemplars, top_exemplars
+    from ..attribution.exemplars import project_exemplars, top_exemplars
 
     x, labels = work.photos
     units = [str(Unit.parse(layer).replace(index=(c,))) for c in channels]
@@ -178,7 +178,7 @@ def tuning(work: Work, layer: str, channels: list[int]) -> list[dict]:
 def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[dict]:
     from .. import stimuli
     from ..experiments import RFResult
-    from ..gradients import gradient_map
+    from ..attribution.gradients import gradient_map
 
     m = work.settings.rf_images
     shape = work.layer_shape(layer)

@@ -12,7 +12,6 @@ transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
 stopping            stopping rules ``rule(trace, state) -> mask``
 projection          constraints after each step (:class:`LinfBall`, ...)
 result              :class:`SynthesisResult`: save, load, plot
-maximize            :func:`maximize`: activation maximization for many units
 =================== ===========================================================
 
 Example
@@ -25,7 +24,6 @@ Example
 """
 from .engine import DEFAULT_STEPS, Synthesis, derive_seed
 from .lbfgs import BatchLBFGS
-from .maximize import maximize
 from .parameterization import Fourier, Parameterization, Pixel
 from .projection import Clamp, L2Ball, LinfBall
 from .result import SynthesisResult
@@ -35,5 +33,5 @@ from .transforms import Transforms
 __all__ = [
     "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "Fourier", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
     "PixelChange", "Plateau", "StopState", "Synthesis", "SynthesisResult", "TargetReached", "Transforms",
-    "derive_seed", "maximize",
+    "derive_seed",
 ]

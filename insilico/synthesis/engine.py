@@ -141,7 +141,7 @@ class Synthesis:
     optimizer : {"adam", "sgd", "lbfgs"} or callable
         Default "adam". A callable ``(params, lr=..., **optimizer_options)``
         returns any element-wise ``torch.optim.Optimizer`` (e.g. the signed
-        step of :class:`insilico.adversarial.SignSGD`).
+        step of :class:`insilico.design.adversarial.SignSGD`).
     lr : float
         Learning rate (default 0.05).
     optimizer_options : dict, optional

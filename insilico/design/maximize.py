@@ -44,10 +44,10 @@ from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, Tota
 from ..probe import Probe
 from ..sharding import map_chunks
 from ..units import Unit
-from . import stopping
-from .engine import Synthesis
-from .result import SynthesisResult
-from .transforms import Transforms
+from ..synthesis import stopping
+from ..synthesis.engine import Synthesis
+from ..synthesis.result import SynthesisResult
+from ..synthesis.transforms import Transforms
 
 DEFAULT_STEPS = 512
 DEFAULT_LR = 0.05

@@ -50,16 +50,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import sharding
-from .errors import InsilicoError, StimulusError
-from .objectives import Activations, Objective, unique_wholes
-from .pixels import check_images
-from .probe import Probe
-from .synthesis.engine import Synthesis, derive_seed
-from .synthesis.parameterization import Pixel
-from .synthesis.result import SynthesisResult
-from .synthesis.stopping import TargetReached
-from .units import Unit
+from .. import sharding
+from ..errors import InsilicoError, StimulusError
+from ..objectives import Activations, Objective, unique_wholes
+from ..pixels import check_images
+from ..probe import Probe
+from ..synthesis.engine import Synthesis, derive_seed
+from ..synthesis.parameterization import Pixel
+from ..synthesis.result import SynthesisResult
+from ..synthesis.stopping import TargetReached
+from ..units import Unit
 
 NORMS = {"inf": "inf", "linf": "inf", "l_inf": "inf", "l2": "l2", "2": "l2"}
 LOSSES = ("ce", "margin")
@@ -455,7 +455,7 @@ class AdversarialResult:
         -------
         matplotlib Figure
         """
-        from . import plot
+        from .. import plot
 
         k = self.eps_list.index(eps) if eps is not None else int(torch.tensor(self.eps_list).argmax())
         n = min(n, self.clean.shape[0])
@@ -651,7 +651,7 @@ def pgd(
     # what to maximize
     objective_target = isinstance(target, (Objective, str, Unit))
     if objective_target:
-        from .objectives import Activation
+        from ..objectives import Activation
 
         user_objective = target if isinstance(target, Objective) else Activation(target)
         target_classes = None

@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import InsilicoError, StimulusError, UnitError
+from ..errors import InsilicoError, StimulusError, UnitError
 from .gradients import attribute, eval_mode, gradient_map
-from .probe import Probe
-from .recording import Recording, stimulus_source
-from .units import Unit, UnitLike
+from ..probe import Probe
+from ..recording import Recording, stimulus_source
+from ..units import Unit, UnitLike
 
 
 @dataclasses.dataclass
@@ -313,7 +313,7 @@ class Projections:
 
     def plot(self, ax=None, **options):
         """The units x exemplars figure; see :func:`insilico.plot.exemplar_grid`."""
-        from .plot import exemplar_grid
+        from ..plot import exemplar_grid
 
         return exemplar_grid(self, ax=ax, **options)
 

@@ -52,8 +52,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import StimulusError
-from .pixels import check_images
+from ..errors import StimulusError
+from ..pixels import check_images
 
 __all__ = [
     "StimulusSet",
@@ -175,7 +175,7 @@ class StimulusSet:
     def _trusted(cls, images: torch.Tensor, params: list[dict]) -> "StimulusSet":
         """Build from params this module already made JSON-clean (images are still checked)."""
         obj = cls.__new__(cls)
-        obj.images = check_images(images)
+        obj.images = check_images(images, empty=True)
         if len(params) != obj.images.shape[0]:
             raise StimulusError(f"internal: {len(params)} params for {obj.images.shape[0]} images.")
         obj.params = [dict(p) for p in params]

@@ -47,8 +47,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import InsilicoError, UnitError
-from .units import Unit, UnitLike
+from ..errors import InsilicoError, UnitError
+from ..units import Unit, UnitLike
 
 
 class Activations(Mapping):
@@ -123,7 +123,7 @@ class Objective:
         Records only the modules in ``self.units`` with an :class:`insilico.Probe`;
         without ``grad=True`` it runs under ``torch.no_grad``.
         """
-        from .probe import Probe
+        from ..probe import Probe
 
         wholes = unique_wholes(self.units)
         with torch.set_grad_enabled(grad):

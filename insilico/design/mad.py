@@ -43,14 +43,14 @@ import torch
 from torch import nn
 
 from .adversarial import eval_mode
-from .controversy import ModelGroup
-from .errors import InsilicoError
-from .objectives import Activations, Objective, unique_wholes
-from .pixels import check_images
-from .probe import Probe
-from .synthesis.engine import Synthesis, derive_seed
-from .synthesis.result import SynthesisResult
-from .units import Unit
+from .controversial import ModelGroup
+from ..errors import InsilicoError
+from ..objectives import Activations, Objective, unique_wholes
+from ..pixels import check_images
+from ..probe import Probe
+from ..synthesis.engine import Synthesis, derive_seed
+from ..synthesis.result import SynthesisResult
+from ..units import Unit
 
 #: What each of the four images per reference does: (held distance, pushed distance, direction).
 ROLES = ((0, 1, +1.0), (0, 1, -1.0), (1, 0, +1.0), (1, 0, -1.0))
@@ -163,7 +163,7 @@ class MADResult:
 
     def plot(self, reference: int = 0, ax=None):
         """Reference and start image beside the MAD 2 x 2 grid (rows: d1 held / d2 held; columns: max / min)."""
-        from . import plot
+        from .. import plot
 
         i = reference
         im = self.images[i]

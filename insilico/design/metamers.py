@@ -71,15 +71,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InsilicoError, StimulusError
-from .objectives import Activations, Objective
-from .probe import Probe
-from .sharding import map_chunks
-from .synthesis import stopping
-from .synthesis.engine import Synthesis, derive_seed
-from .synthesis.parameterization import check_images
-from .synthesis.result import SynthesisResult
-from .units import Unit
+from ..errors import InsilicoError, StimulusError
+from ..objectives import Activations, Objective
+from ..probe import Probe
+from ..sharding import map_chunks
+from ..synthesis import stopping
+from ..synthesis.engine import Synthesis, derive_seed
+from ..synthesis.parameterization import check_images
+from ..synthesis.result import SynthesisResult
+from ..units import Unit
 
 #: Steps of a run without ``steps=``.
 DEFAULT_STEPS = 1000
@@ -359,7 +359,7 @@ def natural_null_images(shape: Sequence[int], per_class: int = NULL_PER_CLASS,
     >>> tuple(images.shape), groups[:2]
     ((16, 1, 32, 32), ['astronaut', 'brick'])
     """
-    from .models import photos
+    from ..models import photos
 
     x, y = photos.held_out(per_class, seed=NULL_SEED + int(seed))
     c, h, w = (int(v) for v in shape)
@@ -986,7 +986,7 @@ class MetamerResult(SynthesisResult):
     # -- figures ----------------------------------------------------------------------------
     def plot(self, ax=None, max_references: int = 8):
         """References (first column) beside their metamers, titled with layer and error; returns the Figure."""
-        from . import plot as plot_mod
+        from .. import plot as plot_mod
 
         refs = list(range(min(self.references.shape[0], max_references)))
         per_ref = [[i for i in range(len(self)) if self.reference_index[i] == r] for r in refs]

@@ -53,7 +53,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .errors import InsilicoError
+from ..errors import InsilicoError
 
 RDM_METHODS = ("correlation", "cosine", "euclidean", "sqeuclidean", "crossnobis")
 COMPARE_METHODS = ("spearman", "kendall_a", "rho_a", "pearson", "cosine", "whitened_pearson", "whitened_cosine")
@@ -273,7 +273,7 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     method = _check_choice(method, RDM_METHODS, "method")
     kwargs = dict(method=method, runs=runs, conditions=conditions, noise=noise, per_feature=per_feature,
                   device=device, dtype=dtype)
-    from .recording import Recording
+    from ..recording import Recording
 
     if isinstance(responses, Recording):
         names = list(units) if units is not None else responses.units
@@ -485,7 +485,7 @@ def layer_units(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
     """
     from torch import nn
 
-    from .probe import Probe
+    from ..probe import Probe
 
     skip = (nn.Dropout, nn.Identity, nn.Flatten)
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
@@ -542,7 +542,7 @@ def model_rdms(model: torch.nn.Module, stimuli, units: Sequence[str] | None = No
     >>> list(rdms), rdms["1"].n
     (['1', '3'], 5)
     """
-    from .probe import Probe
+    from ..probe import Probe
 
     probe = Probe(model)
     example = stimuli[:1] if torch.is_tensor(stimuli) else None

@@ -80,10 +80,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .errors import InsilicoError, StimulusError, UnitError
-from .pixels import check_images
-from .probe import Probe
-from .units import Unit, UnitLike, check_index
+from ..errors import InsilicoError, StimulusError, UnitError
+from ..pixels import check_images
+from ..probe import Probe
+from ..units import Unit, UnitLike, check_index
 
 METHODS = ("gradient", "gradient_x_input", "guided", "deconv", "integrated", "smoothgrad", "gradcam")
 REDUCTIONS = ("sum", "mean")

@@ -44,15 +44,15 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from . import sharding
+from .. import sharding
 from .adversarial import eval_mode
-from .errors import InsilicoError
-from .objectives import Objective
-from .pixels import check_images
-from .synthesis.engine import Synthesis
-from .synthesis.result import SynthesisResult
-from .synthesis.stopping import TargetReached
-from .units import Unit
+from ..errors import InsilicoError
+from ..objectives import Objective
+from ..pixels import check_images
+from ..synthesis.engine import Synthesis
+from ..synthesis.result import SynthesisResult
+from ..synthesis.stopping import TargetReached
+from ..units import Unit
 
 
 class ModelGroup(nn.Module):
@@ -244,7 +244,7 @@ class ControversialResult:
 
     def plot(self, ax=None, ncols: int | None = None, max_images: int = 32):
         """The images, each titled ``A: class p / B: class p``; returns the Figure."""
-        from . import plot
+        from .. import plot
 
         n = min(len(self), max_images)
         titles = []

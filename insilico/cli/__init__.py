@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import InsilicoError, StimulusError
+from ..errors import InsilicoError, StimulusError
 
 
 # ---------------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ def _shard_option(parser: argparse.ArgumentParser) -> None:
 
 def _shared(args, out: Path) -> tuple[Path, tuple[int, int] | None]:
     """The folder of the command's chunks and this process's shard; remembers the command for ``insilico merge``."""
-    from .sharding import write_json
+    from ..sharding import write_json
 
     write_json(out / "command.json", {"argv": args.argv})
     return out / "parts", _pair(args.shard, "/", "--shard") if args.shard else None
@@ -62,7 +62,7 @@ def _shared(args, out: Path) -> tuple[Path, tuple[int, int] | None]:
 
 def _writes_outputs(result) -> bool:
     """Whether this process writes the outputs: it holds the whole result, and is rank 0 of a process group."""
-    from .sharding import rank_world
+    from ..sharding import rank_world
 
     if result is None:
         print("this share is done; the outputs are written when every share is (or run `insilico merge OUT`)")
@@ -71,7 +71,7 @@ def _writes_outputs(result) -> bool:
 
 
 def _load(args):
-    from .experiments.command import load_model
+    from ..experiments.command import load_model
 
     return load_model(args.model, args.weights, args.device)
 
@@ -89,8 +89,8 @@ def _manifest(out: Path, args, entries: list, **extra) -> None:
     """Write ``out/manifest.json``: the command, the model, library versions, and one entry per output."""
     import torch
 
-    from . import __version__
-    from .sharding import write_json
+    from .. import __version__
+    from ..sharding import write_json
 
     settings = {k: v for k, v in vars(args).items() if k not in ("run", "argv", "shard")}
     write_json(out / "manifest.json", {"command": args.command, "settings": settings, "outputs": entries,
@@ -101,13 +101,13 @@ def _save_png(path: Path, image) -> None:
     """Save one (C, H, W) tensor in [0, 1] as PNG."""
     import skimage.io
 
-    from .plot import as_images
+    from ..plot import as_images
 
     skimage.io.imsave(path, (as_images(image)[0] * 255).round().astype("uint8"), check_contrast=False)
 
 
 def _file_name(unit: str) -> str:
-    from .gallery.stages import slug
+    from ..gallery.stages import slug
 
     return slug(unit.replace("[", "_").replace("]", "").replace(",", "-").replace(":", "-"))
 
@@ -152,7 +152,7 @@ def _demo(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     def run(args):
-        from .demo import run_demo
+        from ..demo import run_demo
 
         run_demo(args.model, out=args.out, progress=not args.quiet, seed=args.seed)
 
@@ -164,7 +164,7 @@ def _models(sub) -> None:
                        description="List the bundled models with their held-out accuracy.")
 
     def run(args):
-        from . import models
+        from .. import models
 
         for name in models.available():
             card = models.card(name)
@@ -191,7 +191,7 @@ def _record(sub) -> None:
     _shard_option(p)
 
     def run(args):
-        from .probe import Probe
+        from ..probe import Probe
 
         model, out = _load(args), _out(args.out)
         stimuli = _stimulus_set(args, model)
@@ -213,8 +213,8 @@ def _record(sub) -> None:
 
 
 def _stimulus_set(args, model):
-    from . import stimuli
-    from .models import photos
+    from .. import stimuli
+    from ..models import photos
 
     size = int(getattr(model, "input_size", (3, 64, 64))[-1])
     if args.stimuli == "photos":
@@ -264,8 +264,8 @@ def _maximize(sub) -> None:
     _shard_option(p)
 
     def run(args):
-        from .sharding import done_chunks
-        from .synthesis import maximize
+        from ..sharding import done_chunks
+        from ..design.maximize import maximize
 
         model, out = _load(args), _out(args.out)
         units = _expand_units(model, args.units, args.size)
@@ -294,7 +294,7 @@ def _expand_units(model, specs: list[str], size) -> list[str]:
     """Unit addresses with whole layers expanded into their channels (bad addresses fail here, at once)."""
     import torch
 
-    from .probe import Probe
+    from ..probe import Probe
 
     probe = Probe(model)
     parsed = probe.units(*specs)
@@ -329,9 +329,9 @@ def _gradient_map(sub, name: str = "gradient-map", method: str = "gradient") -> 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .gradients import gradient_map
-        from .plot import map_overlay, save_maps
-        from .probe import Probe
+        from ..attribution.gradients import gradient_map
+        from ..plot import map_overlay, save_maps
+        from ..probe import Probe
 
         model = _load(args)
         Probe(model).units(args.unit)
@@ -383,8 +383,8 @@ def _gallery(sub) -> None:
 
 
 def _gallery_build(args) -> None:
-    from .experiments.command import load_model
-    from .gallery import GallerySettings, build
+    from ..experiments.command import load_model
+    from ..gallery import GallerySettings, build
 
     overrides = dict(model=args.model, weights=args.weights, units=args.units, steps=args.steps,
                      exemplars=args.exemplars, chunk=args.chunk, seed=args.seed,
@@ -418,7 +418,7 @@ def _input_images(p: argparse.ArgumentParser) -> None:
 
 def _read_input(args, model):
     """The images given with --images, else the bundled held-out crops (with their labels)."""
-    from .models import photos
+    from ..models import photos
 
     if args.images:
         return read_images(args.images, model), None
@@ -438,7 +438,7 @@ def _metamer(sub) -> None:
     _shard_option(p)
 
     def run(args):
-        from .metamers import metamer
+        from ..design.metamers import metamer
 
         model, out = _load(args), _out(args.out)
         references, _ = _read_input(args, model)
@@ -476,8 +476,8 @@ def _adversarial(sub) -> None:
     _shard_option(p)
 
     def run(args):
-        from . import objectives
-        from .adversarial import pgd
+        from .. import objectives
+        from ..design.adversarial import pgd
 
         model, out = _load(args), _out(args.out)
         images, labels = _read_input(args, model)
@@ -522,8 +522,8 @@ def _controversial(sub) -> None:
     _shard_option(p)
 
     def run(args):
-        from .controversy import controversial
-        from .experiments.command import load_model
+        from ..design.controversial import controversial
+        from ..experiments.command import load_model
 
         models = {spec: load_model(spec, None, args.device) for spec in args.models}
         pairs = [tuple(int(c) if c.isdigit() else c for c in _class_pair(text)) for text in args.pairs]
@@ -559,7 +559,7 @@ def _merge(sub) -> None:
     p.add_argument("out", help="the --out folder of the sharded run")
 
     def run(args):
-        from .sharding import merge_only
+        from ..sharding import merge_only
 
         saved = Path(args.out) / "command.json"
         if not saved.exists():
@@ -570,7 +570,7 @@ def _merge(sub) -> None:
         original = build_parser().parse_args(argv)
         original.argv = argv
         if original.command == "record":
-            from .recording import Recording
+            from ..recording import Recording
 
             if not Recording.load(Path(args.out) / "recording").complete:
                 raise InsilicoError(f"the recording in {args.out} is not complete: "

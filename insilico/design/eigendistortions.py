@@ -41,10 +41,10 @@ import torch
 from torch import nn
 
 from .adversarial import eval_mode
-from .errors import InsilicoError
-from .pixels import check_images
-from .probe import Probe
-from .units import Unit, UnitLike
+from ..errors import InsilicoError
+from ..pixels import check_images
+from ..probe import Probe
+from ..units import Unit, UnitLike
 
 METHODS = ("lanczos", "power")
 
@@ -196,7 +196,7 @@ class EigendistortionResult:
         Rows: the distortion (grey = 0), image + alpha e, image - alpha e; one
         column per eigendistortion, titled with its rank and eigenvalue.
         """
-        from . import plot
+        from .. import plot
 
         alpha = self.alpha if alpha is None else float(alpha)
         d = self.distortions[image]

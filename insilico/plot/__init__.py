@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .errors import InsilicoError, StimulusError
+from ..errors import InsilicoError, StimulusError
 
 MAPS_FORMAT = "insilico.maps/1"
 
@@ -324,12 +324,12 @@ def load_maps(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
 
 
 def _jsonable(value):
-    from .recording import _jsonable as jsonable
+    from ..recording import _jsonable as jsonable
 
     return jsonable(value)
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

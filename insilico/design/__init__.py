@@ -1,0 +1,23 @@
+"""Stimulus design on the synthesis engine: every tool that optimises images for a goal.
+
+=================== ===========================================================
+module              tool
+=================== ===========================================================
+maximize            :func:`maximize`: activation-maximizing images (MEIs),
+                    diverse and inhibiting images, for many units at once
+metamers            :func:`metamer`: images that match a reference's
+                    representation (Freeman & Simoncelli; Feather et al.)
+adversarial         :func:`pgd`, :func:`fgsm`: adversarial stimuli in an
+                    Lp ball (Madry et al.; Goodfellow et al.)
+controversial       :func:`controversial`: stimuli that adjudicate between
+                    models (Golan, Raju & Kriegeskorte 2020)
+mad                 :func:`mad`: maximum differentiation competition
+                    (Wang & Simoncelli 2008)
+eigendistortions    :func:`eigendistortion`: the most and least noticeable
+                    distortions of a representation (Berardino et al. 2017)
+=================== ===========================================================
+
+The functions are reached as ``insilico.maximize``, ``insilico.pgd``, ... (each
+module is named by its concept, like the function it defines, so the package
+does not re-export them: ``insilico.design.controversial`` is the module).
+"""

@@ -1,0 +1,190 @@
+"""The one result protocol: every tool's result saves, loads, concatenates and plots the same way.
+
+A result is a dataclass that inherits :class:`Result`. ``save(path)`` writes
+ONE ``torch.save`` file of tensors, numbers, strings, lists and dicts (numpy
+arrays as tensors, nested insilico results by class name) plus the versions
+of the libraries that made it; ``load(path)`` reads it back with
+``torch.load(..., weights_only=True)``: no pickled code ever runs. Fields
+named in ``sample_fields`` have a sample axis, and ``concat`` joins results of
+chunks of one job along it. ``plot(ax=None)`` draws the result and returns the
+Figure; ``check(model)`` re-evaluates it against a model where that means
+something.
+
+Example
+-------
+>>> import dataclasses, os, tempfile, torch
+>>> @dataclasses.dataclass
+... class Rates(Result):
+...     sample_fields = ("rates",)
+...     rates: torch.Tensor
+...     settings: dict = dataclasses.field(default_factory=dict)
+>>> path = os.path.join(tempfile.mkdtemp(), "rates.pt")
+>>> Rates(torch.tensor([0.5, 1.0]), {"eps": 0.03}).save(path)
+>>> r = Rates.load(path)
+>>> r.rates.tolist(), r.settings, sorted(r.versions)
+([0.5, 1.0], {'eps': 0.03}, ['insilico', 'numpy', 'python', 'torch'])
+>>> Rates.concat([r, r]).rates.tolist()
+[0.5, 1.0, 0.5, 1.0]
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import platform
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from .errors import InsilicoError
+
+FORMAT = 2
+
+
+def versions() -> dict:
+    """Versions of insilico, torch, numpy and Python, recorded with every result."""
+    from . import __version__
+
+    return {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+class Result:
+    """Base of every insilico result (subclasses are dataclasses). See the module docstring."""
+
+    #: Fields with a sample axis (tensors, arrays, lists), joined by :meth:`concat`.
+    sample_fields: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def versions(self) -> dict:
+        """Versions of the libraries that made the result (the running ones if it was not loaded)."""
+        return self.__dict__.get("_versions") or versions()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the result to ``path`` (one file; read back with :meth:`load`)."""
+        cls = type(self)
+        blob = {"format": FORMAT, "kind": f"{cls.__module__}:{cls.__qualname__}", "result": pack(self),
+                "versions": pack(self.versions)}
+        torch.save(blob, os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """Read a result written by :meth:`save` (``weights_only=True``: no code is unpickled)."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise InsilicoError(f"no result at {path!r}")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise InsilicoError(f"{path!r} is not a result saved by insilico: {e}") from e
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT or "result" not in blob:
+            raise InsilicoError(f"{path!r} is not a result saved by insilico (format {FORMAT})")
+        result = unpack(blob["result"], {f"{cls.__module__}:{cls.__qualname__}": cls})
+        if not isinstance(result, cls):
+            raise InsilicoError(f"{path!r} holds a {type(result).__name__}, not a {cls.__name__}: "
+                                f"load it with {type(result).__name__}.load")
+        result.__dict__["_versions"] = unpack(blob.get("versions"))
+        return result
+
+    @classmethod
+    def concat(cls, results: Sequence[Result]):
+        """Join results of consecutive chunks of one job along the sample axis (``sample_fields``)."""
+        results = list(results)
+        if not results:
+            raise InsilicoError(f"{cls.__name__}.concat needs at least one result")
+        if len(results) == 1:
+            return results[0]
+        joined = {name: join([getattr(r, name) for r in results]) for name in cls.sample_fields}
+        return dataclasses.replace(results[0], **joined)
+
+    def plot(self, ax=None):
+        """Draw the result; returns the matplotlib Figure."""
+        raise NotImplementedError(f"{type(self).__name__} has no plot")
+
+    def check(self, model) -> Any:  # pragma: no cover - overridden where it means something
+        """Re-evaluate the result against ``model`` (e.g. recompute the responses to the saved images)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot re-check itself against a model")
+
+
+def join(values: list) -> Any:
+    """Values of one per-sample field of consecutive chunks, joined (tensors and arrays on axis 0)."""
+    first = values[0]
+    if first is None:
+        return None
+    if torch.is_tensor(first):
+        return torch.cat(values) if first.ndim else torch.stack(values)
+    if isinstance(first, np.ndarray):
+        return np.concatenate(values)
+    if isinstance(first, list):
+        return [v for vs in values for v in vs]
+    if isinstance(first, dict):
+        return {k: join([v[k] for v in values]) for k in first}
+    if hasattr(type(first), "concat"):
+        return type(first).concat(values)
+    raise InsilicoError(f"cannot join values of type {type(first).__name__} over chunks")
+
+
+def pack(value: Any) -> Any:
+    """``value`` as data ``torch.load(weights_only=True)`` reads: tensors, numbers, strings, lists, dicts."""
+    if torch.is_tensor(value):
+        return value.detach().cpu()
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value)) if value.dtype != object
+                else [pack(v) for v in value.tolist()]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        fields = {f.name: pack(getattr(value, f.name)) for f in dataclasses.fields(value)
+                  if f.init and not isinstance(getattr(value, f.name), torch.nn.Module)}
+        return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}", "fields": fields}
+    if isinstance(value, dict):
+        return {"__dict__": [[pack(k), pack(v)] for k, v in value.items()]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [pack(v) for v in value]}
+    if isinstance(value, list):
+        return [pack(v) for v in value]
+    if isinstance(value, torch.dtype):
+        return {"__dtype__": str(value).replace("torch.", "")}
+    if hasattr(value, "item") and not isinstance(value, (bool, int, float, str)):  # numpy scalars
+        return value.item()
+    for plain in (bool, int, float, str):  # subclasses (e.g. torch.__version__) become the plain type
+        if isinstance(value, plain):
+            return plain(value)
+    if value is None:
+        return None
+    raise InsilicoError(f"cannot save a value of type {type(value).__name__} in a result: keep results to "
+                        "tensors, arrays, numbers, strings, lists, dicts and insilico results")
+
+
+def unpack(value: Any, classes: dict | None = None) -> Any:
+    """The inverse of :func:`pack`; only insilico's own classes (and the ``classes`` given by name) are rebuilt."""
+    classes = classes or {}
+    if isinstance(value, list):
+        return [unpack(v, classes) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__ndarray__" in value:
+        inner = value["__ndarray__"]
+        return inner.numpy() if torch.is_tensor(inner) else np.array([unpack(v) for v in inner], dtype=object)
+    if "__tuple__" in value:
+        return tuple(unpack(v, classes) for v in value["__tuple__"])
+    if "__dict__" in value:
+        return {unpack(k, classes): unpack(v, classes) for k, v in value["__dict__"]}
+    if "__dtype__" in value:
+        return getattr(torch, value["__dtype__"])
+    if "__dataclass__" in value:
+        kind = value["__dataclass__"]
+        fields = {k: unpack(v, classes) for k, v in value["fields"].items()}
+        if kind in classes:
+            return classes[kind](**fields)
+        module, name = kind.split(":")
+        if module.split(".")[0] != "insilico":
+            raise InsilicoError(f"a saved result names the class {kind}; only insilico's results are read")
+        cls = importlib.import_module(module)
+        for part in name.split("."):
+            cls = getattr(cls, part)
+        return cls(**fields)
+    return {k: unpack(v, classes) for k, v in value.items()}  # dicts packed by older versions
+
+
+__all__ = ["FORMAT", "Result", "join", "pack", "unpack", "versions"]

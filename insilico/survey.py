@@ -1,0 +1,122 @@
+"""A survey of one forward pass: which modules ran, in which order, how often, with which output shapes.
+
+:meth:`insilico.Probe.survey` runs one pass with a light observer on every
+module and returns a :class:`Survey`. It replaces the dry runs each tool used
+to make on its own: shapes of units (to size recordings and arrays), call
+counts (recurrent modules), the call order (where a truncated pass may stop)
+and the candidates of the layer chooser (:mod:`insilico.layers`).
+
+Example
+-------
+>>> import torch, insilico
+>>> m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+>>> s = insilico.Probe(m).survey(torch.rand(1, 3, 8, 8))
+>>> s.shape("0[1]"), s.count("3"), s.address("3")
+((6, 6), 1, '3')
+>>> print(s.table().splitlines()[1])
+0        Conv2d      (4, 6, 6)
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .errors import UnitError
+from .units import Unit, UnitLike
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One call of a module in a forward pass.
+
+    ``shape`` is one sample's output shape (without the batch axis; ``()`` for a
+    0-dim output, None when the output is not a tensor), ``kind`` describes
+    the output, ``scalar`` marks a 0-dim output (a loss).
+    """
+
+    module: str
+    step: int
+    shape: tuple | None
+    dtype: torch.dtype | None
+    kind: str
+    scalar: bool = False
+
+
+class Survey:
+    """The calls of one forward pass, in execution order (a module's output hook fires after its children's)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.calls: list[Call] = []
+        self.error: Exception | None = None
+        self._types = {name: type(m).__name__ for name, m in model.named_modules()}
+
+    def add(self, call: Call) -> None:
+        self.calls.append(call)
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(self.calls)
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def modules(self) -> list[str]:
+        """Module paths in the order of their first call (each once)."""
+        return list(dict.fromkeys(c.module for c in self.calls))
+
+    def count(self, module: str) -> int:
+        """How many times ``module`` ran in the pass (0: never)."""
+        return sum(c.module == module for c in self.calls)
+
+    def address(self, module: str, step: int = -1) -> str:
+        """``module`` as a unit address: its path alone if it ran once, else ``path@step`` (default: last call)."""
+        total = self.count(module)
+        if total == 0:
+            raise UnitError(f"{module!r} was never called in the surveyed forward pass")
+        if total == 1:
+            return module
+        return f"{module}@{step if step >= 0 else total + step}"
+
+    def call(self, unit: UnitLike) -> Call:
+        """The call a unit address reads (its step; the only call when it has none)."""
+        unit = Unit.coerce(unit, self.model)
+        calls = [c for c in self.calls if c.module == unit.module]
+        if not calls:
+            raise UnitError(f"{unit.module!r} was never called in the surveyed forward pass")
+        if unit.step is None:
+            if len(calls) > 1:
+                raise UnitError(f"{unit.module!r} was called {len(calls)} times per forward pass: name one call, "
+                                f"e.g. '{unit.replace(step=len(calls) - 1)}'")
+            return calls[0]
+        if not -len(calls) <= unit.step < len(calls):
+            raise UnitError(f"step {unit.step} of {unit.module!r} never happened: it was called {len(calls)} time(s)")
+        return calls[unit.step]
+
+    def shape(self, unit: UnitLike) -> tuple:
+        """One sample's shape of a unit's values (its index applied), e.g. ``(H, W)`` for a channel."""
+        unit = Unit.coerce(unit, self.model)
+        call = self.call(unit)
+        if call.shape is None:
+            raise UnitError(f"{unit.module!r} returns {call.kind}, not a tensor: name a part, e.g. '{unit.module}:0'")
+        if unit.index is None or unit.output is not None:
+            return call.shape
+        return tuple(unit.select(torch.empty((1,) + call.shape, device="meta")).shape[1:])
+
+    def table(self) -> str:
+        """A printable table: address, module type, output shape, one row per call."""
+        rows = [("address", "module", "output")]
+        for call in self.calls:
+            address = call.module if self.count(call.module) == 1 else f"{call.module}@{call.step}"
+            rows.append((address or "(model)", self._types.get(call.module, "?"),
+                         str(call.shape) if call.shape is not None else call.kind))
+        widths = [max(len(r[i]) for r in rows) for i in range(2)]
+        return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)
+
+    def __repr__(self) -> str:
+        return f"Survey({len(self.calls)} calls of {len(self.modules())} modules)"
+
+
+__all__ = ["Call", "Survey"]

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from . import ops as _ops
 from .errors import InsilicoError, UnitError
 from .session import device_of, dtype_of, session
 from .survey import Call, Survey
@@ -69,11 +70,38 @@ class Probe:
         self._sites: dict[str, _Site] = {}
         self._handles: list[Handle] = []
         self._reset_handle = None
+        self._ops = _ops.OpWatch(model)
 
     # -- introspection ---------------------------------------------------------------
-    def names(self) -> list[str]:
-        """Module paths usable in unit addresses (``""`` is the model itself)."""
-        return [name for name, _ in self.model.named_modules()]
+    def names(self, *example: Any, ops: bool = False, **kwargs) -> list[str]:
+        """Addresses usable as units.
+
+        Without an example: the module paths (``""`` is the model itself).
+        With an example input: every address the forward pass produced, in
+        execution order (a module when its forward returns, an op when it
+        runs), with ``@step`` for modules called more than once; with
+        ``ops=True`` also every op of every module's own forward
+        (``"layer1.0/add"``) and the attention parts (``"attn:heads"``,
+        ``"attn:weights"``) of attention modules. ``probe.survey(example,
+        ops=True).table()`` prints them with op names and shapes.
+
+        Example
+        -------
+        >>> import torch, insilico
+        >>> class Net(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc = torch.nn.Linear(3, 3)
+        ...     def forward(self, x):
+        ...         return torch.relu(self.fc(x) + x)
+        >>> insilico.Probe(Net()).names(torch.rand(1, 3), ops=True)
+        ['fc', '/add', '/relu', '']
+        """
+        if not example:
+            if ops:
+                raise InsilicoError("names(ops=True) needs an example input: probe.names(example, ops=True)")
+            return [name for name, _ in self.model.named_modules()]
+        return self.survey(*example, ops=ops, **kwargs).addresses()
 
     def hooks(self) -> list[str]:
         """What this probe has attached now, one line per handle."""
@@ -89,7 +117,8 @@ class Probe:
         """The model's floating dtype (of its first floating parameter; float32 if none)."""
         return dtype_of(self.model)
 
-    def survey(self, *inputs: Any, modules: Iterable[str] | None = None, strict: bool = True, **kwargs) -> Survey:
+    def survey(self, *inputs: Any, modules: Iterable[str] | None = None, strict: bool = True, ops: bool = False,
+               **kwargs) -> Survey:
         """One forward pass that logs every module call: order, call count, output shape and dtype.
 
         The pass runs in a :func:`~insilico.session.session` (eval mode, no
@@ -107,6 +136,10 @@ class Probe:
             True (default): an exception of the model reaches the caller
             unchanged. False: it is kept in ``survey.error`` with the calls
             made before it (a model whose tail does not take this input size).
+        ops : bool
+            Also log every op of the modules' own forwards and the attention
+            parts of attention modules (:mod:`insilico.ops`); slower (every
+            torch call of the pass goes through Python), so off by default.
 
         Example
         -------
@@ -118,7 +151,11 @@ class Probe:
         """
         paths = [name for name, _ in self.model.named_modules()] if modules is None else list(modules)
         survey = Survey(self.model)
-        handle = self._attach(_SiteHandle(self, [_Observer(Unit(path), survey) for path in dict.fromkeys(paths)]))
+        paths = list(dict.fromkeys(paths))
+        for path in paths:
+            Unit(path).resolve(self.model)
+        handle = self._attach(_SiteHandle(self, [_Observer(Unit(path), survey) for path in paths]))
+        stop_ops = self._ops.observe(paths, _OpObserver(survey, self.model)) if ops else None
         try:
             with session(self.model):
                 self.model(*inputs, **kwargs)
@@ -127,6 +164,8 @@ class Probe:
                 raise
             survey.error = error
         finally:
+            if stop_ops is not None:
+                stop_ops()
             handle.remove()
         return survey
 
@@ -333,27 +372,41 @@ class Probe:
         self._handles.append(handle)
         return handle
 
-    def _site(self, module_path: str) -> _Site:
-        if module_path not in self._sites:
+    def _site(self, unit: Unit) -> _Site:
+        key = unit.site
+        if key not in self._sites:
+            module = unit.resolve(self.model)
+            if unit.part is not None and not _attends(module):
+                raise UnitError(f"{unit}: {unit.owner!r} is a {type(module).__name__}; the parts ':heads' and "
+                                "':weights' belong to nn.MultiheadAttention modules and modules whose forward "
+                                "calls F.scaled_dot_product_attention")
             if self._reset_handle is None:
                 self._reset_handle = (self.model.register_forward_pre_hook(self._new_pass),
                                       self.model.register_forward_hook(self._end_pass))
-            self._sites[module_path] = _Site(module_path, Unit(module_path).resolve(self.model))
-        return self._sites[module_path]
+            if unit.op is not None or unit.part is not None:
+                site = _InnerSite(Unit(unit.module, output=unit.part), self._ops)
+                self._sites[key] = site
+                site.owner = self._ops.add_site(site.unit, site)
+            else:
+                self._sites[key] = _Site(key, module)
+        return self._sites[key]
 
-    def _release(self, module_path: str) -> None:
-        site = self._sites.get(module_path)
+    def _release(self, key: str) -> None:
+        site = self._sites.get(key)
         if site is not None and not site.edits and not site.taps:
-            site.handle.remove()
-            del self._sites[module_path]
+            site.remove()
+            del self._sites[key]
         if not self._sites and self._reset_handle is not None:
             for handle in self._reset_handle:
                 handle.remove()
             self._reset_handle = None
+            self._ops.close()
 
     def _new_pass(self, module, args) -> None:
         for site in self._sites.values():
             site.calls = 0
+        if self._ops.active:
+            self._ops.new_pass()
 
     def _end_pass(self, module, args, output) -> None:
         """Edits are validated where they are written, as units are where they are read."""
@@ -361,7 +414,7 @@ class Probe:
             for edit in site.edits:
                 if site.calls == 0:
                     raise UnitError(f"{edit.label} {edit.unit} can never act: {path!r} was never called in this "
-                                    "forward pass (is it used in the model's forward()?)")
+                                    f"forward pass (is it used in the model's forward()?){site.hint()}")
                 if edit.steps is not None and max(edit.steps) >= site.calls:
                     raise UnitError(
                         f"{edit.label} {edit.unit} can never act on step(s) {sorted(edit.steps)}: {path!r} was "
@@ -402,9 +455,21 @@ class _Site:
         self.calls = 0
         self.handle = module.register_forward_hook(self._hook)
 
+    def remove(self) -> None:
+        self.handle.remove()
+
+    def hint(self) -> str:
+        return ""
+
     def _hook(self, module, args, output):
         step = self.calls
         self.calls += 1
+        if _ops.STATE.watching:  # an op mode is open: our own tensor ops are not the model's
+            with _ops.quiet():
+                return self.fire(output, step)
+        return self.fire(output, step)
+
+    def fire(self, output, step):
         for edit in self.edits:
             if edit.steps is None or step in edit.steps:
                 output = edit(output, step)
@@ -419,6 +484,48 @@ class _Site:
             if tap.stop_at == (self.path, step):
                 raise StopForward
         return output
+
+
+class _InnerSite(_Site):
+    """The site of an op unit or an attention part: fired by the probe's op watch (:mod:`insilico.ops`).
+
+    ``calls`` is the number of calls of the owning module in which the op ran (its last step + 1).
+    Attention parts arrive as ``{part: tensor}``, so taps and edits pick them like a dict output.
+    """
+
+    def __init__(self, unit: Unit, watch: _ops.OpWatch):
+        self.unit, self.watch = unit, watch
+        self.path = unit.site
+        self.edits, self.taps, self.calls = [], [], 0
+        self.owner: _ops.Owner | None = None
+
+    def fire(self, output, step):
+        self.calls = max(self.calls, step + 1)
+        return super().fire(output, step)
+
+    def remove(self) -> None:
+        self.watch.remove_site(self.unit, self)
+
+    def hint(self) -> str:
+        owner = self.owner
+        if owner is None or self.unit.part is not None:
+            return ""
+        seen = owner.ops_seen()
+        if not owner.seen:
+            return f" ({self.unit.owner!r} itself did not run)"
+        if not seen:
+            return f" ({self.unit.owner!r} ran no op of its own: its work is done by its children)"
+        import difflib
+
+        close = difflib.get_close_matches(self.unit.module, seen, n=5, cutoff=0.5) or seen[:8]
+        return (f". Ops of {self.unit.owner!r}'s own forward: {', '.join(repr(c) for c in close)}"
+                f"{' ...' if len(seen) > len(close) else ''}; list all with probe.names(example, ops=True)")
+
+
+def _attends(module: nn.Module) -> bool:
+    """Whether a module can have attention parts: nn.MultiheadAttention, or any module with its own
+    forward (F.scaled_dot_product_attention is only found when it runs)."""
+    return isinstance(module, nn.MultiheadAttention) or type(module).forward is not nn.Module.forward
 
 
 class _Edit:
@@ -438,6 +545,28 @@ class _Edit:
             edited = tensor.clone()
             edited[where] = self.replace(tensor[where], step)
         return self.unit.put(output, edited)
+
+
+class _OpObserver:
+    """Logs every op (and attention part) of the watched modules into a :class:`Survey`.
+
+    The ops inside torch.nn's own layers (a Conv2d's ``conv2d``, which is the
+    layer's output) stay addressable but are not logged, so listings show the
+    ops a model's author wrote.
+    """
+
+    def __init__(self, survey: Survey, model: nn.Module):
+        self.survey = survey
+        self.builtin = {name for name, m in model.named_modules()
+                        if name and type(m).__module__.startswith("torch.nn.modules")}
+
+    def __call__(self, site: str, step: int, value):
+        if "/" in site and site.split("/", 1)[0] in self.builtin:
+            return
+        first = value if torch.is_tensor(value) else None
+        shape = tuple(first.shape[1:]) if first is not None and first.ndim else (() if first is not None else None)
+        self.survey.add(Call(site, step, shape, None if first is None else first.dtype, describe(value),
+                             first is not None and first.ndim == 0))
 
 
 class _Observer:
@@ -465,12 +594,13 @@ class _Tap:
         self.calls_per_pass = 0
         self.error: Exception | None = None
         self.stop_at: tuple[str, int] | None = None
-        self.log: list | None = None  # (module, step) of every call, while the owning record learns where to stop
+        self.log: list | None = None  # (site, step) of every call, while the owning record learns where to stop
+        self.hint: Callable[[], str] = str  # extra words for "never called" (the ops that did run)
 
     def __call__(self, output, step):
         self.calls_per_pass = max(self.calls_per_pass, step + 1)
         if self.log is not None:
-            self.log.append((self.unit.module, step))
+            self.log.append((self.unit.site, step))
         if self.unit.step is not None and self.unit.step >= 0 and step != self.unit.step:
             return
         value = self.unit.pick(output)
@@ -488,8 +618,8 @@ class _Tap:
             raise self.error
         if not self.data and self.calls_per_pass == 0:
             raise UnitError(
-                f"{self.unit.module!r} was never called while recording: is it used in the model's forward(), "
-                "and did a forward pass run inside the with block?"
+                f"{self.unit.site!r} was never called while recording: is it used in the model's forward(), "
+                f"and did a forward pass run inside the with block?{self.hint()}"
             )
 
     def value(self) -> Any:
@@ -566,14 +696,17 @@ class _SiteHandle(Handle):
 
     def _attach(self) -> None:
         for part in self.parts:
-            getattr(self.probe._site(part.unit.module), self.kind).append(part)
+            site = self.probe._site(part.unit)
+            getattr(site, self.kind).append(part)
+            if isinstance(part, _Tap):
+                part.hint = site.hint
 
     def _detach(self) -> None:
         for part in self.parts:
-            site = self.probe._sites.get(part.unit.module)
+            site = self.probe._sites.get(part.unit.site)
             if site is not None and part in getattr(site, self.kind):
                 getattr(site, self.kind).remove(part)
-                self.probe._release(part.unit.module)
+                self.probe._release(part.unit.site)
 
 
 class Record(_SiteHandle):
@@ -615,15 +748,15 @@ class Record(_SiteHandle):
 
     def _plan(self, log: list) -> None:
         counts: dict[str, int] = {}
-        for module, step in log:
-            counts[module] = max(counts.get(module, 0), step + 1)
+        for site, step in log:
+            counts[site] = max(counts.get(site, 0), step + 1)
         needed = []
         for tap in self.parts:
-            total = counts.get(tap.unit.module, 0)
+            total = counts.get(tap.unit.site, 0)
             step = tap.unit.step
             step = total - 1 if step is None else (step if step >= 0 else total + step)
-            if (tap.unit.module, step) in log:
-                needed.append(log.index((tap.unit.module, step)))
+            if (tap.unit.site, step) in log:
+                needed.append(log.index((tap.unit.site, step)))
         if needed and "" not in counts:
             stop_at = log[max(needed)]
             for tap in self.parts:

@@ -523,9 +523,9 @@ class _InnerSite(_Site):
 
 
 def _attends(module: nn.Module) -> bool:
-    """Whether a module can have attention parts: nn.MultiheadAttention, or any module with its own
-    forward (F.scaled_dot_product_attention is only found when it runs)."""
-    return isinstance(module, nn.MultiheadAttention) or type(module).forward is not nn.Module.forward
+    """Whether a module can have attention parts: nn.MultiheadAttention, or a module written outside
+    torch.nn (whether its forward calls F.scaled_dot_product_attention is only known when it runs)."""
+    return isinstance(module, nn.MultiheadAttention) or not type(module).__module__.startswith("torch.nn.")
 
 
 class _Edit:

@@ -25,6 +25,9 @@ math written out so the parts exist as tensors. The fused fast paths
 switched off while parts are watched and switched back after, so they cannot
 bypass the probe.
 
+One probe at a time should watch the parts of one attention module (a second
+probe's op watch would see the written-out math, not the fused call).
+
 Written by hand because the fused kernels never materialise the parts; the
 math follows ``torch.nn.functional.multi_head_attention_forward``.
 """

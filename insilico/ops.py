@@ -78,6 +78,8 @@ class _State:
 
     watching = 0
     quiet = 0
+    blocking = 0  # watches holding the attention fast path off
+    fastpath = True  # its setting before the first of them
 
 
 STATE = _State()
@@ -173,7 +175,7 @@ class OpWatch:
         self.stack: list[_Frame] = []
         self.handles: list = []
         self.mode: _OpMode | None = None
-        self.fastpath: bool | None = None
+        self.fastpath = False  # whether this watch holds the attention fast path off
 
     # -- what is watched ------------------------------------------------------------------
     def owner(self, path: str) -> Owner:
@@ -250,16 +252,21 @@ class OpWatch:
 
     def _fastpath(self, block: bool) -> None:
         """While attention parts are watched, the fused fast paths of nn.MultiheadAttention and
-        nn.TransformerEncoderLayer are off (they would bypass the probe); restored after."""
+        nn.TransformerEncoderLayer are off (they would bypass the probe); restored after (counted over
+        every probe, so the setting from before the first comes back after the last)."""
         backend = getattr(torch.backends, "mha", None)
-        if backend is None:
+        if backend is None or block == self.fastpath:
             return
-        if block and self.fastpath is None:
-            self.fastpath = backend.get_fastpath_enabled()
-            backend.set_fastpath_enabled(False)
-        elif not block and self.fastpath is not None:
-            backend.set_fastpath_enabled(self.fastpath)
-            self.fastpath = None
+        self.fastpath = block
+        if block:
+            if STATE.blocking == 0:
+                STATE.fastpath = backend.get_fastpath_enabled()
+                backend.set_fastpath_enabled(False)
+            STATE.blocking += 1
+        else:
+            STATE.blocking -= 1
+            if STATE.blocking == 0:
+                backend.set_fastpath_enabled(STATE.fastpath)
 
     def close(self) -> None:
         self.owners.clear()

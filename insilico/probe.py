@@ -338,6 +338,9 @@ class Probe:
         True
         """
         unit = self.units(layer)[0]
+        if unit.op is not None or unit.part is not None:
+            raise UnitError(f"lesion_connections needs a Linear or Conv layer, not the op/part {unit}; "
+                            f"lesion the op's values with probe.lesion('{unit}') instead")
         return self._attach(ConnectionLesion(self, unit, unit.resolve(self.model), outputs, inputs))
 
     def record_stimuli(self, stimuli: Any, units: UnitLike | Sequence[UnitLike], **options):

@@ -24,8 +24,8 @@ the :class:`~insilico.Probe` registers, through its own handles, a forward
 pre-hook and a forward hook on that module (the *owner*) and on the owner's
 descendants. The owner's hooks open and close one
 :class:`torch.overrides.TorchFunctionMode` for the time of its forward; the
-descendants' hooks mark their forwards, whose ops the mode passes through
-uncounted. The mode counts each torch call per (owner call, op name) as the
+descendants' hooks close it while they run (their ops are not the owner's,
+and they keep their native speed and fused kernels) and reopen it after. The mode counts each torch call per (owner call, op name) as the
 code runs, so Python control flow needs no tracing and the count is
 deterministic for one input. The chosen calls' outputs go to the probe's edits
 and taps exactly as a module output does. Without op units no hook and no mode
@@ -73,7 +73,7 @@ _NOT_OPS = {"__get__", "__set__", "__delete__", "__setitem__", "__delitem__", "_
 
 
 class _State:
-    """Process-wide flags read by the probe's module hooks: ``watching`` while an op mode is open,
+    """Process-wide flags read by the probe's module hooks: ``watching`` while an owner runs,
     ``quiet`` while insilico's own hook code runs (its tensor ops are never the model's ops)."""
 
     watching = 0
@@ -282,39 +282,56 @@ class OpWatch:
 
     def _unwind(self) -> None:
         """A pass that ended without closing its frames (an exception the hooks did not see)."""
+        if any(f.owner is not None for f in self.stack):
+            STATE.watching -= 1
         self.stack.clear()
         self._close_mode()
 
     # -- hooks ---------------------------------------------------------------------------------
+    # The mode is on torch's stack exactly while the innermost running watched module is an owner:
+    # a child's forward runs without it (its ops are not the owner's), so children keep their
+    # native speed and fused paths.
     def _enter(self, owner: Owner, module, args) -> None:
         frame = _Frame(owner, owner.calls)
         owner.calls += 1
         owner.seen[frame.step] = frame.counts
-        self.stack.append(frame)
-        if self.mode is None:
-            self.mode = _OpMode(self)
-            self.mode.__enter__()
+        if not any(f.owner is not None for f in self.stack):
             STATE.watching += 1
+        self.stack.append(frame)
+        self._open_mode()
 
     def _leave(self, owner: Owner, module, args, output) -> None:
         while self.stack:
             frame = self.stack.pop()
             if frame.owner is owner:
                 break
+        self._follow_top()
         if not any(f.owner is not None for f in self.stack):
-            self._close_mode()
+            STATE.watching -= 1
 
     def _enter_child(self, module, args) -> None:
         self.stack.append(_Frame(None, 0))
+        self._close_mode()
 
     def _leave_child(self, module, args, output) -> None:
         if self.stack and self.stack[-1].owner is None:
             self.stack.pop()
+        self._follow_top()
+
+    def _follow_top(self) -> None:
+        if self.stack and self.stack[-1].owner is not None:
+            self._open_mode()
+        else:
+            self._close_mode()
+
+    def _open_mode(self) -> None:
+        if self.mode is None:
+            self.mode = _OpMode(self)
+            self.mode.__enter__()
 
     def _close_mode(self) -> None:
-        if self.mode is not None:
+        if self.mode is not None and torch.overrides._get_current_function_mode() is self.mode:
             mode, self.mode = self.mode, None
-            STATE.watching -= 1
             mode.__exit__(None, None, None)
 
     # -- dispatch --------------------------------------------------------------------------

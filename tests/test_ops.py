@@ -258,22 +258,24 @@ def test_no_op_interception_without_op_units(resnet):
     depths = {}
 
     def spy(name):
-        def hook(module, args, output):
+        def hook(module, *args):
             depths.setdefault(name, _stack_depth())
         return hook
 
-    handles = [resnet.layer1[0].conv1.register_forward_hook(spy("inside")),
+    handles = [resnet.layer1[0].conv1.register_forward_hook(spy("child")),
                resnet.layer2[0].conv1.register_forward_hook(spy("outside"))]
     try:
         probe = insilico.Probe(resnet)
         with probe.record("layer1.0", "layer2.0.conv1"):
             assert _hook_count(resnet) == 2 + 2 + 2  # one hook per recorded module + the pass hooks + the spies
             resnet(torch.rand(1, 3, 32, 32))
-        assert depths == {"inside": 0, "outside": 0}
+        assert depths == {"child": 0, "outside": 0}
         depths.clear()
         with probe.record("layer1.0/add"):
+            handles.append(resnet.layer1[0].register_forward_pre_hook(spy("owner")))  # runs after the probe's
             resnet(torch.rand(1, 3, 32, 32))
-        assert depths == {"inside": 1, "outside": 0}  # the mode is open only during layer1.0's forward
+        # the mode is open only during layer1.0's own code: not in its children, not elsewhere
+        assert depths == {"owner": 1, "child": 0, "outside": 0}
     finally:
         for h in handles:
             h.remove()

@@ -42,7 +42,9 @@ import torch.nn.functional as F
 
 from .errors import UnitError
 
-FUNCTIONS = frozenset({F.multi_head_attention_forward, F.scaled_dot_product_attention})
+#: Names of the functions whose parts are exposed (names, not objects: tracers such as torchlens
+#: replace torch's functions with wrappers of the same name).
+FUNCTIONS = frozenset({"multi_head_attention_forward", "scaled_dot_product_attention"})
 _MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
 _SDPA_NAMES = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
@@ -51,7 +53,7 @@ Emit = Callable[[str, torch.Tensor], torch.Tensor]
 
 def run(func, args: tuple, kwargs: dict, emit: Emit) -> Any:
     """Run an attention function with its parts exposed: ``emit(part, tensor)`` may replace each part."""
-    if func is F.multi_head_attention_forward:
+    if getattr(func, "__name__", None) == "multi_head_attention_forward":
         return multi_head_attention(*args, emit=emit, **kwargs)
     named = dict(zip(_SDPA_NAMES, args))
     named.update(kwargs)

@@ -340,15 +340,17 @@ class OpWatch:
         if frame is None or frame.owner is None or STATE.quiet:
             return func(*args, **kwargs)
         owner = frame.owner
-        if (owner.parts or owner.observers) and not frame.attended and func in attention.FUNCTIONS:
+        named = op_name(func)
+        if named is None:
+            return func(*args, **kwargs)
+        name, inplace = named
+        if (owner.parts or owner.observers) and not frame.attended and name in attention.FUNCTIONS:
             frame.attended = True
             result = attention.run(func, args, kwargs, functools.partial(self._part, owner, frame.step))
         else:
             result = func(*args, **kwargs)
-        named = op_name(func)
-        if named is None or not holds_tensor(result):
+        if not holds_tensor(result):
             return result
-        name, inplace = named
         k = frame.counts.get(name, 0)
         frame.counts[name] = k + 1
         with quiet():

@@ -330,10 +330,9 @@ def test_gradient_map_of_an_op_unit_equals_autograd(resnet):
 
 
 @pytest.mark.xfail(raises=KeyError, strict=False,
-                   reason="synthesis/engine.py _validate hooks modules by w.module itself; it must use "
-                          "Unit.site/Unit.owner (or Record(stop=True)) to take op units")
+                   reason="synthesis/engine.py _validate hooks modules by w.module itself; with w.owner "
+                          "(the module that runs an op or attention part) maximize, pgd and metamer take op units")
 def test_maximize_takes_an_op_unit(resnet):
-    result = insilico.maximize(resnet, "layer1.0/add[3]", size=32, steps=4, progress=False, seed=0)
-    with insilico.Probe(resnet).record("layer1.0/add[3]") as rec:
-        resnet(result.images)
-    assert rec["layer1.0/add[3]"].mean() > 0
+    result = insilico.maximize(resnet, "layer1.0/add[3]", size=32, steps=8, progress=False, seed=0)
+    trace = result.losses[0]  # the objective (mean of the op unit) per step
+    assert trace[-1] > trace[0]

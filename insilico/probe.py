@@ -6,6 +6,13 @@ calls within a forward pass (so every call of a recurrent module is a separate
 ``@step``), applies the active edits (lesions, stimulation) in the order they
 were added, and then hands the edited output to the active recorders.
 
+Op units (``"layer1.0/add"``) and attention parts (``"attn:heads"``) live
+inside a module's forward: for them, and only while one is attached, the
+probe's op watch (:mod:`insilico.ops`) adds a pre-hook and a hook to the
+module that runs them and to its descendants, and opens a
+``TorchFunctionMode`` for that module's own code. Their sites take edits and
+taps exactly as a module's hook does. Without op units none of this exists.
+
 ``record``, ``lesion``, ``stimulate`` and ``lesion_connections`` attach at once
 and return a handle that is a context manager: leaving the ``with`` block (also
 by an exception) or calling ``handle.remove()`` removes exactly what it added,

@@ -65,6 +65,10 @@ def test_vit_heads_and_weights_equal_hand_computation(vit):
     # heads reassembled are the tensor out_proj is applied to
     merged = heads.transpose(1, 2).reshape(3, 17, 32)
     torch.testing.assert_close(block.self_attention.out_proj(merged).detach(), rec[f"{ATTN}:0"])
+    names = probe.names(x[:1], ops=True)
+    assert names[names.index(f"{ATTN}:weights"):names.index(f"{ATTN}") + 1] == \
+        [f"{ATTN}:weights", f"{ATTN}:heads", ATTN]
+    assert f"{BLOCK}/add" in names and f"{BLOCK}/add#1" in names  # the two residual sums
     assert _clean(vit)
 
 

@@ -88,8 +88,12 @@ def test_names_with_ops_in_execution_order(resnet):
     assert "/flatten" in names and names[-1] == ""
     assert "layer1.0.conv1/conv2d" not in names  # a torch.nn layer's own op is its output, not listed
     assert insilico.Probe(resnet).names()[:2] == ["", "conv1"]  # without an example: module paths
-    table = insilico.Probe(resnet).survey(torch.rand(1, 3, 32, 32), ops=True).table()
+    survey = insilico.Probe(resnet).survey(torch.rand(1, 3, 32, 32), ops=True)
+    table = survey.table()
     assert "layer2.0/add" in table and "op add" in table and "(128, 4, 4)" in table
+    assert survey.shape("layer2.0/add[3]") == (4, 4) and survey.shape("layer1.0.relu@1") == (64, 8, 8)
+    with pytest.raises(UnitError, match="'layer2.0/add'"):
+        survey.shape("layer2.0/ad")
 
 
 # ---------------------------------------------------------------------------------------

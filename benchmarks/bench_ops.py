@@ -3,7 +3,7 @@
     python benchmarks/bench_ops.py [--repeats 5] [--device cpu] [--threads 0] [--models resnet18 vit_b_16]
 
 For torchvision resnet18 and vit_b_16 (random weights), seconds per forward
-(min / median over repeats, no gradients) of:
+(min / median over repeats, timed in turns, no gradients) of:
 
 - ``plain``: the model alone;
 - ``modules``: insilico recording 4 module outputs (resnet: ``layerK.0``; vit:
@@ -15,7 +15,9 @@ For torchvision resnet18 and vit_b_16 (random weights), seconds per forward
   (the fused attention replaced by the written-out math, fast path off);
 - ``all ops``: ``probe.survey(x, ops=True)``, every module and op logged (the
   analogue of a full torchlens trace);
-- ``torchlens all``: ``torchlens.trace(model, x)`` saving every op;
+- ``torchlens all``: ``torchlens.trace(model, x)`` saving every op (with
+  ``unwrap_when_done=True``, so that torch's functions are not left wrapped
+  for the other runs; the wrapping is part of its time);
 - ``torchlens sel``: ``torchlens.trace(model, x, save=tl.func("iadd"))``
   (vit: ``"add"``), saving only the residual sums (and other adds);
 
@@ -59,18 +61,30 @@ SETUPS = {
 }
 
 
-def best_of(fn, repeats):
-    fn()  # warm-up
-    times = []
+def _time(fn):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def round_robin(runs, repeats):
+    """Min and median seconds of each run, timed in turns (one of each per round), so that load
+    changes on a shared machine hit every run alike; a run that fails is reported and dropped."""
+    times = {}
+    for label, fn in runs.items():
+        try:
+            fn()  # warm-up
+            times[label] = []
+        except Exception as error:  # a peer failing on this model: report, go on
+            print(f"  {label} failed: {type(error).__name__}: {str(error)[:200]}")
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+        for label in times:
+            times[label].append(_time(runs[label]))
+    return {label: (min(t), statistics.median(t)) for label, t in times.items()}
 
 
 def bench(name, args):
@@ -97,17 +111,15 @@ def bench(name, args):
     runs["all ops"] = lambda: probe.survey(x, ops=True)
     try:
         import torchlens as tl
+        from torchlens.options import CaptureOptions
 
-        runs["torchlens all"] = lambda: tl.trace(model, x)
-        runs["torchlens sel"] = lambda: tl.trace(model, x, save=tl.func(setup["lens"]))
+        # unwrap after each trace: torchlens otherwise leaves torch's functions wrapped, slowing the other runs
+        unwrap = CaptureOptions(unwrap_when_done=True)
+        runs["torchlens all"] = lambda: tl.trace(model, x, capture=unwrap)
+        runs["torchlens sel"] = lambda: tl.trace(model, x, save=tl.func(setup["lens"]), capture=unwrap)
     except Exception as error:  # torchlens missing: report, don't crash
         print(f"torchlens unavailable: {error}")
-    results = {}
-    for label, fn in runs.items():
-        try:
-            results[label] = best_of(fn, args.repeats)
-        except Exception as error:  # a peer failing on this model: report, go on
-            print(f"  {label} failed: {type(error).__name__}: {str(error)[:200]}")
+    results = round_robin(runs, args.repeats)
     base = results["plain"][0]
     print(f"{name}, batch {x.shape[0]}, {tuple(x.shape[1:])}, {args.device}, threads {torch.get_num_threads()} "
           "(min / median s, ratio of min to plain):")

@@ -25,9 +25,10 @@ pre-hook and a forward hook on that module (the *owner*) and on the owner's
 descendants. The owner's hooks open and close one
 :class:`torch.overrides.TorchFunctionMode` for the time of its forward; the
 descendants' hooks close it while they run (their ops are not the owner's,
-and they keep their native speed and fused kernels) and reopen it after. The mode counts each torch call per (owner call, op name) as the
-code runs, so Python control flow needs no tracing and the count is
-deterministic for one input. The chosen calls' outputs go to the probe's edits
+and they keep their native speed and fused kernels) and reopen it after.
+The mode counts each torch call per (owner call, op name) as the code runs,
+so Python control flow needs no tracing and the count is deterministic for
+one input. The chosen calls' outputs go to the probe's edits
 and taps exactly as a module output does. Without op units no hook and no mode
 exists, so plain module probing costs what it did.
 

@@ -73,7 +73,8 @@ UnitLike = Union[str, "Unit", nn.Module]
 ATTENTION_PARTS = ("heads", "weights")
 
 _OP = re.compile(r"^(?P<owner>[^:@\[\]/#]*)/(?P<op>[A-Za-z_][A-Za-z0-9_]*)(?:#(?P<call>\d+))?$")
-_STEP_BEFORE_OP = re.compile(r"^(?P<owner>[^:@\[\]/#]*)@(?P<step>-?\d+)(?P<op>/[^:@\[\]]*)(?P<rest>(?::[^:@\[\]]+)?(?:\[.*\])?)$")
+_STEP_BEFORE_OP = re.compile(r"^(?P<owner>[^:@\[\]/#]*)@(?P<step>-?\d+)(?P<op>/[^:@\[\]]*)"
+                             r"(?P<rest>(?::[^:@\[\]]+)?(?:\[.*\])?)$")
 _ADDRESS = re.compile(
     r"^(?P<module>[^:@\[\]]*)"
     r"(?::(?P<output>[^:@\[\]]+))?"

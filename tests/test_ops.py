@@ -292,7 +292,7 @@ class Failing(nn.Module):
         self.lin = nn.Linear(3, 3)
 
     def forward(self, x):
-        y = self.lin(x) + 1
+        self.lin(x) + 1
         raise RuntimeError("boom")
 
 

@@ -184,3 +184,43 @@ def test_swin_window_attention_heads_as_op_units():
     assert float(rec2[f"{attn}/matmul#1"][:, 1].abs().max()) == 0.0
     torch.testing.assert_close(rec2[f"{attn}/matmul#1"][:, 0], context[:, 0])
     assert _clean(model)
+
+
+@pytest.mark.parametrize("config", [
+    dict(),
+    dict(batch_first=True, mask="bool", padding=True),
+    dict(mask="float", average=False),
+    dict(bias=False, add_bias_kv=True, add_zero_attn=True, padding=True),
+    dict(kdim=6, vdim=5, batch_first=True),
+    dict(unbatched=True, mask="bool"),
+])
+def test_written_out_attention_equals_torch(config):
+    """Oracle: with parts watched, nn.MultiheadAttention gives torch's own outputs and weights."""
+    torch.manual_seed(0)
+    config = dict(config)
+    mask, padding, average = config.pop("mask", None), config.pop("padding", False), config.pop("average", True)
+    unbatched = config.pop("unbatched", False)
+    mha = nn.MultiheadAttention(8, 2, **config).eval()
+    model = nn.Sequential()
+    model.add_module("attn", mha)
+    length, source, n = 4, 5, 3
+    first = config.get("batch_first", False)
+    shape = (lambda s, d: (s, d)) if unbatched else (lambda s, d: (n, s, d) if first else (s, n, d))
+    q = torch.rand(*shape(length, 8))
+    k, v = torch.rand(*shape(source, config.get("kdim", 8))), torch.rand(*shape(source, config.get("vdim", 8)))
+    kwargs = {"average_attn_weights": average}
+    if mask == "bool":
+        kwargs["attn_mask"] = (torch.rand(length, source) > 0.7).index_fill_(1, torch.tensor([0]), False)
+    elif mask == "float":
+        kwargs["attn_mask"] = torch.randn(length, source)
+    if padding:
+        kwargs["key_padding_mask"] = torch.zeros(n, source, dtype=torch.bool).index_fill_(1, torch.tensor([1]), True)
+    expected, expected_weights = mha(q, k, v, **kwargs)
+    with insilico.Probe(model).record("attn:heads", "attn:weights") as rec:
+        out, weights = mha(q, k, v, **kwargs)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(weights, expected_weights)
+    per_head = rec["attn:weights"]  # (N, heads, L, S), N = 1 for an unbatched call
+    torch.testing.assert_close((per_head.mean(1) if average else per_head).reshape(expected_weights.shape),
+                               expected_weights)
+    assert _clean(model)

@@ -11,8 +11,14 @@ attention module has two parts, addressed like outputs (:mod:`insilico.units`):
 - ``"attn:weights"``: the attention probabilities ``(N, heads, L, S)``
   (each row sums to 1, before dropout).
 
-They exist for ``nn.MultiheadAttention`` and for any module whose own forward
-calls ``F.scaled_dot_product_attention`` (its first call per module call).
+They exist for ``nn.MultiheadAttention``, for any module whose own forward
+calls ``F.scaled_dot_product_attention`` (its first call per module call),
+and for attention written out in a module's own forward as
+``softmax(q @ k.T) @ v`` (torchvision's Swin, timm's and DINO's ``Attention``):
+there ``:weights`` is the first ``softmax`` of the forward (at least 3-d)
+and ``:heads`` the ``matmul``/``bmm`` that multiplies it with the values,
+both with the head axis after the batch axis, as such modules compute them
+(Swin folds its windows into the batch axis: ``(N * windows, heads, ...)``).
 Record, lesion and stimulate them like any unit: ``probe.lesion("attn:heads[5]")``
 zeroes head 5's context before ``out_proj``, exactly as ablating the head by
 hand; an edit of ``:weights`` changes the context computed from them.

@@ -161,10 +161,11 @@ class Owner:
 
 
 class _Frame:
-    __slots__ = ("owner", "step", "counts", "attended")
+    __slots__ = ("owner", "step", "counts", "attended", "weights")
 
     def __init__(self, owner: Owner | None, step: int):
         self.owner, self.step, self.counts, self.attended = owner, step, {}, False
+        self.weights = None  # a written-out attention's probabilities (its first softmax), until its matmul
 
 
 class OpWatch:
@@ -345,9 +346,8 @@ class OpWatch:
         if named is None:
             return func(*args, **kwargs)
         name, inplace = named
-        if (owner.parts or owner.observers) and not frame.attended and name in attention.FUNCTIONS:
-            frame.attended = True
-            result = attention.run(func, args, kwargs, functools.partial(self._part, owner, frame.step))
+        if (owner.parts or owner.observers) and not frame.attended:
+            result = self._attention(owner, frame, name, func, args, kwargs)
         else:
             result = func(*args, **kwargs)
         if not holds_tensor(result):
@@ -365,6 +365,25 @@ class OpWatch:
                 result.copy_(edited)  # in place, as the op was: `x.add_(y)` without assignment sees the edit too
                 return result
             return edited
+
+    def _attention(self, owner: Owner, frame: _Frame, name: str, func, args, kwargs) -> Any:
+        """Run one op of a module whose attention parts are watched; expose the parts where they appear:
+        inside nn.MultiheadAttention / F.scaled_dot_product_attention, or, for attention written out
+        (Swin, timm, DINO: ``softmax(q @ k.T) @ v``), at the first ``softmax`` and the matmul that uses it."""
+        if name in attention.FUNCTIONS:
+            frame.attended = True
+            return attention.run(func, args, kwargs, functools.partial(self._part, owner, frame.step))
+        result = func(*args, **kwargs)
+        if not torch.is_tensor(result):
+            return result
+        if name == "softmax" and frame.weights is None and result.ndim >= 3:
+            frame.weights = self._part(owner, frame.step, "weights", result)
+            return frame.weights
+        if name in ("matmul", "bmm") and frame.weights is not None and args and torch.is_tensor(args[0]) \
+                and (args[0] is frame.weights or args[0].shape == frame.weights.shape):
+            frame.attended = True
+            return self._part(owner, frame.step, "heads", result)
+        return result
 
     def _part(self, owner: Owner, step: int, part: str, value: torch.Tensor) -> torch.Tensor:
         with quiet():

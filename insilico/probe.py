@@ -389,7 +389,7 @@ class Probe:
             if unit.part is not None and not _attends(module):
                 raise UnitError(f"{unit}: {unit.owner!r} is a {type(module).__name__}; the parts ':heads' and "
                                 "':weights' belong to nn.MultiheadAttention modules and modules whose forward "
-                                "calls F.scaled_dot_product_attention")
+                                "computes attention (F.scaled_dot_product_attention, or softmax(q @ k.T) @ v)")
             if self._reset_handle is None:
                 self._reset_handle = (self.model.register_forward_pre_hook(self._new_pass),
                                       self.model.register_forward_hook(self._end_pass))

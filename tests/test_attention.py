@@ -183,6 +183,17 @@ def test_swin_window_attention_heads_as_op_units():
         model(x)
     assert float(rec2[f"{attn}/matmul#1"][:, 1].abs().max()) == 0.0
     torch.testing.assert_close(rec2[f"{attn}/matmul#1"][:, 0], context[:, 0])
+    # the written-out attention has the parts too: :weights the softmax, :heads the matmul that uses it
+    names = probe.names(x[:1], ops=True)
+    assert names[names.index(f"{attn}:weights"):names.index(f"{attn}:heads") + 1] == \
+        [f"{attn}:weights", f"{attn}/softmax", f"{attn}/dropout", f"{attn}:heads"]
+    with probe.record(f"{attn}:weights", f"{attn}:heads") as rec3:
+        model(x)
+    torch.testing.assert_close(rec3[f"{attn}:weights"], weights)
+    torch.testing.assert_close(rec3[f"{attn}:heads"], context)
+    with probe.lesion(f"{attn}:heads[1]"), probe.record("features.1.1") as rec4:
+        model(x)
+    torch.testing.assert_close(rec4["features.1.1"], rec2["features.1.1"])
     assert _clean(model)
 
 

@@ -625,10 +625,21 @@ class Record(_SiteHandle):
             if (tap.unit.module, step) in log:
                 needed.append(log.index((tap.unit.module, step)))
         if needed and "" not in counts:
-            stop_at = log[max(needed)]
-            for tap in self.parts:
-                tap.stop_at = stop_at
-            self.stop_at = stop_at
+            self.stop_after(log[max(needed)])
+
+    def stop_after(self, point: tuple[str, int]) -> None:
+        """End every pass after call ``point = (module path, call index)``, with no learning pass.
+
+        ``point`` is the ``stop_at`` that an earlier record of the same units
+        learned on its first pass (a tool that records again, e.g. each run of
+        a synthesis, skips relearning it). Needs ``stop=True``.
+        """
+        if not self.stop:
+            raise InsilicoError("stop_after needs a record made with stop=True")
+        point = (str(point[0]), int(point[1]))
+        for tap in self.parts:
+            tap.stop_at = point
+        self.stop_at = point
 
     def __exit__(self, kind, error, traceback) -> bool:
         self.remove()

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import InsilicoError
 from ..synthesis.result import SynthesisResult
-from .metamer_validity import ValidityReport, validity
+from .metamer_validity import ValidityReport, record, relative_distances, validity
 
 
 @dataclasses.dataclass(repr=False)
@@ -132,6 +132,25 @@ class MetamerResult(SynthesisResult):
         result.reference_index, result.condition_index = meta["reference_index"], meta["condition_index"]
         result.conditions = meta["conditions"]
         return result
+
+    def check(self, model: nn.Module | None = None) -> torch.Tensor:
+        """Each metamer's relative error at its matched layer(s) (N,), recomputed with ``model`` now.
+
+        For the model the metamers were made for this equals ``final_errors``
+        (up to float rounding); for another model it says how well they
+        transfer. ``model`` defaults to the one kept with the result (required
+        after ``load``).
+        """
+        model = model if model is not None else self.model
+        if model is None:
+            raise InsilicoError("check() needs the model: result.check(model) (models are not saved)")
+        layers = list(dict.fromkeys(u for c in self.conditions for u in c))
+        feats, _ = record(model, layers, self.images)
+        refs, _ = record(model, layers, self.references)
+        index = torch.as_tensor(self.reference_index, dtype=torch.long)
+        per_layer = torch.stack([relative_distances(feats[u], refs[u][index]) for u in layers], dim=1)
+        weights = torch.tensor([[self.layer_of(i).get(u, 0.0) for u in layers] for i in range(len(self))])
+        return (weights * per_layer.double().pow(self.power)).sum(dim=1).pow(1.0 / self.power).float()
 
     # -- validity -------------------------------------------------------------------------
     def validity(self, model: nn.Module | None = None, **options) -> ValidityReport:

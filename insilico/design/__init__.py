@@ -6,7 +6,9 @@ module              tool
 maximize            :func:`maximize`: activation-maximizing images (MEIs),
                     diverse and inhibiting images, for many units at once
 metamers            :func:`metamer`: images that match a reference's
-                    representation (Freeman & Simoncelli; Feather et al.)
+                    representation (Freeman & Simoncelli; Feather et al.);
+                    its result in ``metamer_result``, the validity report
+                    (null distances of natural images) in ``metamer_validity``
 adversarial         :func:`pgd`, :func:`fgsm`: adversarial stimuli in an
                     Lp ball (Madry et al.; Goodfellow et al.)
 controversial       :func:`controversial`: stimuli that adjudicate between

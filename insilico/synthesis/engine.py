@@ -340,6 +340,8 @@ class Synthesis:
         with session(self.model, grad=True), recording as rec:
             if self._plan is None:
                 self._plan = self._validate(rec)
+                if rec is not None and self._plan is False:
+                    rec.stop = False  # nothing to stop after (e.g. the model's own output is read): plain passes
             elif rec is not None and stop:
                 rec.stop_after(self._plan)  # learned by the first run's validation pass
             yield rec

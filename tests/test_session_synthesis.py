@@ -214,3 +214,18 @@ def test_synthesis_result_follows_the_result_protocol(tmp_path):
     assert joined.labels == ["1[0]", "1[1]", "2[0]"] and joined.trace.shape == (3, 3)
     assert torch.isnan(joined.trace[2, 0]) and joined.steps.tolist() == [2, 3, 3]
     assert torch.equal(joined.images[1:], parts[1].images)
+
+
+def test_metamer_result_loads_from_its_own_and_the_generic_format(tmp_path):
+    from insilico.design.metamers import MetamerResult
+
+    result = insilico.metamer(net(), ["0", "2"], torch.rand(2, 3, 12, 12), steps=4, progress=False)
+    result.save(tmp_path / "own.pt")
+    Result.save(result, tmp_path / "generic.pt")
+    for name in ("own.pt", "generic.pt"):
+        back = MetamerResult.load(tmp_path / name)
+        assert torch.equal(back.images, result.images) and torch.equal(back.references, result.references)
+        assert back.reference_index == result.reference_index == [0, 1, 0, 1]
+        assert back.condition_index == [0, 0, 1, 1] and back.model is None
+        assert torch.equal(back.final_errors, result.final_errors)
+        assert torch.allclose(back.check(net()), result.final_errors, rtol=1e-4, atol=1e-6)

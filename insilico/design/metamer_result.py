@@ -119,8 +119,10 @@ class MetamerResult(SynthesisResult):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MetamerResult:
-        """Read a result written by :meth:`save`."""
+        """Read a result written by :meth:`save` (or by the generic :meth:`insilico.results.Result.save`)."""
         result = super().load(path)
+        if isinstance(result, MetamerResult) and result.references is not None:
+            return result  # the generic format holds every field already
         blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
         if "metamer" not in blob:
             raise InsilicoError(f"{os.fspath(path)!r} is a synthesis result but not a metamer result")

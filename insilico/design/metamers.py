@@ -82,6 +82,7 @@ from ..sharding import map_chunks
 from ..synthesis import stopping
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.result import SynthesisResult
+from ..synthesis.schedules import Halving
 from ..units import Unit
 from .metamer_result import MetamerResult
 from .metamer_validity import (CRITERIA, NULL_PER_CLASS, NULL_SEED, ValidityReport, natural_null_images,  # noqa: F401
@@ -101,26 +102,6 @@ DEFAULT_PLATEAU_TOL = 1e-3
 DEFAULT_PLATEAU_WINDOW = 100
 #: Start noise: 0.5 + INIT_NOISE_SD * N(0, 1), clipped to [0, 1] (far from the bounds, where a sigmoid saturates).
 INIT_NOISE_SD = 0.1
-
-
-# ---------------------------------------------------------------------------------------
-# The learning-rate schedule
-# ---------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Halving:
-    """Learning-rate factor ``factor ** (step // stage_steps)``: stages of constant rate, each half the last.
-
-    Example
-    -------
-    >>> [Halving(10)(s) for s in (0, 9, 10, 25)]
-    [1.0, 1.0, 0.5, 0.25]
-    """
-
-    stage_steps: int
-    factor: float = 0.5
-
-    def __call__(self, step: int) -> float:
-        return float(self.factor ** (int(step) // max(1, int(self.stage_steps))))
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,14 +4,17 @@
 module              concept
 =================== ===========================================================
 engine              :class:`Synthesis`, the shared optimisation loop
+optimizers          the optimizers by name (adam, sgd, lbfgs) or factory
 lbfgs               :class:`BatchLBFGS`: L-BFGS with one history and one
                     line search per sample
+schedules           learning-rate schedules (constant, cosine, linear,
+                    :class:`Halving`)
 parameterization    :class:`Pixel`, :class:`Fourier` (1/f, decorrelated colour)
 color               the colour decorrelation matrix and how it is estimated
 transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
 stopping            stopping rules ``rule(trace, state) -> mask``
 projection          constraints after each step (:class:`LinfBall`, ...)
-result              :class:`SynthesisResult`: save, load, plot
+result              :class:`SynthesisResult`: a :class:`insilico.results.Result`
 =================== ===========================================================
 
 Example
@@ -27,11 +30,12 @@ from .lbfgs import BatchLBFGS
 from .parameterization import Fourier, Parameterization, Pixel
 from .projection import Clamp, L2Ball, LinfBall
 from .result import SynthesisResult
+from .schedules import Halving
 from .stopping import MaxSteps, PixelChange, Plateau, StopState, TargetReached
 from .transforms import Transforms
 
 __all__ = [
-    "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "Fourier", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
+    "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "Fourier", "Halving", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
     "PixelChange", "Plateau", "StopState", "Synthesis", "SynthesisResult", "TargetReached", "Transforms",
     "derive_seed",
 ]

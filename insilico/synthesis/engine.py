@@ -53,13 +53,11 @@ Plugging in other syntheses (metamers, adversarial, MAD/controversial):
 - a **projection** ``projection(images) -> images`` is applied in pixel space
   after every step (see :mod:`.projection`: ``linf_ball``, ``l2_ball``);
   ``Pixel(squash="clamp")`` clamps to [0, 1] itself;
-- **optimizers**: ``"adam"``, ``"sgd"``, ``"lbfgs"`` (per-sample L-BFGS with
-  a per-sample backtracking line search, one batched forward per trial;
-  transforms are drawn once per step so the line search sees one function;
-  without transforms a step costs one forward/backward when the first trial
-  is accepted), or a factory ``(params, lr=...) -> Optimizer``;
-- **schedule**: ``"constant"``, ``"cosine"``, ``"linear"`` or a function
-  ``step -> factor`` of the learning rate;
+- **optimizers** (:mod:`.optimizers`): ``"adam"``, ``"sgd"``, ``"lbfgs"``
+  (per-sample L-BFGS, one batched forward per line-search trial; transforms
+  are drawn once per step so the line search sees one function) or a factory;
+- **schedules** (:mod:`.schedules`): ``"constant"``, ``"cosine"``,
+  ``"linear"`` or a function ``step -> factor`` (e.g. ``Halving``);
 - **stopping**: ``stop=[TargetReached(...), Plateau(...)]``.
 
 Example
@@ -79,7 +77,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 from typing import Callable, Sequence
 
 import torch
@@ -93,22 +90,17 @@ from ..session import session
 from . import parameterization as params_mod
 from . import stopping
 from .lbfgs import BatchLBFGS
+from .optimizers import OPTIMIZERS, make_optimizer, optimizer_name
 from .parameterization import Parameterization, check_images
 from .result import SynthesisResult
+from .schedules import SCHEDULES, lr_factor
 from .transforms import Transforms
 
-OPTIMIZERS = ("adam", "sgd", "lbfgs")
-SCHEDULES = ("constant", "cosine", "linear")
 GOALS = {"maximize": 1.0, "minimize": -1.0}
 #: Default number of steps per run (lucid's 512).
 DEFAULT_STEPS = 512
 #: Host looks at device-side masks/traces (progress bar, "all stopped") every this many steps.
 DEFAULT_SYNC_EVERY = 16
-
-
-def _name(factory: Callable) -> str:
-    """A custom optimizer's name for the settings (a factory, class or functools.partial of one)."""
-    return getattr(getattr(factory, "func", factory), "__name__", type(factory).__name__)
 
 
 def derive_seed(seed: int, key: int | str) -> int:
@@ -275,7 +267,7 @@ class Synthesis:
         self.goal_name = goal
         self.transforms = transforms or Transforms()
         self.optimizer_factory = optimizer if callable(optimizer) else None
-        self.optimizer_name = optimizer if isinstance(optimizer, str) else _name(optimizer)
+        self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
         self.lr = float(lr)
         self.optimizer_options = dict(optimizer_options or {})
         self.schedule = schedule
@@ -310,24 +302,8 @@ class Synthesis:
 
     # -- set-up ------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [self.param.param]
-        if self.optimizer_factory is not None:
-            return self.optimizer_factory(params, lr=self.lr, **self.optimizer_options)
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam(params, lr=self.lr, **self.optimizer_options)
-        if self.optimizer_name == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, **self.optimizer_options)
-        return BatchLBFGS(params, lr=self.lr, **self.optimizer_options)
-
-    def _lr_factor(self, step: int) -> float:
-        if callable(self.schedule):
-            return float(self.schedule(step))
-        progress = min(step / max(1, self.schedule_steps), 1.0)
-        if self.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        if self.schedule == "linear":
-            return 1.0 - progress
-        return 1.0
+        return make_optimizer(self.optimizer_factory or self.optimizer_name, [self.param.param], self.lr,
+                              self.optimizer_options)
 
     @contextlib.contextmanager
     def _session(self):
@@ -409,7 +385,7 @@ class Synthesis:
     def _one_step(self, rec) -> None:
         """Evaluate, check the rules, update; on any exception (Ctrl-C too) roll back to the step's start."""
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * self._lr_factor(self.step)
+            group["lr"] = self.lr * lr_factor(self.schedule, self.step, self.schedule_steps)
         generator_states = [g.get_state() for g in self.generators]
         before = self.param.param.detach().clone()
         try:

@@ -253,7 +253,8 @@ class MetamerSynthesis:
     -------
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())
-    >>> synth = MetamerSynthesis(model, ["0", "1"], torch.rand(3, 1, 10, 10), steps=20, progress=False)
+    >>> synth = MetamerSynthesis(model, ["0", "1"], torch.rand(3, 1, 10, 10), steps=20, threshold=None,
+    ...                          progress=False)
     >>> synth.labels[:4]
     ['0|0', '0|1', '0|2', '1|0']
     >>> r = synth.run(); r = synth.run(10)       # continues

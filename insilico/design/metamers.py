@@ -67,6 +67,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -149,11 +150,16 @@ def _references(references) -> torch.Tensor:
     return check_images(references)
 
 
-def _init_images(init, references: torch.Tensor, labels: list[str], ref_index: list[int], seed: int) -> torch.Tensor:
-    n, shape = len(labels), tuple(references.shape[1:])
+def _digest(image: torch.Tensor) -> str:
+    """A short fingerprint of one reference image's float32 pixels (its start noise follows the image, not its index)."""
+    return hashlib.sha256(image.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def _init_images(init, references: torch.Tensor, keys: list[str], ref_index: list[int], seed: int) -> torch.Tensor:
+    n, shape = len(keys), tuple(references.shape[1:])
     if isinstance(init, str):
-        if init == "noise":  # one generator per sample: a sample's start never depends on the batch
-            gens = [torch.Generator().manual_seed(derive_seed(seed, "init|" + label)) for label in labels]
+        if init == "noise":  # one generator per sample, keyed by its content: never depends on the batch
+            gens = [torch.Generator().manual_seed(derive_seed(seed, "init|" + key)) for key in keys]
             return torch.stack([0.5 + INIT_NOISE_SD * torch.randn(shape, generator=g) for g in gens]).clamp(0, 1)
         if init in ("gray", "grey"):
             return torch.full((n, *shape), 0.5)
@@ -184,8 +190,10 @@ class MetamerSynthesis:
     Samples are ordered layer spec first, then reference, then seed: sample
     ``(c * R + r) * n_seeds + k`` matches reference ``r`` at layer spec ``c``
     from the ``k``-th random start; its label is ``"<layer>|<r>"`` (plus
-    ``"#k"`` with ``n_seeds > 1``) and its start noise and engine seed are
-    derived from ``seed`` and that label.
+    ``"#k"`` with ``n_seeds > 1``); its engine seed is derived from ``seed``
+    and that label, its start noise from ``seed``, the layer spec, the
+    reference's pixels and ``k``, so a metamer is the same whether its
+    reference is given alone, in a batch or in a chunk of a sharded job.
 
     Parameters
     ----------
@@ -329,7 +337,11 @@ class MetamerSynthesis:
             self.ctf_steps = int(ctf_steps) if ctf_steps else max(1, self.steps // (2 * len(self.scales)))
         else:
             self.ctf_steps = 0
-        init_images = _init_images(init, self.references, self.labels, self.reference_index, self.seed)
+        # start noise keyed by (layer spec, the reference's pixels, k): the same alone, in a batch or in a chunk
+        digests = [_digest(ref) for ref in self.references]
+        keys = [f"{_condition_name(self.conditions[c])}|{digests[r]}#{k}"
+                for c, r, k in zip(self.condition_index, self.reference_index, self.seed_index)]
+        init_images = _init_images(init, self.references, keys, self.reference_index, self.seed)
         self.init_kind = init if isinstance(init, str) else "images"
         self.lr = float(lr if lr is not None else DEFAULT_LR[optimizer])
         self.engine = Synthesis(

@@ -235,8 +235,8 @@ def test_a_metamer_is_the_same_alone_and_in_a_batch():
     model, refs = net(), torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(5))
     start = insilico.metamer(model, "2", refs, steps=0, progress=False)
     alone = insilico.metamer(model, "2", refs[2:3], steps=0, progress=False)
-    assert torch.equal(alone.images[0], start.images[2])       # the start noise follows the reference, not its index
-    assert not torch.equal(start.images[0], start.images[2])
+    assert (alone.images[0] - start.images[2]).abs().max() < 1e-6   # the start noise follows the reference,
+    assert (start.images[0] - start.images[2]).abs().max() > 0.1     # not its index
     batch = insilico.metamer(model, "2", refs, steps=3, optimizer="adam", progress=False)
     alone = insilico.metamer(model, "2", refs[2:3], steps=3, optimizer="adam", progress=False)
     assert (alone.images[0] - batch.images[2]).abs().max() < 1e-5  # conv rounding differs by batch size only

@@ -288,7 +288,7 @@ class Tool:
 TOOLS = {t.name: t for t in [
     Tool("record_stimuli", run_record_stimuli, _recording, independent=True),
     Tool("gradient_map", run_gradient_map, lambda r: r, saves=False, independent=True),
-    Tool("top_exemplars", run_top_exemplars, lambda r: r.activations, follows_dtype=False),
+    Tool("top_exemplars", run_top_exemplars, lambda r: r.activations),
     Tool("project_exemplars", run_project_exemplars, lambda r: r.images[0]),
     Tool("maximize", run_maximize, _images, images=False, independent=True),
     Tool("metamer", run_metamer, _images, independent=True),
@@ -300,8 +300,9 @@ TOOLS = {t.name: t for t in [
     Tool("orientation_tuning", run_orientation_tuning, lambda r: r.responses, images=False, independent=True),
     Tool("receptive_field", run_receptive_field, lambda r: r.map, images=False),
     Tool("lesion_sweep", run_lesion_sweep, None, follows_dtype=False),
-    Tool("microstimulation", run_microstimulation, None, follows_dtype=False),
+    Tool("microstimulation", run_microstimulation, lambda r: r.arrays["probabilities"].swapaxes(0, 1),
+         independent=True),
     Tool("rsa", run_rsa, lambda r: r.matrix, follows_dtype=False),
-    Tool("encoding", run_encoding, lambda r: r.predictions, follows_dtype=False),
+    Tool("encoding", run_encoding, lambda r: r.predictions),
     Tool("gallery", run_gallery, None, images=False, saves=False, follows_dtype=False, models=("mixed",)),
 ]}

@@ -207,6 +207,27 @@ def run_lesion_sweep(model, images, samples=None):
     return E.lesion_sweep(model, a.layer, x, _labels(len(x)), groups=[[0], [1, 2]], batch_size=2, progress=False)
 
 
+def run_cumulative_lesion(model, images, samples=None):
+    a = arch_of(model)
+    x = _pick(images, samples)
+    return E.cumulative_lesion(model, a.layer, x, _labels(len(x)), n_points=3, batch_size=2, progress=False)
+
+
+def run_receptive_field_sizes(model, images, samples=None):
+    a = arch_of(model)
+    return E.receptive_field_sizes(model, [a.layer], input_size=SIZE[-1], methods=("theoretical", "gradient"),
+                                   n_images=2, progress=False)
+
+
+def run_lesion_mean(model, images, samples=None):
+    """``Probe.lesion(mode="mean", reference=...)``: the reference means are computed when it is made."""
+    a = arch_of(model)
+    handle = insilico.Probe(model).lesion(f"{a.layer}[1]", mode="mean", reference=_pick(images, samples))
+    with handle:
+        pass
+    return handle
+
+
 def run_microstimulation(model, images, samples=None):
     a = arch_of(model)
     return E.microstimulation(model, f"{a.layer}[1]", _pick(images, samples), strengths=[0, 1], batch_size=2,
@@ -300,6 +321,9 @@ TOOLS = {t.name: t for t in [
     Tool("orientation_tuning", run_orientation_tuning, lambda r: r.responses, images=False, independent=True),
     Tool("receptive_field", run_receptive_field, lambda r: r.map, images=False),
     Tool("lesion_sweep", run_lesion_sweep, None, follows_dtype=False),
+    Tool("cumulative_lesion", run_cumulative_lesion, None, follows_dtype=False),
+    Tool("receptive_field_sizes", run_receptive_field_sizes, None, images=False, follows_dtype=False),
+    Tool("lesion_mean", run_lesion_mean, None, saves=False, follows_dtype=False),
     Tool("microstimulation", run_microstimulation, lambda r: r.arrays["probabilities"].swapaxes(0, 1),
          independent=True),
     Tool("rsa", run_rsa, lambda r: r.matrix, follows_dtype=False),

@@ -44,6 +44,9 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {
     ("receptive_field", "modes"): "experiments/receptive_fields.py `model.train(was)`: frozen BatchNorm [1] comes back in train mode",
     ("lesion_sweep", "modes"): "experiments/lesions.py `model.train(was)`: frozen BatchNorm [1] comes back in train mode",
     ("microstimulation", "modes"): "experiments/runs.py `model.train(was)`: frozen BatchNorm [1] comes back in train mode",
+    ("cumulative_lesion", "modes"): "experiments/lesions.py `model.train(was)`: frozen BatchNorm [1] comes back in train mode",
+    ("receptive_field_sizes", "modes"): "experiments/receptive_fields.py `model.train(was)`: frozen BatchNorm [1] comes back "
+                                        "in train mode",
     ("gallery", "modes"): "the experiments it runs restore only the root flag: frozen BatchNorm [1] comes back in train mode",
     # bn_stats
     ("metamer", "bn_stats"): "MetamerSynthesis._targets records the references with the model in its own (train) mode: "
@@ -82,6 +85,9 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {
     # empty
     ("lesion_sweep", "empty"): "ValueError 'torch.cat(): expected a non-empty list' in experiments/runs.py (issue 15, input 9)",
     ("microstimulation", "empty"): "ValueError 'torch.cat(): expected a non-empty list' in experiments/runs.py (issue 15, input 9)",
+    ("cumulative_lesion", "empty"): "ValueError 'torch.cat(): expected a non-empty list' in experiments/runs.py",
+    ("lesion_mean", "empty"): "raw KeyError ('2', None) at probe.py:244: Probe._mean_responses of an empty reference set "
+                              "gives no means",
     # save_load: results that cannot be saved at all
     ("top_exemplars", "save_load"): "Exemplars has no save/load",
     ("project_exemplars", "save_load"): "Projections has no save/load",

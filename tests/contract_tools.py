@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from typing import Callable, Sequence
 
 import torch
@@ -82,8 +83,14 @@ def resnet18(seed: int = 0) -> nn.Module:
 MODELS = {"mixed": mixed_model, "resnet18": resnet18}
 
 
+@functools.lru_cache(maxsize=None)
+def _template(kind: str, seed: int) -> nn.Module:
+    return MODELS[kind](seed)
+
+
 def make_model(kind: str = "mixed", seed: int = 0) -> tuple[nn.Module, Arch]:
-    return MODELS[kind](seed), ARCHS[kind]
+    """A fresh model of ``kind`` (a deep copy of one built once: ResNet-18's init is slow) and its Arch."""
+    return copy.deepcopy(_template(kind, seed)), ARCHS[kind]
 
 
 def make_images(n: int = N_IMAGES, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
@@ -321,7 +328,7 @@ TOOLS = {t.name: t for t in [
     Tool("orientation_tuning", run_orientation_tuning, lambda r: r.responses, images=False, independent=True),
     Tool("receptive_field", run_receptive_field, lambda r: r.map, images=False),
     Tool("lesion_sweep", run_lesion_sweep, None, follows_dtype=False),
-    Tool("cumulative_lesion", run_cumulative_lesion, None, follows_dtype=False),
+    Tool("cumulative_lesion", run_cumulative_lesion, None, follows_dtype=False, models=("mixed",)),  # a sweep per channel
     Tool("receptive_field_sizes", run_receptive_field_sizes, None, images=False, follows_dtype=False),
     Tool("lesion_mean", run_lesion_mean, None, saves=False, follows_dtype=False),
     Tool("microstimulation", run_microstimulation, lambda r: r.arrays["probabilities"].swapaxes(0, 1),

@@ -5,6 +5,8 @@ Promises
 --------
 hooks          no hooks left after success or after an exception raised inside the model mid-run;
                the user's own hooks are still there and still fire; the model's error reaches the user
+resnet18       hooks, modes (after success and after an exception) and BatchNorm statistics on torchvision's
+               ResNet-18 in train mode
 model_error    the model fails on its very first call: that error (not another) reaches the user, and no
                hooks are left
 modes          every module's own ``training`` flag and every parameter's own ``requires_grad`` back,
@@ -292,6 +294,10 @@ def test_resnet18(name):
     before, after = ok["bn"]
     moved = [k for k in before if not torch.equal(before[k], after[k])]
     assert not moved, f"BatchNorm statistics moved: {moved}"
+    bad = failed(observe(name, "resnet18", fail="mid"))
+    assert bad["hooks"][1] == bad["hooks"][0], "hooks left on the model after an exception"
+    before, after = bad["modes"]
+    assert after == before, f"changed after an exception: {sorted(k for k in before if before[k] != after[k])}"
 
 
 @pytest.mark.parametrize("name", cases("no_grad"))

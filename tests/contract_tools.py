@@ -296,7 +296,8 @@ class Tool:
     independent : bool
         A sample's result is the same alone and in a batch.
     exact : bool
-        ... and equal bit for bit (holds by construction, e.g. one forward per sample is not the case).
+        ... and bit for bit, not only to rtol 1e-5: only where it holds by construction (kernels may pick
+        another summation order for another batch size, so no tool claims it today).
     follows_dtype : bool
         ``out(result)`` is images/maps/responses that must be float64 for a float64 model.
     models : which of MODELS it runs on cheaply enough for the cheap promises (hooks, modes, BN).

@@ -312,7 +312,7 @@ def _attack_chunk(model, images, labels, target_classes, user_objective, step_si
         projection=ball, seed=seeds, labels=sample_labels, progress=progress,
         sync_every=1 if device.type == "cpu" else 4, compact="cpu")
     syn = synth.run()
-    adv = syn.images.to(device, dtype)
+    adv = synth.images.to(device, dtype)  # in the model's dtype (the engine's result holds float32 copies)
     adv = ball(adv)  # a no-op up to float rounding: the engine wrote the projected images back
     clean_objective = objective if user_objective is not None else ClassLoss(
         classes, targeted=target_classes is not None, loss=loss)

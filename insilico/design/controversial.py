@@ -372,9 +372,10 @@ def controversial(
             steps=steps, stop=[TargetReached(math.log(stop_at))], seed=seed, labels=labels[start:stop],
             progress=progress, sync_every=1 if synth_device.type == "cpu" else 8, compact="cpu")
         syn = synth.run()
-        probs, score = _judge(group, objective, syn.images)
+        images = synth.images.detach().cpu()  # in the models' dtype (the engine's result holds float32 copies)
+        probs, score = _judge(group, objective, images)
         return ControversialResult(
-            images=syn.images, score=score, probabilities=probs, model_names=list(names), model_a=col(0, rows),
+            images=images, score=score, probabilities=probs, model_names=list(names), model_a=col(0, rows),
             model_b=col(1, rows), class_i=col(2, rows), class_j=col(3, rows), labels=labels[start:stop],
             classes=list(classes) if classes else None, synthesis=syn, settings={**syn.settings, **settings})
 

@@ -238,7 +238,7 @@ def mad(
             model, objective, "pixel", init=initial.repeat(4, 1, 1, 1), param_options={"squash": "clamp"},
             goal="maximize", lr=lr, steps=steps, seed=seed, labels=labels, progress=progress, compact="cpu")
         syn = synth.run()
-        final = syn.images.to(images.device, images.dtype)
+        final = synth.images.to(images.device, images.dtype)  # the engine's result holds float32 copies
         dist = _distances(model, pair, images, final)  # (N, 4, 2)
     held_idx = torch.tensor([h for h, _, _ in ROLES], device=dist.device)
     held_final = dist.gather(2, held_idx.view(1, 4, 1).expand(n, 4, 1))[..., 0]

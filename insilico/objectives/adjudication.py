@@ -55,6 +55,11 @@ class Controversy(Objective):
     class_i, class_j : tensor (N,)
         The class A should see, and the class B should see.
 
+    Raises
+    ------
+    InsilicoError
+        At call time: a model output that is not logits (N, K), or a class index >= K.
+
     Example
     -------
     >>> acts = {"a": torch.tensor([[4.0, 0.0]]), "b": torch.tensor([[0.0, 4.0]])}
@@ -119,7 +124,16 @@ class MADObjective(Objective):
     sign : tensor (N,)
         +1 to maximize the pushed distance, -1 to minimize it.
     lam : float
-        Weight of the penalty on the held distance.
+        Weight of the penalty on the held distance (a penalty, as plenoptic's
+        ``MADCompetition``, rather than Wang & Simoncelli's projection).
+
+    Example
+    -------
+    >>> obj = MADObjective(("a", "b"), [torch.zeros(1, 2), torch.zeros(1, 2)], torch.tensor([[1.0, 1.0]]),
+    ...                    held=torch.tensor([0]), sign=torch.tensor([1.0]), lam=10.0)
+    >>> acts = {"a": torch.ones(1, 2), "b": torch.full((1, 2), 2.0)}   # d_1 = 1 (held), d_2 = 4 (pushed)
+    >>> round(float(obj(acts)), 4)                                      # log(4 / 1) - 10 * log(1 / 1)^2
+    1.3863
     """
 
     def __init__(self, units, references, levels, held, sign, lam: float):

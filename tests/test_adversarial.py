@@ -283,3 +283,10 @@ def test_engine_pieces_live_in_the_engine_and_objectives_in_objectives():
 
     assert adversarial.SignSGD is HomeSGD and adversarial.EpsBall is HomeBall and adversarial.ClassLoss is HomeClassLoss
     assert not hasattr(adversarial, "eval_mode")
+
+
+def test_images_made_under_inference_mode_are_attacked_there_too(net, data):
+    with torch.inference_mode():
+        x = data[0][:3].clone()  # an inference tensor: autograd refuses it unless the session copies it
+        r = insilico.pgd(net, x, steps=2, progress=False)
+    assert float(r.linf.max()) > 0.5 * 8 / 255 and float(r.linf.max()) <= 8 / 255

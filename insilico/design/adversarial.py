@@ -60,7 +60,7 @@ from ..objectives import Activations, Objective, unique_wholes
 from ..objectives.classification import LOSSES, ClassLoss
 from ..pixels import check_images
 from ..probe import Probe
-from ..session import dtype_of, device_of, session
+from ..session import session
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.optimizers import NORMS, SignSGD, norm_name
 from ..synthesis.parameterization import Pixel
@@ -231,8 +231,15 @@ def pgd(
         if len(sizes) != len(eps_list) or not all(v > 0 for v in sizes):
             raise InsilicoError(f"step_size must be > 0 (one number, or one per eps), got {step_size!r}")
         step_size = sizes
-    device = device_of(model)
-    images = images.to(device, dtype_of(model))
+    with session(model, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
+        return _pgd(model, s.inputs(images), labels, eps_list, scalar, step_size, steps, norm_key, target, target_value,
+                    random_start, restarts, loss, early_stop, batch_size, seed, progress, out, shard)
+
+
+def _pgd(model, images, labels, eps_list, scalar, step_size, steps, norm_key, target, target_value, random_start,
+         restarts, loss, early_stop, batch_size, seed, progress, out, shard) -> AdversarialResult | None:
+    """:func:`pgd` after its checks, inside the session, with ``images`` on the model's device and in its dtype."""
+    device = images.device
     n = images.shape[0]
     classes = getattr(model, "classes", None)
 
@@ -262,13 +269,12 @@ def pgd(
     }
     common = dict(eps_list=eps_list, scalar=scalar, norm=norm_key, settings=settings,
                   classes=list(classes) if classes is not None else None)
-    with session(model, grad=True):  # eval, frozen parameters, gradients even under an outer no_grad
-        parts = sharding.map_chunks(lambda a, b: _attack_chunk(
-            model, images[a:b], None if labels is None else labels[a:b],
-            None if target_classes is None else target_classes[a:b], user_objective, step_size, steps,
-            target_value, random_start, int(restarts), loss, early_stop, seed, progress, a, common),
-            n, chunk, out=out, shard=shard,
-            job={"tool": "pgd", "n": n, "batch_size": chunk, "eps": eps_list, "seed": seed})
+    parts = sharding.map_chunks(lambda a, b: _attack_chunk(
+        model, images[a:b], None if labels is None else labels[a:b],
+        None if target_classes is None else target_classes[a:b], user_objective, step_size, steps,
+        target_value, random_start, int(restarts), loss, early_stop, seed, progress, a, common),
+        n, chunk, out=out, shard=shard,
+        job={"tool": "pgd", "n": n, "batch_size": chunk, "eps": eps_list, "seed": seed})
     if parts is None:
         return None
     return AdversarialResult.concat(parts).to(device)

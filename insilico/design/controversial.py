@@ -383,6 +383,7 @@ def controversial(
            "model_pairs": [list(p) for p in model_pairs], "seeds": seeds, "steps": steps, "seed": seed}
     with session(group, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
         synth_device = s.device
+        init = None if init is None else s.inputs(init)
         parts = sharding.map_chunks(chunk, n, int(pairs_per_chunk) * seeds, out=out, shard=shard, job=job)
     if parts is None:
         return None

@@ -304,13 +304,14 @@ def eigendistortion(
     unit = Unit.parse(layer)
     probe = Probe(model)
     probe.units(unit)  # unknown modules fail now
-    images = images.to(probe.device, probe.dtype)
+    images = images.to(probe.device, probe.dtype)  # (moved again by the session: an inference tensor is copied)
     n, dim = images.shape[0], images[0].numel()
     k = int(k)
     if not 1 <= k <= dim // 2 + dim % 2:
         raise InsilicoError(f"k must be between 1 and {(dim + 1) // 2} for images of {dim} pixels, got {k}")
     generator = torch.Generator().manual_seed(int(seed))
-    with session(model, grad=True):  # eval, frozen parameters, gradients even under an outer no_grad
+    with session(model, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
+        images = s.inputs(images)
         op = GramOperator(model, unit, images)
         if method == "lanczos":
             m = min(dim, iterations or max(64, 4 * k))

@@ -290,3 +290,19 @@ def test_images_made_under_inference_mode_are_attacked_there_too(net, data):
         x = data[0][:3].clone()  # an inference tensor: autograd refuses it unless the session copies it
         r = insilico.pgd(net, x, steps=2, progress=False)
     assert float(r.linf.max()) > 0.5 * 8 / 255 and float(r.linf.max()) <= 8 / 255
+
+
+def test_an_image_gets_the_same_attack_alone_and_in_a_batch():
+    # the random start is seeded by the image's content, not by its position in the batch
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4)).double()  # float64: no kernel noise
+    x = torch.rand(6, 3, 4, 4, dtype=torch.float64)
+    kw = dict(eps=[0.05, 0.2], steps=4, restarts=2, seed=7, progress=False)
+    batch = pgd(m, x, **kw)
+    for i in (0, 4):
+        alone = pgd(m, x[i: i + 1], **kw)
+        torch.testing.assert_close(alone.all_images[:, 0], batch.all_images[:, i], rtol=0, atol=1e-12)
+        assert torch.equal(alone.all_success[:, 0], batch.all_success[:, i])
+    shuffled = pgd(m, x.flip(0), **kw)
+    torch.testing.assert_close(shuffled.all_images.flip(1), batch.all_images, rtol=0, atol=1e-12)
+    assert not torch.equal(pgd(m, x, **{**kw, "seed": 8}).all_images, batch.all_images)  # the seed matters

@@ -233,3 +233,13 @@ def test_objectives_live_in_the_objectives_package():
 
     assert module.Controversy is adjudication.Controversy and mad_module.MADObjective is adjudication.MADObjective
     assert not hasattr(module, "eval_mode") and not hasattr(mad_module, "eval_mode")
+
+
+def test_mad_of_a_reference_is_the_same_alone_and_in_a_batch():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Conv2d(4, 4, 3), nn.Tanh()).double()
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    batch = mad(m, x, ("1", "3"), steps=5, progress=False)
+    alone = mad(m, x[2:], ("1", "3"), steps=5, progress=False)
+    torch.testing.assert_close(alone.initial[0], batch.initial[2], rtol=0, atol=0)  # the same start noise
+    torch.testing.assert_close(alone.images[0], batch.images[2], rtol=1e-9, atol=1e-12)

@@ -65,6 +65,7 @@ from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.optimizers import NORMS, SignSGD, norm_name
 from ..synthesis.parameterization import Pixel
 from ..synthesis.projection import EpsBall
+from ..synthesis.seeds import content_key
 from ..synthesis.stopping import TargetReached
 from ..units import Unit
 from .adversarial_result import AdversarialResult
@@ -188,7 +189,9 @@ def pgd(
     batch_size : int, optional
         Images per synthesis run (each run holds ``E * restarts`` copies).
     seed : int
-        Seeds the random starts (per sample).
+        Seeds the random starts: each sample's from ``seed``, its epsilon, its
+        restart and its image's content (:func:`insilico.synthesis.seeds.content_key`),
+        so an image gets the same start alone or in any batch.
     progress : bool
         Progress bar.
     out, shard : folder, (rank, world), optional
@@ -298,7 +301,10 @@ def _attack_chunk(model, images, labels, target_classes, user_objective, step_si
         rules = [TargetReached(float(target_value))] if (early_stop and target_value is not None) else []
     sample_labels = [f"eps={eps_list[k]:.6g}|restart={r}|{offset + i}"
                      for k in range(e_count) for r in range(restarts) for i in range(n)]
-    seeds = [derive_seed(seed, label) for label in sample_labels]
+    # each sample's random start is seeded by its image's content, not its position: the same alone or in a batch
+    keys = content_key(images)
+    seeds = [derive_seed(seed, f"eps={eps_list[k]:.6g}|restart={r}|{keys[i]}")
+             for k in range(e_count) for r in range(restarts) for i in range(n)]
     ball = EpsBall(center, eps_s, norm)
     start = center
     if random_start:

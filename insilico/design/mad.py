@@ -56,6 +56,7 @@ from ..results import Result
 from ..session import session
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.result import SynthesisResult
+from ..synthesis.seeds import content_key
 from ..units import Unit
 
 
@@ -191,7 +192,8 @@ def mad(
     lam : float
         Weight of the held distance's penalty (default 10).
     seed : int
-        Seeds the start noise (per reference).
+        Seeds the start noise of each reference from ``seed`` and the
+        reference's content (the same alone or in a batch).
     progress : bool
 
     Returns
@@ -219,8 +221,8 @@ def mad(
         images = s.inputs(images)
         n = images.shape[0]
         starts = []
-        for i in range(n):
-            g = torch.Generator().manual_seed(derive_seed(seed, f"mad|{i}"))
+        for key in content_key(images):  # seeded by the reference's content: the same alone or in a batch
+            g = torch.Generator().manual_seed(derive_seed(seed, f"mad|{key}"))
             starts.append(torch.randn(images.shape[1:], generator=g))
         initial = (images + noise * torch.stack(starts).to(images.device, images.dtype)).clamp(0, 1)
         resp = _responses(model, pair, torch.cat([images, initial]))

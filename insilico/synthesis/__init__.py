@@ -12,6 +12,7 @@ transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
 stopping            stopping rules ``rule(trace, state) -> mask``
 optimizers          :class:`SignSGD`: per-sample steepest descent under a norm
 projection          constraints after each step (:class:`EpsBall`, ...)
+seeds               :func:`content_key`: per-sample seeds from a stimulus's content
 result              :class:`SynthesisResult`: save, load, plot
 =================== ===========================================================
 

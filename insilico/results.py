@@ -98,6 +98,10 @@ class Result:
         joined = {name: join([getattr(r, name) for r in results]) for name in cls.sample_fields}
         return dataclasses.replace(results[0], **joined)
 
+    def to(self, device: torch.device | str):
+        """A copy whose tensor fields (and those of nested results) are on ``device``; dtypes are kept."""
+        return _to_device(self, torch.device(device))
+
     def plot(self, ax=None):
         """Draw the result; returns the matplotlib Figure."""
         raise NotImplementedError(f"{type(self).__name__} has no plot")
@@ -105,6 +109,17 @@ class Result:
     def check(self, model) -> Any:  # pragma: no cover - overridden where it means something
         """Re-evaluate the result against ``model`` (e.g. recompute the responses to the saved images)."""
         raise NotImplementedError(f"{type(self).__name__} cannot re-check itself against a model")
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, Result) and dataclasses.is_dataclass(value):
+        moved = dataclasses.replace(value, **{f.name: _to_device(getattr(value, f.name), device)
+                                              for f in dataclasses.fields(value) if f.init})
+        moved.__dict__.update({k: v for k, v in value.__dict__.items() if k.startswith("_")})
+        return moved
+    return value
 
 
 def join(values: list) -> Any:

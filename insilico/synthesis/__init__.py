@@ -10,7 +10,9 @@ parameterization    :class:`Pixel`, :class:`Fourier` (1/f, decorrelated colour)
 color               the colour decorrelation matrix and how it is estimated
 transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
 stopping            stopping rules ``rule(trace, state) -> mask``
-projection          constraints after each step (:class:`LinfBall`, ...)
+optimizers          :class:`SignSGD`: per-sample steepest descent under a norm
+projection          constraints after each step (:class:`EpsBall`, ...)
+seeds               :func:`content_key`: per-sample seeds from a stimulus's content
 result              :class:`SynthesisResult`: save, load, plot
 =================== ===========================================================
 
@@ -25,13 +27,14 @@ Example
 from .engine import DEFAULT_STEPS, Synthesis, derive_seed
 from .lbfgs import BatchLBFGS
 from .parameterization import Fourier, Parameterization, Pixel
-from .projection import Clamp, L2Ball, LinfBall
+from .optimizers import SignSGD
+from .projection import Clamp, EpsBall, L2Ball, LinfBall
 from .result import SynthesisResult
 from .stopping import MaxSteps, PixelChange, Plateau, StopState, TargetReached
 from .transforms import Transforms
 
 __all__ = [
-    "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "Fourier", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
-    "PixelChange", "Plateau", "StopState", "Synthesis", "SynthesisResult", "TargetReached", "Transforms",
+    "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "EpsBall", "Fourier", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
+    "PixelChange", "Plateau", "SignSGD", "StopState", "Synthesis", "SynthesisResult", "TargetReached", "Transforms",
     "derive_seed",
 ]

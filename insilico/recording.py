@@ -29,7 +29,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -240,18 +240,15 @@ def _share(todo: list, batch_size: int, rank: int, world: int, shard) -> list:
 
 
 def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
-    bar = tqdm(total=sum(b - a for a, b in todo), unit="stim", desc="recording", disable=not progress)
     try:
-        for start, stop in todo:
-            batch = source.batch(start, stop, probe.device, probe.dtype)
+        for start, batch in batches(source, len(source), probe.device, probe.dtype, progress, "recording",
+                                    ranges=todo, leave=True):
             with probe.record(*names, reduce=reduce) as rec:
                 probe.model(prepare(batch))
             for name in names:
                 sink.write(name, start, _to_numpy(rec[name]))
-            sink.commit(start, stop)
-            bar.update(stop - start)
+            sink.commit(start, start + len(batch))
     finally:
-        bar.close()
         sink.close()
 
 
@@ -286,11 +283,11 @@ class _Source:
             batch = torch.as_tensor(np.asarray(batch))
         if self.images:
             check_images(batch)
-        elif batch.is_floating_point():
-            if not torch.isfinite(batch).all():
-                raise StimulusError(f"stimuli {start}..{stop - 1} contain NaN or inf values")
-            batch = batch.to(dtype)
-        return batch.to(device)
+        elif batch.is_floating_point() and not torch.isfinite(batch).all():
+            raise StimulusError(f"stimuli {start}..{stop - 1} contain NaN or inf values")
+        if dtype is not None and batch.is_floating_point():
+            batch = batch.to(dtype)  # the model's dtype: float64 models get float64 stimuli
+        return batch if device is None else batch.to(device)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha1(str(self._n).encode())
@@ -334,6 +331,62 @@ def stimulus_source(stimuli: Any) -> _Source:
         f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
         "a StimulusSet or a Dataset"
     )
+
+
+def batches(stimuli: Any, batch_size: int, device=None, dtype=None, progress: bool = False,
+            desc: str = "batches", ranges: Sequence[tuple[int, int]] | None = None,
+            leave: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+    """The one batched evaluate loop: yield ``(start, batch)`` over a stimulus set, each batch gated.
+
+    Every tool that runs a model over stimuli (recording, the experiments,
+    exemplars, RSA model RDMs) takes its batches from here: each batch passes
+    the image gate of :func:`stimulus_source` (or the :func:`~insilico.pixels.raw`
+    door) and lands on ``device`` / ``dtype`` (floating batches only), with a
+    tqdm progress bar counting stimuli.
+
+    Parameters
+    ----------
+    stimuli : tensor (N, C, H, W), numpy array, StimulusSet, Dataset, raw(...) or a source
+        Anything :func:`stimulus_source` reads (a source made already is used as is).
+    batch_size : int
+        Stimuli per batch (at least 1); the last batch may be smaller.
+    device, dtype : optional
+        Where batches go (the model's: ``session.device``, ``session.dtype``).
+    progress : bool
+        Show a progress bar labelled ``desc``.
+    ranges : list of (start, stop), optional
+        Exactly these stimulus ranges, in this order (a resumed or sharded
+        recording); default ``0..N`` in steps of ``batch_size``.
+
+    Raises
+    ------
+    StimulusError
+        An empty stimulus set (nothing to evaluate: every tool says so at once
+        rather than failing inside ``torch.cat``), or a batch failing the gate.
+    InsilicoError
+        ``batch_size`` below 1.
+
+    Example
+    -------
+    >>> import torch
+    >>> [(start, len(b)) for start, b in batches(torch.rand(5, 1, 4, 4), 2)]
+    [(0, 2), (2, 2), (4, 1)]
+    """
+    source = stimuli if isinstance(stimuli, _Source) else stimulus_source(stimuli)
+    n = len(source)
+    if n == 0:
+        raise StimulusError("the stimulus set is empty: give at least one stimulus")
+    if batch_size < 1:
+        raise InsilicoError(f"batch_size must be at least 1, not {batch_size}")
+    if ranges is None:
+        ranges = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    bar = tqdm(total=sum(b - a for a, b in ranges), unit="stim", desc=desc, disable=not progress, leave=leave)
+    try:
+        for start, stop in ranges:
+            yield start, source.batch(start, stop, device, dtype)
+            bar.update(stop - start)
+    finally:
+        bar.close()
 
 
 # ---------------------------------------------------------------------------------------

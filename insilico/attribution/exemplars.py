@@ -40,10 +40,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError, StimulusError, UnitError
-from .gradients import attribute, eval_mode, gradient_map
 from ..probe import Probe
-from ..recording import Recording, stimulus_source
+from ..recording import Recording, batches, stimulus_source
+from ..session import session
 from ..units import Unit, UnitLike
+from .gradients import attribute, gradient_map
 
 
 @dataclasses.dataclass
@@ -165,19 +166,12 @@ def _from_model(model, stimuli, specs, k, batch_size, progress) -> list[Exemplar
     source = stimulus_source(stimuli)
     n = _check_k(k, len(source))
     rankers = [_Ranker(u, k) for u in units]
-    bar = tqdm(total=n, unit="stim", desc="top exemplars", disable=not progress)
-    try:
-        with eval_mode(model), torch.no_grad():
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                batch = source.batch(start, stop, probe.device, probe.dtype)
-                with probe.record(*dict.fromkeys(wholes.values())) as rec:
-                    model(batch)
-                for ranker in rankers:
-                    ranker.update(rec[wholes[ranker.unit]], start, whole=True)
-                bar.update(stop - start)
-    finally:
-        bar.close()
+    with session(model) as s:
+        for start, batch in batches(source, batch_size, s.device, s.dtype, progress, "top exemplars", leave=True):
+            with probe.record(*dict.fromkeys(wholes.values())) as rec:
+                model(batch)
+            for ranker in rankers:
+                ranker.update(rec[wholes[ranker.unit]], start, whole=True)
     return [r.result(n, None, source.params) for r in rankers]
 
 
@@ -376,7 +370,7 @@ def project_exemplars(
             chunk, chunk_units = images[start : start + batch_size], neurons[start : start + batch_size]
             maps.append(gradient_map(model, chunk, chunk_units, method=method, **options).cpu())
             if crop:
-                with eval_mode(model):
+                with session(model, grad=True):
                     on_device = chunk.to(probe.device, probe.dtype)
                     supports.append(attribute(probe, on_device, probe.units(*chunk_units), "support").cpu())
             bar.update(len(chunk))

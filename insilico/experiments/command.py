@@ -72,7 +72,7 @@ def load_model(spec: str, weights: str | None = None, where: str = "auto") -> nn
         if weights is not None:
             raise InsilicoError("--weights is for a --model spec (package.module:callable); bundled models ship theirs")
         model = models.load(spec, device=dev)
-    return model.eval()
+    return model  # both loaders give it in eval mode
 
 
 def first_conv(model: nn.Module) -> str:

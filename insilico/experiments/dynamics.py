@@ -32,7 +32,9 @@ from ..errors import InsilicoError
 from ..probe import Probe
 from .lesions import _labels, _per_class
 from .results import Result, new_axes
-from .runs import as_units, batches, evaluating
+from ..recording import batches
+from ..session import session
+from .runs import as_units
 
 
 def time_courses(
@@ -63,8 +65,8 @@ def time_courses(
         unit.resolve(model)
     probe = Probe(model)
     parts: list[list[torch.Tensor]] = [[] for _ in parsed]
-    with evaluating(model):
-        for _, batch in batches(model, stimuli, batch_size, progress, "time courses"):
+    with session(model) as s:
+        for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, "time courses"):
             with probe.record(*parsed, reduce="mean") as rec:
                 model(batch)
             for k, unit in enumerate(parsed):
@@ -167,13 +169,13 @@ def connection_lesions(
             [m for v in connections.values() for m in v]
     probe = Probe(model)
     accuracy, class_accuracy = [], []
-    with evaluating(model):
+    with session(model) as s:
         for label, modules in tqdm(conditions.items(), desc="connection lesions", disable=not progress,
                                    leave=False):
             scores = []
             lesion = probe.lesion(*modules) if modules else None
             try:
-                for _, batch in batches(model, stimuli, batch_size, False, label):
+                for _, batch in batches(stimuli, batch_size, s.device, s.dtype, False, label):
                     if readout is None:
                         scores.append(model(batch)[:, None].float().cpu())
                     else:

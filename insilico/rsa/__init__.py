@@ -496,23 +496,8 @@ def layer_units(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
         names = [n for n, m in leaves if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))] or names
     if not names:
         raise InsilicoError("found no layers to record in this model; pass units= explicitly")
-    probe = Probe(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), probe.record(*names) as rec:
-            model(example)
-        units = []
-        for n in names:
-            try:
-                steps = rec.steps(n).shape[1]
-            except InsilicoError:  # never called in forward()
-                continue
-            units.append(n if steps == 1 else f"{n}@-1")
-    finally:
-        model.train(was_training)
-        probe.remove()
-    return units
+    survey = Probe(model).survey(example, modules=names)  # in a session: every module's own mode kept
+    return [n if survey.count(n) == 1 else f"{n}@-1" for n in names if survey.count(n) > 0]
 
 
 def model_rdms(model: torch.nn.Module, stimuli, units: Sequence[str] | None = None, method: str = "correlation",
@@ -669,6 +654,23 @@ def _rank(v: torch.Tensor) -> torch.Tensor:
 
 
 def _vectors(x) -> torch.Tensor:
+    """RDMs as condensed float64 vectors (k, n_pairs); InsilicoError for NaN or inf dissimilarities.
+
+    NaN is never scored as a number (a NaN pair would be ranked, or zeroed, and
+    the similarity would look valid): every comparison, ceiling and bootstrap
+    refuses it with the fix, as :func:`rdm` refuses NaN responses.
+    """
+    v = _condensed(x)
+    if not torch.isfinite(v).all():
+        bad = int((~torch.isfinite(v)).sum())
+        raise InsilicoError(
+            f"the RDMs contain {bad} NaN or inf dissimilarit{'y' if bad == 1 else 'ies'}; they cannot be compared "
+            "as numbers: drop those pairs from every RDM (keep = torch.isfinite(a) & torch.isfinite(b); "
+            "compare(a[keep], b[keep])) or impute them first")
+    return v
+
+
+def _condensed(x) -> torch.Tensor:
     if isinstance(x, RDM):
         return x.vector.double()[None]
     if isinstance(x, Mapping):

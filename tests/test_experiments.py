@@ -265,3 +265,21 @@ def test_time_courses_and_connection_lesions(photos_set):
     assert courses.plot() is not None and res.plot() is not None
     with pytest.raises(InsilicoError, match="lateral"):
         connection_lesions(models.BLTNet("B").eval(), x, y, progress=False)
+
+
+# ---------------------------------------------------------------------- input_size: one meaning (issue 15, input 13)
+def test_receptive_field_takes_input_size_as_c_h_w_like_model_input_size():
+    net = nn.Sequential(nn.Conv2d(3, 2, 5), nn.ReLU(), nn.MaxPool2d(2))
+    by_shape = receptive_field(net, "2[0,2,2]", input_size=(3, 16, 16))
+    by_side = receptive_field(net, "2[0,2,2]", input_size=16)  # an int side, kept for compatibility
+    assert by_shape.size == by_side.size == 6.0
+    assert np.array_equal(by_shape.box, by_side.box)
+    assert by_shape.settings["input_size"] == [3, 16, 16]
+    net.input_size = (3, 16, 16)
+    assert receptive_field(net, "2[0,2,2]").size == 6.0
+    sizes = receptive_field_sizes(net, input_size=(3, 16, 16), methods=["theoretical"], progress=False)
+    assert list(sizes.layers) == ["0", "2"] and sizes.size_theoretical.tolist() == [5.0, 6.0]
+    with pytest.raises(InsilicoError, match="square"):
+        receptive_field(net, "2[0,2,2]", input_size=(3, 16, 20))
+    with pytest.raises(InsilicoError, match=r"\(C, H, W\)"):
+        receptive_field(net, "2[0,2,2]", input_size=(16, 16))

@@ -368,3 +368,28 @@ def test_rdm_on_cuda_matches_cpu(rng):
         assert gpu.device.type == "cuda"
         np.testing.assert_allclose(gpu.numpy(), rsa.rdm(data, method).numpy(), atol=1e-6)
     assert rsa.compare(gpu, rsa.rdm(x, "crossnobis").to("cuda"), "spearman") == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ NaN is never scored (issue 15, input 5)
+@pytest.mark.parametrize("method", ["spearman", "pearson", "kendall_a", "rho_a", "cosine", "whitened_pearson"])
+@pytest.mark.parametrize("a, b", [
+    ([5, 1, 2, 3, float("nan")], [5, 1, 2, 3, 0.5]),               # NaN in one RDM
+    ([5, 1, 2, float("nan"), 4], [5, 1, 2, 3, float("nan")]),     # NaN at different positions
+    ([5, 1, 2, 3, float("inf")], [5, 1, 2, 3, 0.5]),
+])
+def test_compare_refuses_nan_with_the_fix(method, a, b):
+    if method == "whitened_pearson":  # needs a full condensed RDM: 6 pairs = 4 conditions
+        a, b = a + [1.0], b + [1.0]
+    with pytest.raises(InsilicoError, match="NaN or inf.*isfinite"):
+        rsa.compare(a, b, method)
+
+
+def test_nan_refused_by_compare_all_noise_ceiling_and_bootstrap():
+    good = torch.rand(3, 10, dtype=torch.float64)
+    bad = good.clone()
+    bad[1, 4] = float("nan")
+    with pytest.raises(InsilicoError, match="NaN"):
+        rsa.compare_all(good, bad)
+    with pytest.raises(InsilicoError, match="NaN"):
+        rsa.noise_ceiling(bad)
+    assert rsa.compare(good[0], good[0], "spearman") == pytest.approx(1.0)  # finite RDMs still compare

@@ -130,6 +130,9 @@ def pack(value: Any) -> Any:
     if torch.is_tensor(value):
         return value.detach().cpu()
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":  # strings (unit addresses, class names): a list, with dtype and shape
+            return {"__ndarray__": [str(v) for v in value.ravel().tolist()], "dtype": value.dtype.str,
+                    "shape": list(value.shape)}
         return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value)) if value.dtype != object
                 else [pack(v) for v in value.tolist()]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -165,6 +168,8 @@ def unpack(value: Any, classes: dict | None = None) -> Any:
         return value
     if "__ndarray__" in value:
         inner = value["__ndarray__"]
+        if "dtype" in value:
+            return np.array(inner, dtype=value["dtype"]).reshape(value["shape"])
         return inner.numpy() if torch.is_tensor(inner) else np.array([unpack(v) for v in inner], dtype=object)
     if "__tuple__" in value:
         return tuple(unpack(v, classes) for v in value["__tuple__"])

@@ -105,14 +105,16 @@ def labelled_stimuli(per_class: int, seed: int):
 
 def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | None = None,
           args: argparse.Namespace | None = None, summary: dict | None = None) -> list[Path]:
-    """Save ``result`` as ``out/name.*``, each figure as PNG and SVG, and ``out/settings.json``."""
+    """Save ``result`` as ``out/name.pt`` and its tables ``out/name.npz|csv``, each figure as PNG and SVG, and ``out/settings.json``."""
     import matplotlib.pyplot as plt
 
     from .. import __version__
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = result.save(out / name)
+    paths = result.export(out / name)
+    result.save(out / f"{name}.pt")  # the whole result, for Result.load (weights_only)
+    paths.append(out / f"{name}.pt")
     for key, fig in (figures or {}).items():
         for ext in ("png", "svg"):
             path = out / f"{key}.{ext}"

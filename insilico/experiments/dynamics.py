@@ -82,7 +82,19 @@ def time_courses(
 
 
 class DynamicsResult(Result):
-    """Responses per time step: ``responses_<k>`` (N, T, C) per unit address, ``mean`` (units, T)."""
+    """Responses per time step: ``responses_<k>`` (N, T, C) per unit address, ``mean`` (units, T).
+
+    ``concat`` joins results over chunks of stimuli (``responses_<k>``) and recomputes ``mean``.
+    """
+
+    def _sample_keys(self) -> tuple[str, ...]:
+        return tuple(k for k in self.arrays if k.startswith("responses_"))
+
+    @classmethod
+    def _joined(cls, result):
+        k = len(result.arrays["units"])
+        result.arrays["mean"] = np.stack([result.arrays[f"responses_{i}"].mean((0, 2)) for i in range(k)])
+        return result
 
     def mean_response(self, k: int = 0) -> np.ndarray:
         """Mean over stimuli and channels of unit address ``k``, per step (T,)."""

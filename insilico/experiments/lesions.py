@@ -173,6 +173,8 @@ class LesionResult(Result):
     changed : (G,) fraction of predictions the lesion changed
     """
 
+    sample_arrays = ("groups", "accuracy", "class_accuracy", "changed")
+
     @property
     def effect(self) -> np.ndarray:
         return self.class_accuracy - self.baseline_class[None, :]
@@ -189,8 +191,9 @@ class LesionResult(Result):
         return {"group": self.groups, "accuracy": self.accuracy, "importance": self.importance,
                 "changed": self.changed}
 
-    def save(self, path) -> list:
-        paths = super().save(path)
+    def export(self, path) -> list:
+        """The tables of :meth:`Result.export`, and ``<stem>_dissociation.csv`` (groups x classes)."""
+        paths = super().export(path)
         stem = Path(paths[0]).with_suffix("")
         matrix = stem.parent / (stem.name + "_dissociation.csv")
         columns = {"group": self.groups, **{str(c): self.effect[:, k] for k, c in enumerate(self.classes)}}

@@ -451,6 +451,13 @@ def receptive_field_sizes(
 class RFSizesResult(Result):
     """RF size per layer (``layers``, ``depth``, ``size_<method>``), plotted against depth."""
 
+    sample_arrays = ("layers",) + tuple(f"{kind}_{m}" for kind in ("size", "center") for m in METHODS)
+
+    @classmethod
+    def _joined(cls, result):
+        result.arrays["depth"] = np.arange(1, len(result.arrays["layers"]) + 1)
+        return result
+
     def table(self) -> dict:
         cols = {"layer": self.layers, "depth": self.depth}
         for m in self.settings["methods"]:

@@ -181,6 +181,10 @@ class TuningResult(Result):
     tuned : (U,) bool, OSI >= 1/3
     """
 
+    sample_arrays = ("units", "tuning", "responses", "curves", "sf_curves", "preferred_orientation", "bandwidth",
+                     "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "preferred_sf",
+                     "sf_bandwidth", "sf_r2", "sf_fit", "preferred_sf_cpd")
+
     @classmethod
     def from_tuning(cls, tuning: np.ndarray, responses: np.ndarray, names: list[str], settings: dict) -> "TuningResult":
         oris = np.asarray(settings["orientations"], float)

@@ -48,6 +48,12 @@ FORMAT = "insilico.recording/1"
 class Recording:
     """Responses of units to a stimulus set; ``rec[unit]`` is a CPU tensor (N, ...).
 
+    It keeps the result protocol of :class:`insilico.results.Result`:
+    ``save(path)`` / ``load(path)`` (a folder of ``.npy`` arrays and JSON
+    metadata, read memory-mapped and without unpickling anything: a recording
+    may be larger than memory, so it is not one ``torch.save`` file),
+    ``concat`` (over stimulus chunks), ``plot(ax=None)`` and ``versions``.
+
     Attributes
     ----------
     units : list of str
@@ -127,6 +133,50 @@ class Recording:
         arrays = {u["unit"]: np.load(path / u["file"], mmap_mode="c") for u in meta["units"]}
         stimuli = meta.get("stimuli", {})
         return cls(arrays, stimuli.get("ids"), stimuli.get("params"), meta, path, ProgressLog(path).done())
+
+    @property
+    def versions(self) -> dict:
+        """Versions of the libraries that recorded it (from the metadata)."""
+        return dict(self.meta.get("versions", {}))
+
+    @classmethod
+    def concat(cls, recordings: Sequence[Recording]) -> Recording:
+        """Join recordings of the same units over consecutive stimulus chunks (in memory).
+
+        Raises
+        ------
+        InsilicoError
+            No recording, different units, or an incomplete recording.
+        """
+        recordings = list(recordings)
+        if not recordings:
+            raise InsilicoError("Recording.concat needs at least one recording")
+        units = recordings[0].units
+        for rec in recordings:
+            if rec.units != units:
+                raise InsilicoError(f"recordings of different units cannot be joined: {rec.units} vs {units}")
+            if not rec.complete:
+                raise InsilicoError(f"{rec!r} is incomplete: finish it (record again with the same out=) first")
+        arrays = {name: np.concatenate([np.asarray(rec.array(name)) for rec in recordings]) for name in units}
+        ids = [i for rec in recordings for i in rec.ids]
+        params = None
+        if all(rec.params is not None for rec in recordings):
+            params = [p for rec in recordings for p in rec.params]
+        return cls(arrays, ids, params, dict(recordings[0].meta))
+
+    def plot(self, unit=None, ax=None):
+        """Responses of ``unit`` (default the first), stimuli x values (flattened); returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        name = self.units[0] if unit is None else unit
+        values = np.asarray(self.array(name), dtype=float).reshape(len(self), -1)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="magma")
+        ax.set_xlabel(f"{name} (values, flattened)")
+        ax.set_ylabel("stimulus")
+        ax.figure.colorbar(image, ax=ax, shrink=0.8)
+        return ax.figure
 
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""

@@ -184,3 +184,27 @@ def test_batches_is_the_one_loop_gated_and_on_the_models_dtype():
         next(batches(x, 0))
     with pytest.raises(StimulusError, match="NaN"):
         list(batches(torch.full((2, 1, 4, 4), float("nan")), 1))
+
+
+def test_recording_saves_loads_concatenates_and_plots(tmp_path):
+    import matplotlib.pyplot as plt
+
+    m = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU())
+    probe = Probe(m)
+    x = torch.rand(7, 1, 6, 6)
+    whole = probe.record_stimuli(x, ["1", "0[2]"], batch_size=3, progress=False)
+    parts = [probe.record_stimuli(x[:4], ["1", "0[2]"], progress=False, ids=range(4)),
+             probe.record_stimuli(x[4:], ["1", "0[2]"], progress=False, ids=range(4, 7))]
+    joined = Recording.concat(parts)
+    assert joined.ids == list(range(7))
+    for unit in ("1", "0[2]"):
+        torch.testing.assert_close(joined[unit], whole[unit])
+    back = Recording.load(joined.save(tmp_path / "rec").path)
+    torch.testing.assert_close(back["1"], whole["1"])
+    assert set(back.versions) >= {"insilico", "torch"}
+    other = probe.record_stimuli(x, ["1"], progress=False)
+    with pytest.raises(InsilicoError, match="different units"):
+        Recording.concat([whole, other])
+    fig, ax = plt.subplots()
+    assert whole.plot("0[2]", ax=ax) is fig
+    plt.close(fig)

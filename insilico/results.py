@@ -93,6 +93,8 @@ class Result:
         results = list(results)
         if not results:
             raise InsilicoError(f"{cls.__name__}.concat needs at least one result")
+        if len(results) > 1 and not cls.sample_fields:
+            raise InsilicoError(f"{cls.__name__} has no sample axis to concatenate along (no sample_fields)")
         if len(results) == 1:
             return results[0]
         joined = {name: join([getattr(r, name) for r in results]) for name in cls.sample_fields}

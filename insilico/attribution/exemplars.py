@@ -42,14 +42,17 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..probe import Probe
 from ..recording import Recording, batches, stimulus_source
+from ..results import Result
 from ..session import session
 from ..units import Unit, UnitLike
 from .gradients import attribute, gradient_map
 
 
-@dataclasses.dataclass
-class Exemplars:
+@dataclasses.dataclass(eq=False)
+class Exemplars(Result):
     """The ``k`` stimuli that drive one unit most, best first.
+
+    Saves and loads like every insilico result (:class:`insilico.results.Result`).
 
     Attributes
     ----------
@@ -96,6 +99,18 @@ class Exemplars:
             "ids": self.ids,
             "n_stimuli": self.n_stimuli,
         }
+
+    def plot(self, ax=None):
+        """The unit's value on each exemplar, best first (bars); returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(4, 3))
+        ax.bar(range(len(self)), self.activations.float().numpy(), color="0.4")
+        ax.set_xticks(range(len(self)), [str(i) for i in self.indices.tolist()], fontsize=7)
+        ax.set_xlabel("stimulus")
+        ax.set_ylabel(self.unit)
+        return ax.figure
 
     def __repr__(self) -> str:
         top = ", ".join(f"{i}:{a:.3g}" for i, a in zip(self.indices.tolist()[:4], self.activations.tolist()[:4]))
@@ -272,9 +287,12 @@ class _Ranker:
 # ---------------------------------------------------------------------------------------
 # Projections to pixel space
 # ---------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Projections:
+@dataclasses.dataclass(eq=False)
+class Projections(Result):
     """Exemplars projected to pixel space, one entry per unit (all tensors on the CPU).
+
+    Saves, loads and concatenates (over units) like every insilico result
+    (:class:`insilico.results.Result`).
 
     Attributes
     ----------
@@ -300,6 +318,8 @@ class Projections:
     image_crops: list | None = None
     map_crops: list | None = None
     settings: dict = dataclasses.field(default_factory=dict)
+
+    sample_fields = ("exemplars", "images", "maps", "boxes", "image_crops", "map_crops")
 
     @property
     def units(self) -> list[str]:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import InsilicoError
+from ..results import Result
 from .arrays import _check_choice, _n_from_pairs, _rank, _square
 from .compare import _compare_method, _similarity, _vectors
 from .noise_ceiling import NoiseCeiling, noise_ceiling
@@ -19,11 +20,12 @@ from .plots import plot_comparison
 from .rdm import RDM
 
 
-@dataclasses.dataclass
-
-
-class BootstrapResult:
+@dataclasses.dataclass(eq=False)
+class BootstrapResult(Result):
     """Model-to-data similarities with bootstrap confidence intervals.
+
+    Saves, loads and concatenates (over models, bootstrapped with the same
+    seed) like every insilico result (:class:`insilico.results.Result`).
 
     Attributes
     ----------
@@ -48,6 +50,19 @@ class BootstrapResult:
     over: str
     level: float
     ceiling: NoiseCeiling | None = None
+
+    @classmethod
+    def concat(cls, results) -> "BootstrapResult":
+        """Join results over models (axis 1 of ``samples``); the first result's settings and ceiling are kept."""
+        results = list(results)
+        if not results:
+            raise InsilicoError("BootstrapResult.concat needs at least one result")
+        first = results[0]
+        return dataclasses.replace(
+            first, names=[n for r in results for n in r.names],
+            estimate=np.concatenate([r.estimate for r in results]),
+            samples=np.concatenate([r.samples for r in results], axis=1),
+            ci=np.concatenate([r.ci for r in results]), std=np.concatenate([r.std for r in results]))
 
     def table(self) -> list[dict]:
         """One dict per model: name, estimate, ci_low, ci_high, std (for CSV or pandas)."""

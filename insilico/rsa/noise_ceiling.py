@@ -11,6 +11,7 @@ import dataclasses
 import torch
 
 from ..errors import InsilicoError
+from ..results import Result
 from .arrays import _rank
 from .compare import _compare_method, _similarity, _vectors
 
@@ -30,14 +31,13 @@ def _pool(v: torch.Tensor, method: str) -> torch.Tensor:
 
 
 @dataclasses.dataclass
-
-
-class NoiseCeiling:
+class NoiseCeiling(Result):
     """Bounds on the best achievable similarity with the group of subjects.
 
     ``lower``: mean similarity of each subject with the pooled RDM of the
     others (leave one subject out); ``upper``: with the pooled RDM of all
     subjects, itself included. A true model is expected between them.
+    Saves and loads like every insilico result (:class:`insilico.results.Result`).
     """
 
     lower: float
@@ -46,6 +46,16 @@ class NoiseCeiling:
 
     def __iter__(self):
         return iter((self.lower, self.upper))
+
+    def plot(self, ax=None):
+        """The ceiling as a grey band; returns the Figure."""
+        from .plots import _axes
+
+        fig, ax = _axes(ax, (3, 3))
+        ax.axhspan(self.lower, self.upper, color="0.8", label="noise ceiling")
+        ax.set_ylabel(f"RDM similarity ({self.method})")
+        ax.legend(fontsize=7, frameon=False)
+        return fig
 
 
 def noise_ceiling(subjects, method: str = "spearman") -> NoiseCeiling:

@@ -93,6 +93,8 @@ class Result:
         results = list(results)
         if not results:
             raise InsilicoError(f"{cls.__name__}.concat needs at least one result")
+        if len(results) > 1 and not cls.sample_fields:
+            raise InsilicoError(f"{cls.__name__} has no sample axis to concatenate along (no sample_fields)")
         if len(results) == 1:
             return results[0]
         joined = {name: join([getattr(r, name) for r in results]) for name in cls.sample_fields}
@@ -145,6 +147,9 @@ def pack(value: Any) -> Any:
     if torch.is_tensor(value):
         return value.detach().cpu()
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":  # strings (unit addresses, class names): a list, with dtype and shape
+            return {"__ndarray__": [str(v) for v in value.ravel().tolist()], "dtype": value.dtype.str,
+                    "shape": list(value.shape)}
         return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value)) if value.dtype != object
                 else [pack(v) for v in value.tolist()]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -180,6 +185,8 @@ def unpack(value: Any, classes: dict | None = None) -> Any:
         return value
     if "__ndarray__" in value:
         inner = value["__ndarray__"]
+        if "dtype" in value:
+            return np.array(inner, dtype=value["dtype"]).reshape(value["shape"])
         return inner.numpy() if torch.is_tensor(inner) else np.array([unpack(v) for v in inner], dtype=object)
     if "__tuple__" in value:
         return tuple(unpack(v, classes) for v in value["__tuple__"])

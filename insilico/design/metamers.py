@@ -67,7 +67,6 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -84,6 +83,7 @@ from ..synthesis import stopping
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.result import SynthesisResult
 from ..synthesis.schedules import Halving
+from ..synthesis.seeds import content_key
 from ..units import Unit
 from .metamer_result import MetamerResult
 from .metamer_validity import (CRITERIA, NULL_PER_CLASS, NULL_SEED, ValidityReport, natural_null_images,  # noqa: F401
@@ -148,11 +148,6 @@ def _references(references) -> torch.Tensor:
         raise StimulusError(f"references must be 4-D (N, C, H, W); got one image {tuple(references.shape)}: "
                             "use references[None]")
     return check_images(references)
-
-
-def _digest(image: torch.Tensor) -> str:
-    """A short fingerprint of one reference image's float32 pixels (its start noise follows the image, not its index)."""
-    return hashlib.sha256(image.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _init_images(init, references: torch.Tensor, keys: list[str], ref_index: list[int], seed: int) -> torch.Tensor:
@@ -338,7 +333,7 @@ class MetamerSynthesis:
         else:
             self.ctf_steps = 0
         # start noise keyed by (layer spec, the reference's pixels, k): the same alone, in a batch or in a chunk
-        digests = [_digest(ref) for ref in self.references]
+        digests = content_key(self.references)
         keys = [f"{_condition_name(self.conditions[c])}|{digests[r]}#{k}"
                 for c, r, k in zip(self.condition_index, self.reference_index, self.seed_index)]
         init_images = _init_images(init, self.references, keys, self.reference_index, self.seed)

@@ -28,6 +28,9 @@ TotalVariation()    mean absolute difference of neighbouring pixels
 L1(c), L2(c)        mean absolute / squared deviation of the pixels from ``c``
 RepresentationDistance(targets)
                     relative distance to target representations (metamers)
+ClassLoss(labels)   a classifier's loss of the true (or target) class (attacks)
+Controversy(...)    how much two models disagree about a class pair
+MADObjective(...)   one representation distance pushed, another held (MAD)
 =================== ===========================================================
 
 One module per concept, every name importable from here:
@@ -39,6 +42,8 @@ One module per concept, every name importable from here:
                                 Direction, DeepDream, Diversity, and factories
 :mod:`.regularizers`            image priors: TotalVariation, L1, L2
 :mod:`.representation`          RepresentationDistance (metamers)
+:mod:`.classification`          ClassLoss (PGD, FGSM)
+:mod:`.adjudication`            Controversy, MADObjective (controversial, MAD)
 =============================== ================================================
 
 Example
@@ -56,12 +61,15 @@ from __future__ import annotations
 
 from .activity import (Activation, Channel, DeepDream, Direction, Diversity, Neuron, activation, channel, deepdream,
                        direction, diversity, neuron)
+from .adjudication import Controversy, MADObjective
+from .classification import ClassLoss
 from .core import Activations, Composite, Objective, Stacked, inhibit, unique_wholes
 from .regularizers import L1, L2, TotalVariation
 from .representation import RepresentationDistance
 
 __all__ = [
-    "Activation", "Activations", "Channel", "Composite", "DeepDream", "Direction", "Diversity", "L1", "L2",
-    "Neuron", "Objective", "RepresentationDistance", "Stacked", "TotalVariation", "activation", "channel",
-    "deepdream", "direction", "diversity", "inhibit", "neuron", "unique_wholes",
+    "Activation", "Activations", "Channel", "ClassLoss", "Composite", "Controversy", "DeepDream", "Direction",
+    "Diversity", "L1", "L2", "MADObjective", "Neuron", "Objective", "RepresentationDistance", "Stacked",
+    "TotalVariation", "activation", "channel", "deepdream", "direction", "diversity", "inhibit", "neuron",
+    "unique_wholes",
 ]

@@ -432,14 +432,13 @@ class Probe:
 
     def _mean_responses(self, units: list[Unit], reference: Any, batch_size: int) -> dict:
         """Mean over ``reference`` of each unit's whole module output, per call step: (T, *sample_shape)."""
-        from .recording import stimulus_source
+        from .recording import batches, stimulus_source
 
         source = stimulus_source(reference)
         wholes = {(u.module, u.output): Unit(u.module, output=u.output) for u in units}
         sums: dict = {}
         with session(self.model):
-            for start in range(0, len(source), batch_size):
-                batch = source.batch(start, min(start + batch_size, len(source)), self.device, self.dtype)
+            for _, batch in batches(source, batch_size, self.device, self.dtype):  # empty: a StimulusError
                 with self.record(*wholes.values()) as rec:
                     self.model(batch)
                 for key, whole in wholes.items():
@@ -658,7 +657,8 @@ class _Tap:
             listed = ", ".join(f"@{s}: {shape}" for s, shape in shapes.items())
             raise UnitError(
                 f"the steps of {self.unit.module!r} have different shapes ({listed}), so they cannot be stacked; "
-                f"read them one at a time, e.g. rec['{self.unit.replace(step=0)}']")
+                "record and read them one at a time, e.g. probe.record("
+                + ", ".join(f"'{self.unit.replace(step=s)}'" for s in shapes) + ")")
         return torch.stack(values, dim=1)
 
 
@@ -768,10 +768,21 @@ class Record(_SiteHandle):
             if (tap.unit.site, step) in log:
                 needed.append(log.index((tap.unit.site, step)))
         if needed and "" not in counts:
-            stop_at = log[max(needed)]
-            for tap in self.parts:
-                tap.stop_at = stop_at
-            self.stop_at = stop_at
+            self.stop_after(log[max(needed)])
+
+    def stop_after(self, point: tuple[str, int]) -> None:
+        """End every pass after call ``point = (module path, call index)``, with no learning pass.
+
+        ``point`` is the ``stop_at`` that an earlier record of the same units
+        learned on its first pass (a tool that records again, e.g. each run of
+        a synthesis, skips relearning it). Needs ``stop=True``.
+        """
+        if not self.stop:
+            raise InsilicoError("stop_after needs a record made with stop=True")
+        point = (str(point[0]), int(point[1]))
+        for tap in self.parts:
+            tap.stop_at = point
+        self.stop_at = point
 
     def __exit__(self, kind, error, traceback) -> bool:
         self.remove()

@@ -771,7 +771,8 @@ class Record(_SiteHandle):
             self.stop_after(log[max(needed)])
 
     def stop_after(self, point: tuple[str, int]) -> None:
-        """End every pass after call ``point = (module path, call index)``, with no learning pass.
+        """End every pass after call ``point = (site, call index)`` (a module path, an op path or
+        ``"attn:heads"``: :attr:`Unit.site`), with no learning pass.
 
         ``point`` is the ``stop_at`` that an earlier record of the same units
         learned on its first pass (a tool that records again, e.g. each run of

@@ -333,9 +333,6 @@ def test_gradient_map_of_an_op_unit_equals_autograd(resnet):
     torch.testing.assert_close(grads, leaf.grad)
 
 
-@pytest.mark.xfail(raises=KeyError, strict=False,
-                   reason="synthesis/engine.py _validate hooks modules by w.module itself; with w.owner "
-                          "(the module that runs an op or attention part) maximize, pgd and metamer take op units")
 def test_maximize_takes_an_op_unit(resnet):
     result = insilico.maximize(resnet, "layer1.0/add[3]", size=32, steps=8, progress=False, seed=0)
     trace = result.losses[0]  # the objective (mean of the op unit) per step

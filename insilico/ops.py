@@ -32,6 +32,21 @@ one input. The chosen calls' outputs go to the probe's edits
 and taps exactly as a module output does. Without op units no hook and no mode
 exists, so plain module probing costs what it did.
 
+Good to know:
+
+- An op's first axis is read as the batch axis, as a module output's is (an
+  index like ``[5]`` starts after it). Ops that fold the batch into it keep
+  that folding: Swin's window attention is ``(N * windows, heads, ...)``; an
+  op on parameters alone (a bias ``view``) has no batch axis at all.
+- ``probe.names(example, ops=True)`` leaves out the ops inside torch.nn's own
+  layers (a ``Conv2d``'s ``conv2d`` is the layer's output); they stay
+  addressable (``"conv1/conv2d"``).
+- Hooks the user registers on the owner's children while the probe is
+  attached run after the probe's, with the owner's mode open: tensor ops in
+  them would be counted as the owner's. Hooks registered before are not.
+- Composite ``torch.nn.functional`` calls count once: to reach inside
+  ``nn.MultiheadAttention`` use its parts (:mod:`insilico.attention`).
+
 Written by hand because no library does this for an arbitrary eager model:
 torchvision's ``create_feature_extractor`` needs an FX-traceable model (no
 data-dependent control flow) and rebuilds it; torchlens logs every op of the

@@ -311,7 +311,7 @@ def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
     applies them. Units naming a part of a structured output (``"lstm:0"``)
     are sized by one recording pass, as a survey sees whole outputs only.
     """
-    from .probe import _reduce
+    from .taps import _reduce
 
     probe.record(*names, reduce=reduce).remove()  # the record's own checks of addresses and reductions, at once
     first = prepare(source.batch(0, 1, probe.device, probe.dtype))

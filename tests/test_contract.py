@@ -40,9 +40,6 @@ from insilico import InsilicoError
 _FLOAT32 = "are float32 for a float64 model and float64 images"
 _NO_SAVE = "has no save/load (not an insilico.results.Result)"
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("top_exemplars", "float64"): f"Exemplars.activations {_FLOAT32}",
-    ("project_exemplars", "float64"): f"Projections.images {_FLOAT32}",
-    ("microstimulation", "float64"): f"MicrostimulationResult probabilities {_FLOAT32}",
     ("metamer", "independent"): "the start is the same alone and in a batch (noise keyed by the reference's content), "
                                 "but after 2 L-BFGS steps sample 2 differs by ~2e-5: conv rounding that depends on "
                                 "the batch size, amplified by L-BFGS's curvature scaling (Adam: within 2e-6)",

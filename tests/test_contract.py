@@ -43,8 +43,6 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {
     ("metamer", "independent"): "the start is the same alone and in a batch (noise keyed by the reference's content), "
                                 "but after 2 L-BFGS steps sample 2 differs by ~2e-5: conv rounding that depends on "
                                 "the batch size, amplified by L-BFGS's curvature scaling (Adam: within 2e-6)",
-    ("eigendistortion", "independent"): "the Lanczos/power start vectors are drawn for the whole batch from one "
-                                        "generator (torch.randn(n, dim)): sample 2 alone gets another start",
     ("rsa", "save_load"): f"rsa.RDM {_NO_SAVE}",
 }
 

@@ -37,13 +37,10 @@ from contract_tools import TOOLS, make_images, make_model
 from insilico import InsilicoError
 
 # (tool, promise) -> why it fails today (seen in its traceback). Delete the entry when the tool keeps the promise.
-_FLOAT32 = "are float32 for a float64 model and float64 images"
-_NO_SAVE = "has no save/load (not an insilico.results.Result)"
 KNOWN_GAPS: dict[tuple[str, str], str] = {
     ("metamer", "independent"): "the start is the same alone and in a batch (noise keyed by the reference's content), "
                                 "but after 2 L-BFGS steps sample 2 differs by ~2e-5: conv rounding that depends on "
                                 "the batch size, amplified by L-BFGS's curvature scaling (Adam: within 2e-6)",
-    ("rsa", "save_load"): f"rsa.RDM {_NO_SAVE}",
 }
 
 PROMISES_BAD = {  # kind -> (make the bad images from good ones, a regex the message must match: the fix)

@@ -296,8 +296,12 @@ class Tool:
     independent : bool
         A sample's result is the same alone and in a batch.
     exact : bool
-        ... and bit for bit, not only to rtol 1e-5: only where it holds by construction (kernels may pick
+        ... and bit for bit, not only to ``rtol``: only where it holds by construction (kernels may pick
         another summation order for another batch size, so no tool claims it today).
+    rtol : float
+        The relative tolerance of ``independent`` (default 1e-5; the absolute one is ``rtol`` times the
+        output's largest magnitude). A larger one only with a comment that says why it is rounding and
+        what amplifies it, and a test in the tool's own file that tells rounding from shared state.
     follows_dtype : bool
         ``out(result)`` is images/maps/responses that must be float64 for a float64 model.
     models : which of MODELS it runs on cheaply enough for the cheap promises (hooks, modes, BN).
@@ -312,6 +316,7 @@ class Tool:
     exact: bool = False
     follows_dtype: bool = True
     models: Sequence[str] = ("mixed", "resnet18")
+    rtol: float = 1e-5
 
 
 TOOLS = {t.name: t for t in [
@@ -320,7 +325,14 @@ TOOLS = {t.name: t for t in [
     Tool("top_exemplars", run_top_exemplars, lambda r: r.activations),
     Tool("project_exemplars", run_project_exemplars, lambda r: r.images[0]),
     Tool("maximize", run_maximize, _images, images=False, independent=True),
-    Tool("metamer", run_metamer, _images, independent=True),
+    # rtol 1e-4: float32 kernels round differently for another batch size (the conv's algorithm, and the
+    # vectorised body vs the scalar tail of element-wise kernels such as the sigmoid's backward: ~1 ulp),
+    # and L-BFGS amplifies that rounding through its curvature pairs (y = g1 - g0 is a difference of
+    # nearly equal gradients): sample 2 alone vs in a batch ~3e-5 after 2 steps (Adam: ~3e-7). Not shared
+    # state: the line search is per sample (tests/test_metamers.py::
+    # test_alone_equals_in_a_batch_up_to_rounding_the_line_search_is_per_sample: in float64 the two agree
+    # to 1e-12 although the batch made more line-search trials than the sample alone).
+    Tool("metamer", run_metamer, _images, independent=True, rtol=1e-4),
     Tool("pgd", run_pgd, _images, independent=True),
     Tool("fgsm", run_fgsm, _images, independent=True),
     Tool("controversial", run_controversial, _images, independent=True),

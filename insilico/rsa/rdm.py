@@ -84,7 +84,8 @@ class RDM(Result):
         if len(results) > 1:
             raise InsilicoError("RDMs of chunks of stimuli cannot be concatenated: the dissimilarities between "
                                 "stimuli of different chunks are unknown; compute one RDM over all the stimuli "
-                                "(insilico.rsa.rdm), or stack RDMs of the same stimuli with torch.stack([r.vector ...])")
+                                "(insilico.rsa.rdm), or stack RDMs of the same stimuli: "
+                                "torch.stack([r.vector ...])")
         return super().concat(results)
 
     @classmethod

@@ -206,6 +206,7 @@ def fit_predictor(
     batch_size: int = 128,
     seed: int = 0,
     n_targets_batch: int | None = None,
+    readout: str = "full",
     progress: bool = True,
 ) -> NeuralPredictor:
     """Fit a :class:`NeuralPredictor` of recorded responses from ``model``'s features.
@@ -242,6 +243,13 @@ def fit_predictor(
         Seeds the held-out split and the ceiling's splits.
     n_targets_batch : int, optional
         Targets solved together (memory).
+    readout : {"full", "factorized"}
+        "full" (default): a weight per feature. "factorized": per target and
+        (N, C, H, W) layer, the ridge weights are cut to their best rank-1
+        spatial x channel approximation (a receptive-field mask times channel
+        weights, as in Klindt et al. 2017) and the gain refitted by least
+        squares: far fewer effective parameters, so less noise for gradients
+        to exploit.
     progress : bool
 
     Returns
@@ -277,6 +285,8 @@ def fit_predictor(
     names = [str(t) for t in targets] if targets is not None else [str(i) for i in range(y.shape[1])]
     if len(names) != y.shape[1]:
         raise InsilicoError(f"{len(names)} target names for {y.shape[1]} targets")
+    if readout not in ("full", "factorized"):
+        raise InsilicoError(f"readout must be 'full' or 'factorized', not {readout!r}")
     if not 0.0 <= held_out < 1.0:
         raise InsilicoError(f"held_out is a fraction in [0, 1), not {held_out}")
 
@@ -292,6 +302,7 @@ def fit_predictor(
                 input_size = tuple(batch.shape[1:])
             f = predictor.features(batch)
             if feats is None:
+                blocks = _blocks(predictor, batch[:1]) if readout == "factorized" else None
                 feats = torch.empty(n, f.shape[1], dtype=f.dtype, device=f.device)
             feats[a:b] = f
             bar.update(b - a)
@@ -299,8 +310,9 @@ def fit_predictor(
     device, dtype = feats.device, feats.dtype
     y = y.to(device, dtype)
     mean, std = feats.mean(0), feats.std(0)
-    keep = std > 1e-6 * std.max().clamp_min(1e-30)
-    scale = torch.where(keep, 1.0 / std.clamp_min(1e-30), torch.zeros_like(std))
+    # standardise, with the std floored at a tenth of the mean std: near-constant features (dead positions)
+    # are not blown up into large raw weights that synthesized images could exploit
+    scale = 1.0 / std.clamp_min(0.1 * std.mean().clamp_min(1e-30))
     x = (feats - mean) * scale
     del feats
 
@@ -313,7 +325,10 @@ def fit_predictor(
         ridge = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress)
         ridge.fit(x[train], y[train])
         alpha = ridge._alpha.reshape(-1)
-        pred = x[test] @ ridge._coef + ridge._intercept
+        coef, intercept = ridge._coef, ridge._intercept
+        if readout == "factorized":
+            coef, intercept = _factorize(x[train], y[train], coef, blocks, scale)
+        pred = x[test] @ coef + intercept
         scores["r"] = pearson_r(y[test], pred).cpu().numpy()
         scores["r2"] = r2_score(y[test], pred).cpu().numpy()
         if reps is not None and reps.shape[0] >= 2:
@@ -325,6 +340,8 @@ def fit_predictor(
     else:
         ridge = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress).fit(x, y)
         alpha, coef, intercept = ridge._alpha.reshape(-1), ridge._coef, ridge._intercept
+    if readout == "factorized":
+        coef, intercept = _factorize(x, y, coef, blocks, scale)
     scores["alpha"] = alpha.cpu().numpy()
     predicted = x @ coef + intercept
 
@@ -343,9 +360,48 @@ def fit_predictor(
     predictor.scores = scores
     predictor.settings = {"layers": layers, "reduce": reduce, "alphas": [float(a) for a in alphas],
                           "cv": cv if isinstance(cv, (int, type(None))) else repr(cv), "held_out": held_out,
-                          "n_stimuli": n, "n_features": int(weight.shape[1]), "seed": seed,
+                          "readout": readout, "n_stimuli": n, "n_features": int(weight.shape[1]), "seed": seed,
                           "repetitions": None if reps is None else int(reps.shape[0])}
     return predictor
+
+
+def _blocks(predictor: NeuralPredictor, one: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(offset, channels, positions) of each layer's block of the flattened features."""
+    probe = Probe(predictor.trunk)
+    with torch.no_grad(), probe.record(*predictor.layers, stop=True) as rec:
+        rec.forward(one)
+        blocks, offset = [], 0
+        for layer in predictor.layers:
+            value = rec[layer]
+            pooled = _pool(value, predictor.reduce, layer)
+            if value.ndim == 4 and predictor.reduce not in ("mean", "max"):
+                c = value.shape[1]
+                blocks.append((offset, c, pooled.shape[1] // c))
+            offset += pooled.shape[1]
+    if not blocks:
+        raise InsilicoError("readout='factorized' needs (N, C, H, W) layers and reduce=None or a grid")
+    return blocks
+
+
+def _factorize(x: torch.Tensor, y: torch.Tensor, coef: torch.Tensor, blocks, scale: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank-1 (channel x position) weights on the raw features per target and block; gains refitted by least squares.
+
+    ``coef`` acts on standardised features ``x`` (raw features times ``scale``); the cut is made on the
+    raw-feature weights ``coef * scale`` and mapped back.
+    """
+    coef = coef * scale[:, None]
+    for offset, c, positions in blocks:
+        w = coef[offset:offset + c * positions].T.reshape(-1, c, positions)  # (targets, C, positions)
+        u, s, vh = torch.linalg.svd(w, full_matrices=False)
+        rank1 = s[:, :1, None] * u[:, :, :1] @ vh[:, :1, :]
+        coef[offset:offset + c * positions] = rank1.reshape(-1, c * positions).T
+    coef = coef / scale[:, None]
+    pred = x @ coef
+    pc, yc = pred - pred.mean(0), y - y.mean(0)
+    gain = (pc * yc).sum(0) / pc.pow(2).sum(0).clamp_min(1e-30)
+    coef = coef * gain
+    return coef, y.mean(0) - x.mean(0) @ coef
 
 
 def _pool(value: torch.Tensor, reduce, layer: str) -> torch.Tensor:

@@ -177,13 +177,15 @@ class SimulatedExperiment:
         return torch.cat([self.images, self.held_out_images])
 
 
-def simulated_brain(kind: str = "matched", n_neurons: int = 64, seed: int = 0, **options) -> SimulatedBrain:
-    """A :class:`SimulatedBrain` reading a bundled network (``kind`` in :data:`BRAINS`)."""
+def simulated_brain(kind: str = "matched", n_neurons: int = 64, seed: int = 0, layer: str | None = None,
+                    **options) -> SimulatedBrain:
+    """A :class:`SimulatedBrain` reading a bundled network (``kind`` in :data:`BRAINS`; ``layer`` overrides its layer)."""
     from .. import models
 
     if kind not in BRAINS:
         raise InsilicoError(f"unknown brain kind {kind!r}; choose one of {', '.join(BRAINS)}")
-    name, layer = BRAINS[kind]
+    name, default = BRAINS[kind]
+    layer = layer or default
     calibration, _ = models.photos.sample(256, split="train", seed=10_000 + seed)
     return SimulatedBrain(models.load(name), layer, n_neurons, calibration=calibration, seed=seed, **options)
 

@@ -352,7 +352,7 @@ def population_control(
     -------
     PopulationControlResult
     """
-    from ..synthesis import L2Ball, LinfBall, Synthesis, Transforms
+    from ..synthesis import Transforms
 
     if mode not in MODES:
         raise InsilicoError(f"mode must be one of {MODES}, not {mode!r}")
@@ -403,20 +403,11 @@ def population_control(
 
     labels = [names[k] for k in index]
     parts = []
-    for a in range(0, len(index), batch_size):
-        b = min(len(index), a + batch_size)
-        objective = PopulationControl(index[a:b], mode, mean, std, temperature)
-        if tv:
-            objective = objective - tv * TotalVariation()
-        start = None if init is None else init[a:b]
-        projection = None
-        if budget is not None:
-            projection = (L2Ball if norm == "l2" else LinfBall)(start, budget)
-        synth = Synthesis(predictor, objective, parameterization, n=b - a, shape=shape, init=start,
-                          param_options=param_options, transforms=transforms, lr=lr, steps=steps,
-                          projection=projection, seed=seed, labels=labels[a:b], progress=progress,
-                          **synthesis_options)
-        parts.append(synth.run())
+    with session(predictor, grad=True):  # gradients whatever the caller's grad mode
+        parts = [_synthesize(predictor, index, labels, a, min(len(index), a + batch_size), mode, mean, std,
+                             temperature, tv, init, budget, norm, parameterization, shape, param_options,
+                             transforms, lr, steps, seed, progress, synthesis_options)
+                 for a in range(0, len(index), batch_size)]
     images = torch.cat([p.images for p in parts])
     losses = torch.cat([p.trace.T for p in parts])
     predicted = _predict(predictor, images, 256)
@@ -455,6 +446,24 @@ def controllability(predictor: nn.Module, brain: nn.Module, natural: torch.Tenso
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
+def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv, init, budget, norm,
+                parameterization, shape, param_options, transforms, lr, steps, seed, progress, options):
+    """One chunk of targets ``a:b`` on the synthesis engine."""
+    from ..synthesis import L2Ball, LinfBall, Synthesis
+
+    objective = PopulationControl(index[a:b], mode, mean, std, temperature)
+    if tv:
+        objective = objective - tv * TotalVariation()
+    start = None if init is None else init[a:b]
+    projection = None
+    if budget is not None:
+        projection = (L2Ball if norm == "l2" else LinfBall)(start, budget)
+    synth = Synthesis(predictor, objective, parameterization, n=b - a, shape=shape, init=start,
+                      param_options=param_options, transforms=transforms, lr=lr, steps=steps,
+                      projection=projection, seed=seed, labels=labels[a:b], progress=progress, **options)
+    return synth.run()
+
+
 @torch.no_grad()
 def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Responses (N, n_targets) of ``model`` to images, batched, no gradients, on the CPU in float32."""
@@ -481,7 +490,9 @@ def _target_index(predictor, targets, names) -> list[int]:
     if hasattr(predictor, "target_index"):
         return predictor.target_index(targets)
     if targets is None:
-        raise InsilicoError("say which targets to control (indices): this model has no .targets")
+        if not names:
+            raise InsilicoError("say which targets to control (indices): this model has no .targets")
+        return list(range(len(names)))
     targets = [targets] if isinstance(targets, (int, str)) else list(targets)
     if any(isinstance(t, str) for t in targets):
         if not names:

@@ -142,6 +142,33 @@ class NeuralPredictor(nn.Module):
             raise InsilicoError("no targets given")
         return out
 
+    def save(self, path) -> None:
+        """Write the readout, statistics, scores and settings (not the trunk) to one file; see :meth:`load`."""
+        from .results import pack, versions
+
+        blob = {"format": 1, "layers": self.layers, "reduce": list(self.reduce) if isinstance(self.reduce, tuple)
+                else self.reduce, "targets": self.targets, "input_size": list(getattr(self, "input_size", ()) or ()),
+                "state": {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("trunk.")},
+                "scores": pack(self.scores), "settings": pack(getattr(self, "settings", {})), "versions": pack(versions())}
+        torch.save(blob, path)
+
+    @classmethod
+    def load(cls, path, model: nn.Module) -> NeuralPredictor:
+        """A predictor saved by :meth:`save`, on the trunk ``model`` (``weights_only`` load: no code is unpickled)."""
+        from .results import unpack
+        from .session import device_of, dtype_of
+
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != 1 or "state" not in blob:
+            raise InsilicoError(f"{path!r} is not a predictor saved by NeuralPredictor.save")
+        reduce = tuple(blob["reduce"]) if isinstance(blob["reduce"], list) else blob["reduce"]
+        weight = blob["state"]["readout.weight"]
+        predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
+        predictor.to(device_of(model), dtype_of(model))
+        predictor.load_state_dict(blob["state"], strict=False)
+        predictor.scores, predictor.settings = unpack(blob["scores"]), unpack(blob["settings"])
+        return predictor
+
     def extra_repr(self) -> str:
         r = self.scores.get("r")
         score = f", median held-out r={float(np.nanmedian(r)):.3f}" if r is not None and len(r) else ""
@@ -348,11 +375,11 @@ def fit_predictor(
     # fold the standardisation into one linear layer: w' = w * scale, b' = b - w' . mean
     weight = (coef * scale[:, None]).T
     bias = intercept - weight @ mean
-    readout = nn.Linear(weight.shape[1], weight.shape[0]).to(device, dtype)
+    linear = nn.Linear(weight.shape[1], weight.shape[0]).to(device, dtype)
     with torch.no_grad():
-        readout.weight.copy_(weight)
-        readout.bias.copy_(bias)
-    predictor.readout = readout
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    predictor.readout = linear
     predictor.input_size = tuple(input_size)
     predictor.response_mean = predicted.mean(0).detach()
     predictor.response_std = predicted.std(0).clamp_min(1e-12).detach()

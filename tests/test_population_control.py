@@ -98,6 +98,16 @@ def test_repetitions_give_a_noise_ceiling_and_normalised_r(setup):
     assert predictor.response_std.shape == (6,) and (predictor.response_max > predictor.response_mean).all()
 
 
+def test_predictor_saves_and_loads_on_its_trunk(setup, tmp_path):
+    net, images, _, _, predictor = setup
+    predictor.save(tmp_path / "p.pt")
+    back = NeuralPredictor.load(tmp_path / "p.pt", net)
+    with torch.no_grad():
+        assert torch.equal(back(images[:3]), predictor(images[:3]))
+    assert back.targets == predictor.targets and np.array_equal(back.scores["r"], predictor.scores["r"])
+    assert torch.equal(back.response_max, predictor.response_max)
+
+
 def test_factorized_readout_is_rank_one_per_target(setup):
     net, images, _, responses, _ = setup
     p = fit_predictor(net, images, responses, layers=["relu2"], readout="factorized", progress=False)

@@ -143,6 +143,18 @@ def test_maximize_and_gradient_maps_work_on_a_predictor(setup):
     assert maps.shape == (2, 3, 16, 16) and maps.abs().sum() > 0
 
 
+def test_diverse_meis_metamers_and_controversial_stimuli_work_on_predictors(setup):
+    net, images, _, responses, predictor = setup
+    other = fit_predictor(net, images, responses, layers=["relu1"], reduce=2, progress=False)
+    diverse = insilico.maximize(predictor, "[0]", images_per_unit=2, diversity=1.0, diversity_layer="trunk.relu2",
+                                steps=5, progress=False)
+    assert diverse.images.shape == (2, 3, 16, 16) and not torch.allclose(diverse.images[0], diverse.images[1])
+    meta = insilico.metamer(predictor, "readout", images[:2], steps=5, progress=False)
+    assert meta.images.shape == (2, 3, 16, 16)
+    contested = insilico.controversial({"fine": predictor, "coarse": other}, [(0, 1)], steps=5, progress=False)
+    assert contested.images.shape == (1, 3, 16, 16)
+
+
 # ---------------------------------------------------------------------------------------------
 # population control
 # ---------------------------------------------------------------------------------------------

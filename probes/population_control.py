@@ -145,8 +145,11 @@ def figure(shown: dict):
     for ax, ((kind, option), (result, report)) in zip(axes[0], shown.items()):
         nat, got = report["natural_max"].numpy(), report["target_response"].numpy()
         ax.scatter(nat, got, s=12, c=np.where(got > nat, "tab:red", "tab:gray"))
-        top = float(max(nat.max(), got.max())) * 1.05
-        ax.plot([0, top], [0, top], "k--", lw=0.8)
+        low = float(max(min(nat.min(), got.min()), 1e-3)) * 0.8
+        top = float(max(nat.max(), got.max())) * 1.25
+        ax.plot([low, top], [low, top], "k--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title(f"{kind}: {option}\n{report['fraction_beyond_natural']:.0%} beyond natural", fontsize=9)
         ax.set_xlabel("natural maximum")
         ax.set_ylabel("response to stretch image")

@@ -34,6 +34,8 @@ from insilico.models import photos
 def bench_pgd(args) -> dict:
     import torchattacks
 
+    from insilico.design.adversarial import pgd
+
     model = insilico.models.load("minialex")
     x, y = photos.held_out(args.images, seed=0)
     eps, alpha, steps = args.eps / 255, args.alpha / 255, args.steps
@@ -45,7 +47,7 @@ def bench_pgd(args) -> dict:
             return (model(adv).argmax(dim=1) != y).float().mean().item()
 
     def run_insilico(early_stop=True):
-        result = insilico.design.adversarial.pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, early_stop=early_stop,
+        result = pgd(model, x, y, eps=eps, step_size=alpha, steps=steps, early_stop=early_stop,
                                           progress=False)
         return result.success_rate
 

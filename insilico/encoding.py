@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from .errors import InsilicoError
+from .results import Result
 
 SOLVERS = ("auto", "primal", "dual")
 
@@ -380,9 +381,12 @@ def spearman_brown(r, factor: float = 2.0):
     return factor * r / (1 + (factor - 1) * r)
 
 
-@dataclasses.dataclass
-class Ceiling:
+@dataclasses.dataclass(eq=False)
+class Ceiling(Result):
     """Noise ceiling per target from repeated measurements.
+
+    Saves, loads, concatenates (over chunks of targets) and plots like every
+    insilico result (:class:`insilico.results.Result`).
 
     Attributes
     ----------
@@ -392,10 +396,21 @@ class Ceiling:
     r2 : (n_targets,)          reliability: a perfect model's expected R² (the explainable variance)
     """
 
+    sample_fields = ("split_half", "reliability", "r", "r2")
+
     split_half: np.ndarray
     reliability: np.ndarray
     r: np.ndarray
     r2: np.ndarray
+
+    def plot(self, ax=None):
+        """Histogram of the ceiling r over targets; returns the Figure."""
+        fig, ax = _axes(ax)
+        values = np.asarray(self.r, float)
+        ax.hist(values[np.isfinite(values)], bins=20, color="0.5")
+        ax.set_xlabel("noise ceiling (r)")
+        ax.set_ylabel("targets")
+        return fig
 
 
 def split_half_ceiling(repetitions, n_splits: int = 20, seed: int = 0) -> Ceiling:
@@ -442,9 +457,13 @@ def split_half_ceiling(repetitions, n_splits: int = 20, seed: int = 0) -> Ceilin
     return Ceiling(to(split), to(rel), to(rel.clamp(min=0).sqrt()), to(rel))
 
 
-@dataclasses.dataclass
-class EncodingResult:
+@dataclasses.dataclass(eq=False)
+class EncodingResult(Result):
     """Held-out scores of an encoding model, per target.
+
+    Saves, loads and plots like every insilico result
+    (:class:`insilico.results.Result`); ``concat`` joins results of chunks
+    of targets fitted on the same folds.
 
     Attributes
     ----------
@@ -452,12 +471,36 @@ class EncodingResult:
     r2 : (n_targets,)    R² on held-out data, mean over outer folds
     alpha : (n_folds, n_targets) penalties chosen by the inner cross-validation
     predictions : (n_samples, n_targets) held-out predictions (NaN where a sample was never held out)
+    settings : dict      the alphas tried and the number of outer folds and samples
     """
 
     r: np.ndarray
     r2: np.ndarray
     alpha: np.ndarray
     predictions: np.ndarray
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def concat(cls, results: Sequence["EncodingResult"]) -> "EncodingResult":
+        """Join results over chunks of targets (axis 0 of r, r2; axis 1 of alpha and predictions)."""
+        results = list(results)
+        if not results:
+            raise InsilicoError("EncodingResult.concat needs at least one result")
+        return cls(np.concatenate([x.r for x in results]), np.concatenate([x.r2 for x in results]),
+                   np.concatenate([x.alpha for x in results], axis=1),
+                   np.concatenate([x.predictions for x in results], axis=1), dict(results[0].settings))
+
+    def plot(self, ax=None, ceiling: "Ceiling | None" = None):
+        """Held-out r per target, sorted (with the ceiling's r per target, dashed); returns the Figure."""
+        fig, ax = _axes(ax)
+        order = np.argsort(-np.nan_to_num(np.asarray(self.r, float), nan=-np.inf))
+        ax.plot(np.asarray(self.r)[order], "k.-", label="held-out r")
+        if ceiling is not None:
+            ax.plot(np.asarray(ceiling.r)[order], "--", color="0.5", label="noise ceiling")
+        ax.set_xlabel("target (sorted by r)")
+        ax.set_ylabel("r")
+        ax.legend(fontsize=7, frameon=False)
+        return fig
 
     def normalized(self, ceiling: Ceiling, kind: str = "r", min_ceiling: float = 0.1) -> np.ndarray:
         """Ceiling-normalised score per target (NaN where the ceiling is below ``min_ceiling``).
@@ -534,13 +577,22 @@ def cross_validate(features, responses, cv=5, alphas: Sequence[float] = tuple(10
         r2s.append(r2_score(y[test], pred))
         alphas_used.append(torch.as_tensor(model._alpha).reshape(-1))
     to = lambda v: v.detach().cpu().numpy()  # noqa: E731
+    settings = {"alphas": [float(a) for a in alphas], "n_folds": len(rs), "n_samples": int(n)}
     return EncodingResult(to(torch.stack(rs).mean(0)), to(torch.stack(r2s).mean(0)), to(torch.stack(alphas_used)),
-                          to(pred_all))
+                          to(pred_all), settings)
 
 
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
+def _axes(ax):
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax.figure, ax
+    return plt.subplots(figsize=(5, 3.5))
+
+
 def _features(x, device=None, flatten: bool = True, dtype=None) -> tuple[torch.Tensor, bool]:
     numpy = not torch.is_tensor(x)
     t = torch.as_tensor(np.asarray(x)) if numpy else x.detach()

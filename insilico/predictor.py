@@ -108,9 +108,7 @@ class NeuralPredictor(nn.Module):
         probe = Probe(self.trunk)
         with probe.record(*self.layers, keep_graph=torch.is_grad_enabled(), stop=True) as rec:
             if self._stop_at is not None:  # skip the learning pass: stop where the first pass said
-                rec.stop_at = self._stop_at
-                for tap in rec.parts:
-                    tap.stop_at = self._stop_at
+                rec.stop_after(self._stop_at)
             rec.forward(images)
             self._stop_at = self._stop_at or rec.stop_at
             parts = [_pool(rec[layer], self.reduce, layer) for layer in self.layers]

@@ -29,7 +29,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +47,12 @@ FORMAT = "insilico.recording/1"
 
 class Recording:
     """Responses of units to a stimulus set; ``rec[unit]`` is a CPU tensor (N, ...).
+
+    It keeps the result protocol of :class:`insilico.results.Result`:
+    ``save(path)`` / ``load(path)`` (a folder of ``.npy`` arrays and JSON
+    metadata, read memory-mapped and without unpickling anything: a recording
+    may be larger than memory, so it is not one ``torch.save`` file),
+    ``concat`` (over stimulus chunks), ``plot(ax=None)`` and ``versions``.
 
     Attributes
     ----------
@@ -127,6 +133,50 @@ class Recording:
         arrays = {u["unit"]: np.load(path / u["file"], mmap_mode="c") for u in meta["units"]}
         stimuli = meta.get("stimuli", {})
         return cls(arrays, stimuli.get("ids"), stimuli.get("params"), meta, path, ProgressLog(path).done())
+
+    @property
+    def versions(self) -> dict:
+        """Versions of the libraries that recorded it (from the metadata)."""
+        return dict(self.meta.get("versions", {}))
+
+    @classmethod
+    def concat(cls, recordings: Sequence[Recording]) -> Recording:
+        """Join recordings of the same units over consecutive stimulus chunks (in memory).
+
+        Raises
+        ------
+        InsilicoError
+            No recording, different units, or an incomplete recording.
+        """
+        recordings = list(recordings)
+        if not recordings:
+            raise InsilicoError("Recording.concat needs at least one recording")
+        units = recordings[0].units
+        for rec in recordings:
+            if rec.units != units:
+                raise InsilicoError(f"recordings of different units cannot be joined: {rec.units} vs {units}")
+            if not rec.complete:
+                raise InsilicoError(f"{rec!r} is incomplete: finish it (record again with the same out=) first")
+        arrays = {name: np.concatenate([np.asarray(rec.array(name)) for rec in recordings]) for name in units}
+        ids = [i for rec in recordings for i in rec.ids]
+        params = None
+        if all(rec.params is not None for rec in recordings):
+            params = [p for rec in recordings for p in rec.params]
+        return cls(arrays, ids, params, dict(recordings[0].meta))
+
+    def plot(self, unit=None, ax=None):
+        """Responses of ``unit`` (default the first), stimuli x values (flattened); returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        name = self.units[0] if unit is None else unit
+        values = np.asarray(self.array(name), dtype=float).reshape(len(self), -1)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="magma")
+        ax.set_xlabel(f"{name} (values, flattened)")
+        ax.set_ylabel("stimulus")
+        ax.figure.colorbar(image, ax=ax, shrink=0.8)
+        return ax.figure
 
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""
@@ -240,32 +290,63 @@ def _share(todo: list, batch_size: int, rank: int, world: int, shard) -> list:
 
 
 def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
-    bar = tqdm(total=sum(b - a for a, b in todo), unit="stim", desc="recording", disable=not progress)
     try:
-        for start, stop in todo:
-            batch = source.batch(start, stop, probe.device, probe.dtype)
+        for start, batch in batches(source, len(source), probe.device, probe.dtype, progress, "recording",
+                                    ranges=todo, leave=True):
             with probe.record(*names, reduce=reduce) as rec:
                 probe.model(prepare(batch))
             for name in names:
                 sink.write(name, start, _to_numpy(rec[name]))
-            sink.commit(start, stop)
-            bar.update(stop - start)
+            sink.commit(start, start + len(batch))
     finally:
-        bar.close()
         sink.close()
 
 
 def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
-    """Per-sample shape and numpy dtype of each unit, from a forward pass on one stimulus."""
-    with probe.record(*names, reduce=reduce) as rec:
-        probe.model(prepare(source.batch(0, 1, probe.device, probe.dtype)))
+    """Per-sample shape and numpy dtype of each unit's recorded values, from a survey of one stimulus.
+
+    The survey (:meth:`~insilico.Probe.survey`, under the caller's precision)
+    gives each call's output shape and dtype; the unit's reduction and index
+    are applied to an empty ``meta`` tensor of that shape, as a recording
+    applies them. Units naming a part of a structured output (``"lstm:0"``)
+    are sized by one recording pass, as a survey sees whole outputs only.
+    """
+    from .taps import _reduce
+
+    probe.record(*names, reduce=reduce).remove()  # the record's own checks of addresses and reductions, at once
+    first = prepare(source.batch(0, 1, probe.device, probe.dtype))
+    units = {name: Unit.coerce(name, probe.model) for name in names}
+    plain = [u for u in units.values() if u.output is None]
+    survey = probe.survey(first, modules=list(dict.fromkeys(u.module for u in plain))) if plain else None
+    parts = [name for name, u in units.items() if u.output is not None]
+    recorded = {}
+    if parts:
+        with probe.record(*parts, reduce=reduce) as rec:
+            probe.model(first)
+        recorded = {name: rec[name] for name in parts}
     shapes = {}
-    for name in names:
-        value = rec[name]
-        if not torch.is_tensor(value):
-            raise UnitError(f"{name} returns {type(value).__name__}, not a tensor: name a part, e.g. '{name}:0'")
-        shapes[name] = (tuple(value.shape[1:]), _to_numpy(value).dtype.str)
+    for name, unit in units.items():
+        if unit.output is None:
+            call = survey.call(unit)
+            if call.shape is None:
+                raise UnitError(f"{name} returns {call.kind}, not a tensor: name a part, e.g. '{name}:0'")
+            value = torch.empty((1, *call.shape), dtype=call.dtype, device="meta")
+            if reduce is not None:
+                value = _reduce(value, reduce, unit)
+            value = unit.select(value)
+        else:
+            value = recorded[name]
+            if not torch.is_tensor(value):
+                raise UnitError(f"{name} returns {type(value).__name__}, not a tensor: name a part, e.g. '{name}:0'")
+        shapes[name] = (tuple(value.shape[1:]), _numpy_dtype(value.dtype))
     return shapes
+
+
+def _numpy_dtype(dtype: torch.dtype) -> str:
+    """The numpy dtype string recordings store ``dtype`` as (bfloat16 as float32, which numpy lacks)."""
+    if dtype == torch.bfloat16:
+        dtype = torch.float32
+    return torch.empty(0, dtype=dtype).numpy().dtype.str
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,11 +367,11 @@ class _Source:
             batch = torch.as_tensor(np.asarray(batch))
         if self.images:
             check_images(batch)
-        elif batch.is_floating_point():
-            if not torch.isfinite(batch).all():
-                raise StimulusError(f"stimuli {start}..{stop - 1} contain NaN or inf values")
-            batch = batch.to(dtype)
-        return batch.to(device)
+        elif batch.is_floating_point() and not torch.isfinite(batch).all():
+            raise StimulusError(f"stimuli {start}..{stop - 1} contain NaN or inf values")
+        if dtype is not None and batch.is_floating_point():
+            batch = batch.to(dtype)  # the model's dtype: float64 models get float64 stimuli
+        return batch if device is None else batch.to(device)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha1(str(self._n).encode())
@@ -334,6 +415,62 @@ def stimulus_source(stimuli: Any) -> _Source:
         f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
         "a StimulusSet or a Dataset"
     )
+
+
+def batches(stimuli: Any, batch_size: int, device=None, dtype=None, progress: bool = False,
+            desc: str = "batches", ranges: Sequence[tuple[int, int]] | None = None,
+            leave: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+    """The one batched evaluate loop: yield ``(start, batch)`` over a stimulus set, each batch gated.
+
+    Every tool that runs a model over stimuli (recording, the experiments,
+    exemplars, RSA model RDMs) takes its batches from here: each batch passes
+    the image gate of :func:`stimulus_source` (or the :func:`~insilico.pixels.raw`
+    door) and lands on ``device`` / ``dtype`` (floating batches only), with a
+    tqdm progress bar counting stimuli.
+
+    Parameters
+    ----------
+    stimuli : tensor (N, C, H, W), numpy array, StimulusSet, Dataset, raw(...) or a source
+        Anything :func:`stimulus_source` reads (a source made already is used as is).
+    batch_size : int
+        Stimuli per batch (at least 1); the last batch may be smaller.
+    device, dtype : optional
+        Where batches go (the model's: ``session.device``, ``session.dtype``).
+    progress : bool
+        Show a progress bar labelled ``desc``.
+    ranges : list of (start, stop), optional
+        Exactly these stimulus ranges, in this order (a resumed or sharded
+        recording); default ``0..N`` in steps of ``batch_size``.
+
+    Raises
+    ------
+    StimulusError
+        An empty stimulus set (nothing to evaluate: every tool says so at once
+        rather than failing inside ``torch.cat``), or a batch failing the gate.
+    InsilicoError
+        ``batch_size`` below 1.
+
+    Example
+    -------
+    >>> import torch
+    >>> [(start, len(b)) for start, b in batches(torch.rand(5, 1, 4, 4), 2)]
+    [(0, 2), (2, 2), (4, 1)]
+    """
+    source = stimuli if isinstance(stimuli, _Source) else stimulus_source(stimuli)
+    n = len(source)
+    if n == 0:
+        raise StimulusError("the stimulus set is empty: give at least one stimulus")
+    if batch_size < 1:
+        raise InsilicoError(f"batch_size must be at least 1, not {batch_size}")
+    if ranges is None:
+        ranges = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    bar = tqdm(total=sum(b - a for a, b in ranges), unit="stim", desc=desc, disable=not progress, leave=leave)
+    try:
+        for start, stop in ranges:
+            yield start, source.batch(start, stop, device, dtype)
+            bar.update(stop - start)
+    finally:
+        bar.close()
 
 
 # ---------------------------------------------------------------------------------------

@@ -93,10 +93,16 @@ class Result:
         results = list(results)
         if not results:
             raise InsilicoError(f"{cls.__name__}.concat needs at least one result")
+        if len(results) > 1 and not cls.sample_fields:
+            raise InsilicoError(f"{cls.__name__} has no sample axis to concatenate along (no sample_fields)")
         if len(results) == 1:
             return results[0]
         joined = {name: join([getattr(r, name) for r in results]) for name in cls.sample_fields}
         return dataclasses.replace(results[0], **joined)
+
+    def to(self, device: torch.device | str):
+        """A copy whose tensor fields (and those of nested results) are on ``device``; dtypes are kept."""
+        return _to_device(self, torch.device(device))
 
     def plot(self, ax=None):
         """Draw the result; returns the matplotlib Figure."""
@@ -105,6 +111,17 @@ class Result:
     def check(self, model) -> Any:  # pragma: no cover - overridden where it means something
         """Re-evaluate the result against ``model`` (e.g. recompute the responses to the saved images)."""
         raise NotImplementedError(f"{type(self).__name__} cannot re-check itself against a model")
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, Result) and dataclasses.is_dataclass(value):
+        moved = dataclasses.replace(value, **{f.name: _to_device(getattr(value, f.name), device)
+                                              for f in dataclasses.fields(value) if f.init})
+        moved.__dict__.update({k: v for k, v in value.__dict__.items() if k.startswith("_")})
+        return moved
+    return value
 
 
 def join(values: list) -> Any:
@@ -130,6 +147,9 @@ def pack(value: Any) -> Any:
     if torch.is_tensor(value):
         return value.detach().cpu()
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":  # strings (unit addresses, class names): a list, with dtype and shape
+            return {"__ndarray__": [str(v) for v in value.ravel().tolist()], "dtype": value.dtype.str,
+                    "shape": list(value.shape)}
         return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value)) if value.dtype != object
                 else [pack(v) for v in value.tolist()]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -165,6 +185,8 @@ def unpack(value: Any, classes: dict | None = None) -> Any:
         return value
     if "__ndarray__" in value:
         inner = value["__ndarray__"]
+        if "dtype" in value:
+            return np.array(inner, dtype=value["dtype"]).reshape(value["shape"])
         return inner.numpy() if torch.is_tensor(inner) else np.array([unpack(v) for v in inner], dtype=object)
     if "__tuple__" in value:
         return tuple(unpack(v, classes) for v in value["__tuple__"])

@@ -62,10 +62,13 @@ class Session:
         self.dtype = dtype_of(models[0])
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` on the model's device; floating tensors also in the model's dtype."""
-        if x.is_floating_point():
-            return x.to(self.device, self.dtype)
-        return x.to(self.device)
+        """``x`` on the model's device; floating tensors also in the model's dtype.
+
+        A tensor made under ``torch.inference_mode()`` is copied into a normal one (autograd refuses
+        inference tensors), so gradient tools take stimuli made anywhere.
+        """
+        x = x.to(self.device, self.dtype) if x.is_floating_point() else x.to(self.device)
+        return x.clone() if x.is_inference() else x
 
 
 @contextlib.contextmanager

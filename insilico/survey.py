@@ -15,6 +15,15 @@ Example
 ((6, 6), 1, '3')
 >>> print(s.table().splitlines()[1])
 0        Conv2d      (4, 6, 6)
+
+With ``ops=True`` the survey also logs every op of the modules' own forwards
+(:mod:`insilico.ops`) and the attention parts of attention modules
+(:mod:`insilico.attention`); their ``module`` is the op's site
+(``"layer1.0/add"``, ``"attn:heads"``):
+
+>>> s = insilico.Probe(m).survey(torch.rand(1, 3, 8, 8), ops=True)
+>>> [c.module for c in s][:3], s.addresses()[-1]
+(['0', '1', '2'], '')
 """
 from __future__ import annotations
 
@@ -37,7 +46,7 @@ class Call:
     the output, ``scalar`` marks a 0-dim output (a loss).
     """
 
-    module: str
+    module: str  # the site: a module path, an op path ("layer1.0/add#1") or an attention part ("attn:heads")
     step: int
     shape: tuple | None
     dtype: torch.dtype | None
@@ -64,8 +73,19 @@ class Survey:
         return len(self.calls)
 
     def modules(self) -> list[str]:
-        """Module paths in the order of their first call (each once)."""
-        return list(dict.fromkeys(c.module for c in self.calls))
+        """Module paths in the order of their first call (each once); ops and attention parts not included."""
+        return list(dict.fromkeys(c.module for c in self.calls if _kind(c.module) == "module"))
+
+    def addresses(self) -> list[str]:
+        """Every address the pass produced, in execution order: ``site`` for a site that ran once
+        per pass, ``site@step`` for each call of a site that ran more often (ops: their module's call)."""
+        steps: dict[str, set] = {}
+        for call in self.calls:
+            steps.setdefault(call.module, set()).add(call.step)
+        out = []
+        for call in self.calls:
+            out.append(_address(call.module, call.step if len(steps[call.module]) > 1 else None))
+        return list(dict.fromkeys(out))
 
     def count(self, module: str) -> int:
         """How many times ``module`` ran in the pass (0: never)."""
@@ -78,14 +98,22 @@ class Survey:
             raise UnitError(f"{module!r} was never called in the surveyed forward pass")
         if total == 1:
             return module
-        return f"{module}@{step if step >= 0 else total + step}"
+        return _address(module, step if step >= 0 else total + step)
 
     def call(self, unit: UnitLike) -> Call:
         """The call a unit address reads (its step; the only call when it has none)."""
         unit = Unit.coerce(unit, self.model)
-        calls = [c for c in self.calls if c.module == unit.module]
+        calls = [c for c in self.calls if c.module == unit.site]
         if not calls:
-            raise UnitError(f"{unit.module!r} was never called in the surveyed forward pass")
+            hint = ""
+            if unit.op is not None or unit.part is not None:
+                import difflib
+
+                inner = list(dict.fromkeys(c.module for c in self.calls if _kind(c.module) != "module"))
+                close = difflib.get_close_matches(unit.site, inner, n=5, cutoff=0.5)
+                hint = (f" Did you mean {', '.join(repr(c) for c in close)}?" if close else "") + \
+                    " (survey with ops=True to see ops and attention parts; list them with survey.addresses())"
+            raise UnitError(f"{unit.site!r} was never called in the surveyed forward pass.{hint}")
         if unit.step is None:
             if len(calls) > 1:
                 raise UnitError(f"{unit.module!r} was called {len(calls)} times per forward pass: name one call, "
@@ -101,7 +129,7 @@ class Survey:
         call = self.call(unit)
         if call.shape is None:
             raise UnitError(f"{unit.module!r} returns {call.kind}, not a tensor: name a part, e.g. '{unit.module}:0'")
-        if unit.index is None or unit.output is not None:
+        if unit.index is None or (unit.output is not None and unit.part is None):
             return call.shape
         return tuple(unit.select(torch.empty((1,) + call.shape, device="meta")).shape[1:])
 
@@ -109,14 +137,30 @@ class Survey:
         """A printable table: address, module type, output shape, one row per call."""
         rows = [("address", "module", "output")]
         for call in self.calls:
-            address = call.module if self.count(call.module) == 1 else f"{call.module}@{call.step}"
-            rows.append((address or "(model)", self._types.get(call.module, "?"),
-                         str(call.shape) if call.shape is not None else call.kind))
+            address = call.module if self.count(call.module) == 1 else _address(call.module, call.step)
+            kind = _kind(call.module)
+            what = self._types.get(call.module, "?") if kind == "module" else \
+                (call.module.rsplit(":", 1)[1] if kind == "part" else "op " + call.module.split("/", 1)[1])
+            rows.append((address or "(model)", what, str(call.shape) if call.shape is not None else call.kind))
         widths = [max(len(r[i]) for r in rows) for i in range(2)]
         return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)
 
     def __repr__(self) -> str:
         return f"Survey({len(self.calls)} calls of {len(self.modules())} modules)"
+
+
+def _kind(site: str) -> str:
+    return "op" if "/" in site else "part" if ":" in site else "module"
+
+
+def _address(site: str, step: int | None) -> str:
+    """A site (module, op path or ``module:part``) and a step as a unit address."""
+    if step is None:
+        return site
+    if ":" in site and "/" not in site:
+        module, part = site.rsplit(":", 1)
+        return f"{module}:{part}@{step}"
+    return f"{site}@{step}"
 
 
 __all__ = ["Call", "Survey"]

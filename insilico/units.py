@@ -1,24 +1,46 @@
 """Unit addresses: one way to say "which units" for every tool in insilico.
 
-A unit address names a module, optionally one of its calls in a forward pass,
-and optionally a numpy-style index into ONE sample's output::
+A unit address names a module (or an operation inside a module's own
+forward), optionally one of its calls in a forward pass, and optionally a
+numpy-style index into ONE sample's output::
 
-    PATH[:OUTPUT][@STEP][INDEX]
+    PATH[/OP[#K]][:OUTPUT][@STEP][INDEX]
 
 - ``PATH``: the module path as ``model.named_modules()`` spells it
   (``"features.8"``); the empty path is the model itself, so ``"[281]"`` is
   output 281 of the model (a class logit).
-- ``:OUTPUT``: for modules that return a tuple, list or dict, the position or
-  key of the tensor meant (``"lstm:0"``).
+- ``/OP#K``: the output of the K-th (from 0; ``#0`` may be left out) call of the
+  functional operation OP in the module's OWN forward, not in its children's
+  (:mod:`insilico.ops`): ``"layer1.0/add"`` is ResNet block ``layer1.0``'s
+  residual sum ``out += identity`` before its last ReLU, ``"/relu#1"`` the
+  second ``relu`` in the root model's forward. OP is torch's function name,
+  as torchvision's FX feature extraction names the node (``x + y``,
+  ``torch.add`` and ``x += y`` are all ``add``); list them with
+  ``insilico.Probe(model).names(example, ops=True)``.
+- ``:OUTPUT``: for modules (and ops) that return a tuple, list or dict, the
+  position or key of the tensor meant (``"lstm:0"``). Attention modules have
+  two parts computed inside their forward (:mod:`insilico.attention`):
+  ``":heads"``, the per-head context before the output projection,
+  ``(N, heads, L, head_dim)``, and ``":weights"``, the attention
+  probabilities ``(N, heads, L, S)``; ``"attn:heads[5]"`` is head 5.
 - ``@STEP``: for modules called several times per forward pass (recurrent
   networks), the call number, counted from 0; negative steps count from the
-  last call (``"blt.conv2@3"``, ``"cell@-1"``).
+  last call (``"blt.conv2@3"``, ``"cell@-1"``). For an op it is the call of
+  the module that runs it: ``"cell/mul#1@2"`` is the second ``mul`` in
+  ``cell``'s third call; ``"cell@2/mul#1"`` is accepted as the same address.
 - ``INDEX``: ints, slices, ``...`` and lists of ints, indexing the output of
   one sample without its batch axis (``"[12]"`` = channel 12,
   ``"[12,6,6]"`` = the neuron at row 6, column 6 of channel 12).
 
 ``str(Unit.parse(s)) == s``: an address prints the way it was written; two
-spellings of one address (``"[12, 6, 6]"``, ``"[12,6,6]"``) compare equal.
+spellings of one address (``"[12, 6, 6]"``, ``"[12,6,6]"``, ``"a/add"``,
+``"a/add#0"``; ``"a@1/add"``, ``"a/add@1"``) compare equal.
+
+Why the op goes into PATH (and ``@STEP`` after it): ``PATH/OP#K`` names one
+place where values appear, as a module path does, so every other part of
+the grammar keeps one meaning and one position, and a tool that rebuilds a
+unit from its fields (``Unit(u.module, u.step, None, u.output)``, "the whole
+layer of this unit") keeps the op without knowing about ops.
 
 Example
 -------
@@ -29,6 +51,9 @@ Example
 ('features.0', 2, (3, slice(None, None, None), slice(1, 4, None)))
 >>> tuple(u.select(torch.zeros(8, 5, 7, 7)).shape)
 (8, 7, 3)
+>>> v = Unit.parse("cell@2/mul#1[0]")
+>>> v.module, v.owner, v.op, v.op_call, v.step, v.key
+('cell/mul#1', 'cell', 'mul', 1, 2, 'cell/mul#1@2[0]')
 """
 from __future__ import annotations
 
@@ -45,6 +70,11 @@ from .errors import UnitError
 IndexItem = Union[int, slice, "ellipsis", tuple]
 UnitLike = Union[str, "Unit", nn.Module]
 
+ATTENTION_PARTS = ("heads", "weights")
+
+_OP = re.compile(r"^(?P<owner>[^:@\[\]/#]*)/(?P<op>[A-Za-z_][A-Za-z0-9_]*)(?:#(?P<call>\d+))?$")
+_STEP_BEFORE_OP = re.compile(r"^(?P<owner>[^:@\[\]/#]*)@(?P<step>-?\d+)(?P<op>/[^:@\[\]]*)"
+                             r"(?P<rest>(?::[^:@\[\]]+)?(?:\[.*\])?)$")
 _ADDRESS = re.compile(
     r"^(?P<module>[^:@\[\]]*)"
     r"(?::(?P<output>[^:@\[\]]+))?"
@@ -78,6 +108,8 @@ class Unit:
     text: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
+        if "/" in self.module or "#" in self.module:
+            object.__setattr__(self, "module", _canonical_op_path(self.module))
         if self.index is not None:
             items = self.index if isinstance(self.index, tuple) else (self.index,)
             object.__setattr__(self, "index", tuple(_normalise_item(i) for i in items))
@@ -90,11 +122,18 @@ class Unit:
             return spec
         if not isinstance(spec, str):
             raise UnitError(f"a unit address is a string like 'features.3[12]', not {type(spec).__name__}")
-        match = _ADDRESS.match(spec.strip())
+        text = spec.strip()
+        moved = _STEP_BEFORE_OP.match(text)
+        if moved is not None:  # 'cell@2/mul#1[0]' is 'cell/mul#1@2[0]'
+            rest = moved["rest"]
+            cut = rest.find("[")
+            output, index = (rest, "") if cut < 0 else (rest[:cut], rest[cut:])
+            text = f"{moved['owner']}{moved['op']}{output}@{moved['step']}{index}"
+        match = _ADDRESS.match(text)
         if match is None:
             raise UnitError(
-                f"cannot read unit address {spec!r}: write 'path[:output][@step][index]', "
-                "e.g. 'features.8', 'features.8[12,6,6]', 'blt.conv2@3[12]'"
+                f"cannot read unit address {spec!r}: write 'path[/op#k][:output][@step][index]', "
+                "e.g. 'features.8', 'features.8[12,6,6]', 'blt.conv2@3[12]', 'layer1.0/add#0[5]'"
             )
         output = match["output"]
         if output is not None and re.fullmatch(r"-?\d+", output):
@@ -118,6 +157,36 @@ class Unit:
     def replace(self, **changes) -> Unit:
         """A copy with some fields changed (its string form becomes canonical)."""
         return dataclasses.replace(self, text=None, **changes)
+
+    # -- ops and parts ---------------------------------------------------------------------
+    @property
+    def owner(self) -> str:
+        """The module whose forward computes this unit: ``module`` itself, or the module of an op unit."""
+        return self.module.split("/", 1)[0]
+
+    @property
+    def op(self) -> str | None:
+        """The op name of an op unit (``"add"`` in ``"layer1.0/add#1"``), else None."""
+        return self.module.split("/", 1)[1].split("#")[0] if "/" in self.module else None
+
+    @property
+    def op_call(self) -> int | None:
+        """Which call of the op in one call of the owner's forward (``1`` in ``"layer1.0/add#1"``), else None."""
+        if "/" not in self.module:
+            return None
+        _, _, call = self.module.partition("#")
+        return int(call) if call else 0
+
+    @property
+    def part(self) -> str | None:
+        """``"heads"`` or ``"weights"`` for the attention parts of a module, else None."""
+        return self.output if self.output in ATTENTION_PARTS and self.op is None else None
+
+    @property
+    def site(self) -> str:
+        """The name of the place where this unit's values appear: the module path, the op path
+        (``"layer1.0/add"``), or ``"attn:heads"`` / ``"attn:weights"`` for attention parts."""
+        return f"{self.module}:{self.output}" if self.part is not None else self.module
 
     # -- identity ----------------------------------------------------------------------
     @property
@@ -148,15 +217,17 @@ class Unit:
 
     # -- resolution against a model ----------------------------------------------------------
     def resolve(self, model: nn.Module) -> nn.Module:
-        """The module this unit lives in; unknown paths fail with the closest names."""
+        """The module this unit lives in (for an op unit: the module whose forward runs the op);
+        unknown paths fail with the closest names. Op names are checked when the model runs."""
         modules = dict(model.named_modules())
-        if self.module in modules:
-            return modules[self.module]
-        close = difflib.get_close_matches(self.module, [n for n in modules if n], n=5, cutoff=0.5)
+        if self.owner in modules:
+            return modules[self.owner]
+        close = difflib.get_close_matches(self.owner, [n for n in modules if n], n=5, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnitError(
-            f"{type(model).__name__} has no module {self.module!r}.{hint} "
-            "List the valid paths with insilico.Probe(model).names() or model.named_modules()."
+            f"{type(model).__name__} has no module {self.owner!r}.{hint} "
+            "List the valid paths with insilico.Probe(model).names() or model.named_modules() "
+            "(and ops with insilico.Probe(model).names(example, ops=True))."
         )
 
     def pick(self, output: Any) -> Any:
@@ -229,6 +300,17 @@ def describe(obj: Any) -> str:
         inner = ", ".join(describe(v) for v in obj)
         return f"({inner})" if isinstance(obj, tuple) else f"[{inner}]"
     return type(obj).__name__
+
+
+def _canonical_op_path(path: str) -> str:
+    match = _OP.match(path)
+    if match is None:
+        raise UnitError(
+            f"cannot read the op address {path!r}: write 'module/op' or 'module/op#k' (k counted from 0), "
+            "e.g. 'layer1.0/add', 'layer1.0/add#1', '/relu' (an op of the model's own forward)"
+        )
+    call = int(match["call"] or 0)
+    return f"{match['owner']}/{match['op']}" + (f"#{call}" if call else "")
 
 
 def _normalise_item(item: Any) -> IndexItem:

@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     files.append(out / "adversarial_success.png")
     fig.savefig(files[-1], dpi=150, bbox_inches="tight")
     plt.close(fig)
-    to8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    to8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     images = result.all_images
     np.savez_compressed(out / "adversarial_images.npz", clean=to8(result.clean), adversarial=to8(images),
                         labels=y.cpu().numpy(), eps=np.array(eps))

@@ -176,3 +176,133 @@ def test_probe_script_writes_images_manifest_and_report(tmp_path):
 
     saved = np.load(tmp_path / "adversarial_images.npz")
     assert saved["adversarial"].shape == (2, 16, 3, 64, 64) and saved["adversarial"].dtype == np.uint8
+
+
+# ---------------------------------------------------------------------------------------
+# The tool contract: session, dtype, empty batches, results
+# ---------------------------------------------------------------------------------------
+from tests.mixed_mode import arm, assert_unchanged, disarm, mixed_model, snapshot  # noqa: E402
+
+
+def test_pgd_works_under_no_grad(net, data):
+    # issue 15, failing input 3: "element 0 of tensors does not require grad" under an outer no_grad
+    x, labels = data[0][:4], data[1][:4]
+    with torch.no_grad():
+        r = insilico.pgd(net, x, labels, steps=2, progress=False)
+        f = insilico.fgsm(net, x, labels, progress=False)
+    assert float(r.linf.max()) > 0.5 * 8 / 255 and float(r.linf.max()) <= 8 / 255
+    assert float(f.linf.max()) > 0 and float(f.linf.max()) <= 8 / 255
+    assert float(r.objective.mean()) > float(r.clean_objective.mean())  # the loss went up: gradients flowed
+
+
+def test_float64_model_gives_float64_images_inside_the_exact_ball():
+    # issue 15, failing input 4: float32 images 3e-8 outside the ball for a float64 model
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 5))
+    x, y = torch.rand(6, 3, 8, 8), torch.randint(0, 5, (6,))
+    eps = 8 / 255
+    adv = insilico.pgd(m.double(), x.double(), y, eps=eps, steps=5, progress=False)
+    assert adv.images.dtype == torch.float64 and adv.clean.dtype == torch.float64
+    assert (adv.images - x.double()).abs().max() <= eps  # exact, in the model's own dtype
+    assert float((adv.images - x.double()).abs().max()) > 0.9 * eps  # and the ball is used
+    l2 = insilico.pgd(m, x.double(), y, eps=0.5, norm="l2", steps=3, progress=False)
+    assert bool(((l2.images - x.double()).flatten(1).norm(dim=1) <= 0.5).all())
+    single = insilico.pgd(m.float(), x, y, eps=eps, steps=5, progress=False)  # float32 unchanged
+    assert single.images.dtype == torch.float32
+    assert float((single.images.double() - x.double()).abs().max()) <= eps
+    assert single.images.device == x.device
+
+
+def test_float64_exactness_of_the_ball_alone():
+    g = torch.Generator().manual_seed(1)
+    center = torch.rand(256, 3, 4, 4, generator=g, dtype=torch.float64)
+    for eps in (8 / 255, 1 / 3, 0.1):
+        y = EpsBall(center, eps)(torch.rand(256, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 0.5)
+        assert y.dtype == torch.float64
+        assert (y - center).abs().max() <= eps and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+@pytest.mark.parametrize("attack", ["pgd", "fgsm"])
+def test_empty_batch_is_a_stimulus_error_naming_the_fix(net, attack):
+    empty = torch.rand(0, 3, 64, 64)
+    with pytest.raises(StimulusError, match="empty batch.*give at least one image"):
+        getattr(insilico, attack)(net, empty, progress=False)
+
+
+def test_mixed_mode_model_is_left_as_it_was_also_after_an_exception():
+    m = mixed_model()
+    before = snapshot(m)
+    x = torch.rand(5, 3, 6, 6)
+    r = insilico.pgd(m, x, eps=0.1, steps=3, progress=False)
+    assert_unchanged(m, before)
+    assert float(r.linf.max()) > 0
+    # the model raises in the middle of the run (its 3rd forward pass: inside the engine's steps)
+    arm(m, 3)
+    with pytest.raises(RuntimeError, match="model failed mid-run"):
+        insilico.pgd(m, x, eps=0.1, steps=5, progress=False)
+    assert disarm(m) == 3
+    assert_unchanged(m, before)
+    # the result was computed in eval mode: the same as for the model in eval
+    ref = insilico.pgd(m.eval(), x, eps=0.1, steps=3, progress=False)
+    assert torch.equal(ref.images, r.images)
+
+
+def test_result_saves_loads_concats_and_rechecks(tmp_path, net, data):
+    x = data[0][:6]
+    r = pgd(net, x, eps=[4 / 255, 8 / 255], steps=3, batch_size=4, progress=False)
+    path = tmp_path / "pgd.pt"
+    r.save(path)
+    back = insilico.design.adversarial_result.AdversarialResult.load(path)
+    for name in ("all_images", "all_success", "clean", "labels", "clean_prediction", "steps_taken"):
+        assert torch.equal(getattr(back, name), getattr(r, name)), name
+    assert back.settings == r.settings and back.eps == r.eps and back.report() == r.report()
+    assert torch.equal(back.synthesis.images, r.synthesis.images)
+    assert set(back.versions) >= {"insilico", "torch"}
+    assert torch.equal(back.check(net), r.success)  # the saved images fool the model as reported
+    halves = [pgd(net, x[:4], eps=[4 / 255, 8 / 255], steps=3, progress=False),
+              pgd(net, x[4:], eps=[4 / 255, 8 / 255], steps=3, progress=False, seed=0)]
+    joined = type(r).concat(halves)
+    assert joined.all_images.shape == (2, 6, 3, 64, 64) and torch.equal(joined.clean, x)
+    assert torch.equal(joined.all_images[:, :4], halves[0].all_images)
+    with pytest.raises(InsilicoError, match="same epsilons"):
+        type(r).concat([halves[0], pgd(net, x[:1], eps=0.1, steps=1, progress=False)])
+    silenced = pgd(net, x[:2], eps=4 / 255, steps=1, target="features.9[17]", progress=False)
+    with pytest.raises(InsilicoError, match="not saved"):
+        silenced.check(net)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    assert back.plot(ax=ax) is fig
+    plt.close("all")
+
+
+def test_engine_pieces_live_in_the_engine_and_objectives_in_objectives():
+    import insilico.design.adversarial as adversarial
+    from insilico.objectives.classification import ClassLoss as HomeClassLoss
+    from insilico.synthesis import EpsBall as HomeBall, SignSGD as HomeSGD
+
+    assert adversarial.SignSGD is HomeSGD and adversarial.EpsBall is HomeBall and adversarial.ClassLoss is HomeClassLoss
+    assert not hasattr(adversarial, "eval_mode")
+
+
+def test_images_made_under_inference_mode_are_attacked_there_too(net, data):
+    with torch.inference_mode():
+        x = data[0][:3].clone()  # an inference tensor: autograd refuses it unless the session copies it
+        r = insilico.pgd(net, x, steps=2, progress=False)
+    assert float(r.linf.max()) > 0.5 * 8 / 255 and float(r.linf.max()) <= 8 / 255
+
+
+def test_an_image_gets_the_same_attack_alone_and_in_a_batch():
+    # the random start is seeded by the image's content, not by its position in the batch
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4)).double()  # float64: no kernel noise
+    x = torch.rand(6, 3, 4, 4, dtype=torch.float64)
+    kw = dict(eps=[0.05, 0.2], steps=4, restarts=2, seed=7, progress=False)
+    batch = pgd(m, x, **kw)
+    for i in (0, 4):
+        alone = pgd(m, x[i: i + 1], **kw)
+        torch.testing.assert_close(alone.all_images[:, 0], batch.all_images[:, i], rtol=0, atol=1e-12)
+        assert torch.equal(alone.all_success[:, 0], batch.all_success[:, i])
+    shuffled = pgd(m, x.flip(0), **kw)
+    torch.testing.assert_close(shuffled.all_images.flip(1), batch.all_images, rtol=0, atol=1e-12)
+    assert not torch.equal(pgd(m, x, **{**kw, "seed": 8}).all_images, batch.all_images)  # the seed matters

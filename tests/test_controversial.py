@@ -138,3 +138,108 @@ def test_top_level_functions_survive_importing_their_modules(pair):
     m = insilico.mad(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Tanh(), nn.Conv2d(2, 2, 3)), x, ("1", "2"), steps=2,
                      progress=False)
     assert m.images.shape == (1, 4, 3, 8, 8)
+
+
+# ---------------------------------------------------------------------------------------
+# The tool contract: session, dtype, empty batches, results
+# ---------------------------------------------------------------------------------------
+from insilico.design.controversial import ControversialResult  # noqa: E402
+from insilico.design.mad import MADResult  # noqa: E402
+from insilico.errors import StimulusError  # noqa: E402
+from tests.mixed_mode import arm, assert_unchanged, disarm, mixed_model, snapshot  # noqa: E402
+
+
+def test_controversial_leaves_mixed_mode_models_as_they_were_also_after_an_exception():
+    a, b = mixed_model(0), mixed_model(1)
+    before = [snapshot(a), snapshot(b)]
+    with torch.no_grad():  # gradients flow whatever the caller's grad mode
+        r = controversial({"a": a, "b": b}, [(0, 1), (2, 0)], shape=(3, 6, 6), steps=20, progress=False)
+    assert_unchanged(a, before[0]) and assert_unchanged(b, before[1])
+    assert float(r.synthesis.trace[-1].nanmean()) > float(r.synthesis.trace[0].mean())  # the objective went up
+    arm(b, 4)  # b raises at its 4th forward pass: inside the engine's steps
+    with pytest.raises(RuntimeError, match="model failed mid-run"):
+        controversial({"a": a, "b": b}, [(0, 1)], shape=(3, 6, 6), steps=20, progress=False)
+    assert disarm(b) == 4
+    assert_unchanged(a, before[0]) and assert_unchanged(b, before[1])
+
+
+def test_mad_leaves_a_mixed_mode_model_as_it_was_also_after_an_exception():
+    m = mixed_model()
+    before = snapshot(m)
+    x = torch.rand(2, 3, 6, 6)
+    with torch.no_grad():
+        r = mad(m, x, ("2", "5"), steps=15, lr=0.01, progress=False)
+    assert_unchanged(m, before)
+    assert bool((r.pushed_ratio[:, [0, 2]] > 1).all())  # the max images pushed their distance up
+    arm(m, 3)
+    with pytest.raises(RuntimeError, match="model failed mid-run"):
+        mad(m, x, ("2", "5"), steps=15, progress=False)
+    assert disarm(m) == 3
+    assert_unchanged(m, before)
+
+
+def test_empty_batches_are_stimulus_errors_naming_the_fix(pair):
+    with pytest.raises(StimulusError, match="empty batch.*give at least one image"):
+        mad(pair["a"], torch.rand(0, 3, 64, 64), ("2", "5"), steps=1, progress=False)
+    with pytest.raises(StimulusError, match="empty batch.*give at least one image"):
+        controversial(pair, [(0, 1)], init=torch.rand(0, 3, 64, 64), steps=1, progress=False)
+
+
+def test_float64_models_give_float64_results():
+    a, b = mixed_model(0).double(), mixed_model(1).double()
+    r = controversial([a, b], [(0, 1)], shape=(3, 6, 6), steps=3, progress=False)
+    assert r.images.dtype == torch.float64 and r.probabilities.dtype == torch.float64
+    m = mad(a, torch.rand(1, 3, 6, 6, dtype=torch.float64), ("2", "5"), steps=2, progress=False)
+    assert m.images.dtype == torch.float64 and m.distances.dtype == torch.float64
+
+
+def test_results_save_load_concat_and_recheck(tmp_path, pair):
+    r = controversial(pair, PAIRS[:3], seeds=2, shape=(3, 64, 64), steps=5, pairs_per_chunk=2, progress=False)
+    r.save(tmp_path / "c.pt")
+    back = ControversialResult.load(tmp_path / "c.pt")
+    assert torch.equal(back.images, r.images) and torch.equal(back.probabilities, r.probabilities)
+    assert back.labels == r.labels and back.model_names == r.model_names and back.settings == r.settings
+    assert back.report() == r.report()
+    torch.testing.assert_close(back.check(pair), r.score)  # the score re-evaluated on the models
+    with pytest.raises(InsilicoError, match="named"):
+        back.check([pair["a"], pair["b"]])  # named model0, model1
+    first, second = (controversial(pair, [p], seeds=2, shape=(3, 64, 64), steps=5, progress=False) for p in PAIRS[:2])
+    joined = ControversialResult.concat([first, second])
+    assert joined.labels == r.labels[:4] and torch.equal(joined.images[2:], second.images)
+    assert len(joined.synthesis) == 4
+
+    x, _ = photos.held_out(1, seed=3)
+    m = mad(pair["b"], x[:2], ("2", "5"), steps=5, progress=False)
+    m.save(tmp_path / "m.pt")
+    mb = MADResult.load(tmp_path / "m.pt")
+    assert torch.equal(mb.images, m.images) and mb.units == m.units and mb.settings == m.settings
+    torch.testing.assert_close(mb.check(pair["b"]), m.distances)
+    two = mad(pair, x[:1], ("5", "5"), steps=3, progress=False)
+    two.save(tmp_path / "two.pt")
+    torch.testing.assert_close(MADResult.load(tmp_path / "two.pt").check(pair), two.distances)
+    joined = MADResult.concat([m, mad(pair["b"], x[2:3], ("2", "5"), steps=5, progress=False)])
+    assert joined.images.shape == (3, 4, 3, 64, 64) and len(joined.synthesis) == 12
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2)
+    assert back.plot(ax=ax1) is fig and mb.plot(ax=ax2) is fig
+    plt.close("all")
+
+
+def test_objectives_live_in_the_objectives_package():
+    import insilico.design.controversial as module
+    import insilico.design.mad as mad_module
+    from insilico.objectives import adjudication
+
+    assert module.Controversy is adjudication.Controversy and mad_module.MADObjective is adjudication.MADObjective
+    assert not hasattr(module, "eval_mode") and not hasattr(mad_module, "eval_mode")
+
+
+def test_mad_of_a_reference_is_the_same_alone_and_in_a_batch():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Conv2d(4, 4, 3), nn.Tanh()).double()
+    x = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    batch = mad(m, x, ("1", "3"), steps=5, progress=False)
+    alone = mad(m, x[2:], ("1", "3"), steps=5, progress=False)
+    torch.testing.assert_close(alone.initial[0], batch.initial[2], rtol=0, atol=0)  # the same start noise
+    torch.testing.assert_close(alone.images[0], batch.images[2], rtol=1e-9, atol=1e-12)

@@ -116,6 +116,9 @@ def test_a_folder_of_another_run_is_refused(tmp_path):
 
 
 def test_pgd_and_controversial_shards_equal_one_run(tmp_path):
+    """Equal by construction: the one-process run goes through the same chunks (same samples, same batch shapes),
+    so each sample sees bit-identical tensors whatever the CPU's kernels (issue 15, failing input 14: the
+    one-process controversial run used to optimise every pair in one batch and differed by 6e-8 on AVX512)."""
     from insilico.design.adversarial import pgd
     from insilico.design.controversial import controversial
 
@@ -135,6 +138,36 @@ def test_pgd_and_controversial_shards_equal_one_run(tmp_path):
     shared = controversial([net, other], pairs, out=tmp_path / "c", shard=(1, 2), **kw)
     assert shared.labels == plain.labels and torch.equal(shared.images, plain.images)
     assert torch.equal(shared.score, plain.score) and shared.settings["pairs"] == plain.settings["pairs"]
+
+
+def test_controversial_shards_of_several_model_pairs_equal_one_run_in_the_same_order(tmp_path):
+    from insilico.design.controversial import controversial
+
+    torch.manual_seed(1)
+    models = {name: nn.Sequential(nn.Flatten(), nn.Linear(12, 4)) for name in ("a", "b", "c")}  # 3 model pairs
+    pairs = [(0, 1), (1, 2), (3, 0)]
+    kw = dict(seeds=2, shape=(3, 2, 2), steps=8, lr=0.2, stop_at=0.4, progress=False, pairs_per_chunk=2)
+    plain = controversial(models, pairs, **kw)
+    assert plain.labels[:3] == ["a:0|b:1#0", "a:0|b:1#1", "a:1|b:2#0"]  # (model pair, class pair, seed)
+    assert plain.labels[-1] == "b:3|c:0#1" and len(plain) == 3 * 3 * 2
+    stopped = plain.synthesis.steps < 8
+    assert bool(stopped.any()) and not bool(stopped.all())  # some samples stopped early, others ran on
+    for rank in (2, 0, 1):  # shards finish in any order
+        shared = controversial(models, pairs, out=tmp_path, shard=(rank, 3), **kw)
+    assert shared.labels == plain.labels and torch.equal(shared.images, plain.images)
+    assert torch.equal(shared.score, plain.score) and torch.equal(shared.synthesis.steps, plain.synthesis.steps)
+    assert len(done_chunks(tmp_path)) == 5  # 18 samples, 4 per chunk (2 combinations x 2 seeds)
+    # pgd with early stopping: the shards equal the one-process run too
+    from insilico.design.adversarial import pgd
+
+    net = models["a"]
+    x = torch.rand(5, 3, 2, 2)
+    kw = dict(eps=0.2, steps=8, batch_size=2, progress=False)
+    plain = pgd(net, x, **kw)
+    assert bool((plain.steps_taken < 8).any())  # early stops inside the chunks
+    for rank in (1, 0):
+        shared = pgd(net, x, out=tmp_path / "pgd", shard=(rank, 2), **kw)
+    assert torch.equal(shared.images, plain.images) and torch.equal(shared.steps_taken, plain.steps_taken)
 
 
 def test_cli_shards_and_merge_write_what_one_run_writes(tmp_path, capsys):

@@ -92,3 +92,59 @@ def test_errors():
         eigendistortion(model, "1", x, method="svd", progress=False)
     with pytest.raises(InsilicoError, match="k must be"):
         eigendistortion(model, "1", x, k=100, progress=False)
+
+
+# ---------------------------------------------------------------------------------------
+# The tool contract: session, dtype, empty batches, results
+# ---------------------------------------------------------------------------------------
+from insilico.design.eigendistortions import EigendistortionResult  # noqa: E402
+from insilico.errors import StimulusError  # noqa: E402
+from tests.mixed_mode import arm, assert_unchanged, disarm, mixed_model, snapshot  # noqa: E402
+
+
+def test_mixed_mode_model_under_no_grad_is_left_as_it_was_also_after_an_exception():
+    m = mixed_model()
+    before = snapshot(m)
+    x = torch.rand(2, 3, 6, 6)
+    with torch.no_grad():
+        r = eigendistortion(m, "2", x, k=1, iterations=20, progress=False)
+    assert_unchanged(m, before)
+    assert bool((r.eigenvalues[:, 0] > 0).all())
+    # in eval mode: the same as the model in eval (BatchNorm's running statistics, not the batch's)
+    alone = eigendistortion(m.eval(), "2", x, k=1, iterations=20, progress=False)
+    torch.testing.assert_close(alone.eigenvalues, r.eigenvalues)
+    m.train()
+    m[1].eval()
+    arm(m, 1)
+    with pytest.raises(RuntimeError, match="model failed mid-run"):
+        eigendistortion(m, "2", x, k=1, iterations=20, progress=False)
+    assert disarm(m) == 1
+    assert_unchanged(m, before)
+
+
+def test_empty_batch_is_a_stimulus_error_naming_the_fix():
+    with pytest.raises(StimulusError, match="empty batch.*give at least one image"):
+        eigendistortion(small_model(), "1", torch.rand(0, 2, 6, 6), progress=False)
+
+
+def test_float64_in_float64_out():
+    model = small_model().double()
+    r = eigendistortion(model, "3", torch.rand(2, 2, 6, 6, dtype=torch.float64), k=1, progress=False)
+    assert r.eigenvalues.dtype == r.distortions.dtype == r.reference.dtype == torch.float64
+
+
+def test_result_saves_loads_concats_and_rechecks(tmp_path):
+    model = small_model().double()
+    x = torch.rand(3, 2, 6, 6, dtype=torch.float64)
+    r = eigendistortion(model, "3", x, k=2, progress=False)
+    r.save(tmp_path / "e.pt")
+    back = EigendistortionResult.load(tmp_path / "e.pt")
+    assert torch.equal(back.distortions, r.distortions) and torch.equal(back.eigenvalues, r.eigenvalues)
+    assert back.indices == r.indices and back.unit == r.unit and back.alpha == r.alpha
+    torch.testing.assert_close(back.check(model), r.eigenvalues, rtol=1e-6, atol=1e-9)  # |J e|^2 = lambda
+    other = small_model().double()
+    with torch.no_grad():
+        other[0].weight.mul_(2)
+    assert not torch.allclose(back.check(other), r.eigenvalues)  # a different model does not pass
+    joined = EigendistortionResult.concat([r, eigendistortion(model, "3", x[:1], k=2, progress=False)])
+    assert joined.distortions.shape == (4, 4, 2, 6, 6) and torch.equal(joined.reference[3], x[0])

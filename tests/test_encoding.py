@@ -176,3 +176,34 @@ def test_ridge_cv_on_cuda_matches_cpu(rng):
     assert gpu.alpha_.device.type == "cuda"
     torch.testing.assert_close(gpu.coef_.cpu(), cpu.coef_, atol=1e-8, rtol=1e-6)
     torch.testing.assert_close(gpu.alpha_.cpu(), cpu.alpha_)
+
+
+def test_encoding_results_follow_the_one_result_protocol(tmp_path):
+    """EncodingResult and Ceiling save (one file, weights_only), load, concatenate over targets and plot."""
+    import matplotlib.pyplot as plt
+
+    from insilico.encoding import Ceiling, EncodingResult, cross_validate, split_half_ceiling
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 6))
+    Y = X[:, :3] + 0.3 * rng.normal(size=(60, 3))
+    res = cross_validate(X, Y, cv=3, inner_cv=3)
+    res.save(tmp_path / "enc.pt")
+    back = EncodingResult.load(tmp_path / "enc.pt")
+    for name in ("r", "r2", "alpha", "predictions"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(res, name))
+    assert back.settings == {"alphas": [float(a) for a in 10.0 ** np.arange(-2, 7)], "n_folds": 3, "n_samples": 60}
+    parts = [cross_validate(X, Y[:, :2], cv=3, inner_cv=3), cross_validate(X, Y[:, 2:], cv=3, inner_cv=3)]
+    joined = EncodingResult.concat(parts)
+    np.testing.assert_allclose(joined.r, res.r)
+    np.testing.assert_allclose(joined.predictions, res.predictions)
+    ceiling = split_half_ceiling(Y + rng.normal(size=(4, 60, 3)))
+    ceiling.save(tmp_path / "ceiling.pt")
+    c = Ceiling.load(tmp_path / "ceiling.pt")
+    np.testing.assert_array_equal(c.reliability, ceiling.reliability)
+    assert len(Ceiling.concat([c, c]).r) == 6
+    with pytest.raises(insilico.InsilicoError, match="Ceiling, not a EncodingResult|holds a Ceiling"):
+        EncodingResult.load(tmp_path / "ceiling.pt")
+    fig, ax = plt.subplots()
+    assert res.plot(ax=ax, ceiling=c) is fig and c.plot() is not None
+    plt.close("all")

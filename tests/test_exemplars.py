@@ -206,3 +206,24 @@ def test_follows_the_model_to_cuda(stimuli):
     assert ex.indices.tolist() == reference.indices.tolist() and ex.indices.device.type == "cpu"
     proj = project_exemplars(model, stimuli, ex, progress=False)
     assert proj.map_crops[0].shape == (4, 1, 3, 3)
+
+
+def test_exemplars_and_projections_follow_the_result_protocol(tmp_path):
+    from insilico.attribution.exemplars import Exemplars, Projections, project_exemplars, top_exemplars
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    x = torch.rand(10, 3, 8, 8)
+    found = top_exemplars(net, x, ["1[0]", "1[2]"], k=3, progress=False)
+    found[0].save(tmp_path / "ex.pt")
+    back = Exemplars.load(tmp_path / "ex.pt")
+    assert back.unit == found[0].unit and torch.equal(back.indices, found[0].indices)
+    assert back.neurons == found[0].neurons and back.plot() is not None
+    proj = project_exemplars(net, x, found, method="gradient", crop=True, progress=False)
+    proj.save(tmp_path / "proj.pt")
+    again = Projections.load(tmp_path / "proj.pt")
+    assert again.units == proj.units and all(torch.equal(a, b) for a, b in zip(again.maps, proj.maps))
+    halves = [project_exemplars(net, x, [e], method="gradient", crop=True, progress=False) for e in found]
+    joined = Projections.concat(halves)
+    assert joined.units == proj.units
+    assert all(torch.allclose(a, b) for a, b in zip(joined.maps, proj.maps))

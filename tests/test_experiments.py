@@ -87,13 +87,36 @@ def test_tuning_result_round_trip(tmp_path):
     net, _ = gabor_net(thetas=(0.0, 90.0))
     res = orientation_tuning(net, "1", size=64, orientations=range(0, 180, 15), sfs=[4, 8, 16, 24],
                              phases=[0, 180], fov=4.0, progress=False)
-    paths = res.save(tmp_path / "tuning")
+    paths = res.export(tmp_path / "tuning")
     assert [p.suffix for p in paths] == [".npz", ".csv"]
     first = (tmp_path / "tuning.csv").read_text().splitlines()[0]
     assert first.startswith("# {") and '"fov": 4.0' in first
     back = TuningResult.load(tmp_path / "tuning.npz")
     np.testing.assert_array_equal(back.preferred_orientation, res.preferred_orientation)
     np.testing.assert_allclose(back.preferred_sf_cpd, res.preferred_sf / 4.0)
+    # the one result protocol: one file, weights_only load, versions, concat over chunks of units, plot(ax=)
+    res.save(tmp_path / "tuning.pt")
+    whole = TuningResult.load(tmp_path / "tuning.pt")
+    assert isinstance(whole, TuningResult) and whole.settings == res.settings
+    assert list(whole.units) == list(res.units) and whole.units.dtype == res.units.dtype
+    for key, value in res.arrays.items():
+        np.testing.assert_array_equal(whole.arrays[key], value)
+    assert set(whole.versions) >= {"insilico", "torch"}
+    assert torch.load(tmp_path / "tuning.pt", weights_only=True)["kind"].endswith(":TuningResult")
+    first_half = TuningResult(dict(res.arrays, **{k: res.arrays[k][:1] for k in TuningResult.sample_arrays
+                                                  if k in res.arrays}), res.settings)
+    second_half = TuningResult(dict(res.arrays, **{k: res.arrays[k][1:] for k in TuningResult.sample_arrays
+                                                   if k in res.arrays}), res.settings)
+    joined = TuningResult.concat([first_half, second_half])
+    for key, value in res.arrays.items():
+        np.testing.assert_array_equal(joined.arrays[key], value)
+    with pytest.raises(InsilicoError, match="export"):
+        res.save(tmp_path / "tuning.npz")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    assert whole.plot(ax=ax) is fig
+    plt.close(fig)
 
 
 def test_tuning_errors():
@@ -196,9 +219,16 @@ def test_grouped_sweep_dissociation_matrix(photos_set, tmp_path):
     assert list(sweep.groups)[0] == ",".join(map(str, range(16)))
     np.testing.assert_allclose(sweep.importance, float(sweep.baseline) - sweep.accuracy)
     np.testing.assert_allclose(sweep.effect.mean(1), sweep.accuracy - float(sweep.baseline), atol=1e-12)
-    paths = sweep.save(tmp_path / "lesions")
+    paths = sweep.export(tmp_path / "lesions")
     assert (tmp_path / "lesions_dissociation.csv").exists() and len(paths) == 3
     assert LesionResult.load(paths[0]).class_accuracy.shape == (6, 16)
+    sweep.save(tmp_path / "lesions.pt")
+    back = LesionResult.load(tmp_path / "lesions.pt")
+    np.testing.assert_array_equal(back.effect, sweep.effect)
+    halves = [lesion_sweep(net, "features.10", x, y, groups=part, progress=False) for part in (groups[:2], groups[2:])]
+    joined = LesionResult.concat(halves)
+    assert list(joined.groups) == list(sweep.groups)
+    np.testing.assert_allclose(joined.class_accuracy, sweep.class_accuracy)
     assert sweep.plot() is not None
 
 
@@ -265,3 +295,21 @@ def test_time_courses_and_connection_lesions(photos_set):
     assert courses.plot() is not None and res.plot() is not None
     with pytest.raises(InsilicoError, match="lateral"):
         connection_lesions(models.BLTNet("B").eval(), x, y, progress=False)
+
+
+# ---------------------------------------------------------------------- input_size: one meaning (issue 15, input 13)
+def test_receptive_field_takes_input_size_as_c_h_w_like_model_input_size():
+    net = nn.Sequential(nn.Conv2d(3, 2, 5), nn.ReLU(), nn.MaxPool2d(2))
+    by_shape = receptive_field(net, "2[0,2,2]", input_size=(3, 16, 16))
+    by_side = receptive_field(net, "2[0,2,2]", input_size=16)  # an int side, kept for compatibility
+    assert by_shape.size == by_side.size == 6.0
+    assert np.array_equal(by_shape.box, by_side.box)
+    assert by_shape.settings["input_size"] == [3, 16, 16]
+    net.input_size = (3, 16, 16)
+    assert receptive_field(net, "2[0,2,2]").size == 6.0
+    sizes = receptive_field_sizes(net, input_size=(3, 16, 16), methods=["theoretical"], progress=False)
+    assert list(sizes.layers) == ["0", "2"] and sizes.size_theoretical.tolist() == [5.0, 6.0]
+    with pytest.raises(InsilicoError, match="square"):
+        receptive_field(net, "2[0,2,2]", input_size=(3, 16, 20))
+    with pytest.raises(InsilicoError, match=r"\(C, H, W\)"):
+        receptive_field(net, "2[0,2,2]", input_size=(16, 16))

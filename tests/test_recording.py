@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import no_insilico_hooks
-from insilico import InsilicoError, Probe, Recording, StimulusError
+from insilico import InsilicoError, Probe, Recording, StimulusError, UnitError
 
 UNITS = ["0", "1[2]", "3[0,1,1]"]
 
@@ -134,3 +134,77 @@ def test_streaming_memory_is_bounded_by_the_batch(net, tmp_path):
     rec = Probe(net).record_stimuli(Lazy(), ["0"], batch_size=50, out=tmp_path / "lazy", progress=False)
     assert rec["0"].shape == (400, 4, 7, 7)
     assert (tmp_path / "lazy" / "000_0.npy").stat().st_size >= 400 * 4 * 7 * 7 * 4
+
+
+# ------------------------------------------------------------------ issue 15, inputs 8 and 12
+@pytest.mark.parametrize("images, needle", [
+    ((torch.rand(4, 3, 8, 8) * 255).to(torch.uint8), "images.float\\(\\) / 255"),
+    (torch.rand(4, 3, 8, 8) * 255, "pixel space \\[0, 1\\]"),
+])
+def test_record_stimuli_gates_uint8_and_0_255_images(images, needle):
+    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    with pytest.raises(StimulusError, match=needle):
+        Probe(m).record_stimuli(images, ["1"], progress=False)
+    assert all(not mod._forward_hooks for mod in m.modules())
+
+
+class TwoScales(nn.Module):
+    """One pooling module applied at two resolutions in one forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(self.pool(x))
+
+
+def test_steps_of_differently_shaped_calls_name_the_steps_and_shapes():
+    m = TwoScales()
+    with Probe(m).record("pool") as rec:
+        m(torch.rand(2, 3, 8, 8))
+    with pytest.raises(UnitError, match=r"@0: \(3, 4, 4\), @1: \(3, 2, 2\).*probe.record\('pool@0', 'pool@1'\)"):
+        rec.steps("pool")
+    with Probe(m).record("pool@0", "pool@1") as rec:  # the way the message names
+        m(torch.rand(2, 3, 8, 8))
+    assert tuple(rec["pool@0"].shape) == (2, 3, 4, 4) and tuple(rec["pool@1"].shape) == (2, 3, 2, 2)
+
+
+def test_batches_is_the_one_loop_gated_and_on_the_models_dtype():
+    from insilico.recording import batches
+
+    x = torch.rand(5, 1, 4, 4)
+    got = list(batches(x, 2, dtype=torch.float64))
+    assert [(s, len(b)) for s, b in got] == [(0, 2), (2, 2), (4, 1)]
+    assert all(b.dtype == torch.float64 for _, b in got)
+    assert torch.equal(torch.cat([b for _, b in got]).float(), x)
+    with pytest.raises(StimulusError, match="empty"):
+        next(batches(torch.rand(0, 1, 4, 4), 2))
+    with pytest.raises(InsilicoError, match="batch_size"):
+        next(batches(x, 0))
+    with pytest.raises(StimulusError, match="NaN"):
+        list(batches(torch.full((2, 1, 4, 4), float("nan")), 1))
+
+
+def test_recording_saves_loads_concatenates_and_plots(tmp_path):
+    import matplotlib.pyplot as plt
+
+    m = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU())
+    probe = Probe(m)
+    x = torch.rand(7, 1, 6, 6)
+    whole = probe.record_stimuli(x, ["1", "0[2]"], batch_size=3, progress=False)
+    parts = [probe.record_stimuli(x[:4], ["1", "0[2]"], progress=False, ids=range(4)),
+             probe.record_stimuli(x[4:], ["1", "0[2]"], progress=False, ids=range(4, 7))]
+    joined = Recording.concat(parts)
+    assert joined.ids == list(range(7))
+    for unit in ("1", "0[2]"):
+        torch.testing.assert_close(joined[unit], whole[unit])
+    back = Recording.load(joined.save(tmp_path / "rec").path)
+    torch.testing.assert_close(back["1"], whole["1"])
+    assert set(back.versions) >= {"insilico", "torch"}
+    other = probe.record_stimuli(x, ["1"], progress=False)
+    with pytest.raises(InsilicoError, match="different units"):
+        Recording.concat([whole, other])
+    fig, ax = plt.subplots()
+    assert whole.plot("0[2]", ax=ax) is fig
+    plt.close(fig)

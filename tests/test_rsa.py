@@ -368,3 +368,50 @@ def test_rdm_on_cuda_matches_cpu(rng):
         assert gpu.device.type == "cuda"
         np.testing.assert_allclose(gpu.numpy(), rsa.rdm(data, method).numpy(), atol=1e-6)
     assert rsa.compare(gpu, rsa.rdm(x, "crossnobis").to("cuda"), "spearman") == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ NaN is never scored (issue 15, input 5)
+@pytest.mark.parametrize("method", ["spearman", "pearson", "kendall_a", "rho_a", "cosine", "whitened_pearson"])
+@pytest.mark.parametrize("a, b", [
+    ([5, 1, 2, 3, float("nan")], [5, 1, 2, 3, 0.5]),               # NaN in one RDM
+    ([5, 1, 2, float("nan"), 4], [5, 1, 2, 3, float("nan")]),     # NaN at different positions
+    ([5, 1, 2, 3, float("inf")], [5, 1, 2, 3, 0.5]),
+])
+def test_compare_refuses_nan_with_the_fix(method, a, b):
+    if method == "whitened_pearson":  # needs a full condensed RDM: 6 pairs = 4 conditions
+        a, b = a + [1.0], b + [1.0]
+    with pytest.raises(InsilicoError, match="NaN or inf.*isfinite"):
+        rsa.compare(a, b, method)
+
+
+def test_nan_refused_by_compare_all_noise_ceiling_and_bootstrap():
+    good = torch.rand(3, 10, dtype=torch.float64)
+    bad = good.clone()
+    bad[1, 4] = float("nan")
+    with pytest.raises(InsilicoError, match="NaN"):
+        rsa.compare_all(good, bad)
+    with pytest.raises(InsilicoError, match="NaN"):
+        rsa.noise_ceiling(bad)
+    assert rsa.compare(good[0], good[0], "spearman") == pytest.approx(1.0)  # finite RDMs still compare
+
+
+def test_bootstrap_and_noise_ceiling_follow_the_result_protocol(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(12, 3, generator=g, dtype=torch.float64)
+    subjects = [rsa.rdm(truth + 0.1 * torch.rand(12, 3, generator=g, dtype=torch.float64)) for _ in range(3)]
+    models = {"true": rsa.rdm(truth), "random": rsa.rdm(torch.rand(12, 3, generator=g))}
+    res = rsa.bootstrap(models, subjects, n_boot=20, progress=False)
+    res.save(tmp_path / "boot.pt")
+    back = rsa.BootstrapResult.load(tmp_path / "boot.pt")
+    assert back.names == res.names and isinstance(back.ceiling, rsa.NoiseCeiling)
+    np.testing.assert_array_equal(back.samples, res.samples)
+    assert (back.ceiling.lower, back.ceiling.upper) == (res.ceiling.lower, res.ceiling.upper)
+    parts = [rsa.bootstrap({k: v}, subjects, n_boot=20, progress=False) for k, v in models.items()]
+    joined = rsa.BootstrapResult.concat(parts)
+    assert joined.names == ["true", "random"]
+    np.testing.assert_allclose(joined.samples, res.samples)  # the same seed resamples the same stimuli
+    res.ceiling.save(tmp_path / "ceiling.pt")
+    assert tuple(rsa.NoiseCeiling.load(tmp_path / "ceiling.pt")) == tuple(res.ceiling)
+    with pytest.raises(InsilicoError, match="no sample axis"):
+        rsa.NoiseCeiling.concat([res.ceiling, res.ceiling])
+    assert back.plot() is not None and back.ceiling.plot() is not None

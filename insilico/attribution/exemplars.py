@@ -40,15 +40,19 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError, StimulusError, UnitError
-from .gradients import attribute, eval_mode, gradient_map
 from ..probe import Probe
-from ..recording import Recording, stimulus_source
+from ..recording import Recording, batches, stimulus_source
+from ..results import Result
+from ..session import session
 from ..units import Unit, UnitLike
+from .gradients import attribute, gradient_map
 
 
-@dataclasses.dataclass
-class Exemplars:
+@dataclasses.dataclass(eq=False)
+class Exemplars(Result):
     """The ``k`` stimuli that drive one unit most, best first.
+
+    Saves and loads like every insilico result (:class:`insilico.results.Result`).
 
     Attributes
     ----------
@@ -95,6 +99,18 @@ class Exemplars:
             "ids": self.ids,
             "n_stimuli": self.n_stimuli,
         }
+
+    def plot(self, ax=None):
+        """The unit's value on each exemplar, best first (bars); returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(4, 3))
+        ax.bar(range(len(self)), self.activations.float().numpy(), color="0.4")
+        ax.set_xticks(range(len(self)), [str(i) for i in self.indices.tolist()], fontsize=7)
+        ax.set_xlabel("stimulus")
+        ax.set_ylabel(self.unit)
+        return ax.figure
 
     def __repr__(self) -> str:
         top = ", ".join(f"{i}:{a:.3g}" for i, a in zip(self.indices.tolist()[:4], self.activations.tolist()[:4]))
@@ -165,19 +181,12 @@ def _from_model(model, stimuli, specs, k, batch_size, progress) -> list[Exemplar
     source = stimulus_source(stimuli)
     n = _check_k(k, len(source))
     rankers = [_Ranker(u, k) for u in units]
-    bar = tqdm(total=n, unit="stim", desc="top exemplars", disable=not progress)
-    try:
-        with eval_mode(model), torch.no_grad():
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                batch = source.batch(start, stop, probe.device, probe.dtype)
-                with probe.record(*dict.fromkeys(wholes.values())) as rec:
-                    model(batch)
-                for ranker in rankers:
-                    ranker.update(rec[wholes[ranker.unit]], start, whole=True)
-                bar.update(stop - start)
-    finally:
-        bar.close()
+    with session(model) as s:
+        for start, batch in batches(source, batch_size, s.device, s.dtype, progress, "top exemplars", leave=True):
+            with probe.record(*dict.fromkeys(wholes.values())) as rec:
+                model(batch)
+            for ranker in rankers:
+                ranker.update(rec[wholes[ranker.unit]], start, whole=True)
     return [r.result(n, None, source.params) for r in rankers]
 
 
@@ -278,9 +287,12 @@ class _Ranker:
 # ---------------------------------------------------------------------------------------
 # Projections to pixel space
 # ---------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Projections:
+@dataclasses.dataclass(eq=False)
+class Projections(Result):
     """Exemplars projected to pixel space, one entry per unit (all tensors on the CPU).
+
+    Saves, loads and concatenates (over units) like every insilico result
+    (:class:`insilico.results.Result`).
 
     Attributes
     ----------
@@ -306,6 +318,8 @@ class Projections:
     image_crops: list | None = None
     map_crops: list | None = None
     settings: dict = dataclasses.field(default_factory=dict)
+
+    sample_fields = ("exemplars", "images", "maps", "boxes", "image_crops", "map_crops")
 
     @property
     def units(self) -> list[str]:
@@ -376,7 +390,7 @@ def project_exemplars(
             chunk, chunk_units = images[start : start + batch_size], neurons[start : start + batch_size]
             maps.append(gradient_map(model, chunk, chunk_units, method=method, **options).cpu())
             if crop:
-                with eval_mode(model):
+                with session(model, grad=True):
                     on_device = chunk.to(probe.device, probe.dtype)
                     supports.append(attribute(probe, on_device, probe.units(*chunk_units), "support").cpu())
             bar.update(len(chunk))

@@ -83,6 +83,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..pixels import check_images
 from ..probe import Probe
+from ..session import session
 from ..units import Unit, UnitLike, check_index
 
 METHODS = ("gradient", "gradient_x_input", "guided", "deconv", "integrated", "smoothgrad", "gradcam")
@@ -167,7 +168,7 @@ def gradient_map(
     function = UnitFunction(probe, units, reduce=reduce, rule=rule)
     args = (function.ids_for(units, images.device),)
     images.requires_grad_(True)
-    with eval_mode(model):
+    with session(model, grad=True):
         if method in ("gradient", "guided", "deconv"):
             maps = Saliency(function).attribute(images, abs=False, additional_forward_args=args)
         elif method == "gradient_x_input":
@@ -407,7 +408,7 @@ def _gradcam_probe(probe, function, images, layer_unit, ids) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------
-# Checks and context helpers (shared with insilico.exemplars)
+# Checks and context helpers (shared with insilico.attribution.exemplars)
 # ---------------------------------------------------------------------------------------
 def _per_image_units(probe: Probe, unit: Any, n: int) -> list[Unit]:
     if isinstance(unit, (list, tuple)):
@@ -415,18 +416,6 @@ def _per_image_units(probe: Probe, unit: Any, n: int) -> list[Unit]:
             raise UnitError(f"{len(unit)} units for {n} images: give one unit, or one per image")
         return probe.units(*unit)
     return probe.units(unit) * n
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Every module in eval mode; each module's own mode restored afterwards (also on errors)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, mode in modes:
-            module.training = mode
 
 
 @contextlib.contextmanager

@@ -113,10 +113,8 @@ class SimulatedBrain(nn.Module):
 
     def _layer(self, images: torch.Tensor) -> torch.Tensor:
         with Probe(self.network).record(self.layer, keep_graph=torch.is_grad_enabled(), stop=True) as rec:
-            if self._stop_at is not None:
-                rec.stop_at = self._stop_at
-                for tap in rec.parts:
-                    tap.stop_at = self._stop_at
+            if self._stop_at is not None:  # skip the learning pass: stop where the first pass said
+                rec.stop_after(self._stop_at)
             rec.forward(images)
             self._stop_at = self._stop_at or rec.stop_at
             return rec[self.layer]

@@ -19,11 +19,18 @@ pairs and seeds, with per-sample stopping once a sample's score reaches
   each on the same images. The engine records one model, so the group is
   that model; the objective reads units ``"minialex"`` and ``"blt"`` (each
   model's logits), and any inner unit is addressable too
-  (``"blt.layers.2@3"``). Eval mode, hooks and ``requires_grad`` of all the
-  models are handled by the engine at once.
-- :class:`Controversy` is the objective: one value per sample, with the
-  models and classes of each sample given as index tensors (so many pairs
-  cost one forward pass of each model, not one per pair).
+  (``"blt.layers.2@3"``). All the models run in one
+  :func:`insilico.session.session` (eval mode, frozen parameters, gradients
+  even under ``torch.no_grad()``, every module's own flags restored after).
+- :class:`insilico.objectives.adjudication.Controversy` is the objective: one
+  value per sample, with the models and classes of each sample given as index
+  tensors (so many pairs cost one forward pass of each model, not one per pair).
+
+The samples, ordered (model pair, class pair, seed), are cut into chunks of
+``pairs_per_chunk`` (model pair, class pair) combinations; every run, sharded
+among processes or not, goes through the same chunks, so each sample is
+optimised in exactly the same batch and its image does not depend on how
+many processes shared the job.
 
 Example
 -------
@@ -39,20 +46,20 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .. import sharding
-from .adversarial import eval_mode
 from ..errors import InsilicoError
-from ..objectives import Objective
+from ..objectives.adjudication import Controversy
 from ..pixels import check_images
+from ..results import Result
+from ..session import session
 from ..synthesis.engine import Synthesis
 from ..synthesis.result import SynthesisResult
 from ..synthesis.stopping import TargetReached
-from ..units import Unit
 
 
 class ModelGroup(nn.Module):
@@ -112,75 +119,17 @@ class ModelGroup(nn.Module):
         return f"names={self.names}"
 
 
-def _log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(x)) for x <= 0, accurate at both ends."""
-    x = x.clamp(max=-1e-12)
-    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
-
-
-class Controversy(Objective):
-    """``log min(p_A(i), 1 - p_B(i), 1 - p_A(j), p_B(j))`` per sample, for models and classes given per sample.
-
-    Parameters
-    ----------
-    units : list of str
-        Where each model's logits are (e.g. ``["minialex", "blt"]`` in a :class:`ModelGroup`).
-    model_a, model_b : tensor (N,)
-        Indices into ``units`` of each sample's model A and B.
-    class_i, class_j : tensor (N,)
-        The class A should see, and the class B should see.
-
-    Example
-    -------
-    >>> acts = {"a": torch.tensor([[4.0, 0.0]]), "b": torch.tensor([[0.0, 4.0]])}
-    >>> obj = Controversy(["a", "b"], torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), torch.tensor([1]))
-    >>> round(float(obj(acts).exp()), 4)      # min(p_a(0), 1 - p_b(0), 1 - p_a(1), p_b(1))
-    0.982
-    """
-
-    def __init__(self, units: Sequence[str], model_a: torch.Tensor, model_b: torch.Tensor,
-                 class_i: torch.Tensor, class_j: torch.Tensor):
-        self.units = tuple(Unit.parse(u) for u in units)
-        self.model_a, self.model_b = model_a.long(), model_b.long()
-        self.class_i, self.class_j = class_i.long(), class_j.long()
-
-    def subset(self, rows: torch.Tensor) -> Controversy:
-        """The objective for the samples ``rows`` (their model and class pairs)."""
-        cut = [t.index_select(0, rows.to(t.device)) for t in (self.model_a, self.model_b, self.class_i, self.class_j)]
-        return Controversy([str(u) for u in self.units], *cut)
-
-    def terms(self, acts) -> torch.Tensor:
-        """The four log-terms (N, 4): log p_A(i), log(1 - p_B(i)), log(1 - p_A(j)), log p_B(j)."""
-        logits = [acts[u] for u in self.units]
-        if any(l.ndim != 2 for l in logits):
-            raise InsilicoError(f"controversial stimuli need logits (N, classes) from every model; got shapes "
-                                f"{[tuple(l.shape) for l in logits]}")
-        k = min(l.shape[1] for l in logits)
-        logp = torch.stack([l[:, :k].float().log_softmax(dim=1) for l in logits])  # (M, N, K)
-        a, b, i, j = (t.to(logp.device) for t in (self.model_a, self.model_b, self.class_i, self.class_j))
-        if int(torch.maximum(i, j).max()) >= k:
-            raise InsilicoError(f"class index {int(torch.maximum(i, j).max())} out of range: the models have {k} classes")
-        rows = torch.arange(logp.shape[1], device=logp.device)
-        la, lb = logp[a, rows], logp[b, rows]
-        ai, aj = la.gather(1, i[:, None])[:, 0], la.gather(1, j[:, None])[:, 0]
-        bi, bj = lb.gather(1, i[:, None])[:, 0], lb.gather(1, j[:, None])[:, 0]
-        return torch.stack([ai, _log1mexp(bi), _log1mexp(aj), bj], dim=1)
-
-    def forward(self, acts, images):
-        return self.terms(acts).amin(dim=1)
-
-    def __repr__(self) -> str:
-        return f"Controversy({[str(u) for u in self.units]}, {self.model_a.shape[0]} samples)"
-
-
 #: The per-sample fields of a ControversialResult (joined when chunks are merged).
 CONTROVERSIAL_SAMPLES = ("images", "score", "probabilities", "model_a", "model_b", "class_i", "class_j", "labels",
                          "synthesis")
 
 
 @dataclasses.dataclass
-class ControversialResult:
+class ControversialResult(Result):
     """Controversial images and how each model sees them.
+
+    A :class:`insilico.results.Result`: ``save``/``load`` (``weights_only``),
+    ``concat`` (along the samples), ``plot(ax=)``, ``check(models)``.
 
     Attributes
     ----------
@@ -196,7 +145,11 @@ class ControversialResult:
         ``"A:i|B:j#seed"`` per sample.
     classes : list of str or None
     synthesis : SynthesisResult
+
+    Images keep the models' dtype; tensors are on the first model's device.
     """
+
+    sample_fields: ClassVar[tuple[str, ...]] = CONTROVERSIAL_SAMPLES
 
     images: torch.Tensor
     score: torch.Tensor
@@ -221,11 +174,25 @@ class ControversialResult:
     @property
     def success(self) -> torch.Tensor:
         """Model A predicts i and model B predicts j (N,)."""
-        rows = torch.arange(len(self))
+        rows = torch.arange(len(self), device=self.probabilities.device)
         return (self.predictions[rows, self.model_a] == self.class_i) & (self.predictions[rows, self.model_b] == self.class_j)
 
     def _name(self, c: int) -> str:
         return self.classes[c] if self.classes and c < len(self.classes) else str(c)
+
+    def check(self, models) -> torch.Tensor:
+        """The score (N,) re-evaluated on ``models`` (as given to :func:`controversial`, with the same names).
+
+        Equal to :attr:`score` (up to float rounding) for the models that made the images.
+        """
+        group = ModelGroup(models)
+        if group.names != self.model_names:
+            raise InsilicoError(f"these models are named {group.names}; the result's are {self.model_names}")
+        probs, score = _judge(group, self._objective(), self.images)
+        return score.to(self.score.device)
+
+    def _objective(self) -> Controversy:
+        return Controversy(self.model_names, self.model_a, self.model_b, self.class_i, self.class_j)
 
     def report(self) -> list[dict]:
         """One JSON-able dict per image: models, classes, the four probabilities, score, success."""
@@ -253,7 +220,7 @@ class ControversialResult:
             p = self.probabilities[s]
             titles.append(f"{self.model_names[a]}: {self._name(i)} {float(p[a, i]):.2f}\n"
                           f"{self.model_names[b]}: {self._name(j)} {float(p[b, j]):.2f}")
-        return plot.image_grid(self.images[:n], titles=titles, ncols=ncols or min(n, 4), ax=ax)
+        return plot.image_grid(self.images[:n].float().cpu(), titles=titles, ncols=ncols or min(n, 4), ax=ax)
 
     def __repr__(self) -> str:
         return (f"ControversialResult({len(self)} images, models {self.model_names}, "
@@ -288,7 +255,7 @@ def controversial(
     progress: bool = True,
     out=None,
     shard: tuple[int, int] | None = None,
-    pairs_per_chunk: int = 4,
+    pairs_per_chunk: int = 16,
 ) -> ControversialResult:
     """Images that model A calls class i and model B calls class j, batched over model pairs, class pairs and seeds.
 
@@ -320,14 +287,25 @@ def controversial(
         A sample stops once its score reaches this (default 0.95).
     seed : int
     progress : bool
-    out, shard, pairs_per_chunk : folder, (rank, world), int, optional
-        Share the class pairs, ``pairs_per_chunk`` at a time, among ranks and keep each chunk in ``out``
-        (:func:`insilico.sharding.map_chunks`; default: the process group's ranks). With one model pair
-        the result equals the unshared run.
+    out, shard : folder, (rank, world), optional
+        Share the chunks among ranks and keep each chunk in ``out``
+        (:func:`insilico.sharding.map_chunks`; default: the process group's ranks).
+    pairs_per_chunk : int
+        (model pair, class pair) combinations per chunk (each with its
+        ``seeds`` images; default 16). A run without ``out`` goes through the
+        same chunks, so a sharded run equals the one-process run exactly.
 
     Returns
     -------
     ControversialResult
+        None for a hand-made shard whose companions are still missing.
+
+    Raises
+    ------
+    StimulusError
+        ``init`` not (N, C, H, W) floats in [0, 1], or an empty batch.
+    InsilicoError
+        Fewer than two models, bad class or model pairs, seeds, stop_at or shape.
 
     Example
     -------
@@ -337,16 +315,6 @@ def controversial(
     >>> r.labels
     ['model0:0|model1:1#0', 'model0:0|model1:1#1']
     """
-    if out is not None or shard is not None:
-        one = lambda a, b: controversial(models, pairs[a:b], seeds=seeds, model_pairs=model_pairs, init=init,
-                                         shape=shape, parameterization=parameterization, param_options=param_options,
-                                         steps=steps, lr=lr, stop_at=stop_at, seed=seed, progress=progress)
-        job = {"tool": "controversial", "pairs": [list(p) for p in pairs], "steps": steps, "seed": seed}
-        parts = sharding.map_chunks(one, len(pairs), pairs_per_chunk, out=out, shard=shard, job=job)
-        if parts is None:
-            return None
-        every_pair = [q for part in parts for q in part.settings["pairs"]]
-        return sharding.join_samples(parts, CONTROVERSIAL_SAMPLES, settings={**parts[0].settings, "pairs": every_pair})
     group = ModelGroup(models)
     names = group.names
     members = [getattr(group, n) for n in names]
@@ -370,14 +338,16 @@ def controversial(
             raise InsilicoError(f"model_pairs must name two different models of {names}")
     if int(seeds) < 1:
         raise InsilicoError(f"seeds must be >= 1, got {seeds}")
-    samples = [(a, b, i, j, s) for a, b in model_pairs for i, j in class_pairs for s in range(int(seeds))]
+    if int(pairs_per_chunk) < 1:
+        raise InsilicoError(f"pairs_per_chunk must be >= 1, got {pairs_per_chunk}")
+    seeds = int(seeds)
+    samples = [(a, b, i, j, s) for a, b in model_pairs for i, j in class_pairs for s in range(seeds)]
     labels = [f"{names[a]}:{classes[i] if classes else i}|{names[b]}:{classes[j] if classes else j}#{s}"
               for a, b, i, j, s in samples]
     n = len(samples)
-    col = lambda q: torch.tensor([x[q] for x in samples])
-    objective = Controversy(names, col(0), col(1), col(2), col(3))
+    col = lambda q, rows=samples: torch.tensor([x[q] for x in rows], dtype=torch.long)
     if init is not None:
-        init = check_images(init)
+        init = check_images(init)  # an empty batch is a StimulusError that says to give images
         if init.shape[0] == 1 and n > 1:
             init = init.expand(n, *init.shape[1:]).contiguous()
         if init.shape[0] != n:
@@ -390,24 +360,47 @@ def controversial(
         raise InsilicoError(f"stop_at is a score in (0, 1], got {stop_at}")
     options = {"squash": "clamp"} if parameterization == "pixel" else {}
     options.update(param_options or {})
-    synth = Synthesis(
-        group, objective, parameterization, n=n, shape=shape, init=init, param_options=options, goal="maximize",
-        lr=lr, steps=steps, stop=[TargetReached(math.log(stop_at))], seed=seed, labels=labels, progress=progress,
-        sync_every=1 if next(group.parameters(), torch.empty(0)).device.type == "cpu" else 8, compact="cpu")
-    syn = synth.run()
-    images = syn.images
-    with eval_mode(group), torch.no_grad():
-        dev = synth.device
-        outs = group(images.to(dev, synth.dtype))
+    settings = {"pairs": class_pairs, "model_pairs": model_pairs, "seeds": seeds, "stop_at": stop_at,
+                "pairs_per_chunk": int(pairs_per_chunk)}
+
+    def chunk(start: int, stop: int) -> ControversialResult:
+        rows = samples[start:stop]
+        objective = Controversy(names, col(0, rows), col(1, rows), col(2, rows), col(3, rows))
+        synth = Synthesis(
+            group, objective, parameterization, n=stop - start, shape=shape,
+            init=None if init is None else init[start:stop], param_options=options, goal="maximize", lr=lr,
+            steps=steps, stop=[TargetReached(math.log(stop_at))], seed=seed, labels=labels[start:stop],
+            progress=progress, sync_every=1 if synth_device.type == "cpu" else 8, compact="cpu")
+        syn = synth.run()
+        images = synth.images.detach().cpu()  # in the models' dtype (the engine's result holds float32 copies)
+        probs, score = _judge(group, objective, images)
+        return ControversialResult(
+            images=images, score=score, probabilities=probs, model_names=list(names), model_a=col(0, rows),
+            model_b=col(1, rows), class_i=col(2, rows), class_j=col(3, rows), labels=labels[start:stop],
+            classes=list(classes) if classes else None, synthesis=syn, settings={**syn.settings, **settings})
+
+    job = {"tool": "controversial", "pairs": [list(p) for p in class_pairs],
+           "model_pairs": [list(p) for p in model_pairs], "seeds": seeds, "steps": steps, "seed": seed}
+    with session(group, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
+        synth_device = s.device
+        init = None if init is None else s.inputs(init)
+        parts = sharding.map_chunks(chunk, n, int(pairs_per_chunk) * seeds, out=out, shard=shard, job=job)
+    if parts is None:
+        return None
+    result = ControversialResult.concat(parts)
+    return dataclasses.replace(result, settings={**result.settings, **settings}).to(synth_device)
+
+
+def _judge(group: ModelGroup, objective: Controversy, images: torch.Tensor):
+    """Softmax of every model (N, M, K) and the score (N,) of ``images`` (no grad, eval mode, in the models' dtype)."""
+    with session(group) as s:
+        outs = group(s.inputs(images))
         kk = min(o.shape[1] for o in outs)
-        probs = torch.stack([o[:, :kk].float().softmax(dim=1) for o in outs], dim=1).cpu()  # (N, M, K)
-        score = objective({n_: o for n_, o in zip(names, outs)}).exp().cpu()
-    return ControversialResult(
-        images=images, score=score, probabilities=probs, model_names=list(names), model_a=col(0), model_b=col(1),
-        class_i=col(2), class_j=col(3), labels=labels, classes=list(classes) if classes else None, synthesis=syn,
-        settings={**syn.settings, "pairs": class_pairs, "model_pairs": model_pairs, "seeds": int(seeds),
-                  "stop_at": stop_at})
+        dtype = torch.float64 if s.dtype == torch.float64 else torch.float32
+        probs = torch.stack([o[:, :kk].to(dtype).softmax(dim=1) for o in outs], dim=1).cpu()  # (N, M, K)
+        score = objective({name: o for name, o in zip(group.names, outs)}).exp().cpu()
+    return probs, score
 
 
-__all__ = ["Controversy", "ControversialResult", "ModelGroup", "controversial"]
+__all__ = ["CONTROVERSIAL_SAMPLES", "Controversy", "ControversialResult", "ModelGroup", "controversial"]
 

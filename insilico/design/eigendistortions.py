@@ -20,7 +20,10 @@ images are independent, so ``J`` is block-diagonal over the batch and one
 
 This is linear algebra rather than an optimisation, so it does not run on
 the synthesis engine; written here because plenoptic's version takes one
-image at a time and captum/torchattacks have none.
+image at a time and captum/torchattacks have none. The model runs in one
+:func:`insilico.session.session` (eval mode, frozen parameters, gradients even
+under ``torch.no_grad()``, every module's own flags restored after, also on
+errors) and keeps its dtype: float64 in, float64 eigenvalues and distortions out.
 
 Example
 -------
@@ -36,14 +39,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .adversarial import eval_mode
 from ..errors import InsilicoError
 from ..pixels import check_images
 from ..probe import Probe
+from ..results import Result
+from ..session import session
 from ..units import Unit, UnitLike
 
 METHODS = ("lanczos", "power")
@@ -151,8 +156,11 @@ def _subspace(op, v: torch.Tensor, iterations: int, shift: torch.Tensor | None):
 
 
 @dataclasses.dataclass
-class EigendistortionResult:
+class EigendistortionResult(Result):
     """Eigendistortions of a layer at each image.
+
+    A :class:`insilico.results.Result`: ``save``/``load`` (``weights_only``),
+    ``concat`` (along the images), ``plot(ax=)``, ``check(model)``.
 
     Attributes
     ----------
@@ -170,7 +178,11 @@ class EigendistortionResult:
     alpha : float
         L2 norm of the distortion in :attr:`images`.
     unit : str
+
+    Tensors keep the model's dtype and are on its device.
     """
+
+    sample_fields: ClassVar[tuple[str, ...]] = ("reference", "distortions", "eigenvalues", "residuals")
 
     reference: torch.Tensor
     distortions: torch.Tensor
@@ -190,6 +202,18 @@ class EigendistortionResult:
         """The images plus ``alpha`` times each distortion, clamped to [0, 1] (N, K, C, H, W)."""
         return (self.reference[:, None] + alpha * self.distortions).clamp(0, 1)
 
+    def check(self, model: nn.Module) -> torch.Tensor:
+        """``|J e|^2`` (N, K) of each saved distortion ``e``, re-evaluated on ``model`` at the saved images.
+
+        Equal to :attr:`eigenvalues` (up to float rounding) for the model that made them.
+        """
+        n, k = self.distortions.shape[:2]
+        with session(model, grad=True) as s:
+            op = GramOperator(model, self.unit, s.inputs(self.reference))
+            vectors = s.inputs(self.distortions).reshape(n, k, -1)
+            values = torch.stack([(op.jvp(vectors[:, c]) ** 2).sum(dim=1) for c in range(k)], dim=1)
+        return values.detach().to(self.eigenvalues.device)
+
     def plot(self, image: int = 0, alpha: float | None = None, ax=None):
         """One image and its distortions added at +alpha and -alpha (columns), with the distortions; returns the Figure.
 
@@ -199,9 +223,9 @@ class EigendistortionResult:
         from .. import plot
 
         alpha = self.alpha if alpha is None else float(alpha)
-        d = self.distortions[image]
+        d = self.distortions[image].float().cpu()
         shown = 0.5 + 0.5 * d / d.flatten(1).abs().amax(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        ref = self.reference[image]
+        ref = self.reference[image].float().cpu()
         tiles = torch.cat([ref[None], shown, ref[None], (ref + alpha * d).clamp(0, 1), ref[None],
                            (ref - alpha * d).clamp(0, 1)])
         k = d.shape[0]
@@ -254,6 +278,15 @@ def eigendistortion(
     Returns
     -------
     EigendistortionResult
+        Tensors in the model's dtype, on its device.
+
+    Raises
+    ------
+    StimulusError
+        ``images`` not (N, C, H, W) floats in [0, 1], or an empty batch.
+    UnitError, InsilicoError
+        An unknown layer, a bad ``method``, ``k`` or ``iterations``, or a
+        layer that does not depend on the image.
 
     Example
     -------
@@ -271,56 +304,49 @@ def eigendistortion(
     unit = Unit.parse(layer)
     probe = Probe(model)
     probe.units(unit)  # unknown modules fail now
-    images = images.to(probe.device, probe.dtype)
+    images = images.to(probe.device, probe.dtype)  # (moved again by the session: an inference tensor is copied)
     n, dim = images.shape[0], images[0].numel()
     k = int(k)
     if not 1 <= k <= dim // 2 + dim % 2:
         raise InsilicoError(f"k must be between 1 and {(dim + 1) // 2} for images of {dim} pixels, got {k}")
     generator = torch.Generator().manual_seed(int(seed))
-    grads = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in grads:
-            p.requires_grad_(False)
-        with eval_mode(model), torch.enable_grad():
-            op = GramOperator(model, unit, images)
-            if method == "lanczos":
-                m = min(dim, iterations or max(64, 4 * k))
-                if m < 2 * k:
-                    raise InsilicoError(f"iterations={m} gives fewer than 2k={2 * k} Ritz vectors")
-                values, vectors = lanczos(op, n, dim, m, generator, images.dtype, images.device)
-                top_v, top_e = values[:, -k:].flip(1), vectors[:, -k:].flip(1)
-                bot_v, bot_e = values[:, :k].flip(1), vectors[:, :k].flip(1)
-            else:
-                its = iterations or 100
-                start = torch.randn(n, 2 * k, dim, generator=generator).to(images.device, images.dtype)
-                tv, te = _subspace(op, start[:, :k], its, None)
-                top_v, top_e = tv.flip(1), te.flip(1)
-                shift = top_v[:, 0] * 1.01
-                bv, be = _subspace(op, start[:, k:], its, shift)
-                bot_v, bot_e = bv.flip(1), be.flip(1)
-                bot_v = torch.stack([(op(bot_e[:, c]) * bot_e[:, c]).sum(dim=1) for c in range(k)], dim=1)
-                order = bot_v.argsort(dim=1, descending=True)
-                bot_v = bot_v.gather(1, order)
-                bot_e = bot_e.gather(1, order[..., None].expand_as(bot_e))
-            values = torch.cat([top_v, bot_v], dim=1)
-            vectors = torch.cat([top_e, bot_e], dim=1)
-            vectors = vectors / vectors.norm(dim=2, keepdim=True).clamp_min(1e-30)
-            # a deterministic sign: the largest-magnitude pixel is positive
-            pick = vectors.abs().argmax(dim=2, keepdim=True)
-            vectors = vectors * vectors.gather(2, pick).sign().where(vectors.gather(2, pick) != 0,
-                                                                     torch.ones_like(pick, dtype=vectors.dtype))
-            applied = torch.stack([op(vectors[:, c]) for c in range(vectors.shape[1])], dim=1)
-            values = (applied * vectors).sum(dim=2)
-            residuals = (applied - values[..., None] * vectors).norm(dim=2) / values[:, :1].abs().clamp_min(1e-30)
-    finally:
-        for p, flag in grads:
-            p.requires_grad_(flag)
+    with session(model, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
+        images = s.inputs(images)
+        op = GramOperator(model, unit, images)
+        if method == "lanczos":
+            m = min(dim, iterations or max(64, 4 * k))
+            if m < 2 * k:
+                raise InsilicoError(f"iterations={m} gives fewer than 2k={2 * k} Ritz vectors")
+            values, vectors = lanczos(op, n, dim, m, generator, images.dtype, images.device)
+            top_v, top_e = values[:, -k:].flip(1), vectors[:, -k:].flip(1)
+            bot_v, bot_e = values[:, :k].flip(1), vectors[:, :k].flip(1)
+        else:
+            its = iterations or 100
+            start = torch.randn(n, 2 * k, dim, generator=generator).to(images.device, images.dtype)
+            tv, te = _subspace(op, start[:, :k], its, None)
+            top_v, top_e = tv.flip(1), te.flip(1)
+            shift = top_v[:, 0] * 1.01
+            bv, be = _subspace(op, start[:, k:], its, shift)
+            bot_v, bot_e = bv.flip(1), be.flip(1)
+            bot_v = torch.stack([(op(bot_e[:, c]) * bot_e[:, c]).sum(dim=1) for c in range(k)], dim=1)
+            order = bot_v.argsort(dim=1, descending=True)
+            bot_v = bot_v.gather(1, order)
+            bot_e = bot_e.gather(1, order[..., None].expand_as(bot_e))
+        values = torch.cat([top_v, bot_v], dim=1)
+        vectors = torch.cat([top_e, bot_e], dim=1)
+        vectors = vectors / vectors.norm(dim=2, keepdim=True).clamp_min(1e-30)
+        # a deterministic sign: the largest-magnitude pixel is positive
+        pick = vectors.abs().argmax(dim=2, keepdim=True)
+        vectors = vectors * vectors.gather(2, pick).sign().where(vectors.gather(2, pick) != 0,
+                                                                 torch.ones_like(pick, dtype=vectors.dtype))
+        applied = torch.stack([op(vectors[:, c]) for c in range(vectors.shape[1])], dim=1)
+        values = (applied * vectors).sum(dim=2)
+        residuals = (applied - values[..., None] * vectors).norm(dim=2) / values[:, :1].abs().clamp_min(1e-30)
     alpha = 0.1 * math.sqrt(dim) if alpha is None else float(alpha)
     return EigendistortionResult(
-        reference=images.detach().float().cpu(),
-        distortions=vectors.detach().float().cpu().view(n, 2 * k, *images.shape[1:]),
-        eigenvalues=values.detach().cpu(), indices=list(range(k)) + list(range(-k, 0)),
-        residuals=residuals.detach().float().cpu(), alpha=alpha, unit=str(unit),
+        reference=images.detach(), distortions=vectors.detach().view(n, 2 * k, *images.shape[1:]),
+        eigenvalues=values.detach(), indices=list(range(k)) + list(range(-k, 0)),
+        residuals=residuals.detach(), alpha=alpha, unit=str(unit),
         settings={"method": method, "k": k, "iterations": iterations, "seed": seed, "model": type(model).__name__})
 
 

@@ -20,11 +20,15 @@ other; how far the other moves shows where they disagree.
 All ``4 N`` images are ONE synthesis on the shared engine
 (:class:`insilico.synthesis.Synthesis`, pixel parameterization clamped to
 [0, 1], Adam), with :class:`MADObjective` giving every sample its own
-reference, held distance and direction. The held distance is kept by a
-penalty (as plenoptic does): each sample maximizes
+reference, held distance and direction
+(:class:`insilico.objectives.adjudication.MADObjective`). The held distance is
+kept by a penalty (as plenoptic does): each sample maximizes
 ``± log(d_push / d_push(x0)) - lam * log(d_held / d_held(x0))^2``;
 ``result.held_error`` reports how well it held. Two models are run side by
-side in a :class:`insilico.controversial.ModelGroup`.
+side in a :class:`insilico.design.controversial.ModelGroup`. The model(s) run
+in one :func:`insilico.session.session` (eval mode, frozen parameters,
+gradients even under ``torch.no_grad()``, every module's own flags restored
+after); images keep the model's dtype.
 
 Example
 -------
@@ -37,85 +41,31 @@ Example
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from .adversarial import eval_mode
 from .controversial import ModelGroup
 from ..errors import InsilicoError
-from ..objectives import Activations, Objective, unique_wholes
+from ..objectives import Activations, unique_wholes
+from ..objectives.adjudication import ROLE_NAMES, ROLES, MADObjective, distance
 from ..pixels import check_images
 from ..probe import Probe
+from ..results import Result
+from ..session import session
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.result import SynthesisResult
+from ..synthesis.seeds import content_key
 from ..units import Unit
-
-#: What each of the four images per reference does: (held distance, pushed distance, direction).
-ROLES = ((0, 1, +1.0), (0, 1, -1.0), (1, 0, +1.0), (1, 0, -1.0))
-ROLE_NAMES = ("d1 held, d2 max", "d1 held, d2 min", "d2 held, d1 max", "d2 held, d1 min")
-
-
-def _distance(act: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    return (act - ref).pow(2).reshape(act.shape[0], -1).mean(dim=1)
-
-
-class MADObjective(Objective):
-    """``sign * log(d_push / c_push) - lam * log(d_held / c_held)^2`` per sample.
-
-    Parameters
-    ----------
-    units : (Unit, Unit)
-        The two representations.
-    references : (tensor (N, ...), tensor (N, ...))
-        Each sample's reference response of each unit.
-    levels : tensor (N, 2)
-        ``d_1``, ``d_2`` at the start image (the held level; the push's scale).
-    held : tensor (N,) of 0/1
-        Which distance each sample holds (the other is pushed).
-    sign : tensor (N,)
-        +1 to maximize the pushed distance, -1 to minimize it.
-    lam : float
-        Weight of the penalty on the held distance.
-    """
-
-    def __init__(self, units, references, levels, held, sign, lam: float):
-        self.pair = tuple(Unit.parse(u) for u in units)
-        self.units = tuple(dict.fromkeys(self.pair))
-        self.references = references
-        self.levels, self.held, self.sign, self.lam = levels, held.long(), sign, float(lam)
-
-    def subset(self, rows: torch.Tensor) -> MADObjective:
-        """The objective for the samples ``rows`` (their references, levels and roles)."""
-        cut = lambda t: t.index_select(0, rows.to(t.device))
-        return MADObjective(self.pair, [cut(r) for r in self.references], cut(self.levels), cut(self.held),
-                            cut(self.sign), self.lam)
-
-    def distances(self, acts) -> torch.Tensor:
-        """(N, 2): d_1 and d_2 of the batch."""
-        out = []
-        for unit, ref in zip(self.pair, self.references):
-            act = acts[unit]
-            ref = ref.to(act.device, act.dtype)
-            out.append(_distance(act, ref))
-        return torch.stack(out, dim=1)
-
-    def forward(self, acts, images):
-        d = self.distances(acts).clamp_min(1e-30)
-        levels, held, sign = (t.to(d.device) for t in (self.levels, self.held, self.sign))
-        ratio = (d / levels.to(d.dtype).clamp_min(1e-30)).log()
-        push = ratio.gather(1, (1 - held)[:, None])[:, 0]
-        keep = ratio.gather(1, held[:, None])[:, 0]
-        return sign.to(d.dtype) * push - self.lam * keep.pow(2)
-
-    def __repr__(self) -> str:
-        return f"MADObjective({[str(u) for u in self.pair]}, lam={self.lam})"
 
 
 @dataclasses.dataclass
-class MADResult:
+class MADResult(Result):
     """The four MAD images per reference.
+
+    A :class:`insilico.results.Result`: ``save``/``load`` (``weights_only``),
+    ``concat`` (along the references), ``plot(ax=)``, ``check(model)``.
 
     Attributes
     ----------
@@ -129,8 +79,15 @@ class MADResult:
     held_error : tensor (N, 4)
         ``|d_held / d_held(x0) - 1|`` per image.
     units : (str, str)
+        The two units (with two models: prefixed by each model's name).
     synthesis : SynthesisResult
+        Samples ordered (role, reference) as the engine ran them.
+
+    Images keep the model's dtype; tensors are on its device.
     """
+
+    sample_fields: ClassVar[tuple[str, ...]] = ("reference", "initial", "images", "distances", "initial_distances",
+                                                "held_error")
 
     reference: torch.Tensor
     initial: torch.Tensor
@@ -142,10 +99,29 @@ class MADResult:
     synthesis: SynthesisResult | None
     settings: dict = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def concat(cls, results: Sequence[MADResult]) -> MADResult:
+        """Join the results of consecutive chunks of references (the engine results are joined too)."""
+        joined = super().concat(results)
+        syn = [r.synthesis for r in results]
+        if len(syn) > 1:
+            joined = dataclasses.replace(joined, synthesis=None if any(s is None for s in syn) else
+                                         SynthesisResult.concat(syn))
+        return joined
+
+    def check(self, models) -> torch.Tensor:
+        """``d_1, d_2`` (N, 4, 2) of the saved images re-evaluated on ``models`` (as given to :func:`mad`).
+
+        Equal to :attr:`distances` (up to float rounding) for the model(s) that made them.
+        """
+        model, pair = _model_and_units(models, self.units, prefixed=True)
+        images = self.images.transpose(0, 1).reshape(-1, *self.images.shape[2:])
+        return _distances(model, pair, self.reference, images).to(self.distances.device)
+
     @property
     def pushed_ratio(self) -> torch.Tensor:
         """``d_push / d_push(x0)`` per image (N, 4): > 1 for the max images, < 1 for the min images."""
-        push = torch.tensor([1 - h for h, _, _ in ROLES])
+        push = torch.tensor([1 - h for h, _, _ in ROLES], device=self.distances.device)
         final = self.distances.gather(2, push.view(1, 4, 1).expand(self.distances.shape[0], 4, 1))[..., 0]
         start = self.initial_distances[:, push]
         return final / start
@@ -166,8 +142,8 @@ class MADResult:
         from .. import plot
 
         i = reference
-        im = self.images[i]
-        tiles = torch.stack([self.reference[i], im[0], im[1], self.initial[i], im[2], im[3]])
+        im = self.images[i].float().cpu()
+        tiles = torch.stack([self.reference[i].float().cpu(), im[0], im[1], self.initial[i].float().cpu(), im[2], im[3]])
         d = self.distances[i]
         u1, u2 = self.units
         titles = ["reference", f"d1 held, d2 max\nd1={d[0, 0]:.3g} d2={d[0, 1]:.3g}",
@@ -216,73 +192,99 @@ def mad(
     lam : float
         Weight of the held distance's penalty (default 10).
     seed : int
-        Seeds the start noise (per reference).
+        Seeds the start noise of each reference from ``seed`` and the
+        reference's content (the same alone or in a batch).
     progress : bool
 
     Returns
     -------
     MADResult
+        Images in the model's dtype, tensors on its device.
+
+    Raises
+    ------
+    StimulusError
+        ``images`` not (N, C, H, W) floats in [0, 1], or an empty batch.
+    InsilicoError
+        Not two units (or two models), ``noise <= 0``, or a unit that does not
+        respond to the start noise.
     """
-    images = check_images(images)
+    images = check_images(images)  # an empty batch is a StimulusError that says to give images
     if isinstance(units, (str, Unit)) or len(units) != 2:
         raise InsilicoError(f"give two units, one per distance, e.g. ('features.3', 'features.10'); got {units!r}")
-    if isinstance(models, nn.Module) and not isinstance(models, ModelGroup):
-        model, pair = models, tuple(Unit.parse(u) for u in units)
-    else:
-        model = ModelGroup(models)
-        if len(model.names) != 2:
-            raise InsilicoError(f"MAD compares two models; got {len(model.names)}")
-        pair = []
-        for name, u in zip(model.names, units):
-            u = Unit.parse(u)
-            pair.append(u.replace(module=f"{name}.{u.module}" if u.module else name))
-        pair = tuple(pair)
+    model, pair = _model_and_units(models, units)
     if not noise > 0:
         raise InsilicoError(f"noise must be > 0 (the start image must differ from the reference), got {noise}")
     probe = Probe(model)
     probe.units(*pair)
-    images = images.to(probe.device, probe.dtype)
-    n = images.shape[0]
-    starts = []
-    for i in range(n):
-        g = torch.Generator().manual_seed(derive_seed(seed, f"mad|{i}"))
-        starts.append(torch.randn(images.shape[1:], generator=g))
-    initial = (images + noise * torch.stack(starts).to(images.device, images.dtype)).clamp(0, 1)
-
-    wholes = unique_wholes(pair)
-    with eval_mode(model), torch.no_grad(), probe.record(*wholes) as rec:
-        model(torch.cat([images, initial]))
-        acts = Activations({w.key: rec[w] for w in wholes})
-        resp = [acts[u] for u in pair]
-    refs = [r[:n] for r in resp]
-    levels = torch.stack([_distance(r[n:], r[:n]) for r in resp], dim=1)  # (N, 2)
-    if bool((levels <= 0).any()):
-        raise InsilicoError("a distance is 0 at the start image (the unit does not respond to the noise): "
-                            "use more noise= or other units")
-    held = torch.tensor([h for h, _, _ in ROLES]).repeat_interleave(n)
-    sign = torch.tensor([s for _, _, s in ROLES]).repeat_interleave(n)
-    objective = MADObjective(pair, [r.repeat(4, *[1] * (r.ndim - 1)) for r in refs], levels.repeat(4, 1), held, sign,
-                             lam)
-    labels = [f"{ROLE_NAMES[r]}|{i}" for r in range(4) for i in range(n)]
-    synth = Synthesis(
-        model, objective, "pixel", init=initial.repeat(4, 1, 1, 1), param_options={"squash": "clamp"},
-        goal="maximize", lr=lr, steps=steps, seed=seed, labels=labels, progress=progress, compact="cpu")
-    syn = synth.run()
-    final = syn.images.to(images.device, images.dtype)
-    with eval_mode(model), torch.no_grad(), probe.record(*wholes) as rec:
-        model(final)
-        acts = Activations({w.key: rec[w] for w in wholes})
-        dist = objective.distances(acts).float().cpu()  # (4N, 2)
-    dist = dist.view(4, n, 2).transpose(0, 1)
-    lv = levels.float().cpu()
-    held_idx = torch.tensor([h for h, _, _ in ROLES])
+    with session(model, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
+        images = s.inputs(images)
+        n = images.shape[0]
+        starts = []
+        for key in content_key(images):  # seeded by the reference's content: the same alone or in a batch
+            g = torch.Generator().manual_seed(derive_seed(seed, f"mad|{key}"))
+            starts.append(torch.randn(images.shape[1:], generator=g))
+        initial = (images + noise * torch.stack(starts).to(images.device, images.dtype)).clamp(0, 1)
+        resp = _responses(model, pair, torch.cat([images, initial]))
+        refs = [r[:n] for r in resp]
+        levels = torch.stack([distance(r[n:], r[:n]) for r in resp], dim=1)  # (N, 2)
+        if bool((levels <= 0).any()):
+            raise InsilicoError("a distance is 0 at the start image (the unit does not respond to the noise): "
+                                "use more noise= or other units")
+        held = torch.tensor([h for h, _, _ in ROLES]).repeat_interleave(n)
+        sign = torch.tensor([s for _, _, s in ROLES]).repeat_interleave(n)
+        objective = MADObjective(pair, [r.repeat(4, *[1] * (r.ndim - 1)) for r in refs], levels.repeat(4, 1), held,
+                                 sign, lam)
+        labels = [f"{ROLE_NAMES[r]}|{i}" for r in range(4) for i in range(n)]
+        synth = Synthesis(
+            model, objective, "pixel", init=initial.repeat(4, 1, 1, 1), param_options={"squash": "clamp"},
+            goal="maximize", lr=lr, steps=steps, seed=seed, labels=labels, progress=progress, compact="cpu")
+        syn = synth.run()
+        final = synth.images.to(images.device, images.dtype)  # the engine's result holds float32 copies
+        dist = _distances(model, pair, images, final)  # (N, 4, 2)
+    held_idx = torch.tensor([h for h, _, _ in ROLES], device=dist.device)
     held_final = dist.gather(2, held_idx.view(1, 4, 1).expand(n, 4, 1))[..., 0]
-    held_error = (held_final / lv[:, held_idx] - 1).abs()
+    held_error = (held_final / levels[:, held_idx] - 1).abs()
     return MADResult(
-        reference=images.float().cpu(), initial=initial.float().cpu(),
-        images=syn.images.view(4, n, *images.shape[1:]).transpose(0, 1).contiguous(), distances=dist,
-        initial_distances=lv, held_error=held_error, units=tuple(str(u) for u in pair), synthesis=syn,
+        reference=images.detach(), initial=initial.detach(),
+        images=final.view(4, n, *images.shape[1:]).transpose(0, 1).contiguous(), distances=dist,
+        initial_distances=levels, held_error=held_error, units=tuple(str(u) for u in pair), synthesis=syn,
         settings={**syn.settings, "noise": noise, "lam": lam})
+
+
+def _model_and_units(models, units, prefixed: bool = False) -> tuple[nn.Module, tuple[Unit, Unit]]:
+    """The model to run and the two units: one model's own, or each of two models' unit in a :class:`ModelGroup`.
+
+    With ``prefixed`` the units already start with their model's name (as a :class:`MADResult` keeps them).
+    """
+    if isinstance(models, nn.Module) and not isinstance(models, ModelGroup):
+        return models, tuple(Unit.parse(u) for u in units)
+    model = ModelGroup(models)
+    if len(model.names) != 2:
+        raise InsilicoError(f"MAD compares two models; got {len(model.names)}")
+    pair = []
+    for name, u in zip(model.names, units):
+        u = Unit.parse(u)
+        pair.append(u if prefixed else u.replace(module=f"{name}.{u.module}" if u.module else name))
+    return model, tuple(pair)
+
+
+def _responses(model: nn.Module, pair, images: torch.Tensor) -> list[torch.Tensor]:
+    """The responses of the two units to ``images`` (no grad, eval mode)."""
+    wholes = unique_wholes(pair)
+    with session(model) as s, Probe(model).record(*wholes) as rec:
+        model(s.inputs(images))
+        acts = Activations({w.key: rec[w] for w in wholes})
+        return [acts[u] for u in pair]
+
+
+def _distances(model: nn.Module, pair, reference: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """``d_1, d_2`` (N, 4, 2) of ``images`` (4 N, ordered role-major) to their references (N, C, H, W)."""
+    n = reference.shape[0]
+    refs = _responses(model, pair, reference)
+    resp = _responses(model, pair, images)
+    dist = torch.stack([distance(r, ref.repeat(4, *[1] * (ref.ndim - 1))) for r, ref in zip(resp, refs)], dim=1)
+    return dist.view(4, n, 2).transpose(0, 1)
 
 
 __all__ = ["MADObjective", "MADResult", "ROLES", "ROLE_NAMES", "mad"]

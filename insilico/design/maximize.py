@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError, StimulusError
+from ..layers import example_input
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
 from ..probe import Probe
 from ..sharding import map_chunks
@@ -276,18 +277,20 @@ def _per_sample_objectives(probe: Probe, units, shape, k: int) -> tuple[list[Obj
 
 
 def _output_sizes(probe: Probe, units: list[Unit], shape) -> dict[str, int]:
-    """Channels (axis 1) of each unit's module output, from one forward pass of a grey image."""
-    with torch.no_grad(), probe.record(*units) as rec:
-        try:
-            probe.model(torch.full((1, *shape), 0.5, device=probe.device, dtype=probe.dtype))
-        except Exception:  # later layers may not take this size; fine if the units were reached (checked below)
-            pass
-        sizes = {}
-        for unit in units:
-            out = rec[unit]
-            if not torch.is_tensor(out) or out.ndim < 2:
-                raise InsilicoError(f"{unit} has no channel axis to expand; name units one by one, e.g. '{unit}[0]'")
-            sizes[unit.key] = out.shape[1]
+    """Channels (axis 1) of each unit's module output, from a survey of one grey image (no dry run of its own).
+
+    Layers after the units need not take this size; an error of the model
+    before a unit ran reaches the caller unchanged.
+    """
+    survey = probe.survey(example_input(probe.model, shape), modules=[u.module for u in units], strict=False)
+    sizes = {}
+    for unit in units:
+        if survey.count(unit.module) == 0 and survey.error is not None:
+            raise survey.error
+        call = survey.call(unit)
+        if call.shape is None or len(call.shape) < 1:
+            raise InsilicoError(f"{unit} has no channel axis to expand; name units one by one, e.g. '{unit}[0]'")
+        sizes[unit.key] = call.shape[0]
     return sizes
 
 

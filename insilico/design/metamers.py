@@ -37,12 +37,18 @@ coarse to fine      ``coarse_to_fine=True`` for models that expose ``scales``
                     (see :class:`MetamerSynthesis`)
 =================== ===========================================================
 
-:meth:`MetamerResult.validity` reports, per metamer: (a) the distance to its
+:meth:`MetamerResult.validity` (:mod:`insilico.design.metamer_validity`) reports, per metamer: (a) the distance to its
 reference at the matched layer against a null distribution of distances
 between pairs of natural images from different photos at that layer (valid
 when below the null's minimum, or a chosen percentile); (b) the model's top-1
 class of the metamer and of the reference; (c) the distance at every layer of
 the model (and of other models), against each layer's null.
+
+Where things are: the loss is
+:class:`insilico.objectives.RepresentationDistance`; the result
+(:class:`MetamerResult`) is in :mod:`insilico.design.metamer_result`; the
+validity report in :mod:`insilico.design.metamer_validity`. Every name is also
+importable from here, as before.
 
 A sample's metamer does not depend on the batch it is in (with either
 optimizer), so a batch of references costs one batched run, not a compromise.
@@ -60,26 +66,28 @@ Example
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import math
-import os
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InsilicoError, StimulusError
-from ..objectives import Activations, Objective
+from ..objectives import RepresentationDistance
+from ..pixels import check_images
 from ..probe import Probe
+from ..session import session
 from ..sharding import map_chunks
 from ..synthesis import stopping
 from ..synthesis.engine import Synthesis, derive_seed
-from ..synthesis.parameterization import check_images
 from ..synthesis.result import SynthesisResult
+from ..synthesis.schedules import Halving
+from ..synthesis.seeds import content_key
 from ..units import Unit
+from .metamer_result import MetamerResult
+from .metamer_validity import (CRITERIA, NULL_PER_CLASS, NULL_SEED, ValidityReport, natural_null_images,  # noqa: F401
+                               null_distances, record, relative_distances, validity)
 
 #: Steps of a run without ``steps=``.
 DEFAULT_STEPS = 1000
@@ -93,109 +101,8 @@ DEFAULT_STAGES = 4
 DEFAULT_PLATEAU_TOL = 1e-3
 #: ... between the means of the last two windows of this many steps.
 DEFAULT_PLATEAU_WINDOW = 100
-#: Null distribution: held-out crops per bundled photo (16 photos), and the seed of their positions.
-NULL_PER_CLASS, NULL_SEED = 5, 9001
-CRITERIA = ("min", "percentile")
 #: Start noise: 0.5 + INIT_NOISE_SD * N(0, 1), clipped to [0, 1] (far from the bounds, where a sigmoid saturates).
 INIT_NOISE_SD = 0.1
-
-
-# ---------------------------------------------------------------------------------------
-# The loss
-# ---------------------------------------------------------------------------------------
-class RepresentationDistance(Objective):
-    """Per-sample weighted relative distance to target representations at one or more layers.
-
-    ``value[n] = sum_l weights[n, l] * (|a_l[n] - targets_l[n]| / |targets_l[n]|) ** power``
-    with ``|.|`` the Euclidean norm over the unit's values.
-
-    Parameters
-    ----------
-    targets : dict {unit address: tensor (N, ...)}
-        The representation to match at each unit, one row per sample.
-    weights : tensor (N, L), optional
-        Weight of each of the ``L`` units for each sample (default: 1/L each).
-    power : float
-        1 (the relative error; default) or 2 (its square: smooth, for L-BFGS).
-
-    Example
-    -------
-    >>> import torch
-    >>> d = RepresentationDistance({"fc": torch.tensor([[3.0, 4.0]])})
-    >>> d({"fc": torch.tensor([[3.0, 4.5]])}).tolist()
-    [0.10000000149011612]
-    """
-
-    def __init__(self, targets: Mapping[str, torch.Tensor], weights: torch.Tensor | None = None, power: float = 1.0):
-        if not targets:
-            raise InsilicoError("RepresentationDistance needs at least one target: {unit: tensor (N, ...)}")
-        self.layers = [Unit.parse(u) for u in targets]
-        self.units = tuple(self.layers)
-        self.targets = [t.detach() for t in targets.values()]
-        n = self.targets[0].shape[0]
-        if any(t.shape[0] != n for t in self.targets):
-            raise InsilicoError("every target needs the same number of rows (one per sample)")
-        self.norms = [t.reshape(n, -1).norm(dim=1) for t in self.targets]
-        weights = torch.full((n, len(self.layers)), 1.0 / len(self.layers)) if weights is None else weights
-        self.set_weights(weights)
-        self.power = float(power)
-
-    def set_weights(self, weights: torch.Tensor) -> None:
-        """Change the weights (N, L) (e.g. between coarse-to-fine stages)."""
-        weights = torch.as_tensor(weights, dtype=torch.float32)
-        if tuple(weights.shape) != (self.targets[0].shape[0], len(self.layers)):
-            raise InsilicoError(f"weights must be (N, L) = {(self.targets[0].shape[0], len(self.layers))}, "
-                                f"got {tuple(weights.shape)}")
-        for l, norm in enumerate(self.norms):
-            dead = (weights[:, l] > 0) & (norm.cpu() == 0)
-            if bool(dead.any()):
-                rows = dead.nonzero().flatten().tolist()
-                raise InsilicoError(
-                    f"the reference of sample(s) {rows} gives an all-zero representation at {self.layers[l]}: "
-                    "the relative distance is undefined there; match another layer (e.g. before the ReLU)")
-        self.weights = weights
-
-    def layer_errors(self, acts: Activations) -> torch.Tensor:
-        """Relative errors (N, L) at every unit."""
-        columns = []
-        for unit, target, norm in zip(self.layers, self.targets, self.norms):
-            a = acts[unit]
-            target, norm = target.to(a.device, a.dtype), norm.to(a.device, a.dtype)
-            columns.append((a - target).reshape(a.shape[0], -1).norm(dim=1) / norm.clamp_min(1e-30))
-        return torch.stack(columns, dim=1)
-
-    def subset(self, rows: torch.Tensor) -> RepresentationDistance:
-        """The distance for the samples ``rows`` only (their targets and weights)."""
-        cut = copy.copy(self)
-        cut.targets = [t.index_select(0, rows.to(t.device)) for t in self.targets]
-        cut.norms = [n.index_select(0, rows.to(n.device)) for n in self.norms]
-        cut.weights = self.weights.index_select(0, rows.to(self.weights.device))
-        return cut
-
-    def forward(self, acts, images):
-        errors = self.layer_errors(acts)
-        weights = self.weights.to(errors.device, errors.dtype)
-        return (weights * errors.pow(self.power)).sum(dim=1)
-
-    def __repr__(self) -> str:
-        return f"RepresentationDistance({[str(u) for u in self.layers]}, power={self.power:g})"
-
-
-@dataclasses.dataclass(frozen=True)
-class Halving:
-    """Learning-rate factor ``factor ** (step // stage_steps)``: stages of constant rate, each half the last.
-
-    Example
-    -------
-    >>> [Halving(10)(s) for s in (0, 9, 10, 25)]
-    [1.0, 1.0, 0.5, 0.25]
-    """
-
-    stage_steps: int
-    factor: float = 0.5
-
-    def __call__(self, step: int) -> float:
-        return float(self.factor ** (int(step) // max(1, int(self.stage_steps))))
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,11 +150,11 @@ def _references(references) -> torch.Tensor:
     return check_images(references)
 
 
-def _init_images(init, references: torch.Tensor, labels: list[str], ref_index: list[int], seed: int) -> torch.Tensor:
-    n, shape = len(labels), tuple(references.shape[1:])
+def _init_images(init, references: torch.Tensor, keys: list[str], ref_index: list[int], seed: int) -> torch.Tensor:
+    n, shape = len(keys), tuple(references.shape[1:])
     if isinstance(init, str):
-        if init == "noise":  # one generator per sample: a sample's start never depends on the batch
-            gens = [torch.Generator().manual_seed(derive_seed(seed, "init|" + label)) for label in labels]
+        if init == "noise":  # one generator per sample, keyed by its content: never depends on the batch
+            gens = [torch.Generator().manual_seed(derive_seed(seed, "init|" + key)) for key in keys]
             return torch.stack([0.5 + INIT_NOISE_SD * torch.randn(shape, generator=g) for g in gens]).clamp(0, 1)
         if init in ("gray", "grey"):
             return torch.full((n, *shape), 0.5)
@@ -268,136 +175,6 @@ def _init_images(init, references: torch.Tensor, labels: list[str], ref_index: l
                         f"got {init.shape[0]}")
 
 
-@torch.no_grad()
-def record(model: nn.Module, units: Sequence[str], images: torch.Tensor, batch_size: int = 64,
-           logits: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-    """Flattened responses ``{unit: (N, D)}`` of ``units`` to ``images`` (and the model's outputs if ``logits``).
-
-    Example
-    -------
-    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
-    >>> feats, out = record(model, ["0"], torch.rand(3, 1, 5, 5), logits=True)
-    >>> tuple(feats["0"].shape), tuple(out.shape)
-    ((3, 18), (3, 2, 3, 3))
-    """
-    probe = Probe(model)
-    device, dtype = probe.device, probe.dtype
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    feats: dict[str, list] = {u: [] for u in units}
-    outs = []
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start:start + batch_size].to(device, dtype)
-            with probe.record(*units) as rec:
-                try:
-                    out = model(x)
-                except Exception:
-                    if logits:
-                        raise
-                    out = None  # the layers after the recorded ones may not take this size
-                for u in units:
-                    feats[u].append(rec[u].reshape(x.shape[0], -1).float().cpu())
-            if logits:
-                outs.append(out.float().cpu() if torch.is_tensor(out) else None)
-    finally:
-        for m, mode in modes:
-            m.training = mode
-    out = None
-    if logits and all(o is not None for o in outs):
-        out = torch.cat(outs)
-    return {u: torch.cat(v) for u, v in feats.items()}, out
-
-
-def relative_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``|a - b| / |b|`` row by row for flattened responses (N, D).
-
-    Example
-    -------
-    >>> relative_distances(torch.tensor([[3.0, 4.5]]), torch.tensor([[3.0, 4.0]])).tolist()
-    [0.10000000149011612]
-    """
-    return (a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-30)
-
-
-def null_distances(features: torch.Tensor, groups: Sequence | None = None) -> torch.Tensor:
-    """Relative distances ``|f_i - f_j| / |f_j|`` of all ordered pairs i != j (of different groups).
-
-    Parameters
-    ----------
-    features : tensor (M, D)
-        Flattened responses of M natural images at one layer.
-    groups : sequence of M labels, optional
-        Pairs within a group (e.g. crops of one photo) are left out.
-
-    Example
-    -------
-    >>> d = null_distances(torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 1.0]]), groups=["a", "b", "b"])
-    >>> [round(v, 3) for v in d.tolist()]       # pairs (0, 1), (0, 2), (1, 0), (2, 0)
-    [1.118, 1.414, 2.236, 1.414]
-    """
-    f = features.double()
-    sq = (f * f).sum(dim=1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * f @ f.T).clamp_min(0)
-    dist = d2.sqrt() / sq.sqrt().clamp_min(1e-30)[None, :]
-    keep = ~torch.eye(len(f), dtype=torch.bool)
-    if groups is not None:
-        g = np.asarray([str(x) for x in groups])
-        keep &= torch.from_numpy(g[:, None] != g[None, :])
-    return dist[keep].float()
-
-
-def natural_null_images(shape: Sequence[int], per_class: int = NULL_PER_CLASS,
-                        seed: int = 0) -> tuple[torch.Tensor, list[str]]:
-    """Held-out crops of the bundled photos (:func:`insilico.models.photos.held_out`) and the photo of each.
-
-    Resized to ``shape`` (C, H, W) (grey for one channel) when it is not (3, 64, 64).
-
-    Example
-    -------
-    >>> images, groups = natural_null_images((1, 32, 32), per_class=1)
-    >>> tuple(images.shape), groups[:2]
-    ((16, 1, 32, 32), ['astronaut', 'brick'])
-    """
-    from ..models import photos
-
-    x, y = photos.held_out(per_class, seed=NULL_SEED + int(seed))
-    c, h, w = (int(v) for v in shape)
-    if (h, w) != tuple(x.shape[2:]):
-        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True,
-                                            align_corners=False).clamp(0, 1)
-    if c != 3:
-        x = x.mean(dim=1, keepdim=True).expand(-1, c, -1, -1).contiguous()
-    return x, [photos.CLASSES[int(k)] for k in y]
-
-
-def default_layers(model: nn.Module, shape: Sequence[int]) -> list[str]:
-    """Addresses of the modules with parameters, in call order (last call of a module called several times).
-
-    Example
-    -------
-    >>> m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Conv2d(2, 2, 3))
-    >>> default_layers(m, (1, 8, 8))
-    ['0', '2']
-    """
-    named = {m: n for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))}
-    order, counts = [], {}
-
-    def hook(module, args, output):
-        order.append(named[module])
-        counts[named[module]] = counts.get(named[module], 0) + 1
-
-    handles = [m.register_forward_hook(hook) for m in named]
-    device, dtype = Probe(model).device, Probe(model).dtype
-    try:
-        with torch.no_grad():
-            model(torch.full((1, *shape), 0.5, device=device, dtype=dtype))
-    finally:
-        for h in handles:
-            h.remove()
-    seen = list(dict.fromkeys(order))
-    return [n if counts[n] == 1 else f"{n}@-1" for n in seen]
-
 
 # ---------------------------------------------------------------------------------------
 # Synthesis
@@ -408,8 +185,10 @@ class MetamerSynthesis:
     Samples are ordered layer spec first, then reference, then seed: sample
     ``(c * R + r) * n_seeds + k`` matches reference ``r`` at layer spec ``c``
     from the ``k``-th random start; its label is ``"<layer>|<r>"`` (plus
-    ``"#k"`` with ``n_seeds > 1``) and its start noise and engine seed are
-    derived from ``seed`` and that label.
+    ``"#k"`` with ``n_seeds > 1``); its engine seed is derived from ``seed``
+    and that label, its start noise from ``seed``, the layer spec, the
+    reference's pixels and ``k``, so a metamer is the same whether its
+    reference is given alone, in a batch or in a chunk of a sharded job.
 
     Parameters
     ----------
@@ -477,7 +256,8 @@ class MetamerSynthesis:
     -------
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())
-    >>> synth = MetamerSynthesis(model, ["0", "1"], torch.rand(3, 1, 10, 10), steps=20, progress=False)
+    >>> synth = MetamerSynthesis(model, ["0", "1"], torch.rand(3, 1, 10, 10), steps=20, threshold=None,
+    ...                          progress=False)
     >>> synth.labels[:4]
     ['0|0', '0|1', '0|2', '1|0']
     >>> r = synth.run(); r = synth.run(10)       # continues
@@ -552,7 +332,11 @@ class MetamerSynthesis:
             self.ctf_steps = int(ctf_steps) if ctf_steps else max(1, self.steps // (2 * len(self.scales)))
         else:
             self.ctf_steps = 0
-        init_images = _init_images(init, self.references, self.labels, self.reference_index, self.seed)
+        # start noise keyed by (layer spec, the reference's pixels, k): the same alone, in a batch or in a chunk
+        digests = content_key(self.references)
+        keys = [f"{_condition_name(self.conditions[c])}|{digests[r]}#{k}"
+                for c, r, k in zip(self.condition_index, self.reference_index, self.seed_index)]
+        init_images = _init_images(init, self.references, keys, self.reference_index, self.seed)
         self.init_kind = init if isinstance(init, str) else "images"
         self.lr = float(lr if lr is not None else DEFAULT_LR[optimizer])
         self.engine = Synthesis(
@@ -581,20 +365,21 @@ class MetamerSynthesis:
         return scales
 
     def _targets(self, probe: Probe) -> dict[str, torch.Tensor]:
-        device, dtype = probe.device, probe.dtype
+        """Every matched unit's response (N, ...) to each sample's reference, on the model's device and dtype.
+
+        One session, one Probe record ending each pass after the units: layers
+        after them need not take this size; an error of the model before them
+        reaches the caller unchanged.
+        """
         index = torch.as_tensor(self.reference_index)
         out: dict[str, list] = {u: [] for u in self.layers}
-        with torch.no_grad():
+        with session(self.model) as s, probe.record(*self.layers, stop=True) as rec:
             for start in range(0, self.references.shape[0], 64):
-                x = self.references[start:start + 64].to(device, dtype)
-                with probe.record(*self.layers) as rec:
-                    try:
-                        self.model(x)
-                    except Exception:
-                        pass  # later layers may not take this size; missing units fail just below
-                    for u in self.layers:
-                        out[u].append(rec[u])
-        return {u: torch.cat(v)[index.to(device)] for u, v in out.items()}
+                rec.forward(s.inputs(self.references[start:start + 64]))
+                for u in self.layers:
+                    out[u].append(rec[u])
+                rec.clear()
+        return {u: torch.cat(v)[index.to(s.device)] for u, v in out.items()}
 
     # -- running -------------------------------------------------------------------------------
     @property
@@ -654,8 +439,7 @@ class MetamerSynthesis:
         result = MetamerResult(**fields, references=self.references.clone(),
                                reference_index=list(self.reference_index), condition_index=list(self.condition_index),
                                conditions=[dict(c) for c in self.conditions])
-        with torch.no_grad():
-            feats, _ = record(self.model, self.layers, result.images)
+        feats, _ = record(self.model, self.layers, result.images)
         ref_feats = {u: self.objective.targets[l].reshape(len(self.labels), -1).float().cpu()
                      for l, u in enumerate(self.layers)}
         per_layer = torch.stack([relative_distances(feats[u], ref_feats[u]) for u in self.layers], dim=1)
@@ -775,399 +559,6 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
     return None if parts is None else MetamerResult.concat(parts)
 
 
-# ---------------------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------------------
-@dataclasses.dataclass(repr=False)
-class MetamerResult(SynthesisResult):
-    """A :class:`~insilico.synthesis.SynthesisResult` with the references and what each metamer matches.
-
-    Attributes (besides the synthesis result's)
-    -------------------------------------------
-    references : tensor (R, C, H, W)
-    reference_index, condition_index : list of int
-        Reference and layer spec of each metamer.
-    conditions : list of dict {unit: weight}
-        The layer specs.
-    final_errors : tensor (N,)
-        Relative representation error of each final image (recomputed after the run).
-    layer_errors : dict {unit: tensor (N,)}
-        Relative error at each matched unit (NaN where a metamer does not match that unit).
-    model : nn.Module or None
-        The model (not saved); :meth:`validity` uses it unless given another.
-    """
-
-    references: torch.Tensor | None = None
-    reference_index: list = dataclasses.field(default_factory=list)
-    condition_index: list = dataclasses.field(default_factory=list)
-    conditions: list = dataclasses.field(default_factory=list)
-    final_errors: torch.Tensor | None = None
-    layer_errors: dict = dataclasses.field(default_factory=dict)
-    model: nn.Module | None = dataclasses.field(default=None, compare=False)
-
-    @property
-    def power(self) -> float:
-        return float(self.settings.get("metamer", {}).get("power", 1.0))
-
-    @classmethod
-    def concat(cls, results: Sequence[MetamerResult]) -> MetamerResult:
-        """Join the results of consecutive reference chunks of one job, in the job's sample order
-        (layer spec, reference, seed); reference indices become the job's."""
-        results = list(results)
-        if len(results) == 1:
-            return results[0]
-        base = SynthesisResult.concat(results)
-        offsets = [r.settings["metamer"].get("first_reference", 0) for r in results]
-        reference_index = [i + o for r, o in zip(results, offsets) for i in r.reference_index]
-        condition_index = [c for r in results for c in r.condition_index]
-        position = [k for r in results for k in range(len(r))]  # inside its chunk: seeds in order
-        order = sorted(range(len(base)), key=lambda i: (condition_index[i], reference_index[i], position[i]))
-        idx = torch.tensor(order)
-        joined = lambda tensors: torch.cat(list(tensors))[idx]
-        settings = {**base.settings, "metamer": {**base.settings["metamer"], "first_reference": 0}}
-        return cls(
-            images=base.images[idx], trace=base.trace[:, idx], steps=base.steps[idx],
-            stop_reasons=[base.stop_reasons[i] for i in order], labels=[base.labels[i] for i in order],
-            settings=settings, seeds=[base.seeds[i] for i in order], versions=base.versions, state=base.state,
-            references=torch.cat([r.references for r in results]),
-            reference_index=[reference_index[i] for i in order], condition_index=[condition_index[i] for i in order],
-            conditions=results[0].conditions, final_errors=joined(r.final_errors for r in results),
-            layer_errors={u: joined(r.layer_errors[u] for r in results) for u in results[0].layer_errors},
-            model=results[0].model,
-        )
-
-    @property
-    def errors(self) -> torch.Tensor:
-        """Relative representation error (T, N) of every sample at every step (NaN after it stopped)."""
-        return self.trace.clamp_min(0).pow(1.0 / self.power)
-
-    @property
-    def threshold(self) -> float | None:
-        return self.settings.get("metamer", {}).get("threshold")
-
-    def layer_of(self, i: int) -> dict[str, float]:
-        """The layer spec {unit: weight} metamer ``i`` matches."""
-        return self.conditions[self.condition_index[i]]
-
-    # -- persistence ---------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, state: bool = True) -> None:
-        """Write to ``path`` (one file; the model is not saved)."""
-        super().save(path, state=state)
-        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        blob["metamer"] = {
-            "references": self.references.cpu(),
-            "final_errors": self.final_errors.cpu() if self.final_errors is not None else None,
-            "layer_errors": {k: v.cpu() for k, v in self.layer_errors.items()},
-            "json": json.dumps({"reference_index": self.reference_index, "condition_index": self.condition_index,
-                                "conditions": self.conditions}),
-        }
-        torch.save(blob, os.fspath(path))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> MetamerResult:
-        """Read a result written by :meth:`save`."""
-        result = super().load(path)
-        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        if "metamer" not in blob:
-            raise InsilicoError(f"{os.fspath(path)!r} is a synthesis result but not a metamer result")
-        extra = blob["metamer"]
-        meta = json.loads(extra["json"])
-        result.references = extra["references"]
-        result.final_errors = extra["final_errors"]
-        result.layer_errors = dict(extra["layer_errors"])
-        result.reference_index, result.condition_index = meta["reference_index"], meta["condition_index"]
-        result.conditions = meta["conditions"]
-        return result
-
-    # -- validity -------------------------------------------------------------------------
-    def validity(self, model: nn.Module | None = None, *, layers: Sequence[str] | str | None = "auto",
-                 other_models: Mapping[str, nn.Module] | None = None, null_images: torch.Tensor | None = None,
-                 null_groups: Sequence | None = None, criterion: str = "min", percentile: float = 1.0,
-                 seed: int = 0, batch_size: int = 64) -> ValidityReport:
-        """Is each metamer a metamer? Null-distribution test, class check, and distances at every layer.
-
-        Parameters
-        ----------
-        model : nn.Module, optional
-            Default: the model the metamers were made for (required after ``load``).
-        layers : "auto", list of str or None
-            Layers at which to compare metamer and reference (c); "auto": every
-            module with parameters, in call order; None: only the matched ones.
-        other_models : dict {name: nn.Module}, optional
-            More models to compare them at ("auto" layers each).
-        null_images : tensor (M, C, H, W), optional
-            Natural images of the null distribution; default: 5 held-out crops
-            of each of the 16 bundled photos (80 images, resized to the metamers' shape).
-        null_groups : sequence of M labels, optional
-            Pairs within a group are left out (default: the photo of each crop,
-            so pairs are from different photos).
-        criterion : {"min", "percentile"}
-            (a) A metamer is **valid** when its relative distance
-            ``|f(x) - f(x0)| / |f(x0)|`` at every matched layer is **below the
-            minimum** ("min", default) of the null distances ``|f(a) - f(b)| / |f(b)|``
-            over ordered pairs of natural images from different photos, or below
-            their ``percentile``-th percentile ("percentile").
-        percentile : float
-            For ``criterion="percentile"`` (default 1.0).
-        seed : int
-            Seed of the default null crops.
-        batch_size : int
-            Images per forward pass.
-
-        Returns
-        -------
-        ValidityReport
-        """
-        model = model if model is not None else self.model
-        if model is None:
-            raise InsilicoError("validity() needs the model: result.validity(model) (models are not saved)")
-        if criterion not in CRITERIA:
-            raise InsilicoError(f"criterion must be one of {CRITERIA}, not {criterion!r}")
-        shape = tuple(self.images.shape[1:])
-        if null_images is None:
-            null_images, groups = natural_null_images(shape, seed=seed)
-            null_groups = groups if null_groups is None else null_groups
-        else:
-            null_images = check_images(null_images).float().cpu()
-        if null_groups is not None and len(null_groups) != null_images.shape[0]:
-            raise InsilicoError(f"{len(null_groups)} null_groups for {null_images.shape[0]} null images")
-        matched = list(dict.fromkeys(u for c in self.conditions for u in c))
-        ref_images = self.references[torch.as_tensor(self.reference_index)]
-
-        def compare(net: nn.Module, units: list[str]):
-            units = list(dict.fromkeys(units))
-            both = torch.cat([self.images, ref_images])
-            feats, logits = record(net, units, both, batch_size=batch_size, logits=True)
-            null, _ = record(net, units, null_images, batch_size=batch_size)
-            n = len(self)
-            dist = {u: relative_distances(feats[u][:n], feats[u][n:]) for u in units}
-            nulls = {u: null_distances(null[u], null_groups) for u in units}
-            return dist, nulls, logits
-
-        main_layers = matched if layers is None else list(matched)
-        if layers == "auto":
-            main_layers = list(dict.fromkeys(default_layers(model, shape) + matched))
-        elif layers is not None:
-            main_layers = list(dict.fromkeys([layers] if isinstance(layers, str) else list(layers)))
-            main_layers = list(dict.fromkeys(main_layers + matched))
-        dist, nulls, logits = compare(model, main_layers)
-        n = len(self)
-        # (a) the null-distribution test at the matched layers
-        bounds = {u: (float(nulls[u].min()) if criterion == "min" else
-                      float(torch.quantile(nulls[u].double(), percentile / 100.0))) for u in matched}
-        valid = torch.ones(n, dtype=torch.bool)
-        matched_distance = torch.zeros(n)
-        rank = torch.zeros(n)
-        for i in range(n):
-            spec = self.layer_of(i)
-            ok = [float(dist[u][i]) < bounds[u] for u in spec]
-            valid[i] = all(ok)
-            matched_distance[i] = max(float(dist[u][i]) for u in spec)
-            rank[i] = max(float((nulls[u] <= dist[u][i]).float().mean()) for u in spec)
-        # (b) the class
-        ref_class = met_class = None
-        if logits is not None and logits.ndim == 2 and logits.shape[1] > 1:
-            met_class, ref_class = logits[:n].argmax(1), logits[n:].argmax(1)
-        classes = list(getattr(model, "classes", []) or [])
-        # (c) every layer, this model and the others
-        per_model = {_model_name(model): _LayerTable(main_layers, dist, nulls)}
-        for name, other in (other_models or {}).items():
-            units = default_layers(other, shape)
-            d, nl, _ = compare(other, units)
-            per_model[str(name)] = _LayerTable(units, d, nl)
-        return ValidityReport(
-            labels=list(self.labels), matched=[list(self.layer_of(i)) for i in range(n)], criterion=criterion,
-            percentile=percentile, distance=matched_distance, bound=bounds, null_min={u: float(nulls[u].min()) for u in matched},
-            null_median={u: float(nulls[u].median()) for u in matched}, rank=rank, valid=valid,
-            reference_class=ref_class, metamer_class=met_class, classes=classes, layers=per_model,
-            n_null_pairs=int(nulls[matched[0]].numel()),
-        )
-
-    # -- figures ----------------------------------------------------------------------------
-    def plot(self, ax=None, max_references: int = 8):
-        """References (first column) beside their metamers, titled with layer and error; returns the Figure."""
-        from .. import plot as plot_mod
-
-        refs = list(range(min(self.references.shape[0], max_references)))
-        per_ref = [[i for i in range(len(self)) if self.reference_index[i] == r] for r in refs]
-        ncols = 1 + max(len(p) for p in per_ref)
-        tiles, titles = [], []
-        errors = self.final_errors if self.final_errors is not None else self.values.sqrt()
-        for r, members in zip(refs, per_ref):
-            tiles.append(self.references[r])
-            titles.append(f"reference {r}")
-            for i in members:
-                tiles.append(self.images[i])
-                titles.append(f"{self.labels[i].split('|')[0]}\nerr {float(errors[i]):.2g}")
-            for _ in range(ncols - 1 - len(members)):
-                tiles.append(torch.ones_like(self.references[r]))
-                titles.append("")
-        return plot_mod.image_grid(torch.stack(tiles), titles=titles, ncols=ncols, ax=ax)
-
-    def plot_losses(self, ax=None):
-        """Relative representation error against step (log scale), one line per metamer; returns the Figure."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3))
-        errors = self.errors
-        for i, (label, steps) in enumerate(zip(self.labels, self.steps)):
-            ax.plot(errors[: int(steps), i].numpy(), lw=0.8, label=f"{label} ({self.stop_reasons[i]})")
-        if self.threshold:
-            ax.axhline(self.threshold, color="k", ls="--", lw=0.8, label="threshold")
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel("relative error |f(x)-f(x0)|/|f(x0)|")
-        if len(self) <= 10:
-            ax.legend(fontsize=6)
-        return ax.figure
-
-    def __repr__(self) -> str:
-        reasons = {r: self.stop_reasons.count(r) for r in dict.fromkeys(self.stop_reasons)}
-        err = "" if self.final_errors is None else f", errors {float(self.final_errors.min()):.3g}..{float(self.final_errors.max()):.3g}"
-        return (f"MetamerResult({len(self)} metamers {tuple(self.images.shape[1:])} of {self.references.shape[0]} "
-                f"references, up to {int(self.steps.max()) if len(self) else 0} steps{err}, stopped: {reasons})")
-
-
-def _model_name(model: nn.Module) -> str:
-    return str(getattr(model, "name", type(model).__name__))
-
-
-@dataclasses.dataclass
-class _LayerTable:
-    layers: list
-    distance: dict
-    null: dict
-
-    def arrays(self):
-        d = torch.stack([self.distance[u] for u in self.layers], dim=1)
-        null_min = torch.tensor([float(self.null[u].min()) for u in self.layers])
-        null_med = torch.tensor([float(self.null[u].median()) for u in self.layers])
-        return d, null_min, null_med
-
-
-@dataclasses.dataclass
-class ValidityReport:
-    """Per metamer: the null-distribution test (a), the class check (b), distances at every layer (c).
-
-    Attributes
-    ----------
-    labels : list of str
-    matched : list of list of str
-        The matched layer(s) of each metamer.
-    distance : tensor (N,)
-        Relative distance to the reference at the matched layer (the largest, for several).
-    bound : dict {layer: float}
-        The null's minimum (criterion "min") or percentile at each matched layer.
-    rank : tensor (N,)
-        Fraction of null distances at or below the metamer's (0: closer than every natural pair).
-    valid : tensor (N,) of bool
-        ``distance < bound`` at every matched layer.
-    reference_class, metamer_class : tensor (N,) or None
-        The model's top-1 class (None when its output is not (N, classes) logits).
-    layers : dict {model name: table}
-        Distances at every compared layer and the null's min and median there.
-    """
-
-    labels: list
-    matched: list
-    criterion: str
-    percentile: float
-    distance: torch.Tensor
-    bound: dict
-    null_min: dict
-    null_median: dict
-    rank: torch.Tensor
-    valid: torch.Tensor
-    reference_class: torch.Tensor | None
-    metamer_class: torch.Tensor | None
-    classes: list
-    layers: dict
-    n_null_pairs: int
-
-    @property
-    def same_class(self) -> torch.Tensor | None:
-        """Whether the model gives the metamer its reference's top-1 class (N,)."""
-        if self.reference_class is None:
-            return None
-        return self.reference_class == self.metamer_class
-
-    def layer_distances(self, model: str | None = None) -> tuple[list[str], torch.Tensor]:
-        """(layers, distances (N, L)) of one model (default: the metamers' model)."""
-        table = self.layers[model or next(iter(self.layers))]
-        return list(table.layers), table.arrays()[0]
-
-    def _class_name(self, k) -> str:
-        k = int(k)
-        return self.classes[k] if k < len(self.classes) else str(k)
-
-    def to_dict(self) -> dict:
-        """JSON-able summary (one record per metamer, plus the nulls)."""
-        rows = []
-        for i, label in enumerate(self.labels):
-            row = {"label": label, "matched": self.matched[i], "distance": float(self.distance[i]),
-                   "null_rank": float(self.rank[i]), "valid": bool(self.valid[i])}
-            if self.reference_class is not None:
-                row.update(reference_class=self._class_name(self.reference_class[i]),
-                           metamer_class=self._class_name(self.metamer_class[i]),
-                           same_class=bool(self.same_class[i]))
-            for name, table in self.layers.items():
-                row[f"distance_per_layer[{name}]"] = {u: float(table.distance[u][i]) for u in table.layers}
-            rows.append(row)
-        return {"criterion": self.criterion, "percentile": self.percentile if self.criterion == "percentile" else None,
-                "bound": self.bound, "null_min": self.null_min, "null_median": self.null_median,
-                "n_null_pairs": self.n_null_pairs, "valid_fraction": float(self.valid.float().mean()),
-                "same_class_fraction": None if self.same_class is None else float(self.same_class.float().mean()),
-                "metamers": rows}
-
-    def __repr__(self) -> str:
-        lines = [f"ValidityReport ({self.criterion}{'' if self.criterion == 'min' else f' {self.percentile:g}%'} "
-                 f"of {self.n_null_pairs} natural pairs): {int(self.valid.sum())}/{len(self.labels)} valid"]
-        for i, label in enumerate(self.labels):
-            cls = ""
-            if self.reference_class is not None:
-                cls = (f"  class {self._class_name(self.metamer_class[i])} vs "
-                       f"{self._class_name(self.reference_class[i])}")
-            bound = max(self.bound[u] for u in self.matched[i])
-            lines.append(f"  {label:24s} d={float(self.distance[i]):.3g} (bound {bound:.3g}, rank "
-                         f"{float(self.rank[i]):.3f}) {'valid' if self.valid[i] else 'NOT valid'}{cls}")
-        return "\n".join(lines)
-
-    def plot(self, ax=None, model: str | None = None):
-        """Distance metamer-reference per layer (lines) against the null (band: min..median); returns the Figure.
-
-        Layers where a metamer's line enters the band tell it from its
-        reference about as well as natural images are told apart; the matched
-        layers are marked. Without ``ax``, one panel per compared model.
-        """
-        import matplotlib.pyplot as plt
-
-        names = [model] if model is not None else list(self.layers)
-        if ax is None:
-            fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze=False)
-            axes = list(axes[0])
-        else:
-            axes, names = [ax], names[:1]
-        matched = set(u for m in self.matched for u in m)
-        for a, name in zip(axes, names):
-            table = self.layers[name]
-            d, lo, med = table.arrays()
-            x = np.arange(len(table.layers))
-            a.fill_between(x, lo.numpy(), med.numpy(), color="0.85", label="natural pairs (min..median)")
-            for i in range(d.shape[0]):
-                a.plot(x, d[i].clamp_min(1e-8).numpy(), marker="o", ms=3, lw=0.8, label=self.labels[i] if d.shape[0] <= 8 else None)
-            for k, u in enumerate(table.layers):
-                if u in matched and name == next(iter(self.layers)):
-                    a.axvline(k, color="k", ls=":", lw=0.8)
-            a.set_xticks(x)
-            a.set_xticklabels(table.layers, rotation=60, ha="right", fontsize=7)
-            a.set_yscale("log")
-            a.set_ylabel("|f(x)-f(x0)| / |f(x0)|")
-            a.set_title(name, fontsize=9)
-            a.legend(fontsize=6)
-        fig = axes[0].figure
-        return fig
-
-
-__all__ = ["DEFAULT_STEPS", "DEFAULT_THRESHOLD", "Halving", "MetamerResult", "MetamerSynthesis",
-           "RepresentationDistance", "ValidityReport", "metamer", "null_distances", "record", "relative_distances"]
+__all__ = ["CRITERIA", "DEFAULT_STEPS", "DEFAULT_THRESHOLD", "Halving", "MetamerResult", "MetamerSynthesis",
+           "RepresentationDistance", "ValidityReport", "metamer", "natural_null_images", "null_distances", "record",
+           "relative_distances", "validity"]

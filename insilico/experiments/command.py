@@ -72,7 +72,7 @@ def load_model(spec: str, weights: str | None = None, where: str = "auto") -> nn
         if weights is not None:
             raise InsilicoError("--weights is for a --model spec (package.module:callable); bundled models ship theirs")
         model = models.load(spec, device=dev)
-    return model.eval()
+    return model  # both loaders give it in eval mode
 
 
 def first_conv(model: nn.Module) -> str:
@@ -105,14 +105,16 @@ def labelled_stimuli(per_class: int, seed: int):
 
 def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | None = None,
           args: argparse.Namespace | None = None, summary: dict | None = None) -> list[Path]:
-    """Save ``result`` as ``out/name.*``, each figure as PNG and SVG, and ``out/settings.json``."""
+    """Save ``result`` as ``out/name.pt`` and its tables ``out/name.npz|csv``, each figure as PNG and SVG, and ``out/settings.json``."""
     import matplotlib.pyplot as plt
 
     from .. import __version__
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = result.save(out / name)
+    paths = result.export(out / name)
+    result.save(out / f"{name}.pt")  # the whole result, for Result.load (weights_only)
+    paths.append(out / f"{name}.pt")
     for key, fig in (figures or {}).items():
         for ext in ("png", "svg"):
             path = out / f"{key}.{ext}"

@@ -32,7 +32,9 @@ from ..errors import InsilicoError
 from ..probe import Probe
 from .lesions import _labels, _per_class
 from .results import Result, new_axes
-from .runs import as_units, batches, evaluating
+from ..recording import batches
+from ..session import session
+from .runs import as_units
 
 
 def time_courses(
@@ -63,8 +65,8 @@ def time_courses(
         unit.resolve(model)
     probe = Probe(model)
     parts: list[list[torch.Tensor]] = [[] for _ in parsed]
-    with evaluating(model):
-        for _, batch in batches(model, stimuli, batch_size, progress, "time courses"):
+    with session(model) as s:
+        for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, "time courses"):
             with probe.record(*parsed, reduce="mean") as rec:
                 model(batch)
             for k, unit in enumerate(parsed):
@@ -80,7 +82,19 @@ def time_courses(
 
 
 class DynamicsResult(Result):
-    """Responses per time step: ``responses_<k>`` (N, T, C) per unit address, ``mean`` (units, T)."""
+    """Responses per time step: ``responses_<k>`` (N, T, C) per unit address, ``mean`` (units, T).
+
+    ``concat`` joins results over chunks of stimuli (``responses_<k>``) and recomputes ``mean``.
+    """
+
+    def _sample_keys(self) -> tuple[str, ...]:
+        return tuple(k for k in self.arrays if k.startswith("responses_"))
+
+    @classmethod
+    def _joined(cls, result):
+        k = len(result.arrays["units"])
+        result.arrays["mean"] = np.stack([result.arrays[f"responses_{i}"].mean((0, 2)) for i in range(k)])
+        return result
 
     def mean_response(self, k: int = 0) -> np.ndarray:
         """Mean over stimuli and channels of unit address ``k``, per step (T,)."""
@@ -167,13 +181,13 @@ def connection_lesions(
             [m for v in connections.values() for m in v]
     probe = Probe(model)
     accuracy, class_accuracy = [], []
-    with evaluating(model):
+    with session(model) as s:
         for label, modules in tqdm(conditions.items(), desc="connection lesions", disable=not progress,
                                    leave=False):
             scores = []
             lesion = probe.lesion(*modules) if modules else None
             try:
-                for _, batch in batches(model, stimuli, batch_size, False, label):
+                for _, batch in batches(stimuli, batch_size, s.device, s.dtype, False, label):
                     if readout is None:
                         scores.append(model(batch)[:, None].float().cpu())
                     else:

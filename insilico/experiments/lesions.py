@@ -33,6 +33,8 @@ from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
 from ..probe import Probe
+from ..recording import batches
+from ..session import session
 from ..units import Unit
 from .results import Result, new_axes, write_csv
 from .runs import logits
@@ -46,17 +48,20 @@ def _labels(labels: Any, n: int) -> np.ndarray:
 
 
 def _n_channels(model: nn.Module, layer: Unit, stimuli: Any) -> int:
-    from ..recording import stimulus_source
-
+    """The number of channels (axis 1) of ``layer``'s output, from a survey of one stimulus."""
     probe = Probe(model)
-    first = stimulus_source(stimuli).batch(0, 1, probe.device, probe.dtype)
-    whole = Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output)
-    with torch.no_grad(), probe.record(whole) as rec:
-        model(first)
-    value = rec[whole]
-    if value.ndim < 2:
-        raise InsilicoError(f"{layer} has no channel axis to lesion (per-sample shape {tuple(value.shape[1:])})")
-    return int(value.shape[1])
+    _, first = next(batches(stimuli, 1, probe.device, probe.dtype))
+    if layer.output is None:
+        shape = probe.survey(first, modules=[layer.module]).shape(
+            Unit(layer.module, layer.step if layer.step is not None else -1))
+    else:  # a part of a structured output: a survey sees whole outputs only
+        whole = Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output)
+        with session(model), probe.record(whole) as rec:
+            model(first)
+        shape = tuple(rec[whole].shape[1:])
+    if len(shape) < 1:
+        raise InsilicoError(f"{layer} has no channel axis to lesion (per-sample shape {shape})")
+    return int(shape[0])
 
 
 def _per_class(pred: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -122,9 +127,7 @@ def lesion_sweep(
     n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
     y = _labels(labels, n)
     probe = Probe(model)
-    was = model.training
-    model.eval()
-    try:
+    with session(model):
         scores = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
         n_classes = int(scores.shape[-1])
         base_pred = scores.argmax(-1).numpy()
@@ -146,8 +149,6 @@ def lesion_sweep(
             accuracy.append(acc)
             class_accuracy.append(per_class)
             changed.append(float((pred != base_pred).mean()))
-    finally:
-        model.train(was)
     names = list(classes) if classes is not None else list(getattr(model, "classes", range(n_classes)))
     arrays = dict(
         groups=np.array([",".join(map(str, g)) for g in groups]), accuracy=np.array(accuracy),
@@ -172,6 +173,8 @@ class LesionResult(Result):
     changed : (G,) fraction of predictions the lesion changed
     """
 
+    sample_arrays = ("groups", "accuracy", "class_accuracy", "changed")
+
     @property
     def effect(self) -> np.ndarray:
         return self.class_accuracy - self.baseline_class[None, :]
@@ -188,8 +191,9 @@ class LesionResult(Result):
         return {"group": self.groups, "accuracy": self.accuracy, "importance": self.importance,
                 "changed": self.changed}
 
-    def save(self, path) -> list:
-        paths = super().save(path)
+    def export(self, path) -> list:
+        """The tables of :meth:`Result.export`, and ``<stem>_dissociation.csv`` (groups x classes)."""
+        paths = super().export(path)
         stem = Path(paths[0]).with_suffix("")
         matrix = stem.parent / (stem.name + "_dissociation.csv")
         columns = {"group": self.groups, **{str(c): self.effect[:, k] for k, c in enumerate(self.classes)}}

@@ -57,7 +57,9 @@ from ..errors import InsilicoError, UnitError
 from ..probe import Probe
 from ..units import Unit
 from .results import Result, new_axes
-from .runs import evaluating, input_shape
+from ..layers import choose_layers, example_input
+from ..session import session
+from .runs import input_shape
 
 METHODS = ("theoretical", "gradient", "sparse_noise")
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
@@ -69,7 +71,7 @@ _WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive
 def receptive_field(
     model: nn.Module,
     unit: str | Unit,
-    input_size: int | None = None,
+    input_size: int | Sequence[int] | None = None,
     method: str = "theoretical",
     threshold: float = 0.1,
     n_images: int = 16,
@@ -88,8 +90,10 @@ def receptive_field(
     unit : str or Unit
         A neuron (``"features.3[5,6,6]"``); a channel or a layer is read at the
         centre of its map (summed over its channels).
-    input_size : int, optional
-        Image side in pixels; default ``model.input_size``.
+    input_size : (C, H, W) or int, optional
+        The input size as ``model.input_size`` spells it (square images);
+        default ``model.input_size``. An int is read as the image side in
+        pixels (kept for compatibility).
     method : {"theoretical", "gradient", "sparse_noise"}
     threshold : float
         Measured maps: fraction of the peak strength that counts as inside.
@@ -110,7 +114,8 @@ def receptive_field(
         raise InsilicoError(f"unknown RF method {method!r}; use one of {', '.join(METHODS)}")
     channels, size = input_shape(model, input_size)
     neuron, sample_shape = locate(model, unit, channels, size)
-    settings = dict(unit=str(unit), neuron=str(neuron), method=method, input_size=size, threshold=threshold)
+    settings = dict(unit=str(unit), neuron=str(neuron), method=method, input_size=[channels, size, size],
+                    threshold=threshold)
     if method == "theoretical":
         box = theoretical_box(model, neuron, channels, size)
         strength = np.zeros((size, size))
@@ -140,10 +145,13 @@ def locate(model: nn.Module, unit: str | Unit, channels: int, size: int) -> tupl
     unit.resolve(model)
     whole = Unit(unit.module, unit.step, None, unit.output)
     probe = Probe(model)
-    x = torch.full((1, channels, size, size), 0.5, device=probe.device, dtype=probe.dtype)
-    with evaluating(model), probe.record(whole) as rec:
-        model(x)
-    shape = tuple(rec[whole].shape[1:])
+    x = example_input(model, (channels, size, size))
+    if whole.output is None:
+        shape = probe.survey(x, modules=[whole.module]).shape(whole)
+    else:  # a part of a structured output: a survey sees whole outputs only
+        with session(model), probe.record(whole) as rec:
+            model(x)
+        shape = tuple(rec[whole].shape[1:])
     index = unit.index or ()
     if len(shape) < 3 or len(index) >= len(shape):
         return unit, shape
@@ -163,16 +171,11 @@ def theoretical_box(model: nn.Module, neuron: Unit, channels: int, size: int) ->
     None when no path leads from the image to the unit.
     """
     probe = Probe(model)
-    x = torch.full((1, channels, size, size), 0.5, device=probe.device, dtype=probe.dtype, requires_grad=True)
+    x = example_input(model, (channels, size, size)).requires_grad_()
     whole = Unit(neuron.module, neuron.step, None, neuron.output)
-    was = model.training
-    model.eval()
-    try:
-        with torch.enable_grad(), probe.record(whole, keep_graph=True) as rec:
-            model(x)
-            out = rec[whole]
-    finally:
-        model.train(was)
+    with session(model, grad=True), probe.record(whole, keep_graph=True) as rec:
+        model(x)
+        out = rec[whole]
     if out.grad_fn is None:
         return None
     index = neuron.index or ()
@@ -383,16 +386,18 @@ class RFResult(Result):
 # RF size per layer
 # ---------------------------------------------------------------------------------------
 def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
-    """Conv2d and pooling modules whose output depends on the image, in module order (step 0 of recurrent ones)."""
-    names = [n for n, m in model.named_modules() if isinstance(m, _SPATIAL)]
-    if not names:
+    """Conv2d and (non-adaptive) pooling modules whose output depends on the image, in call order.
+
+    The layer chooser's ``"spatial"`` kind (:func:`insilico.layers.choose_layers`)
+    at the first call of recurrent modules (the feed-forward sweep), keeping
+    the modules with a local receptive field (adaptive pools see the whole
+    image) that a path from the image reaches (a theoretical box exists).
+    """
+    if not any(isinstance(m, _SPATIAL) for m in model.modules()):
         raise InsilicoError(f"{type(model).__name__} has no Conv2d or pooling layers; pass layers= explicitly")
-    probe = Probe(model)
-    x = torch.full((1, channels, size, size), 0.5, device=probe.device, dtype=probe.dtype)
-    with evaluating(model), probe.record(*names) as rec:
-        model(x)
-        calls = {name: rec._tap(name).calls_per_pass for name in names}
-    layers = [f"{n}@0" if calls[n] > 1 else n for n in names if calls[n] > 0]
+    modules = dict(model.named_modules())
+    layers = choose_layers(model, example_input(model, (channels, size, size)), kind="spatial", step="first")
+    layers = [layer for layer in layers if isinstance(modules[layer.split("@")[0]], _SPATIAL)]
     return [layer for layer in layers if theoretical_box(model, locate(model, layer, channels, size)[0],
                                                          channels, size) is not None]
 
@@ -400,7 +405,7 @@ def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
 def receptive_field_sizes(
     model: nn.Module,
     layers: Sequence[str] | None = None,
-    input_size: int | None = None,
+    input_size: int | Sequence[int] | None = None,
     methods: Sequence[str] = ("theoretical", "gradient"),
     progress: bool = True,
     **options: Any,
@@ -432,19 +437,26 @@ def receptive_field_sizes(
     centres = {m: [] for m in methods}
     for layer in tqdm(layers, desc="RF per layer", disable=not progress, leave=False):
         for method in methods:
-            rf = receptive_field(model, layer, input_size=size, method=method, **options)
+            rf = receptive_field(model, layer, input_size=(channels, size, size), method=method, **options)
             sizes[method].append(rf.size)
             centres[method].append(rf.center)
     arrays = {"layers": np.array(layers), "depth": np.arange(1, len(layers) + 1)}
     for method in methods:
         arrays[f"size_{method}"] = np.array(sizes[method], float)
         arrays[f"center_{method}"] = np.array(centres[method], float)
-    return RFSizesResult(arrays, dict(methods=list(methods), input_size=size, model=type(model).__name__,
+    return RFSizesResult(arrays, dict(methods=list(methods), input_size=[channels, size, size], model=type(model).__name__,
                                       **{k: v for k, v in options.items()}))
 
 
 class RFSizesResult(Result):
     """RF size per layer (``layers``, ``depth``, ``size_<method>``), plotted against depth."""
+
+    sample_arrays = ("layers",) + tuple(f"{kind}_{m}" for kind in ("size", "center") for m in METHODS)
+
+    @classmethod
+    def _joined(cls, result):
+        result.arrays["depth"] = np.arange(1, len(result.arrays["layers"]) + 1)
+        return result
 
     def table(self) -> dict:
         cols = {"layer": self.layers, "depth": self.depth}
@@ -458,7 +470,8 @@ class RFSizesResult(Result):
         styles = {"theoretical": "k-", "gradient": "o-", "sparse_noise": "s-"}
         for m in self.settings["methods"]:
             ax.plot(self.depth, self.arrays[f"size_{m}"], styles.get(m, "o-"), label=m.replace("_", " "))
-        ax.axhline(self.settings["input_size"], color="0.6", ls="--", lw=1, label="image")
+        side = np.ravel(self.settings["input_size"])[-1]  # (C, H, W); an int side in results of older versions
+        ax.axhline(side, color="0.6", ls="--", lw=1, label="image")
         ax.set_xticks(self.depth)
         ax.set_xticklabels([str(n) for n in self.layers], rotation=45, ha="right", fontsize=7)
         ax.set_xlabel("layer")

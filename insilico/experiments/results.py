@@ -1,7 +1,17 @@
-"""Experiment results: arrays + settings that save to NPZ/CSV/JSON, reload, and plot.
+"""Experiment results: arrays + settings that save, load, concatenate and plot like every insilico result.
 
 Every experiment in :mod:`insilico.experiments` returns a :class:`Result`
-subclass. ``result.save("out/tuning")`` writes
+subclass: a dataclass of ``arrays`` (numpy, one entry per quantity) and the
+``settings`` that produced them, built on :class:`insilico.results.Result`, so
+
+- ``result.save("tuning.pt")`` writes ONE file (tensors + settings + versions)
+  and ``TuningResult.load("tuning.pt")`` reads it with ``weights_only=True``;
+- ``type(result).concat(parts)`` joins results of chunks of one job (units,
+  lesion groups, layers, stimuli: the arrays named in ``sample_arrays``);
+- ``result.plot(ax=None)`` returns the Figure.
+
+``result.export("out/tuning")`` additionally writes the tables the
+``probes/`` scripts publish:
 
 - ``tuning.npz``: every array, plus the settings as a JSON string (``settings``);
 - ``tuning.csv``: one row per unit (or condition), the first line a ``#``
@@ -9,41 +19,52 @@ subclass. ``result.save("out/tuning")`` writes
   ``numpy.genfromtxt(..., comments="#")`` reads the table and a human reads
   how it was made;
 
-and ``type(result).load("out/tuning.npz")`` gives the result back. Figures are
-methods that take ``ax=`` (where one axis suffices) and return the Figure.
+and ``load`` also reads an exported ``.npz`` back.
 
 Example
 -------
 >>> import numpy as np, tempfile, os
 >>> r = Result({"x": np.arange(3.0)}, {"model": "toy"})
 >>> with tempfile.TemporaryDirectory() as d:
-...     paths = r.save(os.path.join(d, "toy"))
-...     back = Result.load(paths[0])
->>> back.settings["model"], back.arrays["x"].tolist()
-('toy', [0.0, 1.0, 2.0])
+...     r.save(os.path.join(d, "toy.pt"))
+...     back = Result.load(os.path.join(d, "toy.pt"))
+...     paths = r.export(os.path.join(d, "toy"))
+...     table = Result.load(paths[0])
+>>> back.settings["model"], back.arrays["x"].tolist(), table.arrays["x"].tolist()
+('toy', [0.0, 1.0, 2.0], [0.0, 1.0, 2.0])
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from ..errors import InsilicoError
+from ..results import Result as _Result
 
 
-class Result:
-    """Arrays (``.arrays``) and the settings that produced them (``.settings``).
+@dataclasses.dataclass(repr=False, eq=False)
+class Result(_Result):
+    """Arrays (``.arrays``, also readable as attributes) and the settings that produced them (``.settings``).
 
     Subclasses expose the arrays as attributes and add plots; ``table()``
-    names the per-row columns written to CSV.
+    names the per-row columns written to CSV by :meth:`export`;
+    ``sample_arrays`` names the arrays whose first axis :meth:`concat` joins.
     """
 
-    def __init__(self, arrays: dict[str, Any], settings: dict[str, Any] | None = None):
-        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
-        self.settings = jsonable(settings or {})
+    #: Arrays with a sample axis first (units, groups, layers, stimuli), joined by :meth:`concat`.
+    sample_arrays: ClassVar[tuple[str, ...]] = ()
+
+    arrays: dict[str, Any]
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.arrays = {k: np.asarray(v) for k, v in self.arrays.items()}
+        self.settings = jsonable(self.settings or {})
 
     def __getattr__(self, name: str):
         arrays = self.__dict__.get("arrays", {})
@@ -59,7 +80,55 @@ class Result:
         n = max(len(v) for v in ones.values())
         return {k: v for k, v in ones.items() if len(v) == n}
 
-    def save(self, path: str | os.PathLike) -> list[Path]:
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the result to ONE file (read back with :meth:`load`); for the NPZ/CSV tables use :meth:`export`."""
+        if Path(path).suffix in (".npz", ".csv"):
+            raise InsilicoError(f"save() writes one insilico result file (e.g. {Path(path).with_suffix('.pt')}); "
+                                "the .npz/.csv tables are written by result.export(stem)")
+        super().save(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Result":
+        """Read a result written by :meth:`save`, or the ``.npz`` written by :meth:`export` (give it or its stem)."""
+        path = Path(path)
+        if path.suffix == ".npz" or (not path.exists() and path.with_suffix(".npz").exists()):
+            return cls._from_npz(path.with_suffix(".npz"))
+        return super().load(path)
+
+    @classmethod
+    def concat(cls, results: Sequence["Result"]) -> "Result":
+        """Join results of chunks of one job along the first axis of ``sample_arrays``; other arrays come from the first.
+
+        Raises
+        ------
+        InsilicoError
+            No result, or a result kind without a sample axis (``sample_arrays`` empty).
+        """
+        results = list(results)
+        if not results:
+            raise InsilicoError(f"{cls.__name__}.concat needs at least one result")
+        keys = results[0]._sample_keys()
+        if not keys:
+            raise InsilicoError(f"{cls.__name__} has no sample axis to concatenate along; run the experiment "
+                                "on all the stimuli at once")
+        if len(results) == 1:
+            return results[0]
+        arrays = dict(results[0].arrays)
+        for key in keys:
+            if key in arrays:
+                arrays[key] = np.concatenate([r.arrays[key] for r in results])
+        return cls._joined(cls(arrays, dict(results[0].settings)))
+
+    def _sample_keys(self) -> tuple[str, ...]:
+        """The arrays :meth:`concat` joins (default ``sample_arrays``)."""
+        return self.sample_arrays
+
+    @classmethod
+    def _joined(cls, result: "Result") -> "Result":
+        """Recompute arrays derived from the joined ones (a hook for subclasses)."""
+        return result
+
+    def export(self, path: str | os.PathLike) -> list[Path]:
         """Write ``path.npz`` and ``path.csv`` (a suffix on ``path`` is dropped); returns the paths."""
         stem = Path(path)
         if stem.suffix in (".npz", ".csv"):
@@ -77,13 +146,9 @@ class Result:
         return paths
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Result":
-        """Read a result written by :meth:`save` (give the ``.npz`` file or its stem)."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_suffix(".npz")
+    def _from_npz(cls, path: Path) -> "Result":
         if not path.exists():
-            raise InsilicoError(f"{path} does not exist; results are saved as NAME.npz by result.save(NAME)")
+            raise InsilicoError(f"{path} does not exist; tables are exported as NAME.npz by result.export(NAME)")
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files if k != "settings"}
             settings = json.loads(str(data["settings"])) if "settings" in data.files else {}

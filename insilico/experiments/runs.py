@@ -2,9 +2,11 @@
 
 The experiments share three chores: finding the input size a model takes,
 reading a unit address into "which values per stimulus", and running
-stimuli through the model in batches under ``torch.no_grad`` with a
-progress bar, recording units with a :class:`~insilico.probe.Probe` (which
-owns every hook and removes it afterwards).
+stimuli through the model in batches (:func:`insilico.recording.batches`, the
+one batched loop) inside a :func:`~insilico.session.session` (eval mode, no
+gradients, every module's own flags restored after) with a progress bar,
+recording units with a :class:`~insilico.probe.Probe` (which owns every hook
+and removes it afterwards).
 
 Example
 -------
@@ -16,33 +18,60 @@ Example
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..errors import InsilicoError, UnitError
+from ..errors import InsilicoError, StimulusError, UnitError
 from ..probe import Probe
-from ..recording import stimulus_source
+from ..recording import batches, stimulus_source
+from ..session import session
 from ..units import Unit
 
 
-def input_shape(model: nn.Module, size: int | None = None, channels: int | None = None) -> tuple[int, int]:
-    """``(channels, size)`` of the model's square input: from ``model.input_size`` unless given."""
+def input_shape(model: nn.Module, size: int | Sequence[int] | None = None,
+                channels: int | None = None) -> tuple[int, int]:
+    """``(channels, side)`` of the model's square input.
+
+    ``size`` has the one meaning ``input_size`` has everywhere in insilico:
+    ``(C, H, W)`` as ``model.input_size`` spells it. A bare int is still read
+    as the image side (pixels), for compatibility; by default the model's
+    ``input_size`` is used.
+
+    Raises
+    ------
+    InsilicoError
+        No size given and none on the model; a size that is not ``(C, H, W)``
+        or an int; a non-square ``(C, H, W)`` (these experiments use square images).
+    """
     known = getattr(model, "input_size", None)
-    if known is not None:
-        channels = channels or int(known[0])
-        size = size or int(known[-1])
     if size is None:
-        raise InsilicoError(
-            f"{type(model).__name__} has no input_size attribute: pass size= (the image side in pixels)"
-        )
+        size = known
+        if size is None:
+            raise InsilicoError(f"{type(model).__name__} has no input_size attribute: pass input_size=(C, H, W) "
+                                "(or the image side in pixels)")
+    if isinstance(size, (int, np.integer)):
+        side = int(size)
+        if channels is None and known is not None and len(known) == 3:
+            channels = int(known[0])
+    else:
+        try:
+            dims = tuple(int(v) for v in size)
+        except (TypeError, ValueError):
+            raise InsilicoError(f"input_size must be (C, H, W) or an int side, not {size!r}") from None
+        if len(dims) != 3:
+            raise InsilicoError(f"input_size must be (C, H, W) as model.input_size spells it, not {size!r}")
+        if dims[1] != dims[2]:
+            raise InsilicoError(f"input_size {dims}: these experiments use square images, give H == W")
+        channels = channels or dims[0]
+        side = dims[2]
+    if side < 1:
+        raise InsilicoError(f"the image side must be at least 1 pixel, not {side}")
     if channels is None:
         channels = _first_conv_channels(model)
-    return int(channels), int(size)
+    return int(channels), side
 
 
 def _first_conv_channels(model: nn.Module) -> int:
@@ -61,47 +90,34 @@ def as_units(units: Any) -> list[Unit]:
     return [Unit.coerce(u) for u in units]
 
 
-@contextlib.contextmanager
-def evaluating(model: nn.Module):
-    """Eval mode and no gradients inside; the model's training flag is restored after."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was)
+def _plans(probe: Probe, units: list[Unit], first: torch.Tensor) -> list[tuple[Unit, str | None, tuple]]:
+    """How to record each unit: the address, the reduction, and the per-sample output shape.
 
-
-def batches(model: nn.Module, stimuli: Any, batch_size: int, progress: bool, desc: str):
-    """Yield ``(start, batch)`` over stimuli, moved to the model's device and dtype."""
-    probe = Probe(model)
-    source = stimulus_source(stimuli)
-    if batch_size < 1:
-        raise InsilicoError(f"batch_size must be at least 1, not {batch_size}")
-    bar = tqdm(total=len(source), desc=desc, unit="stim", disable=not progress, leave=False)
-    try:
-        for start in range(0, len(source), batch_size):
-            stop = min(start + batch_size, len(source))
-            yield start, source.batch(start, stop, probe.device, probe.dtype)
-            bar.update(stop - start)
-    finally:
-        bar.close()
-
-
-def _centre_plan(probe: Probe, unit: Unit, first: torch.Tensor) -> tuple[Unit, str | None, tuple]:
-    """How to record ``unit``: the address, the reduction, and the per-sample output shape."""
-    whole = Unit(unit.module, unit.step, None, unit.output)
-    with probe.record(whole) as rec:
-        probe.model(first)
-    value = rec[whole]
-    if not torch.is_tensor(value):
-        raise UnitError(f"{unit} returns {type(value).__name__}, not a tensor: name a part, e.g. '{unit.module}:0'")
-    shape = tuple(value.shape[1:])
-    spatial = len(shape) >= 2 and (unit.index is None or len(unit.index) <= 1)
-    if spatial:
-        return unit, "center", shape
-    return unit, None, shape
+    Shapes come from one :meth:`~insilico.Probe.survey` of ``first`` (one
+    stimulus); units naming a part of a structured output (``"lstm:0"``) are
+    sized by one recording pass instead, as a survey sees whole outputs only.
+    """
+    wholes = [Unit(u.module, u.step, None, u.output) for u in units]
+    plain = [w for w in wholes if w.output is None]
+    parts = [w for w in wholes if w.output is not None]
+    shapes = {}
+    if plain:
+        survey = probe.survey(first, modules=list(dict.fromkeys(w.module for w in plain)))
+        shapes.update({w.key: survey.shape(w) for w in plain})
+    if parts:
+        with probe.record(*parts) as rec:
+            probe.model(first)
+        for w in parts:
+            value = rec[w]
+            if not torch.is_tensor(value):
+                raise UnitError(f"{w} returns {type(value).__name__}, not a tensor: name a part, e.g. '{w}:0'")
+            shapes[w.key] = tuple(value.shape[1:])
+    plans = []
+    for unit, whole in zip(units, wholes):
+        shape = shapes[whole.key]
+        spatial = len(shape) >= 2 and (unit.index is None or len(unit.index) <= 1)
+        plans.append((unit, "center" if spatial else None, shape))
+    return plans
 
 
 def record_units(model: nn.Module, stimuli: Any, units: Any, batch_size: int = 256, progress: bool = True,
@@ -121,12 +137,13 @@ def record_units(model: nn.Module, stimuli: Any, units: Any, batch_size: int = 2
     source = stimulus_source(stimuli)
     columns: list[list[torch.Tensor]] = [[] for _ in parsed]
     names: list[str] = []
-    with evaluating(model):
-        first = source.batch(0, 1, probe.device, probe.dtype)
-        plans = [_centre_plan(probe, u, first) for u in parsed]
+    with session(model) as s:
+        if len(source) == 0:
+            raise StimulusError("the stimulus set is empty: give at least one stimulus")
+        plans = _plans(probe, parsed, source.batch(0, 1, s.device, s.dtype))
         for unit, reduce, shape in plans:
             names.extend(_unit_names(unit, reduce, shape))
-        for _, batch in batches(model, stimuli, batch_size, progress, desc):
+        for _, batch in batches(source, batch_size, s.device, s.dtype, progress, desc):
             handles = []
             try:
                 for unit, reduce, _ in plans:
@@ -170,8 +187,8 @@ def logits(model: nn.Module, stimuli: Any, batch_size: int = 256, output: Any = 
     """
     probe = probe or Probe(model)
     parts = []
-    with evaluating(model):
-        for _, batch in batches(model, stimuli, batch_size, progress, desc):
+    with session(model) as s:
+        for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):
             if output is None:
                 parts.append(model(batch).float().cpu())
             else:

@@ -85,7 +85,7 @@ def default_sfs(size: int, n: int = 6) -> list[float]:
 def orientation_tuning(
     model: torch.nn.Module,
     units: Any,
-    size: int | None = None,
+    size: int | Sequence[int] | None = None,
     orientations: Sequence[float] = tuple(range(0, 180, 5)),
     sfs: Sequence[float] | None = None,
     phases: Sequence[float] = tuple(range(0, 360, 45)),
@@ -105,8 +105,9 @@ def orientation_tuning(
         ``"features.0"`` (every channel, read at the centre of the map),
         ``"features.0[3]"``, ``"features.0[3,7,7]"`` (one neuron), or a list.
         Recurrent modules need a step: ``"layers.0@3"``.
-    size : int, optional
-        Image side; default ``model.input_size``.
+    size : int or (C, H, W), optional
+        Image side in pixels, or the input size as ``model.input_size`` spells
+        it (square images); default ``model.input_size``.
     orientations : list of float, degrees
         As :func:`insilico.stimuli.gratings` (0 = vertical bars); default every
         5 deg over [0, 180).
@@ -180,6 +181,10 @@ class TuningResult(Result):
     orientation_r2, sf_r2 : (U,) goodness of the fits
     tuned : (U,) bool, OSI >= 1/3
     """
+
+    sample_arrays = ("units", "tuning", "responses", "curves", "sf_curves", "preferred_orientation", "bandwidth",
+                     "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "preferred_sf",
+                     "sf_bandwidth", "sf_r2", "sf_fit", "preferred_sf_cpd")
 
     @classmethod
     def from_tuning(cls, tuning: np.ndarray, responses: np.ndarray, names: list[str], settings: dict) -> "TuningResult":

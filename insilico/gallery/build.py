@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
+from ..layers import choose_layers, example_input
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, write_json
 from . import pages
 from .settings import GallerySettings
@@ -34,21 +35,12 @@ from .stages import STAGES, Work, slug
 
 
 def discover_layers(model: nn.Module, shape: tuple) -> list[str]:
-    """Every Conv2d and Linear module, in call order; a module called T times is named at its last call (``@T-1``)."""
-    calls: dict[str, int] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            handles.append(module.register_forward_hook(
-                lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1)))
-    try:
-        param = next(model.parameters(), None)
-        with torch.no_grad():
-            model(torch.full((1, *shape), 0.5, device=param.device if param is not None else "cpu"))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [name if n == 1 else f"{name}@{n - 1}" for name, n in calls.items()]
+    """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``).
+
+    The layer chooser's ``"conv_linear"`` kind (:func:`insilico.layers.choose_layers`)
+    on a grey image of ``shape`` (C, H, W).
+    """
+    return choose_layers(model, example_input(model, shape), kind="conv_linear", step="last")
 
 
 def input_shape(model: nn.Module) -> tuple:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..objectives import Objective
+from ..session import session
 from ..synthesis import Synthesis, Transforms
 from ..design.maximize import DEFAULT_JITTER, DEFAULT_PAD, DEFAULT_ROTATE, DEFAULT_SCALE
 from ..units import Unit
@@ -126,12 +127,8 @@ def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: 
     from ..probe import Probe
 
     probe = Probe(model)
-    with torch.no_grad(), probe.record(layer) as rec:
-        try:
-            model(images.to(probe.device, probe.dtype))
-        except Exception:  # layers after the recorded one may reject the size; the recording is complete
-            if layer.key not in rec:
-                raise
+    with session(model) as s, probe.record(layer, stop=True) as rec:
+        rec.forward(s.inputs(images))  # stops after the layer: later layers may not take this image size
         means = unit_values(rec[layer].float().cpu())
     return means.gather(1, channels[:, None]).squeeze(1)
 

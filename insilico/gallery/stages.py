@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..plot import as_images, map_to_rgb, mosaic
+from ..session import session
 from ..units import Unit
 from .features import visualize
 from .settings import GallerySettings
@@ -81,16 +82,15 @@ class Work:
         return _fit(x, self.shape), y
 
     def layer_shape(self, layer: str) -> tuple:
-        """One sample's output shape of ``layer`` (one forward pass of a grey image, then cached)."""
+        """One sample's output shape of ``layer`` (a survey of a grey image, then cached)."""
+        from ..layers import example_input
         from ..probe import Probe
 
         shapes = self.__dict__.setdefault("_shapes", {})
         if layer not in shapes:
-            probe = Probe(self.model)
             unit = Unit.coerce(layer, self.model)
-            with torch.no_grad(), probe.record(unit) as rec:
-                self.model(torch.full((1, *self.shape), 0.5, device=probe.device, dtype=probe.dtype))
-                shapes[layer] = tuple(rec[unit].shape[1:])
+            survey = Probe(self.model).survey(example_input(self.model, self.shape), modules=[unit.module])
+            shapes[layer] = survey.shape(unit)
         return shapes[layer]
 
 
@@ -206,7 +206,7 @@ def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> lis
     device = probe.device
     x = x.to(device, probe.dtype)
     n, shape = len(x), work.layer_shape(layer)
-    with torch.no_grad():
+    with session(work.model):
         base = torch.softmax(work.model(x).float(), -1).cpu()
     classes = list(getattr(work.model, "classes", [str(k) for k in range(base.shape[1])]))
     labelled = base.shape[1] == int(y.max()) + 1 == len(classes)
@@ -216,7 +216,7 @@ def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> lis
         group = channels[start:start + per]
         gain = torch.ones(len(group), shape[0], *[1] * (len(shape) - 1), device=device, dtype=probe.dtype)
         gain[torch.arange(len(group)), torch.tensor(group)] = 0.0
-        with torch.no_grad(), probe.stimulate(layer, gain=gain.repeat_interleave(n, 0)):
+        with session(work.model), probe.stimulate(layer, gain=gain.repeat_interleave(n, 0)):
             prob = torch.softmax(work.model(x.repeat(len(group), *[1] * (x.ndim - 1))).float(), -1).cpu()
         effects.extend(_class_effects(prob.view(len(group), n, -1) - base, y, labelled))
     return [{"classes": classes, "labelled": labelled, "probability_change": _finite(e), "n_stimuli": n}

@@ -4,14 +4,19 @@
 module              concept
 =================== ===========================================================
 engine              :class:`Synthesis`, the shared optimisation loop
+optimizers          the optimizers by name (adam, sgd, lbfgs) or factory;
+                    :class:`SignSGD`: per-sample steepest descent under a norm
 lbfgs               :class:`BatchLBFGS`: L-BFGS with one history and one
                     line search per sample
+schedules           learning-rate schedules (constant, cosine, linear,
+                    :class:`Halving`)
 parameterization    :class:`Pixel`, :class:`Fourier` (1/f, decorrelated colour)
 color               the colour decorrelation matrix and how it is estimated
 transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
 stopping            stopping rules ``rule(trace, state) -> mask``
-projection          constraints after each step (:class:`LinfBall`, ...)
-result              :class:`SynthesisResult`: save, load, plot
+projection          constraints after each step (:class:`EpsBall`, ...)
+seeds               :func:`content_key`: per-sample seeds from a stimulus's content
+result              :class:`SynthesisResult`: a :class:`insilico.results.Result`
 =================== ===========================================================
 
 Example
@@ -25,13 +30,16 @@ Example
 from .engine import DEFAULT_STEPS, Synthesis, derive_seed
 from .lbfgs import BatchLBFGS
 from .parameterization import Fourier, Parameterization, Pixel
-from .projection import Clamp, L2Ball, LinfBall
+from .optimizers import SignSGD
+from .projection import Clamp, EpsBall, L2Ball, LinfBall
 from .result import SynthesisResult
+from .schedules import Halving
 from .stopping import MaxSteps, PixelChange, Plateau, StopState, TargetReached
 from .transforms import Transforms
 
 __all__ = [
-    "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "Fourier", "L2Ball", "LinfBall", "MaxSteps", "Parameterization", "Pixel",
-    "PixelChange", "Plateau", "StopState", "Synthesis", "SynthesisResult", "TargetReached", "Transforms",
+    "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "EpsBall", "Fourier", "Halving", "L2Ball", "LinfBall", "MaxSteps",
+    "Parameterization", "Pixel", "PixelChange", "Plateau", "SignSGD", "StopState", "Synthesis", "SynthesisResult",
+    "TargetReached", "Transforms",
     "derive_seed",
 ]

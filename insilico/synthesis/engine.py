@@ -27,9 +27,18 @@ What the engine guarantees:
   host looks at them every ``sync_every`` steps (progress bar, "all stopped").
   Exceptions: ``compact=True`` (the running rows, once per step) and L-BFGS
   (its line search, once per trial, as torch's).
-- **Clean model.** The model is put in eval mode and its parameters get no
-  gradients during the run; modes and ``requires_grad`` are restored and all
-  hooks removed afterwards, also on exceptions and KeyboardInterrupt.
+- **Clean model.** The run is one :func:`insilico.session.session`: every
+  module in eval mode, no gradients to the parameters, gradients to the images
+  whatever the caller's grad mode (``torch.no_grad()`` outside is fine, for
+  every optimizer); every module's own ``training`` flag and every
+  parameter's ``requires_grad`` come back afterwards, also on exceptions and
+  KeyboardInterrupt. The Probe owns every hook: one ``record(...,
+  keep_graph=True, stop=truncate)`` of the modules the objective reads, which
+  also ends each pass after the last of them; nothing stays attached.
+- **The model's dtype.** Images, parameters and results are in the model's
+  dtype (a float64 model gives float64 images); traces are float32.
+- **Errors of the model reach the user unchanged** (the validation pass before
+  the first step adds a note on ``shape=``/``pad=``).
 - **Resumable.** ``run()`` again continues from the current parameters,
   optimizer state, generators and step count; an interrupted run keeps the
   state of its last complete step. ``run(a); run(b)`` equals ``run(a + b)``.
@@ -44,13 +53,11 @@ Plugging in other syntheses (metamers, adversarial, MAD/controversial):
 - a **projection** ``projection(images) -> images`` is applied in pixel space
   after every step (see :mod:`.projection`: ``linf_ball``, ``l2_ball``);
   ``Pixel(squash="clamp")`` clamps to [0, 1] itself;
-- **optimizers**: ``"adam"``, ``"sgd"``, ``"lbfgs"`` (per-sample L-BFGS with
-  a per-sample backtracking line search, one batched forward per trial;
-  transforms are drawn once per step so the line search sees one function;
-  without transforms a step costs one forward/backward when the first trial
-  is accepted), or a factory ``(params, lr=...) -> Optimizer``;
-- **schedule**: ``"constant"``, ``"cosine"``, ``"linear"`` or a function
-  ``step -> factor`` of the learning rate;
+- **optimizers** (:mod:`.optimizers`): ``"adam"``, ``"sgd"``, ``"lbfgs"``
+  (per-sample L-BFGS, one batched forward per line-search trial; transforms
+  are drawn once per step so the line search sees one function) or a factory;
+- **schedules** (:mod:`.schedules`): ``"constant"``, ``"cosine"``,
+  ``"linear"`` or a function ``step -> factor`` (e.g. ``Halving``);
 - **stopping**: ``stop=[TargetReached(...), Plateau(...)]``.
 
 Example
@@ -70,7 +77,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 from typing import Callable, Sequence
 
 import torch
@@ -80,25 +86,21 @@ from ..errors import InsilicoError, StimulusError
 from ..objectives import Activations, Objective, unique_wholes
 from ..performance import PRECISIONS, tuned
 from ..probe import Probe
+from ..session import session
 from . import parameterization as params_mod
 from . import stopping
 from .lbfgs import BatchLBFGS
+from .optimizers import OPTIMIZERS, make_optimizer, optimizer_name
 from .parameterization import Parameterization, check_images
 from .result import SynthesisResult
+from .schedules import SCHEDULES, lr_factor
 from .transforms import Transforms
 
-OPTIMIZERS = ("adam", "sgd", "lbfgs")
-SCHEDULES = ("constant", "cosine", "linear")
 GOALS = {"maximize": 1.0, "minimize": -1.0}
 #: Default number of steps per run (lucid's 512).
 DEFAULT_STEPS = 512
 #: Host looks at device-side masks/traces (progress bar, "all stopped") every this many steps.
 DEFAULT_SYNC_EVERY = 16
-
-
-def _name(factory: Callable) -> str:
-    """A custom optimizer's name for the settings (a factory, class or functools.partial of one)."""
-    return getattr(getattr(factory, "func", factory), "__name__", type(factory).__name__)
 
 
 def derive_seed(seed: int, key: int | str) -> int:
@@ -111,10 +113,6 @@ def derive_seed(seed: int, key: int | str) -> int:
     """
     digest = hashlib.sha256(f"{int(seed)}|{key}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 62) - 1)
-
-
-class _Truncate(Exception):
-    """Raised by a hook once every module the objective reads has run: the rest of the forward is skipped."""
 
 
 class Synthesis:
@@ -269,7 +267,7 @@ class Synthesis:
         self.goal_name = goal
         self.transforms = transforms or Transforms()
         self.optimizer_factory = optimizer if callable(optimizer) else None
-        self.optimizer_name = optimizer if isinstance(optimizer, str) else _name(optimizer)
+        self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
         self.lr = float(lr)
         self.optimizer_options = dict(optimizer_options or {})
         self.schedule = schedule
@@ -304,116 +302,51 @@ class Synthesis:
 
     # -- set-up ------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = [self.param.param]
-        if self.optimizer_factory is not None:
-            return self.optimizer_factory(params, lr=self.lr, **self.optimizer_options)
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam(params, lr=self.lr, **self.optimizer_options)
-        if self.optimizer_name == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, **self.optimizer_options)
-        return BatchLBFGS(params, lr=self.lr, **self.optimizer_options)
-
-    def _lr_factor(self, step: int) -> float:
-        if callable(self.schedule):
-            return float(self.schedule(step))
-        progress = min(step / max(1, self.schedule_steps), 1.0)
-        if self.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        if self.schedule == "linear":
-            return 1.0 - progress
-        return 1.0
+        return make_optimizer(self.optimizer_factory or self.optimizer_name, [self.param.param], self.lr,
+                              self.optimizer_options)
 
     @contextlib.contextmanager
     def _session(self):
-        """Eval mode, no parameter grads, hooks attached; everything restored on exit (also on Ctrl-C)."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        grads = [(p, p.requires_grad) for p in self.model.parameters()]
-        handles = []
-        try:
-            self.model.eval()
-            for p, _ in grads:
-                p.requires_grad_(False)
-            with self.probe.record(*self.wholes, keep_graph=True) if self.wholes else contextlib.nullcontext() as rec:
-                if self._plan is None:
-                    self._plan = self._validate(rec)
-                if self.truncate and self._plan is not False:
-                    handles.append(self._truncation_hook(*self._plan))
-                yield rec
-        finally:
-            for handle in handles:
-                handle.remove()
-            for m, mode in modes:
-                m.training = mode
-            for p, flag in grads:
-                p.requires_grad_(flag)
+        """The model in a :func:`~insilico.session.session` (eval, frozen parameters, gradients on whatever the
+        caller's grad mode) and the objective's modules recorded by the Probe, keeping the graph and (with
+        ``truncate``) ending each pass after the last of them. Everything restored on exit, also on Ctrl-C."""
+        stop = self.truncate and self._plan is not False
+        recording = (self.probe.record(*self.wholes, keep_graph=True, stop=stop) if self.wholes
+                     else contextlib.nullcontext())
+        with session(self.model, grad=True), recording as rec:
+            if self._plan is None:
+                self._plan = self._validate(rec)
+                if rec is not None and self._plan is False:
+                    rec.stop = False  # nothing to stop after (e.g. the model's own output is read): plain passes
+            elif rec is not None and stop:
+                rec.stop_after(self._plan)  # learned by the first run's validation pass
+            yield rec
 
-    def _validate(self, rec):
-        """One no-grad pass before the run: checks the objective's output and plans the truncation."""
-        order: list[tuple[str, int]] = []
-        counts: dict[str, int] = {}
-        modules = {name: m for name, m in self.model.named_modules()}
-        watched = {w.module for w in self.wholes}
-        handles = []
-        for name in watched:
-            def hook(module, args, output, name=name):
-                order.append((name, counts.get(name, 0)))
-                counts[name] = counts.get(name, 0) + 1
-            handles.append(modules[name].register_forward_hook(hook))
-        try:
-            with torch.no_grad():
-                images = self.param()
-                x = self.transforms(images, [torch.Generator().manual_seed(0) for _ in range(self.n)])
-                tail_error = None
-                try:
-                    self.model(x)
-                except Exception as e:
-                    reached = self.wholes and all(counts.get(w.module, 0) > 0 for w in self.wholes)
-                    if not (reached and self.truncate and "" not in watched):
-                        raise StimulusError(
-                            f"the model failed on images of shape {tuple(x.shape)} (after transforms "
-                            f"{self.transforms}): {type(e).__name__}: {e}. Check shape= (the model's input size) "
-                            "and pad= (models with a fixed input size need pad=0)"
-                        ) from e
-                    # the layers after the recorded ones do not take this size (e.g. a classifier of a
-                    # fixed-size net); fine, since every forward pass is truncated after the recorded modules
-                    tail_error = e
-                values = self._evaluate(rec, images)
-                if rec is not None:
-                    rec.clear()
-        finally:
-            for handle in handles:
-                handle.remove()
+    def _validate(self, rec) -> tuple[str, int] | bool:
+        """One no-grad pass before the first run: checks the objective's output and learns where passes can stop.
+
+        Returns the (module path, call index) after which a pass ends, or False
+        (no truncation). An error of the model reaches the caller unchanged
+        (with a note on ``shape=`` and ``pad=``), unless every recorded module
+        ran before it and passes are truncated (the layers after the recorded
+        ones need not take this image size, e.g. the classifier of a fixed-size net).
+        """
+        with torch.no_grad():
+            images = self.param()
+            x = self.transforms(images, [torch.Generator().manual_seed(0) for _ in range(self.n)])
+            try:
+                self.model(x) if rec is None else rec.forward(x)
+            except Exception as error:
+                error.add_note(f"insilico: the model failed on images of shape {tuple(x.shape)} (after transforms "
+                               f"{self.transforms}); check shape= (the model's input size) and pad= (models with a "
+                               "fixed input size need pad=0)")
+                raise
+            values = self._evaluate(rec, images)
+            if rec is not None:
+                rec.clear()
         if not torch.isfinite(values).all():
             raise InsilicoError(f"the objective {self.objective!r} is not finite on the initial images")
-        if "" in watched or not order:
-            return False
-        needed = []
-        for whole in self.wholes:
-            total = counts.get(whole.module, 0)
-            step = total - 1 if whole.step is None else (whole.step if whole.step >= 0 else total + whole.step)
-            needed.append(order.index((whole.module, step)))
-        return order[max(needed)]
-
-    def _truncation_hook(self, module_path: str, call: int):
-        module = dict(self.model.named_modules())[module_path]
-        calls = {"n": 0}
-
-        def pre(module_, args):
-            calls["n"] = 0
-
-        def hook(module_, args, output):
-            calls["n"] += 1
-            if calls["n"] == call + 1:
-                raise _Truncate
-
-        handles = [self.model.register_forward_pre_hook(pre), module.register_forward_hook(hook)]
-
-        class _Both:
-            def remove(self_):
-                for h in handles:
-                    h.remove()
-
-        return _Both()
+        return False if rec is None or rec.stop_at is None else rec.stop_at
 
     # -- one step ---------------------------------------------------------------------------------
     def _evaluate(self, rec, images: torch.Tensor, objective: Objective | None = None) -> torch.Tensor:
@@ -432,12 +365,11 @@ class Synthesis:
                 return images.flatten(1).sum(dim=1) * 0.0  # nothing runs; keeps backward() valid
             images, draws = images.index_select(0, rows), None if draws is None else draws[rows.cpu()]
         x = self._prepare(images if draws is None else self.transforms.apply(images, draws))
-        if rec is not None:
-            rec.clear()
-        try:
+        if rec is None:
             self.model(x)
-        except _Truncate:
-            pass
+        else:
+            rec.clear()
+            rec.forward(x)
         values = self._evaluate(rec, images, objective)
         return values if rows is None else values.new_zeros(self.n).index_copy(0, rows, values)
 
@@ -453,7 +385,7 @@ class Synthesis:
     def _one_step(self, rec) -> None:
         """Evaluate, check the rules, update; on any exception (Ctrl-C too) roll back to the step's start."""
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * self._lr_factor(self.step)
+            group["lr"] = self.lr * lr_factor(self.schedule, self.step, self.schedule_steps)
         generator_states = [g.get_state() for g in self.generators]
         before = self.param.param.detach().clone()
         try:
@@ -566,7 +498,7 @@ class Synthesis:
         reasons = [names[c] if c >= 0 else running for c in codes]
         steps = torch.where(self.frozen, self.stopped_at, torch.full_like(self.stopped_at, self.step)).cpu()
         return SynthesisResult(
-            images=self.images.float().cpu(),
+            images=self.images.cpu(),
             trace=self._trace[: self.step].cpu(),
             steps=steps,
             stop_reasons=reasons,

@@ -3,8 +3,9 @@
 A projection is any callable ``images (N, C, H, W) -> images`` in [0, 1]. The
 engine applies it after each optimizer step and writes the result back
 through the parameterization (:meth:`Parameterization.assign`), only for
-samples that are still running. Adversarial attacks (PGD) use an epsilon-ball
-around the clean images; every projection here also clamps to [0, 1].
+samples that are still running. Adversarial attacks (PGD) use :class:`EpsBall`,
+the exact epsilon-ball around each clean image with one epsilon per sample;
+every projection here also clamps to [0, 1].
 
 Example
 -------
@@ -17,6 +18,8 @@ Example
 from __future__ import annotations
 
 import torch
+
+from .optimizers import norm_name
 
 
 class Clamp:
@@ -62,4 +65,76 @@ class L2Ball:
         return f"L2Ball(eps={self.eps})"
 
 
-__all__ = ["Clamp", "L2Ball", "LinfBall"]
+class EpsBall:
+    """Exact projection onto ``{x : |x - center_i| <= eps_i} ∩ [0, 1]``, one epsilon per sample.
+
+    "Exact" means that the distance of a projected image to its center,
+    computed in float64 (for float32 images: exactly; for float64 images: as
+    ``(x - center).abs()`` computes it), never exceeds ``eps``: where rounding
+    ``center ± eps`` to the images' dtype steps outside the ball, the bound
+    moves one ulp inwards. The images keep the center's dtype and device.
+
+    Parameters
+    ----------
+    center : tensor (N, C, H, W)
+        The clean images (float32 or float64).
+    eps : float or tensor (N,)
+        Radius of each sample's ball (> 0).
+    norm : {"inf", "l2"}
+        L-infinity (per pixel) or L2 (per image).
+
+    Example
+    -------
+    >>> ball = EpsBall(torch.full((1, 1, 1, 3), 0.5), 0.1)
+    >>> [round(v, 4) for v in ball(torch.tensor([[[[0.0, 0.55, 1.0]]]])).flatten().tolist()]
+    [0.4, 0.55, 0.6]
+    >>> c = torch.rand(8, 3, 4, 4, dtype=torch.float64)
+    >>> x = EpsBall(c, 8 / 255)(torch.rand(8, 3, 4, 4, dtype=torch.float64))
+    >>> bool((x - c).abs().max() <= 8 / 255), x.dtype
+    (True, torch.float64)
+    """
+
+    def __init__(self, center: torch.Tensor, eps, norm: str = "inf"):
+        self.center = center.detach()
+        self.norm = norm_name(norm)
+        eps = torch.as_tensor(eps, dtype=torch.float64, device=center.device)
+        self.eps = eps.expand(center.shape[0]).clone() if eps.ndim == 0 else eps
+        if self.norm == "inf":
+            e = self.eps.view(-1, *[1] * (center.ndim - 1))
+            c64 = self.center.double()
+            lo, hi = (c64 - e).clamp(0, 1).to(center.dtype), (c64 + e).clamp(0, 1).to(center.dtype)
+            for _ in range(4):  # rounding may step outside the ball: one ulp inwards there (rarely twice)
+                low_out, high_out = (c64 - lo.double()) > e, (hi.double() - c64) > e
+                if not bool(low_out.any() or high_out.any()):
+                    break
+                lo = torch.where(low_out, torch.nextafter(lo, self.center), lo)
+                hi = torch.where(high_out, torch.nextafter(hi, self.center), hi)
+            self.low, self.high = lo, hi
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.norm == "inf":
+            return torch.clamp(images, self.low.to(images.dtype), self.high.to(images.dtype))
+        center = self.center.to(images.dtype)
+        delta = (images - center).double()
+        e = self.eps.view(-1)
+        norm = delta.flatten(1).norm(dim=1)
+        # aim a hair (4e-6 relative) inside, so that a norm computed in float32 stays <= eps too
+        inner = e * (1 - 4e-6)
+        factor = torch.where(norm > inner, inner / norm.clamp_min(1e-30), torch.ones_like(norm))
+        x = (center.double() + delta * factor.view(-1, *[1] * (delta.ndim - 1))).clamp(0, 1).to(images.dtype)
+        for attempt in range(8):  # float32 rounding may leave a sample a hair outside: shrink it a hair more
+            d = x.double() - center.double()
+            n = d.flatten(1).norm(dim=1)
+            out = n > e
+            if not bool(out.any()):
+                break
+            shrink = torch.where(out, (e / n) * (1 - 1e-7 * 4**attempt), torch.ones_like(n))
+            x = (center.double() + d * shrink.view(-1, *[1] * (d.ndim - 1))).clamp(0, 1).to(images.dtype)
+        return x
+
+    def __repr__(self) -> str:
+        values = sorted(set(round(float(e), 6) for e in self.eps.unique()))
+        return f"EpsBall(norm={self.norm!r}, eps={values})"
+
+
+__all__ = ["Clamp", "EpsBall", "L2Ball", "LinfBall"]

@@ -1,11 +1,15 @@
 """The result of a synthesis: images, per-sample traces, settings; saves, loads and plots itself.
 
-Saved as ONE file written by ``torch.save`` that holds only tensors, numbers,
-strings and a JSON string of the settings (read back with
-``weights_only=True``; no pickled callables). It records the library, torch,
-numpy and Python versions, the seeds, and (unless ``state=False``) the engine's
-state, so a loaded result can be continued with
-:meth:`insilico.synthesis.Synthesis.resume`.
+A :class:`insilico.results.Result` (the one result protocol: save, load,
+concat, plot, versions). It keeps its own file format (``FORMAT`` 1, so files
+written before the protocol still load): ONE file written by ``torch.save``
+that holds only tensors, numbers, strings and a JSON string of the settings
+(read back with ``weights_only=True``; no pickled callables). It records the
+library, torch, numpy and Python versions (:func:`insilico.results.versions`),
+the seeds, and (unless ``state=False``) the engine's state, so a loaded result
+can be continued with :meth:`insilico.synthesis.Synthesis.resume`. ``load``
+also reads a result written by the generic :meth:`Result.save
+<insilico.results.Result.save>`.
 
 Example
 -------
@@ -22,27 +26,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
+from .. import results as _results
 from ..errors import InsilicoError
+from ..results import Result, versions
 
+#: This result's own file format (``insilico.results.FORMAT`` is the generic one's).
 FORMAT = 1
 
 
-def versions() -> dict:
-    """Versions of insilico, torch, numpy and Python, recorded with every result."""
-    from .. import __version__
-
-    return {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
 @dataclasses.dataclass
-class SynthesisResult:
+class SynthesisResult(Result):
     """Images and how they were made.
 
     Attributes
@@ -78,6 +76,9 @@ class SynthesisResult:
     seeds: list = dataclasses.field(default_factory=list)
     versions: dict = dataclasses.field(default_factory=versions)
     state: dict | None = None
+
+    #: Fields with a sample axis first; ``trace`` (T, N) is joined along N by :meth:`concat`.
+    sample_fields: ClassVar[tuple[str, ...]] = ("images", "steps", "stop_reasons", "labels", "seeds")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -119,13 +120,15 @@ class SynthesisResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SynthesisResult:
-        """Read a result written by :meth:`save`."""
+        """Read a result written by :meth:`save` (or by the generic :meth:`insilico.results.Result.save`)."""
         if not os.path.exists(path):
             raise InsilicoError(f"no synthesis result at {os.fspath(path)!r}")
         try:
             blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
         except Exception as e:
             raise InsilicoError(f"{os.fspath(path)!r} is not a synthesis result saved by insilico: {e}") from e
+        if isinstance(blob, dict) and blob.get("format") == _results.FORMAT and "result" in blob:
+            return super().load(path)
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise InsilicoError(f"{os.fspath(path)!r} is not a synthesis result (format {FORMAT}) saved by insilico")
         meta = json.loads(blob["json"])
@@ -133,25 +136,17 @@ class SynthesisResult:
 
     @classmethod
     def concat(cls, results: Sequence[SynthesisResult]) -> SynthesisResult:
-        """Join results of chunks of one job along the sample axis (traces padded with NaN)."""
+        """Join results of chunks of one job along the sample axis (``sample_fields``; traces padded with NaN)."""
         results = list(results)
         if len(results) == 1:
             return results[0]
+        joined = super().concat(results)
         length = max(r.trace.shape[0] for r in results)
         traces = [torch.cat([r.trace, r.trace.new_full((length - r.trace.shape[0], len(r)), float("nan"))])
                   for r in results]
         states = [r.state for r in results]
-        return cls(
-            images=torch.cat([r.images for r in results]),
-            trace=torch.cat(traces, dim=1),
-            steps=torch.cat([r.steps for r in results]),
-            stop_reasons=[s for r in results for s in r.stop_reasons],
-            labels=[s for r in results for s in r.labels],
-            settings=results[0].settings,
-            seeds=[s for r in results for s in r.seeds],
-            versions=results[0].versions,
-            state={"chunks": states} if all(s is not None for s in states) else None,
-        )
+        return dataclasses.replace(joined, trace=torch.cat(traces, dim=1),
+                                   state={"chunks": states} if all(s is not None for s in states) else None)
 
     # -- figures -------------------------------------------------------------------------
     def plot(self, ax=None, ncols: int | None = None, titles: bool = True, max_images: int = 64):
@@ -213,6 +208,21 @@ class SynthesisResult:
         reasons = {r: self.stop_reasons.count(r) for r in dict.fromkeys(self.stop_reasons)}
         return (f"SynthesisResult({len(self)} images {tuple(self.images.shape[1:])}, "
                 f"up to {int(self.steps.max()) if len(self) else 0} steps, stopped: {reasons})")
+
+
+def _versions_of(self: SynthesisResult) -> dict:
+    return self.__dict__.get("_versions") or versions()
+
+
+def _set_versions(self: SynthesisResult, value: dict | None) -> None:
+    self.__dict__["_versions"] = dict(value) if value else None
+
+
+# ``versions`` is an init field here (saved in this result's own format) and a read-only property of
+# Result: the dataclass removes the field's class attribute, so the property gets a setter, keeping the
+# value where Result keeps it (``_versions``).
+SynthesisResult.versions = property(_versions_of, _set_versions,
+                                    doc="Versions of the libraries that made the result (the running ones if unknown).")
 
 
 def _to_cpu(value: Any) -> Any:

@@ -1,0 +1,40 @@
+"""``insilico merge OUT``: write the outputs of a sharded run once every share is done (computes nothing)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InsilicoError
+
+
+def _merge(sub) -> None:
+    p = sub.add_parser("merge", help="write the outputs of a run whose shards all finished",
+                       description="Join the chunks that the shards (--shard R/W) of a record, maximize, metamer, "
+                                   "adversarial or controversial run left in OUT, and write its outputs (PNGs, "
+                                   "manifest.json) as a single run would. Computes nothing: a missing chunk is an "
+                                   "error that names it (rerun the command without --shard to compute it).")
+    p.add_argument("out", help="the --out folder of the sharded run")
+
+    def run(args):
+        from ..sharding import merge_only
+
+        saved = Path(args.out) / "command.json"
+        if not saved.exists():
+            raise InsilicoError(f"{args.out} holds no sharded run (no command.json): give the --out folder of one")
+        argv = [a for a in json.loads(saved.read_text())["argv"]]
+        if "--shard" in argv:
+            del argv[argv.index("--shard"): argv.index("--shard") + 2]
+        from .main import build_parser
+
+        original = build_parser().parse_args(argv)
+        original.argv = argv
+        if original.command == "record":
+            from ..recording import Recording
+
+            if not Recording.load(Path(args.out) / "recording").complete:
+                raise InsilicoError(f"the recording in {args.out} is not complete: "
+                                    "rerun the command without --shard")
+        with merge_only():
+            original.run(original)
+
+    p.set_defaults(run=run)

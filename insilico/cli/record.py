@@ -1,0 +1,80 @@
+"""``insilico record``: record units over a stimulus set into ``OUT/recording`` (resumable, shardable)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InsilicoError
+from .options import _load, _model_options, _shard_option
+from .outputs import _file_name, _manifest, _out, _shared, _writes_outputs
+
+
+def _record(sub) -> None:
+    p = sub.add_parser("record", help="record units over a stimulus set (resumable, on disk)",
+                       description="Record units over a stimulus set into OUT/recording (memory-mapped arrays), "
+                                   "with a PNG of the mean responses and manifest.json. Rerunning continues an "
+                                   "interrupted recording.")
+    _model_options(p)
+    p.add_argument("--units", nargs="+", required=True, help="unit addresses, e.g. features.0 'features.3[5]'")
+    p.add_argument("--stimuli", default="photos",
+                   help="photos (the bundled held-out crops), gratings, natural, or a folder of images")
+    p.add_argument("--per-class", type=int, default=16, help="photos: crops per class (default 16)")
+    p.add_argument("--reduce", choices=["mean", "max", "center"], default=None,
+                   help="spatial reduction of conv maps (default: keep every value); applies to every unit")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", required=True, help="output folder")
+    _shard_option(p)
+
+    def run(args):
+        from ..probe import Probe
+
+        model, out = _load(args), _out(args.out)
+        stimuli = _stimulus_set(args, model)
+        _, shard = _shared(args, out)
+        rec = Probe(model).record_stimuli(stimuli, args.units, out=out / "recording", reduce=args.reduce,
+                                          batch_size=args.batch_size, progress=not args.quiet, shard=shard)
+        if not _writes_outputs(rec if rec.complete else None):
+            return
+        entries = []
+        for unit in args.units:
+            values = rec[unit].float().reshape(len(rec), -1)
+            _response_png(out / f"{_file_name(unit)}.png", values, unit)
+            entries.append({"unit": unit, "file": f"{_file_name(unit)}.png", "shape": list(rec[unit].shape),
+                            "mean": float(values.mean())})
+        _manifest(out, args, entries, recording="recording", n_stimuli=len(rec))
+        print(f"recorded {len(args.units)} unit(s) over {len(rec)} stimuli into {out}")
+
+    p.set_defaults(run=run)
+
+
+def _stimulus_set(args, model):
+    from .. import stimuli
+    from ..models import photos
+
+    size = int(getattr(model, "input_size", (3, 64, 64))[-1])
+    if args.stimuli == "photos":
+        return photos.held_out(args.per_class, seed=1234 + args.seed)[0]
+    if args.stimuli == "gratings":
+        return stimuli.gratings(size=size, orientation=range(0, 180, 15), sf=[2, 4, 8], phase=[0, 90, 180, 270],
+                                channels=3)
+    if args.stimuli == "natural":
+        return stimuli.natural_images(size=size, n_crops=4, seed=args.seed, crop=0.5)
+    if Path(args.stimuli).is_dir():
+        return stimuli.from_folder(args.stimuli, size=size)
+    raise InsilicoError(f"--stimuli must be photos, gratings, natural or a folder of images, not {args.stimuli!r}")
+
+
+def _response_png(path: Path, values, unit: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    shown = values if values.shape[1] <= 512 else values[:, :512]
+    image = ax.imshow(shown.T.numpy(), aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set_xlabel("stimulus")
+    ax.set_ylabel("unit value")
+    ax.set_title(unit)
+    fig.colorbar(image, ax=ax)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

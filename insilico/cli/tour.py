@@ -1,0 +1,33 @@
+"""Getting started: ``insilico demo`` (a tour on a bundled model) and ``insilico models`` (the bundled models)."""
+from __future__ import annotations
+
+
+def _demo(sub) -> None:
+    p = sub.add_parser("demo", help="record, lesion and stimulate a bundled model; print and plot what changed",
+                       description="A tour on a bundled model: orientation tuning, lesions, stimulation.")
+    p.add_argument("--model", default="minialex", help="bundled model name (see `insilico models`)")
+    p.add_argument("--out", default="demo", help="folder for demo.png and demo.json")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    def run(args):
+        from ..demo import run_demo
+
+        run_demo(args.model, out=args.out, progress=not args.quiet, seed=args.seed)
+
+    p.set_defaults(run=run)
+
+
+def _models(sub) -> None:
+    p = sub.add_parser("models", help="list the bundled models with their cards",
+                       description="List the bundled models with their held-out accuracy.")
+
+    def run(args):
+        from .. import models
+
+        for name in models.available():
+            card = models.card(name)
+            print(f"{name:10s} {card['description']} (held-out accuracy {card['held_out_accuracy']:.2f}, "
+                  f"chance {card['chance']:.3f})")
+
+    p.set_defaults(run=run)

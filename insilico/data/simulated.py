@@ -207,8 +207,8 @@ def simulated_experiment(kind: str = "matched", n_stimuli: int = 1000, n_neurons
 
     Example
     -------
-    >>> exp = simulated_experiment("matched", n_stimuli=64, n_neurons=4, held_out_per_class=1)
-    >>> tuple(exp.responses.shape), tuple(exp.held_out_responses.shape), tuple(exp.natural_max.shape)
+    >>> exp = simulated_experiment("matched", n_stimuli=64, n_neurons=4, held_out_per_class=1)  # doctest: +SKIP
+    >>> tuple(exp.responses.shape), tuple(exp.held_out_responses.shape), tuple(exp.natural_max.shape)  # doctest: +SKIP
     ((4, 64, 4), (4, 16, 4), (4,))
     """
     from .. import models

@@ -255,6 +255,18 @@ def run_encoding(model, images, samples=None):
     return insilico.encoding.cross_validate(rec, responses, cv=2, inner_cv=None)[a.logits]
 
 
+def run_population_control(model, images, samples=None):
+    """A predictor of 4 synthetic neurons fitted on 12 images, then one stretch image per target."""
+    from insilico.predictor import fit_predictor
+
+    arch = arch_of(model)
+    stimuli = make_images(12, seed=1, dtype=images.dtype)
+    responses = torch.randn(12, CLASSES, generator=torch.Generator().manual_seed(2), dtype=images.dtype)
+    predictor = fit_predictor(model, stimuli, responses, arch.deeper, reduce="mean", cv=3, progress=False)
+    targets = list(range(CLASSES)) if samples is None else list(samples)
+    return insilico.population_control(predictor, targets, natural=stimuli, steps=2, progress=False)
+
+
 def run_gallery(model, images, samples=None, out=None):
     import tempfile
 
@@ -349,5 +361,6 @@ TOOLS = {t.name: t for t in [
          independent=True),
     Tool("rsa", run_rsa, lambda r: r.matrix, follows_dtype=False),
     Tool("encoding", run_encoding, lambda r: r.predictions),
+    Tool("population_control", run_population_control, _images, images=False, independent=True),
     Tool("gallery", run_gallery, None, images=False, saves=False, follows_dtype=False, models=("mixed",)),
 ]}

@@ -16,8 +16,8 @@ Linear address is moved onto the nonlinearity that follows it
   driven by gratings", "unreliable across grating phases") and NaN for every
   index: no selectivity number is reported for a unit that fails;
 - on baseline-subtracted, rectified responses: OSI, circular variance
-  (Ringach et al. 2002), orientation bandwidth (von Mises half width at half
-  height; De Valois, Yund & Hepler 1982), preferred orientation (only for
+  (Ringach et al. 2002), orientation bandwidth (half width at half height of the
+  curve; De Valois, Yund & Hepler 1982), preferred orientation (only for
   tuned units, OSI >= 1/3, and always within one sampling step of the
   curve's peak), preferred SF and SF bandwidth (log-Gaussian; De Valois,
   Albrecht & Thorell 1982), and ``sf_peak_at_edge`` when the tested SFs do
@@ -67,7 +67,7 @@ from ..errors import InsilicoError
 from .results import Result, new_axes
 from .runs import after_nonlinearity, as_units, input_shape, record_units
 from .selectivity import (
-    circular_distance, circular_variance, fit_log_gaussian, fit_von_mises, log_gaussian, median as _median,
+    circular_distance, circular_variance, fit_log_gaussian, fit_von_mises, half_width, log_gaussian, median as _median,
     phase_reduce as _phase_reduce, phase_reliability, responsiveness, selectivity_index, von_mises, von_mises_hwhm,
 )
 
@@ -223,7 +223,8 @@ class TuningResult(Result):
         Tuned units only (responsive, OSI >= 1/3): the von Mises peak, within
         one sampling step of ``peak_orientation``.
     bandwidth : (U,) degrees
-        Half width at half height of the fitted von Mises (tuned units).
+        Half width at half height of the baseline-subtracted curve (tuned units;
+        :func:`~insilico.experiments.selectivity.half_width`).
     circular_variance, osi : (U,)
         On baseline-subtracted, rectified responses (responsive units; NaN otherwise).
     preferred_sf : (U,) cycles per image; ``preferred_sf_cpd`` with ``fov``.
@@ -280,7 +281,7 @@ class TuningResult(Result):
         peak_o = np.where(responsive, oris[best_o], np.nan)
         fit_ok = np.isfinite(ori[:, 0]) & (circular_distance(ori[:, 0], peak_o) <= step + 1e-9)
         preferred = np.where(tuned, np.where(fit_ok, ori[:, 0], peak_o), np.nan)
-        bandwidth = np.where(tuned & fit_ok, ori[:, 1], np.nan)
+        bandwidth = np.array([half_width(oris, c) if t else np.nan for c, t in zip(evoked, tuned)])
         n_s = len(sfs)
         at_edge = responsive & ((best_s == 0) | (best_s == n_s - 1)) & (n_s > 1)
         sf = np.array([fit_log_gaussian(sfs, c) if r else (np.nan,) * 6 for c, r in zip(sf_evoked, responsive)])
@@ -356,7 +357,7 @@ class TuningResult(Result):
             label = f"{self.units[i]}: OSI {self.osi[i]:.2f}"
             if np.isfinite(self.preferred_orientation[i]):
                 label = f"{self.units[i]}: {self.preferred_orientation[i]:.0f}°, OSI {self.osi[i]:.2f}"
-            if np.isfinite(self.bandwidth[i]) and np.isfinite(k):
+            if np.isfinite(self.preferred_orientation[i]) and np.isfinite(k) and self.orientation_r2[i] > 0.5:
                 fit = von_mises(np.deg2rad(dense), np.deg2rad(self.preferred_orientation[i]), k, b, a)
                 ax.plot(dense, fit / scale, "-", color=line.get_color(), label=label)
             else:

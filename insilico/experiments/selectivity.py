@@ -15,6 +15,9 @@ which record a blank stimulus for the baseline and rectify responses):
 - **orientation selectivity index** ``OSI = (r_pref - r_orth) / (r_pref + r_orth)``,
   ``r_orth`` 90 deg from the sampled peak (1 - the orthogonal-to-preferred
   ratio of Ringach et al. 2002 / Marques et al. 2021, mapped to [0, 1]);
+  after a ReLU the orthogonal response is often exactly the blank's, so
+  OSI = 1 is common and true for such units: circular variance is the graded
+  measure (the reason Ringach et al. 2002 prefer it);
 - **orientation bandwidth**: the half width at half height of the curve
   itself (:func:`half_width`: linear interpolation between the sampled
   orientations, on the circle, from the peak to where ``r`` falls to half of
@@ -33,8 +36,8 @@ which record a blank stimulus for the baseline and rectify responses):
 Responsiveness (:func:`responsiveness`): a unit is *responsive* when (1) it
 is not silent (its responses to the blank, every grating and the natural
 images, when given, are not all the same), (2) its peak grating response
-exceeds the blank response by ``margin`` times the unit's response range on
-natural images (when given; else times ``|R_blank|``), the analogue of
+exceeds the blank response by ``margin`` (default 0.2) times the unit's
+response range on natural images (when given; else times ``|R_blank|``), the analogue of
 Marques et al.'s threshold relative to the maximal response, and (3) its
 tuning is reliable across grating phases: the correlation between the
 orientation x SF grids measured with two interleaved halves of the phases
@@ -229,8 +232,9 @@ def phase_reliability(responses: np.ndarray, baseline: np.ndarray, phases_deg, h
     a, b = a.reshape(n_units, -1), b.reshape(n_units, -1)
     a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
     norm = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    one_flat = ((a * a).sum(1) > 0) != ((b * b).sum(1) > 0)   # tuned in one half only: 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norm > 0, (a * b).sum(1) / norm, np.nan)
+        return np.where(norm > 0, (a * b).sum(1) / norm, np.where(one_flat, 0.0, np.nan))
 
 
 def responsiveness(peak: np.ndarray, baseline: np.ndarray, low: np.ndarray, high: np.ndarray,

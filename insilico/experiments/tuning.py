@@ -81,7 +81,7 @@ MACAQUE_V1 = {
 }
 TUNED_OSI = 1.0 / 3.0
 #: Default responsiveness criteria (see :mod:`insilico.experiments.selectivity`).
-MARGIN = 0.1
+MARGIN = 0.2
 MIN_RELIABILITY = 0.5
 
 

@@ -205,7 +205,10 @@ def _tuning_html(d: dict | None) -> str:
             f"the nonlinearity), {reduce} over phase; dashed: the response to a blank grey screen.</p>")
     if "responsive" in d and not d["responsive"]:
         return head + (f'<p><b>{escape(d["reason"] or "not responsive")}</b>: no preference or selectivity is '
-                       f'reported.</p><div class="row">{ori}{sf}</div>')
+                       "reported. A unit counts as responsive when its response varies over the blank, the gratings "
+                       f"and the exemplar photos, its best grating response exceeds the blank by {d.get('margin', 0.2):g} "
+                       "of its range on the photos, and two halves of the grating phases give the same tuning."
+                       f'</p><div class="row">{ori}{sf}</div>')
     facts = []
     if d.get("preferred_orientation") is not None:
         facts.append(f"preferred orientation {d['preferred_orientation']:.0f}°")

@@ -186,7 +186,8 @@ def tuning_record(result, i: int) -> dict:
             "preferred_orientation": _number(result.preferred_orientation[i]), "osi": _number(result.osi[i]),
             "circular_variance": _number(result.circular_variance[i]), "bandwidth": _number(result.bandwidth[i]),
             "preferred_sf": _number(result.preferred_sf[i]), "sf_peak_at_edge": bool(result.sf_peak_at_edge[i]),
-            "sf_bandwidth": _number(result.sf_bandwidth[i]), "phase_reduce": result.settings["phase_reduce"]}
+            "sf_bandwidth": _number(result.sf_bandwidth[i]), "phase_reduce": result.settings["phase_reduce"],
+            "margin": result.settings["margin"]}
 
 
 def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[dict]:

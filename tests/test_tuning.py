@@ -216,3 +216,23 @@ def test_minialex_conv2_is_tuned_after_its_relu():
     net = models.load("minialex") if "minialex" in models.available() else models.MiniAlexNet().eval()
     moved = after_nonlinearity(net, ["features.3[5]", "classifier.1"], torch.rand(1, 3, 64, 64))
     assert [str(u) for u in moved] == ["features.4[5]", "classifier.2"]
+
+
+def test_a_colour_opponent_unit_is_tuned_with_colour_gratings():
+    g = gabor(45.0, 4.0)
+    weights = np.stack([np.stack([g, g, g]) / 3, np.stack([g, -g, np.zeros_like(g)])])   # luminance, red-green
+    conv = nn.Conv2d(3, 2, K, padding=K // 2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(weights, dtype=torch.float32))
+    net = nn.Sequential(conv, nn.ReLU()).eval()
+    net.input_size = (3, SIZE, SIZE)
+    grey = orientation_tuning(net, "0", orientations=ORIS[::3], sfs=[4.0, 8.0, 16.0], progress=False)
+    assert grey.responsive.tolist() == [True, False] and grey.reason[1] == SILENT   # blind to luminance
+    both = orientation_tuning(net, "0", orientations=ORIS[::3], sfs=[4.0, 8.0, 16.0],
+                              colours=["luminance", "red-green", "blue-yellow"], progress=False)
+    assert both.responsive.all() and both.preferred_colour.tolist() == ["luminance", "red-green"]
+    np.testing.assert_allclose(both.preferred_orientation, 45.0, atol=1.0)
+    assert both.colour_peak[1, 1] > 0 and abs(both.colour_peak[1, 0]) < 1e-4 and abs(both.colour_peak[1, 2]) < 1e-4
+    assert both.colour_peak[0, 1] < 1e-4 < both.colour_peak[0, 0]   # the luminance unit ignores red-green
+    with pytest.raises(Exception, match="3-channel"):
+        orientation_tuning(nn.Sequential(nn.Conv2d(1, 1, 3)), "0", size=16, colours=["red-green"], progress=False)

@@ -80,6 +80,10 @@ MACAQUE_V1 = {
     "sf_bandwidth_foveal_mean_octaves": 1.4,            # Foster et al. 1985
 }
 TUNED_OSI = 1.0 / 3.0
+#: Colour axes of the gratings as RGB modulation directions (uncalibrated approximations of the luminance,
+#: L-M and S-(L+M) cone-opponent axes of Derrington, Krauskopf & Lennie 1984): at contrast 1 the red-green
+#: grating swings R and G in opposition, the blue-yellow one B against R+G, with the mean grey kept.
+COLOUR_AXES = {"luminance": (1.0, 1.0, 1.0), "red-green": (1.0, -1.0, 0.0), "blue-yellow": (-0.5, -0.5, 1.0)}
 #: Default responsiveness criteria (see :mod:`insilico.experiments.selectivity`).
 MARGIN = 0.2
 MIN_RELIABILITY = 0.5
@@ -108,6 +112,7 @@ def orientation_tuning(
     margin: float = MARGIN,
     min_reliability: float = MIN_RELIABILITY,
     raw: bool = False,
+    colours: Sequence[str] = ("luminance",),
     batch_size: int = 288,
     progress: bool = True,
 ) -> "TuningResult":
@@ -151,6 +156,12 @@ def orientation_tuning(
         True: tune the addresses as given (e.g. a conv output before its
         ReLU); default False moves Conv / Linear units onto the following
         nonlinearity (:func:`~insilico.experiments.runs.after_nonlinearity`).
+    colours : list of {"luminance", "red-green", "blue-yellow"}
+        Colour axes of the gratings (:data:`COLOUR_AXES`; the chromatic ones
+        need 3-channel input): each unit is characterised on the axis that
+        drives it most (``preferred_colour``; ``colour_peak`` per axis), so a
+        colour-opponent unit is tuned with colour gratings. Each axis adds a
+        full grating set.
     batch_size : int
         Gratings per forward pass.
     progress : bool
@@ -168,18 +179,27 @@ def orientation_tuning(
     phases = [float(p) for p in phases]
     if len(orientations) < 4:
         raise InsilicoError("orientation tuning needs at least 4 orientations to fit a curve")
+    colours = [str(c) for c in ([colours] if isinstance(colours, str) else colours)]
+    unknown = [c for c in colours if c not in COLOUR_AXES]
+    if unknown or not colours:
+        raise InsilicoError(f"colours must be a non-empty list of {tuple(COLOUR_AXES)}, not {colours!r}")
+    if channels != 3 and any(c != "luminance" for c in colours):
+        raise InsilicoError(f"colour gratings need 3-channel input, the model takes {channels}: use colours=['luminance']")
     gratings = stim.gratings(size=size, orientation=orientations, sf=sfs, phase=phases, contrast=contrast,
                              channels=channels)
     requested = as_units(units)
     parsed = requested if raw else after_nonlinearity(model, requested, gratings.images[-1:])
     blank = torch.full((1, channels, size, size), 0.5)
-    values, names = record_units(model, torch.cat([gratings.images, blank]), parsed, batch_size=batch_size,
-                                 progress=progress, desc="gratings")
+    images = torch.cat([coloured(gratings.images, c) for c in colours] + [blank])
+    values, names = record_units(model, images, parsed, batch_size=batch_size, progress=progress, desc="gratings")
     n_o, n_s, n_p = len(orientations), len(sfs), len(phases)
     values = values.numpy().astype(np.float64)
-    grid = values[:-1].reshape(n_o, n_s, n_p, -1)
-    responses = np.moveaxis(grid, -1, 0)  # (U, O, S, P)
     baseline = values[-1]
+    blocks = np.moveaxis(values[:-1].reshape(len(colours), n_o, n_s, n_p, -1), -1, 1)  # (C, U, O, S, P)
+    colour_peak = (_phase_reduce(blocks, phases, phase_reduce).reshape(len(colours), blocks.shape[1], -1).max(-1)
+                   - baseline).T                                                      # (U, C)
+    best = colour_peak.argmax(1)
+    responses = blocks[best, np.arange(blocks.shape[1])]                               # (U, O, S, P)
     nat = None
     if natural is not None:
         nat, _ = record_units(model, natural, parsed, batch_size=batch_size, progress=False, desc="natural images")
@@ -187,8 +207,21 @@ def orientation_tuning(
     settings = dict(units=[str(u) for u in requested], tuned_units=[str(u) for u in parsed], size=size,
                     orientations=orientations, sfs=sfs, phases=phases, contrast=contrast, fov=fov,
                     phase_reduce=phase_reduce, natural=None if nat is None else len(nat), margin=margin,
-                    min_reliability=min_reliability, raw=raw, model=type(model).__name__)
-    return TuningResult.from_responses(responses, baseline, names, settings, natural_responses=nat)
+                    min_reliability=min_reliability, raw=raw, colours=colours, model=type(model).__name__)
+    result = TuningResult.from_responses(responses, baseline, names, settings, natural_responses=nat)
+    result.arrays["colour_peak"] = colour_peak
+    result.arrays["preferred_colour"] = np.where(result.responsive, np.array(colours)[best], "")
+    return result
+
+
+def coloured(images: torch.Tensor, colour: str) -> torch.Tensor:
+    """Grey gratings (N, C, H, W) around 0.5 re-drawn along a colour axis of :data:`COLOUR_AXES` (same contrast)."""
+    if colour == "luminance":
+        return images
+    axis = torch.tensor(COLOUR_AXES[colour], dtype=images.dtype).view(1, 3, 1, 1)
+    return (0.5 + (images[:, :1] - 0.5) * axis).clamp(0, 1)
+
+
 
 
 class TuningResult(Result):
@@ -236,13 +269,17 @@ class TuningResult(Result):
     tuned : (U,) bool, responsive and OSI >= 1/3
     natural_min, natural_max : (U,)
         Range of the unit on the natural images (NaN without ``natural``).
+    colour_peak : (U, C)
+        Best grating response above the blank per colour axis (``settings["colours"]``).
+    preferred_colour : (U,) str
+        The axis the unit is characterised on (most driving; "" when not responsive).
     """
 
     sample_arrays = ("units", "tuning", "responses", "baseline", "curves", "sf_curves", "responsive", "reason",
                      "peak_response", "reliability", "peak_orientation", "preferred_orientation", "bandwidth",
                      "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "peak_sf",
                      "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2", "sf_fit", "preferred_sf_cpd",
-                     "natural_min", "natural_max")
+                     "natural_min", "natural_max", "colour_peak", "preferred_colour")
 
     @classmethod
     def from_responses(cls, responses: np.ndarray, baseline: np.ndarray, names: list[str], settings: dict,
@@ -310,8 +347,7 @@ class TuningResult(Result):
         keys = ["units", "responsive", "reason", "baseline", "peak_response", "reliability", "peak_orientation",
                 "preferred_orientation", "bandwidth", "orientation_r2", "circular_variance", "osi", "tuned",
                 "peak_sf", "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2"]
-        if "preferred_sf_cpd" in self.arrays:
-            keys.append("preferred_sf_cpd")
+        keys += [k for k in ("preferred_sf_cpd", "preferred_colour") if k in self.arrays]
         return {k: self.arrays[k] for k in keys}
 
     @property

@@ -89,6 +89,7 @@ def test_units_csv_has_one_row_per_unit_with_the_page_values(site):
         assert float(row["rf_size"]) == pytest.approx(rf["size"], rel=1e-5)
         if tuning["responsive"]:
             assert float(row["osi"]) == pytest.approx(tuning["osi"], rel=1e-5)
+            assert row["preferred_colour"] in ("luminance", "red-green", "blue-yellow")   # colour gratings too
         else:                                      # no selectivity index for a unit that fails the criteria
             assert row["osi"] == row["preferred_orientation"] == "" and tuning["osi"] is None
             assert row["reason"] == tuning["reason"] != ""

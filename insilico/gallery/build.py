@@ -180,7 +180,7 @@ def render_site(work: Work, layers: list[str]) -> None:
 #: Columns of ``units.csv`` (one row per unit; empty cells: not computed, not applicable or not responsive).
 UNIT_COLUMNS = ("layer", "unit", "page", "max_activation", "top_exemplar_activation", "responsive", "reason",
                 "tuned_unit", "osi", "circular_variance", "preferred_orientation", "bandwidth", "preferred_sf",
-                "sf_peak_at_edge", "rf_size")
+                "sf_peak_at_edge", "preferred_colour", "rf_size")
 
 
 def unit_row(layer: str, channel: int, data: dict) -> dict:
@@ -198,7 +198,8 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
         "preferred_orientation": tun.get("preferred_orientation") if shown else None,
         "bandwidth": tun.get("bandwidth") if shown else None,
         "preferred_sf": tun.get("preferred_sf") if shown else None,
-        "sf_peak_at_edge": tun.get("sf_peak_at_edge") if shown else None, "rf_size": rf.get("size"),
+        "sf_peak_at_edge": tun.get("sf_peak_at_edge") if shown else None,
+        "preferred_colour": tun.get("preferred_colour") if shown else None, "rf_size": rf.get("size"),
     }
 
 

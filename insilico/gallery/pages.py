@@ -222,6 +222,10 @@ def _tuning_html(d: dict | None) -> str:
             facts.append(f"{label} {d[key]:{fmt}}{unit}")
     if d.get("sf_peak_at_edge"):
         facts.append("SF peak at the edge of the tested range (a bound, not a peak)")
+    if len(d.get("colour_peak") or {}) > 1 and d.get("preferred_colour"):
+        peaks = ", ".join(f"{k} {v:.3g}" for k, v in d["colour_peak"].items() if v is not None)
+        facts.append(f"tuned with {d['preferred_colour']} gratings, the colour axis that drives it most "
+                     f"(best response above blank: {peaks})")
     return head + f'<p>{escape("; ".join(facts))}.</p><div class="row">{ori}{sf}</div>'
 
 

@@ -164,13 +164,15 @@ def tuning(work: Work, layer: str, channels: list[int]) -> list[dict]:
     the unit after its nonlinearity, a blank baseline, the responsiveness criteria with the exemplar photos as
     the natural-image range, indices only for responsive units."""
     from ..experiments import orientation_tuning
+    from ..experiments.tuning import COLOUR_AXES
 
     s = work.settings
     step = 180.0 / s.orientations
     result = orientation_tuning(
         work.model, f"{layer}[{channels[0]}:{channels[-1] + 1}]", size=work.shape[-1],
         orientations=[round(i * step, 3) for i in range(s.orientations)],
-        phases=[round(i * 360.0 / s.phases, 3) for i in range(s.phases)], natural=work.photos[0], progress=False)
+        phases=[round(i * 360.0 / s.phases, 3) for i in range(s.phases)], natural=work.photos[0],
+        colours=list(COLOUR_AXES) if s.colour_gratings and work.shape[0] == 3 else ["luminance"], progress=False)
     keep = [c - channels[0] for c in channels]
     return [tuning_record(result, i) for i in keep]
 
@@ -187,7 +189,8 @@ def tuning_record(result, i: int) -> dict:
             "circular_variance": _number(result.circular_variance[i]), "bandwidth": _number(result.bandwidth[i]),
             "preferred_sf": _number(result.preferred_sf[i]), "sf_peak_at_edge": bool(result.sf_peak_at_edge[i]),
             "sf_bandwidth": _number(result.sf_bandwidth[i]), "phase_reduce": result.settings["phase_reduce"],
-            "margin": result.settings["margin"]}
+            "margin": result.settings["margin"], "preferred_colour": str(result.preferred_colour[i]) or None,
+            "colour_peak": dict(zip(result.settings["colours"], _finite(result.colour_peak[i])))}
 
 
 def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[dict]:

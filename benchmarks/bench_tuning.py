@@ -1,4 +1,4 @@
-"""Orientation tuning of every channel of a layer: 36 orientations x 8 phases x 6 SFs (1728 gratings).
+"""Orientation tuning of every channel of a layer: 36 orientations x 8 phases x 8 SFs (2304 gratings) and a blank.
 
 Target: <= 60 s on CPU for the bundled CNN. Prints the time of the batched
 recording (one forward pass per batch of gratings, all channels at once) and

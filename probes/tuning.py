@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Orientation and spatial-frequency tuning of every channel of a layer, with gratings.
 
-Writes tuning.npz / tuning.csv (one row per unit: preferred orientation,
-bandwidth, OSI, circular variance, preferred SF, SF bandwidth), tuning curves,
+Conv layers are tuned after their nonlinearity (``--raw`` keeps the address),
+against a blank grey baseline; units that fail the responsiveness criteria get
+a reason and no indices. Writes tuning.npz / tuning.csv (one row per unit:
+responsive, reason, preferred orientation, bandwidth, OSI, circular variance,
+preferred SF, sf_peak_at_edge, SF bandwidth), tuning curves,
 SF curves and population histograms beside macaque V1 reference values
 (PNG and SVG). See :func:`insilico.experiments.orientation_tuning`.
 
@@ -11,6 +14,8 @@ Example::
     python probes/tuning.py --model minialex --units features.0 --out out/tuning --fov 8
 """
 from __future__ import annotations
+
+import numpy as np
 
 from insilico.experiments import command, orientation_tuning
 from insilico.experiments.tuning import default_sfs
@@ -26,6 +31,8 @@ def main(argv=None) -> dict:
     p.add_argument("--fov", type=float, default=None,
                    help="degrees of visual angle the image spans: adds cycles/deg and the macaque V1 reference")
     p.add_argument("--phase-reduce", choices=["max", "mean", "f1"], default="max")
+    p.add_argument("--raw", action="store_true",
+                   help="tune the addresses as given (e.g. a conv before its ReLU), not after the nonlinearity")
     args = p.parse_args(argv)
     model = command.load_model(args.model, args.weights, args.device)
     units = args.units or [command.first_conv(model)]
@@ -34,8 +41,8 @@ def main(argv=None) -> dict:
     size = model.input_size[-1] if hasattr(model, "input_size") else None
     result = orientation_tuning(model, units, orientations=orientations, sfs=args.sfs or default_sfs(size or 64),
                                 phases=phases, contrast=args.contrast, fov=args.fov, phase_reduce=args.phase_reduce,
-                                batch_size=args.batch_size, progress=args.progress)
-    best = list(result.osi.argsort()[::-1][:6])
+                                raw=args.raw, batch_size=args.batch_size, progress=args.progress)
+    best = [int(i) for i in np.argsort(-np.nan_to_num(result.osi, nan=-1.0), kind="stable")[:6]]
     summary = result.summary()
     figures = {"tuning_curves": result.plot(units=best), "tuning_sf": result.plot_sf(units=best),
                "tuning_population": result.plot_population()}

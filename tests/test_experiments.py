@@ -62,10 +62,15 @@ def test_tuning_of_a_single_neuron_and_units_list():
     net, _ = gabor_net(thetas=(60.0,))
     res = orientation_tuning(net, ["1[0,32,32]", "0[0]"], size=64, sfs=[4, 8, 16], phases=[0, 90, 180, 270],
                              progress=False)
-    assert list(res.units) == ["1[0,32,32]", "0[0,32,32]"]
+    # the conv address is tuned after its ReLU (the unit a neuroscientist means); raw=True keeps it
+    assert list(res.units) == ["1[0,32,32]", "1[0,32,32]"] and res.settings["units"] == ["1[0,32,32]", "0[0]"]
     np.testing.assert_allclose(res.preferred_orientation, 60.0, atol=0.5)
+    raw = orientation_tuning(net, "0[0]", size=64, sfs=[4, 8, 16], phases=[0, 90, 180, 270], raw=True,
+                             progress=False)
+    assert list(raw.units) == ["0[0,32,32]"]
+    np.testing.assert_allclose(raw.preferred_orientation, 60.0, atol=0.5)
     fig = res.plot()
-    assert fig.axes and len(fig.axes[0].lines) == 4
+    assert fig.axes and len(fig.axes[0].lines) == 2 * 2 + 1   # dots and fit per unit, the blank level
     assert len(res.plot_population().axes) == 4
 
 

@@ -61,6 +61,40 @@ def test_build_writes_index_layer_and_unit_pages(site):
     assert lesion["probability_change"][0] < 0
 
 
+def test_units_csv_has_one_row_per_unit_with_the_page_values(site):
+    import csv
+
+    root, _ = site
+    with open(root / "units.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["layer"], r["unit"]) for r in rows] == [("features.0", "0"), ("features.0", "1"),
+                                                       ("classifier.6", "0"), ("classifier.6", "1")]
+    for column in ("layer", "unit", "max_activation", "top_exemplar_activation", "responsive", "osi",
+                   "preferred_orientation", "rf_size"):
+        assert column in rows[0], column
+    for row in rows:
+        folder = root / "units" / row["layer"] / row["unit"]
+        features = json.loads((folder / "features.json").read_text())
+        exemplars = json.loads((folder / "exemplars.json").read_text())
+        assert float(row["max_activation"]) == pytest.approx(features["maximizing"], rel=1e-5)
+        assert float(row["top_exemplar_activation"]) == pytest.approx(exemplars["activations"][0], rel=1e-5)
+        assert (root / row["page"]).is_file()
+        if row["layer"] == "classifier.6":        # no gratings for a linear layer: nothing to claim
+            assert row["responsive"] == row["osi"] == row["preferred_orientation"] == row["rf_size"] == ""
+            continue
+        tuning = json.loads((folder / "tuning.json").read_text())
+        rf = json.loads((folder / "rf.json").read_text())
+        assert row["responsive"] == ("true" if tuning["responsive"] else "false")
+        assert row["tuned_unit"] == tuning["unit"] and row["tuned_unit"].startswith("features.1[")  # after the ReLU
+        assert float(row["rf_size"]) == pytest.approx(rf["size"], rel=1e-5)
+        if tuning["responsive"]:
+            assert float(row["osi"]) == pytest.approx(tuning["osi"], rel=1e-5)
+            assert row["preferred_colour"] in ("luminance", "red-green", "blue-yellow")   # colour gratings too
+        else:                                      # no selectivity index for a unit that fails the criteria
+            assert row["osi"] == row["preferred_orientation"] == "" and tuning["osi"] is None
+            assert row["reason"] == tuning["reason"] != ""
+
+
 def test_every_link_and_image_resolves(site):
     root, _ = site
     pages = list(root.rglob("*.html"))

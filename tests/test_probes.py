@@ -37,8 +37,11 @@ def test_tuning_script(tmp_path):
         assert (tmp_path / name).exists(), name
     with open(tmp_path / "tuning.csv") as f:
         rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    assert len(rows) == 48 and summary["units"] == 48 and rows[3]["units"] == "features.0[3,15,15]"
-    assert 0.0 <= float(rows[0]["preferred_orientation"]) < 180.0
+    # conv1 is tuned after its ReLU; tuned units report a preferred orientation, the others none
+    assert len(rows) == 48 and summary["units"] == 48 and rows[3]["units"] == "features.1[3,15,15]"
+    tuned = [r for r in rows if r["tuned"] == "True"]
+    assert tuned and all(0.0 <= float(r["preferred_orientation"]) < 180.0 for r in tuned)
+    assert all(r["preferred_orientation"] == "nan" for r in rows if r["tuned"] == "False")
     header = json.loads((tmp_path / "tuning.csv").read_text().splitlines()[0][2:])
     assert header["units"] == ["features.0"] and header["fov"] == 8.0
     assert 0.0 <= summary["fraction_tuned"] <= 1.0

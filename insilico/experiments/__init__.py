@@ -8,8 +8,10 @@ these functions (see :mod:`insilico.experiments.command`).
 ================================  ====================================================
 function                          experiment
 ================================  ====================================================
-:func:`orientation_tuning`        gratings: orientation/SF tuning, von Mises and
-                                  log-Gaussian fits, OSI, circular variance
+:func:`orientation_tuning`        gratings and a blank: orientation/SF tuning of the
+                                  unit after its nonlinearity, responsiveness
+                                  criteria, OSI, circular variance, bandwidths
+                                  (definitions: :mod:`.selectivity`)
 :func:`receptive_field`           one unit's RF: theoretical, gradient, sparse noise
 :func:`receptive_field_sizes`     RF size per layer vs depth
 :func:`lesion_sweep`              lesion channels (or groups): per-class accuracy,
@@ -32,10 +34,11 @@ from .lesions import CumulativeLesionResult, LesionResult, cumulative_lesion, le
 from .microstimulation import MicrostimulationResult, microstimulation
 from .receptive_fields import RFResult, RFSizesResult, receptive_field, receptive_field_sizes
 from .results import Result
+from .runs import after_nonlinearity
 from .tuning import MACAQUE_V1, TuningResult, orientation_tuning
 
 __all__ = [
-    "orientation_tuning", "TuningResult", "MACAQUE_V1",
+    "orientation_tuning", "TuningResult", "MACAQUE_V1", "after_nonlinearity",
     "receptive_field", "receptive_field_sizes", "RFResult", "RFSizesResult",
     "lesion_sweep", "cumulative_lesion", "LesionResult", "CumulativeLesionResult",
     "microstimulation", "MicrostimulationResult",

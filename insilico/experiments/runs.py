@@ -199,3 +199,68 @@ def logits(model: nn.Module, stimuli: Any, batch_size: int = 256, output: Any = 
                 out = rec[output]
             parts.append(out.to(result_dtype(out.dtype)).cpu())  # float64 in, float64 out
     return torch.cat(parts)
+
+
+#: Elementwise nonlinearities a unit address is moved onto by :func:`after_nonlinearity`.
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+               nn.Softplus, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid)
+#: Per-channel modules that may sit between a conv / linear layer and its nonlinearity.
+_PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+                 nn.Identity, nn.Dropout, nn.Dropout2d)
+
+
+def after_nonlinearity(model: nn.Module, units: Any, example: torch.Tensor) -> list[Unit]:
+    """Each conv / linear unit moved onto the activation module that follows it (same channel and index).
+
+    One :meth:`~insilico.Probe.survey` of ``example`` (with ops) gives the
+    call order; from a Conv / Linear call the walk skips per-channel modules
+    (BatchNorm, GroupNorm, Dropout, Identity) and containers that merely pass
+    the output on (same shape), and stops at the first elementwise activation
+    (:data:`ACTIVATIONS`): ``features.3`` -> ``features.4`` in an AlexNet.
+    A functional op in between (a residual ``add``), a shape change or any
+    other module stops the walk and the unit stays as given; so do units that
+    are not Conv / Linear outputs and units naming an output part.
+
+    Example
+    -------
+    >>> m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU())
+    >>> [str(u) for u in after_nonlinearity(m, ["0[1]", "1"], torch.rand(1, 1, 8, 8))]
+    ['2[1]', '1']
+    """
+    from ..layers import KINDS
+
+    parsed = as_units(units)
+    modules = dict(model.named_modules())
+    if not any(KINDS["conv_linear"](modules.get(u.module)) for u in parsed if u.output is None):
+        return parsed
+    survey = Probe(model).survey(example, ops=True, strict=False)
+    calls = list(survey)
+    counts = {c.module: survey.count(c.module) for c in calls}
+    out = []
+    for unit in parsed:
+        module = modules.get(unit.module)
+        moved = None
+        if unit.output is None and module is not None and KINDS["conv_linear"](module):
+            mine = [i for i, c in enumerate(calls) if c.module == unit.module]
+            if mine:
+                start = mine[unit.step if unit.step is not None else -1]
+                moved = _following_activation(calls, start, modules, counts, unit)
+        out.append(moved or unit)
+    return out
+
+
+def _following_activation(calls, start, modules, counts, unit) -> Unit | None:
+    shape = calls[start].shape
+    for call in calls[start + 1:]:
+        if call.shape != shape or "/" in call.module or ":" in call.module:
+            return None
+        module = modules.get(call.module)
+        if module is None:
+            return None
+        if isinstance(module, ACTIVATIONS):
+            step = call.step if counts[call.module] > 1 else None
+            return Unit(call.module, step, unit.index, None)
+        if isinstance(module, _PASS_THROUGH) or any(True for _ in module.children()):
+            continue
+        return None
+    return None

@@ -1,31 +1,35 @@
-"""Orientation and spatial-frequency tuning of every channel of a layer, with gratings.
+"""Orientation and spatial-frequency tuning of every channel of a layer, with gratings and a blank.
 
 ``orientation_tuning(model, "features.0")`` shows full-field sine gratings
 (orientation x spatial frequency x phase, as :func:`insilico.stimuli.gratings`)
-and reads each channel at the centre of its feature map (``reduce="center"``),
-all channels in one batched forward pass per batch of gratings. Per unit it
-reports:
+and a blank (mean-grey) screen, and reads each channel at the centre of its
+feature map (``reduce="center"``), all channels in one batched forward pass
+per batch of stimuli. It tunes the unit a neuroscientist means: a Conv or
+Linear address is moved onto the nonlinearity that follows it
+(``features.3`` -> ``features.4``, its ReLU; :func:`~.runs.after_nonlinearity`);
+``raw=True`` keeps the address as given. Per unit it reports:
 
-- the orientation tuning curve at the unit's best SF, and a fitted von Mises
-  function of the *doubled* angle (orientation is 180 deg periodic),
-  ``r(th) = b + a * exp(k * (cos 2(th - mu) - 1))``: preferred orientation
-  ``mu`` and bandwidth, the half width at half height above baseline,
-  ``0.5 * arccos(1 - ln 2 / k)`` (90 deg when the curve never halves);
-- the SF tuning curve at the unit's best orientation, and a fitted
-  log-Gaussian ``r(f) = b + a * exp(-(log2 f - log2 f0)^2 / (2 s^2))``:
-  preferred SF ``f0`` and the full bandwidth at half height in octaves,
-  ``2 s sqrt(2 ln 2)``;
-- circular variance ``1 - |sum r e^{2i th}| / sum r`` (Ringach et al. 2002)
-  and the orientation selectivity index ``(r_pref - r_orth) / (r_pref + r_orth)``,
-  both on responses clipped at 0 (firing rates); a unit is counted as
-  orientation *tuned* when OSI >= 1/3 (preferred response at least twice the
-  orthogonal one).
+- the blank response (baseline) and whether the unit is *responsive*: not
+  silent, driven above baseline by a margin relative to its response range on
+  natural images (``natural=``) or to the baseline, and reliable across
+  grating phases; otherwise a reason ("silent on the stimulus set", "not
+  driven by gratings", "unreliable across grating phases") and NaN for every
+  index: no selectivity number is reported for a unit that fails;
+- on baseline-subtracted, rectified responses: OSI, circular variance
+  (Ringach et al. 2002), orientation bandwidth (half width at half height of the
+  curve; De Valois, Yund & Hepler 1982), preferred orientation (only for
+  tuned units, OSI >= 1/3, and always within one sampling step of the
+  curve's peak), preferred SF and SF bandwidth (log-Gaussian; De Valois,
+  Albrecht & Thorell 1982), and ``sf_peak_at_edge`` when the tested SFs do
+  not bracket the peak. The definitions and their sources are in
+  :mod:`insilico.experiments.selectivity`.
 
 Responses over phase become one number by their maximum (``phase_reduce="max"``,
 the default: the peak response over a phase sweep, meaningful for linear,
 rectified and phase-invariant units alike), their mean (``"mean"``, the F0 of
 a drifting grating; flat for a linear unit such as a conv layer before its
-ReLU) or their first harmonic (``"f1"``, the simple-cell modulation amplitude). Fits use :func:`scipy.optimize.curve_fit`.
+ReLU) or their first harmonic (``"f1"``, the simple-cell modulation amplitude).
+Fits use :func:`scipy.optimize.curve_fit`.
 
 Macaque V1 reference values (used by :meth:`TuningResult.plot_population`)
 --------------------------------------------------------------------------
@@ -48,23 +52,24 @@ Example
 >>> from insilico.experiments import orientation_tuning
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 7, padding=3), torch.nn.ReLU())
 >>> res = orientation_tuning(net, "0", size=32, orientations=range(0, 180, 15), sfs=[2, 4, 8], progress=False)
->>> res.curves.shape, res.preferred_orientation.shape
-((4, 12), (4,))
+>>> res.curves.shape, res.preferred_orientation.shape, str(res.units[0])
+((4, 12), (4,), '1[0,16,16]')
 """
 from __future__ import annotations
 
-import math
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import curve_fit
 
 from .. import stimuli as stim
 from ..errors import InsilicoError
 from .results import Result, new_axes
-from .runs import as_units, input_shape, record_units
+from .runs import after_nonlinearity, as_units, input_shape, record_units
+from .selectivity import (
+    circular_distance, circular_variance, fit_log_gaussian, fit_von_mises, half_width, log_gaussian, median as _median,
+    phase_reduce as _phase_reduce, phase_reliability, responsiveness, selectivity_index, von_mises, von_mises_hwhm,
+)
 
 PHASE_REDUCTIONS = ("max", "mean", "f1")
 #: Reference values for macaque V1 (see the module docstring for the sources).
@@ -75,11 +80,22 @@ MACAQUE_V1 = {
     "sf_bandwidth_foveal_mean_octaves": 1.4,            # Foster et al. 1985
 }
 TUNED_OSI = 1.0 / 3.0
+#: Colour axes of the gratings as RGB modulation directions (uncalibrated approximations of the luminance,
+#: L-M and S-(L+M) cone-opponent axes of Derrington, Krauskopf & Lennie 1984): at contrast 1 the red-green
+#: grating swings R and G in opposition, the blue-yellow one B against R+G, with the mean grey kept.
+COLOUR_AXES = {"luminance": (1.0, 1.0, 1.0), "red-green": (1.0, -1.0, 0.0), "blue-yellow": (-0.5, -0.5, 1.0)}
+#: Default responsiveness criteria (see :mod:`insilico.experiments.selectivity`).
+MARGIN = 0.2
+MIN_RELIABILITY = 0.5
 
 
-def default_sfs(size: int, n: int = 6) -> list[float]:
-    """``n`` log-spaced spatial frequencies from 2 cycles per image to 0.4 x size (below Nyquist)."""
-    return [round(float(f), 3) for f in np.geomspace(2.0, 0.4 * size, n)]
+def default_sfs(size: int, n: int = 8) -> list[float]:
+    """``n`` log-spaced spatial frequencies from 1 cycle per image to 0.4 x size (below Nyquist).
+
+    The widest range a ``size``-pixel image shows well, so that the peak of
+    most units is bracketed; ``sf_peak_at_edge`` flags the others.
+    """
+    return [round(float(f), 3) for f in np.geomspace(1.0, 0.4 * size, n)]
 
 
 def orientation_tuning(
@@ -92,10 +108,15 @@ def orientation_tuning(
     contrast: float = 1.0,
     fov: float | None = None,
     phase_reduce: str = "max",
+    natural: Any = None,
+    margin: float = MARGIN,
+    min_reliability: float = MIN_RELIABILITY,
+    raw: bool = False,
+    colours: Sequence[str] = ("luminance",),
     batch_size: int = 288,
     progress: bool = True,
 ) -> "TuningResult":
-    """Orientation and SF tuning of units with full-field sine gratings.
+    """Orientation and SF tuning of units with full-field sine gratings and a blank baseline.
 
     Parameters
     ----------
@@ -112,16 +133,35 @@ def orientation_tuning(
         As :func:`insilico.stimuli.gratings` (0 = vertical bars); default every
         5 deg over [0, 180).
     sfs : list of float, cycles per image
-        Default :func:`default_sfs` (6 log-spaced values).
+        Default :func:`default_sfs` (8 log-spaced values, 1 to 0.4 x size).
     phases : list of float, degrees
-        Default 8 phases.
+        Default 8 phases (6 or more let the phase-reliability criterion apply).
     contrast : float
-        Michelson contrast of the gratings.
+        Michelson contrast of the gratings (mean luminance 0.5, the blank's).
     fov : float, optional
         Degrees of visual angle spanned by the image; adds cycles/deg values
         and the macaque reference to :meth:`TuningResult.plot_population`.
     phase_reduce : {"max", "mean", "f1"}
         How responses over phase become one number (see the module docstring).
+    natural : images (N, C, H, W) or StimulusSet, optional
+        Natural images: each unit's response range on them sets the margin of
+        the "driven" criterion (default: the blank response sets it).
+    margin : float
+        A responsive unit's peak exceeds its blank response by ``margin`` x its
+        natural-image range (or x ``|blank response|``).
+    min_reliability : float
+        Least correlation between the tuning grids of two interleaved phase
+        halves (applied with 6 or more phases).
+    raw : bool
+        True: tune the addresses as given (e.g. a conv output before its
+        ReLU); default False moves Conv / Linear units onto the following
+        nonlinearity (:func:`~insilico.experiments.runs.after_nonlinearity`).
+    colours : list of {"luminance", "red-green", "blue-yellow"}
+        Colour axes of the gratings (:data:`COLOUR_AXES`; the chromatic ones
+        need 3-channel input): each unit is characterised on the axis that
+        drives it most (``preferred_colour``; ``colour_peak`` per axis), so a
+        colour-opponent unit is tuned with colour gratings. Each axis adds a
+        full grating set.
     batch_size : int
         Gratings per forward pass.
     progress : bool
@@ -139,141 +179,262 @@ def orientation_tuning(
     phases = [float(p) for p in phases]
     if len(orientations) < 4:
         raise InsilicoError("orientation tuning needs at least 4 orientations to fit a curve")
+    colours = [str(c) for c in ([colours] if isinstance(colours, str) else colours)]
+    unknown = [c for c in colours if c not in COLOUR_AXES]
+    if unknown or not colours:
+        raise InsilicoError(f"colours must be a non-empty list of {tuple(COLOUR_AXES)}, not {colours!r}")
+    if channels != 3 and any(c != "luminance" for c in colours):
+        raise InsilicoError(f"colour gratings need 3-channel input, the model takes {channels}: use colours=['luminance']")
     gratings = stim.gratings(size=size, orientation=orientations, sf=sfs, phase=phases, contrast=contrast,
                              channels=channels)
-    parsed = as_units(units)
-    values, names = record_units(model, gratings, parsed, batch_size=batch_size, progress=progress,
-                                 desc="gratings")
+    requested = as_units(units)
+    parsed = requested if raw else after_nonlinearity(model, requested, gratings.images[-1:])
+    blank = torch.full((1, channels, size, size), 0.5)
+    images = torch.cat([coloured(gratings.images, c) for c in colours] + [blank])
+    values, names = record_units(model, images, parsed, batch_size=batch_size, progress=progress, desc="gratings")
     n_o, n_s, n_p = len(orientations), len(sfs), len(phases)
-    grid = values.numpy().astype(np.float64).reshape(n_o, n_s, n_p, -1)
-    responses = np.moveaxis(grid, -1, 0)  # (U, O, S, P)
-    if phase_reduce == "mean":
-        tuning = responses.mean(-1)
-    elif phase_reduce == "max":
-        tuning = responses.max(-1)
-    else:
-        angles = np.deg2rad(phases)
-        tuning = 2 * np.abs((responses * np.exp(-1j * angles)).sum(-1)) / n_p
-    settings = dict(units=[str(u) for u in parsed], size=size, orientations=orientations, sfs=sfs, phases=phases,
-                    contrast=contrast, fov=fov, phase_reduce=phase_reduce, model=type(model).__name__)
-    return TuningResult.from_tuning(tuning, responses, names, settings)
+    values = values.numpy().astype(np.float64)
+    baseline = values[-1]
+    blocks = np.moveaxis(values[:-1].reshape(len(colours), n_o, n_s, n_p, -1), -1, 1)  # (C, U, O, S, P)
+    colour_peak = (_phase_reduce(blocks, phases, phase_reduce).reshape(len(colours), blocks.shape[1], -1).max(-1)
+                   - baseline).T                                                      # (U, C)
+    best = colour_peak.argmax(1)
+    responses = blocks[best, np.arange(blocks.shape[1])]                               # (U, O, S, P)
+    nat = None
+    if natural is not None:
+        nat, _ = record_units(model, natural, parsed, batch_size=batch_size, progress=False, desc="natural images")
+        nat = nat.numpy().astype(np.float64)
+    settings = dict(units=[str(u) for u in requested], tuned_units=[str(u) for u in parsed], size=size,
+                    orientations=orientations, sfs=sfs, phases=phases, contrast=contrast, fov=fov,
+                    phase_reduce=phase_reduce, natural=None if nat is None else len(nat), margin=margin,
+                    min_reliability=min_reliability, raw=raw, colours=colours, model=type(model).__name__)
+    result = TuningResult.from_responses(responses, baseline, names, settings, natural_responses=nat)
+    result.arrays["colour_peak"] = colour_peak
+    result.arrays["preferred_colour"] = np.where(result.responsive, np.array(colours)[best], "")
+    return result
+
+
+def coloured(images: torch.Tensor, colour: str) -> torch.Tensor:
+    """Grey gratings (N, C, H, W) around 0.5 re-drawn along a colour axis of :data:`COLOUR_AXES` (same contrast)."""
+    if colour == "luminance":
+        return images
+    axis = torch.tensor(COLOUR_AXES[colour], dtype=images.dtype).view(1, 3, 1, 1)
+    return (0.5 + (images[:, :1] - 0.5) * axis).clamp(0, 1)
+
+
 
 
 class TuningResult(Result):
-    """Tuning of U units: curves, fits and indices, one entry per unit.
+    """Tuning of U units: curves, responsiveness, fits and indices, one entry per unit.
 
     Attributes
     ----------
     units : (U,) str
-        The address of each unit (channel, y, x spelled out).
+        The address recorded (channel, y, x spelled out): after the
+        nonlinearity unless ``raw=True``; ``settings["units"]`` holds the
+        addresses as requested.
     tuning : (U, O, S)
         Response per orientation and SF (reduced over phase).
+    baseline : (U,)
+        Response to the blank (mean-grey) screen.
     curves : (U, O)
-        Orientation tuning curve at each unit's best SF.
+        Orientation tuning curve at each unit's best SF (not baseline-subtracted).
     sf_curves : (U, S)
         SF tuning curve at each unit's best orientation.
+    responsive : (U,) bool
+        Passes the criteria of :mod:`insilico.experiments.selectivity`.
+    reason : (U,) str
+        Why not ("silent on the stimulus set", "not driven by gratings",
+        "unreliable across grating phases"); "" when responsive.
+    peak_response : (U,)
+        Best grating response minus the blank response.
+    reliability : (U,)
+        Correlation of the tuning grids of two phase halves (NaN: fewer than 6 phases).
+    peak_orientation : (U,) degrees
+        The sampled orientation of the curve's peak (responsive units).
     preferred_orientation : (U,) degrees in [0, 180)
+        Tuned units only (responsive, OSI >= 1/3): the von Mises peak, within
+        one sampling step of ``peak_orientation``.
     bandwidth : (U,) degrees
-        Half width at half height of the fitted von Mises (orientation).
+        Half width at half height of the baseline-subtracted curve (tuned units;
+        :func:`~insilico.experiments.selectivity.half_width`).
     circular_variance, osi : (U,)
+        On baseline-subtracted, rectified responses (responsive units; NaN otherwise).
     preferred_sf : (U,) cycles per image; ``preferred_sf_cpd`` with ``fov``.
+    sf_peak_at_edge : (U,) bool
+        The SF curve peaks at the lowest or highest SF tested: the range does
+        not bracket the peak (``preferred_sf`` is then a bound, no bandwidth).
     sf_bandwidth : (U,) octaves (full width at half height)
     orientation_r2, sf_r2 : (U,) goodness of the fits
-    tuned : (U,) bool, OSI >= 1/3
+    tuned : (U,) bool, responsive and OSI >= 1/3
+    natural_min, natural_max : (U,)
+        Range of the unit on the natural images (NaN without ``natural``).
+    colour_peak : (U, C)
+        Best grating response above the blank per colour axis (``settings["colours"]``).
+    preferred_colour : (U,) str
+        The axis the unit is characterised on (most driving; "" when not responsive).
     """
 
-    sample_arrays = ("units", "tuning", "responses", "curves", "sf_curves", "preferred_orientation", "bandwidth",
-                     "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "preferred_sf",
-                     "sf_bandwidth", "sf_r2", "sf_fit", "preferred_sf_cpd")
+    sample_arrays = ("units", "tuning", "responses", "baseline", "curves", "sf_curves", "responsive", "reason",
+                     "peak_response", "reliability", "peak_orientation", "preferred_orientation", "bandwidth",
+                     "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "peak_sf",
+                     "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2", "sf_fit", "preferred_sf_cpd",
+                     "natural_min", "natural_max", "colour_peak", "preferred_colour")
 
     @classmethod
-    def from_tuning(cls, tuning: np.ndarray, responses: np.ndarray, names: list[str], settings: dict) -> "TuningResult":
+    def from_responses(cls, responses: np.ndarray, baseline: np.ndarray, names: list[str], settings: dict,
+                       natural_responses: np.ndarray | None = None) -> "TuningResult":
+        """Everything from the raw responses ``(U, O, S, P)``, the blank responses ``(U,)`` and the settings."""
         oris = np.asarray(settings["orientations"], float)
         sfs = np.asarray(settings["sfs"], float)
+        how = settings.get("phase_reduce", "max")
+        tuning = _phase_reduce(responses, settings["phases"], how)
         n_units = tuning.shape[0]
-        flat = tuning.reshape(n_units, -1)
-        best = flat.argmax(1)
-        best_o, best_s = np.unravel_index(best, tuning.shape[1:])
-        curves = tuning[np.arange(n_units), :, best_s]
-        sf_curves = tuning[np.arange(n_units), best_o, :]
-        ori = np.array([fit_von_mises(oris, c) for c in curves])  # (U, 5): mu, hwhm, r2, b, a ... kappa
-        sf = np.array([fit_log_gaussian(sfs, c) for c in sf_curves])
-        cv, osi = circular_variance(oris, curves), selectivity_index(oris, curves)
+        rows = np.arange(n_units)
+        best_o, best_s = np.unravel_index(tuning.reshape(n_units, -1).argmax(1), tuning.shape[1:])
+        curves = tuning[rows, :, best_s]
+        sf_curves = tuning[rows, best_o, :]
+        peak = tuning.reshape(n_units, -1).max(1)
+        low = np.minimum(responses.reshape(n_units, -1).min(1), baseline)
+        high = np.maximum(responses.reshape(n_units, -1).max(1), baseline)
+        natural_min = natural_max = np.full(n_units, np.nan)
+        natural_range = None
+        if natural_responses is not None and len(natural_responses):
+            natural_min, natural_max = natural_responses.min(0), natural_responses.max(0)
+            natural_range = natural_max - natural_min
+            low, high = np.minimum(low, natural_min), np.maximum(high, natural_max)
+        reliability = phase_reliability(responses, baseline, settings["phases"], how)
+        responsive, reason = responsiveness(peak, baseline, low, high, natural_range, reliability,
+                                            float(settings.get("margin", MARGIN)),
+                                            float(settings.get("min_reliability", MIN_RELIABILITY)))
+        evoked = np.clip(curves - baseline[:, None], 0, None)     # baseline-subtracted, rectified
+        sf_evoked = np.clip(sf_curves - baseline[:, None], 0, None)
+        nan = np.full(n_units, np.nan)
+        osi = np.where(responsive, selectivity_index(oris, evoked), nan)
+        cv = np.where(responsive, circular_variance(oris, evoked), nan)
+        tuned = responsive & (osi >= TUNED_OSI)
+        step = _step(oris, 180.0)
+        ori = np.array([fit_von_mises(oris, c) if t else (np.nan,) * 6 for c, t in zip(evoked, tuned)])
+        peak_o = np.where(responsive, oris[best_o], np.nan)
+        fit_ok = np.isfinite(ori[:, 0]) & (circular_distance(ori[:, 0], peak_o) <= step + 1e-9)
+        preferred = np.where(tuned, np.where(fit_ok, ori[:, 0], peak_o), np.nan)
+        bandwidth = np.array([half_width(oris, c) if t else np.nan for c, t in zip(evoked, tuned)])
+        n_s = len(sfs)
+        at_edge = responsive & ((best_s == 0) | (best_s == n_s - 1)) & (n_s > 1)
+        sf = np.array([fit_log_gaussian(sfs, c) if r else (np.nan,) * 6 for c, r in zip(sf_evoked, responsive)])
+        log_sfs = np.log2(sfs)
+        sf_step = _step(log_sfs, None)
+        peak_sf = np.where(responsive, sfs[best_s], np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sf_ok = np.isfinite(sf[:, 0]) & (np.abs(np.log2(sf[:, 0]) - np.log2(peak_sf)) <= sf_step + 1e-9) \
+                & (sf[:, 0] >= sfs.min()) & (sf[:, 0] <= sfs.max())
+        preferred_sf = np.where(responsive, np.where(sf_ok & ~at_edge, sf[:, 0], peak_sf), np.nan)
+        sf_bandwidth = np.where(responsive & sf_ok & ~at_edge, sf[:, 1], np.nan)
         arrays = dict(
-            units=np.array(names), tuning=tuning, responses=responses, curves=curves, sf_curves=sf_curves,
-            preferred_orientation=ori[:, 0], bandwidth=ori[:, 1], orientation_r2=ori[:, 2],
-            orientation_fit=ori[:, 3:], circular_variance=cv, osi=osi, tuned=osi >= TUNED_OSI,
-            preferred_sf=sf[:, 0], sf_bandwidth=sf[:, 1], sf_r2=sf[:, 2], sf_fit=sf[:, 3:],
+            units=np.array(names), tuning=tuning, responses=responses, baseline=baseline, curves=curves,
+            sf_curves=sf_curves, responsive=responsive, reason=reason, peak_response=peak - baseline,
+            reliability=reliability, peak_orientation=peak_o, preferred_orientation=preferred,
+            bandwidth=bandwidth, orientation_r2=ori[:, 2], orientation_fit=ori[:, 3:], circular_variance=cv,
+            osi=osi, tuned=tuned, peak_sf=peak_sf, preferred_sf=preferred_sf, sf_peak_at_edge=at_edge,
+            sf_bandwidth=sf_bandwidth, sf_r2=sf[:, 2], sf_fit=sf[:, 3:], natural_min=natural_min,
+            natural_max=natural_max,
         )
         if settings.get("fov"):
-            arrays["preferred_sf_cpd"] = sf[:, 0] / float(settings["fov"])
+            arrays["preferred_sf_cpd"] = preferred_sf / float(settings["fov"])
         return cls(arrays, settings)
 
     def table(self) -> dict[str, np.ndarray]:
-        keys = ["units", "preferred_orientation", "bandwidth", "orientation_r2", "circular_variance", "osi",
-                "tuned", "preferred_sf", "sf_bandwidth", "sf_r2"]
-        if "preferred_sf_cpd" in self.arrays:
-            keys.append("preferred_sf_cpd")
+        keys = ["units", "responsive", "reason", "baseline", "peak_response", "reliability", "peak_orientation",
+                "preferred_orientation", "bandwidth", "orientation_r2", "circular_variance", "osi", "tuned",
+                "peak_sf", "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2"]
+        keys += [k for k in ("preferred_sf_cpd", "preferred_colour") if k in self.arrays]
         return {k: self.arrays[k] for k in keys}
 
     @property
     def fraction_tuned(self) -> float:
         """Fraction of responsive units with OSI >= 1/3."""
-        responsive = np.isfinite(self.osi)
+        responsive = self.responsive
         return float(self.tuned[responsive].mean()) if responsive.any() else float("nan")
 
     def summary(self) -> dict:
-        """Population medians and the fraction of tuned units."""
+        """Population medians over responsive units, the fraction responsive and the fraction tuned."""
         t = self.tuned
         return {
             "units": int(len(self.units)),
+            "responsive": int(self.responsive.sum()),
             "fraction_tuned": self.fraction_tuned,
             "median_bandwidth_hwhm_deg": _median(self.bandwidth[t]),
             "median_osi": _median(self.osi),
             "median_circular_variance": _median(self.circular_variance),
-            "median_preferred_sf_cpi": _median(self.preferred_sf),
+            "median_preferred_sf_cpi": _median(self.preferred_sf[~self.sf_peak_at_edge]),
             "median_sf_bandwidth_oct": _median(self.sf_bandwidth),
+            "sf_peak_at_edge": int(self.sf_peak_at_edge.sum()),
         }
 
     # -- figures ------------------------------------------------------------------------
     def plot(self, units: Sequence[int] | None = None, ax=None, normalize: bool = True):
-        """Orientation tuning curves (dots) and von Mises fits (lines) of some units (default: up to 6)."""
+        """Orientation tuning curves above the blank response (dots) and von Mises fits (lines) of some units.
+
+        Default: up to 6 units, responsive ones first. Unresponsive units are drawn with their reason.
+        """
         fig, ax = new_axes(ax)
         oris = np.asarray(self.settings["orientations"], float)
-        chosen = list(units) if units is not None else list(range(min(6, len(self.units))))
+        chosen = list(units) if units is not None else self._default_units()
         dense = np.linspace(0, 180, 361)
         for i in chosen:
-            curve = self.curves[i]
-            scale = np.nanmax(np.abs(curve)) if normalize and np.nanmax(np.abs(curve)) > 0 else 1.0
+            curve = self.curves[i] - self.baseline[i]
+            top = np.nanmax(np.abs(curve)) if len(curve) else 0.0
+            scale = top if normalize and top > 0 else 1.0
+            if not self.responsive[i]:
+                ax.plot(oris, curve / scale, "x", ms=3, color="0.6", label=f"{self.units[i]}: {self.reason[i]}")
+                continue
             line = ax.plot(oris, curve / scale, "o", ms=3)[0]
             b, a, k = self.orientation_fit[i]
-            if np.isfinite(self.preferred_orientation[i]) and np.isfinite(k):
+            label = f"{self.units[i]}: OSI {self.osi[i]:.2f}"
+            if np.isfinite(self.preferred_orientation[i]):
+                label = f"{self.units[i]}: {self.preferred_orientation[i]:.0f}°, OSI {self.osi[i]:.2f}"
+            if np.isfinite(self.preferred_orientation[i]) and np.isfinite(k) and self.orientation_r2[i] > 0.5:
                 fit = von_mises(np.deg2rad(dense), np.deg2rad(self.preferred_orientation[i]), k, b, a)
-                ax.plot(dense, fit / scale, "-", color=line.get_color(),
-                        label=f"{self.units[i]}: {self.preferred_orientation[i]:.0f}°, OSI {self.osi[i]:.2f}")
+                ax.plot(dense, fit / scale, "-", color=line.get_color(), label=label)
+            else:
+                line.set_label(label)
+        ax.axhline(0, color="0.7", lw=0.8, ls="--")
         ax.set_xlabel("orientation (deg; 0 = vertical bars)")
-        ax.set_ylabel("response" + (" (normalised)" if normalize else ""))
+        ax.set_ylabel("response - blank" + (" (normalised)" if normalize else ""))
         ax.set_xlim(0, 180)
         ax.legend(fontsize=6, frameon=False)
         return fig
 
+    def _default_units(self) -> list[int]:
+        order = np.argsort(~self.responsive, kind="stable")
+        return [int(i) for i in order[: min(6, len(order))]]
+
     def plot_sf(self, units: Sequence[int] | None = None, ax=None, normalize: bool = True):
-        """SF tuning curves at the preferred orientation, with log-Gaussian fits."""
+        """SF tuning curves above the blank response at the best orientation, with log-Gaussian fits."""
         fig, ax = new_axes(ax)
         sfs = np.asarray(self.settings["sfs"], float)
-        chosen = list(units) if units is not None else list(range(min(6, len(self.units))))
+        chosen = list(units) if units is not None else self._default_units()
         dense = np.geomspace(sfs.min(), sfs.max(), 200)
         for i in chosen:
-            curve = self.sf_curves[i]
-            scale = np.nanmax(np.abs(curve)) if normalize and np.nanmax(np.abs(curve)) > 0 else 1.0
+            curve = self.sf_curves[i] - self.baseline[i]
+            top = np.nanmax(np.abs(curve)) if len(curve) else 0.0
+            scale = top if normalize and top > 0 else 1.0
+            if not self.responsive[i]:
+                ax.plot(sfs, curve / scale, "x", ms=3, color="0.6", label=f"{self.units[i]}: {self.reason[i]}")
+                continue
             line = ax.plot(sfs, curve / scale, "o", ms=3)[0]
             b, a, s = self.sf_fit[i]
-            if np.isfinite(self.preferred_sf[i]):
+            edge = " (at edge)" if self.sf_peak_at_edge[i] else ""
+            label = f"{self.units[i]}: {self.preferred_sf[i]:.1f} c/img{edge}"
+            if np.isfinite(self.sf_bandwidth[i]):
                 ax.plot(dense, log_gaussian(np.log2(dense), np.log2(self.preferred_sf[i]), s, b, a) / scale, "-",
-                        color=line.get_color(), label=f"{self.units[i]}: {self.preferred_sf[i]:.1f} c/img")
+                        color=line.get_color(), label=label)
+            else:
+                line.set_label(label)
+        ax.axhline(0, color="0.7", lw=0.8, ls="--")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("spatial frequency (cycles per image)")
-        ax.set_ylabel("response" + (" (normalised)" if normalize else ""))
+        ax.set_ylabel("response - blank" + (" (normalised)" if normalize else ""))
         ax.legend(fontsize=6, frameon=False)
         return fig
 
@@ -297,7 +458,7 @@ class TuningResult(Result):
         axes[1].set_xlabel("orientation bandwidth (full, deg)")
         axes[1].legend(fontsize=6, frameon=False)
         fov = self.settings.get("fov")
-        good = np.isfinite(self.preferred_sf) & (self.sf_r2 > 0.5)
+        good = np.isfinite(self.preferred_sf) & ~self.sf_peak_at_edge & (self.sf_r2 > 0.5)
         peak = self.preferred_sf[good] / (fov if fov else 1.0)
         if len(peak):
             axes[2].hist(peak, bins=np.geomspace(max(peak.min(), 1e-3) / 1.5, peak.max() * 1.5, 12), color="0.4")
@@ -317,123 +478,17 @@ class TuningResult(Result):
         return fig
 
 
-# ---------------------------------------------------------------------------------------
-# Curve models, fits and indices (pure functions)
-# ---------------------------------------------------------------------------------------
-def von_mises(theta: np.ndarray, mu: float, kappa: float, base: float, amp: float) -> np.ndarray:
-    """``base + amp * exp(kappa * (cos 2(theta - mu) - 1))``, angles in radians (180 deg periodic)."""
-    return base + amp * np.exp(kappa * (np.cos(2 * (theta - mu)) - 1.0))
+# Curve models, fits and indices live in :mod:`.selectivity`; re-exported here.
+__all__ = ["orientation_tuning", "TuningResult", "MACAQUE_V1", "default_sfs", "circular_variance", "selectivity_index",
+           "fit_von_mises", "fit_log_gaussian", "von_mises", "von_mises_hwhm", "log_gaussian"]
 
 
-def von_mises_hwhm(kappa: float) -> float:
-    """Half width at half height (degrees) of :func:`von_mises` above its baseline; 90 if it never halves."""
-    c = 1.0 - math.log(2.0) / kappa if kappa > 0 else -2.0
-    return 90.0 if c <= -1.0 else math.degrees(0.5 * math.acos(c))
-
-
-def fit_von_mises(orientations_deg: np.ndarray, curve: np.ndarray) -> tuple:
-    """Fit :func:`von_mises` to a tuning curve: ``(mu_deg, hwhm_deg, r2, base, amp, kappa)`` (NaN if flat).
-
-    Starts from the vector-average orientation and the concentration that
-    matches the curve's mean resultant length (Banerjee et al. 2005), and
-    fits ``log kappa`` with Levenberg-Marquardt and an analytic Jacobian, so
-    one fit takes about a millisecond.
-    """
-    theta = np.deg2rad(orientations_deg)
-    curve = np.asarray(curve, float)
-    span = curve.max() - curve.min()
-    if not np.all(np.isfinite(curve)) or span <= 1e-12 * max(1.0, abs(curve.max())):
-        return (np.nan,) * 6
-    above = curve - curve.min()
-    vector = np.sum(above * np.exp(2j * theta))
-    mu0 = np.angle(vector) / 2 if abs(vector) > 0 else theta[curve.argmax()]
-    length = min(abs(vector) / above.sum(), 0.98)
-    k0 = float(np.clip(length * (2 - length**2) / (1 - length**2), 0.1, 100.0))
-
-    def model(t, mu, log_k, b, a):
-        return von_mises(t, mu, np.exp(log_k), b, a)
-
-    def jac(t, mu, log_k, b, a):
-        k = np.exp(log_k)
-        c = np.cos(2 * (t - mu))
-        e = np.exp(k * (c - 1.0))
-        return np.stack([a * e * k * 2 * np.sin(2 * (t - mu)), a * e * (c - 1.0) * k, np.ones_like(t), e], 1)
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p, _ = curve_fit(model, theta, curve, p0=(mu0, math.log(k0), curve.min(), span), jac=jac,
-                             method="lm", maxfev=600)
-    except (RuntimeError, ValueError):
-        return (float(np.rad2deg(mu0) % 180.0),) + (np.nan,) * 5
-    mu, log_k, b, a = p
-    k = float(np.exp(min(log_k, 50.0)))
-    err = np.sum((von_mises(theta, mu, k, b, a) - curve) ** 2)
-    r2 = 1.0 - err / np.sum((curve - curve.mean()) ** 2)
-    if a <= 0:  # a trough, not a peak: no preferred orientation
-        return (float(np.rad2deg(mu0) % 180.0), np.nan, float(r2), float(b), float(a), k)
-    return (float(np.rad2deg(mu) % 180.0), von_mises_hwhm(k), float(r2), float(b), float(a), k)
-
-
-def log_gaussian(log2_f: np.ndarray, log2_f0: float, sigma: float, base: float, amp: float) -> np.ndarray:
-    """``base + amp * exp(-(log2 f - log2 f0)^2 / (2 sigma^2))`` (sigma in octaves)."""
-    return base + amp * np.exp(-((log2_f - log2_f0) ** 2) / (2 * sigma**2))
-
-
-def fit_log_gaussian(sfs: np.ndarray, curve: np.ndarray) -> tuple:
-    """Fit :func:`log_gaussian`: ``(f0, full bandwidth in octaves, r2, base, amp, sigma)`` (NaN if flat).
-
-    ``sigma`` is fitted as its logarithm with Levenberg-Marquardt; a peak
-    outside the sampled range more than one octave is reported as NaN.
-    """
-    x = np.log2(np.asarray(sfs, float))
-    curve = np.asarray(curve, float)
-    span = curve.max() - curve.min()
-    if len(x) < 4 or not np.all(np.isfinite(curve)) or span <= 1e-12 * max(1.0, abs(curve.max())):
-        return (float(2 ** x[curve.argmax()]) if len(x) and span > 0 else np.nan,) + (np.nan,) * 5
-
-    def model(v, m, log_s, b, a):
-        return log_gaussian(v, m, np.exp(log_s), b, a)
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p, _ = curve_fit(model, x, curve, p0=(x[curve.argmax()], 0.0, curve.min(), span), method="lm",
-                             maxfev=800)
-    except (RuntimeError, ValueError):
-        return (float(2 ** x[curve.argmax()]),) + (np.nan,) * 5
-    m, log_s, b, a = p
-    s = float(np.exp(min(log_s, 10.0)))
-    r2 = 1.0 - np.sum((log_gaussian(x, m, s, b, a) - curve) ** 2) / np.sum((curve - curve.mean()) ** 2)
-    if a <= 0 or not x.min() - 1.0 <= m <= x.max() + 1.0:
-        return (float(2 ** x[curve.argmax()]), np.nan, float(r2), float(b), float(a), s)
-    return (float(2**m), float(2 * s * math.sqrt(2 * math.log(2))), float(r2), float(b), float(a), s)
-
-
-def circular_variance(orientations_deg: np.ndarray, curves: np.ndarray) -> np.ndarray:
-    """``1 - |sum r e^{2i theta}| / sum r`` per row of ``curves`` (U, O), responses clipped at 0."""
-    r = np.clip(np.atleast_2d(curves), 0, None)
-    total = r.sum(1)
-    vec = np.abs((r * np.exp(2j * np.deg2rad(orientations_deg))).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, 1.0 - vec / total, np.nan)
-
-
-def selectivity_index(orientations_deg: np.ndarray, curves: np.ndarray) -> np.ndarray:
-    """OSI ``(r_pref - r_orth) / (r_pref + r_orth)`` per row, responses clipped at 0; r_orth 90 deg from the peak."""
-    r = np.clip(np.atleast_2d(curves), 0, None)
-    oris = np.asarray(orientations_deg, float)
-    pref = r.argmax(1)
-    target = (oris[pref] + 90.0) % 180.0
-    dist = np.abs(((oris[None, :] - target[:, None]) + 90.0) % 180.0 - 90.0)
-    orth = dist.argmin(1)
-    rows = np.arange(len(r))
-    top, bottom = r[rows, pref], r[rows, orth]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(top + bottom > 0, (top - bottom) / (top + bottom), np.nan)
-
-
-def _median(x: np.ndarray) -> float:
-    x = np.asarray(x, float)
-    x = x[np.isfinite(x)]
-    return float(np.median(x)) if len(x) else float("nan")
+def _step(values: np.ndarray, period: float | None) -> float:
+    """The largest gap between neighbouring sampled values (on a circle of ``period`` when given)."""
+    v = np.sort(np.asarray(values, float))
+    if len(v) < 2:
+        return float(period or np.inf)
+    gaps = np.diff(v)
+    if period:
+        gaps = np.append(gaps, v[0] + period - v[-1])
+    return float(gaps.max())

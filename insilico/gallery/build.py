@@ -1,5 +1,10 @@
 """Building a gallery: plan the work, compute what is missing (this rank's share), render the pages.
 
+Rendering also writes ``units.csv`` at the site root: one row per unit with
+the values its page shows (:data:`UNIT_COLUMNS`: layer, unit, max_activation,
+top_exemplar_activation, responsive, osi, preferred_orientation, rf_size, ...;
+selectivity cells are empty for units that fail the tuning criteria).
+
 Work is cut into *chunks*: ``settings.chunk`` consecutive units of one layer
 (aligned to multiples of ``chunk``, so every run and every rank cuts the same
 chunks). For each chunk every stage (:data:`.stages.STAGES`) runs once, for
@@ -148,7 +153,7 @@ def render_site(work: Work, layers: list[str]) -> None:
     root, s = work.root, work.settings
     title = s.name or f"{s.model} gallery"
     pages.write(root / "style.css", pages.STYLE)
-    summary = []
+    summary, table = [], []
     for layer in layers:
         shape = work.layer_shape(layer)
         channels = list(s.selection(shape[0]))
@@ -157,6 +162,7 @@ def render_site(work: Work, layers: list[str]) -> None:
         for i, c in enumerate(channels):
             data = pages.read_unit(work.unit_dir(layer, c), stages)
             data["_spatial"] = "tuning" in stages
+            table.append(unit_row(layer, c, data))
             ready |= {c} if "features" in data else set()
             complete += all(st in data for st in stages)
             neighbours = (channels[i - 1] if i else None, channels[i + 1] if i + 1 < len(channels) else None)
@@ -168,6 +174,55 @@ def render_site(work: Work, layers: list[str]) -> None:
                         "shape": tuple(shape), "thumbs": sorted(ready)})
     meta = {k: v for k, v in s.to_dict().items() if v is not None}
     pages.write(root / "index.html", pages.index_page(title, meta, summary))
+    write_units_csv(root / "units.csv", table)
 
 
-__all__ = ["build", "discover_layers", "plan", "render_site"]
+#: Columns of ``units.csv`` (one row per unit; empty cells: not computed, not applicable or not responsive).
+UNIT_COLUMNS = ("layer", "unit", "page", "max_activation", "top_exemplar_activation", "responsive", "reason",
+                "tuned_unit", "osi", "circular_variance", "preferred_orientation", "bandwidth", "preferred_sf",
+                "sf_peak_at_edge", "preferred_colour", "rf_size")
+
+
+def unit_row(layer: str, channel: int, data: dict) -> dict:
+    """One unit's ``units.csv`` row from its stage JSON (the values its page shows)."""
+    feats, ex, tun, rf = (data.get(k) or {} for k in ("features", "exemplars", "tuning", "rf"))
+    acts = [a for a in ex.get("activations", []) if a is not None]
+    responsive = tun.get("responsive")
+    shown = bool(responsive)
+    return {
+        "layer": layer, "unit": channel, "page": f"units/{slug(layer)}/{channel}.html",
+        "max_activation": feats.get("maximizing"), "top_exemplar_activation": acts[0] if acts else None,
+        "responsive": responsive, "reason": tun.get("reason") if tun else None, "tuned_unit": tun.get("unit"),
+        "osi": tun.get("osi") if shown else None,
+        "circular_variance": tun.get("circular_variance") if shown else None,
+        "preferred_orientation": tun.get("preferred_orientation") if shown else None,
+        "bandwidth": tun.get("bandwidth") if shown else None,
+        "preferred_sf": tun.get("preferred_sf") if shown else None,
+        "sf_peak_at_edge": tun.get("sf_peak_at_edge") if shown else None,
+        "preferred_colour": tun.get("preferred_colour") if shown else None, "rf_size": rf.get("size"),
+    }
+
+
+def write_units_csv(path: Path, rows: list[dict]) -> None:
+    """``units.csv``: :data:`UNIT_COLUMNS`, booleans as true/false, missing values empty."""
+    import csv
+    import io
+
+    def cell(value):
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:.6g}" if value == value else ""
+        return str(value)
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(UNIT_COLUMNS)
+    for row in rows:
+        writer.writerow([cell(row.get(k)) for k in UNIT_COLUMNS])
+    pages.write(path, text.getvalue())
+
+
+__all__ = ["UNIT_COLUMNS", "build", "discover_layers", "plan", "render_site", "unit_row", "write_units_csv"]

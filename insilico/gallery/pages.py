@@ -60,8 +60,9 @@ def write(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------------------
 # Charts (inline SVG)
 # ---------------------------------------------------------------------------------------
-def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int = 260, height: int = 170) -> str:
-    """A line with dots; None values are skipped."""
+def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int = 260, height: int = 170,
+              baseline: float | None = None) -> str:
+    """A line with dots; None values are skipped; ``baseline``: a dashed horizontal line at that value."""
     points = [(float(x), float(y)) for x, y in zip(xs, ys) if y is not None]
     if len(points) < 2:
         return '<p class="missing">no response</p>'
@@ -70,14 +71,21 @@ def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int =
     left, right, top, bottom = 40, 10, 22, 30
     sx = (width - left - right) / max(px.max() - px.min(), 1e-9)
     lo, hi = min(py.min(), 0.0), max(py.max(), 0.0)
+    if baseline is not None:
+        lo, hi = min(lo, baseline), max(hi, baseline)
     sy = (height - top - bottom) / max(hi - lo, 1e-9)
     coords = [(left + (a - px.min()) * sx, height - bottom - (b - lo) * sy) for a, b in zip(px, py)]
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
     dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.2"/>' for x, y in coords)
     zero = height - bottom - (0 - lo) * sy
+    blank = ""
+    if baseline is not None:
+        level = height - bottom - (baseline - lo) * sy
+        blank = (f'<line x1="{left}" x2="{width - right}" y1="{level:.1f}" y2="{level:.1f}" stroke="#c0392b" '
+                 f'stroke-dasharray="4 3"/>')
     return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-size="10">'
             f'<text x="{width / 2}" y="13" text-anchor="middle">{escape(title)}</text>'
-            f'<line x1="{left}" x2="{width - right}" y1="{zero:.1f}" y2="{zero:.1f}" stroke="#bbb"/>'
+            f'<line x1="{left}" x2="{width - right}" y1="{zero:.1f}" y2="{zero:.1f}" stroke="#bbb"/>{blank}'
             f'<polyline points="{line}" fill="none" stroke="#1a5fb4" stroke-width="1.5"/><g fill="#1a5fb4">{dots}</g>'
             f'<text x="{left}" y="{height - 16}">{points[0][0]:g}</text>'
             f'<text x="{width - right}" y="{height - 16}" text-anchor="end">{points[-1][0]:g}</text>'
@@ -187,12 +195,38 @@ def _exemplars_html(c: int, d: dict | None) -> str:
 def _tuning_html(d: dict | None) -> str:
     if d is None:
         return "<h2>Tuning</h2>" + _missing("tuning curves")
-    ori = svg_curve(d["orientations"], d["curve"], "orientation (deg)", "orientation tuning at best SF")
-    sf = svg_curve(d["sfs"], d["sf_curve"], "cycles / image", "SF tuning at best orientation", log_x=True)
-    facts = ", ".join(f"{k.replace('_', ' ')} {d[k]:.3g}" for k in ("preferred_orientation", "osi", "bandwidth",
-                                                                     "preferred_sf") if d.get(k) is not None)
-    return (f"<h2>Tuning to gratings</h2><p>Response of <code>{escape(d['unit'])}</code> (the map's centre), "
-            f'maximum over phase. {escape(facts)}</p><div class="row">{ori}{sf}</div>')
+    base = d.get("baseline")
+    ori = svg_curve(d["orientations"], d["curve"], "orientation (deg; 0 = vertical bars)",
+                    "orientation tuning at best SF", baseline=base)
+    sf = svg_curve(d["sfs"], d["sf_curve"], "spatial frequency (cycles / image)", "SF tuning at best orientation",
+                   log_x=True, baseline=base)
+    reduce = {"max": "maximum", "mean": "mean", "f1": "first harmonic"}.get(d.get("phase_reduce", "max"), "maximum")
+    head = (f"<h2>Tuning to gratings</h2><p>Response of <code>{escape(d['unit'])}</code> (the map's centre, after "
+            f"the nonlinearity), {reduce} over phase; dashed: the response to a blank grey screen.</p>")
+    if "responsive" in d and not d["responsive"]:
+        return head + (f'<p><b>{escape(d["reason"] or "not responsive")}</b>: no preference or selectivity is '
+                       "reported. A unit counts as responsive when its response varies over the blank, the gratings "
+                       f"and the exemplar photos, its best grating response exceeds the blank by {d.get('margin', 0.2):g} "
+                       "of its range on the photos, and two halves of the grating phases give the same tuning."
+                       f'</p><div class="row">{ori}{sf}</div>')
+    facts = []
+    if d.get("preferred_orientation") is not None:
+        facts.append(f"preferred orientation {d['preferred_orientation']:.0f}°")
+    elif "responsive" in d:
+        facts.append("no preferred orientation (OSI below 1/3)")
+    for key, label, fmt in (("osi", "OSI", ".2f"), ("circular_variance", "circular variance", ".2f"),
+                            ("bandwidth", "bandwidth (half width at half height)", ".0f"),
+                            ("preferred_sf", "preferred SF", ".3g"), ("sf_bandwidth", "SF bandwidth", ".2f")):
+        if d.get(key) is not None:
+            unit = {"bandwidth": "°", "preferred_sf": " cycles/image", "sf_bandwidth": " octaves"}.get(key, "")
+            facts.append(f"{label} {d[key]:{fmt}}{unit}")
+    if d.get("sf_peak_at_edge"):
+        facts.append("SF peak at the edge of the tested range (a bound, not a peak)")
+    if len(d.get("colour_peak") or {}) > 1 and d.get("preferred_colour"):
+        peaks = ", ".join(f"{k} {v:.3g}" for k, v in d["colour_peak"].items() if v is not None)
+        facts.append(f"tuned with {d['preferred_colour']} gratings, the colour axis that drives it most "
+                     f"(best response above blank: {peaks})")
+    return head + f'<p>{escape("; ".join(facts))}.</p><div class="row">{ori}{sf}</div>'
 
 
 def _rf_html(c: int, d: dict | None) -> str:

@@ -52,7 +52,11 @@ class GallerySettings:
     lesion_per_class : int
         Held-out crops per class on which each unit's lesion is measured.
     orientations, phases, rf_images : int
-        Tuning gratings (orientations over 180 deg, phases) and white-noise images per RF map.
+        Tuning gratings (orientations over 180 deg, phases; 6 or more phases let the phase-reliability
+        criterion apply) and white-noise images per RF map.
+    colour_gratings : bool
+        Also show red-green and blue-yellow gratings (3-channel models): each unit is tuned on the colour
+        axis that drives it most (:func:`insilico.experiments.orientation_tuning`, ``colours=``).
     chunk : int
         Units computed together (one synthesis, one exemplar pass); also the unit of resumption and sharding.
     seed : int
@@ -74,8 +78,9 @@ class GallerySettings:
     stimuli: str = "photos"
     lesion_per_class: int = 2
     orientations: int = 12
-    phases: int = 4
+    phases: int = 8
     rf_images: int = 4
+    colour_gratings: bool = True
     chunk: int = 256
     seed: int = 0
 

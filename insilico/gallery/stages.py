@@ -11,7 +11,8 @@ stage        what, with which tool
 features     maximizing / diverse / inhibiting images (:mod:`.features`)
 exemplars    top exemplars (:func:`insilico.top_exemplars`) with deconvolution
              projections and gradient maps (:func:`insilico.project_exemplars`)
-tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_tuning`), conv layers
+tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_tuning`: the unit
+             after its nonlinearity, blank baseline, responsiveness), conv layers
 rf           receptive-field map from gradients on white noise
              (:func:`insilico.gradient_map`, :class:`~insilico.experiments.RFResult`), conv layers
 lesion       per-class effect of silencing the unit (:meth:`insilico.Probe.stimulate`
@@ -159,20 +160,37 @@ def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
 
 
 def tuning(work: Work, layer: str, channels: list[int]) -> list[dict]:
+    """Orientation / SF tuning by :func:`insilico.experiments.orientation_tuning` (the same rules as the library):
+    the unit after its nonlinearity, a blank baseline, the responsiveness criteria with the exemplar photos as
+    the natural-image range, indices only for responsive units."""
     from ..experiments import orientation_tuning
+    from ..experiments.tuning import COLOUR_AXES
 
     s = work.settings
     step = 180.0 / s.orientations
     result = orientation_tuning(
         work.model, f"{layer}[{channels[0]}:{channels[-1] + 1}]", size=work.shape[-1],
         orientations=[round(i * step, 3) for i in range(s.orientations)],
-        phases=[round(i * 360.0 / s.phases, 3) for i in range(s.phases)], progress=False)
+        phases=[round(i * 360.0 / s.phases, 3) for i in range(s.phases)], natural=work.photos[0],
+        colours=list(COLOUR_AXES) if s.colour_gratings and work.shape[0] == 3 else ["luminance"], progress=False)
     keep = [c - channels[0] for c in channels]
-    return [{"unit": str(result.units[i]), "orientations": result.settings["orientations"],
-             "sfs": result.settings["sfs"], "curve": _finite(result.curves[i]), "sf_curve": _finite(result.sf_curves[i]),
-             "preferred_orientation": _number(result.preferred_orientation[i]), "osi": _number(result.osi[i]),
-             "bandwidth": _number(result.bandwidth[i]), "preferred_sf": _number(result.preferred_sf[i])}
-            for i in keep]
+    return [tuning_record(result, i) for i in keep]
+
+
+def tuning_record(result, i: int) -> dict:
+    """One unit of a :class:`~insilico.experiments.TuningResult` as the JSON a unit page reads."""
+    return {"unit": str(result.units[i]), "orientations": result.settings["orientations"],
+            "sfs": result.settings["sfs"], "curve": _finite(result.curves[i]), "sf_curve": _finite(result.sf_curves[i]),
+            "baseline": _number(result.baseline[i]), "responsive": bool(result.responsive[i]),
+            "reason": str(result.reason[i]), "peak_response": _number(result.peak_response[i]),
+            "reliability": _number(result.reliability[i]), "tuned": bool(result.tuned[i]),
+            "peak_orientation": _number(result.peak_orientation[i]),
+            "preferred_orientation": _number(result.preferred_orientation[i]), "osi": _number(result.osi[i]),
+            "circular_variance": _number(result.circular_variance[i]), "bandwidth": _number(result.bandwidth[i]),
+            "preferred_sf": _number(result.preferred_sf[i]), "sf_peak_at_edge": bool(result.sf_peak_at_edge[i]),
+            "sf_bandwidth": _number(result.sf_bandwidth[i]), "phase_reduce": result.settings["phase_reduce"],
+            "margin": result.settings["margin"], "preferred_colour": str(result.preferred_colour[i]) or None,
+            "colour_peak": dict(zip(result.settings["colours"], _finite(result.colour_peak[i])))}
 
 
 def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[dict]:

@@ -1,0 +1,273 @@
+"""Tuning-curve models, fits, selectivity indices and the responsiveness criteria (pure numpy functions).
+
+Definitions (what :class:`~insilico.experiments.TuningResult` reports)
+--------------------------------------------------------------------
+Every index is computed on *baseline-subtracted, rectified* responses
+``r = max(R - R_blank, 0)``, where ``R_blank`` is the response to a blank
+(mean-grey) screen, as in physiology, where selectivity is computed on the
+evoked rate above the spontaneous rate (Ringach, Shapley & Hawken 2002;
+Marques, Schrimpf & DiCarlo 2021, the Brain-Score V1 property benchmarks,
+which record a blank stimulus for the baseline and rectify responses):
+
+- **circular variance** ``CV = 1 - |sum_k r_k e^{2i th_k}| / sum_k r_k``
+  (Ringach et al. 2002, J. Neurosci. 22:5639; 0 = responds at one
+  orientation only, 1 = the same at every orientation);
+- **orientation selectivity index** ``OSI = (r_pref - r_orth) / (r_pref + r_orth)``,
+  ``r_orth`` 90 deg from the sampled peak (1 - the orthogonal-to-preferred
+  ratio of Ringach et al. 2002 / Marques et al. 2021, mapped to [0, 1]);
+  after a ReLU the orthogonal response is often exactly the blank's, so
+  OSI = 1 is common and true for such units: circular variance is the graded
+  measure (the reason Ringach et al. 2002 prefer it);
+- **orientation bandwidth**: the half width at half height of the curve
+  itself (:func:`half_width`: linear interpolation between the sampled
+  orientations, on the circle, from the peak to where ``r`` falls to half of
+  it on each side, averaged), model-free like the spline estimate of the
+  Brain-Score benchmarks (Marques et al. 2021); De Valois, Yund & Hepler
+  (1982), Vision Res. 22:531, report the full width (twice this);
+- **preferred orientation**: the fitted von Mises peak, accepted only within
+  one sampling step of the sampled peak (otherwise the sampled peak): the
+  reported preference is never far from the curve it summarises;
+- **preferred SF / SF bandwidth**: the peak and full width at half height
+  (octaves) of a log-Gaussian (:func:`fit_log_gaussian`; De Valois, Albrecht
+  & Thorell 1982, Vision Res. 22:545), accepted only within one step of the
+  sampled peak; when the sampled peak lies on the first or last SF tested the
+  range does not bracket it (``sf_peak_at_edge``) and no SF bandwidth is given.
+
+Responsiveness (:func:`responsiveness`): a unit is *responsive* when (1) it
+is not silent (its responses to the blank, every grating and the natural
+images, when given, are not all the same), (2) its peak grating response
+exceeds the blank response by ``margin`` (default 0.2) times the unit's
+response range on natural images (when given; else times ``|R_blank|``), the analogue of
+Marques et al.'s threshold relative to the maximal response, and (3) its
+tuning is reliable across grating phases: the correlation between the
+orientation x SF grids measured with two interleaved halves of the phases
+is at least ``min_reliability`` (applied when each half has at least 3
+phases, i.e. 6 or more phases; a deterministic network has no trials, so
+phase halves stand in for the split-half reliability of repeated trials).
+Units that fail get NaN for every index and a reason.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from scipy.optimize import curve_fit
+
+SILENT = "silent on the stimulus set"
+NOT_DRIVEN = "not driven by gratings"
+UNRELIABLE = "unreliable across grating phases"
+
+
+def von_mises(theta: np.ndarray, mu: float, kappa: float, base: float, amp: float) -> np.ndarray:
+    """``base + amp * exp(kappa * (cos 2(theta - mu) - 1))``, angles in radians (180 deg periodic)."""
+    return base + amp * np.exp(kappa * (np.cos(2 * (theta - mu)) - 1.0))
+
+
+def von_mises_hwhm(kappa: float) -> float:
+    """Half width at half height (degrees) of :func:`von_mises` above its baseline; 90 if it never halves."""
+    c = 1.0 - math.log(2.0) / kappa if kappa > 0 else -2.0
+    return 90.0 if c <= -1.0 else math.degrees(0.5 * math.acos(c))
+
+
+def fit_von_mises(orientations_deg: np.ndarray, curve: np.ndarray) -> tuple:
+    """Fit :func:`von_mises` to a tuning curve: ``(mu_deg, hwhm_deg, r2, base, amp, kappa)`` (NaN if flat).
+
+    Starts from the vector-average orientation and the concentration that
+    matches the curve's mean resultant length (Banerjee et al. 2005), and
+    fits ``log kappa`` with Levenberg-Marquardt and an analytic Jacobian, so
+    one fit takes about a millisecond.
+    """
+    theta = np.deg2rad(orientations_deg)
+    curve = np.asarray(curve, float)
+    span = curve.max() - curve.min()
+    if not np.all(np.isfinite(curve)) or span <= 1e-12 * max(1.0, abs(curve.max())):
+        return (np.nan,) * 6
+    above = curve - curve.min()
+    vector = np.sum(above * np.exp(2j * theta))
+    mu0 = np.angle(vector) / 2 if abs(vector) > 0 else theta[curve.argmax()]
+    length = min(abs(vector) / above.sum(), 0.98)
+    k0 = float(np.clip(length * (2 - length**2) / (1 - length**2), 0.1, 100.0))
+
+    def model(t, mu, log_k, b, a):
+        return von_mises(t, mu, np.exp(log_k), b, a)
+
+    def jac(t, mu, log_k, b, a):
+        k = np.exp(log_k)
+        c = np.cos(2 * (t - mu))
+        e = np.exp(k * (c - 1.0))
+        return np.stack([a * e * k * 2 * np.sin(2 * (t - mu)), a * e * (c - 1.0) * k, np.ones_like(t), e], 1)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p, _ = curve_fit(model, theta, curve, p0=(mu0, math.log(k0), curve.min(), span), jac=jac,
+                             method="lm", maxfev=600)
+    except (RuntimeError, ValueError):
+        return (float(np.rad2deg(mu0) % 180.0),) + (np.nan,) * 5
+    mu, log_k, b, a = p
+    k = float(np.exp(min(log_k, 50.0)))
+    err = np.sum((von_mises(theta, mu, k, b, a) - curve) ** 2)
+    r2 = 1.0 - err / np.sum((curve - curve.mean()) ** 2)
+    if a <= 0:  # a trough, not a peak: no preferred orientation
+        return (float(np.rad2deg(mu0) % 180.0), np.nan, float(r2), float(b), float(a), k)
+    return (float(np.rad2deg(mu) % 180.0), von_mises_hwhm(k), float(r2), float(b), float(a), k)
+
+
+def log_gaussian(log2_f: np.ndarray, log2_f0: float, sigma: float, base: float, amp: float) -> np.ndarray:
+    """``base + amp * exp(-(log2 f - log2 f0)^2 / (2 sigma^2))`` (sigma in octaves)."""
+    return base + amp * np.exp(-((log2_f - log2_f0) ** 2) / (2 * sigma**2))
+
+
+def fit_log_gaussian(sfs: np.ndarray, curve: np.ndarray) -> tuple:
+    """Fit :func:`log_gaussian`: ``(f0, full bandwidth in octaves, r2, base, amp, sigma)`` (NaN if flat).
+
+    ``sigma`` is fitted as its logarithm with Levenberg-Marquardt; a peak
+    outside the sampled range more than one octave is reported as NaN.
+    """
+    x = np.log2(np.asarray(sfs, float))
+    curve = np.asarray(curve, float)
+    span = curve.max() - curve.min()
+    if len(x) < 4 or not np.all(np.isfinite(curve)) or span <= 1e-12 * max(1.0, abs(curve.max())):
+        return (float(2 ** x[curve.argmax()]) if len(x) and span > 0 else np.nan,) + (np.nan,) * 5
+
+    def model(v, m, log_s, b, a):
+        return log_gaussian(v, m, np.exp(log_s), b, a)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p, _ = curve_fit(model, x, curve, p0=(x[curve.argmax()], 0.0, curve.min(), span), method="lm",
+                             maxfev=800)
+    except (RuntimeError, ValueError):
+        return (float(2 ** x[curve.argmax()]),) + (np.nan,) * 5
+    m, log_s, b, a = p
+    s = float(np.exp(min(log_s, 10.0)))
+    r2 = 1.0 - np.sum((log_gaussian(x, m, s, b, a) - curve) ** 2) / np.sum((curve - curve.mean()) ** 2)
+    if a <= 0 or not x.min() - 1.0 <= m <= x.max() + 1.0:
+        return (float(2 ** x[curve.argmax()]), np.nan, float(r2), float(b), float(a), s)
+    return (float(2**m), float(2 * s * math.sqrt(2 * math.log(2))), float(r2), float(b), float(a), s)
+
+
+def circular_variance(orientations_deg: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """``1 - |sum r e^{2i theta}| / sum r`` per row of ``curves`` (U, O), responses clipped at 0 (Ringach et al. 2002).
+
+    Give baseline-subtracted responses (``R - R_blank``); NaN for a row with no response above 0.
+    """
+    r = np.clip(np.atleast_2d(curves), 0, None)
+    total = r.sum(1)
+    vec = np.abs((r * np.exp(2j * np.deg2rad(orientations_deg))).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - vec / total, np.nan)
+
+
+def selectivity_index(orientations_deg: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """OSI ``(r_pref - r_orth) / (r_pref + r_orth)`` per row, responses clipped at 0; r_orth 90 deg from the peak.
+
+    Give baseline-subtracted responses (``R - R_blank``); NaN for a row with no response above 0.
+    """
+    r = np.clip(np.atleast_2d(curves), 0, None)
+    oris = np.asarray(orientations_deg, float)
+    pref = r.argmax(1)
+    target = (oris[pref] + 90.0) % 180.0
+    dist = np.abs(((oris[None, :] - target[:, None]) + 90.0) % 180.0 - 90.0)
+    orth = dist.argmin(1)
+    rows = np.arange(len(r))
+    top, bottom = r[rows, pref], r[rows, orth]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(top > 0, (top - bottom) / (top + bottom), np.nan)
+
+
+def half_width(orientations_deg: np.ndarray, curve: np.ndarray, resolution: float = 0.05) -> float:
+    """Half width at half height (degrees) of a rectified orientation curve's peak; NaN if it never halves.
+
+    The curve is interpolated linearly between the sampled orientations on
+    the 180 deg circle; the width is the mean of the distances from the peak
+    to the first points at or below half the peak on each side.
+    """
+    oris = np.asarray(orientations_deg, float) % 180.0
+    order = np.argsort(oris)
+    oris, r = oris[order], np.clip(np.asarray(curve, float)[order], 0, None)
+    if not np.all(np.isfinite(r)) or r.max() <= 0:
+        return float("nan")
+    grid = np.arange(0.0, 180.0, resolution)
+    y = np.interp(grid, np.concatenate([oris - 180.0, oris, oris + 180.0]), np.tile(r, 3))
+    top = int(y.argmax())
+    below = y <= y[top] / 2
+    n = len(grid)
+    sides = []
+    for direction in (1, -1):
+        hit = next((d for d in range(1, n // 2 + 1) if below[(top + direction * d) % n]), None)
+        if hit is None:
+            return float("nan")
+        sides.append(hit * resolution)
+    return float(np.mean(sides))
+
+
+def phase_reduce(responses: np.ndarray, phases_deg, how: str) -> np.ndarray:
+    """Responses ``(..., P)`` over grating phase -> one number: ``"max"``, ``"mean"`` (F0) or ``"f1"`` (amplitude)."""
+    if how == "mean":
+        return responses.mean(-1)
+    if how == "max":
+        return responses.max(-1)
+    angles = np.deg2rad(np.asarray(phases_deg, float))
+    return 2 * np.abs((responses * np.exp(-1j * angles)).sum(-1)) / responses.shape[-1]
+
+
+def phase_reliability(responses: np.ndarray, baseline: np.ndarray, phases_deg, how: str) -> np.ndarray:
+    """Per unit: correlation of the rectified ``tuning - baseline`` grids of two interleaved phase halves.
+
+    ``responses`` is (U, O, S, P) with phases sorted; halves are the even and
+    odd phase indices. NaN when a half has fewer than 3 phases (a half of two
+    opposite phases cannot see a rectified unit in quadrature) or a grid is flat.
+    """
+    phases = np.asarray(phases_deg, float)
+    order = np.argsort(phases % 360.0)
+    responses, phases = responses[..., order], phases[order]
+    n_units = responses.shape[0]
+    if len(phases) < 6:
+        return np.full(n_units, np.nan)
+    a = np.clip(phase_reduce(responses[..., 0::2], phases[0::2], how) - baseline[:, None, None], 0, None)
+    b = np.clip(phase_reduce(responses[..., 1::2], phases[1::2], how) - baseline[:, None, None], 0, None)
+    a, b = a.reshape(n_units, -1), b.reshape(n_units, -1)
+    a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+    norm = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    one_flat = ((a * a).sum(1) > 0) != ((b * b).sum(1) > 0)   # tuned in one half only: 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (a * b).sum(1) / norm, np.where(one_flat, 0.0, np.nan))
+
+
+def responsiveness(peak: np.ndarray, baseline: np.ndarray, low: np.ndarray, high: np.ndarray,
+                   natural_range: np.ndarray | None, reliability: np.ndarray, margin: float,
+                   min_reliability: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(responsive (U,) bool, reason (U,) str)`` by the criteria of the module docstring.
+
+    ``peak``: best phase-reduced grating response; ``low``/``high``: the
+    smallest and largest response to any stimulus shown (blank, gratings at
+    every phase, natural images); ``natural_range``: max - min over natural
+    images, or None; ``reliability``: :func:`phase_reliability` (NaN: not applied).
+    """
+    scale_tol = 1e-6 * np.maximum(1.0, np.maximum(np.abs(high), np.abs(low)))
+    silent = (high - low) <= scale_tol
+    scale = natural_range if natural_range is not None else np.abs(baseline)
+    threshold = baseline + np.maximum(margin * scale, scale_tol)
+    driven = peak > threshold
+    reliable = ~(reliability < min_reliability)  # NaN: not applied
+    reason = np.where(silent, SILENT, np.where(~driven, NOT_DRIVEN, np.where(~reliable, UNRELIABLE, "")))
+    return (reason == ""), reason.astype(str)
+
+
+def circular_distance(a: np.ndarray, b: np.ndarray, period: float = 180.0) -> np.ndarray:
+    """``|a - b|`` on a circle of ``period`` (degrees)."""
+    return np.abs((np.asarray(a, float) - np.asarray(b, float) + period / 2) % period - period / 2)
+
+
+def median(x: np.ndarray) -> float:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if len(x) else float("nan")
+
+
+__all__ = ["NOT_DRIVEN", "SILENT", "UNRELIABLE", "circular_distance", "circular_variance", "fit_log_gaussian",
+           "fit_von_mises", "half_width", "log_gaussian", "phase_reduce", "phase_reliability", "responsiveness",
+           "selectivity_index", "von_mises", "von_mises_hwhm"]

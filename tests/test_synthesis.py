@@ -341,6 +341,10 @@ def test_save_load_round_trip_and_plot(tmp_path):
     with pytest.raises(InsilicoError, match="not a synthesis result"):
         torch.save({"x": torch.zeros(1)}, tmp_path / "other.pt")
         SynthesisResult.load(tmp_path / "other.pt")
+    back = insilico.load(path)                                       # by its recorded type, no class needed
+    assert type(back) is SynthesisResult and torch.equal(back.images, result.images)
+    with pytest.raises(InsilicoError, match="no recorded type"):
+        insilico.load(tmp_path / "other.pt")
 
 
 # ---------------------------------------------------------------------------------------

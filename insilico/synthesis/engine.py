@@ -464,7 +464,8 @@ class Synthesis:
         if self._lbfgs:
             self.optimizer.forget()
         self.interrupted = True
-        bar = tqdm(total=budget, disable=not self.progress, desc="synthesis", leave=False)
+        bar = tqdm(total=budget, disable=not self.progress, desc=f"synthesis ({self.n} images x {budget} steps)",
+                   unit="step", leave=False)
         try:
             with self._session() as rec, tuned(self.model, self.precision, self.channels_last) as self._prepare:
                 done = 0

@@ -203,6 +203,35 @@ def test_transform_geometry_shift_and_identity():
     assert float(quarter[0, 0, 2:-2, 2:-2].min()) > 0.99                  # a square turned by 90 degrees covers itself
 
 
+
+def test_resized_transforms_resample_the_padded_canvas_to_the_given_size():
+    x = torch.rand(2, 3, 16, 16)
+    params = torch.tensor([[0.0, 0.0, 1.0, 0.0], [2.0, -1.0, 1.1, 0.2]], dtype=torch.float64)
+    t = Transforms(pad=4, jitter=2, scale=(0.9, 1.1), rotate=10)
+    padded, resized = t.apply(x, params), t.resized((16, 16)).apply(x, params)
+    assert padded.shape == (2, 3, 24, 24) and resized.shape == (2, 3, 16, 16)
+    # the same canvas at a lower resolution: bilinear area-shrink of the padded output
+    shrunk = torch.nn.functional.interpolate(padded, size=(16, 16), mode="bilinear", align_corners=False,
+                                             antialias=False)
+    assert (resized - shrunk).abs().mean() < 0.05 and (resized - x).abs().mean() > 0.05
+    assert Transforms(**t.resized((16, 16)).spec()) == t.resized((16, 16))  # settings round-trip (resume)
+
+
+def test_fixed_input_size_models_take_the_default_transforms():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
+                                               hidden_dim=16, mlp_dim=32).eval()
+    with pytest.raises(Exception, match="Wrong image height"):
+        vit(torch.rand(1, 3, 36, 36))                                # the padded canvas is refused
+    result = maximize(vit, "conv_proj[7]", size=32, steps=12, progress=False)
+    assert result.images.shape == (1, 3, 32, 32)
+    assert result.settings["transforms"]["pad"] > 0 and result.settings["transforms"]["size"] == [32, 32]
+    assert float(result.trace[-1, 0]) > float(result.trace[0, 0]) + 0.1   # the channel is driven up
+    with pytest.raises(Exception, match="Wrong image height"):       # a size it cannot take still fails
+        maximize(vit, "conv_proj[7]", size=40, steps=1, progress=False)
+
+
 # ---------------------------------------------------------------------------------------
 # Stopping rules (alone) and frozen samples
 # ---------------------------------------------------------------------------------------

@@ -448,6 +448,36 @@ def test_losses_are_per_sample_traces():
     assert (result.losses[:, -1] > result.losses[:, 0]).all()  # maximization raised each unit
 
 
+def test_plot_pages_selects_units_and_keeps_titles_apart_and_images_readable():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = 130
+    r = SynthesisResult(torch.rand(n, 3, 64, 64), torch.rand(3, n), torch.full((n,), 3), ["steps"] * n,
+                        [f"features.8[{i // 2}]#{i % 2}" for i in range(n)])
+    panels = lambda fig: [a for a in fig.axes if a.images]
+    first, last = r.plot(), r.plot(page=2)
+    assert len(panels(first)) == 64 and len(panels(last)) == 2 and "page 3 of 3" in last._suptitle.get_text()
+    with pytest.raises(InsilicoError, match="3 page"):
+        r.plot(page=3)
+    picked = r.plot(units=["features.8[3]", 0])
+    assert [a.get_title().split("\n")[0] for a in panels(picked)] == ["features.8[3]#0", "features.8[3]#1",
+                                                                        "features.8[0]#0"]
+    with pytest.raises(InsilicoError, match="no image of 'features.9'"):
+        r.plot(units=["features.9"])
+    first.canvas.draw()                                     # titles never reach into the panel above
+    renderer = first.canvas.get_renderer()
+    above, below = panels(first)[0], panels(first)[8]       # 8 columns
+    assert below.title.get_window_extent(renderer).y1 <= above.get_window_extent(renderer).y0 + 1
+    one = SynthesisResult(torch.rand(1, 3, 224, 224), torch.rand(2, 1), torch.tensor([2]), ["steps"], ["a"]).plot()
+    assert one.get_size_inches()[0] * one.dpi >= 224        # a 224-px image at (at least) its own size
+    fig, ax = plt.subplots(figsize=(3, 3))
+    assert r.plot(ax=ax) is fig and len(ax.texts) == 0      # no room for 64 titles: none rather than overlapping
+    plt.close("all")
+
+
 def test_optimizer_factory_is_used_and_named_in_settings():
     made = []
 

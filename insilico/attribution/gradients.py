@@ -109,7 +109,8 @@ MEMORY_BUDGET = 1 << 30
 #: Integrated gradients / SmoothGrad runs of more rows (images x steps) than this announce themselves.
 ANNOUNCE_ROWS = 256
 #: Bytes a pass keeps per byte of module outputs (saved activations, the backward's gradients, the
-#: Probe's copy): a conservative factor, measured on resnet18 and vit_b_16 on the CPU.
+#: Probe's copy): a conservative factor (resnet18, six 224-px images, 50 steps within the default
+#: budget: 1.1 GB peak RSS of the whole process on the CPU, against 8.0 GB in one batch).
 _KEPT_PER_OUTPUT = 3.0
 
 

@@ -80,6 +80,8 @@ def test_the_readme_blocks_are_found_and_shapes_are_checked():
 def test_block_runs_on_its_own(heading, code, tmp_path, monkeypatch):
     assert re.search(r"# about .+ on a laptop CPU", code), (
         f"the block under {heading!r} does not say how long it takes (a '# about ... on a laptop CPU' comment)")
+    if re.search(r"^import .*\btorchvision\b", code, re.M):
+        pytest.importorskip("torchvision")
     if needs_download(code):  # no internet here: the same block with random weights
         code = re.sub(r"weights=[\"'](DEFAULT|IMAGENET[\w.]*)[\"']", "weights=None", code)
     code = with_shape_checks(sized_down(code))

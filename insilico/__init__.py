@@ -45,6 +45,7 @@ _FUNCTIONS = {  # public function -> the module (named by its concept) that defi
     "controversial": "design.controversial",
     "mad": "design.mad",
     "eigendistortion": "design.eigendistortions",
+    "population_control": "design.population_control",
     "load": "results",
 }
 

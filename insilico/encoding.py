@@ -619,3 +619,4 @@ def _check_choice(value, choices, what) -> str:
 
 __all__ = ["RidgeCV", "solve_ridge_cv", "solve_ridge", "kfold", "r2_score", "pearson_r", "spearman_brown",
            "split_half_ceiling", "Ceiling", "cross_validate", "EncodingResult", "SOLVERS"]
+from .predictor import NeuralPredictor, fit_predictor  # noqa: E402,F401  (re-exported: insilico.encoding.fit_predictor)

@@ -53,6 +53,19 @@ def dtype_of(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
+def result_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The floating dtype a tool's results keep for values of ``dtype``: float64 stays float64 (float64 in,
+    float64 out); anything else (float16, bfloat16, float32, integers) is float32, which numpy and the
+    statistics downstream take.
+
+    Example
+    -------
+    >>> result_dtype(torch.float64), result_dtype(torch.bfloat16), result_dtype(torch.float32)
+    (torch.float64, torch.float32, torch.float32)
+    """
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 class Session:
     """What :func:`session` yields: the models, their device and dtype, and a way to move inputs there."""
 
@@ -122,4 +135,4 @@ def _tensors(module: nn.Module):
     yield from module.buffers()
 
 
-__all__ = ["Session", "device_of", "dtype_of", "session"]
+__all__ = ["Session", "device_of", "dtype_of", "result_dtype", "session"]

@@ -14,7 +14,7 @@ modes          every module's own ``training`` flag and every parameter's own ``
 bn_stats       BatchNorm running_mean / running_var / num_batches_tracked untouched
 no_grad        works under ``torch.no_grad()`` and gives the same result
 float64        a float64 model and float64 images give float64 images / maps / responses
-independent    a sample's result is the same alone and in a batch (rtol 1e-5)
+independent    a sample's result is the same alone and in a batch (rtol 1e-5, or the tool's documented ``rtol``)
 empty          an empty batch is an insilico error that says to give at least one image
 bad_images[k]  uint8, values in 0..255, NaN, 3-D images: an insilico error whose message names the fix
 save_load      ``result.save(p)``; ``type(result).load(p)`` (torch.load with weights_only) round-trips
@@ -38,18 +38,7 @@ import insilico
 from insilico import InsilicoError
 
 # (tool, promise) -> why it fails today (seen in its traceback). Delete the entry when the tool keeps the promise.
-_FLOAT32 = "are float32 for a float64 model and float64 images"
-_NO_SAVE = "has no save/load (not an insilico.results.Result)"
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("top_exemplars", "float64"): f"Exemplars.activations {_FLOAT32}",
-    ("project_exemplars", "float64"): f"Projections.images {_FLOAT32}",
-    ("microstimulation", "float64"): f"MicrostimulationResult probabilities {_FLOAT32}",
-    ("metamer", "independent"): "the start is the same alone and in a batch (noise keyed by the reference's content), "
-                                "but after 2 L-BFGS steps sample 2 differs by ~2e-5: conv rounding that depends on "
-                                "the batch size, amplified by L-BFGS's curvature scaling (Adam: within 2e-6)",
-    ("eigendistortion", "independent"): "the Lanczos/power start vectors are drawn for the whole batch from one "
-                                        "generator (torch.randn(n, dim)): sample 2 alone gets another start",
-    ("rsa", "save_load"): f"rsa.RDM {_NO_SAVE}",
 }
 
 PROMISES_BAD = {  # kind -> (make the bad images from good ones, a regex the message must match: the fix)
@@ -179,14 +168,14 @@ def as_tensor(value) -> torch.Tensor:
     return torch.from_numpy(np.asarray(value)) if not torch.is_tensor(value) else value.detach().cpu()
 
 
-def assert_same(a, b, exact: bool, what: str):
+def assert_same(a, b, exact: bool, what: str, rtol: float = 1e-5):
     a, b = as_tensor(a), as_tensor(b)
     assert a.shape == b.shape, f"{what}: shapes {tuple(a.shape)} != {tuple(b.shape)}"
     if exact:
         assert torch.equal(a, b), f"{what}: not bit-identical"
     else:
         scale = float(a.abs().max()) if a.numel() else 0.0
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * scale + 1e-12, equal_nan=True,
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * scale + 1e-12, equal_nan=True,
                                    msg=lambda m: f"{what}: {m}")
 
 
@@ -278,7 +267,14 @@ def test_independent(name):
     batch = tool.out(succeeded(observe(name))["result"])
     model, _ = make_model()
     alone = tool.out(tool.run(model, make_images(), samples=[2]))
-    assert_same(alone[0], batch[2], tool.exact, "sample 2 alone vs in a batch of 4")
+    assert_same(alone[0], batch[2], tool.exact, f"sample 2 alone vs in a batch of 4 (rtol {tool.rtol:g})", tool.rtol)
+
+
+def test_independence_tolerances_stay_narrow():
+    """A tool's own ``rtol`` (documented in the registry) covers rounding amplified, never a dependence."""
+    loose = {n: t.rtol for n, t in TOOLS.items() if t.rtol != 1e-5}
+    assert all(r <= 1e-4 for r in loose.values()), loose
+    assert set(loose) <= {"metamer"}, f"a new loose tolerance must be justified in contract_tools.py: {loose}"
 
 
 IMAGE_TOOLS = [n for n, t in TOOLS.items() if t.images]

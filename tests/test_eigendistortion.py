@@ -65,6 +65,22 @@ def test_batched_equals_one_at_a_time():
     assert torch.allclose(batch.distortions[1, :2], one.distortions[0, :2], atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+def test_start_vectors_are_per_image_so_unconverged_results_match_alone_and_in_any_batch(method):
+    """3 iterations are far from converged, so the result depends on the start: each image draws its start
+    from its own generator (seed and the image's content), the same alone, in a batch, at any position."""
+    model = small_model().double()
+    x = torch.rand(3, 2, 6, 6, dtype=torch.float64)
+    batch = eigendistortion(model, "3", x, k=1, method=method, iterations=3, progress=False)
+    one = eigendistortion(model, "3", x[1:2], k=1, method=method, iterations=3, progress=False)
+    flipped = eigendistortion(model, "3", x.flip(0), k=1, method=method, iterations=3, progress=False)
+    for other in (one.distortions[0], flipped.distortions[1]):
+        torch.testing.assert_close(other, batch.distortions[1], rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(flipped.eigenvalues.flip(0), batch.eigenvalues, rtol=1e-8, atol=1e-12)
+    reseeded = eigendistortion(model, "3", x[1:2], k=1, method=method, iterations=3, seed=1, progress=False)
+    assert not torch.allclose(reseeded.distortions[0], one.distortions[0], atol=1e-4)  # the start does matter
+
+
 def test_bundled_model_layer():
     net = insilico.models.load("minialex")
     net.train()

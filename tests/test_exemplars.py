@@ -198,6 +198,21 @@ def test_lazy_exports():
     assert insilico.top_exemplars is top_exemplars and insilico.project_exemplars is project_exemplars
 
 
+def test_a_float64_model_gives_float64_activations_and_images(stimuli):
+    """Float64 in, float64 out (the tool contract): no silent cast to float32 on the way."""
+    model = box_filter_net().double()
+    x = stimuli[:20].double()
+    ex = top_exemplars(model, x, "1[0]", k=3, batch_size=8, progress=False)
+    assert ex.activations.dtype == torch.float64
+    indices, values, _ = brute_force(model, x, 3)
+    assert ex.indices.tolist() == indices.tolist() and torch.equal(ex.activations, values)
+    proj = project_exemplars(model, x, ex, method="gradient", progress=False)
+    assert {t.dtype for t in proj.images + proj.maps + proj.image_crops} == {torch.float64}
+    assert torch.equal(proj.images[0], x[ex.indices])
+    float32 = project_exemplars(box_filter_net(), stimuli[:20], "1[0]", k=3, progress=False)
+    assert float32.exemplars[0].activations.dtype == float32.images[0].dtype == torch.float32
+
+
 @pytest.mark.cuda
 def test_follows_the_model_to_cuda(stimuli):
     model = box_filter_net().cuda()

@@ -272,6 +272,17 @@ def test_microstimulation_drives_choices_to_the_units_class():
     np.testing.assert_allclose(res.probabilities.sum(-1), 1.0, rtol=1e-5)
 
 
+def test_microstimulation_keeps_a_float64_models_dtype():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+    x = torch.rand(6, 3)
+    res64 = microstimulation(net.double(), "1[2]", raw(x.double()), strengths=[0, 2], progress=False)
+    assert res64.probabilities.dtype == res64.mean_probability.dtype == np.float64
+    res32 = microstimulation(net.float(), "1[2]", raw(x), strengths=[0, 2], progress=False)
+    assert res32.probabilities.dtype == np.float32
+    np.testing.assert_allclose(res64.probabilities, res32.probabilities, atol=1e-6)
+
+
 def test_microstimulation_std_scale_on_a_conv_channel(photos_set):
     x, _ = photos_set
     net = bundled("minialex")

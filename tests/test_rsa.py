@@ -417,3 +417,34 @@ def test_bootstrap_and_noise_ceiling_follow_the_result_protocol(tmp_path):
     with pytest.raises(InsilicoError, match="no sample axis"):
         rsa.NoiseCeiling.concat([res.ceiling, res.ceiling])
     assert back.plot() is not None and back.ceiling.plot() is not None
+
+
+def test_rdm_follows_the_result_protocol(tmp_path, monkeypatch):
+    """rsa.RDM saves (one file, weights_only load), loads, 'concatenates' (one RDM) and plots like every result."""
+    from insilico.results import Result
+
+    g = torch.Generator().manual_seed(0)
+    r = rsa.rdm(torch.rand(6, 4, generator=g, dtype=torch.float64), labels=list("abcdef"), name="V1")
+    assert isinstance(r, Result) and r.method == "correlation"
+    r.save(tmp_path / "rdm.pt")
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("weights_only")) or real_load(*a, **k))
+    back = rsa.RDM.load(tmp_path / "rdm.pt")
+    assert loads == [True]
+    assert type(back) is rsa.RDM and torch.equal(back.vector, r.vector) and back.vector.dtype == torch.float64
+    assert (back.labels, back.method, back.name, back.n) == (r.labels, r.method, r.name, 6)
+    assert torch.equal(back.matrix, r.matrix) and sorted(back.versions) == ["insilico", "numpy", "python", "torch"]
+    assert rsa.compare(back, r, "spearman") == pytest.approx(1.0)
+    assert rsa.RDM.concat([r]) is r
+    with pytest.raises(InsilicoError, match="cannot be concatenated"):
+        rsa.RDM.concat([r, r])
+    assert back.plot() is not None
+    rsa.NoiseCeiling(0.1, 0.2, "spearman").save(tmp_path / "ceiling.pt")
+    with pytest.raises(InsilicoError, match="NoiseCeiling.load"):  # a file of another kind names its class
+        rsa.RDM.load(tmp_path / "ceiling.pt")
+    # the constructor is unchanged: positional (vector, labels, method, name), default labels, checks
+    plain = rsa.RDM(torch.tensor([1.0, 2.0, 3.0]), None, "euclidean", "x")
+    assert plain.labels == [0, 1, 2] and plain.method == "euclidean" and "RDM(3 stimuli 'x'" in repr(plain)
+    with pytest.raises(InsilicoError, match="2 labels"):
+        rsa.RDM([1.0, 2.0, 3.0], labels=["a", "b"])

@@ -43,7 +43,7 @@ from ..errors import InsilicoError, StimulusError, UnitError
 from ..probe import Probe
 from ..recording import Recording, batches, stimulus_source
 from ..results import Result
-from ..session import session
+from ..session import result_dtype, session
 from ..units import Unit, UnitLike
 from .gradients import attribute, gradient_map
 
@@ -61,7 +61,8 @@ class Exemplars(Result):
     indices : tensor (k,)
         Stimulus positions in the stimulus set.
     activations : tensor (k,)
-        The unit's value (the max over its map) on each exemplar.
+        The unit's value (the max over its map) on each exemplar; float64 for a float64
+        model (or recording), else float32.
     positions : tensor (k, d) or None
         Where in the unit's map the max is (row, column for a conv channel);
         None for units that select one value.
@@ -243,7 +244,8 @@ class _Ranker:
             batch = self.unit.select(batch)
         if self.map_shape is None:
             self.map_shape = tuple(batch.shape[1:])
-        flat = batch.reshape(len(batch), -1).float()
+        flat = batch.reshape(len(batch), -1)
+        flat = flat.to(result_dtype(flat.dtype))  # float64 stays float64
         values, position = flat.max(dim=1) if flat.shape[1] else (flat.sum(dim=1), flat.new_zeros(len(flat)).long())
         indices = torch.arange(start, start + len(batch), device=values.device)
         if self.values is not None:
@@ -299,7 +301,8 @@ class Projections(Result):
     exemplars : list of Exemplars
     method : str
     images, maps : list of tensors (k, C, H, W)
-        The exemplar images and their maps for the neuron at the max.
+        The exemplar images and their maps for the neuron at the max; float64 for a
+        float64 model, else float32.
     boxes : list of tensors (k, 4) or None
         Receptive field of each exemplar's neuron as ``(top, left, bottom,
         right)`` pixel bounds (half-open); they may reach past the image where
@@ -382,7 +385,7 @@ def project_exemplars(
     counts = [len(e) for e in found]
     indices = torch.cat([e.indices for e in found]).tolist()
     neurons = [n for e in found for n in (e.neurons if e.neurons is not None else [e.unit] * len(e))]
-    images = _fetch(stimuli, source, indices)
+    images = _fetch(stimuli, source, indices, result_dtype(probe.dtype))
     maps, supports = [], []
     bar = tqdm(total=len(indices), unit="img", desc=f"projecting ({method})", disable=not progress)
     try:
@@ -409,10 +412,11 @@ def project_exemplars(
     return result
 
 
-def _fetch(stimuli, source, indices: list[int]) -> torch.Tensor:
+def _fetch(stimuli, source, indices: list[int], dtype: torch.dtype) -> torch.Tensor:
+    """The stimuli at ``indices`` on the CPU in ``dtype`` (the model's: float64 for a float64 model, else float32)."""
     if torch.is_tensor(stimuli):
-        return stimuli[torch.tensor(indices, dtype=torch.long)].float()
-    return torch.cat([source.batch(i, i + 1, "cpu", torch.float32) for i in indices])
+        return stimuli[torch.tensor(indices, dtype=torch.long)].to(dtype)
+    return torch.cat([source.batch(i, i + 1, "cpu", dtype) for i in indices])
 
 
 def receptive_boxes(support: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:

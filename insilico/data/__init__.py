@@ -299,3 +299,4 @@ def _read_arrays(path: Path, keys, numeric_only: bool = True) -> dict:
 
 
 __all__ = ["kriegeskorte2008", "Kriegeskorte2008", "load_responses", "load_rdms", "DATA_DIR"]
+from .simulated import SimulatedBrain, simulated_brain, simulated_experiment  # noqa: E402,F401

@@ -49,6 +49,8 @@ from ..pixels import check_images
 from ..probe import Probe
 from ..results import Result
 from ..session import session
+from ..synthesis.engine import derive_seed
+from ..synthesis.seeds import content_key
 from ..units import Unit, UnitLike
 
 METHODS = ("lanczos", "power")
@@ -108,10 +110,30 @@ def _orthonormalize(v: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor
     return v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)
 
 
-def lanczos(op, n: int, dim: int, iterations: int, generator: torch.Generator, dtype, device):
-    """Batched Lanczos with full reorthogonalisation; returns Ritz values (N, m) ascending and vectors (N, m, D)."""
+def _draw(generator, n: int, shape: tuple, dtype, device) -> torch.Tensor:
+    """Normal draws (n, *shape): one row from each generator of a list (one per sample), or all from one generator."""
+    if isinstance(generator, torch.Generator):
+        return torch.randn(n, *shape, generator=generator).to(device, dtype)
+    if len(generator) != n:
+        raise InsilicoError(f"give one generator per sample: {len(generator)} generators for {n} samples")
+    return torch.stack([torch.randn(*shape, generator=g) for g in generator]).to(device, dtype)
+
+
+def sample_generators(images: torch.Tensor, seed: int) -> list[torch.Generator]:
+    """One generator per image, seeded from ``seed`` and the image's content
+    (:func:`insilico.synthesis.seeds.content_key`): an image gets the same start vectors alone, in any
+    batch and at any position."""
+    return [torch.Generator().manual_seed(derive_seed(seed, f"eigendistortion|{key}")) for key in content_key(images)]
+
+
+def lanczos(op, n: int, dim: int, iterations: int, generator, dtype, device):
+    """Batched Lanczos with full reorthogonalisation; returns Ritz values (N, m) ascending and vectors (N, m, D).
+
+    ``generator``: a ``torch.Generator`` for the whole batch, or a list of one per sample (each sample's
+    start and restart vectors from its own: its result does not depend on its batch companions).
+    """
     m = min(iterations, dim)
-    q = _orthonormalize(torch.randn(n, dim, generator=generator).to(device, dtype), None)
+    q = _orthonormalize(_draw(generator, n, (dim,), dtype, device), None)
     basis = q[:, None]
     alphas, betas = [], []
     for j in range(m):
@@ -126,7 +148,7 @@ def lanczos(op, n: int, dim: int, iterations: int, generator: torch.Generator, d
         beta = w.norm(dim=1)
         scale = alphas[0].abs().clamp_min(1e-30) if j == 0 else torch.stack(alphas).abs().amax(0).clamp_min(1e-30)
         broke = beta <= 1e-10 * scale  # invariant subspace found: continue with a fresh orthogonal vector
-        fresh = _orthonormalize(torch.randn(n, dim, generator=generator).to(device, dtype), basis)
+        fresh = _orthonormalize(_draw(generator, n, (dim,), dtype, device), basis)
         q = torch.where(broke[:, None], fresh, w / beta.clamp_min(1e-30)[:, None])
         beta = torch.where(broke, torch.zeros_like(beta), beta)
         betas.append(beta)
@@ -271,7 +293,9 @@ def eigendistortion(
         L2 norm of the distortions added in ``result.images`` (default
         ``0.1 * sqrt(D)``: an RMS pixel change of 0.1).
     seed : int
-        Start vectors.
+        Start vectors: each image's from ``seed`` and the image's content
+        (:func:`insilico.synthesis.seeds.content_key`), so an image's result is
+        the same alone and in any batch.
     progress : bool
         Unused (the work is one batched loop); kept for a uniform signature.
 
@@ -309,7 +333,7 @@ def eigendistortion(
     k = int(k)
     if not 1 <= k <= dim // 2 + dim % 2:
         raise InsilicoError(f"k must be between 1 and {(dim + 1) // 2} for images of {dim} pixels, got {k}")
-    generator = torch.Generator().manual_seed(int(seed))
+    generators = sample_generators(images, int(seed))  # per sample: the same alone or in a batch
     with session(model, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
         images = s.inputs(images)
         op = GramOperator(model, unit, images)
@@ -317,12 +341,12 @@ def eigendistortion(
             m = min(dim, iterations or max(64, 4 * k))
             if m < 2 * k:
                 raise InsilicoError(f"iterations={m} gives fewer than 2k={2 * k} Ritz vectors")
-            values, vectors = lanczos(op, n, dim, m, generator, images.dtype, images.device)
+            values, vectors = lanczos(op, n, dim, m, generators, images.dtype, images.device)
             top_v, top_e = values[:, -k:].flip(1), vectors[:, -k:].flip(1)
             bot_v, bot_e = values[:, :k].flip(1), vectors[:, :k].flip(1)
         else:
             its = iterations or 100
-            start = torch.randn(n, 2 * k, dim, generator=generator).to(images.device, images.dtype)
+            start = _draw(generators, n, (2 * k, dim), images.dtype, images.device)
             tv, te = _subspace(op, start[:, :k], its, None)
             top_v, top_e = tv.flip(1), te.flip(1)
             shift = top_v[:, 0] * 1.01

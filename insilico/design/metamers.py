@@ -51,7 +51,11 @@ validity report in :mod:`insilico.design.metamer_validity`. Every name is also
 importable from here, as before.
 
 A sample's metamer does not depend on the batch it is in (with either
-optimizer), so a batch of references costs one batched run, not a compromise.
+optimizer: each sample has its own start, curvature history and line search),
+so a batch of references costs one batched run, not a compromise. Up to float
+rounding: float32 kernels round differently for another batch size (about
+one ulp), which L-BFGS amplifies through its curvature pairs to about 1e-5
+after a few steps (Adam: about 1e-7); in float64 the two agree to rounding.
 L-BFGS is the default: on the bundled CNN it reaches plenoptic's Adam error in
 about a tenth of the time (``benchmarks/bench_metamers.py``).
 

@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..probe import Probe
 from ..recording import batches, stimulus_source
-from ..session import session
+from ..session import result_dtype, session
 from ..units import Unit
 
 
@@ -183,6 +183,8 @@ def logits(model: nn.Module, stimuli: Any, batch_size: int = 256, output: Any = 
            desc: str = "forward", probe: Probe | None = None) -> torch.Tensor:
     """The model's outputs (N, classes) over stimuli, or those of the unit ``output`` (e.g. ``"readout@2"``).
 
+    On the CPU, float64 for a float64 model, else float32 (:func:`insilico.session.result_dtype`).
+
     Lesions or stimulation attached with ``probe`` stay active during the passes.
     """
     probe = probe or Probe(model)
@@ -190,9 +192,10 @@ def logits(model: nn.Module, stimuli: Any, batch_size: int = 256, output: Any = 
     with session(model) as s:
         for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):
             if output is None:
-                parts.append(model(batch).float().cpu())
+                out = model(batch)
             else:
                 with probe.record(output) as rec:
                     model(batch)
-                parts.append(rec[output].float().cpu())
+                out = rec[output]
+            parts.append(out.to(result_dtype(out.dtype)).cpu())  # float64 in, float64 out
     return torch.cat(parts)

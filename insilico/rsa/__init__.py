@@ -5,7 +5,8 @@ Responses flow in as they come out of a probe: a :class:`~insilico.Recording`
 array (stimuli, ...) whose trailing axes are flattened into features. The work
 runs on the device of the input tensors (or ``device=``), in float64 unless
 ``dtype=`` says otherwise; RDMs are small and come back as :class:`RDM` objects
-holding a condensed vector on that device.
+holding a condensed vector on that device. An :class:`RDM` is an insilico result
+(:class:`insilico.results.Result`): ``rdm.save(path)``, ``RDM.load(path)``.
 
 Dissimilarities (``rdm(..., method=)``)
 

@@ -7,12 +7,14 @@ itself (heat map, MDS).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import InsilicoError
+from ..results import Result
 from .arrays import _as_tensor, _check_choice, _n_from_pairs, _rank, _square
 from .crossnobis import _crossnobis
 from .plots import _axes
@@ -21,8 +23,13 @@ from .plots import _axes
 RDM_METHODS = ("correlation", "cosine", "euclidean", "sqeuclidean", "crossnobis")
 
 
-class RDM:
+@dataclasses.dataclass(eq=False, repr=False)
+class RDM(Result):
     """A representational dissimilarity matrix over ``n`` stimuli.
+
+    An insilico result (:class:`insilico.results.Result`): ``save(path)``, ``RDM.load(path)``
+    (``torch.load(..., weights_only=True)``), ``plot(ax=)``; ``RDM.concat`` of one RDM is that RDM
+    (an RDM has no sample axis: the dissimilarities between stimuli of different chunks are unknown).
 
     Parameters
     ----------
@@ -47,18 +54,39 @@ class RDM:
     >>> r = RDM.from_matrix([[0, 1, 2], [1, 0, 3], [2, 3, 0]], labels=["a", "b", "c"])
     >>> r.vector.tolist(), r.n
     ([1.0, 2.0, 3.0], 3)
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "rdm.pt")
+    >>> r.save(path)
+    >>> back = RDM.load(path)
+    >>> back.vector.tolist(), back.labels, back.n
+    ([1.0, 2.0, 3.0], ['a', 'b', 'c'], 3)
     """
 
-    def __init__(self, vector, labels: Sequence | None = None, method: str | None = None, name: str | None = None):
-        vector = _as_tensor(vector)
+    vector: torch.Tensor
+    labels: Sequence | None = None
+    method: str | None = None
+    name: str | None = None
+
+    def __post_init__(self):
+        vector = _as_tensor(self.vector)
         if vector.ndim != 1:
             raise InsilicoError(f"an RDM vector is 1-D, got shape {tuple(vector.shape)}; use RDM.from_matrix for n x n")
         self.n = _n_from_pairs(vector.numel())
         self.vector = vector
-        self.labels = list(labels) if labels is not None else list(range(self.n))
+        self.labels = list(self.labels) if self.labels is not None else list(range(self.n))
         if len(self.labels) != self.n:
             raise InsilicoError(f"{len(self.labels)} labels for an RDM of {self.n} stimuli")
-        self.method, self.name = method, name
+
+    @classmethod
+    def concat(cls, results: Sequence[RDM]) -> RDM:
+        """One RDM is itself; RDMs of chunks of stimuli cannot be joined (their cross dissimilarities are unknown)."""
+        results = list(results)
+        if len(results) > 1:
+            raise InsilicoError("RDMs of chunks of stimuli cannot be concatenated: the dissimilarities between "
+                                "stimuli of different chunks are unknown; compute one RDM over all the stimuli "
+                                "(insilico.rsa.rdm), or stack RDMs of the same stimuli: "
+                                "torch.stack([r.vector ...])")
+        return super().concat(results)
 
     @classmethod
     def from_matrix(cls, matrix, labels=None, method=None, name=None, check: bool = True) -> RDM:

@@ -1,0 +1,505 @@
+"""Population control: images that drive chosen neurons of a predicted population (Bashivan, Kar & DiCarlo 2019).
+
+``population_control(predictor, targets, mode=...)`` synthesizes one image per
+target on the one synthesis engine (:class:`insilico.synthesis.Synthesis`),
+all targets of a chunk in one batch:
+
+- ``mode="stretch"``: maximize the target's predicted response (the most
+  exciting image, MEI; Walker et al. 2019), to push it beyond anything in the
+  natural image set;
+- ``mode="one_hot"``: maximize the target while suppressing every other
+  target, with the softmax-style control score of Bashivan et al.:
+
+  ``control_k = z_k - T * log mean_{j != k} exp(z_j / T)``
+
+  where ``z`` standardises each target's response by its statistics over
+  natural images (``predictor.response_mean/std``), and the temperature ``T``
+  moves the score from "above the mean of the others" (large T) to "above the
+  strongest other" (small T).
+
+The result (:class:`PopulationControlResult`) holds the images, the predicted
+responses of every target to each image, the control scores, and, for
+comparison, the best natural image per target with its predictions;
+``result.check(brain, natural)`` presents the images to a brain (any model of
+the same targets, e.g. :class:`insilico.data.simulated.SimulatedBrain`) and
+reports the fraction of targets driven beyond their natural maximum and the
+one-hot control scores against the best natural image's.
+
+Stimuli that transfer from the predictor to the brain (options, combinable):
+an :class:`insilico.predictor.Ensemble` of predictors (several networks or
+fits); ``init="natural"`` with a distance ``budget`` (start from the best
+natural image and stay within an L2 or L-inf ball around it); robustness
+``transforms`` (random jitter, scale, rotation at every step).
+:func:`controllability` scores a candidate model of a brain by the fraction of
+its neurons the loop drives beyond their natural maxima.
+
+Example
+-------
+>>> import torch, insilico
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+>>> x = torch.rand(64, 3, 16, 16)
+>>> with torch.no_grad():
+...     y = net[:2](x).mean((2, 3))[:, :4]
+>>> p = insilico.encoding.fit_predictor(net, x, y, layers=["1"], reduce="mean", progress=False)
+>>> r = insilico.population_control(p, [0, 2], mode="one_hot", natural=x, steps=16, progress=False)
+>>> tuple(r.images.shape), tuple(r.predicted.shape), r.labels
+((2, 3, 16, 16), (2, 4), ['0', '2'])
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InsilicoError, StimulusError
+from ..objectives import Objective, TotalVariation
+from ..pixels import check_images
+from ..results import Result
+from ..session import session
+from ..units import Unit
+
+MODES = ("stretch", "one_hot")
+DEFAULT_STEPS = 256
+DEFAULT_LR = 0.05
+DEFAULT_BATCH_SIZE = 64
+
+
+# ---------------------------------------------------------------------------------------
+# The control objective and score
+# ---------------------------------------------------------------------------------------
+def control_score(responses: torch.Tensor, targets: torch.Tensor, mean=None, std=None,
+                  temperature: float = 1.0) -> torch.Tensor:
+    """One-hot control score of each row's target: ``z_k - T log mean_{j != k} exp(z_j / T)``.
+
+    Parameters
+    ----------
+    responses : tensor (N, n_targets)
+    targets : tensor (N,) of int
+        The target of each row.
+    mean, std : tensor (n_targets,), optional
+        Standardisation of each target (its statistics over natural images); default none.
+    temperature : float
+        Softness of the maximum over the other targets (default 1).
+
+    Example
+    -------
+    >>> r = torch.tensor([[3.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    >>> control_score(r, torch.tensor([0, 1]), temperature=1.0).tolist()
+    [3.0, 0.0]
+    """
+    z = responses
+    if mean is not None:
+        z = z - torch.as_tensor(mean, device=z.device, dtype=z.dtype)
+    if std is not None:
+        z = z / torch.as_tensor(std, device=z.device, dtype=z.dtype)
+    n_targets = z.shape[1]
+    if n_targets < 2:
+        raise InsilicoError("a one-hot control score needs at least 2 targets")
+    t = torch.as_tensor(targets, device=z.device).long().view(-1, 1)
+    own = z.gather(1, t)[:, 0]
+    mask = torch.zeros_like(z, dtype=torch.bool).scatter_(1, t, True)
+    others = (z / temperature).masked_fill(mask, float("-inf"))
+    soft_max = temperature * (torch.logsumexp(others, dim=1) - math.log(n_targets - 1))
+    return own - soft_max
+
+
+class PopulationControl(Objective):
+    """Per-sample control of one target of a predictor's output (``unit``, default the model output ``""``).
+
+    ``mode="stretch"``: the target's standardised response; ``"one_hot"``:
+    :func:`control_score`. Sample ``i`` controls ``targets[i]``.
+    """
+
+    def __init__(self, targets: Sequence[int] | torch.Tensor, mode: str = "stretch", mean=None, std=None,
+                 temperature: float = 1.0, unit: str = ""):
+        if mode not in MODES:
+            raise InsilicoError(f"mode must be one of {MODES}, not {mode!r}")
+        self.targets = torch.as_tensor(targets).long().reshape(-1)
+        self.mode, self.temperature = mode, float(temperature)
+        self.mean = None if mean is None else torch.as_tensor(mean).detach()
+        self.std = None if std is None else torch.as_tensor(std).detach()
+        self.unit = Unit.parse(unit)
+        self.units = (self.unit,)
+
+    def forward(self, acts, images):
+        r = acts[self.unit]
+        if r.ndim != 2:
+            raise InsilicoError(f"population control needs (N, n_targets) responses; {self.unit!s} gives "
+                                f"{tuple(r.shape)}")
+        t = self.targets.to(r.device)
+        if self.mode == "one_hot":
+            return control_score(r, t, self.mean, self.std, self.temperature)
+        own = r.gather(1, t.view(-1, 1))[:, 0]
+        if self.mean is not None:
+            own = own - self.mean.to(r.device, r.dtype)[t]
+        if self.std is not None:
+            own = own / self.std.to(r.device, r.dtype)[t]
+        return own
+
+    def subset(self, rows: torch.Tensor) -> PopulationControl:
+        return PopulationControl(self.targets[rows.cpu()], self.mode, self.mean, self.std, self.temperature,
+                                 str(self.unit))
+
+    def __repr__(self) -> str:
+        return f"PopulationControl({self.mode}, {len(self.targets)} targets, T={self.temperature})"
+
+
+# ---------------------------------------------------------------------------------------
+# The result
+# ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class PopulationControlResult(Result):
+    """Images that control targets of a predicted population, with the natural images to beat.
+
+    Attributes
+    ----------
+    images : tensor (K, C, H, W)           one synthesized image per controlled target
+    targets : tensor (K,)                  index of each image's target
+    labels : list of str (K,)              its name
+    predicted : tensor (K, n_targets)      predicted response of every target to each image
+    control : tensor (K,)                  control score of each image's target (see :func:`control_score`)
+    natural_images : tensor (K, C, H, W)   best natural image per target (for the mode's score), or None
+    natural_predicted : tensor (K, n_targets)
+    natural_control : tensor (K,)
+    natural_max : tensor (n_targets,)      largest predicted response of each target over the natural images
+    losses : tensor (K, steps)             objective of each image at every step
+    mode : str
+    target_names : list of str (n_targets,)
+    settings : dict
+    """
+
+    sample_fields = ("images", "targets", "labels", "predicted", "control", "natural_images", "natural_predicted",
+                     "natural_control", "losses")
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    labels: list
+    predicted: torch.Tensor
+    control: torch.Tensor
+    natural_images: torch.Tensor | None
+    natural_predicted: torch.Tensor | None
+    natural_control: torch.Tensor | None
+    natural_max: torch.Tensor | None
+    losses: torch.Tensor
+    mode: str = "stretch"
+    target_names: list = dataclasses.field(default_factory=list)
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def target_response(self) -> torch.Tensor:
+        """Predicted response of each image's own target (K,)."""
+        return self.predicted.gather(1, self.targets.view(-1, 1))[:, 0]
+
+    @property
+    def stretch(self) -> torch.Tensor | None:
+        """Each target's predicted response to its image over its natural maximum (K,); > 1: beyond nature."""
+        if self.natural_max is None:
+            return None
+        return self.target_response / self.natural_max[self.targets].clamp_min(1e-12)
+
+    def check(self, brain: nn.Module, natural: torch.Tensor | None = None, mean=None, std=None,
+              batch_size: int = 256) -> dict:
+        """Present the images to ``brain`` (images -> (N, n_targets), same targets) and score the control.
+
+        Parameters
+        ----------
+        brain : nn.Module
+            The ground truth (or any model of the same targets).
+        natural : tensor (M, C, H, W), optional
+            Natural images whose brain responses define each target's natural
+            maximum and standardisation (default: the result's natural images).
+        mean, std : tensor (n_targets,), optional
+            Standardisation of the brain's responses for the control score
+            (default: over ``natural``).
+
+        Returns
+        -------
+        dict
+            ``responses`` (K, n_targets) of the brain to the images;
+            ``target_response`` (K,); ``natural_max`` (K,) each target's maximal
+            natural response; ``beyond_natural`` (K,) bool;
+            ``fraction_beyond_natural``; ``control`` (K,) brain control scores
+            of the images, ``natural_control`` (K,) of each target's best
+            natural image (chosen on the brain's own responses);
+            ``fraction_control_beats_natural``; ``median_stretch`` (target
+            response / natural max).
+        """
+        natural = self.natural_images if natural is None else check_images(natural)
+        if natural is None:
+            raise InsilicoError("give natural= images to compare with (the result holds none)")
+        responses = _predict(brain, self.images, batch_size)
+        nat = _predict(brain, natural, batch_size)
+        if responses.shape[1] != len(self.target_names or range(responses.shape[1])):
+            raise InsilicoError(f"the brain gives {responses.shape[1]} responses; the predictor had "
+                                f"{len(self.target_names)} targets")
+        t = self.targets
+        own = responses.gather(1, t.view(-1, 1))[:, 0]
+        nat_max = nat.amax(0)[t]
+        mean = nat.mean(0) if mean is None else torch.as_tensor(mean, dtype=nat.dtype)
+        std = nat.std(0).clamp_min(1e-12) if std is None else torch.as_tensor(std, dtype=nat.dtype)
+        out = {"responses": responses, "target_response": own, "natural_max": nat_max,
+               "beyond_natural": own > nat_max, "fraction_beyond_natural": float((own > nat_max).float().mean()),
+               "median_stretch": float((own / nat_max.clamp_min(1e-12)).median())}
+        if responses.shape[1] >= 2:
+            control = control_score(responses, t, mean, std, self.settings.get("temperature", 1.0))
+            nat_scores = torch.stack([control_score(nat, torch.full((len(nat),), int(k)), mean, std,
+                                                    self.settings.get("temperature", 1.0)) for k in t.tolist()])
+            best = nat_scores.amax(1)
+            out.update(control=control, natural_control=best,
+                       fraction_control_beats_natural=float((control > best).float().mean()),
+                       median_control_gain=float((control - best).median()))
+        return out
+
+    def plot(self, ax=None):
+        """Predicted response of every target (columns) to each image (rows), over the target's natural maximum."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = (plt.subplots(figsize=(6, 4)) if ax is None else (ax.figure, ax))
+        rel = self.predicted.float()
+        title = f"{self.mode}: predicted response"
+        if self.natural_max is not None:
+            rel = rel / self.natural_max.float().clamp_min(1e-12)
+            title += " / natural maximum"
+        image = ax.imshow(rel.numpy(), aspect="auto", cmap="magma", interpolation="nearest")
+        ax.scatter(self.targets.numpy(), np.arange(len(self)), marker="s", facecolors="none", edgecolors="cyan",
+                   s=30, label="target")
+        ax.set_xlabel("target (predicted neuron)")
+        ax.set_ylabel("synthesized image")
+        if self.stretch is not None:
+            title += f"\n{float((self.stretch > 1).float().mean()):.0%} of targets beyond their natural maximum"
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(image, ax=ax)
+        return fig
+
+
+# ---------------------------------------------------------------------------------------
+# The tool
+# ---------------------------------------------------------------------------------------
+def population_control(
+    predictor: nn.Module,
+    targets: Any = None,
+    mode: str = "stretch",
+    *,
+    natural: torch.Tensor | None = None,
+    steps: int = DEFAULT_STEPS,
+    lr: float = DEFAULT_LR,
+    temperature: float = 1.0,
+    parameterization: str = "fourier",
+    param_options: dict | None = None,
+    transforms: Any = "default",
+    init: str | torch.Tensor | None = None,
+    budget: float | None = None,
+    norm: str = "l2",
+    tv: float = 0.0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = 0,
+    progress: bool = True,
+    **synthesis_options,
+) -> PopulationControlResult:
+    """Synthesize one image per target that stretches it, or drives it alone (one-hot).
+
+    Parameters
+    ----------
+    predictor : nn.Module
+        Images (N, C, H, W) -> (N, n_targets), e.g. a :class:`~insilico.predictor.NeuralPredictor`
+        or an :class:`~insilico.predictor.Ensemble`. Its ``response_mean`` /
+        ``response_std`` buffers (natural statistics) standardise the targets;
+        without them the natural images do.
+    targets : int, str, list of them, or None
+        Targets to control (indices or names; default all).
+    mode : {"stretch", "one_hot"}
+    natural : tensor (M, C, H, W), optional
+        Natural images to compare with (the best one per target is kept);
+        default the bundled held-out photo crops when the predictor takes
+        (3, 64, 64) images.
+    steps, lr : int, float
+        Adam steps and learning rate (defaults 256, 0.05).
+    temperature : float
+        Of the one-hot control score (default 1).
+    parameterization, param_options
+        As in :func:`insilico.maximize` (default Fourier 1/f with decay 1.5;
+        pixel for natural starts).
+    transforms : "default", Transforms or None
+        Robustness transforms: "default" jitters by size/28 pixels, scales by
+        (0.9, 1.1) and rotates by 10 degrees at every step; None: none.
+    init : None, "natural" or tensor (K, C, H, W)
+        Start from noise (default), from each target's best natural image, or
+        from given images.
+    budget : float, optional
+        Keep each image within this distance of its start (``norm`` "l2" in
+        pixel units over the whole image, or "linf"); needs ``init``.
+    tv : float
+        Weight of a total-variation penalty (default 0).
+    batch_size : int
+        Targets optimised together (default 64).
+    seed : int
+        Each image's seed is derived from it and its target's name, so a
+        target gets the same image alone or in a batch.
+    progress : bool
+    **synthesis_options
+        More :class:`insilico.synthesis.Synthesis` arguments (``optimizer``,
+        ``schedule``, ``precision``...).
+
+    Returns
+    -------
+    PopulationControlResult
+    """
+    from ..synthesis import Transforms
+
+    if mode not in MODES:
+        raise InsilicoError(f"mode must be one of {MODES}, not {mode!r}")
+    names = [str(t) for t in getattr(predictor, "targets", [])]
+    index = _target_index(predictor, targets, names)
+    shape = tuple(getattr(predictor, "input_size", ()) or ())
+    if natural is None and shape == (3, 64, 64):
+        from ..models import photos
+
+        natural, _ = photos.held_out(per_class=16)
+    if natural is not None:
+        natural = check_images(natural)
+        shape = shape or tuple(natural.shape[1:])
+    if len(shape) != 3:
+        raise StimulusError(f"{type(predictor).__name__} has no input_size: pass natural= images (N, C, H, W)")
+    if budget is not None and init is None:
+        raise InsilicoError("a distance budget needs a start: init='natural' or init=images")
+    if norm not in ("l2", "linf"):
+        raise InsilicoError(f"norm must be 'l2' or 'linf', not {norm!r}")
+
+    nat_pred = _predict(predictor, natural, 256) if natural is not None else None
+    mean, std = _statistics(predictor, nat_pred)
+    if not names:
+        names = [str(i) for i in range(int(mean.numel()))]
+    if mode == "one_hot" and len(names) < 2:
+        raise InsilicoError("one-hot control needs a predictor of at least 2 targets")
+    t_index = torch.as_tensor(index)
+    best_natural = None
+    if natural is not None:
+        if mode == "stretch":
+            best_natural = nat_pred[:, t_index].argmax(0)
+        else:
+            best_natural = torch.stack([control_score(nat_pred, torch.full((len(nat_pred),), k), mean, std,
+                                                      temperature).argmax() for k in index])
+    if isinstance(init, str):
+        if init != "natural":
+            raise InsilicoError(f"init must be None, 'natural' or images, not {init!r}")
+        if best_natural is None:
+            raise InsilicoError("init='natural' needs natural= images")
+        init = natural[best_natural]
+    if init is not None:
+        init = check_images(init, shape=shape, n=len(index))
+    if transforms == "default":
+        side = min(shape[1:])
+        transforms = Transforms(jitter=side / 28, scale=(0.9, 1.1), rotate=10.0)
+    if parameterization == "fourier":
+        param_options = {"decay": 1.5, **(param_options or {})}
+
+    labels = [names[k] for k in index]
+    parts = []
+    with session(predictor, grad=True):  # gradients whatever the caller's grad mode
+        parts = [_synthesize(predictor, index, labels, a, min(len(index), a + batch_size), mode, mean, std,
+                             temperature, tv, init, budget, norm, parameterization, shape, param_options,
+                             transforms, lr, steps, seed, progress, synthesis_options)
+                 for a in range(0, len(index), batch_size)]
+    images = torch.cat([p.images for p in parts])
+    losses = torch.cat([p.trace.T for p in parts])
+    predicted = _predict(predictor, images, 256)
+    control = (control_score(predicted, t_index, mean, std, temperature) if len(names) >= 2
+               else torch.full((len(index),), float("nan")))
+    nat_images = nat_p = nat_control = nat_max = None
+    if natural is not None:
+        nat_images = natural[best_natural].cpu()
+        nat_p = nat_pred[best_natural]
+        nat_control = (control_score(nat_p, t_index, mean, std, temperature) if len(names) >= 2
+                       else torch.full((len(index),), float("nan")))
+        nat_max = nat_pred.amax(0)
+    settings = {"mode": mode, "steps": steps, "lr": lr, "temperature": temperature,
+                "parameterization": parameterization, "transforms": None if transforms is None else repr(transforms),
+                "init": "images" if init is not None else None, "budget": budget, "norm": norm, "tv": tv,
+                "batch_size": batch_size, "seed": seed, "predictor": type(predictor).__name__,
+                "synthesis": parts[0].settings}
+    return PopulationControlResult(images.cpu(), t_index, labels, predicted, control, nat_images, nat_p, nat_control,
+                                   nat_max, losses, mode, names, settings)
+
+
+def controllability(predictor: nn.Module, brain: nn.Module, natural: torch.Tensor, targets: Any = None,
+                    mode: str = "stretch", **options) -> float:
+    """Fraction of a brain's targets that images designed on ``predictor`` drive beyond their natural maximum.
+
+    A score for comparing candidate models of the same brain: synthesize
+    with :func:`population_control` on the candidate's predictor, present to
+    ``brain``, count. ``mode="one_hot"`` counts targets whose brain control
+    score beats that of their best natural image instead.
+    """
+    result = population_control(predictor, targets, mode, natural=natural, **options)
+    report = result.check(brain, natural)
+    return report["fraction_beyond_natural"] if mode == "stretch" else report["fraction_control_beats_natural"]
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------
+def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv, init, budget, norm,
+                parameterization, shape, param_options, transforms, lr, steps, seed, progress, options):
+    """One chunk of targets ``a:b`` on the synthesis engine."""
+    from ..synthesis import L2Ball, LinfBall, Synthesis
+
+    objective = PopulationControl(index[a:b], mode, mean, std, temperature)
+    if tv:
+        objective = objective - tv * TotalVariation()
+    start = None if init is None else init[a:b]
+    projection = None
+    if budget is not None:
+        projection = (L2Ball if norm == "l2" else LinfBall)(start, budget)
+    synth = Synthesis(predictor, objective, parameterization, n=b - a, shape=shape, init=start,
+                      param_options=param_options, transforms=transforms, lr=lr, steps=steps,
+                      projection=projection, seed=seed, labels=labels[a:b], progress=progress, **options)
+    return synth.run()
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Responses (N, n_targets) of ``model`` to images, batched, no gradients, on the CPU in float32."""
+    images = check_images(images)
+    with session(model) as s:
+        out = [model(s.inputs(images[a:a + batch_size])).detach() for a in range(0, len(images), batch_size)]
+    out = torch.cat(out)
+    if out.ndim != 2:
+        raise InsilicoError(f"{type(model).__name__} gives responses of shape {tuple(out.shape)}; expected (N, n_targets)")
+    return out.float().cpu()
+
+
+def _statistics(predictor: nn.Module, nat_pred: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = getattr(predictor, "response_mean", None), getattr(predictor, "response_std", None)
+    if torch.is_tensor(mean) and torch.is_tensor(std) and bool((std > 0).all()):
+        return mean.detach().float().cpu(), std.detach().float().cpu()
+    if nat_pred is None:
+        raise InsilicoError("say how to standardise the targets: a NeuralPredictor carries its natural statistics; "
+                            "for another model pass natural= images")
+    return nat_pred.mean(0), nat_pred.std(0).clamp_min(1e-12)
+
+
+def _target_index(predictor, targets, names) -> list[int]:
+    if hasattr(predictor, "target_index"):
+        return predictor.target_index(targets)
+    if targets is None:
+        if not names:
+            raise InsilicoError("say which targets to control (indices): this model has no .targets")
+        return list(range(len(names)))
+    targets = [targets] if isinstance(targets, (int, str)) else list(targets)
+    if any(isinstance(t, str) for t in targets):
+        if not names:
+            raise InsilicoError("targets named by string need a model with .targets names")
+        return [names.index(t) for t in targets]
+    return [int(t) for t in targets]
+
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_STEPS", "MODES", "PopulationControl",
+           "PopulationControlResult", "control_score", "controllability", "population_control"]

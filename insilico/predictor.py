@@ -1,0 +1,450 @@
+"""Neural predictors: a network's features plus a fitted linear readout, as one ``nn.Module``.
+
+:func:`fit_predictor` records a network's layers over a stimulus set (streamed
+in batches), standardises the features, fits a ridge readout per target with
+its own penalty (:class:`insilico.encoding.RidgeCV`, one eigendecomposition
+for every alpha), scores it on held-out stimuli, and folds the
+standardisation into a single ``nn.Linear``. The result, a
+:class:`NeuralPredictor`, is a model like any other: it takes pixel-space
+images ``(N, C, H, W)`` and returns ``(N, targets)`` predicted responses in the
+data's units, so every insilico tool works on it: ``maximize(predictor,
+"[k]")`` is the most exciting image (MEI) of target ``k``,
+``gradient_map(predictor, x, "[k]")`` shows what drives it, metamers and
+controversial stimuli between two predictors work as they are, and
+:func:`insilico.population_control` drives and silences targets.
+
+The trunk runs only up to the last layer the readout reads (the forward pass
+stops there through the Probe's ``record(..., stop=True)``), and nothing stays
+attached to the network between calls.
+
+Written here rather than with sinzlab's ``mei``/``nnfabrik`` (which need a
+DataJoint pipeline) or Brain-Score (which scores but does not synthesize): the
+predictor is a plain module, so the one synthesis engine drives it.
+
+Example
+-------
+>>> import torch
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+>>> x = torch.rand(80, 3, 12, 12)
+>>> with torch.no_grad():
+...     y = net[:2](x).mean((2, 3))[:, :3] * 2.0 + 1.0          # three "neurons" read out of layer 1
+>>> p = fit_predictor(net, x, y, layers=["1"], reduce="mean", progress=False)
+>>> tuple(p(x[:4]).shape), bool((p.scores["r"] > 0.95).all())
+((4, 3), True)
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InsilicoError
+from .probe import Probe
+from .session import session
+
+#: Default ridge penalties (features are standardised, so these suit most layers).
+DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-1, 7))
+#: Reductions of (N, C, H, W) features before the readout.
+REDUCTIONS = (None, "mean", "max")
+
+
+class NeuralPredictor(nn.Module):
+    """A network trunk plus a linear readout: images ``(N, C, H, W)`` -> predicted responses ``(N, targets)``.
+
+    Built by :func:`fit_predictor`; see the module docstring.
+
+    Attributes
+    ----------
+    trunk : nn.Module
+        The network whose features are read (run up to the last layer in ``layers``).
+    layers : list of str
+        Unit addresses of the layers read.
+    reduce : None, "mean", "max", int or (int, int)
+        How (N, C, H, W) features are pooled: None keeps every position,
+        "mean"/"max" pool over positions, an int ``g`` average-pools to a
+        ``g x g`` grid.
+    readout : nn.Linear
+        Features -> targets, the feature standardisation folded in.
+    targets : list of str
+        Target names.
+    input_size : tuple (C, H, W)
+        The trunk's input size (``maximize`` uses it).
+    scores : dict of numpy arrays (n_targets,)
+        ``"r"`` and ``"r2"`` on held-out stimuli, ``"alpha"``; with repetitions
+        also ``"ceiling"`` (split-half noise ceiling of r on the held-out
+        stimuli) and ``"normalized_r"`` (r / ceiling).
+    response_mean, response_std, response_max : buffers (n_targets,)
+        Statistics of the predicted responses to the fitted (natural)
+        stimuli: :func:`insilico.population_control` standardises with them.
+    """
+
+    def __init__(self, trunk: nn.Module, layers: Sequence[str], reduce: Any, n_features: int,
+                 targets: Sequence[str], input_size: Sequence[int] | None = None):
+        super().__init__()
+        if reduce not in REDUCTIONS and not isinstance(reduce, (int, tuple, list)):
+            raise InsilicoError(f"reduce must be None, 'mean', 'max', an int or (h, w) grid, not {reduce!r}")
+        self.trunk = trunk
+        self.layers = [str(layer) for layer in layers]
+        self.reduce = tuple(reduce) if isinstance(reduce, list) else reduce
+        self.targets = [str(t) for t in targets]
+        self.readout = nn.Linear(int(n_features), len(self.targets))
+        if input_size is not None:
+            self.input_size = tuple(int(s) for s in input_size)
+        for name in ("response_mean", "response_std", "response_max"):
+            self.register_buffer(name, torch.zeros(len(self.targets)))
+        self.scores: dict = {}
+        self._stop_at = None  # where the trunk's forward pass may stop, learned on the first pass
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.targets)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The (pooled, flattened, concatenated) trunk features ``(N, n_features)`` of ``images``."""
+        probe = Probe(self.trunk)
+        with probe.record(*self.layers, keep_graph=torch.is_grad_enabled(), stop=True) as rec:
+            if self._stop_at is not None:  # skip the learning pass: stop where the first pass said
+                rec.stop_after(self._stop_at)
+            rec.forward(images)
+            self._stop_at = self._stop_at or rec.stop_at
+            parts = [_pool(rec[layer], self.reduce, layer) for layer in self.layers]
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Predicted responses ``(N, n_targets)`` in the data's units."""
+        return self.readout(self.features(images))
+
+    def target_index(self, targets) -> list[int]:
+        """Indices of ``targets`` (ints, names, or None for all), checked."""
+        if targets is None:
+            return list(range(self.n_targets))
+        if isinstance(targets, (int, str)) or torch.is_tensor(targets) and targets.ndim == 0:
+            targets = [targets]
+        out = []
+        for t in (targets.tolist() if torch.is_tensor(targets) or isinstance(targets, np.ndarray) else targets):
+            if isinstance(t, str):
+                if t not in self.targets:
+                    raise InsilicoError(f"no target named {t!r}; targets are {self.targets[:5]}... "
+                                        f"({self.n_targets}); or give indices")
+                out.append(self.targets.index(t))
+            else:
+                t = int(t)
+                if not -self.n_targets <= t < self.n_targets:
+                    raise InsilicoError(f"target {t} is out of range: the predictor has {self.n_targets} targets")
+                out.append(t % self.n_targets)
+        if not out:
+            raise InsilicoError("no targets given")
+        return out
+
+    def save(self, path) -> None:
+        """Write the readout, statistics, scores and settings (not the trunk) to one file; see :meth:`load`."""
+        from .results import pack, versions
+
+        blob = {"format": 1, "layers": self.layers, "reduce": list(self.reduce) if isinstance(self.reduce, tuple)
+                else self.reduce, "targets": self.targets, "input_size": list(getattr(self, "input_size", ()) or ()),
+                "state": {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("trunk.")},
+                "scores": pack(self.scores), "settings": pack(getattr(self, "settings", {})), "versions": pack(versions())}
+        torch.save(blob, path)
+
+    @classmethod
+    def load(cls, path, model: nn.Module) -> NeuralPredictor:
+        """A predictor saved by :meth:`save`, on the trunk ``model`` (``weights_only`` load: no code is unpickled)."""
+        from .results import unpack
+        from .session import device_of, dtype_of
+
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != 1 or "state" not in blob:
+            raise InsilicoError(f"{path!r} is not a predictor saved by NeuralPredictor.save")
+        reduce = tuple(blob["reduce"]) if isinstance(blob["reduce"], list) else blob["reduce"]
+        weight = blob["state"]["readout.weight"]
+        predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
+        predictor.to(device_of(model), dtype_of(model))
+        predictor.load_state_dict(blob["state"], strict=False)
+        predictor.scores, predictor.settings = unpack(blob["scores"]), unpack(blob["settings"])
+        return predictor
+
+    def extra_repr(self) -> str:
+        r = self.scores.get("r")
+        score = f", median held-out r={float(np.nanmedian(r)):.3f}" if r is not None and len(r) else ""
+        return f"layers={self.layers}, reduce={self.reduce!r}, targets={self.n_targets}{score}"
+
+
+class Ensemble(nn.Module):
+    """The mean prediction of several predictors of the same targets (Walker et al. 2019 used ensembles).
+
+    Images synthesized for an ensemble must drive every member, so they rely
+    less on any one network's idiosyncrasies and transfer better to the brain.
+
+    Example
+    -------
+    >>> import torch
+    >>> from torch import nn
+    >>> a = NeuralPredictor(nn.Conv2d(3, 2, 3), [""], "mean", 2, ["n0"], (3, 8, 8))
+    >>> b = NeuralPredictor(nn.Conv2d(3, 2, 3), [""], "mean", 2, ["n0"], (3, 8, 8))
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> torch.allclose(Ensemble([a, b])(x), (a(x) + b(x)) / 2)
+    True
+    """
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        members = list(members)
+        if not members:
+            raise InsilicoError("an Ensemble needs at least one predictor")
+        counts = {len(getattr(m, "targets", [])) for m in members}
+        if len(counts) != 1:
+            raise InsilicoError(f"ensemble members predict different numbers of targets: {sorted(counts)}")
+        self.members = nn.ModuleList(members)
+        self.targets = list(members[0].targets)
+        if hasattr(members[0], "input_size"):
+            self.input_size = members[0].input_size
+        for name in ("response_mean", "response_std", "response_max"):
+            self.register_buffer(name, torch.stack([getattr(m, name) for m in members]).mean(0))
+        rs = [m.scores["r"] for m in members if "r" in getattr(m, "scores", {})]
+        self.scores = {"member_r": np.stack(rs)} if len(rs) == len(members) else {}
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.targets)
+
+    target_index = NeuralPredictor.target_index
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(images) for m in self.members]).mean(0)
+
+
+def fit_predictor(
+    model: nn.Module,
+    stimuli: Any,
+    responses,
+    layers: str | Sequence[str],
+    *,
+    reduce: Any = None,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    cv=None,
+    held_out: float = 0.2,
+    targets: Sequence[str] | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    n_targets_batch: int | None = None,
+    readout: str = "full",
+    progress: bool = True,
+) -> NeuralPredictor:
+    """Fit a :class:`NeuralPredictor` of recorded responses from ``model``'s features.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Takes pixel-space images. It becomes the predictor's trunk (shared, not copied).
+    stimuli : tensor (n_stimuli, C, H, W), array, StimulusSet or Dataset
+        Read in batches of ``batch_size``.
+    responses : tensor or array (n_stimuli, n_targets), or (n_repetitions, n_stimuli, n_targets)
+        Measured responses; with repetitions the readout is fitted to their
+        mean and ``scores`` gets a noise ceiling.
+    layers : address or list of addresses
+        Layers whose features the readout reads (e.g. ``["features.8"]``).
+    reduce : None, "mean", "max", int or (h, w)
+        Pooling of (N, C, H, W) features: None (default) keeps every position
+        (the kernel form of ridge keeps this cheap while features outnumber
+        stimuli); "mean"/"max" over positions; an int ``g``: average-pool to
+        a ``g x g`` grid (memory for large layers).
+    alphas : sequence of float
+        Ridge penalties tried per target (default 1e-1 .. 1e6).
+    cv : None, int or splitter
+        Inner cross-validation for the alphas (default: exact leave-one-out).
+    held_out : float
+        Fraction of stimuli held out (seeded) to score the readout; the
+        returned readout is refitted on all stimuli with the chosen alphas.
+        0: no held-out scores.
+    targets : list of str, optional
+        Target names (default ``"0"``, ``"1"``, ...).
+    batch_size : int
+        Stimuli per forward pass while recording features.
+    seed : int
+        Seeds the held-out split and the ceiling's splits.
+    n_targets_batch : int, optional
+        Targets solved together (memory).
+    readout : {"full", "factorized"}
+        "full" (default): a weight per feature. "factorized": per target and
+        (N, C, H, W) layer, the ridge weights are cut to their best rank-1
+        spatial x channel approximation (a receptive-field mask times channel
+        weights, as in Klindt et al. 2017) and the gain refitted by least
+        squares: far fewer effective parameters, so less noise for gradients
+        to exploit.
+    progress : bool
+
+    Returns
+    -------
+    NeuralPredictor
+        ``.scores`` holds held-out ``"r"``, ``"r2"``, ``"alpha"`` (and ``"ceiling"``, ``"normalized_r"``).
+    """
+    from tqdm.auto import tqdm
+
+    from .encoding import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling  # (encoding re-exports us)
+    from .recording import stimulus_source
+
+    layers = [layers] if isinstance(layers, str) else [str(layer) for layer in layers]
+    if not layers:
+        raise InsilicoError("fit_predictor needs at least one layer, e.g. layers=['features.8']")
+    Probe(model).units(*layers)  # unknown addresses fail now
+    y = responses.detach().cpu() if torch.is_tensor(responses) else torch.as_tensor(np.asarray(responses))
+    y = y.to(torch.float64 if y.dtype == torch.float64 else torch.float32)
+    reps = None
+    if y.ndim == 3:
+        reps, y = y, y.mean(0)
+    elif y.ndim == 1:
+        y = y[:, None]
+    elif y.ndim != 2:
+        raise InsilicoError(f"responses must be (n_stimuli, n_targets) or (n_repetitions, n_stimuli, n_targets), "
+                            f"got shape {tuple(y.shape)}")
+    if not torch.isfinite(y).all():
+        raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
+    source = stimulus_source(stimuli)
+    n = len(source)
+    if y.shape[0] != n:
+        raise InsilicoError(f"{n} stimuli but responses for {y.shape[0]}: they must match (axis 0, or 1 with repetitions)")
+    names = [str(t) for t in targets] if targets is not None else [str(i) for i in range(y.shape[1])]
+    if len(names) != y.shape[1]:
+        raise InsilicoError(f"{len(names)} target names for {y.shape[1]} targets")
+    if readout not in ("full", "factorized"):
+        raise InsilicoError(f"readout must be 'full' or 'factorized', not {readout!r}")
+    if not 0.0 <= held_out < 1.0:
+        raise InsilicoError(f"held_out is a fraction in [0, 1), not {held_out}")
+
+    input_size = getattr(model, "input_size", None)
+    predictor = NeuralPredictor(model, layers, reduce, 1, names, input_size)
+    feats = None
+    with session(model) as s:
+        bar = tqdm(total=n, desc="features", disable=not progress, leave=False)
+        for a in range(0, n, batch_size):
+            b = min(n, a + batch_size)
+            batch = s.inputs(source.batch(a, b, s.device, s.dtype))
+            if input_size is None:
+                input_size = tuple(batch.shape[1:])
+            f = predictor.features(batch)
+            if feats is None:
+                blocks = _blocks(predictor, batch[:1]) if readout == "factorized" else None
+                feats = torch.empty(n, f.shape[1], dtype=f.dtype, device=f.device)
+            feats[a:b] = f
+            bar.update(b - a)
+        bar.close()
+    device, dtype = feats.device, feats.dtype
+    y = y.to(device, dtype)
+    mean, std = feats.mean(0), feats.std(0)
+    # standardise, with the std floored at a tenth of the mean std: near-constant features (dead positions)
+    # are not blown up into large raw weights that synthesized images could exploit
+    scale = 1.0 / std.clamp_min(0.1 * std.mean().clamp_min(1e-30))
+    x = (feats - mean) * scale
+    del feats
+
+    scores: dict = {}
+    if held_out > 0:
+        gen = torch.Generator().manual_seed(int(seed))
+        order = torch.randperm(n, generator=gen)
+        n_test = max(2, int(round(held_out * n)))
+        test, train = order[:n_test].to(device), order[n_test:].to(device)
+        ridge = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress)
+        ridge.fit(x[train], y[train])
+        alpha = ridge._alpha.reshape(-1)
+        coef, intercept = ridge._coef, ridge._intercept
+        if readout == "factorized":
+            coef, intercept = _factorize(x[train], y[train], coef, blocks, scale)
+        pred = x[test] @ coef + intercept
+        scores["r"] = pearson_r(y[test], pred).cpu().numpy()
+        scores["r2"] = r2_score(y[test], pred).cpu().numpy()
+        if reps is not None and reps.shape[0] >= 2:
+            ceiling = split_half_ceiling(reps[:, test.cpu()], seed=seed)
+            scores["ceiling"] = ceiling.r
+            scores["normalized_r"] = np.where(ceiling.r >= 0.1, scores["r"] / np.where(ceiling.r > 0, ceiling.r, 1),
+                                              np.nan)
+        coef, intercept = solve_ridge(x, y, alpha, n_targets_batch=n_targets_batch)
+    else:
+        ridge = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress).fit(x, y)
+        alpha, coef, intercept = ridge._alpha.reshape(-1), ridge._coef, ridge._intercept
+    if readout == "factorized":
+        coef, intercept = _factorize(x, y, coef, blocks, scale)
+    scores["alpha"] = alpha.cpu().numpy()
+    predicted = x @ coef + intercept
+
+    # fold the standardisation into one linear layer: w' = w * scale, b' = b - w' . mean
+    weight = (coef * scale[:, None]).T
+    bias = intercept - weight @ mean
+    linear = nn.Linear(weight.shape[1], weight.shape[0]).to(device, dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    predictor.readout = linear
+    predictor.input_size = tuple(input_size)
+    predictor.response_mean = predicted.mean(0).detach()
+    predictor.response_std = predicted.std(0).clamp_min(1e-12).detach()
+    predictor.response_max = predicted.amax(0).detach()
+    predictor.scores = scores
+    predictor.settings = {"layers": layers, "reduce": reduce, "alphas": [float(a) for a in alphas],
+                          "cv": cv if isinstance(cv, (int, type(None))) else repr(cv), "held_out": held_out,
+                          "readout": readout, "n_stimuli": n, "n_features": int(weight.shape[1]), "seed": seed,
+                          "repetitions": None if reps is None else int(reps.shape[0])}
+    return predictor
+
+
+def _blocks(predictor: NeuralPredictor, one: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(offset, channels, positions) of each layer's block of the flattened features."""
+    probe = Probe(predictor.trunk)
+    with torch.no_grad(), probe.record(*predictor.layers, stop=True) as rec:
+        rec.forward(one)
+        blocks, offset = [], 0
+        for layer in predictor.layers:
+            value = rec[layer]
+            pooled = _pool(value, predictor.reduce, layer)
+            if value.ndim == 4 and predictor.reduce not in ("mean", "max"):
+                c = value.shape[1]
+                blocks.append((offset, c, pooled.shape[1] // c))
+            offset += pooled.shape[1]
+    if not blocks:
+        raise InsilicoError("readout='factorized' needs (N, C, H, W) layers and reduce=None or a grid")
+    return blocks
+
+
+def _factorize(x: torch.Tensor, y: torch.Tensor, coef: torch.Tensor, blocks, scale: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank-1 (channel x position) weights on the raw features per target and block; gains refitted by least squares.
+
+    ``coef`` acts on standardised features ``x`` (raw features times ``scale``); the cut is made on the
+    raw-feature weights ``coef * scale`` and mapped back.
+    """
+    coef = coef * scale[:, None]
+    for offset, c, positions in blocks:
+        w = coef[offset:offset + c * positions].T.reshape(-1, c, positions)  # (targets, C, positions)
+        u, s, vh = torch.linalg.svd(w, full_matrices=False)
+        rank1 = s[:, :1, None] * u[:, :, :1] @ vh[:, :1, :]
+        coef[offset:offset + c * positions] = rank1.reshape(-1, c * positions).T
+    coef = coef / scale[:, None]
+    pred = x @ coef
+    pc, yc = pred - pred.mean(0), y - y.mean(0)
+    gain = (pc * yc).sum(0) / pc.pow(2).sum(0).clamp_min(1e-30)
+    coef = coef * gain
+    return coef, y.mean(0) - x.mean(0) @ coef
+
+
+def _pool(value: torch.Tensor, reduce, layer: str) -> torch.Tensor:
+    if not torch.is_tensor(value):
+        raise InsilicoError(f"{layer} does not output a tensor; name a tensor part, e.g. '{layer}:0'")
+    if value.ndim < 2:
+        raise InsilicoError(f"{layer} gives shape {tuple(value.shape)}; a readout needs (N, features, ...)")
+    if value.ndim > 2 and reduce is not None:
+        if reduce == "mean":
+            value = value.flatten(2).mean(2)
+        elif reduce == "max":
+            value = value.flatten(2).amax(2)
+        else:
+            grid = (reduce, reduce) if isinstance(reduce, int) else tuple(reduce)
+            if value.ndim != 4:
+                raise InsilicoError(f"a pooling grid needs (N, C, H, W) features; {layer} gives {tuple(value.shape)}")
+            value = F.adaptive_avg_pool2d(value, grid)
+    return value.flatten(1)
+
+
+__all__ = ["DEFAULT_ALPHAS", "Ensemble", "NeuralPredictor", "fit_predictor"]

@@ -4,8 +4,8 @@ Each block is self-contained (its imports and model inside it): it runs in a fre
 empty folder, so a block that leans on an earlier one fails here as it would for a reader. The
 shapes the README prints in comments (``x.shape   # (16, 14, 14)``) are checked too. To keep the
 suite fast the blocks run *sized down*: the optimisation lengths written in the README
-(``steps=N``, ``iterations=N``) and photo sets (``per_class=N``) are cut to :data:`QUICK`, the one
-edit; the rest runs verbatim (about 35 s for the whole file on 2 CPU cores).
+(``steps=N``, ``iterations=N``) and stimulus sets (``per_class=N``, ``n_stimuli=N``) are cut to
+:data:`QUICK`, the one edit; the rest runs verbatim (about 50 s for the whole file on 2 CPU cores).
 ``INSILICO_README_FULL=1`` runs them exactly as written, each in a new interpreter (minutes: each
 block says how long it takes on a laptop CPU). A block that downloads pretrained weights runs with
 random ones when none are in the torch hub cache (no internet in CI).
@@ -21,7 +21,7 @@ import pytest
 README = Path(__file__).parent.parent / "README.md"
 FULL = os.environ.get("INSILICO_README_FULL") == "1"
 #: Optimisation lengths of the sized-down run.
-QUICK = {"steps": 2, "iterations": 4, "per_class": 1}
+QUICK = {"steps": 2, "iterations": 4, "per_class": 1, "n_stimuli": 200}
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -41,10 +41,11 @@ def blocks() -> list[tuple[str, str]]:
 
 
 def sized_down(code: str) -> str:
-    """``code`` with every ``steps=N`` / ``iterations=N`` / ``per_class=N`` cut to :data:`QUICK` (unless FULL)."""
+    """``code`` with every ``steps=N``, ``iterations=N``, ``per_class=N``, ``n_stimuli=N`` cut to :data:`QUICK`
+    (unless FULL)."""
     if FULL:
         return code
-    return re.sub(r"\b(steps|iterations|per_class)=(\d+)", lambda m: f"{m[1]}={min(int(m[2]), QUICK[m[1]])}", code)
+    return re.sub(r"\b(steps|iterations|per_class|n_stimuli)=(\d+)", lambda m: f"{m[1]}={min(int(m[2]), QUICK[m[1]])}", code)
 
 
 def with_shape_checks(code: str) -> str:

@@ -46,6 +46,7 @@ _FUNCTIONS = {  # public function -> the module (named by its concept) that defi
     "mad": "design.mad",
     "eigendistortion": "design.eigendistortions",
     "population_control": "design.population_control",
+    "load": "results",
 }
 
 

@@ -113,6 +113,90 @@ class Result:
         raise NotImplementedError(f"{type(self).__name__} cannot re-check itself against a model")
 
 
+def load(path: str | os.PathLike):
+    """Any saved insilico result, rebuilt as the type that saved it (no need to know it beforehand).
+
+    Reads files written by :meth:`Result.save` (they name their class), the synthesis results'
+    own format (:class:`~insilico.synthesis.SynthesisResult`, and
+    :class:`~insilico.design.metamer_result.MetamerResult` when the file holds the metamer part),
+    an experiment's exported ``.npz`` table, and an on-disk :class:`~insilico.Recording` folder.
+    ``torch.load(..., weights_only=True)`` throughout: no pickled code runs.
+
+    Example
+    -------
+    >>> import os, tempfile, torch, insilico
+    >>> from insilico.synthesis import SynthesisResult
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.pt")
+    >>> SynthesisResult(torch.rand(1, 1, 4, 4), torch.zeros(2, 1), torch.tensor([2]), ["steps"], ["a"]).save(path)
+    >>> insilico.load(path)
+    SynthesisResult(1 images (1, 4, 4), up to 2 steps, stopped: {'steps': 1})
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        from .recording import Recording
+
+        return Recording.load(path)
+    if path.endswith(".npz"):
+        return _load_table(path)
+    if not os.path.exists(path):
+        raise InsilicoError(f"no result at {path!r}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InsilicoError(f"{path!r} is not a result saved by insilico: {e}") from e
+    if not isinstance(blob, dict):
+        raise InsilicoError(f"{path!r} is not a result saved by insilico")
+    if blob.get("format") == FORMAT and isinstance(blob.get("kind"), str):
+        return _class_named(blob["kind"], path).load(path)
+    from .synthesis import result as synthesis_result
+
+    if blob.get("format") == synthesis_result.FORMAT and "images" in blob:
+        if "metamer" in blob:
+            from .design.metamer_result import MetamerResult
+
+            return MetamerResult.load(path)
+        return synthesis_result.SynthesisResult.load(path)
+    raise InsilicoError(f"{path!r} is not a result saved by insilico (no recorded type; format "
+                        f"{blob.get('format')!r})")
+
+
+def _class_named(kind: str, path: str) -> type:
+    module, _, name = kind.partition(":")
+    if module.split(".")[0] != "insilico" or not name:
+        raise InsilicoError(f"{path!r} names the class {kind!r}; only insilico's results are read")
+    try:
+        cls = importlib.import_module(module)
+        for part in name.split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError) as e:
+        raise InsilicoError(f"{path!r} holds a {kind}, which this version of insilico does not have: {e}") from e
+    if not (isinstance(cls, type) and issubclass(cls, Result)):
+        raise InsilicoError(f"{path!r} names {kind}, which is not an insilico result")
+    return cls
+
+
+def _load_table(path: str):
+    """An experiment's exported ``.npz`` (its JSON settings name the result class)."""
+    import json
+
+    from . import experiments
+
+    if not os.path.exists(path):
+        raise InsilicoError(f"no result at {path!r}")
+    with np.load(path, allow_pickle=False) as data:
+        settings = json.loads(str(data["settings"])) if "settings" in data.files else {}
+    name = settings.get("result")
+    classes = {c.__name__: c for c in _subclasses(experiments.Result)}
+    if name not in classes:
+        raise InsilicoError(f"{path!r} does not name an experiment result (settings 'result' is {name!r}); "
+                            "load it with that result's class, e.g. TuningResult.load(path)")
+    return classes[name].load(path)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls] + [s for c in cls.__subclasses__() for s in _subclasses(c)]
+
+
 def _to_device(value: Any, device: torch.device) -> Any:
     if torch.is_tensor(value):
         return value.to(device)
@@ -209,4 +293,4 @@ def unpack(value: Any, classes: dict | None = None) -> Any:
     return {k: unpack(v, classes) for k, v in value.items()}  # dicts packed by older versions
 
 
-__all__ = ["FORMAT", "Result", "join", "pack", "unpack", "versions"]
+__all__ = ["FORMAT", "Result", "join", "load", "pack", "unpack", "versions"]

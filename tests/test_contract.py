@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from contract_tools import TOOLS, make_images, make_model
+import insilico
 from insilico import InsilicoError
 
 # (tool, promise) -> why it fails today (seen in its traceback). Delete the entry when the tool keeps the promise.
@@ -309,6 +310,7 @@ def test_save_load(name, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", spy)
     loaded = type(result).load(tmp_path / "result")
     assert type(loaded) is type(result)
+    assert type(insilico.load(tmp_path / "result")) is type(result)  # by its recorded type
     assert all(w is True for w in loads), f"torch.load without weights_only=True: {loads}"
     if tool.out is not None:
         assert_same(tool.out(loaded), tool.out(result), True, "loaded vs saved")

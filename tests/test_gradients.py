@@ -152,6 +152,40 @@ def test_integrated_gradients_completeness_and_internal_batching(images):
     assert torch.allclose(batched, whole, atol=1e-6)
 
 
+def test_expanded_batches_are_sized_by_the_memory_budget_and_give_the_same_maps(images, monkeypatch, capsys):
+    from captum.attr import IntegratedGradients, NoiseTunnel
+    from insilico.attribution import gradients
+
+    net = small_cnn()
+    rows = gradients.rows_per_pass(insilico.Probe(net), images, memory_budget=2**18)
+    # per image row: the image + 3 x every leaf output (conv1, relu1, pool, conv2, relu2, fc), float32
+    per_row = 4 * (3 * 12 * 12 + 3 * (2 * 5 * 12 * 12 + 5 * 6 * 6 + 2 * 6 * 4 * 4 + 4))
+    assert rows == 2**18 // per_row == 11
+    seen = {"ig": [], "nt": []}
+    real_ig, real_nt = IntegratedGradients.attribute, NoiseTunnel.attribute
+
+    def spy_ig(self, inputs, *a, **k):
+        seen["ig"].append((len(inputs), k["internal_batch_size"]))
+        return real_ig(self, inputs, *a, **k)
+
+    def spy_nt(self, inputs, *a, **k):
+        seen["nt"].append((len(inputs), k["nt_samples_batch_size"]))
+        return real_nt(self, inputs, *a, **k)
+
+    monkeypatch.setattr(IntegratedGradients, "attribute", spy_ig)
+    monkeypatch.setattr(NoiseTunnel, "attribute", spy_nt)
+    whole = gradient_map(net, images, "conv2[2]", method="integrated", n_steps=50, internal_batch_size=10**6)
+    budget = gradient_map(net, images, "conv2[2]", method="integrated", n_steps=50, memory_budget=2**18)
+    assert seen["ig"][0] == (len(images), 10**6)
+    assert len(seen["ig"]) > 2 and all(n * max(1, size // n) <= max(rows, n) for n, size in seen["ig"][1:])
+    assert sum(n for n, _ in seen["ig"][1:]) == len(images)
+    assert torch.allclose(budget, whole, atol=1e-6)              # the split changes nothing
+    assert "6 images x 50 steps = 300 rows, in 30 forward/backward passes of up to 10 rows" in capsys.readouterr().err
+    gradient_map(net, images, "conv2[2]", method="smoothgrad", nt_samples=50, memory_budget=2**18)
+    assert len(seen["nt"]) == 3 and all(n * k <= rows for n, k in seen["nt"])
+    assert "6 images x 50 noisy copies" in capsys.readouterr().err
+
+
 def test_smoothgrad_is_seeded_and_batched(images):
     net = small_cnn()
     a = gradient_map(net, images, "conv2[1]", method="smoothgrad", nt_samples=6, seed=3)

@@ -290,6 +290,8 @@ def test_kriegeskorte2008_loads_offline():
     assert 0.3 < rsa.compare(d.monkey_it, d.human_it, "spearman") < 0.6
     lower, upper = rsa.noise_ceiling(d.human_it_subjects(), "spearman")
     assert 0 < lower < upper < 1
+    assert repr(d) == ("Kriegeskorte2008(92 images (3, 48, 48), 6 categories, 48 animate; RDMs: monkey_it, "
+                       "human_it, human_it_sessions (4 subjects x 2 sessions))")  # a summary, not every array
 
 
 def test_load_responses_and_rdms(tmp_path, rng):

@@ -224,6 +224,7 @@ def test_metamer_result_loads_from_its_own_and_the_generic_format(tmp_path):
     Result.save(result, tmp_path / "generic.pt")
     for name in ("own.pt", "generic.pt"):
         back = MetamerResult.load(tmp_path / name)
+        assert type(insilico.load(tmp_path / name)) is MetamerResult
         assert torch.equal(back.images, result.images) and torch.equal(back.references, result.references)
         assert back.reference_index == result.reference_index == [0, 1, 0, 1]
         assert back.condition_index == [0, 0, 1, 1] and back.model is None

@@ -203,6 +203,35 @@ def test_transform_geometry_shift_and_identity():
     assert float(quarter[0, 0, 2:-2, 2:-2].min()) > 0.99                  # a square turned by 90 degrees covers itself
 
 
+
+def test_resized_transforms_resample_the_padded_canvas_to_the_given_size():
+    x = torch.rand(2, 3, 16, 16)
+    params = torch.tensor([[0.0, 0.0, 1.0, 0.0], [2.0, -1.0, 1.1, 0.2]], dtype=torch.float64)
+    t = Transforms(pad=4, jitter=2, scale=(0.9, 1.1), rotate=10)
+    padded, resized = t.apply(x, params), t.resized((16, 16)).apply(x, params)
+    assert padded.shape == (2, 3, 24, 24) and resized.shape == (2, 3, 16, 16)
+    # the same canvas at a lower resolution: bilinear area-shrink of the padded output
+    shrunk = torch.nn.functional.interpolate(padded, size=(16, 16), mode="bilinear", align_corners=False,
+                                             antialias=False)
+    assert (resized - shrunk).abs().mean() < 0.05 and (resized - x).abs().mean() > 0.05
+    assert Transforms(**t.resized((16, 16)).spec()) == t.resized((16, 16))  # settings round-trip (resume)
+
+
+def test_fixed_input_size_models_take_the_default_transforms():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
+                                               hidden_dim=16, mlp_dim=32).eval()
+    with pytest.raises(Exception, match="Wrong image height"):
+        vit(torch.rand(1, 3, 36, 36))                                # the padded canvas is refused
+    result = maximize(vit, "conv_proj[7]", size=32, steps=12, progress=False)
+    assert result.images.shape == (1, 3, 32, 32)
+    assert result.settings["transforms"]["pad"] > 0 and result.settings["transforms"]["size"] == [32, 32]
+    assert float(result.trace[-1, 0]) > float(result.trace[0, 0]) + 0.1   # the channel is driven up
+    with pytest.raises(Exception, match="Wrong image height"):       # a size it cannot take still fails
+        maximize(vit, "conv_proj[7]", size=40, steps=1, progress=False)
+
+
 # ---------------------------------------------------------------------------------------
 # Stopping rules (alone) and frozen samples
 # ---------------------------------------------------------------------------------------
@@ -341,6 +370,10 @@ def test_save_load_round_trip_and_plot(tmp_path):
     with pytest.raises(InsilicoError, match="not a synthesis result"):
         torch.save({"x": torch.zeros(1)}, tmp_path / "other.pt")
         SynthesisResult.load(tmp_path / "other.pt")
+    back = insilico.load(path)                                       # by its recorded type, no class needed
+    assert type(back) is SynthesisResult and torch.equal(back.images, result.images)
+    with pytest.raises(InsilicoError, match="no recorded type"):
+        insilico.load(tmp_path / "other.pt")
 
 
 # ---------------------------------------------------------------------------------------
@@ -413,6 +446,36 @@ def test_losses_are_per_sample_traces():
     assert result.losses.shape == (2, 12)
     assert torch.equal(result.losses[1], result.traces[1])
     assert (result.losses[:, -1] > result.losses[:, 0]).all()  # maximization raised each unit
+
+
+def test_plot_pages_selects_units_and_keeps_titles_apart_and_images_readable():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = 130
+    r = SynthesisResult(torch.rand(n, 3, 64, 64), torch.rand(3, n), torch.full((n,), 3), ["steps"] * n,
+                        [f"features.8[{i // 2}]#{i % 2}" for i in range(n)])
+    panels = lambda fig: [a for a in fig.axes if a.images]
+    first, last = r.plot(), r.plot(page=2)
+    assert len(panels(first)) == 64 and len(panels(last)) == 2 and "page 3 of 3" in last._suptitle.get_text()
+    with pytest.raises(InsilicoError, match="3 page"):
+        r.plot(page=3)
+    picked = r.plot(units=["features.8[3]", 0])
+    assert [a.get_title().split("\n")[0] for a in panels(picked)] == ["features.8[3]#0", "features.8[3]#1",
+                                                                        "features.8[0]#0"]
+    with pytest.raises(InsilicoError, match="no image of 'features.9'"):
+        r.plot(units=["features.9"])
+    first.canvas.draw()                                     # titles never reach into the panel above
+    renderer = first.canvas.get_renderer()
+    above, below = panels(first)[0], panels(first)[8]       # 8 columns
+    assert below.title.get_window_extent(renderer).y1 <= above.get_window_extent(renderer).y0 + 1
+    one = SynthesisResult(torch.rand(1, 3, 224, 224), torch.rand(2, 1), torch.tensor([2]), ["steps"], ["a"]).plot()
+    assert one.get_size_inches()[0] * one.dpi >= 224        # a 224-px image at (at least) its own size
+    fig, ax = plt.subplots(figsize=(3, 3))
+    assert r.plot(ax=ax) is fig and len(ax.texts) == 0      # no room for 64 titles: none rather than overlapping
+    plt.close("all")
 
 
 def test_optimizer_factory_is_used_and_named_in_settings():

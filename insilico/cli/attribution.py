@@ -33,7 +33,8 @@ def _gradient_map(sub, name: str = "gradient-map", method: str = "gradient") -> 
         Probe(model).units(args.unit)
         images = read_images(args.images, model, args.resize)
         out = _out(args.out)
-        maps = gradient_map(model, images, args.unit, method=args.method, layer=args.layer).cpu()
+        maps = gradient_map(model, images, args.unit, method=args.method, layer=args.layer,
+                            progress=not getattr(args, "quiet", False)).cpu()
         stem = f"{args.method}_{_file_name(args.unit)}".replace(".", "_")
         save_maps(out / f"{stem}.png", maps, unit=args.unit, method=args.method)
         fig = map_overlay(images, maps)

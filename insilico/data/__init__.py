@@ -71,6 +71,12 @@ class Kriegeskorte2008:
     def subjects(self) -> list[str]:
         return [s[0].name.split("|")[1].strip() for s in self.human_it_sessions]
 
+    def __repr__(self) -> str:  # a summary, not every array
+        return (f"Kriegeskorte2008({len(self.images)} images {tuple(self.images.shape[1:])}, "
+                f"{len(set(self.categories))} categories, {int(self.animate.sum())} animate; RDMs: monkey_it, "
+                f"human_it, human_it_sessions ({len(self.human_it_sessions)} subjects x "
+                f"{len(self.human_it_sessions[0]) if self.human_it_sessions else 0} sessions))")
+
     def human_it_subjects(self) -> list:
         """Four RDMs, one per subject, each the mean of its two sessions (for noise ceilings)."""
         from ..rsa import RDM

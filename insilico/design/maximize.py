@@ -129,6 +129,8 @@ def maximize(
         next four arguments; None: no transforms.
     pad, jitter : int, float, optional
         Default ``DEFAULT_PAD * size`` (0 for models with ``input_size``) and ``DEFAULT_JITTER * size``.
+        A model that refuses the padded size but takes ``size`` (a ViT) gets the padded,
+        transformed canvas resampled back to ``size`` (``Transforms.size``; recorded in the settings).
     scale, rotate
         Default (0.9, 1.1) and 10 degrees.
     tv, l1, l2 : float

@@ -415,7 +415,8 @@ class MetamerSynthesis:
 
         budget = self.steps if steps is None else int(steps)
         target = self.step + budget
-        bar = tqdm(total=budget, disable=not self.progress, desc="metamers", leave=False)
+        bar = tqdm(total=budget, disable=not self.progress, desc=f"metamers ({len(self.labels)} images x {budget} steps)",
+                   unit="step", leave=False)
         try:
             while self.step < target and not bool(self.engine.frozen.all()):
                 stage = self._stage(self.step)

@@ -322,6 +322,21 @@ class Synthesis:
                 rec.stop_after(self._plan)  # learned by the first run's validation pass
             yield rec
 
+    def _fixed_size_transforms(self, images: torch.Tensor, draw, rec) -> Transforms | None:
+        """The transforms brought back to the parameterized size, if the model takes that size (a fixed-input
+        model refusing the padded canvas, e.g. a ViT); else None."""
+        size = tuple(images.shape[-2:])
+        if self.transforms.output_size(size) == size:
+            return None
+        resized = self.transforms.resized(size)
+        if rec is not None:
+            rec.clear()
+        try:
+            self.model(resized(images, draw)) if rec is None else rec.forward(resized(images, draw))
+        except Exception:
+            return None
+        return resized
+
     def _validate(self, rec) -> tuple[str, int] | bool:
         """One no-grad pass before the first run: checks the objective's output and learns where passes can stop.
 
@@ -333,14 +348,17 @@ class Synthesis:
         """
         with torch.no_grad():
             images = self.param()
-            x = self.transforms(images, [torch.Generator().manual_seed(0) for _ in range(self.n)])
+            draw = [torch.Generator().manual_seed(0) for _ in range(self.n)]
+            x = self.transforms(images, draw)
             try:
                 self.model(x) if rec is None else rec.forward(x)
             except Exception as error:
-                error.add_note(f"insilico: the model failed on images of shape {tuple(x.shape)} (after transforms "
-                               f"{self.transforms}); check shape= (the model's input size) and pad= (models with a "
-                               "fixed input size need pad=0)")
-                raise
+                resized = self._fixed_size_transforms(images, draw, rec)
+                if resized is None:
+                    error.add_note(f"insilico: the model failed on images of shape {tuple(x.shape)} (after transforms "
+                                   f"{self.transforms}); check shape= (the model's input size)")
+                    raise
+                self.transforms = resized
             values = self._evaluate(rec, images)
             if rec is not None:
                 rec.clear()
@@ -464,7 +482,8 @@ class Synthesis:
         if self._lbfgs:
             self.optimizer.forget()
         self.interrupted = True
-        bar = tqdm(total=budget, disable=not self.progress, desc="synthesis", leave=False)
+        bar = tqdm(total=budget, disable=not self.progress, desc=f"synthesis ({self.n} images x {budget} steps)",
+                   unit="step", leave=False)
         try:
             with self._session() as rec, tuned(self.model, self.precision, self.channels_last) as self._prepare:
                 done = 0

@@ -149,45 +149,104 @@ class SynthesisResult(Result):
                                    state={"chunks": states} if all(s is not None for s in states) else None)
 
     # -- figures -------------------------------------------------------------------------
-    def plot(self, ax=None, ncols: int | None = None, titles: bool = True, max_images: int = 64):
+    def select(self, units: Sequence | None = None) -> list[int]:
+        """Indices of the images of ``units``: unit addresses or labels (``"features.8[3]"`` picks every
+        ``"features.8[3]#k"``), or image indices; default all."""
+        if units is None:
+            return list(range(len(self)))
+        if isinstance(units, (str, int)):
+            units = [units]
+        chosen = []
+        for u in units:
+            if isinstance(u, (int, np.integer)):
+                if not -len(self) <= int(u) < len(self):
+                    raise InsilicoError(f"image {u} is out of range: the result has {len(self)} images")
+                chosen.append(int(u) % len(self))
+                continue
+            name = str(u)
+            hits = [i for i, label in enumerate(self.labels) if label == name or label.split("#")[0] == name]
+            if not hits:
+                known = list(dict.fromkeys(label.split("#")[0] for label in self.labels))
+                raise InsilicoError(f"no image of {name!r} in this result; its units are {known[:8]}"
+                                    + (" ..." if len(known) > 8 else ""))
+            chosen.extend(hits)
+        return chosen
+
+    def plot(self, ax=None, ncols: int | None = None, titles: bool = True, max_images: int = 64,
+             units: Sequence | None = None, page: int = 0):
         """The images in a grid, each titled with its label and final value; returns the Figure.
+
+        A new figure has one panel per image (constrained layout: titles never
+        overlap) sized so an image shows at its own pixel size up to 2.6 inches
+        (a 224-px image at 224 px at 100 dpi), at least 1.2 inches.
+        More images than ``max_images`` are paged: ``page=1`` shows the next
+        ones, and the figure's title says which.
 
         Parameters
         ----------
         ax : matplotlib Axes, optional
-            Draw the grid into this one axes (as a mosaic); default: a new figure.
+            Draw the grid into this one axes (as a mosaic, titles in the gaps when they are readable
+            there); default: a new figure.
         ncols : int, optional
-            Columns of the grid (default: about square).
+            Columns of the grid (default: about square, at most 8).
         titles : bool
             Label each image (default True).
         max_images : int
-            Show at most this many (default 64).
+            Images per page (default 64).
+        units : list of addresses, labels or indices, optional
+            Only these images (see :meth:`select`).
+        page : int
+            Which page of ``max_images`` (default 0, the first).
         """
         import matplotlib.pyplot as plt
 
-        images = self.images[:max_images]
+        chosen = self.select(units)
+        pages = max(1, -(-len(chosen) // max_images))
+        if not 0 <= page < pages:
+            raise InsilicoError(f"page {page} does not exist: {len(chosen)} images make {pages} page(s) of {max_images}")
+        shown = chosen[page * max_images: (page + 1) * max_images]
+        images = self.images[shown]
         n, c, h, w = images.shape
-        ncols = ncols or int(np.ceil(np.sqrt(n)))
+        ncols = ncols or min(8, int(np.ceil(np.sqrt(n))))
         nrows = int(np.ceil(n / ncols))
-        pad = max(1, h // 16)
-        canvas = np.ones((nrows * (h + pad) - pad, ncols * (w + pad) - pad, 3 if c == 3 else 1))
-        for i, img in enumerate(images):
-            r, q = divmod(i, ncols)
-            canvas[r * (h + pad): r * (h + pad) + h, q * (w + pad): q * (w + pad) + w] = (
-                img.permute(1, 2, 0).float().clamp(0, 1).numpy() if c in (1, 3) else img[:1].permute(1, 2, 0).numpy()
-            )
+        values = self.values
+        pictures = [img.permute(1, 2, 0).float().clamp(0, 1).numpy() if c == 3 else img[0].float().numpy()
+                    for img in images]
+        cmap = None if c == 3 else "gray"
+        names = [f"{self.labels[i]}\n{float(values[i]):.3g}" for i in shown]
         if ax is None:
-            fig, ax = plt.subplots(figsize=(1.6 * ncols, 1.7 * nrows))
-        ax.imshow(canvas[..., 0] if canvas.shape[2] == 1 else canvas, cmap="gray" if canvas.shape[2] == 1 else None,
-                  vmin=0, vmax=1, interpolation="nearest")
+            side = float(np.clip(max(h, w) / 100, 1.2, 2.6))
+            fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, (side + (0.35 if titles else 0)) * nrows),
+                                     layout="constrained", squeeze=False)
+            for k, a in enumerate(axes.flat):
+                a.set_axis_off()
+                if k < n:
+                    a.imshow(pictures[k], cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+                    if titles:
+                        a.set_title(names[k], fontsize=7)
+            if pages > 1:
+                fig.suptitle(f"images {page * max_images + 1}-{page * max_images + n} of {len(chosen)} "
+                             f"(page {page + 1} of {pages}: plot(page=...))", fontsize=9)
+            return fig
+        pad = max(1, h // 16)
+        gap = max(pad, int(0.3 * h)) if titles else pad  # room above each row for its two-line titles
+        canvas = np.ones((nrows * (h + gap) - gap + (gap if titles else 0), ncols * (w + pad) - pad, 3 if c == 3 else 1))
+        top = gap if titles else 0
+        for i, picture in enumerate(pictures):
+            r, q = divmod(i, ncols)
+            y, x = top + r * (h + gap), q * (w + pad)
+            canvas[y: y + h, x: x + w] = picture if c == 3 else picture[..., None]
+        ax.imshow(canvas[..., 0] if c != 3 else canvas, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        if titles:
-            values = self.values
-            for i in range(n):
+        if titles:  # as large as the gaps allow (two lines of text in ``gap`` pixels); none if unreadable
+            box = ax.get_window_extent()
+            points_per_pixel = min(box.width / canvas.shape[1], box.height / canvas.shape[0]) * 72 / ax.figure.dpi
+            fontsize = min(6.0, gap * points_per_pixel / 2.6)
+            for i in range(n if fontsize >= 3.5 else 0):
                 r, q = divmod(i, ncols)
-                ax.text(q * (w + pad) + w / 2, r * (h + pad) - 0.5, f"{self.labels[i]}\n{float(values[i]):.3g}",
-                        ha="center", va="bottom", fontsize=6)
+                ax.text(q * (w + pad) + w / 2, top + r * (h + gap) - 0.5, names[i], ha="center", va="bottom",
+                        fontsize=fontsize, clip_on=True)
         return ax.figure
 
     def plot_traces(self, ax=None):

@@ -10,8 +10,12 @@ those draw one transform per batch (or per call), not per sample, and would
 need a Python loop over samples.
 
 The output canvas is the image padded by ``pad`` pixels on each side, filled
-with ``fill`` (mid-grey). With ``pad=0`` the output has the input's size, as
-models with a fixed input size need.
+with ``fill`` (mid-grey). With ``pad=0`` the output has the input's size. With
+``size=(H, W)`` the padded canvas is resampled to that size in the same
+``grid_sample`` call (no extra pass), so a model with a fixed input size (a
+ViT) gets its size while the image still moves within the padding;
+:class:`~insilico.synthesis.Synthesis` switches to it by itself when the
+model refuses the padded size and takes the parameterized one.
 
 Example
 -------
@@ -21,6 +25,8 @@ Example
 >>> out = t(torch.rand(3, 1, 16, 20), gens)
 >>> tuple(out.shape)
 (3, 1, 24, 28)
+>>> tuple(t.resized((16, 20))(torch.rand(3, 1, 16, 20), gens).shape)   # padded, then back to 16 x 20
+(3, 1, 16, 20)
 """
 from __future__ import annotations
 
@@ -50,6 +56,9 @@ class Transforms:
         Maximal rotation in degrees, uniform in [-rotate, rotate] (default 0).
     fill : float
         Value shown where the transformed image does not reach (default 0.5).
+    size : (int, int), optional
+        Resample the padded canvas to this output size (default: the canvas
+        size, input + 2 ``pad``). A fixed-input model's size.
     """
 
     pad: int = 0
@@ -57,6 +66,7 @@ class Transforms:
     scale: tuple = (1.0, 1.0)
     rotate: float = 0.0
     fill: float = 0.5
+    size: tuple | None = None
 
     def __post_init__(self):
         if self.pad < 0 or self.jitter < 0 or self.rotate < 0:
@@ -65,10 +75,24 @@ class Transforms:
         if not 0 < lo <= hi:
             raise InsilicoError(f"scale must be a range (low, high) with 0 < low <= high, got {self.scale}")
         object.__setattr__(self, "scale", (float(lo), float(hi)))
+        if self.size is not None:
+            size = tuple(int(v) for v in self.size)
+            if len(size) != 2 or min(size) < 1:
+                raise InsilicoError(f"size must be (height, width) in pixels, got {self.size}")
+            object.__setattr__(self, "size", size)
 
     @property
     def identity(self) -> bool:
-        return self.pad == 0 and self.jitter == 0 and self.scale == (1.0, 1.0) and self.rotate == 0
+        return self.pad == 0 and self.jitter == 0 and self.scale == (1.0, 1.0) and self.rotate == 0 and self.size is None
+
+    def resized(self, size: tuple[int, int]) -> "Transforms":
+        """The same transforms with the output canvas resampled to ``size`` (H, W)."""
+        return dataclasses.replace(self, size=tuple(size))
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) of the output for inputs of ``size``."""
+        h, w = size
+        return self.size if self.size is not None else (h + 2 * self.pad, w + 2 * self.pad)
 
     def draw(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
         """Per-sample parameters (N, 4): x shift, y shift (pixels), zoom, angle (radians); one row per generator."""
@@ -113,7 +137,8 @@ class Transforms:
             return images
         n, c, h, w = images.shape
         theta = self.matrices(params, (h, w)).to(device=images.device, dtype=images.dtype, non_blocking=True)
-        grid = F.affine_grid(theta, [n, c, h + 2 * self.pad, w + 2 * self.pad], align_corners=False)
+        # normalised coordinates: the same affine map covers the canvas at any output resolution
+        grid = F.affine_grid(theta, [n, c, *self.output_size((h, w))], align_corners=False)
         out = F.grid_sample(images - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return out + self.fill
 
@@ -123,7 +148,8 @@ class Transforms:
         return self.apply(images, self.draw(generators))
 
     def spec(self) -> dict:
-        return {**dataclasses.asdict(self), "scale": list(self.scale)}
+        return {**dataclasses.asdict(self), "scale": list(self.scale),
+                "size": list(self.size) if self.size is not None else None}
 
 
 __all__ = ["Transforms"]

@@ -162,7 +162,10 @@ def _steps(unit: Unit, steps) -> frozenset | None:
     if chosen is None:
         return None
     if any(s < 0 for s in chosen):
-        raise UnitError(f"lesion/stimulate need steps counted from 0 (the number of calls is not known in advance): {unit}")
+        raise UnitError(
+            f"lesion/stimulate need steps counted from 0 (the number of calls is not known in advance): {unit}; "
+            f"count the calls with probe.survey(x).count({unit.module!r}) and name the last one as "
+            f"'{unit.module}@T-1'")
     return frozenset(int(s) for s in chosen)
 
 

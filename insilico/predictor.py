@@ -151,10 +151,19 @@ class NeuralPredictor(nn.Module):
         torch.save(blob, path)
 
     @classmethod
-    def load(cls, path, model: nn.Module) -> NeuralPredictor:
-        """A predictor saved by :meth:`save`, on the trunk ``model`` (``weights_only`` load: no code is unpickled)."""
+    def load(cls, path, model: nn.Module | None = None) -> NeuralPredictor:
+        """A predictor saved by :meth:`save`, on the trunk ``model`` (``weights_only`` load: no code is unpickled).
+
+        The trunk's weights are not in the file (a predictor shares its network): pass the same
+        model the predictor was fitted on, e.g. ``NeuralPredictor.load(path, insilico.models.load("minialex"))``.
+        """
         from .results import unpack
         from .session import device_of, dtype_of
+
+        if model is None:
+            raise InsilicoError(
+                "NeuralPredictor.load needs the network it was fitted on (the file holds the readout, not the "
+                "trunk's weights): NeuralPredictor.load(path, model)")
 
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or blob.get("format") != 1 or "state" not in blob:

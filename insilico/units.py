@@ -239,6 +239,11 @@ class Unit:
                     f"to index, e.g. '{self.replace(output=0)}'"
                 )
             return output
+        if torch.is_tensor(output):  # indexing a tensor with ':k' would pick batch sample k: never what is meant
+            raise UnitError(
+                f"{self.module!r} returns one tensor ({describe(output)}), which has no parts: drop "
+                f"':{self.output}', and index channels with [i], e.g. '{self.replace(output=None, index=(0,))}'"
+            )
         try:
             part = output[self.output]
         except (KeyError, IndexError, TypeError):

@@ -271,3 +271,17 @@ def test_results_round_trip_with_weights_only_and_concatenate(tmp_path):
     torch.save({"evil": nn.Linear(2, 2)}, tmp_path / "bad.pt")
     with pytest.raises(InsilicoError, match="not a result"):
         Toy.load(tmp_path / "bad.pt")
+
+
+def test_a_part_of_a_single_tensor_output_is_an_error_not_a_batch_sample():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3))
+    with pytest.raises(UnitError, match=r"no parts: drop ':1'.*'0\[0\]'"):
+        with Probe(m).record("0:1") as rec:
+            m(torch.rand(3, 3, 8, 8))
+        rec["0:1"]
+    assert no_insilico_hooks(m)
+
+
+def test_a_negative_lesion_step_says_how_to_name_the_last_call():
+    with pytest.raises(UnitError, match=r"survey\(x\).count\('lateral'\)"):
+        Probe(Recurrent()).lesion("lateral@-1")

@@ -337,3 +337,29 @@ def test_maximize_takes_an_op_unit(resnet):
     result = insilico.maximize(resnet, "layer1.0/add[3]", size=32, steps=8, progress=False, seed=0)
     trace = result.losses[0]  # the objective (mean of the op unit) per step
     assert trace[-1] > trace[0]
+
+
+def test_gradcam_at_an_op_unit_equals_gradcam_at_a_module_in_its_place():
+    """Grad-CAM's layer= may be an op: the map equals the one at an Identity module placed on that op's output."""
+    from insilico import gradient_map
+
+    class Block(nn.Module):
+        def __init__(self, marked):
+            super().__init__()
+            torch.manual_seed(0)
+            self.c1, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.head = nn.Linear(4, 2)
+            self.mark = nn.Identity() if marked else None
+
+        def forward(self, x):
+            h = self.c1(x)
+            s = h + self.c2(h)
+            if self.mark is not None:
+                s = self.mark(s)
+            return self.head(torch.relu(s).mean(dim=(2, 3)))
+
+    x = torch.rand(3, 3, 8, 8)
+    by_op = gradient_map(Block(False), x, "[1]", method="gradcam", layer="/add")
+    by_module = gradient_map(Block(True), x, "[1]", method="gradcam", layer="mark")
+    assert by_op.abs().sum() > 0
+    torch.testing.assert_close(by_op, by_module)

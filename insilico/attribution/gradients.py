@@ -470,13 +470,13 @@ def _gradcam(probe: Probe, function: UnitFunction, images: torch.Tensor, layer: 
     layer_unit = probe.units(layer)[0]
     if layer_unit.index is not None:
         raise UnitError(f"layer= names a whole layer for Grad-CAM, without an index: '{layer_unit.replace(index=None)}'")
-    if layer_unit.step is None and layer_unit.output is None:
+    if layer_unit.step is None and layer_unit.output is None and layer_unit.op is None:
         from captum.attr import LayerGradCam
 
         cam = LayerGradCam(function, layer_unit.resolve(probe.model)).attribute(
             images, additional_forward_args=args, relu_attributions=True
         )
-    else:  # one call of a recurrent module: captum's layer hook keeps only the last call, so use the Probe
+    else:  # one call of a recurrent module, a part or an op unit: captum's layer hook sees none of them; the Probe does
         cam = _gradcam_probe(probe, function, images, layer_unit, args[0])
     if cam.ndim != 4:
         raise UnitError(f"Grad-CAM needs a conv layer with (N, C, H, W) output; {layer_unit} gives {cam.ndim - 1}-D maps")

@@ -13,9 +13,10 @@ schedules           learning-rate schedules (constant, cosine, linear,
 parameterization    :class:`Pixel`, :class:`Fourier` (1/f, decorrelated colour)
 color               the colour decorrelation matrix and how it is estimated
 transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
+settings            the engine's JSON settings and back (resume)
 stopping            stopping rules ``rule(trace, state) -> mask``
 projection          constraints after each step (:class:`EpsBall`, ...)
-seeds               :func:`content_key`: per-sample seeds from a stimulus's content
+seeds               :func:`derive_seed`, :func:`content_key`: per-sample seeds
 result              :class:`SynthesisResult`: a :class:`insilico.results.Result`
 =================== ===========================================================
 

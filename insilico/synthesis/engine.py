@@ -76,7 +76,6 @@ Example
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from typing import Callable, Sequence
 
 import torch
@@ -94,6 +93,8 @@ from .optimizers import OPTIMIZERS, make_optimizer, optimizer_name
 from .parameterization import Parameterization, check_images
 from .result import SynthesisResult
 from .schedules import SCHEDULES, lr_factor
+from .seeds import derive_seed
+from .settings import options_from, settings_of
 from .transforms import Transforms
 
 GOALS = {"maximize": 1.0, "minimize": -1.0}
@@ -101,18 +102,6 @@ GOALS = {"maximize": 1.0, "minimize": -1.0}
 DEFAULT_STEPS = 512
 #: Host looks at device-side masks/traces (progress bar, "all stopped") every this many steps.
 DEFAULT_SYNC_EVERY = 16
-
-
-def derive_seed(seed: int, key: int | str) -> int:
-    """A sample's seed from a run's ``seed`` and the sample's index or label (stable across runs and machines).
-
-    Example
-    -------
-    >>> derive_seed(0, "features.3[5]") == derive_seed(0, "features.3[5]") != derive_seed(1, "features.3[5]")
-    True
-    """
-    digest = hashlib.sha256(f"{int(seed)}|{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 62) - 1)
 
 
 class Synthesis:
@@ -528,32 +517,8 @@ class Synthesis:
         )
 
     def settings(self) -> dict:
-        """JSON-able settings of this synthesis."""
-        return {
-            "objective": repr(self.objective),
-            "units": [str(u) for u in self.objective.units],
-            "model": type(self.model).__name__,
-            "parameterization": self.param.spec(),
-            "param_options": {k: v for k, v in self.param_options.items() if isinstance(v, (int, float, str, bool))},
-            "goal": self.goal_name,
-            "transforms": self.transforms.spec(),
-            "optimizer": self.optimizer_name,
-            "lr": self.lr,
-            "optimizer_options": {k: v for k, v in self.optimizer_options.items() if isinstance(v, (int, float, str, bool))},
-            "schedule": self.schedule if isinstance(self.schedule, str) else "custom",
-            "schedule_steps": self.schedule_steps,
-            "steps": self.steps,
-            "stop": [stopping.rule_spec(r) for r in self.rules],
-            "projection": None if self.projection is None else repr(self.projection),
-            "blur_every": self.blur_every,
-            "blur_sigma": self.blur_sigma,
-            "seed": self.seed,
-            "compact": self.compact_option,
-            "device": str(self.device),
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "precision": self.precision,
-            "channels_last": self.channels_last,
-        }
+        """JSON-able settings of this synthesis (see :func:`insilico.synthesis.settings.settings_of`)."""
+        return settings_of(self)
 
     def state_dict(self) -> dict:
         """Everything a continued run needs (tensors, numbers and lists only)."""
@@ -600,28 +565,10 @@ class Synthesis:
         if result.state is None or "param" not in result.state:
             raise InsilicoError("this result has no engine state to resume from (saved with state=False, or chunked: "
                                 "use insilico.maximize(..., resume=result) for maximize results)")
-        s = result.settings
-        spec = dict(s["parameterization"])
-        kind = spec.pop("kind").lower()
-        options = {k: v for k, v in s.get("param_options", {}).items()}
-        options.setdefault("squash", spec.get("squash"))
-        if kind == "fourier":
-            options.setdefault("decay", spec.get("decay", 1.0))
-            if not spec.get("decorrelated", True):
-                options.setdefault("color", None)
-        kwargs = dict(
-            n=spec["n"], shape=spec["shape"], param_options=options, goal=s["goal"],
-            transforms=Transforms(**{**s["transforms"], "scale": tuple(s["transforms"]["scale"])}),
-            optimizer=s["optimizer"], lr=s["lr"], optimizer_options=s["optimizer_options"],
-            schedule=s["schedule"] if s["schedule"] != "custom" else "constant", schedule_steps=s["schedule_steps"],
-            steps=s["steps"], stop=[stopping.from_spec(r) for r in s["stop"] if r["rule"] in stopping.RULES],
-            blur_every=s["blur_every"], blur_sigma=s["blur_sigma"], seed=result.seeds, labels=result.labels,
-            precision=s.get("precision", "fp32"), channels_last=s.get("channels_last", False),
-            compact=s.get("compact", False),
-        )
+        kind, kwargs = options_from(result)
         kwargs.update(overrides)
         synth = cls(model, objective, kind, **kwargs)
-        synth.seed = s.get("seed")
+        synth.seed = result.settings.get("seed")
         synth.load_state_dict(result.state)
         return synth
 

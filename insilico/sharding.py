@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import InsilicoError
+from .results import pack, unpack
 
 Interval = tuple[int, int]
 
@@ -302,48 +302,10 @@ def save_part(path: str | os.PathLike, part: Any) -> None:
     """Write ``part`` atomically with ``torch.save`` (tensors and plain data only: readable with weights_only)."""
     path = Path(path)
     tmp = _temporary(path)
-    torch.save(_pack(part), tmp)
+    torch.save(pack(part), tmp)
     os.replace(tmp, path)
 
 
 def load_part(path: str | os.PathLike) -> Any:
     """Read a part written by :func:`save_part`."""
-    return _unpack(torch.load(path, map_location="cpu", weights_only=True))
-
-
-def _pack(value: Any) -> Any:
-    if torch.is_tensor(value):
-        return value.detach().cpu()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        cls = type(value)
-        fields = {f.name: _pack(getattr(value, f.name)) for f in dataclasses.fields(value)
-                  if not isinstance(getattr(value, f.name), torch.nn.Module)}
-        return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}", "fields": fields}
-    if isinstance(value, dict):
-        return {k: _pack(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return {"__tuple__": [_pack(v) for v in value]}
-    if isinstance(value, list):
-        return [_pack(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (bool, int, float, str)):  # numpy scalars
-        return value.item()
-    for plain in (bool, int, float, str):  # subclasses (e.g. torch.__version__) become the plain type
-        if isinstance(value, plain):
-            return plain(value)
-    return value
-
-
-def _unpack(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_unpack(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "__tuple__" in value:
-        return tuple(_unpack(v) for v in value["__tuple__"])
-    if "__dataclass__" in value:
-        module, name = value["__dataclass__"].split(":")
-        if module.split(".")[0] != "insilico":
-            raise InsilicoError(f"a part names the class {module}:{name}; only insilico's results are read")
-        cls = getattr(importlib.import_module(module), name)
-        return cls(**{k: _unpack(v) for k, v in value["fields"].items()})
-    return {k: _unpack(v) for k, v in value.items()}
+    return unpack(torch.load(path, map_location="cpu", weights_only=True))

@@ -71,14 +71,12 @@ class Result:
     @classmethod
     def load(cls, path: str | os.PathLike):
         """Read a result written by :meth:`save` (``weights_only=True``: no code is unpickled)."""
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise InsilicoError(f"no result at {path!r}")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise InsilicoError(f"{path!r} is not a result saved by insilico: {e}") from e
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT or "result" not in blob:
+        return cls._from_blob(read(path), os.fspath(path))
+
+    @classmethod
+    def _from_blob(cls, blob: dict, path: str):
+        """The result held by a file's contents ``blob`` (read by :func:`read`)."""
+        if blob.get("format") != FORMAT or "result" not in blob:
             raise InsilicoError(f"{path!r} is not a result saved by insilico (format {FORMAT})")
         result = unpack(blob["result"], {f"{cls.__module__}:{cls.__qualname__}": cls})
         if not isinstance(result, cls):
@@ -138,38 +136,51 @@ def load(path: str | os.PathLike):
         return Recording.load(path)
     if path.endswith(".npz"):
         return _load_table(path)
-    if not os.path.exists(path):
-        raise InsilicoError(f"no result at {path!r}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InsilicoError(f"{path!r} is not a result saved by insilico: {e}") from e
-    if not isinstance(blob, dict):
-        raise InsilicoError(f"{path!r} is not a result saved by insilico")
+    blob = read(path)
     if blob.get("format") == FORMAT and isinstance(blob.get("kind"), str):
-        return _class_named(blob["kind"], path).load(path)
+        return _class_named(blob["kind"], path)._from_blob(blob, path)
     from .synthesis import result as synthesis_result
 
     if blob.get("format") == synthesis_result.FORMAT and "images" in blob:
         if "metamer" in blob:
             from .design.metamer_result import MetamerResult
 
-            return MetamerResult.load(path)
-        return synthesis_result.SynthesisResult.load(path)
+            return MetamerResult._from_blob(blob, path)
+        return synthesis_result.SynthesisResult._from_blob(blob, path)
     raise InsilicoError(f"{path!r} is not a result saved by insilico (no recorded type; format "
                         f"{blob.get('format')!r})")
 
 
-def _class_named(kind: str, path: str) -> type:
+def read(path: str | os.PathLike, what: str = "result") -> dict:
+    """The contents of a file saved by insilico, read with ``weights_only=True``; InsilicoError otherwise."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InsilicoError(f"no {what} at {path!r}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InsilicoError(f"{path!r} is not a {what} saved by insilico: {e}") from e
+    if not isinstance(blob, dict):
+        raise InsilicoError(f"{path!r} is not a {what} saved by insilico")
+    return blob
+
+
+def _insilico_class(kind: str, where: str) -> type:
+    """The class named ``"module:qualname"``, which must be insilico's own (no other code is ever loaded)."""
     module, _, name = kind.partition(":")
     if module.split(".")[0] != "insilico" or not name:
-        raise InsilicoError(f"{path!r} names the class {kind!r}; only insilico's results are read")
+        raise InsilicoError(f"{where} names the class {kind!r}; only insilico's results are read")
     try:
         cls = importlib.import_module(module)
         for part in name.split("."):
             cls = getattr(cls, part)
     except (ImportError, AttributeError) as e:
-        raise InsilicoError(f"{path!r} holds a {kind}, which this version of insilico does not have: {e}") from e
+        raise InsilicoError(f"{where} holds a {kind}, which this version of insilico does not have: {e}") from e
+    return cls
+
+
+def _class_named(kind: str, path: str) -> type:
+    cls = _insilico_class(kind, repr(path))
     if not (isinstance(cls, type) and issubclass(cls, Result)):
         raise InsilicoError(f"{path!r} names {kind}, which is not an insilico result")
     return cls
@@ -283,13 +294,7 @@ def unpack(value: Any, classes: dict | None = None) -> Any:
         fields = {k: unpack(v, classes) for k, v in value["fields"].items()}
         if kind in classes:
             return classes[kind](**fields)
-        module, name = kind.split(":")
-        if module.split(".")[0] != "insilico":
-            raise InsilicoError(f"a saved result names the class {kind}; only insilico's results are read")
-        cls = importlib.import_module(module)
-        for part in name.split("."):
-            cls = getattr(cls, part)
-        return cls(**fields)
+        return _insilico_class(kind, "a saved result")(**fields)
     return {k: unpack(v, classes) for k, v in value.items()}  # dicts packed by older versions
 
 

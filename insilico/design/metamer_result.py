@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Sequence
 
 import torch
@@ -104,10 +103,9 @@ class MetamerResult(SynthesisResult):
         return self.conditions[self.condition_index[i]]
 
     # -- persistence ---------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, state: bool = True) -> None:
-        """Write to ``path`` (one file; the model is not saved)."""
-        super().save(path, state=state)
-        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    def _blob(self, state: bool) -> dict:
+        """The synthesis result's file contents plus the metamer part (the model is not saved)."""
+        blob = super()._blob(state)
         blob["metamer"] = {
             "references": self.references.cpu(),
             "final_errors": self.final_errors.cpu() if self.final_errors is not None else None,
@@ -115,17 +113,16 @@ class MetamerResult(SynthesisResult):
             "json": json.dumps({"reference_index": self.reference_index, "condition_index": self.condition_index,
                                 "conditions": self.conditions}),
         }
-        torch.save(blob, os.fspath(path))
+        return blob
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> MetamerResult:
-        """Read a result written by :meth:`save` (or by the generic :meth:`insilico.results.Result.save`)."""
-        result = super().load(path)
+    def _from_blob(cls, blob: dict, path: str) -> MetamerResult:
+        """Read by :meth:`load` (this format or the generic :meth:`insilico.results.Result.save`)."""
+        result = super()._from_blob(blob, path)
         if isinstance(result, MetamerResult) and result.references is not None:
             return result  # the generic format holds every field already
-        blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
         if "metamer" not in blob:
-            raise InsilicoError(f"{os.fspath(path)!r} is a synthesis result but not a metamer result")
+            raise InsilicoError(f"{path!r} is a synthesis result but not a metamer result")
         extra = blob["metamer"]
         meta = json.loads(extra["json"])
         result.references = extra["references"]

@@ -106,7 +106,11 @@ class SynthesisResult(Result):
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike, state: bool = True) -> None:
         """Write to ``path`` (one ``torch.save`` file of tensors + JSON settings)."""
-        blob = {
+        torch.save(self._blob(state), os.fspath(path))
+
+    def _blob(self, state: bool) -> dict:
+        """The contents of this result's own (format 1) file."""
+        return {
             "format": FORMAT,
             "images": self.images.cpu(),
             "trace": self.trace.cpu(),
@@ -116,21 +120,18 @@ class SynthesisResult(Result):
                                 "versions": self.versions}),
             "state": _to_cpu(self.state) if state and self.state is not None else None,
         }
-        torch.save(blob, os.fspath(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SynthesisResult:
         """Read a result written by :meth:`save` (or by the generic :meth:`insilico.results.Result.save`)."""
-        if not os.path.exists(path):
-            raise InsilicoError(f"no synthesis result at {os.fspath(path)!r}")
-        try:
-            blob = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise InsilicoError(f"{os.fspath(path)!r} is not a synthesis result saved by insilico: {e}") from e
-        if isinstance(blob, dict) and blob.get("format") == _results.FORMAT and "result" in blob:
-            return super().load(path)
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-            raise InsilicoError(f"{os.fspath(path)!r} is not a synthesis result (format {FORMAT}) saved by insilico")
+        return cls._from_blob(_results.read(path, "synthesis result"), os.fspath(path))
+
+    @classmethod
+    def _from_blob(cls, blob: dict, path: str) -> SynthesisResult:
+        if blob.get("format") == _results.FORMAT and "result" in blob:
+            return super()._from_blob(blob, path)
+        if blob.get("format") != FORMAT:
+            raise InsilicoError(f"{path!r} is not a synthesis result (format {FORMAT}) saved by insilico")
         meta = json.loads(blob["json"])
         return cls(images=blob["images"], trace=blob["trace"], steps=blob["steps"], state=blob["state"], **meta)
 

@@ -30,6 +30,7 @@ from torch import nn
 
 import insilico
 from insilico import experiments as E
+from insilico.session import session
 
 SIZE = (3, 16, 16)
 N_IMAGES = 4
@@ -241,6 +242,25 @@ def run_microstimulation(model, images, samples=None):
                               progress=False)
 
 
+def run_time_courses(model, images, samples=None):
+    a = arch_of(model)
+    return E.time_courses(model, a.layer, _pick(images, samples), batch_size=2, progress=False)
+
+
+def run_stimulate(model, images, samples=None):
+    """``Probe.stimulate`` as a user writes it: the model's logits with channel 1 of the layer driven."""
+    a = arch_of(model)
+    with session(model) as s, insilico.Probe(model).stimulate(f"{a.layer}[1]", add=1.0, gain=2.0):
+        return model(s.inputs(_pick(images, samples)))
+
+
+def run_lesion_connections(model, images, samples=None):
+    """``Probe.lesion_connections``: the logits with input channels 0-1 of the first conv cut from output 2."""
+    a = arch_of(model)
+    with session(model) as s, insilico.Probe(model).lesion_connections(a.first, outputs=[2], inputs=[0, 1]):
+        return model(s.inputs(_pick(images, samples)))
+
+
 def run_rsa(model, images, samples=None):
     a = arch_of(model)
     return insilico.rsa.model_rdms(model, _pick(images, samples), units=[a.layer, a.logits], batch_size=2,
@@ -359,6 +379,9 @@ TOOLS = {t.name: t for t in [
     Tool("lesion_mean", run_lesion_mean, None, saves=False, follows_dtype=False),
     Tool("microstimulation", run_microstimulation, lambda r: r.arrays["probabilities"].swapaxes(0, 1),
          independent=True),
+    Tool("time_courses", run_time_courses, lambda r: r.arrays["responses_0"], independent=True),
+    Tool("stimulate", run_stimulate, lambda r: r, images=False, saves=False, independent=True),
+    Tool("lesion_connections", run_lesion_connections, lambda r: r, images=False, saves=False, independent=True),
     Tool("rsa", run_rsa, lambda r: r.matrix, follows_dtype=False),
     Tool("encoding", run_encoding, lambda r: r.predictions),
     Tool("population_control", run_population_control, _images, images=False, independent=True),

@@ -33,7 +33,7 @@ from ..probe import Probe
 from .lesions import _labels, _per_class
 from .results import Result, new_axes
 from ..recording import batches
-from ..session import session
+from ..session import result_dtype, session
 from .runs import as_units
 
 
@@ -70,7 +70,7 @@ def time_courses(
             with probe.record(*parsed, reduce="mean") as rec:
                 model(batch)
             for k, unit in enumerate(parsed):
-                value = rec.steps(unit).float().cpu()
+                value = rec.steps(unit).to(result_dtype(s.dtype)).cpu()
                 parts[k].append(value.reshape(value.shape[0], value.shape[1], -1))
     arrays = {"units": np.array([str(u) for u in parsed])}
     for k, chunks in enumerate(parts):

@@ -163,7 +163,7 @@ def render_site(work: Work, layers: list[str]) -> None:
         ready, complete = set(), 0
         datas = [pages.read_unit(work.unit_dir(layer, c), stages) for c in channels]
         context = pages.unit_context(layer, described[layer]["text"], describe.output_classes(work.model,
-                                     described[layer]), datas, work.shape)
+                                     described[layer]), datas, work.shape, channels)
         for i, (c, data) in enumerate(zip(channels, datas)):
             data["_spatial"] = "tuning" in stages
             table.append(unit_row(layer, c, data))

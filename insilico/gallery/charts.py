@@ -13,7 +13,7 @@ Example
 >>> ET.fromstring(svg).tag
 '{http://www.w3.org/2000/svg}svg'
 >>> nice_ticks(0, 13.2)
-[0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]
+[0.0, 5.0, 10.0, 15.0]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ SVG = 'xmlns="http://www.w3.org/2000/svg"'
 BLUE, RED, GREEN, GREY = "#1a5fb4", "#c0392b", "#2a9d3a", "#888"
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     """About ``n`` round tick values (steps of 1, 2, 2.5 or 5 times a power of ten) covering ``[lo, hi]``."""
     lo, hi = float(lo), float(hi)
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -37,7 +37,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * 0.999)
     first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
-    return [round(k * step, 12) for k in range(first, last + 1)]
+    return [float(round(k * step, 12)) for k in range(first, last + 1)]
 
 
 def _label(value: float) -> str:

@@ -12,7 +12,7 @@ forward pass, not what its name suggests:
 >>> d["features.3"]["text"]
 'conv2: Conv2d 48→96, 5×5, stride 1, before ReLU'
 >>> d["classifier.6"]["text"]
-"fc3: Linear 256→16, the model's output"
+"fc3: Linear 256→16, the model's output (one logit per class)"
 """
 from __future__ import annotations
 
@@ -169,8 +169,8 @@ def describe_layers(model: nn.Module, shape: tuple, layers: list[str], survey: S
         module = modules.get(unit.module)
         info = {"name": names.get(unit.site, unit.site), "module": module_text(module) if module is not None
                 else unit.site, "output": _is_output(survey, index), "shape": tuple(survey.calls[index].shape or ())}
-        info["follows"] = ("the model's output" if info["output"]
-                           else _what_follows(survey, index, modules))
+        info["follows"] = _what_follows(survey, index, modules) if not info["output"] else \
+            "the model's output" + (" (one logit per class)" if output_classes(model, info) else "")
         if len(calls) > 1:
             info["name"] += f" (call {calls.index(index)} of {len(calls)})"
         info["text"] = f"{info['name']}: {info['module']}" + (f", {info['follows']}" if info["follows"] else "")

@@ -114,18 +114,18 @@ def _shape(shape) -> str:
 
 def _model_card_html(card: dict, slugs: dict) -> str:
     trained, source = card.get("trained") or {}, card.get("input") or {}
-    lines = [f"<b>{escape(card.get('type', 'model'))}</b>, {card['parameters']:,} parameters; input "
-             f"{_shape(source.get('size'))} ({escape(source.get('range', ''))})."]
-    if trained.get("description"):
-        lines.insert(0, escape(trained["description"]) + ".")
+    facts = [("model", escape(trained.get("description", card.get("type", "")))),
+             ("size", f"{escape(card.get('type', ''))}, {card['parameters']:,} parameters"),
+             ("input", f"{_shape(source.get('size'))} image, {escape(source.get('range', ''))}")]
     if trained.get("training"):
-        lines.append(f"Trained: {escape(trained['training'])}.")
+        facts.append(("trained on", escape(trained["training"])))
     if trained.get("held_out_accuracy") is not None:
         chance = f" (chance {trained['chance']:.1%})" if trained.get("chance") is not None else ""
         on = f" on {escape(trained['held_out'])}" if trained.get("held_out") else ""
-        lines.append(f"Held-out accuracy <b>{trained['held_out_accuracy']:.1%}</b>{chance}{on}.")
+        facts.append(("held-out accuracy", f"<b>{trained['held_out_accuracy']:.1%}</b>{chance}{on}"))
     if card.get("classes"):
-        lines.append(f"{len(card['classes'])} output classes: {escape(', '.join(map(str, card['classes'])))}.")
+        facts.append((f"{len(card['classes'])} classes", escape(", ".join(map(str, card["classes"])))))
+    lines = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in facts)
     rows = []
     for r in card.get("architecture", []):
         name = escape(r["address"])
@@ -134,7 +134,8 @@ def _model_card_html(card: dict, slugs: dict) -> str:
         rows.append(f'<tr><td>{name}</td><td>{escape(r["module"])}</td><td>{_shape(r["shape"])}</td>'
                     f'<td class="num">{r["parameters"]:,}</td></tr>' if r["parameters"] else
                     f'<tr><td>{name}</td><td>{escape(r["module"])}</td><td>{_shape(r["shape"])}</td><td></td></tr>')
-    return (f'<h2>Model</h2><p>{" ".join(lines)}</p><details open><summary>Architecture: every module in call '
+    rows.append(f'<tr><td><b>total</b></td><td></td><td></td><td class="num"><b>{card["parameters"]:,}</b></td></tr>')
+    return (f'<h2>Model</h2><table class="meta card">{lines}</table><details open><summary>Architecture: every module in call '
             f'order, with one image\'s output shape (bold: layers shown in this gallery)</summary>'
             f'<table class="meta arch"><tr><th>module</th><th>what</th><th>output</th><th>parameters</th></tr>'
             f'{"".join(rows)}</table></details>')
@@ -159,12 +160,23 @@ def lesion_scale(datas) -> float | None:
     return max(values) if values else None
 
 
+def _largest(datas, channels) -> int | None:
+    """The channel whose lesion has the layer's largest ``|effect|``."""
+    best = [(max([abs(v) for v in (d.get("lesion") or {}).get("probability_change") or [] if v is not None] or [-1]), c)
+            for d, c in zip(datas, channels)]
+    return max(best)[1] if best and max(best)[0] >= 0 else None
+
+
 def unit_context(layer: str, description: str | None = None, classes: list | None = None, datas=(),
-                 input_size=None) -> dict:
+                 input_size=None, channels=None) -> dict:
     """What a unit page needs to know about its layer: ``description`` (one line), ``classes`` (class names of
-    an output layer's units), ``lesion_scale`` (:func:`lesion_scale` of the layer's ``datas``), ``input_size``
-    (the model's input (H, W))."""
+    an output layer's units), ``lesion_scale`` (:func:`lesion_scale` of the layer's unit stage dicts ``datas``)
+    and ``lesion_scale_unit`` (its channel; ``channels``: those of ``datas``, default 0, 1, ...),
+    ``input_size`` (the model's input (H, W))."""
+    datas = list(datas)
+    channels = list(channels) if channels is not None else list(range(len(datas)))
     return {"layer": layer, "description": description, "classes": classes, "lesion_scale": lesion_scale(datas),
+            "lesion_scale_unit": _largest(datas, channels),
             "input_size": list(input_size)[-2:] if input_size is not None else None}
 
 
@@ -193,7 +205,7 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
     if "tuning" in data or data.get("_spatial"):
         sections.append(_tuning_html(data.get("tuning"), ctx.get("input_size")))
         sections.append(_rf_html(channel, rf, ctx.get("input_size")))
-    sections.append(_lesion_html(data.get("lesion"), ctx.get("lesion_scale"), layer))
+    sections.append(_lesion_html(data.get("lesion"), ctx.get("lesion_scale"), layer, ctx.get("lesion_scale_unit")))
     body = f'<nav>{" / ".join(links)} &nbsp; {steps}</nav>{head}' + "".join(sections)
     return page(f"{address}{' ' + str(name) if name else ''} - {title}", body, 2)
 
@@ -274,7 +286,8 @@ def _tuning_html(d: dict | None, input_size=None) -> str:
                     x_ticks=[0, 45, 90, 135, 180])
     sf = svg_curve(d["sfs"], d["sf_curve"], "spatial frequency (cycles / image, log scale)",
                    "SF tuning at best orientation", log_x=True, baseline=base, ylabel="response (activation)",
-                   mark=pref_sf, mark_label=f"preferred {pref_sf:.3g}" if pref_sf is not None else "")
+                   mark=pref_sf, mark_label="" if pref_sf is None else f"peak at edge: {pref_sf:.3g}"
+                   if d.get("sf_peak_at_edge") else f"preferred {pref_sf:.3g}")
     reduce = {"max": "maximum", "mean": "mean", "f1": "first harmonic"}.get(d.get("phase_reduce", "max"), "maximum")
     width = f" (cycles across the {input_size[-1]}-pixel image: {input_size[-1]} cycles/image = 1 cycle/pixel)" \
         if input_size else " (cycles across the image's width)"
@@ -343,13 +356,14 @@ def _rf_html(c: int, d: dict | None, input_size=None) -> str:
             f"pixels of the model's input.</p>{figure}")
 
 
-def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "") -> str:
+def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", largest: int | None = None) -> str:
     if d is None:
         return "<h2>Lesion</h2>" + _missing("lesion effects")
     what = ("mean change in the probability of the true class, per class" if d["labelled"]
             else "mean change in each output's probability")
+    where = f' (<a href="{largest}.html">unit {largest}</a>)' if largest is not None else ""
     shared = (f" All units of {escape(layer)} share one scale: the full bar is &plusmn;{scale:.3g}, the largest "
-              f"|effect| of any unit in the layer, so bars compare across its units." if scale else "")
+              f"|effect| of any unit in the layer{where}, so bars compare across its units." if scale else "")
     return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {d['n_stimuli']} held-out stimuli: "
             f"{what}.{shared}</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect",
                                                scale=scale, xlabel="change in probability" + (

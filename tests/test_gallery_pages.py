@@ -193,9 +193,9 @@ def test_resnet18_layer_descriptions_follow_the_data_not_only_the_call_order():
     d = describe_layers(net, (3, 32, 32), ["conv1", "layer1.0.conv2", "layer2.0.conv2", "fc"])
     assert d["conv1"]["text"] == "conv1: Conv2d 3→64, 7×7, stride 2, before BatchNorm2d → ReLU"
     assert d["layer1.0.conv2"]["text"] == \
-        "conv3: Conv2d 64→64, 3×3, stride 1, before BatchNorm2d → residual add → ReLU"
+        "conv3: Conv2d 64→64, 3×3, stride 1, before BatchNorm2d → add → ReLU"
     # the downsample branch runs between bn2 and the add: skipped, not read as what follows conv2
-    assert d["layer2.0.conv2"]["follows"] == "before BatchNorm2d → residual add → ReLU"
+    assert d["layer2.0.conv2"]["follows"] == "before BatchNorm2d → add → ReLU"
     assert d["fc"]["output"] and d["fc"]["name"] == "fc1"
 
 
@@ -223,3 +223,16 @@ def test_map_stride_from_the_wiring(minialex, tmp_path: Path):
     work = Work(minialex, GallerySettings(), tmp_path, (3, 64, 64))
     assert map_stride(work, "features.0") == [2.0, 2.0]
     assert map_stride(work, "features.3") == [4.0, 4.0]
+
+
+def test_recurrent_layer_descriptions_and_strides():
+    from insilico.gallery.stages import Work, map_stride
+    from insilico.models import load
+
+    net = load("blt")
+    d = describe_layers(net, (3, 64, 64), ["layers.0.bottom_up@3", "layers.1.top_down.0@3"])
+    assert d["layers.0.bottom_up@3"]["text"] == \
+        "conv1 at step 3 (of steps 0–3): Conv2d 3→32, 7×7, stride 4, before add → GroupNorm → ReLU"
+    assert d["layers.1.top_down.0@3"]["follows"] == "before Upsample → add → GroupNorm → ReLU"
+    work = Work(net, GallerySettings(model="blt"), Path("."), (3, 64, 64))
+    assert map_stride(work, "layers.1.top_down.0@3") == [16.0, 16.0]      # it reads layers.2's 4 x 4 map

@@ -105,8 +105,9 @@ def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int =
     if mark is not None and x_lo <= mark <= x_hi:
         parts.append(f'<line class="mark" x1="{X(mark):.1f}" x2="{X(mark):.1f}" y1="{top}" y2="{top + ph}" '
                      f'stroke="{GREEN}" stroke-width="1.5" stroke-dasharray="2 2"/>'
-                     f'<text x="{min(max(X(mark), left + 30), left + pw - 30):.1f}" y="{top + 9}" text-anchor="middle" '
-                     f'fill="{GREEN}">{escape(mark_label)}</text>')
+                     f'<text x="{X(mark) + (3 if X(mark) < left + pw / 2 else -3):.1f}" y="{top + 9}" '
+                     f'text-anchor="{"start" if X(mark) < left + pw / 2 else "end"}" fill="{GREEN}">'
+                     f'{escape(mark_label)}</text>')
     coords = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in points)
     dots = "".join(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.4"/>' for x, y in points)
     parts.append(f'<polyline points="{coords}" fill="none" stroke="{BLUE}" stroke-width="1.6"/>'

@@ -27,7 +27,7 @@ from ..units import Unit
 
 #: Modules that pass a layer's output on channel by channel (named, and the walk goes on).
 _PER_CHANNEL = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d,
-                nn.Identity, nn.Dropout, nn.Dropout2d)
+                nn.Identity, nn.Dropout, nn.Dropout2d, nn.Upsample)
 
 #: Gallery settings a reader needs (the rest, internals such as lr, chunk, seed, go in a collapsed list).
 READER_SETTINGS = {
@@ -77,20 +77,23 @@ def _site_calls(survey: Survey, unit: Unit) -> list[int]:
 def _what_follows(survey: Survey, start: int, modules: dict) -> str:
     """What the layer's output goes through next, in call order: ``"before BatchNorm2d → ReLU"``.
 
-    Per-channel modules (BatchNorm, Dropout, ...) and functional ops are named and the walk goes on to the
-    first activation. A weighted module met after a per-channel one is a parallel branch (a ResNet's
-    downsample) when a residual ``add`` joins it back with our shape: the walk skips to that add.
+    Per-channel modules (BatchNorm, Dropout, Upsample, ...) and functional ops (``add``) are named and the
+    walk goes on to the first activation. A weighted module met on the way is a parallel branch (a ResNet's
+    downsample, a recurrent net's lateral and top-down inputs) when an ``add`` of the current shape joins
+    it back before any activation: the walk skips to that add. Otherwise the walk stops there ("then
+    MaxPool2d (no nonlinearity)").
     """
     calls, chain, i = survey.calls, [], start + 1
     shape = calls[start].shape
-    while i < len(calls) and len(chain) < 4:
+    while i < len(calls) and len(chain) < 5:
         call = calls[i]
         i += 1
         if ":" in call.module:
             continue
         if "/" in call.module:
-            op = call.module.split("/", 1)[1].split("#")[0]
-            chain.append({"add": "residual add", "add_": "residual add", "iadd": "residual add"}.get(op, op))
+            if not chain or chain[-1] != _op(call.module):  # a three-way sum is one "add"
+                chain.append(_op(call.module))
+            shape = call.shape
             continue
         module = modules.get(call.module)
         if call.module == "" or module is None:
@@ -101,8 +104,9 @@ def _what_follows(survey: Survey, start: int, modules: dict) -> str:
             return "before " + " → ".join(chain + [type(module).__name__])
         if isinstance(module, _PER_CHANNEL):
             chain.append(type(module).__name__)
+            shape = call.shape
             continue
-        join = _branch_end(calls, i - 1, shape) if chain else None
+        join = _branch_end(calls, i - 1, shape, modules)
         if join is not None:
             i = join
             continue
@@ -110,12 +114,18 @@ def _what_follows(survey: Survey, start: int, modules: dict) -> str:
     return "then " + " → ".join(chain) if chain else ""
 
 
-def _branch_end(calls, i: int, shape) -> int | None:
-    """Index of the ``add`` op that closes a parallel branch starting at call ``i`` (its calls keep ``shape``)."""
+def _op(site: str) -> str:
+    return site.split("/", 1)[1].split("#")[0].rstrip("_").replace("iadd", "add")
+
+
+def _branch_end(calls, i: int, shape, modules: dict) -> int | None:
+    """Index of the ``add`` op of ``shape`` that closes a parallel branch starting at call ``i`` (None when an
+    activation or the model's end comes first: then the module at ``i`` is what our output feeds)."""
     for j in range(i, len(calls)):
-        if "/" in calls[j].module and calls[j].module.split("/", 1)[1].split("#")[0] in ("add", "add_", "iadd"):
+        site = calls[j].module
+        if "/" in site and _op(site) == "add":
             return j if calls[j].shape == shape else None
-        if "/" not in calls[j].module and calls[j].shape != shape:
+        if site == "" or isinstance(modules.get(site), _activations()):
             return None
     return None
 
@@ -172,7 +182,7 @@ def describe_layers(model: nn.Module, shape: tuple, layers: list[str], survey: S
         info["follows"] = _what_follows(survey, index, modules) if not info["output"] else \
             "the model's output" + (" (one logit per class)" if output_classes(model, info) else "")
         if len(calls) > 1:
-            info["name"] += f" (call {calls.index(index)} of {len(calls)})"
+            info["name"] += f" at step {calls.index(index)} (of steps 0–{len(calls) - 1})"
         info["text"] = f"{info['name']}: {info['module']}" + (f", {info['follows']}" if info["follows"] else "")
         out[layer] = info
     return out
@@ -191,21 +201,22 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def model_card(model: nn.Module, settings, shape: tuple, layers: list[str], survey: Survey | None = None) -> dict:
-    """What the index tells a reader about the model: ``architecture`` (rows of address, module text, output
-    shape, parameters, in call order), ``parameters``, ``input`` (size, range), ``trained`` (description,
+    """What the index tells a reader about the model: ``architecture`` (one row per leaf module in the order
+    of first calls: ``address``, ``module`` text, ``shape`` of its last call, ``parameters``, ``calls`` per
+    forward pass, ``gallery`` and ``layer``: the gallery layer it is), ``parameters``, ``input`` (size, range), ``trained`` (description,
     data, held-out accuracy and chance, when the bundled model's card records them), ``settings`` (reader's)
     and ``internals`` (the other build settings)."""
     survey = survey or survey_model(model, shape)
     modules = dict(model.named_modules())
-    rows = []
-    for call in survey.calls:
-        module = modules.get(call.module)
-        if not call.module or module is None or any(True for _ in module.children()):
+    rows, shown = [], {Unit.coerce(layer, model).site: layer for layer in layers}
+    for site in survey.modules():
+        module = modules.get(site)
+        if not site or module is None or any(True for _ in module.children()):
             continue
-        params = sum(p.numel() for p in module.parameters())
-        address = survey.address(call.module, call.step)
-        rows.append({"address": address, "module": module_text(module), "shape": tuple(call.shape or ()),
-                     "parameters": params, "gallery": address in layers or call.module in layers})
+        call = [c for c in survey.calls if c.module == site][-1]
+        rows.append({"address": site, "module": module_text(module), "shape": tuple(call.shape or ()),
+                     "parameters": sum(p.numel() for p in module.parameters()), "calls": survey.count(site),
+                     "gallery": site in shown, "layer": shown.get(site)})
     normalise = any(type(m).__name__ == "Normalize" for m in modules.values())
     card = {"architecture": rows, "parameters": parameter_count(model), "type": type(model).__name__,
             "input": {"size": tuple(shape), "range": "pixel values in [0, 1]" + (

@@ -128,15 +128,16 @@ def _model_card_html(card: dict, slugs: dict) -> str:
     lines = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in facts)
     rows = []
     for r in card.get("architecture", []):
-        name = escape(r["address"])
-        if r["gallery"] and r["address"] in slugs:
-            name = f'<a href="layers/{slugs[r["address"]]}.html"><b>{name}</b></a>'
+        name = escape(r["address"]) + (f" (×{r['calls']})" if r.get("calls", 1) > 1 else "")
+        if r["gallery"] and r.get("layer", r["address"]) in slugs:
+            name = f'<a href="layers/{slugs[r.get("layer", r["address"])]}.html"><b>{name}</b></a>'
         rows.append(f'<tr><td>{name}</td><td>{escape(r["module"])}</td><td>{_shape(r["shape"])}</td>'
                     f'<td class="num">{r["parameters"]:,}</td></tr>' if r["parameters"] else
                     f'<tr><td>{name}</td><td>{escape(r["module"])}</td><td>{_shape(r["shape"])}</td><td></td></tr>')
     rows.append(f'<tr><td><b>total</b></td><td></td><td></td><td class="num"><b>{card["parameters"]:,}</b></td></tr>')
     return (f'<h2>Model</h2><table class="meta card">{lines}</table><details open><summary>Architecture: every module in call '
-            f'order, with one image\'s output shape (bold: layers shown in this gallery)</summary>'
+            f'order, with one image\'s output shape (bold: layers shown in this gallery; ×T: called T times per '
+            f'forward pass)</summary>'
             f'<table class="meta arch"><tr><th>module</th><th>what</th><th>output</th><th>parameters</th></tr>'
             f'{"".join(rows)}</table></details>')
 

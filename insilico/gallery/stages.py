@@ -220,7 +220,8 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
 def map_stride(work: Work, layer: str) -> list | None:
     """Input pixels between neighbouring positions of ``layer``'s map, ``[rows, columns]`` (None without a
     neighbour): the shift of the theoretical RF box (:func:`~insilico.experiments.receptive_fields.theoretical_box`,
-    the network's real wiring) from the centre neuron to the next one. A unit page moves the RF box measured at
+    the network's real wiring) from the centre neuron to the next one, or the ratio of the input's size to the
+    map's where the wiring's boxes do not move (paths that mix all positions). A unit page moves the RF box measured at
     the centre by ``(position - map_center) * stride`` to outline the RF of another neuron of the map."""
     from ..experiments.receptive_fields import theoretical_box
 
@@ -233,10 +234,13 @@ def map_stride(work: Work, layer: str) -> list | None:
         here = theoretical_box(work.model, unit.replace(index=(0, *centre)), work.shape[0], work.shape[-1])
         there = theoretical_box(work.model, unit.replace(index=(0, *[c + d for c, d in zip(centre, step)])),
                                 work.shape[0], work.shape[-1])
-        if here is None or there is None or 1 in shape[1:]:
+        shift = None if here is None or there is None else [abs(there[0] - here[0]), abs(there[2] - here[2])]
+        if 1 in shape[1:]:
             cache[layer] = None
+        elif shift is None or 0 in shift:  # the wiring gave no shift (paths that mix positions): the size ratio
+            cache[layer] = [round(s / m) * 1.0 for s, m in zip(work.shape[1:], shape[1:])]
         else:
-            cache[layer] = [abs(there[0] - here[0]) * 1.0, abs(there[2] - here[2]) * 1.0]
+            cache[layer] = [float(v) for v in shift]
     return cache[layer]
 
 

@@ -2,9 +2,12 @@
 
 Pages are plain HTML with relative links only, so the site opens from the
 file system (``file://``) with no server. Curves (tuning, lesion effects) are
-inline SVG drawn here from the stage JSON; images are the PNGs the stages
-wrote. A section whose stage has not run yet says so instead of showing a
-broken image.
+inline SVG (:mod:`.charts`) drawn from the stage JSON; images are the PNGs the
+stages wrote, the RF map and the RF outlines over the exemplars are SVG over
+them. A unit page gets its layer's context (:func:`unit_context`: the layer's
+description, class names of output units, the one lesion scale of the layer).
+A section whose stage has not run yet says so instead of showing a broken
+image.
 
 Site layout::
 

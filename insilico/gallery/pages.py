@@ -98,7 +98,7 @@ def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = N
     slugs = {info["layer"]: info["slug"] for info in layers}
     reader = (card or {}).get("settings") or {k: meta[k] for k in READER_SETTINGS if meta.get(k) is not None}
     internals = (card or {}).get("internals") or {k: v for k, v in meta.items() if k not in READER_SETTINGS}
-    rows = "".join(f"<tr><td>{escape(READER_SETTINGS.get(k, k))}</td><td>{escape(str(v))}</td></tr>"
+    rows = "".join(f"<tr><td>{escape(READER_SETTINGS.get(k, k))}</td><td>{escape(_setting(k, v))}</td></tr>"
                    for k, v in reader.items())
     more = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>" for k, v in internals.items())
     body = (f"<h1>{escape(title)}</h1><p>Feature visualizations, exemplars, tuning, receptive fields and "
@@ -109,6 +109,16 @@ def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = N
             f'<details><summary>Build internals (to reproduce the site)</summary><table class="meta">{more}'
             f"</table></details>")
     return page(title, body, 0)
+
+
+def _setting(key: str, value) -> str:
+    """A build setting as a reader reads it (yes/no, what a stimulus set is)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "stimuli":
+        return {"photos": "held-out crops of the bundled photos (never seen in training)",
+                "natural": "random crops of scikit-image's photos"}.get(value, str(value))
+    return str(value)
 
 
 def _shape(shape) -> str:

@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import torch
 
 from insilico.gallery import pages
 from insilico.gallery.charts import nice_ticks, svg_bars, svg_curve

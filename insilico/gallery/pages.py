@@ -22,8 +22,6 @@ import os
 from html import escape
 from pathlib import Path
 
-import numpy as np
-
 from .charts import svg_bars, svg_curve
 
 STYLE = """

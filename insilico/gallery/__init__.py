@@ -2,10 +2,16 @@
 
 ``insilico gallery build --model minialex --out gallery/site/minialex`` (or
 :func:`build`) writes an HTML site that opens from the file system: an index
-of layers, a grid of unit thumbnails per layer, and a stable page per unit
-with its maximizing, diverse and inhibiting images, top exemplars with
-deconvolution projections and gradient maps, orientation/SF tuning curves and
-receptive-field map (conv layers), and the per-class effect of lesioning it.
+with the model card (architecture, parameters, input, training and held-out
+accuracy of a bundled model) and the layers, each described from the forward
+pass ("conv2: Conv2d 48→96, 5×5, stride 1, before ReLU"), a grid of unit
+thumbnails per layer, and a stable page per unit with its maximizing, diverse
+and inhibiting images, top exemplars with deconvolution projections and
+gradient maps (the RF outlined at each exemplar's best position),
+orientation/SF tuning curves (orientation in degrees, SF in cycles per image,
+the blank baseline and the preferred value drawn) and the receptive-field map
+with a scale bar in input pixels (conv layers), and the per-class effect of
+lesioning it, on one scale per layer; output units are named by their class.
 
 ================ ==============================================================
 module           concept
@@ -14,7 +20,9 @@ settings         :class:`GallerySettings`: what a gallery shows (definition file
 features         feature visualizations of many units in one synthesis
 stages           one function per page section, run for a chunk of units
 build            planning, caching, resuming, sharding; :func:`build`
-pages            the HTML (relative links only) and inline SVG charts
+pages            the HTML (relative links only)
+charts           inline SVG charts: labelled axes, round ticks, reference lines
+describe         layer descriptions and the model card, from one survey
 ================ ==============================================================
 
 Example

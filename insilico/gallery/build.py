@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..layers import choose_layers, example_input
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, write_json
-from . import pages
+from . import describe, pages
 from .settings import GallerySettings
 from .stages import STAGES, Work, slug
 
@@ -154,26 +154,31 @@ def render_site(work: Work, layers: list[str]) -> None:
     title = s.name or f"{s.model} gallery"
     pages.write(root / "style.css", pages.STYLE)
     summary, table = [], []
+    survey = describe.survey_model(work.model, work.shape)
+    described = describe.describe_layers(work.model, work.shape, layers, survey)
     for layer in layers:
         shape = work.layer_shape(layer)
         channels = list(s.selection(shape[0]))
         stages = [st for st, (_, applies) in STAGES.items() if applies(work, layer)]
         ready, complete = set(), 0
-        for i, c in enumerate(channels):
-            data = pages.read_unit(work.unit_dir(layer, c), stages)
+        datas = [pages.read_unit(work.unit_dir(layer, c), stages) for c in channels]
+        context = pages.unit_context(layer, described[layer]["text"], describe.output_classes(work.model,
+                                     described[layer]), datas, work.shape, channels)
+        for i, (c, data) in enumerate(zip(channels, datas)):
             data["_spatial"] = "tuning" in stages
             table.append(unit_row(layer, c, data))
             ready |= {c} if "features" in data else set()
             complete += all(st in data for st in stages)
             neighbours = (channels[i - 1] if i else None, channels[i + 1] if i + 1 < len(channels) else None)
             pages.write(root / "units" / slug(layer) / f"{c}.html",
-                        pages.unit_page(title, layer, slug(layer), c, data, neighbours))
+                        pages.unit_page(title, layer, slug(layer), c, data, neighbours, context))
         pages.write(root / "layers" / f"{slug(layer)}.html",
                     pages.layer_page(title, layer, slug(layer), channels, ready))
         summary.append({"layer": layer, "slug": slug(layer), "n": len(channels), "done": complete,
-                        "shape": tuple(shape), "thumbs": sorted(ready)})
+                        "shape": tuple(shape), "thumbs": sorted(ready), "description": described[layer]["text"]})
     meta = {k: v for k, v in s.to_dict().items() if v is not None}
-    pages.write(root / "index.html", pages.index_page(title, meta, summary))
+    card = describe.model_card(work.model, s, work.shape, layers, survey)
+    pages.write(root / "index.html", pages.index_page(title, meta, summary, card))
     write_units_csv(root / "units.csv", table)
 
 

@@ -2,9 +2,12 @@
 
 Pages are plain HTML with relative links only, so the site opens from the
 file system (``file://``) with no server. Curves (tuning, lesion effects) are
-inline SVG drawn here from the stage JSON; images are the PNGs the stages
-wrote. A section whose stage has not run yet says so instead of showing a
-broken image.
+inline SVG (:mod:`.charts`) drawn from the stage JSON; images are the PNGs the
+stages wrote, the RF map and the RF outlines over the exemplars are SVG over
+them. A unit page gets its layer's context (:func:`unit_context`: the layer's
+description, class names of output units, the one lesion scale of the layer).
+A section whose stage has not run yet says so instead of showing a broken
+image.
 
 Site layout::
 
@@ -19,7 +22,7 @@ import os
 from html import escape
 from pathlib import Path
 
-import numpy as np
+from .charts import svg_bars, svg_curve
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
@@ -39,6 +42,11 @@ table.meta td { padding: 1px 10px 1px 0; font-size: 0.9em; }
 img.wide { width: min(100%, 900px); height: auto; }
 svg { background: white; border: 1px solid #ddd; }
 .layers li { margin: 0.6em 0; } .layers img { width: 40px; height: 40px; vertical-align: middle; }
+.overlay { position: relative; display: inline-block; line-height: 0; }
+.overlay.wide { width: min(100%, 900px); } .overlay img { width: 100%; height: auto; }
+.overlay svg { position: absolute; left: 0; top: 0; width: 100%; height: 100%; border: 0; background: none; }
+svg.rf { background: none; border: 0; } .desc { color: #444; } td.num { text-align: right; }
+table.arch th { text-align: left; font-size: 0.85em; padding-right: 10px; } details { margin: 0.6em 0; }
 """
 
 
@@ -58,61 +66,6 @@ def write(path: Path, text: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Charts (inline SVG)
-# ---------------------------------------------------------------------------------------
-def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int = 260, height: int = 170,
-              baseline: float | None = None) -> str:
-    """A line with dots; None values are skipped; ``baseline``: a dashed horizontal line at that value."""
-    points = [(float(x), float(y)) for x, y in zip(xs, ys) if y is not None]
-    if len(points) < 2:
-        return '<p class="missing">no response</p>'
-    px = np.log2([p[0] for p in points]) if log_x else np.array([p[0] for p in points])
-    py = np.array([p[1] for p in points])
-    left, right, top, bottom = 40, 10, 22, 30
-    sx = (width - left - right) / max(px.max() - px.min(), 1e-9)
-    lo, hi = min(py.min(), 0.0), max(py.max(), 0.0)
-    if baseline is not None:
-        lo, hi = min(lo, baseline), max(hi, baseline)
-    sy = (height - top - bottom) / max(hi - lo, 1e-9)
-    coords = [(left + (a - px.min()) * sx, height - bottom - (b - lo) * sy) for a, b in zip(px, py)]
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.2"/>' for x, y in coords)
-    zero = height - bottom - (0 - lo) * sy
-    blank = ""
-    if baseline is not None:
-        level = height - bottom - (baseline - lo) * sy
-        blank = (f'<line x1="{left}" x2="{width - right}" y1="{level:.1f}" y2="{level:.1f}" stroke="#c0392b" '
-                 f'stroke-dasharray="4 3"/>')
-    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-size="10">'
-            f'<text x="{width / 2}" y="13" text-anchor="middle">{escape(title)}</text>'
-            f'<line x1="{left}" x2="{width - right}" y1="{zero:.1f}" y2="{zero:.1f}" stroke="#bbb"/>{blank}'
-            f'<polyline points="{line}" fill="none" stroke="#1a5fb4" stroke-width="1.5"/><g fill="#1a5fb4">{dots}</g>'
-            f'<text x="{left}" y="{height - 16}">{points[0][0]:g}</text>'
-            f'<text x="{width - right}" y="{height - 16}" text-anchor="end">{points[-1][0]:g}</text>'
-            f'<text x="{width / 2}" y="{height - 4}" text-anchor="middle">{escape(xlabel)}</text>'
-            f'<text x="2" y="{top + 4}">{hi:.3g}</text><text x="2" y="{height - bottom}">{lo:.3g}</text></svg>')
-
-
-def svg_bars(labels, values, title: str, width: int = 520, row: int = 13) -> str:
-    """Horizontal bars around zero, one per label."""
-    vals = np.array([0.0 if v is None else v for v in values])
-    height = 24 + row * len(vals)
-    mid, half = width * 0.6, width * 0.38 - 10
-    scale = half / max(np.abs(vals).max(), 1e-9)
-    bars = []
-    for i, (label, v) in enumerate(zip(labels, vals)):
-        y = 20 + i * row
-        x0, w = (mid, v * scale) if v >= 0 else (mid + v * scale, -v * scale)
-        colour = "#2a9d3a" if v >= 0 else "#c0392b"
-        bars.append(f'<text x="{mid - half - 6:.0f}" y="{y + 9}" text-anchor="end">{escape(str(label))}</text>'
-                    f'<rect x="{x0:.1f}" y="{y}" width="{max(w, 0.5):.1f}" height="{row - 3}" fill="{colour}"/>'
-                    f'<text x="{width - 4}" y="{y + 9}" text-anchor="end">{v:+.3f}</text>')
-    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-size="10">'
-            f'<text x="{width / 2}" y="12" text-anchor="middle">{escape(title)}</text>'
-            f'<line x1="{mid}" x2="{mid}" y1="16" y2="{height}" stroke="#888"/>{"".join(bars)}</svg>')
-
-
-# ---------------------------------------------------------------------------------------
 # Pages
 # ---------------------------------------------------------------------------------------
 def _missing(what: str) -> str:
@@ -123,20 +76,81 @@ def _figure(src: str, caption: str) -> str:
     return f'<figure><img class="px" src="{escape(src)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
 
 
-def index_page(title: str, meta: dict, layers: list[dict]) -> str:
-    """``layers``: dicts with ``layer``, ``slug``, ``n``, ``done``, ``shape``, ``thumbs`` (channels with images)."""
+def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = None) -> str:
+    """The site's front page: the model card, the layers (with descriptions) and the build settings.
+
+    ``layers``: dicts with ``layer``, ``slug``, ``n``, ``done``, ``shape``, ``thumbs`` (channels with images) and
+    optionally ``description`` (:func:`insilico.gallery.describe.describe_layers`' ``text``). ``card``:
+    :func:`insilico.gallery.describe.model_card` (without it the settings alone are shown).
+    """
+    from .describe import READER_SETTINGS
+
     items = []
     for info in layers:
         thumbs = "".join(f'<img class="px" src="units/{info["slug"]}/{c}/max.png" alt="unit {c}">'
                          for c in info["thumbs"][:12])
-        items.append(f'<li><a href="layers/{info["slug"]}.html"><b>{escape(info["layer"])}</b></a> '
-                     f'&mdash; {info["n"]} units, output {escape(str(info["shape"]))}, '
+        what = f' &mdash; {escape(info["description"])}' if info.get("description") else ""
+        items.append(f'<li><a href="layers/{info["slug"]}.html"><b>{escape(info["layer"])}</b></a>{what}<br>'
+                     f'{info["n"]} units, output {_shape(info["shape"])}, '
                      f'{info["done"]}/{info["n"]} complete<br>{thumbs}</li>')
-    rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>" for k, v in meta.items())
+    slugs = {info["layer"]: info["slug"] for info in layers}
+    reader = (card or {}).get("settings") or {k: meta[k] for k in READER_SETTINGS if meta.get(k) is not None}
+    internals = (card or {}).get("internals") or {k: v for k, v in meta.items() if k not in READER_SETTINGS}
+    rows = "".join(f"<tr><td>{escape(READER_SETTINGS.get(k, k))}</td><td>{escape(_setting(k, v))}</td></tr>"
+                   for k, v in reader.items())
+    more = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>" for k, v in internals.items())
     body = (f"<h1>{escape(title)}</h1><p>Feature visualizations, exemplars, tuning, receptive fields and "
             f"lesion effects of every unit, built offline by <code>insilico gallery build</code>.</p>"
-            f'<ul class="layers">{"".join(items)}</ul><h2>Settings</h2><table class="meta">{rows}</table>')
+            + (_model_card_html(card, slugs) if card else "")
+            + f'<h2>Layers</h2><ul class="layers">{"".join(items)}</ul>'
+            f'<h2>How this gallery was built</h2><table class="meta">{rows}</table>'
+            f'<details><summary>Build internals (to reproduce the site)</summary><table class="meta">{more}'
+            f"</table></details>")
     return page(title, body, 0)
+
+
+def _setting(key: str, value) -> str:
+    """A build setting as a reader reads it (yes/no, what a stimulus set is)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key == "stimuli":
+        return {"photos": "held-out crops of the bundled photos (never seen in training)",
+                "natural": "random crops of scikit-image's photos"}.get(value, str(value))
+    return str(value)
+
+
+def _shape(shape) -> str:
+    return " × ".join(str(s) for s in shape) if shape else "?"
+
+
+def _model_card_html(card: dict, slugs: dict) -> str:
+    trained, source = card.get("trained") or {}, card.get("input") or {}
+    facts = [("model", escape(trained.get("description", card.get("type", "")))),
+             ("size", f"{escape(card.get('type', ''))}, {card['parameters']:,} parameters"),
+             ("input", f"{_shape(source.get('size'))} image, {escape(source.get('range', ''))}")]
+    if trained.get("training"):
+        facts.append(("trained on", escape(trained["training"])))
+    if trained.get("held_out_accuracy") is not None:
+        chance = f" (chance {trained['chance']:.1%})" if trained.get("chance") is not None else ""
+        on = f" on {escape(trained['held_out'])}" if trained.get("held_out") else ""
+        facts.append(("held-out accuracy", f"<b>{trained['held_out_accuracy']:.1%}</b>{chance}{on}"))
+    if card.get("classes"):
+        facts.append((f"{len(card['classes'])} classes", escape(", ".join(map(str, card["classes"])))))
+    lines = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in facts)
+    rows = []
+    for r in card.get("architecture", []):
+        name = escape(r["address"]) + (f" (×{r['calls']})" if r.get("calls", 1) > 1 else "")
+        if r["gallery"] and r.get("layer", r["address"]) in slugs:
+            name = f'<a href="layers/{slugs[r.get("layer", r["address"])]}.html"><b>{name}</b></a>'
+        rows.append(f'<tr><td>{name}</td><td>{escape(r["module"])}</td><td>{_shape(r["shape"])}</td>'
+                    f'<td class="num">{r["parameters"]:,}</td></tr>' if r["parameters"] else
+                    f'<tr><td>{name}</td><td>{escape(r["module"])}</td><td>{_shape(r["shape"])}</td><td></td></tr>')
+    rows.append(f'<tr><td><b>total</b></td><td></td><td></td><td class="num"><b>{card["parameters"]:,}</b></td></tr>')
+    return (f'<h2>Model</h2><table class="meta card">{lines}</table><details open><summary>Architecture: every module in call '
+            f'order, with one image\'s output shape (bold: layers shown in this gallery; ×T: called T times per '
+            f'forward pass)</summary>'
+            f'<table class="meta arch"><tr><th>module</th><th>what</th><th>output</th><th>parameters</th></tr>'
+            f'{"".join(rows)}</table></details>')
 
 
 def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], ready: set) -> str:
@@ -151,8 +165,38 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
     return page(f"{layer} - {title}", body, 1)
 
 
-def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict, neighbours: tuple) -> str:
-    """``data``: stage name -> the unit's stage dict (absent stages are shown as pending)."""
+def lesion_scale(datas) -> float | None:
+    """The largest ``|lesion effect|`` over a layer's unit stage dicts: the one scale its lesion charts share."""
+    values = [abs(v) for d in datas for v in ((d.get("lesion") or {}).get("probability_change") or [])
+              if v is not None]
+    return max(values) if values else None
+
+
+def _largest(datas, channels) -> int | None:
+    """The channel whose lesion has the layer's largest ``|effect|``."""
+    best = [(max([abs(v) for v in (d.get("lesion") or {}).get("probability_change") or [] if v is not None] or [-1]), c)
+            for d, c in zip(datas, channels)]
+    return max(best)[1] if best and max(best)[0] >= 0 else None
+
+
+def unit_context(layer: str, description: str | None = None, classes: list | None = None, datas=(),
+                 input_size=None, channels=None) -> dict:
+    """What a unit page needs to know about its layer: ``description`` (one line), ``classes`` (class names of
+    an output layer's units), ``lesion_scale`` (:func:`lesion_scale` of the layer's unit stage dicts ``datas``)
+    and ``lesion_scale_unit`` (its channel; ``channels``: those of ``datas``, default 0, 1, ...),
+    ``input_size`` (the model's input (H, W))."""
+    datas = list(datas)
+    channels = list(channels) if channels is not None else list(range(len(datas)))
+    return {"layer": layer, "description": description, "classes": classes, "lesion_scale": lesion_scale(datas),
+            "lesion_scale_unit": _largest(datas, channels),
+            "input_size": list(input_size)[-2:] if input_size is not None else None}
+
+
+def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict, neighbours: tuple,
+              context: dict | None = None) -> str:
+    """``data``: stage name -> the unit's stage dict (absent stages are shown as pending); ``context``:
+    :func:`unit_context` of its layer (description, class names, the layer's lesion scale)."""
+    ctx = context or {}
     prev, nxt = neighbours
     links = [f'<a href="../../index.html">{escape(title)}</a>',
              f'<a href="../../layers/{layer_slug}.html">{escape(layer)}</a>', f"unit {channel}"]
@@ -160,14 +204,22 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
         [f'<a href="{prev}.html">&larr; unit {prev}</a>' if prev is not None else "",
          f'<a href="{nxt}.html">unit {nxt} &rarr;</a>' if nxt is not None else ""])
     address = f"{layer}[{channel}]"
-    sections = [_features_html(channel, data.get("features")), _exemplars_html(channel, data.get("exemplars"))]
+    classes = ctx.get("classes")
+    name = classes[channel] if classes and 0 <= channel < len(classes) else None
+    head = f"<h1><code>{escape(address)}</code>" + (f" &mdash; class &ldquo;{escape(str(name))}&rdquo;" if name
+                                                      else "") + "</h1>"
+    if ctx.get("description"):
+        head += f'<p class="desc"><b>{escape(layer)}</b> &mdash; {escape(ctx["description"])}' + (
+            f"; this unit is the logit of class &ldquo;{escape(str(name))}&rdquo;" if name else "") + ".</p>"
+    rf = data.get("rf")
+    sections = [_features_html(channel, data.get("features")),
+                _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"))]
     if "tuning" in data or data.get("_spatial"):
-        sections.append(_tuning_html(data.get("tuning")))
-        sections.append(_rf_html(channel, data.get("rf")))
-    sections.append(_lesion_html(data.get("lesion")))
-    body = (f'<nav>{" / ".join(links)} &nbsp; {steps}</nav><h1><code>{escape(address)}</code></h1>'
-            + "".join(sections))
-    return page(f"{address} - {title}", body, 2)
+        sections.append(_tuning_html(data.get("tuning"), ctx.get("input_size")))
+        sections.append(_rf_html(channel, rf, ctx.get("input_size")))
+    sections.append(_lesion_html(data.get("lesion"), ctx.get("lesion_scale"), layer, ctx.get("lesion_scale_unit")))
+    body = f'<nav>{" / ".join(links)} &nbsp; {steps}</nav>{head}' + "".join(sections)
+    return page(f"{address}{' ' + str(name) if name else ''} - {title}", body, 2)
 
 
 def _features_html(c: int, d: dict | None) -> str:
@@ -181,28 +233,80 @@ def _features_html(c: int, d: dict | None) -> str:
             f'the diverse set is pushed apart; the last one drives it down.</p><div class="row">{"".join(figs)}</div>')
 
 
-def _exemplars_html(c: int, d: dict | None) -> str:
+def rf_box_at(rf: dict | None, neuron: str, input_size=None) -> tuple | None:
+    """The RF box ``(y0, y1, x0, x1)`` (inclusive input pixels, clipped to the image) of ``neuron``
+    (``"features.3[1,13,0]"``): the box measured at the map's centre (the rf stage) moved by
+    ``(position - map_center) * stride``. None for a unit without a map position or an RF."""
+    from ..units import Unit
+
+    if not rf or rf.get("stride") is None or rf.get("map_center") is None or rf.get("box") is None:
+        return None
+    box = rf["box"]
+    if len(box) != 4 or any(v is None for v in box):
+        return None
+    index = Unit.parse(neuron).index or ()
+    if len(index) != 3 or not all(isinstance(i, int) for i in index):
+        return None
+    h, w = rf.get("input_size") or input_size or (None, None)
+    if h is None:
+        return None
+    dy = (index[1] - rf["map_center"][0]) * rf["stride"][0]
+    dx = (index[2] - rf["map_center"][1]) * rf["stride"][1]
+    y0, y1 = max(0.0, box[0] + dy), min(h - 1.0, box[1] + dy)
+    x0, x1 = max(0.0, box[2] + dx), min(w - 1.0, box[3] + dx)
+    return (y0, y1, x0, x1) if y0 <= y1 and x0 <= x1 else None
+
+
+def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=None) -> str:
     if d is None:
         return "<h2>Top exemplars</h2>" + _missing("exemplars")
     cells = ", ".join(f"{escape(str(l))} ({a:.3g})" for l, a in zip(d["labels"], d["activations"]) if a is not None)
+    img = f'<img class="px" src="{c}/exemplars.png" alt="exemplars, deconvolution and gradient maps">'
+    size = (rf or {}).get("input_size") or input_size
+    boxes = [rf_box_at(rf, n, size) for n in d.get("neurons", [])] if size else []
+    note = ""
+    if any(b is not None for b in boxes):
+        h, w, pad, k = size[0], size[1], 2, d["k"]
+        width, height = k * (w + pad) - pad, 3 * (h + pad) - pad
+        rects = "".join(
+            f'<rect x="{j * (w + pad) + b[2]:.1f}" y="{r * (h + pad) + b[0]:.1f}" width="{b[3] - b[2] + 1:.1f}" '
+            f'height="{b[1] - b[0] + 1:.1f}"/>' for j, b in enumerate(boxes[:k]) if b is not None for r in range(3))
+        img = (f'<div class="overlay wide">{img}<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+               f'preserveAspectRatio="none" aria-label="receptive-field outlines"><g fill="none" stroke="#ffd400" '
+               f'stroke-width="1.5" vector-effect="non-scaling-stroke">{rects}</g></svg></div>')
+        note = (f" Yellow boxes: the unit's receptive field ({rf['size']:.3g} px, measured at the map's centre), "
+                f"moved to the position where each exemplar drives it most (the layer's map advances "
+                f"{rf['stride'][1]:g} input pixels per position) and clipped to the image.")
+    else:
+        img = f'<div class="overlay wide">{img}</div>'
     return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
             "<p>Rows: the stimuli that drive the unit most (best first); their deconvolution projections "
-            "(Zeiler &amp; Fergus) and gradient maps for the neuron at the maximum (grey = 0).</p>"
-            f'<img class="px wide" src="{c}/exemplars.png" alt="exemplars, deconvolution and gradient maps">'
-            f"<p>{cells}</p>")
+            f"(Zeiler &amp; Fergus) and gradient maps for the neuron at the maximum (grey = 0).{escape(note)}</p>"
+            f"{img}<p>{cells}</p>")
 
 
-def _tuning_html(d: dict | None) -> str:
+def _tuning_html(d: dict | None, input_size=None) -> str:
     if d is None:
         return "<h2>Tuning</h2>" + _missing("tuning curves")
     base = d.get("baseline")
-    ori = svg_curve(d["orientations"], d["curve"], "orientation (deg; 0 = vertical bars)",
-                    "orientation tuning at best SF", baseline=base)
-    sf = svg_curve(d["sfs"], d["sf_curve"], "spatial frequency (cycles / image)", "SF tuning at best orientation",
-                   log_x=True, baseline=base)
+    pref = d.get("preferred_orientation") if d.get("responsive", True) else None
+    pref_sf = d.get("preferred_sf") if d.get("responsive", True) else None
+    ori = svg_curve(list(d["orientations"]) + [180.0], list(d["curve"]) + list(d["curve"][:1]),
+                    "orientation (° counter-clockwise; 0 = vertical bars)", "orientation tuning at best SF",
+                    baseline=base, ylabel="response (activation)", mark=pref,
+                    mark_label=f"preferred {pref:.0f}°" if pref is not None else "", x_range=(0.0, 180.0),
+                    x_ticks=[0, 45, 90, 135, 180])
+    sf = svg_curve(d["sfs"], d["sf_curve"], "spatial frequency (cycles / image, log scale)",
+                   "SF tuning at best orientation", log_x=True, baseline=base, ylabel="response (activation)",
+                   mark=pref_sf, mark_label="" if pref_sf is None else f"peak at edge: {pref_sf:.3g}"
+                   if d.get("sf_peak_at_edge") else f"preferred {pref_sf:.3g}")
     reduce = {"max": "maximum", "mean": "mean", "f1": "first harmonic"}.get(d.get("phase_reduce", "max"), "maximum")
+    width = f" (cycles across the {input_size[-1]}-pixel image: {input_size[-1]} cycles/image = 1 cycle/pixel)" \
+        if input_size else " (cycles across the image's width)"
     head = (f"<h2>Tuning to gratings</h2><p>Response of <code>{escape(d['unit'])}</code> (the map's centre, after "
-            f"the nonlinearity), {reduce} over phase; dashed: the response to a blank grey screen.</p>")
+            f"the nonlinearity) to full-field sine gratings, {reduce} over phase; dashed red: the response to a blank "
+            f"grey screen; green: the preferred value where one is reported. Spatial frequency is in cycles per "
+            f"image{escape(width)}; the orientation curve repeats its 0° point at 180°.</p>")
     if "responsive" in d and not d["responsive"]:
         return head + (f'<p><b>{escape(d["reason"] or "not responsive")}</b>: no preference or selectivity is '
                        "reported. A unit counts as responsive when its response varies over the blank, the gratings "
@@ -229,22 +333,53 @@ def _tuning_html(d: dict | None) -> str:
     return head + f'<p>{escape("; ".join(facts))}.</p><div class="row">{ori}{sf}</div>'
 
 
-def _rf_html(c: int, d: dict | None) -> str:
+def _bar_length(size: float) -> int:
+    """A round scale-bar length, about a quarter of ``size`` pixels."""
+    return max([n for n in (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 256) if n <= size / 4] or [1])
+
+
+def _rf_html(c: int, d: dict | None, input_size=None) -> str:
     if d is None:
         return "<h2>Receptive field</h2>" + _missing("receptive field")
-    size = f"size {d['size']:.3g} px" if d.get("size") is not None else "no measurable field"
-    return (f"<h2>Receptive field</h2><p>Mean gradient of <code>{escape(d['neuron'])}</code> over white noise "
-            f"(white: positive, black: negative, grey: 0); {size}.</p>"
-            f'<div class="row small">{_figure(f"{c}/rf.png", "RF map")}</div>')
+    size = f"size {d['size']:.3g} px (geometric mean of the box's height and width)" if d.get("size") is not None \
+        else "no measurable field"
+    hw = d.get("input_size") or input_size
+    if not hw:
+        figure = f'<div class="row small">{_figure(f"{c}/rf.png", "RF map")}</div>'
+    else:
+        h, w = hw
+        zoom = max(1, round(192 / max(h, w)))
+        bar = _bar_length(w)
+        box = d.get("box")
+        outline = ""
+        if box and None not in box:
+            outline = (f'<rect x="{box[2] * zoom}" y="{box[0] * zoom}" width="{(box[3] - box[2] + 1) * zoom}" '
+                       f'height="{(box[1] - box[0] + 1) * zoom}" fill="none" stroke="#ffd400" stroke-width="1.5"/>')
+        figure = (f'<svg xmlns="http://www.w3.org/2000/svg" class="rf" width="{w * zoom + 20}" height="{h * zoom + 44}" '
+                  f'viewBox="-10 -10 {w * zoom + 20} {h * zoom + 44}" font-size="10" role="img" aria-label="RF map">'
+                  f'<image href="{c}/rf.png" x="0" y="0" width="{w * zoom}" height="{h * zoom}" '
+                  f'preserveAspectRatio="none" style="image-rendering:pixelated"/>{outline}'
+                  f'<line class="scalebar" x1="0" x2="{bar * zoom}" y1="{h * zoom + 10}" y2="{h * zoom + 10}" '
+                  f'stroke="#222" stroke-width="3"/><text x="{bar * zoom + 6}" y="{h * zoom + 14}">{bar} px</text>'
+                  f'<text x="{w * zoom}" y="{h * zoom + 28}" text-anchor="end">input {w} × {h} px</text></svg>')
+    return (f"<h2>Receptive field</h2><p>Mean gradient of <code>{escape(d['neuron'])}</code> over white noise, "
+            f"over the whole {'×'.join(map(str, hw)) + '-pixel ' if hw else ''}input "
+            f"(white: positive, black: negative, grey: 0); yellow: the RF box; {size}. The scale bar is in "
+            f"pixels of the model's input.</p>{figure}")
 
 
-def _lesion_html(d: dict | None) -> str:
+def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", largest: int | None = None) -> str:
     if d is None:
         return "<h2>Lesion</h2>" + _missing("lesion effects")
     what = ("mean change in the probability of the true class, per class" if d["labelled"]
             else "mean change in each output's probability")
+    where = f' (<a href="{largest}.html">unit {largest}</a>)' if largest is not None else ""
+    shared = (f" All units of {escape(layer)} share one scale: the full bar is &plusmn;{scale:.3g}, the largest "
+              f"|effect| of any unit in the layer{where}, so bars compare across its units." if scale else "")
     return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {d['n_stimuli']} held-out stimuli: "
-            f"{what}.</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect"))
+            f"{what}.{shared}</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect",
+                                               scale=scale, xlabel="change in probability" + (
+                                                   " of the true class" if d["labelled"] else "")))
 
 
 def read_unit(folder: Path, stages) -> dict:
@@ -257,4 +392,5 @@ def read_unit(folder: Path, stages) -> dict:
     return data
 
 
-__all__ = ["STYLE", "index_page", "layer_page", "page", "read_unit", "svg_bars", "svg_curve", "unit_page", "write"]
+__all__ = ["STYLE", "index_page", "layer_page", "lesion_scale", "page", "read_unit", "rf_box_at", "svg_bars", "svg_curve",
+           "unit_context", "unit_page", "write"]

@@ -212,8 +212,36 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
         found = RFResult.from_map(strength, signed, 0.1, {"unit": str(neurons[i * m]), "method": "gradient"})
         work.save_png(layer, c, "rf", as_images(map_to_rgb(signed[None, None])[0])[0])
         pages.append({"neuron": str(neurons[i * m]), "size": _number(found.size), "center": _finite(found.center),
-                      "box": _finite(found.box)})
+                      "box": _finite(found.box), "map_center": list(centre), "stride": map_stride(work, layer),
+                      "input_size": list(work.shape[1:])})
     return pages
+
+
+def map_stride(work: Work, layer: str) -> list | None:
+    """Input pixels between neighbouring positions of ``layer``'s map, ``[rows, columns]`` (None without a
+    neighbour): the shift of the theoretical RF box (:func:`~insilico.experiments.receptive_fields.theoretical_box`,
+    the network's real wiring) from the centre neuron to the next one, or the ratio of the input's size to the
+    map's where the wiring's boxes do not move (paths that mix all positions). A unit page moves the RF box measured at
+    the centre by ``(position - map_center) * stride`` to outline the RF of another neuron of the map."""
+    from ..experiments.receptive_fields import theoretical_box
+
+    cache = work.__dict__.setdefault("_strides", {})
+    if layer not in cache:
+        shape = work.layer_shape(layer)
+        centre = [s // 2 for s in shape[1:]]
+        step = [1 if c + 1 < s else -1 for c, s in zip(centre, shape[1:])]
+        unit = Unit.parse(layer)
+        here = theoretical_box(work.model, unit.replace(index=(0, *centre)), work.shape[0], work.shape[-1])
+        there = theoretical_box(work.model, unit.replace(index=(0, *[c + d for c, d in zip(centre, step)])),
+                                work.shape[0], work.shape[-1])
+        shift = None if here is None or there is None else [abs(there[0] - here[0]), abs(there[2] - here[2])]
+        if 1 in shape[1:]:
+            cache[layer] = None
+        elif shift is None or 0 in shift:  # the wiring gave no shift (paths that mix positions): the size ratio
+            cache[layer] = [round(s / m) * 1.0 for s, m in zip(work.shape[1:], shape[1:])]
+        else:
+            cache[layer] = [float(v) for v in shift]
+    return cache[layer]
 
 
 def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> list[dict]:

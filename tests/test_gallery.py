@@ -12,16 +12,9 @@ from insilico.cli import main
 from insilico.errors import InsilicoError
 from insilico.gallery import GallerySettings, build
 
-TINY = dict(layers=["features.0", "classifier.6"], units=2, steps=2, exemplars=3, per_class=1, lesion_per_class=1,
-            orientations=4, phases=2, rf_images=1)
+from conftest import GALLERY_TINY as TINY   # the `site` fixture (conftest.py) is built with these
+
 STAGES_PER_LAYER = {"features.0": 5, "classifier.6": 3}   # conv layers add tuning and rf
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gallery") / "site"
-    summary = build(GallerySettings(**TINY), root, progress=False)
-    return root, summary
 
 
 class _Links(html.parser.HTMLParser):
@@ -98,7 +91,7 @@ def test_units_csv_has_one_row_per_unit_with_the_page_values(site):
 def test_every_link_and_image_resolves(site):
     root, _ = site
     pages = list(root.rglob("*.html"))
-    assert len(pages) == 1 + 2 + 4
+    assert len(pages) == 1 + 1 + 2 + 4        # index, model page, layers, units
     checked = 0
     for page in pages:
         for target in links(page):

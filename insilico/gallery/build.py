@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..layers import choose_layers, example_input
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, write_json
-from . import pages
+from . import brain, pages, summary
 from .settings import GallerySettings
 from .stages import STAGES, Work, slug
 
@@ -140,6 +140,7 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
             computed[stage] += b - a
             seconds[stage] += time.perf_counter() - started
             bar.update(b - a)
+        brain.ensure(work, layers, rank)
     finally:
         bar.close()
         if render:
@@ -149,31 +150,37 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
 
 
 def render_site(work: Work, layers: list[str]) -> None:
-    """Write style.css, index.html, one page per layer and one per unit from what is on disk."""
+    """Write style.css, index.html, model.html, one page per layer and one per unit from what is on disk."""
     root, s = work.root, work.settings
     title = s.name or f"{s.model} gallery"
-    pages.write(root / "style.css", pages.STYLE)
-    summary, table = [], []
+    pages.write(root / "style.css", pages.STYLE + summary.TABLE_STYLE)
+    index, table, rf_sizes = [], [], []
     for layer in layers:
         shape = work.layer_shape(layer)
         channels = list(s.selection(shape[0]))
         stages = [st for st, (_, applies) in STAGES.items() if applies(work, layer)]
-        ready, complete = set(), 0
+        ready, complete, rows, tunings = set(), 0, [], []
         for i, c in enumerate(channels):
             data = pages.read_unit(work.unit_dir(layer, c), stages)
             data["_spatial"] = "tuning" in stages
-            table.append(unit_row(layer, c, data))
+            rows.append(unit_row(layer, c, data))
+            tunings.append(data.get("tuning"))
             ready |= {c} if "features" in data else set()
             complete += all(st in data for st in stages)
             neighbours = (channels[i - 1] if i else None, channels[i + 1] if i + 1 < len(channels) else None)
             pages.write(root / "units" / slug(layer) / f"{c}.html",
                         pages.unit_page(title, layer, slug(layer), c, data, neighbours))
         pages.write(root / "layers" / f"{slug(layer)}.html",
-                    pages.layer_page(title, layer, slug(layer), channels, ready))
-        summary.append({"layer": layer, "slug": slug(layer), "n": len(channels), "done": complete,
-                        "shape": tuple(shape), "thumbs": sorted(ready)})
+                    pages.layer_page(title, layer, slug(layer), channels, ready, rows, tunings, work.shape[-1],
+                                     UNIT_COLUMNS))
+        table.extend(rows)
+        if "rf" in stages:
+            rf_sizes.append((layer, [r["rf_size"] for r in rows]))
+        index.append({"layer": layer, "slug": slug(layer), "n": len(channels), "done": complete,
+                      "shape": tuple(shape), "thumbs": sorted(ready)})
     meta = {k: v for k, v in s.to_dict().items() if v is not None}
-    pages.write(root / "index.html", pages.index_page(title, meta, summary))
+    pages.write(root / "index.html", pages.index_page(title, meta, index))
+    pages.write(root / "model.html", brain.model_page(title, brain.read(root), rf_sizes, work.shape[-1]))
     write_units_csv(root / "units.csv", table)
 
 

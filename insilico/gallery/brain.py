@@ -195,13 +195,44 @@ def rf_html(groups: Sequence[tuple[str, Sequence[float]]], image_size: int | Non
             f"{medians}. Linear layers see the whole image.</p>")
 
 
-def model_page(title: str, res: dict | None, rf_groups: Sequence, image_size: int | None) -> str:
-    """``model.html``: RSA with IT (from ``brain.json``) and RF size across depth."""
+def layers_html(layer_rows: Sequence[tuple[str, Sequence[dict]]]) -> str:
+    """One line per layer: units, grating responsiveness, silent units, median RF, images that beat the photos."""
+    from .stages import slug
+    from .summary import status_counts
+
+    lines = []
+    for layer, rows in layer_rows:
+        counts = {label: n for label, n, _ in status_counts(rows)}
+        pairs = [(r.get("top_exemplar_activation"), r.get("max_activation")) for r in rows]
+        known = [(a, b) for a, b in pairs if a is not None and b is not None]
+        sizes = [r["rf_size"] for r in rows if r.get("rf_size") is not None]
+        spatial = any(r.get("responsive") is not None for r in rows)
+        silent = counts.get("silent on the stimulus set", 0) if spatial else counts.get("never above 0 on the photos", 0)
+        cells = [f'<a href="layers/{escape(slug(layer))}.html">{escape(layer)}</a>', str(len(rows)),
+                 f"{counts.get('responsive', 0)}" if spatial else "&ndash;",
+                 f"{silent}" + ("" if spatial else "*"),
+                 f"{np.median(sizes):.3g}" if sizes else "&ndash;",
+                 f"{sum(b >= a for a, b in known)} / {len(known)}"]
+        lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return ("<h2>Layers at a glance</h2><table class=\"meta\"><tr><th>layer</th><th>units</th><th>responsive to "
+            "gratings</th><th>silent</th><th>median RF (px)</th><th>maximizing image &ge; best photo</th></tr>"
+            f"{''.join(lines)}</table><p>Silent: no response to any grating or photo; * for layers without gratings, "
+            "units that never exceed 0 on the exemplar photos (before the nonlinearity). Each layer's page has the "
+            "distributions.</p>")
+
+
+def model_page(title: str, res: dict | None, layer_rows: Sequence[tuple[str, Sequence[dict]]],
+               image_size: int | None) -> str:
+    """``model.html``: RSA with IT (``res``: ``brain.json``), the layers at a glance and RF size across depth.
+
+    ``layer_rows``: ``(layer, its units.csv rows)`` in depth order.
+    """
     from .pages import page
 
+    rf_groups = [(layer, [r.get("rf_size") for r in rows]) for layer, rows in layer_rows]
     body = (f'<nav><a href="index.html">{escape(title)}</a> / model vs brain</nav><h1>{escape(title)}: the model '
-            f"and the brain</h1>{rsa_html(res)}{rf_html(rf_groups, image_size)}")
+            f"and the brain</h1>{rsa_html(res)}{layers_html(layer_rows)}{rf_html(rf_groups, image_size)}")
     return page(f"model vs brain - {title}", body, 0)
 
 
-__all__ = ["FILE", "N_BOOT", "ensure", "it_rsa", "model_page", "read", "rf_html", "rsa_html"]
+__all__ = ["FILE", "N_BOOT", "ensure", "it_rsa", "layers_html", "model_page", "read", "rf_html", "rsa_html"]

@@ -154,7 +154,7 @@ def render_site(work: Work, layers: list[str]) -> None:
     root, s = work.root, work.settings
     title = s.name or f"{s.model} gallery"
     pages.write(root / "style.css", pages.STYLE + summary.TABLE_STYLE)
-    index, table, rf_sizes = [], [], []
+    index, table, layer_rows = [], [], []
     for layer in layers:
         shape = work.layer_shape(layer)
         channels = list(s.selection(shape[0]))
@@ -174,13 +174,12 @@ def render_site(work: Work, layers: list[str]) -> None:
                     pages.layer_page(title, layer, slug(layer), channels, ready, rows, tunings, work.shape[-1],
                                      UNIT_COLUMNS))
         table.extend(rows)
-        if "rf" in stages:
-            rf_sizes.append((layer, [r["rf_size"] for r in rows]))
+        layer_rows.append((layer, rows))
         index.append({"layer": layer, "slug": slug(layer), "n": len(channels), "done": complete,
                       "shape": tuple(shape), "thumbs": sorted(ready)})
     meta = {k: v for k, v in s.to_dict().items() if v is not None}
     pages.write(root / "index.html", pages.index_page(title, meta, index))
-    pages.write(root / "model.html", brain.model_page(title, brain.read(root), rf_sizes, work.shape[-1]))
+    pages.write(root / "model.html", brain.model_page(title, brain.read(root), layer_rows, work.shape[-1]))
     write_units_csv(root / "units.csv", table)
 
 

@@ -24,15 +24,15 @@ import numpy as np
 FILL, REF, BEST, INK = "#5c7fa8", "#c0392b", "#e08a1e", "#333"
 
 
-def ticks(lo: float, hi: float, n: int = 5, log: bool = False) -> list[float]:
-    """Round tick values within [lo, hi] (powers of 2 on a log axis)."""
+def ticks(lo: float, hi: float, n: int = 5, log: bool = False, integer: bool = False) -> list[float]:
+    """Round tick values within [lo, hi] (powers of 2 on a log axis; whole numbers with ``integer``)."""
     if log:
         a, b = np.floor(np.log2(lo)), np.ceil(np.log2(hi))
         step = max(1, int(np.ceil((b - a) / n)))
         return [float(2 ** k) for k in np.arange(a, b + 1, step) if lo * 0.999 <= 2 ** k <= hi * 1.001]
     from matplotlib.ticker import MaxNLocator
 
-    return [float(t) for t in MaxNLocator(n).tick_values(lo, hi) if lo - 1e-9 * abs(hi - lo) <= t <= hi + 1e-9 * abs(hi - lo)]
+    return [float(t) for t in MaxNLocator(n, integer=integer).tick_values(lo, hi) if lo - 1e-9 * abs(hi - lo) <= t <= hi + 1e-9 * abs(hi - lo)]
 
 
 def _fmt(v: float) -> str:
@@ -115,7 +115,7 @@ def histogram(values: Sequence, bins: Sequence[float], xlabel: str, title: str, 
     for line in lines:
         px = f.x(line)
         f.add(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{f.t}" y2="{f.h - f.b}" stroke="{REF}" stroke-dasharray="4 3"/>')
-    f.axes(xlabel, "units", xticks=xticks, yticks=ticks(0, max(1, counts.max()), n=4))
+    f.axes(xlabel, "units", xticks=xticks, yticks=ticks(0, max(1, counts.max()), n=4, integer=True))
     if not len(v):
         f.add(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888">no units</text>')
     return f.svg(f"{title} (n = {len(v)})", note)
@@ -150,18 +150,20 @@ def scatter(xs: Sequence, ys: Sequence, xlabel: str, ylabel: str, title: str, di
 def stacked(parts: Sequence[tuple[str, int, str]], title: str, width: int = 520, height: int = 58) -> str:
     """One horizontal bar split into ``(label, count, colour)`` parts, with a legend under it."""
     total = max(sum(n for _, n, _ in parts), 1)
-    x, bars, legend, lx = 10.0, [], [], 10.0
+    legend, lx = [], 10.0
+    for label, n, colour in parts:
+        text = f"{label}: {n} ({100 * n / total:.0f}%)"
+        legend.append(f'<rect x="{lx:.0f}" y="40" width="9" height="9" fill="{colour}"/>'
+                      f'<text x="{lx + 12:.0f}" y="48">{escape(text)}</text>')
+        lx += 22 + 5.6 * len(text)
+    width = max(width, int(lx))
+    x, bars = 10.0, []
     for label, n, colour in parts:
         w = (width - 20) * n / total
         if n:
             bars.append(f'<rect x="{x:.1f}" y="18" width="{w:.1f}" height="14" fill="{colour}">'
                         f"<title>{escape(label)}: {n}</title></rect>")
         x += w
-        text = f"{label}: {n} ({100 * n / total:.0f}%)"
-        legend.append(f'<rect x="{lx:.0f}" y="40" width="9" height="9" fill="{colour}"/>'
-                      f'<text x="{lx + 12:.0f}" y="48">{escape(text)}</text>')
-        lx += 22 + 5.6 * len(text)
-    width = max(width, int(lx))
     return (f'<svg class="fig" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-size="10" '
             f'role="img" aria-label="{escape(title)}"><text x="10" y="12" font-weight="bold">{escape(title)}</text>'
             f'{"".join(bars)}{"".join(legend)}</svg>')

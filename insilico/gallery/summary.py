@@ -114,7 +114,7 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
                             "preferred orientation (deg; 0 = vertical bars)", "preferred orientation",
                             lines=(0, 90, 180) if early else (), xticks=[0, 45, 90, 135, 180],
                             note=ref("V1 fovea: more at 0° and 90° [1]"))
-    osi = figures.histogram(_values(resp, "osi"), np.linspace(0, 1, 11), "OSI (1 - null/preferred)", "OSI",
+    osi = figures.histogram(_values(resp, "osi"), np.linspace(0, 1, 11), "OSI = (pref - orth) / (pref + orth)", "OSI",
                             lines=(TUNED_OSI,), note=f"dashed: tuned at OSI ≥ {TUNED_OSI:.2f}")
     cv = figures.histogram(_values(resp, "circular_variance"), np.linspace(0, 1, 11),
                            "circular variance (0 = sharp)", "circular variance", note=ref("V1 spans nearly all of 0–1 [2]"))
@@ -238,7 +238,8 @@ TABLE_STYLE = """
 table.units { border-collapse: collapse; font-size: 0.8em; margin-top: 0.5em; }
 table.units th { cursor: pointer; background: #eee; position: sticky; top: 0; padding: 3px 6px; user-select: none; }
 table.units th[aria-sort=ascending]::after { content: " \\25B2"; } table.units th[aria-sort=descending]::after { content: " \\25BC"; }
-table.units td { padding: 2px 6px; border-bottom: 1px solid #eee; text-align: right; }
+table.units td { padding: 2px 6px; border-bottom: 1px solid #eee; text-align: right; white-space: nowrap; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 table.units td.t { text-align: left; }
 ol.refs { font-size: 0.8em; color: #444; } svg.fig { margin: 2px; }
 """
@@ -278,7 +279,8 @@ def unit_table(rows: Sequence[dict], columns: Sequence[str], depth: int = 1) -> 
             "to sort (again to reverse), type to filter (any text, or e.g. <code>osi&gt;0.5</code>, "
             '<code>responsive=1</code>).</p><p><input id="unit-filter" type="search" placeholder="filter" '
             'aria-label="filter units"> <span id="unit-count"></span></p>'
-            f'<table class="units" id="units"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            f'<div class="scroll"><table class="units" id="units"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>'
             + TABLE_SCRIPT)
 
 

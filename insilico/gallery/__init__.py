@@ -6,6 +6,9 @@ of layers, a grid of unit thumbnails per layer, and a stable page per unit
 with its maximizing, diverse and inhibiting images, top exemplars with
 deconvolution projections and gradient maps, orientation/SF tuning curves and
 receptive-field map (conv layers), and the per-class effect of lesioning it.
+Each layer page summarises its units (histograms of the tuning properties,
+macaque V1 references on early layers, a sortable unit table); the model page
+compares every layer with human and monkey IT (RSA, noise ceiling).
 
 ================ ==============================================================
 module           concept
@@ -15,6 +18,9 @@ features         feature visualizations of many units in one synthesis
 stages           one function per page section, run for a chunk of units
 build            planning, caching, resuming, sharding; :func:`build`
 pages            the HTML (relative links only) and inline SVG charts
+summary          a layer's population figures, V1 references, the unit table
+brain            the model page: RSA of every layer with IT (``brain.json``)
+figures          inline SVG figures (histograms, scatter, bars, strips)
 ================ ==============================================================
 
 Example

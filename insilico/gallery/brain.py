@@ -129,7 +129,7 @@ def _bars(res: dict, region: str, title: str, ceiling: dict | None) -> str:
     best = layers.index(res["best_layer"][region])
     band = (ceiling["lower"], ceiling["upper"]) if ceiling else None
     return figures.layer_bars(layers, [r["similarity"] for r in rows], [r["ci"] for r in rows], title,
-                              f"RDM similarity (Spearman rho)", band=band, band_label="noise ceiling" if band else "",
+                              "RDM similarity (Spearman rho)", band=band, band_label="noise ceiling" if band else "",
                               best=best, note=f"best: {layers[best]}")
 
 

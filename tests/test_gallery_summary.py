@@ -89,3 +89,16 @@ def test_only_rank_0_computes_the_brain_file(site, tmp_path):
     stale = brain.ensure(work, ["features.0"], rank=1)              # other layers: left for rank 0
     assert stale["layers"] == ["features.0", "classifier.6"]
     assert brain.ensure(work, ["features.0", "classifier.6"], rank=0) == stale   # cached: nothing recomputed
+
+
+def test_a_model_too_small_for_the_92_images_gets_a_reason_not_a_crash(tmp_path):
+    import torch
+
+    from insilico.gallery.settings import GallerySettings
+    from insilico.gallery.stages import Work
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU())
+    work = Work(model=net, settings=GallerySettings(), root=tmp_path, shape=(3, 6, 6))
+    res = brain.ensure(work, ["0"], rank=0)
+    assert "at least 8 pixels" in res["unavailable"] and brain.read(tmp_path) == res
+    assert "not available for this model" in brain.model_page("net", res, [], 6)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InsilicoError
 from . import figures
 
 FILE = "brain.json"
@@ -109,7 +110,11 @@ def read(root: Path) -> dict | None:
 
 
 def ensure(work, layers: Sequence[str], rank: int = 0) -> dict | None:
-    """Compute ``brain.json`` if it is missing or was made for other layers (rank 0 only); return what is on disk."""
+    """Compute ``brain.json`` if it is missing or was made for other layers (rank 0 only); return what is on disk.
+
+    A model the 92 images cannot be shown to (an :class:`~insilico.errors.InsilicoError`, e.g. inputs under
+    8 pixels) gets ``{"layers", "unavailable": reason}``, which the model page prints.
+    """
     from ..sharding import write_json
 
     cached = read(work.root)
@@ -117,8 +122,11 @@ def ensure(work, layers: Sequence[str], rank: int = 0) -> dict | None:
         return cached
     if rank != 0:
         return cached
-    with torch.no_grad():
-        result = it_rsa(work.model, layers, work.shape, seed=work.settings.seed)
+    try:
+        with torch.no_grad():
+            result = it_rsa(work.model, layers, work.shape, seed=work.settings.seed)
+    except InsilicoError as error:       # e.g. images too small for the 92 objects: the page says why
+        result = {"layers": list(layers), "unavailable": str(error)}
     write_json(work.root / FILE, result)
     return result
 
@@ -137,7 +145,9 @@ def rsa_html(res: dict | None) -> str:
     """The RSA section of the model page (figure, table, method, references)."""
     head = "<h2>Which layer represents the 92 objects most like inferior temporal cortex?</h2>"
     if res is None:
-        return head + ('<p class="missing">RSA with IT: not computed yet (rerun the build to fill it in)</p>')
+        return head + '<p class="missing">RSA with IT: not computed yet (rerun the build to fill it in)</p>'
+    if "unavailable" in res:
+        return head + f'<p class="missing">RSA with IT is not available for this model: {escape(res["unavailable"])}</p>'
     ceiling = res["human_it_noise_ceiling"]
     figs = (_bars(res, "human_it", "layer vs human IT (fMRI, 4 subjects)", ceiling)
             + _bars(res, "monkey_it", "layer vs monkey IT (674 neurons)", None))

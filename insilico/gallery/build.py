@@ -101,7 +101,8 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
     progress : bool
         Progress bar over units x stages.
     render : bool
-        Write the HTML pages after computing (default True).
+        Write the HTML pages after computing (default True); rendering first computes the model page's
+        RSA with IT (``brain.json``, once per site: :func:`.brain.ensure`).
 
     Returns
     -------
@@ -140,7 +141,8 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
             computed[stage] += b - a
             seconds[stage] += time.perf_counter() - started
             bar.update(b - a)
-        brain.ensure(work, layers, rank)
+        if render:
+            brain.ensure(work, layers, rank)
     finally:
         bar.close()
         if render:

@@ -79,3 +79,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: A tiny gallery (two layers, two units each, a few steps): the `site` fixture's settings.
+GALLERY_TINY = dict(layers=["features.0", "classifier.6"], units=2, steps=2, exemplars=3, per_class=1,
+                    lesion_per_class=1, orientations=4, phases=2, rf_images=1)
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """``(root, build summary)`` of the tiny gallery, built once per test run (tests/test_gallery*.py)."""
+    from insilico.gallery import GallerySettings, build
+
+    root = tmp_path_factory.mktemp("gallery") / "site"
+    summary = build(GallerySettings(**GALLERY_TINY), root, progress=False)
+    return root, summary

@@ -12,6 +12,9 @@ orientation/SF tuning curves (orientation in degrees, SF in cycles per image,
 the blank baseline and the preferred value drawn) and the receptive-field map
 with a scale bar in input pixels (conv layers), and the per-class effect of
 lesioning it, on one scale per layer; output units are named by their class.
+Each layer page summarises its units (histograms of the tuning properties,
+macaque V1 references on early layers, a sortable unit table); the model page
+compares every layer with human and monkey IT (RSA, noise ceiling).
 
 ================ ==============================================================
 module           concept
@@ -23,6 +26,9 @@ build            planning, caching, resuming, sharding; :func:`build`
 pages            the HTML (relative links only)
 charts           inline SVG charts: labelled axes, round ticks, reference lines
 describe         layer descriptions and the model card, from one survey
+summary          a layer's population figures, V1 references, the unit table
+brain            the model page: RSA of every layer with IT (``brain.json``)
+figures          inline SVG figures (histograms, scatter, bars, strips)
 ================ ==============================================================
 
 Example

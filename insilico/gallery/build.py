@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..layers import choose_layers, example_input
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, write_json
-from . import describe, pages
+from . import brain, describe, pages, summary
 from .settings import GallerySettings
 from .stages import STAGES, Work, slug
 
@@ -101,7 +101,8 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
     progress : bool
         Progress bar over units x stages.
     render : bool
-        Write the HTML pages after computing (default True).
+        Write the HTML pages after computing (default True); rendering first computes the model page's
+        RSA with IT (``brain.json``, once per site: :func:`.brain.ensure`).
 
     Returns
     -------
@@ -140,6 +141,8 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
             computed[stage] += b - a
             seconds[stage] += time.perf_counter() - started
             bar.update(b - a)
+        if render:
+            brain.ensure(work, layers, rank)
     finally:
         bar.close()
         if render:
@@ -149,36 +152,41 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
 
 
 def render_site(work: Work, layers: list[str]) -> None:
-    """Write style.css, index.html, one page per layer and one per unit from what is on disk."""
+    """Write style.css, index.html, model.html, one page per layer and one per unit from what is on disk."""
     root, s = work.root, work.settings
     title = s.name or f"{s.model} gallery"
-    pages.write(root / "style.css", pages.STYLE)
-    summary, table = [], []
+    pages.write(root / "style.css", pages.STYLE + summary.TABLE_STYLE)
+    index, table, layer_rows = [], [], []
     survey = describe.survey_model(work.model, work.shape)
     described = describe.describe_layers(work.model, work.shape, layers, survey)
     for layer in layers:
         shape = work.layer_shape(layer)
         channels = list(s.selection(shape[0]))
         stages = [st for st, (_, applies) in STAGES.items() if applies(work, layer)]
-        ready, complete = set(), 0
+        ready, complete, rows, tunings = set(), 0, [], []
         datas = [pages.read_unit(work.unit_dir(layer, c), stages) for c in channels]
-        context = pages.unit_context(layer, described[layer]["text"], describe.output_classes(work.model,
-                                     described[layer]), datas, work.shape, channels)
+        classes = describe.output_classes(work.model, described[layer])
+        context = pages.unit_context(layer, described[layer]["text"], classes, datas, work.shape, channels)
         for i, (c, data) in enumerate(zip(channels, datas)):
             data["_spatial"] = "tuning" in stages
-            table.append(unit_row(layer, c, data))
+            rows.append(unit_row(layer, c, data))
+            tunings.append(data.get("tuning"))
             ready |= {c} if "features" in data else set()
             complete += all(st in data for st in stages)
             neighbours = (channels[i - 1] if i else None, channels[i + 1] if i + 1 < len(channels) else None)
             pages.write(root / "units" / slug(layer) / f"{c}.html",
                         pages.unit_page(title, layer, slug(layer), c, data, neighbours, context))
         pages.write(root / "layers" / f"{slug(layer)}.html",
-                    pages.layer_page(title, layer, slug(layer), channels, ready))
-        summary.append({"layer": layer, "slug": slug(layer), "n": len(channels), "done": complete,
-                        "shape": tuple(shape), "thumbs": sorted(ready), "description": described[layer]["text"]})
+                    pages.layer_page(title, layer, slug(layer), channels, ready, rows, tunings, work.shape[-1],
+                                     UNIT_COLUMNS, described[layer]["text"], classes))
+        table.extend(rows)
+        layer_rows.append((layer, rows))
+        index.append({"layer": layer, "slug": slug(layer), "n": len(channels), "done": complete,
+                      "shape": tuple(shape), "thumbs": sorted(ready), "description": described[layer]["text"]})
     meta = {k: v for k, v in s.to_dict().items() if v is not None}
     card = describe.model_card(work.model, s, work.shape, layers, survey)
-    pages.write(root / "index.html", pages.index_page(title, meta, summary, card))
+    pages.write(root / "index.html", pages.index_page(title, meta, index, card))
+    pages.write(root / "model.html", brain.model_page(title, brain.read(root), layer_rows, work.shape[-1]))
     write_units_csv(root / "units.csv", table)
 
 

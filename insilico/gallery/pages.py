@@ -101,6 +101,8 @@ def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = N
     more = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>" for k, v in internals.items())
     body = (f"<h1>{escape(title)}</h1><p>Feature visualizations, exemplars, tuning, receptive fields and "
             f"lesion effects of every unit, built offline by <code>insilico gallery build</code>.</p>"
+            '<p><a href="model.html">The model and the brain</a>: each layer against human and monkey IT (RSA), '
+            "receptive field size across depth.</p>"
             + (_model_card_html(card, slugs) if card else "")
             + f'<h2>Layers</h2><ul class="layers">{"".join(items)}</ul>'
             f'<h2>How this gallery was built</h2><table class="meta">{rows}</table>'
@@ -153,15 +155,33 @@ def _model_card_html(card: dict, slugs: dict) -> str:
             f'{"".join(rows)}</table></details>')
 
 
-def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], ready: set) -> str:
+def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], ready: set,
+               rows: list[dict] | None = None, tunings: list | None = None, image_size: int | None = None,
+               columns: tuple = (), description: str = "", classes: list | None = None) -> str:
+    """A layer's page: population summary (:func:`.summary.layer_summary`), thumbnail grid, unit table.
+
+    ``rows``: the layer's ``units.csv`` rows; ``tunings``: each unit's tuning record or None;
+    ``columns``: the table's columns (``units.csv``'s); ``description``: what the layer is
+    (:func:`.describe.describe_layers`); ``classes``: class names of an output
+    layer's units (shown under their tiles). Without ``rows`` only the grid is drawn.
+    """
+    from . import summary
+
     tiles = []
     for c in channels:
         img = (f'<img class="px" src="../units/{layer_slug}/{c}/max.png" alt="unit {c}">' if c in ready
                else '<div class="missing">pending</div>')
-        tiles.append(f'<div class="tile"><a href="../units/{layer_slug}/{c}.html">{img}{c}</a></div>')
-    body = (f'<nav><a href="../index.html">{escape(title)}</a> / {escape(layer)}</nav>'
-            f"<h1>{escape(layer)}</h1><p>{len(channels)} units; each image maximizes one unit. "
-            f'Click a unit for its page.</p><div class="grid">{"".join(tiles)}</div>')
+        name = f"<br>{escape(str(classes[c]))}" if classes and c < len(classes) else ""
+        tiles.append(f'<div class="tile"><a href="../units/{layer_slug}/{c}.html">{img}{c}{name}</a></div>')
+    top = summary.layer_summary(rows, tunings or [None] * len(rows), image_size) if rows else ""
+    table = summary.unit_table(rows, columns) if rows else ""
+    body = (f'<nav><a href="../index.html">{escape(title)}</a> / {escape(layer)} &nbsp; '
+            f'<a href="../model.html">model vs brain</a></nav>'
+            f"<h1>{escape(layer)}</h1>"
+            + (f'<p class="what">{escape(description)}</p>' if description else "")
+            + f"<p>{len(channels)} units; each image maximizes one unit. "
+            f'Click a unit for its page.</p>{top}<h2>Maximizing images</h2><div class="grid">{"".join(tiles)}</div>'
+            f"{table}")
     return page(f"{layer} - {title}", body, 1)
 
 

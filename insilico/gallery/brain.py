@@ -1,0 +1,248 @@
+"""The model page: how each gallery layer compares with inferior temporal cortex, and RF size across depth.
+
+Representational similarity analysis (Kriegeskorte, Mur & Bandettini 2008) as
+in Khaligh-Razavi & Kriegeskorte (2014), on the 92 object images of
+Kriegeskorte et al. (2008, *Neuron* 60:1126-1141) bundled with insilico
+(:func:`insilico.data.kriegeskorte2008`):
+
+- each gallery layer is recorded after its nonlinearity (the unit the tuning
+  section reads; :func:`insilico.experiments.runs.after_nonlinearity`) over
+  the 92 images, and its RDM is 1 - Pearson r between the response patterns
+  (:func:`insilico.rsa.model_rdms`);
+- it is compared with the human IT RDMs (fMRI, 4 subjects, each the mean of 2
+  sessions) by Spearman's rho, averaged over subjects, and with the monkey IT
+  RDM (674 neurons; Kiani et al. 2007), with 95% bootstrap intervals over
+  stimuli (:func:`insilico.rsa.bootstrap`);
+- the human IT noise ceiling (:func:`insilico.rsa.noise_ceiling`; Nili et al.
+  2014): lower bound, each subject against the mean of the others; upper
+  bound, against the mean of all. Monkey IT is one RDM: no ceiling can be
+  estimated, and the human-IT-vs-monkey-IT similarity is given for scale.
+
+The numbers are computed once per site and cached in ``brain.json`` at its
+root (:func:`ensure`: rank 0 of a sharded build computes it, every rank renders
+from disk).
+
+Example
+-------
+>>> from insilico import models
+>>> res = it_rsa(models.load("minialex"), ["features.0", "classifier.4"], n_boot=20)     # doctest: +SKIP
+>>> sorted(res["human_it"]), res["human_it_noise_ceiling"]["lower"] < res["human_it_noise_ceiling"]["upper"]  # doctest: +SKIP
+(['classifier.4', 'features.0'], True)
+"""
+from __future__ import annotations
+
+import json
+import time
+from html import escape
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InsilicoError
+from . import figures
+
+FILE = "brain.json"
+#: Bootstrap samples over stimuli for the confidence intervals.
+N_BOOT = 200
+COMPARE = "spearman"
+RDM_METHOD = "correlation"
+
+
+def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), n_boot: int = N_BOOT,
+           seed: int = 0) -> dict:
+    """RSA of each layer against human and monkey IT on the 92 images (see the module docstring).
+
+    Parameters
+    ----------
+    model : nn.Module
+    layers : list of str
+        Unit addresses (conv / linear layers are read after their nonlinearity).
+    shape : (C, H, W)
+        The model's input; the images are resized (and converted) to it.
+    n_boot : int
+        Bootstrap samples over stimuli (95% percentile intervals).
+
+    Returns
+    -------
+    dict (JSON-able)
+        ``layers``, ``units`` (layer -> the recorded unit), ``human_it`` and ``monkey_it`` (layer ->
+        ``similarity``, ``ci``), ``human_it_noise_ceiling`` (``lower``, ``upper``), ``monkey_it_vs_human_it``,
+        ``best_layer`` (region -> layer), ``compare``, ``rdm_method``, ``n_boot``, ``seed``, ``image_size``,
+        ``seconds``.
+    """
+    from .. import data, rsa
+    from ..experiments.runs import after_nonlinearity
+    from .stages import _fit
+
+    start = time.perf_counter()
+    d = data.kriegeskorte2008(size=int(shape[-1]))
+    images = _fit(d.images, tuple(shape))
+    units = [str(u) for u in after_nonlinearity(model, list(layers), images[:1])]
+    found = rsa.model_rdms(model, images, units=units, method=RDM_METHOD, labels=d.categories, progress=False)
+    rdms = {layer: r.to("cpu") for layer, r in zip(layers, found.values())}
+    subjects = d.human_it_subjects()
+    human = rsa.bootstrap(rdms, subjects, COMPARE, over="stimuli", n_boot=n_boot, seed=seed, progress=False)
+    monkey = rsa.bootstrap(rdms, [d.monkey_it], COMPARE, over="stimuli", n_boot=n_boot, seed=seed + 1,
+                           progress=False)
+    ceiling = rsa.noise_ceiling(subjects, COMPARE)
+
+    def table(res):
+        return {n: {"similarity": float(e), "ci": [float(c[0]), float(c[1])]}
+                for n, e, c in zip(res.names, res.estimate, res.ci)}
+
+    return {"layers": list(layers), "units": dict(zip(layers, units)), "compare": COMPARE, "rdm_method": RDM_METHOD,
+            "n_boot": n_boot, "seed": seed, "image_size": int(shape[-1]),
+            "human_it": table(human), "monkey_it": table(monkey),
+            "human_it_noise_ceiling": {"lower": ceiling.lower, "upper": ceiling.upper},
+            "monkey_it_vs_human_it": float(rsa.compare(d.monkey_it, d.human_it, COMPARE)),
+            "best_layer": {"human_it": human.names[int(np.argmax(human.estimate))],
+                           "monkey_it": monkey.names[int(np.argmax(monkey.estimate))]},
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def read(root: Path) -> dict | None:
+    """The cached ``brain.json`` of a site, or None."""
+    path = Path(root) / FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def ensure(work, layers: Sequence[str], rank: int = 0) -> dict | None:
+    """Compute ``brain.json`` if it is missing or was made for other layers (rank 0 only); return what is on disk.
+
+    A model the 92 images cannot be shown to (an :class:`~insilico.errors.InsilicoError`, e.g. inputs under
+    8 pixels) gets ``{"layers", "unavailable": reason}``, which the model page prints.
+    """
+    from ..sharding import write_json
+
+    cached = read(work.root)
+    if cached is not None and cached.get("layers") == list(layers):
+        return cached
+    if rank != 0:
+        return cached
+    try:
+        with torch.no_grad():
+            result = it_rsa(work.model, layers, work.shape, seed=work.settings.seed)
+    except InsilicoError as error:       # e.g. images too small for the 92 objects: the page says why
+        result = {"layers": list(layers), "unavailable": str(error)}
+    write_json(work.root / FILE, result)
+    return result
+
+
+def _bars(res: dict, region: str, title: str, ceiling: dict | None) -> str:
+    layers = res["layers"]
+    rows = [res[region][layer] for layer in layers]
+    best = layers.index(res["best_layer"][region])
+    band = (ceiling["lower"], ceiling["upper"]) if ceiling else None
+    return figures.layer_bars(layers, [r["similarity"] for r in rows], [r["ci"] for r in rows], title,
+                              "RDM similarity (Spearman rho)", band=band, band_label="noise ceiling" if band else "",
+                              best=best, note=f"best: {layers[best]}")
+
+
+def rsa_html(res: dict | None) -> str:
+    """The RSA section of the model page (figure, table, method, references)."""
+    head = "<h2>Which layer represents the 92 objects most like inferior temporal cortex?</h2>"
+    if res is None:
+        return head + '<p class="missing">RSA with IT: not computed yet (rerun the build to fill it in)</p>'
+    if "unavailable" in res:
+        return head + f'<p class="missing">RSA with IT is not available for this model: {escape(res["unavailable"])}</p>'
+    ceiling = res["human_it_noise_ceiling"]
+    figs = (_bars(res, "human_it", "layer vs human IT (fMRI, 4 subjects)", ceiling)
+            + _bars(res, "monkey_it", "layer vs monkey IT (674 neurons)", None))
+    rows = "".join(
+        f"<tr><td>{escape(layer)}</td><td><code>{escape(res['units'][layer])}</code></td>"
+        + "".join(f"<td>{res[r][layer]['similarity']:.3f}</td><td>[{res[r][layer]['ci'][0]:.3f}, "
+                  f"{res[r][layer]['ci'][1]:.3f}]</td>" for r in ("human_it", "monkey_it")) + "</tr>"
+        for layer in res["layers"])
+    best_h, best_m = res["best_layer"]["human_it"], res["best_layer"]["monkey_it"]
+    close = {r: [l for l in res["layers"] if l != res["best_layer"][r]
+                 and res[r][l]["similarity"] >= res[r][res["best_layer"][r]]["ci"][0]] for r in ("human_it", "monkey_it")}
+    caveat = " ".join(
+        f"For {name}, {len(close[r])} other layer{'s' if len(close[r]) != 1 else ''} score within the best layer's "
+        "95% interval: the ranking among them is not reliable on 92 images." for r, name in
+        (("human_it", "human IT"), ("monkey_it", "monkey IT")) if close[r])
+    return (head + f'<div class="row">{figs}</div>'
+            f"<p>Best layer: <b>{escape(best_h)}</b> for human IT (rho {res['human_it'][best_h]['similarity']:.3f}; "
+            f"noise ceiling {ceiling['lower']:.3f}&ndash;{ceiling['upper']:.3f}), <b>{escape(best_m)}</b> for monkey "
+            f"IT (rho {res['monkey_it'][best_m]['similarity']:.3f}). A model that explained human IT as well as the "
+            "data allow would reach the grey band. Monkey IT is a single RDM, so it has no noise ceiling; for scale, "
+            f"monkey IT vs human IT: rho {res['monkey_it_vs_human_it']:.3f}. {caveat}</p>"
+            '<table class="meta"><tr><th>layer</th><th>recorded at</th><th>human IT</th><th>95% CI</th>'
+            f"<th>monkey IT</th><th>95% CI</th></tr>{rows}</table>"
+            "<p>Method: each layer is read after its nonlinearity over the 92 images "
+            f"({res['image_size']} px); its RDM is 1 &minus; Pearson r between response patterns; layer and brain "
+            "RDMs are compared by Spearman's rho (human IT: mean over the 4 subjects, each the mean of 2 sessions); "
+            f"error bars: 95% bootstrap intervals over stimuli ({res['n_boot']} samples). Noise ceiling: lower bound, "
+            "each subject against the mean of the others; upper bound, against the mean of all (Nili et al. 2014). "
+            f"Computed in {res['seconds']:.1f} s with <code>insilico.rsa</code>.</p>"
+            '<ol class="refs"><li>Kriegeskorte, Mur, Ruff, Kiani, Bodurka, Esteky, Tanaka &amp; Bandettini (2008). '
+            "Matching categorical object representations in inferior temporal cortex of man and monkey. "
+            "<i>Neuron</i> 60:1126&ndash;1141 (images and RDMs).</li>"
+            "<li>Kiani, Esteky, Mirpour &amp; Tanaka (2007). Object category structure in response patterns of "
+            "neuronal population in monkey inferior temporal cortex. <i>J. Neurophysiol.</i> 97:4296&ndash;4309 "
+            "(monkey IT recordings).</li>"
+            "<li>Khaligh-Razavi &amp; Kriegeskorte (2014). Deep supervised, but not unsupervised, models may explain "
+            "IT cortical representation. <i>PLoS Comput. Biol.</i> 10:e1003915 (the layer-by-layer analysis).</li>"
+            "<li>Nili, Wingfield, Walther, Su, Marslen-Wilson &amp; Kriegeskorte (2014). A toolbox for "
+            "representational similarity analysis. <i>PLoS Comput. Biol.</i> 10:e1003553 (noise ceiling).</li></ol>")
+
+
+def rf_html(groups: Sequence[tuple[str, Sequence[float]]], image_size: int | None) -> str:
+    """RF size (px) of every unit, per spatial layer in depth order, against the image size."""
+    head = "<h2>Receptive field size across depth</h2>"
+    groups = [(name, [v for v in values if v is not None]) for name, values in groups]
+    groups = [(name, values) for name, values in groups if values]
+    if not groups:
+        return head + '<p class="missing">no receptive fields measured (no spatial layers, or not computed yet)</p>'
+    medians = ", ".join(f"{escape(name)} {np.median(v):.3g}" for name, v in groups)
+    svg = figures.strips(groups, "RF size (px)", "RF size per unit (bar: median)", hline=image_size,
+                         hline_label=f"image width {image_size} px" if image_size else "")
+    return (head + f'<div class="row">{svg}</div><p>RF size: geometric mean of the height and width of the '
+            "region around the peak where the unit's mean absolute gradient on white noise exceeds 10% of its peak "
+            f"(the unit at the centre of its map; each unit's page has its map). Medians (px): "
+            f"{medians}. Linear layers see the whole image.</p>")
+
+
+def layers_html(layer_rows: Sequence[tuple[str, Sequence[dict]]]) -> str:
+    """One line per layer: units, grating responsiveness, silent units, median RF, images that beat the photos."""
+    from .stages import slug
+    from .summary import status_counts
+
+    lines = []
+    for layer, rows in layer_rows:
+        counts = {label: n for label, n, _ in status_counts(rows)}
+        pairs = [(r.get("top_exemplar_activation"), r.get("max_activation")) for r in rows]
+        known = [(a, b) for a, b in pairs if a is not None and b is not None]
+        sizes = [r["rf_size"] for r in rows if r.get("rf_size") is not None]
+        spatial = any(r.get("responsive") is not None for r in rows)
+        silent = counts.get("silent on the stimulus set", 0) if spatial else counts.get("never above 0 on the photos", 0)
+        cells = [f'<a href="layers/{escape(slug(layer))}.html">{escape(layer)}</a>', str(len(rows)),
+                 f"{counts.get('responsive', 0)}" if spatial else "&ndash;",
+                 f"{silent}" + ("" if spatial else "*"),
+                 f"{np.median(sizes):.3g}" if sizes else "&ndash;",
+                 f"{sum(b >= a for a, b in known)} / {len(known)}"]
+        lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return ("<h2>Layers at a glance</h2><table class=\"meta\"><tr><th>layer</th><th>units</th><th>responsive to "
+            "gratings</th><th>silent</th><th>median RF (px)</th><th>maximizing image &ge; best photo</th></tr>"
+            f"{''.join(lines)}</table><p>Silent: no response to any grating or photo; * for layers without gratings, "
+            "units that never exceed 0 on the exemplar photos (before the nonlinearity). Each layer's page has the "
+            "distributions.</p>")
+
+
+def model_page(title: str, res: dict | None, layer_rows: Sequence[tuple[str, Sequence[dict]]],
+               image_size: int | None) -> str:
+    """``model.html``: RSA with IT (``res``: ``brain.json``), the layers at a glance and RF size across depth.
+
+    ``layer_rows``: ``(layer, its units.csv rows)`` in depth order.
+    """
+    from .pages import page
+
+    rf_groups = [(layer, [r.get("rf_size") for r in rows]) for layer, rows in layer_rows]
+    body = (f'<nav><a href="index.html">{escape(title)}</a> / model vs brain</nav><h1>{escape(title)}: the model '
+            f"and the brain</h1>{rsa_html(res)}{layers_html(layer_rows)}{rf_html(rf_groups, image_size)}")
+    return page(f"model vs brain - {title}", body, 0)
+
+
+__all__ = ["FILE", "N_BOOT", "ensure", "it_rsa", "layers_html", "model_page", "read", "rf_html", "rsa_html"]

@@ -139,7 +139,7 @@ def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, ori
               "estimated_s": count(grid) * cost["seconds"]}
     if not fits:
         warnings.warn(f"orientation_tuning: even the smallest default grid ({count(grid)} gratings) takes about "
-                      f"{record['estimated_s']:.0f} s, over the budget of {budget:g} s; pass budget=None or a grid "
+                      f"{record['estimated_s']:.3g} s, over the budget of {budget:.3g} s; pass budget=None or a grid "
                       "to choose yourself", stacklevel=3)
     return values(grid) + (record,)
 

@@ -89,7 +89,8 @@ def receptive_field(
     model : nn.Module
     unit : str or Unit
         A neuron (``"features.3[5,6,6]"``); a channel or a layer is read at the
-        centre of its map (summed over its channels).
+        centre of its map (summed over its channels), a token layer at its
+        centre patch token (:func:`~insilico.experiments.runs.at_centre`).
     input_size : (C, H, W) or int, optional
         The input size as ``model.input_size`` spells it (square images);
         default ``model.input_size``. An int is read as the image side in

@@ -1,7 +1,9 @@
 """Running a model over stimuli for an experiment: input size, units, batched forward passes.
 
 The experiments share three chores: finding the input size a model takes,
-reading a unit address into "which values per stimulus", and running
+reading a unit address into "which values per stimulus" (:func:`at_centre`,
+the one centre rule: conv maps at their centre position, token sequences at
+their centre patch token), and running
 stimuli through the model in batches (:func:`insilico.recording.batches`, the
 one batched loop) inside a :func:`~insilico.session.session` (eval mode, no
 gradients, every module's own flags restored after) with a progress bar,

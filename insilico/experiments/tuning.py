@@ -3,8 +3,13 @@
 ``orientation_tuning(model, "features.0")`` shows full-field sine gratings
 (orientation x spatial frequency x phase, as :func:`insilico.stimuli.gratings`)
 and a blank (mean-grey) screen, and reads each channel at the centre of its
-feature map (``reduce="center"``), all channels in one batched forward pass
-per batch of stimuli. It tunes the unit a neuroscientist means: a Conv or
+feature map (a token layer at its centre patch token: the one rule of every
+experiment, :func:`~.runs.at_centre`), all channels in one batched forward
+pass per batch of stimuli that stops after the layer. The default grid is
+sized to a time budget from the model's arithmetic up to the layer
+(``budget=``, :data:`GRIDS`; ``settings["grid"]`` records the choice): the
+full 36 orientations x 8 SFs x 8 phases for a small network, fewer through a
+ResNet or a ViT at 224 px. It tunes the unit a neuroscientist means: a Conv or
 Linear address is moved onto the nonlinearity that follows it
 (``features.3`` -> ``features.4``, its ReLU; :func:`~.runs.after_nonlinearity`);
 ``raw=True`` keeps the address as given. Per unit it reports:
@@ -171,7 +176,10 @@ def orientation_tuning(
         Takes pixel-space images (N, C, size, size).
     units : str or list of str
         ``"features.0"`` (every channel, read at the centre of the map),
-        ``"features.0[3]"``, ``"features.0[3,7,7]"`` (one neuron), or a list.
+        ``"features.0[3]"``, ``"features.0[3,7,7]"`` (one neuron), or a list;
+        tokens ``(N, T, F)``: ``"encoder.layers.encoder_layer_3[:, 0:8]"``
+        (features 0-7 of the centre patch token), ``"...[0, 0:8]"`` (the CLS
+        token), as :func:`~insilico.experiments.runs.at_centre` says.
         Recurrent modules need a step: ``"layers.0@3"``.
     size : int or (C, H, W), optional
         Image side in pixels, or the input size as ``model.input_size`` spells

@@ -53,13 +53,13 @@ import torch
 from torch import nn
 
 from .. import stimuli as stim
-from ..errors import InsilicoError, UnitError
+from ..errors import InsilicoError
 from ..probe import Probe
 from ..units import Unit
 from .results import Result, new_axes
 from ..layers import choose_layers, example_input
 from ..session import session
-from .runs import input_shape
+from .runs import at_centre, input_shape, sample_shapes
 
 METHODS = ("theoretical", "gradient", "sparse_noise")
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
@@ -89,7 +89,8 @@ def receptive_field(
     model : nn.Module
     unit : str or Unit
         A neuron (``"features.3[5,6,6]"``); a channel or a layer is read at the
-        centre of its map (summed over its channels).
+        centre of its map (summed over its channels), a token layer at its
+        centre patch token (:func:`~insilico.experiments.runs.at_centre`).
     input_size : (C, H, W) or int, optional
         The input size as ``model.input_size`` spells it (square images);
         default ``model.input_size``. An int is read as the image side in
@@ -140,26 +141,14 @@ def receptive_field(
 
 
 def locate(model: nn.Module, unit: str | Unit, channels: int, size: int) -> tuple[Unit, tuple]:
-    """The unit as one neuron or a channel set at the centre position; and its module's sample shape."""
+    """The unit read at the centre of its map (:func:`~.runs.at_centre`, the rule of every experiment); and its
+    module's sample shape."""
     unit = Unit.coerce(unit, model)
-    unit.resolve(model)
-    whole = Unit(unit.module, unit.step, None, unit.output)
-    probe = Probe(model)
+    module = unit.resolve(model)
     x = example_input(model, (channels, size, size))
-    if whole.output is None:
-        shape = probe.survey(x, modules=[whole.module]).shape(whole)
-    else:  # a part of a structured output: a survey sees whole outputs only
-        with session(model), probe.record(whole) as rec:
-            model(x)
-        shape = tuple(rec[whole].shape[1:])
-    index = unit.index or ()
-    if len(shape) < 3 or len(index) >= len(shape):
-        return unit, shape
-    if len(index) > 1:
-        raise UnitError(f"{unit}: name a channel ('[5]') or a neuron ('[5,y,x]') for a receptive field")
-    channel = index[0] if index else slice(None)
-    centre = tuple(s // 2 for s in shape[1:])
-    return Unit(unit.module, unit.step, (channel,) + centre, unit.output), shape
+    with session(model):
+        shape = sample_shapes(Probe(model), [unit], x)[0]
+    return at_centre(unit, shape, module if unit.op is None else None), shape
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Running a model over stimuli for an experiment: input size, units, batched forward passes.
 
 The experiments share three chores: finding the input size a model takes,
-reading a unit address into "which values per stimulus", and running
+reading a unit address into "which values per stimulus" (:func:`at_centre`,
+the one centre rule: conv maps at their centre position, token sequences at
+their centre patch token), and running
 stimuli through the model in batches (:func:`insilico.recording.batches`, the
 one batched loop) inside a :func:`~insilico.session.session` (eval mode, no
 gradients, every module's own flags restored after) with a progress bar,
@@ -18,6 +20,7 @@ Example
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,7 +31,7 @@ from ..errors import InsilicoError, StimulusError, UnitError
 from ..probe import Probe
 from ..recording import batches, stimulus_source
 from ..session import result_dtype, session
-from ..units import Unit
+from ..units import Unit, check_index
 
 
 def input_shape(model: nn.Module, size: int | Sequence[int] | None = None,
@@ -90,8 +93,81 @@ def as_units(units: Any) -> list[Unit]:
     return [Unit.coerce(u) for u in units]
 
 
-def _plans(probe: Probe, units: list[Unit], first: torch.Tensor) -> list[tuple[Unit, str | None, tuple]]:
-    """How to record each unit: the address, the reduction, and the per-sample output shape.
+def centre_token(n_tokens: int) -> int:
+    """The token at the image centre in a ViT-style sequence of ``n_tokens``.
+
+    ``g * g`` tokens are a g x g patch grid (row-major); ``g * g + 1`` tokens
+    are a class (CLS) token at index 0 followed by the grid (torchvision's and
+    timm's ViTs). The centre patch is row ``g // 2``, column ``g // 2``, the
+    position a conv map's centre neuron takes (``H // 2, W // 2``), so
+    ``vit.conv_proj`` and the token layers after it are read at the same patch.
+    Any other count (register tokens, text) is read at ``n_tokens // 2``:
+    name the token yourself in the address when that is not what you mean.
+
+    >>> centre_token(197), centre_token(196), centre_token(10)
+    (106, 105, 5)
+    """
+    for extra in (0, 1):
+        side = math.isqrt(max(n_tokens - extra, 0))
+        if side > 0 and side * side == n_tokens - extra:
+            return extra + (side // 2) * side + side // 2
+    return n_tokens // 2
+
+
+def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None) -> Unit:
+    """The unit as the experiments read it: every position axis it leaves open at the centre of the map.
+
+    The one rule for every experiment (tuning, receptive fields,
+    microstimulation...), for one sample's output ``shape``:
+
+    - a map ``(C, H, W, ...)``: the position axes ``H, W, ...`` left open
+      (not indexed, or ``:``) are read at ``(H // 2, W // 2, ...)``:
+      ``"layer1"`` is every channel at the centre, ``"layer1[3]"`` channel 3
+      at the centre, ``"layer1[3,5,5]"`` that neuron;
+    - tokens ``(T, F)`` (a transformer block's output): a token axis left open
+      is read at the centre patch token (:func:`centre_token`):
+      ``"encoder.layers.encoder_layer_3"`` is every feature of the centre
+      patch, ``"encoder.layers.encoder_layer_3[:, 0:8]"`` its features 0-7;
+      a token index picks that token: ``[0, 0:8]`` is the CLS token of a
+      ViT (CLS first), ``[106, 0:8]`` the centre patch of ViT-B/16 at 224 px;
+    - a vector ``(F,)`` (a linear layer) or a scalar: as written.
+
+    Two-axis outputs are read as tokens, except the outputs of modules with
+    ``(C, L)`` maps (Conv1d, pooling, BatchNorm1d...: :data:`MAPS_1D`), which
+    are maps with one position axis.
+
+    An axis given a range (``[3, 2:5, 2:5]``) is kept as written.
+
+    >>> str(at_centre(Unit.parse("layer1[3]"), (64, 56, 56))), str(at_centre(Unit.parse("blk[:, 0:8]"), (197, 768)))
+    ('layer1[3,28,28]', 'blk[106,0:8]')
+    """
+    if len(shape) < 2:
+        return unit
+    index = list(_expand(unit, shape))
+    tokens = len(shape) == 2 and not isinstance(module, MAPS_1D)
+    for axis in (0,) if tokens else range(1, len(shape)):
+        if index[axis] == slice(None):
+            index[axis] = centre_token(shape[0]) if tokens else shape[axis] // 2
+    return Unit(unit.module, unit.step, tuple(index), unit.output)
+
+
+#: Modules whose two-axis outputs are ``(C, L)`` maps (channels, positions), not ``(T, F)`` tokens.
+MAPS_1D = (nn.Conv1d, nn.ConvTranspose1d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d,
+           nn.BatchNorm1d, nn.InstanceNorm1d)
+
+
+def _expand(unit: Unit, shape: tuple) -> tuple:
+    """The unit's index with one item per axis of ``shape`` (``...`` and missing trailing axes as ``:``)."""
+    index = list(unit.index or ())
+    check_index(tuple(index), shape, unit)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index[at:at + 1] = [slice(None)] * (len(shape) - len(index) + 1)
+    return tuple(index + [slice(None)] * (len(shape) - len(index)))
+
+
+def sample_shapes(probe: Probe, units: list[Unit], first: torch.Tensor) -> list[tuple]:
+    """One sample's output shape of each unit's module (the whole output, whatever the index).
 
     Shapes come from one :meth:`~insilico.Probe.survey` of ``first`` (one
     stimulus); units naming a part of a structured output (``"lstm:0"``) are
@@ -112,67 +188,58 @@ def _plans(probe: Probe, units: list[Unit], first: torch.Tensor) -> list[tuple[U
             if not torch.is_tensor(value):
                 raise UnitError(f"{w} returns {type(value).__name__}, not a tensor: name a part, e.g. '{w}:0'")
             shapes[w.key] = tuple(value.shape[1:])
-    plans = []
-    for unit, whole in zip(units, wholes):
-        shape = shapes[whole.key]
-        spatial = len(shape) >= 2 and (unit.index is None or len(unit.index) <= 1)
-        plans.append((unit, "center" if spatial else None, shape))
-    return plans
+    return [shapes[w.key] for w in wholes]
+
+
+def stop_point(probe: Probe, units: list[Unit], first: torch.Tensor) -> tuple | None:
+    """Where a forward pass may stop once every unit is computed (learned on ``first``; None: run it all)."""
+    with probe.record(*units, stop=True) as rec:
+        rec.forward(first)
+    return rec.stop_at
 
 
 def record_units(model: nn.Module, stimuli: Any, units: Any, batch_size: int = 256, progress: bool = True,
                  desc: str = "recording") -> tuple[torch.Tensor, list[str]]:
     """Responses ``(N, U)`` of every selected unit, one column per unit, and the units' addresses.
 
-    An address that picks a whole conv layer or channels (``"features.0"``,
-    ``"features.0[3]"``) is read at the centre position of its feature map
-    (``reduce="center"``, position ``(H // 2, W // 2)``); an address of single
-    neurons (``"features.0[3,7,7]"``) or of a linear layer is read as it is.
-    All units are recorded in one forward pass per batch.
+    Each address is read as :func:`at_centre` says: a whole conv layer or
+    channels (``"features.0"``, ``"features.0[3]"``) at the centre of the
+    map, a token layer at its centre patch token, single neurons
+    (``"features.0[3,7,7]"``) and linear layers as written; only those values
+    are kept. All units are recorded in one forward pass per batch, which
+    stops after the last of them (the layers above are not run).
+    The names spell every value's full index (``"features.0[3,7,7]"``).
     """
     parsed = as_units(units)
     probe = Probe(model)
     for unit in parsed:
         unit.resolve(model)
     source = stimulus_source(stimuli)
-    columns: list[list[torch.Tensor]] = [[] for _ in parsed]
-    names: list[str] = []
     with session(model) as s:
         if len(source) == 0:
             raise StimulusError("the stimulus set is empty: give at least one stimulus")
-        plans = _plans(probe, parsed, source.batch(0, 1, s.device, s.dtype))
-        for unit, reduce, shape in plans:
-            names.extend(_unit_names(unit, reduce, shape))
-        for _, batch in batches(source, batch_size, s.device, s.dtype, progress, desc):
-            handles = []
-            try:
-                for unit, reduce, _ in plans:
-                    handles.append(probe.record(unit, reduce=reduce))
-                model(batch)
-                for k, ((unit, _, _), handle) in enumerate(zip(plans, handles)):
-                    value = handle[unit]
-                    columns[k].append(value.reshape(len(value), -1).float().cpu())
-            finally:
-                for handle in handles:
-                    handle.remove()
-    values = torch.cat([torch.cat(col) for col in columns], dim=1)
+        first = source.batch(0, 1, s.device, s.dtype)
+        shapes = sample_shapes(probe, parsed, first)
+        modules = dict(model.named_modules())
+        neurons = [at_centre(u, shape, modules.get(u.module)) for u, shape in zip(parsed, shapes)]
+        names = [name for u, shape in zip(neurons, shapes) for name in _unit_names(u, shape)]
+        stop = stop_point(probe, neurons, first)
+        with probe.record(*neurons, stop=True) as rec:
+            if stop is not None:
+                rec.stop_after(stop)
+            for _, batch in batches(source, batch_size, s.device, s.dtype, progress, desc):
+                rec.forward(batch)
+        columns = [rec[u] for u in neurons]
+    values = torch.cat([c.reshape(len(c), -1).float().cpu() for c in columns], dim=1)
     return values, names
 
 
-def _unit_names(unit: Unit, reduce: str | None, shape: tuple) -> list[str]:
-    """Addresses of the single values recorded for ``unit`` (channel, y, x spelled out)."""
-    if reduce == "center":
-        centre = tuple(s // 2 for s in shape[1:])
-        channels = np.arange(shape[0])
-        if unit.index is not None:
-            pick = unit.index[0]
-            channels = np.atleast_1d(channels[list(pick) if isinstance(pick, tuple) else pick])
-        return [_name(unit, (int(c),) + centre) for c in channels]
-    if unit.index is None:
-        grid = np.indices(shape).reshape(len(shape), -1).T
-        return [_name(unit, tuple(int(i) for i in idx)) for idx in grid]
-    n = int(np.prod(unit.select(torch.zeros((1,) + shape)).shape[1:]))
-    return [str(unit)] if n == 1 else [f"{unit}#{i}" for i in range(n)]
+def _unit_names(unit: Unit, shape: tuple) -> list[str]:
+    """Addresses of the single values ``unit`` selects in an output of one-sample ``shape``, index spelled out."""
+    if not shape:
+        return [str(unit)]
+    flat = unit.select(torch.arange(int(np.prod(shape))).reshape((1,) + tuple(shape))).reshape(-1)
+    return [_name(unit, tuple(int(i) for i in idx)) for idx in zip(*np.unravel_index(flat.numpy(), shape))]
 
 
 def _name(unit: Unit, index: tuple) -> str:

@@ -143,7 +143,8 @@ def fit_log_gaussian(sfs: np.ndarray, curve: np.ndarray) -> tuple:
         return (float(2 ** x[curve.argmax()]),) + (np.nan,) * 5
     m, log_s, b, a = p
     s = float(np.exp(min(log_s, 10.0)))
-    r2 = 1.0 - np.sum((log_gaussian(x, m, s, b, a) - curve) ** 2) / np.sum((curve - curve.mean()) ** 2)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a vanishing sigma: the fit is judged below
+        r2 = 1.0 - np.sum((log_gaussian(x, m, s, b, a) - curve) ** 2) / np.sum((curve - curve.mean()) ** 2)
     if a <= 0 or not x.min() - 1.0 <= m <= x.max() + 1.0:
         return (float(2 ** x[curve.argmax()]), np.nan, float(r2), float(b), float(a), s)
     return (float(2**m), float(2 * s * math.sqrt(2 * math.log(2))), float(r2), float(b), float(a), s)

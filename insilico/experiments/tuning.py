@@ -3,8 +3,13 @@
 ``orientation_tuning(model, "features.0")`` shows full-field sine gratings
 (orientation x spatial frequency x phase, as :func:`insilico.stimuli.gratings`)
 and a blank (mean-grey) screen, and reads each channel at the centre of its
-feature map (``reduce="center"``), all channels in one batched forward pass
-per batch of stimuli. It tunes the unit a neuroscientist means: a Conv or
+feature map (a token layer at its centre patch token: the one rule of every
+experiment, :func:`~.runs.at_centre`), all channels in one batched forward
+pass per batch of stimuli that stops after the layer. The default grid is
+sized to a time budget from the model's arithmetic up to the layer
+(``budget=``, :data:`GRIDS`; ``settings["grid"]`` records the choice): the
+full 36 orientations x 8 SFs x 8 phases for a small network, fewer through a
+ResNet or a ViT at 224 px. It tunes the unit a neuroscientist means: a Conv or
 Linear address is moved onto the nonlinearity that follows it
 (``features.3`` -> ``features.4``, its ReLU; :func:`~.runs.after_nonlinearity`);
 ``raw=True`` keeps the address as given. Per unit it reports:
@@ -57,6 +62,7 @@ Example
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -65,6 +71,7 @@ import torch
 from .. import stimuli as stim
 from ..errors import InsilicoError
 from .results import Result, new_axes
+from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
 from .runs import after_nonlinearity, as_units, input_shape, record_units
 from .selectivity import (
     circular_distance, circular_variance, fit_log_gaussian, fit_von_mises, half_width, log_gaussian, median as _median,
@@ -98,13 +105,57 @@ def default_sfs(size: int, n: int = 8) -> list[float]:
     return [round(float(f), 3) for f in np.geomspace(1.0, 0.4 * size, n)]
 
 
+#: The ladder of default grids (orientations, SFs, phases), largest first: :func:`default_grid` takes the first that
+#: fits the time budget. Every grid keeps 4+ orientations and 4+ SFs (the curve fits); all but the last keep 6+
+#: phases (the phase-reliability criterion).
+GRIDS = ((36, 8, 8), (18, 8, 8), (12, 8, 8), (12, 6, 6), (8, 6, 6), (8, 5, 6), (6, 4, 6), (4, 4, 4))
+
+
+def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, orientations=None, sfs=None,
+                 phases=None, n_colours: int = 1, budget: float | None = DEFAULT_BUDGET) -> tuple:
+    """``(orientations, sfs, phases, record)``: the grid to show, and how it was chosen.
+
+    Given any of ``orientations``, ``sfs``, ``phases``, those are used and the
+    others take the full defaults (``GRIDS[0]``): ``record["rule"] ==
+    "explicit"``. Else, with ``budget=None``, the full grid (``"full"``);
+    else the largest of :data:`GRIDS` whose ``(O x S x P x n_colours + 1)``
+    gratings fit ``budget`` seconds at
+    :func:`~insilico.experiments.budget.seconds_per_stimulus` (``"budget"``;
+    ``record["fits"]`` is False when even the smallest does not fit).
+    Orientations are evenly spaced over [0, 180), phases over [0, 360), SFs
+    are :func:`default_sfs` of the image side.
+    """
+    size = int(example.shape[-1])
+
+    def values(grid):
+        o, s, p = grid
+        return ([round(i * 180.0 / o, 3) for i in range(o)] if orientations is None else list(orientations),
+                default_sfs(size, s) if sfs is None else list(sfs),
+                [round(i * 360.0 / p, 3) for i in range(p)] if phases is None else list(phases))
+
+    if orientations is not None or sfs is not None or phases is not None or budget is None:
+        rule = "full" if orientations is None and sfs is None and phases is None else "explicit"
+        return values(GRIDS[0]) + ({"rule": rule},)
+    cost = seconds_per_stimulus(model, units, example)
+    count = lambda g: g[0] * g[1] * g[2] * n_colours + 1
+    grid, fits = fit(GRIDS, count, cost["seconds"], float(budget))
+    record = {"rule": "budget", "budget_s": float(budget), "fits": fits, "grid": list(grid), "stimuli": count(grid),
+              "seconds_per_stimulus": cost["seconds"], "flops_per_stimulus": cost["flops"], "device": cost["device"],
+              "estimated_s": count(grid) * cost["seconds"]}
+    if not fits:
+        warnings.warn(f"orientation_tuning: even the smallest default grid ({count(grid)} gratings) takes about "
+                      f"{record['estimated_s']:.3g} s, over the budget of {budget:.3g} s; pass budget=None or a grid "
+                      "to choose yourself", stacklevel=3)
+    return values(grid) + (record,)
+
+
 def orientation_tuning(
     model: torch.nn.Module,
     units: Any,
     size: int | Sequence[int] | None = None,
-    orientations: Sequence[float] = tuple(range(0, 180, 5)),
+    orientations: Sequence[float] | None = None,
     sfs: Sequence[float] | None = None,
-    phases: Sequence[float] = tuple(range(0, 360, 45)),
+    phases: Sequence[float] | None = None,
     contrast: float = 1.0,
     fov: float | None = None,
     phase_reduce: str = "max",
@@ -113,6 +164,7 @@ def orientation_tuning(
     min_reliability: float = MIN_RELIABILITY,
     raw: bool = False,
     colours: Sequence[str] = ("luminance",),
+    budget: float | None = DEFAULT_BUDGET,
     batch_size: int = 288,
     progress: bool = True,
 ) -> "TuningResult":
@@ -124,18 +176,23 @@ def orientation_tuning(
         Takes pixel-space images (N, C, size, size).
     units : str or list of str
         ``"features.0"`` (every channel, read at the centre of the map),
-        ``"features.0[3]"``, ``"features.0[3,7,7]"`` (one neuron), or a list.
+        ``"features.0[3]"``, ``"features.0[3,7,7]"`` (one neuron), or a list;
+        tokens ``(N, T, F)``: ``"encoder.layers.encoder_layer_3[:, 0:8]"``
+        (features 0-7 of the centre patch token), ``"...[0, 0:8]"`` (the CLS
+        token), as :func:`~insilico.experiments.runs.at_centre` says.
         Recurrent modules need a step: ``"layers.0@3"``.
     size : int or (C, H, W), optional
         Image side in pixels, or the input size as ``model.input_size`` spells
         it (square images); default ``model.input_size``.
     orientations : list of float, degrees
-        As :func:`insilico.stimuli.gratings` (0 = vertical bars); default every
-        5 deg over [0, 180).
+        As :func:`insilico.stimuli.gratings` (0 = vertical bars); default
+        sized by ``budget`` (every 5 deg over [0, 180) when it allows).
     sfs : list of float, cycles per image
-        Default :func:`default_sfs` (8 log-spaced values, 1 to 0.4 x size).
+        Default :func:`default_sfs` (log-spaced, 1 to 0.4 x size; 8 values
+        when ``budget`` allows).
     phases : list of float, degrees
-        Default 8 phases (6 or more let the phase-reliability criterion apply).
+        Default evenly spaced over 360 deg, 8 when ``budget`` allows (6 or
+        more let the phase-reliability criterion apply).
     contrast : float
         Michelson contrast of the gratings (mean luminance 0.5, the blank's).
     fov : float, optional
@@ -162,6 +219,19 @@ def orientation_tuning(
         drives it most (``preferred_colour``; ``colour_peak`` per axis), so a
         colour-opponent unit is tuned with colour gratings. Each axis adds a
         full grating set.
+    budget : float or None
+        Seconds of forward passes the default grid may take (default
+        :data:`~insilico.experiments.budget.DEFAULT_BUDGET`). When none of
+        ``orientations``, ``sfs``, ``phases`` is given, the grid is the
+        largest of :data:`GRIDS` (orientations x SFs x phases, from
+        36 x 8 x 8 down to 4 x 4 x 4) whose gratings x ``colours`` fit it,
+        by the model's arithmetic up to the units
+        (:func:`~insilico.experiments.budget.seconds_per_stimulus`: counted
+        FLOPs at a nominal device throughput, not timed, so the same call
+        picks the same grid on every machine of a device kind). ``None``:
+        the full 36 x 8 x 8 grid. Given any of the three, you choose the
+        grid: the others take their full defaults. The choice and the
+        estimate are in ``result.settings["grid"]``.
     batch_size : int
         Gratings per forward pass.
     progress : bool
@@ -174,8 +244,13 @@ def orientation_tuning(
     if phase_reduce not in PHASE_REDUCTIONS:
         raise InsilicoError(f"phase_reduce must be one of {PHASE_REDUCTIONS}, not {phase_reduce!r}")
     channels, size = input_shape(model, size)
+    requested = as_units(units)
+    blank = torch.full((1, channels, size, size), 0.5)
+    parsed = requested if raw else after_nonlinearity(model, requested, blank)
+    n_colours = 1 if isinstance(colours, str) else len(colours)
+    orientations, sfs, phases, grid = default_grid(model, parsed, blank, orientations, sfs, phases, n_colours, budget)
     orientations = [float(o) for o in orientations]
-    sfs = [float(f) for f in (sfs if sfs is not None else default_sfs(size))]
+    sfs = [float(f) for f in sfs]
     phases = [float(p) for p in phases]
     if len(orientations) < 4:
         raise InsilicoError("orientation tuning needs at least 4 orientations to fit a curve")
@@ -187,9 +262,6 @@ def orientation_tuning(
         raise InsilicoError(f"colour gratings need 3-channel input, the model takes {channels}: use colours=['luminance']")
     gratings = stim.gratings(size=size, orientation=orientations, sf=sfs, phase=phases, contrast=contrast,
                              channels=channels)
-    requested = as_units(units)
-    parsed = requested if raw else after_nonlinearity(model, requested, gratings.images[-1:])
-    blank = torch.full((1, channels, size, size), 0.5)
     images = torch.cat([coloured(gratings.images, c) for c in colours] + [blank])
     values, names = record_units(model, images, parsed, batch_size=batch_size, progress=progress, desc="gratings")
     n_o, n_s, n_p = len(orientations), len(sfs), len(phases)
@@ -207,7 +279,7 @@ def orientation_tuning(
     settings = dict(units=[str(u) for u in requested], tuned_units=[str(u) for u in parsed], size=size,
                     orientations=orientations, sfs=sfs, phases=phases, contrast=contrast, fov=fov,
                     phase_reduce=phase_reduce, natural=None if nat is None else len(nat), margin=margin,
-                    min_reliability=min_reliability, raw=raw, colours=colours, model=type(model).__name__)
+                    min_reliability=min_reliability, raw=raw, colours=colours, model=type(model).__name__, grid=grid)
     result = TuningResult.from_responses(responses, baseline, names, settings, natural_responses=nat)
     result.arrays["colour_peak"] = colour_peak
     result.arrays["preferred_colour"] = np.where(result.responsive, np.array(colours)[best], "")

@@ -99,7 +99,7 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
     shard : (rank, world), optional
         Compute only this rank's chunks (default: the torch.distributed rank, else all).
     progress : bool
-        Progress bar over units x stages.
+        One progress bar per stage (units done; the tools inside the stages show none).
     render : bool
         Write the HTML pages after computing (default True); rendering first computes the model page's
         RSA with IT (``brain.json``, once per site: :func:`.brain.ensure`).
@@ -117,7 +117,7 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
         model = load_model(settings.model, settings.weights, "cpu")
     root = Path(out)
     _check_site(root, settings)
-    work = Work(model, settings, root, input_shape(model), progress=progress)
+    work = Work(model, settings, root, input_shape(model), progress=False)  # the stages' own bars stay silent
     layers = list(settings.layers or discover_layers(model, work.shape))
     rank, world = rank_world(shard)
     mine = plan(work, layers)[rank::world]
@@ -125,10 +125,10 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
             if applies(work, layer) for a, b in _todo(root, layer, stage, start, stop, rank)]
     computed = {stage: 0 for stage in STAGES}
     seconds = {stage: 0.0 for stage in STAGES}
-    bar = tqdm(total=sum(b - a for _, _, a, b in jobs), unit="unit-stage", desc="gallery", disable=not progress)
+    bars = _stage_bars(jobs, progress)
     try:
         for layer, stage, a, b in jobs:
-            bar.set_postfix_str(f"{layer} {stage} {a}:{b}")
+            bars[stage].set_postfix_str(f"{layer} {a}:{b}", refresh=False)
             started = time.perf_counter()
             results = STAGES[stage][0](work, layer, list(range(a, b)))
             for c, data in zip(range(a, b), results):
@@ -140,15 +140,37 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
             ProgressLog(log_dir, rank).add(a, b)
             computed[stage] += b - a
             seconds[stage] += time.perf_counter() - started
-            bar.update(b - a)
+            bars[stage].update(b - a)
+            if bars[stage].n >= bars[stage].total:
+                bars[stage].close()  # its elapsed time stays that of the stage's last chunk
         if render:
             brain.ensure(work, layers, rank)
     finally:
-        bar.close()
+        for bar in bars.values():
+            bar.close()
         if render:
             render_site(work, layers)
     return {"computed": computed, "seconds": time.perf_counter() - t0, "stage_seconds": seconds, "layers": layers,
             "index": str(root / "index.html"), "rank": rank, "world": world}
+
+
+def _stage_bars(jobs: list, progress: bool) -> dict:
+    """One tqdm bar per stage with work to do (features, exemplars, tuning, rf, lesion), counting units.
+
+    Chunks run every stage in turn, so each bar's rate is units of its stage
+    per second of the whole build and its ETA the build's remaining time;
+    ``smoothing=0`` averages over the whole run, so the ETA does not jump
+    between a slow stage and a fast one.
+    """
+    totals = {stage: 0 for stage in STAGES}
+    for _, stage, a, b in jobs:
+        totals[stage] += b - a
+    width = max(len(stage) for stage in STAGES)
+    shown = [stage for stage in STAGES if totals[stage] and progress]
+    return {stage: tqdm(total=totals[stage], unit="units", desc=f"gallery {stage:<{width}}",
+                        position=shown.index(stage) if stage in shown else 0, leave=True, smoothing=0,
+                        dynamic_ncols=True, disable=stage not in shown)
+            for stage in STAGES}
 
 
 def render_site(work: Work, layers: list[str]) -> None:

@@ -235,3 +235,22 @@ def test_recurrent_layer_descriptions_and_strides():
     assert d["layers.1.top_down.0@3"]["follows"] == "before Upsample → add → GroupNorm → ReLU"
     work = Work(net, GallerySettings(model="blt"), Path("."), (3, 64, 64))
     assert map_stride(work, "layers.1.top_down.0@3") == [16.0, 16.0]      # it reads layers.2's 4 x 4 map
+
+
+def test_silent_units_get_a_banner_that_says_where_they_are_silent():
+    silent = {"tuning": {"reason": "silent on the stimulus set", "unit": "c.1[3,7,7]", "responsive": False},
+              "exemplars": {"activations": [33.2, 31.0], "n_stimuli": 256}}
+    note = pages._silent_note(silent)
+    assert "Silent unit" in note and "c.1[3,7,7]" in note and "33.2" in note
+    never = pages._silent_note({"exemplars": {"activations": [-0.13, -0.5], "n_stimuli": 256}})
+    assert "never exceeds 0 on the 256 exemplar photos" in never
+    assert pages._silent_note({"exemplars": {"activations": [0.4]}}) == ""
+    assert pages._silent_note({"tuning": {"reason": "not driven by gratings"}, "exemplars": {"activations": [-1]}}) == ""
+
+
+def test_silent_units_leave_the_rf_summaries():
+    from insilico.gallery.summary import rf_sizes
+
+    rows = [{"rf_size": 9.0, "reason": ""}, {"rf_size": 60.0, "reason": "silent on the stimulus set"},
+            {"rf_size": None, "reason": ""}]
+    assert rf_sizes(rows) == [9.0]

@@ -208,14 +208,14 @@ def rf_html(groups: Sequence[tuple[str, Sequence[float]]], image_size: int | Non
 def layers_html(layer_rows: Sequence[tuple[str, Sequence[dict]]]) -> str:
     """One line per layer: units, grating responsiveness, silent units, median RF, images that beat the photos."""
     from .stages import slug
-    from .summary import status_counts
+    from .summary import rf_sizes, status_counts
 
     lines = []
     for layer, rows in layer_rows:
         counts = {label: n for label, n, _ in status_counts(rows)}
         pairs = [(r.get("top_exemplar_activation"), r.get("max_activation")) for r in rows]
         known = [(a, b) for a, b in pairs if a is not None and b is not None]
-        sizes = [r["rf_size"] for r in rows if r.get("rf_size") is not None]
+        sizes = rf_sizes(rows)
         spatial = any(r.get("responsive") is not None for r in rows)
         silent = counts.get("silent on the stimulus set", 0) if spatial else counts.get("never above 0 on the photos", 0)
         cells = [f'<a href="layers/{escape(slug(layer))}.html">{escape(layer)}</a>', str(len(rows)),
@@ -226,7 +226,8 @@ def layers_html(layer_rows: Sequence[tuple[str, Sequence[dict]]]) -> str:
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return ("<h2>Layers at a glance</h2><table class=\"meta\"><tr><th>layer</th><th>units</th><th>responsive to "
             "gratings</th><th>silent</th><th>median RF (px)</th><th>maximizing image &ge; best photo</th></tr>"
-            f"{''.join(lines)}</table><p>Silent: no response to any grating or photo; * for layers without gratings, "
+            f"{''.join(lines)}</table><p>Silent: the neuron at the map's centre (the one the tuning reads, after the nonlinearity) gives the same "
+            "response to the blank, every grating and every exemplar photo; * for layers without gratings, "
             "units that never exceed 0 on the exemplar photos (before the nonlinearity). Each layer's page has the "
             "distributions.</p>")
 
@@ -238,8 +239,9 @@ def model_page(title: str, res: dict | None, layer_rows: Sequence[tuple[str, Seq
     ``layer_rows``: ``(layer, its units.csv rows)`` in depth order.
     """
     from .pages import page
+    from .summary import rf_sizes
 
-    rf_groups = [(layer, [r.get("rf_size") for r in rows]) for layer, rows in layer_rows]
+    rf_groups = [(layer, rf_sizes(rows)) for layer, rows in layer_rows]
     body = (f'<nav><a href="index.html">{escape(title)}</a> / model vs brain</nav><h1>{escape(title)}: the model '
             f"and the brain</h1>{rsa_html(res)}{layers_html(layer_rows)}{rf_html(rf_groups, image_size)}")
     return page(f"model vs brain - {title}", body, 0)

@@ -22,6 +22,7 @@ import os
 from html import escape
 from pathlib import Path
 
+from ..experiments.selectivity import SILENT
 from .charts import svg_bars, svg_curve
 
 STYLE = """
@@ -38,6 +39,7 @@ figure { margin: 0; text-align: center; font-size: 0.8em; }
 figure img { width: 160px; height: 160px; }
 .small figure img { width: 112px; height: 112px; }
 .missing { color: #888; font-style: italic; }
+.silent { background: #fff3cd; border-left: 4px solid #e0b01e; padding: 0.4em 0.8em; }
 table.meta td { padding: 1px 10px 1px 0; font-size: 0.9em; }
 img.wide { width: min(100%, 900px); height: auto; }
 svg { background: white; border: 1px solid #ddd; }
@@ -90,9 +92,10 @@ def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = N
         thumbs = "".join(f'<img class="px" src="units/{info["slug"]}/{c}/max.png" alt="unit {c}">'
                          for c in info["thumbs"][:12])
         what = f' &mdash; {escape(info["description"])}' if info.get("description") else ""
+        done = (f'all {info["n"]} units computed' if info["done"] == info["n"] else
+                f'{info["done"]} of {info["n"]} units computed (rerun the build to finish)')
         items.append(f'<li><a href="layers/{info["slug"]}.html"><b>{escape(info["layer"])}</b></a>{what}<br>'
-                     f'{info["n"]} units, output {_shape(info["shape"])}, '
-                     f'{info["done"]}/{info["n"]} complete<br>{thumbs}</li>')
+                     f'{info["n"]} units, output {_shape(info["shape"])}, {done}<br>{thumbs}</li>')
     slugs = {info["layer"]: info["slug"] for info in layers}
     reader = (card or {}).get("settings") or {k: meta[k] for k in READER_SETTINGS if meta.get(k) is not None}
     internals = (card or {}).get("internals") or {k: v for k, v in meta.items() if k not in READER_SETTINGS}
@@ -231,6 +234,7 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
     if ctx.get("description"):
         head += f'<p class="desc"><b>{escape(layer)}</b> &mdash; {escape(ctx["description"])}' + (
             f"; this unit is the logit of class &ldquo;{escape(str(name))}&rdquo;" if name else "") + ".</p>"
+    head += _silent_note(data)
     rf = data.get("rf")
     sections = [_features_html(channel, data.get("features")),
                 _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"))]
@@ -240,6 +244,21 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
     sections.append(_lesion_html(data.get("lesion"), ctx.get("lesion_scale"), layer, ctx.get("lesion_scale_unit")))
     body = f'<nav>{" / ".join(links)} &nbsp; {steps}</nav>{head}' + "".join(sections)
     return page(f"{address}{' ' + str(name) if name else ''} - {title}", body, 2)
+
+
+def _silent_note(data: dict) -> str:
+    """A banner for a unit that never responds: silent at the map's centre on every grating and photo (conv), or
+    never above 0 on the exemplar photos (other layers); its images and maps describe a unit that is off."""
+    tuning, ex = data.get("tuning") or {}, data.get("exemplars") or {}
+    acts = [a for a in ex.get("activations", []) if a is not None]
+    if tuning.get("reason") == SILENT:
+        best = f"; the channel's best position on the photos reaches {acts[0]:.3g}" if acts and acts[0] > 0 else ""
+        what = f"the neuron at the map's centre ({tuning.get('unit', '')}) is silent on every grating and photo{best}"
+    elif not tuning and acts and max(acts) <= 0:
+        what = f"it never exceeds 0 on the {ex.get('n_stimuli', len(acts))} exemplar photos (best {max(acts):.3g})"
+    else:
+        return ""
+    return f'<p class="silent"><b>Silent unit</b>: {escape(what)}.</p>'
 
 
 def _features_html(c: int, d: dict | None) -> str:
@@ -311,13 +330,15 @@ def _tuning_html(d: dict | None, input_size=None) -> str:
     base = d.get("baseline")
     pref = d.get("preferred_orientation") if d.get("responsive", True) else None
     pref_sf = d.get("preferred_sf") if d.get("responsive", True) else None
+    colour = f" ({d['preferred_colour']} gratings)" if len(d.get("colour_peak") or {}) > 1 and d.get(
+        "preferred_colour") else ""
     ori = svg_curve(list(d["orientations"]) + [180.0], list(d["curve"]) + list(d["curve"][:1]),
-                    "orientation (° counter-clockwise; 0 = vertical bars)", "orientation tuning at best SF",
+                    "orientation (° counter-clockwise; 0 = vertical bars)", f"orientation tuning at best SF{colour}",
                     baseline=base, ylabel="response (activation)", mark=pref,
                     mark_label=f"preferred {pref:.0f}°" if pref is not None else "", x_range=(0.0, 180.0),
                     x_ticks=[0, 45, 90, 135, 180])
     sf = svg_curve(d["sfs"], d["sf_curve"], "spatial frequency (cycles / image, log scale)",
-                   "SF tuning at best orientation", log_x=True, baseline=base, ylabel="response (activation)",
+                   f"SF tuning at best orientation{colour}", log_x=True, baseline=base, ylabel="response (activation)",
                    mark=pref_sf, mark_label="" if pref_sf is None else f"peak at edge: {pref_sf:.3g}"
                    if d.get("sf_peak_at_edge") else f"preferred {pref_sf:.3g}")
     reduce = {"max": "maximum", "mean": "mean", "f1": "first harmonic"}.get(d.get("phase_reduce", "max"), "maximum")
@@ -325,10 +346,17 @@ def _tuning_html(d: dict | None, input_size=None) -> str:
         if input_size else " (cycles across the image's width)"
     head = (f"<h2>Tuning to gratings</h2><p>Response of <code>{escape(d['unit'])}</code> (the map's centre, after "
             f"the nonlinearity) to full-field sine gratings, {reduce} over phase; dashed red: the response to a blank "
-            f"grey screen; green: the preferred value where one is reported. Spatial frequency is in cycles per "
+            f"grey screen; green: the preferred value where one is reported (the peak of a von Mises fit for orientation, "
+            f"of a log-Gaussian fit for SF, accepted within one sampling step of the sampled peak, so it can sit "
+            f"between the sampled points). Spatial frequency is in cycles per "
             f"image{escape(width)}; the orientation curve repeats its 0° point at 180°.</p>")
     if "responsive" in d and not d["responsive"]:
-        return head + (f'<p><b>{escape(d["reason"] or "not responsive")}</b>: no preference or selectivity is '
+        reason = d["reason"] or "not responsive"
+        if reason == SILENT:
+            reason = (f"{SILENT}: {d['unit']} gave the same response to the blank, every grating and every exemplar "
+                      "photo (the exemplars above rank the channel's best position, which can lie elsewhere in the "
+                      "map, e.g. at its border)")
+        return head + (f'<p><b>{escape(reason)}</b>: no preference or selectivity is '
                        "reported. A unit counts as responsive when its response varies over the blank, the gratings "
                        f"and the exemplar photos, its best grating response exceeds the blank by {d.get('margin', 0.2):g} "
                        "of its range on the photos, and two halves of the grating phases give the same tuning."
@@ -396,7 +424,9 @@ def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", la
     where = f' (<a href="{largest}.html">unit {largest}</a>)' if largest is not None else ""
     shared = (f" All units of {escape(layer)} share one scale: the full bar is &plusmn;{scale:.3g}, the largest "
               f"|effect| of any unit in the layer{where}, so bars compare across its units." if scale else "")
-    return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {d['n_stimuli']} held-out stimuli: "
+    per = d["n_stimuli"] // max(len(d["classes"]), 1) if d["labelled"] else None
+    n = f"{d['n_stimuli']} held-out stimuli" + (f" ({per} per class: a noisy estimate per class)" if per else "")
+    return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {n}: "
             f"{what}.{shared}</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect",
                                                scale=scale, xlabel="change in probability" + (
                                                    " of the true class" if d["labelled"] else "")))

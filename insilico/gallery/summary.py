@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..experiments.selectivity import SILENT
 from ..experiments.tuning import MACAQUE_V1, TUNED_OSI
 from . import figures
 
@@ -66,9 +67,15 @@ def _values(rows: Sequence[dict], key: str, keep=None) -> list:
     return [r.get(key) for r in rows if r.get(key) is not None and (keep is None or keep(r))]
 
 
+def rf_sizes(rows: Sequence[dict]) -> list[float]:
+    """RF sizes (px) of a layer's units that are not silent: a silent unit's gradient map describes a unit that
+    never fires on the stimulus set (its pre-nonlinearity gradient), not a field it responds in."""
+    return [float(r["rf_size"]) for r in rows if r.get("rf_size") is not None and r.get("reason") != SILENT]
+
+
 def is_early(rows: Sequence[dict], image_size: int | None) -> bool:
     """True when the layer has RF sizes and their median is at most :data:`EARLY_RF_FRACTION` of the image."""
-    sizes = [float(s) for s in _values(rows, "rf_size")]
+    sizes = rf_sizes(rows)
     return bool(sizes and image_size and np.median(sizes) <= EARLY_RF_FRACTION * image_size)
 
 
@@ -153,7 +160,7 @@ def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_si
              else "units driven by the exemplar photos (before the nonlinearity)")
     parts.append(f'<div class="row">{figures.stacked(status_counts(rows), title)}</div>')
     scatter, text = _activation_panel(rows, depth)
-    rf = _values(rows, "rf_size")
+    rf = rf_sizes(rows)
     panels = [scatter]
     if rf:
         panels.append(figures.histogram(rf, np.linspace(0, image_size or max(rf), 13), "RF size (px, 10% of peak)",
@@ -163,7 +170,7 @@ def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_si
     if spatial:
         panels += _tuning_panels(rows, tunings, early)
     parts.append(f"<p>{text} Tuning histograms count the units that pass the responsiveness criteria; preferred "
-                 f"orientation only those with OSI ≥ {TUNED_OSI:.2f}; RF sizes every unit with a measurable field.</p>"
+                 f"orientation only those with OSI ≥ {TUNED_OSI:.2f}; RF sizes every unit that is not silent.</p>"
                  if spatial else f"<p>{text}</p>")
     parts.append(f'<div class="row">{"".join(panels)}</div>')
     if spatial and early:
@@ -209,6 +216,7 @@ TABLE_SCRIPT = """<script>
     for (var j = 0; j < heads.length; j++) if (heads[j].getAttribute("data-col") === m[1]) i = j;
     if (i < 0) return false;
     var x = key(row.cells[i]), y = isNaN(Number(m[3])) ? m[3].toLowerCase() : Number(m[3]);
+    y = {"yes": 1, "true": 1, "no": 0, "false": 0}.hasOwnProperty(y) ? {"yes": 1, "true": 1, "no": 0, "false": 0}[y] : y;
     if (x === null) return false;
     return {"<": x < y, ">": x > y, "<=": x <= y, ">=": x >= y, "=": x === y}[m[2]];
   }
@@ -277,7 +285,7 @@ def unit_table(rows: Sequence[dict], columns: Sequence[str], depth: int = 1) -> 
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (f'<h2>All units</h2><p>The data of <a href="{"../" * depth}units.csv">units.csv</a>; click a column '
             "to sort (again to reverse), type to filter (any text, or e.g. <code>osi&gt;0.5</code>, "
-            '<code>responsive=1</code>).</p><p><input id="unit-filter" type="search" placeholder="filter" '
+            '<code>responsive=yes</code>).</p><p><input id="unit-filter" type="search" placeholder="filter" '
             'aria-label="filter units"> <span id="unit-count"></span></p>'
             f'<div class="scroll"><table class="units" id="units"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>'

@@ -82,10 +82,13 @@ def test_visualize_settles_and_reports_the_best_neuron():
 def test_maximizing_prefers_the_image_from_noise_when_it_reaches_the_exemplar():
     out = {"maximizing": torch.zeros(2, 1), "maximizing_value": torch.tensor([5.0, 1.0]),
            "stretched": torch.ones(2, 1), "stretched_value": torch.tensor([6.0, 3.0])}
-    assert [k for k, _, _ in _maximizing(out, 0, 4.0)] == ["synthesized", "stretched exemplar"]
-    assert [k for k, _, _ in _maximizing(out, 1, 2.0)] == ["stretched exemplar", "synthesized"]
+    assert [k for k, _, _ in _maximizing(out, 0, 4.0)] == ["from noise", "stretched exemplar"]
+    assert [k for k, _, _ in _maximizing(out, 1, 2.0)] == ["stretched exemplar", "from noise"]
+    exemplar = torch.full((1,), 7.0)           # a stretch that measures below the exemplar falls back to it
+    kind, image, value = _maximizing(out, 1, 3.5, exemplar)[0]
+    assert (kind, value) == ("top exemplar", 3.5) and image is exemplar
     del out["stretched"]
-    assert [k for k, _, _ in _maximizing(out, 1, 2.0)] == ["synthesized"]
+    assert [k for k, _, _ in _maximizing(out, 1, 2.0)] == ["from noise"]
 
 
 def test_features_stage_reaches_the_top_exemplar_and_writes_both_images(tmp_path):

@@ -15,9 +15,23 @@ sample is gathered, and diversity is compared within each unit's group only
 (:func:`grouped_diversity`). The defaults (parameterization, transforms) are
 maximize's.
 
-A conv channel is read at the centre of its map (the neuron the tuning and RF
-sections describe): in short runs the channel mean of a pre-ReLU map stays
-dominated by the negative bias far from the feature and its images stay grey.
+A conv channel is optimised at the centre of its map (the neuron the tuning
+and RF sections describe): in short runs the channel mean of a pre-ReLU map
+stays dominated by the negative bias far from the feature and its images stay
+grey. The activation reported for an image is the channel's best single neuron
+on it (its largest value over the map; the smallest for an inhibiting image),
+the quantity :func:`insilico.top_exemplars` ranks exemplars by, so an image and
+the unit's top exemplar compare like for like (for a unit without a map both
+are its value). The maximizing image is the unit's image with the highest
+activation among its ``d``.
+
+Short runs with random transforms end on an iterate that the untransformed
+image may not reward; ``settle`` runs the last steps without transforms and
+keeps each image's best iterate among them (:class:`insilico.synthesis.Synthesis`
+``transforms_until``, ``keep="best"``). A *stretched exemplar* starts from the
+unit's top exemplar and ascends the neuron at the exemplar's best position,
+without transforms, keeping the best iterate; the exemplar is its first
+iterate, so it drives the unit at least as much as the exemplar by construction.
 
 Example
 -------
@@ -149,7 +163,8 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shap
     Returns
     -------
     dict
-        ``maximizing`` (n, C, H, W), ``diverse`` (n, d, C, H, W) (the first is the maximizing image),
+        ``maximizing`` (n, C, H, W), ``diverse`` (n, d, C, H, W) (the first is the maximizing image: the unit's
+        image from noise with the highest activation, with or without the diversity term),
         ``inhibiting`` (n, C, H, W), with ``stretched`` (n, C, H, W) when ``exemplars`` are given; and their
         activations ``maximizing_value``, ``diverse_value`` (n, d), ``inhibiting_value`` (n,),
         ``stretched_value`` (n,): for a conv channel its largest value over the map (smallest for the
@@ -167,10 +182,10 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shap
     images = synth.run().images
     reduce = ["max"] * (n * d) + ["min"] * n
     acts = _activations(model, layer, images, objective.channels, reduce)
+    diverse_images, diverse_values = _best_first(images[: n * d].view(n, d, *images.shape[1:]), acts[: n * d].view(n, d))
     out = {
-        "maximizing": images[: n * d : d], "diverse": images[: n * d].view(n, d, *images.shape[1:]),
-        "inhibiting": images[n * d :], "maximizing_value": acts[: n * d : d],
-        "diverse_value": acts[: n * d].view(n, d), "inhibiting_value": acts[n * d :],
+        "maximizing": diverse_images[:, 0], "diverse": diverse_images, "inhibiting": images[n * d :],
+        "maximizing_value": diverse_values[:, 0], "diverse_value": diverse_values, "inhibiting_value": acts[n * d :],
     }
     if exemplars is not None:
         out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, lr, progress)
@@ -188,6 +203,15 @@ def stretch(model: nn.Module, layer: Unit, channels: Sequence[int], exemplars: t
     synth = Synthesis(model, objective, "fourier", init=exemplars, lr=lr, steps=max(1, int(steps)), keep="best",
                       labels=labels, progress=progress)
     return synth.run().images
+
+
+def _best_first(images: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each unit's images (n, d, ...) and values (n, d) with the highest value first (the others keep their order)."""
+    d = values.shape[1]
+    best = values.argmax(1, keepdim=True)
+    rest = torch.arange(d).expand(len(values), d)
+    order = torch.cat([best, rest[rest != best].view(len(values), d - 1)], 1)
+    return images[torch.arange(len(values))[:, None], order], values.gather(1, order)
 
 
 def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: torch.Tensor,

@@ -177,8 +177,8 @@ def _features_html(c: int, d: dict | None) -> str:
     def label(name, value):
         return f"{name} ({value:.3g})" if value is not None else name
 
-    kind = d.get("maximizing_kind", "synthesized")
-    figs = [_figure(f"{c}/max.png", label("maximizing" + (", stretched exemplar" if kind != "synthesized" else ""),
+    kind = d.get("maximizing_kind", "from noise")
+    figs = [_figure(f"{c}/max.png", label("maximizing" + (f", {kind}" if kind != "from noise" else ""),
                                           d["maximizing"]))]
     figs += [_figure(f"{c}/diverse-{j}.png", label(f"diverse {j}", v)) for j, v in enumerate(d["diverse"][1:], start=1)]
     if d.get("other"):
@@ -189,9 +189,10 @@ def _features_html(c: int, d: dict | None) -> str:
              f'{top:.4g}.</p>' if top is not None and best is not None and best < top else "")
     measure = ("the largest value over the map for conv channels (the smallest for the inhibiting image), as the "
                "exemplars are ranked" if "measure" in d else "the centre of the map for conv channels")
-    stretched = (" The stretched exemplar is the top exemplar after gradient ascent on its best neuron; it is shown "
-                 "as the maximizing image where the image from noise stays below the top exemplar."
-                 if d.get("other") or kind != "synthesized" else "")
+    stretched = (" The stretched exemplar is the top exemplar after gradient ascent on its best neuron (the exemplar "
+                 "itself where no step improved on it); it is shown as the maximizing image where the image from "
+                 "noise stays below the top exemplar."
+                 if d.get("other") or kind != "from noise" else "")
     return ('<h2>Feature visualization</h2><p>Images optimised from noise to drive the unit (its activation in '
             f'brackets: {measure}); the diverse set is pushed apart; the last one drives it down.{stretched}</p>'
             f'{below}<div class="row">{"".join(figs)}</div>')

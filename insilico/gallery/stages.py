@@ -128,7 +128,8 @@ def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
 
     The page's maximizing image (``max.png``, value ``maximizing``, the ``max_activation`` of ``units.csv``) is
     the image synthesized from noise when it drives the unit at least as much as its top exemplar, else the
-    stretched exemplar (which does by construction); the other one is ``max-other.png`` (``other``). Values are
+    stretched exemplar (which does by construction; the exemplar itself where no ascent step improved on it);
+    the other one is ``max-other.png`` (``other``). Values are
     the channel's best single neuron on the image (largest over the map), as the exemplars are ranked
     (:func:`insilico.top_exemplars`, here over the same photos, top 1 only).
     """
@@ -138,16 +139,16 @@ def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
     x, _ = work.photos
     top = top_exemplars(work.model, x, [str(Unit.parse(layer).replace(index=(c,))) for c in channels], k=1,
                         progress=False)
-    stretch = {}
+    stretch, starts = {}, x[[int(e.indices[0]) for e in top]]
     if s.stretch_steps:
-        stretch = {"exemplars": x[[int(e.indices[0]) for e in top]], "stretch_steps": s.stretch_steps,
+        stretch = {"exemplars": starts, "stretch_steps": s.stretch_steps,
                    "positions": _flat_positions(top, work.layer_shape(layer))}
     out = visualize(work.model, layer, channels, work.shape, steps=s.steps, diverse=s.diverse, settle=s.settle,
                     diversity=s.diversity, lr=s.lr, seed=s.seed, progress=work.progress, **stretch)
     pages = []
     for i, c in enumerate(channels):
         best = _number(top[i].activations[0])
-        shown = _maximizing(out, i, best)
+        shown = _maximizing(out, i, best, starts[i])
         for (kind, image, _), name in zip(shown, ("max", "max-other")):
             work.save_png(layer, c, name, as_images(image)[0])
         work.save_png(layer, c, "inhibit", as_images(out["inhibiting"][i])[0])
@@ -160,13 +161,20 @@ def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
     return pages
 
 
-def _maximizing(out: dict, i: int, top: float | None) -> list[tuple[str, torch.Tensor, float]]:
+def _maximizing(out: dict, i: int, top: float | None, exemplar: torch.Tensor | None = None
+                ) -> list[tuple[str, torch.Tensor, float]]:
     """(kind, image, value) of unit ``i``'s maximizing image, then of the other one (if stretched exemplars ran):
-    the image from noise first when it reaches the top exemplar's value ``top``, else the better of the two."""
-    noise = ("synthesized", out["maximizing"][i], float(out["maximizing_value"][i]))
+    the image from noise first when it reaches the top exemplar's value ``top``, else the better of the two.
+
+    A stretched exemplar that measures below ``top`` (no ascent step improved on its first iterate, the
+    exemplar, and the pixels' round trip through the parameterization or another batch moved the value by a
+    rounding error) is replaced by the ``exemplar`` itself, kind ``"top exemplar"``, with its value ``top``."""
+    noise = ("from noise", out["maximizing"][i], float(out["maximizing_value"][i]))
     if "stretched" not in out:
         return [noise]
     stretched = ("stretched exemplar", out["stretched"][i], float(out["stretched_value"][i]))
+    if top is not None and exemplar is not None and stretched[2] < top:
+        stretched = ("top exemplar", exemplar, top)
     if (top is not None and noise[2] >= top) or noise[2] >= stretched[2]:
         return [noise, stretched]
     return [stretched, noise]

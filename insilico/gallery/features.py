@@ -143,14 +143,16 @@ def default_transforms(model: nn.Module, shape: Sequence[int]) -> Transforms:
 
 def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shape: Sequence[int], steps: int,
               diverse: int = 3, diversity: float = 1.0, lr: float = 0.1, seed: int = 0, settle: int = 0,
+              schedule: str = "constant",
               exemplars: torch.Tensor | None = None, positions: Sequence[int] | None = None, stretch_steps: int = 0,
               progress: bool = True) -> dict:
     """Maximizing, diverse and inhibiting images of ``channels`` of ``layer`` (and stretched exemplars).
 
     Parameters
     ----------
-    steps, lr : int, float
-        Adam steps and learning rate of the synthesis from noise (Fourier 1/f parameterization).
+    steps, lr, schedule : int, float, str
+        Adam steps, learning rate and its schedule (:mod:`insilico.synthesis.schedules`) of the synthesis from
+        noise (Fourier 1/f parameterization).
     settle : int
         The last ``settle`` steps run without transforms, and each image is its best iterate among them
         (``Synthesis(transforms_until=steps - settle, keep="best")``); 0: the last iterate, transforms throughout.
@@ -177,12 +179,14 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shap
     labels += [f"{layer.replace(index=(c,))}#inhibit" for c in channels]
     objective = UnitImages(layer, channels, d, diversity)
     synth = Synthesis(model, objective, "fourier", n=len(labels), shape=tuple(shape), lr=lr, steps=steps,
+                      schedule=schedule,
                       transforms=default_transforms(model, shape), transforms_until=steps - settle if settle else None,
                       keep="best" if settle else "last", seed=seed, labels=labels, progress=progress)
     images = synth.run().images
     reduce = ["max"] * (n * d) + ["min"] * n
     acts = _activations(model, layer, images, objective.channels, reduce)
-    diverse_images, diverse_values = _best_first(images[: n * d].view(n, d, *images.shape[1:]), acts[: n * d].view(n, d))
+    diverse_images, diverse_values = _best_first(images[: n * d].view(n, d, *images.shape[1:]),
+                                                 acts[: n * d].view(n, d))
     out = {
         "maximizing": diverse_images[:, 0], "diverse": diverse_images, "inhibiting": images[n * d :],
         "maximizing_value": diverse_values[:, 0], "diverse_value": diverse_values, "inhibiting_value": acts[n * d :],

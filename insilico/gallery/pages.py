@@ -187,6 +187,10 @@ def _features_html(c: int, d: dict | None) -> str:
     top, best = d.get("top_exemplar"), d["maximizing"]
     below = (f'<p><b>Below the top exemplar</b>: the maximizing image reaches {best:.4g}, the top exemplar '
              f'{top:.4g}.</p>' if top is not None and best is not None and best < top else "")
+    other = d.get("other") or {}
+    if kind != "from noise" and other.get("kind") == "from noise" and None not in (other.get("value"), top):
+        below += (f"<p>The image from noise reaches {other['value']:.4g}, below the top exemplar ({top:.4g}): the "
+                  f"maximizing image shown is the {escape(kind)}.</p>")
     measure = ("the largest value over the map for conv channels (the smallest for the inhibiting image), as the "
                "exemplars are ranked" if "measure" in d else "the centre of the map for conv channels")
     stretched = (" The stretched exemplar is the top exemplar after gradient ascent on its best neuron (the exemplar "

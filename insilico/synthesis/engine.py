@@ -58,7 +58,9 @@ Plugging in other syntheses (metamers, adversarial, MAD/controversial):
   are drawn once per step so the line search sees one function) or a factory;
 - **schedules** (:mod:`.schedules`): ``"constant"``, ``"cosine"``,
   ``"linear"`` or a function ``step -> factor`` (e.g. ``Halving``);
-- **stopping**: ``stop=[TargetReached(...), Plateau(...)]``.
+- **stopping**: ``stop=[TargetReached(...), Plateau(...)]``;
+- **best iterate**: ``transforms_until=k, keep="best"`` ends with untransformed steps and returns each
+  sample's best of them (:mod:`.best`).
 
 Example
 -------

@@ -15,9 +15,23 @@ sample is gathered, and diversity is compared within each unit's group only
 (:func:`grouped_diversity`). The defaults (parameterization, transforms) are
 maximize's.
 
-A conv channel is read at the centre of its map (the neuron the tuning and RF
-sections describe): in short runs the channel mean of a pre-ReLU map stays
-dominated by the negative bias far from the feature and its images stay grey.
+A conv channel is optimised at the centre of its map (the neuron the tuning
+and RF sections describe): in short runs the channel mean of a pre-ReLU map
+stays dominated by the negative bias far from the feature and its images stay
+grey. The activation reported for an image is the channel's best single neuron
+on it (its largest value over the map; the smallest for an inhibiting image),
+the quantity :func:`insilico.top_exemplars` ranks exemplars by, so an image and
+the unit's top exemplar compare like for like (for a unit without a map both
+are its value). The maximizing image is the unit's image with the highest
+activation among its ``d``.
+
+Short runs with random transforms end on an iterate that the untransformed
+image may not reward; ``settle`` runs the last steps without transforms and
+keeps each image's best iterate among them (:class:`insilico.synthesis.Synthesis`
+``transforms_until``, ``keep="best"``). A *stretched exemplar* starts from the
+unit's top exemplar and ascends the neuron at the exemplar's best position,
+without transforms, keeping the best iterate; the exemplar is its first
+iterate, so it drives the unit at least as much as the exemplar by construction.
 
 Example
 -------
@@ -47,6 +61,32 @@ def unit_values(whole: torch.Tensor) -> torch.Tensor:
     return whole[:, :, whole.shape[2] // 2, whole.shape[3] // 2] if whole.ndim == 4 else whole.flatten(1)
 
 
+def neuron_values(whole: torch.Tensor, channels: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,): sample ``i``'s channel ``channels[i]`` at flat map position ``positions[i]`` (default: the centre).
+
+    A layer without maps (N, C) gives ``whole[i, channels[i]]``.
+    """
+    rows = torch.arange(whole.shape[0], device=whole.device)
+    if whole.ndim != 4:
+        return whole.flatten(1)[rows, channels]
+    h, w = whole.shape[2:]
+    if positions is None:
+        return whole[rows, channels, h // 2, w // 2]
+    return whole.flatten(2)[rows, channels, positions]
+
+
+def best_neuron_values(whole: torch.Tensor, channels: torch.Tensor, reduce: str = "max") -> torch.Tensor:
+    """(N,): sample ``i``'s channel ``channels[i]`` at its largest (``reduce="max"``) or smallest value over the map.
+
+    The quantity :func:`insilico.top_exemplars` ranks a conv channel's exemplars by (the channel's best single
+    neuron on the image), so a synthesized image and an exemplar compare like for like; a layer without maps
+    gives the value itself.
+    """
+    rows = torch.arange(whole.shape[0], device=whole.device)
+    picked = whole.flatten(2)[rows, channels] if whole.ndim == 4 else whole.flatten(1)[rows, channels][:, None]
+    return picked.amax(1) if reduce == "max" else picked.amin(1)
+
+
 def grouped_diversity(whole: torch.Tensor, group: int) -> torch.Tensor:
     """Minus the mean cosine similarity of each sample's Gram matrix with the others of its group (N,)."""
     n = whole.shape[0]
@@ -58,14 +98,23 @@ def grouped_diversity(whole: torch.Tensor, group: int) -> torch.Tensor:
 
 
 class UnitImages(Objective):
-    """Per-sample value: ``sign * unit value (+ diversity)`` for the layout described in the module docstring."""
+    """Per-sample value: ``sign * unit value (+ diversity)`` for the layout described in the module docstring.
 
-    def __init__(self, layer: Unit, channels: Sequence[int], diverse: int, diversity: float):
+    ``positions`` (one flat map index per channel, default the centre) picks the neuron each channel is read at;
+    ``inhibit=False`` leaves out the inhibiting rows.
+    """
+
+    def __init__(self, layer: Unit, channels: Sequence[int], diverse: int, diversity: float,
+                 positions: Sequence[int] | None = None, inhibit: bool = True):
         self.layer, self.units = layer, (layer,)
         self.diverse, self.diversity = int(diverse), float(diversity)
         positive = [c for c in channels for _ in range(self.diverse)]
-        self.channels = torch.tensor(positive + list(channels))
-        self.sign = torch.cat([torch.ones(len(positive)), -torch.ones(len(channels))])
+        self.channels = torch.tensor(positive + (list(channels) if inhibit else []))
+        self.sign = torch.cat([torch.ones(len(positive)), -torch.ones(len(self.channels) - len(positive))])
+        self.positions = None
+        if positions is not None:
+            where = [int(p) for p in positions for _ in range(self.diverse)]
+            self.positions = torch.tensor(where + ([int(p) for p in positions] if inhibit else []))
         plain = torch.zeros(len(positive), dtype=torch.bool)
         plain[:: self.diverse] = True
         self.pushed = ~plain  # which positive images feel the diversity term
@@ -73,7 +122,8 @@ class UnitImages(Objective):
     def forward(self, acts, images):
         whole = acts.whole(self.layer)
         channels, sign = self.channels.to(whole.device), self.sign.to(whole.device, whole.dtype)
-        values = sign * unit_values(whole).gather(1, channels[:, None]).squeeze(1)
+        positions = None if self.positions is None else self.positions.to(whole.device)
+        values = sign * neuron_values(whole, channels, positions)
         if self.diverse > 1 and self.diversity:
             m = len(self.pushed)
             spread = grouped_diversity(whole[:m], self.diverse) * self.pushed.to(whole.device, whole.dtype)
@@ -92,45 +142,95 @@ def default_transforms(model: nn.Module, shape: Sequence[int]) -> Transforms:
 
 
 def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shape: Sequence[int], steps: int,
-              diverse: int = 3, diversity: float = 1.0, lr: float = 0.1, seed: int = 0,
+              diverse: int = 3, diversity: float = 1.0, lr: float = 0.1, seed: int = 0, settle: int = 0,
+              schedule: str = "constant",
+              exemplars: torch.Tensor | None = None, positions: Sequence[int] | None = None, stretch_steps: int = 0,
               progress: bool = True) -> dict:
-    """Maximizing, diverse and inhibiting images of ``channels`` of ``layer``.
+    """Maximizing, diverse and inhibiting images of ``channels`` of ``layer`` (and stretched exemplars).
+
+    Parameters
+    ----------
+    steps, lr, schedule : int, float, str
+        Adam steps, learning rate and its schedule (:mod:`insilico.synthesis.schedules`) of the synthesis from
+        noise (Fourier 1/f parameterization).
+    settle : int
+        The last ``settle`` steps run without transforms, and each image is its best iterate among them
+        (``Synthesis(transforms_until=steps - settle, keep="best")``); 0: the last iterate, transforms throughout.
+    exemplars : tensor (n, C, H, W), optional
+        Each unit's top exemplar: the start of its *stretched exemplar*, ``stretch_steps`` steps of gradient
+        ascent on the neuron at flat map position ``positions[i]`` (the exemplar's best neuron), without
+        transforms, keeping the best iterate; the exemplar itself is the first iterate, so the stretched
+        image drives that neuron at least as much as the exemplar does.
 
     Returns
     -------
     dict
-        ``maximizing`` (n, C, H, W), ``diverse`` (n, d, C, H, W) (the first is
-        the maximizing image), ``inhibiting`` (n, C, H, W), and the final unit
-        activations ``maximizing_value``, ``diverse_value`` (n, d),
-        ``inhibiting_value`` (n,).
+        ``maximizing`` (n, C, H, W), ``diverse`` (n, d, C, H, W) (the first is the maximizing image: the unit's
+        image from noise with the highest activation, with or without the diversity term),
+        ``inhibiting`` (n, C, H, W), with ``stretched`` (n, C, H, W) when ``exemplars`` are given; and their
+        activations ``maximizing_value``, ``diverse_value`` (n, d), ``inhibiting_value`` (n,),
+        ``stretched_value`` (n,): for a conv channel its largest value over the map (smallest for the
+        inhibiting image), the quantity the exemplars are ranked by (:func:`best_neuron_values`).
     """
     layer = Unit.coerce(layer).replace(index=None)
     channels = [int(c) for c in channels]
-    n, d = len(channels), int(diverse)
+    n, d, settle = len(channels), int(diverse), min(int(settle), int(steps))
     labels = [f"{layer.replace(index=(c,))}#{j}" for c in channels for j in range(d)]
     labels += [f"{layer.replace(index=(c,))}#inhibit" for c in channels]
     objective = UnitImages(layer, channels, d, diversity)
     synth = Synthesis(model, objective, "fourier", n=len(labels), shape=tuple(shape), lr=lr, steps=steps,
-                      transforms=default_transforms(model, shape), seed=seed, labels=labels, progress=progress)
-    result = synth.run()
-    acts = _activations(model, layer, result.images, objective.channels)
-    images = result.images
-    return {
-        "maximizing": images[: n * d : d], "diverse": images[: n * d].view(n, d, *images.shape[1:]),
-        "inhibiting": images[n * d :], "maximizing_value": acts[: n * d : d],
-        "diverse_value": acts[: n * d].view(n, d), "inhibiting_value": acts[n * d :],
+                      schedule=schedule,
+                      transforms=default_transforms(model, shape), transforms_until=steps - settle if settle else None,
+                      keep="best" if settle else "last", seed=seed, labels=labels, progress=progress)
+    images = synth.run().images
+    reduce = ["max"] * (n * d) + ["min"] * n
+    acts = _activations(model, layer, images, objective.channels, reduce)
+    diverse_images, diverse_values = _best_first(images[: n * d].view(n, d, *images.shape[1:]),
+                                                 acts[: n * d].view(n, d))
+    out = {
+        "maximizing": diverse_images[:, 0], "diverse": diverse_images, "inhibiting": images[n * d :],
+        "maximizing_value": diverse_values[:, 0], "diverse_value": diverse_values, "inhibiting_value": acts[n * d :],
     }
+    if exemplars is not None:
+        out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, lr, progress)
+        out["stretched_value"] = _activations(model, layer, out["stretched"], torch.tensor(channels), ["max"] * n)
+    return out
 
 
-def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
-    """Each image's activation of its unit, without transforms (what the page reports)."""
+def stretch(model: nn.Module, layer: Unit, channels: Sequence[int], exemplars: torch.Tensor,
+            positions: Sequence[int] | None, steps: int, lr: float, progress: bool = False) -> torch.Tensor:
+    """Stretched exemplars (n, C, H, W): each exemplar after ``steps`` of ascent on its unit's neuron at
+    ``positions`` (flat map index; default the centre), without transforms, each its best iterate (the exemplar
+    itself when no step beats it)."""
+    objective = UnitImages(layer, channels, 1, 0.0, positions=positions, inhibit=False)
+    labels = [f"{layer.replace(index=(c,))}#stretched" for c in channels]
+    synth = Synthesis(model, objective, "fourier", init=exemplars, lr=lr, steps=max(1, int(steps)), keep="best",
+                      labels=labels, progress=progress)
+    return synth.run().images
+
+
+def _best_first(images: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each unit's images (n, d, ...) and values (n, d) with the highest value first (the others keep their order)."""
+    d = values.shape[1]
+    best = values.argmax(1, keepdim=True)
+    rest = torch.arange(d).expand(len(values), d)
+    order = torch.cat([best, rest[rest != best].view(len(values), d - 1)], 1)
+    return images[torch.arange(len(values))[:, None], order], values.gather(1, order)
+
+
+def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: torch.Tensor,
+                 reduce: Sequence[str]) -> torch.Tensor:
+    """Each image's activation of its unit, without transforms (what the page reports): the channel's largest
+    (``"max"``) or smallest (``"min"``) value over its map (:func:`best_neuron_values`)."""
     from ..probe import Probe
 
     probe = Probe(model)
     with session(model) as s, probe.record(layer, stop=True) as rec:
         rec.forward(s.inputs(images))  # stops after the layer: later layers may not take this image size
-        means = unit_values(rec[layer].float().cpu())
-    return means.gather(1, channels[:, None]).squeeze(1)
+        whole = rec[layer].float().cpu()
+    high, low = best_neuron_values(whole, channels, "max"), best_neuron_values(whole, channels, "min")
+    return torch.where(torch.tensor([r == "max" for r in reduce]), high, low)
 
 
-__all__ = ["UnitImages", "unit_values", "default_transforms", "grouped_diversity", "visualize"]
+__all__ = ["UnitImages", "best_neuron_values", "default_transforms", "grouped_diversity", "neuron_values", "stretch",
+           "unit_values", "visualize"]

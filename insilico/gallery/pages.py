@@ -264,12 +264,33 @@ def _silent_note(data: dict) -> str:
 def _features_html(c: int, d: dict | None) -> str:
     if d is None:
         return "<h2>Feature visualization</h2>" + _missing("feature visualization")
-    figs = [_figure(f"{c}/max.png", f"maximizing ({d['maximizing']:.3g})" if d["maximizing"] is not None else "maximizing")]
-    figs += [_figure(f"{c}/diverse-{j}.png", f"diverse {j} ({v:.3g})" if v is not None else f"diverse {j}")
-             for j, v in enumerate(d["diverse"][1:], start=1)]
-    figs.append(_figure(f"{c}/inhibit.png", f"inhibiting ({d['inhibiting']:.3g})" if d["inhibiting"] is not None else "inhibiting"))
-    return ('<h2>Feature visualization</h2><p>Images optimised to drive the unit (its activation in brackets: the centre of the map for conv channels); '
-            f'the diverse set is pushed apart; the last one drives it down.</p><div class="row">{"".join(figs)}</div>')
+
+    def label(name, value):
+        return f"{name} ({value:.3g})" if value is not None else name
+
+    kind = d.get("maximizing_kind", "from noise")
+    figs = [_figure(f"{c}/max.png", label("maximizing" + (f", {kind}" if kind != "from noise" else ""),
+                                          d["maximizing"]))]
+    figs += [_figure(f"{c}/diverse-{j}.png", label(f"diverse {j}", v)) for j, v in enumerate(d["diverse"][1:], start=1)]
+    if d.get("other"):
+        figs.append(_figure(f"{c}/max-other.png", label(d["other"]["kind"], d["other"]["value"])))
+    figs.append(_figure(f"{c}/inhibit.png", label("inhibiting", d["inhibiting"])))
+    top, best = d.get("top_exemplar"), d["maximizing"]
+    below = (f'<p><b>Below the top exemplar</b>: the maximizing image reaches {best:.4g}, the top exemplar '
+             f'{top:.4g}.</p>' if top is not None and best is not None and best < top else "")
+    other = d.get("other") or {}
+    if kind != "from noise" and other.get("kind") == "from noise" and None not in (other.get("value"), top):
+        below += (f"<p>The image from noise reaches {other['value']:.4g}, below the top exemplar ({top:.4g}): the "
+                  f"maximizing image shown is the {escape(kind)}.</p>")
+    measure = ("the largest value over the map for conv channels (the smallest for the inhibiting image), as the "
+               "exemplars are ranked" if "measure" in d else "the centre of the map for conv channels")
+    stretched = (" The stretched exemplar is the top exemplar after gradient ascent on its best neuron (the exemplar "
+                 "itself where no step improved on it); it is shown as the maximizing image where the image from "
+                 "noise stays below the top exemplar."
+                 if d.get("other") or kind != "from noise" else "")
+    return ('<h2>Feature visualization</h2><p>Images optimised from noise to drive the unit (its activation in '
+            f'brackets: {measure}); the diverse set is pushed apart; the last one drives it down.{stretched}</p>'
+            f'{below}<div class="row">{"".join(figs)}</div>')
 
 
 def rf_box_at(rf: dict | None, neuron: str, input_size=None) -> tuple | None:

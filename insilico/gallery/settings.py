@@ -39,9 +39,17 @@ class GallerySettings:
         Only units ``start <= c < stop`` of each layer (a shard by hand).
     steps, lr : int, float
         Activation maximization: Adam steps and learning rate (Fourier 1/f parameterization).
+    settle : int
+        The last ``settle`` of the ``steps`` (all of them if fewer) run without transforms, and each image
+        is its best iterate among them (measured as shown); 0: transforms on every step, the last iterate.
+    stretch_steps : int
+        Steps of the *stretched exemplar*: each unit's top exemplar, ascended on its best neuron without
+        transforms, keeping the best iterate (so it drives the unit at least as much as the exemplar); it is
+        the page's maximizing image where the image from noise falls short of the exemplar. 0: none.
     diverse : int
-        Images per unit that maximize it; the first is the plain maximizing image, the others
-        are pushed apart from each other by a Gram-matrix diversity term of weight ``diversity``.
+        Images per unit that maximize it; one plainly, the others pushed apart from each other by a
+        Gram-matrix diversity term of weight ``diversity``; the one that drives the unit most is shown as
+        the maximizing image, the others as the diverse set.
     exemplars : int
         Top exemplars per unit, each with its deconvolution projection and gradient map.
     per_class : int
@@ -69,8 +77,10 @@ class GallerySettings:
     layers: list | None = None
     units: int | None = None
     unit_range: tuple | None = None
-    steps: int = 16
+    steps: int = 24
     lr: float = 0.1
+    settle: int = 6
+    stretch_steps: int = 8
     diverse: int = 3
     diversity: float = 1.0
     exemplars: int = 9
@@ -114,6 +124,9 @@ class GallerySettings:
         for key in ("steps", "diverse", "exemplars", "per_class", "lesion_per_class", "chunk", "rf_images"):
             if int(getattr(self, key)) < 1:
                 raise InsilicoError(f"gallery setting {key} must be at least 1, not {getattr(self, key)}")
+        for key in ("settle", "stretch_steps"):
+            if int(getattr(self, key)) < 0:
+                raise InsilicoError(f"gallery setting {key} must be at least 0, not {getattr(self, key)}")
         if self.orientations < 4:
             raise InsilicoError("gallery setting orientations must be at least 4 (a tuning curve is fitted)")
         if self.stimuli not in ("photos", "natural"):

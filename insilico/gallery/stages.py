@@ -8,7 +8,7 @@ library's tools; nothing here re-implements them:
 ============ =================================================================
 stage        what, with which tool
 ============ =================================================================
-features     maximizing / diverse / inhibiting images (:mod:`.features`)
+features     maximizing / diverse / inhibiting images and stretched exemplars (:mod:`.features`)
 exemplars    top exemplars (:func:`insilico.top_exemplars`) with deconvolution
              projections and gradient maps (:func:`insilico.project_exemplars`)
 tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_tuning`: the unit
@@ -124,19 +124,67 @@ def _number(value) -> float | None:
 # Stages
 # ---------------------------------------------------------------------------------------
 def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
+    """Images from noise (maximizing, diverse, inhibiting) and stretched exemplars (:func:`.features.visualize`).
+
+    The page's maximizing image (``max.png``, value ``maximizing``, the ``max_activation`` of ``units.csv``) is
+    the image synthesized from noise when it drives the unit at least as much as its top exemplar, else the
+    stretched exemplar (which does by construction; the exemplar itself where no ascent step improved on it);
+    the other one is ``max-other.png`` (``other``). Values are
+    the channel's best single neuron on the image (largest over the map), as the exemplars are ranked
+    (:func:`insilico.top_exemplars`, here over the same photos, top 1 only).
+    """
+    from ..attribution.exemplars import top_exemplars
+
     s = work.settings
-    out = visualize(work.model, layer, channels, work.shape, steps=s.steps, diverse=s.diverse,
-                    diversity=s.diversity, lr=s.lr, seed=s.seed, progress=work.progress)
+    x, _ = work.photos
+    top = top_exemplars(work.model, x, [str(Unit.parse(layer).replace(index=(c,))) for c in channels], k=1,
+                        progress=False)
+    stretch, starts = {}, x[[int(e.indices[0]) for e in top]]
+    if s.stretch_steps:
+        stretch = {"exemplars": starts, "stretch_steps": s.stretch_steps,
+                   "positions": _flat_positions(top, work.layer_shape(layer))}
+    out = visualize(work.model, layer, channels, work.shape, steps=s.steps, diverse=s.diverse, settle=s.settle,
+                    diversity=s.diversity, lr=s.lr, seed=s.seed, progress=work.progress, **stretch)
     pages = []
     for i, c in enumerate(channels):
-        work.save_png(layer, c, "max", as_images(out["maximizing"][i])[0])
+        best = _number(top[i].activations[0])
+        shown = _maximizing(out, i, best, starts[i])
+        for (kind, image, _), name in zip(shown, ("max", "max-other")):
+            work.save_png(layer, c, name, as_images(image)[0])
         work.save_png(layer, c, "inhibit", as_images(out["inhibiting"][i])[0])
         for j in range(1, s.diverse):
             work.save_png(layer, c, f"diverse-{j}", as_images(out["diverse"][i, j])[0])
-        pages.append({"maximizing": _number(out["maximizing_value"][i]),
-                      "diverse": _finite(out["diverse_value"][i]),
-                      "inhibiting": _number(out["inhibiting_value"][i])})
+        other = {"kind": shown[1][0], "value": _number(shown[1][2])} if len(shown) > 1 else None
+        pages.append({"maximizing": _number(shown[0][2]), "maximizing_kind": shown[0][0], "other": other,
+                      "diverse": _finite(out["diverse_value"][i]), "inhibiting": _number(out["inhibiting_value"][i]),
+                      "top_exemplar": best, "measure": "largest value over the map"})
     return pages
+
+
+def _maximizing(out: dict, i: int, top: float | None, exemplar: torch.Tensor | None = None
+                ) -> list[tuple[str, torch.Tensor, float]]:
+    """(kind, image, value) of unit ``i``'s maximizing image, then of the other one (if stretched exemplars ran):
+    the image from noise first when it reaches the top exemplar's value ``top``, else the better of the two.
+
+    A stretched exemplar that measures below ``top`` (no ascent step improved on its first iterate, the
+    exemplar, and the pixels' round trip through the parameterization or another batch moved the value by a
+    rounding error) is replaced by the ``exemplar`` itself, kind ``"top exemplar"``, with its value ``top``."""
+    noise = ("from noise", out["maximizing"][i], float(out["maximizing_value"][i]))
+    if "stretched" not in out:
+        return [noise]
+    stretched = ("stretched exemplar", out["stretched"][i], float(out["stretched_value"][i]))
+    if top is not None and exemplar is not None and stretched[2] < top:
+        stretched = ("top exemplar", exemplar, top)
+    if (top is not None and noise[2] >= top) or noise[2] >= stretched[2]:
+        return [noise, stretched]
+    return [stretched, noise]
+
+
+def _flat_positions(found: list, shape: tuple) -> list[int] | None:
+    """Flat map index (row * width + column) of each exemplar's best neuron; None for layers without maps."""
+    if len(shape) != 3:
+        return None
+    return [int(e.positions[0][0]) * shape[-1] + int(e.positions[0][1]) for e in found]
 
 
 def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:

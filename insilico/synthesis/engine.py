@@ -58,7 +58,9 @@ Plugging in other syntheses (metamers, adversarial, MAD/controversial):
   are drawn once per step so the line search sees one function) or a factory;
 - **schedules** (:mod:`.schedules`): ``"constant"``, ``"cosine"``,
   ``"linear"`` or a function ``step -> factor`` (e.g. ``Halving``);
-- **stopping**: ``stop=[TargetReached(...), Plateau(...)]``.
+- **stopping**: ``stop=[TargetReached(...), Plateau(...)]``;
+- **best iterate**: ``transforms_until=k, keep="best"`` ends with untransformed steps and returns each
+  sample's best of them (:mod:`.best`).
 
 Example
 -------
@@ -88,13 +90,14 @@ from ..probe import Probe
 from ..session import session
 from . import parameterization as params_mod
 from . import stopping
+from .best import KEEP, BestIterate
 from .lbfgs import BatchLBFGS
 from .optimizers import OPTIMIZERS, make_optimizer, optimizer_name
 from .parameterization import Parameterization, check_images
 from .result import SynthesisResult
 from .schedules import SCHEDULES, lr_factor
 from .seeds import derive_seed
-from .settings import options_from, settings_of
+from .settings import load_state, options_from, settings_of, state_of
 from .transforms import Transforms
 
 GOALS = {"maximize": 1.0, "minimize": -1.0}
@@ -125,6 +128,12 @@ class Synthesis:
         Default "maximize".
     transforms : Transforms, optional
         Random per-sample transforms before the model (default: none).
+    transforms_until : int, optional
+        Apply the transforms only on steps ``< transforms_until`` (default: on every step); the steps after
+        optimise (and measure) the images themselves.
+    keep : {"last", "best"}
+        The images a result holds: the last iterate (default), or each sample's best iterate among the
+        steps run without transforms, by the objective measured there (:mod:`.best`).
     optimizer : {"adam", "sgd", "lbfgs"} or callable
         Default "adam". A callable ``(params, lr=..., **optimizer_options)``
         returns any element-wise ``torch.optim.Optimizer`` (e.g. the signed
@@ -181,6 +190,8 @@ class Synthesis:
         param_options: dict | None = None,
         goal: str = "maximize",
         transforms: Transforms | None = None,
+        transforms_until: int | None = None,
+        keep: str = "last",
         optimizer: str = "adam",
         lr: float = 0.05,
         optimizer_options: dict | None = None,
@@ -255,6 +266,10 @@ class Synthesis:
         self.goal = GOALS[goal]
         self.goal_name = goal
         self.transforms = transforms or Transforms()
+        self.transforms_until = None if transforms_until is None else int(transforms_until)
+        if keep not in KEEP:
+            raise InsilicoError(f"keep must be one of {KEEP}, not {keep!r}")
+        self.keep = keep
         self.optimizer_factory = optimizer if callable(optimizer) else None
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
         self.lr = float(lr)
@@ -284,6 +299,7 @@ class Synthesis:
         self.stop_code = torch.full((self.n,), -1, dtype=torch.long, device=self.device)
         self.stopped_at = torch.zeros(self.n, dtype=torch.long, device=self.device)
         self._previous = None  # images of the last step, for the pixel-change rule
+        self.best = BestIterate(self.n, self.device)
         self.interrupted = False
         self._plan = None  # (module path, call index) after which the forward can stop
         self._running: tuple = (None, objective)  # (rows, objective) of this step's forward passes
@@ -396,7 +412,7 @@ class Synthesis:
         generator_states = [g.get_state() for g in self.generators]
         before = self.param.param.detach().clone()
         try:
-            draws = None if self.transforms.identity else self.transforms.draw(self.generators)
+            draws = None if self._untransformed() else self.transforms.draw(self.generators)
             active = ~self.frozen
             self._running = self._compact_rows()
 
@@ -437,6 +453,8 @@ class Synthesis:
                 g.set_state(s)
             raise
         # commit
+        if self.keep == "best" and draws is None:
+            self.best.offer(self.goal * values, before, active)
         self.frozen, self.stop_code, self.stopped_at = frozen, code, stopped_at
         self._previous = images
         with torch.no_grad():
@@ -448,6 +466,10 @@ class Synthesis:
             keep = self.frozen.view(-1, *[1] * (before.ndim - 1))
             self.param.param.copy_(torch.where(keep, before, self.param.param))
         self.step += 1
+
+    def _untransformed(self) -> bool:
+        """True when this step runs the images as they are (no transforms, or past ``transforms_until``)."""
+        return self.transforms.identity or (self.transforms_until is not None and self.step >= self.transforms_until)
 
     def _write_trace(self, row: torch.Tensor) -> None:
         if self.step >= self._trace.shape[0]:
@@ -494,9 +516,16 @@ class Synthesis:
 
     @property
     def images(self) -> torch.Tensor:
-        """The current images (N, C, H, W), detached."""
+        """The current images (N, C, H, W), detached; with ``keep="best"`` each sample's best iterate."""
         with torch.no_grad():
-            return self.param().detach()
+            if self.keep == "last" or self.best.param is None:
+                return self.param().detach()
+            current = self.param.param.detach().clone()
+            try:
+                self.param.param.copy_(self.best.choose(current))
+                return self.param().detach()
+            finally:
+                self.param.param.copy_(current)
 
     def result(self) -> SynthesisResult:
         """The current state as a :class:`SynthesisResult` (images on the CPU, traces, settings, state)."""
@@ -521,38 +550,12 @@ class Synthesis:
         return settings_of(self)
 
     def state_dict(self) -> dict:
-        """Everything a continued run needs (tensors, numbers and lists only)."""
-        return {
-            "param": self.param.param.detach().clone(),
-            "optimizer": _clone(self.optimizer.state_dict()),
-            "generators": [g.get_state() for g in self.generators],
-            "trace": self._trace[: self.step].clone(),
-            "frozen": self.frozen.clone(),
-            "stop_code": self.stop_code.clone(),
-            "stopped_at": self.stopped_at.clone(),
-            "step": self.step,
-            "previous": None if self._previous is None else self._previous.clone(),
-        }
+        """Everything a continued run needs (tensors, numbers and lists only; :func:`.settings.state_of`)."""
+        return state_of(self)
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict` (e.g. ``result.state``)."""
-        if tuple(state["param"].shape) != tuple(self.param.param.shape):
-            raise InsilicoError(
-                f"saved parameters have shape {tuple(state['param'].shape)}, this synthesis "
-                f"{tuple(self.param.param.shape)}: resume with the same parameterization, n and shape"
-            )
-        with torch.no_grad():
-            self.param.param.copy_(state["param"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for g, s in zip(self.generators, state["generators"]):
-            g.set_state(s)
-        self.step = int(state["step"])
-        self._trace = torch.full((max(64, 2 * self.step), self.n), float("nan"), device=self.device)
-        self._trace[: self.step] = state["trace"].to(self.device)
-        self.frozen = state["frozen"].to(self.device)
-        self.stop_code = state["stop_code"].to(self.device)
-        self.stopped_at = state["stopped_at"].to(self.device)
-        self._previous = None if state.get("previous") is None else state["previous"].to(self.device, self.dtype)
+        load_state(self, state)
 
     @classmethod
     def resume(cls, result: SynthesisResult, model: nn.Module, objective: Objective, **overrides) -> Synthesis:
@@ -575,16 +578,6 @@ class Synthesis:
     def __repr__(self) -> str:
         return (f"Synthesis({self.n} x {self.shape}, {self.goal_name} {self.objective!r}, "
                 f"{self.optimizer_name} lr={self.lr}, step {self.step})")
-
-
-def _clone(value):
-    if torch.is_tensor(value):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clone(v) for v in value]
-    return value
 
 
 __all__ = ["DEFAULT_STEPS", "Synthesis", "derive_seed"]

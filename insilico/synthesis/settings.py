@@ -3,12 +3,17 @@
 :func:`settings_of` writes a :class:`~insilico.synthesis.Synthesis`'s settings
 (no callables: a custom schedule, stopping function or projection is named,
 not saved); :func:`options_from` reads them back as the arguments that
-rebuild the engine, for :meth:`Synthesis.resume <insilico.synthesis.Synthesis.resume>`.
+rebuild the engine, for :meth:`Synthesis.resume <insilico.synthesis.Synthesis.resume>`;
+:func:`state_of` and :func:`load_state` hold its state (parameters, optimizer,
+generators, traces, stopping, best iterates) for a continued run.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
+
+from ..errors import InsilicoError
 from . import stopping
 from .transforms import Transforms
 
@@ -27,6 +32,8 @@ def settings_of(synth: Synthesis) -> dict:
         "param_options": {k: v for k, v in synth.param_options.items() if isinstance(v, (int, float, str, bool))},
         "goal": synth.goal_name,
         "transforms": synth.transforms.spec(),
+        "transforms_until": synth.transforms_until,
+        "keep": synth.keep,
         "optimizer": synth.optimizer_name,
         "lr": synth.lr,
         "optimizer_options": {k: v for k, v in synth.optimizer_options.items() if isinstance(v, (int, float, str, bool))},
@@ -65,9 +72,57 @@ def options_from(result: SynthesisResult) -> tuple[str, dict]:
         steps=s["steps"], stop=[stopping.from_spec(r) for r in s["stop"] if r["rule"] in stopping.RULES],
         blur_every=s["blur_every"], blur_sigma=s["blur_sigma"], seed=result.seeds, labels=result.labels,
         precision=s.get("precision", "fp32"), channels_last=s.get("channels_last", False),
-        compact=s.get("compact", False),
+        compact=s.get("compact", False), transforms_until=s.get("transforms_until"), keep=s.get("keep", "last"),
     )
     return kind, kwargs
 
 
-__all__ = ["options_from", "settings_of"]
+def state_of(synth: Synthesis) -> dict:
+    """Everything a continued run of ``synth`` needs (tensors, numbers and lists only)."""
+    return {
+        "param": synth.param.param.detach().clone(),
+        "optimizer": _clone(synth.optimizer.state_dict()),
+        "generators": [g.get_state() for g in synth.generators],
+        "trace": synth._trace[: synth.step].clone(),
+        "frozen": synth.frozen.clone(),
+        "stop_code": synth.stop_code.clone(),
+        "stopped_at": synth.stopped_at.clone(),
+        "step": synth.step,
+        "previous": None if synth._previous is None else synth._previous.clone(),
+        "best": synth.best.state_dict(),
+    }
+
+
+def load_state(synth: Synthesis, state: dict) -> None:
+    """Set ``synth`` to continue from :func:`state_of` (e.g. ``result.state``)."""
+    if tuple(state["param"].shape) != tuple(synth.param.param.shape):
+        raise InsilicoError(
+            f"saved parameters have shape {tuple(state['param'].shape)}, this synthesis "
+            f"{tuple(synth.param.param.shape)}: resume with the same parameterization, n and shape"
+        )
+    with torch.no_grad():
+        synth.param.param.copy_(state["param"])
+    synth.optimizer.load_state_dict(state["optimizer"])
+    for g, s in zip(synth.generators, state["generators"]):
+        g.set_state(s)
+    synth.step = int(state["step"])
+    synth._trace = torch.full((max(64, 2 * synth.step), synth.n), float("nan"), device=synth.device)
+    synth._trace[: synth.step] = state["trace"].to(synth.device)
+    synth.frozen = state["frozen"].to(synth.device)
+    synth.stop_code = state["stop_code"].to(synth.device)
+    synth.stopped_at = state["stopped_at"].to(synth.device)
+    synth._previous = None if state.get("previous") is None else state["previous"].to(synth.device, synth.dtype)
+    synth.best.load_state_dict(state.get("best"))
+
+
+def _clone(value):
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+__all__ = ["load_state", "options_from", "settings_of", "state_of"]

@@ -27,7 +27,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -213,7 +212,8 @@ def render_site(work: Work, layers: list[str]) -> None:
 
 
 #: Columns of ``units.csv`` (one row per unit; empty cells: not computed, not applicable or not responsive).
-UNIT_COLUMNS = ("layer", "unit", "page", "max_activation", "top_exemplar_activation", "responsive", "reason",
+UNIT_COLUMNS = ("layer", "unit", "page", "max_activation", "top_exemplar_activation", "maximizing_kind",
+                "from_noise_activation", "responsive", "reason",
                 "tuned_unit", "osi", "circular_variance", "preferred_orientation", "bandwidth", "preferred_sf",
                 "sf_peak_at_edge", "preferred_colour", "rf_size")
 
@@ -227,6 +227,7 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
     return {
         "layer": layer, "unit": channel, "page": f"units/{slug(layer)}/{channel}.html",
         "max_activation": feats.get("maximizing"), "top_exemplar_activation": acts[0] if acts else None,
+        "maximizing_kind": feats.get("maximizing_kind"), "from_noise_activation": _from_noise(feats),
         "responsive": responsive, "reason": tun.get("reason") if tun else None, "tuned_unit": tun.get("unit"),
         "osi": tun.get("osi") if shown else None,
         "circular_variance": tun.get("circular_variance") if shown else None,
@@ -236,6 +237,14 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
         "sf_peak_at_edge": tun.get("sf_peak_at_edge") if shown else None,
         "preferred_colour": tun.get("preferred_colour") if shown else None, "rf_size": rf.get("size"),
     }
+
+
+def _from_noise(feats: dict) -> float | None:
+    """The activation of the unit's best image synthesized from noise (the maximizing image, or the other one)."""
+    if feats.get("maximizing_kind", "from noise") == "from noise":
+        return feats.get("maximizing")
+    other = feats.get("other") or {}
+    return other.get("value") if other.get("kind") == "from noise" else None
 
 
 def write_units_csv(path: Path, rows: list[dict]) -> None:

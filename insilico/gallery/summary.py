@@ -108,8 +108,15 @@ def _activation_panel(rows: Sequence[dict], depth: int) -> tuple[str, str]:
                           links=["../" * depth + r["page"] for r in rows],
                           labels=[f"unit {r['unit']}: image {b}, photo {a}" for r, (a, b) in zip(rows, pairs)],
                           note="dashed: equal")
+    noise = [(r.get("top_exemplar_activation"), r.get("from_noise_activation")) for r in rows]
+    noise = sum(b >= a for a, b in noise if a is not None and b is not None)
+    kinds = [r.get("maximizing_kind") for r in rows]
     text = (f"The maximizing image drives the unit at least as much as its best exemplar photo in "
-            f"<b>{beats} of {len(known)}</b> units (dots above the dashed line; click a dot for its unit).")
+            f"<b>{beats} of {len(known)}</b> units (dots above the dashed line; click a dot for its unit)"
+            + (f"; the image synthesized from noise does in {noise}, a stretched exemplar (the top photo after "
+               f"gradient ascent) in {kinds.count('stretched exemplar')} more, and in "
+               f"{kinds.count('top exemplar')} no ascent step improved on the photo itself, which is then shown"
+               if any(kinds) else "") + ".")
     return svg, text
 
 

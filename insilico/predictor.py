@@ -25,6 +25,7 @@ Example
 -------
 >>> import torch
 >>> from torch import nn
+>>> _ = torch.manual_seed(0)
 >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
 >>> x = torch.rand(80, 3, 12, 12)
 >>> with torch.no_grad():

@@ -49,27 +49,34 @@ from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
 from insilico.predictor import Ensemble
 
-OPTIONS = ("plain", "transforms", "natural", "ensemble", "ensemble+natural")
+OPTIONS = ("default", "plain", "transforms", "natural", "ensemble", "ensemble+natural")
+#: Options run on the matched brain.
+MATCHED_OPTIONS = ("default", "plain", "natural-unbounded")
 #: The candidate networks (and layers) of the ensemble.
 ENSEMBLE = (("minialex", "features.9"), ("b", "layers.2@-1"), ("bl", "layers.2@-1"))
 
 
-def design(predictor, option: str, mode: str, natural, steps: int, budget: float, seed: int, progress: bool):
-    kwargs = dict(natural=natural, steps=steps, seed=seed, progress=progress)
-    if option in ("plain", "ensemble"):
-        kwargs.update(transforms=None)
+def design(predictor, option: str, mode: str, natural, steps: int | None, budget: float, seed: int, progress: bool):
+    """``population_control`` with an option's settings; ``steps=None``: the function's default."""
+    kwargs = dict(natural=natural, seed=seed, progress=progress)
+    if steps is not None:
+        kwargs.update(steps=steps)
+    if option == "default":  # population_control's own defaults
+        pass
+    elif option in ("plain", "ensemble"):  # no transforms, no contrast budget: plain gradient ascent
+        kwargs.update(transforms=None, contrast=None)
     elif option == "transforms":
         kwargs.update(transforms="default")
     elif option in ("natural", "ensemble+natural", "natural-unbounded"):
-        kwargs.update(init="natural", parameterization="pixel", transforms=None, lr=0.01,
-                      budget=None if option == "natural-unbounded" else budget)
+        kwargs.update(init="natural", parameterization="pixel", transforms=None, lr=0.01, contrast=None,
+                      restarts=1, budget=None if option == "natural-unbounded" else budget)
     else:
         raise InsilicoError(f"unknown option {option!r}; choose from {OPTIONS}")
     return insilico.population_control(predictor, None, mode, **kwargs)
 
 
 def run(out: str = "population_control", brains=("matched", "different"), options=OPTIONS, n_stimuli: int = 1000,
-        n_neurons: int = 32, repetitions: int = 4, steps: int = 96, budget: float = 4.0, seed: int = 0,
+        n_neurons: int = 32, repetitions: int = 4, steps: int | None = None, budget: float = 4.0, seed: int = 0,
         device: str = "cpu", progress: bool = True) -> dict:
     """Run the experiment and write the files; returns the JSON summary as a dict."""
     start = time.time()
@@ -97,7 +104,7 @@ def run(out: str = "population_control", brains=("matched", "different"), option
                  "median_r_held_out_photos_vs_truth": float(held.median()),
                  "experiment_seconds": round(t1 - t0, 1), "options": {}}
         ensemble = None
-        for option in (options if kind == "different" else ("plain", "natural-unbounded")):
+        for option in (options if kind == "different" else MATCHED_OPTIONS):
             predictor = main
             if option.startswith("ensemble"):
                 if ensemble is None:
@@ -167,7 +174,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stimuli", type=int, default=1000, help="natural images shown for fitting")
     parser.add_argument("--neurons", type=int, default=32)
     parser.add_argument("--repetitions", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=96)
+    parser.add_argument("--steps", type=int, default=None, help="synthesis steps (default: population_control's)")
     parser.add_argument("--budget", type=float, default=4.0, help="L2 distance budget of natural starts (pixels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")

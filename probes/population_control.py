@@ -17,10 +17,14 @@ brain and per design option:
 Two brains: ``matched`` reads ``minialex``'s own ``features.9`` (a correct loop
 must succeed); ``different`` reads the recurrent ``blt``'s top layer (the
 predictor fits it well, plain maximization transfers badly). Design options
-for the different brain: ``plain`` (noise start, no transforms), ``transforms``
-(jitter/scale/rotate at every step), ``natural`` (start from the predicted
-best natural image, L2 budget), ``ensemble`` (predictors from ``minialex``,
-``b`` and ``bl``), ``ensemble+natural``.
+for the different brain: ``default`` (``population_control``'s defaults: noise
+start, 4 restarts, transforms), ``plain`` (one noise start, no transforms),
+``transforms`` (one start, jitter/scale/rotate at every step), ``natural``
+(start from the predicted best natural image, L2 budget), ``factorized``
+(defaults on a factorized spatial x channel readout), ``ensemble`` (plain on
+predictors from ``minialex``, ``b`` and ``bl``), ``ensemble+natural``,
+``ensemble+default``. The matched brain runs ``default``, ``plain`` and
+``natural-unbounded``.
 
 Writes to ``--out``: ``population_control.json`` (every number, settings,
 versions), ``population_control.csv`` (one row per brain and option),
@@ -49,7 +53,8 @@ from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
 from insilico.predictor import Ensemble
 
-OPTIONS = ("default", "plain", "transforms", "natural", "ensemble", "ensemble+natural")
+OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
+           "ensemble+default")
 #: Options run on the matched brain.
 MATCHED_OPTIONS = ("default", "plain", "natural-unbounded")
 #: The candidate networks (and layers) of the ensemble.
@@ -61,12 +66,12 @@ def design(predictor, option: str, mode: str, natural, steps: int | None, budget
     kwargs = dict(natural=natural, seed=seed, progress=progress)
     if steps is not None:
         kwargs.update(steps=steps)
-    if option == "default":  # population_control's own defaults
+    if option in ("default", "factorized", "ensemble+default"):  # population_control's own defaults
         pass
-    elif option in ("plain", "ensemble"):  # no transforms, no contrast budget: plain gradient ascent
-        kwargs.update(transforms=None, contrast=None)
+    elif option in ("plain", "ensemble"):  # plain gradient ascent: one start, no transforms, no contrast budget
+        kwargs.update(transforms=None, contrast=None, restarts=1)
     elif option == "transforms":
-        kwargs.update(transforms="default")
+        kwargs.update(transforms="default", contrast=None, restarts=1)
     elif option in ("natural", "ensemble+natural", "natural-unbounded"):
         kwargs.update(init="natural", parameterization="pixel", transforms=None, lr=0.01, contrast=None,
                       restarts=1, budget=None if option == "natural-unbounded" else budget)
@@ -106,6 +111,11 @@ def run(out: str = "population_control", brains=("matched", "different"), option
         ensemble = None
         for option in (options if kind == "different" else MATCHED_OPTIONS):
             predictor = main
+            if option == "factorized":
+                predictor = fit_predictor(insilico.models.load("minialex", device=device), exp.images,
+                                          exp.responses, layers=["features.9"], readout="factorized",
+                                          progress=progress)
+                entry["factorized_median_r"] = float(np.median(predictor.scores["r"]))
             if option.startswith("ensemble"):
                 if ensemble is None:
                     members = [main] + [fit_predictor(insilico.models.load(name, device=device), exp.images,

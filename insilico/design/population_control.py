@@ -17,6 +17,16 @@ all targets of a chunk in one batch:
   moves the score from "above the mean of the others" (large T) to "above the
   strongest other" (small T).
 
+Each target gets ``restarts`` starts (default 4: other noise and transform
+draws), optimised in the same batch; the start its predictor scores best is
+kept. From a near-grey start a target's channels are often silent at its
+receptive field (post-ReLU zeros, no gradient), and one ascent settles on
+whatever drives it first: on the simulated matched brain one start reached
+the natural maximum on the predictor for 84% of the neurons, 384 steps did
+not rescue the others, 4 starts did (97%). An RMS ``contrast`` budget keeps
+images in the contrast range of natural images (off by default: it bounds
+how far a target can be driven).
+
 The result (:class:`PopulationControlResult`) holds the images, the predicted
 responses of every target to each image, the control scores, and, for
 comparison, the best natural image per target with its predictions;
@@ -29,7 +39,8 @@ Stimuli that transfer from the predictor to the brain (options, combinable):
 an :class:`insilico.predictor.Ensemble` of predictors (several networks or
 fits); ``init="natural"`` with a distance ``budget`` (start from the best
 natural image and stay within an L2 or L-inf ball around it); robustness
-``transforms`` (random jitter, scale, rotation at every step).
+``transforms`` (random jitter, scale, rotation at every step); a contrast
+budget; a factorized readout (``fit_predictor(..., readout="factorized")``).
 :func:`controllability` scores a candidate model of a brain by the fraction of
 its neurons the loop drives beyond their natural maxima.
 
@@ -64,13 +75,13 @@ from ..session import session
 from ..units import Unit
 
 MODES = ("stretch", "one_hot")
-DEFAULT_STEPS = 256
+DEFAULT_STEPS = 128
 DEFAULT_LR = 0.05
 DEFAULT_BATCH_SIZE = 64
 #: Default RMS contrast budget of synthesized images (pixel std, [0, 1] units); natural photos have about 0.14.
 DEFAULT_CONTRAST = None
 #: Default number of starts per target (the best predicted is kept).
-DEFAULT_RESTARTS = 1
+DEFAULT_RESTARTS = 4
 
 
 # ---------------------------------------------------------------------------------------
@@ -327,7 +338,7 @@ def population_control(
         default the bundled held-out photo crops when the predictor takes
         (3, 64, 64) images.
     steps, lr : int, float
-        Adam steps and learning rate (defaults 256, 0.05).
+        Adam steps and learning rate (defaults 128, 0.05).
     temperature : float
         Of the one-hot control score (default 1).
     parameterization, param_options
@@ -350,9 +361,14 @@ def population_control(
         images stay in the contrast range the predictor was fitted on (Walker
         et al. 2019 fixed the norm of their MEIs); None: no budget.
     restarts : int
-        Starts per target (different noise, or the same natural start with
-        different transforms), optimised together in one batch; the image
-        with the best predicted score is kept (default 1).
+        Starts per target (different noise and transform draws; from a
+        natural start, different transform draws), optimised together in one
+        batch; the image with the best predicted score is kept (default 4:
+        from a near-grey start the target's channels are often silent, and
+        one ascent settles on whatever drives it first; on the simulated
+        matched brain 4 starts of 128 steps drove 97% of neurons beyond their
+        natural maximum, one start of 96 steps 81%, and 384 steps did not
+        rescue the stuck ones).
     batch_size : int
         Images optimised together (default 64; a target's restarts count).
     seed : int

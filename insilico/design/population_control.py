@@ -370,7 +370,7 @@ def population_control(
         natural maximum, one start of 96 steps 81%, and 384 steps did not
         rescue the stuck ones).
     batch_size : int
-        Images optimised together (default 64; a target's restarts count).
+        Targets optimised together, each with its restarts (default 64).
     seed : int
         Each image's seed is derived from it and its target's name, so a
         target gets the same image alone or in a batch.
@@ -445,10 +445,11 @@ def population_control(
     run_labels = [labels[i] if r == 0 else f"{labels[i]}/restart{r}" for i, r in runs]
     run_init = None if init is None else init[[i for i, _ in runs]]
     with session(predictor, grad=True):  # gradients whatever the caller's grad mode
-        parts = [_synthesize(predictor, run_index, run_labels, a, min(len(runs), a + batch_size), mode, mean, std,
+        chunk = batch_size * restarts
+        parts = [_synthesize(predictor, run_index, run_labels, a, min(len(runs), a + chunk), mode, mean, std,
                              temperature, tv, run_init, budget, norm, contrast, parameterization, shape,
                              param_options, transforms, lr, steps, seed, progress, synthesis_options)
-                 for a in range(0, len(runs), batch_size)]
+                 for a in range(0, len(runs), chunk)]
     images = torch.cat([p.images for p in parts])
     losses = torch.cat([p.trace.T for p in parts])
     predicted = _predict(predictor, images, 256)

@@ -82,7 +82,8 @@ def bench_batching(n_targets: int, steps: int, restarts: int | None = None) -> d
         timings[batch] = (time.perf_counter() - start, result.images)
     same = float((timings[n_targets][1] - timings[1][1]).abs().max())
     speedup = timings[1][0] / timings[n_targets][0]
-    print(f"population_control, {n_targets} targets x {steps} steps x {result.settings['restarts']} restarts: batched {timings[n_targets][0]:.1f} s, "
+    print(f"population_control, {n_targets} targets x {steps} steps x {result.settings['restarts']} restarts: "
+          f"batched {timings[n_targets][0]:.1f} s, "
           f"one at a time {timings[1][0]:.1f} s: {speedup:.1f}x faster batched; largest pixel difference {same:.1e}")
     return {"targets": n_targets, "steps": steps, "restarts": result.settings["restarts"],
             "batched_seconds": timings[n_targets][0],

@@ -32,7 +32,8 @@ versions), ``population_control.csv`` (one row per brain and option),
 
 Examples::
 
-    python probes/population_control.py --out results/pc                      # full size (~15 CPU-minutes)
+    python probes/population_control.py --out results/pc                      # full size (CPU: an hour or more)
+    python probes/population_control.py --brains matched --out results/pc     # the matched brain only
     python probes/population_control.py --quick --out /tmp/pc                 # a smoke run
 """
 from __future__ import annotations

@@ -17,10 +17,14 @@ brain and per design option:
 Two brains: ``matched`` reads ``minialex``'s own ``features.9`` (a correct loop
 must succeed); ``different`` reads the recurrent ``blt``'s top layer (the
 predictor fits it well, plain maximization transfers badly). Design options
-for the different brain: ``plain`` (noise start, no transforms), ``transforms``
-(jitter/scale/rotate at every step), ``natural`` (start from the predicted
-best natural image, L2 budget), ``ensemble`` (predictors from ``minialex``,
-``b`` and ``bl``), ``ensemble+natural``.
+for the different brain: ``default`` (``population_control``'s defaults: noise
+start, 4 restarts, transforms), ``plain`` (one noise start, no transforms),
+``transforms`` (one start, jitter/scale/rotate at every step), ``natural``
+(start from the predicted best natural image, L2 budget), ``factorized``
+(defaults on a factorized spatial x channel readout), ``ensemble`` (plain on
+predictors from ``minialex``, ``b`` and ``bl``), ``ensemble+natural``,
+``ensemble+default``. The matched brain runs ``default``, ``plain`` and
+``natural-unbounded``.
 
 Writes to ``--out``: ``population_control.json`` (every number, settings,
 versions), ``population_control.csv`` (one row per brain and option),
@@ -28,7 +32,8 @@ versions), ``population_control.csv`` (one row per brain and option),
 
 Examples::
 
-    python probes/population_control.py --out results/pc                      # full size (~15 CPU-minutes)
+    python probes/population_control.py --out results/pc                      # full size (CPU: an hour or more)
+    python probes/population_control.py --brains matched --out results/pc     # the matched brain only
     python probes/population_control.py --quick --out /tmp/pc                 # a smoke run
 """
 from __future__ import annotations
@@ -49,27 +54,35 @@ from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
 from insilico.predictor import Ensemble
 
-OPTIONS = ("plain", "transforms", "natural", "ensemble", "ensemble+natural")
+OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
+           "ensemble+default")
+#: Options run on the matched brain.
+MATCHED_OPTIONS = ("default", "plain", "natural-unbounded")
 #: The candidate networks (and layers) of the ensemble.
 ENSEMBLE = (("minialex", "features.9"), ("b", "layers.2@-1"), ("bl", "layers.2@-1"))
 
 
-def design(predictor, option: str, mode: str, natural, steps: int, budget: float, seed: int, progress: bool):
-    kwargs = dict(natural=natural, steps=steps, seed=seed, progress=progress)
-    if option in ("plain", "ensemble"):
-        kwargs.update(transforms=None)
+def design(predictor, option: str, mode: str, natural, steps: int | None, budget: float, seed: int, progress: bool):
+    """``population_control`` with an option's settings; ``steps=None``: the function's default."""
+    kwargs = dict(natural=natural, seed=seed, progress=progress)
+    if steps is not None:
+        kwargs.update(steps=steps)
+    if option in ("default", "factorized", "ensemble+default"):  # population_control's own defaults
+        pass
+    elif option in ("plain", "ensemble"):  # plain gradient ascent: one start, no transforms, no contrast budget
+        kwargs.update(transforms=None, contrast=None, restarts=1)
     elif option == "transforms":
-        kwargs.update(transforms="default")
+        kwargs.update(transforms="default", contrast=None, restarts=1)
     elif option in ("natural", "ensemble+natural", "natural-unbounded"):
-        kwargs.update(init="natural", parameterization="pixel", transforms=None, lr=0.01,
-                      budget=None if option == "natural-unbounded" else budget)
+        kwargs.update(init="natural", parameterization="pixel", transforms=None, lr=0.01, contrast=None,
+                      restarts=1, budget=None if option == "natural-unbounded" else budget)
     else:
         raise InsilicoError(f"unknown option {option!r}; choose from {OPTIONS}")
     return insilico.population_control(predictor, None, mode, **kwargs)
 
 
 def run(out: str = "population_control", brains=("matched", "different"), options=OPTIONS, n_stimuli: int = 1000,
-        n_neurons: int = 32, repetitions: int = 4, steps: int = 96, budget: float = 4.0, seed: int = 0,
+        n_neurons: int = 32, repetitions: int = 4, steps: int | None = None, budget: float = 4.0, seed: int = 0,
         device: str = "cpu", progress: bool = True) -> dict:
     """Run the experiment and write the files; returns the JSON summary as a dict."""
     start = time.time()
@@ -97,8 +110,13 @@ def run(out: str = "population_control", brains=("matched", "different"), option
                  "median_r_held_out_photos_vs_truth": float(held.median()),
                  "experiment_seconds": round(t1 - t0, 1), "options": {}}
         ensemble = None
-        for option in (options if kind == "different" else ("plain", "natural-unbounded")):
+        for option in (options if kind == "different" else MATCHED_OPTIONS):
             predictor = main
+            if option == "factorized":
+                predictor = fit_predictor(insilico.models.load("minialex", device=device), exp.images,
+                                          exp.responses, layers=["features.9"], readout="factorized",
+                                          progress=progress)
+                entry["factorized_median_r"] = float(np.median(predictor.scores["r"]))
             if option.startswith("ensemble"):
                 if ensemble is None:
                     members = [main] + [fit_predictor(insilico.models.load(name, device=device), exp.images,
@@ -167,7 +185,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stimuli", type=int, default=1000, help="natural images shown for fitting")
     parser.add_argument("--neurons", type=int, default=32)
     parser.add_argument("--repetitions", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=96)
+    parser.add_argument("--steps", type=int, default=None, help="synthesis steps (default: population_control's)")
     parser.add_argument("--budget", type=float, default=4.0, help="L2 distance budget of natural starts (pixels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")

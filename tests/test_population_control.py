@@ -6,8 +6,8 @@ from torch import nn
 
 import insilico
 from insilico.data.simulated import SimulatedBrain
-from insilico.design.population_control import (PopulationControl, PopulationControlResult, control_score,
-                                                controllability)
+from insilico.design.population_control import (ContrastBudget, PopulationControl, PopulationControlResult,
+                                                control_score, controllability)
 from insilico.encoding import RidgeCV, fit_predictor, pearson_r
 from insilico.errors import InsilicoError
 from insilico.predictor import Ensemble, NeuralPredictor
@@ -188,6 +188,30 @@ def test_a_target_gets_the_same_image_alone_or_in_a_batch(setup):
     assert torch.allclose(both.images[1], alone.images[0], atol=1e-5)
 
 
+def test_restarts_keep_each_targets_best_predicted_start(setup):
+    _, images, _, _, predictor = setup
+    one = insilico.population_control(predictor, [0, 3], "one_hot", natural=images, steps=8, restarts=1, progress=False)
+    four = insilico.population_control(predictor, [0, 3], "one_hot", natural=images, steps=8, restarts=4,
+                                       progress=False)
+    assert four.images.shape == one.images.shape and four.losses.shape == (2, 8)
+    # restart 0 is the one-start run (same label, same seed): the kept start is at least as good
+    assert (four.control >= one.control - 1e-4).all() and four.settings["restarts"] == 4
+    with pytest.raises(InsilicoError, match="restarts"):
+        insilico.population_control(predictor, [0], natural=images, steps=2, restarts=0, progress=False)
+
+
+def test_contrast_budget_bounds_each_images_rms_contrast(setup):
+    x = torch.rand(3, 3, 8, 8)
+    y = ContrastBudget(0.1)(x)
+    assert torch.allclose(y.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-6)
+    assert (y.flatten(1).std(1, unbiased=False) <= 0.1 + 1e-6).all()
+    _, images, _, _, predictor = setup
+    r = insilico.population_control(predictor, [1, 2], natural=images, steps=6, restarts=1, contrast=0.05,
+                                    progress=False)
+    assert (r.images.flatten(1).std(1, unbiased=False) <= 0.05 + 1e-4).all()
+    assert r.images.flatten(1).std(1).min() > 0.01
+
+
 def test_natural_start_stays_within_the_budget(setup):
     _, images, _, _, predictor = setup
     r = insilico.population_control(predictor, [0, 5], natural=images, init="natural", budget=1.0,
@@ -240,6 +264,21 @@ def test_simulated_brain_is_poisson_around_its_rates(setup):
     assert float((rates.amax(0) / rates.median(0).values).min()) > 3       # sparse: a few images drive each neuron
 
 
+def test_simulated_neurons_read_channels_natural_images_drive():
+    images = smooth_images(200, seed=5)
+    dead = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    with torch.no_grad():
+        dead[0].weight[0], dead[0].bias[0] = 0.0, -1.0      # channel 0 never fires on any image
+    brain = SimulatedBrain(dead, "1", n_neurons=20, channels=7, calibration=images, seed=0)
+    with torch.no_grad():
+        std = dead(images).transpose(0, 1).flatten(1).std(1)
+    live = std >= 0.1 * std.median()
+    assert not live[0] and live.sum() >= 2
+    reads = brain.weights.view(20, 8, -1).abs().sum(2) > 0
+    assert not (reads & ~live).any() and (reads.sum(1) == min(7, int(live.sum()))).all()
+    assert torch.isfinite(brain(images)).all()
+
+
 def test_matched_loop_drives_the_brain_beyond_its_natural_maximum(setup):
     _, images, brain, _, predictor = setup
     r = insilico.population_control(predictor, None, "stretch", natural=images, init="natural",
@@ -247,6 +286,9 @@ def test_matched_loop_drives_the_brain_beyond_its_natural_maximum(setup):
     report = r.check(brain, images)
     assert report["fraction_beyond_natural"] >= 0.8
     assert report["responses"].shape == (6, 6) and report["beyond_natural"].dtype == torch.bool
+    # and from the defaults (noise start, restarts, transforms)
+    noise = insilico.population_control(predictor, None, "stretch", natural=images, steps=40, progress=False)
+    assert noise.check(brain, images)["fraction_beyond_natural"] >= 0.8
 
 
 def test_ensemble_and_controllability(setup):

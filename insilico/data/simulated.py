@@ -59,7 +59,8 @@ class SimulatedBrain(nn.Module):
         Unit address of a (N, C, H, W) layer, e.g. ``"features.9"`` or ``"layers.2@-1"``.
     n_neurons : int
     channels : int
-        Channels each neuron reads (sparsity; default 3).
+        Channels each neuron reads (sparsity; default 3), drawn among the channels
+        natural images drive (std over ``calibration`` at least a tenth of the median channel's).
     rf_sigma : float
         Width of the Gaussian receptive field, in positions of the layer's grid (default 0.75).
     threshold, slope, gain : float
@@ -88,13 +89,19 @@ class SimulatedBrain(nn.Module):
         if feats.ndim != 4:
             raise InsilicoError(f"{layer} gives shape {tuple(feats.shape)}; a simulated brain reads (N, C, H, W) layers")
         c, h, w = feats.shape[1:]
-        scale = feats.transpose(0, 1).reshape(c, -1).std(1).clamp_min(1e-6)  # per-channel scale
-        k = min(channels, c)
+        std = feats.transpose(0, 1).reshape(c, -1).std(1)
+        # neurons read channels that natural images drive: a near-silent channel (std under a tenth of the
+        # median) divided by its own std would dominate the neuron, which would then fire only to the rare
+        # image that wakes the channel: tuning no recording of natural images can reveal
+        live = (std >= 0.1 * std.median()).nonzero()[:, 0]
+        live = live if len(live) else torch.arange(c)
+        scale = std.clamp_min(0.1 * float(std.median()) + 1e-12)  # per-channel scale
+        k = min(channels, len(live))
         weights = torch.zeros(n_neurons, c, h, w)
         yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
                                 indexing="ij")
         for i in range(n_neurons):
-            picked = torch.randperm(c, generator=gen)[:k]
+            picked = live[torch.randperm(len(live), generator=gen)[:k]]
             signs = torch.ones(k)
             signs[1:] = torch.where(torch.rand(k - 1, generator=gen) < 0.3, -1.0, 1.0)
             amp = signs * (0.5 + torch.rand(k, generator=gen))

@@ -254,3 +254,13 @@ def test_silent_units_leave_the_rf_summaries():
     rows = [{"rf_size": 9.0, "reason": ""}, {"rf_size": 60.0, "reason": "silent on the stimulus set"},
             {"rf_size": None, "reason": ""}]
     assert rf_sizes(rows) == [9.0]
+
+
+def test_exemplars_whose_field_reaches_past_the_edge_are_counted():
+    rf = {"box": [21.0, 44.0, 18.0, 43.0], "map_center": [7, 7], "stride": [4.0, 4.0], "input_size": [64, 64],
+          "size": 25.0}
+    assert pages._past_the_edge(rf, ["c[1,7,7]", "c[1,10,0]", "c[1,14,14]", "c[1,8,8]"], (64, 64)) == 2
+    assert pages.rf_box_at(rf, "c[1,10,0]", clip=False) == (33.0, 56.0, -10.0, 15.0)
+    html = pages._exemplars_html(1, {"k": 2, "n_stimuli": 9, "labels": ["a", "b"], "activations": [2.0, 1.0],
+                                     "neurons": ["c[1,10,0]", "c[1,7,7]"]}, rf, (64, 64), logit=True)
+    assert "In 1 of 2 the field reaches past the image" in html and "raw logit" in html

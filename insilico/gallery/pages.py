@@ -237,7 +237,7 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
     head += _silent_note(data)
     rf = data.get("rf")
     sections = [_features_html(channel, data.get("features")),
-                _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"))]
+                _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"), logit=name is not None)]
     if "tuning" in data or data.get("_spatial"):
         sections.append(_tuning_html(data.get("tuning"), ctx.get("input_size")))
         sections.append(_rf_html(channel, rf, ctx.get("input_size")))
@@ -293,9 +293,9 @@ def _features_html(c: int, d: dict | None) -> str:
             f'{below}<div class="row">{"".join(figs)}</div>')
 
 
-def rf_box_at(rf: dict | None, neuron: str, input_size=None) -> tuple | None:
-    """The RF box ``(y0, y1, x0, x1)`` (inclusive input pixels, clipped to the image) of ``neuron``
-    (``"features.3[1,13,0]"``): the box measured at the map's centre (the rf stage) moved by
+def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) -> tuple | None:
+    """The RF box ``(y0, y1, x0, x1)`` (inclusive input pixels, clipped to the image unless ``clip=False``) of
+    ``neuron`` (``"features.3[1,13,0]"``): the box measured at the map's centre (the rf stage) moved by
     ``(position - map_center) * stride``. None for a unit without a map position or an RF."""
     from ..units import Unit
 
@@ -312,12 +312,20 @@ def rf_box_at(rf: dict | None, neuron: str, input_size=None) -> tuple | None:
         return None
     dy = (index[1] - rf["map_center"][0]) * rf["stride"][0]
     dx = (index[2] - rf["map_center"][1]) * rf["stride"][1]
+    if not clip:
+        return box[0] + dy, box[1] + dy, box[2] + dx, box[3] + dx
     y0, y1 = max(0.0, box[0] + dy), min(h - 1.0, box[1] + dy)
     x0, x1 = max(0.0, box[2] + dx), min(w - 1.0, box[3] + dx)
     return (y0, y1, x0, x1) if y0 <= y1 and x0 <= x1 else None
 
 
-def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=None) -> str:
+def _past_the_edge(rf: dict | None, neurons, size) -> int:
+    """How many of ``neurons`` have a receptive field reaching past the image's edge (into the zero padding)."""
+    boxes = [rf_box_at(rf, n, size, clip=False) for n in neurons] if size else []
+    return sum(b is not None and (b[0] < 0 or b[2] < 0 or b[1] > size[0] - 1 or b[3] > size[1] - 1) for b in boxes)
+
+
+def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=None, logit: bool = False) -> str:
     if d is None:
         return "<h2>Top exemplars</h2>" + _missing("exemplars")
     cells = ", ".join(f"{escape(str(l))} ({a:.3g})" for l, a in zip(d["labels"], d["activations"]) if a is not None)
@@ -337,11 +345,17 @@ def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=N
         note = (f" Yellow boxes: the unit's receptive field ({rf['size']:.3g} px, measured at the map's centre), "
                 f"moved to the position where each exemplar drives it most (the layer's map advances "
                 f"{rf['stride'][1]:g} input pixels per position) and clipped to the image.")
+        edge = _past_the_edge(rf, d.get("neurons", [])[: d["k"]], size)
+        if edge:
+            note += (f" In {edge} of {d['k']} the field reaches past the image's edge, where the network sees its "
+                     "zero padding: the unit may respond to the image border itself.")
     else:
         img = f'<div class="overlay wide">{img}</div>'
     return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
             "<p>Rows: the stimuli that drive the unit most (best first); their deconvolution projections "
-            f"(Zeiler &amp; Fergus) and gradient maps for the neuron at the maximum (grey = 0).{escape(note)}</p>"
+            f"(Zeiler &amp; Fergus) and gradient maps for the neuron at the maximum (grey = 0).{escape(note)}"
+            + (" Ranked by the raw logit: images with large logits for every class can top the list, whatever "
+               "class the model predicts for them." if logit else "") + "</p>"
             f"{img}<p>{cells}</p>")
 
 

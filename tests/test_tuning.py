@@ -236,3 +236,14 @@ def test_a_colour_opponent_unit_is_tuned_with_colour_gratings():
     assert both.colour_peak[0, 1] < 1e-4 < both.colour_peak[0, 0]   # the luminance unit ignores red-green
     with pytest.raises(Exception, match="3-channel"):
         orientation_tuning(nn.Sequential(nn.Conv2d(1, 1, 3)), "0", size=16, colours=["red-green"], progress=False)
+
+
+def test_von_mises_fits_a_near_cosine_curve():
+    """A broad, cosine-like curve sends Levenberg-Marquardt's kappa to 0 and the amplitude to infinity; the fit
+    falls back to a bounded kappa and still describes the curve (the plot draws its line)."""
+    from insilico.experiments.selectivity import fit_von_mises
+
+    oris = np.arange(0, 180, 5.0)
+    curve = np.clip(np.cos(np.deg2rad(2 * (oris - 85.0))) * 3.1 + 3.05, 0, None)
+    mu, _, r2, *_ = fit_von_mises(oris, curve)
+    assert abs(mu - 85.0) < 2.0 and r2 > 0.95

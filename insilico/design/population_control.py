@@ -273,6 +273,12 @@ class PopulationControlResult(Result):
                        median_control_gain=float((control - best).median()))
         return out
 
+    def __repr__(self) -> str:
+        shape = "x".join(str(v) for v in self.images.shape[1:])
+        scores = ", ".join(f"{name}:{value:.3g}" for name, value in zip(self.labels[:4], self.control.tolist()[:4]))
+        return (f"PopulationControlResult({self.mode}, {len(self)} images of {shape} for {self.predicted.shape[1]} "
+                f"targets; control {scores}{', ...' if len(self) > 4 else ''})")
+
     def plot(self, ax=None):
         """Predicted response of every target (columns) to each image (rows), over the target's natural maximum."""
         import matplotlib.pyplot as plt
@@ -288,7 +294,10 @@ class PopulationControlResult(Result):
                    s=30, label="target")
         ax.set_xlabel("target (predicted neuron)")
         ax.set_ylabel("synthesized image")
-        if self.stretch is not None:
+        if self.mode == "one_hot" and self.natural_control is not None:
+            beats = float((self.control > self.natural_control).float().mean())
+            title += f"\ncontrol score beats the best natural image's for {beats:.0%} of targets"
+        elif self.stretch is not None:
             title += f"\n{float((self.stretch > 1).float().mean()):.0%} of targets beyond their natural maximum"
         ax.set_title(title, fontsize=9)
         fig.colorbar(image, ax=ax)

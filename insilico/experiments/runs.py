@@ -35,7 +35,7 @@ from ..units import Unit, check_index
 
 
 def input_shape(model: nn.Module, size: int | Sequence[int] | None = None,
-                channels: int | None = None) -> tuple[int, int]:
+                channels: int | None = None, keyword: str = "input_size") -> tuple[int, int]:
     """``(channels, side)`` of the model's square input.
 
     ``size`` has the one meaning ``input_size`` has everywhere in insilico:
@@ -53,8 +53,8 @@ def input_shape(model: nn.Module, size: int | Sequence[int] | None = None,
     if size is None:
         size = known
         if size is None:
-            raise InsilicoError(f"{type(model).__name__} has no input_size attribute: pass input_size=(C, H, W) "
-                                "(or the image side in pixels)")
+            raise InsilicoError(f"{type(model).__name__} has no input_size attribute: pass {keyword}=(C, H, W) "
+                                f"(or the image side in pixels, e.g. {keyword}=224), or set model.input_size")
     if isinstance(size, (int, np.integer)):
         side = int(size)
         if channels is None and known is not None and len(known) == 3:

@@ -98,11 +98,16 @@ def fit_von_mises(orientations_deg: np.ndarray, curve: np.ndarray) -> tuple:
         e = np.exp(k * (c - 1.0))
         return np.stack([a * e * k * 2 * np.sin(2 * (t - mu)), a * e * (c - 1.0) * k, np.ones_like(t), e], 1)
 
+    p0 = (mu0, math.log(k0), curve.min(), span)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            p, _ = curve_fit(model, theta, curve, p0=(mu0, math.log(k0), curve.min(), span), jac=jac,
-                             method="lm", maxfev=600)
+            try:
+                p, _ = curve_fit(model, theta, curve, p0=p0, jac=jac, method="lm", maxfev=600)
+            except RuntimeError:  # a near-cosine curve sends kappa to 0 and the amplitude to infinity: bound kappa
+                low, high = [-np.inf, math.log(0.05), -np.inf, -np.inf], [np.inf, math.log(100.0), np.inf, np.inf]
+                p0 = (mu0, float(np.clip(p0[1], low[1] + 1e-6, high[1] - 1e-6)), p0[2], p0[3])
+                p, _ = curve_fit(model, theta, curve, p0=p0, jac=jac, method="trf", bounds=(low, high), max_nfev=600)
     except (RuntimeError, ValueError):
         return (float(np.rad2deg(mu0) % 180.0),) + (np.nan,) * 5
     mu, log_k, b, a = p

@@ -243,7 +243,7 @@ def orientation_tuning(
     """
     if phase_reduce not in PHASE_REDUCTIONS:
         raise InsilicoError(f"phase_reduce must be one of {PHASE_REDUCTIONS}, not {phase_reduce!r}")
-    channels, size = input_shape(model, size)
+    channels, size = input_shape(model, size, keyword="size")
     requested = as_units(units)
     blank = torch.full((1, channels, size, size), 0.5)
     parsed = requested if raw else after_nonlinearity(model, requested, blank)
@@ -445,11 +445,12 @@ class TuningResult(Result):
 
     # -- figures ------------------------------------------------------------------------
     def plot(self, units: Sequence[int] | None = None, ax=None, normalize: bool = True):
-        """Orientation tuning curves above the blank response (dots) and von Mises fits (lines) of some units.
+        """Orientation tuning curves above the blank response (dots) and von Mises fits (lines, where the fit
+        explains the curve: r² > 0.5) of some units.
 
         Default: up to 6 units, responsive ones first. Unresponsive units are drawn with their reason.
         """
-        fig, ax = new_axes(ax)
+        created, (fig, ax) = ax is None, new_axes(ax)
         oris = np.asarray(self.settings["orientations"], float)
         chosen = list(units) if units is not None else self._default_units()
         dense = np.linspace(0, 180, 361)
@@ -474,8 +475,7 @@ class TuningResult(Result):
         ax.set_xlabel("orientation (deg; 0 = vertical bars)")
         ax.set_ylabel("response - blank" + (" (normalised)" if normalize else ""))
         ax.set_xlim(0, 180)
-        ax.legend(fontsize=6, frameon=False)
-        return fig
+        return _legend_beside(fig, ax, created)
 
     def _default_units(self) -> list[int]:
         order = np.argsort(~self.responsive, kind="stable")
@@ -483,7 +483,7 @@ class TuningResult(Result):
 
     def plot_sf(self, units: Sequence[int] | None = None, ax=None, normalize: bool = True):
         """SF tuning curves above the blank response at the best orientation, with log-Gaussian fits."""
-        fig, ax = new_axes(ax)
+        created, (fig, ax) = ax is None, new_axes(ax)
         sfs = np.asarray(self.settings["sfs"], float)
         chosen = list(units) if units is not None else self._default_units()
         dense = np.geomspace(sfs.min(), sfs.max(), 200)
@@ -507,8 +507,7 @@ class TuningResult(Result):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("spatial frequency (cycles per image)")
         ax.set_ylabel("response - blank" + (" (normalised)" if normalize else ""))
-        ax.legend(fontsize=6, frameon=False)
-        return fig
+        return _legend_beside(fig, ax, created)
 
     def plot_population(self, fig=None):
         """Histograms of preferred orientation, bandwidth, peak SF and SF bandwidth, with macaque V1 references."""
@@ -551,6 +550,16 @@ class TuningResult(Result):
 
 
 # Curve models, fits and indices live in :mod:`.selectivity`; re-exported here.
+
+def _legend_beside(fig, ax, created: bool):
+    """The legend beside the axis (it never covers the data); a figure made here is laid out so that nothing,
+    labels included, is cut off when saved."""
+    ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if created:
+        fig.set_size_inches(7.5, 3.5)
+        fig.tight_layout()
+    return fig
+
 __all__ = ["orientation_tuning", "TuningResult", "MACAQUE_V1", "default_sfs", "circular_variance", "selectivity_index",
            "fit_von_mises", "fit_log_gaussian", "von_mises", "von_mises_hwhm", "log_gaussian"]
 

@@ -264,3 +264,11 @@ def test_exemplars_whose_field_reaches_past_the_edge_are_counted():
     html = pages._exemplars_html(1, {"k": 2, "n_stimuli": 9, "labels": ["a", "b"], "activations": [2.0, 1.0],
                                      "neurons": ["c[1,10,0]", "c[1,7,7]"]}, rf, (64, 64), logit=True)
     assert "In 1 of 2 the field reaches past the image" in html and "raw logit" in html
+
+
+def test_an_unresolved_bandwidth_is_said_so_not_given_a_number():
+    narrow = dict(tuning(), bandwidth=7.5, bandwidth_resolved=False, orientation_step=15.0)
+    html = pages._tuning_html(narrow)
+    assert "below the 15° orientation sampling (not resolved)" in html and "height) 7.5" not in html
+    broad = pages._tuning_html(dict(tuning(), bandwidth=31.0, bandwidth_resolved=True, orientation_step=15.0))
+    assert "bandwidth (half width at half height) 31°" in broad

@@ -247,3 +247,20 @@ def test_von_mises_fits_a_near_cosine_curve():
     curve = np.clip(np.cos(np.deg2rad(2 * (oris - 85.0))) * 3.1 + 3.05, 0, None)
     mu, _, r2, *_ = fit_von_mises(oris, curve)
     assert abs(mu - 85.0) < 2.0 and r2 > 0.95
+
+
+def test_bandwidths_narrower_than_the_orientation_sampling_are_flagged_unresolved():
+    """A curve that falls below half height between two sampled orientations has a half width the grid does
+    not resolve: ``bandwidth_resolved`` is False there, True for a broad curve."""
+    from insilico.experiments.tuning import TuningResult
+
+    oris = [0.0, 30.0, 60.0, 90.0, 120.0, 150.0]
+    narrow = np.array([0.0, 0.0, 0.0, 10.0, 0.0, 0.0])                 # only the 90 deg sample is driven
+    broad = 5.0 + 5.0 * np.cos(np.deg2rad(2 * (np.array(oris) - 90.0)))
+    responses = np.stack([narrow, broad])[:, :, None, None].repeat(8, axis=3)   # (U, O, S=1, P=8)
+    settings = {"orientations": oris, "sfs": [4.0], "phases": [i * 45.0 for i in range(8)], "phase_reduce": "max",
+                "margin": 0.2, "colours": ["luminance"]}
+    result = TuningResult.from_responses(responses, np.zeros(2), ["u[0]", "u[1]"], settings)
+    assert result.tuned.all()
+    assert result.bandwidth[0] < 30.0 and not result.bandwidth_resolved[0]
+    assert result.bandwidth[1] >= 30.0 and result.bandwidth_resolved[1]

@@ -336,6 +336,11 @@ class TuningResult(Result):
     sf_peak_at_edge : (U,) bool
         The SF curve peaks at the lowest or highest SF tested: the range does
         not bracket the peak (``preferred_sf`` is then a bound, no bandwidth).
+    bandwidth_resolved : (U,) bool
+        The bandwidth is at least one orientation sampling step. A narrower
+        one is not resolved by the grid: the curve falls below half height
+        between two sampled orientations, so the true half width is only
+        known to be below about one step (sample more orientations).
     sf_bandwidth : (U,) octaves (full width at half height)
     orientation_r2, sf_r2 : (U,) goodness of the fits
     tuned : (U,) bool, responsive and OSI >= 1/3
@@ -349,7 +354,7 @@ class TuningResult(Result):
 
     sample_arrays = ("units", "tuning", "responses", "baseline", "curves", "sf_curves", "responsive", "reason",
                      "peak_response", "reliability", "peak_orientation", "preferred_orientation", "bandwidth",
-                     "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "peak_sf",
+                     "bandwidth_resolved", "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "peak_sf",
                      "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2", "sf_fit", "preferred_sf_cpd",
                      "natural_min", "natural_max", "colour_peak", "preferred_colour")
 
@@ -391,6 +396,8 @@ class TuningResult(Result):
         fit_ok = np.isfinite(ori[:, 0]) & (circular_distance(ori[:, 0], peak_o) <= step + 1e-9)
         preferred = np.where(tuned, np.where(fit_ok, ori[:, 0], peak_o), np.nan)
         bandwidth = np.array([half_width(oris, c) if t else np.nan for c, t in zip(evoked, tuned)])
+        with np.errstate(invalid="ignore"):
+            resolved = tuned & (bandwidth >= _step(oris, 180.0) - 1e-9)
         n_s = len(sfs)
         at_edge = responsive & ((best_s == 0) | (best_s == n_s - 1)) & (n_s > 1)
         sf = np.array([fit_log_gaussian(sfs, c) if r else (np.nan,) * 6 for c, r in zip(sf_evoked, responsive)])
@@ -406,7 +413,7 @@ class TuningResult(Result):
             units=np.array(names), tuning=tuning, responses=responses, baseline=baseline, curves=curves,
             sf_curves=sf_curves, responsive=responsive, reason=reason, peak_response=peak - baseline,
             reliability=reliability, peak_orientation=peak_o, preferred_orientation=preferred,
-            bandwidth=bandwidth, orientation_r2=ori[:, 2], orientation_fit=ori[:, 3:], circular_variance=cv,
+            bandwidth=bandwidth, bandwidth_resolved=resolved, orientation_r2=ori[:, 2], orientation_fit=ori[:, 3:], circular_variance=cv,
             osi=osi, tuned=tuned, peak_sf=peak_sf, preferred_sf=preferred_sf, sf_peak_at_edge=at_edge,
             sf_bandwidth=sf_bandwidth, sf_r2=sf[:, 2], sf_fit=sf[:, 3:], natural_min=natural_min,
             natural_max=natural_max,
@@ -417,7 +424,7 @@ class TuningResult(Result):
 
     def table(self) -> dict[str, np.ndarray]:
         keys = ["units", "responsive", "reason", "baseline", "peak_response", "reliability", "peak_orientation",
-                "preferred_orientation", "bandwidth", "orientation_r2", "circular_variance", "osi", "tuned",
+                "preferred_orientation", "bandwidth", "bandwidth_resolved", "orientation_r2", "circular_variance", "osi", "tuned",
                 "peak_sf", "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2"]
         keys += [k for k in ("preferred_sf_cpd", "preferred_colour") if k in self.arrays]
         return {k: self.arrays[k] for k in keys}

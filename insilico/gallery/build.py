@@ -232,7 +232,7 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
         "osi": tun.get("osi") if shown else None,
         "circular_variance": tun.get("circular_variance") if shown else None,
         "preferred_orientation": tun.get("preferred_orientation") if shown else None,
-        "bandwidth": tun.get("bandwidth") if shown else None,
+        "bandwidth": tun.get("bandwidth") if shown and tun.get("bandwidth_resolved", True) else None,
         "preferred_sf": tun.get("preferred_sf") if shown else None,
         "sf_peak_at_edge": tun.get("sf_peak_at_edge") if shown else None,
         "preferred_colour": tun.get("preferred_colour") if shown else None, "rf_size": rf.get("size"),

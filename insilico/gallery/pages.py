@@ -401,10 +401,13 @@ def _tuning_html(d: dict | None, input_size=None) -> str:
         facts.append(f"preferred orientation {d['preferred_orientation']:.0f}°")
     elif "responsive" in d:
         facts.append("no preferred orientation (OSI below 1/3)")
+    unresolved = d.get("bandwidth") is not None and d.get("bandwidth_resolved") is False
     for key, label, fmt in (("osi", "OSI", ".2f"), ("circular_variance", "circular variance", ".2f"),
                             ("bandwidth", "bandwidth (half width at half height)", ".0f"),
                             ("preferred_sf", "preferred SF", ".3g"), ("sf_bandwidth", "SF bandwidth", ".2f")):
-        if d.get(key) is not None:
+        if key == "bandwidth" and unresolved:
+            facts.append(f"{label} below the {d.get('orientation_step', 0):g}° orientation sampling (not resolved)")
+        elif d.get(key) is not None:
             unit = {"bandwidth": "°", "preferred_sf": " cycles/image", "sf_bandwidth": " octaves"}.get(key, "")
             facts.append(f"{label} {d[key]:{fmt}}{unit}")
     if d.get("sf_peak_at_edge"):

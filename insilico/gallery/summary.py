@@ -133,10 +133,13 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
     cv = figures.histogram(_values(resp, "circular_variance"), np.linspace(0, 1, 11),
                            "circular variance (0 = sharp)", "circular variance", note=ref("V1 spans nearly all of 0–1 [2]"))
     half = MACAQUE_V1["orientation_bandwidth_full_median_deg"] / 2
+    narrow = sum(1 for r in tuned if r.get("bandwidth") is None)
+    notes = [n for n in (ref(f"V1 median {half:g}° (40° full width) [1]"),
+                         f"{narrow} more below the orientation sampling step" if narrow else None) if n]
     bw = figures.histogram(_values(resp, "bandwidth"), np.arange(0, 91, 7.5),
                            "bandwidth: half width at half height (deg)", "orientation bandwidth",
                            lines=(half,) if early else (), xticks=[0, 15, 30, 45, 60, 75, 90],
-                           note=ref(f"V1 median {half:g}° (40° full width) [1]"))
+                           note="; ".join(notes) or None)
     sfs = [float(r["preferred_sf"]) for r in resp if r.get("preferred_sf") is not None and not r.get("sf_peak_at_edge")]
     edge = sum(1 for r in resp if r.get("sf_peak_at_edge"))
     hi = max(sfs + [32.0])

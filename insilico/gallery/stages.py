@@ -82,6 +82,21 @@ class Work:
         x, y = photos.held_out(self.settings.lesion_per_class, seed=4321 + self.settings.seed)
         return _fit(x, self.shape), y
 
+    def top_exemplars(self, layer: str, channels: list[int]) -> list:
+        """The top ``settings.exemplars`` photos of each channel (:func:`insilico.top_exemplars`, one pass over
+        :attr:`photos`), computed once per chunk: the ``features`` stage compares its images with the first,
+        the ``exemplars`` stage shows them all, so both read one ranking."""
+        from ..attribution.exemplars import top_exemplars
+
+        cache = self.__dict__.setdefault("_top", {})
+        key = (layer, tuple(channels))
+        if key not in cache:
+            x = self.photos[0]
+            units = [str(Unit.parse(layer).replace(index=(c,))) for c in channels]
+            cache.clear()  # one chunk at a time: the stages of a chunk run together
+            cache[key] = top_exemplars(self.model, x, units, k=min(self.settings.exemplars, len(x)), progress=False)
+        return cache[key]
+
     def layer_shape(self, layer: str) -> tuple:
         """One sample's output shape of ``layer`` (a survey of a grey image, then cached)."""
         from ..layers import example_input
@@ -131,14 +146,11 @@ def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
     stretched exemplar (which does by construction; the exemplar itself where no ascent step improved on it);
     the other one is ``max-other.png`` (``other``). Values are
     the channel's best single neuron on the image (largest over the map), as the exemplars are ranked
-    (:func:`insilico.top_exemplars`, here over the same photos, top 1 only).
+    (:meth:`Work.top_exemplars`, the ranking the exemplars stage shows).
     """
-    from ..attribution.exemplars import top_exemplars
-
     s = work.settings
     x, _ = work.photos
-    top = top_exemplars(work.model, x, [str(Unit.parse(layer).replace(index=(c,))) for c in channels], k=1,
-                        progress=False)
+    top = work.top_exemplars(layer, channels)
     stretch, starts = {}, x[[int(e.indices[0]) for e in top]]
     if s.stretch_steps:
         stretch = {"exemplars": starts, "stretch_steps": s.stretch_steps,
@@ -188,12 +200,11 @@ def _flat_positions(found: list, shape: tuple) -> list[int] | None:
 
 
 def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
-    from ..attribution.exemplars import project_exemplars, top_exemplars
+    from ..attribution.exemplars import project_exemplars
 
     x, labels = work.photos
-    units = [str(Unit.parse(layer).replace(index=(c,))) for c in channels]
     k = min(work.settings.exemplars, len(x))
-    found = top_exemplars(work.model, x, units, k=k, progress=False)
+    found = work.top_exemplars(layer, channels)
     deconv = project_exemplars(work.model, x, found, method="deconv", crop=False, progress=False)
     grads = project_exemplars(work.model, x, found, method="gradient", crop=False, progress=False)
     pages = []

@@ -462,13 +462,9 @@ class TuningResult(Result):
         chosen = list(units) if units is not None else self._default_units()
         dense = np.linspace(0, 180, 361)
         for i in chosen:
-            curve = self.curves[i] - self.baseline[i]
-            top = np.nanmax(np.abs(curve)) if len(curve) else 0.0
-            scale = top if normalize and top > 0 else 1.0
-            if not self.responsive[i]:
-                ax.plot(oris, curve / scale, "x", ms=3, color="0.6", label=f"{self.units[i]}: {self.reason[i]}")
+            line, scale = self._points(ax, oris, self.curves[i], i, normalize)
+            if line is None:
                 continue
-            line = ax.plot(oris, curve / scale, "o", ms=3)[0]
             b, a, k = self.orientation_fit[i]
             label = f"{self.units[i]}: OSI {self.osi[i]:.2f}"
             if np.isfinite(self.preferred_orientation[i]):
@@ -484,6 +480,18 @@ class TuningResult(Result):
         ax.set_xlim(0, 180)
         return _legend_beside(fig, ax, created)
 
+    def _points(self, ax, xs: np.ndarray, curve: np.ndarray, i: int, normalize: bool):
+        """Unit ``i``'s sampled ``curve`` above its blank response (scaled to its largest |value| when
+        ``normalize``): dots for a responsive unit, grey crosses labelled with the reason otherwise.
+        Returns ``(line, scale)``; ``line`` is None for an unresponsive unit (nothing more to draw)."""
+        curve = curve - self.baseline[i]
+        top = np.nanmax(np.abs(curve)) if len(curve) else 0.0
+        scale = top if normalize and top > 0 else 1.0
+        if not self.responsive[i]:
+            ax.plot(xs, curve / scale, "x", ms=3, color="0.6", label=f"{self.units[i]}: {self.reason[i]}")
+            return None, scale
+        return ax.plot(xs, curve / scale, "o", ms=3)[0], scale
+
     def _default_units(self) -> list[int]:
         order = np.argsort(~self.responsive, kind="stable")
         return [int(i) for i in order[: min(6, len(order))]]
@@ -495,13 +503,9 @@ class TuningResult(Result):
         chosen = list(units) if units is not None else self._default_units()
         dense = np.geomspace(sfs.min(), sfs.max(), 200)
         for i in chosen:
-            curve = self.sf_curves[i] - self.baseline[i]
-            top = np.nanmax(np.abs(curve)) if len(curve) else 0.0
-            scale = top if normalize and top > 0 else 1.0
-            if not self.responsive[i]:
-                ax.plot(sfs, curve / scale, "x", ms=3, color="0.6", label=f"{self.units[i]}: {self.reason[i]}")
+            line, scale = self._points(ax, sfs, self.sf_curves[i], i, normalize)
+            if line is None:
                 continue
-            line = ax.plot(sfs, curve / scale, "o", ms=3)[0]
             b, a, s = self.sf_fit[i]
             edge = " (at edge)" if self.sf_peak_at_edge[i] else ""
             label = f"{self.units[i]}: {self.preferred_sf[i]:.1f} c/img{edge}"

@@ -31,7 +31,7 @@ def test_keep_best_returns_the_best_untransformed_iterate_and_resumes():
     assert bool((value >= settled[-1] - 1e-6).all())
     again = Synthesis.resume(result, net, Channel("2", 1), progress=False)
     assert (again.keep, again.transforms_until) == ("best", 5)
-    assert torch.equal(again.best.value, synth.best.value)
+    assert torch.equal(again.best.score, synth.best.score)
 
 
 def test_keep_last_is_the_default_and_keep_is_checked():

@@ -16,7 +16,7 @@ Example
 >>> params = torch.zeros(2, 3)
 >>> best.offer(torch.tensor([1.0, 5.0]), params + 1, torch.tensor([True, True]))
 >>> best.offer(torch.tensor([2.0, 4.0]), params + 2, torch.tensor([True, True]))
->>> best.value.tolist(), best.choose(params)[:, 0].tolist()
+>>> best.score.tolist(), best.choose(params)[:, 0].tolist()
 ([2.0, 5.0], [2.0, 1.0])
 """
 from __future__ import annotations
@@ -28,16 +28,12 @@ KEEP = ("last", "best")
 
 
 class BestIterate:
-    """Per-sample best score (goal-signed objective) and the parameters that gave it."""
+    """Per-sample best ``score`` (goal-signed objective; -inf where none was offered) and the parameters that
+    gave it."""
 
     def __init__(self, n: int, device: torch.device | str = "cpu"):
         self.score = torch.full((n,), float("-inf"), device=device)
         self.param: torch.Tensor | None = None
-
-    @property
-    def value(self) -> torch.Tensor:
-        """The best score per sample (-inf where none was offered)."""
-        return self.score
 
     @property
     def seen(self) -> torch.Tensor:

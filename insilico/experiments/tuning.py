@@ -430,6 +430,12 @@ class TuningResult(Result):
         return {k: self.arrays[k] for k in keys}
 
     @property
+    def orientation_step(self) -> float:
+        """The largest gap between sampled orientations (degrees, on the 180-degree circle): the resolution that
+        ``bandwidth_resolved`` is judged by."""
+        return _step(np.asarray(self.settings["orientations"], float), 180.0)
+
+    @property
     def fraction_tuned(self) -> float:
         """Fraction of responsive units with OSI >= 1/3."""
         responsive = self.responsive

@@ -247,7 +247,7 @@ def tuning_record(result, i: int) -> dict:
             "preferred_orientation": _number(result.preferred_orientation[i]), "osi": _number(result.osi[i]),
             "circular_variance": _number(result.circular_variance[i]), "bandwidth": _number(result.bandwidth[i]),
             "bandwidth_resolved": bool(result.arrays.get("bandwidth_resolved", result.tuned)[i]),
-            "orientation_step": 180.0 / len(result.settings["orientations"]),
+            "orientation_step": result.orientation_step,
             "preferred_sf": _number(result.preferred_sf[i]), "sf_peak_at_edge": bool(result.sf_peak_at_edge[i]),
             "sf_bandwidth": _number(result.sf_bandwidth[i]), "phase_reduce": result.settings["phase_reduce"],
             "margin": result.settings["margin"], "preferred_colour": str(result.preferred_colour[i]) or None,

@@ -19,8 +19,7 @@ from .errors import InsilicoError, StimulusError, UnitError
 from .units import Unit
 from .probe import Probe
 from .recording import Recording
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey")

@@ -14,3 +14,22 @@ class UnitError(InsilicoError, LookupError):
 
 class StimulusError(InsilicoError, ValueError):
     """Stimuli of the wrong shape, range or dtype, or containing NaN/inf."""
+
+
+class SavedFileError(InsilicoError):
+    """A file insilico reads (a result, a chunk, a recording's metadata, a cache) is missing, damaged,
+    not insilico's, names a class that is not on the allow-list, or comes from an incompatible format
+    version. ``path`` names the file."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+
+class JobMismatchError(InsilicoError):
+    """A resumable ``out=`` folder holds the work of another job (another model, other stimuli or other
+    settings). ``differences`` names what differs; pass ``overwrite=True`` (``--force``) to start over."""
+
+    def __init__(self, message: str, differences=()):
+        super().__init__(message)
+        self.differences = list(differences)

@@ -1,0 +1,3 @@
+"""The version of insilico (read by every module that records versions, without importing the package root)."""
+
+__version__ = "0.1.0"

@@ -94,7 +94,7 @@ class NeuralPredictor(nn.Module):
         self.layers = [str(layer) for layer in layers]
         self.reduce = tuple(reduce) if isinstance(reduce, list) else reduce
         self.targets = [str(t) for t in targets]
-        self.readout = nn.Linear(int(n_features), len(self.targets))
+        self.readout = _linear(int(n_features), len(self.targets))
         if input_size is not None:
             self.input_size = tuple(int(s) for s in input_size)
         for name in ("response_mean", "response_std", "response_max"):
@@ -386,7 +386,7 @@ def fit_predictor(
     # fold the standardisation into one linear layer: w' = w * scale, b' = b - w' . mean
     weight = (coef * scale[:, None]).T
     bias = intercept - weight @ mean
-    linear = nn.Linear(weight.shape[1], weight.shape[0]).to(device, dtype)
+    linear = _linear(weight.shape[1], weight.shape[0], device, dtype)
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
@@ -460,6 +460,15 @@ def _ridge_lstsq(design: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> 
     gram = gram + lam[:, None, None] * torch.eye(d, dtype=gram.dtype, device=gram.device)
     rhs = (design.transpose(1, 2) @ y[:, :, None])[:, :, 0]
     return torch.linalg.solve(gram, rhs)
+
+
+def _linear(n_in: int, n_out: int, device=None, dtype=None) -> nn.Linear:
+    """A zero ``nn.Linear``, built without its random init (which would draw from torch's global generator)."""
+    linear = torch.nn.utils.skip_init(nn.Linear, n_in, n_out, device=device or "cpu", dtype=dtype)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.zero_()
+    return linear
 
 
 def _pool(value: torch.Tensor, reduce, layer: str) -> torch.Tensor:

@@ -327,7 +327,7 @@ def fit_predictor(
                             f"got shape {tuple(y.shape)}")
     if not torch.isfinite(y).all():
         raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, name="stimuli")
     n = len(source)
     if y.shape[0] != n:
         raise InsilicoError(f"{n} stimuli but responses for {y.shape[0]}: they must match (axis 0, or 1 with repetitions)")

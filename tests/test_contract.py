@@ -364,6 +364,7 @@ def test_global_rng_untouched(name):
 def test_global_rng_untouched_by_seedless_randomness(call):
     """The calls issue 23 named, with ``seed=None`` where they take one (fresh entropy, not ``torch.seed()``)."""
     import random
+    import warnings
 
     from insilico.predictor import fit_predictor
 
@@ -379,7 +380,9 @@ def test_global_rng_untouched_by_seedless_randomness(call):
     }
     torch.manual_seed(1234), np.random.seed(1234), random.seed(1234)
     before = global_rng_states()
-    runs[call]()
+    with warnings.catch_warnings():  # random responses: a held-out r may be undefined (warned); not the point
+        warnings.simplefilter("ignore", RuntimeWarning)
+        runs[call]()
     changed = changed_rng_states(before, global_rng_states())
     assert not changed, f"{call} changed the global random state of: {changed}"
 

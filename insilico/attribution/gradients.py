@@ -34,8 +34,9 @@ Methods
 What captum does and what we add
 --------------------------------
 The arithmetic of each method is captum's: ``Saliency`` (gradient, guided,
-deconv), ``InputXGradient``, ``IntegratedGradients``, ``NoiseTunnel`` and
-``LayerGradCam``. Their ``forward_func`` is a :class:`UnitFunction`: the model
+deconv; SmoothGrad is its mean over noisy copies we draw per image, not
+captum's ``NoiseTunnel``: see Memory), ``InputXGradient``,
+``IntegratedGradients`` and ``LayerGradCam``. Their ``forward_func`` is a :class:`UnitFunction`: the model
 run under a :class:`~insilico.probe.Probe` recording of the unit with
 ``keep_graph=True``, returning one value per image. We do not use captum's
 ``Neuron*`` classes or its ``GuidedBackprop``/``Deconvolution`` because

@@ -32,6 +32,23 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)  # one name per option: no silent prefixes
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:  # reported by the subcommand's parser, which names its own --help
+            self._chosen(parsed).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+    def _chosen(self, parsed) -> argparse.ArgumentParser:
+        """The innermost (sub)parser that ``parsed`` went through."""
+        parser = self
+        while parser._subparsers is not None:
+            choices = parser._subparsers._group_actions[0]
+            name = getattr(parsed, choices.dest, None)
+            if name not in choices.choices:
+                break
+            parser = choices.choices[name]
+        return parser
+
     def error(self, message: str):
         command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
         where = f" (see `insilico {command} --help`)" if command else " (see `insilico --help`)"

@@ -14,12 +14,13 @@ Example
 (5, 6, 6)
 """
 import importlib
+import importlib.util
 
 from .errors import InsilicoError, StimulusError, UnitError
-from .units import Unit
-from .probe import Probe
-from .recording import Recording
 from ._version import __version__
+
+#: Classes loaded on first use, like the tools: `import insilico` (and so `insilico --help`) imports no torch.
+_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey")
@@ -56,6 +57,10 @@ def __getattr__(name):  # tools load on first use, keeping `import insilico` lig
         return importlib.import_module(f".{_MOVED[name]}", __name__)
     if name in _FUNCTIONS:
         return getattr(importlib.import_module(f".{_FUNCTIONS[name]}", __name__), name)
+    if name in _CLASSES:
+        return getattr(importlib.import_module(f".{_CLASSES[name]}", __name__), name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)  # any other module, as when Probe imported them
     raise AttributeError(f"module 'insilico' has no attribute {name!r}")
 
 

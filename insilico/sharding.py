@@ -37,7 +37,6 @@ import dataclasses
 import json
 import os
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -45,6 +44,9 @@ from typing import Any, Callable
 import torch
 
 from .errors import InsilicoError
+from .jsonfiles import temporary as _temporary
+from .jsonfiles import to_json
+from .jsonfiles import write_json  # the one strict JSON writer, re-exported for the callers of sharding
 from .results import pack, unpack
 
 Interval = tuple[int, int]
@@ -154,18 +156,6 @@ def create_once(folder: Path, create, ready: str = "meta.json", timeout: float =
     finally:
         os.close(fd)
         os.unlink(folder / ".create.lock")
-
-
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = _temporary(path)
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _temporary(path: Path) -> Path:
-    """A temporary name next to ``path`` that no other process, on any machine sharing the folder, uses."""
-    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
 
 
 def _read(file: Path) -> list:
@@ -289,7 +279,7 @@ def _part_file(folder: Path, piece: Interval) -> Path:
 
 def _claim(folder: Path, job: dict | None) -> None:
     """Write ``job.json`` once; refuse a folder that holds another job's parts."""
-    job = json.loads(json.dumps(job or {}))
+    job = json.loads(to_json(job or {}))  # as written to job.json
     create_once(folder, lambda: write_json(folder / "job.json", job), ready="job.json")
     old = json.loads((folder / "job.json").read_text())
     if old != job:

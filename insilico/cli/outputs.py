@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InsilicoError
-from .options import _pair
 
 
 def _out(path: str) -> Path:
@@ -54,7 +53,7 @@ def _shared(args, out: Path) -> tuple[Path, tuple[int, int] | None]:
     from ..sharding import write_json
 
     write_json(out / "command.json", {"argv": args.argv})
-    return out / "parts", _pair(args.shard, "/", "--shard") if args.shard else None
+    return out / "parts", args.shard
 
 
 def _writes_outputs(result) -> bool:

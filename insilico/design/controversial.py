@@ -338,6 +338,8 @@ def controversial(
             raise InsilicoError(f"model_pairs must name two different models of {names}")
     if int(seeds) < 1:
         raise InsilicoError(f"seeds must be >= 1, got {seeds}")
+    if int(steps) < 1:
+        raise InsilicoError(f"steps must be >= 1, got {steps}")
     if int(pairs_per_chunk) < 1:
         raise InsilicoError(f"pairs_per_chunk must be >= 1, got {pairs_per_chunk}")
     seeds = int(seeds)

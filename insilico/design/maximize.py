@@ -173,6 +173,8 @@ def maximize(
     """
     if images_per_unit < 1:
         raise InsilicoError("images_per_unit must be >= 1")
+    if int(steps) < 1:  # a unit's value is its activation after the last step: none without a step
+        raise InsilicoError(f"steps must be at least 1, not {steps!r}")
     probe = Probe(model)
     shape = _image_shape(model, size)
     objectives, labels = _per_sample_objectives(probe, units, shape, images_per_unit)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError
+from ..jsonfiles import to_json
 from ..synthesis.result import SynthesisResult
 from .metamer_validity import ValidityReport, record, relative_distances, validity
 
@@ -110,7 +111,7 @@ class MetamerResult(SynthesisResult):
             "references": self.references.cpu(),
             "final_errors": self.final_errors.cpu() if self.final_errors is not None else None,
             "layer_errors": {k: v.cpu() for k, v in self.layer_errors.items()},
-            "json": json.dumps({"reference_index": self.reference_index, "condition_index": self.condition_index,
+            "json": to_json({"reference_index": self.reference_index, "condition_index": self.condition_index,
                                 "conditions": self.conditions}),
         }
         return blob

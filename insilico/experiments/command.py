@@ -19,7 +19,6 @@ Example
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError
+from ..jsonfiles import write_json
 from .results import Result, jsonable
 
 
@@ -128,7 +128,7 @@ def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | 
         "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
     }
     settings_path = out / f"{name}_settings.json"
-    settings_path.write_text(json.dumps(settings, indent=1))
+    write_json(settings_path, settings)
     paths.append(settings_path)
     return paths
 

@@ -22,7 +22,6 @@ Example
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
+from ..jsonfiles import to_json
 from ..probe import Probe
 from ..recording import batches
 from ..session import session
@@ -197,7 +197,7 @@ class LesionResult(Result):
         stem = Path(paths[0]).with_suffix("")
         matrix = stem.parent / (stem.name + "_dissociation.csv")
         columns = {"group": self.groups, **{str(c): self.effect[:, k] for k, c in enumerate(self.classes)}}
-        write_csv(matrix, columns, json.dumps({"result": "dissociation (class accuracy change)", **self.settings}))
+        write_csv(matrix, columns, to_json({"result": "dissociation (class accuracy change)", **self.settings}, indent=None))
         return paths + [matrix]
 
     def plot(self, ax=None, top: int | None = 32):

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ..errors import InsilicoError
+from ..jsonfiles import to_json
 from ..results import Result as _Result
 
 
@@ -134,7 +135,7 @@ class Result(_Result):
         if stem.suffix in (".npz", ".csv"):
             stem = stem.with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
-        header = json.dumps({"result": type(self).__name__, **self.settings})
+        header = to_json({"result": type(self).__name__, **self.settings}, indent=None)
         npz = stem.with_suffix(".npz")
         np.savez_compressed(npz, settings=np.array(header), **self.arrays)
         paths = [npz]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import InsilicoError, StimulusError
+from ..jsonfiles import write_json
 from .images import _figure, _titles, as_images, mosaic
 
 MAPS_FORMAT = "insilico.maps/1"
@@ -110,7 +111,7 @@ def save_maps(
         "scales": [float(s) for s in scale], "encoding": "value = (pixel / 255 - 0.5) * 2 * scale",
         "versions": {"insilico": _version(), "torch": torch.__version__},
     }
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
+    write_json(path.with_suffix(".json"), sidecar)
     return path
 
 

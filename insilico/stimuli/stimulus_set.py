@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import StimulusError
+from ..jsonfiles import to_json
 from ..pixels import check_images
 
 _FORMAT = "insilico.StimulusSet/1"
@@ -290,8 +291,8 @@ class StimulusSet:
         True
         """
         path = pathlib.Path(path)
-        meta = json.dumps({"format": _FORMAT, "torch": torch.__version__})
-        params = json.dumps(self.params)
+        meta = to_json({"format": _FORMAT, "torch": torch.__version__}, indent=None)
+        params = to_json(self.params, indent=None)
         images = self.images.detach().cpu()
         if path.suffix == ".npz":
             np.savez_compressed(path, images=images.numpy(), params=np.array(params), meta=np.array(meta))

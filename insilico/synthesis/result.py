@@ -33,6 +33,7 @@ import torch
 
 from .. import results as _results
 from ..errors import InsilicoError
+from ..jsonfiles import to_json
 from ..results import Result, versions
 
 #: This result's own file format (``insilico.results.FORMAT`` is the generic one's).
@@ -115,7 +116,7 @@ class SynthesisResult(Result):
             "images": self.images.cpu(),
             "trace": self.trace.cpu(),
             "steps": self.steps.cpu(),
-            "json": json.dumps({"stop_reasons": list(self.stop_reasons), "labels": list(self.labels),
+            "json": to_json({"stop_reasons": list(self.stop_reasons), "labels": list(self.labels),
                                 "settings": self.settings, "seeds": [int(s) for s in self.seeds],
                                 "versions": self.versions}),
             "state": _to_cpu(self.state) if state and self.state is not None else None,

@@ -155,7 +155,7 @@ def resolve(kind: Any, path: Any, roles: tuple[str, ...] = ("result",)) -> type:
 
 def versions() -> dict:
     """Versions of insilico, torch, numpy and Python, recorded with every file insilico writes."""
-    return {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__,
+    return {"insilico": str(__version__), "torch": str(torch.__version__), "numpy": str(np.__version__),
             "python": platform.python_version()}
 
 

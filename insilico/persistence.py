@@ -211,15 +211,15 @@ def read_json(path: str | os.PathLike, what: str = "metadata file") -> dict:
     return data
 
 
-def json_field(blob: dict, key: str, path: Any) -> dict:
-    """The JSON object stored as the string ``blob[key]`` of a file; :class:`SavedFileError` when it is damaged."""
+def json_field(blob: dict, key: str, path: Any, types: tuple = (dict,)) -> Any:
+    """The JSON value (of one of ``types``) stored as the string ``blob[key]`` of a file; SavedFileError if damaged."""
     try:
         data = json.loads(blob[key])
     except (KeyError, TypeError, ValueError) as e:
         raise SavedFileError(f"{path} is damaged or not written by insilico (its {key!r} entry: "
                              f"{type(e).__name__}: {e})", path) from e
-    if not isinstance(data, dict):
-        raise SavedFileError(f"{path} is damaged (its {key!r} entry is not a JSON object)", path)
+    if not isinstance(data, types):
+        raise SavedFileError(f"{path} is damaged (its {key!r} entry is a JSON {type(data).__name__})", path)
     return data
 
 

@@ -31,7 +31,6 @@ Example
 """
 from __future__ import annotations
 
-import json
 import time
 from html import escape
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import persistence
 from ..errors import InsilicoError
 from . import figures
 
@@ -106,7 +106,7 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
 def read(root: Path) -> dict | None:
     """The cached ``brain.json`` of a site, or None."""
     path = Path(root) / FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    return persistence.read_json(path, "gallery cache") if path.exists() else None
 
 
 def ensure(work, layers: Sequence[str], rank: int = 0) -> dict | None:

@@ -35,8 +35,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import persistence
+from ._version import __version__
 from .pixels import Raw, check_images
-from .errors import InsilicoError, StimulusError, UnitError
+from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .performance import tuned
 from .session import session
 from .sharding import ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, write_json
@@ -123,16 +125,25 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recording:
-        """Open an on-disk recording lazily (memory-mapped, copy-on-write)."""
+        """Open an on-disk recording lazily (memory-mapped, copy-on-write; nothing is unpickled).
+
+        Raises
+        ------
+        SavedFileError
+            No recording there, a missing or damaged ``meta.json``, a recording format this insilico
+            does not read, or a unit's ``.npy`` missing, cut short or of another shape (the message
+            names the file).
+        """
         path = Path(path)
         if not (path / "meta.json").exists():
-            raise InsilicoError(f"{path} holds no insilico recording (no meta.json)")
-        meta = json.loads((path / "meta.json").read_text())
+            raise SavedFileError(f"{path} holds no insilico recording (no meta.json)", path / "meta.json")
+        meta = persistence.read_json(path / "meta.json", "recording metadata")
         if meta.get("format") != FORMAT:
-            raise InsilicoError(f"{path}/meta.json is not an {FORMAT} file")
-        arrays = {u["unit"]: np.load(path / u["file"], mmap_mode="c") for u in meta["units"]}
-        stimuli = meta.get("stimuli", {})
-        return cls(arrays, stimuli.get("ids"), stimuli.get("params"), meta, path, ProgressLog(path).done())
+            raise SavedFileError(
+                f"{path / 'meta.json'} is a recording in format {meta.get('format')!r}; this insilico reads "
+                f"{FORMAT} ({persistence.versions_text(meta.get('versions'))}): read it with the insilico "
+                "that wrote it, or record again", path / "meta.json")
+        return cls(_unit_arrays(path, meta), *_stimuli_of(meta, path), meta, path, ProgressLog(path).done())
 
     @property
     def versions(self) -> dict:
@@ -182,6 +193,38 @@ class Recording:
         where = f" at {self.path}" if self.path else ""
         status = "" if self.complete else f", {len(self)}/{self.n_stimuli} recorded"
         return f"Recording({len(self.units)} units x {self.n_stimuli} stimuli{status}{where})"
+
+
+persistence.register(Recording, "folder")  # insilico.load(folder) opens it through the decoder's table
+
+
+def _unit_arrays(path: Path, meta: dict) -> dict:
+    """The memory-mapped array of every unit named in a recording's metadata, checked against it."""
+    arrays = {}
+    units = meta.get("units")
+    if not isinstance(units, list) or not all(isinstance(u, dict) for u in units):
+        raise SavedFileError(f"{path / 'meta.json'} is damaged (no list of units)", path / "meta.json")
+    for entry in units:
+        name = entry.get("file")
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".npy"):
+            raise SavedFileError(f"{path / 'meta.json'} names the array file {name!r}, which is not a .npy file "
+                                 "in the recording's folder", path / "meta.json")
+        array = persistence.open_npy(path / name)
+        shape, dtype = entry.get("shape"), entry.get("dtype")
+        if (shape is not None and list(array.shape) != list(shape)) or \
+                (dtype is not None and array.dtype != np.dtype(dtype)):
+            raise SavedFileError(f"{path / name} holds {tuple(array.shape)} {array.dtype}, but meta.json says "
+                                 f"{tuple(shape or ())} {dtype}: the folder is damaged; record again", path / name)
+        arrays[entry.get("unit")] = array
+    return arrays
+
+
+def _stimuli_of(meta: dict, path: Path) -> tuple:
+    """The stimulus ids and parameters a recording's metadata holds."""
+    stimuli = meta.get("stimuli", {})
+    if not isinstance(stimuli, dict):
+        raise SavedFileError(f"{path / 'meta.json'} is damaged (stimuli is not an object)", path / "meta.json")
+    return stimuli.get("ids"), stimuli.get("params")
 
 
 def record_stimuli(
@@ -265,7 +308,7 @@ def record_stimuli(
             "reduce": reduce,
             "precision": precision,
             "fingerprint": source.fingerprint(),
-            "versions": {"insilico": _version(), "torch": torch.__version__, "numpy": np.__version__},
+            "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
         }
         if out is None:
             sink = _MemorySink(shapes, n)
@@ -577,8 +620,3 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     return str(value)
 
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

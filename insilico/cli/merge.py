@@ -1,9 +1,9 @@
 """``insilico merge OUT``: write the outputs of a sharded run once every share is done (computes nothing)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from .. import persistence
 from ..errors import InsilicoError
 
 
@@ -21,7 +21,9 @@ def _merge(sub) -> None:
         saved = Path(args.out) / "command.json"
         if not saved.exists():
             raise InsilicoError(f"{args.out} holds no sharded run (no command.json): give the --out folder of one")
-        argv = [a for a in json.loads(saved.read_text())["argv"]]
+        argv = persistence.read_json(saved, "saved command line").get("argv")
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise persistence.SavedFileError(f"{saved} is damaged (no command line): rerun the command", saved)
         if "--shard" in argv:
             del argv[argv.index("--shard"): argv.index("--shard") + 2]
         from .main import build_parser

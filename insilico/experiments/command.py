@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._version import __version__
 from ..errors import InsilicoError
 from ..jsonfiles import write_json
 from .results import Result, jsonable
@@ -107,8 +108,6 @@ def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | 
           args: argparse.Namespace | None = None, summary: dict | None = None) -> list[Path]:
     """Save ``result`` as ``out/name.pt`` and its tables ``out/name.npz|csv``, each figure as PNG and SVG, and ``out/settings.json``."""
     import matplotlib.pyplot as plt
-
-    from .. import __version__
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,18 @@ def digest(tensor: Any) -> str:
     return h.hexdigest()[:_SHORT]
 
 
+def value_digest(value: Any) -> str:
+    """Hex digest of a JSON-able value (labels, parameters); tensors inside count by :func:`digest`.
+
+    Example
+    -------
+    >>> value_digest(["a", 1]) == value_digest(["a", 1]) != value_digest(["a", 2])
+    True
+    """
+    text = json.dumps(value, sort_keys=True, default=_plain)
+    return hashlib.new(HASH, text.encode()).hexdigest()[:_SHORT]
+
+
 def _bytes(tensor: torch.Tensor) -> memoryview:
     """The tensor's values as raw bytes (C order, CPU), for any dtype numpy lacks (bfloat16, float8) too."""
     t = tensor.detach()
@@ -281,4 +293,4 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-__all__ = ["HASH", "VERSION", "check", "chunk_digests", "digest", "job_identity", "model_fingerprint"]
+__all__ = ["HASH", "VERSION", "check", "chunk_digests", "digest", "job_identity", "model_fingerprint", "value_digest"]

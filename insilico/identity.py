@@ -196,10 +196,22 @@ def job_identity(model: nn.Module | Mapping[str, nn.Module] | None, settings: Ma
     return json.loads(json.dumps(identity, default=_plain))
 
 
-def _plain(value: Any) -> str:
-    """JSON for what JSON lacks: tensors and arrays by digest (their printed form elides values), the rest by str."""
+def _plain(value: Any) -> Any:
+    """JSON for what JSON lacks: tensors, arrays and modules by digest (their printed forms elide values),
+    functions by name, other objects (objectives, rules, transforms) by class and attributes, the rest by str."""
     if torch.is_tensor(value) or isinstance(value, np.ndarray):
         return f"tensor:{digest(value)}"
+    if isinstance(value, nn.Module):
+        return f"module:{model_fingerprint(value)['digest']}"
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    fields = getattr(value, "__dict__", None)
+    if fields is None and hasattr(type(value), "__slots__"):
+        fields = {k: getattr(value, k) for k in type(value).__slots__ if hasattr(value, k)}
+    if isinstance(fields, dict):
+        return {"__class__": _class_name(type(value)), **{str(k): v for k, v in fields.items()}}
     return str(value)
 
 

@@ -287,7 +287,7 @@ def _stimulus_differences(old: Mapping, new: Mapping) -> list[str]:
 
 
 def _setting_differences(old: Mapping, new: Mapping) -> list[str]:
-    return [f"setting {k}: {_show(old.get(k, '(absent)'))} (folder) vs {_show(new.get(k, '(absent)'))} (now)"
+    return [f"setting {k}: {_show(old, k)} (folder) vs {_show(new, k)} (now)"
             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) or (k in old) != (k in new)]
 
 
@@ -300,8 +300,8 @@ def _few(items: list, keep: int = 3) -> str:
     return ", ".join(items[:keep]) + (f", +{len(items) - keep} more" if len(items) > keep else "")
 
 
-def _show(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
+def _show(settings: Mapping, key: str) -> str:
+    text = json.dumps(settings[key]) if key in settings else "(absent)"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

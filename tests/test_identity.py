@@ -225,3 +225,34 @@ def test_fingerprint_covers_buffers_dtypes_and_structure():
 def test_fingerprint_is_the_same_on_the_gpu():
     model = conv(0)
     assert model_fingerprint(copy.deepcopy(model).cuda())["digest"] == model_fingerprint(model)["digest"]
+
+
+# ------------------------------------------------------------------ gallery sites
+def test_a_gallery_site_keys_on_the_model_content_not_the_weights_path(tmp_path):
+    from insilico.gallery.build import _check_site
+    from insilico.gallery.settings import GallerySettings
+
+    _check_site(tmp_path, GallerySettings(weights="a.pt"), conv(0))
+    _check_site(tmp_path, GallerySettings(weights="copy-of-a.pt"), conv(0))  # the same weights elsewhere: reused
+    with pytest.raises(JobMismatchError, match="model parameters differ"):
+        _check_site(tmp_path, GallerySettings(weights="a.pt"), conv(1))  # new weights at the same path: refused
+    _check_site(tmp_path, GallerySettings(weights="a.pt"), conv(1), overwrite=True)
+    assert json.loads((tmp_path / "job.json").read_text())["model"]["model"]["digest"] == \
+        model_fingerprint(conv(1))["digest"]
+    (tmp_path / "job.json").unlink()  # a site built before job identities
+    with pytest.raises(JobMismatchError, match="without a job identity"):
+        _check_site(tmp_path, GallerySettings(weights="a.pt"), conv(1))
+
+
+def test_cli_refuses_another_run_in_out_and_force_starts_over(tmp_path, capsys):
+    from insilico.cli import main
+
+    args = ["maximize", "--units", "classifier.6[1]", "--steps", "2", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    png = tmp_path / "classifier.6_1.png"
+    before = png.read_bytes()
+    capsys.readouterr()
+    assert main([*args[:4], "3", *args[5:]]) == 2
+    assert "setting steps: 2 (folder) vs 3 (now)" in capsys.readouterr().err
+    assert main([*args[:4], "3", *args[5:], "--force"]) == 0
+    assert "1 computed, 0 already" in capsys.readouterr().out and png.read_bytes() != before

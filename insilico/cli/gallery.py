@@ -29,6 +29,8 @@ def _gallery(sub) -> None:
     b.add_argument("--chunk", type=int, default=None, help="units computed together (default 256)")
     b.add_argument("--out", default=None, help="site folder (default gallery/site/<model>)")
     b.add_argument("--shard", default=None, help="R/W: compute only rank R's share of W (default: torch.distributed)")
+    b.add_argument("--force", action="store_true", help="start over: forget what the site holds (needed for "
+                   "another model or settings that change pages)")
     b.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     b.add_argument("--seed", type=int, default=None)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,7 +52,7 @@ def _gallery_build(args) -> None:
     model = load_model(settings.model, settings.weights, args.device)
     shard = _pair(args.shard, "/", "--shard") if args.shard else None
     out = args.out or str(Path("gallery") / "site" / _file_name(settings.model.split(":")[-1]))
-    summary = build(settings, out, model=model, shard=shard, progress=not args.quiet)
+    summary = build(settings, out, model=model, shard=shard, progress=not args.quiet, overwrite=args.force)
     computed = ", ".join(f"{k} {v}" for k, v in summary["computed"].items())
     print(f"gallery of {len(summary['layers'])} layer(s) in {summary['seconds']:.0f} s "
           f"(computed now: {computed}); open {summary['index']}")

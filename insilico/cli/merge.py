@@ -24,6 +24,7 @@ def _merge(sub) -> None:
         argv = [a for a in json.loads(saved.read_text())["argv"]]
         if "--shard" in argv:
             del argv[argv.index("--shard"): argv.index("--shard") + 2]
+        argv = [a for a in argv if a != "--force"]  # joining the parts must never delete them
         from .main import build_parser
 
         original = build_parser().parse_args(argv)

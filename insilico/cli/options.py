@@ -28,9 +28,13 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _shard_option(parser: argparse.ArgumentParser) -> None:
+    """The options of a resumable --out folder: --shard (this process's share) and --force (start over)."""
     parser.add_argument("--shard", default=None,
                         help="R/W: compute only share R of W (e.g. a SLURM array task; `insilico merge OUT` joins "
                              "them); default: the torchrun ranks share the work")
+    parser.add_argument("--force", action="store_true",
+                        help="start over: forget the work kept in --out (needed when it was made by another model, "
+                             "other inputs or other settings)")
 
 
 def _input_images(p: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ def _merge(sub) -> None:
             raise persistence.SavedFileError(f"{saved} is damaged (no command line): rerun the command", saved)
         if "--shard" in argv:
             del argv[argv.index("--shard"): argv.index("--shard") + 2]
+        argv = [a for a in argv if a != "--force"]  # joining the parts must never delete them
         from .main import build_parser
 
         original = build_parser().parse_args(argv)

@@ -65,6 +65,7 @@ from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.optimizers import NORMS, SignSGD, norm_name
 from ..synthesis.parameterization import Pixel
 from ..synthesis.projection import EpsBall
+from ..identity import job_identity, value_digest
 from ..synthesis.seeds import content_key
 from ..synthesis.stopping import TargetReached
 from ..units import Unit
@@ -151,6 +152,7 @@ def pgd(
     progress: bool = True,
     out=None,
     shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
 ) -> AdversarialResult:
     """Projected gradient descent (Madry et al. 2018) for a class or any unit objective, batched over epsilons.
 
@@ -197,6 +199,11 @@ def pgd(
     out, shard : folder, (rank, world), optional
         Share the ``batch_size`` chunks among ranks and keep them in ``out``
         (see :func:`insilico.sharding.map_chunks`; default: the process group's ranks).
+        The folder keeps the job's identity (the model's parameters, the images,
+        labels and targets, every setting: :mod:`insilico.identity`); a folder
+        of another job is refused (:class:`~insilico.errors.JobMismatchError`).
+    overwrite : bool
+        Delete the chunks already in ``out`` and start over (default False).
 
     Returns
     -------
@@ -236,11 +243,11 @@ def pgd(
         step_size = sizes
     with session(model, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
         return _pgd(model, s.inputs(images), labels, eps_list, scalar, step_size, steps, norm_key, target, target_value,
-                    random_start, restarts, loss, early_stop, batch_size, seed, progress, out, shard)
+                    random_start, restarts, loss, early_stop, batch_size, seed, progress, out, shard, overwrite)
 
 
 def _pgd(model, images, labels, eps_list, scalar, step_size, steps, norm_key, target, target_value, random_start,
-         restarts, loss, early_stop, batch_size, seed, progress, out, shard) -> AdversarialResult | None:
+         restarts, loss, early_stop, batch_size, seed, progress, out, shard, overwrite) -> AdversarialResult | None:
     """:func:`pgd` after its checks, inside the session, with ``images`` on the model's device and in its dtype."""
     device = images.device
     n = images.shape[0]
@@ -276,8 +283,10 @@ def _pgd(model, images, labels, eps_list, scalar, step_size, steps, norm_key, ta
         model, images[a:b], None if labels is None else labels[a:b],
         None if target_classes is None else target_classes[a:b], user_objective, step_size, steps,
         target_value, random_start, int(restarts), loss, early_stop, seed, progress, a, common),
-        n, chunk, out=out, shard=shard,
-        job={"tool": "pgd", "n": n, "batch_size": chunk, "eps": eps_list, "seed": seed})
+        n, chunk, out=out, shard=shard, overwrite=overwrite,
+        job=lambda: job_identity(model, {**settings, "tool": "pgd", "batch_size": chunk,
+                                         "objective": value_digest(user_objective)},
+                                 {"images": images, "labels": labels, "target": target_classes}, chunk))
     if parts is None:
         return None
     return AdversarialResult.concat(parts).to(device)

@@ -53,6 +53,7 @@ from torch import nn
 
 from .. import sharding
 from ..errors import InsilicoError
+from ..identity import job_identity
 from ..objectives.adjudication import Controversy
 from ..pixels import check_images
 from ..results import Result
@@ -256,6 +257,7 @@ def controversial(
     out=None,
     shard: tuple[int, int] | None = None,
     pairs_per_chunk: int = 16,
+    overwrite: bool = False,
 ) -> ControversialResult:
     """Images that model A calls class i and model B calls class j, batched over model pairs, class pairs and seeds.
 
@@ -290,6 +292,11 @@ def controversial(
     out, shard : folder, (rank, world), optional
         Share the chunks among ranks and keep each chunk in ``out``
         (:func:`insilico.sharding.map_chunks`; default: the process group's ranks).
+        The folder keeps the job's identity (every model's parameters, ``init``,
+        every setting: :mod:`insilico.identity`); a folder of another job is
+        refused (:class:`~insilico.errors.JobMismatchError`).
+    overwrite : bool
+        Delete the chunks already in ``out`` and start over (default False).
     pairs_per_chunk : int
         (model pair, class pair) combinations per chunk (each with its
         ``seeds`` images; default 16). A run without ``out`` goes through the
@@ -381,12 +388,15 @@ def controversial(
             model_b=col(1, rows), class_i=col(2, rows), class_j=col(3, rows), labels=labels[start:stop],
             classes=list(classes) if classes else None, synthesis=syn, settings={**syn.settings, **settings})
 
-    job = {"tool": "controversial", "pairs": [list(p) for p in class_pairs],
-           "model_pairs": [list(p) for p in model_pairs], "seeds": seeds, "steps": steps, "seed": seed}
+    def job() -> dict:  # every setting that changes the images (insilico.identity), computed only with out=
+        return job_identity(dict(zip(names, members)), {
+            "tool": "controversial", **settings, "steps": steps, "lr": lr, "seed": seed, "shape": shape,
+            "parameterization": parameterization, "param_options": options}, {"init": init}, int(pairs_per_chunk) * seeds)
     with session(group, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
         synth_device = s.device
         init = None if init is None else s.inputs(init)
-        parts = sharding.map_chunks(chunk, n, int(pairs_per_chunk) * seeds, out=out, shard=shard, job=job)
+        parts = sharding.map_chunks(chunk, n, int(pairs_per_chunk) * seeds, out=out, shard=shard, job=job,
+                                    overwrite=overwrite)
     if parts is None:
         return None
     result = ControversialResult.concat(parts)

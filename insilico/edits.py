@@ -15,6 +15,7 @@ from torch import nn
 
 from .errors import InsilicoError, UnitError
 from .hooks import Handle, _SiteHandle
+from .seeding import generator
 from .units import Unit, describe
 
 if TYPE_CHECKING:
@@ -106,8 +107,7 @@ class _NoiseReplacement:
 
     def __call__(self, sel, step):
         if self.generator is None or self.generator.device != sel.device:
-            self.generator = torch.Generator(device=sel.device)
-            self.generator.manual_seed(self.seed if self.seed is not None else torch.seed())
+            self.generator = generator(self.seed, sel.device)  # seed=None: fresh entropy, never the global state
         noise = torch.randn(sel.shape, generator=self.generator, device=sel.device, dtype=torch.float32)
         return (self.mean + self.std * noise).to(sel.dtype)
 
@@ -124,8 +124,7 @@ class _FractionMask:
             raise UnitError("fraction= needs a selection with a channel axis, e.g. a whole layer or '[0:32]'")
         channels = sel.shape[1]
         if self.chosen is None:
-            generator = torch.Generator().manual_seed(self.seed if self.seed is not None else torch.seed())
-            order = torch.randperm(channels, generator=generator)
+            order = torch.randperm(channels, generator=generator(self.seed))
             self.chosen = order[: round(self.fraction * channels)].sort().values
         mask = torch.zeros(channels, dtype=torch.bool)
         mask[self.chosen] = True

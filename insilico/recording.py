@@ -34,7 +34,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -479,15 +479,47 @@ def stimulus_source(stimuli: Any) -> _Source:
         dataset = stimuli
 
         def get(a, b):
-            items = [dataset[i] for i in range(a, b)]
-            items = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
-            return torch.stack([torch.as_tensor(item) for item in items])
+            images = [_item_image(dataset[i], i) for i in range(a, b)]
+            shapes = sorted({tuple(x.shape) for x in images})
+            if len(shapes) > 1:
+                raise StimulusError(f"dataset items {a}..{b - 1} have images of different shapes {shapes[:4]}: give the "
+                                    "dataset a transform that makes every image one size (e.g. torchvision's "
+                                    "Resize(s) + CenterCrop(s) + ToTensor())")
+            return torch.stack(images)
 
         return _Source(get, len(dataset))
     raise StimulusError(
         f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
         "a StimulusSet or a Dataset"
     )
+
+
+#: Keys of a dataset's dict items that hold the image (Hugging Face datasets, torchvision v2 samples).
+IMAGE_KEYS = ("image", "pixel_values", "img", "images")
+
+
+def _item_image(item: Any, index: int) -> torch.Tensor:
+    """The image of one dataset item: the item, the first element of an ``(image, label)`` tuple
+    (torchvision's ``ImageFolder``), or the ``IMAGE_KEYS`` entry of a dict; the gate checks it later."""
+    if isinstance(item, Mapping):
+        key = next((k for k in IMAGE_KEYS if k in item), None)
+        if key is None:
+            raise StimulusError(f"dataset item {index} is a dict with keys {list(item)[:8]}; insilico takes the image "
+                                f"from one of {list(IMAGE_KEYS)}: rename the key, or wrap the dataset")
+        item = item[key]
+    elif isinstance(item, (tuple, list)) and item:
+        item = item[0]  # (image, label, ...)
+    if torch.is_tensor(item):
+        return item
+    if type(item).__module__.startswith("PIL."):
+        raise StimulusError(f"dataset item {index} is a PIL image: give the dataset a transform that makes float "
+                            "tensors in [0, 1] of one size, e.g. torchvision.transforms.Compose([Resize(s), "
+                            "CenterCrop(s), ToTensor()])")
+    try:
+        return torch.as_tensor(np.asarray(item))
+    except (TypeError, ValueError, RuntimeError):
+        raise StimulusError(f"dataset item {index} holds {type(item).__name__}, not an image: items must be image "
+                            f"tensors (C, H, W), (image, label) tuples or dicts with one of {list(IMAGE_KEYS)}") from None
 
 
 def batches(stimuli: Any, batch_size: int, device=None, dtype=None, progress: bool = False,

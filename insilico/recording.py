@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from .pixels import Raw, check_images
 from .errors import InsilicoError, StimulusError, UnitError
 from .performance import tuned
+from .registry import register_tool
 from .session import session
 from .sharding import ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, write_json
 from .units import Unit
@@ -184,6 +185,7 @@ class Recording:
         return f"Recording({len(self.units)} units x {self.n_stimuli} stimuli{status}{where})"
 
 
+@register_tool("probe", per_sample=True)
 def record_stimuli(
     probe,
     stimuli: Any,

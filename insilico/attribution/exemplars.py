@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..probe import Probe
 from ..recording import Recording, batches, stimulus_source
+from ..registry import register_tool
 from ..results import Result
 from ..session import result_dtype, session
 from ..units import Unit, UnitLike
@@ -119,6 +120,7 @@ class Exemplars(Result):
         return f"Exemplars({self.unit!r}, top {len(self)} of {self.n_stimuli}: {top}{more})"
 
 
+@register_tool("attribution")
 def top_exemplars(
     model: torch.nn.Module | None,
     stimuli: Any,
@@ -335,6 +337,7 @@ class Projections(Result):
         return exemplar_grid(self, ax=ax, **options)
 
 
+@register_tool("attribution")
 def project_exemplars(
     model: torch.nn.Module,
     stimuli: Any,

@@ -55,6 +55,7 @@ from .. import sharding
 from ..errors import InsilicoError
 from ..objectives.adjudication import Controversy
 from ..pixels import check_images
+from ..registry import register_tool
 from ..results import Result
 from ..session import session
 from ..synthesis.engine import Synthesis
@@ -238,6 +239,7 @@ def _class_index(c, classes, k: int | None) -> int:
     return c
 
 
+@register_tool("design", per_sample=True)
 def controversial(
     models: Mapping[str, nn.Module] | Sequence[nn.Module],
     pairs: Sequence[tuple],

@@ -52,7 +52,7 @@ The example registers into a scratch :class:`Registry` (the library's is :data:`
 >>> tool.summary
 'The mean response of ``unit`` over ``stimuli`` (N, C, H, W) in [0, 1]: one float.'
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
->>> tool.load()(net, torch.zeros(2, 1, 5, 5), "1") >= 0
+>>> mean_response(net, torch.zeros(2, 1, 5, 5), "1") >= 0  # the function itself, unchanged
 True
 """
 from __future__ import annotations

@@ -198,3 +198,6 @@ def describe(kind: str | None = None) -> str:
         marks = ",".join(f for f in flags if getattr(t, f))
         rows.append(f"{t.name:<22} {t.kind:<12} {marks:<45} {t.summary}")
     return "\n".join(rows)
+
+
+__all__ = ["KINDS", "TOP_LEVEL_KINDS", "TOOLS", "Registry", "Tool", "describe", "register_tool", "tools"]

@@ -166,3 +166,11 @@ def test_the_listing_names_every_tool_once_in_kind_order():
     assert [r.split()[0] for r in rows] == list(REGISTERED)
     assert [REGISTERED[r.split()[0]].kind for r in rows] == sorted((t.kind for t in REGISTERED.values()),
                                                                     key=list(KINDS).index)
+
+
+def test_insilico_tools_prints_the_registry(capsys):
+    from insilico.cli import main
+
+    assert main(["tools", "--kind", "design"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert names == list(tools("design")) and "maximize" in names

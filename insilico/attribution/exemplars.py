@@ -12,7 +12,7 @@ single neuron at its max (``"features.8[12,5,7]"``) with any method of
 :func:`insilico.gradient_map` (``"deconv"`` by default), all exemplars of all
 units in one batch per ``batch_size`` images, and crops image and map to the
 neuron's receptive field. The receptive field is read from the gradient's
-support with every path open (:class:`insilico.gradients.ReluRule`
+support with every path open (:class:`insilico.attribution.gradients.ReluRule`
 ``"support"``: ReLUs pass all gradient and max-pooling spreads it over its
 window), so it needs no knowledge of kernel sizes and strides and works for any
 architecture; where it is clipped by the image border the crop is padded with

@@ -193,11 +193,9 @@ def tools(kind: str | None = None) -> dict[str, Tool]:
 def describe(kind: str | None = None) -> str:
     """The registered tools as a text table (name, kind, flags, summary): what ``insilico tools`` prints."""
     flags = ("takes_images", "saves", "per_sample", "resumes", "random", "two_models")
-    rows = []
-    for t in tools(kind).values():
-        marks = ",".join(f for f in flags if getattr(t, f))
-        rows.append(f"{t.name:<22} {t.kind:<12} {marks:<45} {t.summary}")
-    return "\n".join(rows)
+    rows = [(t.name, t.kind, ",".join(f for f in flags if getattr(t, f)), t.summary) for t in tools(kind).values()]
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(3)]
+    return "\n".join(" ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + " " + r[3] for r in rows)
 
 
 __all__ = ["KINDS", "TOP_LEVEL_KINDS", "TOOLS", "Registry", "Tool", "describe", "register_tool", "tools"]

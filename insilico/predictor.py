@@ -44,8 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import persistence
-from .errors import InsilicoError, SavedFileError
+from .errors import InsilicoError, SavedFileError, StimulusError
 from .probe import Probe
+from .registry import register_tool
 from .session import device_of, dtype_of, session
 
 #: Default ridge penalties (features are standardised, so these suit most layers).
@@ -246,6 +247,7 @@ class Ensemble(nn.Module):
         return torch.stack([m(images) for m in self.members]).mean(0)
 
 
+@register_tool("encoding", saves=False, follows_dtype=False)
 def fit_predictor(
     model: nn.Module,
     stimuli: Any,
@@ -344,6 +346,8 @@ def fit_predictor(
         raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
     source = stimulus_source(stimuli)
     n = len(source)
+    if n == 0:
+        raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")
     if y.shape[0] != n:
         raise InsilicoError(f"{n} stimuli but responses for {y.shape[0]}: they must match (axis 0, or 1 with repetitions)")
     names = [str(t) for t in targets] if targets is not None else [str(i) for i in range(y.shape[1])]

@@ -46,6 +46,7 @@ from .pixels import Raw, check_images
 from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, job_identity, value_digest
 from .performance import tuned
+from .registry import register_tool
 from .session import session
 from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, start_over,
                        write_json)
@@ -234,6 +235,7 @@ def _stimuli_of(meta: dict, path: Path) -> tuple:
     return stimuli.get("ids"), stimuli.get("params")
 
 
+@register_tool("probe", per_sample=True)
 def record_stimuli(
     probe,
     stimuli: Any,

@@ -60,6 +60,7 @@ from ..objectives import Activations, Objective, unique_wholes
 from ..objectives.classification import LOSSES, ClassLoss
 from ..pixels import check_images
 from ..probe import Probe
+from ..registry import register_tool
 from ..session import session
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.optimizers import NORMS, SignSGD, norm_name
@@ -132,6 +133,7 @@ def _evaluate(model: nn.Module, objective: Objective, images: torch.Tensor, batc
     return torch.cat(values).cpu(), torch.cat(preds), torch.cat(confs)
 
 
+@register_tool("design", per_sample=True)
 def pgd(
     model: nn.Module,
     images: torch.Tensor,
@@ -360,6 +362,7 @@ def _attack_chunk(model, images, labels, target_classes, user_objective, step_si
         **common)
 
 
+@register_tool("design", per_sample=True)
 def fgsm(
     model: nn.Module,
     images: torch.Tensor,

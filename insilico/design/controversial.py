@@ -56,6 +56,7 @@ from ..errors import InsilicoError
 from ..identity import job_identity
 from ..objectives.adjudication import Controversy
 from ..pixels import check_images
+from ..registry import register_tool
 from ..results import Result
 from ..session import session
 from ..synthesis.engine import Synthesis
@@ -239,6 +240,7 @@ def _class_index(c, classes, k: int | None) -> int:
     return c
 
 
+@register_tool("design", per_sample=True)
 def controversial(
     models: Mapping[str, nn.Module] | Sequence[nn.Module],
     pairs: Sequence[tuple],

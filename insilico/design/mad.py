@@ -46,6 +46,7 @@ from typing import ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..registry import register_tool
 from .controversial import ModelGroup
 from ..errors import InsilicoError
 from ..objectives import Activations, unique_wholes
@@ -160,6 +161,7 @@ class MADResult(Result):
                 f"held error median {float(self.held_error.median()):.3g})")
 
 
+@register_tool("design", per_sample=True)
 def mad(
     models: nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module],
     images: torch.Tensor,

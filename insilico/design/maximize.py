@@ -44,6 +44,7 @@ from ..layers import example_input
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
 from ..probe import Probe
 from ..identity import job_identity, value_digest
+from ..registry import register_tool
 from ..sharding import map_chunks
 from ..units import Unit
 from ..synthesis import stopping
@@ -62,6 +63,7 @@ DEFAULT_ROTATE = 10.0
 DEFAULT_BATCH_SIZE = 64
 
 
+@register_tool("design", takes_images=False, per_sample=True)
 def maximize(
     model: nn.Module,
     units: str | Unit | Sequence[str | Unit] | Objective,

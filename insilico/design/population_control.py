@@ -70,6 +70,7 @@ from torch import nn
 from ..errors import InsilicoError, StimulusError
 from ..objectives import Objective, TotalVariation
 from ..pixels import check_images
+from ..registry import register_tool
 from ..results import Result
 from ..session import session
 from ..units import Unit
@@ -307,6 +308,7 @@ class PopulationControlResult(Result):
 # ---------------------------------------------------------------------------------------
 # The tool
 # ---------------------------------------------------------------------------------------
+@register_tool("design", takes_images=False, per_sample=True)
 def population_control(
     predictor: nn.Module,
     targets: Any = None,

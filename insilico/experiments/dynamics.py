@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
 from ..probe import Probe
+from ..registry import register_tool
 from .lesions import _labels, _per_class
 from .results import Result, new_axes
 from ..recording import batches
@@ -37,6 +38,7 @@ from ..session import result_dtype, session
 from .runs import as_units
 
 
+@register_tool("experiment", per_sample=True)
 def time_courses(
     model: nn.Module,
     units: Any,
@@ -134,6 +136,7 @@ def recurrent_connections(model: nn.Module) -> dict[str, list[str]]:
     return {k: v for k, v in found.items() if v}
 
 
+@register_tool("experiment", follows_dtype=False)
 def connection_lesions(
     model: nn.Module,
     stimuli: Any,

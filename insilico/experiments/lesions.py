@@ -34,6 +34,7 @@ from ..errors import InsilicoError
 from ..jsonfiles import to_json
 from ..probe import Probe
 from ..recording import batches
+from ..registry import register_tool
 from ..session import session
 from ..units import Unit
 from .results import Result, new_axes, write_csv
@@ -79,6 +80,7 @@ def _evaluate(model, probe, stimuli, y, n_classes, batch_size, output):
     return pred, _per_class(pred, y, n_classes), float((pred == y).mean())
 
 
+@register_tool("experiment", follows_dtype=False)
 def lesion_sweep(
     model: nn.Module,
     layer: str | Unit,
@@ -218,6 +220,7 @@ class LesionResult(Result):
         return fig
 
 
+@register_tool("experiment", follows_dtype=False)
 def cumulative_lesion(
     model: nn.Module,
     layer: str | Unit,

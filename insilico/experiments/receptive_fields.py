@@ -55,6 +55,7 @@ from torch import nn
 from .. import stimuli as stim
 from ..errors import InsilicoError
 from ..probe import Probe
+from ..registry import register_tool
 from ..units import Unit
 from .results import Result, new_axes
 from ..layers import choose_layers, example_input
@@ -68,6 +69,7 @@ _WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive
           "Transpose", "Softmax", "Linear", "Unfold", "TBackward", "Einsum", "Matmul")
 
 
+@register_tool("experiment", takes_images=False)
 def receptive_field(
     model: nn.Module,
     unit: str | Unit,
@@ -391,6 +393,7 @@ def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
                                                          channels, size) is not None]
 
 
+@register_tool("experiment", takes_images=False, follows_dtype=False)
 def receptive_field_sizes(
     model: nn.Module,
     layers: Sequence[str] | None = None,

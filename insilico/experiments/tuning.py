@@ -70,6 +70,7 @@ import torch
 
 from .. import stimuli as stim
 from ..errors import InsilicoError
+from ..registry import register_tool
 from .results import Result, new_axes
 from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
 from .runs import after_nonlinearity, as_units, input_shape, record_units
@@ -149,6 +150,7 @@ def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, ori
     return values(grid) + (record,)
 
 
+@register_tool("experiment", takes_images=False, per_sample=True)
 def orientation_tuning(
     model: torch.nn.Module,
     units: Any,

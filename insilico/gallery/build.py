@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..identity import check, job_identity
 from ..layers import choose_layers, example_input
+from ..registry import register_tool
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, start_over, write_json
 from . import brain, describe, pages, summary
 from .settings import GallerySettings
@@ -91,6 +92,7 @@ def _todo(root: Path, layer: str, stage: str, start: int, stop: int, rank: int) 
     return [(max(a, start), b) for a, b in missing(done, stop) if b > start]
 
 
+@register_tool("gallery", name="gallery", takes_images=False, saves=False, follows_dtype=False)
 def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = None,
           shard: tuple[int, int] | None = None, progress: bool = True, render: bool = True,
           overwrite: bool = False) -> dict:

@@ -579,6 +579,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__

@@ -44,7 +44,7 @@ FORMAT = 2
 
 def versions() -> dict:
     """Versions of insilico, torch, numpy and Python, recorded with every result."""
-    from . import __version__
+    from ._version import __version__
 
     return {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}

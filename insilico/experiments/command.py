@@ -108,7 +108,7 @@ def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | 
     """Save ``result`` as ``out/name.pt`` and its tables ``out/name.npz|csv``, each figure as PNG and SVG, and ``out/settings.json``."""
     import matplotlib.pyplot as plt
 
-    from .. import __version__
+    from .._version import __version__
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

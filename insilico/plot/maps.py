@@ -144,6 +144,6 @@ def _jsonable(value):
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__

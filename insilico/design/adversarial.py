@@ -70,7 +70,7 @@ from ..identity import job_identity, value_digest
 from ..synthesis.seeds import content_key
 from ..synthesis.stopping import TargetReached
 from ..units import Unit
-from .adversarial_result import AdversarialResult
+from .adversarial_result import AdversarialResult, predict
 
 
 class Succeeded:
@@ -100,13 +100,6 @@ def _as_classes(value, n: int, what: str, device) -> torch.Tensor:
     if t.numel() != n:
         raise InsilicoError(f"{what} has {t.numel()} entries for {n} images; give one per image (or one int)")
     return t.clone()
-
-
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """The model's predicted class (N,) for ``images`` (N, C, H, W), in batches, in eval mode, on its device."""
-    with session(model) as s:
-        return torch.cat([model(s.inputs(images[a: a + batch_size])).argmax(dim=1)
-                          for a in range(0, images.shape[0], batch_size)])
 
 
 def _evaluate(model: nn.Module, objective: Objective, images: torch.Tensor, batch_size: int):

@@ -28,7 +28,15 @@ from torch import nn
 
 from ..errors import InsilicoError
 from ..results import Result, join
+from ..session import session
 from ..synthesis.result import SynthesisResult
+
+
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The model's predicted class (N,) for ``images`` (N, C, H, W), in batches, in eval mode, on its device."""
+    with session(model) as s:
+        return torch.cat([model(s.inputs(images[a: a + batch_size])).argmax(dim=1)
+                          for a in range(0, images.shape[0], batch_size)])
 
 
 @dataclasses.dataclass
@@ -122,8 +130,6 @@ class AdversarialResult(Result):
             For attacks on an objective (only its description is saved: evaluate
             it on :attr:`images` yourself).
         """
-        from .adversarial import predict
-
         if self.settings.get("objective"):
             raise InsilicoError(f"this attack maximized {self.settings['objective']}, which is not saved with the "
                                 "result: evaluate that objective on result.images to re-check it")

@@ -37,15 +37,9 @@ from ..recording import batches
 from ..registry import register_tool
 from ..session import session
 from ..units import Unit
+from .classes import class_labels, per_class_accuracy
 from .results import Result, new_axes, write_csv
 from .runs import logits
-
-
-def _labels(labels: Any, n: int) -> np.ndarray:
-    y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels).astype(int).ravel()
-    if len(y) != n:
-        raise InsilicoError(f"{len(y)} labels for {n} stimuli: give one class index per stimulus")
-    return y
 
 
 def _n_channels(model: nn.Module, layer: Unit, stimuli: Any) -> int:
@@ -65,19 +59,10 @@ def _n_channels(model: nn.Module, layer: Unit, stimuli: Any) -> int:
     return int(shape[0])
 
 
-def _per_class(pred: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    out = np.full(n_classes, np.nan)
-    for c in range(n_classes):
-        mask = y == c
-        if mask.any():
-            out[c] = float((pred[mask] == c).mean())
-    return out
-
-
 def _evaluate(model, probe, stimuli, y, n_classes, batch_size, output):
     out = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
     pred = out.argmax(-1).numpy()
-    return pred, _per_class(pred, y, n_classes), float((pred == y).mean())
+    return pred, per_class_accuracy(pred, y, n_classes), float((pred == y).mean())
 
 
 @register_tool("experiment", follows_dtype=False)
@@ -127,13 +112,13 @@ def lesion_sweep(
     if unit.index is not None:
         raise InsilicoError(f"name the whole layer ({unit.module!r}) and choose channels with groups=")
     n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
-    y = _labels(labels, n)
+    y = class_labels(labels, n)
     probe = Probe(model)
     with session(model):
         scores = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
         n_classes = int(scores.shape[-1])
         base_pred = scores.argmax(-1).numpy()
-        base_class, base_acc = _per_class(base_pred, y, n_classes), float((base_pred == y).mean())
+        base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
         if groups is None:
             groups = [[c] for c in range(_n_channels(model, unit, stimuli))]
         groups = [[int(c) for c in g] for g in groups]

@@ -7,7 +7,6 @@ sidecar that :func:`load_maps` reads back to numbers.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence

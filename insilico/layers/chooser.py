@@ -5,17 +5,21 @@ field sizes, the CLI) ask :func:`choose_layers` with a kind instead of keeping
 a rule of their own:
 
 ============= ===============================================================
-kind          modules
+kind          modules (the lists of :mod:`insilico.layers.modules`)
 ============= ===============================================================
 "weights"     every module with parameters of its own (conv, linear, norm, ...)
 "conv_linear" Conv1d/2d/3d and Linear modules (the units of a network figure)
+"conv"        Conv1d/2d/3d modules
 "spatial"     Conv2d and 2-d pooling modules (units with a receptive field)
+"local"       "spatial" without the adaptive pools (a local receptive field)
+"activations" nonlinearity modules (ReLU, GELU, timm's GELUTanh, ...)
 ============= ===============================================================
 
 Layers come in the order of their first call in one surveyed forward pass
 (:meth:`insilico.Probe.survey`); modules that never run are left out. A module
 called T times per pass (recurrence) is named at one call: ``step="last"``
-(default, ``@T-1``) or ``"first"`` (``@0``).
+(default, ``@T-1``) or ``"first"`` (``@0``), or by its path alone
+(``step="every"``: a lesion or stimulation then acts at every call).
 
 Example
 -------
@@ -33,62 +37,79 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .errors import InsilicoError
-from .survey import Survey
-
-_CONV_LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+from ..errors import InsilicoError
+from ..probe import Probe
+from ..session import device_of, dtype_of
+from ..survey import Survey
+from .modules import CONV, LOCAL, SPATIAL, is_activation, is_conv_linear
 
 KINDS: dict[str, Callable[[nn.Module], bool]] = {
     "weights": lambda m: any(True for _ in m.parameters(recurse=False)),
-    "conv_linear": lambda m: isinstance(m, _CONV_LINEAR),
-    "spatial": lambda m: isinstance(m, _SPATIAL),
+    "conv_linear": is_conv_linear,
+    "conv": lambda m: isinstance(m, CONV),
+    "spatial": lambda m: isinstance(m, SPATIAL),
+    "local": lambda m: isinstance(m, LOCAL),
+    "activations": is_activation,
 }
+STEPS = ("last", "first", "every")
 
 
-def choose_layers(model: nn.Module, example: Any, kind: str = "weights", step: str = "last") -> list[str]:
+def choose_layers(model: nn.Module, example: Any = None, kind: str = "weights", step: str = "last") -> list[str]:
     """Unit addresses of the layers of ``kind`` that run on ``example``, in call order.
 
     Parameters
     ----------
     model : nn.Module
-    example : tensor or Survey
-        One input batch (e.g. ``(1, C, H, W)``) to survey the model with, or
-        a :class:`~insilico.survey.Survey` made already.
-    kind : {"weights", "conv_linear", "spatial"}
+    example : tensor, Survey, (C, H, W) or None
+        One input batch (e.g. ``(1, C, H, W)``) to survey the model with, a
+        :class:`~insilico.survey.Survey` made already, one image's shape (a
+        gray image of it), or None: a gray image of ``model.input_size``.
+    kind : {"weights", "conv_linear", "conv", "spatial", "local", "activations"}
         Which modules count as layers (see the module docstring).
-    step : {"last", "first"}
-        The call that names a module called several times per pass.
+    step : {"last", "first", "every"}
+        The call that names a module called several times per pass
+        (``"every"``: its path alone).
 
     Raises
     ------
     InsilicoError
-        Unknown kind or step, or no module of that kind ran.
+        Unknown kind or step, no example and no ``model.input_size``, or no
+        module of that kind ran.
     """
     if kind not in KINDS:
         raise InsilicoError(f"layer kind must be one of {tuple(KINDS)}, not {kind!r}")
-    if step not in ("last", "first"):
-        raise InsilicoError(f"step must be 'last' or 'first', not {step!r}")
+    if step not in STEPS:
+        raise InsilicoError(f"step must be one of {STEPS}, not {step!r}")
     modules = dict(model.named_modules())
     wanted = [name for name, module in modules.items() if name and KINDS[kind](module)]
     if isinstance(example, Survey):
         survey = example
     else:
-        from .probe import Probe
-
-        survey = Probe(model).survey(example, modules=wanted)
+        survey = Probe(model).survey(_example(model, example), modules=wanted)
     layers = [name for name in survey.modules() if name in set(wanted)]
     if not layers:
         raise InsilicoError(f"{type(model).__name__} has no {kind!r} layer that runs in its forward pass; "
                             "name the layers explicitly")
+    if step == "every":
+        return layers
     return [survey.address(name, -1 if step == "last" else 0) for name in layers]
+
+
+def _example(model: nn.Module, example: Any) -> Any:
+    if example is None:
+        shape = getattr(model, "input_size", None)
+        if shape is None:
+            raise InsilicoError(f"{type(model).__name__} has no input_size attribute: pass an example batch "
+                                "(1, C, H, W) or its shape (C, H, W) to choose layers, or set model.input_size")
+        return example_input(model, shape)
+    if isinstance(example, (tuple, list)) and example and all(isinstance(v, int) for v in example):
+        return example_input(model, example)
+    return example
 
 
 def example_input(model: nn.Module, shape, fill: float = 0.5) -> torch.Tensor:
     """A gray batch of one image ``(1, *shape)`` on the model's device and dtype, for surveys."""
-    from .session import device_of, dtype_of
-
     return torch.full((1, *shape), fill, device=device_of(model), dtype=dtype_of(model))
 
 
-__all__ = ["KINDS", "choose_layers", "example_input"]
+__all__ = ["KINDS", "STEPS", "choose_layers", "example_input"]

@@ -21,7 +21,7 @@ import math
 from torch import nn
 
 from ..errors import InsilicoError
-from ..layers import KINDS, example_input
+from ..layers import example_input, is_activation, is_conv_linear
 from ..survey import Survey
 from ..units import Unit
 
@@ -125,15 +125,9 @@ def _branch_end(calls, i: int, shape, modules: dict) -> int | None:
         site = calls[j].module
         if "/" in site and _op(site) == "add":
             return j if calls[j].shape == shape else None
-        if site == "" or isinstance(modules.get(site), _activations()):
+        if site == "" or is_activation(modules.get(site)):
             return None
     return None
-
-
-def _activations():
-    from ..experiments.runs import ACTIVATIONS
-
-    return ACTIVATIONS
 
 
 def _is_output(survey: Survey, index: int) -> bool:
@@ -165,7 +159,7 @@ def describe_layers(model: nn.Module, shape: tuple, layers: list[str], survey: S
     counts, names = {"conv": 0, "fc": 0}, {}
     for site in survey.modules():
         module = modules.get(site)
-        if site and KINDS["conv_linear"](module):
+        if site and is_conv_linear(module):
             kind = "fc" if isinstance(module, nn.Linear) else "conv"
             counts[kind] += 1
             names[site] = f"{kind}{counts[kind]}"

@@ -187,3 +187,17 @@ def test_at_centre_per_layout():
     assert at_centre(Unit.parse("c[2]"), (6, 11), nn.Conv1d(1, 6, 3)).key == "c[2,5]"           # 1-d map
     assert at_centre(Unit.parse("a:heads[1]"), (2, 17, 8)).key == "a:heads[1,11,:]"              # attention part
     assert centre_token(201, prefix=5) == 5 + 7 * 14 + 7
+
+
+def test_the_chooser_keeps_the_layouts_asked_for_and_the_gallery_draws_only_maps_and_vectors():
+    from insilico.gallery.build import discover_layers
+
+    vit, model = tiny_vit(), swin()
+    assert choose_layers(vit, (3, 32, 32), "conv_linear", layouts=("map", "vector")) == ["conv_proj", "heads.head"]
+    assert choose_layers(vit, (3, 32, 32), "activations", layouts=("tokens",)) == \
+        ["encoder.layers.encoder_layer_0.mlp.1"]
+    assert discover_layers(model, (3, 32, 32)) == ["features.0.0", "head"]   # not Swin's channels-last Linears
+    with pytest.raises(InsilicoError, match="layouts must be"):
+        choose_layers(vit, (3, 32, 32), "conv", layouts=("grid",))
+    with pytest.raises(InsilicoError, match="with a channels_last output"):
+        choose_layers(vit, (3, 32, 32), "conv", layouts=("channels_last",))

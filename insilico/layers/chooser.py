@@ -41,6 +41,8 @@ from ..errors import InsilicoError
 from ..probe import Probe
 from ..session import device_of, dtype_of
 from ..survey import Survey
+from .families import family_of
+from .layout import LAYOUTS, layout_of
 from .modules import CONV, LOCAL, SPATIAL, is_activation, is_conv_linear
 
 KINDS: dict[str, Callable[[nn.Module], bool]] = {
@@ -54,7 +56,8 @@ KINDS: dict[str, Callable[[nn.Module], bool]] = {
 STEPS = ("last", "first", "every")
 
 
-def choose_layers(model: nn.Module, example: Any = None, kind: str = "weights", step: str = "last") -> list[str]:
+def choose_layers(model: nn.Module, example: Any = None, kind: str = "weights", step: str = "last",
+                  layouts: tuple[str, ...] | None = None) -> list[str]:
     """Unit addresses of the layers of ``kind`` that run on ``example``, in call order.
 
     Parameters
@@ -69,17 +72,23 @@ def choose_layers(model: nn.Module, example: Any = None, kind: str = "weights", 
     step : {"last", "first", "every"}
         The call that names a module called several times per pass
         (``"every"``: its path alone).
+    layouts : tuple of str, optional
+        Keep only the layers whose output has one of these layouts
+        (:func:`~insilico.layers.layout.layout_of`, with the model's family):
+        ``("map", "vector")`` leaves out token and channels-last layers.
 
     Raises
     ------
     InsilicoError
-        Unknown kind or step, no example and no ``model.input_size``, or no
-        module of that kind ran.
+        Unknown kind, step or layout, no example and no ``model.input_size``,
+        or no module of that kind (and layout) ran.
     """
     if kind not in KINDS:
         raise InsilicoError(f"layer kind must be one of {tuple(KINDS)}, not {kind!r}")
     if step not in STEPS:
         raise InsilicoError(f"step must be one of {STEPS}, not {step!r}")
+    if layouts is not None and not set(layouts) <= set(LAYOUTS):
+        raise InsilicoError(f"layouts must be among {LAYOUTS}, not {tuple(layouts)!r}")
     modules = dict(model.named_modules())
     wanted = [name for name, module in modules.items() if name and KINDS[kind](module)]
     if isinstance(example, Survey):
@@ -87,8 +96,13 @@ def choose_layers(model: nn.Module, example: Any = None, kind: str = "weights", 
     else:
         survey = Probe(model).survey(_example(model, example), modules=wanted)
     layers = [name for name in survey.modules() if name in set(wanted)]
+    if layouts is not None:
+        family = family_of(model)
+        last = {c.module: c.shape for c in survey}
+        layers = [n for n in layers if last[n] is not None and layout_of(last[n], modules[n], family) in layouts]
     if not layers:
-        raise InsilicoError(f"{type(model).__name__} has no {kind!r} layer that runs in its forward pass; "
+        what = f"{kind!r} layer" + (f" with a {' or '.join(layouts)} output" if layouts is not None else "")
+        raise InsilicoError(f"{type(model).__name__} has no {what} that runs in its forward pass; "
                             "name the layers explicitly")
     if step == "every":
         return layers

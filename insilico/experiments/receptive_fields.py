@@ -58,12 +58,11 @@ from ..probe import Probe
 from ..registry import register_tool
 from ..units import Unit
 from .results import Result, new_axes
-from ..layers import choose_layers, example_input
+from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of
 from ..session import session
-from .runs import at_centre, input_shape, sample_shapes
+from .runs import input_shape, sample_shapes
 
 METHODS = ("theoretical", "gradient", "sparse_noise")
-_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # autograd nodes after which every input position matters
 _WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive", "View", "Reshape", "Permute",
           "Transpose", "Softmax", "Linear", "Unfold", "TBackward", "Einsum", "Matmul")
@@ -92,7 +91,7 @@ def receptive_field(
     unit : str or Unit
         A neuron (``"features.3[5,6,6]"``); a channel or a layer is read at the
         centre of its map (summed over its channels), a token layer at its
-        centre patch token (:func:`~insilico.experiments.runs.at_centre`).
+        centre patch token (:func:`insilico.layers.at_centre`).
     input_size : (C, H, W) or int, optional
         The input size as ``model.input_size`` spells it (square images);
         default ``model.input_size``. An int is read as the image side in
@@ -143,14 +142,14 @@ def receptive_field(
 
 
 def locate(model: nn.Module, unit: str | Unit, channels: int, size: int) -> tuple[Unit, tuple]:
-    """The unit read at the centre of its map (:func:`~.runs.at_centre`, the rule of every experiment); and its
+    """The unit read at the centre of its map (:func:`insilico.layers.at_centre`, the rule of every experiment); and its
     module's sample shape."""
     unit = Unit.coerce(unit, model)
     module = unit.resolve(model)
     x = example_input(model, (channels, size, size))
     with session(model):
         shape = sample_shapes(Probe(model), [unit], x)[0]
-    return at_centre(unit, shape, module if unit.op is None else None), shape
+    return at_centre(unit, shape, module if unit.op is None else None, family_of(model)), shape
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,16 +378,14 @@ class RFResult(Result):
 def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
     """Conv2d and (non-adaptive) pooling modules whose output depends on the image, in call order.
 
-    The layer chooser's ``"spatial"`` kind (:func:`insilico.layers.choose_layers`)
-    at the first call of recurrent modules (the feed-forward sweep), keeping
-    the modules with a local receptive field (adaptive pools see the whole
-    image) that a path from the image reaches (a theoretical box exists).
+    The layer chooser's ``"local"`` kind (:func:`insilico.layers.choose_layers`)
+    at the first call of recurrent modules (the feed-forward sweep): the
+    modules with a local receptive field (adaptive pools see the whole
+    image), kept when a path from the image reaches them (a theoretical box exists).
     """
-    if not any(isinstance(m, _SPATIAL) for m in model.modules()):
+    if not any(isinstance(m, LOCAL) for m in model.modules()):
         raise InsilicoError(f"{type(model).__name__} has no Conv2d or pooling layers; pass layers= explicitly")
-    modules = dict(model.named_modules())
-    layers = choose_layers(model, example_input(model, (channels, size, size)), kind="spatial", step="first")
-    layers = [layer for layer in layers if isinstance(modules[layer.split("@")[0]], _SPATIAL)]
+    layers = choose_layers(model, example_input(model, (channels, size, size)), kind="local", step="first")
     return [layer for layer in layers if theoretical_box(model, locate(model, layer, channels, size)[0],
                                                          channels, size) is not None]
 

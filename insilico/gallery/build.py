@@ -48,9 +48,11 @@ def discover_layers(model: nn.Module, shape: tuple) -> list[str]:
     """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``).
 
     The layer chooser's ``"conv_linear"`` kind (:func:`insilico.layers.choose_layers`)
-    on a grey image of ``shape`` (C, H, W).
+    on a grey image of ``shape`` (C, H, W), with channel-first map or vector outputs
+    (the pages read the first axis as channels: token and channels-last layers are left out).
     """
-    return choose_layers(model, example_input(model, shape), kind="conv_linear", step="last")
+    return choose_layers(model, example_input(model, shape), kind="conv_linear", step="last",
+                         layouts=("map", "vector"))
 
 
 def input_shape(model: nn.Module) -> tuple:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InsilicoError, UnitError
+from ..layers import centre
 from ..units import Unit, UnitLike
 from .core import Objective
 
@@ -92,8 +93,9 @@ class Neuron(Activation):
         whole = acts.whole(self.unit)
         if whole.ndim != 4:
             raise UnitError(f"Neuron needs (N, C, H, W) outputs; {self.layer} gives {tuple(whole.shape)}: use Activation")
-        y = whole.shape[2] // 2 if self.y is None else self.y
-        x = whole.shape[3] // 2 if self.x is None else self.x
+        middle = centre(tuple(whole.shape[1:]), "map")  # the one centre rule (insilico.layers)
+        y = middle[1] if self.y is None else self.y
+        x = middle[2] if self.x is None else self.x
         self.unit = self.layer.replace(index=(self.channel, y, x))
         return _mean(acts[self.unit])
 

@@ -97,8 +97,8 @@ def responses(model: nn.Module, stimuli: Any, units: Sequence[UnitLike], *, batc
     """
     plan = plan_for(model, plan)
     parsed = [Unit.coerce(u, model) for u in units]
+    point = plan.stop(parsed) if stop and plan.example is not None else None  # surveyed before the record attaches
     with plan.session() as s, plan.probe.record(*parsed, stop=stop, reduce=reduce) as rec:
-        point = plan.stop(parsed) if stop and plan.example is not None else None
         if point is not None:
             rec.stop_after(point)
         for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):

@@ -77,7 +77,7 @@ class Plan:
         self.ops = bool(ops)
         self._survey: Survey | None = None
         self._open: Session | None = None
-        self._parts: dict[str, tuple] = {}
+        self._parts: dict[str, tuple] = {}  # sizes of parts of structured outputs: key -> (shape, dtype)
 
     # -- the call's one session -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -150,11 +150,18 @@ class Plan:
             value = rec[whole]
             if not torch.is_tensor(value):
                 raise UnitError(f"{whole} returns {type(value).__name__}, not a tensor: name a part, e.g. '{whole}:0'")
-            self._parts[whole.key] = tuple(value.shape[1:])
-        shape = self._parts[whole.key]
+            self._parts[whole.key] = (tuple(value.shape[1:]), value.dtype)
+        shape = self._parts[whole.key][0]
         if unit.index is None:
             return shape
         return tuple(unit.select(torch.empty((1,) + shape, device="meta")).shape[1:])
+
+    def dtype(self, unit: UnitLike) -> torch.dtype:
+        """The dtype of a unit's values (as :meth:`shape` finds them)."""
+        unit = Unit.coerce(unit, self.model)
+        self.shape(unit)
+        whole = Unit(unit.module, unit.step, None, unit.output)
+        return self._parts[whole.key][1] if whole.key in self._parts else self.call(unit).dtype
 
     # -- where a pass may stop, and what it costs -----------------------------------------------
     def stop(self, units: Sequence[UnitLike]) -> tuple[str, int] | None:

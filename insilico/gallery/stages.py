@@ -98,16 +98,14 @@ class Work:
         return cache[key]
 
     def layer_shape(self, layer: str) -> tuple:
-        """One sample's output shape of ``layer`` (a survey of a grey image, then cached)."""
+        """One sample's output shape of ``layer``, from one survey of a grey image for every layer (a
+        :class:`~insilico.plan.Plan`, made on first use)."""
         from ..layers import example_input
-        from ..probe import Probe
+        from ..plan import Plan
 
-        shapes = self.__dict__.setdefault("_shapes", {})
-        if layer not in shapes:
-            unit = Unit.coerce(layer, self.model)
-            survey = Probe(self.model).survey(example_input(self.model, self.shape), modules=[unit.module])
-            shapes[layer] = survey.shape(unit)
-        return shapes[layer]
+        if "_plan" not in self.__dict__:
+            self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
+        return self.__dict__["_plan"].shape(Unit.coerce(layer, self.model))
 
 
 def slug(layer: str) -> str:

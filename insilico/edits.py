@@ -8,18 +8,15 @@ and restores them bit-exactly.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .errors import InsilicoError, UnitError
-from .hooks import Handle, _SiteHandle
+from .hooks import Handle, HookOwner, _SiteHandle
 from .seeding import generator
 from .units import Unit, describe
-
-if TYPE_CHECKING:
-    from .probe import Probe
 
 LESION_MODES = ("zero", "mean", "constant", "noise")
 
@@ -62,7 +59,7 @@ class Intervention(_SiteHandle):
 class ConnectionLesion(Handle):
     """Zeroed weights of a conv/linear layer, restored bit-exactly on removal."""
 
-    def __init__(self, probe: Probe, unit: Unit, layer: nn.Module, outputs, inputs):
+    def __init__(self, probe: HookOwner, unit: Unit, layer: nn.Module, outputs, inputs):
         super().__init__(probe)
         weight = getattr(layer, "weight", None)
         if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or weight is None:

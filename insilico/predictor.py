@@ -43,9 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InsilicoError
+from . import persistence
+from .errors import InsilicoError, SavedFileError, StimulusError
 from .probe import Probe
-from .session import session
+from .registry import register_tool
+from .session import device_of, dtype_of, session
 
 #: Default ridge penalties (features are standardised, so these suit most layers).
 DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-1, 7))
@@ -53,6 +55,8 @@ DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-1, 7))
 ALS_ITERATIONS = 4
 #: Reductions of (N, C, H, W) features before the readout.
 REDUCTIONS = (None, "mean", "max")
+#: The format of a file written by :meth:`NeuralPredictor.save`.
+PREDICTOR_FORMAT = 1
 #: Fewest stimuli the readout is fitted on, and fewest held out to score it (a correlation over 2 is +-1).
 MIN_FIT, MIN_HELD_OUT = 3, 3
 
@@ -147,12 +151,12 @@ class NeuralPredictor(nn.Module):
 
     def save(self, path) -> None:
         """Write the readout, statistics, scores and settings (not the trunk) to one file; see :meth:`load`."""
-        from .results import pack, versions
-
-        blob = {"format": 1, "layers": self.layers, "reduce": list(self.reduce) if isinstance(self.reduce, tuple)
-                else self.reduce, "targets": self.targets, "input_size": list(getattr(self, "input_size", ()) or ()),
+        blob = {"format": PREDICTOR_FORMAT, "kind": persistence.kind_name(NeuralPredictor), "layers": self.layers,
+                "reduce": list(self.reduce) if isinstance(self.reduce, tuple) else self.reduce,
+                "targets": self.targets, "input_size": list(getattr(self, "input_size", ()) or ()),
                 "state": {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("trunk.")},
-                "scores": pack(self.scores), "settings": pack(getattr(self, "settings", {})), "versions": pack(versions())}
+                "scores": persistence.pack(self.scores), "settings": persistence.pack(getattr(self, "settings", {})),
+                "versions": persistence.pack(persistence.versions())}
         torch.save(blob, path)
 
     @classmethod
@@ -161,24 +165,36 @@ class NeuralPredictor(nn.Module):
 
         The trunk's weights are not in the file (a predictor shares its network): pass the same
         model the predictor was fitted on, e.g. ``NeuralPredictor.load(path, insilico.models.load("minialex"))``.
-        """
-        from .results import unpack
-        from .session import device_of, dtype_of
 
+        Raises
+        ------
+        SavedFileError
+            A missing, damaged or foreign file, a newer format, a class not on the allow-list, or a
+            readout that does not fit this version (the message names the file and the versions).
+        """
         if model is None:
             raise InsilicoError(
                 "NeuralPredictor.load needs the network it was fitted on (the file holds the readout, not the "
                 "trunk's weights): NeuralPredictor.load(path, model)")
-
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") != 1 or "state" not in blob:
-            raise InsilicoError(f"{path!r} is not a predictor saved by NeuralPredictor.save")
-        reduce = tuple(blob["reduce"]) if isinstance(blob["reduce"], list) else blob["reduce"]
-        weight = blob["state"]["readout.weight"]
-        predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
-        predictor.to(device_of(model), dtype_of(model))
-        predictor.load_state_dict(blob["state"], strict=False)
-        predictor.scores, predictor.settings = unpack(blob["scores"]), unpack(blob["settings"])
+        blob = persistence.read(path, "predictor")
+        kind = blob.get("kind", persistence.kind_name(cls))
+        if kind != persistence.kind_name(NeuralPredictor) or not isinstance(blob.get("state"), dict):
+            raise SavedFileError(f"{path!r} is not a predictor saved by NeuralPredictor.save (it holds {kind!r}; "
+                                 "read results with insilico.load)", path)
+        persistence.check_format(blob, path, PREDICTOR_FORMAT, what="predictor")
+        recorded = blob.get("versions")
+        scores, settings = persistence.unpack(blob.get("scores", {}), path, recorded), \
+            persistence.unpack(blob.get("settings", {}), path, recorded)
+        try:
+            reduce = tuple(blob["reduce"]) if isinstance(blob["reduce"], list) else blob["reduce"]
+            weight = blob["state"]["readout.weight"]
+            predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
+            predictor.to(device_of(model), dtype_of(model))
+            predictor.load_state_dict(blob["state"], strict=False)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+            raise SavedFileError(f"{path!r} holds a predictor this insilico cannot rebuild ({type(e).__name__}: {e}; "
+                                 f"{persistence.versions_text(persistence.unpack(recorded, path))})", path) from e
+        predictor.scores, predictor.settings = scores, settings
         return predictor
 
     def extra_repr(self) -> str:
@@ -231,6 +247,7 @@ class Ensemble(nn.Module):
         return torch.stack([m(images) for m in self.members]).mean(0)
 
 
+@register_tool("encoding", saves=False, follows_dtype=False)
 def fit_predictor(
     model: nn.Module,
     stimuli: Any,
@@ -329,6 +346,8 @@ def fit_predictor(
         raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
     source = stimulus_source(stimuli, name="stimuli")
     n = len(source)
+    if n == 0:
+        raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")
     if y.shape[0] != n:
         raise InsilicoError(f"{n} stimuli but responses for {y.shape[0]}: they must match (axis 0, or 1 with repetitions)")
     names = [str(t) for t in targets] if targets is not None else [str(i) for i in range(y.shape[1])]

@@ -1,5 +1,5 @@
 """The tool contract (shared/DESIGN.md, "The tool contract"): one parametrised test per promise,
-over every tool of the registry in tests/contract_tools.py.
+over every tool of the library's registry (insilico/registry.py), run tiny by tests/contract_tools.py.
 
 Promises
 --------

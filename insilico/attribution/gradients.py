@@ -103,6 +103,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..pixels import check_images
 from ..probe import Probe
+from ..registry import register_tool
 from ..seeding import content_key, derive_seed, fresh_seed, generator
 from ..session import session
 from ..units import Unit, UnitLike, check_index
@@ -119,6 +120,7 @@ ANNOUNCE_ROWS = 256
 _KEPT_PER_OUTPUT = 3.0
 
 
+@register_tool("attribution", saves=False, per_sample=True)
 def gradient_map(
     model: nn.Module,
     images: torch.Tensor,

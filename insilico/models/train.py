@@ -24,6 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ..jsonfiles import write_json
 from . import _REGISTRY, WEIGHTS_DIR, photos
 from .filters import orientedness
 
@@ -173,8 +174,7 @@ def save(model: torch.nn.Module, card: dict, out: str) -> None:
     state = {k: v.detach().float().clone() if v.is_floating_point() else v.clone()
              for k, v in model.state_dict().items()}
     torch.save(state, os.path.join(out, f"{card['name']}.pt"))
-    with open(os.path.join(out, f"{card['name']}.json"), "w") as f:
-        json.dump(card, f, indent=1)
+    write_json(os.path.join(out, f"{card['name']}.json"), card)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -360,7 +360,7 @@ def test_global_rng_untouched(name):
     assert not changed, f"{name} changed the global random state of: {changed}"
 
 
-@pytest.mark.parametrize("call", ["lesion_noise", "lesion_fraction", "smoothgrad", "fit_predictor"])
+@pytest.mark.parametrize("call", ["lesion_noise", "lesion_fraction", "smoothgrad", "fit_predictor", "bundled_model"])
 def test_global_rng_untouched_by_seedless_randomness(call):
     """The calls issue 23 named, with ``seed=None`` where they take one (fresh entropy, not ``torch.seed()``)."""
     import random
@@ -377,6 +377,7 @@ def test_global_rng_untouched_by_seedless_randomness(call):
                                                     nt_samples=3, seed=None),
         "fit_predictor": lambda: fit_predictor(model, make_images(12, seed=1), make_images(12, seed=2)[:, 0, 0, :2],
                                                arch.deeper, reduce="mean", cv=3, progress=False),
+        "bundled_model": lambda: insilico.models.load("minialex"),  # built (random init), then its weights loaded
     }
     torch.manual_seed(1234), np.random.seed(1234), random.seed(1234)
     before = global_rng_states()

@@ -164,4 +164,4 @@ def test_representation_targets_must_be_finite():
     target = torch.rand(2, 3)
     RepresentationDistance({"0": target})
     with pytest.raises(InsilicoError, match=r"target representation at 0 contains NaN or inf"):
-        RepresentationDistance({"0": target.masked_fill(target > 0.5, float("nan"))})
+        RepresentationDistance({"0": torch.cat([target[:1], torch.tensor([[0.1, float("nan"), 0.3]])])})

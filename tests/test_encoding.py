@@ -251,6 +251,9 @@ def test_pearson_r_is_nan_with_a_reason_where_undefined():
     assert 0.9 < float(r[0]) < 1 and torch.isnan(r[1])
     with pytest.warns(RuntimeWarning, match="predictions are constant"):
         assert np.isnan(encoding.pearson_r(np.array([1.0, 2.0, 4.0]), np.full(3, 0.1)))
+    with pytest.warns(RuntimeWarning, match=r"R2 is undefined \(NaN\) for target\(s\) \[1\]: the data are constant"):
+        r2 = encoding.r2_score(y, pred)
+    assert float(r2[0]) < 1 and torch.isnan(r2[1])
     with pytest.warns(RuntimeWarning, match="over 2 samples is \\+-1.*at least 3"):
         encoding.pearson_r(torch.tensor([1.0, 2.0]), torch.tensor([5.0, 3.0]))
 

@@ -419,7 +419,8 @@ def _warn_undefined(n: int, flat_y: torch.Tensor, flat_pred: torch.Tensor, score
     for flat, what in ((flat_y, "data"), (flat_pred, "predictions")):
         if bool(flat.any()):
             targets = flat.reshape(-1).nonzero().flatten().tolist()
-            warnings.warn(f"{score} is undefined (NaN) for target(s) {targets[:10]}{' ...' if len(targets) > 10 else ''}: "
+            shown = f"{targets[:10]}{' ...' if len(targets) > 10 else ''}"
+            warnings.warn(f"{score} is undefined (NaN) for target(s) {shown}: "
                           f"the {what} are constant (to rounding) over these {n} samples", RuntimeWarning, stacklevel=3)
 
 

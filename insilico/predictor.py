@@ -344,7 +344,7 @@ def fit_predictor(
                             f"got shape {tuple(y.shape)}")
     if not torch.isfinite(y).all():
         raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, name="stimuli")
     n = len(source)
     if n == 0:
         raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")
@@ -357,13 +357,7 @@ def fit_predictor(
         raise InsilicoError(f"readout must be 'full' or 'factorized', not {readout!r}")
     if not 0.0 <= held_out < 1.0:
         raise InsilicoError(f"held_out is a fraction in [0, 1), not {held_out}")
-    n_test = max(MIN_HELD_OUT, int(round(held_out * n))) if held_out > 0 else 0
-    if n - n_test < MIN_FIT:
-        raise InsilicoError(
-            f"fit_predictor got {n} stimuli; with held_out={held_out} it needs at least {MIN_FIT + (MIN_HELD_OUT if held_out else 0)}"
-            + (f": {MIN_HELD_OUT} held out to score the readout (a correlation over 2 stimuli is +-1 whatever the "
-               f"fit) and {MIN_FIT} to fit it. Record more stimuli, or pass held_out=0 to fit without held-out scores"
-               if held_out else f" to fit the readout. Record more stimuli"))
+    n_test = _held_out_count(n, held_out)
 
     input_size = getattr(model, "input_size", None)
     predictor = NeuralPredictor(model, layers, reduce, 1, names, input_size)
@@ -437,6 +431,20 @@ def fit_predictor(
                           "readout": readout, "n_stimuli": n, "n_features": int(weight.shape[1]), "seed": seed,
                           "repetitions": None if reps is None else int(reps.shape[0])}
     return predictor
+
+
+def _held_out_count(n: int, held_out: float) -> int:
+    """Stimuli held out to score the readout (at least MIN_HELD_OUT, or 0); InsilicoError if too few are left to fit."""
+    n_test = max(MIN_HELD_OUT, int(round(held_out * n))) if held_out > 0 else 0
+    if n - n_test >= MIN_FIT:
+        return n_test
+    if held_out == 0:
+        raise InsilicoError(f"fit_predictor got {n} stimuli; with held_out=0 it needs at least {MIN_FIT} to fit the "
+                            "readout. Record more stimuli")
+    raise InsilicoError(
+        f"fit_predictor got {n} stimuli; with held_out={held_out} it needs at least {MIN_FIT + MIN_HELD_OUT}: "
+        f"{MIN_HELD_OUT} held out to score the readout (a correlation over 2 stimuli is +-1 whatever the fit) and "
+        f"{MIN_FIT} to fit it. Record more stimuli, or pass held_out=0 to fit without held-out scores")
 
 
 def _blocks(predictor: NeuralPredictor, one: torch.Tensor) -> list[tuple[int, int, int]]:

@@ -429,7 +429,7 @@ class _Source:
     def batch(self, start: int, stop: int, device, dtype) -> torch.Tensor:
         batch = self.read(start, stop)
         if self.images:
-            check_images(batch)
+            check_images(batch, name=getattr(self, "name", "images"))
         elif batch.is_floating_point() and not torch.isfinite(batch).all():
             raise StimulusError(f"stimuli {start}..{stop - 1} contain NaN or inf values")
         if dtype is not None and batch.is_floating_point():
@@ -441,13 +441,23 @@ class _Source:
         return digest(self.read(start, stop))
 
 
-def stimulus_source(stimuli: Any) -> _Source:
+def stimulus_source(stimuli: Any, name: str = "images") -> _Source:
     """Wrap stimuli (tensor, array, StimulusSet, Dataset) for batched access.
 
     Every batch passes the image gate (:func:`insilico.pixels.check_images`:
-    (N, C, H, W) floats in [0, 1]); inputs that are not images go through the
-    explicit door :func:`insilico.pixels.raw`.
+    (N, C, H, W) floats in [0, 1]), whose messages start with ``name`` (the
+    argument as the user wrote it, e.g. ``"reference"``); inputs that are not
+    images go through the explicit door :func:`insilico.pixels.raw`. A
+    Dataset's items may be images, ``(image, label, ...)`` tuples (torchvision's
+    ``ImageFolder`` with a ``transform`` that makes tensors) or dicts with an
+    image under one of :data:`IMAGE_KEYS`.
     """
+    source = _stimulus_source(stimuli)
+    source.name = name
+    return source
+
+
+def _stimulus_source(stimuli: Any) -> _Source:
     if isinstance(stimuli, Raw):
         tensor = stimuli.data
         return _Source(lambda a, b: tensor[a:b], len(tensor), images=False)

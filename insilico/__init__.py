@@ -14,13 +14,14 @@ Example
 (5, 6, 6)
 """
 import importlib as _importlib
+import importlib.util as _importlib_util
 import warnings as _warnings
 
 from .errors import InsilicoError, StimulusError, UnitError
-from .units import Unit
-from .probe import Probe
-from .recording import Recording
 from ._version import __version__
+
+#: Classes loaded on first use, like the tools: `import insilico` (and so `insilico --help`) imports no torch.
+_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")
@@ -59,17 +60,21 @@ def __getattr__(name):  # tools load on first use, keeping `import insilico` lig
         return _importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         return getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _CLASSES:
+        return getattr(_importlib.import_module(f".{_CLASSES[name]}", __name__), name)
     if name in _MOVED:
         if name not in _warned:
             _warned.add(name)
             _warnings.warn(f"insilico.{name} has moved to insilico.{_MOVED[name]}; the old name will be removed "
                           f"in 0.2: write insilico.{_MOVED[name]}", FutureWarning, stacklevel=2)
         return _importlib.import_module(f".{_MOVED[name]}", __name__)
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f".{name}", __name__)  # any other module, as when Probe imported them
     raise AttributeError(f"module 'insilico' has no attribute {name!r}")
 
 
 def __dir__():  # the lazy tools and submodules too, so tab completion and dir() show them
-    return sorted(set(globals()) | set(_SUBMODULES) | set(_LAZY))
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_LAZY) | set(_CLASSES))
 
 
 __all__ = ["InsilicoError", "Probe", "Recording", "StimulusError", "Unit", "UnitError", *_SUBMODULES, *_LAZY]

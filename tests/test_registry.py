@@ -104,10 +104,12 @@ def test_import_insilico_is_light_and_dir_lists_the_lazy_tools():
     code = ("import sys, insilico; names = dir(insilico); "
             "print(sorted(m for m in sys.modules if m.startswith(('insilico.design', 'insilico.attribution', "
             "'insilico.experiments', 'insilico.gallery', 'insilico.rsa')))); "
-            "print(all(n in names for n in list(insilico._LAZY) + list(insilico._SUBMODULES)))")
+            "print(all(n in names for n in [*insilico._LAZY, *insilico._SUBMODULES, *insilico._CLASSES])); "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "[]", f"import insilico imported tool modules: {out[0]}"
     assert out[1] == "True"
+    assert out[2] == "False", "import insilico imported torch (Probe, Unit, Recording load on first use)"
     assert not set(insilico._MOVED) & set(dir(insilico)), "former names are not advertised"
 
 

@@ -60,14 +60,14 @@ def __getattr__(name):  # tools load on first use, keeping `import insilico` lig
         return _importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         return getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    if name in _CLASSES:
-        return getattr(_importlib.import_module(f".{_CLASSES[name]}", __name__), name)
     if name in _MOVED:
         if name not in _warned:
             _warned.add(name)
             _warnings.warn(f"insilico.{name} has moved to insilico.{_MOVED[name]}; the old name will be removed "
                           f"in 0.2: write insilico.{_MOVED[name]}", FutureWarning, stacklevel=2)
         return _importlib.import_module(f".{_MOVED[name]}", __name__)
+    if name in _CLASSES:
+        return getattr(_importlib.import_module(f".{_CLASSES[name]}", __name__), name)
     if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
         return _importlib.import_module(f".{name}", __name__)  # any other module, as when Probe imported them
     raise AttributeError(f"module 'insilico' has no attribute {name!r}")

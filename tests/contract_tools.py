@@ -274,11 +274,13 @@ def run_model_rdms(model, images, samples=None):
 
 
 def run_fit_predictor(model, images, samples=None):
-    """A linear readout of 2 synthetic targets from the deeper layer's mean features, 2-fold CV."""
+    """A linear readout of 2 synthetic targets from the deeper layer's mean features (2-fold CV; 4 images, none
+    held out)."""
     a = arch_of(model)
     x = _pick(images, samples)
     responses = torch.linspace(0, 1, len(x) * 2, dtype=x.dtype).reshape(len(x), 2)
-    return fit_predictor(model, x, responses, a.deeper, reduce="mean", cv=2, batch_size=2, progress=False)
+    return fit_predictor(model, x, responses, a.deeper, reduce="mean", cv=2, held_out=0, batch_size=2,
+                         progress=False)
 
 
 def run_record(model, images, samples=None):

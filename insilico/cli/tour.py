@@ -2,14 +2,16 @@
 ``insilico tools`` (the registered tools)."""
 from __future__ import annotations
 
+from .options import _quiet_option, _seed_option
+
 
 def _demo(sub) -> None:
     p = sub.add_parser("demo", help="record, lesion and stimulate a bundled model; print and plot what changed",
                        description="A tour on a bundled model: orientation tuning, lesions, stimulation.")
-    p.add_argument("--model", default="minialex", help="bundled model name (see `insilico models`)")
-    p.add_argument("--out", default="demo", help="folder for demo.png and demo.json")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--model", default="minialex", help="bundled model name (see `insilico models`; default %(default)s)")
+    p.add_argument("--out", default="demo", help="folder for demo.png and demo.json (default %(default)s)")
+    _seed_option(p, text="seed of the random lesion (default %(default)s)")
+    _quiet_option(p)
 
     def run(args):
         from ..demo import run_demo

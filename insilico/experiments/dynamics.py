@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..probe import Probe
 from ..registry import register_tool
-from .lesions import _labels, _per_class
+from .classes import class_labels, per_class_accuracy
 from .results import Result, new_axes
 from ..recording import batches
 from ..session import result_dtype, session
@@ -176,7 +176,7 @@ def connection_lesions(
     if readout is None and "readout" in names:
         readout = "readout"
     n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
-    y = _labels(labels, n)
+    y = class_labels(labels, n)
     conditions = {"intact": []}
     conditions.update({f"no {k.replace('_', '-')}": list(v) for k, v in connections.items()})
     if len(connections) > 1:
@@ -203,7 +203,7 @@ def connection_lesions(
             pred = torch.cat(scores).argmax(-1).numpy()  # (N, T)
             n_classes = int(scores[0].shape[-1])
             accuracy.append((pred == y[:, None]).mean(0))
-            class_accuracy.append(np.stack([_per_class(pred[:, t], y, n_classes) for t in range(pred.shape[1])]))
+            class_accuracy.append(np.stack([per_class_accuracy(pred[:, t], y, n_classes) for t in range(pred.shape[1])]))
     labels_ = list(classes) if classes is not None else list(getattr(model, "classes", range(n_classes)))
     arrays = dict(conditions=np.array(list(conditions)), accuracy=np.array(accuracy),
                   class_accuracy=np.array(class_accuracy), steps=np.arange(len(accuracy[0])),

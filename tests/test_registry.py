@@ -174,3 +174,22 @@ def test_insilico_tools_prints_the_registry(capsys):
     assert main(["tools", "--kind", "design"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert names == list(tools("design")) and "maximize" in names
+
+
+#: The command line's subcommands -> the registered tool each runs; the others run no tool.
+CLI_TOOLS = {"record": "record_stimuli", "maximize": "maximize", "gradient-map": "gradient_map",
+             "deconv": "gradient_map", "metamer": "metamer", "adversarial": "pgd", "controversial": "controversial",
+             "gallery": "gallery"}
+CLI_OTHERS = {"demo", "models", "tools", "merge"}
+
+
+def test_every_subcommand_runs_a_registered_tool_or_is_named_as_one_that_does_not():
+    import argparse
+
+    from insilico.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(CLI_TOOLS) | CLI_OTHERS, (
+        f"subcommands {sorted(set(sub.choices) - set(CLI_TOOLS) - CLI_OTHERS)} are new here: name the registered "
+        f"tool each runs in CLI_TOOLS (or add it to CLI_OTHERS)")
+    assert set(CLI_TOOLS.values()) <= set(REGISTERED), sorted(set(CLI_TOOLS.values()) - set(REGISTERED))

@@ -76,6 +76,16 @@ KINDS = {
     "gallery": "the browsable static site of a model",
 }
 
+#: One name per option across tools: the name -> the other spellings it replaces (issue 24, "options drift").
+#: ``tests/test_registry.py`` lists the registered tools that still use another spelling.
+VOCABULARY = {
+    "size": ("input_size", "image_size", "shape"),
+    "progress": ("quiet", "verbose", "show_progress"),
+    "seed": ("random_state", "rng", "generator"),
+    "batch_size": ("batchsize", "chunk_size"),
+    "out": ("out_dir", "output_dir", "folder"),
+}
+
 #: The kinds whose tools ``import insilico`` exports lazily as ``insilico.<name>``.
 TOP_LEVEL_KINDS = ("attribution", "design")
 
@@ -198,4 +208,4 @@ def describe(kind: str | None = None) -> str:
     return "\n".join(" ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + " " + r[3] for r in rows)
 
 
-__all__ = ["KINDS", "TOP_LEVEL_KINDS", "TOOLS", "Registry", "Tool", "describe", "register_tool", "tools"]
+__all__ = ["KINDS", "TOP_LEVEL_KINDS", "TOOLS", "VOCABULARY", "Registry", "Tool", "describe", "register_tool", "tools"]

@@ -194,7 +194,11 @@ def tools(kind: str | None = None) -> dict[str, Tool]:
     if kind is not None and kind not in KINDS:
         raise InsilicoError(f"tools: kind {kind!r} is not one of {sorted(KINDS)}")
     for module in _modules():
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:  # a tool there would be missing from every listing: say so, never skip it
+            raise InsilicoError(f"tools: importing {module} failed ({error}); every module of insilico must import "
+                                f"for the registry to be complete (install what it needs)") from error
     order = list(KINDS)
     found = sorted(TOOLS.values(), key=lambda t: (order.index(t.kind), t.name))
     return {t.name: t for t in found if kind is None or t.kind == kind}

@@ -187,6 +187,12 @@ def tools(kind: str | None = None) -> dict[str, Tool]:
 
     Imports every module of insilico once (about 2 s), so that each registration has run.
 
+    Raises
+    ------
+    InsilicoError
+        ``kind`` is not one of :data:`KINDS`, or a module of insilico fails to import (its tools would be
+        missing from the listing).
+
     >>> from insilico.registry import tools
     >>> tools("design")["maximize"].target
     'insilico.design.maximize:maximize'

@@ -266,7 +266,7 @@ def test_the_allow_list_table_names_exactly_the_classes_that_register():
 def _tiny_results() -> dict:
     """One instance of every class on the allow-list: the contract tools' results, plus tiny constructors."""
     from insilico import experiments
-    from insilico.encoding import split_half_ceiling
+    from insilico.encoding import cross_validate, split_half_ceiling
     from insilico.experiments.dynamics import RecurrentLesionResult
     from insilico.rsa.bootstrap import BootstrapResult
     from insilico.rsa.noise_ceiling import NoiseCeiling
@@ -281,6 +281,7 @@ def _tiny_results() -> dict:
     rng = np.random.default_rng(0)
     ceiling = NoiseCeiling(0.25, 0.5, "spearman")
     extra = [ceiling, split_half_ceiling(rng.normal(size=(4, 6, 3)), n_splits=2),
+             cross_validate(rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), cv=2, inner_cv=None),  # not a tool
              BootstrapResult(["a", "b"], rng.random(2), rng.random((3, 2)), rng.random((2, 2)), rng.random(2),
                              "spearman", "stimuli", 0.95, ceiling),
              RecurrentLesionResult({"accuracy": rng.random((2, 3))}, {"conditions": ["none", "lateral"]}),

@@ -49,6 +49,24 @@ def layouts(model, x):
             for c in survey if c.shape is not None}
 
 
+#: One small model per registered family, with the layouts of a few of its layers (a new family needs one).
+FAMILY_MODELS = {
+    "vit": (tiny_vit, {"conv_proj": "map", "encoder.layers.encoder_layer_0": "tokens", "heads.head": "vector"}),
+    "swin": (swin, {"features.0.0": "map", "features.1.0.mlp.1": "channels_last", "permute": "map"}),
+    "convnext": (tiny_convnext, {"features.1.0.block.4": "channels_last", "features.1.0": "map"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_registered_family_is_found_and_reads_its_layouts(name):
+    assert name in FAMILY_MODELS, f"add a small {name} model to FAMILY_MODELS"
+    build, expected = FAMILY_MODELS[name]
+    model = build()
+    assert family_of(model).name == name
+    seen = layouts(model, torch.rand((1,) + model.input_size))
+    assert {layer: seen[layer] for layer in expected} == expected
+
+
 class GELUTanh(nn.Module):        # timm's name: known by name, as the library is not imported
     def forward(self, x):
         return nn.functional.gelu(x, approximate="tanh")
@@ -74,6 +92,8 @@ def test_minialex_kinds_in_call_order():
                                                        "features.11", "classifier.2", "classifier.5"]
     assert choose_layers(model, kind="local") == ["features.0", "features.2", "features.3", "features.5",
                                                   "features.6", "features.8", "features.10", "features.12"]
+    assert layer_units(model, torch.rand((1,) + model.input_size)) == \
+        choose_layers(model, kind="activations") + ["classifier.6"]                  # rsa: + the output
     # the probes' defaults (former first_conv / last_conv of the script kit)
     assert choose_layers(model, kind="conv", step="first")[0] == "features.0"
     assert choose_layers(model, kind="conv", step="every")[-1] == "features.10"

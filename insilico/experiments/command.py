@@ -19,7 +19,6 @@ Example
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._version import __version__
 from ..errors import InsilicoError
+from ..jsonfiles import write_json
 from .results import Result, jsonable
 
 
@@ -87,8 +88,6 @@ def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | 
     """Save ``result`` as ``out/name.pt`` and its tables ``out/name.npz|csv``, each figure as PNG and SVG, and ``out/settings.json``."""
     import matplotlib.pyplot as plt
 
-    from .. import __version__
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = result.export(out / name)
@@ -107,7 +106,7 @@ def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | 
         "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
     }
     settings_path = out / f"{name}_settings.json"
-    settings_path.write_text(json.dumps(settings, indent=1))
+    write_json(settings_path, settings)
     paths.append(settings_path)
     return paths
 

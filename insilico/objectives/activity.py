@@ -56,6 +56,9 @@ class Activation(Objective):
     def forward(self, acts, images):
         return _mean(acts[self.unit])
 
+    def _plain_mean(self) -> bool:
+        return type(self) in (Activation, Channel)  # a subclass with its own forward (Neuron) is evaluated alone
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.unit)!r})"
 

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import InsilicoError
 from ..layers import is_activation, is_conv_linear, is_inert
+from ..registry import register_tool
 from .rdm import rdm
 
 
@@ -52,6 +53,7 @@ def layer_units(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
     return [n if survey.count(n) == 1 else f"{n}@-1" for n in names if survey.count(n) > 0]
 
 
+@register_tool("rsa", follows_dtype=False)
 def model_rdms(model: torch.nn.Module, stimuli, units: Sequence[str] | None = None, method: str = "correlation",
                labels: Sequence | None = None, batch_size: int = 64, progress: bool = True, **options) -> dict:
     """Record a model's layers over a stimulus set and compute one RDM per layer.

@@ -221,3 +221,14 @@ def test_the_chooser_keeps_the_layouts_asked_for_and_the_gallery_draws_only_maps
         choose_layers(vit, (3, 32, 32), "conv", layouts=("grid",))
     with pytest.raises(InsilicoError, match="with a channels_last output"):
         choose_layers(vit, (3, 32, 32), "conv", layouts=("channels_last",))
+
+
+def test_the_probes_center_reduction_is_the_map_centre_rule():
+    # taps.py (probing, below insilico.layers) keeps its own reduce="center": it must agree with the one rule
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU())
+    x = torch.rand(4, 1, 9, 10)
+    with insilico.Probe(net).record("0", reduce="center") as rec:
+        net(x)
+    values, names = record_units(net, x, ["0"], progress=False)
+    assert names == ["0[0,3,4]", "0[1,3,4]", "0[2,3,4]"]
+    torch.testing.assert_close(rec["0"], values)

@@ -42,6 +42,7 @@ import math
 
 from torch import nn
 
+from ..errors import UnitError
 from ..units import Unit, check_index
 from .modules import CONV, CONV_LINEAR_NAMES, MAPS_1D, SPATIAL, _named
 
@@ -169,8 +170,15 @@ def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=
     Raises
     ------
     UnitError
-        The unit's index does not fit ``shape``.
+        The unit's index does not fit ``shape``; an attention part of a module
+        that folds windows into the batch axis (Swin: the family's ``"windows"``).
     """
+    if unit.part is not None and module is not None and family is not None \
+            and family.attention.get(type(module).__name__) == "windows":
+        raise UnitError(f"{unit}: {type(module).__name__} folds its windows into the batch axis ((N * windows, "
+                        f"heads, tokens, head_dim) for N images), so its attention parts are not one row per "
+                        f"stimulus; read the module's output {unit.module!r} (one row per stimulus), or record the "
+                        "part with a Probe and unfold the windows yourself")
     if len(shape) < 2:
         return unit
     index = list(_expand(unit, shape))

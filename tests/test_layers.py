@@ -150,6 +150,10 @@ def test_swin_stages_are_channels_last_and_read_at_their_centre_position():
     # the generic rule alone cannot see that a GELU inside a Swin block gives (H, W, C): the family says so
     assert layout_of((8, 8, 384), nn.GELU()) == "map"
     assert layout_of((8, 8, 384), nn.GELU(), family_of(model)) == "channels_last"
+    assert layout_of((8, 8, 96), None, family_of(model)) == "channels_last"     # an op (the residual add)
+    assert layout_of((8, 8, 96), None) == "map"
+    add, _ = locate(model, "features.1.0/add", 3, 32)
+    assert add.key == "features.1.0/add[4,4,:]"
     with pytest.raises(insilico.errors.UnitError, match="folds its windows into the batch axis"):
         record_units(model, x, ["features.1.0.attn:heads[0]"], progress=False)   # (N * 4 windows) rows: refused
     with insilico.Probe(model).record("features.1") as rec:

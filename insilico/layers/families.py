@@ -85,7 +85,8 @@ class Family:
         ``root -> int``: tokens before the patch grid (None: inferred, 0 or 1).
     channels_last : callable, optional
         ``module -> bool``: True when a 3-axis output of the module is ``(H, W, C)``
-        (None: the generic rule, Linear and LayerNorm outputs).
+        (``module`` None: an op's output in the family's forward); None: the generic
+        rule, Linear and LayerNorm outputs.
     attention : mapping
         Attention module class name -> layout of its parts (``"heads"``, ``"windows"``).
     """
@@ -110,12 +111,12 @@ def _vit_prefix(root: nn.Module) -> int:
     return 1 + int(getattr(root, "num_register_tokens", 0))  # torchvision: CLS; DINOv2: CLS + registers
 
 
-def _swin_channels_last(module: nn.Module) -> bool:
-    return not map_like(module)
+def _swin_channels_last(module: nn.Module | None) -> bool:
+    return module is None or not map_like(module)   # its stages, their ops too, run in (N, H, W, C)
 
 
-def _convnext_channels_last(module: nn.Module) -> bool:
-    return last_axis_features(module) or is_activation(module)
+def _convnext_channels_last(module: nn.Module | None) -> bool:
+    return module is not None and (last_axis_features(module) or is_activation(module))
 
 
 GENERIC = Family("generic")

@@ -57,7 +57,8 @@ def layout_of(shape: tuple, module: nn.Module | None = None, family=None, part: 
     shape : tuple of int
         One sample's output shape (no batch axis).
     module : nn.Module, optional
-        The module that gives it (tells 1-d maps from tokens, channels-last from maps).
+        The module that gives it (tells 1-d maps from tokens, channels-last from maps);
+        None for an op's output (the family's rule alone decides).
     family : Family, optional
         The model's family (:func:`~insilico.layers.families.family_of`): it knows which of its modules
         give channels-last outputs (Swin).
@@ -79,15 +80,13 @@ def layout_of(shape: tuple, module: nn.Module | None = None, family=None, part: 
 
 
 def _channels_last(module: nn.Module | None, family) -> bool:
-    if module is None:
-        return False
     dims = getattr(module, "dims", None)
     if type(module).__name__ == "Permute" and dims is not None and len(dims) == 4:   # torchvision.ops.Permute
         return list(dims)[-1] == 1
     rule = getattr(family, "channels_last", None)
     if rule is not None:
-        return bool(rule(module))
-    return last_axis_features(module)
+        return bool(rule(module))  # module None: an op in the family's forward (Swin's residual add)
+    return module is not None and last_axis_features(module)
 
 
 def last_axis_features(module: nn.Module) -> bool:

@@ -238,3 +238,21 @@ def test_the_probes_center_reduction_is_the_map_centre_rule():
     values, names = record_units(net, x, ["0"], progress=False)
     assert names == ["0[0,3,4]", "0[1,3,4]", "0[2,3,4]"]
     torch.testing.assert_close(rec["0"], values)
+
+
+def test_a_predictor_pools_channels_last_and_token_layers_over_positions_not_channels():
+    from insilico.predictor import _pool
+
+    model, vit = swin(), tiny_vit()
+    x = torch.rand(2, 3, 32, 32)
+    with insilico.Probe(model).record("features.1") as rec:
+        model(x)
+    nhwc = rec["features.1"]                                                        # (2, 8, 8, 96)
+    torch.testing.assert_close(_pool(nhwc, "mean", "features.1", model), nhwc.mean((1, 2)))
+    torch.testing.assert_close(_pool(nhwc, "max", "features.1", model), nhwc.amax((1, 2)))
+    assert _pool(nhwc, 2, "features.1", model).shape == (2, 96 * 4)
+    block = "encoder.layers.encoder_layer_0"
+    with insilico.Probe(vit).record(block) as rec:
+        vit(x)
+    tokens = rec[block]                                                             # (2, 17, 16)
+    torch.testing.assert_close(_pool(tokens, "mean", block, vit), tokens.mean(1))

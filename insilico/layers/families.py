@@ -68,7 +68,8 @@ from typing import Callable, Mapping
 from torch import nn
 
 from ..errors import InsilicoError
-from .layout import last_axis_features, map_like
+from ..units import Unit
+from .layout import last_axis_features, layout_of, map_like
 from .modules import is_activation
 
 
@@ -156,6 +157,17 @@ def family_of(model: nn.Module) -> Family:
     return dataclasses.replace(GENERIC, root=model)
 
 
+def unit_layout(model: nn.Module, unit, shape: tuple, family: Family | None = None) -> str:
+    """The layout of a unit's whole output ``shape`` (one sample) in ``model``: its module, part and the family.
+
+    ``unit`` is an address or a :class:`~insilico.units.Unit`; an op unit is read by the family's rule alone
+    (:func:`~insilico.layers.layout.layout_of`).
+    """
+    unit = Unit.coerce(unit, model)
+    module = unit.resolve(model) if unit.op is None else None
+    return layout_of(tuple(shape), module, family or family_of(model), unit.part)
+
+
 def attention_modules(model: nn.Module, family: Family | None = None) -> dict[str, str]:
     """Addresses of the model's attention modules and the layout of their parts (``"heads"``, ``"windows"``)."""
     family = family or family_of(model)
@@ -167,4 +179,4 @@ def attention_modules(model: nn.Module, family: Family | None = None) -> dict[st
     return out
 
 
-__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "attention_modules"]
+__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "unit_layout", "attention_modules"]

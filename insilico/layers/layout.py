@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from ..errors import UnitError
@@ -141,6 +142,24 @@ def centre(shape: tuple, layout: str, prefix: int | None = None) -> dict[int, in
     return {}
 
 
+def channels_first(value: torch.Tensor, layout: str) -> torch.Tensor:
+    """A batch ``(N, *shape)`` of ``layout`` with its channels (features) on axis 1 and its positions after.
+
+    Channels-last ``(N, H, W, C)`` becomes ``(N, C, H, W)``; tokens ``(N, T, D)``
+    become ``(N, D, T)`` (the features as channels, the tokens as positions);
+    maps and the rest are returned as they are. What a tool that pools "over
+    positions" or reads "a channel" applies before it does.
+
+    >>> channels_first(torch.zeros(2, 7, 7, 96), "channels_last").shape, channels_first(torch.zeros(2, 17, 8), "tokens").shape
+    (torch.Size([2, 96, 7, 7]), torch.Size([2, 8, 17]))
+    """
+    if layout == "channels_last":
+        return value.movedim(-1, 1)
+    if layout == "tokens":
+        return value.transpose(1, 2)
+    return value
+
+
 def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=None) -> Unit:
     """The unit as the experiments read it: every position axis it leaves open at the centre (:func:`centre`).
 
@@ -198,4 +217,5 @@ def _expand(unit: Unit, shape: tuple) -> tuple:
     return tuple(index + [slice(None)] * (len(shape) - len(index)))
 
 
-__all__ = ["LAYOUTS", "layout_of", "last_axis_features", "map_like", "centre_token", "centre", "at_centre"]
+__all__ = ["LAYOUTS", "layout_of", "last_axis_features", "map_like", "centre_token", "centre", "channels_first",
+           "at_centre"]

@@ -28,7 +28,8 @@ layout of their parts.
 
 Example
 -------
->>> import torch, torchvision
+>>> import torchvision
+>>> from insilico.units import Unit
 >>> net = torchvision.models.resnet18()
 >>> choose_layers(net, (3, 32, 32), "activations")[:2], choose_layers(net, (3, 32, 32), "conv", step="first")[0]
 (['relu', 'layer1.0.relu@1'], 'conv1')
@@ -38,7 +39,6 @@ Example
 """
 from __future__ import annotations
 
-from ..units import Unit
 from .chooser import KINDS, STEPS, choose_layers, example_input
 from .families import FAMILIES, GENERIC, Family, attention_modules, family_of, register, unit_layout
 from .layout import LAYOUTS, at_centre, centre, centre_token, channels_first, layout_of

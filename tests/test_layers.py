@@ -2,6 +2,8 @@
 model families, the layer chooser; and every former duplicate now reads it."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torchvision
@@ -25,7 +27,9 @@ def tiny_vit():
     return vit
 
 
+@functools.lru_cache(maxsize=1)
 def swin():
+    """One swin_t for the module (28M parameters: built once; the tests only read it)."""
     torch.manual_seed(0)
     model = torchvision.models.swin_t().eval()
     model.input_size = (3, 32, 32)   # 8 x 8 patches: stages of 8, 4, 2, 1 positions

@@ -68,7 +68,7 @@ from typing import Callable, Mapping
 from torch import nn
 
 from ..errors import InsilicoError
-from ..units import Unit
+from ..units import Unit, UnitLike
 from .layout import last_axis_features, layout_of, map_like
 from .modules import is_activation
 
@@ -95,7 +95,7 @@ class Family:
     name: str
     classes: tuple[str, ...] = ()
     prefix_tokens: Callable[[nn.Module], int] | None = None
-    channels_last: Callable[[nn.Module], bool] | None = None
+    channels_last: Callable[[nn.Module | None], bool] | None = None
     attention: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"MultiheadAttention": "heads"})
     root: nn.Module | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -157,7 +157,7 @@ def family_of(model: nn.Module) -> Family:
     return dataclasses.replace(GENERIC, root=model)
 
 
-def unit_layout(model: nn.Module, unit, shape: tuple, family: Family | None = None) -> str:
+def unit_layout(model: nn.Module, unit: UnitLike, shape: tuple, family: Family | None = None) -> str:
     """The layout of a unit's whole output ``shape`` (one sample) in ``model``: its module, part and the family.
 
     ``unit`` is an address or a :class:`~insilico.units.Unit`; an op unit is read by the family's rule alone

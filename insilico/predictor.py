@@ -45,6 +45,7 @@ from torch import nn
 
 from . import persistence
 from .errors import InsilicoError, SavedFileError, StimulusError
+from .layers import channels_first, unit_layout
 from .probe import Probe
 from .registry import register_tool
 from .session import device_of, dtype_of, session
@@ -120,7 +121,7 @@ class NeuralPredictor(nn.Module):
                 rec.stop_after(self._stop_at)
             rec.forward(images)
             self._stop_at = self._stop_at or rec.stop_at
-            parts = [_pool(rec[layer], self.reduce, layer) for layer in self.layers]
+            parts = [_pool(rec[layer], self.reduce, layer, self.trunk) for layer in self.layers]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -282,7 +283,9 @@ def fit_predictor(
         Pooling of (N, C, H, W) features: None (default) keeps every position
         (the kernel form of ridge keeps this cheap while features outnumber
         stimuli); "mean"/"max" over positions; an int ``g``: average-pool to
-        a ``g x g`` grid (memory for large layers).
+        a ``g x g`` grid (memory for large layers). Channels-last stages
+        (Swin) and token layers (ViT: over the tokens) are pooled per channel
+        too (their layout from :mod:`insilico.layers`).
     alphas : sequence of float
         Ridge penalties tried per target (default 1e-1 .. 1e6).
     cv : None, int or splitter
@@ -455,8 +458,9 @@ def _blocks(predictor: NeuralPredictor, one: torch.Tensor) -> list[tuple[int, in
         blocks, offset = [], 0
         for layer in predictor.layers:
             value = rec[layer]
-            pooled = _pool(value, predictor.reduce, layer)
-            if value.ndim == 4 and predictor.reduce not in ("mean", "max"):
+            pooled = _pool(value, predictor.reduce, layer, predictor.trunk)
+            if value.ndim == 4 and predictor.reduce not in ("mean", "max") \
+                    and unit_layout(predictor.trunk, layer, value.shape[1:]) == "map":
                 c = value.shape[1]
                 blocks.append((offset, c, pooled.shape[1] // c))
             offset += pooled.shape[1]
@@ -515,12 +519,16 @@ def _linear(n_in: int, n_out: int, device=None, dtype=None) -> nn.Linear:
     return linear
 
 
-def _pool(value: torch.Tensor, reduce, layer: str) -> torch.Tensor:
+def _pool(value: torch.Tensor, reduce, layer: str, model: nn.Module | None = None) -> torch.Tensor:
+    """``layer``'s features ``(N, F)``: pooled over positions (``reduce``), channels first
+    (:func:`insilico.layers.channels_first`: a Swin stage's ``(N, H, W, C)``, a ViT block's tokens)."""
     if not torch.is_tensor(value):
         raise InsilicoError(f"{layer} does not output a tensor; name a tensor part, e.g. '{layer}:0'")
     if value.ndim < 2:
         raise InsilicoError(f"{layer} gives shape {tuple(value.shape)}; a readout needs (N, features, ...)")
     if value.ndim > 2 and reduce is not None:
+        if model is not None:
+            value = channels_first(value, unit_layout(model, layer, value.shape[1:]))
         if reduce == "mean":
             value = value.flatten(2).mean(2)
         elif reduce == "max":

@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     args = p.parse_args(argv)
     from skimage.io import imsave
 

@@ -52,6 +52,7 @@ import insilico
 from insilico.data.simulated import simulated_experiment
 from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
+from insilico.jsonfiles import write_json
 from insilico.predictor import Ensemble
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
@@ -145,8 +146,7 @@ def run(out: str = "population_control", brains=("matched", "different"), option
                   f"  one-hot beats natural {numbers['one_hot']['fraction_control_beats_natural']:.0%}", flush=True)
         summary["brains"][kind] = entry
     summary["seconds"] = round(time.time() - start, 1)
-    with open(os.path.join(out, "population_control.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(os.path.join(out, "population_control.json"), summary)
     with open(os.path.join(out, "population_control.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

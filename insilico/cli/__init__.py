@@ -29,7 +29,7 @@ module       concept
 main         the parser, :func:`main` (entry point), errors and exit codes
 options      shared options and their checks (argparse types); reading input images
 outputs      the output folder, PNGs, ``manifest.json``, shard bookkeeping
-tour         ``demo``, ``models``
+tour         ``demo``, ``models``, ``tools``
 record       ``record``
 attribution  ``gradient-map``, ``deconv``
 design       ``maximize``, ``metamer``, ``adversarial``, ``controversial``

@@ -41,17 +41,17 @@ def _maximize(sub) -> None:
         model, out = _load(args), _out(args.out)
         units = _expand_units(model, args.units, args.size)
         parts, shard = _shared(args, out)
-        before = done_chunks(parts) if parts.exists() else []
+        before = done_chunks(parts) if parts.exists() and not args.force else []
         result = maximize(model, units, steps=args.steps, lr=args.lr, size=args.size,
                           images_per_unit=args.images_per_unit, diversity=args.diversity, negative=args.negative,
                           seed=args.seed, progress=not args.quiet, batch_size=args.batch_size, out=parts,
-                          shard=shard)
+                          shard=shard, overwrite=args.force)
         if not _writes_outputs(result):
             return
         entries = []
         for image, label, value in zip(result.images, result.labels, result.values.tolist()):
             name = _file_name(label.replace("#", "-")) + ".png"
-            if not (out / name).exists():
+            if args.force or not (out / name).exists():
                 _save_png(out / name, image)
             entries.append({"image": label, "file": name, "value": value})
         _manifest(out, args, entries)
@@ -100,7 +100,7 @@ def _metamer(sub) -> None:
         references, _ = _read_input(args, model)
         parts, shard = _shared(args, out)
         result = metamer(model, args.layer, references, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                         out=parts, shard=shard, progress=not args.quiet)
+                         out=parts, shard=shard, overwrite=args.force, progress=not args.quiet)
         if not _writes_outputs(result):
             return
         report = result.validity(model)
@@ -150,7 +150,7 @@ def _adversarial(sub) -> None:
         parts, shard = _shared(args, out)
         result = pgd(model, images, labels, eps=eps if len(eps) > 1 else eps[0], steps=args.steps, norm=args.norm,
                      target=target, seed=args.seed, progress=not args.quiet, batch_size=args.batch_size,
-                     out=parts, shard=shard)
+                     out=parts, shard=shard, overwrite=args.force)
         if not _writes_outputs(result):
             return
         entries = []
@@ -194,7 +194,8 @@ def _controversial(sub) -> None:
         out = _out(args.out)
         parts, shard = _shared(args, out)
         result = controversial(models, args.pairs, seeds=args.images_per_pair, steps=args.steps, seed=args.seed,
-                               progress=not args.quiet, out=parts, shard=shard, pairs_per_chunk=args.batch_size)
+                               progress=not args.quiet, out=parts, shard=shard, pairs_per_chunk=args.batch_size,
+                               overwrite=args.force)
         if not _writes_outputs(result):
             return
         entries = []

@@ -59,7 +59,8 @@ def _gallery_build(args) -> None:
         settings = GallerySettings.from_dict({k: v for k, v in overrides.items() if v is not None})
     model = load_model(settings.model, settings.weights, args.device)
     out = args.out or str(Path("gallery") / "site" / _file_name(settings.model.split(":")[-1]))
-    summary = build(settings, out, model=model, shard=args.shard, progress=not args.quiet)
+    summary = build(settings, out, model=model, shard=args.shard, progress=not args.quiet,
+                    overwrite=args.force)
     computed = ", ".join(f"{k} {v}" for k, v in summary["computed"].items())
     print(f"gallery of {len(summary['layers'])} layer(s) in {summary['seconds']:.0f} s "
           f"(computed now: {computed}); open {summary['index']}")

@@ -17,10 +17,10 @@ from .gallery import _gallery
 from .merge import _merge
 from .options import Parser
 from .record import _record
-from .tour import _demo, _models
+from .tour import _demo, _models, _tools
 
 #: The subcommands, in --help order.
-COMMANDS = [_demo, _models, _record, _maximize, _gradient_map, _deconv, _metamer, _adversarial, _controversial,
+COMMANDS = [_demo, _models, _tools, _record, _maximize, _gradient_map, _deconv, _metamer, _adversarial, _controversial,
             _gallery, _merge]
 
 

@@ -226,9 +226,13 @@ def _batch_option(parser: argparse.ArgumentParser, default: int | None, what: st
 
 
 def _shard_option(parser: argparse.ArgumentParser, text: str | None = None) -> None:
+    """The options of a resumable --out folder: --shard (this process's share) and --force (start over)."""
     parser.add_argument("--shard", type=shard, default=None,
                         help=text or "R/W: compute only share R of W (e.g. a SLURM array task; `insilico merge OUT` "
                                      "joins them); default: the torchrun ranks share the work")
+    parser.add_argument("--force", action="store_true",
+                        help="start over: forget the work kept in --out (needed when it was made by another model, "
+                             "other inputs or other settings)")
 
 
 def _input_images(p: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._version import __version__
 from ..errors import InsilicoError
 
 
@@ -24,8 +25,6 @@ def _out(path: str) -> Path:
 def _manifest(out: Path, args, entries: list, **extra) -> None:
     """Write ``out/manifest.json``: the command, the model, library versions, and one entry per output."""
     import torch
-
-    from .. import __version__
     from ..sharding import write_json
 
     settings = {k: v for k, v in vars(args).items() if k not in ("run", "argv", "shard")}

@@ -33,7 +33,8 @@ def _record(sub) -> None:
         stimuli = _stimulus_set(args, model)
         _, shard = _shared(args, out)
         rec = Probe(model).record_stimuli(stimuli, args.units, out=out / "recording", reduce=args.reduce,
-                                          batch_size=args.batch_size, progress=not args.quiet, shard=shard)
+                                          batch_size=args.batch_size, progress=not args.quiet, shard=shard,
+                                          overwrite=args.force)
         if not _writes_outputs(rec if rec.complete else None):
             return
         entries = []

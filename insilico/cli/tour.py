@@ -1,4 +1,5 @@
-"""Getting started: ``insilico demo`` (a tour on a bundled model) and ``insilico models`` (the bundled models)."""
+"""Getting started: ``insilico demo`` (a tour on a bundled model), ``insilico models`` (the bundled models) and
+``insilico tools`` (the registered tools)."""
 from __future__ import annotations
 
 from .options import _quiet_option, _seed_option
@@ -31,5 +32,21 @@ def _models(sub) -> None:
             card = models.card(name)
             print(f"{name:10s} {card['description']} (held-out accuracy {card['held_out_accuracy']:.2f}, "
                   f"chance {card['chance']:.3f})")
+
+    p.set_defaults(run=run)
+
+
+def _tools(sub) -> None:
+    from ..registry import KINDS
+
+    p = sub.add_parser("tools", help="list the tools: name, kind, the promises that apply, what each does",
+                       description="List the registered tools (insilico.registry): name, kind, the contract "
+                                   "promises that apply, and the first line of each docstring.")
+    p.add_argument("--kind", choices=list(KINDS), help="only the tools of this kind")
+
+    def run(args):
+        from ..registry import describe
+
+        print(describe(args.kind))
 
     p.set_defaults(run=run)

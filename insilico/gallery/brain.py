@@ -31,7 +31,6 @@ Example
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from html import escape
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import persistence
 from ..errors import InsilicoError
 from . import figures
 
@@ -107,7 +107,7 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
 def read(root: Path) -> dict | None:
     """The cached ``brain.json`` of a site, or None; a ``null`` number (NaN when written) is NaN again."""
     path = Path(root) / FILE
-    return _nan_for_null(json.loads(path.read_text())) if path.exists() else None
+    return _nan_for_null(persistence.read_json(path, "gallery cache")) if path.exists() else None
 
 
 def _nan_for_null(value):

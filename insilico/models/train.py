@@ -93,7 +93,17 @@ def training_text(spec: dict, steps: int, batch: int) -> str:
 
 def train(name: str, seed: int = 0, steps: int | None = None, batch: int | None = None, threads: int = 2,
           progress: bool = True) -> tuple[torch.nn.Module, dict]:
-    """Train model ``name`` from scratch; returns the model (eval mode) and its card."""
+    """Train model ``name`` from scratch; returns the model (eval mode) and its card.
+
+    The init and dropout draw from torch's global generator, seeded with ``seed`` inside a fork:
+    the caller's global random state is as it was afterwards.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return _train(name, seed, steps, batch, threads, progress)
+
+
+def _train(name: str, seed: int, steps: int | None, batch: int | None, threads: int,
+           progress: bool) -> tuple[torch.nn.Module, dict]:
     from tqdm.auto import tqdm
 
     spec = _REGISTRY[name]

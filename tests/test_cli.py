@@ -212,7 +212,7 @@ def test_help_and_bad_options_import_no_torch():
     code = """
 import contextlib, io, sys
 from insilico.cli import main
-calls = [[], ["maximize"], ["metamer"], ["adversarial"], ["controversial"], ["record"], ["gradient-map"],
+calls = [[], ["maximize"], ["metamer"], ["adversarial"], ["controversial"], ["record"], ["gradient-map"], ["tools"],
          ["deconv"], ["demo"], ["models"], ["merge"], ["gallery"], ["gallery", "build"]]
 with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
     codes = [main([*c, "--help"]) for c in calls]

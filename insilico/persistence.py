@@ -253,7 +253,7 @@ def kind_of(blob: dict, path: Any) -> str:
     """The class a result file holds: its recorded ``kind``, or the :data:`LEGACY_KINDS` rule for older files."""
     fmt = blob.get("format")
     if fmt == FORMAT or (isinstance(fmt, int) and fmt > FORMAT) or "kind" in blob:
-        check_format(blob, path, FORMAT)
+        check_format(blob, path, FORMAT, oldest=FORMAT)
         return blob.get("kind")
     for old, key, kind in LEGACY_KINDS:
         if fmt == old and key in blob:

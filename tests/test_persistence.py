@@ -179,20 +179,57 @@ def test_fields_of_another_version_name_class_fields_and_versions(cwd):
     torch.save(blob, path)
     message = refused(insilico.load, path, "spikes", "rates", "insilico 0.0.1", insilico.__version__)
     assert persistence.kind_name(Rates) in message
-    # the synthesis results' own format (1) too
+    # the synthesis results' own format of earlier versions (1) too
     from insilico.synthesis import SynthesisResult
 
     syn = cwd / "syn.pt"
-    SynthesisResult(torch.rand(1, 1, 4, 4), torch.zeros(2, 1), torch.tensor([2]), ["steps"], ["a"]).save(syn)
-    blob = torch.load(syn, weights_only=True)
+    blob = _format1(settings={"seed": 0})
     meta = json.loads(blob["json"])
     meta["temperature"] = 3
     blob["json"] = json.dumps(meta)
     torch.save(blob, syn)
-    refused(insilico.load, syn, "temperature", "SynthesisResult")
+    refused(insilico.load, syn, "temperature", "SynthesisResult", "insilico 0.0.9")
     blob["json"] = "{cut"
     torch.save(blob, syn)
     refused(SynthesisResult.load, syn, "damaged")
+
+
+def _format1(metamer: bool = False, **meta) -> dict:
+    """A file in the synthesis results' own format 1 (written by versions before the one decoder), as data."""
+    blob = {"format": 1, "images": torch.rand(2, 1, 4, 4), "trace": torch.tensor([[1.0, 2.0], [1.5, float("nan")]]),
+            "steps": torch.tensor([2, 1]), "state": None,
+            "json": json.dumps({"stop_reasons": ["steps", "target_reached"], "labels": ["a", "b"], "settings": {},
+                                "seeds": [0, 1], "versions": {"insilico": "0.0.9", "torch": "2.0"}, **meta})}
+    if metamer:
+        blob["metamer"] = {"references": torch.rand(1, 1, 4, 4), "final_errors": torch.tensor([0.1, 0.2]),
+                           "layer_errors": {"0": torch.tensor([0.1, 0.2])},
+                           "json": json.dumps({"reference_index": [0, 0], "condition_index": [0, 0],
+                                               "conditions": [{"0": 1.0}]})}
+    return blob
+
+
+def test_the_synthesis_results_earlier_format_still_loads(tmp_path):
+    from insilico.design.metamer_result import MetamerResult
+    from insilico.synthesis import SynthesisResult
+
+    for metamer, cls in ((False, SynthesisResult), (True, MetamerResult)):
+        blob = _format1(metamer)
+        torch.save(blob, tmp_path / "old.pt")
+        for back in (insilico.load(tmp_path / "old.pt"), cls.load(tmp_path / "old.pt")):
+            assert type(back) is cls and torch.equal(back.images, blob["images"]) and back.labels == ["a", "b"]
+            assert back.versions["insilico"] == "0.0.9" and back.traces[1].tolist() == [2.0]
+        if metamer:
+            assert back.layer_of(1) == {"0": 1.0} and torch.equal(back.references, blob["metamer"]["references"])
+            back.save(tmp_path / "new.pt")  # saved again in the current format
+            assert torch.load(tmp_path / "new.pt", weights_only=True)["format"] == persistence.FORMAT
+            assert torch.equal(MetamerResult.load(tmp_path / "new.pt").final_errors, blob["metamer"]["final_errors"])
+    with pytest.raises(InsilicoError, match="not a metamer result"):
+        MetamerResult.load(_saved(tmp_path, _format1()))
+
+
+def _saved(folder: Path, blob: dict) -> Path:
+    torch.save(blob, folder / "blob.pt")
+    return folder / "blob.pt"
 
 
 def test_damaged_recording_folders_name_the_file(tmp_path):

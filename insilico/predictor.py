@@ -44,8 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import persistence
-from .errors import InsilicoError, SavedFileError
+from .errors import InsilicoError, SavedFileError, StimulusError
 from .probe import Probe
+from .registry import register_tool
 from .session import device_of, dtype_of, session
 
 #: Default ridge penalties (features are standardised, so these suit most layers).
@@ -56,6 +57,8 @@ ALS_ITERATIONS = 4
 REDUCTIONS = (None, "mean", "max")
 #: The format of a file written by :meth:`NeuralPredictor.save`.
 PREDICTOR_FORMAT = 1
+#: Fewest stimuli the readout is fitted on, and fewest held out to score it (a correlation over 2 is +-1).
+MIN_FIT, MIN_HELD_OUT = 3, 3
 
 
 class NeuralPredictor(nn.Module):
@@ -97,7 +100,7 @@ class NeuralPredictor(nn.Module):
         self.layers = [str(layer) for layer in layers]
         self.reduce = tuple(reduce) if isinstance(reduce, list) else reduce
         self.targets = [str(t) for t in targets]
-        self.readout = nn.Linear(int(n_features), len(self.targets))
+        self.readout = _linear(int(n_features), len(self.targets))
         if input_size is not None:
             self.input_size = tuple(int(s) for s in input_size)
         for name in ("response_mean", "response_std", "response_max"):
@@ -244,6 +247,7 @@ class Ensemble(nn.Module):
         return torch.stack([m(images) for m in self.members]).mean(0)
 
 
+@register_tool("encoding", saves=False, follows_dtype=False)
 def fit_predictor(
     model: nn.Module,
     stimuli: Any,
@@ -284,9 +288,11 @@ def fit_predictor(
     cv : None, int or splitter
         Inner cross-validation for the alphas (default: exact leave-one-out).
     held_out : float
-        Fraction of stimuli held out (seeded) to score the readout; the
-        returned readout is refitted on all stimuli with the chosen alphas.
-        0: no held-out scores.
+        Fraction of stimuli held out (seeded) to score the readout, at least
+        :data:`MIN_HELD_OUT` of them; the returned readout is refitted on all
+        stimuli with the chosen alphas. 0: no held-out scores. A target whose
+        held-out responses or predictions are constant scores NaN, with a
+        warning (r is undefined there).
     targets : list of str, optional
         Target names (default ``"0"``, ``"1"``, ...).
     batch_size : int
@@ -309,6 +315,13 @@ def fit_predictor(
     -------
     NeuralPredictor
         ``.scores`` holds held-out ``"r"``, ``"r2"``, ``"alpha"`` (and ``"ceiling"``, ``"normalized_r"``).
+
+    Raises
+    ------
+    InsilicoError
+        Fewer than ``MIN_FIT + MIN_HELD_OUT`` (6) stimuli with ``held_out > 0``, or
+        fewer than ``MIN_FIT`` (3) with ``held_out=0``; unknown layers; responses
+        that do not match the stimuli or are not finite.
     """
     from tqdm.auto import tqdm
 
@@ -333,6 +346,8 @@ def fit_predictor(
         raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
     source = stimulus_source(stimuli)
     n = len(source)
+    if n == 0:
+        raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")
     if y.shape[0] != n:
         raise InsilicoError(f"{n} stimuli but responses for {y.shape[0]}: they must match (axis 0, or 1 with repetitions)")
     names = [str(t) for t in targets] if targets is not None else [str(i) for i in range(y.shape[1])]
@@ -342,6 +357,13 @@ def fit_predictor(
         raise InsilicoError(f"readout must be 'full' or 'factorized', not {readout!r}")
     if not 0.0 <= held_out < 1.0:
         raise InsilicoError(f"held_out is a fraction in [0, 1), not {held_out}")
+    n_test = max(MIN_HELD_OUT, int(round(held_out * n))) if held_out > 0 else 0
+    if n - n_test < MIN_FIT:
+        raise InsilicoError(
+            f"fit_predictor got {n} stimuli; with held_out={held_out} it needs at least {MIN_FIT + (MIN_HELD_OUT if held_out else 0)}"
+            + (f": {MIN_HELD_OUT} held out to score the readout (a correlation over 2 stimuli is +-1 whatever the "
+               f"fit) and {MIN_FIT} to fit it. Record more stimuli, or pass held_out=0 to fit without held-out scores"
+               if held_out else f" to fit the readout. Record more stimuli"))
 
     input_size = getattr(model, "input_size", None)
     predictor = NeuralPredictor(model, layers, reduce, 1, names, input_size)
@@ -373,7 +395,6 @@ def fit_predictor(
     if held_out > 0:
         gen = torch.Generator().manual_seed(int(seed))
         order = torch.randperm(n, generator=gen)
-        n_test = max(2, int(round(held_out * n)))
         test, train = order[:n_test].to(device), order[n_test:].to(device)
         ridge = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress)
         ridge.fit(x[train], y[train])
@@ -401,7 +422,7 @@ def fit_predictor(
     # fold the standardisation into one linear layer: w' = w * scale, b' = b - w' . mean
     weight = (coef * scale[:, None]).T
     bias = intercept - weight @ mean
-    linear = nn.Linear(weight.shape[1], weight.shape[0]).to(device, dtype)
+    linear = _linear(weight.shape[1], weight.shape[0], device, dtype)
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
@@ -475,6 +496,15 @@ def _ridge_lstsq(design: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> 
     gram = gram + lam[:, None, None] * torch.eye(d, dtype=gram.dtype, device=gram.device)
     rhs = (design.transpose(1, 2) @ y[:, :, None])[:, :, 0]
     return torch.linalg.solve(gram, rhs)
+
+
+def _linear(n_in: int, n_out: int, device=None, dtype=None) -> nn.Linear:
+    """A zero ``nn.Linear``, built without its random init (which would draw from torch's global generator)."""
+    linear = torch.nn.utils.skip_init(nn.Linear, n_in, n_out, device=device or "cpu", dtype=dtype)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.zero_()
+    return linear
 
 
 def _pool(value: torch.Tensor, reduce, layer: str) -> torch.Tensor:

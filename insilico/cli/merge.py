@@ -26,10 +26,11 @@ def _merge(sub) -> None:
             raise SavedFileError(f"{saved} is damaged (no command line): rerun the command", saved)
         if "--shard" in argv:
             del argv[argv.index("--shard"): argv.index("--shard") + 2]
-        from .main import build_parser
-
-        original = build_parser().parse_args(argv)
-        original.argv = argv
+        argv = [a for a in argv if a != "--force"]  # joining the parts must never delete them
+        if not argv or argv[0] not in sub.choices:  # the command's own parser, a sibling of this one
+            raise InsilicoError(f"{saved} records no insilico command ({argv[:1]}): give the --out folder of a run")
+        original = sub.choices[argv[0]].parse_args(argv[1:])
+        original.command, original.argv = argv[0], argv
         if original.command == "record":
             from ..recording import Recording
 

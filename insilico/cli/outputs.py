@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import InsilicoError
-from .options import _pair
 
 
 def _out(path: str) -> Path:
@@ -53,7 +52,7 @@ def _shared(args, out: Path) -> tuple[Path, tuple[int, int] | None]:
     from ..sharding import write_json
 
     write_json(out / "command.json", {"argv": args.argv})
-    return out / "parts", _pair(args.shard, "/", "--shard") if args.shard else None
+    return out / "parts", args.shard
 
 
 def _writes_outputs(result) -> bool:

@@ -45,6 +45,7 @@ import numpy as np
 
 from .. import persistence
 from ..errors import InsilicoError, SavedFileError
+from ..jsonfiles import to_json
 from ..results import Result as _Result
 
 
@@ -135,7 +136,7 @@ class Result(_Result):
         if stem.suffix in (".npz", ".csv"):
             stem = stem.with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
-        header = json.dumps({"result": type(self).__name__, **self.settings})
+        header = to_json({"result": type(self).__name__, **self.settings}, indent=None)
         npz = stem.with_suffix(".npz")
         np.savez_compressed(npz, settings=np.array(header), **self.arrays)
         paths = [npz]

@@ -7,7 +7,6 @@ sidecar that :func:`load_maps` reads back to numbers.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +17,7 @@ import torch
 from .. import persistence
 from .._version import __version__
 from ..errors import InsilicoError, StimulusError
+from ..jsonfiles import write_json
 from .images import _figure, _titles, as_images, mosaic
 
 MAPS_FORMAT = "insilico.maps/1"
@@ -112,7 +112,7 @@ def save_maps(
         "scales": [float(s) for s in scale], "encoding": "value = (pixel / 255 - 0.5) * 2 * scale",
         "versions": {"insilico": __version__, "torch": torch.__version__},
     }
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
+    write_json(path.with_suffix(".json"), sidecar)
     return path
 
 

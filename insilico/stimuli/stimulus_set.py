@@ -6,7 +6,6 @@ saving and loading without pickle, and a quick plot.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -17,6 +16,7 @@ import torch
 
 from .. import persistence
 from ..errors import SavedFileError, StimulusError
+from ..jsonfiles import to_json
 from ..pixels import check_images
 
 _FORMAT = "insilico.StimulusSet/1"
@@ -291,8 +291,8 @@ class StimulusSet:
         True
         """
         path = pathlib.Path(path)
-        meta = json.dumps({"format": _FORMAT, "torch": torch.__version__})
-        params = json.dumps(self.params)
+        meta = to_json({"format": _FORMAT, "torch": torch.__version__}, indent=None)
+        params = to_json(self.params, indent=None)
         images = self.images.detach().cpu()
         if path.suffix == ".npz":
             np.savez_compressed(path, images=images.numpy(), params=np.array(params), meta=np.array(meta))

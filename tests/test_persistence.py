@@ -97,7 +97,7 @@ def test_a_class_of_another_role_is_not_rebuilt(cwd):
     refused(insilico.load, path, "insilico.recording:Recording")
 
 
-def test_hostile_chunk_files_are_refused_by_load_part_and_map_chunks(cwd):
+def test_hostile_chunk_files_are_refused_by_load_part_and_never_run_in_map_chunks(cwd):
     bare = cwd / "chunk-00000000-00000002.pt"
     torch.save(HOSTILE, bare)
     refused(sharding.load_part, bare, "not a chunk")
@@ -107,11 +107,16 @@ def test_hostile_chunk_files_are_refused_by_load_part_and_map_chunks(cwd):
     legacy = cwd / "legacy.pt"  # a part written before parts recorded their format
     torch.save(SYSTEM, legacy)
     refused(sharding.load_part, legacy, "allow-list")
-    out = cwd / "out"  # a shared out= folder seeded with the payload: joining the parts refuses it
-    assert sharding.map_chunks(lambda a, b: Rates(torch.arange(a, b).float()), 2, 2, out=out)[0].rates.tolist() \
-        == [0.0, 1.0]
-    torch.save({"format": 2, "kind": sharding.PART_KIND, "part": SYSTEM}, out / "chunk-00000000-00000002.pt")
-    refused(lambda p: sharding.map_chunks(lambda a, b: None, 2, 2, out=out), out / "chunk-00000000-00000002.pt")
+    out = cwd / "out"  # a shared out= folder seeded with the payload: it never runs; the chunk is computed again
+    compute = lambda a, b: Rates(torch.arange(a, b).float())  # noqa: E731
+    assert sharding.map_chunks(compute, 2, 2, out=out)[0].rates.tolist() == [0.0, 1.0]
+    chunk = out / "chunk-00000000-00000002.pt"
+    torch.save({"format": 2, "kind": sharding.PART_KIND, "part": SYSTEM}, chunk)
+    with sharding.merge_only():  # insilico merge computes nothing: it refuses, naming the file
+        refused(lambda p: sharding.map_chunks(compute, 2, 2, out=out), chunk)
+    with pytest.warns(UserWarning, match="chunk-00000000-00000002.pt"):
+        assert sharding.map_chunks(compute, 2, 2, out=out)[0].rates.tolist() == [0.0, 1.0]
+    assert sharding.load_part(chunk).rates.tolist() == [0.0, 1.0]
 
 
 def test_hostile_predictor_files_are_refused(cwd):
@@ -303,7 +308,7 @@ def test_the_allow_list_table_names_exactly_the_classes_that_register():
 def _tiny_results() -> dict:
     """One instance of every class on the allow-list: the contract tools' results, plus tiny constructors."""
     from insilico import experiments
-    from insilico.encoding import split_half_ceiling
+    from insilico.encoding import cross_validate, split_half_ceiling
     from insilico.experiments.dynamics import RecurrentLesionResult
     from insilico.rsa.bootstrap import BootstrapResult
     from insilico.rsa.noise_ceiling import NoiseCeiling
@@ -320,6 +325,7 @@ def _tiny_results() -> dict:
     extra = [ceiling, split_half_ceiling(rng.normal(size=(4, 6, 3)), n_splits=2),
              BootstrapResult(["a", "b"], rng.random(2), rng.random((3, 2)), rng.random((2, 2)), rng.random(2),
                              "spearman", "stimuli", 0.95, ceiling),
+             cross_validate(rng.normal(size=(12, 5)), rng.normal(size=(12, 3)), cv=3, inner_cv=2),
              RecurrentLesionResult({"accuracy": rng.random((2, 3))}, {"conditions": ["none", "lateral"]}),
              experiments.Result({"x": np.arange(3.0), "names": np.array(["a", "b", "c"])}, {"model": "toy"})]
     for result in extra:

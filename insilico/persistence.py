@@ -140,7 +140,11 @@ def resolve(kind: Any, path: Any, roles: tuple[str, ...] = ("result",)) -> type:
         raise SavedFileError(f"{path} names no class (kind {kind!r}); it was not written by insilico", path)
     kind = MOVED.get(kind, kind)
     if kind not in _REGISTRY and kind in KINDS:
-        importlib.import_module(kind.partition(":")[0])  # the module named by the table, not by the file
+        try:
+            importlib.import_module(kind.partition(":")[0])  # the module named by the table, not by the file
+        except ImportError as e:
+            raise SavedFileError(f"{path} holds a {kind}, whose module cannot be imported here ({e}): install "
+                                 "what it needs", path) from e
     if kind not in _REGISTRY:
         raise SavedFileError(
             f"{path} asks to rebuild {kind!r}, which is not on insilico's allow-list of saved classes "

@@ -358,8 +358,13 @@ def _same(a, b, where="result"):
         assert a == b, where
 
 
-def test_every_result_on_the_allow_list_round_trips(tmp_path):
-    results = _tiny_results()
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny_results()
+
+
+def test_every_result_on_the_allow_list_round_trips(tmp_path, tiny):
+    results = tiny
     assert set(results) == set(persistence.KINDS), f"no instance of {sorted(set(persistence.KINDS) - set(results))}"
     for kind, result in results.items():
         path = tmp_path / kind.replace(":", "_")
@@ -383,3 +388,16 @@ def test_a_result_of_another_kind_names_the_class_to_load_it_with(tmp_path):
     NoiseCeiling(0.1, 0.2, "spearman").save(tmp_path / "c.pt")
     with pytest.raises(InsilicoError, match="NoiseCeiling.load"):
         Rates.load(tmp_path / "c.pt")
+
+
+@pytest.mark.parametrize("kind", sorted(persistence.KINDS - {"insilico.recording:Recording"}))
+def test_a_hostile_value_in_any_saved_result_is_refused(kind, tiny, cwd):
+    """For every result kind (so every tool that saves): the call hidden in each field in turn is refused."""
+    path = cwd / "r.pt"
+    tiny[kind].save(path)
+    blob = torch.load(path, weights_only=True)
+    for field in list(blob["result"]["fields"]):
+        poisoned = {**blob, "result": {**blob["result"], "fields": {**blob["result"]["fields"], field: SYSTEM}}}
+        torch.save(poisoned, path)
+        refused(insilico.load, path, "insilico.results:os.system", "allow-list")
+        refused(type(tiny[kind]).load, path, "allow-list")

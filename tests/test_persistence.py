@@ -136,6 +136,10 @@ def test_hostile_predictor_files_are_refused(cwd):
     blob["scores"] = SYSTEM
     torch.save(blob, evil)
     refused(lambda p: NeuralPredictor.load(p, net), evil, "allow-list")
+    other = {**blob, "scores": {}, "state": {k: v for k, v in blob["state"].items() if k != "readout.bias"}}
+    other["state"]["readout.gain"] = torch.ones(2)
+    torch.save(other, evil)  # a readout of "another version": refused, not half loaded
+    refused(lambda p: NeuralPredictor.load(p, net), evil, "readout.bias", "readout.gain")
     blob["scores"], blob["format"] = {}, 7
     torch.save(blob, evil)
     refused(lambda p: NeuralPredictor.load(p, net), evil, "format 7", "upgrade insilico")

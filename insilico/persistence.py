@@ -140,7 +140,11 @@ def resolve(kind: Any, path: Any, roles: tuple[str, ...] = ("result",)) -> type:
         raise SavedFileError(f"{path} names no class (kind {kind!r}); it was not written by insilico", path)
     kind = MOVED.get(kind, kind)
     if kind not in _REGISTRY and kind in KINDS:
-        importlib.import_module(kind.partition(":")[0])  # the module named by the table, not by the file
+        try:
+            importlib.import_module(kind.partition(":")[0])  # the module named by the table, not by the file
+        except ImportError as e:
+            raise SavedFileError(f"{path} holds a {kind}, whose module cannot be imported here ({e}): install "
+                                 "what it needs", path) from e
     if kind not in _REGISTRY:
         raise SavedFileError(
             f"{path} asks to rebuild {kind!r}, which is not on insilico's allow-list of saved classes "
@@ -253,7 +257,7 @@ def kind_of(blob: dict, path: Any) -> str:
     """The class a result file holds: its recorded ``kind``, or the :data:`LEGACY_KINDS` rule for older files."""
     fmt = blob.get("format")
     if fmt == FORMAT or (isinstance(fmt, int) and fmt > FORMAT) or "kind" in blob:
-        check_format(blob, path, FORMAT)
+        check_format(blob, path, FORMAT, oldest=FORMAT)
         return blob.get("kind")
     for old, key, kind in LEGACY_KINDS:
         if fmt == old and key in blob:

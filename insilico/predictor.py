@@ -191,10 +191,15 @@ class NeuralPredictor(nn.Module):
             weight = blob["state"]["readout.weight"]
             predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
             predictor.to(device_of(model), dtype_of(model))
-            predictor.load_state_dict(blob["state"], strict=False)
+            keys = predictor.load_state_dict(blob["state"], strict=False)  # the trunk's weights are the model's
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
             raise SavedFileError(f"{path!r} holds a predictor this insilico cannot rebuild ({type(e).__name__}: {e}; "
                                  f"{persistence.versions_text(persistence.unpack(recorded, path))})", path) from e
+        missing = [k for k in keys.missing_keys if not k.startswith("trunk.")]
+        if missing or keys.unexpected_keys:  # a readout of another version: never half-loaded
+            raise SavedFileError(f"{path!r} holds a predictor of another insilico version (missing {missing}, unknown "
+                                 f"{list(keys.unexpected_keys)}; "
+                                 f"{persistence.versions_text(persistence.unpack(recorded, path))})", path)
         predictor.scores, predictor.settings = scores, settings
         return predictor
 

@@ -399,5 +399,5 @@ def load_part(path: str | os.PathLike) -> Any:
     if blob.get("kind", PART_KIND) != PART_KIND or "part" not in blob:
         raise SavedFileError(f"{path} is not a chunk written by insilico (it holds {blob.get('kind', 'no part')!r})",
                              path)
-    persistence.check_format(blob, path, persistence.FORMAT, what="chunk of an out= folder")
+    persistence.check_format(blob, path, persistence.FORMAT, "chunk of an out= folder", oldest=persistence.FORMAT)
     return unpack(blob["part"], path, blob.get("versions"))

@@ -1,0 +1,94 @@
+"""What a job identity costs: fingerprinting a ResNet-50 and hashing 10,000 stimuli, against the job itself.
+
+    python benchmarks/fingerprint.py [--stimuli 10000] [--size 224] [--batch 16] [--device cpu] [--threads 2]
+
+Prints, for torchvision ResNet-50 (random weights; 25.6 M parameters, 100 MB in float32):
+
+- ``model fingerprint``: :func:`insilico.identity.model_fingerprint` (every parameter and buffer,
+  copied to the CPU and hashed), best of ``--repeats``;
+- ``stimulus digests``: :func:`insilico.identity.digest` of ``--stimuli`` stimuli of 3 x size x size
+  float32 in batches of 64 (what a recording stores per batch, and what a resume reads again for the
+  recorded ranges). One batch buffer is hashed stimuli/64 times over, so 10,000 stimuli at 224 px
+  (6 GB) need only 38 MB of memory; hashing reads every byte either way;
+- ``job``: the ResNet-50 forward pass (no grad) of ``--batch`` stimuli, extrapolated to ``--stimuli``
+  (the cheapest job over them: a recording; pgd, metamers and maximize run tens to thousands of forward
+  and backward passes per stimulus);
+- the ratios fingerprint / job and digests / job, and the measured overhead of ``record_stimuli(out=)``
+  on ``--record`` stimuli against ``record_stimuli`` in memory (both include the forward passes).
+"""
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import torchvision
+
+from insilico import Probe
+from insilico.identity import digest, model_fingerprint
+
+from _threads import limit_threads
+
+
+def best_of(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stimuli", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=16, help="stimuli per timed forward pass")
+    parser.add_argument("--record", type=int, default=64, help="stimuli of the record_stimuli overhead run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    limit_threads(args.threads)
+
+    model = torchvision.models.resnet50().eval().to(args.device)
+    n_params = sum(p.numel() for p in model.parameters())
+    fingerprint, _ = best_of(lambda: model_fingerprint(model), args.repeats)
+
+    chunk = torch.rand(64, 3, args.size, args.size)
+    n_chunks = -(-args.stimuli // 64)
+    per_chunk, _ = best_of(lambda: digest(chunk), args.repeats)
+    digests = per_chunk * n_chunks
+
+    x = torch.rand(args.batch, 3, args.size, args.size, device=args.device)
+    with torch.no_grad():
+        model(x)  # warm-up
+        forward, _ = best_of(lambda: (model(x), torch.cuda.synchronize() if x.is_cuda else None), args.repeats)
+    job = forward / args.batch * args.stimuli
+
+    stimuli = torch.rand(args.record, 3, args.size, args.size)
+    probe = Probe(model)
+    layers = ["layer4"]
+    memory, _ = best_of(lambda: probe.record_stimuli(stimuli, layers, batch_size=16, reduce="mean", progress=False),
+                        1)
+
+    def to_disk():
+        with tempfile.TemporaryDirectory() as folder:
+            probe.record_stimuli(stimuli, layers, batch_size=16, reduce="mean", progress=False, out=folder)
+
+    disk, _ = best_of(to_disk, 1)
+    mb = args.stimuli * 3 * args.size ** 2 * 4 / 1e6
+    print(f"ResNet-50 ({n_params / 1e6:.1f} M parameters), {args.stimuli} stimuli of 3x{args.size}x{args.size} "
+          f"float32 ({mb / 1e3:.1f} GB), device {args.device}, {torch.get_num_threads()} threads")
+    print(f"model fingerprint          {fingerprint:8.3f} s")
+    print(f"stimulus digests           {digests:8.3f} s  ({mb / digests / 1e3:.2f} GB/s)")
+    print(f"job (forward, extrapolated) {job:7.1f} s  ({forward / args.batch * 1e3:.1f} ms per stimulus)")
+    print(f"ratio fingerprint / job    {fingerprint / job:8.4f}")
+    print(f"ratio digests / job        {digests / job:8.4f}")
+    print(f"ratio (fingerprint + digests) / job {(fingerprint + digests) / job:.4f}")
+    print(f"record_stimuli({args.record} stimuli): in memory {memory:.2f} s, out= with identity {disk:.2f} s "
+          f"(ratio {disk / memory:.3f}; includes writing the arrays)")
+
+
+if __name__ == "__main__":
+    main()

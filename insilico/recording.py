@@ -120,7 +120,8 @@ class Recording:
     def save(self, path: str | os.PathLike) -> Recording:
         """Write this recording to a folder in the on-disk format; returns the loaded copy."""
         shapes = {name: (a.shape[1:], a.dtype.str) for name, a in self._arrays.items()}
-        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, self.ids, self.params, self.meta)
+        meta = {k: v for k, v in self.meta.items() if k != "job"}  # a copy holds no stimulus digests to resume by
+        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, self.ids, self.params, meta)
         for start, stop in self.done:
             for name in self.units:
                 sink.write(name, start, np.asarray(self._arrays[name][start:stop]))
@@ -548,7 +549,12 @@ class _DiskSink:
         create_once(path, create)
         self.files, self.offsets, self.row_bytes = {}, {}, {}
         for name, (shape, dtype) in shapes.items():
-            self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
+            try:
+                self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
+            except (OSError, ValueError) as e:
+                raise SavedFileError(f"{path / files[name]} is damaged ({type(e).__name__}: {e}): pass "
+                                     "overwrite=True (--force) to record again, or choose another out= folder",
+                                     path / files[name]) from None
             self.row_bytes[name] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             self.files[name] = open(path / files[name], "r+b")
         self.log = ProgressLog(path, rank)

@@ -18,7 +18,9 @@ atomically as ``chunk-<start>-<stop>.pt`` into the output folder, so the
 files themselves say what is done. After a barrier every rank loads the
 parts in sample order and the tool joins them exactly as a single-process
 run does (which goes through the same chunks), so results are bit-identical
-on the CPU with the same seeds.
+on the CPU with the same seeds. The folder's ``job.json`` holds the job's
+identity (:mod:`insilico.identity`), checked on every rerun: a folder of
+another model, other inputs or other settings is refused.
 
 Example
 -------

@@ -13,7 +13,7 @@ from torch import nn
 
 import insilico
 from insilico import Probe
-from insilico.errors import JobMismatchError
+from insilico.errors import JobMismatchError, SavedFileError
 from insilico.identity import check, job_identity, model_fingerprint
 from insilico.sharding import done_chunks, map_chunks
 
@@ -125,6 +125,17 @@ def test_a_corrupt_progress_file_is_named_and_its_chunks_recorded_again(x, tmp_p
         again = Probe(model).record_stimuli(x, ["2"], batch_size=4, out=tmp_path, progress=False)
     assert [s for s in sizes if s > 1] == [4, 4, 2] and torch.equal(again["2"], first["2"])
     assert json.loads((tmp_path / "progress-0.json").read_text())["done"] == [[0, 10]]
+
+
+def test_a_cut_array_is_named_and_a_saved_copy_is_not_resumed_blindly(x, tmp_path):
+    rec = Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "r", progress=False)
+    rec.save(tmp_path / "copy")  # no stimulus digests travel with a copy: resuming into it is refused
+    with pytest.raises(JobMismatchError, match="without a job identity"):
+        Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "copy", progress=False)
+    array = tmp_path / "r" / "000_0.npy"
+    array.write_bytes(array.read_bytes()[:100])
+    with pytest.raises(SavedFileError, match="000_0.npy is damaged.*overwrite=True"):
+        Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "r", progress=False)
 
 
 # ------------------------------------------------------------------ map_chunks: the design tools

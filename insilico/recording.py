@@ -34,16 +34,19 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import persistence
+from ._version import __version__
 from .pixels import Raw, check_images
 from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, job_identity, value_digest
 from .performance import tuned
+from .registry import register_tool
 from .session import session
 from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, start_over,
                        write_json)
@@ -131,16 +134,25 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recording:
-        """Open an on-disk recording lazily (memory-mapped, copy-on-write)."""
+        """Open an on-disk recording lazily (memory-mapped, copy-on-write; nothing is unpickled).
+
+        Raises
+        ------
+        SavedFileError
+            No recording there, a missing or damaged ``meta.json``, a recording format this insilico
+            does not read, or a unit's ``.npy`` missing, cut short or of another shape (the message
+            names the file).
+        """
         path = Path(path)
         if not (path / "meta.json").exists():
-            raise InsilicoError(f"{path} holds no insilico recording (no meta.json)")
-        meta = json.loads((path / "meta.json").read_text())
+            raise SavedFileError(f"{path} holds no insilico recording (no meta.json)", path / "meta.json")
+        meta = persistence.read_json(path / "meta.json", "recording metadata")
         if meta.get("format") != FORMAT:
-            raise InsilicoError(f"{path}/meta.json is not an {FORMAT} file")
-        arrays = {u["unit"]: np.load(path / u["file"], mmap_mode="c") for u in meta["units"]}
-        stimuli = meta.get("stimuli", {})
-        return cls(arrays, stimuli.get("ids"), stimuli.get("params"), meta, path, ProgressLog(path).done())
+            raise SavedFileError(
+                f"{path / 'meta.json'} is a recording in format {meta.get('format')!r}; this insilico reads "
+                f"{FORMAT} ({persistence.versions_text(meta.get('versions'))}): read it with the insilico "
+                "that wrote it, or record again", path / "meta.json")
+        return cls(_unit_arrays(path, meta), *_stimuli_of(meta, path), meta, path, ProgressLog(path).done())
 
     @property
     def versions(self) -> dict:
@@ -192,6 +204,39 @@ class Recording:
         return f"Recording({len(self.units)} units x {self.n_stimuli} stimuli{status}{where})"
 
 
+persistence.register(Recording, "folder")  # insilico.load(folder) opens it through the decoder's table
+
+
+def _unit_arrays(path: Path, meta: dict) -> dict:
+    """The memory-mapped array of every unit named in a recording's metadata, checked against it."""
+    arrays = {}
+    units = meta.get("units")
+    if not isinstance(units, list) or not all(isinstance(u, dict) for u in units):
+        raise SavedFileError(f"{path / 'meta.json'} is damaged (no list of units)", path / "meta.json")
+    for entry in units:
+        name = entry.get("file")
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".npy"):
+            raise SavedFileError(f"{path / 'meta.json'} names the array file {name!r}, which is not a .npy file "
+                                 "in the recording's folder", path / "meta.json")
+        array = persistence.open_npy(path / name)
+        shape, dtype = entry.get("shape"), entry.get("dtype")
+        if (shape is not None and list(array.shape) != list(shape)) or \
+                (dtype is not None and array.dtype != np.dtype(dtype)):
+            raise SavedFileError(f"{path / name} holds {tuple(array.shape)} {array.dtype}, but meta.json says "
+                                 f"{tuple(shape or ())} {dtype}: the folder is damaged; record again", path / name)
+        arrays[entry.get("unit")] = array
+    return arrays
+
+
+def _stimuli_of(meta: dict, path: Path) -> tuple:
+    """The stimulus ids and parameters a recording's metadata holds."""
+    stimuli = meta.get("stimuli", {})
+    if not isinstance(stimuli, dict):
+        raise SavedFileError(f"{path / 'meta.json'} is damaged (stimuli is not an object)", path / "meta.json")
+    return stimuli.get("ids"), stimuli.get("params")
+
+
+@register_tool("probe", per_sample=True)
 def record_stimuli(
     probe,
     stimuli: Any,
@@ -283,7 +328,7 @@ def record_stimuli(
             "batch_size": batch_size,
             "reduce": reduce,
             "precision": precision,
-            "versions": {"insilico": _version(), "torch": torch.__version__, "numpy": np.__version__},
+            "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
         }
         if out is None:
             sink = _MemorySink(shapes, n)
@@ -328,42 +373,27 @@ def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
 
 
 def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
-    """Per-sample shape and numpy dtype of each unit's recorded values, from a survey of one stimulus.
+    """Per-sample shape and numpy dtype of each unit's recorded values, from the plan's survey of one stimulus.
 
-    The survey (:meth:`~insilico.Probe.survey`, under the caller's precision)
-    gives each call's output shape and dtype; the unit's reduction and index
-    are applied to an empty ``meta`` tensor of that shape, as a recording
-    applies them. Units naming a part of a structured output (``"lstm:0"``)
-    are sized by one recording pass, as a survey sees whole outputs only.
+    The survey (:class:`~insilico.plan.Plan`, under the caller's precision)
+    gives each call's output shape and dtype (a part of a structured output,
+    ``"lstm:0"``, is sized by one recording pass); the unit's reduction and
+    index are applied to an empty ``meta`` tensor of that shape, as a
+    recording applies them.
     """
+    from .plan import Plan
     from .taps import _reduce
 
     probe.record(*names, reduce=reduce).remove()  # the record's own checks of addresses and reductions, at once
-    first = prepare(source.batch(0, 1, probe.device, probe.dtype))
-    units = {name: Unit.coerce(name, probe.model) for name in names}
-    plain = [u for u in units.values() if u.output is None]
-    survey = probe.survey(first, modules=list(dict.fromkeys(u.module for u in plain))) if plain else None
-    parts = [name for name, u in units.items() if u.output is not None]
-    recorded = {}
-    if parts:
-        with probe.record(*parts, reduce=reduce) as rec:
-            probe.model(first)
-        recorded = {name: rec[name] for name in parts}
+    plan = Plan(probe.model, prepare(source.batch(0, 1, probe.device, probe.dtype)), probe=probe)
     shapes = {}
-    for name, unit in units.items():
-        if unit.output is None:
-            call = survey.call(unit)
-            if call.shape is None:
-                raise UnitError(f"{name} returns {call.kind}, not a tensor: name a part, e.g. '{name}:0'")
-            value = torch.empty((1, *call.shape), dtype=call.dtype, device="meta")
-            if reduce is not None:
-                value = _reduce(value, reduce, unit)
-            value = unit.select(value)
-        else:
-            value = recorded[name]
-            if not torch.is_tensor(value):
-                raise UnitError(f"{name} returns {type(value).__name__}, not a tensor: name a part, e.g. '{name}:0'")
-        shapes[name] = (tuple(value.shape[1:]), _numpy_dtype(value.dtype))
+    for name in names:
+        unit = Unit.coerce(name, probe.model)
+        whole = Unit(unit.module, unit.step, None, unit.output)
+        value = torch.empty((1, *plan.shape(whole)), dtype=plan.dtype(whole), device="meta")
+        if reduce is not None:
+            value = _reduce(value, reduce, unit)
+        shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))
     return shapes
 
 
@@ -437,15 +467,47 @@ def stimulus_source(stimuli: Any) -> _Source:
         dataset = stimuli
 
         def get(a, b):
-            items = [dataset[i] for i in range(a, b)]
-            items = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
-            return torch.stack([torch.as_tensor(item) for item in items])
+            images = [_item_image(dataset[i], i) for i in range(a, b)]
+            shapes = sorted({tuple(x.shape) for x in images})
+            if len(shapes) > 1:
+                raise StimulusError(f"dataset items {a}..{b - 1} have images of different shapes {shapes[:4]}: give the "
+                                    "dataset a transform that makes every image one size (e.g. torchvision's "
+                                    "Resize(s) + CenterCrop(s) + ToTensor())")
+            return torch.stack(images)
 
         return _Source(get, len(dataset))
     raise StimulusError(
         f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
         "a StimulusSet or a Dataset"
     )
+
+
+#: Keys of a dataset's dict items that hold the image (Hugging Face datasets, torchvision v2 samples).
+IMAGE_KEYS = ("image", "pixel_values", "img", "images")
+
+
+def _item_image(item: Any, index: int) -> torch.Tensor:
+    """The image of one dataset item: the item, the first element of an ``(image, label)`` tuple
+    (torchvision's ``ImageFolder``), or the ``IMAGE_KEYS`` entry of a dict; the gate checks it later."""
+    if isinstance(item, Mapping):
+        key = next((k for k in IMAGE_KEYS if k in item), None)
+        if key is None:
+            raise StimulusError(f"dataset item {index} is a dict with keys {list(item)[:8]}; insilico takes the image "
+                                f"from one of {list(IMAGE_KEYS)}: rename the key, or wrap the dataset")
+        item = item[key]
+    elif isinstance(item, (tuple, list)) and item:
+        item = item[0]  # (image, label, ...)
+    if torch.is_tensor(item):
+        return item
+    if type(item).__module__.startswith("PIL."):
+        raise StimulusError(f"dataset item {index} is a PIL image: give the dataset a transform that makes float "
+                            "tensors in [0, 1] of one size, e.g. torchvision.transforms.Compose([Resize(s), "
+                            "CenterCrop(s), ToTensor()])")
+    try:
+        return torch.as_tensor(np.asarray(item))
+    except (TypeError, ValueError, RuntimeError):
+        raise StimulusError(f"dataset item {index} holds {type(item).__name__}, not an image: items must be image "
+                            f"tensors (C, H, W), (image, label) tuples or dicts with one of {list(IMAGE_KEYS)}") from None
 
 
 def batches(stimuli: Any, batch_size: int, device=None, dtype=None, progress: bool = False,
@@ -630,8 +692,3 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     return str(value)
 
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

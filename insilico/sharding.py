@@ -40,7 +40,6 @@ import json
 import os
 import pickle
 import re
-import socket
 import time
 import warnings
 from pathlib import Path
@@ -48,11 +47,17 @@ from typing import Any, Callable
 
 import torch
 
+from . import persistence
 from .errors import InsilicoError, SavedFileError
 from .identity import check, job_identity
-from .results import pack, unpack
+from .jsonfiles import temporary as _temporary
+from .jsonfiles import to_json
+from .jsonfiles import write_json  # the one strict JSON writer, re-exported for the callers of sharding
+from .persistence import pack, unpack
 
 Interval = tuple[int, int]
+#: The kind a chunk file records (its contents are packed plain data: :func:`insilico.persistence.pack`).
+PART_KIND = "insilico.sharding:part"
 
 
 def rank_world(shard: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -177,18 +182,6 @@ def create_once(folder: Path, create, ready: str = "meta.json", timeout: float =
     finally:
         os.close(fd)
         os.unlink(folder / ".create.lock")
-
-
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = _temporary(path)
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _temporary(path: Path) -> Path:
-    """A temporary name next to ``path`` that no other process, on any machine sharing the folder, uses."""
-    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
 
 
 def _read_log(file: Path) -> dict:
@@ -369,6 +362,7 @@ def _part_file(folder: Path, piece: Interval) -> Path:
 def _claim(folder: Path, job: dict | None) -> None:
     """Write the job identity to ``job.json`` once; refuse a folder that holds another job's parts."""
     job = job if job and "identity" in job else job_identity(None, job)
+    job = json.loads(to_json(job))  # as written to job.json
     create_once(folder, lambda: write_json(folder / "job.json", job), ready="job.json")
     try:
         old = json.loads((folder / "job.json").read_text())
@@ -380,13 +374,32 @@ def _claim(folder: Path, job: dict | None) -> None:
 
 
 def save_part(path: str | os.PathLike, part: Any) -> None:
-    """Write ``part`` atomically with ``torch.save`` (tensors and plain data only: readable with weights_only)."""
+    """Write ``part`` atomically with ``torch.save`` (tensors and plain data only: readable with weights_only).
+
+    The file records the decoder's format, a kind (``"insilico.sharding:part"``) and the versions.
+    """
     path = Path(path)
     tmp = _temporary(path)
-    torch.save(pack(part), tmp)
+    torch.save({"format": persistence.FORMAT, "kind": PART_KIND, "part": pack(part),
+                "versions": persistence.versions()}, tmp)
     os.replace(tmp, path)
 
 
 def load_part(path: str | os.PathLike) -> Any:
-    """Read a part written by :func:`save_part`."""
-    return unpack(torch.load(path, map_location="cpu", weights_only=True))
+    """Read a part written by :func:`save_part`, through the one decoder (:mod:`insilico.persistence`).
+
+    Raises
+    ------
+    SavedFileError
+        The file is missing, truncated or corrupt, of a newer format, not a chunk, or names a class
+        that is not on the allow-list; ``error.path`` is the file (a damaged chunk can be deleted and
+        computed again).
+    """
+    blob = persistence.read(path, "chunk of an out= folder")
+    if "part" not in blob and "__dataclass__" in blob:  # written before chunks recorded their format
+        return unpack(blob, path)
+    if blob.get("kind", PART_KIND) != PART_KIND or "part" not in blob:
+        raise SavedFileError(f"{path} is not a chunk written by insilico (it holds {blob.get('kind', 'no part')!r})",
+                             path)
+    persistence.check_format(blob, path, persistence.FORMAT, what="chunk of an out= folder")
+    return unpack(blob["part"], path, blob.get("versions"))

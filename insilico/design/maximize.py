@@ -42,8 +42,10 @@ from torch import nn
 from ..errors import InsilicoError, StimulusError
 from ..layers import example_input
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
+from ..plan import Plan
 from ..probe import Probe
 from ..identity import job_identity, value_digest
+from ..registry import register_tool
 from ..sharding import map_chunks
 from ..units import Unit
 from ..synthesis import stopping
@@ -62,6 +64,7 @@ DEFAULT_ROTATE = 10.0
 DEFAULT_BATCH_SIZE = 64
 
 
+@register_tool("design", takes_images=False, per_sample=True)
 def maximize(
     model: nn.Module,
     units: str | Unit | Sequence[str | Unit] | Objective,
@@ -180,6 +183,8 @@ def maximize(
     """
     if images_per_unit < 1:
         raise InsilicoError("images_per_unit must be >= 1")
+    if int(steps) < 1:  # a unit's value is its activation after the last step: none without a step
+        raise InsilicoError(f"steps must be at least 1, not {steps!r}")
     probe = Probe(model)
     shape = _image_shape(model, size)
     objectives, labels = _per_sample_objectives(probe, units, shape, images_per_unit)
@@ -293,17 +298,16 @@ def _per_sample_objectives(probe: Probe, units, shape, k: int) -> tuple[list[Obj
 
 
 def _output_sizes(probe: Probe, units: list[Unit], shape) -> dict[str, int]:
-    """Channels (axis 1) of each unit's module output, from a survey of one grey image (no dry run of its own).
+    """Channels (axis 1) of each unit's module output, from the plan's survey of one grey image (no dry run of its
+    own; :class:`~insilico.plan.Plan`).
 
     Layers after the units need not take this size; an error of the model
     before a unit ran reaches the caller unchanged.
     """
-    survey = probe.survey(example_input(probe.model, shape), modules=[u.module for u in units], strict=False)
+    plan = Plan(probe.model, example_input(probe.model, shape), probe=probe)
     sizes = {}
     for unit in units:
-        if survey.count(unit.module) == 0 and survey.error is not None:
-            raise survey.error
-        call = survey.call(unit)
+        call = plan.call(unit)
         if call.shape is None or len(call.shape) < 1:
             raise InsilicoError(f"{unit} has no channel axis to expand; name units one by one, e.g. '{unit}[0]'")
         sizes[unit.key] = call.shape[0]

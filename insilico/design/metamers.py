@@ -81,6 +81,7 @@ from ..errors import InsilicoError, StimulusError
 from ..objectives import RepresentationDistance
 from ..pixels import check_images
 from ..probe import Probe
+from ..registry import register_tool
 from ..session import session
 from ..identity import job_identity
 from ..sharding import map_chunks
@@ -494,6 +495,7 @@ class MetamerSynthesis:
                 f"{self.references.shape[0]} references x {self.n_seeds} seeds, {self.optimizer}, step {self.step})")
 
 
+@register_tool("design", per_sample=True)
 def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAULT_STEPS, seed: int = 0,
             resume: MetamerResult | None = None, batch_size: int | None = None, out=None,
             shard: tuple[int, int] | None = None, overwrite: bool = False, **options) -> MetamerResult | None:

@@ -22,63 +22,39 @@ Example
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
-from ..probe import Probe
-from ..recording import batches
-from ..session import session
+from ..evaluate import predict
+from ..jsonfiles import to_json
+from ..plan import Plan
+from ..recording import stimulus_source
+from ..registry import register_tool
 from ..units import Unit
+from .classes import class_labels, per_class_accuracy
 from .results import Result, new_axes, write_csv
-from .runs import logits
 
 
-def _labels(labels: Any, n: int) -> np.ndarray:
-    y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels).astype(int).ravel()
-    if len(y) != n:
-        raise InsilicoError(f"{len(y)} labels for {n} stimuli: give one class index per stimulus")
-    return y
-
-
-def _n_channels(model: nn.Module, layer: Unit, stimuli: Any) -> int:
-    """The number of channels (axis 1) of ``layer``'s output, from a survey of one stimulus."""
-    probe = Probe(model)
-    _, first = next(batches(stimuli, 1, probe.device, probe.dtype))
-    if layer.output is None:
-        shape = probe.survey(first, modules=[layer.module]).shape(
-            Unit(layer.module, layer.step if layer.step is not None else -1))
-    else:  # a part of a structured output: a survey sees whole outputs only
-        whole = Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output)
-        with session(model), probe.record(whole) as rec:
-            model(first)
-        shape = tuple(rec[whole].shape[1:])
+def _n_channels(plan: Plan, layer: Unit) -> int:
+    """The number of channels (axis 1) of ``layer``'s output, from the plan's survey of one stimulus."""
+    shape = plan.shape(Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output))
     if len(shape) < 1:
         raise InsilicoError(f"{layer} has no channel axis to lesion (per-sample shape {shape})")
     return int(shape[0])
 
 
-def _per_class(pred: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    out = np.full(n_classes, np.nan)
-    for c in range(n_classes):
-        mask = y == c
-        if mask.any():
-            out[c] = float((pred[mask] == c).mean())
-    return out
-
-
-def _evaluate(model, probe, stimuli, y, n_classes, batch_size, output):
-    out = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
+def _evaluate(model, plan, stimuli, y, n_classes, batch_size, output):
+    out = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
     pred = out.argmax(-1).numpy()
-    return pred, _per_class(pred, y, n_classes), float((pred == y).mean())
+    return pred, per_class_accuracy(pred, y, n_classes), float((pred == y).mean())
 
 
+@register_tool("experiment", follows_dtype=False)
 def lesion_sweep(
     model: nn.Module,
     layer: str | Unit,
@@ -125,15 +101,16 @@ def lesion_sweep(
     if unit.index is not None:
         raise InsilicoError(f"name the whole layer ({unit.module!r}) and choose channels with groups=")
     n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
-    y = _labels(labels, n)
-    probe = Probe(model)
-    with session(model):
-        scores = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
+    y = class_labels(labels, n)
+    plan = Plan(model, stimulus_source(stimuli).batch(0, 1, None, None))  # the call's one Probe, session and survey
+    probe = plan.probe
+    with plan.session():
+        scores = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
         n_classes = int(scores.shape[-1])
         base_pred = scores.argmax(-1).numpy()
-        base_class, base_acc = _per_class(base_pred, y, n_classes), float((base_pred == y).mean())
+        base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
         if groups is None:
-            groups = [[c] for c in range(_n_channels(model, unit, stimuli))]
+            groups = [[c] for c in range(_n_channels(plan, unit))]
         groups = [[int(c) for c in g] for g in groups]
         accuracy, class_accuracy, changed = [], [], []
         for group in tqdm(groups, desc=f"lesion {unit}", disable=not progress, leave=False):
@@ -145,7 +122,7 @@ def lesion_sweep(
                 if mode == "mean":
                     options.update(reference=stimuli, batch_size=batch_size)
                 with probe.lesion(target, **options):
-                    pred, per_class, acc = _evaluate(model, probe, stimuli, y, n_classes, batch_size, output)
+                    pred, per_class, acc = _evaluate(model, plan, stimuli, y, n_classes, batch_size, output)
             accuracy.append(acc)
             class_accuracy.append(per_class)
             changed.append(float((pred != base_pred).mean()))
@@ -197,7 +174,7 @@ class LesionResult(Result):
         stem = Path(paths[0]).with_suffix("")
         matrix = stem.parent / (stem.name + "_dissociation.csv")
         columns = {"group": self.groups, **{str(c): self.effect[:, k] for k, c in enumerate(self.classes)}}
-        write_csv(matrix, columns, json.dumps({"result": "dissociation (class accuracy change)", **self.settings}))
+        write_csv(matrix, columns, to_json({"result": "dissociation (class accuracy change)", **self.settings}, indent=None))
         return paths + [matrix]
 
     def plot(self, ax=None, top: int | None = 32):
@@ -218,6 +195,7 @@ class LesionResult(Result):
         return fig
 
 
+@register_tool("experiment", follows_dtype=False)
 def cumulative_lesion(
     model: nn.Module,
     layer: str | Unit,

@@ -55,19 +55,21 @@ from torch import nn
 from .. import stimuli as stim
 from ..errors import InsilicoError
 from ..probe import Probe
+from ..registry import register_tool
 from ..units import Unit
 from .results import Result, new_axes
-from ..layers import choose_layers, example_input
+from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of
 from ..session import session
-from .runs import at_centre, input_shape, sample_shapes
+from ..plan import Plan, plan_for
+from .runs import input_shape, record_units, sample_shapes
 
 METHODS = ("theoretical", "gradient", "sparse_noise")
-_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # autograd nodes after which every input position matters
 _WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive", "View", "Reshape", "Permute",
           "Transpose", "Softmax", "Linear", "Unfold", "TBackward", "Einsum", "Matmul")
 
 
+@register_tool("experiment", takes_images=False)
 def receptive_field(
     model: nn.Module,
     unit: str | Unit,
@@ -90,7 +92,7 @@ def receptive_field(
     unit : str or Unit
         A neuron (``"features.3[5,6,6]"``); a channel or a layer is read at the
         centre of its map (summed over its channels), a token layer at its
-        centre patch token (:func:`~insilico.experiments.runs.at_centre`).
+        centre patch token (:func:`insilico.layers.at_centre`).
     input_size : (C, H, W) or int, optional
         The input size as ``model.input_size`` spells it (square images);
         default ``model.input_size``. An int is read as the image side in
@@ -114,7 +116,8 @@ def receptive_field(
     if method not in METHODS:
         raise InsilicoError(f"unknown RF method {method!r}; use one of {', '.join(METHODS)}")
     channels, size = input_shape(model, input_size)
-    neuron, sample_shape = locate(model, unit, channels, size)
+    plan = Plan(model, example_input(model, (channels, size, size)))  # the call's one survey
+    neuron, sample_shape = locate(model, unit, channels, size, plan=plan)
     settings = dict(unit=str(unit), neuron=str(neuron), method=method, input_size=[channels, size, size],
                     threshold=threshold)
     if method == "theoretical":
@@ -135,20 +138,21 @@ def receptive_field(
         return RFResult.from_map(strength, signed, threshold, settings)
     noise = stim.sparse_noise(size=size, n_frames=n_frames, dots=dots, dot_size=dot_size, seed=seed,
                               channels=channels)
-    strength, signed, floor = sparse_noise_map(model, neuron, noise, batch_size, progress)
+    strength, signed, floor = sparse_noise_map(model, neuron, noise, batch_size, progress, plan=plan)
     settings.update(n_frames=n_frames, dots=dots, dot_size=dot_size, seed=seed)
     return RFResult.from_map(strength, signed, threshold, settings, floor=floor)
 
 
-def locate(model: nn.Module, unit: str | Unit, channels: int, size: int) -> tuple[Unit, tuple]:
-    """The unit read at the centre of its map (:func:`~.runs.at_centre`, the rule of every experiment); and its
-    module's sample shape."""
+def locate(model: nn.Module, unit: str | Unit, channels: int, size: int,
+           plan: Plan | None = None) -> tuple[Unit, tuple]:
+    """The unit read at the centre of its map (:func:`insilico.layers.at_centre`, the rule of every experiment); and its
+    module's sample shape, from the survey of ``plan`` (the call's :class:`~insilico.plan.Plan`; default one
+    surveying an example input of ``(channels, size, size)``)."""
     unit = Unit.coerce(unit, model)
     module = unit.resolve(model)
-    x = example_input(model, (channels, size, size))
-    with session(model):
-        shape = sample_shapes(Probe(model), [unit], x)[0]
-    return at_centre(unit, shape, module if unit.op is None else None), shape
+    plan = plan_for(model, plan, example_input(model, (channels, size, size)))
+    shape = sample_shapes(plan, [unit])[0]
+    return at_centre(unit, shape, module if unit.op is None else None, family_of(model)), shape
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,11 +275,12 @@ def _through(box, kernel, stride, padding, dilation):
 # ---------------------------------------------------------------------------------------
 # Sparse-noise reverse correlation
 # ---------------------------------------------------------------------------------------
-def sparse_noise_map(model: nn.Module, neuron: Unit, noise, batch_size: int = 256, progress: bool = False):
-    """``(strength, signed ON - OFF map, noise floor)`` of one unit from a sparse-noise StimulusSet."""
-    from .runs import record_units
-
-    values, _ = record_units(model, noise, [neuron], batch_size=batch_size, progress=progress, desc="sparse noise")
+def sparse_noise_map(model: nn.Module, neuron: Unit, noise, batch_size: int = 256, progress: bool = False,
+                     plan: Plan | None = None):
+    """``(strength, signed ON - OFF map, noise floor)`` of one unit from a sparse-noise StimulusSet
+    (``plan``: the call's :class:`~insilico.plan.Plan`)."""
+    values, _ = record_units(model, noise, [neuron], batch_size=batch_size, progress=progress, desc="sparse noise",
+                             plan=plan)
     r = values.sum(1).double().numpy()
     p = noise.params[0]
     mean, contrast = p["mean"], p["contrast"]
@@ -377,20 +382,20 @@ class RFResult(Result):
 def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
     """Conv2d and (non-adaptive) pooling modules whose output depends on the image, in call order.
 
-    The layer chooser's ``"spatial"`` kind (:func:`insilico.layers.choose_layers`)
-    at the first call of recurrent modules (the feed-forward sweep), keeping
-    the modules with a local receptive field (adaptive pools see the whole
-    image) that a path from the image reaches (a theoretical box exists).
+    The layer chooser's ``"local"`` kind (:func:`insilico.layers.choose_layers`)
+    at the first call of recurrent modules (the feed-forward sweep): the
+    modules with a local receptive field (adaptive pools see the whole
+    image), kept when a path from the image reaches them (a theoretical box exists).
     """
-    if not any(isinstance(m, _SPATIAL) for m in model.modules()):
+    if not any(isinstance(m, LOCAL) for m in model.modules()):
         raise InsilicoError(f"{type(model).__name__} has no Conv2d or pooling layers; pass layers= explicitly")
-    modules = dict(model.named_modules())
-    layers = choose_layers(model, example_input(model, (channels, size, size)), kind="spatial", step="first")
-    layers = [layer for layer in layers if isinstance(modules[layer.split("@")[0]], _SPATIAL)]
-    return [layer for layer in layers if theoretical_box(model, locate(model, layer, channels, size)[0],
+    layers = choose_layers(model, example_input(model, (channels, size, size)), kind="local", step="first")
+    plan = Plan(model, example_input(model, (channels, size, size)))  # one survey locates every layer
+    return [layer for layer in layers if theoretical_box(model, locate(model, layer, channels, size, plan=plan)[0],
                                                          channels, size) is not None]
 
 
+@register_tool("experiment", takes_images=False, follows_dtype=False)
 def receptive_field_sizes(
     model: nn.Module,
     layers: Sequence[str] | None = None,

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..identity import check, job_identity
 from ..layers import choose_layers, example_input
+from ..registry import register_tool
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, start_over, write_json
 from . import brain, describe, pages, summary
 from .settings import GallerySettings
@@ -47,9 +48,11 @@ def discover_layers(model: nn.Module, shape: tuple) -> list[str]:
     """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``).
 
     The layer chooser's ``"conv_linear"`` kind (:func:`insilico.layers.choose_layers`)
-    on a grey image of ``shape`` (C, H, W).
+    on a grey image of ``shape`` (C, H, W), with channel-first map or vector outputs
+    (the pages read the first axis as channels: token and channels-last layers are left out).
     """
-    return choose_layers(model, example_input(model, shape), kind="conv_linear", step="last")
+    return choose_layers(model, example_input(model, shape), kind="conv_linear", step="last",
+                         layouts=("map", "vector"))
 
 
 def input_shape(model: nn.Module) -> tuple:
@@ -91,6 +94,7 @@ def _todo(root: Path, layer: str, stage: str, start: int, stop: int, rank: int) 
     return [(max(a, start), b) for a, b in missing(done, stop) if b > start]
 
 
+@register_tool("gallery", name="gallery", takes_images=False, saves=False, follows_dtype=False)
 def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = None,
           shard: tuple[int, int] | None = None, progress: bool = True, render: bool = True,
           overwrite: bool = False) -> dict:

@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import pickle
 import re
 import time
 import warnings
@@ -282,11 +281,11 @@ def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
     """The part in ``path``; a damaged one is reported (naming the file) and computed and written again."""
     try:
         return load_part(path)
-    except (InsilicoError, OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
+    except SavedFileError as e:  # load_part names every damaged, foreign or hostile file so
         if _MERGE_ONLY[0]:
-            raise SavedFileError(f"{path} is damaged ({type(e).__name__}: {e}); rerun the command without --shard "
-                                 "to compute it again", path) from None
-        warnings.warn(f"{path} is damaged ({type(e).__name__}: {e}); computing that chunk again", stacklevel=3)
+            raise SavedFileError(f"{path} cannot be read, so that chunk must be computed again: rerun the command "
+                                 f"without --shard ({e})", path) from None
+        warnings.warn(f"{path} cannot be read, so that chunk is computed again ({e})", stacklevel=3)
     part = compute()
     save_part(path, part)
     return load_part(path)

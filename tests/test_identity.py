@@ -203,7 +203,7 @@ def test_a_damaged_chunk_is_named_and_computed_again(tmp_path):
     part = tmp_path / "chunk-00000002-00000004.pt"
     part.write_bytes(part.read_bytes()[:40])  # cut short
     calls.clear()
-    with pytest.warns(UserWarning, match="chunk-00000002-00000004.pt is damaged"):
+    with pytest.warns(UserWarning, match="chunk-00000002-00000004.pt cannot be read, so that chunk is computed again"):
         again = map_chunks(compute, 5, 2, out=tmp_path, job={"steps": 1})
     assert calls == [(2, 4)] and all(torch.equal(a, b) for a, b in zip(again, first))
     assert done_chunks(tmp_path) == [(0, 2), (2, 4), (4, 5)]

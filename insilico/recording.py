@@ -30,7 +30,6 @@ Example
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -48,8 +47,8 @@ from .identity import check, digest, job_identity, value_digest
 from .performance import tuned
 from .registry import register_tool
 from .session import session
-from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, start_over,
-                       write_json)
+from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, read_identity,
+                       start_over, write_json)
 from .units import Unit
 
 FORMAT = "insilico.recording/1"
@@ -630,14 +629,10 @@ class _DiskSink:
         The stimuli of every range already recorded are read again and hashed
         (no forward pass) and compared with the digests in the progress files.
         """
+        if not (path / "meta.json").exists() and any(path.glob("progress-*.json")):
+            check(None, meta["job"], str(path))  # progress logs whose meta.json is gone: nothing says what made them
         if (path / "meta.json").exists():
-            try:
-                old = json.loads((path / "meta.json").read_text())
-            except (OSError, ValueError) as e:
-                raise SavedFileError(f"{path / 'meta.json'} is damaged ({type(e).__name__}: {e}): pass "
-                                     "overwrite=True (--force) to record again, or choose another out= folder",
-                                     path / "meta.json") from None
-            stored = old.get("job")
+            stored = read_identity(path / "meta.json").get("job")
             if isinstance(stored, dict) and stored.get("stimuli", {}).get("stimuli", {}).get("n") == n:
                 log = ProgressLog(path)
                 kept = log.digests()

@@ -132,6 +132,9 @@ def test_a_cut_array_is_named_and_a_saved_copy_is_not_resumed_blindly(x, tmp_pat
     rec.save(tmp_path / "copy")  # no stimulus digests travel with a copy: resuming into it is refused
     with pytest.raises(JobMismatchError, match="without a job identity"):
         Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "copy", progress=False)
+    (tmp_path / "copy" / "meta.json").unlink()  # progress logs left without their metadata
+    with pytest.raises(JobMismatchError, match="without a job identity"):
+        Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "copy", progress=False)
     array = tmp_path / "r" / "000_0.npy"
     array.write_bytes(array.read_bytes()[:100])
     with pytest.raises(SavedFileError, match="000_0.npy is damaged.*overwrite=True"):
@@ -215,6 +218,9 @@ def test_a_folder_without_identity_is_refused(tmp_path):
     with pytest.raises(JobMismatchError, match="without a job identity"):
         map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)
     assert map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, overwrite=True) == [2, 2]
+    (tmp_path / "job.json").unlink()  # parts left without their job.json
+    with pytest.raises(JobMismatchError, match="without a job identity"):
+        map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)
 
 
 # ------------------------------------------------------------------ the fingerprint itself

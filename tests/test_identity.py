@@ -273,3 +273,13 @@ def test_cli_refuses_another_run_in_out_and_force_starts_over(tmp_path, capsys):
     assert "setting steps: 2 (folder) vs 3 (now)" in capsys.readouterr().err
     assert main([*args[:4], "3", *args[5:], "--force"]) == 0
     assert "1 computed, 0 already" in capsys.readouterr().out and png.read_bytes() != before
+
+
+def test_large_tensors_are_hashed_in_blocks_and_every_byte_counts():
+    from insilico.identity import digest
+
+    x = torch.rand(2, 3, 512, 512)  # 6 MiB: two blocks of the hash tree
+    y = x.clone()
+    y[1, 2, 511, 511] += 1e-3  # the last element, in the second block
+    assert digest(x) == digest(x.clone()) == digest(x.contiguous(memory_format=torch.channels_last))
+    assert digest(x) != digest(y) and digest(x) != digest(x.reshape(6, 512, 512))  # the shape counts too

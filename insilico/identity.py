@@ -25,9 +25,9 @@ Design
   refusal names the tensors that changed.
 - **Stimuli, per chunk, hashed once.** Stimuli are hashed in the chunks the
   job computes (:func:`chunk_digests`), never in a pass of their own where it
-  can be avoided: a recording hashes each batch as it records it (in a thread
-  beside the forward pass; ``hashlib`` releases the GIL) and stores the
-  batch's digest with its progress (``progress-<rank>.json``, written
+  can be avoided: a recording hashes each batch it has just read, right after
+  launching the batch's forward pass (on an accelerator the hashing overlaps
+  the computation), and stores the batch's digest with its progress (``progress-<rank>.json``, written
   atomically after every batch). On resume only the chunks already done are
   read and hashed again (no forward pass) and compared; the missing ones are
   recorded (and hashed) as usual. A complete folder re-asked with other

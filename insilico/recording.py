@@ -30,7 +30,6 @@ Example
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -48,8 +47,8 @@ from .identity import check, digest, job_identity, value_digest
 from .performance import tuned
 from .registry import register_tool
 from .session import session
-from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, start_over,
-                       write_json)
+from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, read_identity,
+                       start_over, write_json)
 from .units import Unit
 
 FORMAT = "insilico.recording/1"
@@ -123,7 +122,8 @@ class Recording:
     def save(self, path: str | os.PathLike) -> Recording:
         """Write this recording to a folder in the on-disk format; returns the loaded copy."""
         shapes = {name: (a.shape[1:], a.dtype.str) for name, a in self._arrays.items()}
-        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, self.ids, self.params, self.meta)
+        meta = {k: v for k, v in self.meta.items() if k != "job"}  # a copy holds no stimulus digests to resume by
+        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, self.ids, self.params, meta)
         for start, stop in self.done:
             for name in self.units:
                 sink.write(name, start, np.asarray(self._arrays[name][start:stop]))
@@ -620,7 +620,12 @@ class _DiskSink:
         create_once(path, create)
         self.files, self.offsets, self.row_bytes = {}, {}, {}
         for name, (shape, dtype) in shapes.items():
-            self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
+            try:
+                self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
+            except (OSError, ValueError) as e:
+                raise SavedFileError(f"{path / files[name]} is damaged ({type(e).__name__}: {e}): pass "
+                                     "overwrite=True (--force) to record again, or choose another out= folder",
+                                     path / files[name]) from None
             self.row_bytes[name] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             self.files[name] = open(path / files[name], "r+b")
         self.log = ProgressLog(path, rank)
@@ -634,14 +639,10 @@ class _DiskSink:
         The stimuli of every range already recorded are read again and hashed
         (no forward pass) and compared with the digests in the progress files.
         """
+        if not (path / "meta.json").exists() and any(path.glob("progress-*.json")):
+            check(None, meta["job"], str(path))  # progress logs whose meta.json is gone: nothing says what made them
         if (path / "meta.json").exists():
-            try:
-                old = json.loads((path / "meta.json").read_text())
-            except (OSError, ValueError) as e:
-                raise SavedFileError(f"{path / 'meta.json'} is damaged ({type(e).__name__}: {e}): pass "
-                                     "overwrite=True (--force) to record again, or choose another out= folder",
-                                     path / "meta.json") from None
-            stored = old.get("job")
+            stored = read_identity(path / "meta.json").get("job")
             if isinstance(stored, dict) and stored.get("stimuli", {}).get("stimuli", {}).get("n") == n:
                 log = ProgressLog(path)
                 kept = log.digests()

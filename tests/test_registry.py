@@ -23,7 +23,7 @@ REGISTERED = tools()
 #: model and is in none of these is a tool someone forgot to register.
 NOT_TOOLS = {
     "insilico.session:session": "the plumbing every tool runs its model in, not a tool",
-    "insilico.design.adversarial:predict": "a batched argmax helper of pgd/fgsm (AdversarialResult.check)",
+    "insilico.design.adversarial_result:predict": "a batched argmax helper of pgd/fgsm (AdversarialResult.check)",
     "insilico.design.metamer_validity:record": "the batched recording helper of the validity report",
     "insilico.design.metamer_validity:validity": "the report on a MetamerResult (MetamerResult.validity())",
     "insilico.design.population_control:controllability": "population_control then its check, one number",

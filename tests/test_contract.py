@@ -365,7 +365,7 @@ def test_global_rng_untouched_by_seedless_randomness(call):
     """The calls issue 23 named, with ``seed=None`` where they take one (fresh entropy, not ``torch.seed()``)."""
     import random
 
-    from insilico.predictor import fit_predictor
+    from insilico.encoding import fit_predictor
 
     model, arch = make_model()
     images = make_images()

@@ -33,6 +33,7 @@ Example
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -127,7 +128,7 @@ class Probe:
         return dtype_of(self.model)
 
     def survey(self, *inputs: Any, modules: Iterable[str] | None = None, strict: bool = True, ops: bool = False,
-               **kwargs) -> Survey:
+               flops: bool = False, **kwargs) -> Survey:
         """One forward pass that logs every module call: order, call count, output shape and dtype.
 
         The pass runs in a :func:`~insilico.session.session` (eval mode, no
@@ -149,6 +150,10 @@ class Probe:
             Also log every op of the modules' own forwards and the attention
             parts of attention modules (:mod:`insilico.ops`); slower (every
             torch call of the pass goes through Python), so off by default.
+        flops : bool
+            Count the pass's FLOPs (:class:`torch.utils.flop_counter.FlopCounterMode`:
+            matrix products and convolutions, 2 per multiply-add): each call's
+            ``flops`` is the count up to its end, ``survey.flops`` the whole pass's.
 
         Example
         -------
@@ -165,8 +170,12 @@ class Probe:
             Unit(path).resolve(self.model)
         handle = self._attach(_SiteHandle(self, [_Observer(Unit(path), survey) for path in paths]))
         stop_ops = self._ops.observe(paths, _OpObserver(survey, self.model)) if ops else None
+        if flops:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            survey.counter = FlopCounterMode(display=False)
         try:
-            with session(self.model):
+            with session(self.model), survey.counter or contextlib.nullcontext():
                 self.model(*inputs, **kwargs)
         except Exception as error:  # noqa: BLE001 - re-raised unless the caller asked to keep it
             if strict:
@@ -176,6 +185,8 @@ class Probe:
             if stop_ops is not None:
                 stop_ops()
             handle.remove()
+            if survey.counter is not None:
+                survey.flops, survey.counter = float(survey.counter.get_total_flops()), None
         return survey
 
     def units(self, *specs: UnitLike) -> list[Unit]:

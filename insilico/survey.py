@@ -52,6 +52,7 @@ class Call:
     dtype: torch.dtype | None
     kind: str
     scalar: bool = False
+    flops: float | None = None  # FLOPs of the pass up to the end of this call (a survey with flops=True)
 
 
 class Survey:
@@ -61,9 +62,13 @@ class Survey:
         self.model = model
         self.calls: list[Call] = []
         self.error: Exception | None = None
+        self.counter = None  # a FlopCounterMode while a survey with flops=True runs
+        self.flops: float | None = None  # FLOPs of the whole pass (a survey with flops=True)
         self._types = {name: type(m).__name__ for name, m in model.named_modules()}
 
     def add(self, call: Call) -> None:
+        if self.counter is not None:
+            call = dataclasses.replace(call, flops=float(self.counter.get_total_flops()))
         self.calls.append(call)
 
     def __iter__(self) -> Iterator[Call]:

@@ -54,14 +54,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .. import sharding
+from .. import evaluate, sharding
 from ..errors import InsilicoError
 from ..objectives import Activations, Objective, unique_wholes
 from ..objectives.classification import LOSSES, ClassLoss
 from ..pixels import check_images
-from ..probe import Probe
 from ..registry import register_tool
-from ..session import session
+from ..plan import Plan
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.optimizers import NORMS, SignSGD, norm_name
 from ..synthesis.parameterization import Pixel
@@ -102,28 +101,22 @@ def _as_classes(value, n: int, what: str, device) -> torch.Tensor:
     return t.clone()
 
 
-def _evaluate(model: nn.Module, objective: Objective, images: torch.Tensor, batch_size: int):
-    """Objective values (N,), predicted class (N,) and its probability (N,) of ``images`` (no grad, eval mode)."""
+def _evaluate(plan: Plan, objective: Objective, images: torch.Tensor, batch_size: int):
+    """Objective values (N,), predicted class (N,) and its probability (N,) of ``images`` (no grad, eval mode),
+    recorded with the call's Probe in its session (:func:`insilico.evaluate.responses`)."""
     wholes = unique_wholes(objective.units)
     out_unit = Unit("")
     need = wholes + ([out_unit] if all(w.key != "" for w in wholes) else [])
-    values, preds, confs = [], [], []
-    with session(model), Probe(model).record(*need) as rec:
-        for start in range(0, images.shape[0], batch_size):
-            rec.clear()
-            x = images[start: start + batch_size]
-            model(x)
-            acts = Activations({w.key: rec[w] for w in wholes})
-            values.append(objective(acts, x).float())
-            out = rec[out_unit]
-            if torch.is_tensor(out) and out.ndim == 2:
-                p = out.float().softmax(dim=1)
-                conf, pred = p.max(dim=1)
-            else:
-                conf, pred = torch.full((x.shape[0],), float("nan")), torch.full((x.shape[0],), -1)
-            preds.append(pred.cpu())
-            confs.append(conf.cpu())
-    return torch.cat(values).cpu(), torch.cat(preds), torch.cat(confs)
+    recorded = evaluate.responses(plan.model, images, need, batch_size=batch_size, plan=plan, stop=False)
+    values = dict(zip([w.key for w in need], recorded))
+    with plan.session():
+        value = objective(Activations({w.key: values[w.key] for w in wholes}), images).float()
+    out = values[""]
+    if torch.is_tensor(out) and out.ndim == 2:
+        conf, pred = out.float().softmax(dim=1).max(dim=1)
+    else:
+        conf, pred = torch.full((images.shape[0],), float("nan")), torch.full((images.shape[0],), -1)
+    return value.cpu(), pred.cpu(), conf.cpu()
 
 
 @register_tool("design", per_sample=True)
@@ -236,14 +229,16 @@ def pgd(
         if len(sizes) != len(eps_list) or not all(v > 0 for v in sizes):
             raise InsilicoError(f"step_size must be > 0 (one number, or one per eps), got {step_size!r}")
         step_size = sizes
-    with session(model, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
-        return _pgd(model, s.inputs(images), labels, eps_list, scalar, step_size, steps, norm_key, target, target_value,
+    plan = Plan(model)  # the call's one Probe and one session
+    with plan.session(grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
+        return _pgd(plan, s.inputs(images), labels, eps_list, scalar, step_size, steps, norm_key, target, target_value,
                     random_start, restarts, loss, early_stop, batch_size, seed, progress, out, shard, overwrite)
 
 
-def _pgd(model, images, labels, eps_list, scalar, step_size, steps, norm_key, target, target_value, random_start,
+def _pgd(plan, images, labels, eps_list, scalar, step_size, steps, norm_key, target, target_value, random_start,
          restarts, loss, early_stop, batch_size, seed, progress, out, shard, overwrite) -> AdversarialResult | None:
-    """:func:`pgd` after its checks, inside the session, with ``images`` on the model's device and in its dtype."""
+    """:func:`pgd` after its checks, inside the plan's session, with ``images`` on the model's device and in its dtype."""
+    model = plan.model
     device = images.device
     n = images.shape[0]
     classes = getattr(model, "classes", None)
@@ -258,7 +253,7 @@ def _pgd(model, images, labels, eps_list, scalar, step_size, steps, norm_key, ta
         labels = None if labels is None else _as_classes(labels, n, "labels", device)
     else:
         if labels is None and target is None:
-            labels = predict(model, images)
+            labels = predict(model, images, plan=plan)
         labels = None if labels is None else _as_classes(labels, n, "labels", device)
         target_classes = None if target is None else _as_classes(target, n, "target", device)
         user_objective = None
@@ -275,7 +270,7 @@ def _pgd(model, images, labels, eps_list, scalar, step_size, steps, norm_key, ta
     common = dict(eps_list=eps_list, scalar=scalar, norm=norm_key, settings=settings,
                   classes=list(classes) if classes is not None else None)
     parts = sharding.map_chunks(lambda a, b: _attack_chunk(
-        model, images[a:b], None if labels is None else labels[a:b],
+        plan, images[a:b], None if labels is None else labels[a:b],
         None if target_classes is None else target_classes[a:b], user_objective, step_size, steps,
         target_value, random_start, int(restarts), loss, early_stop, seed, progress, a, common),
         n, chunk, out=out, shard=shard, overwrite=overwrite,
@@ -287,7 +282,7 @@ def _pgd(model, images, labels, eps_list, scalar, step_size, steps, norm_key, ta
     return AdversarialResult.concat(parts).to(device)
 
 
-def _attack_chunk(model, images, labels, target_classes, user_objective, step_size, steps, target_value,
+def _attack_chunk(plan, images, labels, target_classes, user_objective, step_size, steps, target_value,
                   random_start, restarts, loss, early_stop, seed, progress, offset, common) -> AdversarialResult:
     """The attack of one chunk of images (``offset``: the index of its first image in the job), on the CPU."""
     eps_list, norm = common["eps_list"], common["norm"]
@@ -323,17 +318,17 @@ def _attack_chunk(model, images, labels, target_classes, user_objective, step_si
     step_sizes = (torch.tensor(step_size, dtype=dtype, device=device).repeat_interleave(restarts * n)
                   if step_size is not None else (2.5 * eps_s / steps).to(dtype))
     synth = Synthesis(
-        model, objective, Pixel(s_count, tuple(images.shape[1:]), squash="clamp"), init=start, goal="maximize",
+        plan.model, objective, Pixel(s_count, tuple(images.shape[1:]), squash="clamp"), init=start, goal="maximize",
         optimizer=SignSGD, optimizer_options={"norm": norm, "scale": step_sizes}, lr=1.0, steps=steps, stop=rules,
         projection=ball, seed=seeds, labels=sample_labels, progress=progress,
-        sync_every=1 if device.type == "cpu" else 4, compact="cpu")
+        sync_every=1 if device.type == "cpu" else 4, compact="cpu", plan=plan)
     syn = synth.run()
     adv = synth.images.to(device, dtype)  # in the model's dtype (the engine's result holds float32 copies)
     adv = ball(adv)  # a no-op up to float rounding: the engine wrote the projected images back
     clean_objective = objective if user_objective is not None else ClassLoss(
         classes, targeted=target_classes is not None, loss=loss)
-    clean_value, clean_pred, clean_conf = _evaluate(model, clean_objective, images, batch_size=512)
-    value, pred, conf = _evaluate(model, objective, adv, batch_size=512)
+    clean_value, clean_pred, clean_conf = _evaluate(plan, clean_objective, images, batch_size=512)
+    value, pred, conf = _evaluate(plan, objective, adv, batch_size=512)
     if user_objective is None:
         ref = (target_classes if target_classes is not None else labels).cpu().repeat(e_count * restarts)
         success = pred == ref if target_classes is not None else pred != ref

@@ -26,17 +26,17 @@ from typing import ClassVar, Sequence
 import torch
 from torch import nn
 
+from .. import evaluate
 from ..errors import InsilicoError
+from ..plan import Plan
 from ..results import Result, join
-from ..session import session
 from ..synthesis.result import SynthesisResult
 
 
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """The model's predicted class (N,) for ``images`` (N, C, H, W), in batches, in eval mode, on its device."""
-    with session(model) as s:
-        return torch.cat([model(s.inputs(images[a: a + batch_size])).argmax(dim=1)
-                          for a in range(0, images.shape[0], batch_size)])
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256, plan: Plan | None = None) -> torch.Tensor:
+    """The model's predicted class (N,) for ``images`` (N, C, H, W), on the CPU: the argmax of
+    :func:`insilico.evaluate.predict` (batches, eval mode; ``plan``: the call's :class:`~insilico.plan.Plan`)."""
+    return evaluate.predict(model, images, batch_size=batch_size, plan=plan).argmax(dim=1)
 
 
 @dataclasses.dataclass

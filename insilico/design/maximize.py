@@ -42,6 +42,7 @@ from torch import nn
 from ..errors import InsilicoError, StimulusError
 from ..layers import example_input
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
+from ..plan import Plan
 from ..probe import Probe
 from ..identity import job_identity, value_digest
 from ..registry import register_tool
@@ -297,17 +298,16 @@ def _per_sample_objectives(probe: Probe, units, shape, k: int) -> tuple[list[Obj
 
 
 def _output_sizes(probe: Probe, units: list[Unit], shape) -> dict[str, int]:
-    """Channels (axis 1) of each unit's module output, from a survey of one grey image (no dry run of its own).
+    """Channels (axis 1) of each unit's module output, from the plan's survey of one grey image (no dry run of its
+    own; :class:`~insilico.plan.Plan`).
 
     Layers after the units need not take this size; an error of the model
     before a unit ran reaches the caller unchanged.
     """
-    survey = probe.survey(example_input(probe.model, shape), modules=[u.module for u in units], strict=False)
+    plan = Plan(probe.model, example_input(probe.model, shape), probe=probe)
     sizes = {}
     for unit in units:
-        if survey.count(unit.module) == 0 and survey.error is not None:
-            raise survey.error
-        call = survey.call(unit)
+        call = plan.call(unit)
         if call.shape is None or len(call.shape) < 1:
             raise InsilicoError(f"{unit} has no channel axis to expand; name units one by one, e.g. '{unit}[0]'")
         sizes[unit.key] = call.shape[0]

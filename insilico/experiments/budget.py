@@ -37,9 +37,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from ..probe import Probe
-from ..session import session
+from ..plan import Plan, plan_for
 from ..units import Unit
+from .runs import as_units
 
 #: Nominal floating-point operations per second of a batched forward pass, per device kind. The CPU value is
 #: what 2 cores of a laptop reach on convolutions (float32, large batches); measured, it is conservative.
@@ -50,36 +50,28 @@ SECONDS_PER_VALUE = 2e-8
 DEFAULT_BUDGET = 8.0
 
 
-def forward_flops(model: nn.Module, units: Sequence[Any], example: torch.Tensor) -> float:
+def forward_flops(model: nn.Module, units: Sequence[Any], example: torch.Tensor | None = None,
+                  plan: Plan | None = None) -> float:
     """FLOPs of one forward pass of ``example`` (1, C, H, W), stopped after the last of ``units`` is computed.
 
     Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix
-    products and convolutions, 2 per multiply-add); elementwise ops are not
-    counted (:data:`SECONDS_PER_VALUE` stands in for them).
+    products and convolutions, 2 per multiply-add) during the one survey of
+    ``plan`` (the call's :class:`~insilico.plan.Plan`; default one surveying
+    ``example``): :meth:`Plan.flops <insilico.plan.Plan.flops>`. Elementwise
+    ops are not counted (:data:`SECONDS_PER_VALUE` stands in for them).
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .runs import as_units, stop_point
-
-    wholes = [Unit(u.module, u.step, None, u.output) for u in as_units(list(units))]
-    probe = Probe(model)
-    with session(model) as s:
-        x = example[:1].to(s.device, s.dtype)
-        stop = stop_point(probe, wholes, x)
-        with probe.record(*wholes, stop=True) as rec:
-            if stop is not None:
-                rec.stop_after(stop)
-            with FlopCounterMode(display=False) as counter:
-                rec.forward(x)
-    return float(counter.get_total_flops())
+    plan = plan_for(model, plan, example)
+    return plan.flops([Unit(u.module, u.step, None, u.output) for u in as_units(list(units))])
 
 
-def seconds_per_stimulus(model: nn.Module, units: Sequence[Any], example: torch.Tensor) -> dict:
+def seconds_per_stimulus(model: nn.Module, units: Sequence[Any], example: torch.Tensor | None = None,
+                         plan: Plan | None = None) -> dict:
     """Estimated seconds per stimulus: ``{"seconds", "flops", "device"}`` (see the module docstring)."""
-    flops = forward_flops(model, units, example)
+    plan = plan_for(model, plan, example)
+    flops = forward_flops(model, units, plan=plan)
     device = next((p.device.type for p in model.parameters()), "cpu")
     rate = THROUGHPUT.get(device, THROUGHPUT["cpu"])
-    seconds = flops / rate + example[:1].numel() * SECONDS_PER_VALUE
+    seconds = flops / rate + plan.example[:1].numel() * SECONDS_PER_VALUE
     return {"seconds": seconds, "flops": flops, "device": device}
 
 

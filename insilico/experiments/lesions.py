@@ -26,41 +26,30 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
+from ..evaluate import predict
 from ..jsonfiles import to_json
-from ..probe import Probe
-from ..recording import batches
+from ..plan import Plan
+from ..recording import stimulus_source
 from ..registry import register_tool
-from ..session import session
 from ..units import Unit
 from .classes import class_labels, per_class_accuracy
 from .results import Result, new_axes, write_csv
-from .runs import logits
 
 
-def _n_channels(model: nn.Module, layer: Unit, stimuli: Any) -> int:
-    """The number of channels (axis 1) of ``layer``'s output, from a survey of one stimulus."""
-    probe = Probe(model)
-    _, first = next(batches(stimuli, 1, probe.device, probe.dtype))
-    if layer.output is None:
-        shape = probe.survey(first, modules=[layer.module]).shape(
-            Unit(layer.module, layer.step if layer.step is not None else -1))
-    else:  # a part of a structured output: a survey sees whole outputs only
-        whole = Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output)
-        with session(model), probe.record(whole) as rec:
-            model(first)
-        shape = tuple(rec[whole].shape[1:])
+def _n_channels(plan: Plan, layer: Unit) -> int:
+    """The number of channels (axis 1) of ``layer``'s output, from the plan's survey of one stimulus."""
+    shape = plan.shape(Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output))
     if len(shape) < 1:
         raise InsilicoError(f"{layer} has no channel axis to lesion (per-sample shape {shape})")
     return int(shape[0])
 
 
-def _evaluate(model, probe, stimuli, y, n_classes, batch_size, output):
-    out = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
+def _evaluate(model, plan, stimuli, y, n_classes, batch_size, output):
+    out = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
     pred = out.argmax(-1).numpy()
     return pred, per_class_accuracy(pred, y, n_classes), float((pred == y).mean())
 
@@ -113,14 +102,15 @@ def lesion_sweep(
         raise InsilicoError(f"name the whole layer ({unit.module!r}) and choose channels with groups=")
     n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
     y = class_labels(labels, n)
-    probe = Probe(model)
-    with session(model):
-        scores = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
+    plan = Plan(model, stimulus_source(stimuli).batch(0, 1, None, None))  # the call's one Probe, session and survey
+    probe = plan.probe
+    with plan.session():
+        scores = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
         n_classes = int(scores.shape[-1])
         base_pred = scores.argmax(-1).numpy()
         base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
         if groups is None:
-            groups = [[c] for c in range(_n_channels(model, unit, stimuli))]
+            groups = [[c] for c in range(_n_channels(plan, unit))]
         groups = [[int(c) for c in g] for g in groups]
         accuracy, class_accuracy, changed = [], [], []
         for group in tqdm(groups, desc=f"lesion {unit}", disable=not progress, leave=False):
@@ -132,7 +122,7 @@ def lesion_sweep(
                 if mode == "mean":
                     options.update(reference=stimuli, batch_size=batch_size)
                 with probe.lesion(target, **options):
-                    pred, per_class, acc = _evaluate(model, probe, stimuli, y, n_classes, batch_size, output)
+                    pred, per_class, acc = _evaluate(model, plan, stimuli, y, n_classes, batch_size, output)
             accuracy.append(acc)
             class_accuracy.append(per_class)
             changed.append(float((pred != base_pred).mean()))

@@ -35,10 +35,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
-from ..probe import Probe
+from ..evaluate import predict
+from ..plan import Plan
 from ..registry import register_tool
 from .results import Result, new_axes
-from .runs import as_units, logits, record_units
+from .runs import as_units, record_units
 
 
 @register_tool("experiment", per_sample=True)
@@ -89,19 +90,20 @@ def microstimulation(
     strengths = [float(s) for s in strengths]
     if not strengths:
         raise InsilicoError("give at least one strength")
-    probe = Probe(model)
+    plan = Plan(model)  # the call's one Probe and session
+    probe = plan.probe
     unit_scale = 1.0
     if scale == "std":
-        values, _ = record_units(model, stimuli, parsed, batch_size=batch_size, progress=False)
+        values, _ = record_units(model, stimuli, parsed, batch_size=batch_size, progress=False, plan=plan)
         unit_scale = float(values.std(0).mean()) or 1.0
-    base = torch.softmax(logits(model, stimuli, batch_size=batch_size, output=output, probe=probe), -1)
+    base = torch.softmax(predict(model, stimuli, batch_size=batch_size, output=output, plan=plan), -1)
     probabilities = []
     for strength in tqdm(strengths, desc="microstimulation", disable=not progress, leave=False):
         if strength == 0.0:
             probabilities.append(base.numpy())
             continue
         with probe.stimulate(*parsed, add=strength * unit_scale, steps=steps):
-            out = logits(model, stimuli, batch_size=batch_size, output=output, probe=probe)
+            out = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
         probabilities.append(torch.softmax(out, -1).numpy())
     probs = np.stack(probabilities)  # (S, N, K)
     n_classes = probs.shape[-1]

@@ -60,7 +60,8 @@ from ..units import Unit
 from .results import Result, new_axes
 from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of
 from ..session import session
-from .runs import input_shape, sample_shapes
+from ..plan import Plan, plan_for
+from .runs import input_shape, record_units, sample_shapes
 
 METHODS = ("theoretical", "gradient", "sparse_noise")
 # autograd nodes after which every input position matters
@@ -115,7 +116,8 @@ def receptive_field(
     if method not in METHODS:
         raise InsilicoError(f"unknown RF method {method!r}; use one of {', '.join(METHODS)}")
     channels, size = input_shape(model, input_size)
-    neuron, sample_shape = locate(model, unit, channels, size)
+    plan = Plan(model, example_input(model, (channels, size, size)))  # the call's one survey
+    neuron, sample_shape = locate(model, unit, channels, size, plan=plan)
     settings = dict(unit=str(unit), neuron=str(neuron), method=method, input_size=[channels, size, size],
                     threshold=threshold)
     if method == "theoretical":
@@ -136,19 +138,20 @@ def receptive_field(
         return RFResult.from_map(strength, signed, threshold, settings)
     noise = stim.sparse_noise(size=size, n_frames=n_frames, dots=dots, dot_size=dot_size, seed=seed,
                               channels=channels)
-    strength, signed, floor = sparse_noise_map(model, neuron, noise, batch_size, progress)
+    strength, signed, floor = sparse_noise_map(model, neuron, noise, batch_size, progress, plan=plan)
     settings.update(n_frames=n_frames, dots=dots, dot_size=dot_size, seed=seed)
     return RFResult.from_map(strength, signed, threshold, settings, floor=floor)
 
 
-def locate(model: nn.Module, unit: str | Unit, channels: int, size: int) -> tuple[Unit, tuple]:
+def locate(model: nn.Module, unit: str | Unit, channels: int, size: int,
+           plan: Plan | None = None) -> tuple[Unit, tuple]:
     """The unit read at the centre of its map (:func:`insilico.layers.at_centre`, the rule of every experiment); and its
-    module's sample shape."""
+    module's sample shape, from the survey of ``plan`` (the call's :class:`~insilico.plan.Plan`; default one
+    surveying an example input of ``(channels, size, size)``)."""
     unit = Unit.coerce(unit, model)
     module = unit.resolve(model)
-    x = example_input(model, (channels, size, size))
-    with session(model):
-        shape = sample_shapes(Probe(model), [unit], x)[0]
+    plan = plan_for(model, plan, example_input(model, (channels, size, size)))
+    shape = sample_shapes(plan, [unit])[0]
     return at_centre(unit, shape, module if unit.op is None else None, family_of(model)), shape
 
 
@@ -272,11 +275,12 @@ def _through(box, kernel, stride, padding, dilation):
 # ---------------------------------------------------------------------------------------
 # Sparse-noise reverse correlation
 # ---------------------------------------------------------------------------------------
-def sparse_noise_map(model: nn.Module, neuron: Unit, noise, batch_size: int = 256, progress: bool = False):
-    """``(strength, signed ON - OFF map, noise floor)`` of one unit from a sparse-noise StimulusSet."""
-    from .runs import record_units
-
-    values, _ = record_units(model, noise, [neuron], batch_size=batch_size, progress=progress, desc="sparse noise")
+def sparse_noise_map(model: nn.Module, neuron: Unit, noise, batch_size: int = 256, progress: bool = False,
+                     plan: Plan | None = None):
+    """``(strength, signed ON - OFF map, noise floor)`` of one unit from a sparse-noise StimulusSet
+    (``plan``: the call's :class:`~insilico.plan.Plan`)."""
+    values, _ = record_units(model, noise, [neuron], batch_size=batch_size, progress=progress, desc="sparse noise",
+                             plan=plan)
     r = values.sum(1).double().numpy()
     p = noise.params[0]
     mean, contrast = p["mean"], p["contrast"]
@@ -386,7 +390,8 @@ def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
     if not any(isinstance(m, LOCAL) for m in model.modules()):
         raise InsilicoError(f"{type(model).__name__} has no Conv2d or pooling layers; pass layers= explicitly")
     layers = choose_layers(model, example_input(model, (channels, size, size)), kind="local", step="first")
-    return [layer for layer in layers if theoretical_box(model, locate(model, layer, channels, size)[0],
+    plan = Plan(model, example_input(model, (channels, size, size)))  # one survey locates every layer
+    return [layer for layer in layers if theoretical_box(model, locate(model, layer, channels, size, plan=plan)[0],
                                                          channels, size) is not None]
 
 

@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError, StimulusError, UnitError
+from ..evaluate import responses
 from ..layers import at_centre, family_of, input_channels, is_activation, is_conv_linear, is_pass_through
-from ..probe import Probe
-from ..recording import batches, stimulus_source
-from ..session import result_dtype, session
+from ..plan import Plan, plan_for
+from ..recording import stimulus_source
 from ..units import Unit
 
 
@@ -86,40 +86,14 @@ def as_units(units: Any) -> list[Unit]:
     return [Unit.coerce(u) for u in units]
 
 
-def sample_shapes(probe: Probe, units: list[Unit], first: torch.Tensor) -> list[tuple]:
-    """One sample's output shape of each unit's module (the whole output, whatever the index).
-
-    Shapes come from one :meth:`~insilico.Probe.survey` of ``first`` (one
-    stimulus); units naming a part of a structured output (``"lstm:0"``) are
-    sized by one recording pass instead, as a survey sees whole outputs only.
-    """
-    wholes = [Unit(u.module, u.step, None, u.output) for u in units]
-    plain = [w for w in wholes if w.output is None]
-    parts = [w for w in wholes if w.output is not None]
-    shapes = {}
-    if plain:
-        survey = probe.survey(first, modules=list(dict.fromkeys(w.module for w in plain)))
-        shapes.update({w.key: survey.shape(w) for w in plain})
-    if parts:
-        with probe.record(*parts) as rec:
-            probe.model(first)
-        for w in parts:
-            value = rec[w]
-            if not torch.is_tensor(value):
-                raise UnitError(f"{w} returns {type(value).__name__}, not a tensor: name a part, e.g. '{w}:0'")
-            shapes[w.key] = tuple(value.shape[1:])
-    return [shapes[w.key] for w in wholes]
-
-
-def stop_point(probe: Probe, units: list[Unit], first: torch.Tensor) -> tuple | None:
-    """Where a forward pass may stop once every unit is computed (learned on ``first``; None: run it all)."""
-    with probe.record(*units, stop=True) as rec:
-        rec.forward(first)
-    return rec.stop_at
+def sample_shapes(plan: Plan, units: list[Unit]) -> list[tuple]:
+    """One sample's output shape of each unit's module (the whole output, whatever the index), from the plan's
+    one survey (:meth:`Plan.shape <insilico.plan.Plan.shape>`)."""
+    return [plan.shape(Unit(u.module, u.step, None, u.output)) for u in units]
 
 
 def record_units(model: nn.Module, stimuli: Any, units: Any, batch_size: int = 256, progress: bool = True,
-                 desc: str = "recording") -> tuple[torch.Tensor, list[str]]:
+                 desc: str = "recording", plan: Plan | None = None) -> tuple[torch.Tensor, list[str]]:
     """Responses ``(N, U)`` of every selected unit, one column per unit, and the units' addresses.
 
     Each address is read as :func:`at_centre` says: a whole conv layer or
@@ -129,27 +103,25 @@ def record_units(model: nn.Module, stimuli: Any, units: Any, batch_size: int = 2
     are kept. All units are recorded in one forward pass per batch, which
     stops after the last of them (the layers above are not run).
     The names spell every value's full index (``"features.0[3,7,7]"``).
+
+    ``plan`` is the call's :class:`~insilico.plan.Plan` (shapes and the stop
+    point from its one survey); default, or when the plan surveyed another
+    input size, one surveying the first stimulus.
     """
     parsed = as_units(units)
-    probe = Probe(model)
     for unit in parsed:
         unit.resolve(model)
     source = stimulus_source(stimuli)
-    with session(model) as s:
-        if len(source) == 0:
-            raise StimulusError("the stimulus set is empty: give at least one stimulus")
-        first = source.batch(0, 1, s.device, s.dtype)
-        shapes = sample_shapes(probe, parsed, first)
-        modules, family = dict(model.named_modules()), family_of(model)
-        neurons = [at_centre(u, shape, modules.get(u.module), family) for u, shape in zip(parsed, shapes)]
-        names = [name for u, shape in zip(neurons, shapes) for name in _unit_names(u, shape)]
-        stop = stop_point(probe, neurons, first)
-        with probe.record(*neurons, stop=True) as rec:
-            if stop is not None:
-                rec.stop_after(stop)
-            for _, batch in batches(source, batch_size, s.device, s.dtype, progress, desc):
-                rec.forward(batch)
-        columns = [rec[u] for u in neurons]
+    if len(source) == 0:
+        raise StimulusError("the stimulus set is empty: give at least one stimulus")
+    first = source.batch(0, 1, None, None)
+    if plan is None or plan.example is None or tuple(plan.example.shape[1:]) != tuple(first.shape[1:]):
+        plan = Plan(model, first, probe=None if plan is None else plan.probe)  # surveyed at this stimulus size
+    shapes = sample_shapes(plan, parsed)
+    modules, family = dict(model.named_modules()), family_of(model)
+    neurons = [at_centre(u, shape, modules.get(u.module), family) for u, shape in zip(parsed, shapes)]
+    names = [name for u, shape in zip(neurons, shapes) for name in _unit_names(u, shape)]
+    columns = responses(model, source, neurons, batch_size=batch_size, plan=plan, progress=progress, desc=desc)
     values = torch.cat([c.reshape(len(c), -1).float().cpu() for c in columns], dim=1)
     return values, names
 
@@ -166,32 +138,12 @@ def _name(unit: Unit, index: tuple) -> str:
     return str(Unit(unit.module, unit.step, index, unit.output))
 
 
-def logits(model: nn.Module, stimuli: Any, batch_size: int = 256, output: Any = None, progress: bool = False,
-           desc: str = "forward", probe: Probe | None = None) -> torch.Tensor:
-    """The model's outputs (N, classes) over stimuli, or those of the unit ``output`` (e.g. ``"readout@2"``).
-
-    On the CPU, float64 for a float64 model, else float32 (:func:`insilico.session.result_dtype`).
-
-    Lesions or stimulation attached with ``probe`` stay active during the passes.
-    """
-    probe = probe or Probe(model)
-    parts = []
-    with session(model) as s:
-        for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):
-            if output is None:
-                out = model(batch)
-            else:
-                with probe.record(output) as rec:
-                    model(batch)
-                out = rec[output]
-            parts.append(out.to(result_dtype(out.dtype)).cpu())  # float64 in, float64 out
-    return torch.cat(parts)
-
-
-def after_nonlinearity(model: nn.Module, units: Any, example: torch.Tensor) -> list[Unit]:
+def after_nonlinearity(model: nn.Module, units: Any, example: torch.Tensor | None = None,
+                       plan: Plan | None = None) -> list[Unit]:
     """Each conv / linear unit moved onto the activation module that follows it (same channel and index).
 
-    One :meth:`~insilico.Probe.survey` of ``example`` (with ops) gives the
+    One :meth:`~insilico.Probe.survey` of ``example`` (with ops; the survey of
+    ``plan``, the call's :class:`~insilico.plan.Plan`, when given) gives the
     call order; from a Conv / Linear call the walk skips per-channel modules
     (BatchNorm, GroupNorm, Dropout, Identity: :func:`insilico.layers.is_pass_through`)
     and containers that merely pass the output on (same shape), and stops at
@@ -211,7 +163,7 @@ def after_nonlinearity(model: nn.Module, units: Any, example: torch.Tensor) -> l
     modules = dict(model.named_modules())
     if not any(is_conv_linear(modules.get(u.module)) for u in parsed if u.output is None):
         return parsed
-    survey = Probe(model).survey(example, ops=True, strict=False)
+    survey = plan_for(model, plan, example, ops=True).need_ops()
     calls = list(survey)
     counts = {c.module: survey.count(c.module) for c in calls}
     out = []

@@ -70,6 +70,7 @@ import torch
 
 from .. import stimuli as stim
 from ..errors import InsilicoError
+from ..plan import Plan
 from ..registry import register_tool
 from .results import Result, new_axes
 from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
@@ -113,7 +114,8 @@ GRIDS = ((36, 8, 8), (18, 8, 8), (12, 8, 8), (12, 6, 6), (8, 6, 6), (8, 5, 6), (
 
 
 def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, orientations=None, sfs=None,
-                 phases=None, n_colours: int = 1, budget: float | None = DEFAULT_BUDGET) -> tuple:
+                 phases=None, n_colours: int = 1, budget: float | None = DEFAULT_BUDGET,
+                 plan: Plan | None = None) -> tuple:
     """``(orientations, sfs, phases, record)``: the grid to show, and how it was chosen.
 
     Given any of ``orientations``, ``sfs``, ``phases``, those are used and the
@@ -124,7 +126,8 @@ def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, ori
     :func:`~insilico.experiments.budget.seconds_per_stimulus` (``"budget"``;
     ``record["fits"]`` is False when even the smallest does not fit).
     Orientations are evenly spaced over [0, 180), phases over [0, 360), SFs
-    are :func:`default_sfs` of the image side.
+    are :func:`default_sfs` of the image side. ``plan`` is the call's
+    :class:`~insilico.plan.Plan` (its survey counted the FLOPs); default one surveying ``example``.
     """
     size = int(example.shape[-1])
 
@@ -137,7 +140,7 @@ def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, ori
     if orientations is not None or sfs is not None or phases is not None or budget is None:
         rule = "full" if orientations is None and sfs is None and phases is None else "explicit"
         return values(GRIDS[0]) + ({"rule": rule},)
-    cost = seconds_per_stimulus(model, units, example)
+    cost = seconds_per_stimulus(model, units, example, plan=plan)
     count = lambda g: g[0] * g[1] * g[2] * n_colours + 1
     grid, fits = fit(GRIDS, count, cost["seconds"], float(budget))
     record = {"rule": "budget", "budget_s": float(budget), "fits": fits, "grid": list(grid), "stimuli": count(grid),
@@ -248,9 +251,11 @@ def orientation_tuning(
     channels, size = input_shape(model, size, keyword="size")
     requested = as_units(units)
     blank = torch.full((1, channels, size, size), 0.5)
-    parsed = requested if raw else after_nonlinearity(model, requested, blank)
+    plan = Plan(model, blank)  # one survey of the blank: shapes, stop point, FLOPs, the layer order
+    parsed = requested if raw else after_nonlinearity(model, requested, plan=plan)
     n_colours = 1 if isinstance(colours, str) else len(colours)
-    orientations, sfs, phases, grid = default_grid(model, parsed, blank, orientations, sfs, phases, n_colours, budget)
+    orientations, sfs, phases, grid = default_grid(model, parsed, blank, orientations, sfs, phases, n_colours, budget,
+                                                   plan=plan)
     orientations = [float(o) for o in orientations]
     sfs = [float(f) for f in sfs]
     phases = [float(p) for p in phases]
@@ -265,7 +270,8 @@ def orientation_tuning(
     gratings = stim.gratings(size=size, orientation=orientations, sf=sfs, phase=phases, contrast=contrast,
                              channels=channels)
     images = torch.cat([coloured(gratings.images, c) for c in colours] + [blank])
-    values, names = record_units(model, images, parsed, batch_size=batch_size, progress=progress, desc="gratings")
+    values, names = record_units(model, images, parsed, batch_size=batch_size, progress=progress, desc="gratings",
+                                 plan=plan)
     n_o, n_s, n_p = len(orientations), len(sfs), len(phases)
     values = values.numpy().astype(np.float64)
     baseline = values[-1]
@@ -276,7 +282,8 @@ def orientation_tuning(
     responses = blocks[best, np.arange(blocks.shape[1])]                               # (U, O, S, P)
     nat = None
     if natural is not None:
-        nat, _ = record_units(model, natural, parsed, batch_size=batch_size, progress=False, desc="natural images")
+        nat, _ = record_units(model, natural, parsed, batch_size=batch_size, progress=False, desc="natural images",
+                              plan=plan)
         nat = nat.numpy().astype(np.float64)
     settings = dict(units=[str(u) for u in requested], tuned_units=[str(u) for u in parsed], size=size,
                     orientations=orientations, sfs=sfs, phases=phases, contrast=contrast, fov=fov,

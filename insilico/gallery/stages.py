@@ -100,21 +100,21 @@ class Work:
         return cache[key]
 
     def layer_shape(self, layer: str) -> tuple:
-        """One sample's output shape of ``layer`` (a survey of a grey image, then cached)."""
-        from ..probe import Probe
+        """One sample's output shape of ``layer``, from one survey of a grey image for every layer (a
+        :class:`~insilico.plan.Plan`, made on first use); a layout the gallery cannot lay out as channels is refused."""
+        from ..plan import Plan
 
-        shapes = self.__dict__.setdefault("_shapes", {})
-        if layer not in shapes:
-            unit = Unit.coerce(layer, self.model)
-            survey = Probe(self.model).survey(example_input(self.model, self.shape), modules=[unit.module])
-            shapes[layer] = survey.shape(unit)
-            module = unit.resolve(self.model) if unit.op is None else None
-            layout = layout_of(shapes[layer], module, family_of(self.model), unit.part)
-            if layout not in ("map", "vector"):
-                raise InsilicoError(f"the gallery reads the first axis of a layer's output as its channels; {layer} "
-                                    f"gives a {layout} output {shapes[layer]}: leave it out of the layers, or study "
-                                    "it with the experiments (insilico.experiments), which read every layout")
-        return shapes[layer]
+        if "_plan" not in self.__dict__:
+            self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
+        unit = Unit.coerce(layer, self.model)
+        shape = self.__dict__["_plan"].shape(unit)
+        module = unit.resolve(self.model) if unit.op is None else None
+        layout = layout_of(shape, module, family_of(self.model), unit.part)
+        if layout not in ("map", "vector"):
+            raise InsilicoError(f"the gallery reads the first axis of a layer's output as its channels; {layer} "
+                                f"gives a {layout} output {shape}: leave it out of the layers, or study "
+                                "it with the experiments (insilico.experiments), which read every layout")
+        return shape
 
 
 def slug(layer: str) -> str:

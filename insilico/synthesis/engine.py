@@ -86,8 +86,7 @@ from torch import nn
 from ..errors import InsilicoError, StimulusError
 from ..objectives import Activations, Objective, unique_wholes
 from ..performance import PRECISIONS, tuned
-from ..probe import Probe
-from ..session import session
+from ..plan import Plan, plan_for
 from . import parameterization as params_mod
 from . import stopping
 from .best import KEEP, BestIterate
@@ -176,6 +175,10 @@ class Synthesis:
         needs no host sync per step on a GPU); "cpu": only when the model is
         on the CPU. The objective is cut to the running samples with
         :meth:`Objective.subset <insilico.objectives.Objective.subset>`.
+    plan : Plan, optional
+        The calling tool's :class:`~insilico.plan.Plan`: the run records with
+        its Probe and runs inside its session (entered here only when the tool
+        has not entered it already); default a new one.
     """
 
     def __init__(
@@ -210,6 +213,7 @@ class Synthesis:
         precision: str = "fp32",
         channels_last: bool = False,
         compact: bool | str = False,
+        plan: Plan | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -228,7 +232,8 @@ class Synthesis:
         if isinstance(schedule, str) and schedule not in SCHEDULES:
             raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not {schedule!r}")
         self.model, self.objective = model, objective
-        self.probe = Probe(model)
+        self.plan = plan_for(model, plan)  # the calling tool's Probe and session, or new ones
+        self.probe = self.plan.probe
         self.device, self.dtype = self.probe.device, self.probe.dtype
         self.wholes = unique_wholes(objective.units)
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
@@ -322,7 +327,7 @@ class Synthesis:
         stop = self.truncate and self._plan is not False
         recording = (self.probe.record(*self.wholes, keep_graph=True, stop=stop) if self.wholes
                      else contextlib.nullcontext())
-        with session(self.model, grad=True), recording as rec:
+        with self.plan.session(grad=True), recording as rec:
             if self._plan is None:
                 self._plan = self._validate(rec)
                 if rec is not None and self._plan is False:

@@ -372,24 +372,28 @@ def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
 
 
 def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
-    """Per-sample shape and numpy dtype of each unit's recorded values, from the plan's survey of one stimulus.
+    """Per-sample shape and numpy dtype of each unit's recorded values, from one survey of one stimulus.
 
-    The survey (:class:`~insilico.plan.Plan`, under the caller's precision)
-    gives each call's output shape and dtype (a part of a structured output,
+    The survey (:meth:`insilico.Probe.survey`, under the caller's precision)
+    gives each call's output shape and dtype, read by the one shape rule
+    (:meth:`insilico.Probe.value_spec`: a part of a structured output,
     ``"lstm:0"``, is sized by one recording pass); the unit's reduction and
     index are applied to an empty ``meta`` tensor of that shape, as a
     recording applies them.
     """
-    from .plan import Plan
     from .taps import _reduce
 
     probe.record(*names, reduce=reduce).remove()  # the record's own checks of addresses and reductions, at once
-    plan = Plan(probe.model, prepare(source.batch(0, 1, probe.device, probe.dtype)), probe=probe)
-    shapes = {}
-    for name in names:
-        unit = Unit.coerce(name, probe.model)
+    first = prepare(source.batch(0, 1, probe.device, probe.dtype))
+    units = [Unit.coerce(name, probe.model) for name in names]
+    plain = [u for u in units if u.output is None or u.part is not None or u.op is not None]
+    ops = any(u.part is not None or u.op is not None for u in units)
+    survey = probe.survey(first, ops=ops, strict=False) if plain else None
+    shapes, parts = {}, {}
+    for name, unit in zip(names, units):
         whole = Unit(unit.module, unit.step, None, unit.output)
-        value = torch.empty((1, *plan.shape(whole)), dtype=plan.dtype(whole), device="meta")
+        shape, dtype = probe.value_spec(whole, first, survey, parts)
+        value = torch.empty((1, *shape), dtype=dtype, device="meta")
         if reduce is not None:
             value = _reduce(value, reduce, unit)
         shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))

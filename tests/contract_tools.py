@@ -35,7 +35,7 @@ from torch import nn
 import insilico
 from insilico import experiments as E
 from insilico.registry import tools as registered_tools
-from insilico.predictor import fit_predictor
+from insilico.encoding import fit_predictor
 from insilico.session import session
 
 SIZE = (3, 16, 16)

@@ -366,7 +366,7 @@ def test_global_rng_untouched_by_seedless_randomness(call):
     import random
     import warnings
 
-    from insilico.predictor import fit_predictor
+    from insilico.encoding import fit_predictor
 
     model, arch = make_model()
     images = make_images()

@@ -218,7 +218,7 @@ def _tiny_net():
 
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_fit_predictor_refuses_too_few_stimuli_with_the_minimum(n):
-    from insilico.predictor import fit_predictor
+    from insilico.encoding import fit_predictor
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(n, 3, 8, 8, generator=g), torch.rand(n, 2, generator=g)
@@ -231,7 +231,7 @@ def test_fit_predictor_refuses_too_few_stimuli_with_the_minimum(n):
 
 def test_fit_predictor_scores_on_at_least_three_held_out_stimuli():
     """8 stimuli: round(0.2 * 8) = 2 held out would give r = +-1 exactly, whatever the fit; 3 give a real r."""
-    from insilico.predictor import fit_predictor
+    from insilico.encoding.predictor import fit_predictor
 
     g = torch.Generator().manual_seed(0)
     net = _tiny_net()
@@ -259,7 +259,7 @@ def test_pearson_r_is_nan_with_a_reason_where_undefined():
 
 
 def test_fit_predictor_leaves_the_global_random_state_alone():
-    from insilico.predictor import fit_predictor
+    from insilico.encoding import fit_predictor
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(12, 3, 8, 8, generator=g), torch.rand(12, 2, generator=g)

@@ -245,7 +245,7 @@ def test_the_probes_center_reduction_is_the_map_centre_rule():
 
 
 def test_a_predictor_pools_channels_last_and_token_layers_over_positions_not_channels():
-    from insilico.predictor import _pool
+    from insilico.encoding.predictor import _pool
 
     model, vit = swin(), tiny_vit()
     x = torch.rand(2, 3, 32, 32)

@@ -21,7 +21,7 @@ from torch import nn
 import insilico
 from insilico import persistence, sharding
 from insilico.errors import InsilicoError, SavedFileError
-from insilico.predictor import NeuralPredictor
+from insilico.encoding import NeuralPredictor
 from insilico.results import Result
 
 sys.path.insert(0, str(Path(__file__).parent))

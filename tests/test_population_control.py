@@ -13,7 +13,7 @@ from insilico.objectives import PopulationControl, control_score
 from insilico.synthesis import ContrastBudget
 from insilico.encoding import RidgeCV, fit_predictor, pearson_r
 from insilico.errors import InsilicoError
-from insilico.predictor import Ensemble, NeuralPredictor
+from insilico.encoding import Ensemble, NeuralPredictor
 
 
 class Net(nn.Module):

@@ -36,7 +36,7 @@ NOT_TOOLS = {
 #: Namespaces whose public callables are checked: the package's own, and each design module (the design
 #: package re-exports nothing: its modules are named like their tools).
 NAMESPACES = ["insilico", "insilico.experiments", "insilico.attribution", "insilico.rsa", "insilico.encoding",
-              "insilico.gallery", "insilico.predictor"]
+              "insilico.gallery", "insilico.encoding.predictor"]
 NETWORK_PARAMETERS = {"model", "models", "predictor", "net", "network"}
 
 

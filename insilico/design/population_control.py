@@ -36,7 +36,7 @@ reports the fraction of targets driven beyond their natural maximum and the
 one-hot control scores against the best natural image's.
 
 Stimuli that transfer from the predictor to the brain (options, combinable):
-an :class:`insilico.predictor.Ensemble` of predictors (several networks or
+an :class:`insilico.encoding.Ensemble` of predictors (several networks or
 fits); ``init="natural"`` with a distance ``budget`` (start from the best
 natural image and stay within an L2 or L-inf ball around it); robustness
 ``transforms`` (random jitter, scale, rotation at every step); a contrast
@@ -257,8 +257,8 @@ def population_control(
     Parameters
     ----------
     predictor : nn.Module
-        Images (N, C, H, W) -> (N, n_targets), e.g. a :class:`~insilico.predictor.NeuralPredictor`
-        or an :class:`~insilico.predictor.Ensemble`. Its ``response_mean`` /
+        Images (N, C, H, W) -> (N, n_targets), e.g. a :class:`~insilico.encoding.NeuralPredictor`
+        or an :class:`~insilico.encoding.Ensemble`. Its ``response_mean`` /
         ``response_std`` buffers (natural statistics) standardise the targets;
         without them the natural images do.
     targets : int, str, list of them, or None

@@ -43,12 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import persistence
-from .errors import InsilicoError, SavedFileError, StimulusError
-from .layers import channels_first, unit_layout
-from .probe import Probe
-from .registry import register_tool
-from .session import device_of, dtype_of, session
+from .. import persistence
+from ..errors import InsilicoError, SavedFileError, StimulusError
+from ..layers import channels_first, unit_layout
+from ..probe import Probe
+from ..registry import register_tool
+from ..session import device_of, dtype_of, session
+from .ridge import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling
 
 #: Default ridge penalties (features are standardised, so these suit most layers).
 DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-1, 7))
@@ -58,6 +59,8 @@ ALS_ITERATIONS = 4
 REDUCTIONS = (None, "mean", "max")
 #: The format of a file written by :meth:`NeuralPredictor.save`.
 PREDICTOR_FORMAT = 1
+#: The kind that predictors saved before this module moved into ``insilico/encoding/`` record.
+_FORMER_KIND = "insilico.predictor:NeuralPredictor"
 #: Fewest stimuli the readout is fitted on, and fewest held out to score it (a correlation over 2 is +-1).
 MIN_FIT, MIN_HELD_OUT = 3, 3
 
@@ -179,7 +182,7 @@ class NeuralPredictor(nn.Module):
                 "trunk's weights): NeuralPredictor.load(path, model)")
         blob = persistence.read(path, "predictor")
         kind = blob.get("kind", persistence.kind_name(cls))
-        if kind != persistence.kind_name(NeuralPredictor) or not isinstance(blob.get("state"), dict):
+        if kind not in (persistence.kind_name(NeuralPredictor), _FORMER_KIND) or not isinstance(blob.get("state"), dict):
             raise SavedFileError(f"{path!r} is not a predictor saved by NeuralPredictor.save (it holds {kind!r}; "
                                  "read results with insilico.load)", path)
         persistence.check_format(blob, path, PREDICTOR_FORMAT, what="predictor")
@@ -333,8 +336,7 @@ def fit_predictor(
     """
     from tqdm.auto import tqdm
 
-    from .encoding import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling  # (encoding re-exports us)
-    from .recording import stimulus_source
+    from ..recording import stimulus_source
 
     layers = [layers] if isinstance(layers, str) else [str(layer) for layer in layers]
     if not layers:

@@ -42,8 +42,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import InsilicoError
-from .results import Result
+from ..errors import InsilicoError
+from ..results import Result
 
 SOLVERS = ("auto", "primal", "dual")
 
@@ -603,7 +603,7 @@ def cross_validate(features, responses, cv=5, alphas: Sequence[float] = tuple(10
     >>> bool((res.r > 0.8).all()), res.alpha.shape
     (True, (4, 2))
     """
-    from .recording import Recording
+    from ..recording import Recording
 
     if isinstance(features, Recording):
         names = list(units) if units is not None else features.units
@@ -667,4 +667,3 @@ def _check_choice(value, choices, what) -> str:
 
 __all__ = ["RidgeCV", "solve_ridge_cv", "solve_ridge", "kfold", "r2_score", "pearson_r", "MIN_SCORED", "spearman_brown",
            "split_half_ceiling", "Ceiling", "cross_validate", "EncodingResult", "SOLVERS"]
-from .predictor import NeuralPredictor, fit_predictor  # noqa: E402,F401  (re-exported: insilico.encoding.fit_predictor)

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import InsilicoError
+from .plan import Plan
 from .probe import Probe
 from .session import session
 
@@ -100,7 +101,7 @@ class NeuralPredictor(nn.Module):
         for name in ("response_mean", "response_std", "response_max"):
             self.register_buffer(name, torch.zeros(len(self.targets)))
         self.scores: dict = {}
-        self._stop_at = None  # where the trunk's forward pass may stop, learned on the first pass
+        self._plan = None  # the trunk's Plan: where its forward pass may stop, learned on the first pass
 
     @property
     def n_targets(self) -> int:
@@ -108,13 +109,10 @@ class NeuralPredictor(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The (pooled, flattened, concatenated) trunk features ``(N, n_features)`` of ``images``."""
-        probe = Probe(self.trunk)
-        with probe.record(*self.layers, keep_graph=torch.is_grad_enabled(), stop=True) as rec:
-            if self._stop_at is not None:  # skip the learning pass: stop where the first pass said
-                rec.stop_after(self._stop_at)
-            rec.forward(images)
-            self._stop_at = self._stop_at or rec.stop_at
-            parts = [_pool(rec[layer], self.reduce, layer) for layer in self.layers]
+        if self._plan is None:  # the trunk's Probe; its pass stops after the layers, where the first pass learned
+            self._plan = Plan(self.trunk)
+        values = self._plan.read(self.layers, images, keep_graph=torch.is_grad_enabled())
+        parts = [_pool(value, self.reduce, layer) for value, layer in zip(values, self.layers)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,6 @@ True
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch
 
 from . import models
 from .experiments import orientation_tuning
+from .jsonfiles import write_json
 from .probe import Probe
 
 ORIENTATIONS = list(range(0, 180, 15))
@@ -76,7 +76,7 @@ def run_demo(model_name: str = "minialex", out: str | Path | None = "demo", prog
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "demo.json").write_text(json.dumps(summary, indent=1))
+        write_json(out / "demo.json", summary)  # strict JSON: an unresponsive channel's OSI (NaN) is null
         _figure(tuning, summary).savefig(out / "demo.png", dpi=120)
         print(f"wrote {out / 'demo.png'} and {out / 'demo.json'}")
     return summary

@@ -8,17 +8,15 @@ and restores them bit-exactly.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .errors import InsilicoError, UnitError
-from .hooks import Handle, _SiteHandle
+from .hooks import Handle, HookOwner, _SiteHandle
+from .seeding import generator
 from .units import Unit, describe
-
-if TYPE_CHECKING:
-    from .probe import Probe
 
 LESION_MODES = ("zero", "mean", "constant", "noise")
 
@@ -61,7 +59,7 @@ class Intervention(_SiteHandle):
 class ConnectionLesion(Handle):
     """Zeroed weights of a conv/linear layer, restored bit-exactly on removal."""
 
-    def __init__(self, probe: Probe, unit: Unit, layer: nn.Module, outputs, inputs):
+    def __init__(self, probe: HookOwner, unit: Unit, layer: nn.Module, outputs, inputs):
         super().__init__(probe)
         weight = getattr(layer, "weight", None)
         if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or weight is None:
@@ -106,8 +104,7 @@ class _NoiseReplacement:
 
     def __call__(self, sel, step):
         if self.generator is None or self.generator.device != sel.device:
-            self.generator = torch.Generator(device=sel.device)
-            self.generator.manual_seed(self.seed if self.seed is not None else torch.seed())
+            self.generator = generator(self.seed, sel.device)  # seed=None: fresh entropy, never the global state
         noise = torch.randn(sel.shape, generator=self.generator, device=sel.device, dtype=torch.float32)
         return (self.mean + self.std * noise).to(sel.dtype)
 
@@ -124,8 +121,7 @@ class _FractionMask:
             raise UnitError("fraction= needs a selection with a channel axis, e.g. a whole layer or '[0:32]'")
         channels = sel.shape[1]
         if self.chosen is None:
-            generator = torch.Generator().manual_seed(self.seed if self.seed is not None else torch.seed())
-            order = torch.randperm(channels, generator=generator)
+            order = torch.randperm(channels, generator=generator(self.seed))
             self.chosen = order[: round(self.fraction * channels)].sort().values
         mask = torch.zeros(channels, dtype=torch.bool)
         mask[self.chosen] = True

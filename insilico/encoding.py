@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -361,8 +362,23 @@ def r2_score(y, pred):
     return out.cpu().numpy() if numpy else out
 
 
+#: Fewest samples a correlation is scored on: over 2, r is +1 or -1 whatever the prediction.
+MIN_SCORED = 3
+
+
 def pearson_r(y, pred):
     """Pearson correlation per target (column) between data and predictions.
+
+    Parameters
+    ----------
+    y, pred : tensor or array (n_samples,) or (n_samples, n_targets)
+
+    Returns
+    -------
+    tensor or array (n_targets,) (a scalar for 1-D inputs)
+        NaN, with a ``RuntimeWarning`` that says why, for a target whose data or
+        predictions are constant over the samples (up to rounding): r is undefined
+        there. Fewer than :data:`MIN_SCORED` samples warn too (r is +-1 over 2).
 
     Examples
     --------
@@ -372,8 +388,32 @@ def pearson_r(y, pred):
     y, numpy = _features(y, None, flatten=False)
     pred, _ = _features(pred, y.device, flatten=False, dtype=y.dtype)
     a, b = y - y.mean(0), pred - pred.mean(0)
-    out = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0))
+    na, nb = a.norm(dim=0), b.norm(dim=0)
+    out = (a * b).sum(0) / (na * nb)
+    flat_y, flat_pred = _constant(na, y), _constant(nb, pred)
+    out = torch.where(flat_y | flat_pred, torch.full_like(out, float("nan")), out)
+    _warn_undefined(len(y), flat_y, flat_pred)
     return out.cpu().numpy() if numpy else out
+
+
+def _constant(spread: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Columns whose spread around their mean is rounding only: exactly constant columns leave at most
+    ~5 eps sqrt(n) max|v| after centring (measured for n = 3 .. 1e5, float32 and float64); 8 gives margin."""
+    eps = torch.finfo(values.dtype).eps
+    return spread <= 8 * eps * math.sqrt(len(values)) * values.abs().amax(0)
+
+
+def _warn_undefined(n: int, flat_y: torch.Tensor, flat_pred: torch.Tensor) -> None:
+    if n < MIN_SCORED:
+        warnings.warn(f"a correlation over {n} samples is +-1 or undefined whatever the prediction: score on at "
+                      f"least {MIN_SCORED} samples (more held-out samples, or fewer folds)", RuntimeWarning,
+                      stacklevel=3)
+        return
+    for flat, what in ((flat_y, "data"), (flat_pred, "predictions")):
+        if bool(flat.any()):
+            targets = flat.reshape(-1).nonzero().flatten().tolist()
+            warnings.warn(f"r is undefined (NaN) for target(s) {targets[:10]}{' ...' if len(targets) > 10 else ''}: "
+                          f"the {what} are constant (to rounding) over these {n} samples", RuntimeWarning, stacklevel=3)
 
 
 def spearman_brown(r, factor: float = 2.0):
@@ -617,6 +657,6 @@ def _check_choice(value, choices, what) -> str:
     return value
 
 
-__all__ = ["RidgeCV", "solve_ridge_cv", "solve_ridge", "kfold", "r2_score", "pearson_r", "spearman_brown",
+__all__ = ["RidgeCV", "solve_ridge_cv", "solve_ridge", "kfold", "r2_score", "pearson_r", "MIN_SCORED", "spearman_brown",
            "split_half_ceiling", "Ceiling", "cross_validate", "EncodingResult", "SOLVERS"]
 from .predictor import NeuralPredictor, fit_predictor  # noqa: E402,F401  (re-exported: insilico.encoding.fit_predictor)

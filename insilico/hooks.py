@@ -10,7 +10,7 @@ Only :class:`insilico.Probe` creates sites and handles.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -20,9 +20,25 @@ from .errors import UnitError
 from .survey import Call, Survey
 from .units import Unit, describe
 
-if TYPE_CHECKING:
-    from .edits import _Edit
-    from .probe import Probe
+
+class HookOwner(Protocol):
+    """What handles need of the probe that made them (:class:`insilico.Probe` is the one owner)."""
+
+    model: nn.Module
+    _handles: list
+    _sites: dict
+
+    def _site(self, unit: Unit) -> _Site: ...
+
+    def _release(self, site: str) -> None: ...
+
+
+class Edit(Protocol):
+    """What a site calls on an edit (:mod:`insilico.edits`): on its ``steps`` (None: all), output -> output."""
+
+    steps: frozenset | None
+
+    def __call__(self, output: Any, step: int) -> Any: ...
 
 
 # ---------------------------------------------------------------------------------------
@@ -37,7 +53,7 @@ class _Site:
 
     def __init__(self, path: str, module: nn.Module):
         self.path = path
-        self.edits: list[_Edit] = []
+        self.edits: list[Edit] = []
         self.taps: list = []
         self.calls = 0
         self.handle = module.register_forward_hook(self._hook)
@@ -159,7 +175,7 @@ class _Observer:
 class Handle:
     """Something a Probe attached. A context manager; ``remove()`` detaches it (idempotent)."""
 
-    def __init__(self, probe: Probe):
+    def __init__(self, probe: HookOwner):
         self.probe = probe
         self.removed = False
 
@@ -191,7 +207,7 @@ class _SiteHandle(Handle):
 
     kind = "taps"
 
-    def __init__(self, probe: Probe, parts: list):
+    def __init__(self, probe: HookOwner, parts: list):
         super().__init__(probe)
         self.parts = parts
 

@@ -34,7 +34,7 @@ _SHAPE_HINTS = {
 
 
 def check_images(images: Any, shape: Sequence[int] | None = None, n: int | None = None,
-                 empty: bool = False) -> torch.Tensor:
+                 empty: bool = False, name: str = "images") -> torch.Tensor:
     """``images`` as a float tensor (N, C, H, W) in [0, 1]; StimulusError otherwise.
 
     Parameters
@@ -46,6 +46,9 @@ def check_images(images: Any, shape: Sequence[int] | None = None, n: int | None 
         Required number of images.
     empty : bool
         Accept a batch of 0 images (default False: an empty batch is an error).
+    name : str
+        The argument's name as the user wrote it (``"baselines"``, ``"references"``,
+        ``"natural"``...): every message starts with it.
 
     Raises
     ------
@@ -57,36 +60,36 @@ def check_images(images: Any, shape: Sequence[int] | None = None, n: int | None 
         images = torch.from_numpy(images)
     if not torch.is_tensor(images):
         raise StimulusError(
-            f"images must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}; "
+            f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}; "
             "convert with torch.as_tensor(images)."
         )
     if images.ndim != 4:
         hint = _SHAPE_HINTS.get(images.ndim, "reshape to (N, C, H, W)")
-        raise StimulusError(f"images must be 4-D (N, C, H, W), got shape {tuple(images.shape)}; {hint}. "
+        raise StimulusError(f"{name} must be 4-D (N, C, H, W), got shape {tuple(images.shape)}; {hint}. "
                             "Stimuli that are not images (token ids, vectors) go through insilico.pixels.raw(stimuli).")
     if not images.is_floating_point():
         raise StimulusError(
-            f"images must be floating point in [0, 1], got dtype {images.dtype}; "
+            f"{name} must be floating point in [0, 1], got dtype {images.dtype}; "
             "for 8-bit images use images.float() / 255."
         )
     if shape is not None and tuple(images.shape[1:]) != tuple(shape):
-        raise StimulusError(f"images have shape {tuple(images.shape[1:])} per sample; this needs {tuple(shape)}")
+        raise StimulusError(f"{name} have shape {tuple(images.shape[1:])} per sample; this needs {tuple(shape)}")
     if n is not None and images.shape[0] != n:
-        raise StimulusError(f"got {images.shape[0]} images for {n} samples")
+        raise StimulusError(f"{name}: got {images.shape[0]} images for {n} samples")
     if images.shape[0] == 0 and not empty:
         raise StimulusError(
-            f"got an empty batch (0 images of shape {tuple(images.shape[1:])}); give at least one image."
+            f"{name}: got an empty batch (0 images of shape {tuple(images.shape[1:])}); give at least one image."
         )
     if images.numel():
         low, high = (v.item() for v in torch.aminmax(images.detach()))  # NaN propagates; inf fails the range test
         if math.isnan(low) or math.isnan(high):
             raise StimulusError(
-                f"images contain {int(torch.isnan(images).sum())} NaN values; fix their source or use "
+                f"{name} contain {int(torch.isnan(images).sum())} NaN values; fix their source or use "
                 "torch.nan_to_num(images)."
             )
         if low < 0 or high > 1:
             raise StimulusError(
-                f"images must lie in pixel space [0, 1], got range [{low:.4g}, {high:.4g}]; rescale or "
+                f"{name} must lie in pixel space [0, 1], got range [{low:.4g}, {high:.4g}]; rescale or "
                 "clamp them, and put input normalisation inside the model (see insilico.models.normalize)."
             )
     return images

@@ -43,10 +43,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InsilicoError
+from . import persistence
+from .errors import InsilicoError, SavedFileError, StimulusError
 from .plan import Plan
 from .probe import Probe
-from .session import session
+from .registry import register_tool
+from .session import device_of, dtype_of, session
 
 #: Default ridge penalties (features are standardised, so these suit most layers).
 DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-1, 7))
@@ -54,6 +56,10 @@ DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-1, 7))
 ALS_ITERATIONS = 4
 #: Reductions of (N, C, H, W) features before the readout.
 REDUCTIONS = (None, "mean", "max")
+#: The format of a file written by :meth:`NeuralPredictor.save`.
+PREDICTOR_FORMAT = 1
+#: Fewest stimuli the readout is fitted on, and fewest held out to score it (a correlation over 2 is +-1).
+MIN_FIT, MIN_HELD_OUT = 3, 3
 
 
 class NeuralPredictor(nn.Module):
@@ -95,7 +101,7 @@ class NeuralPredictor(nn.Module):
         self.layers = [str(layer) for layer in layers]
         self.reduce = tuple(reduce) if isinstance(reduce, list) else reduce
         self.targets = [str(t) for t in targets]
-        self.readout = nn.Linear(int(n_features), len(self.targets))
+        self.readout = _linear(int(n_features), len(self.targets))
         if input_size is not None:
             self.input_size = tuple(int(s) for s in input_size)
         for name in ("response_mean", "response_std", "response_max"):
@@ -143,12 +149,12 @@ class NeuralPredictor(nn.Module):
 
     def save(self, path) -> None:
         """Write the readout, statistics, scores and settings (not the trunk) to one file; see :meth:`load`."""
-        from .results import pack, versions
-
-        blob = {"format": 1, "layers": self.layers, "reduce": list(self.reduce) if isinstance(self.reduce, tuple)
-                else self.reduce, "targets": self.targets, "input_size": list(getattr(self, "input_size", ()) or ()),
+        blob = {"format": PREDICTOR_FORMAT, "kind": persistence.kind_name(NeuralPredictor), "layers": self.layers,
+                "reduce": list(self.reduce) if isinstance(self.reduce, tuple) else self.reduce,
+                "targets": self.targets, "input_size": list(getattr(self, "input_size", ()) or ()),
                 "state": {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("trunk.")},
-                "scores": pack(self.scores), "settings": pack(getattr(self, "settings", {})), "versions": pack(versions())}
+                "scores": persistence.pack(self.scores), "settings": persistence.pack(getattr(self, "settings", {})),
+                "versions": persistence.pack(persistence.versions())}
         torch.save(blob, path)
 
     @classmethod
@@ -157,24 +163,36 @@ class NeuralPredictor(nn.Module):
 
         The trunk's weights are not in the file (a predictor shares its network): pass the same
         model the predictor was fitted on, e.g. ``NeuralPredictor.load(path, insilico.models.load("minialex"))``.
-        """
-        from .results import unpack
-        from .session import device_of, dtype_of
 
+        Raises
+        ------
+        SavedFileError
+            A missing, damaged or foreign file, a newer format, a class not on the allow-list, or a
+            readout that does not fit this version (the message names the file and the versions).
+        """
         if model is None:
             raise InsilicoError(
                 "NeuralPredictor.load needs the network it was fitted on (the file holds the readout, not the "
                 "trunk's weights): NeuralPredictor.load(path, model)")
-
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") != 1 or "state" not in blob:
-            raise InsilicoError(f"{path!r} is not a predictor saved by NeuralPredictor.save")
-        reduce = tuple(blob["reduce"]) if isinstance(blob["reduce"], list) else blob["reduce"]
-        weight = blob["state"]["readout.weight"]
-        predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
-        predictor.to(device_of(model), dtype_of(model))
-        predictor.load_state_dict(blob["state"], strict=False)
-        predictor.scores, predictor.settings = unpack(blob["scores"]), unpack(blob["settings"])
+        blob = persistence.read(path, "predictor")
+        kind = blob.get("kind", persistence.kind_name(cls))
+        if kind != persistence.kind_name(NeuralPredictor) or not isinstance(blob.get("state"), dict):
+            raise SavedFileError(f"{path!r} is not a predictor saved by NeuralPredictor.save (it holds {kind!r}; "
+                                 "read results with insilico.load)", path)
+        persistence.check_format(blob, path, PREDICTOR_FORMAT, what="predictor")
+        recorded = blob.get("versions")
+        scores, settings = persistence.unpack(blob.get("scores", {}), path, recorded), \
+            persistence.unpack(blob.get("settings", {}), path, recorded)
+        try:
+            reduce = tuple(blob["reduce"]) if isinstance(blob["reduce"], list) else blob["reduce"]
+            weight = blob["state"]["readout.weight"]
+            predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
+            predictor.to(device_of(model), dtype_of(model))
+            predictor.load_state_dict(blob["state"], strict=False)
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+            raise SavedFileError(f"{path!r} holds a predictor this insilico cannot rebuild ({type(e).__name__}: {e}; "
+                                 f"{persistence.versions_text(persistence.unpack(recorded, path))})", path) from e
+        predictor.scores, predictor.settings = scores, settings
         return predictor
 
     def extra_repr(self) -> str:
@@ -227,6 +245,7 @@ class Ensemble(nn.Module):
         return torch.stack([m(images) for m in self.members]).mean(0)
 
 
+@register_tool("encoding", saves=False, follows_dtype=False)
 def fit_predictor(
     model: nn.Module,
     stimuli: Any,
@@ -267,9 +286,11 @@ def fit_predictor(
     cv : None, int or splitter
         Inner cross-validation for the alphas (default: exact leave-one-out).
     held_out : float
-        Fraction of stimuli held out (seeded) to score the readout; the
-        returned readout is refitted on all stimuli with the chosen alphas.
-        0: no held-out scores.
+        Fraction of stimuli held out (seeded) to score the readout, at least
+        :data:`MIN_HELD_OUT` of them; the returned readout is refitted on all
+        stimuli with the chosen alphas. 0: no held-out scores. A target whose
+        held-out responses or predictions are constant scores NaN, with a
+        warning (r is undefined there).
     targets : list of str, optional
         Target names (default ``"0"``, ``"1"``, ...).
     batch_size : int
@@ -292,6 +313,13 @@ def fit_predictor(
     -------
     NeuralPredictor
         ``.scores`` holds held-out ``"r"``, ``"r2"``, ``"alpha"`` (and ``"ceiling"``, ``"normalized_r"``).
+
+    Raises
+    ------
+    InsilicoError
+        Fewer than ``MIN_FIT + MIN_HELD_OUT`` (6) stimuli with ``held_out > 0``, or
+        fewer than ``MIN_FIT`` (3) with ``held_out=0``; unknown layers; responses
+        that do not match the stimuli or are not finite.
     """
     from tqdm.auto import tqdm
 
@@ -316,6 +344,8 @@ def fit_predictor(
         raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
     source = stimulus_source(stimuli)
     n = len(source)
+    if n == 0:
+        raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")
     if y.shape[0] != n:
         raise InsilicoError(f"{n} stimuli but responses for {y.shape[0]}: they must match (axis 0, or 1 with repetitions)")
     names = [str(t) for t in targets] if targets is not None else [str(i) for i in range(y.shape[1])]
@@ -325,6 +355,13 @@ def fit_predictor(
         raise InsilicoError(f"readout must be 'full' or 'factorized', not {readout!r}")
     if not 0.0 <= held_out < 1.0:
         raise InsilicoError(f"held_out is a fraction in [0, 1), not {held_out}")
+    n_test = max(MIN_HELD_OUT, int(round(held_out * n))) if held_out > 0 else 0
+    if n - n_test < MIN_FIT:
+        raise InsilicoError(
+            f"fit_predictor got {n} stimuli; with held_out={held_out} it needs at least {MIN_FIT + (MIN_HELD_OUT if held_out else 0)}"
+            + (f": {MIN_HELD_OUT} held out to score the readout (a correlation over 2 stimuli is +-1 whatever the "
+               f"fit) and {MIN_FIT} to fit it. Record more stimuli, or pass held_out=0 to fit without held-out scores"
+               if held_out else f" to fit the readout. Record more stimuli"))
 
     input_size = getattr(model, "input_size", None)
     predictor = NeuralPredictor(model, layers, reduce, 1, names, input_size)
@@ -356,7 +393,6 @@ def fit_predictor(
     if held_out > 0:
         gen = torch.Generator().manual_seed(int(seed))
         order = torch.randperm(n, generator=gen)
-        n_test = max(2, int(round(held_out * n)))
         test, train = order[:n_test].to(device), order[n_test:].to(device)
         ridge = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress)
         ridge.fit(x[train], y[train])
@@ -384,7 +420,7 @@ def fit_predictor(
     # fold the standardisation into one linear layer: w' = w * scale, b' = b - w' . mean
     weight = (coef * scale[:, None]).T
     bias = intercept - weight @ mean
-    linear = nn.Linear(weight.shape[1], weight.shape[0]).to(device, dtype)
+    linear = _linear(weight.shape[1], weight.shape[0], device, dtype)
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
@@ -458,6 +494,15 @@ def _ridge_lstsq(design: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> 
     gram = gram + lam[:, None, None] * torch.eye(d, dtype=gram.dtype, device=gram.device)
     rhs = (design.transpose(1, 2) @ y[:, :, None])[:, :, 0]
     return torch.linalg.solve(gram, rhs)
+
+
+def _linear(n_in: int, n_out: int, device=None, dtype=None) -> nn.Linear:
+    """A zero ``nn.Linear``, built without its random init (which would draw from torch's global generator)."""
+    linear = torch.nn.utils.skip_init(nn.Linear, n_in, n_out, device=device or "cpu", dtype=dtype)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.bias.zero_()
+    return linear
 
 
 def _pool(value: torch.Tensor, reduce, layer: str) -> torch.Tensor:

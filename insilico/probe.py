@@ -44,6 +44,7 @@ from .edits import (LESION_MODES, ConnectionLesion, Intervention, _Drive, _Edit,
                     _NoiseReplacement, _steps)
 from .errors import InsilicoError, UnitError
 from .hooks import Handle, StopForward, _attends, _InnerSite, _Observer, _OpObserver, _Site, _SiteHandle
+from .registry import register_tool
 from .session import device_of, dtype_of, session
 from .survey import Survey
 from .taps import REDUCTIONS, Record, _Tap
@@ -203,6 +204,7 @@ class Probe:
         return units
 
     # -- the four operations ------------------------------------------------------------
+    @register_tool("probe", takes_images=False, saves=False, per_sample=True)
     def record(self, *units: UnitLike, keep_graph: bool = False, reduce: str | None = None,
                stop: bool = False) -> Record:
         """Record units during forward passes; returns a :class:`Record` (a context manager).
@@ -245,6 +247,7 @@ class Probe:
         taps = {unit.key: _Tap(unit, keep_graph, reduce) for unit in parsed}
         return self._attach(Record(self, list(taps.values()), stop=stop))
 
+    @register_tool("probe", saves=False, follows_dtype=False)
     def lesion(
         self,
         *units: UnitLike,
@@ -307,6 +310,7 @@ class Probe:
             edits.append(_Edit(unit, replace, _steps(unit, steps), f"lesion({mode})"))
         return self._attach(Intervention(self, edits))
 
+    @register_tool("probe", takes_images=False, saves=False, per_sample=True)
     def stimulate(
         self,
         *units: UnitLike,
@@ -335,6 +339,7 @@ class Probe:
         edits = [_Edit(unit, drive, _steps(unit, steps), f"stimulate({drive})") for unit in parsed]
         return self._attach(Intervention(self, edits))
 
+    @register_tool("probe", takes_images=False, saves=False, per_sample=True)
     def lesion_connections(
         self, layer: UnitLike, outputs: Iterable[int] | None = None, inputs: Iterable[int] | None = None
     ) -> ConnectionLesion:

@@ -2,15 +2,21 @@
 
 On disk a recording is a folder::
 
-    meta.json          units, shapes, dtypes, stimulus ids and parameters, model, versions
-    progress-<r>.json  the stimulus ranges rank r has finished (rewritten after every batch)
+    meta.json          units, shapes, dtypes, stimulus ids and parameters, model, versions, and the
+                       job identity (:mod:`insilico.identity`: model fingerprint, settings)
+    progress-<r>.json  the stimulus ranges rank r has finished, each with the digest of its stimuli
+                       (rewritten after every batch)
     000_<unit>.npy     one array per unit, (N, ...), memory-mapped when loaded
 
 Batches are written with plain file writes at their offset (no writable
 memory map), so the process's memory stays flat however many stimuli are
 streamed. An interrupted run (Ctrl-C, a crash, a killed job) keeps every
 complete batch; calling ``record_stimuli`` again with the same ``out``
-records only what is missing. Several processes (``torchrun`` ranks, or
+records only what is missing, after checking that it is the same job: the
+same model (parameters and buffers), units and settings, and the same
+stimuli for every range already recorded (read and hashed again, no forward
+pass); anything else is refused naming the difference (``overwrite=True``
+starts over). Several processes (``torchrun`` ranks, or
 ``shard=(rank, world)``) can fill one folder together: see
 :mod:`insilico.sharding`.
 
@@ -24,22 +30,26 @@ Example
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import persistence
+from ._version import __version__
 from .pixels import Raw, check_images
-from .errors import InsilicoError, StimulusError, UnitError
+from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
+from .identity import check, digest, job_identity, value_digest
 from .performance import tuned
+from .registry import register_tool
 from .session import session
-from .sharding import ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, write_json
+from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, start_over,
+                       write_json)
 from .units import Unit
 
 FORMAT = "insilico.recording/1"
@@ -123,16 +133,25 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recording:
-        """Open an on-disk recording lazily (memory-mapped, copy-on-write)."""
+        """Open an on-disk recording lazily (memory-mapped, copy-on-write; nothing is unpickled).
+
+        Raises
+        ------
+        SavedFileError
+            No recording there, a missing or damaged ``meta.json``, a recording format this insilico
+            does not read, or a unit's ``.npy`` missing, cut short or of another shape (the message
+            names the file).
+        """
         path = Path(path)
         if not (path / "meta.json").exists():
-            raise InsilicoError(f"{path} holds no insilico recording (no meta.json)")
-        meta = json.loads((path / "meta.json").read_text())
+            raise SavedFileError(f"{path} holds no insilico recording (no meta.json)", path / "meta.json")
+        meta = persistence.read_json(path / "meta.json", "recording metadata")
         if meta.get("format") != FORMAT:
-            raise InsilicoError(f"{path}/meta.json is not an {FORMAT} file")
-        arrays = {u["unit"]: np.load(path / u["file"], mmap_mode="c") for u in meta["units"]}
-        stimuli = meta.get("stimuli", {})
-        return cls(arrays, stimuli.get("ids"), stimuli.get("params"), meta, path, ProgressLog(path).done())
+            raise SavedFileError(
+                f"{path / 'meta.json'} is a recording in format {meta.get('format')!r}; this insilico reads "
+                f"{FORMAT} ({persistence.versions_text(meta.get('versions'))}): read it with the insilico "
+                "that wrote it, or record again", path / "meta.json")
+        return cls(_unit_arrays(path, meta), *_stimuli_of(meta, path), meta, path, ProgressLog(path).done())
 
     @property
     def versions(self) -> dict:
@@ -184,6 +203,39 @@ class Recording:
         return f"Recording({len(self.units)} units x {self.n_stimuli} stimuli{status}{where})"
 
 
+persistence.register(Recording, "folder")  # insilico.load(folder) opens it through the decoder's table
+
+
+def _unit_arrays(path: Path, meta: dict) -> dict:
+    """The memory-mapped array of every unit named in a recording's metadata, checked against it."""
+    arrays = {}
+    units = meta.get("units")
+    if not isinstance(units, list) or not all(isinstance(u, dict) for u in units):
+        raise SavedFileError(f"{path / 'meta.json'} is damaged (no list of units)", path / "meta.json")
+    for entry in units:
+        name = entry.get("file")
+        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".npy"):
+            raise SavedFileError(f"{path / 'meta.json'} names the array file {name!r}, which is not a .npy file "
+                                 "in the recording's folder", path / "meta.json")
+        array = persistence.open_npy(path / name)
+        shape, dtype = entry.get("shape"), entry.get("dtype")
+        if (shape is not None and list(array.shape) != list(shape)) or \
+                (dtype is not None and array.dtype != np.dtype(dtype)):
+            raise SavedFileError(f"{path / name} holds {tuple(array.shape)} {array.dtype}, but meta.json says "
+                                 f"{tuple(shape or ())} {dtype}: the folder is damaged; record again", path / name)
+        arrays[entry.get("unit")] = array
+    return arrays
+
+
+def _stimuli_of(meta: dict, path: Path) -> tuple:
+    """The stimulus ids and parameters a recording's metadata holds."""
+    stimuli = meta.get("stimuli", {})
+    if not isinstance(stimuli, dict):
+        raise SavedFileError(f"{path / 'meta.json'} is damaged (stimuli is not an object)", path / "meta.json")
+    return stimuli.get("ids"), stimuli.get("params")
+
+
+@register_tool("probe", per_sample=True)
 def record_stimuli(
     probe,
     stimuli: Any,
@@ -197,6 +249,7 @@ def record_stimuli(
     shard: tuple[int, int] | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    overwrite: bool = False,
 ) -> Recording:
     """Record ``units`` over a stimulus set in batches (no gradients, model in eval mode).
 
@@ -210,7 +263,9 @@ def record_stimuli(
     batch_size : int
     out : folder, optional
         Stream to disk there (see the module docstring); a folder holding an
-        unfinished recording of the same units and stimuli is resumed.
+        unfinished recording of the same job (model, units, stimuli,
+        settings) is resumed; one of another job is refused
+        (:class:`~insilico.errors.JobMismatchError` naming the differences).
     reduce : {"mean", "max", "center"}, optional
         Spatial reduction at record time (see :meth:`Probe.record`).
     progress : bool
@@ -231,10 +286,18 @@ def record_stimuli(
     channels_last : bool
         Model weights and batches in NHWC memory order during the run (faster
         convolutions on GPUs; see :mod:`insilico.performance`).
+    overwrite : bool
+        Delete the recording already in ``out`` and start over (default False).
 
     Returns
     -------
     Recording
+
+    Raises
+    ------
+    JobMismatchError
+        ``out`` holds a recording of another model, other units or settings,
+        or other stimuli (the message names them).
     """
     if isinstance(units, (str, Unit)) or not isinstance(units, Sequence):
         units = [units]
@@ -264,13 +327,17 @@ def record_stimuli(
             "batch_size": batch_size,
             "reduce": reduce,
             "precision": precision,
-            "fingerprint": source.fingerprint(),
-            "versions": {"insilico": _version(), "torch": torch.__version__, "numpy": np.__version__},
+            "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
         }
         if out is None:
             sink = _MemorySink(shapes, n)
         else:
-            sink = _DiskSink.open(Path(out), names, shapes, n, ids, source.params, meta, rank)
+            settings = {"units": names, "reduce": reduce, "precision": precision,
+                        "ids": value_digest(_jsonable(ids)), "params": value_digest(_jsonable(source.params))}
+            meta["job"] = job_identity(model, settings, {"stimuli": {"n": n}})
+            if overwrite:
+                start_over(Path(out), ["meta.json", "progress-*.json", "[0-9][0-9][0-9]_*.npy"], shard)
+            sink = _DiskSink.open(Path(out), names, shapes, n, ids, source, meta, rank)
         sync()  # every rank plans from the same progress before any rank adds to it
         todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
         sync()
@@ -295,9 +362,11 @@ def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
                                     ranges=todo, leave=True):
             with probe.record(*names, reduce=reduce) as rec:
                 probe.model(prepare(batch))
+            stop = start + len(batch)
+            key = source.digest(start, stop) if sink.hashes else None  # while an accelerator computes the batch
             for name in names:
                 sink.write(name, start, _to_numpy(rec[name]))
-            sink.commit(start, start + len(batch))
+            sink.commit(start, stop, key)
     finally:
         sink.close()
 
@@ -342,14 +411,23 @@ class _Source:
 
     def __init__(self, get, n, params=None, images: bool = True):
         self._get, self._n, self.params, self.images = get, n, params, images
+        self._last = None
 
     def __len__(self) -> int:
         return self._n
 
-    def batch(self, start: int, stop: int, device, dtype) -> torch.Tensor:
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Stimuli ``[start, stop)`` as given (no gate, device or dtype change); the last batch read is kept."""
+        if self._last is not None and self._last[0] == (start, stop):
+            return self._last[1]
         batch = self._get(start, stop)
         if not torch.is_tensor(batch):
             batch = torch.as_tensor(np.asarray(batch))
+        self._last = ((start, stop), batch)
+        return batch
+
+    def batch(self, start: int, stop: int, device, dtype) -> torch.Tensor:
+        batch = self.read(start, stop)
         if self.images:
             check_images(batch)
         elif batch.is_floating_point() and not torch.isfinite(batch).all():
@@ -358,12 +436,9 @@ class _Source:
             batch = batch.to(dtype)  # the model's dtype: float64 models get float64 stimuli
         return batch if device is None else batch.to(device)
 
-    def fingerprint(self) -> str:
-        digest = hashlib.sha1(str(self._n).encode())
-        for i in sorted({0, self._n - 1}):
-            item = self._get(i, i + 1)
-            digest.update(np.ascontiguousarray(np.asarray(item.cpu() if torch.is_tensor(item) else item)).tobytes())
-        return digest.hexdigest()
+    def digest(self, start: int, stop: int) -> str:
+        """:func:`insilico.identity.digest` of stimuli ``[start, stop)`` (the batch just read is not read again)."""
+        return digest(self.read(start, stop))
 
 
 def stimulus_source(stimuli: Any) -> _Source:
@@ -391,15 +466,47 @@ def stimulus_source(stimuli: Any) -> _Source:
         dataset = stimuli
 
         def get(a, b):
-            items = [dataset[i] for i in range(a, b)]
-            items = [item[0] if isinstance(item, (tuple, list)) else item for item in items]
-            return torch.stack([torch.as_tensor(item) for item in items])
+            images = [_item_image(dataset[i], i) for i in range(a, b)]
+            shapes = sorted({tuple(x.shape) for x in images})
+            if len(shapes) > 1:
+                raise StimulusError(f"dataset items {a}..{b - 1} have images of different shapes {shapes[:4]}: give the "
+                                    "dataset a transform that makes every image one size (e.g. torchvision's "
+                                    "Resize(s) + CenterCrop(s) + ToTensor())")
+            return torch.stack(images)
 
         return _Source(get, len(dataset))
     raise StimulusError(
         f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
         "a StimulusSet or a Dataset"
     )
+
+
+#: Keys of a dataset's dict items that hold the image (Hugging Face datasets, torchvision v2 samples).
+IMAGE_KEYS = ("image", "pixel_values", "img", "images")
+
+
+def _item_image(item: Any, index: int) -> torch.Tensor:
+    """The image of one dataset item: the item, the first element of an ``(image, label)`` tuple
+    (torchvision's ``ImageFolder``), or the ``IMAGE_KEYS`` entry of a dict; the gate checks it later."""
+    if isinstance(item, Mapping):
+        key = next((k for k in IMAGE_KEYS if k in item), None)
+        if key is None:
+            raise StimulusError(f"dataset item {index} is a dict with keys {list(item)[:8]}; insilico takes the image "
+                                f"from one of {list(IMAGE_KEYS)}: rename the key, or wrap the dataset")
+        item = item[key]
+    elif isinstance(item, (tuple, list)) and item:
+        item = item[0]  # (image, label, ...)
+    if torch.is_tensor(item):
+        return item
+    if type(item).__module__.startswith("PIL."):
+        raise StimulusError(f"dataset item {index} is a PIL image: give the dataset a transform that makes float "
+                            "tensors in [0, 1] of one size, e.g. torchvision.transforms.Compose([Resize(s), "
+                            "CenterCrop(s), ToTensor()])")
+    try:
+        return torch.as_tensor(np.asarray(item))
+    except (TypeError, ValueError, RuntimeError):
+        raise StimulusError(f"dataset item {index} holds {type(item).__name__}, not an image: items must be image "
+                            f"tensors (C, H, W), (image, label) tuples or dicts with one of {list(IMAGE_KEYS)}") from None
 
 
 def batches(stimuli: Any, batch_size: int, device=None, dtype=None, progress: bool = False,
@@ -465,13 +572,15 @@ class _MemorySink:
     def __init__(self, shapes: dict, n: int):
         self.arrays = {name: np.empty((n,) + shape, dtype=np.dtype(dtype)) for name, (shape, dtype) in shapes.items()}
 
+    hashes = False
+
     def done(self) -> list:
         return []
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         self.arrays[name][start : start + len(values)] = values
 
-    def commit(self, start: int, stop: int) -> None:
+    def commit(self, start: int, stop: int, key: str | None = None) -> None:
         pass
 
     def close(self) -> None:
@@ -506,24 +615,34 @@ class _DiskSink:
             self.files[name] = open(path / files[name], "r+b")
         self.log = ProgressLog(path, rank)
 
+    hashes = True
+
     @classmethod
-    def open(cls, path: Path, names, shapes, n, ids, params, meta, rank=0) -> _DiskSink:
-        """A sink for a new recording, or the unfinished one already in ``path``."""
+    def open(cls, path: Path, names, shapes, n, ids, source, meta, rank=0) -> _DiskSink:
+        """A sink for a new recording, or the unfinished one of the same job (``meta["job"]``) already in ``path``.
+
+        The stimuli of every range already recorded are read again and hashed
+        (no forward pass) and compared with the digests in the progress files.
+        """
         if (path / "meta.json").exists():
-            old = json.loads((path / "meta.json").read_text())
-            same = (
-                [u["unit"] for u in old.get("units", [])] == names
-                and old.get("n_stimuli") == n
-                and old.get("fingerprint") == meta["fingerprint"]
-                and old.get("reduce") == meta["reduce"]
-                and old.get("precision", "fp32") == meta["precision"]
-            )
-            if not same:
-                raise InsilicoError(
-                    f"{path} already holds a recording of other units or stimuli; "
-                    "choose another out= folder or delete that one"
-                )
-        return cls(path, names, shapes, n, ids, params, meta, rank)
+            try:
+                old = json.loads((path / "meta.json").read_text())
+            except (OSError, ValueError) as e:
+                raise SavedFileError(f"{path / 'meta.json'} is damaged ({type(e).__name__}: {e}): pass "
+                                     "overwrite=True (--force) to record again, or choose another out= folder",
+                                     path / "meta.json") from None
+            stored = old.get("job")
+            if isinstance(stored, dict) and stored.get("stimuli", {}).get("stimuli", {}).get("n") == n:
+                log = ProgressLog(path)
+                kept = log.digests()
+                unhashed = [f"{a}-{b}" for a, b in missing([_span(k) for k in kept], n)
+                            if any(a < d1 and d0 < b for d0, d1 in log.done())]  # done without a digest: refuse
+                chunks = {**kept, **{k: None for k in unhashed}}
+                stored["stimuli"]["stimuli"]["chunks"] = chunks
+                meta["job"]["stimuli"]["stimuli"]["chunks"] = {k: source.digest(*_span(k)) for k in chunks}
+            check(stored, meta["job"], str(path))
+            meta["job"]["stimuli"]["stimuli"].pop("chunks", None)
+        return cls(path, names, shapes, n, ids, source.params, meta, rank)
 
     def done(self) -> list:
         return self.log.done()
@@ -533,14 +652,19 @@ class _DiskSink:
         fh.seek(self.offsets[name] + start * self.row_bytes[name])
         fh.write(np.ascontiguousarray(values).tobytes())
 
-    def commit(self, start: int, stop: int) -> None:
+    def commit(self, start: int, stop: int, key: str | None = None) -> None:
         for fh in self.files.values():
             fh.flush()
-        self.log.add(start, stop)
+        self.log.add(start, stop, key)
 
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()
+
+
+def _span(key: str) -> tuple[int, int]:
+    start, stop = key.split("-")
+    return int(start), int(stop)
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -562,8 +686,3 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     return str(value)
 
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

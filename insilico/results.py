@@ -3,8 +3,10 @@
 A result is a dataclass that inherits :class:`Result`. ``save(path)`` writes
 ONE ``torch.save`` file of tensors, numbers, strings, lists and dicts (numpy
 arrays as tensors, nested insilico results by class name) plus the versions
-of the libraries that made it; ``load(path)`` reads it back with
-``torch.load(..., weights_only=True)``: no pickled code ever runs. Fields
+of the libraries that made it; ``load(path)`` reads it back through the one
+decoder (:mod:`insilico.persistence`: ``torch.load(..., weights_only=True)``,
+a format version, an allow-list of classes): no pickled code ever runs, and a
+file can rebuild only insilico's results (every subclass registers itself). Fields
 named in ``sample_fields`` have a sample axis, and ``concat`` joins results of
 chunks of one job along it. ``plot(ax=None)`` draws the result and returns the
 Figure; ``check(model)`` re-evaluates it against a model where that means
@@ -29,25 +31,16 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import json
 import os
-import platform
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from .errors import InsilicoError
-
-FORMAT = 2
-
-
-def versions() -> dict:
-    """Versions of insilico, torch, numpy and Python, recorded with every result."""
-    from . import __version__
-
-    return {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+from . import persistence
+from .errors import InsilicoError, SavedFileError
+from .persistence import FORMAT, pack, read, unpack, versions
 
 
 class Result:
@@ -56,6 +49,10 @@ class Result:
     #: Fields with a sample axis (tensors, arrays, lists), joined by :meth:`concat`.
     sample_fields: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        persistence.register(cls, "result")  # on the decoder's allow-list under "module:qualname"
+
     @property
     def versions(self) -> dict:
         """Versions of the libraries that made the result (the running ones if it was not loaded)."""
@@ -63,26 +60,39 @@ class Result:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the result to ``path`` (one file; read back with :meth:`load`)."""
-        cls = type(self)
-        blob = {"format": FORMAT, "kind": f"{cls.__module__}:{cls.__qualname__}", "result": pack(self),
+        blob = {"format": FORMAT, "kind": persistence.kind_name(type(self)), "result": pack(self),
                 "versions": pack(self.versions)}
         torch.save(blob, os.fspath(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike):
-        """Read a result written by :meth:`save` (``weights_only=True``: no code is unpickled)."""
+        """Read a result written by :meth:`save` (``weights_only=True``: no code is unpickled).
+
+        Raises
+        ------
+        SavedFileError
+            A missing, damaged or foreign file, a newer format, a class not on the allow-list, or
+            fields of another insilico version (the message names the file and the versions).
+        InsilicoError
+            The file holds another kind of result (the message names the class to load it with).
+        """
         return cls._from_blob(read(path), os.fspath(path))
 
     @classmethod
     def _from_blob(cls, blob: dict, path: str):
         """The result held by a file's contents ``blob`` (read by :func:`read`)."""
-        if blob.get("format") != FORMAT or "result" not in blob:
-            raise InsilicoError(f"{path!r} is not a result saved by insilico (format {FORMAT})")
-        result = unpack(blob["result"], {f"{cls.__module__}:{cls.__qualname__}": cls})
+        persistence.check_format(blob, path, FORMAT)
+        packed, kind = blob.get("result"), blob.get("kind")
+        if not isinstance(packed, dict) or not isinstance(kind, str) or \
+                persistence.MOVED.get(packed.get("__dataclass__"), packed.get("__dataclass__")) \
+                != persistence.MOVED.get(kind, kind):
+            raise SavedFileError(f"{path!r} is not a result saved by insilico (its kind {kind!r} and its contents "
+                                 "disagree)", path)
+        result = unpack(packed, path, blob.get("versions"))
         if not isinstance(result, cls):
             raise InsilicoError(f"{path!r} holds a {type(result).__name__}, not a {cls.__name__}: "
                                 f"load it with {type(result).__name__}.load")
-        result.__dict__["_versions"] = unpack(blob.get("versions"))
+        result.__dict__["_versions"] = unpack(blob.get("versions"), path)
         return result
 
     @classmethod
@@ -117,8 +127,15 @@ def load(path: str | os.PathLike):
     Reads files written by :meth:`Result.save` (they name their class), the synthesis results'
     own format (:class:`~insilico.synthesis.SynthesisResult`, and
     :class:`~insilico.design.metamer_result.MetamerResult` when the file holds the metamer part),
-    an experiment's exported ``.npz`` table, and an on-disk :class:`~insilico.Recording` folder.
-    ``torch.load(..., weights_only=True)`` throughout: no pickled code runs.
+    an experiment's exported ``.npz`` table, and an on-disk :class:`~insilico.Recording` folder,
+    all through the one decoder (:mod:`insilico.persistence`): ``weights_only=True``, a format
+    version, and an allow-list of the classes a file may rebuild.
+
+    Raises
+    ------
+    SavedFileError
+        The file is missing, damaged, not insilico's, newer than this insilico, or names a class
+        that is not on the allow-list; the message names the file (``error.path``).
 
     Example
     -------
@@ -131,81 +148,33 @@ def load(path: str | os.PathLike):
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        from .recording import Recording
-
-        return Recording.load(path)
+        return persistence.resolve("insilico.recording:Recording", path, roles=("folder",)).load(path)
     if path.endswith(".npz"):
         return _load_table(path)
     blob = read(path)
-    if blob.get("format") == FORMAT and isinstance(blob.get("kind"), str):
-        return _class_named(blob["kind"], path)._from_blob(blob, path)
-    from .synthesis import result as synthesis_result
-
-    if blob.get("format") == synthesis_result.FORMAT and "images" in blob:
-        if "metamer" in blob:
-            from .design.metamer_result import MetamerResult
-
-            return MetamerResult._from_blob(blob, path)
-        return synthesis_result.SynthesisResult._from_blob(blob, path)
-    raise InsilicoError(f"{path!r} is not a result saved by insilico (no recorded type; format "
-                        f"{blob.get('format')!r})")
-
-
-def read(path: str | os.PathLike, what: str = "result") -> dict:
-    """The contents of a file saved by insilico, read with ``weights_only=True``; InsilicoError otherwise."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InsilicoError(f"no {what} at {path!r}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InsilicoError(f"{path!r} is not a {what} saved by insilico: {e}") from e
-    if not isinstance(blob, dict):
-        raise InsilicoError(f"{path!r} is not a {what} saved by insilico")
-    return blob
-
-
-def _insilico_class(kind: str, where: str) -> type:
-    """The class named ``"module:qualname"``, which must be insilico's own (no other code is ever loaded)."""
-    module, _, name = kind.partition(":")
-    if module.split(".")[0] != "insilico" or not name:
-        raise InsilicoError(f"{where} names the class {kind!r}; only insilico's results are read")
-    try:
-        cls = importlib.import_module(module)
-        for part in name.split("."):
-            cls = getattr(cls, part)
-    except (ImportError, AttributeError) as e:
-        raise InsilicoError(f"{where} holds a {kind}, which this version of insilico does not have: {e}") from e
-    return cls
-
-
-def _class_named(kind: str, path: str) -> type:
-    cls = _insilico_class(kind, repr(path))
-    if not (isinstance(cls, type) and issubclass(cls, Result)):
-        raise InsilicoError(f"{path!r} names {kind}, which is not an insilico result")
-    return cls
+    return persistence.resolve(persistence.kind_of(blob, path), path)._from_blob(blob, path)
 
 
 def _load_table(path: str):
-    """An experiment's exported ``.npz`` (its JSON settings name the result class)."""
-    import json
-
-    from . import experiments
-
-    if not os.path.exists(path):
-        raise InsilicoError(f"no result at {path!r}")
-    with np.load(path, allow_pickle=False) as data:
-        settings = json.loads(str(data["settings"])) if "settings" in data.files else {}
-    name = settings.get("result")
-    classes = {c.__name__: c for c in _subclasses(experiments.Result)}
-    if name not in classes:
-        raise InsilicoError(f"{path!r} does not name an experiment result (settings 'result' is {name!r}); "
-                            "load it with that result's class, e.g. TuningResult.load(path)")
-    return classes[name].load(path)
-
-
-def _subclasses(cls: type) -> list[type]:
-    return [cls] + [s for c in cls.__subclasses__() for s in _subclasses(c)]
+    """An experiment's exported ``.npz``: its JSON settings name the result class (``"result"``)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            settings = json.loads(str(data["settings"])) if "settings" in data.files else {}
+    except FileNotFoundError as e:
+        raise SavedFileError(f"no result at {path!r}", path) from e
+    except Exception as e:
+        raise SavedFileError(f"{path!r} is damaged or not a table exported by insilico: {e}", path) from e
+    name = settings.get("result") if isinstance(settings, dict) else None
+    for kind in persistence.KINDS:  # import (by the table) the modules that define a class of that name
+        if kind.partition(":")[2] == name:
+            persistence.resolve(kind, path)
+    found = [c for k, c in persistence.registered().items()
+             if k.partition(":")[2] == name and hasattr(c, "_from_npz")]
+    if len(found) != 1:
+        raise SavedFileError(f"{path!r} does not name one experiment result (settings 'result' is {name!r}"
+                             + (f", which {len(found)} classes are called" if found else "") + "); load it with "
+                             "that result's class, e.g. TuningResult.load(path)", path)
+    return found[0].load(path)
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
@@ -237,65 +206,4 @@ def join(values: list) -> Any:
     raise InsilicoError(f"cannot join values of type {type(first).__name__} over chunks")
 
 
-def pack(value: Any) -> Any:
-    """``value`` as data ``torch.load(weights_only=True)`` reads: tensors, numbers, strings, lists, dicts."""
-    if torch.is_tensor(value):
-        return value.detach().cpu()
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "U":  # strings (unit addresses, class names): a list, with dtype and shape
-            return {"__ndarray__": [str(v) for v in value.ravel().tolist()], "dtype": value.dtype.str,
-                    "shape": list(value.shape)}
-        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value)) if value.dtype != object
-                else [pack(v) for v in value.tolist()]}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        cls = type(value)
-        fields = {f.name: pack(getattr(value, f.name)) for f in dataclasses.fields(value)
-                  if f.init and not isinstance(getattr(value, f.name), torch.nn.Module)}
-        return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}", "fields": fields}
-    if isinstance(value, dict):
-        return {"__dict__": [[pack(k), pack(v)] for k, v in value.items()]}
-    if isinstance(value, tuple):
-        return {"__tuple__": [pack(v) for v in value]}
-    if isinstance(value, list):
-        return [pack(v) for v in value]
-    if isinstance(value, torch.dtype):
-        return {"__dtype__": str(value).replace("torch.", "")}
-    if hasattr(value, "item") and not isinstance(value, (bool, int, float, str)):  # numpy scalars
-        return value.item()
-    for plain in (bool, int, float, str):  # subclasses (e.g. torch.__version__) become the plain type
-        if isinstance(value, plain):
-            return plain(value)
-    if value is None:
-        return None
-    raise InsilicoError(f"cannot save a value of type {type(value).__name__} in a result: keep results to "
-                        "tensors, arrays, numbers, strings, lists, dicts and insilico results")
-
-
-def unpack(value: Any, classes: dict | None = None) -> Any:
-    """The inverse of :func:`pack`; only insilico's own classes (and the ``classes`` given by name) are rebuilt."""
-    classes = classes or {}
-    if isinstance(value, list):
-        return [unpack(v, classes) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "__ndarray__" in value:
-        inner = value["__ndarray__"]
-        if "dtype" in value:
-            return np.array(inner, dtype=value["dtype"]).reshape(value["shape"])
-        return inner.numpy() if torch.is_tensor(inner) else np.array([unpack(v) for v in inner], dtype=object)
-    if "__tuple__" in value:
-        return tuple(unpack(v, classes) for v in value["__tuple__"])
-    if "__dict__" in value:
-        return {unpack(k, classes): unpack(v, classes) for k, v in value["__dict__"]}
-    if "__dtype__" in value:
-        return getattr(torch, value["__dtype__"])
-    if "__dataclass__" in value:
-        kind = value["__dataclass__"]
-        fields = {k: unpack(v, classes) for k, v in value["fields"].items()}
-        if kind in classes:
-            return classes[kind](**fields)
-        return _insilico_class(kind, "a saved result")(**fields)
-    return {k: unpack(v, classes) for k, v in value.items()}  # dicts packed by older versions
-
-
-__all__ = ["FORMAT", "Result", "join", "load", "pack", "unpack", "versions"]
+__all__ = ["FORMAT", "Result", "join", "load", "pack", "read", "unpack", "versions"]

@@ -36,18 +36,26 @@ import contextlib
 import dataclasses
 import json
 import os
+import pickle
 import re
-import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .errors import InsilicoError
-from .results import pack, unpack
+from . import persistence
+from .errors import InsilicoError, SavedFileError
+from .identity import check, job_identity
+from .jsonfiles import temporary as _temporary
+from .jsonfiles import to_json
+from .jsonfiles import write_json  # the one strict JSON writer, re-exported for the callers of sharding
+from .persistence import pack, unpack
 
 Interval = tuple[int, int]
+#: The kind a chunk file records (its contents are packed plain data: :func:`insilico.persistence.pack`).
+PART_KIND = "insilico.sharding:part"
 
 
 def rank_world(shard: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -112,24 +120,42 @@ def chunks(intervals, size: int) -> list[Interval]:
 
 
 class ProgressLog:
-    """Chunks done, kept as one JSON file per rank in ``folder``."""
+    """Chunks done, kept as one JSON file per rank in ``folder``, each with the digest of its stimuli if given.
+
+    A damaged progress file (cut short, not JSON) is reported with a warning
+    naming it and read as empty: what it listed is computed again.
+    """
 
     def __init__(self, folder: str | os.PathLike, rank: int = 0):
         self.folder = Path(folder)
         self.file = self.folder / f"progress-{rank}.json"
-        self.mine = [tuple(i) for i in _read(self.file)]
+        log = _read_log(self.file)
+        self.mine = [tuple(i) for i in log["done"]]
+        self.mine_digests = dict(log.get("digests", {}))
 
     def done(self) -> list[Interval]:
         """Union of every rank's finished chunks."""
         found = []
         for file in self.folder.glob("progress-*.json"):
-            found.extend(tuple(i) for i in _read(file))
+            found.extend(tuple(i) for i in _read_log(file)["done"])
         return merge(found)
 
-    def add(self, start: int, stop: int) -> None:
+    def digests(self) -> dict[str, str]:
+        """``"<start>-<stop>"`` -> digest of that chunk's stimuli, over every rank's log."""
+        found = {}
+        for file in self.folder.glob("progress-*.json"):
+            found.update(_read_log(file).get("digests", {}))
+        return found
+
+    def add(self, start: int, stop: int, digest: str | None = None) -> None:
         """Record a finished chunk (atomic file replace: a crash never leaves half a log)."""
         self.mine = merge(self.mine + [(start, stop)])
-        write_json(self.file, {"done": [list(i) for i in self.mine]})
+        if digest is not None:
+            self.mine_digests[f"{start}-{stop}"] = digest
+        log = {"done": [list(i) for i in self.mine]}
+        if self.mine_digests:
+            log["digests"] = self.mine_digests
+        write_json(self.file, log)
 
 
 def create_once(folder: Path, create, ready: str = "meta.json", timeout: float = 600.0) -> None:
@@ -156,20 +182,20 @@ def create_once(folder: Path, create, ready: str = "meta.json", timeout: float =
         os.unlink(folder / ".create.lock")
 
 
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = _temporary(path)
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def _temporary(path: Path) -> Path:
-    """A temporary name next to ``path`` that no other process, on any machine sharing the folder, uses."""
-    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-
-
-def _read(file: Path) -> list:
-    return json.loads(file.read_text())["done"] if file.exists() else []
+def _read_log(file: Path) -> dict:
+    """A progress file's contents; a damaged one warns (naming it) and counts as empty, so its chunks are redone."""
+    if not file.exists():
+        return {"done": []}
+    try:
+        log = json.loads(file.read_text())
+        if not isinstance(log, dict) or not all(len(i) == 2 and all(isinstance(v, int) for v in i)
+                                                for i in log["done"]):
+            raise ValueError("no list of [start, stop] chunks")
+        return log
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        warnings.warn(f"{file} is damaged ({type(e).__name__}: {e}); the chunks it listed are computed again",
+                      stacklevel=3)
+        return {"done": []}
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,7 +206,8 @@ _MERGE_ONLY = [False]
 
 
 def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: str | os.PathLike | None = None,
-               shard: tuple[int, int] | None = None, job: dict | None = None) -> list | None:
+               shard: tuple[int, int] | None = None, job: dict | Callable[[], dict] | None = None,
+               overwrite: bool = False) -> list | None:
     """``[compute(a, b) for (a, b) in chunks of [0, n)]``, shared by the ranks and kept in ``out``.
 
     Parameters
@@ -194,15 +221,21 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         Keep each finished part there (``chunk-<start>-<stop>.pt``, written
         atomically); parts already there are not computed again. Ranks share
         the work only through such a folder: without ``out`` every process
-        computes its own job alone.
+        computes its own job alone. A damaged part is reported (a warning
+        naming it) and computed again.
     shard : (rank, world), optional
         This rank's share: default the ``torch.distributed`` process group
         (ranks split the missing chunks evenly, then wait for each other);
         a hand-made shard takes the chunks whose number is ``rank`` modulo
         ``world`` and does not wait.
-    job : dict, optional
-        JSON-able description of the run, stored as ``out/job.json``; a
-        folder holding parts of a different job is refused.
+    job : dict, or a callable returning one, optional
+        The job identity (:func:`insilico.identity.job_identity`: model,
+        inputs, settings), stored as ``out/job.json`` and checked by
+        :func:`insilico.identity.check` on every rerun; a plain dict is taken
+        as the settings. A callable is called only when ``out`` is given.
+    overwrite : bool
+        Delete the parts and ``job.json`` already in ``out`` and start over
+        (default False: a folder of another job is refused).
 
     Returns
     -------
@@ -210,6 +243,11 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         The parts in sample order (on the CPU when read from ``out``); None
         when other shards are still missing (a hand-made shard that finished
         before the others; rerun or ``insilico merge`` when all are done).
+
+    Raises
+    ------
+    JobMismatchError
+        ``out`` holds parts of another job (the message names each difference).
     """
     if int(size) < 1:
         raise InsilicoError(f"chunks need at least one sample each: got a chunk size of {size}")
@@ -220,7 +258,9 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         return [compute(a, b) for a, b in pieces]
     rank, world = rank_world(shard)
     folder = Path(out)
-    _claim(folder, job)
+    if overwrite:
+        start_over(folder, ["job.json", "chunk-*.pt"], shard)
+    _claim(folder, job() if callable(job) else job)
     barrier()  # every rank plans from the same files before any rank adds to them
     todo = [p for p in pieces if not _part_file(folder, p).exists()]
     if _MERGE_ONLY[0] and todo:
@@ -233,7 +273,37 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
     barrier()
     if not all(_part_file(folder, p).exists() for p in pieces):
         return None
-    return [load_part(_part_file(folder, p)) for p in pieces]
+    return [_load_or_redo(_part_file(folder, p), lambda p=p: compute(*p)) for p in pieces]
+
+
+def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
+    """The part in ``path``; a damaged one is reported (naming the file) and computed and written again."""
+    try:
+        return load_part(path)
+    except (InsilicoError, OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
+        if _MERGE_ONLY[0]:
+            raise SavedFileError(f"{path} is damaged ({type(e).__name__}: {e}); rerun the command without --shard "
+                                 "to compute it again", path) from None
+        warnings.warn(f"{path} is damaged ({type(e).__name__}: {e}); computing that chunk again", stacklevel=3)
+    part = compute()
+    save_part(path, part)
+    return load_part(path)
+
+
+def start_over(folder: Path, patterns: list[str], shard: tuple[int, int] | None) -> None:
+    """``overwrite=True``: delete the files matching ``patterns`` in ``folder`` (rank 0 of a group; the others wait).
+
+    Hand-made shards run at different times and would delete each other's
+    work, so they are refused: start over once without ``shard``.
+    """
+    if shard is not None and rank_world(shard)[1] > 1:
+        raise InsilicoError(f"overwrite=True (--force) with a hand-made shard would delete the other shards' work in "
+                            f"{folder}: start over once without shard (or delete the folder), then run the shards")
+    if rank_world()[0] == 0 and folder.exists():
+        for pattern in patterns:
+            for file in folder.glob(pattern):
+                file.unlink()
+    barrier()
 
 
 def join_samples(parts: list, fields: tuple[str, ...], **changes):
@@ -288,24 +358,46 @@ def _part_file(folder: Path, piece: Interval) -> Path:
 
 
 def _claim(folder: Path, job: dict | None) -> None:
-    """Write ``job.json`` once; refuse a folder that holds another job's parts."""
-    job = json.loads(json.dumps(job or {}))
+    """Write the job identity to ``job.json`` once; refuse a folder that holds another job's parts."""
+    job = job if job and "identity" in job else job_identity(None, job)
+    job = json.loads(to_json(job))  # as written to job.json
     create_once(folder, lambda: write_json(folder / "job.json", job), ready="job.json")
-    old = json.loads((folder / "job.json").read_text())
-    if old != job:
-        changed = sorted(k for k in set(old) | set(job) if old.get(k) != job.get(k))
-        raise InsilicoError(f"{folder} holds parts of another run (different {', '.join(changed)}): "
-                            "use a new folder, or delete it to start over")
+    try:
+        old = json.loads((folder / "job.json").read_text())
+    except (OSError, ValueError) as e:
+        raise SavedFileError(f"{folder / 'job.json'} is damaged ({type(e).__name__}: {e}), so the parts in {folder} "
+                             "cannot be checked against this run: pass overwrite=True (--force on the command line) "
+                             "to start over, or choose another out= folder", folder / "job.json") from None
+    check(old, job, str(folder))
 
 
 def save_part(path: str | os.PathLike, part: Any) -> None:
-    """Write ``part`` atomically with ``torch.save`` (tensors and plain data only: readable with weights_only)."""
+    """Write ``part`` atomically with ``torch.save`` (tensors and plain data only: readable with weights_only).
+
+    The file records the decoder's format, a kind (``"insilico.sharding:part"``) and the versions.
+    """
     path = Path(path)
     tmp = _temporary(path)
-    torch.save(pack(part), tmp)
+    torch.save({"format": persistence.FORMAT, "kind": PART_KIND, "part": pack(part),
+                "versions": persistence.versions()}, tmp)
     os.replace(tmp, path)
 
 
 def load_part(path: str | os.PathLike) -> Any:
-    """Read a part written by :func:`save_part`."""
-    return unpack(torch.load(path, map_location="cpu", weights_only=True))
+    """Read a part written by :func:`save_part`, through the one decoder (:mod:`insilico.persistence`).
+
+    Raises
+    ------
+    SavedFileError
+        The file is missing, truncated or corrupt, of a newer format, not a chunk, or names a class
+        that is not on the allow-list; ``error.path`` is the file (a damaged chunk can be deleted and
+        computed again).
+    """
+    blob = persistence.read(path, "chunk of an out= folder")
+    if "part" not in blob and "__dataclass__" in blob:  # written before chunks recorded their format
+        return unpack(blob, path)
+    if blob.get("kind", PART_KIND) != PART_KIND or "part" not in blob:
+        raise SavedFileError(f"{path} is not a chunk written by insilico (it holds {blob.get('kind', 'no part')!r})",
+                             path)
+    persistence.check_format(blob, path, persistence.FORMAT, what="chunk of an out= folder")
+    return unpack(blob["part"], path, blob.get("versions"))

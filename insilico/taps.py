@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from .errors import InsilicoError, UnitError
-from .hooks import StopForward, _SiteHandle
+from .hooks import HookOwner, StopForward, _SiteHandle
 from .units import Unit, UnitLike
-
-if TYPE_CHECKING:
-    from .probe import Probe
 
 REDUCTIONS = ("mean", "max", "center")
 
@@ -95,7 +92,7 @@ class _Tap:
 class Record(_SiteHandle):
     """Values recorded by :meth:`Probe.record`; index it with a unit address: ``rec["features.3[12]"]``."""
 
-    def __init__(self, probe: Probe, parts: list, stop: bool = False):
+    def __init__(self, probe: HookOwner, parts: list, stop: bool = False):
         super().__init__(probe, parts)
         self.stop = stop
         self.stop_at: tuple[str, int] | None = None

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 from insilico.experiments import command, cumulative_lesion, lesion_sweep
+from insilico.layers import choose_layers
 
 
 def main(argv=None) -> dict:
@@ -26,7 +27,7 @@ def main(argv=None) -> dict:
     p.add_argument("--output", default=None, help="read class scores from this unit (e.g. readout@2)")
     args = p.parse_args(argv)
     model = command.load_model(args.model, args.weights, args.device)
-    layer = (args.units or [command.last_conv(model)])[0]
+    layer = (args.units or [choose_layers(model, kind="conv", step="every")[-1]])[0]
     x, y = command.labelled_stimuli(args.per_class, args.seed + 1)
     groups = None
     if args.group_size > 1:

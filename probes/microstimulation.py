@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 from insilico.experiments import command, microstimulation
+from insilico.layers import choose_layers
 
 
 def main(argv=None) -> dict:
@@ -26,7 +27,7 @@ def main(argv=None) -> dict:
     p.add_argument("--output", default=None, help="read class scores from this unit (e.g. readout@2)")
     args = p.parse_args(argv)
     model = command.load_model(args.model, args.weights, args.device)
-    units = args.units or [command.last_conv(model) + "[0]"]
+    units = args.units or [choose_layers(model, kind="conv", step="every")[-1] + "[0]"]
     x, _ = command.labelled_stimuli(args.per_class, args.seed + 1)
     result = microstimulation(model, units, x, strengths=args.strengths, scale=args.scale, target=args.target,
                               output=args.output, batch_size=args.batch_size, progress=args.progress)

@@ -19,6 +19,7 @@ import numpy as np
 
 from insilico.experiments import command, orientation_tuning
 from insilico.experiments.tuning import default_sfs
+from insilico.layers import choose_layers
 
 
 def main(argv=None) -> dict:
@@ -35,7 +36,7 @@ def main(argv=None) -> dict:
                    help="tune the addresses as given (e.g. a conv before its ReLU), not after the nonlinearity")
     args = p.parse_args(argv)
     model = command.load_model(args.model, args.weights, args.device)
-    units = args.units or [command.first_conv(model)]
+    units = args.units or [choose_layers(model, kind="conv", step="first")[0]]
     orientations = [180.0 * k / args.orientations for k in range(args.orientations)]
     phases = [360.0 * k / args.phases for k in range(args.phases)]
     size = model.input_size[-1] if hasattr(model, "input_size") else None

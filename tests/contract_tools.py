@@ -1,9 +1,13 @@
-"""The registry of tools for the contract test (tests/test_contract.py), himalaya-style.
+"""The contract test's tiny runs of each tool (tests/test_contract.py), himalaya-style.
 
-One :class:`Tool` per tool: a name, ``run(model, images, samples=None) -> result`` that runs the
-tool tiny (16x16 images, 2-3 steps), ``out(result) -> tensor`` that reads the result's per-sample
-main output (images, maps, responses), and flags that say which promises apply. A tool added here
-is checked by every promise of the contract the day it is registered.
+The tools themselves, and the promises each keeps, are the library's registry
+(:mod:`insilico.registry`: ``@register_tool`` where each tool is defined). This file adds only how to
+run each one tiny: :data:`RUNNERS` maps a registered tool's name to a :class:`Runner` with
+``run(model, images, samples=None) -> result`` (16x16 images, 2-3 steps), ``out(result) -> tensor``
+that reads the result's per-sample main output (images, maps, responses), and the test's own knobs
+(which models, the independence tolerance). :data:`TOOLS` joins the two; a registered tool without a
+runner (or a runner without a tool) fails ``tests/test_registry.py``, so a tool is checked by every
+promise of the contract the day it is registered.
 
 "A sample" is one index along the tool's batch axis: an image for tools that take images, a unit
 for ``maximize`` and ``orientation_tuning``, a class pair for ``controversial``. ``samples`` picks
@@ -30,6 +34,8 @@ from torch import nn
 
 import insilico
 from insilico import experiments as E
+from insilico.registry import tools as registered_tools
+from insilico.predictor import fit_predictor
 from insilico.session import session
 
 SIZE = (3, 16, 16)
@@ -227,7 +233,7 @@ def run_receptive_field_sizes(model, images, samples=None):
                                    n_images=2, progress=False)
 
 
-def run_lesion_mean(model, images, samples=None):
+def run_lesion(model, images, samples=None):
     """``Probe.lesion(mode="mean", reference=...)``: the reference means are computed when it is made."""
     a = arch_of(model)
     handle = insilico.Probe(model).lesion(f"{a.layer}[1]", mode="mean", reference=_pick(images, samples))
@@ -261,24 +267,38 @@ def run_lesion_connections(model, images, samples=None):
         return model(s.inputs(_pick(images, samples)))
 
 
-def run_rsa(model, images, samples=None):
+def run_model_rdms(model, images, samples=None):
     a = arch_of(model)
     return insilico.rsa.model_rdms(model, _pick(images, samples), units=[a.layer, a.logits], batch_size=2,
                                    progress=False)[a.layer]
 
 
-def run_encoding(model, images, samples=None):
+def run_fit_predictor(model, images, samples=None):
+    """A linear readout of 2 synthetic targets from the deeper layer's mean features, 2-fold CV."""
     a = arch_of(model)
     x = _pick(images, samples)
-    rec = insilico.Probe(model).record_stimuli(x, [a.logits], batch_size=2, progress=False)
-    responses = torch.linspace(0, 1, len(x) * 2).reshape(len(x), 2)
-    return insilico.encoding.cross_validate(rec, responses, cv=2, inner_cv=None)[a.logits]
+    responses = torch.linspace(0, 1, len(x) * 2, dtype=x.dtype).reshape(len(x), 2)
+    return fit_predictor(model, x, responses, a.deeper, reduce="mean", cv=2, batch_size=2, progress=False)
+
+
+def run_record(model, images, samples=None):
+    """``Probe.record`` as a user writes it: the layer recorded over one forward pass."""
+    a = arch_of(model)
+    with session(model) as s, insilico.Probe(model).record(a.layer) as rec:
+        model(s.inputs(_pick(images, samples)))
+    return rec[a.layer]
+
+
+def run_connection_lesions(model, images, samples=None):
+    """Two groups of modules (the layer, the deeper layer) lesioned, the model's output as readout."""
+    a = arch_of(model)
+    x = _pick(images, samples)
+    return E.connection_lesions(model, x, _labels(len(x)), connections={"shallow": [a.layer], "deep": [a.deeper]},
+                                batch_size=2, progress=False)
 
 
 def run_population_control(model, images, samples=None):
     """A predictor of 4 synthetic neurons fitted on 12 images, then one stretch image per target."""
-    from insilico.predictor import fit_predictor
-
     arch = arch_of(model)
     stimuli = make_images(12, seed=1, dtype=images.dtype)
     responses = torch.randn(12, CLASSES, generator=torch.Generator().manual_seed(2), dtype=images.dtype)
@@ -311,32 +331,86 @@ def _recording(r):
     return r[r.units[0]]
 
 
+def _weights(predictor):
+    return predictor.readout.weight.detach()
+
+
 @dataclasses.dataclass(frozen=True)
-class Tool:
-    """One tool as the contract test sees it.
+class Runner:
+    """How the contract test runs one registered tool tiny.
 
     Attributes
     ----------
-    name : str
     run : callable (model, images, samples=None) -> result
     out : callable result -> tensor, optional
         The per-sample main output (sample axis first); None where there is none to compare.
-    images : bool
-        Takes images (the image gate and the empty-batch promise apply).
-    saves : bool
-        Its result saves and loads (``result.save(p)``, ``type(result).load(p)``).
-    independent : bool
-        A sample's result is the same alone and in a batch.
+    models : which of MODELS it runs on cheaply enough for the cheap promises (hooks, modes, BN).
+    rtol : float
+        The relative tolerance of the registry's ``per_sample`` promise (default 1e-5; the absolute one
+        is ``rtol`` times the output's largest magnitude). A larger one only with a comment that says why
+        it is rounding and what amplifies it, and a test in the tool's own file that tells rounding from
+        shared state.
     exact : bool
         ... and bit for bit, not only to ``rtol``: only where it holds by construction (kernels may pick
         another summation order for another batch size, so no tool claims it today).
-    rtol : float
-        The relative tolerance of ``independent`` (default 1e-5; the absolute one is ``rtol`` times the
-        output's largest magnitude). A larger one only with a comment that says why it is rounding and
-        what amplifies it, and a test in the tool's own file that tells rounding from shared state.
-    follows_dtype : bool
-        ``out(result)`` is images/maps/responses that must be float64 for a float64 model.
-    models : which of MODELS it runs on cheaply enough for the cheap promises (hooks, modes, BN).
+    """
+
+    run: Callable
+    out: Callable | None = None
+    models: Sequence[str] = ("mixed", "resnet18")
+    rtol: float = 1e-5
+    exact: bool = False
+
+
+RUNNERS = {
+    "record": Runner(run_record, lambda r: r),
+    "record_stimuli": Runner(run_record_stimuli, _recording),
+    "lesion": Runner(run_lesion),  # mode="mean": the reference means are computed when it is made
+    "stimulate": Runner(run_stimulate, lambda r: r),
+    "lesion_connections": Runner(run_lesion_connections, lambda r: r),
+    "gradient_map": Runner(run_gradient_map, lambda r: r),
+    "top_exemplars": Runner(run_top_exemplars, lambda r: r.activations),
+    "project_exemplars": Runner(run_project_exemplars, lambda r: r.images[0]),
+    "maximize": Runner(run_maximize, _images),
+    # rtol 1e-4: float32 kernels round differently for another batch size (the conv's algorithm, and the
+    # vectorised body vs the scalar tail of element-wise kernels such as the sigmoid's backward: ~1 ulp),
+    # and L-BFGS amplifies that rounding through its curvature pairs (y = g1 - g0 is a difference of
+    # nearly equal gradients): sample 2 alone vs in a batch ~3e-5 after 2 steps (Adam: ~3e-7). Not shared
+    # state: the line search is per sample (tests/test_metamers.py::
+    # test_alone_equals_in_a_batch_up_to_rounding_the_line_search_is_per_sample: in float64 the two agree
+    # to 1e-12 although the batch made more line-search trials than the sample alone).
+    "metamer": Runner(run_metamer, _images, rtol=1e-4),
+    "pgd": Runner(run_pgd, _images),
+    "fgsm": Runner(run_fgsm, _images),
+    "controversial": Runner(run_controversial, _images),
+    "mad": Runner(run_mad, _images),
+    "eigendistortion": Runner(run_eigendistortion, lambda r: r.distortions),
+    "population_control": Runner(run_population_control, _images),
+    "orientation_tuning": Runner(run_orientation_tuning, lambda r: r.responses),
+    "receptive_field": Runner(run_receptive_field, lambda r: r.map),
+    "receptive_field_sizes": Runner(run_receptive_field_sizes),
+    "lesion_sweep": Runner(run_lesion_sweep),
+    # cumulative_lesion sweeps every channel first: too slow on ResNet-18's 64 channels
+    "cumulative_lesion": Runner(run_cumulative_lesion, models=("mixed",)),
+    "microstimulation": Runner(run_microstimulation, lambda r: r.arrays["probabilities"].swapaxes(0, 1)),
+    "time_courses": Runner(run_time_courses, lambda r: r.arrays["responses_0"]),
+    "connection_lesions": Runner(run_connection_lesions, lambda r: r.arrays["accuracy"]),
+    "model_rdms": Runner(run_model_rdms, lambda r: r.matrix),
+    "fit_predictor": Runner(run_fit_predictor, _weights),
+    "gallery": Runner(run_gallery, models=("mixed",)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tool:
+    """One tool as the contract test sees it: the registry's record (:class:`insilico.registry.Tool`)
+    joined with its :class:`Runner`.
+
+    ``images`` (the image gate and the empty-batch promise apply), ``saves`` (``result.save(p)``,
+    ``type(result).load(p)``), ``independent`` (a sample's result is the same alone and in a batch) and
+    ``follows_dtype`` (``out(result)`` is float64 for a float64 model) are the registry's
+    ``takes_images``, ``saves``, ``per_sample`` and ``follows_dtype``; ``kind``, ``resumes`` (``out=``),
+    ``random`` (``seed=``) and ``two_models`` come from the registry too; the rest from the runner.
     """
 
     name: str
@@ -349,41 +423,18 @@ class Tool:
     follows_dtype: bool = True
     models: Sequence[str] = ("mixed", "resnet18")
     rtol: float = 1e-5
+    kind: str = ""
+    resumes: bool = False
+    random: bool = False
+    two_models: bool = False
 
 
-TOOLS = {t.name: t for t in [
-    Tool("record_stimuli", run_record_stimuli, _recording, independent=True),
-    Tool("gradient_map", run_gradient_map, lambda r: r, saves=False, independent=True),
-    Tool("top_exemplars", run_top_exemplars, lambda r: r.activations),
-    Tool("project_exemplars", run_project_exemplars, lambda r: r.images[0]),
-    Tool("maximize", run_maximize, _images, images=False, independent=True),
-    # rtol 1e-4: float32 kernels round differently for another batch size (the conv's algorithm, and the
-    # vectorised body vs the scalar tail of element-wise kernels such as the sigmoid's backward: ~1 ulp),
-    # and L-BFGS amplifies that rounding through its curvature pairs (y = g1 - g0 is a difference of
-    # nearly equal gradients): sample 2 alone vs in a batch ~3e-5 after 2 steps (Adam: ~3e-7). Not shared
-    # state: the line search is per sample (tests/test_metamers.py::
-    # test_alone_equals_in_a_batch_up_to_rounding_the_line_search_is_per_sample: in float64 the two agree
-    # to 1e-12 although the batch made more line-search trials than the sample alone).
-    Tool("metamer", run_metamer, _images, independent=True, rtol=1e-4),
-    Tool("pgd", run_pgd, _images, independent=True),
-    Tool("fgsm", run_fgsm, _images, independent=True),
-    Tool("controversial", run_controversial, _images, independent=True),
-    Tool("mad", run_mad, _images, independent=True),
-    Tool("eigendistortion", run_eigendistortion, lambda r: r.distortions, independent=True),
-    Tool("orientation_tuning", run_orientation_tuning, lambda r: r.responses, images=False, independent=True),
-    Tool("receptive_field", run_receptive_field, lambda r: r.map, images=False),
-    Tool("lesion_sweep", run_lesion_sweep, None, follows_dtype=False),
-    # cumulative_lesion sweeps every channel first: too slow on ResNet-18's 64 channels
-    Tool("cumulative_lesion", run_cumulative_lesion, None, follows_dtype=False, models=("mixed",)),
-    Tool("receptive_field_sizes", run_receptive_field_sizes, None, images=False, follows_dtype=False),
-    Tool("lesion_mean", run_lesion_mean, None, saves=False, follows_dtype=False),
-    Tool("microstimulation", run_microstimulation, lambda r: r.arrays["probabilities"].swapaxes(0, 1),
-         independent=True),
-    Tool("time_courses", run_time_courses, lambda r: r.arrays["responses_0"], independent=True),
-    Tool("stimulate", run_stimulate, lambda r: r, images=False, saves=False, independent=True),
-    Tool("lesion_connections", run_lesion_connections, lambda r: r, images=False, saves=False, independent=True),
-    Tool("rsa", run_rsa, lambda r: r.matrix, follows_dtype=False),
-    Tool("encoding", run_encoding, lambda r: r.predictions),
-    Tool("population_control", run_population_control, _images, images=False, independent=True),
-    Tool("gallery", run_gallery, None, images=False, saves=False, follows_dtype=False, models=("mixed",)),
-]}
+def _join(tool, runner: Runner) -> Tool:
+    return Tool(name=tool.name, run=runner.run, out=runner.out, images=tool.takes_images, saves=tool.saves,
+                independent=tool.per_sample, exact=runner.exact, follows_dtype=tool.follows_dtype,
+                models=runner.models, rtol=runner.rtol, kind=tool.kind, resumes=tool.resumes, random=tool.random,
+                two_models=tool.two_models)
+
+
+#: Every registered tool that has a runner, in the registry's order (tests/test_registry.py fails on the others).
+TOOLS = {name: _join(tool, RUNNERS[name]) for name, tool in registered_tools().items() if name in RUNNERS}

@@ -1,4 +1,6 @@
 import json
+import math
+import re
 import subprocess
 import sys
 
@@ -151,3 +153,201 @@ def test_controversial_scores_and_bad_pairs(tmp_path, capsys):
     assert 0 <= entry["score"] <= 1 and (tmp_path / entry["file"]).exists()
     assert main(["controversial", "--pairs", "brick", "--out", str(tmp_path)]) == 2
     assert "i,j" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Options are checked while parsing: at once, before torch or a model, one line, exit 2, nothing written
+# ---------------------------------------------------------------------------------------
+BAD_OPTIONS = [
+    (["maximize", "--units", "features.0[0]", "--steps", "-1"], "--steps: must be an integer >= 1"),
+    (["maximize", "--units", "features.0[0]", "--steps", "0"], "--steps: must be an integer >= 1"),
+    (["maximize", "--units", "features.0[0]", "--steps", "2.5"], "--steps: must be an integer >= 1"),
+    (["maximize", "--units", "features.0[0]", "--lr", "0"], "--lr: must be a number > 0"),
+    (["maximize", "--units", "features.0[0]", "--lr", "nan"], "--lr: must be a number > 0"),
+    (["maximize", "--units", "features.0[0]", "--diversity", "-0.5"], "--diversity: must be a number >= 0"),
+    (["maximize", "--units", "features.0[0]", "--size", "0"], "--size: must be an integer >= 1"),
+    (["maximize", "--units", "features.0[0]", "--images-per-unit", "0"], "--images-per-unit: must be"),
+    (["maximize", "--units", "features.0[0]", "--batch-size", "-4"], "--batch-size: must be an integer >= 1"),
+    (["maximize", "--units", "features.0[0]", "--seed", "-1"], "--seed: must be an integer >= 0"),
+    (["maximize", "--units", "features.0[0]", "--shard", "2/2"], "--shard: must be R/W with 0 <= R < W"),
+    (["maximize", "--units", "features.0[0]", "--device", "gpu"], "--device: must be auto, cpu, cuda"),
+    (["maximize", "--units", "features.0[0]", "--step", "3"], "unrecognized arguments: --step"),  # no prefixes
+    (["metamer", "--layer", "features.0", "--steps", "0"], "--steps: must be an integer >= 1"),
+    (["metamer", "--layer", "features.0", "--per-class", "0"], "--per-class: must be an integer >= 1"),
+    (["metamer", "--layer", "features.0", "--images", "no/such.png"], "--images: no such file"),
+    (["adversarial", "--eps", "8", "-2"], "--eps: must be a number > 0"),
+    (["adversarial", "--norm", "l3"], "--norm: invalid choice: 'l3'"),
+    (["adversarial", "--steps", "-3"], "--steps: must be an integer >= 1"),
+    (["controversial", "--pairs", "brick"], "--pairs: a class pair is written i,j"),
+    (["controversial", "--pairs", "brick,gravel", "--images-per-pair", "0"], "--images-per-pair: must be"),
+    (["record", "--units", "features.0", "--stimuli", "noise"], "--stimuli: must be photos, gratings, natural"),
+    (["record", "--units", "features.0", "--reduce", "median"], "--reduce: invalid choice"),
+    (["gradient-map", "--unit", "[1]", "--images", "x.png", "--method", "gradcam++"], "--method: invalid choice"),
+    (["gallery", "build", "--steps", "-1"], "--steps: must be an integer >= 1"),
+    (["gallery", "build", "--unit-range", "4:2"], "--unit-range: must be START:STOP with 0 <= START < STOP"),
+    (["gallery", "build", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
+    (["gallery", "build", "--weights", "no/such.pt"], "--weights: no such file"),
+    (["demo", "--seed", "x"], "--seed: must be an integer >= 0"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_OPTIONS, ids=[" ".join(a[-2:]) for a, _ in BAD_OPTIONS])
+def test_a_bad_option_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.png").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("insilico: error: ")
+    assert message in err and f"see `insilico {' '.join(args[:2] if args[0] == 'gallery' else args[:1])} --help`" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+def _fresh_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_help_and_bad_options_import_no_torch():
+    """--help of every subcommand and a bad option answer from argparse alone: torch is never imported."""
+    code = """
+import contextlib, io, sys
+from insilico.cli import main
+calls = [[], ["maximize"], ["metamer"], ["adversarial"], ["controversial"], ["record"], ["gradient-map"],
+         ["deconv"], ["demo"], ["models"], ["merge"], ["gallery"], ["gallery", "build"]]
+with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+    codes = [main([*c, "--help"]) for c in calls]
+    codes.append(main(["maximize", "--units", "features.0[0]", "--steps", "-1", "--out", "o"]))
+    codes.append(main(["gradient-map", "--unit", "[1]", "--images", "a.png", "--method", "nope", "--out", "o"]))
+assert codes == [0] * len(calls) + [2, 2], codes
+assert out.getvalue().count("usage: insilico") == len(calls)
+print("torch" in sys.modules, sorted(m for m in sys.modules if m.split(".")[0] in ("numpy", "matplotlib"))[:3])
+"""
+    done = _fresh_python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False []"
+
+
+def test_help_shows_the_defaults_the_library_uses():
+    import inspect
+
+    from insilico.attribution.gradients import METHODS
+    from insilico.cli import build_parser
+    from insilico.design.adversarial import pgd
+    from insilico.design.controversial import controversial
+    from insilico.design.maximize import maximize
+    from insilico.design.metamers import metamer
+    from insilico.gallery import GallerySettings
+    from insilico.synthesis.optimizers import NORMS
+
+    def default(function, name):
+        return inspect.signature(function).parameters[name].default
+
+    parser = build_parser()
+    m = parser.parse_args(["maximize", "--units", "u", "--out", "o"])
+    assert (m.steps, m.lr, m.images_per_unit, m.diversity) == tuple(
+        default(maximize, k) for k in ("steps", "lr", "images_per_unit", "diversity"))
+    assert parser.parse_args(["metamer", "--layer", "l", "--out", "o"]).steps == default(metamer, "steps")
+    a = parser.parse_args(["adversarial", "--out", "o"])
+    assert (a.steps, a.norm) == (default(pgd, "steps"), default(pgd, "norm"))
+    c = parser.parse_args(["controversial", "--pairs", "1,2", "--out", "o"])
+    assert (c.steps, c.images_per_pair) == (default(controversial, "steps"), default(controversial, "seeds"))
+    subcommands = parser._subparsers._group_actions[0].choices
+    def choices(command, dest):
+        return next(a.choices for a in subcommands[command]._actions if a.dest == dest)
+
+    assert tuple(choices("gradient-map", "method")) == tuple(choices("deconv", "method")) == METHODS
+    assert sorted(choices("adversarial", "norm")) == sorted(set(NORMS.values()))
+    # the printed help: the gallery's defaults are GallerySettings' (once, 16 where it was 24)
+    gallery = subcommands["gallery"]._subparsers._group_actions[0].choices["build"].format_help()
+    gallery = " ".join(gallery.split())
+    s = GallerySettings()
+    for option, value in [("--steps", s.steps), ("--exemplars", s.exemplars), ("--batch-size", s.chunk),
+                          ("--seed", s.seed), ("--model", s.model)]:
+        assert re.search(rf"{option} \S+ .*?\(default: the definition's, else {value}\)", gallery), option
+    help_text = " ".join(subcommands["maximize"].format_help().split())
+    assert f"(default {default(maximize, 'steps')})" in help_text and "%(default)" not in help_text
+
+
+def test_the_library_refuses_bad_numbers_too():
+    import copy
+
+    import torch
+
+    from insilico import controversial, maximize, metamer
+    from insilico.errors import InsilicoError
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    net(torch.rand(1, 3, 8, 8))
+    with pytest.raises(InsilicoError, match="steps must be at least 1"):
+        maximize(net, "1[0]", size=8, steps=-1, progress=False)
+    with pytest.raises(InsilicoError, match="lr must be a positive finite number"):
+        maximize(net, "1[0]", size=8, steps=2, lr=float("nan"), progress=False)
+    with pytest.raises(InsilicoError, match="steps must be at least 0"):
+        metamer(net, "1", torch.rand(1, 3, 8, 8), steps=-5, progress=False)
+    with pytest.raises(InsilicoError, match="steps must be >= 1"):
+        controversial([net, copy.deepcopy(net)], [(0, 1)], shape=(3, 8, 8), steps=0, progress=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Every JSON file insilico writes is strict JSON
+# ---------------------------------------------------------------------------------------
+def _refuse(constant):
+    raise AssertionError(f"{constant} is not JSON")
+
+
+def strict_json_files(folder) -> int:
+    """Parse every .json file under ``folder`` as a strict reader (a browser's JSON.parse) does; returns how many."""
+    from pathlib import Path
+
+    files = sorted(Path(folder).rglob("*.json"))
+    for file in files:
+        json.loads(file.read_text(), parse_constant=_refuse)
+    return len(files)
+
+
+def test_the_json_writer_is_strict(tmp_path):
+    import math
+
+    import numpy as np
+    import torch
+
+    from insilico.errors import InsilicoError
+    from insilico.jsonfiles import to_json, write_json
+
+    data = {"nan": math.nan, "inf": -math.inf, "np": np.float32(0.5), "npnan": np.float64("nan"),
+            "int": np.int64(3), "bool": np.bool_(True), "tensor": torch.tensor([1.0, float("nan")]),
+            "scalar": torch.tensor(2), "tuple": (1, 2), 7: "int key", "path": tmp_path / "a"}
+    write_json(tmp_path / "d.json", data)
+    back = json.loads((tmp_path / "d.json").read_text(), parse_constant=_refuse)
+    assert back == {"nan": None, "inf": None, "np": 0.5, "npnan": None, "int": 3, "bool": True,
+                    "tensor": [1.0, None], "scalar": 2, "tuple": [1, 2], "7": "int key", "path": str(tmp_path / "a")}
+    with pytest.raises(InsilicoError, match=r"bad\.json: \$\.x\[1\] is a object"):
+        write_json(tmp_path / "bad.json", {"x": [1, object()]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json"]   # nothing written, no temporary left
+    assert to_json([math.inf], indent=None) == "[null]"
+
+
+def test_demo_json_is_strict(tmp_path):
+    from insilico.demo import run_demo
+
+    summary = run_demo(out=tmp_path, progress=False)
+    assert strict_json_files(tmp_path) == 1
+    osi = json.loads((tmp_path / "demo.json").read_text())["record"]["osi"]
+    assert [v is None for v in osi] == [not math.isfinite(v) for v in summary["record"]["osi"]]
+
+
+def test_outputs_of_the_commands_are_strict_json(tmp_path):
+    out = tmp_path / "max"
+    assert main(["maximize", "--units", "features.0[2]", "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    assert strict_json_files(out) >= 3               # manifest.json, command.json, parts/job.json
+    assert main(["record", "--units", "features.0[3]", "--per-class", "1", "--out", str(tmp_path / "rec"),
+                 "--quiet"]) == 0
+    assert strict_json_files(tmp_path / "rec") >= 3  # manifest.json, command.json, recording/meta.json
+    assert main(["deconv", "--unit", "features.10[3]", "--images", _png(tmp_path / "a.png", 64),
+                 "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    assert strict_json_files(tmp_path / "d") == 2    # manifest.json, the maps' sidecar
+
+
+def test_a_gallery_site_is_strict_json(site):
+    root, _ = site
+    assert strict_json_files(root) > 10

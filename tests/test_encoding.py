@@ -207,3 +207,68 @@ def test_encoding_results_follow_the_one_result_protocol(tmp_path):
     fig, ax = plt.subplots()
     assert res.plot(ax=ax, ceiling=c) is fig and c.plot() is not None
     plt.close("all")
+
+
+# --- degenerate data (issue 23 item 7) -------------------------------------------------------------
+def _tiny_net():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_fit_predictor_refuses_too_few_stimuli_with_the_minimum(n):
+    from insilico.predictor import fit_predictor
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(n, 3, 8, 8, generator=g), torch.rand(n, 2, generator=g)
+    with pytest.raises(InsilicoError, match=r"got %d stimuli; with held_out=0.2 it needs at least 6.*held_out=0" % n):
+        fit_predictor(_tiny_net(), x, y, "1", reduce="mean", progress=False)
+    if n < 3:
+        with pytest.raises(InsilicoError, match=r"held_out=0 it needs at least 3"):
+            fit_predictor(_tiny_net(), x, y, "1", reduce="mean", held_out=0, progress=False)
+
+
+def test_fit_predictor_scores_on_at_least_three_held_out_stimuli():
+    from insilico.predictor import MIN_HELD_OUT, fit_predictor
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 8, 8, generator=g)
+    y = torch.rand(8, 2, generator=g)
+    seen = []
+    real = encoding.pearson_r
+
+    def spy(a, b):
+        seen.append(len(a))
+        return real(a, b)
+
+    encoding.pearson_r = spy
+    try:
+        p = fit_predictor(_tiny_net(), x, y, "1", reduce="mean", cv=2, progress=False)
+    finally:
+        encoding.pearson_r = real
+    assert seen == [MIN_HELD_OUT] == [3]  # round(0.2 * 8) = 2 stimuli would give r = +-1
+    assert np.isfinite(p.scores["r"]).all() and (np.abs(p.scores["r"]) < 1).all()
+
+
+def test_pearson_r_is_nan_with_a_reason_where_undefined():
+    y = torch.tensor([[1.0, 2.0], [2.0, 2.0], [4.0, 2.0]])
+    pred = torch.tensor([[1.0, 1.0], [3.0, 2.0], [5.0, 3.0]])
+    with pytest.warns(RuntimeWarning, match=r"undefined \(NaN\) for target\(s\) \[1\]: the data are constant"):
+        r = encoding.pearson_r(y, pred)
+    assert 0.9 < float(r[0]) < 1 and torch.isnan(r[1])
+    with pytest.warns(RuntimeWarning, match="predictions are constant"):
+        assert np.isnan(encoding.pearson_r(np.array([1.0, 2.0, 4.0]), np.full(3, 0.1)))
+    with pytest.warns(RuntimeWarning, match="over 2 samples is \\+-1.*at least 3"):
+        encoding.pearson_r(torch.tensor([1.0, 2.0]), torch.tensor([5.0, 3.0]))
+
+
+def test_fit_predictor_leaves_the_global_random_state_alone():
+    from insilico.predictor import fit_predictor
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 3, 8, 8, generator=g), torch.rand(12, 2, generator=g)
+    net = _tiny_net()
+    torch.manual_seed(5)
+    want = torch.rand(2)
+    torch.manual_seed(5)
+    fit_predictor(net, x, y, "1", reduce="mean", cv=3, progress=False)
+    assert torch.equal(torch.rand(2), want)

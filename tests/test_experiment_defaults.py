@@ -10,7 +10,8 @@ from insilico import Probe
 from insilico.experiments import orientation_tuning, receptive_field
 from insilico.experiments.budget import fit, forward_flops
 from insilico.experiments.receptive_fields import locate
-from insilico.experiments.runs import at_centre, centre_token, record_units
+from insilico.experiments.runs import record_units
+from insilico.layers import at_centre, centre_token
 from insilico.experiments.tuning import GRIDS, default_grid
 from insilico.units import Unit
 

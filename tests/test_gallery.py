@@ -125,7 +125,7 @@ def test_more_units_compute_only_the_new_ones_and_shards_add_up(tmp_path):
 
 def test_other_settings_are_refused(site):
     root, _ = site
-    with pytest.raises(InsilicoError, match="built with other settings.*steps"):
+    with pytest.raises(InsilicoError, match="another run .*setting steps: 2 \\(folder\\) vs 3"):
         build(GallerySettings(**dict(TINY, steps=3)), root, progress=False)
 
 

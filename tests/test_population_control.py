@@ -6,8 +6,9 @@ from torch import nn
 
 import insilico
 from insilico.data.simulated import SimulatedBrain
-from insilico.design.population_control import (ContrastBudget, PopulationControl, PopulationControlResult,
-                                                control_score, controllability)
+from insilico.design.population_control import PopulationControlResult, controllability
+from insilico.objectives import PopulationControl, control_score
+from insilico.synthesis import ContrastBudget
 from insilico.encoding import RidgeCV, fit_predictor, pearson_r
 from insilico.errors import InsilicoError
 from insilico.predictor import Ensemble, NeuralPredictor

@@ -174,6 +174,32 @@ def test_fraction_lesion_hits_the_chosen_channels_only():
     assert torch.equal(again.lesioned["0"], chosen)
 
 
+def test_seedless_lesions_leave_the_global_random_state_alone(known):
+    """Issue 23 item 4: ``seed=None`` takes the OS's entropy; it never re-seeds torch (``torch.seed()`` did)."""
+    model = nn.Sequential(nn.Conv2d(1, 10, 1), nn.ReLU())
+    torch.manual_seed(7)
+    want = torch.rand(3)  # what a seeded script draws next, untouched by insilico
+    torch.manual_seed(7)
+    probe = Probe(model)
+    chosen = []
+    for _ in range(2):
+        with probe.lesion("0", fraction=0.5, seed=None) as lesion, torch.no_grad():
+            model(torch.rand(1, 1, 3, 3, generator=torch.Generator().manual_seed(0)))
+        chosen.append(lesion.lesioned["0"].tolist())
+        with Probe(known).lesion("fc1", mode="noise", seed=None), torch.no_grad():
+            known(torch.zeros(2, 2))
+    assert torch.equal(torch.rand(3), want)
+    assert len(chosen[0]) == 5
+    # fresh entropy per lesion: two draws of 5 of 10 channels agree with probability 1/252
+    with torch.no_grad():
+        draws = set()
+        for _ in range(4):
+            with probe.lesion("0", fraction=0.5) as lesion:
+                model(torch.zeros(1, 1, 3, 3))
+            draws.add(tuple(lesion.lesioned["0"].tolist()))
+    assert len(draws) > 1
+
+
 def test_lesion_requires_reference_and_known_mode(known):
     probe = Probe(known)
     with pytest.raises(InsilicoError, match="reference"):

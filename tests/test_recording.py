@@ -208,3 +208,52 @@ def test_recording_saves_loads_concatenates_and_plots(tmp_path):
     fig, ax = plt.subplots()
     assert whole.plot("0[2]", ax=ax) is fig
     plt.close(fig)
+
+
+class Pairs(torch.utils.data.Dataset):
+    """Items as users' datasets give them: ``(image, label)`` tuples, or dicts with an image key."""
+
+    def __init__(self, images, kind="tuple", key="image"):
+        self.images, self.kind, self.key = images, kind, key
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        if self.kind == "tuple":
+            return self.images[i], i % 3
+        return {self.key: self.images[i], "label": i % 3}
+
+
+@pytest.mark.parametrize("kind,key", [("tuple", None), ("dict", "image"), ("dict", "pixel_values")])
+def test_datasets_of_labelled_items_give_their_images(net, stimuli, kind, key):
+    """Issue 23 item 7: (image, label) tuples and dicts with an image key record like the image tensor."""
+    want = Probe(net).record_stimuli(stimuli, UNITS, batch_size=16, progress=False)
+    got = Probe(net).record_stimuli(Pairs(stimuli, kind, key), UNITS, batch_size=16, progress=False)
+    for u in UNITS:
+        assert torch.equal(got[u], want[u])
+
+
+def test_image_folder_with_a_transform_records(net, tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    from PIL import Image
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(3):  # photos of different sizes, as in any folder
+            Image.fromarray(rng.integers(0, 255, (12 + i, 14, 3), dtype=np.uint8)).convert("L").save(tmp_path / c / f"{i}.png")
+    folder = torchvision.datasets.ImageFolder(tmp_path, transform=T.Compose([T.Grayscale(), T.Resize(9), T.CenterCrop(9),
+                                                                           T.ToTensor()]))
+    rec = Probe(net).record_stimuli(folder, UNITS, batch_size=4, progress=False)
+    images = torch.stack([folder[i][0] for i in range(len(folder))])
+    assert images.shape == (6, 1, 9, 9)
+    assert torch.equal(rec["0"], Probe(net).record_stimuli(images, ["0"], progress=False)["0"])
+    with pytest.raises(StimulusError, match="PIL image: give the dataset a transform"):
+        Probe(net).record_stimuli(torchvision.datasets.ImageFolder(tmp_path), UNITS, progress=False)
+    with pytest.raises(StimulusError, match=r"different shapes.*Resize"):
+        Probe(net).record_stimuli(torchvision.datasets.ImageFolder(tmp_path, transform=T.Compose([
+            T.Grayscale(), T.ToTensor()])), UNITS, batch_size=6, progress=False)
+    with pytest.raises(StimulusError, match=r"keys \['label', 'target'\].*'pixel_values'"):
+        Probe(net).record_stimuli([{"label": 0, "target": 1}], UNITS, progress=False)

@@ -451,3 +451,63 @@ def test_rdm_follows_the_result_protocol(tmp_path, monkeypatch):
     assert plain.labels == [0, 1, 2] and plain.method == "euclidean" and "RDM(3 stimuli 'x'" in repr(plain)
     with pytest.raises(InsilicoError, match="2 labels"):
         rsa.RDM([1.0, 2.0, 3.0], labels=["a", "b"])
+
+
+# --- labels: RDMs meet in one stimulus order (issue 23 item 5) ----------------------------------
+def _shuffled_pair(rng, n=12):
+    x = rng.normal(size=(n, 30))
+    labels = [f"img{i:02d}" for i in range(n)]
+    perm = rng.permutation(n)
+    model = rsa.rdm(x, labels=labels, name="model")
+    brain = rsa.rdm(x[perm] + 0.05 * rng.normal(size=(n, 30)), labels=[labels[i] for i in perm], name="brain")
+    return model, brain, perm
+
+
+@pytest.mark.parametrize("method", ["spearman", "kendall_a", "pearson", "whitened_pearson"])
+def test_compare_aligns_rdms_by_label(rng, method):
+    model, brain, perm = _shuffled_pair(rng)
+    score = rsa.compare(model, brain, method)
+    assert score > 0.9, score
+    # the same RDMs by position (labels dropped) score near 0: the alignment is what made it 0.9+
+    positional = rsa.compare(model.vector, brain.vector, method)
+    assert abs(positional) < 0.5, positional
+    # the reordered brain RDM is exactly the one computed in the model's order
+    from insilico.rsa.compare import aligned
+
+    _, back = aligned(model, brain)
+    assert back.labels == model.labels
+    inverse = np.argsort(perm)
+    np.testing.assert_allclose(back.matrix.numpy(), brain.matrix.numpy()[np.ix_(inverse, inverse)])
+
+
+def test_bootstrap_and_noise_ceiling_align_subjects_by_label(rng):
+    model, brain, _ = _shuffled_pair(rng)
+    in_order = brain.subset([brain.labels.index(k) for k in model.labels])
+    res = rsa.bootstrap({"m": model}, [brain, in_order], n_boot=20, progress=False)
+    want = rsa.bootstrap({"m": model}, [in_order, in_order], n_boot=20, progress=False)
+    np.testing.assert_allclose(res.estimate, want.estimate)
+    np.testing.assert_allclose(res.samples, want.samples)
+    lo, hi = rsa.noise_ceiling([model, brain])
+    assert lo > 0.9 and hi > 0.9
+
+
+def test_rdms_of_different_stimuli_are_refused_with_the_labels(rng):
+    model, brain, _ = _shuffled_pair(rng)
+    other = rsa.RDM(brain.vector, labels=brain.labels[:-1] + ["elsewhere"], name="V4")
+    with pytest.raises(InsilicoError, match=r"'(V4|model)' and '(V4|model)' label different stimuli.*'elsewhere'"):
+        rsa.compare(other, model)
+    with pytest.raises(InsilicoError, match="label different stimuli"):
+        rsa.bootstrap([model], [other], n_boot=5, progress=False)
+    with pytest.raises(InsilicoError, match="label different stimuli"):
+        rsa.noise_ceiling([model, brain, other])
+    # repeated labels (categories) in another order: which stimulus is which is unknown
+    cats = rsa.rdm(rng.normal(size=(4, 5)), labels=["face", "face", "body", "body"])
+    with pytest.raises(InsilicoError, match="repeat labels"):
+        rsa.compare(cats, cats.subset([2, 0, 1, 3]))
+
+
+def test_rdms_without_labels_match_by_position(rng):
+    model, brain, _ = _shuffled_pair(rng)
+    plain = rsa.RDM(brain.vector)  # default labels 0 .. n-1: no labels of its own
+    assert rsa.compare(model, plain) == pytest.approx(rsa.compare(model.vector, brain.vector), abs=1e-12)
+    assert rsa.compare(brain, brain.matrix.numpy()) == pytest.approx(1.0)

@@ -5,16 +5,17 @@ module is in eval mode (BatchNorm statistics never move, dropout is off);
 afterwards every module has its *own* ``training`` flag back and every
 parameter its own ``requires_grad`` (a frozen BatchNorm inside a training
 model stays frozen). Every tool that takes a stimulus set refuses an empty one
-with a StimulusError before any forward pass.
+with a StimulusError before any forward pass. The tools with their defaults are checked by
+tests/test_contract.py over the library's registry; this file keeps option variants and the session's own
+cases.
 """
 import pytest
 import torch
 from torch import nn
 
 import insilico
-from insilico import Probe, StimulusError, experiments, rsa
-from insilico.attribution.exemplars import project_exemplars, top_exemplars
-from insilico.attribution.gradients import gradient_map
+from insilico import Probe, StimulusError, experiments
+from insilico.attribution.exemplars import project_exemplars
 from insilico.gallery import discover_layers
 
 
@@ -48,24 +49,14 @@ def labels(n=6):
     return torch.arange(n) % 3
 
 
+#: Option variants of registered tools, and helpers that run a model. The tools themselves (each with its
+#: defaults) are checked for the same promises by tests/test_contract.py, over the library's registry.
 TOOLS = {
-    "record_stimuli": lambda m: Probe(m).record_stimuli(x8(), ["2"], progress=False),
-    "orientation_tuning": lambda m: experiments.orientation_tuning(
-        m, "2", size=8, orientations=[0, 45, 90, 135], sfs=[2], phases=[0, 180], progress=False),
     "receptive_field": lambda m: experiments.receptive_field(m, "2[0,3,3]", input_size=(3, 8, 8)),
-    "receptive_field_gradient": lambda m: experiments.receptive_field(m, "2[0,3,3]", input_size=(3, 8, 8),
-                                                                      method="gradient", n_images=2),
-    "receptive_field_sizes": lambda m: experiments.receptive_field_sizes(m, input_size=(3, 8, 8),
-                                                                         methods=["theoretical"], progress=False),
-    "lesion_sweep": lambda m: experiments.lesion_sweep(m, "2", x8(), labels(), progress=False),
     "lesion_sweep_mean": lambda m: experiments.lesion_sweep(m, "2", x8(), labels(), groups=[[0, 1]], mode="mean",
                                                             progress=False),
     "microstimulation": lambda m: experiments.microstimulation(m, "2[0]", x8(), strengths=[0, 1], scale="std",
                                                                progress=False),
-    "time_courses": lambda m: experiments.time_courses(m, ["2"], x8(), progress=False),
-    "model_rdms": lambda m: rsa.model_rdms(m, x8(), progress=False),
-    "gradient_map": lambda m: gradient_map(m, x8(2), "2[0,3,3]"),
-    "top_exemplars": lambda m: top_exemplars(m, x8(), "2[0]", k=2, progress=False),
     "project_exemplars": lambda m: project_exemplars(m, x8(), "2[0,3,3]", k=2, crop=True, progress=False),
     "discover_layers": lambda m: discover_layers(m, (3, 8, 8)),
 }
@@ -114,18 +105,13 @@ def test_mean_lesion_on_a_training_model_is_deterministic_and_leaves_batchnorm_a
 
 
 EMPTY = torch.rand(0, 3, 8, 8)
+#: Option variants (the registered tools refuse an empty batch in tests/test_contract.py::test_empty).
 EMPTY_TOOLS = {
-    "record_stimuli": lambda m: Probe(m).record_stimuli(EMPTY, ["2"], progress=False),
-    "microstimulation": lambda m: experiments.microstimulation(m, "2[0]", EMPTY, strengths=[0, 1], progress=False),
     "microstimulation_std": lambda m: experiments.microstimulation(m, "2[0]", EMPTY, strengths=[0, 1], scale="std",
                                                                    progress=False),
-    "lesion_sweep": lambda m: experiments.lesion_sweep(m, "2", EMPTY, torch.zeros(0), progress=False),
-    "time_courses": lambda m: experiments.time_courses(m, ["2"], EMPTY, progress=False),
+    "lesion_sweep_labels": lambda m: experiments.lesion_sweep(m, "2", EMPTY, torch.zeros(0), progress=False),
     "connection_lesions": lambda m: experiments.connection_lesions(m, EMPTY, torch.zeros(0), connections={"x": ["3"]},
                                                                    progress=False),
-    "model_rdms": lambda m: rsa.model_rdms(m, EMPTY, units=["2"], progress=False),
-    "top_exemplars": lambda m: top_exemplars(m, EMPTY, "2[0]", k=1, progress=False),
-    "lesion_mean_reference": lambda m: Probe(m).lesion("2[0]", mode="mean", reference=EMPTY),
 }
 
 

@@ -12,7 +12,7 @@ single neuron at its max (``"features.8[12,5,7]"``) with any method of
 :func:`insilico.gradient_map` (``"deconv"`` by default), all exemplars of all
 units in one batch per ``batch_size`` images, and crops image and map to the
 neuron's receptive field. The receptive field is read from the gradient's
-support with every path open (:class:`insilico.gradients.ReluRule`
+support with every path open (:class:`insilico.attribution.gradients.ReluRule`
 ``"support"``: ReLUs pass all gradient and max-pooling spreads it over its
 window), so it needs no knowledge of kernel sizes and strides and works for any
 architecture; where it is clipped by the image border the crop is padded with
@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..probe import Probe
 from ..recording import Recording, batches, stimulus_source
+from ..registry import register_tool
 from ..results import Result
 from ..session import result_dtype, session
 from ..units import Unit, UnitLike
@@ -119,6 +120,7 @@ class Exemplars(Result):
         return f"Exemplars({self.unit!r}, top {len(self)} of {self.n_stimuli}: {top}{more})"
 
 
+@register_tool("attribution")
 def top_exemplars(
     model: torch.nn.Module | None,
     stimuli: Any,
@@ -335,6 +337,7 @@ class Projections(Result):
         return exemplar_grid(self, ax=ax, **options)
 
 
+@register_tool("attribution")
 def project_exemplars(
     model: torch.nn.Module,
     stimuli: Any,

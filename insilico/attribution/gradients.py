@@ -69,8 +69,11 @@ Here the rows per forward/backward pass are chosen so that the activations the
 pass keeps for its backward fit ``memory_budget`` (default 1 GiB), estimated
 from one surveyed forward pass of one image (:func:`rows_per_pass`); images
 are split into groups when even one step of all of them would not fit. The
-maps are the same whatever the split (SmoothGrad's noise is drawn per pass, so
-its maps differ by noise only). Runs of more than :data:`ANNOUNCE_ROWS` rows say
+maps are the same whatever the split: SmoothGrad's noise is drawn per image and
+copy from generators of its own, seeded from ``seed`` and the image's content
+(captum's ``NoiseTunnel`` draws from torch's global generator, per batch, so its
+maps change with their batch companions and with the split; we add the noise
+ourselves and take captum's ``Saliency`` of the noisy copies). Runs of more than :data:`ANNOUNCE_ROWS` rows say
 what they will do, on stderr, before they start.
 
 Example
@@ -99,6 +102,8 @@ from torch.overrides import TorchFunctionMode
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..pixels import check_images
 from ..probe import Probe
+from ..registry import register_tool
+from ..seeding import content_key, derive_seed, fresh_seed, generator
 from ..session import session
 from ..units import Unit, UnitLike, check_index
 
@@ -114,6 +119,7 @@ ANNOUNCE_ROWS = 256
 _KEPT_PER_OUTPUT = 3.0
 
 
+@register_tool("attribution", saves=False, per_sample=True)
 def gradient_map(
     model: nn.Module,
     images: torch.Tensor,
@@ -151,7 +157,10 @@ def gradient_map(
         Grad-CAM only (required there): the conv layer whose channels are
         weighted, e.g. ``"features.10"`` or ``"blt.conv2@3"``.
     baselines : float or tensor
-        Integrated gradients: the image(s) the path starts from (default black).
+        Integrated gradients: the image(s) the path starts from (default 0,
+        black): a grey level in [0, 1], one image (C, H, W) for all, or one per
+        image (N, C, H, W); pixel space, checked like ``images`` (StimulusError
+        naming ``baselines`` otherwise).
     n_steps : int
         Integrated gradients: points on the path.
     internal_batch_size : int, optional
@@ -161,7 +170,9 @@ def gradient_map(
     nt_samples, stdevs : int, float
         SmoothGrad: noisy copies per image and the noise's standard deviation.
     seed : int, optional
-        SmoothGrad noise seed.
+        SmoothGrad: seeds the noise of each image (with its content) and copy, so
+        an image's map does not depend on the images beside it; None: fresh
+        entropy. Torch's global random state is never used.
     memory_budget : float
         Integrated gradients and SmoothGrad: bytes one forward/backward pass of
         the expanded batch may keep (estimated; default 1 GiB), when
@@ -196,7 +207,7 @@ def gradient_map(
     if method != "gradcam" and layer is not None:
         raise InsilicoError(f"layer= is for method='gradcam' only, not {method!r}")
 
-    from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+    from captum.attr import InputXGradient, IntegratedGradients, Saliency
 
     rule = method if method in ("guided", "deconv") else None
     function = UnitFunction(probe, units, reduce=reduce, rule=rule)
@@ -219,22 +230,18 @@ def gradient_map(
                           f"rows, in {passes} forward/backward passes of up to {largest} rows"
                           + ("" if internal_batch_size else f" (memory_budget {memory_budget / 2**30:.2g} GiB)"))
             parts = []
-            with _seeded(seed if method == "smoothgrad" else None, images.device):
-                for group in groups:
-                    part_args = (args[0][group],)  # the target id of each image of the group
-                    if method == "integrated":
-                        base = torch.as_tensor(baselines, device=images.device, dtype=images.dtype)
-                        base = torch.broadcast_to(base, images.shape)[group].contiguous()
-                        parts.append(IntegratedGradients(function).attribute(
-                            images[group], baselines=base, additional_forward_args=part_args, n_steps=n_steps,
-                            internal_batch_size=max(rows, group.stop - group.start),
-                        ))
-                    else:
-                        parts.append(NoiseTunnel(Saliency(function)).attribute(
-                            images[group], nt_type="smoothgrad", nt_samples=nt_samples,
-                            nt_samples_batch_size=max(1, rows // (group.stop - group.start)), stdevs=float(stdevs), abs=False,
-                            additional_forward_args=part_args,
-                        ))
+            if method == "integrated":
+                base = _baselines(baselines, images)
+            for group in groups:
+                part_args = (args[0][group],)  # the target id of each image of the group
+                if method == "integrated":
+                    parts.append(IntegratedGradients(function).attribute(
+                        images[group], baselines=base[group].contiguous(), additional_forward_args=part_args,
+                        n_steps=n_steps, internal_batch_size=max(rows, group.stop - group.start),
+                    ))
+                else:
+                    parts.append(_smoothgrad(function, images[group], part_args[0], nt_samples, float(stdevs),
+                                             seed, max(1, rows // (group.stop - group.start))))
             maps = torch.cat(parts)
         else:
             maps = _gradcam(probe, function, images, layer, args)
@@ -513,15 +520,51 @@ def _per_image_units(probe: Probe, unit: Any, n: int) -> list[Unit]:
     return probe.units(unit) * n
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None, device):
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+def _baselines(baselines: float | torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Integrated gradients' start images, one per image (N, C, H, W), through the image gate.
+
+    A number is a flat grey level (in [0, 1]); a tensor is one image (C, H, W) or (1, C, H, W) for
+    every image, or one per image (N, C, H, W).
+    """
+    if not torch.is_tensor(baselines):
+        value = float(baselines)
+        if not 0.0 <= value <= 1.0:
+            raise StimulusError(f"baselines={value!r} is not a pixel value: give a grey level in [0, 1] "
+                                f"(0 is black), or an image (C, H, W) in [0, 1]")
+        return torch.full_like(images, value)
+    if baselines.ndim == 3:
+        baselines = baselines.unsqueeze(0)
+    base = check_images(baselines, name="baselines").to(device=images.device, dtype=images.dtype)
+    if tuple(base.shape[1:]) != tuple(images.shape[1:]) or len(base) not in (1, len(images)):
+        raise StimulusError(f"baselines has shape {tuple(base.shape)}; the images {tuple(images.shape)}: give one "
+                            f"baseline image {tuple(images.shape[1:])} for all, or one per image "
+                            f"({len(images)}, {', '.join(map(str, images.shape[1:]))})")
+    return base.expand_as(images)
+
+
+def _smoothgrad(function: UnitFunction, images: torch.Tensor, ids: torch.Tensor, nt_samples: int, stdevs: float,
+                seed: int | None, per_pass: int) -> torch.Tensor:
+    """SmoothGrad: the mean gradient over ``nt_samples`` noisy copies of each image, ``per_pass`` copies a pass.
+
+    Copy ``k`` of an image gets noise from its own generator, seeded from (``seed``, the image's
+    :func:`~insilico.seeding.content_key`, ``k``): a map does not depend on the images beside it, their
+    order, or how the copies are split into passes (captum's ``NoiseTunnel`` draws one batch of noise
+    from torch's global generator, so a map changed with its batch companions).
+    """
+    from captum.attr import Saliency
+
+    seed = fresh_seed() if seed is None else int(seed)
+    keys = content_key(images)
+    shape = tuple(images.shape[1:])
+    total = torch.zeros_like(images)
+    for start in range(0, nt_samples, per_pass):
+        copies = range(start, min(start + per_pass, nt_samples))
+        noise = torch.stack([torch.randn(shape, generator=generator(derive_seed(seed, f"smoothgrad|{key}|{k}")))
+                             for k in copies for key in keys])  # copy-major: (copies x images, C, H, W)
+        noisy = (images.detach().repeat(len(copies), *([1] * len(shape))) + stdevs * noise.to(images)).requires_grad_()
+        grads = Saliency(function).attribute(noisy, abs=False, additional_forward_args=(ids.repeat(len(copies)),))
+        total += grads.reshape(len(copies), *images.shape).sum(0)
+    return total / nt_samples
 
 
 def attribute(probe: Probe, images: torch.Tensor, units: list[Unit], method: str, reduce: str = "sum") -> torch.Tensor:

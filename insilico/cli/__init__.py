@@ -25,7 +25,7 @@ module       concept
 main         the parser, :func:`main` (entry point), errors and exit codes
 options      options shared by the subcommands; reading input images
 outputs      the output folder, PNGs, ``manifest.json``, shard bookkeeping
-tour         ``demo``, ``models``
+tour         ``demo``, ``models``, ``tools``
 record       ``record``
 attribution  ``gradient-map``, ``deconv``
 design       ``maximize``, ``metamer``, ``adversarial``, ``controversial``

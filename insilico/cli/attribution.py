@@ -1,7 +1,7 @@
 """Attribution subcommands: ``gradient-map`` and ``deconv``, maps of what in each image file drives a unit."""
 from __future__ import annotations
 
-from .options import _load, _model_options, read_images
+from .options import _load, _model_options, existing_file, library_value, read_images
 from .outputs import _file_name, _manifest, _out
 
 
@@ -12,9 +12,10 @@ def _gradient_map(sub, name: str = "gradient-map", method: str = "gradient") -> 
                                    "sidecar (insilico.plot.save_maps), one overlay PNG, and manifest.json.")
     _model_options(p)
     p.add_argument("--unit", required=True, help="unit address, e.g. 'features.10[3]' or '[5]' (class logit 5)")
-    p.add_argument("--images", nargs="+", required=True, help="image files (PNG, JPEG, ...)")
-    p.add_argument("--method", default=method, help=f"gradient, gradient_x_input, guided, deconv, integrated, "
-                                                     f"smoothgrad, gradcam (default {method})")
+    p.add_argument("--images", nargs="+", type=existing_file, required=True, help="image files (PNG, JPEG, ...)")
+    methods = library_value("attribution/gradients.py", "METHODS")
+    p.add_argument("--method", choices=methods, default=method, metavar="METHOD",
+                   help=f"one of {', '.join(methods)} (default %(default)s)")
     p.add_argument("--layer", default=None, help="gradcam only: the conv layer to weight")
     p.add_argument("--resize", action="store_true", help="resize images to the model's input size")
     p.add_argument("--out", required=True, help="output folder")
@@ -34,7 +35,7 @@ def _gradient_map(sub, name: str = "gradient-map", method: str = "gradient") -> 
         images = read_images(args.images, model, args.resize)
         out = _out(args.out)
         maps = gradient_map(model, images, args.unit, method=args.method, layer=args.layer,
-                            progress=not getattr(args, "quiet", False)).cpu()
+                            progress=not args.quiet).cpu()
         stem = f"{args.method}_{_file_name(args.unit)}".replace(".", "_")
         save_maps(out / f"{stem}.png", maps, unit=args.unit, method=args.method)
         fig = map_overlay(images, maps)

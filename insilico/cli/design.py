@@ -5,8 +5,10 @@ Each runs one tool of :mod:`insilico.design` in chunks kept in ``OUT/parts``
 """
 from __future__ import annotations
 
-from ..errors import InsilicoError
-from .options import _input_images, _load, _model_options, _read_input, _run_options, _shard_option
+import argparse
+
+from .options import (_batch_option, _input_images, _load, _model_options, _read_input, _run_options, _shard_option,
+                      library_value, nonnegative_float, positive_float, positive_int)
 from .outputs import _file_name, _manifest, _out, _save_png, _shared, _writes_outputs
 
 
@@ -16,14 +18,19 @@ def _maximize(sub) -> None:
                                    "one PNG per image and manifest.json; chunks of --batch-size images are kept "
                                    "in OUT/parts, so an interrupted run continues.")
     _model_options(p)
+    tool = "design/maximize.py"
     p.add_argument("--units", nargs="+", required=True, help="unit addresses, e.g. 'features.3[5]' or a layer")
-    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: maximize's, 512)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05)")
-    p.add_argument("--size", type=int, default=None, help="image side (default: the model's input size)")
-    p.add_argument("--images-per-unit", type=int, default=1)
-    p.add_argument("--diversity", type=float, default=0.0, help="weight of the diversity term between a unit's images")
+    p.add_argument("--steps", type=positive_int, default=library_value(tool, "maximize.steps"),
+                   help="optimisation steps (default %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=library_value(tool, "maximize.lr"),
+                   help="learning rate (default %(default)s)")
+    p.add_argument("--size", type=positive_int, default=None, help="image side (default: the model's input size)")
+    p.add_argument("--images-per-unit", type=positive_int, default=library_value(tool, "maximize.images_per_unit"),
+                   help="images per unit (default %(default)s)")
+    p.add_argument("--diversity", type=nonnegative_float, default=library_value(tool, "maximize.diversity"),
+                   help="weight of the diversity term between a unit's images (default %(default)s)")
     p.add_argument("--negative", action="store_true", help="inhibiting images (minimize) instead")
-    p.add_argument("--batch-size", type=int, default=64, help="images optimised together (one chunk)")
+    _batch_option(p, 64, "images")
     p.add_argument("--out", required=True, help="output folder")
     _shard_option(p)
 
@@ -34,17 +41,17 @@ def _maximize(sub) -> None:
         model, out = _load(args), _out(args.out)
         units = _expand_units(model, args.units, args.size)
         parts, shard = _shared(args, out)
-        before = done_chunks(parts) if parts.exists() else []
-        options = {k: v for k, v in dict(steps=args.steps, lr=args.lr, size=args.size).items() if v is not None}
-        result = maximize(model, units, images_per_unit=args.images_per_unit, diversity=args.diversity,
-                          negative=args.negative, seed=args.seed, progress=not args.quiet,
-                          batch_size=args.batch_size, out=parts, shard=shard, **options)
+        before = done_chunks(parts) if parts.exists() and not args.force else []
+        result = maximize(model, units, steps=args.steps, lr=args.lr, size=args.size,
+                          images_per_unit=args.images_per_unit, diversity=args.diversity, negative=args.negative,
+                          seed=args.seed, progress=not args.quiet, batch_size=args.batch_size, out=parts,
+                          shard=shard, overwrite=args.force)
         if not _writes_outputs(result):
             return
         entries = []
         for image, label, value in zip(result.images, result.labels, result.values.tolist()):
             name = _file_name(label.replace("#", "-")) + ".png"
-            if not (out / name).exists():
+            if args.force or not (out / name).exists():
                 _save_png(out / name, image)
             entries.append({"image": label, "file": name, "value": value})
         _manifest(out, args, entries)
@@ -80,8 +87,9 @@ def _metamer(sub) -> None:
     _model_options(p)
     _input_images(p)
     p.add_argument("--layer", required=True, help="unit address of the matched layer, e.g. features.3")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=16, help="references per chunk (default 16)")
+    p.add_argument("--steps", type=positive_int, default=library_value("design/metamers.py", "metamer.steps"),
+                   help="most optimisation steps (default %(default)s)")
+    _batch_option(p, 16, "references")
     p.add_argument("--out", required=True, help="output folder")
     _shard_option(p)
 
@@ -92,7 +100,7 @@ def _metamer(sub) -> None:
         references, _ = _read_input(args, model)
         parts, shard = _shared(args, out)
         result = metamer(model, args.layer, references, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                         out=parts, shard=shard, progress=not args.quiet)
+                         out=parts, shard=shard, overwrite=args.force, progress=not args.quiet)
         if not _writes_outputs(result):
             return
         report = result.validity(model)
@@ -114,12 +122,16 @@ def _adversarial(sub) -> None:
                                    "PNG per image and epsilon, and manifest.json with the success report.")
     _model_options(p)
     _input_images(p)
-    p.add_argument("--eps", type=float, nargs="+", default=[8.0], help="radii, in 1/255 for L-inf (default 8)")
-    p.add_argument("--norm", choices=["inf", "l2"], default="inf")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--eps", type=positive_float, nargs="+", default=[8.0],
+                   help="radii, in 1/255 for L-inf (default 8)")
+    norms = sorted(set(library_value("synthesis/optimizers.py", "NORMS").values()))
+    p.add_argument("--norm", choices=norms, default=library_value("design/adversarial.py", "pgd.norm"),
+                   help="the ball's norm (default %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=library_value("design/adversarial.py", "pgd.steps"),
+                   help="PGD steps (default %(default)s)")
     p.add_argument("--target", default=None,
                    help="a class index, or a unit address driven up ('-' prefix: silenced, e.g. '-features.10[3]')")
-    p.add_argument("--batch-size", type=int, default=64, help="images attacked together (one chunk)")
+    _batch_option(p, 64, "images")
     p.add_argument("--out", required=True, help="output folder")
     _shard_option(p)
 
@@ -138,7 +150,7 @@ def _adversarial(sub) -> None:
         parts, shard = _shared(args, out)
         result = pgd(model, images, labels, eps=eps if len(eps) > 1 else eps[0], steps=args.steps, norm=args.norm,
                      target=target, seed=args.seed, progress=not args.quiet, batch_size=args.batch_size,
-                     out=parts, shard=shard)
+                     out=parts, shard=shard, overwrite=args.force)
         if not _writes_outputs(result):
             return
         entries = []
@@ -160,11 +172,16 @@ def _controversial(sub) -> None:
     p = sub.add_parser("controversial", help="images two models classify differently (Golan et al. 2020)",
                        description="For each class pair i,j: images model A calls i and model B calls j. Writes "
                                    "one PNG per image and manifest.json with the controversiality scores.")
-    p.add_argument("--models", nargs=2, default=["minialex", "blt"], help="two bundled names or specs, A and B")
-    p.add_argument("--pairs", nargs="+", required=True, help="class pairs as i,j (indices or class names)")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--seeds", type=int, default=1, help="images per pair")
-    p.add_argument("--batch-size", type=int, default=4, help="class pairs per chunk (default 4)")
+    tool = "design/controversial.py"
+    p.add_argument("--models", nargs=2, default=["minialex", "blt"],
+                   help="two bundled names or specs, A and B (default: minialex blt)")
+    p.add_argument("--pairs", nargs="+", type=_class_pair, required=True,
+                   help="class pairs as i,j (indices or class names)")
+    p.add_argument("--steps", type=positive_int, default=library_value(tool, "controversial.steps"),
+                   help="most optimisation steps (default %(default)s)")
+    p.add_argument("--images-per-pair", type=positive_int, default=library_value(tool, "controversial.seeds"),
+                   help="images per class pair, each from its own start (default %(default)s)")
+    _batch_option(p, 4, "class pairs")
     _run_options(p)
     p.add_argument("--out", required=True, help="output folder")
     _shard_option(p)
@@ -174,11 +191,11 @@ def _controversial(sub) -> None:
         from ..experiments.command import load_model
 
         models = {spec: load_model(spec, None, args.device) for spec in args.models}
-        pairs = [tuple(int(c) if c.isdigit() else c for c in _class_pair(text)) for text in args.pairs]
         out = _out(args.out)
         parts, shard = _shared(args, out)
-        result = controversial(models, pairs, seeds=args.seeds, steps=args.steps, seed=args.seed,
-                               progress=not args.quiet, out=parts, shard=shard, pairs_per_chunk=args.batch_size)
+        result = controversial(models, args.pairs, seeds=args.images_per_pair, steps=args.steps, seed=args.seed,
+                               progress=not args.quiet, out=parts, shard=shard, pairs_per_chunk=args.batch_size,
+                               overwrite=args.force)
         if not _writes_outputs(result):
             return
         entries = []
@@ -191,8 +208,9 @@ def _controversial(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _class_pair(text: str) -> list[str]:
+def _class_pair(text: str) -> tuple:
+    """``i,j``: two class indices or names (an argparse type: checked while parsing)."""
     parts = text.split(",")
     if len(parts) != 2 or not all(parts):
-        raise InsilicoError(f"a class pair is written i,j (indices or class names), not {text!r}")
-    return parts
+        raise argparse.ArgumentTypeError(f"a class pair is written i,j (indices or class names), not {text!r}")
+    return tuple(int(c) if c.isdigit() else c for c in parts)

@@ -1,9 +1,11 @@
 """``insilico gallery build``: a static HTML gallery of a model's units (cached per unit, shardable)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from .options import _pair
+from .options import (_device_option, _quiet_option, _seed_option, _shard_option, existing_file, library_value,
+                      positive_int, unit_range)
 from .outputs import _file_name
 
 
@@ -17,21 +19,30 @@ def _gallery(sub) -> None:
                                        "gradient maps, tuning curves and RF map (conv layers), lesion effects. "
                                        "Cached per unit: a rerun computes only what is missing. Options override "
                                        "the --definition file.")
-    b.add_argument("--definition", default=None, help="gallery definition JSON (e.g. gallery/minialex.json)")
+
+    def default(name: str) -> str:  # the setting's default, where GallerySettings defines it
+        return f"default: the definition's, else {library_value('gallery/settings.py', 'GallerySettings.' + name)}"
+
+    b.add_argument("--definition", type=existing_file, default=None,
+                   help="gallery definition JSON (e.g. gallery/minialex.json)")
     b.add_argument("--model", default=None, help="bundled name, 'package.module:callable' or 'file.py:callable' "
-                                                  "(default: the definition's, else minialex)")
-    b.add_argument("--weights", default=None, help="state_dict for a --model spec")
-    b.add_argument("--layers", default=None, help="comma-separated layers (default: every conv and linear layer)")
-    b.add_argument("--units", type=int, default=None, help="only the first N units of each layer")
-    b.add_argument("--unit-range", default=None, help="only units START:STOP of each layer")
-    b.add_argument("--steps", type=int, default=None, help="maximization steps (default 16)")
-    b.add_argument("--exemplars", type=int, default=None, help="top exemplars per unit (default 9)")
-    b.add_argument("--chunk", type=int, default=None, help="units computed together (default 256)")
+                                                  f"({default('model')})")
+    b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec")
+    b.add_argument("--layers", type=_layers, default=None,
+                   help="comma-separated layers (default: every conv and linear layer)")
+    b.add_argument("--units", type=positive_int, default=None, help="only the first N units of each layer")
+    b.add_argument("--unit-range", type=unit_range, default=None, help="only units START:STOP of each layer")
+    b.add_argument("--steps", type=positive_int, default=None, help=f"maximization steps ({default('steps')})")
+    b.add_argument("--exemplars", type=positive_int, default=None,
+                   help=f"top exemplars per unit ({default('exemplars')})")
+    b.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"units computed together, the definition's chunk ({default('chunk')})")
     b.add_argument("--out", default=None, help="site folder (default gallery/site/<model>)")
-    b.add_argument("--shard", default=None, help="R/W: compute only rank R's share of W (default: torch.distributed)")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    b.add_argument("--seed", type=int, default=None)
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    _shard_option(b, "R/W: compute only share R of W (the pages show what is done so far); default: the "
+                     "torchrun ranks share the work")
+    _device_option(b)
+    _seed_option(b, None, f"seed of every random choice ({default('seed')})")
+    _quiet_option(b)
     b.set_defaults(run=_gallery_build)
 
 
@@ -40,17 +51,24 @@ def _gallery_build(args) -> None:
     from ..gallery import GallerySettings, build
 
     overrides = dict(model=args.model, weights=args.weights, units=args.units, steps=args.steps,
-                     exemplars=args.exemplars, chunk=args.chunk, seed=args.seed,
-                     layers=args.layers.split(",") if args.layers else None,
-                     unit_range=_pair(args.unit_range, ":", "--unit-range") if args.unit_range else None)
+                     exemplars=args.exemplars, chunk=args.batch_size, seed=args.seed, layers=args.layers,
+                     unit_range=args.unit_range)
     if args.definition:
         settings = GallerySettings.from_file(args.definition, **overrides)
     else:
         settings = GallerySettings.from_dict({k: v for k, v in overrides.items() if v is not None})
     model = load_model(settings.model, settings.weights, args.device)
-    shard = _pair(args.shard, "/", "--shard") if args.shard else None
     out = args.out or str(Path("gallery") / "site" / _file_name(settings.model.split(":")[-1]))
-    summary = build(settings, out, model=model, shard=shard, progress=not args.quiet)
+    summary = build(settings, out, model=model, shard=args.shard, progress=not args.quiet,
+                    overwrite=args.force)
     computed = ", ".join(f"{k} {v}" for k, v in summary["computed"].items())
     print(f"gallery of {len(summary['layers'])} layer(s) in {summary['seconds']:.0f} s "
           f"(computed now: {computed}); open {summary['index']}")
+
+
+def _layers(text: str) -> list[str]:
+    """``a,b,c``: layer addresses (an argparse type)."""
+    layers = [t.strip() for t in text.split(",")]
+    if not all(layers):
+        raise argparse.ArgumentTypeError(f"must be comma-separated layer addresses, not {text!r}")
+    return layers

@@ -1,8 +1,9 @@
 """The parser of every subcommand, :func:`main` (the entry point), errors and exit codes, torchrun.
 
-Bad input (an :class:`~insilico.errors.InsilicoError`) ends with one line on
-stderr and exit status 2; Ctrl-C ends with status 130, keeping every output
-already written.
+Bad input (a bad option while parsing, an :class:`~insilico.errors.InsilicoError` later) ends with one
+line on stderr and exit status 2; Ctrl-C ends with status 130, keeping every output already written.
+Parsing imports no torch: ``--help`` and a bad option answer at once; the subcommands import the
+library inside their ``run``.
 """
 from __future__ import annotations
 
@@ -14,16 +15,17 @@ from .attribution import _deconv, _gradient_map
 from .design import _adversarial, _controversial, _maximize, _metamer
 from .gallery import _gallery
 from .merge import _merge
+from .options import Parser
 from .record import _record
-from .tour import _demo, _models
+from .tour import _demo, _models, _tools
 
 #: The subcommands, in --help order.
-COMMANDS = [_demo, _models, _record, _maximize, _gradient_map, _deconv, _metamer, _adversarial, _controversial,
+COMMANDS = [_demo, _models, _tools, _record, _maximize, _gradient_map, _deconv, _metamer, _adversarial, _controversial,
             _gallery, _merge]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="insilico", description="In-silico electrophysiology for PyTorch models.")
+    parser = Parser(prog="insilico", description="In-silico electrophysiology for PyTorch models.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
@@ -48,7 +50,11 @@ def _join_torchrun() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status (0; 2: bad input)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a bad option (2, its one line already on stderr)
+        return done.code if isinstance(done.code, int) else 2
     args.argv = list(sys.argv[1:] if argv is None else argv)
     joined = _join_torchrun()
     try:

@@ -1,9 +1,9 @@
 """``insilico merge OUT``: write the outputs of a sharded run once every share is done (computes nothing)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from .. import persistence
 from ..errors import InsilicoError
 
 
@@ -21,13 +21,16 @@ def _merge(sub) -> None:
         saved = Path(args.out) / "command.json"
         if not saved.exists():
             raise InsilicoError(f"{args.out} holds no sharded run (no command.json): give the --out folder of one")
-        argv = [a for a in json.loads(saved.read_text())["argv"]]
+        argv = persistence.read_json(saved, "saved command line").get("argv")
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise persistence.SavedFileError(f"{saved} is damaged (no command line): rerun the command", saved)
         if "--shard" in argv:
             del argv[argv.index("--shard"): argv.index("--shard") + 2]
-        from .main import build_parser
-
-        original = build_parser().parse_args(argv)
-        original.argv = argv
+        argv = [a for a in argv if a != "--force"]  # joining the parts must never delete them
+        if not argv or argv[0] not in sub.choices:  # the command's own parser, a sibling of this one
+            raise InsilicoError(f"{saved} records no insilico command ({argv[:1]}): give the --out folder of a run")
+        original = sub.choices[argv[0]].parse_args(argv[1:])
+        original.command, original.argv = argv[0], argv
         if original.command == "record":
             from ..recording import Recording
 

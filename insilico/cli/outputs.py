@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._version import __version__
 from ..errors import InsilicoError
-from .options import _pair
 
 
 def _out(path: str) -> Path:
@@ -25,8 +25,6 @@ def _out(path: str) -> Path:
 def _manifest(out: Path, args, entries: list, **extra) -> None:
     """Write ``out/manifest.json``: the command, the model, library versions, and one entry per output."""
     import torch
-
-    from .. import __version__
     from ..sharding import write_json
 
     settings = {k: v for k, v in vars(args).items() if k not in ("run", "argv", "shard")}
@@ -54,7 +52,7 @@ def _shared(args, out: Path) -> tuple[Path, tuple[int, int] | None]:
     from ..sharding import write_json
 
     write_json(out / "command.json", {"argv": args.argv})
-    return out / "parts", _pair(args.shard, "/", "--shard") if args.shard else None
+    return out / "parts", args.shard
 
 
 def _writes_outputs(result) -> bool:

@@ -1,10 +1,11 @@
 """``insilico record``: record units over a stimulus set into ``OUT/recording`` (resumable, shardable)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ..errors import InsilicoError
-from .options import _load, _model_options, _shard_option
+from .options import _batch_option, _load, _model_options, _shard_option, positive_int
 from .outputs import _file_name, _manifest, _out, _shared, _writes_outputs
 
 
@@ -15,12 +16,13 @@ def _record(sub) -> None:
                                    "interrupted recording.")
     _model_options(p)
     p.add_argument("--units", nargs="+", required=True, help="unit addresses, e.g. features.0 'features.3[5]'")
-    p.add_argument("--stimuli", default="photos",
-                   help="photos (the bundled held-out crops), gratings, natural, or a folder of images")
-    p.add_argument("--per-class", type=int, default=16, help="photos: crops per class (default 16)")
+    p.add_argument("--stimuli", type=_stimuli, default="photos",
+                   help="photos (the bundled held-out crops), gratings, natural, or a folder of images "
+                        "(default %(default)s)")
+    p.add_argument("--per-class", type=positive_int, default=16, help="photos: crops per class (default %(default)s)")
     p.add_argument("--reduce", choices=["mean", "max", "center"], default=None,
                    help="spatial reduction of conv maps (default: keep every value); applies to every unit")
-    p.add_argument("--batch-size", type=int, default=64)
+    _batch_option(p, 64, "stimuli")
     p.add_argument("--out", required=True, help="output folder")
     _shard_option(p)
 
@@ -31,7 +33,8 @@ def _record(sub) -> None:
         stimuli = _stimulus_set(args, model)
         _, shard = _shared(args, out)
         rec = Probe(model).record_stimuli(stimuli, args.units, out=out / "recording", reduce=args.reduce,
-                                          batch_size=args.batch_size, progress=not args.quiet, shard=shard)
+                                          batch_size=args.batch_size, progress=not args.quiet, shard=shard,
+                                          overwrite=args.force)
         if not _writes_outputs(rec if rec.complete else None):
             return
         entries = []
@@ -44,6 +47,16 @@ def _record(sub) -> None:
         print(f"recorded {len(args.units)} unit(s) over {len(rec)} stimuli into {out}")
 
     p.set_defaults(run=run)
+
+
+STIMULI = ("photos", "gratings", "natural")
+
+
+def _stimuli(text: str) -> str:
+    """photos, gratings, natural or a folder (an argparse type: checked while parsing)."""
+    if text not in STIMULI and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"must be {', '.join(STIMULI)} or a folder of images, not {text!r}")
+    return text
 
 
 def _stimulus_set(args, model):

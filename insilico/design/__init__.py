@@ -19,6 +19,9 @@ mad                 :func:`mad`: maximum differentiation competition
                     (Wang & Simoncelli 2008)
 eigendistortions    :func:`eigendistortion`: the most and least noticeable
                     distortions of a representation (Berardino et al. 2017)
+population_control  :func:`population_control`: images that stretch a
+                    predicted neuron or drive it alone, on a neural
+                    predictor (Bashivan, Kar & DiCarlo 2019)
 =================== ===========================================================
 
 Their optimizers and projections are engine pieces (:mod:`insilico.synthesis`:

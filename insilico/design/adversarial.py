@@ -59,15 +59,17 @@ from ..errors import InsilicoError
 from ..objectives import Activations, Objective, unique_wholes
 from ..objectives.classification import LOSSES, ClassLoss
 from ..pixels import check_images
+from ..registry import register_tool
 from ..plan import Plan
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.optimizers import NORMS, SignSGD, norm_name
 from ..synthesis.parameterization import Pixel
 from ..synthesis.projection import EpsBall
+from ..identity import job_identity, value_digest
 from ..synthesis.seeds import content_key
 from ..synthesis.stopping import TargetReached
 from ..units import Unit
-from .adversarial_result import AdversarialResult
+from .adversarial_result import AdversarialResult, predict
 
 
 class Succeeded:
@@ -99,12 +101,6 @@ def _as_classes(value, n: int, what: str, device) -> torch.Tensor:
     return t.clone()
 
 
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256, plan: Plan | None = None) -> torch.Tensor:
-    """The model's predicted class (N,) for ``images`` (N, C, H, W), on the CPU: the argmax of
-    :func:`insilico.evaluate.predict` (batches, eval mode; ``plan``: the call's :class:`~insilico.plan.Plan`)."""
-    return evaluate.predict(model, images, batch_size=batch_size, plan=plan).argmax(dim=1)
-
-
 def _evaluate(plan: Plan, objective: Objective, images: torch.Tensor, batch_size: int):
     """Objective values (N,), predicted class (N,) and its probability (N,) of ``images`` (no grad, eval mode),
     recorded with the call's Probe in its session (:func:`insilico.evaluate.responses`)."""
@@ -123,6 +119,7 @@ def _evaluate(plan: Plan, objective: Objective, images: torch.Tensor, batch_size
     return value.cpu(), pred.cpu(), conf.cpu()
 
 
+@register_tool("design", per_sample=True)
 def pgd(
     model: nn.Module,
     images: torch.Tensor,
@@ -143,6 +140,7 @@ def pgd(
     progress: bool = True,
     out=None,
     shard: tuple[int, int] | None = None,
+    overwrite: bool = False,
 ) -> AdversarialResult:
     """Projected gradient descent (Madry et al. 2018) for a class or any unit objective, batched over epsilons.
 
@@ -189,6 +187,11 @@ def pgd(
     out, shard : folder, (rank, world), optional
         Share the ``batch_size`` chunks among ranks and keep them in ``out``
         (see :func:`insilico.sharding.map_chunks`; default: the process group's ranks).
+        The folder keeps the job's identity (the model's parameters, the images,
+        labels and targets, every setting: :mod:`insilico.identity`); a folder
+        of another job is refused (:class:`~insilico.errors.JobMismatchError`).
+    overwrite : bool
+        Delete the chunks already in ``out`` and start over (default False).
 
     Returns
     -------
@@ -229,11 +232,11 @@ def pgd(
     plan = Plan(model)  # the call's one Probe and one session
     with plan.session(grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
         return _pgd(plan, s.inputs(images), labels, eps_list, scalar, step_size, steps, norm_key, target, target_value,
-                    random_start, restarts, loss, early_stop, batch_size, seed, progress, out, shard)
+                    random_start, restarts, loss, early_stop, batch_size, seed, progress, out, shard, overwrite)
 
 
 def _pgd(plan, images, labels, eps_list, scalar, step_size, steps, norm_key, target, target_value, random_start,
-         restarts, loss, early_stop, batch_size, seed, progress, out, shard) -> AdversarialResult | None:
+         restarts, loss, early_stop, batch_size, seed, progress, out, shard, overwrite) -> AdversarialResult | None:
     """:func:`pgd` after its checks, inside the plan's session, with ``images`` on the model's device and in its dtype."""
     model = plan.model
     device = images.device
@@ -270,8 +273,10 @@ def _pgd(plan, images, labels, eps_list, scalar, step_size, steps, norm_key, tar
         plan, images[a:b], None if labels is None else labels[a:b],
         None if target_classes is None else target_classes[a:b], user_objective, step_size, steps,
         target_value, random_start, int(restarts), loss, early_stop, seed, progress, a, common),
-        n, chunk, out=out, shard=shard,
-        job={"tool": "pgd", "n": n, "batch_size": chunk, "eps": eps_list, "seed": seed})
+        n, chunk, out=out, shard=shard, overwrite=overwrite,
+        job=lambda: job_identity(model, {**settings, "tool": "pgd", "batch_size": chunk,
+                                         "objective": value_digest(user_objective)},
+                                 {"images": images, "labels": labels, "target": target_classes}, chunk))
     if parts is None:
         return None
     return AdversarialResult.concat(parts).to(device)
@@ -345,6 +350,7 @@ def _attack_chunk(plan, images, labels, target_classes, user_objective, step_siz
         **common)
 
 
+@register_tool("design", per_sample=True)
 def fgsm(
     model: nn.Module,
     images: torch.Tensor,

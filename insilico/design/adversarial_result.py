@@ -26,9 +26,17 @@ from typing import ClassVar, Sequence
 import torch
 from torch import nn
 
+from .. import evaluate
 from ..errors import InsilicoError
+from ..plan import Plan
 from ..results import Result, join
 from ..synthesis.result import SynthesisResult
+
+
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256, plan: Plan | None = None) -> torch.Tensor:
+    """The model's predicted class (N,) for ``images`` (N, C, H, W), on the CPU: the argmax of
+    :func:`insilico.evaluate.predict` (batches, eval mode; ``plan``: the call's :class:`~insilico.plan.Plan`)."""
+    return evaluate.predict(model, images, batch_size=batch_size, plan=plan).argmax(dim=1)
 
 
 @dataclasses.dataclass
@@ -122,8 +130,6 @@ class AdversarialResult(Result):
             For attacks on an objective (only its description is saved: evaluate
             it on :attr:`images` yourself).
         """
-        from .adversarial import predict
-
         if self.settings.get("objective"):
             raise InsilicoError(f"this attack maximized {self.settings['objective']}, which is not saved with the "
                                 "result: evaluate that objective on result.images to re-check it")

@@ -53,70 +53,16 @@ from torch import nn
 
 from .. import sharding
 from ..errors import InsilicoError
+from ..identity import job_identity
+from ..models.group import ModelGroup
 from ..objectives.adjudication import Controversy
 from ..pixels import check_images
+from ..registry import register_tool
 from ..results import Result
 from ..session import session
 from ..synthesis.engine import Synthesis
 from ..synthesis.result import SynthesisResult
 from ..synthesis.stopping import TargetReached
-
-
-class ModelGroup(nn.Module):
-    """Several models side by side on the same input; ``forward`` returns the tuple of their outputs.
-
-    The models become submodules named by ``names`` (so ``"blt.layers.2"``
-    is a unit of model ``blt``), which lets one :class:`insilico.Probe` and
-    one synthesis run record and optimise through all of them.
-
-    Parameters
-    ----------
-    models : dict name -> nn.Module, or list of nn.Module
-        A list is named by each model's ``.name`` (bundled models have one),
-        else ``model0``, ``model1``, ...
-
-    Example
-    -------
-    >>> g = ModelGroup([torch.nn.Linear(2, 3), torch.nn.Linear(2, 4)])
-    >>> g.names, [tuple(o.shape) for o in g(torch.rand(5, 2))]
-    (['model0', 'model1'], [(5, 3), (5, 4)])
-    """
-
-    def __init__(self, models: Mapping[str, nn.Module] | Sequence[nn.Module]):
-        super().__init__()
-        if isinstance(models, ModelGroup):
-            models = {n: getattr(models, n) for n in models.names}
-        if isinstance(models, Mapping):
-            items = [(str(k), m) for k, m in models.items()]
-        else:
-            items, seen = [], set()
-            for k, m in enumerate(models):
-                name = str(getattr(m, "name", "") or f"model{k}")
-                while name in seen:
-                    name = f"{name}_{k}"
-                seen.add(name)
-                items.append((name, m))
-        if len(items) < 2:
-            raise InsilicoError(f"need two or more models, got {len(items)}")
-        ids = [id(m) for _, m in items]
-        if len(set(ids)) != len(ids):
-            raise InsilicoError("the same model object was given twice; pass different models "
-                                "(copy.deepcopy(model) for a copy)")
-        self.names = []
-        for name, m in items:
-            if not isinstance(m, nn.Module):
-                raise InsilicoError(f"model {name!r} is a {type(m).__name__}, not a torch.nn.Module")
-            if not name.isidentifier():
-                raise InsilicoError(f"model name {name!r} must be an identifier (letters, digits, _): it becomes "
-                                    "a module path")
-            self.add_module(name, m)
-            self.names.append(name)
-
-    def forward(self, x: torch.Tensor) -> tuple:
-        return tuple(getattr(self, name)(x) for name in self.names)
-
-    def extra_repr(self) -> str:
-        return f"names={self.names}"
 
 
 #: The per-sample fields of a ControversialResult (joined when chunks are merged).
@@ -238,6 +184,7 @@ def _class_index(c, classes, k: int | None) -> int:
     return c
 
 
+@register_tool("design", per_sample=True)
 def controversial(
     models: Mapping[str, nn.Module] | Sequence[nn.Module],
     pairs: Sequence[tuple],
@@ -256,6 +203,7 @@ def controversial(
     out=None,
     shard: tuple[int, int] | None = None,
     pairs_per_chunk: int = 16,
+    overwrite: bool = False,
 ) -> ControversialResult:
     """Images that model A calls class i and model B calls class j, batched over model pairs, class pairs and seeds.
 
@@ -290,6 +238,11 @@ def controversial(
     out, shard : folder, (rank, world), optional
         Share the chunks among ranks and keep each chunk in ``out``
         (:func:`insilico.sharding.map_chunks`; default: the process group's ranks).
+        The folder keeps the job's identity (every model's parameters, ``init``,
+        every setting: :mod:`insilico.identity`); a folder of another job is
+        refused (:class:`~insilico.errors.JobMismatchError`).
+    overwrite : bool
+        Delete the chunks already in ``out`` and start over (default False).
     pairs_per_chunk : int
         (model pair, class pair) combinations per chunk (each with its
         ``seeds`` images; default 16). A run without ``out`` goes through the
@@ -338,6 +291,8 @@ def controversial(
             raise InsilicoError(f"model_pairs must name two different models of {names}")
     if int(seeds) < 1:
         raise InsilicoError(f"seeds must be >= 1, got {seeds}")
+    if int(steps) < 1:
+        raise InsilicoError(f"steps must be >= 1, got {steps}")
     if int(pairs_per_chunk) < 1:
         raise InsilicoError(f"pairs_per_chunk must be >= 1, got {pairs_per_chunk}")
     seeds = int(seeds)
@@ -379,12 +334,15 @@ def controversial(
             model_b=col(1, rows), class_i=col(2, rows), class_j=col(3, rows), labels=labels[start:stop],
             classes=list(classes) if classes else None, synthesis=syn, settings={**syn.settings, **settings})
 
-    job = {"tool": "controversial", "pairs": [list(p) for p in class_pairs],
-           "model_pairs": [list(p) for p in model_pairs], "seeds": seeds, "steps": steps, "seed": seed}
+    def job() -> dict:  # every setting that changes the images (insilico.identity), computed only with out=
+        return job_identity(dict(zip(names, members)), {
+            "tool": "controversial", **settings, "steps": steps, "lr": lr, "seed": seed, "shape": shape,
+            "parameterization": parameterization, "param_options": options}, {"init": init}, int(pairs_per_chunk) * seeds)
     with session(group, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
         synth_device = s.device
         init = None if init is None else s.inputs(init)
-        parts = sharding.map_chunks(chunk, n, int(pairs_per_chunk) * seeds, out=out, shard=shard, job=job)
+        parts = sharding.map_chunks(chunk, n, int(pairs_per_chunk) * seeds, out=out, shard=shard, job=job,
+                                    overwrite=overwrite)
     if parts is None:
         return None
     result = ControversialResult.concat(parts)

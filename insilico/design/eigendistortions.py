@@ -47,6 +47,7 @@ from torch import nn
 from ..errors import InsilicoError
 from ..pixels import check_images
 from ..probe import Probe
+from ..registry import register_tool
 from ..results import Result
 from ..session import session
 from ..synthesis.engine import derive_seed
@@ -260,6 +261,7 @@ class EigendistortionResult(Result):
                 f"top eigenvalue median {float(self.eigenvalues[:, 0].median()):.4g})")
 
 
+@register_tool("design", per_sample=True)
 def eigendistortion(
     model: nn.Module,
     layer: UnitLike,

@@ -25,7 +25,7 @@ reference, held distance and direction
 kept by a penalty (as plenoptic does): each sample maximizes
 ``± log(d_push / d_push(x0)) - lam * log(d_held / d_held(x0))^2``;
 ``result.held_error`` reports how well it held. Two models are run side by
-side in a :class:`insilico.design.controversial.ModelGroup`. The model(s) run
+side in a :class:`insilico.models.ModelGroup`. The model(s) run
 in one :func:`insilico.session.session` (eval mode, frozen parameters,
 gradients even under ``torch.no_grad()``, every module's own flags restored
 after); images keep the model's dtype.
@@ -46,7 +46,8 @@ from typing import ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
-from .controversial import ModelGroup
+from ..models.group import ModelGroup
+from ..registry import register_tool
 from ..errors import InsilicoError
 from ..objectives import Activations, unique_wholes
 from ..objectives.adjudication import ROLE_NAMES, ROLES, MADObjective, distance
@@ -160,6 +161,7 @@ class MADResult(Result):
                 f"held error median {float(self.held_error.median()):.3g})")
 
 
+@register_tool("design", per_sample=True)
 def mad(
     models: nn.Module | Sequence[nn.Module] | Mapping[str, nn.Module],
     images: torch.Tensor,

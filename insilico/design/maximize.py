@@ -44,6 +44,8 @@ from ..layers import example_input
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
 from ..plan import Plan
 from ..probe import Probe
+from ..identity import job_identity, value_digest
+from ..registry import register_tool
 from ..sharding import map_chunks
 from ..units import Unit
 from ..synthesis import stopping
@@ -62,6 +64,7 @@ DEFAULT_ROTATE = 10.0
 DEFAULT_BATCH_SIZE = 64
 
 
+@register_tool("design", takes_images=False, per_sample=True)
 def maximize(
     model: nn.Module,
     units: str | Unit | Sequence[str | Unit] | Objective,
@@ -97,6 +100,7 @@ def maximize(
     shard: tuple[int, int] | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    overwrite: bool = False,
 ) -> SynthesisResult | None:
     """Images that maximize (``negative=True``: minimize) the activation of each unit.
 
@@ -154,7 +158,12 @@ def maximize(
     out : folder, optional
         Keep each finished chunk of ``batch_size`` images there; a rerun into
         the same folder computes only the missing chunks
-        (:func:`insilico.sharding.map_chunks`).
+        (:func:`insilico.sharding.map_chunks`). The folder keeps the job's
+        identity (the model's parameters, ``init``, every setting that changes
+        the images: :mod:`insilico.identity`); a folder of another job is
+        refused (:class:`~insilico.errors.JobMismatchError` naming the differences).
+    overwrite : bool
+        Delete the chunks already in ``out`` and start over (default False).
     shard : (rank, world), optional
         Compute only this rank's chunks (default: the ranks of an initialised
         ``torch.distributed`` process group share them, e.g. under
@@ -174,6 +183,8 @@ def maximize(
     """
     if images_per_unit < 1:
         raise InsilicoError("images_per_unit must be >= 1")
+    if int(steps) < 1:  # a unit's value is its activation after the last step: none without a step
+        raise InsilicoError(f"steps must be at least 1, not {steps!r}")
     probe = Probe(model)
     shape = _image_shape(model, size)
     objectives, labels = _per_sample_objectives(probe, units, shape, images_per_unit)
@@ -225,10 +236,17 @@ def maximize(
                                        "precision": precision, "channels_last": channels_last}
         return result
 
-    job = {"tool": "maximize", "labels": labels, "batch_size": chunk, "steps": steps, "lr": lr, "seed": seed,
-           "negative": negative, "shape": list(shape), "parameterization": parameterization, "precision": precision,
-           "resumed": resume is not None}
-    parts = map_chunks(compute, len(labels), chunk, out=out, shard=shard, job=job)
+    def job() -> dict:  # every setting that changes the images (insilico.identity), computed only with out=
+        settings = {"tool": "maximize", "labels": labels, "objectives": value_digest(objectives),
+                    "batch_size": chunk, "steps": steps, "lr": lr, "optimizer": optimizer, "schedule": schedule,
+                    "seed": seed, "negative": negative, "shape": list(shape), "parameterization": parameterization,
+                    "param_options": param_options, "transforms": transforms, "diversity": diversity,
+                    "diversity_layer": diversity_layer, "tv": tv, "l1": l1, "l2": l2, "blur_every": blur_every,
+                    "blur_sigma": blur_sigma, "stop": list(stop), "precision": precision}
+        resumed = None if resume is None else resume.images
+        return job_identity(model, settings, {"init": init, "resume": resumed}, chunk)
+
+    parts = map_chunks(compute, len(labels), chunk, out=out, shard=shard, job=job, overwrite=overwrite)
     return None if parts is None else SynthesisResult.concat(parts)
 
 

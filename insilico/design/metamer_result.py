@@ -20,13 +20,14 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..errors import InsilicoError
+from .. import persistence
+from ..errors import InsilicoError, SavedFileError
+from ..jsonfiles import to_json
 from ..synthesis.result import SynthesisResult
 from .metamer_validity import ValidityReport, record, relative_distances, validity
 
@@ -110,27 +111,22 @@ class MetamerResult(SynthesisResult):
             "references": self.references.cpu(),
             "final_errors": self.final_errors.cpu() if self.final_errors is not None else None,
             "layer_errors": {k: v.cpu() for k, v in self.layer_errors.items()},
-            "json": json.dumps({"reference_index": self.reference_index, "condition_index": self.condition_index,
+            "json": to_json({"reference_index": self.reference_index, "condition_index": self.condition_index,
                                 "conditions": self.conditions}),
         }
         return blob
 
     @classmethod
-    def _from_blob(cls, blob: dict, path: str) -> MetamerResult:
-        """Read by :meth:`load` (this format or the generic :meth:`insilico.results.Result.save`)."""
-        result = super()._from_blob(blob, path)
-        if isinstance(result, MetamerResult) and result.references is not None:
-            return result  # the generic format holds every field already
-        if "metamer" not in blob:
-            raise InsilicoError(f"{path!r} is a synthesis result but not a metamer result")
-        extra = blob["metamer"]
-        meta = json.loads(extra["json"])
-        result.references = extra["references"]
-        result.final_errors = extra["final_errors"]
-        result.layer_errors = dict(extra["layer_errors"])
-        result.reference_index, result.condition_index = meta["reference_index"], meta["condition_index"]
-        result.conditions = meta["conditions"]
-        return result
+    def _fields_of(cls, blob: dict, path: str) -> dict:
+        """The synthesis result's fields of a format-1 file plus the metamer part."""
+        extra = blob.get("metamer")
+        if not isinstance(extra, dict):
+            raise SavedFileError(f"{path!r} is a synthesis result but not a metamer result: load it with "
+                                 "SynthesisResult.load", path)
+        meta = persistence.json_field(extra, "json", path)
+        return {**super()._fields_of(blob, path), "references": extra.get("references"),
+                "final_errors": extra.get("final_errors"), "layer_errors": dict(extra.get("layer_errors") or {}),
+                **meta}
 
     def check(self, model: nn.Module | None = None) -> torch.Tensor:
         """Each metamer's relative error at its matched layer(s) (N,), recomputed with ``model`` now.

@@ -81,7 +81,9 @@ from ..errors import InsilicoError, StimulusError
 from ..objectives import RepresentationDistance
 from ..pixels import check_images
 from ..probe import Probe
+from ..registry import register_tool
 from ..session import session
+from ..identity import job_identity
 from ..sharding import map_chunks
 from ..synthesis import stopping
 from ..synthesis.engine import Synthesis, derive_seed
@@ -493,9 +495,10 @@ class MetamerSynthesis:
                 f"{self.references.shape[0]} references x {self.n_seeds} seeds, {self.optimizer}, step {self.step})")
 
 
+@register_tool("design", per_sample=True)
 def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAULT_STEPS, seed: int = 0,
             resume: MetamerResult | None = None, batch_size: int | None = None, out=None,
-            shard: tuple[int, int] | None = None, **options) -> MetamerResult | None:
+            shard: tuple[int, int] | None = None, overwrite: bool = False, **options) -> MetamerResult | None:
     """Metamers of ``references`` for ``layer`` of ``model``: images with the same representation there.
 
     Parameters
@@ -523,7 +526,12 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
         initialised ``torch.distributed`` group, e.g. under ``torchrun``):
         see :func:`insilico.sharding.map_chunks`. Every rank returns the whole
         result, equal to a single-process run with the same ``batch_size``;
-        a hand-made ``shard`` returns None until every chunk is done.
+        a hand-made ``shard`` returns None until every chunk is done. The
+        folder keeps the job's identity (the model's parameters, the
+        references, every option: :mod:`insilico.identity`); a folder of
+        another job is refused (:class:`~insilico.errors.JobMismatchError`).
+    overwrite : bool
+        Delete the chunks already in ``out`` and start over (default False).
     **options
         Of :class:`MetamerSynthesis`: ``n_seeds``, ``init``, ``optimizer``,
         ``lr``, ``schedule``, ``stages``, ``threshold``, ``plateau_tol``,
@@ -556,11 +564,12 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
         return MetamerSynthesis(model, layer, references, steps=steps, seed=seed, **options).run()
     references = _references(references)
     size = len(references) if batch_size is None else int(batch_size)
-    job = {"tool": "metamer", "n": len(references), "batch_size": size, "steps": steps, "seed": seed,
-           "layer": layer if isinstance(layer, (str, dict)) else list(layer)}
+    settings = {"tool": "metamer", "batch_size": size, "steps": steps, "seed": seed, "layer": layer,
+                **{k: v for k, v in options.items() if k != "progress"}}  # every option changes the metamers
     parts = map_chunks(lambda a, b: MetamerSynthesis(model, layer, references[a:b], steps=steps, seed=seed,
                                                      first_reference=a, **options).run(),
-                       len(references), size, out=out, shard=shard, job=job)
+                       len(references), size, out=out, shard=shard, overwrite=overwrite,
+                       job=lambda: job_identity(model, settings, {"references": references}, size))
     return None if parts is None else MetamerResult.concat(parts)
 
 

@@ -60,8 +60,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,13 +68,15 @@ from torch import nn
 
 from .. import evaluate
 from ..errors import InsilicoError, StimulusError
-from ..objectives import Objective, TotalVariation
+from ..objectives import TotalVariation
+from ..objectives.control import MODES, PopulationControl, control_score
 from ..pixels import check_images
+from ..registry import register_tool
 from ..results import Result
 from ..session import session
+from ..synthesis.projection import Chain, ContrastBudget
 from ..units import Unit
 
-MODES = ("stretch", "one_hot")
 DEFAULT_STEPS = 128
 DEFAULT_LR = 0.05
 DEFAULT_BATCH_SIZE = 64
@@ -83,86 +84,6 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_CONTRAST = None
 #: Default number of starts per target (the best predicted is kept).
 DEFAULT_RESTARTS = 4
-
-
-# ---------------------------------------------------------------------------------------
-# The control objective and score
-# ---------------------------------------------------------------------------------------
-def control_score(responses: torch.Tensor, targets: torch.Tensor, mean=None, std=None,
-                  temperature: float = 1.0) -> torch.Tensor:
-    """One-hot control score of each row's target: ``z_k - T log mean_{j != k} exp(z_j / T)``.
-
-    Parameters
-    ----------
-    responses : tensor (N, n_targets)
-    targets : tensor (N,) of int
-        The target of each row.
-    mean, std : tensor (n_targets,), optional
-        Standardisation of each target (its statistics over natural images); default none.
-    temperature : float
-        Softness of the maximum over the other targets (default 1).
-
-    Example
-    -------
-    >>> r = torch.tensor([[3.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
-    >>> control_score(r, torch.tensor([0, 1]), temperature=1.0).tolist()
-    [3.0, 0.0]
-    """
-    z = responses
-    if mean is not None:
-        z = z - torch.as_tensor(mean, device=z.device, dtype=z.dtype)
-    if std is not None:
-        z = z / torch.as_tensor(std, device=z.device, dtype=z.dtype)
-    n_targets = z.shape[1]
-    if n_targets < 2:
-        raise InsilicoError("a one-hot control score needs at least 2 targets")
-    t = torch.as_tensor(targets, device=z.device).long().view(-1, 1)
-    own = z.gather(1, t)[:, 0]
-    mask = torch.zeros_like(z, dtype=torch.bool).scatter_(1, t, True)
-    others = (z / temperature).masked_fill(mask, float("-inf"))
-    soft_max = temperature * (torch.logsumexp(others, dim=1) - math.log(n_targets - 1))
-    return own - soft_max
-
-
-class PopulationControl(Objective):
-    """Per-sample control of one target of a predictor's output (``unit``, default the model output ``""``).
-
-    ``mode="stretch"``: the target's standardised response; ``"one_hot"``:
-    :func:`control_score`. Sample ``i`` controls ``targets[i]``.
-    """
-
-    def __init__(self, targets: Sequence[int] | torch.Tensor, mode: str = "stretch", mean=None, std=None,
-                 temperature: float = 1.0, unit: str = ""):
-        if mode not in MODES:
-            raise InsilicoError(f"mode must be one of {MODES}, not {mode!r}")
-        self.targets = torch.as_tensor(targets).long().reshape(-1)
-        self.mode, self.temperature = mode, float(temperature)
-        self.mean = None if mean is None else torch.as_tensor(mean).detach()
-        self.std = None if std is None else torch.as_tensor(std).detach()
-        self.unit = Unit.parse(unit)
-        self.units = (self.unit,)
-
-    def forward(self, acts, images):
-        r = acts[self.unit]
-        if r.ndim != 2:
-            raise InsilicoError(f"population control needs (N, n_targets) responses; {self.unit!s} gives "
-                                f"{tuple(r.shape)}")
-        t = self.targets.to(r.device)
-        if self.mode == "one_hot":
-            return control_score(r, t, self.mean, self.std, self.temperature)
-        own = r.gather(1, t.view(-1, 1))[:, 0]
-        if self.mean is not None:
-            own = own - self.mean.to(r.device, r.dtype)[t]
-        if self.std is not None:
-            own = own / self.std.to(r.device, r.dtype)[t]
-        return own
-
-    def subset(self, rows: torch.Tensor) -> PopulationControl:
-        return PopulationControl(self.targets[rows.cpu()], self.mode, self.mean, self.std, self.temperature,
-                                 str(self.unit))
-
-    def __repr__(self) -> str:
-        return f"PopulationControl({self.mode}, {len(self.targets)} targets, T={self.temperature})"
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,6 +229,7 @@ class PopulationControlResult(Result):
 # ---------------------------------------------------------------------------------------
 # The tool
 # ---------------------------------------------------------------------------------------
+@register_tool("design", takes_images=False, per_sample=True)
 def population_control(
     predictor: nn.Module,
     targets: Any = None,
@@ -515,49 +437,11 @@ def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv
     projections = [] if contrast is None else [ContrastBudget(contrast)]
     if budget is not None:  # last: the distance budget holds exactly
         projections.append((L2Ball if norm == "l2" else LinfBall)(start, budget))
-    projection = None if not projections else projections[0] if len(projections) == 1 else _Chain(projections)
+    projection = None if not projections else projections[0] if len(projections) == 1 else Chain(projections)
     synth = Synthesis(predictor, objective, parameterization, n=b - a, shape=shape, init=start,
                       param_options=param_options, transforms=transforms, lr=lr, steps=steps,
                       projection=projection, seed=seed, labels=labels[a:b], progress=progress, **options)
     return synth.run()
-
-
-class ContrastBudget:
-    """Projection: each image's RMS contrast (pixel std over C, H, W) at most ``rms``, its mean kept, in [0, 1].
-
-    Example
-    -------
-    >>> x = torch.rand(2, 3, 8, 8)
-    >>> bool((ContrastBudget(0.1)(x).flatten(1).std(1, unbiased=False) <= 0.1 + 1e-6).all())
-    True
-    """
-
-    def __init__(self, rms: float):
-        self.rms = float(rms)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        mean = images.mean((1, 2, 3), keepdim=True)
-        delta = images - mean
-        rms = delta.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
-        return (mean + delta * (self.rms / rms).clamp(max=1.0)).clamp(0.0, 1.0)
-
-    def __repr__(self) -> str:
-        return f"ContrastBudget({self.rms})"
-
-
-class _Chain:
-    """Projections applied in order."""
-
-    def __init__(self, projections):
-        self.projections = list(projections)
-
-    def __call__(self, images):
-        for project in self.projections:
-            images = project(images)
-        return images
-
-    def __repr__(self) -> str:
-        return " then ".join(map(repr, self.projections))
 
 
 @torch.no_grad()
@@ -594,5 +478,5 @@ def _target_index(predictor, targets, names) -> list[int]:
     return [int(t) for t in targets]
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_STEPS", "MODES", "PopulationControl",
-           "PopulationControlResult", "control_score", "controllability", "population_control"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_STEPS", "MODES", "PopulationControlResult", "controllability",
+           "population_control"]

@@ -19,7 +19,6 @@ Example
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._version import __version__
 from ..errors import InsilicoError
+from ..jsonfiles import write_json
 from .results import Result, jsonable
 
 
@@ -75,27 +76,6 @@ def load_model(spec: str, weights: str | None = None, where: str = "auto") -> nn
     return model  # both loaders give it in eval mode
 
 
-def first_conv(model: nn.Module) -> str:
-    """Address of the first Conv2d module (``@0`` for a module called several times)."""
-    from .receptive_fields import spatial_layers
-    from .runs import input_shape
-
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            channels, size = input_shape(model)
-            called = [layer for layer in spatial_layers(model, channels, size) if layer.split("@")[0] == name]
-            return called[0] if called else name
-    raise InsilicoError(f"{type(model).__name__} has no Conv2d layer; pass --units")
-
-
-def last_conv(model: nn.Module) -> str:
-    """Address of the last Conv2d module (without a step: lesions apply at every step)."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if not names:
-        raise InsilicoError(f"{type(model).__name__} has no Conv2d layer; pass --units")
-    return names[-1]
-
-
 def labelled_stimuli(per_class: int, seed: int):
     """The bundled held-out photo crops ``(x, y)`` (see :func:`insilico.models.photos.held_out`)."""
     from ..models import photos
@@ -107,8 +87,6 @@ def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | 
           args: argparse.Namespace | None = None, summary: dict | None = None) -> list[Path]:
     """Save ``result`` as ``out/name.pt`` and its tables ``out/name.npz|csv``, each figure as PNG and SVG, and ``out/settings.json``."""
     import matplotlib.pyplot as plt
-
-    from .. import __version__
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +106,7 @@ def write(out: str | Path, name: str, result: Result, figures: dict[str, Any] | 
         "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
     }
     settings_path = out / f"{name}_settings.json"
-    settings_path.write_text(json.dumps(settings, indent=1))
+    write_json(settings_path, settings)
     paths.append(settings_path)
     return paths
 

@@ -30,13 +30,15 @@ from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
 from ..probe import Probe
-from .lesions import _labels, _per_class
+from ..registry import register_tool
+from .classes import class_labels, per_class_accuracy
 from .results import Result, new_axes
 from ..recording import batches
 from ..session import result_dtype, session
 from .runs import as_units
 
 
+@register_tool("experiment", per_sample=True)
 def time_courses(
     model: nn.Module,
     units: Any,
@@ -134,6 +136,7 @@ def recurrent_connections(model: nn.Module) -> dict[str, list[str]]:
     return {k: v for k, v in found.items() if v}
 
 
+@register_tool("experiment", follows_dtype=False)
 def connection_lesions(
     model: nn.Module,
     stimuli: Any,
@@ -173,7 +176,7 @@ def connection_lesions(
     if readout is None and "readout" in names:
         readout = "readout"
     n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
-    y = _labels(labels, n)
+    y = class_labels(labels, n)
     conditions = {"intact": []}
     conditions.update({f"no {k.replace('_', '-')}": list(v) for k, v in connections.items()})
     if len(connections) > 1:
@@ -200,7 +203,7 @@ def connection_lesions(
             pred = torch.cat(scores).argmax(-1).numpy()  # (N, T)
             n_classes = int(scores[0].shape[-1])
             accuracy.append((pred == y[:, None]).mean(0))
-            class_accuracy.append(np.stack([_per_class(pred[:, t], y, n_classes) for t in range(pred.shape[1])]))
+            class_accuracy.append(np.stack([per_class_accuracy(pred[:, t], y, n_classes) for t in range(pred.shape[1])]))
     labels_ = list(classes) if classes is not None else list(getattr(model, "classes", range(n_classes)))
     arrays = dict(conditions=np.array(list(conditions)), accuracy=np.array(accuracy),
                   class_accuracy=np.array(class_accuracy), steps=np.arange(len(accuracy[0])),

@@ -22,28 +22,22 @@ Example
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
 from ..evaluate import predict
+from ..jsonfiles import to_json
 from ..plan import Plan
 from ..recording import stimulus_source
+from ..registry import register_tool
 from ..units import Unit
+from .classes import class_labels, per_class_accuracy
 from .results import Result, new_axes, write_csv
-
-
-def _labels(labels: Any, n: int) -> np.ndarray:
-    y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels).astype(int).ravel()
-    if len(y) != n:
-        raise InsilicoError(f"{len(y)} labels for {n} stimuli: give one class index per stimulus")
-    return y
 
 
 def _n_channels(plan: Plan, layer: Unit) -> int:
@@ -54,21 +48,13 @@ def _n_channels(plan: Plan, layer: Unit) -> int:
     return int(shape[0])
 
 
-def _per_class(pred: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    out = np.full(n_classes, np.nan)
-    for c in range(n_classes):
-        mask = y == c
-        if mask.any():
-            out[c] = float((pred[mask] == c).mean())
-    return out
-
-
 def _evaluate(model, plan, stimuli, y, n_classes, batch_size, output):
     out = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
     pred = out.argmax(-1).numpy()
-    return pred, _per_class(pred, y, n_classes), float((pred == y).mean())
+    return pred, per_class_accuracy(pred, y, n_classes), float((pred == y).mean())
 
 
+@register_tool("experiment", follows_dtype=False)
 def lesion_sweep(
     model: nn.Module,
     layer: str | Unit,
@@ -115,14 +101,14 @@ def lesion_sweep(
     if unit.index is not None:
         raise InsilicoError(f"name the whole layer ({unit.module!r}) and choose channels with groups=")
     n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
-    y = _labels(labels, n)
+    y = class_labels(labels, n)
     plan = Plan(model, stimulus_source(stimuli).batch(0, 1, None, None))  # the call's one Probe, session and survey
     probe = plan.probe
     with plan.session():
         scores = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
         n_classes = int(scores.shape[-1])
         base_pred = scores.argmax(-1).numpy()
-        base_class, base_acc = _per_class(base_pred, y, n_classes), float((base_pred == y).mean())
+        base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
         if groups is None:
             groups = [[c] for c in range(_n_channels(plan, unit))]
         groups = [[int(c) for c in g] for g in groups]
@@ -188,7 +174,7 @@ class LesionResult(Result):
         stem = Path(paths[0]).with_suffix("")
         matrix = stem.parent / (stem.name + "_dissociation.csv")
         columns = {"group": self.groups, **{str(c): self.effect[:, k] for k, c in enumerate(self.classes)}}
-        write_csv(matrix, columns, json.dumps({"result": "dissociation (class accuracy change)", **self.settings}))
+        write_csv(matrix, columns, to_json({"result": "dissociation (class accuracy change)", **self.settings}, indent=None))
         return paths + [matrix]
 
     def plot(self, ax=None, top: int | None = 32):
@@ -209,6 +195,7 @@ class LesionResult(Result):
         return fig
 
 
+@register_tool("experiment", follows_dtype=False)
 def cumulative_lesion(
     model: nn.Module,
     layer: str | Unit,

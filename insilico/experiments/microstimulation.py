@@ -37,10 +37,12 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..evaluate import predict
 from ..plan import Plan
+from ..registry import register_tool
 from .results import Result, new_axes
 from .runs import as_units, record_units
 
 
+@register_tool("experiment", per_sample=True)
 def microstimulation(
     model: nn.Module,
     units: Any,

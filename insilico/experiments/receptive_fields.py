@@ -55,20 +55,21 @@ from torch import nn
 from .. import stimuli as stim
 from ..errors import InsilicoError
 from ..probe import Probe
+from ..registry import register_tool
 from ..units import Unit
 from .results import Result, new_axes
-from ..layers import choose_layers, example_input
+from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of
 from ..session import session
 from ..plan import Plan, plan_for
-from .runs import at_centre, input_shape, record_units, sample_shapes
+from .runs import input_shape, record_units, sample_shapes
 
 METHODS = ("theoretical", "gradient", "sparse_noise")
-_SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # autograd nodes after which every input position matters
 _WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive", "View", "Reshape", "Permute",
           "Transpose", "Softmax", "Linear", "Unfold", "TBackward", "Einsum", "Matmul")
 
 
+@register_tool("experiment", takes_images=False)
 def receptive_field(
     model: nn.Module,
     unit: str | Unit,
@@ -91,7 +92,7 @@ def receptive_field(
     unit : str or Unit
         A neuron (``"features.3[5,6,6]"``); a channel or a layer is read at the
         centre of its map (summed over its channels), a token layer at its
-        centre patch token (:func:`~insilico.experiments.runs.at_centre`).
+        centre patch token (:func:`insilico.layers.at_centre`).
     input_size : (C, H, W) or int, optional
         The input size as ``model.input_size`` spells it (square images);
         default ``model.input_size``. An int is read as the image side in
@@ -144,14 +145,14 @@ def receptive_field(
 
 def locate(model: nn.Module, unit: str | Unit, channels: int, size: int,
            plan: Plan | None = None) -> tuple[Unit, tuple]:
-    """The unit read at the centre of its map (:func:`~.runs.at_centre`, the rule of every experiment); and its
+    """The unit read at the centre of its map (:func:`insilico.layers.at_centre`, the rule of every experiment); and its
     module's sample shape, from the survey of ``plan`` (the call's :class:`~insilico.plan.Plan`; default one
     surveying an example input of ``(channels, size, size)``)."""
     unit = Unit.coerce(unit, model)
     module = unit.resolve(model)
     plan = plan_for(model, plan, example_input(model, (channels, size, size)))
     shape = sample_shapes(plan, [unit])[0]
-    return at_centre(unit, shape, module if unit.op is None else None), shape
+    return at_centre(unit, shape, module if unit.op is None else None, family_of(model)), shape
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,21 +382,20 @@ class RFResult(Result):
 def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
     """Conv2d and (non-adaptive) pooling modules whose output depends on the image, in call order.
 
-    The layer chooser's ``"spatial"`` kind (:func:`insilico.layers.choose_layers`)
-    at the first call of recurrent modules (the feed-forward sweep), keeping
-    the modules with a local receptive field (adaptive pools see the whole
-    image) that a path from the image reaches (a theoretical box exists).
+    The layer chooser's ``"local"`` kind (:func:`insilico.layers.choose_layers`)
+    at the first call of recurrent modules (the feed-forward sweep): the
+    modules with a local receptive field (adaptive pools see the whole
+    image), kept when a path from the image reaches them (a theoretical box exists).
     """
-    if not any(isinstance(m, _SPATIAL) for m in model.modules()):
+    if not any(isinstance(m, LOCAL) for m in model.modules()):
         raise InsilicoError(f"{type(model).__name__} has no Conv2d or pooling layers; pass layers= explicitly")
-    modules = dict(model.named_modules())
-    layers = choose_layers(model, example_input(model, (channels, size, size)), kind="spatial", step="first")
-    layers = [layer for layer in layers if isinstance(modules[layer.split("@")[0]], _SPATIAL)]
+    layers = choose_layers(model, example_input(model, (channels, size, size)), kind="local", step="first")
     plan = Plan(model, example_input(model, (channels, size, size)))  # one survey locates every layer
     return [layer for layer in layers if theoretical_box(model, locate(model, layer, channels, size, plan=plan)[0],
                                                          channels, size) is not None]
 
 
+@register_tool("experiment", takes_images=False, follows_dtype=False)
 def receptive_field_sizes(
     model: nn.Module,
     layers: Sequence[str] | None = None,

@@ -43,7 +43,9 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from ..errors import InsilicoError
+from .. import persistence
+from ..errors import InsilicoError, SavedFileError
+from ..jsonfiles import to_json
 from ..results import Result as _Result
 
 
@@ -134,7 +136,7 @@ class Result(_Result):
         if stem.suffix in (".npz", ".csv"):
             stem = stem.with_suffix("")
         stem.parent.mkdir(parents=True, exist_ok=True)
-        header = json.dumps({"result": type(self).__name__, **self.settings})
+        header = to_json({"result": type(self).__name__, **self.settings}, indent=None)
         npz = stem.with_suffix(".npz")
         np.savez_compressed(npz, settings=np.array(header), **self.arrays)
         paths = [npz]
@@ -147,13 +149,20 @@ class Result(_Result):
 
     @classmethod
     def _from_npz(cls, path: Path) -> "Result":
+        """A table written by :meth:`export` (plain arrays, never unpickled); SavedFileError when damaged."""
         if not path.exists():
-            raise InsilicoError(f"{path} does not exist; tables are exported as NAME.npz by result.export(NAME)")
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files if k != "settings"}
-            settings = json.loads(str(data["settings"])) if "settings" in data.files else {}
+            raise SavedFileError(f"{path} does not exist; tables are exported as NAME.npz by result.export(NAME)", path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files if k != "settings"}
+                settings = json.loads(str(data["settings"])) if "settings" in data.files else {}
+        except Exception as e:
+            raise SavedFileError(f"{path} is damaged or not a table exported by insilico ({type(e).__name__}: {e}); "
+                                 "export it again with result.export(stem)", path) from e
+        if not isinstance(settings, dict):
+            raise SavedFileError(f"{path} holds damaged settings (not a JSON object)", path)
         settings.pop("result", None)
-        return cls(arrays, settings)
+        return persistence.build(cls, {"arrays": arrays, "settings": settings}, path, settings.get("versions"))
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in list(self.arrays.items())[:6])

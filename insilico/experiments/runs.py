@@ -1,9 +1,9 @@
 """Running a model over stimuli for an experiment: input size, units, batched forward passes.
 
 The experiments share three chores: finding the input size a model takes,
-reading a unit address into "which values per stimulus" (:func:`at_centre`,
-the one centre rule: conv maps at their centre position, token sequences at
-their centre patch token), and running
+reading a unit address into "which values per stimulus"
+(:func:`insilico.layers.at_centre`, the one centre rule: conv maps at their
+centre position, token sequences at their centre patch token), and running
 stimuli through the model in batches (:func:`insilico.recording.batches`, the
 one batched loop) inside a :func:`~insilico.session.session` (eval mode, no
 gradients, every module's own flags restored after) with a progress bar,
@@ -20,7 +20,6 @@ Example
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,9 +28,10 @@ from torch import nn
 
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..evaluate import responses
+from ..layers import at_centre, family_of, input_channels, is_activation, is_conv_linear, is_pass_through
 from ..plan import Plan, plan_for
 from ..recording import stimulus_source
-from ..units import Unit, check_index
+from ..units import Unit
 
 
 def input_shape(model: nn.Module, size: int | Sequence[int] | None = None,
@@ -73,15 +73,8 @@ def input_shape(model: nn.Module, size: int | Sequence[int] | None = None,
     if side < 1:
         raise InsilicoError(f"the image side must be at least 1 pixel, not {side}")
     if channels is None:
-        channels = _first_conv_channels(model)
+        channels = input_channels(model)
     return int(channels), side
-
-
-def _first_conv_channels(model: nn.Module) -> int:
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Conv3d)):
-            return int(module.in_channels)
-    return 3
 
 
 def as_units(units: Any) -> list[Unit]:
@@ -91,79 +84,6 @@ def as_units(units: Any) -> list[Unit]:
     if not isinstance(units, Sequence) or not units:
         raise UnitError("units must be an address like 'features.0' or a non-empty list of addresses")
     return [Unit.coerce(u) for u in units]
-
-
-def centre_token(n_tokens: int) -> int:
-    """The token at the image centre in a ViT-style sequence of ``n_tokens``.
-
-    ``g * g`` tokens are a g x g patch grid (row-major); ``g * g + 1`` tokens
-    are a class (CLS) token at index 0 followed by the grid (torchvision's and
-    timm's ViTs). The centre patch is row ``g // 2``, column ``g // 2``, the
-    position a conv map's centre neuron takes (``H // 2, W // 2``), so
-    ``vit.conv_proj`` and the token layers after it are read at the same patch.
-    Any other count (register tokens, text) is read at ``n_tokens // 2``:
-    name the token yourself in the address when that is not what you mean.
-
-    >>> centre_token(197), centre_token(196), centre_token(10)
-    (106, 105, 5)
-    """
-    for extra in (0, 1):
-        side = math.isqrt(max(n_tokens - extra, 0))
-        if side > 0 and side * side == n_tokens - extra:
-            return extra + (side // 2) * side + side // 2
-    return n_tokens // 2
-
-
-def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None) -> Unit:
-    """The unit as the experiments read it: every position axis it leaves open at the centre of the map.
-
-    The one rule for every experiment (tuning, receptive fields,
-    microstimulation...), for one sample's output ``shape``:
-
-    - a map ``(C, H, W, ...)``: the position axes ``H, W, ...`` left open
-      (not indexed, or ``:``) are read at ``(H // 2, W // 2, ...)``:
-      ``"layer1"`` is every channel at the centre, ``"layer1[3]"`` channel 3
-      at the centre, ``"layer1[3,5,5]"`` that neuron;
-    - tokens ``(T, F)`` (a transformer block's output): a token axis left open
-      is read at the centre patch token (:func:`centre_token`):
-      ``"encoder.layers.encoder_layer_3"`` is every feature of the centre
-      patch, ``"encoder.layers.encoder_layer_3[:, 0:8]"`` its features 0-7;
-      a token index picks that token: ``[0, 0:8]`` is the CLS token of a
-      ViT (CLS first), ``[106, 0:8]`` the centre patch of ViT-B/16 at 224 px;
-    - a vector ``(F,)`` (a linear layer) or a scalar: as written.
-
-    Two-axis outputs are read as tokens, except the outputs of modules with
-    ``(C, L)`` maps (Conv1d, pooling, BatchNorm1d...: :data:`MAPS_1D`), which
-    are maps with one position axis.
-
-    An axis given a range (``[3, 2:5, 2:5]``) is kept as written.
-
-    >>> str(at_centre(Unit.parse("layer1[3]"), (64, 56, 56))), str(at_centre(Unit.parse("blk[:, 0:8]"), (197, 768)))
-    ('layer1[3,28,28]', 'blk[106,0:8]')
-    """
-    if len(shape) < 2:
-        return unit
-    index = list(_expand(unit, shape))
-    tokens = len(shape) == 2 and not isinstance(module, MAPS_1D)
-    for axis in (0,) if tokens else range(1, len(shape)):
-        if index[axis] == slice(None):
-            index[axis] = centre_token(shape[0]) if tokens else shape[axis] // 2
-    return Unit(unit.module, unit.step, tuple(index), unit.output)
-
-
-#: Modules whose two-axis outputs are ``(C, L)`` maps (channels, positions), not ``(T, F)`` tokens.
-MAPS_1D = (nn.Conv1d, nn.ConvTranspose1d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d,
-           nn.BatchNorm1d, nn.InstanceNorm1d)
-
-
-def _expand(unit: Unit, shape: tuple) -> tuple:
-    """The unit's index with one item per axis of ``shape`` (``...`` and missing trailing axes as ``:``)."""
-    index = list(unit.index or ())
-    check_index(tuple(index), shape, unit)
-    if Ellipsis in index:
-        at = index.index(Ellipsis)
-        index[at:at + 1] = [slice(None)] * (len(shape) - len(index) + 1)
-    return tuple(index + [slice(None)] * (len(shape) - len(index)))
 
 
 def sample_shapes(plan: Plan, units: list[Unit]) -> list[tuple]:
@@ -198,8 +118,8 @@ def record_units(model: nn.Module, stimuli: Any, units: Any, batch_size: int = 2
     if plan is None or plan.example is None or tuple(plan.example.shape[1:]) != tuple(first.shape[1:]):
         plan = Plan(model, first, probe=None if plan is None else plan.probe)  # surveyed at this stimulus size
     shapes = sample_shapes(plan, parsed)
-    modules = dict(model.named_modules())
-    neurons = [at_centre(u, shape, modules.get(u.module)) for u, shape in zip(parsed, shapes)]
+    modules, family = dict(model.named_modules()), family_of(model)
+    neurons = [at_centre(u, shape, modules.get(u.module), family) for u, shape in zip(parsed, shapes)]
     names = [name for u, shape in zip(neurons, shapes) for name in _unit_names(u, shape)]
     columns = responses(model, source, neurons, batch_size=batch_size, plan=plan, progress=progress, desc=desc)
     values = torch.cat([c.reshape(len(c), -1).float().cpu() for c in columns], dim=1)
@@ -218,23 +138,17 @@ def _name(unit: Unit, index: tuple) -> str:
     return str(Unit(unit.module, unit.step, index, unit.output))
 
 
-#: Elementwise nonlinearities a unit address is moved onto by :func:`after_nonlinearity`.
-ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-               nn.Softplus, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid)
-#: Per-channel modules that may sit between a conv / linear layer and its nonlinearity.
-_PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
-                 nn.Identity, nn.Dropout, nn.Dropout2d)
-
-
 def after_nonlinearity(model: nn.Module, units: Any, example: torch.Tensor | None = None,
                        plan: Plan | None = None) -> list[Unit]:
     """Each conv / linear unit moved onto the activation module that follows it (same channel and index).
 
     One :meth:`~insilico.Probe.survey` of ``example`` (with ops; the survey of
-    ``plan``, the call's :class:`~insilico.plan.Plan`, when given) gives the call order; from a Conv / Linear call the walk skips per-channel modules
-    (BatchNorm, GroupNorm, Dropout, Identity) and containers that merely pass
-    the output on (same shape), and stops at the first elementwise activation
-    (:data:`ACTIVATIONS`): ``features.3`` -> ``features.4`` in an AlexNet.
+    ``plan``, the call's :class:`~insilico.plan.Plan`, when given) gives the
+    call order; from a Conv / Linear call the walk skips per-channel modules
+    (BatchNorm, GroupNorm, Dropout, Identity: :func:`insilico.layers.is_pass_through`)
+    and containers that merely pass the output on (same shape), and stops at
+    the first activation (:func:`insilico.layers.is_activation`, the one list):
+    ``features.3`` -> ``features.4`` in an AlexNet.
     A functional op in between (a residual ``add``), a shape change or any
     other module stops the walk and the unit stays as given; so do units that
     are not Conv / Linear outputs and units naming an output part.
@@ -245,11 +159,9 @@ def after_nonlinearity(model: nn.Module, units: Any, example: torch.Tensor | Non
     >>> [str(u) for u in after_nonlinearity(m, ["0[1]", "1"], torch.rand(1, 1, 8, 8))]
     ['2[1]', '1']
     """
-    from ..layers import KINDS
-
     parsed = as_units(units)
     modules = dict(model.named_modules())
-    if not any(KINDS["conv_linear"](modules.get(u.module)) for u in parsed if u.output is None):
+    if not any(is_conv_linear(modules.get(u.module)) for u in parsed if u.output is None):
         return parsed
     survey = plan_for(model, plan, example, ops=True).need_ops()
     calls = list(survey)
@@ -258,7 +170,7 @@ def after_nonlinearity(model: nn.Module, units: Any, example: torch.Tensor | Non
     for unit in parsed:
         module = modules.get(unit.module)
         moved = None
-        if unit.output is None and module is not None and KINDS["conv_linear"](module):
+        if unit.output is None and module is not None and is_conv_linear(module):
             mine = [i for i, c in enumerate(calls) if c.module == unit.module]
             if mine:
                 start = mine[unit.step if unit.step is not None else -1]
@@ -270,15 +182,18 @@ def after_nonlinearity(model: nn.Module, units: Any, example: torch.Tensor | Non
 def _following_activation(calls, start, modules, counts, unit) -> Unit | None:
     shape = calls[start].shape
     for call in calls[start + 1:]:
+        owner = modules.get(call.module.split("/", 1)[0]) if "/" in call.module else None
+        if is_activation(owner) or is_pass_through(owner):
+            continue  # an op of an activation written in Python (timm's GELUTanh: F.gelu)
         if call.shape != shape or "/" in call.module or ":" in call.module:
             return None
         module = modules.get(call.module)
         if module is None:
             return None
-        if isinstance(module, ACTIVATIONS):
+        if is_activation(module):
             step = call.step if counts[call.module] > 1 else None
             return Unit(call.module, step, unit.index, None)
-        if isinstance(module, _PASS_THROUGH) or any(True for _ in module.children()):
+        if is_pass_through(module) or any(True for _ in module.children()):
             continue
         return None
     return None

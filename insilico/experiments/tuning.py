@@ -4,7 +4,7 @@
 (orientation x spatial frequency x phase, as :func:`insilico.stimuli.gratings`)
 and a blank (mean-grey) screen, and reads each channel at the centre of its
 feature map (a token layer at its centre patch token: the one rule of every
-experiment, :func:`~.runs.at_centre`), all channels in one batched forward
+experiment, :func:`insilico.layers.at_centre`), all channels in one batched forward
 pass per batch of stimuli that stops after the layer. The default grid is
 sized to a time budget from the model's arithmetic up to the layer
 (``budget=``, :data:`GRIDS`; ``settings["grid"]`` records the choice): the
@@ -71,6 +71,7 @@ import torch
 from .. import stimuli as stim
 from ..errors import InsilicoError
 from ..plan import Plan
+from ..registry import register_tool
 from .results import Result, new_axes
 from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
 from .runs import after_nonlinearity, as_units, input_shape, record_units
@@ -152,6 +153,7 @@ def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, ori
     return values(grid) + (record,)
 
 
+@register_tool("experiment", takes_images=False, per_sample=True)
 def orientation_tuning(
     model: torch.nn.Module,
     units: Any,
@@ -182,7 +184,7 @@ def orientation_tuning(
         ``"features.0[3]"``, ``"features.0[3,7,7]"`` (one neuron), or a list;
         tokens ``(N, T, F)``: ``"encoder.layers.encoder_layer_3[:, 0:8]"``
         (features 0-7 of the centre patch token), ``"...[0, 0:8]"`` (the CLS
-        token), as :func:`~insilico.experiments.runs.at_centre` says.
+        token), as :func:`insilico.layers.at_centre` says.
         Recurrent modules need a step: ``"layers.0@3"``.
     size : int or (C, H, W), optional
         Image side in pixels, or the input size as ``model.input_size`` spells

@@ -31,7 +31,7 @@ Example
 """
 from __future__ import annotations
 
-import json
+import math
 import time
 from html import escape
 from pathlib import Path
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import persistence
 from ..errors import InsilicoError
 from . import figures
 
@@ -104,9 +105,17 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
 
 
 def read(root: Path) -> dict | None:
-    """The cached ``brain.json`` of a site, or None."""
+    """The cached ``brain.json`` of a site, or None; a ``null`` number (NaN when written) is NaN again."""
     path = Path(root) / FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    return _nan_for_null(persistence.read_json(path, "gallery cache")) if path.exists() else None
+
+
+def _nan_for_null(value):
+    if isinstance(value, dict):
+        return {k: _nan_for_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_for_null(v) for v in value]
+    return math.nan if value is None else value
 
 
 def ensure(work, layers: Sequence[str], rank: int = 0) -> dict | None:

@@ -18,8 +18,12 @@ What is done is the union of all ranks' logs, so
   ``world``-th chunk and never write the same file; any rank (and any rerun)
   renders the pages from whatever is on disk.
 
-``gallery.json`` holds the settings the site was built with; building into it
-with settings that change pages (steps, seed, model, ...) is refused.
+``gallery.json`` holds the settings the site was built with and ``job.json``
+its job identity (:mod:`insilico.identity`): the model's fingerprint (its
+parameters and buffers, not the path of its weights) and the settings that
+change pages (steps, seed, ...). Building into it with another model or such
+settings is refused, naming the differences (``overwrite=True`` / ``--force``
+starts over).
 """
 from __future__ import annotations
 
@@ -31,8 +35,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
+from ..identity import check, job_identity
 from ..layers import choose_layers, example_input
-from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, write_json
+from ..registry import register_tool
+from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, start_over, write_json
 from . import brain, describe, pages, summary
 from .settings import GallerySettings
 from .stages import STAGES, Work, slug
@@ -42,9 +48,11 @@ def discover_layers(model: nn.Module, shape: tuple) -> list[str]:
     """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``).
 
     The layer chooser's ``"conv_linear"`` kind (:func:`insilico.layers.choose_layers`)
-    on a grey image of ``shape`` (C, H, W).
+    on a grey image of ``shape`` (C, H, W), with channel-first map or vector outputs
+    (the pages read the first axis as channels: token and channels-last layers are left out).
     """
-    return choose_layers(model, example_input(model, shape), kind="conv_linear", step="last")
+    return choose_layers(model, example_input(model, shape), kind="conv_linear", step="last",
+                         layouts=("map", "vector"))
 
 
 def input_shape(model: nn.Module) -> tuple:
@@ -55,19 +63,21 @@ def input_shape(model: nn.Module) -> tuple:
     return tuple(int(s) for s in shape)
 
 
-def _check_site(root: Path, settings: GallerySettings) -> None:
-    """Write ``gallery.json`` once; refuse a site built with settings that change the pages."""
+def _check_site(root: Path, settings: GallerySettings, model: nn.Module, shard=None, overwrite: bool = False) -> None:
+    """Write ``job.json`` (the job identity) and ``gallery.json`` once; refuse a site of another model or settings."""
+    if overwrite:
+        start_over(root, ["job.json", "gallery.json", "brain.json", "cache/**/progress-*.json"], shard)
+    pages_change = {k: v for k, v in settings.content_key().items() if k not in ("model", "weights")}
+    job = job_identity(model, pages_change)  # the model by content: its fingerprint, not its name or weights' path
+
     def create():
+        write_json(root / "job.json", job)
         write_json(root / "gallery.json", settings.to_dict())
 
+    if (root / "gallery.json").exists() and not (root / "job.json").exists():
+        check(None, job, str(root))  # a site built before job identities: refused, naming the fix
     create_once(root, create, ready="gallery.json")
-    built = GallerySettings.from_dict(json.loads((root / "gallery.json").read_text()))
-    if built.content_key() != settings.content_key():
-        diff = {k: (v, settings.content_key()[k]) for k, v in built.content_key().items()
-                if settings.content_key()[k] != v}
-        raise InsilicoError(
-            f"{root} was built with other settings ({', '.join(f'{k}: {a} vs {b}' for k, (a, b) in diff.items())}); "
-            "build into a new --out folder, or delete this one")
+    check(json.loads((root / "job.json").read_text()), job, str(root))
 
 
 def plan(work: Work, layers: list[str]) -> list[tuple[str, int, int]]:
@@ -84,8 +94,10 @@ def _todo(root: Path, layer: str, stage: str, start: int, stop: int, rank: int) 
     return [(max(a, start), b) for a, b in missing(done, stop) if b > start]
 
 
+@register_tool("gallery", name="gallery", takes_images=False, saves=False, follows_dtype=False)
 def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = None,
-          shard: tuple[int, int] | None = None, progress: bool = True, render: bool = True) -> dict:
+          shard: tuple[int, int] | None = None, progress: bool = True, render: bool = True,
+          overwrite: bool = False) -> dict:
     """Build (or continue) the gallery of ``settings`` in ``out``.
 
     Parameters
@@ -102,6 +114,9 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
     render : bool
         Write the HTML pages after computing (default True); rendering first computes the model page's
         RSA with IT (``brain.json``, once per site: :func:`.brain.ensure`).
+    overwrite : bool
+        Forget what the site holds (its progress logs and identity) and compute everything again
+        (default False: a site of another model or other page-changing settings is refused).
 
     Returns
     -------
@@ -115,7 +130,7 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
 
         model = load_model(settings.model, settings.weights, "cpu")
     root = Path(out)
-    _check_site(root, settings)
+    _check_site(root, settings, model, shard, overwrite)
     work = Work(model, settings, root, input_shape(model), progress=False)  # the stages' own bars stay silent
     layers = list(settings.layers or discover_layers(model, work.shape))
     rank, world = rank_world(shard)

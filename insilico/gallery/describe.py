@@ -21,13 +21,13 @@ import math
 from torch import nn
 
 from ..errors import InsilicoError
-from ..layers import KINDS, example_input
+from ..layers import example_input, is_activation, is_conv_linear, is_pass_through
 from ..survey import Survey
 from ..units import Unit
 
 #: Modules that pass a layer's output on channel by channel (named, and the walk goes on).
-_PER_CHANNEL = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d,
-                nn.Identity, nn.Dropout, nn.Dropout2d, nn.Upsample)
+#: Walked past and named besides the pass-through modules (:func:`insilico.layers.is_pass_through`).
+_ALSO_WALKED = (nn.LayerNorm, nn.Upsample)
 
 #: Gallery settings a reader needs (the rest, internals such as lr, chunk, seed, go in a collapsed list).
 READER_SETTINGS = {
@@ -90,6 +90,8 @@ def _what_follows(survey: Survey, start: int, modules: dict) -> str:
         i += 1
         if ":" in call.module:
             continue
+        if "/" in call.module and is_activation(modules.get(call.module.split("/", 1)[0])):
+            continue  # an op of an activation written in Python (timm's GELUTanh)
         if "/" in call.module:
             if not chain or chain[-1] != _op(call.module):  # a three-way sum is one "add"
                 chain.append(_op(call.module))
@@ -100,9 +102,9 @@ def _what_follows(survey: Survey, start: int, modules: dict) -> str:
             break
         if any(True for _ in module.children()):
             continue  # a container's own call fires after its children's
-        if isinstance(module, _activations()):
+        if is_activation(module):
             return "before " + " → ".join(chain + [type(module).__name__])
-        if isinstance(module, _PER_CHANNEL):
+        if is_pass_through(module) or isinstance(module, _ALSO_WALKED):
             chain.append(type(module).__name__)
             shape = call.shape
             continue
@@ -125,15 +127,9 @@ def _branch_end(calls, i: int, shape, modules: dict) -> int | None:
         site = calls[j].module
         if "/" in site and _op(site) == "add":
             return j if calls[j].shape == shape else None
-        if site == "" or isinstance(modules.get(site), _activations()):
+        if site == "" or is_activation(modules.get(site)):
             return None
     return None
-
-
-def _activations():
-    from ..experiments.runs import ACTIVATIONS
-
-    return ACTIVATIONS
 
 
 def _is_output(survey: Survey, index: int) -> bool:
@@ -165,7 +161,7 @@ def describe_layers(model: nn.Module, shape: tuple, layers: list[str], survey: S
     counts, names = {"conv": 0, "fc": 0}, {}
     for site in survey.modules():
         module = modules.get(site)
-        if site and KINDS["conv_linear"](module):
+        if site and is_conv_linear(module):
             kind = "fc" if isinstance(module, nn.Linear) else "conv"
             counts[kind] += 1
             names[site] = f"{kind}{counts[kind]}"

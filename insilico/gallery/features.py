@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import centre
 from ..objectives import Objective
 from ..session import session
 from ..synthesis import Synthesis, Transforms
@@ -58,7 +59,10 @@ from ..units import Unit
 
 def unit_values(whole: torch.Tensor) -> torch.Tensor:
     """(N, C) from a layer output: each channel at the centre of its map (maps), or the value."""
-    return whole[:, :, whole.shape[2] // 2, whole.shape[3] // 2] if whole.ndim == 4 else whole.flatten(1)
+    if whole.ndim != 4:
+        return whole.flatten(1)
+    middle = centre(tuple(whole.shape[1:]), "map")  # the one centre rule (insilico.layers)
+    return whole[:, :, middle[1], middle[2]]
 
 
 def neuron_values(whole: torch.Tensor, channels: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -69,9 +73,9 @@ def neuron_values(whole: torch.Tensor, channels: torch.Tensor, positions: torch.
     rows = torch.arange(whole.shape[0], device=whole.device)
     if whole.ndim != 4:
         return whole.flatten(1)[rows, channels]
-    h, w = whole.shape[2:]
     if positions is None:
-        return whole[rows, channels, h // 2, w // 2]
+        middle = centre(tuple(whole.shape[1:]), "map")
+        return whole[rows, channels, middle[1], middle[2]]
     return whole.flatten(2)[rows, channels, positions]
 
 

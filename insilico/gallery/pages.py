@@ -17,11 +17,11 @@ Site layout::
 """
 from __future__ import annotations
 
-import json
 import os
 from html import escape
 from pathlib import Path
 
+from .. import persistence
 from ..experiments.selectivity import SILENT
 from .charts import svg_bars, svg_curve
 
@@ -476,7 +476,7 @@ def read_unit(folder: Path, stages) -> dict:
     for stage in stages:
         path = folder / f"{stage}.json"
         if path.exists():
-            data[stage] = json.loads(path.read_text())
+            data[stage] = persistence.read_json(path, "gallery cache")
     return data
 
 

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InsilicoError
+from ..layers import centre as map_centre, example_input, family_of, layout_of
 from ..plot import as_images, map_to_rgb, mosaic
 from ..session import session
 from ..units import Unit
@@ -99,13 +101,20 @@ class Work:
 
     def layer_shape(self, layer: str) -> tuple:
         """One sample's output shape of ``layer``, from one survey of a grey image for every layer (a
-        :class:`~insilico.plan.Plan`, made on first use)."""
-        from ..layers import example_input
+        :class:`~insilico.plan.Plan`, made on first use); a layout the gallery cannot lay out as channels is refused."""
         from ..plan import Plan
 
         if "_plan" not in self.__dict__:
             self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
-        return self.__dict__["_plan"].shape(Unit.coerce(layer, self.model))
+        unit = Unit.coerce(layer, self.model)
+        shape = self.__dict__["_plan"].shape(unit)
+        module = unit.resolve(self.model) if unit.op is None else None
+        layout = layout_of(shape, module, family_of(self.model), unit.part)
+        if layout not in ("map", "vector"):
+            raise InsilicoError(f"the gallery reads the first axis of a layer's output as its channels; {layer} "
+                                f"gives a {layout} output {shape}: leave it out of the layers, or study "
+                                "it with the experiments (insilico.experiments), which read every layout")
+        return shape
 
 
 def slug(layer: str) -> str:
@@ -259,7 +268,7 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
 
     m = work.settings.rf_images
     shape = work.layer_shape(layer)
-    centre = tuple(s // 2 for s in shape[1:])
+    centre = tuple(map_centre(shape, "map").values())
     noise = stimuli.white_noise(size=work.shape[-1], n=m, seed=work.settings.seed, channels=work.shape[0]).images
     neurons = [Unit.parse(layer).replace(index=(c, *centre)) for c in channels for _ in range(m)]
     images = noise.repeat(len(channels), 1, 1, 1)
@@ -287,7 +296,7 @@ def map_stride(work: Work, layer: str) -> list | None:
     cache = work.__dict__.setdefault("_strides", {})
     if layer not in cache:
         shape = work.layer_shape(layer)
-        centre = [s // 2 for s in shape[1:]]
+        centre = list(map_centre(shape, "map").values())
         step = [1 if c + 1 < s else -1 for c, s in zip(centre, shape[1:])]
         unit = Unit.parse(layer)
         here = theoretical_box(work.model, unit.replace(index=(0, *centre)), work.shape[0], work.shape[-1])

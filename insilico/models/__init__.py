@@ -14,6 +14,9 @@ blt         recurrent CNN, bottom-up + lateral + top-down, T=4 steps
 bl, bt, b   the same without top-down / lateral / both (controls)
 =========== ==========================================================
 
+Several models side by side as one module (what model-comparing tools run):
+:class:`ModelGroup` (:mod:`.group`).
+
 Examples
 --------
 >>> import torch, insilico.models as models
@@ -39,6 +42,7 @@ from torch import nn
 from ..errors import InsilicoError
 from . import photos
 from .blt import BLTNet
+from .group import ModelGroup
 from .minialex import MiniAlexNet
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights")
@@ -230,4 +234,4 @@ def from_spec(spec: str, weights: str | os.PathLike | None = None, device: str |
     return model.eval()
 
 
-__all__ = ["available", "card", "load", "from_spec", "photos", "BLTNet", "MiniAlexNet", "WEIGHTS_DIR"]
+__all__ = ["available", "card", "load", "from_spec", "photos", "BLTNet", "MiniAlexNet", "ModelGroup", "WEIGHTS_DIR"]

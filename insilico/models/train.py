@@ -24,6 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ..jsonfiles import write_json
 from . import _REGISTRY, WEIGHTS_DIR, photos
 from .filters import orientedness
 
@@ -92,7 +93,17 @@ def training_text(spec: dict, steps: int, batch: int) -> str:
 
 def train(name: str, seed: int = 0, steps: int | None = None, batch: int | None = None, threads: int = 2,
           progress: bool = True) -> tuple[torch.nn.Module, dict]:
-    """Train model ``name`` from scratch; returns the model (eval mode) and its card."""
+    """Train model ``name`` from scratch; returns the model (eval mode) and its card.
+
+    The init and dropout draw from torch's global generator, seeded with ``seed`` inside a fork:
+    the caller's global random state is as it was afterwards.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return _train(name, seed, steps, batch, threads, progress)
+
+
+def _train(name: str, seed: int, steps: int | None, batch: int | None, threads: int,
+           progress: bool) -> tuple[torch.nn.Module, dict]:
     from tqdm.auto import tqdm
 
     spec = _REGISTRY[name]
@@ -163,8 +174,7 @@ def save(model: torch.nn.Module, card: dict, out: str) -> None:
     state = {k: v.detach().float().clone() if v.is_floating_point() else v.clone()
              for k, v in model.state_dict().items()}
     torch.save(state, os.path.join(out, f"{card['name']}.pt"))
-    with open(os.path.join(out, f"{card['name']}.json"), "w") as f:
-        json.dump(card, f, indent=1)
+    write_json(os.path.join(out, f"{card['name']}.json"), card)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -31,6 +31,8 @@ RepresentationDistance(targets)
 ClassLoss(labels)   a classifier's loss of the true (or target) class (attacks)
 Controversy(...)    how much two models disagree about a class pair
 MADObjective(...)   one representation distance pushed, another held (MAD)
+PopulationControl(t)
+                    a predicted population's target driven (population control)
 =================== ===========================================================
 
 One module per concept, every name importable from here:
@@ -44,6 +46,7 @@ One module per concept, every name importable from here:
 :mod:`.representation`          RepresentationDistance (metamers)
 :mod:`.classification`          ClassLoss (PGD, FGSM)
 :mod:`.adjudication`            Controversy, MADObjective (controversial, MAD)
+:mod:`.control`                 PopulationControl, control_score (population control)
 =============================== ================================================
 
 Example
@@ -63,13 +66,14 @@ from .activity import (Activation, Channel, DeepDream, Direction, Diversity, Neu
                        direction, diversity, neuron)
 from .adjudication import Controversy, MADObjective
 from .classification import ClassLoss
+from .control import PopulationControl, control_score
 from .core import Activations, Composite, Objective, Stacked, inhibit, unique_wholes
 from .regularizers import L1, L2, TotalVariation
 from .representation import RepresentationDistance
 
 __all__ = [
     "Activation", "Activations", "Channel", "ClassLoss", "Composite", "Controversy", "DeepDream", "Direction",
-    "Diversity", "L1", "L2", "MADObjective", "Neuron", "Objective", "RepresentationDistance", "Stacked",
-    "TotalVariation", "activation", "channel", "deepdream", "direction", "diversity", "inhibit", "neuron",
-    "unique_wholes",
+    "Diversity", "L1", "L2", "MADObjective", "Neuron", "Objective", "PopulationControl", "RepresentationDistance",
+    "Stacked", "TotalVariation", "activation", "channel", "control_score", "deepdream", "direction", "diversity",
+    "inhibit", "neuron", "unique_wholes",
 ]

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InsilicoError, UnitError
+from ..layers import centre
 from ..units import Unit, UnitLike
 from .core import Objective
 
@@ -54,6 +55,9 @@ class Activation(Objective):
 
     def forward(self, acts, images):
         return _mean(acts[self.unit])
+
+    def _plain_mean(self) -> bool:
+        return type(self) in (Activation, Channel)  # a subclass with its own forward (Neuron) is evaluated alone
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.unit)!r})"
@@ -89,8 +93,9 @@ class Neuron(Activation):
         whole = acts.whole(self.unit)
         if whole.ndim != 4:
             raise UnitError(f"Neuron needs (N, C, H, W) outputs; {self.layer} gives {tuple(whole.shape)}: use Activation")
-        y = whole.shape[2] // 2 if self.y is None else self.y
-        x = whole.shape[3] // 2 if self.x is None else self.x
+        middle = centre(tuple(whole.shape[1:]), "map")  # the one centre rule (insilico.layers)
+        y = middle[1] if self.y is None else self.y
+        x = middle[2] if self.x is None else self.x
         self.unit = self.layer.replace(index=(self.channel, y, x))
         return _mean(acts[self.unit])
 

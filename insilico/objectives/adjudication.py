@@ -8,7 +8,7 @@
   :func:`insilico.mad`.
 
 Both read several units in one forward pass (the models side by side in a
-:class:`insilico.design.controversial.ModelGroup`, or two layers of one model)
+:class:`insilico.models.ModelGroup`, or two layers of one model)
 and take their per-sample settings (model and class pairs, references, held
 levels) as tensors, so a batch mixes any pairs; ``subset(rows)`` cuts them for
 the engine's compaction of stopped samples.

@@ -85,6 +85,10 @@ class Objective:
     def forward(self, acts: Activations, images: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def _plain_mean(self) -> bool:
+        """True when the value is exactly the mean of ``self.unit``'s values: :meth:`stack` gathers those together."""
+        return False
+
     def __call__(self, acts: Activations | Mapping[str, torch.Tensor], images: torch.Tensor | None = None) -> torch.Tensor:
         if not isinstance(acts, Activations):
             acts = Activations({Activations.whole_unit(k).key: v for k, v in acts.items()})
@@ -239,14 +243,12 @@ class Stacked(Objective):
     """
 
     def __init__(self, objectives: Sequence[Objective]):
-        from .activity import Activation, Channel  # the unit activations gathered in one product
-
         objectives = list(objectives)
         if not objectives or not all(isinstance(o, Objective) for o in objectives):
             raise InsilicoError("Objective.stack needs a non-empty list of objectives, one per sample")
         self.objectives = objectives
         self.units = tuple(dict.fromkeys(u for o in objectives for u in o.units))
-        plain = [i for i, o in enumerate(objectives) if type(o) in (Activation, Channel)]
+        plain = [i for i, o in enumerate(objectives) if o._plain_mean()]  # gathered in one product
         self._gathered: dict[str, list[int]] = {}
         for i in plain:
             self._gathered.setdefault(Activations.whole_unit(objectives[i].unit).key, []).append(i)

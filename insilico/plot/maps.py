@@ -7,7 +7,6 @@ sidecar that :func:`load_maps` reads back to numbers.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,7 +14,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .. import persistence
+from .._version import __version__
 from ..errors import InsilicoError, StimulusError
+from ..jsonfiles import write_json
 from .images import _figure, _titles, as_images, mosaic
 
 MAPS_FORMAT = "insilico.maps/1"
@@ -108,9 +110,9 @@ def save_maps(
         "format": MAPS_FORMAT, "image": path.name, "unit": units, "method": method,
         "settings": _jsonable(settings or {}), "shape": [n, c, h, w], "ncols": ncols,
         "scales": [float(s) for s in scale], "encoding": "value = (pixel / 255 - 0.5) * 2 * scale",
-        "versions": {"insilico": _version(), "torch": torch.__version__},
+        "versions": {"insilico": __version__, "torch": torch.__version__},
     }
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1))
+    write_json(path.with_suffix(".json"), sidecar)
     return path
 
 
@@ -122,7 +124,7 @@ def load_maps(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
     sidecar_path = path.with_suffix(".json")
     if not sidecar_path.exists():
         raise InsilicoError(f"{path} has no JSON sidecar {sidecar_path.name}: was it written by insilico.plot.save_maps?")
-    meta = json.loads(sidecar_path.read_text())
+    meta = persistence.read_json(sidecar_path, "maps sidecar")
     if meta.get("format") != MAPS_FORMAT:
         raise InsilicoError(f"{sidecar_path} is not an {MAPS_FORMAT} sidecar")
     n, c, h, w = meta["shape"]
@@ -142,8 +144,3 @@ def _jsonable(value):
 
     return jsonable(value)
 
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

@@ -16,11 +16,7 @@ from ..errors import InsilicoError
 
 
 def _as_tensor(x, device=None, dtype=None) -> torch.Tensor:
-    """``x`` (an RDM, tensor, array or list) as a detached tensor; integer input becomes float64."""
-    from .rdm import RDM
-
-    if isinstance(x, RDM):
-        x = x.vector
+    """``x`` (a tensor, array or list; of an RDM, its ``.vector``) as a detached tensor; integer input becomes float64."""
     if not torch.is_tensor(x):
         x = torch.as_tensor(np.asarray(x, dtype=float) if not isinstance(x, np.ndarray) or x.dtype == object else x)
     x = x.detach()

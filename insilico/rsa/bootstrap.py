@@ -14,7 +14,7 @@ import torch
 from ..errors import InsilicoError
 from ..results import Result
 from .arrays import _check_choice, _n_from_pairs, _rank, _square
-from .compare import _compare_method, _similarity, _vectors
+from .compare import _compare_method, _similarity, _vectors, aligned
 from .noise_ceiling import NoiseCeiling, noise_ceiling
 from .plots import plot_comparison
 from .rdm import RDM
@@ -82,7 +82,9 @@ def bootstrap(models, data, method: str = "spearman", over: str = "stimuli", n_b
     ----------
     models : dict name -> RDM, or list of RDM
     data : RDM or list of RDM (one per subject)
-        The similarity of a model is its mean over subjects.
+        The similarity of a model is its mean over subjects. Labelled RDMs are
+        aligned by label (another order is reordered, other stimuli refused: see
+        :mod:`insilico.rsa.compare`).
     method : str
         See :func:`compare`.
     over : {"stimuli", "subjects", "both"}
@@ -115,8 +117,9 @@ def bootstrap(models, data, method: str = "spearman", over: str = "stimuli", n_b
     over = _check_choice(over, ("stimuli", "subjects", "both"), "over")
     names = [str(k) for k in models] if isinstance(models, Mapping) else [
         (r.name if isinstance(r, RDM) and r.name else f"model {i}") for i, r in enumerate(models)]
+    models, data = aligned(models, data if not isinstance(data, RDM) else [data])  # labelled RDMs in one order
     mv = _vectors(models)
-    dv = _vectors(data if not isinstance(data, RDM) else [data]).to(mv.device)
+    dv = _vectors(data).to(mv.device)
     if mv.shape[1] != dv.shape[1]:
         raise InsilicoError(f"model RDMs have {mv.shape[1]} pairs and data RDMs {dv.shape[1]}: use the same stimuli")
     n, k = _n_from_pairs(mv.shape[1]), dv.shape[0]

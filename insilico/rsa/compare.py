@@ -5,6 +5,15 @@
 (Diedrichsen et al. 2021; rsatoolbox's ``corr_cov`` and ``cosine_cov``);
 rsatoolbox's names are accepted as aliases. NaN or inf dissimilarities are
 refused with the fix (drop those pairs from every RDM), never scored as numbers.
+
+Labels: wherever two RDMs meet (:func:`compare`, :func:`compare_all`,
+:func:`~insilico.rsa.bootstrap`, :func:`~insilico.rsa.noise_ceiling`), RDMs that
+carry stimulus labels are put in one order, that of the first labelled RDM: the
+same stimuli in another order are reordered, other stimuli (a label in one RDM
+and not the other, or repeated labels in another order) are refused with an
+:class:`~insilico.errors.InsilicoError` that names them. RDMs with the default
+labels ``0 .. n-1``, condensed vectors and square matrices carry no labels and
+are matched by position.
 """
 from __future__ import annotations
 
@@ -40,10 +49,19 @@ def compare(a, b, method: str = "spearman") -> float:
     -------
     float
 
+    Raises
+    ------
+    InsilicoError
+        The RDMs label different stimuli, or repeat labels in another order
+        (labelled RDMs are aligned by label first; see the module docstring).
+
     Examples
     --------
     >>> round(compare([1, 2, 3], [1, 2, 4], "spearman"), 6), round(compare([1, 2, 3], [1, 2, 2], "kendall_a"), 6)
     (1.0, 0.666667)
+    >>> a = RDM.from_matrix([[0, 1, 2], [1, 0, 3], [2, 3, 0]], labels=["cat", "dog", "car"])
+    >>> round(compare(a, a.subset([2, 0, 1]), "pearson"), 6)        # the same stimuli in another order
+    1.0
     """
     return float(compare_all([a], [b], method)[0, 0])
 
@@ -66,7 +84,7 @@ def compare_all(models, data, method: str = "spearman") -> torch.Tensor:
     (3, 2)
     """
     method = _compare_method(method)
-    va, vb = _vectors(models), _vectors(data)
+    va, vb = (_vectors(c) for c in aligned(models, data))
     if va.shape[1] != vb.shape[1]:
         raise InsilicoError(f"RDMs of different sizes ({va.shape[1]} and {vb.shape[1]} pairs) cannot be compared")
     return _similarity(va, vb.to(va.device), method)
@@ -139,6 +157,91 @@ def _vectors(x) -> torch.Tensor:
             "as numbers: drop those pairs from every RDM (keep = torch.isfinite(a) & torch.isfinite(b); "
             "compare(a[keep], b[keep])) or impute them first")
     return v
+
+
+def aligned(*collections) -> list:
+    """``collections`` (RDMs, lists or dicts of RDMs, tensors) with every labelled RDM in one stimulus order.
+
+    The order is that of the first RDM whose labels are not the default ``0 .. n-1``; an RDM with the
+    same labels in another order is reordered (:meth:`RDM.subset`); other labels are refused. RDMs
+    with default labels and tensors are left as they are (matched by position).
+
+    Raises
+    ------
+    InsilicoError
+        Two labelled RDMs label different stimuli, or repeat labels in different orders.
+
+    Examples
+    --------
+    >>> a = RDM.from_matrix([[0, 1, 2], [1, 0, 3], [2, 3, 0]], labels=["x", "y", "z"])
+    >>> _, b = aligned(a, a.subset([1, 2, 0]))
+    >>> b.labels, b.vector.tolist()
+    (['x', 'y', 'z'], [1.0, 2.0, 3.0])
+    """
+    labelled = [r for c in collections for r in _rdms_in(c) if not _positional(r)]
+    if not labelled:
+        return list(collections)
+    reference = labelled[0]
+
+    def one(x):
+        return _in_order(x, reference) if isinstance(x, RDM) else x
+
+    out = []
+    for c in collections:
+        if isinstance(c, Mapping):
+            out.append({k: one(v) for k, v in c.items()})
+        elif isinstance(c, (list, tuple)):
+            out.append([one(v) for v in c])
+        else:
+            out.append(one(c))
+    return out
+
+
+def _rdms_in(x) -> list:
+    values = list(x.values()) if isinstance(x, Mapping) else list(x) if isinstance(x, (list, tuple)) else [x]
+    return [v for v in values if isinstance(v, RDM)]
+
+
+def _positional(r: RDM) -> bool:
+    """Default labels 0 .. n-1: the RDM carries no labels of its own."""
+    return list(r.labels) == list(range(r.n))
+
+
+def _key(label):
+    try:
+        hash(label)
+        return label
+    except TypeError:
+        return repr(label)
+
+
+def _in_order(r: RDM, reference: RDM) -> RDM:
+    """``r`` in ``reference``'s stimulus order; InsilicoError if they label different stimuli."""
+    if _positional(r) or list(r.labels) == list(reference.labels):
+        return r
+    mine, theirs = [_key(k) for k in r.labels], [_key(k) for k in reference.labels]
+    names = f"{_describe(r)} and {_describe(reference)}"
+    if set(mine) != set(theirs):
+        only_r, only_ref = [k for k in mine if k not in set(theirs)], [k for k in theirs if k not in set(mine)]
+        raise InsilicoError(
+            f"the RDMs {names} label different stimuli: {len(only_r)} labels only in the first "
+            f"{_few(only_r)}, {len(only_ref)} only in the second {_few(only_ref)}; compare RDMs of the same stimuli "
+            "(rdm.subset(index) keeps some stimuli, in the order given)")
+    if len(set(mine)) < len(mine) or len(set(theirs)) < len(theirs):
+        raise InsilicoError(
+            f"the RDMs {names} repeat labels, in different orders, so which stimulus is which is not known: "
+            "give each stimulus its own label (rdm(..., labels=ids)), or put both RDMs in the same order")
+    position = {k: i for i, k in enumerate(mine)}
+    return r.subset([position[k] for k in theirs])
+
+
+def _describe(r: RDM) -> str:
+    return f"{r.name!r}" if r.name else f"(unnamed, {r.n} stimuli)"
+
+
+def _few(labels: list) -> str:
+    shown = ", ".join(repr(k) for k in labels[:4])
+    return f"({shown}{', ...' if len(labels) > 4 else ''})"
 
 
 def _condensed(x) -> torch.Tensor:

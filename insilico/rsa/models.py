@@ -11,15 +11,16 @@ from typing import Sequence
 import torch
 
 from ..errors import InsilicoError
+from ..layers import is_activation, is_conv_linear, is_inert
+from ..registry import register_tool
 from .rdm import rdm
-
-
-_ACTIVATIONS = {"ReLU", "ReLU6", "GELU", "SiLU", "ELU", "SELU", "CELU", "LeakyReLU", "PReLU", "Tanh", "Sigmoid",
-                "Softplus", "Mish", "Hardswish", "Hardtanh", "GLU"}
 
 
 def layer_units(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
     """The layers of a model worth an RDM: every activation module, and the last layer (the output).
+
+    Activations, convolutions / linear layers and the modules that leave values
+    as they are (Dropout, Identity, Flatten) are the lists of :mod:`insilico.layers.modules`.
 
     Modules called several times per forward pass (recurrent networks) are
     addressed at their last call (``"@-1"``); modules never called are left
@@ -38,23 +39,21 @@ def layer_units(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
     >>> layer_units(net, torch.rand(1, 4))
     ['1', '3']
     """
-    from torch import nn
-
     from ..probe import Probe
 
-    skip = (nn.Dropout, nn.Identity, nn.Flatten)
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
-    names = [n for n, m in leaves if type(m).__name__ in _ACTIVATIONS]
-    last = [n for n, m in leaves if not isinstance(m, skip)][-1:]
+    names = [n for n, m in leaves if is_activation(m)]
+    last = [n for n, m in leaves if not is_inert(m)][-1:]
     names += [n for n in last if n not in names]
     if len(names) <= 1:
-        names = [n for n, m in leaves if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))] or names
+        names = [n for n, m in leaves if is_conv_linear(m)] or names
     if not names:
         raise InsilicoError("found no layers to record in this model; pass units= explicitly")
     survey = Probe(model).survey(example, modules=names)  # in a session: every module's own mode kept
     return [n if survey.count(n) == 1 else f"{n}@-1" for n in names if survey.count(n) > 0]
 
 
+@register_tool("rsa", follows_dtype=False)
 def model_rdms(model: torch.nn.Module, stimuli, units: Sequence[str] | None = None, method: str = "correlation",
                labels: Sequence | None = None, batch_size: int = 64, progress: bool = True, **options) -> dict:
     """Record a model's layers over a stimulus set and compute one RDM per layer.

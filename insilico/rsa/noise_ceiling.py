@@ -13,7 +13,7 @@ import torch
 from ..errors import InsilicoError
 from ..results import Result
 from .arrays import _rank
-from .compare import _compare_method, _similarity, _vectors
+from .compare import _compare_method, _similarity, _vectors, aligned
 
 
 def _pool(v: torch.Tensor, method: str) -> torch.Tensor:
@@ -64,7 +64,8 @@ def noise_ceiling(subjects, method: str = "spearman") -> NoiseCeiling:
     Parameters
     ----------
     subjects : list of RDM, or tensor (n_subjects, n_pairs)
-        At least 2.
+        At least 2. Labelled RDMs are aligned by label (another order is
+        reordered, other stimuli refused: see :mod:`insilico.rsa.compare`).
     method : str
         The comparison method (see :func:`compare`).
 
@@ -83,6 +84,7 @@ def noise_ceiling(subjects, method: str = "spearman") -> NoiseCeiling:
     True
     """
     method = _compare_method(method)
+    (subjects,) = aligned(subjects)  # labelled RDMs in one stimulus order
     v = _vectors(subjects)
     k = v.shape[0]
     if k < 2:

@@ -6,15 +6,12 @@ RDM heat maps and MDS plots are methods of :class:`~insilico.rsa.RDM`
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Mapping
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .noise_ceiling import NoiseCeiling
 
-
-def plot_comparison(results, ax=None, ceiling: NoiseCeiling | tuple | None = None, title: str | None = None,
+def plot_comparison(results, ax=None, ceiling: tuple | None = None, title: str | None = None,
                     ylabel: str | None = None, color: str = "tab:blue"):
     """Bar plot of model-to-brain similarities with error bars and the noise ceiling drawn.
 
@@ -30,10 +27,8 @@ def plot_comparison(results, ax=None, ceiling: NoiseCeiling | tuple | None = Non
     -------
     matplotlib Figure
     """
-    from .bootstrap import BootstrapResult
-
     fig, ax = _axes(ax, (max(3.0, 0.45 * _count(results) + 1.5), 3.2))
-    if isinstance(results, BootstrapResult):
+    if not isinstance(results, Mapping):  # a BootstrapResult
         names, values = results.names, results.estimate
         err = np.abs(results.ci.T - values[None])
         ceiling = ceiling if ceiling is not None else results.ceiling
@@ -62,9 +57,7 @@ def plot_comparison(results, ax=None, ceiling: NoiseCeiling | tuple | None = Non
 
 
 def _count(results) -> int:
-    from .bootstrap import BootstrapResult
-
-    return len(results.names) if isinstance(results, BootstrapResult) else len(results)
+    return len(results) if isinstance(results, Mapping) else len(results.names)
 
 
 def _axes(ax, size):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import StimulusError
+from ..seeding import fresh_seed
 from .stimulus_set import _jsonable
 
 
@@ -144,7 +145,7 @@ def _polarity(v: Any) -> float:
 
 def _generator(seed: int | None) -> tuple[torch.Generator, int]:
     if seed is None:
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        seed = fresh_seed() % (2**31 - 1)  # the OS's entropy, not a draw from torch's global generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise StimulusError(f"seed must be an integer or None, got {seed!r}.")
     return torch.Generator().manual_seed(int(seed)), int(seed)

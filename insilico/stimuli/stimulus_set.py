@@ -6,7 +6,6 @@ saving and loading without pickle, and a quick plot.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -15,7 +14,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from ..errors import StimulusError
+from .. import persistence
+from ..errors import SavedFileError, StimulusError
+from ..jsonfiles import to_json
 from ..pixels import check_images
 
 _FORMAT = "insilico.StimulusSet/1"
@@ -290,8 +291,8 @@ class StimulusSet:
         True
         """
         path = pathlib.Path(path)
-        meta = json.dumps({"format": _FORMAT, "torch": torch.__version__})
-        params = json.dumps(self.params)
+        meta = to_json({"format": _FORMAT, "torch": torch.__version__}, indent=None)
+        params = to_json(self.params, indent=None)
         images = self.images.detach().cpu()
         if path.suffix == ".npz":
             np.savez_compressed(path, images=images.numpy(), params=np.array(params), meta=np.array(meta))
@@ -308,16 +309,19 @@ class StimulusSet:
         if not path.exists():
             raise StimulusError(f"load: no file at {path}.")
         if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if "images" not in z or "params" not in z:
-                    raise StimulusError(f"load: {path} is not a StimulusSet file (missing 'images'/'params').")
-                images = torch.from_numpy(z["images"].copy())
-                params = json.loads(str(z["params"]))
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    if "images" not in z or "params" not in z:
+                        raise StimulusError(f"load: {path} is not a StimulusSet file (missing 'images'/'params').")
+                    images = torch.from_numpy(z["images"].copy())
+                    params = persistence.json_field({"params": str(z["params"])}, "params", path, (list, dict))
+            except (OSError, ValueError, EOFError, KeyError) as e:
+                raise SavedFileError(f"load: {path} is damaged or not a StimulusSet file: {e}", path) from e
         elif path.suffix in (".pt", ".pth"):
-            d = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(d, dict) or "images" not in d or "params" not in d:
+            d = persistence.read(path, "stimulus set")
+            if "images" not in d or "params" not in d:
                 raise StimulusError(f"load: {path} is not a StimulusSet file (missing 'images'/'params').")
-            images, params = d["images"], json.loads(d["params"])
+            images, params = d["images"], persistence.json_field(d, "params", path, (list, dict))
         else:
             raise StimulusError(f"load: unknown file type {path.suffix!r}; expected .npz or .pt.")
         out = cls(images, params)

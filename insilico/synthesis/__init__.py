@@ -15,7 +15,8 @@ color               the colour decorrelation matrix and how it is estimated
 transforms          :class:`Transforms`: per-sample pad/jitter/scale/rotate
 settings            the engine's JSON settings and back (resume)
 stopping            stopping rules ``rule(trace, state) -> mask``
-projection          constraints after each step (:class:`EpsBall`, ...)
+projection          constraints after each step (:class:`EpsBall`,
+                    :class:`ContrastBudget`, ...; :class:`Chain` of them)
 seeds               :func:`derive_seed`, :func:`content_key`: per-sample seeds
 result              :class:`SynthesisResult`: a :class:`insilico.results.Result`
 =================== ===========================================================
@@ -32,14 +33,15 @@ from .engine import DEFAULT_STEPS, Synthesis, derive_seed
 from .lbfgs import BatchLBFGS
 from .parameterization import Fourier, Parameterization, Pixel
 from .optimizers import SignSGD
-from .projection import Clamp, EpsBall, L2Ball, LinfBall
+from .projection import Chain, Clamp, ContrastBudget, EpsBall, L2Ball, LinfBall
 from .result import SynthesisResult
 from .schedules import Halving
 from .stopping import MaxSteps, PixelChange, Plateau, StopState, TargetReached
 from .transforms import Transforms
 
 __all__ = [
-    "BatchLBFGS", "Clamp", "DEFAULT_STEPS", "EpsBall", "Fourier", "Halving", "L2Ball", "LinfBall", "MaxSteps",
+    "BatchLBFGS", "Chain", "Clamp", "ContrastBudget", "DEFAULT_STEPS", "EpsBall", "Fourier", "Halving", "L2Ball",
+    "LinfBall", "MaxSteps",
     "Parameterization", "Pixel", "PixelChange", "Plateau", "SignSGD", "StopState", "Synthesis", "SynthesisResult",
     "TargetReached", "Transforms",
     "derive_seed",

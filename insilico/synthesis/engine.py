@@ -277,6 +277,10 @@ class Synthesis:
         self.keep = keep
         self.optimizer_factory = optimizer if callable(optimizer) else None
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
+        if not float(lr) > 0 or float(lr) == float("inf"):
+            raise InsilicoError(f"lr must be a positive finite number, not {lr!r}")
+        if int(steps) < 0:
+            raise InsilicoError(f"steps must be at least 0 (0: only the start images), not {steps!r}")
         self.lr = float(lr)
         self.optimizer_options = dict(optimizer_options or {})
         self.schedule = schedule
@@ -493,6 +497,8 @@ class Synthesis:
         from tqdm.auto import tqdm
 
         budget = self.steps if steps is None else int(steps)
+        if budget < 0:
+            raise InsilicoError(f"steps must be at least 0, not {steps!r}")
         self._subset = None  # the objective may have changed between runs (e.g. coarse-to-fine weights)
         if self._lbfgs:
             self.optimizer.forget()

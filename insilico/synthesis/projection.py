@@ -137,4 +137,42 @@ class EpsBall:
         return f"EpsBall(norm={self.norm!r}, eps={values})"
 
 
-__all__ = ["Clamp", "EpsBall", "L2Ball", "LinfBall"]
+class ContrastBudget:
+    """Projection: each image's RMS contrast (pixel std over C, H, W) at most ``rms``, its mean kept, in [0, 1].
+
+    Example
+    -------
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> bool((ContrastBudget(0.1)(x).flatten(1).std(1, unbiased=False) <= 0.1 + 1e-6).all())
+    True
+    """
+
+    def __init__(self, rms: float):
+        self.rms = float(rms)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        mean = images.mean((1, 2, 3), keepdim=True)
+        delta = images - mean
+        rms = delta.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
+        return (mean + delta * (self.rms / rms).clamp(max=1.0)).clamp(0.0, 1.0)
+
+    def __repr__(self) -> str:
+        return f"ContrastBudget({self.rms})"
+
+
+class Chain:
+    """Projections applied in order (e.g. a contrast budget, then a distance budget that must hold exactly)."""
+
+    def __init__(self, projections):
+        self.projections = list(projections)
+
+    def __call__(self, images):
+        for project in self.projections:
+            images = project(images)
+        return images
+
+    def __repr__(self) -> str:
+        return " then ".join(map(repr, self.projections))
+
+
+__all__ = ["Chain", "Clamp", "ContrastBudget", "EpsBall", "L2Ball", "LinfBall"]

@@ -24,15 +24,15 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from .. import results as _results
-from ..errors import InsilicoError
+from .. import persistence
+from ..errors import InsilicoError, SavedFileError
+from ..jsonfiles import to_json
 from ..results import Result, versions
 
 #: This result's own file format (``insilico.results.FORMAT`` is the generic one's).
@@ -115,7 +115,7 @@ class SynthesisResult(Result):
             "images": self.images.cpu(),
             "trace": self.trace.cpu(),
             "steps": self.steps.cpu(),
-            "json": json.dumps({"stop_reasons": list(self.stop_reasons), "labels": list(self.labels),
+            "json": to_json({"stop_reasons": list(self.stop_reasons), "labels": list(self.labels),
                                 "settings": self.settings, "seeds": [int(s) for s in self.seeds],
                                 "versions": self.versions}),
             "state": _to_cpu(self.state) if state and self.state is not None else None,
@@ -124,16 +124,25 @@ class SynthesisResult(Result):
     @classmethod
     def load(cls, path: str | os.PathLike) -> SynthesisResult:
         """Read a result written by :meth:`save` (or by the generic :meth:`insilico.results.Result.save`)."""
-        return cls._from_blob(_results.read(path, "synthesis result"), os.fspath(path))
+        return cls._from_blob(persistence.read(path, "synthesis result"), os.fspath(path))
 
     @classmethod
     def _from_blob(cls, blob: dict, path: str) -> SynthesisResult:
-        if blob.get("format") == _results.FORMAT and "result" in blob:
+        """The result in a file's contents: the generic format (it records its kind) or this one (format 1)."""
+        if "kind" in blob or blob.get("format") == persistence.FORMAT:
             return super()._from_blob(blob, path)
-        if blob.get("format") != FORMAT:
-            raise InsilicoError(f"{path!r} is not a synthesis result (format {FORMAT}) saved by insilico")
-        meta = json.loads(blob["json"])
-        return cls(images=blob["images"], trace=blob["trace"], steps=blob["steps"], state=blob["state"], **meta)
+        persistence.check_format(blob, path, FORMAT, what="synthesis result")
+        fields = cls._fields_of(blob, path)
+        return persistence.build(cls, fields, path, fields.get("versions"))
+
+    @classmethod
+    def _fields_of(cls, blob: dict, path: str) -> dict:
+        """The constructor's fields held by a format-1 file."""
+        missing = [k for k in ("images", "trace", "steps") if k not in blob]
+        if missing:
+            raise SavedFileError(f"{path!r} is a damaged synthesis result (no {', '.join(missing)})", path)
+        return {"images": blob["images"], "trace": blob["trace"], "steps": blob["steps"], "state": blob.get("state"),
+                **persistence.json_field(blob, "json", path)}
 
     @classmethod
     def concat(cls, results: Sequence[SynthesisResult]) -> SynthesisResult:

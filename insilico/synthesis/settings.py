@@ -2,27 +2,23 @@
 
 :func:`settings_of` writes a :class:`~insilico.synthesis.Synthesis`'s settings
 (no callables: a custom schedule, stopping function or projection is named,
-not saved); :func:`options_from` reads them back as the arguments that
+not saved; ``synth`` is the engine, which imports this module, so it is not
+annotated); :func:`options_from` reads them back as the arguments that
 rebuild the engine, for :meth:`Synthesis.resume <insilico.synthesis.Synthesis.resume>`;
 :func:`state_of` and :func:`load_state` hold its state (parameters, optimizer,
 generators, traces, stopping, best iterates) for a continued run.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from ..errors import InsilicoError
 from . import stopping
+from .result import SynthesisResult
 from .transforms import Transforms
 
-if TYPE_CHECKING:
-    from .engine import Synthesis
-    from .result import SynthesisResult
 
-
-def settings_of(synth: Synthesis) -> dict:
+def settings_of(synth) -> dict:
     """JSON-able settings of ``synth``."""
     return {
         "objective": repr(synth.objective),
@@ -77,7 +73,7 @@ def options_from(result: SynthesisResult) -> tuple[str, dict]:
     return kind, kwargs
 
 
-def state_of(synth: Synthesis) -> dict:
+def state_of(synth) -> dict:
     """Everything a continued run of ``synth`` needs (tensors, numbers and lists only)."""
     return {
         "param": synth.param.param.detach().clone(),
@@ -93,7 +89,7 @@ def state_of(synth: Synthesis) -> dict:
     }
 
 
-def load_state(synth: Synthesis, state: dict) -> None:
+def load_state(synth, state: dict) -> None:
     """Set ``synth`` to continue from :func:`state_of` (e.g. ``result.state``)."""
     if tuple(state["param"].shape) != tuple(synth.param.param.shape):
         raise InsilicoError(

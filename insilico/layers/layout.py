@@ -1,0 +1,194 @@
+"""The layout of a unit's output, and the centre rule: which value of a map or a sequence is "the" unit.
+
+One sample's output (no batch axis) has one of these layouts
+(:func:`layout_of` tells which, from its shape, the module that gives it and
+the model's family, :mod:`insilico.layers.families`):
+
+=============== ================ ========================================================================
+layout          shape            centre (:func:`centre`): the value the experiments read
+=============== ================ ========================================================================
+"map"           (C, H, W, ...)   every position axis at its middle ``(H // 2, W // 2, ...)``; also
+                (C, L)           the 1-d maps of :data:`~insilico.layers.modules.MAPS_1D` (Conv1d, ...)
+"channels_last" (H, W, C)        ``(H // 2, W // 2)``: Swin's stages, a ConvNeXt block's inner layers,
+                                 any Linear / LayerNorm / permute-to-NHWC with a 3-axis output
+"tokens"        (T, D)           the patch token at the image centre (:func:`centre_token`), after the
+                                 family's prefix tokens (the CLS token, registers)
+"heads"         (heads, L, E)    an attention part (``"attn:heads"``, ``"attn:weights"``): the centre
+                                 query token on axis 1 (:mod:`insilico.attention`)
+"vector"        (D,)             as written (a linear layer, logits)
+"scalar"        ()               as written
+=============== ================ ========================================================================
+
+The choice for tokens: the centre *patch*, not the CLS token. The CLS token
+sees every patch (its receptive field is the whole image), so tuning curves
+and receptive fields of a "token layer" would mix every position; the centre
+patch is the position a conv map's centre neuron takes (``vit.conv_proj`` and
+the blocks after it are read at the same patch). Name the CLS token yourself
+(``"encoder.ln[0]"``) when you mean it.
+
+Example
+-------
+>>> from torch import nn
+>>> layout_of((64, 56, 56)), layout_of((197, 768)), layout_of((7, 7, 96), nn.LayerNorm(96)), layout_of((10,))
+('map', 'tokens', 'channels_last', 'vector')
+>>> centre((64, 56, 56), "map"), centre((197, 768), "tokens"), centre((7, 7, 96), "channels_last")
+({1: 28, 2: 28}, {0: 106}, {0: 3, 1: 3})
+>>> str(at_centre(Unit.parse("layer1[3]"), (64, 56, 56))), str(at_centre(Unit.parse("blk[:, 0:8]"), (197, 768)))
+('layer1[3,28,28]', 'blk[106,0:8]')
+"""
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from ..units import Unit, check_index
+from .modules import CONV, CONV_LINEAR_NAMES, MAPS_1D, SPATIAL, _named
+
+LAYOUTS = ("map", "channels_last", "tokens", "heads", "vector", "scalar")
+
+
+def layout_of(shape: tuple, module: nn.Module | None = None, family=None, part: str | None = None) -> str:
+    """The layout of one sample's output ``shape`` (a name of :data:`LAYOUTS`).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        One sample's output shape (no batch axis).
+    module : nn.Module, optional
+        The module that gives it (tells 1-d maps from tokens, channels-last from maps).
+    family : Family, optional
+        The model's family (:func:`~insilico.layers.families.family_of`): it knows which of its modules
+        give channels-last outputs (Swin).
+    part : str, optional
+        ``"heads"`` or ``"weights"`` for an attention part (``Unit.part``).
+
+    Without a module, two axes are tokens and three a map.
+    """
+    n = len(shape)
+    if part in ("heads", "weights") and n == 3:
+        return "heads"
+    if n <= 1:
+        return ("scalar", "vector")[n]
+    if n == 2:
+        return "map" if isinstance(module, MAPS_1D) else "tokens"
+    if n == 3 and _channels_last(module, family):
+        return "channels_last"
+    return "map"
+
+
+def _channels_last(module: nn.Module | None, family) -> bool:
+    if module is None:
+        return False
+    dims = getattr(module, "dims", None)
+    if type(module).__name__ == "Permute" and dims is not None and len(dims) == 4:   # torchvision.ops.Permute
+        return list(dims)[-1] == 1
+    rule = getattr(family, "channels_last", None)
+    if rule is not None:
+        return bool(rule(module))
+    return last_axis_features(module)
+
+
+def last_axis_features(module: nn.Module) -> bool:
+    """True for modules that act on the last axis of their input (Linear, LayerNorm; not LayerNorm2d)."""
+    if isinstance(module, nn.Linear) or _named(module, CONV_LINEAR_NAMES):
+        return True
+    return isinstance(module, nn.LayerNorm) and not type(module).__name__.endswith("2d")
+
+
+def map_like(module: nn.Module) -> bool:
+    """True for modules whose outputs are always channels-first maps (convolutions, 2-d pooling)."""
+    return isinstance(module, CONV + SPATIAL + (nn.ConvTranspose2d,))
+
+
+def centre_token(n_tokens: int, prefix: int | None = None) -> int:
+    """The token at the image centre in a ViT-style sequence of ``n_tokens``.
+
+    ``prefix`` tokens (a CLS token, registers) come first, then a g x g patch
+    grid (row-major); the centre patch is row ``g // 2``, column ``g // 2``,
+    the position a conv map's centre neuron takes (``H // 2, W // 2``). With
+    ``prefix=None`` (the family does not say) ``g * g`` tokens are a grid and
+    ``g * g + 1`` a CLS token followed by the grid (torchvision's and timm's
+    ViTs). Any other count is read at its middle (``prefix + rest // 2``): name
+    the token yourself in the address when that is not what you mean.
+
+    >>> centre_token(197), centre_token(196), centre_token(10), centre_token(201, prefix=5)
+    (106, 105, 5, 110)
+    """
+    for extra in (0, 1) if prefix is None else (prefix,):
+        side = math.isqrt(max(n_tokens - extra, 0))
+        if side > 0 and side * side == n_tokens - extra:
+            return extra + (side // 2) * side + side // 2
+    extra = prefix or 0
+    return extra + (n_tokens - extra) // 2
+
+
+def centre(shape: tuple, layout: str, prefix: int | None = None) -> dict[int, int]:
+    """The centre rule: ``{axis: index}`` of the position axes of one sample's ``shape`` in ``layout``.
+
+    The feature / channel axes are not in it (a map's centre is every channel at
+    ``(H // 2, W // 2)``); ``prefix`` is the family's count of prefix tokens
+    (:func:`centre_token`). Vectors and scalars have no position axis (``{}``).
+    """
+    if layout == "map":
+        return {axis: shape[axis] // 2 for axis in range(1, len(shape))}
+    if layout == "channels_last":
+        return {axis: shape[axis] // 2 for axis in range(len(shape) - 1)}
+    if layout == "tokens":
+        return {0: centre_token(shape[0], prefix)}
+    if layout == "heads":
+        return {1: centre_token(shape[1], prefix)}
+    return {}
+
+
+def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=None) -> Unit:
+    """The unit as the experiments read it: every position axis it leaves open at the centre (:func:`centre`).
+
+    The one rule for every experiment (tuning, receptive fields,
+    microstimulation...), for one sample's output ``shape`` of ``module``
+    (layout by :func:`layout_of`; ``family`` from
+    :func:`~insilico.layers.families.family_of`):
+
+    - a map ``(C, H, W, ...)``: the position axes ``H, W, ...`` left open
+      (not indexed, or ``:``) are read at ``(H // 2, W // 2, ...)``:
+      ``"layer1"`` is every channel at the centre, ``"layer1[3]"`` channel 3
+      at the centre, ``"layer1[3,5,5]"`` that neuron;
+    - channels-last ``(H, W, C)`` (Swin): ``"features.1"`` is every channel at
+      ``(H // 2, W // 2)``; ``"features.1[:, :, 3]"`` channel 3 there;
+    - tokens ``(T, D)`` (a transformer block's output): a token axis left open
+      is read at the centre patch token (:func:`centre_token`):
+      ``"encoder.layers.encoder_layer_3"`` is every feature of the centre
+      patch, ``"encoder.layers.encoder_layer_3[:, 0:8]"`` its features 0-7;
+      a token index picks that token: ``[0, 0:8]`` is the CLS token of a
+      ViT (CLS first), ``[106, 0:8]`` the centre patch of ViT-B/16 at 224 px;
+    - an attention part ``(heads, L, E)``: the centre query token;
+    - a vector ``(D,)`` (a linear layer) or a scalar: as written.
+
+    An axis given a range (``[3, 2:5, 2:5]``) is kept as written.
+
+    Raises
+    ------
+    UnitError
+        The unit's index does not fit ``shape``.
+    """
+    if len(shape) < 2:
+        return unit
+    index = list(_expand(unit, shape))
+    prefix = family.prefix() if family is not None else None
+    for axis, middle in centre(shape, layout_of(shape, module, family, unit.part), prefix).items():
+        if index[axis] == slice(None):
+            index[axis] = middle
+    return Unit(unit.module, unit.step, tuple(index), unit.output)
+
+
+def _expand(unit: Unit, shape: tuple) -> tuple:
+    """The unit's index with one item per axis of ``shape`` (``...`` and missing trailing axes as ``:``)."""
+    index = list(unit.index or ())
+    check_index(tuple(index), shape, unit)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index[at:at + 1] = [slice(None)] * (len(shape) - len(index) + 1)
+    return tuple(index + [slice(None)] * (len(shape) - len(index)))
+
+
+__all__ = ["LAYOUTS", "layout_of", "last_axis_features", "map_like", "centre_token", "centre", "at_centre"]

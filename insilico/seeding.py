@@ -1,0 +1,87 @@
+"""Randomness that stays the user's: every tool draws from generators of its own.
+
+No insilico tool reads or changes torch's (CPU or CUDA), numpy's or Python's
+global random state: a seeded script gives the same numbers after a tool call
+as without it. Tools take ``seed=``; ``seed=None`` means fresh entropy from
+the operating system (:func:`fresh_seed`, via :mod:`secrets`), never a draw
+from, or a re-seeding of, the global generators (``torch.seed()`` re-seeds
+torch's global generator).
+
+- :func:`generator`: a ``torch.Generator`` on a device, seeded (``None``: fresh).
+- :func:`derive_seed`: a sample's seed from a run's ``seed`` and the sample's
+  key (its index, label or :func:`content_key`), so a sample's random draws do
+  not depend on its batch companions, its position or the batch size.
+- :func:`content_key`: a digest of each image's bytes, the key for tools that
+  start from a user's images (PGD's random start, MAD's start noise,
+  SmoothGrad's noise): an image gets the same noise alone, in any batch, at
+  any position and in any chunk of a sharded run.
+
+Example
+-------
+>>> import torch
+>>> state = torch.get_rng_state()
+>>> g = generator(None)                      # fresh entropy, the global state untouched
+>>> torch.equal(state, torch.get_rng_state())
+True
+>>> x = torch.rand(3, 1, 2, 2, generator=generator(0))
+>>> content_key(x)[1] == content_key(x[1:2])[0] != content_key(x)[0]
+True
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import torch
+
+
+def fresh_seed() -> int:
+    """A seed from the operating system's entropy (62 bits); the global generators are not touched.
+
+    Example
+    -------
+    >>> 0 <= fresh_seed() < 2**62
+    True
+    """
+    return secrets.randbits(62)
+
+
+def generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None``: :func:`fresh_seed`).
+
+    Example
+    -------
+    >>> a = torch.rand(2, generator=generator(3)); b = torch.rand(2, generator=generator(3))
+    >>> torch.equal(a, b)
+    True
+    """
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed) if seed is not None else fresh_seed())
+    return g
+
+
+def derive_seed(seed: int, key: int | str) -> int:
+    """A sample's seed from a run's ``seed`` and the sample's index or label (stable across runs and machines).
+
+    Example
+    -------
+    >>> derive_seed(0, "features.3[5]") == derive_seed(0, "features.3[5]") != derive_seed(1, "features.3[5]")
+    True
+    """
+    digest = hashlib.sha256(f"{int(seed)}|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 62) - 1)
+
+
+def content_key(images: torch.Tensor) -> list[str]:
+    """One short hex digest (16 characters) per image of ``images`` (N, ...), from its dtype, shape and bytes."""
+    flat = images.detach().cpu().contiguous()
+    keys = []
+    for image in flat:
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(f"{image.dtype}|{tuple(image.shape)}|".encode())
+        digest.update(image.numpy().tobytes() if image.dtype != torch.bfloat16 else image.float().numpy().tobytes())
+        keys.append(digest.hexdigest())
+    return keys
+
+
+__all__ = ["content_key", "derive_seed", "fresh_seed", "generator"]

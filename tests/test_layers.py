@@ -1,0 +1,203 @@
+"""Architecture knowledge (insilico.layers): the one list of module kinds, output layouts, the centre rule,
+model families, the layer chooser; and every former duplicate now reads it."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import insilico
+from insilico.errors import InsilicoError
+from insilico.experiments.receptive_fields import locate, spatial_layers
+from insilico.experiments.runs import after_nonlinearity, record_units
+from insilico.layers import (FAMILIES, Family, at_centre, attention_modules, centre, centre_token, choose_layers,
+                             family_of, is_activation, is_conv_linear, is_pass_through, layout_of, register)
+from insilico.rsa import layer_units
+from insilico.units import Unit
+
+
+def tiny_vit():
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
+                                               mlp_dim=32).eval()
+    vit.input_size = (3, 32, 32)
+    return vit
+
+
+def swin():
+    torch.manual_seed(0)
+    model = torchvision.models.swin_t().eval()
+    model.input_size = (3, 32, 32)   # 8 x 8 patches: stages of 8, 4, 2, 1 positions
+    return model
+
+
+def tiny_convnext():
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    torch.manual_seed(0)
+    model = ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], num_classes=3).eval()
+    model.input_size = (3, 16, 16)
+    return model
+
+
+def layouts(model, x):
+    """{address: layout} of every module call of one pass, as the one rule reads it."""
+    survey = insilico.Probe(model).survey(x)
+    modules, family = dict(model.named_modules()), family_of(model)
+    return {survey.address(c.module, c.step): layout_of(c.shape, modules[c.module], family)
+            for c in survey if c.shape is not None}
+
+
+class GELUTanh(nn.Module):        # timm's name: known by name, as the library is not imported
+    def forward(self, x):
+        return nn.functional.gelu(x, approximate="tanh")
+
+
+# -- the one list of module kinds --------------------------------------------------------------------------------
+def test_resnet18_activations_convs_and_norms_are_classified_by_the_one_list():
+    net = torchvision.models.resnet18()
+    modules = dict(net.named_modules())
+    assert {n for n, m in modules.items() if is_activation(m)} == {n for n, m in modules.items() if type(m) is nn.ReLU}
+    assert {n for n, m in modules.items() if is_conv_linear(m)} == \
+        {n for n, m in modules.items() if type(m) in (nn.Conv2d, nn.Linear)}
+    assert all(is_pass_through(m) for m in modules.values() if isinstance(m, nn.BatchNorm2d))
+    chosen = choose_layers(net, (3, 32, 32), "activations", step="every")
+    assert chosen[0] == "relu" and len(chosen) == 9 and all(type(modules[n]) is nn.ReLU for n in chosen)
+
+
+def test_minialex_kinds_in_call_order():
+    model = insilico.models.load("minialex")
+    convs = ["features.0", "features.3", "features.6", "features.8", "features.10"]
+    assert choose_layers(model, kind="conv") == convs
+    assert choose_layers(model, kind="activations") == ["features.1", "features.4", "features.7", "features.9",
+                                                       "features.11", "classifier.2", "classifier.5"]
+    assert choose_layers(model, kind="local") == ["features.0", "features.2", "features.3", "features.5",
+                                                  "features.6", "features.8", "features.10", "features.12"]
+    # the probes' defaults (former first_conv / last_conv of the script kit)
+    assert choose_layers(model, kind="conv", step="first")[0] == "features.0"
+    assert choose_layers(model, kind="conv", step="every")[-1] == "features.10"
+
+
+def test_foreign_activations_are_known_by_class_name_and_every_former_duplicate_agrees():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), GELUTanh(), nn.Conv2d(2, 2, 3), nn.Hardsigmoid(),
+                        nn.Flatten(), nn.Linear(32, 3), nn.Dropout())
+    x = torch.rand(1, 1, 8, 8)
+    assert [str(u) for u in after_nonlinearity(net, ["0[1]", "3"], x)] == ["2[1]", "4"]   # experiments
+    assert choose_layers(net, x, "activations") == ["2", "4"]                                # layer chooser
+    assert layer_units(net, x) == ["2", "4", "6"]                                            # rsa: + the output
+    assert not is_activation(nn.Softmax(dim=1)) and not is_activation(None)
+
+
+def test_choose_layers_without_an_example_needs_input_size():
+    with pytest.raises(InsilicoError, match="input_size"):
+        choose_layers(nn.Sequential(nn.Conv2d(1, 1, 3)), kind="conv")
+    with pytest.raises(InsilicoError, match="step must be"):
+        choose_layers(nn.Sequential(nn.Conv2d(1, 1, 3)), (1, 8, 8), "conv", step="all")
+
+
+def test_receptive_field_layers_are_the_local_kind():
+    model = insilico.models.load("minialex")
+    assert spatial_layers(model, 3, 64) == choose_layers(model, (3, 64, 64), "local", step="first")
+
+
+# -- layouts ----------------------------------------------------------------------------------------------------
+def test_vit_layouts_family_and_centre_patch():
+    vit = tiny_vit()
+    family = family_of(vit)
+    assert family.name == "vit" and family.prefix() == 1
+    seen = layouts(vit, torch.rand(1, 3, 32, 32))
+    assert seen["conv_proj"] == "map" and seen["encoder.layers.encoder_layer_0"] == "tokens"
+    assert seen["encoder.layers.encoder_layer_0.mlp.0"] == "tokens" and seen["heads.head"] == "vector"
+    assert attention_modules(vit) == {"encoder.layers.encoder_layer_0.self_attention": "heads"}
+    neuron, _ = locate(vit, "conv_proj[0]", 3, 32)
+    token, _ = locate(vit, "encoder.layers.encoder_layer_0[:, 0]", 3, 32)
+    assert neuron.key == "conv_proj[0,2,2]" and token.key == "encoder.layers.encoder_layer_0[11,0]"
+    assert 1 + neuron.index[1] * 4 + neuron.index[2] == token.index[0]      # the same patch, after the CLS token
+
+
+def test_swin_stages_are_channels_last_and_read_at_their_centre_position():
+    model = swin()
+    assert family_of(model).name == "swin"
+    x = torch.rand(2, 3, 32, 32)
+    seen = layouts(model, x[:1])
+    assert seen["features.0.0"] == "map" and seen["permute"] == "map" and seen["avgpool"] == "map"
+    for name in ("features.0.1", "features.0", "features.1", "features.1.0.attn", "features.1.0.mlp.1",
+                 "features.2", "features.3.0", "norm"):
+        assert seen[name] == "channels_last", name
+    assert seen["head"] == "vector"
+    assert set(attention_modules(model).values()) == {"windows"} and len(attention_modules(model)) == 12
+    # the generic rule alone cannot see that a GELU inside a Swin block gives (H, W, C): the family says so
+    assert layout_of((8, 8, 384), nn.GELU()) == "map"
+    assert layout_of((8, 8, 384), nn.GELU(), family_of(model)) == "channels_last"
+    with insilico.Probe(model).record("features.1") as rec:
+        model(x)
+    full = rec["features.1"]                                                     # (2, 8, 8, 96)
+    values, names = record_units(model, x, ["features.1[:, :, 3:5]"], progress=False)
+    assert names == ["features.1[4,4,3]", "features.1[4,4,4]"]
+    torch.testing.assert_close(values, full[:, 4, 4, 3:5])
+
+
+def test_convnext_block_inner_layers_are_channels_last_and_the_block_a_map():
+    model = tiny_convnext()
+    assert family_of(model).name == "convnext"
+    seen = layouts(model, torch.rand(1, 3, 16, 16))
+    block = "features.1.0.block"
+    assert [seen[f"{block}.{i}"] for i in range(7)] == ["map", "channels_last", "channels_last", "channels_last",
+                                                        "channels_last", "channels_last", "map"]
+    assert seen["features.1.0"] == "map" and seen["features.2.0"] == "map"   # a LayerNorm2d is channels-first
+
+
+def test_family_is_found_inside_a_wrapper_and_a_new_family_registers():
+    wrapped = nn.Sequential(nn.Identity(), tiny_vit())
+    assert family_of(wrapped).name == "vit" and family_of(wrapped).prefix() == 1
+
+    class Registers(nn.Module):
+        num_prefix_tokens = 5
+
+    try:
+        register(Family("registers", ("Registers",), prefix_tokens=lambda root: root.num_prefix_tokens))
+        family = family_of(Registers())
+        assert family.name == "registers" and family.prefix() == 5
+        assert at_centre(Unit.parse("t"), (5 + 36, 8), None, family).index[0] == 5 + 3 * 6 + 3
+    finally:
+        FAMILIES.pop("registers", None)
+    with pytest.raises(InsilicoError, match="class name"):
+        register(Family("nameless"))
+
+
+# -- the centre rule ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, layout, expected", [
+    ((8, 7, 9), "map", {1: 3, 2: 4}),
+    ((4, 6, 6), "map", {1: 3, 2: 3}),                   # even sides: the lower-right of the middle four
+    ((6, 11), "map", {1: 5}),                           # a 1-d map (Conv1d)
+    ((8, 8, 96), "channels_last", {0: 4, 1: 4}),
+    ((17, 8), "tokens", {0: 11}),                       # CLS + 4 x 4 patches: the centre patch, not CLS
+    ((16, 8), "tokens", {0: 10}),                       # no CLS
+    ((2, 17, 8), "heads", {1: 11}),                     # attention part: the centre query token
+    ((10,), "vector", {}),
+])
+def test_centre_rule_per_layout(shape, layout, expected):
+    assert centre(shape, layout) == expected
+
+
+def test_at_centre_per_layout():
+    assert at_centre(Unit.parse("c[:, :, 2]"), (8, 8, 96), nn.Linear(4, 96)).key == "c[4,4,2]"  # channels-last
+    assert at_centre(Unit.parse("c[2]"), (8, 8, 96), nn.Linear(4, 96)).key == "c[2,4,:]"        # row 2, as written
+    assert at_centre(Unit.parse("c[2]"), (6, 11), nn.Conv1d(1, 6, 3)).key == "c[2,5]"           # 1-d map
+    assert at_centre(Unit.parse("a:heads[1]"), (2, 17, 8)).key == "a:heads[1,11,:]"              # attention part
+    assert centre_token(201, prefix=5) == 5 + 7 * 14 + 7
+
+
+def test_the_chooser_keeps_the_layouts_asked_for_and_the_gallery_draws_only_maps_and_vectors():
+    from insilico.gallery.build import discover_layers
+
+    vit, model = tiny_vit(), swin()
+    assert choose_layers(vit, (3, 32, 32), "conv_linear", layouts=("map", "vector")) == ["conv_proj", "heads.head"]
+    assert choose_layers(vit, (3, 32, 32), "activations", layouts=("tokens",)) == \
+        ["encoder.layers.encoder_layer_0.mlp.1"]
+    assert discover_layers(model, (3, 32, 32)) == ["features.0.0", "head"]   # not Swin's channels-last Linears
+    with pytest.raises(InsilicoError, match="layouts must be"):
+        choose_layers(vit, (3, 32, 32), "conv", layouts=("grid",))
+    with pytest.raises(InsilicoError, match="with a channels_last output"):
+        choose_layers(vit, (3, 32, 32), "conv", layouts=("channels_last",))

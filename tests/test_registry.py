@@ -1,0 +1,176 @@
+"""The tool registry (insilico/registry.py) tests itself: every tool is registered, every registered tool
+is run by the contract test, and every list of tools (the lazy exports, the package docstrings' tables,
+``insilico tools``) says exactly what the registrations say."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+import insilico
+from contract_tools import RUNNERS, TOOLS
+from insilico import InsilicoError
+from insilico.registry import KINDS, TOP_LEVEL_KINDS, Registry, tools
+
+REGISTERED = tools()
+
+#: Public functions that take a network but are not tools, each with the reason. A function that runs a
+#: model and is in none of these is a tool someone forgot to register.
+NOT_TOOLS = {
+    "insilico.session:session": "the plumbing every tool runs its model in, not a tool",
+    "insilico.design.adversarial:predict": "a batched argmax helper of pgd/fgsm (AdversarialResult.check)",
+    "insilico.design.metamer_validity:record": "the batched recording helper of the validity report",
+    "insilico.design.metamer_validity:validity": "the report on a MetamerResult (MetamerResult.validity())",
+    "insilico.design.population_control:controllability": "population_control then its check, one number",
+    "insilico.experiments.runs:after_nonlinearity": "an address rule (the unit after its nonlinearity)",
+    "insilico.rsa.models:layer_units": "an address rule (the layers model_rdms records by default)",
+    "insilico.rsa.compare:compare_all": "its models are model RDMs, not networks",
+    "insilico.rsa.bootstrap:bootstrap": "its models are model RDMs, not networks",
+    "insilico.gallery.build:discover_layers": "an address rule (the layers a gallery shows)",
+}
+#: Namespaces whose public callables are checked: the package's own, and each design module (the design
+#: package re-exports nothing: its modules are named like their tools).
+NAMESPACES = ["insilico", "insilico.experiments", "insilico.attribution", "insilico.rsa", "insilico.encoding",
+              "insilico.gallery", "insilico.predictor"]
+NETWORK_PARAMETERS = {"model", "models", "predictor", "net", "network"}
+
+
+def _design_modules():
+    import pkgutil
+
+    import insilico.design as design
+
+    return [m.name for m in pkgutil.iter_modules(design.__path__, "insilico.design.")]
+
+
+def _public_functions(module_name):
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
+    for name in names:
+        obj = getattr(module, name)
+        if inspect.isfunction(obj) and obj.__module__.startswith("insilico"):
+            yield f"{obj.__module__}:{obj.__qualname__}", obj
+
+
+def test_every_registered_tool_has_a_contract_runner_and_every_runner_a_tool():
+    missing = sorted(set(REGISTERED) - set(RUNNERS))
+    assert not missing, (f"registered tools with no contract runner: {missing}; add a tiny run function and a "
+                         f"RUNNERS entry in tests/contract_tools.py")
+    stale = sorted(set(RUNNERS) - set(REGISTERED))
+    assert not stale, f"contract runners of tools that are not registered: {stale} (@register_tool where defined)"
+    assert list(TOOLS) == list(REGISTERED)
+
+
+def test_every_public_function_that_runs_a_network_is_a_registered_tool():
+    registered = {t.target for t in REGISTERED.values()}
+    unregistered = {}
+    for module in NAMESPACES + _design_modules():
+        for target, func in _public_functions(module):
+            params = set(inspect.signature(func).parameters)
+            if params & NETWORK_PARAMETERS and target not in registered and target not in NOT_TOOLS:
+                unregistered[target] = module
+    assert not unregistered, (f"public functions that take a network but are not registered tools: {unregistered}; "
+                              f"put @register_tool(kind, ...) above each (insilico/registry.py), or list it in "
+                              f"NOT_TOOLS here with the reason")
+    stale = [t for t in NOT_TOOLS if t.partition(":")[2] not in vars(importlib.import_module(t.partition(":")[0]))]
+    assert not stale, f"NOT_TOOLS names functions that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTERED))
+def test_a_record_points_at_its_callable_and_its_flags_match_the_signature(name):
+    tool = REGISTERED[name]
+    func = tool.load()
+    assert callable(func) and f"{func.__module__}:{func.__qualname__}" == tool.target
+    params = inspect.signature(func).parameters
+    assert (tool.resumes, tool.random, tool.two_models) == ("out" in params, "seed" in params, "models" in params)
+    assert tool.kind in KINDS and tool.summary, f"{name}: a kind of KINDS and a docstring whose first line says what"
+
+
+def test_the_top_level_lazy_table_is_the_attribution_and_design_tools():
+    """insilico/__init__.py's light table (no tool imported by `import insilico`) matches the registrations."""
+    lazy = {n: m for n, m in insilico._LAZY.items() if n != "load"}
+    top = {n: t.module for n, t in REGISTERED.items() if t.kind in TOP_LEVEL_KINDS}
+    assert set(lazy) == set(top), (f"insilico/__init__.py _LAZY lacks {sorted(set(top) - set(lazy))} and has "
+                                   f"{sorted(set(lazy) - set(top))} beyond the registered {TOP_LEVEL_KINDS} tools")
+    for name, module in lazy.items():
+        assert f"insilico.{module}" == top[name], f"_LAZY[{name!r}] is {module!r}, registered in {top[name]}"
+        assert getattr(insilico, name) is REGISTERED[name].load()
+
+
+def test_import_insilico_is_light_and_dir_lists_the_lazy_tools():
+    code = ("import sys, insilico; names = dir(insilico); "
+            "print(sorted(m for m in sys.modules if m.startswith(('insilico.design', 'insilico.attribution', "
+            "'insilico.experiments', 'insilico.gallery', 'insilico.rsa')))); "
+            "print(all(n in names for n in list(insilico._LAZY) + list(insilico._SUBMODULES)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]", f"import insilico imported tool modules: {out[0]}"
+    assert out[1] == "True"
+    assert not set(insilico._MOVED) & set(dir(insilico)), "former names are not advertised"
+
+
+@pytest.mark.parametrize("old", sorted(insilico._MOVED))
+def test_a_former_name_warns_once_with_its_new_path(old, monkeypatch):
+    monkeypatch.setattr(insilico, "_warned", set())
+    new = insilico._MOVED[old]
+    with pytest.warns(FutureWarning, match=rf"insilico\.{old} has moved to insilico\.{re.escape(new)}"):
+        module = getattr(insilico, old)
+    assert module is importlib.import_module(f"insilico.{new}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert getattr(insilico, old) is module  # once
+
+
+def _table_functions(package: str) -> set[str]:
+    doc = importlib.import_module(package).__doc__
+    tables = re.findall(r"^=+ +=+\n(?:.*\n)+?^=+ +=+\n((?:.*\n)+?)^=+ +=+$", doc, flags=re.M)
+    assert tables, f"{package}'s docstring has no table of its tools"
+    return set(re.findall(r":func:`~?(?:[\w.]+\.)?(\w+)`", "".join(tables)))
+
+
+@pytest.mark.parametrize("package", ["insilico.design", "insilico.experiments", "insilico.attribution"])
+def test_a_package_docstring_table_lists_exactly_its_registered_tools(package):
+    listed = _table_functions(package)
+    registered = {n for n, t in REGISTERED.items() if t.module.startswith(package + ".")}
+    assert listed == registered, (f"{package}'s docstring table lacks {sorted(registered - listed)} and lists "
+                                  f"{sorted(listed - registered)} that are not its registered tools")
+
+
+def test_register_refuses_an_unknown_kind_and_a_second_callable_under_one_name():
+    scratch = Registry()
+
+    def probe_me(model, images, seed=0):
+        """One line."""
+
+    with pytest.raises(InsilicoError, match="kind 'designs' is not one of"):
+        scratch.register("designs")
+    scratch.register("design")(probe_me)
+    assert scratch["probe_me"].random and not scratch["probe_me"].resumes
+    scratch.register("design")(probe_me)  # the same callable again (a reloaded module): replaced
+
+    def other(model):
+        """Another."""
+
+    with pytest.raises(InsilicoError, match="already the tool"):
+        scratch.register("experiment", name="probe_me")(other)
+
+
+def test_the_listing_names_every_tool_once_in_kind_order():
+    from insilico.registry import describe
+
+    rows = describe().splitlines()
+    assert [r.split()[0] for r in rows] == list(REGISTERED)
+    assert [REGISTERED[r.split()[0]].kind for r in rows] == sorted((t.kind for t in REGISTERED.values()),
+                                                                    key=list(KINDS).index)
+
+
+def test_insilico_tools_prints_the_registry(capsys):
+    from insilico.cli import main
+
+    assert main(["tools", "--kind", "design"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert names == list(tools("design")) and "maximize" in names

@@ -321,10 +321,8 @@ def fit_predictor(
         fewer than ``MIN_FIT`` (3) with ``held_out=0``; unknown layers; responses
         that do not match the stimuli or are not finite.
     """
-    from tqdm.auto import tqdm
-
     from .encoding import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling  # (encoding re-exports us)
-    from .recording import stimulus_source
+    from .recording import batches, stimulus_source
 
     layers = [layers] if isinstance(layers, str) else [str(layer) for layer in layers]
     if not layers:
@@ -367,10 +365,8 @@ def fit_predictor(
     predictor = NeuralPredictor(model, layers, reduce, 1, names, input_size)
     feats = None
     with session(model) as s:
-        bar = tqdm(total=n, desc="features", disable=not progress, leave=False)
-        for a in range(0, n, batch_size):
-            b = min(n, a + batch_size)
-            batch = s.inputs(source.batch(a, b, s.device, s.dtype))
+        for a, batch in batches(source, batch_size, s.device, s.dtype, progress, "features"):  # the one batch loop
+            b = a + len(batch)
             if input_size is None:
                 input_size = tuple(batch.shape[1:])
             f = predictor.features(batch)
@@ -378,8 +374,6 @@ def fit_predictor(
                 blocks = _blocks(predictor, batch[:1]) if readout == "factorized" else None
                 feats = torch.empty(n, f.shape[1], dtype=f.dtype, device=f.device)
             feats[a:b] = f
-            bar.update(b - a)
-        bar.close()
     device, dtype = feats.device, feats.dtype
     y = y.to(device, dtype)
     mean, std = feats.mean(0), feats.std(0)

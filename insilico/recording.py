@@ -372,27 +372,42 @@ def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
 
 
 def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
-    """Per-sample shape and numpy dtype of each unit's recorded values, from the plan's survey of one stimulus.
+    """Per-sample shape and numpy dtype of each unit's recorded values, from a survey of one stimulus.
 
-    The survey (:class:`~insilico.plan.Plan`, under the caller's precision)
-    gives each call's output shape and dtype (a part of a structured output,
-    ``"lstm:0"``, is sized by one recording pass); the unit's reduction and
-    index are applied to an empty ``meta`` tensor of that shape, as a
-    recording applies them.
+    The survey (:meth:`~insilico.Probe.survey`, under the caller's precision)
+    gives each call's output shape and dtype; the unit's reduction and index
+    are applied to an empty ``meta`` tensor of that shape, as a recording
+    applies them. Units naming a part of a structured output (``"lstm:0"``)
+    are sized by one recording pass, as a survey sees whole outputs only.
     """
-    from .plan import Plan
     from .taps import _reduce
 
     probe.record(*names, reduce=reduce).remove()  # the record's own checks of addresses and reductions, at once
-    plan = Plan(probe.model, prepare(source.batch(0, 1, probe.device, probe.dtype)), probe=probe)
+    first = prepare(source.batch(0, 1, probe.device, probe.dtype))
+    units = {name: Unit.coerce(name, probe.model) for name in names}
+    plain = [u for u in units.values() if u.output is None]
+    survey = probe.survey(first, modules=list(dict.fromkeys(u.module for u in plain))) if plain else None
+    parts = [name for name, u in units.items() if u.output is not None]
+    recorded = {}
+    if parts:
+        with probe.record(*parts, reduce=reduce) as rec:
+            probe.model(first)
+        recorded = {name: rec[name] for name in parts}
     shapes = {}
-    for name in names:
-        unit = Unit.coerce(name, probe.model)
-        whole = Unit(unit.module, unit.step, None, unit.output)
-        value = torch.empty((1, *plan.shape(whole)), dtype=plan.dtype(whole), device="meta")
-        if reduce is not None:
-            value = _reduce(value, reduce, unit)
-        shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))
+    for name, unit in units.items():
+        if unit.output is None:
+            call = survey.call(unit)
+            if call.shape is None:
+                raise UnitError(f"{name} returns {call.kind}, not a tensor: name a part, e.g. '{name}:0'")
+            value = torch.empty((1, *call.shape), dtype=call.dtype, device="meta")
+            if reduce is not None:
+                value = _reduce(value, reduce, unit)
+            value = unit.select(value)
+        else:
+            value = recorded[name]
+            if not torch.is_tensor(value):
+                raise UnitError(f"{name} returns {type(value).__name__}, not a tensor: name a part, e.g. '{name}:0'")
+        shapes[name] = (tuple(value.shape[1:]), _numpy_dtype(value.dtype))
     return shapes
 
 

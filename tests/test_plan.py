@@ -150,3 +150,20 @@ def test_evaluate_loops_equal_a_plain_pass_and_keep_lesions_of_the_plans_probe()
         evaluate.predict(model, x[:0])
     double = Counting().double()
     assert evaluate.predict(double, x.double(), batch_size=4).dtype == torch.float64
+
+
+def test_a_plan_learns_the_stop_point_once_and_later_reads_skip_the_layers_above():
+    model = Counting()
+    above = []
+    model.net[7].register_forward_hook(lambda *args: above.append(1))  # the user's own hook on the last layer
+    plan = Plan(model)  # no example: the first read learns where its passes stop
+    first = plan.read(["net.3"], torch.rand(2, 3, 16, 16))[0]
+    assert first.shape == (2, 8, 14, 14) and len(above) == 1  # the learning pass ran the whole model
+    for _ in range(3):
+        plan.read(["net.3"], torch.rand(2, 3, 16, 16))
+    assert len(above) == 1 and plan.probe.hooks() == []  # later passes end after net.3; nothing left attached
+    with plan.record("net.3", "") as rec:  # the model's own output: learned as "no stop", passes run plainly
+        assert rec.forward(torch.rand(1, 3, 16, 16)) is not None
+    plan.learn(rec)
+    assert plan.record("net.3", "").stop is False
+    plan.probe.remove()

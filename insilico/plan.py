@@ -44,6 +44,7 @@ from .errors import InsilicoError, UnitError
 from .probe import Probe
 from .session import Session, device_of, dtype_of, session
 from .survey import Call, Survey
+from .taps import Record
 from .units import Unit, UnitLike
 
 
@@ -77,6 +78,7 @@ class Plan:
         self.ops = bool(ops)
         self._survey: Survey | None = None
         self._open: Session | None = None
+        self._learned: dict[tuple, tuple | None] = {}  # units' keys -> the stop point their records learned
         self._parts: dict[str, tuple] = {}  # sizes of parts of structured outputs: key -> (shape, dtype)
 
     # -- the call's one session -----------------------------------------------------------------
@@ -164,6 +166,45 @@ class Plan:
         survey = self.survey
         value = survey.flops if index is None else survey.calls[index].flops
         return float(value or 0.0)
+
+    # -- records that stop where the plan says ---------------------------------------------------
+    def record(self, *units: UnitLike, keep_graph: bool = False, reduce: str | None = None,
+               stop: bool = True) -> Record:
+        """``plan.probe.record(...)`` whose passes end after the last of ``units`` (with ``stop``).
+
+        The stop point is the one a record of the same units in this plan
+        learned (:meth:`learn`; "no stop" included, so those passes run
+        plainly), else the survey's when the plan has an example
+        (:meth:`stop`), else learned on the record's first pass
+        (:meth:`Record.forward <insilico.taps.Record.forward>`): pass the record
+        to :meth:`learn` after it, and later records of these units skip learning.
+        """
+        parsed = self.probe.units(*units)
+        key = tuple(u.key for u in parsed)
+        point = None
+        if stop and key in self._learned:
+            point = self._learned[key]
+            stop = point is not None
+        elif stop and self.example is not None:
+            point = self.stop(parsed)  # surveyed before the record attaches (a survey pass must not be recorded)
+        rec = self.probe.record(*parsed, keep_graph=keep_graph, reduce=reduce, stop=stop)
+        if point is not None:
+            rec.stop_after(point)
+        return rec
+
+    def learn(self, rec: Record, stops: bool | None = None) -> None:
+        """Remember where ``rec``'s passes stop (its ``stop_at``; None: they run to the end) for later
+        :meth:`record` calls of the same units. ``stops=False`` says they cannot stop whatever ``rec`` saw."""
+        key = tuple(tap.unit.key for tap in rec.parts)
+        self._learned[key] = None if stops is False else rec.stop_at
+
+    def read(self, units: Sequence[UnitLike], *inputs: Any, keep_graph: bool = False) -> list:
+        """The values of ``units`` from one forward pass of ``inputs`` that ends after the last of them
+        (:meth:`record`, then :meth:`learn`): a model read again and again (a predictor's trunk) learns once."""
+        with self.record(*units, keep_graph=keep_graph) as rec:
+            rec.forward(*inputs)
+        self.learn(rec)
+        return [rec[u] for u in units]
 
     def _last_call(self, units: Sequence[UnitLike]) -> int | None:
         """Position in the survey of the last call ``units`` need, or None (no stop point)."""

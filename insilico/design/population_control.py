@@ -66,6 +66,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import evaluate
 from ..errors import InsilicoError, StimulusError
 from ..objectives import TotalVariation
 from ..objectives.control import MODES, PopulationControl, control_score
@@ -446,10 +447,7 @@ def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv
 @torch.no_grad()
 def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Responses (N, n_targets) of ``model`` to images, batched, no gradients, on the CPU in float32."""
-    images = check_images(images)
-    with session(model) as s:
-        out = [model(s.inputs(images[a:a + batch_size])).detach() for a in range(0, len(images), batch_size)]
-    out = torch.cat(out)
+    out = evaluate.predict(model, images, batch_size=batch_size)  # the one batched loop: gated, in a session
     if out.ndim != 2:
         raise InsilicoError(f"{type(model).__name__} gives responses of shape {tuple(out.shape)}; expected (N, n_targets)")
     return out.float().cpu()

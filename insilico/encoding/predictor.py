@@ -46,6 +46,7 @@ from torch import nn
 from .. import persistence
 from ..errors import InsilicoError, SavedFileError, StimulusError
 from ..layers import channels_first, unit_layout
+from ..plan import Plan
 from ..probe import Probe
 from ..registry import register_tool
 from ..session import device_of, dtype_of, session
@@ -110,7 +111,7 @@ class NeuralPredictor(nn.Module):
         for name in ("response_mean", "response_std", "response_max"):
             self.register_buffer(name, torch.zeros(len(self.targets)))
         self.scores: dict = {}
-        self._stop_at = None  # where the trunk's forward pass may stop, learned on the first pass
+        self._plan = None  # the trunk's Plan: where its forward pass may stop, learned on the first pass
 
     @property
     def n_targets(self) -> int:
@@ -118,13 +119,10 @@ class NeuralPredictor(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The (pooled, flattened, concatenated) trunk features ``(N, n_features)`` of ``images``."""
-        probe = Probe(self.trunk)
-        with probe.record(*self.layers, keep_graph=torch.is_grad_enabled(), stop=True) as rec:
-            if self._stop_at is not None:  # skip the learning pass: stop where the first pass said
-                rec.stop_after(self._stop_at)
-            rec.forward(images)
-            self._stop_at = self._stop_at or rec.stop_at
-            parts = [_pool(rec[layer], self.reduce, layer, self.trunk) for layer in self.layers]
+        if self._plan is None:  # the trunk's Probe; its pass stops after the layers, where the first pass learned
+            self._plan = Plan(self.trunk)
+        values = self._plan.read(self.layers, images, keep_graph=torch.is_grad_enabled())
+        parts = [_pool(value, self.reduce, layer, self.trunk) for value, layer in zip(values, self.layers)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -334,9 +332,7 @@ def fit_predictor(
         fewer than ``MIN_FIT`` (3) with ``held_out=0``; unknown layers; responses
         that do not match the stimuli or are not finite.
     """
-    from tqdm.auto import tqdm
-
-    from ..recording import stimulus_source
+    from ..recording import batches, stimulus_source
 
     layers = [layers] if isinstance(layers, str) else [str(layer) for layer in layers]
     if not layers:
@@ -373,10 +369,8 @@ def fit_predictor(
     predictor = NeuralPredictor(model, layers, reduce, 1, names, input_size)
     feats = None
     with session(model) as s:
-        bar = tqdm(total=n, desc="features", disable=not progress, leave=False)
-        for a in range(0, n, batch_size):
-            b = min(n, a + batch_size)
-            batch = s.inputs(source.batch(a, b, s.device, s.dtype))
+        for a, batch in batches(source, batch_size, s.device, s.dtype, progress, "features"):  # the one batch loop
+            b = a + len(batch)
             if input_size is None:
                 input_size = tuple(batch.shape[1:])
             f = predictor.features(batch)
@@ -384,8 +378,6 @@ def fit_predictor(
                 blocks = _blocks(predictor, batch[:1]) if readout == "factorized" else None
                 feats = torch.empty(n, f.shape[1], dtype=f.dtype, device=f.device)
             feats[a:b] = f
-            bar.update(b - a)
-        bar.close()
     device, dtype = feats.device, feats.dtype
     y = y.to(device, dtype)
     mean, std = feats.mean(0), feats.std(0)

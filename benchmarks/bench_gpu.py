@@ -23,7 +23,6 @@ record_stimuli. plenoptic (metamers, one image at a time) is compared in ``bench
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _threads import limit_threads  # noqa: E402
 
 import insilico  # noqa: E402
+from insilico.jsonfiles import write_json  # noqa: E402
 from insilico.performance import tuned  # noqa: E402
 
 RECORD_LAYER = {"resnet50": "avgpool", "resnet18": "avgpool", "minialex": "features.12", "alexnet": "features.12"}
@@ -218,7 +218,7 @@ def main(argv=None) -> None:
                 print(f"  insilico {a} / {peer}: {report['fp32'][a] / theirs[peer]:.2f}")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -74,8 +74,8 @@ KINDS = frozenset({
     "insilico.design.mad:MADResult",
     "insilico.design.metamer_result:MetamerResult",
     "insilico.design.population_control:PopulationControlResult",
-    "insilico.encoding:Ceiling",
-    "insilico.encoding:EncodingResult",
+    "insilico.encoding.ridge:Ceiling",
+    "insilico.encoding.ridge:EncodingResult",
     "insilico.experiments.dynamics:DynamicsResult",
     "insilico.experiments.dynamics:RecurrentLesionResult",
     "insilico.experiments.lesions:CumulativeLesionResult",
@@ -93,7 +93,10 @@ KINDS = frozenset({
 })
 
 #: Old names of classes that moved: ``old kind -> current kind`` (files keep the name they were saved under).
-MOVED: dict[str, str] = {}
+MOVED: dict[str, str] = {
+    "insilico.encoding:Ceiling": "insilico.encoding.ridge:Ceiling",
+    "insilico.encoding:EncodingResult": "insilico.encoding.ridge:EncodingResult",
+}
 
 #: Files written before they recorded their class: ``(format, key the file holds, kind)``, first match wins.
 #: The synthesis results' own format 1 (``SynthesisResult.save``) holds ``images``; metamers add ``metamer``.

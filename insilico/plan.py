@@ -119,13 +119,7 @@ class Plan:
     def call(self, unit: UnitLike) -> Call:
         """The surveyed call a unit reads (shape, dtype, FLOPs up to it). An error of the model before the unit ran
         reaches the caller unchanged; a unit that never ran is a UnitError."""
-        survey = self.survey
-        try:
-            return survey.call(unit)
-        except UnitError:
-            if survey.error is not None:
-                raise survey.error
-            raise
+        return self.survey.reached(unit)
 
     def count(self, module: str) -> int:
         """How many times ``module`` (a module path or op site) ran in one pass (0: never)."""
@@ -134,34 +128,21 @@ class Plan:
     def shape(self, unit: UnitLike) -> tuple:
         """One sample's shape of a unit's values (its index applied), e.g. ``(H, W)`` for a channel.
 
-        A part of a structured output (``"lstm:0"``) is sized by one recording
-        pass of the example (a survey sees whole outputs only), once per part.
+        :meth:`insilico.Probe.value_spec`, the one shape rule, on the plan's survey: a part of a structured
+        output (``"lstm:0"``) is sized by one recording pass of the example, once per part.
         """
-        unit = Unit.coerce(unit, self.model)
-        if unit.part is not None or unit.op is not None:
-            self.need_ops()
-        if unit.output is None or unit.part is not None or unit.op is not None:
-            self.call(unit)  # the model's own error, or "never called", before the shape
-            return self.survey.shape(unit)
-        whole = Unit(unit.module, unit.step, None, unit.output)
-        if whole.key not in self._parts:
-            with self.session(), self.probe.record(whole) as rec:
-                self.model(self.example[:1].to(device_of(self.model), dtype_of(self.model)))
-            value = rec[whole]
-            if not torch.is_tensor(value):
-                raise UnitError(f"{whole} returns {type(value).__name__}, not a tensor: name a part, e.g. '{whole}:0'")
-            self._parts[whole.key] = (tuple(value.shape[1:]), value.dtype)
-        shape = self._parts[whole.key][0]
-        if unit.index is None:
-            return shape
-        return tuple(unit.select(torch.empty((1,) + shape, device="meta")).shape[1:])
+        return self._spec(unit)[0]
 
     def dtype(self, unit: UnitLike) -> torch.dtype:
         """The dtype of a unit's values (as :meth:`shape` finds them)."""
+        return self._spec(unit)[1]
+
+    def _spec(self, unit: UnitLike) -> tuple[tuple, torch.dtype]:
         unit = Unit.coerce(unit, self.model)
-        self.shape(unit)
-        whole = Unit(unit.module, unit.step, None, unit.output)
-        return self._parts[whole.key][1] if whole.key in self._parts else self.call(unit).dtype
+        if unit.part is not None or unit.op is not None:
+            self.need_ops()
+        whole_output = unit.output is not None and unit.part is None and unit.op is None  # sized by a recording
+        return self.probe.value_spec(unit, self.example, None if whole_output else self.survey, self._parts)
 
     # -- where a pass may stop, and what it costs -----------------------------------------------
     def stop(self, units: Sequence[UnitLike]) -> tuple[str, int] | None:

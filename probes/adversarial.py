@@ -18,7 +18,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 from insilico import __version__
 from insilico.design.adversarial import pgd
 from insilico.experiments import command
+from insilico.jsonfiles import write_json
 from insilico.objectives import Activation
 
 
@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
         "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
         "files": [f.name for f in files], "report": report, "images": result.per_sample(),
     }
-    (out / "adversarial.json").write_text(json.dumps(manifest, indent=1))
+    write_json(out / "adversarial.json", manifest)
     files.append(out / "adversarial.json")
     summary = {f"success_at_{row['eps']:.4g}": round(row["success_rate"], 4) for row in report}
     command.report(files, summary)

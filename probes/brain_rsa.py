@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ import torch
 import insilico
 from insilico import rsa
 from insilico.errors import InsilicoError
+from insilico.jsonfiles import write_json
 
 
 def load_model(spec: str, weights: str | None, device: str):
@@ -91,8 +91,7 @@ def run(model_spec: str = "minialex", out: str = "brain_rsa", units=None, method
         seconds=round(time.time() - start, 1),
         versions=dict(insilico=insilico.__version__, torch=torch.__version__, numpy=np.__version__),
     )
-    with open(os.path.join(out, "brain_rsa.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(os.path.join(out, "brain_rsa.json"), summary)
     figure(layers[best_h], data, human, monkey, ceiling, model_spec).savefig(
         os.path.join(out, "brain_rsa.png"), dpi=120)
     return summary

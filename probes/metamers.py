@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from insilico.experiments import command
+from insilico.jsonfiles import write_json
 from insilico.design.metamers import DEFAULT_STEPS, DEFAULT_THRESHOLD, metamer
 
 
@@ -36,7 +37,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     args = p.parse_args(argv)
     from skimage.io import imsave
 
@@ -64,8 +65,8 @@ def main(argv=None) -> dict:
             "final_error": float(result.final_errors[i]), "stop_reason": result.stop_reasons[i],
             "steps": int(result.steps[i]), "valid": bool(report.valid[i]),
         })
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-    (out / "validity.json").write_text(json.dumps(report.to_dict(), indent=1))
+    write_json(out / "manifest.json", manifest)
+    write_json(out / "validity.json", report.to_dict())
     result.save(out / "metamers.pt")
     import matplotlib.pyplot as plt
 

@@ -3,7 +3,7 @@
 The experiment of Bashivan, Kar & DiCarlo (2019) and Walker et al. (2019), with
 a ground truth we know (:mod:`insilico.data.simulated`): a population of model
 neurons responds, with Poisson noise over repeated presentations, to natural
-images; a :class:`~insilico.predictor.NeuralPredictor` is fitted from
+images; a :class:`~insilico.encoding.NeuralPredictor` is fitted from
 ``minialex`` features on those responses; stretch (most exciting) and one-hot
 images are synthesized on the predictor and shown to the brain. Reported per
 brain and per design option:
@@ -52,7 +52,8 @@ import insilico
 from insilico.data.simulated import simulated_experiment
 from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
-from insilico.predictor import Ensemble
+from insilico.encoding import Ensemble
+from insilico.jsonfiles import write_json
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
            "ensemble+default")
@@ -145,8 +146,7 @@ def run(out: str = "population_control", brains=("matched", "different"), option
                   f"  one-hot beats natural {numbers['one_hot']['fraction_control_beats_natural']:.0%}", flush=True)
         summary["brains"][kind] = entry
     summary["seconds"] = round(time.time() - start, 1)
-    with open(os.path.join(out, "population_control.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(os.path.join(out, "population_control.json"), summary)
     with open(os.path.join(out, "population_control.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -190,14 +190,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 stimuli, 8 neurons, 8 steps")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     sizes = dict(n_stimuli=200, n_neurons=8, steps=8) if args.quick else dict(
         n_stimuli=args.stimuli, n_neurons=args.neurons, steps=args.steps)
     try:
         summary = run(args.out, args.brains, args.options, repetitions=args.repetitions, budget=args.budget,
-                      seed=args.seed, device=device, progress=not args.no_progress, **sizes)
+                      seed=args.seed, device=device, progress=not args.quiet, **sizes)
     except InsilicoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -165,7 +165,7 @@ def test_probe_script_writes_images_manifest_and_report(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     summary = module.main(["--out", str(tmp_path), "--eps", "4,16", "--per-class", "1", "--steps", "3",
-                           "--no-progress", "--device", "cpu"])
+                           "--quiet", "--device", "cpu"])
     manifest = json.loads((tmp_path / "adversarial.json").read_text())
     assert [round(r["eps"] * 255, 6) for r in manifest["report"]] == [4.0, 16.0]
     assert len(manifest["images"]) == 2 * 16 and manifest["report"][1]["linf_max"] <= 16 / 255

@@ -212,7 +212,7 @@ def test_help_and_bad_options_import_no_torch():
     code = """
 import contextlib, io, sys
 from insilico.cli import main
-calls = [[], ["maximize"], ["metamer"], ["adversarial"], ["controversial"], ["record"], ["gradient-map"],
+calls = [[], ["maximize"], ["metamer"], ["adversarial"], ["controversial"], ["record"], ["gradient-map"], ["tools"],
          ["deconv"], ["demo"], ["models"], ["merge"], ["gallery"], ["gallery", "build"]]
 with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
     codes = [main([*c, "--help"]) for c in calls]
@@ -273,8 +273,9 @@ def test_the_library_refuses_bad_numbers_too():
 
     import torch
 
-    from insilico import controversial, maximize, metamer
+    from insilico import Probe, controversial, maximize, metamer
     from insilico.errors import InsilicoError
+    from insilico.gallery import GallerySettings
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(3))
     net(torch.rand(1, 3, 8, 8))
@@ -286,6 +287,11 @@ def test_the_library_refuses_bad_numbers_too():
         metamer(net, "1", torch.rand(1, 3, 8, 8), steps=-5, progress=False)
     with pytest.raises(InsilicoError, match="steps must be >= 1"):
         controversial([net, copy.deepcopy(net)], [(0, 1)], shape=(3, 8, 8), steps=0, progress=False)
+    with pytest.raises(InsilicoError, match="batch_size must be at least 1"):
+        Probe(net).record_stimuli(torch.rand(2, 3, 8, 8), ["1"], batch_size=0, progress=False)
+    for bad in ({"steps": 0}, {"lr": -0.1}, {"diversity": float("nan")}, {"chunk": 0}):
+        with pytest.raises(InsilicoError, match="gallery setting"):
+            GallerySettings.from_dict(bad)
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from torch import nn
 import insilico
 from insilico import persistence, sharding
 from insilico.errors import InsilicoError, SavedFileError
-from insilico.predictor import NeuralPredictor
+from insilico.encoding import NeuralPredictor
 from insilico.results import Result
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -327,6 +327,7 @@ def _tiny_results() -> dict:
     rng = np.random.default_rng(0)
     ceiling = NoiseCeiling(0.25, 0.5, "spearman")
     extra = [ceiling, split_half_ceiling(rng.normal(size=(4, 6, 3)), n_splits=2),
+             cross_validate(rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), cv=2, inner_cv=None),  # not a tool
              BootstrapResult(["a", "b"], rng.random(2), rng.random((3, 2)), rng.random((2, 2)), rng.random(2),
                              "spearman", "stimuli", 0.95, ceiling),
              cross_validate(rng.normal(size=(12, 5)), rng.normal(size=(12, 3)), cv=3, inner_cv=2),

@@ -26,7 +26,7 @@ def run(script, argv):
 
 
 def common(tmp_path, model):
-    return ["--model", model_arg(model), "--out", str(tmp_path), "--device", "auto", "--no-progress"]
+    return ["--model", model_arg(model), "--out", str(tmp_path), "--device", "auto", "--quiet"]
 
 
 def test_tuning_script(tmp_path):

@@ -7,8 +7,12 @@ one line in the table.
 
 Conventions shared by the subcommands: ``--model`` takes a bundled name
 (``insilico models``), ``package.module:callable`` or ``path/file.py:callable``
-(with ``--weights``); ``--device auto|cpu|cuda[:n]``; ``--seed``; outputs are
-PNG files plus ``manifest.json`` in ``--out``. Bad input ends with one line on
+(with ``--weights``); ``--device auto|cpu|cuda[:n]``; ``--seed``; ``--quiet``;
+``--batch-size``; ``--shard R/W``; outputs are PNG files plus ``manifest.json``
+(strict JSON, :mod:`insilico.jsonfiles`) in ``--out``. Every option is checked
+while the command line is parsed (range types and ``choices`` in
+:mod:`.options`), before torch is imported or a model loaded; defaults shown
+by ``--help`` are read from the library. Bad input ends with one line on
 stderr and exit status 2; Ctrl-C ends with status 130, keeping every output
 already written (reruns continue where it stopped).
 
@@ -23,7 +27,7 @@ outputs once every share is done. A rerun computes only missing chunks.
 module       concept
 ============ ==================================================================
 main         the parser, :func:`main` (entry point), errors and exit codes
-options      options shared by the subcommands; reading input images
+options      shared options and their checks (argparse types); reading input images
 outputs      the output folder, PNGs, ``manifest.json``, shard bookkeeping
 tour         ``demo``, ``models``, ``tools``
 record       ``record``

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import persistence
 from ..errors import InsilicoError, SavedFileError
 
 
@@ -16,6 +15,7 @@ def _merge(sub) -> None:
     p.add_argument("out", help="the --out folder of the sharded run")
 
     def run(args):
+        from .. import persistence  # imports torch: only when the command runs
         from ..sharding import merge_only
 
         saved = Path(args.out) / "command.json"

@@ -202,7 +202,7 @@ def validity(result, model: nn.Module | None = None, *, layers: Sequence[str] | 
         null_images, groups = natural_null_images(shape, seed=seed)
         null_groups = groups if null_groups is None else null_groups
     else:
-        null_images = check_images(null_images).float().cpu()
+        null_images = check_images(null_images, name="null_images").float().cpu()
     if null_groups is not None and len(null_groups) != null_images.shape[0]:
         raise InsilicoError(f"{len(null_groups)} null_groups for {null_images.shape[0]} null images")
     matched = list(dict.fromkeys(u for c in result.conditions for u in c))

@@ -153,7 +153,7 @@ def _references(references) -> torch.Tensor:
     if references.ndim == 3:
         raise StimulusError(f"references must be 4-D (N, C, H, W); got one image {tuple(references.shape)}: "
                             "use references[None]")
-    return check_images(references)
+    return check_images(references, name="references")
 
 
 def _init_images(init, references: torch.Tensor, keys: list[str], ref_index: list[int], seed: int) -> torch.Tensor:
@@ -165,10 +165,9 @@ def _init_images(init, references: torch.Tensor, keys: list[str], ref_index: lis
         if init in ("gray", "grey"):
             return torch.full((n, *shape), 0.5)
         raise InsilicoError(f"init must be 'noise', 'gray' or images, not {init!r}")
-    init = init.detach().float().cpu()
-    if init.ndim == 3:
+    if torch.is_tensor(init) and init.ndim == 3:
         init = init[None]
-    init = check_images(init)
+    init = check_images(init, name="init").detach().float().cpu()
     if tuple(init.shape[1:]) != shape:
         raise StimulusError(f"init images are {tuple(init.shape[1:])}, the references {shape}")
     if init.shape[0] == 1:

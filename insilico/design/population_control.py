@@ -36,7 +36,7 @@ reports the fraction of targets driven beyond their natural maximum and the
 one-hot control scores against the best natural image's.
 
 Stimuli that transfer from the predictor to the brain (options, combinable):
-an :class:`insilico.predictor.Ensemble` of predictors (several networks or
+an :class:`insilico.encoding.Ensemble` of predictors (several networks or
 fits); ``init="natural"`` with a distance ``budget`` (start from the best
 natural image and stay within an L2 or L-inf ball around it); robustness
 ``transforms`` (random jitter, scale, rotation at every step); a contrast
@@ -168,7 +168,7 @@ class PopulationControlResult(Result):
             ``fraction_control_beats_natural``; ``median_stretch`` (target
             response / natural max).
         """
-        natural = self.natural_images if natural is None else check_images(natural)
+        natural = self.natural_images if natural is None else check_images(natural, name="natural")
         if natural is None:
             raise InsilicoError("give natural= images to compare with (the result holds none)")
         responses = _predict(brain, self.images, batch_size)
@@ -257,8 +257,8 @@ def population_control(
     Parameters
     ----------
     predictor : nn.Module
-        Images (N, C, H, W) -> (N, n_targets), e.g. a :class:`~insilico.predictor.NeuralPredictor`
-        or an :class:`~insilico.predictor.Ensemble`. Its ``response_mean`` /
+        Images (N, C, H, W) -> (N, n_targets), e.g. a :class:`~insilico.encoding.NeuralPredictor`
+        or an :class:`~insilico.encoding.Ensemble`. Its ``response_mean`` /
         ``response_std`` buffers (natural statistics) standardise the targets;
         without them the natural images do.
     targets : int, str, list of them, or None
@@ -326,7 +326,7 @@ def population_control(
 
         natural, _ = photos.held_out(per_class=16)
     if natural is not None:
-        natural = check_images(natural)
+        natural = check_images(natural, name="natural")
         shape = shape or tuple(natural.shape[1:])
     if len(shape) != 3:
         raise StimulusError(f"{type(predictor).__name__} has no input_size: pass natural= images (N, C, H, W)")
@@ -361,7 +361,7 @@ def population_control(
             raise InsilicoError("init='natural' needs natural= images")
         init = natural[best_natural]
     if init is not None:
-        init = check_images(init, shape=shape, n=len(index))
+        init = check_images(init, shape=shape, n=len(index), name="init")
     if transforms == "default":
         side = min(shape[1:])
         transforms = Transforms(jitter=side / 28, scale=(0.9, 1.1), rotate=10.0)

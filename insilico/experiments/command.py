@@ -45,7 +45,7 @@ def parser(description: str, model: str = "minialex", units_help: str | None = N
     p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     p.add_argument("--batch-size", type=int, default=128, help="stimuli per forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bars")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars (as in `insilico`)")
     return p
 
 

@@ -127,6 +127,9 @@ class GallerySettings:
         for key in ("settle", "stretch_steps"):
             if int(getattr(self, key)) < 0:
                 raise InsilicoError(f"gallery setting {key} must be at least 0, not {getattr(self, key)}")
+        if not 0 < float(self.lr) < float("inf") or not 0 <= float(self.diversity) < float("inf"):
+            raise InsilicoError(f"gallery settings lr must be > 0 and diversity >= 0 (finite), not lr={self.lr}, "
+                                f"diversity={self.diversity}")
         if self.orientations < 4:
             raise InsilicoError("gallery setting orientations must be at least 4 (a tuning curve is fitted)")
         if self.stimuli not in ("photos", "natural"):

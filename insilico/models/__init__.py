@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError, SavedFileError
+from ..seeding import keep_global_rng
 from . import photos
 from .blt import BLTNet
 from .group import ModelGroup
@@ -139,7 +140,8 @@ def load(name: str, device: str | torch.device | None = None) -> nn.Module:
     (False, 4, (3, 64, 64))
     """
     key = _resolve(name)
-    model = _REGISTRY[key]["build"]()
+    with keep_global_rng():  # the random init, replaced by the weights below, must not move the caller's stream
+        model = _REGISTRY[key]["build"]()
     state = torch.load(os.path.join(WEIGHTS_DIR, key + ".pt"), map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.name = key

@@ -239,7 +239,7 @@ class Synthesis:
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
 
         if init is not None:
-            init = check_images(init)
+            init = check_images(init, name="init")
             n, shape = init.shape[0], tuple(init.shape[1:])
         if isinstance(parameterization, Parameterization):
             n, shape = parameterization.n, parameterization.shape

@@ -51,6 +51,7 @@ _MOVED = {
     "eigendistortions": "design.eigendistortions",
     "gradients": "attribution.gradients",
     "exemplars": "attribution.exemplars",
+    "predictor": "encoding.predictor",
 }
 _warned: set = set()
 

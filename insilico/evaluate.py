@@ -84,9 +84,10 @@ def responses(model: nn.Module, stimuli: Any, units: Sequence[UnitLike], *, batc
     """Each unit's values over ``stimuli``, ``(N, *unit shape)``, in the order of ``units``, on the model's device.
 
     All units are recorded in one forward pass per batch. With ``stop``
-    (default) the pass ends after the last of them: at the plan's stop point
-    when the plan has an example (:meth:`Plan.stop <insilico.plan.Plan.stop>`),
-    else learned on the first batch. ``reduce`` is :meth:`insilico.Probe.record`'s.
+    (default) the pass ends after the last of them (:meth:`Plan.record
+    <insilico.plan.Plan.record>`): where an earlier record of these units in
+    the plan learned, else at the survey's stop point when the plan has an
+    example, else learned on the first batch (and kept in the plan). ``reduce`` is :meth:`insilico.Probe.record`'s.
 
     Raises
     ------
@@ -97,13 +98,12 @@ def responses(model: nn.Module, stimuli: Any, units: Sequence[UnitLike], *, batc
     """
     plan = plan_for(model, plan)
     parsed = [Unit.coerce(u, model) for u in units]
-    point = plan.stop(parsed) if stop and plan.example is not None else None  # surveyed before the record attaches
-    with plan.session() as s, plan.probe.record(*parsed, stop=stop, reduce=reduce) as rec:
-        if point is not None:
-            rec.stop_after(point)
+    with plan.session() as s, plan.record(*parsed, stop=stop, reduce=reduce) as rec:
         for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):
             rec.forward(batch)
-        return [rec[u] for u in parsed]
+    if stop:
+        plan.learn(rec)  # a later record of these units in this call (a synthesis's) stops there without learning
+    return [rec[u] for u in parsed]
 
 
 __all__ = ["predict", "responses"]

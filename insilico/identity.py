@@ -25,9 +25,9 @@ Design
   refusal names the tensors that changed.
 - **Stimuli, per chunk, hashed once.** Stimuli are hashed in the chunks the
   job computes (:func:`chunk_digests`), never in a pass of their own where it
-  can be avoided: a recording hashes each batch as it records it (in a thread
-  beside the forward pass; ``hashlib`` releases the GIL) and stores the
-  batch's digest with its progress (``progress-<rank>.json``, written
+  can be avoided: a recording hashes each batch it has just read, right after
+  launching the batch's forward pass (on an accelerator the hashing overlaps
+  the computation), and stores the batch's digest with its progress (``progress-<rank>.json``, written
   atomically after every batch). On resume only the chunks already done are
   read and hashed again (no forward pass) and compared; the missing ones are
   recorded (and hashed) as usual. A complete folder re-asked with other
@@ -36,9 +36,13 @@ Design
   chunk when the job starts: one read of tensors the job then runs many
   forward and backward passes over.
 - **Digest**: ``sha1`` of the tensor's dtype, shape and bytes
-  (:func:`digest`; hardware-accelerated on current CPUs, about 2 GB/s). It
-  guards against accidents (another model, other images), not against an
-  attacker who can write into the folder anyway.
+  (:func:`digest`; hardware-accelerated on current CPUs, about 2 GB/s per
+  core). A tensor over 4 MiB is hashed as a tree of fixed 4 MiB blocks, the
+  blocks in parallel threads (``hashlib`` releases the GIL), so a batch of
+  64 images of 224 px (38 MB) takes one core's 2 GB/s times the cores; the
+  digest does not depend on the number of threads. It guards against
+  accidents (another model, other images), not against an attacker who can
+  write into the folder anyway.
 - What is *not* in an identity: progress bars, ``shard``, ``batch_size`` of a
   recording (a stimulus's responses do not depend on its batch companions:
   the tool contract) and ``channels_last`` (memory order only).
@@ -62,8 +66,10 @@ insilico.errors.JobMismatchError: out holds the work of another run (model param
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
+import os
 from typing import Any, Mapping
 
 import numpy as np
@@ -75,6 +81,8 @@ from .errors import JobMismatchError
 VERSION = 1
 HASH = "sha1"
 _SHORT = 20  # hex characters kept of a per-tensor or per-chunk digest (80 bits)
+_BLOCK = 1 << 22  # bytes per block of a large tensor's hash tree (4 MiB)
+_POOL: dict = {}
 
 
 def digest(tensor: Any) -> str:
@@ -90,8 +98,24 @@ def digest(tensor: Any) -> str:
     h = hashlib.new(HASH)
     h.update(f"{str(tensor.dtype).replace('torch.', '')}|{list(tensor.shape)}|".encode())
     if tensor.device.type != "meta":
-        h.update(_bytes(tensor))
+        data = _bytes(tensor)
+        if len(data) <= _BLOCK:
+            h.update(data)
+        else:  # a hash tree of fixed blocks, hashed in parallel (hashlib releases the GIL): the same on any machine
+            blocks = [data[i:i + _BLOCK] for i in range(0, len(data), _BLOCK)]
+            h.update(b"blocks|")
+            for block in _pool().map(lambda b: hashlib.new(HASH, b).digest(), blocks):
+                h.update(block)
     return h.hexdigest()[:_SHORT]
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that hash large tensors' blocks (one per CPU core, at most 16), made on first use in each
+    process (a forked child, e.g. a DataLoader worker, has none of its parent's threads)."""
+    if _POOL.get("pid") != os.getpid():
+        _POOL.update(pid=os.getpid(), pool=concurrent.futures.ThreadPoolExecutor(min(16, os.cpu_count() or 1),
+                                                                                 "insilico-digest"))
+    return _POOL["pool"]
 
 
 def value_digest(value: Any) -> str:

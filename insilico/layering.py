@@ -34,6 +34,10 @@ Rules decided for this code base where the first sketch was silent:
   not engine: they compose the probe, the session, the survey and the batch
   iterator only, and every piece above reads them (predictors stream their
   stimuli, attribution and RSA record units), as the tools do.
+- inside probing, ``recording`` sits below ``probe`` (``Probe.record_stimuli``
+  and lesions with reference means call into it) and ``plan`` above ``probe``
+  (it builds the call's Probe), so ``recording`` never imports ``plan``: the
+  one shape rule both read is :meth:`insilico.Probe.value_spec`.
 - ``attribution`` is a piece: gradient maps and exemplars use the probe and
   the session only (never the synthesis engine), and tools read them
   (receptive fields use gradient maps).

@@ -74,8 +74,8 @@ KINDS = frozenset({
     "insilico.design.mad:MADResult",
     "insilico.design.metamer_result:MetamerResult",
     "insilico.design.population_control:PopulationControlResult",
-    "insilico.encoding:Ceiling",
-    "insilico.encoding:EncodingResult",
+    "insilico.encoding.ridge:Ceiling",
+    "insilico.encoding.ridge:EncodingResult",
     "insilico.experiments.dynamics:DynamicsResult",
     "insilico.experiments.dynamics:RecurrentLesionResult",
     "insilico.experiments.lesions:CumulativeLesionResult",
@@ -93,7 +93,10 @@ KINDS = frozenset({
 })
 
 #: Old names of classes that moved: ``old kind -> current kind`` (files keep the name they were saved under).
-MOVED: dict[str, str] = {}
+MOVED: dict[str, str] = {
+    "insilico.encoding:Ceiling": "insilico.encoding.ridge:Ceiling",
+    "insilico.encoding:EncodingResult": "insilico.encoding.ridge:EncodingResult",
+}
 
 #: Files written before they recorded their class: ``(format, key the file holds, kind)``, first match wins.
 #: The synthesis results' own format 1 (``SynthesisResult.save``) holds ``images``; metamers add ``metamer``.
@@ -140,7 +143,11 @@ def resolve(kind: Any, path: Any, roles: tuple[str, ...] = ("result",)) -> type:
         raise SavedFileError(f"{path} names no class (kind {kind!r}); it was not written by insilico", path)
     kind = MOVED.get(kind, kind)
     if kind not in _REGISTRY and kind in KINDS:
-        importlib.import_module(kind.partition(":")[0])  # the module named by the table, not by the file
+        try:
+            importlib.import_module(kind.partition(":")[0])  # the module named by the table, not by the file
+        except ImportError as e:
+            raise SavedFileError(f"{path} holds a {kind}, whose module cannot be imported here ({e}): install "
+                                 "what it needs", path) from e
     if kind not in _REGISTRY:
         raise SavedFileError(
             f"{path} asks to rebuild {kind!r}, which is not on insilico's allow-list of saved classes "
@@ -253,7 +260,7 @@ def kind_of(blob: dict, path: Any) -> str:
     """The class a result file holds: its recorded ``kind``, or the :data:`LEGACY_KINDS` rule for older files."""
     fmt = blob.get("format")
     if fmt == FORMAT or (isinstance(fmt, int) and fmt > FORMAT) or "kind" in blob:
-        check_format(blob, path, FORMAT)
+        check_format(blob, path, FORMAT, oldest=FORMAT)
         return blob.get("kind")
     for old, key, kind in LEGACY_KINDS:
         if fmt == old and key in blob:

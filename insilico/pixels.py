@@ -27,9 +27,9 @@ import torch
 
 from .errors import StimulusError
 
-_SHAPE_HINTS = {
-    2: "a single image (H, W): use images[None, None]",
-    3: "one image (C, H, W): use images.unsqueeze(0); grayscale batch (N, H, W): use images.unsqueeze(1)",
+_SHAPE_HINTS = {  # formatted with the argument's name
+    2: "a single image (H, W): use {name}[None, None]",
+    3: "one image (C, H, W): use {name}.unsqueeze(0); grayscale batch (N, H, W): use {name}.unsqueeze(1)",
 }
 
 
@@ -64,7 +64,7 @@ def check_images(images: Any, shape: Sequence[int] | None = None, n: int | None 
             "convert with torch.as_tensor(images)."
         )
     if images.ndim != 4:
-        hint = _SHAPE_HINTS.get(images.ndim, "reshape to (N, C, H, W)")
+        hint = _SHAPE_HINTS.get(images.ndim, "reshape to (N, C, H, W)").format(name=name)
         raise StimulusError(f"{name} must be 4-D (N, C, H, W), got shape {tuple(images.shape)}; {hint}. "
                             "Stimuli that are not images (token ids, vectors) go through insilico.pixels.raw(stimuli).")
     if not images.is_floating_point():

@@ -44,6 +44,7 @@ from .errors import InsilicoError, UnitError
 from .probe import Probe
 from .session import Session, device_of, dtype_of, session
 from .survey import Call, Survey
+from .taps import Record
 from .units import Unit, UnitLike
 
 
@@ -77,6 +78,7 @@ class Plan:
         self.ops = bool(ops)
         self._survey: Survey | None = None
         self._open: Session | None = None
+        self._learned: dict[tuple, tuple | None] = {}  # units' keys -> the stop point their records learned
         self._parts: dict[str, tuple] = {}  # sizes of parts of structured outputs: key -> (shape, dtype)
 
     # -- the call's one session -----------------------------------------------------------------
@@ -119,13 +121,7 @@ class Plan:
     def call(self, unit: UnitLike) -> Call:
         """The surveyed call a unit reads (shape, dtype, FLOPs up to it). An error of the model before the unit ran
         reaches the caller unchanged; a unit that never ran is a UnitError."""
-        survey = self.survey
-        try:
-            return survey.call(unit)
-        except UnitError:
-            if survey.error is not None:
-                raise survey.error
-            raise
+        return self.survey.reached(unit)
 
     def count(self, module: str) -> int:
         """How many times ``module`` (a module path or op site) ran in one pass (0: never)."""
@@ -134,34 +130,21 @@ class Plan:
     def shape(self, unit: UnitLike) -> tuple:
         """One sample's shape of a unit's values (its index applied), e.g. ``(H, W)`` for a channel.
 
-        A part of a structured output (``"lstm:0"``) is sized by one recording
-        pass of the example (a survey sees whole outputs only), once per part.
+        :meth:`insilico.Probe.value_spec`, the one shape rule, on the plan's survey: a part of a structured
+        output (``"lstm:0"``) is sized by one recording pass of the example, once per part.
         """
-        unit = Unit.coerce(unit, self.model)
-        if unit.part is not None or unit.op is not None:
-            self.need_ops()
-        if unit.output is None or unit.part is not None or unit.op is not None:
-            self.call(unit)  # the model's own error, or "never called", before the shape
-            return self.survey.shape(unit)
-        whole = Unit(unit.module, unit.step, None, unit.output)
-        if whole.key not in self._parts:
-            with self.session(), self.probe.record(whole) as rec:
-                self.model(self.example[:1].to(device_of(self.model), dtype_of(self.model)))
-            value = rec[whole]
-            if not torch.is_tensor(value):
-                raise UnitError(f"{whole} returns {type(value).__name__}, not a tensor: name a part, e.g. '{whole}:0'")
-            self._parts[whole.key] = (tuple(value.shape[1:]), value.dtype)
-        shape = self._parts[whole.key][0]
-        if unit.index is None:
-            return shape
-        return tuple(unit.select(torch.empty((1,) + shape, device="meta")).shape[1:])
+        return self._spec(unit)[0]
 
     def dtype(self, unit: UnitLike) -> torch.dtype:
         """The dtype of a unit's values (as :meth:`shape` finds them)."""
+        return self._spec(unit)[1]
+
+    def _spec(self, unit: UnitLike) -> tuple[tuple, torch.dtype]:
         unit = Unit.coerce(unit, self.model)
-        self.shape(unit)
-        whole = Unit(unit.module, unit.step, None, unit.output)
-        return self._parts[whole.key][1] if whole.key in self._parts else self.call(unit).dtype
+        if unit.part is not None or unit.op is not None:
+            self.need_ops()
+        whole_output = unit.output is not None and unit.part is None and unit.op is None  # sized by a recording
+        return self.probe.value_spec(unit, self.example, None if whole_output else self.survey, self._parts)
 
     # -- where a pass may stop, and what it costs -----------------------------------------------
     def stop(self, units: Sequence[UnitLike]) -> tuple[str, int] | None:
@@ -183,6 +166,45 @@ class Plan:
         survey = self.survey
         value = survey.flops if index is None else survey.calls[index].flops
         return float(value or 0.0)
+
+    # -- records that stop where the plan says ---------------------------------------------------
+    def record(self, *units: UnitLike, keep_graph: bool = False, reduce: str | None = None,
+               stop: bool = True) -> Record:
+        """``plan.probe.record(...)`` whose passes end after the last of ``units`` (with ``stop``).
+
+        The stop point is the one a record of the same units in this plan
+        learned (:meth:`learn`; "no stop" included, so those passes run
+        plainly), else the survey's when the plan has an example
+        (:meth:`stop`), else learned on the record's first pass
+        (:meth:`Record.forward <insilico.taps.Record.forward>`): pass the record
+        to :meth:`learn` after it, and later records of these units skip learning.
+        """
+        parsed = self.probe.units(*units)
+        key = tuple(u.key for u in parsed)
+        point = None
+        if stop and key in self._learned:
+            point = self._learned[key]
+            stop = point is not None
+        elif stop and self.example is not None:
+            point = self.stop(parsed)  # surveyed before the record attaches (a survey pass must not be recorded)
+        rec = self.probe.record(*parsed, keep_graph=keep_graph, reduce=reduce, stop=stop)
+        if point is not None:
+            rec.stop_after(point)
+        return rec
+
+    def learn(self, rec: Record, stops: bool | None = None) -> None:
+        """Remember where ``rec``'s passes stop (its ``stop_at``; None: they run to the end) for later
+        :meth:`record` calls of the same units. ``stops=False`` says they cannot stop whatever ``rec`` saw."""
+        key = tuple(tap.unit.key for tap in rec.parts)
+        self._learned[key] = None if stops is False else rec.stop_at
+
+    def read(self, units: Sequence[UnitLike], *inputs: Any, keep_graph: bool = False) -> list:
+        """The values of ``units`` from one forward pass of ``inputs`` that ends after the last of them
+        (:meth:`record`, then :meth:`learn`): a model read again and again (a predictor's trunk) learns once."""
+        with self.record(*units, keep_graph=keep_graph) as rec:
+            rec.forward(*inputs)
+        self.learn(rec)
+        return [rec[u] for u in units]
 
     def _last_call(self, units: Sequence[UnitLike]) -> int | None:
         """Position in the survey of the last call ``units`` need, or None (no stop point)."""

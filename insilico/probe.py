@@ -189,6 +189,42 @@ class Probe:
                 survey.flops, survey.counter = float(survey.counter.get_total_flops()), None
         return survey
 
+    def value_spec(self, unit: UnitLike, example: torch.Tensor, survey: Survey | None, parts: dict | None = None
+                   ) -> tuple[tuple, torch.dtype]:
+        """One sample's shape (the unit's index applied) and the dtype of a unit's values: the one shape rule.
+
+        A module's, op's or attention part's output is read from ``survey``, a
+        survey of ``example`` (made with ``ops=True`` for op units and attention
+        parts); a part of a structured output (``"lstm:0"``) is sized by one
+        recording pass of ``example[:1]``, as a survey sees whole outputs only
+        (``parts`` keeps it by the whole output's key, so it is sized once; it
+        needs no survey).
+        :class:`insilico.plan.Plan` and :func:`insilico.recording.record_stimuli` ask here.
+
+        Raises
+        ------
+        UnitError
+            A unit never called in the surveyed pass, or a structured part that is no tensor; the model's own
+            error when the pass failed before the unit ran.
+        """
+        unit = Unit.coerce(unit, self.model)
+        if unit.output is None or unit.part is not None or unit.op is not None:
+            dtype = survey.reached(unit).dtype  # the model's own error, or "never called", before the shape
+            return survey.shape(unit), dtype
+        whole = Unit(unit.module, unit.step, None, unit.output)
+        parts = {} if parts is None else parts
+        if whole.key not in parts:
+            with session(self.model), self.record(whole) as rec:
+                self.model(example[:1].to(self.device, self.dtype))
+            value = rec[whole]
+            if not torch.is_tensor(value):
+                raise UnitError(f"{whole} returns {type(value).__name__}, not a tensor: name a part, e.g. '{whole}:0'")
+            parts[whole.key] = (tuple(value.shape[1:]), value.dtype)
+        shape, dtype = parts[whole.key]
+        if unit.index is not None:
+            shape = tuple(unit.select(torch.empty((1,) + shape, device="meta")).shape[1:])
+        return shape, dtype
+
     def units(self, *specs: UnitLike) -> list[Unit]:
         """Parse and check unit addresses against the model (unknown modules fail here)."""
         units = []
@@ -451,7 +487,7 @@ class Probe:
         """Mean over ``reference`` of each unit's whole module output, per call step: (T, *sample_shape)."""
         from .recording import batches, stimulus_source
 
-        source = stimulus_source(reference)
+        source = stimulus_source(reference, name="reference")
         wholes = {(u.module, u.output): Unit(u.module, output=u.output) for u in units}
         sums: dict = {}
         with session(self.model):

@@ -30,7 +30,6 @@ Example
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -48,8 +47,8 @@ from .identity import check, digest, job_identity, value_digest
 from .performance import tuned
 from .registry import register_tool
 from .session import session
-from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, start_over,
-                       write_json)
+from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, read_identity,
+                       start_over, write_json)
 from .units import Unit
 
 FORMAT = "insilico.recording/1"
@@ -123,7 +122,8 @@ class Recording:
     def save(self, path: str | os.PathLike) -> Recording:
         """Write this recording to a folder in the on-disk format; returns the loaded copy."""
         shapes = {name: (a.shape[1:], a.dtype.str) for name, a in self._arrays.items()}
-        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, self.ids, self.params, self.meta)
+        meta = {k: v for k, v in self.meta.items() if k != "job"}  # a copy holds no stimulus digests to resume by
+        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, self.ids, self.params, meta)
         for start, stop in self.done:
             for name in self.units:
                 sink.write(name, start, np.asarray(self._arrays[name][start:stop]))
@@ -372,24 +372,28 @@ def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
 
 
 def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
-    """Per-sample shape and numpy dtype of each unit's recorded values, from the plan's survey of one stimulus.
+    """Per-sample shape and numpy dtype of each unit's recorded values, from one survey of one stimulus.
 
-    The survey (:class:`~insilico.plan.Plan`, under the caller's precision)
-    gives each call's output shape and dtype (a part of a structured output,
+    The survey (:meth:`insilico.Probe.survey`, under the caller's precision)
+    gives each call's output shape and dtype, read by the one shape rule
+    (:meth:`insilico.Probe.value_spec`: a part of a structured output,
     ``"lstm:0"``, is sized by one recording pass); the unit's reduction and
     index are applied to an empty ``meta`` tensor of that shape, as a
     recording applies them.
     """
-    from .plan import Plan
     from .taps import _reduce
 
     probe.record(*names, reduce=reduce).remove()  # the record's own checks of addresses and reductions, at once
-    plan = Plan(probe.model, prepare(source.batch(0, 1, probe.device, probe.dtype)), probe=probe)
-    shapes = {}
-    for name in names:
-        unit = Unit.coerce(name, probe.model)
+    first = prepare(source.batch(0, 1, probe.device, probe.dtype))
+    units = [Unit.coerce(name, probe.model) for name in names]
+    plain = [u for u in units if u.output is None or u.part is not None or u.op is not None]
+    ops = any(u.part is not None or u.op is not None for u in units)
+    survey = probe.survey(first, ops=ops, strict=False) if plain else None
+    shapes, parts = {}, {}
+    for name, unit in zip(names, units):
         whole = Unit(unit.module, unit.step, None, unit.output)
-        value = torch.empty((1, *plan.shape(whole)), dtype=plan.dtype(whole), device="meta")
+        shape, dtype = probe.value_spec(whole, first, survey, parts)
+        value = torch.empty((1, *shape), dtype=dtype, device="meta")
         if reduce is not None:
             value = _reduce(value, reduce, unit)
         shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))
@@ -429,7 +433,7 @@ class _Source:
     def batch(self, start: int, stop: int, device, dtype) -> torch.Tensor:
         batch = self.read(start, stop)
         if self.images:
-            check_images(batch)
+            check_images(batch, name=getattr(self, "name", "images"))
         elif batch.is_floating_point() and not torch.isfinite(batch).all():
             raise StimulusError(f"stimuli {start}..{stop - 1} contain NaN or inf values")
         if dtype is not None and batch.is_floating_point():
@@ -441,13 +445,23 @@ class _Source:
         return digest(self.read(start, stop))
 
 
-def stimulus_source(stimuli: Any) -> _Source:
+def stimulus_source(stimuli: Any, name: str = "images") -> _Source:
     """Wrap stimuli (tensor, array, StimulusSet, Dataset) for batched access.
 
     Every batch passes the image gate (:func:`insilico.pixels.check_images`:
-    (N, C, H, W) floats in [0, 1]); inputs that are not images go through the
-    explicit door :func:`insilico.pixels.raw`.
+    (N, C, H, W) floats in [0, 1]), whose messages start with ``name`` (the
+    argument as the user wrote it, e.g. ``"reference"``); inputs that are not
+    images go through the explicit door :func:`insilico.pixels.raw`. A
+    Dataset's items may be images, ``(image, label, ...)`` tuples (torchvision's
+    ``ImageFolder`` with a ``transform`` that makes tensors) or dicts with an
+    image under one of :data:`IMAGE_KEYS`.
     """
+    source = _stimulus_source(stimuli)
+    source.name = name
+    return source
+
+
+def _stimulus_source(stimuli: Any) -> _Source:
     if isinstance(stimuli, Raw):
         tensor = stimuli.data
         return _Source(lambda a, b: tensor[a:b], len(tensor), images=False)
@@ -610,7 +624,12 @@ class _DiskSink:
         create_once(path, create)
         self.files, self.offsets, self.row_bytes = {}, {}, {}
         for name, (shape, dtype) in shapes.items():
-            self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
+            try:
+                self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
+            except (OSError, ValueError) as e:
+                raise SavedFileError(f"{path / files[name]} is damaged ({type(e).__name__}: {e}): pass "
+                                     "overwrite=True (--force) to record again, or choose another out= folder",
+                                     path / files[name]) from None
             self.row_bytes[name] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             self.files[name] = open(path / files[name], "r+b")
         self.log = ProgressLog(path, rank)
@@ -624,14 +643,10 @@ class _DiskSink:
         The stimuli of every range already recorded are read again and hashed
         (no forward pass) and compared with the digests in the progress files.
         """
+        if not (path / "meta.json").exists() and any(path.glob("progress-*.json")):
+            check(None, meta["job"], str(path))  # progress logs whose meta.json is gone: nothing says what made them
         if (path / "meta.json").exists():
-            try:
-                old = json.loads((path / "meta.json").read_text())
-            except (OSError, ValueError) as e:
-                raise SavedFileError(f"{path / 'meta.json'} is damaged ({type(e).__name__}: {e}): pass "
-                                     "overwrite=True (--force) to record again, or choose another out= folder",
-                                     path / "meta.json") from None
-            stored = old.get("job")
+            stored = read_identity(path / "meta.json").get("job")
             if isinstance(stored, dict) and stored.get("stimuli", {}).get("stimuli", {}).get("n") == n:
                 log = ProgressLog(path)
                 kept = log.digests()

@@ -76,6 +76,16 @@ KINDS = {
     "gallery": "the browsable static site of a model",
 }
 
+#: One name per option across tools: the name -> the other spellings it replaces (issue 24, "options drift").
+#: ``tests/test_registry.py`` lists the registered tools that still use another spelling.
+VOCABULARY = {
+    "size": ("input_size", "image_size", "shape"),
+    "progress": ("quiet", "verbose", "show_progress"),
+    "seed": ("random_state", "rng", "generator"),
+    "batch_size": ("batchsize", "chunk_size"),
+    "out": ("out_dir", "output_dir", "folder"),
+}
+
 #: The kinds whose tools ``import insilico`` exports lazily as ``insilico.<name>``.
 TOP_LEVEL_KINDS = ("attribution", "design")
 
@@ -177,6 +187,12 @@ def tools(kind: str | None = None) -> dict[str, Tool]:
 
     Imports every module of insilico once (about 2 s), so that each registration has run.
 
+    Raises
+    ------
+    InsilicoError
+        ``kind`` is not one of :data:`KINDS`, or a module of insilico fails to import (its tools would be
+        missing from the listing).
+
     >>> from insilico.registry import tools
     >>> tools("design")["maximize"].target
     'insilico.design.maximize:maximize'
@@ -184,7 +200,11 @@ def tools(kind: str | None = None) -> dict[str, Tool]:
     if kind is not None and kind not in KINDS:
         raise InsilicoError(f"tools: kind {kind!r} is not one of {sorted(KINDS)}")
     for module in _modules():
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:  # a tool there would be missing from every listing: say so, never skip it
+            raise InsilicoError(f"tools: importing {module} failed ({error}); every module of insilico must import "
+                                f"for the registry to be complete (install what it needs)") from error
     order = list(KINDS)
     found = sorted(TOOLS.values(), key=lambda t: (order.index(t.kind), t.name))
     return {t.name: t for t in found if kind is None or t.kind == kind}
@@ -198,4 +218,4 @@ def describe(kind: str | None = None) -> str:
     return "\n".join(" ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + " " + r[3] for r in rows)
 
 
-__all__ = ["KINDS", "TOP_LEVEL_KINDS", "TOOLS", "Registry", "Tool", "describe", "register_tool", "tools"]
+__all__ = ["KINDS", "TOP_LEVEL_KINDS", "TOOLS", "VOCABULARY", "Registry", "Tool", "describe", "register_tool", "tools"]

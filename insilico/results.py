@@ -81,7 +81,7 @@ class Result:
     @classmethod
     def _from_blob(cls, blob: dict, path: str):
         """The result held by a file's contents ``blob`` (read by :func:`read`)."""
-        persistence.check_format(blob, path, FORMAT)
+        persistence.check_format(blob, path, FORMAT, oldest=FORMAT)
         packed, kind = blob.get("result"), blob.get("kind")
         if not isinstance(packed, dict) or not isinstance(kind, str) or \
                 persistence.MOVED.get(packed.get("__dataclass__"), packed.get("__dataclass__")) \

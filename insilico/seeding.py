@@ -11,6 +11,9 @@ torch's global generator).
 - :func:`derive_seed`: a sample's seed from a run's ``seed`` and the sample's
   key (its index, label or :func:`content_key`), so a sample's random draws do
   not depend on its batch companions, its position or the batch size.
+- :func:`keep_global_rng`: for code that must draw from torch's global
+  generator (a module's random init before its weights are loaded, training):
+  the caller's state is put back afterwards.
 - :func:`content_key`: a digest of each image's bytes, the key for tools that
   start from a user's images (PGD's random start, MAD's start noise,
   SmoothGrad's noise): an image gets the same noise alone, in any batch, at
@@ -29,8 +32,10 @@ True
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
+from typing import Iterator
 
 import torch
 
@@ -60,6 +65,23 @@ def generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Gen
     return g
 
 
+@contextlib.contextmanager
+def keep_global_rng() -> Iterator[None]:
+    """Torch's global generators (CPU, and CUDA once initialised) are as they were after the block.
+
+    Example
+    -------
+    >>> state = torch.get_rng_state()
+    >>> with keep_global_rng():
+    ...     layer = torch.nn.Linear(3, 2)          # its init draws from the global generator
+    >>> torch.equal(state, torch.get_rng_state())
+    True
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
 def derive_seed(seed: int, key: int | str) -> int:
     """A sample's seed from a run's ``seed`` and the sample's index or label (stable across runs and machines).
 
@@ -84,4 +106,4 @@ def content_key(images: torch.Tensor) -> list[str]:
     return keys
 
 
-__all__ = ["content_key", "derive_seed", "fresh_seed", "generator"]
+__all__ = ["content_key", "derive_seed", "fresh_seed", "generator", "keep_global_rng"]

@@ -18,7 +18,9 @@ atomically as ``chunk-<start>-<stop>.pt`` into the output folder, so the
 files themselves say what is done. After a barrier every rank loads the
 parts in sample order and the tool joins them exactly as a single-process
 run does (which goes through the same chunks), so results are bit-identical
-on the CPU with the same seeds.
+on the CPU with the same seeds. The folder's ``job.json`` holds the job's
+identity (:mod:`insilico.identity`), checked on every rerun: a folder of
+another model, other inputs or other settings is refused.
 
 Example
 -------
@@ -36,7 +38,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import pickle
 import re
 import time
 import warnings
@@ -187,12 +188,11 @@ def _read_log(file: Path) -> dict:
     if not file.exists():
         return {"done": []}
     try:
-        log = json.loads(file.read_text())
-        if not isinstance(log, dict) or not all(len(i) == 2 and all(isinstance(v, int) for v in i)
-                                                for i in log["done"]):
+        log = persistence.read_json(file, "progress log")
+        if not all(len(i) == 2 and all(isinstance(v, int) for v in i) for i in log["done"]):
             raise ValueError("no list of [start, stop] chunks")
         return log
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (SavedFileError, ValueError, KeyError, TypeError) as e:
         warnings.warn(f"{file} is damaged ({type(e).__name__}: {e}); the chunks it listed are computed again",
                       stacklevel=3)
         return {"done": []}
@@ -277,14 +277,22 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
 
 
 def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
-    """The part in ``path``; a damaged one is reported (naming the file) and computed and written again."""
+    """The part in ``path``. One that cannot be read (cut short, corrupt) is reported, naming the file, and
+    computed and written again; one that reads but is refused (not a chunk, a class off the allow-list,
+    another format) is an error: a file someone put there is never silently replaced."""
     try:
         return load_part(path)
-    except (InsilicoError, OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
-        if _MERGE_ONLY[0]:
-            raise SavedFileError(f"{path} is damaged ({type(e).__name__}: {e}); rerun the command without --shard "
-                                 "to compute it again", path) from None
-        warnings.warn(f"{path} is damaged ({type(e).__name__}: {e}); computing that chunk again", stacklevel=3)
+    except SavedFileError as e:
+        try:
+            persistence.read(path, "chunk of an out= folder")
+        except SavedFileError:
+            error = e  # unreadable: damaged
+        else:
+            raise
+    if _MERGE_ONLY[0]:
+        raise SavedFileError(f"{path} cannot be read, so that chunk must be computed again: rerun the command "
+                             f"without --shard ({error})", path) from None
+    warnings.warn(f"{path} cannot be read, so that chunk is computed again ({error})", stacklevel=3)
     part = compute()
     save_part(path, part)
     return load_part(path)
@@ -361,14 +369,19 @@ def _claim(folder: Path, job: dict | None) -> None:
     """Write the job identity to ``job.json`` once; refuse a folder that holds another job's parts."""
     job = job if job and "identity" in job else job_identity(None, job)
     job = json.loads(to_json(job))  # as written to job.json
+    if not (folder / "job.json").exists() and any(folder.glob("chunk-*.pt")):
+        check(None, job, str(folder))  # parts whose job.json is gone: nothing says what made them
     create_once(folder, lambda: write_json(folder / "job.json", job), ready="job.json")
+    check(read_identity(folder / "job.json"), job, str(folder))
+
+
+def read_identity(path: Path) -> dict:
+    """The job identity stored in ``path`` (through the one decoder); a damaged file is refused naming the fix."""
     try:
-        old = json.loads((folder / "job.json").read_text())
-    except (OSError, ValueError) as e:
-        raise SavedFileError(f"{folder / 'job.json'} is damaged ({type(e).__name__}: {e}), so the parts in {folder} "
-                             "cannot be checked against this run: pass overwrite=True (--force on the command line) "
-                             "to start over, or choose another out= folder", folder / "job.json") from None
-    check(old, job, str(folder))
+        return persistence.read_json(path, "job identity")
+    except SavedFileError as e:
+        raise SavedFileError(f"{e}; the work beside it cannot be checked against this run: pass overwrite=True "
+                             "(--force on the command line) to start over, or choose another out= folder", path) from None
 
 
 def save_part(path: str | os.PathLike, part: Any) -> None:
@@ -399,5 +412,5 @@ def load_part(path: str | os.PathLike) -> Any:
     if blob.get("kind", PART_KIND) != PART_KIND or "part" not in blob:
         raise SavedFileError(f"{path} is not a chunk written by insilico (it holds {blob.get('kind', 'no part')!r})",
                              path)
-    persistence.check_format(blob, path, persistence.FORMAT, what="chunk of an out= folder")
+    persistence.check_format(blob, path, persistence.FORMAT, "chunk of an out= folder", oldest=persistence.FORMAT)
     return unpack(blob["part"], path, blob.get("versions"))

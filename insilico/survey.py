@@ -128,6 +128,16 @@ class Survey:
             raise UnitError(f"step {unit.step} of {unit.module!r} never happened: it was called {len(calls)} time(s)")
         return calls[unit.step]
 
+    def reached(self, unit: UnitLike) -> Call:
+        """:meth:`call`; when the surveyed pass failed before the unit ran (a survey with ``strict=False``), the
+        model's own error (kept in :attr:`error`) instead of "never called"."""
+        try:
+            return self.call(unit)
+        except UnitError:
+            if self.error is not None:
+                raise self.error
+            raise
+
     def shape(self, unit: UnitLike) -> tuple:
         """One sample's shape of a unit's values (its index applied), e.g. ``(H, W)`` for a channel."""
         unit = Unit.coerce(unit, self.model)

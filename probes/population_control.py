@@ -3,7 +3,7 @@
 The experiment of Bashivan, Kar & DiCarlo (2019) and Walker et al. (2019), with
 a ground truth we know (:mod:`insilico.data.simulated`): a population of model
 neurons responds, with Poisson noise over repeated presentations, to natural
-images; a :class:`~insilico.predictor.NeuralPredictor` is fitted from
+images; a :class:`~insilico.encoding.NeuralPredictor` is fitted from
 ``minialex`` features on those responses; stretch (most exciting) and one-hot
 images are synthesized on the predictor and shown to the brain. Reported per
 brain and per design option:
@@ -52,8 +52,8 @@ import insilico
 from insilico.data.simulated import simulated_experiment
 from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
+from insilico.encoding import Ensemble
 from insilico.jsonfiles import write_json
-from insilico.predictor import Ensemble
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
            "ensemble+default")

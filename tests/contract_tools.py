@@ -35,7 +35,7 @@ from torch import nn
 import insilico
 from insilico import experiments as E
 from insilico.registry import tools as registered_tools
-from insilico.predictor import fit_predictor
+from insilico.encoding import fit_predictor
 from insilico.session import session
 
 SIZE = (3, 16, 16)
@@ -274,11 +274,13 @@ def run_model_rdms(model, images, samples=None):
 
 
 def run_fit_predictor(model, images, samples=None):
-    """A linear readout of 2 synthetic targets from the deeper layer's mean features, 2-fold CV."""
+    """A linear readout of 2 synthetic targets from the deeper layer's mean features, 2-fold CV; no held-out
+    scores (4 images: scoring needs 3 held out and 3 to fit, ``fit_predictor`` refuses fewer)."""
     a = arch_of(model)
     x = _pick(images, samples)
     responses = torch.linspace(0, 1, len(x) * 2, dtype=x.dtype).reshape(len(x), 2)
-    return fit_predictor(model, x, responses, a.deeper, reduce="mean", cv=2, batch_size=2, progress=False)
+    return fit_predictor(model, x, responses, a.deeper, reduce="mean", cv=2, held_out=0, batch_size=2,
+                         progress=False)
 
 
 def run_record(model, images, samples=None):

@@ -26,14 +26,27 @@ NAMESPACES = ("insilico", "insilico.experiments", "insilico.attribution", "insil
 TOOL_NAMESPACE = "insilico.registry.tools()"
 
 
-def _signature(obj) -> str:
+def _signature(obj) -> list[str]:
+    """The signature as a list: each parameter as ``str(parameter)``, the ``/`` and ``*`` markers where
+    ``str(signature)`` has them, and ``-> annotation`` last (a diff then names the parameter that changed)."""
     try:
-        return str(inspect.signature(obj))
+        sig = inspect.signature(obj)
     except (TypeError, ValueError):  # builtins, some C types
-        return "<no signature>"
+        return ["<no signature>"]
+    parts, kinds = [], [p.kind for p in sig.parameters.values()]
+    for i, p in enumerate(sig.parameters.values()):
+        first_keyword_only = p.kind is p.KEYWORD_ONLY and (i == 0 or kinds[i - 1] is not p.KEYWORD_ONLY)
+        if first_keyword_only and p.VAR_POSITIONAL not in kinds:
+            parts.append("*")
+        parts.append(str(p))
+        if p.kind is p.POSITIONAL_ONLY and (i + 1 == len(kinds) or kinds[i + 1] is not p.POSITIONAL_ONLY):
+            parts.append("/")
+    if sig.return_annotation is not sig.empty:
+        parts.append(f"-> {inspect.formatannotation(sig.return_annotation)}")
+    return parts
 
 
-def _members(cls) -> dict[str, str]:
+def _members(cls) -> dict[str, list[str]]:
     out = {}
     for name, member in vars(cls).items():
         if name.startswith("_") or not (inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod))):
@@ -42,11 +55,11 @@ def _members(cls) -> dict[str, str]:
     return out
 
 
-def current_api() -> dict[str, dict[str, str]]:
+def current_api() -> dict[str, dict[str, list[str]]]:
     """``{namespace: {name: signature}}`` of the imported insilico (the working copy's, run from its root)."""
     from insilico.registry import tools
 
-    api: dict[str, dict[str, str]] = {}
+    api: dict[str, dict[str, list[str]]] = {}
     for namespace in NAMESPACES:
         module = importlib.import_module(namespace)
         names = {}
@@ -58,7 +71,7 @@ def current_api() -> dict[str, dict[str, str]]:
             if namespace == "insilico" and inspect.isclass(obj) and not issubclass(obj, Exception):
                 names.update(_members(obj))
         api[namespace] = names
-    api[TOOL_NAMESPACE] = {name: f"{tool.target}{_signature(tool.load())}" for name, tool in sorted(tools().items())}
+    api[TOOL_NAMESPACE] = {name: [tool.target, *_signature(tool.load())] for name, tool in sorted(tools().items())}
     return api
 
 
@@ -70,7 +83,12 @@ def test_the_public_api_is_the_pinned_one():
         old, new = pinned.get(namespace, {}), now.get(namespace, {})
         problems += [f"{namespace}.{n}: removed" for n in sorted(set(old) - set(new))]
         problems += [f"{namespace}.{n}: new {new[n]}" for n in sorted(set(new) - set(old))]
-        problems += [f"{namespace}.{n}: {old[n]} -> {new[n]}" for n in sorted(set(old) & set(new)) if old[n] != new[n]]
+        for n in sorted(set(old) & set(new)):
+            if old[n] != new[n]:
+                gone = [p for p in old[n] if p not in new[n]]
+                came = [p for p in new[n] if p not in old[n]]
+                problems.append(f"{namespace}.{n}: " + (", ".join([*(f"-{p}" for p in gone), *(f"+{p}" for p in came)])
+                                                         or "parameters reordered"))
     assert not problems, ("the public API changed; if on purpose, run `python tests/test_api.py` and commit "
                           "tests/api.json:\n" + "\n".join(problems))
 

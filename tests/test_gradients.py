@@ -236,6 +236,9 @@ def test_smoothgrad_leaves_the_global_random_state_alone(images):
     (lambda x: torch.rand(1, 3, 5, 5), r"baselines has shape \(1, 3, 5, 5\)"),
     (lambda x: (x * 255).to(torch.uint8), "baselines must be floating point"),
     (lambda x: 255.0, r"baselines=255.0 is not a pixel value"),
+    (lambda x: float("nan"), r"baselines=nan is not a pixel value"),
+    (lambda x: "black", r"baselines must be a grey level .* not str"),
+    (lambda x: (x * 255).numpy(), r"baselines must lie in pixel space"),
 ])
 def test_integrated_gradients_baselines_pass_the_image_gate(images, bad, match):
     """Issue 23 item 6: a NaN, 0..255 or wrong-sized baseline is refused, naming ``baselines``."""

@@ -13,7 +13,7 @@ from torch import nn
 
 import insilico
 from insilico import Probe
-from insilico.errors import JobMismatchError
+from insilico.errors import JobMismatchError, SavedFileError
 from insilico.identity import check, job_identity, model_fingerprint
 from insilico.sharding import done_chunks, map_chunks
 
@@ -127,6 +127,20 @@ def test_a_corrupt_progress_file_is_named_and_its_chunks_recorded_again(x, tmp_p
     assert json.loads((tmp_path / "progress-0.json").read_text())["done"] == [[0, 10]]
 
 
+def test_a_cut_array_is_named_and_a_saved_copy_is_not_resumed_blindly(x, tmp_path):
+    rec = Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "r", progress=False)
+    rec.save(tmp_path / "copy")  # no stimulus digests travel with a copy: resuming into it is refused
+    with pytest.raises(JobMismatchError, match="without a job identity"):
+        Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "copy", progress=False)
+    (tmp_path / "copy" / "meta.json").unlink()  # progress logs left without their metadata
+    with pytest.raises(JobMismatchError, match="without a job identity"):
+        Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "copy", progress=False)
+    array = tmp_path / "r" / "000_0.npy"
+    array.write_bytes(array.read_bytes()[:100])
+    with pytest.raises(SavedFileError, match="000_0.npy is damaged.*overwrite=True"):
+        Probe(conv(0)).record_stimuli(x, ["0"], out=tmp_path / "r", progress=False)
+
+
 # ------------------------------------------------------------------ map_chunks: the design tools
 def test_pgd_with_other_images_steps_or_model_is_refused(tmp_path):
     images = torch.rand(6, 3, 2, 2, generator=torch.Generator().manual_seed(0))
@@ -192,7 +206,7 @@ def test_a_damaged_chunk_is_named_and_computed_again(tmp_path):
     part = tmp_path / "chunk-00000002-00000004.pt"
     part.write_bytes(part.read_bytes()[:40])  # cut short
     calls.clear()
-    with pytest.warns(UserWarning, match="chunk-00000002-00000004.pt is damaged"):
+    with pytest.warns(UserWarning, match="chunk-00000002-00000004.pt cannot be read, so that chunk is computed again"):
         again = map_chunks(compute, 5, 2, out=tmp_path, job={"steps": 1})
     assert calls == [(2, 4)] and all(torch.equal(a, b) for a, b in zip(again, first))
     assert done_chunks(tmp_path) == [(0, 2), (2, 4), (4, 5)]
@@ -204,6 +218,9 @@ def test_a_folder_without_identity_is_refused(tmp_path):
     with pytest.raises(JobMismatchError, match="without a job identity"):
         map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)
     assert map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, overwrite=True) == [2, 2]
+    (tmp_path / "job.json").unlink()  # parts left without their job.json
+    with pytest.raises(JobMismatchError, match="without a job identity"):
+        map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)
 
 
 # ------------------------------------------------------------------ the fingerprint itself
@@ -256,3 +273,13 @@ def test_cli_refuses_another_run_in_out_and_force_starts_over(tmp_path, capsys):
     assert "setting steps: 2 (folder) vs 3 (now)" in capsys.readouterr().err
     assert main([*args[:4], "3", *args[5:], "--force"]) == 0
     assert "1 computed, 0 already" in capsys.readouterr().out and png.read_bytes() != before
+
+
+def test_large_tensors_are_hashed_in_blocks_and_every_byte_counts():
+    from insilico.identity import digest
+
+    x = torch.rand(2, 3, 512, 512)  # 6 MiB: two blocks of the hash tree
+    y = x.clone()
+    y[1, 2, 511, 511] += 1e-3  # the last element, in the second block
+    assert digest(x) == digest(x.clone()) == digest(x.contiguous(memory_format=torch.channels_last))
+    assert digest(x) != digest(y) and digest(x) != digest(x.reshape(6, 512, 512))  # the shape counts too

@@ -2,6 +2,8 @@
 model families, the layer chooser; and every former duplicate now reads it."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torchvision
@@ -25,7 +27,9 @@ def tiny_vit():
     return vit
 
 
+@functools.lru_cache(maxsize=1)
 def swin():
+    """One swin_t for the module (28M parameters: built once; the tests only read it)."""
     torch.manual_seed(0)
     model = torchvision.models.swin_t().eval()
     model.input_size = (3, 32, 32)   # 8 x 8 patches: stages of 8, 4, 2, 1 positions
@@ -47,6 +51,24 @@ def layouts(model, x):
     modules, family = dict(model.named_modules()), family_of(model)
     return {survey.address(c.module, c.step): layout_of(c.shape, modules[c.module], family)
             for c in survey if c.shape is not None}
+
+
+#: One small model per registered family, with the layouts of a few of its layers (a new family needs one).
+FAMILY_MODELS = {
+    "vit": (tiny_vit, {"conv_proj": "map", "encoder.layers.encoder_layer_0": "tokens", "heads.head": "vector"}),
+    "swin": (swin, {"features.0.0": "map", "features.1.0.mlp.1": "channels_last", "permute": "map"}),
+    "convnext": (tiny_convnext, {"features.1.0.block.4": "channels_last", "features.1.0": "map"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_registered_family_is_found_and_reads_its_layouts(name):
+    assert name in FAMILY_MODELS, f"add a small {name} model to FAMILY_MODELS"
+    build, expected = FAMILY_MODELS[name]
+    model = build()
+    assert family_of(model).name == name
+    seen = layouts(model, torch.rand((1,) + model.input_size))
+    assert {layer: seen[layer] for layer in expected} == expected
 
 
 class GELUTanh(nn.Module):        # timm's name: known by name, as the library is not imported
@@ -74,6 +96,8 @@ def test_minialex_kinds_in_call_order():
                                                        "features.11", "classifier.2", "classifier.5"]
     assert choose_layers(model, kind="local") == ["features.0", "features.2", "features.3", "features.5",
                                                   "features.6", "features.8", "features.10", "features.12"]
+    assert layer_units(model, torch.rand((1,) + model.input_size)) == \
+        choose_layers(model, kind="activations") + ["classifier.6"]                  # rsa: + the output
     # the probes' defaults (former first_conv / last_conv of the script kit)
     assert choose_layers(model, kind="conv", step="first")[0] == "features.0"
     assert choose_layers(model, kind="conv", step="every")[-1] == "features.10"
@@ -130,6 +154,12 @@ def test_swin_stages_are_channels_last_and_read_at_their_centre_position():
     # the generic rule alone cannot see that a GELU inside a Swin block gives (H, W, C): the family says so
     assert layout_of((8, 8, 384), nn.GELU()) == "map"
     assert layout_of((8, 8, 384), nn.GELU(), family_of(model)) == "channels_last"
+    assert layout_of((8, 8, 96), None, family_of(model)) == "channels_last"     # an op (the residual add)
+    assert layout_of((8, 8, 96), None) == "map"
+    add, _ = locate(model, "features.1.0/add", 3, 32)
+    assert add.key == "features.1.0/add[4,4,:]"
+    with pytest.raises(insilico.errors.UnitError, match="folds its windows into the batch axis"):
+        record_units(model, x, ["features.1.0.attn:heads[0]"], progress=False)   # (N * 4 windows) rows: refused
     with insilico.Probe(model).record("features.1") as rec:
         model(x)
     full = rec["features.1"]                                                     # (2, 8, 8, 96)
@@ -201,3 +231,32 @@ def test_the_chooser_keeps_the_layouts_asked_for_and_the_gallery_draws_only_maps
         choose_layers(vit, (3, 32, 32), "conv", layouts=("grid",))
     with pytest.raises(InsilicoError, match="with a channels_last output"):
         choose_layers(vit, (3, 32, 32), "conv", layouts=("channels_last",))
+
+
+def test_the_probes_center_reduction_is_the_map_centre_rule():
+    # taps.py (probing, below insilico.layers) keeps its own reduce="center": it must agree with the one rule
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU())
+    x = torch.rand(4, 1, 9, 10)
+    with insilico.Probe(net).record("0", reduce="center") as rec:
+        net(x)
+    values, names = record_units(net, x, ["0"], progress=False)
+    assert names == ["0[0,3,4]", "0[1,3,4]", "0[2,3,4]"]
+    torch.testing.assert_close(rec["0"], values)
+
+
+def test_a_predictor_pools_channels_last_and_token_layers_over_positions_not_channels():
+    from insilico.encoding.predictor import _pool
+
+    model, vit = swin(), tiny_vit()
+    x = torch.rand(2, 3, 32, 32)
+    with insilico.Probe(model).record("features.1") as rec:
+        model(x)
+    nhwc = rec["features.1"]                                                        # (2, 8, 8, 96)
+    torch.testing.assert_close(_pool(nhwc, "mean", "features.1", model), nhwc.mean((1, 2)))
+    torch.testing.assert_close(_pool(nhwc, "max", "features.1", model), nhwc.amax((1, 2)))
+    assert _pool(nhwc, 2, "features.1", model).shape == (2, 96 * 4)
+    block = "encoder.layers.encoder_layer_0"
+    with insilico.Probe(vit).record(block) as rec:
+        vit(x)
+    tokens = rec[block]                                                             # (2, 17, 16)
+    torch.testing.assert_close(_pool(tokens, "mean", block, vit), tokens.mean(1))

@@ -317,3 +317,13 @@ def test_clear_errors():
     result.model = None
     with pytest.raises(InsilicoError, match="needs the model"):
         result.validity()
+
+
+@pytest.mark.parametrize("argument", ["references", "init"])
+def test_every_image_argument_passes_the_gate_by_name(argument):
+    """Issue 23 item 6: a second image argument is gated like the first, and the message names it."""
+    good = torch.rand(2, 1, 8, 8)
+    bad = good * 255
+    options = {"references": bad} if argument == "references" else {"references": good, "init": bad}
+    with pytest.raises(StimulusError, match=rf"^{argument} must lie in pixel space \[0, 1\]"):
+        insilico.metamer(small_cnn(), "0", steps=1, progress=False, **options)

@@ -156,3 +156,12 @@ def test_lowercase_factories_take_one_address():
         O.channel("c")
     with pytest.raises(UnitError, match="picks one channel"):
         O.channel("c[1:3]")
+
+
+def test_representation_targets_must_be_finite():
+    from insilico.objectives.representation import RepresentationDistance
+
+    target = torch.rand(2, 3)
+    RepresentationDistance({"0": target})
+    with pytest.raises(InsilicoError, match=r"target representation at 0 contains NaN or inf"):
+        RepresentationDistance({"0": torch.cat([target[:1], torch.tensor([[0.1, float("nan"), 0.3]])])})

@@ -23,7 +23,7 @@ def test_channels_last_and_bf16_recordings_match_fp32_and_leave_the_model_as_it_
         torch.testing.assert_close(half[unit], plain[unit], rtol=0.05, atol=0.05)
         assert half[unit].dtype == torch.float32 and not torch.equal(half[unit], plain[unit])
     assert all(p.is_contiguous() for p in model.parameters())
-    with pytest.raises(InsilicoError, match="already holds"):  # a bf16 folder is not continued in fp32
+    with pytest.raises(InsilicoError, match="another run .*precision"):  # a bf16 folder is not continued in fp32
         Probe(model).record_stimuli(x, ["1", "4"], batch_size=4, progress=False, out=tmp_path / "bf16")
 
 

@@ -21,7 +21,7 @@ from torch import nn
 import insilico
 from insilico import persistence, sharding
 from insilico.errors import InsilicoError, SavedFileError
-from insilico.predictor import NeuralPredictor
+from insilico.encoding import NeuralPredictor
 from insilico.results import Result
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -97,7 +97,7 @@ def test_a_class_of_another_role_is_not_rebuilt(cwd):
     refused(insilico.load, path, "insilico.recording:Recording")
 
 
-def test_hostile_chunk_files_are_refused_by_load_part_and_map_chunks(cwd):
+def test_hostile_chunk_files_are_refused_by_load_part_and_never_run_in_map_chunks(cwd):
     bare = cwd / "chunk-00000000-00000002.pt"
     torch.save(HOSTILE, bare)
     refused(sharding.load_part, bare, "not a chunk")
@@ -107,11 +107,16 @@ def test_hostile_chunk_files_are_refused_by_load_part_and_map_chunks(cwd):
     legacy = cwd / "legacy.pt"  # a part written before parts recorded their format
     torch.save(SYSTEM, legacy)
     refused(sharding.load_part, legacy, "allow-list")
-    out = cwd / "out"  # a shared out= folder seeded with the payload: joining the parts refuses it
-    assert sharding.map_chunks(lambda a, b: Rates(torch.arange(a, b).float()), 2, 2, out=out)[0].rates.tolist() \
-        == [0.0, 1.0]
-    torch.save({"format": 2, "kind": sharding.PART_KIND, "part": SYSTEM}, out / "chunk-00000000-00000002.pt")
-    refused(lambda p: sharding.map_chunks(lambda a, b: None, 2, 2, out=out), out / "chunk-00000000-00000002.pt")
+    out = cwd / "out"  # a shared out= folder seeded with the payload: it never runs; the chunk is computed again
+    compute = lambda a, b: Rates(torch.arange(a, b).float())  # noqa: E731
+    assert sharding.map_chunks(compute, 2, 2, out=out)[0].rates.tolist() == [0.0, 1.0]
+    chunk = out / "chunk-00000000-00000002.pt"
+    torch.save({"format": 2, "kind": sharding.PART_KIND, "part": SYSTEM}, chunk)
+    with sharding.merge_only():  # insilico merge computes nothing: it refuses, naming the file
+        refused(lambda p: sharding.map_chunks(compute, 2, 2, out=out), chunk)
+    with pytest.warns(UserWarning, match="chunk-00000000-00000002.pt"):
+        assert sharding.map_chunks(compute, 2, 2, out=out)[0].rates.tolist() == [0.0, 1.0]
+    assert sharding.load_part(chunk).rates.tolist() == [0.0, 1.0]
 
 
 def test_hostile_predictor_files_are_refused(cwd):
@@ -131,6 +136,10 @@ def test_hostile_predictor_files_are_refused(cwd):
     blob["scores"] = SYSTEM
     torch.save(blob, evil)
     refused(lambda p: NeuralPredictor.load(p, net), evil, "allow-list")
+    other = {**blob, "scores": {}, "state": {k: v for k, v in blob["state"].items() if k != "readout.bias"}}
+    other["state"]["readout.gain"] = torch.ones(2)
+    torch.save(other, evil)  # a readout of "another version": refused, not half loaded
+    refused(lambda p: NeuralPredictor.load(p, net), evil, "readout.bias", "readout.gain")
     blob["scores"], blob["format"] = {}, 7
     torch.save(blob, evil)
     refused(lambda p: NeuralPredictor.load(p, net), evil, "format 7", "upgrade insilico")
@@ -179,20 +188,57 @@ def test_fields_of_another_version_name_class_fields_and_versions(cwd):
     torch.save(blob, path)
     message = refused(insilico.load, path, "spikes", "rates", "insilico 0.0.1", insilico.__version__)
     assert persistence.kind_name(Rates) in message
-    # the synthesis results' own format (1) too
+    # the synthesis results' own format of earlier versions (1) too
     from insilico.synthesis import SynthesisResult
 
     syn = cwd / "syn.pt"
-    SynthesisResult(torch.rand(1, 1, 4, 4), torch.zeros(2, 1), torch.tensor([2]), ["steps"], ["a"]).save(syn)
-    blob = torch.load(syn, weights_only=True)
+    blob = _format1(settings={"seed": 0})
     meta = json.loads(blob["json"])
     meta["temperature"] = 3
     blob["json"] = json.dumps(meta)
     torch.save(blob, syn)
-    refused(insilico.load, syn, "temperature", "SynthesisResult")
+    refused(insilico.load, syn, "temperature", "SynthesisResult", "insilico 0.0.9")
     blob["json"] = "{cut"
     torch.save(blob, syn)
     refused(SynthesisResult.load, syn, "damaged")
+
+
+def _format1(metamer: bool = False, **meta) -> dict:
+    """A file in the synthesis results' own format 1 (written by versions before the one decoder), as data."""
+    blob = {"format": 1, "images": torch.rand(2, 1, 4, 4), "trace": torch.tensor([[1.0, 2.0], [1.5, float("nan")]]),
+            "steps": torch.tensor([2, 1]), "state": None,
+            "json": json.dumps({"stop_reasons": ["steps", "target_reached"], "labels": ["a", "b"], "settings": {},
+                                "seeds": [0, 1], "versions": {"insilico": "0.0.9", "torch": "2.0"}, **meta})}
+    if metamer:
+        blob["metamer"] = {"references": torch.rand(1, 1, 4, 4), "final_errors": torch.tensor([0.1, 0.2]),
+                           "layer_errors": {"0": torch.tensor([0.1, 0.2])},
+                           "json": json.dumps({"reference_index": [0, 0], "condition_index": [0, 0],
+                                               "conditions": [{"0": 1.0}]})}
+    return blob
+
+
+def test_the_synthesis_results_earlier_format_still_loads(tmp_path):
+    from insilico.design.metamer_result import MetamerResult
+    from insilico.synthesis import SynthesisResult
+
+    for metamer, cls in ((False, SynthesisResult), (True, MetamerResult)):
+        blob = _format1(metamer)
+        torch.save(blob, tmp_path / "old.pt")
+        for back in (insilico.load(tmp_path / "old.pt"), cls.load(tmp_path / "old.pt")):
+            assert type(back) is cls and torch.equal(back.images, blob["images"]) and back.labels == ["a", "b"]
+            assert back.versions["insilico"] == "0.0.9" and back.traces[1].tolist() == [2.0]
+        if metamer:
+            assert back.layer_of(1) == {"0": 1.0} and torch.equal(back.references, blob["metamer"]["references"])
+            back.save(tmp_path / "new.pt")  # saved again in the current format
+            assert torch.load(tmp_path / "new.pt", weights_only=True)["format"] == persistence.FORMAT
+            assert torch.equal(MetamerResult.load(tmp_path / "new.pt").final_errors, blob["metamer"]["final_errors"])
+    with pytest.raises(InsilicoError, match="not a metamer result"):
+        MetamerResult.load(_saved(tmp_path, _format1()))
+
+
+def _saved(folder: Path, blob: dict) -> Path:
+    torch.save(blob, folder / "blob.pt")
+    return folder / "blob.pt"
 
 
 def test_damaged_recording_folders_name_the_file(tmp_path):
@@ -266,7 +312,7 @@ def test_the_allow_list_table_names_exactly_the_classes_that_register():
 def _tiny_results() -> dict:
     """One instance of every class on the allow-list: the contract tools' results, plus tiny constructors."""
     from insilico import experiments
-    from insilico.encoding import split_half_ceiling
+    from insilico.encoding import cross_validate, split_half_ceiling
     from insilico.experiments.dynamics import RecurrentLesionResult
     from insilico.rsa.bootstrap import BootstrapResult
     from insilico.rsa.noise_ceiling import NoiseCeiling
@@ -281,8 +327,10 @@ def _tiny_results() -> dict:
     rng = np.random.default_rng(0)
     ceiling = NoiseCeiling(0.25, 0.5, "spearman")
     extra = [ceiling, split_half_ceiling(rng.normal(size=(4, 6, 3)), n_splits=2),
+             cross_validate(rng.normal(size=(6, 4)), rng.normal(size=(6, 2)), cv=2, inner_cv=None),  # not a tool
              BootstrapResult(["a", "b"], rng.random(2), rng.random((3, 2)), rng.random((2, 2)), rng.random(2),
                              "spearman", "stimuli", 0.95, ceiling),
+             cross_validate(rng.normal(size=(12, 5)), rng.normal(size=(12, 3)), cv=3, inner_cv=2),
              RecurrentLesionResult({"accuracy": rng.random((2, 3))}, {"conditions": ["none", "lateral"]}),
              experiments.Result({"x": np.arange(3.0), "names": np.array(["a", "b", "c"])}, {"model": "toy"})]
     for result in extra:
@@ -315,8 +363,13 @@ def _same(a, b, where="result"):
         assert a == b, where
 
 
-def test_every_result_on_the_allow_list_round_trips(tmp_path):
-    results = _tiny_results()
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny_results()
+
+
+def test_every_result_on_the_allow_list_round_trips(tmp_path, tiny):
+    results = tiny
     assert set(results) == set(persistence.KINDS), f"no instance of {sorted(set(persistence.KINDS) - set(results))}"
     for kind, result in results.items():
         path = tmp_path / kind.replace(":", "_")
@@ -340,3 +393,16 @@ def test_a_result_of_another_kind_names_the_class_to_load_it_with(tmp_path):
     NoiseCeiling(0.1, 0.2, "spearman").save(tmp_path / "c.pt")
     with pytest.raises(InsilicoError, match="NoiseCeiling.load"):
         Rates.load(tmp_path / "c.pt")
+
+
+@pytest.mark.parametrize("kind", sorted(persistence.KINDS - {"insilico.recording:Recording"}))
+def test_a_hostile_value_in_any_saved_result_is_refused(kind, tiny, cwd):
+    """For every result kind (so every tool that saves): the call hidden in each field in turn is refused."""
+    path = cwd / "r.pt"
+    tiny[kind].save(path)
+    blob = torch.load(path, weights_only=True)
+    for field in list(blob["result"]["fields"]):
+        poisoned = {**blob, "result": {**blob["result"], "fields": {**blob["result"]["fields"], field: SYSTEM}}}
+        torch.save(poisoned, path)
+        refused(insilico.load, path, "insilico.results:os.system", "allow-list")
+        refused(type(tiny[kind]).load, path, "allow-list")

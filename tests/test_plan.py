@@ -41,10 +41,13 @@ class Counting(nn.Module):
 @pytest.mark.parametrize("budget", [None, 1e9])
 def test_orientation_tuning_runs_at_most_two_passes_besides_its_stimuli(budget):
     model = Counting()
-    kwargs = {} if budget is not None else dict(orientations=range(0, 180, 30), sfs=[1, 2, 4, 6], phases=[0, 180])
+    kwargs = {} if budget is not None else dict(orientations=range(0, 180, 30), sfs=[1, 2, 4, 6], phases=[0, 180],
+                                                natural=torch.rand(5, 3, 16, 16))  # natural images: stimuli too
     result = orientation_tuning(model, "net.0", budget=budget, batch_size=32, progress=False, **kwargs)
     stimuli = len(result.settings["orientations"]) * len(result.settings["sfs"]) * len(result.settings["phases"]) + 1
     batches = -(-stimuli // 32)
+    if budget is None:
+        stimuli, batches = stimuli + 5, batches + 1
     assert result.settings["tuned_units"] == ["net.2"]  # the conv moved onto its ReLU: the plan's one survey
     assert model.items - stimuli <= 2 and model.calls - batches <= 2, (model.calls, batches, model.items, stimuli)
     assert model.calls - batches == 1  # today: the plan's survey of the blank, nothing else
@@ -147,3 +150,20 @@ def test_evaluate_loops_equal_a_plain_pass_and_keep_lesions_of_the_plans_probe()
         evaluate.predict(model, x[:0])
     double = Counting().double()
     assert evaluate.predict(double, x.double(), batch_size=4).dtype == torch.float64
+
+
+def test_a_plan_learns_the_stop_point_once_and_later_reads_skip_the_layers_above():
+    model = Counting()
+    above = []
+    model.net[7].register_forward_hook(lambda *args: above.append(1))  # the user's own hook on the last layer
+    plan = Plan(model)  # no example: the first read learns where its passes stop
+    first = plan.read(["net.3"], torch.rand(2, 3, 16, 16))[0]
+    assert first.shape == (2, 8, 14, 14) and len(above) == 1  # the learning pass ran the whole model
+    for _ in range(3):
+        plan.read(["net.3"], torch.rand(2, 3, 16, 16))
+    assert len(above) == 1 and plan.probe.hooks() == []  # later passes end after net.3; nothing left attached
+    with plan.record("net.3", "") as rec:  # the model's own output: learned as "no stop", passes run plainly
+        assert rec.forward(torch.rand(1, 3, 16, 16)) is not None
+    plan.learn(rec)
+    assert plan.record("net.3", "").stop is False
+    plan.probe.remove()

@@ -13,7 +13,7 @@ from insilico.objectives import PopulationControl, control_score
 from insilico.synthesis import ContrastBudget
 from insilico.encoding import RidgeCV, fit_predictor, pearson_r
 from insilico.errors import InsilicoError
-from insilico.predictor import Ensemble, NeuralPredictor
+from insilico.encoding import Ensemble, NeuralPredictor
 
 
 class Net(nn.Module):
@@ -308,3 +308,12 @@ def test_ensemble_and_controllability(setup):
     score = controllability(ens, brain, images, targets=[0, 1], init="natural", parameterization="pixel",
                             steps=20, progress=False)
     assert 0.0 <= score <= 1.0 and score >= 0.5
+
+
+def test_natural_images_pass_the_gate_by_name(setup):
+    """Issue 23 item 6: ``natural=`` is gated like any image argument, and the message names it."""
+    predictor = setup[-1]
+    natural = smooth_images(4)
+    with pytest.raises(insilico.StimulusError, match=r"^natural contain \d+ NaN"):
+        insilico.population_control(predictor, [0], natural=natural.masked_fill(natural > 0.5, float("nan")),
+                                    steps=1, progress=False)

@@ -200,6 +200,12 @@ def test_seedless_lesions_leave_the_global_random_state_alone(known):
     assert len(draws) > 1
 
 
+def test_mean_lesion_reference_passes_the_gate_by_name():
+    model = nn.Sequential(nn.Conv2d(1, 2, 1))
+    with pytest.raises(InsilicoError, match=r"^reference must lie in pixel space"):
+        Probe(model).lesion("0", mode="mean", reference=torch.rand(3, 1, 4, 4) * 255)
+
+
 def test_lesion_requires_reference_and_known_mode(known):
     probe = Probe(known)
     with pytest.raises(InsilicoError, match="reference"):

@@ -363,7 +363,7 @@ def test_save_load_round_trip_and_plot(tmp_path):
     assert loaded.settings == result.settings and loaded.settings["optimizer"] == "adam"
     assert loaded.versions["torch"] == torch.__version__ and loaded.seed == 0
     raw = torch.load(path, weights_only=True)                        # nothing but tensors, numbers and strings
-    assert isinstance(raw["json"], str)
+    assert raw["format"] == 2 and raw["kind"] == "insilico.synthesis.result:SynthesisResult"
     fig, ax = plt.subplots()
     assert result.plot(ax=ax) is fig and result.plot_traces() is not None
     plt.close("all")

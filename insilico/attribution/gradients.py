@@ -34,8 +34,9 @@ Methods
 What captum does and what we add
 --------------------------------
 The arithmetic of each method is captum's: ``Saliency`` (gradient, guided,
-deconv), ``InputXGradient``, ``IntegratedGradients``, ``NoiseTunnel`` and
-``LayerGradCam``. Their ``forward_func`` is a :class:`UnitFunction`: the model
+deconv; SmoothGrad is its mean over noisy copies we draw per image, not
+captum's ``NoiseTunnel``: see Memory), ``InputXGradient``,
+``IntegratedGradients`` and ``LayerGradCam``. Their ``forward_func`` is a :class:`UnitFunction`: the model
 run under a :class:`~insilico.probe.Probe` recording of the unit with
 ``keep_graph=True``, returning one value per image. We do not use captum's
 ``Neuron*`` classes or its ``GuidedBackprop``/``Deconvolution`` because
@@ -526,8 +527,14 @@ def _baselines(baselines: float | torch.Tensor, images: torch.Tensor) -> torch.T
     A number is a flat grey level (in [0, 1]); a tensor is one image (C, H, W) or (1, C, H, W) for
     every image, or one per image (N, C, H, W).
     """
+    if isinstance(baselines, np.ndarray):
+        baselines = torch.from_numpy(baselines)
     if not torch.is_tensor(baselines):
-        value = float(baselines)
+        try:
+            value = float(baselines)
+        except (TypeError, ValueError):
+            raise StimulusError(f"baselines must be a grey level in [0, 1] or image(s) (C, H, W) / (N, C, H, W) in "
+                                f"[0, 1], not {type(baselines).__name__}") from None
         if not 0.0 <= value <= 1.0:
             raise StimulusError(f"baselines={value!r} is not a pixel value: give a grey level in [0, 1] "
                                 f"(0 is black), or an image (C, H, W) in [0, 1]")

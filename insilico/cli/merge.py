@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InsilicoError
+from ..errors import InsilicoError, SavedFileError
 
 
 def _merge(sub) -> None:
@@ -23,7 +23,7 @@ def _merge(sub) -> None:
             raise InsilicoError(f"{args.out} holds no sharded run (no command.json): give the --out folder of one")
         argv = persistence.read_json(saved, "saved command line").get("argv")
         if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-            raise persistence.SavedFileError(f"{saved} is damaged (no command line): rerun the command", saved)
+            raise SavedFileError(f"{saved} is damaged (no command line): rerun the command", saved)
         if "--shard" in argv:
             del argv[argv.index("--shard"): argv.index("--shard") + 2]
         argv = [a for a in argv if a != "--force"]  # joining the parts must never delete them

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InsilicoError
-from ..probe import Probe
+from ..plan import Plan
 from ..session import session
 
 #: The network layer each kind of brain reads.
@@ -82,7 +82,7 @@ class SimulatedBrain(nn.Module):
         self.targets = [f"n{i}" for i in range(n_neurons)]
         if hasattr(network, "input_size"):
             self.input_size = tuple(network.input_size)
-        self._stop_at = None
+        self._plan = None
         gen = torch.Generator().manual_seed(int(seed))
         with session(network):
             feats = self._layer(calibration)
@@ -119,12 +119,9 @@ class SimulatedBrain(nn.Module):
         return len(self.targets)
 
     def _layer(self, images: torch.Tensor) -> torch.Tensor:
-        with Probe(self.network).record(self.layer, keep_graph=torch.is_grad_enabled(), stop=True) as rec:
-            if self._stop_at is not None:  # skip the learning pass: stop where the first pass said
-                rec.stop_after(self._stop_at)
-            rec.forward(images)
-            self._stop_at = self._stop_at or rec.stop_at
-            return rec[self.layer]
+        if self._plan is None:  # the network's Probe; its pass stops after the layer, where the first pass learned
+            self._plan = Plan(self.network)
+        return self._plan.read([self.layer], images, keep_graph=torch.is_grad_enabled())[0]
 
     def drive(self, images: torch.Tensor) -> torch.Tensor:
         """Standardised drive (N, n_neurons) before the nonlinearity."""

@@ -302,7 +302,7 @@ def controversial(
     n = len(samples)
     col = lambda q, rows=samples: torch.tensor([x[q] for x in rows], dtype=torch.long)
     if init is not None:
-        init = check_images(init)  # an empty batch is a StimulusError that says to give images
+        init = check_images(init, name="init")  # an empty batch is a StimulusError that says to give images
         if init.shape[0] == 1 and n > 1:
             init = init.expand(n, *init.shape[1:]).contiguous()
         if init.shape[0] != n:

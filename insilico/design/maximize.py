@@ -42,6 +42,7 @@ from torch import nn
 from ..errors import InsilicoError, StimulusError
 from ..layers import example_input
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
+from ..pixels import check_images
 from ..plan import Plan
 from ..probe import Probe
 from ..identity import job_identity, value_digest
@@ -188,6 +189,8 @@ def maximize(
     probe = Probe(model)
     shape = _image_shape(model, size)
     objectives, labels = _per_sample_objectives(probe, units, shape, images_per_unit)
+    if init is not None:
+        init = check_images(init, shape=shape, name="init")
     if init is not None and init.shape[0] != len(labels):
         raise StimulusError(f"init has {init.shape[0]} images; this job optimises {len(labels)} "
                             f"({len(labels) // images_per_unit} units x {images_per_unit})")

@@ -27,7 +27,6 @@ from torch import nn
 
 from .. import persistence
 from ..errors import InsilicoError, SavedFileError
-from ..jsonfiles import to_json
 from ..synthesis.result import SynthesisResult
 from .metamer_validity import ValidityReport, record, relative_distances, validity
 
@@ -104,18 +103,6 @@ class MetamerResult(SynthesisResult):
         return self.conditions[self.condition_index[i]]
 
     # -- persistence ---------------------------------------------------------------------
-    def _blob(self, state: bool) -> dict:
-        """The synthesis result's file contents plus the metamer part (the model is not saved)."""
-        blob = super()._blob(state)
-        blob["metamer"] = {
-            "references": self.references.cpu(),
-            "final_errors": self.final_errors.cpu() if self.final_errors is not None else None,
-            "layer_errors": {k: v.cpu() for k, v in self.layer_errors.items()},
-            "json": to_json({"reference_index": self.reference_index, "condition_index": self.condition_index,
-                                "conditions": self.conditions}),
-        }
-        return blob
-
     @classmethod
     def _fields_of(cls, blob: dict, path: str) -> dict:
         """The synthesis result's fields of a format-1 file plus the metamer part."""

@@ -29,11 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import evaluate
 from ..errors import InsilicoError
 from ..layers import choose_layers, example_input
 from ..pixels import check_images
-from ..probe import Probe
-from ..session import session
 
 #: Null distribution: held-out crops per bundled photo (16 photos), and the seed of their positions.
 NULL_PER_CLASS, NULL_SEED = 5, 9001
@@ -44,8 +43,8 @@ def record(model: nn.Module, units: Sequence[str], images: torch.Tensor, batch_s
            logits: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """Flattened responses ``{unit: (N, D)}`` of ``units`` to ``images`` (and the model's outputs if ``logits``).
 
-    Runs in a :func:`~insilico.session.session` (eval mode, no gradients; every
-    module's own flags restored after) with ONE Probe record over the batches.
+    Runs :func:`insilico.evaluate.responses` (a session: eval mode, no gradients,
+    every module's own flags restored after; ONE Probe record over the batches).
     Without ``logits`` each pass ends after the last unit (layers after them
     need not take this image size); an error of the model before the units
     reaches the caller unchanged.
@@ -73,21 +72,12 @@ def record(model: nn.Module, units: Sequence[str], images: torch.Tensor, batch_s
     >>> tuple(feats["0"].shape), tuple(out.shape)
     ((3, 18), (3, 2, 3, 3))
     """
-    feats: dict[str, list] = {u: [] for u in units}
-    outs = []
-    with session(model) as s, Probe(model).record(*units, stop=not logits) as rec:
-        for start in range(0, images.shape[0], batch_size):
-            x = s.inputs(images[start:start + batch_size])
-            out = rec.forward(x)
-            for u in units:
-                feats[u].append(rec[u].reshape(x.shape[0], -1).float().cpu())
-            rec.clear()
-            if logits:
-                outs.append(out.float().cpu() if torch.is_tensor(out) else None)
-    out = None
-    if logits and outs and all(o is not None for o in outs):
-        out = torch.cat(outs)
-    return {u: torch.cat(v) for u, v in feats.items()}, out
+    units = [str(u) for u in units]
+    values = evaluate.responses(model, images, units + ([""] if logits else []), batch_size=batch_size,
+                                stop=not logits)
+    feats = {u: v.reshape(len(v), -1).float().cpu() for u, v in zip(units, values)}
+    out = values[-1] if logits else None
+    return feats, out.float().cpu() if torch.is_tensor(out) else None
 
 
 def relative_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -202,7 +192,7 @@ def validity(result, model: nn.Module | None = None, *, layers: Sequence[str] | 
         null_images, groups = natural_null_images(shape, seed=seed)
         null_groups = groups if null_groups is None else null_groups
     else:
-        null_images = check_images(null_images).float().cpu()
+        null_images = check_images(null_images, name="null_images").float().cpu()
     if null_groups is not None and len(null_groups) != null_images.shape[0]:
         raise InsilicoError(f"{len(null_groups)} null_groups for {null_images.shape[0]} null images")
     matched = list(dict.fromkeys(u for c in result.conditions for u in c))

@@ -77,12 +77,12 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .. import evaluate
 from ..errors import InsilicoError, StimulusError
 from ..objectives import RepresentationDistance
 from ..pixels import check_images
-from ..probe import Probe
+from ..plan import Plan
 from ..registry import register_tool
-from ..session import session
 from ..identity import job_identity
 from ..sharding import map_chunks
 from ..synthesis import stopping
@@ -153,7 +153,7 @@ def _references(references) -> torch.Tensor:
     if references.ndim == 3:
         raise StimulusError(f"references must be 4-D (N, C, H, W); got one image {tuple(references.shape)}: "
                             "use references[None]")
-    return check_images(references)
+    return check_images(references, name="references")
 
 
 def _init_images(init, references: torch.Tensor, keys: list[str], ref_index: list[int], seed: int) -> torch.Tensor:
@@ -165,10 +165,9 @@ def _init_images(init, references: torch.Tensor, keys: list[str], ref_index: lis
         if init in ("gray", "grey"):
             return torch.full((n, *shape), 0.5)
         raise InsilicoError(f"init must be 'noise', 'gray' or images, not {init!r}")
-    init = init.detach().float().cpu()
-    if init.ndim == 3:
+    if torch.is_tensor(init) and init.ndim == 3:
         init = init[None]
-    init = check_images(init)
+    init = check_images(init, name="init").detach().float().cpu()
     if tuple(init.shape[1:]) != shape:
         raise StimulusError(f"init images are {tuple(init.shape[1:])}, the references {shape}")
     if init.shape[0] == 1:
@@ -294,9 +293,9 @@ class MetamerSynthesis:
         if self.scales is not None:
             if len(self.conditions) != 1 or set(self.conditions[0]) - set(self.scales):
                 raise InsilicoError(f"with coarse_to_fine, layer must be None or weights over the scales {self.scales}")
-        probe = Probe(model)
+        self.plan = Plan(model)  # the metamers' one Probe: their targets and the engine's runs
         self.layers = list(dict.fromkeys(k for c in self.conditions for k in c))
-        probe.units(*self.layers)  # unknown modules fail now, with close matches
+        self.plan.probe.units(*self.layers)  # unknown modules fail now, with close matches
         self.n_seeds, self.seed, self.first_reference = int(n_seeds), int(seed), int(first_reference)
         r = self.references.shape[0]
         self.condition_index, self.reference_index, self.seed_index, self.labels = [], [], [], []
@@ -330,7 +329,7 @@ class MetamerSynthesis:
         self.rules = rules + self.extra_rules
 
         # targets: every matched unit, for every sample's reference
-        targets = self._targets(probe)
+        targets = self._targets()
         weights = torch.tensor([[cond.get(u, 0.0) for u in self.layers] for cond in self.conditions])
         self.final_weights = weights[self.condition_index]
         self.objective = RepresentationDistance(targets, self.final_weights, power=self.power)
@@ -349,7 +348,7 @@ class MetamerSynthesis:
             model, self.objective, "pixel", init=init_images, param_options={"squash": self.constraint},
             goal="minimize", optimizer=optimizer, lr=self.lr, schedule=engine_schedule, steps=self.steps,
             stop=self.rules, seed=self.seed, labels=self.labels, progress=False, sync_every=sync_every,
-            compact="cpu",
+            compact="cpu", plan=self.plan,
         )
         self.progress = progress
 
@@ -370,22 +369,16 @@ class MetamerSynthesis:
             raise InsilicoError(f"coarse to fine needs at least 2 scales, got {scales}")
         return scales
 
-    def _targets(self, probe: Probe) -> dict[str, torch.Tensor]:
+    def _targets(self) -> dict[str, torch.Tensor]:
         """Every matched unit's response (N, ...) to each sample's reference, on the model's device and dtype.
 
-        One session, one Probe record ending each pass after the units: layers
-        after them need not take this size; an error of the model before them
-        reaches the caller unchanged.
+        One session, one Probe record ending each pass after the units
+        (:func:`insilico.evaluate.responses`): layers after them need not take
+        this size; an error of the model before them reaches the caller unchanged.
         """
-        index = torch.as_tensor(self.reference_index)
-        out: dict[str, list] = {u: [] for u in self.layers}
-        with session(self.model) as s, probe.record(*self.layers, stop=True) as rec:
-            for start in range(0, self.references.shape[0], 64):
-                rec.forward(s.inputs(self.references[start:start + 64]))
-                for u in self.layers:
-                    out[u].append(rec[u])
-                rec.clear()
-        return {u: torch.cat(v)[index.to(s.device)] for u, v in out.items()}
+        values = evaluate.responses(self.model, self.references, self.layers, batch_size=64, plan=self.plan)
+        index = torch.as_tensor(self.reference_index).to(values[0].device)
+        return {u: v[index] for u, v in zip(self.layers, values)}
 
     # -- running -------------------------------------------------------------------------------
     @property

@@ -36,7 +36,7 @@ reports the fraction of targets driven beyond their natural maximum and the
 one-hot control scores against the best natural image's.
 
 Stimuli that transfer from the predictor to the brain (options, combinable):
-an :class:`insilico.predictor.Ensemble` of predictors (several networks or
+an :class:`insilico.encoding.Ensemble` of predictors (several networks or
 fits); ``init="natural"`` with a distance ``budget`` (start from the best
 natural image and stay within an L2 or L-inf ball around it); robustness
 ``transforms`` (random jitter, scale, rotation at every step); a contrast
@@ -66,6 +66,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import evaluate
 from ..errors import InsilicoError, StimulusError
 from ..objectives import TotalVariation
 from ..objectives.control import MODES, PopulationControl, control_score
@@ -168,7 +169,7 @@ class PopulationControlResult(Result):
             ``fraction_control_beats_natural``; ``median_stretch`` (target
             response / natural max).
         """
-        natural = self.natural_images if natural is None else check_images(natural)
+        natural = self.natural_images if natural is None else check_images(natural, name="natural")
         if natural is None:
             raise InsilicoError("give natural= images to compare with (the result holds none)")
         responses = _predict(brain, self.images, batch_size)
@@ -257,8 +258,8 @@ def population_control(
     Parameters
     ----------
     predictor : nn.Module
-        Images (N, C, H, W) -> (N, n_targets), e.g. a :class:`~insilico.predictor.NeuralPredictor`
-        or an :class:`~insilico.predictor.Ensemble`. Its ``response_mean`` /
+        Images (N, C, H, W) -> (N, n_targets), e.g. a :class:`~insilico.encoding.NeuralPredictor`
+        or an :class:`~insilico.encoding.Ensemble`. Its ``response_mean`` /
         ``response_std`` buffers (natural statistics) standardise the targets;
         without them the natural images do.
     targets : int, str, list of them, or None
@@ -326,7 +327,7 @@ def population_control(
 
         natural, _ = photos.held_out(per_class=16)
     if natural is not None:
-        natural = check_images(natural)
+        natural = check_images(natural, name="natural")
         shape = shape or tuple(natural.shape[1:])
     if len(shape) != 3:
         raise StimulusError(f"{type(predictor).__name__} has no input_size: pass natural= images (N, C, H, W)")
@@ -361,7 +362,7 @@ def population_control(
             raise InsilicoError("init='natural' needs natural= images")
         init = natural[best_natural]
     if init is not None:
-        init = check_images(init, shape=shape, n=len(index))
+        init = check_images(init, shape=shape, n=len(index), name="init")
     if transforms == "default":
         side = min(shape[1:])
         transforms = Transforms(jitter=side / 28, scale=(0.9, 1.1), rotate=10.0)
@@ -446,10 +447,7 @@ def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv
 @torch.no_grad()
 def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Responses (N, n_targets) of ``model`` to images, batched, no gradients, on the CPU in float32."""
-    images = check_images(images)
-    with session(model) as s:
-        out = [model(s.inputs(images[a:a + batch_size])).detach() for a in range(0, len(images), batch_size)]
-    out = torch.cat(out)
+    out = evaluate.predict(model, images, batch_size=batch_size)  # the one batched loop: gated, in a session
     if out.ndim != 2:
         raise InsilicoError(f"{type(model).__name__} gives responses of shape {tuple(out.shape)}; expected (N, n_targets)")
     return out.float().cpu()

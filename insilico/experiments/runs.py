@@ -4,11 +4,11 @@ The experiments share three chores: finding the input size a model takes,
 reading a unit address into "which values per stimulus"
 (:func:`insilico.layers.at_centre`, the one centre rule: conv maps at their
 centre position, token sequences at their centre patch token), and running
-stimuli through the model in batches (:func:`insilico.recording.batches`, the
-one batched loop) inside a :func:`~insilico.session.session` (eval mode, no
-gradients, every module's own flags restored after) with a progress bar,
-recording units with a :class:`~insilico.probe.Probe` (which owns every hook
-and removes it afterwards).
+stimuli through the model in batches (:func:`insilico.evaluate.responses`, the
+one batched loop) inside the call's :class:`~insilico.plan.Plan`: its one
+session (eval mode, no gradients, every module's own flags restored after),
+its one Probe (which owns every hook and removes it afterwards) and its one
+survey (shapes, the stop point, FLOPs), passed down by the experiment.
 
 Example
 -------

@@ -27,7 +27,6 @@ starts over).
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from ..errors import InsilicoError
 from ..identity import check, job_identity
 from ..layers import choose_layers, example_input
 from ..registry import register_tool
-from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, start_over, write_json
+from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, read_identity, start_over, write_json
 from . import brain, describe, pages, summary
 from .settings import GallerySettings
 from .stages import STAGES, Work, slug
@@ -77,7 +76,7 @@ def _check_site(root: Path, settings: GallerySettings, model: nn.Module, shard=N
     if (root / "gallery.json").exists() and not (root / "job.json").exists():
         check(None, job, str(root))  # a site built before job identities: refused, naming the fix
     create_once(root, create, ready="gallery.json")
-    check(json.loads((root / "job.json").read_text()), job, str(root))
+    check(read_identity(root / "job.json"), job, str(root))
 
 
 def plan(work: Work, layers: list[str]) -> list[tuple[str, int, int]]:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError
-from ..layers import centre as map_centre, example_input, family_of, layout_of
+from ..layers import centre as map_centre, example_input, unit_layout
 from ..plot import as_images, map_to_rgb, mosaic
 from ..session import session
 from ..units import Unit
@@ -108,8 +108,7 @@ class Work:
             self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
         unit = Unit.coerce(layer, self.model)
         shape = self.__dict__["_plan"].shape(unit)
-        module = unit.resolve(self.model) if unit.op is None else None
-        layout = layout_of(shape, module, family_of(self.model), unit.part)
+        layout = unit_layout(self.model, unit, shape)
         if layout not in ("map", "vector"):
             raise InsilicoError(f"the gallery reads the first axis of a layer's output as its channels; {layer} "
                                 f"gives a {layout} output {shape}: leave it out of the layers, or study "

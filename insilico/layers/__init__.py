@@ -28,7 +28,8 @@ layout of their parts.
 
 Example
 -------
->>> import torch, torchvision
+>>> import torchvision
+>>> from insilico.units import Unit
 >>> net = torchvision.models.resnet18()
 >>> choose_layers(net, (3, 32, 32), "activations")[:2], choose_layers(net, (3, 32, 32), "conv", step="first")[0]
 (['relu', 'layer1.0.relu@1'], 'conv1')
@@ -38,14 +39,14 @@ Example
 """
 from __future__ import annotations
 
-from ..units import Unit
 from .chooser import KINDS, STEPS, choose_layers, example_input
-from .families import FAMILIES, GENERIC, Family, attention_modules, family_of, register
-from .layout import LAYOUTS, at_centre, centre, centre_token, layout_of
+from .families import FAMILIES, GENERIC, Family, attention_modules, family_of, register, unit_layout
+from .layout import LAYOUTS, at_centre, centre, centre_token, channels_first, layout_of
 from .modules import (ACTIVATION_NAMES, ACTIVATIONS, CONV, CONV_LINEAR, INERT, LOCAL, MAPS_1D, PASS_THROUGH, SPATIAL,
                       input_channels, is_activation, is_conv_linear, is_inert, is_pass_through)
 
 __all__ = ["KINDS", "STEPS", "choose_layers", "example_input", "FAMILIES", "GENERIC", "Family", "attention_modules",
-           "family_of", "register", "LAYOUTS", "at_centre", "centre", "centre_token", "layout_of", "ACTIVATION_NAMES",
+           "family_of", "register", "unit_layout", "LAYOUTS", "at_centre", "centre", "centre_token", "channels_first",
+           "layout_of", "ACTIVATION_NAMES",
            "ACTIVATIONS", "CONV", "CONV_LINEAR", "INERT", "LOCAL", "MAPS_1D", "PASS_THROUGH", "SPATIAL",
            "input_channels", "is_activation", "is_conv_linear", "is_inert", "is_pass_through"]

@@ -4,7 +4,7 @@ A family is an adapter over the core (:mod:`insilico.layers.modules`,
 :mod:`insilico.layers.layout`): the core never names a family, a family only
 answers the few questions that differ between architectures. It is found by
 the class name of the model or of any module inside it (so a wrapper such as
-``insilico.models.Normalized`` still finds the network in it), and it says:
+a ``Sequential(Normalize(...), net)`` still finds the network in it), and it says:
 
 - ``prefix_tokens``: how many tokens come before the patch grid (CLS,
   registers): the token centre rule (:func:`~insilico.layers.layout.centre_token`);
@@ -15,23 +15,28 @@ the class name of the model or of any module inside it (so a wrapper such as
   ``"windows"`` the same with the windows folded into the batch axis
   ``(N * windows, heads, window tokens, head_dim)``.
 
-============ =============================================== ======== ============================= =================
-family       classes                                         prefix   channels-last modules         attention
-============ =============================================== ======== ============================= =================
-generic      any other model (conv nets: ResNet, AlexNet,    0 or 1   Linear / LayerNorm / Permute  MultiheadAttention
-             VGG, MiniAlexNet, BLT)                          inferred to NHWC with 3-axis outputs   (heads)
-vit          VisionTransformer (torchvision, timm), Eva,     timm:    none                          MultiheadAttention,
-             Deit*                                           num_pre-                               Attention (heads)
-                                                             fix_to-
-                                                             kens; 1
-swin         SwinTransformer, SwinTransformerV2 (tv, timm)   0        every 3-axis output but       ShiftedWindow-
-                                                                      conv, pooling, NCHW permute   Attention(V2),
-                                                                                                    WindowAttention
-                                                                                                    (windows)
-convnext     ConvNeXt (torchvision, timm)                    0        a block's Linear, LayerNorm,  none
-                                                                      activation (between its
-                                                                      permutes)
-============ =============================================== ======== ============================= =================
+The families insilico ships (``FAMILIES``; any other model is ``generic``):
+
+``generic``
+    Conv nets (ResNet, AlexNet, VGG, MiniAlexNet, BLT) and anything else.
+    Prefix tokens inferred (a ``g * g + 1`` sequence has a CLS token);
+    channels-last: Linear / LayerNorm / permute-to-NHWC modules with a
+    3-axis output; attention: ``MultiheadAttention`` (heads).
+``vit``
+    ``VisionTransformer`` (torchvision, timm), timm's ``Eva`` and ``VisionTransformerDistilled``, DINOv2's
+    ``DinoVisionTransformer``. Prefix tokens: timm's ``num_prefix_tokens``
+    (CLS, registers, distillation token), else 1 (CLS) plus DINOv2's
+    ``num_register_tokens``; attention: ``MultiheadAttention``, timm's
+    ``Attention`` (heads).
+``swin``
+    ``SwinTransformer`` / ``SwinTransformerV2`` (torchvision, timm). No prefix;
+    channels-last: every 3-axis output except convolutions, pooling and a
+    permute back to NCHW (its stages run in ``(N, H, W, C)``); attention:
+    ``ShiftedWindowAttention(V2)``, timm's ``WindowAttention`` (windows).
+``convnext``
+    ``ConvNeXt`` (torchvision, timm). Channels-last: a block's Linear,
+    LayerNorm and activation (between its two permutes; ``LayerNorm2d`` is
+    channels-first); no attention.
 
 How to add a model family
 -------------------------
@@ -41,15 +46,16 @@ How to add a model family
 2. Write a :class:`Family` with the class names that identify it and only
    the answers that differ, and :func:`register` it (in this module for a
    family insilico ships, or in your own code for a private one).
-3. Add the model to ``tests/test_layers.py``: the layouts of its layers and
-   the centre of each (the test iterates :data:`FAMILIES`).
+3. Add a small model of the family to ``FAMILY_MODELS`` in
+   ``tests/test_layers.py`` with the layouts of a few of its layers: the test
+   iterates :data:`FAMILIES` and fails for a family without a model.
 
 Example
 -------
 >>> import torchvision
 >>> vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
 ...                                            hidden_dim=16, mlp_dim=32)
->>> family_of(vit).name, family_of(vit).prefix(), family_of(torch.nn.Conv2d(1, 1, 1)).name
+>>> family_of(vit).name, family_of(vit).prefix(), family_of(nn.Conv2d(1, 1, 1)).name
 ('vit', 1, 'generic')
 >>> attention_modules(vit)
 {'encoder.layers.encoder_layer_0.self_attention': 'heads'}
@@ -59,15 +65,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Mapping
 
-import torch
 from torch import nn
 
 from ..errors import InsilicoError
-from .layout import last_axis_features, map_like
+from ..units import Unit, UnitLike
+from .layout import last_axis_features, layout_of, map_like
 from .modules import is_activation
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Family:
     """One model family: how to recognise it, and its answers to the questions the core cannot answer.
 
@@ -80,7 +86,8 @@ class Family:
         ``root -> int``: tokens before the patch grid (None: inferred, 0 or 1).
     channels_last : callable, optional
         ``module -> bool``: True when a 3-axis output of the module is ``(H, W, C)``
-        (None: the generic rule, Linear and LayerNorm outputs).
+        (``module`` None: an op's output in the family's forward); None: the generic
+        rule, Linear and LayerNorm outputs.
     attention : mapping
         Attention module class name -> layout of its parts (``"heads"``, ``"windows"``).
     """
@@ -88,7 +95,7 @@ class Family:
     name: str
     classes: tuple[str, ...] = ()
     prefix_tokens: Callable[[nn.Module], int] | None = None
-    channels_last: Callable[[nn.Module], bool] | None = None
+    channels_last: Callable[[nn.Module | None], bool] | None = None
     attention: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"MultiheadAttention": "heads"})
     root: nn.Module | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -99,12 +106,18 @@ class Family:
         return int(self.prefix_tokens(self.root))
 
 
-def _swin_channels_last(module: nn.Module) -> bool:
-    return not map_like(module)
+def _vit_prefix(root: nn.Module) -> int:
+    if hasattr(root, "num_prefix_tokens"):
+        return int(root.num_prefix_tokens)               # timm: CLS, registers, distillation token
+    return 1 + int(getattr(root, "num_register_tokens", 0))  # torchvision: CLS; DINOv2: CLS + registers
 
 
-def _convnext_channels_last(module: nn.Module) -> bool:
-    return last_axis_features(module) or is_activation(module)
+def _swin_channels_last(module: nn.Module | None) -> bool:
+    return module is None or not map_like(module)   # its stages, their ops too, run in (N, H, W, C)
+
+
+def _convnext_channels_last(module: nn.Module | None) -> bool:
+    return module is not None and (last_axis_features(module) or is_activation(module))
 
 
 GENERIC = Family("generic")
@@ -120,8 +133,8 @@ def register(family: Family) -> Family:
     return family
 
 
-register(Family("vit", ("VisionTransformer", "Eva", "Deit", "VisionTransformerDistilled"),
-                prefix_tokens=lambda root: getattr(root, "num_prefix_tokens", 1),
+register(Family("vit", ("VisionTransformer", "Eva", "VisionTransformerDistilled", "DinoVisionTransformer"),
+                prefix_tokens=_vit_prefix,
                 attention={"MultiheadAttention": "heads", "Attention": "heads"}))
 register(Family("swin", ("SwinTransformer", "SwinTransformerV2"), prefix_tokens=lambda root: 0,
                 channels_last=_swin_channels_last,
@@ -144,6 +157,17 @@ def family_of(model: nn.Module) -> Family:
     return dataclasses.replace(GENERIC, root=model)
 
 
+def unit_layout(model: nn.Module, unit: UnitLike, shape: tuple, family: Family | None = None) -> str:
+    """The layout of a unit's whole output ``shape`` (one sample) in ``model``: its module, part and the family.
+
+    ``unit`` is an address or a :class:`~insilico.units.Unit`; an op unit is read by the family's rule alone
+    (:func:`~insilico.layers.layout.layout_of`).
+    """
+    unit = Unit.coerce(unit, model)
+    module = unit.resolve(model) if unit.op is None else None
+    return layout_of(tuple(shape), module, family or family_of(model), unit.part)
+
+
 def attention_modules(model: nn.Module, family: Family | None = None) -> dict[str, str]:
     """Addresses of the model's attention modules and the layout of their parts (``"heads"``, ``"windows"``)."""
     family = family or family_of(model)
@@ -155,4 +179,4 @@ def attention_modules(model: nn.Module, family: Family | None = None) -> dict[st
     return out
 
 
-__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "attention_modules"]
+__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "unit_layout", "attention_modules"]

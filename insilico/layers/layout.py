@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
+from ..errors import UnitError
 from ..units import Unit, check_index
 from .modules import CONV, CONV_LINEAR_NAMES, MAPS_1D, SPATIAL, _named
 
@@ -56,7 +58,8 @@ def layout_of(shape: tuple, module: nn.Module | None = None, family=None, part: 
     shape : tuple of int
         One sample's output shape (no batch axis).
     module : nn.Module, optional
-        The module that gives it (tells 1-d maps from tokens, channels-last from maps).
+        The module that gives it (tells 1-d maps from tokens, channels-last from maps);
+        None for an op's output (the family's rule alone decides).
     family : Family, optional
         The model's family (:func:`~insilico.layers.families.family_of`): it knows which of its modules
         give channels-last outputs (Swin).
@@ -78,15 +81,13 @@ def layout_of(shape: tuple, module: nn.Module | None = None, family=None, part: 
 
 
 def _channels_last(module: nn.Module | None, family) -> bool:
-    if module is None:
-        return False
     dims = getattr(module, "dims", None)
     if type(module).__name__ == "Permute" and dims is not None and len(dims) == 4:   # torchvision.ops.Permute
         return list(dims)[-1] == 1
     rule = getattr(family, "channels_last", None)
     if rule is not None:
-        return bool(rule(module))
-    return last_axis_features(module)
+        return bool(rule(module))  # module None: an op in the family's forward (Swin's residual add)
+    return module is not None and last_axis_features(module)
 
 
 def last_axis_features(module: nn.Module) -> bool:
@@ -141,6 +142,24 @@ def centre(shape: tuple, layout: str, prefix: int | None = None) -> dict[int, in
     return {}
 
 
+def channels_first(value: torch.Tensor, layout: str) -> torch.Tensor:
+    """A batch ``(N, *shape)`` of ``layout`` with its channels (features) on axis 1 and its positions after.
+
+    Channels-last ``(N, H, W, C)`` becomes ``(N, C, H, W)``; tokens ``(N, T, D)``
+    become ``(N, D, T)`` (the features as channels, the tokens as positions);
+    maps and the rest are returned as they are. What a tool that pools "over
+    positions" or reads "a channel" applies before it does.
+
+    >>> channels_first(torch.zeros(2, 7, 7, 96), "channels_last").shape, channels_first(torch.zeros(2, 17, 8), "tokens").shape
+    (torch.Size([2, 96, 7, 7]), torch.Size([2, 8, 17]))
+    """
+    if layout == "channels_last":
+        return value.movedim(-1, 1)
+    if layout == "tokens":
+        return value.transpose(1, 2)
+    return value
+
+
 def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=None) -> Unit:
     """The unit as the experiments read it: every position axis it leaves open at the centre (:func:`centre`).
 
@@ -169,8 +188,15 @@ def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=
     Raises
     ------
     UnitError
-        The unit's index does not fit ``shape``.
+        The unit's index does not fit ``shape``; an attention part of a module
+        that folds windows into the batch axis (Swin: the family's ``"windows"``).
     """
+    if unit.part is not None and module is not None and family is not None \
+            and family.attention.get(type(module).__name__) == "windows":
+        raise UnitError(f"{unit}: {type(module).__name__} folds its windows into the batch axis ((N * windows, "
+                        f"heads, tokens, head_dim) for N images), so its attention parts are not one row per "
+                        f"stimulus; read the module's output {unit.module!r} (one row per stimulus), or record the "
+                        "part with a Probe and unfold the windows yourself")
     if len(shape) < 2:
         return unit
     index = list(_expand(unit, shape))
@@ -191,4 +217,5 @@ def _expand(unit: Unit, shape: tuple) -> tuple:
     return tuple(index + [slice(None)] * (len(shape) - len(index)))
 
 
-__all__ = ["LAYOUTS", "layout_of", "last_axis_features", "map_like", "centre_token", "centre", "at_centre"]
+__all__ = ["LAYOUTS", "layout_of", "last_axis_features", "map_like", "centre_token", "centre", "channels_first",
+           "at_centre"]

@@ -39,7 +39,8 @@ import sys
 import torch
 from torch import nn
 
-from ..errors import InsilicoError
+from ..errors import InsilicoError, SavedFileError
+from ..seeding import keep_global_rng
 from . import photos
 from .blt import BLTNet
 from .group import ModelGroup
@@ -139,7 +140,8 @@ def load(name: str, device: str | torch.device | None = None) -> nn.Module:
     (False, 4, (3, 64, 64))
     """
     key = _resolve(name)
-    model = _REGISTRY[key]["build"]()
+    with keep_global_rng():  # the random init, replaced by the weights below, must not move the caller's stream
+        model = _REGISTRY[key]["build"]()
     state = torch.load(os.path.join(WEIGHTS_DIR, key + ".pt"), map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.name = key
@@ -154,11 +156,14 @@ def _load_weights(path: str) -> dict:
             from safetensors.torch import load_file
         except ImportError as e:
             raise InsilicoError(f"{path!r} is a safetensors file; `pip install safetensors` to read it") from e
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as e:
+            raise SavedFileError(f"could not read weights {path!r} (damaged safetensors file?): {e}", path) from e
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise InsilicoError(f"could not read weights {path!r} with torch.load(weights_only=True): {e}") from e
+        raise SavedFileError(f"could not read weights {path!r} with torch.load(weights_only=True): {e}", path) from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

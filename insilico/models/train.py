@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..jsonfiles import write_json
+from ..seeding import keep_global_rng
 from . import _REGISTRY, WEIGHTS_DIR, photos
 from .filters import orientedness
 
@@ -98,7 +99,7 @@ def train(name: str, seed: int = 0, steps: int | None = None, batch: int | None 
     The init and dropout draw from torch's global generator, seeded with ``seed`` inside a fork:
     the caller's global random state is as it was afterwards.
     """
-    with torch.random.fork_rng(devices=[]):
+    with keep_global_rng():
         return _train(name, seed, steps, batch, threads, progress)
 
 

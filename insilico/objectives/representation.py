@@ -56,6 +56,10 @@ class RepresentationDistance(Objective):
         n = self.targets[0].shape[0]
         if any(t.shape[0] != n for t in self.targets):
             raise InsilicoError("every target needs the same number of rows (one per sample)")
+        for unit, t in zip(self.layers, self.targets):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise InsilicoError(f"the target representation at {unit} contains NaN or inf: every distance to it "
+                                    "would be NaN; record it from finite images (the references pass the image gate)")
         self.norms = [t.reshape(n, -1).norm(dim=1) for t in self.targets]
         weights = torch.full((n, len(self.layers)), 1.0 / len(self.layers)) if weights is None else weights
         self.set_weights(weights)

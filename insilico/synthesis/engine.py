@@ -239,7 +239,7 @@ class Synthesis:
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
 
         if init is not None:
-            init = check_images(init)
+            init = check_images(init, name="init")
             n, shape = init.shape[0], tuple(init.shape[1:])
         if isinstance(parameterization, Parameterization):
             n, shape = parameterization.n, parameterization.shape
@@ -310,7 +310,7 @@ class Synthesis:
         self._previous = None  # images of the last step, for the pixel-change rule
         self.best = BestIterate(self.n, self.device)
         self.interrupted = False
-        self._plan = None  # (module path, call index) after which the forward can stop
+        self._validated = False  # the first run's validation pass (it teaches the plan where passes stop)
         self._running: tuple = (None, objective)  # (rows, objective) of this step's forward passes
         self._subset: tuple | None = None  # (frozen mask, rows, objective.subset(rows)), remade when samples stop
 
@@ -324,16 +324,15 @@ class Synthesis:
         """The model in a :func:`~insilico.session.session` (eval, frozen parameters, gradients on whatever the
         caller's grad mode) and the objective's modules recorded by the Probe, keeping the graph and (with
         ``truncate``) ending each pass after the last of them. Everything restored on exit, also on Ctrl-C."""
-        stop = self.truncate and self._plan is not False
-        recording = (self.probe.record(*self.wholes, keep_graph=True, stop=stop) if self.wholes
+        recording = (self.plan.record(*self.wholes, keep_graph=True, stop=self.truncate) if self.wholes
                      else contextlib.nullcontext())
         with self.plan.session(grad=True), recording as rec:
-            if self._plan is None:
-                self._plan = self._validate(rec)
-                if rec is not None and self._plan is False:
-                    rec.stop = False  # nothing to stop after (e.g. the model's own output is read): plain passes
-            elif rec is not None and stop:
-                rec.stop_after(self._plan)  # learned by the first run's validation pass
+            if not self._validated:
+                stops = self._validate(rec)
+                self._validated = True
+                if rec is not None and self.truncate:
+                    self.plan.learn(rec, stops)  # later runs stop where this pass learned, or run plainly
+                    rec.stop = stops
             yield rec
 
     def _fixed_size_transforms(self, images: torch.Tensor, draw, rec) -> Transforms | None:
@@ -351,11 +350,11 @@ class Synthesis:
             return None
         return resized
 
-    def _validate(self, rec) -> tuple[str, int] | bool:
+    def _validate(self, rec) -> bool:
         """One no-grad pass before the first run: checks the objective's output and learns where passes can stop.
 
-        Returns the (module path, call index) after which a pass ends, or False
-        (no truncation). An error of the model reaches the caller unchanged
+        Returns whether passes stop (``rec.stop_at``, learned by this pass or
+        given by the plan, says where). An error of the model reaches the caller unchanged
         (with a note on ``shape=`` and ``pad=``), unless every recorded module
         ran before it and passes are truncated (the layers after the recorded
         ones need not take this image size, e.g. the classifier of a fixed-size net).
@@ -378,7 +377,7 @@ class Synthesis:
                 rec.clear()
         if not torch.isfinite(values).all():
             raise InsilicoError(f"the objective {self.objective!r} is not finite on the initial images")
-        return False if rec is None or rec.stop_at is None else rec.stop_at
+        return rec is not None and rec.stop_at is not None
 
     # -- one step ---------------------------------------------------------------------------------
     def _evaluate(self, rec, images: torch.Tensor, objective: Objective | None = None) -> torch.Tensor:

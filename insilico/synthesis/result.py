@@ -1,15 +1,13 @@
 """The result of a synthesis: images, per-sample traces, settings; saves, loads and plots itself.
 
 A :class:`insilico.results.Result` (the one result protocol: save, load,
-concat, plot, versions). It keeps its own file format (``FORMAT`` 1, so files
-written before the protocol still load): ONE file written by ``torch.save``
-that holds only tensors, numbers, strings and a JSON string of the settings
-(read back with ``weights_only=True``; no pickled callables). It records the
-library, torch, numpy and Python versions (:func:`insilico.results.versions`),
-the seeds, and (unless ``state=False``) the engine's state, so a loaded result
-can be continued with :meth:`insilico.synthesis.Synthesis.resume`. ``load``
-also reads a result written by the generic :meth:`Result.save
-<insilico.results.Result.save>`.
+concat, plot, versions): ONE file written by ``torch.save`` that holds only
+tensors and plain data (read back through the one decoder,
+:mod:`insilico.persistence`, with ``weights_only=True``; no pickled
+callables). It records the library, torch, numpy and Python versions, the
+seeds, and (unless ``state=False``) the engine's state, so a loaded result can
+be continued with :meth:`insilico.synthesis.Synthesis.resume`. ``load`` also
+reads the synthesis results' own format of earlier versions (``FORMAT`` 1).
 
 Example
 -------
@@ -25,17 +23,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 
 from .. import persistence
 from ..errors import InsilicoError, SavedFileError
-from ..jsonfiles import to_json
 from ..results import Result, versions
 
-#: This result's own file format (``insilico.results.FORMAT`` is the generic one's).
+#: The synthesis results' own file format of earlier versions, still read (they now save in
+#: ``insilico.persistence.FORMAT``, the format of every result).
 FORMAT = 1
 
 
@@ -105,21 +103,9 @@ class SynthesisResult(Result):
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike, state: bool = True) -> None:
-        """Write to ``path`` (one ``torch.save`` file of tensors + JSON settings)."""
-        torch.save(self._blob(state), os.fspath(path))
-
-    def _blob(self, state: bool) -> dict:
-        """The contents of this result's own (format 1) file."""
-        return {
-            "format": FORMAT,
-            "images": self.images.cpu(),
-            "trace": self.trace.cpu(),
-            "steps": self.steps.cpu(),
-            "json": to_json({"stop_reasons": list(self.stop_reasons), "labels": list(self.labels),
-                                "settings": self.settings, "seeds": [int(s) for s in self.seeds],
-                                "versions": self.versions}),
-            "state": _to_cpu(self.state) if state and self.state is not None else None,
-        }
+        """Write to ``path``: one file in insilico's result format (:meth:`insilico.results.Result.save`:
+        tensors and plain data, the class, the versions), with the engine's state unless ``state=False``."""
+        Result.save(self if state or self.state is None else dataclasses.replace(self, state=None), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SynthesisResult:
@@ -128,10 +114,12 @@ class SynthesisResult(Result):
 
     @classmethod
     def _from_blob(cls, blob: dict, path: str) -> SynthesisResult:
-        """The result in a file's contents: the generic format (it records its kind) or this one (format 1)."""
-        if "kind" in blob or blob.get("format") == persistence.FORMAT:
+        """The result in a file's contents: insilico's result format, or the synthesis results' own format 1
+        (written before version 0.1.0's one decoder; read as data, see :data:`insilico.persistence.LEGACY_KINDS`)."""
+        if "kind" in blob or blob.get("format") != FORMAT:
+            if blob.get("format") is None:
+                persistence.check_format(blob, path, persistence.FORMAT, what="synthesis result")
             return super()._from_blob(blob, path)
-        persistence.check_format(blob, path, FORMAT, what="synthesis result")
         fields = cls._fields_of(blob, path)
         return persistence.build(cls, fields, path, fields.get("versions"))
 
@@ -292,16 +280,6 @@ def _set_versions(self: SynthesisResult, value: dict | None) -> None:
 # value where Result keeps it (``_versions``).
 SynthesisResult.versions = property(_versions_of, _set_versions,
                                     doc="Versions of the libraries that made the result (the running ones if unknown).")
-
-
-def _to_cpu(value: Any) -> Any:
-    if torch.is_tensor(value):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
 
 
 __all__ = ["SynthesisResult", "versions"]

@@ -42,8 +42,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import InsilicoError
-from .results import Result
+from ..errors import InsilicoError
+from ..results import Result
 
 SOLVERS = ("auto", "primal", "dual")
 
@@ -350,6 +350,9 @@ class RidgeCV:
 def r2_score(y, pred):
     """Coefficient of determination per target (column): 1 - SSE / SS around the mean of ``y``.
 
+    NaN, with a ``RuntimeWarning``, for a target whose data are constant over the
+    samples (up to rounding): there is no variance to explain.
+
     Examples
     --------
     >>> float(r2_score(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 4.0])))
@@ -359,6 +362,9 @@ def r2_score(y, pred):
     pred, _ = _features(pred, y.device, flatten=False, dtype=y.dtype)
     ss = (y - y.mean(0)).pow(2).sum(0)
     out = 1 - (y - pred).pow(2).sum(0) / ss
+    flat = _constant(ss.sqrt(), y)
+    out = torch.where(flat, torch.full_like(out, float("nan")), out)
+    _warn_undefined(len(y), flat, torch.zeros_like(flat), "R2", correlation=False)
     return out.cpu().numpy() if numpy else out
 
 
@@ -392,7 +398,7 @@ def pearson_r(y, pred):
     out = (a * b).sum(0) / (na * nb)
     flat_y, flat_pred = _constant(na, y), _constant(nb, pred)
     out = torch.where(flat_y | flat_pred, torch.full_like(out, float("nan")), out)
-    _warn_undefined(len(y), flat_y, flat_pred)
+    _warn_undefined(len(y), flat_y, flat_pred, "r")
     return out.cpu().numpy() if numpy else out
 
 
@@ -403,8 +409,9 @@ def _constant(spread: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return spread <= 8 * eps * math.sqrt(len(values)) * values.abs().amax(0)
 
 
-def _warn_undefined(n: int, flat_y: torch.Tensor, flat_pred: torch.Tensor) -> None:
-    if n < MIN_SCORED:
+def _warn_undefined(n: int, flat_y: torch.Tensor, flat_pred: torch.Tensor, score: str,
+                    correlation: bool = True) -> None:
+    if correlation and n < MIN_SCORED:
         warnings.warn(f"a correlation over {n} samples is +-1 or undefined whatever the prediction: score on at "
                       f"least {MIN_SCORED} samples (more held-out samples, or fewer folds)", RuntimeWarning,
                       stacklevel=3)
@@ -412,7 +419,8 @@ def _warn_undefined(n: int, flat_y: torch.Tensor, flat_pred: torch.Tensor) -> No
     for flat, what in ((flat_y, "data"), (flat_pred, "predictions")):
         if bool(flat.any()):
             targets = flat.reshape(-1).nonzero().flatten().tolist()
-            warnings.warn(f"r is undefined (NaN) for target(s) {targets[:10]}{' ...' if len(targets) > 10 else ''}: "
+            shown = f"{targets[:10]}{' ...' if len(targets) > 10 else ''}"
+            warnings.warn(f"{score} is undefined (NaN) for target(s) {shown}: "
                           f"the {what} are constant (to rounding) over these {n} samples", RuntimeWarning, stacklevel=3)
 
 
@@ -595,7 +603,7 @@ def cross_validate(features, responses, cv=5, alphas: Sequence[float] = tuple(10
     >>> bool((res.r > 0.8).all()), res.alpha.shape
     (True, (4, 2))
     """
-    from .recording import Recording
+    from ..recording import Recording
 
     if isinstance(features, Recording):
         names = list(units) if units is not None else features.units
@@ -659,4 +667,3 @@ def _check_choice(value, choices, what) -> str:
 
 __all__ = ["RidgeCV", "solve_ridge_cv", "solve_ridge", "kfold", "r2_score", "pearson_r", "MIN_SCORED", "spearman_brown",
            "split_half_ceiling", "Ceiling", "cross_validate", "EncodingResult", "SOLVERS"]
-from .predictor import NeuralPredictor, fit_predictor  # noqa: E402,F401  (re-exported: insilico.encoding.fit_predictor)

@@ -43,11 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import persistence
-from .errors import InsilicoError, SavedFileError, StimulusError
-from .probe import Probe
-from .registry import register_tool
-from .session import device_of, dtype_of, session
+from .. import persistence
+from ..errors import InsilicoError, SavedFileError, StimulusError
+from ..layers import channels_first, unit_layout
+from ..plan import Plan
+from ..probe import Probe
+from ..registry import register_tool
+from ..session import device_of, dtype_of, session
+from .ridge import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling
 
 #: Default ridge penalties (features are standardised, so these suit most layers).
 DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-1, 7))
@@ -57,6 +60,8 @@ ALS_ITERATIONS = 4
 REDUCTIONS = (None, "mean", "max")
 #: The format of a file written by :meth:`NeuralPredictor.save`.
 PREDICTOR_FORMAT = 1
+#: The kind that predictors saved before this module moved into ``insilico/encoding/`` record.
+_FORMER_KIND = "insilico.predictor:NeuralPredictor"
 #: Fewest stimuli the readout is fitted on, and fewest held out to score it (a correlation over 2 is +-1).
 MIN_FIT, MIN_HELD_OUT = 3, 3
 
@@ -106,7 +111,7 @@ class NeuralPredictor(nn.Module):
         for name in ("response_mean", "response_std", "response_max"):
             self.register_buffer(name, torch.zeros(len(self.targets)))
         self.scores: dict = {}
-        self._stop_at = None  # where the trunk's forward pass may stop, learned on the first pass
+        self._plan = None  # the trunk's Plan: where its forward pass may stop, learned on the first pass
 
     @property
     def n_targets(self) -> int:
@@ -114,13 +119,10 @@ class NeuralPredictor(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The (pooled, flattened, concatenated) trunk features ``(N, n_features)`` of ``images``."""
-        probe = Probe(self.trunk)
-        with probe.record(*self.layers, keep_graph=torch.is_grad_enabled(), stop=True) as rec:
-            if self._stop_at is not None:  # skip the learning pass: stop where the first pass said
-                rec.stop_after(self._stop_at)
-            rec.forward(images)
-            self._stop_at = self._stop_at or rec.stop_at
-            parts = [_pool(rec[layer], self.reduce, layer) for layer in self.layers]
+        if self._plan is None:  # the trunk's Probe; its pass stops after the layers, where the first pass learned
+            self._plan = Plan(self.trunk)
+        values = self._plan.read(self.layers, images, keep_graph=torch.is_grad_enabled())
+        parts = [_pool(value, self.reduce, layer, self.trunk) for value, layer in zip(values, self.layers)]
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -178,7 +180,7 @@ class NeuralPredictor(nn.Module):
                 "trunk's weights): NeuralPredictor.load(path, model)")
         blob = persistence.read(path, "predictor")
         kind = blob.get("kind", persistence.kind_name(cls))
-        if kind != persistence.kind_name(NeuralPredictor) or not isinstance(blob.get("state"), dict):
+        if kind not in (persistence.kind_name(NeuralPredictor), _FORMER_KIND) or not isinstance(blob.get("state"), dict):
             raise SavedFileError(f"{path!r} is not a predictor saved by NeuralPredictor.save (it holds {kind!r}; "
                                  "read results with insilico.load)", path)
         persistence.check_format(blob, path, PREDICTOR_FORMAT, what="predictor")
@@ -190,10 +192,15 @@ class NeuralPredictor(nn.Module):
             weight = blob["state"]["readout.weight"]
             predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
             predictor.to(device_of(model), dtype_of(model))
-            predictor.load_state_dict(blob["state"], strict=False)
+            keys = predictor.load_state_dict(blob["state"], strict=False)  # the trunk's weights are the model's
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
             raise SavedFileError(f"{path!r} holds a predictor this insilico cannot rebuild ({type(e).__name__}: {e}; "
                                  f"{persistence.versions_text(persistence.unpack(recorded, path))})", path) from e
+        missing = [k for k in keys.missing_keys if not k.startswith("trunk.")]
+        if missing or keys.unexpected_keys:  # a readout of another version: never half-loaded
+            raise SavedFileError(f"{path!r} holds a predictor of another insilico version (missing {missing}, unknown "
+                                 f"{list(keys.unexpected_keys)}; "
+                                 f"{persistence.versions_text(persistence.unpack(recorded, path))})", path)
         predictor.scores, predictor.settings = scores, settings
         return predictor
 
@@ -282,7 +289,9 @@ def fit_predictor(
         Pooling of (N, C, H, W) features: None (default) keeps every position
         (the kernel form of ridge keeps this cheap while features outnumber
         stimuli); "mean"/"max" over positions; an int ``g``: average-pool to
-        a ``g x g`` grid (memory for large layers).
+        a ``g x g`` grid (memory for large layers). Channels-last stages
+        (Swin) and token layers (ViT: over the tokens) are pooled per channel
+        too (their layout from :mod:`insilico.layers`).
     alphas : sequence of float
         Ridge penalties tried per target (default 1e-1 .. 1e6).
     cv : None, int or splitter
@@ -323,10 +332,7 @@ def fit_predictor(
         fewer than ``MIN_FIT`` (3) with ``held_out=0``; unknown layers; responses
         that do not match the stimuli or are not finite.
     """
-    from tqdm.auto import tqdm
-
-    from .encoding import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling  # (encoding re-exports us)
-    from .recording import stimulus_source
+    from ..recording import batches, stimulus_source
 
     layers = [layers] if isinstance(layers, str) else [str(layer) for layer in layers]
     if not layers:
@@ -344,7 +350,7 @@ def fit_predictor(
                             f"got shape {tuple(y.shape)}")
     if not torch.isfinite(y).all():
         raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, name="stimuli")
     n = len(source)
     if n == 0:
         raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")
@@ -357,22 +363,14 @@ def fit_predictor(
         raise InsilicoError(f"readout must be 'full' or 'factorized', not {readout!r}")
     if not 0.0 <= held_out < 1.0:
         raise InsilicoError(f"held_out is a fraction in [0, 1), not {held_out}")
-    n_test = max(MIN_HELD_OUT, int(round(held_out * n))) if held_out > 0 else 0
-    if n - n_test < MIN_FIT:
-        raise InsilicoError(
-            f"fit_predictor got {n} stimuli; with held_out={held_out} it needs at least {MIN_FIT + (MIN_HELD_OUT if held_out else 0)}"
-            + (f": {MIN_HELD_OUT} held out to score the readout (a correlation over 2 stimuli is +-1 whatever the "
-               f"fit) and {MIN_FIT} to fit it. Record more stimuli, or pass held_out=0 to fit without held-out scores"
-               if held_out else f" to fit the readout. Record more stimuli"))
+    n_test = _held_out_count(n, held_out)
 
     input_size = getattr(model, "input_size", None)
     predictor = NeuralPredictor(model, layers, reduce, 1, names, input_size)
     feats = None
     with session(model) as s:
-        bar = tqdm(total=n, desc="features", disable=not progress, leave=False)
-        for a in range(0, n, batch_size):
-            b = min(n, a + batch_size)
-            batch = s.inputs(source.batch(a, b, s.device, s.dtype))
+        for a, batch in batches(source, batch_size, s.device, s.dtype, progress, "features"):  # the one batch loop
+            b = a + len(batch)
             if input_size is None:
                 input_size = tuple(batch.shape[1:])
             f = predictor.features(batch)
@@ -380,8 +378,6 @@ def fit_predictor(
                 blocks = _blocks(predictor, batch[:1]) if readout == "factorized" else None
                 feats = torch.empty(n, f.shape[1], dtype=f.dtype, device=f.device)
             feats[a:b] = f
-            bar.update(b - a)
-        bar.close()
     device, dtype = feats.device, feats.dtype
     y = y.to(device, dtype)
     mean, std = feats.mean(0), feats.std(0)
@@ -439,6 +435,20 @@ def fit_predictor(
     return predictor
 
 
+def _held_out_count(n: int, held_out: float) -> int:
+    """Stimuli held out to score the readout (at least MIN_HELD_OUT, or 0); InsilicoError if too few are left to fit."""
+    n_test = max(MIN_HELD_OUT, int(round(held_out * n))) if held_out > 0 else 0
+    if n - n_test >= MIN_FIT:
+        return n_test
+    if held_out == 0:
+        raise InsilicoError(f"fit_predictor got {n} stimuli; with held_out=0 it needs at least {MIN_FIT} to fit the "
+                            "readout. Record more stimuli")
+    raise InsilicoError(
+        f"fit_predictor got {n} stimuli; with held_out={held_out} it needs at least {MIN_FIT + MIN_HELD_OUT}: "
+        f"{MIN_HELD_OUT} held out to score the readout (a correlation over 2 stimuli is +-1 whatever the fit) and "
+        f"{MIN_FIT} to fit it. Record more stimuli, or pass held_out=0 to fit without held-out scores")
+
+
 def _blocks(predictor: NeuralPredictor, one: torch.Tensor) -> list[tuple[int, int, int]]:
     """(offset, channels, positions) of each layer's block of the flattened features."""
     probe = Probe(predictor.trunk)
@@ -447,8 +457,9 @@ def _blocks(predictor: NeuralPredictor, one: torch.Tensor) -> list[tuple[int, in
         blocks, offset = [], 0
         for layer in predictor.layers:
             value = rec[layer]
-            pooled = _pool(value, predictor.reduce, layer)
-            if value.ndim == 4 and predictor.reduce not in ("mean", "max"):
+            pooled = _pool(value, predictor.reduce, layer, predictor.trunk)
+            if value.ndim == 4 and predictor.reduce not in ("mean", "max") \
+                    and unit_layout(predictor.trunk, layer, value.shape[1:]) == "map":
                 c = value.shape[1]
                 blocks.append((offset, c, pooled.shape[1] // c))
             offset += pooled.shape[1]
@@ -507,12 +518,16 @@ def _linear(n_in: int, n_out: int, device=None, dtype=None) -> nn.Linear:
     return linear
 
 
-def _pool(value: torch.Tensor, reduce, layer: str) -> torch.Tensor:
+def _pool(value: torch.Tensor, reduce, layer: str, model: nn.Module | None = None) -> torch.Tensor:
+    """``layer``'s features ``(N, F)``: pooled over positions (``reduce``), channels first
+    (:func:`insilico.layers.channels_first`: a Swin stage's ``(N, H, W, C)``, a ViT block's tokens)."""
     if not torch.is_tensor(value):
         raise InsilicoError(f"{layer} does not output a tensor; name a tensor part, e.g. '{layer}:0'")
     if value.ndim < 2:
         raise InsilicoError(f"{layer} gives shape {tuple(value.shape)}; a readout needs (N, features, ...)")
     if value.ndim > 2 and reduce is not None:
+        if model is not None:
+            value = channels_first(value, unit_layout(model, layer, value.shape[1:]))
         if reduce == "mean":
             value = value.flatten(2).mean(2)
         elif reduce == "max":

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import evaluate
 from ..errors import InsilicoError
 from ..plan import Plan
 from ..session import session
@@ -132,19 +133,17 @@ class SimulatedBrain(nn.Module):
         """Noise-free rates (N, n_neurons): mean spike counts per presentation."""
         return self.gain * F.softplus(self.slope * (self.drive(images) - self.threshold))
 
-    @torch.no_grad()
     def respond(self, images: torch.Tensor, repetitions: int = 4, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
-        """Poisson spike counts over ``repetitions`` presentations: (repetitions, N, n_neurons), float."""
-        with session(self) as s:
-            rates = torch.cat([self(s.inputs(images[a:a + batch_size])) for a in range(0, len(images), batch_size)])
-        gen = torch.Generator(device=rates.device).manual_seed(int(seed))
+        """Poisson spike counts over ``repetitions`` presentations: (repetitions, N, n_neurons), float, on the CPU
+        (drawn there from ``seed``: the same counts whatever the brain's device)."""
+        rates = self.rates(images, batch_size)
+        gen = torch.Generator().manual_seed(int(seed))
         return torch.poisson(rates.expand(int(repetitions), *rates.shape).contiguous(), generator=gen)
 
-    @torch.no_grad()
     def rates(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Noise-free rates of many images, in batches, without gradients."""
-        with session(self) as s:
-            return torch.cat([self(s.inputs(images[a:a + batch_size])) for a in range(0, len(images), batch_size)])
+        """Noise-free rates (N, n_neurons) of many images, in batches, without gradients, on the CPU
+        (:func:`insilico.evaluate.predict`)."""
+        return evaluate.predict(self, images, batch_size=batch_size)
 
     def extra_repr(self) -> str:
         return f"layer={self.layer!r}, n_neurons={self.n_neurons}"

@@ -9,14 +9,16 @@ that one registration makes it known to everything that lists tools:
   its completeness test fails when a registered tool has no tiny contract runner
   (``tests/contract_tools.py``) or when a public function that runs a model is not registered;
 - ``insilico tools`` lists them (name, kind, flags, first docstring line);
-- the tool tables of the package docstrings (``insilico.design``, ``insilico.experiments``,
-  ``insilico.attribution``) are checked against the registry (``tests/test_registry.py``);
-- ``insilico.<name>`` exports the ``attribution`` and ``design`` tools lazily: the light table in
-  ``insilico/__init__.py`` (names -> modules, so ``import insilico`` imports no tool) is checked against
-  the registrations.
+- ``insilico.<name>`` exports every ``attribution`` and ``design`` tool lazily, ``insilico.experiments``
+  and ``insilico.attribution`` export their tools (with their modules' ``*Result`` classes), and the tool
+  packages' docstrings end with the table of their tools: all read from the registrations by
+  :func:`discover`, which parses the source (``ast``) instead of importing it, so ``import insilico``
+  stays light (no torch, no tool) and no list of tools is written twice.
 
 A :class:`Tool` record holds the callable's import path as a string (``"module:qualname"``), so a
-record is cheap and :func:`tools` is the one place that imports every module to collect them.
+record is cheap and :func:`tools` is the one place that imports every module to collect them;
+:func:`discover` builds the same records from the source (``tests/test_registry.py`` checks that the two
+agree), which is why the options of ``@register_tool(...)`` are literals.
 Flags the signature already says are read from it, not declared twice: ``resumes`` (an ``out=``
 folder), ``random`` (``seed=``), ``two_models`` (``models``). The others are promises the tool's author
 declares: ``takes_images`` (the image gate and the empty-batch refusal apply), ``saves`` (its result
@@ -27,11 +29,15 @@ Recipe: adding a tool = one module + one registration
 -----------------------------------------------------
 1. Write the function in the module of its concept (``insilico/experiments/mean_response.py``);
    run the model inside :func:`insilico.session.session`, through one :class:`~insilico.Probe`, and
-   pass images through ``session.inputs`` (the image gate).
-2. Put ``@register_tool("experiment", takes_images=True, saves=False)`` above it.
-3. Run ``tests/test_registry.py`` and ``tests/test_contract.py``: they say what else the tool needs and
-   where (a tiny contract runner in ``tests/contract_tools.py``; for an ``attribution``/``design`` tool
-   one line in ``insilico/__init__.py``'s lazy table; its row in the package docstring's table).
+   pass images through ``session.inputs`` (the image gate). The first line of its docstring says what
+   it does, and cites its source paper where it has one: it is the tool's row in ``insilico tools``
+   and in its package's table.
+2. Put ``@register_tool("experiment", takes_images=True, saves=False)`` above it (literal options).
+   That is all the library needs: the exports (``insilico.<name>`` for attribution and design tools,
+   the package's ``__all__`` for experiments and attribution) and the tables follow.
+3. Add a tiny contract runner (``run_<name>`` and its ``RUNNERS`` entry) to ``tests/contract_tools.py``,
+   then run ``tests/test_registry.py`` and ``tests/test_contract.py``: they fail, naming what is missing,
+   until the tool keeps every promise it declares.
 
 The example registers into a scratch :class:`Registry` (the library's is :data:`TOOLS`):
 
@@ -54,6 +60,13 @@ The example registers into a scratch :class:`Registry` (the library's is :data:`
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
 >>> mean_response(net, torch.zeros(2, 1, 5, 5), "1") >= 0  # the function itself, unchanged
 True
+
+The library's own registrations, read from the source without importing a tool module:
+
+>>> from insilico.registry import discover
+>>> tool = discover("insilico.experiments")["microstimulation"]
+>>> tool.target, tool.kind, tool.per_sample
+('insilico.experiments.microstimulation:microstimulation', 'experiment', True)
 """
 from __future__ import annotations
 

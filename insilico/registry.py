@@ -291,23 +291,24 @@ def _walk(body: list[ast.stmt], prefix: str, module: str, where: str) -> Iterato
 
 
 @functools.lru_cache(maxsize=None)
-def _scan(package: str) -> tuple[Tool, ...]:
+def _scan() -> tuple[Tool, ...]:
+    """Every registration in insilico's source, parsed once per process (one parse serves every package)."""
     root = pathlib.Path(__file__).resolve().parent  # the insilico package
-    folder = root.joinpath(*package.split(".")[1:])
-    if package.split(".")[0] != root.name or not (folder / "__init__.py").is_file():
-        raise InsilicoError(f"discover: {package!r} is not a package of insilico (e.g. 'insilico.design')")
     found = []
-    for path in sorted(folder.rglob("*.py")):
+    for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root.parent).with_suffix("")
         inside_packages = all((root.parent / p / "__init__.py").is_file() for p in relative.parents[:-1])
         if path.name == "__main__.py" or not inside_packages:  # what pkgutil.walk_packages does not import either
             continue
         source = path.read_text(encoding="utf-8")
-        if "register_tool" not in source:  # cheap: most modules register nothing (the parse is the cost)
+        if "@register_tool" not in source:  # cheap: most modules register nothing (the parse is the cost)
             continue
         module = ".".join(relative.parts[:-1] if path.name == "__init__.py" else relative.parts)
         where = str(path.relative_to(root.parent))
         found.extend(_walk(ast.parse(source, where).body, "", module, where))
+    if not found:  # a silent empty listing would hide every tool: an install without its .py files
+        raise InsilicoError(f"discover: no @register_tool found in the source under {root}; the registry reads "
+                            f"the registrations from the .py files: install insilico with its source")
     return tuple(found)
 
 
@@ -317,8 +318,8 @@ def discover(package: str = "insilico", kind: str | None = None) -> dict[str, To
     The static twin of :func:`tools`: it parses each module that mentions ``register_tool`` (``ast``),
     finds the functions and methods decorated ``@register_tool(...)`` and builds the same :class:`Tool`
     records the registrations build, so ``import insilico`` can export the tools lazily and the tool
-    packages can list them without importing torch. Parsed once per package (about 0.1 s for all of
-    insilico); the source is read on demand, so the answer cannot go stale.
+    packages can list them without importing torch. The source is parsed once per process, on the first
+    call (about 0.1 s), so there is no generated list that could go stale.
     ``tests/test_registry.py`` checks that it equals :func:`tools`.
 
     Parameters
@@ -347,9 +348,13 @@ def discover(package: str = "insilico", kind: str | None = None) -> dict[str, To
     """
     if kind is not None and kind not in KINDS:
         raise InsilicoError(f"discover: kind {kind!r} is not one of {sorted(KINDS)}")
-    order = list(KINDS)
-    found = sorted(_scan(package), key=lambda t: (order.index(t.kind), t.name))
-    return {t.name: t for t in found if kind is None or t.kind == kind}
+    root = pathlib.Path(__file__).resolve().parent
+    if package.split(".")[0] != root.name or not root.joinpath(*package.split(".")[1:], "__init__.py").is_file():
+        raise InsilicoError(f"discover: {package!r} is not a package of insilico (e.g. 'insilico.design')")
+    order, inside = list(KINDS), package + "."
+    found = sorted(_scan(), key=lambda t: (order.index(t.kind), t.name))
+    return {t.name: t for t in found if (kind is None or t.kind == kind)
+            and (package == root.name or t.module == package or t.module.startswith(inside))}
 
 
 def tool_table(package: str) -> str:

@@ -241,7 +241,6 @@ def describe(kind: str | None = None) -> str:
     return "\n".join(" ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + " " + r[3] for r in rows)
 
 
-
 #: The options of ``@register_tool(...)`` that :func:`discover` reads (each a literal in the source).
 _DECLARED = ("name", "takes_images", "saves", "per_sample", "follows_dtype")
 
@@ -249,7 +248,7 @@ _DECLARED = ("name", "takes_images", "saves", "per_sample", "follows_dtype")
 def _literal(node: ast.expr, where: str, what: str):
     try:
         return ast.literal_eval(node)
-    except ValueError:
+    except (ValueError, TypeError, SyntaxError):
         raise InsilicoError(f"{where}: the {what} of @register_tool is not a literal; write it as a plain string or "
                             f"True/False, so that the registry can read it without importing the module") from None
 
@@ -271,7 +270,7 @@ def _static_tool(func: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str, mo
                             f"with literals (found {ast.unparse(call)})")
     declared = {k: _literal(v, where, k) for k, v in options.items()}
     kind = declared.pop("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise InsilicoError(f"{where}: kind {kind!r} is not one of {sorted(KINDS)}")
     args = func.args
     params = [a.arg for a in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg) if a]
@@ -306,6 +305,11 @@ def _scan() -> tuple[Tool, ...]:
         module = ".".join(relative.parts[:-1] if path.name == "__init__.py" else relative.parts)
         where = str(path.relative_to(root.parent))
         found.extend(_walk(ast.parse(source, where).body, "", module, where))
+    names = [t.name for t in found]
+    twice = sorted({t.target for t in found if names.count(t.name) > 1})
+    if twice:  # importing both would fail too (Registry.register): say it without importing
+        raise InsilicoError(f"discover: {twice} are registered under one name; register one of them under "
+                            f"another name (name=...)")
     if not found:  # a silent empty listing would hide every tool: an install without its .py files
         raise InsilicoError(f"discover: no @register_tool found in the source under {root}; the registry reads "
                             f"the registrations from the .py files: install insilico with its source")
@@ -380,7 +384,6 @@ def tool_table(package: str) -> str:
     border = "  ".join("=" * w for w in widths)
     lines = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(["Tools", "-----", border, lines[0], border, *lines[1:], border, ""])
-
 
 
 def export(package: str, namespace: dict) -> list[str]:

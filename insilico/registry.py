@@ -289,6 +289,15 @@ def _walk(body: list[ast.stmt], prefix: str, module: str, where: str) -> Iterato
             yield from _walk(node.body, f"{prefix}{node.name}.<locals>.", module, where)
 
 
+def _one_per_name(found: list[Tool]) -> None:
+    """Refuse two callables under one name (importing both fails too, in :meth:`Registry.register`)."""
+    names = [t.name for t in found]
+    twice = sorted({t.target for t in found if names.count(t.name) > 1})
+    if twice:
+        raise InsilicoError(f"discover: {twice} are registered under one name; register one of them under "
+                            f"another name (name=...)")
+
+
 @functools.lru_cache(maxsize=None)
 def _scan() -> tuple[Tool, ...]:
     """Every registration in insilico's source, parsed once per process (one parse serves every package)."""
@@ -305,11 +314,7 @@ def _scan() -> tuple[Tool, ...]:
         module = ".".join(relative.parts[:-1] if path.name == "__init__.py" else relative.parts)
         where = str(path.relative_to(root.parent))
         found.extend(_walk(ast.parse(source, where).body, "", module, where))
-    names = [t.name for t in found]
-    twice = sorted({t.target for t in found if names.count(t.name) > 1})
-    if twice:  # importing both would fail too (Registry.register): say it without importing
-        raise InsilicoError(f"discover: {twice} are registered under one name; register one of them under "
-                            f"another name (name=...)")
+    _one_per_name(found)
     if not found:  # a silent empty listing would hide every tool: an install without its .py files
         raise InsilicoError(f"discover: no @register_tool found in the source under {root}; the registry reads "
                             f"the registrations from the .py files: install insilico with its source")

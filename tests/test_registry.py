@@ -158,6 +158,18 @@ def test_discovery_refuses_a_registration_it_cannot_read_and_names_the_line(deco
         list(_walk(ast.parse(source).body, "", "scratch", "scratch.py"))
 
 
+def test_discovery_refuses_two_tools_under_one_name():
+    import ast
+
+    from insilico.registry import _one_per_name, _walk
+
+    source = "@register_tool('design')\ndef a(model): 'A.'\n\n@register_tool('design', name='a')\ndef b(model): 'B.'\n"
+    found = list(_walk(ast.parse(source).body, "", "scratch", "scratch.py"))
+    with pytest.raises(InsilicoError, match=r"\['scratch:a', 'scratch:b'\] are registered under one name"):
+        _one_per_name(found)
+    _one_per_name(found[:1])
+
+
 def test_discovery_refuses_what_is_not_an_insilico_package_or_a_kind():
     with pytest.raises(InsilicoError, match="'insilico.nowhere' is not a package of insilico"):
         discover("insilico.nowhere")

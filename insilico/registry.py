@@ -234,9 +234,12 @@ def tools(kind: str | None = None) -> dict[str, Tool]:
 
 
 def describe(kind: str | None = None) -> str:
-    """The registered tools as a text table (name, kind, flags, summary): what ``insilico tools`` prints."""
+    """The registered tools as a text table (name, kind, flags, summary): what ``insilico tools`` prints.
+
+    Read from the source (:func:`discover`), so the listing imports no tool and no torch."""
     flags = ("takes_images", "saves", "per_sample", "resumes", "random", "two_models")
-    rows = [(t.name, t.kind, ",".join(f for f in flags if getattr(t, f)), t.summary) for t in tools(kind).values()]
+    rows = [(t.name, t.kind, ",".join(f for f in flags if getattr(t, f)), t.summary)
+            for t in discover(kind=kind).values()]
     widths = [max((len(r[i]) for r in rows), default=0) for i in range(3)]
     return "\n".join(" ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + " " + r[3] for r in rows)
 

@@ -20,28 +20,12 @@ import warnings as _warnings
 from .errors import InsilicoError, StimulusError, UnitError
 from ._version import __version__
 
-#: Classes loaded on first use, like the tools: `import insilico` (and so `insilico --help`) imports no torch.
-_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording"}
+#: Classes (and ``load``) loaded on first use, like the tools: `import insilico` (and `insilico --help`) imports
+#: no torch.
+_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")
-#: Lazy exports: public name -> the module (named by its concept) that defines it. Light (strings only), so
-#: ``import insilico`` imports no tool. Every ``attribution`` and ``design`` tool of :mod:`insilico.registry`
-#: is here, and nothing else but ``load`` (tests/test_registry.py checks it against the registrations).
-_LAZY = {
-    "gradient_map": "attribution.gradients",
-    "top_exemplars": "attribution.exemplars",
-    "project_exemplars": "attribution.exemplars",
-    "maximize": "design.maximize",
-    "metamer": "design.metamers",
-    "pgd": "design.adversarial",
-    "fgsm": "design.adversarial",
-    "controversial": "design.controversial",
-    "mad": "design.mad",
-    "eigendistortion": "design.eigendistortions",
-    "population_control": "design.population_control",
-    "load": "results",
-}
 #: Former module names (before 0.1): ``insilico.<old>`` warns once and names the new module.
 _MOVED = {
     "adversarial": "design.adversarial",
@@ -56,11 +40,20 @@ _MOVED = {
 _warned: set = set()
 
 
+def _tools():
+    """``insilico.<name>``: every registered tool of :data:`insilico.registry.TOP_LEVEL_KINDS`, read from the
+    registrations themselves (:func:`insilico.registry.discover` parses the tool modules' source once, on first
+    use: ``import insilico`` imports no tool and no torch, and a new tool needs no line here)."""
+    from .registry import TOP_LEVEL_KINDS, discover  # light: the registry imports no torch and no tool
+
+    return {n: t for n, t in discover().items() if t.kind in TOP_LEVEL_KINDS}
+
+
 def __getattr__(name):  # tools load on first use, keeping `import insilico` light
     if name in _SUBMODULES:
         return _importlib.import_module(f".{name}", __name__)
-    if name in _LAZY:
-        return getattr(_importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name == "__all__":
+        return ["InsilicoError", "StimulusError", "UnitError", *_CLASSES, *_SUBMODULES, *_tools()]
     if name in _MOVED:
         if name not in _warned:
             _warned.add(name)
@@ -69,13 +62,14 @@ def __getattr__(name):  # tools load on first use, keeping `import insilico` lig
         return _importlib.import_module(f".{_MOVED[name]}", __name__)
     if name in _CLASSES:
         return getattr(_importlib.import_module(f".{_CLASSES[name]}", __name__), name)
+    tool = None if name.startswith("_") else _tools().get(name)
+    if tool is not None:
+        return tool.load()
     if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
         return _importlib.import_module(f".{name}", __name__)  # any other module, as when Probe imported them
     raise AttributeError(f"module 'insilico' has no attribute {name!r}")
 
 
 def __dir__():  # the lazy tools and submodules too, so tab completion and dir() show them
-    return sorted(set(globals()) | set(_SUBMODULES) | set(_LAZY) | set(_CLASSES))
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_tools()) | set(_CLASSES))
 
-
-__all__ = ["InsilicoError", "Probe", "Recording", "StimulusError", "Unit", "UnitError", *_SUBMODULES, *_LAZY]

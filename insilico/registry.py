@@ -9,14 +9,16 @@ that one registration makes it known to everything that lists tools:
   its completeness test fails when a registered tool has no tiny contract runner
   (``tests/contract_tools.py``) or when a public function that runs a model is not registered;
 - ``insilico tools`` lists them (name, kind, flags, first docstring line);
-- the tool tables of the package docstrings (``insilico.design``, ``insilico.experiments``,
-  ``insilico.attribution``) are checked against the registry (``tests/test_registry.py``);
-- ``insilico.<name>`` exports the ``attribution`` and ``design`` tools lazily: the light table in
-  ``insilico/__init__.py`` (names -> modules, so ``import insilico`` imports no tool) is checked against
-  the registrations.
+- ``insilico.<name>`` exports every ``attribution`` and ``design`` tool lazily, ``insilico.experiments``
+  and ``insilico.attribution`` export their tools (with their modules' ``*Result`` classes), and the tool
+  packages' docstrings end with the table of their tools: all read from the registrations by
+  :func:`discover`, which parses the source (``ast``) instead of importing it, so ``import insilico``
+  stays light (no torch, no tool) and no list of tools is written twice.
 
 A :class:`Tool` record holds the callable's import path as a string (``"module:qualname"``), so a
-record is cheap and :func:`tools` is the one place that imports every module to collect them.
+record is cheap and :func:`tools` is the one place that imports every module to collect them;
+:func:`discover` builds the same records from the source (``tests/test_registry.py`` checks that the two
+agree), which is why the options of ``@register_tool(...)`` are literals.
 Flags the signature already says are read from it, not declared twice: ``resumes`` (an ``out=``
 folder), ``random`` (``seed=``), ``two_models`` (``models``). The others are promises the tool's author
 declares: ``takes_images`` (the image gate and the empty-batch refusal apply), ``saves`` (its result
@@ -27,11 +29,15 @@ Recipe: adding a tool = one module + one registration
 -----------------------------------------------------
 1. Write the function in the module of its concept (``insilico/experiments/mean_response.py``);
    run the model inside :func:`insilico.session.session`, through one :class:`~insilico.Probe`, and
-   pass images through ``session.inputs`` (the image gate).
-2. Put ``@register_tool("experiment", takes_images=True, saves=False)`` above it.
-3. Run ``tests/test_registry.py`` and ``tests/test_contract.py``: they say what else the tool needs and
-   where (a tiny contract runner in ``tests/contract_tools.py``; for an ``attribution``/``design`` tool
-   one line in ``insilico/__init__.py``'s lazy table; its row in the package docstring's table).
+   pass images through ``session.inputs`` (the image gate). The first line of its docstring says what
+   it does, and cites its source paper where it has one: it is the tool's row in ``insilico tools``
+   and in its package's table.
+2. Put ``@register_tool("experiment", takes_images=True, saves=False)`` above it (literal options).
+   That is all the library needs: the exports (``insilico.<name>`` for attribution and design tools,
+   the package's ``__all__`` for experiments and attribution) and the tables follow.
+3. Add a tiny contract runner (``run_<name>`` and its ``RUNNERS`` entry) to ``tests/contract_tools.py``,
+   then run ``tests/test_registry.py`` and ``tests/test_contract.py``: they fail, naming what is missing,
+   until the tool keeps every promise it declares.
 
 The example registers into a scratch :class:`Registry` (the library's is :data:`TOOLS`):
 
@@ -54,12 +60,22 @@ The example registers into a scratch :class:`Registry` (the library's is :data:`
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
 >>> mean_response(net, torch.zeros(2, 1, 5, 5), "1") >= 0  # the function itself, unchanged
 True
+
+The library's own registrations, read from the source without importing a tool module:
+
+>>> from insilico.registry import discover
+>>> tool = discover("insilico.experiments")["microstimulation"]
+>>> tool.target, tool.kind, tool.per_sample
+('insilico.experiments.microstimulation:microstimulation', 'experiment', True)
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import importlib
 import inspect
+import pathlib
 import pkgutil
 from typing import Callable, Iterator
 
@@ -136,6 +152,16 @@ class Tool:
         return obj
 
 
+def _read_flags(parameters) -> dict[str, bool]:
+    """The flags a tool's parameter names say (one rule for the registration and for :func:`discover`)."""
+    return {"resumes": "out" in parameters, "random": "seed" in parameters, "two_models": "models" in parameters}
+
+
+def _summary(doc: str | None) -> str:
+    """The first line of a (cleaned) docstring, or ``""``."""
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
 class Registry(dict):
     """``name -> Tool``, filled by :meth:`register` where each tool is defined."""
 
@@ -153,12 +179,9 @@ class Registry(dict):
                                 f"the new kind to insilico.registry.KINDS with a line that says what it covers")
 
         def decorate(func: Callable) -> Callable:
-            params = inspect.signature(func).parameters
-            doc = inspect.getdoc(func) or ""
             tool = Tool(name=name or func.__name__, target=f"{func.__module__}:{func.__qualname__}", kind=kind,
                         takes_images=takes_images, saves=saves, per_sample=per_sample, follows_dtype=follows_dtype,
-                        resumes="out" in params, random="seed" in params, two_models="models" in params,
-                        summary=doc.strip().splitlines()[0] if doc.strip() else "")
+                        **_read_flags(inspect.signature(func).parameters), summary=_summary(inspect.getdoc(func)))
             old = self.get(tool.name)
             if old is not None and old.target != tool.target:
                 raise InsilicoError(f"register_tool: the name {tool.name!r} of {tool.target} is already the tool "
@@ -211,11 +234,200 @@ def tools(kind: str | None = None) -> dict[str, Tool]:
 
 
 def describe(kind: str | None = None) -> str:
-    """The registered tools as a text table (name, kind, flags, summary): what ``insilico tools`` prints."""
+    """The registered tools as a text table (name, kind, flags, summary): what ``insilico tools`` prints.
+
+    Read from the source (:func:`discover`), so the listing imports no tool and no torch."""
     flags = ("takes_images", "saves", "per_sample", "resumes", "random", "two_models")
-    rows = [(t.name, t.kind, ",".join(f for f in flags if getattr(t, f)), t.summary) for t in tools(kind).values()]
+    rows = [(t.name, t.kind, ",".join(f for f in flags if getattr(t, f)), t.summary)
+            for t in discover(kind=kind).values()]
     widths = [max((len(r[i]) for r in rows), default=0) for i in range(3)]
     return "\n".join(" ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + " " + r[3] for r in rows)
 
 
-__all__ = ["KINDS", "TOP_LEVEL_KINDS", "TOOLS", "VOCABULARY", "Registry", "Tool", "describe", "register_tool", "tools"]
+#: The options of ``@register_tool(...)`` that :func:`discover` reads (each a literal in the source).
+_DECLARED = ("name", "takes_images", "saves", "per_sample", "follows_dtype")
+
+
+def _literal(node: ast.expr, where: str, what: str):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        raise InsilicoError(f"{where}: the {what} of @register_tool is not a literal; write it as a plain string or "
+                            f"True/False, so that the registry can read it without importing the module") from None
+
+
+def _static_tool(func: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str, module: str,
+                 where: str) -> Tool | None:
+    """The :class:`Tool` that ``@register_tool(...)`` above ``func`` registers, read from the source; or None."""
+    calls = [d for d in func.decorator_list if isinstance(d, ast.Call)
+             and getattr(d.func, "id", getattr(d.func, "attr", None)) == "register_tool"]
+    if not calls:
+        return None
+    call, where = calls[0], f"{where}:{calls[0].lineno}"
+    options = {k.arg: k.value for k in call.keywords}
+    if call.args:
+        options["kind"] = call.args[0]
+    unknown = set(options) - {"kind", *_DECLARED}
+    if unknown or "kind" not in options or len(call.args) > 1:
+        raise InsilicoError(f"{where}: write @register_tool(kind, {', '.join(f'{o}=...' for o in _DECLARED)}) "
+                            f"with literals (found {ast.unparse(call)})")
+    declared = {k: _literal(v, where, k) for k, v in options.items()}
+    kind = declared.pop("kind")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise InsilicoError(f"{where}: kind {kind!r} is not one of {sorted(KINDS)}")
+    args = func.args
+    params = [a.arg for a in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg) if a]
+    return Tool(name=declared.pop("name", None) or func.name, target=f"{module}:{qualname}", kind=kind,
+                **declared, **_read_flags(params), summary=_summary(ast.get_docstring(func)))
+
+
+def _walk(body: list[ast.stmt], prefix: str, module: str, where: str) -> Iterator[Tool]:
+    for node in body:
+        if isinstance(node, ast.ClassDef):
+            yield from _walk(node.body, f"{prefix}{node.name}.", module, where)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            tool = _static_tool(node, prefix + node.name, module, where)
+            if tool is not None:
+                yield tool
+            yield from _walk(node.body, f"{prefix}{node.name}.<locals>.", module, where)
+
+
+def _one_per_name(found: list[Tool]) -> None:
+    """Refuse two callables under one name (importing both fails too, in :meth:`Registry.register`)."""
+    names = [t.name for t in found]
+    twice = sorted({t.target for t in found if names.count(t.name) > 1})
+    if twice:
+        raise InsilicoError(f"discover: {twice} are registered under one name; register one of them under "
+                            f"another name (name=...)")
+
+
+@functools.lru_cache(maxsize=None)
+def _scan() -> tuple[Tool, ...]:
+    """Every registration in insilico's source, parsed once per process (one parse serves every package)."""
+    root = pathlib.Path(__file__).resolve().parent  # the insilico package
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root.parent).with_suffix("")
+        inside_packages = all((root.parent / p / "__init__.py").is_file() for p in relative.parents[:-1])
+        if path.name == "__main__.py" or not inside_packages:  # what pkgutil.walk_packages does not import either
+            continue
+        source = path.read_text(encoding="utf-8")
+        if "@register_tool" not in source:  # cheap: most modules register nothing (the parse is the cost)
+            continue
+        module = ".".join(relative.parts[:-1] if path.name == "__init__.py" else relative.parts)
+        where = str(path.relative_to(root.parent))
+        found.extend(_walk(ast.parse(source, where).body, "", module, where))
+    _one_per_name(found)
+    if not found:  # a silent empty listing would hide every tool: an install without its .py files
+        raise InsilicoError(f"discover: no @register_tool found in the source under {root}; the registry reads "
+                            f"the registrations from the .py files: install insilico with its source")
+    return tuple(found)
+
+
+def discover(package: str = "insilico", kind: str | None = None) -> dict[str, Tool]:
+    """The tools registered in ``package``'s modules, read from their source without importing them.
+
+    The static twin of :func:`tools`: it parses each module that mentions ``register_tool`` (``ast``),
+    finds the functions and methods decorated ``@register_tool(...)`` and builds the same :class:`Tool`
+    records the registrations build, so ``import insilico`` can export the tools lazily and the tool
+    packages can list them without importing torch. The source is parsed once per process, on the first
+    call (about 0.1 s), so there is no generated list that could go stale.
+    ``tests/test_registry.py`` checks that it equals :func:`tools`.
+
+    Parameters
+    ----------
+    package : str
+        ``"insilico"`` or one of its packages (``"insilico.design"``).
+    kind : str, optional
+        Only the tools of this kind (one of :data:`KINDS`).
+
+    Returns
+    -------
+    dict[str, Tool]
+        By name, in listing order (kind, then name).
+
+    Raises
+    ------
+    InsilicoError
+        ``package`` is not a package of insilico, ``kind`` not one of :data:`KINDS`, or a
+        ``@register_tool(...)`` has an option that is not a literal (its file and line are named).
+
+    >>> from insilico.registry import discover
+    >>> discover("insilico.design")["pgd"].target
+    'insilico.design.adversarial:pgd'
+    >>> sorted(discover(kind="attribution"))
+    ['gradient_map', 'project_exemplars', 'top_exemplars']
+    """
+    if kind is not None and kind not in KINDS:
+        raise InsilicoError(f"discover: kind {kind!r} is not one of {sorted(KINDS)}")
+    root = pathlib.Path(__file__).resolve().parent
+    if package.split(".")[0] != root.name or not root.joinpath(*package.split(".")[1:], "__init__.py").is_file():
+        raise InsilicoError(f"discover: {package!r} is not a package of insilico (e.g. 'insilico.design')")
+    order, inside = list(KINDS), package + "."
+    found = sorted(_scan(), key=lambda t: (order.index(t.kind), t.name))
+    return {t.name: t for t in found if (kind is None or t.kind == kind)
+            and (package == root.name or t.module == package or t.module.startswith(inside))}
+
+
+def tool_table(package: str) -> str:
+    """The table of ``package``'s registered tools (reST, from :func:`discover`): what its docstring shows.
+
+    A tool package ends its docstring with ``__doc__ += tool_table(__name__)``, so a new tool is listed
+    there without editing a table. Columns: the tool, its module (relative to ``package``), the first
+    line of its docstring (where the tool's source paper belongs).
+
+    >>> from insilico.registry import tool_table
+    >>> lines = tool_table("insilico.attribution").splitlines()
+    >>> lines[:2], lines[3].split()
+    (['Tools', '-----'], ['tool', 'module', 'what', 'it', 'does'])
+    >>> [line.split()[:2] for line in lines[5:-1]]  # doctest: +NORMALIZE_WHITESPACE
+    [[':func:`gradient_map`', 'gradients'], [':func:`project_exemplars`', 'exemplars'],
+     [':func:`top_exemplars`', 'exemplars']]
+    """
+    rows = [(f":func:`{t.name}`", t.module[len(package) + 1:], t.summary) for t in discover(package).values()]
+    if not rows:
+        raise InsilicoError(f"tool_table: {package} registers no tool (@register_tool(kind, ...) above each)")
+    rows.insert(0, ("tool", "module", "what it does"))
+    widths = [max(len(r[i]) for r in rows) for i in range(2)] + [60]
+    border = "  ".join("=" * w for w in widths)
+    lines = ["  ".join(f"{c:<{w}}" for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(["Tools", "-----", border, lines[0], border, *lines[1:], border, ""])
+
+
+def export(package: str, namespace: dict) -> list[str]:
+    """Import ``package``'s registered tools into ``namespace``, each with its module's public ``*Result`` classes.
+
+    What a tool package's ``__init__`` does instead of hand-written import lines
+    (``__all__ += export(__name__, globals())``), so a new tool needs no line there.
+
+    Returns
+    -------
+    list[str]
+        The names put into ``namespace``, for its ``__all__`` (tools in listing order, each followed by its
+        module's results, each name once).
+
+    Raises
+    ------
+    InsilicoError
+        ``package`` is not a package of insilico.
+
+    >>> from insilico.registry import export
+    >>> space = {}
+    >>> export("insilico.attribution", space)
+    ['gradient_map', 'project_exemplars', 'top_exemplars']
+    >>> space["gradient_map"].__module__
+    'insilico.attribution.gradients'
+    """
+    names: list[str] = []
+    for tool in discover(package).values():
+        module = importlib.import_module(tool.module)
+        found = {tool.name: tool.load()}
+        found.update({name: obj for name, obj in vars(module).items() if name.endswith("Result") and
+                      not name.startswith("_") and inspect.isclass(obj) and obj.__module__ == tool.module})
+        namespace.update(found)
+        names.extend(n for n in found if n not in names)
+    return names
+
+
+__all__ = ["KINDS", "TOP_LEVEL_KINDS", "TOOLS", "VOCABULARY", "Registry", "Tool", "describe", "discover", "export", "register_tool", "tool_table",
+           "tools"]

@@ -15,7 +15,7 @@ import pytest
 import insilico
 from contract_tools import RUNNERS, TOOLS
 from insilico import InsilicoError
-from insilico.registry import KINDS, TOP_LEVEL_KINDS, Registry, tools
+from insilico.registry import KINDS, TOP_LEVEL_KINDS, Registry, discover, tools
 
 REGISTERED = tools()
 
@@ -89,22 +89,120 @@ def test_a_record_points_at_its_callable_and_its_flags_match_the_signature(name)
     assert tool.kind in KINDS and tool.summary, f"{name}: a kind of KINDS and a docstring whose first line says what"
 
 
-def test_the_top_level_lazy_table_is_the_attribution_and_design_tools():
-    """insilico/__init__.py's light table (no tool imported by `import insilico`) matches the registrations."""
-    lazy = {n: m for n, m in insilico._LAZY.items() if n != "load"}
-    top = {n: t.module for n, t in REGISTERED.items() if t.kind in TOP_LEVEL_KINDS}
-    assert set(lazy) == set(top), (f"insilico/__init__.py _LAZY lacks {sorted(set(top) - set(lazy))} and has "
-                                   f"{sorted(set(lazy) - set(top))} beyond the registered {TOP_LEVEL_KINDS} tools")
-    for name, module in lazy.items():
-        assert f"insilico.{module}" == top[name], f"_LAZY[{name!r}] is {module!r}, registered in {top[name]}"
-        assert getattr(insilico, name) is REGISTERED[name].load()
+def test_the_static_discovery_reads_exactly_the_registrations():
+    """discover() (the source, parsed) and tools() (the modules, imported) give the same records in one order."""
+    static = discover()
+    assert list(static) == list(REGISTERED)
+    differ = {n: (static[n], REGISTERED[n]) for n in REGISTERED if static[n] != REGISTERED[n]}
+    assert not differ, f"the source says one thing, the registration another: {differ}"
+    for package in ("insilico.design", "insilico.experiments", "insilico.attribution", "insilico.rsa"):
+        assert discover(package) == {n: t for n, t in REGISTERED.items() if t.module.startswith(package + ".")}
+
+
+SCRATCH_SOURCE = '''
+@register_tool("experiment", takes_images=False, saves=False)
+def mean_response(model, stimuli, unit, *, seed=0, out=None):
+    """The mean response of ``unit``.
+
+    More text.
+    """
+
+
+class Kit:
+    @register_tool("probe", name="kit_record", per_sample=True)
+    def record(self, *units, **options):
+        """Record."""
+
+    def helper(self, model):
+        @register_tool("design", follows_dtype=False)
+        def inner(models, images):
+            """Inner (registered when helper runs)."""
+        return inner
+
+
+def plain(model):
+    """Not a tool."""
+'''
+
+
+def test_discovery_reads_a_new_module_as_its_registrations_register_it():
+    import ast
+    import types
+
+    from insilico.registry import _walk
+
+    scratch, module = Registry(), types.ModuleType("scratch_tools")
+    module.register_tool = scratch.register
+    exec(compile(SCRATCH_SOURCE, "scratch_tools.py", "exec"), vars(module))
+    module.Kit().helper(None)
+    static = list(_walk(ast.parse(SCRATCH_SOURCE).body, "", "scratch_tools", "scratch_tools.py"))
+    assert {t.name: t for t in static} == dict(scratch)
+    assert [t.name for t in static] == ["mean_response", "kit_record", "inner"]
+    assert scratch["kit_record"].target == "scratch_tools:Kit.record" and scratch["inner"].two_models
+    assert scratch["mean_response"].summary == "The mean response of ``unit``."
+
+
+@pytest.mark.parametrize("decorator, message", [
+    ("@register_tool(KIND)", r"scratch\.py:2: the kind of @register_tool is not a literal"),
+    ("@register_tool('design', saves=SAVES)", r"scratch\.py:2: the saves of @register_tool is not a literal"),
+    ("@register_tool('designs')", r"scratch\.py:2: kind 'designs' is not one of"),
+    ("@register_tool('design', colour=True)", r"scratch\.py:2: write @register_tool\(kind, name=\.\.\."),
+])
+def test_discovery_refuses_a_registration_it_cannot_read_and_names_the_line(decorator, message):
+    import ast
+
+    from insilico.registry import _walk
+
+    source = f"\n{decorator}\ndef tool(model):\n    'Doc.'\n"
+    with pytest.raises(InsilicoError, match=message):
+        list(_walk(ast.parse(source).body, "", "scratch", "scratch.py"))
+
+
+def test_discovery_refuses_two_tools_under_one_name():
+    import ast
+
+    from insilico.registry import _one_per_name, _walk
+
+    source = "@register_tool('design')\ndef a(model): 'A.'\n\n@register_tool('design', name='a')\ndef b(model): 'B.'\n"
+    found = list(_walk(ast.parse(source).body, "", "scratch", "scratch.py"))
+    with pytest.raises(InsilicoError, match=r"\['scratch:a', 'scratch:b'\] are registered under one name"):
+        _one_per_name(found)
+    _one_per_name(found[:1])
+
+
+def test_discovery_refuses_what_is_not_an_insilico_package_or_a_kind():
+    with pytest.raises(InsilicoError, match="'insilico.nowhere' is not a package of insilico"):
+        discover("insilico.nowhere")
+    with pytest.raises(InsilicoError, match="'numpy' is not a package of insilico"):
+        discover("numpy")
+    with pytest.raises(InsilicoError, match="kind 'designs' is not one of"):
+        discover(kind="designs")
+
+
+def test_insilico_exports_every_attribution_and_design_tool_from_the_registrations():
+    top = {n: t for n, t in REGISTERED.items() if t.kind in TOP_LEVEL_KINDS}
+    assert set(top) == set(insilico._tools()) and set(top) <= set(insilico.__all__) and set(top) <= set(dir(insilico))
+    for name, tool in top.items():
+        assert getattr(insilico, name) is tool.load()
+    assert insilico.load is importlib.import_module("insilico.results").load
+
+
+@pytest.mark.parametrize("package", ["insilico.experiments", "insilico.attribution"])
+def test_a_tool_package_exports_its_registered_tools_with_their_results(package):
+    module = importlib.import_module(package)
+    for name, tool in REGISTERED.items():
+        if tool.module.startswith(package + "."):
+            assert name in module.__all__ and getattr(module, name) is tool.load(), f"{package} lacks {name}"
+    results = {n for n in module.__all__ if n.endswith("Result") and n != "Result"}
+    assert all(getattr(module, n).__module__.startswith(package + ".") for n in results)
+    assert len(module.__all__) == len(set(module.__all__))
 
 
 def test_import_insilico_is_light_and_dir_lists_the_lazy_tools():
-    code = ("import sys, insilico; names = dir(insilico); "
+    code = ("import sys, insilico; names = dir(insilico) + insilico.__all__; "
             "print(sorted(m for m in sys.modules if m.startswith(('insilico.design', 'insilico.attribution', "
             "'insilico.experiments', 'insilico.gallery', 'insilico.rsa')))); "
-            "print(all(n in names for n in [*insilico._LAZY, *insilico._SUBMODULES, *insilico._CLASSES])); "
+            "print(all(n in names for n in [*insilico._tools(), *insilico._SUBMODULES, *insilico._CLASSES])); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "[]", f"import insilico imported tool modules: {out[0]}"
@@ -127,7 +225,7 @@ def test_a_former_name_warns_once_with_its_new_path(old, monkeypatch):
 
 def _table_functions(package: str) -> set[str]:
     doc = importlib.import_module(package).__doc__
-    tables = re.findall(r"^=+ +=+\n(?:.*\n)+?^=+ +=+\n((?:.*\n)+?)^=+ +=+$", doc, flags=re.M)
+    tables = re.findall(r"^=+(?: +=+)+\n(?:.*\n)+?^=+(?: +=+)+\n((?:.*\n)+?)^=+(?: +=+)+$", doc, flags=re.M)
     assert tables, f"{package}'s docstring has no table of its tools"
     return set(re.findall(r":func:`~?(?:[\w.]+\.)?(\w+)`", "".join(tables)))
 

@@ -1,17 +1,12 @@
 """Attribution: what in an image drives a unit.
 
-=================== ===========================================================
-module              tool
-=================== ===========================================================
-gradients           :func:`gradient_map`: gradient, gradient x input, guided
-                    backprop, Zeiler & Fergus deconvolution, integrated
-                    gradients, SmoothGrad, Grad-CAM (captum where it has them)
-exemplars           :func:`top_exemplars` (streaming top-k over a stimulus
-                    set) and :func:`project_exemplars` (the Zeiler & Fergus
-                    figure: top crops with their deconvolution projections)
-=================== ===========================================================
+The tools (the table below is generated from their registrations,
+:func:`insilico.registry.tool_table`) use captum where it has the method, and
+the Zeiler & Fergus deconvolution where it does not.
 """
-from .exemplars import project_exemplars, top_exemplars
-from .gradients import gradient_map
+from ..registry import export as _export
+from ..registry import tool_table as _tool_table
 
-__all__ = ["gradient_map", "project_exemplars", "top_exemplars"]
+__all__ = _export(__name__, globals())  # every registered tool of the package (insilico.registry.discover)
+if __doc__:  # None under python -OO
+    __doc__ += "\n" + _tool_table(__name__)

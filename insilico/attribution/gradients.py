@@ -138,7 +138,7 @@ def gradient_map(
     memory_budget: float = MEMORY_BUDGET,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Map of what drives ``unit`` in each image, shaped like ``images``.
+    """Map of what drives ``unit`` in each image (gradient, deconvolution of Zeiler & Fergus 2014, Grad-CAM, ...).
 
     Parameters
     ----------

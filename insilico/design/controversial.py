@@ -205,7 +205,7 @@ def controversial(
     pairs_per_chunk: int = 16,
     overwrite: bool = False,
 ) -> ControversialResult:
-    """Images that model A calls class i and model B calls class j, batched over model pairs, class pairs and seeds.
+    """Images that model A calls class i and model B class j, per model pair (Golan, Raju & Kriegeskorte 2020).
 
     Parameters
     ----------

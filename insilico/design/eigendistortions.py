@@ -274,7 +274,7 @@ def eigendistortion(
     seed: int = 0,
     progress: bool = True,
 ) -> EigendistortionResult:
-    """The ``k`` most and ``k`` least noticeable distortions of each image for ``layer``.
+    """The ``k`` most and ``k`` least noticeable distortions of each image for ``layer`` (Berardino et al. 2017).
 
     Parameters
     ----------

@@ -174,7 +174,7 @@ def mad(
     seed: int = 0,
     progress: bool = True,
 ) -> MADResult:
-    """MAD competition between two representation distances: four extremal images per reference, batched.
+    """MAD competition (Wang & Simoncelli 2008) of two representation distances: four extremal images per reference.
 
     Parameters
     ----------

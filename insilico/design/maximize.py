@@ -103,7 +103,7 @@ def maximize(
     channels_last: bool = False,
     overwrite: bool = False,
 ) -> SynthesisResult | None:
-    """Images that maximize (``negative=True``: minimize) the activation of each unit.
+    """Images that maximize (``negative=True``: minimize) the activation of each unit (lucid: Olah et al. 2017).
 
     Parameters
     ----------

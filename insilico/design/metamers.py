@@ -492,7 +492,7 @@ class MetamerSynthesis:
 def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAULT_STEPS, seed: int = 0,
             resume: MetamerResult | None = None, batch_size: int | None = None, out=None,
             shard: tuple[int, int] | None = None, overwrite: bool = False, **options) -> MetamerResult | None:
-    """Metamers of ``references`` for ``layer`` of ``model``: images with the same representation there.
+    """Metamers of ``references`` for ``layer``: same representation there (Freeman & Simoncelli 2011; Feather et al. 2019).
 
     Parameters
     ----------

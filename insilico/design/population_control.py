@@ -253,7 +253,7 @@ def population_control(
     progress: bool = True,
     **synthesis_options,
 ) -> PopulationControlResult:
-    """Synthesize one image per target that stretches it, or drives it alone (one-hot).
+    """One image per predicted neuron that stretches it, or drives it alone (Bashivan, Kar & DiCarlo 2019).
 
     Parameters
     ----------

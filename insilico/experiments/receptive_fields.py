@@ -84,7 +84,7 @@ def receptive_field(
     seed: int = 0,
     progress: bool = False,
 ) -> "RFResult":
-    """Receptive field of one unit.
+    """Receptive field of one unit: theoretical, gradient and sparse-noise estimates.
 
     Parameters
     ----------

@@ -215,29 +215,44 @@ class Synthesis:
         compact: bool | str = False,
         plan: Plan | None = None,
     ):
-        if not isinstance(model, nn.Module):
-            raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not isinstance(objective, Objective):
-            raise InsilicoError(
-                f"objective must be an insilico.objectives.Objective, got {type(objective).__name__}; "
-                "e.g. insilico.objectives.Channel('features.3', 5)"
-            )
-        if goal not in GOALS:
-            raise InsilicoError(f"goal must be 'maximize' or 'minimize', not {goal!r}")
-        if not callable(optimizer) and optimizer not in OPTIMIZERS:
-            raise InsilicoError(
-                f"optimizer must be one of {OPTIMIZERS} or a factory (params, lr=...) -> torch.optim.Optimizer, "
-                f"not {optimizer!r} (a custom optimizer is not saved: pass it again to resume)"
-            )
-        if isinstance(schedule, str) and schedule not in SCHEDULES:
-            raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not {schedule!r}")
+        _check_choices(model, objective, goal, optimizer, schedule)
         self.model, self.objective = model, objective
         self.plan = plan_for(model, plan)  # the calling tool's Probe and session, or new ones
         self.probe = self.plan.probe
         self.device, self.dtype = self.probe.device, self.probe.dtype
         self.wholes = unique_wholes(objective.units)
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
+        init = self._set_samples(n, shape, init, parameterization, labels, seed)
+        self._set_parameterization(parameterization, param_options, init)
 
+        self.goal = GOALS[goal]
+        self.goal_name = goal
+        self.transforms = transforms or Transforms()
+        self.transforms_until = None if transforms_until is None else int(transforms_until)
+        if keep not in KEEP:
+            raise InsilicoError(f"keep must be one of {KEEP}, not {keep!r}")
+        self.keep = keep
+        self._set_optimizer(optimizer, lr, optimizer_options, schedule, schedule_steps, steps)
+        self.rules = list(stop)
+        self.projection = projection
+        self.blur_every, self.blur_sigma = int(blur_every), float(blur_sigma)
+        self.progress, self.sync_every, self.truncate = progress, max(1, int(sync_every)), truncate
+        if precision not in PRECISIONS:
+            raise InsilicoError(f"precision must be one of {tuple(PRECISIONS)}, not {precision!r}")
+        self.precision, self.channels_last = precision, bool(channels_last)
+        self._prepare = lambda x: x  # set while running: the input batch in the model's memory format
+        if compact not in (True, False, "cpu"):
+            raise InsilicoError(f"compact must be True, False or 'cpu', not {compact!r}")
+        self.compact_option = compact
+        self.compact = compact is True or (compact == "cpu" and self.device.type == "cpu")
+        self.optimizer = self._make_optimizer()
+        self._lbfgs = isinstance(self.optimizer, BatchLBFGS)
+        self._start_state(objective)
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _set_samples(self, n, shape, init, parameterization, labels, seed) -> torch.Tensor | None:
+        """``n``, ``shape``, ``labels``, the per-sample ``seeds`` and ``generators``; returns ``init`` through the
+        image gate (it, or a Parameterization, says ``n`` and ``shape``)."""
         if init is not None:
             init = check_images(init, name="init")
             n, shape = init.shape[0], tuple(init.shape[1:])
@@ -257,7 +272,10 @@ class Synthesis:
                 raise InsilicoError(f"{len(self.seeds)} seeds for {self.n} samples: give one per sample or one int")
         self.seed = seed if isinstance(seed, int) else None
         self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        return init
 
+    def _set_parameterization(self, parameterization, param_options, init) -> None:
+        """The image parameterization on the model's device and dtype, started from ``init`` when given."""
         self.param_options = dict(param_options or {})
         if isinstance(parameterization, Parameterization):
             self.param = parameterization
@@ -268,13 +286,8 @@ class Synthesis:
         if init is not None:
             self.param.assign(init)
 
-        self.goal = GOALS[goal]
-        self.goal_name = goal
-        self.transforms = transforms or Transforms()
-        self.transforms_until = None if transforms_until is None else int(transforms_until)
-        if keep not in KEEP:
-            raise InsilicoError(f"keep must be one of {KEEP}, not {keep!r}")
-        self.keep = keep
+    def _set_optimizer(self, optimizer, lr, optimizer_options, schedule, schedule_steps, steps) -> None:
+        """The optimizer's settings (the optimizer itself is made by :meth:`_make_optimizer`)."""
         self.optimizer_factory = optimizer if callable(optimizer) else None
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
         if not float(lr) > 0 or float(lr) == float("inf"):
@@ -286,22 +299,9 @@ class Synthesis:
         self.schedule = schedule
         self.steps = int(steps)
         self.schedule_steps = int(schedule_steps or steps)
-        self.rules = list(stop)
-        self.projection = projection
-        self.blur_every, self.blur_sigma = int(blur_every), float(blur_sigma)
-        self.progress, self.sync_every, self.truncate = progress, max(1, int(sync_every)), truncate
-        if precision not in PRECISIONS:
-            raise InsilicoError(f"precision must be one of {tuple(PRECISIONS)}, not {precision!r}")
-        self.precision, self.channels_last = precision, bool(channels_last)
-        self._prepare = lambda x: x  # set while running: the input batch in the model's memory format
-        if compact not in (True, False, "cpu"):
-            raise InsilicoError(f"compact must be True, False or 'cpu', not {compact!r}")
-        self.compact_option = compact
-        self.compact = compact is True or (compact == "cpu" and self.device.type == "cpu")
-        self.optimizer = self._make_optimizer()
-        self._lbfgs = isinstance(self.optimizer, BatchLBFGS)
 
-        # state that a resumed run continues from
+    def _start_state(self, objective) -> None:
+        """The state that a resumed run continues from (step, loss trace, stopped samples, best iterates)."""
         self.step = 0
         self._trace = torch.full((64, self.n), float("nan"), device=self.device, dtype=torch.float32)
         self.frozen = torch.zeros(self.n, dtype=torch.bool, device=self.device)
@@ -314,7 +314,6 @@ class Synthesis:
         self._running: tuple = (None, objective)  # (rows, objective) of this step's forward passes
         self._subset: tuple | None = None  # (frozen mask, rows, objective.subset(rows)), remade when samples stop
 
-    # -- set-up ------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
         return make_optimizer(self.optimizer_factory or self.optimizer_name, [self.param.param], self.lr,
                               self.optimizer_options)
@@ -588,6 +587,27 @@ class Synthesis:
     def __repr__(self) -> str:
         return (f"Synthesis({self.n} x {self.shape}, {self.goal_name} {self.objective!r}, "
                 f"{self.optimizer_name} lr={self.lr}, step {self.step})")
+
+
+def _check_choices(model, objective, goal, optimizer, schedule) -> None:
+    """InsilicoError, naming the fix, for a model that is not a Module, an objective that is not an Objective,
+    or an unknown goal, optimizer or schedule."""
+    if not isinstance(model, nn.Module):
+        raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(objective, Objective):
+        raise InsilicoError(
+            f"objective must be an insilico.objectives.Objective, got {type(objective).__name__}; "
+            "e.g. insilico.objectives.Channel('features.3', 5)"
+        )
+    if goal not in GOALS:
+        raise InsilicoError(f"goal must be 'maximize' or 'minimize', not {goal!r}")
+    if not callable(optimizer) and optimizer not in OPTIMIZERS:
+        raise InsilicoError(
+            f"optimizer must be one of {OPTIMIZERS} or a factory (params, lr=...) -> torch.optim.Optimizer, "
+            f"not {optimizer!r} (a custom optimizer is not saved: pass it again to resume)"
+        )
+    if isinstance(schedule, str) and schedule not in SCHEDULES:
+        raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not {schedule!r}")
 
 
 __all__ = ["DEFAULT_STEPS", "Synthesis", "derive_seed"]

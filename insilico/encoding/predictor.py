@@ -405,7 +405,7 @@ def _record_features(predictor: NeuralPredictor, source, batch_size: int, progre
     model's, else the stimuli's (C, H, W)."""
     from ..recording import batches
 
-    model, n = predictor.model, len(source)
+    model, n = predictor.trunk, len(source)
     input_size, feats, blocks = getattr(model, "input_size", None), None, None
     with session(model) as s:
         for a, batch in batches(source, batch_size, s.device, s.dtype, progress, "features"):  # the one batch loop

@@ -29,7 +29,7 @@ Example
 >>> image_size(torch.nn.Linear(4, 2))
 Traceback (most recent call last):
 ...
-insilico.errors.InsilicoError: Linear has no input_size attribute: say the image size with size= (an int side, (H, W) or (C, H, W), e.g. size=224), or set model.input_size = (C, H, W)
+insilico.errors.StimulusError: Linear has no input_size attribute: say the image size with size= (an int side, (H, W) or (C, H, W), e.g. size=224), or set model.input_size = (C, H, W)
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..errors import InsilicoError
+from ..errors import InsilicoError, StimulusError
 from .modules import input_channels
 
 #: What ``size=`` may be, for messages.
@@ -55,7 +55,7 @@ def _model_channels(model: nn.Module) -> int:
 
 def _dims(size: Any, name: str) -> tuple[int, ...]:
     if isinstance(size, (bool, np.bool_)):
-        raise InsilicoError(f"{name}= must be {SPELLINGS}, not {size!r}")
+        raise StimulusError(f"{name}= must be {SPELLINGS}, not {size!r}")
     if isinstance(size, (int, np.integer)):
         return (int(size),)
     try:
@@ -64,9 +64,9 @@ def _dims(size: Any, name: str) -> tuple[int, ...]:
             raise ValueError
         dims = tuple(int(v) for v in dims)
     except (TypeError, ValueError):
-        raise InsilicoError(f"{name}= must be {SPELLINGS}, not {size!r}") from None
+        raise StimulusError(f"{name}= must be {SPELLINGS}, not {size!r}") from None
     if len(dims) not in (2, 3):
-        raise InsilicoError(f"{name}= must be {SPELLINGS}, not {size!r} ({len(dims)} numbers)")
+        raise StimulusError(f"{name}= must be {SPELLINGS}, not {size!r} ({len(dims)} numbers)")
     return dims
 
 
@@ -92,14 +92,14 @@ def image_size(model: nn.Module, size: Any = None, *, name: str = "size", square
 
     Raises
     ------
-    InsilicoError
+    StimulusError
         No ``size`` and no ``model.input_size``; a size that is not an int, (H, W) or (C, H, W); a side or
         channel count below 1; ``H != W`` with ``square=True``.
     """
     if size is None:
         size = getattr(model, "input_size", None)
         if size is None:
-            raise InsilicoError(f"{type(model).__name__} has no input_size attribute: say the image size with "
+            raise StimulusError(f"{type(model).__name__} has no input_size attribute: say the image size with "
                                 f"{name}= ({SPELLINGS}, e.g. {name}=224), or set model.input_size = (C, H, W)")
     dims = _dims(size, name)
     if len(dims) == 1:
@@ -107,9 +107,9 @@ def image_size(model: nn.Module, size: Any = None, *, name: str = "size", square
     if len(dims) == 2:
         dims = (_model_channels(model), *dims)
     if min(dims) < 1:
-        raise InsilicoError(f"{name}={size!r} gives the image (C, H, W) = {dims}: every number must be at least 1")
+        raise StimulusError(f"{name}={size!r} gives the image (C, H, W) = {dims}: every number must be at least 1")
     if square and dims[1] != dims[2]:
-        raise InsilicoError(f"{name}={size!r}: this tool uses square images; give one side ({name}={dims[2]}) or "
+        raise StimulusError(f"{name}={size!r}: this tool uses square images; give one side ({name}={dims[2]}) or "
                             "H == W")
     return dims
 

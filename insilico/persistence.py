@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from ._version import __version__
-from .errors import SavedFileError
+from .errors import InsilicoError, SavedFileError
 
 #: The current format of a result file written by :meth:`insilico.results.Result.save` and of chunk parts.
 FORMAT = 2
@@ -123,7 +123,7 @@ def register(cls: type, role: str = "dataclass") -> type:
     with ``cls.load(path)``).
     """
     if role not in _ROLES:
-        raise ValueError(f"role must be one of {_ROLES}, not {role!r}")
+        raise InsilicoError(f"register({cls.__name__}): role must be one of {_ROLES}, not {role!r}")
     _REGISTRY[kind_name(cls)] = (cls, role)
     return cls
 

@@ -9,8 +9,8 @@ plumbing again. The plan holds
 - the call's one :func:`~insilico.session.session` (``with plan.session():``):
   entered once; a nested ``plan.session(grad=...)`` reuses the open one and
   only switches the grad mode;
-- one survey of one example batch (:meth:`insilico.Probe.survey` with FLOPs
-  counted), made on first need and then read for every unit the call
+- one survey of one example batch (:meth:`insilico.Probe.survey`, with FLOPs
+  counted when the plan is made with ``flops=True``), made on first need and then read for every unit the call
   touches: one sample's output shape and dtype (:meth:`Plan.shape`,
   :meth:`Plan.call`), call counts, i.e. time steps (:meth:`Plan.count`), the
   stop point, the last call the units need, after which a pass may end
@@ -26,7 +26,7 @@ Example
 -------
 >>> import torch
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(1568, 2))
->>> plan = Plan(net, torch.rand(1, 3, 16, 16))
+>>> plan = Plan(net, torch.rand(1, 3, 16, 16), flops=True)
 >>> plan.shape("1[2]"), plan.count("1"), plan.stop(["0", "1[3]"]), plan.flops(["1"]) == 2 * 8 * 14 * 14 * 27
 ((14, 14), 1, ('1', 0), True)
 >>> plan.stop([""]) is None          # the model's own output: the pass runs to the end
@@ -63,19 +63,23 @@ class Plan:
     ops : bool
         Survey every op and attention part too (:meth:`insilico.Probe.survey`):
         needed to see op units and functional ops between modules.
+    flops : bool
+        Count FLOPs in the survey (needed by :meth:`flops`; a plan made
+        without surveys again when asked). Off by default: the first FLOP
+        count of a process costs about a second of set-up.
     probe : Probe, optional
         The call's Probe, when the caller already has one (with lesions
         attached, say); default a new one.
     """
 
     def __init__(self, model: nn.Module, example: torch.Tensor | None = None, *, ops: bool = False,
-                 probe: Probe | None = None):
+                 flops: bool = False, probe: Probe | None = None):
         if probe is not None and probe.model is not model:
             raise InsilicoError("the plan's probe must be attached to the plan's model")
         self.model = model
         self.probe = probe if probe is not None else Probe(model)
         self.example = example
-        self.ops = bool(ops)
+        self.ops, self.count_flops = bool(ops), bool(flops)
         self._survey: Survey | None = None
         self._open: Session | None = None
         self._learned: dict[tuple, tuple | None] = {}  # units' keys -> the stop point their records learned
@@ -109,13 +113,19 @@ class Plan:
             if torch.is_tensor(x):
                 x = x.to(device_of(self.model), dtype_of(self.model)) if x.is_floating_point() else \
                     x.to(device_of(self.model))
-            self._survey = self.probe.survey(x, ops=self.ops, flops=True, strict=False)
+            self._survey = self.probe.survey(x, ops=self.ops, flops=self.count_flops, strict=False)
         return self._survey
 
     def need_ops(self) -> Survey:
         """The survey with every op and attention part logged (surveyed again if the first one had no ops)."""
         if not self.ops:
             self.ops, self._survey = True, None
+        return self.survey
+
+    def need_flops(self) -> Survey:
+        """The survey with FLOPs counted (surveyed again if the first one did not count them)."""
+        if not self.count_flops:
+            self.count_flops, self._survey = True, None
         return self.survey
 
     def call(self, unit: UnitLike) -> Call:
@@ -162,8 +172,8 @@ class Plan:
         Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (matrix
         products and convolutions, 2 per multiply-add; elementwise ops are not counted).
         """
+        survey = self.need_flops()
         index = self._last_call(units)
-        survey = self.survey
         value = survey.flops if index is None else survey.calls[index].flops
         return float(value or 0.0)
 

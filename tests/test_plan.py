@@ -83,7 +83,7 @@ def test_pgd_builds_one_probe_and_enters_the_session_once(monkeypatch):
 def test_plan_answers_match_a_recording_and_the_arithmetic():
     model = Counting()
     x = torch.rand(1, 3, 16, 16)
-    plan = Plan(model, x)
+    plan = Plan(model, x, flops=True)
     with plan.probe.record("net.3", "net.7") as rec:
         model(x)
     assert plan.shape("net.3") == tuple(rec["net.3"].shape[1:]) == (8, 14, 14)
@@ -100,6 +100,9 @@ def test_plan_answers_match_a_recording_and_the_arithmetic():
         plan.stop(["net.3@2"])
     with pytest.raises(InsilicoError, match="no example"):
         Plan(model).shape("net.3")
+    later = Plan(model, x)  # made without FLOPs: asked for them, it surveys again, once
+    later.shape("net.3"), later.flops(["net.0"]), later.flops(["net.4"])
+    assert model.calls == 2 and later.flops(["net.0"]) == conv1
 
 
 def test_plan_session_is_entered_once_and_nested_uses_only_switch_grad():

@@ -60,14 +60,14 @@ def forward_flops(model: nn.Module, units: Sequence[Any], example: torch.Tensor 
     ``example``): :meth:`Plan.flops <insilico.plan.Plan.flops>`. Elementwise
     ops are not counted (:data:`SECONDS_PER_VALUE` stands in for them).
     """
-    plan = plan_for(model, plan, example)
+    plan = plan_for(model, plan, example, flops=True)
     return plan.flops([Unit(u.module, u.step, None, u.output) for u in as_units(list(units))])
 
 
 def seconds_per_stimulus(model: nn.Module, units: Sequence[Any], example: torch.Tensor | None = None,
                          plan: Plan | None = None) -> dict:
     """Estimated seconds per stimulus: ``{"seconds", "flops", "device"}`` (see the module docstring)."""
-    plan = plan_for(model, plan, example)
+    plan = plan_for(model, plan, example, flops=True)
     flops = forward_flops(model, units, plan=plan)
     device = next((p.device.type for p in model.parameters()), "cpu")
     rate = THROUGHPUT.get(device, THROUGHPUT["cpu"])

@@ -252,7 +252,8 @@ def orientation_tuning(
     channels, _, size = image_size(model, size, square=True)
     requested = as_units(units)
     blank = torch.full((1, channels, size, size), 0.5)
-    plan = Plan(model, blank)  # one survey of the blank: shapes, stop point, FLOPs, the layer order
+    sized = budget is not None and orientations is None and sfs is None and phases is None  # FLOPs size the grid
+    plan = Plan(model, blank, flops=sized)  # one survey of the blank: shapes, stop point, FLOPs, the layer order
     parsed = requested if raw else after_nonlinearity(model, requested, plan=plan)
     n_colours = 1 if isinstance(colours, str) else len(colours)
     orientations, sfs, phases, grid = default_grid(model, parsed, blank, orientations, sfs, phases, n_colours, budget,

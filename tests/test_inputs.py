@@ -72,3 +72,17 @@ def test_no_registered_tool_takes_a_former_size_name():
 def test_a_former_name_is_refused_with_the_new_one():
     with pytest.raises(InsilicoError, match=r"controversial\(\): shape= is now size="):
         insilico.controversial([gray_net(), gray_net()], [(0, 1)], shape=(1, 8, 8), steps=1, progress=False)
+
+
+def test_the_engine_reads_size_by_the_same_rule():
+    from insilico.objectives import Channel
+    from insilico.synthesis import Synthesis
+
+    net = gray_net()
+    assert Synthesis(net, Channel("0", 1), n=2, size=8, progress=False).shape == (1, 8, 8)
+    with pytest.raises(InsilicoError, match=r"Sequential has no input_size attribute: say the image size with size="):
+        Synthesis(net, Channel("0", 1), n=2, progress=False)
+    net.input_size = (1, 6, 6)
+    assert Synthesis(net, Channel("0", 1), n=2, progress=False).shape == (1, 6, 6)
+    with pytest.raises(InsilicoError, match=r"Synthesis\(\): shape= is now size="):
+        Synthesis(net, Channel("0", 1), n=2, shape=(1, 6, 6))

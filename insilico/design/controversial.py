@@ -326,7 +326,7 @@ def controversial(
         rows = samples[start:stop]
         objective = Controversy(names, col(0, rows), col(1, rows), col(2, rows), col(3, rows))
         synth = Synthesis(
-            group, objective, parameterization, n=stop - start, shape=shape,
+            group, objective, parameterization, n=stop - start, size=shape,
             init=None if init is None else init[start:stop], param_options=options, goal="maximize", lr=lr,
             steps=steps, stop=[TargetReached(math.log(stop_at))], seed=seed, labels=labels[start:stop],
             progress=progress, sync_every=1 if synth_device.type == "cpu" else 8, compact="cpu")

@@ -225,7 +225,7 @@ def maximize(
             if weight:
                 objective = objective - sign * weight * penalty
         synth = Synthesis(
-            model, objective, parameterization, n=b - a, shape=shape,
+            model, objective, parameterization, n=b - a, size=shape,
             init=None if init is None else init[rows], param_options=param_options, goal=goal,
             transforms=transforms, optimizer=optimizer, lr=lr, schedule=schedule, steps=steps, stop=stop,
             blur_every=blur_every, blur_sigma=blur_sigma, seed=seed, labels=labels[rows], progress=progress,

@@ -461,7 +461,7 @@ def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv
     if budget is not None:  # last: the distance budget holds exactly
         projections.append((L2Ball if norm == "l2" else LinfBall)(start, budget))
     projection = None if not projections else projections[0] if len(projections) == 1 else Chain(projections)
-    synth = Synthesis(predictor, objective, parameterization, n=b - a, shape=shape, init=start,
+    synth = Synthesis(predictor, objective, parameterization, n=b - a, size=shape, init=start,
                       param_options=param_options, transforms=transforms, lr=lr, steps=steps,
                       projection=projection, seed=seed, labels=labels[a:b], progress=progress, **options)
     return synth.run()

@@ -132,12 +132,14 @@ def renamed(**former: str):
     insilico.errors.InsilicoError: tool(): shape= is now size= (an int side, (H, W) or (C, H, W)); rename the argument
     """
     def decorate(fn):
+        name = fn.__qualname__.removesuffix(".__init__")  # a class says its own name
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             for old, new in former.items():
                 if old in kwargs:
                     what = f" ({SPELLINGS})" if new == "size" else ""
-                    raise InsilicoError(f"{fn.__name__}(): {old}= is now {new}={what}; rename the argument")
+                    raise InsilicoError(f"{name}(): {old}= is now {new}={what}; rename the argument")
             return fn(*args, **kwargs)
         return wrapper
     return decorate

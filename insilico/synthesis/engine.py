@@ -38,7 +38,7 @@ What the engine guarantees:
 - **The model's dtype.** Images, parameters and results are in the model's
   dtype (a float64 model gives float64 images); traces are float32.
 - **Errors of the model reach the user unchanged** (the validation pass before
-  the first step adds a note on ``shape=``/``pad=``).
+  the first step adds a note on ``size=``/``pad=``).
 - **Resumable.** ``run()`` again continues from the current parameters,
   optimizer state, generators and step count; an interrupted run keeps the
   state of its last complete step. ``run(a); run(b)`` equals ``run(a + b)``.
@@ -67,7 +67,7 @@ Example
 >>> import torch
 >>> from insilico.objectives import Channel
 >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
->>> synth = Synthesis(model, Channel("1", 2), n=2, shape=(3, 16, 16), steps=20, progress=False)
+>>> synth = Synthesis(model, Channel("1", 2), n=2, size=(3, 16, 16), steps=20, progress=False)
 >>> result = synth.run()
 >>> tuple(result.images.shape), result.trace.shape[0], result.stop_reasons
 ((2, 3, 16, 16), 20, ['steps', 'steps'])
@@ -84,6 +84,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError, StimulusError
+from ..layers import image_size, renamed
 from ..objectives import Activations, Objective, unique_wholes
 from ..performance import PRECISIONS, tuned
 from ..plan import Plan, plan_for
@@ -117,8 +118,12 @@ class Synthesis:
         One value per sample; its ``.units`` are the modules recorded.
     parameterization : {"fourier", "pixel"} or Parameterization
         Default "fourier" (1/f spectrum, decorrelated colour for RGB, sigmoid).
-    n, shape : int, (C, H, W)
-        Number and shape of the images (from ``init`` when given).
+    n : int
+        Number of images (from ``init`` when given).
+    size : int, (H, W) or (C, H, W), optional
+        Image size, as every tool reads it (:func:`insilico.layers.image_size`: an int is the side, with
+        the model's channels); default ``model.input_size``. ``init`` or a Parameterization, when given,
+        say it instead.
     init : tensor (N, C, H, W), optional
         Start from these images instead of noise.
     param_options : dict, optional
@@ -181,6 +186,7 @@ class Synthesis:
         has not entered it already); default a new one.
     """
 
+    @renamed(shape="size")
     def __init__(
         self,
         model: nn.Module,
@@ -188,7 +194,7 @@ class Synthesis:
         parameterization: str | Parameterization = "fourier",
         *,
         n: int | None = None,
-        shape: Sequence[int] | None = None,
+        size: int | Sequence[int] | None = None,
         init: torch.Tensor | None = None,
         param_options: dict | None = None,
         goal: str = "maximize",
@@ -222,7 +228,7 @@ class Synthesis:
         self.device, self.dtype = self.probe.device, self.probe.dtype
         self.wholes = unique_wholes(objective.units)
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
-        init = self._set_samples(n, shape, init, parameterization, labels, seed)
+        init = self._set_samples(n, size, init, parameterization, labels, seed)
         self._set_parameterization(parameterization, param_options, init)
 
         self.goal = GOALS[goal]
@@ -250,16 +256,19 @@ class Synthesis:
         self._start_state(objective)
 
     # -- set-up ------------------------------------------------------------------------------
-    def _set_samples(self, n, shape, init, parameterization, labels, seed) -> torch.Tensor | None:
-        """``n``, ``shape``, ``labels``, the per-sample ``seeds`` and ``generators``; returns ``init`` through the
-        image gate (it, or a Parameterization, says ``n`` and ``shape``)."""
+    def _set_samples(self, n, size, init, parameterization, labels, seed) -> torch.Tensor | None:
+        """``n``, ``shape`` (C, H, W), ``labels``, the per-sample ``seeds`` and ``generators``; returns ``init``
+        through the image gate (it, or a Parameterization, says ``n`` and ``shape``; else ``n=`` and ``size=``)."""
+        shape = None
         if init is not None:
             init = check_images(init, name="init")
             n, shape = init.shape[0], tuple(init.shape[1:])
         if isinstance(parameterization, Parameterization):
             n, shape = parameterization.n, parameterization.shape
-        if n is None or shape is None:
-            raise StimulusError("say how many images and of which shape: n= and shape=(C, H, W), or init=images")
+        if n is None:
+            raise StimulusError("say how many images: n=, or init=images")
+        if shape is None:
+            shape = image_size(self.model, size)
         self.n, self.shape = int(n), tuple(int(s) for s in shape)
         self.labels = [str(l) for l in labels] if labels is not None else [str(i) for i in range(self.n)]
         if len(self.labels) != self.n:
@@ -354,7 +363,7 @@ class Synthesis:
 
         Returns whether passes stop (``rec.stop_at``, learned by this pass or
         given by the plan, says where). An error of the model reaches the caller unchanged
-        (with a note on ``shape=`` and ``pad=``), unless every recorded module
+        (with a note on ``size=`` and ``pad=``), unless every recorded module
         ran before it and passes are truncated (the layers after the recorded
         ones need not take this image size, e.g. the classifier of a fixed-size net).
         """
@@ -368,7 +377,7 @@ class Synthesis:
                 resized = self._fixed_size_transforms(images, draw, rec)
                 if resized is None:
                     error.add_note(f"insilico: the model failed on images of shape {tuple(x.shape)} (after transforms "
-                                   f"{self.transforms}); check shape= (the model's input size)")
+                                   f"{self.transforms}); check size= (the model's input size)")
                     raise
                 self.transforms = resized
             values = self._evaluate(rec, images)

@@ -86,3 +86,20 @@ def test_the_engine_reads_size_by_the_same_rule():
     assert Synthesis(net, Channel("0", 1), n=2, progress=False).shape == (1, 6, 6)
     with pytest.raises(InsilicoError, match=r"Synthesis\(\): shape= is now size="):
         Synthesis(net, Channel("0", 1), n=2, shape=(1, 6, 6))
+
+
+#: Public signatures that keep another spelling on purpose: the predictor carries ``input_size`` as every model
+#: does (the attribute ``size=None`` reads), and the null images have no model to take channels from (C, H, W).
+OTHER_SPELLINGS = {("insilico.encoding", "NeuralPredictor", "input_size"),
+                   ("insilico.design.metamers", "natural_null_images", "shape")}
+
+
+def test_no_public_signature_spells_the_image_size_another_way():
+    import json
+    from pathlib import Path
+
+    pinned = json.loads((Path(__file__).with_name("api.json")).read_text())
+    former = set(VOCABULARY["size"])
+    found = {(namespace, name, p.split(":")[0].split("=")[0].strip(" *"))
+             for namespace, names in pinned.items() for name, signature in names.items() for p in signature}
+    assert {f for f in found if f[2] in former} == OTHER_SPELLINGS

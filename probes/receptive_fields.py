@@ -28,13 +28,15 @@ def main(argv=None) -> dict:
     p.add_argument("--frames", type=int, default=4000, help="sparse-noise frames")
     p.add_argument("--dots", type=int, default=4, help="dots per sparse-noise frame")
     p.add_argument("--dot-size", type=int, default=2, help="sparse-noise dot side (pixels)")
+    p.add_argument("--size", type=int, default=None, help="image side (default: the model's input size)")
     args = p.parse_args(argv)
     model = command.load_model(args.model, args.weights, args.device)
     options = dict(threshold=args.threshold, n_images=args.n_images, n_frames=args.frames, dots=args.dots,
                    dot_size=args.dot_size, seed=args.seed, batch_size=args.batch_size)
-    result = receptive_field_sizes(model, layers=args.units, methods=args.methods, progress=args.progress, **options)
+    result = receptive_field_sizes(model, layers=args.units, size=args.size, methods=args.methods,
+                                   progress=args.progress, **options)
     measured = [m for m in args.methods if m != "theoretical"] or ["theoretical"]
-    figures = {"rf_sizes": result.plot(), "rf_maps": _maps(model, result.layers, measured[-1], options)}
+    figures = {"rf_sizes": result.plot(), "rf_maps": _maps(model, result.layers, measured[-1], options, args.size)}
     summary = {f"size_{m} ({layer})": round(float(v), 1)
                for m in args.methods for layer, v in zip(result.layers, result.arrays[f"size_{m}"])}
     paths = command.write(args.out, "rf_sizes", result, figures, args, summary)
@@ -42,14 +44,14 @@ def main(argv=None) -> dict:
     return summary
 
 
-def _maps(model, layers, method, options):
+def _maps(model, layers, method, options, size=None):
     import matplotlib.pyplot as plt
 
     cols = min(4, len(layers))
     rows = math.ceil(len(layers) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
     for ax, layer in zip(axes.flat, layers):
-        receptive_field(model, str(layer), method=method, **options).plot(ax=ax)
+        receptive_field(model, str(layer), size, method=method, **options).plot(ax=ax)
     for ax in list(axes.flat)[len(layers):]:
         ax.axis("off")
     fig.tight_layout()

@@ -19,7 +19,7 @@ import numpy as np
 
 from insilico.experiments import command, orientation_tuning
 from insilico.experiments.tuning import default_sfs
-from insilico.layers import choose_layers
+from insilico.layers import choose_layers, image_size
 
 
 def main(argv=None) -> dict:
@@ -28,6 +28,7 @@ def main(argv=None) -> dict:
     p.add_argument("--sfs", type=command.floats, default=None,
                    help="spatial frequencies in cycles per image, comma-separated (default: 6 log-spaced)")
     p.add_argument("--phases", type=int, default=8, help="number of phases over [0, 360)")
+    p.add_argument("--size", type=int, default=None, help="image side (default: the model's input size)")
     p.add_argument("--contrast", type=float, default=1.0)
     p.add_argument("--fov", type=float, default=None,
                    help="degrees of visual angle the image spans: adds cycles/deg and the macaque V1 reference")
@@ -39,8 +40,8 @@ def main(argv=None) -> dict:
     units = args.units or [choose_layers(model, kind="conv", step="first")[0]]
     orientations = [180.0 * k / args.orientations for k in range(args.orientations)]
     phases = [360.0 * k / args.phases for k in range(args.phases)]
-    size = model.input_size[-1] if hasattr(model, "input_size") else None
-    result = orientation_tuning(model, units, orientations=orientations, sfs=args.sfs or default_sfs(size or 64),
+    side = image_size(model, args.size, name="--size", square=True)[-1]
+    result = orientation_tuning(model, units, size=side, orientations=orientations, sfs=args.sfs or default_sfs(side),
                                 phases=phases, contrast=args.contrast, fov=args.fov, phase_reduce=args.phase_reduce,
                                 raw=args.raw, batch_size=args.batch_size, progress=args.progress)
     best = [int(i) for i in np.argsort(-np.nan_to_num(result.osi, nan=-1.0), kind="stable")[:6]]

@@ -212,7 +212,7 @@ def run_orientation_tuning(model, images, samples=None):
 
 def run_receptive_field(model, images, samples=None):
     a = arch_of(model)
-    return E.receptive_field(model, a.neuron, input_size=SIZE[-1], method="gradient", n_images=2)
+    return E.receptive_field(model, a.neuron, size=SIZE[-1], method="gradient", n_images=2)
 
 
 def run_lesion_sweep(model, images, samples=None):
@@ -229,7 +229,7 @@ def run_cumulative_lesion(model, images, samples=None):
 
 def run_receptive_field_sizes(model, images, samples=None):
     a = arch_of(model)
-    return E.receptive_field_sizes(model, [a.layer], input_size=SIZE[-1], methods=("theoretical", "gradient"),
+    return E.receptive_field_sizes(model, [a.layer], size=SIZE[-1], methods=("theoretical", "gradient"),
                                    n_images=2, progress=False)
 
 

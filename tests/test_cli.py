@@ -286,7 +286,7 @@ def test_the_library_refuses_bad_numbers_too():
     with pytest.raises(InsilicoError, match="steps must be at least 0"):
         metamer(net, "1", torch.rand(1, 3, 8, 8), steps=-5, progress=False)
     with pytest.raises(InsilicoError, match="steps must be >= 1"):
-        controversial([net, copy.deepcopy(net)], [(0, 1)], shape=(3, 8, 8), steps=0, progress=False)
+        controversial([net, copy.deepcopy(net)], [(0, 1)], size=(3, 8, 8), steps=0, progress=False)
     with pytest.raises(InsilicoError, match="batch_size must be at least 1"):
         Probe(net).record_stimuli(torch.rand(2, 3, 8, 8), ["1"], batch_size=0, progress=False)
     for bad in ({"steps": 0}, {"lr": -0.1}, {"diversity": float("nan")}, {"chunk": 0}):

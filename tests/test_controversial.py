@@ -49,7 +49,7 @@ PAIRS = [(0, 1), (3, 9), (5, 12), (14, 2), (7, 6), (11, 4), (8, 13), (15, 10)]
 
 
 def test_controversiality_scores(pair):
-    r = controversial(pair, PAIRS, shape=(3, 64, 64), steps=300, progress=False)
+    r = controversial(pair, PAIRS, size=(3, 64, 64), steps=300, progress=False)
     assert r.images.shape == (8, 3, 64, 64)
     assert float((r.score >= 0.75).float().mean()) > 0.5  # most pairs
     # the score is min(p_A(i), 1 - p_B(i), 1 - p_A(j), p_B(j)) on the final images
@@ -71,8 +71,8 @@ def test_batched_equals_alone(pair):
     # float64: batch and single kernels round differently (~1 ulp), which 25 Adam steps amplify in float32
     # (machine-dependent); in float64 that stays below 1e-9, while a batch companion leaking in would not
     pair = {name: copy.deepcopy(model).double() for name, model in pair.items()}
-    both = controversial(pair, PAIRS[:3], seeds=2, shape=(3, 64, 64), steps=25, progress=False)
-    alone = controversial(pair, [PAIRS[1]], seeds=2, shape=(3, 64, 64), steps=25, progress=False)
+    both = controversial(pair, PAIRS[:3], seeds=2, size=(3, 64, 64), steps=25, progress=False)
+    alone = controversial(pair, [PAIRS[1]], seeds=2, size=(3, 64, 64), steps=25, progress=False)
     assert both.labels[2:4] == alone.labels
     assert both.images.dtype == torch.float64
     torch.testing.assert_close(both.images[2:4], alone.images, rtol=0, atol=1e-9)
@@ -98,11 +98,11 @@ def test_controversy_objective_and_errors(pair):
     with pytest.raises(InsilicoError, match="same model object"):
         ModelGroup([pair["a"], pair["a"]])
     with pytest.raises(InsilicoError, match="two or more"):
-        controversial([pair["a"]], [(0, 1)], shape=(3, 64, 64))
+        controversial([pair["a"]], [(0, 1)], size=(3, 64, 64))
     with pytest.raises(InsilicoError, match="must differ"):
-        controversial(pair, [(2, 2)], shape=(3, 64, 64))
+        controversial(pair, [(2, 2)], size=(3, 64, 64))
     with pytest.raises(InsilicoError, match="unknown class"):
-        controversial(pair, [("astronaut", "dog")], shape=(3, 64, 64))
+        controversial(pair, [("astronaut", "dog")], size=(3, 64, 64))
 
 
 def test_mad_holds_one_distance_and_pushes_the_other(pair):
@@ -122,7 +122,7 @@ def test_mad_holds_one_distance_and_pushes_the_other(pair):
 
     fig, (ax1, ax2) = plt.subplots(1, 2)
     assert r.plot(0, ax=ax1) is fig
-    c = controversial(pair, PAIRS[:2], shape=(3, 64, 64), steps=2, progress=False)
+    c = controversial(pair, PAIRS[:2], size=(3, 64, 64), steps=2, progress=False)
     assert c.plot(ax=ax2) is fig
     plt.close("all")
     with pytest.raises(InsilicoError, match="two units"):
@@ -135,7 +135,7 @@ def test_top_level_functions_survive_importing_their_modules(pair):
     import insilico.design.eigendistortions
     import insilico.design.mad
 
-    r = insilico.controversial(pair, [(0, 1)], shape=(3, 64, 64), steps=1, progress=False)
+    r = insilico.controversial(pair, [(0, 1)], size=(3, 64, 64), steps=1, progress=False)
     assert r.images.shape == (1, 3, 64, 64)
     assert insilico.design.controversial.ModelGroup is ModelGroup
     x = torch.rand(1, 3, 8, 8)
@@ -159,12 +159,12 @@ def test_controversial_leaves_mixed_mode_models_as_they_were_also_after_an_excep
     a, b = mixed_model(0), mixed_model(1)
     before = [snapshot(a), snapshot(b)]
     with torch.no_grad():  # gradients flow whatever the caller's grad mode
-        r = controversial({"a": a, "b": b}, [(0, 1), (2, 0)], shape=(3, 6, 6), steps=20, progress=False)
+        r = controversial({"a": a, "b": b}, [(0, 1), (2, 0)], size=(3, 6, 6), steps=20, progress=False)
     assert_unchanged(a, before[0]) and assert_unchanged(b, before[1])
     assert float(r.synthesis.trace[-1].nanmean()) > float(r.synthesis.trace[0].mean())  # the objective went up
     arm(b, 4)  # b raises at its 4th forward pass: inside the engine's steps
     with pytest.raises(RuntimeError, match="model failed mid-run"):
-        controversial({"a": a, "b": b}, [(0, 1)], shape=(3, 6, 6), steps=20, progress=False)
+        controversial({"a": a, "b": b}, [(0, 1)], size=(3, 6, 6), steps=20, progress=False)
     assert disarm(b) == 4
     assert_unchanged(a, before[0]) and assert_unchanged(b, before[1])
 
@@ -193,14 +193,14 @@ def test_empty_batches_are_stimulus_errors_naming_the_fix(pair):
 
 def test_float64_models_give_float64_results():
     a, b = mixed_model(0).double(), mixed_model(1).double()
-    r = controversial([a, b], [(0, 1)], shape=(3, 6, 6), steps=3, progress=False)
+    r = controversial([a, b], [(0, 1)], size=(3, 6, 6), steps=3, progress=False)
     assert r.images.dtype == torch.float64 and r.probabilities.dtype == torch.float64
     m = mad(a, torch.rand(1, 3, 6, 6, dtype=torch.float64), ("2", "5"), steps=2, progress=False)
     assert m.images.dtype == torch.float64 and m.distances.dtype == torch.float64
 
 
 def test_results_save_load_concat_and_recheck(tmp_path, pair):
-    r = controversial(pair, PAIRS[:3], seeds=2, shape=(3, 64, 64), steps=5, pairs_per_chunk=2, progress=False)
+    r = controversial(pair, PAIRS[:3], seeds=2, size=(3, 64, 64), steps=5, pairs_per_chunk=2, progress=False)
     r.save(tmp_path / "c.pt")
     back = ControversialResult.load(tmp_path / "c.pt")
     assert torch.equal(back.images, r.images) and torch.equal(back.probabilities, r.probabilities)
@@ -209,7 +209,7 @@ def test_results_save_load_concat_and_recheck(tmp_path, pair):
     torch.testing.assert_close(back.check(pair), r.score)  # the score re-evaluated on the models
     with pytest.raises(InsilicoError, match="named"):
         back.check([pair["a"], pair["b"]])  # named model0, model1
-    first, second = (controversial(pair, [p], seeds=2, shape=(3, 64, 64), steps=5, progress=False) for p in PAIRS[:2])
+    first, second = (controversial(pair, [p], seeds=2, size=(3, 64, 64), steps=5, progress=False) for p in PAIRS[:2])
     joined = ControversialResult.concat([first, second])
     assert joined.labels == r.labels[:4] and torch.equal(joined.images[2:], second.images)
     assert len(joined.synthesis) == 4

@@ -132,7 +132,7 @@ def test_pgd_and_controversial_shards_equal_one_run(tmp_path):
     assert torch.equal(shared.all_images, plain.all_images) and torch.equal(shared.all_success, plain.all_success)
 
     pairs = [(0, 1), (1, 2), (2, 0), (0, 2), (1, 0)]
-    kw = dict(seeds=2, shape=(3, 2, 2), steps=7, progress=False, pairs_per_chunk=2)
+    kw = dict(seeds=2, size=(3, 2, 2), steps=7, progress=False, pairs_per_chunk=2)
     plain = controversial([net, other], pairs, **kw)
     assert controversial([net, other], pairs, out=tmp_path / "c", shard=(0, 2), **kw) is None
     shared = controversial([net, other], pairs, out=tmp_path / "c", shard=(1, 2), **kw)
@@ -146,7 +146,7 @@ def test_controversial_shards_of_several_model_pairs_equal_one_run_in_the_same_o
     torch.manual_seed(1)
     models = {name: nn.Sequential(nn.Flatten(), nn.Linear(12, 4)) for name in ("a", "b", "c")}  # 3 model pairs
     pairs = [(0, 1), (1, 2), (3, 0)]
-    kw = dict(seeds=2, shape=(3, 2, 2), steps=8, lr=0.2, stop_at=0.4, progress=False, pairs_per_chunk=2)
+    kw = dict(seeds=2, size=(3, 2, 2), steps=8, lr=0.2, stop_at=0.4, progress=False, pairs_per_chunk=2)
     plain = controversial(models, pairs, **kw)
     assert plain.labels[:3] == ["a:0|b:1#0", "a:0|b:1#1", "a:1|b:2#0"]  # (model pair, class pair, seed)
     assert plain.labels[-1] == "b:3|c:0#1" and len(plain) == 3 * 3 * 2

@@ -147,7 +147,7 @@ def two_layer_net():
 @pytest.mark.parametrize("method", ["theoretical", "gradient", "sparse_noise"])
 def test_first_layer_rf_is_the_kernel(method):
     net = two_layer_net()
-    rf = receptive_field(net, "0[1,6,5]", input_size=32, method=method, dots=1, n_frames=3000)
+    rf = receptive_field(net, "0[1,6,5]", size=32, method=method, dots=1, n_frames=3000)
     assert rf.size == 5.0 and tuple(rf.extent) == (5.0, 5.0)
     # conv 5x5, stride 2, padding 1: unit (6, 5) sees rows 2*6-1 .. 2*6+3, columns 2*5-1 .. 2*5+3
     assert rf.center == (13.0, 11.0)
@@ -159,7 +159,7 @@ def test_second_layer_rf_center_follows_stride_arithmetic(method):
     y, x = 3, 2
     # layer 2 (3x3, stride 2) unit (y, x) <- layer-1 rows 2y..2y+2 <- input rows 2(2y)-1 .. 2(2y+2)-1+4
     lo_y, hi_y, lo_x, hi_x = 4 * y - 1, 4 * y + 7, 4 * x - 1, 4 * x + 7
-    rf = receptive_field(net, f"2[0,{y},{x}]", input_size=32, method=method, dots=4, n_frames=4000)
+    rf = receptive_field(net, f"2[0,{y},{x}]", size=32, method=method, dots=4, n_frames=4000)
     assert rf.size == 9.0
     assert rf.center == ((lo_y + hi_y) / 2, (lo_x + hi_x) / 2)
     assert tuple(rf.box) == (lo_y, hi_y, lo_x, hi_x)
@@ -186,7 +186,7 @@ def test_recurrent_rf_grows_over_time_steps():
 
 def test_rf_of_a_linear_unit_is_the_whole_image():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 14 * 14, 3))
-    rf = receptive_field(net, "2[1]", input_size=16)
+    rf = receptive_field(net, "2[1]", size=16)
     assert rf.size == 16.0 and rf.center == (7.5, 7.5)
 
 
@@ -313,19 +313,23 @@ def test_time_courses_and_connection_lesions(photos_set):
         connection_lesions(models.BLTNet("B").eval(), x, y, progress=False)
 
 
-# ---------------------------------------------------------------------- input_size: one meaning (issue 15, input 13)
-def test_receptive_field_takes_input_size_as_c_h_w_like_model_input_size():
+# ---------------------------------------------------------------------- size=: one name, one meaning (issue 24)
+def test_receptive_field_reads_size_as_every_tool_does():
     net = nn.Sequential(nn.Conv2d(3, 2, 5), nn.ReLU(), nn.MaxPool2d(2))
-    by_shape = receptive_field(net, "2[0,2,2]", input_size=(3, 16, 16))
-    by_side = receptive_field(net, "2[0,2,2]", input_size=16)  # an int side, kept for compatibility
-    assert by_shape.size == by_side.size == 6.0
+    by_shape = receptive_field(net, "2[0,2,2]", size=(3, 16, 16))
+    by_side = receptive_field(net, "2[0,2,2]", size=16)  # the side, with the model's channels
+    by_pair = receptive_field(net, "2[0,2,2]", size=(16, 16))
+    assert by_shape.size == by_side.size == by_pair.size == 6.0
     assert np.array_equal(by_shape.box, by_side.box)
-    assert by_shape.settings["input_size"] == [3, 16, 16]
+    assert by_shape.settings["input_size"] == by_side.settings["input_size"] == [3, 16, 16]
     net.input_size = (3, 16, 16)
     assert receptive_field(net, "2[0,2,2]").size == 6.0
-    sizes = receptive_field_sizes(net, input_size=(3, 16, 16), methods=["theoretical"], progress=False)
+    sizes = receptive_field_sizes(net, size=(3, 16, 16), methods=["theoretical"], progress=False)
     assert list(sizes.layers) == ["0", "2"] and sizes.size_theoretical.tolist() == [5.0, 6.0]
     with pytest.raises(InsilicoError, match="square"):
-        receptive_field(net, "2[0,2,2]", input_size=(3, 16, 20))
-    with pytest.raises(InsilicoError, match=r"\(C, H, W\)"):
-        receptive_field(net, "2[0,2,2]", input_size=(16, 16))
+        receptive_field(net, "2[0,2,2]", size=(3, 16, 20))
+    with pytest.raises(InsilicoError, match=r"size= must be an int side, \(H, W\) or \(C, H, W\)"):
+        receptive_field(net, "2[0,2,2]", size=(1, 3, 16, 16))
+    for tool, args in ((receptive_field, ("2[0,2,2]",)), (receptive_field_sizes, ())):
+        with pytest.raises(InsilicoError, match=r"input_size= is now size="):  # the former name, refused by name
+            tool(net, *args, input_size=16)

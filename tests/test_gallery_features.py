@@ -21,7 +21,7 @@ def tiny_net():
 
 def test_keep_best_returns_the_best_untransformed_iterate_and_resumes():
     net = tiny_net()
-    synth = Synthesis(net, Channel("2", 1), n=3, shape=(3, 12, 12), steps=10, lr=0.8, seed=1,
+    synth = Synthesis(net, Channel("2", 1), n=3, size=(3, 12, 12), steps=10, lr=0.8, seed=1,
                       transforms=Transforms(jitter=2, rotate=10), transforms_until=5, keep="best", progress=False)
     result = synth.run()
     with torch.no_grad():
@@ -36,11 +36,11 @@ def test_keep_best_returns_the_best_untransformed_iterate_and_resumes():
 
 def test_keep_last_is_the_default_and_keep_is_checked():
     net = tiny_net()
-    synth = Synthesis(net, Channel("2", 1), n=2, shape=(3, 12, 12), steps=3, progress=False)
+    synth = Synthesis(net, Channel("2", 1), n=2, size=(3, 12, 12), steps=3, progress=False)
     assert synth.keep == "last" and synth.transforms_until is None
     assert torch.equal(synth.run().images, synth.param().detach())
     with pytest.raises(Exception, match="keep must be"):
-        Synthesis(net, Channel("2", 1), n=2, shape=(3, 12, 12), keep="first")
+        Synthesis(net, Channel("2", 1), n=2, size=(3, 12, 12), keep="first")
 
 
 def test_neuron_and_best_neuron_values_index_the_map():

@@ -189,7 +189,7 @@ def test_maximize_with_another_model_or_start_is_refused_and_overwrite_recompute
 
 
 def test_controversial_with_another_model_is_refused(tmp_path):
-    options = dict(shape=(3, 2, 2), steps=2, progress=False, out=tmp_path)
+    options = dict(size=(3, 2, 2), steps=2, progress=False, out=tmp_path)
     insilico.controversial([classifier(0), classifier(1)], [(0, 1)], **options)
     with pytest.raises(JobMismatchError, match="model 'model1' parameters differ"):
         insilico.controversial([classifier(0), classifier(2)], [(0, 1)], **options)

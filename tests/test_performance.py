@@ -56,7 +56,7 @@ def test_the_engine_runs_its_model_in_the_chosen_precision_and_a_resumed_run_kee
 
     model, seen = make_model(), []
     model[0].register_forward_hook(lambda m, args, out: seen.append((out.dtype, args[0].is_contiguous())))
-    synth = Synthesis(model, Channel("2", 1), "pixel", n=2, shape=(3, 12, 12), steps=3, progress=False,
+    synth = Synthesis(model, Channel("2", 1), "pixel", n=2, size=(3, 12, 12), steps=3, progress=False,
                       precision="bf16", channels_last=True)
     result = synth.run()
     assert seen[-1] == (torch.bfloat16, False)  # autocast conv, NHWC input batch
@@ -64,4 +64,4 @@ def test_the_engine_runs_its_model_in_the_chosen_precision_and_a_resumed_run_kee
     again = Synthesis.resume(result, model, Channel("2", 1), progress=False)
     assert (again.precision, again.channels_last) == ("bf16", True)
     with pytest.raises(InsilicoError, match="precision must be"):
-        Synthesis(model, Channel("2", 1), "pixel", n=1, shape=(3, 12, 12), precision="int8")
+        Synthesis(model, Channel("2", 1), "pixel", n=1, size=(3, 12, 12), precision="int8")

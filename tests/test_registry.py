@@ -295,11 +295,7 @@ def test_every_subcommand_runs_a_registered_tool_or_is_named_as_one_that_does_no
 
 #: Registered tools that still spell an option another way than insilico.registry.VOCABULARY (delete an entry
 #: when the tool is renamed; a new spelling anywhere fails).
-KNOWN_DRIFT = {
-    "receptive_field": {"input_size": "size"},
-    "receptive_field_sizes": {"input_size": "size"},
-    "controversial": {"shape": "size"},
-}
+KNOWN_DRIFT: dict = {}
 
 
 def test_one_name_per_option_across_the_tools():

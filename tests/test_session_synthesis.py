@@ -106,23 +106,23 @@ def test_model_errors_reach_the_user_unchanged():
     assert no_insilico_hooks(conv)
     with pytest.raises(RuntimeError, match="channels"):
         insilico.maximize(nn.Sequential(nn.Conv2d(1, 4, 3)), "0", size=(3, 12, 12), steps=2, progress=False)
-    synth = Synthesis(conv, Channel("1", 0), n=1, shape=(1, 12, 12), progress=False)
+    synth = Synthesis(conv, Channel("1", 0), n=1, size=(1, 12, 12), progress=False)
     with pytest.raises(RuntimeError, match="channels") as info:
         synth.run(2)
-    assert any("shape=" in note for note in getattr(info.value, "__notes__", []))  # a hint, the error unchanged
+    assert any("size=" in note for note in getattr(info.value, "__notes__", []))  # a hint, the error unchanged
     assert no_insilico_hooks(conv) and conv.training  # nn.Sequential starts in training mode, and stays
 
 
 def test_tail_that_does_not_take_the_size_is_never_run_after_the_first_pass():
     tail = Boom()
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), tail, nn.Flatten(), nn.Linear(7, 2))  # 7: wrong size
-    synth = Synthesis(model, Channel("1", 0), n=2, shape=(3, 10, 10), steps=4, progress=False)
+    synth = Synthesis(model, Channel("1", 0), n=2, size=(3, 10, 10), steps=4, progress=False)
     synth.run()
     assert tail.calls == 1                  # the validation pass; every step stopped after "1"
     synth.run(3)                            # a second run keeps the learned stop (no new learning pass)
     assert tail.calls == 1 and synth.step == 7
     untruncated = Synthesis(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Boom()), Channel("1", 0), n=1,
-                            shape=(3, 10, 10), steps=3, truncate=False, progress=False)
+                            size=(3, 10, 10), steps=3, truncate=False, progress=False)
     untruncated.run()
     assert untruncated.model[2].calls == 4
 

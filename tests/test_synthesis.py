@@ -257,7 +257,7 @@ def test_frozen_sample_stops_changing_and_reports_its_rule():
     def freeze_first_after_3(trace, state):
         return (torch.arange(trace.shape[1]) == 0) & (state.step >= 3)
 
-    common = dict(n=3, shape=(3, 16, 16), progress=False, lr=0.1, transforms=Transforms(jitter=1))
+    common = dict(n=3, size=(3, 16, 16), progress=False, lr=0.1, transforms=Transforms(jitter=1))
     objective = Objective.stack([Channel("5", 0), Channel("5", 1), Channel("5", 2)])
     synth = Synthesis(model, objective, stop=[freeze_first_after_3, TargetReached(1e9)], **common)
     result = synth.run(10)
@@ -271,7 +271,7 @@ def test_frozen_sample_stops_changing_and_reports_its_rule():
 
 def test_target_reached_stops_early_and_all_stopped_ends_the_run():
     model = small_cnn()
-    synth = Synthesis(model, Channel("5", 0), n=2, shape=(3, 16, 16), progress=False, lr=0.2, sync_every=4,
+    synth = Synthesis(model, Channel("5", 0), n=2, size=(3, 16, 16), progress=False, lr=0.2, sync_every=4,
                       stop=[TargetReached(-1e9)])
     result = synth.run(50)
     assert result.stop_reasons == ["target_reached"] * 2 and synth.step == 4      # host checks every 4 steps
@@ -283,7 +283,7 @@ def test_target_reached_stops_early_and_all_stopped_ends_the_run():
 # ---------------------------------------------------------------------------------------
 def _synth(model, **kw):
     objective = Objective.stack([Channel("5", 1), Channel("2", 3)])
-    return Synthesis(model, objective, n=2, shape=(3, 16, 16), progress=False, seed=5,
+    return Synthesis(model, objective, n=2, size=(3, 16, 16), progress=False, seed=5,
                      transforms=Transforms(pad=2, jitter=2, scale=(0.9, 1.1), rotate=5), schedule="cosine",
                      schedule_steps=20, **{"lr": 0.1, **kw})
 
@@ -333,14 +333,14 @@ def test_interrupt_restores_model_and_keeps_state():
             return self.inner(acts, images)
 
     objective = Interrupting()
-    synth = Synthesis(model, objective, n=2, shape=(3, 16, 16), progress=False, transforms=Transforms(jitter=2))
+    synth = Synthesis(model, objective, n=2, size=(3, 16, 16), progress=False, transforms=Transforms(jitter=2))
     with pytest.raises(KeyboardInterrupt):
         synth.run(10)
     assert no_insilico_hooks(model) and model.training and all(m.training for m in model.modules())
     assert model[0].weight.requires_grad is False and model[2].weight.requires_grad is True
     assert synth.step == 4 and synth.result().stop_reasons == ["running", "running"]
     synth.run(6)
-    reference = Synthesis(model, Channel("5", 1), n=2, shape=(3, 16, 16), progress=False,
+    reference = Synthesis(model, Channel("5", 1), n=2, size=(3, 16, 16), progress=False,
                           transforms=Transforms(jitter=2)).run(10)
     assert torch.equal(synth.result().images, reference.images)
     assert model.training and no_insilico_hooks(model)
@@ -486,15 +486,15 @@ def test_optimizer_factory_is_used_and_named_in_settings():
         return torch.optim.SGD(params, lr=lr)
 
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
-    synth = Synthesis(model, Channel("0", 1), "pixel", n=2, shape=(1, 8, 8), optimizer=plain_sgd, lr=0.5, steps=3,
+    synth = Synthesis(model, Channel("0", 1), "pixel", n=2, size=(1, 8, 8), optimizer=plain_sgd, lr=0.5, steps=3,
                       progress=False)
-    reference = Synthesis(model, Channel("0", 1), "pixel", n=2, shape=(1, 8, 8), optimizer="sgd", lr=0.5, steps=3,
+    reference = Synthesis(model, Channel("0", 1), "pixel", n=2, size=(1, 8, 8), optimizer="sgd", lr=0.5, steps=3,
                           progress=False)
     result = synth.run()
     assert made == [0.5] and result.settings["optimizer"] == "plain_sgd"
     assert torch.equal(result.images, reference.run().images)
     with pytest.raises(InsilicoError, match="factory"):
-        Synthesis(model, Channel("0", 1), n=1, shape=(1, 8, 8), optimizer="rmsprop")
+        Synthesis(model, Channel("0", 1), n=1, size=(1, 8, 8), optimizer="rmsprop")
 
 
 # ---------------------------------------------------------------------------------------
@@ -597,7 +597,7 @@ def test_compaction_runs_only_the_running_samples_and_changes_nothing():
     model = small_cnn()
     objective = Objective.stack([Channel("5", 1), Channel("5", 3), Channel("2", 0)])
     stops = lambda trace, state: torch.tensor([state.step >= 2, False, state.step >= 5])  # samples 0, 2 stop early
-    run = lambda compact: Synthesis(model, objective, n=3, shape=(3, 16, 16), stop=[stops], lr=0.1, seed=1,
+    run = lambda compact: Synthesis(model, objective, n=3, size=(3, 16, 16), stop=[stops], lr=0.1, seed=1,
                                     transforms=Transforms(jitter=2), compact=compact, progress=False).run(8)
     batches = []
     handle = model[0].register_forward_hook(lambda module, args, output: batches.append(args[0].shape[0]))

@@ -52,7 +52,7 @@ def labels(n=6):
 #: Option variants of registered tools, and helpers that run a model. The tools themselves (each with its
 #: defaults) are checked for the same promises by tests/test_contract.py, over the library's registry.
 TOOLS = {
-    "receptive_field": lambda m: experiments.receptive_field(m, "2[0,3,3]", input_size=(3, 8, 8)),
+    "receptive_field": lambda m: experiments.receptive_field(m, "2[0,3,3]", size=(3, 8, 8)),
     "lesion_sweep_mean": lambda m: experiments.lesion_sweep(m, "2", x8(), labels(), groups=[[0, 1]], mode="mean",
                                                             progress=False),
     "microstimulation": lambda m: experiments.microstimulation(m, "2[0]", x8(), strengths=[0, 1], scale="std",

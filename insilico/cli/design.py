@@ -65,11 +65,12 @@ def _expand_units(model, specs: list[str], size) -> list[str]:
     """Unit addresses with whole layers expanded into their channels (bad addresses fail here, at once)."""
     import torch
 
+    from ..layers import image_size
     from ..probe import Probe
 
     probe = Probe(model)
     parsed = probe.units(*specs)
-    shape = getattr(model, "input_size", None) or (3, size or 64, size or 64)
+    shape = image_size(model, size, name="--size")
     with torch.no_grad(), probe.record(*parsed) as rec:  # one pass: an index out of range fails now
         model(torch.full((1, *shape), 0.5, device=probe.device, dtype=probe.dtype))
         shapes = {u.key: rec[u].shape[1] for u in parsed if u.index is None}

@@ -37,7 +37,7 @@ Example
 >>> import torch
 >>> a = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
 >>> b = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
->>> r = controversial({"a": a, "b": b}, [(0, 1), (2, 0)], shape=(3, 2, 2), steps=30, progress=False)
+>>> r = controversial({"a": a, "b": b}, [(0, 1), (2, 0)], size=(3, 2, 2), steps=30, progress=False)
 >>> tuple(r.images.shape), r.score.shape[0], r.labels[0]
 ((2, 3, 2, 2), 2, 'a:0|b:1#0')
 """
@@ -54,6 +54,7 @@ from torch import nn
 from .. import sharding
 from ..errors import InsilicoError
 from ..identity import job_identity
+from ..layers import image_size, renamed
 from ..models.group import ModelGroup
 from ..objectives.adjudication import Controversy
 from ..pixels import check_images
@@ -185,6 +186,7 @@ def _class_index(c, classes, k: int | None) -> int:
 
 
 @register_tool("design", per_sample=True)
+@renamed(shape="size")
 def controversial(
     models: Mapping[str, nn.Module] | Sequence[nn.Module],
     pairs: Sequence[tuple],
@@ -192,7 +194,7 @@ def controversial(
     seeds: int = 1,
     model_pairs: Sequence[tuple] | None = None,
     init: torch.Tensor | None = None,
-    shape: Sequence[int] | None = None,
+    size: int | Sequence[int] | None = None,
     parameterization: str = "pixel",
     param_options: dict | None = None,
     steps: int = 300,
@@ -222,8 +224,10 @@ def controversial(
     init : tensor (N, C, H, W), optional
         Start images (one per sample, or one broadcast to all); default noise
         around mid-grey (each sample seeded).
-    shape : (C, H, W), optional
-        Image shape when not starting from images (default: the first model's ``input_size``).
+    size : int, (H, W) or (C, H, W), optional
+        Image size when not starting from images, as every tool reads it
+        (:func:`insilico.layers.image_size`, with the first model's channels); default the first
+        model's ``input_size``.
     parameterization : {"pixel", "fourier"}
         Default "pixel" (with ``squash="clamp"``, projected to [0, 1] after each step, unless
         ``param_options`` says otherwise: sigmoid squashing saturates and stalls here).
@@ -258,13 +262,13 @@ def controversial(
     StimulusError
         ``init`` not (N, C, H, W) floats in [0, 1], or an empty batch.
     InsilicoError
-        Fewer than two models, bad class or model pairs, seeds, stop_at or shape.
+        Fewer than two models, bad class or model pairs, seeds, stop_at or size.
 
     Example
     -------
     >>> a = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
     >>> b = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
-    >>> r = controversial([a, b], [(0, 1)], seeds=2, shape=(3, 1, 1), steps=5, progress=False)
+    >>> r = controversial([a, b], [(0, 1)], seeds=2, size=(3, 1, 1), steps=5, progress=False)
     >>> r.labels
     ['model0:0|model1:1#0', 'model0:0|model1:1#1']
     """
@@ -307,10 +311,10 @@ def controversial(
             init = init.expand(n, *init.shape[1:]).contiguous()
         if init.shape[0] != n:
             raise InsilicoError(f"init has {init.shape[0]} images for {n} samples (model pairs x class pairs x seeds)")
-    elif shape is None:
-        shape = getattr(members[0], "input_size", None)
-        if shape is None:
-            raise InsilicoError("say the image shape: shape=(C, H, W), or init=images")
+    elif size is None and getattr(members[0], "input_size", None) is None:
+        raise InsilicoError(f"{type(members[0]).__name__} has no input_size attribute: say the image size with "
+                            "size= (an int side, (H, W) or (C, H, W)), or pass init=images")
+    shape = None if init is not None else image_size(members[0], size)
     if not 0 < stop_at <= 1:
         raise InsilicoError(f"stop_at is a score in (0, 1], got {stop_at}")
     options = {"squash": "clamp"} if parameterization == "pixel" else {}
@@ -322,7 +326,7 @@ def controversial(
         rows = samples[start:stop]
         objective = Controversy(names, col(0, rows), col(1, rows), col(2, rows), col(3, rows))
         synth = Synthesis(
-            group, objective, parameterization, n=stop - start, shape=shape,
+            group, objective, parameterization, n=stop - start, size=shape,
             init=None if init is None else init[start:stop], param_options=options, goal="maximize", lr=lr,
             steps=steps, stop=[TargetReached(math.log(stop_at))], seed=seed, labels=labels[start:stop],
             progress=progress, sync_every=1 if synth_device.type == "cpu" else 8, compact="cpu")

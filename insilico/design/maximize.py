@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError, StimulusError
-from ..layers import example_input
+from ..layers import example_input, image_size
 from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
 from ..pixels import check_images
 from ..plan import Plan
@@ -114,8 +114,9 @@ def maximize(
         layer); ``"features.3[5]"``: one channel (mean over positions),
         ``"features.3[5,6,6]"``: one neuron; a list mixes them; an Objective
         is optimised ``images_per_unit`` times (a stacked one once per entry).
-    size : int or (H, W) or (C, H, W), optional
-        Image size; default ``model.input_size``. Required when the model has none.
+    size : int, (H, W) or (C, H, W), optional
+        Image size, as every tool reads it (:func:`insilico.layers.image_size`): an int is the side, with
+        the model's channels; default ``model.input_size``. Required when the model has none.
     images_per_unit : int
         Images per unit (default 1); with ``diversity > 0`` they are pushed apart.
     diversity : float
@@ -187,7 +188,7 @@ def maximize(
     if int(steps) < 1:  # a unit's value is its activation after the last step: none without a step
         raise InsilicoError(f"steps must be at least 1, not {steps!r}")
     probe = Probe(model)
-    shape = _image_shape(model, size)
+    shape = image_size(model, size)
     objectives, labels = _per_sample_objectives(probe, units, shape, images_per_unit)
     if init is not None:
         init = check_images(init, shape=shape, name="init")
@@ -224,7 +225,7 @@ def maximize(
             if weight:
                 objective = objective - sign * weight * penalty
         synth = Synthesis(
-            model, objective, parameterization, n=b - a, shape=shape,
+            model, objective, parameterization, n=b - a, size=shape,
             init=None if init is None else init[rows], param_options=param_options, goal=goal,
             transforms=transforms, optimizer=optimizer, lr=lr, schedule=schedule, steps=steps, stop=stop,
             blur_every=blur_every, blur_sigma=blur_sigma, seed=seed, labels=labels[rows], progress=progress,
@@ -251,24 +252,6 @@ def maximize(
 
     parts = map_chunks(compute, len(labels), chunk, out=out, shard=shard, job=job, overwrite=overwrite)
     return None if parts is None else SynthesisResult.concat(parts)
-
-
-def _image_shape(model: nn.Module, size) -> tuple[int, int, int]:
-    if size is None:
-        size = getattr(model, "input_size", None)
-        if size is None:
-            raise StimulusError(
-                f"{type(model).__name__} has no input_size attribute: say which image size to optimise, "
-                "e.g. maximize(model, units, size=224) or size=(3, 64, 64)"
-            )
-    if isinstance(size, int):
-        return (3, size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) == 2:
-        return (3, *size)
-    if len(size) == 3:
-        return size
-    raise StimulusError(f"size must be an int, (H, W) or (C, H, W), not {size}")
 
 
 def _per_sample_objectives(probe: Probe, units, shape, k: int) -> tuple[list[Objective], list[str]]:

@@ -321,24 +321,8 @@ def population_control(
         raise InsilicoError(f"mode must be one of {MODES}, not {mode!r}")
     names = [str(t) for t in getattr(predictor, "targets", [])]
     index = _target_index(predictor, targets, names)
-    shape = tuple(getattr(predictor, "input_size", ()) or ())
-    if natural is None and shape == (3, 64, 64):
-        from ..models import photos
-
-        natural, _ = photos.held_out(per_class=16)
-    if natural is not None:
-        natural = check_images(natural, name="natural")
-        shape = shape or tuple(natural.shape[1:])
-    if len(shape) != 3:
-        raise StimulusError(f"{type(predictor).__name__} has no input_size: pass natural= images (N, C, H, W)")
-    if budget is not None and init is None:
-        raise InsilicoError("a distance budget needs a start: init='natural' or init=images")
-    if norm not in ("l2", "linf"):
-        raise InsilicoError(f"norm must be 'l2' or 'linf', not {norm!r}")
-    if int(restarts) < 1:
-        raise InsilicoError(f"restarts must be >= 1, not {restarts}")
-    if contrast is not None and not contrast > 0:
-        raise InsilicoError(f"contrast is an RMS contrast budget > 0 (pixel std), not {contrast}")
+    shape, natural = _shape_and_natural(predictor, natural)
+    _check_budgets(budget, init, norm, restarts, contrast)
     restarts = int(restarts)
 
     nat_pred = _predict(predictor, natural, 256) if natural is not None else None
@@ -348,21 +332,8 @@ def population_control(
     if mode == "one_hot" and len(names) < 2:
         raise InsilicoError("one-hot control needs a predictor of at least 2 targets")
     t_index = torch.as_tensor(index)
-    best_natural = None
-    if natural is not None:
-        if mode == "stretch":
-            best_natural = nat_pred[:, t_index].argmax(0)
-        else:
-            best_natural = torch.stack([control_score(nat_pred, torch.full((len(nat_pred),), k), mean, std,
-                                                      temperature).argmax() for k in index])
-    if isinstance(init, str):
-        if init != "natural":
-            raise InsilicoError(f"init must be None, 'natural' or images, not {init!r}")
-        if best_natural is None:
-            raise InsilicoError("init='natural' needs natural= images")
-        init = natural[best_natural]
-    if init is not None:
-        init = check_images(init, shape=shape, n=len(index), name="init")
+    best_natural = None if natural is None else _best_natural(nat_pred, index, mode, mean, std, temperature)
+    init = _start_images(init, natural, best_natural, shape, len(index))
     if transforms == "default":
         side = min(shape[1:])
         transforms = Transforms(jitter=side / 28, scale=(0.9, 1.1), rotate=10.0)
@@ -389,14 +360,12 @@ def population_control(
         scores = PopulationControl(run_index, mode, mean, std, temperature).forward({Unit.parse(""): predicted}, None)
         best = scores.view(len(index), restarts).argmax(1) + torch.arange(len(index)) * restarts
         images, losses, predicted = images[best], losses[best], predicted[best]
-    control = (control_score(predicted, t_index, mean, std, temperature) if len(names) >= 2
-               else torch.full((len(index),), float("nan")))
+    control = _control(predicted, t_index, mean, std, temperature, len(names))
     nat_images = nat_p = nat_control = nat_max = None
     if natural is not None:
         nat_images = natural[best_natural].cpu()
         nat_p = nat_pred[best_natural]
-        nat_control = (control_score(nat_p, t_index, mean, std, temperature) if len(names) >= 2
-                       else torch.full((len(index),), float("nan")))
+        nat_control = _control(nat_p, t_index, mean, std, temperature, len(names))
         nat_max = nat_pred.amax(0)
     settings = {"mode": mode, "steps": steps, "lr": lr, "temperature": temperature,
                 "parameterization": parameterization, "transforms": None if transforms is None else repr(transforms),
@@ -425,6 +394,60 @@ def controllability(predictor: nn.Module, brain: nn.Module, natural: torch.Tenso
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
+def _shape_and_natural(predictor: nn.Module, natural) -> tuple[tuple, torch.Tensor | None]:
+    """The images' (C, H, W) (the predictor's ``input_size``, else the natural images') and the natural images
+    through the image gate (the bundled photographs for a (3, 64, 64) predictor given none)."""
+    shape = tuple(getattr(predictor, "input_size", ()) or ())
+    if natural is None and shape == (3, 64, 64):
+        from ..models import photos
+
+        natural, _ = photos.held_out(per_class=16)
+    if natural is not None:
+        natural = check_images(natural, name="natural")
+        shape = shape or tuple(natural.shape[1:])
+    if len(shape) != 3:
+        raise StimulusError(f"{type(predictor).__name__} has no input_size: pass natural= images (N, C, H, W)")
+    return shape, natural
+
+
+def _check_budgets(budget, init, norm: str, restarts, contrast) -> None:
+    """InsilicoError for a distance budget without a start, an unknown norm, restarts < 1 or a contrast <= 0."""
+    if budget is not None and init is None:
+        raise InsilicoError("a distance budget needs a start: init='natural' or init=images")
+    if norm not in ("l2", "linf"):
+        raise InsilicoError(f"norm must be 'l2' or 'linf', not {norm!r}")
+    if int(restarts) < 1:
+        raise InsilicoError(f"restarts must be >= 1, not {restarts}")
+    if contrast is not None and not contrast > 0:
+        raise InsilicoError(f"contrast is an RMS contrast budget > 0 (pixel std), not {contrast}")
+
+
+def _best_natural(nat_pred: torch.Tensor, index, mode: str, mean, std, temperature: float) -> torch.Tensor:
+    """Per target, the natural image that drives it most (stretch) or controls it best (one-hot)."""
+    if mode == "stretch":
+        return nat_pred[:, torch.as_tensor(index)].argmax(0)
+    return torch.stack([control_score(nat_pred, torch.full((len(nat_pred),), k), mean, std, temperature).argmax()
+                        for k in index])
+
+
+def _start_images(init, natural, best_natural, shape: tuple, n: int) -> torch.Tensor | None:
+    """``init`` through the image gate: None, images (n, *shape), or ``"natural"`` (each target's best natural)."""
+    if isinstance(init, str):
+        if init != "natural":
+            raise InsilicoError(f"init must be None, 'natural' or images, not {init!r}")
+        if best_natural is None:
+            raise InsilicoError("init='natural' needs natural= images")
+        init = natural[best_natural]
+    return None if init is None else check_images(init, shape=shape, n=n, name="init")
+
+
+def _control(predicted: torch.Tensor, t_index: torch.Tensor, mean, std, temperature: float, n_targets: int):
+    """The control score of each image for its target (NaN without at least 2 targets)."""
+    if n_targets >= 2:
+        return control_score(predicted, t_index, mean, std, temperature)
+    return torch.full((len(t_index),), float("nan"))
+
+
 def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv, init, budget, norm, contrast,
                 parameterization, shape, param_options, transforms, lr, steps, seed, progress, options):
     """One chunk of samples ``a:b`` on the synthesis engine."""
@@ -438,7 +461,7 @@ def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv
     if budget is not None:  # last: the distance budget holds exactly
         projections.append((L2Ball if norm == "l2" else LinfBall)(start, budget))
     projection = None if not projections else projections[0] if len(projections) == 1 else Chain(projections)
-    synth = Synthesis(predictor, objective, parameterization, n=b - a, shape=shape, init=start,
+    synth = Synthesis(predictor, objective, parameterization, n=b - a, size=shape, init=start,
                       param_options=param_options, transforms=transforms, lr=lr, steps=steps,
                       projection=projection, seed=seed, labels=labels[a:b], progress=progress, **options)
     return synth.run()

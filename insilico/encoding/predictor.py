@@ -332,24 +332,13 @@ def fit_predictor(
         fewer than ``MIN_FIT`` (3) with ``held_out=0``; unknown layers; responses
         that do not match the stimuli or are not finite.
     """
-    from ..recording import batches, stimulus_source
+    from ..recording import stimulus_source
 
     layers = [layers] if isinstance(layers, str) else [str(layer) for layer in layers]
     if not layers:
         raise InsilicoError("fit_predictor needs at least one layer, e.g. layers=['features.8']")
     Probe(model).units(*layers)  # unknown addresses fail now
-    y = responses.detach().cpu() if torch.is_tensor(responses) else torch.as_tensor(np.asarray(responses))
-    y = y.to(torch.float64 if y.dtype == torch.float64 else torch.float32)
-    reps = None
-    if y.ndim == 3:
-        reps, y = y, y.mean(0)
-    elif y.ndim == 1:
-        y = y[:, None]
-    elif y.ndim != 2:
-        raise InsilicoError(f"responses must be (n_stimuli, n_targets) or (n_repetitions, n_stimuli, n_targets), "
-                            f"got shape {tuple(y.shape)}")
-    if not torch.isfinite(y).all():
-        raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
+    y, reps = _response_matrix(responses)
     source = stimulus_source(stimuli, name="stimuli")
     n = len(source)
     if n == 0:
@@ -365,74 +354,114 @@ def fit_predictor(
         raise InsilicoError(f"held_out is a fraction in [0, 1), not {held_out}")
     n_test = _held_out_count(n, held_out)
 
-    input_size = getattr(model, "input_size", None)
-    predictor = NeuralPredictor(model, layers, reduce, 1, names, input_size)
-    feats = None
+    predictor = NeuralPredictor(model, layers, reduce, 1, names, getattr(model, "input_size", None))
+    feats, blocks, input_size = _record_features(predictor, source, batch_size, progress, readout == "factorized")
+    y = y.to(feats.device, feats.dtype)
+    x, mean, scale = _standardized(feats)
+    del feats
+    ridge = dict(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress)
+    factorize = None if readout == "full" else (lambda x, y, coef: _factorize(x, y, coef, blocks, scale))
+    scores: dict = {}
+    if held_out > 0:
+        alpha = _held_out_scores(x, y, reps, n_test, seed, ridge, factorize, scores)
+        coef, intercept = solve_ridge(x, y, alpha, n_targets_batch=n_targets_batch)
+    else:
+        fitted = RidgeCV(**ridge).fit(x, y)
+        alpha, coef, intercept = fitted._alpha.reshape(-1), fitted._coef, fitted._intercept
+    if factorize is not None:
+        coef, intercept = factorize(x, y, coef)
+    scores["alpha"] = alpha.cpu().numpy()
+    n_features = _fold_readout(predictor, x @ coef + intercept, coef, intercept, mean, scale)
+    predictor.input_size = tuple(input_size)
+    predictor.scores = scores
+    predictor.settings = {"layers": layers, "reduce": reduce, "alphas": [float(a) for a in alphas],
+                          "cv": cv if isinstance(cv, (int, type(None))) else repr(cv), "held_out": held_out,
+                          "readout": readout, "n_stimuli": n, "n_features": n_features, "seed": seed,
+                          "repetitions": None if reps is None else int(reps.shape[0])}
+    return predictor
+
+
+def _response_matrix(responses) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(y, reps)``: the responses as (n_stimuli, n_targets) float (their mean over repetitions), and the
+    repetitions (n_repetitions, n_stimuli, n_targets) or None; InsilicoError for other shapes or NaN/inf."""
+    y = responses.detach().cpu() if torch.is_tensor(responses) else torch.as_tensor(np.asarray(responses))
+    y = y.to(torch.float64 if y.dtype == torch.float64 else torch.float32)
+    reps = None
+    if y.ndim == 3:
+        reps, y = y, y.mean(0)
+    elif y.ndim == 1:
+        y = y[:, None]
+    elif y.ndim != 2:
+        raise InsilicoError(f"responses must be (n_stimuli, n_targets) or (n_repetitions, n_stimuli, n_targets), "
+                            f"got shape {tuple(y.shape)}")
+    if not torch.isfinite(y).all():
+        raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
+    return y, reps
+
+
+def _record_features(predictor: NeuralPredictor, source, batch_size: int, progress: bool, factorized: bool):
+    """``(features (n, F), blocks, input_size)``: the predictor's features of every stimulus, in the one batch
+    loop; ``blocks`` the layers' (C, H, W) blocks for a factorized readout (else None); ``input_size`` the
+    model's, else the stimuli's (C, H, W)."""
+    from ..recording import batches
+
+    model, n = predictor.trunk, len(source)
+    input_size, feats, blocks = getattr(model, "input_size", None), None, None
     with session(model) as s:
         for a, batch in batches(source, batch_size, s.device, s.dtype, progress, "features"):  # the one batch loop
-            b = a + len(batch)
             if input_size is None:
                 input_size = tuple(batch.shape[1:])
             f = predictor.features(batch)
             if feats is None:
-                blocks = _blocks(predictor, batch[:1]) if readout == "factorized" else None
+                blocks = _blocks(predictor, batch[:1]) if factorized else None
                 feats = torch.empty(n, f.shape[1], dtype=f.dtype, device=f.device)
-            feats[a:b] = f
-    device, dtype = feats.device, feats.dtype
-    y = y.to(device, dtype)
+            feats[a:a + len(batch)] = f
+    return feats, blocks, input_size
+
+
+def _standardized(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x, mean, scale)`` with ``x = (feats - mean) * scale``: the std floored at a tenth of the mean std, so
+    near-constant features (dead positions) are not blown up into large raw weights that synthesized images
+    could exploit."""
     mean, std = feats.mean(0), feats.std(0)
-    # standardise, with the std floored at a tenth of the mean std: near-constant features (dead positions)
-    # are not blown up into large raw weights that synthesized images could exploit
     scale = 1.0 / std.clamp_min(0.1 * std.mean().clamp_min(1e-30))
-    x = (feats - mean) * scale
-    del feats
+    return (feats - mean) * scale, mean, scale
 
-    scores: dict = {}
-    if held_out > 0:
-        gen = torch.Generator().manual_seed(int(seed))
-        order = torch.randperm(n, generator=gen)
-        test, train = order[:n_test].to(device), order[n_test:].to(device)
-        ridge = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress)
-        ridge.fit(x[train], y[train])
-        alpha = ridge._alpha.reshape(-1)
-        coef, intercept = ridge._coef, ridge._intercept
-        if readout == "factorized":
-            coef, intercept = _factorize(x[train], y[train], coef, blocks, scale)
-        pred = x[test] @ coef + intercept
-        scores["r"] = pearson_r(y[test], pred).cpu().numpy()
-        scores["r2"] = r2_score(y[test], pred).cpu().numpy()
-        if reps is not None and reps.shape[0] >= 2:
-            ceiling = split_half_ceiling(reps[:, test.cpu()], seed=seed)
-            scores["ceiling"] = ceiling.r
-            scores["normalized_r"] = np.where(ceiling.r >= 0.1, scores["r"] / np.where(ceiling.r > 0, ceiling.r, 1),
-                                              np.nan)
-        coef, intercept = solve_ridge(x, y, alpha, n_targets_batch=n_targets_batch)
-    else:
-        ridge = RidgeCV(alphas=alphas, cv=cv, n_targets_batch=n_targets_batch, progress=progress).fit(x, y)
-        alpha, coef, intercept = ridge._alpha.reshape(-1), ridge._coef, ridge._intercept
-    if readout == "factorized":
-        coef, intercept = _factorize(x, y, coef, blocks, scale)
-    scores["alpha"] = alpha.cpu().numpy()
-    predicted = x @ coef + intercept
 
-    # fold the standardisation into one linear layer: w' = w * scale, b' = b - w' . mean
+def _held_out_scores(x, y, reps, n_test: int, seed: int, ridge: dict, factorize, scores: dict) -> torch.Tensor:
+    """Fit on a seeded split, score the held-out stimuli into ``scores`` (``r``, ``r2``; ``ceiling`` and
+    ``normalized_r`` with repetitions); returns the alphas chosen per target."""
+    gen = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(x.shape[0], generator=gen)
+    test, train = order[:n_test].to(x.device), order[n_test:].to(x.device)
+    fitted = RidgeCV(**ridge).fit(x[train], y[train])
+    coef, intercept = fitted._coef, fitted._intercept
+    if factorize is not None:
+        coef, intercept = factorize(x[train], y[train], coef)
+    pred = x[test] @ coef + intercept
+    scores["r"] = pearson_r(y[test], pred).cpu().numpy()
+    scores["r2"] = r2_score(y[test], pred).cpu().numpy()
+    if reps is not None and reps.shape[0] >= 2:
+        ceiling = split_half_ceiling(reps[:, test.cpu()], seed=seed)
+        scores["ceiling"] = ceiling.r
+        scores["normalized_r"] = np.where(ceiling.r >= 0.1, scores["r"] / np.where(ceiling.r > 0, ceiling.r, 1), np.nan)
+    return fitted._alpha.reshape(-1)
+
+
+def _fold_readout(predictor: NeuralPredictor, predicted, coef, intercept, mean, scale) -> int:
+    """Fold the standardisation into one linear readout (``w' = w * scale``, ``b' = b - w' . mean``) and set the
+    predictor's response statistics from ``predicted`` (n, targets); returns the number of features."""
     weight = (coef * scale[:, None]).T
     bias = intercept - weight @ mean
-    linear = _linear(weight.shape[1], weight.shape[0], device, dtype)
+    linear = _linear(weight.shape[1], weight.shape[0], weight.device, weight.dtype)
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
     predictor.readout = linear
-    predictor.input_size = tuple(input_size)
     predictor.response_mean = predicted.mean(0).detach()
     predictor.response_std = predicted.std(0).clamp_min(1e-12).detach()
     predictor.response_max = predicted.amax(0).detach()
-    predictor.scores = scores
-    predictor.settings = {"layers": layers, "reduce": reduce, "alphas": [float(a) for a in alphas],
-                          "cv": cv if isinstance(cv, (int, type(None))) else repr(cv), "held_out": held_out,
-                          "readout": readout, "n_stimuli": n, "n_features": int(weight.shape[1]), "seed": seed,
-                          "repetitions": None if reps is None else int(reps.shape[0])}
-    return predictor
+    return int(weight.shape[1])
 
 
 def _held_out_count(n: int, held_out: float) -> int:

@@ -13,7 +13,7 @@ Example
 -------
 >>> import torch, insilico
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 5), torch.nn.ReLU())
->>> insilico.experiments.receptive_field(net, "0[0,3,3]", input_size=(1, 16, 16)).size
+>>> insilico.experiments.receptive_field(net, "0[0,3,3]", size=16).size
 5.0
 """
 # Derived, not hand-written (issue 24: adding a tool = one module + one registration): every tool registered

@@ -39,7 +39,7 @@ Example
 -------
 >>> import torch
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 5, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(2, 2, 3))
->>> rf = receptive_field(net, "2[0,1,1]", input_size=16)
+>>> rf = receptive_field(net, "2[0,1,1]", size=16)
 >>> rf.size, rf.center
 (9.0, (6.0, 6.0))
 """
@@ -58,10 +58,10 @@ from ..probe import Probe
 from ..registry import register_tool
 from ..units import Unit
 from .results import Result, new_axes
-from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of
+from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of, image_size, renamed
 from ..session import session
 from ..plan import Plan, plan_for
-from .runs import input_shape, record_units, sample_shapes
+from .runs import record_units, sample_shapes
 
 METHODS = ("theoretical", "gradient", "sparse_noise")
 # autograd nodes after which every input position matters
@@ -70,10 +70,11 @@ _WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive
 
 
 @register_tool("experiment", takes_images=False)
+@renamed(input_size="size")
 def receptive_field(
     model: nn.Module,
     unit: str | Unit,
-    input_size: int | Sequence[int] | None = None,
+    size: int | Sequence[int] | None = None,
     method: str = "theoretical",
     threshold: float = 0.1,
     n_images: int = 16,
@@ -93,10 +94,9 @@ def receptive_field(
         A neuron (``"features.3[5,6,6]"``); a channel or a layer is read at the
         centre of its map (summed over its channels), a token layer at its
         centre patch token (:func:`insilico.layers.at_centre`).
-    input_size : (C, H, W) or int, optional
-        The input size as ``model.input_size`` spells it (square images);
-        default ``model.input_size``. An int is read as the image side in
-        pixels (kept for compatibility).
+    size : int, (H, W) or (C, H, W), optional
+        The image size (square), as every tool reads it (:func:`insilico.layers.image_size`): an int is
+        the side, with the model's channels; default ``model.input_size``.
     method : {"theoretical", "gradient", "sparse_noise"}
     threshold : float
         Measured maps: fraction of the peak strength that counts as inside.
@@ -115,7 +115,7 @@ def receptive_field(
     """
     if method not in METHODS:
         raise InsilicoError(f"unknown RF method {method!r}; use one of {', '.join(METHODS)}")
-    channels, size = input_shape(model, input_size)
+    channels, _, size = image_size(model, size, square=True)
     plan = Plan(model, example_input(model, (channels, size, size)))  # the call's one survey
     neuron, sample_shape = locate(model, unit, channels, size, plan=plan)
     settings = dict(unit=str(unit), neuron=str(neuron), method=method, input_size=[channels, size, size],
@@ -396,10 +396,11 @@ def spatial_layers(model: nn.Module, channels: int, size: int) -> list[str]:
 
 
 @register_tool("experiment", takes_images=False, follows_dtype=False)
+@renamed(input_size="size")
 def receptive_field_sizes(
     model: nn.Module,
     layers: Sequence[str] | None = None,
-    input_size: int | Sequence[int] | None = None,
+    size: int | Sequence[int] | None = None,
     methods: Sequence[str] = ("theoretical", "gradient"),
     progress: bool = True,
     **options: Any,
@@ -413,6 +414,8 @@ def receptive_field_sizes(
         module order; modules called several times (recurrence) at their
         first call, the feed-forward sweep (ask for ``"layers.1@3"`` to see
         the RF grow over time steps).
+    size : int, (H, W) or (C, H, W), optional
+        The image size (square), read as :func:`receptive_field` reads it; default ``model.input_size``.
     methods : list of str
         Among ``"theoretical"``, ``"gradient"``, ``"sparse_noise"``.
     **options
@@ -425,13 +428,13 @@ def receptive_field_sizes(
     """
     from tqdm.auto import tqdm
 
-    channels, size = input_shape(model, input_size)
+    channels, _, size = image_size(model, size, square=True)
     layers = list(layers) if layers is not None else spatial_layers(model, channels, size)
     sizes = {m: [] for m in methods}
     centres = {m: [] for m in methods}
     for layer in tqdm(layers, desc="RF per layer", disable=not progress, leave=False):
         for method in methods:
-            rf = receptive_field(model, layer, input_size=(channels, size, size), method=method, **options)
+            rf = receptive_field(model, layer, size=(channels, size, size), method=method, **options)
             sizes[method].append(rf.size)
             centres[method].append(rf.center)
     arrays = {"layers": np.array(layers), "depth": np.arange(1, len(layers) + 1)}

@@ -28,53 +28,10 @@ from torch import nn
 
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..evaluate import responses
-from ..layers import at_centre, family_of, input_channels, is_activation, is_conv_linear, is_pass_through
+from ..layers import at_centre, family_of, is_activation, is_conv_linear, is_pass_through
 from ..plan import Plan, plan_for
 from ..recording import stimulus_source
 from ..units import Unit
-
-
-def input_shape(model: nn.Module, size: int | Sequence[int] | None = None,
-                channels: int | None = None, keyword: str = "input_size") -> tuple[int, int]:
-    """``(channels, side)`` of the model's square input.
-
-    ``size`` has the one meaning ``input_size`` has everywhere in insilico:
-    ``(C, H, W)`` as ``model.input_size`` spells it. A bare int is still read
-    as the image side (pixels), for compatibility; by default the model's
-    ``input_size`` is used.
-
-    Raises
-    ------
-    InsilicoError
-        No size given and none on the model; a size that is not ``(C, H, W)``
-        or an int; a non-square ``(C, H, W)`` (these experiments use square images).
-    """
-    known = getattr(model, "input_size", None)
-    if size is None:
-        size = known
-        if size is None:
-            raise InsilicoError(f"{type(model).__name__} has no input_size attribute: pass {keyword}=(C, H, W) "
-                                f"(or the image side in pixels, e.g. {keyword}=224), or set model.input_size")
-    if isinstance(size, (int, np.integer)):
-        side = int(size)
-        if channels is None and known is not None and len(known) == 3:
-            channels = int(known[0])
-    else:
-        try:
-            dims = tuple(int(v) for v in size)
-        except (TypeError, ValueError):
-            raise InsilicoError(f"input_size must be (C, H, W) or an int side, not {size!r}") from None
-        if len(dims) != 3:
-            raise InsilicoError(f"input_size must be (C, H, W) as model.input_size spells it, not {size!r}")
-        if dims[1] != dims[2]:
-            raise InsilicoError(f"input_size {dims}: these experiments use square images, give H == W")
-        channels = channels or dims[0]
-        side = dims[2]
-    if side < 1:
-        raise InsilicoError(f"the image side must be at least 1 pixel, not {side}")
-    if channels is None:
-        channels = input_channels(model)
-    return int(channels), side
 
 
 def as_units(units: Any) -> list[Unit]:

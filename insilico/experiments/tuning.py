@@ -70,11 +70,12 @@ import torch
 
 from .. import stimuli as stim
 from ..errors import InsilicoError
+from ..layers import image_size
 from ..plan import Plan
 from ..registry import register_tool
 from .results import Result, new_axes
 from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
-from .runs import after_nonlinearity, as_units, input_shape, record_units
+from .runs import after_nonlinearity, as_units, record_units
 from .selectivity import (
     circular_distance, circular_variance, fit_log_gaussian, fit_von_mises, half_width, log_gaussian, median as _median,
     phase_reduce as _phase_reduce, phase_reliability, responsiveness, selectivity_index, von_mises, von_mises_hwhm,
@@ -186,9 +187,9 @@ def orientation_tuning(
         (features 0-7 of the centre patch token), ``"...[0, 0:8]"`` (the CLS
         token), as :func:`insilico.layers.at_centre` says.
         Recurrent modules need a step: ``"layers.0@3"``.
-    size : int or (C, H, W), optional
-        Image side in pixels, or the input size as ``model.input_size`` spells
-        it (square images); default ``model.input_size``.
+    size : int, (H, W) or (C, H, W), optional
+        The image size (square), as every tool reads it (:func:`insilico.layers.image_size`): an int is
+        the side, with the model's channels; default ``model.input_size``.
     orientations : list of float, degrees
         As :func:`insilico.stimuli.gratings` (0 = vertical bars); default
         sized by ``budget`` (every 5 deg over [0, 180) when it allows).
@@ -248,7 +249,7 @@ def orientation_tuning(
     """
     if phase_reduce not in PHASE_REDUCTIONS:
         raise InsilicoError(f"phase_reduce must be one of {PHASE_REDUCTIONS}, not {phase_reduce!r}")
-    channels, size = input_shape(model, size, keyword="size")
+    channels, _, size = image_size(model, size, square=True)
     requested = as_units(units)
     blank = torch.full((1, channels, size, size), 0.5)
     sized = budget is not None and orientations is None and sfs is None and phases is None  # FLOPs size the grid

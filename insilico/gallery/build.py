@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
 from ..identity import check, job_identity
-from ..layers import choose_layers, example_input
+from ..layers import choose_layers, example_input, image_size, renamed
 from ..registry import register_tool
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, read_identity, start_over, write_json
 from . import brain, describe, pages, summary
@@ -43,14 +43,16 @@ from .settings import GallerySettings
 from .stages import STAGES, Work, slug
 
 
-def discover_layers(model: nn.Module, shape: tuple) -> list[str]:
+@renamed(shape="size")
+def discover_layers(model: nn.Module, size: int | tuple | None = None) -> list[str]:
     """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``).
 
     The layer chooser's ``"conv_linear"`` kind (:func:`insilico.layers.choose_layers`)
-    on a grey image of ``shape`` (C, H, W), with channel-first map or vector outputs
-    (the pages read the first axis as channels: token and channels-last layers are left out).
+    on a grey image of ``size`` (read by :func:`insilico.layers.image_size`; default ``model.input_size``),
+    with channel-first map or vector outputs (the pages read the first axis as channels: token and
+    channels-last layers are left out).
     """
-    return choose_layers(model, example_input(model, shape), kind="conv_linear", step="last",
+    return choose_layers(model, example_input(model, image_size(model, size)), kind="conv_linear", step="last",
                          layouts=("map", "vector"))
 
 

@@ -182,7 +182,7 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shap
     labels = [f"{layer.replace(index=(c,))}#{j}" for c in channels for j in range(d)]
     labels += [f"{layer.replace(index=(c,))}#inhibit" for c in channels]
     objective = UnitImages(layer, channels, d, diversity)
-    synth = Synthesis(model, objective, "fourier", n=len(labels), shape=tuple(shape), lr=lr, steps=steps,
+    synth = Synthesis(model, objective, "fourier", n=len(labels), size=tuple(shape), lr=lr, steps=steps,
                       schedule=schedule,
                       transforms=default_transforms(model, shape), transforms_until=steps - settle if settle else None,
                       keep="best" if settle else "last", seed=seed, labels=labels, progress=progress)

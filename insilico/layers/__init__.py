@@ -15,6 +15,8 @@ module                            what it knows
 :mod:`~insilico.layers.families`  model families (vit, swin, convnext; generic for the rest): prefix
                                   tokens, channels-last modules, attention modules and the layout of
                                   their parts; "how to add a model family" is its docstring
+:mod:`~insilico.layers.inputs`    the model's input image size: what ``size=`` means for every tool
+                                  (:func:`image_size`)
 :mod:`~insilico.layers.chooser`   the layer chooser: "which layers" by kind, in call order
                                   (:func:`choose_layers`)
 ================================= ===================================================================
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 from .chooser import KINDS, STEPS, choose_layers, example_input
 from .families import FAMILIES, GENERIC, Family, attention_modules, family_of, register, unit_layout
+from .inputs import image_size, renamed
 from .layout import LAYOUTS, at_centre, centre, centre_token, channels_first, layout_of
 from .modules import (ACTIVATION_NAMES, ACTIVATIONS, CONV, CONV_LINEAR, INERT, LOCAL, MAPS_1D, PASS_THROUGH, SPATIAL,
                       input_channels, is_activation, is_conv_linear, is_inert, is_pass_through)
@@ -49,4 +52,4 @@ __all__ = ["KINDS", "STEPS", "choose_layers", "example_input", "FAMILIES", "GENE
            "family_of", "register", "unit_layout", "LAYOUTS", "at_centre", "centre", "centre_token", "channels_first",
            "layout_of", "ACTIVATION_NAMES",
            "ACTIVATIONS", "CONV", "CONV_LINEAR", "INERT", "LOCAL", "MAPS_1D", "PASS_THROUGH", "SPATIAL",
-           "input_channels", "is_activation", "is_conv_linear", "is_inert", "is_pass_through"]
+           "image_size", "renamed", "input_channels", "is_activation", "is_conv_linear", "is_inert", "is_pass_through"]

@@ -38,7 +38,7 @@ What the engine guarantees:
 - **The model's dtype.** Images, parameters and results are in the model's
   dtype (a float64 model gives float64 images); traces are float32.
 - **Errors of the model reach the user unchanged** (the validation pass before
-  the first step adds a note on ``shape=``/``pad=``).
+  the first step adds a note on ``size=``/``pad=``).
 - **Resumable.** ``run()`` again continues from the current parameters,
   optimizer state, generators and step count; an interrupted run keeps the
   state of its last complete step. ``run(a); run(b)`` equals ``run(a + b)``.
@@ -67,7 +67,7 @@ Example
 >>> import torch
 >>> from insilico.objectives import Channel
 >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
->>> synth = Synthesis(model, Channel("1", 2), n=2, shape=(3, 16, 16), steps=20, progress=False)
+>>> synth = Synthesis(model, Channel("1", 2), n=2, size=(3, 16, 16), steps=20, progress=False)
 >>> result = synth.run()
 >>> tuple(result.images.shape), result.trace.shape[0], result.stop_reasons
 ((2, 3, 16, 16), 20, ['steps', 'steps'])
@@ -84,6 +84,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError, StimulusError
+from ..layers import image_size, renamed
 from ..objectives import Activations, Objective, unique_wholes
 from ..performance import PRECISIONS, tuned
 from ..plan import Plan, plan_for
@@ -117,8 +118,12 @@ class Synthesis:
         One value per sample; its ``.units`` are the modules recorded.
     parameterization : {"fourier", "pixel"} or Parameterization
         Default "fourier" (1/f spectrum, decorrelated colour for RGB, sigmoid).
-    n, shape : int, (C, H, W)
-        Number and shape of the images (from ``init`` when given).
+    n : int
+        Number of images (from ``init`` when given).
+    size : int, (H, W) or (C, H, W), optional
+        Image size, as every tool reads it (:func:`insilico.layers.image_size`: an int is the side, with
+        the model's channels); default ``model.input_size``. ``init`` or a Parameterization, when given,
+        say it instead.
     init : tensor (N, C, H, W), optional
         Start from these images instead of noise.
     param_options : dict, optional
@@ -181,6 +186,7 @@ class Synthesis:
         has not entered it already); default a new one.
     """
 
+    @renamed(shape="size")
     def __init__(
         self,
         model: nn.Module,
@@ -188,7 +194,7 @@ class Synthesis:
         parameterization: str | Parameterization = "fourier",
         *,
         n: int | None = None,
-        shape: Sequence[int] | None = None,
+        size: int | Sequence[int] | None = None,
         init: torch.Tensor | None = None,
         param_options: dict | None = None,
         goal: str = "maximize",
@@ -215,58 +221,15 @@ class Synthesis:
         compact: bool | str = False,
         plan: Plan | None = None,
     ):
-        if not isinstance(model, nn.Module):
-            raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not isinstance(objective, Objective):
-            raise InsilicoError(
-                f"objective must be an insilico.objectives.Objective, got {type(objective).__name__}; "
-                "e.g. insilico.objectives.Channel('features.3', 5)"
-            )
-        if goal not in GOALS:
-            raise InsilicoError(f"goal must be 'maximize' or 'minimize', not {goal!r}")
-        if not callable(optimizer) and optimizer not in OPTIMIZERS:
-            raise InsilicoError(
-                f"optimizer must be one of {OPTIMIZERS} or a factory (params, lr=...) -> torch.optim.Optimizer, "
-                f"not {optimizer!r} (a custom optimizer is not saved: pass it again to resume)"
-            )
-        if isinstance(schedule, str) and schedule not in SCHEDULES:
-            raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not {schedule!r}")
+        _check_choices(model, objective, goal, optimizer, schedule)
         self.model, self.objective = model, objective
         self.plan = plan_for(model, plan)  # the calling tool's Probe and session, or new ones
         self.probe = self.plan.probe
         self.device, self.dtype = self.probe.device, self.probe.dtype
         self.wholes = unique_wholes(objective.units)
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
-
-        if init is not None:
-            init = check_images(init, name="init")
-            n, shape = init.shape[0], tuple(init.shape[1:])
-        if isinstance(parameterization, Parameterization):
-            n, shape = parameterization.n, parameterization.shape
-        if n is None or shape is None:
-            raise StimulusError("say how many images and of which shape: n= and shape=(C, H, W), or init=images")
-        self.n, self.shape = int(n), tuple(int(s) for s in shape)
-        self.labels = [str(l) for l in labels] if labels is not None else [str(i) for i in range(self.n)]
-        if len(self.labels) != self.n:
-            raise InsilicoError(f"{len(self.labels)} labels for {self.n} samples")
-        if isinstance(seed, (int,)) or (torch.is_tensor(seed) and seed.ndim == 0):
-            self.seeds = [derive_seed(int(seed), label) for label in self.labels]
-        else:
-            self.seeds = [int(s) for s in seed]
-            if len(self.seeds) != self.n:
-                raise InsilicoError(f"{len(self.seeds)} seeds for {self.n} samples: give one per sample or one int")
-        self.seed = seed if isinstance(seed, int) else None
-        self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
-
-        self.param_options = dict(param_options or {})
-        if isinstance(parameterization, Parameterization):
-            self.param = parameterization
-        else:
-            self.param = params_mod.make(parameterization, self.n, self.shape, generators=self.generators,
-                                         **self.param_options)
-        self.param = self.param.to(self.device, self.dtype)
-        if init is not None:
-            self.param.assign(init)
+        init = self._set_samples(n, size, init, parameterization, labels, seed)
+        self._set_parameterization(parameterization, param_options, init)
 
         self.goal = GOALS[goal]
         self.goal_name = goal
@@ -275,17 +238,7 @@ class Synthesis:
         if keep not in KEEP:
             raise InsilicoError(f"keep must be one of {KEEP}, not {keep!r}")
         self.keep = keep
-        self.optimizer_factory = optimizer if callable(optimizer) else None
-        self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
-        if not float(lr) > 0 or float(lr) == float("inf"):
-            raise InsilicoError(f"lr must be a positive finite number, not {lr!r}")
-        if int(steps) < 0:
-            raise InsilicoError(f"steps must be at least 0 (0: only the start images), not {steps!r}")
-        self.lr = float(lr)
-        self.optimizer_options = dict(optimizer_options or {})
-        self.schedule = schedule
-        self.steps = int(steps)
-        self.schedule_steps = int(schedule_steps or steps)
+        self._set_optimizer(optimizer, lr, optimizer_options, schedule, schedule_steps, steps)
         self.rules = list(stop)
         self.projection = projection
         self.blur_every, self.blur_sigma = int(blur_every), float(blur_sigma)
@@ -300,8 +253,64 @@ class Synthesis:
         self.compact = compact is True or (compact == "cpu" and self.device.type == "cpu")
         self.optimizer = self._make_optimizer()
         self._lbfgs = isinstance(self.optimizer, BatchLBFGS)
+        self._start_state(objective)
 
-        # state that a resumed run continues from
+    # -- set-up ------------------------------------------------------------------------------
+    def _set_samples(self, n, size, init, parameterization, labels, seed) -> torch.Tensor | None:
+        """``n``, ``shape`` (C, H, W), ``labels``, the per-sample ``seeds`` and ``generators``; returns ``init``
+        through the image gate (it, or a Parameterization, says ``n`` and ``shape``; else ``n=`` and ``size=``)."""
+        shape = None
+        if init is not None:
+            init = check_images(init, name="init")
+            n, shape = init.shape[0], tuple(init.shape[1:])
+        if isinstance(parameterization, Parameterization):
+            n, shape = parameterization.n, parameterization.shape
+        if n is None:
+            raise StimulusError("say how many images: n=, or init=images")
+        if shape is None:
+            shape = image_size(self.model, size)
+        self.n, self.shape = int(n), tuple(int(s) for s in shape)
+        self.labels = [str(l) for l in labels] if labels is not None else [str(i) for i in range(self.n)]
+        if len(self.labels) != self.n:
+            raise InsilicoError(f"{len(self.labels)} labels for {self.n} samples")
+        if isinstance(seed, (int,)) or (torch.is_tensor(seed) and seed.ndim == 0):
+            self.seeds = [derive_seed(int(seed), label) for label in self.labels]
+        else:
+            self.seeds = [int(s) for s in seed]
+            if len(self.seeds) != self.n:
+                raise InsilicoError(f"{len(self.seeds)} seeds for {self.n} samples: give one per sample or one int")
+        self.seed = seed if isinstance(seed, int) else None
+        self.generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        return init
+
+    def _set_parameterization(self, parameterization, param_options, init) -> None:
+        """The image parameterization on the model's device and dtype, started from ``init`` when given."""
+        self.param_options = dict(param_options or {})
+        if isinstance(parameterization, Parameterization):
+            self.param = parameterization
+        else:
+            self.param = params_mod.make(parameterization, self.n, self.shape, generators=self.generators,
+                                         **self.param_options)
+        self.param = self.param.to(self.device, self.dtype)
+        if init is not None:
+            self.param.assign(init)
+
+    def _set_optimizer(self, optimizer, lr, optimizer_options, schedule, schedule_steps, steps) -> None:
+        """The optimizer's settings (the optimizer itself is made by :meth:`_make_optimizer`)."""
+        self.optimizer_factory = optimizer if callable(optimizer) else None
+        self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
+        if not float(lr) > 0 or float(lr) == float("inf"):
+            raise InsilicoError(f"lr must be a positive finite number, not {lr!r}")
+        if int(steps) < 0:
+            raise InsilicoError(f"steps must be at least 0 (0: only the start images), not {steps!r}")
+        self.lr = float(lr)
+        self.optimizer_options = dict(optimizer_options or {})
+        self.schedule = schedule
+        self.steps = int(steps)
+        self.schedule_steps = int(schedule_steps or steps)
+
+    def _start_state(self, objective) -> None:
+        """The state that a resumed run continues from (step, loss trace, stopped samples, best iterates)."""
         self.step = 0
         self._trace = torch.full((64, self.n), float("nan"), device=self.device, dtype=torch.float32)
         self.frozen = torch.zeros(self.n, dtype=torch.bool, device=self.device)
@@ -314,7 +323,6 @@ class Synthesis:
         self._running: tuple = (None, objective)  # (rows, objective) of this step's forward passes
         self._subset: tuple | None = None  # (frozen mask, rows, objective.subset(rows)), remade when samples stop
 
-    # -- set-up ------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
         return make_optimizer(self.optimizer_factory or self.optimizer_name, [self.param.param], self.lr,
                               self.optimizer_options)
@@ -355,7 +363,7 @@ class Synthesis:
 
         Returns whether passes stop (``rec.stop_at``, learned by this pass or
         given by the plan, says where). An error of the model reaches the caller unchanged
-        (with a note on ``shape=`` and ``pad=``), unless every recorded module
+        (with a note on ``size=`` and ``pad=``), unless every recorded module
         ran before it and passes are truncated (the layers after the recorded
         ones need not take this image size, e.g. the classifier of a fixed-size net).
         """
@@ -369,7 +377,7 @@ class Synthesis:
                 resized = self._fixed_size_transforms(images, draw, rec)
                 if resized is None:
                     error.add_note(f"insilico: the model failed on images of shape {tuple(x.shape)} (after transforms "
-                                   f"{self.transforms}); check shape= (the model's input size)")
+                                   f"{self.transforms}); check size= (the model's input size)")
                     raise
                 self.transforms = resized
             values = self._evaluate(rec, images)
@@ -588,6 +596,27 @@ class Synthesis:
     def __repr__(self) -> str:
         return (f"Synthesis({self.n} x {self.shape}, {self.goal_name} {self.objective!r}, "
                 f"{self.optimizer_name} lr={self.lr}, step {self.step})")
+
+
+def _check_choices(model, objective, goal, optimizer, schedule) -> None:
+    """InsilicoError, naming the fix, for a model that is not a Module, an objective that is not an Objective,
+    or an unknown goal, optimizer or schedule."""
+    if not isinstance(model, nn.Module):
+        raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(objective, Objective):
+        raise InsilicoError(
+            f"objective must be an insilico.objectives.Objective, got {type(objective).__name__}; "
+            "e.g. insilico.objectives.Channel('features.3', 5)"
+        )
+    if goal not in GOALS:
+        raise InsilicoError(f"goal must be 'maximize' or 'minimize', not {goal!r}")
+    if not callable(optimizer) and optimizer not in OPTIMIZERS:
+        raise InsilicoError(
+            f"optimizer must be one of {OPTIMIZERS} or a factory (params, lr=...) -> torch.optim.Optimizer, "
+            f"not {optimizer!r} (a custom optimizer is not saved: pass it again to resume)"
+        )
+    if isinstance(schedule, str) and schedule not in SCHEDULES:
+        raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not {schedule!r}")
 
 
 __all__ = ["DEFAULT_STEPS", "Synthesis", "derive_seed"]

@@ -61,7 +61,7 @@ def options_from(result: SynthesisResult) -> tuple[str, dict]:
         if not spec.get("decorrelated", True):
             options.setdefault("color", None)
     kwargs = dict(
-        n=spec["n"], shape=spec["shape"], param_options=options, goal=s["goal"],
+        n=spec["n"], size=spec["shape"], param_options=options, goal=s["goal"],
         transforms=Transforms(**{**s["transforms"], "scale": tuple(s["transforms"]["scale"])}),
         optimizer=s["optimizer"], lr=s["lr"], optimizer_options=s["optimizer_options"],
         schedule=s["schedule"] if s["schedule"] != "custom" else "constant", schedule_steps=s["schedule_steps"],

@@ -141,9 +141,10 @@ def _sample_ids(images, samples):
 # run functions: tiny calls of each tool
 # ---------------------------------------------------------------------------------------------
 
-def run_record_stimuli(model, images, samples=None):
+def run_record_stimuli(model, images, samples=None, out=None):
     a = arch_of(model)
-    return insilico.Probe(model).record_stimuli(_pick(images, samples), [a.layer], batch_size=2, progress=False)
+    return insilico.Probe(model).record_stimuli(_pick(images, samples), [a.layer], batch_size=2, progress=False,
+                                                out=out)
 
 
 def run_gradient_map(model, images, samples=None):
@@ -163,20 +164,20 @@ def run_project_exemplars(model, images, samples=None):
                                       progress=False)
 
 
-def run_maximize(model, images, samples=None):
+def run_maximize(model, images, samples=None, out=None):
     a = arch_of(model)
     units = [f"{a.logits}[{i % CLASSES}]" for i in _sample_ids(images, samples)]
-    return insilico.maximize(model, units, size=SIZE, steps=2, batch_size=4, progress=False)
+    return insilico.maximize(model, units, size=SIZE, steps=2, batch_size=4, progress=False, out=out)
 
 
-def run_metamer(model, images, samples=None):
+def run_metamer(model, images, samples=None, out=None):
     a = arch_of(model)
-    return insilico.metamer(model, a.layer, _pick(images, samples), steps=2, progress=False)
+    return insilico.metamer(model, a.layer, _pick(images, samples), steps=2, progress=False, out=out)
 
 
-def run_pgd(model, images, samples=None):
+def run_pgd(model, images, samples=None, out=None):
     return insilico.pgd(model, _pick(images, samples), _labels(_sample_ids(images, samples)), steps=2,
-                        early_stop=False, progress=False)
+                        early_stop=False, progress=False, out=out)
 
 
 def run_fgsm(model, images, samples=None):
@@ -186,11 +187,11 @@ def run_fgsm(model, images, samples=None):
 CLASS_PAIRS = [(0, 1), (2, 3), (1, 2), (3, 0)]
 
 
-def run_controversial(model, images, samples=None):
+def run_controversial(model, images, samples=None, out=None):
     ids = _sample_ids(images, samples)
     pairs = [CLASS_PAIRS[i % len(CLASS_PAIRS)] for i in ids]
     return insilico.controversial([model, Partner(model)], pairs, init=_pick(images, samples), steps=2,
-                                  progress=False)
+                                  progress=False, out=out)
 
 
 def run_mad(model, images, samples=None):

@@ -421,3 +421,83 @@ def test_independent_every_gradient_method(method):
     if method in ("integrated", "smoothgrad"):
         split = insilico.gradient_map(model, images, unit, method=method, internal_batch_size=1, **options)
         assert_same(split, batch, False, f"{method}: one row per pass vs all rows in one pass", rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile files refused (issue 23 item 1): a file may rebuild only insilico's own result classes
+# ---------------------------------------------------------------------------------------------
+
+#: Plain data (``torch.load(weights_only=True)`` reads it) that names a function instead of a result class.
+HOSTILE = {"__dataclass__": "insilico.results:os.system", "fields": {"command": "touch PWNED"}}
+
+
+def _refused(path, read, monkeypatch) -> None:
+    """``read()`` refuses the hostile file at ``path`` naming it, and runs nothing."""
+    from insilico.errors import SavedFileError
+
+    monkeypatch.chdir(path.parent)
+    with pytest.raises(SavedFileError) as info:
+        read()
+    assert str(path.name) in str(info.value), f"the error does not name the file: {info.value}"
+    assert not (path.parent / "PWNED").exists(), "the file ran code"
+
+
+def _poison_result(path) -> None:
+    """Replace the saved result in ``path`` (a torch file, or an experiment's .npz) by something hostile."""
+    if path.suffix == ".npz":  # an object array: numpy would unpickle it
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        arrays["settings"] = np.array([HOSTILE], dtype=object)
+        np.savez(path, **arrays)
+        return
+    blob = torch.load(path, weights_only=True)
+    blob["result"] = HOSTILE
+    torch.save(blob, path)
+
+
+@pytest.mark.parametrize("name", cases("hostile_result", [n for n, t in TOOLS.items() if t.saves]))
+def test_hostile_result_file_refused(name, tmp_path, monkeypatch):
+    result = succeeded(observe(name))["result"]
+    result.save(tmp_path / "result")
+    path = next(p for p in tmp_path.iterdir() if p.name.startswith("result"))
+    if path.is_dir():  # a recording folder: its metadata may only name array files inside it
+        import json
+
+        meta = json.loads((path / "meta.json").read_text())
+        meta["units"][0]["file"] = "../../PWNED.npy"
+        (path / "meta.json").write_text(json.dumps(meta))
+        target = path / "meta.json"
+    else:
+        _poison_result(path)
+        target = path
+    _refused(target, lambda: insilico.load(path), monkeypatch)
+    _refused(target, lambda: type(result).load(path), monkeypatch)
+
+
+RESUMABLE = [n for n, t in TOOLS.items() if t.resumes and n != "gallery"]  # gallery caches are JSON: no code
+
+
+@pytest.mark.parametrize("name", cases("hostile_resume", RESUMABLE))
+def test_hostile_file_in_an_out_folder_refused_on_resume(name, tmp_path, monkeypatch):
+    """A resumed run reads what its out= folder holds: a hostile chunk (or recording metadata) is an error naming
+    the file, never rebuilt and never silently recomputed over."""
+    tool = TOOLS[name]
+    model, _ = make_model()
+    images = make_images()
+    out = tmp_path / "out"
+    tool.run(model, images, out=out)
+    chunks = sorted(out.rglob("chunk-*.pt"))
+    if chunks:
+        blob = torch.load(chunks[0], weights_only=True)
+        blob["part"] = HOSTILE
+        torch.save(blob, chunks[0])
+        target = chunks[0]
+    else:  # a recording: rows of .npy files named by meta.json
+        import json
+
+        meta_path = next(out.rglob("meta.json"))
+        meta = json.loads(meta_path.read_text())
+        meta["units"][0]["file"] = "../../PWNED.npy"
+        meta_path.write_text(json.dumps(meta))
+        target = meta_path
+    _refused(target, lambda: tool.run(model, images, out=out), monkeypatch)

@@ -93,7 +93,17 @@ def _check_eps(eps) -> tuple[list[float], bool]:
 
 
 def _as_classes(value, n: int, what: str, device) -> torch.Tensor:
-    t = torch.as_tensor(value, device=device).long().flatten()
+    """``value`` (an int, or one class per image) as a long tensor (n,); InsilicoError naming ``what`` for
+    non-integer, NaN or negative classes (an index past the model's classes is refused at the first forward
+    pass, by :class:`~insilico.objectives.classification.ClassLoss`, which sees the logits)."""
+    t = torch.as_tensor(value, device=device).flatten()
+    if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
+        raise InsilicoError(f"{what} must be class indices (whole numbers 0 .. classes-1), got {t.tolist()[:8]}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise InsilicoError(f"{what} must be class indices (ints 0 .. classes-1), got a {t.dtype} tensor")
+    t = t.long()
+    if t.numel() and int(t.min()) < 0:
+        raise InsilicoError(f"{what} must be class indices 0 .. classes-1, got {int(t.min())}")
     if t.numel() == 1 and n != 1:
         t = t.expand(n)
     if t.numel() != n:

@@ -84,11 +84,18 @@ class Succeeded:
         return self.objective.success.to(trace.device)
 
 
+#: The largest radius :func:`pgd` takes: far past the pixel cube's diameter (1 for L-inf, sqrt(C H W) for L2,
+#: C H W for L1, below 1e6 for images up to 577 px); a radius beyond it is a mistake, and past about 1e38 the
+#: float32 steps overflow into NaN images.
+EPS_MAX = 1e6
+
+
 def _check_eps(eps) -> tuple[list[float], bool]:
     scalar = isinstance(eps, numbers.Real) or (torch.is_tensor(eps) and eps.ndim == 0)
     values = [float(eps)] if scalar else [float(e) for e in eps]
-    if not values or not all(math.isfinite(e) and e > 0 for e in values):
-        raise InsilicoError(f"eps must be > 0 (one number or a list), got {eps!r}; for 8/255 write eps=8/255")
+    if not values or not all(math.isfinite(e) and 0 < e <= EPS_MAX for e in values):
+        raise InsilicoError(f"eps must be > 0 and <= {EPS_MAX:g} (one number or a list), got {eps!r}; for 8/255 "
+                            "write eps=8/255")
     return values, scalar
 
 

@@ -128,8 +128,11 @@ def size_failure(error: BaseException, shape: tuple, name: str = "size", where: 
 
     Example
     -------
-    >>> size_failure(RuntimeError("Kernel size can't be greater than actual input size"), (1, 3, 2, 2))
-    ModelInputError("the model failed on images of shape (1, 3, 2, 2): Kernel size can't be greater than actual input size; check size= (the model's input size: large enough for its convolutions, or its fixed size)")
+    >>> found = size_failure(RuntimeError("Kernel size can't be greater than actual input size"), (1, 3, 2, 2))
+    >>> type(found).__name__, str(found)[:62]
+    ('ModelInputError', 'the model failed on images of shape (1, 3, 2, 2): Kernel size ')
+    >>> isinstance(found, RuntimeError), "check size=" in str(found), size_failure(KeyError("x"), (1,)).args
+    (True, True, ('x',))
     """
     if isinstance(error, InsilicoError) or not isinstance(error, SIZE_ERRORS):
         return error

@@ -93,8 +93,13 @@ class _MeanReplacement:
         self.unit, self.means = unit, means  # means: (T, *sample_shape)
 
     def __call__(self, sel, step):
-        mean = self.means[min(step, len(self.means) - 1)].unsqueeze(0)
-        return self.unit.select(mean).to(sel.dtype).expand_as(sel)
+        mean = self.unit.select(self.means[min(step, len(self.means) - 1)].unsqueeze(0))
+        if mean.shape[1:] != sel.shape[1:]:  # reference images of another size than those the model runs on
+            raise InsilicoError(
+                f"lesion(mode='mean') of {str(self.unit)!r}: the mean over reference= has shape "
+                f"{tuple(mean.shape[1:])} per stimulus, but the unit's output now has {tuple(sel.shape[1:])}: "
+                "give reference= stimuli of the size (and kind) of the images the model runs on")
+        return mean.to(sel.dtype).expand_as(sel)
 
 
 class _NoiseReplacement:

@@ -16,6 +16,12 @@ class StimulusError(InsilicoError, ValueError):
     """Stimuli of the wrong shape, range or dtype, or containing NaN/inf."""
 
 
+class ModelInputError(StimulusError, RuntimeError):
+    """The model failed on images of the size a tool made or used (``size=``; ``--size`` on the command line):
+    too small for its convolutions, or not its fixed input size. The message names the option, the images'
+    shape and the model's own error; a RuntimeError too, as the model's own error was."""
+
+
 class SavedFileError(InsilicoError):
     """A file insilico reads (a result, a chunk, a recording's metadata, a cache) is missing, damaged,
     not insilico's, names a class that is not on the allow-list, or comes from an incompatible format

@@ -5,7 +5,7 @@ A resumable folder (``record_stimuli(out=)``, ``maximize``/``metamer``/``pgd``/
 object of three parts::
 
     {"identity": 1,
-     "model":    {name: fingerprint},   # per model: class, module structure, every parameter and buffer
+     "model":    {name: fingerprint},   # per model: class, module structure and settings, every parameter and buffer
      "stimuli":  {name: {"n": N, "chunks": {"<start>-<stop>": digest, ...}}},
      "settings": {...}}                 # every setting that changes the result
 
@@ -18,11 +18,23 @@ the fix (``overwrite=True`` / ``--force``, or another folder).
 Design
 ------
 - **Model fingerprint** (:func:`model_fingerprint`): the class names of
-  ``named_modules()`` and, for every parameter and buffer, its name, dtype,
-  shape and a digest of its bytes (a CPU copy, under ``no_grad``; bfloat16
-  and CUDA tensors alike). One pass over the weights: about 0.05 s for a
-  ResNet-50 (``benchmarks/fingerprint.py``). Per-tensor digests are kept so a
-  refusal names the tensors that changed.
+  ``named_modules()``; each module's *settings* (:func:`module_settings`:
+  its ``extra_repr()``, its public plain attributes such as
+  ``negative_slope``, ``padding``, ``eps``, ``inplace``, and the source of
+  its class's ``forward`` when the class is not torch's own); and, for
+  every parameter and buffer, its name, dtype, shape and a digest of its
+  bytes (a CPU copy, under ``no_grad``; bfloat16 and CUDA tensors alike).
+  One pass over the weights: about 0.05 s for a ResNet-50
+  (``benchmarks/fingerprint.py``). Per-module and per-tensor digests are
+  kept so a refusal names the modules and tensors that changed.
+  *Not covered* (documented limits): the ``training`` flag (every tool runs
+  the model in eval); attributes that are private (``_name``), containers
+  (dicts, sets) or objects other than plain values, tensors, dtypes and
+  functions (their printed forms hold memory addresses, which differ in
+  every process); code a ``forward`` calls outside its own body (helper
+  functions, torch itself: upgrading torch is not seen); and a ``forward``
+  whose source ``inspect`` cannot read (built in C, made by ``exec``): then
+  only its class name counts.
 - **Stimuli, per chunk, hashed once.** Stimuli are hashed in the chunks the
   job computes (:func:`chunk_digests`), never in a pass of their own where it
   can be avoided: a recording hashes each batch it has just read, right after
@@ -68,6 +80,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import inspect
 import json
 import os
 from typing import Any, Mapping
@@ -140,13 +153,14 @@ def _bytes(tensor: torch.Tensor) -> memoryview:
 
 
 def model_fingerprint(model: nn.Module) -> dict:
-    """What a model computes with: its class, module structure and every parameter and buffer.
+    """What a model computes with: its class, module structure, each module's settings, every parameter and buffer.
 
     Returns
     -------
     dict
         ``class`` (the model's class), ``structure`` (digest of the class name
-        of every ``named_modules()`` entry), ``tensors`` (name ->
+        of every ``named_modules()`` entry), ``modules`` (module name ->
+        digest of its :func:`module_settings`), ``tensors`` (name ->
         ``"dtype[shape]:digest"`` for every parameter and buffer) and
         ``digest`` (of all of it: equal digests, equal models).
 
@@ -159,17 +173,86 @@ def model_fingerprint(model: nn.Module) -> dict:
     >>> _ = a[1].running_mean.add_(1)  # a buffer changes the fingerprint too
     >>> model_fingerprint(a)["digest"] != f["digest"]
     True
+    >>> a[0].padding = (1, 1)  # so does a setting (here the convolution's padding)
+    >>> g = model_fingerprint(a)
+    >>> g["modules"]["0"] != f["modules"]["0"], g["modules"]["1"] == f["modules"]["1"]
+    (True, True)
     """
     structure = "\n".join(f"{name}={_class_name(type(m))}" for name, m in model.named_modules())
+    modules = {name: value_digest(module_settings(m)) for name, m in model.named_modules()}
     tensors = {}
     with torch.no_grad():
         for name, t in [*model.named_parameters(), *model.named_buffers()]:
             shape = ",".join(str(s) for s in t.shape)
             tensors[name] = f"{str(t.dtype).replace('torch.', '')}[{shape}]:{digest(t)}"
     whole = hashlib.new(HASH, structure.encode())
+    whole.update(json.dumps(modules, sort_keys=True).encode())
     whole.update(json.dumps(tensors, sort_keys=True).encode())
     return {"class": _class_name(type(model)), "structure": hashlib.new(HASH, structure.encode()).hexdigest()[:_SHORT],
-            "tensors": tensors, "digest": whole.hexdigest()}
+            "modules": modules, "tensors": tensors, "digest": whole.hexdigest()}
+
+
+_PLAIN = (bool, int, float, str, type(None), torch.dtype)
+
+
+def module_settings(module: nn.Module) -> dict:
+    """What configures one module's forward beyond its tensors (see the module docstring for what is not covered).
+
+    Returns
+    -------
+    dict
+        ``class``, ``repr`` (its ``extra_repr()``), ``attributes`` (public
+        attributes holding plain values, tuples/lists of them, tensors by
+        digest or functions by name; ``training`` left out) and ``forward``
+        (a digest of the source of its class's ``forward`` when the class is
+        not defined in torch; ``"unreadable"`` when ``inspect`` cannot read it).
+
+    Example
+    -------
+    >>> a, b = torch.nn.LeakyReLU(0.1), torch.nn.LeakyReLU(0.3)
+    >>> module_settings(a)["attributes"]["negative_slope"], module_settings(a) != module_settings(b)
+    (0.1, True)
+    """
+    attributes = {}
+    for key, value in vars(module).items():
+        if key.startswith("_") or key == "training":
+            continue
+        if _plain_setting(value):
+            attributes[key] = value
+        elif torch.is_tensor(value):
+            attributes[key] = f"tensor:{digest(value)}"
+        elif callable(value) and hasattr(value, "__qualname__") and not isinstance(value, nn.Module):
+            attributes[key] = f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    try:
+        text = module.extra_repr()
+    except Exception:  # a user's extra_repr that fails must not stop a recording
+        text = "unreadable"
+    return {"class": _class_name(type(module)), "repr": text, "attributes": attributes,
+            "forward": _forward_source(type(module))}
+
+
+def _plain_setting(value: Any) -> bool:
+    if isinstance(value, (tuple, list, torch.Size)):
+        return all(_plain_setting(v) for v in value)
+    return isinstance(value, _PLAIN)
+
+
+_SOURCES: dict = {}
+
+
+def _forward_source(cls: type) -> str:
+    """Digest of the source of ``cls.forward`` (cached per class); "" for torch's own classes (their settings
+    say what they do; the torch version is not part of an identity), "unreadable" when it has none."""
+    if cls not in _SOURCES:
+        forward = getattr(cls, "forward", None)
+        if (getattr(forward, "__module__", "") or "").split(".")[0] == "torch":
+            _SOURCES[cls] = ""
+        else:
+            try:
+                _SOURCES[cls] = value_digest(inspect.getsource(forward))
+            except (OSError, TypeError):
+                _SOURCES[cls] = "unreadable"
+    return _SOURCES[cls]
 
 
 def _class_name(cls: type) -> str:
@@ -282,6 +365,11 @@ def _model_differences(old: Mapping, new: Mapping) -> list[str]:
             extra = "".join(f", {side}: {_few(names)}" for side, names in
                             (("only in the folder's", only_a), ("only in this", only_b)) if names)
             out.append(f"{label} structure differs (other modules{extra})")
+        ma, mb = a.get("modules"), b.get("modules", {})
+        if ma is None:
+            out.append(f"{label}: the folder's fingerprint has no module settings (made by an older insilico)")
+        elif set(ma) == set(mb) and ma != mb:
+            out.append(f"{label} module settings differ ({_few(sorted(k for k in ma if ma[k] != mb[k]))})")
         changed = sorted(k for k in set(ta) & set(tb) if ta[k] != tb[k])
         reshaped = [f"{k}: {ta[k].split(':')[0]} vs {tb[k].split(':')[0]}" for k in changed
                     if ta[k].split(":")[0] != tb[k].split(":")[0]]
@@ -329,4 +417,5 @@ def _show(settings: Mapping, key: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-__all__ = ["HASH", "VERSION", "check", "chunk_digests", "digest", "job_identity", "model_fingerprint", "value_digest"]
+__all__ = ["HASH", "VERSION", "check", "chunk_digests", "digest", "job_identity", "model_fingerprint", "module_settings",
+           "value_digest"]

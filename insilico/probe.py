@@ -313,6 +313,14 @@ class Probe:
             Only these calls of a module called several times (recurrence);
             the address's own ``@t`` does the same.
 
+        Raises
+        ------
+        InsilicoError
+            An unknown mode, a fraction outside [0, 1], mode="mean" without
+            ``reference``; at a forward pass, a mean over ``reference`` whose
+            shape differs from the unit's output (reference images of another
+            size: the message names ``reference=`` and both shapes).
+
         Example
         -------
         >>> import torch, insilico

@@ -68,7 +68,10 @@ class Recording:
     units : list of str
         The recorded unit addresses.
     ids : list
-        One label per stimulus.
+        One label per stimulus (0 .. N-1 when none were given).
+    labelled : bool
+        Whether the ids were given (``record_stimuli(ids=)``); RDMs of a
+        recording without ids are unlabelled (:mod:`insilico.rsa`).
     params : list of dict or None
         Stimulus parameters (from a :class:`~insilico.stimuli.StimulusSet`).
     path : Path or None
@@ -84,6 +87,7 @@ class Recording:
         self.units = list(arrays)
         self.n_stimuli = len(next(iter(arrays.values())))
         self.done = merge(done) if done is not None else [(0, self.n_stimuli)]
+        self.labelled = ids is not None
         self.ids = list(ids) if ids is not None else list(range(self.n_stimuli))
         self.params = params
         self.meta = meta or {}
@@ -123,7 +127,8 @@ class Recording:
         """Write this recording to a folder in the on-disk format; returns the loaded copy."""
         shapes = {name: (a.shape[1:], a.dtype.str) for name, a in self._arrays.items()}
         meta = {k: v for k, v in self.meta.items() if k != "job"}  # a copy holds no stimulus digests to resume by
-        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, self.ids, self.params, meta)
+        ids = self.ids if self.labelled else None  # ids not given stay not given
+        sink = _DiskSink(Path(path), self.units, shapes, self.n_stimuli, ids, self.params, meta)
         for start, stop in self.done:
             for name in self.units:
                 sink.write(name, start, np.asarray(self._arrays[name][start:stop]))
@@ -177,7 +182,7 @@ class Recording:
             if not rec.complete:
                 raise InsilicoError(f"{rec!r} is incomplete: finish it (record again with the same out=) first")
         arrays = {name: np.concatenate([np.asarray(rec.array(name)) for rec in recordings]) for name in units}
-        ids = [i for rec in recordings for i in rec.ids]
+        ids = [i for rec in recordings for i in rec.ids] if all(rec.labelled for rec in recordings) else None
         params = None
         if all(rec.params is not None for rec in recordings):
             params = [p for rec in recordings for p in rec.params]
@@ -309,7 +314,8 @@ def record_stimuli(
         raise StimulusError("the stimulus set is empty")
     if batch_size < 1:
         raise InsilicoError(f"batch_size must be at least 1, not {batch_size}")
-    ids = list(ids) if ids is not None else list(range(n))
+    given = list(ids) if ids is not None else None  # None: the recording's RDMs are unlabelled
+    ids = given if given is not None else list(range(n))
     if len(ids) != n:
         raise StimulusError(f"{len(ids)} ids for {n} stimuli")
     rank, world = rank_world(shard)
@@ -337,14 +343,14 @@ def record_stimuli(
             meta["job"] = job_identity(model, settings, {"stimuli": {"n": n}})
             if overwrite:
                 start_over(Path(out), ["meta.json", "progress-*.json", "[0-9][0-9][0-9]_*.npy"], shard)
-            sink = _DiskSink.open(Path(out), names, shapes, n, ids, source, meta, rank)
+            sink = _DiskSink.open(Path(out), names, shapes, n, given, source, meta, rank)
         sync()  # every rank plans from the same progress before any rank adds to it
         todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
         sync()
         _fill(probe, source, names, sink, todo, reduce, progress, prepare)
         sync()
     if out is None:
-        return Recording(sink.arrays, ids, source.params, meta)
+        return Recording(sink.arrays, given, source.params, meta)
     return Recording.load(out)
 
 

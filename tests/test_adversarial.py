@@ -306,3 +306,32 @@ def test_an_image_gets_the_same_attack_alone_and_in_a_batch():
     shuffled = pgd(m, x.flip(0), **kw)
     torch.testing.assert_close(shuffled.all_images.flip(1), batch.all_images, rtol=0, atol=1e-12)
     assert not torch.equal(pgd(m, x, **{**kw, "seed": 8}).all_images, batch.all_images)  # the seed matters
+
+
+def _three_classes() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+
+
+@pytest.mark.parametrize("labels,match", [
+    (torch.tensor([7, 0]), r"labels: class 7 is out of range.*3 classes: give labels in 0 \.\. 2"),
+    (torch.tensor([-1, 0]), "labels must be class indices 0 .. classes-1, got -1"),
+    (torch.tensor([float("nan"), 0.0]), r"labels must be class indices \(whole numbers"),
+    (torch.tensor([0.5, 0.0]), r"labels must be class indices \(whole numbers"),
+], ids=["out_of_range", "negative", "nan", "fraction"])
+def test_pgd_labels_are_checked(labels, match):
+    """Issue 23 fault 12: classes past the logits, negative or not whole are refused naming labels (no IndexError)."""
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InsilicoError, match=match):
+        pgd(_three_classes(), x, labels, steps=1, progress=False)
+
+
+def test_pgd_target_and_fgsm_labels_are_checked():
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InsilicoError, match=r"target: class 7 is out of range.*give target in 0 \.\. 2"):
+        pgd(_three_classes(), x, torch.tensor([0, 1]), target=7, steps=1, progress=False)
+    with pytest.raises(InsilicoError, match=r"labels: class 9 is out of range"):
+        fgsm(_three_classes(), x, torch.tensor([9, 0]), progress=False)
+    ok = pgd(_three_classes(), x, torch.tensor([2.0, 0.0]), target=2, steps=1, progress=False)  # whole floats pass
+    assert ok.labels.tolist() == [2, 0] and ok.target.tolist() == [2, 2]

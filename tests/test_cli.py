@@ -78,6 +78,19 @@ def test_bad_model_or_unit_is_one_line_and_exit_2(args, message, tmp_path, capsy
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("insilico: error:")
 
 
+@pytest.mark.parametrize("size", ["1", "32"])
+def test_a_size_the_model_cannot_take_is_one_line_exit_2_and_writes_nothing(size, tmp_path, capsys):
+    """Issue 23 fault 14: minialex (64 px, fixed) at --size 1 (too small for its convolutions) or 32 (not its
+    size): one line naming --size and the model's own error, no traceback, no --out folder."""
+    out = tmp_path / "out"
+    assert main(["maximize", "--units", "classifier.6[0]", "--steps", "1", "--size", size, "--out", str(out),
+                 "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("insilico: error: the model failed on images of shape "
+                                                   f"(1, 3, {size}, {size})")
+    assert "check --size=" in lines[0] and not out.exists()
+
+
 def _png(path, size):
     import numpy as np
     import skimage.io
@@ -165,6 +178,9 @@ BAD_OPTIONS = [
     (["maximize", "--units", "features.0[0]", "--lr", "0"], "--lr: must be a number > 0"),
     (["maximize", "--units", "features.0[0]", "--lr", "nan"], "--lr: must be a number > 0"),
     (["maximize", "--units", "features.0[0]", "--diversity", "-0.5"], "--diversity: must be a number >= 0"),
+    (["maximize", "--units", "features.0[0]", "--lr", "1e99"], "--lr: must be a number > 0 and <= 1e+06"),
+    (["maximize", "--units", "features.0[0]", "--diversity", "1e99"], "--diversity: must be a number >= 0 and <="),
+    (["adversarial", "--eps", "1e99"], "--eps: must be a number > 0 and <= 1e+06"),
     (["maximize", "--units", "features.0[0]", "--size", "0"], "--size: must be an integer >= 1"),
     (["maximize", "--units", "features.0[0]", "--images-per-unit", "0"], "--images-per-unit: must be"),
     (["maximize", "--units", "features.0[0]", "--batch-size", "-4"], "--batch-size: must be an integer >= 1"),
@@ -273,6 +289,7 @@ def test_the_library_refuses_bad_numbers_too():
 
     import torch
 
+    import insilico
     from insilico import Probe, controversial, maximize, metamer
     from insilico.errors import InsilicoError
     from insilico.gallery import GallerySettings
@@ -283,6 +300,10 @@ def test_the_library_refuses_bad_numbers_too():
         maximize(net, "1[0]", size=8, steps=-1, progress=False)
     with pytest.raises(InsilicoError, match="lr must be a positive finite number"):
         maximize(net, "1[0]", size=8, steps=2, lr=float("nan"), progress=False)
+    with pytest.raises(InsilicoError, match="lr must be > 0 and <= 1e"):  # not torch's raw overflow error
+        maximize(net, "1[0]", size=8, steps=2, lr=1e99, progress=False)
+    with pytest.raises(InsilicoError, match="eps must be > 0 and <= 1e"):  # not NaN images blamed on the input
+        insilico.pgd(net, torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), eps=1e99, steps=1, progress=False)
     with pytest.raises(InsilicoError, match="steps must be at least 0"):
         metamer(net, "1", torch.rand(1, 3, 8, 8), steps=-5, progress=False)
     with pytest.raises(InsilicoError, match="steps must be >= 1"):

@@ -283,3 +283,50 @@ def test_large_tensors_are_hashed_in_blocks_and_every_byte_counts():
     y[1, 2, 511, 511] += 1e-3  # the last element, in the second block
     assert digest(x) == digest(x.clone()) == digest(x.contiguous(memory_format=torch.channels_last))
     assert digest(x) != digest(y) and digest(x) != digest(x.reshape(6, 512, 512))  # the shape counts too
+
+
+# ------------------------------------------------------------------ module settings (issue 23, fault 4)
+def _settings_net(slope: float = 0.1, pad: int = 0) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=pad), nn.LeakyReLU(slope), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3)).eval()
+
+
+@pytest.mark.parametrize("first,second,module", [(dict(slope=0.1), dict(slope=0.3), "1"),
+                                                 (dict(pad=0), dict(pad=1), "0")],
+                         ids=["leaky_relu_slope", "conv_padding"])
+def test_record_folder_refuses_a_model_with_other_module_settings(tmp_path, first, second, module):
+    """Same parameters and buffers, another module setting: the folder is refused naming the module."""
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    a, b = _settings_net(**first), _settings_net(**second)
+    assert model_fingerprint(a)["tensors"] == model_fingerprint(b)["tensors"]
+    Probe(a).record_stimuli(x, ["2"], out=tmp_path / "o", progress=False, batch_size=2)
+    with pytest.raises(JobMismatchError, match=rf"module settings differ \({module}\)"):
+        Probe(b).record_stimuli(x, ["2"], out=tmp_path / "o", progress=False, batch_size=2)
+    again = Probe(_settings_net(**first)).record_stimuli(x, ["2"], out=tmp_path / "o", progress=False, batch_size=2)
+    assert again.array("2").shape == (4, 4, 1, 1)  # the same settings: the folder is reused
+
+
+class _Scaled(nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        return x * self.scale
+
+
+class _Shifted(_Scaled):
+    def forward(self, x):
+        return x + self.scale
+
+
+def test_module_settings_cover_plain_attributes_and_user_forward_code():
+    base = model_fingerprint(nn.Sequential(_Scaled(2.0)))
+    assert model_fingerprint(nn.Sequential(_Scaled(2.0)))["digest"] == base["digest"]  # deterministic
+    assert model_fingerprint(nn.Sequential(_Scaled(3.0)))["modules"]["0"] != base["modules"]["0"]
+    shifted = model_fingerprint(nn.Sequential(_Shifted(2.0)))  # another forward (and class)
+    assert shifted["modules"]["0"] != base["modules"]["0"]
+    trained = nn.Sequential(_Scaled(2.0)).train()
+    trained.note = object()  # an object attribute (printed with its address) is left out: still deterministic
+    assert model_fingerprint(trained)["digest"] == base["digest"]

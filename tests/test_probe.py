@@ -385,3 +385,22 @@ def test_cuda_record_lesion_stimulate(known):
         model(x)
     assert rec["fc1"].device.type == "cuda"
     assert torch.allclose(rec["fc1"][:, 1].cpu(), FC1[:, 1] + 1)
+
+
+def test_lesion_mean_over_a_reference_of_another_size_is_a_clear_error():
+    """Issue 23 fault 13: a reference of 8 px while the model runs on 16 px names reference= and both shapes;
+    the hooks are gone afterwards and a reference of the right size lesions as before."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(0.1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    with pytest.raises(InsilicoError, match=r"'1\[0\]'.*reference= has shape \(6, 6\).*now has \(14, 14\)"):
+        with torch.no_grad(), Probe(model).lesion("1[0]", mode="mean", reference=torch.rand(2, 3, 8, 8)):
+            model(x)
+    no_insilico_hooks(model)
+    reference = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        want = model[1](model[0](reference))[:, 0].mean(0)
+        with Probe(model).lesion("1[0]", mode="mean", reference=reference), Probe(model).record("1") as rec:
+            model(x)
+    torch.testing.assert_close(rec["1"][:, 0], want.expand(2, 14, 14))

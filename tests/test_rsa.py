@@ -511,3 +511,34 @@ def test_rdms_without_labels_match_by_position(rng):
     plain = rsa.RDM(brain.vector)  # default labels 0 .. n-1: no labels of its own
     assert rsa.compare(model, plain) == pytest.approx(rsa.compare(model.vector, brain.vector), abs=1e-12)
     assert rsa.compare(brain, brain.matrix.numpy()) == pytest.approx(1.0)
+
+
+def test_integer_labels_are_labels():
+    """Ids 0..n-1 given as labels are labels (issue 23, fault 11): the same stimuli in another order score 1."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 20, generator=g, dtype=torch.float64)
+    perm = torch.randperm(8, generator=g).tolist()
+    model, brain = rsa.rdm(x, labels=list(range(8))), rsa.rdm(x[perm], labels=perm)
+    assert model.labelled and brain.labelled and not rsa.rdm(x).labelled
+    assert rsa.compare(model, brain) == pytest.approx(1.0) and rsa.compare(brain, model) == pytest.approx(1.0)
+    assert rsa.compare(model, rsa.rdm(x[perm])) < 0.5  # no labels given: matched by position
+    assert model.subset([1, 0]).labelled and not rsa.rdm(x).subset([1, 0]).labelled
+
+
+def test_recording_ids_label_rdms_only_when_given(tmp_path):
+    """A recording without ids gives unlabelled RDMs (also saved and loaded); explicit ids 0..n-1 are labels."""
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    perm = [3, 1, 5, 0, 2, 4]
+    plain = insilico.Recording({"a": x})
+    assert not plain.labelled and not rsa.rdm(plain)["a"].labelled and plain.ids == list(range(6))
+    plain.save(tmp_path / "plain")
+    assert not insilico.Recording.load(tmp_path / "plain").labelled
+    given = insilico.Recording({"a": x[perm]}, ids=perm)
+    given.save(tmp_path / "given")
+    loaded = insilico.Recording.load(tmp_path / "given")
+    assert loaded.labelled and loaded.ids == perm
+    ordered = rsa.rdm(insilico.Recording({"a": x}, ids=list(range(6))))["a"]
+    assert rsa.compare(ordered, rsa.rdm(loaded)["a"]) == pytest.approx(1.0)
+    model = torch.nn.Sequential(torch.nn.Flatten()).eval()
+    rec = insilico.Probe(model).record_stimuli(torch.rand(4, 1, 2, 2), ["0"], progress=False)
+    assert not rec.labelled and not insilico.Recording.concat([rec, rec]).labelled

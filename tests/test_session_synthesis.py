@@ -8,7 +8,7 @@ from torch import nn
 
 import insilico
 from conftest import no_insilico_hooks
-from insilico.errors import StimulusError
+from insilico.errors import InsilicoError, ModelInputError, StimulusError
 from insilico.objectives import Channel
 from insilico.results import Result
 from insilico.synthesis import Synthesis, SynthesisResult
@@ -109,7 +109,9 @@ def test_model_errors_reach_the_user_unchanged():
     synth = Synthesis(conv, Channel("1", 0), n=1, size=(1, 12, 12), progress=False)
     with pytest.raises(RuntimeError, match="channels") as info:
         synth.run(2)
-    assert any("size=" in note for note in getattr(info.value, "__notes__", []))  # a hint, the error unchanged
+    # the model's own message, in an insilico error naming size= (issue 23 fault 14), still a RuntimeError
+    assert isinstance(info.value, ModelInputError) and "check size=" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError) and not isinstance(info.value.__cause__, InsilicoError)
     assert no_insilico_hooks(conv) and conv.training  # nn.Sequential starts in training mode, and stays
 
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 import argparse
 
 from .options import (_batch_option, _input_images, _load, _model_options, _read_input, _run_options, _shard_option,
-                      library_value, nonnegative_float, positive_float, positive_int)
+                      float_up_to, library_value, positive_int)
+
+#: The largest --lr, --diversity and --eps (the library's bounds; past them float32 steps overflow).
+LR_MAX = library_value("synthesis/optimizers.py", "LR_MAX")
+EPS_MAX = library_value("design/adversarial.py", "EPS_MAX")
+DIVERSITY_MAX = 1e6
 from .outputs import _file_name, _manifest, _out, _save_png, _shared, _writes_outputs
 
 
@@ -22,13 +27,15 @@ def _maximize(sub) -> None:
     p.add_argument("--units", nargs="+", required=True, help="unit addresses, e.g. 'features.3[5]' or a layer")
     p.add_argument("--steps", type=positive_int, default=library_value(tool, "maximize.steps"),
                    help="optimisation steps (default %(default)s)")
-    p.add_argument("--lr", type=positive_float, default=library_value(tool, "maximize.lr"),
-                   help="learning rate (default %(default)s)")
+    p.add_argument("--lr", type=float_up_to(LR_MAX), default=library_value(tool, "maximize.lr"),
+                   help=f"learning rate, at most {LR_MAX:g} (default %(default)s)")
     p.add_argument("--size", type=positive_int, default=None, help="image side (default: the model's input size)")
     p.add_argument("--images-per-unit", type=positive_int, default=library_value(tool, "maximize.images_per_unit"),
                    help="images per unit (default %(default)s)")
-    p.add_argument("--diversity", type=nonnegative_float, default=library_value(tool, "maximize.diversity"),
-                   help="weight of the diversity term between a unit's images (default %(default)s)")
+    p.add_argument("--diversity", type=float_up_to(DIVERSITY_MAX, strict=False),
+                   default=library_value(tool, "maximize.diversity"),
+                   help=f"weight of the diversity term between a unit's images, at most {DIVERSITY_MAX:g} "
+                        "(default %(default)s)")
     p.add_argument("--negative", action="store_true", help="inhibiting images (minimize) instead")
     _batch_option(p, 64, "images")
     p.add_argument("--out", required=True, help="output folder")
@@ -38,8 +45,9 @@ def _maximize(sub) -> None:
         from ..sharding import done_chunks
         from ..design.maximize import maximize
 
-        model, out = _load(args), _out(args.out)
-        units = _expand_units(model, args.units, args.size)
+        model = _load(args)
+        units = _expand_units(model, args.units, args.size)  # bad units or --size end here, before any write
+        out = _out(args.out)
         parts, shard = _shared(args, out)
         before = done_chunks(parts) if parts.exists() and not args.force else []
         result = maximize(model, units, steps=args.steps, lr=args.lr, size=args.size,
@@ -65,14 +73,17 @@ def _expand_units(model, specs: list[str], size) -> list[str]:
     """Unit addresses with whole layers expanded into their channels (bad addresses fail here, at once)."""
     import torch
 
-    from ..layers import image_size
+    from ..layers import image_size, size_failure
     from ..probe import Probe
 
     probe = Probe(model)
     parsed = probe.units(*specs)
     shape = image_size(model, size, name="--size")
     with torch.no_grad(), probe.record(*parsed) as rec:  # one pass: an index out of range fails now
-        model(torch.full((1, *shape), 0.5, device=probe.device, dtype=probe.dtype))
+        try:
+            model(torch.full((1, *shape), 0.5, device=probe.device, dtype=probe.dtype))
+        except Exception as error:  # a size the model cannot take: a ModelInputError naming --size
+            raise size_failure(error, (1, *shape), "--size")
         shapes = {u.key: rec[u].shape[1] for u in parsed if u.index is None}
     units = []
     for unit in parsed:
@@ -97,8 +108,9 @@ def _metamer(sub) -> None:
     def run(args):
         from ..design.metamers import metamer
 
-        model, out = _load(args), _out(args.out)
+        model = _load(args)
         references, _ = _read_input(args, model)
+        out = _out(args.out)
         parts, shard = _shared(args, out)
         result = metamer(model, args.layer, references, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
                          out=parts, shard=shard, overwrite=args.force, progress=not args.quiet)
@@ -123,8 +135,8 @@ def _adversarial(sub) -> None:
                                    "PNG per image and epsilon, and manifest.json with the success report.")
     _model_options(p)
     _input_images(p)
-    p.add_argument("--eps", type=positive_float, nargs="+", default=[8.0],
-                   help="radii, in 1/255 for L-inf (default 8)")
+    p.add_argument("--eps", type=float_up_to(EPS_MAX), nargs="+", default=[8.0],
+                   help=f"radii, in 1/255 for L-inf, at most {EPS_MAX:g} (default 8)")
     norms = sorted(set(library_value("synthesis/optimizers.py", "NORMS").values()))
     p.add_argument("--norm", choices=norms, default=library_value("design/adversarial.py", "pgd.norm"),
                    help="the ball's norm (default %(default)s)")
@@ -140,7 +152,7 @@ def _adversarial(sub) -> None:
         from .. import objectives
         from ..design.adversarial import pgd
 
-        model, out = _load(args), _out(args.out)
+        model = _load(args)
         images, labels = _read_input(args, model)
         eps = [e / 255 if args.norm == "inf" else e for e in args.eps]
         target = args.target
@@ -148,6 +160,7 @@ def _adversarial(sub) -> None:
             target = int(target)
         elif target is not None:
             target = -objectives.activation(target[1:]) if target.startswith("-") else objectives.activation(target)
+        out = _out(args.out)  # after the inputs are read and the target parsed: a bad one writes nothing
         parts, shard = _shared(args, out)
         result = pgd(model, images, labels, eps=eps if len(eps) > 1 else eps[0], steps=args.steps, norm=args.norm,
                      target=target, seed=args.seed, progress=not args.quiet, batch_size=args.batch_size,

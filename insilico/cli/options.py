@@ -58,13 +58,14 @@ class Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------
 # Types: each checks a value's range while the command line is parsed
 # ---------------------------------------------------------------------------------------
-def _number(kind, minimum, strict: bool, what: str):
+def _number(kind, minimum, strict: bool, what: str, maximum=None):
     def check(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum) or \
+                (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
         return value
 
@@ -80,6 +81,12 @@ nonnegative_int = _number(int, 0, False, "an integer >= 0")
 positive_float = _number(float, 0.0, True, "a number > 0")
 #: A finite number >= 0 (weights).
 nonnegative_float = _number(float, 0.0, False, "a number >= 0")
+
+
+def float_up_to(maximum: float, strict: bool = True):
+    """The type of a finite number > 0 (``strict``; else >= 0) and <= ``maximum``: the library's largest
+    learning rate, radius or weight (past them the float32 steps overflow), refused while parsing."""
+    return _number(float, 0.0, strict, f"a number {'>' if strict else '>='} 0 and <= {maximum:g}", maximum)
 
 
 def fraction(text: str) -> float:

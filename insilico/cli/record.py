@@ -29,10 +29,13 @@ def _record(sub) -> None:
     def run(args):
         from ..probe import Probe
 
-        model, out = _load(args), _out(args.out)
+        model = _load(args)
         stimuli = _stimulus_set(args, model)
+        probe = Probe(model)
+        probe.units(*args.units)  # a bad address ends here, before anything is written
+        out = _out(args.out)
         _, shard = _shared(args, out)
-        rec = Probe(model).record_stimuli(stimuli, args.units, out=out / "recording", reduce=args.reduce,
+        rec = probe.record_stimuli(stimuli, args.units, out=out / "recording", reduce=args.reduce,
                                           batch_size=args.batch_size, progress=not args.quiet, shard=shard,
                                           overwrite=args.force)
         if not _writes_outputs(rec if rec.complete else None):

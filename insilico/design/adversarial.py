@@ -84,16 +84,33 @@ class Succeeded:
         return self.objective.success.to(trace.device)
 
 
+#: The largest radius :func:`pgd` takes: far past the pixel cube's diameter (1 for L-inf, sqrt(C H W) for L2,
+#: C H W for L1, below 1e6 for images up to 577 px); a radius beyond it is a mistake, and past about 1e38 the
+#: float32 steps overflow into NaN images.
+EPS_MAX = 1e6
+
+
 def _check_eps(eps) -> tuple[list[float], bool]:
     scalar = isinstance(eps, numbers.Real) or (torch.is_tensor(eps) and eps.ndim == 0)
     values = [float(eps)] if scalar else [float(e) for e in eps]
-    if not values or not all(math.isfinite(e) and e > 0 for e in values):
-        raise InsilicoError(f"eps must be > 0 (one number or a list), got {eps!r}; for 8/255 write eps=8/255")
+    if not values or not all(math.isfinite(e) and 0 < e <= EPS_MAX for e in values):
+        raise InsilicoError(f"eps must be > 0 and <= {EPS_MAX:g} (one number or a list), got {eps!r}; for 8/255 "
+                            "write eps=8/255")
     return values, scalar
 
 
 def _as_classes(value, n: int, what: str, device) -> torch.Tensor:
-    t = torch.as_tensor(value, device=device).long().flatten()
+    """``value`` (an int, or one class per image) as a long tensor (n,); InsilicoError naming ``what`` for
+    non-integer, NaN or negative classes (an index past the model's classes is refused at the first forward
+    pass, by :class:`~insilico.objectives.classification.ClassLoss`, which sees the logits)."""
+    t = torch.as_tensor(value, device=device).flatten()
+    if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
+        raise InsilicoError(f"{what} must be class indices (whole numbers 0 .. classes-1), got {t.tolist()[:8]}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise InsilicoError(f"{what} must be class indices (ints 0 .. classes-1), got a {t.dtype} tensor")
+    t = t.long()
+    if t.numel() and int(t.min()) < 0:
+        raise InsilicoError(f"{what} must be class indices 0 .. classes-1, got {int(t.min())}")
     if t.numel() == 1 and n != 1:
         t = t.expand(n)
     if t.numel() != n:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..errors import InsilicoError, StimulusError
+from ..errors import InsilicoError, ModelInputError, StimulusError
 from .modules import input_channels
 
 #: What ``size=`` may be, for messages.
@@ -114,6 +114,36 @@ def image_size(model: nn.Module, size: Any = None, *, name: str = "size", square
     return dims
 
 
+#: What a model raises on images of a size it cannot take (torch's shape errors are RuntimeErrors).
+SIZE_ERRORS = (RuntimeError, ValueError, IndexError)
+
+
+def size_failure(error: BaseException, shape: tuple, name: str = "size", where: str = "") -> Exception:
+    """The error to raise when the model failed (``error``) on the first images of ``shape`` a tool made.
+
+    A shape error of the model (:data:`SIZE_ERRORS`) becomes a :class:`~insilico.errors.ModelInputError`
+    naming ``name`` (the option as the user wrote it: ``"size"``, ``"--size"``), the shape and the model's
+    own message (the original is its ``__cause__``); insilico's own errors and other exceptions are returned
+    unchanged (re-raise them as they are).
+
+    Example
+    -------
+    >>> found = size_failure(RuntimeError("Kernel size can't be greater than actual input size"), (1, 3, 2, 2))
+    >>> type(found).__name__, str(found)[:62]
+    ('ModelInputError', 'the model failed on images of shape (1, 3, 2, 2): Kernel size ')
+    >>> isinstance(found, RuntimeError), "check size=" in str(found), size_failure(KeyError("x"), (1,)).args
+    (True, True, ('x',))
+    """
+    if isinstance(error, InsilicoError) or not isinstance(error, SIZE_ERRORS):
+        return error
+    lines = str(error).strip().splitlines()
+    found = ModelInputError(f"the model failed on images of shape {tuple(shape)}{where}: "
+                            f"{lines[0] if lines else type(error).__name__}; check {name}= (the model's input size: "
+                            "large enough for its convolutions, or its fixed size)")
+    found.__cause__ = error
+    return found
+
+
 def renamed(**former: str):
     """A decorator that refuses a tool's former keyword names with an error that names the new one.
 
@@ -145,4 +175,4 @@ def renamed(**former: str):
     return decorate
 
 
-__all__ = ["SPELLINGS", "image_size", "renamed"]
+__all__ = ["SIZE_ERRORS", "SPELLINGS", "image_size", "renamed", "size_failure"]

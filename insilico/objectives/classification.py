@@ -48,7 +48,9 @@ class ClassLoss(Objective):
     Raises
     ------
     InsilicoError
-        An unknown loss; at call time, an output that is not (N, K) logits.
+        An unknown loss; at the first call, an output that is not (N, K)
+        logits, or a class outside 0 .. K-1 (the message names ``labels``,
+        or ``target`` for a targeted attack, and the range).
 
     Example
     -------
@@ -66,6 +68,15 @@ class ClassLoss(Objective):
         self.units = (self.unit,)
         self.success: torch.Tensor | None = None
         self._whole: tuple | None = None  # (full objective, rows) of a subset: success is reported to the full one
+        self._checked = False  # classes checked against the logits' width (at the first call)
+
+    def _check_classes(self, y: torch.Tensor, width: int) -> None:
+        bad = y[(y < 0) | (y >= width)]
+        if bad.numel():
+            what = "target" if self.targeted else "labels"
+            raise InsilicoError(f"{what}: class {int(bad[0])} is out of range, the model's output at "
+                                f"{str(self.unit)!r} has {width} classes: give {what} in 0 .. {width - 1}")
+        self._checked = True
 
     def forward(self, acts, images):
         logits = acts[self.unit]
@@ -73,6 +84,8 @@ class ClassLoss(Objective):
             raise InsilicoError(f"class attacks need logits (N, classes) at {str(self.unit)!r}; got "
                                 f"{tuple(logits.shape)}: pass target=an Objective for other outputs")
         y = self.classes.to(logits.device)
+        if not self._checked:  # once: a class past the logits would be a raw IndexError in the loss
+            self._check_classes(y, logits.shape[1])
         if self.loss == "ce":
             value = F.cross_entropy(logits, y, reduction="none")
         else:
@@ -91,7 +104,7 @@ class ClassLoss(Objective):
         """The loss for the samples ``rows``; its ``success`` is also written, full size, to this objective."""
         cut = ClassLoss(self.classes.index_select(0, rows.to(self.classes.device)), self.targeted, self.loss,
                         str(self.unit))
-        cut._whole = (self, rows)
+        cut._whole, cut._checked = (self, rows), self._checked
         return cut
 
     def __repr__(self) -> str:

@@ -11,9 +11,11 @@ Labels: wherever two RDMs meet (:func:`compare`, :func:`compare_all`,
 carry stimulus labels are put in one order, that of the first labelled RDM: the
 same stimuli in another order are reordered, other stimuli (a label in one RDM
 and not the other, or repeated labels in another order) are refused with an
-:class:`~insilico.errors.InsilicoError` that names them. RDMs with the default
-labels ``0 .. n-1``, condensed vectors and square matrices carry no labels and
-are matched by position.
+:class:`~insilico.errors.InsilicoError` that names them. RDMs made without
+labels (``RDM.labelled`` False: no ``labels=``, or a Recording whose stimulus
+ids were not given), condensed vectors and square matrices carry no labels and
+are matched by position. Labels given are labels whatever their values: ids
+``0 .. n-1`` in another order align by label too.
 """
 from __future__ import annotations
 
@@ -162,9 +164,9 @@ def _vectors(x) -> torch.Tensor:
 def aligned(*collections) -> list:
     """``collections`` (RDMs, lists or dicts of RDMs, tensors) with every labelled RDM in one stimulus order.
 
-    The order is that of the first RDM whose labels are not the default ``0 .. n-1``; an RDM with the
-    same labels in another order is reordered (:meth:`RDM.subset`); other labels are refused. RDMs
-    with default labels and tensors are left as they are (matched by position).
+    The order is that of the first labelled RDM (``RDM.labelled``: labels were given); an RDM with the
+    same labels in another order is reordered (:meth:`RDM.subset`); other labels are refused. Unlabelled
+    RDMs and tensors are left as they are (matched by position).
 
     Raises
     ------
@@ -203,8 +205,8 @@ def _rdms_in(x) -> list:
 
 
 def _positional(r: RDM) -> bool:
-    """Default labels 0 .. n-1: the RDM carries no labels of its own."""
-    return list(r.labels) == list(range(r.n))
+    """No labels were given: the RDM is matched by position (its ``labels`` are only 0 .. n-1 for plots)."""
+    return not r.labelled
 
 
 def _key(label):

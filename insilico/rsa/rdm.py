@@ -37,11 +37,16 @@ class RDM(Result):
         Dissimilarities of the pairs (i, j), i < j, row by row: the order of
         scipy's ``squareform`` and ``pdist``.
     labels : sequence, optional
-        One label per stimulus (default 0 .. n-1).
+        One label per stimulus. Without them the RDM is *unlabelled*: its
+        ``labels`` read 0 .. n-1 (for plots) but it is matched to other RDMs
+        by position; labels given are labels, whatever their values (0 .. n-1
+        in another order too) and RDMs are aligned by them (:func:`insilico.rsa.aligned`).
     method : str, optional
         How the dissimilarities were computed.
     name : str, optional
         What was measured (a layer, a brain region).
+    labelled : bool, optional
+        Whether ``labels`` were given (default: ``labels is not None``).
 
     Attributes
     ----------
@@ -66,6 +71,7 @@ class RDM(Result):
     labels: Sequence | None = None
     method: str | None = None
     name: str | None = None
+    labelled: bool | None = None
 
     def __post_init__(self):
         vector = _as_tensor(self.vector)
@@ -73,6 +79,7 @@ class RDM(Result):
             raise InsilicoError(f"an RDM vector is 1-D, got shape {tuple(vector.shape)}; use RDM.from_matrix for n x n")
         self.n = _n_from_pairs(vector.numel())
         self.vector = vector
+        self.labelled = bool(self.labelled) if self.labelled is not None else self.labels is not None
         self.labels = list(self.labels) if self.labels is not None else list(range(self.n))
         if len(self.labels) != self.n:
             raise InsilicoError(f"{len(self.labels)} labels for an RDM of {self.n} stimuli")
@@ -116,7 +123,7 @@ class RDM(Result):
 
     def to(self, device) -> RDM:
         """A copy on ``device``."""
-        return RDM(self.vector.to(device), self.labels, self.method, self.name)
+        return RDM(self.vector.to(device), self.labels, self.method, self.name, self.labelled)
 
     def numpy(self) -> np.ndarray:
         """The condensed vector as a NumPy array (``scipy.spatial.distance.squareform`` makes it square)."""
@@ -128,7 +135,8 @@ class RDM(Result):
         if idx.dtype == torch.bool:
             idx = idx.nonzero().flatten()
         m = self.matrix[idx][:, idx]
-        return RDM.from_matrix(m, [self.labels[int(k)] for k in idx.tolist()], self.method, self.name, check=False)
+        labels = [self.labels[int(k)] for k in idx.tolist()] if self.labelled else None
+        return RDM.from_matrix(m, labels, self.method, self.name, check=False)
 
     def plot(self, ax=None, rank: bool = False, cmap: str = "viridis", colorbar: bool = True, title: str | None = None,
              ticks: bool | None = None):
@@ -213,8 +221,9 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     units : list of str, optional
         Which units of a Recording (default: all).
     labels : sequence, optional
-        Stimulus labels (default: the Recording's ids, or 0 .. n-1; with
-        ``conditions=``, the sorted unique conditions).
+        Stimulus labels (default: the Recording's ids when they were given
+        (``Recording.labelled``); with ``conditions=``, the sorted unique
+        conditions; else none: the RDM is unlabelled, matched by position).
     runs, conditions : sequence, optional
         Run (fold) and stimulus label of each observation, for crossnobis on
         (n_observations, ...) data; observations of one stimulus in one run are averaged.
@@ -256,7 +265,7 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
 
     if isinstance(responses, Recording):
         names = list(units) if units is not None else responses.units
-        ids = labels if labels is not None else responses.ids
+        ids = labels if labels is not None else responses.ids if responses.labelled else None
         return {str(u): _rdm_one(responses[u], labels=ids, name=str(u), **kwargs) for u in names}
     if isinstance(responses, Mapping):
         names = list(units) if units is not None else list(responses)

@@ -84,7 +84,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError, StimulusError
-from ..layers import image_size, renamed
+from ..layers import image_size, renamed, size_failure
 from ..objectives import Activations, Objective, unique_wholes
 from ..performance import PRECISIONS, tuned
 from ..plan import Plan, plan_for
@@ -362,8 +362,9 @@ class Synthesis:
         """One no-grad pass before the first run: checks the objective's output and learns where passes can stop.
 
         Returns whether passes stop (``rec.stop_at``, learned by this pass or
-        given by the plan, says where). An error of the model reaches the caller unchanged
-        (with a note on ``size=`` and ``pad=``), unless every recorded module
+        given by the plan, says where). A shape error of the model is a
+        :class:`~insilico.errors.ModelInputError` naming ``size=`` (other errors reach the caller
+        unchanged: :func:`~insilico.layers.inputs.size_failure`), unless every recorded module
         ran before it and passes are truncated (the layers after the recorded
         ones need not take this image size, e.g. the classifier of a fixed-size net).
         """
@@ -375,10 +376,8 @@ class Synthesis:
                 self.model(x) if rec is None else rec.forward(x)
             except Exception as error:
                 resized = self._fixed_size_transforms(images, draw, rec)
-                if resized is None:
-                    error.add_note(f"insilico: the model failed on images of shape {tuple(x.shape)} (after transforms "
-                                   f"{self.transforms}); check size= (the model's input size)")
-                    raise
+                if resized is None:  # a shape error of the model: a ModelInputError naming size=
+                    raise size_failure(error, tuple(x.shape), "size", f" (after transforms {self.transforms})")
                 self.transforms = resized
             values = self._evaluate(rec, images)
             if rec is not None:

@@ -116,9 +116,23 @@ def optimizer_name(factory: Callable) -> str:
     return getattr(getattr(factory, "func", factory), "__name__", type(factory).__name__)
 
 
+#: The largest learning rate a synthesis takes (a million times the pixel range; larger ones overflow float32
+#: optimizer steps: Adam refuses lr=1e99 with a raw RuntimeError).
+LR_MAX = 1e6
+
+
 def make_optimizer(optimizer: str | Callable, params: Sequence[torch.Tensor], lr: float,
                    options: dict | None = None) -> torch.optim.Optimizer:
-    """The optimizer named ``optimizer`` (one of ``OPTIMIZERS``) or made by the factory, for ``params``."""
+    """The optimizer named ``optimizer`` (one of ``OPTIMIZERS``) or made by the factory, for ``params``.
+
+    Raises
+    ------
+    InsilicoError
+        ``lr`` above :data:`LR_MAX` (or not a positive finite number).
+    """
+    if not 0 < float(lr) <= LR_MAX:
+        raise InsilicoError(f"lr must be > 0 and <= {LR_MAX:g}, not {lr!r}: a step moves each parameter by about "
+                            "lr, and the pixels span [0, 1]")
     options = dict(options or {})
     if callable(optimizer):
         return optimizer(list(params), lr=lr, **options)
@@ -129,4 +143,4 @@ def make_optimizer(optimizer: str | Callable, params: Sequence[torch.Tensor], lr
     return BatchLBFGS(list(params), lr=lr, **options)
 
 
-__all__ = ["NORMS", "OPTIMIZERS", "SignSGD", "make_optimizer", "norm_name", "optimizer_name"]
+__all__ = ["LR_MAX", "NORMS", "OPTIMIZERS", "SignSGD", "make_optimizer", "norm_name", "optimizer_name"]

@@ -234,9 +234,10 @@ def test_help_shows_the_defaults_the_library_uses():
     from insilico.cli import build_parser
     from insilico.design.adversarial import pgd
     from insilico.design.controversial import controversial
-    from insilico.design.maximize import maximize
+    from insilico.design.maximize import MAXIMIZE_DEFAULTS, maximize
     from insilico.design.metamers import metamer
     from insilico.gallery import GallerySettings
+    from insilico.synthesis import SynthesisOptions
     from insilico.synthesis.optimizers import NORMS
 
     def default(function, name):
@@ -244,8 +245,9 @@ def test_help_shows_the_defaults_the_library_uses():
 
     parser = build_parser()
     m = parser.parse_args(["maximize", "--units", "u", "--out", "o"])
-    assert (m.steps, m.lr, m.images_per_unit, m.diversity) == tuple(
-        default(maximize, k) for k in ("steps", "lr", "images_per_unit", "diversity"))
+    maximize_options = SynthesisOptions(**MAXIMIZE_DEFAULTS)
+    assert (m.steps, m.lr, m.images_per_unit, m.diversity) == (
+        maximize_options.steps, maximize_options.lr, *(default(maximize, k) for k in ("images_per_unit", "diversity")))
     assert parser.parse_args(["metamer", "--layer", "l", "--out", "o"]).steps == default(metamer, "steps")
     a = parser.parse_args(["adversarial", "--out", "o"])
     assert (a.steps, a.norm) == (default(pgd, "steps"), default(pgd, "norm"))
@@ -265,7 +267,7 @@ def test_help_shows_the_defaults_the_library_uses():
                           ("--seed", s.seed), ("--model", s.model)]:
         assert re.search(rf"{option} \S+ .*?\(default: the definition's, else {value}\)", gallery), option
     help_text = " ".join(subcommands["maximize"].format_help().split())
-    assert f"(default {default(maximize, 'steps')})" in help_text and "%(default)" not in help_text
+    assert f"(default {maximize_options.steps})" in help_text and "%(default)" not in help_text
 
 
 def test_the_library_refuses_bad_numbers_too():

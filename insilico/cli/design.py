@@ -20,9 +20,9 @@ def _maximize(sub) -> None:
     _model_options(p)
     tool = "design/maximize.py"
     p.add_argument("--units", nargs="+", required=True, help="unit addresses, e.g. 'features.3[5]' or a layer")
-    p.add_argument("--steps", type=positive_int, default=library_value(tool, "maximize.steps"),
+    p.add_argument("--steps", type=positive_int, default=library_value(tool, "MAXIMIZE_DEFAULTS.steps"),
                    help="optimisation steps (default %(default)s)")
-    p.add_argument("--lr", type=positive_float, default=library_value(tool, "maximize.lr"),
+    p.add_argument("--lr", type=positive_float, default=library_value(tool, "MAXIMIZE_DEFAULTS.lr"),
                    help="learning rate (default %(default)s)")
     p.add_argument("--size", type=positive_int, default=None, help="image side (default: the model's input size)")
     p.add_argument("--images-per-unit", type=positive_int, default=library_value(tool, "maximize.images_per_unit"),

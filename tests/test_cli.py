@@ -233,7 +233,7 @@ def test_help_shows_the_defaults_the_library_uses():
     from insilico.attribution.gradients import METHODS
     from insilico.cli import build_parser
     from insilico.design.adversarial import pgd
-    from insilico.design.controversial import controversial
+    from insilico.design.controversial import CONTROVERSIAL_DEFAULTS, controversial
     from insilico.design.maximize import MAXIMIZE_DEFAULTS, maximize
     from insilico.design.metamers import metamer
     from insilico.gallery import GallerySettings
@@ -252,7 +252,7 @@ def test_help_shows_the_defaults_the_library_uses():
     a = parser.parse_args(["adversarial", "--out", "o"])
     assert (a.steps, a.norm) == (default(pgd, "steps"), default(pgd, "norm"))
     c = parser.parse_args(["controversial", "--pairs", "1,2", "--out", "o"])
-    assert (c.steps, c.images_per_pair) == (default(controversial, "steps"), default(controversial, "seeds"))
+    assert (c.steps, c.images_per_pair) == (CONTROVERSIAL_DEFAULTS["steps"], default(controversial, "seeds"))
     subcommands = parser._subparsers._group_actions[0].choices
     def choices(command, dest):
         return next(a.choices for a in subcommands[command]._actions if a.dest == dest)

@@ -178,7 +178,7 @@ def _controversial(sub) -> None:
                    help="two bundled names or specs, A and B (default: minialex blt)")
     p.add_argument("--pairs", nargs="+", type=_class_pair, required=True,
                    help="class pairs as i,j (indices or class names)")
-    p.add_argument("--steps", type=positive_int, default=library_value(tool, "controversial.steps"),
+    p.add_argument("--steps", type=positive_int, default=library_value(tool, "CONTROVERSIAL_DEFAULTS.steps"),
                    help="most optimisation steps (default %(default)s)")
     p.add_argument("--images-per-pair", type=positive_int, default=library_value(tool, "controversial.seeds"),
                    help="images per class pair, each from its own start (default %(default)s)")

@@ -50,14 +50,13 @@ from ..registry import register_tool
 from ..sharding import map_chunks
 from ..units import Unit
 from ..synthesis.engine import Synthesis
-from ..synthesis.options import (DEFAULT_JITTER, DEFAULT_PAD, DEFAULT_ROTATE, DEFAULT_SCALE, \
+from ..synthesis.options import (DEFAULT_DECAY, DEFAULT_JITTER, DEFAULT_PAD, DEFAULT_ROTATE, DEFAULT_SCALE,
                                  SynthesisOptions)
 from ..synthesis.result import SynthesisResult
 
 DEFAULT_STEPS = 512
 DEFAULT_LR = 0.05
 DEFAULT_PARAMETERIZATION = "fourier"
-DEFAULT_DECAY = 1.5
 DEFAULT_BATCH_SIZE = 64
 #: Where maximize's defaults differ from :class:`~insilico.synthesis.SynthesisOptions`'.
 MAXIMIZE_DEFAULTS = {"transforms": "default"}

@@ -235,7 +235,7 @@ def test_help_shows_the_defaults_the_library_uses():
     from insilico.design.adversarial import pgd
     from insilico.design.controversial import CONTROVERSIAL_DEFAULTS, controversial
     from insilico.design.maximize import MAXIMIZE_DEFAULTS, maximize
-    from insilico.design.metamers import metamer
+    from insilico.design.metamers import METAMER_DEFAULTS
     from insilico.gallery import GallerySettings
     from insilico.synthesis import SynthesisOptions
     from insilico.synthesis.optimizers import NORMS
@@ -248,7 +248,7 @@ def test_help_shows_the_defaults_the_library_uses():
     maximize_options = SynthesisOptions(**MAXIMIZE_DEFAULTS)
     assert (m.steps, m.lr, m.images_per_unit, m.diversity) == (
         maximize_options.steps, maximize_options.lr, *(default(maximize, k) for k in ("images_per_unit", "diversity")))
-    assert parser.parse_args(["metamer", "--layer", "l", "--out", "o"]).steps == default(metamer, "steps")
+    assert parser.parse_args(["metamer", "--layer", "l", "--out", "o"]).steps == METAMER_DEFAULTS["steps"]
     a = parser.parse_args(["adversarial", "--out", "o"])
     assert (a.steps, a.norm) == (default(pgd, "steps"), default(pgd, "norm"))
     c = parser.parse_args(["controversial", "--pairs", "1,2", "--out", "o"])
@@ -282,6 +282,8 @@ def test_the_library_refuses_bad_numbers_too():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(3))
     net(torch.rand(1, 3, 8, 8))
     with pytest.raises(InsilicoError, match="steps must be at least 1"):
+        maximize(net, "1[0]", size=8, steps=0, progress=False)
+    with pytest.raises(InsilicoError, match="steps must be at least 0"):
         maximize(net, "1[0]", size=8, steps=-1, progress=False)
     with pytest.raises(InsilicoError, match="lr must be a positive finite number"):
         maximize(net, "1[0]", size=8, steps=2, lr=float("nan"), progress=False)

@@ -88,7 +88,7 @@ def _metamer(sub) -> None:
     _model_options(p)
     _input_images(p)
     p.add_argument("--layer", required=True, help="unit address of the matched layer, e.g. features.3")
-    p.add_argument("--steps", type=positive_int, default=library_value("design/metamers.py", "metamer.steps"),
+    p.add_argument("--steps", type=positive_int, default=library_value("design/metamers.py", "METAMER_DEFAULTS.steps"),
                    help="most optimisation steps (default %(default)s)")
     _batch_option(p, 16, "references")
     p.add_argument("--out", required=True, help="output folder")

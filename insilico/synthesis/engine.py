@@ -241,8 +241,9 @@ class Synthesis:
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
         if options.lr is None:
             raise InsilicoError("lr must be a positive finite number, not None")
-        if options.schedule is None:
-            raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not None")
+        if not callable(options.schedule) and options.schedule not in SCHEDULES:
+            raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not "
+                                f"{options.schedule!r} (Halving(every) for a halving rate)")
         self.lr = float(options.lr)
         self.optimizer_options = dict(options.optimizer_options or {})
         self.schedule = options.schedule

@@ -49,6 +49,8 @@ DEFAULT_ROTATE = 10.0
 #: The Fourier parameterization's spectral decay in maximize and population_control (lucid uses 1; 1.5 gives as
 #: smooth images in half the steps, benchmarks/bench_maximize.py).
 DEFAULT_DECAY = 1.5
+#: Schedules a tool resolves itself (metamer: None and "halving", see :data:`insilico.design.metamers.METAMER_DEFAULTS`).
+TOOL_SCHEDULES = ("halving", None)
 #: Options that never change the images (left out of job identities).
 NOT_RESULT_CHANGING = ("progress", "sync_every", "truncate", "compact", "channels_last")
 _TRANSFORM_KNOBS = ("pad", "jitter", "scale", "rotate")
@@ -72,7 +74,8 @@ class SynthesisOptions:
         Extra arguments of the optimizer (e.g. ``{"momentum": 0.9}``; L-BFGS ``history_size``, ``max_ls``).
     schedule : {"constant", "cosine", "linear"} or callable
         Learning-rate factor against the step (default "constant", :mod:`.schedules`); cosine and linear decay
-        to 0 over ``schedule_steps`` (default ``steps``).
+        to 0 over ``schedule_steps`` (default ``steps``). ``"halving"`` and None: only where a tool picks
+        the schedule (metamer).
     schedule_steps : int, optional
         Length of the decaying schedules (default ``steps``).
     parameterization : {"fourier", "pixel"} or Parameterization
@@ -147,11 +150,11 @@ class SynthesisOptions:
     def validate(self) -> SynthesisOptions:
         """Check every option's range; returns ``self``. Raises InsilicoError naming the option and its values."""
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise InsilicoError(f"steps must be an int >= 0 (0: only the start images), not {self.steps!r}")
+            raise InsilicoError(f"steps must be at least 0 (0: only the start images), an int, not {self.steps!r}")
         if self.lr is not None and not (_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise InsilicoError(f"lr must be a positive finite number, not {self.lr!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS, "or a factory (params, lr=...) -> torch.optim.Optimizer")
-        _choice("schedule", self.schedule, SCHEDULES + (None,), "or a function step -> factor")
+        _choice("schedule", self.schedule, SCHEDULES + TOOL_SCHEDULES, "or a function step -> factor")
         _choice("parameterization", self.parameterization, tuple(PARAMETERIZATIONS), "or a Parameterization",
                 kinds=(Parameterization, type))
         _choice("keep", self.keep, KEEP)

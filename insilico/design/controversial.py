@@ -321,6 +321,8 @@ def controversial(
     shape = None if init is not None else image_size(members[0], size)
     if not 0 < stop_at <= 1:
         raise InsilicoError(f"stop_at is a score in (0, 1], got {stop_at}")
+    if options.parameterization is None:  # the tool's: pixels (a shared options object leaves it to the tool)
+        options = options.replace(parameterization="pixel")
     squash = {"squash": "clamp"} if options.parameterization == "pixel" else {}
     options = options.replace(param_options={**squash, **(options.param_options or {})},
                               stop=[*options.stop, TargetReached(math.log(stop_at))], compact="cpu")

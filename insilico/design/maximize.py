@@ -176,8 +176,8 @@ def maximize(
         diversity_layer = modules.pop()
     options = options.replace(transforms=options.make_transforms(model, shape), pad=None, jitter=None, scale=None,
                               rotate=None)
-    if options.parameterization == "fourier":
-        options = options.replace(param_options={"decay": DEFAULT_DECAY, **(options.param_options or {})})
+    if options.parameterization in (None, "fourier"):
+        options = options.replace(parameterization="fourier", param_options={"decay": DEFAULT_DECAY, **(options.param_options or {})})
     goal = "minimize" if negative else "maximize"
     sign = -1.0 if negative else 1.0  # diversity always works against the goal's direction
     chunk = max(images_per_unit, (batch_size // images_per_unit) * images_per_unit)

@@ -103,8 +103,7 @@ DEFAULT_STEPS = 1000
 DEFAULT_LR = {"adam": 0.03, "sgd": 0.1, "lbfgs": 1.0}
 #: Where metamer's defaults differ from :class:`~insilico.synthesis.SynthesisOptions`' (lr None:
 #: ``DEFAULT_LR[optimizer]``; schedule None: "halving" for Adam/SGD, "constant" for L-BFGS).
-METAMER_DEFAULTS = {"steps": DEFAULT_STEPS, "optimizer": "lbfgs", "lr": None, "schedule": None,
-                    "parameterization": "pixel"}
+METAMER_DEFAULTS = {"steps": DEFAULT_STEPS, "optimizer": "lbfgs", "lr": None, "schedule": None}
 #: Stop a sample once its relative representation error is at most this.
 DEFAULT_THRESHOLD = 0.01
 #: Halvings of the learning rate over ``steps`` with ``schedule="halving"``.
@@ -278,7 +277,7 @@ class MetamerSynthesis:
             raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if optimizer not in DEFAULT_LR:
             raise InsilicoError(f"optimizer must be one of {tuple(DEFAULT_LR)}, not {optimizer!r}")
-        if options.parameterization != "pixel" or "squash" in (options.param_options or {}):
+        if options.parameterization not in (None, "pixel") or "squash" in (options.param_options or {}):
             raise InsilicoError("metamers are optimised in pixels, kept in [0, 1] by constraint=: leave "
                                 "parameterization= and param_options['squash'] out")
         if constraint not in ("auto", "clamp", "sigmoid"):
@@ -345,6 +344,7 @@ class MetamerSynthesis:
         self.init_kind = init if isinstance(init, str) else "images"
         self.lr = float(options.lr if options.lr is not None else DEFAULT_LR[optimizer])
         self.options = options.replace(lr=self.lr, schedule=engine_schedule, stop=self.rules, progress=False,
+                                       parameterization="pixel",
                                        param_options={**(options.param_options or {}), "squash": self.constraint},
                                        compact="cpu")
         self.engine = Synthesis(model, self.objective, init=init_images, goal="minimize", seed=self.seed,

@@ -331,8 +331,8 @@ def population_control(
     init = _start_images(init, natural, best_natural, shape, len(index))
     options = options.replace(transforms=options.make_transforms(predictor, shape), pad=None, jitter=None,
                               scale=None, rotate=None)
-    if options.parameterization == "fourier":
-        options = options.replace(param_options={"decay": DEFAULT_DECAY, **(options.param_options or {})})
+    if options.parameterization in (None, "fourier"):
+        options = options.replace(parameterization="fourier", param_options={"decay": DEFAULT_DECAY, **(options.param_options or {})})
 
     labels = [names[k] for k in index]
     # every (target, restart) is one sample of the engine; restart 0 is labelled by the target alone, so

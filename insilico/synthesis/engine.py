@@ -173,8 +173,9 @@ class Synthesis:
         self.device, self.dtype = self.probe.device, self.probe.dtype
         self.wholes = unique_wholes(objective.units)
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
-        init = self._set_samples(n, size, init, options.parameterization, labels, seed)
-        self._set_parameterization(options.parameterization, options.param_options, init)
+        kind = options.parameterization or "fourier"
+        init = self._set_samples(n, size, init, kind, labels, seed)
+        self._set_parameterization(kind, options.param_options, init)
 
         self.goal = GOALS[goal]
         self.goal_name = goal

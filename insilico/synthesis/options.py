@@ -78,8 +78,9 @@ class SynthesisOptions:
         the schedule (metamer).
     schedule_steps : int, optional
         Length of the decaying schedules (default ``steps``).
-    parameterization : {"fourier", "pixel"} or Parameterization
-        Default "fourier": 1/f spectrum, decorrelated colour, sigmoid (:mod:`.parameterization`).
+    parameterization : {"fourier", "pixel"}, Parameterization or None
+        Default None: the tool's, "fourier" (1/f spectrum, decorrelated colour, sigmoid; :mod:`.parameterization`)
+        for Synthesis, maximize, population_control; "pixel" for metamer and controversial.
     param_options : dict, optional
         Passed to the parameterization (``decay``, ``color``, ``squash``).
     transforms : Transforms, "default" or None
@@ -124,7 +125,7 @@ class SynthesisOptions:
     optimizer_options: dict | None = None
     schedule: str | Callable[[int], float] | None = "constant"
     schedule_steps: int | None = None
-    parameterization: str | Parameterization = "fourier"
+    parameterization: str | Parameterization | None = None
     param_options: dict | None = None
     transforms: Transforms | str | None = None
     pad: int | None = None
@@ -155,7 +156,7 @@ class SynthesisOptions:
             raise InsilicoError(f"lr must be a positive finite number, not {self.lr!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS, "or a factory (params, lr=...) -> torch.optim.Optimizer")
         _choice("schedule", self.schedule, SCHEDULES + TOOL_SCHEDULES, "or a function step -> factor")
-        _choice("parameterization", self.parameterization, tuple(PARAMETERIZATIONS), "or a Parameterization",
+        _choice("parameterization", self.parameterization, (*PARAMETERIZATIONS, None), "or a Parameterization",
                 kinds=(Parameterization, type))
         _choice("keep", self.keep, KEEP)
         _choice("precision", self.precision, tuple(PRECISIONS))

@@ -78,7 +78,7 @@ def test_each_tool_states_only_where_its_defaults_differ():
     assert (metamer.steps, metamer.optimizer, metamer.lr) == (1000, "lbfgs", None)
     assert SynthesisOptions(**CONTROVERSIAL_DEFAULTS).steps == 300
     population = SynthesisOptions(**POPULATION_CONTROL_DEFAULTS)
-    assert (population.steps, population.pad) == (128, 0)
+    assert (population.steps, population.transforms) == (128, "default")
     # what the tools really use: the defaults reach the engine
     net = tiny_net()
     synth = MetamerSynthesis(net, "0", torch.rand(1, 3, 8, 8), progress=False)

@@ -85,7 +85,7 @@ DEFAULT_CONTRAST = None
 #: Default number of starts per target (the best predicted is kept).
 DEFAULT_RESTARTS = 4
 #: Where population_control's defaults differ from :class:`~insilico.synthesis.SynthesisOptions`'.
-POPULATION_CONTROL_DEFAULTS = {"steps": DEFAULT_STEPS, "lr": DEFAULT_LR, "transforms": "default", "pad": 0}
+POPULATION_CONTROL_DEFAULTS = {"steps": DEFAULT_STEPS, "lr": DEFAULT_LR, "transforms": "default"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def population_control(
         ``projection`` (the contrast and distance budgets are this tool's projection). Defaults for this tool
         (``POPULATION_CONTROL_DEFAULTS``): 128 Adam steps (``DEFAULT_STEPS``) of lr 0.05; the Fourier 1/f
         parameterization with decay 1.5 as :func:`insilico.maximize`'s; ``transforms="default"`` without
-        padding (``pad=0``: jitter by size/28 pixels, scale by (0.9, 1.1), rotate by 10 degrees at every step).
+        padding (``pad`` default 0: jitter by size/28 pixels, scale by (0.9, 1.1), rotate by 10 degrees at every step).
 
     Returns
     -------
@@ -329,6 +329,8 @@ def population_control(
     t_index = torch.as_tensor(index)
     best_natural = None if natural is None else _best_natural(nat_pred, index, mode, mean, std, temperature)
     init = _start_images(init, natural, best_natural, shape, len(index))
+    if options.transforms == "default" and options.pad is None:  # this tool's default transforms do not pad
+        options = options.replace(pad=0)
     options = options.replace(transforms=options.make_transforms(predictor, shape), pad=None, jitter=None,
                               scale=None, rotate=None)
     if options.parameterization in (None, "fourier"):
@@ -366,7 +368,7 @@ def population_control(
         nat_control = _control(nat_p, t_index, mean, std, temperature, len(names))
         nat_max = nat_pred.amax(0)
     settings = {"mode": mode, "steps": options.steps, "lr": options.lr, "temperature": temperature,
-                "parameterization": options.parameterization, "transforms": repr(options.transforms),
+                "parameterization": options.parameterization, "transforms": None if options.transforms.identity else repr(options.transforms),
                 "init": "images" if init is not None else None, "budget": budget, "norm": norm, "tv": options.tv,
                 "contrast": contrast, "restarts": restarts,
                 "batch_size": batch_size, "seed": seed, "predictor": type(predictor).__name__,

@@ -127,3 +127,14 @@ def test_options_are_a_frozen_value():
         options.steps = 9
     assert options.replace(lr=0.2) == SynthesisOptions(steps=8, lr=0.2) and options.lr == 0.05
     assert "progress" not in options.identity() and options.identity()["steps"] == 8
+
+
+def test_a_resumed_metamer_keeps_its_engine_options():
+    net = tiny_net()
+    refs = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    common = dict(optimizer="adam", tv=0.2, threshold=None, progress=False)
+    part = insilico.metamer(net, "0", refs, steps=3, **common)
+    resumed = insilico.metamer(net, resume=part, steps=2, progress=False)
+    whole = insilico.metamer(net, "0", refs, steps=5, **common)
+    assert resumed.settings["tv"] == 0.2
+    assert torch.allclose(resumed.images, whole.images, atol=1e-6)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -54,6 +55,7 @@ TOOL_SCHEDULES = ("halving", None)
 #: Options that never change the images (left out of job identities).
 NOT_RESULT_CHANGING = ("progress", "sync_every", "truncate", "compact", "channels_last")
 _TRANSFORM_KNOBS = ("pad", "jitter", "scale", "rotate")
+_INT_FIELDS = ("steps", "schedule_steps", "pad", "transforms_until", "blur_every", "sync_every")
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,12 @@ class SynthesisOptions:
     truncate: bool = True
     sync_every: int = DEFAULT_SYNC_EVERY
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in _INT_FIELDS:  # numpy and torch integers as plain ints (JSON settings, job identities)
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value) is not int:
+                object.__setattr__(self, name, int(value))
 
     def validate(self) -> SynthesisOptions:
         """Check every option's range; returns ``self``. Raises InsilicoError naming the option and its values."""

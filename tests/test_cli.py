@@ -249,10 +249,11 @@ def test_help_shows_the_defaults_the_library_uses():
     from insilico.attribution.gradients import METHODS
     from insilico.cli import build_parser
     from insilico.design.adversarial import pgd
-    from insilico.design.controversial import controversial
-    from insilico.design.maximize import maximize
-    from insilico.design.metamers import metamer
+    from insilico.design.controversial import CONTROVERSIAL_DEFAULTS, controversial
+    from insilico.design.maximize import MAXIMIZE_DEFAULTS, maximize
+    from insilico.design.metamers import METAMER_DEFAULTS
     from insilico.gallery import GallerySettings
+    from insilico.synthesis import SynthesisOptions
     from insilico.synthesis.optimizers import NORMS
 
     def default(function, name):
@@ -260,13 +261,14 @@ def test_help_shows_the_defaults_the_library_uses():
 
     parser = build_parser()
     m = parser.parse_args(["maximize", "--units", "u", "--out", "o"])
-    assert (m.steps, m.lr, m.images_per_unit, m.diversity) == tuple(
-        default(maximize, k) for k in ("steps", "lr", "images_per_unit", "diversity"))
-    assert parser.parse_args(["metamer", "--layer", "l", "--out", "o"]).steps == default(metamer, "steps")
+    maximize_options = SynthesisOptions(**MAXIMIZE_DEFAULTS)
+    assert (m.steps, m.lr, m.images_per_unit, m.diversity) == (
+        maximize_options.steps, maximize_options.lr, *(default(maximize, k) for k in ("images_per_unit", "diversity")))
+    assert parser.parse_args(["metamer", "--layer", "l", "--out", "o"]).steps == METAMER_DEFAULTS["steps"]
     a = parser.parse_args(["adversarial", "--out", "o"])
     assert (a.steps, a.norm) == (default(pgd, "steps"), default(pgd, "norm"))
     c = parser.parse_args(["controversial", "--pairs", "1,2", "--out", "o"])
-    assert (c.steps, c.images_per_pair) == (default(controversial, "steps"), default(controversial, "seeds"))
+    assert (c.steps, c.images_per_pair) == (CONTROVERSIAL_DEFAULTS["steps"], default(controversial, "seeds"))
     subcommands = parser._subparsers._group_actions[0].choices
     def choices(command, dest):
         return next(a.choices for a in subcommands[command]._actions if a.dest == dest)
@@ -281,7 +283,7 @@ def test_help_shows_the_defaults_the_library_uses():
                           ("--seed", s.seed), ("--model", s.model)]:
         assert re.search(rf"{option} \S+ .*?\(default: the definition's, else {value}\)", gallery), option
     help_text = " ".join(subcommands["maximize"].format_help().split())
-    assert f"(default {default(maximize, 'steps')})" in help_text and "%(default)" not in help_text
+    assert f"(default {maximize_options.steps})" in help_text and "%(default)" not in help_text
 
 
 def test_the_library_refuses_bad_numbers_too():
@@ -297,6 +299,8 @@ def test_the_library_refuses_bad_numbers_too():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(3))
     net(torch.rand(1, 3, 8, 8))
     with pytest.raises(InsilicoError, match="steps must be at least 1"):
+        maximize(net, "1[0]", size=8, steps=0, progress=False)
+    with pytest.raises(InsilicoError, match="steps must be at least 0"):
         maximize(net, "1[0]", size=8, steps=-1, progress=False)
     with pytest.raises(InsilicoError, match="lr must be a positive finite number"):
         maximize(net, "1[0]", size=8, steps=2, lr=float("nan"), progress=False)

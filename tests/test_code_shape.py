@@ -9,7 +9,8 @@ Every function and method in ``insilico/**/*.py`` is parsed with :mod:`ast`:
 
 Stimulus generators (``insilico/stimuli/``) may take more parameters: each one is a stimulus dimension
 (orientation, sf, phase, contrast...). The tools in :data:`OPTIONS_PENDING` still take many keyword options
-until the design tools share an options object; the list can only shrink.
+until they take an options object (the design tools share :class:`insilico.synthesis.SynthesisOptions`; their
+own and run-level parameters remain); the list can only shrink.
 """
 from __future__ import annotations
 
@@ -27,18 +28,14 @@ STIMULUS_GENERATORS = ("stimuli",)
 #: The count is exact: a listed function may not gain a parameter, and one that loses some must lower its
 #: count here (or leave the list, once within MAX_PARAMETERS).
 OPTIONS_PENDING = {
-    # the design tools: every Synthesis option, passed through
-    "design/maximize.py:maximize": 34,
-    "design/metamers.py:MetamerSynthesis.__init__": 23,
-    "design/population_control.py:population_control": 20,
-    "design/population_control.py:_synthesize": 23,      # population_control's options, one chunk
-    "design/adversarial.py:pgd": 19,
-    "design/adversarial.py:_pgd": 20,                    # pgd's options, one call
-    "design/adversarial.py:_attack_chunk": 16,           # pgd's options, one chunk
-    "design/controversial.py:controversial": 17,
-    # the engine: the loop's options (parameterization, transforms, optimizer, schedule, stopping, precision)
-    "synthesis/engine.py:Synthesis.__init__": 30,
-    "gallery/features.py:visualize": 15,                 # the gallery's feature visualisation: Synthesis options
+    # the design tools: their engine knobs are one SynthesisOptions (options= / **option_overrides); what is left
+    # are each tool's own parameters and the run-level ones (seed, batch_size, progress, resume, out, shard, overwrite)
+    "design/maximize.py:maximize": 17,
+    "design/metamers.py:MetamerSynthesis.__init__": 19,  # the metamer's own stopping, constraint, coarse-to-fine
+    "design/population_control.py:population_control": 15,
+    "design/adversarial.py:pgd": 19,                     # the attack's own settings (eps, norm, restarts...)
+    "design/controversial.py:controversial": 15,
+    "gallery/features.py:visualize": 14,                 # the gallery's feature visualisation: settle, stretch
     # the other tools' options
     "experiments/tuning.py:orientation_tuning": 17,
     "attribution/gradients.py:gradient_map": 14,

@@ -25,9 +25,9 @@ def _maximize(sub) -> None:
     _model_options(p)
     tool = "design/maximize.py"
     p.add_argument("--units", nargs="+", required=True, help="unit addresses, e.g. 'features.3[5]' or a layer")
-    p.add_argument("--steps", type=positive_int, default=library_value(tool, "maximize.steps"),
+    p.add_argument("--steps", type=positive_int, default=library_value(tool, "MAXIMIZE_DEFAULTS.steps"),
                    help="optimisation steps (default %(default)s)")
-    p.add_argument("--lr", type=float_up_to(LR_MAX), default=library_value(tool, "maximize.lr"),
+    p.add_argument("--lr", type=float_up_to(LR_MAX), default=library_value(tool, "MAXIMIZE_DEFAULTS.lr"),
                    help=f"learning rate, at most {LR_MAX:g} (default %(default)s)")
     p.add_argument("--size", type=positive_int, default=None, help="image side (default: the model's input size)")
     p.add_argument("--images-per-unit", type=positive_int, default=library_value(tool, "maximize.images_per_unit"),
@@ -99,7 +99,7 @@ def _metamer(sub) -> None:
     _model_options(p)
     _input_images(p)
     p.add_argument("--layer", required=True, help="unit address of the matched layer, e.g. features.3")
-    p.add_argument("--steps", type=positive_int, default=library_value("design/metamers.py", "metamer.steps"),
+    p.add_argument("--steps", type=positive_int, default=library_value("design/metamers.py", "METAMER_DEFAULTS.steps"),
                    help="most optimisation steps (default %(default)s)")
     _batch_option(p, 16, "references")
     p.add_argument("--out", required=True, help="output folder")
@@ -191,7 +191,7 @@ def _controversial(sub) -> None:
                    help="two bundled names or specs, A and B (default: minialex blt)")
     p.add_argument("--pairs", nargs="+", type=_class_pair, required=True,
                    help="class pairs as i,j (indices or class names)")
-    p.add_argument("--steps", type=positive_int, default=library_value(tool, "controversial.steps"),
+    p.add_argument("--steps", type=positive_int, default=library_value(tool, "CONTROVERSIAL_DEFAULTS.steps"),
                    help="most optimisation steps (default %(default)s)")
     p.add_argument("--images-per-pair", type=positive_int, default=library_value(tool, "controversial.seeds"),
                    help="images per class pair, each from its own start (default %(default)s)")

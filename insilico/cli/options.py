@@ -150,8 +150,9 @@ def library_value(path: str, name: str):
     """The value that the library module at ``path`` (relative to the package) gives ``name``.
 
     ``name`` is a module constant (``"METHODS"``), a function's parameter default
-    (``"maximize.steps"``) or a class field's default (``"GallerySettings.steps"``); names of module
-    constants are followed (``steps=DEFAULT_STEPS``). Read from the source so that ``--help`` shows the
+    (``"pgd.steps"``), a class field's default (``"GallerySettings.steps"``) or a tool's option default
+    (``"MAXIMIZE_DEFAULTS.lr"``: the key of that dict, else :class:`~insilico.synthesis.SynthesisOptions`');
+    names of module constants are followed (``steps=DEFAULT_STEPS``). Read from the source so that ``--help`` shows the
     defaults the library really uses without importing torch; a name that is gone raises
     :class:`~insilico.errors.InsilicoError` (tests/test_cli.py compares every value with the imported one).
 
@@ -164,6 +165,12 @@ def library_value(path: str, name: str):
                  if isinstance(t, ast.Name) and node.value is not None}
     owner, _, attr = name.rpartition(".")
     node = constants.get(attr) if not owner else _default_node(tree, owner, attr)
+    if isinstance(constants.get(owner), ast.Dict):  # a tool's option defaults ("MAXIMIZE_DEFAULTS.steps")
+        table = constants[owner]
+        node = next((v for k, v in zip(table.keys, table.values) if isinstance(k, ast.Constant) and k.value == attr),
+                    None)
+        if node is None:  # where the tool's default is SynthesisOptions' own
+            return library_value("synthesis/options.py", f"SynthesisOptions.{attr}")
     if node is None:
         raise InsilicoError(f"insilico/{path} defines no {name}: the command line reads its default there")
     return _evaluate(node, constants)

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -248,12 +249,31 @@ def pgd(
         step_size = sizes
     plan = Plan(model)  # the call's one Probe and one session
     with plan.session(grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
-        return _pgd(plan, s.inputs(images), labels, eps_list, scalar, step_size, steps, norm_key, target, target_value,
-                    random_start, restarts, loss, early_stop, batch_size, seed, progress, out, shard, overwrite)
+        attack = _Attack(eps_list, scalar, step_size, steps, norm_key, target_value, bool(random_start), int(restarts),
+                         loss, bool(early_stop), seed, progress)
+        return _pgd(plan, s.inputs(images), labels, target, attack, batch_size, out, shard, overwrite)
 
 
-def _pgd(plan, images, labels, eps_list, scalar, step_size, steps, norm_key, target, target_value, random_start,
-         restarts, loss, early_stop, batch_size, seed, progress, out, shard, overwrite) -> AdversarialResult | None:
+@dataclass(frozen=True)
+class _Attack:
+    """:func:`pgd`'s checked settings, passed down to every chunk as one object (``step_size``: one per epsilon,
+    or None for ``2.5 * eps / steps``)."""
+
+    eps_list: list
+    scalar: bool
+    step_size: list | None
+    steps: int
+    norm: str
+    target_value: float | None
+    random_start: bool
+    restarts: int
+    loss: str
+    early_stop: bool
+    seed: int
+    progress: bool
+
+
+def _pgd(plan, images, labels, target, attack: _Attack, batch_size, out, shard, overwrite) -> AdversarialResult | None:
     """:func:`pgd` after its checks, inside the plan's session, with ``images`` on the model's device and in its dtype."""
     model = plan.model
     device = images.device
@@ -276,20 +296,21 @@ def _pgd(plan, images, labels, eps_list, scalar, step_size, steps, norm_key, tar
         user_objective = None
 
     chunk = int(batch_size) if batch_size else n
+    eps_list, steps = attack.eps_list, attack.steps
     settings = {
-        "attack": "pgd", "eps": eps_list, "norm": norm_key, "steps": steps,
-        "step_size": step_size if step_size is not None else [2.5 * e / steps for e in eps_list],
-        "random_start": bool(random_start), "restarts": int(restarts), "loss": loss, "early_stop": bool(early_stop),
+        "attack": "pgd", "eps": eps_list, "norm": attack.norm, "steps": steps,
+        "step_size": attack.step_size if attack.step_size is not None else [2.5 * e / steps for e in eps_list],
+        "random_start": attack.random_start, "restarts": attack.restarts, "loss": attack.loss,
+        "early_stop": attack.early_stop,
         "targeted": target is not None, "objective": repr(user_objective) if user_objective is not None else None,
-        "target_value": target_value, "seed": seed, "model": type(model).__name__,
+        "target_value": attack.target_value, "seed": attack.seed, "model": type(model).__name__,
         "dtype": str(images.dtype).replace("torch.", ""),
     }
-    common = dict(eps_list=eps_list, scalar=scalar, norm=norm_key, settings=settings,
+    common = dict(eps_list=eps_list, scalar=attack.scalar, norm=attack.norm, settings=settings,
                   classes=list(classes) if classes is not None else None)
     parts = sharding.map_chunks(lambda a, b: _attack_chunk(
         plan, images[a:b], None if labels is None else labels[a:b],
-        None if target_classes is None else target_classes[a:b], user_objective, step_size, steps,
-        target_value, random_start, int(restarts), loss, early_stop, seed, progress, a, common),
+        None if target_classes is None else target_classes[a:b], user_objective, attack, a, common),
         n, chunk, out=out, shard=shard, overwrite=overwrite,
         job=lambda: job_identity(model, {**settings, "tool": "pgd", "batch_size": chunk,
                                          "objective": value_digest(user_objective)},
@@ -299,10 +320,11 @@ def _pgd(plan, images, labels, eps_list, scalar, step_size, steps, norm_key, tar
     return AdversarialResult.concat(parts).to(device)
 
 
-def _attack_chunk(plan, images, labels, target_classes, user_objective, step_size, steps, target_value,
-                  random_start, restarts, loss, early_stop, seed, progress, offset, common) -> AdversarialResult:
+def _attack_chunk(plan, images, labels, target_classes, user_objective, attack: _Attack, offset,
+                  common) -> AdversarialResult:
     """The attack of one chunk of images (``offset``: the index of its first image in the job), on the CPU."""
-    eps_list, norm = common["eps_list"], common["norm"]
+    eps_list, norm, restarts, steps = attack.eps_list, attack.norm, attack.restarts, attack.steps
+    loss, early_stop, target_value, seed = attack.loss, attack.early_stop, attack.target_value, attack.seed
     n, e_count = images.shape[0], len(eps_list)
     s_count = e_count * restarts * n  # samples ordered (eps, restart, image)
     device, dtype = images.device, images.dtype
@@ -323,7 +345,7 @@ def _attack_chunk(plan, images, labels, target_classes, user_objective, step_siz
              for k in range(e_count) for r in range(restarts) for i in range(n)]
     ball = EpsBall(center, eps_s, norm)
     start = center
-    if random_start:
+    if attack.random_start:
         noise = torch.stack([torch.rand(center.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds])
         noise = noise.to(device, dtype) * 2 - 1
         if norm == "l2":
@@ -332,12 +354,12 @@ def _attack_chunk(plan, images, labels, target_classes, user_objective, step_siz
             radius = (noise.flatten(1)[:, 0] + 1) / 2
             noise = gauss / gauss.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * radius.view(-1, 1, 1, 1)
         start = ball(center + noise * eps_s.to(dtype).view(-1, 1, 1, 1))
-    step_sizes = (torch.tensor(step_size, dtype=dtype, device=device).repeat_interleave(restarts * n)
-                  if step_size is not None else (2.5 * eps_s / steps).to(dtype))
+    step_sizes = (torch.tensor(attack.step_size, dtype=dtype, device=device).repeat_interleave(restarts * n)
+                  if attack.step_size is not None else (2.5 * eps_s / steps).to(dtype))
     synth = Synthesis(
         plan.model, objective, Pixel(s_count, tuple(images.shape[1:]), squash="clamp"), init=start, goal="maximize",
         optimizer=SignSGD, optimizer_options={"norm": norm, "scale": step_sizes}, lr=1.0, steps=steps, stop=rules,
-        projection=ball, seed=seeds, labels=sample_labels, progress=progress,
+        projection=ball, seed=seeds, labels=sample_labels, progress=attack.progress,
         sync_every=1 if device.type == "cpu" else 4, compact="cpu", plan=plan)
     syn = synth.run()
     adv = synth.images.to(device, dtype)  # in the model's dtype (the engine's result holds float32 copies)

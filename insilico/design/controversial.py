@@ -62,6 +62,7 @@ from ..registry import register_tool
 from ..results import Result
 from ..session import session
 from ..synthesis.engine import Synthesis
+from ..synthesis.options import SynthesisOptions
 from ..synthesis.result import SynthesisResult
 from ..synthesis.stopping import TargetReached
 
@@ -69,6 +70,8 @@ from ..synthesis.stopping import TargetReached
 #: The per-sample fields of a ControversialResult (joined when chunks are merged).
 CONTROVERSIAL_SAMPLES = ("images", "score", "probabilities", "model_a", "model_b", "class_i", "class_j", "labels",
                          "synthesis")
+#: Where controversial's defaults differ from :class:`~insilico.synthesis.SynthesisOptions`'.
+CONTROVERSIAL_DEFAULTS = {"steps": 300, "parameterization": "pixel"}
 
 
 @dataclasses.dataclass
@@ -195,10 +198,6 @@ def controversial(
     model_pairs: Sequence[tuple] | None = None,
     init: torch.Tensor | None = None,
     size: int | Sequence[int] | None = None,
-    parameterization: str = "pixel",
-    param_options: dict | None = None,
-    steps: int = 300,
-    lr: float = 0.05,
     stop_at: float = 0.95,
     seed: int = 0,
     progress: bool = True,
@@ -206,6 +205,8 @@ def controversial(
     shard: tuple[int, int] | None = None,
     pairs_per_chunk: int = 16,
     overwrite: bool = False,
+    options: SynthesisOptions | None = None,
+    **option_overrides,
 ) -> ControversialResult:
     """Images that model A calls class i and model B class j, per model pair (Golan, Raju & Kriegeskorte 2020).
 
@@ -228,13 +229,6 @@ def controversial(
         Image size when not starting from images, as every tool reads it
         (:func:`insilico.layers.image_size`, with the first model's channels); default the first
         model's ``input_size``.
-    parameterization : {"pixel", "fourier"}
-        Default "pixel" (with ``squash="clamp"``, projected to [0, 1] after each step, unless
-        ``param_options`` says otherwise: sigmoid squashing saturates and stalls here).
-    steps : int
-        Most steps (Adam, default 300).
-    lr : float
-        Learning rate (default 0.05).
     stop_at : float
         A sample stops once its score reaches this (default 0.95).
     seed : int
@@ -251,6 +245,14 @@ def controversial(
         (model pair, class pair) combinations per chunk (each with its
         ``seeds`` images; default 16). A run without ``out`` goes through the
         same chunks, so a sharded run equals the one-process run exactly.
+    options : SynthesisOptions, optional
+        The synthesis loop's knobs, e.g. one object shared with other tools.
+    **option_overrides
+        Any field of :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
+        parameterization, param_options, stop, ...), on top of ``options``. Defaults for this tool
+        (``CONTROVERSIAL_DEFAULTS``): at most 300 steps (Adam, lr 0.05) and the "pixel" parameterization, with
+        ``squash="clamp"`` (projected to [0, 1] after each step) unless ``param_options`` says otherwise:
+        sigmoid squashing saturates and stalls here. ``stop`` rules are added to the ``stop_at`` rule.
 
     Returns
     -------
@@ -272,6 +274,8 @@ def controversial(
     >>> r.labels
     ['model0:0|model1:1#0', 'model0:0|model1:1#1']
     """
+    options = SynthesisOptions.from_kwargs("controversial", CONTROVERSIAL_DEFAULTS, options, progress=progress,
+                                           **option_overrides)
     group = ModelGroup(models)
     names = group.names
     members = [getattr(group, n) for n in names]
@@ -295,8 +299,8 @@ def controversial(
             raise InsilicoError(f"model_pairs must name two different models of {names}")
     if int(seeds) < 1:
         raise InsilicoError(f"seeds must be >= 1, got {seeds}")
-    if int(steps) < 1:
-        raise InsilicoError(f"steps must be >= 1, got {steps}")
+    if options.steps < 1:
+        raise InsilicoError(f"steps must be >= 1, got {options.steps}")
     if int(pairs_per_chunk) < 1:
         raise InsilicoError(f"pairs_per_chunk must be >= 1, got {pairs_per_chunk}")
     seeds = int(seeds)
@@ -317,19 +321,20 @@ def controversial(
     shape = None if init is not None else image_size(members[0], size)
     if not 0 < stop_at <= 1:
         raise InsilicoError(f"stop_at is a score in (0, 1], got {stop_at}")
-    options = {"squash": "clamp"} if parameterization == "pixel" else {}
-    options.update(param_options or {})
+    if options.parameterization is None:  # the tool's: pixels (a shared options object leaves it to the tool)
+        options = options.replace(parameterization="pixel")
+    squash = {"squash": "clamp"} if options.parameterization == "pixel" else {}
+    options = options.replace(param_options={**squash, **(options.param_options or {})},
+                              stop=[*options.stop, TargetReached(math.log(stop_at))], compact="cpu")
     settings = {"pairs": class_pairs, "model_pairs": model_pairs, "seeds": seeds, "stop_at": stop_at,
                 "pairs_per_chunk": int(pairs_per_chunk)}
 
     def chunk(start: int, stop: int) -> ControversialResult:
         rows = samples[start:stop]
         objective = Controversy(names, col(0, rows), col(1, rows), col(2, rows), col(3, rows))
-        synth = Synthesis(
-            group, objective, parameterization, n=stop - start, size=shape,
-            init=None if init is None else init[start:stop], param_options=options, goal="maximize", lr=lr,
-            steps=steps, stop=[TargetReached(math.log(stop_at))], seed=seed, labels=labels[start:stop],
-            progress=progress, sync_every=1 if synth_device.type == "cpu" else 8, compact="cpu")
+        synth = Synthesis(group, objective, n=stop - start, size=shape, init=None if init is None else init[start:stop],
+                          goal="maximize", seed=seed, labels=labels[start:stop], options=options,
+                          sync_every=1 if synth_device.type == "cpu" else 8)
         syn = synth.run()
         images = synth.images.detach().cpu()  # in the models' dtype (the engine's result holds float32 copies)
         probs, score = _judge(group, objective, images)
@@ -340,8 +345,8 @@ def controversial(
 
     def job() -> dict:  # every setting that changes the images (insilico.identity), computed only with out=
         return job_identity(dict(zip(names, members)), {
-            "tool": "controversial", **settings, "steps": steps, "lr": lr, "seed": seed, "shape": shape,
-            "parameterization": parameterization, "param_options": options}, {"init": init}, int(pairs_per_chunk) * seeds)
+            "tool": "controversial", **settings, "seed": seed, "shape": shape, **options.identity()}, {"init": init},
+            int(pairs_per_chunk) * seeds)
     with session(group, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
         synth_device = s.device
         init = None if init is None else s.inputs(init)
@@ -364,5 +369,5 @@ def _judge(group: ModelGroup, objective: Controversy, images: torch.Tensor):
     return probs, score
 
 
-__all__ = ["CONTROVERSIAL_SAMPLES", "Controversy", "ControversialResult", "ModelGroup", "controversial"]
+__all__ = ["CONTROVERSIAL_DEFAULTS", "CONTROVERSIAL_SAMPLES", "Controversy", "ControversialResult", "ModelGroup", "controversial"]
 

@@ -41,7 +41,7 @@ from torch import nn
 
 from ..errors import InsilicoError, StimulusError
 from ..layers import example_input, image_size
-from ..objectives import Activation, Diversity, L1, L2, Objective, Stacked, TotalVariation
+from ..objectives import Activation, Diversity, Objective, Stacked
 from ..pixels import check_images
 from ..plan import Plan
 from ..probe import Probe
@@ -49,20 +49,17 @@ from ..identity import job_identity, value_digest
 from ..registry import register_tool
 from ..sharding import map_chunks
 from ..units import Unit
-from ..synthesis import stopping
 from ..synthesis.engine import Synthesis
+from ..synthesis.options import (DEFAULT_DECAY, DEFAULT_JITTER, DEFAULT_PAD, DEFAULT_ROTATE, DEFAULT_SCALE,
+                                 SynthesisOptions)
 from ..synthesis.result import SynthesisResult
-from ..synthesis.transforms import Transforms
 
 DEFAULT_STEPS = 512
 DEFAULT_LR = 0.05
 DEFAULT_PARAMETERIZATION = "fourier"
-DEFAULT_DECAY = 1.5
-DEFAULT_JITTER = 1 / 28
-DEFAULT_PAD = 1 / 18
-DEFAULT_SCALE = (0.9, 1.1)
-DEFAULT_ROTATE = 10.0
 DEFAULT_BATCH_SIZE = 64
+#: Where maximize's defaults differ from :class:`~insilico.synthesis.SynthesisOptions`'.
+MAXIMIZE_DEFAULTS = {"transforms": "default"}
 
 
 @register_tool("design", takes_images=False, per_sample=True)
@@ -75,33 +72,16 @@ def maximize(
     diversity: float = 0.0,
     diversity_layer: str | None = None,
     negative: bool = False,
-    steps: int = DEFAULT_STEPS,
-    lr: float = DEFAULT_LR,
-    optimizer: str = "adam",
-    schedule: str = "constant",
-    parameterization: str = DEFAULT_PARAMETERIZATION,
-    param_options: dict | None = None,
-    transforms: Transforms | None | str = "default",
-    pad: int | None = None,
-    jitter: float | None = None,
-    scale: tuple = DEFAULT_SCALE,
-    rotate: float = DEFAULT_ROTATE,
-    tv: float = 0.0,
-    l1: float = 0.0,
-    l2: float = 0.0,
-    blur_every: int = 0,
-    blur_sigma: float = 0.5,
     init: torch.Tensor | None = None,
-    stop: Sequence[stopping.Rule] = (),
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     progress: bool = True,
     resume: SynthesisResult | None = None,
     out: str | os.PathLike | None = None,
     shard: tuple[int, int] | None = None,
-    precision: str = "fp32",
-    channels_last: bool = False,
     overwrite: bool = False,
+    options: SynthesisOptions | None = None,
+    **option_overrides,
 ) -> SynthesisResult | None:
     """Images that maximize (``negative=True``: minimize) the activation of each unit (lucid: Olah et al. 2017).
 
@@ -126,29 +106,9 @@ def maximize(
         Layer whose Gram matrices are compared (default: the units' layer).
     negative : bool
         Find inhibiting images instead (minimize the activation; default False).
-    steps, lr, optimizer, schedule
-        Optimisation (defaults 512, 0.05, "adam", "constant").
-    parameterization, param_options
-        ``"fourier"`` (default; options ``decay`` (default ``DEFAULT_DECAY`` = 1.5), ``color``,
-        ``squash``) or ``"pixel"`` (option ``squash``).
-    transforms : "default", Transforms or None
-        "default" builds ``Transforms(pad, jitter, scale, rotate)`` from the
-        next four arguments; None: no transforms.
-    pad, jitter : int, float, optional
-        Default ``DEFAULT_PAD * size`` (0 for models with ``input_size``) and ``DEFAULT_JITTER * size``.
-        A model that refuses the padded size but takes ``size`` (a ViT) gets the padded,
-        transformed canvas resampled back to ``size`` (``Transforms.size``; recorded in the settings).
-    scale, rotate
-        Default (0.9, 1.1) and 10 degrees.
-    tv, l1, l2 : float
-        Weights of total-variation, L1 and L2 penalties on the images (default 0).
-    blur_every, blur_sigma : int, float
-        Blur the images every ``blur_every`` steps (default never).
     init : tensor, optional
         Start images (N, C, H, W) (e.g. strongly driving natural images),
         one per image to optimise; default noise.
-    stop : list of rules
-        Extra stopping rules, e.g. ``[stopping.TargetReached(50.0)]``.
     batch_size : int
         Images optimised together (default 64); rounded down to a multiple of ``images_per_unit``.
     seed : int
@@ -161,20 +121,27 @@ def maximize(
         Keep each finished chunk of ``batch_size`` images there; a rerun into
         the same folder computes only the missing chunks
         (:func:`insilico.sharding.map_chunks`). The folder keeps the job's
-        identity (the model's parameters, ``init``, every setting that changes
+        identity (the model's parameters, ``init``, every option that changes
         the images: :mod:`insilico.identity`); a folder of another job is
         refused (:class:`~insilico.errors.JobMismatchError` naming the differences).
-    overwrite : bool
-        Delete the chunks already in ``out`` and start over (default False).
     shard : (rank, world), optional
         Compute only this rank's chunks (default: the ranks of an initialised
         ``torch.distributed`` process group share them, e.g. under
         ``torchrun``). Needs ``out``; every rank returns the whole result,
         identical to a single-process run.
-    precision, channels_last : str, bool
-        Run the model under :func:`torch.autocast` (``"bf16"``, ``"fp16"``;
-        default ``"fp32"``) and with NHWC weights (default False): see
-        :mod:`insilico.performance`. Images and optimizer stay in fp32.
+    overwrite : bool
+        Delete the chunks already in ``out`` and start over (default False).
+    options : SynthesisOptions, optional
+        The synthesis loop's knobs, e.g. one object shared with :func:`~insilico.design.metamers.metamer`.
+    **option_overrides
+        Any field of :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
+        parameterization, param_options, transforms, pad, jitter, scale, rotate, tv, l1, l2, blur_every,
+        blur_sigma, stop, precision, channels_last, ...), on top of ``options``. Defaults for this tool:
+        ``transforms="default"`` (pad ``DEFAULT_PAD * size``, 0 for models with ``input_size``; jitter
+        ``DEFAULT_JITTER * size``; scale (0.9, 1.1); rotate 10 degrees: lucid's; a model that refuses the
+        padded size but takes ``size`` (a ViT) gets the canvas resampled back to ``size``), the Fourier
+        parameterization's ``decay`` 1.5 (``DEFAULT_DECAY``; lucid's 1 needs twice the steps,
+        benchmarks/bench_maximize.py); steps 512, lr 0.05 (Adam), as the class. ``steps`` must be >= 1.
 
     Returns
     -------
@@ -182,11 +149,18 @@ def maximize(
         ``images`` (N, C, H, W), ``labels`` (unit address, ``#k`` for copy k),
         traces of the activation, settings. None for a hand-made ``shard``
         whose peers have not finished yet.
+
+    Raises
+    ------
+    InsilicoError
+        An unknown option (with close matches) or one out of range; ``images_per_unit < 1``.
     """
+    options = SynthesisOptions.from_kwargs("maximize", MAXIMIZE_DEFAULTS, options, progress=progress,
+                                           **option_overrides)
     if images_per_unit < 1:
         raise InsilicoError("images_per_unit must be >= 1")
-    if int(steps) < 1:  # a unit's value is its activation after the last step: none without a step
-        raise InsilicoError(f"steps must be at least 1, not {steps!r}")
+    if options.steps < 1:  # a unit's value is its activation after the last step: none without a step
+        raise InsilicoError(f"steps must be at least 1, not {options.steps!r}")
     probe = Probe(model)
     shape = image_size(model, size)
     objectives, labels = _per_sample_objectives(probe, units, shape, images_per_unit)
@@ -200,53 +174,35 @@ def maximize(
         if len(modules) != 1:
             raise InsilicoError("units from several layers: say which layer diversity compares with diversity_layer=")
         diversity_layer = modules.pop()
-    fixed_size = hasattr(model, "input_size")
-    if transforms == "default":
-        side = min(shape[1:])
-        transforms = Transforms(
-            pad=int(round(DEFAULT_PAD * side)) if pad is None and not fixed_size else int(pad or 0),
-            jitter=DEFAULT_JITTER * side if jitter is None else jitter,
-            scale=tuple(scale), rotate=rotate,
-        )
-    if parameterization == "fourier":
-        param_options = {"decay": DEFAULT_DECAY, **(param_options or {})}
+    options = options.replace(transforms=options.make_transforms(model, shape), pad=None, jitter=None, scale=None,
+                              rotate=None)
+    if options.parameterization in (None, "fourier"):
+        options = options.replace(parameterization="fourier", param_options={"decay": DEFAULT_DECAY, **(options.param_options or {})})
     goal = "minimize" if negative else "maximize"
-    sign = -1.0 if negative else 1.0  # penalties and diversity always work against the goal's direction
+    sign = -1.0 if negative else 1.0  # diversity always works against the goal's direction
     chunk = max(images_per_unit, (batch_size // images_per_unit) * images_per_unit)
     chunk_states = _chunk_states(resume, labels, chunk)
-
 
     def compute(a: int, b: int) -> SynthesisResult:
         rows = slice(a, b)
         objective: Objective = Objective.stack(objectives[rows])
         if diversity and images_per_unit > 1:
             objective = objective + sign * diversity * Diversity(diversity_layer, group_size=images_per_unit)
-        for weight, penalty in ((tv, TotalVariation()), (l1, L1()), (l2, L2())):
-            if weight:
-                objective = objective - sign * weight * penalty
-        synth = Synthesis(
-            model, objective, parameterization, n=b - a, size=shape,
-            init=None if init is None else init[rows], param_options=param_options, goal=goal,
-            transforms=transforms, optimizer=optimizer, lr=lr, schedule=schedule, steps=steps, stop=stop,
-            blur_every=blur_every, blur_sigma=blur_sigma, seed=seed, labels=labels[rows], progress=progress,
-            precision=precision, channels_last=channels_last,
-        )
+        synth = Synthesis(model, objective, n=b - a, size=shape, init=None if init is None else init[rows],
+                          goal=goal, seed=seed, labels=labels[rows], options=options)
         if chunk_states is not None:
             synth.load_state_dict(chunk_states[a // chunk])
         result = synth.run()
         result.settings["maximize"] = {"units": labels, "images_per_unit": images_per_unit, "negative": negative,
                                        "diversity": diversity, "diversity_layer": diversity_layer,
-                                       "tv": tv, "l1": l1, "l2": l2, "batch_size": chunk,
-                                       "precision": precision, "channels_last": channels_last}
+                                       "tv": options.tv, "l1": options.l1, "l2": options.l2, "batch_size": chunk,
+                                       "precision": options.precision, "channels_last": options.channels_last}
         return result
 
     def job() -> dict:  # every setting that changes the images (insilico.identity), computed only with out=
         settings = {"tool": "maximize", "labels": labels, "objectives": value_digest(objectives),
-                    "batch_size": chunk, "steps": steps, "lr": lr, "optimizer": optimizer, "schedule": schedule,
-                    "seed": seed, "negative": negative, "shape": list(shape), "parameterization": parameterization,
-                    "param_options": param_options, "transforms": transforms, "diversity": diversity,
-                    "diversity_layer": diversity_layer, "tv": tv, "l1": l1, "l2": l2, "blur_every": blur_every,
-                    "blur_sigma": blur_sigma, "stop": list(stop), "precision": precision}
+                    "batch_size": chunk, "seed": seed, "negative": negative, "shape": list(shape),
+                    "diversity": diversity, "diversity_layer": diversity_layer, **options.identity()}
         resumed = None if resume is None else resume.images
         return job_identity(model, settings, {"init": init, "resume": resumed}, chunk)
 
@@ -315,4 +271,4 @@ def _chunk_states(resume: SynthesisResult | None, labels: list[str], chunk: int)
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_DECAY", "DEFAULT_JITTER", "DEFAULT_LR", "DEFAULT_PAD", "DEFAULT_PARAMETERIZATION",
-           "DEFAULT_ROTATE", "DEFAULT_SCALE", "DEFAULT_STEPS", "maximize"]
+           "DEFAULT_ROTATE", "DEFAULT_SCALE", "DEFAULT_STEPS", "MAXIMIZE_DEFAULTS", "maximize"]

@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -87,7 +87,9 @@ from ..identity import job_identity
 from ..sharding import map_chunks
 from ..synthesis import stopping
 from ..synthesis.engine import Synthesis, derive_seed
+from ..synthesis.options import FIELDS, SynthesisOptions
 from ..synthesis.result import SynthesisResult
+from ..synthesis.settings import options_from
 from ..synthesis.schedules import Halving
 from ..synthesis.seeds import content_key
 from ..units import Unit
@@ -99,6 +101,9 @@ from .metamer_validity import (CRITERIA, NULL_PER_CLASS, NULL_SEED, ValidityRepo
 DEFAULT_STEPS = 1000
 #: Learning rate per optimizer (pixel units for Adam, tuned on bench_metamers.py; L-BFGS's first trial step).
 DEFAULT_LR = {"adam": 0.03, "sgd": 0.1, "lbfgs": 1.0}
+#: Where metamer's defaults differ from :class:`~insilico.synthesis.SynthesisOptions`' (lr None:
+#: ``DEFAULT_LR[optimizer]``; schedule None: "halving" for Adam/SGD, "constant" for L-BFGS).
+METAMER_DEFAULTS = {"steps": DEFAULT_STEPS, "optimizer": "lbfgs", "lr": None, "schedule": None}
 #: Stop a sample once its relative representation error is at most this.
 DEFAULT_THRESHOLD = 0.01
 #: Halvings of the learning rate over ``steps`` with ``schedule="halving"``.
@@ -211,15 +216,6 @@ class MetamerSynthesis:
         Start: noise (default; ``0.5 + 0.1 N(0, 1)`` clipped to [0, 1], each
         sample from its own generator), mid-grey, or images: 1, one per
         reference, or one per metamer.
-    steps : int
-        Steps of a ``run()`` without argument (default 1000).
-    optimizer : {"lbfgs", "adam", "sgd"}
-        Default "lbfgs".
-    lr : float, optional
-        Default ``DEFAULT_LR[optimizer]``.
-    schedule : "halving", "constant", "cosine", "linear" or callable
-        Default "halving" for Adam/SGD: the rate halves ``stages`` times over
-        ``steps`` (stages of ``steps / (stages + 1)`` steps), "constant" for L-BFGS.
     stages : int
         Halvings (default 4).
     threshold : float
@@ -231,8 +227,6 @@ class MetamerSynthesis:
         (defaults 1e-3, 100); ``plateau_tol=None``: never.
     max_steps : int, optional
         Stop every sample after this many steps in total, over resumed runs.
-    stop : list of rules, optional
-        More stopping rules (:mod:`insilico.synthesis.stopping`), on the loss values.
     constraint : {"auto", "clamp", "sigmoid"}
         How images stay in [0, 1] (default: clamp for Adam/SGD, sigmoid for L-BFGS).
     power : {1, 2}, optional
@@ -271,17 +265,21 @@ class MetamerSynthesis:
     """
 
     def __init__(self, model: nn.Module, layer, references, *, n_seeds: int = 1, init="noise",
-                 steps: int = DEFAULT_STEPS, optimizer: str = "lbfgs", lr: float | None = None,
-                 schedule: str | Callable[[int], float] | None = None, stages: int = DEFAULT_STAGES,
-                 threshold: float | None = DEFAULT_THRESHOLD, plateau_tol: float | None = DEFAULT_PLATEAU_TOL,
-                 plateau_window: int = DEFAULT_PLATEAU_WINDOW, max_steps: int | None = None,
-                 stop: Sequence[stopping.Rule] = (), constraint: str = "auto", power: float | None = None,
+                 stages: int = DEFAULT_STAGES, threshold: float | None = DEFAULT_THRESHOLD,
+                 plateau_tol: float | None = DEFAULT_PLATEAU_TOL, plateau_window: int = DEFAULT_PLATEAU_WINDOW,
+                 max_steps: int | None = None, constraint: str = "auto", power: float | None = None,
                  coarse_to_fine: bool | Sequence[str] = False, ctf_steps: int | None = None, seed: int = 0,
-                 first_reference: int = 0, progress: bool = True, sync_every: int = 16):
+                 first_reference: int = 0, progress: bool = True, options: SynthesisOptions | None = None,
+                 **option_overrides):
+        options = SynthesisOptions.from_kwargs("MetamerSynthesis", METAMER_DEFAULTS, options, **option_overrides)
+        optimizer = options.optimizer
         if not isinstance(model, nn.Module):
             raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if optimizer not in DEFAULT_LR:
             raise InsilicoError(f"optimizer must be one of {tuple(DEFAULT_LR)}, not {optimizer!r}")
+        if options.parameterization not in (None, "pixel") or "squash" in (options.param_options or {}):
+            raise InsilicoError("metamers are optimised in pixels, kept in [0, 1] by constraint=: leave "
+                                "parameterization= and param_options['squash'] out")
         if constraint not in ("auto", "clamp", "sigmoid"):
             raise InsilicoError(f"constraint must be 'auto', 'clamp' or 'sigmoid', not {constraint!r}")
         if int(n_seeds) < 1:
@@ -310,7 +308,8 @@ class MetamerSynthesis:
         self.optimizer = optimizer
         self.power = float(power if power is not None else (2.0 if optimizer == "lbfgs" else 1.0))
         self.constraint = constraint if constraint != "auto" else ("sigmoid" if optimizer == "lbfgs" else "clamp")
-        self.steps, self.stages = int(steps), int(stages)
+        self.steps, self.stages = options.steps, int(stages)
+        schedule = options.schedule
         if schedule is None:
             schedule = "constant" if optimizer == "lbfgs" else "halving"
         self.schedule_name = schedule if isinstance(schedule, str) else "custom"
@@ -318,7 +317,7 @@ class MetamerSynthesis:
         self.threshold = float(threshold) if threshold else None
         self.plateau_tol, self.plateau_window = plateau_tol, int(plateau_window)
         self.max_steps = max_steps
-        self.extra_rules = list(stop)
+        self.extra_rules = list(options.stop)
         rules: list = []
         if self.threshold is not None:
             rules.append(stopping.TargetReached(self.threshold ** self.power))
@@ -343,13 +342,13 @@ class MetamerSynthesis:
                 for c, r, k in zip(self.condition_index, self.reference_index, self.seed_index)]
         init_images = _init_images(init, self.references, keys, self.reference_index, self.seed)
         self.init_kind = init if isinstance(init, str) else "images"
-        self.lr = float(lr if lr is not None else DEFAULT_LR[optimizer])
-        self.engine = Synthesis(
-            model, self.objective, "pixel", init=init_images, param_options={"squash": self.constraint},
-            goal="minimize", optimizer=optimizer, lr=self.lr, schedule=engine_schedule, steps=self.steps,
-            stop=self.rules, seed=self.seed, labels=self.labels, progress=False, sync_every=sync_every,
-            compact="cpu", plan=self.plan,
-        )
+        self.lr = float(options.lr if options.lr is not None else DEFAULT_LR[optimizer])
+        self.options = options.replace(lr=self.lr, schedule=engine_schedule, stop=self.rules, progress=False,
+                                       parameterization="pixel",
+                                       param_options={**(options.param_options or {}), "squash": self.constraint},
+                                       compact="cpu")
+        self.engine = Synthesis(model, self.objective, init=init_images, goal="minimize", seed=self.seed,
+                                labels=self.labels, plan=self.plan, options=self.options)
         self.progress = progress
 
     @staticmethod
@@ -476,7 +475,10 @@ class MetamerSynthesis:
         s.pop("loss_scale", None)
         if s["schedule"] == "custom" and "schedule" not in overrides:
             raise InsilicoError("this result used a custom schedule function; pass it again: schedule=...")
-        s.update(overrides)
+        _, engine = options_from(result)  # the engine's other options (precision, penalties, transforms...)
+        fixed = ("n", "size", "seed", "labels", "goal", "param_options", "stop", "schedule", "steps", "optimizer", "lr",
+                 "compact")
+        s.update({k: v for k, v in engine.items() if k not in fixed}, **overrides)
         synth = cls(model, conditions, result.references, init=result.images.clamp(0, 1), **s)
         if list(synth.labels) != list(result.labels):
             raise InsilicoError("the result's samples do not match this synthesis (labels differ)")
@@ -489,9 +491,10 @@ class MetamerSynthesis:
 
 
 @register_tool("design", per_sample=True)
-def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAULT_STEPS, seed: int = 0,
+def metamer(model: nn.Module, layer=None, references=None, *, steps: int | None = None, seed: int = 0,
             resume: MetamerResult | None = None, batch_size: int | None = None, out=None,
-            shard: tuple[int, int] | None = None, overwrite: bool = False, **options) -> MetamerResult | None:
+            shard: tuple[int, int] | None = None, overwrite: bool = False, options: SynthesisOptions | None = None,
+            **metamer_options) -> MetamerResult | None:
     """Metamers of ``references`` for ``layer``: same representation there (Freeman & Simoncelli 2011; Feather et al. 2019).
 
     Parameters
@@ -503,8 +506,9 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
         loss, or a list of these (one metamer per entry, one batched run).
     references : tensor (R, C, H, W) in [0, 1]
         The images to match (finite, in [0, 1]; checked before anything runs).
-    steps : int
-        Step budget (default 1000); with ``resume=``: steps to add.
+    steps : int, optional
+        Step budget (default: ``options.steps``, else 1000: ``METAMER_DEFAULTS``); with ``resume=``: steps to
+        add.
     seed : int
         Seeds every metamer's start noise (default 0).
     resume : MetamerResult, optional
@@ -525,11 +529,13 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
         another job is refused (:class:`~insilico.errors.JobMismatchError`).
     overwrite : bool
         Delete the chunks already in ``out`` and start over (default False).
-    **options
-        Of :class:`MetamerSynthesis`: ``n_seeds``, ``init``, ``optimizer``,
-        ``lr``, ``schedule``, ``stages``, ``threshold``, ``plateau_tol``,
-        ``plateau_window``, ``max_steps``, ``stop``, ``constraint``, ``power``,
-        ``coarse_to_fine``, ``ctf_steps``, ``progress``.
+    options : SynthesisOptions, optional
+        The synthesis loop's knobs, taken as they are (e.g. one object shared with :func:`insilico.maximize`).
+    **metamer_options
+        Of :class:`MetamerSynthesis`: ``n_seeds``, ``init``, ``stages``, ``threshold``, ``plateau_tol``,
+        ``plateau_window``, ``max_steps``, ``constraint``, ``power``, ``coarse_to_fine``, ``ctf_steps``,
+        ``progress``; and any field of :class:`~insilico.synthesis.SynthesisOptions` (``optimizer``, ``lr``,
+        ``schedule``, ``stop``, ...; defaults for this tool: :class:`MetamerSynthesis`).
 
     Returns
     -------
@@ -549,23 +555,28 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int = DEFAU
     40
     """
     if resume is not None:
-        overrides = {k: v for k, v in options.items() if k == "progress"}
+        overrides = {k: v for k, v in metamer_options.items() if k == "progress"}
         return MetamerSynthesis.from_result(resume, model, **overrides).run(steps)
     if references is None:
         raise InsilicoError("give the reference images: metamer(model, layer, references)")
+    if steps is not None:
+        metamer_options["steps"] = steps
     if batch_size is None and out is None and shard is None:
-        return MetamerSynthesis(model, layer, references, steps=steps, seed=seed, **options).run()
+        return MetamerSynthesis(model, layer, references, seed=seed, options=options, **metamer_options).run()
     references = _references(references)
     size = len(references) if batch_size is None else int(batch_size)
-    settings = {"tool": "metamer", "batch_size": size, "steps": steps, "seed": seed, "layer": layer,
-                **{k: v for k, v in options.items() if k != "progress"}}  # every option changes the metamers
-    parts = map_chunks(lambda a, b: MetamerSynthesis(model, layer, references[a:b], steps=steps, seed=seed,
-                                                     first_reference=a, **options).run(),
+    engine = SynthesisOptions.from_kwargs("metamer", METAMER_DEFAULTS, options,
+                                          **{k: v for k, v in metamer_options.items() if k in FIELDS})
+    settings = {"tool": "metamer", "batch_size": size, "seed": seed, "layer": layer,  # every option changes them
+                **{k: v for k, v in metamer_options.items() if k != "progress" and k not in FIELDS},
+                **engine.identity()}
+    parts = map_chunks(lambda a, b: MetamerSynthesis(model, layer, references[a:b], seed=seed, first_reference=a,
+                                                     options=options, **metamer_options).run(),
                        len(references), size, out=out, shard=shard, overwrite=overwrite,
                        job=lambda: job_identity(model, settings, {"references": references}, size))
     return None if parts is None else MetamerResult.concat(parts)
 
 
-__all__ = ["CRITERIA", "DEFAULT_STEPS", "DEFAULT_THRESHOLD", "Halving", "MetamerResult", "MetamerSynthesis",
-           "RepresentationDistance", "ValidityReport", "metamer", "natural_null_images", "null_distances", "record",
-           "relative_distances", "validity"]
+__all__ = ["CRITERIA", "DEFAULT_STEPS", "DEFAULT_THRESHOLD", "Halving", "METAMER_DEFAULTS", "MetamerResult",
+           "MetamerSynthesis", "RepresentationDistance", "ValidityReport", "metamer", "natural_null_images",
+           "null_distances", "record", "relative_distances", "validity"]

@@ -68,12 +68,12 @@ from torch import nn
 
 from .. import evaluate
 from ..errors import InsilicoError, StimulusError
-from ..objectives import TotalVariation
 from ..objectives.control import MODES, PopulationControl, control_score
 from ..pixels import check_images
 from ..registry import register_tool
 from ..results import Result
 from ..session import session
+from ..synthesis.options import DEFAULT_DECAY, SynthesisOptions
 from ..synthesis.projection import Chain, ContrastBudget
 from ..units import Unit
 
@@ -84,6 +84,8 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_CONTRAST = None
 #: Default number of starts per target (the best predicted is kept).
 DEFAULT_RESTARTS = 4
+#: Where population_control's defaults differ from :class:`~insilico.synthesis.SynthesisOptions`'.
+POPULATION_CONTROL_DEFAULTS = {"steps": DEFAULT_STEPS, "lr": DEFAULT_LR, "transforms": "default"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -236,22 +238,17 @@ def population_control(
     mode: str = "stretch",
     *,
     natural: torch.Tensor | None = None,
-    steps: int = DEFAULT_STEPS,
-    lr: float = DEFAULT_LR,
     temperature: float = 1.0,
-    parameterization: str = "fourier",
-    param_options: dict | None = None,
-    transforms: Any = "default",
     init: str | torch.Tensor | None = None,
     budget: float | None = None,
     norm: str = "l2",
-    tv: float = 0.0,
     contrast: float | None = DEFAULT_CONTRAST,
     restarts: int = DEFAULT_RESTARTS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     progress: bool = True,
-    **synthesis_options,
+    options: SynthesisOptions | None = None,
+    **option_overrides,
 ) -> PopulationControlResult:
     """One image per predicted neuron that stretches it, or drives it alone (Bashivan, Kar & DiCarlo 2019).
 
@@ -269,24 +266,14 @@ def population_control(
         Natural images to compare with (the best one per target is kept);
         default the bundled held-out photo crops when the predictor takes
         (3, 64, 64) images.
-    steps, lr : int, float
-        Adam steps and learning rate (defaults 128, 0.05).
     temperature : float
         Of the one-hot control score (default 1).
-    parameterization, param_options
-        As in :func:`insilico.maximize` (default Fourier 1/f with decay 1.5;
-        pixel for natural starts).
-    transforms : "default", Transforms or None
-        Robustness transforms: "default" jitters by size/28 pixels, scales by
-        (0.9, 1.1) and rotates by 10 degrees at every step; None: none.
     init : None, "natural" or tensor (K, C, H, W)
         Start from noise (default), from each target's best natural image, or
         from given images.
     budget : float, optional
         Keep each image within this distance of its start (``norm`` "l2" in
         pixel units over the whole image, or "linf"); needs ``init``.
-    tv : float
-        Weight of a total-variation penalty (default 0).
     contrast : float or None
         RMS contrast budget: after every step each image's pixel standard
         deviation is brought down to at most ``contrast`` (its mean kept), so
@@ -307,16 +294,24 @@ def population_control(
         Each image's seed is derived from it and its target's name, so a
         target gets the same image alone or in a batch.
     progress : bool
-    **synthesis_options
-        More :class:`insilico.synthesis.Synthesis` arguments (``optimizer``,
-        ``schedule``, ``precision``...).
+    options : SynthesisOptions, optional
+        The synthesis loop's knobs, e.g. one object shared with other tools.
+    **option_overrides
+        Any field of :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
+        parameterization, param_options, transforms, tv, precision, ...), on top of ``options``; not
+        ``projection`` (the contrast and distance budgets are this tool's projection). Defaults for this tool
+        (``POPULATION_CONTROL_DEFAULTS``): 128 Adam steps (``DEFAULT_STEPS``) of lr 0.05; the Fourier 1/f
+        parameterization with decay 1.5 as :func:`insilico.maximize`'s; ``transforms="default"`` without
+        padding (``pad`` default 0: jitter by size/28 pixels, scale by (0.9, 1.1), rotate by 10 degrees at every step).
 
     Returns
     -------
     PopulationControlResult
     """
-    from ..synthesis import Transforms
-
+    options = SynthesisOptions.from_kwargs("population_control", POPULATION_CONTROL_DEFAULTS, options,
+                                           progress=progress, **option_overrides)
+    if options.projection is not None:
+        raise InsilicoError("population_control makes its own projection (contrast=, budget=): leave projection= out")
     if mode not in MODES:
         raise InsilicoError(f"mode must be one of {MODES}, not {mode!r}")
     names = [str(t) for t in getattr(predictor, "targets", [])]
@@ -334,11 +329,12 @@ def population_control(
     t_index = torch.as_tensor(index)
     best_natural = None if natural is None else _best_natural(nat_pred, index, mode, mean, std, temperature)
     init = _start_images(init, natural, best_natural, shape, len(index))
-    if transforms == "default":
-        side = min(shape[1:])
-        transforms = Transforms(jitter=side / 28, scale=(0.9, 1.1), rotate=10.0)
-    if parameterization == "fourier":
-        param_options = {"decay": 1.5, **(param_options or {})}
+    if options.transforms == "default" and options.pad is None:  # this tool's default transforms do not pad
+        options = options.replace(pad=0)
+    options = options.replace(transforms=options.make_transforms(predictor, shape), pad=None, jitter=None,
+                              scale=None, rotate=None)
+    if options.parameterization in (None, "fourier"):
+        options = options.replace(parameterization="fourier", param_options={"decay": DEFAULT_DECAY, **(options.param_options or {})})
 
     labels = [names[k] for k in index]
     # every (target, restart) is one sample of the engine; restart 0 is labelled by the target alone, so
@@ -349,10 +345,14 @@ def population_control(
     run_init = None if init is None else init[[i for i, _ in runs]]
     with session(predictor, grad=True):  # gradients whatever the caller's grad mode
         chunk = batch_size * restarts
-        parts = [_synthesize(predictor, run_index, run_labels, a, min(len(runs), a + chunk), mode, mean, std,
-                             temperature, tv, run_init, budget, norm, contrast, parameterization, shape,
-                             param_options, transforms, lr, steps, seed, progress, synthesis_options)
-                 for a in range(0, len(runs), chunk)]
+        parts = []
+        for a in range(0, len(runs), chunk):
+            rows = slice(a, min(len(runs), a + chunk))
+            start = None if run_init is None else run_init[rows]
+            objective = PopulationControl(run_index[rows], mode, mean, std, temperature)
+            projection = _projection(start, contrast, budget, norm)
+            parts.append(_synthesize(predictor, objective, start, shape, run_labels[rows], seed,
+                                     options.replace(projection=projection)))
     images = torch.cat([p.images for p in parts])
     losses = torch.cat([p.trace.T for p in parts])
     predicted = _predict(predictor, images, 256)
@@ -367,9 +367,9 @@ def population_control(
         nat_p = nat_pred[best_natural]
         nat_control = _control(nat_p, t_index, mean, std, temperature, len(names))
         nat_max = nat_pred.amax(0)
-    settings = {"mode": mode, "steps": steps, "lr": lr, "temperature": temperature,
-                "parameterization": parameterization, "transforms": None if transforms is None else repr(transforms),
-                "init": "images" if init is not None else None, "budget": budget, "norm": norm, "tv": tv,
+    settings = {"mode": mode, "steps": options.steps, "lr": options.lr, "temperature": temperature,
+                "parameterization": options.parameterization, "transforms": None if options.transforms.identity else repr(options.transforms),
+                "init": "images" if init is not None else None, "budget": budget, "norm": norm, "tv": options.tv,
                 "contrast": contrast, "restarts": restarts,
                 "batch_size": batch_size, "seed": seed, "predictor": type(predictor).__name__,
                 "synthesis": parts[0].settings}
@@ -448,22 +448,22 @@ def _control(predicted: torch.Tensor, t_index: torch.Tensor, mean, std, temperat
     return torch.full((len(t_index),), float("nan"))
 
 
-def _synthesize(predictor, index, labels, a, b, mode, mean, std, temperature, tv, init, budget, norm, contrast,
-                parameterization, shape, param_options, transforms, lr, steps, seed, progress, options):
-    """One chunk of samples ``a:b`` on the synthesis engine."""
-    from ..synthesis import L2Ball, LinfBall, Synthesis
+def _projection(start: torch.Tensor | None, contrast: float | None, budget: float | None, norm: str):
+    """The projection after every step: the contrast budget, then the distance budget around ``start``."""
+    from ..synthesis import L2Ball, LinfBall
 
-    objective = PopulationControl(index[a:b], mode, mean, std, temperature)
-    if tv:
-        objective = objective - tv * TotalVariation()
-    start = None if init is None else init[a:b]
     projections = [] if contrast is None else [ContrastBudget(contrast)]
     if budget is not None:  # last: the distance budget holds exactly
         projections.append((L2Ball if norm == "l2" else LinfBall)(start, budget))
-    projection = None if not projections else projections[0] if len(projections) == 1 else Chain(projections)
-    synth = Synthesis(predictor, objective, parameterization, n=b - a, size=shape, init=start,
-                      param_options=param_options, transforms=transforms, lr=lr, steps=steps,
-                      projection=projection, seed=seed, labels=labels[a:b], progress=progress, **options)
+    return None if not projections else projections[0] if len(projections) == 1 else Chain(projections)
+
+
+def _synthesize(predictor, objective, start, shape, labels, seed, options: SynthesisOptions):
+    """One chunk of samples (``labels``) on the synthesis engine."""
+    from ..synthesis import Synthesis
+
+    synth = Synthesis(predictor, objective, n=len(labels), size=shape, init=start, seed=seed, labels=labels,
+                      options=options)
     return synth.run()
 
 
@@ -501,5 +501,5 @@ def _target_index(predictor, targets, names) -> list[int]:
     return [int(t) for t in targets]
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_STEPS", "MODES", "PopulationControlResult", "controllability",
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_STEPS", "MODES", "POPULATION_CONTROL_DEFAULTS", "PopulationControlResult", "controllability",
            "population_control"]

@@ -52,8 +52,7 @@ from torch import nn
 from ..layers import centre
 from ..objectives import Objective
 from ..session import session
-from ..synthesis import Synthesis, Transforms
-from ..design.maximize import DEFAULT_JITTER, DEFAULT_PAD, DEFAULT_ROTATE, DEFAULT_SCALE
+from ..synthesis import Synthesis, SynthesisOptions, Transforms
 from ..units import Unit
 
 
@@ -138,25 +137,31 @@ class UnitImages(Objective):
         return f"UnitImages({str(self.layer)!r}, {len(self.channels)} images, diverse={self.diverse})"
 
 
+#: Where the gallery's feature visualisation differs from :class:`~insilico.synthesis.SynthesisOptions`'.
+VISUALIZE_DEFAULTS = {"lr": 0.1, "transforms": "default"}
+
+
 def default_transforms(model: nn.Module, shape: Sequence[int]) -> Transforms:
-    """:func:`insilico.maximize`'s default transforms for images of ``shape`` (C, H, W)."""
-    side = min(shape[1:])
-    pad = 0 if hasattr(model, "input_size") else int(round(DEFAULT_PAD * side))
-    return Transforms(pad=pad, jitter=DEFAULT_JITTER * side, scale=DEFAULT_SCALE, rotate=DEFAULT_ROTATE)
+    """:func:`insilico.maximize`'s default transforms for images of ``shape`` (C, H, W)
+    (:meth:`SynthesisOptions.make_transforms <insilico.synthesis.SynthesisOptions.make_transforms>`)."""
+    return SynthesisOptions(transforms="default").make_transforms(model, shape)
 
 
-def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shape: Sequence[int], steps: int,
-              diverse: int = 3, diversity: float = 1.0, lr: float = 0.1, seed: int = 0, settle: int = 0,
-              schedule: str = "constant",
+def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shape: Sequence[int], *,
+              diverse: int = 3, diversity: float = 1.0, seed: int = 0, settle: int = 0,
               exemplars: torch.Tensor | None = None, positions: Sequence[int] | None = None, stretch_steps: int = 0,
-              progress: bool = True) -> dict:
+              progress: bool = True, options: SynthesisOptions | None = None, **option_overrides) -> dict:
     """Maximizing, diverse and inhibiting images of ``channels`` of ``layer`` (and stretched exemplars).
 
     Parameters
     ----------
-    steps, lr, schedule : int, float, str
-        Adam steps, learning rate and its schedule (:mod:`insilico.synthesis.schedules`) of the synthesis from
-        noise (Fourier 1/f parameterization).
+    options : SynthesisOptions, optional
+        The synthesis loop's knobs (steps, lr, schedule, ...).
+    **option_overrides
+        Any field of :class:`~insilico.synthesis.SynthesisOptions`, on top of ``options``. Defaults here
+        (``VISUALIZE_DEFAULTS``): lr 0.1, ``transforms="default"`` (:func:`default_transforms`), Fourier 1/f
+        parameterization, Adam; ``steps`` as the class (512) unless given. ``settle`` sets ``transforms_until``
+        and ``keep``.
     settle : int
         The last ``settle`` steps run without transforms, and each image is its best iterate among them
         (``Synthesis(transforms_until=steps - settle, keep="best")``); 0: the last iterate, transforms throughout.
@@ -176,16 +181,17 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shap
         ``stretched_value`` (n,): for a conv channel its largest value over the map (smallest for the
         inhibiting image), the quantity the exemplars are ranked by (:func:`best_neuron_values`).
     """
+    options = SynthesisOptions.from_kwargs("visualize", VISUALIZE_DEFAULTS, options, progress=progress,
+                                           **option_overrides)
+    steps = options.steps
     layer = Unit.coerce(layer).replace(index=None)
     channels = [int(c) for c in channels]
     n, d, settle = len(channels), int(diverse), min(int(settle), int(steps))
     labels = [f"{layer.replace(index=(c,))}#{j}" for c in channels for j in range(d)]
     labels += [f"{layer.replace(index=(c,))}#inhibit" for c in channels]
     objective = UnitImages(layer, channels, d, diversity)
-    synth = Synthesis(model, objective, "fourier", n=len(labels), size=tuple(shape), lr=lr, steps=steps,
-                      schedule=schedule,
-                      transforms=default_transforms(model, shape), transforms_until=steps - settle if settle else None,
-                      keep="best" if settle else "last", seed=seed, labels=labels, progress=progress)
+    synth = Synthesis(model, objective, n=len(labels), size=tuple(shape), seed=seed, labels=labels, options=options,
+                      transforms_until=steps - settle if settle else None, keep="best" if settle else "last")
     images = synth.run().images
     reduce = ["max"] * (n * d) + ["min"] * n
     acts = _activations(model, layer, images, objective.channels, reduce)
@@ -196,7 +202,8 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shap
         "maximizing_value": diverse_values[:, 0], "diverse_value": diverse_values, "inhibiting_value": acts[n * d :],
     }
     if exemplars is not None:
-        out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, lr, progress)
+        out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, options.lr,
+                                 progress)
         out["stretched_value"] = _activations(model, layer, out["stretched"], torch.tensor(channels), ["max"] * n)
     return out
 
@@ -236,5 +243,5 @@ def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: 
     return torch.where(torch.tensor([r == "max" for r in reduce]), high, low)
 
 
-__all__ = ["UnitImages", "best_neuron_values", "default_transforms", "grouped_diversity", "neuron_values", "stretch",
+__all__ = ["UnitImages", "VISUALIZE_DEFAULTS", "best_neuron_values", "default_transforms", "grouped_diversity", "neuron_values", "stretch",
            "unit_values", "visualize"]

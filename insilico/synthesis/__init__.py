@@ -4,6 +4,8 @@
 module              concept
 =================== ===========================================================
 engine              :class:`Synthesis`, the shared optimisation loop
+options             :class:`SynthesisOptions`: every knob of the loop, one
+                    default each, shared by the design tools
 optimizers          the optimizers by name (adam, sgd, lbfgs) or factory;
                     :class:`SignSGD`: per-sample steepest descent under a norm
 lbfgs               :class:`BatchLBFGS`: L-BFGS with one history and one
@@ -31,6 +33,7 @@ Example
 """
 from .engine import DEFAULT_STEPS, Synthesis, derive_seed
 from .lbfgs import BatchLBFGS
+from .options import SynthesisOptions
 from .parameterization import Fourier, Parameterization, Pixel
 from .optimizers import SignSGD
 from .projection import Chain, Clamp, ContrastBudget, EpsBall, L2Ball, LinfBall
@@ -43,6 +46,7 @@ __all__ = [
     "BatchLBFGS", "Chain", "Clamp", "ContrastBudget", "DEFAULT_STEPS", "EpsBall", "Fourier", "Halving", "L2Ball",
     "LinfBall", "MaxSteps",
     "Parameterization", "Pixel", "PixelChange", "Plateau", "SignSGD", "StopState", "Synthesis", "SynthesisResult",
+    "SynthesisOptions",
     "TargetReached", "Transforms",
     "derive_seed",
 ]

@@ -78,22 +78,23 @@ Example
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from ..errors import InsilicoError, StimulusError
 from ..layers import image_size, renamed, size_failure
-from ..objectives import Activations, Objective, unique_wholes
-from ..performance import PRECISIONS, tuned
+from ..objectives import L1, L2, Activations, Objective, TotalVariation, unique_wholes
+from ..performance import tuned
 from ..plan import Plan, plan_for
 from . import parameterization as params_mod
 from . import stopping
-from .best import KEEP, BestIterate
+from .best import BestIterate
 from .lbfgs import BatchLBFGS
-from .optimizers import OPTIMIZERS, make_optimizer, optimizer_name
+from .optimizers import make_optimizer, optimizer_name
 from .parameterization import Parameterization, check_images
+from .options import DEFAULT_STEPS, SynthesisOptions
 from .result import SynthesisResult
 from .schedules import SCHEDULES, lr_factor
 from .seeds import derive_seed
@@ -101,10 +102,6 @@ from .settings import load_state, options_from, settings_of, state_of
 from .transforms import Transforms
 
 GOALS = {"maximize": 1.0, "minimize": -1.0}
-#: Default number of steps per run (lucid's 512).
-DEFAULT_STEPS = 512
-#: Host looks at device-side masks/traces (progress bar, "all stopped") every this many steps.
-DEFAULT_SYNC_EVERY = 16
 
 
 class Synthesis:
@@ -116,8 +113,9 @@ class Synthesis:
         Takes pixel-space images (N, C, H, W) in [0, 1].
     objective : Objective
         One value per sample; its ``.units`` are the modules recorded.
-    parameterization : {"fourier", "pixel"} or Parameterization
-        Default "fourier" (1/f spectrum, decorrelated colour for RGB, sigmoid).
+    parameterization : {"fourier", "pixel"} or Parameterization, optional
+        Sets :attr:`SynthesisOptions.parameterization <insilico.synthesis.SynthesisOptions>` (default
+        "fourier": 1/f spectrum, decorrelated colour for RGB, sigmoid).
     n : int
         Number of images (from ``init`` when given).
     size : int, (H, W) or (C, H, W), optional
@@ -126,64 +124,25 @@ class Synthesis:
         say it instead.
     init : tensor (N, C, H, W), optional
         Start from these images instead of noise.
-    param_options : dict, optional
-        Passed to the parameterization (e.g. ``decay``, ``color``, ``squash``).
     goal : {"maximize", "minimize"}
         Default "maximize".
-    transforms : Transforms, optional
-        Random per-sample transforms before the model (default: none).
-    transforms_until : int, optional
-        Apply the transforms only on steps ``< transforms_until`` (default: on every step); the steps after
-        optimise (and measure) the images themselves.
-    keep : {"last", "best"}
-        The images a result holds: the last iterate (default), or each sample's best iterate among the
-        steps run without transforms, by the objective measured there (:mod:`.best`).
-    optimizer : {"adam", "sgd", "lbfgs"} or callable
-        Default "adam". A callable ``(params, lr=..., **optimizer_options)``
-        returns any element-wise ``torch.optim.Optimizer`` (e.g. the signed
-        step of :class:`insilico.design.adversarial.SignSGD`).
-    lr : float
-        Learning rate (default 0.05).
-    optimizer_options : dict, optional
-        Extra arguments of the optimizer (e.g. ``{"momentum": 0.9}``; for
-        L-BFGS ``history_size``, ``max_ls``, ``c1``).
-    schedule : {"constant", "cosine", "linear"} or callable
-        Learning-rate factor against the step (default "constant"); cosine and
-        linear decay to 0 over ``schedule_steps`` (default ``steps``).
-    steps : int
-        Steps of a ``run()`` without argument (default 512).
-    stop : list of rules
-        Stopping rules (:mod:`insilico.synthesis.stopping`), default none.
-    projection : callable, optional
-        ``images -> images`` in pixel space, applied after every step.
-    blur_every, blur_sigma : int, float
-        Gaussian blur of ``blur_sigma`` pixels every ``blur_every`` steps
-        (Yosinski et al. 2015); default 0 = never.
     seed : int or list of int
         An int seeds sample ``i`` with ``derive_seed(seed, labels[i])``; a list
         gives each sample's seed directly. Default 0.
     labels : list of str, optional
         Names of the samples (default ``"0"``, ``"1"``, ...).
-    progress : bool
-        Show a tqdm progress bar (default True).
-    sync_every : int
-        Steps between host looks at the device (default 16).
-    truncate : bool
-        Stop each forward pass once the recorded modules have run (default True).
-    precision, channels_last : str, bool
-        Run the model under :func:`torch.autocast` (``"bf16"``, ``"fp16"``;
-        default ``"fp32"``) and in NHWC memory order (default False), see
-        :mod:`insilico.performance`; the images and the optimizer stay fp32.
-    compact : bool or "cpu"
-        Run the model only on the samples that have not stopped (default
-        False: every sample runs and the stopped ones are discarded, which
-        needs no host sync per step on a GPU); "cpu": only when the model is
-        on the CPU. The objective is cut to the running samples with
-        :meth:`Objective.subset <insilico.objectives.Objective.subset>`.
     plan : Plan, optional
         The calling tool's :class:`~insilico.plan.Plan`: the run records with
         its Probe and runs inside its session (entered here only when the tool
         has not entered it already); default a new one.
+    options : SynthesisOptions, optional
+        The loop's knobs (default ``SynthesisOptions()``): steps, lr, optimizer, schedule, transforms,
+        penalties, stopping rules, projection, precision, compaction (``compact=True`` runs the model only on
+        the samples that have not stopped; the objective is cut with
+        :meth:`Objective.subset <insilico.objectives.Objective.subset>`).
+    **option_overrides
+        Any field of :class:`~insilico.synthesis.SynthesisOptions` (``steps=20, lr=0.1, ...``), on top of
+        ``options``; an unknown name is refused with close matches (InsilicoError).
     """
 
     @renamed(shape="size")
@@ -191,69 +150,50 @@ class Synthesis:
         self,
         model: nn.Module,
         objective: Objective,
-        parameterization: str | Parameterization = "fourier",
+        parameterization: str | Parameterization | None = None,
         *,
         n: int | None = None,
         size: int | Sequence[int] | None = None,
         init: torch.Tensor | None = None,
-        param_options: dict | None = None,
         goal: str = "maximize",
-        transforms: Transforms | None = None,
-        transforms_until: int | None = None,
-        keep: str = "last",
-        optimizer: str = "adam",
-        lr: float = 0.05,
-        optimizer_options: dict | None = None,
-        schedule: str | Callable[[int], float] = "constant",
-        schedule_steps: int | None = None,
-        steps: int = DEFAULT_STEPS,
-        stop: Sequence[stopping.Rule] = (),
-        projection: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        blur_every: int = 0,
-        blur_sigma: float = 0.5,
         seed: int | Sequence[int] = 0,
         labels: Sequence[str] | None = None,
-        progress: bool = True,
-        sync_every: int = DEFAULT_SYNC_EVERY,
-        truncate: bool = True,
-        precision: str = "fp32",
-        channels_last: bool = False,
-        compact: bool | str = False,
         plan: Plan | None = None,
+        options: SynthesisOptions | None = None,
+        **option_overrides,
     ):
-        _check_choices(model, objective, goal, optimizer, schedule)
-        self.model, self.objective = model, objective
+        if parameterization is not None:
+            option_overrides["parameterization"] = parameterization
+        options = SynthesisOptions.from_kwargs("Synthesis", {}, options, **option_overrides)
+        _check_choices(model, objective, goal)
+        self.options = options
+        self.model, self.objective = model, _penalized(objective, options, GOALS[goal])
         self.plan = plan_for(model, plan)  # the calling tool's Probe and session, or new ones
         self.probe = self.plan.probe
         self.device, self.dtype = self.probe.device, self.probe.dtype
         self.wholes = unique_wholes(objective.units)
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
-        init = self._set_samples(n, size, init, parameterization, labels, seed)
-        self._set_parameterization(parameterization, param_options, init)
+        kind = options.parameterization or "fourier"
+        init = self._set_samples(n, size, init, kind, labels, seed)
+        self._set_parameterization(kind, options.param_options, init)
 
         self.goal = GOALS[goal]
         self.goal_name = goal
-        self.transforms = transforms or Transforms()
-        self.transforms_until = None if transforms_until is None else int(transforms_until)
-        if keep not in KEEP:
-            raise InsilicoError(f"keep must be one of {KEEP}, not {keep!r}")
-        self.keep = keep
-        self._set_optimizer(optimizer, lr, optimizer_options, schedule, schedule_steps, steps)
-        self.rules = list(stop)
-        self.projection = projection
-        self.blur_every, self.blur_sigma = int(blur_every), float(blur_sigma)
-        self.progress, self.sync_every, self.truncate = progress, max(1, int(sync_every)), truncate
-        if precision not in PRECISIONS:
-            raise InsilicoError(f"precision must be one of {tuple(PRECISIONS)}, not {precision!r}")
-        self.precision, self.channels_last = precision, bool(channels_last)
+        self.transforms = options.make_transforms(model, self.shape)
+        self.transforms_until = options.transforms_until
+        self.keep = options.keep
+        self._set_optimizer(options)
+        self.rules = list(options.stop)
+        self.projection = options.projection
+        self.blur_every, self.blur_sigma = int(options.blur_every), float(options.blur_sigma)
+        self.progress, self.sync_every, self.truncate = options.progress, max(1, options.sync_every), options.truncate
+        self.precision, self.channels_last = options.precision, bool(options.channels_last)
         self._prepare = lambda x: x  # set while running: the input batch in the model's memory format
-        if compact not in (True, False, "cpu"):
-            raise InsilicoError(f"compact must be True, False or 'cpu', not {compact!r}")
-        self.compact_option = compact
-        self.compact = compact is True or (compact == "cpu" and self.device.type == "cpu")
+        self.compact_option = options.compact
+        self.compact = options.compact is True or (options.compact == "cpu" and self.device.type == "cpu")
         self.optimizer = self._make_optimizer()
         self._lbfgs = isinstance(self.optimizer, BatchLBFGS)
-        self._start_state(objective)
+        self._start_state(self.objective)
 
     # -- set-up ------------------------------------------------------------------------------
     def _set_samples(self, n, size, init, parameterization, labels, seed) -> torch.Tensor | None:
@@ -295,19 +235,21 @@ class Synthesis:
         if init is not None:
             self.param.assign(init)
 
-    def _set_optimizer(self, optimizer, lr, optimizer_options, schedule, schedule_steps, steps) -> None:
+    def _set_optimizer(self, options: SynthesisOptions) -> None:
         """The optimizer's settings (the optimizer itself is made by :meth:`_make_optimizer`)."""
+        optimizer = options.optimizer
         self.optimizer_factory = optimizer if callable(optimizer) else None
         self.optimizer_name = optimizer if isinstance(optimizer, str) else optimizer_name(optimizer)
-        if not float(lr) > 0 or float(lr) == float("inf"):
-            raise InsilicoError(f"lr must be a positive finite number, not {lr!r}")
-        if int(steps) < 0:
-            raise InsilicoError(f"steps must be at least 0 (0: only the start images), not {steps!r}")
-        self.lr = float(lr)
-        self.optimizer_options = dict(optimizer_options or {})
-        self.schedule = schedule
-        self.steps = int(steps)
-        self.schedule_steps = int(schedule_steps or steps)
+        if options.lr is None:
+            raise InsilicoError("lr must be a positive finite number, not None")
+        if not callable(options.schedule) and options.schedule not in SCHEDULES:
+            raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not "
+                                f"{options.schedule!r} (Halving(every) for a halving rate)")
+        self.lr = float(options.lr)
+        self.optimizer_options = dict(options.optimizer_options or {})
+        self.schedule = options.schedule
+        self.steps = int(options.steps)
+        self.schedule_steps = int(options.schedule_steps or options.steps)
 
     def _start_state(self, objective) -> None:
         """The state that a resumed run continues from (step, loss trace, stopped samples, best iterates)."""
@@ -597,9 +539,9 @@ class Synthesis:
                 f"{self.optimizer_name} lr={self.lr}, step {self.step})")
 
 
-def _check_choices(model, objective, goal, optimizer, schedule) -> None:
+def _check_choices(model, objective, goal) -> None:
     """InsilicoError, naming the fix, for a model that is not a Module, an objective that is not an Objective,
-    or an unknown goal, optimizer or schedule."""
+    or an unknown goal (the options are checked by :meth:`SynthesisOptions.validate`)."""
     if not isinstance(model, nn.Module):
         raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(objective, Objective):
@@ -609,13 +551,14 @@ def _check_choices(model, objective, goal, optimizer, schedule) -> None:
         )
     if goal not in GOALS:
         raise InsilicoError(f"goal must be 'maximize' or 'minimize', not {goal!r}")
-    if not callable(optimizer) and optimizer not in OPTIMIZERS:
-        raise InsilicoError(
-            f"optimizer must be one of {OPTIMIZERS} or a factory (params, lr=...) -> torch.optim.Optimizer, "
-            f"not {optimizer!r} (a custom optimizer is not saved: pass it again to resume)"
-        )
-    if isinstance(schedule, str) and schedule not in SCHEDULES:
-        raise InsilicoError(f"schedule must be one of {SCHEDULES} or a function step -> factor, not {schedule!r}")
 
 
-__all__ = ["DEFAULT_STEPS", "Synthesis", "derive_seed"]
+def _penalized(objective: Objective, options: SynthesisOptions, goal: float) -> Objective:
+    """``objective`` with the options' image penalties (tv, l1, l2), each working against the goal."""
+    for weight, penalty in ((options.tv, TotalVariation()), (options.l1, L1()), (options.l2, L2())):
+        if weight:
+            objective = objective - goal * weight * penalty
+    return objective
+
+
+__all__ = ["DEFAULT_STEPS", "Synthesis", "SynthesisOptions", "derive_seed"]

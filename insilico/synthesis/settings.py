@@ -38,6 +38,9 @@ def settings_of(synth) -> dict:
         "steps": synth.steps,
         "stop": [stopping.rule_spec(r) for r in synth.rules],
         "projection": None if synth.projection is None else repr(synth.projection),
+        "tv": synth.options.tv,
+        "l1": synth.options.l1,
+        "l2": synth.options.l2,
         "blur_every": synth.blur_every,
         "blur_sigma": synth.blur_sigma,
         "seed": synth.seed,
@@ -50,7 +53,8 @@ def settings_of(synth) -> dict:
 
 
 def options_from(result: SynthesisResult) -> tuple[str, dict]:
-    """The parameterization kind and the keyword arguments that rebuild the engine of ``result``."""
+    """The parameterization kind and the keyword arguments that rebuild the engine of ``result`` (``n``,
+    ``size``, ``seed``, ``labels`` and fields of :class:`~insilico.synthesis.SynthesisOptions`)."""
     s = result.settings
     spec = dict(s["parameterization"])
     kind = spec.pop("kind").lower()
@@ -66,6 +70,7 @@ def options_from(result: SynthesisResult) -> tuple[str, dict]:
         optimizer=s["optimizer"], lr=s["lr"], optimizer_options=s["optimizer_options"],
         schedule=s["schedule"] if s["schedule"] != "custom" else "constant", schedule_steps=s["schedule_steps"],
         steps=s["steps"], stop=[stopping.from_spec(r) for r in s["stop"] if r["rule"] in stopping.RULES],
+        tv=s.get("tv", 0.0), l1=s.get("l1", 0.0), l2=s.get("l2", 0.0),
         blur_every=s["blur_every"], blur_sigma=s["blur_sigma"], seed=result.seeds, labels=result.labels,
         precision=s.get("precision", "fp32"), channels_last=s.get("channels_last", False),
         compact=s.get("compact", False), transforms_until=s.get("transforms_until"), keep=s.get("keep", "last"),

@@ -336,4 +336,19 @@ def _show(settings: Mapping, key: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-__all__ = ["HASH", "VERSION", "check", "chunk_digests", "digest", "job_identity", "model_fingerprint", "value_digest"]
+def fingerprint_differences(stored: Mapping, current: Mapping) -> list[str]:
+    """What differs between two :func:`model_fingerprint` results, as in :func:`check`'s message (empty: same model).
+
+    Example
+    -------
+    >>> a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    >>> fingerprint_differences(model_fingerprint(a), model_fingerprint(a))
+    []
+    >>> fingerprint_differences(model_fingerprint(a), model_fingerprint(b))
+    ['model parameters differ (bias, weight)']
+    """
+    return _model_differences({"model": dict(stored)}, {"model": dict(current)})
+
+
+__all__ = ["HASH", "VERSION", "check", "chunk_digests", "digest", "fingerprint_differences", "job_identity",
+           "model_fingerprint", "value_digest"]

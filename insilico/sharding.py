@@ -293,10 +293,12 @@ def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
             error = e  # unreadable: damaged
         else:
             raise
+    damaged = isinstance(error, DamagedPartError)
+    what, why = (str(error), "") if damaged else (f"{path} cannot be read", f" ({error})")
     if _MERGE_ONLY[0]:
-        raise SavedFileError(f"{path} cannot be read, so that chunk must be computed again: rerun the command "
-                             f"without --shard ({error})", path) from None
-    warnings.warn(f"{path} cannot be read, so that chunk is computed again ({error})", stacklevel=3)
+        raise SavedFileError(f"{what}, so that chunk must be computed again: rerun the command without --shard{why}",
+                             path) from None
+    warnings.warn(f"{what}, so that chunk is computed again{why}", stacklevel=3)
     part = compute()
     save_part(path, part)
     return load_part(path)

@@ -226,7 +226,11 @@ def test_a_chunk_whose_contents_fail_their_checksum_is_named_and_computed_again(
         torch.save(blob, second)
     else:
         second.write_bytes(first.read_bytes())  # chunk 0-2's part under the name of chunk 2-4
-    with pytest.warns(UserWarning, match=f"{second.name} cannot be read.*checksum"):
+    from insilico.sharding import merge_only
+
+    with merge_only(), pytest.raises(SavedFileError, match=f"{second.name} is damaged.*without --shard"):
+        run()  # insilico merge computes nothing: it names the chunk
+    with pytest.warns(UserWarning, match=f"{second.name} is damaged: its contents do not match the checksum.*so that chunk is computed again"):
         got = run().all_images
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     run()  # rewritten: read without a warning (warnings are errors in the suite)

@@ -279,9 +279,10 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
 
 
 def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
-    """The part in ``path``. One that cannot be read (cut short, corrupt) or fails its checksum (edited, renamed)
-    is reported, naming the file, and computed and written again; one that reads but is refused (not a chunk, a class off the allow-list,
-    another format) is an error: a file someone put there is never silently replaced."""
+    """The part in ``path``. One that cannot be read (cut short, corrupt) or fails its checksum (edited,
+    renamed) is reported, naming the file, and computed and written again; one that reads but is refused (not
+    a chunk, a class off the allow-list, another format) is an error: a file someone put there is never
+    silently replaced."""
     try:
         return load_part(path)
     except DamagedPartError as e:

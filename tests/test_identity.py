@@ -230,7 +230,8 @@ def test_a_chunk_whose_contents_fail_their_checksum_is_named_and_computed_again(
 
     with merge_only(), pytest.raises(SavedFileError, match=f"{second.name} is damaged.*without --shard"):
         run()  # insilico merge computes nothing: it names the chunk
-    with pytest.warns(UserWarning, match=f"{second.name} is damaged: its contents do not match the checksum.*so that chunk is computed again"):
+    with pytest.warns(UserWarning, match=f"{second.name} is damaged: its contents do not match the checksum.*"
+                                         "so that chunk is computed again"):
         got = run().all_images
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     run()  # rewritten: read without a warning (warnings are errors in the suite)

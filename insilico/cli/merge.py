@@ -82,7 +82,8 @@ def _take_models(original, args, saved: Path, argv: list[str]) -> None:
         specs = [specs] if isinstance(specs, str) else list(specs or [])
         code = [spec for spec in specs if names_code(spec)]
         if code:
-            again = " ".join(specs) + (" --weights FILE" if name == "model" and getattr(original, "weights", None) else "")
+            weights = name == "model" and getattr(original, "weights", None)
+            again = " ".join(specs) + (" --weights FILE" if weights else "")
             raise InsilicoError(f"{saved} names a model spec that imports code ({', '.join(map(repr, code))}); "
                                 f"insilico merge never runs code a saved file names: if you trust it, pass it "
                                 f"again: insilico merge {args.out} --{name} {again}")

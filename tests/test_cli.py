@@ -418,6 +418,13 @@ def test_merge_loads_a_model_spec_only_when_given_again(sharded_spec_run, tmp_pa
     assert manifest["settings"]["model"] == spec and manifest["settings"]["out"] == str(folder)
 
 
+def test_merge_runs_only_a_command_that_scales_out(tmp_path, capsys):
+    (tmp_path / "command.json").write_text(json.dumps({"argv": ["demo", "--out", str(tmp_path / "x")]}))
+    assert main(["merge", str(tmp_path)]) == 2
+    assert "'demo', a command that does not scale out" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["command.json"]
+
+
 def test_merge_writes_only_into_the_folder_given(sharded_spec_run, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     folder = _copy(sharded_spec_run / "run", tmp_path / "o", lambda a: a.__setitem__(a.index("--out") + 1,

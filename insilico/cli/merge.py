@@ -46,6 +46,9 @@ def _merge(sub) -> None:
             raise InsilicoError(f"{saved} records no insilico command ({argv[:1]}): give the --out folder of a run")
         argv += ["--out", str(args.out)]  # the last --out wins: merge writes into the folder it was given
         original = sub.choices[argv[0]].parse_args(argv[1:])
+        if not hasattr(original, "shard"):  # only the commands that scale out leave parts to join
+            raise InsilicoError(f"{saved} records {argv[0]!r}, a command that does not scale out (no --shard): "
+                                "insilico merge joins record, maximize, metamer, adversarial and controversial runs")
         _take_models(original, args, saved, argv)
         original.command, original.argv = argv[0], argv
         if original.command == "record":

@@ -331,7 +331,14 @@ def check(stored: Mapping | None, current: Mapping, where: str) -> None:
         ``where`` holds another job's work (or no identity at all); the
         message names every difference and the fix; ``differences`` lists them.
     """
-    if not isinstance(stored, Mapping) or stored.get("identity") != VERSION:
+    version = stored.get("identity") if isinstance(stored, Mapping) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise JobMismatchError(
+            f"{where} holds work with a job identity of version {version}, made by a newer insilico (this one reads "
+            f"version {VERSION}), so it cannot be checked against this run: upgrade insilico, or pass overwrite=True "
+            "(--force on the command line) to start over there, or choose another out= folder",
+            [f"job identity version {version} (newer than {VERSION})"])
+    if version != VERSION:
         raise JobMismatchError(
             f"{where} holds work without a job identity (made by an older insilico, or not by this tool), so "
             "it cannot be checked against this run: pass overwrite=True (--force on the command line) to start "
@@ -417,5 +424,20 @@ def _show(settings: Mapping, key: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-__all__ = ["HASH", "VERSION", "check", "chunk_digests", "digest", "job_identity", "model_fingerprint", "module_settings",
+def fingerprint_differences(stored: Mapping, current: Mapping) -> list[str]:
+    """What differs between two :func:`model_fingerprint` results, as in :func:`check`'s message (empty: same model).
+
+    Example
+    -------
+    >>> a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    >>> fingerprint_differences(model_fingerprint(a), model_fingerprint(a))
+    []
+    >>> fingerprint_differences(model_fingerprint(a), model_fingerprint(b))
+    ['model parameters differ (bias, weight)']
+    """
+    return _model_differences({"model": dict(stored)}, {"model": dict(current)})
+
+
+__all__ = ["HASH", "VERSION", "check", "chunk_digests", "digest", "fingerprint_differences", "job_identity",
+           "model_fingerprint", "module_settings",
            "value_digest"]

@@ -242,6 +242,41 @@ def open_npy(path: str | os.PathLike, mmap_mode: str | None = "c") -> np.ndarray
                              "record again", path) from e
 
 
+def read_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str = "array file") -> dict:
+    """The arrays ``keys`` of a ``.npz`` file, read whole (never unpickled); :class:`SavedFileError` naming the
+    file when it is missing, cut short, corrupt or lacks one of ``keys``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.npz")
+    >>> np.savez(path, x=np.arange(3))
+    >>> read_npz(path, ("x",))["x"].tolist()
+    [0, 1, 2]
+    >>> _ = open(path, "r+b").truncate(20)
+    >>> try:
+    ...     read_npz(path, ("x",), "stimulus set")
+    ... except SavedFileError as e:
+    ...     print(e.path == path, "a.npz' is not a stimulus set" in str(e))
+    True True
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SavedFileError(f"no {what} at {str(path)!r}", path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            lacking = [k for k in keys if k not in z]
+            if lacking:
+                raise SavedFileError(f"{str(path)!r} is not a {what} saved by insilico (it lacks {lacking})", path)
+            return {k: z[k].copy() for k in keys}
+    except SavedFileError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError: all "damaged"
+        raise SavedFileError(f"{str(path)!r} is not a {what} saved by insilico: the file is damaged (cut short "
+                             f"while it was written?) or of another kind ({type(e).__name__}: {e}); write it "
+                             "again", path) from e
+
+
 def check_format(blob: dict, path: Any, newest: int, what: str = "result", oldest: int = 1) -> int:
     """The file's format number, which must be one this insilico reads (``oldest..newest``)."""
     fmt = blob.get("format")

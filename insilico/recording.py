@@ -661,7 +661,7 @@ class _DiskSink:
                 chunks = {**kept, **{k: None for k in unhashed}}
                 stored["stimuli"]["stimuli"]["chunks"] = chunks
                 meta["job"]["stimuli"]["stimuli"]["chunks"] = {k: source.digest(*_span(k)) for k in chunks}
-            check(stored, meta["job"], str(path))
+            check(stored, meta["job"], str(path / "meta.json"))
             meta["job"]["stimuli"]["stimuli"].pop("chunks", None)
         return cls(path, names, shapes, n, ids, source.params, meta, rank)
 

@@ -48,7 +48,7 @@ import torch
 
 from . import persistence
 from .errors import InsilicoError, SavedFileError
-from .identity import check, job_identity
+from .identity import check, job_identity, value_digest
 from .jsonfiles import temporary as _temporary
 from .jsonfiles import to_json
 from .jsonfiles import write_json  # the one strict JSON writer, re-exported for the callers of sharding
@@ -219,10 +219,12 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         Samples, and samples per chunk (chunks are ``[k*size, (k+1)*size)``).
     out : folder, optional
         Keep each finished part there (``chunk-<start>-<stop>.pt``, written
-        atomically); parts already there are not computed again. Ranks share
-        the work only through such a folder: without ``out`` every process
-        computes its own job alone. A damaged part is reported (a warning
-        naming it) and computed again.
+        atomically, with a checksum of its contents and range); parts already
+        there are not computed again. Ranks share the work only through such
+        a folder: without ``out`` every process computes its own job alone.
+        A damaged part (unreadable, or contents that fail their checksum:
+        edited, wrongly shaped, renamed) is reported (a warning naming it)
+        and computed again; ``insilico merge`` refuses it, naming it.
     shard : (rank, world), optional
         This rank's share: default the ``torch.distributed`` process group
         (ranks split the missing chunks evenly, then wait for each other);
@@ -277,11 +279,14 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
 
 
 def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
-    """The part in ``path``. One that cannot be read (cut short, corrupt) is reported, naming the file, and
-    computed and written again; one that reads but is refused (not a chunk, a class off the allow-list,
-    another format) is an error: a file someone put there is never silently replaced."""
+    """The part in ``path``. One that cannot be read (cut short, corrupt) or fails its checksum (edited,
+    renamed) is reported, naming the file, and computed and written again; one that reads but is refused (not
+    a chunk, a class off the allow-list, another format) is an error: a file someone put there is never
+    silently replaced."""
     try:
         return load_part(path)
+    except DamagedPartError as e:
+        error = e
     except SavedFileError as e:
         try:
             persistence.read(path, "chunk of an out= folder")
@@ -289,10 +294,12 @@ def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
             error = e  # unreadable: damaged
         else:
             raise
+    damaged = isinstance(error, DamagedPartError)
+    what, why = (str(error), "") if damaged else (f"{path} cannot be read", f" ({error})")
     if _MERGE_ONLY[0]:
-        raise SavedFileError(f"{path} cannot be read, so that chunk must be computed again: rerun the command "
-                             f"without --shard ({error})", path) from None
-    warnings.warn(f"{path} cannot be read, so that chunk is computed again ({error})", stacklevel=3)
+        raise SavedFileError(f"{what}, so that chunk must be computed again: rerun the command without --shard{why}",
+                             path) from None
+    warnings.warn(f"{what}, so that chunk is computed again{why}", stacklevel=3)
     part = compute()
     save_part(path, part)
     return load_part(path)
@@ -372,7 +379,7 @@ def _claim(folder: Path, job: dict | None) -> None:
     if not (folder / "job.json").exists() and any(folder.glob("chunk-*.pt")):
         check(None, job, str(folder))  # parts whose job.json is gone: nothing says what made them
     create_once(folder, lambda: write_json(folder / "job.json", job), ready="job.json")
-    check(read_identity(folder / "job.json"), job, str(folder))
+    check(read_identity(folder / "job.json"), job, str(folder / "job.json"))
 
 
 def read_identity(path: Path) -> dict:
@@ -387,13 +394,26 @@ def read_identity(path: Path) -> dict:
 def save_part(path: str | os.PathLike, part: Any) -> None:
     """Write ``part`` atomically with ``torch.save`` (tensors and plain data only: readable with weights_only).
 
-    The file records the decoder's format, a kind (``"insilico.sharding:part"``) and the versions.
+    The file records the decoder's format, a kind (``"insilico.sharding:part"``), a checksum of the
+    part and the file's name (its sample range; :func:`load_part` checks it) and the versions.
     """
     path = Path(path)
     tmp = _temporary(path)
-    torch.save({"format": persistence.FORMAT, "kind": PART_KIND, "part": pack(part),
-                "versions": persistence.versions()}, tmp)
+    packed = pack(part)
+    torch.save({"format": persistence.FORMAT, "kind": PART_KIND, "part": packed,
+                "checksum": _checksum(path, packed), "versions": persistence.versions()}, tmp)
     os.replace(tmp, path)
+
+
+class DamagedPartError(SavedFileError):
+    """A part whose contents do not match the checksum written with it (edited, or damaged in place, or moved
+    to another chunk's name): computed again like an unreadable part."""
+
+
+def _checksum(path: Path, packed: Any) -> str:
+    """The digest of a packed part and the chunk's file name (its sample range): a part moved to another
+    range's name, or with any tensor edited, fails it."""
+    return value_digest([Path(path).name, packed])
 
 
 def load_part(path: str | os.PathLike) -> Any:
@@ -404,7 +424,8 @@ def load_part(path: str | os.PathLike) -> Any:
     SavedFileError
         The file is missing, truncated or corrupt, of a newer format, not a chunk, or names a class
         that is not on the allow-list; ``error.path`` is the file (a damaged chunk can be deleted and
-        computed again).
+        computed again). :class:`DamagedPartError` (a SavedFileError): contents that fail the checksum
+        :func:`save_part` wrote (parts written before checksums are read unchecked).
     """
     blob = persistence.read(path, "chunk of an out= folder")
     if "part" not in blob and "__dataclass__" in blob:  # written before chunks recorded their format
@@ -413,4 +434,8 @@ def load_part(path: str | os.PathLike) -> Any:
         raise SavedFileError(f"{path} is not a chunk written by insilico (it holds {blob.get('kind', 'no part')!r})",
                              path)
     persistence.check_format(blob, path, persistence.FORMAT, "chunk of an out= folder", oldest=persistence.FORMAT)
-    return unpack(blob["part"], path, blob.get("versions"))
+    part = unpack(blob["part"], path, blob.get("versions"))  # a class off the allow-list is refused first
+    if "checksum" in blob and blob["checksum"] != _checksum(path, blob["part"]):
+        raise DamagedPartError(f"{path} is damaged: its contents do not match the checksum written with them "
+                               "(edited, overwritten in place, or another chunk's file renamed)", path)
+    return part

@@ -382,3 +382,77 @@ def test_outputs_of_the_commands_are_strict_json(tmp_path):
 def test_a_gallery_site_is_strict_json(site):
     root, _ = site
     assert strict_json_files(root) > 10
+
+
+# ------------------------------------------------------------------ insilico merge: command.json is data (issue 23)
+NET_PY = """import torch
+def net():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU())
+    m.input_size = (3, 8, 8)
+    return m
+"""
+
+
+@pytest.fixture(scope="module")
+def sharded_spec_run(tmp_path_factory):
+    """A `maximize` run of a user's model file (a --model spec) as 2 hand-made shards: 2 units, 1 step."""
+    root = tmp_path_factory.mktemp("merge")
+    (root / "net.py").write_text(NET_PY)
+    args = ["maximize", "--model", f"{root / 'net.py'}:net", "--units", "0[0]", "0[1]", "--steps", "1",
+            "--batch-size", "1", "--quiet", "--out", str(root / "run")]
+    for rank in ("0/2", "1/2"):
+        assert main(args + ["--shard", rank]) == 0
+    for written in [*(root / "run").glob("*.png"), root / "run" / "manifest.json"]:
+        written.unlink()  # what merge writes
+    return root
+
+
+def _copy(run_dir, dst, edit):
+    import shutil
+
+    shutil.copytree(run_dir, dst)
+    saved = dst / "command.json"
+    argv = json.loads(saved.read_text())["argv"]
+    edit(argv)
+    saved.write_text(json.dumps({"argv": argv}))
+    return dst
+
+
+def test_merge_never_imports_a_model_file_named_by_command_json(sharded_spec_run, tmp_path, capsys):
+    flag = tmp_path / "PWNED"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"import pathlib\npathlib.Path({str(flag)!r}).touch()\ndef net():\n    raise SystemExit('evil')\n")
+    folder = _copy(sharded_spec_run / "run", tmp_path / "o", lambda a: a.__setitem__(a.index("--model") + 1,
+                                                                                      f"{evil}:net"))
+    capsys.readouterr()
+    assert main(["merge", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert not flag.exists(), "insilico merge executed a Python file named in command.json"
+    assert "command.json names a model spec that imports code" in err and f"--model {evil}:net" in err
+    assert not (folder / "manifest.json").exists()
+
+
+def test_merge_loads_a_model_spec_only_when_given_again(sharded_spec_run, tmp_path, capsys):
+    folder = _copy(sharded_spec_run / "run", tmp_path / "o", lambda a: None)
+    spec = f"{sharded_spec_run / 'net.py'}:net"
+    assert main(["merge", str(folder)]) == 2 and "pass it again" in capsys.readouterr().err
+    assert main(["merge", str(folder), "--model", spec]) == 0  # the user's own word: loaded, outputs written
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["outputs"]) == 2 and all((folder / e["file"]).exists() for e in manifest["outputs"])
+    assert manifest["settings"]["model"] == spec and manifest["settings"]["out"] == str(folder)
+
+
+def test_merge_runs_only_a_command_that_scales_out(tmp_path, capsys):
+    (tmp_path / "command.json").write_text(json.dumps({"argv": ["demo", "--out", str(tmp_path / "x")]}))
+    assert main(["merge", str(tmp_path)]) == 2
+    assert "'demo', a command that does not scale out" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["command.json"]
+
+
+def test_merge_writes_only_into_the_folder_given(sharded_spec_run, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    folder = _copy(sharded_spec_run / "run", tmp_path / "o", lambda a: a.__setitem__(a.index("--out") + 1,
+                                                                                      str(elsewhere)))
+    assert main(["merge", str(folder), "--model", f"{sharded_spec_run / 'net.py'}:net"]) == 0
+    assert not elsewhere.exists() and (folder / "manifest.json").exists()

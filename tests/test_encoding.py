@@ -271,3 +271,66 @@ def test_fit_predictor_leaves_the_global_random_state_alone():
         warnings.simplefilter("ignore", RuntimeWarning)
         fit_predictor(net, x, y, "1", reduce="mean", cv=3, progress=False)
     assert torch.equal(torch.rand(2), want)
+
+
+# ------------------------------------------------------------------ a predictor file knows its trunk (issue 23)
+def _trunk(seed: int = 0, width: int = 4) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.LeakyReLU(0.1), torch.nn.AdaptiveAvgPool2d(1),
+                            torch.nn.Flatten(), torch.nn.Linear(width, 3)).eval()
+    m.input_size = (3, 16, 16)
+    return m
+
+
+@pytest.fixture
+def saved_predictor(tmp_path):
+    """A predictor fitted on ``_trunk(0)`` layer "1" (reduce=None: 4 x 14 x 14 features), saved as p.pt."""
+    x = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.rand(12, 3, generator=torch.Generator().manual_seed(2))
+    p = encoding.fit_predictor(_trunk(0), x, y, layers=["1"], progress=False)
+    p.save(tmp_path / "p.pt")
+    return tmp_path / "p.pt", x, p(x).detach()
+
+
+def test_a_predictor_refuses_another_trunk_naming_file_and_difference(saved_predictor):
+    from insilico.encoding import NeuralPredictor
+    from insilico.errors import SavedFileError
+
+    path, x, want = saved_predictor
+    assert torch.equal(NeuralPredictor.load(path, _trunk(0))(x), want)
+    with pytest.raises(SavedFileError, match=r"p\.pt.*another network.*parameters differ \(0\.bias, 0\.weight"):
+        NeuralPredictor.load(path, _trunk(1))  # same architecture, other weights
+    loose = NeuralPredictor.load(path, _trunk(1), strict=False)  # the documented escape: loads, widths still fit
+    assert loose(x).shape == want.shape and not torch.equal(loose(x), want)
+    with pytest.raises(SavedFileError, match=r"p\.pt.*another network"):
+        NeuralPredictor.load(path, _trunk(0, width=8))
+    with pytest.raises(SavedFileError, match=r"p\.pt' does not fit.*give 1568 features.*readout takes 784"):
+        NeuralPredictor.load(path, _trunk(0, width=8), strict=False)  # was a raw RuntimeError in predict
+
+
+def test_a_predictor_file_without_a_trunk_fingerprint_needs_strict_false(saved_predictor):
+    from insilico.encoding import NeuralPredictor
+    from insilico.errors import SavedFileError
+
+    path, x, want = saved_predictor
+    blob = torch.load(path, weights_only=True)
+    del blob["trunk"]  # as files saved before fingerprints were kept
+    torch.save(blob, path)
+    with pytest.raises(SavedFileError, match=r"p\.pt.*records no fingerprint.*strict=False"):
+        NeuralPredictor.load(path, _trunk(0))
+    assert torch.equal(NeuralPredictor.load(path, _trunk(0), strict=False)(x), want)
+
+
+@pytest.mark.parametrize("layers", [["nonexistent"], ["4"]], ids=["no_such_layer", "layer_of_other_width"])
+def test_a_predictor_file_whose_layers_disagree_with_its_readout_is_refused(saved_predictor, layers):
+    """An edited `layers` entry: refused at load naming the file (was: loaded, then UnitError or a raw
+    RuntimeError "mat1 and mat2 shapes cannot be multiplied" when predicting)."""
+    from insilico.encoding import NeuralPredictor
+    from insilico.errors import SavedFileError
+
+    path, _, _ = saved_predictor
+    blob = torch.load(path, weights_only=True)
+    blob["layers"] = layers
+    torch.save(blob, path)
+    with pytest.raises(SavedFileError, match=r"p\.pt"):
+        NeuralPredictor.load(path, _trunk(0))

@@ -212,6 +212,42 @@ def test_a_damaged_chunk_is_named_and_computed_again(tmp_path):
     assert done_chunks(tmp_path) == [(0, 2), (2, 4), (4, 5)]
 
 
+@pytest.mark.parametrize("edit", ["wrong_shape", "renamed"])
+def test_a_chunk_whose_contents_fail_their_checksum_is_named_and_computed_again(tmp_path, edit):
+    """Issue 23 (kind 3): a chunk that reads but holds a wrongly shaped tensor (or another range's part) is
+    damaged: a warning names it and it is recomputed (was a raw torch.cat RuntimeError in pgd)."""
+    model, images = classifier(0), torch.rand(4, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    run = lambda: insilico.pgd(model, images, eps=0.1, steps=2, batch_size=2, progress=False, out=tmp_path)
+    want = run().all_images
+    first, second = sorted(tmp_path.glob("chunk-*.pt"))
+    if edit == "wrong_shape":
+        blob = torch.load(second, weights_only=True)
+        blob["part"]["fields"]["all_images"] = torch.zeros(1, 2, 3)
+        torch.save(blob, second)
+    else:
+        second.write_bytes(first.read_bytes())  # chunk 0-2's part under the name of chunk 2-4
+    from insilico.sharding import merge_only
+
+    with merge_only(), pytest.raises(SavedFileError, match=f"{second.name} is damaged.*without --shard"):
+        run()  # insilico merge computes nothing: it names the chunk
+    with pytest.warns(UserWarning, match=f"{second.name} is damaged: its contents do not match the checksum.*"
+                                         "so that chunk is computed again"):
+        got = run().all_images
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    run()  # rewritten: read without a warning (warnings are errors in the suite)
+
+
+def test_a_newer_job_identity_is_called_newer_naming_job_json(tmp_path):
+    """Issue 23 (kind 3): job.json with identity 99 names job.json and the versions, and does not say "older"."""
+    map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)
+    data = json.loads((tmp_path / "job.json").read_text())
+    (tmp_path / "job.json").write_text(json.dumps(dict(data, identity=99)))
+    with pytest.raises(JobMismatchError, match=r"job\.json holds work with a job identity of version 99, made by a "
+                                               r"newer insilico \(this one reads version 1\)") as e:
+        map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)
+    assert "older insilico" not in str(e.value)  # ("folder" does contain "older")
+
+
 def test_a_folder_without_identity_is_refused(tmp_path):
     map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)
     (tmp_path / "job.json").write_text(json.dumps({"tool": "pgd", "n": 4}))  # as older versions wrote it

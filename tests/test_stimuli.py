@@ -424,6 +424,32 @@ def test_save_load_round_trip_is_exact(tmp_path, suffix):
         s.save(tmp_path / "set.pkl")
 
 
+def test_truncated_npz_stimulus_set_is_a_saved_file_error_naming_it(tmp_path):
+    """Issue 23 (kind 3): a cut-short .npz is refused through insilico.persistence, naming the file."""
+    from insilico.errors import SavedFileError
+
+    path = StimulusSet(torch.rand(3, 3, 8, 8), None).save(tmp_path / "s.npz")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(SavedFileError, match="s.npz"):  # was a raw zipfile.BadZipFile
+        StimulusSet.load(path)
+
+
+@pytest.mark.parametrize("bad", [dict(images=torch.full((3, 3, 8, 8), float("nan"))),
+                                 dict(images=torch.zeros(3, 3, 8, 8, dtype=torch.uint8)),
+                                 dict(params='[{"a": 1}]'), dict(images="not images")],
+                         ids=["nan", "uint8", "params_count", "images_string"])
+def test_stimulus_set_file_with_bad_contents_is_refused_naming_it(tmp_path, bad):
+    """Issue 23 (kind 3): contents a StimulusSet refuses are a SavedFileError that names the file."""
+    from insilico.errors import SavedFileError
+
+    path = StimulusSet(torch.rand(3, 3, 8, 8), None).save(tmp_path / "s.pt")
+    blob = torch.load(path, weights_only=True)
+    blob.update(bad)
+    torch.save(blob, path)
+    with pytest.raises(SavedFileError, match="s.pt"):
+        StimulusSet.load(path)
+
+
 def test_plot_grid_titles_and_ax():
     import matplotlib
 

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import persistence
-from ..errors import InsilicoError, SavedFileError, StimulusError
+from ..errors import InsilicoError, SavedFileError, StimulusError, UnitError
+from ..identity import fingerprint_differences, model_fingerprint
 from ..layers import channels_first, unit_layout
 from ..plan import Plan
 from ..probe import Probe
@@ -126,8 +127,16 @@ class NeuralPredictor(nn.Module):
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Predicted responses ``(N, n_targets)`` in the data's units."""
-        return self.readout(self.features(images))
+        """Predicted responses ``(N, n_targets)`` in the data's units.
+
+        Raises InsilicoError when the trunk's layers give another number of features than the readout takes
+        (a trunk other than the one the predictor was fitted on)."""
+        features = self.features(images)
+        if features.shape[1] != self.readout.in_features:
+            raise InsilicoError(f"the trunk's layers {self.layers} give {features.shape[1]} features (reduce="
+                                f"{self.reduce!r}) but the readout takes {self.readout.in_features}: this predictor "
+                                "was fitted on another network (use the one it was fitted on)")
+        return self.readout(features)
 
     def target_index(self, targets) -> list[int]:
         """Indices of ``targets`` (ints, names, or None for all), checked."""
@@ -157,22 +166,31 @@ class NeuralPredictor(nn.Module):
                 "reduce": list(self.reduce) if isinstance(self.reduce, tuple) else self.reduce,
                 "targets": self.targets, "input_size": list(getattr(self, "input_size", ()) or ()),
                 "state": {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("trunk.")},
+                "trunk": model_fingerprint(self.trunk),
                 "scores": persistence.pack(self.scores), "settings": persistence.pack(getattr(self, "settings", {})),
                 "versions": persistence.pack(persistence.versions())}
         torch.save(blob, path)
 
     @classmethod
-    def load(cls, path, model: nn.Module | None = None) -> NeuralPredictor:
+    def load(cls, path, model: nn.Module | None = None, *, strict: bool = True) -> NeuralPredictor:
         """A predictor saved by :meth:`save`, on the trunk ``model`` (``weights_only`` load: no code is unpickled).
 
         The trunk's weights are not in the file (a predictor shares its network): pass the same
         model the predictor was fitted on, e.g. ``NeuralPredictor.load(path, insilico.models.load("minialex"))``.
+        The file holds the trunk's :func:`insilico.identity.model_fingerprint`; another trunk is refused.
+        ``strict=False`` is the explicit escape for a trunk you know is right although its fingerprint
+        differs (the same weights in another dtype, a file saved before fingerprints were kept): the
+        layers and feature widths are still checked. With the trunk's ``input_size`` known (saved by
+        :func:`fit_predictor`), loading runs one blank image through the trunk to check the widths.
 
         Raises
         ------
         SavedFileError
-            A missing, damaged or foreign file, a newer format, a class not on the allow-list, or a
-            readout that does not fit this version (the message names the file and the versions).
+            A missing, damaged or foreign file, a newer format, a class not on the allow-list, a
+            readout that does not fit this version (the message names the file and the versions),
+            layers the trunk lacks or whose features are not as wide as the readout (an edited file
+            or another network); with ``strict``, a trunk whose fingerprint differs from the saved
+            one, or a file that saved none (the message names the file and the differences).
         """
         if model is None:
             raise InsilicoError(
@@ -202,12 +220,41 @@ class NeuralPredictor(nn.Module):
                                  f"{list(keys.unexpected_keys)}; "
                                  f"{persistence.versions_text(persistence.unpack(recorded, path))})", path)
         predictor.scores, predictor.settings = scores, settings
+        _check_trunk(predictor, blob.get("trunk"), path, strict)
         return predictor
 
     def extra_repr(self) -> str:
         r = self.scores.get("r")
         score = f", median held-out r={float(np.nanmedian(r)):.3f}" if r is not None and len(r) else ""
         return f"layers={self.layers}, reduce={self.reduce!r}, targets={self.n_targets}{score}"
+
+
+def _check_trunk(predictor: NeuralPredictor, saved: Any, path, strict: bool) -> None:
+    """Refuse a loaded predictor whose trunk is not the one it was fitted on, or whose layers do not feed its
+    readout (a file edited by hand): the message names the file. ``strict=False`` skips the fingerprint only."""
+    path = str(path)
+    if strict:
+        if not isinstance(saved, dict) or "digest" not in saved:
+            raise SavedFileError(f"{path!r} records no fingerprint of the network it was fitted on (saved by an older "
+                                 "insilico, or edited), so this trunk cannot be checked: pass strict=False if you "
+                                 "know it is the one", path)
+        differences = fingerprint_differences(saved, model_fingerprint(predictor.trunk))
+        if differences:
+            text = "; ".join(d.replace("(folder)", "(file)") for d in differences)
+            raise SavedFileError(f"{path!r} was fitted on another network than the one given ({text}): load it on "
+                                 "the network it was fitted on (strict=False accepts this one anyway)", path)
+    try:
+        Probe(predictor.trunk).units(*predictor.layers)
+    except UnitError as e:
+        raise SavedFileError(f"{path!r} reads layers {predictor.layers} that the network given lacks ({e}): the "
+                             "file was edited or fitted on another network", path) from None
+    size = getattr(predictor, "input_size", None)
+    if size:
+        with session(predictor) as s:
+            try:
+                predictor(s.inputs(torch.zeros(1, *size)))
+            except (InsilicoError, RuntimeError) as e:  # RuntimeError: an input_size the trunk does not take
+                raise SavedFileError(f"{path!r} does not fit the network given: {e}", path) from None
 
 
 class Ensemble(nn.Module):

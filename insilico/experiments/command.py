@@ -62,12 +62,22 @@ def device(name: str = "auto") -> torch.device:
     return dev
 
 
+def names_code(spec: str) -> bool:
+    """Whether :func:`load_model` imports code for ``spec`` (a ``package.module:callable`` or ``file.py:callable``
+    spec) rather than looking up a bundled model by name (``insilico merge`` never does it for a saved spec).
+
+    >>> names_code("minialex"), names_code("torch.nn:Identity"), names_code("evil.py:net")
+    (False, True, True)
+    """
+    return ":" in spec and spec.rsplit(":", 1)[0] not in ("", "cuda")
+
+
 def load_model(spec: str, weights: str | None = None, where: str = "auto") -> nn.Module:
     """A bundled model by name, or the user's via :func:`insilico.models.from_spec`; eval mode, on ``where``."""
     from .. import models
 
     dev = device(where)
-    if ":" in spec and spec.rsplit(":", 1)[0] not in ("", "cuda"):
+    if names_code(spec):
         model = models.from_spec(spec, weights=weights, device=dev)
     else:
         if weights is not None:

@@ -78,7 +78,7 @@ def _check_site(root: Path, settings: GallerySettings, model: nn.Module, shard=N
     if (root / "gallery.json").exists() and not (root / "job.json").exists():
         check(None, job, str(root))  # a site built before job identities: refused, naming the fix
     create_once(root, create, ready="gallery.json")
-    check(read_identity(root / "job.json"), job, str(root))
+    check(read_identity(root / "job.json"), job, str(root / "job.json"))
 
 
 def plan(work: Work, layers: list[str]) -> list[tuple[str, int, int]]:

@@ -304,27 +304,35 @@ class StimulusSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "StimulusSet":
-        """Load a set written by :meth:`save` (``.npz`` or ``.pt``)."""
+        """Load a set written by :meth:`save` (``.npz`` or ``.pt``), through the readers of :mod:`insilico.persistence`.
+
+        Raises
+        ------
+        StimulusError
+            No file at ``path``, or a suffix other than ``.npz``/``.pt``/``.pth``.
+        SavedFileError
+            A truncated or corrupt file, one that is not a StimulusSet, or one whose contents a
+            StimulusSet refuses (NaN or non-float images, a parameter per stimulus lacking, ...):
+            the message names the file.
+        """
         path = pathlib.Path(path)
         if not path.exists():
             raise StimulusError(f"load: no file at {path}.")
         if path.suffix == ".npz":
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    if "images" not in z or "params" not in z:
-                        raise StimulusError(f"load: {path} is not a StimulusSet file (missing 'images'/'params').")
-                    images = torch.from_numpy(z["images"].copy())
-                    params = persistence.json_field({"params": str(z["params"])}, "params", path, (list, dict))
-            except (OSError, ValueError, EOFError, KeyError) as e:
-                raise SavedFileError(f"load: {path} is damaged or not a StimulusSet file: {e}", path) from e
+            d = persistence.read_npz(path, ("images", "params"), "stimulus set")
+            images, params = torch.from_numpy(d["images"]), d["params"]
+            params = persistence.json_field({"params": str(params)}, "params", path, (list, dict))
         elif path.suffix in (".pt", ".pth"):
             d = persistence.read(path, "stimulus set")
             if "images" not in d or "params" not in d:
-                raise StimulusError(f"load: {path} is not a StimulusSet file (missing 'images'/'params').")
+                raise SavedFileError(f"load: {path} is not a StimulusSet file (missing 'images'/'params').", path)
             images, params = d["images"], persistence.json_field(d, "params", path, (list, dict))
         else:
             raise StimulusError(f"load: unknown file type {path.suffix!r}; expected .npz or .pt.")
-        out = cls(images, params)
+        try:
+            out = cls(images, params)
+        except (StimulusError, TypeError, ValueError, AttributeError) as e:
+            raise SavedFileError(f"load: {path} holds no valid stimulus set ({e}): write it again", path) from e
         return out.to(device) if device is not None else out
 
     # -- plotting

@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import numbers
 import secrets
 from typing import Iterator
 
 import torch
+
+from .errors import InsilicoError
 
 
 def fresh_seed() -> int:
@@ -80,6 +83,31 @@ def keep_global_rng() -> Iterator[None]:
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         yield
+
+
+def run_seed(seed: int | None, out=None) -> int:
+    """A run's seed: ``seed`` itself, or fresh entropy from the OS for ``None`` (:func:`fresh_seed`; the global
+    generators are never read). A resumable ``out=`` job needs a fixed seed, so ``seed=None`` with ``out``
+    is refused: a rerun would draw another seed and the folder's identity would refuse it.
+
+    Raises
+    ------
+    InsilicoError
+        ``seed`` is not an int (or None), or is None with ``out``.
+
+    Example
+    -------
+    >>> run_seed(7), isinstance(run_seed(None), int)
+    (7, True)
+    """
+    if seed is None:
+        if out is not None:
+            raise InsilicoError("seed=None draws a fresh seed on every run, so an out= folder could never be "
+                                "resumed: pass seed=<int> with out=")
+        return fresh_seed()
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InsilicoError(f"seed must be an int (or None for fresh entropy), not {seed!r}")
+    return int(seed)
 
 
 def derive_seed(seed: int, key: int | str) -> int:

@@ -62,6 +62,7 @@ from ..objectives.classification import LOSSES, ClassLoss
 from ..pixels import check_images
 from ..registry import register_tool
 from ..plan import Plan
+from ..seeding import run_seed
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.optimizers import NORMS, SignSGD, norm_name
 from ..synthesis.parameterization import Pixel
@@ -154,7 +155,7 @@ def pgd(
     loss: str = "ce",
     early_stop: bool = True,
     batch_size: int | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = True,
     out=None,
     shard: tuple[int, int] | None = None,
@@ -196,7 +197,7 @@ def pgd(
         Freeze each sample at its first successful step (default True).
     batch_size : int, optional
         Images per synthesis run (each run holds ``E * restarts`` copies).
-    seed : int
+    seed : int or None
         Seeds the random starts: each sample's from ``seed``, its epsilon, its
         restart and its image's content (:func:`insilico.synthesis.seeds.content_key`),
         so an image gets the same start alone or in any batch.
@@ -233,6 +234,7 @@ def pgd(
     >>> bool((r.linf <= 0.5).all()), bool(((r.images >= 0) & (r.images <= 1)).all())
     (True, True)
     """
+    seed = run_seed(seed, out)
     if not isinstance(model, nn.Module):
         raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     images = check_images(images)  # an empty batch is a StimulusError that says to give images

@@ -60,6 +60,7 @@ from ..objectives.adjudication import Controversy
 from ..pixels import check_images
 from ..registry import register_tool
 from ..results import Result
+from ..seeding import run_seed
 from ..session import session
 from ..synthesis.engine import Synthesis
 from ..synthesis.options import SynthesisOptions
@@ -177,6 +178,31 @@ class ControversialResult(Result):
                 f"score median {float(self.score.median()):.3f}, >= 0.75: {float((self.score >= 0.75).float().mean()):.0%})")
 
 
+def _class_pairs(pairs, classes, k) -> list[tuple[int, int]]:
+    """The class pairs ``(i, j)`` as class indices (names looked up in ``classes``), checked."""
+    if not pairs:
+        raise InsilicoError("give at least one class pair (i, j)")
+    class_pairs = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise InsilicoError(f"a class pair is (i, j), got {pair!r}")
+        i, j = (_class_index(c, classes, k) for c in pair)
+        if i == j:
+            raise InsilicoError(f"class pair {pair!r}: i and j must differ")
+        class_pairs.append((i, j))
+    return class_pairs
+
+
+def _model_pairs(model_pairs, names: list[str]) -> list[tuple[int, int]]:
+    """The model pairs as indices into ``names`` (default: every pair), checked."""
+    if model_pairs is None:
+        return list(itertools.combinations(range(len(names)), 2))
+    model_pairs = [tuple(names.index(m) if isinstance(m, str) else int(m) for m in mp) for mp in model_pairs]
+    if any(a == b or not (0 <= a < len(names) and 0 <= b < len(names)) for a, b in model_pairs):
+        raise InsilicoError(f"model_pairs must name two different models of {names}")
+    return model_pairs
+
+
 def _class_index(c, classes, k: int | None) -> int:
     if isinstance(c, str):
         if not classes or c not in classes:
@@ -199,7 +225,7 @@ def controversial(
     init: torch.Tensor | None = None,
     size: int | Sequence[int] | None = None,
     stop_at: float = 0.95,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = True,
     out=None,
     shard: tuple[int, int] | None = None,
@@ -231,7 +257,7 @@ def controversial(
         model's ``input_size``.
     stop_at : float
         A sample stops once its score reaches this (default 0.95).
-    seed : int
+    seed : int or None
     progress : bool
     out, shard : folder, (rank, world), optional
         Share the chunks among ranks and keep each chunk in ``out``
@@ -274,6 +300,7 @@ def controversial(
     >>> r.labels
     ['model0:0|model1:1#0', 'model0:0|model1:1#1']
     """
+    seed = run_seed(seed, out)
     options = SynthesisOptions.from_kwargs("controversial", CONTROVERSIAL_DEFAULTS, options, progress=progress,
                                            **option_overrides)
     group = ModelGroup(models)
@@ -281,22 +308,8 @@ def controversial(
     members = [getattr(group, n) for n in names]
     classes = getattr(members[0], "classes", None)
     k = len(classes) if classes else None
-    if not pairs:
-        raise InsilicoError("give at least one class pair (i, j)")
-    class_pairs = []
-    for pair in pairs:
-        if len(pair) != 2:
-            raise InsilicoError(f"a class pair is (i, j), got {pair!r}")
-        i, j = (_class_index(c, classes, k) for c in pair)
-        if i == j:
-            raise InsilicoError(f"class pair {pair!r}: i and j must differ")
-        class_pairs.append((i, j))
-    if model_pairs is None:
-        model_pairs = list(itertools.combinations(range(len(names)), 2))
-    else:
-        model_pairs = [tuple(names.index(m) if isinstance(m, str) else int(m) for m in mp) for mp in model_pairs]
-        if any(a == b or not (0 <= a < len(names) and 0 <= b < len(names)) for a, b in model_pairs):
-            raise InsilicoError(f"model_pairs must name two different models of {names}")
+    class_pairs = _class_pairs(pairs, classes, k)
+    model_pairs = _model_pairs(model_pairs, names)
     if int(seeds) < 1:
         raise InsilicoError(f"seeds must be >= 1, got {seeds}")
     if options.steps < 1:

@@ -49,6 +49,7 @@ from ..pixels import check_images
 from ..probe import Probe
 from ..registry import register_tool
 from ..results import Result
+from ..seeding import run_seed
 from ..session import session
 from ..synthesis.engine import derive_seed
 from ..synthesis.seeds import content_key
@@ -271,7 +272,7 @@ def eigendistortion(
     method: str = "lanczos",
     iterations: int | None = None,
     alpha: float | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = True,
 ) -> EigendistortionResult:
     """The ``k`` most and ``k`` least noticeable distortions of each image for ``layer`` (Berardino et al. 2017).
@@ -294,7 +295,7 @@ def eigendistortion(
     alpha : float, optional
         L2 norm of the distortions added in ``result.images`` (default
         ``0.1 * sqrt(D)``: an RMS pixel change of 0.1).
-    seed : int
+    seed : int or None
         Start vectors: each image's from ``seed`` and the image's content
         (:func:`insilico.synthesis.seeds.content_key`), so an image's result is
         the same alone and in any batch.
@@ -322,6 +323,7 @@ def eigendistortion(
     >>> torch.allclose(r.eigenvalues[0], torch.linalg.eigvalsh(w.T @ w).flip(0)[[0, -1]], atol=1e-5)
     True
     """
+    seed = run_seed(seed)
     if not isinstance(model, nn.Module):
         raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if method not in METHODS:

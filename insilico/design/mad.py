@@ -54,6 +54,7 @@ from ..objectives.adjudication import ROLE_NAMES, ROLES, MADObjective, distance
 from ..pixels import check_images
 from ..probe import Probe
 from ..results import Result
+from ..seeding import run_seed
 from ..session import session
 from ..synthesis.engine import Synthesis, derive_seed
 from ..synthesis.result import SynthesisResult
@@ -171,7 +172,7 @@ def mad(
     steps: int = 200,
     lr: float = 0.005,
     lam: float = 10.0,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = True,
 ) -> MADResult:
     """MAD competition (Wang & Simoncelli 2008) of two representation distances: four extremal images per reference.
@@ -193,7 +194,7 @@ def mad(
         Learning rate in pixel units (default 0.005).
     lam : float
         Weight of the held distance's penalty (default 10).
-    seed : int
+    seed : int or None
         Seeds the start noise of each reference from ``seed`` and the
         reference's content (the same alone or in a batch).
     progress : bool
@@ -211,6 +212,7 @@ def mad(
         Not two units (or two models), ``noise <= 0``, or a unit that does not
         respond to the start noise.
     """
+    seed = run_seed(seed)
     images = check_images(images)  # an empty batch is a StimulusError that says to give images
     if isinstance(units, (str, Unit)) or len(units) != 2:
         raise InsilicoError(f"give two units, one per distance, e.g. ('features.3', 'features.10'); got {units!r}")

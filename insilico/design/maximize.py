@@ -47,6 +47,7 @@ from ..plan import Plan
 from ..probe import Probe
 from ..identity import job_identity, value_digest
 from ..registry import register_tool
+from ..seeding import run_seed
 from ..sharding import map_chunks
 from ..units import Unit
 from ..synthesis.engine import Synthesis
@@ -74,7 +75,7 @@ def maximize(
     negative: bool = False,
     init: torch.Tensor | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = True,
     resume: SynthesisResult | None = None,
     out: str | os.PathLike | None = None,
@@ -111,7 +112,7 @@ def maximize(
         one per image to optimise; default noise.
     batch_size : int
         Images optimised together (default 64); rounded down to a multiple of ``images_per_unit``.
-    seed : int
+    seed : int or None
         Seed of the job (default 0); each image's seed is derived from it and its label.
     progress : bool
         Progress bars (default True).
@@ -155,6 +156,7 @@ def maximize(
     InsilicoError
         An unknown option (with close matches) or one out of range; ``images_per_unit < 1``.
     """
+    seed = run_seed(seed, out)
     options = SynthesisOptions.from_kwargs("maximize", MAXIMIZE_DEFAULTS, options, progress=progress,
                                            **option_overrides)
     if images_per_unit < 1:

@@ -84,6 +84,7 @@ from ..pixels import check_images
 from ..plan import Plan
 from ..registry import register_tool
 from ..identity import job_identity
+from ..seeding import run_seed
 from ..sharding import map_chunks
 from ..synthesis import stopping
 from ..synthesis.engine import Synthesis, derive_seed
@@ -242,7 +243,7 @@ class MetamerSynthesis:
         only. Not needed for CNN layers.
     ctf_steps : int, optional
         Steps per coarse stage (default ``steps // (2 * S)``).
-    seed : int
+    seed : int or None
         Seed of the job (default 0).
     first_reference : int
         Index of ``references[0]`` in the whole job (labels, and so the start
@@ -509,7 +510,7 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int | None 
     steps : int, optional
         Step budget (default: ``options.steps``, else 1000: ``METAMER_DEFAULTS``); with ``resume=``: steps to
         add.
-    seed : int
+    seed : int or None
         Seeds every metamer's start noise (default 0).
     resume : MetamerResult, optional
         Continue this result (also one loaded with :meth:`MetamerResult.load`)
@@ -554,6 +555,7 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int | None 
     >>> int(r2.steps.max())
     40
     """
+    seed = run_seed(seed, out)
     if resume is not None:
         overrides = {k: v for k, v in metamer_options.items() if k == "progress"}
         return MetamerSynthesis.from_result(resume, model, **overrides).run(steps)

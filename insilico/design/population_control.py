@@ -72,6 +72,7 @@ from ..objectives.control import MODES, PopulationControl, control_score
 from ..pixels import check_images
 from ..registry import register_tool
 from ..results import Result
+from ..seeding import run_seed
 from ..session import session
 from ..synthesis.options import DEFAULT_DECAY, SynthesisOptions
 from ..synthesis.projection import Chain, ContrastBudget
@@ -245,7 +246,7 @@ def population_control(
     contrast: float | None = DEFAULT_CONTRAST,
     restarts: int = DEFAULT_RESTARTS,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    seed: int = 0,
+    seed: int | None = 0,
     progress: bool = True,
     options: SynthesisOptions | None = None,
     **option_overrides,
@@ -290,7 +291,7 @@ def population_control(
         rescue the stuck ones).
     batch_size : int
         Targets optimised together, each with its restarts (default 64).
-    seed : int
+    seed : int or None
         Each image's seed is derived from it and its target's name, so a
         target gets the same image alone or in a batch.
     progress : bool
@@ -308,6 +309,7 @@ def population_control(
     -------
     PopulationControlResult
     """
+    seed = run_seed(seed)
     options = SynthesisOptions.from_kwargs("population_control", POPULATION_CONTROL_DEFAULTS, options,
                                            progress=progress, **option_overrides)
     if options.projection is not None:

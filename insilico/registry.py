@@ -27,29 +27,37 @@ saves and loads), ``per_sample`` (a sample's result does not depend on its batch
 
 Recipe: adding a tool = one module + one registration
 -----------------------------------------------------
-1. Write the function in the module of its concept (``insilico/experiments/mean_response.py``);
-   run the model inside :func:`insilico.session.session`, through one :class:`~insilico.Probe`, and
-   pass images through ``session.inputs`` (the image gate). The first line of its docstring says what
-   it does, and cites its source paper where it has one: it is the tool's row in ``insilico tools``
-   and in its package's table.
-2. Put ``@register_tool("experiment", takes_images=True, saves=False)`` above it (literal options).
-   That is all the library needs: the exports (``insilico.<name>`` for attribution and design tools,
-   the package's ``__all__`` for experiments and attribution) and the tables follow.
-3. Add a tiny contract runner (``run_<name>`` and its ``RUNNERS`` entry) to ``tests/contract_tools.py``,
-   then run ``tests/test_registry.py`` and ``tests/test_contract.py``: they fail, naming what is missing,
-   until the tool keeps every promise it declares.
+1. Write the function in the module of its concept (``insilico/experiments/mean_response.py``). Pass the
+   user's images through the one image gate, :func:`insilico.pixels.check_images` (shape, dtype, range,
+   NaN, empty batch: the error names the argument and the fix); run the model inside
+   :func:`insilico.session.session` (eval mode, every flag restored; ``session.inputs`` puts the images
+   on the model's device and dtype) and read units through one :class:`~insilico.probe.Probe`. Import
+   from the layers below yours only (``from ..probe import Probe``, not ``insilico.Probe``: the rows
+   are in :mod:`insilico.layering`). The first line of the docstring says what the tool does, and cites
+   its source paper where it has one: it is the tool's row in ``insilico tools`` and in its package's
+   table.
+2. Put ``@register_tool("experiment", takes_images=True, saves=False, follows_dtype=False)`` above it
+   (literal options; ``follows_dtype`` is True unless the result is not a tensor in the model's dtype,
+   like this float). That is all the library needs: the exports (``insilico.<name>`` for attribution
+   and design tools, the package's ``__all__`` for experiments and attribution) and the tables follow.
+3. Add a tiny contract runner (``run_<name>`` and its ``RUNNERS`` entry, with ``out=`` the result's
+   per-sample main tensor where it has one) to ``tests/contract_tools.py``, then run
+   ``tests/test_registry.py``, ``tests/test_contract.py`` and ``tests/test_layering.py``: they fail,
+   naming what is missing, until the tool keeps every promise it declares.
 
 The example registers into a scratch :class:`Registry` (the library's is :data:`TOOLS`):
 
 >>> import torch
->>> import insilico
+>>> from insilico.pixels import check_images
+>>> from insilico.probe import Probe
 >>> from insilico.registry import Registry
 >>> from insilico.session import session
 >>> scratch = Registry()
->>> @scratch.register("experiment", takes_images=True, saves=False)
+>>> @scratch.register("experiment", takes_images=True, saves=False, follows_dtype=False)
 ... def mean_response(model, stimuli, unit):
 ...     '''The mean response of ``unit`` over ``stimuli`` (N, C, H, W) in [0, 1]: one float.'''
-...     with session(model) as s, insilico.Probe(model).record(unit) as rec:
+...     stimuli = check_images(stimuli, name="stimuli")
+...     with session(model) as s, Probe(model).record(unit) as rec:
 ...         model(s.inputs(stimuli))
 ...     return float(rec[unit].mean())
 >>> tool = scratch["mean_response"]

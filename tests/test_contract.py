@@ -258,6 +258,9 @@ def test_float64(name):
     model, _ = make_model()
     result = tool.run(model.double(), make_images(dtype=torch.float64))
     if tool.follows_dtype:
+        assert tool.out is not None, (f"{name} is registered with follows_dtype=True (the default), but its runner in "
+                                      "tests/contract_tools.py gives no out=: give Runner(run, out=<result -> its main "
+                                      "tensor output>), or register the tool with follows_dtype=False")
         out = tool.out(result)
         assert str(out.dtype).endswith("float64"), f"a float64 model gave {out.dtype}"
 
@@ -265,6 +268,8 @@ def test_float64(name):
 @pytest.mark.parametrize("name", cases("independent", [n for n, t in TOOLS.items() if t.independent]))
 def test_independent(name):
     tool = TOOLS[name]
+    assert tool.out is not None, (f"{name} is registered with per_sample=True, but its runner in "
+                                  "tests/contract_tools.py gives no out= (the per-sample output to compare)")
     batch = tool.out(succeeded(observe(name))["result"])
     model, _ = make_model()
     alone = tool.out(tool.run(model, make_images(), samples=[2]))

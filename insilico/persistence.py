@@ -195,9 +195,10 @@ def read(path: str | os.PathLike, what: str = "result") -> dict:
         if isinstance(e, pickle.UnpicklingError) and "weights_only" in str(e):
             reason = "it holds pickled objects (code), which insilico never loads"
         else:
-            reason = f"the file is damaged (cut short while it was written?) or of another kind: {e}"
-        raise SavedFileError(f"{path!r} is not a {what} saved by insilico: {reason}. Delete it and compute it "
-                             "again (an out= folder recomputes a deleted chunk)", path) from e
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
+            reason = f"the file is damaged (cut short while it was written?) or not insilico's ({first})"
+        raise SavedFileError(f"{path!r} is not a {what} saved by insilico: {reason}; compute it again (a damaged "
+                             "chunk of an out= folder is computed again by the run itself)", path) from e
     if not isinstance(blob, dict):
         raise SavedFileError(f"{path!r} is not a {what} saved by insilico (it holds a {type(blob).__name__})", path)
     return blob

@@ -149,6 +149,11 @@ class Recording:
         """
         path = Path(path)
         if not (path / "meta.json").exists():
+            if (path / "job.json").exists():  # an out= folder of maximize, metamer, pgd, controversial
+                raise SavedFileError(f"{path} is the out= folder of a resumable run (job.json and its chunk files), "
+                                     "not a saved result: rerun the same call with this out= (it computes nothing "
+                                     "that is done and returns the result), or `insilico merge` it for a command-line "
+                                     "run", path / "job.json")
             raise SavedFileError(f"{path} holds no insilico recording (no meta.json)", path / "meta.json")
         meta = persistence.read_json(path / "meta.json", "recording metadata")
         if meta.get("format") != FORMAT:

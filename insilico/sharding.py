@@ -193,9 +193,14 @@ def _read_log(file: Path) -> dict:
             raise ValueError("no list of [start, stop] chunks")
         return log
     except (SavedFileError, ValueError, KeyError, TypeError) as e:
-        warnings.warn(f"{file} is damaged ({type(e).__name__}: {e}); the chunks it listed are computed again",
-                      stacklevel=3)
+        if str(file) not in _WARNED:  # one warning per damaged file, however often the log is read
+            _WARNED.add(str(file))
+            warnings.warn(f"{file} is damaged ({type(e).__name__}: {e}); the chunks it listed are computed again",
+                          stacklevel=3)
         return {"done": []}
+
+
+_WARNED: set[str] = set()
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,7 +300,9 @@ def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
         else:
             raise
     damaged = isinstance(error, DamagedPartError)
-    what, why = (str(error), "") if damaged else (f"{path} cannot be read", f" ({error})")
+    cause = error.__cause__
+    what, why = (str(error), "") if damaged else (f"{path} cannot be read", f" ({type(cause).__name__}: "
+                                                  f"{str(cause).strip().splitlines()[0][:160]})" if cause else "")
     if _MERGE_ONLY[0]:
         raise SavedFileError(f"{what}, so that chunk must be computed again: rerun the command without --shard{why}",
                              path) from None

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InsilicoError, StimulusError, UnitError
+from ..errors import StimulusError, UnitError
 from ..evaluate import responses
 from ..layers import at_centre, family_of, is_activation, is_conv_linear, is_pass_through
 from ..plan import Plan, plan_for

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import numpy as np
 import torch

@@ -85,6 +85,7 @@ import importlib
 import inspect
 import pathlib
 import pkgutil
+import re
 from typing import Callable, Iterator
 
 from .errors import InsilicoError
@@ -246,10 +247,17 @@ def describe(kind: str | None = None) -> str:
 
     Read from the source (:func:`discover`), so the listing imports no tool and no torch."""
     flags = ("takes_images", "saves", "per_sample", "resumes", "random", "two_models")
-    rows = [(t.name, t.kind, ",".join(f for f in flags if getattr(t, f)), t.summary)
-            for t in discover(kind=kind).values()]
-    widths = [max((len(r[i]) for r in rows), default=0) for i in range(3)]
+    rows = [("name", "kind", "promises", "summary")]
+    rows += [(t.name, t.kind, ",".join(f for f in flags if getattr(t, f)), _plain(t.summary))
+             for t in discover(kind=kind).values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(" ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + " " + r[3] for r in rows)
+
+
+def _plain(text: str) -> str:
+    """``text`` without reST markup: ``code`` -> code, :role:`~a.b.C` -> C, :role:`a.b` -> a.b."""
+    text = re.sub(r":[\w:.-]+:`~([^`]*\.)?([^`]*)`", r"\2", text)
+    return re.sub(r":[\w:.-]+:`([^`]*)`|``([^`]*)``", lambda m: m.group(1) or m.group(2) or "", text)
 
 
 #: The options of ``@register_tool(...)`` that :func:`discover` reads (each a literal in the source).

@@ -271,7 +271,8 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
     barrier()  # every rank plans from the same files before any rank adds to them
     todo = [p for p in pieces if not _part_file(folder, p).exists()]
     if _MERGE_ONLY[0] and todo:
-        raise InsilicoError(f"{folder} lacks {len(todo)} of {len(pieces)} chunks ({todo[:3]}...): run the missing "
+        more = "..." if len(todo) > 3 else ""
+        raise InsilicoError(f"{folder} lacks {len(todo)} of {len(pieces)} chunks ({todo[:3]}{more}): run the missing "
                             "shards (the same command without --shard computes only them)")
     mine = todo[rank::world] if shard is None else [p for p in todo if (p[0] // size) % world == rank]
     barrier()

@@ -110,7 +110,8 @@ class Survey:
         unit = Unit.coerce(unit, self.model)
         calls = [c for c in self.calls if c.module == unit.site]
         if not calls:
-            hint = ""
+            unit.resolve(self.model)  # no such module: its closest paths and how to list them (Unit.resolve)
+            hint = f" {unit.owner!r} is a module of the model that did not run; list what ran with Survey.addresses()"
             if unit.op is not None or unit.part is not None:
                 import difflib
 

@@ -25,6 +25,26 @@ def test_models_lists_the_bundled_cnn(capsys):
     assert listing.startswith("minialex") and "held-out accuracy" in listing
 
 
+def test_every_subcommand_accepts_quiet():
+    """The README: --quiet means the same in every subcommand, so none refuses it."""
+    import argparse
+
+    from insilico.cli.main import build_parser
+
+    def leaves(parser, path=()):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield path, parser
+        for action in subs:
+            for name, child in action.choices.items():
+                yield from leaves(child, (*path, name))
+
+    found = dict(leaves(build_parser()))
+    assert ("models",) in found and ("tools",) in found and ("gallery", "build") in found
+    assert [p for p, parser in found.items() if "--quiet" not in parser._option_string_actions] == []
+    assert main(["models", "--quiet"]) == 0
+
+
 def test_unknown_model_is_one_line_and_exit_2():
     out = run("demo", "--model", "alexnett", "--out", "unused")
     assert out.returncode == 2

@@ -129,6 +129,13 @@ def test_other_settings_are_refused(site):
         build(GallerySettings(**dict(TINY, steps=3)), root, progress=False)
 
 
+def test_cli_misspelt_layer_gets_close_matches_and_how_to_list(tmp_path, capsys):
+    assert main(["gallery", "build", "--model", "minialex", "--layers", "features.00", "--units", "1", "--steps", "2",
+                 "--out", str(tmp_path / "site"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "no module 'features.00'. Did you mean 'features.0'" in error and "Probe(model).names()" in error
+
+
 def test_cli_builds_from_a_definition(tmp_path, capsys):
     definition = tmp_path / "tiny.json"
     definition.write_text(json.dumps(dict(TINY, model="minialex", layers=["classifier.6"])))

@@ -169,7 +169,23 @@ def test_survey_logs_calls_shapes_and_steps():
     assert "conv@2" in survey.table()
     with pytest.raises(UnitError, match="3 times"):
         survey.shape("conv")
+    with pytest.raises(UnitError, match=r"no module 'comv'\. Did you mean 'conv'.*Probe\(model\)\.names\(\)"):
+        survey.shape("comv")  # a misspelt path: its close matches and how to list the paths (Unit.resolve)
     assert no_insilico_hooks(net)
+
+
+def test_survey_says_a_module_that_exists_did_not_run():
+    class Partly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = nn.Linear(2, 2), nn.ReLU()
+
+        def forward(self, x):
+            return self.used(x)
+
+    survey = Probe(Partly()).survey(torch.rand(1, 2))
+    with pytest.raises(UnitError, match="'unused' was never called.*'unused' is a module of the model that did not run"):
+        survey.shape("unused")
 
 
 def test_survey_lets_the_models_own_error_through_unless_asked_to_keep_it():

@@ -260,7 +260,8 @@ def test_register_refuses_an_unknown_kind_and_a_second_callable_under_one_name()
 def test_the_listing_names_every_tool_once_in_kind_order():
     from insilico.registry import describe
 
-    rows = describe().splitlines()
+    header, *rows = describe().splitlines()
+    assert header.split() == ["name", "kind", "promises", "summary"]
     assert [r.split()[0] for r in rows] == list(REGISTERED)
     assert [REGISTERED[r.split()[0]].kind for r in rows] == sorted((t.kind for t in REGISTERED.values()),
                                                                     key=list(KINDS).index)
@@ -269,9 +270,18 @@ def test_the_listing_names_every_tool_once_in_kind_order():
 def test_insilico_tools_prints_the_registry(capsys):
     from insilico.cli import main
 
-    assert main(["tools", "--kind", "design"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert main(["tools", "--kind", "design", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
     assert names == list(tools("design")) and "maximize" in names
+    assert "``" not in out and ":class:`" not in out and ":func:`" not in out  # plain text, no reST markup
+
+
+def test_the_listing_prints_rest_markup_as_plain_text():
+    from insilico.registry import _plain
+
+    assert _plain("of ``unit``; a :class:`~insilico.recording.Record`, :func:`insilico.record` or :class:`Foo`") == \
+        "of unit; a Record, insilico.record or Foo"
 
 
 #: The command line's subcommands -> the registered tool each runs; the others run no tool.

@@ -92,3 +92,17 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ddp").glob("progress-*.json")) == ["progress-0.json", "progress-1.json"]
     for unit in UNITS:
         assert np.array_equal(shared.array(unit), single.array(unit))  # bit-identical
+
+
+def test_merge_of_missing_chunks_lists_them_with_dots_only_when_cut(tmp_path):
+    from insilico import sharding
+
+    out = tmp_path / "out"
+    sharding.map_chunks(lambda a, b: torch.arange(a, b), 10, 2, out=out)
+    (out / "chunk-00000000-00000002.pt").unlink()
+    with sharding.merge_only(), pytest.raises(InsilicoError, match=r"lacks 1 of 5 chunks \(\[\(0, 2\)\]\): run"):
+        sharding.map_chunks(lambda a, b: torch.arange(a, b), 10, 2, out=out)
+    for name in ("00000002-00000004", "00000004-00000006", "00000006-00000008"):
+        (out / f"chunk-{name}.pt").unlink()
+    with sharding.merge_only(), pytest.raises(InsilicoError, match=r"lacks 4 of 5 chunks \(\[.*\(4, 6\)\]\.\.\.\)"):
+        sharding.map_chunks(lambda a, b: torch.arange(a, b), 10, 2, out=out)

@@ -448,6 +448,13 @@ def test_losses_are_per_sample_traces():
     assert (result.losses[:, -1] > result.losses[:, 0]).all()  # maximization raised each unit
 
 
+def test_a_channel_slice_is_one_unit_of_maximize():
+    """The docstring and README: a slice address is ONE unit (the mean over its channels), so one image."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3))
+    result = insilico.maximize(model, ["0[0:4]", "0[5]"], size=10, steps=2, progress=False)
+    assert result.images.shape == (2, 3, 10, 10) and result.labels == ["0[0:4]", "0[5]"]
+
+
 def test_plot_pages_selects_units_and_keeps_titles_apart_and_images_readable():
     import matplotlib
 

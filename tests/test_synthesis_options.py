@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import pytest
 import torch
@@ -45,9 +46,15 @@ def test_an_unknown_option_is_refused_with_its_close_match_and_the_tool():
     ({"jitter": 2.0}, r"jitter build transforms='default', but transforms=None"),
     ({"transforms": "lucid"}, "transforms must be a Transforms, 'default' or None"),
 ])
-def test_validate_refuses_out_of_range_options_by_name(bad, message):
+def test_construction_refuses_out_of_range_options_by_name(bad, message):
     with pytest.raises(InsilicoError, match=message):
-        SynthesisOptions(**bad).validate()
+        SynthesisOptions(**bad)  # when built, not when a tool first uses it
+
+
+def test_construction_refuses_an_unknown_option_with_its_close_match():
+    with pytest.raises(InsilicoError, match=r"SynthesisOptions\(\) got an unknown option 'stpes': did you mean 'steps'"):
+        SynthesisOptions(stpes=4)
+    assert list(inspect.signature(SynthesisOptions).parameters)[:2] == ["steps", "lr"]  # help() shows the fields
 
 
 def test_one_options_object_equals_the_keywords_for_maximize_and_metamer():

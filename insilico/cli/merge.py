@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InsilicoError, SavedFileError
+from .options import _quiet_option
 
 _RULE = ("OUT/command.json is data: merge never imports code it names and writes only into OUT. A run whose "
          "--model (or --models) was a 'package.module:callable' or 'file.py:callable' spec needs it again here "
@@ -28,6 +29,7 @@ def _merge(sub) -> None:
                    help="the run's --model spec again, when it was 'package.module:callable' or 'file.py:callable'")
     p.add_argument("--weights", default=None, help="the run's --weights again (with --model)")
     p.add_argument("--models", nargs=2, default=None, help="controversial: the run's two --models again (specs)")
+    _quiet_option(p)  # passed on to the saved command
 
     def run(args):
         from .. import persistence  # imports torch: only when the command runs
@@ -44,6 +46,7 @@ def _merge(sub) -> None:
         argv = [a for a in argv if a != "--force"]  # joining the parts must never delete them
         if not argv or argv[0] not in sub.choices:  # the command's own parser, a sibling of this one
             raise InsilicoError(f"{saved} records no insilico command ({argv[:1]}): give the --out folder of a run")
+        argv += ["--quiet"] * (args.quiet and "--quiet" not in argv)
         argv += ["--out", str(args.out)]  # the last --out wins: merge writes into the folder it was given
         original = sub.choices[argv[0]].parse_args(argv[1:])
         if not hasattr(original, "shard"):  # only the commands that scale out leave parts to join

@@ -24,6 +24,7 @@ def _demo(sub) -> None:
 def _models(sub) -> None:
     p = sub.add_parser("models", help="list the bundled models with their cards",
                        description="List the bundled models with their held-out accuracy.")
+    _quiet_option(p)  # accepted as in every subcommand (nothing here shows progress)
 
     def run(args):
         from .. import models
@@ -43,6 +44,7 @@ def _tools(sub) -> None:
                        description="List the registered tools (insilico.registry): name, kind, the contract "
                                    "promises that apply, and the first line of each docstring.")
     p.add_argument("--kind", choices=list(KINDS), help="only the tools of this kind")
+    _quiet_option(p)  # accepted as in every subcommand (nothing here shows progress)
 
     def run(args):
         from ..registry import describe

@@ -93,8 +93,9 @@ def maximize(
     units : str, Unit, list of them, or Objective
         ``"features.3"``: every channel of a layer (every output of a linear
         layer); ``"features.3[5]"``: one channel (mean over positions),
-        ``"features.3[5,6,6]"``: one neuron; a list mixes them; an Objective
-        is optimised ``images_per_unit`` times (a stacked one once per entry).
+        ``"features.3[5,6,6]"``: one neuron; a slice ``"features.3[0:4]"`` is ONE unit,
+        the mean over its channels (one image; list the channels for one image each); a list mixes
+        them; an Objective is optimised ``images_per_unit`` times (a stacked one once per entry).
     size : int, (H, W) or (C, H, W), optional
         Image size, as every tool reads it (:func:`insilico.layers.image_size`): an int is the side, with
         the model's channels; default ``model.input_size``. Required when the model has none.

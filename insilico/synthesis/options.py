@@ -17,11 +17,16 @@ Example
 Traceback (most recent call last):
 ...
 insilico.errors.InsilicoError: maximize() got an unknown option 'stpes': did you mean 'steps' or 'stop'? The options are SynthesisOptions' fields: ...
+>>> SynthesisOptions(optimizer="adamm")
+Traceback (most recent call last):
+...
+insilico.errors.InsilicoError: optimizer must be one of ('adam', 'sgd', 'lbfgs') or a factory ...
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -58,9 +63,28 @@ _TRANSFORM_KNOBS = ("pad", "jitter", "scale", "rotate")
 _INT_FIELDS = ("steps", "schedule_steps", "pad", "transforms_until", "blur_every", "sync_every")
 
 
+def _named_fields_only(cls):
+    """Wrap a dataclass's generated ``__init__`` so that an unknown keyword is an InsilicoError with close matches
+    (:func:`_check_names`), not a bare TypeError; the signature stays the generated one."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        _check_names(f"{cls.__name__}()", kwargs)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_named_fields_only
 @dataclass(frozen=True)
 class SynthesisOptions:
     """Every knob of the synthesis loop, with its one default (a tool's own defaults: its docstring).
+
+    Checked when built (:meth:`validate`): an unknown name or an out-of-range value raises InsilicoError naming
+    the option, e.g. ``SynthesisOptions(optimizer="adamm")`` or ``SynthesisOptions(stpes=4)`` (with its close
+    matches).
 
     Attributes
     ----------
@@ -155,6 +179,7 @@ class SynthesisOptions:
             value = getattr(self, name)
             if isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value) is not int:
                 object.__setattr__(self, name, int(value))
+        self.validate()  # a bad value is refused when the object is made, not when a tool first uses it
 
     def validate(self) -> SynthesisOptions:
         """Check every option's range; returns ``self``. Raises InsilicoError naming the option and its values."""

@@ -29,6 +29,14 @@ Methods
                        (Smilkov et al. 2017), ``stdevs`` in pixel units.
 ``"gradcam"``          Grad-CAM (Selvaraju et al. 2017) at ``layer=``, upsampled
                        bilinearly to the image size and repeated over channels.
+                       The layer's layout (:func:`insilico.layers.unit_layout`)
+                       decides its grid: a map ``(C, H, W)`` as it is; channels-
+                       last ``(H, W, C)`` (Swin stages) with channels moved first;
+                       tokens ``(T, D)`` (ViT blocks) without the family's prefix
+                       tokens (CLS, registers), the ``g * g`` patch tokens
+                       (row-major) as a ``(D, g, g)`` grid. Any other layer
+                       (vector, attention parts, a token count that is not
+                       prefix + a square) raises a UnitError.
 =====================  ==========================================================
 
 What captum does and what we add
@@ -36,7 +44,8 @@ What captum does and what we add
 The arithmetic of each method is captum's: ``Saliency`` (gradient, guided,
 deconv; SmoothGrad is its mean over noisy copies we draw per image, not
 captum's ``NoiseTunnel``: see Memory), ``InputXGradient``,
-``IntegratedGradients`` and ``LayerGradCam``. Their ``forward_func`` is a :class:`UnitFunction`: the model
+``IntegratedGradients`` and ``LayerGradCam`` (Grad-CAM's arithmetic, computed from the
+Probe's recording so that the layer's layout is read first). Their ``forward_func`` is a :class:`UnitFunction`: the model
 run under a :class:`~insilico.probe.Probe` recording of the unit with
 ``keep_graph=True``, returning one value per image. We do not use captum's
 ``Neuron*`` classes or its ``GuidedBackprop``/``Deconvolution`` because
@@ -156,8 +165,10 @@ def gradient_map(
     reduce : {"sum", "mean"}
         How a unit selecting several values becomes one number per image.
     layer : address, optional
-        Grad-CAM only (required there): the conv layer whose channels are
-        weighted, e.g. ``"features.10"`` or ``"blt.conv2@3"``.
+        Grad-CAM only (required there): the layer whose channels are
+        weighted, e.g. ``"features.10"`` or ``"blt.conv2@3"``: a conv map, a
+        channels-last stage (Swin) or a token layer (ViT; CLS and registers
+        dropped, the patches as a grid). UnitError for a layer without a grid.
     baselines : float or tensor
         Integrated gradients: the image(s) the path starts from (default 0,
         black): a grey level in [0, 1], one image (C, H, W) for all, or one per

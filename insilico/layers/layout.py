@@ -130,7 +130,7 @@ def patch_grid(n_tokens: int, prefix: int | None = None) -> tuple[int, int] | No
     ``prefix=None`` (the family does not say): ``g * g`` tokens have no prefix,
     ``g * g + 1`` a CLS token (torchvision's and timm's ViTs).
 
-    >>> patch_grid(197), patch_grid(196), patch_grid(201, prefix=5), patch_grid(10), patch_grid(17, prefix=0)
+    >>> patch_grid(197), patch_grid(196), patch_grid(201, prefix=5), patch_grid(12), patch_grid(17, prefix=0)
     ((1, 14), (0, 14), (5, 14), None, None)
     """
     for extra in (0, 1) if prefix is None else (prefix,):

@@ -328,6 +328,8 @@ def test_gradcam_at_a_vit_token_layer_drops_cls_and_draws_the_patch_grid():
     small, hand = _hand_gradcam(vit, layer, images, 0, lambda value: value[:, 1:].transpose(1, 2).reshape(-1, 16, 4, 4))
     assert small.shape == (2, 1, 4, 4) and hand.abs().sum() > 0
     assert torch.allclose(maps, hand, atol=1e-6, rtol=1e-4)
+    with pytest.raises(UnitError, match="prefix tokens .* only, not on its patch tokens"):  # the block's output
+        gradient_map(vit, images, "[0]", method="gradcam", layer="encoder.layers.encoder_layer_0")
 
 
 def test_gradcam_refuses_layers_without_a_grid():

@@ -514,6 +514,10 @@ def _gradcam_probe(probe, function, images, layer_unit, ids) -> torch.Tensor:
         (grad,) = torch.autograd.grad(values.sum(), delta, allow_unused=True)
     if grad is None:
         raise UnitError(f"the unit does not depend on {layer_unit}: Grad-CAM needs a layer before the unit")
+    if grad.count_nonzero() > 0 and to_grid(grad).count_nonzero() == 0:
+        raise UnitError(f"Grad-CAM at {layer_unit}: the unit depends on its prefix tokens (CLS, registers) only, not on "
+                        "its patch tokens, so the map would be zero; name an earlier token layer (after the last "
+                        "block only the CLS token reaches the head: take the last block's first norm)")
     weights = to_grid(grad).mean(dim=(2, 3), keepdim=True)  # the mean of d unit / d activation over the grid
     return F.relu((weights * to_grid(rec[layer_unit].detach())).sum(dim=1, keepdim=True))
 

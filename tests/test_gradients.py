@@ -258,18 +258,95 @@ def test_integrated_gradients_one_baseline_image_for_all(images):
 
 
 def test_gradcam_probe_path_matches_captum_and_handles_steps(images, recurrent):
+    from captum.attr import LayerGradCam
+
     net = small_cnn()
-    captum_path = gradient_map(net, images, "[0]", method="gradcam", layer="conv2")
-    probe_path = gradient_map(net, images, "[0]", method="gradcam", layer="conv2@0")
-    assert captum_path.shape == images.shape and captum_path.min() >= 0
-    assert captum_path.abs().sum() > 0
-    assert torch.allclose(probe_path, captum_path, atol=1e-6)
+    cam = LayerGradCam(lambda x: net(x)[:, 0], net.conv2).attribute(images, relu_attributions=True)
+    captum_path = F.interpolate(cam, size=images.shape[2:], mode="bilinear", align_corners=False).expand_as(images)
+    plain = gradient_map(net, images, "[0]", method="gradcam", layer="conv2")
+    step = gradient_map(net, images, "[0]", method="gradcam", layer="conv2@0")
+    assert captum_path.min() >= 0 and captum_path.abs().sum() > 0
+    assert torch.allclose(plain, captum_path, atol=1e-6) and torch.allclose(step, captum_path, atol=1e-6)
     one = torch.rand(3, 1, 8, 8)
     early = gradient_map(recurrent, one, "[1]", method="gradcam", layer="act@0")
     late = gradient_map(recurrent, one, "[1]", method="gradcam", layer="act@3")
     assert early.shape == one.shape and not torch.allclose(early, late)
     with pytest.raises(InsilicoError, match="layer="):
         gradient_map(net, images, "[0]", method="gradcam")
+
+
+def _hand_gradcam(model, layer, images, target, to_grid):
+    """Grad-CAM written out: the layer's output and gradient on a (C, h, w) grid, relu(sum_c mean_hw(grad) * act)."""
+    kept = {}
+    handle = layer.register_forward_hook(lambda module, args, out: kept.update(out=out))
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(logits[:, target].sum(), kept["out"])
+    act, grad = to_grid(kept["out"].detach()), to_grid(grad)
+    cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * act).sum(dim=1, keepdim=True))
+    return cam, F.interpolate(cam, size=images.shape[2:], mode="bilinear", align_corners=False).expand_as(images)
+
+
+def test_gradcam_reads_a_channels_last_layer_as_its_channels_first_twin():
+    from torchvision.ops.misc import Permute
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), Permute([0, 2, 3, 1]), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(8 * 8 * 6, 3)).eval()
+    images = torch.rand(2, 3, 16, 16)
+    channels_last = gradient_map(net, images, "[2]", method="gradcam", layer="1")  # (N, 8, 8, 6)
+    channels_first = gradient_map(net, images, "[2]", method="gradcam", layer="0")  # (N, 6, 8, 8)
+    _, hand = _hand_gradcam(net, net[0], images, 2, lambda value: value)
+    assert hand.abs().sum() > 0
+    assert torch.allclose(channels_first, hand, atol=1e-6) and torch.allclose(channels_last, hand, atol=1e-6)
+
+
+def test_gradcam_at_a_swin_stage_weights_its_channels():
+    import torchvision
+
+    torch.manual_seed(0)
+    swin = torchvision.models.swin_t(num_classes=3).eval()
+    images = torch.rand(2, 3, 32, 32)
+    maps = gradient_map(swin, images, "[1]", method="gradcam", layer="features.1")  # (N, 8, 8, 96)
+    _, hand = _hand_gradcam(swin, swin.features[1], images, 1, lambda value: value.permute(0, 3, 1, 2))
+    assert hand.abs().sum() > 0 and torch.allclose(maps, hand, atol=1e-6, rtol=1e-4)
+
+
+def test_gradcam_at_a_vit_token_layer_drops_cls_and_draws_the_patch_grid():
+    import torchvision
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
+                                               hidden_dim=16, mlp_dim=32, num_classes=3).eval()
+    nn.init.normal_(vit.heads.head.weight)  # torchvision's head starts at zero
+    images = torch.rand(2, 3, 32, 32)
+    # the last block's first norm (pytorch-grad-cam's choice: after it only CLS reaches the head)
+    layer = vit.encoder.layers.encoder_layer_0.ln_1  # (N, 1 + 16, 16): CLS, then the 4 x 4 patches
+    maps = gradient_map(vit, images, "[0]", method="gradcam", layer="encoder.layers.encoder_layer_0.ln_1")
+    small, hand = _hand_gradcam(vit, layer, images, 0, lambda value: value[:, 1:].transpose(1, 2).reshape(-1, 16, 4, 4))
+    assert small.shape == (2, 1, 4, 4) and hand.abs().sum() > 0
+    assert torch.allclose(maps, hand, atol=1e-6, rtol=1e-4)
+    with pytest.raises(UnitError, match="prefix tokens .* only, not on its patch tokens"):  # the block's output
+        gradient_map(vit, images, "[0]", method="gradcam", layer="encoder.layers.encoder_layer_0")
+
+
+def test_gradcam_refuses_layers_without_a_grid():
+    net = small_cnn()
+    with pytest.raises(UnitError, match=r"fc gives \(4,\) per image, layout 'vector'.*conv/map layer"):
+        gradient_map(net, torch.rand(2, 3, 12, 12), "[0]", method="gradcam", layer="fc")
+
+    class Tokens(nn.Module):  # 7 tokens: neither a square grid nor a CLS token and a square grid
+        def __init__(self):
+            super().__init__()
+            self.embed, self.head = nn.Linear(12, 5), nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.head(self.embed(x.reshape(-1, 7, 12)).mean(1))  # (N, 3, 4, 7) -> (N, 7, 12)
+
+    with pytest.raises(UnitError, match=r"embed: its 7 tokens .*not 0 or 1 prefix token then a square"):
+        gradient_map(Tokens(), torch.rand(2, 3, 4, 7), "[0]", method="gradcam", layer="embed")
 
 
 def test_recurrent_time_step_matches_unrolled_gradient(recurrent):

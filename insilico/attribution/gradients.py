@@ -29,6 +29,14 @@ Methods
                        (Smilkov et al. 2017), ``stdevs`` in pixel units.
 ``"gradcam"``          Grad-CAM (Selvaraju et al. 2017) at ``layer=``, upsampled
                        bilinearly to the image size and repeated over channels.
+                       The layer's layout (:func:`insilico.layers.unit_layout`)
+                       decides its grid: a map ``(C, H, W)`` as it is; channels-
+                       last ``(H, W, C)`` (Swin stages) with channels moved first;
+                       tokens ``(T, D)`` (ViT blocks) without the family's prefix
+                       tokens (CLS, registers), the ``g * g`` patch tokens
+                       (row-major) as a ``(D, g, g)`` grid. Any other layer
+                       (vector, attention parts, a token count that is not
+                       prefix + a square) raises a UnitError.
 =====================  ==========================================================
 
 What captum does and what we add
@@ -36,7 +44,8 @@ What captum does and what we add
 The arithmetic of each method is captum's: ``Saliency`` (gradient, guided,
 deconv; SmoothGrad is its mean over noisy copies we draw per image, not
 captum's ``NoiseTunnel``: see Memory), ``InputXGradient``,
-``IntegratedGradients`` and ``LayerGradCam``. Their ``forward_func`` is a :class:`UnitFunction`: the model
+``IntegratedGradients`` and ``LayerGradCam`` (Grad-CAM's arithmetic, computed from the
+Probe's recording so that the layer's layout is read first). Their ``forward_func`` is a :class:`UnitFunction`: the model
 run under a :class:`~insilico.probe.Probe` recording of the unit with
 ``keep_graph=True``, returning one value per image. We do not use captum's
 ``Neuron*`` classes or its ``GuidedBackprop``/``Deconvolution`` because
@@ -101,6 +110,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InsilicoError, StimulusError, UnitError
+from ..layers import channels_first, family_of, patch_grid, unit_layout
 from ..pixels import check_images
 from ..probe import Probe
 from ..registry import register_tool
@@ -155,8 +165,10 @@ def gradient_map(
     reduce : {"sum", "mean"}
         How a unit selecting several values becomes one number per image.
     layer : address, optional
-        Grad-CAM only (required there): the conv layer whose channels are
-        weighted, e.g. ``"features.10"`` or ``"blt.conv2@3"``.
+        Grad-CAM only (required there): the layer whose channels are
+        weighted, e.g. ``"features.10"`` or ``"blt.conv2@3"``: a conv map, a
+        channels-last stage (Swin) or a token layer (ViT; CLS and registers
+        dropped, the patches as a grid). UnitError for a layer without a grid.
     baselines : float or tensor
         Integrated gradients: the image(s) the path starts from (default 0,
         black): a grey level in [0, 1], one image (C, H, W) for all, or one per
@@ -478,36 +490,65 @@ def _gradcam(probe: Probe, function: UnitFunction, images: torch.Tensor, layer: 
     layer_unit = probe.units(layer)[0]
     if layer_unit.index is not None:
         raise UnitError(f"layer= names a whole layer for Grad-CAM, without an index: '{layer_unit.replace(index=None)}'")
-    if layer_unit.step is None and layer_unit.output is None and layer_unit.op is None:
-        from captum.attr import LayerGradCam
-
-        cam = LayerGradCam(function, layer_unit.resolve(probe.model)).attribute(
-            images, additional_forward_args=args, relu_attributions=True
-        )
-    else:  # one call of a recurrent module, a part or an op unit: captum's layer hook sees none of them; the Probe does
-        cam = _gradcam_probe(probe, function, images, layer_unit, args[0])
-    if cam.ndim != 4:
-        raise UnitError(f"Grad-CAM needs a conv layer with (N, C, H, W) output; {layer_unit} gives {cam.ndim - 1}-D maps")
+    cam = _gradcam_probe(probe, function, images, layer_unit, args[0])
     cam = F.interpolate(cam, size=images.shape[2:], mode="bilinear", align_corners=False)
     return cam.expand(-1, images.shape[1], -1, -1).contiguous()
 
 
 def _gradcam_probe(probe, function, images, layer_unit, ids) -> torch.Tensor:
-    """Grad-CAM at one call of a module: the channel weights are d unit / d (a zero added per channel)."""
+    """Grad-CAM (N, 1, h, w) at one call of a layer, read in its layout (:func:`_cam_grid`).
+
+    captum's ``LayerGradCam`` weights axis 1 whatever the layout (a Swin stage's H
+    taken for channels) and sees no time step, part or op: the Probe records the
+    layer's output and its gradient (d unit / d a zero added to it), both are put on
+    the layer's ``(C, h, w)`` grid, and the map is ``relu(sum_c mean_hw(grad) * act)``:
+    captum's arithmetic (equal to ``LayerGradCam`` on a conv map).
+    """
     with torch.no_grad(), probe.record(layer_unit) as rec:
         probe.model(images[:1])
-    shape = tuple(rec[layer_unit].shape[1:])
-    if len(shape) < 2:
-        raise UnitError(f"Grad-CAM needs a conv layer with (N, C, H, W) output; {layer_unit} gives {shape} per image")
-    delta = torch.zeros((len(images), shape[0]) + (1,) * (len(shape) - 1), device=images.device, dtype=images.dtype)
-    delta.requires_grad_(True)
+    to_grid = _cam_grid(probe.model, layer_unit, tuple(rec[layer_unit].shape[1:]))
+    delta = torch.zeros((len(images),) + tuple(rec[layer_unit].shape[1:]), device=images.device,
+                        dtype=rec[layer_unit].dtype).requires_grad_(True)
     with torch.enable_grad(), probe.stimulate(layer_unit, add=delta), probe.record(layer_unit) as rec:
         values = function(images, ids)
         (grad,) = torch.autograd.grad(values.sum(), delta, allow_unused=True)
     if grad is None:
         raise UnitError(f"the unit does not depend on {layer_unit}: Grad-CAM needs a layer before the unit")
-    weights = grad / float(np.prod(shape[1:]))  # the mean of d unit / d activation over space
-    return F.relu((weights * rec[layer_unit]).sum(dim=1, keepdim=True))
+    if grad.count_nonzero() > 0 and to_grid(grad).count_nonzero() == 0:
+        raise UnitError(f"Grad-CAM at {layer_unit}: the unit depends on its prefix tokens (CLS, registers) only, not on "
+                        "its patch tokens, so the map would be zero; name an earlier token layer (after the last "
+                        "block only the CLS token reaches the head: take the last block's first norm)")
+    weights = to_grid(grad).mean(dim=(2, 3), keepdim=True)  # the mean of d unit / d activation over the grid
+    return F.relu((weights * to_grid(rec[layer_unit].detach())).sum(dim=1, keepdim=True))
+
+
+def _cam_grid(model: nn.Module, unit: Unit, shape: tuple):
+    """How a batch of ``unit``'s output (one sample: ``shape``) becomes Grad-CAM's ``(N, C, h, w)`` grid.
+
+    The layout (:func:`~insilico.layers.unit_layout`, the one home of architecture
+    knowledge) decides: a map ``(C, H, W)`` as it is; channels-last ``(H, W, C)``
+    (Swin's stages) with its channels moved first; tokens ``(T, D)`` (ViT blocks)
+    without the family's prefix tokens (CLS, registers; :func:`~insilico.layers.patch_grid`),
+    the ``g * g`` patch tokens, row-major, as a ``(D, g, g)`` grid. Anything else
+    raises a UnitError naming the layer, its shape and layout.
+    """
+    family = family_of(model)
+    layout = unit_layout(model, unit, shape, family)
+    if layout == "map" and len(shape) == 3 or layout == "channels_last":
+        return lambda value: channels_first(value, layout)
+    if layout == "tokens":
+        prefix = family.prefix()
+        grid = patch_grid(shape[0], prefix)
+        if grid is None:
+            said = f"{prefix} prefix token(s) (family {family.name!r})" if prefix is not None else "0 or 1 prefix token"
+            raise UnitError(f"Grad-CAM at {unit}: its {shape[0]} tokens (output {shape} per image, layout 'tokens') "
+                            f"are not {said} then a square g x g patch grid, so there is no map to draw; name a "
+                            f"conv/map layer or a token layer of a ViT-style model (prefix tokens, then the patches)")
+        extra, side = grid
+        return lambda value: channels_first(value[:, extra:], "tokens").unflatten(2, (side, side))
+    raise UnitError(f"Grad-CAM needs a spatial layer: {unit} gives {shape} per image, layout {layout!r}, which has "
+                    f"no (H, W) grid; name a conv/map layer (C, H, W), a channels-last stage (H, W, C) or a token "
+                    f"layer (T, D) before the unit, e.g. the last conv stage")
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ def _gradient_map(sub, name: str = "gradient-map", method: str = "gradient") -> 
     methods = library_value("attribution/gradients.py", "METHODS")
     p.add_argument("--method", choices=methods, default=method, metavar="METHOD",
                    help=f"one of {', '.join(methods)} (default %(default)s)")
-    p.add_argument("--layer", default=None, help="gradcam only: the conv layer to weight")
+    p.add_argument("--layer", default=None, help="gradcam only: the layer to weight (conv map, channels-last stage or ViT token layer)")
     p.add_argument("--resize", action="store_true", help="resize images to the model's input size")
     p.add_argument("--out", required=True, help="output folder")
 

@@ -116,12 +116,28 @@ def centre_token(n_tokens: int, prefix: int | None = None) -> int:
     >>> centre_token(197), centre_token(196), centre_token(10), centre_token(201, prefix=5)
     (106, 105, 5, 110)
     """
+    grid = patch_grid(n_tokens, prefix)
+    if grid is not None:
+        extra, side = grid
+        return extra + (side // 2) * side + side // 2
+    extra = prefix or 0
+    return extra + (n_tokens - extra) // 2
+
+
+def patch_grid(n_tokens: int, prefix: int | None = None) -> tuple[int, int] | None:
+    """``(prefix, side)`` when ``n_tokens`` are ``prefix`` tokens then a ``side`` x ``side`` patch grid, else None.
+
+    ``prefix=None`` (the family does not say): ``g * g`` tokens have no prefix,
+    ``g * g + 1`` a CLS token (torchvision's and timm's ViTs).
+
+    >>> patch_grid(197), patch_grid(196), patch_grid(201, prefix=5), patch_grid(12), patch_grid(17, prefix=0)
+    ((1, 14), (0, 14), (5, 14), None, None)
+    """
     for extra in (0, 1) if prefix is None else (prefix,):
         side = math.isqrt(max(n_tokens - extra, 0))
         if side > 0 and side * side == n_tokens - extra:
-            return extra + (side // 2) * side + side // 2
-    extra = prefix or 0
-    return extra + (n_tokens - extra) // 2
+            return extra, side
+    return None
 
 
 def centre(shape: tuple, layout: str, prefix: int | None = None) -> dict[int, int]:
@@ -217,5 +233,5 @@ def _expand(unit: Unit, shape: tuple) -> tuple:
     return tuple(index + [slice(None)] * (len(shape) - len(index)))
 
 
-__all__ = ["LAYOUTS", "layout_of", "last_axis_features", "map_like", "centre_token", "centre", "channels_first",
+__all__ = ["LAYOUTS", "layout_of", "last_axis_features", "map_like", "centre_token", "patch_grid", "centre", "channels_first",
            "at_centre"]

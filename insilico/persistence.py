@@ -243,9 +243,9 @@ def open_npy(path: str | os.PathLike, mmap_mode: str | None = "c") -> np.ndarray
                              "record again", path) from e
 
 
-def read_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str = "array file") -> dict:
-    """The arrays ``keys`` of a ``.npz`` file, read whole (never unpickled); :class:`SavedFileError` naming the
-    file when it is missing, cut short, corrupt or lacks one of ``keys``.
+def read_npz(path: str | os.PathLike, keys: tuple[str, ...] = (), what: str = "array file") -> dict:
+    """Every array of a ``.npz`` file, read whole (never unpickled); :class:`SavedFileError` naming the
+    file when it is missing, cut short, corrupt, holds pickled objects or lacks one of ``keys``.
 
     Example
     -------
@@ -269,13 +269,28 @@ def read_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str = "array 
             lacking = [k for k in keys if k not in z]
             if lacking:
                 raise SavedFileError(f"{str(path)!r} is not a {what} saved by insilico (it lacks {lacking})", path)
-            return {k: z[k].copy() for k in keys}
+            return {k: z[k].copy() for k in z.files}
     except SavedFileError:
         raise
     except Exception as e:  # zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError: all "damaged"
         raise SavedFileError(f"{str(path)!r} is not a {what} saved by insilico: the file is damaged (cut short "
                              f"while it was written?) or of another kind ({type(e).__name__}: {e}); write it "
                              "again", path) from e
+
+
+def read_table(path: str | os.PathLike, what: str = "table exported by insilico") -> tuple[dict, dict]:
+    """The arrays and the JSON settings (array ``"settings"``; ``{}`` without one) of an experiment's exported
+    ``.npz`` table (:func:`read_npz`); :class:`SavedFileError` naming the file when the settings are not a JSON
+    object either."""
+    arrays = read_npz(path, (), what)
+    text = arrays.pop("settings", None)
+    try:
+        settings = {} if text is None else json.loads(str(text))
+    except ValueError as e:
+        raise SavedFileError(f"{str(path)!r} holds damaged settings (not JSON: {e})", path) from e
+    if not isinstance(settings, dict):
+        raise SavedFileError(f"{str(path)!r} holds damaged settings (not a JSON object)", path)
+    return arrays, settings
 
 
 def check_format(blob: dict, path: Any, newest: int, what: str = "result", oldest: int = 1) -> int:

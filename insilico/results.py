@@ -31,7 +31,6 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, ClassVar, Sequence
 
@@ -157,24 +156,18 @@ def load(path: str | os.PathLike):
 
 def _load_table(path: str):
     """An experiment's exported ``.npz``: its JSON settings name the result class (``"result"``)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            settings = json.loads(str(data["settings"])) if "settings" in data.files else {}
-    except FileNotFoundError as e:
-        raise SavedFileError(f"no result at {path!r}", path) from e
-    except Exception as e:
-        raise SavedFileError(f"{path!r} is damaged or not a table exported by insilico: {e}", path) from e
-    name = settings.get("result") if isinstance(settings, dict) else None
+    arrays, settings = persistence.read_table(path, "result")
+    name = settings.get("result")
     for kind in persistence.KINDS:  # import (by the table) the modules that define a class of that name
         if kind.partition(":")[2] == name:
             persistence.resolve(kind, path)
     found = [c for k, c in persistence.registered().items()
-             if k.partition(":")[2] == name and hasattr(c, "_from_npz")]
+             if k.partition(":")[2] == name and hasattr(c, "_from_table")]
     if len(found) != 1:
         raise SavedFileError(f"{path!r} does not name one experiment result (settings 'result' is {name!r}"
                              + (f", which {len(found)} classes are called" if found else "") + "); load it with "
                              "that result's class, e.g. TuningResult.load(path)", path)
-    return found[0].load(path)
+    return found[0]._from_table(arrays, settings, path)
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

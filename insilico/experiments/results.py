@@ -36,7 +36,6 @@ Example
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -152,16 +151,12 @@ class Result(_Result):
         """A table written by :meth:`export` (plain arrays, never unpickled); SavedFileError when damaged."""
         if not path.exists():
             raise SavedFileError(f"{path} does not exist; tables are exported as NAME.npz by result.export(NAME)", path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files if k != "settings"}
-                settings = json.loads(str(data["settings"])) if "settings" in data.files else {}
-        except Exception as e:
-            raise SavedFileError(f"{path} is damaged or not a table exported by insilico ({type(e).__name__}: {e}); "
-                                 "export it again with result.export(stem)", path) from e
-        if not isinstance(settings, dict):
-            raise SavedFileError(f"{path} holds damaged settings (not a JSON object)", path)
-        settings.pop("result", None)
+        return cls._from_table(*persistence.read_table(path), path)
+
+    @classmethod
+    def _from_table(cls, arrays: dict, settings: dict, path) -> "Result":
+        """The result of a table's arrays and settings, as :func:`insilico.persistence.read_table` reads them."""
+        settings = {k: v for k, v in settings.items() if k != "result"}
         return persistence.build(cls, {"arrays": arrays, "settings": settings}, path, settings.get("versions"))
 
     def __repr__(self) -> str:

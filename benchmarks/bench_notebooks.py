@@ -3,7 +3,7 @@
     python benchmarks/bench_notebooks.py [--threads 2]
 
 Prints one line per notebook in notebooks/: its wall time in seconds, executed as
-``tests/test_notebooks.py`` executes it (nbclient, a fresh python3 kernel, an empty folder).
+``tests/contract/test_notebooks.py`` executes it (nbclient, a fresh python3 kernel, an empty folder).
 """
 import argparse
 import tempfile

@@ -2,7 +2,7 @@
 
 A module imports only from its own row or the rows below it (module-level,
 function-local and ``if TYPE_CHECKING`` imports alike), the imports have no
-cycle, and a tool never imports another tool. ``tests/test_layering.py``
+cycle, and a tool never imports another tool. ``tests/contract/test_layering.py``
 parses every module's imports and holds the package to this table; a new
 module must be given a row here (the test names the file that has none).
 

@@ -5,7 +5,7 @@ modes and BatchNorm statistics back, one image gate, float64 in / float64 out, r
 see the README). Each tool carries one line above its definition, ``@register_tool(kind, ...)``, and
 that one registration makes it known to everything that lists tools:
 
-- the contract test (``tests/test_contract.py``) runs every promise over every registered tool, and
+- the contract test (``tests/contract/test_contract.py``) runs every promise over every registered tool, and
   its completeness test fails when a registered tool has no tiny contract runner
   (``tests/contract_tools.py``) or when a public function that runs a model is not registered;
 - ``insilico tools`` lists them (name, kind, flags, first docstring line);
@@ -17,7 +17,7 @@ that one registration makes it known to everything that lists tools:
 
 A :class:`Tool` record holds the callable's import path as a string (``"module:qualname"``), so a
 record is cheap and :func:`tools` is the one place that imports every module to collect them;
-:func:`discover` builds the same records from the source (``tests/test_registry.py`` checks that the two
+:func:`discover` builds the same records from the source (``tests/contract/test_registry.py`` checks that the two
 agree), which is why the options of ``@register_tool(...)`` are literals.
 Flags the signature already says are read from it, not declared twice: ``resumes`` (an ``out=``
 folder), ``random`` (``seed=``), ``two_models`` (``models``). The others are promises the tool's author
@@ -42,7 +42,7 @@ Recipe: adding a tool = one module + one registration
    and design tools, the package's ``__all__`` for experiments and attribution) and the tables follow.
 3. Add a tiny contract runner (``run_<name>`` and its ``RUNNERS`` entry, with ``out=`` the result's
    per-sample main tensor where it has one) to ``tests/contract_tools.py``, then run
-   ``tests/test_registry.py``, ``tests/test_contract.py`` and ``tests/test_layering.py``: they fail,
+   ``tests/contract/test_registry.py``, ``tests/contract/test_contract.py`` and ``tests/contract/test_layering.py``: they fail,
    naming what is missing, until the tool keeps every promise it declares.
 
 The example registers into a scratch :class:`Registry` (the library's is :data:`TOOLS`):
@@ -102,7 +102,7 @@ KINDS = {
 }
 
 #: One name per option across tools: the name -> the other spellings it replaces (issue 24, "options drift").
-#: ``tests/test_registry.py`` lists the registered tools that still use another spelling.
+#: ``tests/contract/test_registry.py`` lists the registered tools that still use another spelling.
 VOCABULARY = {
     "size": ("input_size", "image_size", "shape"),
     "progress": ("quiet", "verbose", "show_progress"),
@@ -348,7 +348,7 @@ def discover(package: str = "insilico", kind: str | None = None) -> dict[str, To
     records the registrations build, so ``import insilico`` can export the tools lazily and the tool
     packages can list them without importing torch. The source is parsed once per process, on the first
     call (about 0.1 s), so there is no generated list that could go stale.
-    ``tests/test_registry.py`` checks that it equals :func:`tools`.
+    ``tests/contract/test_registry.py`` checks that it equals :func:`tools`.
 
     Parameters
     ----------

@@ -88,7 +88,7 @@ GALLERY_TINY = dict(layers=["features.0", "classifier.6"], units=2, steps=2, exe
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
-    """``(root, build summary)`` of the tiny gallery, built once per test run (tests/test_gallery*.py)."""
+    """``(root, build summary)`` of the tiny gallery, built once per test run (tests/gallery/)."""
     from insilico.gallery import GallerySettings, build
 
     root = tmp_path_factory.mktemp("gallery") / "site"

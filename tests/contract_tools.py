@@ -1,4 +1,4 @@
-"""The contract test's tiny runs of each tool (tests/test_contract.py), himalaya-style.
+"""The contract test's tiny runs of each tool (tests/contract/test_contract.py), himalaya-style.
 
 The tools themselves, and the promises each keeps, are the library's registry
 (:mod:`insilico.registry`: ``@register_tool`` where each tool is defined). This file adds only how to
@@ -6,7 +6,7 @@ run each one tiny: :data:`RUNNERS` maps a registered tool's name to a :class:`Ru
 ``run(model, images, samples=None) -> result`` (16x16 images, 2-3 steps), ``out(result) -> tensor``
 that reads the result's per-sample main output (images, maps, responses), and the test's own knobs
 (which models, the independence tolerance). :data:`TOOLS` joins the two; a registered tool without a
-runner (or a runner without a tool) fails ``tests/test_registry.py``, so a tool is checked by every
+runner (or a runner without a tool) fails ``tests/contract/test_registry.py``, so a tool is checked by every
 promise of the contract the day it is registered.
 
 "A sample" is one index along the tool's batch axis: an image for tools that take images, a unit
@@ -379,7 +379,7 @@ RUNNERS = {
     # vectorised body vs the scalar tail of element-wise kernels such as the sigmoid's backward: ~1 ulp),
     # and L-BFGS amplifies that rounding through its curvature pairs (y = g1 - g0 is a difference of
     # nearly equal gradients): sample 2 alone vs in a batch ~3e-5 after 2 steps (Adam: ~3e-7). Not shared
-    # state: the line search is per sample (tests/test_metamers.py::
+    # state: the line search is per sample (tests/design/test_metamers.py::
     # test_alone_equals_in_a_batch_up_to_rounding_the_line_search_is_per_sample: in float64 the two agree
     # to 1e-12 although the batch made more line-search trials than the sample alone).
     "metamer": Runner(run_metamer, _images, rtol=1e-4),
@@ -439,5 +439,5 @@ def _join(tool, runner: Runner) -> Tool:
                 two_models=tool.two_models)
 
 
-#: Every registered tool that has a runner, in the registry's order (tests/test_registry.py fails on the others).
+#: Every registered tool that has a runner, in the registry's order (tests/contract/test_registry.py fails on the others).
 TOOLS = {name: _join(tool, RUNNERS[name]) for name, tool in registered_tools().items() if name in RUNNERS}

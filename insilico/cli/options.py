@@ -154,7 +154,7 @@ def library_value(path: str, name: str):
     (``"MAXIMIZE_DEFAULTS.lr"``: the key of that dict, else :class:`~insilico.synthesis.SynthesisOptions`');
     names of module constants are followed (``steps=DEFAULT_STEPS``). Read from the source so that ``--help`` shows the
     defaults the library really uses without importing torch; a name that is gone raises
-    :class:`~insilico.errors.InsilicoError` (tests/test_cli.py compares every value with the imported one).
+    :class:`~insilico.errors.InsilicoError` (tests/cli/test_cli.py compares every value with the imported one).
 
     >>> library_value("gallery/settings.py", "GallerySettings.steps")
     24

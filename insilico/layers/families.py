@@ -47,7 +47,7 @@ How to add a model family
    the answers that differ, and :func:`register` it (in this module for a
    family insilico ships, or in your own code for a private one).
 3. Add a small model of the family to ``FAMILY_MODELS`` in
-   ``tests/test_layers.py`` with the layouts of a few of its layers: the test
+   ``tests/layers/test_layers.py`` with the layouts of a few of its layers: the test
    iterates :data:`FAMILIES` and fails for a family without a model.
 
 Example

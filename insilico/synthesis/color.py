@@ -16,7 +16,7 @@ How the matrix is estimated (:func:`estimate_color_sqrt`):
    ``sqrt = V diag(sqrt(w)) V^T``, so ``sqrt @ sqrt.T == cov``.
 
 The result is shipped as :data:`COLOR_SQRT` so nothing is read at run time;
-``tests/test_synthesis.py`` recomputes it. Parameterizations use
+``tests/synthesis/test_synthesis.py`` recomputes it. Parameterizations use
 :func:`normalized_color_matrix`, the same matrix divided by its largest column
 norm (so a unit-variance input never gives an RGB channel more than unit
 variance), which only rescales the covariance.

@@ -160,7 +160,7 @@ def test_probe_script_writes_images_manifest_and_report(tmp_path):
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "probes" / "adversarial.py"
+    path = Path(__file__).resolve().parents[2] / "probes" / "adversarial.py"
     spec = importlib.util.spec_from_file_location("probe_adversarial", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -6,7 +6,7 @@ afterwards every module has its *own* ``training`` flag back and every
 parameter its own ``requires_grad`` (a frozen BatchNorm inside a training
 model stays frozen). Every tool that takes a stimulus set refuses an empty one
 with a StimulusError before any forward pass. The tools with their defaults are checked by
-tests/test_contract.py over the library's registry; this file keeps option variants and the session's own
+tests/contract/test_contract.py over the library's registry; this file keeps option variants and the session's own
 cases.
 """
 import pytest
@@ -50,7 +50,7 @@ def labels(n=6):
 
 
 #: Option variants of registered tools, and helpers that run a model. The tools themselves (each with its
-#: defaults) are checked for the same promises by tests/test_contract.py, over the library's registry.
+#: defaults) are checked for the same promises by tests/contract/test_contract.py, over the library's registry.
 TOOLS = {
     "receptive_field": lambda m: experiments.receptive_field(m, "2[0,3,3]", size=(3, 8, 8)),
     "lesion_sweep_mean": lambda m: experiments.lesion_sweep(m, "2", x8(), labels(), groups=[[0, 1]], mode="mean",
@@ -105,7 +105,7 @@ def test_mean_lesion_on_a_training_model_is_deterministic_and_leaves_batchnorm_a
 
 
 EMPTY = torch.rand(0, 3, 8, 8)
-#: Option variants (the registered tools refuse an empty batch in tests/test_contract.py::test_empty).
+#: Option variants (the registered tools refuse an empty batch in tests/contract/test_contract.py::test_empty).
 EMPTY_TOOLS = {
     "microstimulation_std": lambda m: experiments.microstimulation(m, "2[0]", EMPTY, strengths=[0, 1], scale="std",
                                                                    progress=False),

@@ -18,7 +18,7 @@ import torch
 
 from insilico import layering
 
-PACKAGE = Path(__file__).resolve().parent.parent / "insilico"
+PACKAGE = Path(__file__).resolve().parents[2] / "insilico"
 
 
 def _modules() -> dict[str, Path]:

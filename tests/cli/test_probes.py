@@ -8,7 +8,7 @@ import pytest
 
 from insilico import models
 
-PROBES = Path(__file__).resolve().parent.parent / "probes"
+PROBES = Path(__file__).resolve().parents[2] / "probes"
 
 
 def model_arg(name):

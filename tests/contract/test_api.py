@@ -1,11 +1,11 @@
 """The public API, pinned (plenoptic's test_api.py): names and ``inspect.signature`` strings.
 
-``tests/api.json`` holds, for every public name of ``insilico`` and of its tool packages, its
+``tests/contract/api.json`` holds, for every public name of ``insilico`` and of its tool packages, its
 signature (a class: its constructor's; the classes exported by ``insilico`` itself also each public
 method's). A rename, a new or removed parameter, a changed default fails here: changing the API is
 done on purpose, by rewriting the file and reviewing its diff::
 
-    python tests/test_api.py        # rewrites tests/api.json
+    python tests/contract/test_api.py        # rewrites tests/contract/api.json
 """
 from __future__ import annotations
 
@@ -89,8 +89,8 @@ def test_the_public_api_is_the_pinned_one():
                 came = [p for p in new[n] if p not in old[n]]
                 problems.append(f"{namespace}.{n}: " + (", ".join([*(f"-{p}" for p in gone), *(f"+{p}" for p in came)])
                                                          or "parameters reordered"))
-    assert not problems, ("the public API changed; if on purpose, run `python tests/test_api.py` and commit "
-                          "tests/api.json:\n" + "\n".join(problems))
+    assert not problems, ("the public API changed; if on purpose, run `python tests/contract/test_api.py` and commit "
+                          "tests/contract/api.json:\n" + "\n".join(problems))
 
 
 def test_the_pin_is_stable_text():
@@ -100,6 +100,6 @@ def test_the_pin_is_stable_text():
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
+    sys.path.insert(0, str(pathlib.Path(__file__).parents[2]))
     PINNED.write_text(json.dumps(current_api(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {PINNED}")

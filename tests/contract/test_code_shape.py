@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "insilico"
+PACKAGE = Path(__file__).resolve().parents[2] / "insilico"
 MAX_LINES = 80
 MAX_PARAMETERS = 12
 #: Folders whose functions' parameters are stimulus dimensions (exempt from MAX_PARAMETERS).

@@ -15,7 +15,7 @@ from insilico import rsa
 from insilico.errors import InsilicoError
 
 matplotlib.use("Agg")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

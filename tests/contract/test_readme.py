@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 FULL = os.environ.get("INSILICO_README_FULL") == "1"
 #: Optimisation lengths of the sized-down run.
 QUICK = {"steps": 2, "iterations": 4, "per_class": 1, "n_stimuli": 200}

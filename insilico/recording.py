@@ -44,6 +44,7 @@ from ._version import __version__
 from .pixels import Raw, check_images
 from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, job_identity, value_digest
+from .jsonfiles import jsonable
 from .performance import tuned
 from .registry import register_tool
 from .session import session
@@ -344,7 +345,7 @@ def record_stimuli(
             sink = _MemorySink(shapes, n)
         else:
             settings = {"units": names, "reduce": reduce, "precision": precision,
-                        "ids": value_digest(_jsonable(ids)), "params": value_digest(_jsonable(source.params))}
+                        "ids": value_digest(jsonable(ids)), "params": value_digest(jsonable(source.params))}
             meta["job"] = job_identity(model, settings, {"stimuli": {"n": n}})
             if overwrite:
                 start_over(Path(out), ["meta.json", "progress-*.json", "[0-9][0-9][0-9]_*.npy"], shard)
@@ -486,7 +487,7 @@ def _stimulus_source(stimuli: Any) -> _Source:
         if stimuli.ndim < 2:
             raise StimulusError(f"stimuli need a batch axis first, e.g. (N, C, H, W); got shape {tuple(stimuli.shape)}")
         tensor = stimuli
-        return _Source(lambda a, b: tensor[a:b], len(tensor), _jsonable(params))
+        return _Source(lambda a, b: tensor[a:b], len(tensor), jsonable(params))
     if hasattr(stimuli, "__getitem__") and hasattr(stimuli, "__len__"):
         dataset = stimuli
 
@@ -630,7 +631,7 @@ class _DiskSink:
             entries = [{"unit": name, "file": files[name], "shape": [n, *shapes[name][0]], "dtype": shapes[name][1]}
                        for name in names]
             write_json(path / "meta.json", {"format": FORMAT, **meta, "units": entries, "n_stimuli": n,
-                                            "stimuli": {"ids": _jsonable(ids), "params": _jsonable(params)}})
+                                            "stimuli": {"ids": jsonable(ids), "params": jsonable(params)}})
 
         create_once(path, create)
         self.files, self.offsets, self.row_bytes = {}, {}, {}
@@ -697,18 +698,3 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
     return tensor.detach().cpu().numpy()
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic) or (torch.is_tensor(value) and value.ndim == 0):
-        return value.item()
-    if isinstance(value, np.ndarray) or torch.is_tensor(value):
-        return value.tolist()
-    return str(value)
-

@@ -29,7 +29,8 @@ from torch import nn
 from .._version import __version__
 from ..errors import InsilicoError
 from ..jsonfiles import write_json
-from .results import Result, jsonable
+from ..jsonfiles import jsonable
+from .results import Result
 
 
 def parser(description: str, model: str = "minialex", units_help: str | None = None) -> argparse.ArgumentParser:

@@ -173,8 +173,13 @@ class ZooModel(nn.Module):
         self.name, self.preprocessing, self.output = name, preprocessing, output
         self.input_size = (len(preprocessing.mean), *preprocessing.size())
         self.class_names = list(class_names) if class_names else None
-        if self.class_names:
-            self.classes = self.class_names  # the attribute the tools read (as on the bundled models)
+
+    @property
+    def classes(self) -> list[str]:
+        """``class_names``, under the name the tools read (as on the bundled models); absent without names."""
+        if not self.class_names:
+            raise AttributeError(f"{self.name} has no class names (set model.class_names = [...] if you know them)")
+        return self.class_names
 
     def forward(self, x: torch.Tensor) -> Any:
         out = self.net(self.normalize(x))

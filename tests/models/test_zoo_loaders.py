@@ -273,3 +273,25 @@ def test_preprocessing_resizes_the_shorter_side_then_crops_the_centre():
     _same(out, x[..., ::2, ::2][..., 1:7, 5:11])  # 16x32 -> 8x16 (every other pixel), then the centre 6x6
     with pytest.raises(InsilicoError, match="smaller than the crop"):
         Preprocessing(None, (20, 20), (0.5,), (0.5,), "bilinear", "test")(x)
+
+
+def test_the_command_line_runs_a_zoo_model_at_its_input_size(tmp_path):
+    timm = pytest.importorskip("timm")
+    from skimage.io import imread
+
+    from insilico.cli import main
+
+    torch.save(timm.create_model("test_resnet").state_dict(), tmp_path / "w.pt")
+    assert main(["maximize", "--model", "timm:test_resnet", "--weights", str(tmp_path / "w.pt"), "--units",
+                 "net.layer1[0]", "--steps", "1", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["settings"]["model"] == "timm:test_resnet"
+    assert imread(tmp_path / "run" / "net.layer1_0.png").shape == (160, 160, 3)  # the model's input_size, no --size
+
+
+def test_classes_follow_class_names_and_are_absent_without_them():
+    p = Preprocessing(None, (8, 8), (0.5,), (0.5,), "bilinear", "test")
+    m = ZooModel(torch.nn.Conv2d(1, 2, 3), p, "example")
+    assert getattr(m, "classes", "absent") == "absent"  # tools fall back to their own labels
+    m.class_names = ["a", "b"]
+    assert m.classes == ["a", "b"]

@@ -25,7 +25,8 @@ def _gallery(sub) -> None:
 
     b.add_argument("--definition", type=existing_file, default=None,
                    help="gallery definition JSON (e.g. gallery/minialex.json)")
-    b.add_argument("--model", default=None, help="bundled name, zoo model ('timm:NAME', ...), 'package.module:callable' or 'file.py:callable' "
+    b.add_argument("--model", default=None, help="bundled name, zoo model ('timm:NAME', ...), "
+                                                  "'package.module:callable' or 'file.py:callable' "
                                                   f"({default('model')})")
     b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec or zoo model")
     b.add_argument("--layers", type=_layers, default=None,

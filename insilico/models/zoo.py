@@ -309,7 +309,8 @@ def _torchvision(tv, name: str, weights, spec: str) -> ZooModel:
         chosen = enum.DEFAULT if key == "DEFAULT" else enum.__members__.get(key)
         if chosen is None or (str(weights).count(".") and str(weights).split(".")[0] != enum.__name__):
             raise InsilicoError(f"{spec}: torchvision has no weights {weights!r}; its weights are "
-                                f"{', '.join(n for n in enum.__members__ if n != 'DEFAULT')} (or 'DEFAULT', a file path, or None for random)")
+                                f"{', '.join(n for n in enum.__members__ if n != 'DEFAULT')} (or 'DEFAULT', a file "
+                                "path, or None for random)")
     about = chosen or enum.DEFAULT  # metadata only: nothing is downloaded for it
     t = about.transforms()
     resize = [int(s) for s in t.resize_size]
@@ -335,7 +336,8 @@ def _timm(timm, name: str, weights, spec: str) -> ZooModel:
         raise _closest(base, timm.list_models(), "timm", "timm.list_models()")
     tags = [t.split(".", 1)[1] for t in timm.list_pretrained(base + ".*")]
     if tag and tag not in tags:
-        raise InsilicoError(f"{spec}: timm has no weights {tag!r} for {base}; its tags are {', '.join(tags) or '(none)'}")
+        raise InsilicoError(f"{spec}: timm has no weights {tag!r} for {base}; its tags are "
+                            f"{', '.join(tags) or '(none)'}")
     net = _initialised(weights, lambda: timm.create_model(arch, pretrained=_named(weights)))
     if weights is not None and not _named(weights):
         weightfiles.load_into(net, weights, f"timm's {arch} (from {spec!r})")

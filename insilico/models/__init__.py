@@ -1,6 +1,6 @@
-"""Bundled trained networks, and loading the user's own.
+"""Bundled trained networks, the zoos' models, and loading the user's own.
 
-Nothing is downloaded: the bundled models are small networks trained here on
+Nothing is downloaded for the bundled models: they are small networks trained here on
 crops of scikit-image's bundled photos (:mod:`insilico.models.photos`), with
 weights shipped in ``insilico/models/weights/``. Each takes pixel-space input
 (N, 3, 64, 64) in [0, 1] (normalisation is its ``normalize`` module) and has

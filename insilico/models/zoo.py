@@ -408,6 +408,9 @@ def _hf(transformers, source: str, weights, spec: str) -> ZooModel:
     except (OSError, ValueError) as e:
         raise InsilicoError(f"{spec}: no Hugging Face model or folder {source!r} ({e}). Give a hub id "
                             "(hf:facebook/dinov2-small) or a local folder with config.json") from e
+    if not hasattr(config, "num_channels"):
+        raise InsilicoError(f"{spec} is a {config.model_type} model, which takes no images (its config has no "
+                            "num_channels): insilico loads Hugging Face vision models")
     if getattr(config, "vision_config", None) is not None:
         raise InsilicoError(f"{spec} is a {config.model_type} model with several towers: insilico loads vision "
                             "models (for a CLIP image tower use open_clip:ARCH/TAG)")
@@ -456,12 +459,14 @@ def _hf_preprocessing(transformers, source: str, config, spec: str) -> Preproces
     channels = getattr(config, "num_channels", 3)
     mean = tuple(proc.image_mean) if normalise else (0.0,) * channels
     std = tuple(proc.image_std) if normalise else (1.0,) * channels
-    size, crop = field(proc, "size"), field(proc, "crop_size")
-    resize = None
+    size, crop_size, resize, crop = field(proc, "size"), field(proc, "crop_size"), None, None
+    if crop_size is not None and field(proc, "do_center_crop"):
+        crop = (field(crop_size, "height"), field(crop_size, "width"))
     if size is not None and field(proc, "do_resize") is not False:
         h, w, short = field(size, "height"), field(size, "width"), field(size, "shortest_edge")
         resize = (h, w) if h and w else short
-    crop = (field(crop, "height"), field(crop, "width")) if crop is not None and field(proc, "do_center_crop") else None
+        if short and field(proc, "crop_pct") and short < 384:  # ConvNeXt's processors: resize, then crop the side
+            resize, crop = int(short / field(proc, "crop_pct")), (short, short)
     if resize is None and crop is None:
         resize = side
     resample = field(proc, "resample")

@@ -220,10 +220,21 @@ def test_hf_backbone_reads_its_image_processor_and_returns_tokens(tmp_path):
         models.load(f"hf:{tmp_path}", weights="main")
 
 
-def test_hf_missing_folder_says_what_to_give(tmp_path):
-    pytest.importorskip("transformers")
+def test_hf_convnext_processor_resizes_by_crop_pct_then_crops(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    transformers.ConvNextConfig(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], image_size=64).save_pretrained(tmp_path)
+    transformers.ConvNextImageProcessor(size={"shortest_edge": 64}, crop_pct=0.875).save_pretrained(tmp_path)
+    net = models.load(f"hf:{tmp_path}", weights=None)
+    assert (net.preprocessing.resize, net.preprocessing.crop, net.input_size) == (73, (64, 64), (3, 64, 64))
+
+
+def test_hf_missing_folder_or_text_model_says_what_to_give(tmp_path):
+    transformers = pytest.importorskip("transformers")
     with pytest.raises(InsilicoError, match="local folder with config.json"):
         models.load(f"hf:{tmp_path / 'nothing'}", weights=None)
+    transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path)
+    with pytest.raises(InsilicoError, match="bert model, which takes no images"):
+        models.load(f"hf:{tmp_path}", weights=None)
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ import importlib.util as _importlib_util
 import warnings as _warnings
 
 from .errors import InsilicoError, StimulusError, UnitError
-from ._version import __version__
+from ._version import __version__, shadowing_distribution as _shadowing
+
+if _clash := _shadowing():  # `pip install insilico` brings an unrelated package into the same folder
+    _warnings.warn(_clash, RuntimeWarning, stacklevel=2)
 
 #: Classes (and ``load``) loaded on first use, like the tools: `import insilico` (and `insilico --help`) imports
 #: no torch.

@@ -25,9 +25,10 @@ def _gallery(sub) -> None:
 
     b.add_argument("--definition", type=existing_file, default=None,
                    help="gallery definition JSON (e.g. gallery/minialex.json)")
-    b.add_argument("--model", default=None, help="bundled name, 'package.module:callable' or 'file.py:callable' "
+    b.add_argument("--model", default=None, help="bundled name, zoo model ('timm:NAME', ...), "
+                                                  "'package.module:callable' or 'file.py:callable' "
                                                   f"({default('model')})")
-    b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec")
+    b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec or zoo model")
     b.add_argument("--layers", type=_layers, default=None,
                    help="comma-separated layers (default: every conv and linear layer)")
     b.add_argument("--units", type=positive_int, default=None, help="only the first N units of each layer")

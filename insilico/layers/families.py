@@ -68,6 +68,7 @@ from typing import Callable, Mapping
 from torch import nn
 
 from ..errors import InsilicoError
+from ..layout import set_reader
 from ..units import Unit, UnitLike
 from .layout import last_axis_features, layout_of, map_like
 from .modules import is_activation
@@ -168,6 +169,22 @@ def unit_layout(model: nn.Module, unit: UnitLike, shape: tuple, family: Family |
     return layout_of(tuple(shape), module, family or family_of(model), unit.part)
 
 
+def read_layout(model: nn.Module, unit: UnitLike, shape: tuple) -> tuple[str, int | None]:
+    """``(layout, prefix tokens)`` of ``unit``'s output ``shape`` (one sample): the reader probing asks
+    (:func:`insilico.layout.read_layout`, registered when this module is imported).
+
+    >>> import torchvision
+    >>> swin = torchvision.models.swin_t()
+    >>> read_layout(swin, "features.1", (8, 8, 96)), read_layout(swin, "features.0.0", (96, 8, 8))
+    (('channels_last', 0), ('map', 0))
+    """
+    family = family_of(model)
+    return unit_layout(model, unit, shape, family), family.prefix()
+
+
+set_reader(read_layout)
+
+
 def attention_modules(model: nn.Module, family: Family | None = None) -> dict[str, str]:
     """Addresses of the model's attention modules and the layout of their parts (``"heads"``, ``"windows"``)."""
     family = family or family_of(model)
@@ -179,4 +196,4 @@ def attention_modules(model: nn.Module, family: Family | None = None) -> dict[st
     return out
 
 
-__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "unit_layout", "attention_modules"]
+__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "unit_layout", "read_layout", "attention_modules"]

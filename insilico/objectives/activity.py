@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..errors import InsilicoError, UnitError
 from ..layers import centre
+from ..layout import channel_index
 from ..units import Unit, UnitLike
 from .core import Objective
 
@@ -54,7 +55,11 @@ class Activation(Objective):
         self.units = (self.unit,)
 
     def forward(self, acts, images):
-        return _mean(acts[self.unit])
+        return _mean(acts[self.read_unit(acts)])
+
+    def read_unit(self, acts) -> Unit:
+        """The unit this objective reads in ``acts`` (as written; :class:`Channel` reads its layer's layout)."""
+        return self.unit
 
     def _plain_mean(self) -> bool:
         return type(self) in (Activation, Channel)  # a subclass with its own forward (Neuron) is evaluated alone
@@ -64,18 +69,42 @@ class Activation(Objective):
 
 
 class Channel(Activation):
-    """Mean over positions of channel ``channel`` of ``layer`` (for (N, C, ...) outputs).
+    """Mean over positions of channel ``channel`` of ``layer``, in the layer's layout.
+
+    The layout is read from the model the activations come from
+    (:meth:`Activations.layout`; every tool records with it): a map
+    ``(N, C, H, W)`` is read at ``[:, c]``, a channels-last stage ``(N, H, W, C)``
+    (Swin) at ``[..., c]``, tokens ``(N, T, D)`` at feature ``c`` of the patch
+    tokens (CLS and registers dropped; :func:`insilico.layout.channel_index`), a
+    vector at ``[:, c]``. Activations given without a model are read channels
+    first. An attention part or a scalar raises a UnitError.
 
     Parameters
     ----------
     layer : str
         Module address, e.g. ``"features.3"`` (may carry ``@step`` / ``:output``).
     channel : int
-        Channel index.
+        Channel (feature) index.
     """
 
     def __init__(self, layer: UnitLike, channel: int):
-        super().__init__(Unit.parse(layer).replace(index=(int(channel),)))
+        self.layer, self.channel = Unit.parse(layer), int(channel)
+        super().__init__(self.layer.replace(index=(self.channel,)))
+        self._read: dict = {}
+
+    def read_unit(self, acts) -> Unit:
+        layout = acts.layout(self.layer)
+        if layout is None:
+            return self.unit
+        shape = tuple(acts.whole(self.layer).shape[1:])
+        key = (shape, layout)
+        if key not in self._read:
+            index = channel_index(self.channel, shape, layout[0], layout[1], self.layer)
+            self._read[key] = self.layer.replace(index=index)
+        return self._read[key]
+
+    def __repr__(self) -> str:
+        return f"Channel({str(self.layer)!r}, {self.channel})"
 
 
 class Neuron(Activation):

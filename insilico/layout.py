@@ -196,6 +196,17 @@ def pool(value: torch.Tensor, how: str, layout: str, prefix: int | None = None, 
     return value[tuple(index)]
 
 
+def token_grid(value: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """A batch of tokens ``(N, T, D)`` as its patch grid ``(N, D, side, side)``, ``grid = (prefix, side)``
+    (:func:`patch_grid`): the prefix tokens (CLS, registers) dropped, the patches row-major.
+
+    >>> token_grid(torch.arange(10.0).view(1, 10, 1), patch_grid(10))[0, 0].tolist()
+    [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
+    """
+    extra, side = grid
+    return value[:, extra:].transpose(1, 2).unflatten(2, (side, side))
+
+
 def channel_index(channel: int, shape: tuple, layout: str, prefix: int | None = None, unit=None) -> tuple:
     """The index into one sample's ``shape`` that picks channel ``channel`` at every position (:func:`positions`).
 
@@ -217,4 +228,4 @@ def channel_index(channel: int, shape: tuple, layout: str, prefix: int | None = 
 
 
 __all__ = ["LAYOUTS", "POOLS", "centre", "centre_token", "channel_index", "channels_first", "patch_grid", "pool",
-           "positions", "prefix_count", "read_layout", "set_reader"]
+           "positions", "prefix_count", "read_layout", "set_reader", "token_grid"]

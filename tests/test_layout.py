@@ -2,6 +2,7 @@
 layer in its layout: a Swin stage (N, H, W, C) over H, W; a ViT block (N, T, D) over its patch tokens."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -115,3 +116,41 @@ def test_channel_index_picks_what_positions_pools():
     index = layout.channel_index(2, (10, 4), "tokens")
     torch.testing.assert_close(tokens[(slice(None),) + index].mean(1), layout.pool(tokens, "mean", "tokens")[:, 2])
     assert layout.channel_index(2, (10,), "vector") == (2,)
+
+
+class _Recurrent(torch.nn.Module):
+    """A channels-last Linear called twice per pass (a recurrent step), on an (N, H, W, C) map."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = x.permute(0, 2, 3, 1)[..., :4]
+        for _ in range(2):
+            h = torch.tanh(self.lin(h))
+        return h.mean(dim=(1, 2))
+
+
+def test_time_courses_pool_a_channels_last_module_over_its_positions():
+    torch.manual_seed(0)
+    model, x = _Recurrent().eval(), torch.rand(3, 4, 5, 6)
+    result = insilico.experiments.time_courses(model, "lin", x, progress=False)
+    with torch.no_grad(), insilico.Probe(model).record("lin") as rec:
+        model(x)
+    whole = rec.steps("lin")                                     # (N, T, H, W, C)
+    assert whole.shape == (3, 2, 5, 6, 4)
+    np.testing.assert_allclose(result.arrays["responses_0"], whole.mean(dim=(2, 3)).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_direction_and_diversity_read_channels_in_the_layout(swin):
+    from insilico.objectives import Direction, Diversity
+
+    x = torch.rand(2, 3, 64, 64)
+    _, whole = _recorded(swin, x, "features.1", None)             # (N, H, W, C)
+    v = torch.rand(96)
+    hand = (whole @ (v / v.norm())).mean(dim=(1, 2))
+    torch.testing.assert_close(Direction("features.1", v).evaluate(swin, x), hand)
+    flat = whole.flatten(1, 2).transpose(1, 2)                    # (N, C, H * W)
+    gram = torch.nn.functional.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)
+    torch.testing.assert_close(Diversity("features.1").evaluate(swin, x), -(gram[0] @ gram[1]).expand(2))

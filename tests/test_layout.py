@@ -154,3 +154,14 @@ def test_direction_and_diversity_read_channels_in_the_layout(swin):
     flat = whole.flatten(1, 2).transpose(1, 2)                    # (N, C, H * W)
     gram = torch.nn.functional.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)
     torch.testing.assert_close(Diversity("features.1").evaluate(swin, x), -(gram[0] @ gram[1]).expand(2))
+
+
+@pytest.mark.filterwarnings("ignore:r is undefined")
+def test_a_predictors_mean_pool_is_the_same_rule(vit):
+    from insilico.encoding import fit_predictor
+
+    x, y = torch.rand(6, 3, 32, 32), torch.rand(6, 2)
+    predictor = fit_predictor(vit, x, y, layers=["encoder.layers.encoder_layer_1"], reduce="mean", progress=False)
+    _, tokens = _recorded(vit, x[:2], "encoder.layers.encoder_layer_1", None)
+    with torch.no_grad():
+        torch.testing.assert_close(predictor.features(x[:2]), tokens[:, 1:].mean(dim=1))

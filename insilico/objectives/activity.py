@@ -185,8 +185,8 @@ class Diversity(Objective):
     """Minus the mean cosine similarity of each sample's Gram matrix to the other samples' (Olah et al. 2017).
 
     The Gram matrix of a sample is ``A A^T`` with ``A`` its (C, positions)
-    activation of ``layer`` (in the layer's layout, as :class:`Channel` reads it). All pairwise cosines come from one matrix
-    product, not a loop over pairs.
+    activation of ``layer`` (in the layer's layout, as :class:`Channel` reads it).
+    All pairwise cosines come from one matrix product, not a loop over pairs.
 
     Parameters
     ----------

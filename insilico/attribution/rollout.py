@@ -107,14 +107,12 @@ def attention_rollout(
 def _weight_units(probe: Probe, model: nn.Module, family, blocks) -> list[Unit]:
     """The ``"<block>:weights"`` units of the blocks to roll out, in the model's module order."""
     found = attention_modules(model, family)
-    if blocks is None:
-        names = list(found)
-        if not names:
-            raise UnitError(f"attention rollout found no attention module in {type(model).__name__} (family "
-                            f"{family.name!r}); name them with blocks=[...] (addresses of modules whose "
-                            "':weights' part insilico reads, see insilico.attention)")
-    else:
-        names = [Unit.coerce(b, model).module for b in blocks]
+    names = list(found) if blocks is None else [Unit.coerce(b, model).module for b in blocks]
+    if not names:
+        said = "blocks= is empty" if blocks is not None else \
+            f"found no attention module in {type(model).__name__} (family {family.name!r})"
+        raise UnitError(f"attention rollout {said}; name them with blocks=[...] (addresses of modules whose "
+                        "':weights' part insilico reads, see insilico.attention)")
     for name in names:
         if found.get(name) == "windows":
             raise UnitError(f"attention rollout: {name!r} attends within windows folded into the batch axis (Swin), "

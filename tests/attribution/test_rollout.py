@@ -91,12 +91,44 @@ def test_rollout_of_a_timm_vit_with_registers_drops_them():
     torch.testing.assert_close(insilico.attention_rollout(model, x), _upsampled(hand, x), rtol=1e-5, atol=1e-6)
 
 
+class _HFImages(torch.nn.Module):
+    """A Hugging Face ViTModel that takes images and returns its tokens."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, **options):
+        out = self.model(pixel_values=x, **options)
+        return out if options else out.last_hidden_state
+
+
+def test_rollout_of_a_hugging_face_vit_equals_its_own_attentions_rolled_out():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                                    image_size=32, patch_size=8)
+    config._attn_implementation = "eager"                      # it returns its attention weights
+    torch.manual_seed(0)
+    model = _HFImages(transformers.ViTModel(config)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        weights = [a.numpy() for a in model(x, output_attentions=True).attentions]
+    kinds = {n: type(m).__name__ for n, m in model.named_modules()}
+    inner = "ViTSelfAttention" if "ViTSelfAttention" in kinds.values() else "ViTAttention"   # transformers 4 / 5
+    blocks = [n for n, kind in kinds.items() if kind == inner]   # not a family insilico knows: named
+    assert len(blocks) == 2
+    maps = insilico.attention_rollout(model, x, blocks=blocks)
+    torch.testing.assert_close(maps, _upsampled(_hand_rollout(weights, 1, 4), x), rtol=1e-5, atol=1e-6)
+
+
 def test_rollout_refuses_what_it_cannot_read(vit):
     with pytest.raises(InsilicoError, match="head_fusion must be one of"):
         insilico.attention_rollout(vit, torch.rand(1, 3, 32, 32), head_fusion="sum")
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
     with pytest.raises(UnitError, match="found no attention module.*blocks="):
         insilico.attention_rollout(conv, torch.rand(1, 3, 8, 8))
+    with pytest.raises(UnitError, match="blocks= is empty"):
+        insilico.attention_rollout(vit, torch.rand(1, 3, 32, 32), blocks=[])
     torch.manual_seed(0)
     swin = torchvision.models.swin_t().eval()
     with pytest.raises(UnitError, match="windows folded into the batch axis"):

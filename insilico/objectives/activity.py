@@ -93,14 +93,13 @@ class Channel(Activation):
         self._read: dict = {}
 
     def read_unit(self, acts) -> Unit:
-        layout = acts.layout(self.layer)
-        if layout is None:
+        if acts.model is None:
             return self.unit
         shape = tuple(acts.whole(self.layer).shape[1:])
-        key = (shape, layout)
+        key = (id(acts.model), shape)  # the layout is read once per model and output shape
         if key not in self._read:
-            index = channel_index(self.channel, shape, layout[0], layout[1], self.layer)
-            self._read[key] = self.layer.replace(index=index)
+            layout, prefix = acts.layout(self.layer)
+            self._read[key] = self.layer.replace(index=channel_index(self.channel, shape, layout, prefix, self.layer))
         return self._read[key]
 
     def __repr__(self) -> str:

@@ -64,6 +64,8 @@ def __getattr__(name):  # tools load on first use, keeping `import insilico` lig
                           f"in 0.2: write insilico.{_MOVED[name]}", FutureWarning, stacklevel=2)
         return _importlib.import_module(f".{_MOVED[name]}", __name__)
     if name in _CLASSES:
+        if _CLASSES[name] in ("probe", "recording"):  # their reduce= reads layouts (insilico.layout.set_reader)
+            _importlib.import_module(".layers", __name__)
         return getattr(_importlib.import_module(f".{_CLASSES[name]}", __name__), name)
     tool = None if name.startswith("_") else _tools().get(name)
     if tool is not None:

@@ -254,8 +254,14 @@ class Probe:
             in-place ops. True: copies that keep the autograd graph, for
             gradients with respect to the input.
         reduce : {"mean", "max", "center"}, optional
-            Spatial reduction of (N, C, H, W, ...) outputs at record time, to
-            save memory; the unit's index may then only pick channels.
+            Each channel pooled over its positions at record time, to save
+            memory: ``(N, C)``; the unit's index may then only pick channels.
+            The output's layout decides the axes (:mod:`insilico.layout`; the
+            module and the model's family say which it is): a map
+            ``(N, C, H, W, ...)``, a channels-last stage ``(N, H, W, C)``
+            (Swin), tokens ``(N, T, D)`` over the patch tokens (CLS and
+            registers dropped; ``"center"`` is the centre patch); a vector or
+            an attention part is refused when read.
 
         Every forward pass of the model adds its batch: ``rec[unit]`` is the
         concatenation over passes along the batch axis. For a module called
@@ -280,7 +286,7 @@ class Probe:
             for unit in parsed:
                 if unit.index is not None and len(unit.index) > 1:
                     raise UnitError(f"{unit}: with reduce={reduce!r} the index may only pick channels, e.g. '[12]'")
-        taps = {unit.key: _Tap(unit, keep_graph, reduce) for unit in parsed}
+        taps = {unit.key: _Tap(unit, keep_graph, reduce, self.model) for unit in parsed}
         return self._attach(Record(self, list(taps.values()), stop=stop))
 
     @register_tool("probe", saves=False, follows_dtype=False)

@@ -407,7 +407,7 @@ def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
         shape, dtype = probe.value_spec(whole, first, survey, parts)
         value = torch.empty((1, *shape), dtype=dtype, device="meta")
         if reduce is not None:
-            value = _reduce(value, reduce, unit)
+            value = _reduce(value, reduce, unit, probe.model)
         shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))
     return shapes
 

@@ -16,16 +16,18 @@ from torch import nn
 
 from .errors import InsilicoError, UnitError
 from .hooks import HookOwner, StopForward, _SiteHandle
+from .layout import POOLS, pool, read_layout
 from .units import Unit, UnitLike
 
-REDUCTIONS = ("mean", "max", "center")
+REDUCTIONS = POOLS
 
 
 class _Tap:
     """Keeps a unit's values from every call it is asked for."""
 
-    def __init__(self, unit: Unit, keep_graph: bool, reduce: str | None):
-        self.unit, self.keep_graph, self.reduce = unit, keep_graph, reduce
+    def __init__(self, unit: Unit, keep_graph: bool, reduce: str | None, model: nn.Module | None = None):
+        self.unit, self.keep_graph, self.reduce, self.model = unit, keep_graph, reduce, model
+        self.layouts: dict[tuple, tuple] = {}  # output shape -> (layout, prefix), read once (reduce=)
         self.data: dict[int, list] = {}
         self.calls_per_pass = 0
         self.error: Exception | None = None
@@ -42,7 +44,7 @@ class _Tap:
         value = self.unit.pick(output)
         if torch.is_tensor(value):
             if self.reduce is not None:
-                value = _reduce(value, self.reduce, self.unit)
+                value = _reduce(value, self.reduce, self.unit, self.model, self.layouts)
             value = self.unit.select(value)
         self.data.setdefault(step, []).append(_copy(value, self.keep_graph))
 
@@ -246,13 +248,16 @@ def _concat(values: list) -> Any:
     return values
 
 
-def _reduce(tensor: torch.Tensor, how: str, unit: Unit) -> torch.Tensor:
-    if tensor.ndim < 3:
-        raise UnitError(f"reduce={how!r} needs (N, C, H, W)-like outputs; {unit} has shape {tuple(tensor.shape)}")
-    flat = tensor.flatten(2)
-    if how == "mean":
-        return flat.mean(dim=2)
-    if how == "max":
-        return flat.amax(dim=2)
-    center = tuple(s // 2 for s in tensor.shape[2:])
-    return tensor[(slice(None), slice(None)) + center]
+def _reduce(tensor: torch.Tensor, how: str, unit: Unit, model: nn.Module, known: dict | None = None) -> torch.Tensor:
+    """``(N, C)``: ``tensor`` (a batch of ``unit``'s output in ``model``) pooled over its positions in its layout.
+
+    The layout is read once per output shape (:func:`insilico.layout.read_layout`: the module and the
+    model's family decide), so a Swin stage ``(N, H, W, C)`` pools over ``H, W`` and a ViT block ``(N, T, D)``
+    over its patch tokens (:func:`insilico.layout.pool`); a layout without channels over positions is refused.
+    """
+    shape = tuple(tensor.shape[1:])
+    known = {} if known is None else known
+    if shape not in known:
+        known[shape] = read_layout(model, unit, shape)
+    layout, prefix = known[shape]
+    return pool(tensor, how, layout, prefix, unit)

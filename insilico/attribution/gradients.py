@@ -111,6 +111,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..layers import channels_first, family_of, patch_grid, unit_layout
+from ..layout import token_grid
 from ..pixels import check_images
 from ..probe import Probe
 from ..registry import register_tool
@@ -490,7 +491,12 @@ def _gradcam(probe: Probe, function: UnitFunction, images: torch.Tensor, layer: 
     layer_unit = probe.units(layer)[0]
     if layer_unit.index is not None:
         raise UnitError(f"layer= names a whole layer for Grad-CAM, without an index: '{layer_unit.replace(index=None)}'")
-    cam = _gradcam_probe(probe, function, images, layer_unit, args[0])
+    return to_image(_gradcam_probe(probe, function, images, layer_unit, args[0]), images)
+
+
+def to_image(cam: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """A map on a layer's grid ``(N, 1, h, w)`` upsampled bilinearly to ``images`` ``(N, C, H, W)``, repeated
+    over the channels (Grad-CAM, attention rollout)."""
     cam = F.interpolate(cam, size=images.shape[2:], mode="bilinear", align_corners=False)
     return cam.expand(-1, images.shape[1], -1, -1).contiguous()
 
@@ -544,8 +550,7 @@ def _cam_grid(model: nn.Module, unit: Unit, shape: tuple):
             raise UnitError(f"Grad-CAM at {unit}: its {shape[0]} tokens (output {shape} per image, layout 'tokens') "
                             f"are not {said} then a square g x g patch grid, so there is no map to draw; name a "
                             f"conv/map layer or a token layer of a ViT-style model (prefix tokens, then the patches)")
-        extra, side = grid
-        return lambda value: channels_first(value[:, extra:], "tokens").unflatten(2, (side, side))
+        return lambda value: token_grid(value, grid)
     raise UnitError(f"Grad-CAM needs a spatial layer: {unit} gives {shape} per image, layout {layout!r}, which has "
                     f"no (H, W) grid; name a conv/map layer (C, H, W), a channels-last stage (H, W, C) or a token "
                     f"layer (T, D) before the unit, e.g. the last conv stage")

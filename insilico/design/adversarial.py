@@ -129,7 +129,7 @@ def _evaluate(plan: Plan, objective: Objective, images: torch.Tensor, batch_size
     recorded = evaluate.responses(plan.model, images, need, batch_size=batch_size, plan=plan, stop=False)
     values = dict(zip([w.key for w in need], recorded))
     with plan.session():
-        value = objective(Activations({w.key: values[w.key] for w in wholes}), images).float()
+        value = objective(Activations({w.key: values[w.key] for w in wholes}, plan.model), images).float()
     out = values[""]
     if torch.is_tensor(out) and out.ndim == 2:
         conf, pred = out.float().softmax(dim=1).max(dim=1)

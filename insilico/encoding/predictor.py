@@ -46,7 +46,8 @@ from torch import nn
 from .. import persistence
 from ..errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from ..identity import fingerprint_differences, model_fingerprint
-from ..layers import channels_first, unit_layout
+from ..layers import channels_first, read_layout, unit_layout
+from ..layout import pool
 from ..plan import Plan
 from ..probe import Probe
 from ..registry import register_tool
@@ -596,12 +597,15 @@ def _linear(n_in: int, n_out: int, device=None, dtype=None) -> nn.Linear:
 
 def _pool(value: torch.Tensor, reduce, layer: str, model: nn.Module | None = None) -> torch.Tensor:
     """``layer``'s features ``(N, F)``: pooled over positions (``reduce``), channels first
-    (:func:`insilico.layers.channels_first`: a Swin stage's ``(N, H, W, C)``, a ViT block's tokens)."""
+    (``"mean"``/``"max"``: :func:`insilico.layout.pool`, a Swin stage over ``H, W``, a ViT block over its
+    patch tokens; a grid: :func:`insilico.layers.channels_first`, maps and channels-last stages)."""
     if not torch.is_tensor(value):
         raise InsilicoError(f"{layer} does not output a tensor; name a tensor part, e.g. '{layer}:0'")
     if value.ndim < 2:
         raise InsilicoError(f"{layer} gives shape {tuple(value.shape)}; a readout needs (N, features, ...)")
     if value.ndim > 2 and reduce is not None:
+        if model is not None and reduce in ("mean", "max"):  # the one pooling rule (ViT: the patch tokens)
+            return pool(value, reduce, *read_layout(model, layer, tuple(value.shape[1:])), layer)
         if model is not None:
             value = channels_first(value, unit_layout(model, layer, value.shape[1:]))
         if reduce == "mean":

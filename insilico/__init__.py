@@ -22,7 +22,9 @@ from ._version import __version__
 
 #: Classes (and ``load``) loaded on first use, like the tools: `import insilico` (and `insilico --help`) imports
 #: no torch.
-_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results"}
+_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results", "Job": "options",
+            "SynthesisOptions": "synthesis.options", "AttackOptions": "design.adversarial",
+            "MaximizeOptions": "design.maximize", "ControversialOptions": "design.controversial"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")

@@ -24,7 +24,9 @@ from ._version import __version__
 #: no torch.
 _CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results", "Job": "options",
             "SynthesisOptions": "synthesis.options", "AttackOptions": "design.adversarial",
-            "MaximizeOptions": "design.maximize", "ControversialOptions": "design.controversial"}
+            "MaximizeOptions": "design.maximize", "ControversialOptions": "design.controversial",
+            "MetamerOptions": "design.metamers", "PopulationControlOptions": "design.population_control",
+            "TuningOptions": "experiments.tuning", "GradientOptions": "attribution.gradients"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")

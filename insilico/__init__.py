@@ -26,7 +26,8 @@ _CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load":
             "SynthesisOptions": "synthesis.options", "AttackOptions": "design.adversarial",
             "MaximizeOptions": "design.maximize", "ControversialOptions": "design.controversial",
             "MetamerOptions": "design.metamers", "PopulationControlOptions": "design.population_control",
-            "TuningOptions": "experiments.tuning", "GradientOptions": "attribution.gradients"}
+            "TuningOptions": "experiments.tuning", "GradientOptions": "attribution.gradients",
+            "FitOptions": "encoding.predictor"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")

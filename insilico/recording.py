@@ -636,7 +636,7 @@ class _DiskSink:
                 self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
             except (OSError, ValueError) as e:
                 raise SavedFileError(f"{path / files[name]} is damaged ({type(e).__name__}: {e}): pass "
-                                     "overwrite=True (--force) to record again, or choose another out= folder",
+                                     "out=Job(folder, overwrite=True) (--force) to record again, or choose another out= folder",
                                      path / files[name]) from None
             self.row_bytes[name] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             self.files[name] = open(path / files[name], "r+b")

@@ -310,13 +310,13 @@ def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
 
 
 def start_over(folder: Path, patterns: list[str], shard: tuple[int, int] | None) -> None:
-    """``overwrite=True``: delete the files matching ``patterns`` in ``folder`` (rank 0 of a group; the others wait).
+    """``Job(folder, overwrite=True)``: delete the files matching ``patterns`` in ``folder`` (rank 0 of a group; the others wait).
 
     Hand-made shards run at different times and would delete each other's
     work, so they are refused: start over once without ``shard``.
     """
     if shard is not None and rank_world(shard)[1] > 1:
-        raise InsilicoError(f"overwrite=True (--force) with a hand-made shard would delete the other shards' work in "
+        raise InsilicoError(f"Job(folder, overwrite=True) (--force) with a hand-made shard would delete the other shards' work in "
                             f"{folder}: start over once without shard (or delete the folder), then run the shards")
     if rank_world()[0] == 0 and folder.exists():
         for pattern in patterns:
@@ -391,7 +391,7 @@ def read_identity(path: Path) -> dict:
     try:
         return persistence.read_json(path, "job identity")
     except SavedFileError as e:
-        raise SavedFileError(f"{e}; the work beside it cannot be checked against this run: pass overwrite=True "
+        raise SavedFileError(f"{e}; the work beside it cannot be checked against this run: pass out=Job(folder, overwrite=True) "
                              "(--force on the command line) to start over, or choose another out= folder", path) from None
 
 

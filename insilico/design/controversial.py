@@ -27,7 +27,7 @@ pairs and seeds, with per-sample stopping once a sample's score reaches
   tensors (so many pairs cost one forward pass of each model, not one per pair).
 
 The samples, ordered (model pair, class pair, seed), are cut into chunks of
-``pairs_per_chunk`` (model pair, class pair) combinations; every run, sharded
+``batch_size`` (model pair, class pair) combinations; every run, sharded
 among processes or not, goes through the same chunks, so each sample is
 optimised in exactly the same batch and its image does not depend on how
 many processes shared the job.

@@ -14,7 +14,7 @@ What is done is the union of all ranks' logs, so
 
 - a rerun computes only the units whose stage is not logged (an interrupted
   chunk is recomputed; everything finished before stays);
-- ranks (``torch.distributed`` or ``shard=(rank, world)``) take every
+- ranks (``torch.distributed`` or ``Job(folder, shard=(rank, world))``) take every
   ``world``-th chunk and never write the same file; any rank (and any rerun)
   renders the pages from whatever is on disk.
 
@@ -22,7 +22,7 @@ What is done is the union of all ranks' logs, so
 its job identity (:mod:`insilico.identity`): the model's fingerprint (its
 parameters and buffers, not the path of its weights) and the settings that
 change pages (steps, seed, ...). Building into it with another model or such
-settings is refused, naming the differences (``overwrite=True`` / ``--force``
+settings is refused, naming the differences (``Job(folder, overwrite=True)`` / ``--force``
 starts over).
 """
 from __future__ import annotations

@@ -6,18 +6,19 @@ overrides, so ``pgd(model, images, eps=8/255)`` and ``pgd(model, images, options
 are the same call. A keyword that is no field is refused with its close matches (never a silent alias of a
 former name), and a value out of range is refused when the object is built.
 
-============================================ ================================================================
-object                                       knobs of
-============================================ ================================================================
-:class:`insilico.synthesis.SynthesisOptions` the synthesis loop, shared by every design tool; a tool's own
-                                             knobs extend it (``MaximizeOptions``, ``MetamerOptions``,
-                                             ``ControlOptions``, ``ControversialOptions``)
-``insilico.design.AttackOptions``            the attack of :func:`insilico.pgd` (eps, norm, restarts, ...)
-``insilico.experiments.TuningOptions``       the method of :func:`insilico.orientation_tuning`
-``insilico.attribution.GradientOptions``     the captum methods of :func:`insilico.gradient_map`
-``insilico.encoding.RidgeOptions``           the ridge fit of :func:`insilico.fit_predictor`
-:class:`Job`                                 the run: ``out=`` of every tool that keeps its work in a folder
-============================================ ================================================================
+=================================== =========================================================================
+object (all reachable as insilico.X) knobs of
+=================================== =========================================================================
+``SynthesisOptions``                the synthesis loop, shared by every design tool; a design tool's own knobs
+                                    extend it: ``MaximizeOptions``, ``MetamerOptions``,
+                                    ``ControversialOptions``, ``PopulationControlOptions`` (and the gallery's
+                                    ``VisualizeOptions``)
+``AttackOptions``                   the attack of :func:`insilico.pgd` (eps, norm, restarts, ...)
+``TuningOptions``                   the method of :func:`insilico.experiments.orientation_tuning`
+``GradientOptions``                 integrated gradients and SmoothGrad in :func:`insilico.gradient_map`
+``FitOptions``                      the ridge fit of :func:`insilico.encoding.fit_predictor`
+:class:`Job`                        the run: ``out=`` of every tool that keeps its work in a folder
+=================================== =========================================================================
 
 Run-level settings have one name and one meaning in every tool and on both command lines: ``seed`` (int, or
 None for fresh entropy), ``batch_size`` (samples per chunk), ``progress`` (a progress bar; ``--quiet``),
@@ -65,6 +66,10 @@ def check_names(where: str, kwargs, fields: tuple[str, ...], owner: str) -> None
                                 f"fields: {', '.join(fields)}")
 
 
+#: Each options class's field names (read on every call of a tool: computed once per class).
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 class Options:
     """Base of the options objects (subclasses are frozen dataclasses): named fields only, checked when built.
 
@@ -87,7 +92,10 @@ class Options:
     @classmethod
     def fields(cls) -> tuple[str, ...]:
         """The names of the options, in order."""
-        return tuple(f.name for f in dataclasses.fields(cls))
+        names = _FIELDS.get(cls)
+        if names is None:
+            names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        return names
 
     def replace(self, **changes):
         """A validated copy with ``changes`` (field names; an unknown one is refused with close matches)."""

@@ -121,7 +121,9 @@ class Options:
         elif isinstance(options, Options) and issubclass(cls, type(options)):
             base = cls(**{name: getattr(options, name) for name in options.fields()})
         else:
-            raise InsilicoError(f"{tool_name}(options=...) takes a {cls.__name__}, not {type(options).__name__}")
+            kinds = " or ".join(k.__name__ for k in cls.__mro__ if k is not Options and issubclass(k, Options)
+                                and dataclasses.is_dataclass(k))
+            raise InsilicoError(f"{tool_name}(options=...) takes a {kinds}, not {type(options).__name__}")
         return dataclasses.replace(base, **kwargs) if kwargs else base
 
     def base(self, kind: type):

@@ -73,7 +73,7 @@ def test_a_tools_options_take_a_shared_synthesis_options_and_refuse_another_kind
     mine = insilico.MaximizeOptions.from_kwargs("maximize", {"transforms": "default"}, shared, negative=True)
     assert (mine.steps, mine.lr, mine.negative, mine.transforms) == (7, 0.2, True, None)  # taken as it is
     assert mine.base(SynthesisOptions) == shared.replace(progress=True)
-    with pytest.raises(InsilicoError, match=r"metamer\(options=...\) takes a MetamerOptions, not MaximizeOptions"):
+    with pytest.raises(InsilicoError, match=r"metamer\(options=...\) takes a MetamerOptions or SynthesisOptions, not MaximizeOptions"):
         insilico.MetamerOptions.from_kwargs("metamer", {}, mine)
 
 

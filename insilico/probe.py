@@ -62,6 +62,14 @@ class Probe:
         Any PyTorch model. The probe attaches nothing until asked, and every
         handle it returns removes what it attached.
 
+    Raises
+    ------
+    InsilicoError
+        A model compiled by ``torch.compile`` or ``module.compile()`` (hooks added after
+        compilation do not run: probe ``model._orig_mod``), or one with a parameter or buffer
+        on the ``meta`` device (no data: load its weights first). Every tool makes its
+        probe here, so every tool refuses them.
+
     Example
     -------
     >>> import torch, insilico
@@ -76,6 +84,7 @@ class Probe:
     def __init__(self, model: nn.Module):
         if not isinstance(model, nn.Module):
             raise InsilicoError(f"Probe needs a torch.nn.Module, got {type(model).__name__}")
+        _refuse_unprobeable(model)
         self.model = model
         self._sites: dict[str, _Site] = {}
         self._handles: list[Handle] = []
@@ -506,3 +515,32 @@ class Probe:
                     total = rec._tap(whole).stack().sum(dim=0)
                     sums[key] = total if key not in sums else sums[key] + total
         return {key: total / len(source) for key, total in sums.items()}
+
+
+def _refuse_unprobeable(model: nn.Module) -> None:
+    """Refuse models whose hooks would not run (compiled) or whose values do not exist (``meta``).
+
+    ``torch.compile`` runs the graph it traced: forward hooks added later are not in it (dynamo does
+    not guard on module hooks), so a record would see no call and a lesion would silently not act.
+    """
+    for path, module in model.named_modules():
+        where = f"model.{path}" if path else "model"
+        if type(module).__name__ == "OptimizedModule" and "_orig_mod" in module._modules:
+            fix = f"set {where} = {where}._orig_mod" if path else "insilico.Probe(model._orig_mod)"
+            raise InsilicoError(
+                f"{where} is compiled by torch.compile ({type(module).__name__}): hooks added after compilation do "
+                f"not run in its compiled code, so recordings would be empty and lesions would not act. Probe the "
+                f"original module instead: {fix} (the same weights, run eagerly), and compile again after the experiment")
+        if getattr(module, "_compiled_call_impl", None) is not None:
+            raise InsilicoError(
+                f"{where}.compile() was called: hooks added after compilation do not run in its compiled code, so "
+                f"recordings would be empty and lesions would not act. Probe a model built without .compile() "
+                f"(e.g. a fresh instance with model.load_state_dict(compiled.state_dict())), and compile after")
+    for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, tensor in named:
+            if tensor.is_meta:
+                raise InsilicoError(
+                    f"{kind} {name!r} of {type(model).__name__} is on the meta device: it has a shape but no values "
+                    f"(a model built under torch.device('meta') or with empty weights), so every recording and map "
+                    f"would be empty. Load its weights first, e.g. model.to_empty(device='cpu') then "
+                    f"model.load_state_dict(state, assign=True), and probe the loaded model")

@@ -222,8 +222,7 @@ class Unit:
         modules = dict(model.named_modules())
         if self.owner in modules:
             return modules[self.owner]
-        close = difflib.get_close_matches(self.owner, [n for n in modules if n], n=5, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = close_matches(self.owner, modules, model)
         raise UnitError(
             f"{type(model).__name__} has no module {self.owner!r}.{hint} "
             "List the valid paths with insilico.Probe(model).names() or model.named_modules() "
@@ -274,6 +273,32 @@ class Unit:
         if self.index is None:
             return tensor
         return tensor[self.where(tensor)]
+
+
+def close_matches(path: str, paths, model: nn.Module | None = None) -> str:
+    """`` Did you mean ...?`` for an unknown module ``path`` among ``paths`` (``""`` when nothing is close).
+
+    The same path under a wrapper's prefix comes first (``'module.1'`` for ``'1'`` in a DataParallel /
+    DistributedDataParallel model; ``'layer1'`` for a ``'module.layer1'`` copied from a wrapped model's
+    state dict), then spelling neighbours; a wrapped model also says where its modules are.
+
+    >>> close_matches("module.fc", ["", "fc", "conv"])
+    " Did you mean 'fc'?"
+    >>> close_matches("conv", ["", "module", "module.conv"])
+    " Did you mean 'module.conv'?"
+    """
+    names = [n for n in paths if n]
+    wrapped = sorted((n for n in names if n.endswith("." + path)), key=len) if path else []
+    prefix, _, rest = path.partition(".")
+    unwrapped = [rest] if prefix == "module" and rest in names else []
+    close = list(dict.fromkeys(unwrapped + wrapped + difflib.get_close_matches(path, names, n=5, cutoff=0.5)))[:5]
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    if isinstance(model, parallel) and prefix != "module":
+        example = (wrapped or [n for n in names if n.startswith("module.")] or ["module"])[0]
+        hint += (f" The model is wrapped in {type(model).__name__}: its modules are under 'module.' "
+                 f"(e.g. {example!r}), or probe model.module itself.")
+    return hint
 
 
 def check_index(index: tuple, shape: tuple, unit: Unit | str = "") -> None:

@@ -3,6 +3,7 @@ wrapped models (DataParallel) get the wrapper's prefix in their close matches (i
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 import insilico
 from conftest import no_insilico_hooks
@@ -92,3 +93,69 @@ def test_data_parallel_close_matches_name_the_module_prefix():
 def test_unit_copied_with_a_wrapper_prefix_suggests_the_plain_path():
     with pytest.raises(UnitError, match=r"Did you mean '1'"):
         Probe(_net()).record("module.1")
+
+
+# --------------------------------------------------------------------------- lesion_connections on reparametrized weights
+def _pruned(layer):
+    mask = torch.ones(3, 3)
+    mask[0, 1] = mask[2, 2] = 0  # pruned by the user: stays 0; the lesion zeroes row 1 on top
+    return prune.custom_from_mask(layer, "weight", mask)
+
+
+REPARAMETRIZED = {
+    "prune": _pruned,
+    "weight_norm (hook)": lambda layer: torch.nn.utils.weight_norm(layer),
+    "weight_norm (parametrize)": lambda layer: torch.nn.utils.parametrizations.weight_norm(layer),
+    "spectral_norm (hook)": lambda layer: torch.nn.utils.spectral_norm(layer),
+    "spectral_norm (parametrize)": lambda layer: torch.nn.utils.parametrizations.spectral_norm(layer),
+    "orthogonal (parametrize)": lambda layer: torch.nn.utils.parametrizations.orthogonal(layer),
+    "plain": lambda layer: layer,
+}
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("kind", list(REPARAMETRIZED))
+def test_lesion_connections_lesions_the_effective_weight(kind):
+    """Was a silent no-op where the weight is recomputed every pass: the forward now equals one computed by
+    hand with the effective weight's chosen entries zeroed, and everything is put back bit-exactly after."""
+    torch.manual_seed(0)
+    layer = REPARAMETRIZED[kind](nn.Linear(3, 3))
+    model = nn.Sequential(layer).eval()
+    x = torch.rand(4, 3, generator=torch.Generator().manual_seed(2))
+    before, weight = model(x).detach(), layer.weight.detach().clone()
+    lesioned = weight.clone()
+    lesioned[1, 0] = lesioned[1, 2] = 0
+    assert lesioned[1].abs().sum() > 0 and weight[1, 0] != 0  # the lesion changes something
+    hooks = dict(layer._forward_pre_hooks)
+    with Probe(model).lesion_connections("0", outputs=[1], inputs=[0, 2]):
+        assert torch.equal(layer.weight, lesioned)  # seen inside the block too
+        out = model(x)
+        again = model(x)
+    assert torch.equal(out, torch.nn.functional.linear(x, lesioned, layer.bias))
+    assert torch.equal(again, out)
+    assert torch.equal(model(x), before) and torch.equal(layer.weight, weight)
+    assert dict(layer._forward_pre_hooks) == hooks
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_lesion_connections_on_a_weight_normed_grouped_conv_keeps_gradients():
+    torch.manual_seed(0)
+    layer = torch.nn.utils.parametrizations.weight_norm(nn.Conv2d(4, 4, 3, groups=2))
+    model = nn.Sequential(layer).eval()
+    x = torch.rand(2, 4, 5, 5, generator=torch.Generator().manual_seed(3))
+    lesioned = layer.weight.detach().clone()
+    lesioned[0, 1] = 0  # output 0 <- input 1 (group 0); output 0 <- input 3 does not exist
+    with Probe(model).lesion_connections("0", outputs=[0], inputs=[1, 3]):
+        out = model(x)
+        out.sum().backward()
+    assert torch.allclose(out, torch.nn.functional.conv2d(x, lesioned, layer.bias, groups=2), atol=1e-6)
+    assert layer.parametrizations.weight.original1.grad is not None
+    assert len(layer.parametrizations.weight) == 1
+
+
+def test_lesion_connections_refuses_a_weight_it_cannot_reach():
+    layer = nn.Linear(3, 2)
+    del layer.weight
+    layer.weight = torch.ones(2, 3)  # a plain tensor nothing recomputes
+    with pytest.raises(InsilicoError, match=r"neither a parameter.*probe\.lesion\('0\[k\]'\)"):
+        Probe(nn.Sequential(layer)).lesion_connections("0", outputs=[0])

@@ -16,7 +16,7 @@ from torch import nn
 from .errors import InsilicoError, UnitError
 from .hooks import Handle, HookOwner, _SiteHandle
 from .seeding import generator
-from .units import Unit, describe
+from .units import Unit, need_tensor
 
 LESION_MODES = ("zero", "mean", "constant", "noise")
 
@@ -28,9 +28,7 @@ class _Edit:
         self.unit, self.replace, self.steps, self.label = unit, replace, steps, label
 
     def __call__(self, output, step):
-        tensor = self.unit.pick(output)
-        if not torch.is_tensor(tensor):
-            raise UnitError(f"cannot edit {self.unit}: the module returns {describe(output)}; name a part, e.g. ':0'")
+        tensor = need_tensor(self.unit, self.unit.pick(output), f" ({self.label} edits one tensor)")
         where = self.unit.where(tensor)
         if self.unit.index is None:
             edited = self.replace(tensor, step)

@@ -48,7 +48,7 @@ from .registry import register_tool
 from .session import device_of, dtype_of, session
 from .survey import Survey
 from .taps import REDUCTIONS, Record, _Tap
-from .units import Unit, UnitLike
+from .units import Unit, UnitLike, need_tensor
 
 __all__ = ["ConnectionLesion", "Handle", "Intervention", "LESION_MODES", "Probe", "REDUCTIONS", "Record", "StopForward"]
 
@@ -225,9 +225,7 @@ class Probe:
         if whole.key not in parts:
             with session(self.model), self.record(whole) as rec:
                 self.model(example[:1].to(self.device, self.dtype))
-            value = rec[whole]
-            if not torch.is_tensor(value):
-                raise UnitError(f"{whole} returns {type(value).__name__}, not a tensor: name a part, e.g. '{whole}:0'")
+            value = need_tensor(whole, rec[whole])
             parts[whole.key] = (tuple(value.shape[1:]), value.dtype)
         shape, dtype = parts[whole.key]
         if unit.index is not None:
@@ -512,7 +510,7 @@ class Probe:
                 with self.record(*wholes.values()) as rec:
                     self.model(batch)
                 for key, whole in wholes.items():
-                    total = rec._tap(whole).stack().sum(dim=0)
+                    total = need_tensor(whole, rec._tap(whole).stack(), " for mode='mean'").sum(dim=0)
                     sums[key] = total if key not in sums else sums[key] + total
         return {key: total / len(source) for key, total in sums.items()}
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from .errors import InsilicoError, UnitError
 from .hooks import HookOwner, StopForward, _SiteHandle
-from .units import Unit, UnitLike
+from .units import Unit, UnitLike, need_tensor
 
 REDUCTIONS = ("mean", "max", "center")
 
@@ -40,9 +40,9 @@ class _Tap:
         if self.unit.step is not None and self.unit.step >= 0 and step != self.unit.step:
             return
         value = self.unit.pick(output)
+        if self.reduce is not None:
+            value = _reduce(need_tensor(self.unit, value, f" for reduce={self.reduce!r}"), self.reduce, self.unit)
         if torch.is_tensor(value):
-            if self.reduce is not None:
-                value = _reduce(value, self.reduce, self.unit)
             value = self.unit.select(value)
         self.data.setdefault(step, []).append(_copy(value, self.keep_graph))
 
@@ -75,18 +75,11 @@ class _Tap:
             raise UnitError(f"step {self.unit.step} of {self.unit.module!r} never happened: it was {self.steps_seen()}")
         return _concat(self.data[step])
 
-    def stack(self) -> torch.Tensor:
-        """Every step's values stacked on axis 1: (N, T, ...)."""
+    def stack(self) -> Any:
+        """Every step's values stacked on axis 1: (N, T, ...); a tuple, list or dict output stacked part by part."""
         self._check_called()
-        values = [_concat(self.data[s]) for s in sorted(self.data)]
-        shapes = {s: tuple(v.shape[1:]) for s, v in zip(sorted(self.data), values)}
-        if len(set(shapes.values())) > 1:
-            listed = ", ".join(f"@{s}: {shape}" for s, shape in shapes.items())
-            raise UnitError(
-                f"the steps of {self.unit.module!r} have different shapes ({listed}), so they cannot be stacked; "
-                "record and read them one at a time, e.g. probe.record("
-                + ", ".join(f"'{self.unit.replace(step=s)}'" for s in shapes) + ")")
-        return torch.stack(values, dim=1)
+        steps = sorted(self.data)
+        return _stack([_concat(self.data[s]) for s in steps], steps, self.unit)
 
 
 class Record(_SiteHandle):
@@ -170,7 +163,11 @@ class Record(_SiteHandle):
         return self._tap(spec).value()
 
     def steps(self, spec: UnitLike) -> torch.Tensor:
-        """All calls of a (recurrent) module stacked on axis 1: (N, T, ...)."""
+        """All calls of a (recurrent) module stacked on axis 1: (N, T, ...).
+
+        A module returning a tuple, list or dict (an LSTM cell's ``(h, c)``) gives the same structure with
+        each part stacked; ``rec.steps("cell:0")`` (recorded as ``"cell:0"``) gives one part.
+        """
         tap = self._tap(spec)
         if tap.unit.step is not None:
             raise UnitError(f"{tap.unit} names one step; record the address without '@' to get all steps")
@@ -244,6 +241,29 @@ def _concat(values: list) -> Any:
         items = [_concat([v[i] for v in values]) for i in range(len(first))]
         return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
     return values
+
+
+def _stack(values: list, steps: list[int], unit: Unit) -> Any:
+    """One value per step, stacked on axis 1 (N, T, ...), structures part by part (their type kept)."""
+    first = values[0]
+    if isinstance(first, dict):
+        parts = {k: _stack([v[k] for v in values], steps, unit.replace(output=k)) for k in first}
+        try:
+            return type(first)(parts)
+        except TypeError:
+            return parts
+    if isinstance(first, (list, tuple)):
+        items = [_stack([v[i] for v in values], steps, unit.replace(output=i)) for i in range(len(first))]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    need_tensor(unit, first, " to stack its steps")
+    shapes = {s: tuple(v.shape[1:]) for s, v in zip(steps, values)}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"@{s}: {shape}" for s, shape in shapes.items())
+        raise UnitError(
+            f"the steps of {str(unit)!r} have different shapes ({listed}), so they cannot be stacked; "
+            "record and read them one at a time, e.g. probe.record("
+            + ", ".join(f"'{unit.replace(step=s)}'" for s in shapes) + ")")
+    return torch.stack(values, dim=1)
 
 
 def _reduce(tensor: torch.Tensor, how: str, unit: Unit) -> torch.Tensor:

@@ -232,12 +232,7 @@ class Unit:
     def pick(self, output: Any) -> Any:
         """The tensor meant by ``:output`` in a module's (possibly structured) output."""
         if self.output is None:
-            if self.index is not None and not torch.is_tensor(output):
-                raise UnitError(
-                    f"{self.module!r} returns {describe(output)}, not a tensor: say which part "
-                    f"to index, e.g. '{self.replace(output=0)}'"
-                )
-            return output
+            return need_tensor(self, output, " to index") if self.index is not None else output
         if torch.is_tensor(output):  # indexing a tensor with ':k' would pick batch sample k: never what is meant
             raise UnitError(
                 f"{self.module!r} returns one tensor ({describe(output)}), which has no parts: drop "
@@ -318,6 +313,35 @@ def check_index(index: tuple, shape: tuple, unit: Unit | str = "") -> None:
                     f"index {value} is out of range for axis {axis} of size {size} in {str(unit)!r}: "
                     f"one sample's output has shape {shape}"
                 )
+
+
+def need_tensor(unit: Unit | str, value: Any, purpose: str = "") -> torch.Tensor:
+    """``value`` when it is one tensor; else a UnitError listing the parts the address grammar names, with shapes.
+
+    The one reader of a structured output (an LSTM's ``(output, (h, c))``, a detection head's tuple, a
+    dict) for every tool that needs a tensor; ``purpose`` says for what (``" for Grad-CAM"``).
+
+    >>> need_tensor(Unit.parse("cell[0]"), (torch.zeros(2, 3), torch.zeros(2, 4)))
+    Traceback (most recent call last):
+    ...
+    insilico.errors.UnitError: 'cell[0]' reads (Tensor[2, 3], Tensor[2, 4]), not one tensor: name one of its parts: 'cell:0[0]' (Tensor[2, 3]), 'cell:1[0]' (Tensor[2, 4])
+    """
+    if torch.is_tensor(value):
+        return value
+    unit = Unit.parse(unit)
+    if isinstance(value, dict):
+        parts = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        parts = list(enumerate(value))
+    else:
+        parts = []
+    named = [f"'{unit.replace(output=k)}' ({describe(v)})" for k, v in parts if torch.is_tensor(v)]
+    nested = [f"part {k!r} is {describe(v)} (an address names one level of parts: read it whole with "
+              f"probe.record('{unit.replace(output=None, index=None)}'))" for k, v in parts if not torch.is_tensor(v)]
+    what = f"name one of its parts: {', '.join(named)}" if named else \
+        "no part of it is a tensor that an address can name; address a module inside it instead"
+    raise UnitError(f"{str(unit)!r} reads {describe(value)}, not one tensor{purpose}: {what}"
+                    + ("; " + "; ".join(nested) if nested else ""))
 
 
 def describe(obj: Any) -> str:

@@ -159,3 +159,59 @@ def test_lesion_connections_refuses_a_weight_it_cannot_reach():
     layer.weight = torch.ones(2, 3)  # a plain tensor nothing recomputes
     with pytest.raises(InsilicoError, match=r"neither a parameter.*probe\.lesion\('0\[k\]'\)"):
         Probe(nn.Sequential(layer)).lesion_connections("0", outputs=[0])
+
+
+# --------------------------------------------------------------------------- structured outputs through every tool
+class _Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y, y.mean((2, 3))
+
+
+class _PairNet(nn.Module):
+    """A module returning a tuple (as LSTM cells and detection heads do) inside an image model."""
+
+    def __init__(self):
+        super().__init__()
+        self.pair, self.head = _Pair(), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.pair(x)[1])
+
+
+TUPLE_ROUTES = {
+    "maximize": lambda net: insilico.maximize(net, "pair[0]", size=8, steps=1, progress=False),
+    "maximize (layer)": lambda net: insilico.maximize(net, "pair", size=8, steps=1, progress=False),
+    "metamer": lambda net: insilico.metamer(net, "pair", X[:1], steps=1),
+    "gradient_map": lambda net: insilico.gradient_map(net, X, "pair[0]"),
+    "top_exemplars": lambda net: insilico.top_exemplars(net, X, "pair[0]", k=1),
+    "record_stimuli": lambda net: Probe(net).record_stimuli(X, "pair", progress=False),
+}
+
+
+@pytest.mark.parametrize("tool", list(TUPLE_ROUTES))
+def test_tools_refuse_a_tuple_output_without_a_part_and_name_the_parts(tool):
+    """Was: 'tuple' object has no attribute 'shape' (maximize, rec.steps) or a guess; now every route reads
+    the structure through the address grammar and says which parts there are."""
+    torch.manual_seed(0)
+    net = _PairNet()
+    with pytest.raises(UnitError, match=r"'pair(\[0\])?' (reads|returns) \(Tensor\[\d, 4, 8, 8\], Tensor\[\d, 4\]\).*'pair:0"):
+        TUPLE_ROUTES[tool](net)
+    assert no_insilico_hooks(net)
+
+
+def test_a_part_of_a_tuple_output_is_an_ordinary_unit_for_the_tools():
+    torch.manual_seed(0)
+    net = _PairNet()
+    result = insilico.maximize(net, "pair:1[2]", size=8, steps=3, progress=False)
+    with Probe(net).record("pair:1[2]") as rec:
+        net(result.images)
+    assert torch.allclose(rec["pair:1[2]"], net.pair.conv(result.images).mean((2, 3))[:, 2])
+    maps = insilico.gradient_map(net, X, "pair:1[2]")
+    x = X.clone().requires_grad_(True)
+    net.pair.conv(x).mean((2, 3))[:, 2].sum().backward()  # the part is the conv's spatial mean: its gradient by hand
+    assert maps.abs().sum() > 0 and torch.allclose(maps, x.grad, atol=1e-7)

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 
 from ..errors import InsilicoError, UnitError
-from ..units import Unit, UnitLike
+from ..units import Unit, UnitLike, need_tensor
 
 
 class Activations(Mapping):
@@ -36,7 +36,7 @@ class Activations(Mapping):
     """
 
     def __init__(self, wholes: Mapping[str, torch.Tensor]):
-        self._wholes = dict(wholes)
+        self._wholes = {key: need_tensor(key, value) for key, value in wholes.items()}  # a tuple output: its parts
 
     @staticmethod
     def whole_unit(unit: UnitLike) -> Unit:

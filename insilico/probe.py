@@ -398,7 +398,19 @@ class Probe:
 
         ``None`` means all. The original weights are restored bit-exactly when
         the handle is removed (end of ``with``, also on an exception). Grouped
-        convolutions are handled: only existing connections are zeroed.
+        convolutions are handled: only existing connections are zeroed. The
+        weight zeroed is the one the forward pass uses, also where it is made
+        from others every pass (``torch.nn.utils.prune``, ``weight_norm``,
+        ``spectral_norm``, any ``torch.nn.utils.parametrize`` parametrization;
+        see :class:`~insilico.edits.ConnectionLesion`).
+
+        Raises
+        ------
+        InsilicoError
+            A layer that is not Linear/Conv1d/2d/3d, or whose weight is a plain tensor nothing
+            recomputes (no parameter, parametrization or pre-hook): the lesion could not be sure to act.
+        UnitError
+            ``outputs``/``inputs`` out of range; an op or attention part instead of a layer.
 
         Example
         -------
@@ -520,25 +532,30 @@ def _refuse_unprobeable(model: nn.Module) -> None:
 
     ``torch.compile`` runs the graph it traced: forward hooks added later are not in it (dynamo does
     not guard on module hooks), so a record would see no call and a lesion would silently not act.
+    One pass over the modules and one over the tensors; names are looked up only to refuse.
     """
-    for path, module in model.named_modules():
+    for module in model.modules():
+        compiled = type(module).__name__ == "OptimizedModule" and "_orig_mod" in module._modules
+        if not compiled and module._compiled_call_impl is None:
+            continue
+        path = next(name for name, m in model.named_modules() if m is module)
         where = f"model.{path}" if path else "model"
-        if type(module).__name__ == "OptimizedModule" and "_orig_mod" in module._modules:
+        if compiled:
             fix = f"set {where} = {where}._orig_mod" if path else "insilico.Probe(model._orig_mod)"
             raise InsilicoError(
                 f"{where} is compiled by torch.compile ({type(module).__name__}): hooks added after compilation do "
                 f"not run in its compiled code, so recordings would be empty and lesions would not act. Probe the "
                 f"original module instead: {fix} (the same weights, run eagerly), and compile again after the experiment")
-        if getattr(module, "_compiled_call_impl", None) is not None:
-            raise InsilicoError(
-                f"{where}.compile() was called: hooks added after compilation do not run in its compiled code, so "
-                f"recordings would be empty and lesions would not act. Probe a model built without .compile() "
-                f"(e.g. a fresh instance with model.load_state_dict(compiled.state_dict())), and compile after")
-    for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
-        for name, tensor in named:
-            if tensor.is_meta:
-                raise InsilicoError(
-                    f"{kind} {name!r} of {type(model).__name__} is on the meta device: it has a shape but no values "
-                    f"(a model built under torch.device('meta') or with empty weights), so every recording and map "
-                    f"would be empty. Load its weights first, e.g. model.to_empty(device='cpu') then "
-                    f"model.load_state_dict(state, assign=True), and probe the loaded model")
+        raise InsilicoError(
+            f"{where}.compile() was called: hooks added after compilation do not run in its compiled code, so "
+            f"recordings would be empty and lesions would not act. Probe a model built without .compile() "
+            f"(e.g. a fresh instance with model.load_state_dict(compiled.state_dict())), and compile after")
+    if any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers()):
+        kind, name = next((kind, name) for kind, named in (("parameter", model.named_parameters()),
+                                                           ("buffer", model.named_buffers()))
+                          for name, t in named if t.is_meta)
+        raise InsilicoError(
+            f"{kind} {name!r} of {type(model).__name__} is on the meta device: it has a shape but no values "
+            f"(a model built under torch.device('meta') or with empty weights), so every recording and map "
+            f"would be empty. Load its weights first, e.g. model.to_empty(device='cpu') then "
+            f"model.load_state_dict(state, assign=True), and probe the loaded model")

@@ -505,9 +505,14 @@ def _gradcam_probe(probe, function, images, layer_unit, ids) -> torch.Tensor:
     """
     with torch.no_grad(), probe.record(layer_unit) as rec:
         probe.model(images[:1])
+    calls = rec._tap(layer_unit).calls_per_pass
+    if layer_unit.step is None and calls > 1:  # never a silent choice of call
+        raise UnitError(f"Grad-CAM's layer {str(layer_unit)!r} is called {calls} times per forward pass: name one "
+                        f"call, e.g. layer='{layer_unit.replace(step=calls - 1)}' (the last; steps count from 0, "
+                        f"or from the end as @-1)")
     first = need_tensor(layer_unit, rec[layer_unit], " for Grad-CAM's layer=")
     if layer_unit.step is not None and layer_unit.step < 0:  # '@-1': the last call; stimulate counts from 0
-        layer_unit = layer_unit.replace(step=rec._tap(layer_unit).calls_per_pass + layer_unit.step)
+        layer_unit = layer_unit.replace(step=calls + layer_unit.step)
     to_grid = _cam_grid(probe.model, layer_unit, tuple(first.shape[1:]))
     delta = torch.zeros((len(images),) + tuple(first.shape[1:]), device=images.device,
                         dtype=first.dtype).requires_grad_(True)

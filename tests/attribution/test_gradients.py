@@ -369,7 +369,8 @@ def test_gradcam_layer_goes_through_the_unit_checks():
     torch.manual_seed(0)
     net = _Twice().eval()
     images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
-    with pytest.raises(UnitError, match=r"'conv' was called 2 time\(s\).*'conv@0'"):
+    with pytest.raises(UnitError, match=r"layer 'conv' is called 2 times per forward pass: name one call, e.g\. "
+                                        r"layer='conv@1'"):
         gradient_map(net, images, "[0]", method="gradcam", layer=net.conv)  # was: captum's silent last call
     last = gradient_map(net, images, "[0]", method="gradcam", layer="conv@-1")
     second = gradient_map(net, images, "[0]", method="gradcam", layer="conv@1")

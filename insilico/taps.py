@@ -16,7 +16,7 @@ from torch import nn
 
 from .errors import InsilicoError, UnitError
 from .hooks import HookOwner, StopForward, _SiteHandle
-from .units import Unit, UnitLike, need_tensor
+from .units import Unit, UnitLike, describe, need_tensor
 
 REDUCTIONS = ("mean", "max", "center")
 
@@ -73,12 +73,15 @@ class _Tap:
             step += self.calls_per_pass
         if step not in self.data:
             raise UnitError(f"step {self.unit.step} of {self.unit.module!r} never happened: it was {self.steps_seen()}")
+        if len(self.data[step]) > 1:
+            _batch_first(self.data[step][0], self.unit, "join the forward passes")
         return _concat(self.data[step])
 
     def stack(self) -> Any:
         """Every step's values stacked on axis 1: (N, T, ...); a tuple, list or dict output stacked part by part."""
         self._check_called()
         steps = sorted(self.data)
+        _batch_first(self.data[steps[0]][0], self.unit, "stack the steps")
         return _stack([_concat(self.data[s]) for s in steps], steps, self.unit)
 
 
@@ -241,6 +244,26 @@ def _concat(values: list) -> Any:
         items = [_concat([v[i] for v in values]) for i in range(len(first))]
         return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
     return values
+
+
+def _batch_first(value: Any, unit: Unit, what: str) -> None:
+    """Refuse to join a structured output along a batch axis that is not the first axis of all its tensors."""
+    if torch.is_tensor(value):
+        return
+    sizes = sorted({leaf.shape[0] for leaf in _leaves(value) if leaf.ndim})
+    if len(sizes) > 1:
+        raise UnitError(
+            f"cannot {what} of {str(unit)!r}: it returns {describe(value)}, whose tensors have different first "
+            f"axes {sizes}, so the batch is not the first axis of all of them (an nn.LSTM's (h_n, c_n) put the "
+            f"layers first); name a part whose first axis is the batch, e.g. '{unit.replace(output=0)}', or "
+            "record one forward pass of one call at a time")
+
+
+def _leaves(value: Any) -> list:
+    if torch.is_tensor(value):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return [leaf for item in items for leaf in _leaves(item)]
 
 
 def _stack(values: list, steps: list[int], unit: Unit) -> Any:

@@ -243,7 +243,9 @@ class Unit:
         except (KeyError, IndexError, TypeError):
             raise UnitError(f"{self.module!r} returns {describe(output)}: it has no part {self.output!r}") from None
         if not torch.is_tensor(part):
-            raise UnitError(f"part {self.output!r} of {self.module!r}'s output is {describe(part)}, not a tensor")
+            raise UnitError(f"part {self.output!r} of {self.module!r}'s output is {describe(part)}, not a tensor: an "
+                            f"address names one level of parts; record {self.module!r} whole and read "
+                            f"rec[{self.module!r}][{self.output!r}] (its axes are the module's, batch maybe not first)")
         return part
 
     def put(self, output: Any, part: torch.Tensor) -> Any:
@@ -336,8 +338,9 @@ def need_tensor(unit: Unit | str, value: Any, purpose: str = "") -> torch.Tensor
     else:
         parts = []
     named = [f"'{unit.replace(output=k)}' ({describe(v)})" for k, v in parts if torch.is_tensor(v)]
-    nested = [f"part {k!r} is {describe(v)} (an address names one level of parts: read it whole with "
-              f"probe.record('{unit.replace(output=None, index=None)}'))" for k, v in parts if not torch.is_tensor(v)]
+    whole = unit.replace(output=None, step=None, index=None)
+    nested = [f"part {k!r} is {describe(v)} (an address names one level of parts: record '{whole}' whole and read "
+              f"rec['{whole}'][{k!r}])" for k, v in parts if not torch.is_tensor(v)]
     what = f"name one of its parts: {', '.join(named)}" if named else \
         "no part of it is a tensor that an address can name; address a module inside it instead"
     raise UnitError(f"{str(unit)!r} reads {describe(value)}, not one tensor{purpose}: {what}"

@@ -451,3 +451,27 @@ def test_a_tuple_output_without_a_part_is_refused_with_its_parts_by_edits_and_re
     with probe.lesion("cell:1@1"), probe.record("cell:1@1") as rec:  # a part is edited as any tensor
         model(x)
     assert rec["cell:1@1"].abs().sum() == 0
+
+
+def test_nested_parts_and_layers_first_states_of_an_lstm_are_never_joined_on_the_wrong_axis():
+    """nn.LSTM returns (output, (h_n, c_n)) with h_n (layers, N, H): one pass is returned as it is; joining passes
+    or steps along axis 0 would mix layers with samples, so it is refused, and ':0' (batch first) works."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4, batch_first=True)
+    x = torch.rand(4, 5, 3)
+    model = nn.Sequential(lstm)
+    probe = Probe(model)
+    with probe.record("0", "0:0") as rec:
+        model(x)
+    out, (h, c) = rec["0"]
+    assert out.shape == (4, 5, 4) and h.shape == (1, 4, 4)
+    with probe.record("0", "0:0") as rec:
+        model(x[:2])
+        model(x[2:])
+    with pytest.raises(UnitError, match=r"cannot join the forward passes of '0'.*first axes \[1, 2\].*'0:0'"):
+        rec["0"]
+    assert torch.allclose(rec["0:0"], out, atol=1e-6)
+    with pytest.raises(UnitError, match=r"part 1 of '0''s output is \(Tensor\[1, 1, 4\], Tensor\[1, 1, 4\]\), not a "
+                                        r"tensor: an address names one level of parts; record '0' whole"):
+        with probe.record("0:1"):
+            model(x[:1])

@@ -165,7 +165,7 @@ class Record(_SiteHandle):
     def __getitem__(self, spec: UnitLike) -> Any:
         return self._tap(spec).value()
 
-    def steps(self, spec: UnitLike) -> torch.Tensor:
+    def steps(self, spec: UnitLike) -> Any:
         """All calls of a (recurrent) module stacked on axis 1: (N, T, ...).
 
         A module returning a tuple, list or dict (an LSTM cell's ``(h, c)``) gives the same structure with

@@ -120,7 +120,7 @@ from ..probe import Probe
 from ..registry import register_tool
 from ..seeding import content_key, derive_seed, fresh_seed, generator
 from ..session import session
-from ..units import Unit, UnitLike, check_index
+from ..units import Unit, UnitLike, check_index, need_tensor
 
 METHODS = ("gradient", "gradient_x_input", "guided", "deconv", "integrated", "smoothgrad", "gradcam")
 REDUCTIONS = ("sum", "mean")
@@ -412,8 +412,7 @@ class UnitFunction:
         return table.gather(1, column_of[ids].unsqueeze(1)).squeeze(1)
 
     def _group_values(self, whole: Unit, act: Any, tids: list[int]) -> torch.Tensor:
-        if not torch.is_tensor(act):
-            raise UnitError(f"{whole} is not a tensor: name a part of the module's output, e.g. '{whole.replace(output=0)}'")
+        act = need_tensor(self.targets[tids[0]], act)  # a tuple output: its parts, as addresses of the unit
         shape = tuple(act.shape[1:])
         targets = [self.targets[t] for t in tids]
         if (whole, shape) not in self._checked:
@@ -557,9 +556,17 @@ def _gradcam_probe(probe, function, images, layer_unit, ids) -> torch.Tensor:
     """
     with torch.no_grad(), probe.record(layer_unit) as rec:
         probe.model(images[:1])
-    to_grid = _cam_grid(probe.model, layer_unit, tuple(rec[layer_unit].shape[1:]))
-    delta = torch.zeros((len(images),) + tuple(rec[layer_unit].shape[1:]), device=images.device,
-                        dtype=rec[layer_unit].dtype).requires_grad_(True)
+    calls = rec._tap(layer_unit).calls_per_pass
+    if layer_unit.step is None and calls > 1:  # never a silent choice of call
+        raise UnitError(f"Grad-CAM's layer {str(layer_unit)!r} is called {calls} times per forward pass: name one "
+                        f"call, e.g. layer='{layer_unit.replace(step=calls - 1)}' (the last; steps count from 0, "
+                        f"or from the end as @-1)")
+    first = need_tensor(layer_unit, rec[layer_unit], " for Grad-CAM's layer=")
+    if layer_unit.step is not None and layer_unit.step < 0:  # '@-1': the last call; stimulate counts from 0
+        layer_unit = layer_unit.replace(step=calls + layer_unit.step)
+    to_grid = _cam_grid(probe.model, layer_unit, tuple(first.shape[1:]))
+    delta = torch.zeros((len(images),) + tuple(first.shape[1:]), device=images.device,
+                        dtype=first.dtype).requires_grad_(True)
     with torch.enable_grad(), probe.stimulate(layer_unit, add=delta), probe.record(layer_unit) as rec:
         values = function(images, ids)
         (grad,) = torch.autograd.grad(values.sum(), delta, allow_unused=True)

@@ -74,6 +74,7 @@ def _expand_units(model, specs: list[str], size) -> list[str]:
 
     from ..layers import image_size, size_failure
     from ..probe import Probe
+    from ..units import need_tensor
 
     probe = Probe(model)
     parsed = probe.units(*specs)
@@ -83,7 +84,7 @@ def _expand_units(model, specs: list[str], size) -> list[str]:
             model(torch.full((1, *shape), 0.5, device=probe.device, dtype=probe.dtype))
         except Exception as error:  # a size the model cannot take: a ModelInputError naming --size
             raise size_failure(error, (1, *shape), "--size")
-        shapes = {u.key: rec[u].shape[1] for u in parsed if u.index is None}
+        shapes = {u.key: need_tensor(u, rec[u]).shape[1] for u in parsed if u.index is None}  # a tuple: its parts
     units = []
     for unit in parsed:
         channels = range(shapes[unit.key]) if unit.index is None else [None]

@@ -285,10 +285,10 @@ def _output_sizes(probe: Probe, units: list[Unit], shape) -> dict[str, int]:
     plan = Plan(probe.model, example_input(probe.model, shape), probe=probe)
     sizes = {}
     for unit in units:
-        call = plan.call(unit)
-        if call.shape is None or len(call.shape) < 1:
+        shape = plan.shape(unit)  # the one shape rule: a tuple output without a part is refused with its parts
+        if len(shape) < 1:
             raise InsilicoError(f"{unit} has no channel axis to expand; name units one by one, e.g. '{unit}[0]'")
-        sizes[unit.key] = call.shape[0]
+        sizes[unit.key] = shape[0]
     return sizes
 
 

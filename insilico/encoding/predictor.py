@@ -54,6 +54,7 @@ from ..plan import Plan
 from ..probe import Probe
 from ..registry import register_tool
 from ..session import device_of, dtype_of, session
+from ..units import need_tensor
 from .ridge import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling
 
 #: Default ridge penalties (features are standardised, so these suit most layers).
@@ -567,7 +568,7 @@ def _blocks(predictor: NeuralPredictor, one: torch.Tensor) -> list[tuple[int, in
         rec.forward(one)
         blocks, offset = [], 0
         for layer in predictor.layers:
-            value = rec[layer]
+            value = need_tensor(rec._tap(layer).unit, rec[layer])
             pooled = _pool(value, predictor.reduce, layer, predictor.trunk)
             if value.ndim == 4 and predictor.reduce not in ("mean", "max") \
                     and unit_layout(predictor.trunk, layer, value.shape[1:]) == "map":

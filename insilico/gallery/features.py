@@ -56,7 +56,7 @@ from ..layers import centre
 from ..objectives import Objective
 from ..session import session
 from ..synthesis import Synthesis, SynthesisOptions, Transforms
-from ..units import Unit
+from ..units import Unit, need_tensor
 
 
 def unit_values(whole: torch.Tensor) -> torch.Tensor:
@@ -290,7 +290,7 @@ def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: 
     probe = Probe(model)
     with session(model) as s, probe.record(layer, stop=True) as rec:
         rec.forward(s.inputs(images))  # stops after the layer: later layers may not take this image size
-        whole = rec[layer].float().cpu()
+        whole = need_tensor(rec._tap(layer).unit, rec[layer]).float().cpu()
     high, low = best_neuron_values(whole, channels, "max"), best_neuron_values(whole, channels, "min")
     return torch.where(torch.tensor([r == "max" for r in reduce]), high, low)
 

@@ -39,3 +39,9 @@ class JobMismatchError(InsilicoError):
     def __init__(self, message: str, differences=()):
         super().__init__(message)
         self.differences = list(differences)
+
+
+class NumericsError(InsilicoError, FloatingPointError):
+    """A loss, gradient or image became NaN or inf (typically a float16/bfloat16 model whose values overflow
+    its range). Never returned as a result: the message names the step, the model's dtype and the fix
+    (``model.float()``, or ``precision=`` to run a float32 model under autocast)."""

@@ -72,6 +72,16 @@ def at_model_door(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x
 
 
+def as_numpy(x: torch.Tensor):
+    """``x`` on the CPU as a numpy array in its own dtype, but float32 for bfloat16 (numpy has no bfloat16).
+
+    >>> as_numpy(torch.ones(2, dtype=torch.bfloat16)).dtype
+    dtype('float32')
+    """
+    x = x.detach().cpu()
+    return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+
+
 def check_finite(values: torch.Tensor, what: str, dtype: torch.dtype, where: str = "") -> None:
     """:class:`~insilico.errors.NumericsError` when ``values`` holds NaN or inf (one host sync).
 
@@ -144,5 +154,5 @@ def compiled(model: nn.Module, **options) -> nn.Module:
         raise InsilicoError(f"torch.compile is not available here ({e}); run without compile") from e
 
 
-__all__ = ["HALF", "PRECISIONS", "at_model_door", "autocast", "check_finite", "compiled", "numerics_error", "to_channels_last", "tuned",
+__all__ = ["HALF", "PRECISIONS", "as_numpy", "at_model_door", "autocast", "check_finite", "compiled", "numerics_error", "to_channels_last", "tuned",
            "working_dtype"]

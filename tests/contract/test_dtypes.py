@@ -6,6 +6,9 @@ accumulates or solves is float32 (:func:`~insilico.performance.working_dtype`); 
 model's dtype, except where a tool documents float32 (:data:`FLOAT32`); a NaN/inf loss or image is a
 :class:`~insilico.errors.NumericsError`.
 
+Models: the contract's mixed-mode conv net and torchvision's ResNet-18 (tests/contract_tools.py), and a tiny
+torchvision ViT (16x16 images, 8x8 patches, 2 layers; its token layers are the tools' layers).
+
 The float32 reference is the *same* half model cast to float32 (``model.float()``, on the same half-rounded
 images): the weights and inputs are the same numbers, so the two runs differ only by the rounding of the half
 arithmetic. How closely they must agree depends on what the tool does with that rounding (:data:`AGREEMENT`).
@@ -70,9 +73,28 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+#: (tool, "vit") pairs that fail on the tiny ViT in float32 too (not a matter of dtype): xfail(strict=True), so a fix
+#: shows up as XPASS and its entry must go. Found by this file; the gallery's refusal is a clear message.
+VIT_GAPS = {
+    "eigendistortion": "raw RuntimeError: the Jacobian products need a double backward, and CPU's flash attention "
+                       "(scaled_dot_product_attention) has none",
+    "receptive_field_sizes": "raw TypeError (int() of a slice) on a token layer",
+    "gallery": "refused with a clear message: the gallery reads a layer's first axis as channels, a token layer "
+               "(5, 32) has none",
+}
+#: Tools run on the ViT too (all but these, which take seconds there: orientation tuning's gratings).
+VIT_SKIP = {"orientation_tuning"}
+
+
 def cases():
-    return [pytest.param(name, kind, dtype, id=f"{name}-{kind}-{dtype}")
-            for name, tool in TOOLS.items() for kind in tool.models for dtype in DTYPES]
+    out = []
+    for name, tool in TOOLS.items():
+        kinds = [*tool.models, *(["vit"] if name not in VIT_SKIP else [])]
+        for kind in kinds:
+            gap = VIT_GAPS.get(name) if kind == "vit" else None
+            marks = [pytest.mark.xfail(strict=True, reason=gap)] if gap else []
+            out += [pytest.param(name, kind, dtype, marks=marks, id=f"{name}-{kind}-{dtype}") for dtype in DTYPES]
+    return out
 
 
 def as_float64(out) -> torch.Tensor:
@@ -107,6 +129,7 @@ def assert_agree(name, half_result, full_result, images, dtype):
                                  f"(bound {bound} eps)"
 
 
+@pytest.mark.filterwarnings("ignore:the model ran no ReLU")  # the ViT runs GELUs: deconv is the gradient there
 @pytest.mark.parametrize("name,kind,dtype", cases())
 def test_half_model(name, kind, dtype):
     """Finite, in the documented dtype, and as close to the float32 run as the tool's rule says."""
@@ -211,7 +234,7 @@ def test_fourier_parameterization_in_bfloat16():
     images = torch.rand(2, 3, 8, 10, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
     p = Fourier.from_images(images)
     assert p().dtype == torch.bfloat16
-    assert float((p().float() - images.float()).abs().max()) <= 4 * torch.finfo(torch.bfloat16).eps
+    assert float((p().detach().float() - images.float()).abs().max()) <= 4 * torch.finfo(torch.bfloat16).eps
 
 
 def test_working_dtype():

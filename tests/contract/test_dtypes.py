@@ -149,8 +149,8 @@ def test_half_model(name, kind, dtype):
         assert out.dtype == documented_dtype(name, dtype), f"{name}: a {dtype} model gave {out.dtype}"
     if tool.kind == "design" and tool.out is not None and out.ndim == 4:
         assert float(out.min()) >= 0 and float(out.max()) <= 1, f"{name}: images outside [0, 1]"
-    full = tool.run(model.float(), images.float())
-    assert_agree(name, result, full, images, dtype)
+    if AGREEMENT[name] is not None:
+        assert_agree(name, result, tool.run(model.float(), images.float()), images, dtype)
 
 
 def test_every_tool_has_an_agreement_rule():

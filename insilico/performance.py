@@ -82,11 +82,12 @@ def as_numpy(x: torch.Tensor):
     return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
 
 
-def check_finite(values: torch.Tensor, what: str, dtype: torch.dtype, where: str = "") -> None:
+def check_finite(values: torch.Tensor, what: str, dtype: torch.dtype, where: str = "", also: str = "") -> None:
     """:class:`~insilico.errors.NumericsError` when ``values`` holds NaN or inf (one host sync).
 
-    ``what`` names the values (``"the objective"``, ``"the images"``), ``where`` the place (``"at step 3"``),
-    ``dtype`` the model's dtype, so the message says what to do.
+    ``what`` names the values (``"the objective"``, ``"the gradient map of fc[1]"``), ``where`` the place
+    (``"at step 3"``), ``dtype`` the model's dtype, ``also`` a tool's own remedy (``"lower lr"``), so the
+    message says what to do.
 
     >>> check_finite(torch.tensor([1.0, float("nan")]), "the objective", torch.float16, "at step 2")
     Traceback (most recent call last):
@@ -95,17 +96,19 @@ def check_finite(values: torch.Tensor, what: str, dtype: torch.dtype, where: str
     """
     bad = ~torch.isfinite(values.detach())
     if bool(bad.any()):
-        raise numerics_error(what, dtype, f"{where} ({int(bad.sum())} of {bad.numel()} values)")
+        raise numerics_error(what, dtype, f"{where} ({int(bad.sum())} of {bad.numel()} values)", also)
 
 
-def numerics_error(what: str, dtype: torch.dtype, where: str = "") -> NumericsError:
-    """The :class:`~insilico.errors.NumericsError` for NaN/inf ``what`` at ``where`` with a ``dtype`` model, with the fix."""
+def numerics_error(what: str, dtype: torch.dtype, where: str = "", also: str = "") -> NumericsError:
+    """The :class:`~insilico.errors.NumericsError` for NaN/inf ``what`` at ``where`` with a ``dtype`` model,
+    with the fix (and ``also``, a tool's own remedy)."""
     if dtype in HALF:
         fix = (f"{dtype} overflows or underflows here: run the model in float32 (model.float(); precision='bf16' "
-               "or 'fp16' then keeps the speed of half matmuls under autocast), or lower lr")
+               "or 'fp16' then keeps the speed of half matmuls under autocast)")
     else:
-        fix = "lower lr, or check the model and objective for divisions by zero or logs of zero"
-    return NumericsError(" ".join(f"{what} is NaN or inf {where}".split()) + f" with a {dtype} model: {fix}")
+        fix = "check the model for overflows, divisions by zero or logs of zero"
+    return NumericsError(" ".join(f"{what} is NaN or inf {where}".split()) + f" with a {dtype} model: {fix}"
+                         + (f", or {also}" if also else ""))
 
 
 def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.AbstractContextManager:

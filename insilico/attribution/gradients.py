@@ -111,7 +111,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..layers import channels_first, family_of, patch_grid, unit_layout
-from ..performance import at_model_door, working_dtype
+from ..performance import at_model_door, check_finite, working_dtype
 from ..pixels import check_images
 from ..probe import Probe
 from ..registry import register_tool
@@ -262,6 +262,7 @@ def gradient_map(
             maps = _gradcam(probe, function, images, layer, args)
     if rule is not None and function.relus_seen == 0:
         warnings.warn(f"the model ran no ReLU: the {method} map equals the plain gradient", stacklevel=2)
+    check_finite(maps, f"the {method} map of {units[0]}", probe.dtype)  # e.g. an overflowing half model: refused
     return maps.detach()
 
 

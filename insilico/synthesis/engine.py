@@ -334,7 +334,8 @@ class Synthesis:
             values = self._evaluate(rec, images)
             if rec is not None:
                 rec.clear()
-        check_finite(values, f"the objective {self.objective!r}", self.dtype, "on the initial images")
+        check_finite(values, f"the objective {self.objective!r}", self.dtype, "on the initial images",
+                     "check the objective (a log or a division of a unit that can be 0?)")
         return rec is not None and rec.stop_at is not None
 
     # -- one step ---------------------------------------------------------------------------------
@@ -446,10 +447,10 @@ class Synthesis:
         (and, at the end of a run, parameters the last update made non-finite)."""
         step = int(self._nonfinite)
         if step >= 0:
-            raise numerics_error("the objective or the images", self.dtype, f"at step {step} of {self!r}")
+            raise numerics_error("the objective or the images", self.dtype, f"at step {step} of {self!r}", "lower lr")
         if end:
             check_finite(self.param.param.detach(), "the parameters after the last update", self.dtype,
-                         f"at step {self.step} of {self!r}")
+                         f"at step {self.step} of {self!r}", "lower lr")
 
     def _untransformed(self) -> bool:
         """True when this step runs the images as they are (no transforms, or past ``transforms_until``)."""

@@ -197,6 +197,18 @@ def test_overflowing_objective_is_refused_not_returned(dtype):
         insilico.maximize(conv.to(dtype), "[0]", size=(3, 8, 8), steps=2, progress=False)
 
 
+def test_gradient_map_of_an_overflowing_half_model_is_refused():
+    """A float16 conv whose outputs overflow (1e4 x 27 pixels > 65504) into a LayerNorm: NaN gradients, refused
+    with the unit and the fix instead of returned as a map."""
+    conv = torch.nn.Conv2d(3, 1, 3)
+    with torch.no_grad():
+        conv.weight.fill_(1e4)
+        conv.bias.zero_()
+    model = torch.nn.Sequential(conv, torch.nn.Flatten(), torch.nn.LayerNorm(36), torch.nn.Linear(36, 2)).half()
+    with pytest.raises(NumericsError, match=r"gradient map of 3\[0\].*float16.*model\.float\(\)"):
+        insilico.gradient_map(model, torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), "3[0]")
+
+
 def test_nan_during_the_run_names_the_step():
     """Finite at the start, NaN later (a model whose output is the log of a pixel that the run drives below 0):
     the run stops with NumericsError naming the step instead of returning NaN images."""
@@ -206,7 +218,7 @@ def test_nan_during_the_run_names_the_step():
             return torch.log(x.mean(dim=(1, 2, 3), keepdim=True) - 0.45)[:, :, 0, 0]
 
     model = LogOfShift()
-    with pytest.raises(NumericsError, match=r"at step \d+"):
+    with pytest.raises(NumericsError, match=r"at step \d+.*lower lr"):
         insilico.maximize(model, "[0]", size=(3, 8, 8), steps=40, negative=True, progress=False,
                           parameterization="pixel", lr=0.05)
 

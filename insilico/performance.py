@@ -24,7 +24,9 @@ returns the function that prepares an input batch.
   :func:`working_dtype`: float32 for half models, the model's own dtype otherwise (float64 stays float64);
 - results (images, maps, responses) come back in the model's dtype, as for every other dtype;
 - a NaN or inf loss or image is never returned: :class:`~insilico.errors.NumericsError` names the step,
-  the dtype and the fix.
+  the dtype and the fix;
+- an op without a half kernel on the device (CPU float16 ``local_response_norm``, ``cdist``) is an
+  :class:`~insilico.errors.UnsupportedDtypeError` with the fix (every tool's session, :func:`kernels_for`).
 
 Example
 -------
@@ -38,12 +40,13 @@ Example
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from .errors import InsilicoError, NumericsError
+from .errors import InsilicoError, NumericsError, UnsupportedDtypeError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -111,6 +114,31 @@ def numerics_error(what: str, dtype: torch.dtype, where: str = "", also: str = "
                          + (f", or {also}" if also else ""))
 
 
+_NO_KERNEL = re.compile(r"not implemented for '(Half|BFloat16)'|Unsupported dtype (Half|BFloat16)")
+
+
+@contextlib.contextmanager
+def kernels_for(dtype: torch.dtype, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Inside the block, torch's "not implemented for 'Half'" (an op without a float16/bfloat16 kernel on
+    ``device``) becomes :class:`~insilico.errors.UnsupportedDtypeError` naming the dtype, the op and the fix.
+
+    >>> with kernels_for(torch.float16):
+    ...     torch.cdist(torch.rand(2, 3).half(), torch.rand(2, 3).half())
+    Traceback (most recent call last):
+    ...
+    insilico.errors.UnsupportedDtypeError: an operation has no torch.float16 kernel on cpu ("cdist" not implemented ...
+    """
+    try:
+        yield
+    except (NotImplementedError, RuntimeError) as error:
+        if isinstance(error, InsilicoError) or not _NO_KERNEL.search(str(error)):
+            raise
+        raise UnsupportedDtypeError(
+            f"an operation has no {dtype} kernel on {torch.device(device).type} ({error}): run the model in "
+            f"float32 (model.float(); on a GPU, precision='bf16' or 'fp16' keeps half matmuls under autocast), "
+            f"or run the {dtype} model on a GPU") from error
+
+
 def autocast(device: torch.device | str, precision: str = "fp32") -> contextlib.AbstractContextManager:
     """:func:`torch.autocast` for ``precision`` on ``device`` (a no-op context for ``"fp32"``)."""
     if precision not in PRECISIONS:
@@ -157,5 +185,5 @@ def compiled(model: nn.Module, **options) -> nn.Module:
         raise InsilicoError(f"torch.compile is not available here ({e}); run without compile") from e
 
 
-__all__ = ["HALF", "PRECISIONS", "as_numpy", "at_model_door", "autocast", "check_finite", "compiled", "numerics_error", "to_channels_last", "tuned",
+__all__ = ["HALF", "PRECISIONS", "as_numpy", "at_model_door", "autocast", "check_finite", "compiled", "kernels_for", "numerics_error", "to_channels_last", "tuned",
            "working_dtype"]

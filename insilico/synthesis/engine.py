@@ -90,10 +90,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import InsilicoError, StimulusError
+from ..errors import InsilicoError, StimulusError, UnsupportedDtypeError
 from ..layers import image_size, renamed, size_failure
 from ..objectives import L1, L2, Activations, Objective, TotalVariation, unique_wholes
-from ..performance import at_model_door, check_finite, numerics_error, tuned, working_dtype
+from ..performance import at_model_door, check_finite, kernels_for, numerics_error, tuned, working_dtype
 from ..plan import Plan, plan_for
 from . import parameterization as params_mod
 from . import stopping
@@ -325,7 +325,10 @@ class Synthesis:
             draw = [torch.Generator().manual_seed(0) for _ in range(self.n)]
             x = at_model_door(self.transforms(images, draw), self.dtype)
             try:
-                self.model(x) if rec is None else rec.forward(x)
+                with kernels_for(self.dtype, self.device):  # a missing half kernel is not a size problem
+                    self.model(x) if rec is None else rec.forward(x)
+            except UnsupportedDtypeError:
+                raise
             except Exception as error:
                 resized = self._fixed_size_transforms(images, draw, rec)
                 if resized is None:  # a shape error of the model: a ModelInputError naming size=

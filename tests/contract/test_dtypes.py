@@ -21,7 +21,7 @@ import torch
 
 from contract_tools import TOOLS, make_images, make_model
 import insilico
-from insilico.errors import NumericsError
+from insilico.errors import NumericsError, UnsupportedDtypeError
 from insilico.performance import working_dtype
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -151,6 +151,29 @@ def test_half_model(name, kind, dtype):
         assert float(out.min()) >= 0 and float(out.max()) <= 1, f"{name}: images outside [0, 1]"
     if AGREEMENT[name] is not None:
         assert_agree(name, result, tool.run(model.float(), images.float()), images, dtype)
+
+
+class ReluThenLRN(torch.nn.Module):
+    """A ReLU then a local response norm (AlexNet's): CPU torch has no float16/bfloat16 kernel for the latter."""
+
+    def forward(self, x):
+        return torch.nn.functional.local_response_norm(torch.relu(x), 2)
+
+
+@pytest.mark.parametrize("name", list(TOOLS))
+def test_an_op_without_a_half_kernel_is_named_not_crashed(name):
+    """Every tool on a float16 model whose forward hits an op CPU torch cannot run in float16: an
+    UnsupportedDtypeError (still a NotImplementedError) with the dtype and the fix, never a raw torch error or a
+    misleading one (synthesis used to call it a size problem)."""
+    try:
+        torch.nn.functional.local_response_norm(torch.rand(1, 2, 3, 3).half(), 2)
+        pytest.skip("this torch has a float16 local_response_norm on the CPU")
+    except NotImplementedError:
+        pass
+    model, _ = make_model("mixed")
+    model[2] = ReluThenLRN()
+    with pytest.raises(UnsupportedDtypeError, match=r"torch\.float16 kernel on cpu.*model\.float\(\)"):
+        TOOLS[name].run(model.half(), make_images(dtype=torch.float16))
 
 
 def test_every_tool_has_an_agreement_rule():

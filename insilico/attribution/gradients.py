@@ -198,7 +198,13 @@ def gradient_map(
     Returns
     -------
     tensor (N, C, H, W)
-        On the model's device; detached.
+        On the model's device, in its dtype (integrated gradients and SmoothGrad sum in float32 for a
+        float16/bfloat16 model: :func:`~insilico.performance.working_dtype`); detached.
+
+    Raises
+    ------
+    NumericsError
+        The map holds NaN or inf (e.g. a float16 model that overflows): never returned.
 
     Example
     -------

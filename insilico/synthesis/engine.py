@@ -520,7 +520,9 @@ class Synthesis:
                 self.param.param.copy_(current)
 
     def result(self) -> SynthesisResult:
-        """The current state as a :class:`SynthesisResult` (images on the CPU, traces, settings, state)."""
+        """The current state as a :class:`SynthesisResult` (images on the CPU, traces, settings, state);
+        :class:`~insilico.errors.NumericsError` after a step that made them NaN or inf."""
+        self._check_finite()
         names = [stopping.rule_name(r) for r in self.rules]
         codes = self.stop_code.tolist()
         running = "running" if self.interrupted else "steps"

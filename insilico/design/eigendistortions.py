@@ -43,6 +43,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import InsilicoError
 from ..performance import at_model_door, working_dtype
@@ -80,7 +81,9 @@ class GramOperator:
     def __init__(self, model: nn.Module, unit: UnitLike, images: torch.Tensor):
         dtype = images.dtype  # the model's; products and vectors in its working dtype (float32 for half models)
         self.x = images.detach().to(working_dtype(dtype)).requires_grad_(True)
-        with Probe(model).record(unit, keep_graph=True) as rec:
+        # the products differentiate the backward pass again: fused attention kernels (CPU flash attention) have
+        # no double backward, the math kernel has
+        with Probe(model).record(unit, keep_graph=True) as rec, sdpa_kernel(SDPBackend.MATH):
             model(at_model_door(self.x, dtype))
             y = rec[unit]
         if not torch.is_tensor(y) or y.shape[0] != images.shape[0]:

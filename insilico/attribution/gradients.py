@@ -115,6 +115,7 @@ from ..errors import InsilicoError, StimulusError, UnitError
 from ..layers import channels_first, family_of, patch_grid, unit_layout
 from ..layout import token_grid
 from ..options import Options
+from ..performance import at_model_door, check_finite, working_dtype
 from ..pixels import check_images
 from ..probe import Probe
 from ..registry import register_tool
@@ -240,7 +241,13 @@ def gradient_map(
     Returns
     -------
     tensor (N, C, H, W)
-        On the model's device; detached.
+        On the model's device, in its dtype (integrated gradients and SmoothGrad sum in float32 for a
+        float16/bfloat16 model: :func:`~insilico.performance.working_dtype`); detached.
+
+    Raises
+    ------
+    NumericsError
+        The map holds NaN or inf (e.g. a float16 model that overflows): never returned.
 
     Example
     -------
@@ -289,23 +296,25 @@ def gradient_map(
                           f"rows, in {passes} forward/backward passes of up to {largest} rows"
                           + ("" if internal_batch_size else f" (memory_budget {memory_budget / 2**30:.2g} GiB)"))
             parts = []
+            work = images.detach().to(working_dtype(images.dtype))  # sums of many gradients: float32 for half models
             if method == "integrated":
-                base = _baselines(baselines, images)
+                base = _baselines(baselines, work)
             for group in groups:
                 part_args = (args[0][group],)  # the target id of each image of the group
                 if method == "integrated":
                     parts.append(IntegratedGradients(function).attribute(
-                        images[group], baselines=base[group].contiguous(), additional_forward_args=part_args,
+                        work[group], baselines=base[group].contiguous(), additional_forward_args=part_args,
                         n_steps=n_steps, internal_batch_size=max(rows, group.stop - group.start),
                     ))
                 else:
-                    parts.append(_smoothgrad(function, images[group], part_args[0], nt_samples, float(stdevs),
+                    parts.append(_smoothgrad(function, work[group], part_args[0], nt_samples, float(stdevs),
                                              seed, max(1, rows // (group.stop - group.start))))
-            maps = torch.cat(parts)
+            maps = torch.cat(parts).to(images.dtype)  # in the model's dtype, as every method's
         else:
             maps = _gradcam(probe, function, images, layer, args)
     if rule is not None and function.relus_seen == 0:
         warnings.warn(f"the model ran no ReLU: the {method} map equals the plain gradient", stacklevel=2)
+    check_finite(maps, f"the {method} map of {units[0]}", probe.dtype)  # e.g. an overflowing half model: refused
     return maps.detach()
 
 
@@ -397,7 +406,7 @@ class UnitFunction:
     def __call__(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         rule = ReluRule(self.rule) if self.rule else contextlib.nullcontext()
         with self.probe.record(*self.groups, keep_graph=True) as rec, rule:
-            self.probe.model(images)
+            self.probe.model(at_model_door(images, self.probe.dtype))  # float32 steps of a half model's IG
         if isinstance(rule, ReluRule):
             self.relus_seen = rule.count
         columns, order = [], []

@@ -50,6 +50,7 @@ from ..identity import fingerprint_differences, model_fingerprint
 from ..layers import channels_first, read_layout, unit_layout
 from ..layout import pool
 from ..options import Options
+from ..performance import working_dtype
 from ..plan import Plan
 from ..probe import Probe
 from ..registry import register_tool
@@ -131,7 +132,8 @@ class NeuralPredictor(nn.Module):
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Predicted responses ``(N, n_targets)`` in the data's units.
+        """Predicted responses ``(N, n_targets)`` in the data's units (float32 for a float16/bfloat16 model: the
+        readout is fitted and run in :func:`~insilico.performance.working_dtype`).
 
         Raises InsilicoError when the trunk's layers give another number of features than the readout takes
         (a trunk other than the one the predictor was fitted on)."""
@@ -140,7 +142,7 @@ class NeuralPredictor(nn.Module):
             raise InsilicoError(f"the trunk's layers {self.layers} give {features.shape[1]} features (reduce="
                                 f"{self.reduce!r}) but the readout takes {self.readout.in_features}: this predictor "
                                 "was fitted on another network (use the one it was fitted on)")
-        return self.readout(features)
+        return self.readout(features.to(self.readout.weight.dtype))  # a half trunk's features, read in float32
 
     def target_index(self, targets) -> list[int]:
         """Indices of ``targets`` (ints, names, or None for all), checked."""
@@ -214,6 +216,7 @@ class NeuralPredictor(nn.Module):
             weight = blob["state"]["readout.weight"]
             predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
             predictor.to(device_of(model), dtype_of(model))
+            predictor.readout.to(working_dtype(dtype_of(model)))  # fitted in float32 for a half model
             keys = predictor.load_state_dict(blob["state"], strict=False)  # the trunk's weights are the model's
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
             raise SavedFileError(f"{path!r} holds a predictor this insilico cannot rebuild ({type(e).__name__}: {e}; "
@@ -439,6 +442,7 @@ def fit_predictor(
 
     predictor = NeuralPredictor(model, layers, reduce, 1, names, getattr(model, "input_size", None))
     feats, blocks, input_size = _record_features(predictor, source, batch_size, progress, readout == "factorized")
+    feats = feats.to(working_dtype(feats.dtype))  # a half model's features are fitted (and read out) in float32
     y = y.to(feats.device, feats.dtype)
     x, mean, scale = _standardized(feats)
     del feats

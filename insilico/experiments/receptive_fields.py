@@ -54,6 +54,7 @@ from torch import nn
 
 from .. import stimuli as stim
 from ..errors import InsilicoError
+from ..performance import as_numpy
 from ..probe import Probe
 from ..registry import register_tool
 from ..units import Unit, need_tensor
@@ -131,7 +132,7 @@ def receptive_field(
         from ..attribution.gradients import gradient_map
 
         images = stim.white_noise(size=size, n=n_images, seed=seed, channels=channels).images
-        maps = gradient_map(model, images, neuron, method="gradient").cpu().numpy()
+        maps = as_numpy(gradient_map(model, images, neuron, method="gradient"))
         signed = maps.sum(1).mean(0)
         strength = np.abs(maps).sum(1).mean(0)
         settings.update(n_images=n_images, seed=seed)

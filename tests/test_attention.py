@@ -183,14 +183,15 @@ def test_swin_window_attention_heads_as_op_units():
         model(x)
     assert float(rec2[f"{attn}/matmul#1"][:, 1].abs().max()) == 0.0
     torch.testing.assert_close(rec2[f"{attn}/matmul#1"][:, 0], context[:, 0])
-    # the written-out attention has the parts too: :weights the softmax, :heads the matmul that uses it
+    # the parts: the same tensors with the windows unfolded from the batch axis, (N, heads, windows, T, .)
     names = probe.names(x[:1], ops=True)
-    assert names[names.index(f"{attn}:weights"):names.index(f"{attn}:heads") + 1] == \
-        [f"{attn}:weights", f"{attn}/softmax", f"{attn}/dropout", f"{attn}:heads"]
+    assert names[names.index(f"{attn}/softmax"):names.index(f"{attn}/matmul#1") + 1] == \
+        [f"{attn}/softmax", f"{attn}/dropout", f"{attn}:weights", f"{attn}:heads", f"{attn}/matmul#1"]
     with probe.record(f"{attn}:weights", f"{attn}:heads") as rec3:
         model(x)
-    torch.testing.assert_close(rec3[f"{attn}:weights"], weights)
-    torch.testing.assert_close(rec3[f"{attn}:heads"], context)
+    assert rec3[f"{attn}:weights"].shape == (2, 3, 4, 16, 16) and rec3[f"{attn}:heads"].shape == (2, 3, 4, 16, 4)
+    torch.testing.assert_close(rec3[f"{attn}:weights"], weights.reshape(2, 4, 3, 16, 16).transpose(1, 2))
+    torch.testing.assert_close(rec3[f"{attn}:heads"], context.reshape(2, 4, 3, 16, 4).transpose(1, 2))
     with probe.lesion(f"{attn}:heads[1]"), probe.record("features.1.1") as rec4:
         model(x)
     torch.testing.assert_close(rec4["features.1.1"], rec2["features.1.1"])

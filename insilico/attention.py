@@ -24,7 +24,8 @@ or a parent class whose ``forward`` it keeps):
   (open_clip's towers and torchvision's ViT use it);
 - ``heads``, from ``F.scaled_dot_product_attention`` (timm's fused path, Hugging
   Face's ``sdpa``) or from ``softmax(q @ k.T) @ v`` written out: timm ``Attention``
-  (ViT, DeiT, ...), ``AttentionRope``, ``EvaAttention``, BEiT ``Attention``, Twins
+  (ViT, DeiT, ...), ``AttentionRope``, ``EvaAttention``, BEiT ``Attention``, CaiT and XCiT
+  ``ClassAttn`` (the class token's queries, L = 1), Twins
   ``GlobalSubSampleAttn``, MaxViT/CoAtNet ``Attention2d`` (``v @ attn.transpose(-2, -1)``);
   Hugging Face ``ViTAttention``, ``DeiTAttention``, ``Dinov2Attention``,
   ``CLIPAttention``, ``SiglipAttention``; open_clip ``Attention``;
@@ -45,8 +46,8 @@ dropout, a dtype cast or ``.transpose(-2, -1)``: ``attn @ v`` and
 ``F.scaled_dot_product_attention`` with a 4-d query; its first axis is the
 model's batch, its second axis has the module's ``num_heads`` entries and
 ``heads * head_dim`` is the width of one of the module's projections (Linear,
-1x1 conv or 2-d weight); its rows are the tokens of the module's input (a channel
-attention ``(N, heads, hd, hd)`` is not). One attention per call. A module whose
+1x1 conv or 2-d weight); for a module the registry does not know, its rows are the tokens
+of the module's input (a channel attention ``(N, heads, hd, hd)`` is not). One attention per call. A module whose
 attention fails a check (heads computed one at a time in a loop, heads or windows
 folded into the batch axis, a gate or channel softmax, 5-d parts, a second attention
 in the same call) is refused with a :class:`~insilico.errors.UnitError` that says
@@ -135,6 +136,8 @@ for _path, _layout, _how in [
     ("timm.models.eva.EvaAttention", "heads", _WRITTEN),
     ("timm.models.beit.Attention", "heads", _WRITTEN),
     ("timm.models.twins.GlobalSubSampleAttn", "heads", _WRITTEN),
+    ("timm.models.cait.ClassAttn", "heads", _WRITTEN + " (queries: the class token, L = 1)"),
+    ("timm.models.xcit.ClassAttn", "heads", _WRITTEN + " (queries: the class token, L = 1)"),
     ("timm.models.maxxvit.Attention2d", "heads", _WRITTEN.replace("softmax(q @ k.T) @ v",
                                                                   "v @ softmax(q.T @ k).transpose(-2, -1)")),
     ("timm.models.swin_transformer.WindowAttention", "windows", _SWIN),
@@ -404,7 +407,7 @@ class Finder:
         if widths and heads * head_dim not in widths:
             return (f"heads x head_dim = {heads} x {head_dim} is the width of none of the module's projections "
                     f"({sorted(widths)}): the axis after the batch is not the one its projection splits into heads")
-        if groups is None and self.tokens and rows not in self.tokens:
+        if self.layout is None and self.tokens and rows not in self.tokens:  # known modules: the registry says
             return (f"its attention has {rows} query rows but the module's input has {sorted(self.tokens)} tokens: a "
                     "channel attention (N, heads, head_dim, head_dim), or queries that are not its input's tokens")
         self.groups = groups

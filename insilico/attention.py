@@ -295,7 +295,7 @@ class Finder:
             return self.reason
         if self.flows:
             return ("its softmax over the last axis never reached a matmul as attn @ v or v @ attn.transpose(-2, -1) "
-                    "(through dropout or a dtype cast only)")
+                    "(through dropout or a dtype cast only)" + (f"; {self.note}" if self.note else ""))
         if self.note is not None:
             return f"no softmax over the last axis ran in its own forward ({self.note})"
         return ("no softmax over the last axis, F.scaled_dot_product_attention or nn.MultiheadAttention call ran in "

@@ -236,3 +236,126 @@ def test_written_out_attention_equals_torch(config):
     torch.testing.assert_close((per_head.mean(1) if average else per_head).reshape(expected_weights.shape),
                                expected_weights)
     assert _clean(model)
+
+
+# -- the strict finder, on attention modules the registry does not know ---------------------------------------------
+class Written(nn.Module):
+    """softmax(q @ k.T) @ v written out, with options for the layouts the finder must read or refuse."""
+
+    def __init__(self, style="plain", dim=12, heads=3):
+        super().__init__()
+        self.qkv, self.proj, self.num_heads, self.style = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), heads, style
+        self.gate = nn.Linear(dim, dim)
+        self.softmax, self.drop = nn.Softmax(dim=-1), nn.Dropout(0.0)
+
+    def forward(self, x):
+        n, length, dim = x.shape
+        heads, hd = self.num_heads, dim // self.num_heads
+        q, k, v = self.qkv(x).reshape(n, length, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        gate = self.gate(x).reshape(n, length, heads, hd).transpose(1, 2).softmax(-1)  # a 4-d softmax first
+        if self.style == "loop":   # head by head
+            out = torch.stack([torch.softmax(q[:, h] @ k[:, h].transpose(-2, -1), -1) @ v[:, h] for h in range(heads)], 1)
+        elif self.style == "folded":  # heads folded into the batch axis
+            q, k, v = (t.reshape(n * heads, length, hd) for t in (q, k, v))
+            out = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), -1), v).reshape(n, heads, length, hd)
+        elif self.style == "channels":  # channel attention (N, heads, hd, hd)
+            attn = torch.softmax(q.transpose(-2, -1) @ k, dim=-1)
+            out = (attn @ v.transpose(-2, -1)).transpose(-2, -1)
+        elif self.style == "axis2":  # a softmax over queries
+            out = torch.softmax(q @ k.transpose(-2, -1), dim=2) @ v
+        elif self.style == "twice":
+            out = torch.softmax(q @ k.transpose(-2, -1), -1) @ v
+            out = torch.softmax(out @ k.transpose(-2, -1), -1) @ v
+        elif self.style == "transposed":  # v @ attn.T, as CoAtNet's Attention2d
+            attn = self.drop(self.softmax(q @ k.transpose(-2, -1)))
+            out = (v.transpose(-2, -1) @ attn.transpose(-2, -1)).transpose(-2, -1)
+        else:
+            out = self.drop(self.softmax(q @ k.transpose(-2, -1))) @ v
+        if self.style == "gated":  # ... that gates the context: not the attention's weights
+            out = out * gate
+        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+
+
+def _written(style):
+    torch.manual_seed(0)
+    model = nn.Sequential(Written(style)).eval()
+    return model, torch.rand(2, 5, 12)
+
+
+def _by_hand(module, x, head=None):
+    n, length, dim = x.shape
+    q, k, v = module.qkv(x).reshape(n, length, 3, 3, 4).permute(2, 0, 3, 1, 4)
+    with torch.no_grad():
+        weights = torch.softmax(q @ k.transpose(-2, -1), -1)
+        context = weights @ v
+        if head is not None:
+            context[:, head] = 0
+        return weights, context, module.proj(context.transpose(1, 2).reshape(n, length, dim))
+
+
+@pytest.mark.parametrize("style", ["plain", "gated", "transposed"])
+def test_written_out_attention_is_found_by_identity(style):
+    """nn.Softmax/Dropout children, a gate softmax before the attention, v @ attn.T: the parts are right."""
+    model, x = _written(style)
+    weights, context, _ = _by_hand(model[0], x)
+    probe = insilico.Probe(model)
+    with probe.record("0:weights", "0:heads") as rec:
+        model(x)
+    torch.testing.assert_close(rec["0:weights"], weights)
+    torch.testing.assert_close(rec["0:heads"], context)
+    if style != "gated":
+        _, _, expected = _by_hand(model[0], x, head=1)
+        with probe.lesion("0:heads[1]"):
+            torch.testing.assert_close(model(x), expected)
+    with probe.stimulate("0:weights[0]", clamp=1 / 5), probe.record("0:heads[0]") as rec:
+        model(x)
+    torch.testing.assert_close(rec["0:heads[0]"], rec["0:heads[0]"][:, :1].expand(-1, 5, -1))
+    assert _clean(model)
+
+
+@pytest.mark.parametrize("style, words", [
+    ("loop", "no axis of their own"),
+    ("folded", "no axis of their own"),
+    ("channels", "is the width of none of the module's projections"),
+    ("axis2", "a softmax over axis 2"),
+])
+def test_attention_that_fails_a_check_is_refused_with_the_reason(style, words):
+    model, x = _written(style)
+    probe = insilico.Probe(model)
+    plain = model(x)
+    for part in ("0:heads[1]", "0:weights"):
+        with pytest.raises(UnitError, match="could not be identified") as error, probe.lesion(part):
+            model(x)
+        message = str(error.value)
+        assert words in message and "'0/softmax'" in message and "probe.names(x, ops=True)" in message
+        assert "never called" not in message
+    assert "0:heads" not in probe.names(x, ops=True)
+    torch.testing.assert_close(model(x), plain)
+    assert _clean(model)
+
+
+def test_a_second_attention_in_one_call_is_refused():
+    model, x = _written("twice")
+    with pytest.raises(UnitError, match="more than once per call"), insilico.Probe(model).record("0:heads"):
+        model(x)
+    assert _clean(model)
+
+
+def test_folded_batch_and_wrong_head_axis_are_refused():
+    class Frames(nn.Module):  # frames folded into the batch axis, as a video model would
+        def __init__(self):
+            super().__init__()
+            self.inner = SDPA()
+
+        def forward(self, x):
+            return self.inner(x.reshape(-1, 3, 12)).reshape(x.shape)
+
+    model = Frames()
+    with pytest.raises(UnitError, match="6 entries on the batch axis for a batch of 2"), \
+            insilico.Probe(model).record("inner:heads"):
+        model(torch.rand(2, 9, 12))
+    sdpa = nn.Sequential(SDPA())
+    sdpa[0].num_heads = 4   # the module says 4 heads; its query has 3 on axis 1
+    with pytest.raises(UnitError, match="the axis after the batch has 3 entries, but the module has 4 heads"), \
+            insilico.Probe(sdpa).record("0:weights"):
+        sdpa(torch.rand(2, 6, 12))

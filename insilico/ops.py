@@ -36,7 +36,8 @@ Good to know:
 
 - An op's first axis is read as the batch axis, as a module output's is (an
   index like ``[5]`` starts after it). Ops that fold the batch into it keep
-  that folding: Swin's window attention is ``(N * windows, heads, ...)``; an
+  that folding: Swin's window attention ops are ``(N * windows, heads, ...)``
+  (its parts ``:heads``/``:weights`` are unfolded, :mod:`insilico.attention`); an
   op on parameters alone (a bias ``view``) has no batch axis at all.
 - ``probe.names(example, ops=True)`` leaves out the ops inside torch.nn's own
   layers (a ``Conv2d``'s ``conv2d`` is the layer's output); they stay

@@ -15,7 +15,8 @@ once off. A request ends as:
   documented unfolding of windows) to a softmax over the last axis that the module's forward computed
   with the fused path off (its op ``softmax#k`` or its ``nn.Softmax`` child), over tokens (the class is
   none of the channel/factorized attentions named in ``NOT_TOKEN_ATTENTION``); ``:heads`` has the same
-  ``(N, heads, L)`` (windows) leading axes, and lesioning ``:heads[1]`` changes the module's output;
+  ``(N, heads, L)`` (windows) leading axes, and lesioning its last head changes the module's output (unless
+  silencing every head does not either: a zero-initialised output branch, as LeViT's);
 - ``wrong``: anything else (a part delivered that breaks one of these), or an error that is not insilico's.
 
 ``--tree`` imports insilico from another checkout (e.g. the main branch, for the "before" numbers).
@@ -121,7 +122,10 @@ def judge(model, x, path, native) -> str:
         with probe.record(f"{path}:weights", f"{path}:heads") as rec:
             model(x)
         weights, heads = rec[f"{path}:weights"], rec[f"{path}:heads"]
-        with probe.lesion(f"{path}:heads[1]"), probe.record(path) as lesioned:
+        last = heads.shape[1] - 1 if heads.ndim > 1 else 0
+        with probe.lesion(f"{path}:heads[{last}]"), probe.record(path) as lesioned:
+            model(x)
+        with probe.lesion(f"{path}:heads"), probe.record(path) as silenced:
             model(x)
     except InsilicoError as error:
         return "missing" if "never called" in str(error) else "refused"
@@ -139,8 +143,10 @@ def judge(model, x, path, native) -> str:
             if s.ndim == 4 and (weights.ndim == 4 or s.shape[0] % n == 0)]
     if not any(s.shape == weights.shape and torch.allclose(s, weights, atol=1e-5) for s in seen):
         return "wrong"
-    if heads.shape[:-1] != weights.shape[:-1] or torch.equal(lesioned[path], plain[path]):
+    if heads.shape[:-1] != weights.shape[:-1]:
         return "wrong"
+    if torch.equal(lesioned[path], plain[path]) and not torch.equal(silenced[path], plain[path]):
+        return "wrong"  # a head lesion that does nothing where silencing every head does something
     return "right"
 
 
@@ -171,7 +177,8 @@ def main() -> None:
     counts: dict = {}
     for verdict in tally.values():
         counts[verdict.split(" ")[0]] = counts.get(verdict.split(" ")[0], 0) + 1
-    print(f"insilico from {args.tree}: {len(tally)} requests: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    listed = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"insilico from {args.tree}: {len(tally)} requests: {listed}")
     if args.json:
         Path(args.json).write_text(json.dumps({"tree": args.tree, "tally": tally, "counts": counts}, indent=1))
 

@@ -30,7 +30,8 @@ or a parent class whose ``forward`` it keeps):
   Hugging Face ``ViTAttention``, ``DeiTAttention``, ``Dinov2Attention``,
   ``CLIPAttention``, ``SiglipAttention``; open_clip ``Attention``;
 - ``windows`` (the same, windows unfolded): torchvision ``ShiftedWindowAttention``
-  and ``ShiftedWindowAttentionV2``, timm Swin v1/v2 and DaViT ``WindowAttention``;
+  and ``ShiftedWindowAttentionV2``, timm Swin v1/v2 and DaViT ``WindowAttention``, Swin v2 CR
+  ``WindowMultiHeadAttention``;
 - refused, with the reason: channel attention ``(N, heads, hd, hd)`` (XCiT
   ``XCA``, EdgeNeXt ``CrossCovarianceAttn``, DaViT ``ChannelAttention(V2)``),
   CoaT's factorized attention (``k.softmax(dim=2)``: no ``(L, S)`` matrix), heads
@@ -75,6 +76,7 @@ math follows ``torch.nn.functional.multi_head_attention_forward``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 from typing import Any, Callable
@@ -116,6 +118,15 @@ _SWIN = _WRITTEN + "; windows unfolded from the batch axis"
 KNOWN: dict[str, Known] = {}
 
 
+@functools.lru_cache(maxsize=None)
+def _known(cls: type) -> Known | None:
+    for base in cls.__mro__:
+        entry = KNOWN.get(f"{base.__module__}.{base.__qualname__}")
+        if entry is not None and (base is cls or getattr(cls, "forward", None) is getattr(base, "forward", None)):
+            return entry
+    return None
+
+
 def register(path: str, layout: str, how: str) -> Known:
     """Add (or replace) a known attention class, named ``"package.module.ClassName"``.
 
@@ -126,6 +137,7 @@ def register(path: str, layout: str, how: str) -> Known:
         raise InsilicoError(f"register an attention class as 'package.module.Class' with the layout 'heads', "
                             f"'windows' or 'refused', not {path!r} / {layout!r}")
     KNOWN[path] = Known(layout, how)
+    _known.cache_clear()
     return KNOWN[path]
 
 
@@ -143,6 +155,7 @@ for _path, _layout, _how in [
     ("timm.models.swin_transformer.WindowAttention", "windows", _SWIN),
     ("timm.models.swin_transformer_v2.WindowAttention", "windows", _SWIN),
     ("timm.models.davit.WindowAttention", "windows", _SWIN),
+    ("timm.models.swin_transformer_v2_cr.WindowMultiHeadAttention", "windows", _SWIN),
     ("torchvision.models.swin_transformer.ShiftedWindowAttention", "windows", _SWIN),
     ("torchvision.models.swin_transformer.ShiftedWindowAttentionV2", "windows", _SWIN),
     ("transformers.models.vit.modeling_vit.ViTAttention", "heads", "its attention function (SDPA or eager)"),
@@ -175,12 +188,8 @@ def known(module: nn.Module) -> Known | None:
     >>> known(nn.MultiheadAttention(4, 2)).layout, known(nn.Linear(2, 2))
     ('heads', None)
     """
-    cls = type(module)
-    for base in cls.__mro__:
-        entry = KNOWN.get(f"{base.__module__}.{base.__qualname__}")
-        if entry is not None and (base is cls or getattr(cls, "forward", None) is getattr(base, "forward", None)):
-            return entry
-    return None
+    return _known(type(module))
+
 
 
 def check_parts(unit, module: nn.Module) -> None:

@@ -348,6 +348,9 @@ class OpWatch:
         self._follow_top()
         if not any(f.owner is not None for f in self.stack):
             STATE.watching -= 1
+        if self.stack and self.stack[-1].finder is not None:  # an owner inside an owner (a survey watches all)
+            with quiet():
+                self.stack[-1].finder.child(module, args, output)
         if owner.parts and output is not None and frame is not None and frame.finder is not None:
             reason = frame.finder.missing()  # parts asked for and not found: refused, never silently absent
             if reason is not None:

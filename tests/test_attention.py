@@ -254,7 +254,8 @@ class Written(nn.Module):
         q, k, v = self.qkv(x).reshape(n, length, 3, heads, hd).permute(2, 0, 3, 1, 4)
         gate = self.gate(x).reshape(n, length, heads, hd).transpose(1, 2).softmax(-1)  # a 4-d softmax first
         if self.style == "loop":   # head by head
-            out = torch.stack([torch.softmax(q[:, h] @ k[:, h].transpose(-2, -1), -1) @ v[:, h] for h in range(heads)], 1)
+            out = torch.stack([torch.softmax(q[:, h] @ k[:, h].transpose(-2, -1), -1) @ v[:, h]
+                               for h in range(heads)], 1)
         elif self.style == "folded":  # heads folded into the batch axis
             q, k, v = (t.reshape(n * heads, length, hd) for t in (q, k, v))
             out = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), -1), v).reshape(n, heads, length, hd)

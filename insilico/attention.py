@@ -441,14 +441,15 @@ def _swaps_last(name: str, args: tuple, kwargs: dict, ndim: int) -> bool:
 
 
 def _tokens(args: tuple, batch: int | None) -> set:
-    """Token counts the module's first input can have: (N, L, C) -> L, (N, C, H, W) / (N, H, W, C) -> H*W."""
+    """Token counts the module's first input can have: (N, L, C) -> L, (N, C, H, W) / (N, H, W, C) -> H*W,
+    (N, heads, L, head_dim) -> L (a module given queries)."""
     x = next((a for a in args if torch.is_tensor(a)), None)
     if x is None:
         return set()
     if x.ndim == 3:
         return {x.shape[1]} if x.shape[0] == batch else {x.shape[0], x.shape[1]}
     if x.ndim == 4:
-        return {x.shape[1] * x.shape[2], x.shape[2] * x.shape[3]}
+        return {x.shape[1] * x.shape[2], x.shape[2] * x.shape[3], x.shape[2]}
     return set()
 
 

@@ -360,3 +360,16 @@ def test_folded_batch_and_wrong_head_axis_are_refused():
     with pytest.raises(UnitError, match="the axis after the batch has 3 entries, but the module has 4 heads"), \
             insilico.Probe(sdpa).record("0:weights"):
         sdpa(torch.rand(2, 6, 12))
+
+
+def test_a_bare_attention_module_given_queries_keys_and_values():
+    class Attend(nn.Module):  # no projection, no num_heads: the layout of its inputs is the evidence
+        def forward(self, q, k, v):
+            return torch.softmax(q @ k.transpose(-2, -1) / 2, dim=-1) @ v
+
+    model = Attend()
+    q, k, v = torch.rand(3, 2, 6, 4), torch.rand(3, 2, 7, 4), torch.rand(3, 2, 7, 5)
+    with insilico.Probe(model).record(":weights", ":heads") as rec:
+        out = model(q, k, v)
+    torch.testing.assert_close(rec[":weights"], torch.softmax(q @ k.transpose(-2, -1) / 2, dim=-1))
+    torch.testing.assert_close(rec[":heads"], out)

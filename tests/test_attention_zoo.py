@@ -199,3 +199,33 @@ def test_every_registered_class_exists():
         except ImportError:
             continue  # the package is not installed
         assert hasattr(imported, cls), path
+
+
+def test_open_clip_towers_and_attention():
+    open_clip = pytest.importorskip("open_clip")
+    from open_clip.transformer import Attention, VisionTransformer
+
+    torch.manual_seed(0)
+    tower = VisionTransformer(image_size=32, patch_size=16, width=24, layers=1, heads=3, mlp_ratio=2.0,
+                              output_dim=8).eval()
+    path = "transformer.resblocks.0.attn"
+    assert attention_modules(tower) == {path: "heads"}
+    x = torch.rand(2, 3, 32, 32)
+    with insilico.Probe(tower).record(f"{path}:weights", "transformer.resblocks.0.ln_1") as rec:
+        tower(x)
+    y = rec["transformer.resblocks.0.ln_1"]
+    mha = tower.get_submodule(path)
+    first = mha.batch_first
+    _, expected = mha(y, y, y, need_weights=True, average_attn_weights=False) if first else \
+        mha(*(y.transpose(0, 1),) * 3, need_weights=True, average_attn_weights=False)
+    torch.testing.assert_close(rec[f"{path}:weights"], expected)
+    model = torch.nn.Sequential(Attention(24, num_heads=3)).eval()    # its own attention (SDPA)
+    tokens = torch.rand(2, 5, 24)
+    with insilico.Probe(model).record("0:weights", "0:heads") as rec:
+        model(tokens)
+    q, k, v = torch.nn.functional.linear(tokens, model[0].in_proj_weight, model[0].in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (t.reshape(2, 5, 3, 8).transpose(1, 2) for t in (q, k, v))
+    with torch.no_grad():
+        weights = torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5, dim=-1)
+    torch.testing.assert_close(rec["0:weights"], weights)
+    torch.testing.assert_close(rec["0:heads"], weights @ v)

@@ -109,6 +109,12 @@ def softmaxes(model, x, sites) -> list:
     return out
 
 
+def same(a, b) -> bool:
+    """Equal module outputs (a tuple output is compared by its first tensor, as MViT's (x, size))."""
+    first = (lambda v: v[0] if isinstance(v, (tuple, list)) else v)
+    return torch.equal(first(a), first(b))
+
+
 def unfold(native, n):
     return native.reshape(n, native.shape[0] // n, *native.shape[1:]).transpose(1, 2)
 
@@ -145,7 +151,7 @@ def judge(model, x, path, native) -> str:
         return "wrong"
     if heads.shape[:-1] != weights.shape[:-1]:
         return "wrong"
-    if torch.equal(lesioned[path], plain[path]) and not torch.equal(silenced[path], plain[path]):
+    if same(lesioned[path], plain[path]) and not same(silenced[path], plain[path]):
         return "wrong"  # a head lesion that does nothing where silencing every head does something
     return "right"
 

@@ -25,7 +25,8 @@ or a parent class whose ``forward`` it keeps):
 - ``heads``, from ``F.scaled_dot_product_attention`` (timm's fused path, Hugging
   Face's ``sdpa``) or from ``softmax(q @ k.T) @ v`` written out: timm ``Attention``
   (ViT, DeiT, ...), ``AttentionRope``, ``EvaAttention``, BEiT ``Attention``, CaiT and XCiT
-  ``ClassAttn`` (the class token's queries, L = 1), Twins
+  ``ClassAttn``, VOLO ``ClassAttention``, CrossViT ``CrossAttention`` (the class token's queries,
+  L = 1), LeViT ``AttentionDownsample`` (a subsampled grid's queries), Twins
   ``GlobalSubSampleAttn``, MaxViT/CoAtNet ``Attention2d`` (``v @ attn.transpose(-2, -1)``);
   Hugging Face ``ViTAttention``, ``DeiTAttention``, ``Dinov2Attention``,
   ``CLIPAttention``, ``SiglipAttention``; open_clip ``Attention``;
@@ -150,6 +151,9 @@ for _path, _layout, _how in [
     ("timm.models.twins.GlobalSubSampleAttn", "heads", _WRITTEN),
     ("timm.models.cait.ClassAttn", "heads", _WRITTEN + " (queries: the class token, L = 1)"),
     ("timm.models.xcit.ClassAttn", "heads", _WRITTEN + " (queries: the class token, L = 1)"),
+    ("timm.models.volo.ClassAttention", "heads", _WRITTEN + " (queries: the class token, L = 1)"),
+    ("timm.models.crossvit.CrossAttention", "heads", _WRITTEN + " (queries: the class token, L = 1)"),
+    ("timm.models.levit.AttentionDownsample", "heads", _WRITTEN + " (queries: a subsampled grid)"),
     ("timm.models.maxxvit.Attention2d", "heads", _WRITTEN.replace("softmax(q @ k.T) @ v",
                                                                   "v @ softmax(q.T @ k).transpose(-2, -1)")),
     ("timm.models.swin_transformer.WindowAttention", "windows", _SWIN),

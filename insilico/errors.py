@@ -34,7 +34,7 @@ class SavedFileError(InsilicoError):
 
 class JobMismatchError(InsilicoError):
     """A resumable ``out=`` folder holds the work of another job (another model, other stimuli or other
-    settings). ``differences`` names what differs; pass ``overwrite=True`` (``--force``) to start over."""
+    settings). ``differences`` names what differs; pass ``out=Job(folder, overwrite=True)`` (``--force``) to start over."""
 
     def __init__(self, message: str, differences=()):
         super().__init__(message)

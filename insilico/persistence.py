@@ -300,7 +300,7 @@ def check_format(blob: dict, path: Any, newest: int, what: str = "result", oldes
         raise SavedFileError(f"{path!r} is not a {what} saved by insilico (no recorded type: it has no format "
                              "number)", path)
     if not isinstance(fmt, int) or isinstance(fmt, bool) or not oldest <= fmt <= newest:
-        advice = ("upgrade insilico (pip install -U insilico)" if isinstance(fmt, int) and fmt > newest
+        advice = ("upgrade insilico (pip install -U insilico-ephys)" if isinstance(fmt, int) and fmt > newest
                   else "read it with the insilico that wrote it and save it again")
         raise SavedFileError(f"{path!r} is a {what} in file format {fmt!r}; this insilico reads formats "
                              f"{oldest}..{newest} ({versions_text(blob.get('versions'))}): {advice}", path)

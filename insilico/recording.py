@@ -15,9 +15,9 @@ complete batch; calling ``record_stimuli`` again with the same ``out``
 records only what is missing, after checking that it is the same job: the
 same model (parameters and buffers), units and settings, and the same
 stimuli for every range already recorded (read and hashed again, no forward
-pass); anything else is refused naming the difference (``overwrite=True``
-starts over). Several processes (``torchrun`` ranks, or
-``shard=(rank, world)``) can fill one folder together: see
+pass); anything else is refused naming the difference (``out=Job(folder,
+overwrite=True)`` starts over). Several processes (``torchrun`` ranks, or
+``out=Job(folder, shard=(rank, world))``) can fill one folder together: see
 :mod:`insilico.sharding`.
 
 Example
@@ -42,8 +42,10 @@ from tqdm.auto import tqdm
 from . import persistence
 from ._version import __version__
 from .pixels import Raw, check_images
+from .options import Job
 from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, job_identity, value_digest
+from .jsonfiles import jsonable
 from .performance import tuned
 from .registry import register_tool
 from .session import session
@@ -251,15 +253,13 @@ def record_stimuli(
     stimuli: Any,
     units,
     batch_size: int = 64,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike | Job | None = None,
     reduce: str | None = None,
     progress: bool = True,
     ids: Sequence | None = None,
     model_name: str | None = None,
-    shard: tuple[int, int] | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
-    overwrite: bool = False,
 ) -> Recording:
     """Record ``units`` over a stimulus set in batches (no gradients, model in eval mode).
 
@@ -271,11 +271,16 @@ def record_stimuli(
         read batch by batch, so stimuli never need to fit in memory.
     units : address or list of addresses
     batch_size : int
-    out : folder, optional
+    out : folder or Job, optional
         Stream to disk there (see the module docstring); a folder holding an
         unfinished recording of the same job (model, units, stimuli,
         settings) is resumed; one of another job is refused
         (:class:`~insilico.errors.JobMismatchError` naming the differences).
+        ``Job(folder, shard=(rank, world))`` records only this rank's share of the batches (by default
+        the ranks of an initialised ``torch.distributed`` process group share the work, e.g. under
+        ``torchrun``: all write into the folder and all return the whole recording; without ``out`` each
+        process records on its own); ``Job(folder, overwrite=True)`` deletes the recording already there
+        and starts over.
     reduce : {"mean", "max", "center"}, optional
         Spatial reduction at record time (see :meth:`Probe.record`).
     progress : bool
@@ -284,20 +289,12 @@ def record_stimuli(
         Stimulus labels (default: 0..N-1).
     model_name : str, optional
         Stored in the metadata.
-    shard : (rank, world), optional
-        Record only this rank's share of the batches. By default the ranks
-        of an initialised ``torch.distributed`` process group share the work
-        (launch with ``torchrun``) when ``out`` is given: all write into it
-        and all return the whole recording; without ``out`` each process
-        records on its own.
     precision : {"fp32", "bf16", "fp16"}
         Forward passes under :func:`torch.autocast` (default "fp32": unchanged);
         bf16/fp16 values are stored as float32 / float16.
     channels_last : bool
         Model weights and batches in NHWC memory order during the run (faster
         convolutions on GPUs; see :mod:`insilico.performance`).
-    overwrite : bool
-        Delete the recording already in ``out`` and start over (default False).
 
     Returns
     -------
@@ -323,10 +320,11 @@ def record_stimuli(
     ids = given if given is not None else list(range(n))
     if len(ids) != n:
         raise StimulusError(f"{len(ids)} ids for {n} stimuli")
+    job = Job.of(out)
+    shard = None if job is None else job.shard
+    out = None if job is None else Path(job.path)
     rank, world = rank_world(shard)
     if world > 1 and out is None:
-        if shard is not None:
-            raise InsilicoError("a recording shared by several ranks needs out= (a folder every rank can write to)")
         rank, world = 0, 1  # a process of a group (e.g. data-parallel training) records a job of its own
     sync = barrier if world > 1 else (lambda: None)
 
@@ -344,9 +342,9 @@ def record_stimuli(
             sink = _MemorySink(shapes, n)
         else:
             settings = {"units": names, "reduce": reduce, "precision": precision,
-                        "ids": value_digest(_jsonable(ids)), "params": value_digest(_jsonable(source.params))}
+                        "ids": value_digest(jsonable(ids)), "params": value_digest(jsonable(source.params))}
             meta["job"] = job_identity(model, settings, {"stimuli": {"n": n}})
-            if overwrite:
+            if job.overwrite:
                 start_over(Path(out), ["meta.json", "progress-*.json", "[0-9][0-9][0-9]_*.npy"], shard)
             sink = _DiskSink.open(Path(out), names, shapes, n, given, source, meta, rank)
         sync()  # every rank plans from the same progress before any rank adds to it
@@ -406,7 +404,7 @@ def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
         shape, dtype = probe.value_spec(whole, first, survey, parts)
         value = torch.empty((1, *shape), dtype=dtype, device="meta")
         if reduce is not None:
-            value = _reduce(value, reduce, unit)
+            value = _reduce(value, reduce, unit, probe.model)
         shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))
     return shapes
 
@@ -486,7 +484,7 @@ def _stimulus_source(stimuli: Any) -> _Source:
         if stimuli.ndim < 2:
             raise StimulusError(f"stimuli need a batch axis first, e.g. (N, C, H, W); got shape {tuple(stimuli.shape)}")
         tensor = stimuli
-        return _Source(lambda a, b: tensor[a:b], len(tensor), _jsonable(params))
+        return _Source(lambda a, b: tensor[a:b], len(tensor), jsonable(params))
     if hasattr(stimuli, "__getitem__") and hasattr(stimuli, "__len__"):
         dataset = stimuli
 
@@ -630,7 +628,7 @@ class _DiskSink:
             entries = [{"unit": name, "file": files[name], "shape": [n, *shapes[name][0]], "dtype": shapes[name][1]}
                        for name in names]
             write_json(path / "meta.json", {"format": FORMAT, **meta, "units": entries, "n_stimuli": n,
-                                            "stimuli": {"ids": _jsonable(ids), "params": _jsonable(params)}})
+                                            "stimuli": {"ids": jsonable(ids), "params": jsonable(params)}})
 
         create_once(path, create)
         self.files, self.offsets, self.row_bytes = {}, {}, {}
@@ -639,7 +637,7 @@ class _DiskSink:
                 self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
             except (OSError, ValueError) as e:
                 raise SavedFileError(f"{path / files[name]} is damaged ({type(e).__name__}: {e}): pass "
-                                     "overwrite=True (--force) to record again, or choose another out= folder",
+                                     "out=Job(folder, overwrite=True) (--force) to record again, or choose another out= folder",
                                      path / files[name]) from None
             self.row_bytes[name] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             self.files[name] = open(path / files[name], "r+b")
@@ -697,18 +695,3 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
     return tensor.detach().cpu().numpy()
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic) or (torch.is_tensor(value) and value.ndim == 0):
-        return value.item()
-    if isinstance(value, np.ndarray) or torch.is_tensor(value):
-        return value.tolist()
-    return str(value)
-

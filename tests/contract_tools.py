@@ -19,8 +19,10 @@ Models (:func:`make_model`):
 - ``"mixed"``: a small conv net in *mixed mode*, as when fine-tuning with a frozen BatchNorm:
   ``train()`` at the root, the first BatchNorm in eval with a frozen weight, dropout active.
 - ``"resnet18"``: torchvision's ResNet-18 (random init, 4 classes) in train mode.
+- ``"vit"``: torchvision's VisionTransformer at 16 px in train mode (dropout active), for the tools that
+  need attention; a tool runs on the first model its runner names (``Runner.models``).
 
-Both have ``input_size = (3, 16, 16)`` and an :class:`Arch` that names the units the tools use.
+All have ``input_size = (3, 16, 16)`` and an :class:`Arch` that names the units the tools use.
 """
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ class Arch:
 ARCHS = {
     "mixed": Arch(layer="2", deeper="5", logits="9", first="0", neuron="2[0,4,4]"),
     "resnet18": Arch(layer="layer1", deeper="layer2", logits="fc", first="conv1", neuron="layer1[0,2,2]"),
+    "vit": Arch(layer="encoder.layers.encoder_layer_0", deeper="encoder.layers.encoder_layer_1", logits="heads.head",
+                first="conv_proj", neuron="conv_proj[0,2,2]"),
 }
 
 
@@ -87,7 +91,20 @@ def resnet18(seed: int = 0) -> nn.Module:
     return m
 
 
-MODELS = {"mixed": mixed_model, "resnet18": resnet18}
+def vit(seed: int = 0) -> nn.Module:
+    """torchvision's VisionTransformer at 16 px (4 x 4 patches of 4 px, 2 blocks, random init) in train mode, with
+    dropout in the blocks and the attention: for the tools that need attention (attention rollout)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    m = torchvision.models.VisionTransformer(image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=8,
+                                             mlp_dim=16, dropout=0.1, attention_dropout=0.1, num_classes=CLASSES)
+    m.train()
+    m.input_size = SIZE
+    return m
+
+
+MODELS = {"mixed": mixed_model, "resnet18": resnet18, "vit": vit}
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,6 +124,8 @@ def make_images(n: int = N_IMAGES, seed: int = 0, dtype=torch.float32) -> torch.
 
 def arch_of(model: nn.Module) -> Arch:
     """The Arch of a model made by :func:`make_model` (also after ``.double()``)."""
+    if type(model).__name__ == "VisionTransformer":
+        return ARCHS["vit"]
     return ARCHS["mixed"] if isinstance(model, nn.Sequential) else ARCHS["resnet18"]
 
 
@@ -150,6 +169,10 @@ def run_record_stimuli(model, images, samples=None, out=None):
 def run_gradient_map(model, images, samples=None):
     a = arch_of(model)
     return insilico.gradient_map(model, _pick(images, samples), f"{a.logits}[1]")
+
+
+def run_attention_rollout(model, images, samples=None):
+    return insilico.attention_rollout(model, _pick(images, samples))
 
 
 def run_top_exemplars(model, images, samples=None):
@@ -372,6 +395,7 @@ RUNNERS = {
     "stimulate": Runner(run_stimulate, lambda r: r),
     "lesion_connections": Runner(run_lesion_connections, lambda r: r),
     "gradient_map": Runner(run_gradient_map, lambda r: r),
+    "attention_rollout": Runner(run_attention_rollout, lambda r: r, models=("vit",)),  # needs attention
     "top_exemplars": Runner(run_top_exemplars, lambda r: r.activations),
     "project_exemplars": Runner(run_project_exemplars, lambda r: r.images[0]),
     "maximize": Runner(run_maximize, _images),

@@ -25,9 +25,10 @@ def _gallery(sub) -> None:
 
     b.add_argument("--definition", type=existing_file, default=None,
                    help="gallery definition JSON (e.g. gallery/minialex.json)")
-    b.add_argument("--model", default=None, help="bundled name, 'package.module:callable' or 'file.py:callable' "
+    b.add_argument("--model", default=None, help="bundled name, zoo model ('timm:NAME', ...), "
+                                                  "'package.module:callable' or 'file.py:callable' "
                                                   f"({default('model')})")
-    b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec")
+    b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec or zoo model")
     b.add_argument("--layers", type=_layers, default=None,
                    help="comma-separated layers (default: every conv and linear layer)")
     b.add_argument("--units", type=positive_int, default=None, help="only the first N units of each layer")
@@ -49,6 +50,7 @@ def _gallery(sub) -> None:
 def _gallery_build(args) -> None:
     from ..experiments.command import load_model
     from ..gallery import GallerySettings, build
+    from ..options import Job
 
     overrides = dict(model=args.model, weights=args.weights, units=args.units, steps=args.steps,
                      exemplars=args.exemplars, chunk=args.batch_size, seed=args.seed, layers=args.layers,
@@ -59,8 +61,7 @@ def _gallery_build(args) -> None:
         settings = GallerySettings.from_dict({k: v for k, v in overrides.items() if v is not None})
     model = load_model(settings.model, settings.weights, args.device)
     out = args.out or str(Path("gallery") / "site" / _file_name(settings.model.split(":")[-1]))
-    summary = build(settings, out, model=model, shard=args.shard, progress=not args.quiet,
-                    overwrite=args.force)
+    summary = build(settings, Job(out, shard=args.shard, overwrite=args.force), model=model, progress=not args.quiet)
     computed = ", ".join(f"{k} {v}" for k, v in summary["computed"].items())
     print(f"gallery of {len(summary['layers'])} layer(s) in {summary['seconds']:.0f} s "
           f"(computed now: {computed}); open {summary['index']}")

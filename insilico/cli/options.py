@@ -1,6 +1,7 @@
 """Options shared by the subcommands, their checks, and the inputs they name: models, images, shards.
 
-One vocabulary for every subcommand: ``--model`` takes a bundled name (``insilico models``),
+One vocabulary for every subcommand: ``--model`` takes a bundled name (``insilico models``), a zoo model
+(``torchvision:resnet50``, ``timm:NAME``, ``open_clip:ARCH/TAG``, ``hf:REPO``: :mod:`insilico.models.zoo`),
 ``package.module:callable`` or ``path/file.py:callable`` (with ``--weights``); ``--device
 auto|cpu|cuda[:n]``; ``--seed`` (the seed), ``--quiet`` (no progress bars), ``--batch-size`` (work done
 together, one chunk), ``--out`` (the output folder), ``--shard R/W``, ``--size`` (the image side).
@@ -206,11 +207,13 @@ _OPERATORS = {ast.Mult: operator.mul, ast.Div: operator.truediv, ast.Add: operat
 # ---------------------------------------------------------------------------------------
 def _model_options(parser: argparse.ArgumentParser, default: str | None = "minialex") -> None:
     parser.add_argument("--model", default=default, required=default is None,
-                        help="bundled model name (see `insilico models`), 'package.module:callable' or "
-                             "'path/file.py:callable' returning an nn.Module on pixel-space images"
+                        help="bundled model name (see `insilico models`), a zoo model ('torchvision:resnet50', "
+                             "'timm:NAME', 'open_clip:ARCH/TAG', 'hf:REPO_OR_FOLDER'), 'package.module:callable' "
+                             "or 'path/file.py:callable' returning an nn.Module on pixel-space images"
                              + (" (default %(default)s)" if default else ""))
     parser.add_argument("--weights", type=existing_file, default=None,
-                        help="state_dict (.pt / .safetensors) for a --model spec")
+                        help="state_dict (.pt / .safetensors) for a --model spec or zoo model (a zoo model "
+                             "without it gets the zoo's pretrained weights, downloaded once)")
     _run_options(parser)
 
 

@@ -53,7 +53,7 @@ from ..seeding import run_seed
 from ..session import session
 from ..synthesis.engine import derive_seed
 from ..synthesis.seeds import content_key
-from ..units import Unit, UnitLike
+from ..units import Unit, UnitLike, need_tensor
 
 METHODS = ("lanczos", "power")
 
@@ -80,8 +80,8 @@ class GramOperator:
         self.x = images.detach().clone().requires_grad_(True)
         with Probe(model).record(unit, keep_graph=True) as rec:
             model(self.x)
-            y = rec[unit]
-        if not torch.is_tensor(y) or y.shape[0] != images.shape[0]:
+            y = need_tensor(Unit.coerce(unit, model), rec[unit], " for eigendistortions")
+        if y.shape[0] != images.shape[0]:
             raise InsilicoError(f"{unit} did not give a tensor with one row per image")
         self.y = y.reshape(y.shape[0], -1)
         if not self.y.requires_grad:

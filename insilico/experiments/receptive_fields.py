@@ -56,7 +56,7 @@ from .. import stimuli as stim
 from ..errors import InsilicoError
 from ..probe import Probe
 from ..registry import register_tool
-from ..units import Unit
+from ..units import Unit, need_tensor
 from .results import Result, new_axes
 from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of, image_size, renamed
 from ..session import session
@@ -168,7 +168,7 @@ def theoretical_box(model: nn.Module, neuron: Unit, channels: int, size: int) ->
     whole = Unit(neuron.module, neuron.step, None, neuron.output)
     with session(model, grad=True), probe.record(whole, keep_graph=True) as rec:
         model(x)
-        out = rec[whole]
+        out = need_tensor(whole, rec[whole], " for its receptive field")
     if out.grad_fn is None:
         return None
     index = neuron.index or ()

@@ -44,7 +44,7 @@ import numpy as np
 
 from .. import persistence
 from ..errors import InsilicoError, SavedFileError
-from ..jsonfiles import to_json
+from ..jsonfiles import jsonable, to_json
 from ..results import Result as _Result
 
 
@@ -182,19 +182,6 @@ def _cell(value: Any) -> str:
     return f'"{text}"' if "," in text else text
 
 
-def jsonable(value: Any) -> Any:
-    """Plain-JSON copy of settings (tuples become lists, numpy scalars numbers, others strings)."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def new_axes(ax=None, figsize=(5, 3.5)):

@@ -35,7 +35,10 @@ which record a blank stimulus for the baseline and rectify responses):
 
 Responsiveness (:func:`responsiveness`): a unit is *responsive* when (1) it
 is not silent (its responses to the blank, every grating and the natural
-images, when given, are not all the same), (2) its peak grating response
+images, when given, differ by more than rounding: :data:`UNIT_PRECISION` of
+its own largest response, and :data:`LAYER_PRECISION` of the largest response
+of any unit measured in the same call, so a float residue is never a
+response), (2) its peak grating response
 exceeds the blank response by ``margin`` (default 0.2) times the unit's
 response range on natural images (when given; else times ``|R_blank|``), the analogue of
 Marques et al.'s threshold relative to the maximal response, and (3) its
@@ -57,6 +60,12 @@ from scipy.optimize import curve_fit
 SILENT = "silent on the stimulus set"
 NOT_DRIVEN = "not driven by gratings"
 UNRELIABLE = "unreliable across grating phases"
+#: Rounding, not a response: differences below this fraction of a unit's own largest |response| (at least 1)...
+UNIT_PRECISION = 1e-6
+#: ... or below this fraction of the largest |response| of any unit measured in the same call. A float32 sum
+#: leaves residues up to ~1e-5 of its terms (a red-green opponent unit shown grey gratings answers 2e-7 to
+#: 3e-6 by CPU, beside 25 from a luminance unit of its layer); the layer's scale is what those terms are.
+LAYER_PRECISION = 1e-4
 
 
 def von_mises(theta: np.ndarray, mu: float, kappa: float, base: float, amp: float) -> np.ndarray:
@@ -253,7 +262,9 @@ def responsiveness(peak: np.ndarray, baseline: np.ndarray, low: np.ndarray, high
     every phase, natural images); ``natural_range``: max - min over natural
     images, or None; ``reliability``: :func:`phase_reliability` (NaN: not applied).
     """
-    scale_tol = 1e-6 * np.maximum(1.0, np.maximum(np.abs(high), np.abs(low)))
+    extent = np.maximum(np.abs(high), np.abs(low))
+    recorded = float(extent.max()) if extent.size else 0.0
+    scale_tol = np.maximum(UNIT_PRECISION * np.maximum(1.0, extent), LAYER_PRECISION * recorded)
     silent = (high - low) <= scale_tol
     scale = natural_range if natural_range is not None else np.abs(baseline)
     threshold = baseline + np.maximum(margin * scale, scale_tol)

@@ -69,6 +69,7 @@ from typing import Callable, Mapping
 from torch import nn
 
 from ..errors import InsilicoError
+from ..layout import set_reader
 from ..units import Unit, UnitLike
 from .layout import attention_layout, last_axis_features, layout_of, map_like
 from .modules import is_activation
@@ -156,15 +157,55 @@ def family_of(model: nn.Module) -> Family:
     return dataclasses.replace(GENERIC, root=model)
 
 
+def family_at(model: nn.Module, unit: UnitLike) -> Family:
+    """The family of the network ``unit`` lives in: the nearest module on its path (itself, then its parents up
+    to ``model``) whose class identifies a family; :data:`GENERIC` when none does.
+
+    So in a group of two networks (:class:`~insilico.models.group.ModelGroup` of a Swin and a ResNet) a
+    ResNet layer is read by the generic rules, not the Swin's; a wrapper around one network finds it.
+
+    >>> import torchvision
+    >>> group = nn.ModuleDict({"a": torchvision.models.swin_t(), "b": torchvision.models.resnet18()})
+    >>> family_at(group, "a.features.1").name, family_at(group, "b.layer1").name, family_of(group).name
+    ('swin', 'generic', 'swin')
+    """
+    unit = Unit.coerce(unit, model)
+    parts = unit.module.split(".") if unit.module else []
+    for n in range(len(parts), -1, -1):
+        module = model.get_submodule(".".join(parts[:n]))
+        names = {cls.__name__ for cls in type(module).__mro__}
+        for family in FAMILIES.values():
+            if names.intersection(family.classes):
+                return dataclasses.replace(family, root=module)
+    return dataclasses.replace(GENERIC, root=model)
+
+
 def unit_layout(model: nn.Module, unit: UnitLike, shape: tuple, family: Family | None = None) -> str:
-    """The layout of a unit's whole output ``shape`` (one sample) in ``model``: its module, part and the family.
+    """The layout of a unit's whole output ``shape`` (one sample) in ``model``: its module, part and the family
+    (default: the family of the network it lives in, :func:`family_at`).
 
     ``unit`` is an address or a :class:`~insilico.units.Unit`; an op unit is read by the family's rule alone
     (:func:`~insilico.layers.layout.layout_of`).
     """
     unit = Unit.coerce(unit, model)
     module = unit.resolve(model) if unit.op is None else None
-    return layout_of(tuple(shape), module, family or family_of(model), unit.part)
+    return layout_of(tuple(shape), module, family or family_at(model, unit), unit.part)
+
+
+def read_layout(model: nn.Module, unit: UnitLike, shape: tuple) -> tuple[str, int | None]:
+    """``(layout, prefix tokens)`` of ``unit``'s output ``shape`` (one sample): the reader probing asks
+    (:func:`insilico.layout.read_layout`, registered when this module is imported).
+
+    >>> import torchvision
+    >>> swin = torchvision.models.swin_t()
+    >>> read_layout(swin, "features.1", (8, 8, 96)), read_layout(swin, "features.0.0", (96, 8, 8))
+    (('channels_last', 0), ('map', 0))
+    """
+    family = family_at(model, unit)
+    return unit_layout(model, unit, shape, family), family.prefix()
+
+
+set_reader(read_layout)
 
 
 def attention_modules(model: nn.Module, family: Family | None = None) -> dict[str, str]:
@@ -184,4 +225,5 @@ def attention_modules(model: nn.Module, family: Family | None = None) -> dict[st
     return out
 
 
-__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "unit_layout", "attention_modules"]
+__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "family_at", "unit_layout", "read_layout",
+           "attention_modules"]

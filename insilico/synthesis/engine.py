@@ -330,7 +330,7 @@ class Synthesis:
 
     # -- one step ---------------------------------------------------------------------------------
     def _evaluate(self, rec, images: torch.Tensor, objective: Objective | None = None) -> torch.Tensor:
-        acts = Activations({w.key: rec[w] for w in self.wholes}) if rec is not None else Activations({})
+        acts = Activations({w.key: rec[w] for w in self.wholes}, self.model) if rec is not None else Activations({})
         values = (objective or self.objective)(acts, images)
         if values.shape != (images.shape[0],):
             raise InsilicoError(f"the objective gave shape {tuple(values.shape)} for {images.shape[0]} samples; "

@@ -259,4 +259,4 @@ def test_a_predictor_pools_channels_last_and_token_layers_over_positions_not_cha
     with insilico.Probe(vit).record(block) as rec:
         vit(x)
     tokens = rec[block]                                                             # (2, 17, 16)
-    torch.testing.assert_close(_pool(tokens, "mean", block, vit), tokens.mean(1))
+    torch.testing.assert_close(_pool(tokens, "mean", block, vit), tokens[:, 1:].mean(1))   # the patches, not CLS

@@ -133,7 +133,7 @@ def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=
     ------
     UnitError
         The unit's index does not fit ``shape``; an attention part of a module
-        that folds windows into the batch axis (Swin: the family's ``"windows"``).
+        that attends within windows (Swin: ``"windows"`` in :func:`attention_layout`).
     """
     if unit.part is not None and module is not None and attention_layout(module, family) == "windows":
         raise UnitError(f"{unit}: {type(module).__name__} attends within windows; its parts are (N, heads, windows, "
@@ -150,7 +150,6 @@ def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=
     return Unit(unit.module, unit.step, tuple(index), unit.output)
 
 
-
 def attention_layout(module: nn.Module, family=None) -> str | None:
     """The layout of a module's attention parts: ``"heads"``, ``"windows"`` or ``"refused"`` from the
     registry (:data:`insilico.attention.KNOWN`), else the family's own classes (``Family.attention``), else None."""
@@ -158,6 +157,7 @@ def attention_layout(module: nn.Module, family=None) -> str | None:
     if entry is not None:
         return entry.layout
     return None if family is None else family.attention.get(type(module).__name__)
+
 
 def _expand(unit: Unit, shape: tuple) -> tuple:
     """The unit's index with one item per axis of ``shape`` (``...`` and missing trailing axes as ``:``)."""

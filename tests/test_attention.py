@@ -373,3 +373,20 @@ def test_a_bare_attention_module_given_queries_keys_and_values():
         out = model(q, k, v)
     torch.testing.assert_close(rec[":weights"], torch.softmax(q @ k.transpose(-2, -1) / 2, dim=-1))
     torch.testing.assert_close(rec[":heads"], out)
+
+
+def test_swin_parts_have_one_row_per_stimulus_so_a_mean_lesion_is_the_mean_over_stimuli():
+    torch.manual_seed(0)
+    model = torchvision.models.SwinTransformer(patch_size=[4, 4], embed_dim=12, depths=[2], num_heads=[3],
+                                               window_size=[4, 4], num_classes=5).eval()
+    attn = "features.1.1.attn"
+    x, reference = torch.rand(2, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    probe = insilico.Probe(model)
+    with probe.record(f"{attn}:heads") as rec:
+        model(reference)
+    assert rec[f"{attn}:heads"].shape == (3, 3, 4, 16, 4)                  # (N, heads, windows, T, head_dim)
+    mean = rec[f"{attn}:heads"][:, 1].mean(0)
+    with probe.lesion(f"{attn}:heads[1]", mode="mean", reference=reference), probe.record(f"{attn}:heads") as rec:
+        model(x)
+    torch.testing.assert_close(rec[f"{attn}:heads"][:, 1], mean.expand(2, -1, -1, -1))
+    assert _clean(model)

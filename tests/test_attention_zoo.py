@@ -229,3 +229,35 @@ def test_open_clip_towers_and_attention():
         weights = torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5, dim=-1)
     torch.testing.assert_close(rec["0:weights"], weights)
     torch.testing.assert_close(rec["0:heads"], weights @ v)
+
+
+@pytest.mark.parametrize("kind", ["Dinov2", "CLIPVision", "SiglipVision", "DeiT"])
+def test_hugging_face_parts_equal_the_eager_functions_tensors(kind):
+    """Eager: the parts are the eager function's own softmax and ``attn @ v``; SDPA: the same parts."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = getattr(transformers, f"{kind}Config")(hidden_size=24, num_hidden_layers=1, num_attention_heads=3,
+                                                    intermediate_size=48, image_size=32, patch_size=16)
+    model = getattr(transformers, f"{kind}Model")(config).eval()
+    path = next(name for name, layout in attention_modules(model).items() if "layer" in name)
+    x = torch.rand(2, 3, 32, 32)
+    probe = insilico.Probe(model)
+    seen = {}
+    for implementation in ("eager", "sdpa"):
+        model.config._attn_implementation = implementation
+        ops = (f"{path}/softmax", f"{path}/matmul#1") if implementation == "eager" else ()
+        with probe.record(f"{path}:weights", f"{path}:heads", *ops) as rec:
+            model(pixel_values=x)
+        with probe.lesion(f"{path}:heads[1]"), probe.record(f"{path}:0") as lesioned:
+            model(pixel_values=x)
+        seen[implementation] = rec[f"{path}:weights"], rec[f"{path}:heads"], lesioned[f"{path}:0"]
+        if ops:
+            torch.testing.assert_close(rec[f"{path}:weights"], rec[ops[0]])
+            torch.testing.assert_close(rec[f"{path}:heads"], rec[ops[1]])
+            with probe.lesion(f"{ops[1]}[1]"), probe.record(f"{path}:0") as by_op:
+                model(pixel_values=x)
+            torch.testing.assert_close(lesioned[f"{path}:0"], by_op[f"{path}:0"])
+    for eager, sdpa in zip(seen["eager"], seen["sdpa"]):
+        torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-4)
+    tokens = 4 + {"Dinov2": 1, "CLIPVision": 1, "SiglipVision": 0, "DeiT": 2}[kind]   # patches + CLS, distillation
+    assert seen["eager"][0].shape == (2, 3, tokens, tokens)

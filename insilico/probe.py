@@ -39,11 +39,12 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from . import attention
 from . import ops as _ops
 from .edits import (LESION_MODES, ConnectionLesion, Intervention, _Drive, _Edit, _FractionMask, _MeanReplacement,
                     _NoiseReplacement, _steps)
 from .errors import InsilicoError, UnitError
-from .hooks import Handle, StopForward, _attends, _InnerSite, _Observer, _OpObserver, _Site, _SiteHandle
+from .hooks import Handle, StopForward, _InnerSite, _Observer, _OpObserver, _Site, _SiteHandle
 from .registry import register_tool
 from .session import device_of, dtype_of, session
 from .survey import Survey
@@ -472,10 +473,8 @@ class Probe:
         key = unit.site
         if key not in self._sites:
             module = unit.resolve(self.model)
-            if unit.part is not None and not _attends(module):
-                raise UnitError(f"{unit}: {unit.owner!r} is a {type(module).__name__}; the parts ':heads' and "
-                                "':weights' belong to nn.MultiheadAttention modules and modules whose forward "
-                                "computes attention (F.scaled_dot_product_attention, or softmax(q @ k.T) @ v)")
+            if unit.part is not None:
+                attention.check_parts(unit, module)
             if self._reset_handle is None:
                 self._reset_handle = (self.model.register_forward_pre_hook(self._new_pass),
                                       self.model.register_forward_hook(self._end_pass))

@@ -22,7 +22,8 @@ numpy-style index into ONE sample's output::
   two parts computed inside their forward (:mod:`insilico.attention`):
   ``":heads"``, the per-head context before the output projection,
   ``(N, heads, L, head_dim)``, and ``":weights"``, the attention
-  probabilities ``(N, heads, L, S)``; ``"attn:heads[5]"`` is head 5.
+  probabilities ``(N, heads, L, S)`` (windowed attention: ``(N, heads, windows, T, .)``);
+  ``"attn:heads[5]"`` is head 5. A module whose attention is not identified is refused.
 - ``@STEP``: for modules called several times per forward pass (recurrent
   networks), the call number, counted from 0; negative steps count from the
   last call (``"blt.conv2@3"``, ``"cell@-1"``). For an op it is the call of

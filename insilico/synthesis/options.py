@@ -197,14 +197,14 @@ class SynthesisOptions(Options):
                 raise InsilicoError(f"{name} must be an int >= 0, not {value!r}")
         return self
 
-    def make_transforms(self, model, shape: Sequence[int]) -> Transforms:
-        """The transforms for images of ``shape`` (C, H, W): ``transforms="default"`` built from pad, jitter,
+    def make_transforms(self, model, size: Sequence[int]) -> Transforms:
+        """The transforms for images of ``size`` (C, H, W): ``transforms="default"`` built from pad, jitter,
         scale and rotate at the image's shorter side; None: the identity."""
         if self.transforms is None:
             return Transforms()
         if self.transforms != "default":
             return self.transforms
-        side = min(shape[-2:])
+        side = min(size[-2:])
         pad = self.pad
         if pad is None:
             pad = 0 if hasattr(model, "input_size") else int(round(DEFAULT_PAD * side))

@@ -24,9 +24,13 @@ Linear address is moved onto the nonlinearity that follows it
   (Ringach et al. 2002), orientation bandwidth (half width at half height of the
   curve; De Valois, Yund & Hepler 1982), preferred orientation (only for
   tuned units, OSI >= 1/3, and always within one sampling step of the
-  curve's peak), preferred SF and SF bandwidth (log-Gaussian; De Valois,
-  Albrecht & Thorell 1982), and ``sf_peak_at_edge`` when the tested SFs do
-  not bracket the peak. The definitions and their sources are in
+  curve's peak), ``osi_saturated`` (the orthogonal response at the blank's:
+  OSI = 1 by the floor), preferred SF and SF bandwidth (log-Gaussian; De
+  Valois, Albrecht & Thorell 1982; NaN with ``sf_bandwidth_reason`` where the
+  grid does not resolve it), and ``sf_peak_at_edge`` when the tested SFs do
+  not bracket the peak; F0, F1, F1/F0 and ``cell_type`` (simple / complex,
+  Skottun et al. 1991); ``spontaneous`` (a blank response that a stimulus
+  can lower). The definitions and their sources are in
   :mod:`insilico.experiments.selectivity`.
 
 Phase: every unit's F0 (evoked mean over the sampled phases, blank-subtracted), F1 (first-harmonic amplitude)
@@ -43,7 +47,9 @@ Fits use :func:`scipy.optimize.curve_fit`.
 Macaque V1 reference values (used by :meth:`TuningResult.plot_population`)
 --------------------------------------------------------------------------
 - Orientation bandwidth (full width at half amplitude) ranges from 6 deg to
-  360 deg (untuned) with a median near 40 deg; the foveal sample has more
+  360 deg (untuned) with a median near 40 deg over all cells, untuned ones
+  included (so :meth:`TuningResult.plot_population` and ``summary()["median_bandwidth_full_all_deg"]``
+  count every responsive unit, untuned at 360 deg); the foveal sample has more
   horizontal and vertical preferred orientations than oblique ones.
   De Valois, Yund & Hepler (1982), Vision Res. 22:531-544 (abstract).
 - Peak SF at 2-5 deg eccentricity ranges from 0.5 to 8 cycles/deg; SF full

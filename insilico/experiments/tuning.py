@@ -40,8 +40,9 @@ through ``phase_reduce``; the default is **not** Skottun et al.'s per-type choic
 complex cells) but the maximum over phase (``"max"``: the peak response over a phase sweep, defined for linear,
 rectified and phase-invariant units alike and on the same scale as the blank, so one baseline subtraction and
 one responsiveness criterion serve both types). ``"mean"`` is the F0 of a drifting grating (flat for a linear
-unit such as a conv layer before its ReLU), ``"f1"`` the simple-cell modulation amplitude; pass the one that
-matches a unit's ``cell_type`` to read it as a V1 paper would.
+unit such as a conv layer before its ReLU), ``"f1"`` the simple-cell modulation amplitude, and ``"skottun"``
+reads each unit as a V1 paper would: F1 for simple units, F0 for complex ones (``tuning - baseline`` is then F1
+or the evoked F0; the colour axis is still chosen by the phase maximum).
 Fits use :func:`scipy.optimize.curve_fit`.
 
 Macaque V1 reference values (used by :meth:`TuningResult.plot_population`)
@@ -89,13 +90,13 @@ from .results import Result, new_axes
 from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
 from .runs import after_nonlinearity, as_units, record_units
 from .selectivity import (
-    SF_EDGE, SF_NO_FIT, cell_type, circular_distance, circular_variance, fit_log_gaussian, fit_von_mises,
+    SF_EDGE, SF_NO_FIT, cell_type, circular_distance, circular_variance, even_phases, fit_log_gaussian, fit_von_mises,
     full_bandwidths_like_v1, half_width, log_gaussian, median as _median, osi_saturated, phase_harmonics,
     phase_reduce as _phase_reduce, phase_reliability, responsiveness, selectivity_index, sf_bandwidth_guard,
     spontaneous, von_mises, von_mises_hwhm,
 )
 
-PHASE_REDUCTIONS = ("max", "mean", "f1")
+PHASE_REDUCTIONS = ("max", "mean", "f1", "skottun")
 #: Reference values for macaque V1 (see the module docstring for the sources).
 MACAQUE_V1 = {
     "orientation_bandwidth_full_median_deg": 40.0,      # De Valois, Yund & Hepler 1982
@@ -174,8 +175,9 @@ class TuningOptions(Options):
 
     Attributes
     ----------
-    phase_reduce : {"max", "mean", "f1"}
-        How responses over phase become one number (default "max"; see the module docstring).
+    phase_reduce : {"max", "mean", "f1", "skottun"}
+        How responses over phase become one number (default "max"; "skottun": F1 for simple units, F0 for
+        complex ones; see the module docstring).
     natural : images (N, C, H, W) or StimulusSet, optional
         Natural images: each unit's response range on them sets the margin of
         the "driven" criterion (default: the blank response sets it).
@@ -213,7 +215,7 @@ class TuningOptions(Options):
     >>> TuningOptions(phase_reduce="median")
     Traceback (most recent call last):
     ...
-    insilico.errors.InsilicoError: phase_reduce must be one of ('max', 'mean', 'f1'), not 'median'
+    insilico.errors.InsilicoError: phase_reduce must be one of ('max', 'mean', 'f1', 'skottun'), not 'median'
     """
 
     phase_reduce: str = "max"
@@ -338,7 +340,8 @@ def orientation_tuning(
     values = values.numpy().astype(np.float64)
     baseline = values[-1]
     blocks = np.moveaxis(values[:-1].reshape(len(colours), n_o, n_s, n_p, -1), -1, 1)  # (C, U, O, S, P)
-    colour_peak = (_phase_reduce(blocks, phases, phase_reduce).reshape(len(colours), blocks.shape[1], -1).max(-1)
+    by = "max" if phase_reduce == "skottun" else phase_reduce   # the colour axis: by the phase maximum
+    colour_peak = (_phase_reduce(blocks, phases, by).reshape(len(colours), blocks.shape[1], -1).max(-1)
                    - baseline).T                                                      # (U, C)
     best = colour_peak.argmax(1)
     responses = blocks[best, np.arange(blocks.shape[1])]                               # (U, O, S, P)
@@ -422,7 +425,8 @@ class TuningResult(Result):
         Responsive units whose orthogonal response is at the blank's (OSI = 1 by the floor of a rectified
         response, not by the curve's shape): a histogram of ``osi`` should show them apart.
     f0, f1 : (U,)
-        Over the sampled phases at the preferred orientation and SF: the mean response minus the blank
+        Over the sampled phases at the preferred orientation and SF (the grating that drives the unit most at its
+        best phase, whatever ``phase_reduce``): the mean response minus the blank
         response, and the first-harmonic amplitude (NaN unless 3+ phases evenly spaced over 360 deg).
     modulation_ratio : (U,)
         F1 / F0 (NaN where F0 <= 0 or not responsive).
@@ -457,7 +461,7 @@ class TuningResult(Result):
         oris = np.asarray(settings["orientations"], float)
         sfs = np.asarray(settings["sfs"], float)
         how = settings.get("phase_reduce", "max")
-        tuning = _phase_reduce(responses, settings["phases"], how)
+        tuning, reliability, at_peak = _reduce_over_phase(responses, baseline, settings["phases"], how)
         n_units = tuning.shape[0]
         rows = np.arange(n_units)
         best_o, best_s = np.unravel_index(tuning.reshape(n_units, -1).argmax(1), tuning.shape[1:])
@@ -472,7 +476,6 @@ class TuningResult(Result):
             natural_min, natural_max = natural_responses.min(0), natural_responses.max(0)
             natural_range = natural_max - natural_min
             low, high = np.minimum(low, natural_min), np.maximum(high, natural_max)
-        reliability = phase_reliability(responses, baseline, settings["phases"], how)
         responsive, reason = responsiveness(peak, baseline, low, high, natural_range, reliability,
                                             float(settings.get("margin", MARGIN)),
                                             float(settings.get("min_reliability", MIN_RELIABILITY)))
@@ -512,7 +515,7 @@ class TuningResult(Result):
             natural_max=natural_max, sf_bandwidth_reason=sf_reason,
             osi_saturated=responsive & osi_saturated(oris, evoked), spontaneous=spontaneous(baseline, low, high),
         )
-        arrays.update(_phase_modulation(responses[rows, best_o, best_s], baseline, settings["phases"], responsive))
+        arrays.update(_phase_modulation(at_peak, baseline, settings["phases"], responsive))
         if settings.get("fov"):
             arrays["preferred_sf_cpd"] = preferred_sf / float(settings["fov"])
         return cls(arrays, settings)
@@ -705,9 +708,36 @@ def _guarded_sf_bandwidth(sfs: np.ndarray, sf_evoked: np.ndarray, fitted: np.nda
     return np.where(responsive & (reason == ""), fitted, np.nan), reason
 
 
+def _reduce_over_phase(responses: np.ndarray, baseline: np.ndarray, phases, how: str) -> tuple:
+    """``(tuning (U, O, S), reliability (U,), at_peak (U, P))``: responses ``(U, O, S, P)`` reduced over phase by
+    ``how``, their :func:`.selectivity.phase_reliability`, and the phase responses at the grating (O, S) whose best
+    phase drives the unit most (where F0, F1 and the cell type are read, whatever ``how``).
+
+    ``"skottun"``: simple units (F1/F0 > 1 at that grating) are read by F1, stored as ``baseline + F1`` so that
+    ``tuning - baseline`` is F1; complex units by F0 (the mean over phase). Needs :func:`.selectivity.even_phases`.
+    """
+    grid = _phase_reduce(responses, phases, "max")
+    n_units = grid.shape[0]
+    best_o, best_s = np.unravel_index(grid.reshape(n_units, -1).argmax(1), grid.shape[1:])
+    at_peak = responses[np.arange(n_units), best_o, best_s]
+    if how != "skottun":
+        return _phase_reduce(responses, phases, how), phase_reliability(responses, baseline, phases, how), at_peak
+    if not even_phases(phases):
+        raise InsilicoError(f"phase_reduce='skottun' reads F1 and F0, which need 3 or more phases evenly spaced over "
+                            f"360 deg, not {list(phases)}: pass such phases or another phase_reduce")
+    _, kind = cell_type(*phase_harmonics(at_peak, baseline, phases), np.ones(n_units, bool))
+    simple = kind == "simple"
+    tuning = np.where(simple[:, None, None], _phase_reduce(responses, phases, "f1") + baseline[:, None, None],
+                      _phase_reduce(responses, phases, "mean"))
+    reliability = np.where(simple, phase_reliability(responses, np.zeros_like(baseline), phases, "f1"),
+                           phase_reliability(responses, baseline, phases, "mean"))
+    return tuning, reliability, at_peak
+
+
 def _phase_modulation(at_preferred: np.ndarray, baseline: np.ndarray, phases, responsive: np.ndarray) -> dict:
     """F0, F1, F1/F0 and the simple/complex split of responses (U, P) over phase at each unit's preferred
-    orientation and SF (:func:`.selectivity.phase_harmonics`, :func:`.selectivity.cell_type`)."""
+    grating (the most driving one at its best phase; :func:`.selectivity.phase_harmonics`,
+    :func:`.selectivity.cell_type`)."""
     f0, f1 = phase_harmonics(at_preferred, baseline, phases)
     ratio, kind = cell_type(f0, f1, responsive)
     nan = np.full(len(f0), np.nan)

@@ -80,6 +80,23 @@ def test_a_quadrature_energy_unit_is_complex_with_no_first_harmonic():
     assert res.f0[0] > 0 and res.modulation_ratio[0] == pytest.approx(0.0, abs=1e-4)
 
 
+def test_skottun_reads_simple_units_by_f1_and_complex_units_by_f0():
+    net = nn.Sequential(conv([gabor(), gabor(odd=True)]), Energy()).eval()
+    net.input_size = (1, SIZE, SIZE)
+    simple = tune(nn.Sequential(conv([gabor()]), nn.ReLU()), "0")
+    by_type = orientation_tuning(nn.Sequential(conv([gabor()]), nn.ReLU()).eval(), "0", size=SIZE, orientations=ORIS,
+                                 sfs=SFS, phases=PHASES, progress=False, phase_reduce="skottun")
+    assert by_type.cell_type[0] == "simple"
+    assert (by_type.tuning[0] - by_type.baseline[0]).max() == pytest.approx(simple.f1[0], rel=1e-6)
+    energy = orientation_tuning(net, "1", orientations=ORIS, sfs=SFS, phases=PHASES, progress=False,
+                                phase_reduce="skottun")
+    assert energy.cell_type[0] == "complex"
+    np.testing.assert_allclose(energy.tuning[0], energy.responses[0].mean(-1))
+    with pytest.raises(InsilicoError, match="evenly spaced"):
+        orientation_tuning(net, "1", orientations=ORIS, sfs=SFS, phases=[0, 90, 180], progress=False,
+                           phase_reduce="skottun")
+
+
 def test_f0_f1_need_evenly_spaced_phases():
     f0, f1 = phase_harmonics(np.ones((1, 3)), np.zeros(1), [0.0, 90.0, 180.0])
     assert np.isnan(f0[0]) and np.isnan(f1[0])

@@ -69,12 +69,17 @@ class Recording:
     units : list of str
         The recorded unit addresses.
     ids : list
-        One label per stimulus (0 .. N-1 when none were given).
+        One label per stimulus (image files: their relative paths; 0 .. N-1 when none were given).
     labelled : bool
         Whether the ids were given (``record_stimuli(ids=)``); RDMs of a
         recording without ids are unlabelled (:mod:`insilico.rsa`).
     params : list of dict or None
         Stimulus parameters (from a :class:`~insilico.stimuli.StimulusSet`).
+    labels : list of int or None
+        The class index of each stimulus, when the stimuli had classes (a
+        ``DIR/<class>/<image>`` folder, a Dataset with ``targets``).
+    class_names : list of str or None
+        The name of each class index.
     path : Path or None
         The folder, for on-disk recordings (loaded lazily, memory-mapped).
     done : list of (start, stop)
@@ -93,6 +98,14 @@ class Recording:
         self.params = params
         self.meta = meta or {}
         self.path = Path(path) if path is not None else None
+
+    @property
+    def labels(self) -> list | None:
+        return self.meta.get("labels")
+
+    @property
+    def class_names(self) -> list | None:
+        return self.meta.get("class_names")
 
     @property
     def complete(self) -> bool:
@@ -192,7 +205,10 @@ class Recording:
         params = None
         if all(rec.params is not None for rec in recordings):
             params = [p for rec in recordings for p in rec.params]
-        return cls(arrays, ids, params, dict(recordings[0].meta))
+        meta = {k: v for k, v in recordings[0].meta.items() if k not in ("labels", "class_names")}
+        if all(rec.labels is not None and rec.class_names == recordings[0].class_names for rec in recordings):
+            meta.update(labels=[y for rec in recordings for y in rec.labels], class_names=recordings[0].class_names)
+        return cls(arrays, ids, params, meta)
 
     def plot(self, unit=None, ax=None):
         """Responses of ``unit`` (default the first), stimuli x values (flattened); returns the Figure."""
@@ -267,9 +283,12 @@ def record_stimuli(
     Parameters
     ----------
     probe : Probe
-    stimuli : tensor (N, ...), numpy array, StimulusSet, or Dataset
-        A Dataset's items may be tensors or ``(tensor, label)`` pairs; it is
-        read batch by batch, so stimuli never need to fit in memory.
+    stimuli : tensor (N, ...), numpy array, StimulusSet, Dataset, folder, glob or list of image files
+        A Dataset's items may be tensors or ``(tensor, label)`` pairs; image
+        files are decoded and fitted to the model's input (its ``preprocessing``
+        or ``input_size``; see :func:`stimulus_source`); both are read batch by
+        batch, so stimuli never need to fit in memory. A folder's class
+        sub-folders become the recording's ``labels`` and ``class_names``.
     units : address or list of addresses
     batch_size : int
     out : folder, optional
@@ -282,7 +301,7 @@ def record_stimuli(
     progress : bool
         Show a tqdm progress bar.
     ids : sequence, optional
-        Stimulus labels (default: 0..N-1).
+        Stimulus labels (default: image files' relative paths, else 0..N-1).
     model_name : str, optional
         Stored in the metadata.
     shard : (rank, world), optional
@@ -314,13 +333,13 @@ def record_stimuli(
         units = [units]
     parsed = probe.units(*units)
     names = list(dict.fromkeys(str(u) for u in parsed))
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, model=probe.model)
     n = len(source)
     if n == 0:
         raise StimulusError("the stimulus set is empty")
     if batch_size < 1:
         raise InsilicoError(f"batch_size must be at least 1, not {batch_size}")
-    given = list(ids) if ids is not None else None  # None: the recording's RDMs are unlabelled
+    given = list(ids) if ids is not None else source.ids  # None: the recording's RDMs are unlabelled
     ids = given if given is not None else list(range(n))
     if len(ids) != n:
         raise StimulusError(f"{len(ids)} ids for {n} stimuli")
@@ -340,6 +359,7 @@ def record_stimuli(
             "reduce": reduce,
             "precision": precision,
             "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
+            **({"labels": source.labels, "class_names": source.class_names} if source.labels is not None else {}),
         }
         if out is None:
             sink = _MemorySink(shapes, n)
@@ -423,10 +443,15 @@ def _numpy_dtype(dtype: torch.dtype) -> str:
 # Stimulus sources
 # ---------------------------------------------------------------------------------------
 class _Source:
-    """Uniform batch access to tensors, arrays, StimulusSets and Datasets."""
+    """Uniform batch access to tensors, arrays, StimulusSets, Datasets and image files.
 
-    def __init__(self, get, n, params=None, images: bool = True):
+    ``ids`` (the files' relative paths), ``labels`` (class indices) and
+    ``class_names`` are what the stimuli say of themselves (None when nothing).
+    """
+
+    def __init__(self, get, n, params=None, images: bool = True, ids=None, labels=None, class_names=None):
         self._get, self._n, self.params, self.images = get, n, params, images
+        self.ids, self.labels, self.class_names = ids, labels, class_names
         self._last = None
 
     def __len__(self) -> int:
@@ -436,6 +461,7 @@ class _Source:
         """Stimuli ``[start, stop)`` as given (no gate, device or dtype change); the last batch read is kept."""
         if self._last is not None and self._last[0] == (start, stop):
             return self._last[1]
+        self._last = None  # one chunk alive: the last one is let go before the next is read
         batch = self._get(start, stop)
         if not torch.is_tensor(batch):
             batch = torch.as_tensor(np.asarray(batch))
@@ -457,23 +483,87 @@ class _Source:
         return digest(self.read(start, stop))
 
 
-def stimulus_source(stimuli: Any, name: str = "images") -> _Source:
-    """Wrap stimuli (tensor, array, StimulusSet, Dataset) for batched access.
+def stimulus_source(stimuli: Any, name: str = "images", model=None) -> _Source:
+    """Wrap stimuli (tensor, array, StimulusSet, Dataset, image files) for batched access.
 
     Every batch passes the image gate (:func:`insilico.pixels.check_images`:
     (N, C, H, W) floats in [0, 1]), whose messages start with ``name`` (the
     argument as the user wrote it, e.g. ``"reference"``); inputs that are not
     images go through the explicit door :func:`insilico.pixels.raw`. A
     Dataset's items may be images, ``(image, label, ...)`` tuples (torchvision's
-    ``ImageFolder`` with a ``transform`` that makes tensors) or dicts with an
+    ``ImageFolder`` with a ``transform`` that makes tensors; its ``targets`` and
+    ``classes`` become the source's ``labels`` and ``class_names``) or dicts with an
     image under one of :data:`IMAGE_KEYS`.
+
+    Image files are read as :mod:`insilico.stimuli.files` says: a folder
+    (``DIR/<class>/<image>`` gives labels and class names), a glob string or a
+    list of paths; ``ids`` are the relative paths. They are decoded chunk by
+    chunk (one chunk alive at a time), as RGB (grey for a one-channel model)
+    and fitted to ``model``'s input: by its ``preprocessing`` (a
+    :class:`~insilico.models.zoo.Preprocessing`: resize, centre crop) when it
+    has one, else resized to cover its ``input_size`` and centre-cropped
+    (:func:`~insilico.stimuli.files.fit_image`); without either, every image
+    must have one size (a StimulusError names two that differ).
+
+    Example
+    -------
+    >>> import tempfile, numpy as np, skimage.io, torch
+    >>> d = tempfile.mkdtemp()
+    >>> for i, shape in enumerate([(20, 30, 3), (40, 24, 3)]):
+    ...     skimage.io.imsave(f"{d}/{i}.png", np.zeros(shape, np.uint8), check_contrast=False)
+    >>> net = torch.nn.Conv2d(3, 2, 3)
+    >>> net.input_size = (3, 16, 16)
+    >>> source = stimulus_source(d, model=net)
+    >>> source.ids, tuple(source.batch(0, 2, None, None).shape)
+    (['0.png', '1.png'], (2, 3, 16, 16))
     """
-    source = _stimulus_source(stimuli)
+    if isinstance(stimuli, _Source):  # made already (e.g. by a tool that reads it twice)
+        return stimuli
+    source = _stimulus_source(stimuli, model)
     source.name = name
     return source
 
 
-def _stimulus_source(stimuli: Any) -> _Source:
+def _file_source(stimuli: Any, model) -> _Source:
+    """A source over image files, decoded per chunk and fitted to ``model``'s input (see :func:`stimulus_source`)."""
+    from .stimuli.files import fit_image, image_files, read_image
+
+    files = image_files(stimuli)
+    size = getattr(model, "input_size", None)
+    channels = int(size[0]) if size is not None and len(size) == 3 and int(size[0]) in (1, 3) else 3
+    preprocessing = getattr(model, "preprocessing", None)
+    if callable(preprocessing):
+        def fit(image):
+            return preprocessing(image[None])[0]
+    elif size is not None and len(size) >= 2:
+        def fit(image):
+            return fit_image(image, tuple(int(s) for s in size[-2:]))
+    else:
+        def fit(image):
+            return image
+
+    first = {}  # the first image decoded: every other must come out the same size, in any chunk
+
+    def get(a, b):
+        images = [fit(read_image(files.paths[i], channels)) for i in range(a, b)]
+        first.setdefault("shape", (files.paths[a], images[0].shape))
+        path, shape = first["shape"]
+        for i, image in zip(range(a, b), images):
+            if image.shape != shape:
+                raise StimulusError(f"{path} is {tuple(shape)} but {files.paths[i]} is {tuple(image.shape)}: images "
+                                    "of different sizes are fitted to a model's input, and this model states none "
+                                    "(no preprocessing or input_size): set model.input_size = (C, H, W), or resize "
+                                    "the files to one size")
+        return torch.stack(images)
+
+    return _Source(get, len(files), ids=files.ids, labels=files.labels, class_names=files.class_names)
+
+
+def _stimulus_source(stimuli: Any, model=None) -> _Source:
+    from .stimuli.files import is_files
+
+    if is_files(stimuli):
+        return _file_source(stimuli, model)
     if isinstance(stimuli, Raw):
         tensor = stimuli.data
         return _Source(lambda a, b: tensor[a:b], len(tensor), images=False)
@@ -500,10 +590,12 @@ def _stimulus_source(stimuli: Any) -> _Source:
                                     "Resize(s) + CenterCrop(s) + ToTensor())")
             return torch.stack(images)
 
-        return _Source(get, len(dataset))
+        labels, names = getattr(dataset, "targets", None), getattr(dataset, "classes", None)  # torchvision's
+        labels = [int(y) for y in labels] if labels is not None and len(labels) == len(dataset) else None
+        return _Source(get, len(dataset), labels=labels, class_names=list(names) if labels and names else None)
     raise StimulusError(
         f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
-        "a StimulusSet or a Dataset"
+        "a StimulusSet, a Dataset, a folder of images, a glob or a list of image files"
     )
 
 

@@ -169,3 +169,42 @@ def test_bad_files_name_the_path(tmp_path):
     mixed = _write(tmp_path / "mixed", {"top.png": (8, 8), "cls/in.png": (8, 8)})
     with pytest.raises(StimulusError, match="both at its top"):
         stimulus_source(mixed)
+
+
+def _classifier(classes=None):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    model.input_size = (3, 12, 12)
+    if classes is not None:
+        model.classes = classes
+    return model.eval()
+
+
+def test_tools_take_a_folder_through_the_one_source(tmp_path):
+    from insilico.attribution import top_exemplars
+    from insilico.experiments import lesion_sweep
+
+    shapes = {"cat/a.png": (12, 20), "cat/b.png": (16, 16), "dog/c.png": (30, 12), "dog/d.png": (12, 12)}
+    root = _write(tmp_path / "set", shapes)
+    pixels = stimulus_source(root, model=_classifier()).batch(0, 4, None, None)
+    ex = top_exemplars(_classifier(), root, "0[1]", k=2, progress=False)
+    by_hand = top_exemplars(_classifier(), pixels, "0[1]", k=2, progress=False)
+    assert torch.equal(ex.indices, by_hand.indices) and torch.allclose(ex.activations, by_hand.activations)
+    assert ex.ids == [sorted(shapes)[i] for i in ex.indices.tolist()]
+    # the folder's labels, matched to the model's classes by name (the model names them in another order)
+    swept = lesion_sweep(_classifier(["dog", "cat"]), "0", root, progress=False)
+    given = lesion_sweep(_classifier(["dog", "cat"]), "0", pixels, [1, 1, 0, 0], progress=False)
+    assert np.array_equal(swept.class_accuracy, given.class_accuracy, equal_nan=True)
+    assert list(swept.classes) == ["dog", "cat"]
+    # a model that names no classes: the folder's order, when it has as many outputs as the folder classes
+    plain = lesion_sweep(_classifier(), "0", root, progress=False)
+    assert list(plain.classes) == ["cat", "dog"]
+    assert np.array_equal(plain.class_accuracy, lesion_sweep(_classifier(), "0", pixels, [0, 0, 1, 1],
+                                                             progress=False).class_accuracy, equal_nan=True)
+    three = _write(tmp_path / "three", {**shapes, "owl/e.png": (12, 12)})
+    with pytest.raises(insilico.InsilicoError, match="3 classes .* 2 outputs"):
+        lesion_sweep(_classifier(), "0", three, progress=False)
+    with pytest.raises(insilico.InsilicoError, match=r"\['owl'\] are not among the model's classes"):
+        lesion_sweep(_classifier(["dog", "cat"]), "0", three, progress=False)
+    with pytest.raises(insilico.InsilicoError, match="labels are needed"):
+        lesion_sweep(_classifier(), "0", pixels, progress=False)

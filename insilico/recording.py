@@ -478,6 +478,12 @@ class _Source:
             batch = batch.to(dtype)  # the model's dtype: float64 models get float64 stimuli
         return batch if device is None else batch.to(device)
 
+    def __getitem__(self, indices) -> torch.Tensor:
+        """The stimuli at ``indices`` (an int, or a sequence or tensor of them), gated, as read (on the CPU)."""
+        if isinstance(indices, int) or (torch.is_tensor(indices) and indices.ndim == 0):
+            return self.batch(int(indices), int(indices) + 1, None, None)[0]
+        return torch.cat([self.batch(int(i), int(i) + 1, None, None) for i in indices])
+
     def digest(self, start: int, stop: int) -> str:
         """:func:`insilico.identity.digest` of stimuli ``[start, stop)`` (the batch just read is not read again)."""
         return digest(self.read(start, stop))

@@ -208,3 +208,38 @@ def test_tools_take_a_folder_through_the_one_source(tmp_path):
         lesion_sweep(_classifier(["dog", "cat"]), "0", three, progress=False)
     with pytest.raises(insilico.InsilicoError, match="labels are needed"):
         lesion_sweep(_classifier(), "0", pixels, progress=False)
+
+
+def test_the_command_line_records_a_folder_and_a_glob(tmp_path):
+    from insilico.cli import main
+
+    root = _write(tmp_path / "set", {"cat/a.png": (40, 70), "dog/b.png": (64, 64), "dog/c.jpg": (90, 50)})
+    assert main(["record", "--units", "features.0[3]", "--stimuli", str(root), "--out", str(tmp_path / "rec"),
+                 "--quiet"]) == 0
+    rec = insilico.Recording.load(tmp_path / "rec" / "recording")
+    assert rec.ids == ["cat/a.png", "dog/b.png", "dog/c.jpg"] and rec.class_names == ["cat", "dog"]
+    assert tuple(rec["features.0[3]"].shape[:1]) == (3,)
+    assert main(["record", "--units", "features.0[3]", "--stimuli", str(root / "dog" / "*.png"),
+                 "--out", str(tmp_path / "glob"), "--quiet"]) == 0
+    assert insilico.Recording.load(tmp_path / "glob" / "recording").ids == ["b.png"]
+
+
+def test_the_gallery_takes_a_folder_as_its_exemplar_set(tmp_path):
+    import json
+
+    from insilico.cli import main
+    from insilico.gallery import GallerySettings
+
+    root = _write(tmp_path / "set", {"cat/a.png": (40, 70), "cat/b.png": (64, 64), "dog/c.png": (90, 50),
+                                     "dog/d.png": (70, 70)})
+    out = tmp_path / "site"
+    assert main(["gallery", "build", "--model", "minialex", "--layers", "classifier.6", "--units", "1",
+                 "--steps", "2", "--exemplars", "3", "--stimuli", str(root), "--out", str(out), "--quiet"]) == 0
+    pages = [json.loads(p.read_text()) for p in out.glob("units/classifier.6/*/exemplars.json")]
+    assert len(pages) == 1 and pages[0]["n_stimuli"] == 4
+    names = ["cat", "cat", "dog", "dog"]  # the folder's class of each stimulus, in id order
+    assert pages[0]["labels"] == [names[i] for i in pages[0]["indices"]]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StimulusError, match="empty holds no image files"):
+        GallerySettings.from_dict({"model": "minialex", "stimuli": str(tmp_path / "empty")})
+

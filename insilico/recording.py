@@ -210,6 +210,119 @@ class Recording:
             meta.update(labels=[y for rec in recordings for y in rec.labels], class_names=recordings[0].class_names)
         return cls(arrays, ids, params, meta)
 
+    def to_xarray(self):
+        """The responses as an ``xarray.DataArray`` laid out as Brain-Score's ``NeuroidAssembly``.
+
+        Dims ``("presentation", "neuroid")``, or ``("presentation", "neuroid", "time_bin")`` when every
+        unit names a time step and each unit is recorded at the same steps (``"blt.conv2@0"``,
+        ``"blt.conv2@1"``, ...; ``time_bin`` holds the step numbers). Only recorded stimuli are rows.
+
+        Coordinates: on ``presentation`` ``stimulus_id`` (the ids, as text), ``label`` and
+        ``class_name`` when the stimuli had classes, and each scalar stimulus parameter (a
+        StimulusSet's); on ``neuroid`` those of :meth:`neuroids`. Attributes: the recording's
+        settings (``model``, ``reduce``, ``precision``, ``batch_size``, ``class_names``, ``versions``)
+        as NetCDF-safe text and numbers, so ``to_netcdf`` / ``xarray.load_dataarray`` round-trip it
+        (scipy's NetCDF3 writer is enough). Values are read into memory (float32 as recorded).
+
+        Raises
+        ------
+        InsilicoError
+            xarray is not installed (``pip install insilico-ephys[xarray]``).
+
+        Example
+        -------
+        >>> import torch, insilico
+        >>> net = torch.nn.Conv2d(1, 2, 3)
+        >>> rec = insilico.Probe(net).record_stimuli(torch.rand(4, 1, 5, 5), "", progress=False)
+        >>> da = rec.to_xarray()
+        >>> da.dims, da.sizes["neuroid"], str(da.neuroid_id.values[5])
+        (('presentation', 'neuroid'), 18, '[0,1,2]')
+        """
+        try:
+            import xarray
+        except ImportError:
+            raise InsilicoError("Recording.to_xarray needs xarray: pip install 'insilico-ephys[xarray]'") from None
+        rows = self.indices
+        values, neuroids = self._flat()
+        coords = {"stimulus_id": ("presentation", [str(self.ids[i]) for i in rows])}
+        if self.labels is not None:
+            coords["label"] = ("presentation", np.asarray([self.labels[i] for i in rows], dtype=np.int32))
+            if self.class_names is not None:
+                coords["class_name"] = ("presentation", [str(self.class_names[self.labels[i]]) for i in rows])
+        for key, column in _param_columns(self.params, rows).items():
+            coords.setdefault(key, ("presentation", column))
+        steps = _time_steps(self.units, neuroids)
+        if steps is None:
+            coords.update({k: ("neuroid", v) for k, v in neuroids.items()})
+            dims = ("presentation", "neuroid")
+        else:
+            first = [j for j, unit in enumerate(neuroids["unit"]) if Unit.parse(unit).step == steps[0]]
+            values = np.stack([values[:, [j for j, unit in enumerate(neuroids["unit"]) if Unit.parse(unit).step == t]]
+                               for t in steps], axis=-1)
+            coords.update({k: ("neuroid", [_without_step(v[j], k) for j in first]) for k, v in neuroids.items()
+                           if k != "step"})
+            coords["time_bin"] = ("time_bin", np.asarray(steps, dtype=np.int32))
+            dims = ("presentation", "neuroid", "time_bin")
+        return xarray.DataArray(values, dims=dims, coords=coords, name="responses", attrs=self._attrs())
+
+    def to_pandas(self):
+        """The responses as a ``pandas.DataFrame``: one row per recorded stimulus (index ``stimulus_id``), one
+        column per single value (named by :meth:`neuroids`' ``neuroid_id``); values read into memory.
+
+        Raises
+        ------
+        InsilicoError
+            pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas
+        except ImportError:
+            raise InsilicoError("Recording.to_pandas needs pandas: pip install 'insilico-ephys[xarray]'") from None
+        values, neuroids = self._flat()
+        index = pandas.Index([self.ids[i] for i in self.indices], name="stimulus_id")
+        return pandas.DataFrame(values, index=index, columns=pandas.Index(neuroids["neuroid_id"], name="neuroid_id"))
+
+    def neuroids(self) -> dict[str, list]:
+        """One entry per single recorded value (the columns of :meth:`to_pandas`), as lists of equal length.
+
+        ``neuroid_id``: the value's address (``"features.0[3,2,1]"``; with a reduction or a sliced
+        index, the unit followed by the position in its recorded value, ``"features.0[1:3]#0,2,1"``);
+        ``unit``: the recorded address; ``layer``: its module; ``step``: its time step (-1: none);
+        ``channel``: the first index of the value's full address (a conv map's channel, a token
+        layer's token; -1 when a sliced index hides it); ``position``: the rest of the address
+        (``"2,1"``), the reduction (``"mean"``), or ``""``.
+        """
+        return self._flat(values=False)[1]
+
+    def _flat(self, values: bool = True) -> tuple:
+        """The recorded stimuli's values (N, neuroids) in unit order, and the neuroid coordinates."""
+        reduce = self.meta.get("reduce")
+        columns, coords = [], {k: [] for k in ("neuroid_id", "unit", "layer", "step", "channel", "position")}
+        for name in self.units:
+            array = self.array(name)
+            unit, shape = Unit.parse(name), tuple(array.shape[1:])
+            if values:
+                columns.append(np.asarray(array).reshape(len(array), -1))
+            for where in np.ndindex(*shape):
+                for key, value in zip(coords, _neuroid(unit, where, reduce)):
+                    coords[key].append(value)
+        data = np.concatenate(columns, axis=1) if values and columns else None
+        return data, coords
+
+    def _attrs(self) -> dict:
+        """The settings as NetCDF attributes: text and numbers only (JSON text for the rest)."""
+        import json
+
+        attrs = {"format": FORMAT, "n_stimuli": int(self.n_stimuli)}
+        for key, value in self.meta.items():
+            if key in ("job", "labels", "units", "stimuli", "format"):
+                continue
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                attrs[key] = value
+            else:
+                attrs[key] = json.dumps(jsonable(value))
+        return attrs
+
     def plot(self, unit=None, ax=None):
         """Responses of ``unit`` (default the first), stimuli x values (flattened); returns the Figure."""
         import matplotlib.pyplot as plt
@@ -231,6 +344,58 @@ class Recording:
 
 
 persistence.register(Recording, "folder")  # insilico.load(folder) opens it through the decoder's table
+
+
+def _neuroid(unit: Unit, where: tuple, reduce) -> tuple:
+    """``(neuroid_id, unit, layer, step, channel, position)`` of the value at ``where`` in ``unit``'s recorded value."""
+    fixed = unit.index or ()
+    known = all(isinstance(i, int) for i in fixed)  # a sliced or listed index hides the full address
+    full = tuple(fixed) + tuple(where) if known else None
+    step = -1 if unit.step is None else unit.step
+    if full is not None and reduce is None:
+        name = str(unit.replace(index=full)) if full else str(unit)
+        return name, str(unit), unit.module, step, (full[0] if full else -1), ",".join(map(str, full[1:]))
+    name = f"{unit}#{','.join(map(str, where))}" if where else str(unit)
+    channel = full[0] if full else -1
+    return name, str(unit), unit.module, step, channel, reduce or ""
+
+
+def _time_steps(units: list, neuroids: dict) -> list | None:
+    """The common time steps when every unit names one and each unit is recorded at all of them, else None."""
+    parsed = [Unit.parse(u) for u in units]
+    if len(parsed) < 2 or any(u.step is None for u in parsed):
+        return None
+    steps = sorted({u.step for u in parsed})
+    groups: dict = {}
+    for unit in parsed:
+        groups.setdefault(str(unit.replace(step=None)), []).append(unit.step)
+    if len(steps) < 2 or any(sorted(g) != steps for g in groups.values()):
+        return None
+    per_step = [[_without_step(n, "neuroid_id") for n, u in zip(neuroids["neuroid_id"], neuroids["unit"])
+                 if Unit.parse(u).step == t] for t in steps]
+    return steps if all(ids == per_step[0] for ids in per_step) else None
+
+
+def _without_step(value, key: str):
+    """A neuroid coordinate with the time step taken out of the addresses (``"a@2[3]"`` -> ``"a[3]"``)."""
+    if key not in ("neuroid_id", "unit"):
+        return value
+    head, _, tail = str(value).partition("#")
+    head = str(Unit.parse(head).replace(step=None))
+    return f"{head}#{tail}" if tail else head
+
+
+def _param_columns(params, rows) -> dict:
+    """Stimulus parameters that every stimulus has as one scalar (text or number), one column each."""
+    if not params:
+        return {}
+    columns = {}
+    for key in params[0]:
+        column = [params[i].get(key) for i in rows]
+        if all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in column):
+            kinds = {type(v) for v in column}
+            columns[key] = [str(v) for v in column] if str in kinds else np.asarray(column, dtype=float)
+    return columns
 
 
 def _unit_arrays(path: Path, meta: dict) -> dict:

@@ -172,8 +172,8 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
     try:
         array = np.asarray(skimage.io.imread(path))
     except Exception as exc:  # noqa: BLE001 - any decoder failure is re-raised naming the file
-        raise StimulusError(f"cannot read the image {path} ({type(exc).__name__}: {exc}): remove or convert "
-                            "the file") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StimulusError(f"cannot read image {str(path)!r}: {reason}; remove or convert the file") from None
     if array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4)):
         array = array[0]  # an animated or multi-page file: its first frame
     try:

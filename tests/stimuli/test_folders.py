@@ -164,7 +164,7 @@ def test_bad_files_name_the_path(tmp_path):
     with pytest.raises(StimulusError, match=r"b\.png is empty"):
         probe.record_stimuli(root, "", progress=False)
     (root / "b.png").write_bytes(b"not an image")
-    with pytest.raises(StimulusError, match=r"cannot read the image .*b\.png"):
+    with pytest.raises(StimulusError, match=r"cannot read image .*b\.png"):
         probe.record_stimuli(root, "", progress=False)
     mixed = _write(tmp_path / "mixed", {"top.png": (8, 8), "cls/in.png": (8, 8)})
     with pytest.raises(StimulusError, match="both at its top"):

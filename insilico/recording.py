@@ -15,9 +15,9 @@ complete batch; calling ``record_stimuli`` again with the same ``out``
 records only what is missing, after checking that it is the same job: the
 same model (parameters and buffers), units and settings, and the same
 stimuli for every range already recorded (read and hashed again, no forward
-pass); anything else is refused naming the difference (``overwrite=True``
-starts over). Several processes (``torchrun`` ranks, or
-``shard=(rank, world)``) can fill one folder together: see
+pass); anything else is refused naming the difference (``out=Job(folder,
+overwrite=True)`` starts over). Several processes (``torchrun`` ranks, or
+``out=Job(folder, shard=(rank, world))``) can fill one folder together: see
 :mod:`insilico.sharding`.
 
 Example
@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from . import persistence
 from ._version import __version__
 from .pixels import Raw, check_images
+from .options import Job
 from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, job_identity, value_digest
 from .jsonfiles import jsonable
@@ -433,15 +434,13 @@ def record_stimuli(
     stimuli: Any,
     units,
     batch_size: int = 64,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike | Job | None = None,
     reduce: str | None = None,
     progress: bool = True,
     ids: Sequence | None = None,
     model_name: str | None = None,
-    shard: tuple[int, int] | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
-    overwrite: bool = False,
 ) -> Recording:
     """Record ``units`` over a stimulus set in batches (no gradients, model in eval mode).
 
@@ -456,11 +455,16 @@ def record_stimuli(
         sub-folders become the recording's ``labels`` and ``class_names``.
     units : address or list of addresses
     batch_size : int
-    out : folder, optional
+    out : folder or Job, optional
         Stream to disk there (see the module docstring); a folder holding an
         unfinished recording of the same job (model, units, stimuli,
         settings) is resumed; one of another job is refused
         (:class:`~insilico.errors.JobMismatchError` naming the differences).
+        ``Job(folder, shard=(rank, world))`` records only this rank's share of the batches (by default
+        the ranks of an initialised ``torch.distributed`` process group share the work, e.g. under
+        ``torchrun``: all write into the folder and all return the whole recording; without ``out`` each
+        process records on its own); ``Job(folder, overwrite=True)`` deletes the recording already there
+        and starts over.
     reduce : {"mean", "max", "center"}, optional
         Spatial reduction at record time (see :meth:`Probe.record`).
     progress : bool
@@ -469,20 +473,12 @@ def record_stimuli(
         Stimulus labels (default: image files' relative paths, else 0..N-1).
     model_name : str, optional
         Stored in the metadata.
-    shard : (rank, world), optional
-        Record only this rank's share of the batches. By default the ranks
-        of an initialised ``torch.distributed`` process group share the work
-        (launch with ``torchrun``) when ``out`` is given: all write into it
-        and all return the whole recording; without ``out`` each process
-        records on its own.
     precision : {"fp32", "bf16", "fp16"}
         Forward passes under :func:`torch.autocast` (default "fp32": unchanged);
         bf16/fp16 values are stored as float32 / float16.
     channels_last : bool
         Model weights and batches in NHWC memory order during the run (faster
         convolutions on GPUs; see :mod:`insilico.performance`).
-    overwrite : bool
-        Delete the recording already in ``out`` and start over (default False).
 
     Returns
     -------
@@ -508,10 +504,11 @@ def record_stimuli(
     ids = given if given is not None else list(range(n))
     if len(ids) != n:
         raise StimulusError(f"{len(ids)} ids for {n} stimuli")
+    job = Job.of(out)
+    shard = None if job is None else job.shard
+    out = None if job is None else Path(job.path)
     rank, world = rank_world(shard)
     if world > 1 and out is None:
-        if shard is not None:
-            raise InsilicoError("a recording shared by several ranks needs out= (a folder every rank can write to)")
         rank, world = 0, 1  # a process of a group (e.g. data-parallel training) records a job of its own
     sync = barrier if world > 1 else (lambda: None)
 
@@ -532,7 +529,7 @@ def record_stimuli(
             settings = {"units": names, "reduce": reduce, "precision": precision,
                         "ids": value_digest(jsonable(ids)), "params": value_digest(jsonable(source.params))}
             meta["job"] = job_identity(model, settings, {"stimuli": {"n": n}})
-            if overwrite:
+            if job.overwrite:
                 start_over(Path(out), ["meta.json", "progress-*.json", "[0-9][0-9][0-9]_*.npy"], shard)
             sink = _DiskSink.open(Path(out), names, shapes, n, given, source, meta, rank)
         sync()  # every rank plans from the same progress before any rank adds to it
@@ -592,7 +589,7 @@ def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
         shape, dtype = probe.value_spec(whole, first, survey, parts)
         value = torch.empty((1, *shape), dtype=dtype, device="meta")
         if reduce is not None:
-            value = _reduce(value, reduce, unit)
+            value = _reduce(value, reduce, unit, probe.model)
         shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))
     return shapes
 
@@ -903,7 +900,7 @@ class _DiskSink:
                 self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
             except (OSError, ValueError) as e:
                 raise SavedFileError(f"{path / files[name]} is damaged ({type(e).__name__}: {e}): pass "
-                                     "overwrite=True (--force) to record again, or choose another out= folder",
+                                     "out=Job(folder, overwrite=True) (--force) to record again, or choose another out= folder",
                                      path / files[name]) from None
             self.row_bytes[name] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             self.files[name] = open(path / files[name], "r+b")

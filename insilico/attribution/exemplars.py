@@ -45,7 +45,7 @@ from ..recording import Recording, batches, stimulus_source
 from ..registry import register_tool
 from ..results import Result
 from ..session import result_dtype, session
-from ..units import Unit, UnitLike
+from ..units import Unit, UnitLike, need_tensor
 from .gradients import attribute, gradient_map
 
 
@@ -236,8 +236,7 @@ class _Ranker:
         self.where = None  # selection position -> flat position in the module's output
 
     def update(self, batch: torch.Tensor, start: int, whole: bool) -> None:
-        if not torch.is_tensor(batch):
-            raise UnitError(f"{self.unit} is not a tensor: name a part of the module's output, e.g. ':0'")
+        batch = need_tensor(self.unit, batch)
         if whole:
             if self.where is None:
                 self.whole_shape = tuple(batch.shape[1:])

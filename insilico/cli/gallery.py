@@ -53,6 +53,7 @@ def _gallery(sub) -> None:
 def _gallery_build(args) -> None:
     from ..experiments.command import load_model
     from ..gallery import GallerySettings, build
+    from ..options import Job
 
     overrides = dict(model=args.model, weights=args.weights, units=args.units, steps=args.steps,
                      exemplars=args.exemplars, chunk=args.batch_size, seed=args.seed, layers=args.layers,
@@ -63,8 +64,7 @@ def _gallery_build(args) -> None:
         settings = GallerySettings.from_dict({k: v for k, v in overrides.items() if v is not None})
     model = load_model(settings.model, settings.weights, args.device)
     out = args.out or str(Path("gallery") / "site" / _file_name(settings.model.split(":")[-1]))
-    summary = build(settings, out, model=model, shard=args.shard, progress=not args.quiet,
-                    overwrite=args.force)
+    summary = build(settings, Job(out, shard=args.shard, overwrite=args.force), model=model, progress=not args.quiet)
     computed = ", ".join(f"{k} {v}" for k, v in summary["computed"].items())
     print(f"gallery of {len(summary['layers'])} layer(s) in {summary['seconds']:.0f} s "
           f"(computed now: {computed}); open {summary['index']}")

@@ -34,10 +34,8 @@ def _record(sub) -> None:
         probe = Probe(model)
         probe.units(*args.units)  # a bad address ends here, before anything is written
         out = _out(args.out)
-        _, shard = _shared(args, out)
-        rec = probe.record_stimuli(stimuli, args.units, out=out / "recording", reduce=args.reduce,
-                                          batch_size=args.batch_size, progress=not args.quiet, shard=shard,
-                                          overwrite=args.force)
+        rec = probe.record_stimuli(stimuli, args.units, out=_shared(args, out, "recording"), reduce=args.reduce,
+                                   batch_size=args.batch_size, progress=not args.quiet)
         if not _writes_outputs(rec if rec.complete else None):
             return
         entries = []

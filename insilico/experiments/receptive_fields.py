@@ -54,9 +54,10 @@ from torch import nn
 
 from .. import stimuli as stim
 from ..errors import InsilicoError
+from ..performance import as_numpy
 from ..probe import Probe
 from ..registry import register_tool
-from ..units import Unit
+from ..units import Unit, need_tensor
 from .results import Result, new_axes
 from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of, image_size, renamed
 from ..session import session
@@ -131,7 +132,7 @@ def receptive_field(
         from ..attribution.gradients import gradient_map
 
         images = stim.white_noise(size=size, n=n_images, seed=seed, channels=channels).images
-        maps = gradient_map(model, images, neuron, method="gradient").cpu().numpy()
+        maps = as_numpy(gradient_map(model, images, neuron, method="gradient"))
         signed = maps.sum(1).mean(0)
         strength = np.abs(maps).sum(1).mean(0)
         settings.update(n_images=n_images, seed=seed)
@@ -168,7 +169,7 @@ def theoretical_box(model: nn.Module, neuron: Unit, channels: int, size: int) ->
     whole = Unit(neuron.module, neuron.step, None, neuron.output)
     with session(model, grad=True), probe.record(whole, keep_graph=True) as rec:
         model(x)
-        out = rec[whole]
+        out = need_tensor(whole, rec[whole], " for its receptive field")
     if out.grad_fn is None:
         return None
     index = neuron.index or ()

@@ -63,6 +63,7 @@ Example
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -71,6 +72,7 @@ import torch
 from .. import stimuli as stim
 from ..errors import InsilicoError
 from ..layers import image_size
+from ..options import Options
 from ..plan import Plan
 from ..registry import register_tool
 from .results import Result, new_axes
@@ -154,6 +156,74 @@ def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, ori
     return values(grid) + (record,)
 
 
+@dataclass(frozen=True)
+class TuningOptions(Options):
+    """The method of :func:`orientation_tuning` (not its stimulus dimensions), checked when built.
+
+    Attributes
+    ----------
+    phase_reduce : {"max", "mean", "f1"}
+        How responses over phase become one number (default "max"; see the module docstring).
+    natural : images (N, C, H, W) or StimulusSet, optional
+        Natural images: each unit's response range on them sets the margin of
+        the "driven" criterion (default: the blank response sets it).
+    margin : float
+        A responsive unit's peak exceeds its blank response by ``margin`` x its
+        natural-image range (or x ``|blank response|``) (default 0.2).
+    min_reliability : float
+        Least correlation between the tuning grids of two interleaved phase
+        halves (applied with 6 or more phases; default 0.5).
+    raw : bool
+        True: tune the addresses as given (e.g. a conv output before its
+        ReLU); default False moves Conv / Linear units onto the following
+        nonlinearity (:func:`~insilico.experiments.runs.after_nonlinearity`).
+    budget : float or None
+        Seconds of forward passes the default grid may take (default
+        :data:`~insilico.experiments.budget.DEFAULT_BUDGET`). When none of
+        ``orientations``, ``sfs``, ``phases`` is given, the grid is the
+        largest of :data:`GRIDS` (orientations x SFs x phases, from
+        36 x 8 x 8 down to 4 x 4 x 4) whose gratings x ``colours`` fit it,
+        by the model's arithmetic up to the units
+        (:func:`~insilico.experiments.budget.seconds_per_stimulus`: counted
+        FLOPs at a nominal device throughput, not timed, so the same call
+        picks the same grid on every machine of a device kind). ``None``:
+        the full 36 x 8 x 8 grid. Given any of the three, you choose the
+        grid: the others take their full defaults. The choice and the
+        estimate are in ``result.settings["grid"]``.
+    fov : float, optional
+        Degrees of visual angle spanned by the image; adds cycles/deg values
+        and the macaque reference to :meth:`TuningResult.plot_population`.
+
+    Example
+    -------
+    >>> TuningOptions(phase_reduce="f1", budget=None).phase_reduce
+    'f1'
+    >>> TuningOptions(phase_reduce="median")
+    Traceback (most recent call last):
+    ...
+    insilico.errors.InsilicoError: phase_reduce must be one of ('max', 'mean', 'f1'), not 'median'
+    """
+
+    phase_reduce: str = "max"
+    natural: Any = None
+    margin: float = MARGIN
+    min_reliability: float = MIN_RELIABILITY
+    raw: bool = False
+    budget: float | None = DEFAULT_BUDGET
+    fov: float | None = None
+
+    def validate(self) -> TuningOptions:
+        """Check the method's settings; returns ``self``."""
+        if self.phase_reduce not in PHASE_REDUCTIONS:
+            raise InsilicoError(f"phase_reduce must be one of {PHASE_REDUCTIONS}, not {self.phase_reduce!r}")
+        for name in ("budget", "fov"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          and value > 0):
+                raise InsilicoError(f"{name} must be a number > 0 or None, not {value!r}")
+        return self
+
+
 @register_tool("experiment", takes_images=False, per_sample=True)
 def orientation_tuning(
     model: torch.nn.Module,
@@ -163,16 +233,12 @@ def orientation_tuning(
     sfs: Sequence[float] | None = None,
     phases: Sequence[float] | None = None,
     contrast: float = 1.0,
-    fov: float | None = None,
-    phase_reduce: str = "max",
-    natural: Any = None,
-    margin: float = MARGIN,
-    min_reliability: float = MIN_RELIABILITY,
-    raw: bool = False,
+    *,
     colours: Sequence[str] = ("luminance",),
-    budget: float | None = DEFAULT_BUDGET,
     batch_size: int = 288,
     progress: bool = True,
+    options: TuningOptions | None = None,
+    **option_overrides,
 ) -> "TuningResult":
     """Orientation and SF tuning of units with full-field sine gratings and a blank baseline.
 
@@ -201,54 +267,36 @@ def orientation_tuning(
         more let the phase-reliability criterion apply).
     contrast : float
         Michelson contrast of the gratings (mean luminance 0.5, the blank's).
-    fov : float, optional
-        Degrees of visual angle spanned by the image; adds cycles/deg values
-        and the macaque reference to :meth:`TuningResult.plot_population`.
-    phase_reduce : {"max", "mean", "f1"}
-        How responses over phase become one number (see the module docstring).
-    natural : images (N, C, H, W) or StimulusSet, optional
-        Natural images: each unit's response range on them sets the margin of
-        the "driven" criterion (default: the blank response sets it).
-    margin : float
-        A responsive unit's peak exceeds its blank response by ``margin`` x its
-        natural-image range (or x ``|blank response|``).
-    min_reliability : float
-        Least correlation between the tuning grids of two interleaved phase
-        halves (applied with 6 or more phases).
-    raw : bool
-        True: tune the addresses as given (e.g. a conv output before its
-        ReLU); default False moves Conv / Linear units onto the following
-        nonlinearity (:func:`~insilico.experiments.runs.after_nonlinearity`).
     colours : list of {"luminance", "red-green", "blue-yellow"}
         Colour axes of the gratings (:data:`COLOUR_AXES`; the chromatic ones
         need 3-channel input): each unit is characterised on the axis that
         drives it most (``preferred_colour``; ``colour_peak`` per axis), so a
         colour-opponent unit is tuned with colour gratings. Each axis adds a
         full grating set.
-    budget : float or None
-        Seconds of forward passes the default grid may take (default
-        :data:`~insilico.experiments.budget.DEFAULT_BUDGET`). When none of
-        ``orientations``, ``sfs``, ``phases`` is given, the grid is the
-        largest of :data:`GRIDS` (orientations x SFs x phases, from
-        36 x 8 x 8 down to 4 x 4 x 4) whose gratings x ``colours`` fit it,
-        by the model's arithmetic up to the units
-        (:func:`~insilico.experiments.budget.seconds_per_stimulus`: counted
-        FLOPs at a nominal device throughput, not timed, so the same call
-        picks the same grid on every machine of a device kind). ``None``:
-        the full 36 x 8 x 8 grid. Given any of the three, you choose the
-        grid: the others take their full defaults. The choice and the
-        estimate are in ``result.settings["grid"]``.
     batch_size : int
         Gratings per forward pass.
     progress : bool
         Show a progress bar.
+    options : TuningOptions, optional
+        The method: ``phase_reduce``, ``natural``, ``margin``, ``min_reliability``, ``raw``, ``budget`` (which
+        sizes the default grid), ``fov``.
+    **option_overrides
+        Any field of :class:`TuningOptions`, on top of ``options`` (``phase_reduce="f1"``, ``budget=None``).
 
     Returns
     -------
     TuningResult
+
+    Raises
+    ------
+    InsilicoError
+        An unknown option (with close matches) or one out of range; fewer than 4 orientations; colours the
+        model's input cannot show.
     """
-    if phase_reduce not in PHASE_REDUCTIONS:
-        raise InsilicoError(f"phase_reduce must be one of {PHASE_REDUCTIONS}, not {phase_reduce!r}")
+    options = TuningOptions.from_kwargs("orientation_tuning", None, options, **option_overrides)
+    phase_reduce, natural, margin, min_reliability = (options.phase_reduce, options.natural, options.margin,
+                                                      options.min_reliability)
+    raw, budget, fov = options.raw, options.budget, options.fov
     channels, _, size = image_size(model, size, square=True)
     requested = as_units(units)
     blank = torch.full((1, channels, size, size), 0.5)
@@ -588,7 +636,7 @@ def _legend_beside(fig, ax, created: bool):
         fig.tight_layout()
     return fig
 
-__all__ = ["orientation_tuning", "TuningResult", "MACAQUE_V1", "default_sfs", "circular_variance", "selectivity_index",
+__all__ = ["orientation_tuning", "TuningOptions", "TuningResult", "MACAQUE_V1", "default_sfs", "circular_variance", "selectivity_index",
            "fit_von_mises", "fit_log_gaussian", "von_mises", "von_mises_hwhm", "log_gaussian"]
 
 

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError
+from ..performance import as_numpy
 from ..layers import centre as map_centre, example_input, unit_layout
 from ..plot import as_images, map_to_rgb, mosaic
 from ..session import session
@@ -288,8 +289,8 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
     noise = stimuli.white_noise(size=work.shape[-1], n=m, seed=work.settings.seed, channels=work.shape[0]).images
     neurons = [Unit.parse(layer).replace(index=(c, *centre)) for c in channels for _ in range(m)]
     images = noise.repeat(len(channels), 1, 1, 1)
-    maps = torch.cat([gradient_map(work.model, images[i:i + batch], neurons[i:i + batch]).cpu()
-                      for i in range(0, len(images), batch)]).numpy().reshape(len(channels), m, *work.shape)
+    maps = as_numpy(torch.cat([gradient_map(work.model, images[i:i + batch], neurons[i:i + batch]).cpu()
+                               for i in range(0, len(images), batch)])).reshape(len(channels), m, *work.shape)
     pages = []
     for i, c in enumerate(channels):
         signed, strength = maps[i].sum(1).mean(0), np.abs(maps[i]).sum(1).mean(0)

@@ -759,8 +759,11 @@ def _stimulus_source(stimuli: Any, model=None) -> _Source:
             return torch.stack(images)
 
         labels, names = getattr(dataset, "targets", None), getattr(dataset, "classes", None)  # torchvision's
-        labels = [int(y) for y in labels] if labels is not None and len(labels) == len(dataset) else None
-        return _Source(get, len(dataset), labels=labels, class_names=list(names) if labels and names else None)
+        if labels is None or names is None or len(labels) != len(dataset):  # only a classification set's
+            labels = names = None
+        else:
+            labels, names = [int(y) for y in labels], [str(c) for c in names]
+        return _Source(get, len(dataset), labels=labels, class_names=names)
     raise StimulusError(
         f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
         "a StimulusSet, a Dataset, a folder of images, a glob or a list of image files"

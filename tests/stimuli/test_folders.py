@@ -243,3 +243,18 @@ def test_the_gallery_takes_a_folder_as_its_exemplar_set(tmp_path):
     with pytest.raises(StimulusError, match="empty holds no image files"):
         GallerySettings.from_dict({"model": "minialex", "stimuli": str(tmp_path / "empty")})
 
+
+
+def test_a_torchvision_image_folder_dataset_brings_its_classes_and_concat_keeps_labels(tmp_path):
+    datasets = pytest.importorskip("torchvision.datasets")
+    transforms = pytest.importorskip("torchvision.transforms")
+    root = _write(tmp_path / "set", {"cat/a.png": (8, 8), "dog/b.png": (8, 8), "dog/c.png": (8, 8)})
+    folder = datasets.ImageFolder(root, transform=transforms.ToTensor())
+    source = stimulus_source(folder)
+    assert source.labels == [0, 1, 1] and source.class_names == ["cat", "dog"]
+    probe = insilico.Probe(nn.Conv2d(3, 2, 3))
+    parts = [probe.record_stimuli(stimulus_source(root), "", progress=False) for _ in range(2)]
+    joined = insilico.Recording.concat(parts)
+    assert joined.labels == [0, 1, 1, 0, 1, 1] and joined.class_names == ["cat", "dog"]
+    plain = probe.record_stimuli(torch.rand(2, 3, 8, 8), "", progress=False)
+    assert insilico.Recording.concat([parts[0], plain]).labels is None  # labels of some stimuli only: none

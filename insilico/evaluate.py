@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .plan import Plan, plan_for
-from .recording import batches
+from .recording import batches, stimulus_source
 from .session import result_dtype
 from .units import Unit, UnitLike, need_tensor
 
@@ -66,6 +66,7 @@ def predict(model: nn.Module, stimuli: Any, *, batch_size: int = 256, output: Un
     """
     plan = plan_for(model, plan)
     parts = []
+    stimuli = stimulus_source(stimuli, model=model)  # image files are fitted to the model's input
     with plan.session() as s:
         for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):
             if output is None:
@@ -98,6 +99,7 @@ def responses(model: nn.Module, stimuli: Any, units: Sequence[UnitLike], *, batc
     """
     plan = plan_for(model, plan)
     parsed = [Unit.coerce(u, model) for u in units]
+    stimuli = stimulus_source(stimuli, model=model)  # image files are fitted to the model's input
     with plan.session() as s, plan.record(*parsed, stop=stop, reduce=reduce) as rec:
         for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):
             rec.forward(batch)

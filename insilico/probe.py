@@ -519,7 +519,7 @@ class Probe:
         """Mean over ``reference`` of each unit's whole module output, per call step: (T, *sample_shape)."""
         from .recording import batches, stimulus_source
 
-        source = stimulus_source(reference, name="reference")
+        source = stimulus_source(reference, name="reference", model=self.model)
         wholes = {(u.module, u.output): Unit(u.module, output=u.output) for u in units}
         sums: dict = {}
         with session(self.model):

@@ -427,7 +427,7 @@ def fit_predictor(
         raise InsilicoError("fit_predictor needs at least one layer, e.g. layers=['features.8']")
     Probe(model).units(*layers)  # unknown addresses fail now
     y, reps = _response_matrix(responses)
-    source = stimulus_source(stimuli, name="stimuli")
+    source = stimulus_source(stimuli, name="stimuli", model=model)
     n = len(source)
     if n == 0:
         raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")

@@ -123,7 +123,10 @@ def lesion_uncertainty(correct, baseline_correct, labels, n_classes, n_boot=1000
     if n_boot > 0 and len(y):
         for k, idx in zip(np.unique(y), resample_within(y, n_boot, rng_for(seed, "lesion bootstrap"))):
             if 0 <= k < n_classes:                                          # idx (B, n_k): class k's images
-                ci[:, k] = interval(correct[:, idx].mean(-1) - base[idx].mean(-1)[None], axis=1)  # (G, B) paired
+                step = max(1, int(2e7 // max(1, correct.shape[0] * idx.shape[1])))  # bounded memory: (G, chunk, n_k)
+                drops = np.concatenate([correct[:, part].mean(-1) - base[part].mean(-1)[None]
+                                        for part in np.split(idx, range(step, len(idx), step))], axis=1)
+                ci[:, k] = interval(drops, axis=1)                          # (G, B) paired
     rng, rs = rng_for(seed, "lesion split halves"), []
     for _ in range(n_splits):
         half = split_halves(y, rng)

@@ -90,13 +90,19 @@ def _choose_target(site, conditions, n_classes, target, seed) -> tuple[int, np.n
         for k in np.unique(conditions[conditions < n_classes]):
             tuning[k] = site[conditions == k].mean()
         return int(target), np.ones(len(site), dtype=bool), tuning, "given"
-    selection = split_halves(conditions, rng_for(seed, "microstimulation halves"))
-    if not selection.any() or selection.all():
-        raise InsilicoError(f"{len(site)} stimuli cannot be split into a half that finds the site's preferred class "
-                            "and a half to stimulate (each class needs 2 stimuli): give more stimuli, or name the "
-                            "class with target=")
+    rng = rng_for(seed, "microstimulation halves")
+    selection = split_halves(conditions, rng)
+    if not selection.any():  # every class has one stimulus: a random half of the stimuli, unstratified
+        selection = split_halves(np.zeros(len(site), dtype=int), rng)
+    if not selection.any():
+        raise InsilicoError(f"{len(site)} stimulus cannot be split into a half that finds the site's preferred class "
+                            "and a half to stimulate: give at least 2 stimuli, or name the class with target=")
     for k in np.unique(conditions[selection & (conditions < n_classes)]):
         tuning[k] = site[selection & (conditions == k)].mean()
+    if np.ptp(site[selection]) == 0:
+        raise InsilicoError("the site gives the same response to every stimulus of the half that measures its tuning "
+                            "(a silent site), so it has no preferred class: name the class with target=, or "
+                            "stimulate other units")
     return int(np.nanargmax(tuning)), ~selection, tuning, "preferred class on the other half"
 
 
@@ -171,7 +177,7 @@ def microstimulation(
     Raises
     ------
     InsilicoError
-        An unknown scale, no strength, too few stimuli to split (name ``target=``), ``scale="std"`` on
+        An unknown scale, no strength, a single stimulus or an untuned (e.g. silent) site and no ``target=``, ``scale="std"`` on
         fewer than 2 stimuli or on a site that never varies, a target that is not a class index.
     """
     if scale not in ("absolute", "std"):

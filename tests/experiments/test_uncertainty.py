@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from insilico import rsa
-from insilico.errors import SavedFileError
+from insilico.errors import InsilicoError, SavedFileError
 from insilico.experiments import LesionResult, cumulative_lesion, lesion_sweep, microstimulation
 from insilico.experiments.uncertainty import rng_for, sign_flip_p, spearman_brown
 from insilico.pixels import raw
@@ -153,6 +153,10 @@ def test_microstimulation_does_not_pick_the_class_that_rises_after_the_fact():
     assert res.target_class == 1                         # chosen from the tuning, not from the outcome
     assert int(np.argmax(res.shift[-1])) == 2 and res.target_rank[-1] > 1
     assert res.p_value[-1] == 1.0                        # the target falls on every trial: the smallest mean possible
+    with torch.no_grad():
+        net[0].weight[1].zero_()                         # hidden 1 is silent: no preferred class to predict
+    with pytest.raises(InsilicoError, match="no preferred class.*target="):
+        microstimulation(net, "1[1]", x, strengths=[0, 4], labels=y, progress=False)
 
 
 def test_microstimulation_scales_the_current_per_neuron():

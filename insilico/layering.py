@@ -96,6 +96,7 @@ COMPANIONS = {
     "design.adversarial_result": "design.adversarial",
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments", "experiments.classes": "experiments",
+    "experiments.uncertainty": "experiments",
 }
 
 

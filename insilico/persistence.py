@@ -360,7 +360,8 @@ def pack(value: Any) -> Any:
         if value.dtype.kind == "U":  # strings (unit addresses, class names): a list, with dtype and shape
             return {"__ndarray__": [str(v) for v in value.ravel().tolist()], "dtype": value.dtype.str,
                     "shape": list(value.shape)}
-        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value)) if value.dtype != object
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value).reshape(value.shape))  # 0-d stays 0-d
+                if value.dtype != object
                 else [pack(v) for v in value.tolist()]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: pack(getattr(value, f.name)) for f in dataclasses.fields(value)

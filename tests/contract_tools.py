@@ -271,8 +271,8 @@ def run_lesion(model, images, samples=None):
 
 def run_microstimulation(model, images, samples=None):
     a = arch_of(model)
-    return E.microstimulation(model, f"{a.layer}[1]", _pick(images, samples), strengths=[0, 1], batch_size=2,
-                              progress=False)
+    return E.microstimulation(model, f"{a.layer}[1]", _pick(images, samples), strengths=[0, 1], target=0,
+                              batch_size=2, progress=False)  # target given: one stimulus cannot be split in halves
 
 
 def run_time_courses(model, images, samples=None):

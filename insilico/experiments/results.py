@@ -59,6 +59,8 @@ class Result(_Result):
 
     #: Arrays with a sample axis first (units, groups, layers, stimuli), joined by :meth:`concat`.
     sample_arrays: ClassVar[tuple[str, ...]] = ()
+    #: Arrays every result of the kind holds; a saved one without them (an older insilico's) is refused.
+    required_arrays: ClassVar[tuple[str, ...]] = ()
 
     arrays: dict[str, Any]
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -66,6 +68,10 @@ class Result(_Result):
     def __post_init__(self):
         self.arrays = {k: np.asarray(v) for k, v in self.arrays.items()}
         self.settings = jsonable(self.settings or {})
+        missing = [k for k in self.required_arrays if k not in self.arrays]
+        if missing:
+            raise InsilicoError(f"a {type(self).__name__} without {missing}: it was made by an older insilico "
+                                "(before these noise estimates were stored); run the experiment again")
 
     def __getattr__(self, name: str):
         arrays = self.__dict__.get("arrays", {})

@@ -372,7 +372,7 @@ def discover(package: str = "insilico", kind: str | None = None) -> dict[str, To
     >>> discover("insilico.design")["pgd"].target
     'insilico.design.adversarial:pgd'
     >>> sorted(discover(kind="attribution"))
-    ['gradient_map', 'project_exemplars', 'top_exemplars']
+    ['attention_rollout', 'gradient_map', 'project_exemplars', 'top_exemplars']
     """
     if kind is not None and kind not in KINDS:
         raise InsilicoError(f"discover: kind {kind!r} is not one of {sorted(KINDS)}")
@@ -397,8 +397,8 @@ def tool_table(package: str) -> str:
     >>> lines[:2], lines[3].split()
     (['Tools', '-----'], ['tool', 'module', 'what', 'it', 'does'])
     >>> [line.split()[:2] for line in lines[5:-1]]  # doctest: +NORMALIZE_WHITESPACE
-    [[':func:`gradient_map`', 'gradients'], [':func:`project_exemplars`', 'exemplars'],
-     [':func:`top_exemplars`', 'exemplars']]
+    [[':func:`attention_rollout`', 'rollout'], [':func:`gradient_map`', 'gradients'],
+     [':func:`project_exemplars`', 'exemplars'], [':func:`top_exemplars`', 'exemplars']]
     """
     rows = [(f":func:`{t.name}`", t.module[len(package) + 1:], t.summary) for t in discover(package).values()]
     if not rows:
@@ -430,7 +430,7 @@ def export(package: str, namespace: dict) -> list[str]:
     >>> from insilico.registry import export
     >>> space = {}
     >>> export("insilico.attribution", space)
-    ['gradient_map', 'project_exemplars', 'top_exemplars']
+    ['attention_rollout', 'gradient_map', 'project_exemplars', 'top_exemplars']
     >>> space["gradient_map"].__module__
     'insilico.attribution.gradients'
     """

@@ -28,7 +28,7 @@ if _clash := _shadowing():  # `pip install insilico` brings an unrelated package
 _CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
-               "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")
+               "behaviour", "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")
 #: Former module names (before 0.1): ``insilico.<old>`` warns once and names the new module.
 _MOVED = {
     "adversarial": "design.adversarial",

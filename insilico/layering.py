@@ -95,6 +95,7 @@ COMPANIONS = {
     "design.adversarial_result": "design.adversarial",
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments", "experiments.classes": "experiments",
+    "behaviour.trials": "behaviour", "behaviour.stats": "behaviour", "behaviour.consistency": "behaviour",
 }
 
 

@@ -113,14 +113,18 @@ def fit_logistic(levels: Sequence[float], accuracy: Sequence[float], chance: flo
 
     Returns ``(nan, nan)`` when the fit does not converge (e.g. a flat curve).
     """
-    from scipy.optimize import curve_fit
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     x, p = np.asarray(levels, float), np.asarray(accuracy, float)
     span = float(np.ptp(x)) or 1.0
     slope = np.sign(np.corrcoef(x, p)[0, 1]) if np.std(p) > 0 else 1.0
     start = (float(x[np.argmin(np.abs(p - (1 + chance) / 2))]), (slope or 1.0) * span / 8)
     try:
-        (alpha, beta), _ = curve_fit(lambda v, a, b: _logistic(v, a, b, chance), x, p, p0=start, maxfev=5000)
+        with warnings.catch_warnings():  # no covariance for a curve that fits exactly: not used here
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (alpha, beta), _ = curve_fit(lambda v, a, b: _logistic(v, a, b, chance), x, p, p0=start, maxfev=5000)
     except (RuntimeError, ValueError):
         return math.nan, math.nan
     return float(alpha), float(beta)

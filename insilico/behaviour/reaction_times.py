@@ -157,10 +157,8 @@ def _step_probabilities(model, stimuli, readout, batch_size, progress) -> torch.
     source = stimulus_source(stimuli)
     plan = Plan(model, source.batch(0, 1, None, None))  # the image gate refuses an empty set here
     with plan.session():
+        plan.call(f"{readout}@0")  # the model's own error, or a UnitError naming a readout that never ran
         steps = plan.count(readout)
-        if steps < 1:
-            raise InsilicoError(f"{readout!r} never ran in the model's forward pass: name the module whose every "
-                                "call gives the class scores (readout=)")
         units = [f"{readout}@{t}" for t in range(steps)]
         logits = responses(model, stimuli, units, batch_size=batch_size, plan=plan, stop=False, progress=progress,
                            desc="reaction times")
@@ -171,7 +169,7 @@ def _step_probabilities(model, stimuli, readout, batch_size, progress) -> torch.
     return logits.softmax(-1)
 
 
-@register_tool("behaviour", saves=True, follows_dtype=False)
+@register_tool("behaviour", saves=True, per_sample=True, follows_dtype=False)
 def reaction_times(
     model: nn.Module,
     stimuli: Any,

@@ -217,6 +217,9 @@ def confusion(
         raise InsilicoError(f"confusion needs class scores (N, K) from the model (or output=), got shape "
                             f"{tuple(scores.shape)}: name the unit that holds the logits with output=")
     k = int(scores.shape[1])
+    if k < 2:
+        raise InsilicoError(f"the model gives {k} class score per stimulus: a confusion matrix needs at least 2 "
+                            "classes (name the unit with the logits with output=)")
     y = class_indices(labels, n, k)
     names = list(class_names) if class_names is not None else [str(c) for c in getattr(model, "classes", range(k))]
     if len(names) != k:

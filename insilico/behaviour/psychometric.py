@@ -5,12 +5,14 @@
 measures the model's accuracy at every level (the one batched loop,
 :func:`insilico.evaluate.predict`, in one session), fits
 
-``p(x) = chance + (1 - chance) / (1 + exp(-(x - alpha) / beta))``
+``p(x) = chance + (1 - chance - lapse) / (1 + exp(-(x - alpha) / beta))``
 
 by least squares (:func:`scipy.optimize.curve_fit`; ``beta < 0`` where accuracy
-falls with the level, as for noise) and reports the threshold: the level where
-the fit crosses ``criterion`` (default halfway between chance and 1, where the
-threshold is ``alpha``), with a percentile bootstrap interval over images. As
+falls with the level, as for noise; ``lapse`` fitted in ``[0, 1 - chance]``, as
+a model may be imperfect on clean images) and reports the threshold: the level
+where the fit crosses ``criterion`` (default halfway between chance and the
+fitted top, where the threshold is ``alpha``), with a percentile bootstrap
+interval over images. As
 in Geirhos et al. 2018 (NeurIPS, "Generalisation in humans and deep neural
 networks") the manipulations act in pixel space around mean grey (0.5).
 
@@ -22,9 +24,9 @@ Example
 >>> import numpy as np
 >>> x = np.linspace(0, 1, 9)
 >>> p = 0.25 + 0.75 / (1 + np.exp(-(x - 0.4) / 0.1))
->>> alpha, beta = fit_logistic(x, p, chance=0.25)
->>> round(alpha, 4), round(beta, 4), round(threshold(alpha, beta, 0.25, 0.625), 4)
-(0.4, 0.1, 0.4)
+>>> alpha, beta, lapse = fit_logistic(x, p, chance=0.25)
+>>> round(alpha, 4), round(beta, 4), lapse, round(threshold(alpha, beta, 0.25, 0.625), 4)
+(0.4, 0.1, 0.0, 0.4)
 """
 from __future__ import annotations
 
@@ -104,14 +106,19 @@ def _occlude(image: torch.Tensor, fraction: float, g: torch.Generator, patch: in
     image[:, covered] = 0.5
 
 
-def _logistic(x, alpha, beta, chance):
-    return chance + (1 - chance) / (1 + np.exp(-(x - alpha) / beta))
+def _logistic(x, alpha, beta, chance, lapse=0.0):
+    from scipy.special import expit
+
+    return chance + (1 - chance - lapse) * expit((x - alpha) / beta)
 
 
-def fit_logistic(levels: Sequence[float], accuracy: Sequence[float], chance: float) -> tuple[float, float]:
-    """``(alpha, beta)`` of the logistic from chance to 1 that best fits ``accuracy`` per level (least squares).
+def fit_logistic(levels: Sequence[float], accuracy: Sequence[float], chance: float,
+                 lapse: bool = False) -> tuple[float, float, float]:
+    """``(alpha, beta, lapse)`` of the logistic from ``chance`` to ``1 - lapse`` that best fits ``accuracy`` per level.
 
-    Returns ``(nan, nan)`` when the fit does not converge (e.g. a flat curve).
+    Least squares (:func:`scipy.optimize.curve_fit`). With ``lapse`` the upper asymptote is fitted too (in
+    ``[chance, 1]``: a model that is not perfect on clean images, Wichmann & Hill 2001), else it is 1.
+    Returns NaNs when the fit does not converge (e.g. a flat curve).
     """
     import warnings
 
@@ -120,19 +127,26 @@ def fit_logistic(levels: Sequence[float], accuracy: Sequence[float], chance: flo
     x, p = np.asarray(levels, float), np.asarray(accuracy, float)
     span = float(np.ptp(x)) or 1.0
     slope = np.sign(np.corrcoef(x, p)[0, 1]) if np.std(p) > 0 else 1.0
-    start = (float(x[np.argmin(np.abs(p - (1 + chance) / 2))]), (slope or 1.0) * span / 8)
+    start = [float(x[np.argmin(np.abs(p - (p.max() + chance) / 2))]), (slope or 1.0) * span / 8]
+    f = (lambda v, a, b, lam: _logistic(v, a, b, chance, lam)) if lapse else (lambda v, a, b: _logistic(v, a, b, chance))
+    bounds = ([-np.inf, -np.inf, 0.0], [np.inf, np.inf, 1 - chance]) if lapse else (-np.inf, np.inf)
+    if lapse:
+        start.append(float(np.clip(1 - p.max(), 0.0, 1 - chance)))
     try:
         with warnings.catch_warnings():  # no covariance for a curve that fits exactly: not used here
             warnings.simplefilter("ignore", OptimizeWarning)
-            (alpha, beta), _ = curve_fit(lambda v, a, b: _logistic(v, a, b, chance), x, p, p0=start, maxfev=5000)
+            fitted, _ = curve_fit(f, x, p, p0=start, bounds=bounds, maxfev=5000)
     except (RuntimeError, ValueError):
-        return math.nan, math.nan
-    return float(alpha), float(beta)
+        return math.nan, math.nan, math.nan
+    return float(fitted[0]), float(fitted[1]), float(fitted[2]) if lapse else 0.0
 
 
-def threshold(alpha: float, beta: float, chance: float, criterion: float) -> float:
-    """The level where the logistic ``(alpha, beta)`` from ``chance`` to 1 reaches accuracy ``criterion``."""
-    f = (criterion - chance) / (1 - chance)
+def threshold(alpha: float, beta: float, chance: float, criterion: float, lapse: float = 0.0) -> float:
+    """The level where the logistic ``(alpha, beta, lapse)`` reaches accuracy ``criterion`` (NaN if it never does)."""
+    top = 1 - chance - lapse
+    f = (criterion - chance) / top if top > 0 else math.nan
+    if not 0 < f < 1 or not math.isfinite(alpha):
+        return math.nan
     return float(alpha + beta * math.log(f / (1 - f)))
 
 
@@ -149,8 +163,9 @@ class PsychometricResult(Result):
         Each image's correctness at each level.
     accuracy_low, accuracy_high : tensor (L,)
         Bootstrap intervals over images.
-    alpha, beta : float
-        The fitted logistic (``alpha`` the midpoint, ``beta`` the scale; negative when accuracy falls).
+    alpha, beta, lapse : float
+        The fitted logistic (``alpha`` the midpoint, ``beta`` the scale, negative when accuracy falls;
+        ``1 - lapse`` the top).
     threshold : float
         The level where the fit reaches ``criterion``; ``threshold_interval`` its ``[low, high]``.
     chance, criterion : float
@@ -165,6 +180,7 @@ class PsychometricResult(Result):
     accuracy_high: torch.Tensor
     alpha: float
     beta: float
+    lapse: float
     threshold: float
     threshold_interval: list
     chance: float
@@ -174,7 +190,7 @@ class PsychometricResult(Result):
 
     def fitted(self, levels: Any) -> np.ndarray:
         """The fitted curve at ``levels``."""
-        return _logistic(np.asarray(levels, float), self.alpha, self.beta, self.chance)
+        return _logistic(np.asarray(levels, float), self.alpha, self.beta, self.chance, self.lapse)
 
     def plot(self, ax=None, label: str | None = None):
         """Accuracy per level (with intervals), the fitted curve, chance and the threshold; returns the Figure."""
@@ -197,17 +213,17 @@ class PsychometricResult(Result):
 
 
 def _fit(levels, correct, chance, criterion, n_boot, seed):
-    """Fit, threshold and bootstrap intervals of a correctness table (L, N)."""
-    alpha, beta = fit_logistic(levels, correct.mean(1), chance)
-    value = threshold(alpha, beta, chance, criterion) if math.isfinite(alpha) else math.nan
+    """Fit, criterion, threshold and bootstrap intervals of a correctness table (L, N); ``criterion`` None: the
+    midpoint between chance and the fitted top (each resample's own)."""
+    def fitted(table):
+        alpha, beta, lapse = fit_logistic(levels, table.mean(1), chance, lapse=True)
+        level = chance + (1 - lapse - chance) / 2 if criterion is None else criterion
+        return alpha, beta, lapse, level, threshold(alpha, beta, chance, level, lapse)
 
-    def resampled(i):
-        a, b = fit_logistic(levels, correct[:, i].mean(1), chance)
-        return threshold(a, b, chance, criterion) if math.isfinite(a) else math.nan
-
-    interval = bootstrap(resampled, correct.shape[1], n_boot, seed)
+    alpha, beta, lapse, level, value = fitted(correct)
+    interval = bootstrap(lambda i: fitted(correct[:, i])[4], correct.shape[1], n_boot, seed)
     bounds = [bootstrap(lambda i, row=row: row[i].mean(), correct.shape[1], n_boot, seed) for row in correct]
-    return alpha, beta, value, list(interval), np.array(bounds).reshape(-1, 2)
+    return (alpha, beta, lapse, value, level), list(interval), np.array(bounds).reshape(-1, 2)
 
 
 @register_tool("behaviour", saves=True, follows_dtype=False)
@@ -238,7 +254,7 @@ def psychometric(
     levels : list of float, optional
         Levels of ``parameter`` (default :data:`PARAMETERS`'s).
     criterion : float, optional
-        The accuracy that defines the threshold (default halfway between chance, 1/K, and 1).
+        The accuracy that defines the threshold (default halfway between chance, 1/K, and the fitted top).
     n_boot, seed
         Bootstrap resamplings of the images (0: no intervals) and the seed of the noise, patches and resampling.
 
@@ -267,17 +283,16 @@ def psychometric(
     k = int(scores[0].shape[-1])
     y = torch.from_numpy(class_indices(labels, len(x), k))
     chance = 1.0 / k
-    criterion = (1 + chance) / 2 if criterion is None else float(criterion)
-    if not chance < criterion < 1:
+    if criterion is not None and not chance < criterion < 1:
         raise InsilicoError(f"criterion must lie between chance ({chance:.3g}) and 1, got {criterion}")
     correct = np.stack([(s.argmax(-1) == y).numpy() for s in scores])
-    alpha, beta, value, interval, bounds = _fit(np.array(levels), correct.astype(float), chance, criterion,
-                                                n_boot, seed)
+    (alpha, beta, lapse, value, criterion), interval, bounds = _fit(np.array(levels), correct.astype(float), chance,
+                                                                    criterion, n_boot, seed)
     settings = dict(model=type(model).__name__, output=output, n_images=len(x), n_boot=n_boot, seed=seed,
                     meaning=PARAMETERS[parameter][0])
     return PsychometricResult(torch.tensor(levels, dtype=torch.float64), torch.from_numpy(correct.mean(1)),
                               torch.from_numpy(correct), torch.from_numpy(bounds[:, 0]), torch.from_numpy(bounds[:, 1]),
-                              alpha, beta, value, interval, chance, criterion, parameter, settings)
+                              alpha, beta, lapse, value, interval, chance, criterion, parameter, settings)
 
 
 __all__ = ["PARAMETERS", "PsychometricResult", "degrade", "fit_logistic", "psychometric", "threshold"]

@@ -255,9 +255,9 @@ def image_consistency(a, b, n_splits: int = 20, n_boot: int = 1000, seed: int | 
     classes = {c: k for k, c in enumerate(sorted(set(a.truth) | set(b.truth)))}
     image_class = np.zeros(len(ids), dtype=int)
     coded = []
-    for t in (a, b):
+    for k, t in enumerate((a, b)):
         image, truth, response = _coded(t, ids, classes)
-        if (image_class[image] != truth).any() and t is b:
+        if k and (image_class[image] != truth).any():
             raise InsilicoError(f"observers {a.name!r} and {b.name!r} give different true classes for some images")
         image_class[image] = truth
         coded.append((image, truth, response))

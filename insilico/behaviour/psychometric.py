@@ -45,7 +45,7 @@ from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
-from ..seeding import derive_seed, generator
+from ..seeding import content_key, derive_seed, generator
 from .stats import axes, bootstrap
 from .trials import class_indices
 
@@ -65,8 +65,8 @@ PARAMETERS = {
 def degrade(images: torch.Tensor, parameter: str, level: float, seed: int | None = 0, patch: int | None = None):
     """``images`` (N, C, H, W) in [0, 1] degraded to ``level`` of ``parameter`` (see :data:`PARAMETERS`).
 
-    Noise and patch places are drawn per image from ``derive_seed(seed, index)`` (the same for an image at any
-    level), never from torch's global generator. Occlusion patches have side ``patch`` pixels (default a
+    Noise and patch places are drawn per image from ``derive_seed(seed, content_key(image))`` (the same for an
+    image at any level, alone or in any batch), never from torch's global generator. Occlusion patches have side ``patch`` pixels (default a
     quarter of the image's shorter side) and are placed until the covered fraction reaches ``level``.
 
     Raises
@@ -83,8 +83,9 @@ def degrade(images: torch.Tensor, parameter: str, level: float, seed: int | None
     if parameter == "contrast":
         return 0.5 + level * (images - 0.5)
     out = images.clone()
+    keys = content_key(images)
     for k in range(len(images)):
-        g = generator(None if seed is None else derive_seed(seed, k), images.device)
+        g = generator(None if seed is None else derive_seed(seed, keys[k]), images.device)
         if parameter == "noise":
             noise = torch.rand(images.shape[1:], generator=g, device=images.device, dtype=images.dtype)
             out[k] = (images[k] + level * (2 * noise - 1)).clamp(0, 1)

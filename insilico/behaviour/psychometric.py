@@ -193,6 +193,34 @@ class PsychometricResult(Result):
         """The fitted curve at ``levels``."""
         return _logistic(np.asarray(levels, float), self.alpha, self.beta, self.chance, self.lapse)
 
+    def shift(self, other: "PsychometricResult", n_boot: int = 200, seed: int | None = 0) -> dict:
+        """The threshold shift ``other.threshold - self.threshold`` (e.g. lesioned minus intact) with a paired
+        bootstrap interval over images (both curves resampled on the same images).
+
+        Returns
+        -------
+        dict
+            ``shift``, ``low``, ``high``, ``n_boot``.
+
+        Raises
+        ------
+        InsilicoError
+            The two curves are not over the same parameter, levels and number of images.
+        """
+        if (self.parameter, self.levels.tolist(), self.correct.shape) != \
+                (other.parameter, other.levels.tolist(), other.correct.shape):
+            raise InsilicoError("a psychometric shift compares two curves over the same parameter, levels and images "
+                                f"(got {self.parameter} {self.levels.tolist()} on {self.correct.shape[1]} images and "
+                                f"{other.parameter} {other.levels.tolist()} on {other.correct.shape[1]})")
+        a, b = self.correct.double().numpy(), other.correct.double().numpy()
+
+        def at(table, index, criterion):
+            alpha, beta, lapse = fit_logistic(self.levels.numpy(), table[:, index].mean(1), self.chance, lapse=True)
+            return threshold(alpha, beta, self.chance, criterion, lapse)
+
+        low, high = bootstrap(lambda i: at(b, i, other.criterion) - at(a, i, self.criterion), a.shape[1], n_boot, seed)
+        return dict(shift=other.threshold - self.threshold, low=low, high=high, n_boot=n_boot)
+
     def plot(self, ax=None, label: str | None = None):
         """Accuracy per level (with intervals), the fitted curve, chance and the threshold; returns the Figure."""
         fig, ax = axes(ax)

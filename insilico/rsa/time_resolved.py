@@ -170,6 +170,43 @@ def time_resolved(model_rdms_by_step: Any, brain_rdms_by_time: Any | None = None
     return TimeResolvedResult(similarity, steps, t, lower, upper, low, high, method, settings)
 
 
+def simulate_brain(model_rdms_by_step: Any, schedule: Sequence[int | None], n_subjects: int = 8,
+                   noise: float = 0.5, seed: int | None = 0) -> torch.Tensor:
+    """A simulated time-resolved brain: subjects' RDM series whose time point ``t`` shows model step ``schedule[t]``.
+
+    Each subject's RDM at time ``t`` is the model's step-``schedule[t]`` RDM (``None``: a time with no signal,
+    pure noise around the mean dissimilarity) plus Gaussian noise of ``noise`` times the standard deviation of
+    the model's dissimilarities, drawn from a generator of its own. For tests and tutorials of
+    :func:`time_resolved`: the peak of step ``k`` is where the schedule shows it.
+
+    Returns
+    -------
+    tensor (n_subjects, T, pairs) float64
+
+    Raises
+    ------
+    InsilicoError
+        A step in ``schedule`` the model does not have, or fewer than 1 subject.
+
+    Example
+    -------
+    >>> steps = torch.rand(3, 10, dtype=torch.float64)
+    >>> tuple(simulate_brain(steps, [None, 0, 1, 2, 2], n_subjects=4).shape)
+    (4, 5, 10)
+    """
+    from ..seeding import generator
+
+    model, _ = _series(model_rdms_by_step, "model_rdms_by_step")
+    if n_subjects < 1 or any(k is not None and not 0 <= k < len(model) for k in schedule):
+        raise InsilicoError(f"simulate_brain: the schedule names steps of 0..{len(model) - 1} (or None) and there is "
+                            f"at least 1 subject (got {list(schedule)}, {n_subjects} subjects)")
+    blank = torch.full_like(model[0], float(model.mean()))
+    series = torch.stack([model[k] if k is not None else blank for k in schedule])
+    g = generator(seed)
+    return series + noise * float(model.std()) * torch.randn(n_subjects, *series.shape, generator=g,
+                                                             dtype=series.dtype)
+
+
 def _peak_intervals(model, per_subject, t, method, n_boot, seed, ci=0.95):
     """95% percentile intervals of each step's peak latency over bootstrap resamplings of the subjects."""
     g = np.random.default_rng(seed)
@@ -182,4 +219,4 @@ def _peak_intervals(model, per_subject, t, method, n_boot, seed, ci=0.95):
     return peaks.quantile(tail, dim=0), peaks.quantile(1 - tail, dim=0)
 
 
-__all__ = ["TimeResolvedResult", "time_resolved"]
+__all__ = ["TimeResolvedResult", "simulate_brain", "time_resolved"]

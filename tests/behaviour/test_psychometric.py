@@ -81,3 +81,23 @@ def test_refusals():
         psychometric(net, x, y, criterion=0.4, progress=False)
     with pytest.raises(InsilicoError, match="parameter must be one of"):
         psychometric(net, x, y, "blur", progress=False)
+
+
+def _synthetic(alpha, levels, u, chance=0.25, beta=0.08):
+    p = chance + (1 - chance) / (1 + np.exp(-(levels - alpha) / beta))
+    correct = (u[None, :] < p[:, None]).astype(float)
+    (a, b, lapse, value, criterion), interval, bounds = _fit(levels, correct, chance, None, 0, 0)
+    return PsychometricResult(torch.tensor(levels), torch.tensor(correct.mean(1)), torch.tensor(correct > 0),
+                              torch.tensor(bounds[:, 0]), torch.tensor(bounds[:, 1]), a, b, lapse, value, interval,
+                              chance, criterion, "contrast")
+
+
+def test_a_lesion_shows_as_a_threshold_shift_with_a_paired_interval():
+    levels = np.linspace(0.0, 1.0, 11)
+    u = np.random.default_rng(0).random(2000)
+    intact, lesioned = _synthetic(0.35, levels, u), _synthetic(0.55, levels, u)
+    shift = intact.shift(lesioned, n_boot=50)
+    assert shift["shift"] == pytest.approx(0.2, abs=0.02) and shift["low"] < shift["shift"] < shift["high"]
+    assert intact.shift(intact, n_boot=20)["shift"] == 0.0
+    with pytest.raises(InsilicoError, match="same parameter, levels and images"):
+        intact.shift(_synthetic(0.5, levels[:-1], u))

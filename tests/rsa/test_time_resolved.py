@@ -9,13 +9,10 @@ from insilico import InsilicoError, rsa
 from insilico.rsa import TimeResolvedResult, time_resolved
 
 
-def _simulated(n_subjects=6, noise=0.3, seed=0):
+def _simulated(n_subjects=6, noise=1.0, seed=0):
     """3 model steps with independent RDMs (12 conditions); the brain shows step k at times 2k, 2k+1 (+ noise)."""
-    g = torch.Generator().manual_seed(seed)
-    steps = torch.rand(3, 66, generator=g, dtype=torch.float64)
-    truth = steps[[0, 0, 1, 1, 2, 2]]
-    subjects = truth + noise * torch.randn(n_subjects, 6, 66, generator=g, dtype=torch.float64)
-    return steps, subjects
+    steps = torch.rand(3, 66, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return steps, rsa.simulate_brain(steps, [0, 0, 1, 1, 2, 2], n_subjects=n_subjects, noise=noise, seed=seed)
 
 
 def test_the_peaks_follow_the_simulated_brain_and_the_values_are_compare_alls():
@@ -50,6 +47,18 @@ def test_square_series_labelled_rdms_and_a_given_brain_series(tmp_path):
     back = TimeResolvedResult.load(tmp_path / "tr.pt")
     assert torch.equal(back.similarity, res.similarity) and back.steps == res.steps
     assert res.plot().axes and res.plot(image=True).axes
+
+
+def test_the_simulated_brain_is_the_schedule_plus_seeded_noise():
+    steps = torch.rand(3, 66, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    quiet = rsa.simulate_brain(steps, [None, 2, 0], n_subjects=2, noise=0.0)
+    assert torch.equal(quiet[1, 1], steps[2]) and torch.equal(quiet[0, 2], steps[0])
+    assert torch.equal(quiet[0, 0], torch.full((66,), float(steps.mean()), dtype=torch.float64))
+    noisy = rsa.simulate_brain(steps, [None, 2, 0], n_subjects=2, noise=0.5, seed=3)
+    assert torch.equal(noisy, rsa.simulate_brain(steps, [None, 2, 0], n_subjects=2, noise=0.5, seed=3))
+    assert not torch.equal(noisy[0], noisy[1])
+    with pytest.raises(InsilicoError, match="the schedule names steps of 0..2"):
+        rsa.simulate_brain(steps, [3])
 
 
 def test_refusals():

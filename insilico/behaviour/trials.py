@@ -29,7 +29,7 @@ import csv
 import dataclasses
 import math
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -154,7 +154,8 @@ class Trials(Result):
                              "response": self.response, "correct": self.correct, "rt": self.rt})
 
 
-def read_trials(path: str | os.PathLike, name: str | None = None, subject: str | None = None) -> Trials:
+def read_trials(path: str | os.PathLike, name: str | None = None, subject: str | None = None,
+                image_id: Callable[[str], str] | None = None) -> Trials:
     """Human (or model) trials from a CSV file: one row per trial, columns named as in :data:`COLUMNS`.
 
     Parameters
@@ -166,6 +167,9 @@ def read_trials(path: str | os.PathLike, name: str | None = None, subject: str |
         The observer's name (default the file's stem).
     subject : str, optional
         Only this subject's trials.
+    image_id : callable, optional
+        Maps the image column to the id that aligns observers, where file names carry a per-session or
+        per-trial part (e.g. ``lambda name: name.split("_", 3)[-1]`` drops a ``0001_cl_s01_`` prefix).
 
     Returns
     -------
@@ -196,7 +200,10 @@ def read_trials(path: str | os.PathLike, name: str | None = None, subject: str |
         return [row[columns[field]] if columns[field] else default for row in rows]
 
     rt = [float(v) if v not in ("", "NaN", "nan", None) else math.nan for v in column("rt", "")]
-    trials = Trials(column("image", ""), column("truth", ""), column("response", ""), column("subject", name), rt, name)
+    images = column("image", "")
+    if image_id is not None:
+        images = [str(image_id(i)) for i in images]
+    trials = Trials(images, column("truth", ""), column("response", ""), column("subject", name), rt, name)
     return trials if subject is None else trials.select(subject)
 
 

@@ -37,6 +37,8 @@ def test_the_geirhos_csv_layout_reads_as_it_is_and_round_trips(tmp_path):
     assert trials.correct.tolist() == [True, False, True, True]
     assert trials.rt[0] == 812.3 and math.isnan(trials.rt[2])
     assert trials.subject == ["subject-01"] * 3 + ["subject-02"] and not trials.deterministic
+    stripped = read_trials(path, image_id=lambda name: name.split("_", 3)[-1])
+    assert stripped.images[0] == "0_dog_10_n02099601_9106.png"
     one = read_trials(path, subject="subject-01")
     assert len(one) == 3 and one.accuracy == pytest.approx(2 / 3)
     trials.to_csv(tmp_path / "back.csv")

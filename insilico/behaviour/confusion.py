@@ -60,7 +60,7 @@ class ConfusionResult(Result):
     settings : dict
     """
 
-    sample_fields = ("truth", "predicted", "images")
+    # no sample_fields: joining chunks would leave the counts and intervals of the first chunk (run all at once)
 
     counts: torch.Tensor
     classes: list

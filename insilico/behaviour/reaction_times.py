@@ -106,7 +106,7 @@ class ReactionTimeResult(Result):
     settings : dict
     """
 
-    sample_fields = ("rt", "choice", "decided", "probabilities", "labels", "images")
+    # no sample_fields: joining chunks would leave the first chunk's speed-accuracy sweep (run all at once)
 
     rt: torch.Tensor
     choice: torch.Tensor

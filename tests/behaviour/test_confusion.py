@@ -76,3 +76,10 @@ def test_refusals_name_the_fix():
         confusion(_identity(), torch.rand(0, 3, 4, 4), [], progress=False)
     with pytest.raises(InsilicoError, match="not in classes"):
         ConfusionResult.from_trials(Trials.from_predictions(["a"], ["z"], ["z"]), classes=["x", "y"])
+
+
+def test_results_of_chunks_are_not_joined_into_stale_counts():
+    x = raw(torch.eye(3))
+    part = confusion(_identity(), x, [0, 1, 2], n_boot=0, progress=False)
+    with pytest.raises(InsilicoError, match="no sample axis"):
+        ConfusionResult.concat([part, part])

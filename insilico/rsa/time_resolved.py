@@ -31,7 +31,7 @@ import torch
 
 from ..errors import InsilicoError
 from ..results import Result
-from .compare import _compare_method, _condensed, compare_all
+from .compare import _compare_method, _condensed, aligned, compare_all
 from .noise_ceiling import noise_ceiling
 from .rdm import RDM
 
@@ -137,13 +137,17 @@ def time_resolved(model_rdms_by_step: Any, brain_rdms_by_time: Any | None = None
     Raises
     ------
     InsilicoError
-        No brain series, different numbers of conditions, ``times`` of the wrong length, fewer than 2 subjects.
+        No brain series, different numbers of conditions, ``times`` of the wrong length, fewer than 2 subjects,
+        or labelled RDMs of different stimuli (labelled RDMs are put in one stimulus order first, as
+        :func:`insilico.rsa.compare` does; unlabelled ones and arrays are matched by position).
     """
     method = _compare_method(method)
+    series = [model_rdms_by_step, brain_rdms_by_time, *(subjects if subjects is not None else [])]
+    model_rdms_by_step, brain_rdms_by_time, *subjects_in = aligned(*series)  # labelled RDMs in one stimulus order
     model, steps = _series(model_rdms_by_step, "model_rdms_by_step")
     per_subject = None
     if subjects is not None:  # each subject's series, condensed: (n_subjects, T, pairs)
-        per_subject = torch.stack([_condensed(series) for series in subjects])
+        per_subject = torch.stack([_condensed(one) for one in subjects_in])
         if len(per_subject) < 2:
             raise InsilicoError("noise ceilings need at least 2 subjects' RDM series")
     if brain_rdms_by_time is None:

@@ -61,6 +61,18 @@ def test_the_simulated_brain_is_the_schedule_plus_seeded_noise():
         rsa.simulate_brain(steps, [3])
 
 
+def test_labelled_rdms_are_aligned_by_label_not_by_position():
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(6, 5, generator=g, dtype=torch.float64)
+    names = [f"im{k}" for k in range(6)]
+    model = [rsa.rdm(x, "euclidean", labels=names)]
+    shuffled = [rsa.rdm(x[[3, 1, 0, 5, 2, 4]], "euclidean", labels=[names[k] for k in [3, 1, 0, 5, 2, 4]])]
+    assert time_resolved(model, shuffled, method="pearson").similarity[0, 0] == pytest.approx(1.0)
+    other = [rsa.rdm(x, "euclidean", labels=[f"other{k}" for k in range(6)])]
+    with pytest.raises(InsilicoError, match="label different stimuli"):
+        time_resolved(model, other)
+
+
 def test_refusals():
     steps, subjects = _simulated()
     with pytest.raises(InsilicoError, match="66 pairs of conditions, the brain's 3"):

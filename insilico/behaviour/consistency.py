@@ -89,8 +89,14 @@ def _trials(observer, what: str) -> Trials:
         return observer
     if hasattr(observer, "trials") and callable(observer.trials):  # a ConfusionResult, a ReactionTimeResult
         return observer.trials()
-    raise InsilicoError(f"{what} must be an observer's Trials (read_trials(path), Trials.from_predictions(...)) or a "
-                        f"result with .trials() (behaviour.confusion(model, ...)), not {type(observer).__name__}")
+    if isinstance(observer, (list, tuple, np.ndarray)) or hasattr(observer, "__array__"):
+        correct = np.asarray(observer.cpu() if hasattr(observer, "cpu") else observer)
+        if correct.ndim == 1 and len(correct) and np.isin(correct, (0, 1)).all():  # correctness, images by position
+            return Trials.from_predictions([str(k) for k in range(len(correct))], ["right"] * len(correct),
+                                           ["right" if c else "wrong" for c in correct], name=what)
+    raise InsilicoError(f"{what} must be an observer's Trials (read_trials(path), Trials.from_predictions(...)), a "
+                        "result with .trials() (behaviour.confusion(model, ...)) or a 1-D array of trial-wise "
+                        f"correctness (0/1, images by position), not {type(observer).__name__}")
 
 
 def aligned_correctness(a, b) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -132,8 +138,9 @@ def error_consistency(a, b, n_boot: int = 1000, seed: int | None = 0, ci: float 
 
     Parameters
     ----------
-    a, b : Trials, or a result with ``.trials()`` (``behaviour.confusion(model, ...)``)
-        One trial per image each, on the same images (aligned by image id, in any order).
+    a, b : Trials, a result with ``.trials()`` (``behaviour.confusion(model, ...)``), or 1-D arrays of correctness
+        One trial per image each, on the same images (aligned by image id, in any order; arrays of 0/1 or
+        booleans are trial-wise correctness on the same images in the same order).
     n_boot : int
         Bootstrap resamplings of the images for the interval (0: none).
     seed : int or None
@@ -154,7 +161,7 @@ def error_consistency(a, b, n_boot: int = 1000, seed: int | None = 0, ci: float 
     """
     ca, cb, images = aligned_correctness(a, b)
     value = _kappa(ca, cb)
-    names = [_trials(a, "a").name, _trials(b, "b").name]
+    names = [_trials(a, "a").name, _trials(b, "b").name]  # (a result's .trials() is cheap: no model runs)
     if math.isnan(value):
         raise InsilicoError(f"error consistency of {names[0]!r} and {names[1]!r} is undefined: both are "
                             f"{'always right' if ca.all() else 'always wrong'} on these {len(ca)} images "

@@ -79,6 +79,14 @@ def test_error_consistency_is_the_geirhos_formula(seed):
     assert res.low <= res.value <= res.high
 
 
+def test_arrays_of_trial_wise_correctness_are_observers_matched_by_position():
+    import torch
+
+    a, b = np.array([True, True, False, False, True]), [1, 0, 0, 1, 1]
+    assert error_consistency(a, b, n_boot=0).value == pytest.approx(_kappa(a, b), abs=1e-12)
+    assert error_consistency(torch.tensor(b), a, n_boot=0).value == pytest.approx(_kappa(a, b), abs=1e-12)
+
+
 def test_error_consistency_is_one_for_identical_and_zero_for_independent_observers():
     a = [1, 1, 0, 0, 1, 0, 1, 1]
     assert error_consistency(_observer(a, "a"), _observer(a, "b"), n_boot=0).value == 1.0
@@ -102,8 +110,10 @@ def test_mismatched_or_repeated_image_ids_and_undefined_kappa_are_refused():
         error_consistency(a, _observer([1, 0, 1], "b", ids=["p", "q", "q"]))
     with pytest.raises(InsilicoError, match="undefined: both are always right"):
         error_consistency(_observer([1, 1], "a"), _observer([1, 1], "b"))
-    with pytest.raises(InsilicoError, match="Trials"):
-        error_consistency(a, [1, 0, 1])
+    with pytest.raises(InsilicoError, match="1-D array of trial-wise correctness"):
+        error_consistency(a, [1, 0, 2])
+    with pytest.raises(InsilicoError, match="saw different images"):
+        error_consistency([1, 0, 1], [1, 0, 1, 1])
 
 
 def _people(p_correct, n_subjects, seed, name):

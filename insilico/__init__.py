@@ -25,7 +25,12 @@ if _clash := _shadowing():  # `pip install insilico` brings an unrelated package
 
 #: Classes (and ``load``) loaded on first use, like the tools: `import insilico` (and `insilico --help`) imports
 #: no torch.
-_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results"}
+_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results", "Job": "options",
+            "SynthesisOptions": "synthesis.options", "AttackOptions": "design.adversarial",
+            "MaximizeOptions": "design.maximize", "ControversialOptions": "design.controversial",
+            "MetamerOptions": "design.metamers", "PopulationControlOptions": "design.population_control",
+            "TuningOptions": "experiments.tuning", "GradientOptions": "attribution.gradients",
+            "FitOptions": "encoding.predictor"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "behaviour", "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")

@@ -24,7 +24,8 @@ probing      ``probe``, ``recording``, ``taps``, ``edits``, ``hooks``, ``survey`
              per call), ``evaluate`` (the batched loops), ``models/``, ``stimuli/``, ``plot/``
 foundations  ``units``, ``pixels``, ``session``, ``results``, ``persistence``, ``sharding``,
              ``identity``, ``seeding``, ``jsonfiles``, ``errors``, ``performance``,
-             ``registry``, ``_version``, ``layering``
+             ``registry``, ``options`` (the options base, :class:`~insilico.options.Job`),
+             ``_version``, ``layering``
 ============ ==========================================================================
 
 Rules decided for this code base where the first sketch was silent:
@@ -85,7 +86,7 @@ PLACES = {
     "units": "foundations", "pixels": "foundations", "session": "foundations", "results": "foundations",
     "sharding": "foundations", "errors": "foundations", "performance": "foundations", "_version": "foundations",
     "identity": "foundations", "persistence": "foundations", "registry": "foundations", "layering": "foundations",
-    "seeding": "foundations", "jsonfiles": "foundations",
+    "seeding": "foundations", "jsonfiles": "foundations", "options": "foundations",
 }
 
 #: Tools-row modules that are not tools of their own: a tool's companions (its result, its report) name the

@@ -60,7 +60,7 @@ ARCHS = {
     "mixed": Arch(layer="2", deeper="5", logits="9", first="0", neuron="2[0,4,4]"),
     "resnet18": Arch(layer="layer1", deeper="layer2", logits="fc", first="conv1", neuron="layer1[0,2,2]"),
     "vit": Arch(layer="encoder.layers.encoder_layer_0", deeper="encoder.layers.encoder_layer_1", logits="heads.head",
-                first="conv_proj", neuron="conv_proj[0,2,2]"),
+                first="conv_proj", neuron="conv_proj[0,1,1]"),
 }
 
 
@@ -92,13 +92,16 @@ def resnet18(seed: int = 0) -> nn.Module:
 
 
 def vit(seed: int = 0) -> nn.Module:
-    """torchvision's VisionTransformer at 16 px (4 x 4 patches of 4 px, 2 blocks, random init) in train mode, with
-    dropout in the blocks and the attention: for the tools that need attention (attention rollout)."""
+    """torchvision's VisionTransformer, tiny: 16x16 images in 8x8 patches (a 2x2 grid and a CLS token: (N, 5, 32)
+    tokens), 2 layers of 2 heads, 4 classes (a random head); train mode, with dropout in the blocks
+    and the attention (the tools must run it in eval mode)."""
     import torchvision
 
     torch.manual_seed(seed)
-    m = torchvision.models.VisionTransformer(image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=8,
-                                             mlp_dim=16, dropout=0.1, attention_dropout=0.1, num_classes=CLASSES)
+    m = torchvision.models.VisionTransformer(image_size=SIZE[-1], patch_size=8, num_layers=2, num_heads=2,
+                                             hidden_dim=32, mlp_dim=64, dropout=0.1, attention_dropout=0.1,
+                                             num_classes=CLASSES)
+    nn.init.normal_(m.heads.head.weight, std=0.2)  # torchvision zeroes the head: logits (and their gradients) 0
     m.train()
     m.input_size = SIZE
     return m
@@ -124,9 +127,9 @@ def make_images(n: int = N_IMAGES, seed: int = 0, dtype=torch.float32) -> torch.
 
 def arch_of(model: nn.Module) -> Arch:
     """The Arch of a model made by :func:`make_model` (also after ``.double()``)."""
-    if type(model).__name__ == "VisionTransformer":
-        return ARCHS["vit"]
-    return ARCHS["mixed"] if isinstance(model, nn.Sequential) else ARCHS["resnet18"]
+    if isinstance(model, nn.Sequential):
+        return ARCHS["mixed"]
+    return ARCHS["vit"] if hasattr(model, "conv_proj") else ARCHS["resnet18"]
 
 
 class Partner(nn.Module):

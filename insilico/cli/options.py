@@ -277,20 +277,15 @@ def _read_input(args, model):
 def read_images(paths: list[str], model, resize: bool = False):
     """Images (N, C, H, W) in [0, 1] from files, checked against ``model.input_size``."""
     import numpy as np
-    import skimage.io
     import skimage.transform
     import torch
+
+    from ..stimuli.files import read_image
 
     size = getattr(model, "input_size", None)
     images = []
     for path in paths:
-        try:
-            array = skimage.io.imread(path)
-        except Exception as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise StimulusError(f"cannot read image {path!r}: {reason}") from None
-        array = array.astype(np.float32) / (65535.0 if array.dtype == np.uint16 else 255.0 if array.dtype.kind in "ui" else 1.0)
-        array = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+        array = read_image(path).permute(1, 2, 0).numpy()  # the one decoder of image files: (H, W, 3) in [0, 1]
         if size is not None and array.shape[:2] != tuple(size[1:]):
             if not resize:
                 raise StimulusError(f"image {path!r} is {array.shape[0]}x{array.shape[1]}; the model takes "

@@ -36,7 +36,7 @@ from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
 from ..units import Unit
-from .classes import class_labels, per_class_accuracy
+from .classes import check_outputs, class_labels, per_class_accuracy, stimulus_labels
 from .results import Result, new_axes, write_csv
 
 
@@ -59,7 +59,7 @@ def lesion_sweep(
     model: nn.Module,
     layer: str | Unit,
     stimuli: Any,
-    labels: Any,
+    labels: Any = None,
     groups: Sequence[Sequence[int]] | None = None,
     mode: str = "zero",
     classes: Sequence[str] | None = None,
@@ -76,9 +76,14 @@ def lesion_sweep(
     layer : str
         A layer address, e.g. ``"features.10"``; recurrent modules are
         lesioned at every step unless the address names one (``"layers.1@2"``).
-    stimuli : tensor (N, C, H, W), StimulusSet or Dataset
-    labels : (N,) ints
-        The class index of each stimulus.
+    stimuli : tensor (N, C, H, W), StimulusSet, Dataset, folder, glob or list of image files
+        Anything :func:`insilico.recording.stimulus_source` reads (files fitted to the model's input).
+    labels : (N,) ints, optional
+        The class index of each stimulus (an index of the model's outputs). Default: the labels the
+        stimuli carry (a ``DIR/<class>/<image>`` folder, a Dataset with ``targets``), matched to the
+        model's outputs by name when the model names its classes (``classes`` or ``model.classes``),
+        else in the folder's order, when the model has exactly as many outputs as the folder classes
+        (otherwise refused: :func:`insilico.experiments.classes.stimulus_labels`).
     groups : list of lists of int, optional
         Channels lesioned together; default one group per channel. An empty
         group is the intact model.
@@ -100,13 +105,19 @@ def lesion_sweep(
     unit.resolve(model)
     if unit.index is not None:
         raise InsilicoError(f"name the whole layer ({unit.module!r}) and choose channels with groups=")
-    n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
-    y = class_labels(labels, n)
-    plan = Plan(model, stimulus_source(stimuli).batch(0, 1, None, None))  # the call's one Probe, session and survey
+    stimuli = stimulus_source(stimuli, model=model)  # read once more per group: files are decoded per chunk
+    n = len(stimuli)
+    if labels is None:
+        y, classes, mapped = stimulus_labels(stimuli, model, classes)
+    else:
+        y, mapped = class_labels(labels, n), True
+    plan = Plan(model, stimuli.batch(0, 1, None, None))  # the call's one Probe, session and survey
     probe = plan.probe
     with plan.session():
         scores = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
         n_classes = int(scores.shape[-1])
+        if not mapped:
+            check_outputs(classes, n_classes)
         base_pred = scores.argmax(-1).numpy()
         base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
         if groups is None:
@@ -200,7 +211,7 @@ def cumulative_lesion(
     model: nn.Module,
     layer: str | Unit,
     stimuli: Any,
-    labels: Any,
+    labels: Any = None,
     sweep: LesionResult | None = None,
     n_points: int = 12,
     mode: str = "zero",
@@ -213,6 +224,8 @@ def cumulative_lesion(
 
     Parameters
     ----------
+    stimuli, labels
+        As :func:`lesion_sweep` reads them (labels default to those the stimuli carry).
     sweep : LesionResult, optional
         Single-channel lesion results giving the importance ranking
         (computed with :func:`lesion_sweep` when omitted).
@@ -226,6 +239,7 @@ def cumulative_lesion(
     CumulativeLesionResult
     """
     unit = Unit.coerce(layer, model)
+    stimuli = stimulus_source(stimuli, model=model)
     if sweep is None:
         sweep = lesion_sweep(model, unit, stimuli, labels, mode=mode, output=output, batch_size=batch_size,
                              progress=progress)

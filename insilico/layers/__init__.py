@@ -25,8 +25,8 @@ The core (modules, layout, chooser) is model-agnostic; a family is an adapter
 that answers only what the core cannot see from one module (STYLE.md:
 TransformerLens ``supported_architectures/``, nnsight ``modeling/``). The
 attention math and the parts ``"attn:heads"`` / ``"attn:weights"`` live in
-:mod:`insilico.attention`; a family only names its attention modules and the
-layout of their parts.
+:mod:`insilico.attention`, with the registry of known attention modules and the
+layout of their parts (:func:`attention_modules` reads it; a family may add classes of its own).
 
 Example
 -------

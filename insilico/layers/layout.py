@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .. import attention
 from ..errors import UnitError
 from ..layout import LAYOUTS, centre, centre_token, channels_first, patch_grid
 from ..units import Unit, check_index
@@ -132,14 +133,13 @@ def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=
     ------
     UnitError
         The unit's index does not fit ``shape``; an attention part of a module
-        that folds windows into the batch axis (Swin: the family's ``"windows"``).
+        that attends within windows (Swin: ``"windows"`` in :func:`attention_layout`).
     """
-    if unit.part is not None and module is not None and family is not None \
-            and family.attention.get(type(module).__name__) == "windows":
-        raise UnitError(f"{unit}: {type(module).__name__} folds its windows into the batch axis ((N * windows, "
-                        f"heads, tokens, head_dim) for N images), so its attention parts are not one row per "
-                        f"stimulus; read the module's output {unit.module!r} (one row per stimulus), or record the "
-                        "part with a Probe and unfold the windows yourself")
+    if unit.part is not None and module is not None and attention_layout(module, family) == "windows":
+        raise UnitError(f"{unit}: {type(module).__name__} attends within windows; its parts are (N, heads, windows, "
+                        f"T, .) (:mod:`insilico.attention`), with no one centre query token; give the index in full "
+                        f"with a Probe (e.g. '{unit.module}[0, 3]', head 0 of window 3), or read the module's output "
+                        f"{unit.module!r}")
     if len(shape) < 2:
         return unit
     index = list(_expand(unit, shape))
@@ -148,6 +148,15 @@ def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=
         if index[axis] == slice(None):
             index[axis] = middle
     return Unit(unit.module, unit.step, tuple(index), unit.output)
+
+
+def attention_layout(module: nn.Module, family=None) -> str | None:
+    """The layout of a module's attention parts: ``"heads"``, ``"windows"`` or ``"refused"`` from the
+    registry (:data:`insilico.attention.KNOWN`), else the family's own classes (``Family.attention``), else None."""
+    entry = attention.known(module)
+    if entry is not None:
+        return entry.layout
+    return None if family is None else family.attention.get(type(module).__name__)
 
 
 def _expand(unit: Unit, shape: tuple) -> tuple:

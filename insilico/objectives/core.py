@@ -26,7 +26,7 @@ import torch
 
 from ..errors import InsilicoError, UnitError
 from ..layers.families import read_layout
-from ..units import Unit, UnitLike
+from ..units import Unit, UnitLike, need_tensor
 
 
 class Activations(Mapping):
@@ -37,7 +37,7 @@ class Activations(Mapping):
     """
 
     def __init__(self, wholes: Mapping[str, torch.Tensor], model: torch.nn.Module | None = None):
-        self._wholes = dict(wholes)
+        self._wholes = {key: need_tensor(key, value) for key, value in wholes.items()}  # a tuple output: its parts
         self.model = model  # whose units these are: their layouts are read from it (None: channels first)
 
     @staticmethod

@@ -186,7 +186,8 @@ def confusion(
     class_names : list of str, optional
         The K class names (default ``model.classes`` when it has them, else ``"0" .. "K-1"``).
     image_ids : list of str, optional
-        Each stimulus's id, which aligns this observer with others (default ``"0" .. "N-1"``).
+        Each stimulus's id, which aligns this observer with others (default the files' relative paths for
+        image files, else ``"0" .. "N-1"``).
     output : str, optional
         Read the class scores from this unit (``"readout@2"``: step 2 of a recurrent model).
     batch_size, progress
@@ -208,7 +209,8 @@ def confusion(
         Labels not one per stimulus or outside the model's classes, ``class_names`` or ``image_ids`` of the
         wrong length, repeated image ids.
     """
-    n = len(stimulus_source(stimuli))
+    source = stimulus_source(stimuli)
+    n = len(source)
     plan = Plan(model)
     with plan.session():
         scores = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan, progress=progress,
@@ -224,7 +226,7 @@ def confusion(
     names = list(class_names) if class_names is not None else [str(c) for c in getattr(model, "classes", range(k))]
     if len(names) != k:
         raise InsilicoError(f"{len(names)} class_names for a model with {k} outputs: give one name per output")
-    ids = [str(i) for i in (image_ids if image_ids is not None else range(n))]
+    ids = [str(i) for i in (image_ids if image_ids is not None else source.ids or range(n))]
     if len(ids) != n or len(set(ids)) != n:
         raise InsilicoError(f"image_ids: give {n} distinct ids, one per stimulus (got {len(ids)}, "
                             f"{len(set(ids))} distinct)")

@@ -237,7 +237,7 @@ def reaction_times(
         mean_rt.append(float(r.double().mean()))
         accuracy.append(float((c == y).double().mean()) if y is not None else math.nan)
     classes = [str(c) for c in (class_names or getattr(model, "classes", range(k)))]
-    images = [str(i) for i in (image_ids if image_ids is not None else range(n))]
+    images = [str(i) for i in (image_ids if image_ids is not None else stimulus_source(stimuli).ids or range(n))]
     settings = dict(model=type(model).__name__, readout=readout, n_images=n)
     return ReactionTimeResult(rt, choice, decided, p, y, torch.tensor(sweep, dtype=torch.float64),
                               torch.tensor(mean_rt, dtype=torch.float64), torch.tensor(accuracy, dtype=torch.float64),

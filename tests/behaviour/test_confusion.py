@@ -83,3 +83,13 @@ def test_results_of_chunks_are_not_joined_into_stale_counts():
     part = confusion(_identity(), x, [0, 1, 2], n_boot=0, progress=False)
     with pytest.raises(InsilicoError, match="no sample axis"):
         ConfusionResult.concat([part, part])
+
+
+def test_image_files_are_observed_under_their_relative_paths(tmp_path):
+    skimage = pytest.importorskip("skimage.io")
+    for k, name in enumerate(["cat/a.png", "dog/b.png", "dog/c.png"]):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        skimage.imsave(tmp_path / name, np.full((4, 4, 3), 60 * k, np.uint8), check_contrast=False)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
+    res = confusion(net, str(tmp_path), [0, 1, 1], n_boot=0, progress=False)
+    assert res.images == ["cat/a.png", "dog/b.png", "dog/c.png"] and int(res.counts.sum()) == 3

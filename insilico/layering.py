@@ -97,6 +97,7 @@ COMPANIONS = {
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments", "experiments.classes": "experiments",
     "experiments.uncertainty": "experiments",
+    "behaviour.trials": "behaviour", "behaviour.stats": "behaviour", "behaviour.consistency": "behaviour",
 }
 
 

@@ -68,6 +68,11 @@ FORMAT = 2
 KINDS = frozenset({
     "insilico.attribution.exemplars:Exemplars",
     "insilico.attribution.exemplars:Projections",
+    "insilico.behaviour.confusion:ConfusionResult",
+    "insilico.behaviour.consistency:ConsistencyResult",
+    "insilico.behaviour.psychometric:PsychometricResult",
+    "insilico.behaviour.reaction_times:ReactionTimeResult",
+    "insilico.behaviour.trials:Trials",
     "insilico.design.adversarial_result:AdversarialResult",
     "insilico.design.controversial:ControversialResult",
     "insilico.design.eigendistortions:EigendistortionResult",
@@ -89,6 +94,7 @@ KINDS = frozenset({
     "insilico.rsa.bootstrap:BootstrapResult",
     "insilico.rsa.noise_ceiling:NoiseCeiling",
     "insilico.rsa.rdm:RDM",
+    "insilico.rsa.time_resolved:TimeResolvedResult",
     "insilico.synthesis.result:SynthesisResult",
 })
 

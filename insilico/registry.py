@@ -96,6 +96,7 @@ KINDS = {
     "attribution": "what in an image drives a unit (gradient maps, exemplars)",
     "design": "images optimised for a goal on the synthesis engine",
     "experiment": "ready-made in-silico experiments (tuning, receptive fields, lesions, ...)",
+    "behaviour": "a model's decisions as an observer's (confusions, psychometric curves, reaction times)",
     "rsa": "representational similarity analysis of a model",
     "encoding": "encoding models of neural data from a model's features",
     "gallery": "the browsable static site of a model",

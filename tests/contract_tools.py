@@ -326,6 +326,23 @@ def run_connection_lesions(model, images, samples=None):
                                 batch_size=2, progress=False)
 
 
+def run_confusion(model, images, samples=None):
+    x = _pick(images, samples)
+    return insilico.behaviour.confusion(model, x, _labels(len(x)), n_boot=5, batch_size=2, progress=False)
+
+
+def run_psychometric(model, images, samples=None):
+    x = _pick(images, samples)
+    return insilico.behaviour.psychometric(model, x, _labels(len(x)), "noise", levels=[0.0, 0.2, 0.5], n_boot=3,
+                                           batch_size=2, progress=False)
+
+
+def run_reaction_times(model, images, samples=None):
+    """The logits module stands for a recurrent readout (called once: one time step)."""
+    return insilico.behaviour.reaction_times(model, _pick(images, samples), readout=arch_of(model).logits,
+                                             thresholds=[0.3, 0.6], batch_size=2, progress=False)
+
+
 def run_population_control(model, images, samples=None):
     """A predictor of 4 synthetic neurons fitted on 12 images, then one stretch image per target."""
     arch = arch_of(model)
@@ -428,6 +445,9 @@ RUNNERS = {
     "model_rdms": Runner(run_model_rdms, lambda r: r.matrix),
     "fit_predictor": Runner(run_fit_predictor, _weights),
     "gallery": Runner(run_gallery, models=("mixed",)),
+    "confusion": Runner(run_confusion, lambda r: r.predicted),
+    "psychometric": Runner(run_psychometric, lambda r: r.correct.T.double()),
+    "reaction_times": Runner(run_reaction_times, lambda r: r.probabilities),
 }
 
 

@@ -309,7 +309,7 @@ def test_the_allow_list_table_names_exactly_the_classes_that_register():
 # -- every result on the allow-list round-trips ---------------------------------------------
 def _tiny_results() -> dict:
     """One instance of every class on the allow-list: the contract tools' results, plus tiny constructors."""
-    from insilico import experiments
+    from insilico import behaviour, experiments, rsa
     from insilico.encoding import cross_validate, split_half_ceiling
     from insilico.experiments.dynamics import RecurrentLesionResult
     from insilico.rsa.bootstrap import BootstrapResult
@@ -331,6 +331,9 @@ def _tiny_results() -> dict:
              cross_validate(rng.normal(size=(12, 5)), rng.normal(size=(12, 3)), cv=3, inner_cv=2),
              RecurrentLesionResult({"accuracy": rng.random((2, 3))}, {"conditions": ["none", "lateral"]}),
              experiments.Result({"x": np.arange(3.0), "names": np.array(["a", "b", "c"])}, {"model": "toy"})]
+    trials = behaviour.Trials(["a", "b"], ["x", "y"], ["x", "x"], ["s1", "s1"], [512.0, float("nan")], "people")
+    extra += [trials, behaviour.error_consistency(trials, trials, n_boot=3),
+              rsa.time_resolved(rng.random((2, 6)), subjects=rng.random((3, 4, 6)), n_boot=3)]
     for result in extra:
         found.setdefault(persistence.kind_name(type(result)), result)
     return found

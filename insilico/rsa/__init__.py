@@ -32,7 +32,8 @@ Modules, one concept each: :mod:`~insilico.rsa.rdm` (the RDM object, computing
 RDMs), :mod:`~insilico.rsa.crossnobis` (crossnobis, noise covariances),
 :mod:`~insilico.rsa.compare` (comparing RDMs), :mod:`~insilico.rsa.noise_ceiling`,
 :mod:`~insilico.rsa.bootstrap` (inference), :mod:`~insilico.rsa.models` (model
-RDMs through a Probe), :mod:`~insilico.rsa.plots`, :mod:`~insilico.rsa.arrays`
+RDMs through a Probe), :mod:`~insilico.rsa.time_resolved` (model steps x brain
+times), :mod:`~insilico.rsa.plots`, :mod:`~insilico.rsa.arrays`
 (condensed vectors, ranks). Every public name is importable from ``insilico.rsa``.
 
 Why by hand: rsatoolbox, the reference, is NumPy-only and forms the features x
@@ -59,7 +60,8 @@ from .models import layer_units, model_rdms
 from .noise_ceiling import NoiseCeiling, noise_ceiling
 from .plots import plot_comparison
 from .rdm import RDM, RDM_METHODS, mds_coordinates, rdm
+from .time_resolved import TimeResolvedResult, simulate_brain, time_resolved
 
 __all__ = ["RDM", "rdm", "compare", "compare_all", "noise_ceiling", "NoiseCeiling", "bootstrap", "BootstrapResult",
-           "plot_comparison", "mds_coordinates", "noise_covariance", "layer_units", "model_rdms", "RDM_METHODS",
+           "plot_comparison", "mds_coordinates", "time_resolved", "TimeResolvedResult", "simulate_brain", "noise_covariance", "layer_units", "model_rdms", "RDM_METHODS",
            "COMPARE_METHODS", "NOISE_METHODS"]

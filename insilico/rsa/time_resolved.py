@@ -1,0 +1,226 @@
+"""Time-resolved RSA: a recurrent model's RDM at every time step against a brain's RDM at every time point.
+
+As in Cichy et al. 2016 (Sci Rep, MEG vs DNN layers) and Kietzmann et al. 2019
+(PNAS, recurrent models vs MEG), each model RDM (one per time step of a
+recurrent network, e.g. :func:`insilico.rsa.model_rdms` of ``"layers.6@t"``)
+is compared with each brain RDM of a time series (``(time, conditions,
+conditions)``): the result is a (steps x times) similarity matrix. Given
+subjects' RDM series, the brain series is their mean, every time point gets its
+noise ceiling (:func:`insilico.rsa.noise_ceiling`), and each step's peak
+latency a percentile bootstrap interval over subjects. The comparisons are
+:func:`insilico.rsa.compare_all`'s (batched; labelled RDMs aligned by label).
+
+Example
+-------
+>>> import torch
+>>> g = torch.Generator().manual_seed(0)
+>>> base = torch.rand(3, 10, generator=g, dtype=torch.float64)         # 3 "steps", 10 pairs (5 conditions)
+>>> brain = torch.stack([base[0], base[0], base[1], base[2]])            # 4 time points
+>>> res = time_resolved(base, brain, times=[0.0, 0.1, 0.2, 0.3], method="pearson")
+>>> tuple(res.similarity.shape), res.peak_time.tolist()
+((3, 4), [0.0, 0.2, 0.3])
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InsilicoError
+from ..results import Result
+from .compare import _compare_method, _condensed, aligned, compare_all
+from .noise_ceiling import noise_ceiling
+from .rdm import RDM
+
+
+@dataclasses.dataclass(repr=False)
+class TimeResolvedResult(Result):
+    """Model-brain RDM similarity per (model step, brain time).
+
+    Attributes
+    ----------
+    similarity : tensor (S, T) float64
+    steps : list of str
+        The model steps (or layers) in order.
+    times : tensor (T,) float64
+        The brain's time points (seconds, or indices when none were given).
+    ceiling_lower, ceiling_upper : tensor (T,) or None
+        The noise ceiling at each time point (given subjects' RDMs).
+    peak_low, peak_high : tensor (S,)
+        Bootstrap interval over subjects of each step's peak latency (NaN without subjects).
+    method : str
+    settings : dict
+    """
+
+    similarity: torch.Tensor
+    steps: list
+    times: torch.Tensor
+    ceiling_lower: Any
+    ceiling_upper: Any
+    peak_low: torch.Tensor
+    peak_high: torch.Tensor
+    method: str
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def peak_time(self) -> torch.Tensor:
+        """Each step's time of peak similarity (S,)."""
+        return self.times[self.similarity.argmax(1)]
+
+    def plot(self, ax=None, image: bool = False):
+        """One line per step over brain time (the noise ceiling a grey band), or with ``image=True`` the
+        (steps x times) matrix; returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(5.5, 3.5))
+            plt.close(fig)
+        fig, t = ax.figure, self.times.numpy()
+        if image:
+            shown = ax.imshow(self.similarity.numpy(), aspect="auto", origin="lower", interpolation="nearest",
+                              extent=(t[0], t[-1], -0.5, len(self.steps) - 0.5))
+            ax.set_yticks(range(len(self.steps)))
+            ax.set_yticklabels(self.steps, fontsize=7)
+            ax.set_ylabel("model step")
+            fig.colorbar(shown, ax=ax, label=f"RDM similarity ({self.method})")
+        else:
+            if self.ceiling_lower is not None:
+                ax.fill_between(t, self.ceiling_lower.numpy(), self.ceiling_upper.numpy(), color="0.85",
+                                label="noise ceiling")
+            for k, name in enumerate(self.steps):
+                ax.plot(t, self.similarity[k].numpy(), label=str(name))
+            ax.set_ylabel(f"RDM similarity ({self.method})")
+            ax.legend(fontsize=7, frameon=False)
+        ax.set_xlabel("brain time")
+        return fig
+
+    def __repr__(self) -> str:
+        return f"TimeResolvedResult({len(self.steps)} steps x {len(self.times)} times, {self.method})"
+
+
+def _series(x, what: str) -> tuple[torch.Tensor, list[str]]:
+    """Condensed RDMs (k, pairs) of a series (list/dict of RDMs, array (k, n, n) or (k, pairs)) and their names."""
+    if isinstance(x, RDM):
+        raise InsilicoError(f"{what} must be a series of RDMs (one per step or time point), not one RDM")
+    names = [str(k) for k in x] if isinstance(x, Mapping) else None
+    v = _condensed(x)
+    return v, names or [str(k) for k in range(len(v))]
+
+
+def time_resolved(model_rdms_by_step: Any, brain_rdms_by_time: Any | None = None, *, subjects: Any | None = None,
+                  times: Sequence[float] | None = None, method: str = "spearman", n_boot: int = 200,
+                  seed: int | None = 0) -> TimeResolvedResult:
+    """Similarity of each model step's RDM with each brain time point's RDM, (steps x times).
+
+    Parameters
+    ----------
+    model_rdms_by_step : list or dict of RDM, or array (S, n, n) or (S, pairs)
+        One RDM per model time step (dict keys name the steps).
+    brain_rdms_by_time : list of RDM, or array (T, n, n) or (T, pairs), optional
+        One RDM per brain time point; default the mean of ``subjects``.
+    subjects : array (n_subjects, T, n, n) or (n_subjects, T, pairs), optional
+        Each subject's RDM series: gives the noise ceiling per time point and the peak-latency intervals.
+    times : list of float, optional
+        The time points (default 0 .. T-1).
+    method : str
+        The comparison (:func:`insilico.rsa.compare`).
+    n_boot, seed
+        Bootstrap resamplings of the subjects for the peak latencies, and their seed.
+
+    Returns
+    -------
+    TimeResolvedResult
+
+    Raises
+    ------
+    InsilicoError
+        No brain series, different numbers of conditions, ``times`` of the wrong length, fewer than 2 subjects,
+        or labelled RDMs of different stimuli (labelled RDMs are put in one stimulus order first, as
+        :func:`insilico.rsa.compare` does; unlabelled ones and arrays are matched by position).
+    """
+    method = _compare_method(method)
+    series = [model_rdms_by_step, brain_rdms_by_time, *(subjects if subjects is not None else [])]
+    model_rdms_by_step, brain_rdms_by_time, *subjects_in = aligned(*series)  # labelled RDMs in one stimulus order
+    model, steps = _series(model_rdms_by_step, "model_rdms_by_step")
+    per_subject = None
+    if subjects is not None:  # each subject's series, condensed: (n_subjects, T, pairs)
+        per_subject = torch.stack([_condensed(one) for one in subjects_in])
+        if len(per_subject) < 2:
+            raise InsilicoError("noise ceilings need at least 2 subjects' RDM series")
+    if brain_rdms_by_time is None:
+        if per_subject is None:
+            raise InsilicoError("give the brain's RDM series (brain_rdms_by_time) or the subjects' (subjects=)")
+        brain = per_subject.mean(0)
+    else:
+        brain = _series(brain_rdms_by_time, "brain_rdms_by_time")[0]
+    if model.shape[1] != brain.shape[1]:
+        raise InsilicoError(f"the model's RDMs have {model.shape[1]} pairs of conditions, the brain's "
+                            f"{brain.shape[1]}: compute both over the same conditions")
+    t = torch.arange(len(brain), dtype=torch.float64) if times is None else torch.tensor(list(times), dtype=torch.float64)
+    if len(t) != len(brain):
+        raise InsilicoError(f"{len(t)} times for {len(brain)} brain RDMs: give one time per RDM")
+    similarity = compare_all(model, brain, method).cpu()
+    lower = upper = None
+    low, high = torch.full((len(steps),), math.nan), torch.full((len(steps),), math.nan)
+    if per_subject is not None:
+        bounds = [noise_ceiling(per_subject[:, k], method) for k in range(per_subject.shape[1])]
+        lower = torch.tensor([b.lower for b in bounds], dtype=torch.float64)
+        upper = torch.tensor([b.upper for b in bounds], dtype=torch.float64)
+        low, high = _peak_intervals(model, per_subject, t, method, n_boot, seed)
+    settings = dict(n_subjects=0 if per_subject is None else len(per_subject), n_boot=n_boot, seed=seed)
+    return TimeResolvedResult(similarity, steps, t, lower, upper, low, high, method, settings)
+
+
+def simulate_brain(model_rdms_by_step: Any, schedule: Sequence[int | None], n_subjects: int = 8,
+                   noise: float = 0.5, seed: int | None = 0) -> torch.Tensor:
+    """A simulated time-resolved brain: subjects' RDM series whose time point ``t`` shows model step ``schedule[t]``.
+
+    Each subject's RDM at time ``t`` is the model's step-``schedule[t]`` RDM (``None``: a time with no signal,
+    pure noise around the mean dissimilarity) plus Gaussian noise of ``noise`` times the standard deviation of
+    the model's dissimilarities, drawn from a generator of its own. For tests and tutorials of
+    :func:`time_resolved`: the peak of step ``k`` is where the schedule shows it.
+
+    Returns
+    -------
+    tensor (n_subjects, T, pairs) float64
+
+    Raises
+    ------
+    InsilicoError
+        A step in ``schedule`` the model does not have, or fewer than 1 subject.
+
+    Example
+    -------
+    >>> steps = torch.rand(3, 10, dtype=torch.float64)
+    >>> tuple(simulate_brain(steps, [None, 0, 1, 2, 2], n_subjects=4).shape)
+    (4, 5, 10)
+    """
+    from ..seeding import generator
+
+    model, _ = _series(model_rdms_by_step, "model_rdms_by_step")
+    if n_subjects < 1 or any(k is not None and not 0 <= k < len(model) for k in schedule):
+        raise InsilicoError(f"simulate_brain: the schedule names steps of 0..{len(model) - 1} (or None) and there is "
+                            f"at least 1 subject (got {list(schedule)}, {n_subjects} subjects)")
+    blank = torch.full_like(model[0], float(model.mean()))
+    series = torch.stack([model[k] if k is not None else blank for k in schedule])
+    g = generator(seed)
+    return series + noise * float(model.std()) * torch.randn(n_subjects, *series.shape, generator=g,
+                                                             dtype=series.dtype)
+
+
+def _peak_intervals(model, per_subject, t, method, n_boot, seed, ci=0.95):
+    """95% percentile intervals of each step's peak latency over bootstrap resamplings of the subjects."""
+    g = np.random.default_rng(seed)
+    k = len(per_subject)
+    peaks = torch.stack([t[compare_all(model, per_subject[torch.from_numpy(g.integers(0, k, k))].mean(0),
+                                       method).cpu().argmax(1)] for _ in range(n_boot)]) if n_boot else None
+    if peaks is None:
+        return torch.full((len(model),), math.nan), torch.full((len(model),), math.nan)
+    tail = (1 - ci) / 2
+    return peaks.quantile(tail, dim=0), peaks.quantile(1 - tail, dim=0)
+
+
+__all__ = ["TimeResolvedResult", "simulate_brain", "time_resolved"]

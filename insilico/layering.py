@@ -86,7 +86,7 @@ PLACES = {
     "units": "foundations", "pixels": "foundations", "session": "foundations", "results": "foundations",
     "sharding": "foundations", "errors": "foundations", "performance": "foundations", "_version": "foundations",
     "identity": "foundations", "persistence": "foundations", "registry": "foundations", "layering": "foundations",
-    "seeding": "foundations", "jsonfiles": "foundations", "options": "foundations",
+    "seeding": "foundations", "jsonfiles": "foundations", "options": "foundations", "statistics": "foundations",
 }
 
 #: Tools-row modules that are not tools of their own: a tool's companions (its result, its report) name the
@@ -96,8 +96,7 @@ COMPANIONS = {
     "design.adversarial_result": "design.adversarial",
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments", "experiments.classes": "experiments",
-    "experiments.uncertainty": "experiments",
-    "behaviour.trials": "behaviour", "behaviour.stats": "behaviour", "behaviour.consistency": "behaviour",
+    "behaviour.trials": "behaviour", "behaviour.consistency": "behaviour",
 }
 
 

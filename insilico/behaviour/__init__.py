@@ -37,7 +37,7 @@ from ..registry import tool_table as _tool_table
 from .consistency import RATE_RANGE, ConsistencyResult, aligned_correctness, error_consistency, image_consistency
 from .psychometric import PARAMETERS, degrade, fit_logistic, threshold
 from .reaction_times import CRITERIA, decide
-from .stats import bootstrap
+from ..statistics import bootstrap
 from .trials import COLUMNS, Trials, read_trials
 
 __all__ = ["COLUMNS", "CRITERIA", "PARAMETERS", "RATE_RANGE", "ConsistencyResult", "Trials", "aligned_correctness",

@@ -4,7 +4,7 @@
 loop, :func:`insilico.evaluate.predict`, inside the call's session) and counts
 its responses per true class; :meth:`ConfusionResult.from_trials` does the same
 for a table of human trials. Per-class accuracies come with percentile bootstrap
-intervals over images (:mod:`insilico.behaviour.stats`).
+intervals over images (:mod:`insilico.statistics`).
 
 Example
 -------
@@ -35,7 +35,8 @@ from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
-from .stats import axes, bootstrap
+from ..plot.images import new_axes as axes
+from ..statistics import bootstrap
 from .trials import Trials, class_indices
 
 

@@ -35,7 +35,8 @@ from scipy.stats import norm
 
 from ..errors import InsilicoError
 from ..results import Result
-from .stats import axes, bootstrap, rng
+from ..plot.images import new_axes as axes
+from ..statistics import bootstrap, rng
 from .trials import Trials
 
 

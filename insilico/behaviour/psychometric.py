@@ -46,7 +46,8 @@ from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
 from ..seeding import content_key, derive_seed, generator
-from .stats import axes, bootstrap
+from ..plot.images import new_axes as axes
+from ..statistics import bootstrap
 from .trials import class_indices
 
 #: The parameters :func:`degrade` varies, what a level means, and the levels used by default.

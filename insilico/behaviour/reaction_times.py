@@ -40,7 +40,7 @@ from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
-from .stats import axes
+from ..plot.images import new_axes as axes
 from .trials import Trials, class_indices
 
 CRITERIA = ("confidence", "entropy")

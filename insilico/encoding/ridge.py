@@ -44,6 +44,7 @@ import torch
 
 from ..errors import InsilicoError
 from ..results import Result
+from ..statistics import spearman_brown
 
 SOLVERS = ("auto", "primal", "dual")
 
@@ -422,11 +423,6 @@ def _warn_undefined(n: int, flat_y: torch.Tensor, flat_pred: torch.Tensor, score
             shown = f"{targets[:10]}{' ...' if len(targets) > 10 else ''}"
             warnings.warn(f"{score} is undefined (NaN) for target(s) {shown}: "
                           f"the {what} are constant (to rounding) over these {n} samples", RuntimeWarning, stacklevel=3)
-
-
-def spearman_brown(r, factor: float = 2.0):
-    """Reliability of a measurement ``factor`` times as long: factor·r / (1 + (factor - 1)·r)."""
-    return factor * r / (1 + (factor - 1) * r)
 
 
 @dataclasses.dataclass(eq=False)

@@ -32,7 +32,8 @@ from ..errors import InsilicoError
 from ..probe import Probe
 from ..registry import register_tool
 from .classes import class_labels, per_class_accuracy
-from .results import Result, new_axes
+from ..plot.images import new_axes
+from .results import Result
 from ..recording import batches, stimulus_source
 from ..session import result_dtype, session
 from .runs import as_units

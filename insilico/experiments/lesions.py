@@ -45,8 +45,9 @@ from ..recording import stimulus_source
 from ..registry import register_tool
 from ..units import Unit
 from .classes import check_outputs, class_labels, per_class_accuracy, stimulus_labels
-from .results import Result, new_axes, write_csv
-from .uncertainty import LEVEL, correlation, interval, resample_within, rng_for, spearman_brown, split_halves
+from ..plot.images import new_axes
+from .results import Result, write_csv
+from ..statistics import LEVEL, correlation, interval, resample_within, rng_for, spearman_brown, split_halves
 
 
 def _n_channels(plan: Plan, layer: Unit) -> int:

@@ -56,9 +56,10 @@ from ..evaluate import predict, responses
 from ..plan import Plan
 from ..registry import register_tool
 from .classes import class_labels
-from .results import Result, new_axes
+from ..plot.images import new_axes
+from .results import Result
 from .runs import as_units
-from .uncertainty import LEVEL, interval, rng_for, sign_flip_p, split_halves
+from ..statistics import LEVEL, interval, rng_for, sign_flip_p, split_halves
 
 #: Permutations of the paired test and bootstrap resamples of the target's shift.
 N_PERMUTATIONS = 1000

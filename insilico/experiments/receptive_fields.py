@@ -68,7 +68,8 @@ from ..performance import as_numpy
 from ..probe import Probe
 from ..registry import register_tool
 from ..units import Unit, need_tensor
-from .results import Result, new_axes
+from ..plot.images import new_axes
+from .results import Result
 from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of, image_size, renamed
 from ..session import session
 from ..plan import Plan, plan_for

@@ -206,13 +206,3 @@ def _cell(value: Any) -> str:
     return f'"{text}"' if "," in text else text
 
 
-
-
-def new_axes(ax=None, figsize=(5, 3.5)):
-    """``(figure, ax)``: the given axis and its figure, or a new figure with one axis."""
-    import matplotlib.pyplot as plt
-
-    if ax is not None:
-        return ax.figure, ax
-    fig, ax = plt.subplots(figsize=figsize)
-    return fig, ax

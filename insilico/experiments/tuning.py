@@ -86,7 +86,8 @@ from ..layers import image_size
 from ..options import Options
 from ..plan import Plan
 from ..registry import register_tool
-from .results import Result, new_axes
+from ..plot.images import new_axes
+from .results import Result
 from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
 from .runs import after_nonlinearity, as_units, record_units
 from .selectivity import (

@@ -55,6 +55,16 @@ def _resize(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.nn.functional.interpolate(tiles.float(), size=size, mode="nearest")
 
 
+def new_axes(ax=None, figsize=(5, 3.5)):
+    """``(figure, ax)``: the given axis and its figure, or a new figure with one axis (every result's ``.plot``)."""
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax
+
+
 def _figure(ax, shape, scale=0.02):
     import matplotlib.pyplot as plt
 

@@ -11,7 +11,7 @@ from torch import nn
 from insilico import rsa
 from insilico.errors import InsilicoError, SavedFileError
 from insilico.experiments import LesionResult, cumulative_lesion, lesion_sweep, microstimulation
-from insilico.experiments.uncertainty import rng_for, sign_flip_p, spearman_brown
+from insilico.statistics import rng_for, sign_flip_p, spearman_brown
 from insilico.pixels import raw
 
 

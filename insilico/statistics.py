@@ -1,7 +1,10 @@
-"""Noise estimates the experiments share: bootstrap intervals, split-half reliability, paired permutation tests.
+"""Noise estimates every tool shares: bootstrap intervals, split-half reliability, paired permutation tests.
 
-Every experiment result reports how far its numbers would move on another
+Every experiment and behaviour result reports how far its numbers would move on another
 sample of stimuli. The rules live here once:
+
+- :func:`bootstrap`: the percentile interval of a statistic of images resampled
+  with replacement (Efron & Tibshirani 1993); rows resampled together stay paired;
 
 - :func:`interval`: the percentile interval of bootstrap samples (``level``,
   default 95%);
@@ -33,11 +36,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InsilicoError
-from ..seeding import derive_seed
+from typing import Callable
+
+from .errors import InsilicoError
+from .seeding import derive_seed, fresh_seed
 
 #: Confidence level of every interval an experiment reports.
 LEVEL = 0.95
+
+
+def rng(seed: int | None) -> np.random.Generator:
+    """A numpy generator of its own (``None``: fresh entropy); numpy's global state is never touched."""
+    return np.random.default_rng(fresh_seed() if seed is None else int(seed))
+
+
+def bootstrap(statistic: Callable[[np.ndarray], float], n: int, n_boot: int = 1000, seed: int | None = 0,
+              ci: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``statistic(index)`` over ``n_boot`` resamplings of ``n`` images.
+
+    ``statistic`` takes an index array (n,) drawn with replacement and returns a float (NaN where undefined,
+    e.g. a class absent from a resample: such draws are left out). Returns ``(low, high)``; ``(nan, nan)``
+    when ``n_boot`` is 0 or every draw was undefined.
+
+    Raises
+    ------
+    InsilicoError
+        ``ci`` outside (0, 1), or a negative ``n_boot``.
+    """
+    if not 0 < ci < 1:
+        raise InsilicoError(f"ci must be between 0 and 1 (e.g. 0.95), not {ci}")
+    if n_boot < 0:
+        raise InsilicoError(f"n_boot must be >= 0, not {n_boot}")
+    g = rng(seed)
+    values = np.array([statistic(g.integers(0, n, n)) for _ in range(n_boot)], dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = (1 - ci) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
 def rng_for(seed: int, purpose: str) -> np.random.Generator:
@@ -77,9 +113,15 @@ def split_halves(classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return first
 
 
-def spearman_brown(r: float) -> float:
-    """The reliability of the full set from the correlation ``r`` of its two halves: ``2 r / (1 + r)``."""
-    return float(2.0 * r / (1.0 + r)) if np.isfinite(r) and r > -1 else float("nan")
+def spearman_brown(r, factor: float = 2.0):
+    """The reliability of a measurement ``factor`` times as long from the reliability ``r`` of one part (two
+    halves: ``factor=2``, ``2 r / (1 + r)``): ``factor r / (1 + (factor - 1) r)``. A number gives a float (NaN
+    where undefined: ``r`` NaN or at the pole); arrays and tensors are computed elementwise."""
+    if isinstance(r, (int, float, np.floating)):
+        r = float(r)
+        pole = 1 + (factor - 1) * r
+        return factor * r / pole if np.isfinite(r) and pole > 0 else float("nan")
+    return factor * r / (1 + (factor - 1) * r)
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -111,5 +153,5 @@ def sign_flip_p(differences: np.ndarray, n_permutations: int, rng: np.random.Gen
     return (1.0 + hits) / (1.0 + n_permutations)
 
 
-__all__ = ["LEVEL", "correlation", "interval", "resample_within", "rng_for", "sign_flip_p", "spearman_brown",
+__all__ = ["LEVEL", "bootstrap", "correlation", "interval", "resample_within", "rng", "rng_for", "sign_flip_p", "spearman_brown",
            "split_halves"]

@@ -7,7 +7,7 @@ conv, a BatchNorm and a ReLU in a block ``Sequential``, so ``--blocks 667`` is
 ~2,000 modules) and, when timm is installed, a real many-module timm model
 (random weights). For each it prints the seconds of one forward pass, of
 ``names()`` (module paths), ``names(example)`` (one surveyed pass),
-``survey(example)`` and ``units(*every path)`` (every address resolved), and
+``survey(example)``, ``names(example, ops=True)`` (every op of every module's own forward too) and ``units(*every path)`` (every address resolved), and
 each one's ratio to the forward pass (the target: ``names(example)`` within
 3x of one forward pass on a 2,000-module model). Best of ``--repeats``.
 Timings are printed, never asserted (tests/test_scale.py checks the
@@ -51,6 +51,7 @@ def measure(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> None:
         "names()": best(probe.names, repeats),
         "names(x)": best(lambda: probe.names(x), repeats),
         "survey(x)": best(lambda: probe.survey(x), repeats),
+        "names(x, ops)": best(lambda: probe.names(x, ops=True), repeats),
         "units(all)": best(lambda: probe.units(*paths), repeats),
     }
     cells = "  ".join(f"{k} {v:8.4f}s ({v / forward:6.2f}x)" for k, v in rows.items())

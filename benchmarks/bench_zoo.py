@@ -5,7 +5,8 @@
 The harness of tests/models/test_zoo.py (tests/zoo_checks.py: record, lesion, heads, gradient maps,
 Grad-CAM, maximize, tuning, each against a hand reference) on random-weight timm models: for every
 family (a timm module, in alphabetical order, the first ``--limit``), the model with the fewest
-parameters (counted on the meta device, nothing downloaded). A model is built at ``--size`` px when it
+parameters (counted on the meta device, nothing downloaded; timm's own ``test_*`` models first, big
+variants left out by name). A model is built at ``--size`` px when it
 takes that size (``img_size=`` for the transformers), else at its own input size. The layer is the
 middle one with a grid (the layer chooser), the attention module the first with a ``:weights`` part.
 
@@ -31,28 +32,32 @@ SKIP_MODULES = {"_builder", "_registry", "_helpers", "_features", "_manipulate",
                 "_efficientnet_builder", "_hub", "_pretrained", "_factory", "_features_fx", "_prune"}
 
 
-def smallest_per_family(timm, families=None, limit=None):
-    """``[(family, model name)]``: per timm module, the model with the fewest parameters (built on meta)."""
-    modules = sorted(m for m in timm.list_modules() if m not in SKIP_MODULES)
-    if families:
-        modules = [m for m in modules if m in set(families)]
-    out = []
-    for module in modules:
-        if limit is not None and len(out) >= limit:
-            break
-        best = None
-        for name in timm.list_models(module=module):
-            try:
-                with torch.device("meta"):
-                    model = timm.create_model(name, pretrained=False)
-            except Exception:  # noqa: BLE001 - a model that cannot be built on meta is not a candidate
-                continue
-            count = sum(p.numel() for p in model.parameters())
-            if best is None or count < best[0]:
-                best = (count, name)
-        if best is not None:
-            out.append((module, best[1]))
-    return out
+BIG = ("large", "huge", "giant", "gigantic", "xlarge", "base", "medium", "_big", "plus", "448", "384", "512")
+
+
+def families(timm, only=None) -> list[str]:
+    """The timm modules that define models, alphabetically (``only``: these)."""
+    modules = sorted(m for m in timm.list_modules() if m not in SKIP_MODULES and timm.list_models(module=m))
+    return [m for m in modules if only is None or m in set(only)]
+
+
+def smallest(timm, module: str) -> str | None:
+    """The model of a timm module with the fewest parameters, counted on the meta device (nothing is
+    downloaded or initialised); timm's own ``test_*`` models first, names of big variants left out."""
+    names = timm.list_models(module=module)
+    candidates = [n for n in names if n.startswith("test_")] or \
+        [n for n in names if not any(word in n for word in BIG)] or names
+    best = None
+    for name in candidates:
+        try:
+            with torch.device("meta"):
+                model = timm.create_model(name, pretrained=False)
+        except Exception:  # noqa: BLE001 - a model that cannot be built on meta is not a candidate
+            continue
+        count = sum(p.numel() for p in model.parameters())
+        if best is None or count < best[0]:
+            best = (count, name)
+    return None if best is None else best[1]
 
 
 def build(timm, name, size):
@@ -72,8 +77,8 @@ def build(timm, name, size):
     raise RuntimeError(f"{name} runs at neither {size} px nor its own size")
 
 
-class Timeout(Exception):
-    pass
+class Timeout(BaseException):
+    """A model past ``--timeout`` (a BaseException, so that no check's verdict takes it for its own failure)."""
 
 
 def _alarm(*_):
@@ -84,22 +89,21 @@ def run_model(timm, family, name, args):
     """The verdicts of one model: ``{check: (status, detail)}``."""
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(args.timeout)
+    results, side = {}, None
     try:
         torch.manual_seed(0)
         model, side = build(timm, name, args.size)
         s = subject(f"timm:{name}", model, side)
-        results = {}
         for check, fn in CHECKS.items():
-            if check == "heads" and s.attention is None:
-                results[check] = ("n/a", "")
-                continue
-            results[check] = verdict(fn, s)
-        return side, results
+            results[check] = ("n/a", "") if check == "heads" and s.attention is None else verdict(fn, s)
+    except Timeout:
+        results.update({c: ("failed", f"timeout ({args.timeout} s)") for c in CHECKS if c not in results})
     except Exception as error:  # noqa: BLE001 - the model could not be prepared: every check failed
         status = ("failed", f"setup: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
-        return None, {check: status for check in CHECKS}
+        results = {check: status for check in CHECKS}
     finally:
         signal.alarm(0)
+    return side, results
 
 
 def main(argv=None) -> None:
@@ -113,20 +117,38 @@ def main(argv=None) -> None:
     limit_threads(args.threads)
     import timm
 
-    sample = smallest_per_family(timm, args.families, args.limit)
     tally = {check: collections.Counter() for check in CHECKS}
     notes = collections.defaultdict(list)
-    marks = {"passed": ".", "refused": "R", "failed": "F", "n/a": "-"}
+    sample = []
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"{'family':<22} {'model':<34} {'px':>4}  " + " ".join(c[:4] for c in CHECKS) + "  s")
-    for family, name in sample:
+    try:
+        run_sample(timm, args, tally, notes, sample)
+    except KeyboardInterrupt:  # a long run stopped by hand (or SIGTERM) still prints its tally
+        print("stopped: the tally of the models run so far")
+    report(tally, notes, sample)
+
+
+def run_sample(timm, args, tally, notes, sample) -> None:
+    marks = {"passed": ".", "refused": "R", "failed": "F", "n/a": "-"}
+    for family in families(timm, args.families):
+        if args.limit is not None and len(sample) >= args.limit:
+            break
         start = time.perf_counter()
+        name = smallest(timm, family)
+        if name is None:
+            continue
         side, results = run_model(timm, family, name, args)
+        sample.append(name)
         for check, (status, detail) in results.items():
             tally[check][status] += 1
             if status != "passed" and detail:
                 notes[check].append(f"{name}: {detail[:160]}")
         row = " ".join(f"{marks[results[c][0]]:<4}" for c in CHECKS)
         print(f"{family:<22} {name:<34} {side or '?':>4}  {row}  {time.perf_counter() - start:.0f}", flush=True)
+
+
+def report(tally, notes, sample) -> None:
     print(f"\n{len(sample)} models (the smallest of each timm family), checks x verdicts:")
     print(f"{'check':<10} {'passed':>7} {'refused':>8} {'failed':>7} {'n/a':>5}")
     for check, counts in tally.items():

@@ -188,16 +188,15 @@ def check_gradients(s: Subject) -> None:
     x = s.images()
     maps = insilico.gradient_map(s.model, x, s.channel, progress=False)
     module = insilico.Unit.parse(s.layer).resolve(s.model)
-    kept = []
-    handle = module.register_forward_hook(lambda m, a, out: kept.append(out))
+    kept = []  # the channel's sum when the layer returns (later in-place ops of the model cannot change it)
+    handle = module.register_forward_hook(lambda m, a, out: kept.append((out[:, 0] if s.layout == "map"
+                                                                          else out[..., 0]).sum()))
     x = x.clone().requires_grad_(True)
     try:
         s.model(x)
     finally:
         handle.remove()
-    out = kept[0]
-    value = out[:, 0] if s.layout == "map" else out[..., 0]
-    (expected,) = torch.autograd.grad(value.sum(), x)
+    (expected,) = torch.autograd.grad(kept[0], x)
     assert maps.shape == x.shape and expected.abs().max() > 0
     torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
 
@@ -209,7 +208,12 @@ def check_gradcam(s: Subject) -> None:
     cam = insilico.gradient_map(s.model, x, s.head, method="gradcam", layer=s.layer, progress=False)
     module = insilico.Unit.parse(s.layer).resolve(s.model)
     kept = []
-    handle = module.register_forward_hook(lambda m, a, out: kept.append(out))
+
+    def keep(_, args, output):  # the layer's values, out of reach of the model's later in-place ops
+        kept.append(output.clone())
+        return kept[-1].clone()
+
+    handle = module.register_forward_hook(keep)
     try:
         with torch.enable_grad():
             out = s.model(x)

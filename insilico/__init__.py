@@ -18,11 +18,19 @@ import importlib.util as _importlib_util
 import warnings as _warnings
 
 from .errors import InsilicoError, StimulusError, UnitError
-from ._version import __version__
+from ._version import __version__, shadowing_distribution as _shadowing
+
+if _clash := _shadowing():  # `pip install insilico` brings an unrelated package into the same folder
+    _warnings.warn(_clash, RuntimeWarning, stacklevel=2)
 
 #: Classes (and ``load``) loaded on first use, like the tools: `import insilico` (and `insilico --help`) imports
 #: no torch.
-_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results"}
+_CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load": "results", "Job": "options",
+            "SynthesisOptions": "synthesis.options", "AttackOptions": "design.adversarial",
+            "MaximizeOptions": "design.maximize", "ControversialOptions": "design.controversial",
+            "MetamerOptions": "design.metamers", "PopulationControlOptions": "design.population_control",
+            "TuningOptions": "experiments.tuning", "GradientOptions": "attribution.gradients",
+            "FitOptions": "encoding.predictor"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")
@@ -61,6 +69,8 @@ def __getattr__(name):  # tools load on first use, keeping `import insilico` lig
                           f"in 0.2: write insilico.{_MOVED[name]}", FutureWarning, stacklevel=2)
         return _importlib.import_module(f".{_MOVED[name]}", __name__)
     if name in _CLASSES:
+        if _CLASSES[name] in ("probe", "recording"):  # their reduce= reads layouts (insilico.layout.set_reader)
+            _importlib.import_module(".layers", __name__)
         return getattr(_importlib.import_module(f".{_CLASSES[name]}", __name__), name)
     tool = None if name.startswith("_") else _tools().get(name)
     if tool is not None:

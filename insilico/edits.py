@@ -16,7 +16,7 @@ from torch import nn
 from .errors import InsilicoError, UnitError
 from .hooks import Handle, HookOwner, _SiteHandle
 from .seeding import generator
-from .units import Unit, describe
+from .units import Unit, need_tensor
 
 LESION_MODES = ("zero", "mean", "constant", "noise")
 
@@ -28,9 +28,7 @@ class _Edit:
         self.unit, self.replace, self.steps, self.label = unit, replace, steps, label
 
     def __call__(self, output, step):
-        tensor = self.unit.pick(output)
-        if not torch.is_tensor(tensor):
-            raise UnitError(f"cannot edit {self.unit}: the module returns {describe(output)}; name a part, e.g. ':0'")
+        tensor = need_tensor(self.unit, self.unit.pick(output), f" ({self.label} edits one tensor)")
         where = self.unit.where(tensor)
         if self.unit.index is None:
             edited = self.replace(tensor, step)
@@ -57,32 +55,100 @@ class Intervention(_SiteHandle):
 
 
 class ConnectionLesion(Handle):
-    """Zeroed weights of a conv/linear layer, restored bit-exactly on removal."""
+    """Zeroed weights of a conv/linear layer, restored bit-exactly on removal.
+
+    The weight the layer's forward uses is the one lesioned, however it is made:
+
+    - a plain ``weight`` parameter: the chosen entries are zeroed in place (and put back);
+    - a ``torch.nn.utils.parametrize`` weight (``parametrizations.weight_norm``, ``spectral_norm``,
+      ``orthogonal``, any parametrization): a mask parametrization is appended to the layer's list
+      (removed after), so the effective weight is zero there and the originals are untouched;
+    - a weight recomputed by a forward pre-hook from other tensors every pass (``prune``:
+      ``weight_orig * weight_mask``; the old ``weight_norm``/``spectral_norm``: ``weight_g``, ``weight_v``,
+      ``weight_orig``): a pre-hook that runs after theirs zeroes the recomputed weight, and the
+      attribute is put back after. Zeroing ``weight_orig``/``weight_v`` instead would change the norm
+      (or be masked away): the effective weight would not be the one asked for.
+    """
 
     def __init__(self, probe: HookOwner, unit: Unit, layer: nn.Module, outputs, inputs):
         super().__init__(probe)
         weight = getattr(layer, "weight", None)
-        if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or weight is None:
+        if not isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) or not torch.is_tensor(weight):
             raise InsilicoError(
                 f"lesion_connections works on Linear and Conv1d/2d/3d layers; {unit.module!r} is {type(layer).__name__}"
             )
-        self.unit, self.weight = unit, weight
+        self.unit, self.layer, self.weight = unit, layer, weight
         self.mask = _connection_mask(weight, getattr(layer, "groups", 1), outputs, inputs, unit)
-        self.saved = None
+        self.how = _weight_kind(layer, unit)
+        self.spread = self.mask.view(self.mask.shape + (1,) * (weight.ndim - 2))  # over a kernel's positions
+        self.saved = self.hook = self.unmasked = self.masked = None
 
     def _attach(self) -> None:
-        with torch.no_grad():
-            self.saved = self.weight[self.mask].clone()
-            self.weight[self.mask] = 0
+        if self.how == "parameter":
+            with torch.no_grad():
+                self.saved = self.weight[self.mask].clone()
+                self.weight[self.mask] = 0
+        elif self.how == "parametrized":
+            from torch.nn.utils import parametrize
+
+            parametrize.register_parametrization(self.layer, "weight", _ZeroMask(self.spread))
+            self.saved = self.layer.parametrizations.weight
+        else:
+            self.hook = self.layer.register_forward_pre_hook(self._mask_recomputed)
+            self._mask_recomputed(self.layer, ())
+
+    def _mask_recomputed(self, layer, args) -> None:
+        current = layer.__dict__["weight"]
+        self.unmasked = self.unmasked if current is self.masked else current  # recomputed by its hook, or not
+        self.masked = self.unmasked.masked_fill(self.spread, 0)
+        layer.__dict__["weight"] = self.masked
 
     def _detach(self) -> None:
-        if self.saved is not None:
+        if self.how == "parameter" and self.saved is not None:
             with torch.no_grad():
                 self.weight[self.mask] = self.saved
-            self.saved = None
+        elif self.how == "parametrized" and self.saved is not None:
+            chain = self.saved
+            last = len(chain) - 1
+            if not isinstance(chain[last], _ZeroMask) or chain[last].mask is not self.spread:
+                raise InsilicoError(f"lesion_connections {self.unit}: the layer's weight parametrizations changed "
+                                    "while the lesion was active; remove the lesion before adding parametrizations")
+            del chain[last]
+        elif self.hook is not None:
+            self.hook.remove()
+            if self.layer.__dict__.get("weight") is self.masked:
+                self.layer.__dict__["weight"] = self.unmasked
+        self.saved = self.hook = self.unmasked = self.masked = None
 
     def __repr__(self) -> str:
-        return f"lesion_connections {self.unit} ({int(self.mask.sum())} connections)"
+        return f"lesion_connections {self.unit} ({int(self.mask.sum())} connections, {self.how} weight)"
+
+
+class _ZeroMask(nn.Module):
+    """A parametrization that zeroes the masked entries of a weight (the last of the layer's list)."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.mask = mask
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.masked_fill(self.mask, 0)
+
+
+def _weight_kind(layer: nn.Module, unit: Unit) -> str:
+    """How ``layer.weight`` is made: ``"parameter"``, ``"parametrized"`` or ``"recomputed"`` (by a pre-hook)."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(layer, "weight"):
+        return "parametrized"
+    if isinstance(layer._parameters.get("weight"), torch.Tensor):
+        return "parameter"
+    if "weight" in layer.__dict__ and layer._forward_pre_hooks:
+        return "recomputed"
+    raise InsilicoError(f"lesion_connections {unit}: the weight of {unit.module!r} is neither a parameter, a "
+                        f"torch.nn.utils.parametrize parametrization, nor recomputed by a forward pre-hook (prune, "
+                        f"weight_norm, spectral_norm), so a lesion could not be sure to reach the forward pass; "
+                        f"lesion the layer's outputs with probe.lesion('{unit.module}[k]') instead")
 
 
 # ---------------------------------------------------------------------------------------

@@ -34,8 +34,20 @@ class SavedFileError(InsilicoError):
 
 class JobMismatchError(InsilicoError):
     """A resumable ``out=`` folder holds the work of another job (another model, other stimuli or other
-    settings). ``differences`` names what differs; pass ``overwrite=True`` (``--force``) to start over."""
+    settings). ``differences`` names what differs; pass ``out=Job(folder, overwrite=True)`` (``--force``) to start over."""
 
     def __init__(self, message: str, differences=()):
         super().__init__(message)
         self.differences = list(differences)
+
+
+class NumericsError(InsilicoError, FloatingPointError):
+    """A loss, gradient or image became NaN or inf (typically a float16/bfloat16 model whose values overflow
+    its range). Never returned as a result: the message names the step, the model's dtype and the fix
+    (``model.float()``, or ``precision=`` to run a float32 model under autocast)."""
+
+
+class UnsupportedDtypeError(InsilicoError, NotImplementedError):
+    """An operation has no kernel for the model's dtype on its device (e.g. ``local_response_norm`` or ``cdist``
+    in float16/bfloat16 on a CPU). The message names the operation (torch's own message) and the fix
+    (``model.float()``, or the GPU); a NotImplementedError too, as torch's error was."""

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from .plan import Plan, plan_for
-from .recording import batches
+from .recording import batches, stimulus_source
 from .session import result_dtype
-from .units import Unit, UnitLike
+from .units import Unit, UnitLike, need_tensor
 
 
 def predict(model: nn.Module, stimuli: Any, *, batch_size: int = 256, output: UnitLike | None = None,
@@ -66,14 +66,15 @@ def predict(model: nn.Module, stimuli: Any, *, batch_size: int = 256, output: Un
     """
     plan = plan_for(model, plan)
     parts = []
+    stimuli = stimulus_source(stimuli, model=model)  # image files are fitted to the model's input
     with plan.session() as s:
         for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):
             if output is None:
-                out = model(batch)
+                out = need_tensor(Unit(""), model(batch))  # a model returning a tuple: its parts ':0', ':1'
             else:
                 with plan.probe.record(output) as rec:
                     model(batch)
-                out = rec[output]
+                out = need_tensor(rec._tap(output).unit, rec[output])
             parts.append(out.to(result_dtype(out.dtype)).cpu())  # float64 in, float64 out
     return torch.cat(parts)
 
@@ -98,12 +99,13 @@ def responses(model: nn.Module, stimuli: Any, units: Sequence[UnitLike], *, batc
     """
     plan = plan_for(model, plan)
     parsed = [Unit.coerce(u, model) for u in units]
+    stimuli = stimulus_source(stimuli, model=model)  # image files are fitted to the model's input
     with plan.session() as s, plan.record(*parsed, stop=stop, reduce=reduce) as rec:
         for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, desc):
             rec.forward(batch)
     if stop:
         plan.learn(rec)  # a later record of these units in this call (a synthesis's) stops there without learning
-    return [rec[u] for u in parsed]
+    return [need_tensor(u, rec[u]) for u in parsed]  # a tuple output without a part: refused with its parts
 
 
 __all__ = ["predict", "responses"]

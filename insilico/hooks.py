@@ -111,11 +111,13 @@ class _InnerSite(_Site):
 
     def hint(self) -> str:
         owner = self.owner
-        if owner is None or self.unit.part is not None:
+        if owner is None:
             return ""
-        seen = owner.ops_seen()
         if not owner.seen:
             return f" ({self.unit.owner!r} itself did not run)"
+        if self.unit.part is not None:
+            return ""
+        seen = owner.ops_seen()
         if not seen:
             return f" ({self.unit.owner!r} ran no op of its own: its work is done by its children)"
         import difflib
@@ -123,12 +125,6 @@ class _InnerSite(_Site):
         close = difflib.get_close_matches(self.unit.module, seen, n=5, cutoff=0.5) or seen[:8]
         return (f". Ops of {self.unit.owner!r}'s own forward: {', '.join(repr(c) for c in close)}"
                 f"{' ...' if len(seen) > len(close) else ''}; list all with probe.names(example, ops=True)")
-
-
-def _attends(module: nn.Module) -> bool:
-    """Whether a module can have attention parts: nn.MultiheadAttention, or a module written outside
-    torch.nn (whether its forward calls F.scaled_dot_product_attention is only known when it runs)."""
-    return isinstance(module, nn.MultiheadAttention) or not type(module).__module__.startswith("torch.nn.")
 
 
 class _OpObserver:

@@ -13,7 +13,7 @@ A rerun builds the same object and :func:`check` compares the two; any
 difference is refused with a :class:`~insilico.errors.JobMismatchError` that
 names every difference in words ("model parameters differ (0.weight)",
 "stimuli 0..63 differ", "setting steps: 16 (folder) vs 32 (now)") and says
-the fix (``overwrite=True`` / ``--force``, or another folder).
+the fix (``out=Job(folder, overwrite=True)`` / ``--force``, or another folder).
 
 Design
 ------
@@ -74,7 +74,7 @@ Example
 >>> check(a, job_identity(net, {"steps": 32}, {"images": x}, chunk=2), "out")
 Traceback (most recent call last):
 ...
-insilico.errors.JobMismatchError: out holds the work of another run (model parameters differ (0.bias); images 2..3 differ; setting steps: 16 (folder) vs 32 (now)): pass overwrite=True (--force on the command line) to start over there, or choose another out= folder
+insilico.errors.JobMismatchError: out holds the work of another run (model parameters differ (0.bias); images 2..3 differ; setting steps: 16 (folder) vs 32 (now)): pass out=Job(folder, overwrite=True) (--force on the command line) to start over there, or choose another out= folder
 """
 from __future__ import annotations
 
@@ -335,13 +335,13 @@ def check(stored: Mapping | None, current: Mapping, where: str) -> None:
     if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
         raise JobMismatchError(
             f"{where} holds work with a job identity of version {version}, made by a newer insilico (this one reads "
-            f"version {VERSION}), so it cannot be checked against this run: upgrade insilico, or pass overwrite=True "
+            f"version {VERSION}), so it cannot be checked against this run: upgrade insilico, or pass out=Job(folder, overwrite=True) "
             "(--force on the command line) to start over there, or choose another out= folder",
             [f"job identity version {version} (newer than {VERSION})"])
     if version != VERSION:
         raise JobMismatchError(
             f"{where} holds work without a job identity (made by an older insilico, or not by this tool), so "
-            "it cannot be checked against this run: pass overwrite=True (--force on the command line) to start "
+            "it cannot be checked against this run: pass out=Job(folder, overwrite=True) (--force on the command line) to start "
             "over there, or choose another out= folder", ["no job identity"])
     current = json.loads(json.dumps(current, default=_plain))
     differences = [*_model_differences(stored.get("model", {}), current.get("model", {})),
@@ -349,7 +349,7 @@ def check(stored: Mapping | None, current: Mapping, where: str) -> None:
                    *_setting_differences(stored.get("settings", {}), current.get("settings", {}))]
     if differences:
         raise JobMismatchError(
-            f"{where} holds the work of another run ({'; '.join(differences)}): pass overwrite=True (--force on "
+            f"{where} holds the work of another run ({'; '.join(differences)}): pass out=Job(folder, overwrite=True) (--force on "
             "the command line) to start over there, or choose another out= folder", differences)
 
 

@@ -83,4 +83,25 @@ def _key(k, where: str, key: str) -> str:
     raise InsilicoError(f"cannot write {where}: a key of {key} is a {type(k).__name__}; keys must be strings")
 
 
-__all__ = ["temporary", "to_json", "write_json"]
+def jsonable(value):
+    """A plain-JSON copy of settings, for a result or a job to keep: dicts (string keys), lists (from tuples),
+    numbers (numpy and torch scalars), lists (arrays, tensors), strings (paths and any other object, by
+    ``str``). Lenient where :func:`to_json` is strict: non-finite floats stay floats (:func:`to_json`
+    writes them as ``null``) and an object becomes its ``str`` instead of an error.
+
+    >>> import numpy as np, torch
+    >>> jsonable({"size": (3, 8), "lr": np.float32(0.5), "mask": torch.tensor([1, 0]), 2: max})
+    {'size': [3, 8], 'lr': 0.5, 'mask': [1, 0], '2': '<built-in function max>'}
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if callable(getattr(value, "tolist", None)):  # numpy / torch scalars, arrays and tensors
+        return value.tolist()
+    return str(value)
+
+
+__all__ = ["jsonable", "temporary", "to_json", "write_json"]

@@ -18,18 +18,24 @@ engine       ``synthesis/``, ``data/``
 pieces       ``objectives/``, ``encoding/`` (ridge, predictor), ``rsa/``, ``attribution/``
 knowledge    ``layers`` (module kinds, layouts, the centre rule, model families, the layer
              chooser)
-probing      ``probe``, ``recording``, ``taps``, ``edits``, ``hooks``, ``survey``, ``ops``,
+probing      ``probe``, ``recording``, ``taps``, ``edits``, ``hooks``, ``survey``, ``ops``, ``layout``
+             (what each layout means: channels, positions, the centre rule),
              ``attention`` (the head layouts ``ops`` splits), ``plan`` (one forward plan
              per call), ``evaluate`` (the batched loops), ``models/``, ``stimuli/``, ``plot/``
 foundations  ``units``, ``pixels``, ``session``, ``results``, ``persistence``, ``sharding``,
              ``identity``, ``seeding``, ``jsonfiles``, ``errors``, ``performance``,
-             ``registry``, ``_version``, ``layering``
+             ``registry``, ``options`` (the options base, :class:`~insilico.options.Job`),
+             ``_version``, ``layering``
 ============ ==========================================================================
 
 Rules decided for this code base where the first sketch was silent:
 
 - ``attention`` is probing, not knowledge: :mod:`insilico.ops` splits an
   attention module's fused call into heads, so the layouts sit beside it.
+- ``layout`` is probing: what a layout means (channels, positions, pooling, the
+  centre rule) is read by ``taps`` (``record(reduce=)``); which layout a unit has
+  is knowledge (``layers``), which registers its reader there when imported
+  (:func:`insilico.layout.set_reader`; ``insilico.Probe`` imports it).
 - the forward plan (``plan``) and the batched loops (``evaluate``) are probing,
   not engine: they compose the probe, the session, the survey and the batch
   iterator only, and every piece above reads them (predictors stream their
@@ -76,11 +82,11 @@ PLACES = {
     "layers": "knowledge", "families": "knowledge",
     "probe": "probing", "recording": "probing", "taps": "probing", "edits": "probing", "hooks": "probing",
     "survey": "probing", "ops": "probing", "attention": "probing", "models": "probing", "stimuli": "probing",
-    "plot": "probing", "plan": "probing", "evaluate": "probing",
+    "plot": "probing", "plan": "probing", "evaluate": "probing", "layout": "probing",
     "units": "foundations", "pixels": "foundations", "session": "foundations", "results": "foundations",
     "sharding": "foundations", "errors": "foundations", "performance": "foundations", "_version": "foundations",
     "identity": "foundations", "persistence": "foundations", "registry": "foundations", "layering": "foundations",
-    "seeding": "foundations", "jsonfiles": "foundations",
+    "seeding": "foundations", "jsonfiles": "foundations", "options": "foundations",
 }
 
 #: Tools-row modules that are not tools of their own: a tool's companions (its result, its report) name the
@@ -90,6 +96,7 @@ COMPANIONS = {
     "design.adversarial_result": "design.adversarial",
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments", "experiments.classes": "experiments",
+    "experiments.uncertainty": "experiments",
 }
 
 

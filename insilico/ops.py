@@ -36,7 +36,8 @@ Good to know:
 
 - An op's first axis is read as the batch axis, as a module output's is (an
   index like ``[5]`` starts after it). Ops that fold the batch into it keep
-  that folding: Swin's window attention is ``(N * windows, heads, ...)``; an
+  that folding: Swin's window attention ops are ``(N * windows, heads, ...)``
+  (its parts ``:heads``/``:weights`` are unfolded, :mod:`insilico.attention`); an
   op on parameters alone (a bias ``view``) has no batch axis at all.
 - ``probe.names(example, ops=True)`` leaves out the ops inside torch.nn's own
   layers (a ``Conv2d``'s ``conv2d`` is the layer's output); they stay
@@ -85,6 +86,7 @@ from .units import Unit
 _BINARY = {"add", "sub", "mul", "matmul", "truediv", "floordiv", "div", "pow", "mod", "and", "or", "xor",
            "lshift", "rshift"}
 _RENAME = {"truediv": "div", "floordiv": "floor_divide", "and": "and_", "or": "or_"}
+_ATTENTION_OPS = ("softmax", "matmul", "bmm", "scaled_dot_product_attention")
 _NOT_OPS = {"__get__", "__set__", "__delete__", "__setitem__", "__delitem__", "__setstate__", "__reduce_ex__",
             "__deepcopy__", "__torch_function__"}
 
@@ -147,6 +149,16 @@ def _op_name(func: Callable) -> tuple[str, bool] | None:
     return _RENAME.get(name, name), inplace
 
 
+def batch_size(args: tuple, kwargs: dict) -> int | None:
+    """The batch size of a model's input: axis 0 of its first tensor (positional, keyword or in a dict)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, dict):
+            value = next((v for v in value.values() if torch.is_tensor(v)), None)
+        if torch.is_tensor(value) and value.ndim:
+            return int(value.shape[0])
+    return None
+
+
 def holds_tensor(value: Any) -> bool:
     """True for a tensor, or a tuple/list with a tensor in it (the outputs an op unit can address)."""
     return torch.is_tensor(value) or (isinstance(value, (tuple, list)) and any(torch.is_tensor(v) for v in value))
@@ -177,11 +189,11 @@ class Owner:
 
 
 class _Frame:
-    __slots__ = ("owner", "step", "counts", "attended", "weights")
+    __slots__ = ("owner", "step", "counts", "finder")
 
     def __init__(self, owner: Owner | None, step: int):
-        self.owner, self.step, self.counts, self.attended = owner, step, {}, False
-        self.weights = None  # a written-out attention's probabilities (its first softmax), until its matmul
+        self.owner, self.step, self.counts = owner, step, {}
+        self.finder: attention.Finder | None = None  # finds the call's attention while parts are watched
 
 
 class OpWatch:
@@ -194,6 +206,7 @@ class OpWatch:
         self.handles: list = []
         self.mode: _OpMode | None = None
         self.fastpath = False  # whether this watch holds the attention fast path off
+        self.batch: int | None = None  # the batch size of the model's input in this pass (attention checks)
 
     # -- what is watched ------------------------------------------------------------------
     def owner(self, path: str) -> Owner:
@@ -250,9 +263,12 @@ class OpWatch:
         for handle in self.handles:
             handle.remove()
         self.handles = []
-        self._fastpath(any(o.parts or o.observers for o in self.owners.values()))
+        attending = any(o.parts or o.observers for o in self.owners.values())
+        self._fastpath(attending)
         if not self.owners:
             return
+        if attending:
+            self.handles.append(self.model.register_forward_pre_hook(self._batch_of, with_kwargs=True, prepend=True))
         masks: dict[int, nn.Module] = {}
         for owner in self.owners.values():
             module = owner.module
@@ -309,8 +325,14 @@ class OpWatch:
     # The mode is on torch's stack exactly while the innermost running watched module is an owner:
     # a child's forward runs without it (its ops are not the owner's), so children keep their
     # native speed and fused paths.
+    def _batch_of(self, module, args, kwargs) -> None:
+        self.batch = batch_size(args, kwargs)
+
     def _enter(self, owner: Owner, module, args) -> None:
         frame = _Frame(owner, owner.calls)
+        if owner.parts or owner.observers:
+            frame.finder = attention.Finder(owner.path, module, args, self.batch,
+                                            functools.partial(self._part, owner, frame.step), bool(owner.parts))
         owner.calls += 1
         owner.seen[frame.step] = frame.counts
         if not any(f.owner is not None for f in self.stack):
@@ -319,6 +341,7 @@ class OpWatch:
         self._open_mode()
 
     def _leave(self, owner: Owner, module, args, output) -> None:
+        frame = None
         while self.stack:
             frame = self.stack.pop()
             if frame.owner is owner:
@@ -326,6 +349,15 @@ class OpWatch:
         self._follow_top()
         if not any(f.owner is not None for f in self.stack):
             STATE.watching -= 1
+        if self.stack and self.stack[-1].finder is not None:  # an owner inside an owner (a survey watches all)
+            with quiet():
+                self.stack[-1].finder.child(module, args, output)
+        if owner.parts and output is not None and frame is not None and frame.finder is not None:
+            reason = frame.finder.missing()  # parts asked for and not found: refused, never silently absent
+            if reason is not None:
+                ops = [f"{owner.path}/{name}" + (f"#{k}" if k else "") for name in _ATTENTION_OPS
+                       for k in range(frame.counts.get(name, 0))]
+                raise attention.unidentified(owner.path, module, reason, ops)
 
     def _enter_child(self, module, args) -> None:
         self.stack.append(_Frame(None, 0))
@@ -334,6 +366,9 @@ class OpWatch:
     def _leave_child(self, module, args, output) -> None:
         if self.stack and self.stack[-1].owner is None:
             self.stack.pop()
+            if self.stack and self.stack[-1].finder is not None:  # a direct child of a watched owner
+                with quiet():
+                    self.stack[-1].finder.child(module, args, output)
         self._follow_top()
 
     def _follow_top(self) -> None:
@@ -362,8 +397,8 @@ class OpWatch:
         if named is None:
             return func(*args, **kwargs)
         name, inplace = named
-        if (owner.parts or owner.observers) and not frame.attended:
-            result = self._attention(owner, frame, name, func, args, kwargs)
+        if frame.finder is not None:
+            result = frame.finder.call(name, func, args, kwargs, inplace)
         else:
             result = func(*args, **kwargs)
         if not holds_tensor(result):
@@ -381,25 +416,6 @@ class OpWatch:
                 result.copy_(edited)  # in place, as the op was: `x.add_(y)` without assignment sees the edit too
                 return result
             return edited
-
-    def _attention(self, owner: Owner, frame: _Frame, name: str, func, args, kwargs) -> Any:
-        """Run one op of a module whose attention parts are watched; expose the parts where they appear:
-        inside nn.MultiheadAttention / F.scaled_dot_product_attention, or, for attention written out
-        (Swin, timm, DINO: ``softmax(q @ k.T) @ v``), at the first ``softmax`` and the matmul that uses it."""
-        if name in attention.FUNCTIONS:
-            frame.attended = True
-            return attention.run(func, args, kwargs, functools.partial(self._part, owner, frame.step))
-        result = func(*args, **kwargs)
-        if not torch.is_tensor(result):
-            return result
-        if name == "softmax" and frame.weights is None and result.ndim >= 3:
-            frame.weights = self._part(owner, frame.step, "weights", result)
-            return frame.weights
-        if name in ("matmul", "bmm") and frame.weights is not None and args and torch.is_tensor(args[0]) \
-                and (args[0] is frame.weights or args[0].shape == frame.weights.shape):
-            frame.attended = True
-            return self._part(owner, frame.step, "heads", result)
-        return result
 
     def _part(self, owner: Owner, step: int, part: str, value: torch.Tensor) -> torch.Tensor:
         with quiet():

@@ -300,7 +300,7 @@ def check_format(blob: dict, path: Any, newest: int, what: str = "result", oldes
         raise SavedFileError(f"{path!r} is not a {what} saved by insilico (no recorded type: it has no format "
                              "number)", path)
     if not isinstance(fmt, int) or isinstance(fmt, bool) or not oldest <= fmt <= newest:
-        advice = ("upgrade insilico (pip install -U insilico)" if isinstance(fmt, int) and fmt > newest
+        advice = ("upgrade insilico (pip install -U insilico-ephys)" if isinstance(fmt, int) and fmt > newest
                   else "read it with the insilico that wrote it and save it again")
         raise SavedFileError(f"{path!r} is a {what} in file format {fmt!r}; this insilico reads formats "
                              f"{oldest}..{newest} ({versions_text(blob.get('versions'))}): {advice}", path)
@@ -360,7 +360,8 @@ def pack(value: Any) -> Any:
         if value.dtype.kind == "U":  # strings (unit addresses, class names): a list, with dtype and shape
             return {"__ndarray__": [str(v) for v in value.ravel().tolist()], "dtype": value.dtype.str,
                     "shape": list(value.shape)}
-        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value)) if value.dtype != object
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value).reshape(value.shape))  # 0-d stays 0-d
+                if value.dtype != object
                 else [pack(v) for v in value.tolist()]}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: pack(getattr(value, f.name)) for f in dataclasses.fields(value)

@@ -45,7 +45,7 @@ from .probe import Probe
 from .session import Session, device_of, dtype_of, session
 from .survey import Call, Survey
 from .taps import Record
-from .units import Unit, UnitLike
+from .units import Unit, UnitLike, need_tensor
 
 
 class Plan:
@@ -214,7 +214,7 @@ class Plan:
         with self.record(*units, keep_graph=keep_graph) as rec:
             rec.forward(*inputs)
         self.learn(rec)
-        return [rec[u] for u in units]
+        return [need_tensor(rec._tap(u).unit, rec[u]) for u in units]  # a tuple output without a part: refused
 
     def _last_call(self, units: Sequence[UnitLike]) -> int | None:
         """Position in the survey of the last call ``units`` need, or None (no stop point)."""

@@ -39,16 +39,17 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from . import attention
 from . import ops as _ops
 from .edits import (LESION_MODES, ConnectionLesion, Intervention, _Drive, _Edit, _FractionMask, _MeanReplacement,
                     _NoiseReplacement, _steps)
 from .errors import InsilicoError, UnitError
-from .hooks import Handle, StopForward, _attends, _InnerSite, _Observer, _OpObserver, _Site, _SiteHandle
+from .hooks import Handle, StopForward, _InnerSite, _Observer, _OpObserver, _Site, _SiteHandle
 from .registry import register_tool
 from .session import device_of, dtype_of, session
 from .survey import Survey
 from .taps import REDUCTIONS, Record, _Tap
-from .units import Unit, UnitLike, module_table
+from .units import Unit, UnitLike, module_table, need_tensor
 
 __all__ = ["ConnectionLesion", "Handle", "Intervention", "LESION_MODES", "Probe", "REDUCTIONS", "Record", "StopForward"]
 
@@ -61,6 +62,14 @@ class Probe:
     model : nn.Module
         Any PyTorch model. The probe attaches nothing until asked, and every
         handle it returns removes what it attached.
+
+    Raises
+    ------
+    InsilicoError
+        A model compiled by ``torch.compile`` or ``module.compile()`` (hooks added after
+        compilation do not run: probe ``model._orig_mod``), or one with a parameter or buffer
+        on the ``meta`` device (no data: load its weights first). Every tool makes its
+        probe here, so every tool refuses them.
 
     Example
     -------
@@ -76,6 +85,7 @@ class Probe:
     def __init__(self, model: nn.Module):
         if not isinstance(model, nn.Module):
             raise InsilicoError(f"Probe needs a torch.nn.Module, got {type(model).__name__}")
+        _refuse_unprobeable(model)
         self.model = model
         self._sites: dict[str, _Site] = {}
         self._handles: list[Handle] = []
@@ -216,9 +226,7 @@ class Probe:
         if whole.key not in parts:
             with session(self.model), self.record(whole) as rec:
                 self.model(example[:1].to(self.device, self.dtype))
-            value = rec[whole]
-            if not torch.is_tensor(value):
-                raise UnitError(f"{whole} returns {type(value).__name__}, not a tensor: name a part, e.g. '{whole}:0'")
+            value = need_tensor(whole, rec[whole])
             parts[whole.key] = (tuple(value.shape[1:]), value.dtype)
         shape, dtype = parts[whole.key]
         if unit.index is not None:
@@ -254,8 +262,14 @@ class Probe:
             in-place ops. True: copies that keep the autograd graph, for
             gradients with respect to the input.
         reduce : {"mean", "max", "center"}, optional
-            Spatial reduction of (N, C, H, W, ...) outputs at record time, to
-            save memory; the unit's index may then only pick channels.
+            Each channel pooled over its positions at record time, to save
+            memory: ``(N, C)``; the unit's index may then only pick channels.
+            The output's layout decides the axes (:mod:`insilico.layout`; the
+            module and the model's family say which it is): a map
+            ``(N, C, H, W, ...)``, a channels-last stage ``(N, H, W, C)``
+            (Swin), tokens ``(N, T, D)`` over the patch tokens (CLS and
+            registers dropped; ``"center"`` is the centre patch); a vector or
+            an attention part is refused when read.
 
         Every forward pass of the model adds its batch: ``rec[unit]`` is the
         concatenation over passes along the batch axis. For a module called
@@ -280,7 +294,7 @@ class Probe:
             for unit in parsed:
                 if unit.index is not None and len(unit.index) > 1:
                     raise UnitError(f"{unit}: with reduce={reduce!r} the index may only pick channels, e.g. '[12]'")
-        taps = {unit.key: _Tap(unit, keep_graph, reduce) for unit in parsed}
+        taps = {unit.key: _Tap(unit, keep_graph, reduce, self.model) for unit in parsed}
         return self._attach(Record(self, list(taps.values()), stop=stop))
 
     @register_tool("probe", saves=False, follows_dtype=False)
@@ -391,7 +405,19 @@ class Probe:
 
         ``None`` means all. The original weights are restored bit-exactly when
         the handle is removed (end of ``with``, also on an exception). Grouped
-        convolutions are handled: only existing connections are zeroed.
+        convolutions are handled: only existing connections are zeroed. The
+        weight zeroed is the one the forward pass uses, also where it is made
+        from others every pass (``torch.nn.utils.prune``, ``weight_norm``,
+        ``spectral_norm``, any ``torch.nn.utils.parametrize`` parametrization;
+        see :class:`~insilico.edits.ConnectionLesion`).
+
+        Raises
+        ------
+        InsilicoError
+            A layer that is not Linear/Conv1d/2d/3d, or whose weight is a plain tensor nothing
+            recomputes (no parameter, parametrization or pre-hook): the lesion could not be sure to act.
+        UnitError
+            ``outputs``/``inputs`` out of range; an op or attention part instead of a layer.
 
         Example
         -------
@@ -447,10 +473,8 @@ class Probe:
         key = unit.site
         if key not in self._sites:
             module = unit.resolve(self.model)
-            if unit.part is not None and not _attends(module):
-                raise UnitError(f"{unit}: {unit.owner!r} is a {type(module).__name__}; the parts ':heads' and "
-                                "':weights' belong to nn.MultiheadAttention modules and modules whose forward "
-                                "computes attention (F.scaled_dot_product_attention, or softmax(q @ k.T) @ v)")
+            if unit.part is not None:
+                attention.check_parts(unit, module)
             if self._reset_handle is None:
                 self._reset_handle = (self.model.register_forward_pre_hook(self._new_pass),
                                       self.model.register_forward_hook(self._end_pass))
@@ -495,7 +519,7 @@ class Probe:
         """Mean over ``reference`` of each unit's whole module output, per call step: (T, *sample_shape)."""
         from .recording import batches, stimulus_source
 
-        source = stimulus_source(reference, name="reference")
+        source = stimulus_source(reference, name="reference", model=self.model)
         wholes = {(u.module, u.output): Unit(u.module, output=u.output) for u in units}
         sums: dict = {}
         with session(self.model):
@@ -503,6 +527,40 @@ class Probe:
                 with self.record(*wholes.values()) as rec:
                     self.model(batch)
                 for key, whole in wholes.items():
-                    total = rec._tap(whole).stack().sum(dim=0)
+                    total = need_tensor(whole, rec._tap(whole).stack(), " for mode='mean'").sum(dim=0)
                     sums[key] = total if key not in sums else sums[key] + total
         return {key: total / len(source) for key, total in sums.items()}
+
+
+def _refuse_unprobeable(model: nn.Module) -> None:
+    """Refuse models whose hooks would not run (compiled) or whose values do not exist (``meta``).
+
+    ``torch.compile`` runs the graph it traced: forward hooks added later are not in it (dynamo does
+    not guard on module hooks), so a record would see no call and a lesion would silently not act.
+    One pass over the modules and one over the tensors; names are looked up only to refuse.
+    """
+    for module in model.modules():
+        compiled = type(module).__name__ == "OptimizedModule" and "_orig_mod" in module._modules
+        if not compiled and module._compiled_call_impl is None:
+            continue
+        path = next(name for name, m in model.named_modules() if m is module)
+        where = f"model.{path}" if path else "model"
+        if compiled:
+            fix = f"set {where} = {where}._orig_mod" if path else "insilico.Probe(model._orig_mod)"
+            raise InsilicoError(
+                f"{where} is compiled by torch.compile ({type(module).__name__}): hooks added after compilation do "
+                f"not run in its compiled code, so recordings would be empty and lesions would not act. Probe the "
+                f"original module instead: {fix} (the same weights, run eagerly), and compile again after the experiment")
+        raise InsilicoError(
+            f"{where}.compile() was called: hooks added after compilation do not run in its compiled code, so "
+            f"recordings would be empty and lesions would not act. Probe a model built without .compile() "
+            f"(e.g. a fresh instance with model.load_state_dict(compiled.state_dict())), and compile after")
+    if any(t.is_meta for t in model.parameters()) or any(t.is_meta for t in model.buffers()):
+        kind, name = next((kind, name) for kind, named in (("parameter", model.named_parameters()),
+                                                           ("buffer", model.named_buffers()))
+                          for name, t in named if t.is_meta)
+        raise InsilicoError(
+            f"{kind} {name!r} of {type(model).__name__} is on the meta device: it has a shape but no values "
+            f"(a model built under torch.device('meta') or with empty weights), so every recording and map "
+            f"would be empty. Load its weights first, e.g. model.to_empty(device='cpu') then "
+            f"model.load_state_dict(state, assign=True), and probe the loaded model")

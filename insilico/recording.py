@@ -15,9 +15,9 @@ complete batch; calling ``record_stimuli`` again with the same ``out``
 records only what is missing, after checking that it is the same job: the
 same model (parameters and buffers), units and settings, and the same
 stimuli for every range already recorded (read and hashed again, no forward
-pass); anything else is refused naming the difference (``overwrite=True``
-starts over). Several processes (``torchrun`` ranks, or
-``shard=(rank, world)``) can fill one folder together: see
+pass); anything else is refused naming the difference (``out=Job(folder,
+overwrite=True)`` starts over). Several processes (``torchrun`` ranks, or
+``out=Job(folder, shard=(rank, world))``) can fill one folder together: see
 :mod:`insilico.sharding`.
 
 Example
@@ -42,8 +42,10 @@ from tqdm.auto import tqdm
 from . import persistence
 from ._version import __version__
 from .pixels import Raw, check_images
+from .options import Job
 from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, job_identity, value_digest
+from .jsonfiles import jsonable
 from .performance import tuned
 from .registry import register_tool
 from .session import session
@@ -68,12 +70,17 @@ class Recording:
     units : list of str
         The recorded unit addresses.
     ids : list
-        One label per stimulus (0 .. N-1 when none were given).
+        One label per stimulus (image files: their relative paths; 0 .. N-1 when none were given).
     labelled : bool
         Whether the ids were given (``record_stimuli(ids=)``); RDMs of a
         recording without ids are unlabelled (:mod:`insilico.rsa`).
     params : list of dict or None
         Stimulus parameters (from a :class:`~insilico.stimuli.StimulusSet`).
+    labels : list of int or None
+        The class index of each stimulus, when the stimuli had classes (a
+        ``DIR/<class>/<image>`` folder, a Dataset with ``targets``).
+    class_names : list of str or None
+        The name of each class index.
     path : Path or None
         The folder, for on-disk recordings (loaded lazily, memory-mapped).
     done : list of (start, stop)
@@ -92,6 +99,14 @@ class Recording:
         self.params = params
         self.meta = meta or {}
         self.path = Path(path) if path is not None else None
+
+    @property
+    def labels(self) -> list | None:
+        return self.meta.get("labels")
+
+    @property
+    def class_names(self) -> list | None:
+        return self.meta.get("class_names")
 
     @property
     def complete(self) -> bool:
@@ -191,7 +206,123 @@ class Recording:
         params = None
         if all(rec.params is not None for rec in recordings):
             params = [p for rec in recordings for p in rec.params]
-        return cls(arrays, ids, params, dict(recordings[0].meta))
+        meta = {k: v for k, v in recordings[0].meta.items() if k not in ("labels", "class_names")}
+        if all(rec.labels is not None and rec.class_names == recordings[0].class_names for rec in recordings):
+            meta.update(labels=[y for rec in recordings for y in rec.labels], class_names=recordings[0].class_names)
+        return cls(arrays, ids, params, meta)
+
+    def to_xarray(self):
+        """The responses as an ``xarray.DataArray`` laid out as Brain-Score's ``NeuroidAssembly``.
+
+        Dims ``("presentation", "neuroid")``, or ``("presentation", "neuroid", "time_bin")`` when every
+        unit names a time step and each unit is recorded at the same steps (``"blt.conv2@0"``,
+        ``"blt.conv2@1"``, ...; ``time_bin`` holds the step numbers). Only recorded stimuli are rows.
+
+        Coordinates: on ``presentation`` ``stimulus_id`` (the ids, as text), ``label`` and
+        ``class_name`` when the stimuli had classes, and each scalar stimulus parameter (a
+        StimulusSet's); on ``neuroid`` those of :meth:`neuroids`. Attributes: the recording's
+        settings (``model``, ``reduce``, ``precision``, ``batch_size``, ``class_names``, ``versions``)
+        as NetCDF-safe text and numbers, so ``to_netcdf`` / ``xarray.load_dataarray`` round-trip it
+        (scipy's NetCDF3 writer is enough). Values are read into memory (float32 as recorded).
+
+        Raises
+        ------
+        InsilicoError
+            xarray is not installed (``pip install insilico-ephys[xarray]``).
+
+        Example
+        -------
+        >>> import torch, insilico
+        >>> net = torch.nn.Conv2d(1, 2, 3)
+        >>> rec = insilico.Probe(net).record_stimuli(torch.rand(4, 1, 5, 5), "", progress=False)
+        >>> da = rec.to_xarray()
+        >>> da.dims, da.sizes["neuroid"], str(da.neuroid_id.values[5])
+        (('presentation', 'neuroid'), 18, '[0,1,2]')
+        """
+        try:
+            import xarray
+        except ImportError:
+            raise InsilicoError("Recording.to_xarray needs xarray: pip install 'insilico-ephys[xarray]'") from None
+        rows = self.indices
+        values, neuroids = self._flat()
+        coords = {"stimulus_id": ("presentation", [str(self.ids[i]) for i in rows])}
+        if self.labels is not None:
+            coords["label"] = ("presentation", np.asarray([self.labels[i] for i in rows], dtype=np.int32))
+            if self.class_names is not None:
+                coords["class_name"] = ("presentation", [str(self.class_names[self.labels[i]]) for i in rows])
+        for key, column in _param_columns(self.params, rows).items():
+            coords.setdefault(key, ("presentation", column))
+        steps = _time_steps(self.units, neuroids)
+        if steps is None:
+            coords.update({k: ("neuroid", v) for k, v in neuroids.items()})
+            dims = ("presentation", "neuroid")
+        else:
+            first = [j for j, unit in enumerate(neuroids["unit"]) if Unit.parse(unit).step == steps[0]]
+            values = np.stack([values[:, [j for j, unit in enumerate(neuroids["unit"]) if Unit.parse(unit).step == t]]
+                               for t in steps], axis=-1)
+            coords.update({k: ("neuroid", [_without_step(v[j], k) for j in first]) for k, v in neuroids.items()
+                           if k != "step"})
+            coords["time_bin"] = ("time_bin", np.asarray(steps, dtype=np.int32))
+            dims = ("presentation", "neuroid", "time_bin")
+        return xarray.DataArray(values, dims=dims, coords=coords, name="responses", attrs=self._attrs())
+
+    def to_pandas(self):
+        """The responses as a ``pandas.DataFrame``: one row per recorded stimulus (index ``stimulus_id``), one
+        column per single value (named by :meth:`neuroids`' ``neuroid_id``); values read into memory.
+
+        Raises
+        ------
+        InsilicoError
+            pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas
+        except ImportError:
+            raise InsilicoError("Recording.to_pandas needs pandas: pip install 'insilico-ephys[xarray]'") from None
+        values, neuroids = self._flat()
+        index = pandas.Index([self.ids[i] for i in self.indices], name="stimulus_id")
+        return pandas.DataFrame(values, index=index, columns=pandas.Index(neuroids["neuroid_id"], name="neuroid_id"))
+
+    def neuroids(self) -> dict[str, list]:
+        """One entry per single recorded value (the columns of :meth:`to_pandas`), as lists of equal length.
+
+        ``neuroid_id``: the value's address (``"features.0[3,2,1]"``; with a reduction or a sliced
+        index, the unit followed by the position in its recorded value, ``"features.0[1:3]#0,2,1"``);
+        ``unit``: the recorded address; ``layer``: its module; ``step``: its time step (-1: none);
+        ``channel``: the first index of the value's full address (a conv map's channel, a token
+        layer's token; -1 when a sliced index hides it); ``position``: the rest of the address
+        (``"2,1"``), the reduction (``"mean"``), or ``""``.
+        """
+        return self._flat(values=False)[1]
+
+    def _flat(self, values: bool = True) -> tuple:
+        """The recorded stimuli's values (N, neuroids) in unit order, and the neuroid coordinates."""
+        reduce = self.meta.get("reduce")
+        columns, coords = [], {k: [] for k in ("neuroid_id", "unit", "layer", "step", "channel", "position")}
+        for name in self.units:
+            array = self.array(name)
+            unit, shape = Unit.parse(name), tuple(array.shape[1:])
+            if values:
+                columns.append(np.asarray(array).reshape(len(array), -1))
+            for where in np.ndindex(*shape):
+                for key, value in zip(coords, _neuroid(unit, where, reduce)):
+                    coords[key].append(value)
+        data = np.concatenate(columns, axis=1) if values and columns else None
+        return data, coords
+
+    def _attrs(self) -> dict:
+        """The settings as NetCDF attributes: text and numbers only (JSON text for the rest)."""
+        import json
+
+        attrs = {"format": FORMAT, "n_stimuli": int(self.n_stimuli)}
+        for key, value in self.meta.items():
+            if key in ("job", "labels", "units", "stimuli", "format"):
+                continue
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                attrs[key] = value
+            else:
+                attrs[key] = json.dumps(jsonable(value))
+        return attrs
 
     def plot(self, unit=None, ax=None):
         """Responses of ``unit`` (default the first), stimuli x values (flattened); returns the Figure."""
@@ -214,6 +345,58 @@ class Recording:
 
 
 persistence.register(Recording, "folder")  # insilico.load(folder) opens it through the decoder's table
+
+
+def _neuroid(unit: Unit, where: tuple, reduce) -> tuple:
+    """``(neuroid_id, unit, layer, step, channel, position)`` of the value at ``where`` in ``unit``'s recorded value."""
+    fixed = unit.index or ()
+    known = all(isinstance(i, int) for i in fixed)  # a sliced or listed index hides the full address
+    full = tuple(fixed) + tuple(where) if known else None
+    step = -1 if unit.step is None else unit.step
+    if full is not None and reduce is None:
+        name = str(unit.replace(index=full)) if full else str(unit)
+        return name, str(unit), unit.module, step, (full[0] if full else -1), ",".join(map(str, full[1:]))
+    name = f"{unit}#{','.join(map(str, where))}" if where else str(unit)
+    channel = full[0] if full else -1
+    return name, str(unit), unit.module, step, channel, reduce or ""
+
+
+def _time_steps(units: list, neuroids: dict) -> list | None:
+    """The common time steps when every unit names one and each unit is recorded at all of them, else None."""
+    parsed = [Unit.parse(u) for u in units]
+    if len(parsed) < 2 or any(u.step is None for u in parsed):
+        return None
+    steps = sorted({u.step for u in parsed})
+    groups: dict = {}
+    for unit in parsed:
+        groups.setdefault(str(unit.replace(step=None)), []).append(unit.step)
+    if len(steps) < 2 or any(sorted(g) != steps for g in groups.values()):
+        return None
+    per_step = [[_without_step(n, "neuroid_id") for n, u in zip(neuroids["neuroid_id"], neuroids["unit"])
+                 if Unit.parse(u).step == t] for t in steps]
+    return steps if all(ids == per_step[0] for ids in per_step) else None
+
+
+def _without_step(value, key: str):
+    """A neuroid coordinate with the time step taken out of the addresses (``"a@2[3]"`` -> ``"a[3]"``)."""
+    if key not in ("neuroid_id", "unit"):
+        return value
+    head, _, tail = str(value).partition("#")
+    head = str(Unit.parse(head).replace(step=None))
+    return f"{head}#{tail}" if tail else head
+
+
+def _param_columns(params, rows) -> dict:
+    """Stimulus parameters that every stimulus has as one scalar (text or number), one column each."""
+    if not params:
+        return {}
+    columns = {}
+    for key in params[0]:
+        column = [params[i].get(key) for i in rows]
+        if all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in column):
+            kinds = {type(v) for v in column}
+            columns[key] = [str(v) for v in column] if str in kinds else np.asarray(column, dtype=float)
+    return columns
 
 
 def _unit_arrays(path: Path, meta: dict) -> dict:
@@ -251,53 +434,51 @@ def record_stimuli(
     stimuli: Any,
     units,
     batch_size: int = 64,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike | Job | None = None,
     reduce: str | None = None,
     progress: bool = True,
     ids: Sequence | None = None,
     model_name: str | None = None,
-    shard: tuple[int, int] | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
-    overwrite: bool = False,
 ) -> Recording:
     """Record ``units`` over a stimulus set in batches (no gradients, model in eval mode).
 
     Parameters
     ----------
     probe : Probe
-    stimuli : tensor (N, ...), numpy array, StimulusSet, or Dataset
-        A Dataset's items may be tensors or ``(tensor, label)`` pairs; it is
-        read batch by batch, so stimuli never need to fit in memory.
+    stimuli : tensor (N, ...), numpy array, StimulusSet, Dataset, folder, glob or list of image files
+        A Dataset's items may be tensors or ``(tensor, label)`` pairs; image
+        files are decoded and fitted to the model's input (its ``preprocessing``
+        or ``input_size``; see :func:`stimulus_source`); both are read batch by
+        batch, so stimuli never need to fit in memory. A folder's class
+        sub-folders become the recording's ``labels`` and ``class_names``.
     units : address or list of addresses
     batch_size : int
-    out : folder, optional
+    out : folder or Job, optional
         Stream to disk there (see the module docstring); a folder holding an
         unfinished recording of the same job (model, units, stimuli,
         settings) is resumed; one of another job is refused
         (:class:`~insilico.errors.JobMismatchError` naming the differences).
+        ``Job(folder, shard=(rank, world))`` records only this rank's share of the batches (by default
+        the ranks of an initialised ``torch.distributed`` process group share the work, e.g. under
+        ``torchrun``: all write into the folder and all return the whole recording; without ``out`` each
+        process records on its own); ``Job(folder, overwrite=True)`` deletes the recording already there
+        and starts over.
     reduce : {"mean", "max", "center"}, optional
         Spatial reduction at record time (see :meth:`Probe.record`).
     progress : bool
         Show a tqdm progress bar.
     ids : sequence, optional
-        Stimulus labels (default: 0..N-1).
+        Stimulus labels (default: image files' relative paths, else 0..N-1).
     model_name : str, optional
         Stored in the metadata.
-    shard : (rank, world), optional
-        Record only this rank's share of the batches. By default the ranks
-        of an initialised ``torch.distributed`` process group share the work
-        (launch with ``torchrun``) when ``out`` is given: all write into it
-        and all return the whole recording; without ``out`` each process
-        records on its own.
     precision : {"fp32", "bf16", "fp16"}
         Forward passes under :func:`torch.autocast` (default "fp32": unchanged);
         bf16/fp16 values are stored as float32 / float16.
     channels_last : bool
         Model weights and batches in NHWC memory order during the run (faster
         convolutions on GPUs; see :mod:`insilico.performance`).
-    overwrite : bool
-        Delete the recording already in ``out`` and start over (default False).
 
     Returns
     -------
@@ -313,20 +494,21 @@ def record_stimuli(
         units = [units]
     parsed = probe.units(*units)
     names = list(dict.fromkeys(str(u) for u in parsed))
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, model=probe.model)
     n = len(source)
     if n == 0:
         raise StimulusError("the stimulus set is empty")
     if batch_size < 1:
         raise InsilicoError(f"batch_size must be at least 1, not {batch_size}")
-    given = list(ids) if ids is not None else None  # None: the recording's RDMs are unlabelled
+    given = list(ids) if ids is not None else source.ids  # None: the recording's RDMs are unlabelled
     ids = given if given is not None else list(range(n))
     if len(ids) != n:
         raise StimulusError(f"{len(ids)} ids for {n} stimuli")
+    job = Job.of(out)
+    shard = None if job is None else job.shard
+    out = None if job is None else Path(job.path)
     rank, world = rank_world(shard)
     if world > 1 and out is None:
-        if shard is not None:
-            raise InsilicoError("a recording shared by several ranks needs out= (a folder every rank can write to)")
         rank, world = 0, 1  # a process of a group (e.g. data-parallel training) records a job of its own
     sync = barrier if world > 1 else (lambda: None)
 
@@ -339,14 +521,15 @@ def record_stimuli(
             "reduce": reduce,
             "precision": precision,
             "versions": {"insilico": __version__, "torch": torch.__version__, "numpy": np.__version__},
+            **({"labels": source.labels, "class_names": source.class_names} if source.labels is not None else {}),
         }
         if out is None:
             sink = _MemorySink(shapes, n)
         else:
             settings = {"units": names, "reduce": reduce, "precision": precision,
-                        "ids": value_digest(_jsonable(ids)), "params": value_digest(_jsonable(source.params))}
+                        "ids": value_digest(jsonable(ids)), "params": value_digest(jsonable(source.params))}
             meta["job"] = job_identity(model, settings, {"stimuli": {"n": n}})
-            if overwrite:
+            if job.overwrite:
                 start_over(Path(out), ["meta.json", "progress-*.json", "[0-9][0-9][0-9]_*.npy"], shard)
             sink = _DiskSink.open(Path(out), names, shapes, n, given, source, meta, rank)
         sync()  # every rank plans from the same progress before any rank adds to it
@@ -406,7 +589,7 @@ def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
         shape, dtype = probe.value_spec(whole, first, survey, parts)
         value = torch.empty((1, *shape), dtype=dtype, device="meta")
         if reduce is not None:
-            value = _reduce(value, reduce, unit)
+            value = _reduce(value, reduce, unit, probe.model)
         shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))
     return shapes
 
@@ -422,10 +605,15 @@ def _numpy_dtype(dtype: torch.dtype) -> str:
 # Stimulus sources
 # ---------------------------------------------------------------------------------------
 class _Source:
-    """Uniform batch access to tensors, arrays, StimulusSets and Datasets."""
+    """Uniform batch access to tensors, arrays, StimulusSets, Datasets and image files.
 
-    def __init__(self, get, n, params=None, images: bool = True):
+    ``ids`` (the files' relative paths), ``labels`` (class indices) and
+    ``class_names`` are what the stimuli say of themselves (None when nothing).
+    """
+
+    def __init__(self, get, n, params=None, images: bool = True, ids=None, labels=None, class_names=None):
         self._get, self._n, self.params, self.images = get, n, params, images
+        self.ids, self.labels, self.class_names = ids, labels, class_names
         self._last = None
 
     def __len__(self) -> int:
@@ -435,6 +623,7 @@ class _Source:
         """Stimuli ``[start, stop)`` as given (no gate, device or dtype change); the last batch read is kept."""
         if self._last is not None and self._last[0] == (start, stop):
             return self._last[1]
+        self._last = None  # one chunk alive: the last one is let go before the next is read
         batch = self._get(start, stop)
         if not torch.is_tensor(batch):
             batch = torch.as_tensor(np.asarray(batch))
@@ -451,28 +640,98 @@ class _Source:
             batch = batch.to(dtype)  # the model's dtype: float64 models get float64 stimuli
         return batch if device is None else batch.to(device)
 
+    def __getitem__(self, indices) -> torch.Tensor:
+        """The stimuli at ``indices`` (an int, or a sequence or tensor of them), gated, as read (on the CPU)."""
+        if isinstance(indices, int) or (torch.is_tensor(indices) and indices.ndim == 0):
+            return self.batch(int(indices), int(indices) + 1, None, None)[0]
+        return torch.cat([self.batch(int(i), int(i) + 1, None, None) for i in indices])
+
     def digest(self, start: int, stop: int) -> str:
         """:func:`insilico.identity.digest` of stimuli ``[start, stop)`` (the batch just read is not read again)."""
         return digest(self.read(start, stop))
 
 
-def stimulus_source(stimuli: Any, name: str = "images") -> _Source:
-    """Wrap stimuli (tensor, array, StimulusSet, Dataset) for batched access.
+def stimulus_source(stimuli: Any, name: str = "images", model=None) -> _Source:
+    """Wrap stimuli (tensor, array, StimulusSet, Dataset, image files) for batched access.
 
     Every batch passes the image gate (:func:`insilico.pixels.check_images`:
     (N, C, H, W) floats in [0, 1]), whose messages start with ``name`` (the
     argument as the user wrote it, e.g. ``"reference"``); inputs that are not
     images go through the explicit door :func:`insilico.pixels.raw`. A
     Dataset's items may be images, ``(image, label, ...)`` tuples (torchvision's
-    ``ImageFolder`` with a ``transform`` that makes tensors) or dicts with an
+    ``ImageFolder`` with a ``transform`` that makes tensors; its ``targets`` and
+    ``classes`` become the source's ``labels`` and ``class_names``) or dicts with an
     image under one of :data:`IMAGE_KEYS`.
+
+    Image files are read as :mod:`insilico.stimuli.files` says: a folder
+    (``DIR/<class>/<image>`` gives labels and class names), a glob string or a
+    list of paths; ``ids`` are the relative paths. They are decoded chunk by
+    chunk (one chunk alive at a time), as RGB (grey for a one-channel model)
+    and fitted to ``model``'s input: by its ``preprocessing`` (a
+    :class:`~insilico.models.zoo.Preprocessing`: resize, centre crop) when it
+    has one, else resized to cover its ``input_size`` and centre-cropped
+    (:func:`~insilico.stimuli.files.fit_image`); without either, every image
+    must have one size (a StimulusError names two that differ).
+
+    Example
+    -------
+    >>> import tempfile, numpy as np, skimage.io, torch
+    >>> d = tempfile.mkdtemp()
+    >>> for i, shape in enumerate([(20, 30, 3), (40, 24, 3)]):
+    ...     skimage.io.imsave(f"{d}/{i}.png", np.zeros(shape, np.uint8), check_contrast=False)
+    >>> net = torch.nn.Conv2d(3, 2, 3)
+    >>> net.input_size = (3, 16, 16)
+    >>> source = stimulus_source(d, model=net)
+    >>> source.ids, tuple(source.batch(0, 2, None, None).shape)
+    (['0.png', '1.png'], (2, 3, 16, 16))
     """
-    source = _stimulus_source(stimuli)
+    if isinstance(stimuli, _Source):  # made already (e.g. by a tool that reads it twice)
+        return stimuli
+    source = _stimulus_source(stimuli, model)
     source.name = name
     return source
 
 
-def _stimulus_source(stimuli: Any) -> _Source:
+def _file_source(stimuli: Any, model) -> _Source:
+    """A source over image files, decoded per chunk and fitted to ``model``'s input (see :func:`stimulus_source`)."""
+    from .stimuli.files import fit_image, image_files, read_image
+
+    files = image_files(stimuli)
+    size = getattr(model, "input_size", None)
+    channels = int(size[0]) if size is not None and len(size) == 3 and int(size[0]) in (1, 3) else 3
+    preprocessing = getattr(model, "preprocessing", None)
+    if callable(preprocessing):
+        def fit(image):
+            return preprocessing(image[None])[0]
+    elif size is not None and len(size) >= 2:
+        def fit(image):
+            return fit_image(image, tuple(int(s) for s in size[-2:]))
+    else:
+        def fit(image):
+            return image
+
+    first = {}  # the first image decoded: every other must come out the same size, in any chunk
+
+    def get(a, b):
+        images = [fit(read_image(files.paths[i], channels)) for i in range(a, b)]
+        first.setdefault("shape", (files.paths[a], images[0].shape))
+        path, shape = first["shape"]
+        for i, image in zip(range(a, b), images):
+            if image.shape != shape:
+                raise StimulusError(f"{path} is {tuple(shape)} but {files.paths[i]} is {tuple(image.shape)}: images "
+                                    "of different sizes are fitted to a model's input, and this model states none "
+                                    "(no preprocessing or input_size): set model.input_size = (C, H, W), or resize "
+                                    "the files to one size")
+        return torch.stack(images)
+
+    return _Source(get, len(files), ids=files.ids, labels=files.labels, class_names=files.class_names)
+
+
+def _stimulus_source(stimuli: Any, model=None) -> _Source:
+    from .stimuli.files import is_files
+
+    if is_files(stimuli):
+        return _file_source(stimuli, model)
     if isinstance(stimuli, Raw):
         tensor = stimuli.data
         return _Source(lambda a, b: tensor[a:b], len(tensor), images=False)
@@ -486,7 +745,7 @@ def _stimulus_source(stimuli: Any) -> _Source:
         if stimuli.ndim < 2:
             raise StimulusError(f"stimuli need a batch axis first, e.g. (N, C, H, W); got shape {tuple(stimuli.shape)}")
         tensor = stimuli
-        return _Source(lambda a, b: tensor[a:b], len(tensor), _jsonable(params))
+        return _Source(lambda a, b: tensor[a:b], len(tensor), jsonable(params))
     if hasattr(stimuli, "__getitem__") and hasattr(stimuli, "__len__"):
         dataset = stimuli
 
@@ -499,10 +758,15 @@ def _stimulus_source(stimuli: Any) -> _Source:
                                     "Resize(s) + CenterCrop(s) + ToTensor())")
             return torch.stack(images)
 
-        return _Source(get, len(dataset))
+        labels, names = getattr(dataset, "targets", None), getattr(dataset, "classes", None)  # torchvision's
+        if labels is None or names is None or len(labels) != len(dataset):  # only a classification set's
+            labels = names = None
+        else:
+            labels, names = [int(y) for y in labels], [str(c) for c in names]
+        return _Source(get, len(dataset), labels=labels, class_names=names)
     raise StimulusError(
         f"cannot read stimuli from {type(stimuli).__name__}: pass a tensor (N, C, H, W), a numpy array, "
-        "a StimulusSet or a Dataset"
+        "a StimulusSet, a Dataset, a folder of images, a glob or a list of image files"
     )
 
 
@@ -630,7 +894,7 @@ class _DiskSink:
             entries = [{"unit": name, "file": files[name], "shape": [n, *shapes[name][0]], "dtype": shapes[name][1]}
                        for name in names]
             write_json(path / "meta.json", {"format": FORMAT, **meta, "units": entries, "n_stimuli": n,
-                                            "stimuli": {"ids": _jsonable(ids), "params": _jsonable(params)}})
+                                            "stimuli": {"ids": jsonable(ids), "params": jsonable(params)}})
 
         create_once(path, create)
         self.files, self.offsets, self.row_bytes = {}, {}, {}
@@ -639,7 +903,7 @@ class _DiskSink:
                 self.offsets[name] = np.load(path / files[name], mmap_mode="r").offset
             except (OSError, ValueError) as e:
                 raise SavedFileError(f"{path / files[name]} is damaged ({type(e).__name__}: {e}): pass "
-                                     "overwrite=True (--force) to record again, or choose another out= folder",
+                                     "out=Job(folder, overwrite=True) (--force) to record again, or choose another out= folder",
                                      path / files[name]) from None
             self.row_bytes[name] = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             self.files[name] = open(path / files[name], "r+b")
@@ -697,18 +961,3 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
     return tensor.detach().cpu().numpy()
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic) or (torch.is_tensor(value) and value.ndim == 0):
-        return value.item()
-    if isinstance(value, np.ndarray) or torch.is_tensor(value):
-        return value.tolist()
-    return str(value)
-

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .errors import InsilicoError
+from .performance import kernels_for
 
 
 def device_of(model: nn.Module) -> torch.device:
@@ -121,7 +122,8 @@ def session(*models: nn.Module, grad: bool = False) -> Iterator[Session]:
             module.training = False
         for p in params:
             p.requires_grad_(False)
-        with torch.set_grad_enabled(grad), torch.inference_mode(False):
+        with torch.set_grad_enabled(grad), torch.inference_mode(False), kernels_for(dtype_of(models[0]),
+                                                                                    device_of(models[0])):
             yield Session(models)
     finally:
         for module, mode in zip(modules, modes):

@@ -9,7 +9,7 @@ any number of ranks, computes only the missing chunks, and a rank that died
 loses only the chunk it was on.
 
 Ranks come from an initialised ``torch.distributed`` process group (e.g.
-launched by ``torchrun``), or are given by hand as ``shard=(rank, world)``
+launched by ``torchrun``), or are given by hand as ``out=Job(folder, shard=(rank, world))``
 (e.g. from a SLURM array index) when there is no process group.
 
 Sample-parallel synthesis (maximize, pgd, ...) uses :func:`map_chunks`: a
@@ -52,6 +52,7 @@ from .identity import check, job_identity, value_digest
 from .jsonfiles import temporary as _temporary
 from .jsonfiles import to_json
 from .jsonfiles import write_json  # the one strict JSON writer, re-exported for the callers of sharding
+from .options import Job, check_shard
 from .persistence import pack, unpack
 
 Interval = tuple[int, int]
@@ -62,10 +63,7 @@ PART_KIND = "insilico.sharding:part"
 def rank_world(shard: tuple[int, int] | None = None) -> tuple[int, int]:
     """This process's rank and the number of ranks: from ``shard``, else the process group, else (0, 1)."""
     if shard is not None:
-        rank, world = (int(v) for v in shard)
-        if not 0 <= rank < world:
-            raise InsilicoError(f"shard must be (rank, world) with 0 <= rank < world, not {shard}")
-        return rank, world
+        return check_shard(shard)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
@@ -210,9 +208,8 @@ _CHUNK = re.compile(r"chunk-(\d+)-(\d+)\.pt")
 _MERGE_ONLY = [False]
 
 
-def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: str | os.PathLike | None = None,
-               shard: tuple[int, int] | None = None, job: dict | Callable[[], dict] | None = None,
-               overwrite: bool = False) -> list | None:
+def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: str | os.PathLike | Job | None = None,
+               job: dict | Callable[[], dict] | None = None) -> list | None:
     """``[compute(a, b) for (a, b) in chunks of [0, n)]``, shared by the ranks and kept in ``out``.
 
     Parameters
@@ -222,7 +219,7 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         numbers, strings, lists, dicts and insilico dataclasses (results).
     n, size : int
         Samples, and samples per chunk (chunks are ``[k*size, (k+1)*size)``).
-    out : folder, optional
+    out : folder or Job, optional
         Keep each finished part there (``chunk-<start>-<stop>.pt``, written
         atomically, with a checksum of its contents and range); parts already
         there are not computed again. Ranks share the work only through such
@@ -230,19 +227,18 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         A damaged part (unreadable, or contents that fail their checksum:
         edited, wrongly shaped, renamed) is reported (a warning naming it)
         and computed again; ``insilico merge`` refuses it, naming it.
-    shard : (rank, world), optional
-        This rank's share: default the ``torch.distributed`` process group
-        (ranks split the missing chunks evenly, then wait for each other);
-        a hand-made shard takes the chunks whose number is ``rank`` modulo
-        ``world`` and does not wait.
+        A :class:`~insilico.options.Job` also gives this rank's share
+        (``shard``: default the ``torch.distributed`` process group, whose
+        ranks split the missing chunks evenly, then wait for each other; a
+        hand-made shard takes the chunks whose number is ``rank`` modulo
+        ``world`` and does not wait) and ``overwrite`` (delete the parts and
+        ``job.json`` already there and start over; default False: a folder
+        of another job is refused).
     job : dict, or a callable returning one, optional
         The job identity (:func:`insilico.identity.job_identity`: model,
         inputs, settings), stored as ``out/job.json`` and checked by
         :func:`insilico.identity.check` on every rerun; a plain dict is taken
         as the settings. A callable is called only when ``out`` is given.
-    overwrite : bool
-        Delete the parts and ``job.json`` already in ``out`` and start over
-        (default False: a folder of another job is refused).
 
     Returns
     -------
@@ -259,13 +255,13 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
     if int(size) < 1:
         raise InsilicoError(f"chunks need at least one sample each: got a chunk size of {size}")
     pieces = chunks([(0, n)], size)
-    if out is None:  # a process of a group (e.g. data-parallel training) may well run a job of its own
-        if shard is not None and rank_world(shard)[1] > 1:
-            raise InsilicoError("work shared by several shards needs out= (a folder every shard can write to)")
+    target = Job.of(out)
+    if target is None:  # a process of a group (e.g. data-parallel training) may well run a job of its own
         return [compute(a, b) for a, b in pieces]
+    shard = target.shard
     rank, world = rank_world(shard)
-    folder = Path(out)
-    if overwrite:
+    folder = Path(target.path)
+    if target.overwrite:
         start_over(folder, ["job.json", "chunk-*.pt"], shard)
     _claim(folder, job() if callable(job) else job)
     barrier()  # every rank plans from the same files before any rank adds to them
@@ -314,13 +310,13 @@ def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
 
 
 def start_over(folder: Path, patterns: list[str], shard: tuple[int, int] | None) -> None:
-    """``overwrite=True``: delete the files matching ``patterns`` in ``folder`` (rank 0 of a group; the others wait).
+    """``Job(folder, overwrite=True)``: delete the files matching ``patterns`` in ``folder`` (rank 0 of a group; the others wait).
 
     Hand-made shards run at different times and would delete each other's
     work, so they are refused: start over once without ``shard``.
     """
     if shard is not None and rank_world(shard)[1] > 1:
-        raise InsilicoError(f"overwrite=True (--force) with a hand-made shard would delete the other shards' work in "
+        raise InsilicoError(f"Job(folder, overwrite=True) (--force) with a hand-made shard would delete the other shards' work in "
                             f"{folder}: start over once without shard (or delete the folder), then run the shards")
     if rank_world()[0] == 0 and folder.exists():
         for pattern in patterns:
@@ -395,7 +391,7 @@ def read_identity(path: Path) -> dict:
     try:
         return persistence.read_json(path, "job identity")
     except SavedFileError as e:
-        raise SavedFileError(f"{e}; the work beside it cannot be checked against this run: pass overwrite=True "
+        raise SavedFileError(f"{e}; the work beside it cannot be checked against this run: pass out=Job(folder, overwrite=True) "
                              "(--force on the command line) to start over, or choose another out= folder", path) from None
 
 

@@ -16,16 +16,18 @@ from torch import nn
 
 from .errors import InsilicoError, UnitError
 from .hooks import HookOwner, StopForward, _SiteHandle
-from .units import Unit, UnitLike
+from .layout import POOLS, pool, read_layout
+from .units import Unit, UnitLike, describe, need_tensor
 
-REDUCTIONS = ("mean", "max", "center")
+REDUCTIONS = POOLS
 
 
 class _Tap:
     """Keeps a unit's values from every call it is asked for."""
 
-    def __init__(self, unit: Unit, keep_graph: bool, reduce: str | None):
-        self.unit, self.keep_graph, self.reduce = unit, keep_graph, reduce
+    def __init__(self, unit: Unit, keep_graph: bool, reduce: str | None, model: nn.Module | None = None):
+        self.unit, self.keep_graph, self.reduce, self.model = unit, keep_graph, reduce, model
+        self.layouts: dict[tuple, tuple] = {}  # output shape -> (layout, prefix), read once (reduce=)
         self.data: dict[int, list] = {}
         self.calls_per_pass = 0
         self.error: Exception | None = None
@@ -40,9 +42,10 @@ class _Tap:
         if self.unit.step is not None and self.unit.step >= 0 and step != self.unit.step:
             return
         value = self.unit.pick(output)
+        if self.reduce is not None:
+            value = _reduce(need_tensor(self.unit, value, f" for reduce={self.reduce!r}"), self.reduce, self.unit,
+                            self.model, self.layouts)
         if torch.is_tensor(value):
-            if self.reduce is not None:
-                value = _reduce(value, self.reduce, self.unit)
             value = self.unit.select(value)
         self.data.setdefault(step, []).append(_copy(value, self.keep_graph))
 
@@ -73,20 +76,16 @@ class _Tap:
             step += self.calls_per_pass
         if step not in self.data:
             raise UnitError(f"step {self.unit.step} of {self.unit.module!r} never happened: it was {self.steps_seen()}")
+        if len(self.data[step]) > 1:
+            _batch_first(self.data[step][0], self.unit, "join the forward passes")
         return _concat(self.data[step])
 
-    def stack(self) -> torch.Tensor:
-        """Every step's values stacked on axis 1: (N, T, ...)."""
+    def stack(self) -> Any:
+        """Every step's values stacked on axis 1: (N, T, ...); a tuple, list or dict output stacked part by part."""
         self._check_called()
-        values = [_concat(self.data[s]) for s in sorted(self.data)]
-        shapes = {s: tuple(v.shape[1:]) for s, v in zip(sorted(self.data), values)}
-        if len(set(shapes.values())) > 1:
-            listed = ", ".join(f"@{s}: {shape}" for s, shape in shapes.items())
-            raise UnitError(
-                f"the steps of {self.unit.module!r} have different shapes ({listed}), so they cannot be stacked; "
-                "record and read them one at a time, e.g. probe.record("
-                + ", ".join(f"'{self.unit.replace(step=s)}'" for s in shapes) + ")")
-        return torch.stack(values, dim=1)
+        steps = sorted(self.data)
+        _batch_first(self.data[steps[0]][0], self.unit, "stack the steps")
+        return _stack([_concat(self.data[s]) for s in steps], steps, self.unit)
 
 
 class Record(_SiteHandle):
@@ -169,8 +168,12 @@ class Record(_SiteHandle):
     def __getitem__(self, spec: UnitLike) -> Any:
         return self._tap(spec).value()
 
-    def steps(self, spec: UnitLike) -> torch.Tensor:
-        """All calls of a (recurrent) module stacked on axis 1: (N, T, ...)."""
+    def steps(self, spec: UnitLike) -> Any:
+        """All calls of a (recurrent) module stacked on axis 1: (N, T, ...).
+
+        A module returning a tuple, list or dict (an LSTM cell's ``(h, c)``) gives the same structure with
+        each part stacked; ``rec.steps("cell:0")`` (recorded as ``"cell:0"``) gives one part.
+        """
         tap = self._tap(spec)
         if tap.unit.step is not None:
             raise UnitError(f"{tap.unit} names one step; record the address without '@' to get all steps")
@@ -246,13 +249,59 @@ def _concat(values: list) -> Any:
     return values
 
 
-def _reduce(tensor: torch.Tensor, how: str, unit: Unit) -> torch.Tensor:
-    if tensor.ndim < 3:
-        raise UnitError(f"reduce={how!r} needs (N, C, H, W)-like outputs; {unit} has shape {tuple(tensor.shape)}")
-    flat = tensor.flatten(2)
-    if how == "mean":
-        return flat.mean(dim=2)
-    if how == "max":
-        return flat.amax(dim=2)
-    center = tuple(s // 2 for s in tensor.shape[2:])
-    return tensor[(slice(None), slice(None)) + center]
+def _batch_first(value: Any, unit: Unit, what: str) -> None:
+    """Refuse to join a structured output along a batch axis that is not the first axis of all its tensors."""
+    if torch.is_tensor(value):
+        return
+    sizes = sorted({leaf.shape[0] for leaf in _leaves(value) if leaf.ndim})
+    if len(sizes) > 1:
+        raise UnitError(
+            f"cannot {what} of {str(unit)!r}: it returns {describe(value)}, whose tensors have different first "
+            f"axes {sizes}, so the batch is not the first axis of all of them (an nn.LSTM's (h_n, c_n) put the "
+            f"layers first); name a part whose first axis is the batch, e.g. '{unit.replace(output=0)}', or "
+            "record one forward pass of one call at a time")
+
+
+def _leaves(value: Any) -> list:
+    if torch.is_tensor(value):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return [leaf for item in items for leaf in _leaves(item)]
+
+
+def _stack(values: list, steps: list[int], unit: Unit) -> Any:
+    """One value per step, stacked on axis 1 (N, T, ...), structures part by part (their type kept)."""
+    first = values[0]
+    if isinstance(first, dict):
+        parts = {k: _stack([v[k] for v in values], steps, unit.replace(output=k)) for k in first}
+        try:
+            return type(first)(parts)
+        except TypeError:
+            return parts
+    if isinstance(first, (list, tuple)):
+        items = [_stack([v[i] for v in values], steps, unit.replace(output=i)) for i in range(len(first))]
+        return type(first)(*items) if hasattr(first, "_fields") else type(first)(items)
+    need_tensor(unit, first, " to stack its steps")
+    shapes = {s: tuple(v.shape[1:]) for s, v in zip(steps, values)}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"@{s}: {shape}" for s, shape in shapes.items())
+        raise UnitError(
+            f"the steps of {str(unit)!r} have different shapes ({listed}), so they cannot be stacked; "
+            "record and read them one at a time, e.g. probe.record("
+            + ", ".join(f"'{unit.replace(step=s)}'" for s in shapes) + ")")
+    return torch.stack(values, dim=1)
+
+
+def _reduce(tensor: torch.Tensor, how: str, unit: Unit, model: nn.Module, known: dict | None = None) -> torch.Tensor:
+    """``(N, C)``: ``tensor`` (a batch of ``unit``'s output in ``model``) pooled over its positions in its layout.
+
+    The layout is read once per output shape (:func:`insilico.layout.read_layout`: the module and the
+    model's family decide), so a Swin stage ``(N, H, W, C)`` pools over ``H, W`` and a ViT block ``(N, T, D)``
+    over its patch tokens (:func:`insilico.layout.pool`); a layout without channels over positions is refused.
+    """
+    shape = tuple(tensor.shape[1:])
+    known = {} if known is None else known
+    if shape not in known:
+        known[shape] = read_layout(model, unit, shape)
+    layout, prefix = known[shape]
+    return pool(tensor, how, layout, prefix, unit)

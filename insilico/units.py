@@ -22,7 +22,8 @@ numpy-style index into ONE sample's output::
   two parts computed inside their forward (:mod:`insilico.attention`):
   ``":heads"``, the per-head context before the output projection,
   ``(N, heads, L, head_dim)``, and ``":weights"``, the attention
-  probabilities ``(N, heads, L, S)``; ``"attn:heads[5]"`` is head 5.
+  probabilities ``(N, heads, L, S)`` (windowed attention: ``(N, heads, windows, T, .)``);
+  ``"attn:heads[5]"`` is head 5. A module whose attention is not identified is refused.
 - ``@STEP``: for modules called several times per forward pass (recurrent
   networks), the call number, counted from 0; negative steps count from the
   last call (``"blt.conv2@3"``, ``"cell@-1"``). For an op it is the call of
@@ -227,9 +228,7 @@ class Unit:
         module = _lookup(model, self.owner)
         if module is not None:
             return module
-        modules = module_table(model)  # the error's close matches
-        close = difflib.get_close_matches(self.owner, [n for n in modules if n], n=5, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = close_matches(self.owner, module_table(model), model)
         raise UnitError(
             f"{type(model).__name__} has no module {self.owner!r}.{hint} "
             "List the valid paths with insilico.Probe(model).names() or model.named_modules() "
@@ -239,12 +238,7 @@ class Unit:
     def pick(self, output: Any) -> Any:
         """The tensor meant by ``:output`` in a module's (possibly structured) output."""
         if self.output is None:
-            if self.index is not None and not torch.is_tensor(output):
-                raise UnitError(
-                    f"{self.module!r} returns {describe(output)}, not a tensor: say which part "
-                    f"to index, e.g. '{self.replace(output=0)}'"
-                )
-            return output
+            return need_tensor(self, output, " to index") if self.index is not None else output
         if torch.is_tensor(output):  # indexing a tensor with ':k' would pick batch sample k: never what is meant
             raise UnitError(
                 f"{self.module!r} returns one tensor ({describe(output)}), which has no parts: drop "
@@ -255,7 +249,9 @@ class Unit:
         except (KeyError, IndexError, TypeError):
             raise UnitError(f"{self.module!r} returns {describe(output)}: it has no part {self.output!r}") from None
         if not torch.is_tensor(part):
-            raise UnitError(f"part {self.output!r} of {self.module!r}'s output is {describe(part)}, not a tensor")
+            raise UnitError(f"part {self.output!r} of {self.module!r}'s output is {describe(part)}, not a tensor: an "
+                            f"address names one level of parts; record {self.module!r} whole and read "
+                            f"rec[{self.module!r}][{self.output!r}] (its axes are the module's, batch maybe not first)")
         return part
 
     def put(self, output: Any, part: torch.Tensor) -> Any:
@@ -361,6 +357,32 @@ def _path_of(model: nn.Module, module: nn.Module) -> str | None:
     return None
 
 
+def close_matches(path: str, paths, model: nn.Module | None = None) -> str:
+    """`` Did you mean ...?`` for an unknown module ``path`` among ``paths`` (``""`` when nothing is close).
+
+    The same path under a wrapper's prefix comes first (``'module.1'`` for ``'1'`` in a DataParallel /
+    DistributedDataParallel model; ``'layer1'`` for a ``'module.layer1'`` copied from a wrapped model's
+    state dict), then spelling neighbours; a wrapped model also says where its modules are.
+
+    >>> close_matches("module.fc", ["", "fc", "conv"])
+    " Did you mean 'fc'?"
+    >>> close_matches("conv", ["", "module", "module.conv"])
+    " Did you mean 'module.conv'?"
+    """
+    names = [n for n in paths if n]
+    wrapped = sorted((n for n in names if n.endswith("." + path)), key=len) if path else []
+    prefix, _, rest = path.partition(".")
+    unwrapped = [rest] if prefix == "module" and rest in names else []
+    close = list(dict.fromkeys(unwrapped + wrapped + difflib.get_close_matches(path, names, n=5, cutoff=0.5)))[:5]
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    if isinstance(model, parallel) and prefix != "module":
+        example = (wrapped or [n for n in names if n.startswith("module.")] or ["module"])[0]
+        hint += (f" The model is wrapped in {type(model).__name__}: its modules are under 'module.' "
+                 f"(e.g. {example!r}), or probe model.module itself.")
+    return hint
+
+
 def check_index(index: tuple, shape: tuple, unit: Unit | str = "") -> None:
     """Raise a UnitError unless ``index`` fits one sample's ``shape``."""
     n_real = sum(i is not Ellipsis for i in index)
@@ -378,6 +400,36 @@ def check_index(index: tuple, shape: tuple, unit: Unit | str = "") -> None:
                     f"index {value} is out of range for axis {axis} of size {size} in {str(unit)!r}: "
                     f"one sample's output has shape {shape}"
                 )
+
+
+def need_tensor(unit: Unit | str, value: Any, purpose: str = "") -> torch.Tensor:
+    """``value`` when it is one tensor; else a UnitError listing the parts the address grammar names, with shapes.
+
+    The one reader of a structured output (an LSTM's ``(output, (h, c))``, a detection head's tuple, a
+    dict) for every tool that needs a tensor; ``purpose`` says for what (``" for Grad-CAM"``).
+
+    >>> need_tensor(Unit.parse("cell[0]"), (torch.zeros(2, 3), torch.zeros(2, 4)))
+    Traceback (most recent call last):
+    ...
+    insilico.errors.UnitError: 'cell[0]' reads (Tensor[2, 3], Tensor[2, 4]), not one tensor: name one of its parts: 'cell:0[0]' (Tensor[2, 3]), 'cell:1[0]' (Tensor[2, 4])
+    """
+    if torch.is_tensor(value):
+        return value
+    unit = Unit.parse(unit)
+    if isinstance(value, dict):
+        parts = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        parts = list(enumerate(value))
+    else:
+        parts = []
+    named = [f"'{unit.replace(output=k)}' ({describe(v)})" for k, v in parts if torch.is_tensor(v)]
+    whole = unit.replace(output=None, step=None, index=None)
+    nested = [f"part {k!r} is {describe(v)} (an address names one level of parts: record '{whole}' whole and read "
+              f"rec['{whole}'][{k!r}])" for k, v in parts if not torch.is_tensor(v)]
+    what = f"name one of its parts: {', '.join(named)}" if named else \
+        "no part of it is a tensor that an address can name; address a module inside it instead"
+    raise UnitError(f"{str(unit)!r} reads {describe(value)}, not one tensor{purpose}: {what}"
+                    + ("; " + "; ".join(nested) if nested else ""))
 
 
 def describe(obj: Any) -> str:

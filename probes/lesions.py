@@ -42,7 +42,9 @@ def main(argv=None) -> dict:
     summary = {"layer": layer, "baseline_accuracy": round(float(sweep.baseline), 4),
                "largest_single_drop": round(float(sweep.importance.max()), 4),
                "most_important": str(sweep.groups[sweep.ranking()[0]]),
-               "mean_drop": round(float(sweep.importance.mean()), 4)}
+               "mean_drop": round(float(sweep.importance.mean()), 4),
+               "split_half_r": round(float(sweep.split_half_r), 4), "reliability": round(float(sweep.reliability), 4),
+               "dissociable_entries": int(sweep.dissociable.sum())}
     paths = command.write(args.out, "lesions", sweep, figures, args, summary)
     if args.points > 1 and args.group_size == 1:
         curve = cumulative_lesion(model, layer, x, y, sweep=sweep, n_points=args.points, mode=args.mode,

@@ -34,7 +34,8 @@ def main(argv=None) -> dict:
     target = result.target_class
     summary = {"units": units, "target_class": str(result.classes[target]),
                "target_choice_rate": [round(float(v), 3) for v in result.psychometric()],
-               "target_probability": [round(float(v), 3) for v in result.mean_probability[:, target]]}
+               "target_probability": [round(float(v), 3) for v in result.mean_probability[:, target]],
+               "target_chosen": result.settings["target_chosen"], "p_value": [round(float(v), 4) for v in result.p_value]}
     paths = command.write(args.out, "microstimulation", result, {"microstimulation": result.plot()}, args, summary)
     command.report(paths, summary)
     return summary

@@ -24,7 +24,8 @@ def main(argv=None) -> dict:
     p.add_argument("--methods", nargs="+", default=["theoretical", "gradient", "sparse_noise"],
                    choices=["theoretical", "gradient", "sparse_noise"])
     p.add_argument("--threshold", type=float, default=0.1, help="fraction of the peak that counts as inside the RF")
-    p.add_argument("--n-images", type=int, default=16, help="white-noise images for the gradient method")
+    p.add_argument("--n-images", type=int, default=None,
+                   help="white-noise images for the gradient method (default: doubled from 64 until the size is stable)")
     p.add_argument("--frames", type=int, default=4000, help="sparse-noise frames")
     p.add_argument("--dots", type=int, default=4, help="dots per sparse-noise frame")
     p.add_argument("--dot-size", type=int, default=2, help="sparse-noise dot side (pixels)")

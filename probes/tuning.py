@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from insilico.experiments import command, orientation_tuning
-from insilico.experiments.tuning import default_sfs
+from insilico.experiments.tuning import PHASE_REDUCTIONS, default_sfs
 from insilico.layers import choose_layers, image_size
 
 
@@ -32,7 +32,8 @@ def main(argv=None) -> dict:
     p.add_argument("--contrast", type=float, default=1.0)
     p.add_argument("--fov", type=float, default=None,
                    help="degrees of visual angle the image spans: adds cycles/deg and the macaque V1 reference")
-    p.add_argument("--phase-reduce", choices=["max", "mean", "f1"], default="max")
+    p.add_argument("--phase-reduce", choices=list(PHASE_REDUCTIONS), default="max",
+                   help="max (default), mean (F0), f1, or skottun: F1 for simple units, F0 for complex ones")
     p.add_argument("--raw", action="store_true",
                    help="tune the addresses as given (e.g. a conv before its ReLU), not after the nonlinearity")
     args = p.parse_args(argv)

@@ -19,8 +19,10 @@ Models (:func:`make_model`):
 - ``"mixed"``: a small conv net in *mixed mode*, as when fine-tuning with a frozen BatchNorm:
   ``train()`` at the root, the first BatchNorm in eval with a frozen weight, dropout active.
 - ``"resnet18"``: torchvision's ResNet-18 (random init, 4 classes) in train mode.
+- ``"vit"``: torchvision's VisionTransformer at 16 px in train mode (dropout active), for the tools that
+  need attention; a tool runs on the first model its runner names (``Runner.models``).
 
-Both have ``input_size = (3, 16, 16)`` and an :class:`Arch` that names the units the tools use.
+All have ``input_size = (3, 16, 16)`` and an :class:`Arch` that names the units the tools use.
 """
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ class Arch:
 ARCHS = {
     "mixed": Arch(layer="2", deeper="5", logits="9", first="0", neuron="2[0,4,4]"),
     "resnet18": Arch(layer="layer1", deeper="layer2", logits="fc", first="conv1", neuron="layer1[0,2,2]"),
+    "vit": Arch(layer="encoder.layers.encoder_layer_0", deeper="encoder.layers.encoder_layer_1", logits="heads.head",
+                first="conv_proj", neuron="conv_proj[0,1,1]"),
 }
 
 
@@ -87,7 +91,23 @@ def resnet18(seed: int = 0) -> nn.Module:
     return m
 
 
-MODELS = {"mixed": mixed_model, "resnet18": resnet18}
+def vit(seed: int = 0) -> nn.Module:
+    """torchvision's VisionTransformer, tiny: 16x16 images in 8x8 patches (a 2x2 grid and a CLS token: (N, 5, 32)
+    tokens), 2 layers of 2 heads, 4 classes (a random head); train mode, with dropout in the blocks
+    and the attention (the tools must run it in eval mode)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    m = torchvision.models.VisionTransformer(image_size=SIZE[-1], patch_size=8, num_layers=2, num_heads=2,
+                                             hidden_dim=32, mlp_dim=64, dropout=0.1, attention_dropout=0.1,
+                                             num_classes=CLASSES)
+    nn.init.normal_(m.heads.head.weight, std=0.2)  # torchvision zeroes the head: logits (and their gradients) 0
+    m.train()
+    m.input_size = SIZE
+    return m
+
+
+MODELS = {"mixed": mixed_model, "resnet18": resnet18, "vit": vit}
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,7 +127,9 @@ def make_images(n: int = N_IMAGES, seed: int = 0, dtype=torch.float32) -> torch.
 
 def arch_of(model: nn.Module) -> Arch:
     """The Arch of a model made by :func:`make_model` (also after ``.double()``)."""
-    return ARCHS["mixed"] if isinstance(model, nn.Sequential) else ARCHS["resnet18"]
+    if isinstance(model, nn.Sequential):
+        return ARCHS["mixed"]
+    return ARCHS["vit"] if hasattr(model, "conv_proj") else ARCHS["resnet18"]
 
 
 class Partner(nn.Module):
@@ -150,6 +172,10 @@ def run_record_stimuli(model, images, samples=None, out=None):
 def run_gradient_map(model, images, samples=None):
     a = arch_of(model)
     return insilico.gradient_map(model, _pick(images, samples), f"{a.logits}[1]")
+
+
+def run_attention_rollout(model, images, samples=None):
+    return insilico.attention_rollout(model, _pick(images, samples))
 
 
 def run_top_exemplars(model, images, samples=None):
@@ -245,8 +271,8 @@ def run_lesion(model, images, samples=None):
 
 def run_microstimulation(model, images, samples=None):
     a = arch_of(model)
-    return E.microstimulation(model, f"{a.layer}[1]", _pick(images, samples), strengths=[0, 1], batch_size=2,
-                              progress=False)
+    return E.microstimulation(model, f"{a.layer}[1]", _pick(images, samples), strengths=[0, 1], target=0,
+                              batch_size=2, progress=False)  # target given: one stimulus cannot be split in halves
 
 
 def run_time_courses(model, images, samples=None):
@@ -372,6 +398,7 @@ RUNNERS = {
     "stimulate": Runner(run_stimulate, lambda r: r),
     "lesion_connections": Runner(run_lesion_connections, lambda r: r),
     "gradient_map": Runner(run_gradient_map, lambda r: r),
+    "attention_rollout": Runner(run_attention_rollout, lambda r: r, models=("vit",)),  # needs attention
     "top_exemplars": Runner(run_top_exemplars, lambda r: r.activations),
     "project_exemplars": Runner(run_project_exemplars, lambda r: r.images[0]),
     "maximize": Runner(run_maximize, _images),

@@ -183,14 +183,15 @@ def test_swin_window_attention_heads_as_op_units():
         model(x)
     assert float(rec2[f"{attn}/matmul#1"][:, 1].abs().max()) == 0.0
     torch.testing.assert_close(rec2[f"{attn}/matmul#1"][:, 0], context[:, 0])
-    # the written-out attention has the parts too: :weights the softmax, :heads the matmul that uses it
+    # the parts: the same tensors with the windows unfolded from the batch axis, (N, heads, windows, T, .)
     names = probe.names(x[:1], ops=True)
-    assert names[names.index(f"{attn}:weights"):names.index(f"{attn}:heads") + 1] == \
-        [f"{attn}:weights", f"{attn}/softmax", f"{attn}/dropout", f"{attn}:heads"]
+    assert names[names.index(f"{attn}/softmax"):names.index(f"{attn}/matmul#1") + 1] == \
+        [f"{attn}/softmax", f"{attn}/dropout", f"{attn}:weights", f"{attn}:heads", f"{attn}/matmul#1"]
     with probe.record(f"{attn}:weights", f"{attn}:heads") as rec3:
         model(x)
-    torch.testing.assert_close(rec3[f"{attn}:weights"], weights)
-    torch.testing.assert_close(rec3[f"{attn}:heads"], context)
+    assert rec3[f"{attn}:weights"].shape == (2, 3, 4, 16, 16) and rec3[f"{attn}:heads"].shape == (2, 3, 4, 16, 4)
+    torch.testing.assert_close(rec3[f"{attn}:weights"], weights.reshape(2, 4, 3, 16, 16).transpose(1, 2))
+    torch.testing.assert_close(rec3[f"{attn}:heads"], context.reshape(2, 4, 3, 16, 4).transpose(1, 2))
     with probe.lesion(f"{attn}:heads[1]"), probe.record("features.1.1") as rec4:
         model(x)
     torch.testing.assert_close(rec4["features.1.1"], rec2["features.1.1"])
@@ -234,4 +235,158 @@ def test_written_out_attention_equals_torch(config):
     per_head = rec["attn:weights"]  # (N, heads, L, S), N = 1 for an unbatched call
     torch.testing.assert_close((per_head.mean(1) if average else per_head).reshape(expected_weights.shape),
                                expected_weights)
+    assert _clean(model)
+
+
+# -- the strict finder, on attention modules the registry does not know ---------------------------------------------
+class Written(nn.Module):
+    """softmax(q @ k.T) @ v written out, with options for the layouts the finder must read or refuse."""
+
+    def __init__(self, style="plain", dim=12, heads=3):
+        super().__init__()
+        self.qkv, self.proj, self.num_heads, self.style = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), heads, style
+        self.gate = nn.Linear(dim, dim)
+        self.softmax, self.drop = nn.Softmax(dim=-1), nn.Dropout(0.0)
+
+    def forward(self, x):
+        n, length, dim = x.shape
+        heads, hd = self.num_heads, dim // self.num_heads
+        q, k, v = self.qkv(x).reshape(n, length, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        gate = self.gate(x).reshape(n, length, heads, hd).transpose(1, 2).softmax(-1)  # a 4-d softmax first
+        if self.style == "loop":   # head by head
+            out = torch.stack([torch.softmax(q[:, h] @ k[:, h].transpose(-2, -1), -1) @ v[:, h]
+                               for h in range(heads)], 1)
+        elif self.style == "folded":  # heads folded into the batch axis
+            q, k, v = (t.reshape(n * heads, length, hd) for t in (q, k, v))
+            out = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), -1), v).reshape(n, heads, length, hd)
+        elif self.style == "channels":  # channel attention (N, heads, hd, hd)
+            attn = torch.softmax(q.transpose(-2, -1) @ k, dim=-1)
+            out = (attn @ v.transpose(-2, -1)).transpose(-2, -1)
+        elif self.style == "axis2":  # a softmax over queries
+            out = torch.softmax(q @ k.transpose(-2, -1), dim=2) @ v
+        elif self.style == "twice":
+            out = torch.softmax(q @ k.transpose(-2, -1), -1) @ v
+            out = torch.softmax(out @ k.transpose(-2, -1), -1) @ v
+        elif self.style == "transposed":  # v @ attn.T, as CoAtNet's Attention2d
+            attn = self.drop(self.softmax(q @ k.transpose(-2, -1)))
+            out = (v.transpose(-2, -1) @ attn.transpose(-2, -1)).transpose(-2, -1)
+        else:
+            out = self.drop(self.softmax(q @ k.transpose(-2, -1))) @ v
+        if self.style == "gated":  # ... that gates the context: not the attention's weights
+            out = out * gate
+        return self.proj(out.transpose(1, 2).reshape(n, length, dim))
+
+
+def _written(style):
+    torch.manual_seed(0)
+    model = nn.Sequential(Written(style)).eval()
+    return model, torch.rand(2, 5, 12)
+
+
+def _by_hand(module, x, head=None):
+    n, length, dim = x.shape
+    q, k, v = module.qkv(x).reshape(n, length, 3, 3, 4).permute(2, 0, 3, 1, 4)
+    with torch.no_grad():
+        weights = torch.softmax(q @ k.transpose(-2, -1), -1)
+        context = weights @ v
+        if head is not None:
+            context[:, head] = 0
+        return weights, context, module.proj(context.transpose(1, 2).reshape(n, length, dim))
+
+
+@pytest.mark.parametrize("style", ["plain", "gated", "transposed"])
+def test_written_out_attention_is_found_by_identity(style):
+    """nn.Softmax/Dropout children, a gate softmax before the attention, v @ attn.T: the parts are right."""
+    model, x = _written(style)
+    weights, context, _ = _by_hand(model[0], x)
+    probe = insilico.Probe(model)
+    with probe.record("0:weights", "0:heads") as rec:
+        model(x)
+    torch.testing.assert_close(rec["0:weights"], weights)
+    torch.testing.assert_close(rec["0:heads"], context)
+    if style != "gated":
+        _, _, expected = _by_hand(model[0], x, head=1)
+        with probe.lesion("0:heads[1]"):
+            torch.testing.assert_close(model(x), expected)
+    with probe.stimulate("0:weights[0]", clamp=1 / 5), probe.record("0:heads[0]") as rec:
+        model(x)
+    torch.testing.assert_close(rec["0:heads[0]"], rec["0:heads[0]"][:, :1].expand(-1, 5, -1))
+    assert _clean(model)
+
+
+@pytest.mark.parametrize("style, words", [
+    ("loop", "no axis of their own"),
+    ("folded", "no axis of their own"),
+    ("channels", "is the width of none of the module's projections"),
+    ("axis2", "a softmax over axis 2"),
+])
+def test_attention_that_fails_a_check_is_refused_with_the_reason(style, words):
+    model, x = _written(style)
+    probe = insilico.Probe(model)
+    plain = model(x)
+    for part in ("0:heads[1]", "0:weights"):
+        with pytest.raises(UnitError, match="could not be identified") as error, probe.lesion(part):
+            model(x)
+        message = str(error.value)
+        assert words in message and "'0/softmax'" in message and "probe.names(x, ops=True)" in message
+        assert "never called" not in message
+    assert "0:heads" not in probe.names(x, ops=True)
+    torch.testing.assert_close(model(x), plain)
+    assert _clean(model)
+
+
+def test_a_second_attention_in_one_call_is_refused():
+    model, x = _written("twice")
+    with pytest.raises(UnitError, match="more than once per call"), insilico.Probe(model).record("0:heads"):
+        model(x)
+    assert _clean(model)
+
+
+def test_folded_batch_and_wrong_head_axis_are_refused():
+    class Frames(nn.Module):  # frames folded into the batch axis, as a video model would
+        def __init__(self):
+            super().__init__()
+            self.inner = SDPA()
+
+        def forward(self, x):
+            return self.inner(x.reshape(-1, 3, 12)).reshape(x.shape)
+
+    model = Frames()
+    with pytest.raises(UnitError, match="6 entries on the batch axis for a batch of 2"), \
+            insilico.Probe(model).record("inner:heads"):
+        model(torch.rand(2, 9, 12))
+    sdpa = nn.Sequential(SDPA())
+    sdpa[0].num_heads = 4   # the module says 4 heads; its query has 3 on axis 1
+    with pytest.raises(UnitError, match="the axis after the batch has 3 entries, but the module has 4 heads"), \
+            insilico.Probe(sdpa).record("0:weights"):
+        sdpa(torch.rand(2, 6, 12))
+
+
+def test_a_bare_attention_module_given_queries_keys_and_values():
+    class Attend(nn.Module):  # no projection, no num_heads: the layout of its inputs is the evidence
+        def forward(self, q, k, v):
+            return torch.softmax(q @ k.transpose(-2, -1) / 2, dim=-1) @ v
+
+    model = Attend()
+    q, k, v = torch.rand(3, 2, 6, 4), torch.rand(3, 2, 7, 4), torch.rand(3, 2, 7, 5)
+    with insilico.Probe(model).record(":weights", ":heads") as rec:
+        out = model(q, k, v)
+    torch.testing.assert_close(rec[":weights"], torch.softmax(q @ k.transpose(-2, -1) / 2, dim=-1))
+    torch.testing.assert_close(rec[":heads"], out)
+
+
+def test_swin_parts_have_one_row_per_stimulus_so_a_mean_lesion_is_the_mean_over_stimuli():
+    torch.manual_seed(0)
+    model = torchvision.models.SwinTransformer(patch_size=[4, 4], embed_dim=12, depths=[2], num_heads=[3],
+                                               window_size=[4, 4], num_classes=5).eval()
+    attn = "features.1.1.attn"
+    x, reference = torch.rand(2, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    probe = insilico.Probe(model)
+    with probe.record(f"{attn}:heads") as rec:
+        model(reference)
+    assert rec[f"{attn}:heads"].shape == (3, 3, 4, 16, 4)                  # (N, heads, windows, T, head_dim)
+    mean = rec[f"{attn}:heads"][:, 1].mean(0)
+    with probe.lesion(f"{attn}:heads[1]", mode="mean", reference=reference), probe.record(f"{attn}:heads") as rec:
+        model(x)
+    torch.testing.assert_close(rec[f"{attn}:heads"][:, 1], mean.expand(2, -1, -1, -1))
     assert _clean(model)

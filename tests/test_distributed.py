@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import insilico
-from insilico import InsilicoError
+from insilico import InsilicoError, Job
 from insilico.sharding import done_chunks, map_chunks
 
 maximize_module = importlib.import_module("insilico.design.maximize")
@@ -100,16 +100,16 @@ def test_a_dead_rank_loses_only_its_chunk_and_the_rerun_computes_only_what_is_mi
 
 
 def test_hand_made_shards_fill_one_folder(tmp_path, single):
-    first = insilico.maximize(make_model(), "2", out=tmp_path, shard=(0, 2), **OPTIONS)
+    first = insilico.maximize(make_model(), "2", out=Job(tmp_path, shard=(0, 2)), **OPTIONS)
     assert first is None and done_chunks(tmp_path) == [(0, 2), (4, 6)]  # waits for shard 1
-    assert_same(insilico.maximize(make_model(), "2", out=tmp_path, shard=(1, 2), **OPTIONS), single)
+    assert_same(insilico.maximize(make_model(), "2", out=Job(tmp_path, shard=(1, 2)), **OPTIONS), single)
 
 
 def test_a_folder_of_another_run_is_refused(tmp_path):
     map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, job={"steps": 5})
     with pytest.raises(InsilicoError, match="another run .*steps"):
         map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, job={"steps": 6})
-    with pytest.raises(InsilicoError, match="needs out="):
+    with pytest.raises(TypeError, match="shard"):  # a share is out=Job(folder, shard=...), never without a folder
         map_chunks(lambda a, b: b - a, 4, 2, shard=(0, 2))
     with pytest.raises(InsilicoError, match="chunk size of 0"):  # not an endless loop
         map_chunks(lambda a, b: b - a, 4, 0)
@@ -127,15 +127,15 @@ def test_pgd_and_controversial_shards_equal_one_run(tmp_path):
     x = torch.rand(7, 3, 2, 2)
     kw = dict(eps=[0.1, 0.3], steps=5, batch_size=3, progress=False)
     plain = pgd(net, x, **kw)
-    assert pgd(net, x, out=tmp_path / "pgd", shard=(1, 2), **kw) is None
-    shared = pgd(net, x, out=tmp_path / "pgd", shard=(0, 2), **kw)
+    assert pgd(net, x, out=Job(tmp_path / "pgd", shard=(1, 2)), **kw) is None
+    shared = pgd(net, x, out=Job(tmp_path / "pgd", shard=(0, 2)), **kw)
     assert torch.equal(shared.all_images, plain.all_images) and torch.equal(shared.all_success, plain.all_success)
 
     pairs = [(0, 1), (1, 2), (2, 0), (0, 2), (1, 0)]
-    kw = dict(seeds=2, size=(3, 2, 2), steps=7, progress=False, pairs_per_chunk=2)
+    kw = dict(seeds=2, size=(3, 2, 2), steps=7, progress=False, batch_size=2)
     plain = controversial([net, other], pairs, **kw)
-    assert controversial([net, other], pairs, out=tmp_path / "c", shard=(0, 2), **kw) is None
-    shared = controversial([net, other], pairs, out=tmp_path / "c", shard=(1, 2), **kw)
+    assert controversial([net, other], pairs, out=Job(tmp_path / "c", shard=(0, 2)), **kw) is None
+    shared = controversial([net, other], pairs, out=Job(tmp_path / "c", shard=(1, 2)), **kw)
     assert shared.labels == plain.labels and torch.equal(shared.images, plain.images)
     assert torch.equal(shared.score, plain.score) and shared.settings["pairs"] == plain.settings["pairs"]
 
@@ -146,14 +146,14 @@ def test_controversial_shards_of_several_model_pairs_equal_one_run_in_the_same_o
     torch.manual_seed(1)
     models = {name: nn.Sequential(nn.Flatten(), nn.Linear(12, 4)) for name in ("a", "b", "c")}  # 3 model pairs
     pairs = [(0, 1), (1, 2), (3, 0)]
-    kw = dict(seeds=2, size=(3, 2, 2), steps=8, lr=0.2, stop_at=0.4, progress=False, pairs_per_chunk=2)
+    kw = dict(seeds=2, size=(3, 2, 2), steps=8, lr=0.2, stop_at=0.4, progress=False, batch_size=2)
     plain = controversial(models, pairs, **kw)
     assert plain.labels[:3] == ["a:0|b:1#0", "a:0|b:1#1", "a:1|b:2#0"]  # (model pair, class pair, seed)
     assert plain.labels[-1] == "b:3|c:0#1" and len(plain) == 3 * 3 * 2
     stopped = plain.synthesis.steps < 8
     assert bool(stopped.any()) and not bool(stopped.all())  # some samples stopped early, others ran on
     for rank in (2, 0, 1):  # shards finish in any order
-        shared = controversial(models, pairs, out=tmp_path, shard=(rank, 3), **kw)
+        shared = controversial(models, pairs, out=Job(tmp_path, shard=(rank, 3)), **kw)
     assert shared.labels == plain.labels and torch.equal(shared.images, plain.images)
     assert torch.equal(shared.score, plain.score) and torch.equal(shared.synthesis.steps, plain.synthesis.steps)
     assert len(done_chunks(tmp_path)) == 5  # 18 samples, 4 per chunk (2 combinations x 2 seeds)
@@ -166,7 +166,7 @@ def test_controversial_shards_of_several_model_pairs_equal_one_run_in_the_same_o
     plain = pgd(net, x, **kw)
     assert bool((plain.steps_taken < 8).any())  # early stops inside the chunks
     for rank in (1, 0):
-        shared = pgd(net, x, out=tmp_path / "pgd", shard=(rank, 2), **kw)
+        shared = pgd(net, x, out=Job(tmp_path / "pgd", shard=(rank, 2)), **kw)
     assert torch.equal(shared.images, plain.images) and torch.equal(shared.steps_taken, plain.steps_taken)
 
 
@@ -200,8 +200,8 @@ def test_metamer_shards_equal_one_run_and_keep_the_job_order(tmp_path):
     refs = torch.rand(5, 1, 9, 9)
     kw = dict(steps=15, n_seeds=2, batch_size=2, progress=False)
     plain = metamer(net, ["0", "2"], refs, **kw)
-    assert metamer(net, ["0", "2"], refs, out=tmp_path, shard=(1, 2), **kw) is None
-    shared = metamer(net, ["0", "2"], refs, out=tmp_path, shard=(0, 2), **kw)
+    assert metamer(net, ["0", "2"], refs, out=Job(tmp_path, shard=(1, 2)), **kw) is None
+    shared = metamer(net, ["0", "2"], refs, out=Job(tmp_path, shard=(0, 2)), **kw)
     assert torch.equal(shared.images, plain.images) and torch.equal(shared.final_errors, plain.final_errors)
     whole = metamer(net, ["0", "2"], refs, steps=15, n_seeds=2, progress=False)  # one batch, no chunks
     assert shared.labels == whole.labels and shared.reference_index == whole.reference_index

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import insilico
-from insilico import Probe
+from insilico import Job, Probe
 from insilico.errors import JobMismatchError, SavedFileError
 from insilico.identity import check, job_identity, model_fingerprint
 from insilico.sharding import done_chunks, map_chunks
@@ -109,11 +109,11 @@ def test_other_settings_of_a_recording_are_refused(x, tmp_path):
 
 def test_overwrite_starts_a_recording_over(x, tmp_path):
     Probe(conv(0)).record_stimuli(x, ["0", "2"], out=tmp_path, progress=False)
-    rec = Probe(conv(1)).record_stimuli(x, ["2"], out=tmp_path, overwrite=True, progress=False)
+    rec = Probe(conv(1)).record_stimuli(x, ["2"], out=Job(tmp_path, overwrite=True), progress=False)
     assert rec.units == ["2"] and sorted(p.name for p in tmp_path.glob("*.npy")) == ["000_2.npy"]
     assert torch.equal(rec["2"], Probe(conv(1)).record_stimuli(x, ["2"], progress=False)["2"])
     with pytest.raises(insilico.InsilicoError, match="hand-made shard"):
-        Probe(conv(1)).record_stimuli(x, ["2"], out=tmp_path, overwrite=True, shard=(0, 2), progress=False)
+        Probe(conv(1)).record_stimuli(x, ["2"], out=Job(tmp_path, shard=(0, 2), overwrite=True), progress=False)
 
 
 def test_a_corrupt_progress_file_is_named_and_its_chunks_recorded_again(x, tmp_path):
@@ -158,7 +158,7 @@ def test_pgd_with_other_images_steps_or_model_is_refused(tmp_path):
     labels[5] = (labels[5] + 1) % 3
     with pytest.raises(JobMismatchError, match=r"\(labels 4\.\.5 differ\)"):
         insilico.pgd(classifier(0), images, labels=labels, **options)
-    redone = insilico.pgd(classifier(1), images, **dict(options, overwrite=True))
+    redone = insilico.pgd(classifier(1), images, **dict(options, out=Job(tmp_path, overwrite=True)))
     assert torch.equal(redone.images, insilico.pgd(classifier(1), images, **dict(options, out=None)).images)
     assert not torch.equal(redone.images, first.images)
 
@@ -184,7 +184,7 @@ def test_maximize_with_another_model_or_start_is_refused_and_overwrite_recompute
         insilico.maximize(conv(0), "2", init=torch.rand(2, 1, 8, 8), **options)
     with pytest.raises(JobMismatchError, match="setting objectives"):
         insilico.maximize(conv(0), insilico.objectives.Direction("2", torch.tensor([1.0, -1.0])), **options)
-    redone = insilico.maximize(conv(1), "2", **dict(options, overwrite=True))
+    redone = insilico.maximize(conv(1), "2", **dict(options, out=Job(tmp_path, overwrite=True)))
     assert torch.equal(redone.images, insilico.maximize(conv(1), "2", **dict(options, out=None)).images)
 
 
@@ -253,7 +253,7 @@ def test_a_folder_without_identity_is_refused(tmp_path):
     (tmp_path / "job.json").write_text(json.dumps({"tool": "pgd", "n": 4}))  # as older versions wrote it
     with pytest.raises(JobMismatchError, match="without a job identity"):
         map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)
-    assert map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path, overwrite=True) == [2, 2]
+    assert map_chunks(lambda a, b: b - a, 4, 2, out=Job(tmp_path, overwrite=True)) == [2, 2]
     (tmp_path / "job.json").unlink()  # parts left without their job.json
     with pytest.raises(JobMismatchError, match="without a job identity"):
         map_chunks(lambda a, b: b - a, 4, 2, out=tmp_path)

@@ -404,3 +404,74 @@ def test_lesion_mean_over_a_reference_of_another_size_is_a_clear_error():
         with Probe(model).lesion("1[0]", mode="mean", reference=reference), Probe(model).record("1") as rec:
             model(x)
     torch.testing.assert_close(rec["1"][:, 0], want.expand(2, 14, 14))
+
+
+# --------------------------------------------------------------------------- structured outputs (issue 25)
+class _Loop(nn.Module):
+    """An LSTM cell run for 3 steps: each call returns the tuple (h, c)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell, self.head = nn.LSTMCell(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        state = None
+        for _ in range(3):
+            state = self.cell(x, state)
+        return self.head(state[0])
+
+
+def test_steps_of_a_tuple_output_stack_part_by_part():
+    torch.manual_seed(0)
+    model, x = _Loop(), torch.rand(5, 3)
+    probe = Probe(model)
+    with probe.record("cell", "cell:0", *[f"cell:1@{t}" for t in range(3)]) as rec:
+        model(x)
+    h, c = rec.steps("cell")  # was: 'tuple' object has no attribute 'shape'
+    assert h.shape == c.shape == (5, 3, 4)
+    assert torch.equal(h, rec.steps("cell:0"))
+    assert torch.equal(c, torch.stack([rec[f"cell:1@{t}"] for t in range(3)], dim=1))
+    assert not torch.equal(h, c)
+
+
+def test_a_tuple_output_without_a_part_is_refused_with_its_parts_by_edits_and_reductions():
+    model, x = _Loop(), torch.rand(5, 3)
+    probe = Probe(model)
+    parts = r"'cell@1' reads \(Tensor\[5, 4\], Tensor\[5, 4\]\), not one tensor.*'cell:0@1' \(Tensor\[5, 4\]\), 'cell:1@1'"
+    with pytest.raises(UnitError, match=parts):
+        with probe.lesion("cell@1"):
+            model(x)
+    with pytest.raises(UnitError, match=r"not one tensor for reduce='max'.*'cell:0'"):
+        with probe.record("cell", reduce="max"):
+            model(x)
+    with pytest.raises(UnitError, match=r"not one tensor to index.*'cell:1@2\[0\]'"):
+        with probe.record("cell@2[0]") as rec:
+            model(x)
+    assert probe.hooks() == []
+    with probe.lesion("cell:1@1"), probe.record("cell:1@1") as rec:  # a part is edited as any tensor
+        model(x)
+    assert rec["cell:1@1"].abs().sum() == 0
+
+
+def test_nested_parts_and_layers_first_states_of_an_lstm_are_never_joined_on_the_wrong_axis():
+    """nn.LSTM returns (output, (h_n, c_n)) with h_n (layers, N, H): one pass is returned as it is; joining passes
+    or steps along axis 0 would mix layers with samples, so it is refused, and ':0' (batch first) works."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4, batch_first=True)
+    x = torch.rand(4, 5, 3)
+    model = nn.Sequential(lstm)
+    probe = Probe(model)
+    with probe.record("0", "0:0") as rec:
+        model(x)
+    out, (h, c) = rec["0"]
+    assert out.shape == (4, 5, 4) and h.shape == (1, 4, 4)
+    with probe.record("0", "0:0") as rec:
+        model(x[:2])
+        model(x[2:])
+    with pytest.raises(UnitError, match=r"cannot join the forward passes of '0'.*first axes \[1, 2\].*'0:0'"):
+        rec["0"]
+    assert torch.allclose(rec["0:0"], out, atol=1e-6)
+    with pytest.raises(UnitError, match=r"part 1 of '0''s output is \(Tensor\[1, 1, 4\], Tensor\[1, 1, 4\]\), not a "
+                                        r"tensor: an address names one level of parts; record '0' whole"):
+        with probe.record("0:1"):
+            model(x[:1])

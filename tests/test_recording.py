@@ -257,3 +257,73 @@ def test_image_folder_with_a_transform_records(net, tmp_path):
             T.Grayscale(), T.ToTensor()])), UNITS, batch_size=6, progress=False)
     with pytest.raises(StimulusError, match=r"keys \['label', 'target'\].*'pixel_values'"):
         Probe(net).record_stimuli([{"label": 0, "target": 1}], UNITS, progress=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Export: xarray (Brain-Score's NeuroidAssembly layout, NetCDF) and pandas (issue 26, item 6)
+# ---------------------------------------------------------------------------------------
+def test_to_xarray_round_trips_through_netcdf_with_ids_labels_and_coordinates(tmp_path):
+    xarray = pytest.importorskip("xarray")
+    pytest.importorskip("scipy")
+    import skimage.io
+
+    for name in ("b/x.png", "a/y.png", "a/z.png"):
+        (tmp_path / "set" / name).parent.mkdir(parents=True, exist_ok=True)
+        skimage.io.imsave(tmp_path / "set" / name, np.random.default_rng(len(name)).integers(0, 255, (6, 6, 3),
+                          dtype=np.uint8), check_contrast=False)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU())
+    rec = Probe(net).record_stimuli(tmp_path / "set", ["0", "1[1]"], progress=False)
+    da = rec.to_xarray()
+    assert da.dims == ("presentation", "neuroid") and da.shape == (3, 2 * 16 + 16)
+    assert list(da.stimulus_id.values) == ["a/y.png", "a/z.png", "b/x.png"]
+    assert list(da.label.values) == [0, 0, 1] and list(da.class_name.values) == ["a", "a", "b"]
+    assert str(da.neuroid_id.values[16 + 5]) == "0[1,1,1]" and str(da.neuroid_id.values[32 + 5]) == "1[1,1,1]"
+    assert int(da.channel.values[16]) == 1 and str(da.position.values[16 + 5]) == "1,1"
+    assert np.array_equal(da.values[:, 32:], rec["1[1]"].reshape(3, -1).numpy())
+    da.to_netcdf(tmp_path / "rec.nc", engine="scipy")
+    back = xarray.load_dataarray(tmp_path / "rec.nc", engine="scipy")
+    assert back.identical(da) and back.attrs["model"] == "Sequential"
+    frame = rec.to_pandas()
+    assert list(frame.index) == list(da.stimulus_id.values) and frame.shape == da.shape
+    assert frame["1[1,2,3]"].tolist() == rec["1[1]"][:, 2, 3].tolist()
+
+
+def test_to_xarray_has_a_time_bin_axis_for_the_steps_of_a_recurrent_module():
+    pytest.importorskip("xarray")
+
+    class Recurrent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            for _ in range(3):
+                x = torch.relu(self.conv(x))
+            return x
+
+    torch.manual_seed(0)
+    rec = Probe(Recurrent()).record_stimuli(torch.rand(4, 2, 5, 5), ["conv@0", "conv@1", "conv@2"],
+                                                     reduce="mean", progress=False)
+    da = rec.to_xarray()
+    assert da.dims == ("presentation", "neuroid", "time_bin") and da.shape == (4, 2, 3)
+    assert list(da.time_bin.values) == [0, 1, 2] and list(da.unit.values) == ["conv", "conv"]
+    assert list(da.position.values) == ["mean", "mean"] and list(da.channel.values) == [0, 1]
+    for t in range(3):
+        assert np.array_equal(da.values[..., t], rec[f"conv@{t}"].numpy())
+    mixed = Probe(Recurrent()).record_stimuli(torch.rand(4, 2, 5, 5), ["conv@0", "conv@1[0]"],
+                                                       reduce="mean", progress=False)
+    assert mixed.to_xarray().dims == ("presentation", "neuroid")  # not the same units at every step
+
+
+def test_tabular_results_become_data_frames():
+    pytest.importorskip("pandas")
+    from insilico.experiments import lesion_sweep
+    from insilico.pixels import raw
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    x, y = torch.rand(20, 4), torch.randint(0, 2, (20,))
+    res = lesion_sweep(net, "1", raw(x), y, progress=False)
+    frame = res.to_pandas()
+    assert list(frame.columns) == list(res.table()) and len(frame) == 3
+    assert frame["accuracy"].tolist() == res.accuracy.tolist()

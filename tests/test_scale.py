@@ -60,8 +60,9 @@ def traversals_per_call(blocks: int) -> dict:
 def test_traversals_per_call_do_not_grow_with_the_model():
     small, large = traversals_per_call(4), traversals_per_call(120)
     assert small == large, (small, large)
-    # a surveyed pass: its table, the session's modules() and parameters(), the device and dtype lookups
-    assert max(large.values()) <= 8, large
+    # a fixed handful per surveyed pass: its table, the session's modules() and parameters(), the device and
+    # dtype lookups, the compiled / meta refusal
+    assert max(large.values()) <= 12, large
     assert large["names()"] == 1 and large["units(all)"] == 0 and large["record(all)"] == 0
 
 

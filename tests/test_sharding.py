@@ -8,6 +8,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from insilico import InsilicoError, Probe, Recording
+from insilico.options import Job
 from insilico.sharding import chunks, merge, missing, rank_world
 
 UNITS = ["0", "2[1]"]
@@ -34,15 +35,15 @@ def test_interval_arithmetic():
 
 def test_manual_shards_fill_one_folder_like_a_single_run(tmp_path):
     single = Probe(make_model()).record_stimuli(stimuli(), UNITS, batch_size=8, out=tmp_path / "one", progress=False)
-    first = Probe(make_model()).record_stimuli(stimuli(), UNITS, batch_size=8, out=tmp_path / "two",
-                                               progress=False, shard=(0, 2))
+    first = Probe(make_model()).record_stimuli(stimuli(), UNITS, batch_size=8, out=Job(tmp_path / "two", shard=(0, 2)),
+                                               progress=False)
     assert not first.complete and len(first) == 24  # chunks 0, 2, 4 of 8, 8, 8, 8, 8, 5
-    both = Probe(make_model()).record_stimuli(stimuli(), UNITS, batch_size=8, out=tmp_path / "two",
-                                              progress=False, shard=(1, 2))
+    both = Probe(make_model()).record_stimuli(stimuli(), UNITS, batch_size=8, out=Job(tmp_path / "two", shard=(1, 2)),
+                                              progress=False)
     assert both.complete
     for unit in UNITS:
         assert np.array_equal(both.array(unit), single.array(unit))
-    with pytest.raises(InsilicoError, match="needs out="):
+    with pytest.raises(TypeError, match="shard"):  # no former name lingers: a share is out=Job(folder, shard=...)
         Probe(make_model()).record_stimuli(stimuli(), UNITS, progress=False, shard=(0, 2))
 
 
@@ -60,9 +61,9 @@ def test_a_dead_rank_loses_only_its_chunk(tmp_path):
             return self.data[i]
 
     single = Probe(make_model()).record_stimuli(stimuli(), UNITS, batch_size=8, out=tmp_path / "one", progress=False)
-    Probe(make_model()).record_stimuli(DiesAt(None), UNITS, batch_size=8, out=tmp_path / "r", progress=False, shard=(0, 2))
+    Probe(make_model()).record_stimuli(DiesAt(None), UNITS, batch_size=8, out=Job(tmp_path / "r", shard=(0, 2)), progress=False)
     with pytest.raises(RuntimeError, match="killed"):
-        Probe(make_model()).record_stimuli(DiesAt(27), UNITS, batch_size=8, out=tmp_path / "r", progress=False, shard=(1, 2))
+        Probe(make_model()).record_stimuli(DiesAt(27), UNITS, batch_size=8, out=Job(tmp_path / "r", shard=(1, 2)), progress=False)
     partial = Recording.load(tmp_path / "r")
     assert partial.done == [(0, 24), (32, 40)]  # rank 1 finished chunk (8, 16) only
     assert np.array_equal(partial.indices[:24], np.arange(24))

@@ -45,7 +45,7 @@ from ..recording import Recording, batches, stimulus_source
 from ..registry import register_tool
 from ..results import Result
 from ..session import result_dtype, session
-from ..units import Unit, UnitLike
+from ..units import Unit, UnitLike, need_tensor
 from .gradients import attribute, gradient_map
 
 
@@ -71,7 +71,7 @@ class Exemplars(Result):
         The single neuron at each exemplar's max, e.g. ``"features.8[12,5,7]"``
         (None when it cannot be told, e.g. from a recording of a slice).
     ids : list or None
-        Stimulus labels of the exemplars (from a Recording).
+        Stimulus labels of the exemplars (from a Recording; image files' relative paths).
     params : list or None
         Stimulus parameters of the exemplars (from a StimulusSet).
     n_stimuli : int
@@ -181,7 +181,7 @@ def _from_model(model, stimuli, specs, k, batch_size, progress) -> list[Exemplar
     probe = Probe(model)
     units = probe.units(*specs)
     wholes = {u: Unit(u.module, step=u.step, output=u.output) for u in units}
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, model=model)
     n = _check_k(k, len(source))
     rankers = [_Ranker(u, k) for u in units]
     with session(model) as s:
@@ -190,7 +190,7 @@ def _from_model(model, stimuli, specs, k, batch_size, progress) -> list[Exemplar
                 model(batch)
             for ranker in rankers:
                 ranker.update(rec[wholes[ranker.unit]], start, whole=True)
-    return [r.result(n, None, source.params) for r in rankers]
+    return [r.result(n, source.ids, source.params) for r in rankers]  # ids: image files' relative paths
 
 
 def _from_recording(rec: Recording, units, k, batch_size, progress) -> list[Exemplars]:
@@ -236,8 +236,7 @@ class _Ranker:
         self.where = None  # selection position -> flat position in the module's output
 
     def update(self, batch: torch.Tensor, start: int, whole: bool) -> None:
-        if not torch.is_tensor(batch):
-            raise UnitError(f"{self.unit} is not a tensor: name a part of the module's output, e.g. ':0'")
+        batch = need_tensor(self.unit, batch)
         if whole:
             if self.where is None:
                 self.whole_shape = tuple(batch.shape[1:])
@@ -384,7 +383,7 @@ def project_exemplars(
         found = top_exemplars(model, stimuli, exemplars, k=k, batch_size=batch_size, progress=progress)
         found = found if isinstance(found, list) else [found]
     probe = Probe(model)
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, model=model)
     counts = [len(e) for e in found]
     indices = torch.cat([e.indices for e in found]).tolist()
     neurons = [n for e in found for n in (e.neurons if e.neurons is not None else [e.unit] * len(e))]

@@ -99,8 +99,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import sys
 import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -111,12 +113,15 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import InsilicoError, StimulusError, UnitError
 from ..layers import channels_first, family_of, patch_grid, unit_layout
+from ..layout import token_grid
+from ..options import Options
+from ..performance import at_model_door, check_finite, working_dtype
 from ..pixels import check_images
 from ..probe import Probe
 from ..registry import register_tool
 from ..seeding import content_key, derive_seed, fresh_seed, generator
 from ..session import session
-from ..units import Unit, UnitLike, check_index
+from ..units import Unit, UnitLike, check_index, need_tensor
 
 METHODS = ("gradient", "gradient_x_input", "guided", "deconv", "integrated", "smoothgrad", "gradcam")
 REDUCTIONS = ("sum", "mean")
@@ -130,6 +135,61 @@ ANNOUNCE_ROWS = 256
 _KEPT_PER_OUTPUT = 3.0
 
 
+@dataclass(frozen=True)
+class GradientOptions(Options):
+    """The settings of :func:`gradient_map`'s path and noise methods (integrated gradients, SmoothGrad),
+    checked when built.
+
+    Attributes
+    ----------
+    baselines : float or tensor
+        Integrated gradients: the image(s) the path starts from (default 0,
+        black): a grey level in [0, 1], one image (C, H, W) for all, or one per
+        image (N, C, H, W); pixel space, checked like ``images`` (StimulusError
+        naming ``baselines`` otherwise).
+    n_steps : int
+        Integrated gradients: points on the path (default 50).
+    internal_batch_size : int, optional
+        Integrated gradients and SmoothGrad: at most this many rows per forward
+        pass (memory is bounded by it; results are the same). Default: as many
+        as fit ``memory_budget``.
+    nt_samples, stdevs : int, float
+        SmoothGrad: noisy copies per image (default 25) and the noise's standard deviation (default 0.15).
+    memory_budget : float
+        Integrated gradients and SmoothGrad: bytes one forward/backward pass of
+        the expanded batch may keep (estimated; default 1 GiB), when
+        ``internal_batch_size`` is not given.
+
+    Example
+    -------
+    >>> GradientOptions(n_steps=20).n_steps
+    20
+    >>> GradientOptions(nt_sample=5)
+    Traceback (most recent call last):
+    ...
+    insilico.errors.InsilicoError: GradientOptions() got an unknown option 'nt_sample': did you mean 'nt_samples'? The options are GradientOptions' fields: baselines, n_steps, internal_batch_size, nt_samples, stdevs, memory_budget
+    """
+
+    baselines: float | torch.Tensor = 0.0
+    n_steps: int = 50
+    internal_batch_size: int | None = None
+    nt_samples: int = 25
+    stdevs: float = 0.15
+    memory_budget: float = MEMORY_BUDGET
+
+    def validate(self) -> GradientOptions:
+        """Check the counts and sizes; returns ``self`` (``baselines`` is checked against the images)."""
+        for name in ("n_steps", "nt_samples", "internal_batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise InsilicoError(f"{name} must be an int >= 1, not {value!r}")
+        for name in ("stdevs", "memory_budget"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+                raise InsilicoError(f"{name} must be a number >= 0, not {value!r}")
+        return self
+
+
 @register_tool("attribution", saves=False, per_sample=True)
 def gradient_map(
     model: nn.Module,
@@ -139,14 +199,10 @@ def gradient_map(
     *,
     reduce: str = "sum",
     layer: UnitLike | None = None,
-    baselines: float | torch.Tensor = 0.0,
-    n_steps: int = 50,
-    internal_batch_size: int | None = None,
-    nt_samples: int = 25,
-    stdevs: float = 0.15,
     seed: int | None = 0,
-    memory_budget: float = MEMORY_BUDGET,
     progress: bool = True,
+    options: GradientOptions | None = None,
+    **option_overrides,
 ) -> torch.Tensor:
     """Map of what drives ``unit`` in each image (gradient, deconvolution of Zeiler & Fergus 2014, Grad-CAM, ...).
 
@@ -169,35 +225,29 @@ def gradient_map(
         weighted, e.g. ``"features.10"`` or ``"blt.conv2@3"``: a conv map, a
         channels-last stage (Swin) or a token layer (ViT; CLS and registers
         dropped, the patches as a grid). UnitError for a layer without a grid.
-    baselines : float or tensor
-        Integrated gradients: the image(s) the path starts from (default 0,
-        black): a grey level in [0, 1], one image (C, H, W) for all, or one per
-        image (N, C, H, W); pixel space, checked like ``images`` (StimulusError
-        naming ``baselines`` otherwise).
-    n_steps : int
-        Integrated gradients: points on the path.
-    internal_batch_size : int, optional
-        Integrated gradients and SmoothGrad: at most this many rows per forward
-        pass (memory is bounded by it; results are the same). Default: as many
-        as fit ``memory_budget``.
-    nt_samples, stdevs : int, float
-        SmoothGrad: noisy copies per image and the noise's standard deviation.
     seed : int, optional
         SmoothGrad: seeds the noise of each image (with its content) and copy, so
         an image's map does not depend on the images beside it; None: fresh
         entropy. Torch's global random state is never used.
-    memory_budget : float
-        Integrated gradients and SmoothGrad: bytes one forward/backward pass of
-        the expanded batch may keep (estimated; default 1 GiB), when
-        ``internal_batch_size`` is not given.
     progress : bool
         Say on stderr what a long integrated-gradients / SmoothGrad run will do
         (images x steps, passes) before it starts (default True).
+    options : GradientOptions, optional
+        Integrated gradients and SmoothGrad: ``baselines``, ``n_steps``, ``internal_batch_size``,
+        ``nt_samples``, ``stdevs``, ``memory_budget``.
+    **option_overrides
+        Any field of :class:`GradientOptions`, on top of ``options`` (``method="integrated", n_steps=100``).
 
     Returns
     -------
     tensor (N, C, H, W)
-        On the model's device; detached.
+        On the model's device, in its dtype (integrated gradients and SmoothGrad sum in float32 for a
+        float16/bfloat16 model: :func:`~insilico.performance.working_dtype`); detached.
+
+    Raises
+    ------
+    NumericsError
+        The map holds NaN or inf (e.g. a float16 model that overflows): never returned.
 
     Example
     -------
@@ -208,6 +258,9 @@ def gradient_map(
     >>> torch.allclose(g[0].flatten(), model[1].weight[0])
     True
     """
+    options = GradientOptions.from_kwargs("gradient_map", None, options, **option_overrides)
+    baselines, n_steps, internal_batch_size = options.baselines, options.n_steps, options.internal_batch_size
+    nt_samples, stdevs, memory_budget = options.nt_samples, options.stdevs, options.memory_budget
     if method not in METHODS:
         raise InsilicoError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     if reduce not in REDUCTIONS:
@@ -243,23 +296,25 @@ def gradient_map(
                           f"rows, in {passes} forward/backward passes of up to {largest} rows"
                           + ("" if internal_batch_size else f" (memory_budget {memory_budget / 2**30:.2g} GiB)"))
             parts = []
+            work = images.detach().to(working_dtype(images.dtype))  # sums of many gradients: float32 for half models
             if method == "integrated":
-                base = _baselines(baselines, images)
+                base = _baselines(baselines, work)
             for group in groups:
                 part_args = (args[0][group],)  # the target id of each image of the group
                 if method == "integrated":
                     parts.append(IntegratedGradients(function).attribute(
-                        images[group], baselines=base[group].contiguous(), additional_forward_args=part_args,
+                        work[group], baselines=base[group].contiguous(), additional_forward_args=part_args,
                         n_steps=n_steps, internal_batch_size=max(rows, group.stop - group.start),
                     ))
                 else:
-                    parts.append(_smoothgrad(function, images[group], part_args[0], nt_samples, float(stdevs),
+                    parts.append(_smoothgrad(function, work[group], part_args[0], nt_samples, float(stdevs),
                                              seed, max(1, rows // (group.stop - group.start))))
-            maps = torch.cat(parts)
+            maps = torch.cat(parts).to(images.dtype)  # in the model's dtype, as every method's
         else:
             maps = _gradcam(probe, function, images, layer, args)
     if rule is not None and function.relus_seen == 0:
         warnings.warn(f"the model ran no ReLU: the {method} map equals the plain gradient", stacklevel=2)
+    check_finite(maps, f"the {method} map of {units[0]}", probe.dtype)  # e.g. an overflowing half model: refused
     return maps.detach()
 
 
@@ -351,7 +406,7 @@ class UnitFunction:
     def __call__(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         rule = ReluRule(self.rule) if self.rule else contextlib.nullcontext()
         with self.probe.record(*self.groups, keep_graph=True) as rec, rule:
-            self.probe.model(images)
+            self.probe.model(at_model_door(images, self.probe.dtype))  # float32 steps of a half model's IG
         if isinstance(rule, ReluRule):
             self.relus_seen = rule.count
         columns, order = [], []
@@ -366,8 +421,7 @@ class UnitFunction:
         return table.gather(1, column_of[ids].unsqueeze(1)).squeeze(1)
 
     def _group_values(self, whole: Unit, act: Any, tids: list[int]) -> torch.Tensor:
-        if not torch.is_tensor(act):
-            raise UnitError(f"{whole} is not a tensor: name a part of the module's output, e.g. '{whole.replace(output=0)}'")
+        act = need_tensor(self.targets[tids[0]], act)  # a tuple output: its parts, as addresses of the unit
         shape = tuple(act.shape[1:])
         targets = [self.targets[t] for t in tids]
         if (whole, shape) not in self._checked:
@@ -490,7 +544,12 @@ def _gradcam(probe: Probe, function: UnitFunction, images: torch.Tensor, layer: 
     layer_unit = probe.units(layer)[0]
     if layer_unit.index is not None:
         raise UnitError(f"layer= names a whole layer for Grad-CAM, without an index: '{layer_unit.replace(index=None)}'")
-    cam = _gradcam_probe(probe, function, images, layer_unit, args[0])
+    return to_image(_gradcam_probe(probe, function, images, layer_unit, args[0]), images)
+
+
+def to_image(cam: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """A map on a layer's grid ``(N, 1, h, w)`` upsampled bilinearly to ``images`` ``(N, C, H, W)``, repeated
+    over the channels (Grad-CAM, attention rollout)."""
     cam = F.interpolate(cam, size=images.shape[2:], mode="bilinear", align_corners=False)
     return cam.expand(-1, images.shape[1], -1, -1).contiguous()
 
@@ -506,9 +565,17 @@ def _gradcam_probe(probe, function, images, layer_unit, ids) -> torch.Tensor:
     """
     with torch.no_grad(), probe.record(layer_unit) as rec:
         probe.model(images[:1])
-    to_grid = _cam_grid(probe.model, layer_unit, tuple(rec[layer_unit].shape[1:]))
-    delta = torch.zeros((len(images),) + tuple(rec[layer_unit].shape[1:]), device=images.device,
-                        dtype=rec[layer_unit].dtype).requires_grad_(True)
+    calls = rec._tap(layer_unit).calls_per_pass
+    if layer_unit.step is None and calls > 1:  # never a silent choice of call
+        raise UnitError(f"Grad-CAM's layer {str(layer_unit)!r} is called {calls} times per forward pass: name one "
+                        f"call, e.g. layer='{layer_unit.replace(step=calls - 1)}' (the last; steps count from 0, "
+                        f"or from the end as @-1)")
+    first = need_tensor(layer_unit, rec[layer_unit], " for Grad-CAM's layer=")
+    if layer_unit.step is not None and layer_unit.step < 0:  # '@-1': the last call; stimulate counts from 0
+        layer_unit = layer_unit.replace(step=calls + layer_unit.step)
+    to_grid = _cam_grid(probe.model, layer_unit, tuple(first.shape[1:]))
+    delta = torch.zeros((len(images),) + tuple(first.shape[1:]), device=images.device,
+                        dtype=first.dtype).requires_grad_(True)
     with torch.enable_grad(), probe.stimulate(layer_unit, add=delta), probe.record(layer_unit) as rec:
         values = function(images, ids)
         (grad,) = torch.autograd.grad(values.sum(), delta, allow_unused=True)
@@ -544,8 +611,7 @@ def _cam_grid(model: nn.Module, unit: Unit, shape: tuple):
             raise UnitError(f"Grad-CAM at {unit}: its {shape[0]} tokens (output {shape} per image, layout 'tokens') "
                             f"are not {said} then a square g x g patch grid, so there is no map to draw; name a "
                             f"conv/map layer or a token layer of a ViT-style model (prefix tokens, then the patches)")
-        extra, side = grid
-        return lambda value: channels_first(value[:, extra:], "tokens").unflatten(2, (side, side))
+        return lambda value: token_grid(value, grid)
     raise UnitError(f"Grad-CAM needs a spatial layer: {unit} gives {shape} per image, layout {layout!r}, which has "
                     f"no (H, W) grid; name a conv/map layer (C, H, W), a channels-last stage (H, W, C) or a token "
                     f"layer (T, D) before the unit, e.g. the last conv stage")

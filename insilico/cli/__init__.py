@@ -6,8 +6,9 @@ order. A new tool adds one such function, in the module of its concept, and
 one line in the table.
 
 Conventions shared by the subcommands: ``--model`` takes a bundled name
-(``insilico models``), ``package.module:callable`` or ``path/file.py:callable``
-(with ``--weights``); ``--device auto|cpu|cuda[:n]``; ``--seed``; ``--quiet``;
+(``insilico models``), a zoo model (``torchvision:resnet50``, ``timm:NAME``,
+``open_clip:ARCH/TAG``, ``hf:REPO``), ``package.module:callable`` or
+``path/file.py:callable`` (with ``--weights``); ``--device auto|cpu|cuda[:n]``; ``--seed``; ``--quiet``;
 ``--batch-size``; ``--shard R/W``; outputs are PNG files plus ``manifest.json``
 (strict JSON, :mod:`insilico.jsonfiles`) in ``--out``. Every option is checked
 while the command line is parsed (range types and ``choices`` in

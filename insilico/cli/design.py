@@ -33,7 +33,7 @@ def _maximize(sub) -> None:
     p.add_argument("--images-per-unit", type=positive_int, default=library_value(tool, "maximize.images_per_unit"),
                    help="images per unit (default %(default)s)")
     p.add_argument("--diversity", type=float_up_to(DIVERSITY_MAX, strict=False),
-                   default=library_value(tool, "maximize.diversity"),
+                   default=library_value(tool, "MaximizeOptions.diversity"),
                    help=f"weight of the diversity term between a unit's images, at most {DIVERSITY_MAX:g} "
                         "(default %(default)s)")
     p.add_argument("--negative", action="store_true", help="inhibiting images (minimize) instead")
@@ -48,12 +48,11 @@ def _maximize(sub) -> None:
         model = _load(args)
         units = _expand_units(model, args.units, args.size)  # bad units or --size end here, before any write
         out = _out(args.out)
-        parts, shard = _shared(args, out)
-        before = done_chunks(parts) if parts.exists() and not args.force else []
+        job = _shared(args, out)
+        before = done_chunks(job.path) if job.path.exists() and not args.force else []
         result = maximize(model, units, steps=args.steps, lr=args.lr, size=args.size,
                           images_per_unit=args.images_per_unit, diversity=args.diversity, negative=args.negative,
-                          seed=args.seed, progress=not args.quiet, batch_size=args.batch_size, out=parts,
-                          shard=shard, overwrite=args.force)
+                          seed=args.seed, progress=not args.quiet, batch_size=args.batch_size, out=job)
         if not _writes_outputs(result):
             return
         entries = []
@@ -75,6 +74,7 @@ def _expand_units(model, specs: list[str], size) -> list[str]:
 
     from ..layers import image_size, size_failure
     from ..probe import Probe
+    from ..units import need_tensor
 
     probe = Probe(model)
     parsed = probe.units(*specs)
@@ -84,7 +84,7 @@ def _expand_units(model, specs: list[str], size) -> list[str]:
             model(torch.full((1, *shape), 0.5, device=probe.device, dtype=probe.dtype))
         except Exception as error:  # a size the model cannot take: a ModelInputError naming --size
             raise size_failure(error, (1, *shape), "--size")
-        shapes = {u.key: rec[u].shape[1] for u in parsed if u.index is None}
+        shapes = {u.key: need_tensor(u, rec[u]).shape[1] for u in parsed if u.index is None}  # a tuple: its parts
     units = []
     for unit in parsed:
         channels = range(shapes[unit.key]) if unit.index is None else [None]
@@ -111,9 +111,8 @@ def _metamer(sub) -> None:
         model = _load(args)
         references, _ = _read_input(args, model)
         out = _out(args.out)
-        parts, shard = _shared(args, out)
         result = metamer(model, args.layer, references, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                         out=parts, shard=shard, overwrite=args.force, progress=not args.quiet)
+                         out=_shared(args, out), progress=not args.quiet)
         if not _writes_outputs(result):
             return
         report = result.validity(model)
@@ -138,9 +137,9 @@ def _adversarial(sub) -> None:
     p.add_argument("--eps", type=float_up_to(EPS_MAX), nargs="+", default=[8.0],
                    help=f"radii, in 1/255 for L-inf, at most {EPS_MAX:g} (default 8)")
     norms = sorted(set(library_value("synthesis/optimizers.py", "NORMS").values()))
-    p.add_argument("--norm", choices=norms, default=library_value("design/adversarial.py", "pgd.norm"),
+    p.add_argument("--norm", choices=norms, default=library_value("design/adversarial.py", "AttackOptions.norm"),
                    help="the ball's norm (default %(default)s)")
-    p.add_argument("--steps", type=positive_int, default=library_value("design/adversarial.py", "pgd.steps"),
+    p.add_argument("--steps", type=positive_int, default=library_value("design/adversarial.py", "AttackOptions.steps"),
                    help="PGD steps (default %(default)s)")
     p.add_argument("--target", default=None,
                    help="a class index, or a unit address driven up ('-' prefix: silenced, e.g. '-features.10[3]')")
@@ -161,10 +160,9 @@ def _adversarial(sub) -> None:
         elif target is not None:
             target = -objectives.activation(target[1:]) if target.startswith("-") else objectives.activation(target)
         out = _out(args.out)  # after the inputs are read and the target parsed: a bad one writes nothing
-        parts, shard = _shared(args, out)
         result = pgd(model, images, labels, eps=eps if len(eps) > 1 else eps[0], steps=args.steps, norm=args.norm,
                      target=target, seed=args.seed, progress=not args.quiet, batch_size=args.batch_size,
-                     out=parts, shard=shard, overwrite=args.force)
+                     out=_shared(args, out))
         if not _writes_outputs(result):
             return
         entries = []
@@ -206,10 +204,8 @@ def _controversial(sub) -> None:
 
         models = {spec: load_model(spec, None, args.device) for spec in args.models}
         out = _out(args.out)
-        parts, shard = _shared(args, out)
         result = controversial(models, args.pairs, seeds=args.images_per_pair, steps=args.steps, seed=args.seed,
-                               progress=not args.quiet, out=parts, shard=shard, pairs_per_chunk=args.batch_size,
-                               overwrite=args.force)
+                               progress=not args.quiet, out=_shared(args, out), batch_size=args.batch_size)
         if not _writes_outputs(result):
             return
         entries = []

@@ -25,14 +25,18 @@ def _gallery(sub) -> None:
 
     b.add_argument("--definition", type=existing_file, default=None,
                    help="gallery definition JSON (e.g. gallery/minialex.json)")
-    b.add_argument("--model", default=None, help="bundled name, 'package.module:callable' or 'file.py:callable' "
+    b.add_argument("--model", default=None, help="bundled name, zoo model ('timm:NAME', ...), "
+                                                  "'package.module:callable' or 'file.py:callable' "
                                                   f"({default('model')})")
-    b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec")
+    b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec or zoo model")
     b.add_argument("--layers", type=_layers, default=None,
                    help="comma-separated layers (default: every conv and linear layer)")
     b.add_argument("--units", type=positive_int, default=None, help="only the first N units of each layer")
     b.add_argument("--unit-range", type=unit_range, default=None, help="only units START:STOP of each layer")
     b.add_argument("--steps", type=positive_int, default=None, help=f"maximization steps ({default('steps')})")
+    b.add_argument("--stimuli", default=None,
+                   help="exemplar stimuli: photos, natural, or a folder (DIR/<class>/<image> names the classes) or "
+                        f"glob of image files, fitted to the model's input ({default('stimuli')})")
     b.add_argument("--exemplars", type=positive_int, default=None,
                    help=f"top exemplars per unit ({default('exemplars')})")
     b.add_argument("--batch-size", type=positive_int, default=None,
@@ -49,18 +53,18 @@ def _gallery(sub) -> None:
 def _gallery_build(args) -> None:
     from ..experiments.command import load_model
     from ..gallery import GallerySettings, build
+    from ..options import Job
 
     overrides = dict(model=args.model, weights=args.weights, units=args.units, steps=args.steps,
                      exemplars=args.exemplars, chunk=args.batch_size, seed=args.seed, layers=args.layers,
-                     unit_range=args.unit_range)
+                     unit_range=args.unit_range, stimuli=args.stimuli)
     if args.definition:
         settings = GallerySettings.from_file(args.definition, **overrides)
     else:
         settings = GallerySettings.from_dict({k: v for k, v in overrides.items() if v is not None})
     model = load_model(settings.model, settings.weights, args.device)
     out = args.out or str(Path("gallery") / "site" / _file_name(settings.model.split(":")[-1]))
-    summary = build(settings, out, model=model, shard=args.shard, progress=not args.quiet,
-                    overwrite=args.force)
+    summary = build(settings, Job(out, shard=args.shard, overwrite=args.force), model=model, progress=not args.quiet)
     computed = ", ".join(f"{k} {v}" for k, v in summary["computed"].items())
     print(f"gallery of {len(summary['layers'])} layer(s) in {summary['seconds']:.0f} s "
           f"(computed now: {computed}); open {summary['index']}")

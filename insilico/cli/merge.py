@@ -14,7 +14,8 @@ from .options import _quiet_option
 
 _RULE = ("OUT/command.json is data: merge never imports code it names and writes only into OUT. A run whose "
          "--model (or --models) was a 'package.module:callable' or 'file.py:callable' spec needs it again here "
-         "(with --weights if the run had them); bundled model names are taken from the file.")
+         "(with --weights if the run had them); bundled and zoo model names (torchvision:resnet50) are taken from "
+         "the file.")
 
 
 def _merge(sub) -> None:

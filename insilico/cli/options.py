@@ -1,6 +1,7 @@
 """Options shared by the subcommands, their checks, and the inputs they name: models, images, shards.
 
-One vocabulary for every subcommand: ``--model`` takes a bundled name (``insilico models``),
+One vocabulary for every subcommand: ``--model`` takes a bundled name (``insilico models``), a zoo model
+(``torchvision:resnet50``, ``timm:NAME``, ``open_clip:ARCH/TAG``, ``hf:REPO``: :mod:`insilico.models.zoo`),
 ``package.module:callable`` or ``path/file.py:callable`` (with ``--weights``); ``--device
 auto|cpu|cuda[:n]``; ``--seed`` (the seed), ``--quiet`` (no progress bars), ``--batch-size`` (work done
 together, one chunk), ``--out`` (the output folder), ``--shard R/W``, ``--size`` (the image side).
@@ -206,11 +207,13 @@ _OPERATORS = {ast.Mult: operator.mul, ast.Div: operator.truediv, ast.Add: operat
 # ---------------------------------------------------------------------------------------
 def _model_options(parser: argparse.ArgumentParser, default: str | None = "minialex") -> None:
     parser.add_argument("--model", default=default, required=default is None,
-                        help="bundled model name (see `insilico models`), 'package.module:callable' or "
-                             "'path/file.py:callable' returning an nn.Module on pixel-space images"
+                        help="bundled model name (see `insilico models`), a zoo model ('torchvision:resnet50', "
+                             "'timm:NAME', 'open_clip:ARCH/TAG', 'hf:REPO_OR_FOLDER'), 'package.module:callable' "
+                             "or 'path/file.py:callable' returning an nn.Module on pixel-space images"
                              + (" (default %(default)s)" if default else ""))
     parser.add_argument("--weights", type=existing_file, default=None,
-                        help="state_dict (.pt / .safetensors) for a --model spec")
+                        help="state_dict (.pt / .safetensors) for a --model spec or zoo model (a zoo model "
+                             "without it gets the zoo's pretrained weights, downloaded once)")
     _run_options(parser)
 
 
@@ -274,20 +277,15 @@ def _read_input(args, model):
 def read_images(paths: list[str], model, resize: bool = False):
     """Images (N, C, H, W) in [0, 1] from files, checked against ``model.input_size``."""
     import numpy as np
-    import skimage.io
     import skimage.transform
     import torch
+
+    from ..stimuli.files import read_image
 
     size = getattr(model, "input_size", None)
     images = []
     for path in paths:
-        try:
-            array = skimage.io.imread(path)
-        except Exception as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise StimulusError(f"cannot read image {path!r}: {reason}") from None
-        array = array.astype(np.float32) / (65535.0 if array.dtype == np.uint16 else 255.0 if array.dtype.kind in "ui" else 1.0)
-        array = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+        array = read_image(path).permute(1, 2, 0).numpy()  # the one decoder of image files: (H, W, 3) in [0, 1]
         if size is not None and array.shape[:2] != tuple(size[1:]):
             if not resize:
                 raise StimulusError(f"image {path!r} is {array.shape[0]}x{array.shape[1]}; the model takes "

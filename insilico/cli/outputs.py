@@ -47,12 +47,14 @@ def _file_name(unit: str) -> str:
     return slug(unit.replace("[", "_").replace("]", "").replace(",", "-").replace(":", "-"))
 
 
-def _shared(args, out: Path) -> tuple[Path, tuple[int, int] | None]:
-    """The folder of the command's chunks and this process's shard; remembers the command for ``insilico merge``."""
+def _shared(args, out: Path, folder: str = "parts"):
+    """Where the command keeps its work (an :class:`insilico.Job`: ``out/folder``, this process's ``--shard``,
+    ``--force``); remembers the command for ``insilico merge``."""
+    from ..options import Job
     from ..sharding import write_json
 
     write_json(out / "command.json", {"argv": args.argv})
-    return out / "parts", args.shard
+    return Job(out / folder, shard=args.shard, overwrite=args.force)
 
 
 def _writes_outputs(result) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import InsilicoError
 from .options import _batch_option, _load, _model_options, _shard_option, positive_int
 from .outputs import _file_name, _manifest, _out, _shared, _writes_outputs
 
@@ -17,8 +16,9 @@ def _record(sub) -> None:
     _model_options(p)
     p.add_argument("--units", nargs="+", required=True, help="unit addresses, e.g. features.0 'features.3[5]'")
     p.add_argument("--stimuli", type=_stimuli, default="photos",
-                   help="photos (the bundled held-out crops), gratings, natural, or a folder of images "
-                        "(default %(default)s)")
+                   help="photos (the bundled held-out crops), gratings, natural, or a folder (DIR/<class>/<image> "
+                        "gives labels) or glob ('DIR/*.png') of image files, streamed and fitted to the model's "
+                        "input (default %(default)s)")
     p.add_argument("--per-class", type=positive_int, default=16, help="photos: crops per class (default %(default)s)")
     p.add_argument("--reduce", choices=["mean", "max", "center"], default=None,
                    help="spatial reduction of conv maps (default: keep every value); applies to every unit")
@@ -34,10 +34,8 @@ def _record(sub) -> None:
         probe = Probe(model)
         probe.units(*args.units)  # a bad address ends here, before anything is written
         out = _out(args.out)
-        _, shard = _shared(args, out)
-        rec = probe.record_stimuli(stimuli, args.units, out=out / "recording", reduce=args.reduce,
-                                          batch_size=args.batch_size, progress=not args.quiet, shard=shard,
-                                          overwrite=args.force)
+        rec = probe.record_stimuli(stimuli, args.units, out=_shared(args, out, "recording"), reduce=args.reduce,
+                                   batch_size=args.batch_size, progress=not args.quiet)
         if not _writes_outputs(rec if rec.complete else None):
             return
         entries = []
@@ -56,9 +54,9 @@ STIMULI = ("photos", "gratings", "natural")
 
 
 def _stimuli(text: str) -> str:
-    """photos, gratings, natural or a folder (an argparse type: checked while parsing)."""
-    if text not in STIMULI and not Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"must be {', '.join(STIMULI)} or a folder of images, not {text!r}")
+    """photos, gratings, natural, a folder or a glob (an argparse type: checked while parsing)."""
+    if text not in STIMULI and not Path(text).is_dir() and not any(c in text for c in "*?["):
+        raise argparse.ArgumentTypeError(f"must be {', '.join(STIMULI)}, a folder of images or a glob, not {text!r}")
     return text
 
 
@@ -74,9 +72,7 @@ def _stimulus_set(args, model):
                                 channels=3)
     if args.stimuli == "natural":
         return stimuli.natural_images(size=size, n_crops=4, seed=args.seed, crop=0.5)
-    if Path(args.stimuli).is_dir():
-        return stimuli.from_folder(args.stimuli, size=size)
-    raise InsilicoError(f"--stimuli must be photos, gratings, natural or a folder of images, not {args.stimuli!r}")
+    return args.stimuli  # a folder or glob: record_stimuli reads the files per batch, fitted to the model
 
 
 def _response_png(path: Path, values, unit: str) -> None:

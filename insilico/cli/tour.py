@@ -23,7 +23,8 @@ def _demo(sub) -> None:
 
 def _models(sub) -> None:
     p = sub.add_parser("models", help="list the bundled models with their cards",
-                       description="List the bundled models with their held-out accuracy.")
+                       description="List the bundled models with their held-out accuracy, and the zoos --model "
+                                   "reads.")
     _quiet_option(p)  # accepted as in every subcommand (nothing here shows progress)
 
     def run(args):
@@ -33,6 +34,8 @@ def _models(sub) -> None:
             card = models.card(name)
             print(f"{name:10s} {card['description']} (held-out accuracy {card['held_out_accuracy']:.2f}, "
                   f"chance {card['chance']:.3f})")
+        print("zoo models (--model): torchvision:NAME, timm:NAME, open_clip:ARCH/TAG, hf:REPO_OR_FOLDER; "
+              "see insilico.models.zoo")
 
     p.set_defaults(run=run)
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -59,6 +60,7 @@ from .. import evaluate, sharding
 from ..errors import InsilicoError
 from ..objectives import Activations, Objective, unique_wholes
 from ..objectives.classification import LOSSES, ClassLoss
+from ..options import Job, Options
 from ..pixels import check_images
 from ..registry import register_tool
 from ..plan import Plan
@@ -129,7 +131,7 @@ def _evaluate(plan: Plan, objective: Objective, images: torch.Tensor, batch_size
     recorded = evaluate.responses(plan.model, images, need, batch_size=batch_size, plan=plan, stop=False)
     values = dict(zip([w.key for w in need], recorded))
     with plan.session():
-        value = objective(Activations({w.key: values[w.key] for w in wholes}), images).float()
+        value = objective(Activations({w.key: values[w.key] for w in wholes}, plan.model), images).float()
     out = values[""]
     if torch.is_tensor(out) and out.ndim == 2:
         conf, pred = out.float().softmax(dim=1).max(dim=1)
@@ -138,28 +140,85 @@ def _evaluate(plan: Plan, objective: Objective, images: torch.Tensor, batch_size
     return value.cpu(), pred.cpu(), conf.cpu()
 
 
+@dataclass(frozen=True)
+class AttackOptions(Options):
+    """The attack's own settings of :func:`pgd`, checked when built (an unknown name gets its close matches).
+
+    Attributes
+    ----------
+    eps : float or list of float
+        Radius of the ball (L-inf: per pixel; L2: per image), in (0, ``EPS_MAX``]. Default 8/255.
+        Several values run in one batch.
+    step_size : float or list of float, optional
+        Step per iteration (one for all, or one per epsilon), > 0; default ``2.5 * eps / steps`` per epsilon.
+    steps : int
+        Iterations, >= 1 (default 10).
+    norm : {"inf", "l2"}
+        The ball's norm (default "inf"; :data:`insilico.synthesis.optimizers.NORMS`).
+    random_start : bool
+        Start at a uniform random point of the ball (default True).
+    restarts : int
+        Random restarts per image and epsilon, >= 1, in the same batch; the best is kept (default 1).
+    loss : {"ce", "margin"}
+        Class-attack loss (default "ce", cross-entropy).
+    early_stop : bool
+        Freeze each sample at its first successful step (default True).
+
+    Example
+    -------
+    >>> AttackOptions(eps=[2/255, 8/255], restarts=4).replace(norm="l2").norm
+    'l2'
+    >>> AttackOptions(eps=0)
+    Traceback (most recent call last):
+    ...
+    insilico.errors.InsilicoError: eps must be > 0 and <= 1e+06 (one number or a list), got 0; for 8/255 write eps=8/255
+    """
+
+    eps: float | Sequence[float] = 8 / 255
+    step_size: float | Sequence[float] | None = None
+    steps: int = 10
+    norm: str = "inf"
+    random_start: bool = True
+    restarts: int = 1
+    loss: str = "ce"
+    early_stop: bool = True
+
+    def validate(self) -> AttackOptions:
+        """Check every setting; returns ``self``. Raises InsilicoError naming the setting and its values."""
+        eps_list, _ = _check_eps(self.eps)
+        norm_name(self.norm)
+        for name in ("steps", "restarts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise InsilicoError(f"steps and restarts must be ints >= 1, got {name}={value!r}")
+        if self.step_size is not None:
+            sizes = _step_sizes(self.step_size, len(eps_list))
+            if len(sizes) != len(eps_list) or not all(v > 0 for v in sizes):
+                raise InsilicoError(f"step_size must be > 0 (one number, or one per eps), got {self.step_size!r}")
+        if self.loss not in LOSSES:
+            raise InsilicoError(f"loss must be one of {tuple(LOSSES)}, not {self.loss!r}")
+        return self
+
+
+def _step_sizes(step_size, n_eps: int) -> list[float]:
+    """One step size per epsilon: a number repeated, or the list as given."""
+    return [float(step_size)] * n_eps if isinstance(step_size, numbers.Real) else [float(v) for v in step_size]
+
+
 @register_tool("design", per_sample=True)
 def pgd(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor | None = None,
     *,
-    eps: float | Sequence[float] = 8 / 255,
-    step_size: float | Sequence[float] | None = None,
-    steps: int = 10,
-    norm: str = "inf",
     target: torch.Tensor | int | Objective | str | None = None,
     target_value: float | None = None,
-    random_start: bool = True,
-    restarts: int = 1,
-    loss: str = "ce",
-    early_stop: bool = True,
     batch_size: int | None = None,
     seed: int | None = 0,
     progress: bool = True,
-    out=None,
-    shard: tuple[int, int] | None = None,
-    overwrite: bool = False,
+    out: str | os.PathLike | Job | None = None,
+    options: AttackOptions | None = None,
+    **option_overrides,
 ) -> AdversarialResult:
     """Projected gradient descent (Madry et al. 2018) for a class or any unit objective, batched over epsilons.
 
@@ -171,15 +230,6 @@ def pgd(
         Clean images in [0, 1].
     labels : tensor (N,), optional
         True classes; default: the model's predictions on the clean images.
-    eps : float or list of float
-        Radius of the ball (L-inf: per pixel; L2: per image). Default 8/255.
-        Several values run in one batch.
-    step_size : float or list of float, optional
-        Step per iteration (one for all, or one per epsilon); default
-        ``2.5 * eps / steps`` per epsilon.
-    steps : int
-        Iterations (default 10).
-    norm : {"inf", "l2"}
     target : int, tensor (N,), Objective or unit address, optional
         A class (targeted attack), or an objective PGD maximizes
         (``-Channel("features.10", 12)`` silences channel 12; a unit address
@@ -187,14 +237,6 @@ def pgd(
     target_value : float, optional
         For objective targets: success (and early stop) once the objective
         reaches this value.
-    random_start : bool
-        Start at a uniform random point of the ball (default True).
-    restarts : int
-        Random restarts per image and epsilon, in the same batch; the best is kept.
-    loss : {"ce", "margin"}
-        Class-attack loss (default cross-entropy).
-    early_stop : bool
-        Freeze each sample at its first successful step (default True).
     batch_size : int, optional
         Images per synthesis run (each run holds ``E * restarts`` copies).
     seed : int or None
@@ -203,14 +245,18 @@ def pgd(
         so an image gets the same start alone or in any batch.
     progress : bool
         Progress bar.
-    out, shard : folder, (rank, world), optional
-        Share the ``batch_size`` chunks among ranks and keep them in ``out``
-        (see :func:`insilico.sharding.map_chunks`; default: the process group's ranks).
+    out : folder or Job, optional
+        Keep each ``batch_size`` chunk there (a rerun computes only the missing ones); a
+        :class:`~insilico.options.Job` also shares the chunks among ranks (``shard``; default: the process
+        group's ranks) or starts over (``overwrite``): see :func:`insilico.sharding.map_chunks`.
         The folder keeps the job's identity (the model's parameters, the images,
         labels and targets, every setting: :mod:`insilico.identity`); a folder
         of another job is refused (:class:`~insilico.errors.JobMismatchError`).
-    overwrite : bool
-        Delete the chunks already in ``out`` and start over (default False).
+    options : AttackOptions, optional
+        The attack's settings: ``eps`` (default 8/255; a list runs in one batch), ``step_size``, ``steps``
+        (10), ``norm`` ("inf" or "l2"), ``random_start``, ``restarts``, ``loss``, ``early_stop``.
+    **option_overrides
+        Any field of :class:`AttackOptions`, on top of ``options`` (``pgd(model, x, eps=8/255, steps=20)``).
 
     Returns
     -------
@@ -223,8 +269,8 @@ def pgd(
     StimulusError
         ``images`` not (N, C, H, W) floats in [0, 1], or an empty batch.
     InsilicoError
-        Bad ``eps``, ``norm``, ``steps``, ``restarts``, ``step_size``, or
-        labels/targets that do not match the images.
+        An unknown option (with close matches), a bad ``eps``, ``norm``, ``steps``, ``restarts``,
+        ``step_size``, or labels/targets that do not match the images.
 
     Example
     -------
@@ -235,25 +281,18 @@ def pgd(
     (True, True)
     """
     seed = run_seed(seed, out)
+    options = AttackOptions.from_kwargs("pgd", None, options, **option_overrides)
     if not isinstance(model, nn.Module):
         raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     images = check_images(images)  # an empty batch is a StimulusError that says to give images
-    eps_list, scalar = _check_eps(eps)
-    norm_key = norm_name(norm)
-    steps = int(steps)
-    if steps < 1 or int(restarts) < 1:
-        raise InsilicoError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
-    if step_size is not None:
-        sizes = [float(step_size)] * len(eps_list) if isinstance(step_size, numbers.Real) else [
-            float(v) for v in step_size]
-        if len(sizes) != len(eps_list) or not all(v > 0 for v in sizes):
-            raise InsilicoError(f"step_size must be > 0 (one number, or one per eps), got {step_size!r}")
-        step_size = sizes
+    eps_list, scalar = _check_eps(options.eps)
+    step_size = None if options.step_size is None else _step_sizes(options.step_size, len(eps_list))
     plan = Plan(model)  # the call's one Probe and one session
     with plan.session(grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
-        attack = _Attack(eps_list, scalar, step_size, steps, norm_key, target_value, bool(random_start), int(restarts),
-                         loss, bool(early_stop), seed, progress)
-        return _pgd(plan, s.inputs(images), labels, target, attack, batch_size, out, shard, overwrite)
+        attack = _Attack(eps_list, scalar, step_size, int(options.steps), norm_name(options.norm), target_value,
+                         bool(options.random_start), int(options.restarts), options.loss, bool(options.early_stop),
+                         seed, progress)
+        return _pgd(plan, s.inputs(images), labels, target, attack, batch_size, out)
 
 
 @dataclass(frozen=True)
@@ -275,7 +314,7 @@ class _Attack:
     progress: bool
 
 
-def _pgd(plan, images, labels, target, attack: _Attack, batch_size, out, shard, overwrite) -> AdversarialResult | None:
+def _pgd(plan, images, labels, target, attack: _Attack, batch_size, out) -> AdversarialResult | None:
     """:func:`pgd` after its checks, inside the plan's session, with ``images`` on the model's device and in its dtype."""
     model = plan.model
     device = images.device
@@ -313,7 +352,7 @@ def _pgd(plan, images, labels, target, attack: _Attack, batch_size, out, shard, 
     parts = sharding.map_chunks(lambda a, b: _attack_chunk(
         plan, images[a:b], None if labels is None else labels[a:b],
         None if target_classes is None else target_classes[a:b], user_objective, attack, a, common),
-        n, chunk, out=out, shard=shard, overwrite=overwrite,
+        n, chunk, out=out,
         job=lambda: job_identity(model, {**settings, "tool": "pgd", "batch_size": chunk,
                                          "objective": value_digest(user_objective)},
                                  {"images": images, "labels": labels, "target": target_classes}, chunk))
@@ -407,7 +446,7 @@ def fgsm(
     """Fast gradient sign method (Goodfellow et al. 2015): one step of size ``eps`` from the clean images.
 
     Same arguments and result as :func:`pgd` (it is ``pgd(steps=1,
-    step_size=eps, random_start=False)``); ``norm="l2"`` gives the fast
+    step_size=eps, random_start=False)``, :class:`AttackOptions`); ``norm="l2"`` gives the fast
     gradient method.
 
     Example
@@ -418,12 +457,12 @@ def fgsm(
     True
     """
     eps_list, scalar = _check_eps(eps)
-    result = pgd(model, images, labels, eps=eps if scalar else eps_list, step_size=eps_list, steps=1, norm=norm,
-                 target=target, random_start=False, restarts=1, loss=loss, early_stop=True, batch_size=batch_size,
-                 progress=progress)
+    attack = AttackOptions(eps=eps if scalar else eps_list, step_size=eps_list, steps=1, norm=norm, random_start=False,
+                           restarts=1, loss=loss, early_stop=True)
+    result = pgd(model, images, labels, target=target, batch_size=batch_size, progress=progress, options=attack)
     result.settings = {**result.settings, "attack": "fgsm"}
     return result
 
 
-__all__ = ["AdversarialResult", "ClassLoss", "EpsBall", "LOSSES", "NORMS", "SignSGD", "Succeeded", "fgsm", "pgd",
+__all__ = ["AdversarialResult", "AttackOptions", "ClassLoss", "EpsBall", "LOSSES", "NORMS", "SignSGD", "Succeeded", "fgsm", "pgd",
            "predict"]

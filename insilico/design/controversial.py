@@ -27,7 +27,7 @@ pairs and seeds, with per-sample stopping once a sample's score reaches
   tensors (so many pairs cost one forward pass of each model, not one per pair).
 
 The samples, ordered (model pair, class pair, seed), are cut into chunks of
-``pairs_per_chunk`` (model pair, class pair) combinations; every run, sharded
+``batch_size`` (model pair, class pair) combinations; every run, sharded
 among processes or not, goes through the same chunks, so each sample is
 optimised in exactly the same batch and its image does not depend on how
 many processes shared the job.
@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 from typing import ClassVar, Mapping, Sequence
 
 import torch
@@ -57,6 +58,7 @@ from ..identity import job_identity
 from ..layers import image_size, renamed
 from ..models.group import ModelGroup
 from ..objectives.adjudication import Controversy
+from ..options import Job
 from ..pixels import check_images
 from ..registry import register_tool
 from ..results import Result
@@ -214,8 +216,34 @@ def _class_index(c, classes, k: int | None) -> int:
     return c
 
 
+@dataclasses.dataclass(frozen=True)
+class ControversialOptions(SynthesisOptions):
+    """:func:`controversial`'s knobs: every field of :class:`~insilico.synthesis.SynthesisOptions` (the synthesis
+    loop) and the tool's own stopping score; checked when built.
+
+    Attributes
+    ----------
+    stop_at : float
+        A sample stops once its score reaches this, in (0, 1] (default 0.95).
+
+    Example
+    -------
+    >>> ControversialOptions(stop_at=0.9, steps=50).stop_at
+    0.9
+    """
+
+    stop_at: float = 0.95
+
+    def validate(self) -> ControversialOptions:
+        """Check every option (the loop's and ``stop_at``); returns ``self``."""
+        super().validate()
+        if isinstance(self.stop_at, bool) or not isinstance(self.stop_at, (int, float)) or not 0 < self.stop_at <= 1:
+            raise InsilicoError(f"stop_at is a score in (0, 1], got {self.stop_at!r}")
+        return self
+
+
 @register_tool("design", per_sample=True)
-@renamed(shape="size")
+@renamed(shape="size", pairs_per_chunk="batch_size")
 def controversial(
     models: Mapping[str, nn.Module] | Sequence[nn.Module],
     pairs: Sequence[tuple],
@@ -224,14 +252,11 @@ def controversial(
     model_pairs: Sequence[tuple] | None = None,
     init: torch.Tensor | None = None,
     size: int | Sequence[int] | None = None,
-    stop_at: float = 0.95,
+    batch_size: int = 16,
     seed: int | None = 0,
     progress: bool = True,
-    out=None,
-    shard: tuple[int, int] | None = None,
-    pairs_per_chunk: int = 16,
-    overwrite: bool = False,
-    options: SynthesisOptions | None = None,
+    out: str | os.PathLike | Job | None = None,
+    options: ControversialOptions | SynthesisOptions | None = None,
     **option_overrides,
 ) -> ControversialResult:
     """Images that model A calls class i and model B class j, per model pair (Golan, Raju & Kriegeskorte 2020).
@@ -255,26 +280,26 @@ def controversial(
         Image size when not starting from images, as every tool reads it
         (:func:`insilico.layers.image_size`, with the first model's channels); default the first
         model's ``input_size``.
-    stop_at : float
-        A sample stops once its score reaches this (default 0.95).
-    seed : int or None
-    progress : bool
-    out, shard : folder, (rank, world), optional
-        Share the chunks among ranks and keep each chunk in ``out``
-        (:func:`insilico.sharding.map_chunks`; default: the process group's ranks).
-        The folder keeps the job's identity (every model's parameters, ``init``,
-        every setting: :mod:`insilico.identity`); a folder of another job is
-        refused (:class:`~insilico.errors.JobMismatchError`).
-    overwrite : bool
-        Delete the chunks already in ``out`` and start over (default False).
-    pairs_per_chunk : int
+    batch_size : int
         (model pair, class pair) combinations per chunk (each with its
         ``seeds`` images; default 16). A run without ``out`` goes through the
         same chunks, so a sharded run equals the one-process run exactly.
-    options : SynthesisOptions, optional
-        The synthesis loop's knobs, e.g. one object shared with other tools.
+    seed : int or None
+        Seeds every sample's start (default 0).
+    progress : bool
+        A progress bar (default True).
+    out : folder or Job, optional
+        Keep each chunk there (:func:`insilico.sharding.map_chunks`); a :class:`~insilico.options.Job` also
+        shares the chunks among ranks (``shard``; default: the process group's ranks) or starts over
+        (``overwrite``). The folder keeps the job's identity (every model's parameters, ``init``,
+        every setting: :mod:`insilico.identity`); a folder of another job is
+        refused (:class:`~insilico.errors.JobMismatchError`).
+    options : ControversialOptions or SynthesisOptions, optional
+        The knobs: ``stop_at`` (a sample stops once its score reaches it; default 0.95) and the synthesis
+        loop's (a plain SynthesisOptions, e.g. one object shared with other tools, sets those).
     **option_overrides
-        Any field of :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
+        Any field of :class:`ControversialOptions`: ``stop_at`` and those of
+        :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
         parameterization, param_options, stop, ...), on top of ``options``. Defaults for this tool
         (``CONTROVERSIAL_DEFAULTS``): at most 300 steps (Adam, lr 0.05) and the "pixel" parameterization, with
         ``squash="clamp"`` (projected to [0, 1] after each step) unless ``param_options`` says otherwise:
@@ -301,8 +326,9 @@ def controversial(
     ['model0:0|model1:1#0', 'model0:0|model1:1#1']
     """
     seed = run_seed(seed, out)
-    options = SynthesisOptions.from_kwargs("controversial", CONTROVERSIAL_DEFAULTS, options, progress=progress,
-                                           **option_overrides)
+    options = ControversialOptions.from_kwargs("controversial", CONTROVERSIAL_DEFAULTS, options, progress=progress,
+                                               **option_overrides)
+    stop_at = options.stop_at
     group = ModelGroup(models)
     names = group.names
     members = [getattr(group, n) for n in names]
@@ -314,8 +340,8 @@ def controversial(
         raise InsilicoError(f"seeds must be >= 1, got {seeds}")
     if options.steps < 1:
         raise InsilicoError(f"steps must be >= 1, got {options.steps}")
-    if int(pairs_per_chunk) < 1:
-        raise InsilicoError(f"pairs_per_chunk must be >= 1, got {pairs_per_chunk}")
+    if int(batch_size) < 1:
+        raise InsilicoError(f"batch_size must be >= 1 (class pairs per chunk), got {batch_size}")
     seeds = int(seeds)
     samples = [(a, b, i, j, s) for a, b in model_pairs for i, j in class_pairs for s in range(seeds)]
     labels = [f"{names[a]}:{classes[i] if classes else i}|{names[b]}:{classes[j] if classes else j}#{s}"
@@ -332,15 +358,14 @@ def controversial(
         raise InsilicoError(f"{type(members[0]).__name__} has no input_size attribute: say the image size with "
                             "size= (an int side, (H, W) or (C, H, W)), or pass init=images")
     shape = None if init is not None else image_size(members[0], size)
-    if not 0 < stop_at <= 1:
-        raise InsilicoError(f"stop_at is a score in (0, 1], got {stop_at}")
     if options.parameterization is None:  # the tool's: pixels (a shared options object leaves it to the tool)
         options = options.replace(parameterization="pixel")
     squash = {"squash": "clamp"} if options.parameterization == "pixel" else {}
-    options = options.replace(param_options={**squash, **(options.param_options or {})},
-                              stop=[*options.stop, TargetReached(math.log(stop_at))], compact="cpu")
+    options = options.base(SynthesisOptions).replace(param_options={**squash, **(options.param_options or {})},
+                                                     stop=[*options.stop, TargetReached(math.log(stop_at))],
+                                                     compact="cpu")
     settings = {"pairs": class_pairs, "model_pairs": model_pairs, "seeds": seeds, "stop_at": stop_at,
-                "pairs_per_chunk": int(pairs_per_chunk)}
+                "batch_size": int(batch_size)}
 
     def chunk(start: int, stop: int) -> ControversialResult:
         rows = samples[start:stop]
@@ -359,12 +384,11 @@ def controversial(
     def job() -> dict:  # every setting that changes the images (insilico.identity), computed only with out=
         return job_identity(dict(zip(names, members)), {
             "tool": "controversial", **settings, "seed": seed, "shape": shape, **options.identity()}, {"init": init},
-            int(pairs_per_chunk) * seeds)
+            int(batch_size) * seeds)
     with session(group, grad=True) as s:  # eval, frozen parameters, gradients even under an outer no_grad
         synth_device = s.device
         init = None if init is None else s.inputs(init)
-        parts = sharding.map_chunks(chunk, n, int(pairs_per_chunk) * seeds, out=out, shard=shard, job=job,
-                                    overwrite=overwrite)
+        parts = sharding.map_chunks(chunk, n, int(batch_size) * seeds, out=out, job=job)
     if parts is None:
         return None
     result = ControversialResult.concat(parts)
@@ -382,5 +406,5 @@ def _judge(group: ModelGroup, objective: Controversy, images: torch.Tensor):
     return probs, score
 
 
-__all__ = ["CONTROVERSIAL_DEFAULTS", "CONTROVERSIAL_SAMPLES", "Controversy", "ControversialResult", "ModelGroup", "controversial"]
+__all__ = ["CONTROVERSIAL_DEFAULTS", "CONTROVERSIAL_SAMPLES", "ControversialOptions", "Controversy", "ControversialResult", "ModelGroup", "controversial"]
 

@@ -43,8 +43,10 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..errors import InsilicoError
+from ..performance import at_model_door, working_dtype
 from ..pixels import check_images
 from ..probe import Probe
 from ..registry import register_tool
@@ -53,7 +55,7 @@ from ..seeding import run_seed
 from ..session import session
 from ..synthesis.engine import derive_seed
 from ..synthesis.seeds import content_key
-from ..units import Unit, UnitLike
+from ..units import Unit, UnitLike, need_tensor
 
 METHODS = ("lanczos", "power")
 
@@ -77,13 +79,16 @@ class GramOperator:
     """
 
     def __init__(self, model: nn.Module, unit: UnitLike, images: torch.Tensor):
-        self.x = images.detach().clone().requires_grad_(True)
-        with Probe(model).record(unit, keep_graph=True) as rec:
-            model(self.x)
-            y = rec[unit]
-        if not torch.is_tensor(y) or y.shape[0] != images.shape[0]:
+        dtype = images.dtype  # the model's; products and vectors in its working dtype (float32 for half models)
+        self.x = images.detach().to(working_dtype(dtype)).requires_grad_(True)
+        # the products differentiate the backward pass again: fused attention kernels (CPU flash attention) have
+        # no double backward, the math kernel has
+        with Probe(model).record(unit, keep_graph=True) as rec, sdpa_kernel(SDPBackend.MATH):
+            model(at_model_door(self.x, dtype))
+            y = need_tensor(Unit.coerce(unit, model), rec[unit], " for eigendistortions")
+        if y.shape[0] != images.shape[0]:
             raise InsilicoError(f"{unit} did not give a tensor with one row per image")
-        self.y = y.reshape(y.shape[0], -1)
+        self.y = at_model_door(y.reshape(y.shape[0], -1), self.x.dtype)
         if not self.y.requires_grad:
             raise InsilicoError(f"{unit} does not depend on the input image (no gradient)")
         self.u = torch.zeros_like(self.y, requires_grad=True)
@@ -305,7 +310,9 @@ def eigendistortion(
     Returns
     -------
     EigendistortionResult
-        Tensors in the model's dtype, on its device.
+        Tensors on the model's device; ``reference`` and ``distortions`` in the model's dtype, ``eigenvalues`` and
+        ``residuals`` in :func:`~insilico.performance.working_dtype` (float32 for a float16/bfloat16 model, whose
+        Gram operator runs in float32 around the half model: its eigenvalues overflow float16).
 
     Raises
     ------
@@ -345,12 +352,12 @@ def eigendistortion(
             m = min(dim, iterations or max(64, 4 * k))
             if m < 2 * k:
                 raise InsilicoError(f"iterations={m} gives fewer than 2k={2 * k} Ritz vectors")
-            values, vectors = lanczos(op, n, dim, m, generators, images.dtype, images.device)
+            values, vectors = lanczos(op, n, dim, m, generators, op.x.dtype, images.device)
             top_v, top_e = values[:, -k:].flip(1), vectors[:, -k:].flip(1)
             bot_v, bot_e = values[:, :k].flip(1), vectors[:, :k].flip(1)
         else:
             its = iterations or 100
-            start = _draw(generators, n, (2 * k, dim), images.dtype, images.device)
+            start = _draw(generators, n, (2 * k, dim), op.x.dtype, images.device)
             tv, te = _subspace(op, start[:, :k], its, None)
             top_v, top_e = tv.flip(1), te.flip(1)
             shift = top_v[:, 0] * 1.01
@@ -372,7 +379,7 @@ def eigendistortion(
         residuals = (applied - values[..., None] * vectors).norm(dim=2) / values[:, :1].abs().clamp_min(1e-30)
     alpha = 0.1 * math.sqrt(dim) if alpha is None else float(alpha)
     return EigendistortionResult(
-        reference=images.detach(), distortions=vectors.detach().view(n, 2 * k, *images.shape[1:]),
+        reference=images.detach(), distortions=vectors.detach().view(n, 2 * k, *images.shape[1:]).to(images.dtype),
         eigenvalues=values.detach(), indices=list(range(k)) + list(range(-k, 0)),
         residuals=residuals.detach(), alpha=alpha, unit=str(unit),
         settings={"method": method, "k": k, "iterations": iterations, "seed": seed, "model": type(model).__name__})

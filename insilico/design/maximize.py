@@ -33,7 +33,10 @@ Example
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -42,6 +45,7 @@ from torch import nn
 from ..errors import InsilicoError, StimulusError
 from ..layers import example_input, image_size
 from ..objectives import Activation, Diversity, Objective, Stacked
+from ..options import Job
 from ..pixels import check_images
 from ..plan import Plan
 from ..probe import Probe
@@ -63,6 +67,44 @@ DEFAULT_BATCH_SIZE = 64
 MAXIMIZE_DEFAULTS = {"transforms": "default"}
 
 
+@dataclass(frozen=True)
+class MaximizeOptions(SynthesisOptions):
+    """:func:`maximize`'s knobs: every field of :class:`~insilico.synthesis.SynthesisOptions` (the synthesis loop),
+    and the tool's own below; checked when built.
+
+    Attributes
+    ----------
+    negative : bool
+        Find inhibiting images instead (minimize the activation; default False).
+    diversity : float
+        Weight (>= 0) of the :class:`~insilico.objectives.Diversity` term among one unit's images (default 0);
+        used with ``images_per_unit > 1``.
+    diversity_layer : str, optional
+        Layer whose Gram matrices are compared (default: the units' layer).
+
+    Example
+    -------
+    >>> MaximizeOptions(steps=64, negative=True).negative, MaximizeOptions().transforms
+    (True, None)
+    """
+
+    negative: bool = False
+    diversity: float = 0.0
+    diversity_layer: str | None = None
+
+    def validate(self) -> MaximizeOptions:
+        """Check every option (the loop's and the tool's own); returns ``self``."""
+        super().validate()
+        if not isinstance(self.negative, bool):
+            raise InsilicoError(f"negative must be True or False, not {self.negative!r}")
+        if isinstance(self.diversity, bool) or not isinstance(self.diversity, numbers.Real) or not (
+                math.isfinite(self.diversity) and self.diversity >= 0):
+            raise InsilicoError(f"diversity must be a finite number >= 0, not {self.diversity!r}")
+        if self.diversity_layer is not None and not isinstance(self.diversity_layer, str):
+            raise InsilicoError(f"diversity_layer must be a layer address (str), not {self.diversity_layer!r}")
+        return self
+
+
 @register_tool("design", takes_images=False, per_sample=True)
 def maximize(
     model: nn.Module,
@@ -70,18 +112,13 @@ def maximize(
     *,
     size: int | Sequence[int] | None = None,
     images_per_unit: int = 1,
-    diversity: float = 0.0,
-    diversity_layer: str | None = None,
-    negative: bool = False,
     init: torch.Tensor | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int | None = 0,
     progress: bool = True,
     resume: SynthesisResult | None = None,
-    out: str | os.PathLike | None = None,
-    shard: tuple[int, int] | None = None,
-    overwrite: bool = False,
-    options: SynthesisOptions | None = None,
+    out: str | os.PathLike | Job | None = None,
+    options: MaximizeOptions | SynthesisOptions | None = None,
     **option_overrides,
 ) -> SynthesisResult | None:
     """Images that maximize (``negative=True``: minimize) the activation of each unit (lucid: Olah et al. 2017).
@@ -101,13 +138,6 @@ def maximize(
         the model's channels; default ``model.input_size``. Required when the model has none.
     images_per_unit : int
         Images per unit (default 1); with ``diversity > 0`` they are pushed apart.
-    diversity : float
-        Weight of the :class:`~insilico.objectives.Diversity` term among one
-        unit's images (default 0).
-    diversity_layer : str, optional
-        Layer whose Gram matrices are compared (default: the units' layer).
-    negative : bool
-        Find inhibiting images instead (minimize the activation; default False).
     init : tensor, optional
         Start images (N, C, H, W) (e.g. strongly driving natural images),
         one per image to optimise; default noise.
@@ -119,24 +149,24 @@ def maximize(
         Progress bars (default True).
     resume : SynthesisResult, optional
         Continue this earlier result (same units and settings) for ``steps`` more steps.
-    out : folder, optional
+    out : folder or Job, optional
         Keep each finished chunk of ``batch_size`` images there; a rerun into
         the same folder computes only the missing chunks
         (:func:`insilico.sharding.map_chunks`). The folder keeps the job's
         identity (the model's parameters, ``init``, every option that changes
         the images: :mod:`insilico.identity`); a folder of another job is
         refused (:class:`~insilico.errors.JobMismatchError` naming the differences).
-    shard : (rank, world), optional
-        Compute only this rank's chunks (default: the ranks of an initialised
-        ``torch.distributed`` process group share them, e.g. under
-        ``torchrun``). Needs ``out``; every rank returns the whole result,
-        identical to a single-process run.
-    overwrite : bool
-        Delete the chunks already in ``out`` and start over (default False).
-    options : SynthesisOptions, optional
-        The synthesis loop's knobs, e.g. one object shared with :func:`~insilico.design.metamers.metamer`.
+        ``Job(folder, shard=(rank, world))`` computes only this rank's chunks (default: the ranks of an
+        initialised ``torch.distributed`` process group share them, e.g. under ``torchrun``); every rank
+        returns the whole result, identical to a single-process run. ``Job(folder, overwrite=True)``
+        deletes the chunks already there and starts over.
+    options : MaximizeOptions or SynthesisOptions, optional
+        The knobs: the tool's own (``negative``, ``diversity``, ``diversity_layer``: :class:`MaximizeOptions`)
+        and the synthesis loop's (a plain SynthesisOptions, e.g. one object shared with
+        :func:`~insilico.design.metamers.metamer`, sets those and leaves the tool's own at their defaults).
     **option_overrides
-        Any field of :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
+        Any field of :class:`MaximizeOptions`: ``negative``, ``diversity``, ``diversity_layer``, and those of
+        :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
         parameterization, param_options, transforms, pad, jitter, scale, rotate, tv, l1, l2, blur_every,
         blur_sigma, stop, precision, channels_last, ...), on top of ``options``. Defaults for this tool:
         ``transforms="default"`` (pad ``DEFAULT_PAD * size``, 0 for models with ``input_size``; jitter
@@ -155,11 +185,13 @@ def maximize(
     Raises
     ------
     InsilicoError
-        An unknown option (with close matches) or one out of range; ``images_per_unit < 1``.
+        An unknown option (with close matches) or one out of range; ``images_per_unit < 1``; units from
+        several layers with ``diversity`` but no ``diversity_layer``.
     """
     seed = run_seed(seed, out)
-    options = SynthesisOptions.from_kwargs("maximize", MAXIMIZE_DEFAULTS, options, progress=progress,
-                                           **option_overrides)
+    options = MaximizeOptions.from_kwargs("maximize", MAXIMIZE_DEFAULTS, options, progress=progress,
+                                          **option_overrides)
+    negative, diversity, diversity_layer = options.negative, options.diversity, options.diversity_layer
     if images_per_unit < 1:
         raise InsilicoError("images_per_unit must be >= 1")
     if options.steps < 1:  # a unit's value is its activation after the last step: none without a step
@@ -181,6 +213,7 @@ def maximize(
                               rotate=None)
     if options.parameterization in (None, "fourier"):
         options = options.replace(parameterization="fourier", param_options={"decay": DEFAULT_DECAY, **(options.param_options or {})})
+    options = options.base(SynthesisOptions)  # the engine's knobs; the tool's own are read above
     goal = "minimize" if negative else "maximize"
     sign = -1.0 if negative else 1.0  # diversity always works against the goal's direction
     chunk = max(images_per_unit, (batch_size // images_per_unit) * images_per_unit)
@@ -209,7 +242,7 @@ def maximize(
         resumed = None if resume is None else resume.images
         return job_identity(model, settings, {"init": init, "resume": resumed}, chunk)
 
-    parts = map_chunks(compute, len(labels), chunk, out=out, shard=shard, job=job, overwrite=overwrite)
+    parts = map_chunks(compute, len(labels), chunk, out=out, job=job)
     return None if parts is None else SynthesisResult.concat(parts)
 
 
@@ -252,10 +285,10 @@ def _output_sizes(probe: Probe, units: list[Unit], shape) -> dict[str, int]:
     plan = Plan(probe.model, example_input(probe.model, shape), probe=probe)
     sizes = {}
     for unit in units:
-        call = plan.call(unit)
-        if call.shape is None or len(call.shape) < 1:
+        shape = plan.shape(unit)  # the one shape rule: a tuple output without a part is refused with its parts
+        if len(shape) < 1:
             raise InsilicoError(f"{unit} has no channel axis to expand; name units one by one, e.g. '{unit}[0]'")
-        sizes[unit.key] = call.shape[0]
+        sizes[unit.key] = shape[0]
     return sizes
 
 
@@ -274,4 +307,4 @@ def _chunk_states(resume: SynthesisResult | None, labels: list[str], chunk: int)
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_DECAY", "DEFAULT_JITTER", "DEFAULT_LR", "DEFAULT_PAD", "DEFAULT_PARAMETERIZATION",
-           "DEFAULT_ROTATE", "DEFAULT_SCALE", "DEFAULT_STEPS", "MAXIMIZE_DEFAULTS", "maximize"]
+           "DEFAULT_ROTATE", "DEFAULT_SCALE", "DEFAULT_STEPS", "MAXIMIZE_DEFAULTS", "MaximizeOptions", "maximize"]

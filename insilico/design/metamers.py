@@ -72,6 +72,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
 from typing import Mapping, Sequence
 
 import torch
@@ -82,13 +84,14 @@ from ..errors import InsilicoError, StimulusError
 from ..objectives import RepresentationDistance
 from ..pixels import check_images
 from ..plan import Plan
+from ..options import Job
 from ..registry import register_tool
 from ..identity import job_identity
 from ..seeding import run_seed
 from ..sharding import map_chunks
 from ..synthesis import stopping
 from ..synthesis.engine import Synthesis, derive_seed
-from ..synthesis.options import FIELDS, SynthesisOptions
+from ..synthesis.options import SynthesisOptions
 from ..synthesis.result import SynthesisResult
 from ..synthesis.settings import options_from
 from ..synthesis.schedules import Halving
@@ -190,6 +193,72 @@ def _init_images(init, references: torch.Tensor, keys: list[str], ref_index: lis
 # ---------------------------------------------------------------------------------------
 # Synthesis
 # ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class MetamerOptions(SynthesisOptions):
+    """The metamer's knobs: every field of :class:`~insilico.synthesis.SynthesisOptions` (the synthesis loop; the
+    metamer's defaults: ``METAMER_DEFAULTS``) and its own stopping, constraint and coarse-to-fine below; checked
+    when built.
+
+    Attributes
+    ----------
+    stages : int
+        Halvings of the learning rate over ``steps`` with ``schedule="halving"`` (default 4).
+    threshold : float
+        Stop a sample when its relative error is at most this (default 0.01); 0 or None: never.
+    plateau_tol, plateau_window : float, int
+        Stop a sample when its error improved by less than ``plateau_tol``
+        (relative) between the last two windows of ``plateau_window`` steps
+        (defaults 1e-3, 100); ``plateau_tol=None``: never.
+    max_steps : int, optional
+        Stop every sample after this many steps in total, over resumed runs.
+    constraint : {"auto", "clamp", "sigmoid"}
+        How images stay in [0, 1] (default: clamp for Adam/SGD, sigmoid for L-BFGS).
+    power : {1, 2}, optional
+        Loss = error ** power (default 1 for Adam/SGD, 2 for L-BFGS).
+    coarse_to_fine : bool or list of str
+        For models that expose scales. Contract: ``model.scales`` (or the list
+        given here) is a sequence of unit addresses, coarsest first, whose
+        outputs together are the representation (e.g. the bands of a
+        pyramid, one module per scale). Stage ``k`` (``k = 0 .. S-1``) matches
+        scales ``0..k`` with equal weights for ``ctf_steps`` steps; the last
+        stage matches all scales (or ``layer``'s weights over them) until
+        the stopping rules or the step budget; the rules run in the last stage
+        only. Not needed for CNN layers.
+    ctf_steps : int, optional
+        Steps per coarse stage (default ``steps // (2 * S)``).
+
+    Example
+    -------
+    >>> MetamerOptions(threshold=None, constraint="clamp", optimizer="adam").constraint
+    'clamp'
+    >>> MetamerOptions(constraint="clip")
+    Traceback (most recent call last):
+    ...
+    insilico.errors.InsilicoError: constraint must be 'auto', 'clamp' or 'sigmoid', not 'clip'
+    """
+
+    stages: int = DEFAULT_STAGES
+    threshold: float | None = DEFAULT_THRESHOLD
+    plateau_tol: float | None = DEFAULT_PLATEAU_TOL
+    plateau_window: int = DEFAULT_PLATEAU_WINDOW
+    max_steps: int | None = None
+    constraint: str = "auto"
+    power: float | None = None
+    coarse_to_fine: bool | Sequence[str] = False
+    ctf_steps: int | None = None
+
+    def validate(self) -> MetamerOptions:
+        """Check every option (the loop's and the metamer's own); returns ``self``."""
+        super().validate()
+        if self.constraint not in ("auto", "clamp", "sigmoid"):
+            raise InsilicoError(f"constraint must be 'auto', 'clamp' or 'sigmoid', not {self.constraint!r}")
+        for name in ("stages", "plateau_window", "max_steps", "ctf_steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
+                raise InsilicoError(f"{name} must be an int >= 0, not {value!r}")
+        return self
+
+
 class MetamerSynthesis:
     """Metamers of many references, layer specs and seeds in one batched, resumable run.
 
@@ -217,32 +286,6 @@ class MetamerSynthesis:
         Start: noise (default; ``0.5 + 0.1 N(0, 1)`` clipped to [0, 1], each
         sample from its own generator), mid-grey, or images: 1, one per
         reference, or one per metamer.
-    stages : int
-        Halvings (default 4).
-    threshold : float
-        Stop a sample when its relative error is at most this (default 0.01);
-        0 or None: never.
-    plateau_tol, plateau_window : float, int
-        Stop a sample when its error improved by less than ``plateau_tol``
-        (relative) between the last two windows of ``plateau_window`` steps
-        (defaults 1e-3, 100); ``plateau_tol=None``: never.
-    max_steps : int, optional
-        Stop every sample after this many steps in total, over resumed runs.
-    constraint : {"auto", "clamp", "sigmoid"}
-        How images stay in [0, 1] (default: clamp for Adam/SGD, sigmoid for L-BFGS).
-    power : {1, 2}, optional
-        Loss = error ** power (default 1 for Adam/SGD, 2 for L-BFGS).
-    coarse_to_fine : bool or list of str
-        For models that expose scales. Contract: ``model.scales`` (or the list
-        given here) is a sequence of unit addresses, coarsest first, whose
-        outputs together are the representation (e.g. the bands of a
-        pyramid, one module per scale). Stage ``k`` (``k = 0 .. S-1``) matches
-        scales ``0..k`` with equal weights for ``ctf_steps`` steps; the last
-        stage matches all scales (or ``layer``'s weights over them) until
-        the stopping rules or the step budget; the rules run in the last stage
-        only. Not needed for CNN layers.
-    ctf_steps : int, optional
-        Steps per coarse stage (default ``steps // (2 * S)``).
     seed : int or None
         Seed of the job (default 0).
     first_reference : int
@@ -251,6 +294,12 @@ class MetamerSynthesis:
         the whole job (default 0).
     progress : bool
         Progress bar (default True).
+    options : MetamerOptions or SynthesisOptions, optional
+        The knobs: the metamer's own stopping, constraint and coarse-to-fine (:class:`MetamerOptions`) and the
+        synthesis loop's (a plain SynthesisOptions sets those; the metamer's own keep their defaults).
+    **option_overrides
+        Any field of :class:`MetamerOptions` (``threshold=None``, ``optimizer="adam"``, ``steps=200``, ...),
+        on top of ``options``.
 
     Example
     -------
@@ -265,14 +314,12 @@ class MetamerSynthesis:
     (30, (6, 1, 10, 10))
     """
 
-    def __init__(self, model: nn.Module, layer, references, *, n_seeds: int = 1, init="noise",
-                 stages: int = DEFAULT_STAGES, threshold: float | None = DEFAULT_THRESHOLD,
-                 plateau_tol: float | None = DEFAULT_PLATEAU_TOL, plateau_window: int = DEFAULT_PLATEAU_WINDOW,
-                 max_steps: int | None = None, constraint: str = "auto", power: float | None = None,
-                 coarse_to_fine: bool | Sequence[str] = False, ctf_steps: int | None = None, seed: int = 0,
-                 first_reference: int = 0, progress: bool = True, options: SynthesisOptions | None = None,
-                 **option_overrides):
-        options = SynthesisOptions.from_kwargs("MetamerSynthesis", METAMER_DEFAULTS, options, **option_overrides)
+    def __init__(self, model: nn.Module, layer, references, *, n_seeds: int = 1, init="noise", seed: int = 0,
+                 first_reference: int = 0, progress: bool = True,
+                 options: MetamerOptions | SynthesisOptions | None = None, **option_overrides):
+        options = MetamerOptions.from_kwargs("MetamerSynthesis", METAMER_DEFAULTS, options, **option_overrides)
+        threshold, plateau_tol, max_steps, power = options.threshold, options.plateau_tol, options.max_steps, options.power
+        constraint, ctf_steps = options.constraint, options.ctf_steps
         optimizer = options.optimizer
         if not isinstance(model, nn.Module):
             raise InsilicoError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -281,13 +328,11 @@ class MetamerSynthesis:
         if options.parameterization not in (None, "pixel") or "squash" in (options.param_options or {}):
             raise InsilicoError("metamers are optimised in pixels, kept in [0, 1] by constraint=: leave "
                                 "parameterization= and param_options['squash'] out")
-        if constraint not in ("auto", "clamp", "sigmoid"):
-            raise InsilicoError(f"constraint must be 'auto', 'clamp' or 'sigmoid', not {constraint!r}")
         if int(n_seeds) < 1:
             raise InsilicoError(f"n_seeds must be at least 1, got {n_seeds}")
         self.model = model
         self.references = _references(references).detach().float().cpu()
-        self.scales = self._scales(model, coarse_to_fine)
+        self.scales = self._scales(model, options.coarse_to_fine)
         self.conditions = _conditions(layer, self.scales)
         if self.scales is not None:
             if len(self.conditions) != 1 or set(self.conditions[0]) - set(self.scales):
@@ -309,14 +354,14 @@ class MetamerSynthesis:
         self.optimizer = optimizer
         self.power = float(power if power is not None else (2.0 if optimizer == "lbfgs" else 1.0))
         self.constraint = constraint if constraint != "auto" else ("sigmoid" if optimizer == "lbfgs" else "clamp")
-        self.steps, self.stages = options.steps, int(stages)
+        self.steps, self.stages = options.steps, int(options.stages)
         schedule = options.schedule
         if schedule is None:
             schedule = "constant" if optimizer == "lbfgs" else "halving"
         self.schedule_name = schedule if isinstance(schedule, str) else "custom"
         engine_schedule = Halving(max(1, math.ceil(self.steps / (self.stages + 1)))) if schedule == "halving" else schedule
         self.threshold = float(threshold) if threshold else None
-        self.plateau_tol, self.plateau_window = plateau_tol, int(plateau_window)
+        self.plateau_tol, self.plateau_window = plateau_tol, int(options.plateau_window)
         self.max_steps = max_steps
         self.extra_rules = list(options.stop)
         rules: list = []
@@ -344,7 +389,7 @@ class MetamerSynthesis:
         init_images = _init_images(init, self.references, keys, self.reference_index, self.seed)
         self.init_kind = init if isinstance(init, str) else "images"
         self.lr = float(options.lr if options.lr is not None else DEFAULT_LR[optimizer])
-        self.options = options.replace(lr=self.lr, schedule=engine_schedule, stop=self.rules, progress=False,
+        self.options = options.base(SynthesisOptions).replace(lr=self.lr, schedule=engine_schedule, stop=self.rules, progress=False,
                                        parameterization="pixel",
                                        param_options={**(options.param_options or {}), "squash": self.constraint},
                                        compact="cpu")
@@ -493,8 +538,8 @@ class MetamerSynthesis:
 
 @register_tool("design", per_sample=True)
 def metamer(model: nn.Module, layer=None, references=None, *, steps: int | None = None, seed: int = 0,
-            resume: MetamerResult | None = None, batch_size: int | None = None, out=None,
-            shard: tuple[int, int] | None = None, overwrite: bool = False, options: SynthesisOptions | None = None,
+            resume: MetamerResult | None = None, batch_size: int | None = None,
+            out: str | os.PathLike | Job | None = None, options: MetamerOptions | SynthesisOptions | None = None,
             **metamer_options) -> MetamerResult | None:
     """Metamers of ``references`` for ``layer``: same representation there (Freeman & Simoncelli 2011; Feather et al. 2019).
 
@@ -518,25 +563,23 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int | None 
     batch_size : int, optional
         References per chunk (default: all in one batch); each chunk is one
         batched run of all its metamers.
-    out, shard : folder, (rank, world), optional
-        Keep each finished chunk in ``out`` (a rerun computes only the missing
-        ones) and share the chunks among ranks (default: the ranks of an
-        initialised ``torch.distributed`` group, e.g. under ``torchrun``):
-        see :func:`insilico.sharding.map_chunks`. Every rank returns the whole
+    out : folder or Job, optional
+        Keep each finished chunk there (a rerun computes only the missing
+        ones); a :class:`~insilico.options.Job` also shares the chunks among ranks (``shard``; default: the
+        ranks of an initialised ``torch.distributed`` group, e.g. under ``torchrun``) or starts over
+        (``overwrite``): see :func:`insilico.sharding.map_chunks`. Every rank returns the whole
         result, equal to a single-process run with the same ``batch_size``;
         a hand-made ``shard`` returns None until every chunk is done. The
         folder keeps the job's identity (the model's parameters, the
         references, every option: :mod:`insilico.identity`); a folder of
         another job is refused (:class:`~insilico.errors.JobMismatchError`).
-    overwrite : bool
-        Delete the chunks already in ``out`` and start over (default False).
-    options : SynthesisOptions, optional
-        The synthesis loop's knobs, taken as they are (e.g. one object shared with :func:`insilico.maximize`).
+    options : MetamerOptions or SynthesisOptions, optional
+        The knobs (:class:`MetamerOptions`; a plain SynthesisOptions, e.g. one object shared with
+        :func:`insilico.maximize`, sets the loop's and leaves the metamer's own at their defaults).
     **metamer_options
-        Of :class:`MetamerSynthesis`: ``n_seeds``, ``init``, ``stages``, ``threshold``, ``plateau_tol``,
-        ``plateau_window``, ``max_steps``, ``constraint``, ``power``, ``coarse_to_fine``, ``ctf_steps``,
-        ``progress``; and any field of :class:`~insilico.synthesis.SynthesisOptions` (``optimizer``, ``lr``,
-        ``schedule``, ``stop``, ...; defaults for this tool: :class:`MetamerSynthesis`).
+        Of :class:`MetamerSynthesis`: ``n_seeds``, ``init``, ``progress``; and any field of
+        :class:`MetamerOptions`: the metamer's own (``threshold``, ``plateau_tol``, ``constraint``,
+        ``coarse_to_fine``, ...) and the loop's (``optimizer``, ``lr``, ``schedule``, ``stop``, ...).
 
     Returns
     -------
@@ -563,22 +606,23 @@ def metamer(model: nn.Module, layer=None, references=None, *, steps: int | None 
         raise InsilicoError("give the reference images: metamer(model, layer, references)")
     if steps is not None:
         metamer_options["steps"] = steps
-    if batch_size is None and out is None and shard is None:
+    if batch_size is None and out is None:
         return MetamerSynthesis(model, layer, references, seed=seed, options=options, **metamer_options).run()
     references = _references(references)
     size = len(references) if batch_size is None else int(batch_size)
-    engine = SynthesisOptions.from_kwargs("metamer", METAMER_DEFAULTS, options,
-                                          **{k: v for k, v in metamer_options.items() if k in FIELDS})
+    fields = MetamerOptions.fields()
+    knobs = MetamerOptions.from_kwargs("metamer", METAMER_DEFAULTS, options,
+                                       **{k: v for k, v in metamer_options.items() if k in fields})
     settings = {"tool": "metamer", "batch_size": size, "seed": seed, "layer": layer,  # every option changes them
-                **{k: v for k, v in metamer_options.items() if k != "progress" and k not in FIELDS},
-                **engine.identity()}
+                **{k: v for k, v in metamer_options.items() if k != "progress" and k not in fields},
+                **knobs.identity()}
     parts = map_chunks(lambda a, b: MetamerSynthesis(model, layer, references[a:b], seed=seed, first_reference=a,
                                                      options=options, **metamer_options).run(),
-                       len(references), size, out=out, shard=shard, overwrite=overwrite,
+                       len(references), size, out=out,
                        job=lambda: job_identity(model, settings, {"references": references}, size))
     return None if parts is None else MetamerResult.concat(parts)
 
 
-__all__ = ["CRITERIA", "DEFAULT_STEPS", "DEFAULT_THRESHOLD", "Halving", "METAMER_DEFAULTS", "MetamerResult",
+__all__ = ["CRITERIA", "DEFAULT_STEPS", "DEFAULT_THRESHOLD", "Halving", "METAMER_DEFAULTS", "MetamerOptions", "MetamerResult",
            "MetamerSynthesis", "RepresentationDistance", "ValidityReport", "metamer", "natural_null_images",
            "null_distances", "record", "relative_distances", "validity"]

@@ -60,6 +60,7 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -229,6 +230,58 @@ class PopulationControlResult(Result):
         return fig
 
 
+@dataclasses.dataclass(frozen=True)
+class PopulationControlOptions(SynthesisOptions):
+    """:func:`population_control`'s knobs: every field of :class:`~insilico.synthesis.SynthesisOptions` (the
+    synthesis loop) and the tool's own control score, budgets and restarts below (checked with ``init`` when
+    the tool runs).
+
+    Attributes
+    ----------
+    temperature : float
+        Of the one-hot control score (default 1).
+    budget : float, optional
+        Keep each image within this distance of its start (``norm`` "l2" in
+        pixel units over the whole image, or "linf"); needs ``init``.
+    norm : {"l2", "linf"}
+        The norm of ``budget`` (default "l2").
+    contrast : float or None
+        RMS contrast budget: after every step each image's pixel standard
+        deviation is brought down to at most ``contrast`` (its mean kept), so
+        images stay in the contrast range the predictor was fitted on (Walker
+        et al. 2019 fixed the norm of their MEIs); None (default): no budget.
+    restarts : int
+        Starts per target (different noise and transform draws; from a
+        natural start, different transform draws), optimised together in one
+        batch; the image with the best predicted score is kept (default 4:
+        from a near-grey start the target's channels are often silent, and
+        one ascent settles on whatever drives it first; on the simulated
+        matched brain 4 starts of 128 steps drove 97% of neurons beyond their
+        natural maximum, one start of 96 steps 81%, and 384 steps did not
+        rescue the stuck ones).
+
+    Example
+    -------
+    >>> PopulationControlOptions(restarts=2, contrast=0.14).restarts
+    2
+    """
+
+    temperature: float = 1.0
+    budget: float | None = None
+    norm: str = "l2"
+    contrast: float | None = DEFAULT_CONTRAST
+    restarts: int = DEFAULT_RESTARTS
+
+    def validate(self) -> PopulationControlOptions:
+        """Check every option (the loop's and the temperature); returns ``self`` (the budgets, which need
+        ``init``, are checked by the tool)."""
+        super().validate()
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or not (
+                math.isfinite(self.temperature) and self.temperature > 0):
+            raise InsilicoError(f"temperature must be a finite number > 0, not {self.temperature!r}")
+        return self
+
+
 # ---------------------------------------------------------------------------------------
 # The tool
 # ---------------------------------------------------------------------------------------
@@ -239,16 +292,11 @@ def population_control(
     mode: str = "stretch",
     *,
     natural: torch.Tensor | None = None,
-    temperature: float = 1.0,
     init: str | torch.Tensor | None = None,
-    budget: float | None = None,
-    norm: str = "l2",
-    contrast: float | None = DEFAULT_CONTRAST,
-    restarts: int = DEFAULT_RESTARTS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int | None = 0,
     progress: bool = True,
-    options: SynthesisOptions | None = None,
+    options: PopulationControlOptions | SynthesisOptions | None = None,
     **option_overrides,
 ) -> PopulationControlResult:
     """One image per predicted neuron that stretches it, or drives it alone (Bashivan, Kar & DiCarlo 2019).
@@ -267,38 +315,23 @@ def population_control(
         Natural images to compare with (the best one per target is kept);
         default the bundled held-out photo crops when the predictor takes
         (3, 64, 64) images.
-    temperature : float
-        Of the one-hot control score (default 1).
     init : None, "natural" or tensor (K, C, H, W)
         Start from noise (default), from each target's best natural image, or
         from given images.
-    budget : float, optional
-        Keep each image within this distance of its start (``norm`` "l2" in
-        pixel units over the whole image, or "linf"); needs ``init``.
-    contrast : float or None
-        RMS contrast budget: after every step each image's pixel standard
-        deviation is brought down to at most ``contrast`` (its mean kept), so
-        images stay in the contrast range the predictor was fitted on (Walker
-        et al. 2019 fixed the norm of their MEIs); None: no budget.
-    restarts : int
-        Starts per target (different noise and transform draws; from a
-        natural start, different transform draws), optimised together in one
-        batch; the image with the best predicted score is kept (default 4:
-        from a near-grey start the target's channels are often silent, and
-        one ascent settles on whatever drives it first; on the simulated
-        matched brain 4 starts of 128 steps drove 97% of neurons beyond their
-        natural maximum, one start of 96 steps 81%, and 384 steps did not
-        rescue the stuck ones).
     batch_size : int
         Targets optimised together, each with its restarts (default 64).
     seed : int or None
         Each image's seed is derived from it and its target's name, so a
         target gets the same image alone or in a batch.
     progress : bool
-    options : SynthesisOptions, optional
-        The synthesis loop's knobs, e.g. one object shared with other tools.
+        A progress bar (default True).
+    options : PopulationControlOptions or SynthesisOptions, optional
+        The knobs: the tool's own (``temperature``, ``budget``, ``norm``, ``contrast``, ``restarts``:
+        :class:`PopulationControlOptions`) and the synthesis loop's (a plain SynthesisOptions, e.g. one
+        object shared with other tools, sets those).
     **option_overrides
-        Any field of :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
+        Any field of :class:`PopulationControlOptions`: the tool's own and those of
+        :class:`~insilico.synthesis.SynthesisOptions` (steps, lr, optimizer, schedule,
         parameterization, param_options, transforms, tv, precision, ...), on top of ``options``; not
         ``projection`` (the contrast and distance budgets are this tool's projection). Defaults for this tool
         (``POPULATION_CONTROL_DEFAULTS``): 128 Adam steps (``DEFAULT_STEPS``) of lr 0.05; the Fourier 1/f
@@ -310,8 +343,11 @@ def population_control(
     PopulationControlResult
     """
     seed = run_seed(seed)
-    options = SynthesisOptions.from_kwargs("population_control", POPULATION_CONTROL_DEFAULTS, options,
-                                           progress=progress, **option_overrides)
+    options = PopulationControlOptions.from_kwargs("population_control", POPULATION_CONTROL_DEFAULTS, options,
+                                                   progress=progress, **option_overrides)
+    temperature, budget, norm, contrast = options.temperature, options.budget, options.norm, options.contrast
+    restarts = options.restarts
+    options = options.base(SynthesisOptions)  # the engine's knobs; the tool's own are read above
     if options.projection is not None:
         raise InsilicoError("population_control makes its own projection (contrast=, budget=): leave projection= out")
     if mode not in MODES:
@@ -503,5 +539,5 @@ def _target_index(predictor, targets, names) -> list[int]:
     return [int(t) for t in targets]
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_STEPS", "MODES", "POPULATION_CONTROL_DEFAULTS", "PopulationControlResult", "controllability",
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LR", "DEFAULT_STEPS", "MODES", "POPULATION_CONTROL_DEFAULTS", "PopulationControlOptions", "PopulationControlResult", "controllability",
            "population_control"]

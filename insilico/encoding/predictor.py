@@ -36,6 +36,7 @@ Example
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -46,11 +47,15 @@ from torch import nn
 from .. import persistence
 from ..errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from ..identity import fingerprint_differences, model_fingerprint
-from ..layers import channels_first, unit_layout
+from ..layers import channels_first, read_layout, unit_layout
+from ..layout import pool
+from ..options import Options
+from ..performance import working_dtype
 from ..plan import Plan
 from ..probe import Probe
 from ..registry import register_tool
 from ..session import device_of, dtype_of, session
+from ..units import need_tensor
 from .ridge import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling
 
 #: Default ridge penalties (features are standardised, so these suit most layers).
@@ -127,7 +132,8 @@ class NeuralPredictor(nn.Module):
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Predicted responses ``(N, n_targets)`` in the data's units.
+        """Predicted responses ``(N, n_targets)`` in the data's units (float32 for a float16/bfloat16 model: the
+        readout is fitted and run in :func:`~insilico.performance.working_dtype`).
 
         Raises InsilicoError when the trunk's layers give another number of features than the readout takes
         (a trunk other than the one the predictor was fitted on)."""
@@ -136,7 +142,7 @@ class NeuralPredictor(nn.Module):
             raise InsilicoError(f"the trunk's layers {self.layers} give {features.shape[1]} features (reduce="
                                 f"{self.reduce!r}) but the readout takes {self.readout.in_features}: this predictor "
                                 "was fitted on another network (use the one it was fitted on)")
-        return self.readout(features)
+        return self.readout(features.to(self.readout.weight.dtype))  # a half trunk's features, read in float32
 
     def target_index(self, targets) -> list[int]:
         """Indices of ``targets`` (ints, names, or None for all), checked."""
@@ -210,6 +216,7 @@ class NeuralPredictor(nn.Module):
             weight = blob["state"]["readout.weight"]
             predictor = cls(model, blob["layers"], reduce, weight.shape[1], blob["targets"], blob["input_size"] or None)
             predictor.to(device_of(model), dtype_of(model))
+            predictor.readout.to(working_dtype(dtype_of(model)))  # fitted in float32 for a half model
             keys = predictor.load_state_dict(blob["state"], strict=False)  # the trunk's weights are the model's
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
             raise SavedFileError(f"{path!r} holds a predictor this insilico cannot rebuild ({type(e).__name__}: {e}; "
@@ -301,6 +308,47 @@ class Ensemble(nn.Module):
         return torch.stack([m(images) for m in self.members]).mean(0)
 
 
+@dataclass(frozen=True)
+class FitOptions(Options):
+    """How :func:`fit_predictor` fits and scores its ridge readout, checked when built.
+
+    Attributes
+    ----------
+    alphas : sequence of float
+        Ridge penalties tried per target (default 1e-1 .. 1e6).
+    cv : None, int or splitter
+        Inner cross-validation for the alphas (default: exact leave-one-out).
+    held_out : float
+        Fraction of stimuli held out (seeded) to score the readout, in [0, 1), at least
+        :data:`MIN_HELD_OUT` of them; the returned readout is refitted on all
+        stimuli with the chosen alphas. 0: no held-out scores. A target whose
+        held-out responses or predictions are constant scores NaN, with a
+        warning (r is undefined there). Default 0.2.
+    n_targets_batch : int, optional
+        Targets solved together (memory).
+
+    Example
+    -------
+    >>> FitOptions(held_out=0).held_out
+    0
+    >>> FitOptions(held_out=1.0)
+    Traceback (most recent call last):
+    ...
+    insilico.errors.InsilicoError: held_out is a fraction in [0, 1), not 1.0
+    """
+
+    alphas: Sequence[float] = DEFAULT_ALPHAS
+    cv: Any = None
+    held_out: float = 0.2
+    n_targets_batch: int | None = None
+
+    def validate(self) -> FitOptions:
+        """Check the held-out fraction; returns ``self``."""
+        if not 0.0 <= self.held_out < 1.0:
+            raise InsilicoError(f"held_out is a fraction in [0, 1), not {self.held_out}")
+        return self
+
+
 @register_tool("encoding", saves=False, follows_dtype=False)
 def fit_predictor(
     model: nn.Module,
@@ -309,15 +357,13 @@ def fit_predictor(
     layers: str | Sequence[str],
     *,
     reduce: Any = None,
-    alphas: Sequence[float] = DEFAULT_ALPHAS,
-    cv=None,
-    held_out: float = 0.2,
     targets: Sequence[str] | None = None,
+    readout: str = "full",
     batch_size: int = 128,
     seed: int = 0,
-    n_targets_batch: int | None = None,
-    readout: str = "full",
     progress: bool = True,
+    options: FitOptions | None = None,
+    **option_overrides,
 ) -> NeuralPredictor:
     """Fit a :class:`NeuralPredictor` of recorded responses from ``model``'s features.
 
@@ -339,24 +385,12 @@ def fit_predictor(
         a ``g x g`` grid (memory for large layers). Channels-last stages
         (Swin) and token layers (ViT: over the tokens) are pooled per channel
         too (their layout from :mod:`insilico.layers`).
-    alphas : sequence of float
-        Ridge penalties tried per target (default 1e-1 .. 1e6).
-    cv : None, int or splitter
-        Inner cross-validation for the alphas (default: exact leave-one-out).
-    held_out : float
-        Fraction of stimuli held out (seeded) to score the readout, at least
-        :data:`MIN_HELD_OUT` of them; the returned readout is refitted on all
-        stimuli with the chosen alphas. 0: no held-out scores. A target whose
-        held-out responses or predictions are constant scores NaN, with a
-        warning (r is undefined there).
     targets : list of str, optional
         Target names (default ``"0"``, ``"1"``, ...).
     batch_size : int
         Stimuli per forward pass while recording features.
     seed : int
         Seeds the held-out split and the ceiling's splits.
-    n_targets_batch : int, optional
-        Targets solved together (memory).
     readout : {"full", "factorized"}
         "full" (default): a weight per feature. "factorized": per target and
         (N, C, H, W) layer, the ridge weights are cut to their best rank-1
@@ -366,6 +400,11 @@ def fit_predictor(
         channels) on the fitted stimuli, and the gain refitted: far fewer
         effective parameters, so less noise for gradients to exploit.
     progress : bool
+        Progress bars (default True).
+    options : FitOptions, optional
+        The ridge fit: ``alphas``, ``cv``, ``held_out``, ``n_targets_batch``.
+    **option_overrides
+        Any field of :class:`FitOptions`, on top of ``options`` (``held_out=0``).
 
     Returns
     -------
@@ -381,12 +420,14 @@ def fit_predictor(
     """
     from ..recording import stimulus_source
 
+    options = FitOptions.from_kwargs("fit_predictor", None, options, **option_overrides)
+    alphas, cv, held_out, n_targets_batch = options.alphas, options.cv, options.held_out, options.n_targets_batch
     layers = [layers] if isinstance(layers, str) else [str(layer) for layer in layers]
     if not layers:
         raise InsilicoError("fit_predictor needs at least one layer, e.g. layers=['features.8']")
     Probe(model).units(*layers)  # unknown addresses fail now
     y, reps = _response_matrix(responses)
-    source = stimulus_source(stimuli, name="stimuli")
+    source = stimulus_source(stimuli, name="stimuli", model=model)
     n = len(source)
     if n == 0:
         raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")
@@ -397,12 +438,11 @@ def fit_predictor(
         raise InsilicoError(f"{len(names)} target names for {y.shape[1]} targets")
     if readout not in ("full", "factorized"):
         raise InsilicoError(f"readout must be 'full' or 'factorized', not {readout!r}")
-    if not 0.0 <= held_out < 1.0:
-        raise InsilicoError(f"held_out is a fraction in [0, 1), not {held_out}")
     n_test = _held_out_count(n, held_out)
 
     predictor = NeuralPredictor(model, layers, reduce, 1, names, getattr(model, "input_size", None))
     feats, blocks, input_size = _record_features(predictor, source, batch_size, progress, readout == "factorized")
+    feats = feats.to(working_dtype(feats.dtype))  # a half model's features are fitted (and read out) in float32
     y = y.to(feats.device, feats.dtype)
     x, mean, scale = _standardized(feats)
     del feats
@@ -532,7 +572,7 @@ def _blocks(predictor: NeuralPredictor, one: torch.Tensor) -> list[tuple[int, in
         rec.forward(one)
         blocks, offset = [], 0
         for layer in predictor.layers:
-            value = rec[layer]
+            value = need_tensor(rec._tap(layer).unit, rec[layer])
             pooled = _pool(value, predictor.reduce, layer, predictor.trunk)
             if value.ndim == 4 and predictor.reduce not in ("mean", "max") \
                     and unit_layout(predictor.trunk, layer, value.shape[1:]) == "map":
@@ -596,12 +636,15 @@ def _linear(n_in: int, n_out: int, device=None, dtype=None) -> nn.Linear:
 
 def _pool(value: torch.Tensor, reduce, layer: str, model: nn.Module | None = None) -> torch.Tensor:
     """``layer``'s features ``(N, F)``: pooled over positions (``reduce``), channels first
-    (:func:`insilico.layers.channels_first`: a Swin stage's ``(N, H, W, C)``, a ViT block's tokens)."""
+    (``"mean"``/``"max"``: :func:`insilico.layout.pool`, a Swin stage over ``H, W``, a ViT block over its
+    patch tokens; a grid: :func:`insilico.layers.channels_first`, maps and channels-last stages)."""
     if not torch.is_tensor(value):
         raise InsilicoError(f"{layer} does not output a tensor; name a tensor part, e.g. '{layer}:0'")
     if value.ndim < 2:
         raise InsilicoError(f"{layer} gives shape {tuple(value.shape)}; a readout needs (N, features, ...)")
     if value.ndim > 2 and reduce is not None:
+        if model is not None and reduce in ("mean", "max"):  # the one pooling rule (ViT: the patch tokens)
+            return pool(value, reduce, *read_layout(model, layer, tuple(value.shape[1:])), layer)
         if model is not None:
             value = channels_first(value, unit_layout(model, layer, value.shape[1:]))
         if reduce == "mean":
@@ -616,4 +659,4 @@ def _pool(value: torch.Tensor, reduce, layer: str, model: nn.Module | None = Non
     return value.flatten(1)
 
 
-__all__ = ["DEFAULT_ALPHAS", "Ensemble", "NeuralPredictor", "fit_predictor"]
+__all__ = ["DEFAULT_ALPHAS", "Ensemble", "FitOptions", "NeuralPredictor", "fit_predictor"]

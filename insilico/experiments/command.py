@@ -2,8 +2,9 @@
 
 Each script in ``probes/`` is ``python probes/<name>.py --model NAME|SPEC
 --units ... --out DIR [--device auto]``: it builds its parser with
-:func:`parser`, loads the model with :func:`load_model` (a bundled name, or
-``package.module:callable`` / ``path/file.py:callable`` through
+:func:`parser`, loads the model with :func:`load_model` (a bundled name, a
+zoo model such as ``torchvision:resnet50`` through :func:`insilico.models.load`,
+or ``package.module:callable`` / ``path/file.py:callable`` through
 :func:`insilico.models.from_spec`, optionally with ``--weights``), runs one
 experiment function of :mod:`insilico.experiments`, and writes with
 :func:`write`: the result's NPZ and CSV (first line a JSON header of the
@@ -29,16 +30,19 @@ from torch import nn
 from .._version import __version__
 from ..errors import InsilicoError
 from ..jsonfiles import write_json
-from .results import Result, jsonable
+from ..jsonfiles import jsonable
+from .results import Result
 
 
 def parser(description: str, model: str = "minialex", units_help: str | None = None) -> argparse.ArgumentParser:
     """An argument parser with the options every probe script takes."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=model,
-                   help="a bundled model (see insilico.models.available()) or 'package.module:callable' / "
+                   help="a bundled model (see insilico.models.available()), a zoo model ('torchvision:resnet50', "
+                        "'timm:NAME', 'open_clip:ARCH/TAG', 'hf:REPO') or 'package.module:callable' / "
                         "'path/file.py:callable' returning an nn.Module that takes pixel-space images")
-    p.add_argument("--weights", default=None, help="state_dict (.pt/.safetensors) for a --model spec")
+    p.add_argument("--weights", default=None, help="state_dict (.pt/.safetensors) for a --model spec or zoo model "
+                                                   "(a zoo model without it: the zoo's pretrained weights)")
     p.add_argument("--units", nargs="+", default=None,
                    help=units_help or "unit addresses, e.g. features.0 or 'features.3[5]' (default: chosen per script)")
     p.add_argument("--out", required=True, help="output folder (created)")
@@ -64,19 +68,27 @@ def device(name: str = "auto") -> torch.device:
 
 def names_code(spec: str) -> bool:
     """Whether :func:`load_model` imports code for ``spec`` (a ``package.module:callable`` or ``file.py:callable``
-    spec) rather than looking up a bundled model by name (``insilico merge`` never does it for a saved spec).
+    spec) rather than looking up a bundled or zoo model by name (``insilico merge`` never does it for a saved
+    spec). A zoo spec (``torchvision:resnet50``) imports only the zoo's package.
 
     >>> names_code("minialex"), names_code("torch.nn:Identity"), names_code("evil.py:net")
     (False, True, True)
+    >>> names_code("torchvision:resnet50"), names_code("torchvision.models:resnet50")
+    (False, True)
     """
-    return ":" in spec and spec.rsplit(":", 1)[0] not in ("", "cuda")
+    from ..models.zoo import split
+
+    return ":" in spec and spec.rsplit(":", 1)[0] not in ("", "cuda") and split(spec) is None
 
 
 def load_model(spec: str, weights: str | None = None, where: str = "auto") -> nn.Module:
-    """A bundled model by name, or the user's via :func:`insilico.models.from_spec`; eval mode, on ``where``."""
+    """A bundled or zoo model by name (:func:`insilico.models.load`; a zoo model without ``weights`` gets the
+    zoo's pretrained ones), or the user's via :func:`insilico.models.from_spec`; eval mode, on ``where``."""
     from .. import models
 
     dev = device(where)
+    if models.zoo.split(spec) is not None:
+        return models.load(spec, device=dev, weights="DEFAULT" if weights is None else weights)
     if names_code(spec):
         model = models.from_spec(spec, weights=weights, device=dev)
     else:

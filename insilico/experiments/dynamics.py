@@ -33,7 +33,7 @@ from ..probe import Probe
 from ..registry import register_tool
 from .classes import class_labels, per_class_accuracy
 from .results import Result, new_axes
-from ..recording import batches
+from ..recording import batches, stimulus_source
 from ..session import result_dtype, session
 from .runs import as_units
 
@@ -66,6 +66,7 @@ def time_courses(
             raise InsilicoError(f"{unit}: give the module without '@' to get every time step")
         unit.resolve(model)
     probe = Probe(model)
+    stimuli = stimulus_source(stimuli, model=model)  # image files are fitted to the model's input
     parts: list[list[torch.Tensor]] = [[] for _ in parsed]
     with session(model) as s:
         for _, batch in batches(stimuli, batch_size, s.device, s.dtype, progress, "time courses"):
@@ -175,7 +176,8 @@ def connection_lesions(
     names = dict(model.named_modules())
     if readout is None and "readout" in names:
         readout = "readout"
-    n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
+    stimuli = stimulus_source(stimuli, model=model)  # image files are fitted to the model's input
+    n = len(stimuli)
     y = class_labels(labels, n)
     conditions = {"intact": []}
     conditions.update({f"no {k.replace('_', '-')}": list(v) for k, v in connections.items()})

@@ -4,21 +4,29 @@
 ``layer`` (or each group of channels) in turn with
 :meth:`insilico.Probe.lesion` and measures the accuracy on every class of a
 labelled stimulus set. The change in per-class accuracy, groups x classes, is
-the *dissociation matrix*: a double dissociation is two groups whose lesions
-hurt different classes. ``cumulative_lesion`` lesions the channels one after
+the *dissociation matrix*. A per-class accuracy moves in steps of one image,
+so each entry carries a bootstrap interval over images (resampled within
+class), the matrix carries its split-half reliability (would it replicate on
+other images?), and classes at floor or ceiling at baseline are flagged: only
+entries whose interval excludes 0 in unflagged classes (``dissociable``) may
+be read as an effect, and a "double dissociation" only where both are and
+the reliability is high. ``cumulative_lesion`` lesions the channels one after
 another, most important first and least important first (importance = the
-drop in overall accuracy when the channel alone is lesioned), tracing how
-gracefully the network degrades.
+drop in overall accuracy when the channel alone is lesioned), against several
+random orders (their mean and band), tracing how gracefully the network
+degrades.
 
 Example
 -------
->>> import torch, insilico
+>>> import numpy as np, torch, insilico
 >>> from insilico.experiments import lesion_sweep
 >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
 >>> x, y = torch.rand(20, 4), torch.randint(0, 2, (20,))
 >>> res = lesion_sweep(net, "1", insilico.pixels.raw(x), y, progress=False)  # not images: the explicit door
->>> res.class_accuracy.shape, res.effect.shape
-((3, 2), (3, 2))
+>>> res.class_accuracy.shape, res.effect.shape, res.effect_interval.shape, res.dissociable.shape
+((3, 2), (3, 2), (3, 2, 2), (3, 2))
+>>> bool(-1 <= float(res.split_half_r) <= 1) or bool(np.isnan(res.split_half_r))
+True
 """
 from __future__ import annotations
 
@@ -36,8 +44,9 @@ from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
 from ..units import Unit
-from .classes import class_labels, per_class_accuracy
+from .classes import check_outputs, class_labels, per_class_accuracy, stimulus_labels
 from .results import Result, new_axes, write_csv
+from .uncertainty import LEVEL, correlation, interval, resample_within, rng_for, spearman_brown, split_halves
 
 
 def _n_channels(plan: Plan, layer: Unit) -> int:
@@ -54,65 +63,32 @@ def _evaluate(model, plan, stimuli, y, n_classes, batch_size, output):
     return pred, per_class_accuracy(pred, y, n_classes), float((pred == y).mean())
 
 
-@register_tool("experiment", follows_dtype=False)
-def lesion_sweep(
-    model: nn.Module,
-    layer: str | Unit,
-    stimuli: Any,
-    labels: Any,
-    groups: Sequence[Sequence[int]] | None = None,
-    mode: str = "zero",
-    classes: Sequence[str] | None = None,
-    output: str | None = None,
-    batch_size: int = 256,
-    progress: bool = True,
-) -> "LesionResult":
-    """Per-class accuracy with each channel (or group of channels) of ``layer`` lesioned.
+def _labels(stimuli, model, labels, classes) -> tuple:
+    """``(y, classes, check)``: the labels given, else the stimulus folder's (matched by name to the model's
+    classes); ``check`` the class names to hold against the model's outputs when the folder's order stands in."""
+    if labels is not None:
+        return class_labels(labels, len(stimuli)), classes, None
+    y, classes, mapped = stimulus_labels(stimuli, model, classes)
+    return y, classes, (None if mapped else classes)
 
-    Parameters
-    ----------
-    model : nn.Module
-        A classifier: its output (or the unit ``output``) holds class scores.
-    layer : str
-        A layer address, e.g. ``"features.10"``; recurrent modules are
-        lesioned at every step unless the address names one (``"layers.1@2"``).
-    stimuli : tensor (N, C, H, W), StimulusSet or Dataset
-    labels : (N,) ints
-        The class index of each stimulus.
-    groups : list of lists of int, optional
-        Channels lesioned together; default one group per channel. An empty
-        group is the intact model.
-    mode : {"zero", "mean"}
-        Lesioned units are set to 0, or to their mean response over ``stimuli``.
-    classes : list of str, optional
-        Class names (default ``model.classes`` when it exists).
-    output : str, optional
-        Read class scores from this unit instead of the model's output
-        (e.g. ``"readout@1"``: step 1 of a recurrent model).
 
-    Returns
-    -------
-    LesionResult
-    """
-    if mode not in ("zero", "mean"):
-        raise InsilicoError(f"lesion mode must be 'zero' or 'mean' here, not {mode!r}")
-    unit = Unit.coerce(layer, model)
-    unit.resolve(model)
-    if unit.index is not None:
-        raise InsilicoError(f"name the whole layer ({unit.module!r}) and choose channels with groups=")
-    n = len(stimuli.images if hasattr(stimuli, "images") else stimuli)
-    y = class_labels(labels, n)
-    plan = Plan(model, stimulus_source(stimuli).batch(0, 1, None, None))  # the call's one Probe, session and survey
+def _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, progress, check=None) -> dict:
+    """Per group: predictions scored per stimulus (``correct`` (G, N) bool), per class and overall; and the intact
+    model's (``baseline_correct`` (N,)). One Plan (Probe, session, survey) for the whole call. ``check``: class
+    names whose count must equal the model's outputs (:func:`check_outputs`), or None."""
+    plan = Plan(model, stimuli.batch(0, 1, None, None))
     probe = plan.probe
     with plan.session():
         scores = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
         n_classes = int(scores.shape[-1])
+        if check is not None:
+            check_outputs(check, n_classes)
         base_pred = scores.argmax(-1).numpy()
         base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
         if groups is None:
             groups = [[c] for c in range(_n_channels(plan, unit))]
         groups = [[int(c) for c in g] for g in groups]
-        accuracy, class_accuracy, changed = [], [], []
+        accuracy, class_accuracy, changed, correct = [], [], [], []
         for group in tqdm(groups, desc=f"lesion {unit}", disable=not progress, leave=False):
             if not group:
                 pred, per_class, acc = base_pred, base_class, base_acc
@@ -126,18 +102,139 @@ def lesion_sweep(
             accuracy.append(acc)
             class_accuracy.append(per_class)
             changed.append(float((pred != base_pred).mean()))
+            correct.append(pred == y)
+    return dict(groups=groups, n_classes=n_classes, accuracy=np.array(accuracy),
+                class_accuracy=np.array(class_accuracy).reshape(len(groups), n_classes), baseline=np.array(base_acc),
+                baseline_class=base_class, changed=np.array(changed),
+                correct=np.array(correct, dtype=bool).reshape(len(groups), len(y)), baseline_correct=base_pred == y)
+
+
+def _class_means(correct: np.ndarray, y: np.ndarray, n_classes: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """Per-class accuracy (..., K) of per-stimulus scores ``correct`` (..., N), over the stimuli in ``keep``."""
+    out = np.full(correct.shape[:-1] + (n_classes,), np.nan)
+    for k in range(n_classes):
+        mask = (y == k) if keep is None else (y == k) & keep
+        if mask.any():
+            out[..., k] = correct[..., mask].mean(-1)
+    return out
+
+
+def lesion_uncertainty(correct, baseline_correct, labels, n_classes, n_boot=1000, seed=0, n_splits=20) -> dict:
+    """The noise estimates of a dissociation matrix from per-stimulus scores (see :class:`LesionResult`).
+
+    ``correct`` (G, N) bool with each group lesioned, ``baseline_correct`` (N,) intact, ``labels`` (N,).
+    Returns ``effect_interval`` (G, K, 2): the 95% bootstrap interval of each entry of the effect, images
+    resampled within class and paired (the same resample scores the lesioned and the intact model);
+    ``split_half_r``: the mean over ``n_splits`` random halves (stratified by class) of Pearson r between the
+    two halves' effect matrices (all finite entries); ``reliability``: its Spearman-Brown correction.
+    """
+    correct = np.asarray(correct, dtype=np.float64)
+    base = np.asarray(baseline_correct, dtype=np.float64)
+    y = np.asarray(labels)
+    ci = np.full(correct.shape[:1] + (n_classes, 2), np.nan)
+    if n_boot > 0 and len(y):
+        for k, idx in zip(np.unique(y), resample_within(y, n_boot, rng_for(seed, "lesion bootstrap"))):
+            if 0 <= k < n_classes:                                          # idx (B, n_k): class k's images
+                step = max(1, int(2e7 // max(1, correct.shape[0] * idx.shape[1])))  # bounded memory: (G, chunk, n_k)
+                drops = np.concatenate([correct[:, part].mean(-1) - base[part].mean(-1)[None]
+                                        for part in np.split(idx, range(step, len(idx), step))], axis=1)
+                ci[:, k] = interval(drops, axis=1)                          # (G, B) paired
+    rng, rs = rng_for(seed, "lesion split halves"), []
+    for _ in range(n_splits):
+        half = split_halves(y, rng)
+        a = _class_means(correct, y, n_classes, half) - _class_means(base, y, n_classes, half)
+        b = _class_means(correct, y, n_classes, ~half) - _class_means(base, y, n_classes, ~half)
+        rs.append(correlation(a, b))
+    r = float(np.nanmean(rs)) if np.isfinite(rs).any() else float("nan")
+    return dict(effect_interval=ci, split_half_r=np.array(r), reliability=np.array(spearman_brown(r)))
+
+
+@register_tool("experiment", follows_dtype=False)
+def lesion_sweep(
+    model: nn.Module,
+    layer: str | Unit,
+    stimuli: Any,
+    labels: Any = None,
+    groups: Sequence[Sequence[int]] | None = None,
+    mode: str = "zero",
+    classes: Sequence[str] | None = None,
+    output: str | None = None,
+    batch_size: int = 256,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> "LesionResult":
+    """Per-class accuracy with each channel (or group of channels) of ``layer`` lesioned, with its noise.
+
+    The change in per-class accuracy (groups x classes, :attr:`LesionResult.effect`) comes with a 95%
+    bootstrap interval per entry (images resampled within class), the split-half reliability of the whole
+    matrix, the effect normalised for floor and ceiling, and the classes that sit at floor (baseline <= chance)
+    or ceiling (baseline 1.0), where a drop or a gain cannot show. Read a dissociation only off entries
+    whose interval excludes 0, in classes not flagged (:attr:`LesionResult.dissociable`), and only when the
+    reliability says the matrix would replicate on other images.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier: its output (or the unit ``output``) holds class scores.
+    layer : str
+        A layer address, e.g. ``"features.10"``; recurrent modules are
+        lesioned at every step unless the address names one (``"layers.1@2"``).
+    stimuli : tensor (N, C, H, W), StimulusSet, Dataset, folder, glob or list of image files
+        Anything :func:`insilico.recording.stimulus_source` reads (files fitted to the model's input).
+    labels : (N,) ints, optional
+        The class index of each stimulus (an index of the model's outputs). Default: the labels the
+        stimuli carry (a ``DIR/<class>/<image>`` folder, a Dataset with ``targets``), matched to the
+        model's outputs by name when the model names its classes (``classes`` or ``model.classes``),
+        else in the folder's order, when the model has exactly as many outputs as the folder classes
+        (otherwise refused: :func:`insilico.experiments.classes.stimulus_labels`).
+    groups : list of lists of int, optional
+        Channels lesioned together; default one group per channel. An empty
+        group is the intact model.
+    mode : {"zero", "mean"}
+        Lesioned units are set to 0, or to their mean response over ``stimuli``.
+    classes : list of str, optional
+        Class names (default ``model.classes`` when it exists).
+    output : str, optional
+        Read class scores from this unit instead of the model's output
+        (e.g. ``"readout@1"``: step 1 of a recurrent model).
+    n_boot : int
+        Bootstrap resamples of the images for the intervals (0: no intervals, NaN).
+    seed : int
+        Seed of the bootstrap and of the random halves (never the global random state).
+
+    Returns
+    -------
+    LesionResult
+
+    Raises
+    ------
+    InsilicoError
+        A mode other than "zero"/"mean", an address with an index (choose channels with ``groups=``),
+        not one label per stimulus.
+    """
+    if mode not in ("zero", "mean"):
+        raise InsilicoError(f"lesion mode must be 'zero' or 'mean' here, not {mode!r}")
+    unit = Unit.coerce(layer, model)
+    unit.resolve(model)
+    if unit.index is not None:
+        raise InsilicoError(f"name the whole layer ({unit.module!r}) and choose channels with groups=")
+    stimuli = stimulus_source(stimuli, model=model)  # read once more per group: files are decoded per chunk
+    n = len(stimuli)
+    y, classes, check = _labels(stimuli, model, labels, classes)
+    runs = _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, progress, check)
+    groups, n_classes = runs.pop("groups"), runs.pop("n_classes")
     names = list(classes) if classes is not None else list(getattr(model, "classes", range(n_classes)))
-    arrays = dict(
-        groups=np.array([",".join(map(str, g)) for g in groups]), accuracy=np.array(accuracy),
-        class_accuracy=np.array(class_accuracy), baseline=np.array(base_acc),
-        baseline_class=base_class, changed=np.array(changed), classes=np.array([str(c) for c in names]),
-    )
-    settings = dict(layer=str(unit), mode=mode, n_stimuli=n, output=output, model=type(model).__name__)
+    arrays = dict(groups=np.array([",".join(map(str, g)) for g in groups]), classes=np.array([str(c) for c in names]),
+                  labels=y, chance=np.array(1.0 / n_classes), **runs)
+    arrays.update(lesion_uncertainty(runs["correct"], runs["baseline_correct"], y, n_classes, n_boot, seed))
+    settings = dict(layer=str(unit), mode=mode, n_stimuli=n, output=output, model=type(model).__name__,
+                    n_boot=int(n_boot), seed=int(seed), level=LEVEL)
     return LesionResult(arrays, settings)
 
 
 class LesionResult(Result):
-    """Accuracy with each group lesioned.
+    """Accuracy with each group lesioned, with the noise estimates of its effects.
 
     Attributes
     ----------
@@ -146,15 +243,61 @@ class LesionResult(Result):
     class_accuracy : (G, K) per-class accuracy
     baseline, baseline_class : intact accuracy, overall and (K,) per class
     effect : (G, K) change in per-class accuracy (the dissociation matrix)
+    effect_interval : (G, K, 2) 95% bootstrap interval (low, high) of each effect: images resampled within
+        class, paired (the same resample scores the lesioned and the intact model); an identical model has
+        the interval [0, 0]
+    nonzero : (G, K) bool, the interval excludes 0 (the others are not distinguishable from no effect)
+    normalised_effect : (G, K) ``(acc - baseline) / (baseline - chance)``: 0 unchanged, -1 down to chance,
+        below -1 below chance; NaN for classes at floor
+    at_floor, at_ceiling : (K,) bool, intact accuracy <= chance (no drop can show) / == 1.0 (no gain can show)
+    dissociable : (G, K) bool, ``nonzero`` in a class at neither floor nor ceiling: the only entries to read a
+        (double) dissociation off
+    split_half_r : Pearson r between the effect matrices of two random halves of the images (stratified by
+        class; mean over 20 splits); reliability : its Spearman-Brown correction ``2r / (1 + r)``
     importance : (G,) drop in overall accuracy
     changed : (G,) fraction of predictions the lesion changed
+    correct : (G, N) bool, each stimulus classified right with the group lesioned; baseline_correct : (N,)
+    labels : (N,) class of each stimulus; chance : 1 / K
     """
 
-    sample_arrays = ("groups", "accuracy", "class_accuracy", "changed")
+    sample_arrays = ("groups", "accuracy", "class_accuracy", "changed", "correct", "effect_interval")
+    required_arrays = ("correct", "baseline_correct", "labels", "effect_interval", "split_half_r", "reliability")
+
+    @classmethod
+    def _joined(cls, result: "LesionResult") -> "LesionResult":
+        """The split-half reliability of the joined matrix (the intervals of each group do not depend on others)."""
+        arrays = dict(result.arrays)
+        arrays.update(lesion_uncertainty(arrays["correct"], arrays["baseline_correct"], arrays["labels"],
+                                         len(arrays["classes"]), 0, result.settings.get("seed", 0)))
+        arrays["effect_interval"] = result.effect_interval
+        return cls(arrays, result.settings)
 
     @property
     def effect(self) -> np.ndarray:
         return self.class_accuracy - self.baseline_class[None, :]
+
+    @property
+    def nonzero(self) -> np.ndarray:
+        ci = self.effect_interval
+        return (ci[..., 0] > 0) | (ci[..., 1] < 0)
+
+    @property
+    def at_floor(self) -> np.ndarray:
+        return self.baseline_class <= float(self.chance)
+
+    @property
+    def at_ceiling(self) -> np.ndarray:
+        return self.baseline_class >= 1.0
+
+    @property
+    def dissociable(self) -> np.ndarray:
+        return self.nonzero & ~(self.at_floor | self.at_ceiling)[None, :]
+
+    @property
+    def normalised_effect(self) -> np.ndarray:
+        span = self.baseline_class - float(self.chance)
+        with np.errstate(all="ignore"):
+            return np.where(span[None, :] > 0, self.effect / span[None, :], np.nan)
 
     @property
     def importance(self) -> np.ndarray:
@@ -169,27 +312,44 @@ class LesionResult(Result):
                 "changed": self.changed}
 
     def export(self, path) -> list:
-        """The tables of :meth:`Result.export`, and ``<stem>_dissociation.csv`` (groups x classes)."""
+        """The tables of :meth:`Result.export`, and ``<stem>_dissociation.csv`` (groups x classes): each class's
+        effect, its interval (``<class> low``, ``<class> high``) and whether it is dissociable."""
         paths = super().export(path)
         stem = Path(paths[0]).with_suffix("")
         matrix = stem.parent / (stem.name + "_dissociation.csv")
-        columns = {"group": self.groups, **{str(c): self.effect[:, k] for k, c in enumerate(self.classes)}}
-        write_csv(matrix, columns, to_json({"result": "dissociation (class accuracy change)", **self.settings}, indent=None))
+        columns = {"group": self.groups}
+        for k, c in enumerate(self.classes):
+            columns.update({str(c): self.effect[:, k], f"{c} low": self.effect_interval[:, k, 0],
+                            f"{c} high": self.effect_interval[:, k, 1], f"{c} dissociable": self.dissociable[:, k]})
+        header = {"result": "dissociation (class accuracy change)", "split_half_r": float(self.split_half_r),
+                  "reliability": float(self.reliability), **self.settings}
+        write_csv(matrix, columns, to_json(header, indent=None))
         return paths + [matrix]
 
     def plot(self, ax=None, top: int | None = 32):
-        """The dissociation matrix: change in per-class accuracy, groups (most important first) x classes."""
+        """The dissociation matrix, groups (most important first) x classes: entries whose interval contains 0
+        greyed and hatched, classes at floor (F) or ceiling (C) greyed; the split-half reliability in the title."""
+        from matplotlib.patches import Rectangle
+
         fig, ax = new_axes(ax, figsize=(7, 5))
         order = self.ranking()[:top] if top else self.ranking()
-        effect = self.effect[order]
-        lim = float(np.nanmax(np.abs(effect))) or 1.0
-        image = ax.imshow(effect, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+        effect, plain = self.effect[order], ~self.dissociable[order]
+        lim = float(np.nanmax(np.abs(effect))) if np.isfinite(effect).any() else 0.0
+        image = ax.imshow(np.where(plain, np.nan, effect), cmap="RdBu_r", vmin=-(lim or 1.0), vmax=lim or 1.0,
+                          aspect="auto", interpolation="nearest")
+        for i, k in zip(*np.nonzero(plain)):
+            ax.add_patch(Rectangle((k - 0.5, i - 0.5), 1, 1, facecolor="0.88", edgecolor="0.65", hatch="///", lw=0))
+        flags = np.where(self.at_floor, " (F)", np.where(self.at_ceiling, " (C)", ""))
         ax.set_yticks(range(len(order)))
         ax.set_yticklabels([self.groups[i] for i in order], fontsize=6)
         ax.set_xticks(range(len(self.classes)))
-        ax.set_xticklabels(self.classes, rotation=60, ha="right", fontsize=6)
+        ax.set_xticklabels([f"{c}{f}" for c, f in zip(self.classes, flags)], rotation=60, ha="right", fontsize=6)
+        for label, flagged in zip(ax.get_xticklabels(), flags):
+            label.set_color("0.6" if flagged else "k")
         ax.set_ylabel(f"lesioned channel(s) of {self.settings['layer']}")
-        ax.set_title("change in accuracy per class", fontsize=9)
+        ax.set_title(f"change in accuracy per class (hatched: 95% interval contains 0; F/C: floor/ceiling)\n"
+                     f"split-half r {float(self.split_half_r):.2f}, reliability {float(self.reliability):.2f}",
+                     fontsize=8)
         fig.colorbar(image, ax=ax, shrink=0.8)
         fig.tight_layout()
         return fig
@@ -200,61 +360,85 @@ def cumulative_lesion(
     model: nn.Module,
     layer: str | Unit,
     stimuli: Any,
-    labels: Any,
+    labels: Any = None,
     sweep: LesionResult | None = None,
     n_points: int = 12,
     mode: str = "zero",
     output: str | None = None,
     batch_size: int = 256,
     seed: int = 0,
+    n_random: int = 10,
     progress: bool = True,
 ) -> "CumulativeLesionResult":
-    """Accuracy as more and more channels are lesioned: most important first, least first, random.
+    """Accuracy as more and more channels are lesioned: most important first, least first, random orders.
 
     Parameters
     ----------
+    stimuli, labels
+        As :func:`lesion_sweep` reads them (labels default to those the stimuli carry).
     sweep : LesionResult, optional
         Single-channel lesion results giving the importance ranking
         (computed with :func:`lesion_sweep` when omitted).
     n_points : int
         Number of lesion sizes from 0 to all channels.
     seed : int
-        Seed of the random order (the control curve).
+        Seed of the random orders (the control curves) and of the sweep's bootstrap.
+    n_random : int
+        Number of random orders (permutations of the channels); the result holds each curve, their mean and
+        their 95% band.
 
     Returns
     -------
     CumulativeLesionResult
     """
+    if int(n_random) < 1:
+        raise InsilicoError(f"n_random must be at least 1 (random orders of the control curve), not {n_random}")
     unit = Unit.coerce(layer, model)
+    stimuli = stimulus_source(stimuli, model=model)
     if sweep is None:
         sweep = lesion_sweep(model, unit, stimuli, labels, mode=mode, output=output, batch_size=batch_size,
-                             progress=progress)
+                             seed=seed, progress=progress)
     channels = np.array([int(g) for g in sweep.groups])
     ranked = channels[sweep.ranking()]
-    rng = np.random.default_rng(seed)
-    orders = {"most": ranked, "least": ranked[::-1], "random": rng.permutation(channels)}
+    rng = rng_for(seed, "cumulative lesion orders")
+    randoms = [rng.permutation(channels) for _ in range(int(n_random))]
     counts = np.unique(np.linspace(0, len(channels), n_points).round().astype(int))
-    curves = {}
-    for name, order in orders.items():
-        groups = [list(order[:k]) for k in counts]
-        res = lesion_sweep(model, unit, stimuli, labels, groups=groups, mode=mode, output=output,
-                           batch_size=batch_size, progress=progress)
-        curves[name] = res.accuracy
-    arrays = dict(n_lesioned=counts, fraction=counts / len(channels), accuracy_most=curves["most"],
-                  accuracy_least=curves["least"], accuracy_random=curves["random"], ranking=ranked,
-                  chance=np.array(1.0 / len(sweep.classes)))
-    return CumulativeLesionResult(arrays, dict(sweep.settings, n_points=n_points, seed=seed))
+    groups = [list(order[:k]) for order in [ranked, ranked[::-1], *randoms] for k in counts]
+    n = len(stimuli)
+    y, _, check = _labels(stimuli, model, labels, None)
+    runs = _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, progress, check)
+    hits = runs["correct"].sum(1).reshape(2 + int(n_random), len(counts))  # right answers per order and size
+    random_acc = hits[2:] / n
+    arrays = dict(n_lesioned=counts, fraction=counts / len(channels), accuracy_most=hits[0] / n,
+                  accuracy_least=hits[1] / n, accuracy_random=hits[2:].sum(0) / (int(n_random) * n),
+                  accuracy_random_all=random_acc, accuracy_random_band=interval(random_acc, axis=0),
+                  random_orders=np.stack(randoms), ranking=ranked, chance=np.array(1.0 / len(sweep.classes)))
+    return CumulativeLesionResult(arrays, dict(sweep.settings, n_points=n_points, seed=seed, n_random=int(n_random)))
 
 
 class CumulativeLesionResult(Result):
-    """Accuracy vs number of lesioned channels (``n_lesioned``) for three orders."""
+    """Accuracy vs number of lesioned channels (``n_lesioned``) for three orders.
+
+    Attributes
+    ----------
+    n_lesioned, fraction : (P,) lesion sizes
+    accuracy_most, accuracy_least : (P,) most / least important channels first
+    accuracy_random : (P,) mean over the random orders; accuracy_random_all : (R, P) each random order;
+    accuracy_random_band : (P, 2) the 2.5-97.5 percentiles over the random orders
+    random_orders : (R, C) the channel orders; ranking : (C,) most important first; chance : 1 / K
+    """
+
+    required_arrays = ("accuracy_random_all", "accuracy_random_band", "random_orders")
 
     def plot(self, ax=None):
-        """Accuracy vs fraction lesioned: most important first, least important first, random."""
+        """Accuracy vs fraction lesioned: most important first, least important first, random orders (mean, band)."""
         fig, ax = new_axes(ax)
         ax.plot(self.fraction, self.accuracy_most, "o-", label="most important first")
         ax.plot(self.fraction, self.accuracy_least, "s-", label="least important first")
-        ax.plot(self.fraction, self.accuracy_random, "^-", color="0.5", label="random order")
+        band = self.accuracy_random_band
+        ax.fill_between(self.fraction, band[:, 0], band[:, 1], color="0.5", alpha=0.25, lw=0)
+        ax.plot(self.fraction, self.accuracy_random, "^-", color="0.5",
+                label=f"random order (mean, 95% band of {len(self.accuracy_random_all)})")
         ax.axhline(float(self.chance), color="k", ls=":", lw=1, label="chance")
         ax.set_xlabel(f"fraction of {self.settings['layer']} lesioned")
         ax.set_ylabel("accuracy")

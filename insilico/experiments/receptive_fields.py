@@ -20,8 +20,18 @@ named channels):
     global pooling, reshapes, permutes, matrix products) make the RF the
     whole image. The size is the unclamped extent (it can exceed the image).
 ``"gradient"``
-    Mean ``|d unit / d image|`` (summed over colour channels) over white-noise
-    images, via :func:`insilico.gradient_map`.
+    The unit's **linear (gradient) footprint**: mean ``|d unit / d image|``
+    (summed over colour channels) over white-noise images, via
+    :func:`insilico.gradient_map`, of the unit as addressed (a conv output is
+    read before its nonlinearity, so the footprint is the linearised RF, not
+    where the rectified unit fires). The size's standard error ``size_se``
+    is half the difference of the sizes measured on two halves of the images
+    (even and odd), the SE of the full estimate. By default (``n_images=None``)
+    the number of images doubles from 64 until ``size_se <=`` :data:`TARGET_SE`
+    (10%) of the size or :data:`MAX_GRADIENT_IMAGES` images
+    (``settings["n_images"]`` is the number used, ``settings["se_reached"]``
+    whether the target was met); an int ``n_images`` uses exactly that many.
+    A linear unit has the same gradient for every image: its ``size_se`` is 0.
 ``"sparse_noise"``
     Reverse correlation with sparse noise (:func:`insilico.stimuli.sparse_noise`):
     the ON map is the mean response when a light dot covers a pixel minus the
@@ -54,9 +64,10 @@ from torch import nn
 
 from .. import stimuli as stim
 from ..errors import InsilicoError
+from ..performance import as_numpy
 from ..probe import Probe
 from ..registry import register_tool
-from ..units import Unit
+from ..units import Unit, need_tensor
 from .results import Result, new_axes
 from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of, image_size, renamed
 from ..session import session
@@ -64,6 +75,12 @@ from ..plan import Plan, plan_for
 from .runs import record_units, sample_shapes
 
 METHODS = ("theoretical", "gradient", "sparse_noise")
+#: The most white-noise images the gradient method doubles up to while ``size_se`` is above its target.
+MAX_GRADIENT_IMAGES = 1024
+#: The gradient method's default image count doubles from :data:`FIRST_GRADIENT_IMAGES` until the size's standard
+#: error is at most this fraction of the size.
+TARGET_SE = 0.1
+FIRST_GRADIENT_IMAGES = 64
 # autograd nodes after which every input position matters
 _WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive", "View", "Reshape", "Permute",
           "Transpose", "Softmax", "Linear", "Unfold", "TBackward", "Einsum", "Matmul")
@@ -77,7 +94,7 @@ def receptive_field(
     size: int | Sequence[int] | None = None,
     method: str = "theoretical",
     threshold: float = 0.1,
-    n_images: int = 16,
+    n_images: int | None = None,
     n_frames: int = 4000,
     dots: int = 4,
     dot_size: int = 1,
@@ -101,7 +118,8 @@ def receptive_field(
     threshold : float
         Measured maps: fraction of the peak strength that counts as inside.
     n_images : int
-        Gradient: number of white-noise images averaged.
+        Gradient: number of white-noise images averaged (>= 2); default None: 64, doubled until the size's
+        standard error is at most :data:`TARGET_SE` of the size (up to :data:`MAX_GRADIENT_IMAGES`).
     n_frames, dots, dot_size : int
         Sparse noise: frames, dots per frame and dot side (pixels).
     batch_size, seed, progress
@@ -111,7 +129,13 @@ def receptive_field(
     -------
     RFResult
         ``size`` (pixels), ``center`` (y, x), ``extent`` (height, width),
-        ``map`` (H, W) and ``box`` (y0, y1, x0, x1), inclusive.
+        ``map`` (H, W) and ``box`` (y0, y1, x0, x1), inclusive; gradient: ``size_se`` (pixels) and
+        ``settings["measure"]``, which names the linear footprint.
+
+    Raises
+    ------
+    InsilicoError
+        An unknown method; ``n_images`` not None and not an int >= 2 for the gradient method.
     """
     if method not in METHODS:
         raise InsilicoError(f"unknown RF method {method!r}; use one of {', '.join(METHODS)}")
@@ -128,19 +152,34 @@ def receptive_field(
             strength[y0:y1 + 1, x0:x1 + 1] = 1.0
         return RFResult.from_box(box, strength, strength, settings)
     if method == "gradient":
-        from ..attribution.gradients import gradient_map
-
-        images = stim.white_noise(size=size, n=n_images, seed=seed, channels=channels).images
-        maps = gradient_map(model, images, neuron, method="gradient").cpu().numpy()
-        signed = maps.sum(1).mean(0)
-        strength = np.abs(maps).sum(1).mean(0)
-        settings.update(n_images=n_images, seed=seed)
-        return RFResult.from_map(strength, signed, threshold, settings)
+        return gradient_rf(model, neuron, channels, size, threshold, n_images, seed, settings)
     noise = stim.sparse_noise(size=size, n_frames=n_frames, dots=dots, dot_size=dot_size, seed=seed,
                               channels=channels)
     strength, signed, floor = sparse_noise_map(model, neuron, noise, batch_size, progress, plan=plan)
     settings.update(n_frames=n_frames, dots=dots, dot_size=dot_size, seed=seed)
     return RFResult.from_map(strength, signed, threshold, settings, floor=floor)
+
+
+def gradient_rf(model: nn.Module, neuron: Unit, channels: int, size: int, threshold: float, n_images: int | None,
+                seed: int, settings: dict) -> "RFResult":
+    """The linear (gradient) footprint of ``neuron`` on ``n_images`` white-noise images; None: 64, doubled until the
+    size's standard error is at most :data:`TARGET_SE` of the size (see :func:`receptive_field`)."""
+    from ..attribution.gradients import gradient_map
+
+    if n_images is not None and (isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 2):
+        raise InsilicoError(f"receptive_field: n_images must be None (doubled until the size is stable) or an int "
+                            f">= 2 (two halves give the size's standard error), not {n_images!r}")
+    target_se = TARGET_SE if n_images is None else None
+    n = FIRST_GRADIENT_IMAGES if n_images is None else n_images
+    while True:
+        images = stim.white_noise(size=size, n=n, seed=seed, channels=channels).images
+        maps = as_numpy(gradient_map(model, images, neuron, method="gradient"))
+        result = RFResult.from_gradient_maps(maps, threshold, dict(settings, n_images=n, seed=seed))
+        reached = target_se is None or result.size_se <= target_se * result.size or not np.isfinite(result.size)
+        if reached or 2 * n > MAX_GRADIENT_IMAGES:
+            result.settings.update(target_se=target_se, se_reached=bool(reached))
+            return result
+        n *= 2
 
 
 def locate(model: nn.Module, unit: str | Unit, channels: int, size: int,
@@ -168,7 +207,7 @@ def theoretical_box(model: nn.Module, neuron: Unit, channels: int, size: int) ->
     whole = Unit(neuron.module, neuron.step, None, neuron.output)
     with session(model, grad=True), probe.record(whole, keep_graph=True) as rec:
         model(x)
-        out = rec[whole]
+        out = need_tensor(whole, rec[whole], " for its receptive field")
     if out.grad_fn is None:
         return None
     index = neuron.index or ()
@@ -344,6 +383,29 @@ class RFResult(Result):
         result.settings["cut"] = cut
         return result
 
+    @classmethod
+    def from_gradient_maps(cls, maps: np.ndarray, threshold: float, settings: dict) -> "RFResult":
+        """The linear (gradient) footprint from gradient maps ``(M, C, H, W)`` of one unit on ``M >= 2`` images:
+        strength ``mean_m sum_c |g|``, the signed map ``mean_m sum_c g``, and ``size_se`` (pixels), half the
+        difference of the sizes measured on the even and the odd images (the standard error of the full estimate;
+        0 for a linear unit)."""
+        maps = np.asarray(maps, float)
+
+        def measured(part, extra):
+            return cls.from_map(np.abs(part).sum(1).mean(0), part.sum(1).mean(0), threshold, {**settings, **extra})
+
+        result = measured(maps, {"measure": "linear (gradient) footprint"})
+        halves = [measured(maps[k::2], {}).size for k in (0, 1)]
+        result.arrays["size_se"] = np.array(abs(halves[0] - halves[1]) / 2.0)
+        result.settings["half_sizes"] = [float(h) for h in halves]
+        return result
+
+    @property
+    def size_se(self) -> float:
+        """Standard error of :attr:`size` (pixels) across the two halves of the images (gradient method; NaN
+        for the others)."""
+        return float(self.arrays.get("size_se", np.nan))
+
     @property
     def size(self) -> float:
         """Geometric mean of the RF's height and width, in pixels."""
@@ -370,7 +432,9 @@ class RFResult(Result):
             y0, y1, x0, x1 = self.box
             ax.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
                                            edgecolor="k", lw=1))
-        ax.set_title(f"{self.settings['neuron']} ({self.settings['method']}): {self.size:.1f} px", fontsize=8)
+        measure = self.settings.get("measure", self.settings["method"])
+        se = f" ± {self.size_se:.1f}" if np.isfinite(self.size_se) else ""
+        ax.set_title(f"{self.settings['neuron']} ({measure}): {self.size:.1f}{se} px", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
         return fig
@@ -424,7 +488,8 @@ def receptive_field_sizes(
     Returns
     -------
     RFSizesResult
-        ``layers``, ``depth`` (1..L) and per method ``size_<method>``.
+        ``layers``, ``depth`` (1..L) and per method ``size_<method>``; with the gradient method its standard
+        error ``size_se_gradient`` (:func:`receptive_field`).
     """
     from tqdm.auto import tqdm
 
@@ -432,15 +497,19 @@ def receptive_field_sizes(
     layers = list(layers) if layers is not None else spatial_layers(model, channels, size)
     sizes = {m: [] for m in methods}
     centres = {m: [] for m in methods}
+    errors = {m: [] for m in methods}
     for layer in tqdm(layers, desc="RF per layer", disable=not progress, leave=False):
         for method in methods:
             rf = receptive_field(model, layer, size=(channels, size, size), method=method, **options)
             sizes[method].append(rf.size)
             centres[method].append(rf.center)
+            errors[method].append(rf.size_se)
     arrays = {"layers": np.array(layers), "depth": np.arange(1, len(layers) + 1)}
     for method in methods:
         arrays[f"size_{method}"] = np.array(sizes[method], float)
         arrays[f"center_{method}"] = np.array(centres[method], float)
+        if method == "gradient":
+            arrays["size_se_gradient"] = np.array(errors[method], float)
     return RFSizesResult(arrays, dict(methods=list(methods), input_size=[channels, size, size], model=type(model).__name__,
                                       **{k: v for k, v in options.items()}))
 
@@ -448,7 +517,8 @@ def receptive_field_sizes(
 class RFSizesResult(Result):
     """RF size per layer (``layers``, ``depth``, ``size_<method>``), plotted against depth."""
 
-    sample_arrays = ("layers",) + tuple(f"{kind}_{m}" for kind in ("size", "center") for m in METHODS)
+    sample_arrays = ("layers", "size_se_gradient") + tuple(f"{kind}_{m}" for kind in ("size", "center")
+                                                           for m in METHODS)
 
     @classmethod
     def _joined(cls, result):
@@ -459,6 +529,8 @@ class RFSizesResult(Result):
         cols = {"layer": self.layers, "depth": self.depth}
         for m in self.settings["methods"]:
             cols[f"size_{m}"] = self.arrays[f"size_{m}"]
+        if "size_se_gradient" in self.arrays:
+            cols["size_se_gradient"] = self.arrays["size_se_gradient"]
         return cols
 
     def plot(self, ax=None):

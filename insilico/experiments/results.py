@@ -44,7 +44,7 @@ import numpy as np
 
 from .. import persistence
 from ..errors import InsilicoError, SavedFileError
-from ..jsonfiles import to_json
+from ..jsonfiles import jsonable, to_json
 from ..results import Result as _Result
 
 
@@ -59,6 +59,8 @@ class Result(_Result):
 
     #: Arrays with a sample axis first (units, groups, layers, stimuli), joined by :meth:`concat`.
     sample_arrays: ClassVar[tuple[str, ...]] = ()
+    #: Arrays every result of the kind holds; a saved one without them (an older insilico's) is refused.
+    required_arrays: ClassVar[tuple[str, ...]] = ()
 
     arrays: dict[str, Any]
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -66,6 +68,10 @@ class Result(_Result):
     def __post_init__(self):
         self.arrays = {k: np.asarray(v) for k, v in self.arrays.items()}
         self.settings = jsonable(self.settings or {})
+        missing = [k for k in self.required_arrays if k not in self.arrays]
+        if missing:
+            raise InsilicoError(f"a {type(self).__name__} without {missing}: it was made by an older insilico "
+                                "(before these noise estimates were stored); run the experiment again")
 
     def __getattr__(self, name: str):
         arrays = self.__dict__.get("arrays", {})
@@ -80,6 +86,24 @@ class Result(_Result):
             return {}
         n = max(len(v) for v in ones.values())
         return {k: v for k, v in ones.items() if len(v) == n}
+
+    def to_pandas(self):
+        """The :meth:`table` as a ``pandas.DataFrame`` (one row per unit, group, layer...: the CSV of :meth:`export`).
+
+        Raises
+        ------
+        InsilicoError
+            pandas is not installed (``pip install 'insilico-ephys[xarray]'``), or the result has no table.
+        """
+        try:
+            import pandas
+        except ImportError:
+            raise InsilicoError(f"{type(self).__name__}.to_pandas needs pandas: pip install "
+                                "'insilico-ephys[xarray]'") from None
+        columns = self.table()
+        if not columns:
+            raise InsilicoError(f"{type(self).__name__} has no table (no per-row arrays): read .arrays instead")
+        return pandas.DataFrame(columns)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the result to ONE file (read back with :meth:`load`); for the NPZ/CSV tables use :meth:`export`."""
@@ -182,19 +206,6 @@ def _cell(value: Any) -> str:
     return f'"{text}"' if "," in text else text
 
 
-def jsonable(value: Any) -> Any:
-    """Plain-JSON copy of settings (tuples become lists, numpy scalars numbers, others strings)."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def new_axes(ax=None, figsize=(5, 3.5)):

@@ -68,7 +68,7 @@ def record_units(model: nn.Module, stimuli: Any, units: Any, batch_size: int = 2
     parsed = as_units(units)
     for unit in parsed:
         unit.resolve(model)
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, model=model)
     if len(source) == 0:
         raise StimulusError("the stimulus set is empty: give at least one stimulus")
     first = source.batch(0, 1, None, None)

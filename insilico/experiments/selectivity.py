@@ -31,11 +31,42 @@ which record a blank stimulus for the baseline and rectify responses):
   (octaves) of a log-Gaussian (:func:`fit_log_gaussian`; De Valois, Albrecht
   & Thorell 1982, Vision Res. 22:545), accepted only within one step of the
   sampled peak; when the sampled peak lies on the first or last SF tested the
-  range does not bracket it (``sf_peak_at_edge``) and no SF bandwidth is given.
+  range does not bracket it (``sf_peak_at_edge``) and no SF bandwidth is given;
+- **SF bandwidth guard** (:func:`sf_bandwidth_guard`), like the orientation
+  bandwidth's ``bandwidth_resolved``: the fitted bandwidth is reported only
+  when the sampled curve falls to half its height on both sides of the peak
+  within the tested SFs (else a flat low-pass or high-pass curve whose width
+  the range does not show), is at least one SF sampling step (octaves) wide
+  and at most the tested range; otherwise NaN and a reason
+  (``sf_bandwidth_reason``);
+- **F0, F1 and the modulation ratio** (:func:`phase_harmonics`; Skottun et
+  al. 1991, Vision Res. 31:1079): over the sampled phases of the grating at
+  the unit's preferred orientation and SF, ``F0`` is the mean response minus
+  the blank response (blank-subtracted: the evoked mean, as Skottun et al.
+  subtract the spontaneous rate) and ``F1`` the amplitude of the first
+  harmonic, ``2 |sum_k R_k e^{-i phi_k}| / P`` (no baseline: a constant has
+  none); exact discrete Fourier coefficients when the P >= 3 phases are
+  evenly spaced over 360 deg (otherwise NaN). ``F1 / F0 > 1`` is a *simple*
+  cell, else *complex* (:data:`SIMPLE_F1_F0`); a unit whose evoked mean is at
+  or below 0 while it is modulated (F1 > 0) is simple (its ratio is infinite:
+  ``modulation_ratio`` is NaN there). A half-wave rectified sinusoid has
+  F1/F0 = pi/2, an energy unit (sum of squares of a quadrature pair) 0;
+- **OSI saturated** (``osi_saturated``): the orthogonal response is at the
+  blank's (its baseline-subtracted, rectified value is 0 within rounding), so
+  OSI = 1 whatever the curve's shape: after a ReLU whose blank response is
+  exactly 0 this is a floor effect, not sharper tuning than a V1 cell's; a
+  histogram of OSI marks these units apart;
+- **V1 comparison on the same selection**: De Valois, Yund & Hepler (1982)
+  give the median orientation bandwidth over *all* cells, untuned ones counted
+  at 360 deg; :func:`full_bandwidths_like_v1` counts every responsive unit,
+  those whose curve never halves (or untuned ones) at 360 deg.
 
 Responsiveness (:func:`responsiveness`): a unit is *responsive* when (1) it
 is not silent (its responses to the blank, every grating and the natural
-images, when given, are not all the same), (2) its peak grating response
+images, when given, differ by more than rounding: :data:`UNIT_PRECISION` of
+its own largest response, and :data:`LAYER_PRECISION` of the largest response
+of any unit measured in the same call, so a float residue is never a
+response), (2) its peak grating response
 exceeds the blank response by ``margin`` (default 0.2) times the unit's
 response range on natural images (when given; else times ``|R_blank|``), the analogue of
 Marques et al.'s threshold relative to the maximal response, and (3) its
@@ -57,6 +88,21 @@ from scipy.optimize import curve_fit
 SILENT = "silent on the stimulus set"
 NOT_DRIVEN = "not driven by gratings"
 UNRELIABLE = "unreliable across grating phases"
+#: Rounding, not a response: differences below this fraction of a unit's own largest |response| (at least 1)...
+UNIT_PRECISION = 1e-6
+#: ... or below this fraction of the largest |response| of any unit measured in the same call. A float32 sum
+#: leaves residues up to ~1e-5 of its terms (a red-green opponent unit shown grey gratings answers 2e-7 to
+#: 3e-6 by CPU, beside 25 from a luminance unit of its layer); the layer's scale is what those terms are.
+LAYER_PRECISION = 1e-4
+#: Skottun et al. (1991): a modulation ratio F1/F0 above 1 is a simple cell, below a complex one.
+SIMPLE_F1_F0 = 1.0
+SF_NARROW = "narrower than one SF sampling step"
+SF_WIDE = "wider than the tested SF range"
+SF_OPEN = "does not fall to half height on both sides within the tested SFs (low- or high-pass)"
+SF_EDGE = "peak at the edge of the tested SFs"
+SF_NO_FIT = "log-Gaussian fit failed or far from the sampled peak"
+#: Full orientation bandwidth (deg) counted for untuned units, as De Valois, Yund & Hepler (1982) count them.
+UNTUNED_FULL_BANDWIDTH = 360.0
 
 
 def von_mises(theta: np.ndarray, mu: float, kappa: float, base: float, amp: float) -> np.ndarray:
@@ -167,21 +213,116 @@ def circular_variance(orientations_deg: np.ndarray, curves: np.ndarray) -> np.nd
         return np.where(total > 0, 1.0 - vec / total, np.nan)
 
 
+def preferred_and_orthogonal(orientations_deg: np.ndarray, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(r_pref, r_orth)`` per row of ``curves`` (U, O), responses clipped at 0: the sampled peak and the
+    sample nearest 90 deg from it."""
+    r = np.clip(np.atleast_2d(np.asarray(curves, float)), 0, None)
+    oris = np.asarray(orientations_deg, float)
+    pref = r.argmax(1)
+    target = (oris[pref] + 90.0) % 180.0
+    dist = np.abs(((oris[None, :] - target[:, None]) + 90.0) % 180.0 - 90.0)
+    rows = np.arange(len(r))
+    return r[rows, pref], r[rows, dist.argmin(1)]
+
+
 def selectivity_index(orientations_deg: np.ndarray, curves: np.ndarray) -> np.ndarray:
     """OSI ``(r_pref - r_orth) / (r_pref + r_orth)`` per row, responses clipped at 0; r_orth 90 deg from the peak.
 
     Give baseline-subtracted responses (``R - R_blank``); NaN for a row with no response above 0.
     """
-    r = np.clip(np.atleast_2d(curves), 0, None)
-    oris = np.asarray(orientations_deg, float)
-    pref = r.argmax(1)
-    target = (oris[pref] + 90.0) % 180.0
-    dist = np.abs(((oris[None, :] - target[:, None]) + 90.0) % 180.0 - 90.0)
-    orth = dist.argmin(1)
-    rows = np.arange(len(r))
-    top, bottom = r[rows, pref], r[rows, orth]
+    top, bottom = preferred_and_orthogonal(orientations_deg, curves)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(top > 0, (top - bottom) / (top + bottom), np.nan)
+
+
+def osi_saturated(orientations_deg: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """(U,) bool: the orthogonal response of the baseline-subtracted ``curves`` (U, O) is at the floor (0 after
+    rectification, within :data:`UNIT_PRECISION` of the peak), so OSI = 1 by the floor, not by the curve's shape.
+
+    >>> osi_saturated([0, 45, 90, 135], [[2.0, 1.0, 0.0, 1.0], [2.0, 1.0, 0.5, 1.0]]).tolist()
+    [True, False]
+    """
+    top, bottom = preferred_and_orthogonal(orientations_deg, curves)
+    return (top > 0) & (bottom <= UNIT_PRECISION * np.maximum(1.0, top))
+
+
+def full_bandwidths_like_v1(bandwidth_hwhm: np.ndarray, responsive: np.ndarray) -> np.ndarray:
+    """Full orientation bandwidths (deg) of every responsive unit, as De Valois, Yund & Hepler (1982) count cells:
+    twice the half width, and :data:`UNTUNED_FULL_BANDWIDTH` (360) where none is given (untuned, or the curve never
+    halves). Compare their median with the V1 median over all cells.
+
+    >>> full_bandwidths_like_v1(np.array([10.0, np.nan, 20.0]), np.array([True, True, False])).tolist()
+    [20.0, 360.0]
+    """
+    bw = np.asarray(bandwidth_hwhm, float)[np.asarray(responsive, bool)]
+    return np.where(np.isfinite(bw), 2.0 * bw, UNTUNED_FULL_BANDWIDTH)
+
+
+def even_phases(phases_deg) -> bool:
+    """True when the phases are P >= 3 distinct values evenly spaced over 360 deg (the DFT is then exact)."""
+    p = np.sort(np.asarray(phases_deg, float) % 360.0)
+    if len(p) < 3:
+        return False
+    gaps = np.diff(np.append(p, p[0] + 360.0))
+    return bool(np.allclose(gaps, 360.0 / len(p), atol=1e-6))
+
+
+def phase_harmonics(responses: np.ndarray, baseline: np.ndarray, phases_deg) -> tuple[np.ndarray, np.ndarray]:
+    """``(F0, F1)`` of responses ``(U, P)`` over grating phase: the mean minus ``baseline`` (U,), and the
+    first-harmonic amplitude ``2 |sum_k R_k e^{-i phi_k}| / P``; NaN unless the phases are :func:`even_phases`.
+
+    >>> r = np.maximum(np.cos(np.deg2rad(np.arange(0, 360, 45.0))), 0)[None]
+    >>> f0, f1 = phase_harmonics(r, np.zeros(1), np.arange(0, 360, 45.0))
+    >>> round(float(f1[0] / f0[0]), 4)  # the sampled half-wave rectified cosine (pi/2 = 1.5708 in the limit)
+    1.6569
+    """
+    responses = np.atleast_2d(np.asarray(responses, float))
+    if not even_phases(phases_deg):
+        nan = np.full(len(responses), np.nan)
+        return nan, nan.copy()
+    f1 = phase_reduce(responses, phases_deg, "f1")
+    return responses.mean(-1) - np.asarray(baseline, float), f1
+
+
+def cell_type(f0: np.ndarray, f1: np.ndarray, responsive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(modulation_ratio F1/F0, type "simple" | "complex" | "")`` per unit (Skottun et al. 1991).
+
+    Simple: ``F1 / F0 > SIMPLE_F1_F0``, or ``F1 > 0`` with an evoked mean ``F0 <= 0`` (ratio infinite: NaN in
+    ``modulation_ratio``); complex otherwise; "" for units that are not responsive or whose F0/F1 are NaN.
+    """
+    f0, f1 = np.asarray(f0, float), np.asarray(f1, float)
+    known = np.asarray(responsive, bool) & np.isfinite(f0) & np.isfinite(f1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(known & (f0 > 0), f1 / np.where(f0 > 0, f0, 1.0), np.nan)
+        simple = known & np.where(f0 > 0, f1 > SIMPLE_F1_F0 * f0, f1 > 0)
+    return ratio, np.where(simple, "simple", np.where(known, "complex", "")).astype(str)
+
+
+def sf_bandwidth_guard(sfs: np.ndarray, curve: np.ndarray, bandwidth: float) -> str:
+    """Why a fitted SF ``bandwidth`` (full width, octaves) of the baseline-subtracted SF ``curve`` is not reported,
+    or "" when it is: the curve must fall to half its peak on both sides within the tested ``sfs``
+    (:data:`SF_OPEN`), the width be at least the largest log2 step (:data:`SF_NARROW`) and at most the tested range
+    (:data:`SF_WIDE`); NaN is :data:`SF_NO_FIT`.
+
+    >>> sf_bandwidth_guard([1, 2, 4, 8, 16], [0.1, 0.5, 1.0, 0.5, 0.1], 2.0)
+    ''
+    >>> sf_bandwidth_guard([1, 2, 4, 8, 16], [1.0, 1.0, 0.9, 0.5, 0.1], 6.0)
+    'does not fall to half height on both sides within the tested SFs (low- or high-pass)'
+    """
+    x = np.log2(np.asarray(sfs, float))
+    order = np.argsort(x)
+    x, r = x[order], np.clip(np.asarray(curve, float)[order], 0, None)
+    if not np.isfinite(bandwidth):
+        return SF_NO_FIT
+    top = int(r.argmax())
+    half = r[top] / 2
+    if not (np.any(r[:top] <= half) and np.any(r[top + 1:] <= half)):
+        return SF_OPEN
+    if bandwidth < float(np.diff(x).max()) - 1e-9:
+        return SF_NARROW
+    if bandwidth > float(x[-1] - x[0]) + 1e-9:
+        return SF_WIDE
+    return ""
 
 
 def half_width(orientations_deg: np.ndarray, curve: np.ndarray, resolution: float = 0.05) -> float:
@@ -253,7 +394,9 @@ def responsiveness(peak: np.ndarray, baseline: np.ndarray, low: np.ndarray, high
     every phase, natural images); ``natural_range``: max - min over natural
     images, or None; ``reliability``: :func:`phase_reliability` (NaN: not applied).
     """
-    scale_tol = 1e-6 * np.maximum(1.0, np.maximum(np.abs(high), np.abs(low)))
+    extent = np.maximum(np.abs(high), np.abs(low))
+    recorded = float(extent.max()) if extent.size else 0.0
+    scale_tol = np.maximum(UNIT_PRECISION * np.maximum(1.0, extent), LAYER_PRECISION * recorded)
     silent = (high - low) <= scale_tol
     scale = natural_range if natural_range is not None else np.abs(baseline)
     threshold = baseline + np.maximum(margin * scale, scale_tol)
@@ -261,6 +404,20 @@ def responsiveness(peak: np.ndarray, baseline: np.ndarray, low: np.ndarray, high
     reliable = ~(reliability < min_reliability)  # NaN: not applied
     reason = np.where(silent, SILENT, np.where(~driven, NOT_DRIVEN, np.where(~reliable, UNRELIABLE, "")))
     return (reason == ""), reason.astype(str)
+
+
+def spontaneous(baseline: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """(U,) bool: the blank response lies above the lowest response to any stimulus shown (``low``) by more than
+    rounding (:data:`UNIT_PRECISION` of the unit's largest |response|): activity that a stimulus can lower.
+
+    A unit after a ReLU whose blank response is 0, its floor, has none: no image can inhibit it below the blank,
+    and "inhibiting" images of it are scored before the nonlinearity (state so) or not shown.
+
+    >>> spontaneous(np.array([0.0, 0.5]), np.array([0.0, 0.0]), np.array([2.0, 2.0])).tolist()
+    [False, True]
+    """
+    extent = np.maximum(np.abs(high), np.abs(low))
+    return np.asarray(baseline, float) > np.asarray(low, float) + UNIT_PRECISION * np.maximum(1.0, extent)
 
 
 def circular_distance(a: np.ndarray, b: np.ndarray, period: float = 180.0) -> np.ndarray:
@@ -274,6 +431,8 @@ def median(x: np.ndarray) -> float:
     return float(np.median(x)) if len(x) else float("nan")
 
 
-__all__ = ["NOT_DRIVEN", "SILENT", "UNRELIABLE", "circular_distance", "circular_variance", "fit_log_gaussian",
-           "fit_von_mises", "half_width", "log_gaussian", "phase_reduce", "phase_reliability", "responsiveness",
-           "selectivity_index", "von_mises", "von_mises_hwhm"]
+__all__ = ["NOT_DRIVEN", "SF_EDGE", "SF_NARROW", "SF_NO_FIT", "SF_OPEN", "SF_WIDE", "SILENT", "SIMPLE_F1_F0",
+           "UNRELIABLE", "cell_type", "circular_distance", "circular_variance", "even_phases", "fit_log_gaussian",
+           "fit_von_mises", "full_bandwidths_like_v1", "half_width", "log_gaussian", "osi_saturated",
+           "phase_harmonics", "phase_reduce", "phase_reliability", "preferred_and_orthogonal", "responsiveness",
+           "selectivity_index", "sf_bandwidth_guard", "spontaneous", "von_mises", "von_mises_hwhm"]

@@ -24,22 +24,33 @@ Linear address is moved onto the nonlinearity that follows it
   (Ringach et al. 2002), orientation bandwidth (half width at half height of the
   curve; De Valois, Yund & Hepler 1982), preferred orientation (only for
   tuned units, OSI >= 1/3, and always within one sampling step of the
-  curve's peak), preferred SF and SF bandwidth (log-Gaussian; De Valois,
-  Albrecht & Thorell 1982), and ``sf_peak_at_edge`` when the tested SFs do
-  not bracket the peak. The definitions and their sources are in
+  curve's peak), ``osi_saturated`` (the orthogonal response at the blank's:
+  OSI = 1 by the floor), preferred SF and SF bandwidth (log-Gaussian; De
+  Valois, Albrecht & Thorell 1982; NaN with ``sf_bandwidth_reason`` where the
+  grid does not resolve it), and ``sf_peak_at_edge`` when the tested SFs do
+  not bracket the peak; F0, F1, F1/F0 and ``cell_type`` (simple / complex,
+  Skottun et al. 1991); ``spontaneous`` (a blank response that a stimulus
+  can lower). The definitions and their sources are in
   :mod:`insilico.experiments.selectivity`.
 
-Responses over phase become one number by their maximum (``phase_reduce="max"``,
-the default: the peak response over a phase sweep, meaningful for linear,
-rectified and phase-invariant units alike), their mean (``"mean"``, the F0 of
-a drifting grating; flat for a linear unit such as a conv layer before its
-ReLU) or their first harmonic (``"f1"``, the simple-cell modulation amplitude).
+Phase: every unit's F0 (evoked mean over the sampled phases, blank-subtracted), F1 (first-harmonic amplitude)
+and modulation ratio F1/F0 at its preferred orientation and SF are reported always, with the simple (F1/F0 > 1)
+/ complex split of Skottun et al. (1991), ``cell_type``. The tuning curves and indices read every unit alike
+through ``phase_reduce``; the default is **not** Skottun et al.'s per-type choice (F1 for simple, F0 for
+complex cells) but the maximum over phase (``"max"``: the peak response over a phase sweep, defined for linear,
+rectified and phase-invariant units alike and on the same scale as the blank, so one baseline subtraction and
+one responsiveness criterion serve both types). ``"mean"`` is the F0 of a drifting grating (flat for a linear
+unit such as a conv layer before its ReLU), ``"f1"`` the simple-cell modulation amplitude, and ``"skottun"``
+reads each unit as a V1 paper would: F1 for simple units, F0 for complex ones (``tuning - baseline`` is then F1
+or the evoked F0; the colour axis is still chosen by the phase maximum).
 Fits use :func:`scipy.optimize.curve_fit`.
 
 Macaque V1 reference values (used by :meth:`TuningResult.plot_population`)
 --------------------------------------------------------------------------
 - Orientation bandwidth (full width at half amplitude) ranges from 6 deg to
-  360 deg (untuned) with a median near 40 deg; the foveal sample has more
+  360 deg (untuned) with a median near 40 deg over all cells, untuned ones
+  included (so :meth:`TuningResult.plot_population` and ``summary()["median_bandwidth_full_all_deg"]``
+  count every responsive unit, untuned at 360 deg); the foveal sample has more
   horizontal and vertical preferred orientations than oblique ones.
   De Valois, Yund & Hepler (1982), Vision Res. 22:531-544 (abstract).
 - Peak SF at 2-5 deg eccentricity ranges from 0.5 to 8 cycles/deg; SF full
@@ -63,6 +74,7 @@ Example
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -71,17 +83,20 @@ import torch
 from .. import stimuli as stim
 from ..errors import InsilicoError
 from ..layers import image_size
+from ..options import Options
 from ..plan import Plan
 from ..registry import register_tool
 from .results import Result, new_axes
 from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
 from .runs import after_nonlinearity, as_units, record_units
 from .selectivity import (
-    circular_distance, circular_variance, fit_log_gaussian, fit_von_mises, half_width, log_gaussian, median as _median,
-    phase_reduce as _phase_reduce, phase_reliability, responsiveness, selectivity_index, von_mises, von_mises_hwhm,
+    SF_EDGE, SF_NO_FIT, cell_type, circular_distance, circular_variance, even_phases, fit_log_gaussian, fit_von_mises,
+    full_bandwidths_like_v1, half_width, log_gaussian, median as _median, osi_saturated, phase_harmonics,
+    phase_reduce as _phase_reduce, phase_reliability, responsiveness, selectivity_index, sf_bandwidth_guard,
+    spontaneous, von_mises, von_mises_hwhm,
 )
 
-PHASE_REDUCTIONS = ("max", "mean", "f1")
+PHASE_REDUCTIONS = ("max", "mean", "f1", "skottun")
 #: Reference values for macaque V1 (see the module docstring for the sources).
 MACAQUE_V1 = {
     "orientation_bandwidth_full_median_deg": 40.0,      # De Valois, Yund & Hepler 1982
@@ -154,6 +169,75 @@ def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, ori
     return values(grid) + (record,)
 
 
+@dataclass(frozen=True)
+class TuningOptions(Options):
+    """The method of :func:`orientation_tuning` (not its stimulus dimensions), checked when built.
+
+    Attributes
+    ----------
+    phase_reduce : {"max", "mean", "f1", "skottun"}
+        How responses over phase become one number (default "max"; "skottun": F1 for simple units, F0 for
+        complex ones; see the module docstring).
+    natural : images (N, C, H, W) or StimulusSet, optional
+        Natural images: each unit's response range on them sets the margin of
+        the "driven" criterion (default: the blank response sets it).
+    margin : float
+        A responsive unit's peak exceeds its blank response by ``margin`` x its
+        natural-image range (or x ``|blank response|``) (default 0.2).
+    min_reliability : float
+        Least correlation between the tuning grids of two interleaved phase
+        halves (applied with 6 or more phases; default 0.5).
+    raw : bool
+        True: tune the addresses as given (e.g. a conv output before its
+        ReLU); default False moves Conv / Linear units onto the following
+        nonlinearity (:func:`~insilico.experiments.runs.after_nonlinearity`).
+    budget : float or None
+        Seconds of forward passes the default grid may take (default
+        :data:`~insilico.experiments.budget.DEFAULT_BUDGET`). When none of
+        ``orientations``, ``sfs``, ``phases`` is given, the grid is the
+        largest of :data:`GRIDS` (orientations x SFs x phases, from
+        36 x 8 x 8 down to 4 x 4 x 4) whose gratings x ``colours`` fit it,
+        by the model's arithmetic up to the units
+        (:func:`~insilico.experiments.budget.seconds_per_stimulus`: counted
+        FLOPs at a nominal device throughput, not timed, so the same call
+        picks the same grid on every machine of a device kind). ``None``:
+        the full 36 x 8 x 8 grid. Given any of the three, you choose the
+        grid: the others take their full defaults. The choice and the
+        estimate are in ``result.settings["grid"]``.
+    fov : float, optional
+        Degrees of visual angle spanned by the image; adds cycles/deg values
+        and the macaque reference to :meth:`TuningResult.plot_population`.
+
+    Example
+    -------
+    >>> TuningOptions(phase_reduce="f1", budget=None).phase_reduce
+    'f1'
+    >>> TuningOptions(phase_reduce="median")
+    Traceback (most recent call last):
+    ...
+    insilico.errors.InsilicoError: phase_reduce must be one of ('max', 'mean', 'f1', 'skottun'), not 'median'
+    """
+
+    phase_reduce: str = "max"
+    natural: Any = None
+    margin: float = MARGIN
+    min_reliability: float = MIN_RELIABILITY
+    raw: bool = False
+    budget: float | None = DEFAULT_BUDGET
+    fov: float | None = None
+
+    def validate(self) -> TuningOptions:
+        """Check the method's settings; returns ``self``."""
+        if self.phase_reduce not in PHASE_REDUCTIONS:
+            raise InsilicoError(f"phase_reduce must be one of {PHASE_REDUCTIONS}, not {self.phase_reduce!r}")
+        for name in ("budget", "fov"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          and value > 0):
+                raise InsilicoError(f"{name} must be a number > 0 or None, not {value!r}")
+        return self
+
+
 @register_tool("experiment", takes_images=False, per_sample=True)
 def orientation_tuning(
     model: torch.nn.Module,
@@ -163,16 +247,12 @@ def orientation_tuning(
     sfs: Sequence[float] | None = None,
     phases: Sequence[float] | None = None,
     contrast: float = 1.0,
-    fov: float | None = None,
-    phase_reduce: str = "max",
-    natural: Any = None,
-    margin: float = MARGIN,
-    min_reliability: float = MIN_RELIABILITY,
-    raw: bool = False,
+    *,
     colours: Sequence[str] = ("luminance",),
-    budget: float | None = DEFAULT_BUDGET,
     batch_size: int = 288,
     progress: bool = True,
+    options: TuningOptions | None = None,
+    **option_overrides,
 ) -> "TuningResult":
     """Orientation and SF tuning of units with full-field sine gratings and a blank baseline.
 
@@ -201,54 +281,36 @@ def orientation_tuning(
         more let the phase-reliability criterion apply).
     contrast : float
         Michelson contrast of the gratings (mean luminance 0.5, the blank's).
-    fov : float, optional
-        Degrees of visual angle spanned by the image; adds cycles/deg values
-        and the macaque reference to :meth:`TuningResult.plot_population`.
-    phase_reduce : {"max", "mean", "f1"}
-        How responses over phase become one number (see the module docstring).
-    natural : images (N, C, H, W) or StimulusSet, optional
-        Natural images: each unit's response range on them sets the margin of
-        the "driven" criterion (default: the blank response sets it).
-    margin : float
-        A responsive unit's peak exceeds its blank response by ``margin`` x its
-        natural-image range (or x ``|blank response|``).
-    min_reliability : float
-        Least correlation between the tuning grids of two interleaved phase
-        halves (applied with 6 or more phases).
-    raw : bool
-        True: tune the addresses as given (e.g. a conv output before its
-        ReLU); default False moves Conv / Linear units onto the following
-        nonlinearity (:func:`~insilico.experiments.runs.after_nonlinearity`).
     colours : list of {"luminance", "red-green", "blue-yellow"}
         Colour axes of the gratings (:data:`COLOUR_AXES`; the chromatic ones
         need 3-channel input): each unit is characterised on the axis that
         drives it most (``preferred_colour``; ``colour_peak`` per axis), so a
         colour-opponent unit is tuned with colour gratings. Each axis adds a
         full grating set.
-    budget : float or None
-        Seconds of forward passes the default grid may take (default
-        :data:`~insilico.experiments.budget.DEFAULT_BUDGET`). When none of
-        ``orientations``, ``sfs``, ``phases`` is given, the grid is the
-        largest of :data:`GRIDS` (orientations x SFs x phases, from
-        36 x 8 x 8 down to 4 x 4 x 4) whose gratings x ``colours`` fit it,
-        by the model's arithmetic up to the units
-        (:func:`~insilico.experiments.budget.seconds_per_stimulus`: counted
-        FLOPs at a nominal device throughput, not timed, so the same call
-        picks the same grid on every machine of a device kind). ``None``:
-        the full 36 x 8 x 8 grid. Given any of the three, you choose the
-        grid: the others take their full defaults. The choice and the
-        estimate are in ``result.settings["grid"]``.
     batch_size : int
         Gratings per forward pass.
     progress : bool
         Show a progress bar.
+    options : TuningOptions, optional
+        The method: ``phase_reduce``, ``natural``, ``margin``, ``min_reliability``, ``raw``, ``budget`` (which
+        sizes the default grid), ``fov``.
+    **option_overrides
+        Any field of :class:`TuningOptions`, on top of ``options`` (``phase_reduce="f1"``, ``budget=None``).
 
     Returns
     -------
     TuningResult
+
+    Raises
+    ------
+    InsilicoError
+        An unknown option (with close matches) or one out of range; fewer than 4 orientations; colours the
+        model's input cannot show.
     """
-    if phase_reduce not in PHASE_REDUCTIONS:
-        raise InsilicoError(f"phase_reduce must be one of {PHASE_REDUCTIONS}, not {phase_reduce!r}")
+    options = TuningOptions.from_kwargs("orientation_tuning", None, options, **option_overrides)
+    phase_reduce, natural, margin, min_reliability = (options.phase_reduce, options.natural, options.margin,
+                                                      options.min_reliability)
+    raw, budget, fov = options.raw, options.budget, options.fov
     channels, _, size = image_size(model, size, square=True)
     requested = as_units(units)
     blank = torch.full((1, channels, size, size), 0.5)
@@ -278,7 +340,8 @@ def orientation_tuning(
     values = values.numpy().astype(np.float64)
     baseline = values[-1]
     blocks = np.moveaxis(values[:-1].reshape(len(colours), n_o, n_s, n_p, -1), -1, 1)  # (C, U, O, S, P)
-    colour_peak = (_phase_reduce(blocks, phases, phase_reduce).reshape(len(colours), blocks.shape[1], -1).max(-1)
+    by = "max" if phase_reduce == "skottun" else phase_reduce   # the colour axis: by the phase maximum
+    colour_peak = (_phase_reduce(blocks, phases, by).reshape(len(colours), blocks.shape[1], -1).max(-1)
                    - baseline).T                                                      # (U, C)
     best = colour_peak.argmax(1)
     responses = blocks[best, np.arange(blocks.shape[1])]                               # (U, O, S, P)
@@ -353,6 +416,27 @@ class TuningResult(Result):
         between two sampled orientations, so the true half width is only
         known to be below about one step (sample more orientations).
     sf_bandwidth : (U,) octaves (full width at half height)
+        Reported only when resolved (:func:`~insilico.experiments.selectivity.sf_bandwidth_guard`): NaN where
+        the curve does not fall to half height on both sides within the tested SFs (flat low-pass / high-pass),
+        where the width is below one SF step or above the tested range.
+    sf_bandwidth_reason : (U,) str
+        Why a responsive unit has no ``sf_bandwidth`` ("" when it has one or is not responsive).
+    osi_saturated : (U,) bool
+        Responsive units whose orthogonal response is at the blank's (OSI = 1 by the floor of a rectified
+        response, not by the curve's shape): a histogram of ``osi`` should show them apart.
+    f0, f1 : (U,)
+        Over the sampled phases at the preferred orientation and SF (the grating that drives the unit most at its
+        best phase, whatever ``phase_reduce``): the mean response minus the blank
+        response, and the first-harmonic amplitude (NaN unless 3+ phases evenly spaced over 360 deg).
+    modulation_ratio : (U,)
+        F1 / F0 (NaN where F0 <= 0 or not responsive).
+    cell_type : (U,) str
+        "simple" (F1/F0 > 1, Skottun et al. 1991), "complex", or "" (not responsive / no F0, F1).
+    spontaneous : (U,) bool
+        The blank response is above the lowest response to any stimulus shown
+        (:func:`~insilico.experiments.selectivity.spontaneous`): only such units can be inhibited below the
+        blank; for the others (a ReLU unit at 0 on the blank) inhibition is defined before the nonlinearity or
+        not at all.
     orientation_r2, sf_r2 : (U,) goodness of the fits
     tuned : (U,) bool, responsive and OSI >= 1/3
     natural_min, natural_max : (U,)
@@ -367,7 +451,8 @@ class TuningResult(Result):
                      "peak_response", "reliability", "peak_orientation", "preferred_orientation", "bandwidth",
                      "bandwidth_resolved", "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "peak_sf",
                      "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2", "sf_fit", "preferred_sf_cpd",
-                     "natural_min", "natural_max", "colour_peak", "preferred_colour")
+                     "natural_min", "natural_max", "colour_peak", "preferred_colour", "sf_bandwidth_reason",
+                     "osi_saturated", "f0", "f1", "modulation_ratio", "cell_type", "spontaneous")
 
     @classmethod
     def from_responses(cls, responses: np.ndarray, baseline: np.ndarray, names: list[str], settings: dict,
@@ -376,7 +461,7 @@ class TuningResult(Result):
         oris = np.asarray(settings["orientations"], float)
         sfs = np.asarray(settings["sfs"], float)
         how = settings.get("phase_reduce", "max")
-        tuning = _phase_reduce(responses, settings["phases"], how)
+        tuning, reliability, at_peak = _reduce_over_phase(responses, baseline, settings["phases"], how)
         n_units = tuning.shape[0]
         rows = np.arange(n_units)
         best_o, best_s = np.unravel_index(tuning.reshape(n_units, -1).argmax(1), tuning.shape[1:])
@@ -391,7 +476,6 @@ class TuningResult(Result):
             natural_min, natural_max = natural_responses.min(0), natural_responses.max(0)
             natural_range = natural_max - natural_min
             low, high = np.minimum(low, natural_min), np.maximum(high, natural_max)
-        reliability = phase_reliability(responses, baseline, settings["phases"], how)
         responsive, reason = responsiveness(peak, baseline, low, high, natural_range, reliability,
                                             float(settings.get("margin", MARGIN)),
                                             float(settings.get("min_reliability", MIN_RELIABILITY)))
@@ -419,7 +503,8 @@ class TuningResult(Result):
             sf_ok = np.isfinite(sf[:, 0]) & (np.abs(np.log2(sf[:, 0]) - np.log2(peak_sf)) <= sf_step + 1e-9) \
                 & (sf[:, 0] >= sfs.min()) & (sf[:, 0] <= sfs.max())
         preferred_sf = np.where(responsive, np.where(sf_ok & ~at_edge, sf[:, 0], peak_sf), np.nan)
-        sf_bandwidth = np.where(responsive & sf_ok & ~at_edge, sf[:, 1], np.nan)
+        sf_bandwidth, sf_reason = _guarded_sf_bandwidth(sfs, sf_evoked, sf[:, 1], responsive & sf_ok & ~at_edge,
+                                                        responsive, at_edge)
         arrays = dict(
             units=np.array(names), tuning=tuning, responses=responses, baseline=baseline, curves=curves,
             sf_curves=sf_curves, responsive=responsive, reason=reason, peak_response=peak - baseline,
@@ -427,16 +512,19 @@ class TuningResult(Result):
             bandwidth=bandwidth, bandwidth_resolved=resolved, orientation_r2=ori[:, 2], orientation_fit=ori[:, 3:], circular_variance=cv,
             osi=osi, tuned=tuned, peak_sf=peak_sf, preferred_sf=preferred_sf, sf_peak_at_edge=at_edge,
             sf_bandwidth=sf_bandwidth, sf_r2=sf[:, 2], sf_fit=sf[:, 3:], natural_min=natural_min,
-            natural_max=natural_max,
+            natural_max=natural_max, sf_bandwidth_reason=sf_reason,
+            osi_saturated=responsive & osi_saturated(oris, evoked), spontaneous=spontaneous(baseline, low, high),
         )
+        arrays.update(_phase_modulation(at_peak, baseline, settings["phases"], responsive))
         if settings.get("fov"):
             arrays["preferred_sf_cpd"] = preferred_sf / float(settings["fov"])
         return cls(arrays, settings)
 
     def table(self) -> dict[str, np.ndarray]:
         keys = ["units", "responsive", "reason", "baseline", "peak_response", "reliability", "peak_orientation",
-                "preferred_orientation", "bandwidth", "bandwidth_resolved", "orientation_r2", "circular_variance", "osi", "tuned",
-                "peak_sf", "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2"]
+                "preferred_orientation", "bandwidth", "bandwidth_resolved", "orientation_r2", "circular_variance", "osi",
+                "osi_saturated", "tuned", "peak_sf", "preferred_sf", "sf_peak_at_edge", "sf_bandwidth",
+                "sf_bandwidth_reason", "sf_r2", "f0", "f1", "modulation_ratio", "cell_type", "spontaneous"]
         keys += [k for k in ("preferred_sf_cpd", "preferred_colour") if k in self.arrays]
         return {k: self.arrays[k] for k in keys}
 
@@ -465,7 +553,34 @@ class TuningResult(Result):
             "median_preferred_sf_cpi": _median(self.preferred_sf[~self.sf_peak_at_edge]),
             "median_sf_bandwidth_oct": _median(self.sf_bandwidth),
             "sf_peak_at_edge": int(self.sf_peak_at_edge.sum()),
+            **self._physiology_summary(),
         }
+
+    def _physiology_summary(self) -> dict:
+        """The counts and medians that compare with V1 on V1's footing (absent from results of older versions)."""
+        a, out = self.arrays, {}
+        if "osi_saturated" in a:
+            out["osi_saturated"] = int(a["osi_saturated"].sum())
+        if "cell_type" in a:
+            out.update(simple=int((a["cell_type"] == "simple").sum()), complex=int((a["cell_type"] == "complex").sum()),
+                       median_modulation_ratio=_median(a["modulation_ratio"]))
+        if "sf_bandwidth_reason" in a:
+            refused = a["sf_bandwidth_reason"][self.responsive]
+            out["sf_bandwidth_refused"] = {str(k): int((refused == k).sum()) for k in sorted(set(refused)) if k}
+        full = full_bandwidths_like_v1(self.bandwidth, self.responsive)
+        out["median_bandwidth_full_all_deg"] = _median(full)  # every responsive unit, untuned at 360: V1's footing
+        return out
+
+    def _plot_osi(self, ax):
+        """OSI of responsive units, those whose orthogonal response is at the floor (OSI = 1 by the floor,
+        ``osi_saturated``) stacked apart."""
+        osi, responsive = self.osi, self.responsive
+        floor = self.arrays.get("osi_saturated", np.zeros(len(osi), bool)) & responsive
+        bins = np.linspace(0, 1, 11)
+        ax.hist([osi[responsive & ~floor], osi[floor]], bins=bins, stacked=True, color=["0.4", "tab:orange"],
+                label=["graded", f"orthogonal at floor ({int(floor.sum())})"])
+        ax.set_xlabel("OSI (responsive units)")
+        ax.legend(fontsize=6, frameon=False)
 
     # -- figures ------------------------------------------------------------------------
     def plot(self, units: Sequence[int] | None = None, ax=None, normalize: bool = True):
@@ -538,11 +653,13 @@ class TuningResult(Result):
         return _legend_beside(fig, ax, created)
 
     def plot_population(self, fig=None):
-        """Histograms of preferred orientation, bandwidth, peak SF and SF bandwidth, with macaque V1 references."""
+        """Histograms of preferred orientation, orientation bandwidth (every responsive unit, untuned at 360 deg,
+        the selection of the V1 median), peak SF, SF bandwidth (reported ones) and OSI (the floor-saturated units
+        apart), with macaque V1 references."""
         import matplotlib.pyplot as plt
 
-        fig = fig or plt.figure(figsize=(10, 2.8))
-        axes = fig.subplots(1, 4)
+        fig = fig or plt.figure(figsize=(12.5, 2.8))
+        axes = fig.subplots(1, 5)
         tuned = self.tuned
         axes[0].hist(self.preferred_orientation[tuned] % 180, bins=np.arange(0, 181, 15), color="0.4")
         axes[0].set_xlabel("preferred orientation (deg)")
@@ -550,11 +667,12 @@ class TuningResult(Result):
         for cardinal in (0, 90, 180):
             axes[0].axvline(cardinal, color="tab:red", ls=":", lw=1)
         axes[0].set_title("macaque fovea: more at 0°/90°", fontsize=7)
-        full = 2 * self.bandwidth[tuned]
-        axes[1].hist(full[np.isfinite(full)], bins=np.arange(0, 181, 10), color="0.4")
+        full = full_bandwidths_like_v1(self.bandwidth, self.responsive)   # V1's selection: untuned at 360
+        axes[1].hist(full, bins=np.arange(0, 361, 20), color="0.4")
         axes[1].axvline(MACAQUE_V1["orientation_bandwidth_full_median_deg"], color="tab:red", ls="--",
-                        label="macaque V1 median")
-        axes[1].set_xlabel("orientation bandwidth (full, deg)")
+                        label="macaque V1 median (all cells)")
+        axes[1].axvline(_median(full), color="0.1", ls=":", label="median here (all responsive)")
+        axes[1].set_xlabel("orientation bandwidth (full, deg; untuned = 360)")
         axes[1].legend(fontsize=6, frameon=False)
         fov = self.settings.get("fov")
         good = np.isfinite(self.preferred_sf) & ~self.sf_peak_at_edge & (self.sf_r2 > 0.5)
@@ -573,11 +691,59 @@ class TuningResult(Result):
                         label="macaque V1 (fovea)")
         axes[3].set_xlabel("SF bandwidth (octaves)")
         axes[3].legend(fontsize=6, frameon=False)
+        self._plot_osi(axes[4])
         fig.tight_layout()
         return fig
 
 
 # Curve models, fits and indices live in :mod:`.selectivity`; re-exported here.
+
+def _guarded_sf_bandwidth(sfs: np.ndarray, sf_evoked: np.ndarray, fitted: np.ndarray, usable: np.ndarray,
+                          responsive: np.ndarray, at_edge: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sf_bandwidth, sf_bandwidth_reason)`` (U,): the fitted full width where :func:`.selectivity.sf_bandwidth_guard`
+    accepts it, else NaN and why ("" for units that are not responsive and for reported widths)."""
+    reason = np.array([("" if not r else SF_EDGE if e else SF_NO_FIT if not u else sf_bandwidth_guard(sfs, c, w))
+                       for c, w, u, r, e in zip(sf_evoked, fitted, usable, responsive, at_edge)], dtype=object)
+    reason = reason.astype(str) if len(reason) else np.array([], dtype=str)
+    return np.where(responsive & (reason == ""), fitted, np.nan), reason
+
+
+def _reduce_over_phase(responses: np.ndarray, baseline: np.ndarray, phases, how: str) -> tuple:
+    """``(tuning (U, O, S), reliability (U,), at_peak (U, P))``: responses ``(U, O, S, P)`` reduced over phase by
+    ``how``, their :func:`.selectivity.phase_reliability`, and the phase responses at the grating (O, S) whose best
+    phase drives the unit most (where F0, F1 and the cell type are read, whatever ``how``).
+
+    ``"skottun"``: simple units (F1/F0 > 1 at that grating) are read by F1, stored as ``baseline + F1`` so that
+    ``tuning - baseline`` is F1; complex units by F0 (the mean over phase). Needs :func:`.selectivity.even_phases`.
+    """
+    grid = _phase_reduce(responses, phases, "max")
+    n_units = grid.shape[0]
+    best_o, best_s = np.unravel_index(grid.reshape(n_units, -1).argmax(1), grid.shape[1:])
+    at_peak = responses[np.arange(n_units), best_o, best_s]
+    if how != "skottun":
+        return _phase_reduce(responses, phases, how), phase_reliability(responses, baseline, phases, how), at_peak
+    if not even_phases(phases):
+        raise InsilicoError(f"phase_reduce='skottun' reads F1 and F0, which need 3 or more phases evenly spaced over "
+                            f"360 deg, not {list(phases)}: pass such phases or another phase_reduce")
+    _, kind = cell_type(*phase_harmonics(at_peak, baseline, phases), np.ones(n_units, bool))
+    simple = kind == "simple"
+    tuning = np.where(simple[:, None, None], _phase_reduce(responses, phases, "f1") + baseline[:, None, None],
+                      _phase_reduce(responses, phases, "mean"))
+    reliability = np.where(simple, phase_reliability(responses, np.zeros_like(baseline), phases, "f1"),
+                           phase_reliability(responses, baseline, phases, "mean"))
+    return tuning, reliability, at_peak
+
+
+def _phase_modulation(at_preferred: np.ndarray, baseline: np.ndarray, phases, responsive: np.ndarray) -> dict:
+    """F0, F1, F1/F0 and the simple/complex split of responses (U, P) over phase at each unit's preferred
+    grating (the most driving one at its best phase; :func:`.selectivity.phase_harmonics`,
+    :func:`.selectivity.cell_type`)."""
+    f0, f1 = phase_harmonics(at_preferred, baseline, phases)
+    ratio, kind = cell_type(f0, f1, responsive)
+    nan = np.full(len(f0), np.nan)
+    return dict(f0=np.where(responsive, f0, nan), f1=np.where(responsive, f1, nan), modulation_ratio=ratio,
+                cell_type=kind)
+
 
 def _legend_beside(fig, ax, created: bool):
     """The legend beside the axis (it never covers the data); a figure made here is laid out so that nothing,
@@ -588,7 +754,7 @@ def _legend_beside(fig, ax, created: bool):
         fig.tight_layout()
     return fig
 
-__all__ = ["orientation_tuning", "TuningResult", "MACAQUE_V1", "default_sfs", "circular_variance", "selectivity_index",
+__all__ = ["orientation_tuning", "TuningOptions", "TuningResult", "MACAQUE_V1", "default_sfs", "circular_variance", "selectivity_index",
            "fit_von_mises", "fit_log_gaussian", "von_mises", "von_mises_hwhm", "log_gaussian"]
 
 

@@ -71,7 +71,9 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
     dict (JSON-able)
         ``layers``, ``units`` (layer -> the recorded unit), ``human_it`` and ``monkey_it`` (layer ->
         ``similarity``, ``ci``), ``human_it_noise_ceiling`` (``lower``, ``upper``), ``monkey_it_vs_human_it``,
-        ``best_layer`` (region -> layer), ``compare``, ``rdm_method``, ``n_boot``, ``seed``, ``image_size``,
+        ``best_layer`` (region -> layer), ``best_layers`` (region -> the layers a paired bootstrap cannot tell
+        from the best, the best first: :meth:`~insilico.rsa.BootstrapResult.best_set`), ``compare``,
+        ``rdm_method``, ``n_boot``, ``seed``, ``image_size``,
         ``seconds``.
     """
     from .. import data, rsa
@@ -101,6 +103,7 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
             "monkey_it_vs_human_it": float(rsa.compare(d.monkey_it, d.human_it, COMPARE)),
             "best_layer": {"human_it": human.names[int(np.argmax(human.estimate))],
                            "monkey_it": monkey.names[int(np.argmax(monkey.estimate))]},
+            "best_layers": {"human_it": human.best_set(), "monkey_it": monkey.best_set()},  # paired bootstrap
             "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -166,11 +169,12 @@ def rsa_html(res: dict | None) -> str:
                   f"{res[r][layer]['ci'][1]:.3f}]</td>" for r in ("human_it", "monkey_it")) + "</tr>"
         for layer in res["layers"])
     best_h, best_m = res["best_layer"]["human_it"], res["best_layer"]["monkey_it"]
-    close = {r: [l for l in res["layers"] if l != res["best_layer"][r]
-                 and res[r][l]["similarity"] >= res[r][res["best_layer"][r]]["ci"][0]] for r in ("human_it", "monkey_it")}
+    close = {r: [l for l in res["best_layers"][r] if l != res["best_layer"][r]] if "best_layers" in res  # paired test
+             else [l for l in res["layers"] if l != res["best_layer"][r]
+                   and res[r][l]["similarity"] >= res[r][res["best_layer"][r]]["ci"][0]] for r in ("human_it", "monkey_it")}
     caveat = " ".join(
-        f"For {name}, {len(close[r])} other layer{'s' if len(close[r]) != 1 else ''} score within the best layer's "
-        "95% interval: the ranking among them is not reliable on 92 images." for r, name in
+        f"For {name}, {len(close[r])} other layer{'s' if len(close[r]) != 1 else ''} cannot be told from the best "
+        "layer (95% bootstrap): the ranking among them is not reliable on 92 images." for r, name in
         (("human_it", "human IT"), ("monkey_it", "monkey IT")) if close[r])
     return (head + f'<div class="row">{figs}</div>'
             f"<p>Best layer: <b>{escape(best_h)}</b> for human IT (rho {res['human_it'][best_h]['similarity']:.3f}; "

@@ -14,7 +14,7 @@ What is done is the union of all ranks' logs, so
 
 - a rerun computes only the units whose stage is not logged (an interrupted
   chunk is recomputed; everything finished before stays);
-- ranks (``torch.distributed`` or ``shard=(rank, world)``) take every
+- ranks (``torch.distributed`` or ``Job(folder, shard=(rank, world))``) take every
   ``world``-th chunk and never write the same file; any rank (and any rerun)
   renders the pages from whatever is on disk.
 
@@ -22,7 +22,7 @@ What is done is the union of all ranks' logs, so
 its job identity (:mod:`insilico.identity`): the model's fingerprint (its
 parameters and buffers, not the path of its weights) and the settings that
 change pages (steps, seed, ...). Building into it with another model or such
-settings is refused, naming the differences (``overwrite=True`` / ``--force``
+settings is refused, naming the differences (``Job(folder, overwrite=True)`` / ``--force``
 starts over).
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..identity import check, job_identity
 from ..layers import choose_layers, example_input, image_size, renamed
+from ..options import Job
 from ..registry import register_tool
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, read_identity, start_over, write_json
 from . import brain, describe, pages, summary
@@ -96,28 +97,26 @@ def _todo(root: Path, layer: str, stage: str, start: int, stop: int, rank: int) 
 
 
 @register_tool("gallery", name="gallery", takes_images=False, saves=False, follows_dtype=False)
-def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = None,
-          shard: tuple[int, int] | None = None, progress: bool = True, render: bool = True,
-          overwrite: bool = False) -> dict:
+def build(settings: GallerySettings, out: str | Path | Job, model: nn.Module | None = None, progress: bool = True,
+          render: bool = True) -> dict:
     """Build (or continue) the gallery of ``settings`` in ``out``.
 
     Parameters
     ----------
     settings : GallerySettings
-    out : folder
-        The site; created. Rerunning into it computes only what is missing.
+    out : folder or Job
+        The site; created. Rerunning into it computes only what is missing. ``Job(folder, shard=(rank,
+        world))`` computes only this rank's chunks (default: the torch.distributed rank, else all);
+        ``Job(folder, overwrite=True)`` forgets what the site holds (its progress logs and identity) and
+        computes everything again (default: a site of another model or other page-changing settings is
+        refused).
     model : nn.Module, optional
         Default: loaded from ``settings.model`` / ``settings.weights`` (on the CPU).
-    shard : (rank, world), optional
-        Compute only this rank's chunks (default: the torch.distributed rank, else all).
     progress : bool
         One progress bar per stage (units done; the tools inside the stages show none).
     render : bool
         Write the HTML pages after computing (default True); rendering first computes the model page's
         RSA with IT (``brain.json``, once per site: :func:`.brain.ensure`).
-    overwrite : bool
-        Forget what the site holds (its progress logs and identity) and compute everything again
-        (default False: a site of another model or other page-changing settings is refused).
 
     Returns
     -------
@@ -130,8 +129,9 @@ def build(settings: GallerySettings, out: str | Path, model: nn.Module | None = 
         from ..experiments.command import load_model
 
         model = load_model(settings.model, settings.weights, "cpu")
-    root = Path(out)
-    _check_site(root, settings, model, shard, overwrite)
+    job = Job.of(out)
+    root, shard = Path(job.path), job.shard
+    _check_site(root, settings, model, shard, job.overwrite)
     work = Work(model, settings, root, input_shape(model), progress=False)  # the stages' own bars stay silent
     layers = list(settings.layers or discover_layers(model, work.shape))
     rank, world = rank_world(shard)

@@ -8,7 +8,7 @@ at round values (:func:`nice_ticks`) and, where it applies, a reference line
 Example
 -------
 >>> svg = svg_curve([0, 45, 90, 135], [1.0, 3.0, 1.0, 0.5], "orientation (°)", "tuning", baseline=0.8,
-...                 mark=45, mark_label="preferred 45°", x_range=(0, 180), x_ticks=[0, 45, 90, 135, 180])
+...                 mark=(45, "preferred 45°"), x_range=(0, 180), x_ticks=[0, 45, 90, 135, 180])
 >>> import xml.etree.ElementTree as ET
 >>> ET.fromstring(svg).tag
 '{http://www.w3.org/2000/svg}svg'
@@ -51,8 +51,8 @@ def log2_ticks(lo: float, hi: float) -> list[float]:
 
 
 def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int = 300, height: int = 200,
-              baseline: float | None = None, ylabel: str = "response", mark: float | None = None,
-              mark_label: str = "", x_range: tuple | None = None, x_ticks=None) -> str:
+              baseline: float | None = None, ylabel: str = "response", mark: tuple[float, str] | None = None,
+              x_range: tuple | None = None, x_ticks=None) -> str:
     """A tuning curve: line and dots (None values skipped), labelled axes with round ticks.
 
     Parameters
@@ -63,8 +63,8 @@ def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int =
         Axis labels (say the units) and the panel's title.
     baseline : float, optional
         Drawn dashed and labelled "blank" (the response to a blank grey screen).
-    mark, mark_label : float, str
-        An x value drawn as a vertical line and labelled (the preferred orientation).
+    mark : (float, str), optional
+        An x value drawn as a vertical line, and its label (the preferred orientation).
     x_range, x_ticks : optional
         The x axis's extent and tick values (default: the data's extent, round ticks).
     """
@@ -102,6 +102,7 @@ def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int =
         parts.append(f'<line class="baseline" x1="{left}" x2="{left + pw}" y1="{Y(baseline):.1f}" '
                      f'y2="{Y(baseline):.1f}" stroke="{RED}" stroke-dasharray="4 3"/>'
                      f'<text x="{left + pw - 2}" y="{Y(baseline) - 3:.1f}" text-anchor="end" fill="{RED}">blank</text>')
+    mark, mark_label = mark if mark is not None else (None, "")
     if mark is not None and x_lo <= mark <= x_hi:
         parts.append(f'<line class="mark" x1="{X(mark):.1f}" x2="{X(mark):.1f}" y1="{top}" y2="{top + ph}" '
                      f'stroke="{GREEN}" stroke-width="1.5" stroke-dasharray="2 2"/>'

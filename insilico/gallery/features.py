@@ -37,23 +37,26 @@ Example
 -------
 >>> import torch
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
->>> out = visualize(net, "1", [0, 2], shape=(3, 16, 16), steps=3, diverse=2, progress=False)
+>>> out = visualize(net, "1", [0, 2], size=(3, 16, 16), steps=3, diverse=2, progress=False)
 >>> tuple(out["maximizing"].shape), tuple(out["diverse"].shape), tuple(out["inhibiting"].shape)
 ((2, 3, 16, 16), (2, 2, 3, 16, 16), (2, 3, 16, 16))
 """
 from __future__ import annotations
 
+import numbers
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InsilicoError
 from ..layers import centre
 from ..objectives import Objective
 from ..session import session
 from ..synthesis import Synthesis, SynthesisOptions, Transforms
-from ..units import Unit
+from ..units import Unit, need_tensor
 
 
 def unit_values(whole: torch.Tensor) -> torch.Tensor:
@@ -147,24 +150,71 @@ def default_transforms(model: nn.Module, shape: Sequence[int]) -> Transforms:
     return SynthesisOptions(transforms="default").make_transforms(model, shape)
 
 
-def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shape: Sequence[int], *,
-              diverse: int = 3, diversity: float = 1.0, seed: int = 0, settle: int = 0,
-              exemplars: torch.Tensor | None = None, positions: Sequence[int] | None = None, stretch_steps: int = 0,
-              progress: bool = True, options: SynthesisOptions | None = None, **option_overrides) -> dict:
+@dataclass(frozen=True)
+class VisualizeOptions(SynthesisOptions):
+    """The gallery's feature visualisation: every field of :class:`~insilico.synthesis.SynthesisOptions` (the
+    synthesis loop; defaults here: ``VISUALIZE_DEFAULTS``) and its own below; checked when built.
+
+    Attributes
+    ----------
+    diverse : int
+        Images per unit from noise, >= 1 (default 3), pushed apart by ``diversity``.
+    diversity : float
+        Weight of the diversity term among a unit's images (default 1).
+    settle : int
+        The last ``settle`` steps run without transforms, and each image is its best iterate among them
+        (``Synthesis(transforms_until=steps - settle, keep="best")``); 0 (default): the last iterate,
+        transforms throughout.
+    stretch_steps : int
+        Steps of the stretched exemplars (default 0: with ``exemplars``, at least 1).
+
+    Example
+    -------
+    >>> VisualizeOptions(diverse=2, settle=4).settle
+    4
+    """
+
+    diverse: int = 3
+    diversity: float = 1.0
+    settle: int = 0
+    stretch_steps: int = 0
+
+    def validate(self) -> VisualizeOptions:
+        """Check every option (the loop's and the gallery's own); returns ``self``."""
+        super().validate()
+        for name, least in (("diverse", 1), ("settle", 0), ("stretch_steps", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise InsilicoError(f"{name} must be an int >= {least}, not {value!r}")
+        if isinstance(self.diversity, bool) or not isinstance(self.diversity, numbers.Real):
+            raise InsilicoError(f"diversity must be a number, not {self.diversity!r}")
+        return self
+
+
+def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size: Sequence[int], *, seed: int = 0,
+              exemplars: torch.Tensor | None = None, positions: Sequence[int] | None = None, progress: bool = True,
+              options: VisualizeOptions | SynthesisOptions | None = None, **option_overrides) -> dict:
     """Maximizing, diverse and inhibiting images of ``channels`` of ``layer`` (and stretched exemplars).
 
     Parameters
     ----------
-    options : SynthesisOptions, optional
-        The synthesis loop's knobs (steps, lr, schedule, ...).
+    model : nn.Module
+        Takes pixel-space images in [0, 1].
+    layer : str or Unit
+        The layer whose ``channels`` are visualised.
+    channels : sequence of int
+    size : (C, H, W)
+        The image size.
+    seed : int
+        Seeds every image (default 0).
+    options : VisualizeOptions or SynthesisOptions, optional
+        The knobs: the gallery's own (``diverse``, ``diversity``, ``settle``, ``stretch_steps``:
+        :class:`VisualizeOptions`) and the synthesis loop's (steps, lr, schedule, ...).
     **option_overrides
-        Any field of :class:`~insilico.synthesis.SynthesisOptions`, on top of ``options``. Defaults here
+        Any field of :class:`VisualizeOptions`, on top of ``options``. Defaults here
         (``VISUALIZE_DEFAULTS``): lr 0.1, ``transforms="default"`` (:func:`default_transforms`), Fourier 1/f
         parameterization, Adam; ``steps`` as the class (512) unless given. ``settle`` sets ``transforms_until``
         and ``keep``.
-    settle : int
-        The last ``settle`` steps run without transforms, and each image is its best iterate among them
-        (``Synthesis(transforms_until=steps - settle, keep="best")``); 0: the last iterate, transforms throughout.
     exemplars : tensor (n, C, H, W), optional
         Each unit's top exemplar: the start of its *stretched exemplar*, ``stretch_steps`` steps of gradient
         ascent on the neuron at flat map position ``positions[i]`` (the exemplar's best neuron), without
@@ -181,8 +231,10 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shap
         ``stretched_value`` (n,): for a conv channel its largest value over the map (smallest for the
         inhibiting image), the quantity the exemplars are ranked by (:func:`best_neuron_values`).
     """
-    options = SynthesisOptions.from_kwargs("visualize", VISUALIZE_DEFAULTS, options, progress=progress,
+    options = VisualizeOptions.from_kwargs("visualize", VISUALIZE_DEFAULTS, options, progress=progress,
                                            **option_overrides)
+    diverse, diversity, settle, stretch_steps = options.diverse, options.diversity, options.settle, options.stretch_steps
+    options = options.base(SynthesisOptions)  # the engine's knobs; the gallery's own are read above
     steps = options.steps
     layer = Unit.coerce(layer).replace(index=None)
     channels = [int(c) for c in channels]
@@ -190,7 +242,7 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], shap
     labels = [f"{layer.replace(index=(c,))}#{j}" for c in channels for j in range(d)]
     labels += [f"{layer.replace(index=(c,))}#inhibit" for c in channels]
     objective = UnitImages(layer, channels, d, diversity)
-    synth = Synthesis(model, objective, n=len(labels), size=tuple(shape), seed=seed, labels=labels, options=options,
+    synth = Synthesis(model, objective, n=len(labels), size=tuple(size), seed=seed, labels=labels, options=options,
                       transforms_until=steps - settle if settle else None, keep="best" if settle else "last")
     images = synth.run().images
     reduce = ["max"] * (n * d) + ["min"] * n
@@ -238,10 +290,10 @@ def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: 
     probe = Probe(model)
     with session(model) as s, probe.record(layer, stop=True) as rec:
         rec.forward(s.inputs(images))  # stops after the layer: later layers may not take this image size
-        whole = rec[layer].float().cpu()
+        whole = need_tensor(rec._tap(layer).unit, rec[layer]).float().cpu()
     high, low = best_neuron_values(whole, channels, "max"), best_neuron_values(whole, channels, "min")
     return torch.where(torch.tensor([r == "max" for r in reduce]), high, low)
 
 
-__all__ = ["UnitImages", "VISUALIZE_DEFAULTS", "best_neuron_values", "default_transforms", "grouped_diversity", "neuron_values", "stretch",
+__all__ = ["UnitImages", "VISUALIZE_DEFAULTS", "VisualizeOptions", "best_neuron_values", "default_transforms", "grouped_diversity", "neuron_values", "stretch",
            "unit_values", "visualize"]

@@ -369,13 +369,13 @@ def _tuning_html(d: dict | None, input_size=None) -> str:
         "preferred_colour") else ""
     ori = svg_curve(list(d["orientations"]) + [180.0], list(d["curve"]) + list(d["curve"][:1]),
                     "orientation (° counter-clockwise; 0 = vertical bars)", f"orientation tuning at best SF{colour}",
-                    baseline=base, ylabel="response (activation)", mark=pref,
-                    mark_label=f"preferred {pref:.0f}°" if pref is not None else "", x_range=(0.0, 180.0),
+                    baseline=base, ylabel="response (activation)",
+                    mark=None if pref is None else (pref, f"preferred {pref:.0f}°"), x_range=(0.0, 180.0),
                     x_ticks=[0, 45, 90, 135, 180])
     sf = svg_curve(d["sfs"], d["sf_curve"], "spatial frequency (cycles / image, log scale)",
                    f"SF tuning at best orientation{colour}", log_x=True, baseline=base, ylabel="response (activation)",
-                   mark=pref_sf, mark_label="" if pref_sf is None else f"peak at edge: {pref_sf:.3g}"
-                   if d.get("sf_peak_at_edge") else f"preferred {pref_sf:.3g}")
+                   mark=None if pref_sf is None else (pref_sf, f"peak at edge: {pref_sf:.3g}"
+                                                      if d.get("sf_peak_at_edge") else f"preferred {pref_sf:.3g}"))
     reduce = {"max": "maximum", "mean": "mean", "f1": "first harmonic"}.get(d.get("phase_reduce", "max"), "maximum")
     width = f" (cycles across the {input_size[-1]}-pixel image: {input_size[-1]} cycles/image = 1 cycle/pixel)" \
         if input_size else " (cycles across the image's width)"

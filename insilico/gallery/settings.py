@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 
 from ..errors import InsilicoError
+from ..identity import value_digest
+from ..stimuli.files import image_files
 
 
 @dataclasses.dataclass
@@ -54,9 +56,12 @@ class GallerySettings:
         Top exemplars per unit, each with its deconvolution projection and gradient map.
     per_class : int
         Held-out photo crops per class in the exemplar stimulus set (16 classes).
-    stimuli : {"photos", "natural"}
-        Exemplar stimuli: the bundled photos' held-out crops, or random crops of
-        scikit-image's photos (:func:`insilico.stimuli.natural_images`).
+    stimuli : {"photos", "natural"} or a folder or glob of image files
+        Exemplar stimuli: the bundled photos' held-out crops, random crops of
+        scikit-image's photos (:func:`insilico.stimuli.natural_images`), or the
+        user's images (a folder, ``DIR/<class>/<image>`` naming each exemplar's class,
+        or a glob; relative to the working directory), streamed and fitted to the
+        model's input (:func:`insilico.recording.stimulus_source`).
     lesion_per_class : int
         Held-out crops per class on which each unit's lesion is measured.
     orientations, phases, rf_images : int
@@ -133,7 +138,7 @@ class GallerySettings:
         if self.orientations < 4:
             raise InsilicoError("gallery setting orientations must be at least 4 (a tuning curve is fitted)")
         if self.stimuli not in ("photos", "natural"):
-            raise InsilicoError(f"gallery setting stimuli must be 'photos' or 'natural', not {self.stimuli!r}")
+            image_files(self.stimuli)  # a StimulusError naming the folder or glob that holds no images
         if self.units is not None and self.units < 1:
             raise InsilicoError(f"units must be at least 1, not {self.units}")
         if self.unit_range is not None:
@@ -148,7 +153,12 @@ class GallerySettings:
     def content_key(self) -> dict:
         """The settings that change computed pages (a site built with other values is not reused)."""
         skip = {"name", "layers", "units", "unit_range", "chunk"}
-        return {k: v for k, v in self.to_dict().items() if k not in skip}
+        key = {k: v for k, v in self.to_dict().items() if k not in skip}
+        if self.stimuli not in ("photos", "natural"):  # the user's files: another or a changed file is another site
+            files = image_files(self.stimuli)
+            key["stimulus_files"] = value_digest([[i, p.stat().st_size, p.stat().st_mtime_ns]
+                                                  for i, p in zip(files.ids, files.paths)])
+        return key
 
     def selection(self, n_units: int) -> range:
         """The units of a layer with ``n_units`` units that this build covers."""

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError
+from ..performance import as_numpy
 from ..layers import centre as map_centre, example_input, unit_layout
 from ..plot import as_images, map_to_rgb, mosaic
 from ..session import session
@@ -66,10 +67,13 @@ class Work:
 
     @functools.cached_property
     def photos(self) -> tuple[torch.Tensor, list[str]]:
-        """The exemplar stimulus set and a label per stimulus."""
+        """The exemplar stimulus set and a label per stimulus (the user's files: a stimulus source, read per
+        chunk, labelled by class name in a ``DIR/<class>/<image>`` folder, else by relative path)."""
         from .. import stimuli
         from ..models import photos
 
+        if self.settings.stimuli not in ("photos", "natural"):
+            return _files(self.model, self.settings.stimuli, self.shape)
         if self.settings.stimuli == "photos":
             x, y = photos.held_out(self.settings.per_class, seed=1234 + self.settings.seed)
             return _fit(x, self.shape), [photos.CLASSES[int(i)] for i in y]
@@ -120,6 +124,20 @@ def slug(layer: str) -> str:
     """A file-name-safe form of a layer address (``blt.conv2@3`` -> ``blt.conv2_at3``)."""
     text = str(layer).replace("@", "_at")
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text)
+
+
+def _files(model: nn.Module, files: str, shape: tuple) -> tuple:
+    """The user's image files as a stimulus source fitted to the model's input (its preprocessing, else the
+    gallery's input ``shape``), and a label per stimulus."""
+    from types import SimpleNamespace
+
+    from ..recording import stimulus_source
+
+    fitting = model if getattr(model, "preprocessing", None) is not None else SimpleNamespace(input_size=shape)
+    source = stimulus_source(files, name=f"stimuli {files}", model=fitting)
+    if source.labels is None:
+        return source, list(source.ids)
+    return source, [source.class_names[y] for y in source.labels]
 
 
 def _fit(x: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -271,8 +289,8 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
     noise = stimuli.white_noise(size=work.shape[-1], n=m, seed=work.settings.seed, channels=work.shape[0]).images
     neurons = [Unit.parse(layer).replace(index=(c, *centre)) for c in channels for _ in range(m)]
     images = noise.repeat(len(channels), 1, 1, 1)
-    maps = torch.cat([gradient_map(work.model, images[i:i + batch], neurons[i:i + batch]).cpu()
-                      for i in range(0, len(images), batch)]).numpy().reshape(len(channels), m, *work.shape)
+    maps = as_numpy(torch.cat([gradient_map(work.model, images[i:i + batch], neurons[i:i + batch]).cpu()
+                               for i in range(0, len(images), batch)])).reshape(len(channels), m, *work.shape)
     pages = []
     for i, c in enumerate(channels):
         signed, strength = maps[i].sum(1).mean(0), np.abs(maps[i]).sum(1).mean(0)

@@ -25,8 +25,8 @@ The core (modules, layout, chooser) is model-agnostic; a family is an adapter
 that answers only what the core cannot see from one module (STYLE.md:
 TransformerLens ``supported_architectures/``, nnsight ``modeling/``). The
 attention math and the parts ``"attn:heads"`` / ``"attn:weights"`` live in
-:mod:`insilico.attention`; a family only names its attention modules and the
-layout of their parts.
+:mod:`insilico.attention`, with the registry of known attention modules and the
+layout of their parts (:func:`attention_modules` reads it; a family may add classes of its own).
 
 Example
 -------
@@ -42,15 +42,15 @@ Example
 from __future__ import annotations
 
 from .chooser import KINDS, STEPS, choose_layers, example_input
-from .families import FAMILIES, GENERIC, Family, attention_modules, family_of, register, unit_layout
+from .families import FAMILIES, GENERIC, Family, attention_modules, family_of, read_layout, register, unit_layout
 from .inputs import image_size, renamed, size_failure
 from .layout import LAYOUTS, at_centre, centre, centre_token, channels_first, layout_of, patch_grid
 from .modules import (ACTIVATION_NAMES, ACTIVATIONS, CONV, CONV_LINEAR, INERT, LOCAL, MAPS_1D, PASS_THROUGH, SPATIAL,
                       input_channels, is_activation, is_conv_linear, is_inert, is_pass_through)
 
 __all__ = ["KINDS", "STEPS", "choose_layers", "example_input", "FAMILIES", "GENERIC", "Family", "attention_modules",
-           "family_of", "register", "unit_layout", "LAYOUTS", "at_centre", "centre", "centre_token", "channels_first",
-           "layout_of", "patch_grid", "ACTIVATION_NAMES",
+           "family_of", "read_layout", "register", "unit_layout", "LAYOUTS", "at_centre", "centre", "centre_token",
+           "channels_first", "layout_of", "patch_grid", "ACTIVATION_NAMES",
            "ACTIVATIONS", "CONV", "CONV_LINEAR", "INERT", "LOCAL", "MAPS_1D", "PASS_THROUGH", "SPATIAL",
            "image_size", "renamed", "size_failure", "input_channels", "is_activation", "is_conv_linear", "is_inert",
            "is_pass_through"]

@@ -10,10 +10,11 @@ a ``Sequential(Normalize(...), net)`` still finds the network in it), and it say
   registers): the token centre rule (:func:`~insilico.layers.layout.centre_token`);
 - ``channels_last``: which of its modules give ``(H, W, C)`` outputs
   (:func:`~insilico.layers.layout.layout_of`);
-- ``attention``: its attention modules (class names) and the layout of their
-  parts (:mod:`insilico.attention`): ``"heads"`` is ``(N, heads, L, head_dim)``,
-  ``"windows"`` the same with the windows folded into the batch axis
-  ``(N * windows, heads, window tokens, head_dim)``.
+- ``attention``: attention classes of the family that the registry of known
+  attention modules (:data:`insilico.attention.KNOWN`, which names torch's, timm's,
+  torchvision's, Hugging Face's and open_clip's) does not know, and the layout of
+  their parts: ``"heads"`` is ``(N, heads, L, head_dim)``, ``"windows"``
+  ``(N, heads, windows, window tokens, head_dim)`` (windows unfolded from the batch axis).
 
 The families insilico ships (``FAMILIES``; any other model is ``generic``):
 
@@ -21,22 +22,22 @@ The families insilico ships (``FAMILIES``; any other model is ``generic``):
     Conv nets (ResNet, AlexNet, VGG, MiniAlexNet, BLT) and anything else.
     Prefix tokens inferred (a ``g * g + 1`` sequence has a CLS token);
     channels-last: Linear / LayerNorm / permute-to-NHWC modules with a
-    3-axis output; attention: ``MultiheadAttention`` (heads).
+    3-axis output.
 ``vit``
     ``VisionTransformer`` (torchvision, timm), timm's ``Eva`` and ``VisionTransformerDistilled``, DINOv2's
     ``DinoVisionTransformer``. Prefix tokens: timm's ``num_prefix_tokens``
     (CLS, registers, distillation token), else 1 (CLS) plus DINOv2's
-    ``num_register_tokens``; attention: ``MultiheadAttention``, timm's
-    ``Attention`` (heads).
+    ``num_register_tokens``.
 ``swin``
     ``SwinTransformer`` / ``SwinTransformerV2`` (torchvision, timm). No prefix;
     channels-last: every 3-axis output except convolutions, pooling and a
-    permute back to NCHW (its stages run in ``(N, H, W, C)``); attention:
-    ``ShiftedWindowAttention(V2)``, timm's ``WindowAttention`` (windows).
+    permute back to NCHW (its stages run in ``(N, H, W, C)``).
 ``convnext``
     ``ConvNeXt`` (torchvision, timm). Channels-last: a block's Linear,
     LayerNorm and activation (between its two permutes; ``LayerNorm2d`` is
-    channels-first); no attention.
+    channels-first).
+
+Attention modules are the registry's (:mod:`insilico.attention`), whatever the family.
 
 How to add a model family
 -------------------------
@@ -68,8 +69,9 @@ from typing import Callable, Mapping
 from torch import nn
 
 from ..errors import InsilicoError
+from ..layout import set_reader
 from ..units import Unit, UnitLike
-from .layout import last_axis_features, layout_of, map_like
+from .layout import attention_layout, last_axis_features, layout_of, map_like
 from .modules import is_activation
 
 
@@ -89,14 +91,15 @@ class Family:
         (``module`` None: an op's output in the family's forward); None: the generic
         rule, Linear and LayerNorm outputs.
     attention : mapping
-        Attention module class name -> layout of its parts (``"heads"``, ``"windows"``).
+        Attention class name -> layout of its parts (``"heads"``, ``"windows"``, ``"refused"``) for classes
+        the registry :data:`insilico.attention.KNOWN` does not know (it is asked first).
     """
 
     name: str
     classes: tuple[str, ...] = ()
     prefix_tokens: Callable[[nn.Module], int] | None = None
     channels_last: Callable[[nn.Module | None], bool] | None = None
-    attention: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"MultiheadAttention": "heads"})
+    attention: Mapping[str, str] = dataclasses.field(default_factory=dict)
     root: nn.Module | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def prefix(self) -> int | None:
@@ -134,13 +137,10 @@ def register(family: Family) -> Family:
 
 
 register(Family("vit", ("VisionTransformer", "Eva", "VisionTransformerDistilled", "DinoVisionTransformer"),
-                prefix_tokens=_vit_prefix,
-                attention={"MultiheadAttention": "heads", "Attention": "heads"}))
+                prefix_tokens=_vit_prefix))
 register(Family("swin", ("SwinTransformer", "SwinTransformerV2"), prefix_tokens=lambda root: 0,
-                channels_last=_swin_channels_last,
-                attention={"ShiftedWindowAttention": "windows", "ShiftedWindowAttentionV2": "windows",
-                           "WindowAttention": "windows"}))
-register(Family("convnext", ("ConvNeXt",), channels_last=_convnext_channels_last, attention={}))
+                channels_last=_swin_channels_last))
+register(Family("convnext", ("ConvNeXt",), channels_last=_convnext_channels_last))
 
 
 def family_of(model: nn.Module) -> Family:
@@ -157,26 +157,73 @@ def family_of(model: nn.Module) -> Family:
     return dataclasses.replace(GENERIC, root=model)
 
 
+def family_at(model: nn.Module, unit: UnitLike) -> Family:
+    """The family of the network ``unit`` lives in: the nearest module on its path (itself, then its parents up
+    to ``model``) whose class identifies a family; :data:`GENERIC` when none does.
+
+    So in a group of two networks (:class:`~insilico.models.group.ModelGroup` of a Swin and a ResNet) a
+    ResNet layer is read by the generic rules, not the Swin's; a wrapper around one network finds it.
+
+    >>> import torchvision
+    >>> group = nn.ModuleDict({"a": torchvision.models.swin_t(), "b": torchvision.models.resnet18()})
+    >>> family_at(group, "a.features.1").name, family_at(group, "b.layer1").name, family_of(group).name
+    ('swin', 'generic', 'swin')
+    """
+    unit = Unit.coerce(unit, model)
+    parts = unit.module.split(".") if unit.module else []
+    for n in range(len(parts), -1, -1):
+        module = model.get_submodule(".".join(parts[:n]))
+        names = {cls.__name__ for cls in type(module).__mro__}
+        for family in FAMILIES.values():
+            if names.intersection(family.classes):
+                return dataclasses.replace(family, root=module)
+    return dataclasses.replace(GENERIC, root=model)
+
+
 def unit_layout(model: nn.Module, unit: UnitLike, shape: tuple, family: Family | None = None) -> str:
-    """The layout of a unit's whole output ``shape`` (one sample) in ``model``: its module, part and the family.
+    """The layout of a unit's whole output ``shape`` (one sample) in ``model``: its module, part and the family
+    (default: the family of the network it lives in, :func:`family_at`).
 
     ``unit`` is an address or a :class:`~insilico.units.Unit`; an op unit is read by the family's rule alone
     (:func:`~insilico.layers.layout.layout_of`).
     """
     unit = Unit.coerce(unit, model)
     module = unit.resolve(model) if unit.op is None else None
-    return layout_of(tuple(shape), module, family or family_of(model), unit.part)
+    return layout_of(tuple(shape), module, family or family_at(model, unit), unit.part)
+
+
+def read_layout(model: nn.Module, unit: UnitLike, shape: tuple) -> tuple[str, int | None]:
+    """``(layout, prefix tokens)`` of ``unit``'s output ``shape`` (one sample): the reader probing asks
+    (:func:`insilico.layout.read_layout`, registered when this module is imported).
+
+    >>> import torchvision
+    >>> swin = torchvision.models.swin_t()
+    >>> read_layout(swin, "features.1", (8, 8, 96)), read_layout(swin, "features.0.0", (96, 8, 8))
+    (('channels_last', 0), ('map', 0))
+    """
+    family = family_at(model, unit)
+    return unit_layout(model, unit, shape, family), family.prefix()
+
+
+set_reader(read_layout)
 
 
 def attention_modules(model: nn.Module, family: Family | None = None) -> dict[str, str]:
-    """Addresses of the model's attention modules and the layout of their parts (``"heads"``, ``"windows"``)."""
+    """Addresses of the model's known attention modules and the layout of their parts.
+
+    ``"heads"``: ``:heads`` is ``(N, heads, L, head_dim)``, ``:weights`` ``(N, heads, L, S)``;
+    ``"windows"``: ``(N, heads, windows, T, .)``; ``"refused"``: the module's attention is not delivered
+    as parts (asking for them says why). Known means in the registry :data:`insilico.attention.KNOWN`
+    or the family's ``attention``; another module may still have parts, found (or refused) when it runs.
+    """
     family = family or family_of(model)
     out = {}
     for name, module in model.named_modules():
-        layout = family.attention.get(type(module).__name__)
+        layout = attention_layout(module, family)
         if layout is not None and name:
             out[name] = layout
     return out
 
 
-__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "unit_layout", "attention_modules"]
+__all__ = ["Family", "FAMILIES", "GENERIC", "register", "family_of", "family_at", "unit_layout", "read_layout",
+           "attention_modules"]

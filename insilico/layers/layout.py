@@ -19,6 +19,11 @@ layout          shape            centre (:func:`centre`): the value the experime
 "scalar"        ()               as written
 =============== ================ ========================================================================
 
+What each layout means (its channel and position axes, the centre rule,
+pooling over positions) is the plain rule of :mod:`insilico.layout`, one row
+down, which probing reads too; this module adds which layout a unit *has*
+(:func:`layout_of`: the module and the family decide) and :func:`at_centre`.
+
 The choice for tokens: the centre *patch*, not the CLS token. The CLS token
 sees every patch (its receptive field is the whole image), so tuning curves
 and receptive fields of a "token layer" would mix every position; the centre
@@ -38,16 +43,13 @@ Example
 """
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import nn
 
+from .. import attention
 from ..errors import UnitError
+from ..layout import LAYOUTS, centre, centre_token, channels_first, patch_grid
 from ..units import Unit, check_index
 from .modules import CONV, CONV_LINEAR_NAMES, MAPS_1D, SPATIAL, _named
-
-LAYOUTS = ("map", "channels_last", "tokens", "heads", "vector", "scalar")
 
 
 def layout_of(shape: tuple, module: nn.Module | None = None, family=None, part: str | None = None) -> str:
@@ -102,80 +104,6 @@ def map_like(module: nn.Module) -> bool:
     return isinstance(module, CONV + SPATIAL + (nn.ConvTranspose2d,))
 
 
-def centre_token(n_tokens: int, prefix: int | None = None) -> int:
-    """The token at the image centre in a ViT-style sequence of ``n_tokens``.
-
-    ``prefix`` tokens (a CLS token, registers) come first, then a g x g patch
-    grid (row-major); the centre patch is row ``g // 2``, column ``g // 2``,
-    the position a conv map's centre neuron takes (``H // 2, W // 2``). With
-    ``prefix=None`` (the family does not say) ``g * g`` tokens are a grid and
-    ``g * g + 1`` a CLS token followed by the grid (torchvision's and timm's
-    ViTs). Any other count is read at its middle (``prefix + rest // 2``): name
-    the token yourself in the address when that is not what you mean.
-
-    >>> centre_token(197), centre_token(196), centre_token(10), centre_token(201, prefix=5)
-    (106, 105, 5, 110)
-    """
-    grid = patch_grid(n_tokens, prefix)
-    if grid is not None:
-        extra, side = grid
-        return extra + (side // 2) * side + side // 2
-    extra = prefix or 0
-    return extra + (n_tokens - extra) // 2
-
-
-def patch_grid(n_tokens: int, prefix: int | None = None) -> tuple[int, int] | None:
-    """``(prefix, side)`` when ``n_tokens`` are ``prefix`` tokens then a ``side`` x ``side`` patch grid, else None.
-
-    ``prefix=None`` (the family does not say): ``g * g`` tokens have no prefix,
-    ``g * g + 1`` a CLS token (torchvision's and timm's ViTs).
-
-    >>> patch_grid(197), patch_grid(196), patch_grid(201, prefix=5), patch_grid(12), patch_grid(17, prefix=0)
-    ((1, 14), (0, 14), (5, 14), None, None)
-    """
-    for extra in (0, 1) if prefix is None else (prefix,):
-        side = math.isqrt(max(n_tokens - extra, 0))
-        if side > 0 and side * side == n_tokens - extra:
-            return extra, side
-    return None
-
-
-def centre(shape: tuple, layout: str, prefix: int | None = None) -> dict[int, int]:
-    """The centre rule: ``{axis: index}`` of the position axes of one sample's ``shape`` in ``layout``.
-
-    The feature / channel axes are not in it (a map's centre is every channel at
-    ``(H // 2, W // 2)``); ``prefix`` is the family's count of prefix tokens
-    (:func:`centre_token`). Vectors and scalars have no position axis (``{}``).
-    """
-    if layout == "map":
-        return {axis: shape[axis] // 2 for axis in range(1, len(shape))}
-    if layout == "channels_last":
-        return {axis: shape[axis] // 2 for axis in range(len(shape) - 1)}
-    if layout == "tokens":
-        return {0: centre_token(shape[0], prefix)}
-    if layout == "heads":
-        return {1: centre_token(shape[1], prefix)}
-    return {}
-
-
-def channels_first(value: torch.Tensor, layout: str) -> torch.Tensor:
-    """A batch ``(N, *shape)`` of ``layout`` with its channels (features) on axis 1 and its positions after.
-
-    Channels-last ``(N, H, W, C)`` becomes ``(N, C, H, W)``; tokens ``(N, T, D)``
-    become ``(N, D, T)`` (the features as channels, the tokens as positions);
-    maps and the rest are returned as they are. What a tool that pools "over
-    positions" or reads "a channel" applies before it does.
-
-    >>> channels_first(torch.zeros(2, 7, 7, 96), "channels_last").shape, channels_first(torch.zeros(2, 17, 8), "tokens").shape
-    (torch.Size([2, 96, 7, 7]), torch.Size([2, 8, 17]))
-    """
-    if layout == "channels_last":
-        return value.movedim(-1, 1)
-    if layout == "tokens":
-        return value.transpose(1, 2)
-    return value
-
-
 def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=None) -> Unit:
     """The unit as the experiments read it: every position axis it leaves open at the centre (:func:`centre`).
 
@@ -205,14 +133,13 @@ def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=
     ------
     UnitError
         The unit's index does not fit ``shape``; an attention part of a module
-        that folds windows into the batch axis (Swin: the family's ``"windows"``).
+        that attends within windows (Swin: ``"windows"`` in :func:`attention_layout`).
     """
-    if unit.part is not None and module is not None and family is not None \
-            and family.attention.get(type(module).__name__) == "windows":
-        raise UnitError(f"{unit}: {type(module).__name__} folds its windows into the batch axis ((N * windows, "
-                        f"heads, tokens, head_dim) for N images), so its attention parts are not one row per "
-                        f"stimulus; read the module's output {unit.module!r} (one row per stimulus), or record the "
-                        "part with a Probe and unfold the windows yourself")
+    if unit.part is not None and module is not None and attention_layout(module, family) == "windows":
+        raise UnitError(f"{unit}: {type(module).__name__} attends within windows; its parts are (N, heads, windows, "
+                        f"T, .) (:mod:`insilico.attention`), with no one centre query token; give the index in full "
+                        f"with a Probe (e.g. '{unit.module}[0, 3]', head 0 of window 3), or read the module's output "
+                        f"{unit.module!r}")
     if len(shape) < 2:
         return unit
     index = list(_expand(unit, shape))
@@ -221,6 +148,15 @@ def at_centre(unit: Unit, shape: tuple, module: nn.Module | None = None, family=
         if index[axis] == slice(None):
             index[axis] = middle
     return Unit(unit.module, unit.step, tuple(index), unit.output)
+
+
+def attention_layout(module: nn.Module, family=None) -> str | None:
+    """The layout of a module's attention parts: ``"heads"``, ``"windows"`` or ``"refused"`` from the
+    registry (:data:`insilico.attention.KNOWN`), else the family's own classes (``Family.attention``), else None."""
+    entry = attention.known(module)
+    if entry is not None:
+        return entry.layout
+    return None if family is None else family.attention.get(type(module).__name__)
 
 
 def _expand(unit: Unit, shape: tuple) -> tuple:

@@ -1,6 +1,6 @@
-"""Bundled trained networks, and loading the user's own.
+"""Bundled trained networks, the zoos' models, and loading the user's own.
 
-Nothing is downloaded: the bundled models are small networks trained here on
+Nothing is downloaded for the bundled models: they are small networks trained here on
 crops of scikit-image's bundled photos (:mod:`insilico.models.photos`), with
 weights shipped in ``insilico/models/weights/``. Each takes pixel-space input
 (N, 3, 64, 64) in [0, 1] (normalisation is its ``normalize`` module) and has
@@ -13,6 +13,11 @@ minialex    AlexNet-shaped CNN (``features.0`` .. ``classifier.6``); alias "alex
 blt         recurrent CNN, bottom-up + lateral + top-down, T=4 steps
 bl, bt, b   the same without top-down / lateral / both (controls)
 =========== ==========================================================
+
+Models of the zoos (torchvision, timm, open_clip, Hugging Face) in one line, on pixel-space images with
+``input_size``, ``class_names`` and ``preprocessing`` (:mod:`.zoo`; the zoo's modules under ``net.``):
+``load("torchvision:resnet50")``, ``load("timm:convnext_tiny")``,
+``load("open_clip:ViT-B-32/laion2b_s34b_b79k")``, ``load("hf:facebook/dinov2-small")``.
 
 Several models side by side as one module (what model-comparing tools run):
 :class:`ModelGroup` (:mod:`.group`).
@@ -30,6 +35,7 @@ Examples
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import json
@@ -39,9 +45,9 @@ import sys
 import torch
 from torch import nn
 
-from ..errors import InsilicoError, SavedFileError
+from ..errors import InsilicoError
 from ..seeding import keep_global_rng
-from . import photos
+from . import photos, weightfiles, zoo
 from .blt import BLTNet
 from .group import ModelGroup
 from .minialex import MiniAlexNet
@@ -77,8 +83,9 @@ def _resolve(name: str) -> str:
     key = _ALIASES.get(str(name).lower(), str(name).lower())
     if key not in _REGISTRY or not os.path.exists(os.path.join(WEIGHTS_DIR, key + ".pt")):
         raise InsilicoError(
-            f"no bundled model named {name!r}; available: {', '.join(available())}. "
-            "For your own network use insilico.models.from_spec('package.module:callable')."
+            f"no bundled model named {name!r}; available: {', '.join(available())}. For a zoo model write "
+            f"{', '.join(z + ':NAME' for z in zoo.ZOOS)} (e.g. 'torchvision:resnet50'); for your own network "
+            "use insilico.models.from_spec('package.module:callable')."
         )
     return key
 
@@ -118,57 +125,55 @@ def card(name: str) -> dict:
         return json.load(f)
 
 
-def load(name: str, device: str | torch.device | None = None) -> nn.Module:
-    """A bundled trained model in eval mode, taking pixel-space input in [0, 1].
+def load(name: str, device: str | torch.device | None = None,
+         weights: str | os.PathLike | None = "DEFAULT") -> nn.Module:
+    """A trained model in eval mode, taking pixel-space input in [0, 1]: bundled, or from a zoo.
 
     Parameters
     ----------
     name : str
-        One of :func:`available` (case-insensitive; "alexnet" means "minialex").
+        One of :func:`available` (case-insensitive; "alexnet" means "minialex"), or a zoo model:
+        ``"torchvision:resnet50"``, ``"timm:convnext_tiny"``, ``"open_clip:ViT-B-32/laion2b_s34b_b79k"``
+        (the image tower), ``"hf:facebook/dinov2-small"`` or ``"hf:/path/to/folder"``; a zoo model is a
+        :class:`~insilico.models.zoo.ZooModel` (``input_size``, ``class_names``, ``preprocessing``; the
+        zoo's modules addressed under ``net.``, e.g. ``"net.layer4"``), see :mod:`insilico.models.zoo`.
     device : str or torch.device, optional
         Where to put the model (default: CPU).
+    weights : "DEFAULT", a weight name, a path, or None
+        ``"DEFAULT"``: the bundled model's shipped weights, or the zoo's pretrained weights (downloaded on
+        the user's machine on first use); a zoo's weight name or tag (``"IMAGENET1K_V2"``); a path: a
+        ``state_dict`` or ``.safetensors`` file (pickles refused); None: random weights (an untrained
+        control, or tests).
 
     Raises
     ------
     InsilicoError
-        Unknown name (the message lists the available ones).
+        Unknown name (the message lists the available ones, or the zoo's close matches), a zoo package
+        that is not installed (the message names the extra), weights that do not fit.
 
     Examples
     --------
     >>> net = load("blt")
     >>> net.training, net.timesteps, net.input_size
     (False, 4, (3, 64, 64))
+    >>> load("torchvision:alexnet", weights=None).input_size
+    (3, 224, 224)
     """
+    if zoo.split(name) is not None:
+        return zoo.load(name, weights=weights, device=device)
     key = _resolve(name)
-    with keep_global_rng():  # the random init, replaced by the weights below, must not move the caller's stream
+    if weights is None:
         model = _REGISTRY[key]["build"]()
-    state = torch.load(os.path.join(WEIGHTS_DIR, key + ".pt"), map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    else:
+        with keep_global_rng():  # the random init, replaced by the weights below, must not move the caller's stream
+            model = _REGISTRY[key]["build"]()
+        if weights == "DEFAULT":
+            state = torch.load(os.path.join(WEIGHTS_DIR, key + ".pt"), map_location="cpu", weights_only=True)
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        else:
+            weightfiles.load_into(model, weights, f"the bundled {key}")
     model.name = key
     return model.to(device or "cpu").eval()
-
-
-def _load_weights(path: str) -> dict:
-    if not os.path.exists(path):
-        raise InsilicoError(f"weights file {path!r} does not exist")
-    if path.endswith(".safetensors"):
-        try:
-            from safetensors.torch import load_file
-        except ImportError as e:
-            raise InsilicoError(f"{path!r} is a safetensors file; `pip install safetensors` to read it") from e
-        try:
-            return load_file(path)
-        except Exception as e:
-            raise SavedFileError(f"could not read weights {path!r} (damaged safetensors file?): {e}", path) from e
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SavedFileError(f"could not read weights {path!r} with torch.load(weights_only=True): {e}", path) from e
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise InsilicoError(f"weights {path!r} hold a {type(state).__name__}, expected a state_dict")
-    return state
 
 
 def from_spec(spec: str, weights: str | os.PathLike | None = None, device: str | torch.device | None = None,
@@ -216,7 +221,9 @@ def from_spec(spec: str, weights: str | os.PathLike | None = None, device: str |
         try:
             module = importlib.import_module(where)
         except ImportError as e:
-            raise InsilicoError(f"cannot import module {where!r} (from spec {spec!r}): {e}") from e
+            close = difflib.get_close_matches(where, list(zoo.ZOOS), n=1)
+            hint = f" (for a zoo model write '{close[0]}:{attr}')" if close else ""
+            raise InsilicoError(f"cannot import module {where!r} (from spec {spec!r}): {e}{hint}") from e
     fn = module
     for part in attr.split("."):
         if not hasattr(fn, part):
@@ -229,14 +236,10 @@ def from_spec(spec: str, weights: str | os.PathLike | None = None, device: str |
     if not isinstance(model, nn.Module):
         raise InsilicoError(f"{spec!r} returned a {type(model).__name__}, expected a torch.nn.Module")
     if weights is not None:
-        state = _load_weights(os.fspath(weights))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise InsilicoError(f"weights {os.fspath(weights)!r} do not fit the model from {spec!r}: {e}") from e
+        weightfiles.load_into(model, weights, f"the model from {spec!r}")
     if device is not None:
         model = model.to(device)
     return model.eval()
 
 
-__all__ = ["available", "card", "load", "from_spec", "photos", "BLTNet", "MiniAlexNet", "ModelGroup", "WEIGHTS_DIR"]
+__all__ = ["available", "card", "load", "from_spec", "photos", "zoo", "weightfiles", "BLTNet", "MiniAlexNet", "ModelGroup", "WEIGHTS_DIR"]

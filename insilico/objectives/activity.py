@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..errors import InsilicoError, UnitError
 from ..layers import centre
+from ..layout import channel_index, positions
 from ..units import Unit, UnitLike
 from .core import Objective
 
@@ -54,7 +55,11 @@ class Activation(Objective):
         self.units = (self.unit,)
 
     def forward(self, acts, images):
-        return _mean(acts[self.unit])
+        return _mean(acts[self.read_unit(acts)])
+
+    def read_unit(self, acts) -> Unit:
+        """The unit this objective reads in ``acts`` (as written; :class:`Channel` reads its layer's layout)."""
+        return self.unit
 
     def _plain_mean(self) -> bool:
         return type(self) in (Activation, Channel)  # a subclass with its own forward (Neuron) is evaluated alone
@@ -64,18 +69,41 @@ class Activation(Objective):
 
 
 class Channel(Activation):
-    """Mean over positions of channel ``channel`` of ``layer`` (for (N, C, ...) outputs).
+    """Mean over positions of channel ``channel`` of ``layer``, in the layer's layout.
+
+    The layout is read from the model the activations come from
+    (:meth:`Activations.layout`; every tool records with it): a map
+    ``(N, C, H, W)`` is read at ``[:, c]``, a channels-last stage ``(N, H, W, C)``
+    (Swin) at ``[..., c]``, tokens ``(N, T, D)`` at feature ``c`` of the patch
+    tokens (CLS and registers dropped; :func:`insilico.layout.channel_index`), a
+    vector at ``[:, c]``. Activations given without a model are read channels
+    first. An attention part or a scalar raises a UnitError.
 
     Parameters
     ----------
     layer : str
         Module address, e.g. ``"features.3"`` (may carry ``@step`` / ``:output``).
     channel : int
-        Channel index.
+        Channel (feature) index.
     """
 
     def __init__(self, layer: UnitLike, channel: int):
-        super().__init__(Unit.parse(layer).replace(index=(int(channel),)))
+        self.layer, self.channel = Unit.parse(layer), int(channel)
+        super().__init__(self.layer.replace(index=(self.channel,)))
+        self._read: dict = {}
+
+    def read_unit(self, acts) -> Unit:
+        if acts.model is None:
+            return self.unit
+        shape = tuple(acts.whole(self.layer).shape[1:])
+        key = (id(acts.model), shape)  # the layout is read once per model and output shape
+        if key not in self._read:
+            layout, prefix = acts.layout(self.layer)
+            self._read[key] = self.layer.replace(index=channel_index(self.channel, shape, layout, prefix, self.layer))
+        return self._read[key]
+
+    def __repr__(self) -> str:
+        return f"Channel({str(self.layer)!r}, {self.channel})"
 
 
 class Neuron(Activation):
@@ -103,6 +131,9 @@ class Neuron(Activation):
 class Direction(Objective):
     """Mean over positions of the projection of ``layer``'s activation onto ``vector / |vector|``.
 
+    Channels and positions are the layer's layout's (as :class:`Channel`'s): a Swin stage's channels
+    are its last axis, a ViT block's features over its patch tokens.
+
     Parameters
     ----------
     layer : str
@@ -123,8 +154,9 @@ class Direction(Objective):
         v = self.vector.to(act.device, act.dtype)
         if tuple(v.shape) == tuple(act.shape[1:]):
             return (act * v).flatten(1).sum(dim=1)
-        if v.ndim == 1 and act.ndim >= 2 and act.shape[1] == v.shape[0]:
-            return (act * v.view(1, -1, *([1] * (act.ndim - 2)))).sum(dim=1).flatten(1).mean(dim=1)
+        flat = _by_channel(acts, self.layer)
+        if v.ndim == 1 and flat.shape[1] == v.shape[0]:
+            return (flat * v.view(1, -1, 1)).sum(dim=1).mean(dim=1)
         raise InsilicoError(
             f"direction of shape {tuple(v.shape)} does not fit {self.layer} with output {tuple(act.shape[1:])}: "
             "give (C,) or the full per-sample shape"
@@ -152,8 +184,8 @@ class Diversity(Objective):
     """Minus the mean cosine similarity of each sample's Gram matrix to the other samples' (Olah et al. 2017).
 
     The Gram matrix of a sample is ``A A^T`` with ``A`` its (C, positions)
-    activation of ``layer``. All pairwise cosines come from one matrix
-    product, not a loop over pairs.
+    activation of ``layer`` (in the layer's layout, as :class:`Channel` reads it).
+    All pairwise cosines come from one matrix product, not a loop over pairs.
 
     Parameters
     ----------
@@ -181,7 +213,7 @@ class Diversity(Objective):
     def forward(self, acts, images):
         act = acts[self.layer]
         n = act.shape[0]
-        flat = act.reshape(n, act.shape[1], -1)
+        flat = _by_channel(acts, self.layer)
         gram = torch.bmm(flat, flat.transpose(1, 2)).flatten(1)
         gram = F.normalize(gram, dim=1)
         cosine = gram @ gram.T
@@ -192,6 +224,17 @@ class Diversity(Objective):
 
     def __repr__(self) -> str:
         return f"Diversity({str(self.layer)!r}, group_size={self.group_size})"
+
+
+def _by_channel(acts, layer: Unit) -> torch.Tensor:
+    """``(N, C, P)``: ``layer``'s values with its channels (features) on axis 1 and its positions flattened after,
+    in the layer's layout (:func:`insilico.layout.positions`: a Swin stage's ``H, W``, a ViT block's patch tokens);
+    a vector is ``(N, D, 1)``; a layer with an index, or activations without a model, are read channels first."""
+    act = acts[layer]
+    read = acts.layout(layer) if layer.index is None else None
+    if read is not None and read[0] in ("channels_last", "tokens") or act.ndim >= 3:
+        return positions(act, *(read or ("map", None)), layer)
+    return act.reshape(act.shape[0], act.shape[1] if act.ndim > 1 else 1, -1)
 
 
 def _mean(values: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 
 from ..errors import InsilicoError, UnitError
-from ..units import Unit, UnitLike
+from ..layers.families import read_layout
+from ..units import Unit, UnitLike, need_tensor
 
 
 class Activations(Mapping):
@@ -35,8 +36,9 @@ class Activations(Mapping):
     index) and objectives select their units from it.
     """
 
-    def __init__(self, wholes: Mapping[str, torch.Tensor]):
-        self._wholes = dict(wholes)
+    def __init__(self, wholes: Mapping[str, torch.Tensor], model: torch.nn.Module | None = None):
+        self._wholes = {key: need_tensor(key, value) for key, value in wholes.items()}  # a tuple output: its parts
+        self.model = model  # whose units these are: their layouts are read from it (None: channels first)
 
     @staticmethod
     def whole_unit(unit: UnitLike) -> Unit:
@@ -56,6 +58,14 @@ class Activations(Mapping):
     def __getitem__(self, unit: UnitLike) -> torch.Tensor:
         return Unit.parse(unit).select(self.whole(unit))
 
+    def layout(self, unit: UnitLike) -> tuple[str, int | None] | None:
+        """``(layout, prefix tokens)`` of the unit's whole output in :attr:`model`
+        (:func:`insilico.layers.families.read_layout`); None without a model (read channels first)."""
+        if self.model is None:
+            return None
+        whole = self.whole(unit)
+        return read_layout(self.model, self.whole_unit(unit), tuple(whole.shape[1:]))
+
     def __iter__(self):
         return iter(self._wholes)
 
@@ -64,7 +74,7 @@ class Activations(Mapping):
 
     def subset(self, rows: torch.Tensor) -> Activations:
         """The recordings of some samples only (``rows``: indices into the batch)."""
-        return Activations({k: v.index_select(0, rows) for k, v in self._wholes.items()})
+        return Activations({k: v.index_select(0, rows) for k, v in self._wholes.items()}, self.model)
 
     @property
     def batch_size(self) -> int:
@@ -116,7 +126,7 @@ class Objective:
                 return self(Activations({}), images)
             with Probe(model).record(*wholes, keep_graph=grad, stop=True) as rec:
                 rec.forward(images)
-                acts = Activations({w.key: rec[w] for w in wholes})
+                acts = Activations({w.key: rec[w] for w in wholes}, model)
             return self(acts, images)
 
     # -- algebra ---------------------------------------------------------------------
@@ -275,7 +285,7 @@ class Stacked(Objective):
         for key, rows in self._gathered.items():
             whole = acts.whole(self.objectives[rows[0]].unit)
             index = self._index(rows, whole.device)
-            weights = self._weights_for(key, rows, whole)
+            weights = self._weights_for(key, rows, whole, acts)
             values = (whole.index_select(0, index).flatten(1) * weights).sum(dim=1)
             parts.append((index, values))
         for rows in self._grouped.values():
@@ -295,12 +305,12 @@ class Stacked(Objective):
             self._indices[key] = torch.as_tensor(rows, device=device)
         return self._indices[key]
 
-    def _weights_for(self, key: str, rows: list[int], whole: torch.Tensor) -> torch.Tensor:
-        cache = (key, tuple(whole.shape[1:]), whole.device, whole.dtype)
+    def _weights_for(self, key: str, rows: list[int], whole: torch.Tensor, acts: Activations) -> torch.Tensor:
+        cache = (key, tuple(whole.shape[1:]), whole.device, whole.dtype, id(acts.model))
         if cache not in self._weights:
             weights = torch.zeros(len(rows), *whole.shape[1:], device=whole.device, dtype=whole.dtype)
             for r, i in enumerate(rows):
-                where = self.objectives[i].unit.where(whole[:1])
+                where = self.objectives[i].read_unit(acts).where(whole[:1])
                 weights[(r,) + where[1:]] = 1.0
             self._weights[cache] = (weights / weights.flatten(1).sum(dim=1).view(-1, *[1] * (weights.ndim - 1))).flatten(1)
         return self._weights[cache]

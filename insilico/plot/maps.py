@@ -17,7 +17,7 @@ import torch
 from .. import persistence
 from .._version import __version__
 from ..errors import InsilicoError, StimulusError
-from ..jsonfiles import write_json
+from ..jsonfiles import jsonable, write_json
 from .images import _figure, _titles, as_images, mosaic
 
 MAPS_FORMAT = "insilico.maps/1"
@@ -108,7 +108,7 @@ def save_maps(
     units = [str(u) for u in unit] if isinstance(unit, (list, tuple)) else (None if unit is None else str(unit))
     sidecar = {
         "format": MAPS_FORMAT, "image": path.name, "unit": units, "method": method,
-        "settings": _jsonable(settings or {}), "shape": [n, c, h, w], "ncols": ncols,
+        "settings": jsonable(settings or {}), "shape": [n, c, h, w], "ncols": ncols,
         "scales": [float(s) for s in scale], "encoding": "value = (pixel / 255 - 0.5) * 2 * scale",
         "versions": {"insilico": __version__, "torch": torch.__version__},
     }
@@ -139,8 +139,4 @@ def load_maps(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
     return torch.from_numpy(maps), meta
 
 
-def _jsonable(value):
-    from ..recording import _jsonable as jsonable
-
-    return jsonable(value)
 

@@ -39,6 +39,8 @@ class BootstrapResult(Result):
         Bootstrap standard error.
     ceiling : NoiseCeiling or None
         On all stimuli and subjects, when there are several subjects.
+    best : int
+        Position of the model with the highest ``estimate`` (a point estimate: see :meth:`best_set`).
     """
 
     names: list
@@ -63,6 +65,32 @@ class BootstrapResult(Result):
             estimate=np.concatenate([r.estimate for r in results]),
             samples=np.concatenate([r.samples for r in results], axis=1),
             ci=np.concatenate([r.ci for r in results]), std=np.concatenate([r.std for r in results]))
+
+    @property
+    def best(self) -> int:
+        """Position of the model with the highest estimate."""
+        return int(np.nanargmax(self.estimate))
+
+    def best_set(self) -> list[str]:
+        """The models not distinguishable from the best (the best first, then in their order).
+
+        A paired bootstrap test: each bootstrap sample scores every model on the same resample, so the
+        difference best - model has a percentile interval at ``level``; a model whose interval reaches 0
+        (low <= 0) is not distinguishable from the best. With one model, ``[that model]``.
+
+        Example
+        -------
+        >>> samples = np.array([[0.50, 0.49, 0.10], [0.40, 0.45, 0.12], [0.60, 0.52, 0.11]])
+        >>> r = BootstrapResult(["a", "b", "c"], np.array([0.5, 0.48, 0.11]), samples, np.zeros((3, 2)),
+        ...                     np.zeros(3), "spearman", "stimuli", 0.95)
+        >>> r.names[r.best], r.best_set()
+        ('a', ['a', 'b'])
+        """
+        best = self.best
+        alpha = (1 - self.level) / 2
+        with np.errstate(all="ignore"):
+            low = np.nanquantile(self.samples[:, best:best + 1] - self.samples, alpha, axis=0)
+        return [self.names[best]] + [n for i, n in enumerate(self.names) if i != best and not low[i] > 0]
 
     def table(self) -> list[dict]:
         """One dict per model: name, estimate, ci_low, ci_high, std (for CSV or pandas)."""

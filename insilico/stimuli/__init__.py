@@ -52,6 +52,8 @@ noise            :func:`sparse_noise`, :func:`white_noise`, :func:`pink_noise`
 images           image arrays to pixel-space tensors (dtype, colour, resize)
 photos           :data:`PHOTOS`, :func:`natural_images`, ``bundled_photo_path``
 folder           :func:`from_folder`: the user's own image files
+files            image files as a streamed stimulus set (folder, glob, list;
+                 the ImageFolder layout's labels): what ``stimulus_source`` reads
 ================ ==============================================================
 """
 from __future__ import annotations

@@ -35,8 +35,15 @@ What the engine guarantees:
   KeyboardInterrupt. The Probe owns every hook: one ``record(...,
   keep_graph=True, stop=truncate)`` of the modules the objective reads, which
   also ends each pass after the last of them; nothing stays attached.
-- **The model's dtype.** Images, parameters and results are in the model's
-  dtype (a float64 model gives float64 images); traces are float32.
+- **The model's dtype.** The model runs in its own dtype; the parameters, the
+  optimizer state and the objective's values are in
+  :func:`~insilico.performance.working_dtype` (the model's dtype, but float32
+  for a float16/bfloat16 model: the images are cast to the model's dtype at its
+  door, the recorded layers back to float32 for the objective); result images
+  are in the model's dtype (a float64 model gives float64 images); traces are
+  float32. A NaN or inf objective or image is never returned: the run stops
+  with :class:`~insilico.errors.NumericsError` naming the step and the dtype
+  (checked on the host every ``sync_every`` steps and at the end of a run).
 - **Errors of the model reach the user unchanged** (the validation pass before
   the first step adds a note on ``size=``/``pad=``).
 - **Resumable.** ``run()`` again continues from the current parameters,
@@ -83,10 +90,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import InsilicoError, StimulusError
+from ..errors import InsilicoError, StimulusError, UnsupportedDtypeError
 from ..layers import image_size, renamed, size_failure
 from ..objectives import L1, L2, Activations, Objective, TotalVariation, unique_wholes
-from ..performance import tuned
+from ..performance import at_model_door, check_finite, kernels_for, numerics_error, tuned, working_dtype
 from ..plan import Plan, plan_for
 from . import parameterization as params_mod
 from . import stopping
@@ -171,6 +178,7 @@ class Synthesis:
         self.plan = plan_for(model, plan)  # the calling tool's Probe and session, or new ones
         self.probe = self.plan.probe
         self.device, self.dtype = self.probe.device, self.probe.dtype
+        self.work_dtype = working_dtype(self.dtype)  # parameters, optimizer state, objective values
         self.wholes = unique_wholes(objective.units)
         self.probe.units(*self.wholes) if self.wholes else None  # unknown modules fail now, not after an hour
         kind = options.parameterization or "fourier"
@@ -231,7 +239,7 @@ class Synthesis:
         else:
             self.param = params_mod.make(parameterization, self.n, self.shape, generators=self.generators,
                                          **self.param_options)
-        self.param = self.param.to(self.device, self.dtype)
+        self.param = self.param.to(self.device, self.work_dtype)
         if init is not None:
             self.param.assign(init)
 
@@ -260,6 +268,7 @@ class Synthesis:
         self.stopped_at = torch.zeros(self.n, dtype=torch.long, device=self.device)
         self._previous = None  # images of the last step, for the pixel-change rule
         self.best = BestIterate(self.n, self.device)
+        self._nonfinite = torch.full((), -1, dtype=torch.long, device=self.device)  # first step with NaN/inf
         self.interrupted = False
         self._validated = False  # the first run's validation pass (it teaches the plan where passes stop)
         self._running: tuple = (None, objective)  # (rows, objective) of this step's forward passes
@@ -295,7 +304,8 @@ class Synthesis:
         if rec is not None:
             rec.clear()
         try:
-            self.model(resized(images, draw)) if rec is None else rec.forward(resized(images, draw))
+            x = at_model_door(resized(images, draw), self.dtype)
+            self.model(x) if rec is None else rec.forward(x)
         except Exception:
             return None
         return resized
@@ -313,9 +323,12 @@ class Synthesis:
         with torch.no_grad():
             images = self.param()
             draw = [torch.Generator().manual_seed(0) for _ in range(self.n)]
-            x = self.transforms(images, draw)
+            x = at_model_door(self.transforms(images, draw), self.dtype)
             try:
-                self.model(x) if rec is None else rec.forward(x)
+                with kernels_for(self.dtype, self.device):  # a missing half kernel is not a size problem
+                    self.model(x) if rec is None else rec.forward(x)
+            except UnsupportedDtypeError:
+                raise
             except Exception as error:
                 resized = self._fixed_size_transforms(images, draw, rec)
                 if resized is None:  # a shape error of the model: a ModelInputError naming size=
@@ -324,13 +337,14 @@ class Synthesis:
             values = self._evaluate(rec, images)
             if rec is not None:
                 rec.clear()
-        if not torch.isfinite(values).all():
-            raise InsilicoError(f"the objective {self.objective!r} is not finite on the initial images")
+        check_finite(values, f"the objective {self.objective!r}", self.dtype, "on the initial images",
+                     "check the objective (a log or a division of a unit that can be 0?)")
         return rec is not None and rec.stop_at is not None
 
     # -- one step ---------------------------------------------------------------------------------
     def _evaluate(self, rec, images: torch.Tensor, objective: Objective | None = None) -> torch.Tensor:
-        acts = Activations({w.key: rec[w] for w in self.wholes}) if rec is not None else Activations({})
+        acts = (Activations({w.key: at_model_door(rec[w], self.work_dtype) for w in self.wholes}, self.model)
+                if rec is not None else Activations({}))  # a half model's layers reach the objective in float32
         values = (objective or self.objective)(acts, images)
         if values.shape != (images.shape[0],):
             raise InsilicoError(f"the objective gave shape {tuple(values.shape)} for {images.shape[0]} samples; "
@@ -344,7 +358,7 @@ class Synthesis:
             if rows.numel() == 0:
                 return images.flatten(1).sum(dim=1) * 0.0  # nothing runs; keeps backward() valid
             images, draws = images.index_select(0, rows), None if draws is None else draws[rows.cpu()]
-        x = self._prepare(images if draws is None else self.transforms.apply(images, draws))
+        x = at_model_door(self._prepare(images if draws is None else self.transforms.apply(images, draws)), self.dtype)
         if rec is None:
             self.model(x)
         else:
@@ -389,6 +403,7 @@ class Synthesis:
                 images = self.param()
             # the trace row and the rules see this step's values, before the update
             self._write_trace(torch.where(self.frozen, torch.full_like(values, float("nan")), values.float()))
+            self._note_nonfinite(values, images, active)
             change = ((images - self._previous).abs().flatten(1).amax(dim=1) if self._previous is not None
                       else torch.full((self.n,), float("inf"), device=images.device))
             state = stopping.StopState(step=self.step, goal=self.goal, pixel_change=change)
@@ -423,6 +438,22 @@ class Synthesis:
             keep = self.frozen.view(-1, *[1] * (before.ndim - 1))
             self.param.param.copy_(torch.where(keep, before, self.param.param))
         self.step += 1
+
+    def _note_nonfinite(self, values: torch.Tensor, images: torch.Tensor, active: torch.Tensor) -> None:
+        """Remember (on the device, no sync) the first step whose objective or images are NaN/inf for a running
+        sample; :meth:`_check_finite` raises on the host."""
+        bad = (~(torch.isfinite(values) & torch.isfinite(images).flatten(1).all(dim=1)) & active).any()
+        self._nonfinite = torch.where(bad & (self._nonfinite < 0), self.step, self._nonfinite)
+
+    def _check_finite(self, end: bool = False) -> None:
+        """:class:`~insilico.errors.NumericsError` naming the first step whose objective or images were NaN/inf
+        (and, at the end of a run, parameters the last update made non-finite)."""
+        step = int(self._nonfinite)
+        if step >= 0:
+            raise numerics_error("the objective or the images", self.dtype, f"at step {step} of {self!r}", "lower lr")
+        if end:
+            check_finite(self.param.param.detach(), "the parameters after the last update", self.dtype,
+                         f"at step {self.step} of {self!r}", "lower lr")
 
     def _untransformed(self) -> bool:
         """True when this step runs the images as they are (no transforms, or past ``transforms_until``)."""
@@ -464,8 +495,10 @@ class Synthesis:
                         bar.update(done - bar.n)
                         last = self._trace[self.step - 1]
                         bar.set_postfix(objective=f"{float(last.nanmean()):.4g}", stopped=int(self.frozen.sum()))
+                        self._check_finite()
                         if bool(self.frozen.all()):
                             break
+                self._check_finite(end=True)
             self.interrupted = False
         finally:
             bar.close()
@@ -478,16 +511,18 @@ class Synthesis:
         """The current images (N, C, H, W), detached; with ``keep="best"`` each sample's best iterate."""
         with torch.no_grad():
             if self.keep == "last" or self.best.param is None:
-                return self.param().detach()
+                return self.param().detach().to(self.dtype)
             current = self.param.param.detach().clone()
             try:
                 self.param.param.copy_(self.best.choose(current))
-                return self.param().detach()
+                return self.param().detach().to(self.dtype)
             finally:
                 self.param.param.copy_(current)
 
     def result(self) -> SynthesisResult:
-        """The current state as a :class:`SynthesisResult` (images on the CPU, traces, settings, state)."""
+        """The current state as a :class:`SynthesisResult` (images on the CPU, traces, settings, state);
+        :class:`~insilico.errors.NumericsError` after a step that made them NaN or inf."""
+        self._check_finite()
         names = [stopping.rule_name(r) for r in self.rules]
         codes = self.stop_code.tolist()
         running = "running" if self.interrupted else "steps"

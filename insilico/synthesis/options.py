@@ -5,8 +5,10 @@ stopped) has ONE default and ONE description here. A tool states only where its 
 dict, e.g. :data:`insilico.design.maximize.MAXIMIZE_DEFAULTS`); its keywords go into the object and are
 validated, so ``maximize(model, units, steps=64, lr=0.05)`` and
 ``maximize(model, units, options=SynthesisOptions(steps=64, lr=0.05))`` are the same call, and one object
-configures several tools alike. Run-level settings (``seed``, ``batch_size``, ``out``, ``shard``,
-``overwrite``, ``resume``, ``progress``) stay each tool's own parameters.
+configures several tools alike. A tool's own knobs extend this class (``MaximizeOptions``,
+``MetamerOptions``, ...: :class:`insilico.options.Options`), and a plain SynthesisOptions given to such a tool
+sets the engine's knobs. Run-level settings (``seed``, ``batch_size``, ``progress``, ``resume``, and ``out``: a
+folder or an :class:`insilico.Job`) stay each tool's own parameters.
 
 Example
 -------
@@ -25,14 +27,13 @@ insilico.errors.InsilicoError: optimizer must be one of ('adam', 'sgd', 'lbfgs')
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
 import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import InsilicoError
+from ..options import Options
 from ..performance import PRECISIONS
 from .best import KEEP
 from .optimizers import LR_MAX, OPTIMIZERS
@@ -63,23 +64,8 @@ _TRANSFORM_KNOBS = ("pad", "jitter", "scale", "rotate")
 _INT_FIELDS = ("steps", "schedule_steps", "pad", "transforms_until", "blur_every", "sync_every")
 
 
-def _named_fields_only(cls):
-    """Wrap a dataclass's generated ``__init__`` so that an unknown keyword is an InsilicoError with close matches
-    (:func:`_check_names`), not a bare TypeError; the signature stays the generated one."""
-    init = cls.__init__
-
-    @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
-        _check_names(f"{cls.__name__}()", kwargs)
-        init(self, *args, **kwargs)
-
-    cls.__init__ = __init__
-    return cls
-
-
-@_named_fields_only
 @dataclass(frozen=True)
-class SynthesisOptions:
+class SynthesisOptions(Options):
     """Every knob of the synthesis loop, with its one default (a tool's own defaults: its docstring).
 
     Checked when built (:meth:`validate`): an unknown name or an out-of-range value raises InsilicoError naming
@@ -211,37 +197,14 @@ class SynthesisOptions:
                 raise InsilicoError(f"{name} must be an int >= 0, not {value!r}")
         return self
 
-    def replace(self, **changes) -> SynthesisOptions:
-        """A validated copy with ``changes`` (field names; an unknown one is refused with close matches)."""
-        _check_names("SynthesisOptions.replace", changes)
-        return dataclasses.replace(self, **changes).validate()
-
-    @classmethod
-    def from_kwargs(cls, tool_name: str, defaults: dict, options: SynthesisOptions | None = None,
-                    **kwargs) -> SynthesisOptions:
-        """The options of one call of ``tool_name``: ``options`` (default: the class defaults updated with the
-        tool's ``defaults``), with the call's keywords on top; validated.
-
-        Raises InsilicoError for a keyword that is no field ("maximize() got an unknown option 'stpes': did
-        you mean 'steps'? ...") and for an out-of-range value.
-        """
-        _check_names(f"{tool_name}()", kwargs)
-        if options is None:
-            base = cls(**defaults)
-        elif isinstance(options, cls):
-            base = options
-        else:
-            raise InsilicoError(f"{tool_name}(options=...) takes a SynthesisOptions, not {type(options).__name__}")
-        return dataclasses.replace(base, **kwargs).validate()
-
-    def make_transforms(self, model, shape: Sequence[int]) -> Transforms:
-        """The transforms for images of ``shape`` (C, H, W): ``transforms="default"`` built from pad, jitter,
+    def make_transforms(self, model, size: Sequence[int]) -> Transforms:
+        """The transforms for images of ``size`` (C, H, W): ``transforms="default"`` built from pad, jitter,
         scale and rotate at the image's shorter side; None: the identity."""
         if self.transforms is None:
             return Transforms()
         if self.transforms != "default":
             return self.transforms
-        side = min(shape[-2:])
+        side = min(size[-2:])
         pad = self.pad
         if pad is None:
             pad = 0 if hasattr(model, "input_size") else int(round(DEFAULT_PAD * side))
@@ -266,16 +229,6 @@ def _choice(name: str, value, names: tuple, other: str = "", kinds: tuple = ()) 
         return
     if value not in names:
         raise InsilicoError(f"{name} must be one of {tuple(n for n in names if n is not None)} {other}, not {value!r}")
-
-
-def _check_names(where: str, kwargs: dict) -> None:
-    """InsilicoError for a keyword that is no field of SynthesisOptions, with its close matches."""
-    for name in kwargs:
-        if name not in FIELDS:
-            close = difflib.get_close_matches(name, FIELDS, n=3)
-            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            raise InsilicoError(f"{where} got an unknown option {name!r}: {hint}The options are SynthesisOptions' "
-                                f"fields: {', '.join(FIELDS)}")
 
 
 __all__ = ["DEFAULT_DECAY", "DEFAULT_JITTER", "DEFAULT_PAD", "DEFAULT_ROTATE", "DEFAULT_SCALE", "DEFAULT_STEPS", "DEFAULT_SYNC_EVERY",

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StimulusError
+from ..performance import working_dtype
 from ..pixels import check_images
 from .color import normalized_color_matrix
 
@@ -220,14 +221,14 @@ class Fourier(Parameterization):
 
     def forward(self) -> torch.Tensor:
         _, h, w = self.shape
-        spectrum = torch.view_as_complex(self.param.float() if self.param.dtype == torch.half else self.param)
+        spectrum = torch.view_as_complex(self.param.to(working_dtype(self.param.dtype)))  # no half complex FFT
         x = torch.fft.irfft2(spectrum * self.scale, s=(h, w), norm="ortho") / self._MAGIC
         if self.color is not None:
             x = torch.einsum("ij,njhw->nihw", self.color.to(x.dtype), x)
         return self._squash(x.to(self.param.dtype))
 
     def _invert(self, images):
-        x = self._unsquash(images)
+        x = self._unsquash(images.to(working_dtype(images.dtype)))
         if self.color is not None:
             x = torch.einsum("ij,njhw->nihw", self.color_inverse.to(x.dtype), x)
         spectrum = torch.fft.rfft2(x * self._MAGIC, norm="ortho") / self.scale

@@ -112,7 +112,7 @@ def load_state(synth, state: dict) -> None:
     synth.frozen = state["frozen"].to(synth.device)
     synth.stop_code = state["stop_code"].to(synth.device)
     synth.stopped_at = state["stopped_at"].to(synth.device)
-    synth._previous = None if state.get("previous") is None else state["previous"].to(synth.device, synth.dtype)
+    synth._previous = None if state.get("previous") is None else state["previous"].to(synth.device, synth.work_dtype)
     synth.best.load_state_dict(state.get("best"))
 
 

@@ -349,6 +349,74 @@ def test_gradcam_refuses_layers_without_a_grid():
         gradient_map(Tokens(), torch.rand(2, 3, 4, 7), "[0]", method="gradcam", layer="embed")
 
 
+class _Twice(nn.Module):
+    """One conv called twice (a shared block), then a tuple-output module, then a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.pair = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.pair(torch.relu(self.conv(torch.relu(self.conv(x)))))
+        return self.head(y.mean((2, 3)))
+
+
+def test_gradcam_layer_goes_through_the_unit_checks():
+    """layer= (an address or a module object) takes the Probe's unit path: one call of a module called
+    twice must be named (negative steps count from the last), a layer the unit does not depend on is refused."""
+    torch.manual_seed(0)
+    net = _Twice().eval()
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    with pytest.raises(UnitError, match=r"layer 'conv' is called 2 times per forward pass: name one call, e.g\. "
+                                        r"layer='conv@1'"):
+        gradient_map(net, images, "[0]", method="gradcam", layer=net.conv)  # was: captum's silent last call
+    last = gradient_map(net, images, "[0]", method="gradcam", layer="conv@-1")
+    second = gradient_map(net, images, "[0]", method="gradcam", layer="conv@1")
+    first = gradient_map(net, images, "[0]", method="gradcam", layer="conv@0")
+    assert torch.equal(last, second) and not torch.allclose(first, second)
+    by_object = gradient_map(net, images, "[0]", method="gradcam", layer=net.pair)
+    _, hand = _hand_gradcam(net, net.pair, images, 0, lambda value: value)
+    assert hand.abs().sum() > 0 and torch.allclose(by_object, hand, atol=1e-6)
+    with pytest.raises(UnitError, match="does not depend on pair"):
+        gradient_map(net, images, "conv@0[0]", method="gradcam", layer="pair")
+    assert no_insilico_hooks(net)
+
+
+def test_gradcam_layer_with_a_tuple_output_names_its_parts():
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y, torch.relu(y)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair, self.head = Pair(), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.pair(x)[0].mean((2, 3)))  # part 1 is not used
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    with pytest.raises(UnitError, match=r"'pair' reads \(Tensor\[1, 4, 8, 8\], Tensor\[1, 4, 8, 8\]\), not one tensor for "
+                                        r"Grad-CAM's layer=: name one of its parts: 'pair:0' .*'pair:1'"):
+        gradient_map(net, images, "[0]", method="gradcam", layer="pair")  # was: 'tuple' object has no attribute 'shape'
+    part = gradient_map(net, images, "[0]", method="gradcam", layer="pair:0")
+    _, hand = _hand_gradcam(net, net.pair.conv, images, 0, lambda value: value)  # pair:0 is the conv's output
+    assert hand.abs().sum() > 0 and torch.allclose(part, hand, atol=1e-6)
+    with pytest.raises(UnitError, match="does not depend on pair:1"):
+        gradient_map(net, images, "[0]", method="gradcam", layer="pair:1")
+    with pytest.raises(UnitError, match=r"'pair\[0\]' reads .*'pair:0\[0\]'"):
+        gradient_map(net, images, "pair[0]")
+
+
 def test_recurrent_time_step_matches_unrolled_gradient(recurrent):
     images = torch.rand(3, 1, 8, 8)
     for step in (0, 2, 3):

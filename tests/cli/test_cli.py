@@ -268,12 +268,11 @@ def test_help_shows_the_defaults_the_library_uses():
 
     from insilico.attribution.gradients import METHODS
     from insilico.cli import build_parser
-    from insilico.design.adversarial import pgd
+    from insilico.design.adversarial import AttackOptions
     from insilico.design.controversial import CONTROVERSIAL_DEFAULTS, controversial
-    from insilico.design.maximize import MAXIMIZE_DEFAULTS, maximize
+    from insilico.design.maximize import MAXIMIZE_DEFAULTS, MaximizeOptions, maximize
     from insilico.design.metamers import METAMER_DEFAULTS
     from insilico.gallery import GallerySettings
-    from insilico.synthesis import SynthesisOptions
     from insilico.synthesis.optimizers import NORMS
 
     def default(function, name):
@@ -281,12 +280,12 @@ def test_help_shows_the_defaults_the_library_uses():
 
     parser = build_parser()
     m = parser.parse_args(["maximize", "--units", "u", "--out", "o"])
-    maximize_options = SynthesisOptions(**MAXIMIZE_DEFAULTS)
+    maximize_options = MaximizeOptions(**MAXIMIZE_DEFAULTS)
     assert (m.steps, m.lr, m.images_per_unit, m.diversity) == (
-        maximize_options.steps, maximize_options.lr, *(default(maximize, k) for k in ("images_per_unit", "diversity")))
+        maximize_options.steps, maximize_options.lr, default(maximize, "images_per_unit"), maximize_options.diversity)
     assert parser.parse_args(["metamer", "--layer", "l", "--out", "o"]).steps == METAMER_DEFAULTS["steps"]
     a = parser.parse_args(["adversarial", "--out", "o"])
-    assert (a.steps, a.norm) == (default(pgd, "steps"), default(pgd, "norm"))
+    assert (a.steps, a.norm) == (AttackOptions().steps, AttackOptions().norm)
     c = parser.parse_args(["controversial", "--pairs", "1,2", "--out", "o"])
     assert (c.steps, c.images_per_pair) == (CONTROVERSIAL_DEFAULTS["steps"], default(controversial, "seeds"))
     subcommands = parser._subparsers._group_actions[0].choices

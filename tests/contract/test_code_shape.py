@@ -8,9 +8,10 @@ Every function and method in ``insilico/**/*.py`` is parsed with :mod:`ast`:
   and ``cls`` left out.
 
 Stimulus generators (``insilico/stimuli/``) may take more parameters: each one is a stimulus dimension
-(orientation, sf, phase, contrast...). The tools in :data:`OPTIONS_PENDING` still take many keyword options
-until they take an options object (the design tools share :class:`insilico.synthesis.SynthesisOptions`; their
-own and run-level parameters remain); the list can only shrink.
+(orientation, sf, phase, contrast...). A tool with more knobs takes an options object (:mod:`insilico.options`:
+the design tools' options extend :class:`insilico.synthesis.SynthesisOptions`; ``AttackOptions``,
+``TuningOptions``, ``GradientOptions``, ``FitOptions``...) and, for its one-line calls, the object's fields as
+keyword overrides; where a run keeps its work, ``out=`` takes a folder or an :class:`insilico.Job`.
 """
 from __future__ import annotations
 
@@ -22,28 +23,6 @@ MAX_LINES = 80
 MAX_PARAMETERS = 12
 #: Folders whose functions' parameters are stimulus dimensions (exempt from MAX_PARAMETERS).
 STIMULUS_GENERATORS = ("stimuli",)
-
-#: ``"module/path.py:qualname" -> parameters``: functions that still take more than MAX_PARAMETERS keyword
-#: options, until they take an options object (issue 24, "the design tools share an options object").
-#: The count is exact: a listed function may not gain a parameter, and one that loses some must lower its
-#: count here (or leave the list, once within MAX_PARAMETERS).
-OPTIONS_PENDING = {
-    # the design tools: their engine knobs are one SynthesisOptions (options= / **option_overrides); what is left
-    # are each tool's own parameters and the run-level ones (seed, batch_size, progress, resume, out, shard, overwrite)
-    "design/maximize.py:maximize": 17,
-    "design/metamers.py:MetamerSynthesis.__init__": 19,  # the metamer's own stopping, constraint, coarse-to-fine
-    "design/population_control.py:population_control": 15,
-    "design/adversarial.py:pgd": 19,                     # the attack's own settings (eps, norm, restarts...)
-    "design/controversial.py:controversial": 15,
-    "gallery/features.py:visualize": 14,                 # the gallery's feature visualisation: settle, stretch
-    # the other tools' options
-    "experiments/tuning.py:orientation_tuning": 17,
-    "attribution/gradients.py:gradient_map": 14,
-    "encoding/predictor.py:fit_predictor": 14,
-    "recording.py:record_stimuli": 13,
-    "gallery/charts.py:svg_curve": 13,                   # a chart's axes, labels and reference lines
-}
-
 
 def _is_docstring(node: ast.stmt) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
@@ -107,20 +86,8 @@ def test_no_function_is_longer_than_80_lines_of_code():
                       "split them into named steps")
 
 
-def test_no_function_takes_more_than_12_parameters_except_stimulus_generators_and_pending_options():
+def test_no_function_takes_more_than_12_parameters_except_stimulus_generators():
     many = {name: n for name, (_, n) in FUNCTIONS.items()
-            if n > MAX_PARAMETERS and name.split("/")[0] not in STIMULUS_GENERATORS and name not in OPTIONS_PENDING}
+            if n > MAX_PARAMETERS and name.split("/")[0] not in STIMULUS_GENERATORS}
     assert not many, (f"functions with more than {MAX_PARAMETERS} parameters: {many}; take an options object "
                       "(or, for a stimulus generator, live in insilico/stimuli/)")
-
-
-def test_the_pending_list_only_shrinks():
-    gone = sorted(set(OPTIONS_PENDING) - set(FUNCTIONS))
-    assert not gone, f"OPTIONS_PENDING lists functions that no longer exist: {gone}; remove them"
-    changed = {name: (count, FUNCTIONS[name][1]) for name, count in OPTIONS_PENDING.items()
-               if FUNCTIONS[name][1] != count}
-    grown = {name: c for name, c in changed.items() if c[1] > c[0]}
-    assert not grown, f"listed functions took more parameters (listed, now): {grown}; take an options object instead"
-    within = sorted(name for name, (_, now) in changed.items() if now <= MAX_PARAMETERS)
-    assert not within, f"now within {MAX_PARAMETERS} parameters: remove {within} from OPTIONS_PENDING"
-    assert not changed, f"listed functions took fewer parameters (listed, now): {changed}; lower their counts"

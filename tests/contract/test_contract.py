@@ -114,7 +114,7 @@ def caused_by(error: BaseException | None, kind: type) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def observe(name: str, kind: str = "mixed", fail: str | None = None) -> dict:
+def observe(name: str, kind: str | None = None, fail: str | None = None) -> dict:
     """Run tool ``name`` once on a fresh model (of ``kind``) with the user's own hooks attached.
 
     ``fail``: "mid": the model raises :class:`Boom` half way through the tool's forward passes (from
@@ -122,6 +122,7 @@ def observe(name: str, kind: str = "mixed", fail: str | None = None) -> dict:
     on its first call.
     """
     tool = TOOLS[name]
+    kind = kind or tool.models[0]
     model, arch = make_model(kind)
     images = make_images()
     user_calls = []
@@ -244,7 +245,7 @@ def test_resnet18(name):
 @pytest.mark.parametrize("name", cases("no_grad"))
 def test_no_grad(name):
     tool = TOOLS[name]
-    model, _ = make_model()
+    model, _ = make_model(TOOLS[name].models[0])
     with torch.no_grad():
         result = tool.run(model, make_images())
     assert torch.is_grad_enabled()
@@ -255,7 +256,7 @@ def test_no_grad(name):
 @pytest.mark.parametrize("name", cases("float64"))
 def test_float64(name):
     tool = TOOLS[name]
-    model, _ = make_model()
+    model, _ = make_model(TOOLS[name].models[0])
     result = tool.run(model.double(), make_images(dtype=torch.float64))
     if tool.follows_dtype:
         assert tool.out is not None, (f"{name} is registered with follows_dtype=True (the default), but its runner in "
@@ -271,7 +272,7 @@ def test_independent(name):
     assert tool.out is not None, (f"{name} is registered with per_sample=True, but its runner in "
                                   "tests/contract_tools.py gives no out= (the per-sample output to compare)")
     batch = tool.out(succeeded(observe(name))["result"])
-    model, _ = make_model()
+    model, _ = make_model(TOOLS[name].models[0])
     alone = tool.out(tool.run(model, make_images(), samples=[2]))
     assert_same(alone[0], batch[2], tool.exact, f"sample 2 alone vs in a batch of 4 (rtol {tool.rtol:g})", tool.rtol)
 
@@ -288,7 +289,7 @@ IMAGE_TOOLS = [n for n, t in TOOLS.items() if t.images]
 
 @pytest.mark.parametrize("name", cases("empty", IMAGE_TOOLS))
 def test_empty(name):
-    model, _ = make_model()
+    model, _ = make_model(TOOLS[name].models[0])
     with pytest.raises(InsilicoError, match=r"at least one|empty"):
         TOOLS[name].run(model, make_images()[:0])
 
@@ -296,7 +297,7 @@ def test_empty(name):
 @pytest.mark.parametrize("name,bad", cases("bad_images", IMAGE_TOOLS, list(PROMISES_BAD)))
 def test_bad_images(name, bad):
     make_bad, fix = PROMISES_BAD[bad]
-    model, _ = make_model()
+    model, _ = make_model(TOOLS[name].models[0])
     with pytest.raises(InsilicoError, match=fix):
         TOOLS[name].run(model, make_bad(make_images()))
 
@@ -356,7 +357,7 @@ def test_global_rng_untouched(name):
     import random
 
     tool = TOOLS[name]
-    model, _ = make_model()
+    model, _ = make_model(TOOLS[name].models[0])
     images = make_images()
     torch.manual_seed(1234), np.random.seed(1234), random.seed(1234)
     before = global_rng_states()
@@ -487,7 +488,7 @@ def test_hostile_file_in_an_out_folder_refused_on_resume(name, tmp_path, monkeyp
     """A resumed run reads what its out= folder holds: a hostile chunk (or recording metadata) is an error naming
     the file, never rebuilt and never silently recomputed over."""
     tool = TOOLS[name]
-    model, _ = make_model()
+    model, _ = make_model(TOOLS[name].models[0])
     images = make_images()
     out = tmp_path / "out"
     tool.run(model, images, out=out)

@@ -200,7 +200,7 @@ def test_float64_models_give_float64_results():
 
 
 def test_results_save_load_concat_and_recheck(tmp_path, pair):
-    r = controversial(pair, PAIRS[:3], seeds=2, size=(3, 64, 64), steps=5, pairs_per_chunk=2, progress=False)
+    r = controversial(pair, PAIRS[:3], seeds=2, size=(3, 64, 64), steps=5, batch_size=2, progress=False)
     r.save(tmp_path / "c.pt")
     back = ControversialResult.load(tmp_path / "c.pt")
     assert torch.equal(back.images, r.images) and torch.equal(back.probabilities, r.probabilities)

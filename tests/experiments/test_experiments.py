@@ -71,7 +71,7 @@ def test_tuning_of_a_single_neuron_and_units_list():
     np.testing.assert_allclose(raw.preferred_orientation, 60.0, atol=0.5)
     fig = res.plot()
     assert fig.axes and len(fig.axes[0].lines) == 2 * 2 + 1   # dots and fit per unit, the blank level
-    assert len(res.plot_population().axes) == 4
+    assert len(res.plot_population().axes) == 5
 
 
 def test_untuned_unit_and_indices():

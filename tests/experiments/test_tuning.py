@@ -196,6 +196,24 @@ def test_phase_reliability_and_the_criteria():
     assert reason.tolist() == ["", UNRELIABLE, "", SILENT]
 
 
+@pytest.mark.parametrize("residue", [2e-7, 2.8e-6, 5e-5])
+def test_a_float_residue_beside_a_driven_unit_of_its_layer_is_silent_not_a_response(residue):
+    """Issue 28: a red-green unit shown grey gratings answers with float residue (2e-7 here, 2.8e-6 on other
+    CPUs) beside a luminance unit answering 25; the residue is rounding, judged on the layer's scale, on any
+    CPU. Measured alone, a unit's own scale (at least 1) is the floor, as before."""
+    peak, high = np.array([25.0, residue]), np.array([25.0, residue])
+    ok, reason = responsiveness(peak=peak, baseline=np.zeros(2), low=np.zeros(2), high=high, natural_range=None,
+                                reliability=np.full(2, np.nan), margin=0.2, min_reliability=0.5)
+    assert ok.tolist() == [True, False] and reason[1] == SILENT
+    alone, _ = responsiveness(peak=peak[1:], baseline=np.zeros(1), low=np.zeros(1), high=high[1:],
+                              natural_range=None, reliability=np.full(1, np.nan), margin=0.2, min_reliability=0.5)
+    assert alone.tolist() == [residue > 1e-6]
+    weak, _ = responsiveness(peak=np.array([25.0, 0.05]), baseline=np.zeros(2), low=np.zeros(2),
+                             high=np.array([25.0, 0.05]), natural_range=None, reliability=np.full(2, np.nan),
+                             margin=0.2, min_reliability=0.5)
+    assert weak.tolist() == [True, True]   # a weak but real response (2e-3 of the layer's) is kept
+
+
 def test_after_nonlinearity_walks_past_batchnorm_and_stops_at_a_residual_add():
     class Block(nn.Module):
         def __init__(self):

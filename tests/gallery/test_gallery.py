@@ -9,6 +9,7 @@ import pytest
 from insilico.cli import main
 from insilico.errors import InsilicoError
 from insilico.gallery import GallerySettings, build
+from insilico.options import Job
 
 from conftest import GALLERY_TINY as TINY   # the `site` fixture (conftest.py) is built with these
 
@@ -113,7 +114,7 @@ def test_more_units_compute_only_the_new_ones_and_shards_add_up(tmp_path):
     settings = dict(TINY, layers=["classifier.6"], chunk=1)
     first = build(GallerySettings(**dict(settings, units=1)), tmp_path, progress=False)
     assert first["computed"]["features"] == 1
-    ranks = [build(GallerySettings(**dict(settings, units=3)), tmp_path, shard=(r, 2), progress=False)
+    ranks = [build(GallerySettings(**dict(settings, units=3)), Job(tmp_path, shard=(r, 2)), progress=False)
              for r in range(2)]
     assert [r["computed"]["features"] for r in ranks] == [1, 1]     # units 1 and 2, one per rank
     assert sorted(p.name for p in (tmp_path / "cache" / "classifier.6" / "features").glob("progress-*.json")) == \

@@ -70,7 +70,7 @@ def test_nice_ticks_are_round_and_cover_the_range():
 def test_tuning_curve_has_labelled_axes_interior_ticks_baseline_and_preferred_mark():
     svg = ET.fromstring(svg_curve([15.0 * i for i in range(12)] + [180], [0, 1, 2, 3, 4, 3, 2, 1, 0, 0, 0, 0, 0],
                                   "orientation (°)", "orientation tuning", baseline=1.0, ylabel="response",
-                                  mark=60.0, mark_label="preferred 60°", x_range=(0, 180),
+                                  mark=(60.0, "preferred 60°"), x_range=(0, 180),
                                   x_ticks=[0, 45, 90, 135, 180]))
     found = texts(svg)
     assert {"orientation (°)", "response", "preferred 60°", "blank", "45", "90", "135"} <= set(found)

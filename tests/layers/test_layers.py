@@ -158,8 +158,8 @@ def test_swin_stages_are_channels_last_and_read_at_their_centre_position():
     assert layout_of((8, 8, 96), None) == "map"
     add, _ = locate(model, "features.1.0/add", 3, 32)
     assert add.key == "features.1.0/add[4,4,:]"
-    with pytest.raises(insilico.errors.UnitError, match="folds its windows into the batch axis"):
-        record_units(model, x, ["features.1.0.attn:heads[0]"], progress=False)   # (N * 4 windows) rows: refused
+    with pytest.raises(insilico.errors.UnitError, match="attends within windows"):
+        record_units(model, x, ["features.1.0.attn:heads[0]"], progress=False)   # no one centre query: refused
     with insilico.Probe(model).record("features.1") as rec:
         model(x)
     full = rec["features.1"]                                                     # (2, 8, 8, 96)
@@ -259,4 +259,4 @@ def test_a_predictor_pools_channels_last_and_token_layers_over_positions_not_cha
     with insilico.Probe(vit).record(block) as rec:
         vit(x)
     tokens = rec[block]                                                             # (2, 17, 16)
-    torch.testing.assert_close(_pool(tokens, "mean", block, vit), tokens.mean(1))
+    torch.testing.assert_close(_pool(tokens, "mean", block, vit), tokens[:, 1:].mean(1))   # the patches, not CLS

@@ -32,7 +32,7 @@ def test_an_unknown_option_is_refused_with_its_close_match_and_the_tool():
         insilico.metamer(net, "0", torch.rand(1, 3, 8, 8), optimiser="adam", progress=False)
     with pytest.raises(InsilicoError, match=r"SynthesisOptions.replace got an unknown option 'jiter'.*'jitter'"):
         SynthesisOptions().replace(jiter=2)
-    with pytest.raises(InsilicoError, match="takes a SynthesisOptions, not dict"):
+    with pytest.raises(InsilicoError, match="takes a MaximizeOptions or SynthesisOptions, not dict"):
         insilico.maximize(net, "2[0]", size=10, options={"steps": 3}, progress=False)
 
 

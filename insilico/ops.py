@@ -81,6 +81,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from . import attention
+from .units import Unit
 
 _BINARY = {"add", "sub", "mul", "matmul", "truediv", "floordiv", "div", "pow", "mod", "and", "or", "xor",
            "lshift", "rshift"}
@@ -210,7 +211,7 @@ class OpWatch:
     # -- what is watched ------------------------------------------------------------------
     def owner(self, path: str) -> Owner:
         if path not in self.owners:
-            module = dict(self.model.named_modules())[path]
+            module = Unit(path).resolve(self.model)  # the kept module table, not a traversal per path
             self.owners[path] = Owner(path, module)
         return self.owners[path]
 

@@ -49,7 +49,7 @@ from .registry import register_tool
 from .session import device_of, dtype_of, session
 from .survey import Survey
 from .taps import REDUCTIONS, Record, _Tap
-from .units import Unit, UnitLike, need_tensor
+from .units import Unit, UnitLike, module_table, need_tensor
 
 __all__ = ["ConnectionLesion", "Handle", "Intervention", "LESION_MODES", "Probe", "REDUCTIONS", "Record", "StopForward"]
 
@@ -120,7 +120,7 @@ class Probe:
         if not example:
             if ops:
                 raise InsilicoError("names(ops=True) needs an example input: probe.names(example, ops=True)")
-            return [name for name, _ in self.model.named_modules()]
+            return list(module_table(self.model))
         return self.survey(*example, ops=ops, **kwargs).addresses()
 
     def hooks(self) -> list[str]:
@@ -173,9 +173,9 @@ class Probe:
         >>> [(c.module, c.shape) for c in s]
         [('0', (2, 3, 3)), ('1', (2, 3, 3)), ('', (2, 3, 3))]
         """
-        paths = [name for name, _ in self.model.named_modules()] if modules is None else list(modules)
-        survey = Survey(self.model)
-        paths = list(dict.fromkeys(paths))
+        table = module_table(self.model)  # the pass's one traversal; the kept table resolves the paths below
+        survey = Survey(self.model, table)
+        paths = list(dict.fromkeys(table if modules is None else modules))
         for path in paths:
             Unit(path).resolve(self.model)
         handle = self._attach(_SiteHandle(self, [_Observer(Unit(path), survey) for path in paths]))

@@ -28,13 +28,13 @@ With ``ops=True`` the survey also logs every op of the modules' own forwards
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import torch
 from torch import nn
 
 from .errors import UnitError
-from .units import Unit, UnitLike
+from .units import Unit, UnitLike, module_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,18 +58,28 @@ class Call:
 class Survey:
     """The calls of one forward pass, in execution order (a module's output hook fires after its children's)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, table: Mapping[str, nn.Module] | None = None):
         self.model = model
         self.calls: list[Call] = []
         self.error: Exception | None = None
         self.counter = None  # a FlopCounterMode while a survey with flops=True runs
         self.flops: float | None = None  # FLOPs of the whole pass (a survey with flops=True)
-        self._types = {name: type(m).__name__ for name, m in model.named_modules()}
+        table = module_table(model) if table is None else table  # path -> module (the probe's pass passes its own)
+        self._types = {name: type(m).__name__ for name, m in table.items()}
+        self._sites: dict[str, list[Call]] = {}  # site -> its calls in order, for the calls indexed so far
+        self._indexed = 0
 
     def add(self, call: Call) -> None:
         if self.counter is not None:
             call = dataclasses.replace(call, flops=float(self.counter.get_total_flops()))
         self.calls.append(call)
+
+    def _calls_of(self, site: str) -> list[Call]:
+        """The calls of one site in order: an index kept up to date with ``calls`` (one pass over new calls)."""
+        for call in self.calls[self._indexed:]:
+            self._sites.setdefault(call.module, []).append(call)
+        self._indexed = len(self.calls)
+        return self._sites.get(site, [])
 
     def __iter__(self) -> Iterator[Call]:
         return iter(self.calls)
@@ -94,7 +104,7 @@ class Survey:
 
     def count(self, module: str) -> int:
         """How many times ``module`` ran in the pass (0: never)."""
-        return sum(c.module == module for c in self.calls)
+        return len(self._calls_of(module))
 
     def address(self, module: str, step: int = -1) -> str:
         """``module`` as a unit address: its path alone if it ran once, else ``path@step`` (default: last call)."""
@@ -108,7 +118,7 @@ class Survey:
     def call(self, unit: UnitLike) -> Call:
         """The call a unit address reads (its step; the only call when it has none)."""
         unit = Unit.coerce(unit, self.model)
-        calls = [c for c in self.calls if c.module == unit.site]
+        calls = self._calls_of(unit.site)
         if not calls:
             unit.resolve(self.model)  # no such module: its closest paths and how to list them (Unit.resolve)
             hint = f" {unit.owner!r} is a module of the model that did not run; list what ran with Survey.addresses()"

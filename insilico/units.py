@@ -61,7 +61,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from typing import Any, Union
+import types
+import weakref
+from typing import Any, Mapping, Union
 
 import torch
 from torch import nn
@@ -149,9 +151,9 @@ class Unit:
         if isinstance(spec, nn.Module):
             if model is None:
                 raise UnitError("a module object can only be used as a unit together with its model")
-            for name, module in model.named_modules():
-                if module is spec:
-                    return cls(name)
+            name = _path_of(model, spec)
+            if name is not None:
+                return cls(name)
             raise UnitError(f"the module {type(spec).__name__} is not part of this model")
         return cls.parse(spec)
 
@@ -219,11 +221,14 @@ class Unit:
     # -- resolution against a model ----------------------------------------------------------
     def resolve(self, model: nn.Module) -> nn.Module:
         """The module this unit lives in (for an op unit: the module whose forward runs the op);
-        unknown paths fail with the closest names. Op names are checked when the model runs."""
-        modules = dict(model.named_modules())
-        if self.owner in modules:
-            return modules[self.owner]
-        hint = close_matches(self.owner, modules, model)
+        unknown paths fail with the closest names. Op names are checked when the model runs.
+
+        The path is looked up in the model's :func:`module_table` (no traversal of the model per unit).
+        """
+        module = _lookup(model, self.owner)
+        if module is not None:
+            return module
+        hint = close_matches(self.owner, module_table(model), model)
         raise UnitError(
             f"{type(model).__name__} has no module {self.owner!r}.{hint} "
             "List the valid paths with insilico.Probe(model).names() or model.named_modules() "
@@ -271,6 +276,85 @@ class Unit:
         if self.index is None:
             return tensor
         return tensor[self.where(tensor)]
+
+
+_KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (path -> weakref(module), id -> path)
+
+
+def module_table(model: nn.Module) -> dict[str, nn.Module]:
+    """Every module of ``model`` by its path, as ``model.named_modules()`` spells it (``""``: the model).
+
+    One traversal of the model. The table is also kept for the model (weakly:
+    it keeps neither the model nor its modules alive) and every later lookup
+    (:meth:`Unit.resolve`, :meth:`Unit.coerce`) reads it instead of traversing
+    the model again, so resolving k addresses costs one traversal and k walks
+    down their paths, not k traversals. A lookup trusts an entry only after
+    walking its path through the modules' children (a few dict reads) and
+    traverses the model anew when the path is missing or now leads to another
+    module: a module added, replaced or removed after a first call is seen.
+    (Known limit: a module already listed that is later also registered under
+    an earlier path keeps its first path until the next traversal.)
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module.
+
+    Returns
+    -------
+    dict[str, nn.Module]
+        A new dict, in ``named_modules()`` order.
+
+    Example
+    -------
+    >>> import torch
+    >>> from insilico.units import module_table
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> list(module_table(model))
+    ['', '0']
+    >>> model.add_module("head", torch.nn.ReLU())
+    >>> type(Unit("head").resolve(model)).__name__, list(module_table(model))
+    ('ReLU', ['', '0', 'head'])
+    """
+    table = dict(model.named_modules())
+    _KEPT[model] = ({path: weakref.ref(m) for path, m in table.items()}, {id(m): path for path, m in table.items()})
+    return table
+
+
+def _kept(model: nn.Module, fresh: bool) -> tuple:
+    """The kept ``(path -> weakref, id -> path)`` of ``model`` (made now when ``fresh`` or none is kept)."""
+    if fresh or model not in _KEPT:
+        module_table(model)
+    return _KEPT[model]
+
+
+def _walk(model: nn.Module, path: str) -> nn.Module | None:
+    """The module at ``path`` through the children dicts, as ``named_modules()`` walks them; None if there is none."""
+    module = model
+    for atom in path.split(".") if path else ():
+        module = module._modules.get(atom)
+        if module is None:
+            return None
+    return module
+
+
+def _lookup(model: nn.Module, path: str) -> nn.Module | None:
+    """The module at ``path`` by the kept table, checked by a walk; one traversal when the table is out of date."""
+    for fresh in (False, True):
+        ref = _kept(model, fresh)[0].get(path)
+        module = None if ref is None else ref()
+        if module is not None and _walk(model, path) is module:
+            return module
+    return None
+
+
+def _path_of(model: nn.Module, module: nn.Module) -> str | None:
+    """The path of a module object of ``model`` by the kept table, checked by a walk; one traversal when out of date."""
+    for fresh in (False, True):
+        path = _kept(model, fresh)[1].get(id(module))
+        if path is not None and _walk(model, path) is module:
+            return path
+    return None
 
 
 def close_matches(path: str, paths, model: nn.Module | None = None) -> str:

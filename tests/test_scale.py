@@ -1,0 +1,143 @@
+"""Scale of the model (issue 25, item 6): names(), survey() and unit resolution are linear in the modules.
+
+The property checked is the one that makes them linear, by construction: the number of traversals of
+the model (``model.named_modules()``, which ``modules()`` and ``parameters()`` also go through) made by
+one call does not grow with the number of modules or of units. Wall time is measured in
+benchmarks/bench_scale.py, never here.
+"""
+import gc
+import weakref
+
+import pytest
+import torch
+from torch import nn
+
+import insilico
+from insilico.errors import UnitError
+from insilico.units import Unit, module_table
+
+
+def deep(blocks: int) -> nn.Sequential:
+    return nn.Sequential(*[nn.Sequential(nn.Conv2d(2, 2, 1), nn.ReLU()) for _ in range(blocks)])
+
+
+def count_traversals(model: nn.Module) -> list:
+    """Patch ``model.named_modules`` (on the instance) to log each top-level traversal."""
+    calls = []
+    original = model.named_modules
+
+    def named_modules(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    model.named_modules = named_modules
+    return calls
+
+
+def traversals_per_call(blocks: int) -> dict:
+    model = deep(blocks).eval()
+    probe = insilico.Probe(model)
+    x = torch.rand(1, 2, 4, 4)
+    paths = probe.names()  # before counting: the first listing
+    calls = count_traversals(model)
+    counts = {}
+    for name, run in [
+        ("names()", lambda: probe.names()),
+        ("names(x)", lambda: probe.names(x)),
+        ("survey(x)", lambda: probe.survey(x)),
+        ("survey(x, ops=True)", lambda: probe.survey(x, ops=True)),
+        ("units(all)", lambda: probe.units(*paths)),
+        ("coerce(all)", lambda: [Unit.coerce(m, model) for m in model.modules()]),
+        ("record(all)", lambda: probe.record(*paths[1:]).remove()),
+        ("survey(x).shape(all)", lambda: (lambda s: [s.shape(p) for p in paths])(probe.survey(x))),
+    ]:
+        before = len(calls)
+        run()
+        counts[name] = len(calls) - before - (name == "coerce(all)")  # coerce's own model.modules() listing
+    return counts
+
+
+def test_traversals_per_call_do_not_grow_with_the_model():
+    small, large = traversals_per_call(4), traversals_per_call(120)
+    assert small == large, (small, large)
+    # a fixed handful per surveyed pass: its table, the session's modules() and parameters(), the device and
+    # dtype lookups, the compiled / meta refusal
+    assert max(large.values()) <= 12, large
+    assert large["names()"] == 1 and large["units(all)"] == 0 and large["record(all)"] == 0
+
+
+def test_a_module_added_after_a_first_call_is_found():
+    model = deep(3).eval()
+    probe = insilico.Probe(model)
+    x = torch.rand(2, 2, 4, 4)
+    assert "extra" not in probe.names()
+    with pytest.raises(UnitError, match="no module 'extra'"):
+        probe.units("extra")
+    model.add_module("extra", nn.Sequential(nn.Conv2d(2, 2, 1)))
+    assert probe.units("extra.0") == ["extra.0"]
+    assert "extra.0" in probe.names() and "extra.0" in probe.names(x)
+    with probe.record("extra.0") as rec:
+        out = model(x)
+    assert torch.equal(rec["extra.0"], out)
+
+
+def test_a_replaced_or_removed_module_is_seen():
+    model = deep(3).eval()
+    probe = insilico.Probe(model)
+    x = torch.rand(2, 2, 4, 4)
+    old = Unit("1.0").resolve(model)
+    new = nn.Conv2d(2, 2, 1)
+    model[1][0] = new
+    assert Unit("1.0").resolve(model) is new and Unit.coerce(new, model) == "1.0"
+    with pytest.raises(UnitError, match="not part of this model"):
+        Unit.coerce(old, model)
+    with probe.lesion("1.0[1]"), probe.record("1.0") as rec:
+        model(x)
+    assert rec["1.0"][:, 1].abs().sum() == 0 and rec["1.0"][:, 0].abs().sum() > 0
+    model[2]._modules.pop("1")  # removed without a registration hook
+    with pytest.raises(UnitError, match="no module '2.1'"):
+        Unit("2.1").resolve(model)
+    assert "2.1" not in probe.names()
+
+
+def test_the_kept_table_keeps_nothing_alive():
+    model = deep(2)
+    insilico.Probe(model).names()
+    Unit("0.0").resolve(model)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
+class AllEqual(nn.Sequential):
+    """Models that compare (and hash) equal: the kept tables of two of them can be confused, lookups cannot."""
+
+    def __eq__(self, other):
+        return isinstance(other, AllEqual)
+
+    def __hash__(self):
+        return 0
+
+
+def test_models_that_compare_equal_resolve_to_their_own_modules():
+    a, b = AllEqual(nn.Linear(2, 2), nn.ReLU()), AllEqual(nn.Linear(2, 2))
+    assert Unit("0").resolve(a) is a[0] and Unit("0").resolve(b) is b[0] and Unit("0").resolve(a) is a[0]
+    assert Unit.coerce(b[0], b) == "0" and Unit.coerce(a[0], a) == "0"
+    assert list(module_table(a)) == ["", "0", "1"]
+    with pytest.raises(UnitError, match="AllEqual has no module 'l'"):
+        Unit("l").resolve(a)
+
+
+def test_survey_index_follows_new_calls():
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    relu = model[1]
+
+    def forward(x):  # the ReLU runs twice
+        return relu(model[0](relu(x)))
+
+    model.forward = forward
+    survey = insilico.Probe(model).survey(torch.rand(1, 2))
+    assert survey.count("1") == 2 and survey.call("1@-1") is survey.calls[2]
+    survey.add(survey.calls[1])  # a call logged after the index was read
+    assert survey.count("0") == 2 and survey.address("0") == "0@1"

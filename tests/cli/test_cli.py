@@ -479,6 +479,7 @@ def test_merge_writes_only_into_the_folder_given(sharded_spec_run, tmp_path):
 
 def test_record_reduce_help_says_what_it_does_for_each_layout():
     """``--reduce`` pools by the layout rule (insilico.layout.pool), not only conv maps: its help names them."""
+    from insilico.cli import build_parser
     from insilico.layout import POOLS
 
     record = build_parser()._subparsers._group_actions[0].choices["record"]

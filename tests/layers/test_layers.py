@@ -273,6 +273,10 @@ def test_a_model_group_reads_each_member_by_the_family_of_its_own_network():
     group = ModelGroup({"swin": swin(), "res": resnet})
     x = torch.rand(2, 3, 32, 32)
     assert family_of(group).name == "swin"   # the first network found: wrong for the ResNet member
+    from insilico.layers.families import family_at
+
+    assert family_at(group, "swin.features.1.0/add").name == "swin"     # an op unit: the family of its owner
+    assert family_at(group, "res.layer1.0/add").name == "generic"
     values, names = record_units(group, x, ["res.layer1[3]", "swin.features.1[:, :, 3]"], progress=False)
     assert names == ["res.layer1[3,4,4]", "swin.features.1[4,4,3]"]   # (64, 8, 8) channels first; (8, 8, 96) last
     with insilico.Probe(resnet).record("layer1") as rec:

@@ -435,7 +435,9 @@ def receptive_field_sizes(
         Default: every Conv2d and pooling module that sees the image, in
         module order; modules called several times (recurrence) at their
         first call, the feed-forward sweep (ask for ``"layers.1@3"`` to see
-        the RF grow over time steps).
+        the RF grow over time steps). A token layer ``(T, D)`` is read at its centre
+        patch token, a channels-last stage ``(H, W, C)`` at its centre position, as
+        :func:`receptive_field` reads them.
     size : int, (H, W) or (C, H, W), optional
         The image size (square), read as :func:`receptive_field` reads it; default ``model.input_size``.
     methods : list of str

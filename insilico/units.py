@@ -360,27 +360,47 @@ def _path_of(model: nn.Module, module: nn.Module) -> str | None:
 def close_matches(path: str, paths, model: nn.Module | None = None) -> str:
     """`` Did you mean ...?`` for an unknown module ``path`` among ``paths`` (``""`` when nothing is close).
 
-    The same path under a wrapper's prefix comes first (``'module.1'`` for ``'1'`` in a DataParallel /
-    DistributedDataParallel model; ``'layer1'`` for a ``'module.layer1'`` copied from a wrapped model's
-    state dict), then spelling neighbours; a wrapped model also says where its modules are.
+    The same path under a wrapper's prefix comes first: a model whose one container child holds the network
+    (a ZooModel's ``'net'`` beside its ``normalize``, DataParallel's ``'module'``) is asked ``'layer1'`` and
+    answers ``'net.layer1'``, and says where its modules are; a path written with a prefix the model lacks
+    (``'module.layer1'``, ``'net.layer1'`` copied from a wrapped model) answers the path without it; then
+    spelling neighbours.
 
     >>> close_matches("module.fc", ["", "fc", "conv"])
     " Did you mean 'fc'?"
     >>> close_matches("conv", ["", "module", "module.conv"])
     " Did you mean 'module.conv'?"
+    >>> wrapper = nn.Sequential()
+    >>> wrapper.add_module("normalize", nn.Identity()); wrapper.add_module("net", nn.Sequential(nn.Conv2d(1, 1, 1)))
+    >>> close_matches("0", [n for n, _ in wrapper.named_modules()], wrapper)
+    " Did you mean 'net.0'? Sequential keeps its network under 'net.': write 'net.0' (its modules are 'net.<name>')."
     """
     names = [n for n in paths if n]
     wrapped = sorted((n for n in names if n.endswith("." + path)), key=len) if path else []
     prefix, _, rest = path.partition(".")
-    unwrapped = [rest] if prefix == "module" and rest in names else []
-    close = list(dict.fromkeys(unwrapped + wrapped + difflib.get_close_matches(path, names, n=5, cutoff=0.5)))[:5]
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    tops = {n.partition(".")[0] for n in names}
+    unwrapped = [rest] if rest and prefix not in tops and rest in names else []
+    holder = _network_child(model) if prefix != "module" else None
+    inside = [f"{holder}.{path}"] if holder is not None and f"{holder}.{path}" in names else []
+    close = list(dict.fromkeys(inside + unwrapped + wrapped + difflib.get_close_matches(path, names, n=5, cutoff=0.5)))
+    hint = f" Did you mean {', '.join(repr(c) for c in close[:5])}?" if close else ""
     parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
     if isinstance(model, parallel) and prefix != "module":
         example = (wrapped or [n for n in names if n.startswith("module.")] or ["module"])[0]
         hint += (f" The model is wrapped in {type(model).__name__}: its modules are under 'module.' "
                  f"(e.g. {example!r}), or probe model.module itself.")
+    elif inside:
+        hint += (f" {type(model).__name__} keeps its network under '{holder}.': write {inside[0]!r} (its modules are "
+                 f"'{holder}.<name>').")
     return hint
+
+
+def _network_child(model: nn.Module | None) -> str | None:
+    """The name of ``model``'s one child that holds submodules (a wrapper's network), else None."""
+    if model is None:
+        return None
+    holders = [name for name, child in model.named_children() if next(iter(child.children()), None) is not None]
+    return holders[0] if len(holders) == 1 else None
 
 
 def check_index(index: tuple, shape: tuple, unit: Unit | str = "") -> None:

@@ -97,6 +97,25 @@ def test_distributed_data_parallel_close_matches_name_the_module_prefix(tmp_path
 def test_unit_copied_with_a_wrapper_prefix_suggests_the_plain_path():
     with pytest.raises(UnitError, match=r"Did you mean '1'"):
         Probe(_net()).record("module.1")
+    with pytest.raises(UnitError, match=r"Did you mean '1'"):   # any wrapper's prefix (a ZooModel's 'net.')
+        Probe(_net()).record("net.1")
+
+
+def test_a_wrapper_with_one_network_child_suggests_the_address_under_it():
+    """A ZooModel (normalize, then net), or any model whose one container child holds the network: an address of
+    the network answers '<child>.<address>' first and says where the modules are."""
+    wrapper = nn.Sequential()
+    wrapper.add_module("normalize", nn.Identity())
+    wrapper.add_module("backbone", _net())
+    with pytest.raises(UnitError, match=r"Did you mean 'backbone\.1'.*under 'backbone\.': write 'backbone\.1'"):
+        Probe(wrapper).record("1")
+    torchvision = pytest.importorskip("torchvision")
+    from insilico.models.zoo import Preprocessing, ZooModel
+
+    zoo = ZooModel(torchvision.models.resnet18(), Preprocessing(
+        resize=None, crop=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bilinear", source="test"), "test")
+    with pytest.raises(UnitError, match=r"Did you mean 'net\.layer1\.0\.conv1',.*under 'net\.'"):
+        Probe(zoo).record("layer1.0.conv1")
 
 
 # --------------------------------------------------------------------------- lesion_connections on reparametrized weights

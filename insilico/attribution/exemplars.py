@@ -5,7 +5,10 @@ for any number of units, keeping only a running top-k per unit (memory does not
 grow with the number of stimuli). A unit that selects a map (a conv channel,
 ``"features.8[12]"``) is scored by the max over the map, and the position of
 that max is kept; a unit that selects one value (a neuron, a class logit) is
-scored by that value.
+scored by that value. A token layer's feature (``"blocks.3[:, 12]"``) is scored over
+its patch tokens, the CLS and register tokens left out (the layout rule,
+:mod:`insilico.layout`; a Recording ranked without the model cannot tell them apart),
+and the position of the max is the patch's (row, column).
 
 ``project_exemplars`` then takes each exemplar down to pixel space for the
 single neuron at its max (``"features.8[12,5,7]"``) with any method of
@@ -40,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InsilicoError, StimulusError, UnitError
+from ..layout import patch_grid, prefix_count, read_layout
 from ..probe import Probe
 from ..recording import Recording, batches, stimulus_source
 from ..registry import register_tool
@@ -66,7 +70,10 @@ class Exemplars(Result):
         model (or recording), else float32.
     positions : tensor (k, d) or None
         Where in the unit's map the max is (row, column for a conv channel);
-        None for units that select one value.
+        None for units that select one value. A token layer's (``"blocks.3[:, 12]"``,
+        ``(T, D)``) positions are its patch tokens only (the CLS and register tokens are
+        not positions, :func:`insilico.layout.positions`): the patch's (row, column) in
+        the patch grid (its token index after the prefix when the tokens make no square grid).
     neurons : list of str or None
         The single neuron at each exemplar's max, e.g. ``"features.8[12,5,7]"``
         (None when it cannot be told, e.g. from a recording of a slice).
@@ -169,7 +176,7 @@ def top_exemplars(
     if batch_size < 1:
         raise InsilicoError(f"batch_size must be at least 1, not {batch_size}")
     if isinstance(stimuli, Recording):
-        results = _from_recording(stimuli, [Unit.coerce(s, model) for s in specs], k, batch_size, progress)
+        results = _from_recording(stimuli, [Unit.coerce(s, model) for s in specs], k, batch_size, progress, model)
     else:
         if model is None:
             raise InsilicoError("top_exemplars needs a model, unless the stimuli are a Recording of the unit")
@@ -183,7 +190,7 @@ def _from_model(model, stimuli, specs, k, batch_size, progress) -> list[Exemplar
     wholes = {u: Unit(u.module, step=u.step, output=u.output) for u in units}
     source = stimulus_source(stimuli, model=model)
     n = _check_k(k, len(source))
-    rankers = [_Ranker(u, k) for u in units]
+    rankers = [_Ranker(u, k, model) for u in units]
     with session(model) as s:
         for start, batch in batches(source, batch_size, s.device, s.dtype, progress, "top exemplars", leave=True):
             with probe.record(*dict.fromkeys(wholes.values())) as rec:
@@ -193,7 +200,7 @@ def _from_model(model, stimuli, specs, k, batch_size, progress) -> list[Exemplar
     return [r.result(n, source.ids, source.params) for r in rankers]  # ids: image files' relative paths
 
 
-def _from_recording(rec: Recording, units, k, batch_size, progress) -> list[Exemplars]:
+def _from_recording(rec: Recording, units, k, batch_size, progress, model=None) -> list[Exemplars]:
     n = _check_k(k, len(rec))
     plan = []
     for unit in units:
@@ -201,7 +208,7 @@ def _from_recording(rec: Recording, units, k, batch_size, progress) -> list[Exem
         if unit in rec:
             plan.append((_Ranker(unit, k), unit, False))
         elif whole in rec:
-            plan.append((_Ranker(unit, k), whole, True))
+            plan.append((_Ranker(unit, k, model), whole, True))
         else:
             raise UnitError(f"{unit} is not in this recording (it holds {', '.join(rec.units)}); record it first")
     bar = tqdm(total=n, unit="stim", desc="top exemplars", disable=not progress)
@@ -228,12 +235,13 @@ def _check_k(k: int, n: int) -> int:
 class _Ranker:
     """Running top-k of one unit: values, stimulus indices, and the flat position of each max."""
 
-    def __init__(self, unit: Unit, k: int):
-        self.unit, self.k = unit, k
+    def __init__(self, unit: Unit, k: int, model: torch.nn.Module | None = None):
+        self.unit, self.k, self.model = unit, k, model
         self.values = self.indices = self.flat = None
         self.map_shape = None  # shape of the unit's selection per stimulus
         self.whole_shape = None  # shape of the module's output per stimulus, when known
         self.where = None  # selection position -> flat position in the module's output
+        self.tokens = None  # a token layer: (selection mask of its patch tokens, prefix, grid side or None)
 
     def update(self, batch: torch.Tensor, start: int, whole: bool) -> None:
         batch = need_tensor(self.unit, batch)
@@ -242,7 +250,10 @@ class _Ranker:
                 self.whole_shape = tuple(batch.shape[1:])
                 numel = int(np.prod(self.whole_shape))
                 self.where = self.unit.select(torch.arange(numel, device=batch.device).view(1, *self.whole_shape))[0]
+                self.tokens = self._patch_tokens()
             batch = self.unit.select(batch)
+            if self.tokens is not None:  # the prefix tokens (CLS, registers) are not positions: out of the max
+                batch = batch.masked_fill(~self.tokens[0], float("-inf"))
         if self.map_shape is None:
             self.map_shape = tuple(batch.shape[1:])
         flat = batch.reshape(len(batch), -1)
@@ -257,11 +268,41 @@ class _Ranker:
         order = by_index[torch.argsort(values[by_index], descending=True, stable=True)][: self.k]
         self.values, self.indices, self.flat = values[order], indices[order], position[order]
 
+    def _patch_tokens(self):
+        """A token layer ``(T, D)`` whose selection keeps patch tokens (the layout rule, :func:`insilico.layout.read_layout`):
+        ``(mask of the selection's patch-token values, prefix, grid side or None)``; None for any other unit."""
+        if self.model is None or len(self.whole_shape) != 2 or self.where.ndim == 0:
+            return None
+        layout, prefix = read_layout(self.model, self.unit, self.whole_shape)
+        if layout != "tokens":
+            return None
+        grid = patch_grid(self.whole_shape[0], prefix)
+        extra = grid[0] if grid is not None else prefix_count(self.whole_shape[0], prefix)
+        patches = self.where // self.whole_shape[1] >= extra
+        if not bool(patches.any()) or not self._keeps_token_axis():
+            return None  # the unit names prefix tokens only, or one token: as written
+        return patches, extra, None if grid is None else grid[1]
+
+    def _keeps_token_axis(self) -> bool:
+        items = list(self.unit.index or ())
+        if items and items[0] is Ellipsis:
+            items = items[1:] if len(items) - 1 == len(self.whole_shape) else [slice(None)]
+        return not items or isinstance(items[0], slice)
+
+    def _positions(self) -> torch.Tensor | None:
+        """The max's coordinates in the selection; a token layer's token axis as its patch ``(row, column)``."""
+        if not self.map_shape:
+            return None
+        positions = torch.stack(torch.unravel_index(self.flat.cpu(), self.map_shape), dim=1)
+        if self.tokens is None:
+            return positions
+        _, extra, side = self.tokens
+        token = self.where.reshape(-1)[self.flat.to(self.where.device)].cpu() // self.whole_shape[1] - extra
+        patch = torch.stack([token // side, token % side], dim=1) if side else token[:, None]
+        return torch.cat([patch, positions[:, 1:]], dim=1)
+
     def result(self, n: int, ids, params) -> Exemplars:
-        d = len(self.map_shape)
-        positions = None
-        if d:
-            positions = torch.stack(torch.unravel_index(self.flat.cpu(), self.map_shape), dim=1)
+        positions = self._positions()
         indices = self.indices.cpu()
         return Exemplars(
             unit=str(self.unit),

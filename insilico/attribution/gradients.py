@@ -112,7 +112,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InsilicoError, StimulusError, UnitError
-from ..layers import channels_first, family_of, patch_grid, unit_layout
+from ..layers import channels_first, patch_grid, unit_layout
+from ..layers.families import family_at
 from ..layout import token_grid
 from ..options import Options
 from ..performance import at_model_door, check_finite, working_dtype
@@ -599,7 +600,7 @@ def _cam_grid(model: nn.Module, unit: Unit, shape: tuple):
     the ``g * g`` patch tokens, row-major, as a ``(D, g, g)`` grid. Anything else
     raises a UnitError naming the layer, its shape and layout.
     """
-    family = family_of(model)
+    family = family_at(model, unit)  # the network the layer lives in (a ModelGroup's members differ)
     layout = unit_layout(model, unit, shape, family)
     if layout == "map" and len(shape) == 3 or layout == "channels_last":
         return lambda value: channels_first(value, layout)

@@ -21,7 +21,10 @@ def _record(sub) -> None:
                         "input (default %(default)s)")
     p.add_argument("--per-class", type=positive_int, default=16, help="photos: crops per class (default %(default)s)")
     p.add_argument("--reduce", choices=["mean", "max", "center"], default=None,
-                   help="spatial reduction of conv maps (default: keep every value); applies to every unit")
+                   help="pool each channel over its positions, (N, C) per unit (default: keep every value): a map "
+                        "(C, H, W) over H, W; a channels-last stage (H, W, C, Swin) over H, W; a token layer (T, D, "
+                        "ViT) over its patch tokens, CLS and registers dropped ('center': the centre patch); a "
+                        "vector is refused. Applies to every unit")
     _batch_option(p, 64, "stimuli")
     p.add_argument("--out", required=True, help="output folder")
     _shard_option(p)

@@ -19,6 +19,9 @@ named channels):
     usual) pass the interval on; ops that mix all positions (linear layers,
     global pooling, reshapes, permutes, matrix products) make the RF the
     whole image. The size is the unclamped extent (it can exceed the image).
+    Token ``(T, D)`` and channels-last ``(H, W, C)`` layers reach the image
+    through a reshape or permute of their patch embedding, so their
+    theoretical RF is the whole image (an upper bound; ``"gradient"`` measures it).
 ``"gradient"``
     The unit's **linear (gradient) footprint**: mean ``|d unit / d image|``
     (summed over colour channels) over white-noise images, via
@@ -64,13 +67,15 @@ from torch import nn
 
 from .. import stimuli as stim
 from ..errors import InsilicoError
+from ..layout import read_layout
 from ..performance import as_numpy
 from ..probe import Probe
 from ..registry import register_tool
 from ..units import Unit, need_tensor
 from ..plot.images import new_axes
 from .results import Result
-from ..layers import LOCAL, at_centre, choose_layers, example_input, family_of, image_size, renamed
+from ..layers import LOCAL, at_centre, choose_layers, example_input, image_size, renamed
+from ..layers.families import family_at
 from ..session import session
 from ..plan import Plan, plan_for
 from .runs import record_units, sample_shapes
@@ -192,7 +197,7 @@ def locate(model: nn.Module, unit: str | Unit, channels: int, size: int,
     module = unit.resolve(model)
     plan = plan_for(model, plan, example_input(model, (channels, size, size)))
     shape = sample_shapes(plan, [unit])[0]
-    return at_centre(unit, shape, module if unit.op is None else None, family_of(model)), shape
+    return at_centre(unit, shape, module if unit.op is None else None, family_at(model, unit)), shape
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,13 +216,7 @@ def theoretical_box(model: nn.Module, neuron: Unit, channels: int, size: int) ->
         out = need_tensor(whole, rec[whole], " for its receptive field")
     if out.grad_fn is None:
         return None
-    index = neuron.index or ()
-    spatial = out.ndim - 2
-    if spatial < 1 or len(index) < out.ndim - 1:
-        start = None  # a linear unit or a slice of channels without a position: no spatial origin
-    else:
-        start = tuple((int(i), int(i)) for i in index[1:])
-    hull = _walk(out.grad_fn, start, x)
+    hull = _walk(out.grad_fn, _start_box(model, neuron, tuple(out.shape[1:])), x)
     if hull is _NOTHING:
         return None
     if hull is None or len(hull) < 2:
@@ -227,6 +226,28 @@ def theoretical_box(model: nn.Module, neuron: Unit, channels: int, size: int) ->
 
 
 _NOTHING = object()
+
+
+def _start_box(model: nn.Module, neuron: Unit, shape: tuple) -> tuple | None:
+    """The walk's start: ``((lo, hi), ...)`` of the position axes ``neuron`` reads in a map ``(C, H, W, ...)``
+    (an index or a range per axis); None (no spatial origin: the whole image wherever a path leads) otherwise.
+
+    The layout rule (:func:`insilico.layout.read_layout`) decides: channels-last ``(H, W, C)`` and token ``(T, D)``
+    outputs reach the image through a permute or a reshape of the patch embedding, which the walk cannot follow
+    position by position, so their theoretical RF is the whole image (an upper bound); a linear unit, or channels
+    without a position, have no origin either.
+    """
+    index = neuron.index or ()
+    layout, _ = read_layout(model, Unit(neuron.module, neuron.step, None, neuron.output), shape)
+    if layout != "map" or len(shape) < 2 or len(index) < len(shape):
+        return None
+    start = []
+    for axis, item in zip(shape[1:], index[1:]):
+        picked = range(*item.indices(axis)) if isinstance(item, slice) else [int(item) % axis]
+        if len(picked) == 0:
+            return None
+        start.append((min(picked), max(picked)))
+    return tuple(start)
 
 
 def _walk(root, start, image):
@@ -478,7 +499,9 @@ def receptive_field_sizes(
         Default: every Conv2d and pooling module that sees the image, in
         module order; modules called several times (recurrence) at their
         first call, the feed-forward sweep (ask for ``"layers.1@3"`` to see
-        the RF grow over time steps).
+        the RF grow over time steps). A token layer ``(T, D)`` is read at its centre
+        patch token, a channels-last stage ``(H, W, C)`` at its centre position, as
+        :func:`receptive_field` reads them.
     size : int, (H, W) or (C, H, W), optional
         The image size (square), read as :func:`receptive_field` reads it; default ``model.input_size``.
     methods : list of str

@@ -28,7 +28,8 @@ from torch import nn
 
 from ..errors import StimulusError, UnitError
 from ..evaluate import responses
-from ..layers import at_centre, family_of, is_activation, is_conv_linear, is_pass_through
+from ..layers import at_centre, is_activation, is_conv_linear, is_pass_through
+from ..layers.families import family_at
 from ..plan import Plan, plan_for
 from ..recording import stimulus_source
 from ..units import Unit
@@ -75,8 +76,8 @@ def record_units(model: nn.Module, stimuli: Any, units: Any, batch_size: int = 2
     if plan is None or plan.example is None or tuple(plan.example.shape[1:]) != tuple(first.shape[1:]):
         plan = Plan(model, first, probe=None if plan is None else plan.probe)  # surveyed at this stimulus size
     shapes = sample_shapes(plan, parsed)
-    modules, family = dict(model.named_modules()), family_of(model)
-    neurons = [at_centre(u, shape, modules.get(u.module), family) for u, shape in zip(parsed, shapes)]
+    modules = dict(model.named_modules())  # each unit read by the family of the network it lives in
+    neurons = [at_centre(u, shape, modules.get(u.module), family_at(model, u)) for u, shape in zip(parsed, shapes)]
     names = [name for u, shape in zip(neurons, shapes) for name in _unit_names(u, shape)]
     columns = responses(model, source, neurons, batch_size=batch_size, plan=plan, progress=progress, desc=desc)
     values = torch.cat([c.reshape(len(c), -1).float().cpu() for c in columns], dim=1)

@@ -41,7 +41,7 @@ from ..errors import InsilicoError
 from ..probe import Probe
 from ..session import device_of, dtype_of
 from ..survey import Survey
-from .families import family_of
+from .families import family_at
 from .layout import LAYOUTS, layout_of
 from .modules import CONV, LOCAL, SPATIAL, is_activation, is_conv_linear
 
@@ -97,9 +97,9 @@ def choose_layers(model: nn.Module, example: Any = None, kind: str = "weights", 
         survey = Probe(model).survey(_example(model, example), modules=wanted)
     layers = [name for name in survey.modules() if name in set(wanted)]
     if layouts is not None:
-        family = family_of(model)
         last = {c.module: c.shape for c in survey}
-        layers = [n for n in layers if last[n] is not None and layout_of(last[n], modules[n], family) in layouts]
+        layers = [n for n in layers
+                  if last[n] is not None and layout_of(last[n], modules[n], family_at(model, n)) in layouts]
     if not layers:
         what = f"{kind!r} layer" + (f" with a {' or '.join(layouts)} output" if layouts is not None else "")
         raise InsilicoError(f"{type(model).__name__} has no {what} that runs in its forward pass; "

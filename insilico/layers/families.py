@@ -170,7 +170,7 @@ def family_at(model: nn.Module, unit: UnitLike) -> Family:
     ('swin', 'generic', 'swin')
     """
     unit = Unit.coerce(unit, model)
-    parts = unit.module.split(".") if unit.module else []
+    parts = unit.owner.split(".") if unit.owner else []  # an op unit lives in its owner module
     for n in range(len(parts), -1, -1):
         module = model.get_submodule(".".join(parts[:n]))
         names = {cls.__name__ for cls in type(module).__mro__}

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import InsilicoError
+from ..layers import image_size, renamed
 from ..options import Options
 from ..performance import PRECISIONS
 from .best import KEEP
@@ -197,14 +198,27 @@ class SynthesisOptions(Options):
                 raise InsilicoError(f"{name} must be an int >= 0, not {value!r}")
         return self
 
-    def make_transforms(self, model, size: Sequence[int]) -> Transforms:
-        """The transforms for images of ``size`` (C, H, W): ``transforms="default"`` built from pad, jitter,
-        scale and rotate at the image's shorter side; None: the identity."""
+    @renamed(shape="size")
+    def make_transforms(self, model, size: int | Sequence[int] | None = None) -> Transforms:
+        """The transforms for images of ``size`` (read as every tool reads it, :func:`insilico.layers.image_size`:
+        an int side, ``(H, W)`` or ``(C, H, W)``; default ``model.input_size``): ``transforms="default"`` built from
+        pad, jitter, scale and rotate at the image's shorter side; None: the identity.
+
+        Raises
+        ------
+        InsilicoError
+            The former keyword ``shape=`` (now ``size=``); a size :func:`~insilico.layers.image_size` refuses.
+
+        >>> import torch
+        >>> options, net = SynthesisOptions(transforms="default"), torch.nn.Conv2d(3, 1, 1)
+        >>> options.make_transforms(net, 32).jitter == options.make_transforms(net, (3, 32, 32)).jitter
+        True
+        """
         if self.transforms is None:
             return Transforms()
         if self.transforms != "default":
             return self.transforms
-        side = min(size[-2:])
+        side = min(image_size(model, size)[-2:])
         pad = self.pad
         if pad is None:
             pad = 0 if hasattr(model, "input_size") else int(round(DEFAULT_PAD * side))

@@ -242,3 +242,27 @@ def test_exemplars_and_projections_follow_the_result_protocol(tmp_path):
     joined = Projections.concat(halves)
     assert joined.units == proj.units
     assert all(torch.allclose(a, b) for a, b in zip(joined.maps, proj.maps))
+
+
+def test_a_token_layer_ranks_its_patch_tokens_and_places_the_max_on_the_patch_grid():
+    """torchvision ViT, 16 px in 8 px patches: tokens (5, 16) = CLS, then a 2 x 2 grid. A CLS token that is
+    always the largest must not win: the positions are the patches, as (row, column) of the grid."""
+    import torchvision
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
+                                               mlp_dim=32).eval()
+    with torch.no_grad():
+        vit.class_token[0, 0, 3] = 100.0
+    images = torch.rand(20, 3, 16, 16)
+    with insilico.Probe(vit).record("encoder.dropout") as rec:
+        vit(images)
+    patches = rec["encoder.dropout"][:, 1:, 3]                       # (20, 4): the patch tokens' feature 3
+    best, where = patches.max(dim=1)
+    top = torch.argsort(best, descending=True, stable=True)[:4]
+    ex = top_exemplars(vit, images, "encoder.dropout[:, 3]", k=4, progress=False)
+    assert ex.indices.tolist() == top.tolist()
+    torch.testing.assert_close(ex.activations, best[top])
+    assert ex.positions.tolist() == [[int(w) // 2, int(w) % 2] for w in where[top]]
+    assert ex.neurons == [f"encoder.dropout[{1 + int(w)},3]" for w in where[top]]
+    assert top_exemplars(vit, images, "encoder.dropout[0, 3]", k=1, progress=False).activations[0] > 99  # as named

@@ -475,3 +475,17 @@ def test_merge_writes_only_into_the_folder_given(sharded_spec_run, tmp_path):
                                                                                       str(elsewhere)))
     assert main(["merge", str(folder), "--model", f"{sharded_spec_run / 'net.py'}:net"]) == 0
     assert not elsewhere.exists() and (folder / "manifest.json").exists()
+
+
+def test_record_reduce_help_says_what_it_does_for_each_layout():
+    """``--reduce`` pools by the layout rule (insilico.layout.pool), not only conv maps: its help names them."""
+    from insilico.cli import build_parser
+    from insilico.layout import POOLS
+
+    record = build_parser()._subparsers._group_actions[0].choices["record"]
+    reduce = next(a for a in record._actions if a.dest == "reduce")
+    assert tuple(reduce.choices) == POOLS
+    said = " ".join(reduce.help.split())
+    for layout in ("map (C, H, W)", "channels-last stage (H, W, C", "token layer (T, D", "CLS and registers dropped",
+                   "vector is refused"):
+        assert layout in said, layout

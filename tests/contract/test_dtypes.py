@@ -77,7 +77,6 @@ def _one_thread():
 #: (tool, "vit") pairs that fail on the tiny ViT in float32 too (not a matter of dtype): xfail(strict=True), so a fix
 #: shows up as XPASS and its entry must go. Found by this file; the gallery's refusal is a clear message.
 VIT_GAPS = {
-    "receptive_field_sizes": "raw TypeError (int() of a slice) on a token layer",
     "gallery": "refused with a clear message: the gallery reads a layer's first axis as channels, a token layer "
                "(5, 32) has none",
 }

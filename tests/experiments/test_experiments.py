@@ -190,6 +190,42 @@ def test_rf_of_a_linear_unit_is_the_whole_image():
     assert rf.size == 16.0 and rf.center == (7.5, 7.5)
 
 
+def test_rf_of_a_range_of_positions_is_the_hull_of_their_boxes():
+    net = nn.Sequential(nn.Conv2d(1, 2, 5, stride=2), nn.ReLU(), nn.Conv2d(2, 2, 3))
+    rf = receptive_field(net, "2[0,0:2,1]", size=16)  # rows 0-1 of layer 2 <- 0-3 of layer 1 <- pixels 0-10
+    assert tuple(rf.box) == (0, 10, 2, 10) and tuple(rf.extent) == (11.0, 9.0)
+
+
+def _positive_patch_embedding(model, conv):
+    with torch.no_grad():  # every pixel of a patch drives its token (no pixel below the threshold)
+        conv.weight.uniform_(0.5, 1.0)
+    return model.eval()
+
+
+def test_rf_of_token_and_channels_last_layers_reads_the_centre_patch():
+    """A token layer is read at its centre patch token (CLS dropped); a channels-last stage at its centre position:
+    the gradient RF is that patch; the theoretical one the whole image (reshape / permute: an upper bound)."""
+    import torchvision
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
+                                               mlp_dim=32)
+    swin = SwinTransformer(patch_size=[4, 4], embed_dim=8, depths=[1, 1], num_heads=[1, 1],
+                           window_size=[2, 2])
+    vit, swin = _positive_patch_embedding(vit, vit.conv_proj), _positive_patch_embedding(swin, swin.features[0][0])
+    # ViT: (5, 16) tokens after the position embedding: CLS, then 2 x 2 patches; the centre patch is (1, 1)
+    rf = receptive_field(vit, "encoder.dropout", size=16, method="gradient", n_images=2)
+    assert rf.settings["neuron"] == "encoder.dropout[4,:]" and tuple(rf.box) == (8, 15, 8, 15)
+    # Swin: (4, 4, 8) channels last after its patch embedding: position (2, 2) is pixels 8-11
+    rf = receptive_field(swin, "features.0.1[:, :, 3]", size=16, method="gradient", n_images=2)
+    assert rf.settings["neuron"] == "features.0.1[2,2,3]" and tuple(rf.box) == (8, 11, 8, 11)
+    for model, layer in ((vit, "encoder.layers.encoder_layer_0"), (swin, "features.1")):
+        sizes = receptive_field_sizes(model, [layer], size=16, methods=("theoretical", "gradient"), n_images=2,
+                                      progress=False)
+        assert sizes.size_theoretical[0] == 16.0 and 0 < sizes.size_gradient[0] <= 16.0
+
+
 # ---------------------------------------------------------------------------------- lesions
 @pytest.fixture(scope="module")
 def photos_set():

@@ -72,6 +72,10 @@ def test_no_registered_tool_takes_a_former_size_name():
 def test_a_former_name_is_refused_with_the_new_one():
     with pytest.raises(InsilicoError, match=r"controversial\(\): shape= is now size="):
         insilico.controversial([gray_net(), gray_net()], [(0, 1)], shape=(1, 8, 8), steps=1, progress=False)
+    options = insilico.SynthesisOptions(transforms="default")
+    with pytest.raises(InsilicoError, match=r"SynthesisOptions.make_transforms\(\): shape= is now size="):
+        options.make_transforms(gray_net(), shape=(1, 8, 8))
+    assert options.make_transforms(gray_net(), size=8).jitter == options.make_transforms(gray_net(), (1, 8, 8)).jitter
 
 
 def test_the_engine_reads_size_by_the_same_rule():

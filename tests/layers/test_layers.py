@@ -260,3 +260,32 @@ def test_a_predictor_pools_channels_last_and_token_layers_over_positions_not_cha
         vit(x)
     tokens = rec[block]                                                             # (2, 17, 16)
     torch.testing.assert_close(_pool(tokens, "mean", block, vit), tokens[:, 1:].mean(1))   # the patches, not CLS
+
+
+def test_a_model_group_reads_each_member_by_the_family_of_its_own_network():
+    """A ModelGroup of a Swin and a ResNet: the ResNet's conv layers are maps (channels first), the Swin's stages
+    channels-last, in the experiments' centre rule and in Grad-CAM's grid (family_at, not the group's family)."""
+    from insilico.attribution.gradients import gradient_map
+    from insilico.models.group import ModelGroup
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(num_classes=4).eval()
+    group = ModelGroup({"swin": swin(), "res": resnet})
+    x = torch.rand(2, 3, 32, 32)
+    assert family_of(group).name == "swin"   # the first network found: wrong for the ResNet member
+    from insilico.layers.families import family_at
+
+    assert family_at(group, "swin.features.1.0/add").name == "swin"     # an op unit: the family of its owner
+    assert family_at(group, "res.layer1.0/add").name == "generic"
+    values, names = record_units(group, x, ["res.layer1[3]", "swin.features.1[:, :, 3]"], progress=False)
+    assert names == ["res.layer1[3,4,4]", "swin.features.1[4,4,3]"]   # (64, 8, 8) channels first; (8, 8, 96) last
+    with insilico.Probe(resnet).record("layer1") as rec:
+        resnet(x)
+    torch.testing.assert_close(values[:, 0], rec["layer1"][:, 3, 4, 4])
+    cams = {"res": gradient_map(group, x, "res.fc[3]", method="gradcam", layer="res.layer3"),
+            "swin": gradient_map(group, x, "swin.head[3]", method="gradcam", layer="swin.features.5")}
+    alone = {"res": gradient_map(resnet, x, "fc[3]", method="gradcam", layer="layer3"),
+             "swin": gradient_map(swin(), x, "head[3]", method="gradcam", layer="features.5")}
+    for name in cams:
+        assert float(alone[name].abs().max()) > 0, name
+        torch.testing.assert_close(cams[name], alone[name], rtol=1e-4, atol=1e-6)

@@ -29,7 +29,8 @@ def test_import_warns_when_the_chembl_package_is_installed(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: insilico\nVersion: 0.1.2\n"
                                    "Summary: ChEMBL target prediction\n")
-    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); sys.path.insert(0, {str(ROOT)!r}); import insilico"
+    # the fake first on sys.path (a checkout's own stale insilico.egg-info must not answer for it)
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(tmp_path)!r}); import insilico"
     done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code], capture_output=True, text=True)
     assert done.returncode != 0 and "ChEMBL target prediction" in done.stderr
 

@@ -63,6 +63,8 @@ AGREEMENT = {
     "controversial": None,  # idem (lr 0.05)
     "population_control": None,  # idem, through a predictor fitted on half features
     "eigendistortion": None,  # 3 Lanczos iterations: unconverged vectors, defined up to sign, amplify rounding
+    # behaviour: choices are the argmax of the logits; a half model's logits can reorder two near-tied classes
+    "confusion": None, "psychometric": None, "reaction_times": None,
 }
 
 

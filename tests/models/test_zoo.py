@@ -86,14 +86,7 @@ ZOO = {
 }
 
 #: (model, check) -> why it fails today (a fault outside the checks, for its owner to fix).
-KNOWN = {
-    ("torchvision:swin", "heads"): "issue 25 (heads): ShiftedWindowAttention's parts fold the windows into the batch "
-                                   "axis ((N * windows, heads, L, S)), not the documented (N, heads, L, S), unrefused",
-    ("timm:mobilevit_xxs", "heads"): "issue 25 (heads): MobileViT attends within unfolded patches, its parts have "
-                                     "N * patch-pixels rows, not the documented (N, heads, L, S), unrefused",
-    ("timm:swin", "heads"): "issue 25 (heads): timm's WindowAttention applies a child nn.Softmax, so its attention "
-                            "module has no :weights part ('never called while recording')",
-}
+KNOWN: dict = {}  # (model, check) -> the known fault, marked xfail(strict=True) until fixed
 
 
 @functools.lru_cache(maxsize=None)

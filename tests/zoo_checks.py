@@ -169,7 +169,7 @@ def check_heads(s: Subject) -> None:
     """Right or refused (issue 25): the first attention module's ``:weights`` are probabilities (rows sum to 1)
     in the documented layout, ``(N, heads, L, S)`` or, for window attention, ``(N, heads, windows, L, S)``, and its
     ``:heads`` share every axis but the last; or the parts are refused with a UnitError saying the attention could
-    not be identified (never a silent wrong tensor, never "never called")."""
+    not be identified (never a silent wrong tensor, never "never called"), which is raised on."""
     if s.attention is None:
         return
     assert s.attention != "", f"{s.name} has attention modules but none has the parts :heads / :weights"
@@ -181,7 +181,7 @@ def check_heads(s: Subject) -> None:
     except insilico.UnitError as refusal:
         assert "could not be identified" in str(refusal) or "refused" in str(refusal), str(refusal)
         assert "never called" not in str(refusal), str(refusal)
-        return
+        raise  # a refusal with its reason: the verdict says "refused"
     assert len(w) == len(h) == 2, f"{s.name}: {len(w)} rows of :weights for 2 images (windows or patches in the batch axis)"
     assert w.ndim == h.ndim in (4, 5) and w.shape[:-1] == h.shape[:-1], (tuple(w.shape), tuple(h.shape))
     assert w.min() >= 0

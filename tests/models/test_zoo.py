@@ -16,6 +16,8 @@ import sys
 import pytest
 import torch
 
+import insilico
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 from zoo_checks import CHECKS, Subject, subject  # noqa: E402
 
@@ -103,8 +105,13 @@ CASES = [pytest.param(name, check, marks=[pytest.mark.xfail(strict=True, reason=
 
 @pytest.mark.parametrize("name, check", CASES)
 def test_zoo(name, check):
+    """Every check passes; attention parts may instead be refused with their reason (checked in check_heads)."""
     s = build(name)
-    CHECKS[check](s)
+    try:
+        CHECKS[check](s)
+    except insilico.UnitError:
+        if check != "heads":
+            raise
 
 
 @pytest.mark.parametrize("name", list(ZOO))

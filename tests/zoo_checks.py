@@ -69,7 +69,10 @@ def subject(name: str, model: nn.Module, size: int, layer: str | None = None, la
         parts = [c.module for c in survey if c.module.endswith(":weights")]
         attention = parts[0].rsplit(":", 1)[0] if parts else None
         if attention is None and (has_attention or (has_attention is None and _attends(model))):
-            attention = ""  # attention modules, none with parts: the heads check fails and says so
+            # attention modules, none with parts listed: ask the first that runs for its parts, which must be
+            # refused with the reason (a class the registry refuses, or one whose attention fails the checks)
+            ran = set(survey.modules())
+            attention = next((path for path, m in model.named_modules() if path in ran and _is_attention(m)), "")
     return Subject(name, model, size, layer, layout, _head(model, x), attention)
 
 
@@ -87,8 +90,12 @@ def _middle_layer(model: nn.Module, survey) -> str:
     return shallow[len(shallow) // 2]
 
 
+def _is_attention(module: nn.Module) -> bool:
+    return "attention" in type(module).__name__.lower() or type(module).__name__.endswith("Attn")
+
+
 def _attends(model: nn.Module) -> bool:
-    return any("attention" in type(m).__name__.lower() or type(m).__name__.endswith("Attn") for m in model.modules())
+    return any(_is_attention(m) for m in model.modules())
 
 
 def _head(model: nn.Module, x: torch.Tensor) -> str:
@@ -179,7 +186,7 @@ def check_heads(s: Subject) -> None:
             s.model(s.images())
         w, h = rec[weights], rec[heads]
     except insilico.UnitError as refusal:
-        assert "could not be identified" in str(refusal) or "refused" in str(refusal), str(refusal)
+        assert "Address its ops instead" in str(refusal), str(refusal)  # the reason, and the way round it
         assert "never called" not in str(refusal), str(refusal)
         raise  # a refusal with its reason: the verdict says "refused"
     assert len(w) == len(h) == 2, f"{s.name}: {len(w)} rows of :weights for 2 images (windows or patches in the batch axis)"

@@ -201,8 +201,8 @@ def render_site(work: Work, layers: list[str]) -> None:
         channels = list(s.selection(work.n_units(layer)))
         reading = work.view(layer).describe()  # how a token / channels-last layer's units are read
         if reading:
-            described[layer] = {**described[layer], "text": f"{described[layer]['text']} {reading[0].upper()}"
-                                                            f"{reading[1:]}.".strip()}
+            described[layer] = {**described[layer], "text": f"{described[layer]['text']}. {reading[0].upper()}"
+                                                            f"{reading[1:]}"}
         stages = [st for st, (_, applies) in STAGES.items() if applies(work, layer)]
         ready, complete, rows, tunings = set(), 0, [], []
         datas = [pages.read_unit(work.unit_dir(layer, c), stages) for c in channels]

@@ -457,17 +457,34 @@ def _rf_html(c: int, d: dict | None, input_size=None) -> str:
 def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", largest: int | None = None) -> str:
     if d is None:
         return "<h2>Lesion</h2>" + _missing("lesion effects")
-    what = ("mean change in the probability of the true class, per class" if d["labelled"]
-            else "mean change in each output's probability")
+    what = _lesion_measure_text(d)
     where = f' (<a href="{largest}.html">unit {largest}</a>)' if largest is not None else ""
     shared = (f" All units of {escape(layer)} share one scale: the full bar is &plusmn;{scale:.3g}, the largest "
               f"|effect| of any unit in the layer{where}, so bars compare across its units." if scale else "")
     per = d["n_stimuli"] // max(len(d["classes"]), 1) if d["labelled"] else None
-    n = f"{d['n_stimuli']} held-out stimuli" + (f" ({per} per class: a noisy estimate per class)" if per else "")
+    kind = "held-out stimuli" if "measure" not in d else "of the gallery's images"  # the bundled photos / yours
+    n = f"{d['n_stimuli']} {kind}" + (f" ({per} per class: a noisy estimate per class)" if per else "")
+    axis = {"decision": " of the intact model's choice", "outputs": ""}.get(d.get("measure"),
+                                                                          " of the true class" if d["labelled"] else "")
     return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {n}: "
             f"{what}.{shared}</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect",
-                                               scale=scale, xlabel="change in probability" + (
-                                                   " of the true class" if d["labelled"] else "")))
+                                               scale=scale, xlabel="change in probability" + axis))
+
+
+def _lesion_measure_text(d: dict) -> str:
+    """What a lesion panel's bars are (the stage's ``measure``; the bundled photos' panels have none)."""
+    measure = d.get("measure")
+    if measure == "decision":
+        return ("per class of the images' labels (their folders), the mean change in the probability of the class "
+                "the intact model chose for each image (the folders' classes are not the model's outputs)")
+    if measure == "true class":
+        return ("per class of the images' labels (their folders, matched to the model's outputs), the mean change "
+                "in the probability of the true class over its own images")
+    if measure == "outputs":
+        most = f"; the {d['most']} largest |changes| of the unit" if d.get("most") else ""
+        return f"the images have no labels: the mean change in each output's probability over all of them{most}"
+    return ("mean change in the probability of the true class, per class" if d["labelled"]
+            else "mean change in each output's probability")
 
 
 def read_unit(folder: Path, stages) -> dict:

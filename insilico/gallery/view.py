@@ -17,6 +17,10 @@ Example
 >>> import torch
 >>> tuple(v.as_map(torch.zeros(3, 5, 32)).shape)
 (3, 32, 2, 2)
+>>> LayerView.of("blocks.3.attn:weights", (2, 5, 5), "heads", None)
+Traceback (most recent call last):
+...
+insilico.errors.InsilicoError: blocks.3.attn:weights is an attention part (2, 5, 5) (heads, queries, .): ...
 """
 from __future__ import annotations
 
@@ -74,6 +78,11 @@ class LayerView:
         elif layout == "tokens":
             found = patch_grid(shape[0], prefix)
             grid = (found[1], found[1]) if found else (shape[0] - prefix_count(shape[0], prefix), 1)
+        elif layout == "heads":
+            raise InsilicoError(f"{layer} is an attention part {shape} (heads, queries, .): attention heads are not "
+                                "gallery units yet; give the attention module's output or the block's tokens as the "
+                                f"layer, and study the heads with a Probe (record '{layer}') or "
+                                "insilico.attention_rollout")
         else:
             raise InsilicoError(f"the gallery shows channels of maps (C, H, W), channels-last stages (H, W, C), "
                                 f"features of tokens (T, D) and values of vectors; {layer} gives a {layout} output "

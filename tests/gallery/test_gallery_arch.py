@@ -158,3 +158,12 @@ def test_discover_layers_keeps_token_layers():
     layers = discover_layers(tiny_vit())
     assert "conv_proj" in layers and "heads.head" in layers
     assert any(name.startswith("encoder.layers") for name in layers)
+
+
+def test_attention_parts_are_refused_naming_the_layer(tmp_path):
+    from insilico.errors import InsilicoError
+
+    part = f"{TOKENS}.self_attention:weights"
+    settings = GallerySettings(layers=[part], units=1, steps=1)
+    with pytest.raises(InsilicoError, match=r"self_attention:weights is an attention part .*not gallery units yet"):
+        build(settings, tmp_path / "site", model=tiny_vit(), progress=False)

@@ -135,7 +135,8 @@ def test_channels_last_stage_and_classes_the_model_does_not_name(tmp_path, folde
     settings = GallerySettings(layers=["net.mix", "net.embed"], stimuli=str(folder), **SMALL)
     summary = build(settings, root, model=ZooLike(), progress=False)
     assert summary["computed"] == {"features": 4, "exemplars": 4, "tuning": 4, "rf": 4, "lesion": 4}
-    assert unit_json(root, "net.mix", 1, "rf")["neuron"] == "net.mix[2,2,1]"   # (H, W, C) at the centre of 4 x 4
+    for stage in ("rf", "tuning"):   # (H, W, C) at the centre of its 4 x 4 map
+        assert unit_json(root, "net.mix", 1, stage)["neuron" if stage == "rf" else "unit"] == "net.mix[2,2,1]"
     assert "channels-last" in text(root / "layers" / "net.mix.html")
     lesion = unit_json(root, "net.mix", 0, "lesion")
     assert lesion["measure"] == "decision" and lesion["classes"] == ["cat", "dog"]

@@ -295,7 +295,8 @@ def _features_html(c: int, d: dict | None) -> str:
 
 def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) -> tuple | None:
     """The RF box ``(y0, y1, x0, x1)`` (inclusive input pixels, clipped to the image unless ``clip=False``) of
-    ``neuron`` (``"features.3[1,13,0]"``): the box measured at the map's centre (the rf stage) moved by
+    ``neuron`` (``"features.3[1,13,0]"``; a channels-last ``[y, x, c]``, a token ``[t, d]`` by the ``layout``
+    and ``shape`` the rf stage stores for them): the box measured at the map's centre (the rf stage) moved by
     ``(position - map_center) * stride``. None for a unit without a map position or an RF."""
     from ..units import Unit
 
@@ -305,13 +306,17 @@ def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) 
     if len(box) != 4 or any(v is None for v in box):
         return None
     index = Unit.parse(neuron).index or ()
-    if len(index) != 3 or not all(isinstance(i, int) for i in index):
-        return None
+    if "layout" in rf:  # a channels-last stage or a token layer: its position by the layer's view
+        from .view import LayerView
+
+        where = LayerView.of("", tuple(rf["shape"]), rf["layout"], rf.get("prefix")).position(tuple(index))
+    else:
+        where = tuple(index[1:]) if len(index) == 3 and all(isinstance(i, int) for i in index) else None
     h, w = rf.get("input_size") or input_size or (None, None)
-    if h is None:
+    if h is None or where is None:
         return None
-    dy = (index[1] - rf["map_center"][0]) * rf["stride"][0]
-    dx = (index[2] - rf["map_center"][1]) * rf["stride"][1]
+    dy = (where[0] - rf["map_center"][0]) * rf["stride"][0]
+    dx = (where[1] - rf["map_center"][1]) * rf["stride"][1]
     if not clip:
         return box[0] + dy, box[1] + dy, box[2] + dx, box[3] + dx
     y0, y1 = max(0.0, box[0] + dy), min(h - 1.0, box[1] + dy)

@@ -333,7 +333,9 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
         work.save_png(layer, c, "rf", as_images(map_to_rgb(signed[None, None])[0])[0])
         pages.append({"neuron": str(neurons[i * m]), "size": _number(found.size), "center": _finite(found.center),
                       "box": _finite(found.box), "map_center": list(centre), "stride": map_stride(work, layer),
-                      "input_size": list(work.shape[1:])})
+                      "input_size": list(work.shape[1:]),
+                      **({} if view.layout == "map" else {"layout": view.layout, "shape": list(view.shape),
+                                                            "prefix": view.prefix})})
     return pages
 
 

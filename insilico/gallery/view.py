@@ -17,6 +17,8 @@ Example
 >>> import torch
 >>> tuple(v.as_map(torch.zeros(3, 5, 32)).shape)
 (3, 32, 2, 2)
+>>> v.position((4, 7)), v.position((0, 7)), LayerView.of("s", (4, 4, 8), "channels_last", None).position((1, 2, 5))
+((1, 1), None, (1, 2))
 >>> LayerView.of("blocks.3.attn:weights", (2, 5, 5), "heads", None)
 Traceback (most recent call last):
 ...
@@ -124,6 +126,16 @@ class LayerView:
             extra = self.shape[0] - self.grid[0] * self.grid[1]
             return whole[:, extra:].transpose(1, 2).unflatten(2, self.grid)
         return whole
+
+    def position(self, index: tuple) -> tuple | None:
+        """The ``(row, column)`` on :attr:`grid` of a neuron's full index into one sample's output (ints), None
+        where it names no grid position (a prefix token, a vector)."""
+        if self.grid is None or len(index) != len(self.shape) or not all(isinstance(i, int) for i in index):
+            return None
+        if self.layout == "tokens":
+            patch = index[0] - (self.shape[0] - self.grid[0] * self.grid[1])
+            return divmod(patch, self.grid[1]) if patch >= 0 else None
+        return tuple(index[:2]) if self.layout == "channels_last" else tuple(index[1:3])
 
     def describe(self) -> str:
         """The reading, as the layer page states it."""

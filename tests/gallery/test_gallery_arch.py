@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from insilico.gallery import GallerySettings, build, discover_layers
+from insilico.gallery.pages import rf_box_at
 from insilico.gallery.stages import _lesion_measure
 
 TOKENS = "encoder.layers.encoder_layer_0"
@@ -112,7 +113,11 @@ def test_token_layer_pages_state_the_centre_token_and_read_it(vit_site):
         assert all(1 <= t <= 16 for t in tokens), tokens   # patch tokens only, never the CLS token 0
         feats = unit_json(root, TOKENS, c, "features")
         assert feats["maximizing"] >= feats["top_exemplar"]   # the stretched exemplar by construction
-    assert unit_json(root, TOKENS, 0, "rf")["stride"] == [8.0, 8.0]   # patches of 8 px
+    rf = unit_json(root, TOKENS, 0, "rf")
+    assert rf["stride"] == [8.0, 8.0]   # patches of 8 px
+    y0, y1, x0, x1 = rf["box"]   # token 1 + 4 + 3: the patch at row 1, column 3 (the centre is row 2, column 2)
+    assert rf_box_at(rf, f"{TOKENS}[8,0]", clip=False) == (y0 - 8, y1 - 8, x0 + 8, x1 + 8)
+    assert rf_box_at(rf, f"{TOKENS}[0,0]") is None   # the CLS token has no place on the image
     with open(root / "units.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["layer"] == TOKENS]
     assert [r["unit"] for r in rows] == ["0", "1"] and all(r["rf_size"] for r in rows)
@@ -137,6 +142,9 @@ def test_channels_last_stage_and_classes_the_model_does_not_name(tmp_path, folde
     assert summary["computed"] == {"features": 4, "exemplars": 4, "tuning": 4, "rf": 4, "lesion": 4}
     for stage in ("rf", "tuning"):   # (H, W, C) at the centre of its 4 x 4 map
         assert unit_json(root, "net.mix", 1, stage)["neuron" if stage == "rf" else "unit"] == "net.mix[2,2,1]"
+    rf = unit_json(root, "net.mix", 1, "rf")
+    y0, y1, x0, x1 = rf["box"]   # (H, W, C): [0, 3, 1] is row 0, column 3 of the 4 x 4 map, 4 px per position
+    assert rf_box_at(rf, "net.mix[0,3,1]", clip=False) == (y0 - 8, y1 - 8, x0 + 4, x1 + 4)
     assert "channels-last" in text(root / "layers" / "net.mix.html")
     lesion = unit_json(root, "net.mix", 0, "lesion")
     assert lesion["measure"] == "decision" and lesion["classes"] == ["cat", "dog"]

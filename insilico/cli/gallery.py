@@ -16,7 +16,7 @@ def _gallery(sub) -> None:
     b = actions.add_parser("build", help="build or continue a gallery (only missing parts are computed)",
                            description="Build a gallery: per layer a grid of units, per unit its maximizing, "
                                        "diverse and inhibiting images, top exemplars with deconvolution and "
-                                       "gradient maps, tuning curves and RF map (conv layers), lesion effects. "
+                                       "gradient maps, tuning curves and RF map (spatial layers), lesion effects. "
                                        "Cached per unit: a rerun computes only what is missing. Options override "
                                        "the --definition file.")
 

@@ -12,6 +12,9 @@ orientation/SF tuning curves (orientation in degrees, SF in cycles per image,
 the blank baseline and the preferred value drawn) and the receptive-field map
 with a scale bar in input pixels (conv layers), and the per-class effect of
 lesioning it, on one scale per layer; output units are named by their class.
+Any architecture: a token layer's unit is a feature at the centre patch token,
+a channels-last stage's a channel at the centre position (:mod:`.view`), and
+with the user's labelled folder the lesion panels are per class of its labels.
 Each layer page summarises its units (histograms of the tuning properties,
 macaque V1 references on early layers, a sortable unit table); the model page
 compares every layer with human and monkey IT (RSA, noise ceiling).
@@ -21,6 +24,7 @@ module           concept
 ================ ==============================================================
 settings         :class:`GallerySettings`: what a gallery shows (definition files)
 features         feature visualizations of many units in one synthesis
+view             :class:`~.view.LayerView`: a layer's units and positions, any layout
 stages           one function per page section, run for a chunk of units
 build            planning, caching, resuming, sharding; :func:`build`
 pages            the HTML (relative links only)

@@ -50,11 +50,11 @@ def discover_layers(model: nn.Module, size: int | tuple | None = None) -> list[s
 
     The layer chooser's ``"conv_linear"`` kind (:func:`insilico.layers.choose_layers`)
     on a grey image of ``size`` (read by :func:`insilico.layers.image_size`; default ``model.input_size``),
-    with channel-first map or vector outputs (the pages read the first axis as channels: token and
-    channels-last layers are left out).
+    with outputs the gallery has units in (:class:`~insilico.gallery.view.LayerView`): maps, channels-last
+    stages, token layers and vectors.
     """
     return choose_layers(model, example_input(model, image_size(model, size)), kind="conv_linear", step="last",
-                         layouts=("map", "vector"))
+                         layouts=("map", "channels_last", "tokens", "vector"))
 
 
 def input_shape(model: nn.Module) -> tuple:
@@ -86,7 +86,7 @@ def plan(work: Work, layers: list[str]) -> list[tuple[str, int, int]]:
     """Every chunk ``(layer, start, stop)`` of the selected units, in a fixed order."""
     items = []
     for layer in layers:
-        picked = work.settings.selection(work.layer_shape(layer)[0])
+        picked = work.settings.selection(work.n_units(layer))
         items.extend((layer, a, b) for a, b in chunks([(picked.start, picked.stop)], work.settings.chunk))
     return items
 
@@ -198,7 +198,11 @@ def render_site(work: Work, layers: list[str]) -> None:
     described = describe.describe_layers(work.model, work.shape, layers, survey)
     for layer in layers:
         shape = work.layer_shape(layer)
-        channels = list(s.selection(shape[0]))
+        channels = list(s.selection(work.n_units(layer)))
+        reading = work.view(layer).describe()  # how a token / channels-last layer's units are read
+        if reading:
+            described[layer] = {**described[layer], "text": f"{described[layer]['text']}. {reading[0].upper()}"
+                                                            f"{reading[1:]}"}
         stages = [st for st, (_, applies) in STAGES.items() if applies(work, layer)]
         ready, complete, rows, tunings = set(), 0, [], []
         datas = [pages.read_unit(work.unit_dir(layer, c), stages) for c in channels]

@@ -15,6 +15,9 @@ sample is gathered, and diversity is compared within each unit's group only
 (:func:`grouped_diversity`). The defaults (parameterization, transforms) are
 maximize's.
 
+Any architecture: a token layer's feature is read on its patch grid (the
+centre patch token, the CLS token excluded), a channels-last stage's channel
+on its map (:func:`map_reader`, :class:`insilico.gallery.view.LayerView`).
 A conv channel is optimised at the centre of its map (the neuron the tuning
 and RF sections describe): in short runs the channel mean of a pre-ReLU map
 stays dominated by the negative bias far from the feature and its images stay
@@ -45,7 +48,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -103,16 +106,35 @@ def grouped_diversity(whole: torch.Tensor, group: int) -> torch.Tensor:
     return -(others / max(group - 1, 1)).flatten()
 
 
+def map_reader(model: nn.Module, layer: Unit) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function that puts a batch of ``layer``'s output on ``(N, units, *grid)`` (``(N, units)`` for a vector):
+    :meth:`LayerView.as_map <insilico.gallery.view.LayerView.as_map>`, the layout read once per output shape
+    (a token layer's patch tokens as their grid, a channels-last stage's channels first)."""
+    from .view import LayerView
+
+    views: dict = {}
+
+    def read(whole: torch.Tensor) -> torch.Tensor:
+        shape = tuple(whole.shape[1:])
+        if shape not in views:
+            views[shape] = LayerView.read(model, layer, shape)
+        return views[shape].as_map(whole)
+
+    return read
+
+
 class UnitImages(Objective):
     """Per-sample value: ``sign * unit value (+ diversity)`` for the layout described in the module docstring.
 
     ``positions`` (one flat map index per channel, default the centre) picks the neuron each channel is read at;
-    ``inhibit=False`` leaves out the inhibiting rows.
+    ``inhibit=False`` leaves out the inhibiting rows; ``as_map`` (:func:`map_reader`, default: the output as it
+    is, channels first) puts a token or channels-last layer's output on its map.
     """
 
     def __init__(self, layer: Unit, channels: Sequence[int], diverse: int, diversity: float,
-                 positions: Sequence[int] | None = None, inhibit: bool = True):
+                 positions: Sequence[int] | None = None, inhibit: bool = True, as_map: Callable | None = None):
         self.layer, self.units = layer, (layer,)
+        self.as_map = as_map or (lambda whole: whole)
         self.diverse, self.diversity = int(diverse), float(diversity)
         positive = [c for c in channels for _ in range(self.diverse)]
         self.channels = torch.tensor(positive + (list(channels) if inhibit else []))
@@ -126,7 +148,7 @@ class UnitImages(Objective):
         self.pushed = ~plain  # which positive images feel the diversity term
 
     def forward(self, acts, images):
-        whole = acts.whole(self.layer)
+        whole = self.as_map(acts.whole(self.layer))
         channels, sign = self.channels.to(whole.device), self.sign.to(whole.device, whole.dtype)
         positions = None if self.positions is None else self.positions.to(whole.device)
         values = sign * neuron_values(whole, channels, positions)
@@ -241,12 +263,13 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size
     n, d, settle = len(channels), int(diverse), min(int(settle), int(steps))
     labels = [f"{layer.replace(index=(c,))}#{j}" for c in channels for j in range(d)]
     labels += [f"{layer.replace(index=(c,))}#inhibit" for c in channels]
-    objective = UnitImages(layer, channels, d, diversity)
+    as_map = map_reader(model, layer)
+    objective = UnitImages(layer, channels, d, diversity, as_map=as_map)
     synth = Synthesis(model, objective, n=len(labels), size=tuple(size), seed=seed, labels=labels, options=options,
                       transforms_until=steps - settle if settle else None, keep="best" if settle else "last")
     images = synth.run().images
     reduce = ["max"] * (n * d) + ["min"] * n
-    acts = _activations(model, layer, images, objective.channels, reduce)
+    acts = _activations(model, layer, images, objective.channels, reduce, as_map)
     diverse_images, diverse_values = _best_first(images[: n * d].view(n, d, *images.shape[1:]),
                                                  acts[: n * d].view(n, d))
     out = {
@@ -255,17 +278,20 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size
     }
     if exemplars is not None:
         out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, options.lr,
-                                 progress)
-        out["stretched_value"] = _activations(model, layer, out["stretched"], torch.tensor(channels), ["max"] * n)
+                                 progress, as_map)
+        out["stretched_value"] = _activations(model, layer, out["stretched"], torch.tensor(channels), ["max"] * n,
+                                              as_map)
     return out
 
 
 def stretch(model: nn.Module, layer: Unit, channels: Sequence[int], exemplars: torch.Tensor,
-            positions: Sequence[int] | None, steps: int, lr: float, progress: bool = False) -> torch.Tensor:
+            positions: Sequence[int] | None, steps: int, lr: float, progress: bool = False,
+            as_map: Callable | None = None) -> torch.Tensor:
     """Stretched exemplars (n, C, H, W): each exemplar after ``steps`` of ascent on its unit's neuron at
     ``positions`` (flat map index; default the centre), without transforms, each its best iterate (the exemplar
-    itself when no step beats it)."""
-    objective = UnitImages(layer, channels, 1, 0.0, positions=positions, inhibit=False)
+    itself when no step beats it); ``as_map`` as :class:`UnitImages` (default: :func:`map_reader`)."""
+    as_map = as_map or map_reader(model, layer)
+    objective = UnitImages(layer, channels, 1, 0.0, positions=positions, inhibit=False, as_map=as_map)
     labels = [f"{layer.replace(index=(c,))}#stretched" for c in channels]
     synth = Synthesis(model, objective, "fourier", init=exemplars, lr=lr, steps=max(1, int(steps)), keep="best",
                       labels=labels, progress=progress)
@@ -282,7 +308,7 @@ def _best_first(images: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tenso
 
 
 def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: torch.Tensor,
-                 reduce: Sequence[str]) -> torch.Tensor:
+                 reduce: Sequence[str], as_map: Callable) -> torch.Tensor:
     """Each image's activation of its unit, without transforms (what the page reports): the channel's largest
     (``"max"``) or smallest (``"min"``) value over its map (:func:`best_neuron_values`)."""
     from ..probe import Probe
@@ -290,10 +316,10 @@ def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: 
     probe = Probe(model)
     with session(model) as s, probe.record(layer, stop=True) as rec:
         rec.forward(s.inputs(images))  # stops after the layer: later layers may not take this image size
-        whole = need_tensor(rec._tap(layer).unit, rec[layer]).float().cpu()
+        whole = as_map(need_tensor(rec._tap(layer).unit, rec[layer])).float().cpu()
     high, low = best_neuron_values(whole, channels, "max"), best_neuron_values(whole, channels, "min")
     return torch.where(torch.tensor([r == "max" for r in reduce]), high, low)
 
 
-__all__ = ["UnitImages", "VISUALIZE_DEFAULTS", "VisualizeOptions", "best_neuron_values", "default_transforms", "grouped_diversity", "neuron_values", "stretch",
+__all__ = ["UnitImages", "map_reader", "VISUALIZE_DEFAULTS", "VisualizeOptions", "best_neuron_values", "default_transforms", "grouped_diversity", "neuron_values", "stretch",
            "unit_values", "visualize"]

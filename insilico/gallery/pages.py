@@ -295,7 +295,8 @@ def _features_html(c: int, d: dict | None) -> str:
 
 def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) -> tuple | None:
     """The RF box ``(y0, y1, x0, x1)`` (inclusive input pixels, clipped to the image unless ``clip=False``) of
-    ``neuron`` (``"features.3[1,13,0]"``): the box measured at the map's centre (the rf stage) moved by
+    ``neuron`` (``"features.3[1,13,0]"``; a channels-last ``[y, x, c]``, a token ``[t, d]`` by the ``layout``
+    and ``shape`` the rf stage stores for them): the box measured at the map's centre (the rf stage) moved by
     ``(position - map_center) * stride``. None for a unit without a map position or an RF."""
     from ..units import Unit
 
@@ -305,13 +306,17 @@ def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) 
     if len(box) != 4 or any(v is None for v in box):
         return None
     index = Unit.parse(neuron).index or ()
-    if len(index) != 3 or not all(isinstance(i, int) for i in index):
-        return None
+    if "layout" in rf:  # a channels-last stage or a token layer: its position by the layer's view
+        from .view import LayerView
+
+        where = LayerView.of("", tuple(rf["shape"]), rf["layout"], rf.get("prefix")).position(tuple(index))
+    else:
+        where = tuple(index[1:]) if len(index) == 3 and all(isinstance(i, int) for i in index) else None
     h, w = rf.get("input_size") or input_size or (None, None)
-    if h is None:
+    if h is None or where is None:
         return None
-    dy = (index[1] - rf["map_center"][0]) * rf["stride"][0]
-    dx = (index[2] - rf["map_center"][1]) * rf["stride"][1]
+    dy = (where[0] - rf["map_center"][0]) * rf["stride"][0]
+    dx = (where[1] - rf["map_center"][1]) * rf["stride"][1]
     if not clip:
         return box[0] + dy, box[1] + dy, box[2] + dx, box[3] + dx
     y0, y1 = max(0.0, box[0] + dy), min(h - 1.0, box[1] + dy)
@@ -457,17 +462,34 @@ def _rf_html(c: int, d: dict | None, input_size=None) -> str:
 def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", largest: int | None = None) -> str:
     if d is None:
         return "<h2>Lesion</h2>" + _missing("lesion effects")
-    what = ("mean change in the probability of the true class, per class" if d["labelled"]
-            else "mean change in each output's probability")
+    what = _lesion_measure_text(d)
     where = f' (<a href="{largest}.html">unit {largest}</a>)' if largest is not None else ""
     shared = (f" All units of {escape(layer)} share one scale: the full bar is &plusmn;{scale:.3g}, the largest "
               f"|effect| of any unit in the layer{where}, so bars compare across its units." if scale else "")
     per = d["n_stimuli"] // max(len(d["classes"]), 1) if d["labelled"] else None
-    n = f"{d['n_stimuli']} held-out stimuli" + (f" ({per} per class: a noisy estimate per class)" if per else "")
+    kind = "held-out stimuli" if "measure" not in d else "of the gallery's images"  # the bundled photos / yours
+    n = f"{d['n_stimuli']} {kind}" + (f" ({per} per class: a noisy estimate per class)" if per else "")
+    axis = {"decision": " of the intact model's choice", "outputs": ""}.get(d.get("measure"),
+                                                                          " of the true class" if d["labelled"] else "")
     return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {n}: "
             f"{what}.{shared}</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect",
-                                               scale=scale, xlabel="change in probability" + (
-                                                   " of the true class" if d["labelled"] else "")))
+                                               scale=scale, xlabel="change in probability" + axis))
+
+
+def _lesion_measure_text(d: dict) -> str:
+    """What a lesion panel's bars are (the stage's ``measure``; the bundled photos' panels have none)."""
+    measure = d.get("measure")
+    if measure == "decision":
+        return ("per class of the images' labels (their folders), the mean change in the probability of the class "
+                "the intact model chose for each image (the folders' classes are not the model's outputs)")
+    if measure == "true class":
+        return ("per class of the images' labels (their folders, matched to the model's outputs), the mean change "
+                "in the probability of the true class over its own images")
+    if measure == "outputs":
+        most = f"; the {d['most']} largest |changes| of the unit" if d.get("most") else ""
+        return f"the images have no labels: the mean change in each output's probability over all of them{most}"
+    return ("mean change in the probability of the true class, per class" if d["labelled"]
+            else "mean change in each output's probability")
 
 
 def read_unit(folder: Path, stages) -> dict:

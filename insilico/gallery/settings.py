@@ -63,7 +63,10 @@ class GallerySettings:
         or a glob; relative to the working directory), streamed and fitted to the
         model's input (:func:`insilico.recording.stimulus_source`).
     lesion_per_class : int
-        Held-out crops per class on which each unit's lesion is measured.
+        Held-out crops per class on which each unit's lesion is measured; with the user's files, the first
+        ``lesion_per_class`` images of each class folder (the panels are per class of the folders: the true
+        class's probability where the folders name the model's ``classes``, else the model's own choice's), or
+        the first ``16 * lesion_per_class`` files without classes (one bar per output unit).
     orientations, phases, rf_images : int
         Tuning gratings (orientations over 180 deg, phases; 6 or more phases let the phase-reliability
         criterion apply) and white-noise images per RF map.

@@ -12,12 +12,19 @@ features     maximizing / diverse / inhibiting images and stretched exemplars (:
 exemplars    top exemplars (:func:`insilico.top_exemplars`) with deconvolution
              projections and gradient maps (:func:`insilico.project_exemplars`)
 tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_tuning`: the unit
-             after its nonlinearity, blank baseline, responsiveness), conv layers
+             after its nonlinearity, blank baseline, responsiveness), spatial layers
 rf           receptive-field map from gradients on white noise
-             (:func:`insilico.gradient_map`, :class:`~insilico.experiments.RFResult`), conv layers
+             (:func:`insilico.gradient_map`, :class:`~insilico.experiments.RFResult`), spatial layers
 lesion       per-class effect of silencing the unit (:meth:`insilico.Probe.stimulate`
-             with a per-sample gain of 0, many lesions per forward pass)
+             with a per-sample gain of 0, many lesions per forward pass), on the
+             bundled photos or the user's labelled folder (:func:`_lesion_measure`)
 ============ =================================================================
+
+Any architecture: a unit is a channel of a map ``(C, H, W)`` or of a channels-last
+stage ``(H, W, C)``, a feature of a token layer ``(T, D)`` or a value of a vector,
+read at the centre of its positions (the centre rule, :func:`insilico.layers.at_centre`:
+for tokens the patch token at the image centre, the CLS token excluded), as
+:class:`LayerView` says; spatial layers (a 2-d map of positions) also get tuning and RF.
 """
 from __future__ import annotations
 
@@ -34,11 +41,12 @@ from torch import nn
 
 from ..errors import InsilicoError
 from ..performance import as_numpy
-from ..layers import centre as map_centre, example_input, unit_layout
+from ..layers import example_input
 from ..plot import as_images, map_to_rgb, mosaic
 from ..session import session
 from ..units import Unit
 from .features import visualize
+from .view import LayerView
 from .settings import GallerySettings
 
 
@@ -82,11 +90,23 @@ class Work:
         return found.images, [str(p.get("name", i)) for i, p in enumerate(found.params)]
 
     @functools.cached_property
-    def lesion_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def lesion_set(self) -> tuple[torch.Tensor, torch.Tensor | None, list | None]:
+        """``(images, labels, class names)`` the lesions are measured on: the bundled photos' held-out crops
+        (``settings.lesion_per_class`` per class; names None: the model's classes), or, when the stimuli are the
+        user's files, the first ``lesion_per_class`` images of each class of a ``DIR/<class>/<image>`` folder
+        (its labels and class names) or the first ``16 * lesion_per_class`` files without classes (labels None)."""
         from ..models import photos
 
-        x, y = photos.held_out(self.settings.lesion_per_class, seed=4321 + self.settings.seed)
-        return _fit(x, self.shape), y
+        s = self.settings
+        if s.stimuli in ("photos", "natural"):
+            x, y = photos.held_out(s.lesion_per_class, seed=4321 + s.seed)
+            return _fit(x, self.shape), y, None
+        source = self.photos[0]
+        if source.labels is None:
+            return source[list(range(min(len(source), 16 * s.lesion_per_class)))], None, None
+        labels = np.asarray(source.labels)
+        picked = [int(i) for k in sorted(set(labels.tolist())) for i in np.flatnonzero(labels == k)[:s.lesion_per_class]]
+        return source[picked], torch.as_tensor(labels[picked]), list(source.class_names)
 
     def top_exemplars(self, layer: str, channels: list[int]) -> list:
         """The top ``settings.exemplars`` photos of each channel (:func:`insilico.top_exemplars`, one pass over
@@ -98,26 +118,34 @@ class Work:
         key = (layer, tuple(channels))
         if key not in cache:
             x = self.photos[0]
-            units = [str(Unit.parse(layer).replace(index=(c,))) for c in channels]
+            units = [str(self.view(layer).channel(layer, c)) for c in channels]
             cache.clear()  # one chunk at a time: the stages of a chunk run together
             cache[key] = top_exemplars(self.model, x, units, k=min(self.settings.exemplars, len(x)), progress=False)
         return cache[key]
 
     def layer_shape(self, layer: str) -> tuple:
         """One sample's output shape of ``layer``, from one survey of a grey image for every layer (a
-        :class:`~insilico.plan.Plan`, made on first use); a layout the gallery cannot lay out as channels is refused."""
+        :class:`~insilico.plan.Plan`, made on first use); a layout the gallery has no units in is refused
+        (:meth:`view`)."""
+        return self.view(layer).shape
+
+    def view(self, layer: str) -> LayerView:
+        """How the gallery reads ``layer``: its layout, units and the map of positions they are read over
+        (:class:`LayerView`), from its output shape (one :class:`~insilico.plan.Plan` per build) and the
+        layout rule (:func:`insilico.layout.read_layout`: the module and the model's family decide)."""
         from ..plan import Plan
 
-        if "_plan" not in self.__dict__:
-            self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
-        unit = Unit.coerce(layer, self.model)
-        shape = self.__dict__["_plan"].shape(unit)
-        layout = unit_layout(self.model, unit, shape)
-        if layout not in ("map", "vector"):
-            raise InsilicoError(f"the gallery reads the first axis of a layer's output as its channels; {layer} "
-                                f"gives a {layout} output {shape}: leave it out of the layers, or study "
-                                "it with the experiments (insilico.experiments), which read every layout")
-        return shape
+        views = self.__dict__.setdefault("_views", {})
+        if layer not in views:
+            if "_plan" not in self.__dict__:
+                self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
+            shape = tuple(self.__dict__["_plan"].shape(Unit.coerce(layer, self.model)))
+            views[layer] = LayerView.read(self.model, layer, shape)
+        return views[layer]
+
+    def n_units(self, layer: str) -> int:
+        """The units of ``layer``: its channels (maps, channels-last stages), features (tokens) or values (vectors)."""
+        return self.view(layer).n_units
 
 
 def slug(layer: str) -> str:
@@ -178,7 +206,7 @@ def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
     stretch, starts = {}, x[[int(e.indices[0]) for e in top]]
     if s.stretch_steps:
         stretch = {"exemplars": starts, "stretch_steps": s.stretch_steps,
-                   "positions": _flat_positions(top, work.layer_shape(layer))}
+                   "positions": _flat_positions(top, work.view(layer).grid)}
     out = visualize(work.model, layer, channels, work.shape, steps=s.steps, diverse=s.diverse, settle=s.settle,
                     diversity=s.diversity, lr=s.lr, seed=s.seed, progress=work.progress, **stretch)
     pages = []
@@ -216,11 +244,13 @@ def _maximizing(out: dict, i: int, top: float | None, exemplar: torch.Tensor | N
     return [stretched, noise]
 
 
-def _flat_positions(found: list, shape: tuple) -> list[int] | None:
-    """Flat map index (row * width + column) of each exemplar's best neuron; None for layers without maps."""
-    if len(shape) != 3:
+def _flat_positions(found: list, grid: tuple | None) -> list[int] | None:
+    """Flat index on the layer's ``grid`` of positions (row * width + column; a patch sequence's patch) of each
+    exemplar's best neuron; None for layers without positions (vectors)."""
+    if grid is None:
         return None
-    return [int(e.positions[0][0]) * shape[-1] + int(e.positions[0][1]) for e in found]
+    return [sum(int(p) * s for p, s in zip(e.positions[0].tolist(), (grid[-1], 1)[-len(e.positions[0]):]))
+            for e in found]
 
 
 def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
@@ -252,12 +282,18 @@ def tuning(work: Work, layer: str, channels: list[int]) -> list[dict]:
     s = work.settings
     step = 180.0 / s.orientations
     result = orientation_tuning(
-        work.model, f"{layer}[{channels[0]}:{channels[-1] + 1}]", size=work.shape[-1],
+        work.model, _unit_range(work.view(layer), layer, channels[0], channels[-1] + 1), size=work.shape[-1],
         orientations=[round(i * step, 3) for i in range(s.orientations)],
         phases=[round(i * 360.0 / s.phases, 3) for i in range(s.phases)], natural=work.photos[0],
         colours=list(COLOUR_AXES) if s.colour_gratings and work.shape[0] == 3 else ["luminance"], progress=False)
     keep = [c - channels[0] for c in channels]
     return [tuning_record(result, i) for i in keep]
+
+
+def _unit_range(view: LayerView, layer: str, start: int, stop: int) -> str:
+    """Units ``start:stop`` of ``layer`` with their positions open (read at the centre by the experiments):
+    ``layer[a:b]`` (map), ``layer[:, :, a:b]`` (channels-last), ``layer[:, a:b]`` (tokens)."""
+    return f"{layer}[{', '.join([':'] * _unit_axis(view) + [f'{start}:{stop}'])}]"
 
 
 def tuning_record(result, i: int) -> dict:
@@ -283,11 +319,10 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
     from ..experiments import RFResult
     from ..attribution.gradients import gradient_map
 
-    m = work.settings.rf_images
-    shape = work.layer_shape(layer)
-    centre = tuple(map_centre(shape, "map").values())
+    m, view = work.settings.rf_images, work.view(layer)
+    centre = [g // 2 for g in view.grid]  # the centre rule on the grid (tokens: the centre patch)
     noise = stimuli.white_noise(size=work.shape[-1], n=m, seed=work.settings.seed, channels=work.shape[0]).images
-    neurons = [Unit.parse(layer).replace(index=(c, *centre)) for c in channels for _ in range(m)]
+    neurons = [view.neuron(work.model, layer, c) for c in channels for _ in range(m)]
     images = noise.repeat(len(channels), 1, 1, 1)
     maps = as_numpy(torch.cat([gradient_map(work.model, images[i:i + batch], neurons[i:i + batch]).cpu()
                                for i in range(0, len(images), batch)])).reshape(len(channels), m, *work.shape)
@@ -298,7 +333,9 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
         work.save_png(layer, c, "rf", as_images(map_to_rgb(signed[None, None])[0])[0])
         pages.append({"neuron": str(neurons[i * m]), "size": _number(found.size), "center": _finite(found.center),
                       "box": _finite(found.box), "map_center": list(centre), "stride": map_stride(work, layer),
-                      "input_size": list(work.shape[1:])})
+                      "input_size": list(work.shape[1:]),
+                      **({} if view.layout == "map" else {"layout": view.layout, "shape": list(view.shape),
+                                                            "prefix": view.prefix})})
     return pages
 
 
@@ -307,51 +344,140 @@ def map_stride(work: Work, layer: str) -> list | None:
     neighbour): the shift of the theoretical RF box (:func:`~insilico.experiments.receptive_fields.theoretical_box`,
     the network's real wiring) from the centre neuron to the next one, or the ratio of the input's size to the
     map's where the wiring's boxes do not move (paths that mix all positions). A unit page moves the RF box measured at
-    the centre by ``(position - map_center) * stride`` to outline the RF of another neuron of the map."""
-    from ..experiments.receptive_fields import theoretical_box
-
+    the centre by ``(position - map_center) * stride`` to outline the RF of another neuron of the map. Patch
+    tokens and channels-last stages: the size ratio (a ViT's patch size)."""
     cache = work.__dict__.setdefault("_strides", {})
     if layer not in cache:
-        shape = work.layer_shape(layer)
-        centre = list(map_centre(shape, "map").values())
-        step = [1 if c + 1 < s else -1 for c, s in zip(centre, shape[1:])]
-        unit = Unit.parse(layer)
-        here = theoretical_box(work.model, unit.replace(index=(0, *centre)), work.shape[0], work.shape[-1])
-        there = theoretical_box(work.model, unit.replace(index=(0, *[c + d for c, d in zip(centre, step)])),
-                                work.shape[0], work.shape[-1])
-        shift = None if here is None or there is None else [abs(there[0] - here[0]), abs(there[2] - here[2])]
-        if 1 in shape[1:]:
+        view = work.view(layer)
+        ratio = [round(s / m) * 1.0 for s, m in zip(work.shape[1:], view.grid)]
+        if 1 in view.grid:
             cache[layer] = None
-        elif shift is None or 0 in shift:  # the wiring gave no shift (paths that mix positions): the size ratio
-            cache[layer] = [round(s / m) * 1.0 for s, m in zip(work.shape[1:], shape[1:])]
+        elif view.layout != "map":  # patches (tokens), a channels-last stage: input pixels per position
+            cache[layer] = ratio
         else:
-            cache[layer] = [float(v) for v in shift]
+            shift = _wiring_shift(work, layer, view)
+            cache[layer] = ratio if shift is None or 0 in shift else [float(v) for v in shift]
     return cache[layer]
 
 
+def _wiring_shift(work: Work, layer: str, view: LayerView) -> list | None:
+    """The shift of the theoretical RF box of a map's channel 0 from its centre neuron to the next one (None
+    where the wiring gives no box)."""
+    from ..experiments.receptive_fields import theoretical_box
+
+    centre = [g // 2 for g in view.grid]
+    step = [1 if c + 1 < s else -1 for c, s in zip(centre, view.grid)]
+    unit = Unit.parse(layer)
+    here = theoretical_box(work.model, unit.replace(index=(0, *centre)), work.shape[0], work.shape[-1])
+    there = theoretical_box(work.model, unit.replace(index=(0, *[c + d for c, d in zip(centre, step)])),
+                            work.shape[0], work.shape[-1])
+    return None if here is None or there is None else [abs(there[0] - here[0]), abs(there[2] - here[2])]
+
+
 def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> list[dict]:
+    """Each unit silenced (set to 0 at every position: a channel over its map, a feature at every token) on
+    :attr:`Work.lesion_set`, many lesions per forward pass; the change of the output probabilities, summarised
+    by :func:`_lesion_measure` (per class of the labels, or per output unit)."""
     from ..probe import Probe
 
-    x, y = work.lesion_set
+    x, y, names = work.lesion_set
     probe = Probe(work.model)
     device = probe.device
     x = x.to(device, probe.dtype)
-    n, shape = len(x), work.layer_shape(layer)
+    n, view = len(x), work.view(layer)
     with session(work.model):
         base = torch.softmax(work.model(x).float(), -1).cpu()
-    classes = list(getattr(work.model, "classes", [str(k) for k in range(base.shape[1])]))
-    labelled = base.shape[1] == int(y.max()) + 1 == len(classes)
+    measure = _lesion_measure(work.model, base, y, names)
     per = max(1, batch // n)
     effects = []
     for start in range(0, len(channels), per):
         group = channels[start:start + per]
-        gain = torch.ones(len(group), shape[0], *[1] * (len(shape) - 1), device=device, dtype=probe.dtype)
-        gain[torch.arange(len(group)), torch.tensor(group)] = 0.0
+        size, where = [len(group)] + [1] * len(view.shape), [torch.arange(len(group))] + [0] * len(view.shape)
+        size[1 + _unit_axis(view)], where[1 + _unit_axis(view)] = view.n_units, torch.tensor(group)
+        gain = torch.ones(size, device=device, dtype=probe.dtype)
+        gain[tuple(where)] = 0.0
         with session(work.model), probe.stimulate(layer, gain=gain.repeat_interleave(n, 0)):
             prob = torch.softmax(work.model(x.repeat(len(group), *[1] * (x.ndim - 1))).float(), -1).cpu()
-        effects.extend(_class_effects(prob.view(len(group), n, -1) - base, y, labelled))
-    return [{"classes": classes, "labelled": labelled, "probability_change": _finite(e), "n_stimuli": n}
-            for e in effects]
+        effects.extend(measure["effects"](prob.view(len(group), n, -1) - base))
+    record = {k: v for k, v in measure.items() if k != "effects"}
+    return [{**record, **effect, "n_stimuli": n} for effect in effects]
+
+
+def _unit_axis(view: LayerView) -> int:
+    """The axis of one sample's output that holds the units (channels, features)."""
+    return len(view.shape) - 1 if view.layout in ("channels_last", "tokens") else 0
+
+
+def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None, names: list | None) -> dict:
+    """What a lesion's change of probabilities ``(G, N, K)`` is summarised by, and the page's words for it.
+
+    - The bundled photos (``names`` None): the model's classes; per class the mean change of the true class's
+      probability over its own stimuli where the model has one output per photo class (``labelled``), else of
+      each output over all stimuli (as the gallery always did).
+    - The user's labelled folder, its classes matched to the model's outputs (by name through
+      ``model.classes``, or in the folder's order when the model names none and has one output per class:
+      :func:`insilico.experiments.classes.stimulus_labels`): per folder class, the true class's probability.
+    - A labelled folder whose classes are not the model's outputs (a 1,000-way ImageNet model on two folders
+      of the user's): per folder class, the change of the probability of the class the intact model chose,
+      over that class's images (``measure="decision"``).
+    - Files without labels: per output unit, the mean change over all images (each unit's 32 largest |changes|
+      where there are more outputs, ``most``).
+
+    Returns ``labelled``, ``measure`` (``"true class"``, ``"decision"``, ``"outputs"``; absent for the bundled
+    photos) and ``effects``: a function ``(G, N, K) change -> G dicts`` of ``classes`` and
+    ``probability_change`` (one value per class shown).
+    """
+    from ..experiments.classes import check_outputs, stimulus_labels
+
+    k = base.shape[1]
+    if names is None and y is not None:  # the bundled photos: today's rule, unchanged
+        classes = list(getattr(model, "classes", [str(i) for i in range(k)]))
+        labelled = k == int(y.max()) + 1 == len(classes)
+        return {"labelled": labelled, "effects": lambda change: _shown(classes, _class_effects(change, y, labelled))}
+    if y is None:
+        return _per_output(model, k)
+    from types import SimpleNamespace
+
+    try:
+        mapped, named, by_name = stimulus_labels(SimpleNamespace(labels=y.tolist(), class_names=names), model)
+        if not by_name:
+            check_outputs(names, k)
+    except InsilicoError:  # classes the model's outputs are not: the change of the intact model's decision
+        decision = base.argmax(1)
+        return {"labelled": True, "measure": "decision",
+                "effects": lambda change: _shown(names, _decision_effects(change, decision, y, len(names)))}
+    true = torch.as_tensor(mapped)
+    shown = sorted(set(true.tolist()))
+    return {"labelled": True, "measure": "true class",
+            "effects": lambda change: _shown([named[i] for i in shown],
+                                             [e[shown] for e in _class_effects(change, true, True)])}
+
+
+def _shown(classes: list, values: list) -> list[dict]:
+    return [{"classes": [str(c) for c in classes], "probability_change": _finite(v)} for v in values]
+
+
+def _per_output(model: nn.Module, k: int, most: int = 32) -> dict:
+    """Per output unit (files without labels): the mean change of each output's probability over all images;
+    of more than ``most`` outputs, each unit's ``most`` largest |changes| (in the outputs' order)."""
+    names = [str(c) for c in getattr(model, "classes", range(k))]
+
+    def effects(change):
+        out = []
+        for mean in change.mean(1):
+            keep = sorted(torch.argsort(mean.abs(), descending=True, stable=True)[:most].tolist())
+            out.append({"classes": [names[i] for i in keep], "probability_change": _finite(mean[keep])})
+        return out
+
+    return {"labelled": False, "measure": "outputs", "most": most if k > most else None, "effects": effects}
+
+
+def _decision_effects(change: torch.Tensor, decision: torch.Tensor, y: torch.Tensor, n_classes: int) -> list:
+    """Per lesion (G, N, K) -> (n_classes,): the mean change of the probability of the intact model's choice
+    on each image, over the images of each folder class."""
+    chosen = change.gather(2, decision.view(1, -1, 1).expand(len(change), -1, 1))[..., 0]   # (G, N)
+    member = torch.nn.functional.one_hot(y, n_classes).float()                                 # (N, n)
+    return list((chosen @ member / member.sum(0).clamp_min(1)).numpy())
 
 
 def _class_effects(change: torch.Tensor, y: torch.Tensor, labelled: bool) -> list[np.ndarray]:
@@ -366,8 +492,9 @@ def _class_effects(change: torch.Tensor, y: torch.Tensor, labelled: bool) -> lis
 
 
 def spatial(work: Work, layer: str) -> bool:
-    """True for layers with a (C, H, W) output: tuning curves and RF maps apply."""
-    return len(work.layer_shape(layer)) == 3
+    """True for layers whose units are read at a position of a 2-d map (maps, channels-last stages, patch
+    tokens on a square grid): tuning curves and RF maps apply (:attr:`LayerView.spatial`)."""
+    return work.view(layer).spatial
 
 
 def everywhere(work: Work, layer: str) -> bool:

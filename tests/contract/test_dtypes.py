@@ -77,11 +77,8 @@ def _one_thread():
 
 
 #: (tool, "vit") pairs that fail on the tiny ViT in float32 too (not a matter of dtype): xfail(strict=True), so a fix
-#: shows up as XPASS and its entry must go. Found by this file; the gallery's refusal is a clear message.
-VIT_GAPS = {
-    "gallery": "refused with a clear message: the gallery reads a layer's first axis as channels, a token layer "
-               "(5, 32) has none",
-}
+#: shows up as XPASS and its entry must go. Found by this file (none now: the gallery reads token layers).
+VIT_GAPS: dict = {}
 #: Tools run on the ViT too (all but these, which take seconds there: orientation tuning's gratings).
 VIT_SKIP = {"orientation_tuning"}
 

@@ -112,6 +112,14 @@ def existing_file(text: str) -> str:
     return text
 
 
+def weights_file(text: str) -> str:
+    """``--weights``: a file that exists, or ``random`` (random weights; nothing is downloaded)."""
+    random = library_value("experiments/command.py", "RANDOM_WEIGHTS")
+    if text == random or Path(text).is_file():
+        return text
+    raise argparse.ArgumentTypeError(f"no such file: {text!r} (or {random!r} for random weights)")
+
+
 def shard(text: str) -> tuple[int, int]:
     """``R/W``: share R of W, ``0 <= R < W``."""
     rank, world = _pair_type(text, "/", "R/W")
@@ -211,9 +219,10 @@ def _model_options(parser: argparse.ArgumentParser, default: str | None = "minia
                              "'timm:NAME', 'open_clip:ARCH/TAG', 'hf:REPO_OR_FOLDER'), 'package.module:callable' "
                              "or 'path/file.py:callable' returning an nn.Module on pixel-space images"
                              + (" (default %(default)s)" if default else ""))
-    parser.add_argument("--weights", type=existing_file, default=None,
+    parser.add_argument("--weights", type=weights_file, default=None,
                         help="state_dict (.pt / .safetensors) for a --model spec or zoo model (a zoo model "
-                             "without it gets the zoo's pretrained weights, downloaded once)")
+                             "without it gets the zoo's pretrained weights, downloaded once), or 'random' "
+                             "for random weights (an untrained control; offline)")
     _run_options(parser)
 
 

@@ -257,7 +257,8 @@ def load(spec: str, weights: str | os.PathLike | None = "DEFAULT",
     ------
     InsilicoError
         The zoo's package is missing (the message names the extra to install), the model or weight name
-        is unknown (with close matches from the zoo's own list), or a weight file does not fit.
+        is unknown (with close matches from the zoo's own list), a weight file does not fit, or named weights
+        could not be downloaded (no internet: the message says how to work offline).
 
     Examples
     --------
@@ -275,7 +276,16 @@ def load(spec: str, weights: str | os.PathLike | None = "DEFAULT",
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise InsilicoError(f"weights= takes 'DEFAULT', a weight name, a file path or None, not "
                             f"{type(weights).__name__}")
-    model = _LOADERS[zoo](_package(zoo), name, weights, spec)
+    try:
+        model = _LOADERS[zoo](_package(zoo), name, weights, spec)
+    except OSError as e:  # a download that failed (no internet, a hub refusing); a file's errors are weightfiles'
+        if not _named(weights):
+            raise
+        raise InsilicoError(f"{spec}: could not fetch its pretrained weights {weights!r} ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else 'no message'}). Without internet give a "
+                            "local file (weights='net.pt', --weights net.pt), fill the zoo's cache on a connected "
+                            "machine (TORCH_HOME, HF_HOME), or take random weights (weights=None, "
+                            "--weights random)") from e
     return model.to(device or "cpu").eval()
 
 

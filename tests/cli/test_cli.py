@@ -222,7 +222,8 @@ BAD_OPTIONS = [
     (["gallery", "build", "--steps", "-1"], "--steps: must be an integer >= 1"),
     (["gallery", "build", "--unit-range", "4:2"], "--unit-range: must be START:STOP with 0 <= START < STOP"),
     (["gallery", "build", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
-    (["gallery", "build", "--weights", "no/such.pt"], "--weights: no such file"),
+    (["gallery", "build", "--weights", "no/such.pt"], "--weights: no such file: 'no/such.pt' (or 'random' for random"),
+    (["record", "--units", "features.0", "--weights", "none"], "--weights: no such file: 'none' (or 'random'"),
     (["demo", "--seed", "x"], "--seed: must be an integer >= 0"),
 ]
 

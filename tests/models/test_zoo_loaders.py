@@ -306,3 +306,31 @@ def test_classes_follow_class_names_and_are_absent_without_them():
     assert getattr(m, "classes", "absent") == "absent"  # tools fall back to their own labels
     m.class_names = ["a", "b"]
     assert m.classes == ["a", "b"]
+
+
+def test_a_download_that_fails_says_how_to_work_offline(monkeypatch):
+    tm = pytest.importorskip("torchvision.models")
+    import urllib.error
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(tm.ResNet18_Weights, "get_state_dict", offline)
+    with pytest.raises(InsilicoError, match=r"torchvision:resnet18: could not fetch its pretrained weights 'DEFAULT' "
+                                            r"\(URLError: .*Name or service not known.*\)\. Without internet .*"
+                                            r"weights=None, --weights random"):
+        models.load("torchvision:resnet18")
+    with pytest.raises(InsilicoError, match="could not fetch"):
+        load_model("torchvision:resnet18", None, "cpu")  # the CLI's route
+
+
+def test_the_command_line_takes_random_weights_for_zoo_bundled_and_spec_models(monkeypatch):
+    tm = pytest.importorskip("torchvision.models")
+    monkeypatch.setattr(tm.ResNet18_Weights, "get_state_dict", lambda *a, **k: pytest.fail("downloaded"))
+    net = load_model("torchvision:resnet18", "random", "cpu")
+    assert isinstance(net, ZooModel) and net.class_names is None and not net.training
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        trained = models.load("minialex")
+        assert not torch.allclose(load_model("minialex", "random", "cpu")(x), trained(x))
+    assert type(load_model("torchvision.models:resnet18", "random", "cpu")) is tm.ResNet

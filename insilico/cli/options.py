@@ -266,6 +266,13 @@ def _input_images(p: argparse.ArgumentParser) -> None:
                    help="image files (default: held-out crops of the bundled photos)")
     p.add_argument("--per-class", type=positive_int, default=1,
                    help="held-out crops per class when no --images are given (default %(default)s)")
+    _resize_option(p)
+
+
+def _resize_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", action="store_true",
+                   help="fit --images to the model's input as --stimuli folders are: by its preprocessing (resize, "
+                        "centre crop) or to cover its input_size and crop the centre")
 
 
 def _load(args):
@@ -279,28 +286,28 @@ def _read_input(args, model):
     from ..models import photos
 
     if args.images:
-        return read_images(args.images, model), None
+        return read_images(args.images, model, args.resize), None
     return photos.held_out(args.per_class, seed=1234 + args.seed)
 
 
 def read_images(paths: list[str], model, resize: bool = False):
-    """Images (N, C, H, W) in [0, 1] from files, checked against ``model.input_size``."""
-    import numpy as np
-    import skimage.transform
+    """Images (N, C, H, W) in [0, 1] from files, checked against ``model.input_size``; with ``resize``, fitted to
+    the model's input by the one file reader (:func:`insilico.recording.stimulus_source`: the model's
+    ``preprocessing``, resize then centre crop; else cover ``input_size`` and crop the centre)."""
     import torch
 
+    from ..recording import stimulus_source
     from ..stimuli.files import read_image
 
+    if resize:
+        source = stimulus_source(list(paths), name="--images", model=model)
+        return source.batch(0, len(source), None, None)
     size = getattr(model, "input_size", None)
-    images = []
-    for path in paths:
-        array = read_image(path).permute(1, 2, 0).numpy()  # the one decoder of image files: (H, W, 3) in [0, 1]
-        if size is not None and array.shape[:2] != tuple(size[1:]):
-            if not resize:
-                raise StimulusError(f"image {path!r} is {array.shape[0]}x{array.shape[1]}; the model takes "
-                                    f"{size[1]}x{size[2]}: resize it, or pass --resize")
-            array = skimage.transform.resize(array, tuple(size[1:]), anti_aliasing=True)
-        images.append(torch.from_numpy(np.clip(array, 0, 1).astype(np.float32)).permute(2, 0, 1))
+    images = [read_image(path) for path in paths]  # the one decoder of image files: (3, H, W) in [0, 1]
+    for path, image in zip(paths, images):
+        if size is not None and tuple(image.shape[1:]) != tuple(size[1:]):
+            raise StimulusError(f"image {path!r} is {image.shape[1]}x{image.shape[2]}; the model takes "
+                                f"{size[1]}x{size[2]}: resize it, or pass --resize")
     if len({tuple(i.shape) for i in images}) > 1:
         raise StimulusError("the images have different sizes; pass --resize (needs a model with input_size)")
     return torch.stack(images)

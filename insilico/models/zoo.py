@@ -181,6 +181,10 @@ class ZooModel(nn.Module):
             raise AttributeError(f"{self.name} has no class names (set model.class_names = [...] if you know them)")
         return self.class_names
 
+    @classes.setter
+    def classes(self, names: Sequence[str] | None) -> None:  # the tools' messages say "set model.classes = [...]"
+        self.class_names = list(names) if names else None
+
     def forward(self, x: torch.Tensor) -> Any:
         out = self.net(self.normalize(x))
         if self.output is None:

@@ -306,6 +306,8 @@ def test_classes_follow_class_names_and_are_absent_without_them():
     assert getattr(m, "classes", "absent") == "absent"  # tools fall back to their own labels
     m.class_names = ["a", "b"]
     assert m.classes == ["a", "b"]
+    m.classes = ("c", "d")  # what lesion_sweep's and the other tools' messages tell users to do
+    assert m.class_names == ["c", "d"] and m.classes == ["c", "d"]
 
 
 def test_a_download_that_fails_says_how_to_work_offline(monkeypatch):

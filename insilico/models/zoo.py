@@ -255,7 +255,8 @@ def load(spec: str, weights: str | os.PathLike | None = "DEFAULT",
         ``.safetensors`` file for the zoo's model (for open_clip: the image tower's, or a whole CLIP
         model's with ``visual.`` keys); None: random weights.
     device : str or torch.device, optional
-        Where to put the model (default: CPU).
+        Where to put the model (default: torch's default device, the CPU unless set; a model built under
+        ``torch.device("meta")`` stays there, shapes without values, which the tools refuse).
 
     Raises
     ------
@@ -290,7 +291,7 @@ def load(spec: str, weights: str | os.PathLike | None = "DEFAULT",
                             "local file (weights='net.pt', --weights net.pt), fill the zoo's cache on a connected "
                             "machine (TORCH_HOME, HF_HOME), or take random weights (weights=None, "
                             "--weights random)") from e
-    return model.to(device or "cpu").eval()
+    return model.to(device or torch.get_default_device()).eval()  # built under torch.device("meta"): stays there
 
 
 def _initialised(weights, build: Callable[[], nn.Module]) -> nn.Module:

@@ -336,3 +336,15 @@ def test_the_command_line_takes_random_weights_for_zoo_bundled_and_spec_models(m
         trained = models.load("minialex")
         assert not torch.allclose(load_model("minialex", "random", "cpu")(x), trained(x))
     assert type(load_model("torchvision.models:resnet18", "random", "cpu")) is tm.ResNet
+
+
+def test_a_model_built_under_the_meta_device_stays_there_and_is_refused_with_the_fix():
+    pytest.importorskip("torchvision.models")
+    with torch.device("meta"):
+        zoo = models.load("torchvision:resnet18", weights=None)  # was: "Cannot copy out of meta tensor"
+        bundled = models.load("minialex", weights=None)
+    for net in (zoo, bundled):
+        assert {p.device.type for p in net.parameters()} == {"meta"}
+        with pytest.raises(InsilicoError, match="on the meta device: .*to_empty"):
+            insilico.Probe(net).record_stimuli(torch.rand(1, *net.input_size), ["[0]"], progress=False)
+    assert next(models.load("torchvision:resnet18", weights=None).parameters()).device.type == "cpu"

@@ -45,3 +45,11 @@ def test_setup_cfg_names_the_distribution_and_its_zoo_extras():
     zoo = " ".join(extras["zoo"])
     assert all(p in zoo for p in ("torchvision", "timm", "open_clip_torch", "transformers"))
     assert all(p in " ".join(extras["test"]) for p in ("timm", "open_clip_torch", "transformers"))
+
+
+def test_the_readme_table_of_extras_names_every_extra_of_setup_cfg():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    readme = (ROOT / "README.md").read_text()
+    table = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| `[")}
+    assert {f"`[{extra}]`" for extra in cfg["options.extras_require"]} == table

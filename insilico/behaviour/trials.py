@@ -208,7 +208,12 @@ def read_trials(path: str | os.PathLike, name: str | None = None, subject: str |
 
 
 def class_indices(labels: Any, n: int, n_classes: int | None = None) -> np.ndarray:
-    """One class index per stimulus (n,) ints; InsilicoError for a wrong count or an index outside the classes."""
+    """One class index per stimulus (n,) ints; InsilicoError for no labels, a wrong count or an index outside the
+    classes."""
+    if labels is None:
+        raise InsilicoError("labels are needed: one class index (of the model's outputs) per stimulus; a folder "
+                            "DIR/<class>/<image> carries its own, in the folders' order: "
+                            "insilico.recording.stimulus_source(DIR).labels (map them to the model's outputs)")
     y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
     if y.dtype.kind not in "iu":
         raise InsilicoError(f"labels must be class indices (ints), got dtype {y.dtype}; map class names to indices "

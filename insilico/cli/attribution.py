@@ -1,7 +1,7 @@
 """Attribution subcommands: ``gradient-map`` and ``deconv``, maps of what in each image file drives a unit."""
 from __future__ import annotations
 
-from .options import _load, _model_options, existing_file, library_value, read_images
+from .options import _load, _model_options, _resize_option, existing_file, library_value, read_images
 from .outputs import _file_name, _manifest, _out
 
 
@@ -17,7 +17,7 @@ def _gradient_map(sub, name: str = "gradient-map", method: str = "gradient") -> 
     p.add_argument("--method", choices=methods, default=method, metavar="METHOD",
                    help=f"one of {', '.join(methods)} (default %(default)s)")
     p.add_argument("--layer", default=None, help="gradcam only: the layer to weight (conv map, channels-last stage or ViT token layer)")
-    p.add_argument("--resize", action="store_true", help="resize images to the model's input size")
+    _resize_option(p)
     p.add_argument("--out", required=True, help="output folder")
 
     def run(args):

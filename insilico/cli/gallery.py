@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from .options import (_device_option, _quiet_option, _seed_option, _shard_option, existing_file, library_value,
-                      positive_int, unit_range)
+                      positive_int, unit_range, weights_file)
 from .outputs import _file_name
 
 
@@ -28,7 +28,8 @@ def _gallery(sub) -> None:
     b.add_argument("--model", default=None, help="bundled name, zoo model ('timm:NAME', ...), "
                                                   "'package.module:callable' or 'file.py:callable' "
                                                   f"({default('model')})")
-    b.add_argument("--weights", type=existing_file, default=None, help="state_dict for a --model spec or zoo model")
+    b.add_argument("--weights", type=weights_file, default=None,
+                   help="state_dict for a --model spec or zoo model, or 'random' (random weights)")
     b.add_argument("--layers", type=_layers, default=None,
                    help="comma-separated layers (default: every conv and linear layer)")
     b.add_argument("--units", type=positive_int, default=None, help="only the first N units of each layer")

@@ -112,6 +112,14 @@ def existing_file(text: str) -> str:
     return text
 
 
+def weights_file(text: str) -> str:
+    """``--weights``: a file that exists, or ``random`` (random weights; nothing is downloaded)."""
+    random = library_value("experiments/command.py", "RANDOM_WEIGHTS")
+    if text == random or Path(text).is_file():
+        return text
+    raise argparse.ArgumentTypeError(f"no such file: {text!r} (or {random!r} for random weights)")
+
+
 def shard(text: str) -> tuple[int, int]:
     """``R/W``: share R of W, ``0 <= R < W``."""
     rank, world = _pair_type(text, "/", "R/W")
@@ -211,9 +219,10 @@ def _model_options(parser: argparse.ArgumentParser, default: str | None = "minia
                              "'timm:NAME', 'open_clip:ARCH/TAG', 'hf:REPO_OR_FOLDER'), 'package.module:callable' "
                              "or 'path/file.py:callable' returning an nn.Module on pixel-space images"
                              + (" (default %(default)s)" if default else ""))
-    parser.add_argument("--weights", type=existing_file, default=None,
+    parser.add_argument("--weights", type=weights_file, default=None,
                         help="state_dict (.pt / .safetensors) for a --model spec or zoo model (a zoo model "
-                             "without it gets the zoo's pretrained weights, downloaded once)")
+                             "without it gets the zoo's pretrained weights, downloaded once), or 'random' "
+                             "for random weights (an untrained control; offline)")
     _run_options(parser)
 
 
@@ -257,6 +266,13 @@ def _input_images(p: argparse.ArgumentParser) -> None:
                    help="image files (default: held-out crops of the bundled photos)")
     p.add_argument("--per-class", type=positive_int, default=1,
                    help="held-out crops per class when no --images are given (default %(default)s)")
+    _resize_option(p)
+
+
+def _resize_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", action="store_true",
+                   help="fit --images to the model's input as --stimuli folders are: by its preprocessing (resize, "
+                        "centre crop) or to cover its input_size and crop the centre")
 
 
 def _load(args):
@@ -270,28 +286,28 @@ def _read_input(args, model):
     from ..models import photos
 
     if args.images:
-        return read_images(args.images, model), None
+        return read_images(args.images, model, args.resize), None
     return photos.held_out(args.per_class, seed=1234 + args.seed)
 
 
 def read_images(paths: list[str], model, resize: bool = False):
-    """Images (N, C, H, W) in [0, 1] from files, checked against ``model.input_size``."""
-    import numpy as np
-    import skimage.transform
+    """Images (N, C, H, W) in [0, 1] from files, checked against ``model.input_size``; with ``resize``, fitted to
+    the model's input by the one file reader (:func:`insilico.recording.stimulus_source`: the model's
+    ``preprocessing``, resize then centre crop; else cover ``input_size`` and crop the centre)."""
     import torch
 
+    from ..recording import stimulus_source
     from ..stimuli.files import read_image
 
+    if resize:
+        source = stimulus_source(list(paths), name="--images", model=model)
+        return source.batch(0, len(source), None, None)
     size = getattr(model, "input_size", None)
-    images = []
-    for path in paths:
-        array = read_image(path).permute(1, 2, 0).numpy()  # the one decoder of image files: (H, W, 3) in [0, 1]
-        if size is not None and array.shape[:2] != tuple(size[1:]):
-            if not resize:
-                raise StimulusError(f"image {path!r} is {array.shape[0]}x{array.shape[1]}; the model takes "
-                                    f"{size[1]}x{size[2]}: resize it, or pass --resize")
-            array = skimage.transform.resize(array, tuple(size[1:]), anti_aliasing=True)
-        images.append(torch.from_numpy(np.clip(array, 0, 1).astype(np.float32)).permute(2, 0, 1))
+    images = [read_image(path) for path in paths]  # the one decoder of image files: (3, H, W) in [0, 1]
+    for path, image in zip(paths, images):
+        if size is not None and tuple(image.shape[1:]) != tuple(size[1:]):
+            raise StimulusError(f"image {path!r} is {image.shape[1]}x{image.shape[2]}; the model takes "
+                                f"{size[1]}x{size[2]}: resize it, or pass --resize")
     if len({tuple(i.shape) for i in images}) > 1:
         raise StimulusError("the images have different sizes; pass --resize (needs a model with input_size)")
     return torch.stack(images)

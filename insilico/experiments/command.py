@@ -81,12 +81,19 @@ def names_code(spec: str) -> bool:
     return ":" in spec and spec.rsplit(":", 1)[0] not in ("", "cuda") and split(spec) is None
 
 
+#: ``--weights random``: the model with random weights (an untrained control, or a machine without internet).
+RANDOM_WEIGHTS = "random"
+
+
 def load_model(spec: str, weights: str | None = None, where: str = "auto") -> nn.Module:
     """A bundled or zoo model by name (:func:`insilico.models.load`; a zoo model without ``weights`` gets the
-    zoo's pretrained ones), or the user's via :func:`insilico.models.from_spec`; eval mode, on ``where``."""
+    zoo's pretrained ones), or the user's via :func:`insilico.models.from_spec`; eval mode, on ``where``.
+    ``weights`` is a file, or :data:`RANDOM_WEIGHTS` for random weights (nothing downloaded or read)."""
     from .. import models
 
     dev = device(where)
+    if weights == RANDOM_WEIGHTS:
+        return models.from_spec(spec, device=dev) if names_code(spec) else models.load(spec, dev, weights=None)
     if models.zoo.split(spec) is not None:
         return models.load(spec, device=dev, weights="DEFAULT" if weights is None else weights)
     if names_code(spec):

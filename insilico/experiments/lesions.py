@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..evaluate import predict
 from ..jsonfiles import to_json
+from ..layers import unit_layout
 from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
@@ -50,12 +51,22 @@ from .results import Result, write_csv
 from ..statistics import LEVEL, correlation, interval, resample_within, rng_for, spearman_brown, split_halves
 
 
-def _n_channels(plan: Plan, layer: Unit) -> int:
-    """The number of channels (axis 1) of ``layer``'s output, from the plan's survey of one stimulus."""
-    shape = plan.shape(Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output))
-    if len(shape) < 1:
-        raise InsilicoError(f"{layer} has no channel axis to lesion (per-sample shape {shape})")
-    return int(shape[0])
+#: Where each layout keeps its channels (:mod:`insilico.layout`): a map's axis 0, a token layer's features (its
+#: last axis), a channels-last stage's last axis, a vector's entries.
+_CHANNEL_AXIS = {"map": 0, "vector": 0, "tokens": -1, "channels_last": -1}
+
+
+def _channels(plan: Plan, layer: Unit) -> tuple[int, int]:
+    """``(axis, count)``: the channel axis of ``layer``'s output (one sample) and its size, read from the plan's
+    survey and the layer's layout (a Swin stage's channels are its last axis, a ViT block's its features)."""
+    whole = Unit(layer.module, layer.step if layer.step is not None else -1, None, layer.output)
+    shape = plan.shape(whole)
+    layout = unit_layout(plan.model, whole, shape) if shape else "scalar"
+    if layout not in _CHANNEL_AXIS:
+        raise InsilicoError(f"{layer} has no channel axis to lesion (per-sample shape {shape}, layout {layout!r}): "
+                            "name a conv map, a token layer, a channels-last stage or a vector")
+    axis = _CHANNEL_AXIS[layout] % len(shape)
+    return axis, int(shape[axis])
 
 
 def _evaluate(model, plan, stimuli, y, n_classes, batch_size, output):
@@ -86,15 +97,16 @@ def _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, prog
             check_outputs(check, n_classes)
         base_pred = scores.argmax(-1).numpy()
         base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
+        axis, n_channels = _channels(plan, unit)
         if groups is None:
-            groups = [[c] for c in range(_n_channels(plan, unit))]
+            groups = [[c] for c in range(n_channels)]
         groups = [[int(c) for c in g] for g in groups]
         accuracy, class_accuracy, changed, correct = [], [], [], []
         for group in tqdm(groups, desc=f"lesion {unit}", disable=not progress, leave=False):
             if not group:
                 pred, per_class, acc = base_pred, base_class, base_acc
             else:
-                target = unit.replace(index=(tuple(group),))
+                target = unit.replace(index=(slice(None),) * axis + (tuple(group),))
                 options = dict(mode=mode)
                 if mode == "mean":
                     options.update(reference=stimuli, batch_size=batch_size)
@@ -191,7 +203,8 @@ def lesion_sweep(
         (otherwise refused: :func:`insilico.experiments.classes.stimulus_labels`).
     groups : list of lists of int, optional
         Channels lesioned together; default one group per channel. An empty
-        group is the intact model.
+        group is the intact model. A channel is read from the layer's layout: a conv map's axis 0, a token
+        layer's feature (every token's), a channels-last stage's last axis (every position's).
     mode : {"zero", "mean"}
         Lesioned units are set to 0, or to their mean response over ``stimuli``.
     classes : list of str, optional

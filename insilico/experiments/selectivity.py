@@ -116,6 +116,12 @@ def von_mises_hwhm(kappa: float) -> float:
     return 90.0 if c <= -1.0 else math.degrees(0.5 * math.acos(c))
 
 
+def _half_turn(degrees: float) -> float:
+    """An orientation in [0, 180): ``x % 180`` rounds a tiny negative angle up to 180.0, which is 0."""
+    wrapped = float(degrees) % 180.0
+    return 0.0 if wrapped >= 180.0 else wrapped
+
+
 def fit_von_mises(orientations_deg: np.ndarray, curve: np.ndarray) -> tuple:
     """Fit :func:`von_mises` to a tuning curve: ``(mu_deg, hwhm_deg, r2, base, amp, kappa)`` (NaN if flat).
 
@@ -155,14 +161,14 @@ def fit_von_mises(orientations_deg: np.ndarray, curve: np.ndarray) -> tuple:
                 p0 = (mu0, float(np.clip(p0[1], low[1] + 1e-6, high[1] - 1e-6)), p0[2], p0[3])
                 p, _ = curve_fit(model, theta, curve, p0=p0, jac=jac, method="trf", bounds=(low, high), max_nfev=600)
     except (RuntimeError, ValueError):
-        return (float(np.rad2deg(mu0) % 180.0),) + (np.nan,) * 5
+        return (_half_turn(np.rad2deg(mu0)),) + (np.nan,) * 5
     mu, log_k, b, a = p
     k = float(np.exp(min(log_k, 50.0)))
     err = np.sum((von_mises(theta, mu, k, b, a) - curve) ** 2)
     r2 = 1.0 - err / np.sum((curve - curve.mean()) ** 2)
     if a <= 0:  # a trough, not a peak: no preferred orientation
-        return (float(np.rad2deg(mu0) % 180.0), np.nan, float(r2), float(b), float(a), k)
-    return (float(np.rad2deg(mu) % 180.0), von_mises_hwhm(k), float(r2), float(b), float(a), k)
+        return (_half_turn(np.rad2deg(mu0)), np.nan, float(r2), float(b), float(a), k)
+    return (_half_turn(np.rad2deg(mu)), von_mises_hwhm(k), float(r2), float(b), float(a), k)
 
 
 def log_gaussian(log2_f: np.ndarray, log2_f0: float, sigma: float, base: float, amp: float) -> np.ndarray:

@@ -130,6 +130,11 @@ def default_sfs(size: int, n: int = 8) -> list[float]:
 GRIDS = ((36, 8, 8), (18, 8, 8), (12, 8, 8), (12, 6, 6), (8, 6, 6), (8, 5, 6), (6, 4, 6), (4, 4, 4))
 
 
+#: How to write each grid dimension, for the message that refuses a scalar (a count or one value is ambiguous).
+_EXAMPLES = {"orientations": "[i * 180 / 4 for i in range(4)] for 4 orientations (degrees)",
+             "sfs": "[2, 4, 8] (cycles per image)", "phases": "[0, 90, 180, 270] (degrees)"}
+
+
 def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, orientations=None, sfs=None,
                  phases=None, n_colours: int = 1, budget: float | None = DEFAULT_BUDGET,
                  plan: Plan | None = None) -> tuple:
@@ -147,6 +152,10 @@ def default_grid(model: torch.nn.Module, units: list, example: torch.Tensor, ori
     :class:`~insilico.plan.Plan` (its survey counted the FLOPs); default one surveying ``example``.
     """
     size = int(example.shape[-1])
+    for name, given in (("orientations", orientations), ("sfs", sfs), ("phases", phases)):
+        if given is not None and (isinstance(given, (str, bytes)) or not hasattr(given, "__iter__")):
+            raise InsilicoError(f"orientation_tuning: {name}= takes a list of values, not {given!r}: e.g. "
+                                f"{_EXAMPLES[name]} (None: the default grid)")
 
     def values(grid):
         o, s, p = grid

@@ -138,7 +138,8 @@ def load(name: str, device: str | torch.device | None = None,
         :class:`~insilico.models.zoo.ZooModel` (``input_size``, ``class_names``, ``preprocessing``; the
         zoo's modules addressed under ``net.``, e.g. ``"net.layer4"``), see :mod:`insilico.models.zoo`.
     device : str or torch.device, optional
-        Where to put the model (default: CPU).
+        Where to put the model (default: torch's default device, the CPU unless set; a model built under
+        ``torch.device("meta")`` stays there, shapes without values, which the tools refuse).
     weights : "DEFAULT", a weight name, a path, or None
         ``"DEFAULT"``: the bundled model's shipped weights, or the zoo's pretrained weights (downloaded on
         the user's machine on first use); a zoo's weight name or tag (``"IMAGENET1K_V2"``); a path: a
@@ -173,7 +174,7 @@ def load(name: str, device: str | torch.device | None = None,
         else:
             weightfiles.load_into(model, weights, f"the bundled {key}")
     model.name = key
-    return model.to(device or "cpu").eval()
+    return model.to(device or torch.get_default_device()).eval()  # built under torch.device("meta"): stays there
 
 
 def from_spec(spec: str, weights: str | os.PathLike | None = None, device: str | torch.device | None = None,

@@ -181,6 +181,10 @@ class ZooModel(nn.Module):
             raise AttributeError(f"{self.name} has no class names (set model.class_names = [...] if you know them)")
         return self.class_names
 
+    @classes.setter
+    def classes(self, names: Sequence[str] | None) -> None:  # the tools' messages say "set model.classes = [...]"
+        self.class_names = list(names) if names else None
+
     def forward(self, x: torch.Tensor) -> Any:
         out = self.net(self.normalize(x))
         if self.output is None:
@@ -251,13 +255,15 @@ def load(spec: str, weights: str | os.PathLike | None = "DEFAULT",
         ``.safetensors`` file for the zoo's model (for open_clip: the image tower's, or a whole CLIP
         model's with ``visual.`` keys); None: random weights.
     device : str or torch.device, optional
-        Where to put the model (default: CPU).
+        Where to put the model (default: torch's default device, the CPU unless set; a model built under
+        ``torch.device("meta")`` stays there, shapes without values, which the tools refuse).
 
     Raises
     ------
     InsilicoError
         The zoo's package is missing (the message names the extra to install), the model or weight name
-        is unknown (with close matches from the zoo's own list), or a weight file does not fit.
+        is unknown (with close matches from the zoo's own list), a weight file does not fit, or named weights
+        could not be downloaded (no internet: the message says how to work offline).
 
     Examples
     --------
@@ -275,8 +281,17 @@ def load(spec: str, weights: str | os.PathLike | None = "DEFAULT",
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise InsilicoError(f"weights= takes 'DEFAULT', a weight name, a file path or None, not "
                             f"{type(weights).__name__}")
-    model = _LOADERS[zoo](_package(zoo), name, weights, spec)
-    return model.to(device or "cpu").eval()
+    try:
+        model = _LOADERS[zoo](_package(zoo), name, weights, spec)
+    except OSError as e:  # a download that failed (no internet, a hub refusing); a file's errors are weightfiles'
+        if not _named(weights):
+            raise
+        raise InsilicoError(f"{spec}: could not fetch its pretrained weights {weights!r} ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else 'no message'}). Without internet give a "
+                            "local file (weights='net.pt', --weights net.pt), fill the zoo's cache on a connected "
+                            "machine (TORCH_HOME, HF_HOME), or take random weights (weights=None, "
+                            "--weights random)") from e
+    return model.to(device or torch.get_default_device()).eval()  # built under torch.device("meta"): stays there
 
 
 def _initialised(weights, build: Callable[[], nn.Module]) -> nn.Module:

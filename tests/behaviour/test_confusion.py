@@ -93,3 +93,18 @@ def test_image_files_are_observed_under_their_relative_paths(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
     res = confusion(net, str(tmp_path), [0, 1, 1], n_boot=0, progress=False)
     assert res.images == ["cat/a.png", "dog/b.png", "dog/c.png"] and int(res.counts.sum()) == 3
+
+
+def test_no_labels_say_where_a_folder_keeps_its_own(tmp_path):
+    skimage = pytest.importorskip("skimage.io")
+    from insilico.recording import stimulus_source
+
+    for k, name in enumerate(["cat/a.png", "dog/b.png", "dog/c.png"]):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        skimage.imsave(tmp_path / name, np.full((4, 4, 3), 60 * k, np.uint8), check_contrast=False)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
+    with pytest.raises(InsilicoError, match=r"labels are needed: .*stimulus_source\(DIR\)\.labels"):
+        confusion(net, str(tmp_path), None, n_boot=0, progress=False)
+    labels = stimulus_source(str(tmp_path)).labels  # what the message points to
+    assert list(labels) == [0, 1, 1]
+    assert int(confusion(net, str(tmp_path), labels, n_boot=0, progress=False).counts.sum()) == 3

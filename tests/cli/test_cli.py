@@ -222,7 +222,8 @@ BAD_OPTIONS = [
     (["gallery", "build", "--steps", "-1"], "--steps: must be an integer >= 1"),
     (["gallery", "build", "--unit-range", "4:2"], "--unit-range: must be START:STOP with 0 <= START < STOP"),
     (["gallery", "build", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
-    (["gallery", "build", "--weights", "no/such.pt"], "--weights: no such file"),
+    (["gallery", "build", "--weights", "no/such.pt"], "--weights: no such file: 'no/such.pt' (or 'random' for random"),
+    (["record", "--units", "features.0", "--weights", "none"], "--weights: no such file: 'none' (or 'random'"),
     (["demo", "--seed", "x"], "--seed: must be an integer >= 0"),
 ]
 
@@ -489,3 +490,33 @@ def test_record_reduce_help_says_what_it_does_for_each_layout():
     for layout in ("map (C, H, W)", "channels-last stage (H, W, C", "token layer (T, D", "CLS and registers dropped",
                    "vector is refused"):
         assert layout in said, layout
+
+
+def test_every_subcommand_that_reads_images_can_fit_them_as_the_stimulus_reader_does(tmp_path):
+    """An --images error says "pass --resize": every subcommand with --images has it, and it fits the files as
+    `record --stimuli` does (cover the model's input_size, crop the centre), never squashing them."""
+    import argparse
+
+    import numpy as np
+    import skimage.io
+    import torch
+
+    from insilico.cli.main import build_parser
+    from insilico.cli.options import read_images
+    from insilico.errors import StimulusError
+    from insilico.stimuli.files import fit_image, read_image
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    readers = [name for name, p in sub.choices.items() if "--images" in p._option_string_actions]
+    assert {"gradient-map", "deconv", "metamer", "adversarial"} <= set(readers)
+    assert [name for name in readers if "--resize" not in sub.choices[name]._option_string_actions] == []
+    wide = np.zeros((16, 32, 3), np.uint8)
+    wide[:, 8:24] = 255  # white centre, black sides: a centre crop is all white, a squash is not
+    skimage.io.imsave(tmp_path / "wide.png", wide, check_contrast=False)
+    net = torch.nn.Conv2d(3, 2, 3)
+    net.input_size = (3, 16, 16)
+    with pytest.raises(StimulusError, match="is 16x32; the model takes 16x16: resize it, or pass --resize"):
+        read_images([str(tmp_path / "wide.png")], net)
+    fitted = read_images([str(tmp_path / "wide.png")], net, resize=True)
+    assert fitted.shape == (1, 3, 16, 16) and float(fitted.min()) == 1.0
+    assert torch.equal(fitted[0], fit_image(read_image(tmp_path / "wide.png"), (16, 16)))

@@ -369,3 +369,35 @@ def test_receptive_field_reads_size_as_every_tool_does():
     for tool, args in ((receptive_field, ("2[0,2,2]",)), (receptive_field_sizes, ())):
         with pytest.raises(InsilicoError, match=r"input_size= is now size="):  # the former name, refused by name
             tool(net, *args, input_size=16)
+
+
+class _Layouts(nn.Module):
+    """Pixels -> 4x4 patches of 5 channels, as tokens (N, 16, 5) or channels-last (N, 4, 4, 5) out of a LayerNorm
+    (named ``norm``) -> mean over positions -> 3 class scores."""
+
+    def __init__(self, layout):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layout, self.patch, self.norm, self.head = layout, nn.Conv2d(3, 5, 4, stride=4), nn.LayerNorm(5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        z = self.patch(x).permute(0, 2, 3, 1)  # (N, 4, 4, 5)
+        z = self.norm(z.flatten(1, 2) if self.layout == "tokens" else z)
+        return self.head(z.flatten(1, -2).mean(1))
+
+
+@pytest.mark.parametrize("layout", ["tokens", "channels_last"])
+def test_lesion_sweep_lesions_the_channels_of_token_and_channels_last_layers(layout):
+    """One group per channel (the feature / last axis: 5), not per token (16) or row (4), and each group's accuracy
+    is that of the model with that channel zeroed at every position, computed by hand."""
+    net = _Layouts(layout).eval()
+    x = torch.rand(24, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = net(x).argmax(1).roll(1).numpy()  # labels the intact model partly gets right
+    result = lesion_sweep(net, "norm", raw(x), labels=y, n_boot=0, progress=False)
+    assert list(result.groups) == ["0", "1", "2", "3", "4"]
+    for c in range(5):
+        hook = net.norm.register_forward_hook(lambda m, i, out: out.index_fill(-1, torch.tensor([c]), 0.0))
+        with torch.no_grad():
+            expected = (net(x).argmax(1).numpy() == y).mean()
+        hook.remove()
+        assert result.accuracy[c] == pytest.approx(expected)

@@ -21,6 +21,7 @@ import pytest
 import torch
 from torch import nn
 
+from insilico.errors import InsilicoError
 from insilico.experiments import orientation_tuning
 from insilico.experiments.runs import after_nonlinearity
 from insilico.experiments.selectivity import (
@@ -282,3 +283,21 @@ def test_bandwidths_narrower_than_the_orientation_sampling_are_flagged_unresolve
     assert result.tuned.all()
     assert result.bandwidth[0] < 30.0 and not result.bandwidth_resolved[0]
     assert result.bandwidth[1] >= 30.0 and result.bandwidth_resolved[1]
+
+
+@pytest.mark.parametrize("name, given", [("orientations", 4), ("sfs", 2.0), ("phases", "0,90")])
+def test_a_scalar_grid_dimension_is_refused_with_how_to_write_the_list(name, given):
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU())
+    with pytest.raises(InsilicoError, match=rf"{name}= takes a list of values, not {given!r}: e\.g\. "):
+        orientation_tuning(net, "1", size=16, progress=False, **{name: given})
+
+
+def test_a_preference_at_zero_is_reported_as_0_not_180():
+    """Four orientations, a broad curve peaking at 0 deg: the fitted mu lands a hair below 0, and ``% 180`` turned it
+    into 180.0, outside the documented [0, 180)."""
+    from insilico.experiments.selectivity import fit_von_mises, von_mises
+
+    oris = np.array([0.0, 45.0, 90.0, 135.0])
+    for k in (0.5, 1.0, 2.0, 4.0):
+        mu = fit_von_mises(oris, von_mises(np.deg2rad(oris), 0.0, k, 0.1, 1.0))[0]
+        assert 0.0 <= mu < 180.0 and min(mu, 180.0 - mu) < 1e-6

@@ -306,3 +306,45 @@ def test_classes_follow_class_names_and_are_absent_without_them():
     assert getattr(m, "classes", "absent") == "absent"  # tools fall back to their own labels
     m.class_names = ["a", "b"]
     assert m.classes == ["a", "b"]
+    m.classes = ("c", "d")  # what lesion_sweep's and the other tools' messages tell users to do
+    assert m.class_names == ["c", "d"] and m.classes == ["c", "d"]
+
+
+def test_a_download_that_fails_says_how_to_work_offline(monkeypatch):
+    tm = pytest.importorskip("torchvision.models")
+    import urllib.error
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(tm.ResNet18_Weights, "get_state_dict", offline)
+    with pytest.raises(InsilicoError, match=r"torchvision:resnet18: could not fetch its pretrained weights 'DEFAULT' "
+                                            r"\(URLError: .*Name or service not known.*\)\. Without internet .*"
+                                            r"weights=None, --weights random"):
+        models.load("torchvision:resnet18")
+    with pytest.raises(InsilicoError, match="could not fetch"):
+        load_model("torchvision:resnet18", None, "cpu")  # the CLI's route
+
+
+def test_the_command_line_takes_random_weights_for_zoo_bundled_and_spec_models(monkeypatch):
+    tm = pytest.importorskip("torchvision.models")
+    monkeypatch.setattr(tm.ResNet18_Weights, "get_state_dict", lambda *a, **k: pytest.fail("downloaded"))
+    net = load_model("torchvision:resnet18", "random", "cpu")
+    assert isinstance(net, ZooModel) and net.class_names is None and not net.training
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        trained = models.load("minialex")
+        assert not torch.allclose(load_model("minialex", "random", "cpu")(x), trained(x))
+    assert type(load_model("torchvision.models:resnet18", "random", "cpu")) is tm.ResNet
+
+
+def test_a_model_built_under_the_meta_device_stays_there_and_is_refused_with_the_fix():
+    pytest.importorskip("torchvision.models")
+    with torch.device("meta"):
+        zoo = models.load("torchvision:resnet18", weights=None)  # was: "Cannot copy out of meta tensor"
+        bundled = models.load("minialex", weights=None)
+    for net in (zoo, bundled):
+        assert {p.device.type for p in net.parameters()} == {"meta"}
+        with pytest.raises(InsilicoError, match="on the meta device: .*to_empty"):
+            insilico.Probe(net).record_stimuli(torch.rand(1, *net.input_size), ["[0]"], progress=False)
+    assert next(models.load("torchvision:resnet18", weights=None).parameters()).device.type == "cpu"

@@ -68,12 +68,8 @@ AGREEMENT = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: Tiny models: one thread is fastest, and keeps the file near its budget on a shared machine (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 #: (tool, "vit") pairs that fail on the tiny ViT in float32 too (not a matter of dtype): xfail(strict=True), so a fix

@@ -219,14 +219,18 @@ def test_at_centre_per_layout():
     assert centre_token(201, prefix=5) == 5 + 7 * 14 + 7
 
 
-def test_the_chooser_keeps_the_layouts_asked_for_and_the_gallery_draws_only_maps_and_vectors():
+def test_the_chooser_keeps_the_layouts_asked_for_and_the_gallery_draws_maps_channels_last_and_vectors():
     from insilico.gallery.build import discover_layers
 
     vit, model = tiny_vit(), swin()
     assert choose_layers(vit, (3, 32, 32), "conv_linear", layouts=("map", "vector")) == ["conv_proj", "heads.head"]
     assert choose_layers(vit, (3, 32, 32), "activations", layouts=("tokens",)) == \
         ["encoder.layers.encoder_layer_0.mlp.1"]
-    assert discover_layers(model, (3, 32, 32)) == ["features.0.0", "head"]   # not Swin's channels-last Linears
+    found = discover_layers(model, (3, 32, 32))   # Swin's channels-last Linears too (issue 26), not its attention
+    assert found[0] == "features.0.0" and found[-1] == "head" and "features.1.0.mlp.0" in found
+    assert "features.2.reduction" in found and not any(".attn" in name for name in found)
+    shapes = insilico.Probe(model).survey(torch.rand(1, 3, 32, 32))
+    assert {insilico.layers.unit_layout(model, name, shapes.shape(name)) for name in found} == {"map", "channels_last", "vector"}
     with pytest.raises(InsilicoError, match="layouts must be"):
         choose_layers(vit, (3, 32, 32), "conv", layouts=("grid",))
     with pytest.raises(InsilicoError, match="with a channels_last output"):

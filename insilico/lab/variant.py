@@ -120,14 +120,13 @@ class Variant(Options):
     @property
     def name(self) -> str:
         """A short name: the fields that differ from the defaults, joined by ``+`` (``"baseline"`` for none)."""
-        parts = []
+        parts = [self.architecture] if self.architecture != "minialex" else []
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if value == field.default or field.name in ("objective", "rule", "architecture"):
                 continue
             parts.append(f"{field.name}{value}" if not isinstance(value, tuple) else "class_weights")
-        parts += [v for v in (self.architecture, self.objective, self.rule) if v not in ("minialex", "classification",
-                                                                                          "backprop")]
+        parts += [v for v in (self.objective, self.rule) if v not in ("classification", "backprop")]
         return "+".join(parts) or "baseline"
 
     def settings(self) -> dict:

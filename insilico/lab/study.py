@@ -1,0 +1,218 @@
+"""A study of the four elements: train a grid of variants and rank them by their similarity to IT.
+
+:func:`study` trains each :class:`~insilico.lab.Variant` (:func:`~insilico.lab.train_variant`), measures
+its held-out task accuracy (:func:`~insilico.lab.accuracy`) and compares the RDM of every layer
+(:func:`insilico.rsa.model_rdms`, correlation distance) on the 92 images of Kriegeskorte et al. (2008)
+with human IT (mean over the 4 subjects, each the mean of its 2 sessions) and monkey IT
+(:func:`insilico.rsa.compare_all`), beside the human-IT leave-one-subject-out noise ceiling. A
+variant's brain similarity is its best layer's; choosing the best of several layers favours
+networks with more layers a little (no held-out layer choice here: read the per-layer values too).
+
+Each variant is one chunk of a resumable job (:func:`insilico.sharding.map_chunks`): with ``out=`` its
+weights, history and scores are written when it is done, a rerun trains only the variants missing,
+ranks of ``torchrun`` (or ``out=Job(folder, shard=(i, n))``) share the grid, and a folder made for
+another grid, step count or seed is refused (:mod:`insilico.identity`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InsilicoError
+from ..results import Result
+from ..seeding import run_seed
+from ..sharding import map_chunks
+from . import inputs, training
+from .variant import Variant
+
+#: One variant per element beside the baseline (the bundled minialex recipe's task, classification, backprop):
+#: architecture (recurrent BL), input statistics (blurred input), objective (sparse autoencoding), learning rule.
+DEFAULT_GRID = (Variant(), Variant(architecture="bl"), Variant(blur=2.0), Variant(objective="sparse"),
+                Variant(rule="feedback_alignment"))
+REGIONS = ("human_it", "monkey_it")
+
+
+def brain_similarity(model: torch.nn.Module, variant: Variant, compare: str = "spearman") -> dict:
+    """Per layer, the similarity of the model's RDM with human IT (mean over subjects) and monkey IT.
+
+    Returns
+    -------
+    dict
+        ``human_it`` and ``monkey_it``: dict layer -> float, in layer order.
+    """
+    from .. import rsa
+    from ..data import kriegeskorte2008
+
+    data = kriegeskorte2008(size=64)
+    images = inputs.resize(data.images, variant.size)
+    layers = rsa.model_rdms(model, images, labels=data.categories, progress=False)
+    human = rsa.compare_all(layers, data.human_it_subjects(), compare).mean(1)
+    monkey = rsa.compare_all(layers, [data.monkey_it], compare)[:, 0]
+    return dict(human_it=dict(zip(layers, human.tolist())), monkey_it=dict(zip(layers, monkey.tolist())))
+
+
+def ceiling(compare: str = "spearman") -> dict:
+    """The human-IT noise ceiling (``lower``, ``upper``) of :func:`insilico.rsa.noise_ceiling`."""
+    from .. import rsa
+    from ..data import kriegeskorte2008
+
+    lower, upper = rsa.noise_ceiling(kriegeskorte2008(size=64).human_it_subjects(), compare)
+    return dict(lower=float(lower), upper=float(upper))
+
+
+@dataclasses.dataclass
+class StudyResult(Result):
+    """What :func:`study` reports: one entry per variant, in grid order.
+
+    Attributes
+    ----------
+    names : list of str
+        The variants' names (:attr:`Variant.name`).
+    variants : list of dict
+        Every variant's settings.
+    accuracy : list of dict
+        ``readout`` (classification only, else None), ``probe`` (linear probe on the output), ``chance``.
+    human_it, monkey_it : list of dict layer -> float
+        RDM similarity of each layer with human IT (mean over subjects) and monkey IT.
+    ceiling : dict
+        Human-IT noise ceiling, ``lower`` and ``upper``.
+    histories : list of dict
+        Each variant's training history (loss per step, cpu_seconds).
+    settings : dict
+        steps, batch, seed, compare.
+    """
+
+    names: list
+    variants: list
+    accuracy: list
+    human_it: list
+    monkey_it: list
+    ceiling: dict
+    histories: list
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    def best(self, region: str = "human_it") -> list[tuple[str, float]]:
+        """Each variant's best layer and its similarity with ``region`` ("human_it" or "monkey_it")."""
+        if region not in REGIONS:
+            raise InsilicoError(f"region must be one of {', '.join(REGIONS)}, not {region!r}")
+        return [max(layers.items(), key=lambda kv: kv[1]) for layers in getattr(self, region)]
+
+    def ranking(self, region: str = "human_it") -> list[str]:
+        """Variant names from the most to the least similar to ``region`` (by their best layer)."""
+        scores = [s for _, s in self.best(region)]
+        return [self.names[i] for i in np.argsort(scores, kind="stable")[::-1]]
+
+    def table(self) -> list[dict]:
+        """One row per variant: accuracies, best layer and similarity per region, the ceiling."""
+        rows = []
+        for i, name in enumerate(self.names):
+            row = dict(variant=name, readout_accuracy=self.accuracy[i]["readout"],
+                       probe_accuracy=self.accuracy[i]["probe"], chance=self.accuracy[i]["chance"])
+            for region in REGIONS:
+                layer, value = self.best(region)[i]
+                row[f"{region}_layer"], row[region] = layer, value
+            row.update(ceiling_lower=self.ceiling["lower"], ceiling_upper=self.ceiling["upper"])
+            rows.append(row)
+        return rows
+
+    def to_pandas(self):
+        """:meth:`table` as a pandas DataFrame (pandas is an optional dependency)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.table())
+
+    def plot(self, ax=None):
+        """Variants ranked by their best layer's similarity with human IT (bars, the noise ceiling a grey
+        band), beside monkey IT; returns the Figure. With ``ax``, the human-IT panel only."""
+        import matplotlib.pyplot as plt
+
+        from ..rsa import plot_comparison
+
+        order = self.ranking("human_it")
+        scores = {r: dict(zip(self.names, (s for _, s in self.best(r)))) for r in REGIONS}
+        ceiling = (self.ceiling["lower"], self.ceiling["upper"])
+        if ax is not None:
+            return plot_comparison({n: scores["human_it"][n] for n in order}, ax=ax, ceiling=ceiling,
+                                   title="variants vs human IT", ylabel=f"best layer ({self.settings.get('compare')})")
+        fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 1.1 * len(order) + 3), 3.6))
+        plot_comparison({n: scores["human_it"][n] for n in order}, ax=axes[0], ceiling=ceiling,
+                        title="variants vs human IT", ylabel=f"best layer ({self.settings.get('compare')})")
+        plot_comparison({n: scores["monkey_it"][n] for n in order}, ax=axes[1], title="variants vs monkey IT",
+                        ylabel=f"best layer ({self.settings.get('compare')})", color="tab:orange")
+        fig.tight_layout()
+        plt.close(fig)
+        return fig
+
+    def __repr__(self) -> str:
+        best = dict(zip(self.names, (s for _, s in self.best("human_it"))))
+        return f"StudyResult({len(self.names)} variants; by human-IT similarity: " + ", ".join(
+            f"{n} {best[n]:.3f}" for n in self.ranking()) + ")"
+
+
+def _run_one(variant: Variant, steps: int, seed: int, batch: int, compare: str, progress: bool) -> dict:
+    """Train and score one variant: the part a study keeps per variant."""
+    model, history = training.train_variant(variant, steps=steps, seed=seed, batch=batch, progress=progress)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return dict(name=variant.name, variant=variant.settings(), state=state, history=history,
+                accuracy=training.accuracy(model, variant), **brain_similarity(model, variant, compare))
+
+
+def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300, seed: int = 0, batch: int = 64,
+          compare: str = "spearman", progress: bool = True) -> StudyResult | None:
+    """Train a grid of variants and report each one's task accuracy and similarity to human and monkey IT.
+
+    Parameters
+    ----------
+    variants : sequence of Variant, optional
+        The grid (default :data:`DEFAULT_GRID`: the baseline and one variant per element); names must differ.
+    out : folder or :class:`insilico.Job`, optional
+        Keep each trained variant there (weights, history, scores); a rerun trains only the missing ones and
+        refuses a folder of another grid, step count, batch, seed or comparison.
+    steps, batch, seed : int
+        Of every variant's training (:func:`~insilico.lab.train_variant`; one seed for all, so variants of
+        one architecture start from the same weights).
+    compare : str
+        RDM comparison (:func:`insilico.rsa.compare`; default "spearman").
+
+    Returns
+    -------
+    StudyResult, or None
+        None when this process is a hand-made shard that finished before the others (rerun to collect).
+
+    Raises
+    ------
+    JobMismatchError
+        ``out`` holds another study (the message names each difference).
+
+    Example
+    -------
+    >>> grid = [Variant(architecture="b", size=16, timesteps=1), Variant(architecture="b", size=16, timesteps=1,
+    ...                                                                   rule="feedback_alignment")]
+    >>> result = study(grid, steps=2, batch=8, progress=False)         # doctest: +SKIP
+    >>> result.ranking()                                                # doctest: +SKIP
+    ['timesteps1+size16+b+feedback_alignment', 'timesteps1+size16+b']
+    """
+    grid = list(DEFAULT_GRID if variants is None else variants)
+    if not grid or not all(isinstance(v, Variant) for v in grid):
+        raise InsilicoError("study(variants=...) takes a non-empty list of insilico.lab.Variant")
+    names = [v.name for v in grid]
+    if len(set(names)) != len(names):
+        raise InsilicoError(f"study: the grid names a variant twice ({', '.join(sorted(set(n for n in names if names.count(n) > 1)))})")
+    seed = run_seed(seed, out)
+    settings = dict(tool="insilico.lab.study", grid=[v.settings() for v in grid], steps=steps, seed=seed, batch=batch,
+                    compare=compare)
+    parts = map_chunks(lambda a, b: _run_one(grid[a], steps, seed, batch, compare, progress), len(grid), 1, out=out,
+                       job=settings)
+    if parts is None:
+        return None
+    return StudyResult(names=[p["name"] for p in parts], variants=[p["variant"] for p in parts],
+                       accuracy=[p["accuracy"] for p in parts], human_it=[p["human_it"] for p in parts],
+                       monkey_it=[p["monkey_it"] for p in parts], ceiling=ceiling(compare),
+                       histories=[p["history"] for p in parts],
+                       settings=dict(steps=steps, batch=batch, seed=seed, compare=compare))
+
+
+__all__ = ["DEFAULT_GRID", "StudyResult", "brain_similarity", "ceiling", "study"]

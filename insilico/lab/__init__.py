@@ -10,7 +10,8 @@ reports for each its held-out task accuracy and its RSA with human and monkey IT
 noise ceiling, ranked by brain similarity (:meth:`StudyResult.plot`).
 
 Modules: :mod:`.variant` (the options), :mod:`.rules` (feedback alignment), :mod:`.objectives` (the
-losses), :mod:`.inputs` (input statistics), :mod:`.training` (one variant), :mod:`.study` (a grid).
+losses), :mod:`.inputs` (input statistics), :mod:`.training` (one variant), :mod:`.study` (a grid;
+:func:`trained` reads a study's networks back as observers for :mod:`insilico.behaviour`).
 ``probes/four_elements.py`` runs the default grid (:data:`DEFAULT_GRID`) from one command.
 
 Example
@@ -21,9 +22,9 @@ Example
 """
 from .objectives import OBJECTIVES
 from .rules import RULES, feedback_alignment
-from .study import DEFAULT_GRID, StudyResult, study
-from .training import accuracy, train_variant
+from .study import DEFAULT_GRID, StudyResult, study, trained
+from .training import accuracy, observer, train_variant
 from .variant import ARCHITECTURES, Variant, build
 
 __all__ = ["ARCHITECTURES", "DEFAULT_GRID", "OBJECTIVES", "RULES", "StudyResult", "Variant", "accuracy", "build",
-           "feedback_alignment", "study", "train_variant"]
+           "feedback_alignment", "observer", "study", "train_variant", "trained"]

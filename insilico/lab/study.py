@@ -16,6 +16,7 @@ another grid, step count or seed is refused (:mod:`insilico.identity`).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -23,10 +24,11 @@ import torch
 
 from ..errors import InsilicoError
 from ..results import Result
-from ..seeding import run_seed
+from ..options import Job
+from ..seeding import keep_global_rng, run_seed
 from ..sharding import map_chunks
 from . import inputs, training
-from .variant import Variant
+from .variant import Variant, build
 
 #: One variant per element beside the baseline (the bundled minialex recipe's task, classification, backprop):
 #: architecture (recurrent BL), input statistics (blurred input), objective (sparse autoencoding), learning rule.
@@ -152,6 +154,39 @@ class StudyResult(Result):
             f"{n} {best[n]:.3f}" for n in self.ranking()) + ")"
 
 
+def trained(out) -> dict:
+    """The trained variants kept in a study's ``out=`` folder, as observers: name -> model (eval mode) taking
+    (N, 3, size, size) images and giving 16 class scores (:func:`insilico.lab.training.observer`: a
+    non-classification variant comes with its linear probe).
+
+    Raises
+    ------
+    InsilicoError
+        ``out`` holds no finished study (run :func:`study` with this ``out=`` first).
+    """
+    from ..sharding import done_chunks, load_part, read_identity
+
+    folder = Path(Job.of(out).path)
+    if not (folder / "job.json").exists():
+        raise InsilicoError(f"{folder} holds no study (no job.json): run insilico.lab.study(..., out={str(folder)!r})")
+    grid = read_identity(folder / "job.json").get("settings", {}).get("grid", [])
+    done = dict(done_chunks(folder))
+    if not grid or len(done) < len(grid):
+        raise InsilicoError(f"{folder} holds {len(done)} of {len(grid)} trained variants: rerun the study to finish it")
+    models = {}
+    for i, settings in enumerate(grid):
+        part = load_part(folder / f"chunk-{i:08d}-{i + 1:08d}.pt")
+        variant = Variant(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        with keep_global_rng():
+            model = build(variant, part["history"]["seed"])
+        model.load_state_dict(part["state"])
+        scores = part["accuracy"]
+        if "probe_weight" not in scores and variant.objective != "classification":  # kept by insilico >= 0.1 lab
+            scores = training.accuracy(model, variant)
+        models[part["name"]] = training.observer(model.eval(), variant, scores)
+    return models
+
+
 def _run_one(variant: Variant, steps: int, seed: int, batch: int, compare: str, progress: bool) -> dict:
     """Train and score one variant: the part a study keeps per variant."""
     model, history = training.train_variant(variant, steps=steps, seed=seed, batch=batch, progress=progress)
@@ -209,10 +244,10 @@ def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300,
     if parts is None:
         return None
     return StudyResult(names=[p["name"] for p in parts], variants=[p["variant"] for p in parts],
-                       accuracy=[p["accuracy"] for p in parts], human_it=[p["human_it"] for p in parts],
+                       accuracy=[{k: v for k, v in p["accuracy"].items() if not k.startswith("probe_")} for p in parts], human_it=[p["human_it"] for p in parts],
                        monkey_it=[p["monkey_it"] for p in parts], ceiling=ceiling(compare),
                        histories=[p["history"] for p in parts],
                        settings=dict(steps=steps, batch=batch, seed=seed, compare=compare))
 
 
-__all__ = ["DEFAULT_GRID", "StudyResult", "brain_similarity", "ceiling", "study"]
+__all__ = ["DEFAULT_GRID", "StudyResult", "brain_similarity", "ceiling", "study", "trained"]

@@ -142,9 +142,25 @@ def accuracy(model: nn.Module, variant: Variant, per_class: int = 16, probe_per_
     mean, scale = fs.mean(0), fs.std(0) + 1e-8
     onehot = torch.nn.functional.one_hot(ys, len(photos.CLASSES)).double()
     fit = solve_ridge_cv((fs - mean) / scale, onehot, torch.logspace(-2, 4, 7, dtype=torch.float64), None)
-    pred = ((ft - mean) / scale) @ fit["coef"] + fit["intercept"]
-    probe = float((pred.argmax(1) == yt).double().mean())
-    return dict(readout=readout, probe=probe, chance=1 / len(photos.CLASSES), n_test=len(yt))
+    weight, bias = (fit["coef"] / scale[:, None]).T, fit["intercept"] - (mean / scale) @ fit["coef"]
+    probe = float(((ft @ weight.T + bias).argmax(1) == yt).double().mean())
+    return dict(readout=readout, probe=probe, chance=1 / len(photos.CLASSES), n_test=len(yt),
+                probe_weight=weight.float(), probe_bias=bias.float())
 
 
-__all__ = ["accuracy", "features", "train_variant"]
+def observer(model: nn.Module, variant: Variant, scores: dict) -> nn.Module:
+    """A classifier of the 16 photo classes made of a trained variant: the model itself (classification), or
+    the model followed by its linear probe (``scores``: :func:`accuracy`'s ``probe_weight`` and ``probe_bias``),
+    so every variant can be an observer of :mod:`insilico.behaviour`."""
+    if variant.objective == "classification":
+        return model
+    head = nn.Linear(*reversed(scores["probe_weight"].shape))
+    with torch.no_grad():
+        head.weight.copy_(scores["probe_weight"])
+        head.bias.copy_(scores["probe_bias"])
+    net = nn.Sequential(model, head).eval()
+    net.input_size, net.classes = (3, variant.size, variant.size), list(photos.CLASSES)
+    return net
+
+
+__all__ = ["accuracy", "features", "observer", "train_variant"]

@@ -43,12 +43,12 @@ def degrade(variant, x: torch.Tensor, gen: torch.Generator, size: bool = True) -
     x = photos._jitter(x, gen)
     if variant.clutter > 0:
         x = photos._occlude(x, variant.clutter, gen)
+    x = x.clamp(0, 1)  # blur and contrast keep [0, 1]: a blurred or low-contrast image is no clipped one
     if variant.blur > 0:
         x = gaussian_blur(x, variant.blur)
     if variant.contrast != 1:
         mean = x.mean((1, 2, 3), keepdim=True)
         x = mean + variant.contrast * (x - mean)
-    x = x.clamp(0, 1)
     return resize(x, variant.size) if size else x
 
 

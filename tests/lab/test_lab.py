@@ -175,3 +175,33 @@ def test_the_study_resumes_from_its_folder_and_refuses_another_grid(tmp_path, mo
         study(grid, out=tmp_path, steps=3, batch=8, progress=False)
     fig = first.plot()
     assert len(fig.axes) == 2
+
+
+# -- input statistics ---------------------------------------------------------------------
+def test_input_statistics_change_the_training_images_as_named():
+    from insilico.lab import inputs
+    from insilico.seeding import generator
+
+    x, y = inputs.crops(Variant(class_weights=(0,) * 15 + (1,)), 8, generator(0))
+    assert y.tolist() == [15] * 8  # only the class with weight
+    plain = inputs.degrade(Variant(), x, generator(1))
+    low = inputs.degrade(Variant(contrast=0.5), x, generator(1))
+    mean = plain.mean((1, 2, 3), keepdim=True)
+    assert torch.allclose(low, mean + 0.5 * (plain - mean), atol=1e-6)
+    blurred = inputs.degrade(Variant(blur=2.0), x, generator(1))
+    assert blurred.diff(dim=-1).abs().mean() < 0.5 * plain.diff(dim=-1).abs().mean()  # less fine structure
+    small = inputs.degrade(Variant(architecture="b", size=32), x, generator(1))
+    assert torch.allclose(small, F.avg_pool2d(plain, 2), atol=1e-6)  # area resize of the same image
+
+
+def test_hand_made_shards_share_the_grid(tmp_path, monkeypatch):
+    from insilico import Job
+
+    calls = []
+    real = training.train_variant
+    monkeypatch.setattr(training, "train_variant", lambda v, **kw: (calls.append(v.name), real(v, **kw))[1])
+    grid = [Variant(**TINY), Variant(**TINY, objective="contrastive")]
+    assert study(grid, out=Job(tmp_path, shard=(0, 2)), steps=1, batch=4, progress=False) is None  # 1 missing
+    assert calls == [grid[0].name]
+    done = study(grid, out=Job(tmp_path, shard=(1, 2)), steps=1, batch=4, progress=False)
+    assert calls == [v.name for v in grid] and done.names == calls

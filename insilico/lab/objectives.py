@@ -21,7 +21,7 @@ Example
 -------
 >>> import torch
 >>> z = torch.eye(2)
->>> round(float(contrastive(z, z, temperature=1.0)), 4)   # log(1 + 2 e^0 / e^1) ... per view
+>>> round(float(contrastive(z, z, temperature=1.0)), 4)   # each code: -log(e / (e + 1 + 1))
 0.5514
 """
 from __future__ import annotations

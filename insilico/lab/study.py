@@ -163,6 +163,16 @@ def trained(out) -> dict:
     ------
     InsilicoError
         ``out`` holds no finished study (run :func:`study` with this ``out=`` first).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> sparse = Variant(architecture="b", size=16, timesteps=1, objective="sparse")
+    >>> _ = study([sparse], out=folder, steps=1, batch=4, progress=False)
+    >>> observer = trained(folder)["b+timesteps1+size16+sparse"]      # the network and its linear probe
+    >>> tuple(observer(torch.rand(2, 3, 16, 16)).shape)
+    (2, 16)
     """
     from ..sharding import done_chunks, load_part, read_identity
 
@@ -224,11 +234,13 @@ def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300,
 
     Example
     -------
-    >>> grid = [Variant(architecture="b", size=16, timesteps=1), Variant(architecture="b", size=16, timesteps=1,
-    ...                                                                   rule="feedback_alignment")]
-    >>> result = study(grid, steps=2, batch=8, progress=False)         # doctest: +SKIP
-    >>> result.ranking()                                                # doctest: +SKIP
-    ['timesteps1+size16+b+feedback_alignment', 'timesteps1+size16+b']
+    >>> tiny = Variant(architecture="b", size=16, timesteps=1)
+    >>> result = study([tiny, tiny.replace(rule="feedback_alignment")], steps=1, batch=4, progress=False)
+    >>> result.names, sorted(result.ranking()) == sorted(result.names)
+    (['b+timesteps1+size16', 'b+timesteps1+size16+feedback_alignment'], True)
+    >>> row = result.table()[0]
+    >>> sorted(row)[:4], 0 < row["ceiling_lower"] < row["ceiling_upper"] < 1
+    (['ceiling_lower', 'ceiling_upper', 'chance', 'human_it'], True)
     """
     grid = list(DEFAULT_GRID if variants is None else variants)
     if not grid or not all(isinstance(v, Variant) for v in grid):

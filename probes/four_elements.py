@@ -67,11 +67,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", default="spearman", help="RDM comparison (default spearman)")
+    parser.add_argument("--device", default="cpu", help="where the networks train: cpu (default), cuda, or auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
         result = lab.study(out=args.out, steps=args.steps, batch=args.batch, seed=args.seed, compare=args.compare,
-                           progress=not args.quiet)
+                           progress=not args.quiet, device=device)
     except InsilicoError as error:
         print(f"four_elements: error: {error}", file=sys.stderr)
         return 2

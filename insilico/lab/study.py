@@ -197,16 +197,17 @@ def trained(out) -> dict:
     return models
 
 
-def _run_one(variant: Variant, steps: int, seed: int, batch: int, compare: str, progress: bool) -> dict:
+def _run_one(variant: Variant, steps: int, seed: int, batch: int, compare: str, progress: bool, device) -> dict:
     """Train and score one variant: the part a study keeps per variant."""
-    model, history = training.train_variant(variant, steps=steps, seed=seed, batch=batch, progress=progress)
+    model, history = training.train_variant(variant, steps=steps, seed=seed, batch=batch, progress=progress,
+                                            device=device)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return dict(name=variant.name, variant=variant.settings(), state=state, history=history,
                 accuracy=training.accuracy(model, variant), **brain_similarity(model, variant, compare))
 
 
 def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300, seed: int = 0, batch: int = 64,
-          compare: str = "spearman", progress: bool = True) -> StudyResult | None:
+          compare: str = "spearman", progress: bool = True, device=None) -> StudyResult | None:
     """Train a grid of variants and report each one's task accuracy and similarity to human and monkey IT.
 
     Parameters
@@ -221,6 +222,8 @@ def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300,
         one architecture start from the same weights).
     compare : str
         RDM comparison (:func:`insilico.rsa.compare`; default "spearman").
+    device : str or torch.device, optional
+        Where the networks train and are recorded (default: the CPU; not part of the folder's identity).
 
     Returns
     -------
@@ -251,8 +254,8 @@ def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300,
     seed = run_seed(seed, out)
     settings = dict(tool="insilico.lab.study", grid=[v.settings() for v in grid], steps=steps, seed=seed, batch=batch,
                     compare=compare)
-    parts = map_chunks(lambda a, b: _run_one(grid[a], steps, seed, batch, compare, progress), len(grid), 1, out=out,
-                       job=settings)
+    parts = map_chunks(lambda a, b: _run_one(grid[a], steps, seed, batch, compare, progress, device), len(grid), 1,
+                       out=out, job=settings)
     if parts is None:
         return None
     return StudyResult(names=[p["name"] for p in parts], variants=[p["variant"] for p in parts],

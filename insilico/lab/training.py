@@ -39,12 +39,12 @@ PROBE_SEED = 4321      # the training-region crops the linear probe is fitted on
 def _loss(variant: Variant, model: nn.Module, decoder: nn.Module | None, gen: torch.Generator,
           batch: int) -> torch.Tensor:
     """One batch's loss of ``variant``'s objective."""
-    kind = variant.objective
+    kind, device = variant.objective, next(model.parameters()).device
     if kind in ("slowness", "contrastive"):
-        a, b, _ = inputs.views(variant, batch, gen)
+        a, b, _ = (t.to(device) for t in inputs.views(variant, batch, gen))
         z0, z1 = model(a), model(b)
         return objectives.slowness(z0, z1) if kind == "slowness" else objectives.contrastive(z0, z1)
-    x, y = inputs.batch(variant, batch, gen)
+    x, y = (t.to(device) for t in inputs.batch(variant, batch, gen))
     if kind == "classification":
         if hasattr(model, "forward_steps"):
             out = model.forward_steps(x)
@@ -57,7 +57,7 @@ def _loss(variant: Variant, model: nn.Module, decoder: nn.Module | None, gen: to
 
 
 def train_variant(variant: Variant, steps: int = 300, seed: int = 0, batch: int = 64, progress: bool = True,
-                  threads: int | None = None) -> tuple[nn.Module, dict]:
+                  threads: int | None = None, device: str | torch.device | None = None) -> tuple[nn.Module, dict]:
     """Train ``variant`` from scratch on the bundled photos; returns the model (eval mode) and its history.
 
     Parameters
@@ -69,6 +69,8 @@ def train_variant(variant: Variant, steps: int = 300, seed: int = 0, batch: int 
         The initialisation, the feedback matrices and the batches (see the module docstring).
     threads : int, optional
         Torch CPU threads while training (default: as they are).
+    device : str or torch.device, optional
+        Where the network trains (default: the CPU); the batches are drawn on the CPU and moved there.
 
     Returns
     -------
@@ -97,6 +99,9 @@ def train_variant(variant: Variant, steps: int = 300, seed: int = 0, batch: int 
         torch.manual_seed(seed)
         model = build(variant, seed)
         decoder = objectives.decoder(len(photos.CLASSES)) if variant.objective in ("autoencoding", "sparse") else None
+    model.to(device or "cpu")
+    if decoder is not None:
+        decoder.to(device or "cpu")
     params = list(model.parameters()) + (list(decoder.parameters()) if decoder is not None else [])
     opt = torch.optim.AdamW(params, lr=variant.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=variant.lr, total_steps=steps, pct_start=0.15)
@@ -123,10 +128,12 @@ def train_variant(variant: Variant, steps: int = 300, seed: int = 0, batch: int 
 
 
 def features(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """The model's output (N, D) for images ``x``, in eval mode without gradients (float64)."""
+    """The model's output (N, D) for images ``x``, run on the model's device in eval mode without gradients
+    (float64, on the CPU)."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return torch.cat([model(x[i:i + batch]).double() for i in range(0, len(x), batch)])
+        return torch.cat([model(x[i:i + batch].to(device)).double().cpu() for i in range(0, len(x), batch)])
 
 
 def accuracy(model: nn.Module, variant: Variant, per_class: int = 16, probe_per_class: int = 32) -> dict:

@@ -205,3 +205,17 @@ def test_hand_made_shards_share_the_grid(tmp_path, monkeypatch):
     assert calls == [grid[0].name]
     done = study(grid, out=Job(tmp_path, shard=(1, 2)), steps=1, batch=4, progress=False)
     assert calls == [v.name for v in grid] and done.names == calls
+
+
+def test_an_observer_classifies_with_the_probe_that_scored_it():
+    from insilico.lab import inputs, observer
+    from insilico.models import photos
+
+    variant = Variant(**TINY, objective="autoencoding")
+    model, _ = train_variant(variant, steps=1, batch=4, progress=False)
+    scores = training.accuracy(model, variant, per_class=4, probe_per_class=4)
+    x, y = photos.held_out(per_class=4, seed=training.EVAL_SEED)
+    with torch.no_grad():
+        guess = observer(model, variant, scores)(inputs.resize(x, variant.size)).argmax(1)
+    assert float((guess == y).float().mean()) == pytest.approx(scores["probe"])
+    assert observer(model, Variant(**TINY), scores) is model  # a classifier is its own observer

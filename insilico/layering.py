@@ -12,8 +12,9 @@ row          modules (a package stands for all its modules; the longest name win
 faces        ``cli/`` (with the probes' script kit ``experiments.command``),
              ``gallery/`` (composes tools; re-implements none), ``demo``, the package
              root ``insilico`` (its tools load lazily) and ``__main__``
-tools        ``design/``, ``experiments/``, ``behaviour/``, ``lab/`` (one tool: its modules are its kits): each tool a module (with its
-             companions, :data:`COMPANIONS`); tools never import each other
+tools        ``design/``, ``experiments/``, ``behaviour/``: each tool a module (with its
+             companions, :data:`COMPANIONS`); tools never import each other; ``lab/``
+             is one tool (its modules are its kits)
 engine       ``synthesis/``, ``data/``
 pieces       ``objectives/``, ``encoding/`` (ridge, predictor), ``rsa/``, ``attribution/``
 knowledge    ``layers`` (module kinds, layouts, the centre rule, model families, the layer

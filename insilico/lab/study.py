@@ -40,20 +40,38 @@ REGIONS = ("human_it", "monkey_it")
 def brain_similarity(model: torch.nn.Module, variant: Variant, compare: str = "spearman") -> dict:
     """Per layer, the similarity of the model's RDM with human IT (mean over subjects) and monkey IT.
 
+    The layers are :func:`insilico.rsa.layer_units` (every activation, and the output), recorded once.
+    A layer whose correlation RDM is undefined (an image with constant responses: a silent layer, as
+    a strong sparsity penalty makes) gets NaN and is named in ``undefined``, never a made-up value.
+
     Returns
     -------
     dict
-        ``human_it`` and ``monkey_it``: dict layer -> float, in layer order.
+        ``human_it`` and ``monkey_it``: dict layer -> float (NaN where undefined), in layer order;
+        ``undefined``: dict layer -> the reason.
     """
     from .. import rsa
     from ..data import kriegeskorte2008
+    from ..probe import Probe
 
     data = kriegeskorte2008(size=64)
-    images = inputs.resize(data.images, variant.size)
-    layers = rsa.model_rdms(model, images, labels=data.categories, progress=False)
-    human = rsa.compare_all(layers, data.human_it_subjects(), compare).mean(1)
-    monkey = rsa.compare_all(layers, [data.monkey_it], compare)[:, 0]
-    return dict(human_it=dict(zip(layers, human.tolist())), monkey_it=dict(zip(layers, monkey.tolist())))
+    images = inputs.resize(data.images, variant.size).to(next(model.parameters()).device)
+    units = rsa.layer_units(model, images[:1])
+    recording = Probe(model).record_stimuli(images, units, progress=False)
+    layers, undefined = {}, {}
+    for unit in units:
+        try:
+            layers[unit] = rsa.rdm(recording[unit].flatten(1), "correlation", labels=data.categories, name=unit)
+        except InsilicoError as error:
+            undefined[unit] = str(error)
+    out = dict(human_it={u: float("nan") for u in units}, monkey_it={u: float("nan") for u in units},
+               undefined=undefined)
+    if layers:
+        human = rsa.compare_all(layers, data.human_it_subjects(), compare).mean(1)
+        monkey = rsa.compare_all(layers, [data.monkey_it], compare)[:, 0]
+        out["human_it"].update(zip(layers, human.tolist()))
+        out["monkey_it"].update(zip(layers, monkey.tolist()))
+    return out
 
 
 def ceiling(compare: str = "spearman") -> dict:
@@ -78,13 +96,16 @@ class StudyResult(Result):
     accuracy : list of dict
         ``readout`` (classification only, else None), ``probe`` (linear probe on the output), ``chance``.
     human_it, monkey_it : list of dict layer -> float
-        RDM similarity of each layer with human IT (mean over subjects) and monkey IT.
+        RDM similarity of each layer with human IT (mean over subjects) and monkey IT; NaN for a layer whose
+        RDM is undefined (a silent layer; :func:`brain_similarity`), never counted as any layer's best.
     ceiling : dict
         Human-IT noise ceiling, ``lower`` and ``upper``.
     histories : list of dict
         Each variant's training history (loss per step, cpu_seconds).
     settings : dict
         steps, batch, seed, compare.
+    undefined : list of dict layer -> str
+        Per variant, the layers whose RDM is undefined and why (see :func:`brain_similarity`).
     """
 
     names: list
@@ -95,17 +116,22 @@ class StudyResult(Result):
     ceiling: dict
     histories: list
     settings: dict = dataclasses.field(default_factory=dict)
+    undefined: list = dataclasses.field(default_factory=list)
 
     def best(self, region: str = "human_it") -> list[tuple[str, float]]:
         """Each variant's best layer and its similarity with ``region`` ("human_it" or "monkey_it")."""
         if region not in REGIONS:
             raise InsilicoError(f"region must be one of {', '.join(REGIONS)}, not {region!r}")
-        return [max(layers.items(), key=lambda kv: kv[1]) for layers in getattr(self, region)]
+        best = []
+        for layers in getattr(self, region):
+            defined = {k: v for k, v in layers.items() if v == v}
+            best.append(max(defined.items(), key=lambda kv: kv[1]) if defined else (None, float("nan")))
+        return best
 
     def ranking(self, region: str = "human_it") -> list[str]:
         """Variant names from the most to the least similar to ``region`` (by their best layer)."""
-        scores = [s for _, s in self.best(region)]
-        return [self.names[i] for i in np.argsort(scores, kind="stable")[::-1]]
+        scores = np.nan_to_num([s for _, s in self.best(region)], nan=-np.inf)  # undefined last
+        return [self.names[i] for i in np.argsort(-scores, kind="stable")]
 
     def table(self) -> list[dict]:
         """One row per variant: accuracies, best layer and similarity per region, the ceiling."""
@@ -262,7 +288,8 @@ def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300,
                        accuracy=[{k: v for k, v in p["accuracy"].items() if not k.startswith("probe_")} for p in parts], human_it=[p["human_it"] for p in parts],
                        monkey_it=[p["monkey_it"] for p in parts], ceiling=ceiling(compare),
                        histories=[p["history"] for p in parts],
-                       settings=dict(steps=steps, batch=batch, seed=seed, compare=compare))
+                       settings=dict(steps=steps, batch=batch, seed=seed, compare=compare),
+                       undefined=[p.get("undefined", {}) for p in parts])
 
 
 __all__ = ["DEFAULT_GRID", "StudyResult", "brain_similarity", "ceiling", "study", "trained"]

@@ -219,3 +219,19 @@ def test_an_observer_classifies_with_the_probe_that_scored_it():
         guess = observer(model, variant, scores)(inputs.resize(x, variant.size)).argmax(1)
     assert float((guess == y).float().mean()) == pytest.approx(scores["probe"])
     assert observer(model, Variant(**TINY), scores) is model  # a classifier is its own observer
+
+
+def test_a_silent_layer_gets_no_similarity_and_is_never_the_best():
+    from insilico.lab.study import StudyResult, brain_similarity
+
+    variant = Variant(**TINY)
+    model, _ = train_variant(variant, steps=1, batch=4, progress=False)
+    with torch.no_grad():  # layer 2 silent: every image gives the same (zero) responses
+        model.layers[2].bottom_up.weight.zero_()
+        model.layers[2].bottom_up.bias.fill_(-1.0)
+    scores = brain_similarity(model, variant)
+    assert math.isnan(scores["human_it"]["layers.2.act"]) and "constant" in scores["undefined"]["layers.2.act"]
+    assert not math.isnan(scores["human_it"]["layers.1.act"])
+    result = StudyResult(["a", "b"], [{}, {}], [{}, {}], [{"x": float("nan"), "y": 0.1}, {"x": float("nan")}],
+                         [{"x": 0.2}, {"x": 0.1}], {"lower": 0.3, "upper": 0.6}, [{}, {}])
+    assert result.best()[0] == ("y", 0.1) and result.best()[1][0] is None and result.ranking() == ["a", "b"]

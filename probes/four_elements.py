@@ -92,10 +92,10 @@ def main(argv=None) -> int:
     print(f"human-IT noise ceiling [{result.ceiling['lower']:.3f}, {result.ceiling['upper']:.3f}] ({args.compare})")
     print(f"{'variant':20s} {'readout':>7s} {'probe':>6s} {'hIT':>6s} {'(layer)':16s} {'mIT':>6s} {'(layer)':16s} "
           f"{'kappa':>6s} {'tuned':>6s} {'OSI':>6s}")
-    for row in sorted(rows, key=lambda r: -r["human_it"]):
+    for row in (rows[result.names.index(name)] for name in result.ranking()):
         readout = "-" if row["readout_accuracy"] is None else f"{row['readout_accuracy']:.3f}"
         print(f"{row['variant']:20s} {readout:>7s} {row['probe_accuracy']:6.3f} {row['human_it']:6.3f} "
-              f"{row['human_it_layer']:16s} {row['monkey_it']:6.3f} {row['monkey_it_layer']:16s} "
+              f"{row['human_it_layer'] or '-':16s} {row['monkey_it']:6.3f} {row['monkey_it_layer'] or '-':16s} "
               f"{row['kappa_vs_baseline']:6.3f} {row['fraction_tuned']:6.3f} {row['median_osi']:6.3f}")
     print(f"wrote {args.out}/four_elements.pt, .csv, .png")
     return 0

@@ -33,7 +33,7 @@ _CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load":
             "FitOptions": "encoding.predictor"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
-               "behaviour", "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")
+               "behaviour", "lab", "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")
 #: Former module names (before 0.1): ``insilico.<old>`` warns once and names the new module.
 _MOVED = {
     "adversarial": "design.adversarial",

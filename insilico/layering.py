@@ -13,7 +13,8 @@ faces        ``cli/`` (with the probes' script kit ``experiments.command``),
              ``gallery/`` (composes tools; re-implements none), ``demo``, the package
              root ``insilico`` (its tools load lazily) and ``__main__``
 tools        ``design/``, ``experiments/``, ``behaviour/``: each tool a module (with its
-             companions, :data:`COMPANIONS`); tools never import each other
+             companions, :data:`COMPANIONS`); tools never import each other; ``lab/``
+             is one tool (its modules are its kits)
 engine       ``synthesis/``, ``data/``
 pieces       ``objectives/``, ``encoding/`` (ridge, predictor), ``rsa/``, ``attribution/``
 knowledge    ``layers`` (module kinds, layouts, the centre rule, model families, the layer
@@ -76,7 +77,7 @@ ROWS = ("foundations", "probing", "knowledge", "pieces", "engine", "tools", "fac
 PLACES = {
     "": "faces", "__main__": "faces", "cli": "faces", "gallery": "faces", "demo": "faces",
     "experiments.command": "faces",
-    "design": "tools", "experiments": "tools", "behaviour": "tools",
+    "design": "tools", "experiments": "tools", "behaviour": "tools", "lab": "tools",
     "synthesis": "engine", "data": "engine",
     "objectives": "pieces", "encoding": "pieces", "predictor": "pieces", "rsa": "pieces", "attribution": "pieces",
     "layers": "knowledge", "families": "knowledge",
@@ -97,6 +98,7 @@ COMPANIONS = {
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments", "experiments.classes": "experiments",
     "behaviour.trials": "behaviour", "behaviour.consistency": "behaviour",
+    **{f"lab.{m}": "lab" for m in ("variant", "rules", "objectives", "inputs", "training", "study")},
 }
 
 

@@ -90,6 +90,7 @@ KINDS = frozenset({
     "insilico.experiments.receptive_fields:RFSizesResult",
     "insilico.experiments.results:Result",
     "insilico.experiments.tuning:TuningResult",
+    "insilico.lab.study:StudyResult",
     "insilico.recording:Recording",
     "insilico.rsa.bootstrap:BootstrapResult",
     "insilico.rsa.noise_ceiling:NoiseCeiling",

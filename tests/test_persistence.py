@@ -334,6 +334,9 @@ def _tiny_results() -> dict:
     trials = behaviour.Trials(["a", "b"], ["x", "y"], ["x", "x"], ["s1", "s1"], [512.0, float("nan")], "people")
     extra += [trials, behaviour.error_consistency(trials, trials, n_boot=3),
               rsa.time_resolved(rng.random((2, 6)), subjects=rng.random((3, 4, 6)), n_boot=3)]
+    from insilico.lab import StudyResult
+    extra.append(StudyResult(["a"], [{"blur": 1.0}], [{"readout": None, "probe": 0.5, "chance": 0.0625}],
+                             [{"l1": 0.1}], [{"l1": 0.2}], {"lower": 0.3, "upper": 0.6}, [{"loss": [1.0, 0.5]}]))
     for result in extra:
         found.setdefault(persistence.kind_name(type(result)), result)
     return found

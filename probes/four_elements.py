@@ -32,15 +32,10 @@ import sys
 import torch
 
 from insilico import behaviour, experiments, lab
+from insilico.experiments import command
+from insilico.layers import choose_layers  # the first convolution, at its last call in a recurrent network
 from insilico.models import photos
 from insilico.errors import InsilicoError
-
-
-def first_conv(model: torch.nn.Module) -> str:
-    """The address of a network's first convolution (at its last call in a recurrent one)."""
-    name = next(n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d))
-    calls_again = any(hasattr(m, "timesteps") for m in model.modules())
-    return f"{name}@-1" if calls_again else name
 
 
 def observe(out: str, seed: int) -> list[dict]:
@@ -54,7 +49,8 @@ def observe(out: str, seed: int) -> list[dict]:
         seen = behaviour.confusion(net, images, y, n_boot=0, progress=False)
         first = first or seen
         kappa = behaviour.error_consistency(first, seen, n_boot=0)
-        tuning = experiments.orientation_tuning(net, first_conv(net), size=size, progress=False).summary()
+        tuning = experiments.orientation_tuning(net, choose_layers(net, (3, size, size), "conv")[0], size=size,
+                                                progress=False).summary()
         rows.append(dict(behaviour_accuracy=float(seen.accuracy), kappa_vs_baseline=float(kappa.value),
                          fraction_tuned=float(tuning["fraction_tuned"]), median_osi=float(tuning["median_osi"])))
     return rows
@@ -70,7 +66,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="where the networks train: cpu (default), cuda, or auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = command.device(args.device)  # the kit's one reading of --device (auto: CUDA when available)
     try:
         result = lab.study(out=args.out, steps=args.steps, batch=args.batch, seed=args.seed, compare=args.compare,
                            progress=not args.quiet, device=device)

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 import insilico
+from insilico.experiments import command
 from insilico.data.simulated import simulated_experiment
 from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 stimuli, 8 neurons, 8 steps")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = command.device(args.device)  # the kit's one reading of --device (auto: CUDA when available)
     sizes = dict(n_stimuli=200, n_neurons=8, steps=8) if args.quick else dict(
         n_stimuli=args.stimuli, n_neurons=args.neurons, steps=args.steps)
     try:

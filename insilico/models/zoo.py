@@ -421,8 +421,12 @@ def _hf(transformers, source: str, weights, spec: str) -> ZooModel:
     try:
         config = transformers.AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as e:
-        raise InsilicoError(f"{spec}: no Hugging Face model or folder {source!r} ({e}). Give a hub id "
-                            "(hf:facebook/dinov2-small) or a local folder with config.json") from e
+        where = ("a local folder without a readable config.json" if os.path.isdir(source) else
+                 "no local folder, and the hub could not be reached (no internet?) or has no such id")
+        first = str(e).splitlines()[0] if str(e) else repr(e)
+        raise InsilicoError(f"{spec}: no Hugging Face model {source!r}: {where} ({first}). "
+                            "Give a hub id (hf:facebook/dinov2-small) on a connected machine (or with HF_HOME "
+                            "filled), or a local folder saved with save_pretrained") from e
     if not hasattr(config, "num_channels"):
         raise InsilicoError(f"{spec} is a {config.model_type} model, which takes no images (its config has no "
                             "num_channels): insilico loads Hugging Face vision models")

@@ -421,12 +421,16 @@ def _hf(transformers, source: str, weights, spec: str) -> ZooModel:
     try:
         config = transformers.AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as e:
-        where = ("a local folder without a readable config.json" if os.path.isdir(source) else
-                 "no local folder, and the hub could not be reached (no internet?) or has no such id")
+        if os.path.isdir(source):
+            where = "a local folder without a readable config.json"
+        elif source.startswith(("/", ".", "~")) or os.path.isabs(source):
+            where = "no such local folder"
+        else:
+            where = "no local folder, and the hub could not be reached (no internet?) or has no such id"
         first = str(e).splitlines()[0] if str(e) else repr(e)
         raise InsilicoError(f"{spec}: no Hugging Face model {source!r}: {where} ({first}). "
                             "Give a hub id (hf:facebook/dinov2-small) on a connected machine (or with HF_HOME "
-                            "filled), or a local folder saved with save_pretrained") from e
+                            "filled), or a local folder with config.json (save_pretrained writes one)") from e
     if not hasattr(config, "num_channels"):
         raise InsilicoError(f"{spec} is a {config.model_type} model, which takes no images (its config has no "
                             "num_channels): insilico loads Hugging Face vision models")

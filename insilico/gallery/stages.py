@@ -311,7 +311,24 @@ def tuning_record(result, i: int) -> dict:
             "preferred_sf": _number(result.preferred_sf[i]), "sf_peak_at_edge": bool(result.sf_peak_at_edge[i]),
             "sf_bandwidth": _number(result.sf_bandwidth[i]), "phase_reduce": result.settings["phase_reduce"],
             "margin": result.settings["margin"], "preferred_colour": str(result.preferred_colour[i]) or None,
-            "colour_peak": dict(zip(result.settings["colours"], _finite(result.colour_peak[i])))}
+            "colour_peak": dict(zip(result.settings["colours"], _finite(result.colour_peak[i]))),
+            **_physiology(result, i)}
+
+
+#: The tuning fields of physiology's own definitions (issue 28): F0, F1, F1/F0 and the simple/complex split
+#: (Skottun et al. 1991), OSI at the floor, spontaneous activity, why an SF bandwidth is not given.
+PHYSIOLOGY = ("f0", "f1", "modulation_ratio", "cell_type", "osi_saturated", "spontaneous", "sf_bandwidth_reason")
+
+
+def _physiology(result, i: int) -> dict:
+    """The :data:`PHYSIOLOGY` fields of unit ``i`` that the result has (a cache from before them has none)."""
+    out = {}
+    for name in PHYSIOLOGY:
+        if name in result.arrays:
+            value = result.arrays[name][i]
+            out[name] = (bool(value) if isinstance(value, (bool, np.bool_)) else
+                         str(value) if isinstance(value, (str, np.str_)) else _number(value))
+    return out
 
 
 def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[dict]:
@@ -328,10 +345,12 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
                                for i in range(0, len(images), batch)])).reshape(len(channels), m, *work.shape)
     pages = []
     for i, c in enumerate(channels):
-        signed, strength = maps[i].sum(1).mean(0), np.abs(maps[i]).sum(1).mean(0)
-        found = RFResult.from_map(strength, signed, 0.1, {"unit": str(neurons[i * m]), "method": "gradient"})
+        signed, settings = maps[i].sum(1).mean(0), {"unit": str(neurons[i * m]), "method": "gradient"}
+        found = (RFResult.from_gradient_maps(maps[i], 0.1, settings) if m >= 2 else  # with its size's SE
+                 RFResult.from_map(np.abs(maps[i]).sum(1).mean(0), signed, 0.1, settings))
         work.save_png(layer, c, "rf", as_images(map_to_rgb(signed[None, None])[0])[0])
-        pages.append({"neuron": str(neurons[i * m]), "size": _number(found.size), "center": _finite(found.center),
+        pages.append({"neuron": str(neurons[i * m]), "size": _number(found.size), "size_se": _number(found.size_se),
+                      "center": _finite(found.center),
                       "box": _finite(found.box), "map_center": list(centre), "stride": map_stride(work, layer),
                       "input_size": list(work.shape[1:]),
                       **({} if view.layout == "map" else {"layout": view.layout, "shape": list(view.shape),

@@ -80,6 +80,10 @@ def test_units_csv_has_one_row_per_unit_with_the_page_values(site):
         assert row["responsive"] == ("true" if tuning["responsive"] else "false")
         assert row["tuned_unit"] == tuning["unit"] and row["tuned_unit"].startswith("features.1[")  # after the ReLU
         assert float(row["rf_size"]) == pytest.approx(rf["size"], rel=1e-5)
+        assert "size_se" in rf   # the size's SE over image halves (issue 28); None with one noise image (TINY)
+        assert {"f0", "f1", "modulation_ratio", "cell_type", "osi_saturated", "spontaneous"} <= set(tuning)
+        if tuning["responsive"] and tuning["f0"]:
+            assert tuning["cell_type"] == ("simple" if tuning["f1"] / tuning["f0"] > 1 else "complex")
         if tuning["responsive"]:
             assert float(row["osi"]) == pytest.approx(tuning["osi"], rel=1e-5)
             assert row["preferred_colour"] in ("luminance", "red-green", "blue-yellow")   # colour gratings too

@@ -96,7 +96,7 @@ COMPANIONS = {
     "design.metamer_result": "design.metamers", "design.metamer_validity": "design.metamers",
     "design.adversarial_result": "design.adversarial",
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
-    "experiments.selectivity": "experiments", "experiments.classes": "experiments",
+    "experiments.selectivity": "experiments",
     "behaviour.trials": "behaviour", "behaviour.consistency": "behaviour",
     **{f"lab.{m}": "lab" for m in ("variant", "rules", "objectives", "inputs", "training", "study")},
 }

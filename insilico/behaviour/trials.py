@@ -36,6 +36,7 @@ import torch
 
 from ..errors import InsilicoError
 from ..results import Result
+from ..stimuli.labels import class_labels
 
 #: What each field of a trial is called in a CSV file (first match wins; case-insensitive). Geirhos et al.'s
 #: model-vs-human layout first.
@@ -218,9 +219,7 @@ def class_indices(labels: Any, n: int, n_classes: int | None = None) -> np.ndarr
     if y.dtype.kind not in "iu":
         raise InsilicoError(f"labels must be class indices (ints), got dtype {y.dtype}; map class names to indices "
                             "and give the names as class_names=")
-    y = y.astype(int).ravel()
-    if len(y) != n:
-        raise InsilicoError(f"{len(y)} labels for {n} stimuli: give one class index per stimulus")
+    y = class_labels(y, n)  # the count, as every tool checks it
     if len(y) and (y.min() < 0 or (n_classes is not None and y.max() >= n_classes)):
         raise InsilicoError(f"labels must lie in 0..{(n_classes or 1) - 1} (the model's classes), got "
                             f"{y.min()}..{y.max()}")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ..errors import InsilicoError
 from ..probe import Probe
 from ..registry import register_tool
-from .classes import class_labels, per_class_accuracy
+from ..stimuli.labels import class_labels, per_class_accuracy
 from ..plot.images import new_axes
 from .results import Result
 from ..recording import batches, stimulus_source

@@ -45,7 +45,7 @@ from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
 from ..units import Unit
-from .classes import check_outputs, class_labels, per_class_accuracy, stimulus_labels
+from ..stimuli.labels import check_outputs, class_labels, per_class_accuracy, stimulus_labels
 from ..plot.images import new_axes
 from .results import Result, write_csv
 from ..statistics import LEVEL, correlation, interval, resample_within, rng_for, spearman_brown, split_halves
@@ -200,7 +200,7 @@ def lesion_sweep(
         stimuli carry (a ``DIR/<class>/<image>`` folder, a Dataset with ``targets``), matched to the
         model's outputs by name when the model names its classes (``classes`` or ``model.classes``),
         else in the folder's order, when the model has exactly as many outputs as the folder classes
-        (otherwise refused: :func:`insilico.experiments.classes.stimulus_labels`).
+        (otherwise refused: :func:`insilico.stimuli.labels.stimulus_labels`).
     groups : list of lists of int, optional
         Channels lesioned together; default one group per channel. An empty
         group is the intact model. A channel is read from the layer's layout: a conv map's axis 0, a token

@@ -55,7 +55,7 @@ from ..errors import InsilicoError
 from ..evaluate import predict, responses
 from ..plan import Plan
 from ..registry import register_tool
-from .classes import class_labels
+from ..stimuli.labels import class_labels
 from ..plot.images import new_axes
 from .results import Result
 from .runs import as_units

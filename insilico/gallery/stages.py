@@ -435,7 +435,7 @@ def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None
       each output over all stimuli (as the gallery always did).
     - The user's labelled folder, its classes matched to the model's outputs (by name through
       ``model.classes``, or in the folder's order when the model names none and has one output per class:
-      :func:`insilico.experiments.classes.stimulus_labels`): per folder class, the true class's probability.
+      :func:`insilico.stimuli.labels.stimulus_labels`): per folder class, the true class's probability.
     - A labelled folder whose classes are not the model's outputs (a 1,000-way ImageNet model on two folders
       of the user's): per folder class, the change of the probability of the class the intact model chose,
       over that class's images (``measure="decision"``).
@@ -446,7 +446,7 @@ def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None
     photos) and ``effects``: a function ``(G, N, K) change -> G dicts`` of ``classes`` and
     ``probability_change`` (one value per class shown).
     """
-    from ..experiments.classes import check_outputs, stimulus_labels
+    from ..stimuli.labels import check_outputs, stimulus_labels
 
     k = base.shape[1]
     if names is None and y is not None:  # the bundled photos: today's rule, unchanged

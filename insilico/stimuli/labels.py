@@ -1,4 +1,5 @@
-"""Class labels and per-class accuracy: what the lesion and dynamics experiments score a model by."""
+"""Class labels of stimuli and per-class accuracy: what the experiments and the behaviour tools score a model by
+(one rule for both, below every tool)."""
 from __future__ import annotations
 
 from typing import Any

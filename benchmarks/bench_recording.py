@@ -10,27 +10,16 @@ with ``record_stimuli`` (each in a fresh process), which should be flat.
 """
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torchvision
 
 import insilico
+from _timing import best_of  # noqa: E402  (benchmarks/, the script's folder)
 
 LAYERS = ["features.2", "features.5", "features.12"]
-
-
-def best_of(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
 
 
 def overhead(args):
@@ -47,7 +36,7 @@ def overhead(args):
             model(x)
         return [rec[u] for u in LAYERS]
 
-    results = {"plain": best_of(plain, args.repeats), "insilico": best_of(ours, args.repeats)}
+    results = {"plain": best_of(plain, args.repeats, warm_up=True), "insilico": best_of(ours, args.repeats, warm_up=True)}
     try:
         import torchlens as tl
 
@@ -59,7 +48,7 @@ def overhead(args):
             with torch.no_grad():
                 return tl.trace(model, x, save=selection)
 
-        results["torchlens"] = best_of(lens, args.repeats)
+        results["torchlens"] = best_of(lens, args.repeats, warm_up=True)
     except Exception as error:  # torchlens missing or failing: report, don't crash
         print(f"torchlens unavailable: {error}")
     print(f"AlexNet, batch {args.batch}, {args.size}px, {args.device}, record {LAYERS} (min / median s):")

@@ -15,7 +15,6 @@ property that makes them linear: a fixed number of module traversals per call).
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _threads import limit_threads  # noqa: E402
+from _timing import best_of  # noqa: E402
 
 import insilico  # noqa: E402
 
@@ -32,27 +32,18 @@ def deep_model(blocks: int) -> nn.Module:
     return nn.Sequential(*[nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU()) for _ in range(blocks)])
 
 
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def measure(name: str, model: nn.Module, x: torch.Tensor, repeats: int) -> None:
     model.eval()
     probe = insilico.Probe(model)
     paths = probe.names()
     with torch.no_grad():
-        forward = best(lambda: model(x), repeats)
+        forward = best_of(lambda: model(x), repeats)[0]
     rows = {
-        "names()": best(probe.names, repeats),
-        "names(x)": best(lambda: probe.names(x), repeats),
-        "survey(x)": best(lambda: probe.survey(x), repeats),
-        "names(x, ops)": best(lambda: probe.names(x, ops=True), repeats),
-        "units(all)": best(lambda: probe.units(*paths), repeats),
+        "names()": best_of(probe.names, repeats)[0],
+        "names(x)": best_of(lambda: probe.names(x), repeats)[0],
+        "survey(x)": best_of(lambda: probe.survey(x), repeats)[0],
+        "names(x, ops)": best_of(lambda: probe.names(x, ops=True), repeats)[0],
+        "units(all)": best_of(lambda: probe.units(*paths), repeats)[0],
     }
     cells = "  ".join(f"{k} {v:8.4f}s ({v / forward:6.2f}x)" for k, v in rows.items())
     print(f"{name:<22} {len(paths):>6} modules  forward {forward:8.4f}s  {cells}", flush=True)

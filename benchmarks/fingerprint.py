@@ -31,7 +31,6 @@ batch after launching its forward pass), in up to 16 threads; this was not measu
 """
 import argparse
 import os
-import statistics
 import tempfile
 import time
 
@@ -42,15 +41,7 @@ from insilico import Probe
 from insilico.identity import digest, model_fingerprint
 
 from _threads import limit_threads
-
-
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+from _timing import best_of
 
 
 def main():

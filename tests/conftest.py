@@ -13,15 +13,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """torch on one thread for a module's tests (tiny models run fastest so), the setting restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -43,6 +34,17 @@ class KnownNet(nn.Module):
 
     def forward(self, x):
         return self.fc2(self.relu(self.fc1(x)))
+
+
+class Partly(nn.Module):
+    """Uses one of its two modules: ``unused`` exists but never runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = nn.Linear(2, 2), nn.ReLU()
+
+    def forward(self, x):
+        return self.used(x)
 
 
 class Recurrent(nn.Module):

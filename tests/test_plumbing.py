@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import Recurrent, no_insilico_hooks
+from conftest import Partly, Recurrent, no_insilico_hooks
 import insilico
 from insilico import InsilicoError, Probe, StimulusError, UnitError
 from insilico.layers import choose_layers
@@ -175,14 +175,6 @@ def test_survey_logs_calls_shapes_and_steps():
 
 
 def test_survey_says_a_module_that_exists_did_not_run():
-    class Partly(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.used, self.unused = nn.Linear(2, 2), nn.ReLU()
-
-        def forward(self, x):
-            return self.used(x)
-
     survey = Probe(Partly()).survey(torch.rand(1, 2))
     with pytest.raises(UnitError, match="'unused' was never called.*'unused' is a module of the model that did not run"):
         survey.shape("unused")

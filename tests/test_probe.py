@@ -3,7 +3,7 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import no_insilico_hooks
+from conftest import Partly, no_insilico_hooks
 from insilico import InsilicoError, Probe, UnitError
 from insilico.pixels import raw
 
@@ -67,14 +67,6 @@ def test_index_out_of_range_fails_at_the_forward_pass(known):
 
 
 def test_module_never_called():
-    class Partly(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.used, self.unused = nn.Linear(2, 2), nn.ReLU()
-
-        def forward(self, x):
-            return self.used(x)
-
     model = Partly()
     with Probe(model).record("unused") as rec:
         model(X)

@@ -35,7 +35,7 @@ from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
-from ..plot.images import new_axes as axes
+from ..plot.images import new_axes
 from ..statistics import bootstrap
 from .trials import Trials, class_indices
 
@@ -124,7 +124,7 @@ class ConfusionResult(Result):
     def plot(self, ax=None, normalize: bool = True):
         """The matrix (true class x response), per-class normalised by default; returns the Figure."""
         k = len(self.classes)
-        fig, ax = axes(ax, (0.3 * k + 2.5, 0.3 * k + 2))
+        fig, ax = new_axes(ax, (0.3 * k + 2.5, 0.3 * k + 2), close=True)
         values = self.matrix if normalize else self.counts
         image = ax.imshow(values.numpy(), cmap="viridis", vmin=0, vmax=1 if normalize else None,
                           interpolation="nearest")

@@ -35,7 +35,7 @@ from scipy.stats import norm
 
 from ..errors import InsilicoError
 from ..results import Result
-from ..plot.images import new_axes as axes
+from ..plot.images import new_axes
 from ..statistics import bootstrap, rng
 from .trials import Trials
 
@@ -75,7 +75,7 @@ class ConsistencyResult(Result):
 
     def plot(self, ax=None):
         """The value with its interval (one bar); returns the Figure."""
-        fig, ax = axes(ax, (2.5, 3))
+        fig, ax = new_axes(ax, (2.5, 3), close=True)
         err = [[self.value - self.low], [self.high - self.value]] if math.isfinite(self.low) else None
         ax.bar([0], [self.value], yerr=err, color="0.6", capsize=4)
         ax.axhline(0, color="k", lw=0.8)

@@ -46,7 +46,7 @@ from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
 from ..seeding import content_key, derive_seed, generator
-from ..plot.images import new_axes as axes
+from ..plot.images import new_axes
 from ..statistics import bootstrap
 from .trials import class_indices
 
@@ -224,7 +224,7 @@ class PsychometricResult(Result):
 
     def plot(self, ax=None, label: str | None = None):
         """Accuracy per level (with intervals), the fitted curve, chance and the threshold; returns the Figure."""
-        fig, ax = axes(ax)
+        fig, ax = new_axes(ax, close=True)
         x, p = self.levels.numpy(), self.accuracy.numpy()
         err = np.stack([p - self.accuracy_low.numpy(), self.accuracy_high.numpy() - p])
         line = ax.errorbar(x, p, yerr=np.nan_to_num(err), fmt="o", capsize=2, label=label)

@@ -40,7 +40,7 @@ from ..plan import Plan
 from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
-from ..plot.images import new_axes as axes
+from ..plot.images import new_axes
 from .trials import Trials, class_indices
 
 CRITERIA = ("confidence", "entropy")
@@ -132,7 +132,7 @@ class ReactionTimeResult(Result):
 
     def plot(self, ax=None):
         """The speed-accuracy trade-off: accuracy vs mean reaction time over thresholds; returns the Figure."""
-        fig, ax = axes(ax)
+        fig, ax = new_axes(ax, close=True)
         ax.plot(self.mean_rt.numpy(), self.accuracy.numpy(), "o-")
         for t, x, y in zip(self.thresholds.tolist(), self.mean_rt.tolist(), self.accuracy.tolist()):
             ax.annotate(f"{t:.2g}", (x, y), fontsize=6, textcoords="offset points", xytext=(3, 3))

@@ -55,13 +55,16 @@ def _resize(tiles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.nn.functional.interpolate(tiles.float(), size=size, mode="nearest")
 
 
-def new_axes(ax=None, figsize=(5, 3.5)):
-    """``(figure, ax)``: the given axis and its figure, or a new figure with one axis (every result's ``.plot``)."""
+def new_axes(ax=None, figsize=(5, 3.5), close: bool = False):
+    """``(figure, ax)``: the given axis and its figure, or a new figure with one axis (every result's ``.plot``);
+    ``close``: the new figure is closed in pyplot (returned, not shown again by a notebook)."""
     import matplotlib.pyplot as plt
 
     if ax is not None:
         return ax.figure, ax
     fig, ax = plt.subplots(figsize=figsize)
+    if close:
+        plt.close(fig)
     return fig, ax
 
 

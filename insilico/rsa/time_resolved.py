@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import InsilicoError
+from ..plot.images import new_axes
 from ..results import Result
 from .compare import _compare_method, _condensed, aligned, compare_all
 from .noise_ceiling import noise_ceiling
@@ -73,12 +74,8 @@ class TimeResolvedResult(Result):
     def plot(self, ax=None, image: bool = False):
         """One line per step over brain time (the noise ceiling a grey band), or with ``image=True`` the
         (steps x times) matrix; returns the Figure."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(5.5, 3.5))
-            plt.close(fig)
-        fig, t = ax.figure, self.times.numpy()
+        fig, ax = new_axes(ax, (5.5, 3.5), close=True)
+        t = self.times.numpy()
         if image:
             shown = ax.imshow(self.similarity.numpy(), aspect="auto", origin="lower", interpolation="nearest",
                               extent=(t[0], t[-1], -0.5, len(self.steps) - 0.5))

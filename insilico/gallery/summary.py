@@ -148,8 +148,8 @@ def headline_text(h: dict) -> str:
     """One sentence (HTML) of :func:`headline`'s counts."""
     text = (f"An image synthesized from noise drives the unit more than its best exemplar photo in "
             f"<b>{h['from_noise']} of {h['compared']}</b> units")
-    text += f" ({h['silent']} silent units left out: their best photo drives them to 0 or below, or the tuning " \
-            "found them silent)" if h["silent"] else ""
+    text += (f" ({h['silent']} silent unit{'s' if h['silent'] != 1 else ''} left out: the best photo drives "
+             "it to 0 or below, or the tuning found it silent)") if h["silent"] else ""
     if h["stretched_only"]:
         text += (f"; in {h['stretched_only']} more only the best photo after gradient ascent (a stretched exemplar) "
                  "beats it")

@@ -151,3 +151,17 @@ def test_images_load_lazily_and_long_unit_tables_are_paginated():
     unit = pages._features_html(0, {"maximizing": 2.0, "maximizing_kind": "from noise", "diverse": [2.0, 1.0],
                                     "inhibiting": -1.0})
     assert unit.count("<img") == 3 and unit.count('loading="lazy"') == 3
+
+
+def test_the_demo_states_the_model_cards_held_out_accuracy_on_the_cards_set():
+    import torch
+
+    from insilico import models
+    from insilico.demo import accuracy, held_out_set
+
+    x, y, name = held_out_set()
+    card = models.card("minialex")
+    assert len(y) == 512 and "512" in card["held_out"] and "seed 1234" in card["held_out"] and "512" in name
+    assert torch.equal(torch.bincount(y), torch.full((16,), 32))
+    # one figure: the demo's intact accuracy is the card's (one image of 512 may flip on another CPU)
+    assert accuracy(models.load("minialex"), x, y) == pytest.approx(card["held_out_accuracy"], abs=1 / 512 + 1e-9)

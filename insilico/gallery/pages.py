@@ -191,7 +191,7 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
     spatial = any(t for t in tunings) or any(r.get("responsive") is not None for r in rows or [])
     methods = methods_html(spatial, bool(classes), next((t for t in tunings if t), None), image_size)
     body = (f'<nav><a href="../index.html">{escape(title)}</a> / {escape(layer)} &nbsp; '
-            f'<a href="../model.html">model vs brain</a> &nbsp; <a href="#methods">methods</a></nav>'
+            f'<a href="../model.html">model vs brain</a> &nbsp; <a href="{escape(layer_slug)}.html#methods">methods</a></nav>'
             f"<h1>{escape(layer)}</h1>"
             + (f'<p class="what">{escape(description)}</p>' if description else "")
             + f"<p>{len(channels)} units. Click a unit for its page.</p>{top}<h2>Feature visualizations</h2>"

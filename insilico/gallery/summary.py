@@ -205,6 +205,32 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
     return [ori, osi, cv, bw, sf, sf_bw] + _modulation_panel([record[id(r)] for r in resp if id(r) in record])
 
 
+def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
+    """A sentence on the responsive units' spontaneous activity and why SF bandwidths are missing (empty when the
+    tuning records carry neither: a site from before them).
+
+    >>> rows = [{"responsive": True}, {"responsive": True}]
+    >>> physiology_text(rows, [{"spontaneous": False, "sf_bandwidth_reason": "wider than the tested SF range"},
+    ...                        {"spontaneous": True, "sf_bandwidth_reason": ""}])
+    ' Of 2 responsive units, 1 has spontaneous activity (a blank response a stimulus can lower); 1 has no SF bandwidth: wider than the tested SF range (1).'
+    """
+    resp = [t for r, t in zip(rows, tunings) if t and r.get("responsive")]
+    if not resp or not any("spontaneous" in t or "sf_bandwidth_reason" in t for t in resp):
+        return ""
+    spont = sum(bool(t.get("spontaneous")) for t in resp)
+    reasons: dict = {}
+    for t in resp:
+        if t.get("sf_bandwidth_reason"):
+            reasons[t["sf_bandwidth_reason"]] = reasons.get(t["sf_bandwidth_reason"], 0) + 1
+    missing = sum(reasons.values())
+    text = (f" Of {len(resp)} responsive units, {spont} {'has' if spont == 1 else 'have'} spontaneous activity (a "
+            "blank response a stimulus can lower)")
+    if missing:
+        text += (f"; {missing} {'has' if missing == 1 else 'have'} no SF bandwidth: "
+                 + ", ".join(f"{k} ({n})" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
+    return escape(text + ".")
+
+
 def modulation_counts(tunings: Sequence[dict]) -> dict:
     """Of responsive units' tuning records: ``simple`` and ``complex`` (Skottun et al. 1991's split of F1/F0 at
     :data:`~insilico.experiments.selectivity.SIMPLE_F1_F0`), ``infinite`` (simple with an evoked mean F0 <= 0:
@@ -253,8 +279,8 @@ def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_si
     if spatial:
         panels += _tuning_panels(rows, tunings, early)
     parts.append(f"<p>{text} Tuning histograms count the units that pass the responsiveness criteria; preferred "
-                 f"orientation only those with OSI ≥ {TUNED_OSI:.2f}; RF sizes every unit that is not silent.</p>"
-                 if spatial else f"<p>{text}</p>")
+                 f"orientation only those with OSI ≥ {TUNED_OSI:.2f}; RF sizes every unit that is not silent."
+                 f"{physiology_text(rows, tunings)}</p>" if spatial else f"<p>{text}</p>")
     parts.append(f'<div class="row">{"".join(panels)}</div>')
     if spatial and early:
         refs = "".join(f"<li>{REFERENCES[k]}</li>" for k in ("dvyh82", "rsh02", "dvat82", "fgnp85"))

@@ -117,6 +117,8 @@ def test_layer_summary_splits_f1_f0_at_1_and_marks_osi_at_the_floor():
     assert "OSI (n = 2)" in html and "1 more at the floor (OSI = 1)" in html
     assert "F1/F0 (n = 2)" in html and "simple (F1/F0 &gt; 1): 2, complex: 1" in html
     assert "1 simple with F0 ≤ 0 not drawn" in html
+    assert "Of 3 responsive units, 0 have spontaneous activity" in html
+    assert "3 have no SF bandwidth: narrower than one SF sampling step (3)" in html
     assert summary.modulation_counts(tunings) == {"simple": 2, "complex": 1, "infinite": 1, "ratios": [1.5, 0.4]}
 
 

@@ -180,8 +180,8 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
     floor = {id(r) for r in resp if (record.get(id(r)) or {}).get("osi_saturated")}
     osi = figures.histogram([r["osi"] for r in resp if r.get("osi") is not None and id(r) not in floor],
                             np.linspace(0, 1, 11), "OSI = (pref - orth) / (pref + orth)", "OSI",
-                            lines=(TUNED_OSI,), note=f"dashed: tuned at OSI ≥ {TUNED_OSI:.2f}" + (
-                                f"; {len(floor)} more at the floor (OSI = 1)" if floor else ""))
+                            lines=(TUNED_OSI,), note=f"dashed: tuned at OSI ≥ {TUNED_OSI:.2f}" if not floor else
+                            f"dashed: tuned ≥ {TUNED_OSI:.2f}; +{len(floor)} at the floor (OSI 1)")
     cv = figures.histogram(_values(resp, "circular_variance"), np.linspace(0, 1, 11),
                            "circular variance (0 = sharp)", "circular variance", note=ref("V1 spans nearly all of 0–1 [2]"))
     half = MACAQUE_V1["orientation_bandwidth_full_median_deg"] / 2
@@ -223,7 +223,7 @@ def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str
         if t.get("sf_bandwidth_reason"):
             reasons[t["sf_bandwidth_reason"]] = reasons.get(t["sf_bandwidth_reason"], 0) + 1
     missing = sum(reasons.values())
-    text = (f" Of {len(resp)} responsive units, {spont} {'has' if spont == 1 else 'have'} spontaneous activity (a "
+    text = (f" Of {len(resp)} responsive unit{'s' if len(resp) != 1 else ''}, {spont} {'has' if spont == 1 else 'have'} spontaneous activity (a "
             "blank response a stimulus can lower)")
     if missing:
         text += (f"; {missing} {'has' if missing == 1 else 'have'} no SF bandwidth: "

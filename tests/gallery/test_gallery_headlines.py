@@ -114,7 +114,7 @@ def test_layer_summary_splits_f1_f0_at_1_and_marks_osi_at_the_floor():
     tunings = [_tuning(), _tuning(osi_saturated=False, modulation_ratio=0.4, cell_type="complex"),
                _tuning(osi_saturated=False, modulation_ratio=None, f0=-1.0)]
     html = summary.layer_summary(rows, tunings, image_size=64)
-    assert "OSI (n = 2)" in html and "1 more at the floor (OSI = 1)" in html
+    assert "OSI (n = 2)" in html and "+1 at the floor (OSI 1)" in html
     assert "F1/F0 (n = 2)" in html and "simple (F1/F0 &gt; 1): 2, complex: 1" in html
     assert "1 simple with F0 ≤ 0 not drawn" in html
     assert "Of 3 responsive units, 0 have spontaneous activity" in html

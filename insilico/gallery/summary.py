@@ -205,6 +205,26 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
     return [ori, osi, cv, bw, sf, sf_bw] + _modulation_panel([record[id(r)] for r in resp if id(r) in record])
 
 
+def v1_footing(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
+    """The layer's median orientation bandwidth on V1's footing (De Valois, Yund &amp; Hepler 1982 count every
+    cell, untuned ones at 360° full width: :func:`~insilico.experiments.selectivity.full_bandwidths_like_v1`), as
+    a sentence; the histogram shows tuned units only. Empty without tuning records.
+
+    >>> v1_footing([{"responsive": True}] * 3, [{"bandwidth": 10.0}, {"bandwidth": None}, {"bandwidth": 20.0}])
+    " On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median orientation bandwidth is 40° (V1: 40°)."
+    """
+    from ..experiments.selectivity import full_bandwidths_like_v1
+
+    resp = [t for r, t in zip(rows, tunings) if t and r.get("responsive")]
+    if not resp:
+        return ""
+    half = np.array([np.nan if t.get("bandwidth") is None else float(t["bandwidth"]) for t in resp])
+    full = full_bandwidths_like_v1(half, np.ones(len(resp), bool))
+    return escape(f" On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median "
+                  f"orientation bandwidth is {np.median(full):.0f}° (V1: "
+                  f"{MACAQUE_V1['orientation_bandwidth_full_median_deg']:g}°).", quote=False)
+
+
 def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
     """A sentence on the responsive units' spontaneous activity and why SF bandwidths are missing (empty when the
     tuning records carry neither: a site from before them).
@@ -228,7 +248,7 @@ def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str
     if missing:
         text += (f"; {missing} {'has' if missing == 1 else 'have'} no SF bandwidth: "
                  + ", ".join(f"{k} ({n})" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
-    return escape(text + ".")
+    return escape(text + ".", quote=False)
 
 
 def modulation_counts(tunings: Sequence[dict]) -> dict:
@@ -286,8 +306,8 @@ def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_si
         refs = "".join(f"<li>{REFERENCES[k]}</li>" for k in ("dvyh82", "rsh02", "dvat82", "fgnp85"))
         parts.append("<p>Red: macaque V1 for comparison (this layer's receptive fields are small, as in an early "
                      "visual area). Preferred SF is in cycles per image: with no visual angle given for the images, "
-                     "the V1 range in cycles per degree [3, 4] cannot be placed on that axis.</p>"
-                     f'<ol class="refs">{refs}</ol>')
+                     f"the V1 range in cycles per degree [3, 4] cannot be placed on that axis.{v1_footing(rows, tunings)}"
+                     f'</p><ol class="refs">{refs}</ol>')
     elif spatial:
         parts.append("<p>No V1 reference is drawn: the receptive fields here are large "
                      f"(median over {EARLY_RF_FRACTION:.0%} of the image), unlike an early visual area.</p>")

@@ -120,6 +120,10 @@ def test_layer_summary_splits_f1_f0_at_1_and_marks_osi_at_the_floor():
     assert "Of 3 responsive units, 0 have spontaneous activity" in html
     assert "3 have no SF bandwidth: narrower than one SF sampling step (3)" in html
     assert summary.modulation_counts(tunings) == {"simple": 2, "complex": 1, "infinite": 1, "ratios": [1.5, 0.4]}
+    # the V1 bandwidth reference on V1's footing: every responsive unit, untuned (no bandwidth) at 360° full width
+    early = summary.layer_summary([dict(r, rf_size=9.0) for r in rows],
+                                  [dict(t, bandwidth=b) for t, b in zip(tunings, (10.0, None, 30.0))], image_size=64)
+    assert "the median orientation bandwidth is 60° (V1: 40°)" in early        # full widths 20, 360, 60
 
 
 def test_unit_pages_link_the_method_text_which_the_layer_page_states_once():

@@ -9,7 +9,7 @@ gallery lands). It writes ``demo.png`` and ``demo.json`` and prints a summary:
    costs held-out accuracy; silencing a layer's single most active channel
    costs less. Accuracy is measured on the model card's held-out set
    (:func:`held_out_set`: 512 class-balanced crops, 32 per photo, seed 1234,
-   never seen in training), so the intact figure is the card's (0.62 for
+   never seen in training), so the intact figure is the card's (61.5% for
    minialex) and the demo, the card and notebook 01 state one number;
 3. **stimulate**: driving one channel of the last conv layer shifts the
    network's decisions toward particular classes.
@@ -108,9 +108,9 @@ def _report(s: dict) -> str:
         f"record    features.1 (conv1 after ReLU): {s['record']['tuned']}/{len(osi)} channels orientation-tuned "
         f"(OSI >= 1/3; median OSI {np.nanmedian(osi):.2f})",
         f"lesion    features.3: held-out accuracy on {lesion.get('held_out', 'held-out crops')}: "
-        f"{lesion['accuracy_intact']:.2f} intact, "
-        f"{lesion['accuracy_half_lesioned']:.2f} with a random half of channels silenced, "
-        f"{lesion['accuracy_strongest_lesioned']:.2f} without channel {lesion['strongest_channel']}",
+        f"{lesion['accuracy_intact']:.1%} intact, "
+        f"{lesion['accuracy_half_lesioned']:.1%} with a random half of channels silenced, "
+        f"{lesion['accuracy_strongest_lesioned']:.1%} without channel {lesion['strongest_channel']}",
         f"stimulate {stim['unit']} +{stim['add']:g}: {100 * stim['decisions_changed']:.0f}% of decisions changed"
         + (f", most toward '{stim['drawn_to']}'" if stim["drawn_to"] else ""),
     ])

@@ -318,7 +318,7 @@ def _features_html(c: int, d: dict | None, tuning: dict | None = None) -> str:
         r["kind"], str(r["kind"])), r["value"]), strong=r["maximizing"]) for r in ranked]
     figs += [_figure(f"{c}/diverse-{j}.png", label(f"diverse {j}", v)) for j, v in enumerate(d["diverse"][1:], start=1)]
     floor = tuning is not None and tuning.get("spontaneous") is False
-    figs.append(_figure(f"{c}/inhibit.png", label("inhibiting" + (" (before the ReLU)" if floor else ""),
+    figs.append(_figure(f"{c}/inhibit.png", label("inhibiting" + (", before the ReLU" if floor else ""),
                                                    d["inhibiting"])))
     top = d.get("top_exemplar")
     order = [(KINDS.get(r["kind"], str(r["kind"])), r["value"]) for r in ranked if r["value"] is not None]

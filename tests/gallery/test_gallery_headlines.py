@@ -103,7 +103,7 @@ def test_unit_pages_show_the_physiology_fields():
                                                        "_spatial": True}, (None, None))
     for said in ("F0 2, F1 3, F1/F0 1.50: simple", "OSI 1.00, at the floor", "no spontaneous activity",
                  "no SF bandwidth (narrower than one SF sampling step)", "size 9 &plusmn; 0.42 px",
-                 "linear (gradient) footprint", "inhibiting (before the ReLU)"):
+                 "linear (gradient) footprint", "inhibiting, before the ReLU (-1)"):
         assert said in html, said
     infinite = pages._tuning_html(_tuning(modulation_ratio=None, f0=-0.5, spontaneous=True, osi_saturated=False))
     assert "F1/F0 infinite (F0 ≤ 0): simple" in infinite and "spontaneous activity (a stimulus can lower" in infinite
@@ -171,3 +171,18 @@ def test_the_demo_states_the_model_cards_held_out_accuracy_on_the_cards_set():
     assert torch.equal(torch.bincount(y), torch.full((16,), 32))
     # one figure: the demo's intact accuracy is the card's (one image of 512 may flip on another CPU)
     assert accuracy(models.load("minialex"), x, y) == pytest.approx(card["held_out_accuracy"], abs=1 / 512 + 1e-9)
+
+
+def test_a_brain_file_from_before_the_per_subject_figure_is_recomputed(tmp_path, monkeypatch):
+    import json
+
+    from insilico.gallery.settings import GallerySettings
+    from insilico.gallery.stages import Work
+
+    old = {"layers": ["features.0"], "monkey_it_vs_human_it": 0.439}           # the group-RDM figure, no interval
+    (tmp_path / "brain.json").write_text(json.dumps(old))
+    work = Work(model=None, settings=GallerySettings(), root=tmp_path, shape=(3, 64, 64))
+    assert brain.ensure(work, ["features.0"], rank=1)["monkey_it_vs_human_it"] == 0.439   # only rank 0 computes
+    fresh = {"layers": ["features.0"], "monkey_it_vs_human_it": 0.296, "monkey_it_vs_human_it_ci": [0.2, 0.4]}
+    monkeypatch.setattr(brain, "it_rsa", lambda *args, **kwargs: fresh)
+    assert brain.ensure(work, ["features.0"], rank=0) == fresh and brain.read(tmp_path) == fresh

@@ -119,6 +119,10 @@ def monkey_vs_human(d, n_boot: int = N_BOOT, seed: int = 0) -> dict:
 
     Returns ``{"monkey_it_vs_human_it": rho, "monkey_it_vs_human_it_ci": [lo, hi], "monkey_it_vs_human_it_footing":
     "mean over subjects"}``.
+
+    >>> from insilico import data
+    >>> round(monkey_vs_human(data.kriegeskorte2008(size=64), n_boot=10)["monkey_it_vs_human_it"], 3)
+    0.296
     """
     from .. import rsa
 

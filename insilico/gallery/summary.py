@@ -107,7 +107,11 @@ def status_counts(rows: Sequence[dict]) -> list[tuple[str, int, str]]:
 def is_silent(row: dict) -> bool:
     """True for a unit the headlines leave out: its best exemplar photo drives it to at most 0 (before the
     nonlinearity: it never fires on the photos, so any image "beats" that photo) or the tuning found the neuron at
-    the map's centre silent (:data:`~insilico.experiments.selectivity.SILENT`)."""
+    the map's centre silent (:data:`~insilico.experiments.selectivity.SILENT`).
+
+    >>> is_silent({"top_exemplar_activation": -0.2}), is_silent({"top_exemplar_activation": 0.5, "reason": ""})
+    (True, False)
+    """
     top = row.get("top_exemplar_activation")
     return (top is not None and top <= 0) or row.get("reason") == SILENT
 
@@ -254,7 +258,12 @@ def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str
 def modulation_counts(tunings: Sequence[dict]) -> dict:
     """Of responsive units' tuning records: ``simple`` and ``complex`` (Skottun et al. 1991's split of F1/F0 at
     :data:`~insilico.experiments.selectivity.SIMPLE_F1_F0`), ``infinite`` (simple with an evoked mean F0 <= 0:
-    no finite ratio) and ``ratios`` (the finite F1/F0 values)."""
+    no finite ratio) and ``ratios`` (the finite F1/F0 values).
+
+    >>> modulation_counts([{"cell_type": "simple", "modulation_ratio": 1.6}, {"cell_type": "complex",
+    ...                     "modulation_ratio": 0.3}, {"cell_type": ""}])
+    {'simple': 1, 'complex': 1, 'infinite': 0, 'ratios': [1.6, 0.3]}
+    """
     typed = [t for t in tunings if t.get("cell_type")]
     return {"simple": sum(t["cell_type"] == "simple" for t in typed),
             "complex": sum(t["cell_type"] == "complex" for t in typed),

@@ -50,6 +50,7 @@ from .jsonfiles import jsonable
 from .layout import POOLS as REDUCTIONS
 from .performance import tuned
 from .registry import register_tool
+from .results import need_pandas
 from .session import session
 from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, read_identity,
                        start_over, write_json)
@@ -277,10 +278,7 @@ class Recording:
         InsilicoError
             pandas is not installed (``pip install pandas``).
         """
-        try:
-            import pandas
-        except ImportError:
-            raise InsilicoError("Recording.to_pandas needs pandas: pip install 'insilico-ephys[xarray]'") from None
+        pandas = need_pandas("Recording.to_pandas")
         values, neuroids = self._flat()
         index = pandas.Index([self.ids[i] for i in self.indices], name="stimulus_id")
         return pandas.DataFrame(values, index=index, columns=pandas.Index(neuroids["neuroid_id"], name="neuroid_id"))

@@ -130,6 +130,15 @@ class ReactionTimeResult(Result):
         return Trials.from_predictions(self.images, truth, [self.classes[int(k)] for k in self.choice],
                                        rt=self.rt.tolist(), name=name or self.settings.get("model", "model"))
 
+    def table(self) -> dict:
+        """One row per image: ``image``, ``label`` (its class; absent without labels), ``choice``, ``rt`` (time
+        steps) and ``decided`` (whether the readout crossed the threshold)."""
+        columns = {"image": [str(i) for i in self.images]}
+        if self.labels is not None:
+            columns["label"] = [self.classes[int(k)] for k in self.labels]
+        return {**columns, "choice": [self.classes[int(k)] for k in self.choice], "rt": self.rt.numpy(),
+                "decided": self.decided.numpy()}
+
     def plot(self, ax=None):
         """The speed-accuracy trade-off: accuracy vs mean reaction time over thresholds; returns the Figure."""
         fig, ax = new_axes(ax, close=True)

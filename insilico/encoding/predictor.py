@@ -54,6 +54,7 @@ from ..performance import working_dtype
 from ..plan import Plan
 from ..probe import Probe
 from ..registry import register_tool
+from ..results import data_frame
 from ..session import device_of, dtype_of, session
 from ..units import need_tensor
 from .ridge import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling
@@ -165,6 +166,17 @@ class NeuralPredictor(nn.Module):
         if not out:
             raise InsilicoError("no targets given")
         return out
+
+    def table(self) -> dict:
+        """The scores, one row per target: ``target`` (its name), held-out ``r`` and ``r2`` (with
+        ``held_out > 0``), the chosen ``alpha``, and ``ceiling`` / ``normalized_r`` (with repetitions)."""
+        n = len(self.targets)
+        return {"target": [str(t) for t in self.targets],
+                **{k: np.asarray(v) for k, v in self.scores.items() if np.ndim(v) == 1 and len(v) == n}}
+
+    def to_pandas(self):
+        """:meth:`table` as a ``pandas.DataFrame`` (pandas is an optional extra; see :func:`insilico.results.data_frame`)."""
+        return data_frame(self.table(), "NeuralPredictor.to_pandas")
 
     def save(self, path) -> None:
         """Write the readout, statistics, scores and settings (not the trunk) to one file; see :meth:`load`."""

@@ -84,6 +84,13 @@ class RDM(Result):
         if len(self.labels) != self.n:
             raise InsilicoError(f"{len(self.labels)} labels for an RDM of {self.n} stimuli")
 
+    def table(self) -> dict:
+        """One row per pair of stimuli (i < j, in :attr:`vector`'s order): ``stimulus_a``, ``stimulus_b`` (their
+        labels) and ``dissimilarity``."""
+        i, j = np.triu_indices(self.n, k=1)
+        return {"stimulus_a": [self.labels[a] for a in i], "stimulus_b": [self.labels[b] for b in j],
+                "dissimilarity": self.vector.detach().cpu().double().numpy()}
+
     @classmethod
     def concat(cls, results: Sequence[RDM]) -> RDM:
         """One RDM is itself; RDMs of chunks of stimuli cannot be joined (their cross dissimilarities are unknown)."""

@@ -219,8 +219,10 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
 
     Parameters
     ----------
-    responses : Recording, dict of tensors, list of tensors, or tensor / array
-        Responses (n_stimuli, ...); features are the trailing axes, flattened.
+    responses : Recording, NeuralData, dict of tensors, list of tensors, or tensor / array
+        Responses (n_stimuli, ...); features are the trailing axes, flattened. Neural data
+        (:func:`insilico.neural.read_neural`) are labelled by their stimulus ids, their repetitions
+        averaged (or, for ``crossnobis``, the runs).
         For ``crossnobis``: (n_runs, n_stimuli, ...) with every stimulus in
         every run, or (n_observations, ...) with ``runs=`` and ``conditions=``.
         A Recording or dict gives a dict ``{unit: RDM}``, a list a list.
@@ -268,8 +270,13 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     method = _check_choice(method, RDM_METHODS, "method")
     kwargs = dict(method=method, runs=runs, conditions=conditions, noise=noise, per_feature=per_feature,
                   device=device, dtype=dtype)
+    from ..neural import NeuralData
     from ..recording import Recording
 
+    if isinstance(responses, NeuralData):  # labelled by its stimulus ids; repetitions are crossnobis's runs
+        data = responses if method == "crossnobis" else responses.mean()
+        ids = labels if labels is not None else data.stimulus_ids
+        return _rdm_one(data.values, labels=ids, name=name, **kwargs)
     if isinstance(responses, Recording):
         names = list(units) if units is not None else responses.units
         ids = labels if labels is not None else responses.ids if responses.labelled else None

@@ -710,6 +710,9 @@ def stimulus_source(stimuli: Any, name: str = "images", model=None) -> _Source:
     ``classes`` become the source's ``labels`` and ``class_names``) or dicts with an
     image under one of :data:`IMAGE_KEYS`.
 
+    :func:`insilico.stimuli.labels.labelled` stimuli (a labels CSV, a class-names file) have those labels and
+    class names, over the ones they carry.
+
     Image files are read as :mod:`insilico.stimuli.files` says: a folder
     (``DIR/<class>/<image>`` gives labels and class names), a glob string or a
     list of paths; ``ids`` are the relative paths. They are decoded chunk by
@@ -734,9 +737,37 @@ def stimulus_source(stimuli: Any, name: str = "images", model=None) -> _Source:
     """
     if isinstance(stimuli, _Source):  # made already (e.g. by a tool that reads it twice)
         return stimuli
-    source = _stimulus_source(stimuli, model)
+    from .stimuli.labels import Labelled
+
+    given = stimuli if isinstance(stimuli, Labelled) else None
+    source = _stimulus_source(stimuli if given is None else given.stimuli, model)
+    if given is not None:
+        _relabel(source, given.labels, given.class_names)
     source.name = name
     return source
+
+
+def _relabel(source: _Source, labels: Any, class_names: Any) -> None:
+    """Give ``source`` the labels of a labels file (or ``{id: label}``) and the class names of a class-names file
+    (or a list), over those its stimuli carry (:func:`insilico.stimuli.labels.labelled`)."""
+    from .stimuli.labels import assign_labels, name_classes, read_class_names, read_labels
+
+    own = source.class_names
+    if labels is not None:
+        if source.ids is None:
+            raise StimulusError("a labels file names images by id, and these stimuli have none (only image files "
+                                "do): give the tool one label per stimulus (labels=) instead")
+        table = read_labels(labels) if isinstance(labels, (str, os.PathLike)) else \
+            {str(k): v for k, v in dict(labels).items()}
+        source.labels, own = assign_labels(source.ids, getattr(source, "paths", None), table)
+    if class_names is not None:
+        names = read_class_names(class_names) if isinstance(class_names, (str, os.PathLike)) else \
+            [str(n) for n in class_names]
+        if source.labels is None:
+            raise StimulusError("class names name the classes of the stimuli's labels, and these stimuli have none: "
+                                "give a labels file too, or a folder DIR/<class>/<image>")
+        source.labels, own = name_classes(source.labels, own, names), names
+    source.class_names = own
 
 
 def _file_source(stimuli: Any, model) -> _Source:
@@ -771,7 +802,9 @@ def _file_source(stimuli: Any, model) -> _Source:
                                     "the files to one size")
         return torch.stack(images)
 
-    return _Source(get, len(files), ids=files.ids, labels=files.labels, class_names=files.class_names)
+    source = _Source(get, len(files), ids=files.ids, labels=files.labels, class_names=files.class_names)
+    source.paths = files.paths  # a labels file may name the files by path
+    return source
 
 
 def _stimulus_source(stimuli: Any, model=None) -> _Source:

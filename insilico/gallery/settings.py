@@ -164,6 +164,7 @@ class GallerySettings:
         """The settings that change computed pages (a site built with other values is not reused)."""
         skip = {"name", "layers", "units", "unit_range", "chunk"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
+        key = {k: v for k, v in key.items() if v is not None or k not in ("labels", "class_names")}  # sites as before
         if self.stimuli not in ("photos", "natural"):  # the user's files: another or a changed file is another site
             files = image_files(self.stimuli)
             key["stimulus_files"] = value_digest([[i, p.stat().st_size, p.stat().st_mtime_ns]

@@ -311,7 +311,7 @@ def psychometric(
     levels = [float(v) for v in (levels if levels is not None else PARAMETERS[parameter][1])]
     if len(levels) < 3:
         raise InsilicoError(f"a psychometric fit needs at least 3 levels, got {levels}")
-    source = stimulus_source(images)
+    source = stimulus_source(images, model=model)  # image files fitted to the model's input
     x = check_images(source.read(0, len(source)), name="images")
     plan = Plan(model)
     with plan.session():

@@ -16,6 +16,7 @@ from torch import nn
 import insilico
 from insilico.attribution import top_exemplars
 from insilico.behaviour.confusion import confusion
+from insilico.behaviour.psychometric import psychometric
 from insilico.encoding import fit_predictor
 from insilico.experiments import cumulative_lesion, lesion_sweep, microstimulation
 from insilico.recording import stimulus_source
@@ -99,13 +100,17 @@ def _rdm(s):
     return model_rdms(_model(), s, units=["2"], batch_size=4, progress=False)["2"].vector
 
 
+def _psychometric(s):
+    return psychometric(_model(), s, LABELS, levels=[0.1, 0.5, 1.0], batch_size=4, n_boot=5, progress=False).accuracy
+
+
 def _confusion(s):
     return confusion(_model(), s, LABELS, batch_size=4, n_boot=10, progress=False).counts
 
 
 TOOLS = {"record_stimuli": _record, "top_exemplars": _exemplars, "lesion_sweep": _lesion,
          "cumulative_lesion": _cumulative, "microstimulation": _microstimulation, "fit_predictor": _predictor,
-         "model_rdms": _rdm, "confusion": _confusion}
+         "model_rdms": _rdm, "confusion": _confusion, "psychometric": _psychometric}
 FORMS = ("folder", "glob", "paths", "dataset", "pairs")
 
 

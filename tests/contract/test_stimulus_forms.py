@@ -17,6 +17,7 @@ import insilico
 from insilico.attribution import top_exemplars
 from insilico.behaviour.confusion import confusion
 from insilico.behaviour.psychometric import psychometric
+from insilico.behaviour.reaction_times import reaction_times
 from insilico.encoding import fit_predictor
 from insilico.experiments import cumulative_lesion, lesion_sweep, microstimulation
 from insilico.recording import stimulus_source
@@ -104,13 +105,31 @@ def _psychometric(s):
     return psychometric(_model(), s, LABELS, levels=[0.1, 0.5, 1.0], batch_size=4, n_boot=5, progress=False).accuracy
 
 
+class _Steps(nn.Module):
+    """A 'recurrent' classifier: its readout is called at 3 steps on growing evidence (reaction times)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.readout, self.input_size = nn.Conv2d(3, 4, 3), nn.Linear(4, 2), (3, 12, 12)
+
+    def forward(self, x):
+        evidence = torch.relu(self.conv(x)).mean((2, 3))
+        return [self.readout(evidence * (t + 1)) for t in range(3)][-1]
+
+
+def _reaction_times(s):
+    return reaction_times(_Steps().eval(), s, LABELS, batch_size=4, progress=False).probabilities
+
+
 def _confusion(s):
     return confusion(_model(), s, LABELS, batch_size=4, n_boot=10, progress=False).counts
 
 
 TOOLS = {"record_stimuli": _record, "top_exemplars": _exemplars, "lesion_sweep": _lesion,
          "cumulative_lesion": _cumulative, "microstimulation": _microstimulation, "fit_predictor": _predictor,
-         "model_rdms": _rdm, "confusion": _confusion, "psychometric": _psychometric}
+         "model_rdms": _rdm, "confusion": _confusion, "psychometric": _psychometric,
+         "reaction_times": _reaction_times}
 FORMS = ("folder", "glob", "paths", "dataset", "pairs")
 
 

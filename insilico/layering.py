@@ -22,7 +22,8 @@ knowledge    ``layers`` (module kinds, layouts, the centre rule, model families,
 probing      ``probe``, ``recording``, ``taps``, ``edits``, ``hooks``, ``survey``, ``ops``, ``layout``
              (what each layout means: channels, positions, the centre rule),
              ``attention`` (the head layouts ``ops`` splits), ``plan`` (one forward plan
-             per call), ``evaluate`` (the batched loops), ``models/``, ``stimuli/``, ``plot/``
+             per call), ``evaluate`` (the batched loops), ``models/``, ``stimuli/``, ``plot/``,
+             ``neural`` (neural data in the recordings' layout)
 foundations  ``units``, ``pixels``, ``session``, ``results``, ``persistence``, ``sharding``,
              ``identity``, ``seeding``, ``jsonfiles``, ``errors``, ``performance``,
              ``registry``, ``options`` (the options base, :class:`~insilico.options.Job`),
@@ -83,7 +84,7 @@ PLACES = {
     "layers": "knowledge", "families": "knowledge",
     "probe": "probing", "recording": "probing", "taps": "probing", "edits": "probing", "hooks": "probing",
     "survey": "probing", "ops": "probing", "attention": "probing", "models": "probing", "stimuli": "probing",
-    "plot": "probing", "plan": "probing", "evaluate": "probing", "layout": "probing",
+    "plot": "probing", "plan": "probing", "evaluate": "probing", "layout": "probing", "neural": "probing",
     "units": "foundations", "pixels": "foundations", "session": "foundations", "results": "foundations",
     "sharding": "foundations", "errors": "foundations", "performance": "foundations", "_version": "foundations",
     "identity": "foundations", "persistence": "foundations", "registry": "foundations", "layering": "foundations",

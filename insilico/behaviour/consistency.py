@@ -73,6 +73,11 @@ class ConsistencyResult(Result):
         return f"ConsistencyResult({self.measure} {self.value:.3f} [{self.low:.3f}, {self.high:.3f}], " \
                f"{self.observers[0]} vs {self.observers[1]}, {self.n_images} images)"
 
+    def table(self) -> list:
+        """One row: ``measure``, ``observer_a``, ``observer_b``, ``value``, ``low``, ``high``, ``n_images``."""
+        return [{"measure": self.measure, "observer_a": self.observers[0], "observer_b": self.observers[1],
+                 "value": self.value, "low": self.low, "high": self.high, "n_images": self.n_images}]
+
     def plot(self, ax=None):
         """The value with its interval (one bar); returns the Figure."""
         fig, ax = new_axes(ax, (2.5, 3), close=True)

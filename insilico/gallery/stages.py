@@ -81,7 +81,8 @@ class Work:
         from ..models import photos
 
         if self.settings.stimuli not in ("photos", "natural"):
-            return _files(self.model, self.settings.stimuli, self.shape)
+            s = self.settings
+            return _files(self.model, s.stimuli, self.shape, s.labels, s.class_names)
         if self.settings.stimuli == "photos":
             x, y = photos.held_out(self.settings.per_class, seed=1234 + self.settings.seed)
             return _fit(x, self.shape), [photos.CLASSES[int(i)] for i in y]
@@ -154,15 +155,16 @@ def slug(layer: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text)
 
 
-def _files(model: nn.Module, files: str, shape: tuple) -> tuple:
+def _files(model: nn.Module, files: str, shape: tuple, labels=None, class_names=None) -> tuple:
     """The user's image files as a stimulus source fitted to the model's input (its preprocessing, else the
-    gallery's input ``shape``), and a label per stimulus."""
+    gallery's input ``shape``), labelled by ``labels`` / ``class_names`` files when given, and a label per stimulus."""
     from types import SimpleNamespace
 
     from ..recording import stimulus_source
+    from ..stimuli.labels import labelled
 
     fitting = model if getattr(model, "preprocessing", None) is not None else SimpleNamespace(input_size=shape)
-    source = stimulus_source(files, name=f"stimuli {files}", model=fitting)
+    source = stimulus_source(labelled(files, labels, class_names), name=f"stimuli {files}", model=fitting)
     if source.labels is None:
         return source, list(source.ids)
     return source, [source.class_names[y] for y in source.labels]

@@ -71,6 +71,18 @@ class TimeResolvedResult(Result):
         """Each step's time of peak similarity (S,)."""
         return self.times[self.similarity.argmax(1)]
 
+    def table(self) -> dict:
+        """One row per (model step, brain time): ``step``, ``time``, ``similarity``, the ceiling at that time
+        (``ceiling_lower`` / ``ceiling_upper``, NaN without subjects) and the step's ``peak_low`` / ``peak_high``."""
+        s, t = self.similarity.shape
+        nan = torch.full((t,), float("nan"))
+        low, high = (nan if c is None else torch.as_tensor(c) for c in (self.ceiling_lower, self.ceiling_upper))
+        return {"step": [str(self.steps[k]) for k in range(s) for _ in range(t)],
+                "time": self.times.repeat(s).numpy(), "similarity": self.similarity.reshape(-1).numpy(),
+                "ceiling_lower": low.double().repeat(s).numpy(), "ceiling_upper": high.double().repeat(s).numpy(),
+                "peak_low": self.peak_low.double().repeat_interleave(t).numpy(),
+                "peak_high": self.peak_high.double().repeat_interleave(t).numpy()}
+
     def plot(self, ax=None, image: bool = False):
         """One line per step over brain time (the noise ceiling a grey band), or with ``image=True`` the
         (steps x times) matrix; returns the Figure."""

@@ -4,7 +4,8 @@
 element             options (fields of :class:`Variant`)
 =================== ===================================================================================
 architecture        ``architecture``: ``"minialex"`` or a BLT family member ``"b"``, ``"bl"``, ``"bt"``,
-                    ``"blt"`` (:mod:`insilico.models`); ``timesteps`` (the recurrent depth of the BLT family)
+                    ``"blt"`` (:mod:`insilico.models`); ``width`` (factor on every layer's channels);
+                    ``timesteps`` (the recurrent depth of the BLT family)
 input statistics    ``class_weights`` (relative frequency of each of the 16 photo classes), ``blur``
                     (Gaussian sigma in pixels of the 64-px crop), ``contrast`` (factor about each crop's
                     mean), ``clutter`` (fraction of crops with patches of other crops), ``size`` (input side)
@@ -35,7 +36,7 @@ from torch import nn
 from ..errors import InsilicoError
 from ..models import photos
 from ..models.blt import BLTNet
-from ..models.minialex import MiniAlexNet
+from ..models.minialex import MiniAlexNet, scaled_width
 from ..options import Options
 from .objectives import OBJECTIVES
 from .rules import RULES, feedback_alignment
@@ -59,6 +60,9 @@ class Variant(Options):
     ----------
     architecture : str
         One of :data:`ARCHITECTURES` (default ``"minialex"``; it needs ``size=64``).
+    width : float
+        Factor on the channels of every layer (default 1: the bundled widths; ``MiniAlexNet(width=)``,
+        ``BLTNet(width=)``).
     timesteps : int
         Time steps of a BLT-family network (default 4; ignored by ``minialex``).
     class_weights : tuple of 16 floats, optional
@@ -83,6 +87,7 @@ class Variant(Options):
     """
 
     architecture: str = "minialex"
+    width: float = 1.0
     timesteps: int = 4
     class_weights: tuple | None = None
     blur: float = 0.0
@@ -112,6 +117,7 @@ class Variant(Options):
                                 "size=64, or a BLT-family architecture for smaller inputs")
         if self.size < 16 or self.size % 16:
             raise InsilicoError(f"Variant(size={self.size}): the input side must be a multiple of 16, >= 16")
+        scaled_width(1, self.width)  # refuses a width that is not a positive number, naming it
         if self.timesteps < 1 or self.lr <= 0 or self.sparsity < 0:
             raise InsilicoError(f"Variant: timesteps >= 1, lr > 0 and sparsity >= 0 needed; got timesteps="
                                 f"{self.timesteps}, lr={self.lr}, sparsity={self.sparsity}")
@@ -138,9 +144,9 @@ def build(variant: Variant, seed: int = 0) -> nn.Module:
     """The untrained network of ``variant``, its learning rule applied (init from torch's global generator:
     call inside :func:`insilico.seeding.keep_global_rng` after ``torch.manual_seed``)."""
     if variant.architecture == "minialex":
-        model = MiniAlexNet()
+        model = MiniAlexNet(width=variant.width)
     else:
-        model = BLTNet(variant.architecture.upper(), timesteps=variant.timesteps)
+        model = BLTNet(variant.architecture.upper(), timesteps=variant.timesteps, width=variant.width)
         model.input_size = (3, variant.size, variant.size)
     if variant.rule == "feedback_alignment":
         feedback_alignment(model, seed=seed)

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import InsilicoError
 from . import photos
+from .minialex import scaled_width
 from .normalize import Normalize
 
 VARIANTS = ("B", "BL", "BT", "BLT")
@@ -85,7 +86,9 @@ class BLTNet(nn.Module):
     ========= ==================================== ===========
 
     Lateral convolutions are 3x3 within a layer; top-down convolutions are
-    3x3 on the layer above, then nearest-neighbour upsampled by 2.
+    3x3 on the layer above, then nearest-neighbour upsampled by 2. With
+    ``width=w`` the three layers have ``w`` times the channels, rounded to a
+    multiple of 4 (the GroupNorm's groups; :func:`~insilico.models.minialex.scaled_width`).
 
     Parameters
     ----------
@@ -95,6 +98,13 @@ class BLTNet(nn.Module):
         Number of time steps T the network is unrolled for.
     n_classes : int
         Output logits.
+    width : float
+        Factor on the layers' channels (default 1: 32, 64, 128, the bundled weights' shapes).
+
+    Raises
+    ------
+    InsilicoError
+        An unknown variant, ``timesteps < 1`` or a ``width`` that is not a positive number.
 
     Examples
     --------
@@ -103,22 +113,24 @@ class BLTNet(nn.Module):
     (2, 16)
     >>> tuple(net.forward_steps(torch.rand(2, 3, 64, 64)).shape)   # every step
     (2, 4, 16)
+    >>> BLTNet("BL", width=0.5).readout[-1].in_features
+    64
     """
 
     input_size = (3, 64, 64)
 
     def __init__(self, variant: str = "BLT", timesteps: int = 4, n_classes: int = len(photos.CLASSES),
-                 classes: list[str] | None = None):
+                 classes: list[str] | None = None, width: float = 1.0):
         super().__init__()
         variant = str(variant).upper()
         if variant not in VARIANTS:
             raise InsilicoError(f"unknown BLT variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         if timesteps < 1:
             raise InsilicoError(f"timesteps must be >= 1, got {timesteps}")
-        self.variant, self.timesteps = variant, int(timesteps)
+        self.variant, self.timesteps, self.width = variant, int(timesteps), width
         self.classes = list(classes) if classes is not None else list(photos.CLASSES)[:n_classes]
         lat, td = "L" in variant, "T" in variant
-        widths = (32, 64, 128)
+        widths = tuple(scaled_width(c, width, multiple=4) for c in (32, 64, 128))
         self.normalize = Normalize(photos.MEAN, photos.STD)
         self.layers = nn.ModuleList()
         for i, c in enumerate(widths):
@@ -150,4 +162,4 @@ class BLTNet(nn.Module):
         return self.forward_steps(x)[:, -1]
 
     def extra_repr(self) -> str:
-        return f"variant={self.variant!r}, timesteps={self.timesteps}"
+        return f"variant={self.variant!r}, timesteps={self.timesteps}" + (f", width={self.width}" if self.width != 1 else "")

@@ -149,6 +149,25 @@ def test_a_variant_refuses_bad_options_naming_them():
         Variant(blurr=1.0)
 
 
+@pytest.mark.parametrize("architecture", ["minialex", "bl"])
+def test_width_scales_every_layer_and_width_one_keeps_the_bundled_shapes(architecture):
+    from insilico import models
+    from insilico.lab import build
+
+    bundled = models.load("minialex" if architecture == "minialex" else "bl").state_dict()
+    default = build(Variant(architecture=architecture))
+    assert {k: v.shape for k, v in default.state_dict().items()} == {k: v.shape for k, v in bundled.items()}
+    default.load_state_dict(bundled)  # the shipped weights still load into the default width
+    half = build(Variant(architecture=architecture, width=0.5))
+    convs = lambda m: [c.out_channels for c in m.modules() if isinstance(c, torch.nn.Conv2d)]  # noqa: E731
+    expected = [max(1, round(c / 2)) for c in convs(default)]
+    assert convs(half) == expected
+    assert tuple(half.eval()(torch.rand(2, 3, 64, 64)).shape) == (2, 16)
+    assert Variant(architecture=architecture, width=0.5).name.endswith("width0.5")
+    with pytest.raises(InsilicoError, match="width=0: the width factor must be a positive number"):
+        Variant(architecture=architecture, width=0)
+
+
 # -- the study ----------------------------------------------------------------------------
 def test_the_study_resumes_from_its_folder_and_refuses_another_grid(tmp_path, monkeypatch):
     calls = []

@@ -79,7 +79,9 @@ class Variant(Options):
     objective : str
         One of :data:`~insilico.lab.objectives.OBJECTIVES` (default ``"classification"``).
     sparsity : float
-        Weight of the L1 activity penalty of the ``"sparse"`` objective (default 0.1).
+        Weight of the L1 activity penalty of the ``"sparse"`` objective (default 0.01: minialex's code, 200 steps
+        of 32 crops, keeps a mean |code| of 0.34 and a linear probe at 0.25 (chance 0.06); at 0.03 0.20 and 0.29;
+        at 0.05 and 0.1 the code collapses to zero (mean |code| < 1e-4) and stops reconstructing).
     rule : str
         One of :data:`~insilico.lab.rules.RULES` (default ``"backprop"``).
     lr : float
@@ -95,7 +97,7 @@ class Variant(Options):
     clutter: float = 0.0
     size: int = 64
     objective: str = "classification"
-    sparsity: float = 0.1
+    sparsity: float = 0.01
     rule: str = "backprop"
     lr: float = 2e-3
 

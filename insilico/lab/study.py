@@ -392,8 +392,8 @@ def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300,
     >>> result.names, sorted(result.ranking()) == sorted(result.names)
     (['b+timesteps1+size16', 'b+timesteps1+size16+feedback_alignment'], True)
     >>> row = result.table()[0]
-    >>> sorted(row)[:4], 0 < row["ceiling_lower"] < row["ceiling_upper"] < 1
-    (['ceiling_lower', 'ceiling_upper', 'chance', 'human_it'], True)
+    >>> 0 < row["ceiling_lower"] < row["ceiling_upper"] < 1, row["kappa_first"], 0 <= row["fraction_tuned"] <= 1
+    (True, 1.0, True)
     """
     grid = list(DEFAULT_GRID if variants is None else variants)
     if not grid or not all(isinstance(v, Variant) for v in grid):

@@ -237,13 +237,14 @@ class StudyResult(Result):
         def number(v, width=6):
             return f"{'-':>{width}s}" if v is None or v != v else f"{v:{width}.3f}"
 
+        width = max(len(n) for n in [*self.names, "variant"])
         lines = [f"human-IT noise ceiling [{self.ceiling['lower']:.3f}, {self.ceiling['upper']:.3f}] "
                  f"({self.settings.get('compare')})",
-                 f"{'variant':24s} {'readout':>7s} {'probe':>6s} {'hIT':>6s} {'(layer)':18s} {'mIT':>6s} "
+                 f"{'variant':{width}s} {'readout':>7s} {'probe':>6s} {'hIT':>6s} {'(layer)':18s} {'mIT':>6s} "
                  f"{'(layer)':18s} {'kappa1':>6s} {'kappa':>6s} {'tuned':>6s} {'OSI':>6s}"]
         rows = self.table()
         for row in (rows[self.names.index(name)] for name in self.ranking()):
-            lines.append(f"{row['variant']:24s} {number(row['readout_accuracy'], 7)} {number(row['probe_accuracy'])} "
+            lines.append(f"{row['variant']:{width}s} {number(row['readout_accuracy'], 7)} {number(row['probe_accuracy'])} "
                          f"{number(row['human_it'])} {row['human_it_layer'] or '-':18s} {number(row['monkey_it'])} "
                          f"{row['monkey_it_layer'] or '-':18s} {number(row.get('kappa_first'))} "
                          f"{number(row.get('kappa_others'))} {number(row.get('fraction_tuned'))} "

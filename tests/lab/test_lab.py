@@ -254,3 +254,38 @@ def test_a_silent_layer_gets_no_similarity_and_is_never_the_best():
     result = StudyResult(["a", "b"], [{}, {}], [{}, {}], [{"x": float("nan"), "y": 0.1}, {"x": float("nan")}],
                          [{"x": 0.2}, {"x": 0.1}], {"lower": 0.3, "upper": 0.6}, [{}, {}])
     assert result.best()[0] == ("y", 0.1) and result.best()[1][0] is None and result.ranking() == ["a", "b"]
+
+
+def test_the_study_keeps_behaviour_and_tuning_and_measures_them_for_a_part_kept_without(tmp_path):
+    from insilico.behaviour import error_consistency
+    from insilico.lab.study import behaviour_of
+    from insilico.sharding import load_part, save_part
+
+    grid = [Variant(**TINY), Variant(**TINY, blur=1.0)]
+    first = study(grid, out=tmp_path, steps=2, batch=8, progress=False)
+    rows = first.table()
+    assert [r["kappa_first"] for r in rows][0] == 1.0 and len(first.behaviour) == 2
+    assert rows[1]["kappa_first"] == pytest.approx(float(first.kappa[1, 0])) == pytest.approx(float(first.kappa[0, 1]))
+    a, b = (lab_trials(first, k) for k in (0, 1))
+    assert float(first.kappa[0, 1]) == pytest.approx(error_consistency(a, b, n_boot=0).value, abs=1e-12)
+    model = training.observer(*_trained(grid[1]))
+    assert behaviour_of(model, grid[1])["predicted"] == first.behaviour[1]["predicted"]  # the crops of accuracy()
+    chunk = tmp_path / "chunk-00000001-00000002.pt"
+    part = load_part(chunk)
+    save_part(chunk, {k: v for k, v in part.items() if k not in ("behaviour", "tuning")})  # an older study's part
+    again = study(grid, out=tmp_path, steps=2, batch=8, progress=False)
+    assert again.behaviour[1]["predicted"] == first.behaviour[1]["predicted"]
+    assert again.tuning[1]["layer"] == first.tuning[1]["layer"] and torch.equal(again.kappa, first.kappa)
+    assert again.tuning[1]["fraction_tuned"] == pytest.approx(first.tuning[1]["fraction_tuned"])
+
+
+def lab_trials(result, k):
+    from insilico.behaviour import Trials
+
+    b = result.behaviour[k]
+    return Trials.from_predictions([f"crop{i}" for i in range(len(b["truth"]))], b["truth"], b["predicted"])
+
+
+def _trained(variant):
+    model, _ = train_variant(variant, steps=2, batch=8, progress=False)
+    return model, variant, training.accuracy(model, variant)

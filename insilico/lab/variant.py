@@ -5,7 +5,7 @@ element             options (fields of :class:`Variant`)
 =================== ===================================================================================
 architecture        ``architecture``: ``"minialex"`` or a BLT family member ``"b"``, ``"bl"``, ``"bt"``,
                     ``"blt"`` (:mod:`insilico.models`); ``width`` (factor on every layer's channels);
-                    ``timesteps`` (the recurrent depth of the BLT family)
+                    ``depth`` (layers of the BLT family); ``timesteps`` (its recurrent depth)
 input statistics    ``class_weights`` (relative frequency of each of the 16 photo classes), ``blur``
                     (Gaussian sigma in pixels of the 64-px crop), ``contrast`` (factor about each crop's
                     mean), ``clutter`` (fraction of crops with patches of other crops), ``size`` (input side)
@@ -63,6 +63,9 @@ class Variant(Options):
     width : float
         Factor on the channels of every layer (default 1: the bundled widths; ``MiniAlexNet(width=)``,
         ``BLTNet(width=)``).
+    depth : int, optional
+        Layers of a BLT-family network (default None: its 3; ``BLTNet(depth=)``); ``minialex`` has its own 5
+        convolutions and refuses another depth.
     timesteps : int
         Time steps of a BLT-family network (default 4; ignored by ``minialex``).
     class_weights : tuple of 16 floats, optional
@@ -90,6 +93,7 @@ class Variant(Options):
 
     architecture: str = "minialex"
     width: float = 1.0
+    depth: int | None = None
     timesteps: int = 4
     class_weights: tuple | None = None
     blur: float = 0.0
@@ -119,11 +123,25 @@ class Variant(Options):
                                 "size=64, or a BLT-family architecture for smaller inputs")
         if self.size < 16 or self.size % 16:
             raise InsilicoError(f"Variant(size={self.size}): the input side must be a multiple of 16, >= 16")
+        if self.depth is not None:
+            self._check_depth()
         scaled_width(1, self.width)  # refuses a width that is not a positive number, naming it
         if self.timesteps < 1 or self.lr <= 0 or self.sparsity < 0:
             raise InsilicoError(f"Variant: timesteps >= 1, lr > 0 and sparsity >= 0 needed; got timesteps="
                                 f"{self.timesteps}, lr={self.lr}, sparsity={self.sparsity}")
         return self
+
+    def _check_depth(self) -> None:
+        """A BLT-family depth of at least 1 whose top layer's map the input side halves into evenly."""
+        if self.architecture == "minialex":
+            raise InsilicoError(f"Variant(depth={self.depth!r}): minialex has its own 5 convolutions; depth is an "
+                                "option of the BLT family (architecture='b', 'bl', 'bt' or 'blt')")
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 1:
+            raise InsilicoError(f"Variant(depth={self.depth!r}): the number of layers must be an int >= 1")
+        if self.size % (4 * 2 ** (self.depth - 1)):
+            raise InsilicoError(f"Variant(depth={self.depth}, size={self.size}): {self.depth} layers halve a "
+                                f"{self.size}-px input's map (side / 4) {self.depth - 1} times; use a size that is a "
+                                f"multiple of {4 * 2 ** (self.depth - 1)}, or fewer layers")
 
     @property
     def name(self) -> str:
@@ -148,7 +166,8 @@ def build(variant: Variant, seed: int = 0) -> nn.Module:
     if variant.architecture == "minialex":
         model = MiniAlexNet(width=variant.width)
     else:
-        model = BLTNet(variant.architecture.upper(), timesteps=variant.timesteps, width=variant.width)
+        model = BLTNet(variant.architecture.upper(), timesteps=variant.timesteps, width=variant.width,
+                       depth=variant.depth or 3)
         model.input_size = (3, variant.size, variant.size)
     if variant.rule == "feedback_alignment":
         feedback_alignment(model, seed=seed)

@@ -168,6 +168,22 @@ def test_width_scales_every_layer_and_width_one_keeps_the_bundled_shapes(archite
         Variant(architecture=architecture, width=0)
 
 
+def test_depth_adds_blt_layers_and_is_refused_where_it_cannot_apply():
+    from insilico.lab import build
+
+    deep = build(Variant(architecture="bl", depth=4)).eval()
+    assert [layer.bottom_up.out_channels for layer in deep.layers] == [32, 64, 128, 256]
+    assert tuple(deep(torch.rand(2, 3, 64, 64)).shape) == (2, 16) and deep.layers[2].lateral is not None
+    shallow = build(Variant(architecture="bt", depth=1, size=16, timesteps=2)).eval()
+    assert len(shallow.layers) == 1 and shallow.layers[0].top_down is None  # nothing above the only layer
+    assert tuple(shallow(torch.rand(2, 3, 16, 16)).shape) == (2, 16)
+    assert Variant(architecture="bl", depth=4).name == "bl+depth4" and Variant().settings()["depth"] is None
+    with pytest.raises(InsilicoError, match="minialex has its own 5 convolutions"):
+        Variant(depth=4)
+    with pytest.raises(InsilicoError, match="multiple of 32, or fewer layers"):
+        Variant(architecture="bl", depth=4, size=48)
+
+
 # -- the study ----------------------------------------------------------------------------
 def test_the_study_resumes_from_its_folder_and_refuses_another_grid(tmp_path, monkeypatch):
     calls = []

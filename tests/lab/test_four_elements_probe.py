@@ -69,3 +69,24 @@ def test_a_grid_file_of_variants_and_its_shards_merge(tmp_path, capsys):
     assert main([*common, "--shard", "1/2"]) == 0
     assert main(["merge", str(out), "--quiet"]) == 0
     assert lab.StudyResult.load(out / "study.pt").names == ["b+timesteps1+size16", "b+timesteps1+blur1.0+size16"]
+
+
+def test_lab_help_and_a_malformed_variant_answer_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = """
+import contextlib, io, sys
+from insilico.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+    codes = [main(["lab", "--help"]), main(["lab", "study", "--help"]), main(["lab", "train", "--help"]),
+             main(["lab", "train", "--variant", "blur", "--out", "o"]), main(["lab", "study", "--grid", "no.json",
+                                                                             "--out", "o"])]
+assert codes == [0, 0, 0, 2, 2], codes
+assert "'blur' is not key=value" in err.getvalue() and "no such file: 'no.json'" in err.getvalue()
+print("torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

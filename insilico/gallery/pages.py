@@ -324,6 +324,22 @@ def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) 
     return (y0, y1, x0, x1) if y0 <= y1 and x0 <= x1 else None
 
 
+def attention_exemplars_html(c: int, d: dict) -> str:
+    """The exemplars of an attention head (``rows="attention"``, :func:`insilico.gallery.view.head_exemplar_pages`):
+    the photos, then the head's attention drawn over each, from the query patch where it responds most and from
+    the CLS token (the centre patch where the model has no prefix tokens)."""
+    cells = ", ".join(f"{escape(str(l))} ({a:.3g})" for l, a in zip(d["labels"], d["activations"]) if a is not None)
+    second = "the CLS token" if d.get("second_query") == 0 else f"the centre patch token ({d.get('second_query')})"
+    share = [v for v in d.get("prefix_share", []) if v is not None]
+    prefix = (f" The drawings leave out the attention on the CLS and register tokens (from the best patch: "
+              f"{min(share):.0%} to {max(share):.0%} of it)." if share and max(share) > 0 else "")
+    return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
+            "<p>Rows: the photos that drive the head most (the norm of its output at its best patch token), then "
+            f"the head's attention over the image patches (bright: attended), from that patch and from {second}."
+            f"{escape(prefix)}</p><div class=\"overlay wide\"><img class=\"px\" src=\"{c}/exemplars.png\" "
+            f"alt=\"exemplars and attention maps\"></div><p>{cells}</p>")
+
+
 def _past_the_edge(rf: dict | None, neurons, size) -> int:
     """How many of ``neurons`` have a receptive field reaching past the image's edge (into the zero padding)."""
     boxes = [rf_box_at(rf, n, size, clip=False) for n in neurons] if size else []
@@ -333,6 +349,8 @@ def _past_the_edge(rf: dict | None, neurons, size) -> int:
 def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=None, logit: bool = False) -> str:
     if d is None:
         return "<h2>Top exemplars</h2>" + _missing("exemplars")
+    if d.get("rows") == "attention":  # an attention head (gallery/view.py)
+        return attention_exemplars_html(c, d)
     cells = ", ".join(f"{escape(str(l))} ({a:.3g})" for l, a in zip(d["labels"], d["activations"]) if a is not None)
     img = f'<img class="px" src="{c}/exemplars.png" alt="exemplars, deconvolution and gradient maps">'
     size = (rf or {}).get("input_size") or input_size

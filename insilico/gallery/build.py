@@ -199,7 +199,7 @@ def render_site(work: Work, layers: list[str]) -> None:
     for layer in layers:
         shape = work.layer_shape(layer)
         channels = list(s.selection(work.n_units(layer)))
-        reading = work.view(layer).describe()  # how a token / channels-last layer's units are read
+        reading = work.view(layer).describe(layer)  # how token, channels-last, head, recurrent units are read
         if reading:
             described[layer] = {**described[layer], "text": f"{described[layer]['text']}. {reading[0].upper()}"
                                                             f"{reading[1:]}"}

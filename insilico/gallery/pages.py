@@ -238,6 +238,7 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
     rf = data.get("rf")
     sections = [_features_html(channel, data.get("features")),
                 _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"), logit=name is not None)]
+    sections.append(time_course_html(data.get("exemplars")))  # a recurrent layer's time steps, else ""
     if "tuning" in data or data.get("_spatial"):
         sections.append(_tuning_html(data.get("tuning"), ctx.get("input_size")))
         sections.append(_rf_html(channel, rf, ctx.get("input_size")))
@@ -322,6 +323,24 @@ def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) 
     y0, y1 = max(0.0, box[0] + dy), min(h - 1.0, box[1] + dy)
     x0, x1 = max(0.0, box[2] + dx), min(w - 1.0, box[3] + dx)
     return (y0, y1, x0, x1) if y0 <= y1 and x0 <= x1 else None
+
+
+def time_course_html(d: dict | None) -> str:
+    """A recurrent unit's time course (the exemplars stage's ``time_course``, :func:`insilico.gallery.view.add_time_course`):
+    its mean over the top exemplars at every time step, the layer's own step marked; "" for other layers."""
+    course = (d or {}).get("time_course")
+    if not course:
+        return ""
+    values = course["values"]
+    mean = [sum(row[t] for row in values) / len(values) for t in range(len(course["steps"]))]
+    step = course["step"]
+    curve = svg_curve(course["steps"], mean, "time step (call of the module in one forward pass)",
+                      "time course on the top exemplars", ylabel="response (activation)",
+                      mark=(step, f"step {step}: this page"), x_ticks=course["steps"])
+    table = "; ".join(f"step {t}: {m:.3g}" for t, m in zip(course["steps"], mean))
+    return (f"<h2>Time course</h2><p>The unit at every time step of the recurrent layer, mean over its "
+            f"{len(values)} top exemplars, each read at the position where it drives the unit most at step {step} "
+            f"(the step every other figure on this page shows).</p>{curve}<p>{escape(table)}</p>")
 
 
 def attention_exemplars_html(c: int, d: dict) -> str:

@@ -46,7 +46,7 @@ from ..plot import as_images, map_to_rgb, mosaic
 from ..session import session
 from ..units import Unit
 from .features import visualize
-from .view import LayerView, head_exemplar_pages, head_exemplars
+from .view import LayerView, add_time_course, head_exemplar_pages, head_exemplars
 from .settings import GallerySettings
 
 
@@ -140,8 +140,9 @@ class Work:
         if layer not in views:
             if "_plan" not in self.__dict__:
                 self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
-            shape = tuple(self.__dict__["_plan"].shape(Unit.coerce(layer, self.model)))
-            views[layer] = LayerView.read(self.model, layer, shape)
+            plan, unit = self.__dict__["_plan"], Unit.coerce(layer, self.model)
+            calls = None if unit.op else plan.count(unit.module)  # > 1: a recurrent layer's time steps
+            views[layer] = LayerView.read(self.model, layer, tuple(plan.shape(unit)), calls=calls)
         return views[layer]
 
     def n_units(self, layer: str) -> int:
@@ -272,7 +273,7 @@ def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
         pages.append({"k": k, "indices": found[i].indices.tolist(), "activations": _finite(found[i].activations),
                       "labels": [labels[j] for j in found[i].indices.tolist()], "n_stimuli": len(x),
                       "neurons": found[i].neurons})
-    return pages
+    return add_time_course(work, layer, channels, found, pages) if work.view(layer).calls else pages
 
 
 def tuning(work: Work, layer: str, channels: list[int]) -> list[dict]:

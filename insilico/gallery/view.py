@@ -62,19 +62,25 @@ class LayerView:
     grid : (rows, columns) or None
         The positions a unit is read over, as a map: ``(H, W)`` (maps, channels-last), the patch grid
         (tokens; a sequence of ``P`` patches that is no square grid: ``(P, 1)``), None for a vector.
+    calls : int or None
+        How many times the layer's module runs in one forward pass, when more than once (a recurrent
+        layer's time steps; the layer names one of them, ``"layers.1.lateral@2"``); else None.
     """
 
     shape: tuple
     layout: str
     prefix: int | None
     grid: tuple | None
+    calls: int | None = None
 
     @classmethod
-    def read(cls, model: nn.Module, layer: str | Unit, shape: tuple) -> LayerView:
+    def read(cls, model: nn.Module, layer: str | Unit, shape: tuple, calls: int | None = None) -> LayerView:
         """The view of ``layer``'s output ``shape`` (one sample) in ``model``, its layout by the layout rule
-        (:func:`insilico.layout.read_layout`: the module and the model's family decide)."""
+        (:func:`insilico.layout.read_layout`: the module and the model's family decide); ``calls`` the module's
+        calls per forward pass (kept when more than one)."""
         layout, prefix = read_layout(model, Unit.coerce(layer, model), tuple(shape))
-        return cls.of(str(layer), tuple(shape), layout, prefix)
+        view = cls.of(str(layer), tuple(shape), layout, prefix)
+        return dataclasses.replace(view, calls=calls) if calls is not None and calls > 1 else view
 
     @classmethod
     def of(cls, layer: str, shape: tuple, layout: str, prefix: int | None) -> LayerView:
@@ -157,8 +163,20 @@ class LayerView:
             return divmod(patch, self.grid[1]) if patch >= 0 else None
         return tuple(index[:2]) if self.layout == "channels_last" else tuple(index[1:3])
 
-    def describe(self) -> str:
-        """The reading, as the layer page states it."""
+    def describe(self, layer: str | None = None) -> str:
+        """The reading, as the layer page states it (``layer``: the address, for a recurrent layer's time step)."""
+        reading = self._reading()
+        if self.calls is None or layer is None:
+            return reading
+        step = Unit.parse(layer).step
+        step = step % self.calls if step is not None else self.calls - 1
+        when = (f"a unit is read at time step {step} of 0-{self.calls - 1} (the module's call {step + 1} of "
+                f"{self.calls} in one forward pass; every figure is at that step; the other steps are the layers "
+                f"{Unit.parse(layer).replace(step=0, index=None)} ... @{self.calls - 1}), and each unit page shows its "
+                "time course: the unit at every step on its top exemplars, where each drives it most at this step")
+        return f"{reading}; {when}" if reading else when
+
+    def _reading(self) -> str:
         if self.layout == "tokens":
             return ("a unit is feature d at the centre patch token (the patch at the image centre; the CLS "
                     "and register tokens excluded); exemplars rank its best patch token")
@@ -274,6 +292,61 @@ def head_exemplar_pages(work, layer: str, channels: list[int], found: list) -> l
     return pages
 
 
+def time_course(model: nn.Module, images: torch.Tensor, layer: str, view: LayerView, channels: list[int],
+                positions: list[int] | None) -> torch.Tensor:
+    """``(M, T)``: unit ``channels[m]`` of ``layer``'s module at each of its ``T`` calls (time steps) in one
+    forward pass on ``images[m]``, read at flat position ``positions[m]`` of :attr:`LayerView.grid`
+    (None: a layer without positions).
+
+    One forward pass with a Probe recording every call of the module (the record's ``steps``: ``(M, T, ...)``),
+    each step put on its map by :meth:`LayerView.as_map`.
+
+    Example
+    -------
+    >>> import insilico
+    >>> blt = insilico.models.load("blt")
+    >>> v = LayerView.read(blt, "layers.1.lateral@2", (64, 8, 8), calls=4)
+    >>> tuple(time_course(blt, torch.rand(2, 3, 64, 64), "layers.1.lateral@2", v, [3, 5], [0, 36]).shape)
+    (2, 4)
+    """
+    from ..probe import Probe
+    from ..session import session
+
+    every = Unit.parse(layer).replace(step=None, index=None)
+    with session(model) as s, Probe(model).record(every) as rec:
+        model(s.inputs(images))
+        steps = rec.steps(every).detach().float().cpu()                 # (M, T, *shape)
+    m, t = steps.shape[:2]
+    maps = view.as_map(steps.flatten(0, 1)).unflatten(0, (m, t))        # (M, T, units, *grid)
+    rows = torch.arange(m)
+    picked = maps[rows, :, torch.as_tensor(channels)]                   # (M, T, *grid)
+    if view.grid is None:
+        return picked
+    return picked.flatten(2)[rows, :, torch.as_tensor(positions)]
+
+
+def add_time_course(work, layer: str, channels: list[int], found: list, pages: list[dict]) -> list[dict]:
+    """The exemplars stage's records of a recurrent layer (``work.view(layer).calls``) with ``time_course``:
+    ``steps`` (0..T-1), ``step`` (the layer's) and ``values`` (per top exemplar, the unit at every step, read at
+    the position where the exemplar drives it most at the layer's step): :func:`time_course`."""
+    view = work.view(layer)
+    x = work.photos[0]
+    k = len(found[0].indices)
+    picked = [int(j) for e in found for j in e.indices.tolist()]
+    where = None
+    if view.grid is not None:
+        where = [sum(int(v) * w for v, w in zip(p, (view.grid[-1], 1)[-len(p):]))
+                 for e in found for p in e.positions.tolist()]
+    values = time_course(work.model, x[picked], layer, view, [c for c in channels for _ in range(k)], where)
+    step = Unit.parse(layer).step
+    step = step % view.calls if step is not None else view.calls - 1
+    for i, page in enumerate(pages):
+        course = values[i * k:(i + 1) * k]
+        page["time_course"] = {"steps": list(range(view.calls)), "step": step,
+                               "values": [[float(v) for v in row] for row in course.tolist()]}
+    return pages
+
+
 def _refused_part(layer: str, shape: tuple) -> str:
     """Why an attention part other than a module's ``:heads`` ``(heads, queries, head_dim)`` is no gallery layer."""
     module = Unit.parse(layer).module
@@ -286,4 +359,4 @@ def _refused_part(layer: str, shape: tuple) -> str:
             f"give that as the layer, or study '{layer}' with a Probe (record '{layer}') or insilico.attention_rollout")
 
 
-__all__ = ["LayerView", "attention_rows", "head_exemplar_pages", "head_exemplars"]
+__all__ = ["LayerView", "add_time_course", "attention_rows", "head_exemplar_pages", "head_exemplars", "time_course"]

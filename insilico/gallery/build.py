@@ -57,6 +57,29 @@ def discover_layers(model: nn.Module, size: int | tuple | None = None) -> list[s
                          layouts=("map", "channels_last", "tokens", "vector"))
 
 
+def zoo_layers(model: nn.Module, layers: list[str]) -> list[str]:
+    """``layers`` as ``model`` addresses them: a zoo model (:class:`insilico.models.zoo.ZooModel`) keeps its
+    network under ``net.`` beside ``normalize``, so a layer written as the zoo names it (``"layer1"``,
+    ``"blocks.3.attn:heads"``) is read as ``"net.layer1"`` where the model has no such module (its only reading);
+    the pages name the address read. Other models' layers are kept as written (an unknown one is refused later,
+    with close matches).
+
+    >>> import insilico
+    >>> zoo = insilico.models.load("torchvision:resnet18", weights=None)
+    >>> zoo_layers(zoo, ["layer1", "net.layer4", "layer2.0/add"])
+    ['net.layer1', 'net.layer4', 'net.layer2.0/add']
+    """
+    from ..models.zoo import ZooModel
+    from ..units import Unit
+
+    if not isinstance(model, ZooModel):
+        return list(layers)
+    names = {name for name, _ in model.named_modules()}
+    owners = [Unit.parse(layer).owner for layer in layers]
+    return [f"net.{layer}" if owner not in names and f"net.{owner}" in names else layer
+            for layer, owner in zip(layers, owners)]
+
+
 def input_shape(model: nn.Module) -> tuple:
     shape = getattr(model, "input_size", None)
     if shape is None:
@@ -133,7 +156,7 @@ def build(settings: GallerySettings, out: str | Path | Job, model: nn.Module | N
     root, shard = Path(job.path), job.shard
     _check_site(root, settings, model, shard, job.overwrite)
     work = Work(model, settings, root, input_shape(model), progress=False)  # the stages' own bars stay silent
-    layers = list(settings.layers or discover_layers(model, work.shape))
+    layers = zoo_layers(model, settings.layers) if settings.layers else discover_layers(model, work.shape)
     rank, world = rank_world(shard)
     mine = plan(work, layers)[rank::world]
     jobs = [(layer, stage, a, b) for layer, start, stop in mine for stage, (_, applies) in STAGES.items()
@@ -289,4 +312,5 @@ def write_units_csv(path: Path, rows: list[dict]) -> None:
     pages.write(path, text.getvalue())
 
 
-__all__ = ["UNIT_COLUMNS", "build", "discover_layers", "plan", "render_site", "unit_row", "write_units_csv"]
+__all__ = ["UNIT_COLUMNS", "build", "discover_layers", "plan", "render_site", "unit_row", "write_units_csv",
+           "zoo_layers"]

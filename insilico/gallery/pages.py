@@ -351,7 +351,11 @@ def attention_exemplars_html(c: int, d: dict) -> str:
     second = "the CLS token" if d.get("second_query") == 0 else f"the centre patch token ({d.get('second_query')})"
     share = [v for v in d.get("prefix_share", []) if v is not None]
     prefix = (f" The drawings leave out the attention on the CLS and register tokens (from the best patch: "
-              f"{min(share):.0%} to {max(share):.0%} of it)." if share and max(share) > 0 else "")
+              f"{min(share):.1%} to {max(share):.1%} of it)." if share and max(share) > 0 else "")
+    peak = [v for v in d.get("peak", []) if v is not None]
+    if peak:
+        prefix += (f" From the best patch, the most attended patch gets {min(peak):.3g} to {max(peak):.3g} times the "
+                   "mean patch's attention (1: uniform attention, a flat drawing).")
     return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
             "<p>Rows: the photos that drive the head most (the norm of its output at its best patch token), then "
             f"the head's attention over the image patches (bright: attended), from that patch and from {second}."

@@ -241,7 +241,8 @@ def attention_rows(model: nn.Module, images: torch.Tensor, layer: str, view: Lay
         ``"query"`` and ``"cls"``: ``(M, H, W, 3)`` arrays in [0, 1], attention from ``queries[m]`` and from
         token 0 (the CLS token; the centre patch token where the model has no prefix tokens, ``cls_query``);
         ``"prefix_share"``: ``(M,)`` the share of ``queries[m]``'s attention on the prefix tokens (not drawn);
-        ``"cls_query"``: the second query's token index.
+        ``"peak"``: ``(M,)`` its most attended patch's attention over the mean patch's (1: uniform, the drawing
+        then flat); ``"cls_query"``: the second query's token index.
     """
     from ..probe import Probe
     from ..session import session
@@ -254,7 +255,9 @@ def attention_rows(model: nn.Module, images: torch.Tensor, layer: str, view: Lay
         pattern = rec[weights].detach().float().cpu()                      # (M, heads, L, S)
     rows = torch.arange(len(images))
     picked = pattern[rows, torch.as_tensor(heads)]                         # (M, L, S)
-    out = {"prefix_share": picked[rows, torch.as_tensor(queries), :extra].sum(-1).numpy(), "cls_query": second}
+    query = picked[rows, torch.as_tensor(queries)]                         # (M, S)
+    out = {"prefix_share": query[:, :extra].sum(-1).numpy(), "cls_query": second,
+           "peak": (query[:, extra:].amax(-1) / query[:, extra:].mean(-1).clamp_min(1e-30)).numpy()}
     for name, query in (("query", torch.as_tensor(queries)), ("cls", torch.full((len(images),), second))):
         grid = picked[rows, query, extra:].reshape(len(images), 1, *view.grid)
         grid = grid / grid.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
@@ -269,7 +272,8 @@ def head_exemplar_pages(work, layer: str, channels: list[int], found: list) -> l
     per head its exemplars (:func:`head_exemplars`), each with the head's attention from its best query token
     and from the CLS token drawn over it (:func:`attention_rows`), saved as ``exemplars.png`` (three rows);
     the fields are the exemplars stage's, plus ``rows="attention"``, ``prefix_share`` (per exemplar, the best
-    query's attention on the CLS and register tokens, which the drawing leaves out) and ``second_query``."""
+    query's attention on the CLS and register tokens, which the drawing leaves out), ``peak`` (its most attended
+    patch over the mean patch) and ``second_query``."""
     import numpy as np
 
     from ..plot import as_images, mosaic
@@ -288,6 +292,7 @@ def head_exemplar_pages(work, layer: str, channels: list[int], found: list) -> l
                       "labels": [labels[j] for j in found[i].indices.tolist()], "n_stimuli": len(x),
                       "neurons": found[i].neurons, "rows": "attention",
                       "prefix_share": [float(v) for v in drawn["prefix_share"][part]],
+                      "peak": [float(v) for v in drawn["peak"][part]],
                       "second_query": int(drawn["cls_query"])})
     return pages
 

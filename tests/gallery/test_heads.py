@@ -143,6 +143,7 @@ def test_attention_rows_draw_the_heads_attention_over_the_patches():
             shown = torch.from_numpy(drawn[name][m])[::8, ::8, 0]   # one pixel per 8-px patch
             assert torch.allclose(shown, expected, atol=1e-5)
         assert drawn["prefix_share"][m] == pytest.approx(float(w[m, h, q, 0]), abs=1e-6)
+        assert drawn["peak"][m] == pytest.approx(float(w[m, h, q, 1:].max() / w[m, h, q, 1:].mean()), rel=1e-5)
 
 
 def test_blt_layer_at_a_time_step_with_its_time_course(tmp_path):

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
 from ..identity import check, job_identity
-from ..layers import choose_layers, example_input, image_size, renamed
+from ..layers import attention_modules, choose_layers, example_input, image_size, renamed
 from ..options import Job
 from ..registry import register_tool
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, read_identity, start_over, write_json
@@ -46,15 +46,26 @@ from .stages import STAGES, Work, slug
 
 @renamed(shape="size")
 def discover_layers(model: nn.Module, size: int | tuple | None = None) -> list[str]:
-    """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``).
+    """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``);
+    and the heads of every attention module with per-head parts that runs once (``"blocks.3.attn:heads"``), after
+    its own layers.
 
     The layer chooser's ``"conv_linear"`` kind (:func:`insilico.layers.choose_layers`)
     on a grey image of ``size`` (read by :func:`insilico.layers.image_size`; default ``model.input_size``),
     with outputs the gallery has units in (:class:`~insilico.gallery.view.LayerView`): maps, channels-last
-    stages, token layers and vectors.
+    stages, token layers and vectors; the attention modules are those the registry knows with the layout
+    ``"heads"`` (:func:`insilico.layers.attention_modules`; windowed attention has no head units).
     """
-    return choose_layers(model, example_input(model, image_size(model, size)), kind="conv_linear", step="last",
-                         layouts=("map", "channels_last", "tokens", "vector"))
+    from ..probe import Probe
+    from ..units import Unit
+
+    survey = Probe(model).survey(example_input(model, image_size(model, size)))
+    layers = choose_layers(model, survey, kind="conv_linear", step="last",
+                           layouts=("map", "channels_last", "tokens", "vector"))
+    heads = [f"{name}:heads" for name, layout in attention_modules(model).items()
+             if layout == "heads" and survey.count(name) == 1]
+    rank = {name: i for i, name in enumerate(survey.modules())}  # call order (a module ends after its children)
+    return sorted(layers + heads, key=lambda layer: rank[Unit.parse(layer).module])
 
 
 def zoo_layers(model: nn.Module, layers: list[str]) -> list[str]:

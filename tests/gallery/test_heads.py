@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import insilico
-from insilico.gallery import GallerySettings, build
+from insilico.gallery import GallerySettings, build, discover_layers
 from insilico.gallery.stages import Work
 from insilico.gallery.view import LayerView, attention_rows, time_course
 
@@ -201,3 +201,11 @@ def test_windowed_and_weight_parts_are_refused_with_the_fix():
         LayerView.of("blocks.1.attn:weights", (3, 17, 17), "heads", 1)
     with pytest.raises(InsilicoError, match=r"attends within windows .*give the module's output 'layers.0.attn'"):
         LayerView.of("layers.0.attn:heads", (3, 4, 49, 8), "heads", None)
+
+
+def test_discovered_layers_include_each_attention_modules_heads_after_its_layers():
+    layers = discover_layers(tiny_timm_vit())
+    assert layers[:5] == ["patch_embed.proj", "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.attn:heads",
+                          "blocks.0.mlp.fc1"]
+    assert layers.count("blocks.1.attn:heads") == 1 and layers[-1] == "head"
+    assert not any(":heads" in layer for layer in discover_layers(insilico.models.load("blt")))

@@ -176,6 +176,7 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
     (:func:`.describe.describe_layers`); ``classes``: class names of an output
     layer's units (shown under their tiles). Without ``rows`` only the grid is drawn.
     """
+    from ..units import Unit
     from . import summary
     from .methods import methods_html
 
@@ -189,7 +190,8 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
     top = summary.layer_summary(rows, tunings, image_size) if rows else ""
     table = summary.unit_table(rows, columns) if rows else ""
     spatial = any(t for t in tunings) or any(r.get("responsive") is not None for r in rows or [])
-    methods = methods_html(spatial, bool(classes), next((t for t in tunings if t), None), image_size)
+    methods = methods_html(spatial, bool(classes), next((t for t in tunings if t), None), image_size,
+                           heads=Unit.parse(layer).part == "heads")  # attention heads (gallery/view.py)
     body = (f'<nav><a href="../index.html">{escape(title)}</a> / {escape(layer)} &nbsp; '
             f'<a href="../model.html">model vs brain</a> &nbsp; <a href="{escape(layer_slug)}.html#methods">methods</a></nav>'
             f"<h1>{escape(layer)}</h1>"

@@ -102,6 +102,8 @@ def test_head_pages_name_the_head_and_the_centre_token(vit_site):
     root, *_ = vit_site
     layer_page = text(root / "layers" / "blocks.1.attn_heads.html")
     assert "attention head h" in layer_page and "centre patch token" in layer_page and "CLS" in layer_page
+    methods = layer_page.split("How each unit page is made")[1]
+    assert "attention pattern" in methods and "deconvolution" not in methods
     unit_page = text(root / "units" / "blocks.1.attn_heads" / "1.html")
     assert "blocks.1.attn:heads[1]" in unit_page and "the head's attention over the image patches" in unit_page
     assert "deconvolution" not in unit_page.split("Top 3 exemplars")[1].split("Lesion")[0]

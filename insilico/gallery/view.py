@@ -41,6 +41,7 @@ from ..errors import InsilicoError
 from ..layers import at_centre
 from ..layers.families import family_at
 from ..layout import channel_index, patch_grid, prefix_count, read_layout
+from ..objectives import Objective
 from ..units import Unit
 
 
@@ -189,6 +190,34 @@ class LayerView:
                     "the head's attention from that token and from the CLS token (the centre patch token where "
                     "the model has none) is drawn over the image; heads have no tuning curves or RF maps")
         return ""
+
+
+class HeadNorm(Objective):
+    """Per sample: the norm of head ``head``'s output at patch query ``position`` (flat on the patch grid; default
+    the centre patch), :meth:`LayerView.as_map`'s rule, as an :class:`insilico.objectives.Objective`, so that
+    :func:`insilico.maximize` can drive a head (``Objective.stack`` of one per image) by the value its page shows.
+
+    Example
+    -------
+    >>> import torch
+    >>> view = LayerView.of("attn:heads", (2, 5, 4), "heads", None)       # 2 heads, CLS + 2 x 2 queries
+    >>> out = torch.zeros(1, 2, 5, 4); out[0, 1, 4] = torch.tensor([3.0, 4.0, 0.0, 0.0])
+    >>> HeadNorm("attn:heads", view, 1)({"attn:heads": out}).tolist()   # centre patch (1, 1): token 4
+    [5.0]
+    """
+
+    def __init__(self, layer: str, view: LayerView, head: int, position: int | None = None):
+        if view.layout != "heads":
+            raise InsilicoError(f"HeadNorm reads an attention module's ':heads', not {layer} ({view.layout})")
+        self.layer, self.view, self.head = Unit.parse(layer).replace(index=None), view, int(head)
+        self.position = (view.grid[0] // 2) * view.grid[1] + view.grid[1] // 2 if position is None else int(position)
+        self.units = (self.layer,)
+
+    def forward(self, acts, images):
+        return self.view.as_map(acts.whole(self.layer))[:, self.head].flatten(1)[:, self.position]
+
+    def __repr__(self) -> str:
+        return f"HeadNorm({str(self.layer)!r}, head={self.head}, position={self.position})"
 
 
 def head_exemplars(model: nn.Module, stimuli, layer: str, view: LayerView, heads: list[int], k: int,
@@ -364,4 +393,4 @@ def _refused_part(layer: str, shape: tuple) -> str:
             f"give that as the layer, or study '{layer}' with a Probe (record '{layer}') or insilico.attention_rollout")
 
 
-__all__ = ["LayerView", "add_time_course", "attention_rows", "head_exemplar_pages", "head_exemplars", "time_course"]
+__all__ = ["HeadNorm", "LayerView", "add_time_course", "attention_rows", "head_exemplar_pages", "head_exemplars", "time_course"]

@@ -211,3 +211,20 @@ def test_discovered_layers_include_each_attention_modules_heads_after_its_layers
                           "blocks.0.mlp.fc1"]
     assert layers.count("blocks.1.attn:heads") == 1 and layers[-1] == "head"
     assert not any(":heads" in layer for layer in discover_layers(insilico.models.load("blt")))
+
+
+def test_head_norm_objective_drives_a_head_by_the_value_its_page_shows():
+    """HeadNorm (for insilico.maximize) reads the norm map the gallery ranks by; maximizing it raises it."""
+    from insilico.gallery.view import HeadNorm
+    from insilico.objectives import Objective
+
+    model = tiny_timm_vit()
+    view = LayerView.read(model, HEADS, (3, 17, 64))
+    objective = Objective.stack([HeadNorm(HEADS, view, 0), HeadNorm(HEADS, view, 2, position=5)])
+    x = torch.rand(2, 3, 32, 32)
+    norms = head_norms(model, x)                                  # (N, heads, 16)
+    assert torch.allclose(objective.evaluate(model, x), torch.stack([norms[0, 0, 10], norms[1, 2, 5]]), atol=1e-5)
+    found = insilico.maximize(model, objective, steps=8, progress=False, seed=0)
+    reached = objective.evaluate(model, found.images)
+    random = Objective.stack([HeadNorm(HEADS, view, 0)] * 16).evaluate(model, torch.rand(16, 3, 32, 32))
+    assert reached[0] > random.max()

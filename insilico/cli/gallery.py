@@ -31,7 +31,9 @@ def _gallery(sub) -> None:
     b.add_argument("--weights", type=weights_file, default=None,
                    help="state_dict for a --model spec or zoo model, or 'random' (random weights)")
     b.add_argument("--layers", type=_layers, default=None,
-                   help="comma-separated layers (default: every conv and linear layer)")
+                   help="comma-separated layers: module paths ('layer1'; a zoo model's may leave out 'net.'), "
+                        "'PATH@T' for time step T of a recurrent layer, 'PATH:heads' for the heads of an attention "
+                        "module (default: every conv and linear layer, and the heads of every attention module)")
     b.add_argument("--units", type=positive_int, default=None, help="only the first N units of each layer")
     b.add_argument("--unit-range", type=unit_range, default=None, help="only units START:STOP of each layer")
     b.add_argument("--steps", type=positive_int, default=None, help=f"maximization steps ({default('steps')})")

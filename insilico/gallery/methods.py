@@ -58,6 +58,17 @@ def _exemplars(logit: bool) -> str:
                "list, whatever class the model predicts for them." if logit else "") + "</p>")
 
 
+def _head_exemplars() -> str:
+    return ("<p>A head's value at a query token is the Euclidean norm of its output there (its context vector before "
+            "the output projection); exemplars are the photos where its best patch query reaches the largest norm "
+            "(best first). Under each photo, the head's attention pattern (the softmax weights over the keys, rows "
+            "summing to 1) from that best patch query, then from the CLS token (the centre patch where the model has "
+            "no prefix tokens), over the image patches only: each pixel's brightness is its patch's attention over "
+            "the row's largest (0.1 + 0.9 a / max a, nearest-neighbour upsampling, one block per patch), so "
+            "uniform attention draws a flat image; the page gives how peaked it is and the share left on the CLS "
+            "and register tokens, which have no place on the image.</p>")
+
+
 def _tuning(tuning: dict, input_size: int | None) -> str:
     reduce = {"max": "the maximum", "mean": "the mean", "f1": "the first harmonic"}.get(
         tuning.get("phase_reduce", "max"), "the maximum")
@@ -100,11 +111,13 @@ def _lesion() -> str:
 
 
 def methods_html(spatial: bool, logit: bool = False, tuning: dict | None = None, input_size: int | None = None,
-                 lesion: bool = True) -> str:
+                 lesion: bool = True, heads: bool = False) -> str:
     """The layer page's method section (HTML): features, exemplars, and for ``spatial`` layers tuning and RF,
     then lesions; ``logit``: the units are an output layer's logits; ``tuning``: one unit's tuning record (its
-    ``phase_reduce`` and ``margin``); ``input_size``: the model's input width (pixels)."""
-    parts = [("features", "Feature visualization", _features()), ("exemplars", "Top exemplars", _exemplars(logit))]
+    ``phase_reduce`` and ``margin``); ``input_size``: the model's input width (pixels); ``heads``: the units are
+    attention heads (their exemplars show attention maps, :func:`_head_exemplars`)."""
+    exemplars = _head_exemplars() if heads else _exemplars(logit)
+    parts = [("features", "Feature visualization", _features()), ("exemplars", "Top exemplars", exemplars)]
     if spatial:
         parts += [("tuning", "Tuning to gratings", _tuning(tuning or {}, input_size)), ("rf", "Receptive field", _rf())]
     if lesion:

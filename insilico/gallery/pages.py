@@ -176,6 +176,7 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
     (:func:`.describe.describe_layers`); ``classes``: class names of an output
     layer's units (shown under their tiles). Without ``rows`` only the grid is drawn.
     """
+    from ..units import Unit
     from . import summary
     from .methods import methods_html
 
@@ -189,7 +190,8 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
     top = summary.layer_summary(rows, tunings, image_size) if rows else ""
     table = summary.unit_table(rows, columns) if rows else ""
     spatial = any(t for t in tunings) or any(r.get("responsive") is not None for r in rows or [])
-    methods = methods_html(spatial, bool(classes), next((t for t in tunings if t), None), image_size)
+    methods = methods_html(spatial, bool(classes), next((t for t in tunings if t), None), image_size,
+                           heads=Unit.parse(layer).part == "heads")  # attention heads (gallery/view.py)
     body = (f'<nav><a href="../index.html">{escape(title)}</a> / {escape(layer)} &nbsp; '
             f'<a href="../model.html">model vs brain</a> &nbsp; <a href="{escape(layer_slug)}.html#methods">methods</a></nav>'
             f"<h1>{escape(layer)}</h1>"
@@ -255,7 +257,8 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
     head += _silent_note(data)
     rf = data.get("rf")
     sections = [("features", _features_html(channel, data.get("features"), data.get("tuning"))),
-                ("exemplars", _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size")))]
+                ("exemplars", _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"))
+                 + time_course_html(data.get("exemplars")))]  # a recurrent layer's time course, else ""
     if "tuning" in data or data.get("_spatial"):
         sections.append(("tuning", _tuning_html(data.get("tuning"))))
         sections.append(("rf", _rf_html(channel, rf, ctx.get("input_size"))))
@@ -366,6 +369,44 @@ def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) 
     return (y0, y1, x0, x1) if y0 <= y1 and x0 <= x1 else None
 
 
+def time_course_html(d: dict | None) -> str:
+    """A recurrent unit's time course (the exemplars stage's ``time_course``, :func:`insilico.gallery.view.add_time_course`):
+    its mean over the top exemplars at every time step, the layer's own step marked; "" for other layers."""
+    course = (d or {}).get("time_course")
+    if not course:
+        return ""
+    values = course["values"]
+    mean = [sum(row[t] for row in values) / len(values) for t in range(len(course["steps"]))]
+    step = course["step"]
+    curve = svg_curve(course["steps"], mean, "time step (call of the module in one forward pass)",
+                      "time course on the top exemplars", ylabel="response (activation)",
+                      mark=(step, f"step {step}: this page"), x_ticks=course["steps"])
+    table = "; ".join(f"step {t}: {m:.3g}" for t, m in zip(course["steps"], mean))
+    return (f"<h2>Time course</h2><p>The unit at every time step of the recurrent layer, mean over its "
+            f"{len(values)} top exemplars, each read at the position where it drives the unit most at step {step} "
+            f"(the step every other figure on this page shows).</p>{curve}<p>{escape(table)}</p>")
+
+
+def attention_exemplars_html(c: int, d: dict) -> str:
+    """The exemplars of an attention head (``rows="attention"``, :func:`insilico.gallery.view.head_exemplar_pages`):
+    the photos, then the head's attention drawn over each, from the query patch where it responds most and from
+    the CLS token (the centre patch where the model has no prefix tokens)."""
+    cells = ", ".join(f"{escape(str(l))} ({a:.3g})" for l, a in zip(d["labels"], d["activations"]) if a is not None)
+    second = "the CLS token" if d.get("second_query") == 0 else f"the centre patch token ({d.get('second_query')})"
+    share = [v for v in d.get("prefix_share", []) if v is not None]
+    prefix = (f" The drawings leave out the attention on the CLS and register tokens (from the best patch: "
+              f"{min(share):.1%} to {max(share):.1%} of it)." if share and max(share) > 0 else "")
+    peak = [v for v in d.get("peak", []) if v is not None]
+    if peak:
+        prefix += (f" From the best patch, the most attended patch gets {min(peak):.3g} to {max(peak):.3g} times the "
+                   "mean patch's attention (1: uniform attention, a flat drawing).")
+    return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
+            "<p>Rows: the photos that drive the head most (the norm of its output at its best patch token), then "
+            f"the head's attention over the image patches (bright: attended), from that patch and from {second}."
+            f"{escape(prefix)}</p><div class=\"overlay wide\">{_img(f'{c}/exemplars.png', 'exemplars and attention maps')}"
+            f"</div><p>{cells}</p>")
+
+
 def _past_the_edge(rf: dict | None, neurons, size) -> int:
     """How many of ``neurons`` have a receptive field reaching past the image's edge (into the zero padding)."""
     boxes = [rf_box_at(rf, n, size, clip=False) for n in neurons] if size else []
@@ -375,6 +416,8 @@ def _past_the_edge(rf: dict | None, neurons, size) -> int:
 def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=None) -> str:
     if d is None:
         return "<h2>Top exemplars</h2>" + _missing("exemplars")
+    if d.get("rows") == "attention":  # an attention head (gallery/view.py)
+        return attention_exemplars_html(c, d)
     cells = ", ".join(f"{escape(str(l))} ({a:.3g})" for l, a in zip(d["labels"], d["activations"]) if a is not None)
     img = _img(f"{c}/exemplars.png", "exemplars, deconvolution and gradient maps")
     size = (rf or {}).get("input_size") or input_size

@@ -34,7 +34,10 @@ class GallerySettings:
     name : str, optional
         Title of the site (default: the model).
     layers : list of str, optional
-        Unit addresses of whole layers (default: every Conv2d and Linear module).
+        Unit addresses of whole layers (default: every Conv2d and Linear module, and the heads of every attention
+        module): ``"PATH@T"`` is time step ``T`` of a recurrent layer (its pages add each unit's time course),
+        ``"PATH:heads"`` the heads of an attention module (one unit per head,
+        :class:`~insilico.gallery.view.LayerView`); a zoo model's paths may leave out its ``net.``.
     units : int, optional
         Only the first ``units`` units of each layer (default: all).
     unit_range : (start, stop), optional

@@ -46,7 +46,7 @@ from ..plot import as_images, map_to_rgb, mosaic
 from ..session import session
 from ..units import Unit
 from .features import visualize
-from .view import LayerView
+from .view import LayerView, add_time_course, head_exemplar_pages, head_exemplars
 from .settings import GallerySettings
 
 
@@ -118,10 +118,11 @@ class Work:
         cache = self.__dict__.setdefault("_top", {})
         key = (layer, tuple(channels))
         if key not in cache:
-            x = self.photos[0]
-            units = [str(self.view(layer).channel(layer, c)) for c in channels]
+            x, view, k = self.photos[0], self.view(layer), min(self.settings.exemplars, len(self.photos[0]))
+            units = [str(view.channel(layer, c)) for c in channels]
             cache.clear()  # one chunk at a time: the stages of a chunk run together
-            cache[key] = top_exemplars(self.model, x, units, k=min(self.settings.exemplars, len(x)), progress=False)
+            cache[key] = (head_exemplars(self.model, x, layer, view, channels, k) if view.layout == "heads" else
+                          top_exemplars(self.model, x, units, k=k, progress=False))
         return cache[key]
 
     def layer_shape(self, layer: str) -> tuple:
@@ -140,8 +141,9 @@ class Work:
         if layer not in views:
             if "_plan" not in self.__dict__:
                 self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
-            shape = tuple(self.__dict__["_plan"].shape(Unit.coerce(layer, self.model)))
-            views[layer] = LayerView.read(self.model, layer, shape)
+            plan, unit = self.__dict__["_plan"], Unit.coerce(layer, self.model)
+            calls = None if unit.op else plan.count(unit.module)  # > 1: a recurrent layer's time steps
+            views[layer] = LayerView.read(self.model, layer, tuple(plan.shape(unit)), calls=calls)
         return views[layer]
 
     def n_units(self, layer: str) -> int:
@@ -261,6 +263,8 @@ def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
     x, labels = work.photos
     k = min(work.settings.exemplars, len(x))
     found = work.top_exemplars(layer, channels)
+    if work.view(layer).layout == "heads":  # attention heads: their attention patterns instead of projections
+        return head_exemplar_pages(work, layer, channels, found)
     deconv = project_exemplars(work.model, x, found, method="deconv", crop=False, progress=False)
     grads = project_exemplars(work.model, x, found, method="gradient", crop=False, progress=False)
     pages = []
@@ -271,7 +275,7 @@ def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
         pages.append({"k": k, "indices": found[i].indices.tolist(), "activations": _finite(found[i].activations),
                       "labels": [labels[j] for j in found[i].indices.tolist()], "n_stimuli": len(x),
                       "neurons": found[i].neurons})
-    return pages
+    return add_time_course(work, layer, channels, found, pages) if work.view(layer).calls else pages
 
 
 def tuning(work: Work, layer: str, channels: list[int]) -> list[dict]:

@@ -98,8 +98,7 @@ def _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, prog
         base_pred = scores.argmax(-1).numpy()
         base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
         axis, n_channels = _channels(plan, unit)
-        if groups is None:
-            groups = [[c] for c in range(n_channels)]
+        groups = _groups(groups, n_channels, unit)
         groups = [[int(c) for c in g] for g in groups]
         accuracy, class_accuracy, changed, correct = [], [], [], []
         for group in tqdm(groups, desc=f"lesion {unit}", disable=not progress, leave=False):
@@ -120,6 +119,18 @@ def _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, prog
                 class_accuracy=np.array(class_accuracy).reshape(len(groups), n_classes), baseline=np.array(base_acc),
                 baseline_class=base_class, changed=np.array(changed),
                 correct=np.array(correct, dtype=bool).reshape(len(groups), len(y)), baseline_correct=base_pred == y)
+
+
+def _groups(groups, n_channels: int, unit: Unit) -> list:
+    """The groups of channels to lesion: as given, one per channel (None) or consecutive runs of ``groups`` channels
+    (an int >= 1; the last run may be shorter)."""
+    if groups is None:
+        return [[c] for c in range(n_channels)]
+    if isinstance(groups, (int, np.integer)) and not isinstance(groups, bool):
+        if groups < 1:
+            raise InsilicoError(f"groups={groups}: a group size must be at least 1 (channels of {unit} lesioned together)")
+        return [list(range(s, min(s + int(groups), n_channels))) for s in range(0, n_channels, int(groups))]
+    return groups
 
 
 def _class_means(correct: np.ndarray, y: np.ndarray, n_classes: int, keep: np.ndarray | None = None) -> np.ndarray:
@@ -168,7 +179,7 @@ def lesion_sweep(
     layer: str | Unit,
     stimuli: Any,
     labels: Any = None,
-    groups: Sequence[Sequence[int]] | None = None,
+    groups: Sequence[Sequence[int]] | int | None = None,
     mode: str = "zero",
     classes: Sequence[str] | None = None,
     output: str | None = None,
@@ -201,8 +212,9 @@ def lesion_sweep(
         model's outputs by name when the model names its classes (``classes`` or ``model.classes``),
         else in the folder's order, when the model has exactly as many outputs as the folder classes
         (otherwise refused: :func:`insilico.stimuli.labels.stimulus_labels`).
-    groups : list of lists of int, optional
-        Channels lesioned together; default one group per channel. An empty
+    groups : list of lists of int, or int, optional
+        Channels lesioned together; default one group per channel; an int ``g``: consecutive runs of ``g``
+        channels (``[0..g-1], [g..2g-1], ...``, the last may be shorter). An empty
         group is the intact model. A channel is read from the layer's layout: a conv map's axis 0, a token
         layer's feature (every token's), a channels-last stage's last axis (every position's).
     mode : {"zero", "mean"}

@@ -69,7 +69,8 @@ class GallerySettings:
         the first ``16 * lesion_per_class`` files without classes (one bar per output unit).
     orientations, phases, rf_images : int
         Tuning gratings (orientations over 180 deg, phases; 6 or more phases let the phase-reliability
-        criterion apply) and white-noise images per RF map.
+        criterion apply) and white-noise images per RF map (None: :func:`insilico.experiments.receptive_field`'s
+        default, 64 doubled until the size's standard error is within 10% of the size).
     colour_gratings : bool
         Also show red-green and blue-yellow gratings (3-channel models): each unit is tuned on the colour
         axis that drives it most (:func:`insilico.experiments.orientation_tuning`, ``colours=``).
@@ -97,7 +98,7 @@ class GallerySettings:
     lesion_per_class: int = 2
     orientations: int = 12
     phases: int = 8
-    rf_images: int = 4
+    rf_images: int | None = None
     colour_gratings: bool = True
     chunk: int = 256
     seed: int = 0
@@ -130,7 +131,7 @@ class GallerySettings:
     def check(self) -> None:
         """Fail early, with the fix, on values that cannot work."""
         for key in ("steps", "diverse", "exemplars", "per_class", "lesion_per_class", "chunk", "rf_images"):
-            if int(getattr(self, key)) < 1:
+            if getattr(self, key) is not None and int(getattr(self, key)) < 1:  # rf_images None: the tool's default
                 raise InsilicoError(f"gallery setting {key} must be at least 1, not {getattr(self, key)}")
         for key in ("settle", "stretch_steps"):
             if int(getattr(self, key)) < 0:

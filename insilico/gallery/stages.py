@@ -13,8 +13,8 @@ exemplars    top exemplars (:func:`insilico.top_exemplars`) with deconvolution
              projections and gradient maps (:func:`insilico.project_exemplars`)
 tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_tuning`: the unit
              after its nonlinearity, blank baseline, responsiveness), spatial layers
-rf           receptive-field map from gradients on white noise
-             (:func:`insilico.gradient_map`, :class:`~insilico.experiments.RFResult`), spatial layers
+rf           receptive-field map from gradients on white noise (:func:`insilico.experiments.receptive_field`'s
+             gradient method, batched over units), spatial layers
 lesion       per-class effect of silencing the unit (:meth:`insilico.Probe.stimulate`
              with a per-sample gain of 0, many lesions per forward pass), on the
              bundled photos or the user's labelled folder (:func:`_lesion_measure`)
@@ -332,26 +332,24 @@ def _physiology(result, i: int) -> dict:
 
 
 def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[dict]:
-    from .. import stimuli
-    from ..experiments import RFResult
-    from ..attribution.gradients import gradient_map
+    """The linear (gradient) footprint of each unit's centre neuron on white noise: :func:`insilico.experiments.
+    receptive_field`'s gradient method, batched over the chunk's units
+    (:func:`~insilico.experiments.receptive_fields.gradient_fields`: one backward pass per ``batch`` (unit,
+    image) pairs), with ``settings.rf_images`` images (None: the tool's default, doubled from 64 until the size's
+    standard error is within 10% of the size) and the size's standard error ``size_se``."""
+    from ..experiments.receptive_fields import gradient_fields
 
-    m, view = work.settings.rf_images, work.view(layer)
+    view = work.view(layer)
     centre = [g // 2 for g in view.grid]  # the centre rule on the grid (tokens: the centre patch)
-    noise = stimuli.white_noise(size=work.shape[-1], n=m, seed=work.settings.seed, channels=work.shape[0]).images
-    neurons = [view.neuron(work.model, layer, c) for c in channels for _ in range(m)]
-    images = noise.repeat(len(channels), 1, 1, 1)
-    maps = as_numpy(torch.cat([gradient_map(work.model, images[i:i + batch], neurons[i:i + batch]).cpu()
-                               for i in range(0, len(images), batch)])).reshape(len(channels), m, *work.shape)
+    neurons = [view.neuron(work.model, layer, c) for c in channels]
+    found = gradient_fields(work.model, neurons, work.shape, 0.1, work.settings.rf_images, work.settings.seed,
+                            batch_size=batch)
     pages = []
-    for i, c in enumerate(channels):
-        signed, settings = maps[i].sum(1).mean(0), {"unit": str(neurons[i * m]), "method": "gradient"}
-        found = (RFResult.from_gradient_maps(maps[i], 0.1, settings) if m >= 2 else  # with its size's SE
-                 RFResult.from_map(np.abs(maps[i]).sum(1).mean(0), signed, 0.1, settings))
-        work.save_png(layer, c, "rf", as_images(map_to_rgb(signed[None, None])[0])[0])
-        pages.append({"neuron": str(neurons[i * m]), "size": _number(found.size), "size_se": _number(found.size_se),
-                      "center": _finite(found.center),
-                      "box": _finite(found.box), "map_center": list(centre), "stride": map_stride(work, layer),
+    for c, neuron, field in zip(channels, neurons, found):
+        work.save_png(layer, c, "rf", as_images(map_to_rgb(field.signed_map[None, None])[0])[0])
+        pages.append({"neuron": str(neuron), "size": _number(field.size), "size_se": _number(field.size_se),
+                      "n_images": int(field.settings["n_images"]), "center": _finite(field.center),
+                      "box": _finite(field.box), "map_center": list(centre), "stride": map_stride(work, layer),
                       "input_size": list(work.shape[1:]),
                       **({} if view.layout == "map" else {"layout": view.layout, "shape": list(view.shape),
                                                             "prefix": view.prefix})})

@@ -1,0 +1,70 @@
+"""A gallery stage is a call of a public tool (issue 26, item 3): on small models its records equal the tool's
+results, so a fix in a tool is a fix in the gallery."""
+import numpy as np
+import pytest
+import torch
+
+from contract_tools import make_model
+from insilico.experiments import receptive_field
+from insilico.experiments.receptive_fields import gradient_fields
+from insilico.gallery.settings import GallerySettings
+from insilico.gallery.stages import Work, rf
+from insilico.units import Unit
+
+
+def same(record, value) -> bool:
+    """A record's number (None for NaN) equals the tool's value."""
+    if record is None or not np.isfinite(record):
+        return not np.isfinite(value)
+    return record == pytest.approx(value)
+
+
+def work_for(net, tmp_path, **settings):
+    return Work(net, GallerySettings(model="tiny", **settings), tmp_path, tuple(net.input_size))
+
+
+@pytest.mark.parametrize("kind,layer", [("mixed", "2"), ("resnet18", "layer1")])
+def test_the_rf_stage_is_receptive_field_gradient_per_unit(kind, layer, tmp_path):
+    net, _ = make_model(kind)
+    pages = rf(work_for(net, tmp_path, rf_images=6), layer, [0, 3, 5], batch=7)  # chunks cut across units
+    for c, page in zip([0, 3, 5], pages):
+        tool = receptive_field(net, f"{layer}[{c}]", method="gradient", n_images=6)
+        assert page["neuron"] == tool.settings["neuron"] and page["n_images"] == 6
+        assert same(page["size"], tool.size) and same(page["size_se"], tool.size_se)
+        assert all(same(a, b) for a, b in zip(page["box"] + page["center"], list(tool.box) + list(tool.center)))
+        assert (tmp_path / "units" / layer / str(c) / "rf.png").exists()
+
+
+def test_the_rf_stage_takes_the_tools_adaptive_default(tmp_path):
+    """rf_images None: the tool's own image count (64, doubled while the size's SE is above 10% of the size)."""
+    net, _ = make_model("mixed")
+    page, = rf(work_for(net, tmp_path, rf_images=None), "2", [1])
+    tool = receptive_field(net, "2[1]", method="gradient")
+    assert page["n_images"] == tool.settings["n_images"] >= 64
+    assert same(page["size"], tool.size) and same(page["size_se"], tool.size_se)
+
+
+def test_gradient_fields_batched_equal_one_at_a_time_and_the_maps_formula():
+    """Any chunking of (unit, image) pairs gives each neuron the result of its own call; the running sums give
+    what the stored maps give (RFResult.from_gradient_maps)."""
+    from insilico import gradient_map, stimuli
+    from insilico.experiments import RFResult
+
+    net, _ = make_model("mixed")
+    neurons = [Unit.parse(f"2[{c},6,6]") for c in range(4)] + [Unit.parse("5[2,4,4]")]
+    together = gradient_fields(net, neurons, (3, 16, 16), n_images=5, batch_size=3)
+    for neuron, found in zip(neurons, together):
+        alone, = gradient_fields(net, [neuron], (3, 16, 16), n_images=5, batch_size=256)
+        np.testing.assert_allclose(found.signed_map, alone.signed_map, rtol=1e-5, atol=1e-7)
+        assert same(found.size, alone.size) and same(found.size_se, alone.size_se)
+        noise = stimuli.white_noise(size=16, n=5, seed=0, channels=3).images
+        maps = gradient_map(net, noise, neuron, progress=False).numpy()
+        direct = RFResult.from_gradient_maps(maps, 0.1, {})
+        np.testing.assert_allclose(found.map, direct.map, rtol=1e-5, atol=1e-7)
+        assert same(found.size, direct.size) and same(found.size_se, direct.size_se)
+
+
+def test_one_image_gives_a_size_without_standard_error():
+    net, _ = make_model("mixed")
+    found, = gradient_fields(net, [Unit.parse("0[0,6,6]")], (3, 16, 16), n_images=1)  # a conv: never silent
+    assert np.isfinite(found.size) and np.isnan(found.size_se)

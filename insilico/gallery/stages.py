@@ -15,9 +15,9 @@ tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_
              after its nonlinearity, blank baseline, responsiveness), spatial layers
 rf           receptive-field map from gradients on white noise (:func:`insilico.experiments.receptive_field`'s
              gradient method, batched over units), spatial layers
-lesion       per-class effect of silencing the unit (:meth:`insilico.Probe.stimulate`
-             with a per-sample gain of 0, many lesions per forward pass), on the
-             bundled photos or the user's labelled folder (:func:`_lesion_measure`)
+lesion       per-class effect of silencing the unit (:func:`insilico.experiments.lesion_sweep`, many
+             lesions per forward pass), on the bundled photos or the user's labelled folder
+             (:func:`_lesion_measure`)
 ============ =================================================================
 
 Any architecture: a unit is a channel of a map ``(C, H, W)`` or of a channels-last
@@ -40,10 +40,8 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError
-from ..performance import as_numpy
 from ..layers import example_input
 from ..plot import as_images, map_to_rgb, mosaic
-from ..session import session
 from ..units import Unit
 from .features import visualize
 from .view import LayerView
@@ -393,31 +391,18 @@ def _wiring_shift(work: Work, layer: str, view: LayerView) -> list | None:
 
 def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> list[dict]:
     """Each unit silenced (set to 0 at every position: a channel over its map, a feature at every token) on
-    :attr:`Work.lesion_set`, many lesions per forward pass; the change of the output probabilities, summarised
-    by :func:`_lesion_measure` (per class of the labels, or per output unit)."""
-    from ..probe import Probe
+    :attr:`Work.lesion_set` by :func:`insilico.experiments.lesion_sweep` (one group per unit, many lesions per
+    forward pass); the change of the output probabilities it records, summarised by :func:`_lesion_measure`
+    (per class of the labels, or per output unit)."""
+    from ..evaluate import predict
+    from ..experiments import lesion_sweep
 
     x, y, names = work.lesion_set
-    probe = Probe(work.model)
-    device = probe.device
-    x = x.to(device, probe.dtype)
-    n, view = len(x), work.view(layer)
-    with session(work.model):
-        base = torch.softmax(work.model(x).float(), -1).cpu()
-    measure = _lesion_measure(work.model, base, y, names)
-    per = max(1, batch // n)
-    effects = []
-    for start in range(0, len(channels), per):
-        group = channels[start:start + per]
-        size, where = [len(group)] + [1] * len(view.shape), [torch.arange(len(group))] + [0] * len(view.shape)
-        size[1 + _unit_axis(view)], where[1 + _unit_axis(view)] = view.n_units, torch.tensor(group)
-        gain = torch.ones(size, device=device, dtype=probe.dtype)
-        gain[tuple(where)] = 0.0
-        with session(work.model), probe.stimulate(layer, gain=gain.repeat_interleave(n, 0)):
-            prob = torch.softmax(work.model(x.repeat(len(group), *[1] * (x.ndim - 1))).float(), -1).cpu()
-        effects.extend(measure["effects"](prob.view(len(group), n, -1) - base))
-    record = {k: v for k, v in measure.items() if k != "effects"}
-    return [{**record, **effect, "n_stimuli": n} for effect in effects]
+    measure = _lesion_measure(work.model, int(predict(work.model, x[:1]).shape[-1]), y, names)
+    found = lesion_sweep(work.model, layer, x, measure.pop("labels"), groups=[[c] for c in channels], n_boot=0,
+                         batch_size=batch, progress=False)
+    effects = measure.pop("effects")(found)
+    return [{**measure, **effect, "n_stimuli": len(x)} for effect in effects]
 
 
 def _unit_axis(view: LayerView) -> int:
@@ -425,8 +410,9 @@ def _unit_axis(view: LayerView) -> int:
     return len(view.shape) - 1 if view.layout in ("channels_last", "tokens") else 0
 
 
-def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None, names: list | None) -> dict:
-    """What a lesion's change of probabilities ``(G, N, K)`` is summarised by, and the page's words for it.
+def _lesion_measure(model: nn.Module, k: int, y: torch.Tensor | None, names: list | None) -> dict:
+    """Which labels :func:`~insilico.experiments.lesion_sweep` scores the lesions against, what of its
+    :class:`~insilico.experiments.LesionResult` a unit's panel shows, and the page's words for it; ``k`` outputs.
 
     - The bundled photos (``names`` None): the model's classes; per class the mean change of the true class's
       probability over its own stimuli where the model has one output per photo class (``labelled``), else of
@@ -440,17 +426,17 @@ def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None
     - Files without labels: per output unit, the mean change over all images (each unit's 32 largest |changes|
       where there are more outputs, ``most``).
 
-    Returns ``labelled``, ``measure`` (``"true class"``, ``"decision"``, ``"outputs"``; absent for the bundled
-    photos) and ``effects``: a function ``(G, N, K) change -> G dicts`` of ``classes`` and
-    ``probability_change`` (one value per class shown).
+    Returns ``labels`` (for the sweep), ``labelled``, ``measure`` (``"true class"``, ``"decision"``,
+    ``"outputs"``; absent for the bundled photos) and ``effects``: a function ``LesionResult -> G dicts`` of
+    ``classes`` and ``probability_change`` (one value per class shown).
     """
     from ..stimuli.labels import check_outputs, stimulus_labels
 
-    k = base.shape[1]
     if names is None and y is not None:  # the bundled photos: today's rule, unchanged
         classes = list(getattr(model, "classes", [str(i) for i in range(k)]))
         labelled = k == int(y.max()) + 1 == len(classes)
-        return {"labelled": labelled, "effects": lambda change: _shown(classes, _class_effects(change, y, labelled))}
+        return {"labels": y if labelled else "decision", "labelled": labelled,
+                "effects": lambda found: _shown(classes, found.probability_effect if labelled else found.output_effect)}
     if y is None:
         return _per_output(model, k)
     from types import SimpleNamespace
@@ -460,17 +446,15 @@ def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None
         if not by_name:
             check_outputs(names, k)
     except InsilicoError:  # classes the model's outputs are not: the change of the intact model's decision
-        decision = base.argmax(1)
-        return {"labelled": True, "measure": "decision",
-                "effects": lambda change: _shown(names, _decision_effects(change, decision, y, len(names)))}
+        return {"labels": "decision", "labelled": True, "measure": "decision",
+                "effects": lambda found: _shown(names, found.probability_change(y, len(names)))}
     true = torch.as_tensor(mapped)
     shown = sorted(set(true.tolist()))
-    return {"labelled": True, "measure": "true class",
-            "effects": lambda change: _shown([named[i] for i in shown],
-                                             [e[shown] for e in _class_effects(change, true, True)])}
+    return {"labels": true, "labelled": True, "measure": "true class",
+            "effects": lambda found: _shown([named[i] for i in shown], found.probability_effect[:, shown])}
 
 
-def _shown(classes: list, values: list) -> list[dict]:
+def _shown(classes: list, values) -> list[dict]:
     return [{"classes": [str(c) for c in classes], "probability_change": _finite(v)} for v in values]
 
 
@@ -479,33 +463,15 @@ def _per_output(model: nn.Module, k: int, most: int = 32) -> dict:
     of more than ``most`` outputs, each unit's ``most`` largest |changes| (in the outputs' order)."""
     names = [str(c) for c in getattr(model, "classes", range(k))]
 
-    def effects(change):
+    def effects(found) -> list[dict]:
         out = []
-        for mean in change.mean(1):
-            keep = sorted(torch.argsort(mean.abs(), descending=True, stable=True)[:most].tolist())
+        for mean in found.output_effect:
+            keep = sorted(np.argsort(-np.abs(mean), kind="stable")[:most].tolist())
             out.append({"classes": [names[i] for i in keep], "probability_change": _finite(mean[keep])})
         return out
 
-    return {"labelled": False, "measure": "outputs", "most": most if k > most else None, "effects": effects}
-
-
-def _decision_effects(change: torch.Tensor, decision: torch.Tensor, y: torch.Tensor, n_classes: int) -> list:
-    """Per lesion (G, N, K) -> (n_classes,): the mean change of the probability of the intact model's choice
-    on each image, over the images of each folder class."""
-    chosen = change.gather(2, decision.view(1, -1, 1).expand(len(change), -1, 1))[..., 0]   # (G, N)
-    member = torch.nn.functional.one_hot(y, n_classes).float()                                 # (N, n)
-    return list((chosen @ member / member.sum(0).clamp_min(1)).numpy())
-
-
-def _class_effects(change: torch.Tensor, y: torch.Tensor, labelled: bool) -> list[np.ndarray]:
-    """Per lesion (G, N, K) -> (K,): mean change of each class's probability over its own stimuli (labelled)
-    or over all stimuli."""
-    if not labelled:
-        return list(change.mean(1).numpy())
-    k = change.shape[-1]
-    member = torch.nn.functional.one_hot(y, k).float()            # (N, K)
-    own = (change * member).sum(1) / member.sum(0).clamp_min(1)    # (G, K)
-    return list(own.numpy())
+    return {"labels": "decision", "labelled": False, "measure": "outputs", "most": most if k > most else None,
+            "effects": effects}
 
 
 def spatial(work: Work, layer: str) -> bool:

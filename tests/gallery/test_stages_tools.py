@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from contract_tools import make_model
-from insilico.experiments import receptive_field
+from insilico.experiments import lesion_sweep, receptive_field
 from insilico.experiments.receptive_fields import gradient_fields
 from insilico.gallery.settings import GallerySettings
 from insilico.gallery.stages import Work, rf
@@ -68,3 +68,29 @@ def test_one_image_gives_a_size_without_standard_error():
     net, _ = make_model("mixed")
     found, = gradient_fields(net, [Unit.parse("0[0,6,6]")], (3, 16, 16), n_images=1)  # a conv: never silent
     assert np.isfinite(found.size) and np.isnan(found.size_se)
+
+
+def test_the_lesion_stage_is_lesion_sweep_per_unit(tmp_path):
+    """The bundled photos' rule on a model with one output per class: per class, the mean change of the true
+    class's probability over its own stimuli, as lesion_sweep records it; each unit as if lesioned alone."""
+    from insilico.gallery.stages import lesion
+
+    net, _ = make_model("mixed")                       # 4 outputs
+    work = work_for(net, tmp_path, lesion_per_class=1)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 3, 16, 16, generator=g), torch.arange(12) % 4
+    net.classes = [f"c{k}" for k in range(4)]
+    work.__dict__["lesion_set"] = (x, y, None)
+    pages = lesion(work, "2", [1, 4, 6], batch=24)      # 2 lesions per forward pass
+    for c, page in zip([1, 4, 6], pages):
+        alone = lesion_sweep(net, "2", x, y, groups=[[c]], n_boot=0, progress=False)
+        assert page["classes"] == ["c0", "c1", "c2", "c3"] and page["labelled"] and page["n_stimuli"] == 12
+        np.testing.assert_allclose(page["probability_change"], alone.probability_effect[0], atol=1e-6)
+        # and the sweep's own numbers: the softmax of the lesioned model's scores, by hand
+        with torch.no_grad():
+            base = torch.softmax(net.eval()(x).double(), 1)
+            hook = net[2].register_forward_hook(lambda m, i, o: o.index_fill(1, torch.tensor([c]), 0.0))
+            lesioned = torch.softmax(net(x).double(), 1)
+            hook.remove()
+        own = (lesioned - base)[torch.arange(12), y]
+        np.testing.assert_allclose(page["probability_change"], [own[y == k].mean() for k in range(4)], atol=1e-6)

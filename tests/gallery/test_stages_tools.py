@@ -94,3 +94,37 @@ def test_the_lesion_stage_is_lesion_sweep_per_unit(tmp_path):
             hook.remove()
         own = (lesioned - base)[torch.arange(12), y]
         np.testing.assert_allclose(page["probability_change"], [own[y == k].mean() for k in range(4)], atol=1e-6)
+
+
+def test_the_features_images_are_maximize_s(tmp_path):
+    """visualize is two calls of insilico.maximize: its diverse images are maximize's (d per unit, the diversity
+    term within each unit's images, settled), its inhibiting images maximize(negative=True)'s, and a unit's
+    images do not depend on the chunk it is in."""
+    from insilico import maximize
+    from insilico.gallery.features import visualize
+
+    net, _ = make_model("mixed")
+    knobs = dict(steps=4, settle=2, lr=0.1)
+    out = visualize(net, "2", [1, 6], (3, 16, 16), diverse=2, diversity=0.5, seed=3, progress=False, **knobs)
+    neurons = ["2[1,7,7]", "2[6,7,7]"]                 # the centre neuron of each channel (a 14 x 14 map)
+    loop = dict(steps=4, lr=0.1, transforms_until=2, keep="best", seed=3, progress=False, size=(3, 16, 16))
+    up = maximize(net, neurons, images_per_unit=2, diversity=0.5, diversity_layer="2", batch_size=4, **loop)
+    down = maximize(net, neurons, negative=True, **loop)
+    for u in range(2):
+        mine = {tuple(img.flatten()[:8].tolist()) for img in out["diverse"][u]}
+        assert mine == {tuple(img.flatten()[:8].tolist()) for img in up.images[2 * u:2 * u + 2]}
+    torch.testing.assert_close(out["inhibiting"], down.images)
+    alone = visualize(net, "2", [6], (3, 16, 16), diverse=2, diversity=0.5, seed=3, progress=False, **knobs)
+    torch.testing.assert_close(alone["diverse"][0], out["diverse"][1], atol=1e-5, rtol=1e-4)
+
+
+def test_a_stretched_exemplar_is_maximize_from_the_exemplar():
+    from insilico import maximize
+    from insilico.gallery.features import stretch
+
+    net, _ = make_model("mixed")
+    photos = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.8 + 0.1
+    images = stretch(net, Unit.parse("2"), [0, 5], photos, [15, 116], steps=3, lr=0.05)   # (1, 1) and (8, 4)
+    tool = maximize(net, ["2[0,1,1]", "2[5,8,4]"], size=(3, 16, 16), init=photos, steps=3, lr=0.05, transforms=None,
+                    keep="best", progress=False)
+    torch.testing.assert_close(images, tool.images)

@@ -216,8 +216,7 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size
         "inhibiting_value": _activations(model, layer, down.images, ids, ["min"] * n, as_map),
     }
     if exemplars is not None:
-        out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, loop.lr,
-                                 progress, as_map)
+        out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, loop.lr, progress)
         out["stretched_value"] = _activations(model, layer, out["stretched"], ids, ["max"] * n, as_map)
     return out
 
@@ -248,11 +247,10 @@ def _neurons(model: nn.Module, layer: Unit, channels: Sequence[int], size: Seque
 
 
 def stretch(model: nn.Module, layer: Unit, channels: Sequence[int], exemplars: torch.Tensor,
-            positions: Sequence[int] | None, steps: int, lr: float, progress: bool = False,
-            as_map: Callable | None = None) -> torch.Tensor:
+            positions: Sequence[int] | None, steps: int, lr: float, progress: bool = False) -> torch.Tensor:
     """Stretched exemplars (n, C, H, W): :func:`insilico.maximize` started from the exemplars, ``steps`` steps on
     each unit's neuron at ``positions`` (flat map index; default the centre), without transforms, each its best
-    iterate (the exemplar itself when no step beats it). ``as_map`` is accepted for compatibility and unused."""
+    iterate (the exemplar itself when no step beats it)."""
     from ..design.maximize import maximize
 
     layer = Unit.coerce(layer).replace(index=None)

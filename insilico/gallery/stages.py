@@ -8,7 +8,8 @@ library's tools; nothing here re-implements them:
 ============ =================================================================
 stage        what, with which tool
 ============ =================================================================
-features     maximizing / diverse / inhibiting images and stretched exemplars (:mod:`.features`)
+features     maximizing / diverse / inhibiting images and stretched exemplars (:func:`insilico.maximize`,
+             batched over the chunk's units, through :func:`.features.visualize`)
 exemplars    top exemplars (:func:`insilico.top_exemplars`) with deconvolution
              projections and gradient maps (:func:`insilico.project_exemplars`)
 tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_tuning`: the unit

@@ -35,6 +35,8 @@ named channels):
     (``settings["n_images"]`` is the number used, ``settings["se_reached"]``
     whether the target was met); an int ``n_images`` uses exactly that many.
     A linear unit has the same gradient for every image: its ``size_se`` is 0.
+    :func:`gradient_fields` is the same measurement batched over many neurons (one backward pass per chunk of
+    (neuron, image) pairs; the gallery's RF panels call it).
 ``"sparse_noise"``
     Reverse correlation with sparse noise (:func:`insilico.stimuli.sparse_noise`):
     the ON map is the mean response when a light dot covers a pixel minus the

@@ -95,6 +95,10 @@ def _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, prog
             check_outputs(check, n_classes)
         base_pred = scores.argmax(-1).numpy()
         y = base_pred if y is None else y
+        if len(y) and (y.min() < 0 or y.max() >= n_classes):
+            raise InsilicoError(f"lesion labels run from {y.min()} to {y.max()}, but the class scores of "
+                                f"{output or 'the model'} have {n_classes} entries: give each stimulus the index of its "
+                                f"class among the model's outputs (or labels='decision')")
         base = _summary(scores, y)
         axis, n_channels = _channels(plan, unit)
         groups = [[int(c) for c in g] for g in _groups(groups, n_channels, unit)]

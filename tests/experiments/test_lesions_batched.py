@@ -101,3 +101,9 @@ def test_normalised_effect_has_a_bootstrap_interval_around_it():
     assert floor.tolist() == [False, False, True] and np.all(np.isnan(ci[:, floor]))
     joined = type(res).concat([res, res])                      # kept through concatenation
     np.testing.assert_array_equal(joined.normalised_interval[:3], ci)
+
+
+def test_labels_outside_the_outputs_are_refused_naming_the_count():
+    net, x = small_net(), torch.rand(6, 6)
+    with pytest.raises(InsilicoError, match="3 entries"):
+        lesion_sweep(net, "1", raw(x), [0, 1, 2, 3, 0, 1], n_boot=0, progress=False)

@@ -49,7 +49,7 @@ class GallerySettings:
         transforms, keeping the best iterate (so it drives the unit at least as much as the exemplar); it is
         the page's maximizing image where the image from noise falls short of the exemplar. 0: none.
     diverse : int
-        Images per unit that maximize it; one plainly, the others pushed apart from each other by a
+        Images per unit that maximize it (:func:`insilico.maximize`), pushed apart from each other by a
         Gram-matrix diversity term of weight ``diversity``; the one that drives the unit most is shown as
         the maximizing image, the others as the diverse set.
     exemplars : int

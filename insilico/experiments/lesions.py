@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InsilicoError
+from ..errors import InsilicoError, UnitError
 from ..evaluate import predict
 from ..jsonfiles import to_json
 from ..layers import unit_layout
@@ -184,6 +184,10 @@ def _groups(groups, n_channels: int, unit: Unit) -> list:
         if groups < 1:
             raise InsilicoError(f"groups={groups}: a group size must be at least 1 (channels of {unit} lesioned together)")
         return [list(range(s, min(s + int(groups), n_channels))) for s in range(0, n_channels, int(groups))]
+    outside = sorted({int(c) for g in groups for c in g if not -n_channels <= int(c) < n_channels})
+    if outside:
+        raise UnitError(f"channel(s) {outside} of groups= are out of range for {unit}, which has {n_channels} "
+                        f"channels (0..{n_channels - 1})")
     return groups
 
 

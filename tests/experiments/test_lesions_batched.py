@@ -107,3 +107,11 @@ def test_labels_outside_the_outputs_are_refused_naming_the_count():
     net, x = small_net(), torch.rand(6, 6)
     with pytest.raises(InsilicoError, match="3 entries"):
         lesion_sweep(net, "1", raw(x), [0, 1, 2, 3, 0, 1], n_boot=0, progress=False)
+
+
+def test_a_channel_out_of_range_is_refused_before_any_forward():
+    from insilico.errors import UnitError
+
+    net, x = small_net(), torch.rand(6, 6)
+    with pytest.raises(UnitError, match=r"\[9\] of groups= are out of range for 1, which has 7 channels"):
+        lesion_sweep(net, "1", raw(x), [0, 1, 2, 0, 1, 2], groups=[[1], [9]], n_boot=0, progress=False)

@@ -54,7 +54,7 @@ from ..statistics import LEVEL, correlation, interval, resample_within, rng_for,
 
 #: Where each layout keeps its channels (:mod:`insilico.layout`): a map's axis 0, a token layer's features (its
 #: last axis), a channels-last stage's last axis, a vector's entries.
-_CHANNEL_AXIS = {"map": 0, "vector": 0, "tokens": -1, "channels_last": -1}
+_CHANNEL_AXIS = {"map": 0, "vector": 0, "tokens": -1, "channels_last": -1, "heads": 0}
 
 
 def _channels(plan: Plan, layer: Unit) -> tuple[int, int]:

@@ -203,8 +203,9 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size
     as_map = map_reader(model, layer)
     neurons = _neurons(model, layer, channels, shape)
     n = len(channels)
+    diversity_layer = layer.module if layer.part == "heads" else str(layer)  # heads: diversity on the attention module
     up = maximize(model, neurons, size=shape, images_per_unit=d, seed=seed, batch_size=n * d, progress=progress,
-                  options=loop, diversity=float(diversity) if d > 1 else 0.0, diversity_layer=str(layer))
+                  options=loop, diversity=float(diversity) if d > 1 else 0.0, diversity_layer=diversity_layer)
     down = maximize(model, neurons, size=shape, seed=seed, batch_size=n, progress=progress, options=loop,
                     negative=True)
     ids = torch.tensor(channels)
@@ -231,6 +232,11 @@ def _neurons(model: nn.Module, layer: Unit, channels: Sequence[int], size: Seque
 
     shape = tuple(Plan(model, example_input(model, tuple(size))).shape(layer))
     view = LayerView.read(model, layer, shape)
+    if view.layout == "heads":  # attention heads: the norm of a head's output at a patch query (gallery/view.py)
+        from ..objectives import Objective
+        from .view import HeadNorm
+        return Objective.stack([HeadNorm(str(layer), view, c, p) for c, p in
+                                zip(channels, positions if positions is not None else [None] * len(channels))])
     if positions is None or view.grid is None:
         return [view.neuron(model, str(layer), c) for c in channels]
     out = []

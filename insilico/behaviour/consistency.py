@@ -100,6 +100,11 @@ def _trials(observer, what: str) -> Trials:
         if correct.ndim == 1 and len(correct) and np.isin(correct, (0, 1)).all():  # correctness, images by position
             return Trials.from_predictions([str(k) for k in range(len(correct))], ["right"] * len(correct),
                                            ["right" if c else "wrong" for c in correct], name=what)
+        if correct.ndim == 1 and len(correct):  # an array, but not of correctness: say what is in it
+            odd = [v.item() for v in np.unique(correct[~np.isin(correct, (0, 1))])[:3]]
+            raise InsilicoError(f"{what} holds {len(correct)} values that are not all 0/1 (e.g. {odd}): give a 1-D "
+                                "array of trial-wise correctness (predicted == label, as 0/1 or booleans; no NaN: "
+                                "drop missing trials from both observers), or Trials.from_predictions(...)")
     raise InsilicoError(f"{what} must be an observer's Trials (read_trials(path), Trials.from_predictions(...)), a "
                         "result with .trials() (behaviour.confusion(model, ...)) or a 1-D array of trial-wise "
                         f"correctness (0/1, images by position), not {type(observer).__name__}")

@@ -87,6 +87,14 @@ def test_arrays_of_trial_wise_correctness_are_observers_matched_by_position():
     assert error_consistency(torch.tensor(b), a, n_boot=0).value == pytest.approx(_kappa(a, b), abs=1e-12)
 
 
+def test_an_array_that_is_not_correctness_is_refused_with_what_it_holds():
+    """Class predictions or NaN-marked missing trials are arrays too: the refusal names the values, not the type."""
+    with pytest.raises(InsilicoError, match=r"'?a'? holds 4 values that are not all 0/1 \(e.g. \[nan\]\).*no NaN"):
+        error_consistency(np.array([1.0, np.nan, 0.0, 1.0]), [1, 0, 0, 1], n_boot=0)
+    with pytest.raises(InsilicoError, match=r"holds 3 values that are not all 0/1 \(e.g. \[2, 5\]\).*predicted == label"):
+        error_consistency([1, 0, 1], np.array([2, 0, 5]), n_boot=0)
+
+
 def test_error_consistency_is_one_for_identical_and_zero_for_independent_observers():
     a = [1, 1, 0, 0, 1, 0, 1, 1]
     assert error_consistency(_observer(a, "a"), _observer(a, "b"), n_boot=0).value == 1.0

@@ -48,7 +48,7 @@ from ..results import Result
 from ..seeding import content_key, derive_seed, generator
 from ..plot.images import new_axes
 from ..statistics import bootstrap
-from .trials import class_indices
+from .trials import class_indices, observer_labels
 
 #: The parameters :func:`degrade` varies, what a level means, and the levels used by default.
 PARAMETERS = {
@@ -267,7 +267,7 @@ def _fit(levels, correct, chance, criterion, n_boot, seed):
 def psychometric(
     model: nn.Module,
     images: Any,
-    labels: Any,
+    labels: Any = None,
     parameter: str = "contrast",
     levels: Sequence[float] | None = None,
     criterion: float | None = None,
@@ -285,7 +285,9 @@ def psychometric(
         A classifier (its output, or the unit ``output``, holds class scores (N, K)).
     images : tensor (N, C, H, W) in [0, 1], StimulusSet or Dataset
         Held in memory (they are degraded level by level).
-    labels : (N,) ints
+    labels : (N,) ints, optional
+        The true class of each image (an index of the model's outputs); default the labels the images carry (a
+        folder's classes), matched to the model's outputs as :func:`insilico.behaviour.confusion` does.
     parameter : {"contrast", "noise", "gaussian", "occlusion"}
         What is varied (:data:`PARAMETERS`, :func:`degrade`).
     levels : list of float, optional
@@ -318,7 +320,8 @@ def psychometric(
         scores = [predict(model, degrade(x, parameter, v, seed), batch_size=batch_size, output=output, plan=plan,
                           progress=progress, desc=f"{parameter} {v:g}") for v in levels]
     k = int(scores[0].shape[-1])
-    y = torch.from_numpy(class_indices(labels, len(x), k))
+    y, _ = observer_labels(source, model, labels, None, k)
+    y = torch.from_numpy(class_indices(labels, len(x), k) if y is None else y)  # refuses no labels
     chance = 1.0 / k
     if criterion is not None and not chance < criterion < 1:
         raise InsilicoError(f"criterion must lie between chance ({chance:.3g}) and 1, got {criterion}")

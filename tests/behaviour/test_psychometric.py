@@ -72,6 +72,28 @@ def test_a_bundled_model_end_to_end_and_a_lesion_as_a_psychometric_shift(tmp_pat
     assert len(set(lesioned.accuracy.tolist())) == 1  # flat: every level gives the same answers
 
 
+class _Brightness(torch.nn.Module):
+    """Class 0 'dark' when the image's mean is below grey, class 1 'light' above: right at every contrast > 0."""
+
+    def forward(self, x):
+        m = x.mean((1, 2, 3)) - 0.5
+        return torch.stack([-m, m], -1)
+
+
+def test_a_labelled_folder_gives_its_classes_matched_by_name(tmp_path):
+    """Before: labels= was required, a folder's own classes were refused."""
+    skimage = pytest.importorskip("skimage.io")
+    for name, value in [("dark/a.png", 20), ("dark/b.png", 60), ("light/c.png", 200), ("light/d.png", 240)]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        skimage.imsave(tmp_path / name, np.full((4, 4, 3), value, np.uint8), check_contrast=False)
+    model = _Brightness()
+    res = psychometric(model, str(tmp_path), parameter="contrast", levels=[0.25, 0.5, 1.0], n_boot=0, progress=False)
+    assert res.correct.all()                      # the folder's order is the model's outputs (2 of each)
+    model.classes = ["light", "dark"]             # now output 0 means 'light': every answer is wrong
+    res = psychometric(model, str(tmp_path), parameter="contrast", levels=[0.25, 0.5, 1.0], n_boot=0, progress=False)
+    assert not res.correct.any()
+
+
 def test_refusals():
     x, y = torch.rand(4, 3, 8, 8), [0, 1, 0, 1]
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))

@@ -116,3 +116,22 @@ def test_time_bins_and_bad_inputs_are_named(tmp_path):
     (tmp_path / "bad.nc").write_bytes(b"not netcdf")
     with pytest.raises(SavedFileError, match="cannot read neural data"):
         read_neural(tmp_path / "bad.nc")
+
+
+def test_nan_in_neural_data_is_refused_where_it_lies():
+    """One missing value: rdm, fit_predictor and RidgeCV name how many and which rows (stimuli) and columns
+    (neuroids) hold it (before: 'contain NaN or inf', nowhere)."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(10, 4))
+    values[6, 2] = np.nan
+    da = xarray.DataArray(values, dims=("presentation", "neuroid"),
+                          coords={"stimulus_id": ("presentation", [f"s{i}" for i in range(10)])})
+    neural = read_neural(da)
+    where = r"1 NaN or inf value \(rows \[6\], columns \[2\] of shape \(10, 4\)\)"
+    with pytest.raises(InsilicoError, match="the responses contain " + where):
+        rdm(neural)
+    x = insilico.pixels.raw(torch.as_tensor(rng.normal(size=(10, 3)), dtype=torch.float32))
+    with pytest.raises(InsilicoError, match="the responses contain " + where):
+        fit_predictor(nn.Linear(3, 3), x, neural, "", progress=False)
+    with pytest.raises(InsilicoError, match="the data contain " + where):
+        insilico.encoding.RidgeCV(alphas=[1.0], cv=2).fit(rng.normal(size=(10, 3)), values)

@@ -358,6 +358,12 @@ def image_consistency(a, b, n_splits: int = 20, n_boot: int = 1000, seed: int | 
     rel = [1.0 if t.deterministic else _reliability(*c, len(ids), image_class, n_splits, g, t.name)
            for t, c in zip((a, b), coded)]
     x, y = (_i1n(*c, len(ids), image_class) for c in coded)
+    for t, v in zip((a, b), (x, y)):
+        if np.ptp(v) == 0:  # the correlation would be 0/0: NaN, silently
+            raise InsilicoError(f"observer {t.name!r} is no harder on one image than on another of its class (its "
+                                "i1n is the same for every image: each class's images answered alike, e.g. one "
+                                "class for all), so image consistency is undefined; compare error_consistency, or "
+                                "an observer that discriminates")
     scale = math.sqrt(rel[0] * rel[1]) if rel[0] > 0 and rel[1] > 0 else float("nan")
     raw = float(np.corrcoef(x, y)[0, 1])
     low, high = bootstrap(lambda i: np.corrcoef(x[i], y[i])[0, 1] / scale, len(ids), n_boot, seed, ci)

@@ -150,6 +150,17 @@ def test_image_consistency_of_an_observer_with_itself_is_one_and_with_a_shuffled
     assert abs(other.value) < 0.35 and same.low < same.value < same.high
 
 
+def test_image_consistency_of_an_observer_answering_each_class_alike_is_refused_not_nan():
+    """A model that answers one class for every image has the same i1n on every image: the correlation is 0/0
+    (before: a NaN result with a NaN interval and numpy's RuntimeWarning)."""
+    ids, truth = [f"im{i}" for i in range(8)], ["x", "y"] * 4
+    flat = Trials.from_predictions(ids, truth, ["x"] * 8, name="flat")
+    varied = Trials.from_predictions(ids, truth, ["x", "y", "y", "y", "x", "x", "x", "y"], name="varied")
+    with pytest.raises(InsilicoError, match="observer 'flat' is no harder on one image than on another"):
+        image_consistency(varied, flat, n_boot=0)
+    assert np.isfinite(image_consistency(varied, varied, n_boot=0).value)
+
+
 def test_image_consistency_needs_repeats_of_a_person_and_two_classes():
     person = Trials.from_predictions(["a", "b", "c"], ["x", "y", "x"], ["x", "y", "y"], name="p")
     person.deterministic = False

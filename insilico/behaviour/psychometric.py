@@ -169,7 +169,8 @@ class PsychometricResult(Result):
         The fitted logistic (``alpha`` the midpoint, ``beta`` the scale, negative when accuracy falls;
         ``1 - lapse`` the top).
     threshold : float
-        The level where the fit reaches ``criterion``; ``threshold_interval`` its ``[low, high]``.
+        The level where the fit reaches ``criterion``; ``threshold_interval`` its ``[low, high]``. NaN when the
+        fit never reaches it, or reaches it only outside the tested levels (an extrapolation: test wider levels).
     chance, criterion : float
     parameter : str
     settings : dict
@@ -251,7 +252,8 @@ class PsychometricResult(Result):
 
 def _fit(levels, correct, chance, criterion, n_boot, seed):
     """Fit, criterion, threshold and bootstrap intervals of a correctness table (L, N); ``criterion`` None: the
-    midpoint between chance and the fitted top (each resample's own)."""
+    midpoint between chance and the fitted top (each resample's own). A threshold the fit reaches only outside the
+    tested levels is extrapolated, not measured: NaN, with a NaN interval."""
     def fitted(table):
         alpha, beta, lapse = fit_logistic(levels, table.mean(1), chance, lapse=True)
         level = chance + (1 - lapse - chance) / 2 if criterion is None else criterion
@@ -259,6 +261,8 @@ def _fit(levels, correct, chance, criterion, n_boot, seed):
 
     alpha, beta, lapse, level, value = fitted(correct)
     interval = bootstrap(lambda i: fitted(correct[:, i])[4], correct.shape[1], n_boot, seed)
+    if math.isfinite(value) and not levels.min() <= value <= levels.max():  # extrapolated: not measured
+        value, interval = math.nan, (math.nan, math.nan)
     bounds = [bootstrap(lambda i, row=row: row[i].mean(), correct.shape[1], n_boot, seed) for row in correct]
     return (alpha, beta, lapse, value, level), list(interval), np.array(bounds).reshape(-1, 2)
 

@@ -62,6 +62,9 @@ class NeuralData:
         Whether axis 0 holds repetitions (``read_neural(repetitions="keep")``).
     attrs : dict
         The assembly's attributes (a recording's settings).
+    ordered : bool
+        Whether the rows are in an order the user chose (:meth:`aligned`, ``read_neural(stimuli=)`` or ``ids=``);
+        otherwise they are in the order of each stimulus id's first presentation, often a shuffled trial order.
     """
 
     values: np.ndarray
@@ -70,6 +73,7 @@ class NeuralData:
     time_bins: list | None = None
     repeated: bool = False
     attrs: dict = dataclasses.field(default_factory=dict)
+    ordered: bool = False
 
     @property
     def n_stimuli(self) -> int:
@@ -118,14 +122,15 @@ class NeuralData:
                                 "stimuli the data were recorded with, or name them as the data do")
         rows = [where[i] for i in ids]
         values = self.values[:, rows] if self.repeated else self.values[rows]
-        return dataclasses.replace(self, values=values, stimulus_ids=ids)
+        return dataclasses.replace(self, values=values, stimulus_ids=ids, ordered=True)
 
     def aligned_to(self, stimuli: Any) -> NeuralData:
         """The rows of a stimulus set's stimuli, in its order (:meth:`aligned` by its ids).
 
         ``stimuli`` is anything :func:`insilico.recording.stimulus_source` reads, or a Recording. A
         stimulus set without ids (a tensor) is taken to be in the data's order, and must have as many
-        stimuli (StimulusError otherwise).
+        stimuli; data whose ids are ``"0" .. "N-1"`` (a tensor's recording) are put in that order, others must
+        be in an order the user chose (``ordered``), never the data's first-presentation order (StimulusError).
         """
         if isinstance(stimuli, Recording):
             ids = [stimuli.ids[i] for i in stimuli.indices] if stimuli.labelled else None
@@ -138,6 +143,14 @@ class NeuralData:
         if n != self.n_stimuli:
             raise StimulusError(f"{n} stimuli without ids but neural data of {self.n_stimuli} stimuli: give the "
                                 "stimuli ids (image files, or read_neural(..., ids=)) to align them by")
+        positions = [str(i) for i in range(n)]
+        if not self.ordered and sorted(self.stimulus_ids) == sorted(positions):  # ids that are positions
+            return self.aligned(positions)
+        if not self.ordered:
+            raise StimulusError(f"these {n} stimuli have no ids, and the neural data's rows are in the order the "
+                                f"data first showed each stimulus ({self.stimulus_ids[:3]}, ...), which need not "
+                                "be the stimuli's: say which id each stimulus is, read_neural(data, ids=[...]) "
+                                "(or neural.aligned([...])), in the stimuli's order, or give image files")
         return self
 
     def __repr__(self) -> str:

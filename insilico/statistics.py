@@ -153,5 +153,35 @@ def sign_flip_p(differences: np.ndarray, n_permutations: int, rng: np.random.Gen
     return (1.0 + hits) / (1.0 + n_permutations)
 
 
-__all__ = ["LEVEL", "bootstrap", "correlation", "interval", "resample_within", "rng", "rng_for", "sign_flip_p", "spearman_brown",
-           "split_halves"]
+def require_finite(x, what: str = "the responses") -> None:
+    """Refuse data holding NaN or inf, naming how many and where: rows are stimuli (samples), columns targets
+    (neuroids, features); a leading axis of a 3-D array is the repetition. ``x``: numpy array or tensor.
+
+    Raises
+    ------
+    InsilicoError
+        Any value not finite (its count, the first rows and columns that hold one).
+
+    Example
+    -------
+    >>> require_finite(np.ones((2, 3)))
+    >>> require_finite(np.array([[1.0, np.nan], [2.0, 3.0]]))
+    Traceback (most recent call last):
+    ...
+    insilico.errors.InsilicoError: the responses contain 1 NaN or inf value (rows [0], columns [1] of shape (2, 2)); remove or impute them first (e.g. drop those stimuli or targets)
+    """
+    bad = ~np.isfinite(np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=float))
+    if not bad.any():
+        return
+    where = ""
+    if bad.ndim >= 2:
+        rows = np.flatnonzero(bad.reshape(-1, *bad.shape[-2:]).any((0, 2)))
+        cols = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(0))
+        where = f" (rows {rows[:5].tolist()}, columns {cols[:5].tolist()} of shape {tuple(bad.shape)})"
+    n = int(bad.sum())
+    raise InsilicoError(f"{what} contain {n} NaN or inf value{'s' if n > 1 else ''}{where}; remove or impute them "
+                        "first (e.g. drop those stimuli or targets)")
+
+
+__all__ = ["LEVEL", "bootstrap", "correlation", "interval", "require_finite", "resample_within", "rng", "rng_for",
+           "sign_flip_p", "spearman_brown", "split_halves"]

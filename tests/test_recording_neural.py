@@ -116,3 +116,40 @@ def test_time_bins_and_bad_inputs_are_named(tmp_path):
     (tmp_path / "bad.nc").write_bytes(b"not netcdf")
     with pytest.raises(SavedFileError, match="cannot read neural data"):
         read_neural(tmp_path / "bad.nc")
+
+
+def test_nan_in_neural_data_is_refused_where_it_lies():
+    """One missing value: rdm, fit_predictor and RidgeCV name how many and which rows (stimuli) and columns
+    (neuroids) hold it (before: 'contain NaN or inf', nowhere)."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(10, 4))
+    values[6, 2] = np.nan
+    da = xarray.DataArray(values, dims=("presentation", "neuroid"),
+                          coords={"stimulus_id": ("presentation", [f"s{i}" for i in range(10)])})
+    neural = read_neural(da, ids=[f"s{i}" for i in range(10)])
+    where = r"1 NaN or inf value \(rows \[6\], columns \[2\] of shape \(10, 4\)\)"
+    with pytest.raises(InsilicoError, match="the responses contain " + where):
+        rdm(neural)
+    x = insilico.pixels.raw(torch.as_tensor(rng.normal(size=(10, 3)), dtype=torch.float32))
+    with pytest.raises(InsilicoError, match="the responses contain " + where):
+        fit_predictor(nn.Linear(3, 3), x, neural, "", progress=False)
+    with pytest.raises(InsilicoError, match="the data contain " + where):
+        insilico.encoding.RidgeCV(alphas=[1.0], cv=2).fit(rng.normal(size=(10, 3)), values)
+
+
+def test_stimuli_without_ids_are_not_matched_to_a_trial_order_of_named_stimuli():
+    """Trials shown in a shuffled order: the rows of read_neural(da) follow each stimulus's first presentation, not
+    the tensor's order. Before: fit_predictor(net, tensor, neural) paired them by position (r 0.88, not 1)."""
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal(size=(12, 3)), dtype=torch.float32)
+    responses = x.numpy() @ rng.normal(size=(3, 2))             # a linear brain: a linear predictor fits it exactly
+    order = rng.permutation(12)
+    da = xarray.DataArray(responses[order], dims=("presentation", "neuroid"),
+                          coords={"stimulus_id": ("presentation", [f"s{i}" for i in order])})
+    net, stimuli = nn.Identity(), insilico.pixels.raw(x)
+    with pytest.raises(StimulusError, match=r"have no ids, and the neural data's rows are in the order .*ids=\["):
+        fit_predictor(net, stimuli, read_neural(da), "", progress=False)
+    fitted = fit_predictor(net, stimuli, read_neural(da, ids=[f"s{i}" for i in range(12)]), "", progress=False)
+    assert (fitted.scores["r"] > 0.99).all()                    # said which is which: aligned
+    plain = da.assign_coords(stimulus_id=("presentation", [str(i) for i in order]))
+    assert (fit_predictor(net, stimuli, read_neural(plain), "", progress=False).scores["r"] > 0.99).all()

@@ -37,7 +37,7 @@ from ..registry import register_tool
 from ..results import Result
 from ..plot.images import new_axes
 from ..statistics import bootstrap
-from .trials import Trials, class_indices
+from .trials import Trials, class_indices, observer_labels
 
 
 @dataclasses.dataclass(repr=False)
@@ -165,7 +165,7 @@ def _result(truth: np.ndarray, predicted: np.ndarray, classes: list, images: Seq
 def confusion(
     model: nn.Module,
     stimuli: Any,
-    labels: Any,
+    labels: Any = None,
     class_names: Sequence[str] | None = None,
     image_ids: Sequence[str] | None = None,
     output: str | None = None,
@@ -182,10 +182,14 @@ def confusion(
         A classifier: its output (or the unit ``output``) holds class scores (N, K); the response is the argmax.
     stimuli : tensor (N, C, H, W) in [0, 1], StimulusSet, Dataset, or raw(...)
         Anything :func:`insilico.recording.stimulus_source` reads.
-    labels : (N,) ints
-        The true class index of each stimulus.
+    labels : (N,) ints, optional
+        The true class index of each stimulus (an index of the model's outputs). Default: the labels the stimuli
+        carry (a folder ``DIR/<class>/<image>``, :func:`insilico.stimuli.labelled`, a Dataset with ``targets``),
+        matched by name to ``class_names`` or ``model.classes``; a model that names no classes takes the
+        stimuli's classes in their order, and must have as many outputs.
     class_names : list of str, optional
-        The K class names (default ``model.classes`` when it has them, else ``"0" .. "K-1"``).
+        The K class names (default ``model.classes`` when it has them, else the stimuli's classes when they are
+        the labels, else ``"0" .. "K-1"``).
     image_ids : list of str, optional
         Each stimulus's id, which aligns this observer with others (default the files' relative paths for
         image files, else ``"0" .. "N-1"``).
@@ -208,7 +212,21 @@ def confusion(
         Empty stimuli, or images failing the image gate.
     InsilicoError
         Labels not one per stimulus or outside the model's classes, ``class_names`` or ``image_ids`` of the
-        wrong length, repeated image ids.
+        wrong length, repeated image ids; without ``labels``, stimuli that carry none, classes the model does
+        not name, or (a model naming none) a number of classes other than its outputs.
+
+    Example
+    -------
+    >>> import pathlib, tempfile, numpy as np, skimage.io, torch
+    >>> d = tempfile.mkdtemp()
+    >>> for name in ("cat/1.png", "cat/2.png", "dog/1.png"):
+    ...     pathlib.Path(d, name).parent.mkdir(exist_ok=True)
+    ...     skimage.io.imsave(f"{d}/{name}", np.zeros((8, 8, 3), np.uint8), check_contrast=False)
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+    >>> net.classes = ["dog", "cat"]
+    >>> result = confusion(net, d, n_boot=0, progress=False)      # the folder's labels, matched by name
+    >>> result.truth.tolist(), result.classes
+    ([1, 1, 0], ['dog', 'cat'])
     """
     source = stimulus_source(stimuli)
     n = len(source)
@@ -223,10 +241,9 @@ def confusion(
     if k < 2:
         raise InsilicoError(f"the model gives {k} class score per stimulus: a confusion matrix needs at least 2 "
                             "classes (name the unit with the logits with output=)")
-    y = class_indices(labels, n, k)
-    names = list(class_names) if class_names is not None else [str(c) for c in getattr(model, "classes", range(k))]
-    if len(names) != k:
-        raise InsilicoError(f"{len(names)} class_names for a model with {k} outputs: give one name per output")
+    y, names = observer_labels(source, model, labels, class_names, k)
+    if y is None:
+        class_indices(None, n, k)  # refuses: a confusion matrix needs the true classes
     ids = [str(i) for i in (image_ids if image_ids is not None else source.ids or range(n))]
     if len(ids) != n or len(set(ids)) != n:
         raise InsilicoError(f"image_ids: give {n} distinct ids, one per stimulus (got {len(ids)}, "

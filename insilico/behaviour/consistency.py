@@ -100,6 +100,11 @@ def _trials(observer, what: str) -> Trials:
         if correct.ndim == 1 and len(correct) and np.isin(correct, (0, 1)).all():  # correctness, images by position
             return Trials.from_predictions([str(k) for k in range(len(correct))], ["right"] * len(correct),
                                            ["right" if c else "wrong" for c in correct], name=what)
+        if correct.ndim == 1 and len(correct):  # an array, but not of correctness: say what is in it
+            odd = [v.item() for v in np.unique(correct[~np.isin(correct, (0, 1))])[:3]]
+            raise InsilicoError(f"{what} holds {len(correct)} values that are not all 0/1 (e.g. {odd}): give a 1-D "
+                                "array of trial-wise correctness (predicted == label, as 0/1 or booleans; no NaN: "
+                                "drop missing trials from both observers), or Trials.from_predictions(...)")
     raise InsilicoError(f"{what} must be an observer's Trials (read_trials(path), Trials.from_predictions(...)), a "
                         "result with .trials() (behaviour.confusion(model, ...)) or a 1-D array of trial-wise "
                         f"correctness (0/1, images by position), not {type(observer).__name__}")
@@ -353,6 +358,12 @@ def image_consistency(a, b, n_splits: int = 20, n_boot: int = 1000, seed: int | 
     rel = [1.0 if t.deterministic else _reliability(*c, len(ids), image_class, n_splits, g, t.name)
            for t, c in zip((a, b), coded)]
     x, y = (_i1n(*c, len(ids), image_class) for c in coded)
+    for t, v in zip((a, b), (x, y)):
+        if np.ptp(v) == 0:  # the correlation would be 0/0: NaN, silently
+            raise InsilicoError(f"observer {t.name!r} is no harder on one image than on another of its class (its "
+                                "i1n is the same for every image: each class's images answered alike, e.g. one "
+                                "class for all), so image consistency is undefined; compare error_consistency, or "
+                                "an observer that discriminates")
     scale = math.sqrt(rel[0] * rel[1]) if rel[0] > 0 and rel[1] > 0 else float("nan")
     raw = float(np.corrcoef(x, y)[0, 1])
     low, high = bootstrap(lambda i: np.corrcoef(x[i], y[i])[0, 1] / scale, len(ids), n_boot, seed, ci)

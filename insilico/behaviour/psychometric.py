@@ -48,7 +48,7 @@ from ..results import Result
 from ..seeding import content_key, derive_seed, generator
 from ..plot.images import new_axes
 from ..statistics import bootstrap
-from .trials import class_indices
+from .trials import class_indices, observer_labels
 
 #: The parameters :func:`degrade` varies, what a level means, and the levels used by default.
 PARAMETERS = {
@@ -169,7 +169,8 @@ class PsychometricResult(Result):
         The fitted logistic (``alpha`` the midpoint, ``beta`` the scale, negative when accuracy falls;
         ``1 - lapse`` the top).
     threshold : float
-        The level where the fit reaches ``criterion``; ``threshold_interval`` its ``[low, high]``.
+        The level where the fit reaches ``criterion``; ``threshold_interval`` its ``[low, high]``. NaN when the
+        fit never reaches it, or reaches it only outside the tested levels (an extrapolation: test wider levels).
     chance, criterion : float
     parameter : str
     settings : dict
@@ -251,7 +252,8 @@ class PsychometricResult(Result):
 
 def _fit(levels, correct, chance, criterion, n_boot, seed):
     """Fit, criterion, threshold and bootstrap intervals of a correctness table (L, N); ``criterion`` None: the
-    midpoint between chance and the fitted top (each resample's own)."""
+    midpoint between chance and the fitted top (each resample's own). A threshold the fit reaches only outside the
+    tested levels is extrapolated, not measured: NaN, with a NaN interval."""
     def fitted(table):
         alpha, beta, lapse = fit_logistic(levels, table.mean(1), chance, lapse=True)
         level = chance + (1 - lapse - chance) / 2 if criterion is None else criterion
@@ -259,6 +261,8 @@ def _fit(levels, correct, chance, criterion, n_boot, seed):
 
     alpha, beta, lapse, level, value = fitted(correct)
     interval = bootstrap(lambda i: fitted(correct[:, i])[4], correct.shape[1], n_boot, seed)
+    if math.isfinite(value) and not levels.min() <= value <= levels.max():  # extrapolated: not measured
+        value, interval = math.nan, (math.nan, math.nan)
     bounds = [bootstrap(lambda i, row=row: row[i].mean(), correct.shape[1], n_boot, seed) for row in correct]
     return (alpha, beta, lapse, value, level), list(interval), np.array(bounds).reshape(-1, 2)
 
@@ -267,7 +271,7 @@ def _fit(levels, correct, chance, criterion, n_boot, seed):
 def psychometric(
     model: nn.Module,
     images: Any,
-    labels: Any,
+    labels: Any = None,
     parameter: str = "contrast",
     levels: Sequence[float] | None = None,
     criterion: float | None = None,
@@ -285,7 +289,9 @@ def psychometric(
         A classifier (its output, or the unit ``output``, holds class scores (N, K)).
     images : tensor (N, C, H, W) in [0, 1], StimulusSet or Dataset
         Held in memory (they are degraded level by level).
-    labels : (N,) ints
+    labels : (N,) ints, optional
+        The true class of each image (an index of the model's outputs); default the labels the images carry (a
+        folder's classes), matched to the model's outputs as :func:`insilico.behaviour.confusion` does.
     parameter : {"contrast", "noise", "gaussian", "occlusion"}
         What is varied (:data:`PARAMETERS`, :func:`degrade`).
     levels : list of float, optional
@@ -318,7 +324,8 @@ def psychometric(
         scores = [predict(model, degrade(x, parameter, v, seed), batch_size=batch_size, output=output, plan=plan,
                           progress=progress, desc=f"{parameter} {v:g}") for v in levels]
     k = int(scores[0].shape[-1])
-    y = torch.from_numpy(class_indices(labels, len(x), k))
+    y, _ = observer_labels(source, model, labels, None, k)
+    y = torch.from_numpy(class_indices(labels, len(x), k) if y is None else y)  # refuses no labels
     chance = 1.0 / k
     if criterion is not None and not chance < criterion < 1:
         raise InsilicoError(f"criterion must lie between chance ({chance:.3g}) and 1, got {criterion}")

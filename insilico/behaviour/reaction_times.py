@@ -41,7 +41,7 @@ from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
 from ..plot.images import new_axes
-from .trials import Trials, class_indices
+from .trials import Trials, observer_labels
 
 CRITERIA = ("confidence", "entropy")
 
@@ -200,7 +200,8 @@ def reaction_times(
         A recurrent classifier whose ``readout`` module runs once per time step (the bundled BLT family).
     stimuli : tensor (N, C, H, W) in [0, 1], StimulusSet or Dataset
     labels : (N,) ints, optional
-        True classes: the speed-accuracy trade-off's accuracies (NaN without).
+        True classes: the speed-accuracy trade-off's accuracies (NaN without). Default: the labels the
+        stimuli carry (a folder's classes), matched to the model's outputs as :func:`confusion` does.
     threshold : float
         Confidence to reach (``criterion="confidence"``, in (0, 1]) or entropy in nats to fall to
         (``"entropy"``).
@@ -237,7 +238,9 @@ def reaction_times(
     readout = readout or ("readout" if "readout" in names else list(names)[-1])
     p = _step_probabilities(model, stimuli, readout, batch_size, progress)
     n, _, k = p.shape
-    y = None if labels is None else torch.from_numpy(class_indices(labels, n, k))
+    source = stimulus_source(stimuli)
+    y, classes = observer_labels(source, model, labels, class_names, k)
+    y = None if y is None else torch.from_numpy(y)
     rt, choice, decided = decide(p, threshold, criterion)
     sweep = list(thresholds) if thresholds is not None else _default_thresholds(criterion, k)
     mean_rt, accuracy = [], []
@@ -245,8 +248,7 @@ def reaction_times(
         r, c, _ = decide(p, t, criterion)
         mean_rt.append(float(r.double().mean()))
         accuracy.append(float((c == y).double().mean()) if y is not None else math.nan)
-    classes = [str(c) for c in (class_names or getattr(model, "classes", range(k)))]
-    images = [str(i) for i in (image_ids if image_ids is not None else stimulus_source(stimuli).ids or range(n))]
+    images = [str(i) for i in (image_ids if image_ids is not None else source.ids or range(n))]
     settings = dict(model=type(model).__name__, readout=readout, n_images=n)
     return ReactionTimeResult(rt, choice, decided, p, y, torch.tensor(sweep, dtype=torch.float64),
                               torch.tensor(mean_rt, dtype=torch.float64), torch.tensor(accuracy, dtype=torch.float64),

@@ -36,7 +36,7 @@ import torch
 
 from ..errors import InsilicoError
 from ..results import Result
-from ..stimuli.labels import class_labels
+from ..stimuli.labels import check_outputs, class_labels, stimulus_labels
 
 #: What each field of a trial is called in a CSV file (first match wins; case-insensitive). Geirhos et al.'s
 #: model-vs-human layout first.
@@ -212,9 +212,9 @@ def class_indices(labels: Any, n: int, n_classes: int | None = None) -> np.ndarr
     """One class index per stimulus (n,) ints; InsilicoError for no labels, a wrong count or an index outside the
     classes."""
     if labels is None:
-        raise InsilicoError("labels are needed: one class index (of the model's outputs) per stimulus; a folder "
-                            "DIR/<class>/<image> carries its own, in the folders' order: "
-                            "insilico.recording.stimulus_source(DIR).labels (map them to the model's outputs)")
+        raise InsilicoError("labels are needed: one class index (of the model's outputs) per stimulus, or stimuli "
+                            "that carry them (a folder DIR/<class>/<image>, insilico.stimuli.labelled(...), a "
+                            "Dataset with targets)")
     y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
     if y.dtype.kind not in "iu":
         raise InsilicoError(f"labels must be class indices (ints), got dtype {y.dtype}; map class names to indices "
@@ -226,4 +226,28 @@ def class_indices(labels: Any, n: int, n_classes: int | None = None) -> np.ndarr
     return y
 
 
-__all__ = ["COLUMNS", "Trials", "class_indices", "read_trials"]
+def observer_labels(source: Any, model: Any, labels: Any, class_names: Any, k: int) -> tuple[np.ndarray | None, list]:
+    """``(y (N,) or None, class names (k,))`` of an observer's stimuli: the ``labels`` given (indices of the model's
+    ``k`` outputs), else the labels the stimuli ``source`` carries, matched to the model's outputs by the one rule
+    of :func:`insilico.stimuli.labels.stimulus_labels` (by name to ``class_names`` / ``model.classes``; a model
+    naming none takes the stimuli's class order and must have as many outputs); None when neither has any.
+
+    Raises
+    ------
+    InsilicoError
+        What :func:`class_indices` refuses; classes the model does not name; a class count other than ``k``;
+        ``class_names`` not one per output.
+    """
+    if labels is None and source.labels is not None:
+        labels, own, mapped = stimulus_labels(source, model, class_names)
+        if not mapped:
+            check_outputs(own, k)
+        class_names = own if class_names is None else class_names
+    y = None if labels is None else class_indices(labels, len(source), k)
+    names = [str(c) for c in (class_names if class_names is not None else getattr(model, "classes", range(k)))]
+    if len(names) != k:
+        raise InsilicoError(f"{len(names)} class_names for a model with {k} outputs: give one name per output")
+    return y, names
+
+
+__all__ = ["COLUMNS", "Trials", "class_indices", "observer_labels", "read_trials"]

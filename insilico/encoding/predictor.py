@@ -57,6 +57,7 @@ from ..probe import Probe
 from ..registry import register_tool
 from ..results import data_frame
 from ..session import device_of, dtype_of, session
+from ..statistics import require_finite
 from ..units import need_tensor
 from .ridge import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling
 
@@ -498,8 +499,7 @@ def _response_matrix(responses) -> tuple[torch.Tensor, torch.Tensor | None]:
     elif y.ndim != 2:
         raise InsilicoError(f"responses must be (n_stimuli, n_targets) or (n_repetitions, n_stimuli, n_targets), "
                             f"got shape {tuple(y.shape)}")
-    if not torch.isfinite(y).all():
-        raise InsilicoError("the responses contain NaN or inf; remove or impute them first")
+    require_finite(reps if reps is not None else y)
     return y, reps
 
 

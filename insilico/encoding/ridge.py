@@ -44,7 +44,7 @@ import torch
 
 from ..errors import InsilicoError
 from ..results import Result
-from ..statistics import spearman_brown
+from ..statistics import require_finite, spearman_brown
 
 SOLVERS = ("auto", "primal", "dual")
 
@@ -661,8 +661,7 @@ def _features(x, device=None, flatten: bool = True, dtype=None) -> tuple[torch.T
         if t.ndim < 2:
             raise InsilicoError(f"features must be (n_samples, n_features, ...), got shape {tuple(t.shape)}")
         t = t.reshape(t.shape[0], -1)
-    if not torch.isfinite(t).all():
-        raise InsilicoError("the data contain NaN or inf; remove or impute them first")
+    require_finite(t, "the data")
     return t, numpy
 
 

@@ -286,8 +286,8 @@ class StudyResult(Result):
 
 
 def trained(out) -> dict:
-    """The trained variants kept in a study's ``out=`` folder, as observers: name -> model (eval mode) taking
-    (N, 3, size, size) images and giving 16 class scores (:func:`insilico.lab.training.observer`: a
+    """The trained variants kept in a study's ``out=`` folder (or the ``--out`` folder of ``insilico lab study``), as
+    observers: name -> model (eval mode) taking (N, 3, size, size) images and giving 16 class scores (:func:`insilico.lab.training.observer`: a
     non-classification variant comes with its linear probe).
 
     Raises
@@ -308,6 +308,8 @@ def trained(out) -> dict:
     from ..sharding import done_chunks, load_part, read_identity
 
     folder = Path(Job.of(out).path)
+    if not (folder / "job.json").exists() and (folder / "parts" / "job.json").exists():
+        folder = folder / "parts"  # `insilico lab study --out DIR` keeps its variants in DIR/parts
     if not (folder / "job.json").exists():
         raise InsilicoError(f"{folder} holds no study (no job.json): run insilico.lab.study(..., out={str(folder)!r})")
     grid = read_identity(folder / "job.json").get("settings", {}).get("grid", [])

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import InsilicoError
 from ..results import Result
+from ..statistics import require_finite
 from .arrays import _as_tensor, _check_choice, _n_from_pairs, _rank, _square
 from .crossnobis import _crossnobis
 from .plots import _axes
@@ -291,8 +292,7 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
 
 def _rdm_one(x, method, labels, name, runs, conditions, noise, per_feature, device, dtype) -> RDM:
     x = _as_tensor(x, device=device, dtype=dtype)
-    if not torch.isfinite(x).all():
-        raise InsilicoError(f"the responses{f' of {name}' if name else ''} contain NaN or inf; remove or impute them first")
+    require_finite(x, f"the responses{f' of {name}' if name else ''}")
     if method == "crossnobis":
         if runs is not None or conditions is not None:
             x, cond_labels = _by_run(x, runs, conditions)

@@ -163,7 +163,7 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     Raises
     ------
     StimulusError
-        A missing or empty file, JSON that is not a list of names.
+        A missing or empty file, JSON that is not a list of names, a name given twice.
     """
     path = Path(path)
     if not path.is_file():
@@ -181,6 +181,29 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise StimulusError(f"class-names file {path} names no class")
+    return distinct_names(names, f"class-names file {path}")
+
+
+def distinct_names(names: list, where: str) -> list:
+    """``names`` as strings when no two are the same; a name given twice would make labels ambiguous (every
+    stimulus of that class would take its first index, silently).
+
+    Raises
+    ------
+    StimulusError
+        A repeated name (the first few named, with their positions).
+
+    Example
+    -------
+    >>> distinct_names(["cat", 1], "the class names")
+    ['cat', '1']
+    """
+    names = [str(n) for n in names]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        where_twice = {n: [k for k, m in enumerate(names) if m == n] for n in twice[:3]}
+        raise StimulusError(f"{where} names a class more than once: {where_twice} (name: positions); give each "
+                            "class index one distinct name")
     return names
 
 
@@ -225,14 +248,14 @@ def name_classes(labels: list, own: list | None, class_names: list) -> list:
     Raises
     ------
     StimulusError
-        A class of the stimuli that ``class_names`` lacks, or an index beyond it.
+        A class of the stimuli that ``class_names`` lacks, an index beyond it, a name given twice.
 
     Example
     -------
     >>> name_classes([0, 1, 1], ["dog", "cat"], ["cat", "dog", "owl"])
     [1, 0, 0]
     """
-    names = [str(n) for n in class_names]
+    names = distinct_names(class_names, "class_names")
     if own is None:
         beyond = sorted({y for y in labels if not 0 <= y < len(names)})
         if beyond:
@@ -246,5 +269,5 @@ def name_classes(labels: list, own: list | None, class_names: list) -> list:
     return [index[y] for y in labels]
 
 
-__all__ = ["Labelled", "assign_labels", "check_outputs", "class_labels", "labelled", "name_classes",
+__all__ = ["Labelled", "assign_labels", "check_outputs", "class_labels", "distinct_names", "labelled", "name_classes",
            "per_class_accuracy", "read_class_names", "read_labels", "stimulus_labels"]

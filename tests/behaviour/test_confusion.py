@@ -95,16 +95,24 @@ def test_image_files_are_observed_under_their_relative_paths(tmp_path):
     assert res.images == ["cat/a.png", "dog/b.png", "dog/c.png"] and int(res.counts.sum()) == 3
 
 
-def test_no_labels_say_where_a_folder_keeps_its_own(tmp_path):
+def test_a_folder_gives_its_labels_by_the_one_rule_of_every_tool(tmp_path):
+    """Without labels=, the folder's classes are the truth: by name against model.classes, else in the folder's
+    order when the model has as many outputs; otherwise refused (before: always refused)."""
     skimage = pytest.importorskip("skimage.io")
-    from insilico.recording import stimulus_source
-
     for k, name in enumerate(["cat/a.png", "dog/b.png", "dog/c.png"]):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         skimage.imsave(tmp_path / name, np.full((4, 4, 3), 60 * k, np.uint8), check_contrast=False)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
-    with pytest.raises(InsilicoError, match=r"labels are needed: .*stimulus_source\(DIR\)\.labels"):
-        confusion(net, str(tmp_path), None, n_boot=0, progress=False)
-    labels = stimulus_source(str(tmp_path)).labels  # what the message points to
-    assert list(labels) == [0, 1, 1]
-    assert int(confusion(net, str(tmp_path), labels, n_boot=0, progress=False).counts.sum()) == 3
+    res = confusion(net, str(tmp_path), n_boot=0, progress=False)
+    assert res.truth.tolist() == [0, 1, 1] and res.classes == ["cat", "dog"]
+    net.classes = ["dog", "cat"]                   # the model's own order wins, matched by name
+    res = confusion(net, str(tmp_path), n_boot=0, progress=False)
+    assert res.truth.tolist() == [1, 0, 0] and res.classes == ["dog", "cat"]
+    net.classes = ["dog", "owl"]
+    with pytest.raises(InsilicoError, match=r"\['cat'\] are not among the model's classes"):
+        confusion(net, str(tmp_path), n_boot=0, progress=False)
+    three = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
+    with pytest.raises(InsilicoError, match="2 classes .* but the model 3 outputs"):
+        confusion(three, str(tmp_path), n_boot=0, progress=False)
+    with pytest.raises(InsilicoError, match="labels are needed: .*a folder DIR/<class>/<image>"):
+        confusion(three, torch.rand(3, 3, 4, 4), n_boot=0, progress=False)

@@ -72,6 +72,42 @@ def test_a_bundled_model_end_to_end_and_a_lesion_as_a_psychometric_shift(tmp_pat
     assert len(set(lesioned.accuracy.tolist())) == 1  # flat: every level gives the same answers
 
 
+class _Brightness(torch.nn.Module):
+    """Class 0 'dark' when the image's mean is below grey, class 1 'light' above: right at every contrast > 0."""
+
+    def forward(self, x):
+        m = x.mean((1, 2, 3)) - 0.5
+        return torch.stack([-m, m], -1)
+
+
+def test_a_labelled_folder_gives_its_classes_matched_by_name(tmp_path):
+    """Before: labels= was required, a folder's own classes were refused."""
+    skimage = pytest.importorskip("skimage.io")
+    for name, value in [("dark/a.png", 20), ("dark/b.png", 60), ("light/c.png", 200), ("light/d.png", 240)]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        skimage.imsave(tmp_path / name, np.full((4, 4, 3), value, np.uint8), check_contrast=False)
+    model = _Brightness()
+    res = psychometric(model, str(tmp_path), parameter="contrast", levels=[0.25, 0.5, 1.0], n_boot=0, progress=False)
+    assert res.correct.all()                      # the folder's order is the model's outputs (2 of each)
+    model.classes = ["light", "dark"]             # now output 0 means 'light': every answer is wrong
+    res = psychometric(model, str(tmp_path), parameter="contrast", levels=[0.25, 0.5, 1.0], n_boot=0, progress=False)
+    assert not res.correct.any()
+
+
+def test_a_threshold_beyond_the_tested_levels_is_not_reported_as_measured():
+    """Accuracy 1 -> 0.85 over noise 0..0.6 (chance 0.25, criterion 0.5): the fitted curve reaches 0.5 only past
+    the last level (before: that extrapolation was the threshold, e.g. -3.4 or 2.1, with a finite interval)."""
+    levels = np.array([0.0, 0.2, 0.4, 0.6])
+    correct = np.stack([np.arange(100) < 100 * a for a in (1.0, 0.95, 0.9, 0.85)]).astype(float)
+    alpha, beta, lapse = fit_logistic(levels, correct.mean(1), 0.25, lapse=False)
+    assert not 0.0 <= threshold(alpha, beta, 0.25, 0.5) <= 0.6   # the fit's own crossing lies outside
+    (_, _, _, value, _), interval, _ = _fit(levels, correct, 0.25, 0.5, 20, 0)
+    assert math.isnan(value) and all(math.isnan(v) for v in interval)
+    inside = np.stack([np.arange(100) < 100 * a for a in (1.0, 0.9, 0.3, 0.25)]).astype(float)
+    (_, _, _, value, _), _, _ = _fit(levels, inside, 0.25, 0.5, 0, 0)
+    assert 0.2 < value < 0.4                                     # a crossing within the levels stands
+
+
 def test_refusals():
     x, y = torch.rand(4, 3, 8, 8), [0, 1, 0, 1]
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))

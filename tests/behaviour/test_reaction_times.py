@@ -59,6 +59,24 @@ def test_a_hand_built_recurrent_readout_answers_when_its_confidence_crosses():
     assert res.trials("acc").rt == [3.0, 1.0, 3.0]
 
 
+def test_a_labelled_folder_gives_the_trade_off_its_accuracies(tmp_path):
+    """Without labels=, a folder's classes are the truth (matched to model.classes by name), as in confusion();
+    before, they were dropped and every accuracy was NaN."""
+    import numpy as np
+    skimage = pytest.importorskip("skimage.io")
+    for name, pixel in [("a/0.png", (153, 102)), ("b/1.png", (76, 178)), ("b/2.png", (178, 76))]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        skimage.imsave(tmp_path / name, np.array(pixel, np.uint8).reshape(1, 2), check_contrast=False)
+    model = Accumulator()
+    model.classes = ["a", "b"]
+    res = reaction_times(model, str(tmp_path), threshold=0.6, thresholds=[0.6], progress=False)
+    assert res.labels.tolist() == [0, 1, 1] and res.classes == ["a", "b"]
+    assert res.choice.tolist() == [0, 1, 0] and res.accuracy.tolist() == [pytest.approx(2 / 3)]
+    model.classes = ["b", "a"]                     # matched by name, not by the folder's order
+    res = reaction_times(model, str(tmp_path), threshold=0.6, thresholds=[0.6], progress=False)
+    assert res.labels.tolist() == [1, 0, 0] and res.accuracy.tolist() == [pytest.approx(1 / 3)]
+
+
 def test_the_bundled_blt_network_and_the_speed_accuracy_trade_off(tmp_path):
     from insilico import models
     from insilico.models import photos

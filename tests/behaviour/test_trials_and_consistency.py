@@ -87,6 +87,14 @@ def test_arrays_of_trial_wise_correctness_are_observers_matched_by_position():
     assert error_consistency(torch.tensor(b), a, n_boot=0).value == pytest.approx(_kappa(a, b), abs=1e-12)
 
 
+def test_an_array_that_is_not_correctness_is_refused_with_what_it_holds():
+    """Class predictions or NaN-marked missing trials are arrays too: the refusal names the values, not the type."""
+    with pytest.raises(InsilicoError, match=r"'?a'? holds 4 values that are not all 0/1 \(e.g. \[nan\]\).*no NaN"):
+        error_consistency(np.array([1.0, np.nan, 0.0, 1.0]), [1, 0, 0, 1], n_boot=0)
+    with pytest.raises(InsilicoError, match=r"holds 3 values that are not all 0/1 \(e.g. \[2, 5\]\).*predicted == label"):
+        error_consistency([1, 0, 1], np.array([2, 0, 5]), n_boot=0)
+
+
 def test_error_consistency_is_one_for_identical_and_zero_for_independent_observers():
     a = [1, 1, 0, 0, 1, 0, 1, 1]
     assert error_consistency(_observer(a, "a"), _observer(a, "b"), n_boot=0).value == 1.0
@@ -140,6 +148,17 @@ def test_image_consistency_of_an_observer_with_itself_is_one_and_with_a_shuffled
     # seeded draws: deterministic; the corrected consistency of two groups sharing one difficulty is near 1
     assert 0.8 < same.value < 1.2 and 0 < same.details["reliability_a"] < 1
     assert abs(other.value) < 0.35 and same.low < same.value < same.high
+
+
+def test_image_consistency_of_an_observer_answering_each_class_alike_is_refused_not_nan():
+    """A model that answers one class for every image has the same i1n on every image: the correlation is 0/0
+    (before: a NaN result with a NaN interval and numpy's RuntimeWarning)."""
+    ids, truth = [f"im{i}" for i in range(8)], ["x", "y"] * 4
+    flat = Trials.from_predictions(ids, truth, ["x"] * 8, name="flat")
+    varied = Trials.from_predictions(ids, truth, ["x", "y", "y", "y", "x", "x", "x", "y"], name="varied")
+    with pytest.raises(InsilicoError, match="observer 'flat' is no harder on one image than on another"):
+        image_consistency(varied, flat, n_boot=0)
+    assert np.isfinite(image_consistency(varied, varied, n_boot=0).value)
 
 
 def test_image_consistency_needs_repeats_of_a_person_and_two_classes():

@@ -42,6 +42,7 @@ def test_lab_train_is_a_study_of_one_variant_read_back_by_trained(tmp_path, caps
     assert name in capsys.readouterr().out
     observer = lab.trained(tmp_path / "parts")[name]
     assert observer[0].layers[0].bottom_up.out_channels == 16  # width 0.5 of 32
+    assert list(lab.trained(tmp_path)) == [name]  # the --out folder itself (before: 'holds no study')
     assert lab.StudyResult.load(tmp_path / "study.pt").names == [name]
 
 

@@ -70,6 +70,15 @@ def test_wrong_label_files_are_refused_by_name(folder, tmp_path):
         stimulus_source(labelled(torch.rand(4, 3, 9, 9), indices))
 
 
+def test_a_class_named_twice_is_refused_not_given_its_first_index(folder, tmp_path):
+    """Before: ['cat', 'dog', 'cat'] labelled every cat stimulus 0 and left class 2 empty, silently."""
+    twice = _write(tmp_path / "twice.txt", "cat\ndog\ncat\n")
+    with pytest.raises(StimulusError, match=r"twice.txt names a class more than once: \{'cat': \[0, 2\]\}"):
+        stimulus_source(labelled(folder, class_names=twice))
+    with pytest.raises(StimulusError, match=r"class_names names a class more than once: \{'dog': \[1, 2\]\}"):
+        stimulus_source(labelled(folder, class_names=["cat", "dog", "dog"]))
+
+
 def test_tools_score_by_the_file_labels(folder, tmp_path):
     from insilico.experiments import lesion_sweep
 

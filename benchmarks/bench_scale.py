@@ -12,6 +12,12 @@ each one's ratio to the forward pass (the target: ``names(example)`` within
 3x of one forward pass on a 2,000-module model). Best of ``--repeats``.
 Timings are printed, never asserted (tests/test_scale.py checks the
 property that makes them linear: a fixed number of module traversals per call).
+Run it from the repository root with ``PYTHONPATH=.`` to time this checkout rather than an installed copy.
+
+Measured (2 shared cores under load, best of 9, names(example) / one forward pass):
+one global survey hook instead of 2,001 module hooks, and a session that sets ``training``
+past ``nn.Module.__setattr__``, took the 2,001-module Sequential from 5.0-5.9x to 2.3-3.3x and
+ghostnetv3_050 (2,269 modules) from 2.6-3.1x to 1.5-1.7x.
 """
 import argparse
 import sys

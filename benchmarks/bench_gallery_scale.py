@@ -74,16 +74,18 @@ def images_per_chunk(stage: str, s: dict) -> float:
             "lesion": s["lesion_images"]}[stage]  # the intact pass
 
 
-def scale(stage: str, per_unit: float, per_chunk: float, reduced: dict, full: dict, units: int, chunk: int) -> float:
+def scale(stage: str, per_unit: float, per_chunk: float, reduced: dict, full: dict, units: int, chunk: int
+          ) -> tuple[float, float]:
     """Seconds of a stage for ``units`` units at ``full`` settings, from its measured costs at ``reduced`` ones:
-    each part scaled by its count of images (the cost model of :func:`images_per_unit`, :func:`images_per_chunk`)."""
+    each part scaled by its count of images (the cost model of :func:`images_per_unit`, :func:`images_per_chunk`).
+    Returns (the units' part, the chunks' part)."""
     def ratio(count):
         return count(stage, full) / max(count(stage, reduced), 1e-9)
 
     chunks = math.ceil(units / chunk)
     unit_part = per_unit * ratio(images_per_unit) if images_per_unit(stage, reduced) else 0.0
     chunk_part = per_chunk * ratio(images_per_chunk) if images_per_chunk(stage, reduced) else per_chunk
-    return units * unit_part + chunks * chunk_part
+    return units * unit_part, chunks * chunk_part
 
 
 def time_stages(model, layer: str, settings: GallerySettings, units: int, x: torch.Tensor) -> dict:
@@ -133,19 +135,22 @@ def measure(name: str, images: int, chunk: int) -> list:
           f"{flops / 1e9:.1f} GFLOP; this CPU sustains {rate / 1e9:.1f} GFLOP/s; GPU factor {GPU_FLOPS / rate:,.0f}x "
           f"(assumed {GPU_FLOPS / 1e12:.1f} TFLOP/s)")
     print(f"{'stage':<10} {'1 unit s':>9} {f'{UNITS_HIGH} units s':>10} {'per unit s':>11} {'per chunk s':>12} "
-          f"{'full layer CPU h':>17} {'full layer GPU min':>19}")
+          f"{'layer CPU h':>12} {'(units':>7} {'chunks)':>8} {'layer GPU min':>14}")
     rows, total = [], 0.0
     for stage in low:
         per_unit = max(high[stage] - low[stage], 0.0) / (UNITS_HIGH - 1)
         per_chunk = max(low[stage] - per_unit, 0.0)
         if not images_per_unit(stage, REDUCED | {"lesion_images": 1}):  # a pass shared by the chunk: no unit part
             per_unit, per_chunk = 0.0, (low[stage] + high[stage]) / 2
-        cpu = scale(stage, per_unit, per_chunk, reduced, full, units, chunk)
+        unit_part, chunk_part = scale(stage, per_unit, per_chunk, reduced, full, units, chunk)
+        cpu = unit_part + chunk_part
         total += cpu
         rows.append((name, stage, low[stage], high[stage], per_unit, per_chunk, cpu, cpu * rate / GPU_FLOPS))
         print(f"{stage:<10} {low[stage]:9.1f} {high[stage]:10.1f} {per_unit:11.2f} {per_chunk:12.2f} "
-              f"{cpu / 3600:17.1f} {cpu * rate / GPU_FLOPS / 60:19.1f}")
-    print(f"{'all':<10} {'':9} {'':10} {'':11} {'':12} {total / 3600:17.1f} {total * rate / GPU_FLOPS / 60:19.1f}")
+              f"{cpu / 3600:12.1f} {unit_part / 3600:7.1f} {chunk_part / 3600:8.1f} "
+              f"{cpu * rate / GPU_FLOPS / 60:14.1f}")
+    print(f"{'all':<10} {'':9} {'':10} {'':11} {'':12} {total / 3600:12.1f} {'':7} {'':8} "
+          f"{total * rate / GPU_FLOPS / 60:14.1f}")
     return rows
 
 

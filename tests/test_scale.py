@@ -202,3 +202,25 @@ def test_a_failed_survey_leaves_no_global_hook():
     survey = insilico.Probe(model).survey(torch.rand(1, 3, 4, 4), strict=False)
     assert survey.error is not None and len(survey) == 0
     assert dict(M._global_forward_hooks) == before
+
+
+def test_session_sets_training_past_setattr_only_where_the_class_has_none_of_its_own():
+    """session() skips nn.Module.__setattr__ for ``training`` (its checks cost more than a small pass on thousands
+    of modules); a class with its own __setattr__ still gets every set through it, and every flag comes back."""
+    from insilico.session import session
+
+    class Watched(nn.Linear):
+        def __setattr__(self, name, value):
+            if name == "training":
+                self.__dict__.setdefault("sets", []).append(value)
+            super().__setattr__(name, value)
+
+    model = nn.Sequential(nn.Linear(2, 2), Watched(2, 2), nn.BatchNorm1d(2)).train()
+    model[2].eval()  # a frozen BatchNorm in a training model
+    model[1].sets = []
+    with session(model):
+        assert not any(m.training for m in model.modules())
+        assert not any(p.requires_grad for p in model.parameters())
+    assert model[1].sets == [False, True]
+    assert [m.training for m in model.modules()] == [True, True, True, False]
+    assert all(p.requires_grad for p in model.parameters()) and "training" in vars(model[0])

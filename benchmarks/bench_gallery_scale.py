@@ -6,8 +6,9 @@ Each gallery stage (:data:`insilico.gallery.stages.STAGES`, the functions ``insi
 chunk of units) runs on the real architecture with random weights (torchvision ``resnet50``, timm
 ``vit_base_patch16_224``; nothing downloaded) at reduced settings: 1 and then :data:`UNITS_HIGH` units, few
 steps, :data:`N_IMAGES` exemplar images (random images of the model's input size). The difference of the two
-runs is a stage's cost per unit; the rest is its cost per chunk (one pass over the exemplars, the gratings,
-the lesion set's intact pass). Each cost is then scaled to the full settings by the number of images it
+runs is a stage's cost per unit; the rest is its cost per chunk (the gratings, the lesion set's intact pass,
+fixed costs). The ranking of the exemplars (one pass over them per chunk, which the features and exemplars
+stages share) is timed as a row of its own. Each cost is then scaled to the full settings by the number of images it
 pushes through the model (:func:`scale`, the cost model), and to a whole layer: ``layer4``'s 2,048 channels,
 a ViT block's 768 features plus 12 heads (the heads priced as 12 more units of the block: an assumption),
 in chunks of 256 units over ``--images`` exemplar images.
@@ -57,7 +58,8 @@ FULL = {f: getattr(GallerySettings(), f) for f in REDUCED} | {"colour_gratings":
 
 def images_per_unit(stage: str, s: dict) -> float:
     """Images a stage pushes through the model per unit (a forward + backward pass counts as one image)."""
-    return {"features": (s["diverse"] + 1) * s["steps"] + s["stretch_steps"],  # diverse + inhibiting + stretched
+    return {"ranking": 0,
+            "features": (s["diverse"] + 1) * s["steps"] + s["stretch_steps"],  # diverse + inhibiting + stretched
             "exemplars": 2 * s["exemplars"],                                     # deconvolution + gradient map
             "rf": s["rf_images"],
             "lesion": s["lesion_images"],
@@ -67,7 +69,8 @@ def images_per_unit(stage: str, s: dict) -> float:
 def images_per_chunk(stage: str, s: dict) -> float:
     """Images a stage pushes through the model per chunk of units (a pass shared by the chunk's units)."""
     gratings = s["orientations"] * GRIDS[0][1] * s["phases"] * (3 if s["colour_gratings"] else 1) + 1  # + blank
-    return {"features": s["n_images"],       # the ranking of the exemplars (cached for the exemplars stage)
+    return {"ranking": s["n_images"],        # the top exemplars of the chunk's units, read by features and exemplars
+            "features": 0,
             "exemplars": 0,
             "tuning": gratings + s["n_images"],  # the gratings (x the default SFs) + the natural range
             "rf": 0,
@@ -95,7 +98,9 @@ def time_stages(model, layer: str, settings: GallerySettings, units: int, x: tor
         work.__dict__["photos"] = (x, [f"image {i}" for i in range(len(x))])  # random images, no files
         work.__dict__["lesion_set"] = (x[:LESION_IMAGES], None, None)
         work.view(layer)  # the layer's survey: once per build, not a stage
-        seconds = {}
+        start = time.perf_counter()
+        work.top_exemplars(layer, list(range(units)))  # one pass over the exemplars, cached for the chunk's stages
+        seconds = {"ranking": time.perf_counter() - start}
         for stage, (run, applies) in STAGES.items():
             if applies(work, layer):
                 start = time.perf_counter()

@@ -4,7 +4,9 @@ A :class:`Probe` owns every hook insilico puts on a model. Each module gets at
 most ONE forward hook, whatever is asked of it; the hook counts the module's
 calls within a forward pass (so every call of a recurrent module is a separate
 ``@step``), applies the active edits (lesions, stimulation) in the order they
-were added, and then hands the edited output to the active recorders.
+were added, and then hands the edited output to the active recorders. A survey
+(:meth:`Probe.survey`, ``names(example)``) observes its one pass through one
+process-wide forward hook instead, removed when the pass ends.
 
 Op units (``"layer1.0/add"``) and attention parts (``"attn:heads"``) live
 inside a module's forward: for them, and only while one is attached, the

@@ -14,10 +14,11 @@ Timings are printed, never asserted (tests/test_scale.py checks the
 property that makes them linear: a fixed number of module traversals per call).
 Run it from the repository root with ``PYTHONPATH=.`` to time this checkout rather than an installed copy.
 
-Measured (2 shared cores under load, best of 9, names(example) / one forward pass):
-one global survey hook instead of 2,001 module hooks, and a session that sets ``training``
-past ``nn.Module.__setattr__``, took the 2,001-module Sequential from 5.0-5.9x to 2.3-3.3x and
-ghostnetv3_050 (2,269 modules) from 2.6-3.1x to 1.5-1.7x.
+Measured (2 shared cores, one thread, best of 9, this checkout against the one before, run in turns):
+one global survey hook instead of 2,001 module hooks, and a session that sets ``training`` past
+``nn.Module.__setattr__``, took ``names(example)`` of the 2,001-module Sequential from 5.4-5.9x to
+2.5-2.6x one forward pass (``names(example, ops=True)`` 16x to 11x) and of ghostnetv3_050 (2,269
+modules) from 1.7-3.2x to 1.5-1.6x.
 """
 import argparse
 import sys

@@ -30,7 +30,7 @@ _CLASSES = {"Unit": "units", "Probe": "probe", "Recording": "recording", "load":
             "MaximizeOptions": "design.maximize", "ControversialOptions": "design.controversial",
             "MetamerOptions": "design.metamers", "PopulationControlOptions": "design.population_control",
             "TuningOptions": "experiments.tuning", "GradientOptions": "attribution.gradients",
-            "FitOptions": "encoding.predictor"}
+            "FitOptions": "encoding.predictor", "NeuralData": "neural", "read_neural": "neural"}
 
 _SUBMODULES = ("models", "stimuli", "objectives", "plot", "synthesis", "design", "attribution", "experiments", "rsa",
                "behaviour", "lab", "encoding", "data", "pixels", "sharding", "session", "layers", "results", "survey", "registry")

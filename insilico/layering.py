@@ -10,11 +10,11 @@ module must be given a row here (the test names the file that has none).
 row          modules (a package stands for all its modules; the longest name wins)
 ============ ==========================================================================
 faces        ``cli/`` (with the probes' script kit ``experiments.command``),
-             ``gallery/`` (composes tools; re-implements none), ``demo``, the package
-             root ``insilico`` (its tools load lazily) and ``__main__``
+             ``gallery/`` (composes tools; re-implements none), ``lab/`` (its study composes
+             the behaviour and tuning tools), ``demo``, the package root ``insilico`` (its
+             tools load lazily) and ``__main__``
 tools        ``design/``, ``experiments/``, ``behaviour/``: each tool a module (with its
-             companions, :data:`COMPANIONS`); tools never import each other; ``lab/``
-             is one tool (its modules are its kits)
+             companions, :data:`COMPANIONS`); tools never import each other
 engine       ``synthesis/``, ``data/``
 pieces       ``objectives/``, ``encoding/`` (ridge, predictor), ``rsa/``, ``attribution/``
 knowledge    ``layers`` (module kinds, layouts, the centre rule, model families, the layer
@@ -22,7 +22,8 @@ knowledge    ``layers`` (module kinds, layouts, the centre rule, model families,
 probing      ``probe``, ``recording``, ``taps``, ``edits``, ``hooks``, ``survey``, ``ops``, ``layout``
              (what each layout means: channels, positions, the centre rule),
              ``attention`` (the head layouts ``ops`` splits), ``plan`` (one forward plan
-             per call), ``evaluate`` (the batched loops), ``models/``, ``stimuli/``, ``plot/``
+             per call), ``evaluate`` (the batched loops), ``models/``, ``stimuli/``, ``plot/``,
+             ``neural`` (neural data in the recordings' layout)
 foundations  ``units``, ``pixels``, ``session``, ``results``, ``persistence``, ``sharding``,
              ``identity``, ``seeding``, ``jsonfiles``, ``errors``, ``performance``,
              ``registry``, ``options`` (the options base, :class:`~insilico.options.Job`),
@@ -77,13 +78,13 @@ ROWS = ("foundations", "probing", "knowledge", "pieces", "engine", "tools", "fac
 PLACES = {
     "": "faces", "__main__": "faces", "cli": "faces", "gallery": "faces", "demo": "faces",
     "experiments.command": "faces",
-    "design": "tools", "experiments": "tools", "behaviour": "tools", "lab": "tools",
+    "lab": "faces", "design": "tools", "experiments": "tools", "behaviour": "tools",
     "synthesis": "engine", "data": "engine",
     "objectives": "pieces", "encoding": "pieces", "predictor": "pieces", "rsa": "pieces", "attribution": "pieces",
     "layers": "knowledge", "families": "knowledge",
     "probe": "probing", "recording": "probing", "taps": "probing", "edits": "probing", "hooks": "probing",
     "survey": "probing", "ops": "probing", "attention": "probing", "models": "probing", "stimuli": "probing",
-    "plot": "probing", "plan": "probing", "evaluate": "probing", "layout": "probing",
+    "plot": "probing", "plan": "probing", "evaluate": "probing", "layout": "probing", "neural": "probing",
     "units": "foundations", "pixels": "foundations", "session": "foundations", "results": "foundations",
     "sharding": "foundations", "errors": "foundations", "performance": "foundations", "_version": "foundations",
     "identity": "foundations", "persistence": "foundations", "registry": "foundations", "layering": "foundations",
@@ -98,7 +99,6 @@ COMPANIONS = {
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments",
     "behaviour.trials": "behaviour", "behaviour.consistency": "behaviour",
-    **{f"lab.{m}": "lab" for m in ("variant", "rules", "objectives", "inputs", "training", "study")},
 }
 
 

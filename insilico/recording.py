@@ -30,6 +30,7 @@ Example
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -46,8 +47,10 @@ from .options import Job
 from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, job_identity, value_digest
 from .jsonfiles import jsonable
+from .layout import POOLS as REDUCTIONS
 from .performance import tuned
 from .registry import register_tool
+from .results import need_pandas
 from .session import session
 from .sharding import (ProgressLog, barrier, chunks, create_once, merge, missing, rank_world, read_identity,
                        start_over, write_json)
@@ -275,10 +278,7 @@ class Recording:
         InsilicoError
             pandas is not installed (``pip install pandas``).
         """
-        try:
-            import pandas
-        except ImportError:
-            raise InsilicoError("Recording.to_pandas needs pandas: pip install 'insilico-ephys[xarray]'") from None
+        pandas = need_pandas("Recording.to_pandas")
         values, neuroids = self._flat()
         index = pandas.Index([self.ids[i] for i in self.indices], name="stimulus_id")
         return pandas.DataFrame(values, index=index, columns=pandas.Index(neuroids["neuroid_id"], name="neuroid_id"))
@@ -304,8 +304,9 @@ class Recording:
             unit, shape = Unit.parse(name), tuple(array.shape[1:])
             if values:
                 columns.append(np.asarray(array).reshape(len(array), -1))
+            how = reduce.get(name) if isinstance(reduce, dict) else reduce  # one for all, or per unit
             for where in np.ndindex(*shape):
-                for key, value in zip(coords, _neuroid(unit, where, reduce)):
+                for key, value in zip(coords, _neuroid(unit, where, how)):
                     coords[key].append(value)
         data = np.concatenate(columns, axis=1) if values and columns else None
         return data, coords
@@ -435,7 +436,7 @@ def record_stimuli(
     units,
     batch_size: int = 64,
     out: str | os.PathLike | Job | None = None,
-    reduce: str | None = None,
+    reduce: str | Mapping | None = None,
     progress: bool = True,
     ids: Sequence | None = None,
     model_name: str | None = None,
@@ -465,8 +466,13 @@ def record_stimuli(
         ``torchrun``: all write into the folder and all return the whole recording; without ``out`` each
         process records on its own); ``Job(folder, overwrite=True)`` deletes the recording already there
         and starts over.
-    reduce : {"mean", "max", "center"}, optional
-        Spatial reduction at record time (see :meth:`Probe.record`).
+    reduce : {"mean", "max", "center"} or dict, optional
+        Spatial reduction at record time (see :meth:`Probe.record`): one for every unit (a unit it is
+        meaningless for, such as a vector, is refused), or a dict per unit, ``{"blocks.3": "center",
+        "head": None}`` (units it does not name are recorded whole), whose key ``"*"`` is a default that
+        applies only where it is meaningful (``{"*": "mean"}`` pools every map, channels-last and token
+        layer and records vectors whole). The recording's ``meta["reduce"]`` is then the dict of what each
+        unit got.
     progress : bool
         Show a tqdm progress bar.
     ids : sequence, optional
@@ -489,6 +495,9 @@ def record_stimuli(
     JobMismatchError
         ``out`` holds a recording of another model, other units or settings,
         or other stimuli (the message names them).
+    UnitError
+        A reduction meaningless for a unit it names (not a default), or a ``reduce`` dict naming a unit
+        that is not recorded.
     """
     if isinstance(units, (str, Unit)) or not isinstance(units, Sequence):
         units = [units]
@@ -514,7 +523,7 @@ def record_stimuli(
 
     model = probe.model
     with session(model), tuned(model, precision, channels_last) as prepare:
-        shapes = _probe_shapes(probe, source, names, reduce, prepare)
+        shapes, reduce = _probe_shapes(probe, source, names, reduce, prepare)
         meta = {
             "model": model_name or type(model).__name__,
             "batch_size": batch_size,
@@ -526,7 +535,7 @@ def record_stimuli(
         if out is None:
             sink = _MemorySink(shapes, n)
         else:
-            settings = {"units": names, "reduce": reduce, "precision": precision,
+            settings = {"units": names, "reduce": jsonable(reduce), "precision": precision,
                         "ids": value_digest(jsonable(ids)), "params": value_digest(jsonable(source.params))}
             meta["job"] = job_identity(model, settings, {"stimuli": {"n": n}})
             if job.overwrite:
@@ -551,22 +560,51 @@ def _share(todo: list, batch_size: int, rank: int, world: int, shard) -> list:
 
 
 def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
+    """Record ``todo`` into ``sink``: one forward pass per batch, one record per reduction (``reduce``: one
+    for all units, or a dict unit -> reduction as :func:`_reductions` resolves it)."""
+    groups: dict = {}
+    for name in names:
+        groups.setdefault(reduce.get(name) if isinstance(reduce, dict) else reduce, []).append(name)
     try:
         for start, batch in batches(source, len(source), probe.device, probe.dtype, progress, "recording",
                                     ranges=todo, leave=True):
-            with probe.record(*names, reduce=reduce) as rec:
+            with contextlib.ExitStack() as stack:
+                recs = [stack.enter_context(probe.record(*group, reduce=how)) for how, group in groups.items()]
                 probe.model(prepare(batch))
             stop = start + len(batch)
             key = source.digest(start, stop) if sink.hashes else None  # while an accelerator computes the batch
-            for name in names:
-                sink.write(name, start, _to_numpy(rec[name]))
+            for rec, group in zip(recs, groups.values()):
+                for name in group:
+                    sink.write(name, start, _to_numpy(rec[name]))
             sink.commit(start, stop, key)
     finally:
         sink.close()
 
 
-def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
-    """Per-sample shape and numpy dtype of each unit's recorded values, from one survey of one stimulus.
+def _reductions(names: list, reduce) -> dict:
+    """``{name: (reduction, default)}`` for ``record_stimuli(reduce=)``: one reduction for every unit (not a
+    default: refused where meaningless), or a dict per unit whose ``"*"`` is a default for the units it does not
+    name (applied only where meaningful)."""
+    if not isinstance(reduce, Mapping):
+        return {name: (reduce, False) for name in names}
+    given = {key: how for key, how in reduce.items() if key != "*"}
+    for how in reduce.values():
+        if how is not None and how not in REDUCTIONS:
+            raise InsilicoError(f"reduce must be one of {REDUCTIONS} or None for each unit, not {how!r}")
+    found = {}
+    for key in given:
+        match = [name for name in names if Unit.parse(name) == Unit.parse(key)]
+        if not match:
+            raise UnitError(f"reduce names {key!r}, which is not among the recorded units ({', '.join(names)}): "
+                            "name the units as they are recorded, or use '*' for a default")
+        found.update(dict.fromkeys(match, given[key]))
+    return {name: (found[name], False) if name in found else (reduce.get("*"), "*" in reduce) for name in names}
+
+
+def _probe_shapes(probe, source, names, reduce, prepare) -> tuple[dict[str, tuple], Any]:
+    """Per-sample shape and numpy dtype of each unit's recorded values, from one survey of one stimulus, and the
+    reduction of each unit (``reduce`` as given, or a dict unit -> reduction when a dict was given: a default
+    reduction is dropped, None, for a unit whose layout has no positions to pool).
 
     The survey (:meth:`insilico.Probe.survey`, under the caller's precision)
     gives each call's output shape and dtype, read by the one shape rule
@@ -577,21 +615,30 @@ def _probe_shapes(probe, source, names, reduce, prepare) -> dict[str, tuple]:
     """
     from .taps import _reduce
 
-    probe.record(*names, reduce=reduce).remove()  # the record's own checks of addresses and reductions, at once
+    plan = _reductions(names, reduce)
+    for how in dict.fromkeys(how for how, _ in plan.values()):  # the record's own checks of addresses and reductions
+        probe.record(*[n for n in names if plan[n][0] == how], reduce=how).remove()
     first = prepare(source.batch(0, 1, probe.device, probe.dtype))
     units = [Unit.coerce(name, probe.model) for name in names]
     plain = [u for u in units if u.output is None or u.part is not None or u.op is not None]
     ops = any(u.part is not None or u.op is not None for u in units)
     survey = probe.survey(first, ops=ops, strict=False) if plain else None
-    shapes, parts = {}, {}
+    shapes, parts, chosen = {}, {}, {}
     for name, unit in zip(names, units):
         whole = Unit(unit.module, unit.step, None, unit.output)
         shape, dtype = probe.value_spec(whole, first, survey, parts)
         value = torch.empty((1, *shape), dtype=dtype, device="meta")
-        if reduce is not None:
-            value = _reduce(value, reduce, unit, probe.model)
+        how, default = plan[name]
+        if how is not None:
+            try:
+                value = _reduce(value, how, unit, probe.model)
+            except UnitError:
+                if not default:
+                    raise
+                how = None  # the default does not apply here: no positions to pool
+        chosen[name] = how
         shapes[name] = (tuple(unit.select(value).shape[1:]), _numpy_dtype(value.dtype))
-    return shapes
+    return shapes, (chosen if isinstance(reduce, Mapping) else reduce)
 
 
 def _numpy_dtype(dtype: torch.dtype) -> str:
@@ -663,6 +710,9 @@ def stimulus_source(stimuli: Any, name: str = "images", model=None) -> _Source:
     ``classes`` become the source's ``labels`` and ``class_names``) or dicts with an
     image under one of :data:`IMAGE_KEYS`.
 
+    :func:`insilico.stimuli.labels.labelled` stimuli (a labels CSV, a class-names file) have those labels and
+    class names, over the ones they carry.
+
     Image files are read as :mod:`insilico.stimuli.files` says: a folder
     (``DIR/<class>/<image>`` gives labels and class names), a glob string or a
     list of paths; ``ids`` are the relative paths. They are decoded chunk by
@@ -687,9 +737,37 @@ def stimulus_source(stimuli: Any, name: str = "images", model=None) -> _Source:
     """
     if isinstance(stimuli, _Source):  # made already (e.g. by a tool that reads it twice)
         return stimuli
-    source = _stimulus_source(stimuli, model)
+    from .stimuli.labels import Labelled
+
+    given = stimuli if isinstance(stimuli, Labelled) else None
+    source = _stimulus_source(stimuli if given is None else given.stimuli, model)
+    if given is not None:
+        _relabel(source, given.labels, given.class_names)
     source.name = name
     return source
+
+
+def _relabel(source: _Source, labels: Any, class_names: Any) -> None:
+    """Give ``source`` the labels of a labels file (or ``{id: label}``) and the class names of a class-names file
+    (or a list), over those its stimuli carry (:func:`insilico.stimuli.labels.labelled`)."""
+    from .stimuli.labels import assign_labels, name_classes, read_class_names, read_labels
+
+    own = source.class_names
+    if labels is not None:
+        if source.ids is None:
+            raise StimulusError("a labels file names images by id, and these stimuli have none (only image files "
+                                "do): give the tool one label per stimulus (labels=) instead")
+        table = read_labels(labels) if isinstance(labels, (str, os.PathLike)) else \
+            {str(k): v for k, v in dict(labels).items()}
+        source.labels, own = assign_labels(source.ids, getattr(source, "paths", None), table)
+    if class_names is not None:
+        names = read_class_names(class_names) if isinstance(class_names, (str, os.PathLike)) else \
+            [str(n) for n in class_names]
+        if source.labels is None:
+            raise StimulusError("class names name the classes of the stimuli's labels, and these stimuli have none: "
+                                "give a labels file too, or a folder DIR/<class>/<image>")
+        source.labels, own = name_classes(source.labels, own, names), names
+    source.class_names = own
 
 
 def _file_source(stimuli: Any, model) -> _Source:
@@ -724,7 +802,9 @@ def _file_source(stimuli: Any, model) -> _Source:
                                     "the files to one size")
         return torch.stack(images)
 
-    return _Source(get, len(files), ids=files.ids, labels=files.labels, class_names=files.class_names)
+    source = _Source(get, len(files), ids=files.ids, labels=files.labels, class_names=files.class_names)
+    source.paths = files.paths  # a labels file may name the files by path
+    return source
 
 
 def _stimulus_source(stimuli: Any, model=None) -> _Source:

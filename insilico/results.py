@@ -111,6 +111,22 @@ class Result:
         """A copy whose tensor fields (and those of nested results) are on ``device``; dtypes are kept."""
         return _to_device(self, torch.device(device))
 
+    def table(self) -> dict | list:
+        """The result's table, for :meth:`to_pandas` and CSV files: a dict of equal-length 1-D columns, or a
+        list of row dicts (one row per unit, target, stimulus, level...); empty when the result is not tabular."""
+        return {}
+
+    def to_pandas(self):
+        """:meth:`table` as a ``pandas.DataFrame`` (pandas is an optional extra).
+
+        Raises
+        ------
+        InsilicoError
+            pandas is not installed (the message names the extra that installs it), or the result has no
+            table (read its fields instead).
+        """
+        return data_frame(self.table(), f"{type(self).__name__}.to_pandas")
+
     def plot(self, ax=None):
         """Draw the result; returns the matplotlib Figure."""
         raise NotImplementedError(f"{type(self).__name__} has no plot")
@@ -118,6 +134,37 @@ class Result:
     def check(self, model) -> Any:  # pragma: no cover - overridden where it means something
         """Re-evaluate the result against ``model`` (e.g. recompute the responses to the saved images)."""
         raise NotImplementedError(f"{type(self).__name__} cannot re-check itself against a model")
+
+
+def need_pandas(what: str):
+    """The pandas module, or an InsilicoError saying that ``what`` needs it and which extra installs it."""
+    try:
+        import pandas
+    except ImportError:
+        raise InsilicoError(f"{what} needs pandas: pip install 'insilico-ephys[xarray]' (or pip install "
+                            "pandas)") from None
+    return pandas
+
+
+def data_frame(table: dict | list, what: str, index: Any = None):
+    """A table (a dict of equal-length columns, or a list of row dicts) as a ``pandas.DataFrame``.
+
+    The one door to pandas for every result (:meth:`Result.to_pandas`), recordings and predictors.
+
+    Raises
+    ------
+    InsilicoError
+        pandas is not installed, or ``table`` is empty (``what`` has no table).
+
+    Example
+    -------
+    >>> data_frame({"unit": ["a", "b"], "r": [0.5, 0.25]}, "scores").shape
+    (2, 2)
+    """
+    pandas = need_pandas(what)
+    if not len(table):
+        raise InsilicoError(f"{what}: this result has no table (no per-row values): read its fields instead")
+    return pandas.DataFrame(table, index=index)
 
 
 def load(path: str | os.PathLike):
@@ -199,4 +246,4 @@ def join(values: list) -> Any:
     raise InsilicoError(f"cannot join values of type {type(first).__name__} over chunks")
 
 
-__all__ = ["FORMAT", "Result", "join", "load", "pack", "read", "unpack", "versions"]
+__all__ = ["FORMAT", "Result", "data_frame", "join", "load", "need_pandas", "pack", "read", "unpack", "versions"]

@@ -104,6 +104,37 @@ def test_spatial_reduction_at_record_time(net, stimuli):
         Probe(net).record_stimuli(stimuli, ["0[1,2,2]"], reduce="mean", progress=False)
 
 
+def test_reductions_per_unit_mix_a_token_layer_and_a_vector():
+    pytest.importorskip("torchvision")
+    from contract_tools import vit
+    from insilico.layout import centre_token
+
+    model, x = vit().eval(), torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    block, head = "encoder.layers.encoder_layer_0", "heads.head"
+    probe = Probe(model)
+    whole = probe.record_stimuli(x, [block, head], progress=False)
+    with pytest.raises(UnitError, match="heads.head gives .* layout 'vector'"):  # one reduction for all: refused
+        probe.record_stimuli(x, [block, head], reduce="center", progress=False)
+    # a default applies where it is meaningful: the token layer's centre patch, the logits whole
+    rec = probe.record_stimuli(x, [block, head], reduce={"*": "center"}, batch_size=2, progress=False)
+    assert rec.meta["reduce"] == {block: "center", head: None}
+    centre = centre_token(whole[block].shape[1])
+    assert centre == 4  # CLS, then a 2x2 grid: row 1, column 1 is token 1 + 1 * 2 + 1
+    assert torch.allclose(rec[block], whole[block][:, centre], atol=1e-5)
+    assert torch.allclose(rec[head], whole[head], atol=1e-5)
+    ids = rec.neuroids()["neuroid_id"]
+    assert ids[0] == f"{block}#0" and ids[-1] == f"{head}[3]"  # the reduction named only where it was made
+    per_unit = probe.record_stimuli(x, [block, head], reduce={block: "mean"}, progress=False)
+    assert torch.allclose(per_unit[block], whole[block][:, 1:].mean(1), atol=1e-5)  # the patches, CLS dropped
+    assert torch.allclose(per_unit[head], whole[head], atol=1e-5)
+    with pytest.raises(UnitError, match="heads.head gives .* layout 'vector'"):  # named for a vector: refused
+        probe.record_stimuli(x, [block, head], reduce={"*": "mean", head: "mean"}, progress=False)
+    with pytest.raises(UnitError, match="reduce names 'heads'"):
+        probe.record_stimuli(x, [block, head], reduce={"heads": "mean"}, progress=False)
+    with pytest.raises(InsilicoError, match="not 'median'"):
+        probe.record_stimuli(x, [block, head], reduce={block: "median"}, progress=False)
+
+
 def test_model_mode_restored_and_params_kept(net, stimuli, tmp_path):
     net.train()
     params = [{"contrast": float(i) / 53} for i in range(53)]

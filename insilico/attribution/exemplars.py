@@ -109,6 +109,16 @@ class Exemplars(Result):
             "n_stimuli": self.n_stimuli,
         }
 
+    def table(self) -> dict:
+        """One row per exemplar, best first: ``unit``, ``rank``, ``index`` (in the stimulus set), ``activation``,
+        and ``id`` / ``neuron`` when known."""
+        columns = {"unit": [self.unit] * len(self), "rank": np.arange(len(self)),
+                   "index": self.indices.cpu().numpy(), "activation": self.activations.double().cpu().numpy()}
+        for name in ("ids", "neurons"):
+            if getattr(self, name) is not None:
+                columns[name[:-1]] = [str(v) for v in getattr(self, name)]
+        return columns
+
     def plot(self, ax=None):
         """The unit's value on each exemplar, best first (bars); returns the Figure."""
         import matplotlib.pyplot as plt

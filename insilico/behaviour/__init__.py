@@ -11,7 +11,8 @@ data); observers are aligned by image id.
 - :func:`confusion`: confusion matrices (counts and per true class), per-class
   accuracy with bootstrap intervals over images;
 - :func:`error_consistency`: Cohen's kappa of trial-wise correctness beyond
-  what the accuracies predict (Geirhos et al. 2020);
+  what the accuracies predict (Geirhos et al. 2020); per subject and averaged,
+  with an interval over subjects, for tables of several people;
 - :func:`image_consistency`: i1n image-level consistency, split-half corrected
   (Rajalingham et al. 2018);
 - :func:`psychometric`: accuracy over contrast, noise or occlusion with a fitted

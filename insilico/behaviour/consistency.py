@@ -36,7 +36,7 @@ from scipy.stats import norm
 from ..errors import InsilicoError
 from ..results import Result
 from ..plot.images import new_axes
-from ..statistics import bootstrap, rng
+from ..statistics import bootstrap, interval, rng
 from .trials import Trials
 
 
@@ -72,6 +72,11 @@ class ConsistencyResult(Result):
     def __repr__(self) -> str:
         return f"ConsistencyResult({self.measure} {self.value:.3f} [{self.low:.3f}, {self.high:.3f}], " \
                f"{self.observers[0]} vs {self.observers[1]}, {self.n_images} images)"
+
+    def table(self) -> list:
+        """One row: ``measure``, ``observer_a``, ``observer_b``, ``value``, ``low``, ``high``, ``n_images``."""
+        return [{"measure": self.measure, "observer_a": self.observers[0], "observer_b": self.observers[1],
+                 "value": self.value, "low": self.low, "high": self.high, "n_images": self.n_images}]
 
     def plot(self, ax=None):
         """The value with its interval (one bar); returns the Figure."""
@@ -137,6 +142,14 @@ def error_consistency(a, b, n_boot: int = 1000, seed: int | None = 0, ci: float 
 
     ``c_exp = p_a p_b + (1 - p_a)(1 - p_b)``, ``kappa = (c_obs - c_exp) / (1 - c_exp)`` (module docstring).
 
+    Observers with several subjects (a :class:`Trials` table of people, one trial per image and subject) are
+    compared subject by subject, as Geirhos et al. report it: kappa of every pair of a subject of ``a`` and a
+    subject of ``b`` (a model against each person on that person's images; a table against itself: every
+    pair of different subjects), and ``value`` is their mean, with a percentile bootstrap interval over the
+    subjects (resampled with replacement on each side; on both sides alike for a table against itself).
+    A pair whose kappa is undefined (both always right on those images) is left out of the mean and named in
+    ``details["undefined"]``.
+
     Parameters
     ----------
     a, b : Trials, a result with ``.trials()`` (``behaviour.confusion(model, ...)``), or 1-D arrays of correctness
@@ -152,14 +165,29 @@ def error_consistency(a, b, n_boot: int = 1000, seed: int | None = 0, ci: float 
     Returns
     -------
     ConsistencyResult
-        ``value`` (kappa), ``low``, ``high``, ``details`` (``c_obs``, ``c_exp``, ``accuracy_a``, ``accuracy_b``).
+        ``value`` (kappa), ``low``, ``high``, ``details`` (``c_obs``, ``c_exp``, ``accuracy_a``, ``accuracy_b``);
+        by subject: ``details["pairs"]`` (``[subject_a, subject_b, kappa]`` each), ``n_subjects_a``,
+        ``n_subjects_b``, ``undefined`` (the pairs left out), ``interval`` (``"subjects"``).
 
     Raises
     ------
     InsilicoError
-        Different images, several trials of one image, or both observers always right (or always wrong):
-        kappa is then undefined (0 / 0).
+        Different images, several trials of one image (by one subject), or both observers always right (or
+        always wrong): kappa is then undefined (0 / 0); by subject: a person's image the other observer
+        never saw, two people's different image sets, or every pair undefined.
+
+    Example
+    -------
+    >>> from insilico.behaviour.trials import Trials
+    >>> model = Trials.from_predictions("pqrs", "xxxx", "xyxy", name="net")       # wrong on q and s
+    >>> people = Trials(list("pqrspq"), list("xxxxxx"), list("xyxxxy"), ["s1"] * 4 + ["s2"] * 2, [0.0] * 6)
+    >>> res = error_consistency(model, people, n_boot=0)
+    >>> res.details["pairs"], res.value                  # s1 on p, q, r, s; s2 on p, q
+    ([['net', 's1', 0.5], ['net', 's2', 1.0]], 0.75)
     """
+    ta, tb = _trials(a, "a"), _trials(b, "b")
+    if len(set(ta.subject)) > 1 or len(set(tb.subject)) > 1:
+        return _by_subject(ta, tb, n_boot, seed, ci)
     ca, cb, images = aligned_correctness(a, b)
     value = _kappa(ca, cb)
     names = [_trials(a, "a").name, _trials(b, "b").name]  # (a result's .trials() is cheap: no model runs)
@@ -172,6 +200,55 @@ def error_consistency(a, b, n_boot: int = 1000, seed: int | None = 0, ci: float 
     details = dict(c_obs=float((ca == cb).mean()), c_exp=pa * pb + (1 - pa) * (1 - pb), accuracy_a=pa,
                    accuracy_b=pb, n_boot=n_boot, seed=seed, ci=ci)
     return ConsistencyResult(value, low, high, "error_consistency", names, len(images), details)
+
+
+def _subject_trials(t: Trials, subject: str, other: Trials) -> Trials:
+    """``t``'s trials of ``subject``; a one-subject observer (a model) facing a table of several people is cut to
+    the images of ``other`` (one person), which it must all have seen."""
+    if len(set(t.subject)) > 1:
+        return t.select(subject=subject)
+    missing = set(other.images) - set(t.images)
+    if missing:
+        raise InsilicoError(f"observer {t.name!r} never saw {len(missing)} image(s) of {other.name!r} (e.g. "
+                            f"{sorted(missing)[:3]}): error consistency compares each person with the other observer "
+                            "on that person's images; give the other observer every image the people saw")
+    keep = set(other.images)
+    return t.select(condition=[i in keep for i in t.images])
+
+
+def _by_subject(a: Trials, b: Trials, n_boot: int, seed, ci: float) -> ConsistencyResult:
+    """Mean kappa over subject pairs, with a bootstrap interval over the subjects (see :func:`error_consistency`)."""
+    same = a is b
+    subjects_a, subjects_b = list(dict.fromkeys(a.subject)), list(dict.fromkeys(b.subject))
+    kappas = np.full((len(subjects_a), len(subjects_b)), np.nan)
+    pairs, undefined, images = [], [], set()
+    for i, sa in enumerate(subjects_a):
+        for j, sb in enumerate(subjects_b):
+            if same and i == j:
+                continue
+            one_a = _subject_trials(a, sa, b.select(subject=sb))
+            one_b = _subject_trials(b, sb, one_a)
+            ca, cb, seen = aligned_correctness(one_a, one_b)
+            kappas[i, j] = _kappa(ca, cb)
+            images.update(seen)
+            (undefined if math.isnan(kappas[i, j]) else pairs).append([sa, sb, float(kappas[i, j])])
+    if not pairs:
+        raise InsilicoError(f"error consistency of {a.name!r} and {b.name!r} is undefined for every pair of subjects "
+                            "(each pair always right, or always wrong, on its images); use harder (or easier) images")
+    if not 0 < ci < 1 or n_boot < 0:
+        raise InsilicoError(f"error consistency needs ci in (0, 1) and n_boot >= 0, got ci={ci}, n_boot={n_boot}")
+    g, draws = rng(seed), []
+    for _ in range(n_boot):
+        ia = g.integers(0, len(subjects_a), len(subjects_a))
+        ib = ia if same else g.integers(0, len(subjects_b), len(subjects_b))
+        draw = kappas[np.ix_(ia, ib)]
+        draws.append(np.nanmean(draw) if np.isfinite(draw).any() else np.nan)
+    low, high = interval(np.array(draws), level=ci).tolist() if draws else (math.nan, math.nan)
+    details = dict(pairs=pairs, undefined=undefined, n_subjects_a=len(subjects_a), n_subjects_b=len(subjects_b),
+                   interval="subjects", n_boot=n_boot, seed=seed, ci=ci)
+    value = float(np.mean([k for _, _, k in pairs]))
+    return ConsistencyResult(value, float(low), float(high), "error_consistency", [a.name, b.name], len(images),
+                             details)
 
 
 #: Hit and false-alarm rates are clipped to this range before the z-transform (d' within +-4.65; Rajalingham et

@@ -222,6 +222,13 @@ class PsychometricResult(Result):
         low, high = bootstrap(lambda i: at(b, i, other.criterion) - at(a, i, self.criterion), a.shape[1], n_boot, seed)
         return dict(shift=other.threshold - self.threshold, low=low, high=high, n_boot=n_boot)
 
+    def table(self) -> dict:
+        """One row per level: ``level``, ``accuracy``, ``accuracy_low``, ``accuracy_high`` and the ``fitted`` curve."""
+        levels = self.levels.double().numpy()
+        return {self.parameter: levels, "accuracy": self.accuracy.double().numpy(),
+                "accuracy_low": self.accuracy_low.double().numpy(),
+                "accuracy_high": self.accuracy_high.double().numpy(), "fitted": self.fitted(levels)}
+
     def plot(self, ax=None, label: str | None = None):
         """Accuracy per level (with intervals), the fitted curve, chance and the threshold; returns the Figure."""
         fig, ax = new_axes(ax, close=True)
@@ -304,7 +311,7 @@ def psychometric(
     levels = [float(v) for v in (levels if levels is not None else PARAMETERS[parameter][1])]
     if len(levels) < 3:
         raise InsilicoError(f"a psychometric fit needs at least 3 levels, got {levels}")
-    source = stimulus_source(images)
+    source = stimulus_source(images, model=model)  # image files fitted to the model's input
     x = check_images(source.read(0, len(source)), name="images")
     plan = Plan(model)
     with plan.session():

@@ -130,6 +130,15 @@ class ReactionTimeResult(Result):
         return Trials.from_predictions(self.images, truth, [self.classes[int(k)] for k in self.choice],
                                        rt=self.rt.tolist(), name=name or self.settings.get("model", "model"))
 
+    def table(self) -> dict:
+        """One row per image: ``image``, ``label`` (its class; absent without labels), ``choice``, ``rt`` (time
+        steps) and ``decided`` (whether the readout crossed the threshold)."""
+        columns = {"image": [str(i) for i in self.images]}
+        if self.labels is not None:
+            columns["label"] = [self.classes[int(k)] for k in self.labels]
+        return {**columns, "choice": [self.classes[int(k)] for k in self.choice], "rt": self.rt.numpy(),
+                "decided": self.decided.numpy()}
+
     def plot(self, ax=None):
         """The speed-accuracy trade-off: accuracy vs mean reaction time over thresholds; returns the Figure."""
         fig, ax = new_axes(ax, close=True)
@@ -154,13 +163,13 @@ def _default_thresholds(criterion: str, k: int) -> list[float]:
 
 def _step_probabilities(model, stimuli, readout, batch_size, progress) -> torch.Tensor:
     """The readout's softmax at every step (N, T, K), in one pass per batch."""
-    source = stimulus_source(stimuli)
+    source = stimulus_source(stimuli, model=model)  # image files fitted to the model's input
     plan = Plan(model, source.batch(0, 1, None, None))  # the image gate refuses an empty set here
     with plan.session():
         plan.call(f"{readout}@0")  # the model's own error, or a UnitError naming a readout that never ran
         steps = plan.count(readout)
         units = [f"{readout}@{t}" for t in range(steps)]
-        logits = responses(model, stimuli, units, batch_size=batch_size, plan=plan, stop=False, progress=progress,
+        logits = responses(model, source, units, batch_size=batch_size, plan=plan, stop=False, progress=progress,
                            desc="reaction times")
     logits = torch.stack([v.double().cpu() for v in logits], 1)
     if logits.ndim != 3:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import (_device_option, _quiet_option, _seed_option, _shard_option, existing_file, library_value,
-                      positive_int, unit_range, weights_file)
+from .options import (_device_option, _labels_options, _quiet_option, _seed_option, _shard_option, existing_file,
+                      library_value, positive_int, unit_range, weights_file)
 from .outputs import _file_name
 
 
@@ -31,13 +31,16 @@ def _gallery(sub) -> None:
     b.add_argument("--weights", type=weights_file, default=None,
                    help="state_dict for a --model spec or zoo model, or 'random' (random weights)")
     b.add_argument("--layers", type=_layers, default=None,
-                   help="comma-separated layers (default: every conv and linear layer)")
+                   help="comma-separated layers: module paths ('layer1'; a zoo model's may leave out 'net.'), "
+                        "'PATH@T' for time step T of a recurrent layer, 'PATH:heads' for the heads of an attention "
+                        "module (default: every conv and linear layer, and the heads of every attention module)")
     b.add_argument("--units", type=positive_int, default=None, help="only the first N units of each layer")
     b.add_argument("--unit-range", type=unit_range, default=None, help="only units START:STOP of each layer")
     b.add_argument("--steps", type=positive_int, default=None, help=f"maximization steps ({default('steps')})")
     b.add_argument("--stimuli", default=None,
                    help="exemplar stimuli: photos, natural, or a folder (DIR/<class>/<image> names the classes) or "
                         f"glob of image files, fitted to the model's input ({default('stimuli')})")
+    _labels_options(b)
     b.add_argument("--exemplars", type=positive_int, default=None,
                    help=f"top exemplars per unit ({default('exemplars')})")
     b.add_argument("--batch-size", type=positive_int, default=None,
@@ -58,7 +61,7 @@ def _gallery_build(args) -> None:
 
     overrides = dict(model=args.model, weights=args.weights, units=args.units, steps=args.steps,
                      exemplars=args.exemplars, chunk=args.batch_size, seed=args.seed, layers=args.layers,
-                     unit_range=args.unit_range, stimuli=args.stimuli)
+                     unit_range=args.unit_range, stimuli=args.stimuli, labels=args.labels, class_names=args.class_names)
     if args.definition:
         settings = GallerySettings.from_file(args.definition, **overrides)
     else:

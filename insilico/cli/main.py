@@ -14,6 +14,7 @@ from ..errors import InsilicoError
 from .attribution import _deconv, _gradient_map
 from .design import _adversarial, _controversial, _maximize, _metamer
 from .gallery import _gallery
+from .lab import _lab
 from .merge import _merge
 from .options import Parser
 from .record import _record
@@ -21,7 +22,7 @@ from .tour import _demo, _models, _tools
 
 #: The subcommands, in --help order.
 COMMANDS = [_demo, _models, _tools, _record, _maximize, _gradient_map, _deconv, _metamer, _adversarial, _controversial,
-            _gallery, _merge]
+            _gallery, _lab, _merge]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -269,6 +269,25 @@ def _input_images(p: argparse.ArgumentParser) -> None:
     _resize_option(p)
 
 
+def _labels_options(p: argparse.ArgumentParser) -> None:
+    """--labels and --class-names: the user's labels of a stimulus set (:func:`insilico.stimuli.labelled`)."""
+    p.add_argument("--labels", type=existing_file, default=None,
+                   help="a CSV of 'image,label' rows (image: its path relative to the --stimuli folder, or its "
+                        "path; label: a class name or index): the stimuli's labels, over a folder's classes")
+    p.add_argument("--class-names", type=existing_file, default=None,
+                   help="the name of each class index, a JSON list or one name per line (a folder's classes are "
+                        "matched to them by name)")
+
+
+def labelled_stimuli(args, stimuli):
+    """``stimuli`` with the labels of ``--labels`` and the names of ``--class-names``, when given."""
+    if getattr(args, "labels", None) is None and getattr(args, "class_names", None) is None:
+        return stimuli
+    from ..stimuli.labels import labelled
+
+    return labelled(stimuli, args.labels, args.class_names)
+
+
 def _resize_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", action="store_true",
                    help="fit --images to the model's input as --stimuli folders are: by its preprocessing (resize, "

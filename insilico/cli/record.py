@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import _batch_option, _load, _model_options, _shard_option, positive_int
+from .options import (_batch_option, _labels_options, _load, _model_options, _shard_option, labelled_stimuli,
+                      positive_int)
 from .outputs import _file_name, _manifest, _out, _shared, _writes_outputs
 
 
@@ -20,6 +21,7 @@ def _record(sub) -> None:
                         "gives labels) or glob ('DIR/*.png') of image files, streamed and fitted to the model's "
                         "input (default %(default)s)")
     p.add_argument("--per-class", type=positive_int, default=16, help="photos: crops per class (default %(default)s)")
+    _labels_options(p)
     p.add_argument("--reduce", choices=["mean", "max", "center"], default=None,
                    help="pool each channel over its positions, (N, C) per unit (default: keep every value): a map "
                         "(C, H, W) over H, W; a channels-last stage (H, W, C, Swin) over H, W; a token layer (T, D, "
@@ -33,7 +35,7 @@ def _record(sub) -> None:
         from ..probe import Probe
 
         model = _load(args)
-        stimuli = _stimulus_set(args, model)
+        stimuli = labelled_stimuli(args, _stimulus_set(args, model))
         probe = Probe(model)
         probe.units(*args.units)  # a bad address ends here, before anything is written
         out = _out(args.out)

@@ -49,11 +49,13 @@ from ..errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from ..identity import fingerprint_differences, model_fingerprint
 from ..layers import channels_first, read_layout, unit_layout
 from ..layout import pool
+from ..neural import NeuralData
 from ..options import Options
 from ..performance import working_dtype
 from ..plan import Plan
 from ..probe import Probe
 from ..registry import register_tool
+from ..results import data_frame
 from ..session import device_of, dtype_of, session
 from ..units import need_tensor
 from .ridge import RidgeCV, pearson_r, r2_score, solve_ridge, split_half_ceiling
@@ -165,6 +167,17 @@ class NeuralPredictor(nn.Module):
         if not out:
             raise InsilicoError("no targets given")
         return out
+
+    def table(self) -> dict:
+        """The scores, one row per target: ``target`` (its name), held-out ``r`` and ``r2`` (with
+        ``held_out > 0``), the chosen ``alpha``, and ``ceiling`` / ``normalized_r`` (with repetitions)."""
+        n = len(self.targets)
+        return {"target": [str(t) for t in self.targets],
+                **{k: np.asarray(v) for k, v in self.scores.items() if np.ndim(v) == 1 and len(v) == n}}
+
+    def to_pandas(self):
+        """:meth:`table` as a ``pandas.DataFrame`` (pandas is an optional extra; see :func:`insilico.results.data_frame`)."""
+        return data_frame(self.table(), "NeuralPredictor.to_pandas")
 
     def save(self, path) -> None:
         """Write the readout, statistics, scores and settings (not the trunk) to one file; see :meth:`load`."""
@@ -373,9 +386,10 @@ def fit_predictor(
         Takes pixel-space images. It becomes the predictor's trunk (shared, not copied).
     stimuli : tensor (n_stimuli, C, H, W), array, StimulusSet or Dataset
         Read in batches of ``batch_size``.
-    responses : tensor or array (n_stimuli, n_targets), or (n_repetitions, n_stimuli, n_targets)
+    responses : tensor or array (n_stimuli, n_targets), or (n_repetitions, n_stimuli, n_targets), or NeuralData
         Measured responses; with repetitions the readout is fitted to their
-        mean and ``scores`` gets a noise ceiling.
+        mean and ``scores`` gets a noise ceiling. Neural data (:func:`insilico.neural.read_neural`) are
+        aligned to the stimuli by their ids and name the targets by their neuroid ids.
     layers : address or list of addresses
         Layers whose features the readout reads (e.g. ``["features.8"]``).
     reduce : None, "mean", "max", int or (h, w)
@@ -426,8 +440,11 @@ def fit_predictor(
     if not layers:
         raise InsilicoError("fit_predictor needs at least one layer, e.g. layers=['features.8']")
     Probe(model).units(*layers)  # unknown addresses fail now
-    y, reps = _response_matrix(responses)
     source = stimulus_source(stimuli, name="stimuli", model=model)
+    if isinstance(responses, NeuralData):  # the rows of these stimuli, in their order; targets named by neuroid
+        responses = responses.aligned_to(source)
+        targets = responses.neuroid_ids if targets is None else targets
+    y, reps = _response_matrix(responses)
     n = len(source)
     if n == 0:
         raise StimulusError("fit_predictor: the stimulus set is empty: give at least one stimulus")

@@ -447,6 +447,10 @@ class Ceiling(Result):
     r: np.ndarray
     r2: np.ndarray
 
+    def table(self) -> dict:
+        """One row per target: ``target`` (its index), ``split_half``, ``reliability``, ``r``, ``r2``."""
+        return {"target": np.arange(len(self.r)), **{k: np.asarray(getattr(self, k)) for k in self.sample_fields}}
+
     def plot(self, ax=None):
         """Histogram of the ceiling r over targets; returns the Figure."""
         fig, ax = _axes(ax)
@@ -533,6 +537,13 @@ class EncodingResult(Result):
         return cls(np.concatenate([x.r for x in results]), np.concatenate([x.r2 for x in results]),
                    np.concatenate([x.alpha for x in results], axis=1),
                    np.concatenate([x.predictions for x in results], axis=1), dict(results[0].settings))
+
+    def table(self) -> dict:
+        """One row per target: ``target`` (its index), held-out ``r`` and ``r2``, and ``alpha_<k>`` the penalty
+        outer fold ``k`` chose."""
+        alpha = np.asarray(self.alpha).reshape(-1, len(self.r))
+        return {"target": np.arange(len(self.r)), "r": np.asarray(self.r), "r2": np.asarray(self.r2),
+                **{f"alpha_{k}": a for k, a in enumerate(alpha)}}
 
     def plot(self, ax=None, ceiling: "Ceiling | None" = None):
         """Held-out r per target, sorted (with the ceiling's r per target, dashed); returns the Figure."""

@@ -444,6 +444,12 @@ class CumulativeLesionResult(Result):
 
     required_arrays = ("accuracy_random_all", "accuracy_random_band", "random_orders")
 
+    def table(self) -> dict[str, np.ndarray]:
+        """One row per lesion size: the curves (not the per-channel ``ranking``, which is longer)."""
+        band = self.accuracy_random_band
+        return {k: self.arrays[k] for k in ("n_lesioned", "fraction", "accuracy_most", "accuracy_least",
+                                            "accuracy_random")} | {"random_low": band[:, 0], "random_high": band[:, 1]}
+
     def plot(self, ax=None):
         """Accuracy vs fraction lesioned: most important first, least important first, random orders (mean, band)."""
         fig, ax = new_axes(ax)

@@ -87,24 +87,6 @@ class Result(_Result):
         n = max(len(v) for v in ones.values())
         return {k: v for k, v in ones.items() if len(v) == n}
 
-    def to_pandas(self):
-        """The :meth:`table` as a ``pandas.DataFrame`` (one row per unit, group, layer...: the CSV of :meth:`export`).
-
-        Raises
-        ------
-        InsilicoError
-            pandas is not installed (``pip install 'insilico-ephys[xarray]'``), or the result has no table.
-        """
-        try:
-            import pandas
-        except ImportError:
-            raise InsilicoError(f"{type(self).__name__}.to_pandas needs pandas: pip install "
-                                "'insilico-ephys[xarray]'") from None
-        columns = self.table()
-        if not columns:
-            raise InsilicoError(f"{type(self).__name__} has no table (no per-row arrays): read .arrays instead")
-        return pandas.DataFrame(columns)
-
     def save(self, path: str | os.PathLike) -> None:
         """Write the result to ONE file (read back with :meth:`load`); for the NPZ/CSV tables use :meth:`export`."""
         if Path(path).suffix in (".npz", ".csv"):

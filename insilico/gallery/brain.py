@@ -16,7 +16,11 @@ Kriegeskorte et al. (2008, *Neuron* 60:1126-1141) bundled with insilico
 - the human IT noise ceiling (:func:`insilico.rsa.noise_ceiling`; Nili et al.
   2014): lower bound, each subject against the mean of the others; upper
   bound, against the mean of all. Monkey IT is one RDM: no ceiling can be
-  estimated, and the human-IT-vs-monkey-IT similarity is given for scale.
+  estimated, and the human-IT-vs-monkey-IT similarity is given for scale, on
+  the layers' footing: monkey IT against each human subject, averaged over
+  subjects, with its bootstrap interval over the same stimulus resamples
+  (:func:`monkey_vs_human`; against the group-average RDM it would read higher,
+  0.439 instead of 0.296, and not compare with the layers' bars).
 
 The numbers are computed once per site and cached in ``brain.json`` at its
 root (:func:`ensure`: rank 0 of a sharded build computes it, every rank renders
@@ -70,7 +74,8 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
     -------
     dict (JSON-able)
         ``layers``, ``units`` (layer -> the recorded unit), ``human_it`` and ``monkey_it`` (layer ->
-        ``similarity``, ``ci``), ``human_it_noise_ceiling`` (``lower``, ``upper``), ``monkey_it_vs_human_it``,
+        ``similarity``, ``ci``), ``human_it_noise_ceiling`` (``lower``, ``upper``), ``monkey_it_vs_human_it``
+        and ``monkey_it_vs_human_it_ci`` (:func:`monkey_vs_human`: per subject, as the layers),
         ``best_layer`` (region -> layer), ``best_layers`` (region -> the layers a paired bootstrap cannot tell
         from the best, the best first: :meth:`~insilico.rsa.BootstrapResult.best_set`), ``compare``,
         ``rdm_method``, ``n_boot``, ``seed``, ``image_size``,
@@ -100,11 +105,32 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
             "n_boot": n_boot, "seed": seed, "image_size": int(shape[-1]),
             "human_it": table(human), "monkey_it": table(monkey),
             "human_it_noise_ceiling": {"lower": ceiling.lower, "upper": ceiling.upper},
-            "monkey_it_vs_human_it": float(rsa.compare(d.monkey_it, d.human_it, COMPARE)),
+            **monkey_vs_human(d, n_boot, seed),
             "best_layer": {"human_it": human.names[int(np.argmax(human.estimate))],
                            "monkey_it": monkey.names[int(np.argmax(monkey.estimate))]},
             "best_layers": {"human_it": human.best_set(), "monkey_it": monkey.best_set()},  # paired bootstrap
             "seconds": round(time.perf_counter() - start, 2)}
+
+
+def monkey_vs_human(d, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Monkey IT vs human IT on the footing of the layers' human-IT scores: :func:`insilico.rsa.bootstrap` of the
+    monkey RDM against the 4 subjects' RDMs (mean over subjects; the same ``seed``, so the same stimulus resamples,
+    as the layers' bootstrap). ``d``: :func:`insilico.data.kriegeskorte2008`.
+
+    Returns ``{"monkey_it_vs_human_it": rho, "monkey_it_vs_human_it_ci": [lo, hi], "monkey_it_vs_human_it_footing":
+    "mean over subjects"}``.
+
+    >>> from insilico import data
+    >>> round(monkey_vs_human(data.kriegeskorte2008(size=64), n_boot=10)["monkey_it_vs_human_it"], 3)
+    0.296
+    """
+    from .. import rsa
+
+    res = rsa.bootstrap({"monkey IT": d.monkey_it}, d.human_it_subjects(), COMPARE, over="stimuli", n_boot=n_boot,
+                        seed=seed, progress=False)
+    return {"monkey_it_vs_human_it": float(res.estimate[0]),
+            "monkey_it_vs_human_it_ci": [float(res.ci[0][0]), float(res.ci[0][1])],
+            "monkey_it_vs_human_it_footing": "mean over subjects"}
 
 
 def read(root: Path) -> dict | None:
@@ -130,7 +156,8 @@ def ensure(work, layers: Sequence[str], rank: int = 0) -> dict | None:
     from ..sharding import write_json
 
     cached = read(work.root)
-    if cached is not None and cached.get("layers") == list(layers):
+    if cached is not None and cached.get("layers") == list(layers) and (
+            "unavailable" in cached or "monkey_it_vs_human_it_ci" in cached):  # older files: the group-RDM figure
         return cached
     if rank != 0:
         return cached
@@ -151,6 +178,17 @@ def _bars(res: dict, region: str, title: str, ceiling: dict | None) -> str:
     return figures.layer_bars(layers, [r["similarity"] for r in rows], [r["ci"] for r in rows], title,
                               "RDM similarity (Spearman rho)", band=band, band_label="noise ceiling" if band else "",
                               best=best, note=f"best: {layers[best]}")
+
+
+def _for_scale(res: dict) -> str:
+    """The monkey-vs-human figure as the page states it, with its footing."""
+    rho = res["monkey_it_vs_human_it"]
+    if "monkey_it_vs_human_it_ci" not in res:  # a brain.json from before the per-subject figure
+        return (f"rho {rho:.3f} against the group-average RDM (not the layers' per-subject footing: rebuild the site "
+                "for the comparable figure)")
+    lo, hi = res["monkey_it_vs_human_it_ci"]
+    return (f"rho {rho:.3f} [{lo:.3f}, {hi:.3f}], monkey IT against each human subject, mean over the 4 subjects, "
+            "as the layers are scored")
 
 
 def rsa_html(res: dict | None) -> str:
@@ -181,7 +219,7 @@ def rsa_html(res: dict | None) -> str:
             f"noise ceiling {ceiling['lower']:.3f}&ndash;{ceiling['upper']:.3f}), <b>{escape(best_m)}</b> for monkey "
             f"IT (rho {res['monkey_it'][best_m]['similarity']:.3f}). A model that explained human IT as well as the "
             "data allow would reach the grey band. Monkey IT is a single RDM, so it has no noise ceiling; for scale, "
-            f"monkey IT vs human IT: rho {res['monkey_it_vs_human_it']:.3f}. {caveat}</p>"
+            f"monkey IT vs human IT: {_for_scale(res)}. {caveat}</p>"
             '<table class="meta"><tr><th>layer</th><th>recorded at</th><th>human IT</th><th>95% CI</th>'
             f"<th>monkey IT</th><th>95% CI</th></tr>{rows}</table>"
             "<p>Method: each layer is read after its nonlinearity over the 92 images "
@@ -221,13 +259,12 @@ def rf_html(groups: Sequence[tuple[str, Sequence[float]]], image_size: int | Non
 def layers_html(layer_rows: Sequence[tuple[str, Sequence[dict]]]) -> str:
     """One line per layer: units, grating responsiveness, silent units, median RF, images that beat the photos."""
     from .stages import slug
-    from .summary import rf_sizes, status_counts
+    from .summary import headline, rf_sizes, status_counts
 
     lines = []
     for layer, rows in layer_rows:
         counts = {label: n for label, n, _ in status_counts(rows)}
-        pairs = [(r.get("top_exemplar_activation"), r.get("max_activation")) for r in rows]
-        known = [(a, b) for a, b in pairs if a is not None and b is not None]
+        h = headline(rows)
         sizes = rf_sizes(rows)
         spatial = any(r.get("responsive") is not None for r in rows)
         silent = counts.get("silent on the stimulus set", 0) if spatial else counts.get("never above 0 on the photos", 0)
@@ -235,14 +272,17 @@ def layers_html(layer_rows: Sequence[tuple[str, Sequence[dict]]]) -> str:
                  f"{counts.get('responsive', 0)}" if spatial else "&ndash;",
                  f"{silent}" + ("" if spatial else "*"),
                  f"{np.median(sizes):.3g}" if sizes else "&ndash;",
-                 f"{sum(b >= a for a, b in known)} / {len(known)}"]
+                 f"{h['from_noise']} / {h['compared']}" + (f" ({h['silent']} left out)" if h["silent"] else "")]
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return ("<h2>Layers at a glance</h2><table class=\"meta\"><tr><th>layer</th><th>units</th><th>responsive to "
-            "gratings</th><th>silent</th><th>median RF (px)</th><th>maximizing image &ge; best photo</th></tr>"
+            "gratings</th><th>silent</th><th>median RF (px)</th><th>image from noise &gt; best photo</th></tr>"
             f"{''.join(lines)}</table><p>Silent: the neuron at the map's centre (the one the tuning reads, after the nonlinearity) gives the same "
             "response to the blank, every grating and every exemplar photo; * for layers without gratings, "
-            "units that never exceed 0 on the exemplar photos (before the nonlinearity). Each layer's page has the "
-            "distributions.</p>")
+            "units that never exceed 0 on the exemplar photos (before the nonlinearity). Image from noise &gt; best "
+            "photo: units whose image synthesized from noise drives them more than their best exemplar photo, of "
+            "those that are not silent (left out: best photo at or below 0, or silent at the map's centre; the "
+            "stretched photo shown where noise falls short beats the photo by construction, so it is not counted). "
+            "Each layer's page has the distributions.</p>")
 
 
 def model_page(title: str, res: dict | None, layer_rows: Sequence[tuple[str, Sequence[dict]]],

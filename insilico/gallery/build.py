@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InsilicoError
 from ..identity import check, job_identity
-from ..layers import choose_layers, example_input, image_size, renamed
+from ..layers import attention_modules, choose_layers, example_input, image_size, renamed
 from ..options import Job
 from ..registry import register_tool
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, read_identity, start_over, write_json
@@ -46,15 +46,49 @@ from .stages import STAGES, Work, slug
 
 @renamed(shape="size")
 def discover_layers(model: nn.Module, size: int | tuple | None = None) -> list[str]:
-    """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``).
+    """Every Conv and Linear module, in call order; a module called T times is named at its last call (``@T-1``);
+    and the heads of every attention module with per-head parts that runs once (``"blocks.3.attn:heads"``), after
+    its own layers.
 
     The layer chooser's ``"conv_linear"`` kind (:func:`insilico.layers.choose_layers`)
     on a grey image of ``size`` (read by :func:`insilico.layers.image_size`; default ``model.input_size``),
     with outputs the gallery has units in (:class:`~insilico.gallery.view.LayerView`): maps, channels-last
-    stages, token layers and vectors.
+    stages, token layers and vectors; the attention modules are those the registry knows with the layout
+    ``"heads"`` (:func:`insilico.layers.attention_modules`; windowed attention has no head units).
     """
-    return choose_layers(model, example_input(model, image_size(model, size)), kind="conv_linear", step="last",
-                         layouts=("map", "channels_last", "tokens", "vector"))
+    from ..probe import Probe
+    from ..units import Unit
+
+    survey = Probe(model).survey(example_input(model, image_size(model, size)))
+    layers = choose_layers(model, survey, kind="conv_linear", step="last",
+                           layouts=("map", "channels_last", "tokens", "vector"))
+    heads = [f"{name}:heads" for name, layout in attention_modules(model).items()
+             if layout == "heads" and survey.count(name) == 1]
+    rank = {name: i for i, name in enumerate(survey.modules())}  # call order (a module ends after its children)
+    return sorted(layers + heads, key=lambda layer: rank[Unit.parse(layer).module])
+
+
+def zoo_layers(model: nn.Module, layers: list[str]) -> list[str]:
+    """``layers`` as ``model`` addresses them: a zoo model (:class:`insilico.models.zoo.ZooModel`) keeps its
+    network under ``net.`` beside ``normalize``, so a layer written as the zoo names it (``"layer1"``,
+    ``"blocks.3.attn:heads"``) is read as ``"net.layer1"`` where the model has no such module (its only reading);
+    the pages name the address read. Other models' layers are kept as written (an unknown one is refused later,
+    with close matches).
+
+    >>> import insilico
+    >>> zoo = insilico.models.load("torchvision:resnet18", weights=None)
+    >>> zoo_layers(zoo, ["layer1", "net.layer4", "layer2.0/add"])
+    ['net.layer1', 'net.layer4', 'net.layer2.0/add']
+    """
+    from ..models.zoo import ZooModel
+    from ..units import Unit
+
+    if not isinstance(model, ZooModel):
+        return list(layers)
+    names = {name for name, _ in model.named_modules()}
+    owners = [Unit.parse(layer).owner for layer in layers]
+    return [f"net.{layer}" if owner not in names and f"net.{owner}" in names else layer
+            for layer, owner in zip(layers, owners)]
 
 
 def input_shape(model: nn.Module) -> tuple:
@@ -133,7 +167,7 @@ def build(settings: GallerySettings, out: str | Path | Job, model: nn.Module | N
     root, shard = Path(job.path), job.shard
     _check_site(root, settings, model, shard, job.overwrite)
     work = Work(model, settings, root, input_shape(model), progress=False)  # the stages' own bars stay silent
-    layers = list(settings.layers or discover_layers(model, work.shape))
+    layers = zoo_layers(model, settings.layers) if settings.layers else discover_layers(model, work.shape)
     rank, world = rank_world(shard)
     mine = plan(work, layers)[rank::world]
     jobs = [(layer, stage, a, b) for layer, start, stop in mine for stage, (_, applies) in STAGES.items()
@@ -199,7 +233,7 @@ def render_site(work: Work, layers: list[str]) -> None:
     for layer in layers:
         shape = work.layer_shape(layer)
         channels = list(s.selection(work.n_units(layer)))
-        reading = work.view(layer).describe()  # how a token / channels-last layer's units are read
+        reading = work.view(layer).describe(layer)  # how token, channels-last, head, recurrent units are read
         if reading:
             described[layer] = {**described[layer], "text": f"{described[layer]['text']}. {reading[0].upper()}"
                                                             f"{reading[1:]}"}
@@ -289,4 +323,5 @@ def write_units_csv(path: Path, rows: list[dict]) -> None:
     pages.write(path, text.getvalue())
 
 
-__all__ = ["UNIT_COLUMNS", "build", "discover_layers", "plan", "render_site", "unit_row", "write_units_csv"]
+__all__ = ["UNIT_COLUMNS", "build", "discover_layers", "plan", "render_site", "unit_row", "write_units_csv",
+           "zoo_layers"]

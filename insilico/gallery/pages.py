@@ -49,6 +49,9 @@ svg { background: white; border: 1px solid #ddd; }
 .overlay svg { position: absolute; left: 0; top: 0; width: 100%; height: 100%; border: 0; background: none; }
 svg.rf { background: none; border: 0; } .desc { color: #444; } td.num { text-align: right; }
 table.arch th { text-align: left; font-size: 0.85em; padding-right: 10px; } details { margin: 0.6em 0; }
+.row.zoom { gap: 6px; } figure.zoom svg { display: block; border: 0; background: #ddd; margin-bottom: 2px; }
+a.how { font-weight: normal; font-size: 0.8em; } details.methods h3 { font-size: 1em; margin-bottom: 0.2em; }
+details.methods p { max-width: 60em; }
 """
 
 
@@ -74,8 +77,14 @@ def _missing(what: str) -> str:
     return f'<p class="missing">{escape(what)}: not computed yet (rerun the build to fill it in)</p>'
 
 
-def _figure(src: str, caption: str) -> str:
-    return f'<figure><img class="px" src="{escape(src)}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>'
+def _img(src: str, alt: str, cls: str = "px") -> str:
+    """An ``<img>`` the browser loads only when it scrolls into view (a layer of 2,048 units stays fast to open)."""
+    return f'<img class="{cls}" src="{escape(src)}" alt="{escape(alt)}" loading="lazy">'
+
+
+def _figure(src: str, caption: str, strong: bool = False) -> str:
+    text = f"<b>{escape(caption)}</b>" if strong else escape(caption)
+    return f'<figure>{_img(src, caption)}<figcaption>{text}</figcaption></figure>'
 
 
 def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = None) -> str:
@@ -89,8 +98,7 @@ def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = N
 
     items = []
     for info in layers:
-        thumbs = "".join(f'<img class="px" src="units/{info["slug"]}/{c}/max.png" alt="unit {c}">'
-                         for c in info["thumbs"][:12])
+        thumbs = "".join(_img(f'units/{info["slug"]}/{c}/max.png', f"unit {c}") for c in info["thumbs"][:12])
         what = f' &mdash; {escape(info["description"])}' if info.get("description") else ""
         done = (f'all {info["n"]} units computed' if info["done"] == info["n"] else
                 f'{info["done"]} of {info["n"]} units computed (rerun the build to finish)')
@@ -168,23 +176,32 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
     (:func:`.describe.describe_layers`); ``classes``: class names of an output
     layer's units (shown under their tiles). Without ``rows`` only the grid is drawn.
     """
+    from ..units import Unit
     from . import summary
+    from .methods import methods_html
 
     tiles = []
     for c in channels:
-        img = (f'<img class="px" src="../units/{layer_slug}/{c}/max.png" alt="unit {c}">' if c in ready
-               else '<div class="missing">pending</div>')
+        img = _img(f"../units/{layer_slug}/{c}/max.png", f"unit {c}") if c in ready else \
+            '<div class="missing">pending</div>'
         name = f"<br>{escape(str(classes[c]))}" if classes and c < len(classes) else ""
         tiles.append(f'<div class="tile"><a href="../units/{layer_slug}/{c}.html">{img}{c}{name}</a></div>')
-    top = summary.layer_summary(rows, tunings or [None] * len(rows), image_size) if rows else ""
+    tunings = list(tunings or [None] * len(rows or []))
+    top = summary.layer_summary(rows, tunings, image_size) if rows else ""
     table = summary.unit_table(rows, columns) if rows else ""
+    spatial = any(t for t in tunings) or any(r.get("responsive") is not None for r in rows or [])
+    methods = methods_html(spatial, bool(classes), next((t for t in tunings if t), None), image_size,
+                           heads=Unit.parse(layer).part == "heads")  # attention heads (gallery/view.py)
     body = (f'<nav><a href="../index.html">{escape(title)}</a> / {escape(layer)} &nbsp; '
-            f'<a href="../model.html">model vs brain</a></nav>'
+            f'<a href="../model.html">model vs brain</a> &nbsp; <a href="{escape(layer_slug)}.html#methods">methods</a></nav>'
             f"<h1>{escape(layer)}</h1>"
             + (f'<p class="what">{escape(description)}</p>' if description else "")
-            + f"<p>{len(channels)} units; each image maximizes one unit. "
-            f'Click a unit for its page.</p>{top}<h2>Maximizing images</h2><div class="grid">{"".join(tiles)}</div>'
-            f"{table}")
+            + f"<p>{len(channels)} units. Click a unit for its page.</p>{top}<h2>Feature visualizations</h2>"
+            "<p>Per unit the image synthesized from noise, or, where it stays below the unit's best photo, the best "
+            "photo after gradient ascent (its page ranks both by value)."
+            + ("" if spatial else " Deep layers' images at this gallery's few optimisation steps are often "
+               "similar textures across units: read a unit by its exemplars and lesion effects as much as by its "
+               "image.") + f'</p><div class="grid">{"".join(tiles)}</div>{table}{methods}')
     return page(f"{layer} - {title}", body, 1)
 
 
@@ -218,7 +235,10 @@ def unit_context(layer: str, description: str | None = None, classes: list | Non
 def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict, neighbours: tuple,
               context: dict | None = None) -> str:
     """``data``: stage name -> the unit's stage dict (absent stages are shown as pending); ``context``:
-    :func:`unit_context` of its layer (description, class names, the layer's lesion scale)."""
+    :func:`unit_context` of its layer (description, class names, the layer's lesion scale). The method text is
+    on the layer page (:func:`insilico.gallery.methods.methods_html`); each section links to it."""
+    from .methods import method_link
+
     ctx = context or {}
     prev, nxt = neighbours
     links = [f'<a href="../../index.html">{escape(title)}</a>',
@@ -236,12 +256,16 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
             f"; this unit is the logit of class &ldquo;{escape(str(name))}&rdquo;" if name else "") + ".</p>"
     head += _silent_note(data)
     rf = data.get("rf")
-    sections = [_features_html(channel, data.get("features")),
-                _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"), logit=name is not None)]
+    sections = [("features", _features_html(channel, data.get("features"), data.get("tuning"))),
+                ("exemplars", _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"))
+                 + time_course_html(data.get("exemplars")))]  # a recurrent layer's time course, else ""
     if "tuning" in data or data.get("_spatial"):
-        sections.append(_tuning_html(data.get("tuning"), ctx.get("input_size")))
-        sections.append(_rf_html(channel, rf, ctx.get("input_size")))
-    sections.append(_lesion_html(data.get("lesion"), ctx.get("lesion_scale"), layer, ctx.get("lesion_scale_unit")))
+        sections.append(("tuning", _tuning_html(data.get("tuning"))))
+        sections.append(("rf", _rf_html(channel, rf, ctx.get("input_size"))))
+    sections.append(("lesion", _lesion_html(data.get("lesion"), ctx.get("lesion_scale"), layer,
+                                            ctx.get("lesion_scale_unit"))))
+    sections = [html.replace("</h2>", f" <small>{method_link(layer_slug, name)}</small></h2>", 1)
+                for name, html in sections]
     body = f'<nav>{" / ".join(links)} &nbsp; {steps}</nav>{head}' + "".join(sections)
     return page(f"{address}{' ' + str(name) if name else ''} - {title}", body, 2)
 
@@ -261,36 +285,57 @@ def _silent_note(data: dict) -> str:
     return f'<p class="silent"><b>Silent unit</b>: {escape(what)}.</p>'
 
 
-def _features_html(c: int, d: dict | None) -> str:
+#: What each kind of maximizing candidate is, as a caption says it (``features.json``'s ``maximizing_kind``).
+KINDS = {"from noise": "from noise", "stretched exemplar": "stretched exemplar",
+         "top exemplar": "best photo (no ascent step improved it)"}
+#: The kinds that are synthesized images (the best photo itself is not).
+SYNTHETIC = ("from noise", "stretched exemplar")
+
+
+def ranked_images(d: dict) -> list[dict]:
+    """The unit's candidate maximizing images of its ``features.json`` record ``d``, most activating first: dicts
+    with ``file`` (max.png, max-other.png), ``kind`` and ``value``; ``maximizing`` is True on the most activating
+    *synthesized* one (from noise or a stretched exemplar), whichever file it is in.
+
+    >>> d = {"maximizing": 2.0, "maximizing_kind": "from noise", "other": {"kind": "stretched exemplar", "value": 3.0}}
+    >>> [(r["kind"], r["maximizing"]) for r in ranked_images(d)]
+    [('stretched exemplar', True), ('from noise', False)]
+    """
+    found = [{"file": "max.png", "kind": d.get("maximizing_kind", "from noise"), "value": d.get("maximizing")}]
+    if d.get("other"):
+        found.append({"file": "max-other.png", "kind": d["other"].get("kind"), "value": d["other"].get("value")})
+    found.sort(key=lambda r: -float("inf") if r["value"] is None else r["value"], reverse=True)
+    best = next((r for r in found if r["kind"] in SYNTHETIC and r["value"] is not None), None)
+    return [dict(r, maximizing=r is best) for r in found]
+
+
+def _features_html(c: int, d: dict | None, tuning: dict | None = None) -> str:
     if d is None:
         return "<h2>Feature visualization</h2>" + _missing("feature visualization")
 
     def label(name, value):
         return f"{name} ({value:.3g})" if value is not None else name
 
-    kind = d.get("maximizing_kind", "from noise")
-    figs = [_figure(f"{c}/max.png", label("maximizing" + (f", {kind}" if kind != "from noise" else ""),
-                                          d["maximizing"]))]
+    ranked = ranked_images(d)
+    figs = [_figure(f"{c}/{r['file']}", label(("maximizing: " if r["maximizing"] else "") + KINDS.get(
+        r["kind"], str(r["kind"])), r["value"]), strong=r["maximizing"]) for r in ranked]
     figs += [_figure(f"{c}/diverse-{j}.png", label(f"diverse {j}", v)) for j, v in enumerate(d["diverse"][1:], start=1)]
-    if d.get("other"):
-        figs.append(_figure(f"{c}/max-other.png", label(d["other"]["kind"], d["other"]["value"])))
-    figs.append(_figure(f"{c}/inhibit.png", label("inhibiting", d["inhibiting"])))
-    top, best = d.get("top_exemplar"), d["maximizing"]
-    below = (f'<p><b>Below the top exemplar</b>: the maximizing image reaches {best:.4g}, the top exemplar '
-             f'{top:.4g}.</p>' if top is not None and best is not None and best < top else "")
-    other = d.get("other") or {}
-    if kind != "from noise" and other.get("kind") == "from noise" and None not in (other.get("value"), top):
-        below += (f"<p>The image from noise reaches {other['value']:.4g}, below the top exemplar ({top:.4g}): the "
-                  f"maximizing image shown is the {escape(kind)}.</p>")
-    measure = ("the largest value over the map for conv channels (the smallest for the inhibiting image), as the "
-               "exemplars are ranked" if "measure" in d else "the centre of the map for conv channels")
-    stretched = (" The stretched exemplar is the top exemplar after gradient ascent on its best neuron (the exemplar "
-                 "itself where no step improved on it); it is shown as the maximizing image where the image from "
-                 "noise stays below the top exemplar."
-                 if d.get("other") or kind != "from noise" else "")
-    return ('<h2>Feature visualization</h2><p>Images optimised from noise to drive the unit (its activation in '
-            f'brackets: {measure}); the diverse set is pushed apart; the last one drives it down.{stretched}</p>'
-            f'{below}<div class="row">{"".join(figs)}</div>')
+    floor = tuning is not None and tuning.get("spontaneous") is False
+    figs.append(_figure(f"{c}/inhibit.png", label("inhibiting" + (", before the ReLU" if floor else ""),
+                                                   d["inhibiting"])))
+    top = d.get("top_exemplar")
+    order = [(KINDS.get(r["kind"], str(r["kind"])), r["value"]) for r in ranked if r["value"] is not None]
+    if top is not None and not any(r["kind"] == "top exemplar" for r in ranked):
+        order.append(("best photo", top))
+    order.sort(key=lambda kv: kv[1], reverse=True)
+    text = "Ranked by value: " + " &ge; ".join(f"{escape(k)} <b>{v:.4g}</b>" for k, v in order) + "."
+    best = next((r for r in ranked if r["maximizing"]), None)
+    if best is not None and top is not None and best["value"] < top:
+        text += " No synthesized image reaches the best photo."
+    if floor:
+        text += (" This unit has no spontaneous activity (its blank response is its floor): the inhibiting image "
+                 "lowers its input before the ReLU, not its firing.")
+    return f'<h2>Feature visualization</h2><p>{text}</p><div class="row">{"".join(figs)}</div>'
 
 
 def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) -> tuple | None:
@@ -324,49 +369,115 @@ def rf_box_at(rf: dict | None, neuron: str, input_size=None, clip: bool = True) 
     return (y0, y1, x0, x1) if y0 <= y1 and x0 <= x1 else None
 
 
+def time_course_html(d: dict | None) -> str:
+    """A recurrent unit's time course (the exemplars stage's ``time_course``, :func:`insilico.gallery.view.add_time_course`):
+    its mean over the top exemplars at every time step, the layer's own step marked; "" for other layers."""
+    course = (d or {}).get("time_course")
+    if not course:
+        return ""
+    values = course["values"]
+    mean = [sum(row[t] for row in values) / len(values) for t in range(len(course["steps"]))]
+    step = course["step"]
+    curve = svg_curve(course["steps"], mean, "time step (call of the module in one forward pass)",
+                      "time course on the top exemplars", ylabel="response (activation)",
+                      mark=(step, f"step {step}: this page"), x_ticks=course["steps"])
+    table = "; ".join(f"step {t}: {m:.3g}" for t, m in zip(course["steps"], mean))
+    return (f"<h2>Time course</h2><p>The unit at every time step of the recurrent layer, mean over its "
+            f"{len(values)} top exemplars, each read at the position where it drives the unit most at step {step} "
+            f"(the step every other figure on this page shows).</p>{curve}<p>{escape(table)}</p>")
+
+
+def attention_exemplars_html(c: int, d: dict) -> str:
+    """The exemplars of an attention head (``rows="attention"``, :func:`insilico.gallery.view.head_exemplar_pages`):
+    the photos, then the head's attention drawn over each, from the query patch where it responds most and from
+    the CLS token (the centre patch where the model has no prefix tokens)."""
+    cells = ", ".join(f"{escape(str(l))} ({a:.3g})" for l, a in zip(d["labels"], d["activations"]) if a is not None)
+    second = "the CLS token" if d.get("second_query") == 0 else f"the centre patch token ({d.get('second_query')})"
+    share = [v for v in d.get("prefix_share", []) if v is not None]
+    prefix = (f" The drawings leave out the attention on the CLS and register tokens (from the best patch: "
+              f"{min(share):.1%} to {max(share):.1%} of it)." if share and max(share) > 0 else "")
+    peak = [v for v in d.get("peak", []) if v is not None]
+    if peak:
+        prefix += (f" From the best patch, the most attended patch gets {min(peak):.3g} to {max(peak):.3g} times the "
+                   "mean patch's attention (1: uniform attention, a flat drawing).")
+    return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
+            "<p>Rows: the photos that drive the head most (the norm of its output at its best patch token), then "
+            f"the head's attention over the image patches (bright: attended), from that patch and from {second}."
+            f"{escape(prefix)}</p><div class=\"overlay wide\">{_img(f'{c}/exemplars.png', 'exemplars and attention maps')}"
+            f"</div><p>{cells}</p>")
+
+
 def _past_the_edge(rf: dict | None, neurons, size) -> int:
     """How many of ``neurons`` have a receptive field reaching past the image's edge (into the zero padding)."""
     boxes = [rf_box_at(rf, n, size, clip=False) for n in neurons] if size else []
     return sum(b is not None and (b[0] < 0 or b[2] < 0 or b[1] > size[0] - 1 or b[3] > size[1] - 1) for b in boxes)
 
 
-def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=None, logit: bool = False) -> str:
+def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=None) -> str:
     if d is None:
         return "<h2>Top exemplars</h2>" + _missing("exemplars")
+    if d.get("rows") == "attention":  # an attention head (gallery/view.py)
+        return attention_exemplars_html(c, d)
     cells = ", ".join(f"{escape(str(l))} ({a:.3g})" for l, a in zip(d["labels"], d["activations"]) if a is not None)
-    img = f'<img class="px" src="{c}/exemplars.png" alt="exemplars, deconvolution and gradient maps">'
+    img = _img(f"{c}/exemplars.png", "exemplars, deconvolution and gradient maps")
     size = (rf or {}).get("input_size") or input_size
-    boxes = [rf_box_at(rf, n, size) for n in d.get("neurons", [])] if size else []
-    note = ""
+    boxes = [rf_box_at(rf, n, size) for n in d.get("neurons", [])][: d["k"]] if size else []
+    note, zoom = "", ""
     if any(b is not None for b in boxes):
         h, w, pad, k = size[0], size[1], 2, d["k"]
         width, height = k * (w + pad) - pad, 3 * (h + pad) - pad
         rects = "".join(
             f'<rect x="{j * (w + pad) + b[2]:.1f}" y="{r * (h + pad) + b[0]:.1f}" width="{b[3] - b[2] + 1:.1f}" '
-            f'height="{b[1] - b[0] + 1:.1f}"/>' for j, b in enumerate(boxes[:k]) if b is not None for r in range(3))
+            f'height="{b[1] - b[0] + 1:.1f}"/>' for j, b in enumerate(boxes) if b is not None for r in range(3))
         img = (f'<div class="overlay wide">{img}<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
                f'preserveAspectRatio="none" aria-label="receptive-field outlines"><g fill="none" stroke="#ffd400" '
                f'stroke-width="1.5" vector-effect="non-scaling-stroke">{rects}</g></svg></div>')
-        note = (f" Yellow boxes: the unit's receptive field ({rf['size']:.3g} px, measured at the map's centre), "
-                f"moved to the position where each exemplar drives it most (the layer's map advances "
-                f"{rf['stride'][1]:g} input pixels per position) and clipped to the image.")
+        note = f" Yellow: its receptive field ({rf['size']:.3g} px) where each exemplar drives it most."
         edge = _past_the_edge(rf, d.get("neurons", [])[: d["k"]], size)
         if edge:
-            note += (f" In {edge} of {d['k']} the field reaches past the image's edge, where the network sees its "
-                     "zero padding: the unit may respond to the image border itself.")
+            note += f" In {edge} of {d['k']} the field reaches past the image's edge (zero padding)."
+        zoom = rf_zoom(f"{c}/exemplars.png", boxes, (h, w), k, pad)
     else:
         img = f'<div class="overlay wide">{img}</div>'
     return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
-            "<p>Rows: the stimuli that drive the unit most (best first); their deconvolution projections "
-            f"(Zeiler &amp; Fergus) and gradient maps for the neuron at the maximum (grey = 0).{escape(note)}"
-            + (" Ranked by the raw logit: images with large logits for every class can top the list, whatever "
-               "class the model predicts for them." if logit else "") + "</p>"
-            f"{img}<p>{cells}</p>")
+            f"<p>Rows: photo, deconvolution, gradient map.{escape(note)}</p>{img}{zoom}<p>{cells}</p>")
 
 
-def _tuning_html(d: dict | None, input_size=None) -> str:
+#: Shown width (CSS pixels) of one enlarged receptive-field crop.
+ZOOM_WIDTH = 96
+
+
+def rf_zoom(src: str, boxes: list, size: tuple, k: int, pad: int = 2, margin: float = 0.25, most: float = 0.6) -> str:
+    """Each exemplar's receptive field enlarged: for column ``j`` of the exemplar mosaic ``src`` (3 rows of ``k``
+    ``size`` (H, W) tiles, ``pad`` pixels apart: :func:`insilico.plot.images.mosaic`), its RF box ``boxes[j]`` ``(y0, y1, x0, x1)`` plus ``margin`` of
+    its size, cut out of the photo, deconvolution and gradient rows by an SVG ``viewBox`` and drawn
+    :data:`ZOOM_WIDTH` pixels wide, nearest-neighbour (each input pixel a block). Empty when no box is smaller
+    than ``most`` of the image (a field that covers it is readable in the mosaic itself)."""
+    h, w = size
+    columns = []
+    for j, b in enumerate(boxes):
+        if b is None or (b[1] - b[0] + 1) * (b[3] - b[2] + 1) > most * h * w:
+            continue
+        m = max(2.0, margin * max(b[1] - b[0] + 1, b[3] - b[2] + 1))
+        y0, y1, x0, x1 = max(0.0, b[0] - m), min(h - 1.0, b[1] + m), max(0.0, b[2] - m), min(w - 1.0, b[3] + m)
+        ch, cw = y1 - y0 + 1, x1 - x0 + 1
+        shown_h = ZOOM_WIDTH * ch / cw
+        tiles = "".join(
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="zoom" width="{ZOOM_WIDTH}" height="{shown_h:.0f}" '
+            f'viewBox="{j * (w + pad) + x0:.1f} {r * (h + pad) + y0:.1f} {cw:.1f} {ch:.1f}" role="img" '
+            f'aria-label="exemplar {j + 1} {what}, enlarged"><image href="{escape(src)}" x="0" y="0" '
+            f'width="{k * (w + pad) - pad}" height="{3 * (h + pad) - pad}" preserveAspectRatio="none" '
+            f'style="image-rendering:pixelated"/></svg>' for r, what in enumerate(("photo", "deconvolution", "gradient")))
+        columns.append(f'<figure class="zoom">{tiles}<figcaption>{j + 1}</figcaption></figure>')
+    if not columns:
+        return ""
+    return ('<p>Receptive fields enlarged (photo, deconvolution, gradient; each input pixel a block):</p>'
+            f'<div class="row zoom">{"".join(columns)}</div>')
+
+
+def _tuning_html(d: dict | None) -> str:
     if d is None:
-        return "<h2>Tuning</h2>" + _missing("tuning curves")
+        return "<h2>Tuning to gratings</h2>" + _missing("tuning curves")
     base = d.get("baseline")
     pref = d.get("preferred_orientation") if d.get("responsive", True) else None
     pref_sf = d.get("preferred_sf") if d.get("responsive", True) else None
@@ -381,26 +492,17 @@ def _tuning_html(d: dict | None, input_size=None) -> str:
                    f"SF tuning at best orientation{colour}", log_x=True, baseline=base, ylabel="response (activation)",
                    mark=None if pref_sf is None else (pref_sf, f"peak at edge: {pref_sf:.3g}"
                                                       if d.get("sf_peak_at_edge") else f"preferred {pref_sf:.3g}"))
-    reduce = {"max": "maximum", "mean": "mean", "f1": "first harmonic"}.get(d.get("phase_reduce", "max"), "maximum")
-    width = f" (cycles across the {input_size[-1]}-pixel image: {input_size[-1]} cycles/image = 1 cycle/pixel)" \
-        if input_size else " (cycles across the image's width)"
-    head = (f"<h2>Tuning to gratings</h2><p>Response of <code>{escape(d['unit'])}</code> (the map's centre, after "
-            f"the nonlinearity) to full-field sine gratings, {reduce} over phase; dashed red: the response to a blank "
-            f"grey screen; green: the preferred value where one is reported (the peak of a von Mises fit for orientation, "
-            f"of a log-Gaussian fit for SF, accepted within one sampling step of the sampled peak, so it can sit "
-            f"between the sampled points). Spatial frequency is in cycles per "
-            f"image{escape(width)}; the orientation curve repeats its 0° point at 180°.</p>")
+    head = f"<h2>Tuning to gratings</h2><p>Response of <code>{escape(d['unit'])}</code> (the map's centre).</p>"
+    curves = f'<div class="row">{ori}{sf}</div>'
     if "responsive" in d and not d["responsive"]:
         reason = d["reason"] or "not responsive"
-        if reason == SILENT:
-            reason = (f"{SILENT}: {d['unit']} gave the same response to the blank, every grating and every exemplar "
-                      "photo (the exemplars above rank the channel's best position, which can lie elsewhere in the "
-                      "map, e.g. at its border)")
-        return head + (f'<p><b>{escape(reason)}</b>: no preference or selectivity is '
-                       "reported. A unit counts as responsive when its response varies over the blank, the gratings "
-                       f"and the exemplar photos, its best grating response exceeds the blank by {d.get('margin', 0.2):g} "
-                       "of its range on the photos, and two halves of the grating phases give the same tuning."
-                       f'</p><div class="row">{ori}{sf}</div>')
+        return head + f"<p><b>{escape(reason)}</b>: no preference or selectivity is reported.</p>{curves}"
+    facts = _tuning_facts(d) + _physiology_facts(d)
+    return head + f'<p>{escape("; ".join(facts))}.</p>{curves}'
+
+
+def _tuning_facts(d: dict) -> list[str]:
+    """Preference, OSI (or "at the floor"), circular variance, bandwidths, SF and colour of a responsive unit."""
     facts = []
     if d.get("preferred_orientation") is not None:
         facts.append(f"preferred orientation {d['preferred_orientation']:.0f}°")
@@ -412,16 +514,34 @@ def _tuning_html(d: dict | None, input_size=None) -> str:
                             ("preferred_sf", "preferred SF", ".3g"), ("sf_bandwidth", "SF bandwidth", ".2f")):
         if key == "bandwidth" and unresolved:
             facts.append(f"{label} below the {d.get('orientation_step', 0):g}° orientation sampling (not resolved)")
+        elif key == "osi" and d.get("osi_saturated") and d.get(key) is not None:
+            facts.append(f"OSI {d[key]:.2f}, at the floor (the orthogonal response equals the blank's)")
         elif d.get(key) is not None:
             unit = {"bandwidth": "°", "preferred_sf": " cycles/image", "sf_bandwidth": " octaves"}.get(key, "")
             facts.append(f"{label} {d[key]:{fmt}}{unit}")
+    if d.get("sf_bandwidth") is None and d.get("sf_bandwidth_reason"):
+        facts.append(f"no SF bandwidth ({d['sf_bandwidth_reason']})")
     if d.get("sf_peak_at_edge"):
         facts.append("SF peak at the edge of the tested range (a bound, not a peak)")
     if len(d.get("colour_peak") or {}) > 1 and d.get("preferred_colour"):
         peaks = ", ".join(f"{k} {v:.3g}" for k, v in d["colour_peak"].items() if v is not None)
         facts.append(f"tuned with {d['preferred_colour']} gratings, the colour axis that drives it most "
                      f"(best response above blank: {peaks})")
-    return head + f'<p>{escape("; ".join(facts))}.</p><div class="row">{ori}{sf}</div>'
+    return facts
+
+
+def _physiology_facts(d: dict) -> list[str]:
+    """F0, F1, F1/F0 and the simple/complex split, and spontaneous activity (absent from older records)."""
+    facts = []
+    if d.get("f0") is not None and d.get("f1") is not None:
+        ratio = d.get("modulation_ratio")
+        kind = f": {d['cell_type']}" if d.get("cell_type") else ""
+        facts.append(f"F0 {d['f0']:.3g}, F1 {d['f1']:.3g}, F1/F0 "
+                     + (f"{ratio:.2f}" if ratio is not None else "infinite (F0 ≤ 0)") + kind)
+    if "spontaneous" in d:
+        facts.append("spontaneous activity (a stimulus can lower it below the blank)" if d["spontaneous"] else
+                     "no spontaneous activity (the blank response is its floor)")
+    return facts
 
 
 def _bar_length(size: float) -> int:
@@ -432,8 +552,8 @@ def _bar_length(size: float) -> int:
 def _rf_html(c: int, d: dict | None, input_size=None) -> str:
     if d is None:
         return "<h2>Receptive field</h2>" + _missing("receptive field")
-    size = f"size {d['size']:.3g} px (geometric mean of the box's height and width)" if d.get("size") is not None \
-        else "no measurable field"
+    se = f" &plusmn; {d['size_se']:.2g}" if d.get("size_se") is not None and d.get("size") is not None else ""
+    size = f"size {d['size']:.3g}{se} px" if d.get("size") is not None else "no measurable field"
     hw = d.get("input_size") or input_size
     if not hw:
         figure = f'<div class="row small">{_figure(f"{c}/rf.png", "RF map")}</div>'
@@ -453,10 +573,8 @@ def _rf_html(c: int, d: dict | None, input_size=None) -> str:
                   f'<line class="scalebar" x1="0" x2="{bar * zoom}" y1="{h * zoom + 10}" y2="{h * zoom + 10}" '
                   f'stroke="#222" stroke-width="3"/><text x="{bar * zoom + 6}" y="{h * zoom + 14}">{bar} px</text>'
                   f'<text x="{w * zoom}" y="{h * zoom + 28}" text-anchor="end">input {w} × {h} px</text></svg>')
-    return (f"<h2>Receptive field</h2><p>Mean gradient of <code>{escape(d['neuron'])}</code> over white noise, "
-            f"over the whole {'×'.join(map(str, hw)) + '-pixel ' if hw else ''}input "
-            f"(white: positive, black: negative, grey: 0); yellow: the RF box; {size}. The scale bar is in "
-            f"pixels of the model's input.</p>{figure}")
+    return (f"<h2>Receptive field</h2><p>The linear (gradient) footprint of <code>{escape(d['neuron'])}</code> "
+            f"on white noise; {size}" + (" (standard error)" if se else "") + f".</p>{figure}")
 
 
 def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", largest: int | None = None) -> str:
@@ -464,11 +582,10 @@ def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", la
         return "<h2>Lesion</h2>" + _missing("lesion effects")
     what = _lesion_measure_text(d)
     where = f' (<a href="{largest}.html">unit {largest}</a>)' if largest is not None else ""
-    shared = (f" All units of {escape(layer)} share one scale: the full bar is &plusmn;{scale:.3g}, the largest "
-              f"|effect| of any unit in the layer{where}, so bars compare across its units." if scale else "")
+    shared = f" Full bar: &plusmn;{scale:.3g}, the layer's largest |effect|{where}." if scale else ""
     per = d["n_stimuli"] // max(len(d["classes"]), 1) if d["labelled"] else None
     kind = "held-out stimuli" if "measure" not in d else "of the gallery's images"  # the bundled photos / yours
-    n = f"{d['n_stimuli']} {kind}" + (f" ({per} per class: a noisy estimate per class)" if per else "")
+    n = f"{d['n_stimuli']} {kind}" + (f" ({per} per class)" if per else "")
     axis = {"decision": " of the intact model's choice", "outputs": ""}.get(d.get("measure"),
                                                                           " of the true class" if d["labelled"] else "")
     return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {n}: "

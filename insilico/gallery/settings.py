@@ -34,7 +34,10 @@ class GallerySettings:
     name : str, optional
         Title of the site (default: the model).
     layers : list of str, optional
-        Unit addresses of whole layers (default: every Conv2d and Linear module).
+        Unit addresses of whole layers (default: every Conv2d and Linear module, and the heads of every attention
+        module): ``"PATH@T"`` is time step ``T`` of a recurrent layer (its pages add each unit's time course),
+        ``"PATH:heads"`` the heads of an attention module (one unit per head,
+        :class:`~insilico.gallery.view.LayerView`); a zoo model's paths may leave out its ``net.``.
     units : int, optional
         Only the first ``units`` units of each layer (default: all).
     unit_range : (start, stop), optional
@@ -62,6 +65,10 @@ class GallerySettings:
         user's images (a folder, ``DIR/<class>/<image>`` naming each exemplar's class,
         or a glob; relative to the working directory), streamed and fitted to the
         model's input (:func:`insilico.recording.stimulus_source`).
+    labels, class_names : path, optional
+        With the user's files: a labels CSV (``image,label`` rows) over the folder's classes, and a
+        class-names file (JSON list or one per line) naming each class index
+        (:func:`insilico.stimuli.labelled`); relative to the working directory.
     lesion_per_class : int
         Held-out crops per class on which each unit's lesion is measured; with the user's files, the first
         ``lesion_per_class`` images of each class folder (the panels are per class of the folders: the true
@@ -94,6 +101,8 @@ class GallerySettings:
     exemplars: int = 9
     per_class: int = 16
     stimuli: str = "photos"
+    labels: str | None = None
+    class_names: str | None = None
     lesion_per_class: int = 2
     orientations: int = 12
     phases: int = 8
@@ -142,6 +151,7 @@ class GallerySettings:
             raise InsilicoError("gallery setting orientations must be at least 4 (a tuning curve is fitted)")
         if self.stimuli not in ("photos", "natural"):
             image_files(self.stimuli)  # a StimulusError naming the folder or glob that holds no images
+        _check_label_files(self)
         if self.units is not None and self.units < 1:
             raise InsilicoError(f"units must be at least 1, not {self.units}")
         if self.unit_range is not None:
@@ -157,10 +167,13 @@ class GallerySettings:
         """The settings that change computed pages (a site built with other values is not reused)."""
         skip = {"name", "layers", "units", "unit_range", "chunk"}
         key = {k: v for k, v in self.to_dict().items() if k not in skip}
+        key = {k: v for k, v in key.items() if v is not None or k not in ("labels", "class_names")}  # sites as before
         if self.stimuli not in ("photos", "natural"):  # the user's files: another or a changed file is another site
             files = image_files(self.stimuli)
             key["stimulus_files"] = value_digest([[i, p.stat().st_size, p.stat().st_mtime_ns]
                                                   for i, p in zip(files.ids, files.paths)])
+            key.update({f"{k}_file": value_digest(Path(getattr(self, k)).read_text()) for k in ("labels", "class_names")
+                        if getattr(self, k) is not None})  # another labels file is another site
         return key
 
     def selection(self, n_units: int) -> range:
@@ -168,6 +181,19 @@ class GallerySettings:
         start, stop = self.unit_range or (0, n_units)
         stop = min(stop, n_units, start + self.units if self.units is not None else n_units)
         return range(min(start, stop), stop)
+
+
+def _check_label_files(settings: GallerySettings) -> None:
+    """labels / class_names: readable files (:mod:`insilico.stimuli.labels`), and only with the user's files."""
+    from ..stimuli.labels import read_class_names, read_labels
+
+    for key, read in (("labels", read_labels), ("class_names", read_class_names)):
+        if getattr(settings, key) is None:
+            continue
+        if settings.stimuli in ("photos", "natural"):
+            raise InsilicoError(f"gallery setting {key} labels the user's image files: give stimuli a folder or "
+                                f"glob too (not {settings.stimuli!r})")
+        read(getattr(settings, key))  # a StimulusError naming the file or line
 
 
 __all__ = ["GallerySettings"]

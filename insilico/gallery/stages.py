@@ -46,7 +46,7 @@ from ..plot import as_images, map_to_rgb, mosaic
 from ..session import session
 from ..units import Unit
 from .features import visualize
-from .view import LayerView
+from .view import LayerView, add_time_course, head_exemplar_pages, head_exemplars
 from .settings import GallerySettings
 
 
@@ -81,7 +81,8 @@ class Work:
         from ..models import photos
 
         if self.settings.stimuli not in ("photos", "natural"):
-            return _files(self.model, self.settings.stimuli, self.shape)
+            s = self.settings
+            return _files(self.model, s.stimuli, self.shape, s.labels, s.class_names)
         if self.settings.stimuli == "photos":
             x, y = photos.held_out(self.settings.per_class, seed=1234 + self.settings.seed)
             return _fit(x, self.shape), [photos.CLASSES[int(i)] for i in y]
@@ -117,10 +118,11 @@ class Work:
         cache = self.__dict__.setdefault("_top", {})
         key = (layer, tuple(channels))
         if key not in cache:
-            x = self.photos[0]
-            units = [str(self.view(layer).channel(layer, c)) for c in channels]
+            x, view, k = self.photos[0], self.view(layer), min(self.settings.exemplars, len(self.photos[0]))
+            units = [str(view.channel(layer, c)) for c in channels]
             cache.clear()  # one chunk at a time: the stages of a chunk run together
-            cache[key] = top_exemplars(self.model, x, units, k=min(self.settings.exemplars, len(x)), progress=False)
+            cache[key] = (head_exemplars(self.model, x, layer, view, channels, k) if view.layout == "heads" else
+                          top_exemplars(self.model, x, units, k=k, progress=False))
         return cache[key]
 
     def layer_shape(self, layer: str) -> tuple:
@@ -139,8 +141,9 @@ class Work:
         if layer not in views:
             if "_plan" not in self.__dict__:
                 self.__dict__["_plan"] = Plan(self.model, example_input(self.model, self.shape))
-            shape = tuple(self.__dict__["_plan"].shape(Unit.coerce(layer, self.model)))
-            views[layer] = LayerView.read(self.model, layer, shape)
+            plan, unit = self.__dict__["_plan"], Unit.coerce(layer, self.model)
+            calls = None if unit.op else plan.count(unit.module)  # > 1: a recurrent layer's time steps
+            views[layer] = LayerView.read(self.model, layer, tuple(plan.shape(unit)), calls=calls)
         return views[layer]
 
     def n_units(self, layer: str) -> int:
@@ -154,15 +157,16 @@ def slug(layer: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text)
 
 
-def _files(model: nn.Module, files: str, shape: tuple) -> tuple:
+def _files(model: nn.Module, files: str, shape: tuple, labels=None, class_names=None) -> tuple:
     """The user's image files as a stimulus source fitted to the model's input (its preprocessing, else the
-    gallery's input ``shape``), and a label per stimulus."""
+    gallery's input ``shape``), labelled by ``labels`` / ``class_names`` files when given, and a label per stimulus."""
     from types import SimpleNamespace
 
     from ..recording import stimulus_source
+    from ..stimuli.labels import labelled
 
     fitting = model if getattr(model, "preprocessing", None) is not None else SimpleNamespace(input_size=shape)
-    source = stimulus_source(files, name=f"stimuli {files}", model=fitting)
+    source = stimulus_source(labelled(files, labels, class_names), name=f"stimuli {files}", model=fitting)
     if source.labels is None:
         return source, list(source.ids)
     return source, [source.class_names[y] for y in source.labels]
@@ -259,6 +263,8 @@ def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
     x, labels = work.photos
     k = min(work.settings.exemplars, len(x))
     found = work.top_exemplars(layer, channels)
+    if work.view(layer).layout == "heads":  # attention heads: their attention patterns instead of projections
+        return head_exemplar_pages(work, layer, channels, found)
     deconv = project_exemplars(work.model, x, found, method="deconv", crop=False, progress=False)
     grads = project_exemplars(work.model, x, found, method="gradient", crop=False, progress=False)
     pages = []
@@ -269,7 +275,7 @@ def exemplars(work: Work, layer: str, channels: list[int]) -> list[dict]:
         pages.append({"k": k, "indices": found[i].indices.tolist(), "activations": _finite(found[i].activations),
                       "labels": [labels[j] for j in found[i].indices.tolist()], "n_stimuli": len(x),
                       "neurons": found[i].neurons})
-    return pages
+    return add_time_course(work, layer, channels, found, pages) if work.view(layer).calls else pages
 
 
 def tuning(work: Work, layer: str, channels: list[int]) -> list[dict]:

@@ -8,11 +8,16 @@ tuning record:
   fail ("silent on the stimulus set", "not driven by gratings", "unreliable
   across grating phases"; :mod:`insilico.experiments.tuning`); for layers
   without gratings (linear), how many never exceed 0 on any exemplar photo;
-- the maximizing image's activation against the top natural exemplar's;
+- the headline (:func:`headline`): in how many units that are not silent an
+  image synthesized *from noise* drives the unit more than its best exemplar
+  photo, with the scatter of the two;
 - histograms over the *responsive* units of preferred orientation (tuned
-  units, OSI >= 1/3), OSI, circular variance, orientation bandwidth (half width
-  at half height), preferred SF and SF bandwidth (units whose SF peak is
-  bracketed by the tested range), and RF size over every unit with a field;
+  units, OSI >= 1/3), OSI (units whose OSI is 1 by the floor, the orthogonal
+  response at the blank's, counted apart: ``osi_saturated``), circular
+  variance, orientation bandwidth (half width at half height), preferred SF
+  and SF bandwidth (units whose SF peak is bracketed by the tested range),
+  F1/F0 with the simple/complex split at 1 (Skottun et al. 1991), and RF size
+  over every unit with a field;
 - for early layers (spatial, median RF at most :data:`EARLY_RF_FRACTION` of the
   image), macaque V1 reference values next to the histograms
   (:data:`insilico.experiments.tuning.MACAQUE_V1`; sources in :data:`REFERENCES`);
@@ -35,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..experiments.selectivity import SILENT
+from ..experiments.selectivity import SILENT, SIMPLE_F1_F0
 from ..experiments.tuning import MACAQUE_V1, TUNED_OSI
 from . import figures
 
@@ -99,25 +104,72 @@ def status_counts(rows: Sequence[dict]) -> list[tuple[str, int, str]]:
         ("exemplars not computed yet", missing, "#dddddd")) if n]
 
 
+def is_silent(row: dict) -> bool:
+    """True for a unit the headlines leave out: its best exemplar photo drives it to at most 0 (before the
+    nonlinearity: it never fires on the photos, so any image "beats" that photo) or the tuning found the neuron at
+    the map's centre silent (:data:`~insilico.experiments.selectivity.SILENT`).
+
+    >>> is_silent({"top_exemplar_activation": -0.2}), is_silent({"top_exemplar_activation": 0.5, "reason": ""})
+    (True, False)
+    """
+    top = row.get("top_exemplar_activation")
+    return (top is not None and top <= 0) or row.get("reason") == SILENT
+
+
+def headline(rows: Sequence[dict]) -> dict:
+    """The layer's honest headline: among the units that are not silent (:func:`is_silent`), how many have an image
+    synthesized *from noise* that drives them more than their best exemplar photo.
+
+    Not "maximizing image >= best photo": where the image from noise stays below the photo the page shows the
+    photo after gradient ascent (a stretched exemplar), which reaches it by construction.
+
+    Returns
+    -------
+    dict
+        ``units`` (all rows), ``silent`` (left out), ``compared`` (not silent, both values known), ``from_noise``
+        (of those, from-noise image > best photo), ``stretched_only`` (of the others, the stretched exemplar shown
+        instead beats the photo), ``pending`` (not silent, a value missing).
+
+    >>> rows = [{"top_exemplar_activation": 1.0, "from_noise_activation": 2.0},
+    ...         {"top_exemplar_activation": 1.0, "from_noise_activation": 0.5, "max_activation": 1.2,
+    ...          "maximizing_kind": "stretched exemplar"},
+    ...         {"top_exemplar_activation": -0.3, "from_noise_activation": 0.1}]
+    >>> h = headline(rows)
+    >>> h["from_noise"], h["compared"], h["silent"], h["stretched_only"]
+    (1, 2, 1, 1)
+    """
+    awake = [r for r in rows if not is_silent(r)]
+    known = [r for r in awake if r.get("top_exemplar_activation") is not None
+             and r.get("from_noise_activation") is not None]
+    beats = [r for r in known if r["from_noise_activation"] > r["top_exemplar_activation"]]
+    stretched = [r for r in known if r not in beats and r.get("maximizing_kind") == "stretched exemplar"
+                 and r.get("max_activation") is not None and r["max_activation"] > r["top_exemplar_activation"]]
+    return {"units": len(rows), "silent": len(rows) - len(awake), "compared": len(known), "from_noise": len(beats),
+            "stretched_only": len(stretched), "pending": len(awake) - len(known)}
+
+
+def headline_text(h: dict) -> str:
+    """One sentence (HTML) of :func:`headline`'s counts."""
+    text = (f"An image synthesized from noise drives the unit more than its best exemplar photo in "
+            f"<b>{h['from_noise']} of {h['compared']}</b> units")
+    text += (f" ({h['silent']} silent unit{'s' if h['silent'] != 1 else ''} left out: the best photo drives "
+             "it to 0 or below, or the tuning found it silent)") if h["silent"] else ""
+    if h["stretched_only"]:
+        text += (f"; in {h['stretched_only']} more only the best photo after gradient ascent (a stretched exemplar) "
+                 "beats it")
+    return text + (f"; {h['pending']} not computed yet" if h["pending"] else "") + "."
+
+
 def _activation_panel(rows: Sequence[dict], depth: int) -> tuple[str, str]:
-    pairs = [(r.get("top_exemplar_activation"), r.get("max_activation")) for r in rows]
-    known = [(a, b) for a, b in pairs if a is not None and b is not None]
-    beats = sum(b >= a for a, b in known)
-    svg = figures.scatter([a for a, _ in pairs], [b for _, b in pairs], "top exemplar activation",
-                          "maximizing image activation", "maximizing image vs best photo",
+    pairs = [(r.get("top_exemplar_activation"), r.get("from_noise_activation")) for r in rows]
+    awake = [not is_silent(r) for r in rows]
+    svg = figures.scatter([a if keep else None for (a, _), keep in zip(pairs, awake)],
+                          [b if keep else None for (_, b), keep in zip(pairs, awake)], "best exemplar photo",
+                          "image from noise", "image from noise vs best photo",
                           links=["../" * depth + r["page"] for r in rows],
-                          labels=[f"unit {r['unit']}: image {b}, photo {a}" for r, (a, b) in zip(rows, pairs)],
-                          note="dashed: equal")
-    noise = [(r.get("top_exemplar_activation"), r.get("from_noise_activation")) for r in rows]
-    noise = sum(b >= a for a, b in noise if a is not None and b is not None)
-    kinds = [r.get("maximizing_kind") for r in rows]
-    text = (f"The maximizing image drives the unit at least as much as its best exemplar photo in "
-            f"<b>{beats} of {len(known)}</b> units (dots above the dashed line; click a dot for its unit)"
-            + (f"; the image synthesized from noise does in {noise}, a stretched exemplar (the top photo after "
-               f"gradient ascent) in {kinds.count('stretched exemplar')} more, and in "
-               f"{kinds.count('top exemplar')} no ascent step improved on the photo itself, which is then shown"
-               if any(kinds) else "") + ".")
-    return svg, text
+                          labels=[f"unit {r['unit']}: from noise {b}, photo {a}" for r, (a, b) in zip(rows, pairs)],
+                          note="dashed: equal; silent units left out")
+    return svg, headline_text(headline(rows)) + " Click a dot for its unit."
 
 
 def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: bool) -> list[str]:
@@ -128,8 +180,12 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
                             "preferred orientation (deg; 0 = vertical bars)", "preferred orientation",
                             lines=(0, 90, 180) if early else (), xticks=[0, 45, 90, 135, 180],
                             note=ref("V1 fovea: more at 0° and 90° [1]"))
-    osi = figures.histogram(_values(resp, "osi"), np.linspace(0, 1, 11), "OSI = (pref - orth) / (pref + orth)", "OSI",
-                            lines=(TUNED_OSI,), note=f"dashed: tuned at OSI ≥ {TUNED_OSI:.2f}")
+    record = {id(r): t for r, t in zip(rows, tunings) if t}
+    floor = {id(r) for r in resp if (record.get(id(r)) or {}).get("osi_saturated")}
+    osi = figures.histogram([r["osi"] for r in resp if r.get("osi") is not None and id(r) not in floor],
+                            np.linspace(0, 1, 11), "OSI = (pref - orth) / (pref + orth)", "OSI",
+                            lines=(TUNED_OSI,), note=f"dashed: tuned at OSI ≥ {TUNED_OSI:.2f}" if not floor else
+                            f"dashed: tuned ≥ {TUNED_OSI:.2f}; +{len(floor)} at the floor (OSI 1)")
     cv = figures.histogram(_values(resp, "circular_variance"), np.linspace(0, 1, 11),
                            "circular variance (0 = sharp)", "circular variance", note=ref("V1 spans nearly all of 0–1 [2]"))
     half = MACAQUE_V1["orientation_bandwidth_full_median_deg"] / 2
@@ -145,13 +201,85 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
     hi = max(sfs + [32.0])
     sf = figures.histogram(sfs, np.geomspace(1, hi, 11), "preferred SF (cycles / image)", "preferred SF", log_x=True,
                            note=f"{edge} more peak at the edge of the tested range" if edge else None)
-    by_unit = {t.get("unit"): t for t in tunings if t}
-    sfbw = [by_unit[r["tuned_unit"]].get("sf_bandwidth") for r in resp if r.get("tuned_unit") in by_unit]
+    sfbw = [record[id(r)].get("sf_bandwidth") for r in resp if id(r) in record]
     sf_bw = figures.histogram([v for v in sfbw if v is not None], np.arange(0, 6.01, 0.5),
                               "SF bandwidth: full width at half height (octaves)", "SF bandwidth",
                               lines=(MACAQUE_V1["sf_bandwidth_foveal_mean_octaves"],) if early else (),
                               note=ref("V1 fovea: mean 1.4 octaves [4]"))
-    return [ori, osi, cv, bw, sf, sf_bw]
+    return [ori, osi, cv, bw, sf, sf_bw] + _modulation_panel([record[id(r)] for r in resp if id(r) in record])
+
+
+def v1_footing(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
+    """The layer's median orientation bandwidth on V1's footing (De Valois, Yund &amp; Hepler 1982 count every
+    cell, untuned ones at 360° full width: :func:`~insilico.experiments.selectivity.full_bandwidths_like_v1`), as
+    a sentence; the histogram shows tuned units only. Empty without tuning records.
+
+    >>> v1_footing([{"responsive": True}] * 3, [{"bandwidth": 10.0}, {"bandwidth": None}, {"bandwidth": 20.0}])
+    " On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median orientation bandwidth is 40° (V1: 40°)."
+    """
+    from ..experiments.selectivity import full_bandwidths_like_v1
+
+    resp = [t for r, t in zip(rows, tunings) if t and r.get("responsive")]
+    if not resp:
+        return ""
+    half = np.array([np.nan if t.get("bandwidth") is None else float(t["bandwidth"]) for t in resp])
+    full = full_bandwidths_like_v1(half, np.ones(len(resp), bool))
+    return escape(f" On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median "
+                  f"orientation bandwidth is {np.median(full):.0f}° (V1: "
+                  f"{MACAQUE_V1['orientation_bandwidth_full_median_deg']:g}°).", quote=False)
+
+
+def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
+    """A sentence on the responsive units' spontaneous activity and why SF bandwidths are missing (empty when the
+    tuning records carry neither: a site from before them).
+
+    >>> rows = [{"responsive": True}, {"responsive": True}]
+    >>> physiology_text(rows, [{"spontaneous": False, "sf_bandwidth_reason": "wider than the tested SF range"},
+    ...                        {"spontaneous": True, "sf_bandwidth_reason": ""}])
+    ' Of 2 responsive units, 1 has spontaneous activity (a blank response a stimulus can lower); 1 has no SF bandwidth: wider than the tested SF range (1).'
+    """
+    resp = [t for r, t in zip(rows, tunings) if t and r.get("responsive")]
+    if not resp or not any("spontaneous" in t or "sf_bandwidth_reason" in t for t in resp):
+        return ""
+    spont = sum(bool(t.get("spontaneous")) for t in resp)
+    reasons: dict = {}
+    for t in resp:
+        if t.get("sf_bandwidth_reason"):
+            reasons[t["sf_bandwidth_reason"]] = reasons.get(t["sf_bandwidth_reason"], 0) + 1
+    missing = sum(reasons.values())
+    text = (f" Of {len(resp)} responsive unit{'s' if len(resp) != 1 else ''}, {spont} {'has' if spont == 1 else 'have'} spontaneous activity (a "
+            "blank response a stimulus can lower)")
+    if missing:
+        text += (f"; {missing} {'has' if missing == 1 else 'have'} no SF bandwidth: "
+                 + ", ".join(f"{k} ({n})" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
+    return escape(text + ".", quote=False)
+
+
+def modulation_counts(tunings: Sequence[dict]) -> dict:
+    """Of responsive units' tuning records: ``simple`` and ``complex`` (Skottun et al. 1991's split of F1/F0 at
+    :data:`~insilico.experiments.selectivity.SIMPLE_F1_F0`), ``infinite`` (simple with an evoked mean F0 <= 0:
+    no finite ratio) and ``ratios`` (the finite F1/F0 values).
+
+    >>> modulation_counts([{"cell_type": "simple", "modulation_ratio": 1.6}, {"cell_type": "complex",
+    ...                     "modulation_ratio": 0.3}, {"cell_type": ""}])
+    {'simple': 1, 'complex': 1, 'infinite': 0, 'ratios': [1.6, 0.3]}
+    """
+    typed = [t for t in tunings if t.get("cell_type")]
+    return {"simple": sum(t["cell_type"] == "simple" for t in typed),
+            "complex": sum(t["cell_type"] == "complex" for t in typed),
+            "infinite": sum(t["cell_type"] == "simple" and t.get("modulation_ratio") is None for t in typed),
+            "ratios": [t["modulation_ratio"] for t in typed if t.get("modulation_ratio") is not None]}
+
+
+def _modulation_panel(tunings: Sequence[dict]) -> list[str]:
+    """The F1/F0 histogram with the simple/complex split at 1 (none when the records carry no F1/F0)."""
+    counts = modulation_counts(tunings)
+    if not counts["simple"] + counts["complex"]:
+        return []
+    note = f"simple (F1/F0 > {SIMPLE_F1_F0:g}): {counts['simple']}, complex: {counts['complex']}" + (
+        f"; {counts['infinite']} simple with F0 ≤ 0 not drawn" if counts["infinite"] else "")
+    return [figures.histogram(counts["ratios"], np.linspace(0, 2, 11), "F1/F0 (phase modulation)",
+                              "F1/F0", lines=(SIMPLE_F1_F0,), note=note, xticks=[0, 0.5, 1, 1.5, 2])]
 
 
 def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_size: int | None = None,
@@ -166,7 +294,7 @@ def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_si
         return ""
     parts = [f"<h2>Summary of {len(rows)} units</h2>"]
     spatial = any(r.get("responsive") is not None for r in rows) or any(t for t in tunings)
-    title = ("responsiveness to gratings (the criteria are on each unit's page, tuning section)" if spatial
+    title = ("responsiveness to gratings (the criteria: methods, at the end of the page)" if spatial
              else "units driven by the exemplar photos (before the nonlinearity)")
     parts.append(f'<div class="row">{figures.stacked(status_counts(rows), title)}</div>')
     scatter, text = _activation_panel(rows, depth)
@@ -180,15 +308,15 @@ def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_si
     if spatial:
         panels += _tuning_panels(rows, tunings, early)
     parts.append(f"<p>{text} Tuning histograms count the units that pass the responsiveness criteria; preferred "
-                 f"orientation only those with OSI ≥ {TUNED_OSI:.2f}; RF sizes every unit that is not silent.</p>"
-                 if spatial else f"<p>{text}</p>")
+                 f"orientation only those with OSI ≥ {TUNED_OSI:.2f}; RF sizes every unit that is not silent."
+                 f"{physiology_text(rows, tunings)}</p>" if spatial else f"<p>{text}</p>")
     parts.append(f'<div class="row">{"".join(panels)}</div>')
     if spatial and early:
         refs = "".join(f"<li>{REFERENCES[k]}</li>" for k in ("dvyh82", "rsh02", "dvat82", "fgnp85"))
         parts.append("<p>Red: macaque V1 for comparison (this layer's receptive fields are small, as in an early "
                      "visual area). Preferred SF is in cycles per image: with no visual angle given for the images, "
-                     "the V1 range in cycles per degree [3, 4] cannot be placed on that axis.</p>"
-                     f'<ol class="refs">{refs}</ol>')
+                     f"the V1 range in cycles per degree [3, 4] cannot be placed on that axis.{v1_footing(rows, tunings)}"
+                     f'</p><ol class="refs">{refs}</ol>')
     elif spatial:
         parts.append("<p>No V1 reference is drawn: the receptive fields here are large "
                      f"(median over {EARLY_RF_FRACTION:.0%} of the image), unlike an early visual area.</p>")
@@ -230,23 +358,33 @@ TABLE_SCRIPT = """<script>
     if (x === null) return false;
     return {"<": x < y, ">": x > y, "<=": x <= y, ">=": x >= y, "=": x === y}[m[2]];
   }
+  var size = Number(table.getAttribute("data-page-rows")) || 0, page = 0;
+  var prev = document.getElementById("unit-prev"), next = document.getElementById("unit-next");
   function filter() {
-    var shown = 0;
+    var shown = 0, first = page * size;
     Array.prototype.forEach.call(body.rows, function (r) {
       var ok = test(r, box.value);
-      r.style.display = ok ? "" : "none";
+      r.style.display = ok && (!size || (shown >= first && shown < first + size)) ? "" : "none";
       shown += ok;
     });
-    count.textContent = shown + " of " + body.rows.length + " units";
+    if (size && first >= shown && page > 0) { page = Math.max(0, Math.ceil(shown / size) - 1); return filter(); }
+    count.textContent = shown + " of " + body.rows.length + " units" + (size && shown > size ?
+      "; rows " + (first + 1) + "\u2013" + Math.min(first + size, shown) : "");
+    if (prev) { prev.disabled = page === 0; next.disabled = first + size >= shown; }
   }
   Array.prototype.forEach.call(heads, function (h, i) {
     h.addEventListener("click", function () {
       state.dir = state.col === i ? -state.dir : 1;
       state.col = i;
       sortBy(i, state.dir);
+      filter();
     });
   });
-  box.addEventListener("input", filter);
+  box.addEventListener("input", function () { page = 0; filter(); });
+  if (prev) {
+    prev.addEventListener("click", function () { page = Math.max(0, page - 1); filter(); });
+    next.addEventListener("click", function () { page += 1; filter(); });
+  }
   filter();
 })();
 </script>"""
@@ -274,8 +412,15 @@ def _cell(value) -> tuple[str, str]:
     return str(value), str(value)
 
 
+#: A unit table of more rows than this is paginated (:data:`PAGE_ROWS` rows shown at a time), so a 2,048-unit
+#: layer's page opens fast.
+PAGINATE_ABOVE = 2000
+PAGE_ROWS = 500
+
+
 def unit_table(rows: Sequence[dict], columns: Sequence[str], depth: int = 1) -> str:
-    """The sortable, filterable unit table (HTML with its inline script), one row per unit.
+    """The sortable, filterable unit table (HTML with its inline script), one row per unit; above
+    :data:`PAGINATE_ABOVE` rows it shows :data:`PAGE_ROWS` at a time (sorting and filtering still cover every row).
 
     ``columns``: the ``units.csv`` columns to show (``page`` is used as the link of the ``unit`` cell).
     """
@@ -293,14 +438,18 @@ def unit_table(rows: Sequence[dict], columns: Sequence[str], depth: int = 1) -> 
             cls = ' class="t"' if c in ("layer", "reason", "tuned_unit", "preferred_colour") else ""
             cells.append(f'<td{cls} data-v="{escape(key)}">{text}</td>')
         body.append(f"<tr>{''.join(cells)}</tr>")
+    many = len(rows) > PAGINATE_ABOVE
+    paged = f' data-page-rows="{PAGE_ROWS}"' if many else ""
+    pager = (' <button id="unit-prev" type="button">&larr; previous</button> '
+             '<button id="unit-next" type="button">next &rarr;</button>') if many else ""
     return (f'<h2>All units</h2><p>The data of <a href="{"../" * depth}units.csv">units.csv</a>; click a column '
             "to sort (again to reverse), type to filter (any text, or e.g. <code>osi&gt;0.5</code>, "
             '<code>responsive=yes</code>).</p><p><input id="unit-filter" type="search" placeholder="filter" '
-            'aria-label="filter units"> <span id="unit-count"></span></p>'
-            f'<div class="scroll"><table class="units" id="units"><thead><tr>{head}</tr></thead>'
+            f'aria-label="filter units"> <span id="unit-count"></span>{pager}</p>'
+            f'<div class="scroll"><table class="units" id="units"{paged}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>'
             + TABLE_SCRIPT)
 
 
-__all__ = ["EARLY_RF_FRACTION", "REFERENCES", "TABLE_STYLE", "is_early", "layer_summary", "status_counts",
-           "unit_table"]
+__all__ = ["EARLY_RF_FRACTION", "PAGE_ROWS", "PAGINATE_ABOVE", "REFERENCES", "TABLE_STYLE", "headline",
+           "headline_text", "is_early", "is_silent", "layer_summary", "modulation_counts", "status_counts", "unit_table"]

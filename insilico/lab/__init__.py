@@ -5,14 +5,18 @@ architecture, the input statistics, the functional objective, and the learning a
 (Kietzmann, McClure & Kriegeskorte). Here each element is a named option of a :class:`Variant`;
 :func:`train_variant` trains one on the bundled photos (:mod:`insilico.models.photos`), and
 :func:`study` trains a grid of them (seeded, each cached in ``out=``, resumable, shardable) and
-reports for each its held-out task accuracy and its RSA with human and monkey IT per layer
-(:mod:`insilico.rsa` on the 92 images of :func:`insilico.data.kriegeskorte2008`), with the human-IT
-noise ceiling, ranked by brain similarity (:meth:`StudyResult.plot`).
+reports for each its held-out task accuracy, its RSA with human and monkey IT per layer
+(:mod:`insilico.rsa` on the 92 images of :func:`insilico.data.kriegeskorte2008`) with the human-IT
+noise ceiling, its behaviour (:mod:`insilico.behaviour`: confusions, error consistency with the other
+variants) and the V1-like tuning of its first convolution (:func:`insilico.experiments.orientation_tuning`),
+ranked by brain similarity (:meth:`StudyResult.plot`). Composing those tools puts the lab on the faces
+row of :mod:`insilico.layering`.
 
 Modules: :mod:`.variant` (the options), :mod:`.rules` (feedback alignment), :mod:`.objectives` (the
 losses), :mod:`.inputs` (input statistics), :mod:`.training` (one variant), :mod:`.study` (a grid;
 :func:`trained` reads a study's networks back as observers for :mod:`insilico.behaviour`).
-``probes/four_elements.py`` runs the default grid (:data:`DEFAULT_GRID`) from one command.
+``insilico lab study --out DIR`` (:mod:`insilico.cli.lab`; ``probes/four_elements.py`` calls it) runs the
+default grid (:data:`DEFAULT_GRID`) from one command, ``insilico lab train --variant ...`` one variant.
 
 Example
 -------

@@ -8,6 +8,14 @@ with human IT (mean over the 4 subjects, each the mean of its 2 sessions) and mo
 variant's brain similarity is its best layer's; choosing the best of several layers favours
 networks with more layers a little (no held-out layer choice here: read the per-layer values too).
 
+Beside the brain, each variant is an observer (:func:`insilico.lab.observer`: a non-classification
+variant with its linear probe) whose behaviour on the 256 held-out crops of its accuracy is kept
+(:func:`insilico.behaviour.confusion`: accuracy and confusion matrix) and compared with every other
+variant's (:func:`insilico.behaviour.error_consistency`: Cohen's kappa of trial-wise correctness), and
+whose first convolution gets a V1-like tuning summary (:func:`insilico.experiments.orientation_tuning`
+at the cheap grid :data:`TUNING_GRID`: fraction of orientation-tuned channels, median OSI). The study
+composes these tools, so :mod:`insilico.lab` sits on the faces row of :mod:`insilico.layering`.
+
 Each variant is one chunk of a resumable job (:func:`insilico.sharding.map_chunks`): with ``out=`` its
 weights, history and scores are written when it is done, a rerun trains only the variants missing,
 ranks of ``torchrun`` (or ``out=Job(folder, shard=(i, n))``) share the grid, and a folder made for
@@ -35,6 +43,55 @@ from .variant import Variant, build
 DEFAULT_GRID = (Variant(), Variant(architecture="bl"), Variant(blur=2.0), Variant(objective="sparse"),
                 Variant(rule="feedback_alignment"))
 REGIONS = ("human_it", "monkey_it")
+#: The gratings of each variant's V1 summary: orientations every 15 deg, 4 spatial frequencies
+#: (:func:`insilico.experiments.tuning.default_sfs` of the input side), 6 phases: 288 gratings, seconds on a CPU.
+TUNING_GRID = dict(orientations=tuple(range(0, 180, 15)), n_sfs=4, phases=(0, 60, 120, 180, 240, 300))
+
+
+def behaviour_of(observer: torch.nn.Module, variant: Variant) -> dict:
+    """The observer's behaviour on the held-out crops of :func:`insilico.lab.accuracy` (16 per class): its
+    ``accuracy``, ``confusion`` (16 x 16, normalised per true class) and ``predicted`` (one class per crop)."""
+    from .. import behaviour
+    from ..models import photos
+
+    x, y = photos.held_out(per_class=16, seed=training.EVAL_SEED)
+    images = inputs.resize(x, variant.size).to(next(observer.parameters()).device)
+    seen = behaviour.confusion(observer, images, y, class_names=list(photos.CLASSES),
+                               image_ids=[f"crop{k}" for k in range(len(y))], n_boot=0, progress=False)
+    return dict(accuracy=float(seen.accuracy), confusion=seen.matrix.float().cpu(),
+                predicted=[int(k) for k in seen.predicted], truth=[int(k) for k in seen.truth])
+
+
+def tuning_of(model: torch.nn.Module, variant: Variant) -> dict:
+    """The V1-like tuning of the model's first convolution (its last call in a recurrent network) at
+    :data:`TUNING_GRID`: ``layer``, ``fraction_tuned``, ``median_osi``, ``units``, ``responsive``."""
+    from ..experiments import orientation_tuning
+    from ..experiments.tuning import default_sfs
+    from ..layers import choose_layers
+
+    layer = choose_layers(model, (3, variant.size, variant.size), "conv")[0]
+    grid = dict(TUNING_GRID)
+    sfs = default_sfs(variant.size, grid.pop("n_sfs"))
+    summary = orientation_tuning(model, layer, size=variant.size, sfs=sfs, progress=False, **grid).summary()
+    return dict(layer=layer, fraction_tuned=float(summary["fraction_tuned"]), median_osi=float(summary["median_osi"]),
+                units=int(summary["units"]), responsive=int(summary["responsive"]))
+
+
+def consistency(behaviours: Sequence[dict], names: Sequence[str]) -> torch.Tensor:
+    """Error consistency (Cohen's kappa, :func:`insilico.behaviour.error_consistency`) of every pair of variants
+    on the same crops, (V, V) float64; NaN where it is undefined (both always right, or always wrong)."""
+    from ..behaviour import Trials, error_consistency
+
+    trials = [Trials.from_predictions([f"crop{k}" for k in range(len(b["truth"]))], b["truth"], b["predicted"],
+                                      name=n) for b, n in zip(behaviours, names)]
+    kappa = torch.full((len(trials), len(trials)), float("nan"), dtype=torch.float64)
+    for i, a in enumerate(trials):
+        for j, b in enumerate(trials):
+            try:
+                kappa[i, j] = error_consistency(a, b, n_boot=0).value
+            except InsilicoError:  # undefined: stays NaN
+                pass
+    return kappa
 
 
 def brain_similarity(model: torch.nn.Module, variant: Variant, compare: str = "spearman") -> dict:
@@ -106,6 +163,12 @@ class StudyResult(Result):
         steps, batch, seed, compare.
     undefined : list of dict layer -> str
         Per variant, the layers whose RDM is undefined and why (see :func:`brain_similarity`).
+    behaviour : list of dict
+        Per variant, :func:`behaviour_of`: ``accuracy``, ``confusion`` (16 x 16 tensor), ``predicted``, ``truth``.
+    kappa : tensor (V, V) float64
+        Error consistency of every pair of variants on the same crops (:func:`consistency`; NaN: undefined).
+    tuning : list of dict
+        Per variant, :func:`tuning_of`: the first convolution's ``layer``, ``fraction_tuned``, ``median_osi``.
     """
 
     names: list
@@ -117,6 +180,9 @@ class StudyResult(Result):
     histories: list
     settings: dict = dataclasses.field(default_factory=dict)
     undefined: list = dataclasses.field(default_factory=list)
+    behaviour: list = dataclasses.field(default_factory=list)
+    kappa: torch.Tensor | None = None
+    tuning: list = dataclasses.field(default_factory=list)
 
     def best(self, region: str = "human_it") -> list[tuple[str, float]]:
         """Each variant's best layer and its similarity with ``region`` ("human_it" or "monkey_it")."""
@@ -134,7 +200,10 @@ class StudyResult(Result):
         return [self.names[i] for i in np.argsort(-scores, kind="stable")]
 
     def table(self) -> list[dict]:
-        """One row per variant: accuracies, best layer and similarity per region, the ceiling."""
+        """One row per variant: accuracies, best layer and similarity per region, the ceiling; the behaviour
+        (``behaviour_accuracy``; ``kappa_first``: error consistency with the grid's first variant, the
+        baseline of :data:`DEFAULT_GRID`; ``kappa_others``: its mean with every other variant) and the first
+        convolution's tuning (``tuning_layer``, ``fraction_tuned``, ``median_osi``)."""
         rows = []
         for i, name in enumerate(self.names):
             row = dict(variant=name, readout_accuracy=self.accuracy[i]["readout"],
@@ -143,8 +212,44 @@ class StudyResult(Result):
                 layer, value = self.best(region)[i]
                 row[f"{region}_layer"], row[region] = layer, value
             row.update(ceiling_lower=self.ceiling["lower"], ceiling_upper=self.ceiling["upper"])
+            if self.behaviour:
+                others = [float(self.kappa[i, j]) for j in range(len(self.names)) if j != i]
+                row.update(behaviour_accuracy=self.behaviour[i]["accuracy"], kappa_first=float(self.kappa[i, 0]),
+                           kappa_others=float(np.nanmean(others)) if np.isfinite(others).any() else float("nan"))
+            if self.tuning:
+                row.update(tuning_layer=self.tuning[i]["layer"], fraction_tuned=self.tuning[i]["fraction_tuned"],
+                           median_osi=self.tuning[i]["median_osi"])
             rows.append(row)
         return rows
+
+    def to_csv(self, path) -> None:
+        """Write :meth:`table` to ``path`` as CSV (one row per variant, in grid order)."""
+        import csv
+
+        rows = self.table()
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def report(self) -> str:
+        """The table as text, variants ranked by human-IT similarity (best layer), with the noise ceiling."""
+        def number(v, width=6):
+            return f"{'-':>{width}s}" if v is None or v != v else f"{v:{width}.3f}"
+
+        width = max(len(n) for n in [*self.names, "variant"])
+        lines = [f"human-IT noise ceiling [{self.ceiling['lower']:.3f}, {self.ceiling['upper']:.3f}] "
+                 f"({self.settings.get('compare')})",
+                 f"{'variant':{width}s} {'readout':>7s} {'probe':>6s} {'hIT':>6s} {'(layer)':18s} {'mIT':>6s} "
+                 f"{'(layer)':18s} {'kappa1':>6s} {'kappa':>6s} {'tuned':>6s} {'OSI':>6s}"]
+        rows = self.table()
+        for row in (rows[self.names.index(name)] for name in self.ranking()):
+            lines.append(f"{row['variant']:{width}s} {number(row['readout_accuracy'], 7)} {number(row['probe_accuracy'])} "
+                         f"{number(row['human_it'])} {row['human_it_layer'] or '-':18s} {number(row['monkey_it'])} "
+                         f"{row['monkey_it_layer'] or '-':18s} {number(row.get('kappa_first'))} "
+                         f"{number(row.get('kappa_others'))} {number(row.get('fraction_tuned'))} "
+                         f"{number(row.get('median_osi'))}")
+        return "\n".join(lines)
 
     def to_pandas(self):
         """:meth:`table` as a pandas DataFrame (pandas is an optional dependency)."""
@@ -212,15 +317,33 @@ def trained(out) -> dict:
     models = {}
     for i, settings in enumerate(grid):
         part = load_part(folder / f"chunk-{i:08d}-{i + 1:08d}.pt")
-        variant = Variant(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
-        with keep_global_rng():
-            model = build(variant, part["history"]["seed"])
-        model.load_state_dict(part["state"])
-        scores = part["accuracy"]
-        if "probe_weight" not in scores and variant.objective != "classification":  # kept by insilico >= 0.1 lab
-            scores = training.accuracy(model, variant)
-        models[part["name"]] = training.observer(model.eval(), variant, scores)
+        models[part["name"]] = _observer_of(part, _variant(settings))[0]
     return models
+
+
+def _variant(settings: dict) -> Variant:
+    """The Variant of its :meth:`Variant.settings`."""
+    return Variant(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+
+
+def _observer_of(part: dict, variant: Variant) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The observer (:func:`insilico.lab.observer`) and the bare network of a study's kept part."""
+    with keep_global_rng():
+        model = build(variant, part["history"]["seed"])
+    model.load_state_dict(part["state"])
+    scores = part["accuracy"]
+    if "probe_weight" not in scores and variant.objective != "classification":  # kept by insilico >= 0.1 lab
+        scores = training.accuracy(model, variant)
+    return training.observer(model.eval(), variant, scores), model
+
+
+def _observed(part: dict) -> dict:
+    """A part's behaviour and tuning: as kept, or measured now for a part kept before the study measured them."""
+    if "behaviour" in part and "tuning" in part:
+        return part
+    variant = _variant(part["variant"])
+    observer, model = _observer_of(part, variant)
+    return dict(part, behaviour=behaviour_of(observer, variant), tuning=tuning_of(model, variant))
 
 
 def _run_one(variant: Variant, steps: int, seed: int, batch: int, compare: str, progress: bool, device) -> dict:
@@ -228,8 +351,10 @@ def _run_one(variant: Variant, steps: int, seed: int, batch: int, compare: str, 
     model, history = training.train_variant(variant, steps=steps, seed=seed, batch=batch, progress=progress,
                                             device=device)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return dict(name=variant.name, variant=variant.settings(), state=state, history=history,
-                accuracy=training.accuracy(model, variant), **brain_similarity(model, variant, compare))
+    scores = training.accuracy(model, variant)
+    return dict(name=variant.name, variant=variant.settings(), state=state, history=history, accuracy=scores,
+                behaviour=behaviour_of(training.observer(model, variant, scores), variant),
+                tuning=tuning_of(model, variant), **brain_similarity(model, variant, compare))
 
 
 def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300, seed: int = 0, batch: int = 64,
@@ -268,8 +393,8 @@ def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300,
     >>> result.names, sorted(result.ranking()) == sorted(result.names)
     (['b+timesteps1+size16', 'b+timesteps1+size16+feedback_alignment'], True)
     >>> row = result.table()[0]
-    >>> sorted(row)[:4], 0 < row["ceiling_lower"] < row["ceiling_upper"] < 1
-    (['ceiling_lower', 'ceiling_upper', 'chance', 'human_it'], True)
+    >>> 0 < row["ceiling_lower"] < row["ceiling_upper"] < 1, row["kappa_first"], 0 <= row["fraction_tuned"] <= 1
+    (True, 1.0, True)
     """
     grid = list(DEFAULT_GRID if variants is None else variants)
     if not grid or not all(isinstance(v, Variant) for v in grid):
@@ -284,12 +409,18 @@ def study(variants: Sequence[Variant] | None = None, out=None, steps: int = 300,
                        out=out, job=settings)
     if parts is None:
         return None
-    return StudyResult(names=[p["name"] for p in parts], variants=[p["variant"] for p in parts],
-                       accuracy=[{k: v for k, v in p["accuracy"].items() if not k.startswith("probe_")} for p in parts], human_it=[p["human_it"] for p in parts],
-                       monkey_it=[p["monkey_it"] for p in parts], ceiling=ceiling(compare),
-                       histories=[p["history"] for p in parts],
+    parts = [_observed(p) for p in parts]
+    names = [p["name"] for p in parts]
+    return StudyResult(names=names, variants=[p["variant"] for p in parts],
+                       accuracy=[{k: v for k, v in p["accuracy"].items() if not k.startswith("probe_")} for p in parts],
+                       human_it=[p["human_it"] for p in parts], monkey_it=[p["monkey_it"] for p in parts],
+                       ceiling=ceiling(compare), histories=[p["history"] for p in parts],
                        settings=dict(steps=steps, batch=batch, seed=seed, compare=compare),
-                       undefined=[p.get("undefined", {}) for p in parts])
+                       undefined=[p.get("undefined", {}) for p in parts],
+                       behaviour=[p["behaviour"] for p in parts],
+                       kappa=consistency([p["behaviour"] for p in parts], names),
+                       tuning=[p["tuning"] for p in parts])
 
 
-__all__ = ["DEFAULT_GRID", "StudyResult", "brain_similarity", "ceiling", "study", "trained"]
+__all__ = ["DEFAULT_GRID", "TUNING_GRID", "StudyResult", "behaviour_of", "brain_similarity", "ceiling", "consistency",
+           "study", "trained", "tuning_of"]

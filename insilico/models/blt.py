@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import InsilicoError
 from . import photos
+from .minialex import scaled_width
 from .normalize import Normalize
 
 VARIANTS = ("B", "BL", "BT", "BLT")
@@ -85,7 +86,12 @@ class BLTNet(nn.Module):
     ========= ==================================== ===========
 
     Lateral convolutions are 3x3 within a layer; top-down convolutions are
-    3x3 on the layer above, then nearest-neighbour upsampled by 2.
+    3x3 on the layer above, then nearest-neighbour upsampled by 2. With
+    ``width=w`` the layers have ``w`` times the channels, rounded to a
+    multiple of 4 (the GroupNorm's groups; :func:`~insilico.models.minialex.scaled_width`).
+    With ``depth=d`` there are ``d`` layers, each (after the first) pooling by 2
+    and doubling the channels (``layers.3``: 256 x 2 x 2 at 64 px); the input
+    side must then be a multiple of ``4 * 2**(d - 1)`` for top-down to match.
 
     Parameters
     ----------
@@ -95,6 +101,15 @@ class BLTNet(nn.Module):
         Number of time steps T the network is unrolled for.
     n_classes : int
         Output logits.
+    width : float
+        Factor on the layers' channels (default 1: 32, 64, 128, the bundled weights' shapes).
+    depth : int
+        Number of recurrent layers (default 3, the bundled networks; at least 1).
+
+    Raises
+    ------
+    InsilicoError
+        An unknown variant, ``timesteps < 1``, ``depth < 1`` or a ``width`` that is not a positive number.
 
     Examples
     --------
@@ -103,22 +118,29 @@ class BLTNet(nn.Module):
     (2, 16)
     >>> tuple(net.forward_steps(torch.rand(2, 3, 64, 64)).shape)   # every step
     (2, 4, 16)
+    >>> BLTNet("BL", width=0.5).readout[-1].in_features
+    64
+    >>> deeper = BLTNet("BT", depth=4).eval()                 # layers.3: 256 x 2 x 2
+    >>> tuple(deeper(torch.rand(1, 3, 64, 64)).shape), deeper.readout[-1].in_features
+    ((1, 16), 256)
     """
 
     input_size = (3, 64, 64)
 
     def __init__(self, variant: str = "BLT", timesteps: int = 4, n_classes: int = len(photos.CLASSES),
-                 classes: list[str] | None = None):
+                 classes: list[str] | None = None, width: float = 1.0, depth: int = 3):
         super().__init__()
         variant = str(variant).upper()
         if variant not in VARIANTS:
             raise InsilicoError(f"unknown BLT variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         if timesteps < 1:
             raise InsilicoError(f"timesteps must be >= 1, got {timesteps}")
-        self.variant, self.timesteps = variant, int(timesteps)
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+            raise InsilicoError(f"depth={depth!r}: the number of layers must be an int >= 1 (3: the bundled networks)")
+        self.variant, self.timesteps, self.width, self.depth = variant, int(timesteps), width, depth
         self.classes = list(classes) if classes is not None else list(photos.CLASSES)[:n_classes]
         lat, td = "L" in variant, "T" in variant
-        widths = (32, 64, 128)
+        widths = tuple(scaled_width(32 * 2 ** i, width, multiple=4) for i in range(depth))
         self.normalize = Normalize(photos.MEAN, photos.STD)
         self.layers = nn.ModuleList()
         for i, c in enumerate(widths):
@@ -150,4 +172,5 @@ class BLTNet(nn.Module):
         return self.forward_steps(x)[:, -1]
 
     def extra_repr(self) -> str:
-        return f"variant={self.variant!r}, timesteps={self.timesteps}"
+        extra = [f"width={self.width}"] * (self.width != 1) + [f"depth={self.depth}"] * (self.depth != 3)
+        return ", ".join([f"variant={self.variant!r}", f"timesteps={self.timesteps}", *extra])

@@ -60,8 +60,8 @@ from .models import layer_units, model_rdms
 from .noise_ceiling import NoiseCeiling, noise_ceiling
 from .plots import plot_comparison
 from .rdm import RDM, RDM_METHODS, mds_coordinates, rdm
-from .time_resolved import TimeResolvedResult, simulate_brain, time_resolved
+from .time_resolved import EPOCHS_METHODS, TimeResolvedResult, epochs_rdms, simulate_brain, time_resolved
 
 __all__ = ["RDM", "rdm", "compare", "compare_all", "noise_ceiling", "NoiseCeiling", "bootstrap", "BootstrapResult",
-           "plot_comparison", "mds_coordinates", "time_resolved", "TimeResolvedResult", "simulate_brain", "noise_covariance", "layer_units", "model_rdms", "RDM_METHODS",
+           "plot_comparison", "mds_coordinates", "time_resolved", "TimeResolvedResult", "simulate_brain", "epochs_rdms", "EPOCHS_METHODS", "noise_covariance", "layer_units", "model_rdms", "RDM_METHODS",
            "COMPARE_METHODS", "NOISE_METHODS"]

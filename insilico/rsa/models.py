@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from ..errors import InsilicoError
+from ..errors import InsilicoError, StimulusError
 from ..layers import is_activation, is_conv_linear, is_inert
 from ..registry import register_tool
 from .rdm import rdm
@@ -82,13 +82,14 @@ def model_rdms(model: torch.nn.Module, stimuli, units: Sequence[str] | None = No
     (['1', '3'], 5)
     """
     from ..probe import Probe
+    from ..recording import stimulus_source
 
     probe = Probe(model)
-    example = stimuli[:1] if torch.is_tensor(stimuli) else None
+    stimuli = stimulus_source(stimuli, model=model)  # any form; its first stimulus is the survey's example
     if units is None:
-        if example is None:
-            raise InsilicoError("pass units= when the stimuli are not a tensor")
-        units = layer_units(model, example.to(probe.device, probe.dtype))
+        if not len(stimuli):
+            raise StimulusError("the stimulus set is empty: give at least one stimulus")
+        units = layer_units(model, stimuli.batch(0, 1, probe.device, probe.dtype))
     rec = probe.record_stimuli(stimuli, list(units), batch_size=batch_size, progress=progress)
     options.setdefault("device", probe.device)
     return rdm(rec, method, labels=labels, **options)

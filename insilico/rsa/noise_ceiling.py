@@ -47,6 +47,10 @@ class NoiseCeiling(Result):
     def __iter__(self):
         return iter((self.lower, self.upper))
 
+    def table(self) -> list:
+        """One row: ``lower``, ``upper``, ``method``."""
+        return [{"lower": float(self.lower), "upper": float(self.upper), "method": self.method}]
+
     def plot(self, ax=None):
         """The ceiling as a grey band; returns the Figure."""
         from .plots import _axes

@@ -84,6 +84,13 @@ class RDM(Result):
         if len(self.labels) != self.n:
             raise InsilicoError(f"{len(self.labels)} labels for an RDM of {self.n} stimuli")
 
+    def table(self) -> dict:
+        """One row per pair of stimuli (i < j, in :attr:`vector`'s order): ``stimulus_a``, ``stimulus_b`` (their
+        labels) and ``dissimilarity``."""
+        i, j = np.triu_indices(self.n, k=1)
+        return {"stimulus_a": [self.labels[a] for a in i], "stimulus_b": [self.labels[b] for b in j],
+                "dissimilarity": self.vector.detach().cpu().double().numpy()}
+
     @classmethod
     def concat(cls, results: Sequence[RDM]) -> RDM:
         """One RDM is itself; RDMs of chunks of stimuli cannot be joined (their cross dissimilarities are unknown)."""
@@ -212,8 +219,10 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
 
     Parameters
     ----------
-    responses : Recording, dict of tensors, list of tensors, or tensor / array
-        Responses (n_stimuli, ...); features are the trailing axes, flattened.
+    responses : Recording, NeuralData, dict of tensors, list of tensors, or tensor / array
+        Responses (n_stimuli, ...); features are the trailing axes, flattened. Neural data
+        (:func:`insilico.neural.read_neural`) are labelled by their stimulus ids, their repetitions
+        averaged (or, for ``crossnobis``, the runs).
         For ``crossnobis``: (n_runs, n_stimuli, ...) with every stimulus in
         every run, or (n_observations, ...) with ``runs=`` and ``conditions=``.
         A Recording or dict gives a dict ``{unit: RDM}``, a list a list.
@@ -261,8 +270,13 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     method = _check_choice(method, RDM_METHODS, "method")
     kwargs = dict(method=method, runs=runs, conditions=conditions, noise=noise, per_feature=per_feature,
                   device=device, dtype=dtype)
+    from ..neural import NeuralData
     from ..recording import Recording
 
+    if isinstance(responses, NeuralData):  # labelled by its stimulus ids; repetitions are crossnobis's runs
+        data = responses if method == "crossnobis" else responses.mean()
+        ids = labels if labels is not None else data.stimulus_ids
+        return _rdm_one(data.values, labels=ids, name=name, **kwargs)
     if isinstance(responses, Recording):
         names = list(units) if units is not None else responses.units
         ids = labels if labels is not None else responses.ids if responses.labelled else None

@@ -10,6 +10,13 @@ noise ceiling (:func:`insilico.rsa.noise_ceiling`), and each step's peak
 latency a percentile bootstrap interval over subjects. The comparisons are
 :func:`insilico.rsa.compare_all`'s (batched; labelled RDMs aligned by label).
 
+MEG/EEG data come in as MNE ``Epochs`` (mne is optional: ``pip install insilico[mne]``):
+:func:`epochs_rdms` turns one subject's epochs into an RDM per time point over its conditions
+(the event ids), by the correlation distance of the conditions' mean sensor patterns or by the
+cross-validated (crossnobis) distance over folds of each condition's epochs (Guggenmos et al. 2018,
+"Multivariate pattern analysis for MEG: a comparison of dissimilarity measures"); ``time_resolved``
+takes an ``Epochs`` as the brain, or a list of them (one per subject) as ``subjects=``.
+
 Example
 -------
 >>> import torch
@@ -32,9 +39,13 @@ import torch
 from ..errors import InsilicoError
 from ..plot.images import new_axes
 from ..results import Result
+from .arrays import _check_choice
 from .compare import _compare_method, _condensed, aligned, compare_all
 from .noise_ceiling import noise_ceiling
-from .rdm import RDM
+from .rdm import RDM, rdm
+
+#: How :func:`epochs_rdms` measures the dissimilarity of two conditions at one time point.
+EPOCHS_METHODS = ("correlation", "crossnobis")
 
 
 @dataclasses.dataclass(repr=False)
@@ -70,6 +81,18 @@ class TimeResolvedResult(Result):
     def peak_time(self) -> torch.Tensor:
         """Each step's time of peak similarity (S,)."""
         return self.times[self.similarity.argmax(1)]
+
+    def table(self) -> dict:
+        """One row per (model step, brain time): ``step``, ``time``, ``similarity``, the ceiling at that time
+        (``ceiling_lower`` / ``ceiling_upper``, NaN without subjects) and the step's ``peak_low`` / ``peak_high``."""
+        s, t = self.similarity.shape
+        nan = torch.full((t,), float("nan"))
+        low, high = (nan if c is None else torch.as_tensor(c) for c in (self.ceiling_lower, self.ceiling_upper))
+        return {"step": [str(self.steps[k]) for k in range(s) for _ in range(t)],
+                "time": self.times.repeat(s).numpy(), "similarity": self.similarity.reshape(-1).numpy(),
+                "ceiling_lower": low.double().repeat(s).numpy(), "ceiling_upper": high.double().repeat(s).numpy(),
+                "peak_low": self.peak_low.double().repeat_interleave(t).numpy(),
+                "peak_high": self.peak_high.double().repeat_interleave(t).numpy()}
 
     def plot(self, ax=None, image: bool = False):
         """One line per step over brain time (the noise ceiling a grey band), or with ``image=True`` the
@@ -107,25 +130,130 @@ def _series(x, what: str) -> tuple[torch.Tensor, list[str]]:
     return v, names or [str(k) for k in range(len(v))]
 
 
+def _is_epochs(x) -> bool:
+    """Whether ``x`` is an MNE ``Epochs`` (read by its attributes: mne is never imported here)."""
+    return all(hasattr(x, a) for a in ("get_data", "event_id", "events", "times", "info"))
+
+
+def epochs_rdms(epochs: Any, method: str = "correlation", conditions: Sequence[str] | None = None, picks: Any = None,
+                n_folds: int = 2, noise: Any = "shrinkage_diag") -> tuple[list, torch.Tensor]:
+    """One RDM per time point over the conditions (event ids) of one subject's MNE ``Epochs``.
+
+    Parameters
+    ----------
+    epochs : mne.Epochs (any ``mne.BaseEpochs``: ``EpochsArray``, read from a file, ...)
+        Epochs (n_epochs, n_channels, n_times); the event code of each epoch names its condition through
+        ``epochs.event_id``. Crop or decimate first (``epochs.crop``, ``epochs.decimate``) for fewer times.
+    method : {"correlation", "crossnobis"}
+        ``"correlation"``: 1 - Pearson r between the conditions' mean sensor patterns (mixes channel types as
+        they are scaled: pick one type, ``picks="mag"``); ``"crossnobis"``: the cross-validated squared
+        Mahalanobis distance (:func:`insilico.rsa.rdm`) over ``n_folds`` folds of each condition's epochs
+        (epoch ``k`` of a condition in fold ``k % n_folds``), with the shrinkage noise covariance ``noise``
+        (``None``: cross-validated Euclidean); unbiased, so noise alone gives distances around 0.
+    conditions : list of str, optional
+        Which conditions, in this order (default: every event id with epochs, in ``event_id`` order).
+    picks : optional
+        Channels, as ``epochs.get_data(picks=)`` takes them (default: MNE's, the good data channels).
+    n_folds : int
+        Folds of the crossnobis distance (at least 2; every condition needs as many epochs).
+
+    Returns
+    -------
+    rdms : list of RDM
+        One per time point, labelled by the condition names (``name``: the time in seconds).
+    times : tensor (n_times,) float64
+        ``epochs.times`` (seconds).
+
+    Raises
+    ------
+    InsilicoError
+        Not an Epochs, fewer than 2 conditions, a condition without epochs (or with fewer than ``n_folds``),
+        or an unknown ``method``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> mne = __import__("pytest").importorskip("mne")
+    >>> info = mne.create_info(8, 100.0, "eeg")
+    >>> events = np.c_[np.arange(12) * 10, np.zeros(12, int), np.tile([1, 2, 3], 4)]
+    >>> data = np.random.default_rng(0).normal(size=(12, 8, 5))
+    >>> ep = mne.EpochsArray(data, info, events, tmin=0.0, event_id={"face": 1, "house": 2, "car": 3}, verbose=False)
+    >>> rdms, times = epochs_rdms(ep)
+    >>> len(rdms), rdms[0].labels, times.tolist()
+    (5, ['face', 'house', 'car'], [0.0, 0.01, 0.02, 0.03, 0.04])
+    """
+    method = _check_choice(method, EPOCHS_METHODS, "method")
+    if not _is_epochs(epochs):
+        raise InsilicoError(f"epochs_rdms takes an MNE Epochs (mne.EpochsArray, mne.read_epochs(...)), not "
+                            f"{type(epochs).__name__}")
+    code_name = {int(code): name for name, code in epochs.event_id.items()}
+    label = np.array([code_name.get(int(c), str(int(c))) for c in epochs.events[:, 2]])
+    wanted = [str(c) for c in conditions] if conditions is not None else [n for n in epochs.event_id if n in label]
+    counts = {c: int((label == c).sum()) for c in wanted}
+    if method == "crossnobis" and n_folds < 2:
+        raise InsilicoError(f"epochs_rdms(method='crossnobis') cross-validates over folds: n_folds >= 2, not {n_folds}")
+    least = n_folds if method == "crossnobis" else 1
+    if len(wanted) < 2 or min(counts.values(), default=0) < least:
+        raise InsilicoError(f"epochs_rdms needs at least 2 conditions with epochs (at least {least} each for "
+                            f"{method}); epochs per condition: {counts} (event ids: {list(epochs.event_id)})")
+    keep = np.isin(label, wanted)
+    x = torch.tensor(np.asarray(epochs.get_data(picks=picks))[keep], dtype=torch.float64)  # (n, channels, T)
+    label = label[keep]
+    times = torch.tensor(np.asarray(epochs.times), dtype=torch.float64)
+    if method == "correlation":
+        means = torch.stack([x[torch.from_numpy(label == c)].mean(0) for c in wanted])  # (C, channels, T)
+        return [rdm(means[..., t], "correlation", labels=wanted, name=f"{float(s):.4g}")
+                for t, s in enumerate(times)], times
+    index = np.array([wanted.index(c) for c in label])  # conditions as their order in `wanted`
+    folds = np.zeros(len(label), dtype=int)
+    for k in range(len(wanted)):
+        folds[index == k] = np.arange(int((index == k).sum())) % n_folds
+    return [RDM(rdm(x[..., t], "crossnobis", runs=folds, conditions=index, noise=noise).vector, wanted, "crossnobis",
+                f"{float(s):.4g}") for t, s in enumerate(times)], times
+
+
+def _from_epochs(brain, subjects, times, distance, conditions):
+    """Epochs given as the brain or as the subjects, as RDM series (and their times when none were given)."""
+    if brain is not None and _is_epochs(brain):
+        brain, found = epochs_rdms(brain, distance, conditions)
+        times = found.tolist() if times is None else times
+    if subjects is not None and any(_is_epochs(s) for s in subjects):
+        if not all(_is_epochs(s) for s in subjects):
+            raise InsilicoError("subjects= mixes MNE Epochs with other RDM series: give one kind")
+        series = [epochs_rdms(s, distance, conditions) for s in subjects]
+        if any(len(t) != len(series[0][1]) or not torch.allclose(t, series[0][1]) for _, t in series):
+            raise InsilicoError("the subjects' Epochs have different time points: crop or resample them to one "
+                                "time axis first (epochs.crop, epochs.resample)")
+        subjects = [r for r, _ in series]
+        times = series[0][1].tolist() if times is None else times
+    return brain, subjects, times
+
+
 def time_resolved(model_rdms_by_step: Any, brain_rdms_by_time: Any | None = None, *, subjects: Any | None = None,
                   times: Sequence[float] | None = None, method: str = "spearman", n_boot: int = 200,
-                  seed: int | None = 0) -> TimeResolvedResult:
+                  seed: int | None = 0, distance: str = "correlation",
+                  conditions: Sequence[str] | None = None) -> TimeResolvedResult:
     """Similarity of each model step's RDM with each brain time point's RDM, (steps x times).
 
     Parameters
     ----------
     model_rdms_by_step : list or dict of RDM, or array (S, n, n) or (S, pairs)
         One RDM per model time step (dict keys name the steps).
-    brain_rdms_by_time : list of RDM, or array (T, n, n) or (T, pairs), optional
-        One RDM per brain time point; default the mean of ``subjects``.
-    subjects : array (n_subjects, T, n, n) or (n_subjects, T, pairs), optional
-        Each subject's RDM series: gives the noise ceiling per time point and the peak-latency intervals.
+    brain_rdms_by_time : list of RDM, array (T, n, n) or (T, pairs), or mne.Epochs, optional
+        One RDM per brain time point (Epochs: :func:`epochs_rdms`); default the mean of ``subjects``.
+    subjects : array (n_subjects, T, n, n) or (n_subjects, T, pairs), or list of mne.Epochs, optional
+        Each subject's RDM series (or epochs, one per subject): gives the noise ceiling per time point and
+        the peak-latency intervals.
     times : list of float, optional
-        The time points (default 0 .. T-1).
+        The time points (default: the Epochs' times in seconds, else 0 .. T-1).
     method : str
         The comparison (:func:`insilico.rsa.compare`).
     n_boot, seed
         Bootstrap resamplings of the subjects for the peak latencies, and their seed.
+    distance : {"correlation", "crossnobis"}
+        How Epochs become RDMs (:func:`epochs_rdms`'s ``method``).
+    conditions : list of str, optional
+        Epochs: which conditions (event ids), in this order (default: all).
 
     Returns
     -------
@@ -139,6 +267,7 @@ def time_resolved(model_rdms_by_step: Any, brain_rdms_by_time: Any | None = None
         :func:`insilico.rsa.compare` does; unlabelled ones and arrays are matched by position).
     """
     method = _compare_method(method)
+    brain_rdms_by_time, subjects, times = _from_epochs(brain_rdms_by_time, subjects, times, distance, conditions)
     series = [model_rdms_by_step, brain_rdms_by_time, *(subjects if subjects is not None else [])]
     model_rdms_by_step, brain_rdms_by_time, *subjects_in = aligned(*series)  # labelled RDMs in one stimulus order
     model, steps = _series(model_rdms_by_step, "model_rdms_by_step")
@@ -220,4 +349,4 @@ def _peak_intervals(model, per_subject, t, method, n_boot, seed, ci=0.95):
     return peaks.quantile(tail, dim=0), peaks.quantile(1 - tail, dim=0)
 
 
-__all__ = ["TimeResolvedResult", "simulate_brain", "time_resolved"]
+__all__ = ["EPOCHS_METHODS", "TimeResolvedResult", "epochs_rdms", "simulate_brain", "time_resolved"]

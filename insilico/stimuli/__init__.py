@@ -54,11 +54,14 @@ photos           :data:`PHOTOS`, :func:`natural_images`, ``bundled_photo_path``
 folder           :func:`from_folder`: the user's own image files
 files            image files as a streamed stimulus set (folder, glob, list;
                  the ImageFolder layout's labels): what ``stimulus_source`` reads
+labels           class labels: :func:`labelled` (a labels CSV, a class-names
+                 file), the per-class accuracy rules of the tools
 ================ ==============================================================
 """
 from __future__ import annotations
 
 from .folder import from_folder
+from .labels import labelled
 from .noise import pink_noise, sparse_noise, white_noise
 from .periodic import gabors, gratings, plaids
 from .photos import PHOTOS, bundled_photo_path, natural_images  # noqa: F401 (bundled_photo_path: insilico.models)
@@ -78,4 +81,5 @@ __all__ = [
     "pink_noise",
     "natural_images",
     "from_folder",
+    "labelled",
 ]

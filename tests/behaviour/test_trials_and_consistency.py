@@ -153,3 +153,54 @@ def test_image_consistency_needs_repeats_of_a_person_and_two_classes():
         image_consistency(one, one)
     with pytest.raises(InsilicoError, match="saw different images"):
         image_consistency(model, Trials.from_predictions(["a", "b", "d"], ["x", "y", "x"], ["x", "x", "x"]))
+
+
+# -- error consistency over subjects (Geirhos et al.: kappa per subject, averaged) -------------------
+def _table(rows, name="people"):
+    """Trials of people from (subject, image, correct) rows, one class."""
+    subj, ids, ok = zip(*rows)
+    return Trials(list(ids), ["x"] * len(ids), ["x" if c else "o" for c in ok], list(subj), [math.nan] * len(ids),
+                  name)
+
+
+def test_a_model_against_several_people_is_each_persons_kappa_on_their_images_averaged():
+    g = np.random.default_rng(3)
+    model_ok = g.random(30) < 0.6
+    model = _observer(model_ok, "net")
+    rows, expected = [], {}
+    for s, seen in (("s1", range(0, 30)), ("s2", range(0, 20)), ("s3", range(10, 30))):
+        ok = g.random(len(seen)) < 0.7
+        rows += [(s, f"im{i}", c) for i, c in zip(seen, ok)]
+        expected[s] = _kappa(model_ok[list(seen)], ok)
+    people = _table(rows)
+    res = error_consistency(model, people, n_boot=300, seed=0)
+    assert [p[1] for p in res.details["pairs"]] == ["s1", "s2", "s3"]
+    for _, s, k in res.details["pairs"]:
+        assert k == pytest.approx(expected[s], abs=1e-12)  # each person on their own images
+    assert res.value == pytest.approx(np.mean(list(expected.values())), abs=1e-12)
+    assert res.details["interval"] == "subjects" and res.n_images == 30
+    assert min(expected.values()) - 1e-12 <= res.low <= res.value <= res.high <= max(expected.values()) + 1e-12
+    back = error_consistency(people, model, n_boot=0)  # symmetric in the observers
+    assert back.value == pytest.approx(res.value, abs=1e-12)
+
+
+def test_people_against_themselves_average_every_pair_of_different_subjects():
+    a, b, c = [1, 1, 0, 0, 1, 0], [1, 0, 0, 1, 1, 0], [0, 1, 1, 0, 1, 0]
+    people = _table([(s, f"im{i}", v) for s, ok in (("a", a), ("b", b), ("c", c)) for i, v in enumerate(ok)])
+    res = error_consistency(people, people, n_boot=0)
+    pairs = {(x, y): k for x, y, k in res.details["pairs"]}
+    assert len(pairs) == 6 and ("a", "a") not in pairs
+    assert pairs[("a", "c")] == pytest.approx(_kappa(a, c)) and pairs[("c", "a")] == pytest.approx(_kappa(a, c))
+    assert res.value == pytest.approx(np.mean([_kappa(a, b), _kappa(a, c), _kappa(b, c)]))
+
+
+def test_by_subject_a_person_image_the_model_never_saw_and_all_undefined_pairs_are_refused():
+    people = _table([("s1", "im0", 1), ("s1", "im1", 0), ("s2", "im0", 1), ("s2", "im9", 0)])
+    with pytest.raises(InsilicoError, match=r"'net' never saw 1 image\(s\) of 'people:s2' \(e.g. \['im9'\]\)"):
+        error_consistency(_observer([1, 0], "net"), people)
+    right = _table([("s1", "im0", 1), ("s1", "im1", 1), ("s2", "im0", 1), ("s2", "im1", 1)])
+    with pytest.raises(InsilicoError, match="undefined for every pair of subjects"):
+        error_consistency(_observer([1, 1], "net"), right)
+    half = _table([("s1", "im0", 1), ("s1", "im1", 1), ("s2", "im0", 1), ("s2", "im2", 0)])
+    res = error_consistency(_observer([1, 1, 0], "net"), half, n_boot=0)  # with s1: both always right
+    assert res.value == 1.0 and [u[:2] for u in res.details["undefined"]] == [["net", "s1"]]

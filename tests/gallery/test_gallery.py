@@ -45,7 +45,8 @@ def test_build_writes_index_layer_and_unit_pages(site):
                     "Lesion effect per class"):
         assert section in unit
     assert "not computed yet" not in unit and unit.count('class="chart"') == 3     # orientation, SF, lesion bars
-    assert unit.count("<svg") == 5     # and the RF map with its scale bar, the RF outlines over the exemplars
+    assert unit.count("<svg") - unit.count('svg" class="zoom"') == 5     # and the RF map with its scale bar, the RF
+    # outlines over the exemplars (besides each exemplar's field enlarged)
     linear = (root / "units" / "classifier.6" / "0.html").read_text()
     assert "Tuning" not in linear and "Lesion effect" in linear
     lesion = json.loads((root / "units" / "classifier.6" / "0" / "lesion.json").read_text())

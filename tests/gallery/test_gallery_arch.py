@@ -174,5 +174,5 @@ def test_attention_parts_are_refused_naming_the_layer(tmp_path):
 
     part = f"{TOKENS}.self_attention:weights"
     settings = GallerySettings(layers=[part], units=1, steps=1)
-    with pytest.raises(InsilicoError, match=r"self_attention:weights is an attention part .*not gallery units yet"):
+    with pytest.raises(InsilicoError, match=r"self_attention:weights is an attention part .*self_attention:heads"):
         build(settings, tmp_path / "site", model=tiny_vit(), progress=False)

@@ -107,13 +107,15 @@ def test_bars_on_a_given_scale():
 def test_unit_page_panels_parse_and_say_their_units():
     html = unit_html({"tuning": tuning(), "rf": rf(), "exemplars": exemplars(), "lesion": lesion([-0.2, 0.1, 0])},
                      pages.unit_context("conv", "conv1: Conv2d 3→8, 5×5, stride 4, before ReLU", input_size=(3, 64, 64)))
-    parsed = svgs(html)
+    parsed = [s for s in svgs(html) if s.get("class") != "zoom"]
     assert len(parsed) == 5          # exemplar outlines, orientation, SF, RF map, lesion
+    assert len(svgs(html)) == 5 + 2 * 3      # and each exemplar's field enlarged: photo, deconvolution, gradient
     words = set().union(*(texts(s) for s in parsed))
     assert "orientation (° counter-clockwise; 0 = vertical bars)" in words
     assert "spatial frequency (cycles / image, log scale)" in words
     assert {"preferred 60°", "preferred 4", "blank", "16 px"} <= words
-    assert "cycles per image" in html and "conv1: Conv2d 3→8, 5×5, stride 4, before ReLU" in html
+    assert "conv1: Conv2d 3→8, 5×5, stride 4, before ReLU" in html
+    assert "cycles per image" not in html and "#methods-tuning" in html      # the method is on the layer page
 
 
 def test_rf_outlines_move_with_each_exemplars_neuron():
@@ -135,7 +137,7 @@ def test_rf_box_at():
     assert pages.rf_box_at(rf(), "fc[3]") is None                       # no map position
     old = {k: v for k, v in rf().items() if k not in ("stride", "map_center")}
     assert pages.rf_box_at(old, "conv[2,9,7]") is None                  # a site built before strides were stored
-    assert "Yellow boxes" not in unit_html({"rf": old, "exemplars": exemplars()})
+    assert "Yellow:" not in unit_html({"rf": old, "exemplars": exemplars()})
 
 
 def test_unresponsive_unit_gets_no_preferred_mark():
@@ -262,8 +264,8 @@ def test_exemplars_whose_field_reaches_past_the_edge_are_counted():
     assert pages._past_the_edge(rf, ["c[1,7,7]", "c[1,10,0]", "c[1,14,14]", "c[1,8,8]"], (64, 64)) == 2
     assert pages.rf_box_at(rf, "c[1,10,0]", clip=False) == (33.0, 56.0, -10.0, 15.0)
     html = pages._exemplars_html(1, {"k": 2, "n_stimuli": 9, "labels": ["a", "b"], "activations": [2.0, 1.0],
-                                     "neurons": ["c[1,10,0]", "c[1,7,7]"]}, rf, (64, 64), logit=True)
-    assert "In 1 of 2 the field reaches past the image" in html and "raw logit" in html
+                                     "neurons": ["c[1,10,0]", "c[1,7,7]"]}, rf, (64, 64))
+    assert "In 1 of 2 the field reaches past the image" in html
 
 
 def test_an_unresolved_bandwidth_is_said_so_not_given_a_number():

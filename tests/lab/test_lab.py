@@ -149,6 +149,41 @@ def test_a_variant_refuses_bad_options_naming_them():
         Variant(blurr=1.0)
 
 
+@pytest.mark.parametrize("architecture", ["minialex", "bl"])
+def test_width_scales_every_layer_and_width_one_keeps_the_bundled_shapes(architecture):
+    from insilico import models
+    from insilico.lab import build
+
+    bundled = models.load("minialex" if architecture == "minialex" else "bl").state_dict()
+    default = build(Variant(architecture=architecture))
+    assert {k: v.shape for k, v in default.state_dict().items()} == {k: v.shape for k, v in bundled.items()}
+    default.load_state_dict(bundled)  # the shipped weights still load into the default width
+    half = build(Variant(architecture=architecture, width=0.5))
+    convs = lambda m: [c.out_channels for c in m.modules() if isinstance(c, torch.nn.Conv2d)]  # noqa: E731
+    expected = [max(1, round(c / 2)) for c in convs(default)]
+    assert convs(half) == expected
+    assert tuple(half.eval()(torch.rand(2, 3, 64, 64)).shape) == (2, 16)
+    assert Variant(architecture=architecture, width=0.5).name.endswith("width0.5")
+    with pytest.raises(InsilicoError, match="width=0: the width factor must be a positive number"):
+        Variant(architecture=architecture, width=0)
+
+
+def test_depth_adds_blt_layers_and_is_refused_where_it_cannot_apply():
+    from insilico.lab import build
+
+    deep = build(Variant(architecture="bl", depth=4)).eval()
+    assert [layer.bottom_up.out_channels for layer in deep.layers] == [32, 64, 128, 256]
+    assert tuple(deep(torch.rand(2, 3, 64, 64)).shape) == (2, 16) and deep.layers[2].lateral is not None
+    shallow = build(Variant(architecture="bt", depth=1, size=16, timesteps=2)).eval()
+    assert len(shallow.layers) == 1 and shallow.layers[0].top_down is None  # nothing above the only layer
+    assert tuple(shallow(torch.rand(2, 3, 16, 16)).shape) == (2, 16)
+    assert Variant(architecture="bl", depth=4).name == "bl+depth4" and Variant().settings()["depth"] is None
+    with pytest.raises(InsilicoError, match="minialex has its own 5 convolutions"):
+        Variant(depth=4)
+    with pytest.raises(InsilicoError, match="multiple of 32, or fewer layers"):
+        Variant(architecture="bl", depth=4, size=48)
+
+
 # -- the study ----------------------------------------------------------------------------
 def test_the_study_resumes_from_its_folder_and_refuses_another_grid(tmp_path, monkeypatch):
     calls = []
@@ -235,3 +270,38 @@ def test_a_silent_layer_gets_no_similarity_and_is_never_the_best():
     result = StudyResult(["a", "b"], [{}, {}], [{}, {}], [{"x": float("nan"), "y": 0.1}, {"x": float("nan")}],
                          [{"x": 0.2}, {"x": 0.1}], {"lower": 0.3, "upper": 0.6}, [{}, {}])
     assert result.best()[0] == ("y", 0.1) and result.best()[1][0] is None and result.ranking() == ["a", "b"]
+
+
+def test_the_study_keeps_behaviour_and_tuning_and_measures_them_for_a_part_kept_without(tmp_path):
+    from insilico.behaviour import error_consistency
+    from insilico.lab.study import behaviour_of
+    from insilico.sharding import load_part, save_part
+
+    grid = [Variant(**TINY), Variant(**TINY, blur=1.0)]
+    first = study(grid, out=tmp_path, steps=2, batch=8, progress=False)
+    rows = first.table()
+    assert [r["kappa_first"] for r in rows][0] == 1.0 and len(first.behaviour) == 2
+    assert rows[1]["kappa_first"] == pytest.approx(float(first.kappa[1, 0])) == pytest.approx(float(first.kappa[0, 1]))
+    a, b = (lab_trials(first, k) for k in (0, 1))
+    assert float(first.kappa[0, 1]) == pytest.approx(error_consistency(a, b, n_boot=0).value, abs=1e-12)
+    model = training.observer(*_trained(grid[1]))
+    assert behaviour_of(model, grid[1])["predicted"] == first.behaviour[1]["predicted"]  # the crops of accuracy()
+    chunk = tmp_path / "chunk-00000001-00000002.pt"
+    part = load_part(chunk)
+    save_part(chunk, {k: v for k, v in part.items() if k not in ("behaviour", "tuning")})  # an older study's part
+    again = study(grid, out=tmp_path, steps=2, batch=8, progress=False)
+    assert again.behaviour[1]["predicted"] == first.behaviour[1]["predicted"]
+    assert again.tuning[1]["layer"] == first.tuning[1]["layer"] and torch.equal(again.kappa, first.kappa)
+    assert again.tuning[1]["fraction_tuned"] == pytest.approx(first.tuning[1]["fraction_tuned"])
+
+
+def lab_trials(result, k):
+    from insilico.behaviour import Trials
+
+    b = result.behaviour[k]
+    return Trials.from_predictions([f"crop{i}" for i in range(len(b["truth"]))], b["truth"], b["predicted"])
+
+
+def _trained(variant):
+    model, _ = train_variant(variant, steps=2, batch=8, progress=False)
+    return model, variant, training.accuracy(model, variant)

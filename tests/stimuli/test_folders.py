@@ -133,6 +133,35 @@ def test_files_are_decoded_one_chunk_at_a_time(tmp_path, monkeypatch):
     assert alive[-1] is None  # the chunk before is let go before the next is decoded
 
 
+
+class _CountingDataset(torch.utils.data.Dataset):
+    """A Dataset that counts the items it has made (a stand-in for 50,000 decoded 224-px images)."""
+
+    def __init__(self, n):
+        self.n, self.made = n, 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.made += 1
+        return torch.full((3, 8, 8), i / self.n), i % 2
+
+
+def test_a_dataset_is_read_one_batch_at_a_time_by_every_tool():
+    from insilico.attribution import top_exemplars
+
+    dataset = _CountingDataset(10)
+    model = nn.Conv2d(3, 2, 3)
+    seen = []
+    model.register_forward_hook(lambda *_: seen.append(dataset.made))
+    insilico.Probe(model).record_stimuli(dataset, "", batch_size=4, progress=False)
+    # the survey reads item 0; then each forward pass has read its batch and nothing beyond it
+    assert seen[-3:] == [1 + 4, 1 + 8, 1 + 10]
+    dataset.made, seen[:] = 0, []
+    top_exemplars(model, dataset, "[1]", k=2, batch_size=4, progress=False)
+    assert seen == [4, 8, 10]
+
 def test_a_changed_or_other_folder_is_refused_when_resuming(tmp_path):
     root = _write(tmp_path / "set", {f"c/{i}.png": (8, 8) for i in range(4)})
     model = nn.Conv2d(3, 2, 3)

@@ -10,8 +10,8 @@ steps, :data:`N_IMAGES` exemplar images (random images of the model's input size
 (the gratings, the lesion set's intact pass, fixed costs). The ranking of the exemplars (one pass over them
 per chunk, which the features and exemplars stages share) is timed as a row of its own. Each cost is then
 scaled to the full settings by the number of images it pushes through the model (:func:`scale`, the cost
-model), and to a whole layer: ``layer4``'s 2,048 channels, a ViT block's 768 features plus 12 heads (the
-heads priced as 12 more units of the block: an assumption), in chunks of 256 units over ``--images``
+model), and to whole layers: ``layer4``'s 2,048 channels; a ViT block's 768 features and its attention's
+12 heads (``net.blocks.6.attn:heads``, the gallery's head units), in chunks of 256 units over ``--images``
 exemplar images. On a shared, loaded machine the split into per-unit and per-chunk costs is noisy (a
 difference of two timings); the totals are estimates to within a factor of about 2.
 
@@ -50,8 +50,8 @@ REPEATS = 2        # each run's best of (a shared machine's load only slows a ru
 N_IMAGES = 4       # exemplar images at reduced settings
 LESION_IMAGES = 4  # lesion images at reduced settings
 GPU_FLOPS = 33.5e12  # assumed sustained fp32 rate of one H200: half its published 67 TFLOP/s FP32 peak
-MODELS = {"resnet50": ("torchvision:resnet50", "net.layer4", 2048),
-          "vit": ("timm:vit_base_patch16_224", "net.blocks.6", 768 + 12)}
+MODELS = {"resnet50": ("torchvision:resnet50", {"net.layer4": 2048}),
+          "vit": ("timm:vit_base_patch16_224", {"net.blocks.6": 768, "net.blocks.6.attn:heads": 12})}
 
 #: reduced settings (measured) and the full ones (the gallery's defaults)
 REDUCED = dict(steps=2, settle=1, stretch_steps=1, diverse=1, exemplars=2, orientations=4, phases=1,
@@ -130,24 +130,34 @@ def cpu_flops_per_second(model, x: torch.Tensor) -> tuple[float, float]:
     return flops, flops * len(x) / best
 
 
-def measure(name: str, images: int, chunk: int) -> list:
-    zoo_name, layer, units = MODELS[name]
+def measure(name: str, images: int, chunk: int) -> None:
+    zoo_name, layers = MODELS[name]
     model = insilico.models.load(zoo_name, weights=None).eval()
     shape = tuple(model.input_size)
     torch.manual_seed(0)
     x = torch.rand(N_IMAGES, *shape)
     flops, rate = cpu_flops_per_second(model, x)
+    print(f"\n{name}: {zoo_name}, input {shape}; one image forward+backward {flops / 1e9:.1f} GFLOP; this CPU "
+          f"sustains {rate / 1e9:.1f} GFLOP/s; GPU factor {GPU_FLOPS / rate:,.0f}x "
+          f"(assumed {GPU_FLOPS / 1e12:.1f} TFLOP/s)")
+    total = 0.0
+    for layer, units in layers.items():
+        total += measure_layer(model, layer, units, x, images, chunk, rate)
+    if len(layers) > 1:
+        print(f"{name} all layers: CPU {total / 3600:.1f} h, GPU {total * rate / GPU_FLOPS / 60:.1f} min (estimate)")
+
+
+def measure_layer(model, layer: str, units: int, x: torch.Tensor, images: int, chunk: int, rate: float) -> float:
+    """Print one layer's table; its CPU seconds at full settings."""
     settings = GallerySettings(**REDUCED, chunk=UNITS_HIGH)
     runs = {u: [time_stages(model, layer, settings, u, x) for _ in range(REPEATS)] for u in (1, UNITS_HIGH)}
     low, high = ({k: min(r[k] for r in runs[u]) for k in runs[u][0]} for u in (1, UNITS_HIGH))
     reduced = REDUCED | {"n_images": N_IMAGES, "lesion_images": LESION_IMAGES}
     full = FULL | {"n_images": images, "lesion_images": 16 * FULL["lesion_per_class"]}
-    print(f"\n{name}: {zoo_name} {layer}, {units} units, input {shape}; one image forward+backward "
-          f"{flops / 1e9:.1f} GFLOP; this CPU sustains {rate / 1e9:.1f} GFLOP/s; GPU factor {GPU_FLOPS / rate:,.0f}x "
-          f"(assumed {GPU_FLOPS / 1e12:.1f} TFLOP/s)")
+    print(f"{layer}: {units} units")
     print(f"{'stage':<10} {'1 unit s':>9} {f'{UNITS_HIGH} units s':>10} {'per unit s':>11} {'per chunk s':>12} "
           f"{'layer CPU h':>12} {'(units':>7} {'chunks)':>8} {'layer GPU min':>14}")
-    rows, total = [], 0.0
+    total = 0.0
     for stage in low:
         per_unit = max(high[stage] - low[stage], 0.0) / (UNITS_HIGH - 1)
         per_chunk = max(low[stage] - per_unit, 0.0)
@@ -156,13 +166,12 @@ def measure(name: str, images: int, chunk: int) -> list:
         unit_part, chunk_part = scale(stage, per_unit, per_chunk, reduced, full, units, chunk)
         cpu = unit_part + chunk_part
         total += cpu
-        rows.append((name, stage, low[stage], high[stage], per_unit, per_chunk, cpu, cpu * rate / GPU_FLOPS))
         print(f"{stage:<10} {low[stage]:9.1f} {high[stage]:10.1f} {per_unit:11.2f} {per_chunk:12.2f} "
               f"{cpu / 3600:12.1f} {unit_part / 3600:7.1f} {chunk_part / 3600:8.1f} "
               f"{cpu * rate / GPU_FLOPS / 60:14.1f}")
     print(f"{'all':<10} {'':9} {'':10} {'':11} {'':12} {total / 3600:12.1f} {'':7} {'':8} "
           f"{total * rate / GPU_FLOPS / 60:14.1f}")
-    return rows
+    return total
 
 
 def main(argv=None) -> None:

@@ -55,7 +55,9 @@ def test_notebook_is_stored_with_fresh_outputs(path):
              if c.metadata.get("insilico", {}).get("source") != execute.source_hash(c.source)]
     assert not stale, f"{path.name}: code cell(s) {stale} were edited after their outputs were stored: {FIX}"
     assert not any(o.output_type == "error" for c in code for o in c.outputs), f"{path.name} stored an error: {FIX}"
-    assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), f"{path.name} shows no figure"
+    assert any(c.outputs for c in code), f"{path.name} is stored without outputs: {FIX}"
+    assert all(o.output_type != "display_data" or "image/png" in o.data for c in code for o in c.outputs
+               if "<Figure" in o.get("data", {}).get("text/plain", "")), f"{path.name}: a figure stored without its PNG"
     assert path.stat().st_size < execute.MAX_BYTES, f"{path.name} is {path.stat().st_size:,} bytes"
 
 

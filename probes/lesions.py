@@ -29,13 +29,7 @@ def main(argv=None) -> dict:
     model = command.load_model(args.model, args.weights, args.device)
     layer = (args.units or [choose_layers(model, kind="conv", step="every")[-1]])[0]
     x, y = command.labelled_stimuli(args.per_class, args.seed + 1)
-    groups = None
-    if args.group_size > 1:
-        from insilico.experiments.lesions import _n_channels
-        from insilico.units import Unit
-
-        n = _n_channels(model, Unit.parse(layer), x)
-        groups = [list(range(s, min(s + args.group_size, n))) for s in range(0, n, args.group_size)]
+    groups = args.group_size if args.group_size > 1 else None  # consecutive runs of channels (lesion_sweep)
     sweep = lesion_sweep(model, layer, x, y, groups=groups, mode=args.mode, output=args.output,
                          batch_size=args.batch_size, progress=args.progress)
     figures = {"lesions_dissociation": sweep.plot()}

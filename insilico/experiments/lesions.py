@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InsilicoError
+from ..errors import InsilicoError, UnitError
 from ..evaluate import predict
 from ..jsonfiles import to_json
 from ..layers import unit_layout
@@ -53,7 +54,7 @@ from ..statistics import LEVEL, correlation, interval, resample_within, rng_for,
 
 #: Where each layout keeps its channels (:mod:`insilico.layout`): a map's axis 0, a token layer's features (its
 #: last axis), a channels-last stage's last axis, a vector's entries.
-_CHANNEL_AXIS = {"map": 0, "vector": 0, "tokens": -1, "channels_last": -1}
+_CHANNEL_AXIS = {"map": 0, "vector": 0, "tokens": -1, "channels_last": -1, "heads": 0}
 
 
 def _channels(plan: Plan, layer: Unit) -> tuple[int, int]:
@@ -69,15 +70,11 @@ def _channels(plan: Plan, layer: Unit) -> tuple[int, int]:
     return axis, int(shape[axis])
 
 
-def _evaluate(model, plan, stimuli, y, n_classes, batch_size, output):
-    out = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
-    pred = out.argmax(-1).numpy()
-    return pred, per_class_accuracy(pred, y, n_classes), float((pred == y).mean())
-
-
 def _labels(stimuli, model, labels, classes) -> tuple:
     """``(y, classes, check)``: the labels given, else the stimulus folder's (matched by name to the model's
     classes); ``check`` the class names to hold against the model's outputs when the folder's order stands in."""
+    if isinstance(labels, str) and labels == "decision":
+        return None, classes, None  # the intact model's choices, read in _lesion_runs
     if labels is not None:
         return class_labels(labels, len(stimuli)), classes, None
     y, classes, mapped = stimulus_labels(stimuli, model, classes)
@@ -85,41 +82,113 @@ def _labels(stimuli, model, labels, classes) -> tuple:
 
 
 def _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, progress, check=None) -> dict:
-    """Per group: predictions scored per stimulus (``correct`` (G, N) bool), per class and overall; and the intact
-    model's (``baseline_correct`` (N,)). One Plan (Probe, session, survey) for the whole call. ``check``: class
-    names whose count must equal the model's outputs (:func:`check_outputs`), or None."""
+    """Per group: predictions scored per stimulus (``correct`` (G, N) bool), per class and overall, the probability
+    of each stimulus's label (``label_probability`` (G, N)) and the mean probability of each output
+    (``mean_probability`` (G, K)); and the intact model's (``baseline_*``). One Plan (Probe, session, survey) for
+    the whole call. ``y`` None: the intact model's choices are the labels. ``check``: class names whose count must
+    equal the model's outputs (:func:`check_outputs`), or None."""
     plan = Plan(model, stimuli.batch(0, 1, None, None))
-    probe = plan.probe
     with plan.session():
         scores = predict(model, stimuli, batch_size=batch_size, output=output, plan=plan)
         n_classes = int(scores.shape[-1])
         if check is not None:
             check_outputs(check, n_classes)
         base_pred = scores.argmax(-1).numpy()
-        base_class, base_acc = per_class_accuracy(base_pred, y, n_classes), float((base_pred == y).mean())
+        y = base_pred if y is None else y
+        if len(y) and (y.min() < 0 or y.max() >= n_classes):
+            raise InsilicoError(f"lesion labels run from {y.min()} to {y.max()}, but the class scores of "
+                                f"{output or 'the model'} have {n_classes} entries: give each stimulus the index of its "
+                                f"class among the model's outputs (or labels='decision')")
+        base = _summary(scores, y)
         axis, n_channels = _channels(plan, unit)
-        if groups is None:
-            groups = [[c] for c in range(n_channels)]
-        groups = [[int(c) for c in g] for g in groups]
-        accuracy, class_accuracy, changed, correct = [], [], [], []
-        for group in tqdm(groups, desc=f"lesion {unit}", disable=not progress, leave=False):
-            if not group:
-                pred, per_class, acc = base_pred, base_class, base_acc
-            else:
-                target = unit.replace(index=(slice(None),) * axis + (tuple(group),))
-                options = dict(mode=mode)
-                if mode == "mean":
-                    options.update(reference=stimuli, batch_size=batch_size)
-                with probe.lesion(target, **options):
-                    pred, per_class, acc = _evaluate(model, plan, stimuli, y, n_classes, batch_size, output)
-            accuracy.append(acc)
-            class_accuracy.append(per_class)
-            changed.append(float((pred != base_pred).mean()))
-            correct.append(pred == y)
-    return dict(groups=groups, n_classes=n_classes, accuracy=np.array(accuracy),
-                class_accuracy=np.array(class_accuracy).reshape(len(groups), n_classes), baseline=np.array(base_acc),
-                baseline_class=base_class, changed=np.array(changed),
-                correct=np.array(correct, dtype=bool).reshape(len(groups), len(y)), baseline_correct=base_pred == y)
+        groups = [[int(c) for c in g] for g in _groups(groups, n_channels, unit)]
+        if mode == "zero":
+            lesioned = [g for g in groups if g]
+            found = iter(_batched_runs(model, plan, unit, stimuli, y, lesioned, axis, output, batch_size, progress)
+                         if lesioned else [])
+            runs = [next(found) if group else base for group in groups]
+        else:
+            runs = [_summary(predict(model, stimuli, batch_size=batch_size, output=output, plan=plan), y)
+                    if group else base for group in _lesioned(plan, unit, stimuli, groups, axis, batch_size, progress)]
+    pred = np.array([r[0] for r in runs], dtype=int).reshape(len(groups), len(y))
+    probability = np.array([r[1] for r in runs], dtype=float).reshape(len(groups), len(y))
+    mean = np.array([r[2] for r in runs], dtype=float).reshape(len(groups), n_classes)
+    correct = pred == y
+    return dict(groups=groups, n_classes=n_classes, labels=y, accuracy=correct.mean(1),
+                class_accuracy=np.stack([per_class_accuracy(p, y, n_classes) for p in pred]).reshape(len(groups),
+                                                                                                   n_classes),
+                baseline=np.array(float((base_pred == y).mean())), baseline_class=per_class_accuracy(base_pred, y, n_classes),
+                changed=(pred != base_pred).mean(1), correct=correct.reshape(len(groups), len(y)),
+                baseline_correct=base_pred == y, label_probability=probability.reshape(len(groups), len(y)),
+                baseline_label_probability=base[1], mean_probability=mean.reshape(len(groups), n_classes),
+                baseline_mean_probability=base[2])
+
+
+def _summary(scores, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(predictions (N,), probability of each stimulus's label (N,), mean probability of each output (K,))``
+    from class scores ``(N, K)`` (softmax in float64)."""
+    probability = torch.softmax(scores.double(), -1)
+    picked = probability.gather(1, torch.as_tensor(y, dtype=torch.long).view(-1, 1))[:, 0]
+    return scores.argmax(-1).numpy(), picked.numpy(), probability.mean(0).numpy()
+
+
+def _lesioned(plan, unit, stimuli, groups, axis, batch_size, progress):
+    """Yield each group with it lesioned (mode "mean": each unit set to its mean over ``stimuli``)."""
+    for group in tqdm(groups, desc=f"lesion {unit}", disable=not progress, leave=False):
+        if not group:
+            yield group
+            continue
+        target = unit.replace(index=(slice(None),) * axis + (tuple(group),))
+        with plan.probe.lesion(target, mode="mean", reference=stimuli, batch_size=batch_size):
+            yield group
+
+
+def _batched_runs(model, plan, unit, stimuli, y, groups, axis, output, batch_size, progress) -> list:
+    """:func:`_summary` of each group zeroed, many groups per forward pass: each batch of stimuli repeated once
+    per group of a chunk, the layer multiplied by a per-sample gain that is 0 on that copy's group (one
+    :meth:`~insilico.probe.Probe.stimulate`; the same values as :meth:`~insilico.probe.Probe.lesion` "zero")."""
+    from ..pixels import raw
+    from ..recording import batches
+
+    whole = Unit(unit.module, unit.step if unit.step is not None else -1, None, unit.output)
+    shape, n = tuple(plan.shape(whole)), len(stimuli)
+    per_batch = min(n, batch_size)
+    chunk = max(1, batch_size // per_batch)
+    pred, probability, means = np.zeros((len(groups), n), int), np.zeros((len(groups), n)), None
+    bar = tqdm(total=len(groups) * n, desc=f"lesion {unit}", disable=not progress, leave=False)
+    for start, batch in batches(stimuli, per_batch, plan.probe.device, plan.probe.dtype):
+        rows = slice(start, start + len(batch))
+        for a in range(0, len(groups), chunk):
+            part = groups[a:a + chunk]
+            gain = torch.ones((len(part),) + shape, device=batch.device, dtype=plan.probe.dtype)
+            for i, group in enumerate(part):
+                gain[(i,) + (slice(None),) * axis + (torch.tensor(group, dtype=torch.long),)] = 0.0
+            with plan.probe.stimulate(unit, gain=gain.repeat_interleave(len(batch), 0)):
+                out = predict(model, raw(batch.repeat(len(part), *[1] * (batch.ndim - 1))),
+                              batch_size=len(part) * len(batch), output=output, plan=plan)
+            for i, scores in enumerate(out.view(len(part), len(batch), -1)):  # reduced at once: memory (G, N)
+                pred[a + i, rows], probability[a + i, rows], mean = _summary(scores, y[rows])
+                means = np.zeros((len(groups), len(mean))) if means is None else means
+                means[a + i] += mean * len(batch)
+            bar.update(len(part) * len(batch))
+    bar.close()
+    return [(pred[g], probability[g], means[g] / n) for g in range(len(groups))]
+
+
+def _groups(groups, n_channels: int, unit: Unit) -> list:
+    """The groups of channels to lesion: as given, one per channel (None) or consecutive runs of ``groups`` channels
+    (an int >= 1; the last run may be shorter)."""
+    if groups is None:
+        return [[c] for c in range(n_channels)]
+    if isinstance(groups, (int, np.integer)) and not isinstance(groups, bool):
+        if groups < 1:
+            raise InsilicoError(f"groups={groups}: a group size must be at least 1 (channels of {unit} lesioned together)")
+        return [list(range(s, min(s + int(groups), n_channels))) for s in range(0, n_channels, int(groups))]
+    outside = sorted({int(c) for g in groups for c in g if not -n_channels <= int(c) < n_channels})
+    if outside:
+        raise UnitError(f"channel(s) {outside} of groups= are out of range for {unit}, which has {n_channels} "
+                        f"channels (0..{n_channels - 1})")
+    return groups
 
 
 def _class_means(correct: np.ndarray, y: np.ndarray, n_classes: int, keep: np.ndarray | None = None) -> np.ndarray:
@@ -138,6 +207,9 @@ def lesion_uncertainty(correct, baseline_correct, labels, n_classes, n_boot=1000
     ``correct`` (G, N) bool with each group lesioned, ``baseline_correct`` (N,) intact, ``labels`` (N,).
     Returns ``effect_interval`` (G, K, 2): the 95% bootstrap interval of each entry of the effect, images
     resampled within class and paired (the same resample scores the lesioned and the intact model);
+    ``normalised_interval`` (G, K, 2): the same resamples' interval of the normalised effect (each resample's
+    change over its own ``baseline - chance``; NaN where the class's resamples reach chance, see
+    :func:`_normalised_interval`);
     ``split_half_r``: the mean over ``n_splits`` random halves (stratified by class) of Pearson r between the
     two halves' effect matrices (all finite entries); ``reliability``: its Spearman-Brown correction.
     """
@@ -145,13 +217,16 @@ def lesion_uncertainty(correct, baseline_correct, labels, n_classes, n_boot=1000
     base = np.asarray(baseline_correct, dtype=np.float64)
     y = np.asarray(labels)
     ci = np.full(correct.shape[:1] + (n_classes, 2), np.nan)
+    normalised = ci.copy()
     if n_boot > 0 and len(y):
         for k, idx in zip(np.unique(y), resample_within(y, n_boot, rng_for(seed, "lesion bootstrap"))):
             if 0 <= k < n_classes:                                          # idx (B, n_k): class k's images
                 step = max(1, int(2e7 // max(1, correct.shape[0] * idx.shape[1])))  # bounded memory: (G, chunk, n_k)
-                drops = np.concatenate([correct[:, part].mean(-1) - base[part].mean(-1)[None]
-                                        for part in np.split(idx, range(step, len(idx), step))], axis=1)
+                parts = np.split(idx, range(step, len(idx), step))
+                drops = np.concatenate([correct[:, part].mean(-1) - base[part].mean(-1)[None] for part in parts],
+                                       axis=1)
                 ci[:, k] = interval(drops, axis=1)                          # (G, B) paired
+                normalised[:, k] = _normalised_interval(drops, base[idx].mean(-1), 1.0 / n_classes)
     rng, rs = rng_for(seed, "lesion split halves"), []
     for _ in range(n_splits):
         half = split_halves(y, rng)
@@ -159,7 +234,19 @@ def lesion_uncertainty(correct, baseline_correct, labels, n_classes, n_boot=1000
         b = _class_means(correct, y, n_classes, ~half) - _class_means(base, y, n_classes, ~half)
         rs.append(correlation(a, b))
     r = float(np.nanmean(rs)) if np.isfinite(rs).any() else float("nan")
-    return dict(effect_interval=ci, split_half_r=np.array(r), reliability=np.array(spearman_brown(r)))
+    return dict(effect_interval=ci, normalised_interval=normalised, split_half_r=np.array(r),
+                reliability=np.array(spearman_brown(r)))
+
+
+def _normalised_interval(drops: np.ndarray, baseline: np.ndarray, chance: float) -> np.ndarray:
+    """(G, 2): the bootstrap interval of ``drop / (baseline - chance)`` from paired resamples ``drops`` (G, B) and
+    the intact accuracy of each resample ``baseline`` (B,); NaN where more than the interval's tail of the
+    resamples (2.5%) sit at or below chance (the ratio is undefined there, so the interval is unbounded)."""
+    span = baseline - chance
+    if np.mean(span <= 0) > (1.0 - LEVEL) / 2.0:
+        return np.full((len(drops), 2), np.nan)
+    with np.errstate(all="ignore"):
+        return interval(np.where(span[None] > 0, drops / span[None], np.nan), axis=1)
 
 
 @register_tool("experiment", follows_dtype=False)
@@ -168,7 +255,7 @@ def lesion_sweep(
     layer: str | Unit,
     stimuli: Any,
     labels: Any = None,
-    groups: Sequence[Sequence[int]] | None = None,
+    groups: Sequence[Sequence[int]] | int | None = None,
     mode: str = "zero",
     classes: Sequence[str] | None = None,
     output: str | None = None,
@@ -195,14 +282,17 @@ def lesion_sweep(
         lesioned at every step unless the address names one (``"layers.1@2"``).
     stimuli : tensor (N, C, H, W), StimulusSet, Dataset, folder, glob or list of image files
         Anything :func:`insilico.recording.stimulus_source` reads (files fitted to the model's input).
-    labels : (N,) ints, optional
-        The class index of each stimulus (an index of the model's outputs). Default: the labels the
+    labels : (N,) ints or "decision", optional
+        The class index of each stimulus (an index of the model's outputs); ``"decision"``: the intact model's
+        choice on each stimulus (accuracy is then agreement with the intact model; for stimuli without labels,
+        or labels that are not the model's outputs). Default: the labels the
         stimuli carry (a ``DIR/<class>/<image>`` folder, a Dataset with ``targets``), matched to the
         model's outputs by name when the model names its classes (``classes`` or ``model.classes``),
         else in the folder's order, when the model has exactly as many outputs as the folder classes
         (otherwise refused: :func:`insilico.stimuli.labels.stimulus_labels`).
-    groups : list of lists of int, optional
-        Channels lesioned together; default one group per channel. An empty
+    groups : list of lists of int, or int, optional
+        Channels lesioned together; default one group per channel; an int ``g``: consecutive runs of ``g``
+        channels (``[0..g-1], [g..2g-1], ...``, the last may be shorter). An empty
         group is the intact model. A channel is read from the layer's layout: a conv map's axis 0, a token
         layer's feature (every token's), a channels-last stage's last axis (every position's).
     mode : {"zero", "mean"}
@@ -237,13 +327,14 @@ def lesion_sweep(
     n = len(stimuli)
     y, classes, check = _labels(stimuli, model, labels, classes)
     runs = _lesion_runs(model, unit, stimuli, y, groups, mode, output, batch_size, progress, check)
-    groups, n_classes = runs.pop("groups"), runs.pop("n_classes")
+    groups, n_classes, y = runs.pop("groups"), runs.pop("n_classes"), runs["labels"]
     names = list(classes) if classes is not None else list(getattr(model, "classes", range(n_classes)))
     arrays = dict(groups=np.array([",".join(map(str, g)) for g in groups]), classes=np.array([str(c) for c in names]),
-                  labels=y, chance=np.array(1.0 / n_classes), **runs)
+                  chance=np.array(1.0 / n_classes), **runs)
     arrays.update(lesion_uncertainty(runs["correct"], runs["baseline_correct"], y, n_classes, n_boot, seed))
     settings = dict(layer=str(unit), mode=mode, n_stimuli=n, output=output, model=type(model).__name__,
-                    n_boot=int(n_boot), seed=int(seed), level=LEVEL)
+                    n_boot=int(n_boot), seed=int(seed), level=LEVEL,
+                    labels="decision" if isinstance(labels, str) else "given" if labels is not None else "stimuli")
     return LesionResult(arrays, settings)
 
 
@@ -262,7 +353,12 @@ class LesionResult(Result):
         the interval [0, 0]
     nonzero : (G, K) bool, the interval excludes 0 (the others are not distinguishable from no effect)
     normalised_effect : (G, K) ``(acc - baseline) / (baseline - chance)``: 0 unchanged, -1 down to chance,
-        below -1 below chance; NaN for classes at floor
+        below -1 below chance; NaN for classes at floor; normalised_interval : (G, K, 2) its 95% bootstrap
+        interval (the resamples of ``effect_interval``, each over its own baseline; NaN near the floor)
+    label_probability : (G, N) probability (softmax of the scores) of each stimulus's label with the group
+        lesioned; baseline_label_probability : (N,); probability_effect : (G, K) its mean change per class
+    mean_probability : (G, K) each output's probability averaged over the stimuli; baseline_mean_probability :
+        (K,); output_effect : (G, K) its change
     at_floor, at_ceiling : (K,) bool, intact accuracy <= chance (no drop can show) / == 1.0 (no gain can show)
     dissociable : (G, K) bool, ``nonzero`` in a class at neither floor nor ceiling: the only entries to read a
         (double) dissociation off
@@ -274,7 +370,8 @@ class LesionResult(Result):
     labels : (N,) class of each stimulus; chance : 1 / K
     """
 
-    sample_arrays = ("groups", "accuracy", "class_accuracy", "changed", "correct", "effect_interval")
+    sample_arrays = ("groups", "accuracy", "class_accuracy", "changed", "correct", "effect_interval",
+                     "normalised_interval", "label_probability", "mean_probability")
     required_arrays = ("correct", "baseline_correct", "labels", "effect_interval", "split_half_r", "reliability")
 
     @classmethod
@@ -284,6 +381,10 @@ class LesionResult(Result):
         arrays.update(lesion_uncertainty(arrays["correct"], arrays["baseline_correct"], arrays["labels"],
                                          len(arrays["classes"]), 0, result.settings.get("seed", 0)))
         arrays["effect_interval"] = result.effect_interval
+        if "normalised_interval" in result.arrays:
+            arrays["normalised_interval"] = result.arrays["normalised_interval"]
+        else:
+            arrays.pop("normalised_interval")
         return cls(arrays, result.settings)
 
     @property
@@ -312,6 +413,30 @@ class LesionResult(Result):
         span = self.baseline_class - float(self.chance)
         with np.errstate(all="ignore"):
             return np.where(span[None, :] > 0, self.effect / span[None, :], np.nan)
+
+    @property
+    def normalised_interval(self) -> np.ndarray:
+        """(G, K, 2) 95% bootstrap interval of :attr:`normalised_effect` (NaN in a result saved before it)."""
+        return self.arrays.get("normalised_interval", np.full(self.effect_interval.shape, np.nan))
+
+    @property
+    def probability_effect(self) -> np.ndarray:
+        """(G, K) per class, the mean change of the probability of the stimuli's label over that class's stimuli
+        (softmax of the class scores; NaN for a class without stimuli)."""
+        return self.probability_change()
+
+    def probability_change(self, by: Any = None, n_classes: int | None = None) -> np.ndarray:
+        """(G, n_classes) the mean change of the probability of each stimulus's label, over the stimuli of each
+        class of ``by`` ((N,) ints; default the labels, with the result's classes): e.g. with
+        ``labels="decision"``, the change of the intact model's choice per class of the user's folders."""
+        by = self.labels if by is None else class_labels(by, len(self.labels))
+        n_classes = len(self.classes) if n_classes is None else int(n_classes)
+        return _class_means(self.label_probability - self.baseline_label_probability[None, :], by, n_classes)
+
+    @property
+    def output_effect(self) -> np.ndarray:
+        """(G, K) the change of each output's probability, averaged over all stimuli."""
+        return self.mean_probability - self.baseline_mean_probability[None, :]
 
     @property
     def importance(self) -> np.ndarray:

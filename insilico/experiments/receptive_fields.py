@@ -35,6 +35,8 @@ named channels):
     (``settings["n_images"]`` is the number used, ``settings["se_reached"]``
     whether the target was met); an int ``n_images`` uses exactly that many.
     A linear unit has the same gradient for every image: its ``size_se`` is 0.
+    :func:`gradient_fields` is the same measurement batched over many neurons (one backward pass per chunk of
+    (neuron, image) pairs; the gallery's RF panels call it).
 ``"sparse_noise"``
     Reverse correlation with sparse noise (:func:`insilico.stimuli.sparse_noise`):
     the ON map is the mean response when a light dot covers a pixel minus the
@@ -170,22 +172,78 @@ def gradient_rf(model: nn.Module, neuron: Unit, channels: int, size: int, thresh
                 seed: int, settings: dict) -> "RFResult":
     """The linear (gradient) footprint of ``neuron`` on ``n_images`` white-noise images; None: 64, doubled until the
     size's standard error is at most :data:`TARGET_SE` of the size (see :func:`receptive_field`)."""
-    from ..attribution.gradients import gradient_map
-
     if n_images is not None and (isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 2):
         raise InsilicoError(f"receptive_field: n_images must be None (doubled until the size is stable) or an int "
                             f">= 2 (two halves give the size's standard error), not {n_images!r}")
+    return gradient_fields(model, [neuron], (channels, size, size), threshold, n_images, seed, [settings])[0]
+
+
+def gradient_fields(model: nn.Module, neurons: Sequence[Unit], size: Sequence[int], threshold: float = 0.1,
+                    n_images: int | None = None, seed: int = 0, settings: Sequence[dict] | None = None,
+                    batch_size: int = 256, progress: bool = False) -> list["RFResult"]:
+    """The linear (gradient) footprints of many neurons at once: :func:`receptive_field`'s gradient method, batched.
+
+    Every neuron sees the same white-noise images (``white_noise(seed=seed)``, the first ``n`` of them); one
+    backward pass serves ``batch_size`` (neuron, image) pairs of any neurons (:func:`insilico.gradient_map` with
+    one unit per image), so a layer's channels cost one pass per chunk instead of one call each. Only running
+    sums are kept (``|g|`` and ``g`` summed over colour channels, on the even and the odd images), so memory does
+    not grow with the image count. ``n_images`` None: 64 images, doubled (the new images only) for the neurons
+    whose ``size_se`` is above :data:`TARGET_SE` of their size, up to :data:`MAX_GRADIENT_IMAGES`; an int: exactly
+    that many (1: no standard error, ``size_se`` NaN).
+
+    Parameters
+    ----------
+    neurons : list of Unit
+        Located neurons (:func:`locate`), any modules.
+    size : (C, H, W)
+        The image size.
+    settings : list of dict, optional
+        Each neuron's result settings (default ``unit`` and ``neuron`` its address, ``method`` "gradient").
+
+    Returns
+    -------
+    list of RFResult
+        One per neuron, as :meth:`RFResult.from_gradient_maps` builds it, ``settings["n_images"]`` the count used.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 5, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(2, 2, 3))
+    >>> found = gradient_fields(net, [Unit.parse("2[0,1,1]"), Unit.parse("2[1,2,2]")], (1, 16, 16), n_images=4)
+    >>> [f.size for f in found], [f.settings["n_images"] for f in found]
+    ([9.0, 9.0], [4, 4])
+    """
+    from ..attribution.gradients import gradient_map
+
+    if n_images is not None and (isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1):
+        raise InsilicoError(f"gradient_fields: n_images must be None (doubled until the size is stable) or an "
+                            f"int >= 1, not {n_images!r}")
+    channels, side = int(size[0]), int(size[-1])
+    settings = settings or [dict(unit=str(u), neuron=str(u), method="gradient") for u in neurons]
     target_se = TARGET_SE if n_images is None else None
-    n = FIRST_GRADIENT_IMAGES if n_images is None else n_images
-    while True:
-        images = stim.white_noise(size=size, n=n, seed=seed, channels=channels).images
-        maps = as_numpy(gradient_map(model, images, neuron, method="gradient"))
-        result = RFResult.from_gradient_maps(maps, threshold, dict(settings, n_images=n, seed=seed))
-        reached = target_se is None or result.size_se <= target_se * result.size or not np.isfinite(result.size)
-        if reached or 2 * n > MAX_GRADIENT_IMAGES:
-            result.settings.update(target_se=target_se, se_reached=bool(reached))
-            return result
-        n *= 2
+    sums = np.zeros((len(neurons), 4, side, side))  # |g| even, |g| odd, g even, g odd: summed over images
+    done, n, results = 0, FIRST_GRADIENT_IMAGES if n_images is None else n_images, [None] * len(neurons)
+    running = list(range(len(neurons)))
+    while running:
+        images = stim.white_noise(size=side, n=n, seed=seed, channels=channels).images
+        pairs = [(i, j) for i in running for j in range(done, n)]
+        for a in range(0, len(pairs), batch_size):
+            part = pairs[a:a + batch_size]
+            maps = as_numpy(gradient_map(model, images[[j for _, j in part]], [neurons[i] for i, _ in part],
+                                         method="gradient", progress=False)).astype(float)
+            for (i, j), g in zip(part, maps):
+                sums[i, j % 2] += np.abs(g).sum(0)
+                sums[i, 2 + j % 2] += g.sum(0)
+        still = []
+        for i in running:
+            found = RFResult.from_gradient_sums(sums[i], n, threshold, dict(settings[i], n_images=n, seed=seed))
+            reached = target_se is None or found.size_se <= target_se * found.size or not np.isfinite(found.size)
+            results[i] = found
+            if reached or 2 * n > MAX_GRADIENT_IMAGES:
+                found.settings.update(target_se=target_se, se_reached=bool(reached))
+            else:
+                still.append(i)
+        running, done, n = still, n, 2 * n
+    return results
 
 
 def locate(model: nn.Module, unit: str | Unit, channels: int, size: int,
@@ -412,14 +470,25 @@ class RFResult(Result):
         difference of the sizes measured on the even and the odd images (the standard error of the full estimate;
         0 for a linear unit)."""
         maps = np.asarray(maps, float)
+        sums = np.stack([np.abs(maps[k::2]).sum((0, 1)) for k in (0, 1)] + [maps[k::2].sum((0, 1)) for k in (0, 1)])
+        return cls.from_gradient_sums(sums, len(maps), threshold, settings)
 
-        def measured(part, extra):
-            return cls.from_map(np.abs(part).sum(1).mean(0), part.sum(1).mean(0), threshold, {**settings, **extra})
-
-        result = measured(maps, {"measure": "linear (gradient) footprint"})
-        halves = [measured(maps[k::2], {}).size for k in (0, 1)]
-        result.arrays["size_se"] = np.array(abs(halves[0] - halves[1]) / 2.0)
-        result.settings["half_sizes"] = [float(h) for h in halves]
+    @classmethod
+    def from_gradient_sums(cls, sums: np.ndarray, n: int, threshold: float, settings: dict) -> "RFResult":
+        """:meth:`from_gradient_maps` from running sums ``(4, H, W)`` over ``n`` images: ``sum_c |g|`` on the even
+        images, on the odd ones, ``sum_c g`` on the even, on the odd (image ``k`` is even when ``k % 2 == 0``).
+        With one image ``size_se`` is NaN (no halves)."""
+        sums = np.asarray(sums, float)
+        halves = [(n + 1) // 2, n // 2]  # images in each half
+        result = cls.from_map((sums[0] + sums[1]) / n, (sums[2] + sums[3]) / n, threshold,
+                              {**settings, "measure": "linear (gradient) footprint"})
+        if n < 2:
+            result.arrays["size_se"] = np.array(np.nan)
+            return result
+        sizes = [cls.from_map(sums[k] / halves[k], sums[2 + k] / halves[k], threshold, dict(settings)).size
+                 for k in (0, 1)]
+        result.arrays["size_se"] = np.array(abs(sizes[0] - sizes[1]) / 2.0)
+        result.settings["half_sizes"] = [float(h) for h in sizes]
         return result
 
     @property

@@ -32,7 +32,7 @@ _ALSO_WALKED = (nn.LayerNorm, nn.Upsample)
 #: Gallery settings a reader needs (the rest, internals such as lr, chunk, seed, go in a collapsed list).
 READER_SETTINGS = {
     "steps": "activation-maximization steps per image",
-    "diverse": "images from noise per unit (the first plain, the others pushed apart)",
+    "diverse": "images from noise per unit (pushed apart from each other)",
     "exemplars": "top exemplars shown per unit",
     "stimuli": "exemplar stimulus set",
     "per_class": "exemplar crops per class",

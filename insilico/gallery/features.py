@@ -1,40 +1,27 @@
-"""Feature visualizations of a chunk of units: maximizing, diverse and inhibiting images, in ONE synthesis.
+"""Feature visualizations of a chunk of units: maximizing, diverse and inhibiting images, by :func:`insilico.maximize`.
 
-For ``n`` units and a diverse set of ``d`` images, one
-:class:`insilico.synthesis.Synthesis` optimises ``n * (d + 1)`` images:
-rows ``[u*d, u*d + d)`` maximize unit ``u`` (row ``u*d`` plainly, the other
-``d - 1`` with a diversity term among the unit's ``d`` images), and the last
-``n`` rows minimize their unit (the inhibiting images). Seeds come from the
-unit's address, so a unit's images do not depend on the chunk it is in.
+The gallery brings no synthesis of its own: for ``n`` units and a diverse set of ``d`` images,
+:func:`visualize` makes two calls of :func:`insilico.maximize` (the library's tool, so a fix there is a fix
+here): ``d`` images per unit pushed apart by its :class:`~insilico.objectives.Diversity` term (Gram matrices
+compared within each unit's images), and one inhibiting image per unit (``negative=True``). Each unit is
+optimised at one neuron, the centre of its map (:meth:`LayerView.neuron <insilico.gallery.view.LayerView.neuron>`:
+a conv channel at the centre position, a token layer's feature at its centre patch token, a channels-last
+stage's channel at its centre), the neuron the tuning and RF sections describe: in short runs the channel mean
+of a pre-ReLU map stays dominated by the negative bias far from the feature and its images stay grey. Seeds
+come from the unit's address (maximize's rule), so a unit's images do not depend on the chunk it is in; the
+defaults (parameterization, transforms) are maximize's, ``lr`` the gallery's.
 
-Why not :func:`insilico.maximize`: it stacks per-unit objectives with a dense
-weighted sum over the whole layer output and compares diversity Gram
-matrices across the whole batch (O(n^2)); for a gallery layer of 256 units x 4
-images these cost more than the network itself on a CPU. Here one value per
-sample is gathered, and diversity is compared within each unit's group only
-(:func:`grouped_diversity`). The defaults (parameterization, transforms) are
-maximize's.
+The activation reported for an image is the channel's best single neuron on it (its largest value over the
+map; the smallest for an inhibiting image), the quantity :func:`insilico.top_exemplars` ranks exemplars by, so
+an image and the unit's top exemplar compare like for like (for a unit without a map both are its value). The
+maximizing image is the unit's image with the highest activation among its ``d``.
 
-Any architecture: a token layer's feature is read on its patch grid (the
-centre patch token, the CLS token excluded), a channels-last stage's channel
-on its map (:func:`map_reader`, :class:`insilico.gallery.view.LayerView`).
-A conv channel is optimised at the centre of its map (the neuron the tuning
-and RF sections describe): in short runs the channel mean of a pre-ReLU map
-stays dominated by the negative bias far from the feature and its images stay
-grey. The activation reported for an image is the channel's best single neuron
-on it (its largest value over the map; the smallest for an inhibiting image),
-the quantity :func:`insilico.top_exemplars` ranks exemplars by, so an image and
-the unit's top exemplar compare like for like (for a unit without a map both
-are its value). The maximizing image is the unit's image with the highest
-activation among its ``d``.
-
-Short runs with random transforms end on an iterate that the untransformed
-image may not reward; ``settle`` runs the last steps without transforms and
-keeps each image's best iterate among them (:class:`insilico.synthesis.Synthesis`
-``transforms_until``, ``keep="best"``). A *stretched exemplar* starts from the
-unit's top exemplar and ascends the neuron at the exemplar's best position,
-without transforms, keeping the best iterate; the exemplar is its first
-iterate, so it drives the unit at least as much as the exemplar by construction.
+Short runs with random transforms end on an iterate that the untransformed image may not reward; ``settle``
+runs the last steps without transforms and keeps each image's best iterate among them (maximize's
+``transforms_until`` and ``keep="best"``). A *stretched exemplar* (:func:`stretch`) is maximize started from
+the unit's top exemplar (``init=``), ascending the neuron at the exemplar's best position without transforms and
+keeping the best iterate; the exemplar is its first iterate, so it drives the unit at least as much as the
+exemplar by construction.
 
 Example
 -------
@@ -50,15 +37,14 @@ import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InsilicoError
 from ..layers import centre
-from ..objectives import Objective
 from ..session import session
-from ..synthesis import Synthesis, SynthesisOptions, Transforms
+from ..synthesis import SynthesisOptions, Transforms
 from ..units import Unit, need_tensor
 
 
@@ -96,16 +82,6 @@ def best_neuron_values(whole: torch.Tensor, channels: torch.Tensor, reduce: str 
     return picked.amax(1) if reduce == "max" else picked.amin(1)
 
 
-def grouped_diversity(whole: torch.Tensor, group: int) -> torch.Tensor:
-    """Minus the mean cosine similarity of each sample's Gram matrix with the others of its group (N,)."""
-    n = whole.shape[0]
-    flat = whole.reshape(n, whole.shape[1], -1)
-    gram = F.normalize(torch.bmm(flat, flat.transpose(1, 2)).flatten(1), dim=1).view(n // group, group, -1)
-    cosine = torch.bmm(gram, gram.transpose(1, 2))
-    others = cosine.sum(2) - cosine.diagonal(dim1=1, dim2=2)
-    return -(others / max(group - 1, 1)).flatten()
-
-
 def map_reader(model: nn.Module, layer: Unit) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function that puts a batch of ``layer``'s output on ``(N, units, *grid)`` (``(N, units)`` for a vector):
     :meth:`LayerView.as_map <insilico.gallery.view.LayerView.as_map>`, the layout read once per output shape
@@ -121,45 +97,6 @@ def map_reader(model: nn.Module, layer: Unit) -> Callable[[torch.Tensor], torch.
         return views[shape].as_map(whole)
 
     return read
-
-
-class UnitImages(Objective):
-    """Per-sample value: ``sign * unit value (+ diversity)`` for the layout described in the module docstring.
-
-    ``positions`` (one flat map index per channel, default the centre) picks the neuron each channel is read at;
-    ``inhibit=False`` leaves out the inhibiting rows; ``as_map`` (:func:`map_reader`, default: the output as it
-    is, channels first) puts a token or channels-last layer's output on its map.
-    """
-
-    def __init__(self, layer: Unit, channels: Sequence[int], diverse: int, diversity: float,
-                 positions: Sequence[int] | None = None, inhibit: bool = True, as_map: Callable | None = None):
-        self.layer, self.units = layer, (layer,)
-        self.as_map = as_map or (lambda whole: whole)
-        self.diverse, self.diversity = int(diverse), float(diversity)
-        positive = [c for c in channels for _ in range(self.diverse)]
-        self.channels = torch.tensor(positive + (list(channels) if inhibit else []))
-        self.sign = torch.cat([torch.ones(len(positive)), -torch.ones(len(self.channels) - len(positive))])
-        self.positions = None
-        if positions is not None:
-            where = [int(p) for p in positions for _ in range(self.diverse)]
-            self.positions = torch.tensor(where + ([int(p) for p in positions] if inhibit else []))
-        plain = torch.zeros(len(positive), dtype=torch.bool)
-        plain[:: self.diverse] = True
-        self.pushed = ~plain  # which positive images feel the diversity term
-
-    def forward(self, acts, images):
-        whole = self.as_map(acts.whole(self.layer))
-        channels, sign = self.channels.to(whole.device), self.sign.to(whole.device, whole.dtype)
-        positions = None if self.positions is None else self.positions.to(whole.device)
-        values = sign * neuron_values(whole, channels, positions)
-        if self.diverse > 1 and self.diversity:
-            m = len(self.pushed)
-            spread = grouped_diversity(whole[:m], self.diverse) * self.pushed.to(whole.device, whole.dtype)
-            values = torch.cat([values[:m] + self.diversity * spread, values[m:]])
-        return values
-
-    def __repr__(self) -> str:
-        return f"UnitImages({str(self.layer)!r}, {len(self.channels)} images, diverse={self.diverse})"
 
 
 #: Where the gallery's feature visualisation differs from :class:`~insilico.synthesis.SynthesisOptions`'.
@@ -216,7 +153,8 @@ class VisualizeOptions(SynthesisOptions):
 def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size: Sequence[int], *, seed: int = 0,
               exemplars: torch.Tensor | None = None, positions: Sequence[int] | None = None, progress: bool = True,
               options: VisualizeOptions | SynthesisOptions | None = None, **option_overrides) -> dict:
-    """Maximizing, diverse and inhibiting images of ``channels`` of ``layer`` (and stretched exemplars).
+    """Maximizing, diverse and inhibiting images of ``channels`` of ``layer`` (and stretched exemplars), by
+    :func:`insilico.maximize` (see the module docstring).
 
     Parameters
     ----------
@@ -228,74 +166,104 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size
     size : (C, H, W)
         The image size.
     seed : int
-        Seeds every image (default 0).
+        Seeds every image (default 0; each image's seed derives from it and its unit, maximize's rule).
     options : VisualizeOptions or SynthesisOptions, optional
         The knobs: the gallery's own (``diverse``, ``diversity``, ``settle``, ``stretch_steps``:
-        :class:`VisualizeOptions`) and the synthesis loop's (steps, lr, schedule, ...).
+        :class:`VisualizeOptions`) and the synthesis loop's (steps, lr, schedule, ...), passed to maximize.
     **option_overrides
         Any field of :class:`VisualizeOptions`, on top of ``options``. Defaults here
-        (``VISUALIZE_DEFAULTS``): lr 0.1, ``transforms="default"`` (:func:`default_transforms`), Fourier 1/f
-        parameterization, Adam; ``steps`` as the class (512) unless given. ``settle`` sets ``transforms_until``
-        and ``keep``.
+        (``VISUALIZE_DEFAULTS``): lr 0.1, ``transforms="default"`` (:func:`default_transforms`); maximize's
+        Fourier 1/f parameterization and Adam; ``steps`` as the class (512) unless given. ``settle`` sets
+        ``transforms_until`` and ``keep``.
     exemplars : tensor (n, C, H, W), optional
-        Each unit's top exemplar: the start of its *stretched exemplar*, ``stretch_steps`` steps of gradient
-        ascent on the neuron at flat map position ``positions[i]`` (the exemplar's best neuron), without
-        transforms, keeping the best iterate; the exemplar itself is the first iterate, so the stretched
-        image drives that neuron at least as much as the exemplar does.
+        Each unit's top exemplar: the start of its *stretched exemplar* (:func:`stretch`, ``stretch_steps`` steps
+        on the neuron at flat map position ``positions[i]``, the exemplar's best neuron).
 
     Returns
     -------
     dict
         ``maximizing`` (n, C, H, W), ``diverse`` (n, d, C, H, W) (the first is the maximizing image: the unit's
-        image from noise with the highest activation, with or without the diversity term),
-        ``inhibiting`` (n, C, H, W), with ``stretched`` (n, C, H, W) when ``exemplars`` are given; and their
-        activations ``maximizing_value``, ``diverse_value`` (n, d), ``inhibiting_value`` (n,),
-        ``stretched_value`` (n,): for a conv channel its largest value over the map (smallest for the
-        inhibiting image), the quantity the exemplars are ranked by (:func:`best_neuron_values`).
+        image from noise with the highest activation), ``inhibiting`` (n, C, H, W), with ``stretched``
+        (n, C, H, W) when ``exemplars`` are given; and their activations ``maximizing_value``, ``diverse_value``
+        (n, d), ``inhibiting_value`` (n,), ``stretched_value`` (n,): for a conv channel its largest value over
+        the map (smallest for the inhibiting image), the quantity the exemplars are ranked by
+        (:func:`best_neuron_values`).
     """
+    from ..design.maximize import maximize
+
     options = VisualizeOptions.from_kwargs("visualize", VISUALIZE_DEFAULTS, options, progress=progress,
                                            **option_overrides)
-    diverse, diversity, settle, stretch_steps = options.diverse, options.diversity, options.settle, options.stretch_steps
-    options = options.base(SynthesisOptions)  # the engine's knobs; the gallery's own are read above
-    steps = options.steps
+    d, diversity, settle, stretch_steps = options.diverse, options.diversity, options.settle, options.stretch_steps
+    loop = options.base(SynthesisOptions)  # the engine's knobs; the gallery's own are read above
+    settle = min(int(settle), int(loop.steps))
+    if settle:
+        loop = loop.replace(transforms_until=loop.steps - settle, keep="best")
     layer = Unit.coerce(layer).replace(index=None)
-    channels = [int(c) for c in channels]
-    n, d, settle = len(channels), int(diverse), min(int(settle), int(steps))
-    labels = [f"{layer.replace(index=(c,))}#{j}" for c in channels for j in range(d)]
-    labels += [f"{layer.replace(index=(c,))}#inhibit" for c in channels]
+    channels, shape = [int(c) for c in channels], tuple(size)
     as_map = map_reader(model, layer)
-    objective = UnitImages(layer, channels, d, diversity, as_map=as_map)
-    synth = Synthesis(model, objective, n=len(labels), size=tuple(size), seed=seed, labels=labels, options=options,
-                      transforms_until=steps - settle if settle else None, keep="best" if settle else "last")
-    images = synth.run().images
-    reduce = ["max"] * (n * d) + ["min"] * n
-    acts = _activations(model, layer, images, objective.channels, reduce, as_map)
-    diverse_images, diverse_values = _best_first(images[: n * d].view(n, d, *images.shape[1:]),
-                                                 acts[: n * d].view(n, d))
+    neurons = _neurons(model, layer, channels, shape)
+    n = len(channels)
+    diversity_layer = layer.module if layer.part == "heads" else str(layer)  # heads: diversity on the attention module
+    up = maximize(model, neurons, size=shape, images_per_unit=d, seed=seed, batch_size=n * d, progress=progress,
+                  options=loop, diversity=float(diversity) if d > 1 else 0.0, diversity_layer=diversity_layer)
+    down = maximize(model, neurons, size=shape, seed=seed, batch_size=n, progress=progress, options=loop,
+                    negative=True)
+    ids = torch.tensor(channels)
+    values = _activations(model, layer, up.images, ids.repeat_interleave(d), ["max"] * (n * d), as_map)
+    diverse_images, diverse_values = _best_first(up.images.view(n, d, *up.images.shape[1:]), values.view(n, d))
     out = {
-        "maximizing": diverse_images[:, 0], "diverse": diverse_images, "inhibiting": images[n * d :],
-        "maximizing_value": diverse_values[:, 0], "diverse_value": diverse_values, "inhibiting_value": acts[n * d :],
+        "maximizing": diverse_images[:, 0], "diverse": diverse_images, "inhibiting": down.images,
+        "maximizing_value": diverse_values[:, 0], "diverse_value": diverse_values,
+        "inhibiting_value": _activations(model, layer, down.images, ids, ["min"] * n, as_map),
     }
     if exemplars is not None:
-        out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, options.lr,
-                                 progress, as_map)
-        out["stretched_value"] = _activations(model, layer, out["stretched"], torch.tensor(channels), ["max"] * n,
-                                              as_map)
+        out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, loop.lr, progress)
+        out["stretched_value"] = _activations(model, layer, out["stretched"], ids, ["max"] * n, as_map)
+    return out
+
+
+def _neurons(model: nn.Module, layer: Unit, channels: Sequence[int], size: Sequence[int],
+             positions: Sequence[int] | None = None) -> list[Unit]:
+    """The neuron each channel is optimised at: the centre (:meth:`LayerView.neuron`), or flat position
+    ``positions[i]`` on the layer's grid of positions (a map's row * width + column; a token layer's patch)."""
+    from ..layers import example_input
+    from ..plan import Plan
+    from .view import LayerView
+
+    shape = tuple(Plan(model, example_input(model, tuple(size))).shape(layer))
+    view = LayerView.read(model, layer, shape)
+    if view.layout == "heads":  # attention heads: the norm of a head's output at a patch query (gallery/view.py)
+        from ..objectives import Objective
+        from .view import HeadNorm
+        return Objective.stack([HeadNorm(str(layer), view, c, p) for c, p in
+                                zip(channels, positions if positions is not None else [None] * len(channels))])
+    if positions is None or view.grid is None:
+        return [view.neuron(model, str(layer), c) for c in channels]
+    out = []
+    for c, p in zip(channels, positions):
+        where = [int(v) for v in np.unravel_index(int(p), tuple(view.grid))]
+        if view.layout == "tokens":
+            index = (shape[0] - int(np.prod(view.grid)) + int(p), c)
+        elif view.layout == "channels_last":
+            index = (*where, c)
+        else:
+            index = (c, *where)
+        out.append(layer.replace(index=tuple(index)))
     return out
 
 
 def stretch(model: nn.Module, layer: Unit, channels: Sequence[int], exemplars: torch.Tensor,
-            positions: Sequence[int] | None, steps: int, lr: float, progress: bool = False,
-            as_map: Callable | None = None) -> torch.Tensor:
-    """Stretched exemplars (n, C, H, W): each exemplar after ``steps`` of ascent on its unit's neuron at
-    ``positions`` (flat map index; default the centre), without transforms, each its best iterate (the exemplar
-    itself when no step beats it); ``as_map`` as :class:`UnitImages` (default: :func:`map_reader`)."""
-    as_map = as_map or map_reader(model, layer)
-    objective = UnitImages(layer, channels, 1, 0.0, positions=positions, inhibit=False, as_map=as_map)
-    labels = [f"{layer.replace(index=(c,))}#stretched" for c in channels]
-    synth = Synthesis(model, objective, "fourier", init=exemplars, lr=lr, steps=max(1, int(steps)), keep="best",
-                      labels=labels, progress=progress)
-    return synth.run().images
+            positions: Sequence[int] | None, steps: int, lr: float, progress: bool = False) -> torch.Tensor:
+    """Stretched exemplars (n, C, H, W): :func:`insilico.maximize` started from the exemplars, ``steps`` steps on
+    each unit's neuron at ``positions`` (flat map index; default the centre), without transforms, each its best
+    iterate (the exemplar itself when no step beats it)."""
+    from ..design.maximize import maximize
+
+    layer = Unit.coerce(layer).replace(index=None)
+    neurons = _neurons(model, layer, channels, tuple(exemplars.shape[1:]), positions)
+    found = maximize(model, neurons, size=tuple(exemplars.shape[1:]), init=exemplars, steps=max(1, int(steps)),
+                     lr=lr, transforms=None, keep="best", batch_size=len(neurons), progress=progress)
+    return found.images
 
 
 def _best_first(images: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,5 +289,5 @@ def _activations(model: nn.Module, layer: Unit, images: torch.Tensor, channels: 
     return torch.where(torch.tensor([r == "max" for r in reduce]), high, low)
 
 
-__all__ = ["UnitImages", "map_reader", "VISUALIZE_DEFAULTS", "VisualizeOptions", "best_neuron_values", "default_transforms", "grouped_diversity", "neuron_values", "stretch",
-           "unit_values", "visualize"]
+__all__ = ["map_reader", "VISUALIZE_DEFAULTS", "VisualizeOptions", "best_neuron_values", "default_transforms",
+           "neuron_values", "stretch", "unit_values", "visualize"]

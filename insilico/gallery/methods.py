@@ -33,7 +33,7 @@ def method_link(layer_slug: str, section: str) -> str:
 
 
 def _features() -> str:
-    return ("<p>Each unit gets images optimised from noise to drive it (the first plain, the others pushed apart by a "
+    return ("<p>Each unit gets images optimised from noise to drive it (pushed apart from each other by a "
             "diversity term; the last, the inhibiting image, drives it down), and its best exemplar photo after "
             "gradient ascent on its best neuron (the <i>stretched exemplar</i>; the photo itself where no ascent step "
             "improved on it). Values are the channel's largest value over the map for conv channels (the smallest for "

@@ -8,16 +8,17 @@ library's tools; nothing here re-implements them:
 ============ =================================================================
 stage        what, with which tool
 ============ =================================================================
-features     maximizing / diverse / inhibiting images and stretched exemplars (:mod:`.features`)
+features     maximizing / diverse / inhibiting images and stretched exemplars (:func:`insilico.maximize`,
+             batched over the chunk's units, through :func:`.features.visualize`)
 exemplars    top exemplars (:func:`insilico.top_exemplars`) with deconvolution
              projections and gradient maps (:func:`insilico.project_exemplars`)
 tuning       orientation and SF tuning (:func:`insilico.experiments.orientation_tuning`: the unit
              after its nonlinearity, blank baseline, responsiveness), spatial layers
-rf           receptive-field map from gradients on white noise
-             (:func:`insilico.gradient_map`, :class:`~insilico.experiments.RFResult`), spatial layers
-lesion       per-class effect of silencing the unit (:meth:`insilico.Probe.stimulate`
-             with a per-sample gain of 0, many lesions per forward pass), on the
-             bundled photos or the user's labelled folder (:func:`_lesion_measure`)
+rf           receptive-field map from gradients on white noise (:func:`insilico.experiments.receptive_field`'s
+             gradient method, batched over units), spatial layers
+lesion       per-class effect of silencing the unit (:func:`insilico.experiments.lesion_sweep`, many
+             lesions per forward pass), on the bundled photos or the user's labelled folder
+             (:func:`_lesion_measure`)
 ============ =================================================================
 
 Any architecture: a unit is a channel of a map ``(C, H, W)`` or of a channels-last
@@ -40,10 +41,8 @@ import torch
 from torch import nn
 
 from ..errors import InsilicoError
-from ..performance import as_numpy
 from ..layers import example_input
 from ..plot import as_images, map_to_rgb, mosaic
-from ..session import session
 from ..units import Unit
 from .features import visualize
 from .view import LayerView, add_time_course, head_exemplar_pages, head_exemplars
@@ -338,26 +337,24 @@ def _physiology(result, i: int) -> dict:
 
 
 def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[dict]:
-    from .. import stimuli
-    from ..experiments import RFResult
-    from ..attribution.gradients import gradient_map
+    """The linear (gradient) footprint of each unit's centre neuron on white noise: :func:`insilico.experiments.
+    receptive_field`'s gradient method, batched over the chunk's units
+    (:func:`~insilico.experiments.receptive_fields.gradient_fields`: one backward pass per ``batch`` (unit,
+    image) pairs), with ``settings.rf_images`` images (None: the tool's default, doubled from 64 until the size's
+    standard error is within 10% of the size) and the size's standard error ``size_se``."""
+    from ..experiments.receptive_fields import gradient_fields
 
-    m, view = work.settings.rf_images, work.view(layer)
+    view = work.view(layer)
     centre = [g // 2 for g in view.grid]  # the centre rule on the grid (tokens: the centre patch)
-    noise = stimuli.white_noise(size=work.shape[-1], n=m, seed=work.settings.seed, channels=work.shape[0]).images
-    neurons = [view.neuron(work.model, layer, c) for c in channels for _ in range(m)]
-    images = noise.repeat(len(channels), 1, 1, 1)
-    maps = as_numpy(torch.cat([gradient_map(work.model, images[i:i + batch], neurons[i:i + batch]).cpu()
-                               for i in range(0, len(images), batch)])).reshape(len(channels), m, *work.shape)
+    neurons = [view.neuron(work.model, layer, c) for c in channels]
+    found = gradient_fields(work.model, neurons, work.shape, 0.1, work.settings.rf_images, work.settings.seed,
+                            batch_size=batch)
     pages = []
-    for i, c in enumerate(channels):
-        signed, settings = maps[i].sum(1).mean(0), {"unit": str(neurons[i * m]), "method": "gradient"}
-        found = (RFResult.from_gradient_maps(maps[i], 0.1, settings) if m >= 2 else  # with its size's SE
-                 RFResult.from_map(np.abs(maps[i]).sum(1).mean(0), signed, 0.1, settings))
-        work.save_png(layer, c, "rf", as_images(map_to_rgb(signed[None, None])[0])[0])
-        pages.append({"neuron": str(neurons[i * m]), "size": _number(found.size), "size_se": _number(found.size_se),
-                      "center": _finite(found.center),
-                      "box": _finite(found.box), "map_center": list(centre), "stride": map_stride(work, layer),
+    for c, neuron, field in zip(channels, neurons, found):
+        work.save_png(layer, c, "rf", as_images(map_to_rgb(field.signed_map[None, None])[0])[0])
+        pages.append({"neuron": str(neuron), "size": _number(field.size), "size_se": _number(field.size_se),
+                      "n_images": int(field.settings["n_images"]), "center": _finite(field.center),
+                      "box": _finite(field.box), "map_center": list(centre), "stride": map_stride(work, layer),
                       "input_size": list(work.shape[1:]),
                       **({} if view.layout == "map" else {"layout": view.layout, "shape": list(view.shape),
                                                             "prefix": view.prefix})})
@@ -401,31 +398,18 @@ def _wiring_shift(work: Work, layer: str, view: LayerView) -> list | None:
 
 def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> list[dict]:
     """Each unit silenced (set to 0 at every position: a channel over its map, a feature at every token) on
-    :attr:`Work.lesion_set`, many lesions per forward pass; the change of the output probabilities, summarised
-    by :func:`_lesion_measure` (per class of the labels, or per output unit)."""
-    from ..probe import Probe
+    :attr:`Work.lesion_set` by :func:`insilico.experiments.lesion_sweep` (one group per unit, many lesions per
+    forward pass); the change of the output probabilities it records, summarised by :func:`_lesion_measure`
+    (per class of the labels, or per output unit)."""
+    from ..evaluate import predict
+    from ..experiments import lesion_sweep
 
     x, y, names = work.lesion_set
-    probe = Probe(work.model)
-    device = probe.device
-    x = x.to(device, probe.dtype)
-    n, view = len(x), work.view(layer)
-    with session(work.model):
-        base = torch.softmax(work.model(x).float(), -1).cpu()
-    measure = _lesion_measure(work.model, base, y, names)
-    per = max(1, batch // n)
-    effects = []
-    for start in range(0, len(channels), per):
-        group = channels[start:start + per]
-        size, where = [len(group)] + [1] * len(view.shape), [torch.arange(len(group))] + [0] * len(view.shape)
-        size[1 + _unit_axis(view)], where[1 + _unit_axis(view)] = view.n_units, torch.tensor(group)
-        gain = torch.ones(size, device=device, dtype=probe.dtype)
-        gain[tuple(where)] = 0.0
-        with session(work.model), probe.stimulate(layer, gain=gain.repeat_interleave(n, 0)):
-            prob = torch.softmax(work.model(x.repeat(len(group), *[1] * (x.ndim - 1))).float(), -1).cpu()
-        effects.extend(measure["effects"](prob.view(len(group), n, -1) - base))
-    record = {k: v for k, v in measure.items() if k != "effects"}
-    return [{**record, **effect, "n_stimuli": n} for effect in effects]
+    measure = _lesion_measure(work.model, int(predict(work.model, x[:1]).shape[-1]), y, names)
+    found = lesion_sweep(work.model, layer, x, measure.pop("labels"), groups=[[c] for c in channels], n_boot=0,
+                         batch_size=batch, progress=False)
+    effects = measure.pop("effects")(found)
+    return [{**measure, **effect, "n_stimuli": len(x)} for effect in effects]
 
 
 def _unit_axis(view: LayerView) -> int:
@@ -433,8 +417,9 @@ def _unit_axis(view: LayerView) -> int:
     return len(view.shape) - 1 if view.layout in ("channels_last", "tokens") else 0
 
 
-def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None, names: list | None) -> dict:
-    """What a lesion's change of probabilities ``(G, N, K)`` is summarised by, and the page's words for it.
+def _lesion_measure(model: nn.Module, k: int, y: torch.Tensor | None, names: list | None) -> dict:
+    """Which labels :func:`~insilico.experiments.lesion_sweep` scores the lesions against, what of its
+    :class:`~insilico.experiments.LesionResult` a unit's panel shows, and the page's words for it; ``k`` outputs.
 
     - The bundled photos (``names`` None): the model's classes; per class the mean change of the true class's
       probability over its own stimuli where the model has one output per photo class (``labelled``), else of
@@ -448,17 +433,17 @@ def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None
     - Files without labels: per output unit, the mean change over all images (each unit's 32 largest |changes|
       where there are more outputs, ``most``).
 
-    Returns ``labelled``, ``measure`` (``"true class"``, ``"decision"``, ``"outputs"``; absent for the bundled
-    photos) and ``effects``: a function ``(G, N, K) change -> G dicts`` of ``classes`` and
-    ``probability_change`` (one value per class shown).
+    Returns ``labels`` (for the sweep), ``labelled``, ``measure`` (``"true class"``, ``"decision"``,
+    ``"outputs"``; absent for the bundled photos) and ``effects``: a function ``LesionResult -> G dicts`` of
+    ``classes`` and ``probability_change`` (one value per class shown).
     """
     from ..stimuli.labels import check_outputs, stimulus_labels
 
-    k = base.shape[1]
     if names is None and y is not None:  # the bundled photos: today's rule, unchanged
         classes = list(getattr(model, "classes", [str(i) for i in range(k)]))
         labelled = k == int(y.max()) + 1 == len(classes)
-        return {"labelled": labelled, "effects": lambda change: _shown(classes, _class_effects(change, y, labelled))}
+        return {"labels": y if labelled else "decision", "labelled": labelled,
+                "effects": lambda found: _shown(classes, found.probability_effect if labelled else found.output_effect)}
     if y is None:
         return _per_output(model, k)
     from types import SimpleNamespace
@@ -468,17 +453,15 @@ def _lesion_measure(model: nn.Module, base: torch.Tensor, y: torch.Tensor | None
         if not by_name:
             check_outputs(names, k)
     except InsilicoError:  # classes the model's outputs are not: the change of the intact model's decision
-        decision = base.argmax(1)
-        return {"labelled": True, "measure": "decision",
-                "effects": lambda change: _shown(names, _decision_effects(change, decision, y, len(names)))}
+        return {"labels": "decision", "labelled": True, "measure": "decision",
+                "effects": lambda found: _shown(names, found.probability_change(y, len(names)))}
     true = torch.as_tensor(mapped)
     shown = sorted(set(true.tolist()))
-    return {"labelled": True, "measure": "true class",
-            "effects": lambda change: _shown([named[i] for i in shown],
-                                             [e[shown] for e in _class_effects(change, true, True)])}
+    return {"labels": true, "labelled": True, "measure": "true class",
+            "effects": lambda found: _shown([named[i] for i in shown], found.probability_effect[:, shown])}
 
 
-def _shown(classes: list, values: list) -> list[dict]:
+def _shown(classes: list, values) -> list[dict]:
     return [{"classes": [str(c) for c in classes], "probability_change": _finite(v)} for v in values]
 
 
@@ -487,33 +470,15 @@ def _per_output(model: nn.Module, k: int, most: int = 32) -> dict:
     of more than ``most`` outputs, each unit's ``most`` largest |changes| (in the outputs' order)."""
     names = [str(c) for c in getattr(model, "classes", range(k))]
 
-    def effects(change):
+    def effects(found) -> list[dict]:
         out = []
-        for mean in change.mean(1):
-            keep = sorted(torch.argsort(mean.abs(), descending=True, stable=True)[:most].tolist())
+        for mean in found.output_effect:
+            keep = sorted(np.argsort(-np.abs(mean), kind="stable")[:most].tolist())
             out.append({"classes": [names[i] for i in keep], "probability_change": _finite(mean[keep])})
         return out
 
-    return {"labelled": False, "measure": "outputs", "most": most if k > most else None, "effects": effects}
-
-
-def _decision_effects(change: torch.Tensor, decision: torch.Tensor, y: torch.Tensor, n_classes: int) -> list:
-    """Per lesion (G, N, K) -> (n_classes,): the mean change of the probability of the intact model's choice
-    on each image, over the images of each folder class."""
-    chosen = change.gather(2, decision.view(1, -1, 1).expand(len(change), -1, 1))[..., 0]   # (G, N)
-    member = torch.nn.functional.one_hot(y, n_classes).float()                                 # (N, n)
-    return list((chosen @ member / member.sum(0).clamp_min(1)).numpy())
-
-
-def _class_effects(change: torch.Tensor, y: torch.Tensor, labelled: bool) -> list[np.ndarray]:
-    """Per lesion (G, N, K) -> (K,): mean change of each class's probability over its own stimuli (labelled)
-    or over all stimuli."""
-    if not labelled:
-        return list(change.mean(1).numpy())
-    k = change.shape[-1]
-    member = torch.nn.functional.one_hot(y, k).float()            # (N, K)
-    own = (change * member).sum(1) / member.sum(0).clamp_min(1)    # (G, K)
-    return list(own.numpy())
+    return {"labels": "decision", "labelled": False, "measure": "outputs", "most": most if k > most else None,
+            "effects": effects}
 
 
 def spatial(work: Work, layer: str) -> bool:

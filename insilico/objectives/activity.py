@@ -216,6 +216,12 @@ class Diversity(Objective):
         flat = _by_channel(acts, self.layer)
         gram = torch.bmm(flat, flat.transpose(1, 2)).flatten(1)
         gram = F.normalize(gram, dim=1)
+        size = self.group_size or n
+        if size < n and n % size == 0:  # within groups only: (n / size) products of size x size, not n x n
+            grouped = gram.view(n // size, size, -1)
+            cosine = torch.bmm(grouped, grouped.transpose(1, 2))
+            others = cosine.sum(2) - cosine.diagonal(dim1=1, dim2=2)
+            return -(others / max(size - 1, 1)).flatten()
         cosine = gram @ gram.T
         group = torch.arange(n, device=act.device) // (self.group_size or n)
         others = (group[:, None] == group[None, :]) & ~torch.eye(n, dtype=torch.bool, device=act.device)

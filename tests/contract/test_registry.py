@@ -288,7 +288,7 @@ def test_the_listing_prints_rest_markup_as_plain_text():
 CLI_TOOLS = {"record": "record_stimuli", "maximize": "maximize", "gradient-map": "gradient_map",
              "deconv": "gradient_map", "metamer": "metamer", "adversarial": "pgd", "controversial": "controversial",
              "gallery": "gallery"}
-CLI_OTHERS = {"demo", "models", "tools", "merge"}
+CLI_OTHERS = {"demo", "models", "tools", "merge", "lab"}  # lab trains networks (insilico.lab.study), no registered tool
 
 
 def test_every_subcommand_runs_a_registered_tool_or_is_named_as_one_that_does_not():

@@ -153,12 +153,13 @@ def test_channels_last_stage_and_classes_the_model_does_not_name(tmp_path, folde
 
 def test_lesion_per_output_without_labels():
     """Files without labels: one bar per output (the largest |changes| where there are many outputs)."""
-    base = torch.full((3, 40), 1 / 40)
-    measure = _lesion_measure(nn.Identity(), base, None, None)
-    change = torch.zeros(2, 3, 40)
-    change[0, :, 7], change[1, :, 30] = -0.5, 0.25
-    shown = measure["effects"](change)
-    assert measure["measure"] == "outputs" and measure["most"] == 32
+    from types import SimpleNamespace
+
+    measure = _lesion_measure(nn.Identity(), 40, None, None)
+    change = np.zeros((2, 40))                      # a LesionResult's output_effect: (units, outputs)
+    change[0, 7], change[1, 30] = -0.5, 0.25
+    shown = measure["effects"](SimpleNamespace(output_effect=change))
+    assert measure["measure"] == "outputs" and measure["most"] == 32 and measure["labels"] == "decision"
     assert len(shown[0]["classes"]) == 32 and "7" in shown[0]["classes"] and "30" in shown[1]["classes"]
     assert dict(zip(shown[0]["classes"], shown[0]["probability_change"]))["7"] == -0.5
 

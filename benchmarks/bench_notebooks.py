@@ -3,27 +3,27 @@
     python benchmarks/bench_notebooks.py [--threads 2]
 
 Prints one line per notebook in notebooks/: its wall time in seconds, executed as
-``tests/contract/test_notebooks.py`` executes it (nbclient, a fresh python3 kernel, an empty folder).
+``tests/contract/test_notebooks.py`` and ``notebooks/execute.py`` execute it (the same function:
+nbclient, a fresh python3 kernel, an empty folder, a fixed seed). Nothing is written to the notebooks.
 """
 import argparse
+import importlib.util
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import nbclient
-import nbformat
-
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+_spec = importlib.util.spec_from_file_location("notebooks_execute", _NOTEBOOKS / "execute.py")
+execute = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(execute)
 
 
 def run(path: Path) -> float:
     """Seconds to execute the notebook at ``path`` in a fresh kernel."""
-    notebook = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as folder:
-        client = nbclient.NotebookClient(notebook, timeout=None, kernel_name="python3",
-                                         resources={"metadata": {"path": folder}})
         start = time.perf_counter()
-        client.execute()
+        execute.execute(path, folder)
         return time.perf_counter() - start
 
 
@@ -32,11 +32,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the kernels")
     args = parser.parse_args()
     if args.threads:
-        import os
-
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     total = 0.0
-    for path in NOTEBOOKS:
+    for path in execute.notebooks():
         seconds = run(path)
         total += seconds
         print(f"{path.stem:40s} {seconds:7.1f} s")

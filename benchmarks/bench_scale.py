@@ -12,6 +12,13 @@ each one's ratio to the forward pass (the target: ``names(example)`` within
 3x of one forward pass on a 2,000-module model). Best of ``--repeats``.
 Timings are printed, never asserted (tests/test_scale.py checks the
 property that makes them linear: a fixed number of module traversals per call).
+Run it from the repository root with ``PYTHONPATH=.`` to time this checkout rather than an installed copy.
+
+Measured (2 shared cores, one thread, best of 9, this checkout against the one before, run in turns):
+one global survey hook instead of 2,001 module hooks, and a session that sets ``training`` past
+``nn.Module.__setattr__``, took ``names(example)`` of the 2,001-module Sequential from 5.4-5.9x to
+2.5-2.6x one forward pass (``names(example, ops=True)`` 16x to 11x) and of ghostnetv3_050 (2,269
+modules) from 1.7-3.2x to 1.5-1.6x.
 """
 import argparse
 import sys

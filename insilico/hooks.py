@@ -149,6 +149,14 @@ class _OpObserver:
                              first is not None and first.ndim == 0))
 
 
+def _call_of(path: str, step: int, output) -> Call:
+    """One module call as a survey logs it: one sample's output shape, dtype, a description."""
+    value = output if torch.is_tensor(output) else None
+    shape = tuple(value.shape[1:]) if value is not None and value.ndim else (() if value is not None else None)
+    return Call(path, step, shape, None if value is None else value.dtype, describe(output),
+                value is not None and value.ndim == 0)
+
+
 class _Observer:
     """Logs every call of a module into a :class:`Survey` (used by :meth:`Probe.survey`)."""
 
@@ -159,10 +167,7 @@ class _Observer:
         self.unit, self.survey = unit, survey
 
     def __call__(self, output, step):
-        value = output if torch.is_tensor(output) else None
-        shape = tuple(value.shape[1:]) if value is not None and value.ndim else (() if value is not None else None)
-        self.survey.add(Call(self.unit.module, step, shape, None if value is None else value.dtype,
-                             describe(output), value is not None and value.ndim == 0))
+        self.survey.add(_call_of(self.unit.module, step, output))
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,6 +201,52 @@ class Handle:
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+class _SurveyHook(Handle):
+    """ONE process-wide forward hook that logs the calls of many modules into a :class:`Survey`.
+
+    A hook per module costs more than the pass itself on a model of thousands of
+    modules (registering and removing 2,000 hooks); the global hook
+    (``torch.nn.modules.module.register_module_forward_hook``) is registered
+    once, for the one surveyed pass, and picks the surveyed modules by identity
+    (``modules``: ``id(module) -> path``; any other module's call is ignored).
+    Torch runs global hooks before a module's own, so :meth:`Probe.survey` gives
+    it only modules without forward hooks of their own (what it sees is what the
+    caller gets); the others keep an :class:`_Observer` on their site, after the
+    probe's edits and the user's hooks. Steps count the calls from the handle's
+    attachment: one survey is one forward pass.
+    """
+
+    def __init__(self, probe: HookOwner, modules: dict[int, str], survey: Survey):
+        super().__init__(probe)
+        self.paths, self.survey = modules, survey
+        self.steps: dict[int, int] = {}
+        self.handle = None
+
+    def _attach(self) -> None:
+        self.handle = nn.modules.module.register_module_forward_hook(self._hook)
+
+    def _detach(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+    def _hook(self, module, args, output):
+        key = id(module)
+        path = self.paths.get(key)
+        if path is None:
+            return None
+        step = self.steps.get(key, 0)
+        self.steps[key] = step + 1
+        if _ops.STATE.watching:  # an op mode is open: our own tensor ops are not the model's
+            with _ops.quiet():
+                self.survey.add(_call_of(path, step, output))
+        else:
+            self.survey.add(_call_of(path, step, output))
+        return None
+
+    def __repr__(self) -> str:
+        return f"survey hook (global, one pass) on {len(self.paths)} module(s)"
 
 
 class _SiteHandle(Handle):

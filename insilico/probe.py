@@ -4,7 +4,9 @@ A :class:`Probe` owns every hook insilico puts on a model. Each module gets at
 most ONE forward hook, whatever is asked of it; the hook counts the module's
 calls within a forward pass (so every call of a recurrent module is a separate
 ``@step``), applies the active edits (lesions, stimulation) in the order they
-were added, and then hands the edited output to the active recorders.
+were added, and then hands the edited output to the active recorders. A survey
+(:meth:`Probe.survey`, ``names(example)``) observes its one pass through one
+process-wide forward hook instead, removed when the pass ends.
 
 Op units (``"layer1.0/add"``) and attention parts (``"attn:heads"``) live
 inside a module's forward: for them, and only while one is attached, the
@@ -44,7 +46,7 @@ from . import ops as _ops
 from .edits import (LESION_MODES, ConnectionLesion, Intervention, _Drive, _Edit, _FractionMask, _MeanReplacement,
                     _NoiseReplacement, _steps)
 from .errors import InsilicoError, UnitError
-from .hooks import Handle, StopForward, _InnerSite, _Observer, _OpObserver, _Site, _SiteHandle
+from .hooks import Handle, StopForward, _InnerSite, _Observer, _OpObserver, _Site, _SiteHandle, _SurveyHook
 from .registry import register_tool
 from .session import device_of, dtype_of, session
 from .survey import Survey
@@ -176,10 +178,22 @@ class Probe:
         table = module_table(self.model)  # the pass's one traversal; the kept table resolves the paths below
         survey = Survey(self.model, table)
         paths = list(dict.fromkeys(table if modules is None else modules))
-        for path in paths:
-            Unit(path).resolve(self.model)
-        handle = self._attach(_SiteHandle(self, [_Observer(Unit(path), survey) for path in paths]))
-        stop_ops = self._ops.observe(paths, _OpObserver(survey, self.model)) if ops else None
+        found = table.items() if modules is None else [(u.module, u.resolve(self.model)) for u in map(Unit, paths)]
+        quiet, observed = {}, []  # one global hook for modules without hooks of their own (it runs before those)
+        for path, module in found:
+            if module._forward_hooks or id(module) in quiet:
+                observed.append(_Observer(Unit(path), survey))
+            else:
+                quiet[id(module)] = path
+        handles = [_SurveyHook(self, quiet, survey), _SiteHandle(self, observed)]
+        try:
+            for handle in handles:
+                self._attach(handle)
+            stop_ops = self._ops.observe(paths, _OpObserver(survey, self.model)) if ops else None
+        except BaseException:
+            for handle in handles:
+                handle.remove()
+            raise
         if flops:
             from torch.utils.flop_counter import FlopCounterMode
 
@@ -194,7 +208,8 @@ class Probe:
         finally:
             if stop_ops is not None:
                 stop_ops()
-            handle.remove()
+            for handle in handles:
+                handle.remove()
             if survey.counter is not None:
                 survey.flops, survey.counter = float(survey.counter.get_total_flops()), None
         return survey

@@ -114,12 +114,13 @@ def session(*models: nn.Module, grad: bool = False) -> Iterator[Session]:
         if not isinstance(model, nn.Module):
             raise InsilicoError(f"a model must be a torch.nn.Module, got {type(model).__name__}")
     modules = list(dict.fromkeys(m for model in models for m in model.modules()))
-    params = list(dict.fromkeys(p for model in models for p in model.parameters()))
+    # model.parameters() in its order, from the modules at hand (a second traversal costs as much as a small pass)
+    params = list(dict.fromkeys(p for m in modules for p in m._parameters.values() if p is not None))
     modes = [m.training for m in modules]
     flags = [p.requires_grad for p in params]
     try:
         for module in modules:
-            module.training = False
+            _set_training(module, False)
         for p in params:
             p.requires_grad_(False)
         with torch.set_grad_enabled(grad), torch.inference_mode(False), kernels_for(dtype_of(models[0]),
@@ -127,9 +128,19 @@ def session(*models: nn.Module, grad: bool = False) -> Iterator[Session]:
             yield Session(models)
     finally:
         for module, mode in zip(modules, modes):
-            module.training = mode
+            _set_training(module, mode)
         for p, flag in zip(params, flags):
             p.requires_grad_(flag)
+
+
+def _set_training(module: nn.Module, mode: bool) -> None:
+    """``module.training = mode``; past ``nn.Module.__setattr__``'s checks for parameters, buffers and modules
+    (a bool is none of them, and they cost more than a small model's pass on thousands of modules) unless the
+    module's class has its own ``__setattr__``."""
+    if type(module).__setattr__ is nn.Module.__setattr__:
+        object.__setattr__(module, "training", mode)
+    else:
+        module.training = mode
 
 
 def _tensors(module: nn.Module):

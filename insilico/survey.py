@@ -1,7 +1,13 @@
 """A survey of one forward pass: which modules ran, in which order, how often, with which output shapes.
 
-:meth:`insilico.Probe.survey` runs one pass with a light observer on every
-module and returns a :class:`Survey`. It replaces the dry runs each tool used
+:meth:`insilico.Probe.survey` runs one pass with a light observer of every
+module and returns a :class:`Survey`. The observer is one process-wide forward
+hook for the pass (``torch.nn.modules.module.register_module_forward_hook``,
+owned by the probe and removed in ``finally``), not a hook per module: on a model
+of 2,000 modules, registering and removing per-module hooks cost more than the
+pass. Modules with forward hooks of their own (the user's, the probe's records
+and edits) keep an observer on their own hook, after those, as torch runs global
+hooks first and the survey logs what the caller gets. It replaces the dry runs each tool used
 to make on its own: shapes of units (to size recordings and arrays), call
 counts (recurrent modules), the call order (where a truncated pass may stop)
 and the candidates of the layer chooser (:mod:`insilico.layers`).

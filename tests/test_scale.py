@@ -141,3 +141,86 @@ def test_survey_index_follows_new_calls():
     assert survey.count("1") == 2 and survey.call("1@-1") is survey.calls[2]
     survey.add(survey.calls[1])  # a call logged after the index was read
     assert survey.count("0") == 2 and survey.address("0") == "0@1"
+
+
+def test_a_survey_registers_one_global_hook_and_leaves_none():
+    """Per-module registrations cost more than the pass on thousands of modules: a hook-free model gets none."""
+    import torch.nn.modules.module as M
+
+    model = deep(40).eval()
+    registered, original = [], nn.Module.register_forward_hook
+    seen_global = []
+
+    def spy(self, *args, **kwargs):
+        registered.append(self)
+        return original(self, *args, **kwargs)
+
+    def forward_pre(module, args):
+        seen_global.append(len(M._global_forward_hooks))
+
+    model[0].register_forward_pre_hook(forward_pre)  # a pre-hook of the user's: the module still gets the global hook
+    before = dict(M._global_forward_hooks)
+    nn.Module.register_forward_hook = spy
+    try:
+        survey = insilico.Probe(model).survey(torch.rand(1, 2, 4, 4))
+    finally:
+        nn.Module.register_forward_hook = original
+    assert registered == [] and seen_global == [len(before) + 1]
+    assert dict(M._global_forward_hooks) == before
+    assert len(survey) == 1 + 40 * 3 and survey.modules()[:3] == ["0.0", "0.1", "0"]
+
+
+def test_a_survey_sees_what_the_users_hooks_and_the_probes_edits_make():
+    """Torch runs a global hook before a module's own: modules with hooks of their own keep an observer after them."""
+    model = deep(3).eval()
+    x = torch.rand(1, 2, 4, 4)
+    model[2][1].register_forward_hook(lambda m, a, out: out[:, :1])  # the user's hook changes the shape
+    probe = insilico.Probe(model)
+    with probe.lesion("1.0[0]"), probe.record("1.0") as rec:
+        survey = probe.survey(x)
+    assert survey.shape("2.1") == (1, 4, 4) and survey.shape("2") == (1, 4, 4) and survey.shape("") == (1, 4, 4)
+    assert survey.shape("2.0") == (2, 4, 4) and survey.count("1.0") == 1
+    assert [c.module for c in survey][:6] == ["0.0", "0.1", "0", "1.0", "1.1", "1"]
+    assert rec["1.0"].shape == (1, 2, 4, 4) and rec["1.0"][:, 0].abs().sum() == 0  # the record saw the pass
+    assert probe.hooks() == []
+
+
+def test_a_module_called_twice_gets_two_steps_from_the_global_hook():
+    relu = nn.ReLU()
+    model = nn.Sequential(nn.Linear(2, 2), relu, nn.Linear(2, 2), relu)  # one ReLU object, two calls
+    survey = insilico.Probe(model).survey(torch.rand(1, 2))
+    assert survey.count("1") == 2 and survey.addresses() == ["0", "1@0", "2", "1@1", ""]
+
+
+def test_a_failed_survey_leaves_no_global_hook():
+    import torch.nn.modules.module as M
+
+    model = deep(2).eval()
+    before = dict(M._global_forward_hooks)
+    with pytest.raises(RuntimeError):
+        insilico.Probe(model).survey(torch.rand(1, 3, 4, 4))  # 3 channels into a 2-channel conv
+    survey = insilico.Probe(model).survey(torch.rand(1, 3, 4, 4), strict=False)
+    assert survey.error is not None and len(survey) == 0
+    assert dict(M._global_forward_hooks) == before
+
+
+def test_session_sets_training_past_setattr_only_where_the_class_has_none_of_its_own():
+    """session() skips nn.Module.__setattr__ for ``training`` (its checks cost more than a small pass on thousands
+    of modules); a class with its own __setattr__ still gets every set through it, and every flag comes back."""
+    from insilico.session import session
+
+    class Watched(nn.Linear):
+        def __setattr__(self, name, value):
+            if name == "training":
+                self.__dict__.setdefault("sets", []).append(value)
+            super().__setattr__(name, value)
+
+    model = nn.Sequential(nn.Linear(2, 2), Watched(2, 2), nn.BatchNorm1d(2)).train()
+    model[2].eval()  # a frozen BatchNorm in a training model
+    model[1].sets = []
+    with session(model):
+        assert not any(m.training for m in model.modules())
+        assert not any(p.requires_grad for p in model.parameters())
+    assert model[1].sets == [False, True]
+    assert [m.training for m in model.modules()] == [True, True, True, False]
+    assert all(p.requires_grad for p in model.parameters()) and "training" in vars(model[0])

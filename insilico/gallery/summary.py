@@ -283,20 +283,26 @@ def _modulation_panel(tunings: Sequence[dict]) -> list[str]:
 
 
 def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_size: int | None = None,
-                  depth: int = 1) -> str:
+                  depth: int = 1, heads: bool = False) -> str:
     """The summary section of a layer page (HTML): status bar, activation scatter, histograms, references.
 
     ``rows``: the layer's ``units.csv`` rows (:func:`~insilico.gallery.build.unit_row`); ``tunings``: each
     unit's tuning record or None; ``image_size``: the model's input width in pixels (for RF sizes and the
-    early-layer test); ``depth``: folders between the page and the site root.
+    early-layer test); ``depth``: folders between the page and the site root; ``heads``: the units are attention
+    heads, whose value (a norm) is never below 0, so no "above 0 on some photo" bar is drawn (it would be true of
+    every head by construction).
     """
     if not rows:
         return ""
-    parts = [f"<h2>Summary of {len(rows)} units</h2>"]
+    parts = [f"<h2>Summary of {len(rows)} {'heads' if heads else 'units'}</h2>"]
     spatial = any(r.get("responsive") is not None for r in rows) or any(t for t in tunings)
     title = ("responsiveness to gratings (the criteria: methods, at the end of the page)" if spatial
              else "units driven by the exemplar photos (before the nonlinearity)")
-    parts.append(f'<div class="row">{figures.stacked(status_counts(rows), title)}</div>')
+    if heads and not spatial:
+        parts.append("<p>A head's value is the norm of its output, never below 0: no count of heads driven above 0 "
+                     "is shown (every head would be).</p>")
+    else:
+        parts.append(f'<div class="row">{figures.stacked(status_counts(rows), title)}</div>')
     scatter, text = _activation_panel(rows, depth)
     rf = rf_sizes(rows)
     panels = [scatter]
@@ -435,7 +441,7 @@ def unit_table(rows: Sequence[dict], columns: Sequence[str], depth: int = 1) -> 
                 text = f'<a href="{escape("../" * depth + r["page"])}">{escape(text)}</a>'
             else:
                 text = escape(text)
-            cls = ' class="t"' if c in ("layer", "reason", "tuned_unit", "preferred_colour") else ""
+            cls = ' class="t"' if c in ("layer", "reason", "tuned_unit", "preferred_colour", "cell_type") else ""
             cells.append(f'<td{cls} data-v="{escape(key)}">{text}</td>')
         body.append(f"<tr>{''.join(cells)}</tr>")
     many = len(rows) > PAGINATE_ABOVE

@@ -275,7 +275,10 @@ UNIT_COLUMNS = ("layer", "unit", "page", "max_activation", "top_exemplar_activat
 
 
 def unit_row(layer: str, channel: int, data: dict) -> dict:
-    """One unit's ``units.csv`` row from its stage JSON (the values its page shows): the tuning record's physiology
+    """One unit's ``units.csv`` row from its stage JSON (the values its page shows): ``max_activation`` and
+    ``maximizing_kind`` are those of the image the page calls maximizing, the most activating *synthesized* one
+    (:func:`insilico.gallery.pages.ranked_images`; a stretched exemplar above the image from noise is it, though
+    ``max.png`` shows the image from noise wherever that beats the best photo); the tuning record's physiology
     (``f1_f0``: F1/F0, empty where F0 <= 0; ``cell_type``: simple or complex; ``osi_at_floor``: OSI 1 because the
     orthogonal response equals the blank's; ``spontaneous``) for responsive units only, like the indices, and the RF
     size's standard error ``rf_size_se`` (pixels) over ``rf_n_images`` white-noise images.
@@ -290,10 +293,11 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
     acts = [a for a in ex.get("activations", []) if a is not None]
     responsive = tun.get("responsive")
     shown = bool(responsive)
+    best = next((r for r in pages.ranked_images(feats) if r["maximizing"]), {}) if feats else {}
     return {
         "layer": layer, "unit": channel, "page": f"units/{slug(layer)}/{channel}.html",
-        "max_activation": feats.get("maximizing"), "top_exemplar_activation": acts[0] if acts else None,
-        "maximizing_kind": feats.get("maximizing_kind"), "from_noise_activation": _from_noise(feats),
+        "max_activation": best.get("value"), "top_exemplar_activation": acts[0] if acts else None,
+        "maximizing_kind": best.get("kind"), "from_noise_activation": _from_noise(feats),
         "responsive": responsive, "reason": tun.get("reason") if tun else None, "tuned_unit": tun.get("unit"),
         "osi": tun.get("osi") if shown else None,
         "circular_variance": tun.get("circular_variance") if shown else None,

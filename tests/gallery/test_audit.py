@@ -70,3 +70,20 @@ def test_units_csv_appends_the_physiology_columns_after_the_old_ones(tmp_path):
     assert [got[1][k] for k in ("f1_f0", "cell_type", "osi_at_floor", "spontaneous", "osi", "rf_size_se")] == [""] * 6
     table = summary.unit_table([responsive], build.UNIT_COLUMNS)
     assert 'data-col="f1_f0"' in table and '<td class="t" data-v="simple">simple</td>' in table
+
+
+def test_units_csv_max_activation_is_the_image_the_page_calls_maximizing():
+    # max.png is the image from noise (it beats the best photo), but the stretched exemplar drives the unit more:
+    # the page calls the stretched exemplar maximizing, and so must units.csv (46 of the first 144 bundled units)
+    feats = {"maximizing": 25.3, "maximizing_kind": "from noise", "top_exemplar": 16.0, "diverse": [25.3],
+             "inhibiting": -26.3, "other": {"kind": "stretched exemplar", "value": 26.3}}
+    row = build.unit_row("conv", 0, {"features": feats, "exemplars": {"activations": [16.0]}})
+    page = pages._features_html(0, feats)
+    assert "<b>maximizing: stretched exemplar (26.3)</b>" in page
+    assert (row["max_activation"], row["maximizing_kind"], row["from_noise_activation"]) == (
+        26.3, "stretched exemplar", 25.3)
+    # the best photo itself (no ascent step improved it) is not synthesized: the image from noise is maximizing
+    photo = dict(feats, maximizing=16.0, maximizing_kind="top exemplar", other={"kind": "from noise", "value": 12.0})
+    row = build.unit_row("conv", 0, {"features": photo, "exemplars": {"activations": [16.0]}})
+    assert (row["max_activation"], row["maximizing_kind"]) == (12.0, "from noise")
+    assert build.unit_row("conv", 0, {})["max_activation"] is None

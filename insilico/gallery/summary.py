@@ -188,14 +188,15 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
                             f"dashed: tuned ≥ {TUNED_OSI:.2f}; +{len(floor)} at the floor (OSI 1)")
     cv = figures.histogram(_values(resp, "circular_variance"), np.linspace(0, 1, 11),
                            "circular variance (0 = sharp)", "circular variance", note=ref("V1 spans nearly all of 0–1 [2]"))
-    half = MACAQUE_V1["orientation_bandwidth_full_median_deg"] / 2
+    v1 = MACAQUE_V1["orientation_bandwidth_full_median_deg"]
     narrow = sum(1 for r in tuned if r.get("bandwidth") is None)
-    notes = [n for n in (ref(f"V1 median {half:g}° (40° full width) [1]"),
+    footing = v1_footing_median(rows, tunings)  # V1's median counts every cell: no V1 line over tuned units only
+    mine = f"; this layer so: {footing:.0f}°" if footing is not None else ""
+    notes = [n for n in (ref(f"V1: median {v1:g}° full width over all cells, untuned ones too [1]{mine}"),
                          f"{narrow} more below the orientation sampling step" if narrow else None) if n]
     bw = figures.histogram(_values(resp, "bandwidth"), np.arange(0, 91, 7.5),
                            "bandwidth: half width at half height (deg)", "orientation bandwidth",
-                           lines=(half,) if early else (), xticks=[0, 15, 30, 45, 60, 75, 90],
-                           note="; ".join(notes) or None)
+                           xticks=[0, 15, 30, 45, 60, 75, 90], note="; ".join(notes) or None)
     sfs = [float(r["preferred_sf"]) for r in resp if r.get("preferred_sf") is not None and not r.get("sf_peak_at_edge")]
     edge = sum(1 for r in resp if r.get("sf_peak_at_edge"))
     hi = max(sfs + [32.0])
@@ -217,16 +218,25 @@ def v1_footing(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
     >>> v1_footing([{"responsive": True}] * 3, [{"bandwidth": 10.0}, {"bandwidth": None}, {"bandwidth": 20.0}])
     " On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median orientation bandwidth is 40° (V1: 40°)."
     """
+    median = v1_footing_median(rows, tunings)
+    if median is None:
+        return ""
+    return escape(f" On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median "
+                  f"orientation bandwidth is {median:.0f}° (V1: "
+                  f"{MACAQUE_V1['orientation_bandwidth_full_median_deg']:g}°).", quote=False)
+
+
+def v1_footing_median(rows: Sequence[dict], tunings: Sequence[dict | None]) -> float | None:
+    """The median full orientation bandwidth (degrees) of the responsive units, untuned ones at 360° (De Valois,
+    Yund &amp; Hepler 1982's footing: :func:`~insilico.experiments.selectivity.full_bandwidths_like_v1`); None
+    without responsive units' tuning records."""
     from ..experiments.selectivity import full_bandwidths_like_v1
 
     resp = [t for r, t in zip(rows, tunings) if t and r.get("responsive")]
     if not resp:
-        return ""
+        return None
     half = np.array([np.nan if t.get("bandwidth") is None else float(t["bandwidth"]) for t in resp])
-    full = full_bandwidths_like_v1(half, np.ones(len(resp), bool))
-    return escape(f" On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median "
-                  f"orientation bandwidth is {np.median(full):.0f}° (V1: "
-                  f"{MACAQUE_V1['orientation_bandwidth_full_median_deg']:g}°).", quote=False)
+    return float(np.median(full_bandwidths_like_v1(half, np.ones(len(resp), bool))))
 
 
 def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:

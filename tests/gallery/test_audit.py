@@ -87,3 +87,18 @@ def test_units_csv_max_activation_is_the_image_the_page_calls_maximizing():
     row = build.unit_row("conv", 0, {"features": photo, "exemplars": {"activations": [16.0]}})
     assert (row["max_activation"], row["maximizing_kind"]) == (12.0, "from noise")
     assert build.unit_row("conv", 0, {})["max_activation"] is None
+
+
+def test_the_bandwidth_panel_compares_v1_on_its_own_footing():
+    # V1's 40° median full width counts every cell (untuned ones at 360°): the panel of tuned units' half widths
+    # draws no V1 line and gives this layer's median on V1's footing instead
+    rows = [{"layer": "conv", "unit": u, "page": f"units/conv/{u}.html", "responsive": True, "reason": "",
+             "osi": osi, "preferred_orientation": 0.0 if bw else None, "bandwidth": bw, "rf_size": 5.0,
+             "top_exemplar_activation": 1.0, "from_noise_activation": 2.0} for u, (osi, bw) in
+            enumerate([(0.8, 10.0), (0.7, 15.0), (0.1, None)])]
+    tunings = [{"bandwidth": r["bandwidth"]} for r in rows]
+    html = summary.layer_summary(rows, tunings, image_size=64)
+    assert "V1: median 40° full width over all cells, untuned ones too [1]; this layer so: 30°" in html
+    panel = html.split("orientation bandwidth")[1].split("</svg>")[0]
+    assert "stroke-dasharray" not in panel                                  # no reference line drawn on it
+    assert summary.v1_footing_median(rows, tunings) == 30.0                 # full widths 20, 30, 360

@@ -12,6 +12,7 @@ Pages are rendered from hand-made records (no build).
 import csv
 import importlib
 import io
+import re
 
 from insilico.gallery import pages, summary
 
@@ -99,6 +100,6 @@ def test_the_bandwidth_panel_compares_v1_on_its_own_footing():
     tunings = [{"bandwidth": r["bandwidth"]} for r in rows]
     html = summary.layer_summary(rows, tunings, image_size=64)
     assert "V1: median 40° full width over all cells, untuned ones too [1]; this layer so: 30°" in html
-    panel = html.split("orientation bandwidth")[1].split("</svg>")[0]
-    assert "stroke-dasharray" not in panel                                  # no reference line drawn on it
+    panel = next(svg for svg in re.findall(r"<svg.*?</svg>", html, re.S) if "orientation bandwidth" in svg)
+    assert "<rect" in panel and "stroke-dasharray" not in panel             # bars, and no reference line on them
     assert summary.v1_footing_median(rows, tunings) == 30.0                 # full widths 20, 30, 360

@@ -100,7 +100,7 @@ def _rf() -> str:
             "(gradient) footprint</i>, not a map of where the rectified unit fires. Yellow: the box around the peak "
             "where the mean absolute gradient exceeds 10% of its peak; the size is the geometric mean of its height "
             "and width, its standard error half the difference of the sizes measured on two halves of the noise "
-            "images. The scale bar is in pixels of the model's input.</p>")
+            "images (a rough guide with few images: it leaves out any bias of a small sample). The scale bar is in pixels of the model's input.</p>")
 
 
 def _lesion() -> str:

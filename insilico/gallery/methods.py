@@ -41,7 +41,8 @@ def _features() -> str:
             "names only the most activating synthesized image of the unit; the page ranks the images from noise, the "
             "stretched exemplar and the best photo by their values. A stretched exemplar starts at the best photo, "
             "so it reaches the photo's value by construction: the layer's headline counts images <i>from noise</i> "
-            "that beat the best photo. An inhibiting image is scored before the nonlinearity: for a unit without "
+            "that beat the best photo. That comparison is not at matched contrast: a synthesized image may use the "
+            "whole pixel range (no contrast budget), and usually has more contrast than the photos. An inhibiting image is scored before the nonlinearity: for a unit without "
             "spontaneous activity (its blank response is its floor, 0 after a ReLU) it lowers the unit's input, "
             "not its firing, which no image can lower below the blank.</p>")
 

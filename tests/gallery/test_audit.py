@@ -103,3 +103,11 @@ def test_the_bandwidth_panel_compares_v1_on_its_own_footing():
     panel = next(svg for svg in re.findall(r"<svg.*?</svg>", html, re.S) if "orientation bandwidth" in svg)
     assert "<rect" in panel and "stroke-dasharray" not in panel             # bars, and no reference line on them
     assert summary.v1_footing_median(rows, tunings) == 30.0                 # full widths 20, 30, 360
+
+
+def test_the_method_text_says_the_headline_is_not_at_matched_contrast():
+    # images from noise: 2-5x the photos' RMS contrast and 30-56% saturated pixels in the bundled conv layers
+    from insilico.gallery.methods import methods_html
+
+    text = methods_html(spatial=True)
+    assert "not at matched contrast" in text and "rough guide with few images" in text

@@ -154,9 +154,10 @@ def headline_text(h: dict) -> str:
             f"<b>{h['from_noise']} of {h['compared']}</b> units")
     text += (f" ({h['silent']} silent unit{'s' if h['silent'] != 1 else ''} left out: the best photo drives "
              "it to 0 or below, or the tuning found it silent)") if h["silent"] else ""
-    if h["stretched_only"]:
-        text += (f"; in {h['stretched_only']} more only the best photo after gradient ascent (a stretched exemplar) "
-                 "beats it")
+    rest = h["compared"] - h["from_noise"]
+    if rest:  # a stretched exemplar starts at the photo: that it reaches the photo is no finding, so it is not counted
+        text += (f"; the other {rest} {'show' if rest != 1 else 'shows'} the best photo after gradient ascent, which "
+                 "starts at the photo and so reaches it by construction")
     return text + (f"; {h['pending']} not computed yet" if h["pending"] else "") + "."
 
 

@@ -100,10 +100,11 @@ def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = N
     for info in layers:
         thumbs = "".join(_img(f'units/{info["slug"]}/{c}/max.png', f"unit {c}") for c in info["thumbs"][:12])
         what = f' &mdash; {escape(info["description"])}' if info.get("description") else ""
-        done = (f'all {info["n"]} units computed' if info["done"] == info["n"] else
-                f'{info["done"]} of {info["n"]} units computed (rerun the build to finish)')
+        units = f'{unit_noun(info["layer"])}s'  # heads are named heads (a token layer's noun needs its layout)
+        done = (f'all {info["n"]} {units} computed' if info["done"] == info["n"] else
+                f'{info["done"]} of {info["n"]} {units} computed (rerun the build to finish)')
         items.append(f'<li><a href="layers/{info["slug"]}.html"><b>{escape(info["layer"])}</b></a>{what}<br>'
-                     f'{info["n"]} units, output {_shape(info["shape"])}, {done}<br>{thumbs}</li>')
+                     f'{info["n"]} {units}, output {_shape(info["shape"])}, {done}<br>{thumbs}</li>')
     slugs = {info["layer"]: info["slug"] for info in layers}
     reader = (card or {}).get("settings") or {k: meta[k] for k in READER_SETTINGS if meta.get(k) is not None}
     internals = (card or {}).get("internals") or {k: v for k, v in meta.items() if k not in READER_SETTINGS}

@@ -50,6 +50,9 @@ def test_unit_pages_name_heads_and_token_features():
     assert "feature 5 at the centre patch token" in nav and "&larr; feature 4" in nav and "unit" not in nav
     conv = pages.unit_page("site", "conv", "conv", 5, dict(data), (4, 6), pages.unit_context("conv", layout="map"))
     assert "unit 5" in conv.split("</nav>")[0]
+    index = pages.index_page("site", {}, [{"layer": HEADS, "slug": "heads", "n": 3, "done": 3, "shape": (3, 5, 8),
+                                           "thumbs": []}])
+    assert "3 heads, output 3 × 5 × 8, all 3 heads computed" in index
 
 
 def test_units_csv_appends_the_physiology_columns_after_the_old_ones(tmp_path):

@@ -241,7 +241,8 @@ def render_site(work: Work, layers: list[str]) -> None:
         ready, complete, rows, tunings = set(), 0, [], []
         datas = [pages.read_unit(work.unit_dir(layer, c), stages) for c in channels]
         classes = describe.output_classes(work.model, described[layer])
-        context = pages.unit_context(layer, described[layer]["text"], classes, datas, work.shape, channels)
+        context = pages.unit_context(layer, described[layer]["text"], classes, datas, work.shape, channels,
+                                     work.view(layer).layout)
         for i, (c, data) in enumerate(zip(channels, datas)):
             data["_spatial"] = "tuning" in stages
             rows.append(unit_row(layer, c, data))
@@ -269,19 +270,34 @@ def render_site(work: Work, layers: list[str]) -> None:
 UNIT_COLUMNS = ("layer", "unit", "page", "max_activation", "top_exemplar_activation", "maximizing_kind",
                 "from_noise_activation", "responsive", "reason",
                 "tuned_unit", "osi", "circular_variance", "preferred_orientation", "bandwidth", "preferred_sf",
-                "sf_peak_at_edge", "preferred_colour", "rf_size")
+                "sf_peak_at_edge", "preferred_colour", "rf_size", "f1_f0", "cell_type", "osi_at_floor", "spontaneous",
+                "rf_size_se", "rf_n_images")
 
 
 def unit_row(layer: str, channel: int, data: dict) -> dict:
-    """One unit's ``units.csv`` row from its stage JSON (the values its page shows)."""
+    """One unit's ``units.csv`` row from its stage JSON (the values its page shows): ``max_activation`` and
+    ``maximizing_kind`` are those of the image the page calls maximizing, the most activating *synthesized* one
+    (:func:`insilico.gallery.pages.ranked_images`; a stretched exemplar above the image from noise is it, though
+    ``max.png`` shows the image from noise wherever that beats the best photo); the tuning record's physiology
+    (``f1_f0``: F1/F0, empty where F0 <= 0; ``cell_type``: simple or complex; ``osi_at_floor``: OSI 1 because the
+    orthogonal response equals the blank's; ``spontaneous``) for responsive units only, like the indices, and the RF
+    size's standard error ``rf_size_se`` (pixels) over ``rf_n_images`` white-noise images.
+
+    >>> row = unit_row("conv", 3, {"tuning": {"responsive": True, "osi": 1.0, "osi_saturated": True,
+    ...                "modulation_ratio": 1.6, "cell_type": "simple", "spontaneous": False},
+    ...                "rf": {"size": 9.0, "size_se": 0.5, "n_images": 16}})
+    >>> [row[k] for k in ("f1_f0", "cell_type", "osi_at_floor", "spontaneous", "rf_size_se", "rf_n_images")]
+    [1.6, 'simple', True, False, 0.5, 16]
+    """
     feats, ex, tun, rf = (data.get(k) or {} for k in ("features", "exemplars", "tuning", "rf"))
     acts = [a for a in ex.get("activations", []) if a is not None]
     responsive = tun.get("responsive")
     shown = bool(responsive)
+    best = next((r for r in pages.ranked_images(feats) if r["maximizing"]), {}) if feats else {}
     return {
         "layer": layer, "unit": channel, "page": f"units/{slug(layer)}/{channel}.html",
-        "max_activation": feats.get("maximizing"), "top_exemplar_activation": acts[0] if acts else None,
-        "maximizing_kind": feats.get("maximizing_kind"), "from_noise_activation": _from_noise(feats),
+        "max_activation": best.get("value"), "top_exemplar_activation": acts[0] if acts else None,
+        "maximizing_kind": best.get("kind"), "from_noise_activation": _from_noise(feats),
         "responsive": responsive, "reason": tun.get("reason") if tun else None, "tuned_unit": tun.get("unit"),
         "osi": tun.get("osi") if shown else None,
         "circular_variance": tun.get("circular_variance") if shown else None,
@@ -290,6 +306,10 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
         "preferred_sf": tun.get("preferred_sf") if shown else None,
         "sf_peak_at_edge": tun.get("sf_peak_at_edge") if shown else None,
         "preferred_colour": tun.get("preferred_colour") if shown else None, "rf_size": rf.get("size"),
+        "f1_f0": tun.get("modulation_ratio") if shown else None, "cell_type": (tun.get("cell_type") or None) if shown
+        else None, "osi_at_floor": tun.get("osi_saturated") if shown else None,
+        "spontaneous": tun.get("spontaneous") if shown else None,
+        "rf_size_se": rf.get("size_se") if rf.get("size") is not None else None, "rf_n_images": rf.get("n_images"),
     }
 
 

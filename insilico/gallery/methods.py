@@ -41,7 +41,8 @@ def _features() -> str:
             "names only the most activating synthesized image of the unit; the page ranks the images from noise, the "
             "stretched exemplar and the best photo by their values. A stretched exemplar starts at the best photo, "
             "so it reaches the photo's value by construction: the layer's headline counts images <i>from noise</i> "
-            "that beat the best photo. An inhibiting image is scored before the nonlinearity: for a unit without "
+            "that beat the best photo. That comparison is not at matched contrast: a synthesized image may use the "
+            "whole pixel range (no contrast budget), and usually has more contrast than the photos. An inhibiting image is scored before the nonlinearity: for a unit without "
             "spontaneous activity (its blank response is its floor, 0 after a ReLU) it lowers the unit's input, "
             "not its firing, which no image can lower below the blank.</p>")
 
@@ -100,7 +101,7 @@ def _rf() -> str:
             "(gradient) footprint</i>, not a map of where the rectified unit fires. Yellow: the box around the peak "
             "where the mean absolute gradient exceeds 10% of its peak; the size is the geometric mean of its height "
             "and width, its standard error half the difference of the sizes measured on two halves of the noise "
-            "images. The scale bar is in pixels of the model's input.</p>")
+            "images (a rough guide with few images: it leaves out any bias of a small sample). The scale bar is in pixels of the model's input.</p>")
 
 
 def _lesion() -> str:

@@ -100,10 +100,11 @@ def index_page(title: str, meta: dict, layers: list[dict], card: dict | None = N
     for info in layers:
         thumbs = "".join(_img(f'units/{info["slug"]}/{c}/max.png', f"unit {c}") for c in info["thumbs"][:12])
         what = f' &mdash; {escape(info["description"])}' if info.get("description") else ""
-        done = (f'all {info["n"]} units computed' if info["done"] == info["n"] else
-                f'{info["done"]} of {info["n"]} units computed (rerun the build to finish)')
+        units = f'{unit_noun(info["layer"])}s'  # heads are named heads (a token layer's noun needs its layout)
+        done = (f'all {info["n"]} {units} computed' if info["done"] == info["n"] else
+                f'{info["done"]} of {info["n"]} {units} computed (rerun the build to finish)')
         items.append(f'<li><a href="layers/{info["slug"]}.html"><b>{escape(info["layer"])}</b></a>{what}<br>'
-                     f'{info["n"]} units, output {_shape(info["shape"])}, {done}<br>{thumbs}</li>')
+                     f'{info["n"]} {units}, output {_shape(info["shape"])}, {done}<br>{thumbs}</li>')
     slugs = {info["layer"]: info["slug"] for info in layers}
     reader = (card or {}).get("settings") or {k: meta[k] for k in READER_SETTINGS if meta.get(k) is not None}
     internals = (card or {}).get("internals") or {k: v for k, v in meta.items() if k not in READER_SETTINGS}
@@ -187,16 +188,17 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
         name = f"<br>{escape(str(classes[c]))}" if classes and c < len(classes) else ""
         tiles.append(f'<div class="tile"><a href="../units/{layer_slug}/{c}.html">{img}{c}{name}</a></div>')
     tunings = list(tunings or [None] * len(rows or []))
-    top = summary.layer_summary(rows, tunings, image_size) if rows else ""
+    heads = Unit.parse(layer).part == "heads"  # attention heads (gallery/view.py)
+    top = summary.layer_summary(rows, tunings, image_size, heads=heads) if rows else ""
     table = summary.unit_table(rows, columns) if rows else ""
     spatial = any(t for t in tunings) or any(r.get("responsive") is not None for r in rows or [])
     methods = methods_html(spatial, bool(classes), next((t for t in tunings if t), None), image_size,
-                           heads=Unit.parse(layer).part == "heads")  # attention heads (gallery/view.py)
+                           heads=heads)
     body = (f'<nav><a href="../index.html">{escape(title)}</a> / {escape(layer)} &nbsp; '
             f'<a href="../model.html">model vs brain</a> &nbsp; <a href="{escape(layer_slug)}.html#methods">methods</a></nav>'
             f"<h1>{escape(layer)}</h1>"
             + (f'<p class="what">{escape(description)}</p>' if description else "")
-            + f"<p>{len(channels)} units. Click a unit for its page.</p>{top}<h2>Feature visualizations</h2>"
+            + f"<p>{len(channels)} {'heads' if heads else 'units'}. Click a unit for its page.</p>{top}<h2>Feature visualizations</h2>"
             "<p>Per unit the image synthesized from noise, or, where it stays below the unit's best photo, the best "
             "photo after gradient ascent (its page ranks both by value)."
             + ("" if spatial else " Deep layers' images at this gallery's few optimisation steps are often "
@@ -220,16 +222,31 @@ def _largest(datas, channels) -> int | None:
 
 
 def unit_context(layer: str, description: str | None = None, classes: list | None = None, datas=(),
-                 input_size=None, channels=None) -> dict:
+                 input_size=None, channels=None, layout: str | None = None) -> dict:
     """What a unit page needs to know about its layer: ``description`` (one line), ``classes`` (class names of
     an output layer's units), ``lesion_scale`` (:func:`lesion_scale` of the layer's unit stage dicts ``datas``)
     and ``lesion_scale_unit`` (its channel; ``channels``: those of ``datas``, default 0, 1, ...),
-    ``input_size`` (the model's input (H, W))."""
+    ``input_size`` (the model's input (H, W)), ``layout`` (the layer's, :class:`insilico.gallery.view.LayerView`:
+    what a unit is called, :func:`unit_noun`)."""
     datas = list(datas)
     channels = list(channels) if channels is not None else list(range(len(datas)))
     return {"layer": layer, "description": description, "classes": classes, "lesion_scale": lesion_scale(datas),
             "lesion_scale_unit": _largest(datas, channels),
-            "input_size": list(input_size)[-2:] if input_size is not None else None}
+            "input_size": list(input_size)[-2:] if input_size is not None else None, "layout": layout}
+
+
+def unit_noun(layer: str, layout: str | None = None) -> str:
+    """What a unit of ``layer`` is called on its page: ``"head"`` (an attention module's heads, ``"attn:heads"``),
+    ``"feature"`` (a token layer's, read at the centre patch token), else ``"unit"``.
+
+    >>> unit_noun("blocks.3.attn:heads"), unit_noun("blocks.3", "tokens"), unit_noun("features.0", "map")
+    ('head', 'feature', 'unit')
+    """
+    from ..units import Unit
+
+    if layout == "heads" or Unit.parse(layer).part == "heads":
+        return "head"
+    return "feature" if layout == "tokens" else "unit"
 
 
 def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict, neighbours: tuple,
@@ -241,11 +258,13 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
 
     ctx = context or {}
     prev, nxt = neighbours
+    noun = unit_noun(layer, ctx.get("layout"))
+    here = f"{noun} {channel}" + (" at the centre patch token" if noun == "feature" else "")
     links = [f'<a href="../../index.html">{escape(title)}</a>',
-             f'<a href="../../layers/{layer_slug}.html">{escape(layer)}</a>', f"unit {channel}"]
+             f'<a href="../../layers/{layer_slug}.html">{escape(layer)}</a>', here]
     steps = " ".join(
-        [f'<a href="{prev}.html">&larr; unit {prev}</a>' if prev is not None else "",
-         f'<a href="{nxt}.html">unit {nxt} &rarr;</a>' if nxt is not None else ""])
+        [f'<a href="{prev}.html">&larr; {noun} {prev}</a>' if prev is not None else "",
+         f'<a href="{nxt}.html">{noun} {nxt} &rarr;</a>' if nxt is not None else ""])
     address = f"{layer}[{channel}]"
     classes = ctx.get("classes")
     name = classes[channel] if classes and 0 <= channel < len(classes) else None
@@ -620,4 +639,4 @@ def read_unit(folder: Path, stages) -> dict:
 
 
 __all__ = ["STYLE", "index_page", "layer_page", "lesion_scale", "page", "read_unit", "rf_box_at", "svg_bars", "svg_curve",
-           "unit_context", "unit_page", "write"]
+           "unit_context", "unit_noun", "unit_page", "write"]

@@ -196,7 +196,8 @@ def _number(value) -> float | None:
 def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
     """Images from noise (maximizing, diverse, inhibiting) and stretched exemplars (:func:`.features.visualize`).
 
-    The page's maximizing image (``max.png``, value ``maximizing``, the ``max_activation`` of ``units.csv``) is
+    The grid's image (``max.png``, value ``maximizing``; the page and ``units.csv`` call the most activating
+    synthesized image of the two maximizing: :func:`.pages.ranked_images`) is
     the image synthesized from noise when it drives the unit at least as much as its top exemplar, else the
     stretched exemplar (which does by construction; the exemplar itself where no ascent step improved on it);
     the other one is ``max-other.png`` (``other``). Values are

@@ -154,9 +154,10 @@ def headline_text(h: dict) -> str:
             f"<b>{h['from_noise']} of {h['compared']}</b> units")
     text += (f" ({h['silent']} silent unit{'s' if h['silent'] != 1 else ''} left out: the best photo drives "
              "it to 0 or below, or the tuning found it silent)") if h["silent"] else ""
-    if h["stretched_only"]:
-        text += (f"; in {h['stretched_only']} more only the best photo after gradient ascent (a stretched exemplar) "
-                 "beats it")
+    rest = h["compared"] - h["from_noise"]
+    if rest:  # a stretched exemplar starts at the photo: that it reaches the photo is no finding, so it is not counted
+        text += (f"; the other {rest} {'show' if rest != 1 else 'shows'} the best photo after gradient ascent, which "
+                 "starts at the photo and so reaches it by construction")
     return text + (f"; {h['pending']} not computed yet" if h["pending"] else "") + "."
 
 
@@ -188,14 +189,15 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
                             f"dashed: tuned ≥ {TUNED_OSI:.2f}; +{len(floor)} at the floor (OSI 1)")
     cv = figures.histogram(_values(resp, "circular_variance"), np.linspace(0, 1, 11),
                            "circular variance (0 = sharp)", "circular variance", note=ref("V1 spans nearly all of 0–1 [2]"))
-    half = MACAQUE_V1["orientation_bandwidth_full_median_deg"] / 2
+    v1 = MACAQUE_V1["orientation_bandwidth_full_median_deg"]
     narrow = sum(1 for r in tuned if r.get("bandwidth") is None)
-    notes = [n for n in (ref(f"V1 median {half:g}° (40° full width) [1]"),
+    footing = v1_footing_median(rows, tunings)  # V1's median counts every cell: no V1 line over tuned units only
+    mine = f"; this layer so: {footing:.0f}°" if footing is not None else ""
+    notes = [n for n in (ref(f"V1: median {v1:g}° full width over all cells, untuned ones too [1]{mine}"),
                          f"{narrow} more below the orientation sampling step" if narrow else None) if n]
     bw = figures.histogram(_values(resp, "bandwidth"), np.arange(0, 91, 7.5),
                            "bandwidth: half width at half height (deg)", "orientation bandwidth",
-                           lines=(half,) if early else (), xticks=[0, 15, 30, 45, 60, 75, 90],
-                           note="; ".join(notes) or None)
+                           xticks=[0, 15, 30, 45, 60, 75, 90], note="; ".join(notes) or None)
     sfs = [float(r["preferred_sf"]) for r in resp if r.get("preferred_sf") is not None and not r.get("sf_peak_at_edge")]
     edge = sum(1 for r in resp if r.get("sf_peak_at_edge"))
     hi = max(sfs + [32.0])
@@ -217,16 +219,25 @@ def v1_footing(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
     >>> v1_footing([{"responsive": True}] * 3, [{"bandwidth": 10.0}, {"bandwidth": None}, {"bandwidth": 20.0}])
     " On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median orientation bandwidth is 40° (V1: 40°)."
     """
+    median = v1_footing_median(rows, tunings)
+    if median is None:
+        return ""
+    return escape(f" On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median "
+                  f"orientation bandwidth is {median:.0f}° (V1: "
+                  f"{MACAQUE_V1['orientation_bandwidth_full_median_deg']:g}°).", quote=False)
+
+
+def v1_footing_median(rows: Sequence[dict], tunings: Sequence[dict | None]) -> float | None:
+    """The median full orientation bandwidth (degrees) of the responsive units, untuned ones at 360° (De Valois,
+    Yund &amp; Hepler 1982's footing: :func:`~insilico.experiments.selectivity.full_bandwidths_like_v1`); None
+    without responsive units' tuning records."""
     from ..experiments.selectivity import full_bandwidths_like_v1
 
     resp = [t for r, t in zip(rows, tunings) if t and r.get("responsive")]
     if not resp:
-        return ""
+        return None
     half = np.array([np.nan if t.get("bandwidth") is None else float(t["bandwidth"]) for t in resp])
-    full = full_bandwidths_like_v1(half, np.ones(len(resp), bool))
-    return escape(f" On V1's footing (every responsive unit, full widths, untuned ones at 360°) the median "
-                  f"orientation bandwidth is {np.median(full):.0f}° (V1: "
-                  f"{MACAQUE_V1['orientation_bandwidth_full_median_deg']:g}°).", quote=False)
+    return float(np.median(full_bandwidths_like_v1(half, np.ones(len(resp), bool))))
 
 
 def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
@@ -283,20 +294,26 @@ def _modulation_panel(tunings: Sequence[dict]) -> list[str]:
 
 
 def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_size: int | None = None,
-                  depth: int = 1) -> str:
+                  depth: int = 1, heads: bool = False) -> str:
     """The summary section of a layer page (HTML): status bar, activation scatter, histograms, references.
 
     ``rows``: the layer's ``units.csv`` rows (:func:`~insilico.gallery.build.unit_row`); ``tunings``: each
     unit's tuning record or None; ``image_size``: the model's input width in pixels (for RF sizes and the
-    early-layer test); ``depth``: folders between the page and the site root.
+    early-layer test); ``depth``: folders between the page and the site root; ``heads``: the units are attention
+    heads, whose value (a norm) is never below 0, so no "above 0 on some photo" bar is drawn (it would be true of
+    every head by construction).
     """
     if not rows:
         return ""
-    parts = [f"<h2>Summary of {len(rows)} units</h2>"]
+    parts = [f"<h2>Summary of {len(rows)} {'heads' if heads else 'units'}</h2>"]
     spatial = any(r.get("responsive") is not None for r in rows) or any(t for t in tunings)
     title = ("responsiveness to gratings (the criteria: methods, at the end of the page)" if spatial
              else "units driven by the exemplar photos (before the nonlinearity)")
-    parts.append(f'<div class="row">{figures.stacked(status_counts(rows), title)}</div>')
+    if heads and not spatial:
+        parts.append("<p>A head's value is the norm of its output, never below 0: no count of heads driven above 0 "
+                     "is shown (every head would be).</p>")
+    else:
+        parts.append(f'<div class="row">{figures.stacked(status_counts(rows), title)}</div>')
     scatter, text = _activation_panel(rows, depth)
     rf = rf_sizes(rows)
     panels = [scatter]
@@ -435,7 +452,7 @@ def unit_table(rows: Sequence[dict], columns: Sequence[str], depth: int = 1) -> 
                 text = f'<a href="{escape("../" * depth + r["page"])}">{escape(text)}</a>'
             else:
                 text = escape(text)
-            cls = ' class="t"' if c in ("layer", "reason", "tuned_unit", "preferred_colour") else ""
+            cls = ' class="t"' if c in ("layer", "reason", "tuned_unit", "preferred_colour", "cell_type") else ""
             cells.append(f'<td{cls} data-v="{escape(key)}">{text}</td>')
         body.append(f"<tr>{''.join(cells)}</tr>")
     many = len(rows) > PAGINATE_ABOVE

@@ -8,7 +8,7 @@ import pytest
 
 from insilico.cli import main
 from insilico.errors import InsilicoError
-from insilico.gallery import GallerySettings, build
+from insilico.gallery import GallerySettings, build, pages
 from insilico.options import Job
 
 from conftest import GALLERY_TINY as TINY   # the `site` fixture (conftest.py) is built with these
@@ -70,7 +70,9 @@ def test_units_csv_has_one_row_per_unit_with_the_page_values(site):
         folder = root / "units" / row["layer"] / row["unit"]
         features = json.loads((folder / "features.json").read_text())
         exemplars = json.loads((folder / "exemplars.json").read_text())
-        assert float(row["max_activation"]) == pytest.approx(features["maximizing"], rel=1e-5)
+        shown = next(r for r in pages.ranked_images(features) if r["maximizing"])   # what the page calls maximizing
+        assert float(row["max_activation"]) == pytest.approx(shown["value"], rel=1e-5)
+        assert row["maximizing_kind"] == shown["kind"]
         assert float(row["top_exemplar_activation"]) == pytest.approx(exemplars["activations"][0], rel=1e-5)
         assert (root / row["page"]).is_file()
         if row["layer"] == "classifier.6":        # no gratings for a linear layer: nothing to claim

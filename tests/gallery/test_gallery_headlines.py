@@ -40,7 +40,8 @@ def test_the_headline_counts_images_from_noise_and_leaves_silent_units_out():
     assert sum(r["max_activation"] >= r["top_exemplar_activation"] for r in ROWS) == 5
     text = summary.layer_summary(ROWS, [None] * 5, image_size=64)
     assert "in <b>1 of 3</b> units (2 silent units left out" in text
-    assert "in 1 more only the best photo after gradient ascent" in text
+    assert "the other 2 show the best photo after gradient ascent, which starts at the photo" in text
+    assert "more only the best photo" not in text          # no count of stretched photos beating it (by construction)
     glance = brain.layers_html([("conv", ROWS)])
     assert "<td>1 / 3 (2 left out)</td>" in glance and "image from noise &gt; best photo" in glance
     assert "maximizing image &ge; best photo" not in glance

@@ -42,7 +42,7 @@ def test_layer_summary_counts_only_responsive_units_and_cites_v1_on_early_layers
     early = summary.layer_summary(rows, [None] * 3, image_size=64)
     assert "OSI (n = 2)" in early and "preferred orientation (n = 1)" in early
     assert "De Valois, Yund &amp; Hepler (1982)" in early and "Ringach, Shapley &amp; Hawken (2002)" in early
-    assert "V1 median 20° (40° full width)" in early                # MACAQUE_V1's 40° full width, as half width
+    assert "V1: median 40° full width over all cells" in early      # not a line over the tuned units' half widths
     assert "in <b>2 of 2</b> units (1 silent unit left out" in early   # from noise > best photo; silent apart
     late = summary.layer_summary([dict(r, rf_size=50.0) for r in rows], [None] * 3, image_size=64)
     assert "De Valois" not in late and "No V1 reference" in late

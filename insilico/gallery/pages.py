@@ -607,8 +607,10 @@ def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", la
     n = f"{d['n_stimuli']} {kind}" + (f" ({per} per class)" if per else "")
     axis = {"decision": " of the intact model's choice", "outputs": ""}.get(d.get("measure"),
                                                                           " of the true class" if d["labelled"] else "")
+    few = (f" With {per} images per class a bar is an indication, not a measurement: no interval is drawn "
+           "(<code>insilico.lesion_sweep</code> on more images gives bootstrap intervals)." if per and per < 16 else "")
     return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {n}: "
-            f"{what}.{shared}</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect",
+            f"{what}.{shared}{few}</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect",
                                                scale=scale, xlabel="change in probability" + axis))
 
 

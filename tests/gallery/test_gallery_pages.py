@@ -274,3 +274,11 @@ def test_an_unresolved_bandwidth_is_said_so_not_given_a_number():
     assert "below the 15° orientation sampling (not resolved)" in html and "height) 7.5" not in html
     broad = pages._tuning_html(dict(tuning(), bandwidth=31.0, bandwidth_resolved=True, orientation_step=15.0))
     assert "bandwidth (half width at half height) 31°" in broad
+
+
+def test_a_lesion_panel_on_few_images_per_class_says_it_has_no_interval():
+    few, many = lesion([-0.4, 0.1, 0.0]), lesion([-0.4, 0.1, 0.0])
+    few["n_stimuli"], many["n_stimuli"] = 2 * len(CLASSES), 32 * len(CLASSES)
+    said = [pages.unit_page("site", "conv", "conv", 5, {"lesion": d}, (None, None)) for d in (few, many)]
+    assert "With 2 images per class a bar is an indication, not a measurement" in said[0]
+    assert "indication, not a measurement" not in said[1]

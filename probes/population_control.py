@@ -23,8 +23,15 @@ start, 4 restarts, transforms), ``plain`` (one noise start, no transforms),
 (start from the predicted best natural image, L2 budget), ``factorized``
 (defaults on a factorized spatial x channel readout), ``ensemble`` (plain on
 predictors from ``minialex``, ``b`` and ``bl``), ``ensemble+natural``,
-``ensemble+default``. The matched brain runs ``default``, ``plain`` and
-``natural-unbounded``.
+``ensemble+default``; and the closed loops (:func:`insilico.design.closed_loop.closed_loop`,
+``--rounds`` rounds of design, presentation to the brain and refit on its
+recorded responses): ``loop`` (the defaults), ``natural+loop``,
+``ensemble+natural+loop``, ``best+loop`` and ``ensemble+best+loop`` (every round starts each
+neuron from the image its recorded responses rank best so far, within the L2 budget); a loop's numbers are its last round's, with
+``best`` (each neuron keeps the image the brain's recorded responses rank
+best over the rounds) and every round's in the JSON. Every option reports the
+predicted fraction (on its predictor) beside the measured one, and the gap.
+The matched brain runs ``default``, ``plain``, ``natural-unbounded`` and ``loop``.
 
 Writes to ``--out``: ``population_control.json`` (every number, settings,
 versions), ``population_control.csv`` (one row per brain and option),
@@ -58,7 +65,7 @@ from insilico.jsonfiles import write_json
 from insilico.design.closed_loop import DEFAULT_ROUNDS, closed_loop
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
-           "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop")
+           "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "best+loop", "ensemble+best+loop")
 #: Options run on the matched brain.
 MATCHED_OPTIONS = ("default", "plain", "natural-unbounded", "loop")
 #: The columns of population_control.csv (besides brain, option, mode).
@@ -79,8 +86,8 @@ def design_options(option: str, steps: int | None, budget: float) -> dict:
         kwargs.update(transforms=None, contrast=None, restarts=1)
     elif base == "transforms":
         kwargs.update(transforms="default", contrast=None, restarts=1)
-    elif base in ("natural", "ensemble+natural", "natural-unbounded"):
-        kwargs.update(init="natural", parameterization="pixel", transforms=None, lr=0.01, contrast=None,
+    elif base in ("natural", "ensemble+natural", "natural-unbounded", "best", "ensemble+best"):
+        kwargs.update(init="best" if base.endswith("best") else "natural", parameterization="pixel", transforms=None, lr=0.01, contrast=None,
                       restarts=1, budget=None if base == "natural-unbounded" else budget)
     else:
         raise InsilicoError(f"unknown option {option!r}; choose from {OPTIONS}")

@@ -153,7 +153,10 @@ def closed_loop(
     out : folder or Job, optional
         Keep each finished round there; a rerun computes only the missing rounds.
     **control_options
-        Passed to :func:`population_control` (``steps``, ``restarts``, ``init``, ``transforms``, ...).
+        Passed to :func:`population_control` (``steps``, ``restarts``, ``init``, ``budget``, ``transforms``,
+        ...). ``init="best"`` (the loop's own): every round starts each target from the image shown so far
+        (natural stimuli included) whose *recorded* responses score it best for the mode, so each round
+        climbs from the brain's best answer so far, within ``budget`` of it.
 
     Returns
     -------
@@ -190,8 +193,11 @@ def closed_loop(
             shown = _join_responses(responses, [p["responses"] for p in earlier])
             fits[a] = fit(images, shown)
         earlier = [part(j) for j in range(a)]
+        options = dict(control_options)
+        if options.get("init") == "best":  # each target's best recorded image so far
+            options["init"] = _best_starts(stimuli, responses, earlier, modes, options.get("temperature", 1.0))
         parts[a] = _round(fits[a], brain, natural, earlier, a, modes, seed, progress, settings["repetitions"],
-                          control_options)
+                          options)
         return parts[a]
 
     identity = lambda: job_identity(brain, settings, {"stimuli": stimuli, "responses": responses, "natural": natural})
@@ -208,8 +214,11 @@ def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, p
     """Round ``r``: design every mode on ``predictor``, show the images to the brain, score; a part of the loop."""
     images, targets, mode_of, predicted, report = [], [], [], [], {}
     for mode in modes:
+        options = dict(control_options)
+        if isinstance(options.get("init"), dict):
+            options["init"] = options["init"][mode]
         design = population_control(predictor, None, mode, natural=natural, seed=seed + r, progress=progress,
-                                    **control_options)
+                                    **options)
         check = design.check(brain, natural)
         report[mode] = _scores(design, check)
         images.append(design.images)
@@ -264,6 +273,25 @@ def _best(brain, natural, parts: list, mode: str, temperature: float) -> dict:
         pick = rows_k[scores_seen[rows_k].argmax()]
         wins.append(bool(scores_true[pick] > natural_best[k]))
     return {"best_beyond" if mode == "stretch" else "best_one_hot": float(np.mean(wins))}
+
+
+def _best_starts(stimuli, responses, earlier: list, modes, temperature: float) -> dict:
+    """Per mode, each target's start (n_targets, C, H, W): the image shown so far (natural stimuli included)
+    whose recorded responses score best for it (stretch: the target's mean response; one-hot: its control
+    score, standardised by the natural stimuli's recorded responses)."""
+    natural = responses if responses.ndim == 2 else responses.mean(0)
+    images = torch.cat([stimuli.cpu()] + [p["images"] for p in earlier])
+    recorded = torch.cat([natural] + [p["responses"].mean(0) for p in earlier])
+    mean, std = natural.mean(0), natural.std(0).clamp_min(1e-12)
+    starts = {}
+    for mode in modes:
+        if mode == "stretch":
+            pick = recorded.argmax(0)
+        else:
+            pick = torch.stack([control_score(recorded, torch.full((len(recorded),), k), mean, std, temperature).argmax()
+                                for k in range(recorded.shape[1])])
+        starts[mode] = images[pick]
+    return starts
 
 
 def _record(brain, images: torch.Tensor, repetitions: int | None, seed: int) -> torch.Tensor:

@@ -142,3 +142,20 @@ def test_bad_settings_are_refused_before_any_fit(experiment, bad, match):
     with pytest.raises(InsilicoError, match="do not match"):
         closed_loop(fits, brain, images, responses[:, :10], progress=False, **STEPS)
     assert fits.calls == []
+
+
+def test_best_start_climbs_from_each_targets_best_recorded_image(experiment):
+    brain, images, responses = experiment
+    budget = 0.5
+    loop = closed_loop(Fits(), brain, images, responses, rounds=2, progress=False, init="best", budget=budget,
+                       parameterization="pixel", transforms=None, steps=4, restarts=1, lr=0.05)
+    stretch = torch.as_tensor([m == "stretch" for m in loop.modes])
+    seen_images, seen = images, responses.mean(0)
+    for r in range(2):
+        start = seen_images[seen.argmax(0)]  # per target, the image shown so far it answered most to
+        designed = loop.images[(loop.rounds == r) & stretch]
+        distance = (designed - start).flatten(1).norm(dim=1)
+        assert (distance <= budget + 1e-4).all(), distance
+        shown = loop.rounds == r
+        seen_images = torch.cat([seen_images, loop.images[shown]])
+        seen = torch.cat([seen, loop.responses[:, shown].mean(0)])

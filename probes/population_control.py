@@ -27,7 +27,9 @@ predictors from ``minialex``, ``b`` and ``bl``), ``ensemble+natural``,
 ``--rounds`` rounds of design, presentation to the brain and refit on its
 recorded responses): ``loop`` (the defaults), ``natural+loop``,
 ``ensemble+natural+loop``, ``best+loop`` and ``ensemble+best+loop`` (every round starts each
-neuron from the image its recorded responses rank best so far, within the L2 budget); a loop's numbers are its last round's, with
+neuron from the image its recorded responses rank best so far, within the L2 budget, in pixels without
+transforms), ``best-robust+loop`` and ``ensemble+best-robust+loop`` (the same start, with the defaults'
+Fourier parameterization and transforms); a loop's numbers are its last round's, with
 ``best`` (each neuron keeps the image the brain's recorded responses rank
 best over the rounds) and every round's in the JSON. Every option reports the
 predicted fraction (on its predictor) beside the measured one, and the gap.
@@ -65,7 +67,7 @@ from insilico.jsonfiles import write_json
 from insilico.design.closed_loop import DEFAULT_ROUNDS, closed_loop
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
-           "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "best+loop", "ensemble+best+loop")
+           "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "best+loop", "ensemble+best+loop", "best-robust+loop", "ensemble+best-robust+loop")
 #: Options run on the matched brain.
 MATCHED_OPTIONS = ("default", "plain", "natural-unbounded", "loop")
 #: The columns of population_control.csv (besides brain, option, mode).
@@ -84,6 +86,8 @@ def design_options(option: str, steps: int | None, budget: float) -> dict:
         pass
     elif base in ("plain", "ensemble"):  # plain gradient ascent: one start, no transforms, no contrast budget
         kwargs.update(transforms=None, contrast=None, restarts=1)
+    elif base in ("best-robust", "ensemble+best-robust"):  # the best recorded start, the defaults' prior and transforms
+        kwargs.update(init="best", budget=budget, restarts=1)
     elif base == "transforms":
         kwargs.update(transforms="default", contrast=None, restarts=1)
     elif base in ("natural", "ensemble+natural", "natural-unbounded", "best", "ensemble+best"):
@@ -100,11 +104,12 @@ def design(predictor, option: str, mode: str, natural, steps: int | None, budget
                                        **design_options(option, steps, budget))
 
 
-def loop_numbers(fit, exp, option: str, steps, budget: float, rounds: int, seed: int, progress: bool, out: str):
+def loop_numbers(fit, exp, option: str, steps, budget: float, rounds: int, seed: int, progress: bool, out: str,
+                 candidates: int = 1):
     """A closed loop of ``rounds`` rounds on the option's settings: per round and mode, the report's numbers;
     the option's numbers are the last round's (and ``best_*``: each target's best image over the rounds)."""
     loop = closed_loop(fit, exp.brain, exp.images, exp.responses, exp.natural_images, rounds=rounds, seed=seed,
-                       progress=progress, out=os.path.join(out, "loops", f"{exp.kind}-{option}"),
+                       candidates=candidates, progress=progress, out=os.path.join(out, "loops", f"{exp.kind}-{option}"),
                        **design_options(option, steps, budget))
     numbers = {}
     for mode in ("stretch", "one_hot"):
@@ -173,12 +178,13 @@ def design_numbers(predictor, option: str, mode: str, exp, steps, budget: float,
 
 def run(out: str = "population_control", brains=("matched", "different"), options=OPTIONS, n_stimuli: int = 1000,
         n_neurons: int = 32, repetitions: int = 4, steps: int | None = None, budget: float = 4.0, seed: int = 0,
-        device: str = "cpu", progress: bool = True, rounds: int = DEFAULT_ROUNDS) -> dict:
+        device: str = "cpu", progress: bool = True, rounds: int = DEFAULT_ROUNDS, candidates: int = 1) -> dict:
     """Run the experiment and write the files; returns the JSON summary as a dict."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     summary = {"settings": dict(n_stimuli=n_stimuli, n_neurons=n_neurons, repetitions=repetitions, steps=steps,
-                                budget=budget, seed=seed, options=list(options), rounds=rounds),
+                                budget=budget, seed=seed, options=list(options), rounds=rounds,
+                                candidates=candidates),
                "brains": {}, "versions": dict(insilico=insilico.__version__, torch=torch.__version__)}
     rows, shown = [], {}
     for kind in brains:
@@ -202,7 +208,8 @@ def run(out: str = "population_control", brains=("matched", "different"), option
         for option in (options if kind == "different" else MATCHED_OPTIONS):
             t2 = time.time()
             if option.endswith("+loop") or option == "loop":
-                numbers = loop_numbers(fits.factory(option), exp, option, steps, budget, rounds, seed, progress, out)
+                numbers = loop_numbers(fits.factory(option), exp, option, steps, budget, rounds, seed, progress, out,
+                                       candidates)
             else:
                 numbers = {mode: design_numbers(fits.predictor(option), option, mode, exp, steps, budget, seed,
                                                 progress, shown) for mode in ("stretch", "one_hot")}
@@ -264,6 +271,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repetitions", type=int, default=4)
     parser.add_argument("--steps", type=int, default=None, help="synthesis steps (default: population_control's)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="design rounds of the +loop options")
+    parser.add_argument("--candidates", type=int, default=1, help="designs per neuron and mode in each loop round")
     parser.add_argument("--budget", type=float, default=4.0, help="L2 distance budget of natural starts (pixels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -275,7 +283,7 @@ def main(argv=None) -> int:
         n_stimuli=args.stimuli, n_neurons=args.neurons, steps=args.steps)
     try:
         summary = run(args.out, args.brains, args.options, repetitions=args.repetitions, budget=args.budget,
-                      rounds=args.rounds,
+                      rounds=args.rounds, candidates=args.candidates,
                       seed=args.seed, device=device, progress=not args.quiet, **sizes)
     except InsilicoError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -120,6 +120,7 @@ def closed_loop(
     *,
     rounds: int = DEFAULT_ROUNDS,
     modes: tuple = MODES,
+    candidates: int = 1,
     seed: int = 0,
     progress: bool = True,
     out: Any = None,
@@ -147,9 +148,13 @@ def closed_loop(
     rounds : int
         Design rounds (default 3); ``rounds=1`` is population control and one check.
     modes : tuple of {"stretch", "one_hot"}
-        Designs per round (each target gets one image per mode; all are shown and added).
+        Designs per round (each target gets one image per mode and candidate; all are shown and added).
+    candidates : int
+        Designs per target and mode in each round, each from its own seed (default 1): all are shown,
+        so the brain screens them; the report scores the first, and ``best_*`` every one.
     seed : int
-        Round ``r`` designs with seed ``seed + r`` and records with seed ``seed + 1000 + r``.
+        Round ``r`` designs with seed ``seed + r`` (candidate ``c``: ``+ 10000 c``) and records with seed
+        ``seed + 1000 + r``.
     out : folder or Job, optional
         Keep each finished round there; a rerun computes only the missing rounds.
     **control_options
@@ -174,8 +179,8 @@ def closed_loop(
     stimuli = check_images(stimuli, name="stimuli")
     natural = stimuli if natural is None else check_images(natural, name="natural")
     responses = torch.as_tensor(responses).detach().float().cpu()
-    _check_loop(rounds, modes, stimuli, responses, out)
-    settings = {"modes": list(modes), "seed": int(seed),  # not rounds: more rounds continue a folder
+    _check_loop(rounds, modes, candidates, stimuli, responses, out)
+    settings = {"modes": list(modes), "candidates": int(candidates), "seed": int(seed),  # not rounds: more rounds continue a folder
                 "repetitions": int(responses.shape[0]) if responses.ndim == 3 else None,
                 "control": {k: v for k, v in control_options.items()}}
     fits: dict = {0: fit(stimuli, responses)}
@@ -197,7 +202,7 @@ def closed_loop(
         if options.get("init") == "best":  # each target's best recorded image so far
             options["init"] = _best_starts(stimuli, responses, earlier, modes, options.get("temperature", 1.0))
         parts[a] = _round(fits[a], brain, natural, earlier, a, modes, seed, progress, settings["repetitions"],
-                          options)
+                          options, candidates)
         return parts[a]
 
     identity = lambda: job_identity(brain, settings, {"stimuli": stimuli, "responses": responses, "natural": natural})
@@ -210,21 +215,23 @@ def closed_loop(
 
 
 def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, progress: bool,
-           repetitions: int | None, control_options: dict) -> dict:
-    """Round ``r``: design every mode on ``predictor``, show the images to the brain, score; a part of the loop."""
+           repetitions: int | None, control_options: dict, candidates: int = 1) -> dict:
+    """Round ``r``: design every mode on ``predictor`` (``candidates`` designs each, seeds ``seed + r + 10000 c``),
+    show the images to the brain, score (the first candidate's design); a part of the loop."""
     images, targets, mode_of, predicted, report = [], [], [], [], {}
     for mode in modes:
         options = dict(control_options)
         if isinstance(options.get("init"), dict):
             options["init"] = options["init"][mode]
-        design = population_control(predictor, None, mode, natural=natural, seed=seed + r, progress=progress,
-                                    **options)
-        check = design.check(brain, natural)
-        report[mode] = _scores(design, check)
-        images.append(design.images)
-        targets.append(design.targets)
-        mode_of += [mode] * len(design)
-        predicted.append(design.predicted)
+        for c in range(candidates):
+            design = population_control(predictor, None, mode, natural=natural, seed=seed + r + 10_000 * c,
+                                        progress=progress, **options)
+            if c == 0:
+                report[mode] = _scores(design, design.check(brain, natural))
+            images.append(design.images)
+            targets.append(design.targets)
+            mode_of += [mode] * len(design)
+            predicted.append(design.predicted)
     images = torch.cat(images)
     shown = _record(brain, images, repetitions, seed + 1000 + r)
     targets, mode_of = torch.cat(targets), mode_of
@@ -316,10 +323,12 @@ def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return evaluate.predict(model, images, batch_size=256).float().cpu()
 
 
-def _check_loop(rounds, modes, stimuli: torch.Tensor, responses: torch.Tensor, out) -> None:
-    """InsilicoError for rounds < 1, an unknown mode, responses that do not match the stimuli, a sharded out."""
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise InsilicoError(f"rounds must be an integer >= 1 (design rounds), not {rounds!r}")
+def _check_loop(rounds, modes, candidates, stimuli: torch.Tensor, responses: torch.Tensor, out) -> None:
+    """InsilicoError for rounds or candidates < 1, an unknown mode, responses that do not match the stimuli, a
+    sharded out."""
+    for name, value in (("rounds", rounds), ("candidates", candidates)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InsilicoError(f"{name} must be an integer >= 1, not {value!r}")
     if isinstance(modes, str) or not modes or any(m not in MODES for m in modes):
         raise InsilicoError(f"modes must be a tuple of {MODES}, not {modes!r}")
     if responses.ndim not in (2, 3) or responses.shape[-2] != len(stimuli):

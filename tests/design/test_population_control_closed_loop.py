@@ -133,7 +133,8 @@ def test_a_rerun_into_out_computes_only_missing_rounds_and_refuses_another_loop(
 
 
 @pytest.mark.parametrize("bad, match", [(dict(rounds=0), "rounds"), (dict(modes="stretch"), "modes"),
-                                        (dict(modes=("stretch", "silence")), "modes")])
+                                        (dict(modes=("stretch", "silence")), "modes"),
+                                        (dict(candidates=0), "candidates")])
 def test_bad_settings_are_refused_before_any_fit(experiment, bad, match):
     brain, images, responses = experiment
     fits = Fits()
@@ -159,3 +160,16 @@ def test_best_start_climbs_from_each_targets_best_recorded_image(experiment):
         shown = loop.rounds == r
         seen_images = torch.cat([seen_images, loop.images[shown]])
         seen = torch.cat([seen, loop.responses[:, shown].mean(0)])
+
+
+def test_candidates_are_all_shown_each_from_its_own_seed(experiment):
+    brain, images, responses = experiment
+    fits = Fits()
+    loop = closed_loop(fits, brain, images, responses, rounds=2, candidates=2, modes=("stretch",), progress=False,
+                       **STEPS)
+    assert [n for n, _ in fits.calls] == [60, 66]  # 3 targets x 2 candidates shown in round 0
+    assert loop.targets.tolist() == [0, 1, 2, 0, 1, 2] * 2 and loop.modes == ["stretch"] * 12
+    first, second = loop.images[:3], loop.images[3:6]
+    assert not torch.allclose(first, second)  # another seed, another image
+    single = closed_loop(Fits(), brain, images, responses, rounds=1, modes=("stretch",), progress=False, **STEPS)
+    torch.testing.assert_close(single.images, first)  # the first candidate is the plain design

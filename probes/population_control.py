@@ -76,6 +76,8 @@ CSV_FIELDS = ("fraction_beyond_natural", "predicted_fraction_beyond_natural", "g
               "seconds")
 #: The candidate networks (and layers) of the ensemble.
 ENSEMBLE = (("minialex", "features.9"), ("b", "layers.2@-1"), ("bl", "layers.2@-1"))
+#: The layer each bundled network is read at when named in ``--ensemble``.
+LAYERS = {"minialex": "features.9", "b": "layers.2@-1", "bl": "layers.2@-1", "bt": "layers.2@-1"}
 
 
 def design_options(option: str, steps: int | None, budget: float) -> dict:
@@ -127,8 +129,8 @@ def loop_numbers(fit, exp, option: str, steps, budget: float, rounds: int, seed:
 class Fits:
     """The predictors of one experiment: the main fit, the factorized one, the ensemble, and the factories of loops."""
 
-    def __init__(self, exp, main, device: str, progress: bool):
-        self.exp, self.main, self.device, self.progress = exp, main, device, progress
+    def __init__(self, exp, main, device: str, progress: bool, ensemble=ENSEMBLE):
+        self.exp, self.main, self.device, self.progress, self.members = exp, main, device, progress, ensemble
         self.ensemble, self.scores = None, {}
 
     def _fit(self, name: str, layer: str, images, responses, **kwargs):
@@ -143,8 +145,9 @@ class Fits:
             return predictor
         if option.startswith("ensemble"):
             if self.ensemble is None:
-                members = [self.main] + [self._fit(name, layer, self.exp.images, self.exp.responses)
-                                         for name, layer in ENSEMBLE[1:]]
+                members = [self.main if name == "minialex" else self._fit(name, layer, self.exp.images,
+                                                                            self.exp.responses)
+                           for name, layer in self.members]
                 self.ensemble = Ensemble(members)
                 self.scores["ensemble_member_median_r"] = [float(np.median(m.scores["r"])) for m in members]
             return self.ensemble
@@ -152,7 +155,7 @@ class Fits:
 
     def factory(self, option: str):
         """``fit(images, responses)`` of a loop option: the main network's, or the ensemble's."""
-        members = ENSEMBLE if option.startswith("ensemble") else ENSEMBLE[:1]
+        members = self.members if option.startswith("ensemble") else ENSEMBLE[:1]
 
         def fit(images, responses):
             fitted = [self._fit(name, layer, images, responses) for name, layer in members]
@@ -178,13 +181,14 @@ def design_numbers(predictor, option: str, mode: str, exp, steps, budget: float,
 
 def run(out: str = "population_control", brains=("matched", "different"), options=OPTIONS, n_stimuli: int = 1000,
         n_neurons: int = 32, repetitions: int = 4, steps: int | None = None, budget: float = 4.0, seed: int = 0,
-        device: str = "cpu", progress: bool = True, rounds: int = DEFAULT_ROUNDS, candidates: int = 1) -> dict:
+        device: str = "cpu", progress: bool = True, rounds: int = DEFAULT_ROUNDS, candidates: int = 1,
+        ensemble=ENSEMBLE) -> dict:
     """Run the experiment and write the files; returns the JSON summary as a dict."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     summary = {"settings": dict(n_stimuli=n_stimuli, n_neurons=n_neurons, repetitions=repetitions, steps=steps,
                                 budget=budget, seed=seed, options=list(options), rounds=rounds,
-                                candidates=candidates),
+                                candidates=candidates, ensemble=[name for name, _ in ensemble]),
                "brains": {}, "versions": dict(insilico=insilico.__version__, torch=torch.__version__)}
     rows, shown = [], {}
     for kind in brains:
@@ -204,7 +208,7 @@ def run(out: str = "population_control", brains=("matched", "different"), option
                  "median_normalized_r": float(np.nanmedian(main.scores["normalized_r"])),
                  "median_r_held_out_photos_vs_truth": float(held.median()),
                  "experiment_seconds": round(t1 - t0, 1), "options": {}}
-        fits = Fits(exp, main, device, progress)
+        fits = Fits(exp, main, device, progress, ensemble)
         for option in (options if kind == "different" else MATCHED_OPTIONS):
             t2 = time.time()
             if option.endswith("+loop") or option == "loop":
@@ -271,6 +275,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repetitions", type=int, default=4)
     parser.add_argument("--steps", type=int, default=None, help="synthesis steps (default: population_control's)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="design rounds of the +loop options")
+    parser.add_argument("--ensemble", nargs="+", default=[name for name, _ in ENSEMBLE], choices=list(LAYERS),
+                        help="networks of the ensemble options (default minialex b bl)")
     parser.add_argument("--candidates", type=int, default=1, help="designs per neuron and mode in each loop round")
     parser.add_argument("--budget", type=float, default=4.0, help="L2 distance budget of natural starts (pixels)")
     parser.add_argument("--seed", type=int, default=0)
@@ -284,6 +290,7 @@ def main(argv=None) -> int:
     try:
         summary = run(args.out, args.brains, args.options, repetitions=args.repetitions, budget=args.budget,
                       rounds=args.rounds, candidates=args.candidates,
+                      ensemble=tuple((name, LAYERS[name]) for name in args.ensemble),
                       seed=args.seed, device=device, progress=not args.quiet, **sizes)
     except InsilicoError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -85,7 +85,8 @@ class ClosedLoopResult(Result):
         for one-hot wins (``*_one_hot``), ``median_stretch`` (brain response / natural max) and, over
         the images of this and the earlier rounds, ``best_beyond`` / ``best_one_hot``: the fractions when
         each target keeps the image its recorded responses rank best; and ``fit_r`` (the round's
-        predictor's median held-out r, where it has one)
+        predictor's median held-out r, over every member of an Ensemble, where it has one; its held-out
+        stimuli include the designed images of earlier rounds)
     target_names : list of str (n_targets,)
     settings : dict
     """
@@ -238,7 +239,8 @@ def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, p
     so_far = earlier + [{"images": images, "responses": shown, "targets": targets, "modes": mode_of}]
     for mode in modes:
         report[mode].update(_best(brain, natural, so_far, mode, design.settings.get("temperature", 1.0)))
-    r_fit = getattr(predictor, "scores", {}).get("r")
+    scores = getattr(predictor, "scores", {})
+    r_fit = scores.get("r", scores.get("member_r"))  # an Ensemble's: every member's
     report["fit_r"] = None if r_fit is None else float(np.nanmedian(np.asarray(r_fit)))
     return {"images": images, "responses": shown, "targets": targets, "modes": mode_of,
             "predicted": torch.cat(predicted), "report": report}

@@ -167,7 +167,8 @@ def closed_loop(
     Returns
     -------
     ClosedLoopResult
-        Also ``result.predictor``: the last round's predictor (not saved with the result).
+        Also ``result.predictor``: the predictor of the last round this call designed (the first fit
+        when every round was read back from ``out=``); not saved with the result.
 
     Raises
     ------

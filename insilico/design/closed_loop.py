@@ -182,7 +182,8 @@ def closed_loop(
     natural = stimuli if natural is None else check_images(natural, name="natural")
     responses = torch.as_tensor(responses).detach().float().cpu()
     _check_loop(rounds, modes, candidates, stimuli, responses, out)
-    settings = {"modes": list(modes), "candidates": int(candidates), "seed": int(seed),  # not rounds: more rounds continue a folder
+    # not rounds: a rerun with more rounds continues a folder
+    settings = {"modes": list(modes), "candidates": int(candidates), "seed": int(seed),
                 "repetitions": int(responses.shape[0]) if responses.ndim == 3 else None,
                 "control": {k: v for k, v in control_options.items()}}
     fits: dict = {0: fit(stimuli, responses)}
@@ -201,16 +202,17 @@ def closed_loop(
             fits[a] = fit(images, shown)
         earlier = [part(j) for j in range(a)]
         options = dict(control_options)
-        if options.get("init") == "best":  # each target's best recorded image so far
+        if isinstance(options.get("init"), str) and options["init"] == "best":  # each target's best recorded image so far
             options["init"] = _best_starts(stimuli, responses, earlier, modes, options.get("temperature", 1.0))
         parts[a] = _round(fits[a], brain, natural, earlier, a, modes, seed, progress, settings["repetitions"],
                           options, candidates)
         return parts[a]
 
-    identity = lambda: job_identity(brain, settings, {"stimuli": stimuli, "responses": responses, "natural": natural})
-    first = model_fingerprint(fits[0])["digest"]
-    done = map_chunks(compute, int(rounds), 1, out=out,
-                      job=lambda: {**identity(), "settings": {**settings, "first_predictor": first}})
+    def identity() -> dict:  # read only with out=
+        job = job_identity(brain, settings, {"stimuli": stimuli, "responses": responses, "natural": natural})
+        return {**job, "settings": {**settings, "first_predictor": model_fingerprint(fits[0])["digest"]}}
+
+    done = map_chunks(compute, int(rounds), 1, out=out, job=identity)
     result = _result(done, {**settings, "rounds": int(rounds)}, list(getattr(fits[0], "targets", [])))
     result.predictor = fits[max(fits)]
     return result

@@ -44,6 +44,8 @@ Examples::
     python probes/population_control.py --out results/pc                      # full size (CPU: an hour or more)
     python probes/population_control.py --brains matched --out results/pc     # the matched brain only
     python probes/population_control.py --quick --out /tmp/pc                 # a smoke run
+    python probes/population_control.py --brains different --options ensemble+natural+loop \
+        --ensemble b bl bt --rounds 6 --out results/pc                          # the recipe (README)
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ predictors from ``minialex``, ``b`` and ``bl``), ``ensemble+natural``,
 ``ensemble+default``; and the closed loops (:func:`insilico.design.closed_loop.closed_loop`,
 ``--rounds`` rounds of design, presentation to the brain and refit on its
 recorded responses): ``loop`` (the defaults), ``natural+loop``,
-``ensemble+natural+loop``, ``best+loop`` and ``ensemble+best+loop`` (every round starts each
+``ensemble+natural+loop``, ``ensemble+default+loop``, ``best+loop`` and ``ensemble+best+loop`` (every round starts each
 neuron from the image its recorded responses rank best so far, within the L2 budget, in pixels without
 transforms), ``best-robust+loop`` and ``ensemble+best-robust+loop`` (the same start, with the defaults'
 Fourier parameterization and transforms); a loop's numbers are its last round's, with
@@ -69,7 +69,8 @@ from insilico.jsonfiles import write_json
 from insilico.design.closed_loop import DEFAULT_ROUNDS, closed_loop
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
-           "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "best+loop", "ensemble+best+loop", "best-robust+loop", "ensemble+best-robust+loop")
+           "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "ensemble+default+loop", "best+loop", "ensemble+best+loop", "best-robust+loop",
+           "ensemble+best-robust+loop")
 #: Options run on the matched brain.
 MATCHED_OPTIONS = ("default", "plain", "natural-unbounded", "loop")
 #: The columns of population_control.csv (besides brain, option, mode).

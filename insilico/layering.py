@@ -95,7 +95,7 @@ PLACES = {
 #: tool; a package's kits (shared by every tool of the package) name the package.
 COMPANIONS = {
     "design.metamer_result": "design.metamers", "design.metamer_validity": "design.metamers",
-    "design.adversarial_result": "design.adversarial",
+    "design.adversarial_result": "design.adversarial", "design.closed_loop": "design.population_control",
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments",
     "behaviour.trials": "behaviour", "behaviour.consistency": "behaviour",

@@ -23,8 +23,17 @@ start, 4 restarts, transforms), ``plain`` (one noise start, no transforms),
 (start from the predicted best natural image, L2 budget), ``factorized``
 (defaults on a factorized spatial x channel readout), ``ensemble`` (plain on
 predictors from ``minialex``, ``b`` and ``bl``), ``ensemble+natural``,
-``ensemble+default``. The matched brain runs ``default``, ``plain`` and
-``natural-unbounded``.
+``ensemble+default``; and the closed loops (:func:`insilico.design.closed_loop.closed_loop`,
+``--rounds`` rounds of design, presentation to the brain and refit on its
+recorded responses): ``loop`` (the defaults), ``natural+loop``,
+``ensemble+natural+loop``, ``ensemble+default+loop``, ``best+loop`` and ``ensemble+best+loop`` (every round starts each
+neuron from the image its recorded responses rank best so far, within the L2 budget, in pixels without
+transforms), ``best-robust+loop`` and ``ensemble+best-robust+loop`` (the same start, with the defaults'
+Fourier parameterization and transforms); a loop's numbers are its last round's, with
+``best`` (each neuron keeps the image the brain's recorded responses rank
+best over the rounds) and every round's in the JSON. Every option reports the
+predicted fraction (on its predictor) beside the measured one, and the gap.
+The matched brain runs ``default``, ``plain``, ``natural-unbounded`` and ``loop``.
 
 Writes to ``--out``: ``population_control.json`` (every number, settings,
 versions), ``population_control.csv`` (one row per brain and option),
@@ -35,6 +44,8 @@ Examples::
     python probes/population_control.py --out results/pc                      # full size (CPU: an hour or more)
     python probes/population_control.py --brains matched --out results/pc     # the matched brain only
     python probes/population_control.py --quick --out /tmp/pc                 # a smoke run
+    python probes/population_control.py --brains different --options ensemble+natural+loop \
+        --ensemble b bl bt --rounds 6 --out results/pc                          # the recipe (README)
 """
 from __future__ import annotations
 
@@ -55,42 +66,132 @@ from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
 from insilico.encoding import Ensemble
 from insilico.jsonfiles import write_json
+from insilico.design.closed_loop import DEFAULT_ROUNDS, closed_loop
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
-           "ensemble+default")
+           "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "ensemble+default+loop", "best+loop", "ensemble+best+loop", "best-robust+loop",
+           "ensemble+best-robust+loop")
 #: Options run on the matched brain.
-MATCHED_OPTIONS = ("default", "plain", "natural-unbounded")
+MATCHED_OPTIONS = ("default", "plain", "natural-unbounded", "loop")
+#: The columns of population_control.csv (besides brain, option, mode).
+CSV_FIELDS = ("fraction_beyond_natural", "predicted_fraction_beyond_natural", "gap_beyond", "median_stretch",
+              "fraction_control_beats_natural", "predicted_fraction_control_beats_natural", "gap_one_hot", "best",
+              "seconds")
 #: The candidate networks (and layers) of the ensemble.
 ENSEMBLE = (("minialex", "features.9"), ("b", "layers.2@-1"), ("bl", "layers.2@-1"))
+#: The layer each bundled network is read at when named in ``--ensemble``.
+LAYERS = {"minialex": "features.9", "b": "layers.2@-1", "bl": "layers.2@-1", "bt": "layers.2@-1"}
+
+
+def design_options(option: str, steps: int | None, budget: float) -> dict:
+    """``population_control``'s keywords for an option (its base, without ``+loop``); ``steps=None``: the default."""
+    kwargs = {} if steps is None else dict(steps=steps)
+    base = option[:-len("+loop")] if option.endswith("+loop") else option
+    if base in ("default", "factorized", "ensemble+default", "loop"):  # population_control's own defaults
+        pass
+    elif base in ("plain", "ensemble"):  # plain gradient ascent: one start, no transforms, no contrast budget
+        kwargs.update(transforms=None, contrast=None, restarts=1)
+    elif base in ("best-robust", "ensemble+best-robust"):  # the best recorded start, the defaults' prior and transforms
+        kwargs.update(init="best", budget=budget, restarts=1)
+    elif base == "transforms":
+        kwargs.update(transforms="default", contrast=None, restarts=1)
+    elif base in ("natural", "ensemble+natural", "natural-unbounded", "best", "ensemble+best"):
+        kwargs.update(init="best" if base.endswith("best") else "natural", parameterization="pixel", transforms=None, lr=0.01, contrast=None,
+                      restarts=1, budget=None if base == "natural-unbounded" else budget)
+    else:
+        raise InsilicoError(f"unknown option {option!r}; choose from {OPTIONS}")
+    return kwargs
 
 
 def design(predictor, option: str, mode: str, natural, steps: int | None, budget: float, seed: int, progress: bool):
     """``population_control`` with an option's settings; ``steps=None``: the function's default."""
-    kwargs = dict(natural=natural, seed=seed, progress=progress)
-    if steps is not None:
-        kwargs.update(steps=steps)
-    if option in ("default", "factorized", "ensemble+default"):  # population_control's own defaults
-        pass
-    elif option in ("plain", "ensemble"):  # plain gradient ascent: one start, no transforms, no contrast budget
-        kwargs.update(transforms=None, contrast=None, restarts=1)
-    elif option == "transforms":
-        kwargs.update(transforms="default", contrast=None, restarts=1)
-    elif option in ("natural", "ensemble+natural", "natural-unbounded"):
-        kwargs.update(init="natural", parameterization="pixel", transforms=None, lr=0.01, contrast=None,
-                      restarts=1, budget=None if option == "natural-unbounded" else budget)
-    else:
-        raise InsilicoError(f"unknown option {option!r}; choose from {OPTIONS}")
-    return insilico.population_control(predictor, None, mode, **kwargs)
+    return insilico.population_control(predictor, None, mode, natural=natural, seed=seed, progress=progress,
+                                       **design_options(option, steps, budget))
+
+
+def loop_numbers(fit, exp, option: str, steps, budget: float, rounds: int, seed: int, progress: bool, out: str,
+                 candidates: int = 1):
+    """A closed loop of ``rounds`` rounds on the option's settings: per round and mode, the report's numbers;
+    the option's numbers are the last round's (and ``best_*``: each target's best image over the rounds)."""
+    loop = closed_loop(fit, exp.brain, exp.images, exp.responses, exp.natural_images, rounds=rounds, seed=seed,
+                       candidates=candidates, progress=progress, out=os.path.join(out, "loops", f"{exp.kind}-{option}"),
+                       **design_options(option, steps, budget))
+    numbers = {}
+    for mode in ("stretch", "one_hot"):
+        last = loop.report[-1][mode]
+        numbers[mode] = {"fraction_beyond_natural": last["measured_beyond"],
+                         "median_stretch": last["median_stretch"],
+                         "fraction_control_beats_natural": last["measured_one_hot"],
+                         "predicted_fraction_beyond_natural": last["predicted_beyond"],
+                         "predicted_fraction_control_beats_natural": last["predicted_one_hot"],
+                         "best": last.get("best_beyond" if mode == "stretch" else "best_one_hot"),
+                         "rounds": [entry[mode] for entry in loop.report]}
+    return numbers
+
+
+class Fits:
+    """The predictors of one experiment: the main fit, the factorized one, the ensemble, and the factories of loops."""
+
+    def __init__(self, exp, main, device: str, progress: bool, ensemble=ENSEMBLE):
+        self.exp, self.main, self.device, self.progress, self.members = exp, main, device, progress, ensemble
+        self.ensemble, self.scores = None, {}
+
+    def _fit(self, name: str, layer: str, images, responses, **kwargs):
+        return fit_predictor(insilico.models.load(name, device=self.device), images, responses, layers=[layer],
+                             progress=self.progress, **kwargs)
+
+    def predictor(self, option: str):
+        """The predictor an option designs on."""
+        if option == "factorized":
+            predictor = self._fit("minialex", "features.9", self.exp.images, self.exp.responses, readout="factorized")
+            self.scores["factorized_median_r"] = float(np.median(predictor.scores["r"]))
+            return predictor
+        if option.startswith("ensemble"):
+            if self.ensemble is None:
+                members = [self.main if name == "minialex" else self._fit(name, layer, self.exp.images,
+                                                                            self.exp.responses)
+                           for name, layer in self.members]
+                self.ensemble = Ensemble(members)
+                self.scores["ensemble_member_median_r"] = [float(np.median(m.scores["r"])) for m in members]
+            return self.ensemble
+        return self.main
+
+    def factory(self, option: str):
+        """``fit(images, responses)`` of a loop option: the main network's, or the ensemble's."""
+        members = self.members if option.startswith("ensemble") else ENSEMBLE[:1]
+
+        def fit(images, responses):
+            fitted = [self._fit(name, layer, images, responses) for name, layer in members]
+            return fitted[0] if len(fitted) == 1 else Ensemble(fitted)
+        return fit
+
+
+def design_numbers(predictor, option: str, mode: str, exp, steps, budget: float, seed: int, progress: bool,
+                   shown: dict) -> dict:
+    """One design of an option on ``predictor``, shown to the brain: measured and predicted success."""
+    natural = exp.natural_images
+    result = design(predictor, option, mode, natural, steps, budget, seed, progress)
+    report = result.check(exp.brain, natural)
+    if mode == "stretch":
+        shown[(exp.kind, option)] = (result, report)
+    return {"fraction_beyond_natural": report["fraction_beyond_natural"],
+            "median_stretch": report["median_stretch"],
+            "fraction_control_beats_natural": report["fraction_control_beats_natural"],
+            "median_control_gain": report["median_control_gain"],
+            "predicted_fraction_beyond_natural": float((result.stretch > 1).float().mean()),
+            "predicted_fraction_control_beats_natural": float((result.control > result.natural_control).float().mean())}
 
 
 def run(out: str = "population_control", brains=("matched", "different"), options=OPTIONS, n_stimuli: int = 1000,
         n_neurons: int = 32, repetitions: int = 4, steps: int | None = None, budget: float = 4.0, seed: int = 0,
-        device: str = "cpu", progress: bool = True) -> dict:
+        device: str = "cpu", progress: bool = True, rounds: int = DEFAULT_ROUNDS, candidates: int = 1,
+        ensemble=ENSEMBLE) -> dict:
     """Run the experiment and write the files; returns the JSON summary as a dict."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     summary = {"settings": dict(n_stimuli=n_stimuli, n_neurons=n_neurons, repetitions=repetitions, steps=steps,
-                                budget=budget, seed=seed, options=list(options)),
+                                budget=budget, seed=seed, options=list(options), rounds=rounds,
+                                candidates=candidates, ensemble=[name for name, _ in ensemble]),
                "brains": {}, "versions": dict(insilico=insilico.__version__, torch=torch.__version__)}
     rows, shown = [], {}
     for kind in brains:
@@ -98,7 +199,6 @@ def run(out: str = "population_control", brains=("matched", "different"), option
         exp = simulated_experiment(kind, n_stimuli=n_stimuli, n_neurons=n_neurons, repetitions=repetitions,
                                    seed=seed)
         exp.brain.to(device)
-        natural = exp.natural_images
         t1 = time.time()
         main = fit_predictor(insilico.models.load("minialex", device=device), exp.images, exp.responses,
                              layers=["features.9"], progress=progress)
@@ -111,48 +211,38 @@ def run(out: str = "population_control", brains=("matched", "different"), option
                  "median_normalized_r": float(np.nanmedian(main.scores["normalized_r"])),
                  "median_r_held_out_photos_vs_truth": float(held.median()),
                  "experiment_seconds": round(t1 - t0, 1), "options": {}}
-        ensemble = None
+        fits = Fits(exp, main, device, progress, ensemble)
         for option in (options if kind == "different" else MATCHED_OPTIONS):
-            predictor = main
-            if option == "factorized":
-                predictor = fit_predictor(insilico.models.load("minialex", device=device), exp.images,
-                                          exp.responses, layers=["features.9"], readout="factorized",
-                                          progress=progress)
-                entry["factorized_median_r"] = float(np.median(predictor.scores["r"]))
-            if option.startswith("ensemble"):
-                if ensemble is None:
-                    members = [main] + [fit_predictor(insilico.models.load(name, device=device), exp.images,
-                                                      exp.responses, layers=[layer], progress=progress)
-                                        for name, layer in ENSEMBLE[1:]]
-                    ensemble = Ensemble(members)
-                    entry["ensemble_member_median_r"] = [float(np.median(m.scores["r"])) for m in members]
-                predictor = ensemble
-            numbers = {}
+            t2 = time.time()
+            if option.endswith("+loop") or option == "loop":
+                numbers = loop_numbers(fits.factory(option), exp, option, steps, budget, rounds, seed, progress, out,
+                                       candidates)
+            else:
+                numbers = {mode: design_numbers(fits.predictor(option), option, mode, exp, steps, budget, seed,
+                                                progress, shown) for mode in ("stretch", "one_hot")}
             for mode in ("stretch", "one_hot"):
-                t2 = time.time()
-                result = design(predictor, option, mode, natural, steps, budget, seed, progress)
-                report = result.check(exp.brain, natural)
-                numbers[mode] = {
-                    "fraction_beyond_natural": report["fraction_beyond_natural"],
-                    "median_stretch": report["median_stretch"],
-                    "fraction_control_beats_natural": report["fraction_control_beats_natural"],
-                    "median_control_gain": report["median_control_gain"],
-                    "predicted_fraction_beyond_natural": float((result.stretch > 1).float().mean()),
-                    "seconds": round(time.time() - t2, 1)}
-                if mode == "stretch":
-                    shown[(kind, option)] = (result, report)
-                rows.append(dict(brain=kind, option=option, mode=mode, **{k: v for k, v in numbers[mode].items()}))
+                numbers[mode]["seconds"] = round(time.time() - t2, 1)
+                numbers[mode]["gap_beyond"] = (numbers[mode]["predicted_fraction_beyond_natural"]
+                                               - numbers[mode]["fraction_beyond_natural"])
+                numbers[mode]["gap_one_hot"] = (numbers[mode]["predicted_fraction_control_beats_natural"]
+                                                - numbers[mode]["fraction_control_beats_natural"])
+                rows.append(dict(brain=kind, option=option, mode=mode,
+                                 **{k: v for k, v in numbers[mode].items() if k in CSV_FIELDS}))
             entry["options"][option] = numbers
-            print(f"{kind:9s} {option:18s} stretch beyond natural {numbers['stretch']['fraction_beyond_natural']:.0%}"
-                  f"  one-hot beats natural {numbers['one_hot']['fraction_control_beats_natural']:.0%}", flush=True)
+            print(f"{kind:9s} {option:22s} stretch beyond natural {numbers['stretch']['fraction_beyond_natural']:.0%}"
+                  f"  one-hot beats natural {numbers['one_hot']['fraction_control_beats_natural']:.0%}"
+                  + (f"  (best over rounds: {numbers['stretch']['best']:.0%} / {numbers['one_hot']['best']:.0%})"
+                     if "best" in numbers["stretch"] else ""), flush=True)
+        entry.update(fits.scores)
         summary["brains"][kind] = entry
     summary["seconds"] = round(time.time() - start, 1)
     write_json(os.path.join(out, "population_control.json"), summary)
     with open(os.path.join(out, "population_control.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=["brain", "option", "mode", *CSV_FIELDS])
         writer.writeheader()
         writer.writerows(rows)
-    figure(shown).savefig(os.path.join(out, "population_control.png"), dpi=110)
+    if shown:
+        figure(shown).savefig(os.path.join(out, "population_control.png"), dpi=110)
     return summary
 
 
@@ -187,6 +277,10 @@ def main(argv=None) -> int:
     parser.add_argument("--neurons", type=int, default=32)
     parser.add_argument("--repetitions", type=int, default=4)
     parser.add_argument("--steps", type=int, default=None, help="synthesis steps (default: population_control's)")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="design rounds of the +loop options")
+    parser.add_argument("--ensemble", nargs="+", default=[name for name, _ in ENSEMBLE], choices=list(LAYERS),
+                        help="networks of the ensemble options (default minialex b bl)")
+    parser.add_argument("--candidates", type=int, default=1, help="designs per neuron and mode in each loop round")
     parser.add_argument("--budget", type=float, default=4.0, help="L2 distance budget of natural starts (pixels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -198,6 +292,8 @@ def main(argv=None) -> int:
         n_stimuli=args.stimuli, n_neurons=args.neurons, steps=args.steps)
     try:
         summary = run(args.out, args.brains, args.options, repetitions=args.repetitions, budget=args.budget,
+                      rounds=args.rounds, candidates=args.candidates,
+                      ensemble=tuple((name, LAYERS[name]) for name in args.ensemble),
                       seed=args.seed, device=device, progress=not args.quiet, **sizes)
     except InsilicoError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -42,7 +42,9 @@ natural image and stay within an L2 or L-inf ball around it); robustness
 ``transforms`` (random jitter, scale, rotation at every step); a contrast
 budget; a factorized readout (``fit_predictor(..., readout="factorized")``).
 :func:`controllability` scores a candidate model of a brain by the fraction of
-its neurons the loop drives beyond their natural maxima.
+its neurons the loop drives beyond their natural maxima. The adaptive experiment
+(design, show to the brain, refit on its answers, design again) is
+:func:`insilico.design.closed_loop.closed_loop`.
 
 Example
 -------

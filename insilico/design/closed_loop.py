@@ -1,0 +1,354 @@
+"""The closed loop: design on a predictor, show the images to the brain, refit on what it answered, design again.
+
+Population control (:func:`insilico.population_control`) designs images on a
+*predictor* of the brain; on a brain that is not the predictor's network, the
+predictor is wrong exactly where the designed images take it (far from the
+natural images it was fitted on), so it predicts success the brain does not
+give. The adaptive experiment of the closed-loop literature (Bashivan, Kar &
+DiCarlo 2019 showed their images and measured; Ponce et al. 2019 and Walker et
+al. 2019 closed the loop over rounds) fixes that with the brain's own answers:
+
+1. fit a predictor on the stimuli shown so far (``fit(images, responses)``);
+2. design one image per target and mode on it (:func:`population_control`);
+3. show them to the brain (``brain.respond(images, repetitions, seed)`` where the
+   brain has it, as :class:`~insilico.data.simulated.SimulatedBrain` does, else
+   ``brain(images)``), and add (images, responses) to the training set;
+4. repeat for ``rounds`` rounds (``rounds=1``: population control and one check).
+
+Each round is scored against the brain: the fraction of targets driven beyond
+their natural maximum (stretch) and of one-hot control scores that beat the
+best natural image's, *predicted* (on the round's predictor) and *measured*
+(on the brain), and their gap. The experimenter keeps, per target, the image
+the brain answered most to over all rounds (chosen on the responses recorded,
+with their noise): :attr:`ClosedLoopResult.report` gives that too ("best").
+
+With ``out=`` each finished round is kept in a folder (one chunk per round,
+with a job identity: the brain, the stimuli, the settings and the first
+predictor's fingerprint); a rerun redoes only the missing rounds, and a
+folder of another loop is refused.
+
+Example
+-------
+>>> import torch, insilico
+>>> from torch import nn
+>>> from insilico.data.simulated import SimulatedBrain
+>>> from insilico.design.closed_loop import closed_loop
+>>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU())
+>>> x = torch.rand(64, 3, 16, 16)
+>>> brain = SimulatedBrain(net, "3", n_neurons=3, calibration=x, seed=0)
+>>> fit = lambda images, responses: insilico.encoding.fit_predictor(net, images, responses, layers=["1"],
+...                                                                  reduce="mean", progress=False)
+>>> loop = closed_loop(fit, brain, x, brain.respond(x), rounds=2, steps=4, restarts=1, progress=False)
+>>> tuple(loop.images.shape), loop.rounds.tolist()            # 3 targets x 2 modes per round, 2 rounds
+((12, 3, 16, 16), [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+>>> [(row["round"], row["mode"]) for row in loop.table()]   # predicted vs measured success, per round and mode
+[(0, 'stretch'), (0, 'one_hot'), (1, 'stretch'), (1, 'one_hot')]
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import evaluate
+from ..errors import InsilicoError
+from ..identity import job_identity, model_fingerprint
+from ..objectives.control import MODES, control_score
+from ..options import Job
+from ..pixels import check_images
+from ..results import Result
+from ..sharding import _part_file, load_part, map_chunks
+from .population_control import population_control
+
+#: Design rounds by default (each designs, shows and adds; the first on the natural images alone).
+DEFAULT_ROUNDS = 3
+
+
+@dataclasses.dataclass
+class ClosedLoopResult(Result):
+    """Every image a closed loop showed the brain, what the brain answered, and each round's score.
+
+    Attributes
+    ----------
+    images : tensor (n_shown, C, H, W)       every designed image shown, in the order shown
+    responses : tensor (repetitions, n_shown, n_targets)   the brain's recorded responses to them
+    rounds : tensor (n_shown,)               the round (0, 1, ...) that designed each image
+    modes : list of str (n_shown,)           "stretch" or "one_hot"
+    targets : tensor (n_shown,)              the target each image was designed for
+    predicted : tensor (n_shown, n_targets)  its round's predictor's responses to it
+    report : list of dict (rounds,)          per round, per mode: ``predicted_beyond``, ``measured_beyond``,
+        ``gap_beyond`` (predicted - measured fraction of targets beyond their natural maximum), the same
+        for one-hot wins (``*_one_hot``), ``median_stretch`` (brain response / natural max) and, over
+        the images of this and the earlier rounds, ``best_beyond`` / ``best_one_hot``: the fractions when
+        each target keeps the image its recorded responses rank best; and ``fit_r`` (the round's
+        predictor's median held-out r, over every member of an Ensemble, where it has one; its held-out
+        stimuli include the designed images of earlier rounds)
+    target_names : list of str (n_targets,)
+    settings : dict
+    """
+
+    sample_fields = ("images", "responses", "rounds", "modes", "targets", "predicted")
+
+    images: torch.Tensor
+    responses: torch.Tensor
+    rounds: torch.Tensor
+    modes: list
+    targets: torch.Tensor
+    predicted: torch.Tensor
+    report: list
+    target_names: list = dataclasses.field(default_factory=list)
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def table(self) -> list[dict]:
+        """One row per round and mode: ``round``, ``mode`` and the report's numbers."""
+        return [{"round": r, "mode": mode, **numbers} for r, entry in enumerate(self.report)
+                for mode, numbers in entry.items() if mode in MODES]
+
+
+def closed_loop(
+    fit: Callable[[torch.Tensor, torch.Tensor], nn.Module],
+    brain: nn.Module,
+    stimuli: torch.Tensor,
+    responses: torch.Tensor,
+    natural: torch.Tensor | None = None,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    modes: tuple = MODES,
+    candidates: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+    out: Any = None,
+    **control_options,
+) -> ClosedLoopResult:
+    """Adaptive rounds of population control: design, show to the brain, refit with its responses, design again.
+
+    Parameters
+    ----------
+    fit : callable (images (N, C, H, W), responses) -> predictor
+        Fits a predictor of the brain's targets, e.g. ``lambda x, y: fit_predictor(net, x, y, layers=[...])``,
+        or an :class:`~insilico.encoding.Ensemble` of several fits. Called once per round on the
+        stimuli shown so far; it must be deterministic (a rerun into ``out=`` checks the first fit).
+    brain : nn.Module
+        Images -> (N, n_targets) responses of the same targets. With a ``respond(images,
+        repetitions, seed)`` method (a :class:`~insilico.data.simulated.SimulatedBrain`) the loop
+        records noisy repetitions from it; ``brain(images)`` is the response the images are
+        judged by (the noise-free truth of a simulated brain).
+    stimuli : tensor (N, C, H, W)
+        Natural images already shown.
+    responses : tensor (N, n_targets) or (repetitions, N, n_targets)
+        The brain's responses to them (with repetitions, each new image is recorded as often).
+    natural : tensor (M, C, H, W), optional
+        The natural images every design is compared with (default ``stimuli``).
+    rounds : int
+        Design rounds (default 3); ``rounds=1`` is population control and one check.
+    modes : tuple of {"stretch", "one_hot"}
+        Designs per round (each target gets one image per mode and candidate; all are shown and added).
+    candidates : int
+        Designs per target and mode in each round, each from its own seed (default 1): all are shown,
+        so the brain screens them; the report scores the first, and ``best_*`` every one.
+    seed : int
+        Round ``r`` designs with seed ``seed + r`` (candidate ``c``: ``+ 10000 c``) and records with seed
+        ``seed + 1000 + r``.
+    out : folder or Job, optional
+        Keep each finished round there; a rerun computes only the missing rounds.
+    **control_options
+        Passed to :func:`population_control` (``steps``, ``restarts``, ``init``, ``budget``, ``transforms``,
+        ...). ``init="best"`` (the loop's own): every round starts each target from the image shown so far
+        (natural stimuli included) whose *recorded* responses score it best for the mode, so each round
+        climbs from the brain's best answer so far, within ``budget`` of it.
+
+    Returns
+    -------
+    ClosedLoopResult
+        Also ``result.predictor``: the predictor of the last round this call designed (the first fit
+        when every round was read back from ``out=``); not saved with the result.
+
+    Raises
+    ------
+    InsilicoError
+        ``rounds < 1``, an unknown mode, responses that do not match the stimuli, a brain or
+        predictor whose number of targets differs, a sharded ``out=`` (rounds run in turn).
+    JobMismatchError
+        ``out`` holds the rounds of another loop (another brain, stimuli, settings or first fit).
+    """
+    stimuli = check_images(stimuli, name="stimuli")
+    natural = stimuli if natural is None else check_images(natural, name="natural")
+    responses = torch.as_tensor(responses).detach().float().cpu()
+    _check_loop(rounds, modes, candidates, stimuli, responses, out)
+    # not rounds: a rerun with more rounds continues a folder
+    settings = {"modes": list(modes), "candidates": int(candidates), "seed": int(seed),
+                "repetitions": int(responses.shape[0]) if responses.ndim == 3 else None,
+                "control": {k: v for k, v in control_options.items()}}
+    fits: dict = {0: fit(stimuli, responses)}
+    parts: dict = {}
+
+    def part(j: int) -> dict:
+        if j not in parts:  # a round done by an earlier run: read it back from the folder
+            parts[j] = load_part(_part_file(Path(Job.of(out).path), (j, j + 1)))
+        return parts[j]
+
+    def compute(a: int, b: int) -> dict:
+        if a not in fits:
+            earlier = [part(j) for j in range(a)]
+            images = torch.cat([stimuli.cpu()] + [p["images"] for p in earlier])
+            shown = _join_responses(responses, [p["responses"] for p in earlier])
+            fits[a] = fit(images, shown)
+        earlier = [part(j) for j in range(a)]
+        options = dict(control_options)
+        if isinstance(options.get("init"), str) and options["init"] == "best":  # each target's best recorded image so far
+            options["init"] = _best_starts(stimuli, responses, earlier, modes, options.get("temperature", 1.0))
+        parts[a] = _round(fits[a], brain, natural, earlier, a, modes, seed, progress, settings["repetitions"],
+                          options, candidates)
+        return parts[a]
+
+    def identity() -> dict:  # read only with out=
+        job = job_identity(brain, settings, {"stimuli": stimuli, "responses": responses, "natural": natural})
+        return {**job, "settings": {**settings, "first_predictor": model_fingerprint(fits[0])["digest"]}}
+
+    done = map_chunks(compute, int(rounds), 1, out=out, job=identity)
+    result = _result(done, {**settings, "rounds": int(rounds)}, list(getattr(fits[0], "targets", [])))
+    result.predictor = fits[max(fits)]
+    return result
+
+
+def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, progress: bool,
+           repetitions: int | None, control_options: dict, candidates: int = 1) -> dict:
+    """Round ``r``: design every mode on ``predictor`` (``candidates`` designs each, seeds ``seed + r + 10000 c``),
+    show the images to the brain, score (the first candidate's design); a part of the loop."""
+    images, targets, mode_of, predicted, report = [], [], [], [], {}
+    for mode in modes:
+        options = dict(control_options)
+        if isinstance(options.get("init"), dict):
+            options["init"] = options["init"][mode]
+        for c in range(candidates):
+            design = population_control(predictor, None, mode, natural=natural, seed=seed + r + 10_000 * c,
+                                        progress=progress, **options)
+            if c == 0:
+                report[mode] = _scores(design, design.check(brain, natural))
+            images.append(design.images)
+            targets.append(design.targets)
+            mode_of += [mode] * len(design)
+            predicted.append(design.predicted)
+    images = torch.cat(images)
+    shown = _record(brain, images, repetitions, seed + 1000 + r)
+    targets, mode_of = torch.cat(targets), mode_of
+    so_far = earlier + [{"images": images, "responses": shown, "targets": targets, "modes": mode_of}]
+    for mode in modes:
+        report[mode].update(_best(brain, natural, so_far, mode, design.settings.get("temperature", 1.0)))
+    scores = getattr(predictor, "scores", {})
+    r_fit = scores.get("r", scores.get("member_r"))  # an Ensemble's: every member's
+    report["fit_r"] = None if r_fit is None else float(np.nanmedian(np.asarray(r_fit)))
+    return {"images": images, "responses": shown, "targets": targets, "modes": mode_of,
+            "predicted": torch.cat(predicted), "report": report}
+
+
+def _scores(design, check: dict) -> dict:
+    """Predicted (on the predictor) vs measured (on the brain) success of one design, and their gaps."""
+    predicted_beyond = float((design.stretch > 1).float().mean()) if design.stretch is not None else float("nan")
+    predicted_one_hot = float((design.control > design.natural_control).float().mean()) \
+        if design.natural_control is not None else float("nan")
+    measured_one_hot = check.get("fraction_control_beats_natural", float("nan"))
+    return {"predicted_beyond": predicted_beyond, "measured_beyond": check["fraction_beyond_natural"],
+            "gap_beyond": predicted_beyond - check["fraction_beyond_natural"],
+            "predicted_one_hot": predicted_one_hot, "measured_one_hot": measured_one_hot,
+            "gap_one_hot": predicted_one_hot - measured_one_hot, "median_stretch": check["median_stretch"]}
+
+
+def _best(brain, natural, parts: list, mode: str, temperature: float) -> dict:
+    """Per target, the image of ``mode`` shown so far with the best *recorded* response (stretch: the target's
+    mean response; one-hot: its control score on the recorded means), judged on ``brain(images)``."""
+    rows = [(p["images"][i], p["responses"][:, i], int(p["targets"][i])) for p in parts
+            for i, m in enumerate(p["modes"]) if m == mode]
+    images = torch.stack([row[0] for row in rows])
+    recorded = torch.stack([row[1].mean(0) for row in rows])
+    targets = torch.as_tensor([row[2] for row in rows])
+    truth, nat = _predict(brain, images), _predict(brain, natural)
+    mean, std = nat.mean(0), nat.std(0).clamp_min(1e-12)
+    if mode == "stretch":
+        scores_seen, scores_true = recorded.gather(1, targets[:, None])[:, 0], truth.gather(1, targets[:, None])[:, 0]
+        natural_best = nat.amax(0)
+    else:
+        scores_seen = control_score(recorded, targets, mean, std, temperature)
+        scores_true = control_score(truth, targets, mean, std, temperature)
+        natural_best = torch.stack([control_score(nat, torch.full((len(nat),), k), mean, std, temperature).amax()
+                                    for k in range(nat.shape[1])])
+    wins = []
+    for k in targets.unique().tolist():
+        rows_k = (targets == k).nonzero()[:, 0]
+        pick = rows_k[scores_seen[rows_k].argmax()]
+        wins.append(bool(scores_true[pick] > natural_best[k]))
+    return {"best_beyond" if mode == "stretch" else "best_one_hot": float(np.mean(wins))}
+
+
+def _best_starts(stimuli, responses, earlier: list, modes, temperature: float) -> dict:
+    """Per mode, each target's start (n_targets, C, H, W): the image shown so far (natural stimuli included)
+    whose recorded responses score best for it (stretch: the target's mean response; one-hot: its control
+    score, standardised by the natural stimuli's recorded responses)."""
+    natural = responses if responses.ndim == 2 else responses.mean(0)
+    images = torch.cat([stimuli.cpu()] + [p["images"] for p in earlier])
+    recorded = torch.cat([natural] + [p["responses"].mean(0) for p in earlier])
+    mean, std = natural.mean(0), natural.std(0).clamp_min(1e-12)
+    starts = {}
+    for mode in modes:
+        if mode == "stretch":
+            pick = recorded.argmax(0)
+        else:
+            pick = torch.stack([control_score(recorded, torch.full((len(recorded),), k), mean, std, temperature).argmax()
+                                for k in range(recorded.shape[1])])
+        starts[mode] = images[pick]
+    return starts
+
+
+def _record(brain, images: torch.Tensor, repetitions: int | None, seed: int) -> torch.Tensor:
+    """The brain's recorded responses (repetitions or 1, N, n_targets), float32 on the CPU."""
+    if hasattr(brain, "respond"):
+        shown = brain.respond(images, repetitions or 1, seed=seed)
+    else:
+        shown = _predict(brain, images)[None]
+    shown = shown.float().cpu()
+    return shown if repetitions else shown[:1]
+
+
+def _join_responses(responses: torch.Tensor, more: list) -> torch.Tensor:
+    """The natural responses and every round's, along the stimulus axis (repetitions kept where given)."""
+    if responses.ndim == 2:
+        return torch.cat([responses] + [m.mean(0) for m in more])
+    return torch.cat([responses] + list(more), dim=1)
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return evaluate.predict(model, images, batch_size=256).float().cpu()
+
+
+def _check_loop(rounds, modes, candidates, stimuli: torch.Tensor, responses: torch.Tensor, out) -> None:
+    """InsilicoError for rounds or candidates < 1, an unknown mode, responses that do not match the stimuli, a
+    sharded out."""
+    for name, value in (("rounds", rounds), ("candidates", candidates)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InsilicoError(f"{name} must be an integer >= 1, not {value!r}")
+    if isinstance(modes, str) or not modes or any(m not in MODES for m in modes):
+        raise InsilicoError(f"modes must be a tuple of {MODES}, not {modes!r}")
+    if responses.ndim not in (2, 3) or responses.shape[-2] != len(stimuli):
+        raise InsilicoError(f"responses of shape {tuple(responses.shape)} do not match {len(stimuli)} stimuli: give "
+                            "(N, n_targets) or (repetitions, N, n_targets)")
+    job = Job.of(out)
+    if job is not None and job.shard is not None:
+        raise InsilicoError("closed_loop's rounds run one after the other: give out= without shard")
+
+
+def _result(parts: list, settings: dict, names: list) -> ClosedLoopResult:
+    rounds = torch.cat([torch.full((len(p["targets"]),), r) for r, p in enumerate(parts)])
+    return ClosedLoopResult(torch.cat([p["images"] for p in parts]), torch.cat([p["responses"] for p in parts], 1),
+                            rounds, [m for p in parts for m in p["modes"]], torch.cat([p["targets"] for p in parts]),
+                            torch.cat([p["predicted"] for p in parts]), [p["report"] for p in parts], names, settings)
+
+
+__all__ = ["DEFAULT_ROUNDS", "ClosedLoopResult", "closed_loop"]

@@ -1,0 +1,175 @@
+"""The closed loop (insilico/design/closed_loop.py): rounds add what the brain answered, refit, resume, refuse."""
+import pytest
+import torch
+from torch import nn
+
+from insilico.data.simulated import SimulatedBrain
+from insilico.design.closed_loop import ClosedLoopResult, closed_loop
+from insilico.encoding import fit_predictor
+from insilico.errors import InsilicoError, JobMismatchError
+
+STEPS = dict(steps=4, restarts=1)
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, stride=2, padding=1),
+                         nn.ReLU()).eval()
+
+
+def _images(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 4, 4, generator=g)
+    return nn.functional.interpolate(low, size=16, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+class Fits:
+    """fit(images, responses): a predictor from another network, counting the stimuli of every call."""
+
+    def __init__(self):
+        self.net, self.calls = _net(1), []
+
+    def __call__(self, images, responses):
+        self.calls.append((len(images), responses.clone()))
+        return fit_predictor(self.net, images, responses, layers=["1"], reduce="mean", progress=False)
+
+
+class NoiseFree(nn.Module):
+    """A brain without ``respond``: the loop records ``brain(images)`` itself."""
+
+    def __init__(self, brain):
+        super().__init__()
+        self.brain, self.targets = brain, brain.targets
+
+    def forward(self, x):
+        return self.brain(x)
+
+
+@pytest.fixture(scope="module")
+def experiment():
+    images = _images(60)
+    brain = SimulatedBrain(_net(0), "3", n_neurons=3, channels=2, rf_sigma=1.0, threshold=0.0,
+                           calibration=images, seed=1)
+    return brain, images, brain.respond(images, repetitions=2, seed=0)
+
+
+def test_each_round_adds_the_designs_and_the_brains_recorded_responses_and_refits(experiment):
+    brain, images, responses = experiment
+    fits = Fits()
+    loop = closed_loop(fits, brain, images, responses, rounds=3, seed=0, progress=False, **STEPS)
+    per_round = 3 * 2  # 3 targets x 2 modes
+    assert [n for n, _ in fits.calls] == [60, 60 + per_round, 60 + 2 * per_round]
+    assert isinstance(loop, ClosedLoopResult) and len(loop) == 3 * per_round
+    assert loop.rounds.tolist() == [0] * per_round + [1] * per_round + [2] * per_round
+    assert loop.modes[:per_round] == ["stretch"] * 3 + ["one_hot"] * 3
+    assert loop.responses.shape == (2, 3 * per_round, 3)  # as many repetitions as the natural responses
+    # round 2 was fitted on the natural responses plus exactly what the brain answered in rounds 0 and 1
+    fitted = fits.calls[2][1]
+    torch.testing.assert_close(fitted[:, :60], responses)
+    torch.testing.assert_close(fitted[:, 60:], loop.responses[:, :2 * per_round])
+    # the recorded responses are Poisson draws of the brain's rates to the images shown
+    assert torch.equal(loop.responses, loop.responses.round()) and (loop.responses >= 0).all()
+    # the refit changed the predictor: round 1 predicts round 1's images otherwise than round 0's predictor did
+    first = Fits()
+    p0 = first(images, responses)
+    with torch.no_grad():
+        assert not torch.allclose(p0(loop.images[loop.rounds == 1]), loop.predicted[loop.rounds == 1])
+        torch.testing.assert_close(p0(loop.images[loop.rounds == 0]), loop.predicted[loop.rounds == 0])
+        torch.testing.assert_close(loop.predictor(loop.images[loop.rounds == 2]), loop.predicted[loop.rounds == 2])
+
+
+def test_each_round_reports_predicted_and_measured_success_and_the_gap(experiment):
+    brain, images, responses = experiment
+    loop = closed_loop(Fits(), brain, images, responses, rounds=2, progress=False, **STEPS)
+    rows = loop.table()
+    assert [(r["round"], r["mode"]) for r in rows] == [(0, "stretch"), (0, "one_hot"), (1, "stretch"), (1, "one_hot")]
+    for row in rows:
+        assert row["gap_beyond"] == pytest.approx(row["predicted_beyond"] - row["measured_beyond"])
+        assert row["gap_one_hot"] == pytest.approx(row["predicted_one_hot"] - row["measured_one_hot"])
+        for key in ("predicted_beyond", "measured_beyond", "predicted_one_hot", "measured_one_hot"):
+            assert 0.0 <= row[key] <= 1.0 and row[key] * 3 == pytest.approx(round(row[key] * 3))  # counts of 3
+    assert "best_beyond" in rows[0] and "best_one_hot" in rows[1]
+    # the measured fraction is the brain's: recomputed by hand for round 0's stretch images
+    stretch = (loop.rounds == 0) & torch.as_tensor([m == "stretch" for m in loop.modes])
+    with torch.no_grad():
+        own = brain(loop.images[stretch]).gather(1, loop.targets[stretch][:, None])[:, 0]
+        natural_max = brain(images).amax(0)[loop.targets[stretch]]
+    assert rows[0]["measured_beyond"] == pytest.approx(float((own > natural_max).float().mean()))
+
+
+def test_keeping_the_best_image_never_loses_ground_on_a_noise_free_brain(experiment):
+    """With the brain's own (noise-free) answers, each target keeps its best image over a growing set:
+    the fraction beyond the natural maximum can only rise from round to round."""
+    brain, images, _ = experiment
+    clean = NoiseFree(brain)
+    with torch.no_grad():
+        responses = brain(images)
+    loop = closed_loop(Fits(), clean, images, responses, rounds=3, progress=False, **STEPS)
+    assert loop.responses.shape[0] == 1
+    for mode, key in (("stretch", "best_beyond"), ("one_hot", "best_one_hot")):
+        best = [entry[mode][key] for entry in loop.report]
+        assert best == sorted(best), best
+        assert best[0] >= loop.report[0][mode]["measured_beyond" if mode == "stretch" else "measured_one_hot"]
+
+
+def test_a_rerun_into_out_computes_only_missing_rounds_and_refuses_another_loop(experiment, tmp_path):
+    brain, images, responses = experiment
+    fits = Fits()
+    first = closed_loop(fits, brain, images, responses, rounds=2, progress=False, out=tmp_path, **STEPS)
+    assert len(fits.calls) == 2
+    again = Fits()
+    second = closed_loop(again, brain, images, responses, rounds=3, progress=False, out=tmp_path, **STEPS)
+    assert [n for n, _ in again.calls] == [60, 60 + 12]  # the first fit (checked) and round 2's; rounds 0-1 read
+    assert torch.equal(second.images[:12], first.images) and torch.equal(second.responses[:, :12], first.responses)
+    assert second.report[:2] == first.report
+    with pytest.raises(JobMismatchError, match="steps"):
+        closed_loop(Fits(), brain, images, responses, rounds=3, progress=False, out=tmp_path, steps=5, restarts=1)
+    with pytest.raises(JobMismatchError):
+        closed_loop(Fits(), brain, images, responses * 2, rounds=3, progress=False, out=tmp_path, **STEPS)
+    other = Fits()
+    other.net = _net(2)  # another first predictor: the loop cannot be the one in the folder
+    with pytest.raises(JobMismatchError, match="first_predictor"):
+        closed_loop(other, brain, images, responses, rounds=3, progress=False, out=tmp_path, **STEPS)
+
+
+@pytest.mark.parametrize("bad, match", [(dict(rounds=0), "rounds"), (dict(modes="stretch"), "modes"),
+                                        (dict(modes=("stretch", "silence")), "modes"),
+                                        (dict(candidates=0), "candidates")])
+def test_bad_settings_are_refused_before_any_fit(experiment, bad, match):
+    brain, images, responses = experiment
+    fits = Fits()
+    with pytest.raises(InsilicoError, match=match):
+        closed_loop(fits, brain, images, responses, progress=False, **{**STEPS, **bad})
+    with pytest.raises(InsilicoError, match="do not match"):
+        closed_loop(fits, brain, images, responses[:, :10], progress=False, **STEPS)
+    assert fits.calls == []
+
+
+def test_best_start_climbs_from_each_targets_best_recorded_image(experiment):
+    brain, images, responses = experiment
+    budget = 0.5
+    loop = closed_loop(Fits(), brain, images, responses, rounds=2, progress=False, init="best", budget=budget,
+                       parameterization="pixel", transforms=None, steps=4, restarts=1, lr=0.05)
+    stretch = torch.as_tensor([m == "stretch" for m in loop.modes])
+    seen_images, seen = images, responses.mean(0)
+    for r in range(2):
+        start = seen_images[seen.argmax(0)]  # per target, the image shown so far it answered most to
+        designed = loop.images[(loop.rounds == r) & stretch]
+        distance = (designed - start).flatten(1).norm(dim=1)
+        assert (distance <= budget + 1e-4).all(), distance
+        shown = loop.rounds == r
+        seen_images = torch.cat([seen_images, loop.images[shown]])
+        seen = torch.cat([seen, loop.responses[:, shown].mean(0)])
+
+
+def test_candidates_are_all_shown_each_from_its_own_seed(experiment):
+    brain, images, responses = experiment
+    fits = Fits()
+    loop = closed_loop(fits, brain, images, responses, rounds=2, candidates=2, modes=("stretch",), progress=False,
+                       **STEPS)
+    assert [n for n, _ in fits.calls] == [60, 66]  # 3 targets x 2 candidates shown in round 0
+    assert loop.targets.tolist() == [0, 1, 2, 0, 1, 2] * 2 and loop.modes == ["stretch"] * 12
+    first, second = loop.images[:3], loop.images[3:6]
+    assert not torch.allclose(first, second)  # another seed, another image
+    single = closed_loop(Fits(), brain, images, responses, rounds=1, modes=("stretch",), progress=False, **STEPS)
+    torch.testing.assert_close(single.images, first)  # the first candidate is the plain design

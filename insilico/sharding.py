@@ -265,7 +265,7 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
         start_over(folder, ["job.json", "chunk-*.pt"], shard)
     _claim(folder, job() if callable(job) else job)
     barrier()  # every rank plans from the same files before any rank adds to them
-    todo = [p for p in pieces if not _part_file(folder, p).exists()]
+    todo = [p for p in pieces if not part_file(folder, p).exists()]
     if _MERGE_ONLY[0] and todo:
         more = "..." if len(todo) > 3 else ""
         raise InsilicoError(f"{folder} lacks {len(todo)} of {len(pieces)} chunks ({todo[:3]}{more}): run the missing "
@@ -273,11 +273,11 @@ def map_chunks(compute: Callable[[int, int], Any], n: int, size: int, *, out: st
     mine = todo[rank::world] if shard is None else [p for p in todo if (p[0] // size) % world == rank]
     barrier()
     for a, b in mine:
-        save_part(_part_file(folder, (a, b)), compute(a, b))
+        save_part(part_file(folder, (a, b)), compute(a, b))
     barrier()
-    if not all(_part_file(folder, p).exists() for p in pieces):
+    if not all(part_file(folder, p).exists() for p in pieces):
         return None
-    return [_load_or_redo(_part_file(folder, p), lambda p=p: compute(*p)) for p in pieces]
+    return [_load_or_redo(part_file(folder, p), lambda p=p: compute(*p)) for p in pieces]
 
 
 def _load_or_redo(path: Path, compute: Callable[[], Any]) -> Any:
@@ -372,7 +372,8 @@ def done_chunks(out: str | os.PathLike) -> list[Interval]:
     return sorted((int(m[1]), int(m[2])) for m in found if m)
 
 
-def _part_file(folder: Path, piece: Interval) -> Path:
+def part_file(folder: Path, piece: Interval) -> Path:
+    """Where :func:`map_chunks` keeps the part of samples ``piece = (start, stop)`` in ``folder``."""
     return folder / f"chunk-{piece[0]:08d}-{piece[1]:08d}.pt"
 
 

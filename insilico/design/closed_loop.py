@@ -61,7 +61,7 @@ from ..objectives.control import MODES, control_score
 from ..options import Job
 from ..pixels import check_images
 from ..results import Result
-from ..sharding import _part_file, load_part, map_chunks
+from ..sharding import part_file, load_part, map_chunks
 from .population_control import population_control
 
 #: Design rounds by default (each designs, shows and adds; the first on the natural images alone).
@@ -191,7 +191,7 @@ def closed_loop(
 
     def part(j: int) -> dict:
         if j not in parts:  # a round done by an earlier run: read it back from the folder
-            parts[j] = load_part(_part_file(Path(Job.of(out).path), (j, j + 1)))
+            parts[j] = load_part(part_file(Path(Job.of(out).path), (j, j + 1)))
         return parts[j]
 
     def compute(a: int, b: int) -> dict:

@@ -61,9 +61,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-import types
 import weakref
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
 import torch
 from torch import nn

@@ -79,6 +79,7 @@ KINDS = frozenset({
     "insilico.design.mad:MADResult",
     "insilico.design.metamer_result:MetamerResult",
     "insilico.design.population_control:PopulationControlResult",
+    "insilico.design.closed_loop:ClosedLoopResult",
     "insilico.encoding.ridge:Ceiling",
     "insilico.encoding.ridge:EncodingResult",
     "insilico.experiments.dynamics:DynamicsResult",

@@ -337,6 +337,10 @@ def _tiny_results() -> dict:
     from insilico.lab import StudyResult
     extra.append(StudyResult(["a"], [{"blur": 1.0}], [{"readout": None, "probe": 0.5, "chance": 0.0625}],
                              [{"l1": 0.1}], [{"l1": 0.2}], {"lower": 0.3, "upper": 0.6}, [{"loss": [1.0, 0.5]}]))
+    from insilico.design.closed_loop import ClosedLoopResult
+    extra.append(ClosedLoopResult(torch.rand(2, 1, 4, 4), torch.rand(3, 2, 2), torch.tensor([0, 1]),
+                                  ["stretch", "one_hot"], torch.tensor([0, 1]), torch.rand(2, 2), [{"stretch": {"gap_beyond": 0.5}}] * 2,
+                                  ["n0", "n1"], {"rounds": 2}))
     for result in extra:
         found.setdefault(persistence.kind_name(type(result)), result)
     return found

@@ -54,7 +54,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import evaluate
 from ..errors import InsilicoError
 from ..identity import job_identity, model_fingerprint
 from ..objectives.control import MODES, control_score
@@ -62,7 +61,7 @@ from ..options import Job
 from ..pixels import check_images
 from ..results import Result
 from ..sharding import part_file, load_part, map_chunks
-from .population_control import population_control
+from .population_control import population_control, responses_of
 
 #: Design rounds by default (each designs, shows and adds; the first on the natural images alone).
 DEFAULT_ROUNDS = 3
@@ -269,7 +268,7 @@ def _best(brain, natural, parts: list, mode: str, temperature: float) -> dict:
     images = torch.stack([row[0] for row in rows])
     recorded = torch.stack([row[1].mean(0) for row in rows])
     targets = torch.as_tensor([row[2] for row in rows])
-    truth, nat = _predict(brain, images), _predict(brain, natural)
+    truth, nat = responses_of(brain, images, 256), responses_of(brain, natural, 256)
     mean, std = nat.mean(0), nat.std(0).clamp_min(1e-12)
     if mode == "stretch":
         scores_seen, scores_true = recorded.gather(1, targets[:, None])[:, 0], truth.gather(1, targets[:, None])[:, 0]
@@ -311,7 +310,7 @@ def _record(brain, images: torch.Tensor, repetitions: int | None, seed: int) -> 
     if hasattr(brain, "respond"):
         shown = brain.respond(images, repetitions or 1, seed=seed)
     else:
-        shown = _predict(brain, images)[None]
+        shown = responses_of(brain, images, 256)[None]
     shown = shown.float().cpu()
     return shown if repetitions else shown[:1]
 
@@ -321,11 +320,6 @@ def _join_responses(responses: torch.Tensor, more: list) -> torch.Tensor:
     if responses.ndim == 2:
         return torch.cat([responses] + [m.mean(0) for m in more])
     return torch.cat([responses] + list(more), dim=1)
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    return evaluate.predict(model, images, batch_size=256).float().cpu()
 
 
 def _check_loop(rounds, modes, candidates, stimuli: torch.Tensor, responses: torch.Tensor, out) -> None:

@@ -178,8 +178,8 @@ class PopulationControlResult(Result):
         natural = self.natural_images if natural is None else check_images(natural, name="natural")
         if natural is None:
             raise InsilicoError("give natural= images to compare with (the result holds none)")
-        responses = _predict(brain, self.images, batch_size)
-        nat = _predict(brain, natural, batch_size)
+        responses = responses_of(brain, self.images, batch_size)
+        nat = responses_of(brain, natural, batch_size)
         if responses.shape[1] != len(self.target_names or range(responses.shape[1])):
             raise InsilicoError(f"the brain gives {responses.shape[1]} responses; the predictor had "
                                 f"{len(self.target_names)} targets")
@@ -360,7 +360,7 @@ def population_control(
     _check_budgets(budget, init, norm, restarts, contrast)
     restarts = int(restarts)
 
-    nat_pred = _predict(predictor, natural, 256) if natural is not None else None
+    nat_pred = responses_of(predictor, natural, 256) if natural is not None else None
     mean, std = _statistics(predictor, nat_pred)
     if not names:
         names = [str(i) for i in range(int(mean.numel()))]
@@ -395,7 +395,7 @@ def population_control(
                                      options.replace(projection=projection)))
     images = torch.cat([p.images for p in parts])
     losses = torch.cat([p.trace.T for p in parts])
-    predicted = _predict(predictor, images, 256)
+    predicted = responses_of(predictor, images, 256)
     if restarts > 1:  # keep each target's best start, by its score on the predictor (no transforms)
         scores = PopulationControl(run_index, mode, mean, std, temperature).forward({Unit.parse(""): predicted}, None)
         best = scores.view(len(index), restarts).argmax(1) + torch.arange(len(index)) * restarts
@@ -508,7 +508,7 @@ def _synthesize(predictor, objective, start, shape, labels, seed, options: Synth
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+def responses_of(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Responses (N, n_targets) of ``model`` to images, batched, no gradients, on the CPU in float32."""
     out = evaluate.predict(model, images, batch_size=batch_size)  # the one batched loop: gated, in a session
     if out.ndim != 2:

@@ -116,6 +116,11 @@ class LayerView:
         return self.grid is not None and self.layout != "heads" and (self.layout != "tokens" or self.grid[1] > 1)
 
     @property
+    def centre_patch(self) -> int:
+        """The centre position's flat index on :attr:`grid` (rows x columns; prefix tokens not counted)."""
+        return (self.grid[0] // 2) * self.grid[1] + self.grid[1] // 2
+
+    @property
     def prefix_tokens(self) -> int:
         """The leading tokens that are no patches (CLS, registers) of a token layer or a head's queries; else 0."""
         if self.layout not in ("tokens", "heads"):
@@ -210,7 +215,7 @@ class HeadNorm(Objective):
         if view.layout != "heads":
             raise InsilicoError(f"HeadNorm reads an attention module's ':heads', not {layer} ({view.layout})")
         self.layer, self.view, self.head = Unit.parse(layer).replace(index=None), view, int(head)
-        self.position = (view.grid[0] // 2) * view.grid[1] + view.grid[1] // 2 if position is None else int(position)
+        self.position = view.centre_patch if position is None else int(position)
         self.units = (self.layer,)
 
     def forward(self, acts, images):
@@ -278,7 +283,7 @@ def attention_rows(model: nn.Module, images: torch.Tensor, layer: str, view: Lay
 
     weights = Unit.parse(layer).replace(output="weights", index=None)
     extra, (h, w) = view.prefix_tokens, images.shape[-2:]
-    second = 0 if extra else view.prefix_tokens + (view.grid[0] // 2) * view.grid[1] + view.grid[1] // 2
+    second = 0 if extra else view.prefix_tokens + view.centre_patch
     with session(model) as s, Probe(model).record(weights, stop=True) as rec:
         rec.forward(s.inputs(images.to(s.device, s.dtype)))
         pattern = rec[weights].detach().float().cpu()                      # (M, heads, L, S)

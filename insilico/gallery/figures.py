@@ -94,11 +94,26 @@ def _finite(values) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
+#: Width (px) of one character of a figure's 10-px sans-serif text, rounded up (Chromium measures 4.9 to 5.2).
+CHAR_WIDTH = 5.4
+
+
+def fits(text: str | None, width: int) -> int:
+    """``width``, or wider where one line of ``text`` (a title or note) would not fit in it.
+
+    >>> fits("V1: median 40° full width over all cells, untuned ones too [1]; this layer so: 120°", 270)
+    464
+    """
+    return max(width, int(CHAR_WIDTH * len(text or "")) + 16)
+
+
 def histogram(values: Sequence, bins: Sequence[float], xlabel: str, title: str, log_x: bool = False,
               band: tuple | None = None, lines: Sequence[float] = (), note: str | None = None,
               width: int = 270, height: int = 175, xticks=None) -> str:
     """Counts of ``values`` (None/NaN dropped) in ``bins`` (edges); ``band`` = (lo, hi): a shaded reference
-    range, ``lines``: dashed reference values, ``note``: the reference's legend (red, under the title)."""
+    range, ``lines``: dashed reference values, ``note``: the reference's legend (red, under the title; the figure
+    widens to fit it, :func:`fits`, since an SVG cuts a centred line wider than itself at both ends)."""
+    width = fits(note, width)
     v = _finite(values)
     edges = np.asarray(bins, float)
     counts, _ = np.histogram(np.clip(v, edges[0], edges[-1]), edges)
@@ -233,4 +248,4 @@ def strips(groups: Sequence[tuple[str, Sequence[float]]], ylabel: str, title: st
     return f.svg(title)
 
 
-__all__ = ["histogram", "layer_bars", "scatter", "stacked", "strips", "ticks"]
+__all__ = ["fits", "histogram", "layer_bars", "scatter", "stacked", "strips", "ticks"]

@@ -100,8 +100,9 @@ def _rf() -> str:
             "images, over the whole input (white: positive, black: negative, grey: 0): the unit's <i>linear "
             "(gradient) footprint</i>, not a map of where the rectified unit fires. Yellow: the box around the peak "
             "where the mean absolute gradient exceeds 10% of its peak; the size is the geometric mean of its height "
-            "and width, its standard error half the difference of the sizes measured on two halves of the noise "
-            "images (a rough guide with few images: it leaves out any bias of a small sample). The scale bar is in pixels of the model's input.</p>")
+            "and width, &plusmn; half the difference of the sizes measured on two halves of the noise images (one "
+            "split, one degree of freedom: a rough guide with few images, which can be several times smaller than the "
+            "spread of the size between independent draws of noise images, and leaves out any bias of a small sample). The scale bar is in pixels of the model's input.</p>")
 
 
 def _lesion() -> str:

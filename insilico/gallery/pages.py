@@ -22,7 +22,7 @@ from html import escape
 from pathlib import Path
 
 from .. import persistence
-from ..experiments.selectivity import SILENT
+from ..experiments.selectivity import LAYER_PRECISION, SILENT
 from .charts import svg_bars, svg_curve
 
 STYLE = """
@@ -128,7 +128,8 @@ def _setting(key: str, value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if key == "stimuli":
-        return {"photos": "held-out crops of the bundled photos (never seen in training)",
+        return {"photos": "held-out crops of the bundled photos (never seen in training; one photo per class, so "
+                          "a class is one photo's content, not a category of images)",
                 "natural": "random crops of scikit-image's photos"}.get(value, str(value))
     return str(value)
 
@@ -458,8 +459,35 @@ def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=N
         zoom = rf_zoom(f"{c}/exemplars.png", boxes, (h, w), k, pad)
     else:
         img = f'<div class="overlay wide">{img}</div>'
+    note += exemplar_caveats(d["activations"][: d["k"]])
     return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
             f"<p>Rows: photo, deconvolution, gradient map.{escape(note)}</p>{img}{zoom}<p>{cells}</p>")
+
+
+def exemplar_caveats(values) -> str:
+    """What a reader must know about a unit's top exemplar values (best first) before reading them as its preferred
+    stimuli: how many tie with the best within rounding (:data:`~insilico.experiments.selectivity.LAYER_PRECISION`
+    of the best |value|: their order is arbitrary) and how many are at or below 0 (a ReLU unit does not fire on
+    them, so they are the photos that lower its input least, not photos that drive it); "" when neither.
+
+    >>> exemplar_caveats([1.3667798, 1.3667752, 1.3583, 0.9])
+    ' 1 of the other 3 ties with the best within rounding (their order is arbitrary).'
+    >>> exemplar_caveats([0.07, 0.009, -0.02, -0.04])[:60]
+    ' 2 of the 4 are at or below 0 before the nonlinearity (after'
+    """
+    acts = [float(v) for v in values if v is not None]
+    if not acts:
+        return ""
+    tol = LAYER_PRECISION * max(abs(acts[0]), 1.0)
+    tied = sum(abs(v - acts[0]) <= tol for v in acts[1:]) if acts[0] > 0 else 0
+    low, n = sum(v <= 0 for v in acts), len(acts)
+    text = (f" {tied} of the other {n - 1} {'ties' if tied == 1 else 'tie'} with the best within rounding (their "
+            "order is arbitrary).") if tied else ""
+    if low:
+        text += (f" {low} of the {n} {'is' if low == 1 else 'are'} at or below 0 before the nonlinearity (after a ReLU "
+                 "the unit does not fire on such a photo: it is listed because it lowers the unit's input least, not because "
+                 "it drives the unit).")
+    return text
 
 
 #: Shown width (CSS pixels) of one enlarged receptive-field crop.
@@ -593,7 +621,10 @@ def _rf_html(c: int, d: dict | None, input_size=None) -> str:
                   f'stroke="#222" stroke-width="3"/><text x="{bar * zoom + 6}" y="{h * zoom + 14}">{bar} px</text>'
                   f'<text x="{w * zoom}" y="{h * zoom + 28}" text-anchor="end">input {w} × {h} px</text></svg>')
     return (f"<h2>Receptive field</h2><p>The linear (gradient) footprint of <code>{escape(d['neuron'])}</code> "
-            f"on white noise; {size}" + (" (standard error)" if se else "") + f".</p>{figure}")
+            f"on white noise; {size}" + (f" (&plusmn;: half the difference between the sizes on two halves of the "
+                                         f"{d.get('n_images') or 'the'} noise images, one split: a rough guide that can "
+                                         "be several times smaller than the spread between noise draws)" if se else "")
+            + f".</p>{figure}")
 
 
 def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", largest: int | None = None) -> str:
@@ -640,5 +671,5 @@ def read_unit(folder: Path, stages) -> dict:
     return data
 
 
-__all__ = ["STYLE", "index_page", "layer_page", "lesion_scale", "page", "read_unit", "rf_box_at", "svg_bars", "svg_curve",
+__all__ = ["STYLE", "exemplar_caveats", "index_page", "layer_page", "lesion_scale", "page", "read_unit", "rf_box_at", "svg_bars", "svg_curve",
            "unit_context", "unit_noun", "unit_page", "write"]

@@ -61,6 +61,9 @@ REFERENCES = {
     "fgnp85": "Foster, Gaska, Nagler &amp; Pollen (1985). Spatial and temporal frequency selectivity of neurones in "
               "visual cortical areas V1 and V2 of the macaque monkey. <i>J. Physiol.</i> 365:331&ndash;363: peak SF "
               "0.5&ndash;8 cycles/deg at 2&ndash;5&deg; eccentricity; foveal SF bandwidth 1.4 octaves on average.",
+    "sk91": "Skottun, De Valois, Grosof, Movshon, Albrecht &amp; Bonds (1991). Classifying simple and complex cells on "
+            "the basis of response modulation. <i>Vision Res.</i> 31:1079&ndash;1086: in cat and monkey striate "
+            "cortex the distribution of F1/F0 is bimodal, with a dip near 1 between simple and complex cells.",
 }
 
 STATUS_COLOURS = {"responsive": "#2a9d3a", "not driven by gratings": "#e0b01e",
@@ -204,11 +207,13 @@ def _tuning_panels(rows: Sequence[dict], tunings: Sequence[dict | None], early: 
     sf = figures.histogram(sfs, np.geomspace(1, hi, 11), "preferred SF (cycles / image)", "preferred SF", log_x=True,
                            note=f"{edge} more peak at the edge of the tested range" if edge else None)
     sfbw = [record[id(r)].get("sf_bandwidth") for r in resp if id(r) in record]
-    sf_bw = figures.histogram([v for v in sfbw if v is not None], np.arange(0, 6.01, 0.5),
+    sfbw = [v for v in sfbw if v is not None]
+    mean = f"; this layer: mean {np.mean(sfbw):.2g} over these {len(sfbw)}" if sfbw else ""  # V1's statistic
+    sf_bw = figures.histogram(sfbw, np.arange(0, 6.01, 0.5),
                               "SF bandwidth: full width at half height (octaves)", "SF bandwidth",
                               lines=(MACAQUE_V1["sf_bandwidth_foveal_mean_octaves"],) if early else (),
-                              note=ref("V1 fovea: mean 1.4 octaves [4]"))
-    return [ori, osi, cv, bw, sf, sf_bw] + _modulation_panel([record[id(r)] for r in resp if id(r) in record])
+                              note=ref(f"V1 fovea: mean 1.4 octaves [4]{mean}"))
+    return [ori, osi, cv, bw, sf, sf_bw] + _modulation_panel([record[id(r)] for r in resp if id(r) in record], early)
 
 
 def v1_footing(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str:
@@ -282,13 +287,15 @@ def modulation_counts(tunings: Sequence[dict]) -> dict:
             "ratios": [t["modulation_ratio"] for t in typed if t.get("modulation_ratio") is not None]}
 
 
-def _modulation_panel(tunings: Sequence[dict]) -> list[str]:
-    """The F1/F0 histogram with the simple/complex split at 1 (none when the records carry no F1/F0)."""
+def _modulation_panel(tunings: Sequence[dict], early: bool = False) -> list[str]:
+    """The F1/F0 histogram with the simple/complex split at 1 (none when the records carry no F1/F0); on ``early``
+    layers with V1's distribution beside it (bimodal, both kinds common: Skottun et al. 1991, ``REFERENCES["sk91"]``)."""
     counts = modulation_counts(tunings)
     if not counts["simple"] + counts["complex"]:
         return []
     note = f"simple (F1/F0 > {SIMPLE_F1_F0:g}): {counts['simple']}, complex: {counts['complex']}" + (
-        f"; {counts['infinite']} simple with F0 ≤ 0 not drawn" if counts["infinite"] else "")
+        f"; {counts['infinite']} simple with F0 ≤ 0 not drawn" if counts["infinite"] else "") + (
+        "; V1: bimodal, simple and complex both common [5]" if early else "")
     return [figures.histogram(counts["ratios"], np.linspace(0, 2, 11), "F1/F0 (phase modulation)",
                               "F1/F0", lines=(SIMPLE_F1_F0,), note=note, xticks=[0, 0.5, 1, 1.5, 2])]
 
@@ -329,7 +336,7 @@ def layer_summary(rows: Sequence[dict], tunings: Sequence[dict | None], image_si
                  f"{physiology_text(rows, tunings)}</p>" if spatial else f"<p>{text}</p>")
     parts.append(f'<div class="row">{"".join(panels)}</div>')
     if spatial and early:
-        refs = "".join(f"<li>{REFERENCES[k]}</li>" for k in ("dvyh82", "rsh02", "dvat82", "fgnp85"))
+        refs = "".join(f"<li>{REFERENCES[k]}</li>" for k in ("dvyh82", "rsh02", "dvat82", "fgnp85", "sk91"))
         parts.append("<p>Red: macaque V1 for comparison (this layer's receptive fields are small, as in an early "
                      "visual area). Preferred SF is in cycles per image: with no visual angle given for the images, "
                      f"the V1 range in cycles per degree [3, 4] cannot be placed on that axis.{v1_footing(rows, tunings)}"

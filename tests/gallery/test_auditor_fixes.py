@@ -1,0 +1,85 @@
+"""A fresh physiologist's audit of the bundled site (issue 28, target 3): what a page says where a reader would
+otherwise misread a figure. Pages are rendered from small hand-made stage dicts (no build).
+
+Measured on the bundled site (minialex, seed 0): 1,670 top exemplars of 580 units sit at or below 0 before the
+ReLU (the unit does not fire on them); features.0[43]'s best 8 exemplars tie within 5e-6 (flat patches of one
+photo); a 1-split RF error of 0.24 px where sizes on fresh noise differ by up to 3.5 px; the V1 bandwidth note
+403 px wide in a 270-px figure (cut at both ends).
+"""
+import re
+
+from insilico.gallery import figures, pages, summary
+from insilico.gallery.methods import methods_html
+
+
+def _unit(exemplar_values, rf=None):
+    ex = {"k": len(exemplar_values), "n_stimuli": 256, "labels": ["a"] * len(exemplar_values),
+          "activations": exemplar_values, "indices": list(range(len(exemplar_values))), "neurons": []}
+    data = {"exemplars": ex, "_spatial": rf is not None}
+    if rf is not None:
+        data["rf"] = rf
+    return pages.unit_page("site", "conv", "conv", 0, data, (None, 1), {})
+
+
+def test_exemplars_a_relu_unit_does_not_fire_on_are_said_so():
+    html = _unit([0.07, -0.01, -0.02])
+    assert "2 of the 3 are at or below 0 before the nonlinearity" in html
+    assert "does not fire on such a photo" in html
+    assert "at or below 0" not in _unit([3.0, 2.0, 0.5])        # a unit that fires on all its exemplars: no caveat
+
+
+def test_exemplars_tied_within_rounding_are_said_to_have_no_order():
+    # features.0[43]: uniform patches of one photo give the same value up to float residue at many positions
+    html = _unit([1.3667798, 1.3667752, 1.3667648, 1.3583])
+    assert "2 of the other 3 tie with the best within rounding (their order is arbitrary)" in html
+    assert "tie with the best" not in _unit([1.3667798, 1.30, 1.2])
+    assert pages.exemplar_caveats([0.0, 0.0]).count("tie") == 0  # a unit at 0 everywhere: not "ties", at or below 0
+
+
+def test_the_rf_error_from_one_split_is_not_called_a_standard_error():
+    rf = {"neuron": "conv[0,7,7]", "size": 44.5, "size_se": 0.24, "n_images": 32, "box": [10, 54, 10, 54],
+          "map_center": [7, 7], "stride": [4, 4], "input_size": [64, 64]}
+    html = _unit([3.0], rf)
+    section = html.split("<h2>Receptive field")[1]
+    assert "standard error" not in section
+    assert "two halves of the 32 noise images, one split" in section and "&plusmn; 0.24" in section
+    method = methods_html(spatial=True).split('id="methods-rf"')[1]
+    assert "standard error" not in method and "one degree of freedom" in method
+
+
+def _early_rows(n):
+    return [{"layer": "conv", "unit": u, "page": f"units/conv/{u}.html", "responsive": True, "reason": "",
+             "osi": 0.6, "preferred_orientation": 0.0, "bandwidth": 20.0, "rf_size": 9.0,
+             "top_exemplar_activation": 1.0, "from_noise_activation": 2.0} for u in range(n)]
+
+
+def test_the_f1_f0_panel_of_an_early_layer_has_v1s_bimodal_distribution_beside_it():
+    rows = _early_rows(2)
+    tunings = [{"cell_type": "simple", "modulation_ratio": 1.6, "sf_bandwidth": 1.5},
+               {"cell_type": "simple", "modulation_ratio": 1.7, "sf_bandwidth": 2.5}]
+    early = summary.layer_summary(rows, tunings, image_size=64)
+    panel = next(svg for svg in re.findall(r"<svg.*?</svg>", early, re.S) if "F1/F0 (n = 2)" in svg)
+    assert "V1: bimodal, simple and complex both common [5]" in panel
+    assert "Skottun, De Valois" in early                          # reference [5] in the list
+    late = summary.layer_summary([dict(r, rf_size=50.0) for r in rows], tunings, image_size=64)
+    assert "V1: bimodal" not in late and "Skottun, De Valois" not in late
+
+
+def test_the_sf_bandwidth_note_gives_the_layers_mean_beside_v1s_mean():
+    rows = _early_rows(2)
+    tunings = [{"sf_bandwidth": 1.5}, {"sf_bandwidth": 2.5}]
+    html = summary.layer_summary(rows, tunings, image_size=64)
+    assert "V1 fovea: mean 1.4 octaves [4]; this layer: mean 2 over these 2" in html
+
+
+def test_a_histogram_widens_to_show_its_whole_note():
+    note = "V1: median 40° full width over all cells, untuned ones too [1]; this layer so: 120°"
+    svg = figures.histogram([10.0, 20.0], [0, 45, 90], "bandwidth", "orientation bandwidth", note=note)
+    width = float(re.search(r'<svg[^>]*\bwidth="(\d+)"', svg).group(1))
+    assert width >= 4.9 * len(note) + 10                         # Chromium: 403 px for this note at 10 px
+    narrow = figures.histogram([10.0], [0, 45, 90], "bandwidth", "orientation bandwidth", note="V1 [1]")
+    assert 'width="270"' in narrow                               # a short note keeps the default width
+
+
+def test_the_build_settings_say_a_class_of_the_bundled_photos_is_one_photo():
+    assert "one photo per class" in pages._setting("stimuli", "photos")

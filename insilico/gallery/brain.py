@@ -20,7 +20,11 @@ Kriegeskorte et al. (2008, *Neuron* 60:1126-1141) bundled with insilico
   the layers' footing: monkey IT against each human subject, averaged over
   subjects, with its bootstrap interval over the same stimulus resamples
   (:func:`monkey_vs_human`; against the group-average RDM it would read higher,
-  0.439 instead of 0.296, and not compare with the layers' bars).
+  0.439 instead of 0.296, and not compare with the layers' bars);
+- raw pixels as the floor a layer must beat (:func:`pixel_baseline`: the images'
+  pixel vectors scored like a layer, on the same resamples), and the layers a
+  paired bootstrap puts above them (:func:`above`): on the bundled model pixels
+  score 0.080 with human IT, within every layer's interval.
 
 The numbers are computed once per site and cached in ``brain.json`` at its
 root (:func:`ensure`: rank 0 of a sharded build computes it, every rank renders
@@ -77,7 +81,9 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
         ``similarity``, ``ci``), ``human_it_noise_ceiling`` (``lower``, ``upper``), ``monkey_it_vs_human_it``
         and ``monkey_it_vs_human_it_ci`` (:func:`monkey_vs_human`: per subject, as the layers),
         ``best_layer`` (region -> layer), ``best_layers`` (region -> the layers a paired bootstrap cannot tell
-        from the best, the best first: :meth:`~insilico.rsa.BootstrapResult.best_set`), ``compare``,
+        from the best, the best first: :meth:`~insilico.rsa.BootstrapResult.best_set`), ``pixels`` (region ->
+        ``similarity``, ``ci`` of raw pixels: :func:`pixel_baseline`), ``above_pixels`` (region -> the layers a paired
+        bootstrap puts above pixels: :func:`above`), ``compare``,
         ``rdm_method``, ``n_boot``, ``seed``, ``image_size``,
         ``seconds``.
     """
@@ -96,6 +102,7 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
     monkey = rsa.bootstrap(rdms, [d.monkey_it], COMPARE, over="stimuli", n_boot=n_boot, seed=seed + 1,
                            progress=False)
     ceiling = rsa.noise_ceiling(subjects, COMPARE)
+    pixels = pixel_baseline(images, d, n_boot, seed)
 
     def table(res):
         return {n: {"similarity": float(e), "ci": [float(c[0]), float(c[1])]}
@@ -109,7 +116,41 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
             "best_layer": {"human_it": human.names[int(np.argmax(human.estimate))],
                            "monkey_it": monkey.names[int(np.argmax(monkey.estimate))]},
             "best_layers": {"human_it": human.best_set(), "monkey_it": monkey.best_set()},  # paired bootstrap
+            "pixels": {r: table(pixels[r])["pixels"] for r in ("human_it", "monkey_it")},
+            "above_pixels": {"human_it": above(human, pixels["human_it"]), "monkey_it": above(monkey, pixels["monkey_it"])},
             "seconds": round(time.perf_counter() - start, 2)}
+
+
+def pixel_baseline(images: torch.Tensor, d, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Raw pixels as a model (the 92 images as the model sees them, each a vector of pixel values; its RDM
+    1 - Pearson r like the layers'), bootstrapped against human IT (``seed``) and monkey IT (``seed + 1``): the
+    same stimulus resamples as the layers' (:func:`insilico.rsa.bootstrap` draws them from the seed alone), so a
+    layer can be tested against pixels pair by pair (:func:`above`). A layer that does not beat pixels is not shown
+    to share more of IT's representational geometry than the images' pixels do. ``d``: :func:`insilico.data.kriegeskorte2008`.
+
+    Returns ``{"human_it": BootstrapResult, "monkey_it": BootstrapResult}`` (one model, ``"pixels"``).
+    """
+    from .. import rsa
+
+    found = {"pixels": rsa.rdm(images.flatten(1).double(), method=RDM_METHOD, labels=d.categories)}
+    return {"human_it": rsa.bootstrap(found, d.human_it_subjects(), COMPARE, over="stimuli", n_boot=n_boot,
+                                      seed=seed, progress=False),
+            "monkey_it": rsa.bootstrap(found, [d.monkey_it], COMPARE, over="stimuli", n_boot=n_boot, seed=seed + 1,
+                                       progress=False)}
+
+
+def above(layers, pixels, level: float = 0.95) -> list[str]:
+    """The layers of the bootstrap result ``layers`` whose similarity exceeds ``pixels``' (a one-model result on
+    the same resamples): the lower ``(1 - level) / 2`` quantile of the paired difference is above 0.
+
+    >>> from types import SimpleNamespace as S
+    >>> above(S(names=["a", "b"], samples=np.array([[0.3, 0.1], [0.4, 0.2], [0.35, 0.05]])),
+    ...       S(samples=np.array([[0.1], [0.2], [0.1]])))
+    ['a']
+    """
+    diff = np.asarray(layers.samples) - np.asarray(pixels.samples)[:, :1]
+    low = np.nanquantile(diff, (1 - level) / 2, axis=0)
+    return [n for n, lo in zip(layers.names, low) if lo > 0]
 
 
 def monkey_vs_human(d, n_boot: int = N_BOOT, seed: int = 0) -> dict:
@@ -157,7 +198,7 @@ def ensure(work, layers: Sequence[str], rank: int = 0) -> dict | None:
 
     cached = read(work.root)
     if cached is not None and cached.get("layers") == list(layers) and (
-            "unavailable" in cached or "monkey_it_vs_human_it_ci" in cached):  # older files: the group-RDM figure
+            "unavailable" in cached or "pixels" in cached):  # older files: no pixel baseline (or the group-RDM figure)
         return cached
     if rank != 0:
         return cached
@@ -191,6 +232,28 @@ def _for_scale(res: dict) -> str:
             "as the layers are scored")
 
 
+def pixels_text(res: dict) -> str:
+    """The pixel baseline as the page states it (empty for a ``brain.json`` from before it): pixels' rho per region
+    and which layers a paired bootstrap puts above pixels.
+
+    >>> res = {"layers": ["a", "b"], "pixels": {"human_it": {"similarity": 0.08, "ci": [0.03, 0.14]},
+    ...        "monkey_it": {"similarity": 0.14, "ci": [0.07, 0.22]}}, "above_pixels": {"human_it": [], "monkey_it": ["b"]}}
+    >>> pixels_text(res)[:80]
+    'Raw pixels (each image as a vector of pixel values, its RDM and rho computed like '
+    """
+    if "pixels" not in res:
+        return ""
+    parts = []
+    for r, name in (("human_it", "human IT"), ("monkey_it", "monkey IT")):
+        p, up = res["pixels"][r], res["above_pixels"][r]
+        which = ("no layer" if not up else "every layer" if len(up) == len(res["layers"]) else
+                 f"{len(up)} of {len(res['layers'])} layers ({', '.join(up)})")
+        parts.append(f"{name} rho {p['similarity']:.3f} [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}], {which} above it")
+    return escape("Raw pixels (each image as a vector of pixel values, its RDM and rho computed like a layer's, on "
+                  f"the same bootstrap resamples): {'; '.join(parts)} (paired bootstrap, 95%). A layer not above "
+                  "pixels is not shown to share more of IT's geometry than the images themselves.", quote=False)
+
+
 def rsa_html(res: dict | None) -> str:
     """The RSA section of the model page (figure, table, method, references)."""
     head = "<h2>Which layer represents the 92 objects most like inferior temporal cortex?</h2>"
@@ -205,12 +268,16 @@ def rsa_html(res: dict | None) -> str:
         f"<tr><td>{escape(layer)}</td><td><code>{escape(res['units'][layer])}</code></td>"
         + "".join(f"<td>{res[r][layer]['similarity']:.3f}</td><td>[{res[r][layer]['ci'][0]:.3f}, "
                   f"{res[r][layer]['ci'][1]:.3f}]</td>" for r in ("human_it", "monkey_it")) + "</tr>"
-        for layer in res["layers"])
+        for layer in res["layers"]) + (
+        "<tr><td><i>raw pixels</i></td><td>(baseline)</td>" + "".join(
+            f"<td>{res['pixels'][r]['similarity']:.3f}</td><td>[{res['pixels'][r]['ci'][0]:.3f}, "
+            f"{res['pixels'][r]['ci'][1]:.3f}]</td>" for r in ("human_it", "monkey_it")) + "</tr>"
+        if "pixels" in res else "")
     best_h, best_m = res["best_layer"]["human_it"], res["best_layer"]["monkey_it"]
     close = {r: [l for l in res["best_layers"][r] if l != res["best_layer"][r]] if "best_layers" in res  # paired test
              else [l for l in res["layers"] if l != res["best_layer"][r]
                    and res[r][l]["similarity"] >= res[r][res["best_layer"][r]]["ci"][0]] for r in ("human_it", "monkey_it")}
-    caveat = " ".join(
+    caveat = pixels_text(res) + " " + " ".join(
         f"For {name}, {len(close[r])} other layer{'s' if len(close[r]) != 1 else ''} cannot be told from the best "
         "layer (95% bootstrap): the ranking among them is not reliable on 92 images." for r, name in
         (("human_it", "human IT"), ("monkey_it", "monkey IT")) if close[r])
@@ -300,4 +367,5 @@ def model_page(title: str, res: dict | None, layer_rows: Sequence[tuple[str, Seq
     return page(f"model vs brain - {title}", body, 0)
 
 
-__all__ = ["FILE", "N_BOOT", "ensure", "it_rsa", "layers_html", "model_page", "read", "rf_html", "rsa_html"]
+__all__ = ["FILE", "N_BOOT", "above", "ensure", "it_rsa", "layers_html", "model_page", "pixel_baseline", "pixels_text",
+           "read", "rf_html", "rsa_html"]

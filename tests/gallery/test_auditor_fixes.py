@@ -8,6 +8,8 @@ photo); a 1-split RF error of 0.24 px where sizes on fresh noise differ by up to
 """
 import re
 
+import pytest
+
 from insilico.gallery import figures, pages, summary
 from insilico.gallery.methods import methods_html
 
@@ -83,3 +85,46 @@ def test_a_histogram_widens_to_show_its_whole_note():
 
 def test_the_build_settings_say_a_class_of_the_bundled_photos_is_one_photo():
     assert "one photo per class" in pages._setting("stimuli", "photos")
+
+
+def test_raw_pixels_are_scored_against_it_like_a_layer_and_said_on_the_model_page():
+    # the bundled model: pixels reach 0.080 with human IT, inside every layer's interval; the page must say so
+    import numpy as np
+    from scipy.spatial.distance import squareform
+    from scipy.stats import spearmanr
+
+    from insilico import data
+    from insilico.gallery import brain
+    from insilico.gallery.stages import _fit
+
+    d = data.kriegeskorte2008(size=64)
+    images = _fit(d.images, (3, 64, 64))
+    found = brain.pixel_baseline(images, d, n_boot=20, seed=0)
+    pix = 1 - np.corrcoef(images.flatten(1).double().numpy())               # independent: numpy and scipy
+    tri = np.triu_indices(92, 1)
+    subjects = [squareform(np.asarray(s.numpy(), float)) for s in d.human_it_subjects()]
+    direct = np.mean([spearmanr(pix[tri], s[tri])[0] for s in subjects])
+    assert found["human_it"].estimate[0] == pytest.approx(direct, abs=1e-6)
+    assert direct == pytest.approx(0.080, abs=0.002)
+    lo, hi = found["human_it"].ci[0]
+    res = {"layers": ["a", "b"], "pixels": {r: {"similarity": float(found[r].estimate[0]),
+                                                "ci": [float(c) for c in found[r].ci[0]]} for r in found},
+           "above_pixels": {"human_it": [], "monkey_it": ["b"]}}
+    text = brain.pixels_text(res)
+    assert f"human IT rho {direct:.3f} [{lo:.3f}, {hi:.3f}], no layer above it" in text
+    assert "1 of 2 layers (b) above it" in text
+
+
+def test_a_layer_is_above_pixels_only_when_the_paired_difference_excludes_0():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from insilico.gallery import brain
+
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(0.08, 0.03, (200, 1))
+    layers = SimpleNamespace(names=["same", "higher", "noisy"],
+                             samples=np.hstack([pixels + 0.001, pixels + 0.05, pixels + rng.normal(0.05, 0.05, (200, 1))]))
+    # "same" is above on every resample but by 0.001: still above (paired); "noisy" overlaps 0 at the 2.5% quantile
+    assert brain.above(layers, SimpleNamespace(samples=pixels)) == ["same", "higher"]

@@ -238,8 +238,9 @@ def pixels_text(res: dict) -> str:
 
     >>> res = {"layers": ["a", "b"], "pixels": {"human_it": {"similarity": 0.08, "ci": [0.03, 0.14]},
     ...        "monkey_it": {"similarity": 0.14, "ci": [0.07, 0.22]}}, "above_pixels": {"human_it": [], "monkey_it": ["b"]}}
-    >>> pixels_text(res)[:80]
-    'Raw pixels (each image as a vector of pixel values, its RDM and rho computed like '
+    >>> text = pixels_text(res)
+    >>> "human IT rho 0.080 [0.030, 0.140], no layer above it" in text, "1 of 2 layers (b) above it" in text
+    (True, True)
     """
     if "pixels" not in res:
         return ""

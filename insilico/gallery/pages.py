@@ -276,18 +276,44 @@ def unit_page(title: str, layer: str, layer_slug: str, channel: int, data: dict,
             f"; this unit is the logit of class &ldquo;{escape(str(name))}&rdquo;" if name else "") + ".</p>"
     head += _silent_note(data)
     rf = data.get("rf")
+    notes = output_unit_notes(str(name), data) if name else {}  # an output layer's logit: what is by construction
     sections = [("features", _features_html(channel, data.get("features"), data.get("tuning"))),
                 ("exemplars", _exemplars_html(channel, data.get("exemplars"), rf, ctx.get("input_size"))
-                 + time_course_html(data.get("exemplars")))]  # a recurrent layer's time course, else ""
+                 + notes.get("exemplars", "") + time_course_html(data.get("exemplars")))]  # recurrent: time course
     if "tuning" in data or data.get("_spatial"):
         sections.append(("tuning", _tuning_html(data.get("tuning"))))
         sections.append(("rf", _rf_html(channel, rf, ctx.get("input_size"))))
     sections.append(("lesion", _lesion_html(data.get("lesion"), ctx.get("lesion_scale"), layer,
-                                            ctx.get("lesion_scale_unit"))))
+                                            ctx.get("lesion_scale_unit")) + notes.get("lesion", "")))
     sections = [html.replace("</h2>", f" <small>{method_link(layer_slug, name)}</small></h2>", 1)
                 for name, html in sections]
     body = f'<nav>{" / ".join(links)} &nbsp; {steps}</nav>{head}' + "".join(sections)
     return page(f"{address}{' ' + str(name) if name else ''} - {title}", body, 2)
+
+
+def output_unit_notes(name: str, data: dict) -> dict:
+    """Notes for the page of the logit of class ``name`` (an output layer's unit): ``"exemplars"``, how many of its
+    top exemplars are photos of its class (the raw logit ranks by this logit alone, not by the class winning), and
+    ``"lesion"``, that the drop of its own class when it is set to 0 is by construction; "" where a stage is missing.
+
+    >>> notes = output_unit_notes("coffee", {"exemplars": {"labels": ["moon", "coffee", "moon"]}, "lesion": {}})
+    >>> "1 of these 3 exemplars is a photo of class “coffee”" in notes["exemplars"], "by construction" in notes["lesion"]
+    (True, True)
+    """
+    ex, les = data.get("exemplars") or {}, data.get("lesion")
+    notes = {}
+    if ex.get("labels") and ex.get("rows") != "attention":
+        n, own = len(ex["labels"]), sum(str(label) == name for label in ex["labels"])
+        notes["exemplars"] = escape(
+            f"{own} of these {n} exemplars {'is a photo' if own == 1 else 'are photos'} of class “{name}”: the raw "
+            "logit ranks photos by this class's logit alone, and a photo of another class can have a larger one "
+            "(while the model still chooses its own class).", quote=False).join(("<p>", "</p>"))
+    if les is not None:
+        notes["lesion"] = escape(
+            f"This unit is the logit of “{name}”: set to 0, it lowers the probability of “{name}” wherever that logit "
+            f"was above 0, by construction; the bar of “{name}” is no finding, the other classes' bars are.",
+            quote=False).join(("<p>", "</p>"))
+    return notes
 
 
 def _silent_note(data: dict) -> str:
@@ -671,5 +697,5 @@ def read_unit(folder: Path, stages) -> dict:
     return data
 
 
-__all__ = ["STYLE", "exemplar_caveats", "index_page", "layer_page", "lesion_scale", "page", "read_unit", "rf_box_at", "svg_bars", "svg_curve",
+__all__ = ["STYLE", "exemplar_caveats", "index_page", "output_unit_notes", "layer_page", "lesion_scale", "page", "read_unit", "rf_box_at", "svg_bars", "svg_curve",
            "unit_context", "unit_noun", "unit_page", "write"]

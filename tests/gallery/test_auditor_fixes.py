@@ -128,3 +128,18 @@ def test_a_layer_is_above_pixels_only_when_the_paired_difference_excludes_0():
                              samples=np.hstack([pixels + 0.001, pixels + 0.05, pixels + rng.normal(0.05, 0.05, (200, 1))]))
     # "same" is above on every resample but by 0.001: still above (paired); "noisy" overlaps 0 at the 2.5% quantile
     assert brain.above(layers, SimpleNamespace(samples=pixels)) == ["same", "higher"]
+
+
+def test_an_output_units_page_says_what_its_exemplars_and_lesion_show_by_construction():
+    # bundled site: 5 of the 16 logits have no photo of their class among their top 9 (camera, coffee, grass, ihc,
+    # moon); setting a logit to 0 drops its own class's probability, the largest bar in 12 of 16 units
+    ex = {"k": 3, "n_stimuli": 48, "labels": ["moon", "moon", "coffee"], "activations": [6.0, 5.5, 5.0],
+          "indices": [0, 1, 2], "neurons": []}
+    lesion = {"classes": ["coffee", "moon"], "labelled": True, "probability_change": [-0.3, 0.01], "n_stimuli": 4}
+    html = pages.unit_page("site", "fc", "fc", 0, {"exemplars": ex, "lesion": lesion}, (None, 1),
+                           {"classes": ["coffee", "moon"]})
+    assert "1 of these 3 exemplars is a photo of class “coffee”" in html
+    lesion_part = html.split("Lesion effect per class")[1]
+    assert "by construction" in lesion_part and "the bar of “coffee” is no finding" in lesion_part
+    hidden = pages.unit_page("site", "conv", "conv", 0, {"exemplars": ex, "lesion": lesion}, (None, 1), {})
+    assert "is a photo of class" not in hidden and "by construction" not in hidden.split("Lesion effect")[1]

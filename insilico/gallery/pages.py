@@ -609,6 +609,8 @@ def _physiology_facts(d: dict) -> list[str]:
     if d.get("f0") is not None and d.get("f1") is not None:
         ratio = d.get("modulation_ratio")
         kind = f": {d['cell_type']}" if d.get("cell_type") else ""
+        if kind and d.get("sf_peak_at_edge"):  # Skottun et al. read F1/F0 at the optimal SF, inside the range
+            kind += " (read at the edge of the tested SFs, not at a bracketed optimum)"
         facts.append(f"F0 {d['f0']:.3g}, F1 {d['f1']:.3g}, F1/F0 "
                      + (f"{ratio:.2f}" if ratio is not None else "infinite (F0 ≤ 0)") + kind)
     if "spontaneous" in d:

@@ -268,6 +268,10 @@ def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str
     if missing:
         text += (f"; {missing} {'has' if missing == 1 else 'have'} no SF bandwidth: "
                  + ", ".join(f"{k} ({n})" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
+    edge = sum(bool(t.get("cell_type")) and bool(t.get("sf_peak_at_edge")) for t in resp)
+    if edge:  # Skottun et al. read F1/F0 at the optimal SF; at the range's edge the optimum is not in the range
+        text += (f"; the simple/complex call of {edge} is read at an SF at the edge of the tested range, not at a "
+                 "bracketed optimum")
     return escape(text + ".", quote=False)
 
 
@@ -295,7 +299,7 @@ def _modulation_panel(tunings: Sequence[dict], early: bool = False) -> list[str]
         return []
     note = f"simple (F1/F0 > {SIMPLE_F1_F0:g}): {counts['simple']}, complex: {counts['complex']}" + (
         f"; {counts['infinite']} simple with F0 ≤ 0 not drawn" if counts["infinite"] else "") + (
-        "; V1: bimodal, simple and complex both common [5]" if early else "")
+        "; V1: bimodal [5]" if early else "")
     return [figures.histogram(counts["ratios"], np.linspace(0, 2, 11), "F1/F0 (phase modulation)",
                               "F1/F0", lines=(SIMPLE_F1_F0,), note=note, xticks=[0, 0.5, 1, 1.5, 2])]
 

@@ -61,7 +61,7 @@ def test_the_f1_f0_panel_of_an_early_layer_has_v1s_bimodal_distribution_beside_i
                {"cell_type": "simple", "modulation_ratio": 1.7, "sf_bandwidth": 2.5}]
     early = summary.layer_summary(rows, tunings, image_size=64)
     panel = next(svg for svg in re.findall(r"<svg.*?</svg>", early, re.S) if "F1/F0 (n = 2)" in svg)
-    assert "V1: bimodal, simple and complex both common [5]" in panel
+    assert "V1: bimodal [5]" in panel
     assert "Skottun, De Valois" in early                          # reference [5] in the list
     late = summary.layer_summary([dict(r, rf_size=50.0) for r in rows], tunings, image_size=64)
     assert "V1: bimodal" not in late and "Skottun, De Valois" not in late
@@ -143,3 +143,17 @@ def test_an_output_units_page_says_what_its_exemplars_and_lesion_show_by_constru
     assert "by construction" in lesion_part and "the bar of “coffee” is no finding" in lesion_part
     hidden = pages.unit_page("site", "conv", "conv", 0, {"exemplars": ex, "lesion": lesion}, (None, 1), {})
     assert "is a photo of class" not in hidden and "by construction" not in hidden.split("Lesion effect")[1]
+
+
+def test_an_f1_f0_read_at_the_edge_of_the_tested_sfs_is_said_so():
+    # bundled site: 61 of 166 simple units peak at the lowest SF (1 cycle/image), where the F1/F0 call is not read
+    # at a bracketed optimum as Skottun et al. read it
+    record = {"unit": "conv.1[0,7,7]", "orientations": [0.0, 90.0], "curve": [2.0, 1.0], "sfs": [1.0, 2.0],
+              "sf_curve": [2.0, 1.0], "baseline": 0.0, "responsive": True, "reason": "", "f0": 1.0, "f1": 1.6,
+              "modulation_ratio": 1.6, "cell_type": "simple", "sf_peak_at_edge": True, "spontaneous": False}
+    assert "F1/F0 1.60: simple (read at the edge of the tested SFs, not at a bracketed optimum)" in pages._tuning_html(record)
+    inside = pages._tuning_html(dict(record, sf_peak_at_edge=False))
+    assert "F1/F0 1.60: simple;" in inside and "bracketed optimum" not in inside
+    rows = _early_rows(2)
+    text = summary.physiology_text(rows, [record, dict(record, sf_peak_at_edge=False)])
+    assert "the simple/complex call of 1 is read at an SF at the edge of the tested range" in text

@@ -308,6 +308,10 @@ def rsa_html(res: dict | None) -> str:
             "representational similarity analysis. <i>PLoS Comput. Biol.</i> 10:e1003553 (noise ceiling).</li></ol>")
 
 
+#: A layer whose median RF is at least this fraction of the image width is said to fill it (its sizes are cut there).
+FILLS_IMAGE = 0.85
+
+
 def rf_html(groups: Sequence[tuple[str, Sequence[float]]], image_size: int | None) -> str:
     """RF size (px) of every unit, per spatial layer in depth order, against the image size."""
     head = "<h2>Receptive field size across depth</h2>"
@@ -318,10 +322,14 @@ def rf_html(groups: Sequence[tuple[str, Sequence[float]]], image_size: int | Non
     medians = ", ".join(f"{escape(name)} {np.median(v):.3g}" for name, v in groups)
     svg = figures.strips(groups, "RF size (px)", "RF size per unit (bar: median)", hline=image_size,
                          hline_label=f"image width {image_size} px" if image_size else "")
+    full = [name for name, v in groups if image_size and np.median(v) >= FILLS_IMAGE * image_size]
+    cut = (f" {', '.join(escape(n) for n in full)}: the median field spans {FILLS_IMAGE:.0%} or more of the image, so "
+           "many fields reach its edge, where the map (and the size) is cut: there the size is a lower bound, and "
+           "the growth across depth stops at the image by construction." if full else "")
     return (head + f'<div class="row">{svg}</div><p>RF size: geometric mean of the height and width of the '
             "region around the peak where the unit's mean absolute gradient on white noise exceeds 10% of its peak "
             f"(the unit at the centre of its map; each unit's page has its map). Medians (px): "
-            f"{medians}. Linear layers see the whole image.</p>")
+            f"{medians}.{cut} Linear layers see the whole image.</p>")
 
 
 def layers_html(layer_rows: Sequence[tuple[str, Sequence[dict]]]) -> str:

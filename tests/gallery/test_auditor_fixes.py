@@ -157,3 +157,13 @@ def test_an_f1_f0_read_at_the_edge_of_the_tested_sfs_is_said_so():
     rows = _early_rows(2)
     text = summary.physiology_text(rows, [record, dict(record, sf_peak_at_edge=False)])
     assert "the simple/complex call of 1 is read at an SF at the edge of the tested range" in text
+
+
+def test_rf_sizes_of_a_layer_whose_fields_fill_the_image_are_said_to_be_cut_at_its_edge():
+    # bundled site: features.10's median field is 60.7 px of 64, and 62 of its 96 boxes reach the image's edge
+    from insilico.gallery import brain
+
+    html = brain.rf_html([("conv1", [9.0, 9.0]), ("conv5", [55.0, 61.0, 62.0])], 64)
+    assert "conv5: the median field spans 85% or more of the image" in html and "lower bound" in html
+    assert "conv1: the median field" not in html
+    assert "lower bound" not in brain.rf_html([("conv1", [9.0, 9.0])], 64)

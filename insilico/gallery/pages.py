@@ -485,16 +485,18 @@ def _exemplars_html(c: int, d: dict | None, rf: dict | None = None, input_size=N
         zoom = rf_zoom(f"{c}/exemplars.png", boxes, (h, w), k, pad)
     else:
         img = f'<div class="overlay wide">{img}</div>'
-    note += exemplar_caveats(d["activations"][: d["k"]])
+    note += exemplar_caveats(d["activations"][: d["k"]], d.get("labels", [])[: d["k"]])
     return (f"<h2>Top {d['k']} exemplars of {d['n_stimuli']} stimuli</h2>"
             f"<p>Rows: photo, deconvolution, gradient map.{escape(note)}</p>{img}{zoom}<p>{cells}</p>")
 
 
-def exemplar_caveats(values) -> str:
+def exemplar_caveats(values, labels=()) -> str:
     """What a reader must know about a unit's top exemplar values (best first) before reading them as its preferred
     stimuli: how many tie with the best within rounding (:data:`~insilico.experiments.selectivity.LAYER_PRECISION`
-    of the best |value|: their order is arbitrary) and how many are at or below 0 (a ReLU unit does not fire on
-    them, so they are the photos that lower its input least, not photos that drive it); "" when neither.
+    of the best |value|: their order is arbitrary), how many are at or below 0 (a ReLU unit does not fire on
+    them, so they are the photos that lower its input least, not photos that drive it) and, with their ``labels``,
+    how many share the most common label when at least half do (the bundled photos' crops of one photo overlap:
+    not independent stimuli); "" when none of these.
 
     >>> exemplar_caveats([1.3667798, 1.3667752, 1.3583, 0.9])
     ' 1 of the other 3 ties with the best within rounding (their order is arbitrary).'
@@ -513,6 +515,11 @@ def exemplar_caveats(values) -> str:
         text += (f" {low} of the {n} {'is' if low == 1 else 'are'} at or below 0 before the nonlinearity (after a ReLU "
                  "the unit does not fire on such a photo: it is listed because it lowers the unit's input least, not because "
                  "it drives the unit).")
+    names = [str(label) for label in labels][:n]
+    common = max(set(names), key=names.count) if names else None
+    if common is not None and n >= 4 and 2 * names.count(common) >= n:
+        text += (f" {names.count(common)} of the {n} share one label (“{common}”): where a label is one photo (the "
+                 "bundled photos, one per class) they are overlapping crops of it, not independent stimuli.")
     return text
 
 

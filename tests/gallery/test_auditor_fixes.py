@@ -168,3 +168,12 @@ def test_rf_sizes_of_a_layer_whose_fields_fill_the_image_are_said_to_be_cut_at_i
     assert "conv5: the median field spans 85% or more of the image" in html and "lower bound" in html
     assert "conv1: the median field" not in html
     assert "lower bound" not in brain.rf_html([("conv1", [9.0, 9.0])], 64)
+
+
+def test_exemplars_that_are_mostly_crops_of_one_photo_are_said_so():
+    # bundled site: the top 9 come from a median of 2-3 photos, from 1 photo in 235 of 1,024 units
+    text = pages.exemplar_caveats([5.0, 4.0, 3.0, 2.0], ["moon", "moon", "moon", "text"])
+    assert "3 of the 4 share one label (“moon”)" in text and "not independent stimuli" in text
+    assert "share one label" not in pages.exemplar_caveats([5.0, 4.0, 3.0, 2.0], ["moon", "text", "page", "coins"])
+    html = _unit([5.0, 4.0, 3.0, 2.0])                          # _unit labels every exemplar "a"
+    assert "4 of the 4 share one label (“a”)" in html

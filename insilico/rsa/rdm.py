@@ -48,6 +48,11 @@ class RDM(Result):
         What was measured (a layer, a brain region).
     labelled : bool, optional
         Whether ``labels`` were given (default: ``labels is not None``).
+    ordered : bool
+        Whether the stimuli are in an order the user chose (default). False for an RDM of neural data in the
+        order the data first showed each stimulus (``rdm(read_neural(data))`` without ``stimuli=`` / ``ids=``):
+        it aligns by label with labelled RDMs, and an unlabelled RDM is refused against it
+        (:func:`insilico.neural.positional_order`, the rule ``fit_predictor`` keeps).
 
     Attributes
     ----------
@@ -73,6 +78,7 @@ class RDM(Result):
     method: str | None = None
     name: str | None = None
     labelled: bool | None = None
+    ordered: bool = True
 
     def __post_init__(self):
         vector = _as_tensor(self.vector)
@@ -131,7 +137,7 @@ class RDM(Result):
 
     def to(self, device) -> RDM:
         """A copy on ``device``."""
-        return RDM(self.vector.to(device), self.labels, self.method, self.name, self.labelled)
+        return RDM(self.vector.to(device), self.labels, self.method, self.name, self.labelled, self.ordered)
 
     def numpy(self) -> np.ndarray:
         """The condensed vector as a NumPy array (``scipy.spatial.distance.squareform`` makes it square)."""
@@ -144,7 +150,8 @@ class RDM(Result):
             idx = idx.nonzero().flatten()
         m = self.matrix[idx][:, idx]
         labels = [self.labels[int(k)] for k in idx.tolist()] if self.labelled else None
-        return RDM.from_matrix(m, labels, self.method, self.name, check=False)
+        return dataclasses.replace(RDM.from_matrix(m, labels, self.method, self.name, check=False),
+                                   ordered=self.ordered)
 
     def plot(self, ax=None, rank: bool = False, cmap: str = "viridis", colorbar: bool = True, title: str | None = None,
              ticks: bool | None = None):
@@ -277,7 +284,8 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     if isinstance(responses, NeuralData):  # labelled by its stimulus ids; repetitions are crossnobis's runs
         data = responses if method == "crossnobis" else responses.mean()
         ids = labels if labels is not None else data.stimulus_ids
-        return _rdm_one(data.values, labels=ids, name=name, **kwargs)
+        one = _rdm_one(data.values, labels=ids, name=name, **kwargs)
+        return one if labels is not None or data.ordered else dataclasses.replace(one, ordered=False)
     if isinstance(responses, Recording):
         names = list(units) if units is not None else responses.units
         ids = labels if labels is not None else responses.ids if responses.labelled else None

@@ -200,6 +200,37 @@ def test_bad_files_name_the_path(tmp_path):
         stimulus_source(mixed)
 
 
+def test_files_whose_pixel_values_mean_something_else_are_refused_not_misread(tmp_path):
+    """Before: a CMYK JPEG was read as RGBA (C, M, Y as R, G, B: inverted colours), a float TIFF in 0..255
+    clipped to white, an int32 TIFF divided by 2**31 (black) -- all recorded without a word, by both readers
+    (the files of record_stimuli and stimuli.from_folder)."""
+    from PIL import Image
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good"
+    good.mkdir()
+    rgb = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(good / "a.png")
+    tifffile.imwrite(good / "f.tif", rgb.astype(np.float32) / 255, photometric="rgb")  # float in [0, 1]: as it is
+    tifffile.imwrite(good / "s.tif", rgb.astype(np.uint16) * 257, photometric="rgb")   # 16 bit: scaled by 65535
+    read = [files_module.read_image(good / n) for n in ("a.png", "f.tif", "s.tif")]
+    assert all(torch.allclose(r, read[0], atol=1e-6) for r in read)
+    bad = {"cmyk.jpg": (lambda p: Image.fromarray(rgb).convert("CMYK").save(p), "CMYK"),
+           "f255.tif": (lambda p: tifffile.imwrite(p, rgb.astype(np.float32), photometric="rgb"),
+                        r"float .*values up to 255"),
+           "nan.tif": (lambda p: tifffile.imwrite(p, np.full((4, 4), np.nan, np.float32)), "NaN"),
+           "i32.tif": (lambda p: tifffile.imwrite(p, rgb[..., 0].astype(np.int32)), "int32")}
+    for name, (write, said) in bad.items():
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        write(folder / name)
+        with pytest.raises(StimulusError, match=f"{name}.*{said}"):
+            files_module.read_image(folder / name)
+        with pytest.raises(StimulusError, match=f"{name}.*{said}"):
+            insilico.stimuli.from_folder(folder, size=8)
+
+
 def _classifier(classes=None):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))

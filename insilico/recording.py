@@ -45,7 +45,7 @@ from ._version import __version__
 from .pixels import Raw, check_images
 from .options import Job
 from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
-from .identity import check, digest, job_identity, value_digest
+from .identity import check, digest, fingerprint_differences, job_identity, value_digest
 from .jsonfiles import jsonable
 from .layout import POOLS as REDUCTIONS
 from .performance import tuned
@@ -193,17 +193,23 @@ class Recording:
         Raises
         ------
         InsilicoError
-            No recording, different units, or an incomplete recording.
+            No recording, different units, an incomplete recording, or recordings of another model, reduction,
+            precision or value shape than the first (the message names what differs).
         """
         recordings = list(recordings)
         if not recordings:
             raise InsilicoError("Recording.concat needs at least one recording")
         units = recordings[0].units
-        for rec in recordings:
+        for k, rec in enumerate(recordings):
             if rec.units != units:
                 raise InsilicoError(f"recordings of different units cannot be joined: {rec.units} vs {units}")
             if not rec.complete:
                 raise InsilicoError(f"{rec!r} is incomplete: finish it (record again with the same out=) first")
+            differ = _recording_differences(recordings[0], rec)
+            if differ:
+                raise InsilicoError(f"recording {k} is not a chunk of the same job as recording 0 (recording 0 vs {k}: "
+                                    f"{'; '.join(differ)}): its rows would not be what the joined recording's "
+                                    "settings say; join recordings of one model and one setting, or keep them apart")
         arrays = {name: np.concatenate([np.asarray(rec.array(name)) for rec in recordings]) for name in units}
         ids = [i for rec in recordings for i in rec.ids] if all(rec.labelled for rec in recordings) else None
         params = None
@@ -346,6 +352,22 @@ class Recording:
 
 
 persistence.register(Recording, "folder")  # insilico.load(folder) opens it through the decoder's table
+
+
+def _recording_differences(first: Recording, other: Recording) -> list[str]:
+    """What makes ``other``'s values mean something else than ``first``'s (each as "first vs other"): the model
+    (class; its parameters where both were recorded to disk, with their job identity), the reduction, the
+    precision, a unit's value shape."""
+    import json
+
+    out = [f"{key}: {json.dumps(jsonable(first.meta.get(key)))} vs {json.dumps(jsonable(other.meta.get(key)))}"
+           for key in ("model", "reduce", "precision") if other.meta.get(key) != first.meta.get(key)]
+    models = [(r.meta.get("job") or {}).get("model", {}).get("model") for r in (first, other)]
+    if all(isinstance(m, dict) for m in models):
+        out += fingerprint_differences(*models)
+    out += [f"value shape of {u}: {list(first.array(u).shape[1:])} vs {list(other.array(u).shape[1:])}"
+            for u in first.units if tuple(other.array(u).shape[1:]) != tuple(first.array(u).shape[1:])]
+    return out
 
 
 def _neuroid(unit: Unit, where: tuple, reduce) -> tuple:

@@ -241,6 +241,25 @@ def test_recording_saves_loads_concatenates_and_plots(tmp_path):
     plt.close(fig)
 
 
+def test_recordings_of_other_settings_or_models_are_not_joined(tmp_path):
+    """Before: Recording.concat joined a mean-pooled and a max-pooled recording (or two models' recordings on
+    disk) and kept the first one's settings: half the rows were not what meta said, without a word."""
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    x = torch.rand(6, 3, 8, 8)
+    first = Probe(a).record_stimuli(x[:3], ["1"], reduce="mean", progress=False, ids=range(3))
+    assert len(Recording.concat([first, Probe(a).record_stimuli(x[3:], ["1"], reduce="mean", progress=False,
+                                                                   ids=range(3, 6), batch_size=2)])) == 6
+    with pytest.raises(InsilicoError, match=r"recording 1 .*reduce: \"mean\" vs \"max\""):
+        Recording.concat([first, Probe(a).record_stimuli(x[3:], ["1"], reduce="max", progress=False)])
+    with pytest.raises(InsilicoError, match=r"recording 1 .*shape of 1: \[4\] vs \[4, 6, 6\]"):
+        Recording.concat([first, Probe(a).record_stimuli(x[3:], ["1"], progress=False)])
+    on_disk = [Probe(m).record_stimuli(x[k:k + 3], ["1"], reduce="mean", progress=False, out=tmp_path / f"r{k}")
+               for m, k in ((a, 0), (b, 3))]
+    with pytest.raises(InsilicoError, match=r"recording 1 .*model parameters differ"):
+        Recording.concat(on_disk)
+
+
 class Pairs(torch.utils.data.Dataset):
     """Items as users' datasets give them: ``(image, label)`` tuples, or dicts with an image key."""
 

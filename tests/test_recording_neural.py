@@ -180,3 +180,17 @@ def test_an_rdm_of_neural_data_in_trial_order_is_not_compared_by_position_with_a
     plain = read_neural(da.assign_coords(stimulus_id=("presentation", [str(i) for i in order])))
     assert rsa.compare(model, rdm(plain), "pearson") == pytest.approx(1.0)   # ids that are positions: put in order
     assert brain.ordered is False and said.ordered is True and brain.subset([1, 0]).ordered is False
+
+
+def test_an_rdm_of_neural_data_with_time_bins_is_refused_not_flattened_over_time():
+    """Before: rsa.rdm(neural) with a time_bin axis flattened time into the features (one RDM of whole time
+    courses) without a word, where every other use of such data is told to pick a bin (NeuralData.__array__)."""
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(6)]
+    da = xarray.DataArray(rng.normal(size=(6, 4, 3)), dims=("presentation", "neuroid", "time_bin"),
+                          coords={"stimulus_id": ("presentation", ids), "time_bin": [0, 10, 20]})
+    neural = read_neural(da, ids=ids)
+    with pytest.raises(InsilicoError, match=r"3 time bins: pick one with .at\(time_bin\)"):
+        rdm(neural)
+    per_bin = [rdm(neural.at(t)) for t in neural.time_bins]
+    assert np.allclose(per_bin[1].vector, rdm(torch.as_tensor(da.values[:, :, 1])).vector)

@@ -230,7 +230,8 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     responses : Recording, NeuralData, dict of tensors, list of tensors, or tensor / array
         Responses (n_stimuli, ...); features are the trailing axes, flattened. Neural data
         (:func:`insilico.neural.read_neural`) are labelled by their stimulus ids, their repetitions
-        averaged (or, for ``crossnobis``, the runs).
+        averaged (or, for ``crossnobis``, the runs); with a ``time_bin`` axis they are refused: one bin
+        at a time, ``[rdm(neural.at(t)) for t in neural.time_bins]``.
         For ``crossnobis``: (n_runs, n_stimuli, ...) with every stimulus in
         every run, or (n_observations, ...) with ``runs=`` and ``conditions=``.
         A Recording or dict gives a dict ``{unit: RDM}``, a list a list.
@@ -284,7 +285,7 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     if isinstance(responses, NeuralData):  # labelled by its stimulus ids; repetitions are crossnobis's runs
         data = responses if method == "crossnobis" else responses.mean()
         ids = labels if labels is not None else data.stimulus_ids
-        one = _rdm_one(data.values, labels=ids, name=name, **kwargs)
+        one = _rdm_one(np.asarray(data), labels=ids, name=name, **kwargs)  # a time axis refused: pick a bin
         return one if labels is not None or data.ordered else dataclasses.replace(one, ordered=False)
     if isinstance(responses, Recording):
         names = list(units) if units is not None else responses.units

@@ -33,9 +33,12 @@ The families insilico ships (``FAMILIES``; any other model is ``generic``):
     channels-last: every 3-axis output except convolutions, pooling and a
     permute back to NCHW (its stages run in ``(N, H, W, C)``).
 ``convnext``
-    ``ConvNeXt`` (torchvision, timm). Channels-last: a block's Linear,
-    LayerNorm and activation (between its two permutes; ``LayerNorm2d`` is
-    channels-first).
+    ``ConvNeXt`` (torchvision, timm), Hugging Face's ``ConvNextModel`` and ``ConvNextV2Model``. Channels-last: a
+    block's Linear,
+    LayerNorm (between its two permutes; ``LayerNorm2d`` is channels-first), and an
+    activation or Hugging Face GRN after one of them (the layer registered before it: timm's small
+    ConvNeXts run the MLP as 1x1 convolutions on ``(C, H, W)``, ``conv_mlp``); a norm that says its
+    axis (``data_format``, ``channel_dim``) as it says.
 
 Attention modules are the registry's (:mod:`insilico.attention`), whatever the family.
 
@@ -72,7 +75,7 @@ from ..errors import InsilicoError
 from ..layout import set_reader
 from ..units import Unit, UnitLike
 from .layout import attention_layout, last_axis_features, layout_of, map_like
-from .modules import is_activation
+from .modules import _named, is_activation
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -87,8 +90,9 @@ class Family:
     prefix_tokens : callable, optional
         ``root -> int``: tokens before the patch grid (None: inferred, 0 or 1).
     channels_last : callable, optional
-        ``module -> bool``: True when a 3-axis output of the module is ``(H, W, C)``
-        (``module`` None: an op's output in the family's forward); None: the generic
+        ``(module, root) -> bool``: True when a 3-axis output of the module is ``(H, W, C)``
+        (``module`` None: an op's output in the family's forward; ``root`` the family's network,
+        None when unknown, for rules that look at a module's neighbours); None: the generic
         rule, Linear and LayerNorm outputs.
     attention : mapping
         Attention class name -> layout of its parts (``"heads"``, ``"windows"``, ``"refused"``) for classes
@@ -98,7 +102,7 @@ class Family:
     name: str
     classes: tuple[str, ...] = ()
     prefix_tokens: Callable[[nn.Module], int] | None = None
-    channels_last: Callable[[nn.Module | None], bool] | None = None
+    channels_last: Callable[[nn.Module | None, nn.Module | None], bool] | None = None
     attention: Mapping[str, str] = dataclasses.field(default_factory=dict)
     root: nn.Module | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -115,12 +119,31 @@ def _vit_prefix(root: nn.Module) -> int:
     return 1 + int(getattr(root, "num_register_tokens", 0))  # torchvision: CLS; DINOv2: CLS + registers
 
 
-def _swin_channels_last(module: nn.Module | None) -> bool:
+def _swin_channels_last(module: nn.Module | None, root: nn.Module | None = None) -> bool:
     return module is None or not map_like(module)   # its stages, their ops too, run in (N, H, W, C)
 
 
-def _convnext_channels_last(module: nn.Module | None) -> bool:
-    return module is not None and (last_axis_features(module) or is_activation(module))
+def _convnext_channels_last(module: nn.Module | None, root: nn.Module | None = None) -> bool:
+    """Linear and LayerNorm; an activation as the layer registered before it in its parent (torchvision's block
+    and timm's Linear MLP: a Linear; timm's conv MLP, ``conv_mlp``: a 1x1 convolution, channels-first)."""
+    if module is None:
+        return False
+    if last_axis_features(module):
+        return True
+    if not (is_activation(module) or _named(module, ("ConvNextV2GRN",))):  # these act on what the layer before gave
+        return False
+    before = _registered_before(root, module)
+    return before is None or _convnext_channels_last(before, root)
+
+
+def _registered_before(root: nn.Module | None, module: nn.Module) -> nn.Module | None:
+    """The sibling registered just before ``module`` in its parent under ``root`` (None: first, or not found)."""
+    for parent in (root.modules() if root is not None else ()):
+        children = list(parent.children())
+        for k, child in enumerate(children):
+            if child is module:
+                return children[k - 1] if k else None
+    return None
 
 
 GENERIC = Family("generic")
@@ -140,7 +163,7 @@ register(Family("vit", ("VisionTransformer", "Eva", "VisionTransformerDistilled"
                 prefix_tokens=_vit_prefix))
 register(Family("swin", ("SwinTransformer", "SwinTransformerV2"), prefix_tokens=lambda root: 0,
                 channels_last=_swin_channels_last))
-register(Family("convnext", ("ConvNeXt",), channels_last=_convnext_channels_last))
+register(Family("convnext", ("ConvNeXt", "ConvNextModel", "ConvNextV2Model"), channels_last=_convnext_channels_last))
 
 
 def family_of(model: nn.Module) -> Family:

@@ -88,12 +88,19 @@ def _channels_last(module: nn.Module | None, family) -> bool:
         return list(dims)[-1] == 1
     rule = getattr(family, "channels_last", None)
     if rule is not None:
-        return bool(rule(module))  # module None: an op in the family's forward (Swin's residual add)
+        # module None: an op in the family's forward (Swin's residual add); root: the family's network
+        return bool(rule(module, getattr(family, "root", None)))
     return module is not None and last_axis_features(module)
 
 
 def last_axis_features(module: nn.Module) -> bool:
-    """True for modules that act on the last axis of their input (Linear, LayerNorm; not LayerNorm2d)."""
+    """True for modules that act on the last axis of their input (Linear, LayerNorm; not LayerNorm2d), or that
+    say so: Hugging Face's ConvNeXt norms (``data_format``), timm's GRN (``channel_dim``)."""
+    said = getattr(module, "data_format", None)
+    if said in ("channels_first", "channels_last"):
+        return said == "channels_last"
+    if getattr(module, "channel_dim", None) in (1, -1):
+        return module.channel_dim == -1
     if isinstance(module, nn.Linear) or _named(module, CONV_LINEAR_NAMES):
         return True
     return isinstance(module, nn.LayerNorm) and not type(module).__name__.endswith("2d")

@@ -178,6 +178,47 @@ def test_convnext_block_inner_layers_are_channels_last_and_the_block_a_map():
     assert seen["features.1.0"] == "map" and seen["features.2.0"] == "map"   # a LayerNorm2d is channels-first
 
 
+def test_a_convnext_activation_takes_the_layout_of_the_layer_before_it():
+    """timm's small ConvNeXts (atto .. nano: conv_mlp) run the block's MLP as 1x1 convolutions on (C, H, W); its
+    activation was read as channels-last because activations in torchvision's block are, so reduce="mean" pooled
+    (2, 320, 4, 4) into (2, 4) (over channels and rows) without a word. Now an activation reads the layer before it."""
+    timm = pytest.importorskip("timm")
+    x = torch.rand(2, 3, 32, 32)
+    for conv_mlp, expected in ((True, "map"), (False, "channels_last")):
+        torch.manual_seed(0)
+        model = timm.create_model("convnext_atto", pretrained=False, num_classes=3, conv_mlp=conv_mlp).eval()
+        act = "stages.1.blocks.0.mlp.act"
+        assert family_of(model).name == "convnext" and layouts(model, x[:1])[act] == expected
+        probe = insilico.Probe(model)
+        with probe.record(act) as rec:
+            model(x)
+        pooled = probe.record_stimuli(x, [act], reduce="mean", progress=False)[act]
+        torch.testing.assert_close(pooled, rec[act].mean((2, 3) if conv_mlp else (1, 2)))
+
+
+def test_hugging_face_and_timm_convnext_v2_layers_read_the_axis_their_norms_say():
+    """Hugging Face's ConvNeXt (v1, v2) was generic: its block's activation and GRN, (H, W, C), were read as maps,
+    and the channels-first LayerNorms (data_format) of its stem and downsampling as channels-last; timm's GRN says
+    its channel axis (channel_dim). All silent: reduce pooled the wrong axes."""
+    transformers = pytest.importorskip("transformers")
+    timm = pytest.importorskip("timm")
+    x = torch.rand(1, 3, 32, 32)
+    small = dict(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32)
+    v2 = transformers.ConvNextV2Model(transformers.ConvNextV2Config(**small)).eval()
+    seen, layer = layouts(v2, x), "encoder.stages.1.layers.0"
+    assert family_of(v2).name == "convnext"
+    assert {k: seen[k] for k in ("embeddings.layernorm", "encoder.stages.1.downsampling_layer.0")} == \
+        {"embeddings.layernorm": "map", "encoder.stages.1.downsampling_layer.0": "map"}
+    assert [seen[f"{layer}.{m}"] for m in ("layernorm", "pwconv1", "act", "grn", "pwconv2")] == ["channels_last"] * 5
+    v1 = transformers.ConvNextModel(transformers.ConvNextConfig(**small)).eval()
+    assert layouts(v1, x)[f"{layer}.act"] == "channels_last"
+    for conv_mlp, expected in ((True, "map"), (False, "channels_last")):
+        torch.manual_seed(0)
+        model = timm.create_model("convnextv2_atto", pretrained=False, num_classes=3, conv_mlp=conv_mlp).eval()
+        seen = layouts(model, x)
+        assert [seen[f"stages.1.blocks.0.mlp.{m}"] for m in ("act", "grn")] == [expected] * 2
+
+
 def test_family_is_found_inside_a_wrapper_and_a_new_family_registers():
     wrapped = nn.Sequential(nn.Identity(), tiny_vit())
     assert family_of(wrapped).name == "vit" and family_of(wrapped).prefix() == 1

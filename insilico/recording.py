@@ -48,7 +48,7 @@ from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, fingerprint_differences, job_identity, value_digest
 from .jsonfiles import jsonable
 from .layout import POOLS as REDUCTIONS
-from .performance import tuned
+from .performance import HALF, check_finite, tuned
 from .registry import register_tool
 from .results import need_pandas
 from .session import session
@@ -566,7 +566,8 @@ def record_stimuli(
         sync()  # every rank plans from the same progress before any rank adds to it
         todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
         sync()
-        _fill(probe, source, names, sink, todo, reduce, progress, prepare)
+        half = probe.dtype if probe.dtype in HALF else {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+        _fill(probe, source, names, sink, todo, reduce, progress, prepare, half)
         sync()
     if out is None:
         return Recording(sink.arrays, given, source.params, meta)
@@ -581,9 +582,10 @@ def _share(todo: list, batch_size: int, rank: int, world: int, shard) -> list:
     return [(a, b) for a, b in todo if (a // batch_size) % world == rank]
 
 
-def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
+def _fill(probe, source, names, sink, todo, reduce, progress, prepare, half=None) -> None:
     """Record ``todo`` into ``sink``: one forward pass per batch, one record per reduction (``reduce``: one
-    for all units, or a dict unit -> reduction as :func:`_reductions` resolves it)."""
+    for all units, or a dict unit -> reduction as :func:`_reductions` resolves it). ``half``: the half dtype the
+    model computes in, whose NaN / inf (an overflow) is a NumericsError, not a stored value."""
     groups: dict = {}
     for name in names:
         groups.setdefault(reduce.get(name) if isinstance(reduce, dict) else reduce, []).append(name)
@@ -597,6 +599,9 @@ def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
             key = source.digest(start, stop) if sink.hashes else None  # while an accelerator computes the batch
             for rec, group in zip(recs, groups.values()):
                 for name in group:
+                    if half is not None:
+                        check_finite(rec[name], f"the responses of {name}", half, f"on stimuli {start}..{stop - 1}",
+                                     "record with precision='fp32' (or 'bf16', float32's range)")
                     sink.write(name, start, _to_numpy(rec[name]))
             sink.commit(start, stop, key)
     finally:

@@ -260,6 +260,23 @@ def test_recordings_of_other_settings_or_models_are_not_joined(tmp_path):
         Recording.concat(on_disk)
 
 
+def test_a_half_recording_that_overflows_is_refused_not_stored_as_nan():
+    """Before: a float16 model (or precision="fp16") whose responses overflow 65504 stored inf / NaN in the
+    recording without a word, where the dtype contract says a half run gives finite values or NumericsError."""
+    from insilico.errors import NumericsError
+
+    conv = nn.Conv2d(3, 2, 3)
+    with torch.no_grad():
+        conv.weight.fill_(1e4)
+    net = nn.Sequential(conv, nn.ReLU())
+    x = torch.rand(3, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(Probe(net).record_stimuli(x, ["1"], progress=False)["1"]).all()   # float32: finite
+    with pytest.raises(NumericsError, match=r"responses of 1 is NaN or inf on stimuli 0\.\.2.*precision='fp32'"):
+        Probe(net).record_stimuli(x, ["1"], precision="fp16", progress=False)
+    with pytest.raises(NumericsError, match=r"responses of 1 is NaN or inf .*torch.float16 model"):
+        Probe(net.half()).record_stimuli(x, ["1"], progress=False)
+
+
 class Pairs(torch.utils.data.Dataset):
     """Items as users' datasets give them: ``(image, label)`` tuples, or dicts with an image key."""
 

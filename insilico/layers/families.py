@@ -25,8 +25,9 @@ The families insilico ships (``FAMILIES``; any other model is ``generic``):
     3-axis output.
 ``vit``
     ``VisionTransformer`` (torchvision, timm), timm's ``Eva`` and ``VisionTransformerDistilled``, DINOv2's
-    ``DinoVisionTransformer``. Prefix tokens: timm's ``num_prefix_tokens``
-    (CLS, registers, distillation token), else 1 (CLS) plus DINOv2's
+    ``DinoVisionTransformer``, Hugging Face's ``Dinov2WithRegistersModel`` and ``DeiTModel``. Prefix tokens:
+    timm's ``num_prefix_tokens`` (CLS, registers, distillation token); a Hugging Face model's embeddings'
+    ``cls_token``, ``distillation_token`` and ``register_tokens``; else 1 (CLS) plus DINOv2's
     ``num_register_tokens``.
 ``swin``
     ``SwinTransformer`` / ``SwinTransformerV2`` (torchvision, timm). No prefix;
@@ -69,6 +70,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Mapping
 
+import torch
 from torch import nn
 
 from ..errors import InsilicoError
@@ -116,6 +118,10 @@ class Family:
 def _vit_prefix(root: nn.Module) -> int:
     if hasattr(root, "num_prefix_tokens"):
         return int(root.num_prefix_tokens)               # timm: CLS, registers, distillation token
+    embeddings = getattr(root, "embeddings", None)
+    if hasattr(root, "config") and isinstance(embeddings, nn.Module):  # Hugging Face: what its embeddings prepend
+        tokens = [getattr(embeddings, k, None) for k in ("cls_token", "distillation_token", "register_tokens")]
+        return sum(t.shape[1] if t.ndim == 3 else 1 for t in tokens if isinstance(t, torch.Tensor))
     return 1 + int(getattr(root, "num_register_tokens", 0))  # torchvision: CLS; DINOv2: CLS + registers
 
 
@@ -159,8 +165,8 @@ def register(family: Family) -> Family:
     return family
 
 
-register(Family("vit", ("VisionTransformer", "Eva", "VisionTransformerDistilled", "DinoVisionTransformer"),
-                prefix_tokens=_vit_prefix))
+register(Family("vit", ("VisionTransformer", "Eva", "VisionTransformerDistilled", "DinoVisionTransformer",
+                        "Dinov2WithRegistersModel", "DeiTModel"), prefix_tokens=_vit_prefix))
 register(Family("swin", ("SwinTransformer", "SwinTransformerV2"), prefix_tokens=lambda root: 0,
                 channels_last=_swin_channels_last))
 register(Family("convnext", ("ConvNeXt", "ConvNextModel", "ConvNextV2Model"), channels_last=_convnext_channels_last))

@@ -219,6 +219,30 @@ def test_hugging_face_and_timm_convnext_v2_layers_read_the_axis_their_norms_say(
         assert [seen[f"stages.1.blocks.0.mlp.{m}"] for m in ("act", "grn")] == [expected] * 2
 
 
+@pytest.mark.parametrize("name", ["Dinov2WithRegisters", "DeiT"])
+def test_hugging_face_vits_with_more_than_a_cls_token_pool_and_centre_on_their_patches(name):
+    """Hugging Face's DINOv2 with registers (CLS + 4 registers) and DeiT (CLS + distillation token) were generic:
+    their 16 patches + 5 (or 2) prefix tokens are no square (+1), so reduce="mean" pooled the prefix tokens with the
+    patches and "center" read the sequence's middle (token 10, patch (1, 1)) -- silently."""
+    transformers = pytest.importorskip("transformers")
+    config = getattr(transformers, f"{name}Config")(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=64, image_size=32, patch_size=8,
+                                                     **({"num_register_tokens": 4} if "Registers" in name else {}))
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{name}Model")(config).eval()
+    prefix = 5 if "Registers" in name else 2
+    layer, x = "encoder.layer.0" if "Registers" in name else "layers.0", torch.rand(2, 3, 32, 32)
+    probe = insilico.Probe(model)
+    with probe.record(layer) as rec:
+        model(x)
+    full = rec[layer]
+    assert family_of(model).name == "vit" and full.shape[1] == prefix + 16
+    pooled = probe.record_stimuli(x, [layer], reduce="mean", progress=False)[layer]
+    torch.testing.assert_close(pooled, full[:, prefix:].mean(1))
+    centre = probe.record_stimuli(x, [layer], reduce="center", progress=False)[layer]
+    torch.testing.assert_close(centre, full[:, prefix + 2 * 4 + 2])
+
+
 def test_family_is_found_inside_a_wrapper_and_a_new_family_registers():
     wrapped = nn.Sequential(nn.Identity(), tiny_vit())
     assert family_of(wrapped).name == "vit" and family_of(wrapped).prefix() == 1

@@ -243,6 +243,23 @@ def test_hugging_face_vits_with_more_than_a_cls_token_pool_and_centre_on_their_p
     torch.testing.assert_close(centre, full[:, prefix + 2 * 4 + 2])
 
 
+def test_the_centre_of_a_vit_on_a_non_square_image_is_refused_not_guessed():
+    """timm's ViT at 32 x 64 px: 1 CLS + a 4 x 8 patch grid. The centre rule read the sequence's middle (token 17,
+    patch (2, 0): the left edge) as "the centre patch" without a word; the true centre is token 21. Pooling still
+    drops the CLS token (the family says it)."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(32, 64), patch_size=8, depth=1,
+                              num_classes=3).eval()
+    x, probe = torch.rand(2, 3, 32, 64), insilico.Probe(model)
+    with pytest.raises(InsilicoError, match=r"32 patch tokens \(after 1 prefix token\) are no square grid"):
+        probe.record_stimuli(x, ["blocks.0"], reduce="center", progress=False)
+    with probe.record("blocks.0") as rec:
+        model(x)
+    pooled = probe.record_stimuli(x, ["blocks.0"], reduce="mean", progress=False)["blocks.0"]
+    torch.testing.assert_close(pooled, rec["blocks.0"][:, 1:].mean(1))
+
+
 def test_family_is_found_inside_a_wrapper_and_a_new_family_registers():
     wrapped = nn.Sequential(nn.Identity(), tiny_vit())
     assert family_of(wrapped).name == "vit" and family_of(wrapped).prefix() == 1

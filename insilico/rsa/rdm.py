@@ -240,7 +240,8 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
         Which units of a Recording (default: all).
     labels : sequence, optional
         Stimulus labels (default: the Recording's ids when they were given
-        (``Recording.labelled``); with ``conditions=``, the sorted unique
+        (``Recording.labelled``), of the stimuli it holds (an unfinished recording's, also its
+        positions 0 .. n-1 when no ids were given); with ``conditions=``, the sorted unique
         conditions; else none: the RDM is unlabelled, matched by position).
     runs, conditions : sequence, optional
         Run (fold) and stimulus label of each observation, for crossnobis on
@@ -289,7 +290,8 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
         return one if labels is not None or data.ordered else dataclasses.replace(one, ordered=False)
     if isinstance(responses, Recording):
         names = list(units) if units is not None else responses.units
-        ids = labels if labels is not None else responses.ids if responses.labelled else None
+        held = [responses.ids[i] for i in responses.indices]  # an unfinished recording holds some stimuli
+        ids = labels if labels is not None else held if responses.labelled or not responses.complete else None
         return {str(u): _rdm_one(responses[u], labels=ids, name=str(u), **kwargs) for u in names}
     if isinstance(responses, Mapping):
         names = list(units) if units is not None else list(responses)

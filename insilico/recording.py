@@ -44,7 +44,7 @@ from . import persistence
 from ._version import __version__
 from .pixels import Raw, check_images
 from .options import Job
-from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
+from .errors import InsilicoError, JobMismatchError, SavedFileError, StimulusError, UnitError
 from .identity import check, digest, fingerprint_differences, job_identity, value_digest
 from .jsonfiles import jsonable
 from .layout import POOLS as REDUCTIONS
@@ -1039,6 +1039,7 @@ class _DiskSink:
                 meta["job"]["stimuli"]["stimuli"]["chunks"] = {k: source.digest(*_span(k)) for k in chunks}
             check(stored, meta["job"], str(path / "meta.json"))
             meta["job"]["stimuli"]["stimuli"].pop("chunks", None)
+            _check_labels(read_identity(path / "meta.json"), meta, path)
         return cls(path, names, shapes, n, ids, source.params, meta, rank)
 
     def done(self) -> list:
@@ -1057,6 +1058,25 @@ class _DiskSink:
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()
+
+
+def _check_labels(stored: dict, meta: dict, path: Path) -> None:
+    """JobMismatchError when a folder's recording has other labels or class names than this run's stimuli: they
+    are not in the job identity (the responses do not depend on them), but the folder would give back its own."""
+    differ = [f"{key}: {_shown(stored.get(key))} (folder) vs {_shown(meta.get(key))} (now)"
+              for key in ("labels", "class_names") if jsonable(stored.get(key)) != jsonable(meta.get(key))]
+    if differ:
+        raise JobMismatchError(f"{path} holds a recording of these stimuli with other labels ({'; '.join(differ)}): "
+                               "its responses are the same, but loading it gives the folder's labels; pass the new "
+                               "labels where you use the recording, or out=Job(folder, overwrite=True) (--force on "
+                               "the command line) to record again with them", differ)
+
+
+def _shown(value) -> str:
+    import json
+
+    text = json.dumps(jsonable(value))
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _span(key: str) -> tuple[int, int]:

@@ -277,6 +277,28 @@ def test_a_half_recording_that_overflows_is_refused_not_stored_as_nan():
         Probe(net.half()).record_stimuli(x, ["1"], progress=False)
 
 
+def test_resuming_a_folder_with_other_labels_is_refused_not_given_the_old_ones(tmp_path):
+    """Before: rerunning record_stimuli into a finished folder with a corrected labels table returned the folder's
+    old labels and class names without a word (labels are not in the job identity: the responses are the same)."""
+    import skimage.io
+
+    from insilico.errors import JobMismatchError
+    from insilico.stimuli.labels import labelled
+
+    root = tmp_path / "set"
+    root.mkdir()
+    for k in range(4):
+        skimage.io.imsave(root / f"{k}.png", np.full((6, 6, 3), 40 * k, np.uint8), check_contrast=False)
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    old = {f"{k}.png": "cat" if k % 2 else "dog" for k in range(4)}
+    first = Probe(net).record_stimuli(labelled(root, old), [""], out=tmp_path / "rec", progress=False)
+    again = Probe(net).record_stimuli(labelled(root, old), [""], out=tmp_path / "rec", progress=False)
+    assert first.labels == again.labels == [1, 0, 1, 0]
+    new = {f"{k}.png": "dog" if k % 2 else "cat" for k in range(4)}
+    with pytest.raises(JobMismatchError, match=r"labels: \[1, 0, 1, 0\] \(folder\) vs \[0, 1, 0, 1\] \(now\)"):
+        Probe(net).record_stimuli(labelled(root, new), [""], out=tmp_path / "rec", progress=False)
+
+
 class Pairs(torch.utils.data.Dataset):
     """Items as users' datasets give them: ``(image, label)`` tuples, or dicts with an image key."""
 

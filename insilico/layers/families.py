@@ -76,7 +76,7 @@ from torch import nn
 from ..errors import InsilicoError
 from ..layout import set_reader
 from ..units import Unit, UnitLike
-from .layout import attention_layout, last_axis_features, layout_of, map_like
+from .layout import after_last_axis, attention_layout, last_axis_features, layout_of, map_like, registered_before
 from .modules import _named, is_activation
 
 
@@ -130,26 +130,16 @@ def _swin_channels_last(module: nn.Module | None, root: nn.Module | None = None)
 
 
 def _convnext_channels_last(module: nn.Module | None, root: nn.Module | None = None) -> bool:
-    """Linear and LayerNorm; an activation as the layer registered before it in its parent (torchvision's block
-    and timm's Linear MLP: a Linear; timm's conv MLP, ``conv_mlp``: a 1x1 convolution, channels-first)."""
+    """Linear and LayerNorm; an activation or Hugging Face GRN as the layer registered before it (torchvision's
+    block and timm's Linear MLP: a Linear; timm's conv MLP, ``conv_mlp``: a 1x1 convolution, channels-first)."""
     if module is None:
         return False
     if last_axis_features(module):
         return True
-    if not (is_activation(module) or _named(module, ("ConvNextV2GRN",))):  # these act on what the layer before gave
-        return False
-    before = _registered_before(root, module)
-    return before is None or _convnext_channels_last(before, root)
-
-
-def _registered_before(root: nn.Module | None, module: nn.Module) -> nn.Module | None:
-    """The sibling registered just before ``module`` in its parent under ``root`` (None: first, or not found)."""
-    for parent in (root.modules() if root is not None else ()):
-        children = list(parent.children())
-        for k, child in enumerate(children):
-            if child is module:
-                return children[k - 1] if k else None
-    return None
+    if _named(module, ("ConvNextV2GRN",)):  # acts on what the activation before it gave
+        before = registered_before(root, module)
+        return before is None or _convnext_channels_last(before, root)
+    return is_activation(module) and after_last_axis(module, root) is not False  # first in its parent: channels-last
 
 
 GENERIC = Family("generic")

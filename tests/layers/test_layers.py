@@ -260,6 +260,30 @@ def test_the_centre_of_a_vit_on_a_non_square_image_is_refused_not_guessed():
     torch.testing.assert_close(pooled, rec["blocks.0"][:, 1:].mean(1))
 
 
+def test_an_activation_after_a_channels_last_linear_is_channels_last_in_any_model():
+    """timm's MaxViT (no family: generic) runs its attention blocks' MLP on (H, W, C): fc1 was read channels-last
+    but the activation after it, (8, 8, 512), as a map of 8 channels -- reduce pooled the wrong axes, silently.
+    An activation now reads the layer registered before it when that one acts on the last axis and gives as many
+    features; a ReLU registered after a net's Linear head but applied to its conv maps stays a map."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("maxvit_nano_rw_256", pretrained=False, img_size=64, num_classes=3).eval()
+    block = "stages.1.blocks.0.attn_block"
+    seen = layouts(model, torch.rand(1, 3, 64, 64))
+    assert family_of(model).name == "generic"
+    assert [seen[f"{block}.{m}"] for m in ("norm2", "mlp.fc1", "mlp.act")] == ["channels_last"] * 3
+
+    class SharedRelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc, self.relu = nn.Conv2d(3, 4, 3), nn.Linear(4, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.fc(self.relu(self.conv(x)).mean((2, 3)))
+
+    assert layouts(SharedRelu(), torch.rand(1, 3, 8, 8))["relu"] == "map"
+
+
 def test_family_is_found_inside_a_wrapper_and_a_new_family_registers():
     wrapped = nn.Sequential(nn.Identity(), tiny_vit())
     assert family_of(wrapped).name == "vit" and family_of(wrapped).prefix() == 1

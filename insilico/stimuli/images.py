@@ -59,7 +59,8 @@ def _to_float_rgb(arr: np.ndarray) -> np.ndarray:
     """Any image array -> float32 (H, W, 3) or (H, W, 1) in [0, 1].
 
     Unsigned 8- and 16-bit images are scaled by their dtype's maximum, booleans are 0 / 1, float images must
-    already be in [0, 1] (a step of 1/255 beyond is clipped). Refused (StimulusError): float values beyond
+    already be in [0, 1] (a step of 1/255 beyond is clipped); alpha is dropped. Refused (StimulusError): more
+    than 1% of the pixels see-through (alpha below 1/2: what lies under them is undefined), float values beyond
     that (e.g. 0..255 saved as float: clipping would make them white) or not finite, and integer images
     whose white level the dtype does not say (signed, or wider than 16 bits: dividing an int32 image by
     2**31 makes it black).
@@ -68,10 +69,17 @@ def _to_float_rgb(arr: np.ndarray) -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != 3:
         raise StimulusError(f"expected a 2-D or 3-D image array, got shape {arr.shape}.")
-    if arr.shape[2] == 4:  # drop alpha
-        arr = arr[..., :3]
-    if arr.shape[2] == 2:  # gray + alpha
-        arr = arr[..., :1]
+    if arr.shape[2] in (2, 4):  # gray or RGB + alpha: alpha dropped, unless it hides what the image shows
+        white = np.iinfo(arr.dtype).max if np.issubdtype(arr.dtype, np.integer) else 1
+        alpha = arr[..., -1].astype(np.float64) / white
+        see_through = float((alpha < 0.5).mean())
+        if see_through > 0.01:
+            raise StimulusError(f"{see_through:.0%} of its pixels are see-through (alpha below 1/2): the colours under "
+                                "them are undefined (often black), so the model would see a background nobody "
+                                "chose; composite it onto the background you mean (PIL: Image.alpha_composite("
+                                "Image.new('RGBA', im.size, (128, 128, 128, 255)), im).convert('RGB')) or save it "
+                                "without alpha")
+        arr = arr[..., :-1]
     if arr.dtype == bool:
         return arr.astype(np.float32)
     if np.issubdtype(arr.dtype, np.integer):

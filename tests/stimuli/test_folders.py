@@ -231,6 +231,24 @@ def test_files_whose_pixel_values_mean_something_else_are_refused_not_misread(tm
             insilico.stimuli.from_folder(folder, size=8)
 
 
+def test_an_object_on_a_transparent_background_is_refused_opaque_alpha_is_dropped(tmp_path):
+    """Before: an object PNG on a transparent background was read with its alpha dropped, so the model saw whatever
+    colour lies under alpha 0 (black here; anything in other files) -- without a word. An alpha that hides (almost)
+    nothing is still dropped: opaque, half-opaque, or a few see-through pixels (scikit-image's horse photo)."""
+    from PIL import Image
+
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[2:8, 2:8] = (200, 30, 30, 255)                                      # a red square, the rest transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    with pytest.raises(StimulusError, match=r"cut\.png.*64% of its pixels are see-through.*alpha_composite"):
+        files_module.read_image(tmp_path / "cut.png")
+    rgba[..., 3] = 255
+    rgba[0, 0, 3] = 0                                                          # 1 pixel in 100: kept
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    torch.testing.assert_close(files_module.read_image(tmp_path / "opaque.png"),
+                               torch.from_numpy(rgba[..., :3] / np.float32(255)).permute(2, 0, 1))
+
+
 def _classifier(classes=None):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))

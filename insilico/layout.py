@@ -86,8 +86,15 @@ def centre_token(n_tokens: int, prefix: int | None = None) -> int:
     the position a conv map's centre neuron takes (``H // 2, W // 2``). With
     ``prefix=None`` (the family does not say) ``g * g`` tokens are a grid and
     ``g * g + 1`` a CLS token followed by the grid (torchvision's and timm's
-    ViTs). Any other count is read at its middle (``prefix + rest // 2``): name
-    the token yourself in the address when that is not what you mean.
+    ViTs); any other count is read at its middle (``rest // 2``: a 1-d sequence). With
+    ``prefix`` given (the family's ViT) the rest is a patch grid: one that is no square
+    (a non-square image) has no centre the count can tell, and is refused (its middle
+    would be the start of a row, the image's left edge): name the token yourself.
+
+    Raises
+    ------
+    UnitError
+        ``prefix`` given and the tokens after it are no square grid.
 
     >>> centre_token(197), centre_token(196), centre_token(10), centre_token(201, prefix=5)
     (106, 105, 5, 110)
@@ -96,6 +103,12 @@ def centre_token(n_tokens: int, prefix: int | None = None) -> int:
     if grid is not None:
         extra, side = grid
         return extra + (side // 2) * side + side // 2
+    if prefix is not None and n_tokens > prefix:
+        rest = n_tokens - prefix
+        raise UnitError(f"{rest} patch tokens (after {prefix} prefix token{'s' if prefix != 1 else ''}) are no "
+                        "square grid (a non-square image?), so the centre patch is not known from their count: "
+                        "use square images, or name the token in the address (row r, column c of a grid w wide: "
+                        f"token {prefix} + r * w + c)")
     extra = prefix or 0
     return extra + (n_tokens - extra) // 2
 

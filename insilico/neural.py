@@ -143,20 +143,52 @@ class NeuralData:
         if n != self.n_stimuli:
             raise StimulusError(f"{n} stimuli without ids but neural data of {self.n_stimuli} stimuli: give the "
                                 "stimuli ids (image files, or read_neural(..., ids=)) to align them by")
-        positions = [str(i) for i in range(n)]
-        if not self.ordered and sorted(self.stimulus_ids) == sorted(positions):  # ids that are positions
-            return self.aligned(positions)
-        if not self.ordered:
-            raise StimulusError(f"these {n} stimuli have no ids, and the neural data's rows are in the order the "
-                                f"data first showed each stimulus ({self.stimulus_ids[:3]}, ...), which need not "
-                                "be the stimuli's: say which id each stimulus is, read_neural(data, ids=[...]) "
-                                "(or neural.aligned([...])), in the stimuli's order, or give image files")
-        return self
+        ids = positional_order(self.stimulus_ids, self.ordered, f"these {n} stimuli have no ids", "or give image files")
+        return self if ids is None else self.aligned(ids)
 
     def __repr__(self) -> str:
         reps = f"{self.values.shape[0]} repetitions x " if self.repeated else ""
         time = f" x {len(self.time_bins)} time bins" if self.time_bins is not None else ""
         return f"NeuralData({reps}{self.n_stimuli} stimuli x {len(self.neuroid_ids)} neuroids{time})"
+
+
+def positional_order(ids: Sequence, ordered: bool, unnamed: str, other_fix: str) -> list | None:
+    """The one rule for rows named by stimulus ids that meet stimuli without ids (matched by position).
+
+    Rows in an order the user chose (``ordered``) are taken as they are (None); rows whose ids are
+    ``"0" .. "N-1"`` (a tensor's recording) are put in that order (the ids, in position order); rows in the
+    order the data first showed each stimulus (``read_neural`` without ``stimuli=`` / ``ids=``: often a
+    shuffled trial order) are refused. :meth:`NeuralData.aligned_to` (``fit_predictor``) and
+    :func:`insilico.rsa.compare` (an RDM of such data against an unlabelled one) both read it.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        The rows' stimulus ids, in row order.
+    ordered : bool
+        Whether the user chose the rows' order.
+    unnamed, other_fix : str
+        What is matched by position, and one more fix, for the message.
+
+    Raises
+    ------
+    StimulusError
+        Rows in the data's first-presentation order whose ids are not positions.
+
+    Example
+    -------
+    >>> positional_order(["1", "0", "2"], False, "", ""), positional_order(["b", "a"], True, "", "")
+    (['0', '1', '2'], None)
+    """
+    if ordered:
+        return None
+    positions = [str(i) for i in range(len(ids))]
+    if sorted(map(str, ids)) == sorted(positions):  # ids that are positions
+        return positions
+    raise StimulusError(f"{unnamed}, and the neural data's rows are in the order the data first showed each "
+                        f"stimulus ({list(ids)[:3]}, ...), which need not be the stimuli's: say which id each "
+                        "stimulus is, read_neural(data, ids=[...]) (or neural.aligned([...])), in the stimuli's "
+                        f"order, {other_fix}")
 
 
 def read_neural(data: Any, stimuli: Any = None, *, ids: Sequence | None = None,
@@ -258,4 +290,4 @@ def _data_array(data: Any):
                              f"{reason}", data) from None
 
 
-__all__ = ["DIMS", "NeuralData", "read_neural"]
+__all__ = ["DIMS", "NeuralData", "positional_order", "read_neural"]

@@ -44,11 +44,11 @@ from . import persistence
 from ._version import __version__
 from .pixels import Raw, check_images
 from .options import Job
-from .errors import InsilicoError, SavedFileError, StimulusError, UnitError
-from .identity import check, digest, job_identity, value_digest
+from .errors import InsilicoError, JobMismatchError, SavedFileError, StimulusError, UnitError
+from .identity import check, digest, fingerprint_differences, job_identity, value_digest
 from .jsonfiles import jsonable
 from .layout import POOLS as REDUCTIONS
-from .performance import tuned
+from .performance import HALF, check_finite, tuned
 from .registry import register_tool
 from .results import need_pandas
 from .session import session
@@ -193,17 +193,23 @@ class Recording:
         Raises
         ------
         InsilicoError
-            No recording, different units, or an incomplete recording.
+            No recording, different units, an incomplete recording, or recordings of another model, reduction,
+            precision or value shape than the first (the message names what differs).
         """
         recordings = list(recordings)
         if not recordings:
             raise InsilicoError("Recording.concat needs at least one recording")
         units = recordings[0].units
-        for rec in recordings:
+        for k, rec in enumerate(recordings):
             if rec.units != units:
                 raise InsilicoError(f"recordings of different units cannot be joined: {rec.units} vs {units}")
             if not rec.complete:
                 raise InsilicoError(f"{rec!r} is incomplete: finish it (record again with the same out=) first")
+            differ = _recording_differences(recordings[0], rec)
+            if differ:
+                raise InsilicoError(f"recording {k} is not a chunk of the same job as recording 0 (recording 0 vs {k}: "
+                                    f"{'; '.join(differ)}): its rows would not be what the joined recording's "
+                                    "settings say; join recordings of one model and one setting, or keep them apart")
         arrays = {name: np.concatenate([np.asarray(rec.array(name)) for rec in recordings]) for name in units}
         ids = [i for rec in recordings for i in rec.ids] if all(rec.labelled for rec in recordings) else None
         params = None
@@ -346,6 +352,22 @@ class Recording:
 
 
 persistence.register(Recording, "folder")  # insilico.load(folder) opens it through the decoder's table
+
+
+def _recording_differences(first: Recording, other: Recording) -> list[str]:
+    """What makes ``other``'s values mean something else than ``first``'s (each as "first vs other"): the model
+    (class; its parameters where both were recorded to disk, with their job identity), the reduction, the
+    precision, a unit's value shape."""
+    import json
+
+    out = [f"{key}: {json.dumps(jsonable(first.meta.get(key)))} vs {json.dumps(jsonable(other.meta.get(key)))}"
+           for key in ("model", "reduce", "precision") if other.meta.get(key) != first.meta.get(key)]
+    models = [(r.meta.get("job") or {}).get("model", {}).get("model") for r in (first, other)]
+    if all(isinstance(m, dict) for m in models):
+        out += fingerprint_differences(*models)
+    out += [f"value shape of {u}: {list(first.array(u).shape[1:])} vs {list(other.array(u).shape[1:])}"
+            for u in first.units if tuple(other.array(u).shape[1:]) != tuple(first.array(u).shape[1:])]
+    return out
 
 
 def _neuroid(unit: Unit, where: tuple, reduce) -> tuple:
@@ -544,7 +566,8 @@ def record_stimuli(
         sync()  # every rank plans from the same progress before any rank adds to it
         todo = _share(chunks(missing(sink.done(), n), batch_size), batch_size, rank, world, shard)
         sync()
-        _fill(probe, source, names, sink, todo, reduce, progress, prepare)
+        half = probe.dtype if probe.dtype in HALF else {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+        _fill(probe, source, names, sink, todo, reduce, progress, prepare, half)
         sync()
     if out is None:
         return Recording(sink.arrays, given, source.params, meta)
@@ -559,9 +582,10 @@ def _share(todo: list, batch_size: int, rank: int, world: int, shard) -> list:
     return [(a, b) for a, b in todo if (a // batch_size) % world == rank]
 
 
-def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
+def _fill(probe, source, names, sink, todo, reduce, progress, prepare, half=None) -> None:
     """Record ``todo`` into ``sink``: one forward pass per batch, one record per reduction (``reduce``: one
-    for all units, or a dict unit -> reduction as :func:`_reductions` resolves it)."""
+    for all units, or a dict unit -> reduction as :func:`_reductions` resolves it). ``half``: the half dtype the
+    model computes in, whose NaN / inf (an overflow) is a NumericsError, not a stored value."""
     groups: dict = {}
     for name in names:
         groups.setdefault(reduce.get(name) if isinstance(reduce, dict) else reduce, []).append(name)
@@ -575,6 +599,9 @@ def _fill(probe, source, names, sink, todo, reduce, progress, prepare) -> None:
             key = source.digest(start, stop) if sink.hashes else None  # while an accelerator computes the batch
             for rec, group in zip(recs, groups.values()):
                 for name in group:
+                    if half is not None:
+                        check_finite(rec[name], f"the responses of {name}", half, f"on stimuli {start}..{stop - 1}",
+                                     "record with precision='fp32' (or 'bf16', float32's range)")
                     sink.write(name, start, _to_numpy(rec[name]))
             sink.commit(start, stop, key)
     finally:
@@ -1012,6 +1039,7 @@ class _DiskSink:
                 meta["job"]["stimuli"]["stimuli"]["chunks"] = {k: source.digest(*_span(k)) for k in chunks}
             check(stored, meta["job"], str(path / "meta.json"))
             meta["job"]["stimuli"]["stimuli"].pop("chunks", None)
+            _check_labels(read_identity(path / "meta.json"), meta, path)
         return cls(path, names, shapes, n, ids, source.params, meta, rank)
 
     def done(self) -> list:
@@ -1030,6 +1058,25 @@ class _DiskSink:
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()
+
+
+def _check_labels(stored: dict, meta: dict, path: Path) -> None:
+    """JobMismatchError when a folder's recording has other labels or class names than this run's stimuli: they
+    are not in the job identity (the responses do not depend on them), but the folder would give back its own."""
+    differ = [f"{key}: {_shown(stored.get(key))} (folder) vs {_shown(meta.get(key))} (now)"
+              for key in ("labels", "class_names") if jsonable(stored.get(key)) != jsonable(meta.get(key))]
+    if differ:
+        raise JobMismatchError(f"{path} holds a recording of these stimuli with other labels ({'; '.join(differ)}): "
+                               "its responses are the same, but loading it gives the folder's labels; pass the new "
+                               "labels where you use the recording, or out=Job(folder, overwrite=True) (--force on "
+                               "the command line) to record again with them", differ)
+
+
+def _shown(value) -> str:
+    import json
+
+    text = json.dumps(jsonable(value))
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _span(key: str) -> tuple[int, int]:

@@ -241,6 +241,64 @@ def test_recording_saves_loads_concatenates_and_plots(tmp_path):
     plt.close(fig)
 
 
+def test_recordings_of_other_settings_or_models_are_not_joined(tmp_path):
+    """Before: Recording.concat joined a mean-pooled and a max-pooled recording (or two models' recordings on
+    disk) and kept the first one's settings: half the rows were not what meta said, without a word."""
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    x = torch.rand(6, 3, 8, 8)
+    first = Probe(a).record_stimuli(x[:3], ["1"], reduce="mean", progress=False, ids=range(3))
+    assert len(Recording.concat([first, Probe(a).record_stimuli(x[3:], ["1"], reduce="mean", progress=False,
+                                                                   ids=range(3, 6), batch_size=2)])) == 6
+    with pytest.raises(InsilicoError, match=r"recording 1 .*reduce: \"mean\" vs \"max\""):
+        Recording.concat([first, Probe(a).record_stimuli(x[3:], ["1"], reduce="max", progress=False)])
+    with pytest.raises(InsilicoError, match=r"recording 1 .*shape of 1: \[4\] vs \[4, 6, 6\]"):
+        Recording.concat([first, Probe(a).record_stimuli(x[3:], ["1"], progress=False)])
+    on_disk = [Probe(m).record_stimuli(x[k:k + 3], ["1"], reduce="mean", progress=False, out=tmp_path / f"r{k}")
+               for m, k in ((a, 0), (b, 3))]
+    with pytest.raises(InsilicoError, match=r"recording 1 .*model parameters differ"):
+        Recording.concat(on_disk)
+
+
+def test_a_half_recording_that_overflows_is_refused_not_stored_as_nan():
+    """Before: a float16 model (or precision="fp16") whose responses overflow 65504 stored inf / NaN in the
+    recording without a word, where the dtype contract says a half run gives finite values or NumericsError."""
+    from insilico.errors import NumericsError
+
+    conv = nn.Conv2d(3, 2, 3)
+    with torch.no_grad():
+        conv.weight.fill_(1e4)
+    net = nn.Sequential(conv, nn.ReLU())
+    x = torch.rand(3, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(Probe(net).record_stimuli(x, ["1"], progress=False)["1"]).all()   # float32: finite
+    with pytest.raises(NumericsError, match=r"responses of 1 is NaN or inf on stimuli 0\.\.2.*precision='fp32'"):
+        Probe(net).record_stimuli(x, ["1"], precision="fp16", progress=False)
+    with pytest.raises(NumericsError, match=r"responses of 1 is NaN or inf .*torch.float16 model"):
+        Probe(net.half()).record_stimuli(x, ["1"], progress=False)
+
+
+def test_resuming_a_folder_with_other_labels_is_refused_not_given_the_old_ones(tmp_path):
+    """Before: rerunning record_stimuli into a finished folder with a corrected labels table returned the folder's
+    old labels and class names without a word (labels are not in the job identity: the responses are the same)."""
+    import skimage.io
+
+    from insilico.errors import JobMismatchError
+    from insilico.stimuli.labels import labelled
+
+    root = tmp_path / "set"
+    root.mkdir()
+    for k in range(4):
+        skimage.io.imsave(root / f"{k}.png", np.full((6, 6, 3), 40 * k, np.uint8), check_contrast=False)
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    old = {f"{k}.png": "cat" if k % 2 else "dog" for k in range(4)}
+    first = Probe(net).record_stimuli(labelled(root, old), [""], out=tmp_path / "rec", progress=False)
+    again = Probe(net).record_stimuli(labelled(root, old), [""], out=tmp_path / "rec", progress=False)
+    assert first.labels == again.labels == [1, 0, 1, 0]
+    new = {f"{k}.png": "dog" if k % 2 else "cat" for k in range(4)}
+    with pytest.raises(JobMismatchError, match=r"labels: \[1, 0, 1, 0\] \(folder\) vs \[0, 1, 0, 1\] \(now\)"):
+        Probe(net).record_stimuli(labelled(root, new), [""], out=tmp_path / "rec", progress=False)
+
+
 class Pairs(torch.utils.data.Dataset):
     """Items as users' datasets give them: ``(image, label)`` tuples, or dicts with an image key."""
 

@@ -153,3 +153,44 @@ def test_stimuli_without_ids_are_not_matched_to_a_trial_order_of_named_stimuli()
     assert (fitted.scores["r"] > 0.99).all()                    # said which is which: aligned
     plain = da.assign_coords(stimulus_id=("presentation", [str(i) for i in order]))
     assert (fit_predictor(net, stimuli, read_neural(plain), "", progress=False).scores["r"] > 0.99).all()
+
+
+def test_an_rdm_of_neural_data_in_trial_order_is_not_compared_by_position_with_an_unlabelled_one():
+    """The trial-order trap of fit_predictor, met by rsa.compare: the brain RDM of read_neural(da) is labelled by ids
+    in the order of first presentation; an unlabelled model RDM (a tensor's) pairs stimuli by position. Before:
+    compare gave 0.2 for RDMs of the same geometry, without a word. Now it refuses with the same rule (one place)."""
+    from insilico import rsa
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 5))
+    order = rng.permutation(12)
+    da = xarray.DataArray(x[order], dims=("presentation", "neuroid"),
+                          coords={"stimulus_id": ("presentation", [f"s{i}" for i in order])})
+    model = rdm(torch.as_tensor(x))                                      # unlabelled: matched by position
+    brain = rdm(read_neural(da))
+    for call in (lambda: rsa.compare(model, brain), lambda: rsa.compare(brain, model),
+                 lambda: rsa.compare(brain, model.vector), lambda: rsa.compare_all([model], [brain]),
+                 lambda: rsa.bootstrap({"m": model}, [brain, brain], n_boot=2, progress=False)):
+        with pytest.raises(StimulusError, match=r"order the data first showed each stimulus.*ids=\["):
+            call()
+    said = rdm(read_neural(da, ids=[f"s{i}" for i in range(12)]))      # said which is which: in the model's order
+    assert rsa.compare(model, said, "pearson") == pytest.approx(1.0)
+    assert rsa.compare(rdm(torch.as_tensor(x), labels=[f"s{i}" for i in range(12)]), brain, "pearson") == \
+        pytest.approx(1.0)                                               # both labelled: aligned by label
+    plain = read_neural(da.assign_coords(stimulus_id=("presentation", [str(i) for i in order])))
+    assert rsa.compare(model, rdm(plain), "pearson") == pytest.approx(1.0)   # ids that are positions: put in order
+    assert brain.ordered is False and said.ordered is True and brain.subset([1, 0]).ordered is False
+
+
+def test_an_rdm_of_neural_data_with_time_bins_is_refused_not_flattened_over_time():
+    """Before: rsa.rdm(neural) with a time_bin axis flattened time into the features (one RDM of whole time
+    courses) without a word, where every other use of such data is told to pick a bin (NeuralData.__array__)."""
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(6)]
+    da = xarray.DataArray(rng.normal(size=(6, 4, 3)), dims=("presentation", "neuroid", "time_bin"),
+                          coords={"stimulus_id": ("presentation", ids), "time_bin": [0, 10, 20]})
+    neural = read_neural(da, ids=ids)
+    with pytest.raises(InsilicoError, match=r"3 time bins: pick one with .at\(time_bin\)"):
+        rdm(neural)
+    per_bin = [rdm(neural.at(t)) for t in neural.time_bins]
+    assert np.allclose(per_bin[1].vector, rdm(torch.as_tensor(da.values[:, :, 1])).vector)

@@ -127,6 +127,8 @@ def fit_logistic(levels: Sequence[float], accuracy: Sequence[float], chance: flo
     from scipy.optimize import OptimizeWarning, curve_fit
 
     x, p = np.asarray(levels, float), np.asarray(accuracy, float)
+    if float(np.ptp(p)) == 0.0:  # a flat curve: any alpha fits (with a lapse, a logistic flat at chance)
+        return math.nan, math.nan, math.nan
     span = float(np.ptp(x)) or 1.0
     slope = np.sign(np.corrcoef(x, p)[0, 1]) if np.std(p) > 0 else 1.0
     start = [float(x[np.argmin(np.abs(p - (p.max() + chance) / 2))]), (slope or 1.0) * span / 8]
@@ -146,7 +148,7 @@ def fit_logistic(levels: Sequence[float], accuracy: Sequence[float], chance: flo
 def threshold(alpha: float, beta: float, chance: float, criterion: float, lapse: float = 0.0) -> float:
     """The level where the logistic ``(alpha, beta, lapse)`` reaches accuracy ``criterion`` (NaN if it never does)."""
     top = 1 - chance - lapse
-    f = (criterion - chance) / top if top > 0 else math.nan
+    f = (criterion - chance) / top if top > 1e-6 else math.nan  # a logistic that does not rise has no threshold
     if not 0 < f < 1 or not math.isfinite(alpha):
         return math.nan
     return float(alpha + beta * math.log(f / (1 - f)))

@@ -164,6 +164,7 @@ def read_trials(path: str | os.PathLike, name: str | None = None, subject: str |
     path : str or path
         A CSV file with a header row; Geirhos et al.'s model-vs-human files
         (``subj, session, trial, rt, object_response, category, condition, imagename``) read as they are.
+        UTF-8 (with or without Excel's byte-order mark); spaces around cells are dropped.
     name : str, optional
         The observer's name (default the file's stem).
     subject : str, optional
@@ -183,8 +184,9 @@ def read_trials(path: str | os.PathLike, name: str | None = None, subject: str |
         or no rows.
     """
     path = os.fspath(path)
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's "CSV UTF-8") would hide column 1
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None}  # "cat, cat ": no spaces
+                for row in csv.DictReader(f)]
     if not rows:
         raise InsilicoError(f"{path!r} has no trials (an empty file, or a header only)")
     found = {k.strip().lower(): k for k in rows[0]}

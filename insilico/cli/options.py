@@ -136,6 +136,37 @@ def unit_range(text: str) -> tuple[int, int]:
     return start, stop
 
 
+def reductions(text: str) -> str | dict:
+    """``--reduce``: one reduction for every unit (``mean``), or ``unit=how,...`` per unit, as
+    ``record_stimuli(reduce={unit: how})`` takes it (``none`` records a unit whole; ``*=how`` is a default where
+    it is meaningful). Commas inside an address's brackets (``features.3[1,2]``) belong to the address; which
+    units the keys name is checked where the dict is read (:func:`insilico.recording.record_stimuli`).
+
+    >>> reductions("mean"), reductions("blocks.3=center,*=mean,head=none")
+    ('mean', {'blocks.3': 'center', '*': 'mean', 'head': None})
+    """
+    pools = library_value("layout.py", "POOLS")
+    text = text.strip()
+    if text in pools:
+        return text
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(text + ","):
+        depth += (c == "[") - (c == "]")
+        if c == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    if not all(re.fullmatch(r"[^=\s]+=[^=]+", item) for item in items):
+        raise argparse.ArgumentTypeError(f"must be {', '.join(pools)}, or unit=reduction pairs separated by commas "
+                                         f"(e.g. 'blocks.3=center,*=mean,head=none'), not {text!r}")
+    out = {}
+    for item in items:
+        unit, how = (part.strip() for part in item.split("="))
+        if how.lower() not in (*pools, "none"):
+            raise argparse.ArgumentTypeError(f"{item!r}: a unit's reduction is one of {', '.join(pools)} or none")
+        out[unit] = None if how.lower() == "none" else how.lower()
+    return out
+
+
 def _pair_type(text: str, sep: str, form: str) -> tuple[int, int]:
     try:
         a, b = (int(v) for v in text.split(sep))

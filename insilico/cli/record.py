@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from .options import (_batch_option, _labels_options, _load, _model_options, _shard_option, labelled_stimuli,
-                      positive_int)
+                      positive_int, reductions)
 from .outputs import _file_name, _manifest, _out, _shared, _writes_outputs
 
 
@@ -22,11 +22,12 @@ def _record(sub) -> None:
                         "input (default %(default)s)")
     p.add_argument("--per-class", type=positive_int, default=16, help="photos: crops per class (default %(default)s)")
     _labels_options(p)
-    p.add_argument("--reduce", choices=["mean", "max", "center"], default=None,
-                   help="pool each channel over its positions, (N, C) per unit (default: keep every value): a map "
-                        "(C, H, W) over H, W; a channels-last stage (H, W, C, Swin) over H, W; a token layer (T, D, "
-                        "ViT) over its patch tokens, CLS and registers dropped ('center': the centre patch); a "
-                        "vector is refused. Applies to every unit")
+    p.add_argument("--reduce", type=reductions, default=None,
+                   help="mean, max or center: pool each channel over its positions, (N, C) per unit (default: keep "
+                        "every value): a map (C, H, W) over H, W; a channels-last stage (H, W, C, Swin) over H, W; a "
+                        "token layer (T, D, ViT) over its patch tokens, CLS and registers dropped ('center': the "
+                        "centre patch); a vector is refused. One value applies to every unit; per unit: "
+                        "'UNIT=HOW,...' ('none' keeps a unit whole; '*=mean' pools wherever pooling is meaningful)")
     _batch_option(p, 64, "stimuli")
     p.add_argument("--out", required=True, help="output folder")
     _shard_option(p)

@@ -264,6 +264,20 @@ def full_bandwidths_like_v1(bandwidth_hwhm: np.ndarray, responsive: np.ndarray) 
     return np.where(np.isfinite(bw), 2.0 * bw, UNTUNED_FULL_BANDWIDTH)
 
 
+def even_orientations(orientations_deg) -> bool:
+    """True when the orientations are distinct values evenly spaced over [0, 180) (to 0.01 deg, in any order): the
+    grid circular variance and OSI sum over (the circle, its orthogonal).
+
+    >>> even_orientations([0, 45, 90, 135]), even_orientations([0, 10, 20, 30, 40])
+    (True, False)
+    """
+    o = np.sort(np.asarray(orientations_deg, float) % 180.0)
+    if len(o) < 2:
+        return False
+    gaps = np.diff(np.append(o, o[0] + 180.0))
+    return bool(np.allclose(gaps, 180.0 / len(o), atol=1e-2))
+
+
 def even_phases(phases_deg) -> bool:
     """True when the phases are P >= 3 distinct values evenly spaced over 360 deg (the DFT is then exact)."""
     p = np.sort(np.asarray(phases_deg, float) % 360.0)

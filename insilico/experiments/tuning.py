@@ -91,7 +91,8 @@ from .results import Result
 from .budget import DEFAULT_BUDGET, fit, seconds_per_stimulus
 from .runs import after_nonlinearity, as_units, record_units
 from .selectivity import (
-    SF_EDGE, SF_NO_FIT, cell_type, circular_distance, circular_variance, even_phases, fit_log_gaussian, fit_von_mises,
+    SF_EDGE, SF_NO_FIT, cell_type, circular_distance, circular_variance, even_orientations, even_phases,
+    fit_log_gaussian, fit_von_mises,
     full_bandwidths_like_v1, half_width, log_gaussian, median as _median, osi_saturated, phase_harmonics,
     phase_reduce as _phase_reduce, phase_reliability, responsiveness, selectivity_index, sf_bandwidth_guard,
     spontaneous, von_mises, von_mises_hwhm,
@@ -335,6 +336,11 @@ def orientation_tuning(
     phases = [float(p) for p in phases]
     if len(orientations) < 4:
         raise InsilicoError("orientation tuning needs at least 4 orientations to fit a curve")
+    if not even_orientations(orientations):  # circular variance and OSI sum over the circle
+        raise InsilicoError(f"orientation tuning needs orientations evenly spaced over [0, 180) (e.g. range(0, 180, "
+                            f"15)), not {orientations[:12]}: circular variance and OSI sum over the whole circle, "
+                            "so a part of it makes every unit look tuned; to sample a part of a curve, record "
+                            "insilico.stimuli.gratings(...) with Probe.record_stimuli")
     colours = [str(c) for c in ([colours] if isinstance(colours, str) else colours)]
     unknown = [c for c in colours if c not in COLOUR_AXES]
     if unknown or not colours:

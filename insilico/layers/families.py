@@ -25,17 +25,21 @@ The families insilico ships (``FAMILIES``; any other model is ``generic``):
     3-axis output.
 ``vit``
     ``VisionTransformer`` (torchvision, timm), timm's ``Eva`` and ``VisionTransformerDistilled``, DINOv2's
-    ``DinoVisionTransformer``. Prefix tokens: timm's ``num_prefix_tokens``
-    (CLS, registers, distillation token), else 1 (CLS) plus DINOv2's
+    ``DinoVisionTransformer``, Hugging Face's ``Dinov2WithRegistersModel`` and ``DeiTModel``. Prefix tokens:
+    timm's ``num_prefix_tokens`` (CLS, registers, distillation token); a Hugging Face model's embeddings'
+    ``cls_token``, ``distillation_token`` and ``register_tokens``; else 1 (CLS) plus DINOv2's
     ``num_register_tokens``.
 ``swin``
     ``SwinTransformer`` / ``SwinTransformerV2`` (torchvision, timm). No prefix;
     channels-last: every 3-axis output except convolutions, pooling and a
     permute back to NCHW (its stages run in ``(N, H, W, C)``).
 ``convnext``
-    ``ConvNeXt`` (torchvision, timm). Channels-last: a block's Linear,
-    LayerNorm and activation (between its two permutes; ``LayerNorm2d`` is
-    channels-first).
+    ``ConvNeXt`` (torchvision, timm), Hugging Face's ``ConvNextModel`` and ``ConvNextV2Model``. Channels-last: a
+    block's Linear,
+    LayerNorm (between its two permutes; ``LayerNorm2d`` is channels-first), and an
+    activation or Hugging Face GRN after one of them (the layer registered before it: timm's small
+    ConvNeXts run the MLP as 1x1 convolutions on ``(C, H, W)``, ``conv_mlp``); a norm that says its
+    axis (``data_format``, ``channel_dim``) as it says.
 
 Attention modules are the registry's (:mod:`insilico.attention`), whatever the family.
 
@@ -66,13 +70,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Mapping
 
+import torch
 from torch import nn
 
 from ..errors import InsilicoError
 from ..layout import set_reader
 from ..units import Unit, UnitLike
-from .layout import attention_layout, last_axis_features, layout_of, map_like
-from .modules import is_activation
+from .layout import after_last_axis, attention_layout, last_axis_features, layout_of, map_like, registered_before
+from .modules import _named, is_activation
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -87,8 +92,9 @@ class Family:
     prefix_tokens : callable, optional
         ``root -> int``: tokens before the patch grid (None: inferred, 0 or 1).
     channels_last : callable, optional
-        ``module -> bool``: True when a 3-axis output of the module is ``(H, W, C)``
-        (``module`` None: an op's output in the family's forward); None: the generic
+        ``(module, root) -> bool``: True when a 3-axis output of the module is ``(H, W, C)``
+        (``module`` None: an op's output in the family's forward; ``root`` the family's network,
+        None when unknown, for rules that look at a module's neighbours); None: the generic
         rule, Linear and LayerNorm outputs.
     attention : mapping
         Attention class name -> layout of its parts (``"heads"``, ``"windows"``, ``"refused"``) for classes
@@ -98,7 +104,7 @@ class Family:
     name: str
     classes: tuple[str, ...] = ()
     prefix_tokens: Callable[[nn.Module], int] | None = None
-    channels_last: Callable[[nn.Module | None], bool] | None = None
+    channels_last: Callable[[nn.Module | None, nn.Module | None], bool] | None = None
     attention: Mapping[str, str] = dataclasses.field(default_factory=dict)
     root: nn.Module | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -112,15 +118,28 @@ class Family:
 def _vit_prefix(root: nn.Module) -> int:
     if hasattr(root, "num_prefix_tokens"):
         return int(root.num_prefix_tokens)               # timm: CLS, registers, distillation token
+    embeddings = getattr(root, "embeddings", None)
+    if hasattr(root, "config") and isinstance(embeddings, nn.Module):  # Hugging Face: what its embeddings prepend
+        tokens = [getattr(embeddings, k, None) for k in ("cls_token", "distillation_token", "register_tokens")]
+        return sum(t.shape[1] if t.ndim == 3 else 1 for t in tokens if isinstance(t, torch.Tensor))
     return 1 + int(getattr(root, "num_register_tokens", 0))  # torchvision: CLS; DINOv2: CLS + registers
 
 
-def _swin_channels_last(module: nn.Module | None) -> bool:
+def _swin_channels_last(module: nn.Module | None, root: nn.Module | None = None) -> bool:
     return module is None or not map_like(module)   # its stages, their ops too, run in (N, H, W, C)
 
 
-def _convnext_channels_last(module: nn.Module | None) -> bool:
-    return module is not None and (last_axis_features(module) or is_activation(module))
+def _convnext_channels_last(module: nn.Module | None, root: nn.Module | None = None) -> bool:
+    """Linear and LayerNorm; an activation or Hugging Face GRN as the layer registered before it (torchvision's
+    block and timm's Linear MLP: a Linear; timm's conv MLP, ``conv_mlp``: a 1x1 convolution, channels-first)."""
+    if module is None:
+        return False
+    if last_axis_features(module):
+        return True
+    if _named(module, ("ConvNextV2GRN",)):  # acts on what the activation before it gave
+        before = registered_before(root, module)
+        return before is None or _convnext_channels_last(before, root)
+    return is_activation(module) and after_last_axis(module, root) is not False  # first in its parent: channels-last
 
 
 GENERIC = Family("generic")
@@ -136,11 +155,11 @@ def register(family: Family) -> Family:
     return family
 
 
-register(Family("vit", ("VisionTransformer", "Eva", "VisionTransformerDistilled", "DinoVisionTransformer"),
-                prefix_tokens=_vit_prefix))
+register(Family("vit", ("VisionTransformer", "Eva", "VisionTransformerDistilled", "DinoVisionTransformer",
+                        "Dinov2WithRegistersModel", "DeiTModel"), prefix_tokens=_vit_prefix))
 register(Family("swin", ("SwinTransformer", "SwinTransformerV2"), prefix_tokens=lambda root: 0,
                 channels_last=_swin_channels_last))
-register(Family("convnext", ("ConvNeXt",), channels_last=_convnext_channels_last))
+register(Family("convnext", ("ConvNeXt", "ConvNextModel", "ConvNextV2Model"), channels_last=_convnext_channels_last))
 
 
 def family_of(model: nn.Module) -> Family:

@@ -49,7 +49,7 @@ from .. import attention
 from ..errors import UnitError
 from ..layout import LAYOUTS, centre, centre_token, channels_first, patch_grid
 from ..units import Unit, check_index
-from .modules import CONV, CONV_LINEAR_NAMES, MAPS_1D, SPATIAL, _named
+from .modules import CONV, CONV_LINEAR_NAMES, MAPS_1D, SPATIAL, _named, is_activation
 
 
 def layout_of(shape: tuple, module: nn.Module | None = None, family=None, part: str | None = None) -> str:
@@ -77,23 +77,57 @@ def layout_of(shape: tuple, module: nn.Module | None = None, family=None, part: 
         return ("scalar", "vector")[n]
     if n == 2:
         return "map" if isinstance(module, MAPS_1D) else "tokens"
-    if n == 3 and _channels_last(module, family):
+    if n == 3 and _channels_last(module, family, shape[-1]):
         return "channels_last"
     return "map"
 
 
-def _channels_last(module: nn.Module | None, family) -> bool:
+def _channels_last(module: nn.Module | None, family, width: int) -> bool:
     dims = getattr(module, "dims", None)
     if type(module).__name__ == "Permute" and dims is not None and len(dims) == 4:   # torchvision.ops.Permute
         return list(dims)[-1] == 1
     rule = getattr(family, "channels_last", None)
+    root = getattr(family, "root", None)
     if rule is not None:
-        return bool(rule(module))  # module None: an op in the family's forward (Swin's residual add)
-    return module is not None and last_axis_features(module)
+        # module None: an op in the family's forward (Swin's residual add); root: the family's network
+        return bool(rule(module, root))
+    return module is not None and (last_axis_features(module) or after_last_axis(module, root, width) is True)
+
+
+def after_last_axis(module: nn.Module, root: nn.Module | None, width: int | None = None) -> bool | None:
+    """For an activation: whether the layer registered before it in its parent (under ``root``) acts on the last
+    axis (an MLP's ``fc1`` then ``act``, in (H, W, C)) and, with ``width``, gives ``width`` features (so an
+    activation registered after a network's Linear head but applied to its conv maps stays a map); None when it
+    has no layer before it (or is no activation)."""
+    if not is_activation(module):
+        return None
+    before = registered_before(root, module)
+    if before is None:
+        return None
+    if is_activation(before):
+        return after_last_axis(before, root, width) is True
+    features = getattr(before, "out_features", None) or getattr(before, "normalized_shape", (None,))[-1]
+    return last_axis_features(before) and (width is None or features is None or features == width)
+
+
+def registered_before(root: nn.Module | None, module: nn.Module) -> nn.Module | None:
+    """The sibling registered just before ``module`` in its parent under ``root`` (None: first, or not found)."""
+    for parent in (root.modules() if root is not None else ()):
+        children = list(parent.children())
+        for k, child in enumerate(children):
+            if child is module:
+                return children[k - 1] if k else None
+    return None
 
 
 def last_axis_features(module: nn.Module) -> bool:
-    """True for modules that act on the last axis of their input (Linear, LayerNorm; not LayerNorm2d)."""
+    """True for modules that act on the last axis of their input (Linear, LayerNorm; not LayerNorm2d), or that
+    say so: Hugging Face's ConvNeXt norms (``data_format``), timm's GRN (``channel_dim``)."""
+    said = getattr(module, "data_format", None)
+    if said in ("channels_first", "channels_last"):
+        return said == "channels_last"
+    if getattr(module, "channel_dim", None) in (1, -1):
+        return module.channel_dim == -1
     if isinstance(module, nn.Linear) or _named(module, CONV_LINEAR_NAMES):
         return True
     return isinstance(module, nn.LayerNorm) and not type(module).__name__.endswith("2d")

@@ -11,7 +11,10 @@ Labels: wherever two RDMs meet (:func:`compare`, :func:`compare_all`,
 carry stimulus labels are put in one order, that of the first labelled RDM: the
 same stimuli in another order are reordered, other stimuli (a label in one RDM
 and not the other, or repeated labels in another order) are refused with an
-:class:`~insilico.errors.InsilicoError` that names them. RDMs made without
+:class:`~insilico.errors.InsilicoError` that names them. An RDM of neural data in the order the data first
+showed each stimulus (``rdm(read_neural(data))``, ``RDM.ordered`` False) is never matched by position: against
+an unlabelled RDM or vectors it is refused (a :class:`~insilico.errors.StimulusError` that says how to name the
+order) unless its ids are ``0 .. n-1`` (then put in that order), the rule ``fit_predictor`` keeps. RDMs made without
 labels (``RDM.labelled`` False: no ``labels=``, or a Recording whose stimulus
 ids were not given), condensed vectors and square matrices carry no labels and
 are matched by position. Labels given are labels whatever their values: ids
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InsilicoError
+from ..neural import positional_order
 from .arrays import _as_tensor, _check_choice, _n_from_pairs, _rank, _square
 from .rdm import RDM
 
@@ -56,6 +60,8 @@ def compare(a, b, method: str = "spearman") -> float:
     InsilicoError
         The RDMs label different stimuli, or repeat labels in another order
         (labelled RDMs are aligned by label first; see the module docstring).
+    StimulusError
+        An RDM of neural data in their first-presentation order against an unlabelled one (module docstring).
 
     Examples
     --------
@@ -180,23 +186,48 @@ def aligned(*collections) -> list:
     >>> b.labels, b.vector.tolist()
     (['x', 'y', 'z'], [1.0, 2.0, 3.0])
     """
+    if any(_by_position(c) for c in collections):  # an RDM of a trial order meets one matched by position
+        collections = [_each(c, _in_positional_order) for c in collections]
     labelled = [r for c in collections for r in _rdms_in(c) if not _positional(r)]
     if not labelled:
         return list(collections)
     reference = labelled[0]
+    return [_each(c, lambda x: _in_order(x, reference) if isinstance(x, RDM) else x) for c in collections]
 
-    def one(x):
-        return _in_order(x, reference) if isinstance(x, RDM) else x
 
-    out = []
-    for c in collections:
-        if isinstance(c, Mapping):
-            out.append({k: one(v) for k, v in c.items()})
-        elif isinstance(c, (list, tuple)):
-            out.append([one(v) for v in c])
-        else:
-            out.append(one(c))
-    return out
+def _each(c, one):
+    """``one`` applied to each member of a collection (dict, list, tuple) or to a single value."""
+    if isinstance(c, Mapping):
+        return {k: one(v) for k, v in c.items()}
+    if isinstance(c, (list, tuple)):
+        return [one(v) for v in c]
+    return one(c)
+
+
+def _by_position(c) -> bool:
+    """Whether ``c`` holds something matched by position: an unlabelled RDM, or vectors / matrices (no RDM)."""
+    if c is None:
+        return False
+    if isinstance(c, RDM):
+        return _positional(c)
+    if isinstance(c, (Mapping, list, tuple)):
+        values = list(c.values()) if isinstance(c, Mapping) else list(c)
+        if values and all(v is None or isinstance(v, (RDM, Mapping, list, tuple)) for v in values):
+            return any(_by_position(v) for v in values)
+        return bool(values)  # numbers: a condensed vector
+    return True  # a tensor or array
+
+
+def _in_positional_order(x):
+    """A labelled RDM of neural data in their first-presentation order, put where a positional match can read it
+    (its ids are positions) or refused (:func:`insilico.neural.positional_order`, the rule of ``fit_predictor``)."""
+    if not isinstance(x, RDM) or _positional(x) or x.ordered:
+        return x
+    ids = positional_order(x.labels, x.ordered, f"the RDM {_describe(x)} is compared with an unlabelled RDM or "
+                           "vectors, matched by position", "or give the other RDM labels (rdm(..., labels=ids)) "
+                           "so the two align by label")
+    position = {str(k): i for i, k in enumerate(x.labels)}
+    return x.subset([position[i] for i in ids])
 
 
 def _rdms_in(x) -> list:

@@ -48,6 +48,11 @@ class RDM(Result):
         What was measured (a layer, a brain region).
     labelled : bool, optional
         Whether ``labels`` were given (default: ``labels is not None``).
+    ordered : bool
+        Whether the stimuli are in an order the user chose (default). False for an RDM of neural data in the
+        order the data first showed each stimulus (``rdm(read_neural(data))`` without ``stimuli=`` / ``ids=``):
+        it aligns by label with labelled RDMs, and an unlabelled RDM is refused against it
+        (:func:`insilico.neural.positional_order`, the rule ``fit_predictor`` keeps).
 
     Attributes
     ----------
@@ -73,6 +78,7 @@ class RDM(Result):
     method: str | None = None
     name: str | None = None
     labelled: bool | None = None
+    ordered: bool = True
 
     def __post_init__(self):
         vector = _as_tensor(self.vector)
@@ -131,7 +137,7 @@ class RDM(Result):
 
     def to(self, device) -> RDM:
         """A copy on ``device``."""
-        return RDM(self.vector.to(device), self.labels, self.method, self.name, self.labelled)
+        return RDM(self.vector.to(device), self.labels, self.method, self.name, self.labelled, self.ordered)
 
     def numpy(self) -> np.ndarray:
         """The condensed vector as a NumPy array (``scipy.spatial.distance.squareform`` makes it square)."""
@@ -144,7 +150,8 @@ class RDM(Result):
             idx = idx.nonzero().flatten()
         m = self.matrix[idx][:, idx]
         labels = [self.labels[int(k)] for k in idx.tolist()] if self.labelled else None
-        return RDM.from_matrix(m, labels, self.method, self.name, check=False)
+        return dataclasses.replace(RDM.from_matrix(m, labels, self.method, self.name, check=False),
+                                   ordered=self.ordered)
 
     def plot(self, ax=None, rank: bool = False, cmap: str = "viridis", colorbar: bool = True, title: str | None = None,
              ticks: bool | None = None):
@@ -223,7 +230,8 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     responses : Recording, NeuralData, dict of tensors, list of tensors, or tensor / array
         Responses (n_stimuli, ...); features are the trailing axes, flattened. Neural data
         (:func:`insilico.neural.read_neural`) are labelled by their stimulus ids, their repetitions
-        averaged (or, for ``crossnobis``, the runs).
+        averaged (or, for ``crossnobis``, the runs); with a ``time_bin`` axis they are refused: one bin
+        at a time, ``[rdm(neural.at(t)) for t in neural.time_bins]``.
         For ``crossnobis``: (n_runs, n_stimuli, ...) with every stimulus in
         every run, or (n_observations, ...) with ``runs=`` and ``conditions=``.
         A Recording or dict gives a dict ``{unit: RDM}``, a list a list.
@@ -232,7 +240,8 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
         Which units of a Recording (default: all).
     labels : sequence, optional
         Stimulus labels (default: the Recording's ids when they were given
-        (``Recording.labelled``); with ``conditions=``, the sorted unique
+        (``Recording.labelled``), of the stimuli it holds (an unfinished recording's, also its
+        positions 0 .. n-1 when no ids were given); with ``conditions=``, the sorted unique
         conditions; else none: the RDM is unlabelled, matched by position).
     runs, conditions : sequence, optional
         Run (fold) and stimulus label of each observation, for crossnobis on
@@ -277,10 +286,12 @@ def rdm(responses, method: str = "correlation", *, units: Sequence | None = None
     if isinstance(responses, NeuralData):  # labelled by its stimulus ids; repetitions are crossnobis's runs
         data = responses if method == "crossnobis" else responses.mean()
         ids = labels if labels is not None else data.stimulus_ids
-        return _rdm_one(data.values, labels=ids, name=name, **kwargs)
+        one = _rdm_one(np.asarray(data), labels=ids, name=name, **kwargs)  # a time axis refused: pick a bin
+        return one if labels is not None or data.ordered else dataclasses.replace(one, ordered=False)
     if isinstance(responses, Recording):
         names = list(units) if units is not None else responses.units
-        ids = labels if labels is not None else responses.ids if responses.labelled else None
+        held = [responses.ids[i] for i in responses.indices]  # an unfinished recording holds some stimuli
+        ids = labels if labels is not None else held if responses.labelled or not responses.complete else None
         return {str(u): _rdm_one(responses[u], labels=ids, name=str(u), **kwargs) for u in names}
     if isinstance(responses, Mapping):
         names = list(units) if units is not None else list(responses)

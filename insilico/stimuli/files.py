@@ -18,8 +18,9 @@ before its first wildcard, the list's common folder), with ``/`` separators:
 ids and the decoded pixels go into a resumable recording's identity, so
 another folder, a renamed or a changed file is a different job.
 
-Decoding is scikit-image's (``skimage.io.imread``, Pillow underneath): integer
-images are scaled by their dtype's maximum, alpha dropped, grey repeated to RGB
+Decoding is scikit-image's (``skimage.io.imread``, Pillow underneath), in one place
+(:func:`insilico.stimuli.images.decode_image`): unsigned 8- and 16-bit images are scaled by their
+dtype's maximum, float images must be in [0, 1], CMYK, signed and 32-bit images are refused, alpha dropped, grey repeated to RGB
 (or RGB turned to luminance for a one-channel model); an animated file gives its
 first frame.
 
@@ -52,7 +53,7 @@ import torch.nn.functional as F
 
 from ..errors import StimulusError
 from .folder import _IMAGE_EXTENSIONS
-from .images import _layout, _to_float_rgb
+from .images import _layout, decode_image
 
 _WILDCARDS = "*?["
 
@@ -162,24 +163,11 @@ def read_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
     Raises
     ------
     StimulusError
-        An empty file, or one scikit-image cannot decode (the message names it).
+        An empty file, one scikit-image cannot decode, or pixel values that mean something else (CMYK, float
+        beyond [0, 1], signed or 32-bit integers: :func:`insilico.stimuli.images.decode_image`); the message
+        names it.
     """
-    import skimage.io
-
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise StimulusError(f"stimulus file {path} is empty (0 bytes): remove it or replace it with the image")
-    try:
-        array = np.asarray(skimage.io.imread(path))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is re-raised naming the file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StimulusError(f"cannot read image {str(path)!r}: {reason}; remove or convert the file") from None
-    if array.ndim == 4 or (array.ndim == 3 and array.shape[-1] not in (1, 2, 3, 4)):
-        array = array[0]  # an animated or multi-page file: its first frame
-    try:
-        image = torch.from_numpy(np.ascontiguousarray(_to_float_rgb(array))).permute(2, 0, 1)
-    except StimulusError as exc:
-        raise StimulusError(f"{path}: {exc}") from None
+    image = torch.from_numpy(np.ascontiguousarray(decode_image(path))).permute(2, 0, 1)
     return _layout(image, gray=channels == 1, channels=channels).contiguous()
 
 

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import StimulusError
 from .grids import _check_channels, _check_size
-from .images import _layout, _resize, _to_float_rgb
+from .images import _layout, _resize, decode_image
 from .stimulus_set import StimulusSet
 
 
@@ -22,8 +22,9 @@ def from_folder(path: str | os.PathLike, size: int = 64, gray: bool = False, cha
                 device: str | torch.device | None = None) -> StimulusSet:
     """Every image in a folder, centre-cropped to a square and resized to ``size``.
 
-    Files are read with ``skimage.io`` in sorted path order. Integer images are
-    scaled by their dtype's maximum, alpha channels dropped.
+    Files are read in sorted path order by the one decoder (:func:`insilico.stimuli.images.decode_image`):
+    unsigned 8- and 16-bit images scaled by their dtype's maximum, float images in [0, 1], alpha channels
+    dropped; CMYK, signed or 32-bit integer and out-of-range float images refused.
 
     Parameters
     ----------
@@ -54,8 +55,6 @@ def from_folder(path: str | os.PathLike, size: int = 64, gray: bool = False, cha
     >>> tuple(s.images.shape), s.params[0]["file"]
     ((1, 1, 8, 8), 'a.png')
     """
-    import skimage.io
-
     size = _check_size(size)
     if channels is not None:
         _check_channels(channels)
@@ -72,13 +71,7 @@ def from_folder(path: str | os.PathLike, size: int = 64, gray: bool = False, cha
         )
     imgs, params = [], []
     for f in files:
-        try:
-            arr = skimage.io.imread(f)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-            raise StimulusError(f"from_folder: could not read {f}: {exc}. Remove or convert the file.") from exc
-        if arr.ndim == 4:  # animated / multi-page: first frame
-            arr = arr[0]
-        arr = _to_float_rgb(np.asarray(arr))
+        arr = decode_image(f)  # the one decoder of image files
         if arr.shape[2] not in (1, 3):
             raise StimulusError(f"from_folder: {f} has {arr.shape[2]} channels; expected gray, RGB or RGBA.")
         h, w = arr.shape[:2]

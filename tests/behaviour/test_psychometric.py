@@ -137,3 +137,18 @@ def test_a_lesion_shows_as_a_threshold_shift_with_a_paired_interval():
     assert intact.shift(intact, n_boot=20)["shift"] == 0.0
     with pytest.raises(InsilicoError, match="same parameter, levels and images"):
         intact.shift(_synthetic(0.5, levels[:-1], u))
+
+
+def test_a_flat_curve_has_no_threshold_whatever_the_order_of_the_levels():
+    """A model whose accuracy never moves (here: the same answer for every image) has no threshold. Before: the
+    fit put the logistic's top at chance (lapse = 1 - chance) and returned its starting point, the first level
+    given: threshold 0.0 for levels [0, .2, .5, 1] and 1.0 for [1, 0, .5, .2] -- a number, without a word."""
+    alpha, beta, lapse = fit_logistic([0.0, 0.2, 0.5, 1.0], [0.25] * 4, 0.25, lapse=True)
+    assert math.isnan(alpha) and math.isnan(beta)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    torch.nn.init.zeros_(net[1].weight)
+    torch.nn.init.zeros_(net[1].bias)
+    images = torch.rand(8, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for levels in ([0.0, 0.2, 0.5, 1.0], [1.0, 0.0, 0.5, 0.2]):
+        result = psychometric(net, images, [0, 1, 2, 3] * 2, "noise", levels=levels, n_boot=3, progress=False)
+        assert np.allclose(result.accuracy, 0.25) and math.isnan(result.threshold)

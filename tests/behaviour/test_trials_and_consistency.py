@@ -223,3 +223,15 @@ def test_by_subject_a_person_image_the_model_never_saw_and_all_undefined_pairs_a
     half = _table([("s1", "im0", 1), ("s1", "im1", 1), ("s2", "im0", 1), ("s2", "im2", 0)])
     res = error_consistency(_observer([1, 1, 0], "net"), half, n_boot=0)  # with s1: both always right
     assert res.value == 1.0 and [u[:2] for u in res.details["undefined"]] == [["net", "s1"]]
+
+
+def test_trials_from_an_excel_csv_keep_their_subjects_and_answers(tmp_path):
+    """Before: a UTF-8 BOM (Excel's "CSV UTF-8") hid the first column, so 'subj' was missing and every trial was
+    given the file's name as subject; cells written 'cat, cat ' kept their spaces, so 'cat ' != 'cat' scored a
+    correct answer as wrong (accuracy 0.5, not 1.0) -- both without a word."""
+    path = tmp_path / "humans.csv"
+    path.write_text("subj, imagename, category, object_response\ns1, a.png, cat, cat \ns2, b.png, dog, dog\n",
+                    encoding="utf-8-sig")
+    trials = read_trials(path)
+    assert trials.subject == ["s1", "s2"] and trials.images == ["a.png", "b.png"]
+    assert trials.response == ["cat", "dog"] and trials.accuracy == 1.0

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+import insilico
+
 from insilico.cli import main
 
 
@@ -163,6 +165,28 @@ def test_record_writes_recording_png_and_manifest(tmp_path):
     assert all((out / e["file"]).exists() for e in manifest["outputs"])
 
 
+def test_record_reduce_per_unit_as_record_stimuli_takes_it(tmp_path, capsys):
+    """``--reduce unit=how,...`` is record_stimuli's dict (``none`` keeps a unit whole, ``*`` a default where
+    meaningful); commas inside an address's brackets belong to the address. Before: one value for all units."""
+    from insilico.cli.options import reductions
+
+    assert reductions("features.0[1,2]=mean, *=max,classifier.6=none") == \
+        {"features.0[1,2]": "mean", "*": "max", "classifier.6": None}
+    out = tmp_path / "rec"
+    assert main(["record", "--units", "features.0", "classifier.6", "--per-class", "1", "--reduce",
+                 "features.0=max,classifier.6=none", "--out", str(out), "--quiet"]) == 0
+    shapes = [e["shape"] for e in json.loads((out / "manifest.json").read_text())["outputs"]]
+    assert shapes == [[16, 48], [16, 16]]                      # 48 channels pooled; 16 logits whole
+    assert main(["record", "--units", "features.0", "classifier.6", "--per-class", "1", "--reduce", "*=mean",
+                 "--out", str(tmp_path / "star"), "--quiet"]) == 0
+    rec = insilico.load(tmp_path / "star" / "recording")
+    assert rec.meta["reduce"] == {"features.0": "mean", "classifier.6": None}
+    capsys.readouterr()
+    assert main(["record", "--units", "features.0", "--per-class", "1", "--reduce", "features.3=mean",
+                 "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "reduce names 'features.3', which is not among the recorded units" in capsys.readouterr().err
+
+
 def test_metamer_writes_pngs_and_a_validity_manifest(tmp_path):
     assert main(["metamer", "--layer", "features.0", "--per-class", "1", "--steps", "3", "--out", str(tmp_path),
                  "--quiet"]) == 0
@@ -217,7 +241,9 @@ BAD_OPTIONS = [
     (["controversial", "--pairs", "brick"], "--pairs: a class pair is written i,j"),
     (["controversial", "--pairs", "brick,gravel", "--images-per-pair", "0"], "--images-per-pair: must be"),
     (["record", "--units", "features.0", "--stimuli", "noise"], "--stimuli: must be photos, gratings, natural"),
-    (["record", "--units", "features.0", "--reduce", "median"], "--reduce: invalid choice"),
+    (["record", "--units", "features.0", "--reduce", "median"], "--reduce: must be mean, max, center"),
+    (["record", "--units", "features.0", "--reduce", "features.0=median"], "--reduce: 'features.0=median': "),
+    (["record", "--units", "features.0", "--reduce", "features.0=mean,,"], "--reduce: must be mean, max, center"),
     (["gradient-map", "--unit", "[1]", "--images", "x.png", "--method", "gradcam++"], "--method: invalid choice"),
     (["gallery", "build", "--steps", "-1"], "--steps: must be an integer >= 1"),
     (["gallery", "build", "--unit-range", "4:2"], "--unit-range: must be START:STOP with 0 <= START < STOP"),
@@ -485,7 +511,7 @@ def test_record_reduce_help_says_what_it_does_for_each_layout():
 
     record = build_parser()._subparsers._group_actions[0].choices["record"]
     reduce = next(a for a in record._actions if a.dest == "reduce")
-    assert tuple(reduce.choices) == POOLS
+    assert [reduce.type(how) for how in POOLS] == list(POOLS)
     said = " ".join(reduce.help.split())
     for layout in ("map (C, H, W)", "channels-last stage (H, W, C", "token layer (T, D", "CLS and registers dropped",
                    "vector is refused"):

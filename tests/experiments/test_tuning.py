@@ -25,7 +25,8 @@ from insilico.errors import InsilicoError
 from insilico.experiments import orientation_tuning
 from insilico.experiments.runs import after_nonlinearity
 from insilico.experiments.selectivity import (
-    NOT_DRIVEN, SILENT, UNRELIABLE, circular_variance, phase_reliability, responsiveness, selectivity_index,
+    NOT_DRIVEN, SILENT, UNRELIABLE, circular_variance, even_orientations, phase_reliability, responsiveness,
+    selectivity_index,
 )
 
 SIZE, K, F0 = 64, 31, 8.0          # image side, kernel side, carrier in cycles per image
@@ -301,3 +302,13 @@ def test_a_preference_at_zero_is_reported_as_0_not_180():
     for k in (0.5, 1.0, 2.0, 4.0):
         mu = fit_von_mises(oris, von_mises(np.deg2rad(oris), 0.0, k, 0.1, 1.0))[0]
         assert 0.0 <= mu < 180.0 and min(mu, 180.0 - mu) < 1e-6
+
+
+def test_orientations_that_do_not_cover_the_circle_evenly_are_refused(gabor_model):
+    """Before: orientations [0, 10, 20, 30, 40] (40 of 180 deg) gave every unit a circular variance near 0.1 ("sharply
+    tuned") and an OSI against the sample nearest the orthogonal (50 deg away), e.g. CV 0.10 for a unit whose CV on
+    the full circle is 0.82 -- without a word. Both indices sum over the circle: the grid must cover it evenly."""
+    with pytest.raises(InsilicoError, match=r"evenly spaced over \[0, 180\).*\[0.0, 10.0, 20.0, 30.0, 40.0\]"):
+        orientation_tuning(gabor_model, "0", orientations=[0, 10, 20, 30, 40], sfs=[4.0], progress=False)
+    assert even_orientations([0, 45, 90, 135]) and even_orientations([round(i * 180 / 7, 3) for i in range(7)])
+    assert not even_orientations([0, 30, 60, 90]) and even_orientations([170, 80, 35, 125])

@@ -178,6 +178,112 @@ def test_convnext_block_inner_layers_are_channels_last_and_the_block_a_map():
     assert seen["features.1.0"] == "map" and seen["features.2.0"] == "map"   # a LayerNorm2d is channels-first
 
 
+def test_a_convnext_activation_takes_the_layout_of_the_layer_before_it():
+    """timm's small ConvNeXts (atto .. nano: conv_mlp) run the block's MLP as 1x1 convolutions on (C, H, W); its
+    activation was read as channels-last because activations in torchvision's block are, so reduce="mean" pooled
+    (2, 320, 4, 4) into (2, 4) (over channels and rows) without a word. Now an activation reads the layer before it."""
+    timm = pytest.importorskip("timm")
+    x = torch.rand(2, 3, 32, 32)
+    for conv_mlp, expected in ((True, "map"), (False, "channels_last")):
+        torch.manual_seed(0)
+        model = timm.create_model("convnext_atto", pretrained=False, num_classes=3, conv_mlp=conv_mlp).eval()
+        act = "stages.1.blocks.0.mlp.act"
+        assert family_of(model).name == "convnext" and layouts(model, x[:1])[act] == expected
+        probe = insilico.Probe(model)
+        with probe.record(act) as rec:
+            model(x)
+        pooled = probe.record_stimuli(x, [act], reduce="mean", progress=False)[act]
+        torch.testing.assert_close(pooled, rec[act].mean((2, 3) if conv_mlp else (1, 2)))
+
+
+def test_hugging_face_and_timm_convnext_v2_layers_read_the_axis_their_norms_say():
+    """Hugging Face's ConvNeXt (v1, v2) was generic: its block's activation and GRN, (H, W, C), were read as maps,
+    and the channels-first LayerNorms (data_format) of its stem and downsampling as channels-last; timm's GRN says
+    its channel axis (channel_dim). All silent: reduce pooled the wrong axes."""
+    transformers = pytest.importorskip("transformers")
+    timm = pytest.importorskip("timm")
+    x = torch.rand(1, 3, 32, 32)
+    small = dict(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, image_size=32)
+    v2 = transformers.ConvNextV2Model(transformers.ConvNextV2Config(**small)).eval()
+    seen, layer = layouts(v2, x), "encoder.stages.1.layers.0"
+    assert family_of(v2).name == "convnext"
+    assert {k: seen[k] for k in ("embeddings.layernorm", "encoder.stages.1.downsampling_layer.0")} == \
+        {"embeddings.layernorm": "map", "encoder.stages.1.downsampling_layer.0": "map"}
+    assert [seen[f"{layer}.{m}"] for m in ("layernorm", "pwconv1", "act", "grn", "pwconv2")] == ["channels_last"] * 5
+    v1 = transformers.ConvNextModel(transformers.ConvNextConfig(**small)).eval()
+    assert layouts(v1, x)[f"{layer}.act"] == "channels_last"
+    for conv_mlp, expected in ((True, "map"), (False, "channels_last")):
+        torch.manual_seed(0)
+        model = timm.create_model("convnextv2_atto", pretrained=False, num_classes=3, conv_mlp=conv_mlp).eval()
+        seen = layouts(model, x)
+        assert [seen[f"stages.1.blocks.0.mlp.{m}"] for m in ("act", "grn")] == [expected] * 2
+
+
+@pytest.mark.parametrize("name", ["Dinov2WithRegisters", "DeiT"])
+def test_hugging_face_vits_with_more_than_a_cls_token_pool_and_centre_on_their_patches(name):
+    """Hugging Face's DINOv2 with registers (CLS + 4 registers) and DeiT (CLS + distillation token) were generic:
+    their 16 patches + 5 (or 2) prefix tokens are no square (+1), so reduce="mean" pooled the prefix tokens with the
+    patches and "center" read the sequence's middle (token 10, patch (1, 1)) -- silently."""
+    transformers = pytest.importorskip("transformers")
+    config = getattr(transformers, f"{name}Config")(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=64, image_size=32, patch_size=8,
+                                                     **({"num_register_tokens": 4} if "Registers" in name else {}))
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{name}Model")(config).eval()
+    prefix = 5 if "Registers" in name else 2
+    layer, x = "encoder.layer.0" if "Registers" in name else "layers.0", torch.rand(2, 3, 32, 32)
+    probe = insilico.Probe(model)
+    with probe.record(layer) as rec:
+        model(x)
+    full = rec[layer]
+    assert family_of(model).name == "vit" and full.shape[1] == prefix + 16
+    pooled = probe.record_stimuli(x, [layer], reduce="mean", progress=False)[layer]
+    torch.testing.assert_close(pooled, full[:, prefix:].mean(1))
+    centre = probe.record_stimuli(x, [layer], reduce="center", progress=False)[layer]
+    torch.testing.assert_close(centre, full[:, prefix + 2 * 4 + 2])
+
+
+def test_the_centre_of_a_vit_on_a_non_square_image_is_refused_not_guessed():
+    """timm's ViT at 32 x 64 px: 1 CLS + a 4 x 8 patch grid. The centre rule read the sequence's middle (token 17,
+    patch (2, 0): the left edge) as "the centre patch" without a word; the true centre is token 21. Pooling still
+    drops the CLS token (the family says it)."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(32, 64), patch_size=8, depth=1,
+                              num_classes=3).eval()
+    x, probe = torch.rand(2, 3, 32, 64), insilico.Probe(model)
+    with pytest.raises(InsilicoError, match=r"32 patch tokens \(after 1 prefix token\) are no square grid"):
+        probe.record_stimuli(x, ["blocks.0"], reduce="center", progress=False)
+    with probe.record("blocks.0") as rec:
+        model(x)
+    pooled = probe.record_stimuli(x, ["blocks.0"], reduce="mean", progress=False)["blocks.0"]
+    torch.testing.assert_close(pooled, rec["blocks.0"][:, 1:].mean(1))
+
+
+def test_an_activation_after_a_channels_last_linear_is_channels_last_in_any_model():
+    """timm's MaxViT (no family: generic) runs its attention blocks' MLP on (H, W, C): fc1 was read channels-last
+    but the activation after it, (8, 8, 512), as a map of 8 channels -- reduce pooled the wrong axes, silently.
+    An activation now reads the layer registered before it when that one acts on the last axis and gives as many
+    features; a ReLU registered after a net's Linear head but applied to its conv maps stays a map."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("maxvit_nano_rw_256", pretrained=False, img_size=64, num_classes=3).eval()
+    block = "stages.1.blocks.0.attn_block"
+    seen = layouts(model, torch.rand(1, 3, 64, 64))
+    assert family_of(model).name == "generic"
+    assert [seen[f"{block}.{m}"] for m in ("norm2", "mlp.fc1", "mlp.act")] == ["channels_last"] * 3
+
+    class SharedRelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc, self.relu = nn.Conv2d(3, 4, 3), nn.Linear(4, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.fc(self.relu(self.conv(x)).mean((2, 3)))
+
+    assert layouts(SharedRelu(), torch.rand(1, 3, 8, 8))["relu"] == "map"
+
+
 def test_family_is_found_inside_a_wrapper_and_a_new_family_registers():
     wrapped = nn.Sequential(nn.Identity(), tiny_vit())
     assert family_of(wrapped).name == "vit" and family_of(wrapped).prefix() == 1

@@ -542,3 +542,22 @@ def test_recording_ids_label_rdms_only_when_given(tmp_path):
     model = torch.nn.Sequential(torch.nn.Flatten()).eval()
     rec = insilico.Probe(model).record_stimuli(torch.rand(4, 1, 2, 2), ["0"], progress=False)
     assert not rec.labelled and not insilico.Recording.concat([rec, rec]).labelled
+
+
+def test_the_rdm_of_an_unfinished_recording_is_labelled_by_the_stimuli_it_holds(tmp_path):
+    """One share of a sharded recording holds stimuli 0, 1, 4, 5 of 6. Before: rdm() labelled its 4 rows with all 6
+    ids (an InsilicoError about label counts), and an unlabelled one gave an RDM matched by position (row 2 is
+    stimulus 4). Now its rows carry their stimuli's ids (0 .. n-1 when none were given), so it aligns by label."""
+    x = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    net = torch.nn.Flatten().eval()
+    probe = insilico.Probe(net)
+    for ids in (None, [f"s{i}" for i in range(6)]):
+        out = tmp_path / f"share{ids is None}"
+        part = probe.record_stimuli(x, [""], out=insilico.Job(out, shard=(0, 2)), batch_size=2, ids=ids,
+                                    progress=False)
+        assert not part.complete and part.indices.tolist() == [0, 1, 4, 5]
+        held = rsa.rdm(part)[""]
+        names = [i if ids is None else ids[i] for i in (0, 1, 4, 5)]
+        assert held.labelled and held.labels == names
+        whole = rsa.rdm(x.flatten(1), labels=[i if ids is None else ids[i] for i in range(6)])
+        assert rsa.compare(held, whole.subset([0, 1, 4, 5]), "pearson") == pytest.approx(1.0)

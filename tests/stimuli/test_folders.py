@@ -200,6 +200,55 @@ def test_bad_files_name_the_path(tmp_path):
         stimulus_source(mixed)
 
 
+def test_files_whose_pixel_values_mean_something_else_are_refused_not_misread(tmp_path):
+    """Before: a CMYK JPEG was read as RGBA (C, M, Y as R, G, B: inverted colours), a float TIFF in 0..255
+    clipped to white, an int32 TIFF divided by 2**31 (black) -- all recorded without a word, by both readers
+    (the files of record_stimuli and stimuli.from_folder)."""
+    from PIL import Image
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good"
+    good.mkdir()
+    rgb = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(good / "a.png")
+    tifffile.imwrite(good / "f.tif", rgb.astype(np.float32) / 255, photometric="rgb")  # float in [0, 1]: as it is
+    tifffile.imwrite(good / "s.tif", rgb.astype(np.uint16) * 257, photometric="rgb")   # 16 bit: scaled by 65535
+    read = [files_module.read_image(good / n) for n in ("a.png", "f.tif", "s.tif")]
+    assert all(torch.allclose(r, read[0], atol=1e-6) for r in read)
+    bad = {"cmyk.jpg": (lambda p: Image.fromarray(rgb).convert("CMYK").save(p), "CMYK"),
+           "f255.tif": (lambda p: tifffile.imwrite(p, rgb.astype(np.float32), photometric="rgb"),
+                        r"float .*values up to 255"),
+           "nan.tif": (lambda p: tifffile.imwrite(p, np.full((4, 4), np.nan, np.float32)), "NaN"),
+           "i32.tif": (lambda p: tifffile.imwrite(p, rgb[..., 0].astype(np.int32)), "int32")}
+    for name, (write, said) in bad.items():
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        write(folder / name)
+        with pytest.raises(StimulusError, match=f"{name}.*{said}"):
+            files_module.read_image(folder / name)
+        with pytest.raises(StimulusError, match=f"{name}.*{said}"):
+            insilico.stimuli.from_folder(folder, size=8)
+
+
+def test_an_object_on_a_transparent_background_is_refused_opaque_alpha_is_dropped(tmp_path):
+    """Before: an object PNG on a transparent background was read with its alpha dropped, so the model saw whatever
+    colour lies under alpha 0 (black here; anything in other files) -- without a word. An alpha that hides (almost)
+    nothing is still dropped: opaque, half-opaque, or a few see-through pixels (scikit-image's horse photo)."""
+    from PIL import Image
+
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[2:8, 2:8] = (200, 30, 30, 255)                                      # a red square, the rest transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    with pytest.raises(StimulusError, match=r"cut\.png.*64% of its pixels are see-through.*alpha_composite"):
+        files_module.read_image(tmp_path / "cut.png")
+    rgba[..., 3] = 255
+    rgba[0, 0, 3] = 0                                                          # 1 pixel in 100: kept
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    torch.testing.assert_close(files_module.read_image(tmp_path / "opaque.png"),
+                               torch.from_numpy(rgba[..., :3] / np.float32(255)).permute(2, 0, 1))
+
+
 def _classifier(classes=None):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))

@@ -328,15 +328,17 @@ def _silent_note(data: dict) -> str:
 
 #: What each kind of maximizing candidate is, as a caption says it (``features.json``'s ``maximizing_kind``).
 KINDS = {"from noise": "from noise", "stretched exemplar": "stretched exemplar",
-         "top exemplar": "best photo (no ascent step improved it)"}
+         "top exemplar": "best photo (no ascent step improved it)",
+         "matched contrast": "from noise at the best photo's contrast"}
 #: The kinds that are synthesized images (the best photo itself is not).
-SYNTHETIC = ("from noise", "stretched exemplar")
+SYNTHETIC = ("from noise", "stretched exemplar", "matched contrast")
 
 
 def ranked_images(d: dict) -> list[dict]:
     """The unit's candidate maximizing images of its ``features.json`` record ``d``, most activating first: dicts
-    with ``file`` (max.png, max-other.png), ``kind`` and ``value``; ``maximizing`` is True on the most activating
-    *synthesized* one (from noise or a stretched exemplar), whichever file it is in.
+    with ``file`` (max.png, max-other.png, matched.png: the image from noise under the best photo's contrast),
+    ``kind`` and ``value``; ``maximizing`` is True on the most activating *synthesized* one (from noise, at matched
+    contrast or a stretched exemplar), whichever file it is in.
 
     >>> d = {"maximizing": 2.0, "maximizing_kind": "from noise", "other": {"kind": "stretched exemplar", "value": 3.0}}
     >>> [(r["kind"], r["maximizing"]) for r in ranked_images(d)]
@@ -345,6 +347,8 @@ def ranked_images(d: dict) -> list[dict]:
     found = [{"file": "max.png", "kind": d.get("maximizing_kind", "from noise"), "value": d.get("maximizing")}]
     if d.get("other"):
         found.append({"file": "max-other.png", "kind": d["other"].get("kind"), "value": d["other"].get("value")})
+    if d.get("matched"):
+        found.append({"file": "matched.png", "kind": "matched contrast", "value": d["matched"].get("value")})
     found.sort(key=lambda r: -float("inf") if r["value"] is None else r["value"], reverse=True)
     best = next((r for r in found if r["kind"] in SYNTHETIC and r["value"] is not None), None)
     return [dict(r, maximizing=r is best) for r in found]
@@ -373,6 +377,10 @@ def _features_html(c: int, d: dict | None, tuning: dict | None = None) -> str:
     best = next((r for r in ranked if r["maximizing"]), None)
     if best is not None and top is not None and best["value"] < top:
         text += " No synthesized image reaches the best photo."
+    matched = d.get("matched") or {}
+    if matched.get("contrast") is not None and matched.get("photo_contrast") is not None:
+        text += (f" RMS contrast of the image from noise at the best photo's contrast: {matched['contrast']:.3g} "
+                 f"(budget: the best photo's, {matched['photo_contrast']:.3g}).")
     if floor:
         text += (" This unit has no spontaneous activity (its blank response is its floor): the inhibiting image "
                  "lowers its input before the ReLU, not its firing.")

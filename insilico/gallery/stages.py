@@ -423,6 +423,9 @@ def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> lis
 
 #: Bootstrap resamples of each lesion bar's interval (images resampled within class).
 LESION_BOOT = 1000
+#: The fewest images per class a lesion bar's bootstrap interval is drawn with: a resample of 1 image is that image
+#: (a zero-width interval that would call every change "different from 0"), of 2 mostly one of them.
+LESION_MIN_PER_CLASS = 3
 
 
 def _per_class(found, per_class: dict, seed: int) -> list[dict]:
@@ -430,28 +433,31 @@ def _per_class(found, per_class: dict, seed: int) -> list[dict]:
     image is counted in; ``shown``: the classes drawn, named ``names``) with its noise, by the sweep's own statistics
     (:func:`insilico.experiments.lesions.lesion_uncertainty` on the per-image probabilities instead of the 0/1
     scores): the 95% bootstrap interval of each bar (images resampled within class, paired with the intact model),
-    ``nonzero`` (the interval excludes 0, :attr:`~insilico.experiments.LesionResult.nonzero`'s rule), the classes at
+    ``nonzero`` (the interval excludes 0, :attr:`~insilico.experiments.LesionResult.nonzero`'s rule; neither with fewer
+    than :data:`LESION_MIN_PER_CLASS` images in a shown class), the classes at
     floor / ceiling of the sweep's accuracy (``flagged``: the sweep's labels are the true classes) and each image's
     change (``image_change``, ``image_class``: the index of its class among ``names``, -1 when not shown), from
     which a layer page computes the split-half reliability of its whole lesion matrix (:func:`lesion_reliability`)."""
     from ..experiments.lesions import lesion_uncertainty
 
     by, n, shown = np.asarray(per_class["by"]), int(per_class["n_classes"]), list(per_class["shown"])
-    noise = lesion_uncertainty(found.label_probability, found.baseline_label_probability, by, n, LESION_BOOT, seed)
-    ci = noise["effect_interval"][:, shown]
+    counts = np.array([int((by == k).sum()) for k in shown])
+    boot = LESION_BOOT if len(counts) and counts.min() >= LESION_MIN_PER_CLASS else 0  # else no interval at all
+    change = found.label_probability - found.baseline_label_probability[None, :]  # (G, N), paired per image
+    # each image's change against 0 (not lesioned minus intact means): no cancellation residue to call an effect
+    ci = lesion_uncertainty(change, np.zeros(change.shape[1]), by, n, boot, seed)["effect_interval"][:, shown]
     mean = found.probability_change(by, n)[:, shown]
     where = {k: i for i, k in enumerate(shown)}
     image_class = [where.get(int(k), -1) for k in by]
-    change = found.label_probability - found.baseline_label_probability[None, :]
     flags = {}
     if per_class.get("flagged"):
         flags = {"at_floor": [bool(v) for v in found.at_floor[shown]],
                  "at_ceiling": [bool(v) for v in found.at_ceiling[shown]],
                  "baseline_accuracy": _finite(found.baseline_class[shown])}
-    return [{"classes": [str(c) for c in per_class["names"]], "probability_change": _finite(mean[g]),
-             "interval": [_finite(v) for v in ci[g]], "nonzero": [bool(lo > 0 or hi < 0) for lo, hi in ci[g]],
-             "level": 0.95, "n_boot": LESION_BOOT, **flags, "image_change": _finite(change[g]),
-             "image_class": image_class} for g in range(len(mean))]
+    noise = [{"interval": [_finite(v) for v in ci[g]], "nonzero": [bool(lo > 0 or hi < 0) for lo, hi in ci[g]],
+              "level": 0.95, "n_boot": boot} if boot else {} for g in range(len(mean))]
+    return [{"classes": [str(c) for c in per_class["names"]], "probability_change": _finite(mean[g]), **noise[g],
+             **flags, "image_change": _finite(change[g]), "image_class": image_class} for g in range(len(mean))]
 
 
 def lesion_reliability(datas: list[dict], seed: int = 0) -> dict | None:

@@ -164,7 +164,7 @@ class ContrastBudget:
     [True, True]
     """
 
-    def __init__(self, rms):
+    def __init__(self, rms: float | torch.Tensor):
         self.rms = rms.detach().double().flatten() if isinstance(rms, torch.Tensor) and rms.ndim else float(rms)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

@@ -77,9 +77,10 @@ def _values(rows: Sequence[dict], key: str, keep=None) -> list:
 
 
 def rf_sizes(rows: Sequence[dict]) -> list[float]:
-    """RF sizes (px) of a layer's units that are not silent: a silent unit's gradient map describes a unit that
-    never fires on the stimulus set (its pre-nonlinearity gradient), not a field it responds in."""
-    return [float(r["rf_size"]) for r in rows if r.get("rf_size") is not None and r.get("reason") != SILENT]
+    """RF sizes (px) of a layer's units that are not silent (:func:`is_silent`, the pages' one definition): a silent
+    unit's gradient map describes a unit that never fires on the stimulus set (its pre-nonlinearity gradient), not a
+    field it responds in."""
+    return [float(r["rf_size"]) for r in rows if r.get("rf_size") is not None and not is_silent(r)]
 
 
 def is_early(rows: Sequence[dict], image_size: int | None) -> bool:

@@ -343,22 +343,23 @@ def layers_html(layer_rows: Sequence[tuple[str, Sequence[dict]]]) -> str:
         h = headline(rows)
         sizes = rf_sizes(rows)
         spatial = any(r.get("responsive") is not None for r in rows)
-        silent = counts.get("silent on the stimulus set", 0) if spatial else counts.get("never above 0 on the photos", 0)
         cells = [f'<a href="layers/{escape(slug(layer))}.html">{escape(layer)}</a>', str(len(rows)),
-                 f"{counts.get('responsive', 0)}" if spatial else "&ndash;",
-                 f"{silent}" + ("" if spatial else "*"),
-                 f"{np.median(sizes):.3g}" if sizes else "&ndash;",
-                 f"{h['from_noise']} / {h['compared']}" + (f" ({h['silent']} left out)" if h["silent"] else "")]
+                 f"{counts.get('responsive', 0)}" if spatial else "&ndash;", str(h["silent"]),
+                 f"{np.median(sizes):.3g}" if sizes else "&ndash;", f"{h['from_noise']} / {h['compared']}",
+                 f"{h['matched']} / {h['matched_compared']}" if h.get("matched_compared") else "&ndash;"]
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return ("<h2>Layers at a glance</h2><table class=\"meta\"><tr><th>layer</th><th>units</th><th>responsive to "
-            "gratings</th><th>silent</th><th>median RF (px)</th><th>image from noise &gt; best photo</th></tr>"
-            f"{''.join(lines)}</table><p>Silent: the neuron at the map's centre (the one the tuning reads, after the nonlinearity) gives the same "
-            "response to the blank, every grating and every exemplar photo; * for layers without gratings, "
-            "units that never exceed 0 on the exemplar photos (before the nonlinearity). Image from noise &gt; best "
-            "photo: units whose image synthesized from noise drives them more than their best exemplar photo, of "
-            "those that are not silent (left out: best photo at or below 0, or silent at the map's centre; the "
-            "stretched photo shown where noise falls short beats the photo by construction, so it is not counted). "
-            "Each layer's page has the distributions.</p>")
+            "gratings</th><th>silent</th><th>median RF (px)</th><th>image from noise &gt; best photo</th>"
+            "<th>at matched contrast</th></tr>"
+            f"{''.join(lines)}</table><p>Silent (one definition on every page of this site): the unit's best "
+            "exemplar photo drives it to 0 or below (before the nonlinearity), or the neuron at the map's centre "
+            "gives the same response to the blank, every grating and every photo; silent units are left out of the "
+            "two counts. Image from noise &gt; best photo: units whose image synthesized from noise drives them more "
+            "than their best exemplar photo, of the units that are not silent (the stretched photo shown where "
+            "noise falls short beats the photo by construction, so it is not counted). At matched contrast: the "
+            "same, with an image from noise whose RMS contrast is held at every step to at most that of the unit's "
+            "best photo (the images from noise of the first count use the whole pixel range and have more "
+            "contrast than the photos). Each layer's page has the distributions.</p>")
 
 
 def model_page(title: str, res: dict | None, layer_rows: Sequence[tuple[str, Sequence[dict]]],

@@ -41,7 +41,7 @@ from ..registry import register_tool
 from ..sharding import ProgressLog, chunks, create_once, missing, rank_world, read_identity, start_over, write_json
 from . import brain, describe, pages, summary
 from .settings import GallerySettings
-from .stages import STAGES, Work, slug
+from .stages import STAGES, Work, lesion_reliability, slug
 
 
 @renamed(shape="size")
@@ -254,7 +254,8 @@ def render_site(work: Work, layers: list[str]) -> None:
                         pages.unit_page(title, layer, slug(layer), c, data, neighbours, context))
         pages.write(root / "layers" / f"{slug(layer)}.html",
                     pages.layer_page(title, layer, slug(layer), channels, ready, rows, tunings, work.shape[-1],
-                                     UNIT_COLUMNS, described[layer]["text"], classes))
+                                     UNIT_COLUMNS, described[layer]["text"], classes,
+                                     lesion_reliability([d.get("lesion") for d in datas], s.seed)))
         table.extend(rows)
         layer_rows.append((layer, rows))
         index.append({"layer": layer, "slug": slug(layer), "n": len(channels), "done": complete,
@@ -271,7 +272,8 @@ UNIT_COLUMNS = ("layer", "unit", "page", "max_activation", "top_exemplar_activat
                 "from_noise_activation", "responsive", "reason",
                 "tuned_unit", "osi", "circular_variance", "preferred_orientation", "bandwidth", "preferred_sf",
                 "sf_peak_at_edge", "preferred_colour", "rf_size", "f1_f0", "cell_type", "osi_at_floor", "spontaneous",
-                "rf_size_se", "rf_n_images")
+                "rf_size_se", "rf_n_images", "matched_activation", "photo_contrast", "matched_contrast",
+                "lesion_bars", "lesion_nonzero")
 
 
 def unit_row(layer: str, channel: int, data: dict) -> dict:
@@ -281,7 +283,10 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
     ``max.png`` shows the image from noise wherever that beats the best photo); the tuning record's physiology
     (``f1_f0``: F1/F0, empty where F0 <= 0; ``cell_type``: simple or complex; ``osi_at_floor``: OSI 1 because the
     orthogonal response equals the blank's; ``spontaneous``) for responsive units only, like the indices, and the RF
-    size's standard error ``rf_size_se`` (pixels) over ``rf_n_images`` white-noise images.
+    size's standard error ``rf_size_se`` (pixels) over ``rf_n_images`` white-noise images; the image from noise
+    synthesized under a contrast budget equal to the best photo's RMS contrast (``matched_activation``; the photo's
+    and the image's RMS contrast ``photo_contrast``, ``matched_contrast``: pixel std in [0, 1] units); the lesion
+    panel's bars (``lesion_bars``) and how many of them have a 95% interval that excludes 0 (``lesion_nonzero``).
 
     >>> row = unit_row("conv", 3, {"tuning": {"responsive": True, "osi": 1.0, "osi_saturated": True,
     ...                "modulation_ratio": 1.6, "cell_type": "simple", "spontaneous": False},
@@ -310,7 +315,17 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
         else None, "osi_at_floor": tun.get("osi_saturated") if shown else None,
         "spontaneous": tun.get("spontaneous") if shown else None,
         "rf_size_se": rf.get("size_se") if rf.get("size") is not None else None, "rf_n_images": rf.get("n_images"),
+        **_matched_and_lesion(feats.get("matched") or {}, data.get("lesion") or {}),
     }
+
+
+def _matched_and_lesion(matched: dict, lesion: dict) -> dict:
+    """The appended ``units.csv`` cells of the contrast-matched image and of the lesion panel's intervals."""
+    nonzero = lesion.get("nonzero")
+    return {"matched_activation": matched.get("value"), "photo_contrast": matched.get("photo_contrast"),
+            "matched_contrast": matched.get("contrast"),
+            "lesion_bars": len(lesion["probability_change"]) if nonzero is not None else None,
+            "lesion_nonzero": sum(map(bool, nonzero)) if nonzero is not None else None}
 
 
 def _from_noise(feats: dict) -> float | None:

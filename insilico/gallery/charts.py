@@ -122,11 +122,19 @@ def svg_curve(xs, ys, xlabel: str, title: str, log_x: bool = False, width: int =
 
 
 def svg_bars(labels, values, title: str, width: int = 560, row: int = 13, scale: float | None = None,
-             xlabel: str = "") -> str:
+             xlabel: str = "", intervals=None, solid=None) -> str:
     """Horizontal bars around zero, one per label, on a fixed ``scale``.
 
     ``scale``: the value drawn at full half-width (default: the largest ``|value|`` here). Give the same scale
     to every chart of a layer and their bars compare; an axis at the bottom shows ``-scale .. +scale``.
+    ``intervals``: ``(low, high)`` per bar (None entries: none), drawn as a whisker (clipped to the scale);
+    ``solid``: per bar, False draws it hollow (e.g. its interval includes 0), with its value in grey.
+
+    >>> import xml.etree.ElementTree as ET
+    >>> svg = ET.fromstring(svg_bars(["a", "b"], [0.2, -0.1], "t", intervals=[(0.1, 0.3), (-0.2, 0.05)],
+    ...                              solid=[True, False]))
+    >>> [r.get("fill") for r in svg.iter("{http://www.w3.org/2000/svg}rect")]
+    ['#2a9d3a', 'none']
     """
     vals = np.array([0.0 if v is None else float(v) for v in values])
     scale = float(scale) if scale else float(np.abs(vals).max()) or 1e-9
@@ -134,15 +142,27 @@ def svg_bars(labels, values, title: str, width: int = 560, row: int = 13, scale:
     top = 22
     height = top + row * len(vals) + 36
     mid, half = width * 0.55, width * 0.3
+    at = lambda v: mid + max(-scale, min(scale, v)) / scale * half  # noqa: E731 - an x on the clipped axis
     bars = []
     for i, (label, v) in enumerate(zip(labels, vals)):
         y = top + i * row
         w = min(abs(v), scale) / scale * half
         x0 = mid if v >= 0 else mid - w
+        colour = GREEN if v >= 0 else RED
+        full = solid is None or bool(solid[i])
+        paint = f'fill="{colour}"' if full else f'fill="none" stroke="{colour}" stroke-width="1"'
+        shade = "" if full else f' fill="{GREY}"'
+        ci = intervals[i] if intervals is not None else None
+        whisker = ""
+        if ci is not None and None not in tuple(ci):
+            lo, hi = at(float(ci[0])), at(float(ci[1]))
+            whisker = (f'<line x1="{lo:.1f}" x2="{hi:.1f}" y1="{y + (row - 3) / 2:.1f}" y2="{y + (row - 3) / 2:.1f}" '
+                       f'stroke="#222"/><line x1="{lo:.1f}" x2="{lo:.1f}" y1="{y + 1}" y2="{y + row - 4}" stroke="#222"/>'
+                       f'<line x1="{hi:.1f}" x2="{hi:.1f}" y1="{y + 1}" y2="{y + row - 4}" stroke="#222"/>')
         bars.append(f'<text x="{mid - half - 8:.0f}" y="{y + 9}" text-anchor="end">{escape(str(label))}</text>'
-                    f'<rect x="{x0:.1f}" y="{y}" width="{max(w, 0.5):.1f}" height="{row - 3}" '
-                    f'fill="{GREEN if v >= 0 else RED}"/>'
-                    f'<text x="{width - 4}" y="{y + 9}" text-anchor="end">{v:+.3f}</text>')
+                    f'<rect x="{x0:.1f}" y="{y}" width="{max(w, 0.5):.1f}" height="{row - 3}" {paint}/>{whisker}'
+                    f'<text x="{width - 4}" y="{y + 9}" text-anchor="end"{shade}>'
+                    f'{v:+.3f}</text>')
     axis_y = top + row * len(vals) + 2
     ticks = []
     for t in [t for t in nice_ticks(-scale, scale, 9) if abs(t) <= scale * (1 + 1e-9)]:

@@ -44,7 +44,7 @@ from torch import nn
 from ..errors import InsilicoError
 from ..layers import centre
 from ..session import session
-from ..synthesis import SynthesisOptions, Transforms
+from ..synthesis import ContrastBudget, SynthesisOptions, Transforms
 from ..units import Unit, need_tensor
 
 
@@ -152,7 +152,8 @@ class VisualizeOptions(SynthesisOptions):
 
 def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size: Sequence[int], *, seed: int = 0,
               exemplars: torch.Tensor | None = None, positions: Sequence[int] | None = None, progress: bool = True,
-              options: VisualizeOptions | SynthesisOptions | None = None, **option_overrides) -> dict:
+              options: VisualizeOptions | SynthesisOptions | None = None, contrast: torch.Tensor | None = None,
+              **option_overrides) -> dict:
     """Maximizing, diverse and inhibiting images of ``channels`` of ``layer`` (and stretched exemplars), by
     :func:`insilico.maximize` (see the module docstring).
 
@@ -178,6 +179,11 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size
     exemplars : tensor (n, C, H, W), optional
         Each unit's top exemplar: the start of its *stretched exemplar* (:func:`stretch`, ``stretch_steps`` steps
         on the neuron at flat map position ``positions[i]``, the exemplar's best neuron).
+    contrast : tensor (n,), optional
+        Each unit's RMS contrast budget (pixel std, :func:`insilico.synthesis.projection.rms_contrast`): one more
+        image per unit from noise (one maximize, no diversity term) whose RMS contrast stays at most its budget
+        after every step (:class:`~insilico.synthesis.ContrastBudget`), e.g. the contrast of the unit's best photo,
+        so the two compare at matched contrast.
 
     Returns
     -------
@@ -187,7 +193,7 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size
         (n, C, H, W) when ``exemplars`` are given; and their activations ``maximizing_value``, ``diverse_value``
         (n, d), ``inhibiting_value`` (n,), ``stretched_value`` (n,): for a conv channel its largest value over
         the map (smallest for the inhibiting image), the quantity the exemplars are ranked by
-        (:func:`best_neuron_values`).
+        (:func:`best_neuron_values`); with ``contrast``, ``matched`` (n, C, H, W) and ``matched_value`` (n,).
     """
     from ..design.maximize import maximize
 
@@ -216,6 +222,12 @@ def visualize(model: nn.Module, layer: str | Unit, channels: Sequence[int], size
         "maximizing_value": diverse_values[:, 0], "diverse_value": diverse_values,
         "inhibiting_value": _activations(model, layer, down.images, ids, ["min"] * n, as_map),
     }
+    if contrast is not None:
+        budget = ContrastBudget(torch.as_tensor(contrast, dtype=torch.float64).view(-1))
+        matched = maximize(model, neurons, size=shape, seed=seed, batch_size=n, progress=progress,
+                           options=loop.replace(projection=budget))  # one chunk of n: budget i on image i
+        out["matched"] = matched.images
+        out["matched_value"] = _activations(model, layer, matched.images, ids, ["max"] * n, as_map)
     if exemplars is not None:
         out["stretched"] = stretch(model, layer, channels, exemplars, positions, stretch_steps, loop.lr, progress)
         out["stretched_value"] = _activations(model, layer, out["stretched"], ids, ["max"] * n, as_map)

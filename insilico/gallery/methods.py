@@ -41,8 +41,15 @@ def _features() -> str:
             "names only the most activating synthesized image of the unit; the page ranks the images from noise, the "
             "stretched exemplar and the best photo by their values. A stretched exemplar starts at the best photo, "
             "so it reaches the photo's value by construction: the layer's headline counts images <i>from noise</i> "
-            "that beat the best photo. That comparison is not at matched contrast: a synthesized image may use the "
-            "whole pixel range (no contrast budget), and usually has more contrast than the photos. An inhibiting image is scored before the nonlinearity: for a unit without "
+            "that beat the best photo. That first count is not at matched contrast: those images may use the whole "
+            "pixel range (no contrast budget) and usually have more contrast than the photos. So the headline gives a "
+            "second count, <i>at matched contrast</i>: one more image per unit synthesized from noise with the same "
+            "steps, learning rate, transforms and seed (one image, no diversity term) under a contrast budget: after "
+            "every step its RMS contrast (the standard deviation of its pixels over colour and space, pixel values "
+            "in [0, 1]) is scaled down about its mean to at most that of the unit's best exemplar photo "
+            "(<code>ContrastBudget</code>); the count compares that image's value with the best photo's, both "
+            "measured the same way (largest value over the map, no transforms). Its unit page shows it, with both "
+            "contrasts. An inhibiting image is scored before the nonlinearity: for a unit without "
             "spontaneous activity (its blank response is its floor, 0 after a ReLU) it lowers the unit's input, "
             "not its firing, which no image can lower below the blank.</p>")
 
@@ -83,9 +90,11 @@ def _tuning(tuning: dict, input_size: int | None) -> str:
             "<p>A unit is <i>responsive</i> when its response varies over the blank, the gratings and the exemplar "
             "photos by more than rounding, its best grating response exceeds the blank by "
             f"{tuning.get('margin', 0.2):g} of its range on the photos, and two halves of the grating phases give the "
-            "same tuning; only responsive units get a preference or an index. A <i>silent</i> unit gave the same "
-            "response to the blank, every grating and every photo (its exemplars rank the channel's best position, "
-            f"which can lie elsewhere in the map). Tuned: OSI ≥ {TUNED_OSI:.2f}. <i>OSI at the floor</i>: the "
+            "same tuning; only responsive units get a preference or an index. A unit whose centre neuron gave the same "
+            "response to the blank, every grating and every photo is not responsive (its exemplars rank the channel's "
+            "best position, which can lie elsewhere in the map); it is one of the two ways a unit is <i>silent</i> on "
+            "these pages, the other a best exemplar photo that drives it to 0 or below. "
+            f"Tuned: OSI ≥ {TUNED_OSI:.2f}. <i>OSI at the floor</i>: the "
             "orthogonal response equals the blank's, so OSI = 1 whatever the curve's shape (after a ReLU whose blank "
             "response is 0; circular variance is the graded measure). <i>F0</i> is the mean response over the "
             "grating's phases at the preferred orientation and SF minus the blank's, <i>F1</i> the amplitude of its "
@@ -106,10 +115,17 @@ def _rf() -> str:
 
 
 def _lesion() -> str:
-    return ("<p>The unit set to 0 at every position on the lesion images, many lesions per forward pass; the bars "
-            "are the change in the output probability the panel names, per class. All units of a layer share one "
-            "scale (the largest |effect| of any of them), so bars compare across its units; with few images per "
-            "class each bar is a noisy estimate.</p>")
+    return ("<p>The unit set to 0 at every position on the lesion images (held-out photos, a few per class), many "
+            "lesions per forward pass; each bar is the mean change, over one class's images, in the output "
+            "probability the panel names. Its whisker is the 95% percentile bootstrap interval of that mean (1,000 "
+            "resamples of the class's images with replacement, each resample scored with and without the lesion: "
+            "<code>lesion_sweep</code>'s own statistic, <code>lesion_uncertainty</code>, on each image's "
+            "probability); a bar whose interval includes 0 is drawn hollow, not distinguishable from no effect. "
+            "With few images per class the interval is rough (a percentile bootstrap of a handful of values is "
+            "narrower than the truth). Classes the intact model gets at most at chance (F) or all right (C) are "
+            "flagged: their accuracy cannot drop / rise. The layer page gives the split-half (test-retest) "
+            "reliability of the units &times; classes matrix. All units of a layer share one scale (the largest "
+            "|effect| of any of them), so bars compare across its units.</p>")
 
 
 def methods_html(spatial: bool, logit: bool = False, tuning: dict | None = None, input_size: int | None = None,

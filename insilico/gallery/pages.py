@@ -170,9 +170,12 @@ def _model_card_html(card: dict, slugs: dict) -> str:
 
 def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], ready: set,
                rows: list[dict] | None = None, tunings: list | None = None, image_size: int | None = None,
-               columns: tuple = (), description: str = "", classes: list | None = None) -> str:
+               columns: tuple = (), description: str = "", classes: list | None = None,
+               lesion: dict | None = None) -> str:
     """A layer's page: population summary (:func:`.summary.layer_summary`), thumbnail grid, unit table.
 
+    ``lesion``: the split-half reliability of the layer's lesion matrix (:func:`.stages.lesion_reliability`), said
+    with how many of its lesion bars differ from 0 (the rows' ``lesion_nonzero`` of ``lesion_bars``).
     ``rows``: the layer's ``units.csv`` rows; ``tunings``: each unit's tuning record or None;
     ``columns``: the table's columns (``units.csv``'s); ``description``: what the layer is
     (:func:`.describe.describe_layers`); ``classes``: class names of an output
@@ -199,13 +202,31 @@ def layer_page(title: str, layer: str, layer_slug: str, channels: list[int], rea
             f'<a href="../model.html">model vs brain</a> &nbsp; <a href="{escape(layer_slug)}.html#methods">methods</a></nav>'
             f"<h1>{escape(layer)}</h1>"
             + (f'<p class="what">{escape(description)}</p>' if description else "")
-            + f"<p>{len(channels)} {'heads' if heads else 'units'}. Click a unit for its page.</p>{top}<h2>Feature visualizations</h2>"
+            + f"<p>{len(channels)} {'heads' if heads else 'units'}. Click a unit for its page.</p>{top}"
+            + _lesion_layer_html(lesion, rows or []) + "<h2>Feature visualizations</h2>"
             "<p>Per unit the image synthesized from noise, or, where it stays below the unit's best photo, the best "
             "photo after gradient ascent (its page ranks both by value)."
             + ("" if spatial else " Deep layers' images at this gallery's few optimisation steps are often "
                "similar textures across units: read a unit by its exemplars and lesion effects as much as by its "
                "image.") + f'</p><div class="grid">{"".join(tiles)}</div>{table}{methods}')
     return page(f"{layer} - {title}", body, 1)
+
+
+def _lesion_layer_html(lesion: dict | None, rows: list[dict]) -> str:
+    """The layer's lesion matrix at a glance: how many bars differ from 0, and its split-half reliability."""
+    bars = [(r["lesion_nonzero"], r["lesion_bars"]) for r in rows if r.get("lesion_bars") is not None]
+    if not bars and not lesion:
+        return ""
+    text = "<h2>Lesion matrix</h2><p>"
+    if bars:
+        text += (f"{sum(a for a, _ in bars)} of {sum(b for _, b in bars)} lesion bars of {len(bars)} units differ "
+                 "from 0 (their 95% bootstrap interval over images excludes 0; the others are drawn hollow). ")
+    if lesion and lesion.get("split_half_r") is not None:
+        text += (f"Test-retest: the units &times; classes matrix of lesion effects measured on two halves of the "
+                 f"images ({lesion['per_class']} per class, halves stratified by class) correlates at "
+                 f"r = {lesion['split_half_r']:.2f} (Pearson, mean over 20 random splits; Spearman-Brown "
+                 f"reliability of the whole matrix {lesion['reliability']:.2f}).")
+    return text + "</p>"
 
 
 def lesion_scale(datas) -> float | None:
@@ -317,14 +338,15 @@ def output_unit_notes(name: str, data: dict) -> dict:
 
 
 def _silent_note(data: dict) -> str:
-    """A banner for a unit that never responds: silent at the map's centre on every grating and photo (conv), or
-    never above 0 on the exemplar photos (other layers); its images and maps describe a unit that is off."""
+    """A banner for a silent unit (the headlines' one definition, :func:`.summary.is_silent`): silent at the map's
+    centre on every grating and photo, or never above 0 on the exemplar photos; its images and maps describe a unit
+    that is off."""
     tuning, ex = data.get("tuning") or {}, data.get("exemplars") or {}
     acts = [a for a in ex.get("activations", []) if a is not None]
     if tuning.get("reason") == SILENT:
         best = f"; the channel's best position on the photos reaches {acts[0]:.3g}" if acts and acts[0] > 0 else ""
         what = f"the neuron at the map's centre ({tuning.get('unit', '')}) is silent on every grating and photo{best}"
-    elif not tuning and acts and max(acts) <= 0:
+    elif acts and max(acts) <= 0:
         what = f"it never exceeds 0 on the {ex.get('n_stimuli', len(acts))} exemplar photos (best {max(acts):.3g})"
     else:
         return ""
@@ -333,15 +355,17 @@ def _silent_note(data: dict) -> str:
 
 #: What each kind of maximizing candidate is, as a caption says it (``features.json``'s ``maximizing_kind``).
 KINDS = {"from noise": "from noise", "stretched exemplar": "stretched exemplar",
-         "top exemplar": "best photo (no ascent step improved it)"}
+         "top exemplar": "best photo (no ascent step improved it)",
+         "matched contrast": "from noise at the best photo's contrast"}
 #: The kinds that are synthesized images (the best photo itself is not).
-SYNTHETIC = ("from noise", "stretched exemplar")
+SYNTHETIC = ("from noise", "stretched exemplar", "matched contrast")
 
 
 def ranked_images(d: dict) -> list[dict]:
     """The unit's candidate maximizing images of its ``features.json`` record ``d``, most activating first: dicts
-    with ``file`` (max.png, max-other.png), ``kind`` and ``value``; ``maximizing`` is True on the most activating
-    *synthesized* one (from noise or a stretched exemplar), whichever file it is in.
+    with ``file`` (max.png, max-other.png, matched.png: the image from noise under the best photo's contrast),
+    ``kind`` and ``value``; ``maximizing`` is True on the most activating *synthesized* one (from noise, at matched
+    contrast or a stretched exemplar), whichever file it is in.
 
     >>> d = {"maximizing": 2.0, "maximizing_kind": "from noise", "other": {"kind": "stretched exemplar", "value": 3.0}}
     >>> [(r["kind"], r["maximizing"]) for r in ranked_images(d)]
@@ -350,6 +374,8 @@ def ranked_images(d: dict) -> list[dict]:
     found = [{"file": "max.png", "kind": d.get("maximizing_kind", "from noise"), "value": d.get("maximizing")}]
     if d.get("other"):
         found.append({"file": "max-other.png", "kind": d["other"].get("kind"), "value": d["other"].get("value")})
+    if d.get("matched"):
+        found.append({"file": "matched.png", "kind": "matched contrast", "value": d["matched"].get("value")})
     found.sort(key=lambda r: -float("inf") if r["value"] is None else r["value"], reverse=True)
     best = next((r for r in found if r["kind"] in SYNTHETIC and r["value"] is not None), None)
     return [dict(r, maximizing=r is best) for r in found]
@@ -378,6 +404,10 @@ def _features_html(c: int, d: dict | None, tuning: dict | None = None) -> str:
     best = next((r for r in ranked if r["maximizing"]), None)
     if best is not None and top is not None and best["value"] < top:
         text += " No synthesized image reaches the best photo."
+    matched = d.get("matched") or {}
+    if matched.get("contrast") is not None and matched.get("photo_contrast") is not None:
+        text += (f" RMS contrast of the image from noise at the best photo's contrast: {matched['contrast']:.3g} "
+                 f"(budget: the best photo's, {matched['photo_contrast']:.3g}).")
     if floor:
         text += (" This unit has no spontaneous activity (its blank response is its floor): the inhibiting image "
                  "lowers its input before the ReLU, not its firing.")
@@ -673,11 +703,39 @@ def _lesion_html(d: dict | None, scale: float | None = None, layer: str = "", la
     n = f"{d['n_stimuli']} {kind}" + (f" ({per} per class)" if per else "")
     axis = {"decision": " of the intact model's choice", "outputs": ""}.get(d.get("measure"),
                                                                           " of the true class" if d["labelled"] else "")
-    few = (f" With {per} images per class a bar is an indication, not a measurement: no interval is drawn "
-           "(<code>insilico.lesion_sweep</code> on more images gives bootstrap intervals)." if per and per < 16 else "")
+    labels, noise = _lesion_labels(d), _lesion_noise_text(d, per)
     return (f"<h2>Lesion effect per class</h2><p>The unit set to 0 over {n}: "
-            f"{what}.{shared}{few}</p>" + svg_bars(d["classes"], d["probability_change"], "lesion effect",
-                                               scale=scale, xlabel="change in probability" + axis))
+            f"{what}.{shared}{noise}</p>" + svg_bars(labels, d["probability_change"], "lesion effect",
+                                                 scale=scale, xlabel="change in probability" + axis,
+                                                 intervals=d.get("interval"), solid=d.get("nonzero")))
+
+
+def _lesion_labels(d: dict) -> list[str]:
+    """The bars' class names, ``(F)`` / ``(C)`` after a class at floor / ceiling at baseline."""
+    floor, ceiling = d.get("at_floor") or [False] * len(d["classes"]), d.get("at_ceiling") or [False] * len(d["classes"])
+    return [f"{c}{' (F)' if f else ' (C)' if u else ''}" for c, f, u in zip(d["classes"], floor, ceiling)]
+
+
+def _lesion_noise_text(d: dict, per: int | None) -> str:
+    """What a lesion panel's whiskers, hollow bars and F/C flags mean, and how many bars differ from 0."""
+    if d.get("interval") is None:
+        if per and per < 16:
+            return (f" With {per} images per class a bar is an indication, not a measurement: no interval is drawn "
+                    "(<code>insilico.lesion_sweep</code> on more images gives bootstrap intervals).")
+        return (" No interval: the bars are per output over all images, not per class of the labels." if
+                not d["labelled"] or d.get("measure") == "outputs" else
+                " No interval (a panel computed before the gallery kept each image's change: rebuild its lesions).")
+    nonzero = sum(bool(v) for v in d.get("nonzero") or [])
+    text = (f" Whiskers: the 95% bootstrap interval of each bar ({d.get('n_boot', 'many')} resamples of the images "
+            f"within the class, each scored with and without the lesion); hollow bars: the interval includes 0, not "
+            f"distinguishable from no effect ({nonzero} of {len(d['classes'])} bars differ from 0)")
+    if per and per < 8:
+        text += f"; with {per} images per class the interval is rough"
+    if "at_floor" in d:
+        flagged = sum(map(bool, d["at_floor"])) + sum(map(bool, d["at_ceiling"]))
+        text += (f". F / C: classes the intact model gets at most at chance / all right ({flagged} here): their "
+                 "accuracy cannot drop / rise, so read their bars with care")
+    return text + "."
 
 
 def _lesion_measure_text(d: dict) -> str:

@@ -73,7 +73,9 @@ class GallerySettings:
         Held-out crops per class on which each unit's lesion is measured; with the user's files, the first
         ``lesion_per_class`` images of each class folder (the panels are per class of the folders: the true
         class's probability where the folders name the model's ``classes``, else the model's own choice's), or
-        the first ``16 * lesion_per_class`` files without classes (one bar per output unit).
+        the first ``16 * lesion_per_class`` files without classes (one bar per output unit). With 3 or more per
+        class each per-class bar gets a 95% bootstrap interval (:data:`insilico.gallery.stages.LESION_MIN_PER_CLASS`;
+        fewer: no interval, the panel says so) and the layer page the split-half reliability of its lesion matrix.
     orientations, phases, rf_images : int
         Tuning gratings (orientations over 180 deg, phases; 6 or more phases let the phase-reliability
         criterion apply) and white-noise images per RF map (default 4, cheap; the RF records carry the size's

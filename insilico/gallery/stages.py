@@ -43,6 +43,7 @@ from torch import nn
 from ..errors import InsilicoError
 from ..layers import example_input
 from ..plot import as_images, map_to_rgb, mosaic
+from ..synthesis.projection import rms_contrast
 from ..units import Unit
 from .features import visualize
 from .view import LayerView, add_time_course, head_exemplar_pages, head_exemplars
@@ -211,8 +212,10 @@ def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
     if s.stretch_steps:
         stretch = {"exemplars": starts, "stretch_steps": s.stretch_steps,
                    "positions": _flat_positions(top, work.view(layer).grid)}
+    budget = rms_contrast(starts.double())  # each unit's best photo's RMS contrast: the matched image's budget
     out = visualize(work.model, layer, channels, work.shape, steps=s.steps, diverse=s.diverse, settle=s.settle,
-                    diversity=s.diversity, lr=s.lr, seed=s.seed, progress=work.progress, **stretch)
+                    diversity=s.diversity, lr=s.lr, seed=s.seed, progress=work.progress, contrast=budget, **stretch)
+    reached = rms_contrast(out["matched"].double())
     pages = []
     for i, c in enumerate(channels):
         best = _number(top[i].activations[0])
@@ -223,7 +226,11 @@ def features(work: Work, layer: str, channels: list[int]) -> list[dict]:
         for j in range(1, s.diverse):
             work.save_png(layer, c, f"diverse-{j}", as_images(out["diverse"][i, j])[0])
         other = {"kind": shown[1][0], "value": _number(shown[1][2])} if len(shown) > 1 else None
+        work.save_png(layer, c, "matched", as_images(out["matched"][i])[0])
+        matched = {"value": _number(out["matched_value"][i]),
+                   "contrast": _number(reached[i]), "photo_contrast": _number(budget[i])}
         pages.append({"maximizing": _number(shown[0][2]), "maximizing_kind": shown[0][0], "other": other,
+                      "matched": matched,
                       "diverse": _finite(out["diverse_value"][i]), "inhibiting": _number(out["inhibiting_value"][i]),
                       "top_exemplar": best, "measure": "largest value over the map"})
     return pages
@@ -401,7 +408,7 @@ def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> lis
     """Each unit silenced (set to 0 at every position: a channel over its map, a feature at every token) on
     :attr:`Work.lesion_set` by :func:`insilico.experiments.lesion_sweep` (one group per unit, many lesions per
     forward pass); the change of the output probabilities it records, summarised by :func:`_lesion_measure`
-    (per class of the labels, or per output unit)."""
+    (per class of the labels, or per output unit), with the noise of each per-class bar (:func:`_per_class`)."""
     from ..evaluate import predict
     from ..experiments import lesion_sweep
 
@@ -409,8 +416,77 @@ def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> lis
     measure = _lesion_measure(work.model, int(predict(work.model, x[:1]).shape[-1]), y, names)
     found = lesion_sweep(work.model, layer, x, measure.pop("labels"), groups=[[c] for c in channels], n_boot=0,
                          batch_size=batch, progress=False)
-    effects = measure.pop("effects")(found)
+    effects = (measure.pop("effects")(found) if "effects" in measure else
+               _per_class(found, measure.pop("per_class"), work.settings.seed))
     return [{**measure, **effect, "n_stimuli": len(x)} for effect in effects]
+
+
+#: Bootstrap resamples of each lesion bar's interval (images resampled within class).
+LESION_BOOT = 1000
+#: The fewest images per class a lesion bar's bootstrap interval is drawn with: a resample of 1 image is that image
+#: (a zero-width interval that would call every change "different from 0"), of 2 mostly one of them.
+LESION_MIN_PER_CLASS = 3
+
+
+def _per_class(found, per_class: dict, seed: int) -> list[dict]:
+    """Per unit and shown class, the mean change of the probability of each image's label (``by``: the class each
+    image is counted in; ``shown``: the classes drawn, named ``names``) with its noise, by the sweep's own statistics
+    (:func:`insilico.experiments.lesions.lesion_uncertainty` on the per-image probabilities instead of the 0/1
+    scores): the 95% bootstrap interval of each bar (images resampled within class, paired with the intact model),
+    ``nonzero`` (the interval excludes 0, :attr:`~insilico.experiments.LesionResult.nonzero`'s rule; neither with fewer
+    than :data:`LESION_MIN_PER_CLASS` images in a shown class), the classes at
+    floor / ceiling of the sweep's accuracy (``flagged``: the sweep's labels are the true classes) and each image's
+    change (``image_change``, ``image_class``: the index of its class among ``names``, -1 when not shown), from
+    which a layer page computes the split-half reliability of its whole lesion matrix (:func:`lesion_reliability`)."""
+    from ..experiments.lesions import lesion_uncertainty
+
+    by, n, shown = np.asarray(per_class["by"]), int(per_class["n_classes"]), list(per_class["shown"])
+    counts = np.array([int((by == k).sum()) for k in shown])
+    boot = LESION_BOOT if len(counts) and counts.min() >= LESION_MIN_PER_CLASS else 0  # else no interval at all
+    change = found.label_probability - found.baseline_label_probability[None, :]  # (G, N), paired per image
+    # each image's change against 0 (not lesioned minus intact means): no cancellation residue to call an effect
+    ci = lesion_uncertainty(change, np.zeros(change.shape[1]), by, n, boot, seed)["effect_interval"][:, shown]
+    mean = found.probability_change(by, n)[:, shown]
+    where = {k: i for i, k in enumerate(shown)}
+    image_class = [where.get(int(k), -1) for k in by]
+    flags = {}
+    if per_class.get("flagged"):
+        flags = {"at_floor": [bool(v) for v in found.at_floor[shown]],
+                 "at_ceiling": [bool(v) for v in found.at_ceiling[shown]],
+                 "baseline_accuracy": _finite(found.baseline_class[shown])}
+    noise = [{"interval": [_finite(v) for v in ci[g]], "nonzero": [bool(lo > 0 or hi < 0) for lo, hi in ci[g]],
+              "level": 0.95, "n_boot": boot} if boot else {} for g in range(len(mean))]
+    return [{"classes": [str(c) for c in per_class["names"]], "probability_change": _finite(mean[g]), **noise[g],
+             **flags, "image_change": _finite(change[g]), "image_class": image_class} for g in range(len(mean))]
+
+
+def lesion_reliability(datas: list[dict], seed: int = 0) -> dict | None:
+    """The split-half reliability of a layer's lesion matrix (units x classes) from its units' lesion dicts
+    (``image_change``, ``image_class``: :func:`_per_class`), by the sweep's own statistic
+    (:func:`insilico.experiments.lesions.lesion_uncertainty`: Pearson r between the matrices of two random halves of
+    the images, stratified by class, mean over 20 splits; and its Spearman-Brown correction). None without per-image
+    changes (panels per output unit, a site built before them) or with fewer than 2 units or 2 images per class.
+
+    >>> d = [{"image_change": [0.1, 0.2, -0.1, -0.2], "image_class": [0, 0, 1, 1], "classes": ["a", "b"]},
+    ...      {"image_change": [0.0, 0.1, 0.3, 0.4], "image_class": [0, 0, 1, 1], "classes": ["a", "b"]}]
+    >>> r = lesion_reliability(d)
+    >>> r["units"], r["per_class"], round(r["split_half_r"], 2)
+    (2, 2, 0.96)
+    """
+    from ..experiments.lesions import lesion_uncertainty
+
+    found = [d for d in datas if d and d.get("image_change") is not None]
+    if len(found) < 2 or any(d["image_class"] != found[0]["image_class"] for d in found):
+        return None
+    by = np.asarray(found[0]["image_class"])
+    counts = np.bincount(by[by >= 0]) if (by >= 0).any() else np.zeros(0, int)
+    if not len(counts) or counts[counts > 0].min() < 2:
+        return None
+    change = np.array([[np.nan if v is None else v for v in d["image_change"]] for d in found])
+    noise = lesion_uncertainty(change, np.zeros(change.shape[1]), by, len(found[0]["classes"]), 0, seed)
+    r, rel = float(noise["split_half_r"]), float(noise["reliability"])
+    return {"units": len(found), "per_class": int(counts[counts > 0].min()),
+            "split_half_r": r if math.isfinite(r) else None, "reliability": rel if math.isfinite(rel) else None}
 
 
 def _unit_axis(view: LayerView) -> int:
@@ -435,16 +511,18 @@ def _lesion_measure(model: nn.Module, k: int, y: torch.Tensor | None, names: lis
       where there are more outputs, ``most``).
 
     Returns ``labels`` (for the sweep), ``labelled``, ``measure`` (``"true class"``, ``"decision"``,
-    ``"outputs"``; absent for the bundled photos) and ``effects``: a function ``LesionResult -> G dicts`` of
-    ``classes`` and ``probability_change`` (one value per class shown).
+    ``"outputs"``; absent for the bundled photos) and either ``per_class`` (per class of the labels:
+    :func:`_per_class`'s ``by``, ``n_classes``, ``shown``, ``names`` and ``flagged``) or ``effects``: a function
+    ``LesionResult -> G dicts`` of ``classes`` and ``probability_change`` (one value per output shown).
     """
     from ..stimuli.labels import check_outputs, stimulus_labels
 
     if names is None and y is not None:  # the bundled photos: today's rule, unchanged
         classes = list(getattr(model, "classes", [str(i) for i in range(k)]))
-        labelled = k == int(y.max()) + 1 == len(classes)
-        return {"labels": y if labelled else "decision", "labelled": labelled,
-                "effects": lambda found: _shown(classes, found.probability_effect if labelled else found.output_effect)}
+        if k == int(y.max()) + 1 == len(classes):
+            return {"labels": y, "labelled": True, "per_class": {"by": y.numpy(), "n_classes": k, "flagged": True,
+                                                                 "shown": range(k), "names": classes}}
+        return {"labels": "decision", "labelled": False, "effects": lambda found: _shown(classes, found.output_effect)}
     if y is None:
         return _per_output(model, k)
     from types import SimpleNamespace
@@ -455,11 +533,13 @@ def _lesion_measure(model: nn.Module, k: int, y: torch.Tensor | None, names: lis
             check_outputs(names, k)
     except InsilicoError:  # classes the model's outputs are not: the change of the intact model's decision
         return {"labels": "decision", "labelled": True, "measure": "decision",
-                "effects": lambda found: _shown(names, found.probability_change(y, len(names)))}
+                "per_class": {"by": y.numpy(), "n_classes": len(names), "shown": range(len(names)), "names": names,
+                              "flagged": False}}  # the sweep's labels are the decisions: no floor / ceiling to flag
     true = torch.as_tensor(mapped)
     shown = sorted(set(true.tolist()))
     return {"labels": true, "labelled": True, "measure": "true class",
-            "effects": lambda found: _shown([named[i] for i in shown], found.probability_effect[:, shown])}
+            "per_class": {"by": true.numpy(), "n_classes": k, "shown": shown, "names": [named[i] for i in shown],
+                          "flagged": True}}
 
 
 def _shown(classes: list, values) -> list[dict]:

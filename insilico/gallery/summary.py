@@ -5,8 +5,8 @@ rows of ``units.csv`` (:func:`insilico.gallery.build.unit_row`) and each unit's
 tuning record:
 
 - how many units pass the grating responsiveness criteria, and why the others
-  fail ("silent on the stimulus set", "not driven by gratings", "unreliable
-  across grating phases"; :mod:`insilico.experiments.tuning`); for layers
+  fail (the same response to blank, gratings and photos, "not driven by gratings",
+  "unreliable across grating phases"; :mod:`insilico.experiments.tuning`); for layers
   without gratings (linear), how many never exceed 0 on any exemplar photo;
 - the headline (:func:`headline`): in how many units that are not silent an
   image synthesized *from noise* drives the unit more than its best exemplar
@@ -67,8 +67,12 @@ REFERENCES = {
 }
 
 STATUS_COLOURS = {"responsive": "#2a9d3a", "not driven by gratings": "#e0b01e",
-                  "unreliable across grating phases": "#e07b1e", "silent on the stimulus set": "#9a9a9a",
+                  "unreliable across grating phases": "#e07b1e", SILENT: "#9a9a9a",
                   "tuning not computed yet": "#dddddd"}
+
+#: The bar's words for the tuning's :data:`SILENT` reason: "silent" on the pages is :func:`is_silent`'s (the
+#: headline's) one definition, of which this is a part, so the bar names what the tuning found instead.
+SAME_RESPONSE = "centre neuron: same response to blank, gratings and photos"
 
 
 def _values(rows: Sequence[dict], key: str, keep=None) -> list:
@@ -76,9 +80,10 @@ def _values(rows: Sequence[dict], key: str, keep=None) -> list:
 
 
 def rf_sizes(rows: Sequence[dict]) -> list[float]:
-    """RF sizes (px) of a layer's units that are not silent: a silent unit's gradient map describes a unit that
-    never fires on the stimulus set (its pre-nonlinearity gradient), not a field it responds in."""
-    return [float(r["rf_size"]) for r in rows if r.get("rf_size") is not None and r.get("reason") != SILENT]
+    """RF sizes (px) of a layer's units that are not silent (:func:`is_silent`, the pages' one definition): a silent
+    unit's gradient map describes a unit that never fires on the stimulus set (its pre-nonlinearity gradient), not a
+    field it responds in."""
+    return [float(r["rf_size"]) for r in rows if r.get("rf_size") is not None and not is_silent(r)]
 
 
 def is_early(rows: Sequence[dict], image_size: int | None) -> bool:
@@ -97,7 +102,8 @@ def status_counts(rows: Sequence[dict]) -> list[tuple[str, int, str]]:
                      ) if r.get("responsive") is not None else "tuning not computed yet"
             found[label] = found.get(label, 0) + 1
         order = list(STATUS_COLOURS) + sorted(set(found) - set(STATUS_COLOURS))
-        return [(k, found[k], STATUS_COLOURS.get(k, "#b07bd6")) for k in order if k in found]
+        return [(SAME_RESPONSE if k == SILENT else k, found[k], STATUS_COLOURS.get(k, "#b07bd6"))
+                for k in order if k in found]
     acts = [r.get("top_exemplar_activation") for r in rows]
     above = sum(a is not None and a > 0 for a in acts)
     zero = sum(a is not None and a <= 0 for a in acts)
@@ -131,15 +137,17 @@ def headline(rows: Sequence[dict]) -> dict:
     dict
         ``units`` (all rows), ``silent`` (left out), ``compared`` (not silent, both values known), ``from_noise``
         (of those, from-noise image > best photo), ``stretched_only`` (of the others, the stretched exemplar shown
-        instead beats the photo), ``pending`` (not silent, a value missing).
+        instead beats the photo), ``pending`` (not silent, a value missing); ``matched_compared`` (not silent, the
+        photo's value and the image from noise at matched contrast known: ``matched_activation``, synthesized with
+        its RMS contrast at most the best photo's) and ``matched`` (of those, that image > best photo).
 
     >>> rows = [{"top_exemplar_activation": 1.0, "from_noise_activation": 2.0},
     ...         {"top_exemplar_activation": 1.0, "from_noise_activation": 0.5, "max_activation": 1.2,
     ...          "maximizing_kind": "stretched exemplar"},
     ...         {"top_exemplar_activation": -0.3, "from_noise_activation": 0.1}]
     >>> h = headline(rows)
-    >>> h["from_noise"], h["compared"], h["silent"], h["stretched_only"]
-    (1, 2, 1, 1)
+    >>> h["from_noise"], h["compared"], h["silent"], h["stretched_only"], h["matched_compared"]
+    (1, 2, 1, 1, 0)
     """
     awake = [r for r in rows if not is_silent(r)]
     known = [r for r in awake if r.get("top_exemplar_activation") is not None
@@ -147,8 +155,11 @@ def headline(rows: Sequence[dict]) -> dict:
     beats = [r for r in known if r["from_noise_activation"] > r["top_exemplar_activation"]]
     stretched = [r for r in known if r not in beats and r.get("maximizing_kind") == "stretched exemplar"
                  and r.get("max_activation") is not None and r["max_activation"] > r["top_exemplar_activation"]]
+    matched = [r for r in awake if r.get("top_exemplar_activation") is not None
+               and r.get("matched_activation") is not None]
     return {"units": len(rows), "silent": len(rows) - len(awake), "compared": len(known), "from_noise": len(beats),
-            "stretched_only": len(stretched), "pending": len(awake) - len(known)}
+            "stretched_only": len(stretched), "pending": len(awake) - len(known), "matched_compared": len(matched),
+            "matched": sum(r["matched_activation"] > r["top_exemplar_activation"] for r in matched)}
 
 
 def headline_text(h: dict) -> str:
@@ -156,12 +167,17 @@ def headline_text(h: dict) -> str:
     text = (f"An image synthesized from noise drives the unit more than its best exemplar photo in "
             f"<b>{h['from_noise']} of {h['compared']}</b> units")
     text += (f" ({h['silent']} silent unit{'s' if h['silent'] != 1 else ''} left out: the best photo drives "
-             "it to 0 or below, or the tuning found it silent)") if h["silent"] else ""
+             "it to 0 or below, or its centre neuron gives the same response to blank, gratings and photos)"
+             ) if h["silent"] else ""
     rest = h["compared"] - h["from_noise"]
     if rest:  # a stretched exemplar starts at the photo: that it reaches the photo is no finding, so it is not counted
         text += (f"; the other {rest} {'show' if rest != 1 else 'shows'} the best photo after gradient ascent, which "
                  "starts at the photo and so reaches it by construction")
-    return text + (f"; {h['pending']} not computed yet" if h["pending"] else "") + "."
+    text += (f"; {h['pending']} not computed yet" if h["pending"] else "") + "."
+    if h.get("matched_compared"):
+        text += (f" At matched contrast (an image from noise whose RMS contrast is held, at every step, to at most "
+                 f"that of the unit's best photo): <b>{h['matched']} of {h['matched_compared']}</b>.")
+    return text
 
 
 def _activation_panel(rows: Sequence[dict], depth: int) -> tuple[str, str]:

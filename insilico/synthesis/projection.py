@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import InsilicoError
 from .optimizers import norm_name
 
 
@@ -137,26 +138,49 @@ class EpsBall:
         return f"EpsBall(norm={self.norm!r}, eps={values})"
 
 
+def rms_contrast(images: torch.Tensor) -> torch.Tensor:
+    """(N,) RMS contrast of each image (N, C, H, W): the standard deviation of its pixels over C, H, W (population,
+    in the images' units: pixel values in [0, 1]), the quantity :class:`ContrastBudget` bounds.
+
+    >>> rms_contrast(torch.tensor([[[[0.0, 1.0]]]])).tolist()
+    [0.5]
+    """
+    return (images - images.mean((1, 2, 3), keepdim=True)).flatten(1).pow(2).mean(1).sqrt()
+
+
 class ContrastBudget:
     """Projection: each image's RMS contrast (pixel std over C, H, W) at most ``rms``, its mean kept, in [0, 1].
+
+    ``rms``: one budget for every image, or a tensor ``(N,)`` of one budget per image of a batch of exactly ``N``
+    (another batch size is refused: a budget must not land on another image).
 
     Example
     -------
     >>> x = torch.rand(2, 3, 8, 8)
     >>> bool((ContrastBudget(0.1)(x).flatten(1).std(1, unbiased=False) <= 0.1 + 1e-6).all())
     True
+    >>> ContrastBudget(torch.tensor([0.05, 0.1]))(x).flatten(1).std(1, unbiased=False).le(
+    ...     torch.tensor([0.05, 0.1]) + 1e-6).tolist()
+    [True, True]
     """
 
-    def __init__(self, rms: float):
-        self.rms = float(rms)
+    def __init__(self, rms: float | torch.Tensor):
+        self.rms = rms.detach().double().flatten() if isinstance(rms, torch.Tensor) and rms.ndim else float(rms)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        budget = self.rms
+        if isinstance(budget, torch.Tensor):
+            if len(budget) != images.shape[0]:
+                raise InsilicoError(f"ContrastBudget holds {len(budget)} per-image budgets but got {images.shape[0]} "
+                                    "images: give one budget per image of the batch (maximize's batch_size = N)")
+            budget = budget.to(images.device, images.dtype).view(-1, 1, 1, 1)
         mean = images.mean((1, 2, 3), keepdim=True)
-        delta = images - mean
-        rms = delta.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
-        return (mean + delta * (self.rms / rms).clamp(max=1.0)).clamp(0.0, 1.0)
+        rms = rms_contrast(images).clamp_min(1e-12).view(-1, 1, 1, 1)
+        return (mean + (images - mean) * (budget / rms).clamp(max=1.0)).clamp(0.0, 1.0)
 
     def __repr__(self) -> str:
+        if isinstance(self.rms, torch.Tensor):
+            return f"ContrastBudget(per image, {len(self.rms)} budgets {float(self.rms.min()):.4g}-{float(self.rms.max()):.4g})"
         return f"ContrastBudget({self.rms})"
 
 
@@ -175,4 +199,4 @@ class Chain:
         return " then ".join(map(repr, self.projections))
 
 
-__all__ = ["Chain", "Clamp", "ContrastBudget", "EpsBall", "L2Ball", "LinfBall"]
+__all__ = ["Chain", "Clamp", "ContrastBudget", "EpsBall", "L2Ball", "LinfBall", "rms_contrast"]

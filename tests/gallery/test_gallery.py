@@ -111,7 +111,7 @@ def test_every_link_and_image_resolves(site):
 def test_rerun_computes_nothing_and_rewrites_no_image(site):
     root, _ = site
     images = {p: p.stat().st_mtime_ns for p in root.rglob("*.png")}
-    assert len(images) == 2 * 7 + 2 * 6    # max, max-other, 2 diverse, inhibit, exemplars (+ rf for conv units)
+    assert len(images) == 2 * 8 + 2 * 7    # max, max-other, matched, 2 diverse, inhibit, exemplars (+ rf for conv)
     summary = build(GallerySettings(**TINY), root, progress=False)
     assert sum(summary["computed"].values()) == 0
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.png")} == images

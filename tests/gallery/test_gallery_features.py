@@ -102,8 +102,35 @@ def test_features_stage_reaches_the_top_exemplar_and_writes_both_images(tmp_path
         if page["maximizing_kind"] == "stretched exemplar":      # only where the image from noise falls short
             assert page["other"]["value"] < page["top_exemplar"]
         folder = tmp_path / "units" / "2" / str(c)
-        assert {p.name for p in folder.iterdir()} == {"max.png", "max-other.png", "diverse-1.png", "inhibit.png"}
+        assert {p.name for p in folder.iterdir()} == {"max.png", "max-other.png", "diverse-1.png", "inhibit.png",
+                                                      "matched.png"}
         json.dumps(page)
+
+
+def test_the_image_at_matched_contrast_stays_within_the_best_photos_rms_contrast(tmp_path):
+    """Each unit's image from noise under a contrast budget: its RMS contrast (pixel std over C, H, W) is at most
+    that of the unit's best photo, which is the photo the headline compares it with (its std computed here)."""
+    net = tiny_net()
+    settings = GallerySettings(model="tiny", steps=4, settle=2, stretch_steps=1, diverse=2, per_class=2)
+    work = Work(net, settings, tmp_path, net.input_size)
+    pages = features(work, "2", [0, 1, 2])
+    photos, top = work.photos[0], work.top_exemplars("2", [0, 1, 2])
+    for page, found in zip(pages, top):
+        best = photos[int(found.indices[0])].double()
+        assert page["matched"]["photo_contrast"] == pytest.approx(float(best.std(unbiased=False)), rel=1e-6)
+        assert page["matched"]["contrast"] <= page["matched"]["photo_contrast"] + 1e-6
+        assert page["matched"]["value"] is not None
+
+
+def test_a_per_image_contrast_budget_refuses_another_batch_size():
+    from insilico.errors import InsilicoError
+    from insilico.synthesis import ContrastBudget
+
+    budget = ContrastBudget(torch.tensor([0.05, 0.2]))
+    x = torch.rand(2, 3, 8, 8)
+    assert (budget(x).flatten(1).std(1, unbiased=False) <= torch.tensor([0.05, 0.2]) + 1e-6).all()
+    with pytest.raises(InsilicoError, match="2 per-image budgets but got 3 images"):
+        budget(torch.rand(3, 3, 8, 8))
 
 
 def test_settings_reject_negative_settle():

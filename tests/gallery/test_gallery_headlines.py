@@ -35,7 +35,8 @@ ROWS = [_row(0, 1.0, 2.0),                                                   # f
 
 def test_the_headline_counts_images_from_noise_and_leaves_silent_units_out():
     h = summary.headline(ROWS)
-    assert h == {"units": 5, "silent": 2, "compared": 3, "from_noise": 1, "stretched_only": 1, "pending": 0}
+    assert h == {"units": 5, "silent": 2, "compared": 3, "from_noise": 1, "stretched_only": 1, "pending": 0,
+                 "matched_compared": 0, "matched": 0}                # rows without an image at matched contrast
     # what the old headline counted: the image shown >= the photo, true by construction for the stretched photo
     assert sum(r["max_activation"] >= r["top_exemplar_activation"] for r in ROWS) == 5
     text = summary.layer_summary(ROWS, [None] * 5, image_size=64)
@@ -43,8 +44,23 @@ def test_the_headline_counts_images_from_noise_and_leaves_silent_units_out():
     assert "the other 2 show the best photo after gradient ascent, which starts at the photo" in text
     assert "more only the best photo" not in text          # no count of stretched photos beating it (by construction)
     glance = brain.layers_html([("conv", ROWS)])
-    assert "<td>1 / 3 (2 left out)</td>" in glance and "image from noise &gt; best photo" in glance
+    assert "<td>2</td><td>&ndash;</td><td>1 / 3</td><td>&ndash;</td>" in glance  # silent: the count left out
+    assert "image from noise &gt; best photo" in glance
     assert "maximizing image &ge; best photo" not in glance
+
+
+def test_the_headline_at_matched_contrast_counts_the_budgeted_images_on_the_same_units():
+    """The image from noise held to its best photo's RMS contrast is counted against the photo on the same units
+    (silent ones left out), beside the unbudgeted count; the model page's glance gives both and one silent column."""
+    matched = [dict(r, matched_activation=v) for r, v in zip(ROWS, (1.5, 0.9, 5.0, 5.0, None))]
+    h = summary.headline(matched)
+    assert (h["matched"], h["matched_compared"], h["from_noise"], h["compared"], h["silent"]) == (1, 2, 1, 3, 2)
+    assert "At matched contrast" in summary.headline_text(h) and "<b>1 of 2</b>" in summary.headline_text(h)
+    glance = brain.layers_html([("conv", matched)])
+    assert "<td>2</td><td>&ndash;</td><td>1 / 3</td><td>1 / 2</td>" in glance
+    # one definition of silent: the layer page's tuning bar does not call its category "silent" as well
+    labels = [label for label, _, _ in summary.status_counts(matched)]
+    assert summary.SAME_RESPONSE in labels and not any("silent" in label for label in labels)
 
 
 def test_maximizing_names_only_the_most_activating_synthesized_image():

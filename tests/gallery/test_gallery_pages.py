@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from insilico.gallery import pages
+from insilico.gallery import pages, summary
 from insilico.gallery.charts import nice_ticks, svg_bars, svg_curve
 from insilico.gallery.describe import describe_layers, model_card, output_classes
 from insilico.gallery.settings import GallerySettings
@@ -247,7 +247,10 @@ def test_silent_units_get_a_banner_that_says_where_they_are_silent():
     never = pages._silent_note({"exemplars": {"activations": [-0.13, -0.5], "n_stimuli": 256}})
     assert "never exceeds 0 on the 256 exemplar photos" in never
     assert pages._silent_note({"exemplars": {"activations": [0.4]}}) == ""
-    assert pages._silent_note({"tuning": {"reason": "not driven by gratings"}, "exemplars": {"activations": [-1]}}) == ""
+    # one definition of silent (the headline's, summary.is_silent): a best photo at or below 0 is silent with tuning too
+    spatial = {"tuning": {"reason": "not driven by gratings"}, "exemplars": {"activations": [-1]}}
+    assert "Silent unit" in pages._silent_note(spatial) and summary.is_silent({"top_exemplar_activation": -1})
+    assert pages._silent_note({"tuning": {"reason": "not driven by gratings"}, "exemplars": {"activations": [0.2]}}) == ""
 
 
 def test_silent_units_leave_the_rf_summaries():

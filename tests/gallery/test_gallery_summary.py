@@ -26,7 +26,7 @@ def test_histogram_counts_the_finite_values_in_each_bin():
 def test_status_counts_and_early_layers():
     rows = [_row(0), _row(1), _row(2, responsive=False), _row(3, responsive=False, reason="not driven by gratings")]
     assert [(label, n) for label, n, _ in summary.status_counts(rows)] == [
-        ("responsive", 2), ("not driven by gratings", 1), ("silent on the stimulus set", 1)]
+        ("responsive", 2), ("not driven by gratings", 1), (summary.SAME_RESPONSE, 1)]  # "silent": is_silent only
     linear = [_row(0, responsive=None, top_exemplar_activation=-0.5), _row(1, responsive=None)]
     assert [(label, n) for label, n, _ in summary.status_counts(linear)] == [
         ("above 0 on some photo", 1), ("never above 0 on the photos", 1)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ..experiments.receptive_fields import SE_FOLDS, SE_RESAMPLES
 from ..experiments.selectivity import SIMPLE_F1_F0
 from ..experiments.tuning import TUNED_OSI
 
@@ -100,9 +101,11 @@ def _rf() -> str:
             "images, over the whole input (white: positive, black: negative, grey: 0): the unit's <i>linear "
             "(gradient) footprint</i>, not a map of where the rectified unit fires. Yellow: the box around the peak "
             "where the mean absolute gradient exceeds 10% of its peak; the size is the geometric mean of its height "
-            "and width, &plusmn; half the difference of the sizes measured on two halves of the noise images (one "
-            "split, one degree of freedom: a rough guide with few images, which can be several times smaller than the "
-            "spread of the size between independent draws of noise images, and leaves out any bias of a small sample). The scale bar is in pixels of the model's input.</p>")
+            f"and width, &plusmn; its standard error: the SD of the size over {SE_RESAMPLES} bootstrap resamples of "
+            f"{SE_FOLDS} groups of the noise images, times sqrt({SE_FOLDS}/{SE_FOLDS - 1}) (on the bundled model it "
+            "matches the spread of the size between independent "
+            "draws of noise images; pages built before it give half the difference of two halves, one split, and say "
+            "so). It leaves out any bias of a small sample. The scale bar is in pixels of the model's input.</p>")
 
 
 def _lesion() -> str:

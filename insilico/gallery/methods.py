@@ -102,10 +102,10 @@ def _rf() -> str:
             "(gradient) footprint</i>, not a map of where the rectified unit fires. Yellow: the box around the peak "
             "where the mean absolute gradient exceeds 10% of its peak; the size is the geometric mean of its height "
             f"and width, &plusmn; its standard error: the SD of the size over {SE_RESAMPLES} bootstrap resamples of "
-            f"{SE_FOLDS} groups of the noise images, times sqrt({SE_FOLDS}/{SE_FOLDS - 1}) (on the bundled model it "
-            "matches the spread of the size between independent "
-            "draws of noise images; pages built before it give half the difference of two halves, one split, and say "
-            "so). It leaves out any bias of a small sample. The scale bar is in pixels of the model's input.</p>")
+            f"{SE_FOLDS} groups of the noise images, times sqrt({SE_FOLDS}/{SE_FOLDS - 1}) (on the bundled model, with "
+            f"{SE_FOLDS} groups, it matches the spread of the size between independent draws of noise images; with "
+            "fewer images than groups it runs wider; pages built before it give half the difference of two halves, "
+            "one split, and say so). It leaves out any bias of a small sample. The scale bar is in pixels of the model's input.</p>")
 
 
 def _lesion() -> str:

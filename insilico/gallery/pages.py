@@ -22,6 +22,7 @@ from html import escape
 from pathlib import Path
 
 from .. import persistence
+from ..experiments.receptive_fields import SE_FOLDS
 from ..experiments.selectivity import LAYER_PRECISION, SILENT
 from .charts import svg_bars, svg_curve
 
@@ -639,8 +640,9 @@ def _rf_se_text(d: dict) -> str:
     (records with ``se_groups``), or, in older records, half the difference of two halves (one split)."""
     n = d.get("n_images") or "the"
     if d.get("se_groups"):
-        return (f" (&plusmn;: standard error, a bootstrap over {d['se_groups']} groups of the {n} noise images; it "
-                "matches the spread of the size between independent noise draws)")
+        fit = ("it matches the spread of the size between independent noise draws" if d["se_groups"] >= SE_FOLDS else
+               "with so few groups it runs wider than the spread between independent noise draws")
+        return f" (&plusmn;: standard error, a bootstrap over {d['se_groups']} groups of the {n} noise images; {fit})"
     return (f" (&plusmn;: half the difference between the sizes on two halves of the {n} noise images, one split: a "
             "rough guide that can be several times smaller than the spread between noise draws)")
 

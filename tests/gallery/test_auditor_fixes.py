@@ -46,7 +46,10 @@ def test_the_rf_error_from_one_split_is_not_called_a_standard_error():
     assert "standard error" not in section
     assert "two halves of the 32 noise images, one split" in section and "&plusmn; 0.24" in section
     section = _unit([3.0], dict(rf, size_se=1.7, se_groups=8)).split("<h2>Receptive field")[1]
-    assert "standard error, a bootstrap over 8 groups of the 32 noise images" in section and "one split" not in section
+    assert "standard error, a bootstrap over 8 groups of the 32 noise images; it matches the spread" in section
+    assert "one split" not in section
+    few = _unit([3.0], dict(rf, size_se=1.7, se_groups=4, n_images=4)).split("<h2>Receptive field")[1]
+    assert "4 groups of the 4 noise images; with so few groups it runs wider" in few  # 1.7x the SD on minialex
     method = methods_html(spatial=True).split('id="methods-rf"')[1]
     assert "bootstrap resamples of 8 groups" in method and "one split" in method  # older pages say which they give
 

@@ -201,8 +201,8 @@ def gradient_fields(model: nn.Module, neurons: Sequence[Unit], size: Sequence[in
     one unit per image), so a layer's channels cost one pass per chunk instead of one call each. Only running
     sums are kept (``|g|`` and ``g`` summed over colour channels, per group ``j % SE_FOLDS`` of the images, which
     the bootstrap of ``size_se`` resamples), so memory does not grow with the image count. ``n_images`` None: 64
-    images, doubled (the new images only) for the neurons whose ``size_se`` is above :data:`TARGET_SE` of their size, up to :data:`MAX_GRADIENT_IMAGES`; an int: exactly
-    that many (1: no standard error, ``size_se`` NaN).
+    images, doubled (the new images only) for the neurons whose ``size_se`` is above :data:`TARGET_SE` of their
+    size, up to :data:`MAX_GRADIENT_IMAGES`; an int: exactly that many (1: no standard error, ``size_se`` NaN).
 
     Parameters
     ----------

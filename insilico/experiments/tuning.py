@@ -580,7 +580,8 @@ class TuningResult(Result):
             out["osi_saturated"] = int(a["osi_saturated"].sum())
         if "cell_type" in a:
             out.update(simple=int((a["cell_type"] == "simple").sum()), complex=int((a["cell_type"] == "complex").sum()),
-                       unresolved=int((a["cell_type"] == UNRESOLVED).sum()), median_modulation_ratio=_median(a["modulation_ratio"]))
+                       unresolved=int((a["cell_type"] == UNRESOLVED).sum()),
+                       median_modulation_ratio=_median(a["modulation_ratio"]))
         if "sf_bandwidth_reason" in a:
             refused = a["sf_bandwidth_reason"][self.responsive]
             out["sf_bandwidth_refused"] = {str(k): int((refused == k).sum()) for k in sorted(set(refused)) if k}

@@ -105,7 +105,8 @@ def _rf() -> str:
             f"{SE_FOLDS} groups of the noise images, times sqrt({SE_FOLDS}/{SE_FOLDS - 1}) (on the bundled model, with "
             f"{SE_FOLDS} groups, it matches the spread of the size between independent draws of noise images; with "
             "fewer images than groups it runs wider; pages built before it give half the difference of two halves, "
-            "one split, and say so). It leaves out any bias of a small sample. The scale bar is in pixels of the model's input.</p>")
+            "one split, and say so). It leaves out any bias of a small sample. The scale bar is in pixels of the "
+            "model's input.</p>")
 
 
 def _lesion() -> str:

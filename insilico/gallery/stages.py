@@ -355,7 +355,8 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
     for c, neuron, field in zip(channels, neurons, found):
         work.save_png(layer, c, "rf", as_images(map_to_rgb(field.signed_map[None, None])[0])[0])
         pages.append({"neuron": str(neuron), "size": _number(field.size), "size_se": _number(field.size_se),
-                      "n_images": int(field.settings["n_images"]), "se_groups": field.settings.get("se_groups"), "center": _finite(field.center),
+                      "n_images": int(field.settings["n_images"]), "se_groups": field.settings.get("se_groups"),
+                      "center": _finite(field.center),
                       "box": _finite(field.box), "map_center": list(centre), "stride": map_stride(work, layer),
                       "input_size": list(work.shape[1:]),
                       **({} if view.layout == "map" else {"layout": view.layout, "shape": list(view.shape),

@@ -287,7 +287,8 @@ def modulation_counts(tunings: Sequence[dict]) -> dict:
     call (SF peak at the edge of the tested range), whose F1/F0 is not drawn.
 
     >>> modulation_counts([{"cell_type": "simple", "modulation_ratio": 1.6}, {"cell_type": "complex",
-    ...                     "modulation_ratio": 0.3}, {"cell_type": ""}, {"cell_type": "unresolved", "modulation_ratio": 1.5}])
+    ...                     "modulation_ratio": 0.3}, {"cell_type": ""},
+    ...                    {"cell_type": "unresolved", "modulation_ratio": 1.5}])
     {'simple': 1, 'complex': 1, 'infinite': 0, 'ratios': [1.6, 0.3], 'unresolved': 1}
     """
     unresolved = sum(bool(t) and t.get("cell_type") == "unresolved" for t in tunings)

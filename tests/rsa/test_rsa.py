@@ -288,7 +288,8 @@ def test_dual_bootstrap_corrects_the_two_factor_variance_on_the_same_resamples(r
     both = rsa.bootstrap(models, subjects, over="both", n_boot=300, seed=3, progress=False)
     dual = rsa.bootstrap(models, subjects, over="dual", n_boot=300, seed=3, progress=False)
     np.testing.assert_array_equal(dual.samples, both.samples)   # the same two-factor resamples
-    one = [rsa.bootstrap(models, subjects, over=o, n_boot=300, seed=3, progress=False).std for o in ("stimuli", "subjects")]
+    one = [rsa.bootstrap(models, subjects, over=o, n_boot=300, seed=3, progress=False).std
+           for o in ("stimuli", "subjects")]
     assert np.all(dual.std <= both.std + 1e-12) and np.all(dual.std >= 0.8 * np.maximum(*one))  # other resamples: MC
     half = dual.ci[:, 1] - dual.estimate
     np.testing.assert_allclose(half, dual.estimate - dual.ci[:, 0])

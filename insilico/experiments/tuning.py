@@ -733,6 +733,8 @@ def _reduce_over_phase(responses: np.ndarray, baseline: np.ndarray, phases, how:
 
     ``"skottun"``: simple units (F1/F0 > 1 at that grating) are read by F1, stored as ``baseline + F1`` so that
     ``tuning - baseline`` is F1; complex units by F0 (the mean over phase). Needs :func:`.selectivity.even_phases`.
+    A unit whose SF peak is at the edge of the range is read by its F1/F0 here too (a reading must be chosen),
+    though its reported ``cell_type`` is "unresolved" (:func:`_phase_modulation`).
     """
     grid = _phase_reduce(responses, phases, "max")
     n_units = grid.shape[0]

@@ -90,7 +90,9 @@ def _tuning(tuning: dict, input_size: int | None) -> str:
             "orthogonal response equals the blank's, so OSI = 1 whatever the curve's shape (after a ReLU whose blank "
             "response is 0; circular variance is the graded measure). <i>F0</i> is the mean response over the "
             "grating's phases at the preferred orientation and SF minus the blank's, <i>F1</i> the amplitude of its "
-            f"first harmonic; F1/F0 &gt; {SIMPLE_F1_F0:g} is a simple cell, else complex (Skottun et al. 1991). "
+            f"first harmonic; F1/F0 &gt; {SIMPLE_F1_F0:g} is a simple cell, else complex (Skottun et al. 1991), "
+            "except where the SF peak is at the edge of the tested SFs: Skottun et al. read F1/F0 at the optimal SF, "
+            "which is then not bracketed, so such a unit gets no call (as it gets no SF bandwidth). "
             "<i>Spontaneous activity</i>: the blank response lies above the lowest response to any stimulus. An SF "
             "bandwidth is given only when the SF curve falls to half height on both sides within the tested SFs and "
             "is wider than one SF step; otherwise the page says why.</p>")

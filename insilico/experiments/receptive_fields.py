@@ -28,8 +28,16 @@ named channels):
     :func:`insilico.gradient_map`, of the unit as addressed (a conv output is
     read before its nonlinearity, so the footprint is the linearised RF, not
     where the rectified unit fires). The size's standard error ``size_se``
-    is half the difference of the sizes measured on two halves of the images
-    (even and odd), the SE of the full estimate. By default (``n_images=None``)
+    is a bootstrap over groups of images (:data:`SE_FOLDS` groups, image ``j``
+    in group ``j % SE_FOLDS``; :data:`SE_RESAMPLES` resamples of the groups with
+    replacement, the SD of the resampled sizes times ``sqrt(G / (G - 1))`` for G
+    groups; Efron & Tibshirani 1993, *An Introduction to the Bootstrap*, ch. 6).
+    On 32 conv centre neurons of the bundled minialex (``features.3`` to
+    ``.10``, 8 fresh draws of n images each) it matches the draw-to-draw SD of
+    the size: RMS ratio 1.06, 1.04, 1.14 at n = 16, 32, 64 (the former
+    two-halves value: 0.87, 0.82, 0.96, and 0 in 5-14% of draws); with fewer
+    images than groups it runs wider (1.69 at n = 4).
+    By default (``n_images=None``)
     the number of images doubles from 64 until ``size_se <=`` :data:`TARGET_SE`
     (10%) of the size or :data:`MAX_GRADIENT_IMAGES` images
     (``settings["n_images"]`` is the number used, ``settings["se_reached"]``
@@ -89,6 +97,10 @@ MAX_GRADIENT_IMAGES = 1024
 #: error is at most this fraction of the size.
 TARGET_SE = 0.1
 FIRST_GRADIENT_IMAGES = 64
+#: Groups of images the gradient method's ``size_se`` bootstraps over (fewer when there are fewer images).
+SE_FOLDS = 8
+#: Bootstrap resamples of the groups for ``size_se``.
+SE_RESAMPLES = 100
 # autograd nodes after which every input position matters
 _WHOLE = ("Addmm", "MmBackward", "BmmBackward", "Mean", "SumBackward", "Adaptive", "View", "Reshape", "Permute",
           "Transpose", "Softmax", "Linear", "Unfold", "TBackward", "Einsum", "Matmul")
@@ -174,7 +186,8 @@ def gradient_rf(model: nn.Module, neuron: Unit, channels: int, size: int, thresh
     size's standard error is at most :data:`TARGET_SE` of the size (see :func:`receptive_field`)."""
     if n_images is not None and (isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 2):
         raise InsilicoError(f"receptive_field: n_images must be None (doubled until the size is stable) or an int "
-                            f">= 2 (two halves give the size's standard error), not {n_images!r}")
+                            f">= 2 (a bootstrap over groups of images gives the size's standard error), not "
+                            f"{n_images!r}")
     return gradient_fields(model, [neuron], (channels, size, size), threshold, n_images, seed, [settings])[0]
 
 
@@ -186,10 +199,10 @@ def gradient_fields(model: nn.Module, neurons: Sequence[Unit], size: Sequence[in
     Every neuron sees the same white-noise images (``white_noise(seed=seed)``, the first ``n`` of them); one
     backward pass serves ``batch_size`` (neuron, image) pairs of any neurons (:func:`insilico.gradient_map` with
     one unit per image), so a layer's channels cost one pass per chunk instead of one call each. Only running
-    sums are kept (``|g|`` and ``g`` summed over colour channels, on the even and the odd images), so memory does
-    not grow with the image count. ``n_images`` None: 64 images, doubled (the new images only) for the neurons
-    whose ``size_se`` is above :data:`TARGET_SE` of their size, up to :data:`MAX_GRADIENT_IMAGES`; an int: exactly
-    that many (1: no standard error, ``size_se`` NaN).
+    sums are kept (``|g|`` and ``g`` summed over colour channels, per group ``j % SE_FOLDS`` of the images, which
+    the bootstrap of ``size_se`` resamples), so memory does not grow with the image count. ``n_images`` None: 64
+    images, doubled (the new images only) for the neurons whose ``size_se`` is above :data:`TARGET_SE` of their
+    size, up to :data:`MAX_GRADIENT_IMAGES`; an int: exactly that many (1: no standard error, ``size_se`` NaN).
 
     Parameters
     ----------
@@ -220,7 +233,7 @@ def gradient_fields(model: nn.Module, neurons: Sequence[Unit], size: Sequence[in
     channels, side = int(size[0]), int(size[-1])
     settings = settings or [dict(unit=str(u), neuron=str(u), method="gradient") for u in neurons]
     target_se = TARGET_SE if n_images is None else None
-    sums = np.zeros((len(neurons), 4, side, side))  # |g| even, |g| odd, g even, g odd: summed over images
+    sums = np.zeros((len(neurons), 2 * SE_FOLDS, side, side))  # |g|, then g, per group j % SE_FOLDS of the images
     done, n, results = 0, FIRST_GRADIENT_IMAGES if n_images is None else n_images, [None] * len(neurons)
     running = list(range(len(neurons)))
     while running:
@@ -231,8 +244,8 @@ def gradient_fields(model: nn.Module, neurons: Sequence[Unit], size: Sequence[in
             maps = as_numpy(gradient_map(model, images[[j for _, j in part]], [neurons[i] for i, _ in part],
                                          method="gradient", progress=False)).astype(float)
             for (i, j), g in zip(part, maps):
-                sums[i, j % 2] += np.abs(g).sum(0)
-                sums[i, 2 + j % 2] += g.sum(0)
+                sums[i, j % SE_FOLDS] += np.abs(g).sum(0)
+                sums[i, SE_FOLDS + j % SE_FOLDS] += g.sum(0)
         still = []
         for i in running:
             found = RFResult.from_gradient_sums(sums[i], n, threshold, dict(settings[i], n_images=n, seed=seed))
@@ -466,35 +479,44 @@ class RFResult(Result):
     @classmethod
     def from_gradient_maps(cls, maps: np.ndarray, threshold: float, settings: dict) -> "RFResult":
         """The linear (gradient) footprint from gradient maps ``(M, C, H, W)`` of one unit on ``M >= 2`` images:
-        strength ``mean_m sum_c |g|``, the signed map ``mean_m sum_c g``, and ``size_se`` (pixels), half the
-        difference of the sizes measured on the even and the odd images (the standard error of the full estimate;
-        0 for a linear unit)."""
+        strength ``mean_m sum_c |g|``, the signed map ``mean_m sum_c g``, and ``size_se`` (pixels), the bootstrap
+        of the size over :data:`SE_FOLDS` groups of the images (see :meth:`from_gradient_sums`; 0 for a linear
+        unit)."""
         maps = np.asarray(maps, float)
-        sums = np.stack([np.abs(maps[k::2]).sum((0, 1)) for k in (0, 1)] + [maps[k::2].sum((0, 1)) for k in (0, 1)])
+        sums = np.stack([np.abs(maps[k::SE_FOLDS]).sum((0, 1)) for k in range(SE_FOLDS)]
+                        + [maps[k::SE_FOLDS].sum((0, 1)) for k in range(SE_FOLDS)])
         return cls.from_gradient_sums(sums, len(maps), threshold, settings)
 
     @classmethod
     def from_gradient_sums(cls, sums: np.ndarray, n: int, threshold: float, settings: dict) -> "RFResult":
-        """:meth:`from_gradient_maps` from running sums ``(4, H, W)`` over ``n`` images: ``sum_c |g|`` on the even
-        images, on the odd ones, ``sum_c g`` on the even, on the odd (image ``k`` is even when ``k % 2 == 0``).
-        With one image ``size_se`` is NaN (no halves)."""
+        """:meth:`from_gradient_maps` from running sums ``(2K, H, W)`` over ``n`` images in ``K`` groups (image
+        ``j`` in group ``j % K``): ``sum_c |g|`` per group, then ``sum_c g`` per group.
+
+        ``size_se`` is the bootstrap over the ``G = min(K, n)`` non-empty groups: :data:`SE_RESAMPLES` draws of G
+        groups with replacement (a fixed generator: the same sums give the same value), the size of each draw's
+        summed maps, and their SD times ``sqrt(G / (G - 1))`` (the bootstrap's variance over G groups is
+        ``(G - 1) / G`` of the sampling variance). With one image ``size_se`` is NaN."""
         sums = np.asarray(sums, float)
-        halves = [(n + 1) // 2, n // 2]  # images in each half
-        result = cls.from_map((sums[0] + sums[1]) / n, (sums[2] + sums[3]) / n, threshold,
+        k = len(sums) // 2
+        counts = np.array([len(range(g, n, k)) for g in range(k)])  # images per group
+        result = cls.from_map(sums[:k].sum(0) / n, sums[k:].sum(0) / n, threshold,
                               {**settings, "measure": "linear (gradient) footprint"})
-        if n < 2:
+        groups = np.flatnonzero(counts)
+        result.settings["se_groups"] = int(len(groups))
+        if len(groups) < 2:
             result.arrays["size_se"] = np.array(np.nan)
             return result
-        sizes = [cls.from_map(sums[k] / halves[k], sums[2 + k] / halves[k], threshold, dict(settings)).size
-                 for k in (0, 1)]
-        result.arrays["size_se"] = np.array(abs(sizes[0] - sizes[1]) / 2.0)
-        result.settings["half_sizes"] = [float(h) for h in sizes]
+        draws = groups[np.random.default_rng(0).integers(0, len(groups), (SE_RESAMPLES, len(groups)))]
+        sizes = [cls.from_map(sums[d].sum(0) / counts[d].sum(), sums[k + d].sum(0) / counts[d].sum(), threshold,
+                              dict(settings)).size for d in draws]
+        g = len(groups)
+        result.arrays["size_se"] = np.array(float(np.std(sizes, ddof=1)) * math.sqrt(g / (g - 1)))
         return result
 
     @property
     def size_se(self) -> float:
-        """Standard error of :attr:`size` (pixels) across the two halves of the images (gradient method; NaN
-        for the others)."""
+        """Standard error of :attr:`size` (pixels): the bootstrap over groups of the noise images (gradient
+        method; NaN for the others)."""
         return float(self.arrays.get("size_se", np.nan))
 
     @property

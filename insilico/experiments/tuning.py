@@ -29,7 +29,8 @@ Linear address is moved onto the nonlinearity that follows it
   Valois, Albrecht & Thorell 1982; NaN with ``sf_bandwidth_reason`` where the
   grid does not resolve it), and ``sf_peak_at_edge`` when the tested SFs do
   not bracket the peak; F0, F1, F1/F0 and ``cell_type`` (simple / complex,
-  Skottun et al. 1991); ``spontaneous`` (a blank response that a stimulus
+  Skottun et al. 1991; "unresolved" when the SF peak is at the edge, where the
+  SF bandwidth is withheld too); ``spontaneous`` (a blank response that a stimulus
   can lower). The definitions and their sources are in
   :mod:`insilico.experiments.selectivity`.
 
@@ -107,6 +108,8 @@ MACAQUE_V1 = {
     "sf_bandwidth_foveal_mean_octaves": 1.4,            # Foster et al. 1985
 }
 TUNED_OSI = 1.0 / 3.0
+#: ``cell_type`` of a unit whose SF peak is at the edge of the tested range: F1/F0 not read at a bracketed optimum.
+UNRESOLVED = "unresolved"
 #: Colour axes of the gratings as RGB modulation directions (uncalibrated approximations of the luminance,
 #: L-M and S-(L+M) cone-opponent axes of Derrington, Krauskopf & Lennie 1984): at contrast 1 the red-green
 #: grating swings R and G in opposition, the blue-yellow one B against R+G, with the mean grey kept.
@@ -447,7 +450,11 @@ class TuningResult(Result):
     modulation_ratio : (U,)
         F1 / F0 (NaN where F0 <= 0 or not responsive).
     cell_type : (U,) str
-        "simple" (F1/F0 > 1, Skottun et al. 1991), "complex", or "" (not responsive / no F0, F1).
+        "simple" (F1/F0 > 1, Skottun et al. 1991), "complex", "unresolved" (the SF peak is at the edge of the
+        tested range, ``sf_peak_at_edge``: F1/F0 is not read at a bracketed optimum, so no call), or "" (not
+        responsive / no F0, F1).
+    cell_type_reason : (U,) str
+        Why a unit with F0 and F1 has no simple/complex call (:data:`.selectivity.SF_EDGE`), else "".
     spontaneous : (U,) bool
         The blank response is above the lowest response to any stimulus shown
         (:func:`~insilico.experiments.selectivity.spontaneous`): only such units can be inhibited below the
@@ -468,7 +475,7 @@ class TuningResult(Result):
                      "bandwidth_resolved", "orientation_r2", "orientation_fit", "circular_variance", "osi", "tuned", "peak_sf",
                      "preferred_sf", "sf_peak_at_edge", "sf_bandwidth", "sf_r2", "sf_fit", "preferred_sf_cpd",
                      "natural_min", "natural_max", "colour_peak", "preferred_colour", "sf_bandwidth_reason",
-                     "osi_saturated", "f0", "f1", "modulation_ratio", "cell_type", "spontaneous")
+                     "osi_saturated", "f0", "f1", "modulation_ratio", "cell_type", "spontaneous", "cell_type_reason")
 
     @classmethod
     def from_responses(cls, responses: np.ndarray, baseline: np.ndarray, names: list[str], settings: dict,
@@ -531,7 +538,7 @@ class TuningResult(Result):
             natural_max=natural_max, sf_bandwidth_reason=sf_reason,
             osi_saturated=responsive & osi_saturated(oris, evoked), spontaneous=spontaneous(baseline, low, high),
         )
-        arrays.update(_phase_modulation(at_peak, baseline, settings["phases"], responsive))
+        arrays.update(_phase_modulation(at_peak, baseline, settings["phases"], responsive, at_edge))
         if settings.get("fov"):
             arrays["preferred_sf_cpd"] = preferred_sf / float(settings["fov"])
         return cls(arrays, settings)
@@ -579,6 +586,7 @@ class TuningResult(Result):
             out["osi_saturated"] = int(a["osi_saturated"].sum())
         if "cell_type" in a:
             out.update(simple=int((a["cell_type"] == "simple").sum()), complex=int((a["cell_type"] == "complex").sum()),
+                       unresolved=int((a["cell_type"] == UNRESOLVED).sum()),
                        median_modulation_ratio=_median(a["modulation_ratio"]))
         if "sf_bandwidth_reason" in a:
             refused = a["sf_bandwidth_reason"][self.responsive]
@@ -731,6 +739,8 @@ def _reduce_over_phase(responses: np.ndarray, baseline: np.ndarray, phases, how:
 
     ``"skottun"``: simple units (F1/F0 > 1 at that grating) are read by F1, stored as ``baseline + F1`` so that
     ``tuning - baseline`` is F1; complex units by F0 (the mean over phase). Needs :func:`.selectivity.even_phases`.
+    A unit whose SF peak is at the edge of the range is read by its F1/F0 here too (a reading must be chosen),
+    though its reported ``cell_type`` is "unresolved" (:func:`_phase_modulation`).
     """
     grid = _phase_reduce(responses, phases, "max")
     n_units = grid.shape[0]
@@ -750,15 +760,21 @@ def _reduce_over_phase(responses: np.ndarray, baseline: np.ndarray, phases, how:
     return tuning, reliability, at_peak
 
 
-def _phase_modulation(at_preferred: np.ndarray, baseline: np.ndarray, phases, responsive: np.ndarray) -> dict:
+def _phase_modulation(at_preferred: np.ndarray, baseline: np.ndarray, phases, responsive: np.ndarray,
+                      at_edge: np.ndarray) -> dict:
     """F0, F1, F1/F0 and the simple/complex split of responses (U, P) over phase at each unit's preferred
     grating (the most driving one at its best phase; :func:`.selectivity.phase_harmonics`,
-    :func:`.selectivity.cell_type`)."""
+    :func:`.selectivity.cell_type`). Skottun et al. (1991) read F1/F0 at the optimal SF: where the SF peak is at
+    the edge of the tested range (``at_edge``, the rule that withholds the SF bandwidth) the optimum is not
+    bracketed, so the call is :data:`UNRESOLVED` with ``cell_type_reason`` :data:`.selectivity.SF_EDGE` (F0, F1
+    and F1/F0 are still reported: measured, at the edge)."""
     f0, f1 = phase_harmonics(at_preferred, baseline, phases)
     ratio, kind = cell_type(f0, f1, responsive)
+    unresolved = (kind != "") & np.asarray(at_edge, bool)
     nan = np.full(len(f0), np.nan)
     return dict(f0=np.where(responsive, f0, nan), f1=np.where(responsive, f1, nan), modulation_ratio=ratio,
-                cell_type=kind)
+                cell_type=np.where(unresolved, UNRESOLVED, kind).astype(str),
+                cell_type_reason=np.where(unresolved, SF_EDGE, "").astype(str))
 
 
 def _legend_beside(fig, ax, created: bool):

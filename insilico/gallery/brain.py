@@ -11,14 +11,17 @@ Kriegeskorte et al. (2008, *Neuron* 60:1126-1141) bundled with insilico
   (:func:`insilico.rsa.model_rdms`);
 - it is compared with the human IT RDMs (fMRI, 4 subjects, each the mean of 2
   sessions) by Spearman's rho, averaged over subjects, and with the monkey IT
-  RDM (674 neurons; Kiani et al. 2007), with 95% bootstrap intervals over
-  stimuli (:func:`insilico.rsa.bootstrap`);
+  RDM (674 neurons; Kiani et al. 2007), with 95% bootstrap intervals
+  (:func:`insilico.rsa.bootstrap`): for human IT over subjects and stimuli
+  (:data:`HUMAN_OVER`, the corrected two-factor bootstrap of Schütt et al.
+  2023: the claim is about people and objects, not these 4 people), for monkey
+  IT over stimuli only (one RDM: its subjects cannot be resampled);
 - the human IT noise ceiling (:func:`insilico.rsa.noise_ceiling`; Nili et al.
   2014): lower bound, each subject against the mean of the others; upper
   bound, against the mean of all. Monkey IT is one RDM: no ceiling can be
   estimated, and the human-IT-vs-monkey-IT similarity is given for scale, on
   the layers' footing: monkey IT against each human subject, averaged over
-  subjects, with its bootstrap interval over the same stimulus resamples
+  subjects, with its bootstrap interval over the same resamples
   (:func:`monkey_vs_human`; against the group-average RDM it would read higher,
   0.439 instead of 0.296, and not compare with the layers' bars);
 - raw pixels as the floor a layer must beat (:func:`pixel_baseline`: the images'
@@ -54,8 +57,10 @@ from ..errors import InsilicoError
 from . import figures
 
 FILE = "brain.json"
-#: Bootstrap samples over stimuli for the confidence intervals.
+#: Bootstrap samples for the confidence intervals.
 N_BOOT = 200
+#: What the human-IT intervals resample (:func:`insilico.rsa.bootstrap`): subjects and stimuli, corrected two-factor.
+HUMAN_OVER = "dual"
 COMPARE = "spearman"
 RDM_METHOD = "correlation"
 
@@ -72,7 +77,8 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
     shape : (C, H, W)
         The model's input; the images are resized (and converted) to it.
     n_boot : int
-        Bootstrap samples over stimuli (95% percentile intervals).
+        Bootstrap samples (95% intervals; human IT: over subjects and stimuli, :data:`HUMAN_OVER`; monkey IT:
+        over stimuli).
 
     Returns
     -------
@@ -83,7 +89,7 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
         ``best_layer`` (region -> layer), ``best_layers`` (region -> the layers a paired bootstrap cannot tell
         from the best, the best first: :meth:`~insilico.rsa.BootstrapResult.best_set`), ``pixels`` (region ->
         ``similarity``, ``ci`` of raw pixels: :func:`pixel_baseline`), ``above_pixels`` (region -> the layers a paired
-        bootstrap puts above pixels: :func:`above`), ``compare``,
+        bootstrap puts above pixels: :func:`above`), ``over`` (region -> what its intervals resample), ``compare``,
         ``rdm_method``, ``n_boot``, ``seed``, ``image_size``,
         ``seconds``.
     """
@@ -98,7 +104,7 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
     found = rsa.model_rdms(model, images, units=units, method=RDM_METHOD, labels=d.categories, progress=False)
     rdms = {layer: r.to("cpu") for layer, r in zip(layers, found.values())}
     subjects = d.human_it_subjects()
-    human = rsa.bootstrap(rdms, subjects, COMPARE, over="stimuli", n_boot=n_boot, seed=seed, progress=False)
+    human = rsa.bootstrap(rdms, subjects, COMPARE, over=HUMAN_OVER, n_boot=n_boot, seed=seed, progress=False)
     monkey = rsa.bootstrap(rdms, [d.monkey_it], COMPARE, over="stimuli", n_boot=n_boot, seed=seed + 1,
                            progress=False)
     ceiling = rsa.noise_ceiling(subjects, COMPARE)
@@ -110,6 +116,7 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
 
     return {"layers": list(layers), "units": dict(zip(layers, units)), "compare": COMPARE, "rdm_method": RDM_METHOD,
             "n_boot": n_boot, "seed": seed, "image_size": int(shape[-1]),
+            "over": {"human_it": HUMAN_OVER, "monkey_it": "stimuli"},
             "human_it": table(human), "monkey_it": table(monkey),
             "human_it_noise_ceiling": {"lower": ceiling.lower, "upper": ceiling.upper},
             **monkey_vs_human(d, n_boot, seed),
@@ -123,8 +130,9 @@ def it_rsa(model: nn.Module, layers: Sequence[str], shape: tuple = (3, 64, 64), 
 
 def pixel_baseline(images: torch.Tensor, d, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Raw pixels as a model (the 92 images as the model sees them, each a vector of pixel values; its RDM
-    1 - Pearson r like the layers'), bootstrapped against human IT (``seed``) and monkey IT (``seed + 1``): the
-    same stimulus resamples as the layers' (:func:`insilico.rsa.bootstrap` draws them from the seed alone), so a
+    1 - Pearson r like the layers'), bootstrapped against human IT (``seed``, :data:`HUMAN_OVER`) and monkey IT
+    (``seed + 1``, stimuli): the same resamples as the layers' (:func:`insilico.rsa.bootstrap` draws them from the
+    seed and the sizes alone), so a
     layer can be tested against pixels pair by pair (:func:`above`). A layer that does not beat pixels is not shown
     to share more of IT's representational geometry than the images' pixels do. ``d``: :func:`insilico.data.kriegeskorte2008`.
 
@@ -133,7 +141,7 @@ def pixel_baseline(images: torch.Tensor, d, n_boot: int = N_BOOT, seed: int = 0)
     from .. import rsa
 
     found = {"pixels": rsa.rdm(images.flatten(1).double(), method=RDM_METHOD, labels=d.categories)}
-    return {"human_it": rsa.bootstrap(found, d.human_it_subjects(), COMPARE, over="stimuli", n_boot=n_boot,
+    return {"human_it": rsa.bootstrap(found, d.human_it_subjects(), COMPARE, over=HUMAN_OVER, n_boot=n_boot,
                                       seed=seed, progress=False),
             "monkey_it": rsa.bootstrap(found, [d.monkey_it], COMPARE, over="stimuli", n_boot=n_boot, seed=seed + 1,
                                        progress=False)}
@@ -155,8 +163,8 @@ def above(layers, pixels, level: float = 0.95) -> list[str]:
 
 def monkey_vs_human(d, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Monkey IT vs human IT on the footing of the layers' human-IT scores: :func:`insilico.rsa.bootstrap` of the
-    monkey RDM against the 4 subjects' RDMs (mean over subjects; the same ``seed``, so the same stimulus resamples,
-    as the layers' bootstrap). ``d``: :func:`insilico.data.kriegeskorte2008`.
+    monkey RDM against the 4 subjects' RDMs (mean over subjects; the same ``seed`` and :data:`HUMAN_OVER`, so the
+    same resamples of subjects and stimuli, as the layers' bootstrap). ``d``: :func:`insilico.data.kriegeskorte2008`.
 
     Returns ``{"monkey_it_vs_human_it": rho, "monkey_it_vs_human_it_ci": [lo, hi], "monkey_it_vs_human_it_footing":
     "mean over subjects"}``.
@@ -167,7 +175,7 @@ def monkey_vs_human(d, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """
     from .. import rsa
 
-    res = rsa.bootstrap({"monkey IT": d.monkey_it}, d.human_it_subjects(), COMPARE, over="stimuli", n_boot=n_boot,
+    res = rsa.bootstrap({"monkey IT": d.monkey_it}, d.human_it_subjects(), COMPARE, over=HUMAN_OVER, n_boot=n_boot,
                         seed=seed, progress=False)
     return {"monkey_it_vs_human_it": float(res.estimate[0]),
             "monkey_it_vs_human_it_ci": [float(res.ci[0][0]), float(res.ci[0][1])],
@@ -198,7 +206,7 @@ def ensure(work, layers: Sequence[str], rank: int = 0) -> dict | None:
 
     cached = read(work.root)
     if cached is not None and cached.get("layers") == list(layers) and (
-            "unavailable" in cached or "pixels" in cached):  # older files: no pixel baseline (or the group-RDM figure)
+            "unavailable" in cached or "over" in cached):  # older files: intervals over stimuli only (or no pixels)
         return cached
     if rank != 0:
         return cached
@@ -255,6 +263,20 @@ def pixels_text(res: dict) -> str:
                   "pixels is not shown to share more of IT's geometry than the images themselves.", quote=False)
 
 
+def intervals_text(res: dict) -> str:
+    """What the page's RSA intervals resample, in words (a ``brain.json`` from before ``over``: stimuli only).
+
+    >>> "human IT over subjects and stimuli together" in intervals_text({"n_boot": 200, "over": {"human_it": "dual"}})
+    True
+    """
+    if "over" not in res:
+        return f"95% bootstrap intervals over stimuli ({res['n_boot']} samples)"
+    return (f"95% bootstrap intervals; human IT over subjects and stimuli together ({res['n_boot']} samples, the "
+            "variance corrected for counting the subject-by-stimulus noise more than once, a normal interval: Schütt, "
+            "Kipnis, Diedrichsen &amp; Kriegeskorte 2023), so they speak for other people and other objects, not only "
+            "these 4 subjects; monkey IT over stimuli only (a single RDM: no subjects to resample)")
+
+
 def rsa_html(res: dict | None) -> str:
     """The RSA section of the model page (figure, table, method, references)."""
     head = "<h2>Which layer represents the 92 objects most like inferior temporal cortex?</h2>"
@@ -293,7 +315,7 @@ def rsa_html(res: dict | None) -> str:
             "<p>Method: each layer is read after its nonlinearity over the 92 images "
             f"({res['image_size']} px); its RDM is 1 &minus; Pearson r between response patterns; layer and brain "
             "RDMs are compared by Spearman's rho (human IT: mean over the 4 subjects, each the mean of 2 sessions); "
-            f"error bars: 95% bootstrap intervals over stimuli ({res['n_boot']} samples). Noise ceiling: lower bound, "
+            f"error bars: {intervals_text(res)}. Noise ceiling: lower bound, "
             "each subject against the mean of the others; upper bound, against the mean of all (Nili et al. 2014). "
             f"Computed in {res['seconds']:.1f} s with <code>insilico.rsa</code>.</p>"
             '<ol class="refs"><li>Kriegeskorte, Mur, Ruff, Kiani, Bodurka, Esteky, Tanaka &amp; Bandettini (2008). '
@@ -377,5 +399,5 @@ def model_page(title: str, res: dict | None, layer_rows: Sequence[tuple[str, Seq
     return page(f"model vs brain - {title}", body, 0)
 
 
-__all__ = ["FILE", "N_BOOT", "above", "ensure", "it_rsa", "layers_html", "model_page", "pixel_baseline", "pixels_text",
-           "read", "rf_html", "rsa_html"]
+__all__ = ["FILE", "HUMAN_OVER", "N_BOOT", "above", "ensure", "intervals_text", "it_rsa", "layers_html", "model_page",
+           "pixel_baseline", "pixels_text", "read", "rf_html", "rsa_html"]

@@ -281,7 +281,8 @@ def unit_row(layer: str, channel: int, data: dict) -> dict:
     ``maximizing_kind`` are those of the image the page calls maximizing, the most activating *synthesized* one
     (:func:`insilico.gallery.pages.ranked_images`; a stretched exemplar above the image from noise is it, though
     ``max.png`` shows the image from noise wherever that beats the best photo); the tuning record's physiology
-    (``f1_f0``: F1/F0, empty where F0 <= 0; ``cell_type``: simple or complex; ``osi_at_floor``: OSI 1 because the
+    (``f1_f0``: F1/F0, empty where F0 <= 0; ``cell_type``: simple, complex or unresolved (SF peak at the edge of the
+    tested range: no call); ``osi_at_floor``: OSI 1 because the
     orthogonal response equals the blank's; ``spontaneous``) for responsive units only, like the indices, and the RF
     size's standard error ``rf_size_se`` (pixels) over ``rf_n_images`` white-noise images; the image from noise
     synthesized under a contrast budget equal to the best photo's RMS contrast (``matched_activation``; the photo's

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from html import escape
 
+from ..experiments.receptive_fields import SE_FOLDS, SE_RESAMPLES
 from ..experiments.selectivity import SIMPLE_F1_F0
 from ..experiments.tuning import TUNED_OSI
 
@@ -98,7 +99,9 @@ def _tuning(tuning: dict, input_size: int | None) -> str:
             "orthogonal response equals the blank's, so OSI = 1 whatever the curve's shape (after a ReLU whose blank "
             "response is 0; circular variance is the graded measure). <i>F0</i> is the mean response over the "
             "grating's phases at the preferred orientation and SF minus the blank's, <i>F1</i> the amplitude of its "
-            f"first harmonic; F1/F0 &gt; {SIMPLE_F1_F0:g} is a simple cell, else complex (Skottun et al. 1991). "
+            f"first harmonic; F1/F0 &gt; {SIMPLE_F1_F0:g} is a simple cell, else complex (Skottun et al. 1991), "
+            "except where the SF peak is at the edge of the tested SFs: Skottun et al. read F1/F0 at the optimal SF, "
+            "which is then not bracketed, so such a unit gets no call (as it gets no SF bandwidth). "
             "<i>Spontaneous activity</i>: the blank response lies above the lowest response to any stimulus. An SF "
             "bandwidth is given only when the SF curve falls to half height on both sides within the tested SFs and "
             "is wider than one SF step; otherwise the page says why.</p>")
@@ -109,9 +112,12 @@ def _rf() -> str:
             "images, over the whole input (white: positive, black: negative, grey: 0): the unit's <i>linear "
             "(gradient) footprint</i>, not a map of where the rectified unit fires. Yellow: the box around the peak "
             "where the mean absolute gradient exceeds 10% of its peak; the size is the geometric mean of its height "
-            "and width, &plusmn; half the difference of the sizes measured on two halves of the noise images (one "
-            "split, one degree of freedom: a rough guide with few images, which can be several times smaller than the "
-            "spread of the size between independent draws of noise images, and leaves out any bias of a small sample). The scale bar is in pixels of the model's input.</p>")
+            f"and width, &plusmn; its standard error: the SD of the size over {SE_RESAMPLES} bootstrap resamples of "
+            f"{SE_FOLDS} groups of the noise images, times sqrt({SE_FOLDS}/{SE_FOLDS - 1}) (on the bundled model, with "
+            f"{SE_FOLDS} groups, it matches the spread of the size between independent draws of noise images; with "
+            "fewer images than groups it runs wider; pages built before it give half the difference of two halves, "
+            "one split, and say so). It leaves out any bias of a small sample. The scale bar is in pixels of the "
+            "model's input.</p>")
 
 
 def _lesion() -> str:

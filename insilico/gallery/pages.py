@@ -22,6 +22,7 @@ from html import escape
 from pathlib import Path
 
 from .. import persistence
+from ..experiments.receptive_fields import SE_FOLDS
 from ..experiments.selectivity import LAYER_PRECISION, SILENT
 from .charts import svg_bars, svg_curve
 
@@ -646,7 +647,10 @@ def _physiology_facts(d: dict) -> list[str]:
     if d.get("f0") is not None and d.get("f1") is not None:
         ratio = d.get("modulation_ratio")
         kind = f": {d['cell_type']}" if d.get("cell_type") else ""
-        if kind and d.get("sf_peak_at_edge"):  # Skottun et al. read F1/F0 at the optimal SF, inside the range
+        if d.get("cell_type") == "unresolved":  # Skottun et al. read F1/F0 at the optimal SF, inside the range
+            kind = (": no simple/complex call (the SF peak is at the edge of the tested SFs: F1/F0 is not read at a "
+                    "bracketed optimum, where Skottun et al. 1991 read it)")
+        elif kind and d.get("sf_peak_at_edge"):  # older records: a call made at the edge
             kind += " (read at the edge of the tested SFs, not at a bracketed optimum)"
         facts.append(f"F0 {d['f0']:.3g}, F1 {d['f1']:.3g}, F1/F0 "
                      + (f"{ratio:.2f}" if ratio is not None else "infinite (F0 ≤ 0)") + kind)
@@ -659,6 +663,18 @@ def _physiology_facts(d: dict) -> list[str]:
 def _bar_length(size: float) -> int:
     """A round scale-bar length, about a quarter of ``size`` pixels."""
     return max([n for n in (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100, 128, 200, 256) if n <= size / 4] or [1])
+
+
+def _rf_se_text(d: dict) -> str:
+    """What the RF size's &plusmn; is: the standard error from a bootstrap over groups of the noise images
+    (records with ``se_groups``), or, in older records, half the difference of two halves (one split)."""
+    n = d.get("n_images") or "the"
+    if d.get("se_groups"):
+        fit = ("it matches the spread of the size between independent noise draws" if d["se_groups"] >= SE_FOLDS else
+               "with so few groups it runs wider than the spread between independent noise draws")
+        return f" (&plusmn;: standard error, a bootstrap over {d['se_groups']} groups of the {n} noise images; {fit})"
+    return (f" (&plusmn;: half the difference between the sizes on two halves of the {n} noise images, one split: a "
+            "rough guide that can be several times smaller than the spread between noise draws)")
 
 
 def _rf_html(c: int, d: dict | None, input_size=None) -> str:
@@ -686,9 +702,7 @@ def _rf_html(c: int, d: dict | None, input_size=None) -> str:
                   f'stroke="#222" stroke-width="3"/><text x="{bar * zoom + 6}" y="{h * zoom + 14}">{bar} px</text>'
                   f'<text x="{w * zoom}" y="{h * zoom + 28}" text-anchor="end">input {w} × {h} px</text></svg>')
     return (f"<h2>Receptive field</h2><p>The linear (gradient) footprint of <code>{escape(d['neuron'])}</code> "
-            f"on white noise; {size}" + (f" (&plusmn;: half the difference between the sizes on two halves of the "
-                                         f"{d.get('n_images') or 'the'} noise images, one split: a rough guide that can "
-                                         "be several times smaller than the spread between noise draws)" if se else "")
+            f"on white noise; {size}" + (_rf_se_text(d) if se else "")
             + f".</p>{figure}")
 
 

@@ -349,7 +349,8 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
     receptive_field`'s gradient method, batched over the chunk's units
     (:func:`~insilico.experiments.receptive_fields.gradient_fields`: one backward pass per ``batch`` (unit,
     image) pairs), with ``settings.rf_images`` images (None: the tool's default, doubled from 64 until the size's
-    standard error is within 10% of the size) and the size's standard error ``size_se``."""
+    standard error is within 10% of the size) and the size's standard error ``size_se`` (a bootstrap over
+    ``se_groups`` groups of the images: :meth:`~insilico.experiments.receptive_fields.RFResult.from_gradient_sums`)."""
     from ..experiments.receptive_fields import gradient_fields
 
     view = work.view(layer)
@@ -361,7 +362,8 @@ def rf(work: Work, layer: str, channels: list[int], batch: int = 256) -> list[di
     for c, neuron, field in zip(channels, neurons, found):
         work.save_png(layer, c, "rf", as_images(map_to_rgb(field.signed_map[None, None])[0])[0])
         pages.append({"neuron": str(neuron), "size": _number(field.size), "size_se": _number(field.size_se),
-                      "n_images": int(field.settings["n_images"]), "center": _finite(field.center),
+                      "n_images": int(field.settings["n_images"]), "se_groups": field.settings.get("se_groups"),
+                      "center": _finite(field.center),
                       "box": _finite(field.box), "map_center": list(centre), "stride": map_stride(work, layer),
                       "input_size": list(work.shape[1:]),
                       **({} if view.layout == "map" else {"layout": view.layout, "shape": list(view.shape),

@@ -284,27 +284,36 @@ def physiology_text(rows: Sequence[dict], tunings: Sequence[dict | None]) -> str
     if missing:
         text += (f"; {missing} {'has' if missing == 1 else 'have'} no SF bandwidth: "
                  + ", ".join(f"{k} ({n})" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
-    edge = sum(bool(t.get("cell_type")) and bool(t.get("sf_peak_at_edge")) for t in resp)
+    edge = sum(bool(t.get("cell_type")) and t.get("cell_type") != "unresolved" and bool(t.get("sf_peak_at_edge"))
+               for t in resp)
     if edge:  # Skottun et al. read F1/F0 at the optimal SF; at the range's edge the optimum is not in the range
         text += (f"; the simple/complex call of {edge} is read at an SF at the edge of the tested range, not at a "
                  "bracketed optimum")
+    unresolved = sum(t.get("cell_type") == "unresolved" for t in resp)
+    if unresolved:
+        text += (f"; {unresolved} {'has' if unresolved == 1 else 'have'} no simple/complex call (SF peak at the edge "
+                 "of the tested range: F1/F0 not at a bracketed optimum)")
     return escape(text + ".", quote=False)
 
 
 def modulation_counts(tunings: Sequence[dict]) -> dict:
     """Of responsive units' tuning records: ``simple`` and ``complex`` (Skottun et al. 1991's split of F1/F0 at
     :data:`~insilico.experiments.selectivity.SIMPLE_F1_F0`), ``infinite`` (simple with an evoked mean F0 <= 0:
-    no finite ratio) and ``ratios`` (the finite F1/F0 values).
+    no finite ratio) and ``ratios`` (the finite F1/F0 values of those called); ``unresolved``: units with no
+    call (SF peak at the edge of the tested range), whose F1/F0 is not drawn.
 
     >>> modulation_counts([{"cell_type": "simple", "modulation_ratio": 1.6}, {"cell_type": "complex",
-    ...                     "modulation_ratio": 0.3}, {"cell_type": ""}])
-    {'simple': 1, 'complex': 1, 'infinite': 0, 'ratios': [1.6, 0.3]}
+    ...                     "modulation_ratio": 0.3}, {"cell_type": ""},
+    ...                    {"cell_type": "unresolved", "modulation_ratio": 1.5}])
+    {'simple': 1, 'complex': 1, 'infinite': 0, 'ratios': [1.6, 0.3], 'unresolved': 1}
     """
-    typed = [t for t in tunings if t.get("cell_type")]
+    unresolved = sum(bool(t) and t.get("cell_type") == "unresolved" for t in tunings)
+    typed = [t for t in tunings if t.get("cell_type") and t.get("cell_type") != "unresolved"]
     return {"simple": sum(t["cell_type"] == "simple" for t in typed),
             "complex": sum(t["cell_type"] == "complex" for t in typed),
             "infinite": sum(t["cell_type"] == "simple" and t.get("modulation_ratio") is None for t in typed),
-            "ratios": [t["modulation_ratio"] for t in typed if t.get("modulation_ratio") is not None]}
+            "ratios": [t["modulation_ratio"] for t in typed if t.get("modulation_ratio") is not None],
+            "unresolved": unresolved}
 
 
 def _modulation_panel(tunings: Sequence[dict], early: bool = False) -> list[str]:
@@ -315,6 +324,7 @@ def _modulation_panel(tunings: Sequence[dict], early: bool = False) -> list[str]
         return []
     note = f"simple (F1/F0 > {SIMPLE_F1_F0:g}): {counts['simple']}, complex: {counts['complex']}" + (
         f"; {counts['infinite']} simple with F0 ≤ 0 not drawn" if counts["infinite"] else "") + (
+        f"; {counts['unresolved']} with the SF peak at the edge not drawn" if counts["unresolved"] else "") + (
         "; V1: bimodal [5]" if early else "")
     return [figures.histogram(counts["ratios"], np.linspace(0, 2, 11), "F1/F0 (phase modulation)",
                               "F1/F0", lines=(SIMPLE_F1_F0,), note=note, xticks=[0, 0.5, 1, 1.5, 2])]

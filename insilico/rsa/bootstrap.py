@@ -2,6 +2,10 @@
 
 Resampled stimuli repeat; pairs of a stimulus with its own copy are left out
 of every comparison (masked, batched on the device), as in rsatoolbox.
+``over="dual"`` is the corrected two-factor bootstrap of Schütt, Kipnis, Diedrichsen & Kriegeskorte (2023,
+*eLife* 12:e82566; rsatoolbox's ``eval_dual_bootstrap``): resampling subjects and stimuli together counts the
+subject-by-stimulus noise about three times, so the variance is ``2 (V_subjects + V_stimuli) - V_both`` from
+the three bootstraps on the same resamples, kept within ``[max(V_subjects, V_stimuli), V_both]``.
 """
 from __future__ import annotations
 
@@ -34,9 +38,11 @@ class BootstrapResult(Result):
         Mean similarity over the data RDMs (subjects), on all stimuli.
     samples : ndarray (n_boot, n_models)
     ci : ndarray (n_models, 2)
-        Percentile interval at level ``level``.
+        Percentile interval at level ``level``; ``over="dual"``: ``estimate -+ z std`` (normal), from the
+        corrected variance.
     std : ndarray (n_models,)
-        Bootstrap standard error.
+        Bootstrap standard error (``over="dual"``: the corrected one; ``samples`` are then the two-factor
+        resamples, whose spread is wider, so paired tests on them, :meth:`best_set`, are conservative).
     ceiling : NoiseCeiling or None
         On all stimuli and subjects, when there are several subjects.
     best : int
@@ -115,9 +121,13 @@ def bootstrap(models, data, method: str = "spearman", over: str = "stimuli", n_b
         :mod:`insilico.rsa.compare`).
     method : str
         See :func:`compare`.
-    over : {"stimuli", "subjects", "both"}
+    over : {"stimuli", "subjects", "both", "dual"}
         What is resampled with replacement. Resampled stimuli drop the pairs of a
-        stimulus with its own copy (rsatoolbox does the same).
+        stimulus with its own copy (rsatoolbox does the same). ``"both"``: subjects and stimuli together,
+        percentile intervals (wide: the naive two-factor bootstrap); ``"dual"``: the same resamples, the
+        variance corrected as Schütt et al. (2023) derive (module docstring) and a normal interval: what
+        generalises to new subjects *and* new stimuli. The resamples depend on ``seed``, ``n_boot`` and the
+        sizes only, so two calls with the same seed are paired whatever the models.
     n_boot : int
     level : float
         Confidence level of the percentile intervals.
@@ -139,10 +149,8 @@ def bootstrap(models, data, method: str = "spearman", over: str = "stimuli", n_b
     >>> bool(res.estimate[0] > res.estimate[1]), res.ci.shape
     (True, (2, 2))
     """
-    from tqdm.auto import tqdm
-
     method = _compare_method(method)
-    over = _check_choice(over, ("stimuli", "subjects", "both"), "over")
+    over = _check_choice(over, ("stimuli", "subjects", "both", "dual"), "over")
     names = [str(k) for k in models] if isinstance(models, Mapping) else [
         (r.name if isinstance(r, RDM) and r.name else f"model {i}") for i, r in enumerate(models)]
     models, data = aligned(models, data if not isinstance(data, RDM) else [data])  # labelled RDMs in one order
@@ -151,31 +159,65 @@ def bootstrap(models, data, method: str = "spearman", over: str = "stimuli", n_b
     if mv.shape[1] != dv.shape[1]:
         raise InsilicoError(f"model RDMs have {mv.shape[1]} pairs and data RDMs {dv.shape[1]}: use the same stimuli")
     n, k = _n_from_pairs(mv.shape[1]), dv.shape[0]
-    if over in ("subjects", "both") and k < 2:
-        raise InsilicoError("bootstrapping subjects needs several data RDMs (one per subject)")
+    if over in ("subjects", "both", "dual") and k < 2:
+        raise InsilicoError(f"bootstrapping subjects (over={over!r}) needs several data RDMs (one per subject), "
+                            f"not {k}: pass over='stimuli' for one data RDM")
+    rng = np.random.default_rng(seed)  # every resample drawn first: the same for any models (paired calls)
+    stims = np.stack([rng.integers(0, n, n) if over != "subjects" else np.arange(n) for _ in range(n_boot)])
+    subjs = np.stack([rng.integers(0, k, k) if over not in ("stimuli",) else np.arange(k) for _ in range(n_boot)])
+    full = _similarity(mv, dv, method)                         # (models, subjects) on all stimuli
+    estimate = full.mean(1).cpu().numpy()
+    per_subject = _resampled(mv, dv, stims, method, progress)  # (n_boot, models, subjects)
+    pick = np.broadcast_to(subjs[:, None, :], (n_boot, mv.shape[0], k))
+    samples = np.take_along_axis(per_subject, pick, 2).mean(2)  # subjects and stimuli as drawn
+    alpha = (1 - level) / 2
+    ci = np.stack([np.nanquantile(samples, alpha, axis=0), np.nanquantile(samples, 1 - alpha, axis=0)], 1)
+    std = np.nanstd(samples, 0, ddof=1)
+    if over == "dual":
+        std = np.sqrt(dual_variance(np.nanvar(samples, 0, ddof=1), np.nanvar(per_subject.mean(2), 0, ddof=1),
+                                    np.var(full.cpu().numpy()[:, subjs].mean(2), 1, ddof=1)))
+        from scipy.stats import norm
+
+        ci = estimate[:, None] + np.outer(std, [-1.0, 1.0]) * norm.ppf(1 - alpha)
+    ceiling = noise_ceiling(dv, method) if k > 1 else None
+    return BootstrapResult(names, estimate, samples, ci, std, method, over, level, ceiling)
+
+
+def dual_variance(both: np.ndarray, stimuli: np.ndarray, subjects: np.ndarray) -> np.ndarray:
+    """The corrected two-factor bootstrap variance (Schütt et al. 2023; rsatoolbox's ``_dual_bootstrap``):
+    ``2 (subjects + stimuli) - both``, kept within ``[max(subjects, stimuli), both]``, from the variances of the
+    bootstraps over both factors, over stimuli only and over subjects only (same shapes).
+
+    >>> float(dual_variance(np.array(3.0), np.array(1.0), np.array(1.0)))  # noise counted 3x in "both": 3 - 2 = 1
+    1.0
+    >>> float(dual_variance(np.array(5.0), np.array(1.0), np.array(0.5)))  # never below a one-factor variance
+    1.0
+    """
+    corrected = 2 * (np.asarray(subjects) + np.asarray(stimuli)) - np.asarray(both)
+    return np.minimum(np.maximum(corrected, np.maximum(subjects, stimuli)), both)
+
+
+def _resampled(mv: torch.Tensor, dv: torch.Tensor, stims: np.ndarray, method: str, progress: bool) -> np.ndarray:
+    """Each model's similarity with each data RDM on each stimulus resample: ``(n_boot, models, subjects)``,
+    in chunks of resamples at once (the pairs of a stimulus with its own copy dropped)."""
+    from tqdm.auto import tqdm
+
+    n, k = stims.shape[1], dv.shape[0]
     mm, dm = _square(mv, n), _square(dv, n)
-    rng = np.random.default_rng(seed)
-    estimate = _similarity(mv, dv, method).mean(1).cpu().numpy()
     ia, ib = (torch.as_tensor(i, device=mv.device) for i in np.triu_indices(n, 1))
     chunk = max(1, int(2e7 // ((mv.shape[0] + k) * mv.shape[1])))
-    samples = np.empty((n_boot, mv.shape[0]))
-    bar = tqdm(total=n_boot, desc="bootstrap", disable=not progress)
-    for b0 in range(0, n_boot, chunk):  # a chunk of bootstrap samples at once: (B, models, pairs)
-        size = min(chunk, n_boot - b0)
-        stim = np.stack([rng.integers(0, n, n) if over in ("stimuli", "both") else np.arange(n) for _ in range(size)])
-        subj = np.stack([rng.integers(0, k, k) if over in ("subjects", "both") else np.arange(k) for _ in range(size)])
-        stim = torch.as_tensor(stim, device=mv.device)
+    out = np.empty((len(stims), mv.shape[0], k))
+    bar = tqdm(total=len(stims), desc="bootstrap", disable=not progress)
+    for b0 in range(0, len(stims), chunk):  # a chunk of bootstrap samples at once: (B, models, pairs)
+        stim = torch.as_tensor(stims[b0:b0 + chunk], device=mv.device)
         sa, sb = stim[:, ia], stim[:, ib]                      # (B, pairs)
         keep = sa != sb                                        # a stimulus paired with its own copy is dropped
         s_models = mm[:, sa, sb].transpose(0, 1)               # (B, models, pairs)
-        s_data = dm[torch.as_tensor(subj, device=mv.device)[:, :, None], sa[:, None, :], sb[:, None, :]]
-        samples[b0:b0 + size] = _similarity_masked(s_models, s_data, keep, method).mean(2).cpu().numpy()
-        bar.update(size)
+        s_data = dm[:, sa, sb].transpose(0, 1)                 # (B, subjects, pairs)
+        out[b0:b0 + len(stim)] = _similarity_masked(s_models, s_data, keep, method).cpu().numpy()
+        bar.update(len(stim))
     bar.close()
-    alpha = (1 - level) / 2
-    ci = np.stack([np.nanquantile(samples, alpha, axis=0), np.nanquantile(samples, 1 - alpha, axis=0)], 1)
-    ceiling = noise_ceiling(dv, method) if k > 1 else None
-    return BootstrapResult(names, estimate, samples, ci, np.nanstd(samples, 0, ddof=1), method, over, level, ceiling)
+    return out
 
 
 def _similarity_masked(va: torch.Tensor, vb: torch.Tensor, keep: torch.Tensor, method: str) -> torch.Tensor:

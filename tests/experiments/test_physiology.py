@@ -17,7 +17,7 @@ from torch import nn
 from insilico.errors import InsilicoError
 from insilico.experiments import TuningResult, orientation_tuning, receptive_field
 from insilico.experiments.selectivity import (
-    SF_NARROW, SF_OPEN, SF_WIDE, full_bandwidths_like_v1, phase_harmonics, sf_bandwidth_guard,
+    SF_EDGE, SF_NARROW, SF_OPEN, SF_WIDE, full_bandwidths_like_v1, phase_harmonics, sf_bandwidth_guard,
 )
 
 SIZE, K, CYCLES, THETA = 32, 15, 4.0, 30.0
@@ -167,3 +167,54 @@ def test_rf_size_standard_error_is_zero_for_a_linear_unit_and_shrinks_with_more_
     assert default.size_se <= 0.1 * default.size and default.settings["se_reached"]  # doubled until the target
     with pytest.raises(InsilicoError, match="n_images"):
         receptive_field(net, "pool[0,1,1]", size=15, method="gradient", n_images=1)
+
+
+def test_the_rf_size_standard_error_matches_the_spread_between_fresh_noise_draws():
+    """size_se (a bootstrap over groups of the images) against what it estimates: the SD of the size over
+    independent draws of the same number of images. The former two-halves value was 0 in 8% of draws of minialex
+    units whose size varies; a bootstrap over 8 groups is 0 only if every group gives the same size."""
+    net, sizes, errors = MaxOfConv().eval(), [], []
+    for seed in range(12):
+        rf = receptive_field(net, "pool[0,1,1]", size=15, method="gradient", n_images=16, threshold=0.3, seed=seed)
+        sizes.append(rf.size)
+        errors.append(rf.size_se)
+        assert rf.settings["se_groups"] == 8
+    spread, typical = np.std(sizes, ddof=1), np.sqrt(np.mean(np.square(errors)))
+    assert spread > 0 and 0.4 < typical / spread < 2.5  # 12 draws: the SD itself is known to about 20%
+
+
+def test_fewer_images_than_groups_bootstrap_over_each_image():
+    net = MaxOfConv().eval()
+    rf = receptive_field(net, "pool[0,1,1]", size=15, method="gradient", n_images=3, threshold=0.3)
+    assert rf.settings["se_groups"] == 3 and np.isfinite(rf.size_se)
+
+
+def phase_modulated(sf_curve, sfs):
+    """A TuningResult of a half-wave rectified cosine over phase (F1/F0 pi/2-like: simple) whose amplitude is an
+    orientation curve times ``sf_curve`` (blank 0)."""
+    ori = np.array([1.0, 0.6, 0.2, 0.1, 0.2, 0.6])
+    modulation = np.maximum(np.cos(np.deg2rad(PHASES)), 0.0)
+    responses = (ori[:, None, None] * np.asarray(sf_curve, float)[None, :, None] * modulation)[None]
+    settings = dict(orientations=list(np.arange(0, 180, 30.0)), sfs=list(sfs), phases=PHASES)
+    return TuningResult.from_responses(responses, np.zeros(1), ["u"], settings)
+
+
+def test_no_simple_complex_call_where_the_sf_peak_is_at_the_edge_of_the_tested_range():
+    """Skottun et al. (1991) read F1/F0 at the optimal SF: at either end of the tested SFs the optimum is not
+    bracketed, so the unit gets no call, by the rule that withholds its SF bandwidth (the same reason)."""
+    sfs = [1.0, 2.0, 4.0, 8.0, 16.0]
+    inside = phase_modulated([0.05, 0.4, 1.0, 0.4, 0.05], sfs)
+    assert inside.cell_type[0] == "simple" and inside.cell_type_reason[0] == ""
+    for curve in ([1.0, 0.6, 0.3, 0.1, 0.05], [0.05, 0.1, 0.3, 0.6, 1.0]):  # low edge, high edge
+        edge = phase_modulated(curve, sfs)
+        assert edge.sf_peak_at_edge[0] and edge.cell_type[0] == "unresolved"
+        assert edge.cell_type_reason[0] == edge.sf_bandwidth_reason[0] == SF_EDGE
+        assert edge.modulation_ratio[0] == pytest.approx(inside.modulation_ratio[0])  # measured, not called
+        assert edge.summary()["unresolved"] == 1 and edge.summary()["simple"] == 0
+
+
+def test_a_gabor_unit_tested_only_above_its_sf_gets_no_call():
+    res = orientation_tuning(nn.Sequential(conv([gabor()]), nn.ReLU()).eval(), "0", size=SIZE, orientations=ORIS,
+                             sfs=[CYCLES, 2 * CYCLES, 4 * CYCLES], phases=PHASES, progress=False)
+    assert res.responsive[0] and res.peak_sf[0] == CYCLES and res.cell_type[0] == "unresolved"
+    assert res.modulation_ratio[0] > 1  # what would have been called simple

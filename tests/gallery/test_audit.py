@@ -113,4 +113,4 @@ def test_the_method_text_says_the_headline_is_not_at_matched_contrast():
     from insilico.gallery.methods import methods_html
 
     text = methods_html(spatial=True)
-    assert "not at matched contrast" in text and "rough guide with few images" in text
+    assert "not at matched contrast" in text and "bootstrap resamples of 8 groups of the noise images" in text

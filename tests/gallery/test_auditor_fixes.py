@@ -42,12 +42,16 @@ def test_exemplars_tied_within_rounding_are_said_to_have_no_order():
 def test_the_rf_error_from_one_split_is_not_called_a_standard_error():
     rf = {"neuron": "conv[0,7,7]", "size": 44.5, "size_se": 0.24, "n_images": 32, "box": [10, 54, 10, 54],
           "map_center": [7, 7], "stride": [4, 4], "input_size": [64, 64]}
-    html = _unit([3.0], rf)
-    section = html.split("<h2>Receptive field")[1]
+    section = _unit([3.0], rf).split("<h2>Receptive field")[1]  # an older record: no se_groups
     assert "standard error" not in section
     assert "two halves of the 32 noise images, one split" in section and "&plusmn; 0.24" in section
+    section = _unit([3.0], dict(rf, size_se=1.7, se_groups=8)).split("<h2>Receptive field")[1]
+    assert "standard error, a bootstrap over 8 groups of the 32 noise images; it matches the spread" in section
+    assert "one split" not in section
+    few = _unit([3.0], dict(rf, size_se=1.7, se_groups=4, n_images=4)).split("<h2>Receptive field")[1]
+    assert "4 groups of the 4 noise images; with so few groups it runs wider" in few  # 1.7x the SD on minialex
     method = methods_html(spatial=True).split('id="methods-rf"')[1]
-    assert "standard error" not in method and "one degree of freedom" in method
+    assert "bootstrap resamples of 8 groups" in method and "one split" in method  # older pages say which they give
 
 
 def _early_rows(n):

@@ -136,7 +136,8 @@ def test_layer_summary_splits_f1_f0_at_1_and_marks_osi_at_the_floor():
     assert "1 simple with F0 ≤ 0 not drawn" in html
     assert "Of 3 responsive units, 0 have spontaneous activity" in html
     assert "3 have no SF bandwidth: narrower than one SF sampling step (3)" in html
-    assert summary.modulation_counts(tunings) == {"simple": 2, "complex": 1, "infinite": 1, "ratios": [1.5, 0.4]}
+    assert summary.modulation_counts(tunings) == {"simple": 2, "complex": 1, "infinite": 1, "ratios": [1.5, 0.4],
+                                                  "unresolved": 0}
     # the V1 bandwidth reference on V1's footing: every responsive unit, untuned (no bandwidth) at 360° full width
     early = summary.layer_summary([dict(r, rf_size=9.0) for r in rows],
                                   [dict(t, bandwidth=b) for t, b in zip(tunings, (10.0, None, 30.0))], image_size=64)

@@ -12,6 +12,7 @@ from scipy.spatial.distance import pdist, squareform
 
 import insilico
 from insilico import rsa
+from insilico.rsa.bootstrap import dual_variance
 from insilico.errors import InsilicoError
 
 matplotlib.use("Agg")
@@ -258,7 +259,7 @@ def test_noise_ceiling_equals_rsatoolbox(rng):
 def test_bootstrap(rng):
     true_rdm, subjects = _subjects(rng, 4)
     models = {"true": true_rdm, "random": rsa.rdm(rng.normal(size=(20, 30)))}
-    for over in ("stimuli", "subjects", "both"):
+    for over in ("stimuli", "subjects", "both", "dual"):
         res = rsa.bootstrap(models, subjects, "spearman", over=over, n_boot=200, progress=False)
         assert res.samples.shape == (200, 2) and res.names == ["true", "random"]
         assert np.all(res.ci[:, 0] <= res.estimate) and np.all(res.estimate <= res.ci[:, 1])
@@ -277,6 +278,37 @@ def test_bootstrap(rng):
         assert float(got) == pytest.approx(ref, abs=1e-12)
     fig = res.plot()
     assert fig.axes[0].get_legend() is not None  # the noise ceiling is labelled
+
+
+def test_dual_bootstrap_corrects_the_two_factor_variance_on_the_same_resamples(rng):
+    """Schütt et al. (2023): resampling subjects and stimuli together overcounts the noise; the corrected variance
+    2 (V_subjects + V_stimuli) - V_both lies between the larger one-factor variance and the naive two-factor one."""
+    true_rdm, subjects = _subjects(rng, 4)
+    models = {"true": true_rdm, "random": rsa.rdm(rng.normal(size=(20, 30)))}
+    both = rsa.bootstrap(models, subjects, over="both", n_boot=300, seed=3, progress=False)
+    dual = rsa.bootstrap(models, subjects, over="dual", n_boot=300, seed=3, progress=False)
+    np.testing.assert_array_equal(dual.samples, both.samples)   # the same two-factor resamples
+    one = [rsa.bootstrap(models, subjects, over=o, n_boot=300, seed=3, progress=False).std
+           for o in ("stimuli", "subjects")]
+    assert np.all(dual.std <= both.std + 1e-12) and np.all(dual.std >= 0.8 * np.maximum(*one))  # other resamples: MC
+    half = dual.ci[:, 1] - dual.estimate
+    np.testing.assert_allclose(half, dual.estimate - dual.ci[:, 0])
+    np.testing.assert_allclose(half, 1.959964 * dual.std, rtol=1e-6)
+    assert float(dual_variance(np.array(3.0), np.array(1.0), np.array(1.0))) == 1.0  # 3x noise: 2 (1 + 1) - 3
+    with pytest.raises(InsilicoError, match="over='stimuli'"):
+        rsa.bootstrap(models, subjects[:1], over="dual", n_boot=10, progress=False)
+
+
+def test_bootstrap_resamples_do_not_depend_on_the_models_so_calls_with_one_seed_are_paired(rng):
+    """Two calls with the same seed draw the same subjects and stimuli whatever the models (the pixel baseline
+    and the layers are compared pair by pair): with 300 stimuli one call runs in chunks of 74 resamples and the
+    other in chunks of 89, so draws made chunk by chunk would differ after the first chunk."""
+    x = rng.normal(size=(300, 8))
+    subjects = [rsa.rdm(x + rng.normal(size=x.shape)) for _ in range(4)]
+    a, b = rsa.rdm(x), rsa.rdm(rng.normal(size=(300, 8)))
+    alone = rsa.bootstrap({"a": a}, subjects, over="both", n_boot=100, seed=1, progress=False)
+    paired = rsa.bootstrap({"a": a, "b": b}, subjects, over="both", n_boot=100, seed=1, progress=False)
+    np.testing.assert_allclose(alone.samples[:, 0], paired.samples[:, 0], rtol=0, atol=1e-12)
 
 
 # --- shipped data ---------------------------------------------------------------------------------

@@ -171,8 +171,8 @@ def headline_text(h: dict) -> str:
              ) if h["silent"] else ""
     rest = h["compared"] - h["from_noise"]
     if rest:  # a stretched exemplar starts at the photo: that it reaches the photo is no finding, so it is not counted
-        text += (f"; the other {rest} {'show' if rest != 1 else 'shows'} the best photo after gradient ascent, which "
-                 "starts at the photo and so reaches it by construction")
+        text += (f"; in the other {rest} it does not (a tie counts as not beating it; the best photo after gradient "
+                 "ascent is not counted, since it starts at the photo and so reaches it by construction)")
     text += (f"; {h['pending']} not computed yet" if h["pending"] else "") + "."
     if h.get("matched_compared"):
         text += (f" At matched contrast (an image from noise whose RMS contrast is held, at every step, to at most "

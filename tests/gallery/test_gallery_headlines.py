@@ -41,7 +41,7 @@ def test_the_headline_counts_images_from_noise_and_leaves_silent_units_out():
     assert sum(r["max_activation"] >= r["top_exemplar_activation"] for r in ROWS) == 5
     text = summary.layer_summary(ROWS, [None] * 5, image_size=64)
     assert "in <b>1 of 3</b> units (2 silent units left out" in text
-    assert "the other 2 show the best photo after gradient ascent, which starts at the photo" in text
+    assert "in the other 2 it does not (a tie counts as not beating it" in text
     assert "more only the best photo" not in text          # no count of stretched photos beating it (by construction)
     glance = brain.layers_html([("conv", ROWS)])
     assert "<td>2</td><td>&ndash;</td><td>1 / 3</td><td>&ndash;</td>" in glance  # silent: the count left out

@@ -107,7 +107,7 @@ class GallerySettings:
     stimuli: str = "photos"
     labels: str | None = None
     class_names: str | None = None
-    lesion_per_class: int = 2
+    lesion_per_class: int = 5
     orientations: int = 12
     phases: int = 8
     rf_images: int | None = 4

@@ -147,7 +147,6 @@ def closed_loop(
     candidates: int = 1,
     confirm: tuple | None = DEFAULT_CONFIRM,
     seed: int = 0,
-    progress: bool = True,
     out: Any = None,
     **control_options,
 ) -> ClosedLoopResult:
@@ -189,7 +188,7 @@ def closed_loop(
         Keep each finished round there; a rerun computes only the missing rounds.
     **control_options
         Passed to :func:`population_control` (``steps``, ``restarts``, ``init``, ``budget``, ``transforms``,
-        ...). ``init="best"`` (the loop's own): every round starts each target from the image shown so far
+        ``progress`` (default True: a bar per design), ...). ``init="best"`` (the loop's own): every round starts each target from the image shown so far
         (natural stimuli included) whose *recorded* responses score it best for the mode, so each round
         climbs from the brain's best answer so far, within ``budget`` of it.
 
@@ -216,7 +215,7 @@ def closed_loop(
     # not rounds: a rerun with more rounds continues a folder
     settings = {"modes": list(modes), "candidates": int(candidates), "seed": int(seed), "confirm": confirm,
                 "repetitions": int(responses.shape[0]) if responses.ndim == 3 else None,
-                "control": {k: v for k, v in control_options.items()}}
+                "control": {k: v for k, v in control_options.items() if k != "progress"}}  # the job, not its display
     fits: dict = {0: fit(stimuli, responses)}
     parts: dict = {}
 
@@ -235,8 +234,8 @@ def closed_loop(
         options = dict(control_options)
         if isinstance(options.get("init"), str) and options["init"] == "best":  # each target's best recorded image so far
             options["init"] = _best_starts(stimuli, responses, earlier, modes, options.get("temperature", 1.0))
-        parts[a] = _round(fits[a], brain, natural, earlier, a, modes, seed, progress, settings["repetitions"],
-                          options, candidates, _recorded_statistics(responses))
+        parts[a] = _round(fits[a], brain, natural, earlier, a, modes, seed, settings["repetitions"], options,
+                          candidates, _recorded_statistics(responses))
         return parts[a]
 
     def identity() -> dict:  # read only with out=
@@ -252,8 +251,8 @@ def closed_loop(
     return result
 
 
-def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, progress: bool,
-           repetitions: int | None, control_options: dict, candidates: int, statistics: tuple) -> dict:
+def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, repetitions: int | None,
+           control_options: dict, candidates: int, statistics: tuple) -> dict:
     """Round ``r``: design every mode on ``predictor`` (``candidates`` designs each, seeds ``seed + r + 10000 c``),
     show the images to the brain, score (the first candidate's design); a part of the loop."""
     images, targets, mode_of, predicted, report = [], [], [], [], {}
@@ -262,8 +261,7 @@ def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, p
         if isinstance(options.get("init"), dict):
             options["init"] = options["init"][mode]
         for c in range(candidates):
-            design = population_control(predictor, None, mode, natural=natural, seed=seed + r + 10_000 * c,
-                                        progress=progress, **options)
+            design = population_control(predictor, None, mode, natural=natural, seed=seed + r + 10_000 * c, **options)
             if c == 0:
                 report[mode] = _scores(design, design.check(brain, natural))
             images.append(design.images)

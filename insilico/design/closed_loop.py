@@ -355,7 +355,7 @@ def _confirm(result: ClosedLoopResult, brain, natural, statistics: tuple, confir
     for mode in sorted(set(result.modes), key=list(MODES).index):
         rows = torch.as_tensor([i for i, m in enumerate(result.modes) if m == mode])
         seen = _recorded_scores(recorded[rows], result.targets[rows], mode, statistics, temperature)
-        candidates[mode] = [rows[k][seen[k].argsort(descending=True)[:top]]
+        candidates[mode] = [rows[k][seen[k].argsort(descending=True, stable=True)[:top]]
                             for k in _rows_of_targets(result.targets[rows])]
     shown = sorted({int(i) for ranked in candidates.values() for rows in ranked if len(rows) > 1 for i in rows})
     shown = torch.as_tensor(shown, dtype=torch.long)

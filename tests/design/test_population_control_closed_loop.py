@@ -202,7 +202,7 @@ def test_the_retest_reshows_each_targets_top_images_and_picks_on_all_their_recor
         assert numbers["targets"] == [0, 1, 2]
         for k, pick in zip(numbers["targets"], numbers["picks"]):
             rows = torch.as_tensor([i for i, m in enumerate(loop.modes) if m == mode and int(loop.targets[i]) == k])
-            top = rows[_recorded_rank(loop, rows, mode, responses).argsort(descending=True)[:3]]
+            top = rows[_recorded_rank(loop, rows, mode, responses).argsort(descending=True, stable=True)[:3]]
             assert set(top.tolist()) <= set(loop.confirmed.tolist())  # the top 3 by the rounds' recordings
             assert pick == int(top[_recorded_rank(loop, top, mode, responses, pooled).argmax()])
 

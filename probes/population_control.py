@@ -31,7 +31,9 @@ neuron from the image its recorded responses rank best so far, within the L2 bud
 transforms), ``best-robust+loop`` and ``ensemble+best-robust+loop`` (the same start, with the defaults'
 Fourier parameterization and transforms); a loop's numbers are its last round's, with
 ``best`` (each neuron keeps the image the brain's recorded responses rank
-best over the rounds) and every round's in the JSON. Every option reports the
+best over the rounds), ``confirmed`` (after the loop's re-test, ``--confirm REPETITIONS TOP``: each
+neuron's TOP images re-shown REPETITIONS times more, the pick on all recordings; default 16 4, ``0 0``
+for none) with its extra presentations, and every round's in the JSON. Every option reports the
 predicted fraction (on its predictor) beside the measured one, and the gap.
 The matched brain runs ``default``, ``plain``, ``natural-unbounded`` and ``loop``.
 

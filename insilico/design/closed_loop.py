@@ -188,9 +188,10 @@ def closed_loop(
         Keep each finished round there; a rerun computes only the missing rounds.
     **control_options
         Passed to :func:`population_control` (``steps``, ``restarts``, ``init``, ``budget``, ``transforms``,
-        ``progress`` (default True: a bar per design), ...). ``init="best"`` (the loop's own): every round starts each target from the image shown so far
-        (natural stimuli included) whose *recorded* responses score it best for the mode, so each round
-        climbs from the brain's best answer so far, within ``budget`` of it.
+        ``progress`` (default True: a bar per design), ...). ``init="best"`` (the loop's own): every round
+        starts each target from the image shown so far (natural stimuli included) whose *recorded* responses
+        score it best for the mode, so each round climbs from the brain's best answer so far, within
+        ``budget`` of it.
 
     Returns
     -------

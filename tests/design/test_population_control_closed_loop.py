@@ -257,8 +257,8 @@ def test_a_rerun_into_out_keeps_the_retest_and_refuses_another(experiment, tmp_p
     first = closed_loop(Fits(), brain, images, responses, rounds=2, confirm=(3, 2), progress=False, out=tmp_path,
                         **STEPS)
     again = Fits()
-    second = closed_loop(again, brain, images, responses, rounds=2, confirm=(3, 2), progress=False, out=tmp_path,
-                         **STEPS)
+    second = closed_loop(again, brain, images, responses, rounds=2, confirm=(3, 2), progress=True, out=tmp_path,
+                         **STEPS)  # progress is the display, not the job
     assert len(again.calls) == 1  # the first fit only (checked): both rounds read back
     assert second.confirmation == first.confirmation
     assert torch.equal(second.confirm_responses, first.confirm_responses)

@@ -31,7 +31,9 @@ neuron from the image its recorded responses rank best so far, within the L2 bud
 transforms), ``best-robust+loop`` and ``ensemble+best-robust+loop`` (the same start, with the defaults'
 Fourier parameterization and transforms); a loop's numbers are its last round's, with
 ``best`` (each neuron keeps the image the brain's recorded responses rank
-best over the rounds) and every round's in the JSON. Every option reports the
+best over the rounds), ``confirmed`` (after the loop's re-test, ``--confirm REPETITIONS TOP``: each
+neuron's TOP images re-shown REPETITIONS times more, the pick on all recordings; default 16 4, ``0 0``
+for none) with its extra presentations, and every round's in the JSON. Every option reports the
 predicted fraction (on its predictor) beside the measured one, and the gap.
 The matched brain runs ``default``, ``plain``, ``natural-unbounded`` and ``loop``.
 
@@ -66,7 +68,7 @@ from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
 from insilico.encoding import Ensemble
 from insilico.jsonfiles import write_json
-from insilico.design.closed_loop import DEFAULT_ROUNDS, closed_loop
+from insilico.design.closed_loop import DEFAULT_CONFIRM, DEFAULT_ROUNDS, closed_loop
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
            "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "ensemble+default+loop", "best+loop", "ensemble+best+loop", "best-robust+loop",
@@ -76,7 +78,7 @@ MATCHED_OPTIONS = ("default", "plain", "natural-unbounded", "loop")
 #: The columns of population_control.csv (besides brain, option, mode).
 CSV_FIELDS = ("fraction_beyond_natural", "predicted_fraction_beyond_natural", "gap_beyond", "median_stretch",
               "fraction_control_beats_natural", "predicted_fraction_control_beats_natural", "gap_one_hot", "best",
-              "seconds")
+              "confirmed", "confirm_presentations", "seconds")
 #: The candidate networks (and layers) of the ensemble.
 ENSEMBLE = (("minialex", "features.9"), ("b", "layers.2@-1"), ("bl", "layers.2@-1"))
 #: The layer each bundled network is read at when named in ``--ensemble``.
@@ -110,12 +112,13 @@ def design(predictor, option: str, mode: str, natural, steps: int | None, budget
 
 
 def loop_numbers(fit, exp, option: str, steps, budget: float, rounds: int, seed: int, progress: bool, out: str,
-                 candidates: int = 1):
+                 candidates: int = 1, confirm=DEFAULT_CONFIRM):
     """A closed loop of ``rounds`` rounds on the option's settings: per round and mode, the report's numbers;
-    the option's numbers are the last round's (and ``best_*``: each target's best image over the rounds)."""
+    the option's numbers are the last round's (and ``best_*``: each target's best image over the rounds;
+    ``confirmed``: the pick after the re-test, and its extra presentations)."""
     loop = closed_loop(fit, exp.brain, exp.images, exp.responses, exp.natural_images, rounds=rounds, seed=seed,
-                       candidates=candidates, progress=progress, out=os.path.join(out, "loops", f"{exp.kind}-{option}"),
-                       **design_options(option, steps, budget))
+                       candidates=candidates, confirm=confirm, progress=progress,
+                       out=os.path.join(out, "loops", f"{exp.kind}-{option}"), **design_options(option, steps, budget))
     numbers = {}
     for mode in ("stretch", "one_hot"):
         last = loop.report[-1][mode]
@@ -125,6 +128,9 @@ def loop_numbers(fit, exp, option: str, steps, budget: float, rounds: int, seed:
                          "predicted_fraction_beyond_natural": last["predicted_beyond"],
                          "predicted_fraction_control_beats_natural": last["predicted_one_hot"],
                          "best": last.get("best_beyond" if mode == "stretch" else "best_one_hot"),
+                         "confirmed": loop.confirmation.get(mode, {}).get(
+                             "confirmed_beyond" if mode == "stretch" else "confirmed_one_hot"),
+                         "confirm_presentations": loop.confirmation.get("presentations", 0),
                          "rounds": [entry[mode] for entry in loop.report]}
     return numbers
 
@@ -185,13 +191,13 @@ def design_numbers(predictor, option: str, mode: str, exp, steps, budget: float,
 def run(out: str = "population_control", brains=("matched", "different"), options=OPTIONS, n_stimuli: int = 1000,
         n_neurons: int = 32, repetitions: int = 4, steps: int | None = None, budget: float = 4.0, seed: int = 0,
         device: str = "cpu", progress: bool = True, rounds: int = DEFAULT_ROUNDS, candidates: int = 1,
-        ensemble=ENSEMBLE) -> dict:
+        ensemble=ENSEMBLE, confirm=DEFAULT_CONFIRM) -> dict:
     """Run the experiment and write the files; returns the JSON summary as a dict."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     summary = {"settings": dict(n_stimuli=n_stimuli, n_neurons=n_neurons, repetitions=repetitions, steps=steps,
                                 budget=budget, seed=seed, options=list(options), rounds=rounds,
-                                candidates=candidates, ensemble=[name for name, _ in ensemble]),
+                                candidates=candidates, confirm=confirm, ensemble=[name for name, _ in ensemble]),
                "brains": {}, "versions": dict(insilico=insilico.__version__, torch=torch.__version__)}
     rows, shown = [], {}
     for kind in brains:
@@ -216,7 +222,7 @@ def run(out: str = "population_control", brains=("matched", "different"), option
             t2 = time.time()
             if option.endswith("+loop") or option == "loop":
                 numbers = loop_numbers(fits.factory(option), exp, option, steps, budget, rounds, seed, progress, out,
-                                       candidates)
+                                       candidates, confirm)
             else:
                 numbers = {mode: design_numbers(fits.predictor(option), option, mode, exp, steps, budget, seed,
                                                 progress, shown) for mode in ("stretch", "one_hot")}
@@ -232,7 +238,10 @@ def run(out: str = "population_control", brains=("matched", "different"), option
             print(f"{kind:9s} {option:22s} stretch beyond natural {numbers['stretch']['fraction_beyond_natural']:.0%}"
                   f"  one-hot beats natural {numbers['one_hot']['fraction_control_beats_natural']:.0%}"
                   + (f"  (best over rounds: {numbers['stretch']['best']:.0%} / {numbers['one_hot']['best']:.0%})"
-                     if "best" in numbers["stretch"] else ""), flush=True)
+                     if "best" in numbers["stretch"] else "")
+                  + (f"  (confirmed: {numbers['stretch']['confirmed']:.0%} / {numbers['one_hot']['confirmed']:.0%},"
+                     f" {numbers['stretch']['confirm_presentations']} presentations)"
+                     if numbers["stretch"].get("confirmed") is not None else ""), flush=True)
         entry.update(fits.scores)
         summary["brains"][kind] = entry
     summary["seconds"] = round(time.time() - start, 1)
@@ -281,6 +290,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ensemble", nargs="+", default=[name for name, _ in ENSEMBLE], choices=list(LAYERS),
                         help="networks of the ensemble options (default minialex b bl)")
     parser.add_argument("--candidates", type=int, default=1, help="designs per neuron and mode in each loop round")
+    parser.add_argument("--confirm", type=int, nargs=2, default=list(DEFAULT_CONFIRM), metavar=("REPETITIONS", "TOP"),
+                        help="the loops' re-test: each neuron's TOP images re-shown REPETITIONS times (0 0: none)")
     parser.add_argument("--budget", type=float, default=4.0, help="L2 distance budget of natural starts (pixels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -293,6 +304,7 @@ def main(argv=None) -> int:
     try:
         summary = run(args.out, args.brains, args.options, repetitions=args.repetitions, budget=args.budget,
                       rounds=args.rounds, candidates=args.candidates,
+                      confirm=tuple(args.confirm) if min(args.confirm) > 0 else None,
                       ensemble=tuple((name, LAYERS[name]) for name in args.ensemble),
                       seed=args.seed, device=device, progress=not args.quiet, **sizes)
     except InsilicoError as e:

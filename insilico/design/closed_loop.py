@@ -22,6 +22,15 @@ best natural image's, *predicted* (on the round's predictor) and *measured*
 the brain answered most to over all rounds (chosen on the responses recorded,
 with their noise): :attr:`ClosedLoopResult.report` gives that too ("best").
 
+That choice suffers the winner's curse: among a dozen images per target, each recorded a few
+times, the largest recorded mean is often a lucky draw. Physiologists re-test: after the rounds
+each target's ``top`` images of each mode (ranked by their recorded responses) are shown again
+``repetitions`` times more (``confirm=(repetitions, top)``, default ``(16, 4)``), and the pick is
+made on every recording of them; :attr:`ClosedLoopResult.confirmation` gives the success of the
+confirmed picks beside the unconfirmed "best", and the extra presentations it cost. Every choice
+uses recorded responses only (standardised by the natural stimuli's recorded responses); the
+brain's ``brain(images)`` only judges the chosen images.
+
 With ``out=`` each finished round is kept in a folder (one chunk per round,
 with a job identity: the brain, the stimuli, the settings and the first
 predictor's fingerprint); a rerun redoes only the missing rounds, and a
@@ -43,6 +52,8 @@ Example
 ((12, 3, 16, 16), [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
 >>> [(row["round"], row["mode"]) for row in loop.table()]   # predicted vs measured success, per round and mode
 [(0, 'stretch'), (0, 'one_hot'), (1, 'stretch'), (1, 'one_hot')]
+>>> loop.confirmation["presentations"]   # the re-test: 3 targets x 2 modes x 2 images, 16 more times each
+192
 """
 from __future__ import annotations
 
@@ -65,6 +76,8 @@ from .population_control import population_control, responses_of
 
 #: Design rounds by default (each designs, shows and adds; the first on the natural images alone).
 DEFAULT_ROUNDS = 3
+#: The re-test after the rounds by default: (repetitions of each re-shown image, images re-shown per target and mode).
+DEFAULT_CONFIRM = (16, 4)
 
 
 @dataclasses.dataclass
@@ -88,6 +101,14 @@ class ClosedLoopResult(Result):
         stimuli include the designed images of earlier rounds)
     target_names : list of str (n_targets,)
     settings : dict
+    confirmed : tensor (n_confirmed,)        indices into ``images`` of the images re-shown after the rounds
+    confirm_responses : tensor (confirm repetitions, n_confirmed, n_targets)   the brain's responses to them
+    confirmation : dict
+        ``repetitions``, ``top``, ``presentations`` (extra image presentations: the re-test's cost in brain
+        time) and per mode ``best_beyond`` / ``best_one_hot`` (the choice on the rounds' recordings, as the
+        last report's), ``confirmed_beyond`` / ``confirmed_one_hot`` (the choice on every recording of each
+        target's re-shown images), ``targets`` and ``picks`` (per target, the index into ``images`` chosen);
+        empty without a re-test
     """
 
     sample_fields = ("images", "responses", "rounds", "modes", "targets", "predicted")
@@ -101,6 +122,9 @@ class ClosedLoopResult(Result):
     report: list
     target_names: list = dataclasses.field(default_factory=list)
     settings: dict = dataclasses.field(default_factory=dict)
+    confirmed: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    confirm_responses: torch.Tensor = dataclasses.field(default_factory=lambda: torch.zeros(0, 0, 0))
+    confirmation: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -121,8 +145,8 @@ def closed_loop(
     rounds: int = DEFAULT_ROUNDS,
     modes: tuple = MODES,
     candidates: int = 1,
+    confirm: tuple | None = DEFAULT_CONFIRM,
     seed: int = 0,
-    progress: bool = True,
     out: Any = None,
     **control_options,
 ) -> ClosedLoopResult:
@@ -152,16 +176,22 @@ def closed_loop(
     candidates : int
         Designs per target and mode in each round, each from its own seed (default 1): all are shown,
         so the brain screens them; the report scores the first, and ``best_*`` every one.
+    confirm : (repetitions, top) or None
+        The re-test after the rounds (default ``(16, 4)``): each target's ``top`` images of each mode, ranked
+        by their recorded responses, are shown ``repetitions`` times more (targets with a single image are
+        not), and each target's pick is the best on all their recordings (``result.confirmation``).
+        ``None``: no re-test.
     seed : int
         Round ``r`` designs with seed ``seed + r`` (candidate ``c``: ``+ 10000 c``) and records with seed
-        ``seed + 1000 + r``.
+        ``seed + 1000 + r``; the re-test records with seed ``seed + 2000``.
     out : folder or Job, optional
         Keep each finished round there; a rerun computes only the missing rounds.
     **control_options
         Passed to :func:`population_control` (``steps``, ``restarts``, ``init``, ``budget``, ``transforms``,
-        ...). ``init="best"`` (the loop's own): every round starts each target from the image shown so far
-        (natural stimuli included) whose *recorded* responses score it best for the mode, so each round
-        climbs from the brain's best answer so far, within ``budget`` of it.
+        ``progress`` (default True: a bar per design), ...). ``init="best"`` (the loop's own): every round
+        starts each target from the image shown so far (natural stimuli included) whose *recorded* responses
+        score it best for the mode, so each round climbs from the brain's best answer so far, within
+        ``budget`` of it.
 
     Returns
     -------
@@ -172,8 +202,9 @@ def closed_loop(
     Raises
     ------
     InsilicoError
-        ``rounds < 1``, an unknown mode, responses that do not match the stimuli, a brain or
-        predictor whose number of targets differs, a sharded ``out=`` (rounds run in turn).
+        ``rounds < 1``, an unknown mode, responses that do not match the stimuli, a ``confirm`` that is not
+        ``(repetitions >= 1, top >= 1)`` or None, a brain or predictor whose number of targets differs, a
+        sharded ``out=`` (rounds run in turn).
     JobMismatchError
         ``out`` holds the rounds of another loop (another brain, stimuli, settings or first fit).
     """
@@ -181,10 +212,11 @@ def closed_loop(
     natural = stimuli if natural is None else check_images(natural, name="natural")
     responses = torch.as_tensor(responses).detach().float().cpu()
     _check_loop(rounds, modes, candidates, stimuli, responses, out)
+    confirm = _check_confirm(confirm)
     # not rounds: a rerun with more rounds continues a folder
-    settings = {"modes": list(modes), "candidates": int(candidates), "seed": int(seed),
+    settings = {"modes": list(modes), "candidates": int(candidates), "seed": int(seed), "confirm": confirm,
                 "repetitions": int(responses.shape[0]) if responses.ndim == 3 else None,
-                "control": {k: v for k, v in control_options.items()}}
+                "control": {k: v for k, v in control_options.items() if k != "progress"}}  # the job, not its display
     fits: dict = {0: fit(stimuli, responses)}
     parts: dict = {}
 
@@ -203,8 +235,8 @@ def closed_loop(
         options = dict(control_options)
         if isinstance(options.get("init"), str) and options["init"] == "best":  # each target's best recorded image so far
             options["init"] = _best_starts(stimuli, responses, earlier, modes, options.get("temperature", 1.0))
-        parts[a] = _round(fits[a], brain, natural, earlier, a, modes, seed, progress, settings["repetitions"],
-                          options, candidates)
+        parts[a] = _round(fits[a], brain, natural, earlier, a, modes, seed, settings["repetitions"], options,
+                          candidates, _recorded_statistics(responses))
         return parts[a]
 
     def identity() -> dict:  # read only with out=
@@ -213,12 +245,15 @@ def closed_loop(
 
     done = map_chunks(compute, int(rounds), 1, out=out, job=identity)
     result = _result(done, {**settings, "rounds": int(rounds)}, list(getattr(fits[0], "targets", [])))
+    if confirm is not None:
+        temperature = control_options.get("temperature", 1.0)
+        _confirm(result, brain, natural, _recorded_statistics(responses), confirm, seed + 2000, temperature)
     result.predictor = fits[max(fits)]
     return result
 
 
-def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, progress: bool,
-           repetitions: int | None, control_options: dict, candidates: int = 1) -> dict:
+def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, repetitions: int | None,
+           control_options: dict, candidates: int, statistics: tuple) -> dict:
     """Round ``r``: design every mode on ``predictor`` (``candidates`` designs each, seeds ``seed + r + 10000 c``),
     show the images to the brain, score (the first candidate's design); a part of the loop."""
     images, targets, mode_of, predicted, report = [], [], [], [], {}
@@ -227,8 +262,7 @@ def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, p
         if isinstance(options.get("init"), dict):
             options["init"] = options["init"][mode]
         for c in range(candidates):
-            design = population_control(predictor, None, mode, natural=natural, seed=seed + r + 10_000 * c,
-                                        progress=progress, **options)
+            design = population_control(predictor, None, mode, natural=natural, seed=seed + r + 10_000 * c, **options)
             if c == 0:
                 report[mode] = _scores(design, design.check(brain, natural))
             images.append(design.images)
@@ -240,7 +274,7 @@ def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, p
     targets, mode_of = torch.cat(targets), mode_of
     so_far = earlier + [{"images": images, "responses": shown, "targets": targets, "modes": mode_of}]
     for mode in modes:
-        report[mode].update(_best(brain, natural, so_far, mode, design.settings.get("temperature", 1.0)))
+        report[mode].update(_best(brain, natural, so_far, mode, statistics, design.settings.get("temperature", 1.0)))
     scores = getattr(predictor, "scores", {})
     r_fit = scores.get("r", scores.get("member_r"))  # an Ensemble's: every member's
     report["fit_r"] = None if r_fit is None else float(np.nanmedian(np.asarray(r_fit)))
@@ -260,7 +294,7 @@ def _scores(design, check: dict) -> dict:
             "gap_one_hot": predicted_one_hot - measured_one_hot, "median_stretch": check["median_stretch"]}
 
 
-def _best(brain, natural, parts: list, mode: str, temperature: float) -> dict:
+def _best(brain, natural, parts: list, mode: str, statistics: tuple, temperature: float) -> dict:
     """Per target, the image of ``mode`` shown so far with the best *recorded* response (stretch: the target's
     mean response; one-hot: its control score on the recorded means), judged on ``brain(images)``."""
     rows = [(p["images"][i], p["responses"][:, i], int(p["targets"][i])) for p in parts
@@ -268,22 +302,79 @@ def _best(brain, natural, parts: list, mode: str, temperature: float) -> dict:
     images = torch.stack([row[0] for row in rows])
     recorded = torch.stack([row[1].mean(0) for row in rows])
     targets = torch.as_tensor([row[2] for row in rows])
+    seen = _recorded_scores(recorded, targets, mode, statistics, temperature)
+    picks = [int(rows_k[seen[rows_k].argmax()]) for rows_k in _rows_of_targets(targets)]
+    wins = _wins(brain, natural, images[picks], targets[picks], mode, temperature)
+    return {_key("best", mode): float(wins.float().mean())}
+
+
+def _key(kind: str, mode: str) -> str:
+    """``best_beyond`` / ``best_one_hot``, ``confirmed_beyond`` / ``confirmed_one_hot``: the report's names."""
+    return f"{kind}_beyond" if mode == "stretch" else f"{kind}_one_hot"
+
+
+def _rows_of_targets(targets: torch.Tensor) -> list:
+    """Per target present (ascending), the indices of its rows."""
+    return [(targets == k).nonzero()[:, 0] for k in targets.unique().tolist()]
+
+
+def _recorded_statistics(responses: torch.Tensor) -> tuple:
+    """Each target's mean and std over the natural stimuli's *recorded* (mean) responses: how a choice
+    standardises one-hot control scores without the brain's truth."""
+    natural = responses if responses.ndim == 2 else responses.mean(0)
+    return natural.mean(0), natural.std(0).clamp_min(1e-12)
+
+
+def _recorded_scores(recorded: torch.Tensor, targets: torch.Tensor, mode: str, statistics: tuple,
+                     temperature: float) -> torch.Tensor:
+    """The score (N,) a choice ranks images by, from recorded mean responses (N, n_targets) only: stretch, the
+    row's target's response; one-hot, its control score standardised by ``statistics``."""
+    if mode == "stretch":
+        return recorded.gather(1, targets[:, None])[:, 0]
+    return control_score(recorded, targets, *statistics, temperature)
+
+
+def _wins(brain, natural, images: torch.Tensor, targets: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
+    """Judged on the brain's truth ``brain(images)``: does each image (N,) drive its target beyond its largest
+    natural response (stretch), or give a control score beyond its best natural image's (one-hot)?"""
     truth, nat = responses_of(brain, images, 256), responses_of(brain, natural, 256)
     mean, std = nat.mean(0), nat.std(0).clamp_min(1e-12)
     if mode == "stretch":
-        scores_seen, scores_true = recorded.gather(1, targets[:, None])[:, 0], truth.gather(1, targets[:, None])[:, 0]
-        natural_best = nat.amax(0)
-    else:
-        scores_seen = control_score(recorded, targets, mean, std, temperature)
-        scores_true = control_score(truth, targets, mean, std, temperature)
-        natural_best = torch.stack([control_score(nat, torch.full((len(nat),), k), mean, std, temperature).amax()
-                                    for k in range(nat.shape[1])])
-    wins = []
-    for k in targets.unique().tolist():
-        rows_k = (targets == k).nonzero()[:, 0]
-        pick = rows_k[scores_seen[rows_k].argmax()]
-        wins.append(bool(scores_true[pick] > natural_best[k]))
-    return {"best_beyond" if mode == "stretch" else "best_one_hot": float(np.mean(wins))}
+        return truth.gather(1, targets[:, None])[:, 0] > nat.amax(0)[targets]
+    natural_best = torch.stack([control_score(nat, torch.full((len(nat),), int(k)), mean, std, temperature).amax()
+                                for k in targets.tolist()])
+    return control_score(truth, targets, mean, std, temperature) > natural_best
+
+
+def _confirm(result: ClosedLoopResult, brain, natural, statistics: tuple, confirm: tuple, seed: int,
+             temperature: float) -> None:
+    """The re-test: each target's ``top`` images of each mode (by the rounds' recordings) shown ``repetitions``
+    times more (with ``seed``); the pick is the best on all recordings; fills ``result``'s confirmation fields."""
+    repetitions, top = confirm
+    recorded = result.responses.mean(0)
+    candidates = {}
+    for mode in sorted(set(result.modes), key=list(MODES).index):
+        rows = torch.as_tensor([i for i, m in enumerate(result.modes) if m == mode])
+        seen = _recorded_scores(recorded[rows], result.targets[rows], mode, statistics, temperature)
+        candidates[mode] = [rows[k][seen[k].argsort(descending=True, stable=True)[:top]]
+                            for k in _rows_of_targets(result.targets[rows])]
+    shown = sorted({int(i) for ranked in candidates.values() for rows in ranked if len(rows) > 1 for i in rows})
+    shown = torch.as_tensor(shown, dtype=torch.long)
+    new = _record(brain, result.images[shown], repetitions, seed) if len(shown) else \
+        torch.zeros(repetitions, 0, recorded.shape[1])
+    pooled = recorded.clone()  # every recording of each image: the rounds' and the re-test's
+    pooled[shown] = torch.cat([result.responses[:, shown], new]).mean(0)
+    confirmation = {"repetitions": repetitions, "top": top, "presentations": int(new.shape[0] * len(shown))}
+    for mode, ranked in candidates.items():
+        firsts = torch.stack([rows[0] for rows in ranked])  # the choice without a re-test
+        targets = result.targets[firsts]
+        picks = torch.stack([rows[_recorded_scores(pooled[rows], result.targets[rows], mode, statistics,
+                                                   temperature).argmax()] for rows in ranked])
+        won = [_wins(brain, natural, result.images[chosen], targets, mode, temperature) for chosen in (firsts, picks)]
+        confirmation[mode] = {_key("best", mode): float(won[0].float().mean()),
+                              _key("confirmed", mode): float(won[1].float().mean()),
+                              "targets": targets.tolist(), "picks": picks.tolist()}
+    result.confirmed, result.confirm_responses, result.confirmation = shown, new, confirmation
 
 
 def _best_starts(stimuli, responses, earlier: list, modes, temperature: float) -> dict:
@@ -293,7 +384,7 @@ def _best_starts(stimuli, responses, earlier: list, modes, temperature: float) -
     natural = responses if responses.ndim == 2 else responses.mean(0)
     images = torch.cat([stimuli.cpu()] + [p["images"] for p in earlier])
     recorded = torch.cat([natural] + [p["responses"].mean(0) for p in earlier])
-    mean, std = natural.mean(0), natural.std(0).clamp_min(1e-12)
+    mean, std = _recorded_statistics(responses)
     starts = {}
     for mode in modes:
         if mode == "stretch":
@@ -313,6 +404,18 @@ def _record(brain, images: torch.Tensor, repetitions: int | None, seed: int) -> 
         shown = responses_of(brain, images, 256)[None]
     shown = shown.float().cpu()
     return shown if repetitions else shown[:1]
+
+
+def _check_confirm(confirm) -> tuple | None:
+    """``confirm`` as ``(repetitions, top)`` ints, or None; InsilicoError for anything else."""
+    if confirm is None:
+        return None
+    ok = isinstance(confirm, (tuple, list)) and len(confirm) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in confirm)
+    if not ok:
+        raise InsilicoError(f"confirm must be (repetitions >= 1, top >= 1), e.g. {DEFAULT_CONFIRM}, or None for no "
+                            f"re-test, not {confirm!r}")
+    return int(confirm[0]), int(confirm[1])
 
 
 def _join_responses(responses: torch.Tensor, more: list) -> torch.Tensor:
@@ -345,4 +448,4 @@ def _result(parts: list, settings: dict, names: list) -> ClosedLoopResult:
                             torch.cat([p["predicted"] for p in parts]), [p["report"] for p in parts], names, settings)
 
 
-__all__ = ["DEFAULT_ROUNDS", "ClosedLoopResult", "closed_loop"]
+__all__ = ["DEFAULT_CONFIRM", "DEFAULT_ROUNDS", "ClosedLoopResult", "closed_loop"]

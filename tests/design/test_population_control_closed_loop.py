@@ -173,3 +173,103 @@ def test_candidates_are_all_shown_each_from_its_own_seed(experiment):
     assert not torch.allclose(first, second)  # another seed, another image
     single = closed_loop(Fits(), brain, images, responses, rounds=1, modes=("stretch",), progress=False, **STEPS)
     torch.testing.assert_close(single.images, first)  # the first candidate is the plain design
+
+
+def _recorded_rank(loop, rows, mode, responses, recorded=None):
+    """Per row, the score a choice ranks it by, from recorded means only (the natural recordings standardise)."""
+    from insilico.objectives.control import control_score
+    recorded = loop.responses.mean(0) if recorded is None else recorded
+    if mode == "stretch":
+        return recorded[rows, loop.targets[rows]]
+    natural = responses.mean(0)
+    return control_score(recorded[rows], loop.targets[rows], natural.mean(0), natural.std(0))
+
+
+def test_the_retest_reshows_each_targets_top_images_and_picks_on_all_their_recordings(experiment):
+    brain, images, responses = experiment
+    loop = closed_loop(Fits(), brain, images, responses, rounds=2, candidates=2, confirm=(5, 3), progress=False,
+                       **STEPS)
+    # 3 targets x 2 modes, 4 images each (2 rounds x 2 candidates): the top 3 of each re-shown 5 times
+    assert loop.confirm_responses.shape == (5, 18, 3) and len(loop.confirmed) == 18
+    assert loop.confirmation["presentations"] == 90 and loop.confirmation["repetitions"] == 5
+    assert torch.equal(loop.confirm_responses, loop.confirm_responses.round())  # Poisson counts of the brain
+    pooled = loop.responses.mean(0).clone()
+    pooled[loop.confirmed] = torch.cat([loop.responses[:, loop.confirmed], loop.confirm_responses]).mean(0)
+    for mode in ("stretch", "one_hot"):
+        numbers = loop.confirmation[mode]
+        key = "beyond" if mode == "stretch" else "one_hot"
+        assert numbers[f"best_{key}"] == loop.report[-1][mode][f"best_{key}"]  # the unconfirmed choice, as reported
+        assert numbers["targets"] == [0, 1, 2]
+        for k, pick in zip(numbers["targets"], numbers["picks"]):
+            rows = torch.as_tensor([i for i, m in enumerate(loop.modes) if m == mode and int(loop.targets[i]) == k])
+            top = rows[_recorded_rank(loop, rows, mode, responses).argsort(descending=True, stable=True)[:3]]
+            assert set(top.tolist()) <= set(loop.confirmed.tolist())  # the top 3 by the rounds' recordings
+            assert pick == int(top[_recorded_rank(loop, top, mode, responses, pooled).argmax()])
+
+
+class Liar(nn.Module):
+    """A brain whose recordings rank images against its truth: it records ``10 - brain(images)``."""
+
+    def __init__(self, brain):
+        super().__init__()
+        self.brain, self.targets = brain, brain.targets
+
+    def forward(self, x):
+        return self.brain(x)
+
+    def respond(self, images, repetitions=4, seed=0):
+        with torch.no_grad():
+            return (10 - self.brain(images))[None].expand(repetitions, -1, -1).clone()
+
+
+def test_the_pick_is_the_recorded_choice_never_the_truths(experiment):
+    brain, images, _ = experiment
+    liar = Liar(brain)
+    loop = closed_loop(Fits(), liar, images, liar.respond(images, 2), rounds=2, candidates=2, modes=("stretch",),
+                       confirm=(3, 4), progress=False, **STEPS)
+    numbers = loop.confirmation["stretch"]
+    with torch.no_grad():
+        truth = brain(loop.images)
+    picks = torch.as_tensor(numbers["picks"])
+    for k, pick in zip(numbers["targets"], numbers["picks"]):
+        rows = (loop.targets == k).nonzero()[:, 0]
+        assert pick == int(rows[truth[rows, k].argmin()])  # recorded best = true worst
+    natural_max = truth.new_tensor(brain(images).amax(0).tolist())
+    won = truth[picks, torch.as_tensor(numbers["targets"])] > natural_max[numbers["targets"]]
+    assert numbers["confirmed_beyond"] == pytest.approx(float(won.float().mean()))
+
+
+def test_no_retest_leaves_the_rounds_alone_and_a_single_image_is_not_reshown(experiment):
+    brain, images, responses = experiment
+    plain = closed_loop(Fits(), brain, images, responses, rounds=2, confirm=None, progress=False, **STEPS)
+    retested = closed_loop(Fits(), brain, images, responses, rounds=2, confirm=(4, 2), progress=False, **STEPS)
+    assert plain.confirmation == {} and len(plain.confirmed) == 0
+    assert torch.equal(plain.images, retested.images) and torch.equal(plain.responses, retested.responses)
+    assert retested.confirmation["presentations"] == 4 * 12  # 3 targets x 2 modes x 2 images, 4 times
+    single = closed_loop(Fits(), brain, images, responses, rounds=1, confirm=(4, 2), progress=False, **STEPS)
+    assert single.confirmation["presentations"] == 0 and single.confirm_responses.shape == (4, 0, 3)
+    for mode, key in (("stretch", "beyond"), ("one_hot", "one_hot")):  # nothing to choose from: the one image
+        assert single.confirmation[mode][f"confirmed_{key}"] == single.confirmation[mode][f"best_{key}"]
+
+
+def test_a_rerun_into_out_keeps_the_retest_and_refuses_another(experiment, tmp_path):
+    brain, images, responses = experiment
+    first = closed_loop(Fits(), brain, images, responses, rounds=2, confirm=(3, 2), progress=False, out=tmp_path,
+                        **STEPS)
+    again = Fits()
+    second = closed_loop(again, brain, images, responses, rounds=2, confirm=(3, 2), progress=True, out=tmp_path,
+                         **STEPS)  # progress is the display, not the job
+    assert len(again.calls) == 1  # the first fit only (checked): both rounds read back
+    assert second.confirmation == first.confirmation
+    assert torch.equal(second.confirm_responses, first.confirm_responses)
+    with pytest.raises(JobMismatchError, match="confirm"):
+        closed_loop(Fits(), brain, images, responses, rounds=2, confirm=(3, 4), progress=False, out=tmp_path, **STEPS)
+
+
+@pytest.mark.parametrize("confirm", [16, (0, 4), (16, 0), (16, 4, 1), (16.0, 4), (True, 4)])
+def test_a_bad_retest_is_refused_before_any_fit(experiment, confirm):
+    brain, images, responses = experiment
+    fits = Fits()
+    with pytest.raises(InsilicoError, match="confirm"):
+        closed_loop(fits, brain, images, responses, confirm=confirm, progress=False, **STEPS)
+    assert fits.calls == []

@@ -159,6 +159,20 @@ def test_microstimulation_does_not_pick_the_class_that_rises_after_the_fact():
         microstimulation(net, "1[1]", x, strengths=[0, 4], labels=y, progress=False)
 
 
+def test_a_drift_that_lifts_another_class_more_is_not_specific_to_the_target():
+    net, x, y = _wired([0, 1, 2])                # hidden 1 prefers class 1, drives class 1 and class 2 more
+    with torch.no_grad():
+        net[2].weight[:, 1] = torch.tensor([-3.0, 1.0, 1.5])
+    res = microstimulation(net, "1[1]", x, strengths=[0, 0.2], labels=y, progress=False)
+    assert res.target_class == 1 and res.shift[-1, 1] > 0 and res.target_rank[-1] == 2
+    assert res.p_value[-1] < 0.05                        # the target's probability does rise ...
+    assert res.specificity_p[-1] > 0.5                   # ... but class 2 rises more on every trial: no specificity
+    assert res.specificity_p[0] == 1.0 and "specificity_p" in res.table()
+    net, x, y = _wired([0, 1, 2])
+    ok = microstimulation(net, "1[1]", x, strengths=[0, 8], labels=y, progress=False)
+    assert ok.specificity_p[-1] <= 3 / 1001              # the site's class rises above each other class on each trial
+
+
 def test_microstimulation_scales_the_current_per_neuron():
     g = torch.Generator().manual_seed(0)
     spread = torch.linspace(0.05, 0.45, 16).reshape(1, 1, 4, 4)

@@ -54,7 +54,52 @@ def test_a_lesion_down_to_chance_is_minus_one_and_floor_and_ceiling_are_flagged(
     assert res.nonzero[0, :2].all()                            # 20 images per class: half right in every resample?
     assert not res.dissociable.any()                           # ...but classes at ceiling or floor are no claim
     np.testing.assert_array_equal(res.effect[1], 0.0)           # the nuisance units change nothing
-    np.testing.assert_array_equal(res.effect_interval[1, :2], 0.0)
+    lo, hi = res.effect_interval[1, :2, 0], res.effect_interval[1, :2, 1]
+    assert np.all(lo < 0) and np.all(hi > 0) and not res.nonzero[1].any()  # none of 20 changed: others still may
+
+
+def _rare_net():
+    """2 classes from x = (s, r): s = +-1 the class; a class-1 image with r = 1 looks like class 0 (s = -0.1) and is
+    right only through hidden 2 (= r). Lesioning hidden 2 makes exactly those images wrong."""
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[10.0, 0], [-10, 0], [0, 1]]))
+        net[0].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[0, 1.0, 0], [1, 0, 5]]))
+        net[2].bias.zero_()
+    return net
+
+
+def _rare_set(per_class: int, rare: int):
+    x = torch.tensor([[-1.0, 0]] * per_class + [[1.0, 0]] * (per_class - rare) + [[-0.1, 1]] * rare)
+    return raw(x), torch.arange(2).repeat_interleave(per_class)
+
+
+def test_a_lesion_interval_covers_the_effect_a_larger_sample_shows_when_no_image_of_the_small_one_changed():
+    net = _rare_net()
+    big = lesion_sweep(net, "1", *_rare_set(160, 10), groups=[[2]], progress=False)
+    assert big.effect[0, 1] == pytest.approx(-10 / 160)         # 1 in 16 class-1 images needs hidden 2
+    small = lesion_sweep(net, "1", *_rare_set(16, 0), groups=[[2]], progress=False)
+    assert small.effect[0, 1] == 0.0                              # none of the 16 drawn needs it
+    lo, hi = small.effect_interval[0, 1]
+    assert lo < big.effect[0, 1] < hi                             # a percentile bootstrap gave [0, 0] here
+    assert small.p_value[0, 1] == 1.0 and not small.nonzero[0, 1]
+
+
+def test_a_matrix_of_null_entries_marks_none_dissociable():
+    from insilico.experiments.lesions import lesion_uncertainty
+    g = np.random.default_rng(0)
+    groups, per = 300, 30                                         # 600 entries, each with no effect
+    y = np.repeat(np.arange(2), per)
+    base = np.tile(np.arange(per) % 3 > 0, 2)                     # 2/3 right at baseline
+    correct = base[None] ^ (g.random((groups, 2 * per)) < np.where(base, 0.1, 0.2))  # as many gained as lost
+    arrays = dict(groups=np.arange(groups).astype(str), classes=np.array(["a", "b"]), chance=np.array(0.5),
+                  labels=y, correct=correct, baseline_correct=base, baseline_class=np.array([2 / 3, 2 / 3]),
+                  class_accuracy=np.stack([correct[:, y == k].mean(1) for k in range(2)], 1),
+                  **lesion_uncertainty(correct, base, y, 2))
+    res = LesionResult(arrays, {})
+    assert res.nonzero.sum() > 0 and (res.p_value < 0.05).sum() > 0   # single tests: some chance "effects"
+    assert not res.dissociable.any() and np.nanmin(res.q_value) > 0.05  # the matrix read as a family: none
 
 
 def test_lesion_noise_estimates_are_seeded_and_leave_the_global_rng_alone():
@@ -69,7 +114,7 @@ def test_lesion_noise_estimates_are_seeded_and_leave_the_global_rng_alone():
     c = lesion_sweep(net, "1", raw(x), y, n_boot=200, seed=2, progress=False)
     np.testing.assert_array_equal(a.effect_interval, b.effect_interval)
     assert float(a.split_half_r) == float(b.split_half_r)
-    assert not np.array_equal(np.nan_to_num(a.effect_interval), np.nan_to_num(c.effect_interval))
+    np.testing.assert_array_equal(a.effect_interval, c.effect_interval)  # closed form: no resampling
     assert float(a.reliability) == pytest.approx(spearman_brown(float(a.split_half_r)))
     lo, hi = a.effect_interval[..., 0], a.effect_interval[..., 1]
     assert np.all(lo <= a.effect + 1e-12) and np.all(a.effect <= hi + 1e-12)  # paired: the estimate is inside

@@ -539,7 +539,7 @@ def cumulative_lesion(
     output: str | None = None,
     batch_size: int = 256,
     seed: int = 0,
-    n_random: int = 10,
+    n_random: int = 19,
     progress: bool = True,
 ) -> "CumulativeLesionResult":
     """Accuracy as more and more channels are lesioned: most important first, least first, random orders.
@@ -556,8 +556,11 @@ def cumulative_lesion(
     seed : int
         Seed of the random orders (the control curves) and of the sweep's random halves.
     n_random : int
-        Number of random orders (permutations of the channels); the result holds each curve, their mean and
-        their 95% band.
+        Number of random orders (permutations of the channels); the result holds each curve, their mean,
+        their 95% band and per lesion size the permutation p-value that the most (least) important first
+        curve lies below (above) random orders, ``(1 + #{random at or beyond it}) / (1 + n_random)``: its floor
+        is ``1 / (n_random + 1)``, so the default 19 is the fewest orders that can reach p = 0.05 (10 could not:
+        a curve below all 10 has p = 0.09).
 
     Returns
     -------
@@ -584,7 +587,9 @@ def cumulative_lesion(
     arrays = dict(n_lesioned=counts, fraction=counts / len(channels), accuracy_most=hits[0] / n,
                   accuracy_least=hits[1] / n, accuracy_random=hits[2:].sum(0) / (int(n_random) * n),
                   accuracy_random_all=random_acc, accuracy_random_band=interval(random_acc, axis=0),
-                  random_orders=np.stack(randoms), ranking=ranked, chance=np.array(1.0 / len(sweep.classes)))
+                  random_orders=np.stack(randoms), ranking=ranked, chance=np.array(1.0 / len(sweep.classes)),
+                  p_most=(1.0 + (hits[2:] <= hits[0]).sum(0)) / (1.0 + int(n_random)),
+                  p_least=(1.0 + (hits[2:] >= hits[1]).sum(0)) / (1.0 + int(n_random)))
     return CumulativeLesionResult(arrays, dict(sweep.settings, n_points=n_points, seed=seed, n_random=int(n_random)))
 
 
@@ -598,15 +603,19 @@ class CumulativeLesionResult(Result):
     accuracy_random : (P,) mean over the random orders; accuracy_random_all : (R, P) each random order;
     accuracy_random_band : (P, 2) the 2.5-97.5 percentiles over the random orders
     random_orders : (R, C) the channel orders; ranking : (C,) most important first; chance : 1 / K
+    p_most, p_least : (P,) one-sided permutation p-values (the random orders as the null; ties count against)
+        that the most important first curve is below the random orders / the least important first above:
+        ``(1 + #{random order at or beyond it}) / (1 + R)``; 1 where all lesion the same channels (none, all)
     """
 
-    required_arrays = ("accuracy_random_all", "accuracy_random_band", "random_orders")
+    required_arrays = ("accuracy_random_all", "accuracy_random_band", "random_orders", "p_most", "p_least")
 
     def table(self) -> dict[str, np.ndarray]:
         """One row per lesion size: the curves (not the per-channel ``ranking``, which is longer)."""
         band = self.accuracy_random_band
         return {k: self.arrays[k] for k in ("n_lesioned", "fraction", "accuracy_most", "accuracy_least",
-                                            "accuracy_random")} | {"random_low": band[:, 0], "random_high": band[:, 1]}
+                                            "accuracy_random")} | {"random_low": band[:, 0], "random_high": band[:, 1],
+                                                                   "p_most": self.p_most, "p_least": self.p_least}
 
     def plot(self, ax=None):
         """Accuracy vs fraction lesioned: most important first, least important first, random orders (mean, band)."""

@@ -162,6 +162,27 @@ def test_cumulative_lesion_has_several_seeded_random_orders():
     assert np.all(band[:, 0] <= a.accuracy_random + 1e-12) and np.all(a.accuracy_random <= band[:, 1] + 1e-12)
     assert a.accuracy_random[0] == a.accuracy_most[0] == 1.0 and a.accuracy_random[-1] == a.accuracy_most[-1]
     assert a.plot() is not None
+    below = (a.accuracy_random_all <= a.accuracy_most[None] + 1e-12).sum(0)   # random orders at or below "most"
+    np.testing.assert_allclose(a.p_most, (1 + below) / 6)
+    assert a.p_most[0] == a.p_most[-1] == a.p_least[0] == a.p_least[-1] == 1.0  # same channels lesioned: no effect
+
+
+def test_the_default_random_orders_can_reach_p_005():
+    net = nn.Sequential(nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 2)).eval()
+    with torch.no_grad():                        # class 1 is read while any of hidden 0-9 is on (redundant copies)
+        net[0].weight.copy_(torch.eye(40))
+        net[0].bias.zero_()
+        net[2].weight.zero_()
+        net[2].weight[1, :10] = 1.0
+        net[2].bias.copy_(torch.tensor([0.5, 0.0]))
+    x = torch.zeros(8, 40)
+    x[:4, :10] = 1.0
+    y = torch.tensor([1] * 4 + [0] * 4)
+    res = cumulative_lesion(net, "1", raw(x), y, n_points=5, progress=False)
+    # no single lesion matters, so the ranking is the stable order 0, 1, ...: the first 10 lesioned are 0-9
+    assert res.accuracy_random_all.shape[0] == 19 and list(res.n_lesioned[:2]) == [0, 10]
+    assert res.accuracy_most[1] == 0.5 and np.all(res.accuracy_random_all[:, 1] == 1.0)  # random: C(40, 10) orders
+    assert res.p_most[1] == pytest.approx(1 / 20)   # below every random order: the floor, 0.05 (10 orders: 0.09)
 
 
 def _wired(readout: list[int]):

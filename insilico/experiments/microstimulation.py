@@ -132,7 +132,7 @@ def _statistics(probs, base, trials, target, seed) -> dict:
                 choice=np.stack([np.bincount(p.argmax(-1), minlength=n_classes) / p.shape[0] for p in probs]),
                 p_value=sign_flip_p(d, N_PERMUTATIONS, rng_for(seed, "microstimulation permutations")),
                 target_shift_interval=interval(delta[:, boot, target].mean(-1), axis=1),
-                target_rank=1 + (shift > shift[:, target:target + 1]).sum(1))
+                target_rank=(shift >= shift[:, target:target + 1]).sum(1))  # ties count against the target
 
 
 @register_tool("experiment", per_sample=True)
@@ -247,7 +247,8 @@ class MicrostimulationResult(Result):
         paired permutation p-values of (target's shift - that class's shift) per trial (intersection-union
         test, Berger 1982); a small ``p_value`` with a large ``specificity_p`` is a drift, not the site's class
     target_shift_interval : (S, 2) 95% bootstrap interval (over trials) of the target's probability shift
-    target_rank : (S,) rank of the target's shift among all classes' (1: it rises most)
+    target_rank : (S,) rank of the target's shift among all classes' (1: it rises most; ties count against
+        it, so with no current, where nothing moves, it is K)
     neuron_scale : (M,) the current per unit of strength of each stimulated neuron (its SD with
         ``scale="std"``, else 1); ``settings["unit_scale"]`` is their mean
     """

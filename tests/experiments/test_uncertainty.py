@@ -225,6 +225,18 @@ def test_microstimulation_does_not_pick_the_class_that_rises_after_the_fact():
         microstimulation(net, "1[1]", x, strengths=[0, 4], labels=y, progress=False)
 
 
+def test_the_predicted_class_never_sees_the_trials():
+    net, x, y = _wired([0, 1, 2])                # hidden 1 prefers class 1
+    res = microstimulation(net, "1[1]", x, strengths=[0, 2], labels=y, progress=False)
+    trials = torch.as_tensor(res.held_out)
+    leaked = torch.eye(3)[y]                     # the stimuli of _wired
+    leaked[trials & (y == 2), 1] = 50.0          # on the trials only, class 2 now drives the site far more
+    again = microstimulation(net, "1[1]", raw(leaked), strengths=[0, 2], labels=y, progress=False)
+    np.testing.assert_array_equal(again.held_out, res.held_out)  # the halves depend on the labels and seed alone
+    assert again.target_class == res.target_class == 1
+    np.testing.assert_array_equal(again.site_tuning, res.site_tuning)
+
+
 def test_a_drift_that_lifts_another_class_more_is_not_specific_to_the_target():
     net, x, y = _wired([0, 1, 2])                # hidden 1 prefers class 1, drives class 1 and class 2 more
     with torch.no_grad():

@@ -485,22 +485,24 @@ class LesionResult(Result):
 
     def export(self, path) -> list:
         """The tables of :meth:`Result.export`, and ``<stem>_dissociation.csv`` (groups x classes): each class's
-        effect, its interval (``<class> low``, ``<class> high``) and whether it is dissociable."""
+        effect, its interval (``<class> low``, ``<class> high``), its q-value (``<class> q``) and whether it is
+        dissociable."""
         paths = super().export(path)
         stem = Path(paths[0]).with_suffix("")
         matrix = stem.parent / (stem.name + "_dissociation.csv")
-        columns = {"group": self.groups}
+        columns, q = {"group": self.groups}, self.q_value
         for k, c in enumerate(self.classes):
             columns.update({str(c): self.effect[:, k], f"{c} low": self.effect_interval[:, k, 0],
-                            f"{c} high": self.effect_interval[:, k, 1], f"{c} dissociable": self.dissociable[:, k]})
+                            f"{c} high": self.effect_interval[:, k, 1], f"{c} q": q[:, k],
+                            f"{c} dissociable": self.dissociable[:, k]})
         header = {"result": "dissociation (class accuracy change)", "split_half_r": float(self.split_half_r),
                   "reliability": float(self.reliability), **self.settings}
         write_csv(matrix, columns, to_json(header, indent=None))
         return paths + [matrix]
 
     def plot(self, ax=None, top: int | None = 32):
-        """The dissociation matrix, groups (most important first) x classes: entries whose interval contains 0
-        greyed and hatched, classes at floor (F) or ceiling (C) greyed; the split-half reliability in the title."""
+        """The dissociation matrix, groups (most important first) x classes: entries not :attr:`dissociable` (interval
+        containing 0, or q >= 0.05) greyed and hatched, classes at floor (F) or ceiling (C) greyed; the split-half reliability in the title."""
         from matplotlib.patches import Rectangle
 
         fig, ax = new_axes(ax, figsize=(7, 5))
@@ -519,7 +521,8 @@ class LesionResult(Result):
         for label, flagged in zip(ax.get_xticklabels(), flags):
             label.set_color("0.6" if flagged else "k")
         ax.set_ylabel(f"lesioned channel(s) of {self.settings['layer']}")
-        ax.set_title(f"change in accuracy per class (hatched: 95% interval contains 0; F/C: floor/ceiling)\n"
+        ax.set_title(f"change in accuracy per class (hatched: 95% interval contains 0 or FDR q >= 0.05; "
+                     f"F/C: floor/ceiling)\n"
                      f"split-half r {float(self.split_half_r):.2f}, reliability {float(self.reliability):.2f}",
                      fontsize=8)
         fig.colorbar(image, ax=ax, shrink=0.8)

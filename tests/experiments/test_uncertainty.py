@@ -133,7 +133,9 @@ def test_joined_sweeps_equal_the_whole_and_old_files_are_refused(tmp_path):
     np.testing.assert_array_equal(back.effect_interval, whole.effect_interval)
     np.testing.assert_array_equal(back.dissociable, whole.dissociable)
     assert back.chance.shape == () and float(back.reliability) == pytest.approx(float(whole.reliability), nan_ok=True)
-    assert LesionResult.load(whole.export(tmp_path / "sweep")[0]).correct.shape == (4, 50)
+    exported = whole.export(tmp_path / "sweep")
+    assert LesionResult.load(exported[0]).correct.shape == (4, 50)
+    assert "0 q" in exported[-1].read_text()                    # the matrix's q-values travel with it
     blob = torch.load(tmp_path / "sweep.pt", weights_only=True)   # a file of an older insilico: no intervals
     arrays = blob["result"]["fields"]["arrays"]
     arrays["__dict__"] = [kv for kv in arrays["__dict__"] if kv[0] != "effect_interval"]

@@ -380,7 +380,8 @@ class LesionResult(Result):
     mean_probability : (G, K) each output's probability averaged over the stimuli; baseline_mean_probability :
         (K,); output_effect : (G, K) its change
     at_floor, at_ceiling : (K,) bool, intact accuracy <= chance (no drop can show) / == 1.0 (no gain can show)
-    dissociable : (G, K) bool, ``nonzero`` with ``q_value < 0.05`` in a class at neither floor nor ceiling:
+    dissociable : (G, K) bool, ``nonzero`` with ``q_value < 0.05`` in a class at neither floor nor ceiling
+        (``labels="decision"``: every class is at ceiling by construction, so only the floor flags):
         the only entries to read a (double) dissociation off (a 95% interval per entry alone would mark 5% of
         a matrix of null entries)
     split_half_r : Pearson r between the effect matrices of two random halves of the images (stratified by
@@ -430,6 +431,13 @@ class LesionResult(Result):
         with np.errstate(invalid="ignore"):
             return self.nonzero & (self.q_value < 1.0 - float(self.settings.get("level", LEVEL)))
 
+    def _flagged(self) -> np.ndarray:
+        """(K,) classes whose entries are no claim: at floor, or at ceiling with real labels (with
+        ``labels="decision"`` every class is at ceiling by construction, the intact model agreeing with itself,
+        and agreement can only drop: no class is flagged for it)."""
+        decision = self.settings.get("labels") == "decision"
+        return self.at_floor | (self.at_ceiling & (not decision))
+
     @property
     def p_value(self) -> np.ndarray:
         """(G, K) exact McNemar p of each entry, from the stored per-image scores."""
@@ -437,9 +445,9 @@ class LesionResult(Result):
 
     @property
     def q_value(self) -> np.ndarray:
-        """(G, K) Benjamini-Hochberg q of :attr:`p_value` over the classes at neither floor nor ceiling (NaN there)."""
-        flagged = (self.at_floor | self.at_ceiling)[None, :]
-        return fdr_q(np.where(flagged, np.nan, self.p_value))
+        """(G, K) Benjamini-Hochberg q of :attr:`p_value` over the classes at neither floor nor ceiling (NaN there;
+        with ``labels="decision"`` the ceiling, true of every class by construction, is no flag)."""
+        return fdr_q(np.where(self._flagged()[None, :], np.nan, self.p_value))
 
     @property
     def normalised_effect(self) -> np.ndarray:
@@ -513,7 +521,7 @@ class LesionResult(Result):
                           aspect="auto", interpolation="nearest")
         for i, k in zip(*np.nonzero(plain)):
             ax.add_patch(Rectangle((k - 0.5, i - 0.5), 1, 1, facecolor="0.88", edgecolor="0.65", hatch="///", lw=0))
-        flags = np.where(self.at_floor, " (F)", np.where(self.at_ceiling, " (C)", ""))
+        flags = np.where(self.at_floor, " (F)", np.where(self._flagged() & self.at_ceiling, " (C)", ""))
         ax.set_yticks(range(len(order)))
         ax.set_yticklabels([self.groups[i] for i in order], fontsize=6)
         ax.set_xticks(range(len(self.classes)))

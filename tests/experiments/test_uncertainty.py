@@ -102,6 +102,14 @@ def test_a_matrix_of_null_entries_marks_none_dissociable():
     assert not res.dissociable.any() and np.nanmin(res.q_value) > 0.05  # the matrix read as a family: none
 
 
+def test_with_the_intact_models_decisions_as_labels_a_drop_is_dissociable():
+    net, x, _ = _halves_net()
+    res = lesion_sweep(net, "1", x, "decision", groups=[[0, 1], [2, 3]], progress=False)
+    assert res.at_ceiling[:2].all()                               # agreement with itself: 1.0 by construction
+    np.testing.assert_array_equal(res.effect[0, :2], -0.5)        # half of every class's decisions change
+    assert res.dissociable[0, :2].all() and not res.dissociable[1].any()
+
+
 def test_lesion_noise_estimates_are_seeded_and_leave_the_global_rng_alone():
     torch.manual_seed(3)
     net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()

@@ -440,8 +440,9 @@ class LesionResult(Result):
 
     @property
     def p_value(self) -> np.ndarray:
-        """(G, K) exact McNemar p of each entry, from the stored per-image scores."""
-        return mcnemar_p(*_changes(self.correct, self.baseline_correct, self.labels, len(self.classes))[:2])
+        """(G, K) exact McNemar p of each entry, from the stored per-image scores (NaN for a class without images)."""
+        gained, lost, n = _changes(self.correct, self.baseline_correct, self.labels, len(self.classes))
+        return np.where(n[None, :] > 0, mcnemar_p(gained, lost), np.nan)
 
     @property
     def q_value(self) -> np.ndarray:

@@ -12,8 +12,8 @@ classes at floor or ceiling at baseline are flagged: only entries whose
 interval excludes 0 and that survive the false discovery rate control over
 the whole matrix (Benjamini & Hochberg 1995), in unflagged classes
 (``dissociable``), may be read as an effect, and a "double dissociation" only
-where both are and the reliability is high. ``cumulative_lesion`` lesions the channels one after
-another, most important first and least important first (importance = the
+where both are and the reliability is high. ``cumulative_lesion`` lesions the
+channels one after another, most important first and least important first (importance = the
 drop in overall accuracy when the channel alone is lesioned), against several
 random orders (their mean and band), tracing how gracefully the network
 degrades.
@@ -278,11 +278,12 @@ def lesion_sweep(
 
     The change in per-class accuracy (groups x classes, :attr:`LesionResult.effect`) comes with a 95%
     interval and an exact McNemar p-value per entry (the same images scored intact and lesioned), q-values
-    controlling the false discovery rate over the matrix, the split-half reliability of the whole matrix, the effect normalised for floor and ceiling, and the classes that sit at floor (baseline <= chance)
-    or ceiling (baseline 1.0), where a drop or a gain cannot show. Read a dissociation only off entries
-    whose interval excludes 0 and whose q-value is below 5%, in classes not flagged
-    (:attr:`LesionResult.dissociable`), and only when the
-    reliability says the matrix would replicate on other images.
+    controlling the false discovery rate over the matrix, the split-half reliability of the whole matrix, the
+    effect normalised for floor and ceiling, and the classes that sit at floor (baseline <= chance) or
+    ceiling (baseline 1.0), where a drop or a gain cannot show. Read a dissociation only off entries whose
+    interval excludes 0 and whose q-value is below 5%, in classes not flagged
+    (:attr:`LesionResult.dissociable`), and only when the reliability says the matrix would replicate on
+    other images.
 
     Parameters
     ----------

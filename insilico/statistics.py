@@ -262,5 +262,5 @@ def require_finite(x, what: str = "the responses") -> None:
 
 
 __all__ = ["LEVEL", "bootstrap", "correlation", "fdr_q", "interval", "matched_difference_interval", "mcnemar_p",
-           "proportion_interval", "require_finite", "resample_within", "rng", "rng_for", "sign_flip_p", "spearman_brown",
-           "split_halves"]
+           "proportion_interval", "require_finite", "resample_within", "rng", "rng_for", "sign_flip_p",
+           "spearman_brown", "split_halves"]

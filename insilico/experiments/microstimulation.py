@@ -17,8 +17,14 @@ adds a current to ``units`` (the *site*; :meth:`insilico.Probe.stimulate`,
   (then every stimulus is a trial);
 - the effect on that class against the others is tested with a paired
   permutation test on the trials (stimulated vs. unstimulated swapped per
-  trial): ``p_value`` per strength, with a bootstrap interval of the target's
-  probability shift and the target's rank among the classes' shifts;
+  trial): ``p_value`` per strength, that the target's probability rises (as
+  probabilities sum to 1, the same as rising more than the others' mean), with
+  a bootstrap interval of the target's probability shift and the target's rank
+  among the classes' shifts. A current that lifts many classes (a generic
+  drift) passes that test, so ``specificity_p`` tests that the target rises
+  more than *every* other class: the same paired test of the target's shift
+  minus each other class's, its largest p-value (an intersection-union test,
+  Berger 1982: level 5% with no correction for the K - 1 comparisons);
 - with ``scale="std"`` the current is scaled **per neuron**: each stimulated
   neuron gets ``strength`` times its own standard deviation over the stimuli
   (a silent neuron gets none), so a strength means the same for every neuron
@@ -119,11 +125,14 @@ def _statistics(probs, base, trials, target, seed) -> dict:
     shift = mean - base.mean(0)[None]
     rng = rng_for(seed, "microstimulation bootstrap")
     boot = rng.integers(0, d.shape[1], (N_PERMUTATIONS, d.shape[1]))
-    return dict(mean_probability=mean, shift=shift,
+    rest = delta[..., target:target + 1] - np.delete(delta, target, axis=-1)  # (S, n, K-1): target vs each other
+    each = sign_flip_p(np.moveaxis(rest, 1, -1).reshape(-1, d.shape[1]), N_PERMUTATIONS,
+                       rng_for(seed, "microstimulation specificity")).reshape(len(d), -1)
+    return dict(mean_probability=mean, shift=shift, specificity_p=each.max(1) if each.size else np.ones(len(d)),
                 choice=np.stack([np.bincount(p.argmax(-1), minlength=n_classes) / p.shape[0] for p in probs]),
                 p_value=sign_flip_p(d, N_PERMUTATIONS, rng_for(seed, "microstimulation permutations")),
                 target_shift_interval=interval(delta[:, boot, target].mean(-1), axis=1),
-                target_rank=1 + (shift > shift[:, target:target + 1]).sum(1))
+                target_rank=(shift >= shift[:, target:target + 1]).sum(1))  # ties count against the target
 
 
 @register_tool("experiment", per_sample=True)
@@ -234,13 +243,18 @@ class MicrostimulationResult(Result):
         the target (all stimuli when the target was given); NaN for a class with none there
     p_value : (S,) one-sided paired permutation test (1000 sign flips) that the target's probability rises more
         than the others' mean; its floor is 1/1001, and 1 at strength 0
+    specificity_p : (S,) the target's shift exceeds every other class's: the largest of the K - 1 one-sided
+        paired permutation p-values of (target's shift - that class's shift) per trial (intersection-union
+        test, Berger 1982); a small ``p_value`` with a large ``specificity_p`` is a drift, not the site's class
     target_shift_interval : (S, 2) 95% bootstrap interval (over trials) of the target's probability shift
-    target_rank : (S,) rank of the target's shift among all classes' (1: it rises most)
+    target_rank : (S,) rank of the target's shift among all classes' (1: it rises most; ties count against
+        it, so with no current, where nothing moves, it is K)
     neuron_scale : (M,) the current per unit of strength of each stimulated neuron (its SD with
         ``scale="std"``, else 1); ``settings["unit_scale"]`` is their mean
     """
 
-    required_arrays = ("held_out", "p_value", "target_shift_interval", "target_rank", "site_tuning", "neuron_scale")
+    required_arrays = ("held_out", "p_value", "specificity_p", "target_shift_interval", "target_rank", "site_tuning",
+                       "neuron_scale")
 
     @property
     def target_class(self) -> int:
@@ -255,7 +269,7 @@ class MicrostimulationResult(Result):
                 "target_probability": self.mean_probability[:, self.target_class],
                 "target_shift_low": self.target_shift_interval[:, 0],
                 "target_shift_high": self.target_shift_interval[:, 1], "target_rank": self.target_rank,
-                "p_value": self.p_value}
+                "p_value": self.p_value, "specificity_p": self.specificity_p}
         for k, c in enumerate(self.classes):
             cols[f"p_{c}"] = self.mean_probability[:, k]
         return cols
@@ -278,6 +292,7 @@ class MicrostimulationResult(Result):
         ax.set_ylim(-0.02, 1.02)
         strongest_p = float(self.p_value[strongest])
         ax.set_title(f"{', '.join(self.settings['units'])[:50]}: predicted {self.classes[t]} "
-                     f"({self.settings.get('target_chosen', '')}); p = {strongest_p:.3g}", fontsize=7)
+                     f"({self.settings.get('target_chosen', '')}); p = {strongest_p:.3g}, above every other class: "
+                     f"p = {float(self.specificity_p[strongest]):.3g}", fontsize=7)
         ax.legend(fontsize=7, frameon=False)
         return fig

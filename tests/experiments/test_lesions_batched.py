@@ -99,6 +99,7 @@ def test_normalised_effect_has_a_bootstrap_interval_around_it():
     assert np.all(ci[..., 0][ok] <= estimate[ok] + 1e-12) and np.all(estimate[ok] <= ci[..., 1][ok] + 1e-12)
     floor = ~(res.baseline_class > float(res.chance))         # class 2: no stimuli, NaN baseline
     assert floor.tolist() == [False, False, True] and np.all(np.isnan(ci[:, floor]))
+    assert np.isnan(res.p_value[:, 2]).all() and np.isnan(res.q_value[:, 2]).all()  # no stimuli: no test
     joined = type(res).concat([res, res])                      # kept through concatenation
     np.testing.assert_array_equal(joined.normalised_interval[:3], ci)
 

@@ -54,7 +54,60 @@ def test_a_lesion_down_to_chance_is_minus_one_and_floor_and_ceiling_are_flagged(
     assert res.nonzero[0, :2].all()                            # 20 images per class: half right in every resample?
     assert not res.dissociable.any()                           # ...but classes at ceiling or floor are no claim
     np.testing.assert_array_equal(res.effect[1], 0.0)           # the nuisance units change nothing
-    np.testing.assert_array_equal(res.effect_interval[1, :2], 0.0)
+    lo, hi = res.effect_interval[1, :2, 0], res.effect_interval[1, :2, 1]
+    assert np.all(lo < 0) and np.all(hi > 0) and not res.nonzero[1].any()  # none of 20 changed: others still may
+
+
+def _rare_net():
+    """2 classes from x = (s, r): s = +-1 the class; a class-1 image with r = 1 looks like class 0 (s = -0.1) and is
+    right only through hidden 2 (= r). Lesioning hidden 2 makes exactly those images wrong."""
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[10.0, 0], [-10, 0], [0, 1]]))
+        net[0].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[0, 1.0, 0], [1, 0, 5]]))
+        net[2].bias.zero_()
+    return net
+
+
+def _rare_set(per_class: int, rare: int):
+    x = torch.tensor([[-1.0, 0]] * per_class + [[1.0, 0]] * (per_class - rare) + [[-0.1, 1]] * rare)
+    return raw(x), torch.arange(2).repeat_interleave(per_class)
+
+
+def test_a_lesion_interval_covers_the_effect_a_larger_sample_shows_when_no_image_of_the_small_one_changed():
+    net = _rare_net()
+    big = lesion_sweep(net, "1", *_rare_set(160, 10), groups=[[2]], progress=False)
+    assert big.effect[0, 1] == pytest.approx(-10 / 160)         # 1 in 16 class-1 images needs hidden 2
+    small = lesion_sweep(net, "1", *_rare_set(16, 0), groups=[[2]], progress=False)
+    assert small.effect[0, 1] == 0.0                              # none of the 16 drawn needs it
+    lo, hi = small.effect_interval[0, 1]
+    assert lo < big.effect[0, 1] < hi                             # a percentile bootstrap gave [0, 0] here
+    assert small.p_value[0, 1] == 1.0 and not small.nonzero[0, 1]
+
+
+def test_a_matrix_of_null_entries_marks_none_dissociable():
+    from insilico.experiments.lesions import lesion_uncertainty
+    g = np.random.default_rng(0)
+    groups, per = 300, 30                                         # 600 entries, each with no effect
+    y = np.repeat(np.arange(2), per)
+    base = np.tile(np.arange(per) % 3 > 0, 2)                     # 2/3 right at baseline
+    correct = base[None] ^ (g.random((groups, 2 * per)) < np.where(base, 0.1, 0.2))  # as many gained as lost
+    arrays = dict(groups=np.arange(groups).astype(str), classes=np.array(["a", "b"]), chance=np.array(0.5),
+                  labels=y, correct=correct, baseline_correct=base, baseline_class=np.array([2 / 3, 2 / 3]),
+                  class_accuracy=np.stack([correct[:, y == k].mean(1) for k in range(2)], 1),
+                  **lesion_uncertainty(correct, base, y, 2))
+    res = LesionResult(arrays, {})
+    assert res.nonzero.sum() > 0 and (res.p_value < 0.05).sum() > 0   # single tests: some chance "effects"
+    assert not res.dissociable.any() and np.nanmin(res.q_value) > 0.05  # the matrix read as a family: none
+
+
+def test_with_the_intact_models_decisions_as_labels_a_drop_is_dissociable():
+    net, x, _ = _halves_net()
+    res = lesion_sweep(net, "1", x, "decision", groups=[[0, 1], [2, 3]], progress=False)
+    assert res.at_ceiling[:2].all()                               # agreement with itself: 1.0 by construction
+    np.testing.assert_array_equal(res.effect[0, :2], -0.5)        # half of every class's decisions change
+    assert res.dissociable[0, :2].all() and not res.dissociable[1].any()
 
 
 def test_lesion_noise_estimates_are_seeded_and_leave_the_global_rng_alone():
@@ -69,7 +122,7 @@ def test_lesion_noise_estimates_are_seeded_and_leave_the_global_rng_alone():
     c = lesion_sweep(net, "1", raw(x), y, n_boot=200, seed=2, progress=False)
     np.testing.assert_array_equal(a.effect_interval, b.effect_interval)
     assert float(a.split_half_r) == float(b.split_half_r)
-    assert not np.array_equal(np.nan_to_num(a.effect_interval), np.nan_to_num(c.effect_interval))
+    np.testing.assert_array_equal(a.effect_interval, c.effect_interval)  # closed form: no resampling
     assert float(a.reliability) == pytest.approx(spearman_brown(float(a.split_half_r)))
     lo, hi = a.effect_interval[..., 0], a.effect_interval[..., 1]
     assert np.all(lo <= a.effect + 1e-12) and np.all(a.effect <= hi + 1e-12)  # paired: the estimate is inside
@@ -88,7 +141,9 @@ def test_joined_sweeps_equal_the_whole_and_old_files_are_refused(tmp_path):
     np.testing.assert_array_equal(back.effect_interval, whole.effect_interval)
     np.testing.assert_array_equal(back.dissociable, whole.dissociable)
     assert back.chance.shape == () and float(back.reliability) == pytest.approx(float(whole.reliability), nan_ok=True)
-    assert LesionResult.load(whole.export(tmp_path / "sweep")[0]).correct.shape == (4, 50)
+    exported = whole.export(tmp_path / "sweep")
+    assert LesionResult.load(exported[0]).correct.shape == (4, 50)
+    assert "0 q" in exported[-1].read_text()                    # the matrix's q-values travel with it
     blob = torch.load(tmp_path / "sweep.pt", weights_only=True)   # a file of an older insilico: no intervals
     arrays = blob["result"]["fields"]["arrays"]
     arrays["__dict__"] = [kv for kv in arrays["__dict__"] if kv[0] != "effect_interval"]
@@ -117,6 +172,27 @@ def test_cumulative_lesion_has_several_seeded_random_orders():
     assert np.all(band[:, 0] <= a.accuracy_random + 1e-12) and np.all(a.accuracy_random <= band[:, 1] + 1e-12)
     assert a.accuracy_random[0] == a.accuracy_most[0] == 1.0 and a.accuracy_random[-1] == a.accuracy_most[-1]
     assert a.plot() is not None
+    below = (a.accuracy_random_all <= a.accuracy_most[None] + 1e-12).sum(0)   # random orders at or below "most"
+    np.testing.assert_allclose(a.p_most, (1 + below) / 6)
+    assert a.p_most[0] == a.p_most[-1] == a.p_least[0] == a.p_least[-1] == 1.0  # same channels lesioned: no effect
+
+
+def test_the_default_random_orders_can_reach_p_005():
+    net = nn.Sequential(nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 2)).eval()
+    with torch.no_grad():                        # class 1 is read while any of hidden 0-9 is on (redundant copies)
+        net[0].weight.copy_(torch.eye(40))
+        net[0].bias.zero_()
+        net[2].weight.zero_()
+        net[2].weight[1, :10] = 1.0
+        net[2].bias.copy_(torch.tensor([0.5, 0.0]))
+    x = torch.zeros(8, 40)
+    x[:4, :10] = 1.0
+    y = torch.tensor([1] * 4 + [0] * 4)
+    res = cumulative_lesion(net, "1", raw(x), y, n_points=5, progress=False)
+    # no single lesion matters, so the ranking is the stable order 0, 1, ...: the first 10 lesioned are 0-9
+    assert res.accuracy_random_all.shape[0] == 19 and list(res.n_lesioned[:2]) == [0, 10]
+    assert res.accuracy_most[1] == 0.5 and np.all(res.accuracy_random_all[:, 1] == 1.0)  # random: C(40, 10) orders
+    assert res.p_most[1] == pytest.approx(1 / 20)   # below every random order: the floor, 0.05 (10 orders: 0.09)
 
 
 def _wired(readout: list[int]):
@@ -140,7 +216,7 @@ def test_microstimulation_predicts_the_sites_preferred_class_a_priori():
     assert 0 < trials.sum() < 30 and res.settings["n_trials"] == int(trials.sum())
     assert res.p_value[0] == 1.0                         # no current: no effect, p = 1 by construction
     assert res.p_value[-1] <= 3 / 1001                   # every trial moves towards class 1: near the floor 1/1001
-    assert list(res.target_rank[1:]) == [1, 1]
+    assert list(res.target_rank) == [3, 1, 1]            # no current: a tie with every class is no rise
     assert np.all(res.target_shift_interval[1:, 0] > 0)
     same = microstimulation(net, "1[1]", x, strengths=[0, 2, 8], labels=y, progress=False)
     np.testing.assert_array_equal(same.p_value, res.p_value)
@@ -157,6 +233,32 @@ def test_microstimulation_does_not_pick_the_class_that_rises_after_the_fact():
         net[0].weight[1].zero_()                         # hidden 1 is silent: no preferred class to predict
     with pytest.raises(InsilicoError, match="no preferred class.*target="):
         microstimulation(net, "1[1]", x, strengths=[0, 4], labels=y, progress=False)
+
+
+def test_the_predicted_class_never_sees_the_trials():
+    net, x, y = _wired([0, 1, 2])                # hidden 1 prefers class 1
+    res = microstimulation(net, "1[1]", x, strengths=[0, 2], labels=y, progress=False)
+    trials = torch.as_tensor(res.held_out)
+    leaked = torch.eye(3)[y]                     # the stimuli of _wired
+    leaked[trials & (y == 2), 1] = 50.0          # on the trials only, class 2 now drives the site far more
+    again = microstimulation(net, "1[1]", raw(leaked), strengths=[0, 2], labels=y, progress=False)
+    np.testing.assert_array_equal(again.held_out, res.held_out)  # the halves depend on the labels and seed alone
+    assert again.target_class == res.target_class == 1
+    np.testing.assert_array_equal(again.site_tuning, res.site_tuning)
+
+
+def test_a_drift_that_lifts_another_class_more_is_not_specific_to_the_target():
+    net, x, y = _wired([0, 1, 2])                # hidden 1 prefers class 1, drives class 1 and class 2 more
+    with torch.no_grad():
+        net[2].weight[:, 1] = torch.tensor([-3.0, 1.0, 1.5])
+    res = microstimulation(net, "1[1]", x, strengths=[0, 0.2], labels=y, progress=False)
+    assert res.target_class == 1 and res.shift[-1, 1] > 0 and res.target_rank[-1] == 2
+    assert res.p_value[-1] < 0.05                        # the target's probability does rise ...
+    assert res.specificity_p[-1] > 0.5                   # ... but class 2 rises more on every trial: no specificity
+    assert res.specificity_p[0] == 1.0 and "specificity_p" in res.table()
+    net, x, y = _wired([0, 1, 2])
+    ok = microstimulation(net, "1[1]", x, strengths=[0, 8], labels=y, progress=False)
+    assert ok.specificity_p[-1] <= 3 / 1001              # the site's class rises above each other class on each trial
 
 
 def test_microstimulation_scales_the_current_per_neuron():

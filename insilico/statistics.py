@@ -17,6 +17,8 @@ sample of stimuli. The rules live here once:
 - :func:`matched_difference_interval`: the interval of a change in a proportion
   measured twice on the same trials (Agresti & Min 2005), :func:`mcnemar_p` its
   exact test, :func:`proportion_interval` a proportion's (Wilson);
+- :func:`class_mean_interval`: Student's t interval of each class's mean of a
+  continuous per-stimulus change (few stimuli per class);
 - :func:`fdr_q`: Benjamini-Hochberg q-values of a family of tests read together;
 - :func:`sign_flip_p`: a paired permutation test (the condition labels of each
   paired trial swapped at random), one-sided, ``p = (1 + #{T* >= T}) / (1 + P)``,
@@ -189,6 +191,29 @@ def matched_difference_interval(gained, lost, n, level: float = LEVEL) -> np.nda
         half = z * np.sqrt(np.maximum(up + down - centre ** 2, 0.0) / (n + 2))
         out = np.clip(np.stack([centre - half, centre + half], -1), -1.0, 1.0)
     return np.where((n > 0)[..., None], out, np.nan)
+
+
+def class_mean_interval(values, classes, n_classes: int, level: float = LEVEL) -> np.ndarray:
+    """The ``level`` interval of each class's mean of continuous per-stimulus ``values`` (G, N): Student's t with
+    ``n_c - 1`` degrees of freedom, ``mean +- t s / sqrt(n_c)`` (G, n_classes, 2); NaN for a class with fewer than
+    2 stimuli. Values that are all equal give a zero-width interval at that value (no change at all is exact).
+
+    For a few stimuli per class (the percentile bootstrap of 5 values covers far less than ``level``); for
+    proportions use :func:`matched_difference_interval` instead.
+
+    >>> class_mean_interval(np.array([[0.1, 0.3, 0.0, 0.0, 0.0]]), np.array([0, 0, 1, 1, 1]), 2).round(3).tolist()
+    [[[-1.071, 1.471], [0.0, 0.0]]]
+    """
+    from scipy import stats
+
+    values, classes = np.atleast_2d(np.asarray(values, dtype=np.float64)), np.asarray(classes)
+    out = np.full(values.shape[:1] + (int(n_classes), 2), np.nan)
+    for k in range(int(n_classes)):
+        v = values[:, classes == k]
+        if v.shape[1] >= 2:
+            half = stats.t.ppf(0.5 + level / 2.0, v.shape[1] - 1) * v.std(1, ddof=1) / np.sqrt(v.shape[1])
+            out[:, k] = np.stack([v.mean(1) - half, v.mean(1) + half], -1)
+    return out
 
 
 def proportion_interval(k, n, level: float = LEVEL) -> np.ndarray:

@@ -123,12 +123,11 @@ def _rf() -> str:
 def _lesion() -> str:
     return ("<p>The unit set to 0 at every position on the lesion images (held-out photos, a few per class), many "
             "lesions per forward pass; each bar is the mean change, over one class's images, in the output "
-            "probability the panel names. Its whisker is the 95% percentile bootstrap interval of that mean (1,000 "
-            "resamples of the class's images with replacement, each resample scored with and without the lesion: "
-            "<code>lesion_sweep</code>'s own statistic, <code>lesion_uncertainty</code>, on each image's "
-            "probability); a bar whose interval includes 0 is drawn hollow, not distinguishable from no effect. "
-            "With few images per class the interval is rough (a percentile bootstrap of a handful of values is "
-            "narrower than the truth). Classes the intact model gets at most at chance (F) or all right (C) are "
+            "probability the panel names. Its whisker is the 95% Student's t interval of that mean over the class's "
+            "images (each image scored with and without the lesion; <code>insilico.statistics.class_mean_interval</code>"
+            "; a percentile bootstrap of a handful of values would be narrower than the truth); a bar whose interval "
+            "includes 0 is drawn hollow, not distinguishable from no effect. The bars are not corrected for "
+            "testing many at once: <code>lesion_sweep</code> on more images gives q-values over the matrix. Classes the intact model gets at most at chance (F) or all right (C) are "
             "flagged: their accuracy cannot drop / rise. The layer page gives the split-half (test-retest) "
             "reliability of the units &times; classes matrix. All units of a layer share one scale (the largest "
             "|effect| of any of them), so bars compare across its units.</p>")

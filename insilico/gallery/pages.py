@@ -221,7 +221,7 @@ def _lesion_layer_html(lesion: dict | None, rows: list[dict]) -> str:
     text = "<h2>Lesion matrix</h2><p>"
     if bars:
         text += (f"{sum(a for a, _ in bars)} of {sum(b for _, b in bars)} lesion bars of {len(bars)} units differ "
-                 "from 0 (their 95% bootstrap interval over images excludes 0; the others are drawn hollow). ")
+                 "from 0 (their 95% t interval over the class's images excludes 0; the others are drawn hollow). ")
     if lesion and lesion.get("split_half_r") is not None:
         text += (f"Test-retest: the units &times; classes matrix of lesion effects measured on two halves of the "
                  f"images ({lesion['per_class']} per class, halves stratified by class) correlates at "
@@ -735,13 +735,14 @@ def _lesion_noise_text(d: dict, per: int | None) -> str:
     if d.get("interval") is None:
         if per and per < 16:
             return (f" With {per} images per class a bar is an indication, not a measurement: no interval is drawn "
-                    "(<code>insilico.lesion_sweep</code> on more images gives bootstrap intervals).")
+                    "(<code>insilico.lesion_sweep</code> on more images gives intervals).")
         return (" No interval: the bars are per output over all images, not per class of the labels." if
                 not d["labelled"] or d.get("measure") == "outputs" else
                 " No interval (a panel computed before the gallery kept each image's change: rebuild its lesions).")
     nonzero = sum(bool(v) for v in d.get("nonzero") or [])
-    text = (f" Whiskers: the 95% bootstrap interval of each bar ({d.get('n_boot', 'many')} resamples of the images "
-            f"within the class, each scored with and without the lesion); hollow bars: the interval includes 0, not "
+    how = ("Student's t over the class's images, each scored with and without the lesion" if d.get("method") == "t"
+           else f"{d.get('n_boot', 'many')} bootstrap resamples of the class's images")  # a panel of an older build
+    text = (f" Whiskers: the 95% interval of each bar ({how}); hollow bars: the interval includes 0, not "
             f"distinguishable from no effect ({nonzero} of {len(d['classes'])} bars differ from 0)")
     if per and per < 8:
         text += f"; with {per} images per class the interval is rough"

@@ -43,6 +43,7 @@ from torch import nn
 from ..errors import InsilicoError
 from ..layers import example_input
 from ..plot import as_images, map_to_rgb, mosaic
+from ..statistics import class_mean_interval
 from ..synthesis.projection import rms_contrast
 from ..units import Unit
 from .features import visualize
@@ -419,35 +420,32 @@ def lesion(work: Work, layer: str, channels: list[int], batch: int = 512) -> lis
     found = lesion_sweep(work.model, layer, x, measure.pop("labels"), groups=[[c] for c in channels], n_boot=0,
                          batch_size=batch, progress=False)
     effects = (measure.pop("effects")(found) if "effects" in measure else
-               _per_class(found, measure.pop("per_class"), work.settings.seed))
+               _per_class(found, measure.pop("per_class")))
     return [{**measure, **effect, "n_stimuli": len(x)} for effect in effects]
 
 
-#: Bootstrap resamples of each lesion bar's interval (images resampled within class).
-LESION_BOOT = 1000
-#: The fewest images per class a lesion bar's bootstrap interval is drawn with: a resample of 1 image is that image
-#: (a zero-width interval that would call every change "different from 0"), of 2 mostly one of them.
+#: The fewest images per class a lesion bar's interval is drawn with (Student's t on 1 degree of freedom, 2 images,
+#: is 12.7 standard errors wide: no reading).
 LESION_MIN_PER_CLASS = 3
 
 
-def _per_class(found, per_class: dict, seed: int) -> list[dict]:
+def _per_class(found, per_class: dict) -> list[dict]:
     """Per unit and shown class, the mean change of the probability of each image's label (``by``: the class each
     image is counted in; ``shown``: the classes drawn, named ``names``) with its noise, by the sweep's own statistics
-    (:func:`insilico.experiments.lesions.lesion_uncertainty` on the per-image probabilities instead of the 0/1
-    scores): the 95% bootstrap interval of each bar (images resampled within class, paired with the intact model),
+    (:func:`insilico.statistics.class_mean_interval`: each bar is the mean of continuous per-image changes, so the
+    0/1 accuracy interval of :func:`~insilico.experiments.lesions.lesion_uncertainty` does not apply): the 95%
+    Student's t interval of each bar's mean over its class's images (each image paired with the intact model),
     ``nonzero`` (the interval excludes 0, :attr:`~insilico.experiments.LesionResult.nonzero`'s rule; neither with fewer
     than :data:`LESION_MIN_PER_CLASS` images in a shown class), the classes at
     floor / ceiling of the sweep's accuracy (``flagged``: the sweep's labels are the true classes) and each image's
     change (``image_change``, ``image_class``: the index of its class among ``names``, -1 when not shown), from
     which a layer page computes the split-half reliability of its whole lesion matrix (:func:`lesion_reliability`)."""
-    from ..experiments.lesions import lesion_uncertainty
-
     by, n, shown = np.asarray(per_class["by"]), int(per_class["n_classes"]), list(per_class["shown"])
     counts = np.array([int((by == k).sum()) for k in shown])
-    boot = LESION_BOOT if len(counts) and counts.min() >= LESION_MIN_PER_CLASS else 0  # else no interval at all
+    drawn = bool(len(counts)) and counts.min() >= LESION_MIN_PER_CLASS  # else no interval at all
     change = found.label_probability - found.baseline_label_probability[None, :]  # (G, N), paired per image
-    # each image's change against 0 (not lesioned minus intact means): no cancellation residue to call an effect
-    ci = lesion_uncertainty(change, np.zeros(change.shape[1]), by, n, boot, seed)["effect_interval"][:, shown]
+    # each image's change (not lesioned minus intact means): no cancellation residue to call an effect
+    ci = class_mean_interval(change, by, n)[:, shown]
     mean = found.probability_change(by, n)[:, shown]
     where = {k: i for i, k in enumerate(shown)}
     image_class = [where.get(int(k), -1) for k in by]
@@ -457,7 +455,7 @@ def _per_class(found, per_class: dict, seed: int) -> list[dict]:
                  "at_ceiling": [bool(v) for v in found.at_ceiling[shown]],
                  "baseline_accuracy": _finite(found.baseline_class[shown])}
     noise = [{"interval": [_finite(v) for v in ci[g]], "nonzero": [bool(lo > 0 or hi < 0) for lo, hi in ci[g]],
-              "level": 0.95, "n_boot": boot} if boot else {} for g in range(len(mean))]
+              "level": 0.95, "method": "t"} if drawn else {} for g in range(len(mean))]
     return [{"classes": [str(c) for c in per_class["names"]], "probability_change": _finite(mean[g]), **noise[g],
              **flags, "image_change": _finite(change[g]), "image_class": image_class} for g in range(len(mean))]
 

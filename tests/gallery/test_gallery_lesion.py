@@ -1,5 +1,4 @@
-"""The gallery's lesion panels carry their noise (issue 28): each bar's bootstrap interval by the sweep's own
-statistic, hollow bars where it includes 0, floor / ceiling flags, and the layer's split-half reliability."""
+"""The gallery's lesion panels carry their noise (issue 28): each bar's Student's t interval over its class's images, hollow bars where it includes 0, floor / ceiling flags, and the layer's split-half reliability."""
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -30,7 +29,7 @@ def test_a_lesion_that_changes_nothing_has_a_zero_interval_and_hollow_bars():
     y = torch.arange(24) % 2
     found = lesion_sweep(net, "1", insilico.pixels.raw(x), y, groups=[[0], [1]], n_boot=0, progress=False)
     dead, live = _per_class(found, {"by": y.numpy(), "n_classes": 2, "shown": [0, 1], "names": ["a", "b"],
-                                    "flagged": True}, seed=0)
+                                    "flagged": True})
     assert dead["probability_change"] == [0.0, 0.0] and dead["interval"] == [[0.0, 0.0], [0.0, 0.0]]
     assert dead["nonzero"] == [False, False]
     for k, (lo, hi) in enumerate(live["interval"]):     # a real change: its mean inside a non-degenerate interval
@@ -47,7 +46,7 @@ def test_too_few_images_per_class_give_no_interval():
     net, x = _dead_channel_net(), torch.rand(2 * (LESION_MIN_PER_CLASS - 1), 4)
     y = torch.arange(len(x)) % 2
     found = lesion_sweep(net, "1", insilico.pixels.raw(x), y, groups=[[1]], n_boot=0, progress=False)
-    (d,) = _per_class(found, {"by": y.numpy(), "n_classes": 2, "shown": [0, 1], "names": ["a", "b"]}, seed=0)
+    (d,) = _per_class(found, {"by": y.numpy(), "n_classes": 2, "shown": [0, 1], "names": ["a", "b"]})
     assert "interval" not in d and "nonzero" not in d
     assert "indication, not a measurement" in pages._lesion_html(dict(d, labelled=True, n_stimuli=len(x)))
 
@@ -56,7 +55,7 @@ def test_the_lesion_stage_bars_are_the_probe_lesions_per_image_changes_with_inte
     """On the bundled photos: each image's change is the Probe's lesion of that logit, the bar its class mean, and
     silencing the logit of class 0 lowers class 0's probability on every one of its images: an interval below 0."""
     model = insilico.models.load("minialex")
-    work = Work(model, GallerySettings(lesion_per_class=4), tmp_path, (3, 64, 64))
+    work = Work(model, GallerySettings(lesion_per_class=8), tmp_path, (3, 64, 64))
     d0, _ = lesion(work, "classifier.6", [0, 1])
     x, y, _ = work.lesion_set
     with torch.no_grad():
@@ -65,11 +64,15 @@ def test_the_lesion_stage_bars_are_the_probe_lesions_per_image_changes_with_inte
             cut = torch.softmax(model(x).double(), -1)
     change = (cut - base)[torch.arange(len(x)), y]
     assert np.allclose(d0["image_change"], change.numpy(), atol=1e-6)
-    assert d0["image_class"] == y.tolist() and d0["n_boot"] == 1000
+    assert d0["image_class"] == y.tolist() and d0["method"] == "t"
+    from scipy import stats
+    own = change[y == 0].numpy()                 # class 0's whisker: Student's t by hand
+    half = stats.t.ppf(0.975, len(own) - 1) * own.std(ddof=1) / np.sqrt(len(own))
+    assert np.allclose(d0["interval"][0], [own.mean() - half, own.mean() + half], atol=1e-6)
     assert d0["interval"][0][1] < 0 and d0["nonzero"][0]
     assert len(d0["at_floor"]) == len(d0["at_ceiling"]) == len(d0["baseline_accuracy"]) == 16
     html = pages._lesion_html(d0)
-    assert "95% bootstrap interval" in html and f"{sum(d0['nonzero'])} of 16 bars differ from 0" in html
+    assert "95% interval of each bar (Student's t" in html and f"{sum(d0['nonzero'])} of 16 bars differ from 0" in html
 
 
 def test_the_split_half_reliability_of_a_lesion_matrix_is_one_without_noise_and_near_zero_for_noise():

@@ -19,6 +19,8 @@ sample of stimuli. The rules live here once:
   exact test, :func:`proportion_interval` a proportion's (Wilson);
 - :func:`class_mean_interval`: Student's t interval of each class's mean of a
   continuous per-stimulus change (few stimuli per class);
+- :func:`holm`: Holm's step-down adjustment where any false rejection matters
+  (which layers differ from the best);
 - :func:`fdr_q`: Benjamini-Hochberg q-values of a family of tests read together;
 - :func:`sign_flip_p`: a paired permutation test (the condition labels of each
   paired trial swapped at random), one-sided, ``p = (1 + #{T* >= T}) / (1 + P)``,
@@ -254,6 +256,23 @@ def fdr_q(p) -> np.ndarray:
     if keep.any():
         q[keep] = false_discovery_control(p[keep], method="bh")
     return q
+
+
+def holm(p) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values of a family of tests (1-D; NaN entries are not in the family and
+    stay NaN): reject where the adjusted value is below ``alpha``, and the chance of any false rejection in the
+    family is at most ``alpha``. ``p_(j)`` adjusted is ``max_{i <= j} min(1, (m - i) p_(i))`` over the sorted values.
+
+    >>> holm([0.01, 0.04, 0.03, np.nan]).tolist()
+    [0.03, 0.06, 0.06, nan]
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    keep = np.flatnonzero(np.isfinite(p))
+    order = keep[np.argsort(p[keep], kind="stable")]
+    m = len(order)
+    out[order] = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    return out
 
 
 def require_finite(x, what: str = "the responses") -> None:

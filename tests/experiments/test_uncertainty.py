@@ -282,3 +282,22 @@ def test_permutation_p_floor_and_the_rsa_best_set():
     noise = rsa.rdm(torch.rand(16, 4, generator=g, dtype=torch.float64))
     res = rsa.bootstrap({"a": truth, "copy": truth, "noise": noise}, truth, n_boot=100, progress=False)
     assert res.names[res.best] in ("a", "copy") and sorted(res.best_set()) == ["a", "copy"]
+
+
+def test_the_rsa_best_set_is_corrected_for_testing_every_model_against_the_best():
+    """Each other model is worse than the best on all but 19 of 999 paired resamples (one-sided p = 0.02 < 0.025):
+    alone it leaves the set; three of them together do not (Holm: 3 x 0.02 > 0.025), and a clearly worse one does."""
+    from insilico.rsa.bootstrap import BootstrapResult
+
+    d = np.r_[np.full(19, -0.01), np.full(980, 0.05)]                # best - model, 19 at or below 0
+
+    def result(n_tied, clear=False):
+        cols = [np.full(999, 0.5)] + [0.5 - np.roll(d, k) for k in range(n_tied)] + ([np.full(999, 0.1)] if clear else [])
+        names = ["best"] + [f"m{k}" for k in range(n_tied)] + (["worse"] if clear else [])
+        est = np.array([c.mean() for c in cols]); est[0] = 1.0
+        return BootstrapResult(names, est, np.stack(cols, 1), np.zeros((len(cols), 2)), np.zeros(len(cols)),
+                               "spearman", "stimuli", 0.95)
+
+    assert result(1).best_set() == ["best"]
+    assert result(3).best_set() == ["best", "m0", "m1", "m2"]
+    assert result(3, clear=True).best_set() == ["best", "m0", "m1", "m2"]  # p 1/1000 x 4 = 0.004: the worse one leaves

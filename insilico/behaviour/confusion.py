@@ -3,8 +3,9 @@
 :func:`confusion` runs a classifier over labelled stimuli (the one batched
 loop, :func:`insilico.evaluate.predict`, inside the call's session) and counts
 its responses per true class; :meth:`ConfusionResult.from_trials` does the same
-for a table of human trials. Per-class accuracies come with percentile bootstrap
-intervals over images (:mod:`insilico.statistics`).
+for a table of human trials. Per-class accuracies come with Wilson intervals
+(:func:`insilico.statistics.proportion_interval`; a bootstrap of a class
+all right would give ``[1, 1]``).
 
 Example
 -------
@@ -36,13 +37,13 @@ from ..recording import stimulus_source
 from ..registry import register_tool
 from ..results import Result
 from ..plot.images import new_axes
-from ..statistics import bootstrap
+from ..statistics import proportion_interval
 from .trials import Trials, class_indices, observer_labels
 
 
 @dataclasses.dataclass(repr=False)
 class ConfusionResult(Result):
-    """Counts of responses per true class, with accuracies and their bootstrap intervals.
+    """Counts of responses per true class, with accuracies and their Wilson intervals.
 
     Attributes
     ----------
@@ -55,7 +56,7 @@ class ConfusionResult(Result):
     images : list of str
         Each trial's image id.
     class_low, class_high : tensor (K,)
-        Bootstrap interval of each class's accuracy (NaN without a bootstrap).
+        95% Wilson interval of each class's accuracy (Wilson 1927; NaN with ``n_boot=0``).
     accuracy_interval : list of float
         ``[low, high]`` of the overall accuracy.
     settings : dict
@@ -150,12 +151,14 @@ def _result(truth: np.ndarray, predicted: np.ndarray, classes: list, images: Seq
     counts = np.zeros((k, k), dtype=np.int64)
     np.add.at(counts, (truth[answered], predicted[answered]), 1)
     correct = truth == predicted
-    low, high = np.full(k, np.nan), np.full(k, np.nan)
-    for c in range(k):
-        if (truth == c).any():
-            low[c], high[c] = bootstrap(lambda i: correct[i][truth[i] == c].mean() if (truth[i] == c).any()
-                                        else np.nan, len(truth), n_boot, seed)
-    overall = bootstrap(lambda i: correct[i].mean(), len(truth), n_boot, seed)
+    if n_boot < 0:
+        raise InsilicoError(f"n_boot must be >= 0 (0: no intervals), not {n_boot}")
+    # Wilson intervals of proportions (a bootstrap of 16 right of 16 is [1, 1]); n_boot=0: none
+    right = np.array([correct[truth == c].sum() for c in range(k)])
+    n = np.array([(truth == c).sum() for c in range(k)])
+    per_class = proportion_interval(right, n) if n_boot else np.full((k, 2), np.nan)
+    low, high = per_class[:, 0].copy(), per_class[:, 1].copy()
+    overall = proportion_interval(correct.sum(), len(truth)).tolist() if n_boot and len(truth) else [np.nan, np.nan]
     return ConfusionResult(torch.from_numpy(counts), [str(c) for c in classes], torch.from_numpy(truth).long(),
                            torch.from_numpy(predicted).long(), [str(i) for i in images], torch.from_numpy(low),
                            torch.from_numpy(high), list(overall), dict(settings, n_boot=n_boot, seed=seed))
@@ -174,7 +177,7 @@ def confusion(
     seed: int | None = 0,
     progress: bool = True,
 ) -> ConfusionResult:
-    """Confusion matrix of a classifier over labelled stimuli, per-class accuracies with bootstrap intervals.
+    """Confusion matrix of a classifier over labelled stimuli, per-class accuracies with Wilson intervals.
 
     Parameters
     ----------
@@ -198,7 +201,8 @@ def confusion(
     batch_size, progress
         Stimuli per forward pass; progress bar.
     n_boot, seed
-        Bootstrap resamplings of the images for the intervals (0: none) and their seed.
+        0: no intervals; otherwise each accuracy gets its 95% Wilson interval (exact for the class's count of
+        images; ``n_boot`` and ``seed`` no longer draw resamples, kept for the signature).
 
     Returns
     -------

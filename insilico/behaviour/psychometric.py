@@ -47,7 +47,7 @@ from ..registry import register_tool
 from ..results import Result
 from ..seeding import content_key, derive_seed, generator
 from ..plot.images import new_axes
-from ..statistics import bootstrap
+from ..statistics import bootstrap, proportion_interval
 from .trials import class_indices, observer_labels
 
 #: The parameters :func:`degrade` varies, what a level means, and the levels used by default.
@@ -166,7 +166,7 @@ class PsychometricResult(Result):
     correct : tensor (L, N) bool
         Each image's correctness at each level.
     accuracy_low, accuracy_high : tensor (L,)
-        Bootstrap intervals over images.
+        95% Wilson interval of each level's accuracy (Wilson 1927; a bootstrap of all right would be [1, 1]).
     alpha, beta, lapse : float
         The fitted logistic (``alpha`` the midpoint, ``beta`` the scale, negative when accuracy falls;
         ``1 - lapse`` the top).
@@ -265,8 +265,9 @@ def _fit(levels, correct, chance, criterion, n_boot, seed):
     interval = bootstrap(lambda i: fitted(correct[:, i])[4], correct.shape[1], n_boot, seed)
     if math.isfinite(value) and not levels.min() <= value <= levels.max():  # extrapolated: not measured
         value, interval = math.nan, (math.nan, math.nan)
-    bounds = [bootstrap(lambda i, row=row: row[i].mean(), correct.shape[1], n_boot, seed) for row in correct]
-    return (alpha, beta, lapse, value, level), list(interval), np.array(bounds).reshape(-1, 2)
+    # each level's proportion correct: Wilson (a bootstrap of all right is [1, 1]); n_boot=0: none
+    bounds = proportion_interval(correct.sum(1), correct.shape[1]) if n_boot else np.full((len(correct), 2), np.nan)
+    return (alpha, beta, lapse, value, level), list(interval), np.asarray(bounds).reshape(-1, 2)
 
 
 @register_tool("behaviour", saves=True, follows_dtype=False)

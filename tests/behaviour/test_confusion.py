@@ -116,3 +116,18 @@ def test_a_folder_gives_its_labels_by_the_one_rule_of_every_tool(tmp_path):
         confusion(three, str(tmp_path), n_boot=0, progress=False)
     with pytest.raises(InsilicoError, match="labels are needed: .*a folder DIR/<class>/<image>"):
         confusion(three, torch.rand(3, 3, 4, 4), n_boot=0, progress=False)
+
+
+def test_a_class_answered_all_right_has_a_wilson_interval_not_one_to_one():
+    """16 of 16 right: a bootstrap over images gives [1, 1] (every resample is all right); the Wilson interval
+    (z = 1.96) is [16 / (16 + z^2), 1], as for every class and the overall accuracy here."""
+    from insilico.behaviour.confusion import _result
+
+    truth = np.repeat([0, 1], 16)
+    predicted = np.r_[np.zeros(16, int), np.r_[np.ones(8, int), np.zeros(8, int)]]
+    res = _result(truth, predicted, ["a", "b"], [str(i) for i in range(32)], 1000, 0, {})
+    z2 = 1.959963984540054 ** 2
+    assert float(res.class_low[0]) == pytest.approx(16 / (16 + z2)) and float(res.class_high[0]) == pytest.approx(1.0)
+    assert float(res.class_low[1]) < 0.5 < float(res.class_high[1])
+    none = _result(truth, predicted, ["a", "b"], [str(i) for i in range(32)], 0, 0, {})
+    assert np.isnan(none.class_low.numpy()).all() and np.isnan(none.accuracy_interval).all()

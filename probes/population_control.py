@@ -74,7 +74,7 @@ from insilico.errors import InsilicoError
 from insilico.encoding import Ensemble
 from insilico.jsonfiles import write_json
 from insilico.design.closed_loop import DEFAULT_ROUNDS, closed_loop
-from insilico.design.transfer import PILOT_OPTIONS, rank_candidates
+from insilico.design.transfer import DEFAULT_TOP, PILOT_OPTIONS, rank_candidates
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
            "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "ensemble+default+loop", "best+loop", "ensemble+best+loop", "best-robust+loop",
@@ -142,9 +142,11 @@ def loop_numbers(fit, exp, option: str, steps, budget: float, rounds: int, seed:
 class Fits:
     """The predictors of one experiment: the main fit, the factorized one, the ensemble, and the factories of loops."""
 
-    def __init__(self, exp, main, device: str, progress: bool, ensemble=ENSEMBLE, pool=None, pilot_steps=None):
+    def __init__(self, exp, main, device: str, progress: bool, ensemble=ENSEMBLE, pool=None, pilot_steps=None,
+                 top=DEFAULT_TOP):
         self.exp, self.main, self.device, self.progress, self.members = exp, main, device, progress, ensemble
         self.ensemble, self.scores, self.pool, self.pilot_steps, self.ranking = None, {}, pool, pilot_steps, None
+        self.top = top
 
     def _fit(self, name: str, layer: str, images, responses, weights="DEFAULT", **kwargs):
         return fit_predictor(insilico.models.load(name, device=self.device, weights=weights), images, responses,
@@ -157,7 +159,8 @@ class Fits:
                     for label, (name, weights) in self.pool.items()}
             steps = PILOT_OPTIONS["steps"] if self.pilot_steps is None else min(self.pilot_steps, PILOT_OPTIONS["steps"])
             self.ranking = rank_candidates(fits, self.exp.brain, self.exp.images, self.exp.responses,
-                                           self.exp.natural_images, steps=steps, progress=self.progress)
+                                           self.exp.natural_images, top=self.top, steps=steps,
+                                           progress=self.progress)
             self.scores["pilot"] = {"rows": self.ranking.rows, "chosen": self.ranking.chosen}
             print("pilot: " + ", ".join(f"{row['name']} {row['score']:.0%} (r {row['held_out_r']:.2f})"
                                         for row in self.ranking.rows) + f"; chosen {self.ranking.chosen}", flush=True)
@@ -210,15 +213,15 @@ def design_numbers(predictor, option: str, mode: str, exp, steps, budget: float,
 def run(out: str = "population_control", brains=("matched", "different"), options=OPTIONS, n_stimuli: int = 1000,
         n_neurons: int = 32, repetitions: int = 4, steps: int | None = None, budget: float = 4.0, seed: int = 0,
         device: str = "cpu", progress: bool = True, rounds: int = DEFAULT_ROUNDS, candidates: int = 1,
-        ensemble=ENSEMBLE, pool: dict | None = None) -> dict:
+        ensemble=ENSEMBLE, pool: dict | None = None, top: int = DEFAULT_TOP) -> dict:
     """Run the experiment and write the files; returns the JSON summary as a dict. ``pool``: label -> (network,
-    weights) of the pilot (:func:`pool_of`); None: design on ``minialex`` alone."""
+    weights) of the pilot (:func:`pool_of`), whose best ``top`` form the ensemble; None: design on ``minialex`` alone."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     summary = {"settings": dict(n_stimuli=n_stimuli, n_neurons=n_neurons, repetitions=repetitions, steps=steps,
                                 budget=budget, seed=seed, options=list(options), rounds=rounds,
                                 candidates=candidates, ensemble=[name for name, _ in ensemble],
-                                pool=None if pool is None else {k: [n, str(w)] for k, (n, w) in pool.items()}),
+                                pool=None if pool is None else {k: [n, str(w)] for k, (n, w) in pool.items()}, top=top),
                "brains": {}, "versions": dict(insilico=insilico.__version__, torch=torch.__version__)}
     rows, shown = [], {}
     for kind in brains:
@@ -238,7 +241,7 @@ def run(out: str = "population_control", brains=("matched", "different"), option
                  "median_normalized_r": float(np.nanmedian(main.scores["normalized_r"])),
                  "median_r_held_out_photos_vs_truth": float(held.median()),
                  "experiment_seconds": round(t1 - t0, 1), "options": {}}
-        fits = Fits(exp, main, device, progress, ensemble, pool, steps)
+        fits = Fits(exp, main, device, progress, ensemble, pool, steps, top)
         for option in (options if kind == "different" else MATCHED_OPTIONS):
             t2 = time.time()
             if option.endswith("+loop") or option == "loop":
@@ -326,6 +329,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pool", nargs="+", default=list(POOL),
                         help="the pilot's candidate networks: NAME or LABEL=WEIGHTS.pt (e.g. b@seed1=w/b.pt); "
                              "default every bundled network but blt (the different brain's)")
+    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="members of the pilot's ensemble (default 3)")
     parser.add_argument("--candidates", type=int, default=1, help="designs per neuron and mode in each loop round")
     parser.add_argument("--budget", type=float, default=4.0, help="L2 distance budget of natural starts (pixels)")
     parser.add_argument("--seed", type=int, default=0)
@@ -340,7 +344,7 @@ def main(argv=None) -> int:
         summary = run(args.out, args.brains, args.options, repetitions=args.repetitions, budget=args.budget,
                       rounds=args.rounds, candidates=args.candidates,
                       ensemble=tuple((name, LAYERS[name]) for name in args.ensemble),
-                      pool=pool_of(args.pool) if args.predictor == "pilot" else None,
+                      pool=pool_of(args.pool) if args.predictor == "pilot" else None, top=args.top,
                       seed=args.seed, device=device, progress=not args.quiet, **sizes)
     except InsilicoError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -162,7 +162,7 @@ class Fits:
                                            self.exp.natural_images, top=self.top, steps=steps,
                                            progress=self.progress)
             self.scores["pilot"] = {"rows": self.ranking.rows, "chosen": self.ranking.chosen}
-            print("pilot: " + ", ".join(f"{row['name']} {row['score']:.0%} (r {row['held_out_r']:.2f})"
+            print("pilot: " + ", ".join(f"{row['name']} {row['score']:.2f} (r {row['held_out_r']:.2f})"
                                         for row in self.ranking.rows) + f"; chosen {self.ranking.chosen}", flush=True)
         return self.ranking
 

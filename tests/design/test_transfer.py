@@ -47,7 +47,7 @@ def test_the_brains_own_network_ranks_first_and_alone_forms_the_ensemble(setup):
                               responses, top=1, **PILOT)
     assert ranking.order == ["own", "other"] and ranking.chosen == ["own"]
     own, other = ranking.rows
-    assert own["recorded_beyond"] >= 0.8 and own["score"] > other["score"]
+    assert own["recorded_beyond"] >= 0.8 and own["score"] == own["recorded_stretch"] > 1.5 * other["score"]
     assert ranking.ensemble is ranking.predictors["own"]
     # held-out r is the fitted predictor's, reported beside what transfers
     assert own["held_out_r"] == pytest.approx(float(np.median(ranking.predictors["own"].scores["r"])))
@@ -107,6 +107,7 @@ def test_the_ensemble_keeps_the_top_candidates_above_the_floor_and_refits_them(s
     ({"a": 3}, {}, "candidate 'a' is a int"),
     ({"a": nn.Identity()}, {"top": 0}, "top must be an integer >= 1"),
     ({"a": nn.Identity()}, {"floor": 1.5}, r"floor must be a number in \[0, 1\]"),
+    ({"a": nn.Identity()}, {"modes": ("one_hot",)}, "the pilot scores the stretch designs"),
 ])
 def test_bad_arguments_are_refused_before_the_pilot(setup, candidates, options, message):
     images, _, brain, responses = setup

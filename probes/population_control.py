@@ -22,7 +22,8 @@ The predictor of the options not named ``ensemble...`` or ``factorized`` is chos
 (``--predictor pilot``, the default): :func:`insilico.design.transfer.rank_candidates` fits every network
 of the pool (``--pool``: by default every bundled network but ``blt``, the different brain's, so that
 brain stays a network the predictor is not; ``name=weights.pt`` adds another seed), runs a one-round
-pilot per network on the brain (64 steps, 1 start) and ensembles the best 3 by their *recorded* success;
+pilot per network on the brain (64 steps, 1 start) and ensembles the best 3 (``--top``) by their *recorded*
+median stretch;
 ``--predictor minialex`` designs on ``minialex`` alone (the numbers before the pilot). Design options
 for the different brain: ``default`` (``population_control``'s defaults: noise
 start, 4 restarts, transforms), ``plain`` (one noise start, no transforms),

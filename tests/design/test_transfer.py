@@ -113,3 +113,19 @@ def test_bad_arguments_are_refused_before_the_pilot(setup, candidates, options, 
     images, _, brain, responses = setup
     with pytest.raises(InsilicoError, match=message):
         rank_candidates(candidates, brain, images, responses, **options, **PILOT)
+
+
+def test_the_probes_pool_excludes_the_different_brains_network_and_reads_other_seeds():
+    import importlib.util
+    from pathlib import Path
+
+    from insilico.data.simulated import BRAINS
+
+    path = Path(__file__).resolve().parents[2] / "probes" / "population_control.py"
+    spec = importlib.util.spec_from_file_location("probe_population_control", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert BRAINS["different"][0] not in module.POOL and "minialex" in module.POOL
+    assert module.pool_of(["b", "bl@seed1=w/bl.pt"]) == {"b": ("b", "DEFAULT"), "bl@seed1": ("bl", "w/bl.pt")}
+    with pytest.raises(InsilicoError, match="--pool 'blt'"):
+        module.pool_of(["blt"])

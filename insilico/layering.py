@@ -96,6 +96,7 @@ PLACES = {
 COMPANIONS = {
     "design.metamer_result": "design.metamers", "design.metamer_validity": "design.metamers",
     "design.adversarial_result": "design.adversarial", "design.closed_loop": "design.population_control",
+    "design.transfer": "design.population_control",
     "experiments.runs": "experiments", "experiments.results": "experiments", "experiments.budget": "experiments",
     "experiments.selectivity": "experiments",
     "behaviour.trials": "behaviour", "behaviour.consistency": "behaviour",

@@ -16,7 +16,15 @@ brain and per design option:
 
 Two brains: ``matched`` reads ``minialex``'s own ``features.9`` (a correct loop
 must succeed); ``different`` reads the recurrent ``blt``'s top layer (the
-predictor fits it well, plain maximization transfers badly). Design options
+predictor fits it well, plain maximization transfers badly).
+
+The predictor of the options not named ``ensemble...`` or ``factorized`` is chosen by what transfers
+(``--predictor pilot``, the default): :func:`insilico.design.transfer.rank_candidates` fits every network
+of the pool (``--pool``: by default every bundled network but ``blt``, the different brain's, so that
+brain stays a network the predictor is not; ``name=weights.pt`` adds another seed), runs a one-round
+pilot per network on the brain (64 steps, 1 start) and ensembles the best 3 (``--top``) by their *recorded*
+median stretch;
+``--predictor minialex`` designs on ``minialex`` alone (the numbers before the pilot). Design options
 for the different brain: ``default`` (``population_control``'s defaults: noise
 start, 4 restarts, transforms), ``plain`` (one noise start, no transforms),
 ``transforms`` (one start, jitter/scale/rotate at every step), ``natural``
@@ -69,6 +77,7 @@ from insilico.errors import InsilicoError
 from insilico.encoding import Ensemble
 from insilico.jsonfiles import write_json
 from insilico.design.closed_loop import DEFAULT_CONFIRM, DEFAULT_ROUNDS, closed_loop
+from insilico.design.transfer import DEFAULT_TOP, PILOT_OPTIONS, rank_candidates
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
            "ensemble+default", "loop", "natural+loop", "ensemble+natural+loop", "ensemble+default+loop", "best+loop", "ensemble+best+loop", "best-robust+loop",
@@ -83,6 +92,8 @@ CSV_FIELDS = ("fraction_beyond_natural", "predicted_fraction_beyond_natural", "g
 ENSEMBLE = (("minialex", "features.9"), ("b", "layers.2@-1"), ("bl", "layers.2@-1"))
 #: The layer each bundled network is read at when named in ``--ensemble``.
 LAYERS = {"minialex": "features.9", "b": "layers.2@-1", "bl": "layers.2@-1", "bt": "layers.2@-1"}
+#: The pilot's candidate networks by default: every bundled network but the different brain's (blt).
+POOL = tuple(LAYERS)
 
 
 def design_options(option: str, steps: int | None, budget: float) -> dict:
@@ -138,13 +149,29 @@ def loop_numbers(fit, exp, option: str, steps, budget: float, rounds: int, seed:
 class Fits:
     """The predictors of one experiment: the main fit, the factorized one, the ensemble, and the factories of loops."""
 
-    def __init__(self, exp, main, device: str, progress: bool, ensemble=ENSEMBLE):
+    def __init__(self, exp, main, device: str, progress: bool, ensemble=ENSEMBLE, pool=None, pilot_steps=None,
+                 top=DEFAULT_TOP):
         self.exp, self.main, self.device, self.progress, self.members = exp, main, device, progress, ensemble
-        self.ensemble, self.scores = None, {}
+        self.ensemble, self.scores, self.pool, self.pilot_steps, self.ranking = None, {}, pool, pilot_steps, None
+        self.top = top
 
-    def _fit(self, name: str, layer: str, images, responses, **kwargs):
-        return fit_predictor(insilico.models.load(name, device=self.device), images, responses, layers=[layer],
-                             progress=self.progress, **kwargs)
+    def _fit(self, name: str, layer: str, images, responses, weights="DEFAULT", **kwargs):
+        return fit_predictor(insilico.models.load(name, device=self.device, weights=weights), images, responses,
+                             layers=[layer], progress=self.progress, **kwargs)
+
+    def pilot(self):
+        """The pool ranked by a one-round pilot on the brain (recorded responses only); its top ensemble."""
+        if self.ranking is None:
+            fits = {label: (lambda x, y, n=name, w=weights: self._fit(n, LAYERS[n], x, y, weights=w))
+                    for label, (name, weights) in self.pool.items()}
+            steps = PILOT_OPTIONS["steps"] if self.pilot_steps is None else min(self.pilot_steps, PILOT_OPTIONS["steps"])
+            self.ranking = rank_candidates(fits, self.exp.brain, self.exp.images, self.exp.responses,
+                                           self.exp.natural_images, top=self.top, steps=steps,
+                                           progress=self.progress)
+            self.scores["pilot"] = {"rows": self.ranking.rows, "chosen": self.ranking.chosen}
+            print("pilot: " + ", ".join(f"{row['name']} {row['score']:.2f} (r {row['held_out_r']:.2f})"
+                                        for row in self.ranking.rows) + f"; chosen {self.ranking.chosen}", flush=True)
+        return self.ranking
 
     def predictor(self, option: str):
         """The predictor an option designs on."""
@@ -160,11 +187,13 @@ class Fits:
                 self.ensemble = Ensemble(members)
                 self.scores["ensemble_member_median_r"] = [float(np.median(m.scores["r"])) for m in members]
             return self.ensemble
-        return self.main
+        return self.main if self.pool is None else self.pilot().ensemble
 
     def factory(self, option: str):
         """``fit(images, responses)`` of a loop option: the main network's, or the ensemble's."""
         members = self.members if option.startswith("ensemble") else ENSEMBLE[:1]
+        if self.pool is not None and not option.startswith("ensemble"):
+            return self.pilot().fit
 
         def fit(images, responses):
             fitted = [self._fit(name, layer, images, responses) for name, layer in members]
@@ -191,13 +220,15 @@ def design_numbers(predictor, option: str, mode: str, exp, steps, budget: float,
 def run(out: str = "population_control", brains=("matched", "different"), options=OPTIONS, n_stimuli: int = 1000,
         n_neurons: int = 32, repetitions: int = 4, steps: int | None = None, budget: float = 4.0, seed: int = 0,
         device: str = "cpu", progress: bool = True, rounds: int = DEFAULT_ROUNDS, candidates: int = 1,
-        ensemble=ENSEMBLE, confirm=DEFAULT_CONFIRM) -> dict:
-    """Run the experiment and write the files; returns the JSON summary as a dict."""
+        ensemble=ENSEMBLE, pool: dict | None = None, top: int = DEFAULT_TOP, confirm=DEFAULT_CONFIRM) -> dict:
+    """Run the experiment and write the files; returns the JSON summary as a dict. ``pool``: label -> (network,
+    weights) of the pilot (:func:`pool_of`), whose best ``top`` form the ensemble; None: design on ``minialex`` alone."""
     start = time.time()
     os.makedirs(out, exist_ok=True)
     summary = {"settings": dict(n_stimuli=n_stimuli, n_neurons=n_neurons, repetitions=repetitions, steps=steps,
                                 budget=budget, seed=seed, options=list(options), rounds=rounds,
-                                candidates=candidates, confirm=confirm, ensemble=[name for name, _ in ensemble]),
+                                candidates=candidates, confirm=confirm, ensemble=[name for name, _ in ensemble],
+                                pool=None if pool is None else {k: [n, str(w)] for k, (n, w) in pool.items()}, top=top),
                "brains": {}, "versions": dict(insilico=insilico.__version__, torch=torch.__version__)}
     rows, shown = [], {}
     for kind in brains:
@@ -217,7 +248,7 @@ def run(out: str = "population_control", brains=("matched", "different"), option
                  "median_normalized_r": float(np.nanmedian(main.scores["normalized_r"])),
                  "median_r_held_out_photos_vs_truth": float(held.median()),
                  "experiment_seconds": round(t1 - t0, 1), "options": {}}
-        fits = Fits(exp, main, device, progress, ensemble)
+        fits = Fits(exp, main, device, progress, ensemble, pool, steps, top)
         for option in (options if kind == "different" else MATCHED_OPTIONS):
             t2 = time.time()
             if option.endswith("+loop") or option == "loop":
@@ -276,6 +307,19 @@ def figure(shown: dict):
     return fig
 
 
+def pool_of(items) -> dict:
+    """``--pool`` items (``name``: a bundled network's shipped weights; ``label=weights.pt``: the network named
+    before any ``@`` in the label, e.g. ``b@seed1=seed1/b.pt``) as label -> (network, weights)."""
+    pool = {}
+    for item in items:
+        label, _, weights = item.partition("=")
+        name = label.split("@")[0]
+        if name not in LAYERS:
+            raise InsilicoError(f"--pool {item!r}: the network must be one of {', '.join(LAYERS)}")
+        pool[label] = (name, weights or "DEFAULT")
+    return pool
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Closed-loop population control on a simulated brain "
                                                  "(predictor fit, stretch and one-hot synthesis, transfer options)")
@@ -289,6 +333,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="design rounds of the +loop options")
     parser.add_argument("--ensemble", nargs="+", default=[name for name, _ in ENSEMBLE], choices=list(LAYERS),
                         help="networks of the ensemble options (default minialex b bl)")
+    parser.add_argument("--predictor", default="pilot", choices=["pilot", "minialex"],
+                        help="the predictor of the options not named ensemble...: the pool's pilot-ranked "
+                             "ensemble (default) or minialex alone")
+    parser.add_argument("--pool", nargs="+", default=list(POOL),
+                        help="the pilot's candidate networks: NAME or LABEL=WEIGHTS.pt (e.g. b@seed1=w/b.pt); "
+                             "default every bundled network but blt (the different brain's)")
+    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help="members of the pilot's ensemble (default 3)")
     parser.add_argument("--candidates", type=int, default=1, help="designs per neuron and mode in each loop round")
     parser.add_argument("--confirm", type=int, nargs=2, default=list(DEFAULT_CONFIRM), metavar=("REPETITIONS", "TOP"),
                         help="the loops' re-test: each neuron's TOP images re-shown REPETITIONS times (0 0: none)")
@@ -306,6 +357,7 @@ def main(argv=None) -> int:
                       rounds=args.rounds, candidates=args.candidates,
                       confirm=tuple(args.confirm) if min(args.confirm) > 0 else None,
                       ensemble=tuple((name, LAYERS[name]) for name in args.ensemble),
+                      pool=pool_of(args.pool) if args.predictor == "pilot" else None, top=args.top,
                       seed=args.seed, device=device, progress=not args.quiet, **sizes)
     except InsilicoError as e:
         print(f"error: {e}", file=sys.stderr)

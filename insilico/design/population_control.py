@@ -42,7 +42,9 @@ natural image and stay within an L2 or L-inf ball around it); robustness
 ``transforms`` (random jitter, scale, rotation at every step); a contrast
 budget; a factorized readout (``fit_predictor(..., readout="factorized")``).
 :func:`controllability` scores a candidate model of a brain by the fraction of
-its neurons the loop drives beyond their natural maxima. The adaptive experiment
+its neurons the loop drives beyond their natural maxima (judged on ``brain(images)``);
+:func:`insilico.design.transfer.rank_candidates` ranks several candidates by a pilot
+judged on the brain's recorded responses only and ensembles the best. The adaptive experiment
 (design, show to the brain, refit on its answers, design again) is
 :func:`insilico.design.closed_loop.closed_loop`.
 
@@ -424,7 +426,9 @@ def controllability(predictor: nn.Module, brain: nn.Module, natural: torch.Tenso
     A score for comparing candidate models of the same brain: synthesize
     with :func:`population_control` on the candidate's predictor, present to
     ``brain``, count. ``mode="one_hot"`` counts targets whose brain control
-    score beats that of their best natural image instead.
+    score beats that of their best natural image instead. The brain's ``brain(images)`` judges (a simulated
+    brain's noise-free rates); to rank candidates on what an experimenter records (noisy repetitions) and
+    ensemble the best, use :func:`insilico.design.transfer.rank_candidates`.
     """
     result = population_control(predictor, targets, mode, natural=natural, **options)
     report = result.check(brain, natural)

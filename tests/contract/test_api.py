@@ -21,7 +21,8 @@ PINNED = pathlib.Path(__file__).with_name("api.json")
 NAMESPACES = ("insilico", "insilico.experiments", "insilico.attribution", "insilico.rsa", "insilico.encoding",
               "insilico.gallery", "insilico.registry", "insilico.design.maximize", "insilico.design.metamers",
               "insilico.design.adversarial", "insilico.design.controversial", "insilico.design.mad",
-              "insilico.design.eigendistortions", "insilico.design.population_control", "insilico.design.closed_loop")
+              "insilico.design.eigendistortions", "insilico.design.population_control", "insilico.design.closed_loop",
+              "insilico.design.transfer")
 #: Tools defined in modules that are not exported by a namespace (the design modules, the predictor).
 TOOL_NAMESPACE = "insilico.registry.tools()"
 

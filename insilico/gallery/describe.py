@@ -235,7 +235,7 @@ def _training(settings) -> dict:
         found = models.card(settings.model)
     except (InsilicoError, OSError, ValueError):
         return {}
-    keep = {k: found[k] for k in ("description", "held_out_accuracy", "chance", "held_out", "training")
+    keep = {k: found[k] for k in ("description", "held_out_accuracy", "held_out_n", "chance", "held_out", "training")
             if found.get(k) is not None and not (isinstance(found[k], float) and math.isnan(found[k]))}
     keep["n_classes"] = len(found.get("classes", []))
     return keep

@@ -24,6 +24,7 @@ from pathlib import Path
 from .. import persistence
 from ..experiments.receptive_fields import SE_FOLDS
 from ..experiments.selectivity import LAYER_PRECISION, SILENT
+from ..statistics import proportion_interval
 from .charts import svg_bars, svg_curve
 
 STYLE = """
@@ -149,7 +150,10 @@ def _model_card_html(card: dict, slugs: dict) -> str:
     if trained.get("held_out_accuracy") is not None:
         chance = f" (chance {trained['chance']:.1%})" if trained.get("chance") is not None else ""
         on = f" on {escape(trained['held_out'])}" if trained.get("held_out") else ""
-        facts.append(("held-out accuracy", f"<b>{trained['held_out_accuracy']:.1%}</b>{chance}{on}"))
+        n = trained.get("held_out_n")
+        ci = "" if not n else " [{:.1%}, {:.1%}] (95% Wilson interval over {} images)".format(
+            *proportion_interval(round(trained["held_out_accuracy"] * n), n), n)
+        facts.append(("held-out accuracy", f"<b>{trained['held_out_accuracy']:.1%}</b>{ci}{chance}{on}"))
     if card.get("classes"):
         facts.append((f"{len(card['classes'])} classes", escape(", ".join(map(str, card["classes"])))))
     lines = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in facts)

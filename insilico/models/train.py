@@ -147,6 +147,7 @@ def _train(name: str, seed: int, steps: int | None, batch: int | None, threads: 
         "classes": list(model.classes),
         "chance": 1 / len(model.classes),
         "held_out_accuracy": acc[-1],
+        "held_out_n": len(yt),  # images the accuracy is over: its interval (Wilson) on the gallery's model card
         "held_out": f"{len(yt)} class-balanced 64x64 crops from the right {photos.HELD_OUT:.0%} of each "
                     f"photo (never seen in training), seed {EVAL_SEED}",
         "training": training_text(spec, steps, batch),

@@ -211,6 +211,8 @@ def test_index_has_model_card_and_hides_internals(minialex):
                 "thumbs": [], "description": "conv1: Conv2d 3→48, 9×9, stride 2, before ReLU"}]
     html = pages.index_page("t", settings.to_dict(), summary, card)
     assert f"{card['parameters']:,} parameters" in html and "held-out accuracy" in html
+    # the accuracy over the card's 512 crops with its Wilson interval (315 of 512 right: [57.2%, 65.6%])
+    assert card["trained"]["held_out_n"] == 512 and "61.5%</b> [57.2%, 65.6%] (95% Wilson interval over 512 images)" in html
     assert "conv1: Conv2d 3→48, 9×9, stride 2, before ReLU" in html and "3 × 64 × 64" in html
     shown, hidden = html.split("<details><summary>Build internals")
     assert "activation-maximization steps per image" in shown

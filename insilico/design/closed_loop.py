@@ -273,11 +273,10 @@ def _round(predictor, brain, natural, earlier: list, r: int, modes, seed: int, r
     shown = _record(brain, images, repetitions, seed + 1000 + r)
     targets, mode_of = torch.cat(targets), mode_of
     so_far = earlier + [{"images": images, "responses": shown, "targets": targets, "modes": mode_of}]
+    truth = responses_of(brain, natural, 256)  # the natural images' truth, once for every mode's judgement
     for mode in modes:
-        report[mode].update(_best(brain, natural, so_far, mode, statistics, design.settings.get("temperature", 1.0)))
-    scores = getattr(predictor, "scores", {})
-    r_fit = scores.get("r", scores.get("member_r"))  # an Ensemble's: every member's
-    report["fit_r"] = None if r_fit is None else float(np.nanmedian(np.asarray(r_fit)))
+        report[mode].update(_best(brain, truth, so_far, mode, statistics, design.settings.get("temperature", 1.0)))
+    report["fit_r"] = held_out_r(predictor)
     return {"images": images, "responses": shown, "targets": targets, "modes": mode_of,
             "predicted": torch.cat(predicted), "report": report}
 
@@ -294,7 +293,7 @@ def _scores(design, check: dict) -> dict:
             "gap_one_hot": predicted_one_hot - measured_one_hot, "median_stretch": check["median_stretch"]}
 
 
-def _best(brain, natural, parts: list, mode: str, statistics: tuple, temperature: float) -> dict:
+def _best(brain, natural_truth, parts: list, mode: str, statistics: tuple, temperature: float) -> dict:
     """Per target, the image of ``mode`` shown so far with the best *recorded* response (stretch: the target's
     mean response; one-hot: its control score on the recorded means), judged on ``brain(images)``."""
     rows = [(p["images"][i], p["responses"][:, i], int(p["targets"][i])) for p in parts
@@ -304,7 +303,7 @@ def _best(brain, natural, parts: list, mode: str, statistics: tuple, temperature
     targets = torch.as_tensor([row[2] for row in rows])
     seen = _recorded_scores(recorded, targets, mode, statistics, temperature)
     picks = [int(rows_k[seen[rows_k].argmax()]) for rows_k in _rows_of_targets(targets)]
-    wins = _wins(brain, natural, images[picks], targets[picks], mode, temperature)
+    wins = beats_natural(responses_of(brain, images[picks], 256), natural_truth, targets[picks], mode, temperature)
     return {_key("best", mode): float(wins.float().mean())}
 
 
@@ -334,16 +333,25 @@ def _recorded_scores(recorded: torch.Tensor, targets: torch.Tensor, mode: str, s
     return control_score(recorded, targets, *statistics, temperature)
 
 
-def _wins(brain, natural, images: torch.Tensor, targets: torch.Tensor, mode: str, temperature: float) -> torch.Tensor:
-    """Judged on the brain's truth ``brain(images)``: does each image (N,) drive its target beyond its largest
-    natural response (stretch), or give a control score beyond its best natural image's (one-hot)?"""
-    truth, nat = responses_of(brain, images, 256), responses_of(brain, natural, 256)
-    mean, std = nat.mean(0), nat.std(0).clamp_min(1e-12)
+def beats_natural(responses: torch.Tensor, natural: torch.Tensor, targets: torch.Tensor, mode: str,
+                  temperature: float = 1.0) -> torch.Tensor:
+    """Does each image's response row (``responses`` (N, n_targets)) drive its target (``targets`` (N,)) beyond
+    the target's largest response to the natural images (``natural`` (M, n_targets): stretch), or give a control
+    score beyond the target's best natural image's (one-hot, standardised by ``natural``)? (N,) bool. The same
+    rule judges the brain's truth (the loop's report) and recorded responses (a pilot's score)."""
     if mode == "stretch":
-        return truth.gather(1, targets[:, None])[:, 0] > nat.amax(0)[targets]
-    natural_best = torch.stack([control_score(nat, torch.full((len(nat),), int(k)), mean, std, temperature).amax()
-                                for k in targets.tolist()])
-    return control_score(truth, targets, mean, std, temperature) > natural_best
+        return responses.gather(1, targets[:, None])[:, 0] > natural.amax(0)[targets]
+    mean, std = natural.mean(0), natural.std(0).clamp_min(1e-12)
+    natural_best = torch.stack([control_score(natural, torch.full((len(natural),), int(k)), mean, std,
+                                              temperature).amax() for k in targets.tolist()])
+    return control_score(responses, targets, mean, std, temperature) > natural_best
+
+
+def held_out_r(predictor) -> float | None:
+    """The median held-out r of a predictor (over every member of an Ensemble); None without scores."""
+    scores = getattr(predictor, "scores", {}) or {}
+    r = scores.get("r", scores.get("member_r"))
+    return None if r is None else float(np.nanmedian(np.asarray(r)))
 
 
 def _confirm(result: ClosedLoopResult, brain, natural, statistics: tuple, confirm: tuple, seed: int,
@@ -365,12 +373,14 @@ def _confirm(result: ClosedLoopResult, brain, natural, statistics: tuple, confir
     pooled = recorded.clone()  # every recording of each image: the rounds' and the re-test's
     pooled[shown] = torch.cat([result.responses[:, shown], new]).mean(0)
     confirmation = {"repetitions": repetitions, "top": top, "presentations": int(new.shape[0] * len(shown))}
+    natural_truth = responses_of(brain, natural, 256)
     for mode, ranked in candidates.items():
         firsts = torch.stack([rows[0] for rows in ranked])  # the choice without a re-test
         targets = result.targets[firsts]
         picks = torch.stack([rows[_recorded_scores(pooled[rows], result.targets[rows], mode, statistics,
                                                    temperature).argmax()] for rows in ranked])
-        won = [_wins(brain, natural, result.images[chosen], targets, mode, temperature) for chosen in (firsts, picks)]
+        won = [beats_natural(responses_of(brain, result.images[chosen], 256), natural_truth, targets, mode, temperature)
+               for chosen in (firsts, picks)]
         confirmation[mode] = {_key("best", mode): float(won[0].float().mean()),
                               _key("confirmed", mode): float(won[1].float().mean()),
                               "targets": targets.tolist(), "picks": picks.tolist()}

@@ -65,8 +65,8 @@ from torch import nn
 
 from ..encoding import Ensemble
 from ..errors import InsilicoError
-from ..objectives.control import MODES, control_score
-from .closed_loop import closed_loop
+from ..objectives.control import MODES
+from .closed_loop import beats_natural, closed_loop, held_out_r
 
 #: Pilot settings by default: population_control's defaults with one start and half its steps.
 PILOT_OPTIONS = {"steps": 64, "restarts": 1, "confirm": None}  # the score reads the round's own recordings: no re-test
@@ -190,7 +190,7 @@ def rank_candidates(
                             **options)
         predictors[name], pilots[name] = pilot.predictor, pilot
         rows.append({"name": name, **_pilot_scores(pilot, recorded_natural, options.get("temperature", 1.0)),
-                     "held_out_r": _held_out_r(pilot.predictor)})
+                     "held_out_r": held_out_r(pilot.predictor)})
     _check_targets(predictors)
     rows.sort(key=lambda row: (-row["score"], -np.nanmean([row["recorded_beyond"], row["recorded_one_hot"]])))
     best = rows[0]["score"]
@@ -204,7 +204,6 @@ def _pilot_scores(pilot, recorded_natural: torch.Tensor, temperature: float) -> 
     """A one-round pilot's success judged on the recorded responses (``recorded_*``), beside its report's
     predicted and truth-judged numbers."""
     recorded = pilot.responses.mean(0)  # (n_shown, n_targets): the mean over repetitions
-    mean, std = recorded_natural.mean(0), recorded_natural.std(0).clamp_min(1e-12)
     out = {}
     for mode in MODES:
         rows = torch.as_tensor([m == mode for m in pilot.modes])
@@ -212,16 +211,13 @@ def _pilot_scores(pilot, recorded_natural: torch.Tensor, temperature: float) -> 
             out["recorded_one_hot"] = float("nan")
             continue
         targets = pilot.targets[rows]
+        wins = beats_natural(recorded[rows], recorded_natural, targets, mode, temperature)
         if mode == "stretch":
             own = recorded[rows].gather(1, targets[:, None])[:, 0]
-            nat_max = recorded_natural.amax(0)[targets]
-            out["recorded_beyond"] = float((own > nat_max).float().mean())
-            out["recorded_stretch"] = float((own / nat_max.clamp_min(1e-12)).median())
+            out["recorded_beyond"] = float(wins.float().mean())
+            out["recorded_stretch"] = float((own / recorded_natural.amax(0)[targets].clamp_min(1e-12)).median())
         else:
-            control = control_score(recorded[rows], targets, mean, std, temperature)
-            nat_best = torch.stack([control_score(recorded_natural, torch.full((len(recorded_natural),), int(k)),
-                                                  mean, std, temperature).amax() for k in targets.tolist()])
-            out["recorded_one_hot"] = float((control > nat_best).float().mean())
+            out["recorded_one_hot"] = float(wins.float().mean())
     report = pilot.report[0]
     out["score"] = out["recorded_stretch"]
     for key, mode, field in (("predicted_beyond", "stretch", "predicted_beyond"),
@@ -237,13 +233,6 @@ def _fit_of(candidate) -> Callable:
     if isinstance(candidate, nn.Module):
         return lambda images, responses: candidate
     return candidate
-
-
-def _held_out_r(predictor) -> float | None:
-    """The median held-out r of a predictor (over every member of an Ensemble); None without scores."""
-    scores = getattr(predictor, "scores", {}) or {}
-    r = scores.get("r", scores.get("member_r"))
-    return None if r is None else float(np.nanmedian(np.asarray(r)))
 
 
 def _check_ranking(candidates, top, floor) -> None:

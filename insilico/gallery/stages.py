@@ -431,7 +431,7 @@ LESION_MIN_PER_CLASS = 3
 
 def _per_class(found, per_class: dict) -> list[dict]:
     """Per unit and shown class, the mean change of the probability of each image's label (``by``: the class each
-    image is counted in; ``shown``: the classes drawn, named ``names``) with its noise, by the sweep's own statistics
+    image is counted in; ``shown``: the classes drawn, named ``names``) with its noise
     (:func:`insilico.statistics.class_mean_interval`: each bar is the mean of continuous per-image changes, so the
     0/1 accuracy interval of :func:`~insilico.experiments.lesions.lesion_uncertainty` does not apply): the 95%
     Student's t interval of each bar's mean over its class's images (each image paired with the intact model),

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from insilico.data.simulated import SimulatedBrain
-from insilico.design.closed_loop import ClosedLoopResult, closed_loop
+from insilico.design.closed_loop import ClosedLoopResult, closed_loop, shrinkage
 from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError, JobMismatchError
 
@@ -145,21 +145,71 @@ def test_bad_settings_are_refused_before_any_fit(experiment, bad, match):
     assert fits.calls == []
 
 
-def test_best_start_climbs_from_each_targets_best_recorded_image(experiment):
+def test_best_starts_climb_from_each_targets_best_estimated_images(experiment):
+    """init="best": candidate c of a round starts from each target's c-th best image shown so far, ranked by the
+    recorded means shrunk toward that round's predictor (refitted here by hand on the same stimuli); designs
+    weighed by the predictor's error on earlier designs, as the loop predicted them when it designed them."""
     brain, images, responses = experiment
     budget = 0.5
-    loop = closed_loop(Fits(), brain, images, responses, rounds=2, progress=False, init="best", budget=budget,
-                       parameterization="pixel", transforms=None, steps=4, restarts=1, lr=0.05)
-    stretch = torch.as_tensor([m == "stretch" for m in loop.modes])
-    seen_images, seen = images, responses.mean(0)
+    loop = closed_loop(Fits(), brain, images, responses, rounds=2, candidates=2, modes=("stretch",),
+                       progress=False, init="best", budget=budget, parameterization="pixel", transforms=None,
+                       steps=4, restarts=1, lr=0.05, confirm=None)
+    seen_images, seen, recordings = images, responses.mean(0), responses
     for r in range(2):
-        start = seen_images[seen.argmax(0)]  # per target, the image shown so far it answered most to
-        designed = loop.images[(loop.rounds == r) & stretch]
-        distance = (designed - start).flatten(1).norm(dim=1)
-        assert (distance <= budget + 1e-4).all(), distance
+        predictor = Fits()(seen_images, recordings)
+        predicted = predictor(seen_images).detach()
+        weight = shrinkage(responses, predicted[:len(images)]).expand(len(seen), -1).clone()
+        before = loop.rounds < r
+        if r:
+            weight[len(images):] = shrinkage(loop.responses[:, before], loop.predicted[before])
+            assert not torch.allclose(weight[len(images)], weight[0])  # two groups, two weights
+        ranked = (predicted + weight * (seen - predicted)).argsort(0, descending=True)
+        for c in range(2):
+            designed = loop.images[(loop.rounds == r)][3 * c:3 * c + 3]
+            distance = (designed - seen_images[ranked[c]]).flatten(1).norm(dim=1)
+            assert (distance <= budget + 1e-4).all(), (r, c, distance)
         shown = loop.rounds == r
         seen_images = torch.cat([seen_images, loop.images[shown]])
         seen = torch.cat([seen, loop.responses[:, shown].mean(0)])
+        recordings = torch.cat([recordings, loop.responses[:, shown]], 1)
+
+
+class Lookup(nn.Module):
+    """A predictor that knows each image by its (constant) pixel value: image value v -> (v * 100, 50)."""
+
+    def forward(self, x):
+        v = x.mean((1, 2, 3))
+        return torch.stack([v * 100, torch.full_like(v, 50.0)], 1)
+
+
+def test_a_design_the_predictor_overrates_is_weighed_by_its_error_on_designs_not_on_natural_images():
+    from insilico.design.closed_loop import _best_starts
+
+    values = torch.linspace(0.0, 0.5, 40)
+    stimuli = values[:, None, None, None].expand(40, 3, 4, 4).clone()
+    g = torch.Generator().manual_seed(0)
+    truth = torch.stack([values * 100, torch.full_like(values, 50.0)], 1)
+    responses = truth + torch.randn(4, 40, 2, generator=g)  # the predictor is exact on the natural stimuli
+    design = torch.full((1, 3, 4, 4), 0.9)  # it predicts 90, and predicted 90 when designing it; the brain gave 5
+    earlier = [{"images": design, "responses": torch.tensor([[[5.0, 50.0]]]).expand(4, 1, 2) +
+                torch.randn(4, 1, 2, generator=g), "predicted": torch.tensor([[90.0, 50.0]])}]
+    starts = _best_starts(Lookup(), stimuli, responses, earlier, ("stretch",), 2, 1.0)["stretch"]
+    assert starts.shape == (2, 2, 3, 4, 4)
+    # target 0: the recording rules the design (the predictor erred by 85 there): the two best natural stimuli
+    torch.testing.assert_close(starts[:, 0, 0, 0, 0], values[[39, 38]])
+
+
+def test_shrinkage_weighs_a_recording_by_its_noise_against_the_predictors_error():
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(400, 2, generator=g) * 10
+    noisy = truth + torch.randn(16, 400, 2, generator=g) * torch.tensor([0.1, 8.0])  # a quiet and a noisy target
+    exact = shrinkage(noisy, truth)  # a predictor without error: trust it (weight at its floor)
+    assert exact.max() < 0.02
+    rough = truth + torch.randn(400, 2, generator=g) * 2.0  # a predictor with error variance 4
+    weight = shrinkage(noisy, rough)
+    # the recording's mean has variance 0.01 / 16 (quiet) and 64 / 16 (noisy): v / (v + s) with v = 4
+    torch.testing.assert_close(weight, torch.tensor([4 / (4 + 0.01 / 16), 4 / (4 + 4.0)]), atol=0.06, rtol=0)
+    assert torch.equal(shrinkage(noisy[0], rough), torch.ones(2))  # one recording: nothing to weigh it by
 
 
 def test_candidates_are_all_shown_each_from_its_own_seed(experiment):

@@ -77,7 +77,7 @@ from insilico.encoding import fit_predictor
 from insilico.errors import InsilicoError
 from insilico.encoding import Ensemble
 from insilico.jsonfiles import write_json
-from insilico.design.closed_loop import DEFAULT_CONFIRM, DEFAULT_ROUNDS, closed_loop
+from insilico.design.closed_loop import CLIMB, DEFAULT_CONFIRM, DEFAULT_ROUNDS, closed_loop
 from insilico.design.transfer import DEFAULT_TOP, PILOT_OPTIONS, rank_candidates
 
 OPTIONS = ("default", "plain", "transforms", "natural", "factorized", "ensemble", "ensemble+natural",
@@ -109,9 +109,10 @@ def design_options(option: str, steps: int | None, budget: float) -> dict:
         kwargs.update(init="best", budget=budget, restarts=1)
     elif base == "transforms":
         kwargs.update(transforms="default", contrast=None, restarts=1)
-    elif base in ("natural", "ensemble+natural", "natural-unbounded", "best", "ensemble+best"):
-        kwargs.update(init="best" if base.endswith("best") else "natural", parameterization="pixel", transforms=None, lr=0.01, contrast=None,
-                      restarts=1, budget=None if base == "natural-unbounded" else budget)
+    elif base in ("best", "ensemble+best"):  # closed_loop's climb, at --budget
+        kwargs.update(CLIMB, budget=budget)
+    elif base in ("natural", "ensemble+natural", "natural-unbounded"):  # the climb's settings from one natural start
+        kwargs.update(CLIMB, init="natural", budget=None if base == "natural-unbounded" else budget)
     else:
         raise InsilicoError(f"unknown option {option!r}; choose from {OPTIONS}")
     return kwargs

@@ -37,7 +37,7 @@ recorded responses): ``loop`` (the defaults), ``natural+loop``,
 ``ensemble+natural+loop``, ``ensemble+default+loop``, ``best+loop`` and ``ensemble+best+loop`` (every round starts each
 neuron from the image it answers best so far, by its recorded responses shrunk toward the round's predictor,
 within the L2 budget, in pixels without transforms; with ``--candidates K`` from each of its K best: the
-recipe for the different brain, ``--options best+loop --candidates 4 --budget 4``), ``best-robust+loop`` and ``ensemble+best-robust+loop`` (the same start, with the defaults'
+recipe for the different brain, ``--options best+loop --candidates 4 --budget 4 --rounds 5 --confirm 16 8``), ``best-robust+loop`` and ``ensemble+best-robust+loop`` (the same start, with the defaults'
 Fourier parameterization and transforms); a loop's numbers are its last round's, with
 ``best`` (each neuron keeps the image the brain's recorded responses rank
 best over the rounds), ``confirmed`` (after the loop's re-test, ``--confirm REPETITIONS TOP``: each
@@ -56,7 +56,7 @@ Examples::
     python probes/population_control.py --brains matched --out results/pc     # the matched brain only
     python probes/population_control.py --quick --out /tmp/pc                 # a smoke run
     python probes/population_control.py --brains different --options best+loop --candidates 4 \
-        --budget 4 --rounds 3 --out results/pc                                   # the recipe (README)
+        --budget 4 --rounds 5 --confirm 16 8 --out results/pc                    # the recipe (README)
 """
 from __future__ import annotations
 

@@ -211,8 +211,8 @@ def closed_loop(
     ------
     InsilicoError
         ``rounds < 1``, an unknown mode, responses that do not match the stimuli, a ``confirm`` that is not
-        ``(repetitions >= 1, top >= 1)`` or None, a brain or predictor whose number of targets differs, a
-        sharded ``out=`` (rounds run in turn).
+        ``(repetitions >= 1, top >= 1)`` or None, ``init="best"`` with more candidates than stimuli, a brain
+        or predictor whose number of targets differs, a sharded ``out=`` (rounds run in turn).
     JobMismatchError
         ``out`` holds the rounds of another loop (another brain, stimuli, settings or first fit).
     """
@@ -220,6 +220,9 @@ def closed_loop(
     natural = stimuli if natural is None else check_images(natural, name="natural")
     responses = torch.as_tensor(responses).detach().float().cpu()
     _check_loop(rounds, modes, candidates, stimuli, responses, out)
+    if isinstance(control_options.get("init"), str) and control_options["init"] == "best" and candidates > len(stimuli):
+        raise InsilicoError(f"init='best' climbs from each target's {candidates} best images, but only {len(stimuli)} "
+                            "stimuli are shown before the first round: give candidates <= the number of stimuli")
     confirm = _check_confirm(confirm)
     # not rounds: a rerun with more rounds continues a folder
     settings = {"modes": list(modes), "candidates": int(candidates), "seed": int(seed), "confirm": confirm,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from contract_tools import CLASSES, arch_of, make_images, make_model
-from insilico.design.closed_loop import closed_loop
+from insilico.design.closed_loop import CLIMB, closed_loop
 from insilico.encoding import fit_predictor
 from test_contract import Boom, bn_of, caused_by, hooks_of, modes_of
 
@@ -22,7 +22,11 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:r is undefined")]  # 3 held-out stimuli: a tiny fit
 
 
-def _loop(net, brain, dtype=torch.float32):
+#: The loop's two ways of designing: from noise (its defaults) and the climb from each target's best images.
+WAYS = {"noise": {}, "climb": {**CLIMB, "budget": 1.0}}
+
+
+def _loop(net, brain, dtype=torch.float32, way="noise"):
     """Two rounds of one stretch design per target (4 targets: the brain's logits), 2 steps each."""
     layer = arch_of(net).deeper
     stimuli = make_images(12, seed=1, dtype=dtype)
@@ -34,11 +38,12 @@ def _loop(net, brain, dtype=torch.float32):
     def fit(images, shown):
         return fit_predictor(net, images, shown, layer, reduce="mean", cv=3, progress=False)
 
-    return closed_loop(fit, brain, stimuli, responses, rounds=2, modes=("stretch",), steps=2, restarts=1,
-                       progress=False)
+    options = {"restarts": 1, **WAYS[way]}
+    return closed_loop(fit, brain, stimuli, responses, rounds=2, modes=("stretch",), steps=2, progress=False,
+                       **options)
 
 
-def _observed(fail_at=None):
+def _observed(fail_at=None, way="noise"):
     net, _ = make_model("mixed")
     brain, _ = make_model("mixed", seed=1)
     fired = []
@@ -55,7 +60,7 @@ def _observed(fail_at=None):
     handle = brain[0].register_forward_pre_hook(counter)
     result = error = None
     try:
-        result = _loop(net, brain)
+        result = _loop(net, brain, way=way)
     except Exception as e:  # noqa: BLE001 - looked at by the tests
         error = e
     handle.remove()
@@ -76,24 +81,27 @@ def _same_state(obs):
     assert obs["fires"], "the user's hooks no longer fire"
 
 
-def test_closed_loop_leaves_both_networks_as_it_found_them():
-    ok = _observed()
+@pytest.mark.parametrize("way", WAYS)
+def test_closed_loop_leaves_both_networks_as_it_found_them(way):
+    ok = _observed(way=way)
     if ok["error"] is not None:
         raise ok["error"]
     assert ok["calls"] > 1 and len(ok["result"]) == 2 * CLASSES  # two rounds of one image per target
     _same_state(ok)
 
 
-def test_closed_loop_leaves_both_networks_as_it_found_them_when_the_brain_fails_mid_loop():
-    bad = _observed(fail_at=_observed()["calls"] // 2 + 1)
+@pytest.mark.parametrize("way", WAYS)
+def test_closed_loop_leaves_both_networks_as_it_found_them_when_the_brain_fails_mid_loop(way):
+    bad = _observed(fail_at=_observed(way=way)["calls"] // 2 + 1, way=way)
     assert bad["error"] is not None and caused_by(bad["error"], Boom), f"the brain's error was lost: {bad['error']!r}"
     _same_state(bad)
 
 
-def test_closed_loop_designs_in_the_models_dtype():
+@pytest.mark.parametrize("way", WAYS)
+def test_closed_loop_designs_in_the_models_dtype(way):
     net, _ = make_model("mixed")
     brain, _ = make_model("mixed", seed=1)
-    loop = _loop(net.double(), brain.double(), torch.float64)
+    loop = _loop(net.double(), brain.double(), torch.float64, way)
     assert loop.images.dtype == torch.float64
 
 

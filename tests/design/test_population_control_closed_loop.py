@@ -134,7 +134,8 @@ def test_a_rerun_into_out_computes_only_missing_rounds_and_refuses_another_loop(
 
 @pytest.mark.parametrize("bad, match", [(dict(rounds=0), "rounds"), (dict(modes="stretch"), "modes"),
                                         (dict(modes=("stretch", "silence")), "modes"),
-                                        (dict(candidates=0), "candidates")])
+                                        (dict(candidates=0), "candidates"),
+                                        (dict(init="best", candidates=61), "candidates <= the number of stimuli")])
 def test_bad_settings_are_refused_before_any_fit(experiment, bad, match):
     brain, images, responses = experiment
     fits = Fits()
